@@ -1,0 +1,610 @@
+"""The operator's configuration: `issu.toml`, or the original `issu.conf` (INI `[DEFAULTS]`).
+
+Every validation error names the file, the key and what is wrong. Secrets are
+`SecretStr`: given literally, as `env:VAR` or as `file:/path`, and never printed.
+"""
+
+from __future__ import annotations
+
+import configparser
+import ipaddress
+import os
+import tomllib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from issu_tui.versions import parse_version
+
+MASK = "********"
+
+
+class ConfigError(Exception):
+    """A configuration problem; `problems` holds one `path: key: what` line each."""
+
+    def __init__(self, path: Path | str, problems: list[str]) -> None:
+        self.path = str(path)
+        self.problems = problems
+        super().__init__("\n".join(f"{self.path}: {p}" for p in problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _resolve_secret(value: Any) -> Any:
+    """`env:NAME` reads an environment variable, `file:/path` a file's first line."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if not isinstance(value, str):
+        return value
+    if value.startswith("env:"):
+        name = value[4:]
+        if name not in os.environ:
+            raise ValueError(f"environment variable {name} is not set")
+        return os.environ[name]
+    if value.startswith("file:"):
+        secret_path = Path(value[5:]).expanduser()
+        try:
+            return secret_path.read_text().splitlines()[0] if secret_path.stat().st_size else ""
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {secret_path}: {exc.strerror}") from None
+    return value
+
+
+def _check_host_port(value: str, default_port: int | None = None) -> str:
+    host, _, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
+    if not host:
+        host, port = value, ""
+    if not host or any(c.isspace() for c in host):
+        raise ValueError(f"{value!r} is not a host or host:port")
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"{value!r} has an invalid port")
+    if not port and default_port is not None:
+        return f"{host}:{default_port}"
+    return value
+
+
+class CassandraConfig(_Strict):
+    hosts: list[str] = Field(min_length=1)
+    port: int = Field(9042, gt=0, lt=65536)
+    user: str | None = None
+    password: SecretStr | None = None
+    use_ssl: bool = False
+    ca_certs: Path | None = None
+    prefix: str = ""
+
+    _secret = field_validator("password", mode="before")(_resolve_secret)
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            _check_host_port(host)
+        return hosts
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, prefix: str) -> str:
+        if prefix and not prefix.replace("_", "").isalnum():
+            raise ValueError("a keyspace prefix may hold only letters, digits and _")
+        return prefix
+
+    def keyspace(self, name: str) -> str:
+        return f"{self.prefix}_{name}" if self.prefix else name
+
+
+class ZookeeperConfig(_Strict):
+    hosts: list[str] = Field(min_length=1)
+    prefix: str = ""
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, hosts: list[str]) -> list[str]:
+        return [_check_host_port(h, 2181) for h in hosts]
+
+    @property
+    def root(self) -> str:
+        return f"/{self.prefix}" if self.prefix else "/"
+
+    @property
+    def connect_string(self) -> str:
+        return ",".join(self.hosts)
+
+
+class RabbitConfig(_Strict):
+    hosts: list[str] = Field(min_length=1)
+    port: int = Field(5672, gt=0, lt=65536)
+    user: str = "guest"
+    password: SecretStr = SecretStr("guest")
+    vhost: str = "/"
+    use_ssl: bool = False
+    ssl_version: str | None = None
+    ssl_ca_certs: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_certfile: Path | None = None
+    ha_mode: bool = False
+    exchange: str = "vnc_config.object-update"
+
+    _secret = field_validator("password", mode="before")(_resolve_secret)
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            _check_host_port(host)
+        return hosts
+
+
+class ApiServerConfig(_Strict):
+    url: str
+    user: str | None = None
+    password: SecretStr | None = None
+    tenant: str = "admin"
+
+    _secret = field_validator("password", mode="before")(_resolve_secret)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url!r} is not an http(s) URL")
+        return url.rstrip("/")
+
+
+class AnalyticsConfig(_Strict):
+    url: str
+
+    _url = field_validator("url")(ApiServerConfig._url.__func__)  # type: ignore[attr-defined]
+
+
+class ControlNodeConfig(_Strict):
+    name: str = Field(min_length=1)
+    address: str
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, address: str) -> str:
+        ipaddress.ip_address(address)
+        return address
+
+
+class ClusterConfig(_Strict):
+    name: str
+    version: str
+    cluster_id: str = ""
+    cassandra: CassandraConfig
+    zookeeper: ZookeeperConfig
+    rabbit: RabbitConfig
+    api_server: ApiServerConfig | None = None
+    analytics: AnalyticsConfig | None = None
+    control_nodes: list[ControlNodeConfig] = []
+    asn: int = Field(64512, gt=0, lt=2**32)
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, version: str) -> str:
+        parse_version(version)
+        return version
+
+
+class SyncConfig(_Strict):
+    keyspaces: list[str] | None = None
+    zk_subtrees: list[str] = ["fq-name-to-uuid", "api-server", "id"]
+    queue_name: str = "vnc-config.issu-queue"
+    concurrency: int = Field(8, ge=1, le=256)
+    page_size: int = Field(500, ge=10, le=100_000)
+    slices_per_table: int = Field(64, ge=1, le=65_536)
+    reconcile_interval_s: float = Field(300, gt=0)
+    metrics_listen: str = "127.0.0.1:9109"
+    reset_config: bool = False
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics_listen(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not port.isdigit():
+            raise ValueError(f"{value!r} must be address:port")
+        if not ipaddress.ip_address(host).is_loopback:
+            raise ValueError(f"{value!r}: the metrics endpoint listens on loopback only")
+        return value
+
+
+ProfileName = str
+
+
+class ComputeConfig(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    address: str
+    ssh_user: str = Field("root", pattern=r"^[a-z_][a-z0-9_.-]*$")
+    ssh_key: Path
+    ssh_port: int = Field(22, gt=0, lt=65536)
+    profile: ProfileName = "package-apt"
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, address: str) -> str:
+        if address.startswith("-") or any(c.isspace() for c in address) or not address:
+            raise ValueError(f"{address!r} is not a host name or address")
+        return address
+
+
+class BatchConfig(_Strict):
+    size: int = Field(10, ge=1)
+    parallel: int = Field(5, ge=1, le=1000)
+    canary: int = Field(1, ge=0)
+    max_failures: int = Field(1, ge=0)
+    health_timeout_s: float = Field(300, gt=0)
+
+
+class SshConfig(_Strict):
+    known_hosts: Path
+    connect_timeout_s: float = Field(10, gt=0)
+    command_timeout_s: float = Field(1800, gt=0)
+
+
+class IssuConfig(_Strict):
+    old: ClusterConfig
+    new: ClusterConfig
+    sync: SyncConfig = SyncConfig()
+    computes: list[ComputeConfig] = []
+    batch: BatchConfig = BatchConfig()
+    ssh: SshConfig | None = None
+    profiles: dict[str, dict[str, str]] = {}
+    state_dir: Path = Path("/var/lib/issu")
+    source: Literal["toml", "ini"] = "toml"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> IssuConfig:
+        names = [c.name for c in self.computes]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"computes: duplicate names {', '.join(dupes)}")
+        if self.computes and self.ssh is None:
+            raise ValueError("ssh: required when computes are listed (known_hosts)")
+        if parse_version(self.new.version) <= parse_version(self.old.version):
+            raise ValueError(
+                f"new.version {self.new.version} must be higher than old.version "
+                f"{self.old.version}"
+            )
+        same_db = set(self.old.cassandra.hosts) & set(self.new.cassandra.hosts)
+        if same_db and self.old.cassandra.prefix == self.new.cassandra.prefix:
+            raise ValueError(
+                "old and new share Cassandra hosts "
+                f"{', '.join(sorted(same_db))} with the same prefix: set odb/ndb prefixes"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _format_error(err: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    msg = msg.removeprefix("Value error, ")
+    return f"{loc}: {msg}"
+
+
+def _validate(path: Path, data: dict[str, Any]) -> IssuConfig:
+    try:
+        config = IssuConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(path, [_format_error(e) for e in exc.errors()]) from None
+    if not config.state_dir.is_absolute():
+        config.state_dir = (path.parent / config.state_dir).resolve()
+    for compute in config.computes:
+        if not compute.ssh_key.is_absolute():
+            compute.ssh_key = (path.parent / compute.ssh_key).resolve()
+    if config.ssh and not config.ssh.known_hosts.is_absolute():
+        config.ssh.known_hosts = (path.parent / config.ssh.known_hosts).resolve()
+    return config
+
+
+def load_config(path: Path | str) -> IssuConfig:
+    """Load `issu.toml` (or the original INI `issu.conf`, recognised by its `[DEFAULTS]`)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from None
+    if text.lstrip().startswith("[DEFAULTS]") or path.suffix in {".conf", ".ini"}:
+        return _validate(path, ini_to_dict(path, text))
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
+    return _validate(path, data)
+
+
+def check_files(config: IssuConfig) -> list[str]:
+    """Problems with files the config names (keys, known_hosts), checked without network."""
+    problems = []
+    if config.ssh and not config.ssh.known_hosts.is_file():
+        problems.append(f"ssh.known_hosts: {config.ssh.known_hosts} does not exist")
+    for i, compute in enumerate(config.computes):
+        if not compute.ssh_key.is_file():
+            problems.append(f"computes.{i}.ssh_key: {compute.ssh_key} does not exist")
+        elif compute.ssh_key.stat().st_mode & 0o077:
+            problems.append(
+                f"computes.{i}.ssh_key: {compute.ssh_key} is readable by others (chmod 600)"
+            )
+    return problems
+
+
+# --------------------------------------------------------------------------- the original INI
+
+_TRUE = {"true", "yes", "1", "on"}
+_FALSE = {"false", "no", "0", "off", ""}
+
+
+def _ini_bool(path: Path, key: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(path, [f"DEFAULTS.{key}: {value!r} is not a boolean (true/false)"])
+
+
+def _ini_list(value: str) -> list[str]:
+    return [item for item in value.replace(",", " ").split() if item]
+
+
+def ini_to_dict(path: Path, text: str) -> dict[str, Any]:
+    """Map the original tool's `[DEFAULTS]` options onto the TOML structure."""
+    parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.Error as exc:
+        raise ConfigError(path, [f"not a valid INI file: {exc.message}"]) from None
+    if not parser.has_section("DEFAULTS"):
+        raise ConfigError(path, ["[DEFAULTS]: section is missing"])
+    opts = dict(parser.items("DEFAULTS"))
+    known = _legacy_known_keys()
+    unknown = sorted(set(opts) - known)
+    if unknown:
+        raise ConfigError(path, [f"DEFAULTS.{k}: unknown option" for k in unknown])
+
+    def side(prefix: str) -> dict[str, Any]:
+        def opt(key: str, default: str | None = None) -> str | None:
+            return opts.get(f"{prefix}_{key}", default)
+
+        cassandra: dict[str, Any] = {
+            "hosts": _ini_list(opt("cassandra_address_list", "") or ""),
+            "use_ssl": _ini_bool(path, f"{prefix}_cassandra_use_ssl",
+                                 opt("cassandra_use_ssl", "false") or ""),
+            "prefix": opts.get("odb_prefix" if prefix == "old" else "ndb_prefix", ""),
+        }
+        for src, dst in (("cassandra_user", "user"), ("cassandra_password", "password"),
+                         ("cassandra_ca_certs", "ca_certs")):
+            if opt(src):
+                cassandra[dst] = opt(src)
+        # Original lists hold host:port; the port of the first one applies to all.
+        hosts = cassandra["hosts"]
+        if hosts and ":" in hosts[0]:
+            cassandra["port"] = int(hosts[0].rsplit(":", 1)[1])
+            cassandra["hosts"] = [h.rsplit(":", 1)[0] for h in hosts]
+        rabbit: dict[str, Any] = {
+            "hosts": _ini_list(opt("rabbit_address_list", "") or ""),
+            "use_ssl": _ini_bool(path, f"{prefix}_rabbit_use_ssl",
+                                 opt("rabbit_use_ssl", "false") or ""),
+            "ha_mode": _ini_bool(path, f"{prefix}_rabbit_ha_mode",
+                                 opt("rabbit_ha_mode", "false") or ""),
+        }
+        for src, dst in (("rabbit_user", "user"), ("rabbit_password", "password"),
+                         ("rabbit_vhost", "vhost"), ("rabbit_port", "port"),
+                         ("rabbit_ssl_version", "ssl_version"),
+                         ("rabbit_ssl_ca_certs", "ssl_ca_certs"),
+                         ("rabbit_ssl_keyfile", "ssl_keyfile"),
+                         ("rabbit_ssl_certfile", "ssl_certfile")):
+            if opt(src):
+                rabbit[dst] = opt(src)
+        zk_prefix = cassandra["prefix"]
+        return {
+            "name": prefix,
+            "version": opts.get(f"{prefix}_version", "4.1.0" if prefix == "old" else "5.0.0"),
+            "cassandra": cassandra,
+            "zookeeper": {"hosts": _ini_list(opt("zookeeper_address_list", "") or ""),
+                          "prefix": zk_prefix},
+            "rabbit": rabbit,
+        }
+
+    data: dict[str, Any] = {"old": side("old"), "new": side("new"), "source": "ini"}
+    sync: dict[str, Any] = {}
+    if "old_rabbit_q_name" in opts:
+        sync["queue_name"] = opts["old_rabbit_q_name"]
+    if "reset_config" in opts:
+        sync["reset_config"] = _ini_bool(path, "reset_config", opts["reset_config"])
+    data["sync"] = sync
+    if "new_api_info" in opts:
+        data["new"]["api_server"] = _legacy_api_info(path, opts["new_api_info"])
+    if "state_dir" in opts:
+        data["state_dir"] = opts["state_dir"]
+    return data
+
+
+def _legacy_api_info(path: Path, literal: str) -> dict[str, Any]:
+    """`new_api_info` was a Python literal `{"host": [user, password]}`; parse it safely."""
+    import ast
+
+    try:
+        info = ast.literal_eval(literal)
+        (host, creds), *_ = info.items()
+        user, password = creds[0], creds[1]
+    except (ValueError, SyntaxError, AttributeError, TypeError, IndexError):
+        raise ConfigError(
+            path, ['DEFAULTS.new_api_info: expected {"host": ["user", "password"]}']
+        ) from None
+    return {"url": f"http://{host}:8082", "user": user, "password": password}
+
+
+def _legacy_known_keys() -> set[str]:
+    per_side = [
+        "rabbit_user", "rabbit_password", "rabbit_vhost", "rabbit_port", "rabbit_ha_mode",
+        "rabbit_q_name", "rabbit_address_list", "rabbit_use_ssl", "rabbit_ssl_version",
+        "rabbit_ssl_ca_certs", "rabbit_ssl_keyfile", "rabbit_ssl_certfile",
+        "cassandra_address_list", "cassandra_user", "cassandra_password", "cassandra_use_ssl",
+        "cassandra_ca_certs", "zookeeper_address_list", "version",
+    ]
+    keys = {f"{side}_{k}" for side in ("old", "new") for k in per_side}
+    return keys | {"odb_prefix", "ndb_prefix", "reset_config", "new_api_info", "state_dir"}
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _plain(value: Any, mask: bool) -> Any:
+    if isinstance(value, SecretStr):
+        return MASK if mask else value.get_secret_value()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v, mask) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_plain(v, mask) for v in value]
+    return value
+
+
+def config_as_dict(config: IssuConfig, *, mask_secrets: bool = True) -> dict[str, Any]:
+    raw = {name: getattr(config, name) for name in type(config).model_fields}
+    raw.pop("source")
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, BaseModel):
+            return {k: walk(getattr(value, k)) for k in type(value).model_fields}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        return value
+
+    return _plain({k: walk(v) for k, v in raw.items()}, mask_secrets)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """A small TOML writer for the config's shape (tables, arrays of tables, scalars)."""
+    lines: list[str] = []
+
+    def emit(table: dict[str, Any], prefix: str) -> None:
+        scalars = {k: v for k, v in table.items()
+                   if not isinstance(v, dict) and not _is_table_list(v)}
+        if prefix and scalars:
+            lines.append(f"[{prefix}]")
+        for key, value in scalars.items():
+            lines.append(f"{_key(key)} = {_toml_value(value)}")
+        if scalars:
+            lines.append("")
+        for key, value in table.items():
+            name = f"{prefix}.{_key(key)}" if prefix else _key(key)
+            if isinstance(value, dict):
+                emit(value, name)
+            elif _is_table_list(value):
+                for item in value:
+                    lines.append(f"[[{name}]]")
+                    for k, v in item.items():
+                        lines.append(f"{_key(k)} = {_toml_value(v)}")
+                    lines.append("")
+
+    emit(data, "")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _is_table_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def _key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else f'"{key}"'
+
+
+# --------------------------------------------------------------------------- generate
+
+
+def _read_api_conf(path: Path) -> dict[str, str]:
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(path.read_text(), source=str(path))
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from None
+    except configparser.Error as exc:
+        raise ConfigError(path, [f"not a valid INI file: {exc.message}"]) from None
+    if not parser.has_section("DEFAULTS"):
+        raise ConfigError(path, ["[DEFAULTS]: section is missing (is this contrail-api.conf?)"])
+    return dict(parser.items("DEFAULTS"))
+
+
+def generate_from_api_confs(
+    old_conf: Path, new_conf: Path, old_version: str, new_version: str, state_dir: Path
+) -> dict[str, Any]:
+    """Build a config from both clusters' contrail-api.conf, as the original orchestrators did."""
+
+    def side(name: str, path: Path, version: str) -> dict[str, Any]:
+        opts = _read_api_conf(path)
+        problems = [f"DEFAULTS.{k}: required key is missing"
+                    for k in ("cassandra_server_list", "zk_server_ip", "rabbit_server")
+                    if k not in opts]
+        if problems:
+            raise ConfigError(path, problems)
+        cass = _ini_list(opts["cassandra_server_list"])
+        port = int(cass[0].rsplit(":", 1)[1]) if ":" in cass[0] else 9042
+        if port == 9160:  # Thrift port in old configs; the CQL port is what we speak.
+            port = 9042
+        listen = opts.get("listen_ip_addr", "127.0.0.1")
+        if listen in {"0.0.0.0", ""}:
+            listen = cass[0].rsplit(":", 1)[0]
+        return {
+            "name": name,
+            "version": version,
+            "cluster_id": opts.get("cluster_id", ""),
+            "cassandra": {"hosts": [h.rsplit(":", 1)[0] for h in cass], "port": port,
+                          "prefix": opts.get("cluster_id", "")},
+            "zookeeper": {"hosts": _ini_list(opts["zk_server_ip"]),
+                          "prefix": opts.get("cluster_id", "")},
+            "rabbit": {"hosts": _ini_list(opts["rabbit_server"]),
+                       "port": int(opts.get("rabbit_port", "5672")),
+                       "user": opts.get("rabbit_user", "guest"),
+                       "password": f"env:ISSU_{name.upper()}_RABBIT_PASSWORD",
+                       "vhost": opts.get("rabbit_vhost", "/")},
+            "api_server": {"url": f"http://{listen}:{opts.get('listen_port', '8082')}"},
+        }
+
+    return {
+        "state_dir": str(state_dir),
+        "old": side("old", old_conf, old_version),
+        "new": side("new", new_conf, new_version),
+    }
+
+
+def secret_sources(config: IssuConfig) -> Iterable[str]:
+    """Every secret value, so logs and journal writers can scrub them."""
+    for cluster in (config.old, config.new):
+        for secret in (cluster.cassandra.password, cluster.rabbit.password,
+                       cluster.api_server.password if cluster.api_server else None):
+            if secret is not None and secret.get_secret_value():
+                yield secret.get_secret_value()

@@ -1,0 +1,515 @@
+"""The journal: the single source of truth of an upgrade, in SQLite (WAL) in the state directory.
+
+It holds the phase, every compute's state and history, command output, sync checkpoints,
+counters and an append-only event log. Every transition is one transaction, so a process
+killed at any point leaves the journal at the last committed transition. One executor at a
+time holds the writer lock (an flock on `executor.lock`, released by the kernel when the
+process dies); any number of readers open the database read-only.
+
+The journal implements the backends' CheckpointStore, EventSink and CounterSink protocols.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PHASES = ("plan", "preflight", "pair", "pre-sync", "run-sync", "computes", "finalize", "done")
+TERMINAL_PHASES = ("done", "aborted")
+ABORT_PHASES = ("aborting", "aborted")
+
+# Compute states as the executor records them.
+COMPUTE_STATES = (
+    "old",          # on the old cluster, untouched
+    "queued",       # chosen for an upgrade or rollback, not started
+    "upgrading",
+    "upgraded",     # on the new cluster, healthy
+    "rolling-back",
+    "failed",       # the last action failed; see history
+    "unknown",      # after a crash, until reconciled by a probe
+)
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema
+    """
+    CREATE TABLE upgrade (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        phase TEXT NOT NULL,
+        phase_started_at REAL NOT NULL,
+        from_version TEXT, to_version TEXT,
+        note TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE phase_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL, phase TEXT NOT NULL, status TEXT NOT NULL, note TEXT NOT NULL
+    );
+    CREATE TABLE computes (
+        name TEXT PRIMARY KEY,
+        address TEXT NOT NULL,
+        state TEXT NOT NULL,
+        version TEXT NOT NULL DEFAULT '',
+        cluster TEXT NOT NULL DEFAULT '',
+        agent_state TEXT NOT NULL DEFAULT '',
+        batch INTEGER,
+        last_action TEXT NOT NULL DEFAULT '',
+        gap_ms REAL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE compute_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL, at REAL NOT NULL,
+        from_state TEXT NOT NULL, to_state TEXT NOT NULL, detail TEXT NOT NULL
+    );
+    CREATE INDEX compute_history_name ON compute_history(name, id);
+    CREATE TABLE command_output (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        compute TEXT NOT NULL, at REAL NOT NULL, step TEXT NOT NULL, command TEXT NOT NULL,
+        exit_code INTEGER, duration_s REAL, stdout TEXT NOT NULL, stderr TEXT NOT NULL
+    );
+    CREATE INDEX command_output_compute ON command_output(compute, id);
+    CREATE TABLE checkpoints (
+        job TEXT NOT NULL, table_name TEXT NOT NULL, slice_id TEXT NOT NULL,
+        rows INTEGER NOT NULL, at REAL NOT NULL,
+        PRIMARY KEY (job, table_name, slice_id)
+    );
+    CREATE TABLE counters (
+        scope TEXT NOT NULL, name TEXT NOT NULL, value REAL NOT NULL, updated_at REAL NOT NULL,
+        PRIMARY KEY (scope, name)
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL, kind TEXT NOT NULL, level TEXT NOT NULL,
+        message TEXT NOT NULL, fields TEXT NOT NULL
+    );
+    CREATE TABLE intents (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL, kind TEXT NOT NULL, args TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending', by TEXT NOT NULL, result TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE executor (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        pid INTEGER NOT NULL, host TEXT NOT NULL, started_at REAL NOT NULL, heartbeat REAL NOT NULL
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+class JournalError(Exception):
+    pass
+
+
+class JournalLocked(JournalError):
+    """Another executor holds the writer lock."""
+
+
+class JournalReadOnly(JournalError):
+    pass
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    at: float
+    kind: str
+    level: str
+    message: str
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ComputeRow:
+    name: str
+    address: str
+    state: str
+    version: str
+    cluster: str
+    agent_state: str
+    batch: int | None
+    last_action: str
+    gap_ms: float | None
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class PhaseInfo:
+    phase: str
+    phase_started_at: float
+    from_version: str | None
+    to_version: str | None
+    note: str
+
+
+@dataclass(frozen=True)
+class Intent:
+    id: int
+    at: float
+    kind: str
+    args: dict[str, Any]
+    status: str
+    by: str
+    result: str
+
+
+class Journal:
+    """One connection to the journal; safe to share between threads of one process."""
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        self.path = path
+        self.read_only = read_only
+        self._lock = threading.RLock()
+        self._lock_fd: int | None = None
+        self._secrets: tuple[str, ...] = ()
+        if read_only:
+            if not path.exists():
+                raise JournalError(f"{path}: no journal here yet (has an upgrade been planned?)")
+            uri = f"file:{path}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._db = sqlite3.connect(path, check_same_thread=False, timeout=30,
+                                       isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._migrate()
+        self._db.row_factory = sqlite3.Row
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def open(cls, state_dir: Path | str, *, read_only: bool = False) -> Journal:
+        return cls(Path(state_dir) / "journal.db", read_only=read_only)
+
+    def close(self) -> None:
+        self.release_writer()
+        self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def scrub(self, secrets: Iterable[str]) -> None:
+        """Values that must never be stored: replaced by a mask wherever text is written."""
+        self._secrets = tuple(s for s in secrets if s and len(s) >= 3)
+
+    def _clean(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "********")
+        return text
+
+    def _migrate(self) -> None:
+        with self._lock:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise JournalError(
+                    f"{self.path}: schema version {version} is newer than this issu "
+                    f"({SCHEMA_VERSION}); upgrade issu before using this journal"
+                )
+            for number in range(version, SCHEMA_VERSION):
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in _MIGRATIONS[number].split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version = {number + 1}")
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One committed transition; nested use joins the outer transaction."""
+        if self.read_only:
+            raise JournalReadOnly(f"{self.path}: opened read-only")
+        with self._lock:
+            if self._db.in_transaction:
+                yield self._db
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # ------------------------------------------------------------------ writer lock
+
+    def acquire_writer(self) -> None:
+        """Become the one executor; raises JournalLocked naming the holder otherwise."""
+        if self._lock_fd is not None:
+            return
+        lock_path = self.path.parent / "executor.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = self.executor()
+            who = f"pid {holder['pid']} on {holder['host']}" if holder else "another process"
+            raise JournalLocked(
+                f"{self.path}: the upgrade is driven by {who}; attach read-only or stop it"
+            ) from None
+        self._lock_fd = fd
+        now = time.time()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO executor (id, pid, host, started_at, heartbeat) "
+                "VALUES (1, ?, ?, ?, ?)", (os.getpid(), socket.gethostname(), now, now))
+
+    def release_writer(self) -> None:
+        if self._lock_fd is None:
+            return
+        try:
+            with self.transaction() as db:
+                db.execute("DELETE FROM executor WHERE pid = ?", (os.getpid(),))
+        except sqlite3.Error:
+            pass
+        fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        os.close(self._lock_fd)
+        self._lock_fd = None
+
+    @property
+    def holds_writer(self) -> bool:
+        return self._lock_fd is not None
+
+    def heartbeat(self) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE executor SET heartbeat = ? WHERE id = 1", (time.time(),))
+
+    def executor(self) -> dict[str, Any] | None:
+        """Who drives the upgrade, if anyone is alive holding the lock."""
+        rows = self._query("SELECT pid, host, started_at, heartbeat FROM executor")
+        if not rows:
+            return None
+        row = dict(rows[0])
+        if row["host"] == socket.gethostname() and not _pid_alive(row["pid"]):
+            return None
+        return row
+
+    # ------------------------------------------------------------------ phase
+
+    def phase(self) -> PhaseInfo | None:
+        rows = self._query("SELECT * FROM upgrade WHERE id = 1")
+        if not rows:
+            return None
+        r = rows[0]
+        return PhaseInfo(r["phase"], r["phase_started_at"], r["from_version"],
+                         r["to_version"], r["note"])
+
+    def set_phase(self, phase: str, *, note: str = "", status: str = "entered",
+                  from_version: str | None = None, to_version: str | None = None) -> None:
+        if phase not in PHASES + ABORT_PHASES:
+            raise JournalError(f"unknown phase {phase!r}")
+        now = time.time()
+        with self.transaction() as db:
+            current = db.execute("SELECT phase FROM upgrade WHERE id = 1").fetchone()
+            if current is None:
+                db.execute(
+                    "INSERT INTO upgrade (id, phase, phase_started_at, from_version, "
+                    "to_version, note) VALUES (1, ?, ?, ?, ?, ?)",
+                    (phase, now, from_version, to_version, note))
+            elif current[0] != phase:
+                db.execute("UPDATE upgrade SET phase = ?, phase_started_at = ?, note = ? "
+                           "WHERE id = 1", (phase, now, note))
+            else:
+                db.execute("UPDATE upgrade SET note = ? WHERE id = 1", (note,))
+            db.execute("INSERT INTO phase_history (at, phase, status, note) VALUES (?,?,?,?)",
+                       (now, phase, status, self._clean(note)))
+            self._insert_event(db, "phase", "info", f"phase {phase}: {status}",
+                               {"phase": phase, "status": status, "note": note})
+
+    def phase_history(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._query("SELECT * FROM phase_history ORDER BY id")]
+
+    # ------------------------------------------------------------------ computes
+
+    def upsert_compute(self, name: str, address: str, *, state: str = "old",
+                       version: str = "", cluster: str = "") -> None:
+        """Register a compute from the inventory; keeps the recorded state if known."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO computes (name, address, state, version, cluster, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET address = "
+                "excluded.address", (name, address, state, version, cluster, time.time()))
+
+    def computes(self) -> list[ComputeRow]:
+        return [ComputeRow(**dict(r)) for r in self._query("SELECT * FROM computes ORDER BY name")]
+
+    def compute(self, name: str) -> ComputeRow | None:
+        rows = self._query("SELECT * FROM computes WHERE name = ?", (name,))
+        return ComputeRow(**dict(rows[0])) if rows else None
+
+    def transition_compute(self, name: str, to_state: str, detail: str = "",
+                           **fields: Any) -> None:
+        """Move a compute to a new state, with its history and an event, in one transaction."""
+        if to_state not in COMPUTE_STATES:
+            raise JournalError(f"unknown compute state {to_state!r}")
+        allowed = {"version", "cluster", "agent_state", "batch", "last_action", "gap_ms"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise JournalError(f"unknown compute fields {sorted(unknown)}")
+        detail = self._clean(detail)
+        with self.transaction() as db:
+            row = db.execute("SELECT state FROM computes WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise JournalError(f"compute {name!r} is not in the journal")
+            sets = ", ".join(f"{k} = ?" for k in fields)
+            db.execute(
+                f"UPDATE computes SET state = ?, updated_at = ?{', ' + sets if sets else ''} "
+                "WHERE name = ?", (to_state, time.time(), *fields.values(), name))
+            db.execute(
+                "INSERT INTO compute_history (name, at, from_state, to_state, detail) "
+                "VALUES (?, ?, ?, ?, ?)", (name, time.time(), row[0], to_state, detail))
+            level = "error" if to_state == "failed" else "info"
+            self._insert_event(db, "compute", level, f"{name}: {row[0]} -> {to_state}"
+                               + (f" ({detail})" if detail else ""),
+                               {"compute": name, "from": row[0], "to": to_state, **fields})
+
+    def compute_history(self, name: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._query(
+            "SELECT * FROM compute_history WHERE name = ? ORDER BY id", (name,))]
+
+    def record_command(self, compute: str, step: str, command: str, exit_code: int | None,
+                       duration_s: float, stdout: str, stderr: str) -> None:
+        limit = 64 * 1024  # keep the tail: that is where errors are
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO command_output (compute, at, step, command, exit_code, duration_s,"
+                " stdout, stderr) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (compute, time.time(), step, self._clean(command), exit_code, duration_s,
+                 self._clean(stdout[-limit:]), self._clean(stderr[-limit:])))
+
+    def command_output(self, compute: str, limit: int = 50) -> list[dict[str, Any]]:
+        rows = self._query("SELECT * FROM command_output WHERE compute = ? ORDER BY id DESC "
+                           "LIMIT ?", (compute, limit))
+        return [dict(r) for r in reversed(rows)]
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def done_slices(self, job: str, table: str) -> set[str]:
+        return {r[0] for r in self._query(
+            "SELECT slice_id FROM checkpoints WHERE job = ? AND table_name = ?", (job, table))}
+
+    def mark_slice_done(self, job: str, table: str, slice_id: str, rows: int) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?)",
+                       (job, table, slice_id, rows, time.time()))
+
+    def reset_job(self, job: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM checkpoints WHERE job = ?", (job,))
+
+    def checkpoint_summary(self) -> dict[str, dict[str, int]]:
+        """job -> table -> finished slices."""
+        summary: dict[str, dict[str, int]] = {}
+        for r in self._query("SELECT job, table_name, COUNT(*) AS n FROM checkpoints "
+                             "GROUP BY job, table_name"):
+            summary.setdefault(r["job"], {})[r["table_name"]] = r["n"]
+        return summary
+
+    # ------------------------------------------------------------------ counters
+
+    def set_counters(self, scope: str, values: Mapping[str, float]) -> None:
+        now = time.time()
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO counters VALUES (?, ?, ?, ?)",
+                           [(scope, k, float(v), now) for k, v in values.items()])
+
+    def counters(self, scope: str) -> dict[str, float]:
+        return {r["name"]: r["value"] for r in self._query(
+            "SELECT name, value FROM counters WHERE scope = ?", (scope,))}
+
+    def counters_updated_at(self, scope: str) -> float | None:
+        rows = self._query("SELECT MAX(updated_at) FROM counters WHERE scope = ?", (scope,))
+        return rows[0][0] if rows else None
+
+    # ------------------------------------------------------------------ events
+
+    def event(self, kind: str, message: str, **fields: Any) -> int:
+        level = str(fields.pop("level", "info"))
+        with self.transaction() as db:
+            return self._insert_event(db, kind, level, message, fields)
+
+    def _insert_event(self, db: sqlite3.Connection, kind: str, level: str, message: str,
+                      fields: Mapping[str, Any]) -> int:
+        payload = self._clean(json.dumps(fields, default=str, sort_keys=True))
+        cur = db.execute(
+            "INSERT INTO events (at, kind, level, message, fields) VALUES (?, ?, ?, ?, ?)",
+            (time.time(), kind, level, self._clean(message), payload))
+        return int(cur.lastrowid or 0)
+
+    def events(self, *, after_id: int = 0, limit: int = 1000, kind: str | None = None,
+               text: str | None = None) -> list[Event]:
+        sql = "SELECT * FROM events WHERE id > ?"
+        args: list[Any] = [after_id]
+        if kind:
+            sql += " AND kind = ?"
+            args.append(kind)
+        if text:
+            sql += " AND message LIKE ?"
+            args.append(f"%{text}%")
+        sql += " ORDER BY id LIMIT ?"
+        args.append(limit)
+        return [Event(r["id"], r["at"], r["kind"], r["level"], r["message"],
+                      json.loads(r["fields"])) for r in self._query(sql, args)]
+
+    def last_events(self, count: int) -> list[Event]:
+        rows = self._query("SELECT * FROM events ORDER BY id DESC LIMIT ?", (count,))
+        return [Event(r["id"], r["at"], r["kind"], r["level"], r["message"],
+                      json.loads(r["fields"])) for r in reversed(rows)]
+
+    # ------------------------------------------------------------------ intents
+
+    def add_intent(self, kind: str, args: Mapping[str, Any], by: str) -> int:
+        """A request for the executor (from the TUI or CLI); the executor picks it up."""
+        with self.transaction() as db:
+            cur = db.execute("INSERT INTO intents (at, kind, args, by) VALUES (?, ?, ?, ?)",
+                             (time.time(), kind, json.dumps(dict(args)), by))
+            self._insert_event(db, "intent", "info", f"{by} asked: {kind}",
+                               {"intent": kind, **args})
+            return int(cur.lastrowid or 0)
+
+    def intents(self, status: str | None = "pending") -> list[Intent]:
+        sql, args = "SELECT * FROM intents", ()
+        if status:
+            sql, args = sql + " WHERE status = ?", (status,)
+        return [Intent(r["id"], r["at"], r["kind"], json.loads(r["args"]), r["status"],
+                       r["by"], r["result"]) for r in self._query(sql + " ORDER BY id", args)]
+
+    def finish_intent(self, intent_id: int, status: str, result: str = "") -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE intents SET status = ?, result = ? WHERE id = ?",
+                       (status, self._clean(result), intent_id))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
