@@ -1,0 +1,250 @@
+"""The `issu` command line.
+
+Subcommands live in their own modules and are imported only when used, so `issu --help`
+and `issu status` start fast and do not load the Cassandra driver or Textual.
+
+Exit codes shared by every command: 0 success, 1 the operation found a problem
+(differences, failed computes, refused preflight), 2 bad configuration or usage,
+3 the journal is locked by another executor.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from issu_tui.config import (
+    ConfigError,
+    check_files,
+    config_as_dict,
+    generate_from_api_confs,
+    ini_to_dict,
+    load_config,
+    to_toml,
+)
+
+EXIT_PROBLEM = 1
+EXIT_CONFIG = 2
+EXIT_LOCKED = 3
+
+# name -> "module:attribute" of a click command or group, loaded on first use.
+_LAZY_COMMANDS: dict[str, str] = {
+    "sync": "issu_tui.sync_cli:sync",
+    "demo": "issu_tui.demo_cli:demo",
+    "tui": "issu_tui.tui_cli:tui",
+}
+# Commands of other modules attached to a lazily loaded group (run-sync and zk-sync join `sync`).
+_GROUP_EXTRAS: dict[str, dict[str, str]] = {
+    "sync": {"run": "issu_tui.runsync_cli:run", "zk": "issu_tui.runsync_cli:zk"},
+}
+# Modules exposing `register(group)` to add several top-level commands (the orchestrator's).
+_REGISTRARS = ("issu_tui.orch_cli",)
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(super().list_commands(ctx)) | set(_LAZY_COMMANDS)
+        self._load_registrars()
+        names |= set(self.commands)
+        return sorted(names)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _LAZY_COMMANDS and cmd_name not in self.commands:
+            module_name, attr = _LAZY_COMMANDS[cmd_name].split(":")
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name != module_name:
+                    raise
+                return None
+            command = getattr(module, attr)
+            for sub_name, target in _GROUP_EXTRAS.get(cmd_name, {}).items():
+                extra = _import_target(target)
+                if extra is not None and isinstance(command, click.Group):
+                    command.add_command(extra, sub_name)
+            self.add_command(command, cmd_name)
+        if cmd_name not in self.commands:
+            self._load_registrars()
+        return self.commands.get(cmd_name)
+
+    def _load_registrars(self) -> None:
+        if getattr(self, "_registrars_loaded", False):
+            return
+        self._registrars_loaded = True
+        for module_name in _REGISTRARS:
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name != module_name:
+                    raise
+                continue
+            module.register(self)
+
+
+def _import_target(target: str) -> Any:
+    module_name, attr = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        return None
+    return getattr(module, attr, None)
+
+
+def load_or_exit(path: Path) -> Any:
+    """Load the config for a command; print every problem and exit 2 when it is broken."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(f"{exc.path}: {problem}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="issu")
+def cli() -> None:
+    """In-Service Software Upgrade of a Contrail / Tungsten Fabric controller."""
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@cli.group()
+def config() -> None:
+    """Check, show, convert and generate the configuration."""
+
+
+config_option = click.option(
+    "-c", "--config", "config_path", type=click.Path(path_type=Path), default=Path("issu.toml"),
+    show_default=True, help="issu.toml, or the original issu.conf")
+
+
+@config.command("check")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="machine-readable result")
+def config_check(config_path: Path, as_json: bool) -> None:
+    """Validate the configuration; every problem names the file and the key. Exit 2 if broken."""
+    try:
+        cfg = load_config(config_path)
+        problems = check_files(cfg)
+    except ConfigError as exc:
+        problems = exc.problems
+    if as_json:
+        click.echo(json.dumps({"file": str(config_path), "ok": not problems,
+                               "problems": problems}))
+    else:
+        for problem in problems:
+            click.echo(f"{config_path}: {problem}", err=True)
+        if not problems:
+            click.echo(f"{config_path}: ok")
+    sys.exit(EXIT_CONFIG if problems else 0)
+
+
+@config.command("show")
+@config_option
+@click.option("--json", "as_json", is_flag=True)
+def config_show(config_path: Path, as_json: bool) -> None:
+    """Print the effective configuration with secrets masked."""
+    cfg = load_or_exit(config_path)
+    data = config_as_dict(cfg, mask_secrets=True)
+    click.echo(json.dumps(data, indent=2) if as_json else to_toml(data), nl=not as_json)
+
+
+@config.command("convert")
+@click.argument("ini_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="write here instead of stdout (refuses to overwrite)")
+def config_convert(ini_path: Path, output: Path | None) -> None:
+    """Convert the original issu.conf ([DEFAULTS]) into issu.toml.
+
+    Secrets are carried over as written; prefer replacing them by env:VAR or file:/path.
+    """
+    try:
+        data = ini_to_dict(ini_path, ini_path.read_text())
+        load_config(ini_path)  # validate before writing anything
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(f"{exc.path}: {problem}", err=True)
+        sys.exit(EXIT_CONFIG)
+    data.pop("source", None)
+    _write_output(to_toml(data), output)
+
+
+@config.command("generate")
+@click.option("--old-api-conf", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="the old cluster's contrail-api.conf")
+@click.option("--new-api-conf", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="the new cluster's contrail-api.conf")
+@click.option("--old-version", required=True)
+@click.option("--new-version", required=True)
+@click.option("--state-dir", type=click.Path(path_type=Path), default=Path("/var/lib/issu"),
+              show_default=True)
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None)
+def config_generate(old_api_conf: Path, new_api_conf: Path, old_version: str,
+                    new_version: str, state_dir: Path, output: Path | None) -> None:
+    """Build issu.toml from both clusters' api-server configs, as the original orchestrators did.
+
+    RabbitMQ passwords are not copied: they are read from ISSU_OLD_RABBIT_PASSWORD and
+    ISSU_NEW_RABBIT_PASSWORD at run time.
+    """
+    try:
+        data = generate_from_api_confs(old_api_conf, new_api_conf, old_version, new_version,
+                                       state_dir)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(f"{exc.path}: {problem}", err=True)
+        sys.exit(EXIT_CONFIG)
+    _write_output(to_toml(data), output)
+
+
+def _write_output(text: str, output: Path | None) -> None:
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    if output.exists():
+        click.echo(f"{output}: exists; not overwritten", err=True)
+        sys.exit(EXIT_CONFIG)
+    output.write_text(text)
+    output.chmod(0o600)
+    click.echo(f"wrote {output}")
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def main() -> None:
+    cli(prog_name="issu")
+
+
+def _legacy(name: str) -> None:
+    module = importlib.import_module(
+        "issu_tui.sync_cli" if name in {"legacy_pre_sync", "legacy_post_sync"}
+        else "issu_tui.runsync_cli")
+    getattr(module, name)()
+
+
+def legacy_pre_sync() -> None:
+    """`contrail-issu-pre-sync -c issu.conf`"""
+    _legacy("legacy_pre_sync")
+
+
+def legacy_post_sync() -> None:
+    """`contrail-issu-post-sync -c issu.conf`"""
+    _legacy("legacy_post_sync")
+
+
+def legacy_run_sync() -> None:
+    """`contrail-issu-run-sync -c issu.conf`"""
+    _legacy("legacy_run_sync")
+
+
+def legacy_zk_sync() -> None:
+    """`contrail-issu-zk-sync -c issu.conf`"""
+    _legacy("legacy_zk_sync")
