@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -42,8 +43,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
-def _resolve_secret(value: Any) -> Any:
-    """`env:NAME` reads an environment variable, `file:/path` a file's first line."""
+def _resolve_secret(value: Any, info: ValidationInfo) -> Any:
+    """`env:NAME` reads an environment variable, `file:/path` a file's first line.
+
+    A relative secret file is found beside the config file.
+    """
     if isinstance(value, SecretStr):
         value = value.get_secret_value()
     if not isinstance(value, str):
@@ -55,6 +59,9 @@ def _resolve_secret(value: Any) -> Any:
         return os.environ[name]
     if value.startswith("file:"):
         secret_path = Path(value[5:]).expanduser()
+        base = (info.context or {}).get("base_dir")
+        if base is not None and not secret_path.is_absolute():
+            secret_path = Path(base) / secret_path
         try:
             return secret_path.read_text().splitlines()[0] if secret_path.stat().st_size else ""
         except OSError as exc:
@@ -302,7 +309,7 @@ def _format_error(err: dict[str, Any]) -> str:
 
 def _validate(path: Path, data: dict[str, Any]) -> IssuConfig:
     try:
-        config = IssuConfig.model_validate(data)
+        config = IssuConfig.model_validate(data, context={"base_dir": path.parent})
     except ValidationError as exc:
         raise ConfigError(path, [_format_error(e) for e in exc.errors()]) from None
     if not config.state_dir.is_absolute():

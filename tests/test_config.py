@@ -1,0 +1,298 @@
+"""Config loading: the good file loads; every broken one is explained by file and key, exit 2."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from issu_tui.cli import cli
+from issu_tui.config import ConfigError, IssuConfig, load_config
+
+GOOD = """
+state_dir = "state"
+
+[old]
+name = "old"
+version = "4.1.0"
+cluster_id = "v1"
+[old.cassandra]
+hosts = ["127.0.0.11"]
+prefix = "v1"
+[old.zookeeper]
+hosts = ["127.0.0.21:2181"]
+prefix = "v1"
+[old.rabbit]
+hosts = ["127.0.0.31"]
+user = "issu"
+password = "env:ISSU_TEST_RABBIT_PW"
+[old.api_server]
+url = "http://127.0.0.101:8082"
+[old.analytics]
+url = "http://127.0.0.101:8081"
+[[old.control_nodes]]
+name = "ctl-v1"
+address = "127.0.0.101"
+
+[new]
+name = "new"
+version = "5.0.0"
+[new.cassandra]
+hosts = ["127.0.0.12"]
+[new.zookeeper]
+hosts = ["127.0.0.22"]
+[new.rabbit]
+hosts = ["127.0.0.31"]
+vhost = "/v2"
+password = "file:rabbit.secret"
+
+[ssh]
+known_hosts = "known_hosts"
+
+[[computes]]
+name = "compute-1"
+address = "127.0.0.50"
+ssh_key = "id_ed25519"
+profile = "demo"
+"""
+
+SECRET_ENV = "s3cr3t-from-env"
+SECRET_FILE = "s3cr3t-from-file"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ISSU_TEST_RABBIT_PW", SECRET_ENV)
+    (tmp_path / "rabbit.secret").write_text(SECRET_FILE + "\n")
+    (tmp_path / "known_hosts").write_text("")
+    key = tmp_path / "id_ed25519"
+    key.write_text("key")
+    key.chmod(0o600)
+    return tmp_path
+
+
+def write(workdir: Path, text: str, name: str = "issu.toml") -> Path:
+    path = workdir / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_good_config_loads_with_secrets_resolved(workdir: Path) -> None:
+    cfg = load_config(write(workdir, GOOD))
+    assert isinstance(cfg, IssuConfig)
+    assert cfg.old.cassandra.keyspace("config_db_uuid") == "v1_config_db_uuid"
+    assert cfg.new.cassandra.keyspace("config_db_uuid") == "config_db_uuid"
+    assert cfg.old.zookeeper.root == "/v1"
+    assert cfg.old.rabbit.password.get_secret_value() == SECRET_ENV
+    assert cfg.new.rabbit.password.get_secret_value() == SECRET_FILE
+    assert cfg.state_dir == (workdir / "state").resolve()
+    assert cfg.computes[0].ssh_key == (workdir / "id_ed25519").resolve()
+
+
+def test_check_passes_and_show_masks_secrets(workdir: Path) -> None:
+    path = write(workdir, GOOD)
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["config", "check", "-c", str(path)])
+    assert ok.exit_code == 0, ok.output
+    shown = runner.invoke(cli, ["config", "show", "-c", str(path)])
+    assert shown.exit_code == 0
+    assert SECRET_ENV not in shown.output and SECRET_FILE not in shown.output
+    assert "********" in shown.output
+    as_json = runner.invoke(cli, ["config", "show", "--json", "-c", str(path)])
+    assert SECRET_ENV not in as_json.output
+
+
+def replace(old: str, new: str) -> str:
+    assert old in GOOD, old
+    return GOOD.replace(old, new, 1)
+
+
+# (description, broken text, the key the error must name, a word of the explanation)
+BROKEN = [
+    ("not toml", "old = [", "", "not valid TOML"),
+    ("unknown top key", GOOD + "\nbogus = 1\n", "bogus", "unknown key"),
+    ("unknown nested key", replace('prefix = "v1"\n[old.zookeeper]',
+                                   'prefix = "v1"\ncolour = 1\n[old.zookeeper]'),
+     "old.cassandra.colour", "unknown key"),
+    ("missing new", GOOD.split("[new]")[0], "new", "required"),
+    ("missing cassandra hosts", replace('hosts = ["127.0.0.12"]\n', ""),
+     "new.cassandra.hosts", "required"),
+    ("empty cassandra hosts", replace('hosts = ["127.0.0.12"]', "hosts = []"),
+     "new.cassandra.hosts", "at least 1"),
+    ("bad port", replace('hosts = ["127.0.0.22"]', 'hosts = ["127.0.0.22:70000"]'),
+     "new.zookeeper.hosts", "invalid port"),
+    ("port type", replace('hosts = ["127.0.0.12"]', 'hosts = ["127.0.0.12"]\nport = "x"'),
+     "new.cassandra.port", "integer"),
+    ("bad version", replace('version = "5.0.0"', 'version = "five"'),
+     "new.version", "release number"),
+    ("downgrade", replace('version = "5.0.0"', 'version = "3.2.0"'),
+     "", "must be higher"),
+    ("env secret unset", replace("env:ISSU_TEST_RABBIT_PW", "env:ISSU_NOT_SET_ANYWHERE"),
+     "old.rabbit.password", "ISSU_NOT_SET_ANYWHERE"),
+    ("file secret missing", replace("file:rabbit.secret", "file:/nonexistent/secret"),
+     "new.rabbit.password", "cannot read"),
+    ("bad url", replace('url = "http://127.0.0.101:8082"', 'url = "127.0.0.101:8082"'),
+     "old.api_server.url", "URL"),
+    ("bad control node ip", replace('address = "127.0.0.101"', 'address = "ctl"'),
+     "old.control_nodes.0.address", "IP"),
+    ("duplicate compute", GOOD + '\n[[computes]]\nname = "compute-1"\naddress = "127.0.0.51"\n'
+     'ssh_key = "id_ed25519"\n', "", "duplicate names compute-1"),
+    ("bad compute name", replace('name = "compute-1"', 'name = "compute 1; rm"'),
+     "computes.0.name", "pattern"),
+    ("hostile address", replace('address = "127.0.0.50"', 'address = "-oProxyCommand=x"'),
+     "computes.0.address", "not a host"),
+    ("bad ssh user", replace('profile = "demo"', 'profile = "demo"\nssh_user = "root;id"'),
+     "computes.0.ssh_user", "pattern"),
+    ("computes without ssh", replace('[ssh]\nknown_hosts = "known_hosts"', ""),
+     "", "ssh: required"),
+    ("shared db same prefix", replace('hosts = ["127.0.0.12"]', 'hosts = ["127.0.0.11"]\n'
+                                      'prefix = "v1"'), "", "same prefix"),
+    ("bad prefix", replace('prefix = "v1"\n[old.zookeeper]', 'prefix = "v-1"\n[old.zookeeper]'),
+     "old.cassandra.prefix", "letters"),
+    ("metrics off loopback", GOOD + '\n[sync]\nmetrics_listen = "0.0.0.0:9109"\n',
+     "sync.metrics_listen", "loopback"),
+    ("zero concurrency", GOOD + "\n[sync]\nconcurrency = 0\n", "sync.concurrency",
+     "greater than or equal"),
+    ("batch parallel negative", GOOD + "\n[batch]\nparallel = -1\n", "batch.parallel",
+     "greater than or equal"),
+    ("asn out of range", replace('cluster_id = "v1"', 'cluster_id = "v1"\nasn = 0'),
+     "old.asn", "greater than"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "key", "words"), BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_config_names_file_and_key(workdir: Path, name: str, text: str, key: str,
+                                          words: str) -> None:
+    path = write(workdir, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert str(path) in message
+    if key:
+        assert f"{key}:" in message, message
+    assert words in message, message
+    result = CliRunner().invoke(cli, ["config", "check", "-c", str(path)])
+    assert result.exit_code == 2
+    assert str(path) in result.output
+    assert SECRET_ENV not in result.output and SECRET_FILE not in result.output
+
+
+def test_check_reports_missing_files_and_loose_key(workdir: Path) -> None:
+    path = write(workdir, GOOD)
+    (workdir / "id_ed25519").chmod(0o644)
+    (workdir / "known_hosts").unlink()
+    result = CliRunner().invoke(cli, ["config", "check", "-c", str(path)])
+    assert result.exit_code == 2
+    assert "ssh.known_hosts" in result.output
+    assert "computes.0.ssh_key" in result.output and "chmod 600" in result.output
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["config", "check", "-c", str(tmp_path / "nope.toml")])
+    assert result.exit_code == 2
+    assert "nope.toml: cannot read" in result.output
+
+
+ORIGINAL_INI = """
+[DEFAULTS]
+old_rabbit_user = guest
+old_rabbit_password = {old_pw}
+old_rabbit_vhost = /
+old_rabbit_port = 5672
+old_rabbit_ha_mode = False
+old_rabbit_q_name = vnc-config.issu-queue
+old_rabbit_address_list = 10.0.0.1 10.0.0.2
+new_rabbit_user = guest
+new_rabbit_password = guest
+new_rabbit_vhost = /v2
+new_rabbit_address_list = 10.0.1.1
+old_cassandra_address_list = 10.0.0.1:9042 10.0.0.2:9042
+new_cassandra_address_list = 10.0.1.1:9042
+old_zookeeper_address_list = 10.0.0.1:2181
+new_zookeeper_address_list = 10.0.1.1:2181
+odb_prefix = v1
+ndb_prefix = v2
+reset_config = False
+new_api_info = {{"10.0.1.1": ["admin", "{api_pw}"]}}
+"""
+
+
+def test_original_issu_conf_is_accepted_and_converts(tmp_path: Path) -> None:
+    ini = tmp_path / "issu.conf"
+    ini.write_text(ORIGINAL_INI.format(old_pw="rabbitpw", api_pw="apipw"))
+    cfg = load_config(ini)
+    assert cfg.source == "ini"
+    assert cfg.old.cassandra.hosts == ["10.0.0.1", "10.0.0.2"]
+    assert cfg.old.cassandra.keyspace("config_db_uuid") == "v1_config_db_uuid"
+    assert cfg.new.rabbit.vhost == "/v2"
+    assert cfg.old.rabbit.ha_mode is False
+    assert cfg.sync.queue_name == "vnc-config.issu-queue"
+    assert cfg.new.api_server is not None and cfg.new.api_server.user == "admin"
+    out = tmp_path / "issu.toml"
+    result = CliRunner().invoke(cli, ["config", "convert", str(ini), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    converted = load_config(out)
+    assert converted.old.cassandra.hosts == cfg.old.cassandra.hosts
+    assert converted.new.rabbit.vhost == "/v2"
+    assert converted.old.rabbit.password.get_secret_value() == "rabbitpw"
+    assert os.stat(out).st_mode & 0o077 == 0
+    again = CliRunner().invoke(cli, ["config", "convert", str(ini), "-o", str(out)])
+    assert again.exit_code == 2 and "not overwritten" in again.output
+
+
+@pytest.mark.parametrize(("line", "key"), [
+    ("old_rabbit_ha_mode = maybe", "DEFAULTS.old_rabbit_ha_mode"),
+    ("old_cassandra_adress_list = 1.2.3.4", "DEFAULTS.old_cassandra_adress_list"),
+    ('new_api_info = ["10.0.1.1"]', "DEFAULTS.new_api_info"),
+])
+def test_original_issu_conf_errors_name_the_option(tmp_path: Path, line: str, key: str) -> None:
+    ini = tmp_path / "issu.conf"
+    text = ORIGINAL_INI.format(old_pw="x", api_pw="y")
+    option = line.split(" = ")[0]
+    lines = [ln for ln in text.splitlines() if not ln.startswith(option + " ")]
+    ini.write_text("\n".join([*lines, line]) + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(ini)
+    assert f"{key}:" in str(caught.value)
+    assert str(ini) in str(caught.value)
+
+
+def test_generate_from_api_server_configs(tmp_path: Path) -> None:
+    old = tmp_path / "old-contrail-api.conf"
+    new = tmp_path / "new-contrail-api.conf"
+    old.write_text("[DEFAULTS]\nlisten_ip_addr = 10.0.0.1\ncassandra_server_list = "
+                   "10.0.0.1:9160 10.0.0.2:9160\nzk_server_ip = 10.0.0.1:2181\n"
+                   "rabbit_server = 10.0.0.1\nrabbit_vhost = /\ncluster_id = v1\n")
+    new.write_text("[DEFAULTS]\nlisten_ip_addr = 10.0.1.1\ncassandra_server_list = "
+                   "10.0.1.1:9042\nzk_server_ip = 10.0.1.1:2181\nrabbit_server = 10.0.1.1\n"
+                   "rabbit_vhost = /v2\ncluster_id = v2\n")
+    out = tmp_path / "issu.toml"
+    result = CliRunner().invoke(cli, [
+        "config", "generate", "--old-api-conf", str(old), "--new-api-conf", str(new),
+        "--old-version", "4.1.0", "--new-version", "5.0.0", "-o", str(out),
+        "--state-dir", str(tmp_path / "state")])
+    assert result.exit_code == 0, result.output
+    os.environ["ISSU_OLD_RABBIT_PASSWORD"] = "a"
+    os.environ["ISSU_NEW_RABBIT_PASSWORD"] = "b"
+    try:
+        cfg = load_config(out)
+    finally:
+        del os.environ["ISSU_OLD_RABBIT_PASSWORD"], os.environ["ISSU_NEW_RABBIT_PASSWORD"]
+    assert cfg.old.cassandra.port == 9042  # Thrift 9160 mapped to CQL
+    assert cfg.old.cassandra.prefix == "v1" and cfg.new.cassandra.prefix == "v2"
+    assert cfg.new.rabbit.vhost == "/v2"
+    assert cfg.new.api_server is not None
+    assert cfg.new.api_server.url == "http://10.0.1.1:8082"
+
+
+def test_generate_names_missing_key(tmp_path: Path) -> None:
+    old = tmp_path / "a.conf"
+    old.write_text("[DEFAULTS]\nzk_server_ip = 1.2.3.4\n")
+    result = CliRunner().invoke(cli, [
+        "config", "generate", "--old-api-conf", str(old), "--new-api-conf", str(old),
+        "--old-version", "4.1.0", "--new-version", "5.0.0"])
+    assert result.exit_code == 2
+    assert "DEFAULTS.cassandra_server_list: required key is missing" in result.output

@@ -1,0 +1,164 @@
+"""The journal: committed transitions survive a killed writer; readers never block or see halves."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from issu_tui.journal import SCHEMA_VERSION, Journal, JournalError, JournalLocked, JournalReadOnly
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _spawn(code: str, state: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), str(state)], cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+WRITER = """
+import sys, time
+from issu_tui.journal import Journal
+j = Journal.open(sys.argv[1]); j.acquire_writer()
+for i in range(100):
+    j.upsert_compute(f"c{i}", f"127.0.0.{i}")
+print("ready", flush=True)
+n = 0
+while True:
+    # one transition per transaction: state, history and event move together
+    j.transition_compute(f"c{n % 100}", "upgrading" if n % 2 == 0 else "upgraded",
+                         detail=str(n), batch=n)
+    j.mark_slice_done("pre", "config_db_uuid.obj_uuid_table", str(n), n)
+    n += 1
+"""
+
+
+def test_killed_writer_loses_nothing_committed(tmp_path: Path) -> None:
+    proc = _spawn(WRITER, tmp_path)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    journal = Journal.open(tmp_path)
+    history = journal._query("SELECT COUNT(*) FROM compute_history")[0][0]
+    compute_events = journal._query("SELECT COUNT(*) FROM events WHERE kind='compute'")[0][0]
+    assert history > 10
+    # each transition wrote its history row and its event in the same transaction
+    assert history == compute_events
+    # the last committed transition of each compute is its current state
+    for row in journal.computes():
+        last = journal.compute_history(row.name)
+        if last:
+            assert last[-1]["to_state"] == row.state
+            assert str(row.batch) == last[-1]["detail"]
+    # the dead writer's lock is released by the kernel: a new executor can take over
+    journal.acquire_writer()
+    assert journal.executor() is not None
+    journal.close()
+
+
+def test_concurrent_readers_while_writing(tmp_path: Path) -> None:
+    proc = _spawn(WRITER, tmp_path)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    try:
+        readers = [Journal.open(tmp_path, read_only=True) for _ in range(3)]
+        seen_max = 0
+        deadline = time.monotonic() + 2.0
+        reads = 0
+        while time.monotonic() < deadline:
+            for reader in readers:
+                events = reader.last_events(5)
+                rows = reader.computes()
+                assert len(rows) == 100
+                if events:
+                    assert events[-1].id >= seen_max  # the log only grows
+                    seen_max = events[-1].id
+                reads += 1
+        assert reads > 50
+        assert seen_max > 0
+        with pytest.raises(JournalReadOnly):
+            readers[0].event("x", "readers cannot write")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_one_executor_at_a_time(tmp_path: Path) -> None:
+    first = Journal.open(tmp_path)
+    first.acquire_writer()
+    second = Journal.open(tmp_path)
+    with pytest.raises(JournalLocked, match=f"pid {os.getpid()}"):
+        second.acquire_writer()
+    first.release_writer()
+    second.acquire_writer()
+    assert second.holds_writer
+
+
+def test_secrets_never_reach_the_journal(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path)
+    journal.scrub(["hunter2-password"])
+    journal.upsert_compute("c1", "127.0.0.5")
+    journal.event("ssh", "connecting with hunter2-password", secret="hunter2-password")
+    journal.record_command("c1", "install", "apt-get install x", 0, 0.1,
+                           "echo hunter2-password", "")
+    journal.transition_compute("c1", "failed", "auth hunter2-password rejected")
+    journal.close()
+    raw = (tmp_path / "journal.db").read_bytes()
+    wal = tmp_path / "journal.db-wal"
+    if wal.exists():
+        raw += wal.read_bytes()
+    assert b"hunter2-password" not in raw
+
+
+def test_phase_transitions_and_checkpoints(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path)
+    journal.set_phase("plan", from_version="4.1.0", to_version="5.0.0")
+    journal.set_phase("preflight")
+    info = journal.phase()
+    assert info is not None and info.phase == "preflight" and info.from_version == "4.1.0"
+    assert [h["phase"] for h in journal.phase_history()] == ["plan", "preflight"]
+    with pytest.raises(JournalError):
+        journal.set_phase("teleport")
+    journal.mark_slice_done("pre", "t", "0", 5)
+    journal.mark_slice_done("pre", "t", "1", 5)
+    assert journal.done_slices("pre", "t") == {"0", "1"}
+    assert journal.checkpoint_summary() == {"pre": {"t": 2}}
+    journal.reset_job("pre")
+    assert journal.done_slices("pre", "t") == set()
+    intent = journal.add_intent("upgrade", {"computes": ["c1"]}, by="test")
+    assert [i.id for i in journal.intents()] == [intent]
+    journal.finish_intent(intent, "done")
+    assert journal.intents() == []
+
+
+def test_schema_is_versioned_and_newer_schema_refused(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path)
+    assert journal.schema_version == SCHEMA_VERSION
+    journal.close()
+    db = sqlite3.connect(tmp_path / "journal.db")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(JournalError, match="newer than this issu"):
+        Journal.open(tmp_path)
+
+
+def test_transaction_rolls_back_as_a_whole(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path)
+    journal.upsert_compute("c1", "127.0.0.5")
+    with pytest.raises(RuntimeError), journal.transaction():
+        journal.transition_compute("c1", "upgrading")
+        journal.event("x", "inside")
+        raise RuntimeError("crash between two writes")
+    row = journal.compute("c1")
+    assert row is not None and row.state == "old"
+    assert journal.compute_history("c1") == []
+    assert [e.message for e in journal.events()] == []
