@@ -1,0 +1,376 @@
+"""pre-sync / post-sync: copy registered tables old -> new, slice by slice, replacing.
+
+Per token slice (several in flight):
+  1. read what the new side holds there ((key, column) -> writetime; spills to disk if big);
+  2. stream the old slice page by page, translate, write with the source WRITETIME, and
+     strike each written (key, column) off the map from step 1;
+  3. only when step 2 read the old slice to its end without error: delete what is left in
+     the map (present on new, absent on old), each cell with the writetime it had, so a value
+     written meanwhile by run-sync survives. A read error aborts the slice: nothing deleted.
+A finished slice is checkpointed; a killed run resumes with the slices not yet done.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+
+from backends.cassandra.connection import Connection
+from backends.cassandra.registry import Registry, TableSpec
+from backends.cassandra.schema import check_partitioner, keyspace_exists
+from backends.cassandra.spill import SpillMap
+from backends.cassandra.tables import (
+    Quarantine,
+    RawRow,
+    Rejected,
+    SyncError,
+    SyncSettings,
+    TableContext,
+    token_slices,
+    translate_rows,
+)
+from backends.cassandra.translate import IDENTITY, Cell, TableTranslator
+from backends.cassandra.writer import CellWriter
+from backends.progress import CheckpointStore, CounterSink, EventSink
+from backends.versions import version_path
+
+log = logging.getLogger(__name__)
+
+COMPLETE_MARK = ("*", "__complete__")
+PRUNE_SLICE = "prune-keys"
+_CHUNK = 500
+
+
+@dataclass
+class Counts:
+    partitions: int = 0
+    cells: int = 0
+    deleted: int = 0
+    quarantined: int = 0
+    newest_writetime: int = 0
+
+    def add(self, other: Counts) -> None:
+        self.partitions += other.partitions
+        self.cells += other.cells
+        self.deleted += other.deleted
+        self.quarantined += other.quarantined
+        self.newest_writetime = max(self.newest_writetime, other.newest_writetime)
+
+
+@dataclass
+class TableReport:
+    keyspace: str
+    table: str
+    status: str = "ok"               # ok | skipped | failed
+    partitions: int = 0
+    cells: int = 0
+    deleted: int = 0
+    quarantined: int = 0
+    slices: int = 0
+    slices_done: int = 0
+    slices_resumed: int = 0
+    slices_failed: int = 0
+    duration_s: float = 0.0
+    translator: str = "identity"
+    errors: list[str] = field(default_factory=list)
+    note: str = ""
+
+    def add(self, counts: Counts) -> None:
+        self.partitions += counts.partitions
+        self.cells += counts.cells
+        self.deleted += counts.deleted
+        self.quarantined += counts.quarantined
+
+
+@dataclass
+class CopyReport:
+    job: str
+    run_id: str
+    tables: list[TableReport] = field(default_factory=list)
+    duration_s: float = 0.0
+    quarantine_table: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return all(t.status != "failed" for t in self.tables)
+
+    def totals(self) -> dict[str, float]:
+        return {
+            "partitions": sum(t.partitions for t in self.tables),
+            "cells": sum(t.cells for t in self.tables),
+            "deleted": sum(t.deleted for t in self.tables),
+            "quarantined": sum(t.quarantined for t in self.tables),
+            "slices_failed": sum(t.slices_failed for t in self.tables),
+            "tables_failed": sum(1 for t in self.tables if t.status == "failed"),
+            "tables_skipped": sum(1 for t in self.tables if t.status == "skipped"),
+            "duration_s": self.duration_s,
+        }
+
+    def as_dict(self) -> dict[str, object]:
+        return {"job": self.job, "run_id": self.run_id, "ok": self.ok,
+                "duration_s": round(self.duration_s, 3), "totals": self.totals(),
+                "quarantine_table": self.quarantine_table,
+                "tables": [asdict(t) for t in self.tables]}
+
+
+# --------------------------------------------------------------------------- replace core
+
+def fill(existing: SpillMap, entries: Iterable[tuple[str, str, int]]) -> None:
+    chunk: list[tuple[str, str, int, int]] = []
+    for k, c, ts in entries:
+        chunk.append((k, c, ts, 0))
+        if len(chunk) >= _CHUNK:
+            existing.put_many(chunk)
+            chunk = []
+    existing.put_many(chunk)
+
+
+def replace_rows(ctx: TableContext, rows: Iterable[RawRow], existing: SpillMap,
+                 writer: CellWriter, *, finish: bool = True) -> Counts:
+    """Write the translated `rows` and strike them off `existing`. Rejected cells go to the
+    quarantine and are struck off too: a cell is never deleted on new because old's copy
+    could not be translated."""
+    counts = Counts()
+    seen: list[tuple[str, str]] = []
+    last_key: str | None = None
+    for old_key, new_key, item in translate_rows(ctx.translator, rows, finish=finish):
+        if old_key != last_key:
+            counts.partitions += 1
+            last_key = old_key
+        if isinstance(item, Cell):
+            writer.insert(new_key, item)
+            counts.cells += 1
+            if item.writetime > counts.newest_writetime:
+                counts.newest_writetime = item.writetime
+            seen.append((new_key, item.column))
+        else:
+            _quarantine(ctx, old_key, item)
+            counts.quarantined += 1
+            seen.append((new_key, item.new_column))
+        if len(seen) >= _CHUNK:
+            existing.take_many(seen)
+            seen = []
+    existing.take_many(seen)
+    return counts
+
+
+def _quarantine(ctx: TableContext, old_key: str, item: Rejected) -> None:
+    log.warning("%s key %r column %r quarantined: %s", ctx.name, old_key, item.column,
+                item.reason)
+    ctx.quarantine.put(ctx.spec.keyspace, ctx.spec.name, old_key, item)
+
+
+def delete_leftovers(existing: SpillMap, writer: CellWriter) -> int:
+    deleted = 0
+    for key, column, ts, _ in existing.items():
+        writer.delete(key, column, ts)
+        deleted += 1
+    return deleted
+
+
+def _guarded(writer: CellWriter, work: Callable[[], Counts]) -> Counts:
+    try:
+        counts = work()
+        writer.close()
+    except BaseException:
+        writer.abandon()
+        raise
+    return counts
+
+
+def copy_slice(ctx: TableContext, lo: int, hi: int) -> Counts:
+    with ctx.spill_map() as existing:
+        if ctx.translator.renames_keys:
+            for old_key in list(ctx.old_keys(lo, hi)):
+                new_key = ctx.translator.key(old_key)
+                fill(existing, ctx.read_new_meta(ctx.new_partition_meta,
+                                                 (ctx.enc_new_key(new_key),)))
+        else:
+            fill(existing, ctx.read_new_meta(ctx.new_range_meta, (lo, hi)))
+        writer = ctx.writer()
+
+        def work() -> Counts:
+            counts = replace_rows(ctx, ctx.read_old(ctx.old_range, (lo, hi)), existing, writer)
+            # The old slice was read to its end without error: now, and only now, delete.
+            counts.deleted = delete_leftovers(existing, writer)
+            return counts
+
+        return _guarded(writer, work)
+
+
+def prune_renamed_partitions(ctx: TableContext) -> Counts:
+    """For a key-renaming table: delete whole partitions on new that no old partition
+    translates to (their old partition was deleted). Old keys are listed completely first."""
+    expected = ctx.key_map()
+    counts = Counts()
+    writer = ctx.writer()
+
+    def work() -> Counts:
+        for new_key in list(ctx.new_keys()):
+            if new_key in expected:
+                continue
+            for key, column, ts in ctx.read_new_meta(ctx.new_partition_meta,
+                                                     (ctx.enc_new_key(new_key),)):
+                writer.delete(key, column, ts)
+                counts.deleted += 1
+        return counts
+
+    return _guarded(writer, work)
+
+
+# --------------------------------------------------------------------------- the run
+
+def check_path(old: Connection, new: Connection) -> None:
+    """Raises VersionPathError (a ValueError) when old -> new is not a supported path."""
+    if old.side.version and new.side.version:
+        version_path(old.side.version, new.side.version)
+
+
+def translator_for(registry: Registry, old: Connection, new: Connection,
+                   spec: TableSpec) -> TableTranslator:
+    """The chained translator of the table for the two sides' versions (identity when a
+    side has no version: e.g. a copy between two clusters of one release)."""
+    if not (old.side.version and new.side.version):
+        return IDENTITY
+    return registry.translator(old.side.version, new.side.version, spec.keyspace, spec.name)
+
+
+class CopyEngine:
+    """Runs pre-sync (job "pre-sync") or post-sync (job "post-sync") over registered tables."""
+
+    def __init__(self, old: Connection, new: Connection, registry: Registry,
+                 settings: SyncSettings, *, checkpoints: CheckpointStore,
+                 events: EventSink | None = None, counters: CounterSink | None = None) -> None:
+        self.old, self.new, self.registry, self.settings = old, new, registry, settings
+        self.checkpoints, self.events, self.counters = checkpoints, events, counters
+        self._lock = threading.Lock()
+
+    def _event(self, kind: str, message: str, **fields: object) -> None:
+        log.info("%s", message)
+        if self.events is not None:
+            self.events.event(kind, message, **fields)
+
+    def tables_for(self, phase: str) -> list[TableSpec]:
+        return self.registry.tables(self.settings.keyspaces, phase=phase)
+
+    def run(self, job: str, *, phase: str, fresh: bool = False,
+            stop: threading.Event | None = None) -> CopyReport:
+        check_path(self.old, self.new)
+        check_partitioner(self.old.session, "old")
+        check_partitioner(self.new.session, "new")
+        started = time.monotonic()
+        run_id = uuid.uuid4().hex[:12]
+        if fresh or COMPLETE_MARK[1] in self.checkpoints.done_slices(job, COMPLETE_MARK[0]):
+            self.checkpoints.reset_job(job)
+        quarantine = Quarantine(self.new, run_id)
+        report = CopyReport(job, run_id, quarantine_table=f"{quarantine.keyspace}.rows")
+        self._event("sync", f"{job}: started (run {run_id})", job=job, run_id=run_id)
+        for spec in self.tables_for(phase):
+            if stop is not None and stop.is_set():
+                break
+            report.tables.append(self._copy_table(job, spec, quarantine, stop))
+            self._publish(job, report)
+        report.duration_s = time.monotonic() - started
+        stopped = stop is not None and stop.is_set()
+        if report.ok and not stopped:
+            self.checkpoints.mark_slice_done(job, COMPLETE_MARK[0], COMPLETE_MARK[1],
+                                             int(report.totals()["cells"]))
+        totals = report.totals()
+        self._event("sync", f"{job}: {'finished' if report.ok else 'FAILED'}: "
+                    f"{int(totals['cells'])} cells copied, {int(totals['deleted'])} deleted, "
+                    f"{int(totals['quarantined'])} quarantined in {report.duration_s:.1f}s",
+                    job=job, level="info" if report.ok else "error", **totals)
+        return report
+
+    def _publish(self, job: str, report: CopyReport) -> None:
+        if self.counters is not None:
+            self.counters.set_counters(f"sync.{job}", report.totals())
+
+    def _copy_table(self, job: str, spec: TableSpec, quarantine: Quarantine,
+                    stop: threading.Event | None) -> TableReport:
+        started = time.monotonic()
+        rep = TableReport(spec.keyspace, spec.name)
+        old_ks = self.old.side.keyspace(spec.keyspace)
+        if not keyspace_exists(self.old.session, old_ks):
+            rep.status, rep.note = "skipped", f"keyspace {old_ks} absent on old: not copied"
+            self._event("sync", f"{job}: WARNING {spec.qualified}: {rep.note}", level="warning",
+                        table=spec.qualified)
+            return rep
+        try:
+            translator = translator_for(self.registry, self.old, self.new, spec)
+            ctx = TableContext(spec, self.old, self.new, translator, self.settings, quarantine)
+        except Exception as exc:
+            rep.status = "failed"
+            rep.errors.append(f"{spec.qualified}: {exc}")
+            self._event("sync", f"{job}: {spec.qualified} failed: {exc}", level="error")
+            return rep
+        rep.translator = ctx.translator.name
+        if not ctx.present_on_old:
+            rep.status, rep.note = "skipped", f"table absent on old ({old_ks}.{spec.name})"
+            self._event("sync", f"{job}: WARNING {spec.qualified}: {rep.note}", level="warning")
+            return rep
+        table_id = spec.qualified
+        slices = token_slices(self.settings.slices_per_table)
+        rep.slices = len(slices)
+        done = self.checkpoints.done_slices(job, table_id)
+        todo = [s for s in slices if s[0] not in done]
+        rep.slices_resumed = len(slices) - len(todo)
+        if ctx.translator.renames_keys:
+            try:
+                ctx.key_map()  # refuse colliding keys before writing anything
+            except Exception as exc:
+                rep.status = "failed"
+                rep.errors.append(str(exc))
+                return rep
+
+        def run_slice(item: tuple[str, int, int]) -> tuple[str, Counts]:
+            slice_id, lo, hi = item
+            if stop is not None and stop.is_set():
+                raise SyncError("stopped")
+            counts = copy_slice(ctx, lo, hi)
+            self.checkpoints.mark_slice_done(job, table_id, slice_id, counts.cells)
+            return slice_id, counts
+
+        with ThreadPoolExecutor(max_workers=self.settings.concurrency,
+                                thread_name_prefix="issu-slice") as pool:
+            futures = {pool.submit(run_slice, s): s for s in todo}
+            for future in as_completed(futures):
+                slice_id, lo, hi = futures[future]
+                try:
+                    _, counts = future.result()
+                except Exception as exc:
+                    rep.slices_failed += 1
+                    msg = (f"{table_id} slice {slice_id} (tokens {lo}..{hi}) failed, nothing "
+                           f"deleted there: {type(exc).__name__}: {exc}")
+                    rep.errors.append(msg)
+                    self._event("sync", f"{job}: {msg}", level="error", table=table_id)
+                    continue
+                rep.add(counts)
+                rep.slices_done += 1
+        if ctx.translator.renames_keys and not rep.slices_failed and \
+                PRUNE_SLICE not in done and not (stop is not None and stop.is_set()):
+            try:
+                rep.add(prune_renamed_partitions(ctx))
+                self.checkpoints.mark_slice_done(job, table_id, PRUNE_SLICE, 0)
+            except Exception as exc:
+                rep.errors.append(f"{table_id} pruning of extra partitions failed, nothing "
+                                  f"deleted: {exc}")
+                rep.slices_failed += 1
+        if rep.slices_failed or (stop is not None and stop.is_set() and
+                                 rep.slices_done + rep.slices_resumed < rep.slices):
+            rep.status = "failed"
+            if stop is not None and stop.is_set() and not rep.errors:
+                rep.errors.append(f"{table_id}: stopped before every slice was copied")
+        rep.duration_s = time.monotonic() - started
+        self._event("sync", f"{job}: {table_id}: {rep.status}, {rep.partitions} partitions, "
+                    f"{rep.cells} cells copied, {rep.deleted} deleted, {rep.quarantined} "
+                    f"quarantined, {rep.slices_done}+{rep.slices_resumed} resumed/"
+                    f"{rep.slices} slices in {rep.duration_s:.1f}s",
+                    level="info" if rep.status == "ok" else "error", table=table_id,
+                    cells=rep.cells, deleted=rep.deleted, quarantined=rep.quarantined)
+        return rep

@@ -1,0 +1,234 @@
+"""Object-level replication for run-sync, and range checksums for its reconciliation.
+
+    repl = Replicator(old_conn, new_conn, registry, settings)
+    out = repl.replace_partition("config_db_uuid", "obj_uuid_table", uuid)
+    out = repl.replace_cells("config_db_uuid", "obj_fq_name_table", "virtual-network",
+                             ["default-domain:p:vn1:" + uuid])
+    for diff in repl.range_diff("config_db_uuid", "obj_uuid_table", lo, hi):
+        repl.repair(diff)
+
+Keys and column names are OLD-side names (as in the change messages); the translator maps
+them. Replace, not merge: what old no longer has is deleted on new, each cell with its own
+writetime (a newer write survives). Thread-safe; prepared statements are cached per table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from backends.cassandra.connection import Connection
+from backends.cassandra.copy import (
+    Counts,
+    _guarded,
+    check_path,
+    delete_leftovers,
+    fill,
+    prune_renamed_partitions,
+    replace_rows,
+    translator_for,
+)
+from backends.cassandra.registry import Registry
+from backends.cassandra.tables import (
+    Quarantine,
+    SyncSettings,
+    TableContext,
+    token_slices,
+    translate_rows,
+)
+from backends.cassandra.translate import Cell
+
+_MASK = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class ReplaceOutcome:
+    keyspace: str
+    table: str
+    key: str                 # old-side key
+    new_key: str             # key written on new
+    cells_written: int
+    cells_deleted: int
+    quarantined: int
+    newest_writetime: int    # microseconds since the epoch of the newest source cell; 0 if none
+    present_on_old: bool     # False: the partition/cells are gone on old (deleted on new)
+
+
+@dataclass(frozen=True)
+class KeyDiff:
+    """A partition whose content differs between old (translated) and new.
+    `old_key` is None when only new has it (an extra partition to remove)."""
+
+    keyspace: str
+    table: str
+    old_key: str | None
+    new_key: str
+
+
+def cell_digest(column: str, value: str | None, writetime: int | None) -> int:
+    h = hashlib.blake2b(digest_size=8)
+    h.update(column.encode("utf-8", "surrogateescape"))
+    h.update(b"\x00")
+    h.update((value or "").encode("utf-8", "surrogateescape"))
+    h.update(b"\x00" + struct.pack(">q", writetime or 0))
+    return int.from_bytes(h.digest(), "big")
+
+
+class Replicator:
+    def __init__(self, old: Connection, new: Connection, registry: Registry,
+                 settings: SyncSettings | None = None, *, run_id: str | None = None) -> None:
+        check_path(old, new)
+        self.old, self.new, self.registry = old, new, registry
+        self.settings = settings or SyncSettings()
+        self.quarantine = Quarantine(new, run_id or f"run-sync-{uuid.uuid4().hex[:8]}")
+        self._contexts: dict[tuple[str, str], TableContext] = {}
+        self._lock = threading.Lock()
+
+    def context(self, keyspace: str, table: str) -> TableContext:
+        with self._lock:
+            ctx = self._contexts.get((keyspace, table))
+            if ctx is None:
+                spec = self.registry.table(keyspace, table)
+                ctx = TableContext(spec, self.old, self.new,
+                                   translator_for(self.registry, self.old, self.new, spec),
+                                   self.settings, self.quarantine)
+                if not ctx.present_on_old:
+                    raise LookupError(f"{ctx.old_keyspace}.{table} does not exist on old")
+                self._contexts[(keyspace, table)] = ctx
+            return ctx
+
+    def forget(self, keyspace: str, table: str) -> None:
+        """Drop the cached statements (after a schema change or reconnect)."""
+        with self._lock:
+            self._contexts.pop((keyspace, table), None)
+
+    # ------------------------------------------------------------------ replace
+    def replace_partition(self, keyspace: str, table: str, key: str) -> ReplaceOutcome:
+        """Make new's partition the translation of old's partition `key`, exactly."""
+        ctx = self.context(keyspace, table)
+        new_key = ctx.translator.key(key)
+        with ctx.spill_map() as existing:
+            fill(existing, ctx.read_new_meta(ctx.new_partition_meta, (ctx.enc_new_key(new_key),)))
+            writer = ctx.writer()
+
+            def work() -> Counts:
+                counts = replace_rows(ctx, ctx.read_old(ctx.old_partition,
+                                                        (ctx.enc_old_key(key),)),
+                                      existing, writer)
+                counts.deleted = delete_leftovers(existing, writer)
+                return counts
+
+            counts = _guarded(writer, work)
+        return self._outcome(ctx, key, new_key, counts)
+
+    def replace_cells(self, keyspace: str, table: str, key: str,
+                      columns: Sequence[str]) -> ReplaceOutcome:
+        """Same for some columns of a partition (e.g. one object's entry in the fq-name index).
+        Cells added at the end of a partition by a translator (defaults) are not produced
+        here: use replace_partition for obj_uuid_table."""
+        ctx = self.context(keyspace, table)
+        new_key = ctx.translator.key(key)
+        new_columns = [ctx.translator.column(key, c) for c in columns]
+        with ctx.spill_map() as existing:
+            if new_columns:
+                fill(existing, ctx.read_new_meta(ctx.new_cells_meta,
+                                                 (ctx.enc_new_key(new_key),
+                                                  ctx.enc_new_columns(new_columns))))
+            writer = ctx.writer()
+
+            def work() -> Counts:
+                if not columns:
+                    return Counts()
+                rows = ctx.read_old(ctx.old_cells, (ctx.enc_old_key(key),
+                                                    ctx.enc_old_columns(columns)))
+                counts = replace_rows(ctx, rows, existing, writer, finish=False)
+                counts.deleted = delete_leftovers(existing, writer)
+                return counts
+
+            counts = _guarded(writer, work)
+        return self._outcome(ctx, key, new_key, counts)
+
+    def remove_extra_partition(self, keyspace: str, table: str, new_key: str) -> int:
+        """Delete a partition only new has, after checking old has no source for it."""
+        ctx = self.context(keyspace, table)
+        if ctx.translator.renames_keys:
+            if new_key in ctx.key_map():
+                return 0
+        else:
+            probe = ctx.read_old(ctx.old_partition, (ctx.enc_old_key(new_key),))
+            if next(iter(probe), None) is not None:
+                return 0
+        writer = ctx.writer()
+        deleted = 0
+
+        def work() -> Counts:
+            nonlocal deleted
+            for k, c, ts in ctx.read_new_meta(ctx.new_partition_meta,
+                                              (ctx.enc_new_key(new_key),)):
+                writer.delete(k, c, ts)
+                deleted += 1
+            return Counts(deleted=deleted)
+
+        _guarded(writer, work)
+        return deleted
+
+    def prune_extra_partitions(self, keyspace: str, table: str) -> int:
+        """Table-wide removal of new-only partitions of a key-renaming table."""
+        ctx = self.context(keyspace, table)
+        if not ctx.translator.renames_keys:
+            raise ValueError(f"{ctx.name} keeps its keys: range_diff finds extra partitions")
+        return prune_renamed_partitions(ctx).deleted
+
+    def repair(self, diff: KeyDiff) -> ReplaceOutcome | int:
+        if diff.old_key is None:
+            return self.remove_extra_partition(diff.keyspace, diff.table, diff.new_key)
+        return self.replace_partition(diff.keyspace, diff.table, diff.old_key)
+
+    def _outcome(self, ctx: TableContext, key: str, new_key: str,
+                 counts: Counts) -> ReplaceOutcome:
+        return ReplaceOutcome(ctx.spec.keyspace, ctx.spec.name, key, new_key, counts.cells,
+                              counts.deleted, counts.quarantined, counts.newest_writetime,
+                              counts.partitions > 0)
+
+    # ------------------------------------------------------------------ reconciliation
+    def range_diff(self, keyspace: str, table: str, lo: int, hi: int) -> list[KeyDiff]:
+        """Partitions of old token range (lo, hi] whose translation differs from new
+        (content, values or writetimes), by order-independent per-partition digests.
+        Memory: one digest per partition of the range. For a key-renaming table, partitions
+        only new has are not found here: call prune_extra_partitions."""
+        ctx = self.context(keyspace, table)
+        old_digest: dict[str, int] = {}
+        source: dict[str, str] = {}
+        protected: set[tuple[str, str]] = set()
+        for old_key, new_key, item in translate_rows(ctx.translator,
+                                                     ctx.read_old(ctx.old_range, (lo, hi))):
+            source[new_key] = old_key
+            if isinstance(item, Cell):
+                d = cell_digest(item.column, item.value, item.writetime)
+                old_digest[new_key] = (old_digest.get(new_key, 0) + d) & _MASK
+            else:
+                old_digest.setdefault(new_key, 0)
+                protected.add((new_key, item.new_column))
+        new_digest: dict[str, int] = {}
+        if ctx.translator.renames_keys:
+            rows: Iterable = (r for k in source for r in ctx.read_new_full(
+                ctx.new_partition_full, (ctx.enc_new_key(k),)))
+        else:
+            rows = ctx.read_new_full(ctx.new_range_full, (lo, hi))
+        for k, c, v, ts in rows:
+            if (k, c) in protected:
+                continue
+            new_digest[k] = (new_digest.get(k, 0) + cell_digest(c, v, ts)) & _MASK
+        diffs = []
+        for new_key in sorted(set(old_digest) | set(new_digest)):
+            if old_digest.get(new_key) != new_digest.get(new_key):
+                diffs.append(KeyDiff(keyspace, table, source.get(new_key), new_key))
+        return diffs
+
+    def token_ranges(self, count: int) -> list[tuple[str, int, int]]:
+        """(id, lo, hi) ranges covering the ring, for a reconciliation loop."""
+        return token_slices(count)

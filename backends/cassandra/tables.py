@@ -1,0 +1,290 @@
+"""Per-table context shared by copy, replicator and verify: layouts on both sides, prepared
+statements, the translator, paged reads, and the quarantine table."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from cassandra.cluster import Session
+from cassandra.query import PreparedStatement
+
+from backends.cassandra.connection import Connection
+from backends.cassandra.registry import TableSpec
+from backends.cassandra.schema import (
+    Layout,
+    default_layout,
+    ensure_keyspace,
+    ensure_table,
+    table_layout,
+)
+from backends.cassandra.spill import SpillMap
+from backends.cassandra.translate import Cell, RejectCell, TableTranslator
+from backends.cassandra.writer import CellWriter
+
+MIN_TOKEN = -(2**63)
+MAX_TOKEN = 2**63 - 1
+
+RawRow = tuple[str, str, str | None, int | None]  # decoded key, column, value, writetime
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """Engine knobs (the CLI maps issu's SyncConfig onto these)."""
+
+    concurrency: int = 8            # token slices in flight
+    page_size: int = 500            # rows per page of every read
+    slices_per_table: int = 64
+    batch_cells: int = 100          # cells per UNLOGGED single-partition batch
+    batch_bytes: int = 4500         # below Cassandra's 5 KiB batch warning threshold
+    max_in_flight: int = 4          # outstanding write requests per slice
+    spill_threshold: int = 100_000  # (key, column) entries kept in memory before spilling
+    spill_dir: str | None = None
+    keyspaces: tuple[str, ...] | None = None
+
+
+class SyncError(RuntimeError):
+    pass
+
+
+class Rejected(NamedTuple):
+    column: str        # as on the old side
+    new_column: str    # its name on the new side (kept untouched there)
+    value: str | None
+    writetime: int | None
+    reason: str
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Quarantine:
+    """`<ndb_prefix>_issu_quarantine.rows` on the new cluster: every cell a translator
+    rejected or could not decode, with the reason; re-quarantining the same cell overwrites."""
+
+    TABLE = "rows"
+
+    def __init__(self, new: Connection, run_id: str) -> None:
+        self._session = new.session
+        self.keyspace = new.side.keyspace("issu_quarantine")
+        self.run_id = run_id
+        self._lock = threading.Lock()
+        self._insert: PreparedStatement | None = None
+        self.count = 0
+
+    def _prepare(self) -> PreparedStatement:
+        with self._lock:
+            if self._insert is None:
+                ensure_keyspace(self._session, self.keyspace)
+                self._session.execute(
+                    f"CREATE TABLE IF NOT EXISTS {_q(self.keyspace)}.{self.TABLE} ("
+                    "keyspace_name text, table_name text, key text, column_name text, "
+                    "value text, source_writetime bigint, reason text, run_id text, "
+                    "quarantined_at timestamp, "
+                    "PRIMARY KEY ((keyspace_name, table_name), key, column_name))")
+                self._insert = self._session.prepare(
+                    f"INSERT INTO {_q(self.keyspace)}.{self.TABLE} (keyspace_name, table_name, "
+                    "key, column_name, value, source_writetime, reason, run_id, quarantined_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            return self._insert
+
+    def put(self, keyspace: str, table: str, key: str, rejected: Rejected) -> None:
+        stmt = self._prepare()
+        self._session.execute(stmt, (keyspace, table, key, rejected.column, rejected.value,
+                                     rejected.writetime, rejected.reason, self.run_id,
+                                     int(time.time() * 1000)))
+        with self._lock:
+            self.count += 1
+
+    def rows(self, limit: int = 1000) -> list[dict[str, object]]:
+        from backends.cassandra.schema import keyspace_exists
+        if not keyspace_exists(self._session, self.keyspace):
+            return []
+        result = self._session.execute(
+            f"SELECT keyspace_name, table_name, key, column_name, reason, source_writetime, "
+            f"run_id FROM {_q(self.keyspace)}.{self.TABLE} LIMIT {int(limit)}")
+        names = ("keyspace", "table", "key", "column", "reason", "source_writetime", "run_id")
+        return [dict(zip(names, r, strict=True)) for r in result]
+
+
+class TableContext:
+    """Everything needed to move one registered table between the two sides."""
+
+    def __init__(self, spec: TableSpec, old: Connection, new: Connection,
+                 translator: TableTranslator, settings: SyncSettings,
+                 quarantine: Quarantine, *, create: bool = True) -> None:
+        self.spec, self.old, self.new = spec, old, new
+        self.translator, self.settings, self.quarantine = translator, settings, quarantine
+        self.old_keyspace = old.side.keyspace(spec.keyspace)
+        self.new_keyspace = new.side.keyspace(spec.keyspace)
+        self.name = spec.qualified
+        old_layout = table_layout(old.session, self.old_keyspace, spec.name)
+        self.old_layout: Layout | None = old_layout
+        if old_layout is None:
+            self.new_layout = table_layout(new.session, self.new_keyspace, spec.name)
+            return
+        if create:
+            self.new_layout = ensure_table(new.session, self.new_keyspace, spec.name,
+                                           old_layout or default_layout(spec))
+        else:
+            self.new_layout = table_layout(new.session, self.new_keyspace, spec.name)
+        self._prepare()
+
+    @property
+    def present_on_old(self) -> bool:
+        return self.old_layout is not None
+
+    def _prepare(self) -> None:
+        o = f"{_q(self.old_keyspace)}.{_q(self.spec.name)}"
+        n = f"{_q(self.new_keyspace)}.{_q(self.spec.name)}"
+        op, np_ = self.old.session.prepare, self.new.session.prepare
+        full = "key, column1, value, WRITETIME(value)"
+        meta = "key, column1, WRITETIME(value)"
+        rng = "WHERE token(key) > ? AND token(key) <= ?"
+        self.old_range = op(f"SELECT {full} FROM {o} {rng}")
+        self.old_keys_range = op(f"SELECT DISTINCT key FROM {o} {rng}")
+        self.old_keys_all = op(f"SELECT DISTINCT key FROM {o}")
+        self.old_partition = op(f"SELECT {full} FROM {o} WHERE key = ?")
+        self.old_cells = op(f"SELECT {full} FROM {o} WHERE key = ? AND column1 IN ?")
+        if self.new_layout is None:
+            return
+        self.new_range_meta = np_(f"SELECT {meta} FROM {n} {rng}")
+        self.new_range_full = np_(f"SELECT {full} FROM {n} {rng}")
+        self.new_keys_all = np_(f"SELECT DISTINCT key FROM {n}")
+        self.new_partition_meta = np_(f"SELECT {meta} FROM {n} WHERE key = ?")
+        self.new_partition_full = np_(f"SELECT {full} FROM {n} WHERE key = ?")
+        self.new_cells_meta = np_(f"SELECT {meta} FROM {n} WHERE key = ? AND column1 IN ?")
+        self.new_cells_full = np_(f"SELECT {full} FROM {n} WHERE key = ? AND column1 IN ?")
+        self.insert = np_(f"INSERT INTO {n} (key, column1, value) VALUES (?, ?, ?) "
+                          "USING TIMESTAMP ?")
+        self.delete = np_(f"DELETE FROM {n} USING TIMESTAMP ? WHERE key = ? AND column1 = ?")
+
+    # ------------------------------------------------------------------ reads
+    def _paged(self, session: Session, stmt: PreparedStatement,
+               args: tuple[object, ...]) -> Iterator[tuple[object, ...]]:
+        bound = stmt.bind(args)
+        bound.fetch_size = self.settings.page_size
+        yield from session.execute(bound)
+
+    def read_old(self, stmt: PreparedStatement, args: tuple[object, ...]) -> Iterator[RawRow]:
+        assert self.old_layout is not None
+        dk, dc, dv = (self.old_layout.decode_key, self.old_layout.decode_column,
+                      self.old_layout.decode_value)
+        for k, c, v, ts in self._paged(self.old.session, stmt, args):
+            yield dk(k), dc(c), (None if v is None else dv(v)), ts
+
+    def read_new_full(self, stmt: PreparedStatement,
+                      args: tuple[object, ...]) -> Iterator[RawRow]:
+        assert self.new_layout is not None
+        dk, dc, dv = (self.new_layout.decode_key, self.new_layout.decode_column,
+                      self.new_layout.decode_value)
+        for k, c, v, ts in self._paged(self.new.session, stmt, args):
+            yield dk(k), dc(c), (None if v is None else dv(v)), ts
+
+    def read_new_meta(self, stmt: PreparedStatement,
+                      args: tuple[object, ...]) -> Iterator[tuple[str, str, int]]:
+        assert self.new_layout is not None
+        dk, dc = self.new_layout.decode_key, self.new_layout.decode_column
+        for k, c, ts in self._paged(self.new.session, stmt, args):
+            yield dk(k), dc(c), ts or 0
+
+    def old_keys(self, lo: int | None = None, hi: int | None = None) -> Iterator[str]:
+        assert self.old_layout is not None
+        dk = self.old_layout.decode_key
+        if lo is None:
+            rows = self._paged(self.old.session, self.old_keys_all, ())
+        else:
+            rows = self._paged(self.old.session, self.old_keys_range, (lo, hi))
+        for (k,) in rows:
+            yield dk(k)
+
+    def new_keys(self) -> Iterator[str]:
+        assert self.new_layout is not None
+        dk = self.new_layout.decode_key
+        for (k,) in self._paged(self.new.session, self.new_keys_all, ()):
+            yield dk(k)
+
+    def enc_old_key(self, key: str) -> object:
+        assert self.old_layout is not None
+        return self.old_layout.encode_key(key)
+
+    def enc_old_columns(self, columns: Iterable[str]) -> list[object]:
+        assert self.old_layout is not None
+        enc = self.old_layout.encode_column
+        return [enc(c) for c in columns]
+
+    def enc_new_key(self, key: str) -> object:
+        assert self.new_layout is not None
+        return self.new_layout.encode_key(key)
+
+    def enc_new_columns(self, columns: Iterable[str]) -> list[object]:
+        assert self.new_layout is not None
+        enc = self.new_layout.encode_column
+        return [enc(c) for c in columns]
+
+    # ------------------------------------------------------------------ writes
+    def writer(self) -> CellWriter:
+        assert self.new_layout is not None
+        s = self.settings
+        return CellWriter(self.new.session, self.insert, self.delete, self.new_layout,
+                          batch_cells=s.batch_cells, batch_bytes=s.batch_bytes,
+                          max_in_flight=s.max_in_flight)
+
+    def spill_map(self) -> SpillMap:
+        return SpillMap(self.settings.spill_threshold, self.settings.spill_dir)
+
+    def key_map(self) -> dict[str, str]:
+        """new key -> old key for a key-renaming table (its partitions are few: one per
+        object type for obj_fq_name_table). Two old keys mapping to one new key is an error."""
+        mapping: dict[str, str] = {}
+        for old_key in self.old_keys():
+            new_key = self.translator.key(old_key)
+            other = mapping.setdefault(new_key, old_key)
+            if other != old_key:
+                raise SyncError(f"{self.name}: old partitions {other!r} and {old_key!r} both "
+                                f"translate to {new_key!r}; merge them on the old side first")
+        return mapping
+
+
+def translate_rows(translator: TableTranslator, rows: Iterable[RawRow], *,
+                   finish: bool = True) -> Iterator[tuple[str, str, Cell | Rejected]]:
+    """(old key, new key, translated cell or Rejected) for a stream of rows grouped by key,
+    as a range or partition read returns them."""
+    current: str | None = None
+    new_key = ""
+    part = None
+    for key, column, value, ts in rows:
+        if key != current:
+            if part is not None and finish:
+                for cell in part.finish():
+                    yield current, new_key, cell  # type: ignore[misc]
+            current, new_key = key, translator.key(key)
+            part = translator.partition(key)
+        assert part is not None
+        if value is None or ts is None:
+            yield key, new_key, Rejected(column, translator.column(key, column), value, ts,
+                                         "cell has no value (null)")
+            continue
+        try:
+            cells = part.cell(Cell(column, value, ts))
+        except RejectCell as exc:
+            yield key, new_key, Rejected(column, translator.column(key, column), value, ts,
+                                         str(exc) or type(exc).__name__)
+            continue
+        for cell in cells:
+            yield key, new_key, cell
+    if part is not None and finish and current is not None:
+        for cell in part.finish():
+            yield current, new_key, cell
+
+
+def token_slices(count: int) -> list[tuple[str, int, int]]:
+    """`count` contiguous (lo, hi] ranges covering Murmur3's whole ring, with stable ids."""
+    count = max(1, count)
+    span = (MAX_TOKEN - MIN_TOKEN) // count
+    bounds = [MIN_TOKEN + i * span for i in range(count)] + [MAX_TOKEN]
+    return [(f"{count}:{i}", bounds[i], bounds[i + 1]) for i in range(count)]
