@@ -1,0 +1,1 @@
+"""Simulated Contrail controller (api-server, analytics-api, control node) for the demo world."""
