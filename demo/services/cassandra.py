@@ -72,12 +72,13 @@ def _version_key(path: str) -> tuple[int, ...]:
 
 
 def cassandra_lib() -> Path:
-    """Jars: ``$ISSU_CASSANDRA_LIB`` or the newest ``~/.cache/issu/cassandra-5.0.*/lib``."""
+    """``$ISSU_CASSANDRA_LIB``, else the newest ``<cache>/cassandra-5.0.*/lib``."""
     explicit = os.environ.get("ISSU_CASSANDRA_LIB")
     if explicit:
         candidates = [explicit]
     else:
-        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "issu"
+        xdg = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        cache = Path(os.environ.get("ISSU_CACHE_DIR", xdg / "issu"))
         candidates = sorted(glob.glob(str(cache / "cassandra-5.0.*" / "lib")), key=_version_key)
         candidates.reverse()
     for cand in candidates:
