@@ -1,0 +1,440 @@
+"""The operator console's App: polls the core API in workers and drives the screens.
+
+The only core module that imports screens. The ConsoleBackend is injected; every blocking
+call runs in a thread worker, the next poll is scheduled when the previous one finishes (so
+polls never overlap), and polling pauses while a modal dialog is open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import termios
+from pathlib import Path
+from typing import ClassVar
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.screen import ModalScreen
+
+import screens
+from issu_tui.console_api import (
+    ActionRefused,
+    AnalyticsSnapshot,
+    ComputeDetail,
+    ConsoleBackend,
+    ConsoleSnapshot,
+    Eligibility,
+    EmbeddedExecutor,
+)
+from screens.commands import ConsoleCommands
+from screens.console import SCREEN_CLASSES, SCREENS, ConsoleScreen
+from screens.dialogs import (
+    ComputeDetailScreen,
+    HelpEntry,
+    HelpScreen,
+    MoveConfirm,
+    MoveRequest,
+    NoticeScreen,
+    TypedConfirm,
+    TypedResult,
+)
+from screens.state import ConsoleState
+from screens.widgets.computes import ComputeGrid
+
+SCREEN_NAMES = tuple(name for name, _ in SCREENS)
+
+
+class IssuApp(App[int]):
+    """`issu tui`: supervise and drive an upgrade through the journal."""
+
+    CSS_PATH = Path(screens.__file__).parent / "console.tcss"
+    TITLE = "issu"
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
+        (0, "-narrow"), (120, "-wide")]
+    COMMANDS = App.COMMANDS | {ConsoleCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("u", "upgrade", "Upgrade", id="app.upgrade"),
+        Binding("r", "rollback", "Roll back", id="app.rollback"),
+        Binding("F", "finalize", "Finalize", id="app.finalize"),
+        Binding("X", "abort", "Abort", id="app.abort"),
+        Binding("P", "toggle_executor", "Pause upgrade", show=False, id="app.pause_executor"),
+        Binding("p", "pause_refresh", "Pause refresh", show=False, id="app.pause_refresh"),
+        Binding("left_square_bracket", "cycle(-1)", "Prev screen", show=False,
+                id="app.prev_screen"),
+        Binding("right_square_bracket", "cycle(1)", "Next screen", show=False,
+                id="app.next_screen"),
+        *[Binding(str(i), f"show('{name}')", title, show=False, id=f"app.screen_{name}")
+          for i, (name, title) in enumerate(SCREENS, start=1)],
+        Binding("q", "quit", "Quit", id="app.quit"),
+    ]
+
+    def __init__(self, backend: ConsoleBackend, *, refresh_interval: float = 2.0,
+                 analytics_interval: float = 10.0, watch_terminal: bool = False,
+                 executor: EmbeddedExecutor | None = None) -> None:
+        super().__init__()
+        self.backend = backend
+        self.refresh_interval = refresh_interval
+        self.analytics_interval = analytics_interval
+        self.watch_terminal = watch_terminal
+        self.executor = executor
+        self.state = ConsoleState(read_only=backend.read_only,
+                                  read_only_reason=backend.options.read_only_reason)
+        self.refreshes = 0           # applied snapshots (tests and benchmarks wait on it)
+        self.analytics_polls = 0
+        self.last_poll_error: str | None = None
+        self._tty_fd: int | None = None
+        self.state.status = self._sub_title()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def on_mount(self) -> None:
+        for name in SCREEN_NAMES:
+            self.install_screen(SCREEN_CLASSES[name](self.state), name)
+        self.push_screen("dashboard")
+        if self.executor is not None and self.backend.options.owns_executor:
+            self.executor.start()
+        self._poll()
+        if self.backend.analytics is not None:
+            self._poll_analytics()
+        if self.watch_terminal:
+            self._watch_terminal()
+
+    def on_unmount(self) -> None:
+        if self.executor is not None:
+            self.executor.stop()
+
+    def _sub_title(self) -> str:
+        parts = []
+        if self.state.read_only:
+            parts.append("READ-ONLY")
+        if self.state.refresh_paused:
+            parts.append("refresh paused (p)")
+        if self.last_poll_error:
+            parts.append(f"journal: {self.last_poll_error}")
+        return " · ".join(parts)
+
+    def _update_sub_title(self) -> None:
+        status = self._sub_title()
+        if status != self.state.status:
+            self.state.status = status
+            screen = self.console_screen
+            if screen is not None:
+                screen.show_status()
+
+    @property
+    def console_screen(self) -> ConsoleScreen | None:
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, ConsoleScreen):
+                return screen
+        return None
+
+    # ------------------------------------------------------------------ polling
+
+    def _modal_open(self) -> bool:
+        return isinstance(self.screen, ModalScreen)
+
+    def _poll(self) -> None:
+        if self.state.refresh_paused or self._modal_open():
+            self.set_timer(self.refresh_interval, self._poll)
+            return
+        self._fetch_snapshot()
+
+    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
+    def _fetch_snapshot(self) -> None:
+        try:
+            snap = self.backend.snapshot(events_after=self.state.last_event_id)
+        except Exception as exc:  # the journal is on disk: show the error, keep polling
+            self.call_from_thread(self._poll_failed, f"{type(exc).__name__}: {exc}")
+            return
+        self.call_from_thread(self._apply_snapshot, snap)
+
+    def _poll_failed(self, error: str) -> None:
+        self.last_poll_error = error
+        self._update_sub_title()
+        self.set_timer(self.refresh_interval, self._poll)
+
+    def _apply_snapshot(self, snap: ConsoleSnapshot) -> None:
+        self.last_poll_error = None
+        self.state.snapshot = snap
+        self.state.add_events(snap.events)
+        self.state.generation += 1
+        screen = self.console_screen
+        if screen is not None:
+            screen.show_snapshot(snap.events)
+        self.refreshes += 1
+        self._update_sub_title()
+        self.refresh_bindings()  # finalize / abort appear only when allowed
+        self.set_timer(self.refresh_interval, self._poll)
+
+    def _poll_analytics(self) -> None:
+        if self.state.refresh_paused or self._modal_open():
+            self.set_timer(self.analytics_interval, self._poll_analytics)
+            return
+        self._fetch_analytics()
+
+    @work(thread=True, exclusive=True, group="analytics", exit_on_error=False)
+    def _fetch_analytics(self) -> None:
+        try:
+            snap = self.backend.poll_analytics()
+            error = None
+        except Exception as exc:
+            snap, error = None, f"analytics: {type(exc).__name__}: {exc}"
+        self.call_from_thread(self._apply_analytics, snap, error)
+
+    def _apply_analytics(self, snap: AnalyticsSnapshot | None, error: str | None) -> None:
+        self.state.analytics = snap if snap is not None else self.state.analytics
+        self.state.analytics_error = error
+        screen = self.console_screen
+        if screen is not None:
+            screen.show_analytics()
+        self.analytics_polls += 1
+        self.set_timer(self.analytics_interval, self._poll_analytics)
+
+    def action_refresh_now(self) -> None:
+        self._fetch_snapshot()
+
+    def action_pause_refresh(self) -> None:
+        self.state.refresh_paused = not self.state.refresh_paused
+        self._update_sub_title()
+        self.notify("refresh paused: press p to resume" if self.state.refresh_paused
+                    else "refresh resumed")
+
+    # ------------------------------------------------------------------ screens
+
+    def action_show(self, name: str) -> None:
+        if name not in SCREEN_NAMES:
+            return
+        if self._modal_open():
+            return
+        current = self.console_screen
+        if current is not None and name == current.NAME:
+            return
+        self.switch_screen(name)
+
+    def action_cycle(self, step: int) -> None:
+        current = self.console_screen
+        index = SCREEN_NAMES.index(current.NAME) if current else 0
+        self.action_show(SCREEN_NAMES[(index + step) % len(SCREEN_NAMES)])
+
+    def action_help(self) -> None:
+        entries: list[HelpEntry] = []
+        seen: set[str] = set()
+        for key, active in self.screen.active_bindings.items():
+            binding = active.binding
+            ident = binding.id or binding.action
+            if ident in seen:
+                continue
+            seen.add(ident)
+            entries.append(HelpEntry(binding.key_display or key, binding.description
+                                     or binding.action, binding.id or "", active.enabled))
+        entries.sort(key=lambda e: e.binding_id or "~")
+        self.push_screen(HelpScreen(entries))
+
+    def on_compute_grid_detail_requested(self, message: ComputeGrid.DetailRequested) -> None:
+        self._load_detail(message.name)
+
+    @work(thread=True, group="detail", exit_on_error=False)
+    def _load_detail(self, name: str) -> None:
+        detail = self.backend.compute_detail(name)
+        self.call_from_thread(self._show_detail, name, detail)
+
+    def _show_detail(self, name: str, detail: ComputeDetail | None) -> None:
+        if detail is None:
+            self.notify(f"{name}: not in the journal", severity="error")
+            return
+        self.push_screen(ComputeDetailScreen(detail))
+
+    # ------------------------------------------------------------------ actions
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("finalize", "abort"):
+            snap = self.state.snapshot
+            return snap is not None and action in snap.phase.allowed
+        return True
+
+    def _refuse_read_only(self) -> bool:
+        if self.backend.read_only:
+            why = self.state.read_only_reason
+            self.notify(f"read-only console{': ' + why if why else ''}", title="refused",
+                        severity="error")
+            return True
+        return False
+
+    def _allowed(self, action: str) -> bool:
+        snap = self.state.snapshot
+        if snap is None or action not in snap.phase.allowed:
+            phase = snap.phase.phase if snap else "unknown"
+            self.notify(f"{action} is not allowed now (phase {phase})", severity="warning")
+            return False
+        return True
+
+    def action_upgrade(self) -> None:
+        self._start_move("upgrade")
+
+    def action_rollback(self) -> None:
+        self._start_move("rollback")
+
+    def _start_move(self, action: str) -> None:
+        if self._refuse_read_only() or not self._allowed(action):
+            return
+        screen = self.console_screen
+        names = screen.chosen_computes() if screen else sorted(self.state.marks)
+        if not names:
+            self.notify("nothing chosen: mark computes with space, or put the cursor on one")
+            return
+        self._check_move(action, names)
+
+    @work(thread=True, group="action", exit_on_error=False)
+    def _check_move(self, action: str, names: list[str]) -> None:
+        check = self.backend.eligibility(action, names)
+        self.call_from_thread(self._confirm_move, check)
+
+    def _confirm_move(self, check: Eligibility) -> None:
+        batch = self.backend.config.batch
+        self.push_screen(MoveConfirm(check.action, list(check.eligible), list(check.skipped),
+                                     batch.size, batch.parallel), callback=self._move_confirmed)
+
+    def _move_confirmed(self, request: MoveRequest | None) -> None:
+        if request is None:
+            self.notify("cancelled: nothing was asked")
+            return
+        self._run_move(request)
+
+    @work(thread=True, group="action", exit_on_error=False)
+    def _run_move(self, request: MoveRequest) -> None:
+        call = self.backend.upgrade if request.action == "upgrade" else self.backend.rollback
+        try:
+            intent = call(list(request.computes), batch_size=request.batch_size,
+                          parallel=request.parallel)
+        except ActionRefused as exc:
+            self.call_from_thread(self.notify, str(exc), title="refused", severity="error")
+            return
+        self.call_from_thread(self._moved, request, intent)
+
+    def _moved(self, request: MoveRequest, intent: int) -> None:
+        self.state.marks.difference_update(request.computes)
+        self.notify(f"intent #{intent}: {request.action} {len(request.computes)} computes "
+                    f"(batches of {request.batch_size}, {request.parallel} in parallel)")
+        self.action_refresh_now()
+
+    def action_finalize(self) -> None:
+        if self._refuse_read_only() or not self._allowed("finalize"):
+            return
+        snap = self.state.snapshot
+        differences = snap.sync.verify_differences if snap else None
+        force = bool(differences)
+        text = ("Northbound clients switch to the new cluster; the old one is left behind. "
+                "This cannot be rolled back.")
+        if force:
+            text += (f"\nThe last verify found {differences:.0f} differences: finalizing "
+                     "anyway is a forced finalize and needs a reason.")
+        self.push_screen(TypedConfirm("finalize", text, force_needed=force),
+                         callback=self._typed_confirmed)
+
+    def action_abort(self) -> None:
+        if self._refuse_read_only() or not self._allowed("abort"):
+            return
+        text = ("Every compute is rolled back to the old cluster and the upgrade stops. "
+                "Data on the old cluster is untouched.")
+        self.push_screen(TypedConfirm("abort", text, offer_drop=True),
+                         callback=self._typed_confirmed)
+
+    def _typed_confirmed(self, result: TypedResult | None) -> None:
+        if result is None:
+            self.notify("cancelled: nothing was asked")
+            return
+        self._run_typed(result)
+
+    @work(thread=True, group="action", exit_on_error=False)
+    def _run_typed(self, result: TypedResult) -> None:
+        try:
+            if result.word == "finalize":
+                intent = self.backend.finalize(force=result.force, reason=result.reason)
+            else:
+                intent = self.backend.abort(drop_new_data=result.drop_new_data)
+        except ActionRefused as exc:
+            self.call_from_thread(self.notify, str(exc), title="refused", severity="error")
+            return
+        self.call_from_thread(self.notify, f"intent #{intent}: {result.word}")
+        self.call_from_thread(self.action_refresh_now)
+
+    def action_toggle_executor(self) -> None:
+        if self._refuse_read_only():
+            return
+        snap = self.state.snapshot
+        action = "resume" if snap is not None and snap.phase.paused else "pause"
+        if not self._allowed(action):
+            return
+        self._run_toggle(action)
+
+    @work(thread=True, group="action", exit_on_error=False)
+    def _run_toggle(self, action: str) -> None:
+        try:
+            intent = self.backend.pause() if action == "pause" else self.backend.resume()
+        except ActionRefused as exc:
+            self.call_from_thread(self.notify, str(exc), title="refused", severity="error")
+            return
+        self.call_from_thread(self.notify, f"intent #{intent}: {action} the executor")
+        self.call_from_thread(self.action_refresh_now)
+
+    # ------------------------------------------------------------------ leaving
+
+    async def action_quit(self) -> None:
+        self._check_quit()
+
+    @work(thread=True, group="quit", exit_on_error=False)
+    def _check_quit(self) -> None:
+        work_left = self.backend.running_work()
+        self.call_from_thread(self._quit_or_refuse, work_left)
+
+    def _quit_or_refuse(self, work_left: list[str]) -> None:
+        if not work_left:
+            self.exit(0)
+            return
+        listed = "\n".join(f"  - {w}" for w in work_left[:10])
+        more = f"\n  and {len(work_left) - 10} more" if len(work_left) > 10 else ""
+        config = self.backend.options.config_path
+        self.push_screen(NoticeScreen(
+            "This console runs the upgrade: not quitting",
+            f"This console holds the journal's writer lock and runs the executor; work is "
+            f"in flight:\n{listed}{more}\n\nLeaving now would stop it. To hand it over:\n"
+            f"  1. press P to pause the executor (nothing new starts),\n"
+            f"  2. wait until nothing is in flight, then quit (q),\n"
+            f"  3. run `issu daemon --config {config}`: it takes the lock, resumes from the "
+            f"journal and runs headless;\n"
+            f"  4. `issu tui --config {config}` then watches it (read-only)."))
+
+    def _watch_terminal(self) -> None:
+        """Leave cleanly when the SSH connection (the terminal) goes away."""
+        try:
+            self._tty_fd = sys.__stdin__.fileno() if sys.__stdin__ else None
+        except (OSError, ValueError):
+            self._tty_fd = None
+        try:
+            import asyncio
+
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._terminal_gone)
+        except (RuntimeError, NotImplementedError, ValueError):
+            pass
+        self.set_interval(3.0, self._check_terminal)
+
+    def _check_terminal(self) -> None:
+        fd = self._tty_fd
+        if fd is None:
+            return
+        try:
+            if not os.isatty(fd):
+                raise OSError("not a terminal any more")
+            termios.tcgetattr(fd)  # EIO once the pty is hung up
+        except OSError:
+            self._terminal_gone()
+
+    def _terminal_gone(self) -> None:
+        with contextlib.suppress(Exception):  # leaving is what matters now
+            self.backend.note("console lost its terminal and exits")
+        self.exit(129)

@@ -1,0 +1,457 @@
+"""The operator console's core API: what the screens read and the only way they act.
+
+The screens never touch the journal, the orchestrator or a backend: the App is given a
+`ConsoleBackend` (injected, harlequin style) and calls it from worker threads. Reads are
+snapshots of the journal (phase, computes, sync counters, events) plus the live analytics
+feed; actions only add intents to the journal, which the executor (the orchestrator, in this
+process or headless in `issu daemon`) consumes. A read-only backend refuses every action.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from backends.analytics import (
+    Alarm,
+    AnalyticsPoller,
+    AnalyticsSnapshot,
+    ClusterAnalytics,
+    ComputeReport,
+)
+from issu_tui.config import IssuConfig
+from issu_tui.journal import (
+    ABORT_PHASES,
+    PHASES,
+    ComputeRow,
+    Event,
+    Intent,
+    Journal,
+    JournalLocked,
+)
+
+ACTIONS = ("upgrade", "rollback", "finalize", "abort", "pause", "resume")
+# Phases in which computes may move (the new cluster is paired and in sync).
+COMPUTE_PHASES = ("run-sync", "computes")
+UPGRADABLE = ("old", "failed", "unknown")
+ROLLBACKABLE = ("upgraded", "failed", "unknown")
+BUSY_STATES = ("queued", "upgrading", "rolling-back")
+LAG_HISTORY = 120
+
+# The screens see the analytics model through this module, never the backend itself.
+__all__ = ["Alarm", "AnalyticsSnapshot", "ClusterAnalytics", "ComputeReport", "ConsoleBackend"]
+
+
+class ActionRefused(Exception):
+    """The console asked for something not allowed now; the message says why."""
+
+
+@dataclass(frozen=True)
+class PhaseStep:
+    name: str
+    status: str  # done, current, pending, skipped (after an abort)
+
+
+@dataclass(frozen=True)
+class PhaseView:
+    phase: str | None            # None: nothing planned yet
+    started_at: float | None
+    in_phase_s: float
+    from_version: str | None
+    to_version: str | None
+    note: str
+    steps: tuple[PhaseStep, ...]
+    running: str                 # what is in flight, in words
+    next_action: str             # the next safe action, in words
+    allowed: frozenset[str]
+    paused: bool
+    executor: str                # who drives the upgrade
+
+
+@dataclass(frozen=True)
+class TableCount:
+    scope: str                   # presync / postsync
+    keyspace: str
+    table: str
+    copied: float
+    deleted: float
+    quarantined: float
+    slices_done: float
+    slices_total: float
+
+
+@dataclass(frozen=True)
+class SyncView:
+    lag_s: float | None
+    lag_p50_s: float | None
+    lag_p99_s: float | None
+    applied: float
+    applied_per_s: float
+    failed: float
+    quarantined: float
+    queue_depth: float
+    reconciled: float
+    lag_history: tuple[float, ...]
+    updated_at: float | None
+    tables: tuple[TableCount, ...]
+    verify_differences: float | None
+    verify_checked: float | None
+    verify_at: float | None
+
+
+@dataclass(frozen=True)
+class ConsoleSnapshot:
+    taken_at: float
+    phase: PhaseView
+    sync: SyncView
+    computes: tuple[ComputeRow, ...]
+    events: tuple[Event, ...]     # new events after the id the caller gave
+    pending_intents: tuple[Intent, ...]
+    phase_history: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class ComputeDetail:
+    row: ComputeRow
+    history: tuple[dict[str, Any], ...]
+    commands: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    action: str
+    eligible: tuple[str, ...]
+    skipped: tuple[tuple[str, str], ...]  # (name, why)
+
+
+class EmbeddedExecutor(Protocol):
+    """The orchestrator when it runs inside this console (the console then owns the work)."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class ConsoleOptions:
+    read_only: bool = False
+    read_only_reason: str = ""
+    owns_executor: bool = False   # this process holds the journal's writer lock
+    config_path: str = "issu.toml"
+    clock: Callable[[], float] = time.time
+    actor: str = field(default_factory=lambda: _default_actor())
+
+
+def _default_actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"tui:{user}@{socket.gethostname()}:{os.getpid()}"
+
+
+class ConsoleBackend:
+    """Snapshot reads and intent-only actions over one journal; thread-safe (the journal is)."""
+
+    def __init__(self, config: IssuConfig, journal: Journal,
+                 options: ConsoleOptions | None = None,
+                 analytics: AnalyticsPoller | None = None) -> None:
+        self.config = config
+        self.journal = journal
+        self.options = options or ConsoleOptions()
+        self.analytics = analytics
+        self._lag_history: deque[float] = deque(maxlen=LAG_HISTORY)
+        self._lag_seen_at: float | None = None
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, config: IssuConfig, *, read_only: bool = False, config_path: str = "issu.toml",
+             with_analytics: bool = True) -> ConsoleBackend:
+        """Open the journal; become its writer unless asked not to or someone else is.
+
+        A second console finds the writer lock held and attaches read-only, saying by whom.
+        """
+        reason = "started with --read-only" if read_only else ""
+        journal_path = config.state_dir / "journal.db"
+        owns = False
+        if read_only:
+            journal = Journal(journal_path, read_only=True)
+        else:
+            journal = Journal(journal_path)
+            try:
+                journal.acquire_writer()
+                owns = True
+            except JournalLocked as exc:
+                journal.close()
+                journal = Journal(journal_path, read_only=True)
+                read_only, reason = True, str(exc)
+        options = ConsoleOptions(read_only=read_only, read_only_reason=reason,
+                                 owns_executor=owns, config_path=config_path)
+        poller = analytics_poller(config) if with_analytics else None
+        return cls(config, journal, options, poller)
+
+    def close(self) -> None:
+        if self.analytics is not None:
+            self.analytics.close()
+        self.journal.close()
+
+    @property
+    def read_only(self) -> bool:
+        return self.options.read_only
+
+    # ------------------------------------------------------------------ reads
+
+    def snapshot(self, *, events_after: int = 0, event_limit: int = 500) -> ConsoleSnapshot:
+        now = self.options.clock()
+        computes = tuple(self.journal.computes())
+        pending = tuple(self.journal.intents("pending"))
+        if events_after:
+            events = tuple(self.journal.events(after_id=events_after, limit=event_limit))
+        else:
+            events = tuple(self.journal.last_events(event_limit))
+        return ConsoleSnapshot(taken_at=now, phase=self._phase_view(now, computes, pending),
+                               sync=self.sync_view(), computes=computes, events=events,
+                               pending_intents=pending,
+                               phase_history=tuple(self.journal.phase_history()[-100:]))
+
+    def _paused(self) -> bool:
+        toggles = [i for i in self.journal.intents(None)
+                   if i.kind in ("pause", "resume") and i.status not in ("failed", "refused")]
+        return bool(toggles) and toggles[-1].kind == "pause"
+
+    def _phase_view(self, now: float, computes: Sequence[ComputeRow],
+                    pending: Sequence[Intent]) -> PhaseView:
+        info = self.journal.phase()
+        holder = self.journal.executor()
+        if self.options.owns_executor:
+            executor = "this console"
+        elif holder:
+            executor = f"pid {holder['pid']} on {holder['host']}"
+        else:
+            executor = "nobody (start `issu daemon`)"
+        paused = self._paused()
+        counts: dict[str, int] = {}
+        for row in computes:
+            counts[row.state] = counts.get(row.state, 0) + 1
+        busy = [f"{counts[s]} {s}" for s in BUSY_STATES if counts.get(s)]
+        if pending:
+            busy.append(f"{len(pending)} intent{'s' if len(pending) != 1 else ''} pending")
+        running = ", ".join(busy) or "nothing"
+        if info is None:
+            return PhaseView(None, None, 0.0, None, None, "",
+                             tuple(PhaseStep(p, "pending") for p in PHASES), running,
+                             f"plan the upgrade: issu plan --config {self.options.config_path}",
+                             frozenset(), paused, executor)
+        phase = info.phase
+        steps = []
+        if phase in ABORT_PHASES:
+            steps = [PhaseStep(p, "skipped") for p in PHASES]
+        else:
+            index = PHASES.index(phase)
+            for i, name in enumerate(PHASES):
+                status = "done" if i < index else "current" if i == index else "pending"
+                if name == "done" and phase == "done":
+                    status = "done"
+                steps.append(PhaseStep(name, status))
+        allowed = self._allowed(phase, computes, pending, paused)
+        return PhaseView(phase, info.phase_started_at, max(0.0, now - info.phase_started_at),
+                         info.from_version, info.to_version, info.note, tuple(steps), running,
+                         self._next_action(phase, computes, allowed, paused), allowed, paused,
+                         executor)
+
+    def _allowed(self, phase: str, computes: Sequence[ComputeRow], pending: Sequence[Intent],
+                 paused: bool) -> frozenset[str]:
+        if self.read_only or phase in ("done", *ABORT_PHASES):
+            return frozenset()
+        allowed = {"resume" if paused else "pause"}
+        if phase in COMPUTE_PHASES:
+            if any(c.state in UPGRADABLE for c in computes):
+                allowed.add("upgrade")
+            if any(c.state in ROLLBACKABLE for c in computes):
+                allowed.add("rollback")
+        if phase != "finalize":
+            allowed.add("abort")
+        moving = any(i.kind in ("upgrade", "rollback") for i in pending)
+        if (phase == "computes" and computes and not moving
+                and all(c.state == "upgraded" for c in computes)):
+            allowed.add("finalize")
+        return frozenset(allowed)
+
+    def _next_action(self, phase: str, computes: Sequence[ComputeRow],
+                     allowed: frozenset[str], paused: bool) -> str:
+        if paused:
+            return "resume the executor (P) when ready"
+        if phase == "done":
+            return "nothing: the upgrade is finished"
+        if phase in ABORT_PHASES:
+            return "nothing: the upgrade was aborted" if phase == "aborted" else \
+                "wait: the abort is rolling back"
+        if "finalize" in allowed:
+            return "finalize: every compute is on the new cluster"
+        if phase in COMPUTE_PHASES:
+            left = sum(1 for c in computes if c.state in UPGRADABLE)
+            busy = sum(1 for c in computes if c.state in BUSY_STATES)
+            if busy:
+                return f"wait: {busy} compute{'s' if busy != 1 else ''} moving"
+            if left:
+                return f"upgrade computes: {left} left on the old cluster"
+            return "finalize when every compute is upgraded"
+        return f"wait: {phase} runs on its own"
+
+    def sync_view(self) -> SyncView:
+        runsync = self.journal.counters("runsync")
+        updated = self.journal.counters_updated_at("runsync")
+        if "lag_s" in runsync and updated is not None and updated != self._lag_seen_at:
+            self._lag_seen_at = updated
+            self._lag_history.append(runsync["lag_s"])
+        tables = []
+        for scope in ("presync", "postsync"):
+            per: dict[tuple[str, str], dict[str, float]] = {}
+            for key, value in self.journal.counters(scope).items():
+                name, _, metric = key.rpartition(".")
+                keyspace, _, table = name.partition(".")
+                per.setdefault((keyspace, table), {})[metric] = value
+            for (keyspace, table), m in sorted(per.items()):
+                tables.append(TableCount(scope, keyspace, table, m.get("copied", 0.0),
+                                         m.get("deleted", 0.0), m.get("quarantined", 0.0),
+                                         m.get("slices_done", 0.0), m.get("slices_total", 0.0)))
+        verify = self.journal.counters("verify")
+        return SyncView(
+            lag_s=runsync.get("lag_s"), lag_p50_s=runsync.get("lag_p50_s"),
+            lag_p99_s=runsync.get("lag_p99_s"), applied=runsync.get("applied", 0.0),
+            applied_per_s=runsync.get("applied_per_s", 0.0), failed=runsync.get("failed", 0.0),
+            quarantined=runsync.get("quarantined", 0.0) + sum(t.quarantined for t in tables),
+            queue_depth=runsync.get("queue_depth", 0.0),
+            reconciled=runsync.get("reconciled", 0.0),
+            lag_history=tuple(self._lag_history), updated_at=updated, tables=tuple(tables),
+            verify_differences=verify.get("differences"), verify_checked=verify.get("checked"),
+            verify_at=verify.get("at"))
+
+    def seed_lag_history(self, values: Iterable[float]) -> None:
+        """Prime the sparkline (the journal keeps only the newest lag)."""
+        self._lag_history.extend(values)
+
+    def events(self, *, kind: str | None = None, text: str | None = None,
+               level: str | None = None, limit: int = 1000) -> list[Event]:
+        found = self.journal.events(kind=kind, text=text, limit=100_000)
+        if level:
+            found = [e for e in found if e.level == level]
+        return found[-limit:]
+
+    def compute_detail(self, name: str) -> ComputeDetail | None:
+        row = self.journal.compute(name)
+        if row is None:
+            return None
+        return ComputeDetail(row, tuple(self.journal.compute_history(name)),
+                             tuple(self.journal.command_output(name)))
+
+    def poll_analytics(self) -> AnalyticsSnapshot | None:
+        return self.analytics.poll() if self.analytics is not None else None
+
+    def running_work(self) -> list[str]:
+        """What would stop if the executor inside this process went away now."""
+        if not self.options.owns_executor:
+            return []
+        work = [f"{c.name} is {c.state}" for c in self.journal.computes()
+                if c.state in ("upgrading", "rolling-back", "queued")]
+        work += [f"intent #{i.id} {i.kind} is pending" for i in self.journal.intents("pending")]
+        info = self.journal.phase()
+        if info and info.phase in ("pre-sync", "run-sync", "finalize", "aborting"):
+            work.append(f"phase {info.phase} is running")
+        return work
+
+    # ------------------------------------------------------------------ actions
+
+    def _refuse_if_read_only(self) -> None:
+        if self.read_only:
+            why = f" ({self.options.read_only_reason})" if self.options.read_only_reason else ""
+            raise ActionRefused(f"this console is read-only{why}")
+
+    def _require(self, action: str) -> None:
+        self._refuse_if_read_only()
+        info = self.journal.phase()
+        computes = self.journal.computes()
+        pending = self.journal.intents("pending")
+        allowed = self._allowed(info.phase, computes, pending, self._paused()) if info else set()
+        if action not in allowed:
+            phase = info.phase if info else "not planned"
+            raise ActionRefused(f"{action} is not allowed now (phase: {phase})")
+
+    def eligibility(self, action: str, names: Iterable[str]) -> Eligibility:
+        """Which of the chosen computes the action applies to, and why the others do not."""
+        states = UPGRADABLE if action == "upgrade" else ROLLBACKABLE
+        busy_intents = {n for i in self.journal.intents("pending")
+                        if i.kind in ("upgrade", "rollback")
+                        for n in i.args.get("computes", [])}
+        eligible, skipped = [], []
+        for name in names:
+            row = self.journal.compute(name)
+            if row is None:
+                skipped.append((name, "not in the journal"))
+            elif name in busy_intents:
+                skipped.append((name, "already has a pending action"))
+            elif row.state not in states:
+                skipped.append((name, f"is {row.state}"))
+            else:
+                eligible.append(name)
+        return Eligibility(action, tuple(eligible), tuple(skipped))
+
+    def _move(self, action: str, names: Sequence[str], batch_size: int, parallel: int) -> int:
+        self._require(action)
+        if batch_size < 1 or parallel < 1:
+            raise ActionRefused("batch size and parallelism must be at least 1")
+        check = self.eligibility(action, names)
+        if check.skipped:
+            listed = ", ".join(f"{n} {why}" for n, why in check.skipped[:5])
+            more = f" and {len(check.skipped) - 5} more" if len(check.skipped) > 5 else ""
+            raise ActionRefused(f"cannot {action}: {listed}{more}")
+        if not check.eligible:
+            raise ActionRefused(f"{action}: no compute chosen")
+        return self.journal.add_intent(action, {"computes": list(check.eligible),
+                                                "batch_size": batch_size,
+                                                "parallel": parallel}, self.options.actor)
+
+    def upgrade(self, names: Sequence[str], *, batch_size: int, parallel: int) -> int:
+        return self._move("upgrade", names, batch_size, parallel)
+
+    def rollback(self, names: Sequence[str], *, batch_size: int, parallel: int) -> int:
+        return self._move("rollback", names, batch_size, parallel)
+
+    def finalize(self, *, force: bool = False, reason: str = "") -> int:
+        self._require("finalize")
+        if force and not reason.strip():
+            raise ActionRefused("a forced finalize needs a reason")
+        return self.journal.add_intent("finalize", {"force": force, "reason": reason},
+                                       self.options.actor)
+
+    def abort(self, *, drop_new_data: bool = False) -> int:
+        self._require("abort")
+        return self.journal.add_intent("abort", {"drop_new_data": drop_new_data},
+                                       self.options.actor)
+
+    def pause(self) -> int:
+        self._require("pause")
+        return self.journal.add_intent("pause", {}, self.options.actor)
+
+    def resume(self) -> int:
+        self._require("resume")
+        return self.journal.add_intent("resume", {}, self.options.actor)
+
+    def note(self, message: str) -> None:
+        """An event from the console itself (e.g. it lost its terminal); silent when read-only."""
+        if not self.read_only:
+            self.journal.event("console", message, actor=self.options.actor)
+
+
+def analytics_poller(config: IssuConfig) -> AnalyticsPoller | None:
+    endpoints = {c.name: c.analytics.url for c in (config.old, config.new) if c.analytics}
+    if not endpoints:
+        return None
+    control = {c.name: {n.address for n in c.control_nodes} for c in (config.old, config.new)}
+    return AnalyticsPoller(endpoints, control)

@@ -1,0 +1,249 @@
+"""The dashboard and one screen per pane to zoom in; all render from the shared ConsoleState."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from issu_tui.journal import Event
+from screens.format import clock
+from screens.state import ConsoleState
+from screens.widgets.computes import ComputeGrid, ComputePanel
+from screens.widgets.events import EventPanel
+from screens.widgets.panes import (
+    AnalyticsDetail,
+    AnalyticsSummary,
+    PhasePane,
+    SyncPane,
+    SyncTables,
+)
+
+# name, title, key: the order of `[` / `]` and the number keys
+SCREENS = (
+    ("dashboard", "Dashboard"),
+    ("phase", "Phase"),
+    ("sync", "Sync"),
+    ("analytics", "Analytics"),
+    ("computes", "Computes"),
+    ("events", "Events"),
+)
+
+
+def tabs(current: str, status: str = "") -> Text:
+    text = Text()
+    text.append(" issu ", style="bold")
+    for i, (name, title) in enumerate(SCREENS, start=1):
+        style = "bold reverse" if name == current else ""
+        text.append(f" {i} {title} ", style=style)
+    if status:
+        text.append(f" {status}", style="bold yellow")
+    return text
+
+
+class ConsoleScreen(Screen[None]):
+    """A screen that renders the newest snapshot when shown and on every refresh."""
+
+    NAME = ""
+
+    def __init__(self, state: ConsoleState) -> None:
+        super().__init__(name=self.NAME, id=f"screen-{self.NAME}")
+        self.state = state
+        self._generation = -1
+
+    def compose_tabs(self) -> ComposeResult:
+        yield Static(tabs(self.NAME, self.state.status), classes="tabs")
+
+    def show_status(self) -> None:
+        self.query_one(".tabs", Static).update(tabs(self.NAME, self.state.status))
+
+    def on_screen_resume(self) -> None:
+        self.show_status()
+        self.render_all()
+
+    def render_all(self) -> None:
+        """Redraw everything from the state (when the screen comes back into view)."""
+        self._generation = -1
+        self.show_snapshot(None)
+        self.show_analytics()
+
+    def show_snapshot(self, new_events: Sequence[Event] | None) -> None:
+        """A new snapshot arrived; `new_events` is its tail of events (None: redraw all)."""
+        if self.state.snapshot is None or self._generation == self.state.generation:
+            return
+        self._generation = self.state.generation
+        self.update_snapshot(new_events)
+
+    def update_snapshot(self, new_events: Sequence[Event] | None) -> None:
+        pass
+
+    def show_analytics(self) -> None:
+        pass
+
+    def chosen_computes(self) -> list[str]:
+        grids = self.query(ComputeGrid)
+        if grids:
+            return grids.first().chosen()
+        return sorted(self.state.marks)
+
+
+class DashboardScreen(ConsoleScreen):
+    NAME = "dashboard"
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_tabs()
+        with Horizontal(id="top"):
+            yield PhasePane(id="phase-pane", classes="pane")
+            yield SyncPane(id="sync-pane", classes="pane")
+        yield ComputePanel(self.state.marks, id="compute-pane")
+        with Horizontal(id="bottom"):
+            yield EventPanel(id="event-pane")
+            yield AnalyticsSummary(id="analytics-pane", classes="pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for selector, title in (("#phase-pane", "1 Phase"), ("#sync-pane", "2 Sync"),
+                                ("#analytics-pane", "3 Analytics"),
+                                ("#compute-pane", "4 Computes"), ("#event-pane", "5 Events")):
+            self.query_one(selector).border_title = title
+        self.query_one(ComputeGrid).focus()
+
+    def update_snapshot(self, new_events: Sequence[Event] | None) -> None:
+        snap = self.state.snapshot
+        assert snap is not None
+        self.query_one(PhasePane).show(snap)
+        self.query_one(SyncPane).show(snap)
+        panel = self.query_one(ComputePanel)
+        panel.set_rows(snap.computes)
+        panel.grid.refresh_marks()
+        self.query_one(EventPanel).set_events(self.state.events, new_events)
+
+    def show_analytics(self) -> None:
+        self.query_one(AnalyticsSummary).show(self.state.analytics, self.state.analytics_error)
+
+
+class PhaseScreen(ConsoleScreen):
+    NAME = "phase"
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_tabs()
+        yield PhasePane(id="phase-pane", classes="pane zoom-head")
+        with Horizontal():
+            yield DataTable(id="phase-history", cursor_type="row", classes="pane")
+            yield DataTable(id="pending-intents", cursor_type="row", classes="pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#phase-pane").border_title = "Phase"
+        history = self.query_one("#phase-history", DataTable)
+        history.border_title = "Phase history"
+        history.add_columns("Time", "Phase", "Status", "Note")
+        intents = self.query_one("#pending-intents", DataTable)
+        intents.border_title = "Pending intents"
+        intents.add_columns("#", "Time", "Intent", "By")
+        history.focus()
+
+    def update_snapshot(self, new_events: Sequence[Event] | None) -> None:
+        snap = self.state.snapshot
+        assert snap is not None
+        self.query_one(PhasePane).show(snap, wide=True)
+        history = self.query_one("#phase-history", DataTable)
+        if history.row_count != len(snap.phase_history):
+            history.clear()
+            for h in snap.phase_history:
+                history.add_row(clock(h["at"], date=True), h["phase"], h["status"], h["note"])
+        intents = self.query_one("#pending-intents", DataTable)
+        intents.clear()
+        for i in snap.pending_intents:
+            summary = i.kind
+            if i.args.get("computes"):
+                summary += f" {len(i.args['computes'])} computes"
+            intents.add_row(str(i.id), clock(i.at), summary, i.by)
+
+
+class SyncScreen(ConsoleScreen):
+    NAME = "sync"
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_tabs()
+        yield SyncPane(id="sync-pane", classes="pane zoom-head")
+        yield SyncTables(id="sync-tables", classes="pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#sync-pane").border_title = "Run-sync lag"
+        self.query_one("#sync-tables").border_title = "Tables (pre-sync / post-sync)"
+        self.query_one(SyncTables).focus()
+
+    def update_snapshot(self, new_events: Sequence[Event] | None) -> None:
+        snap = self.state.snapshot
+        assert snap is not None
+        self.query_one(SyncPane).show(snap)
+        self.query_one(SyncTables).show(snap.sync)
+
+
+class AnalyticsScreen(ConsoleScreen):
+    NAME = "analytics"
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_tabs()
+        with Vertical(id="analytics-zoom"):
+            yield AnalyticsSummary(id="analytics-pane", classes="pane")
+            yield AnalyticsDetail(id="analytics-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#analytics-pane").border_title = "Analytics (consolidated)"
+        self.query_one("#consolidated").border_title = "Which cluster each compute reports to"
+        self.query_one("#alarms").border_title = "Alarms of both clusters"
+        self.query_one("#consolidated").focus()
+
+    def show_analytics(self) -> None:
+        self.query_one(AnalyticsSummary).show(self.state.analytics, self.state.analytics_error)
+        self.query_one(AnalyticsDetail).show(self.state.analytics, self.state.analytics_error)
+
+
+class ComputesScreen(ConsoleScreen):
+    NAME = "computes"
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_tabs()
+        yield ComputePanel(self.state.marks, id="compute-pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#compute-pane").border_title = "Computes"
+        self.query_one(ComputeGrid).focus()
+
+    def update_snapshot(self, new_events: Sequence[Event] | None) -> None:
+        snap = self.state.snapshot
+        assert snap is not None
+        panel = self.query_one(ComputePanel)
+        panel.set_rows(snap.computes)
+        panel.grid.refresh_marks()
+
+
+class EventsScreen(ConsoleScreen):
+    NAME = "events"
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_tabs()
+        yield EventPanel(id="event-pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#event-pane").border_title = "Events"
+        self.query_one(EventPanel).table.focus()
+
+    def update_snapshot(self, new_events: Sequence[Event] | None) -> None:
+        self.query_one(EventPanel).set_events(self.state.events, new_events)
+
+
+SCREEN_CLASSES: dict[str, type[ConsoleScreen]] = {
+    cls.NAME: cls for cls in (DashboardScreen, PhaseScreen, SyncScreen, AnalyticsScreen,
+                              ComputesScreen, EventsScreen)
+}

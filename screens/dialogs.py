@@ -1,0 +1,269 @@
+"""Modal dialogs: confirmations (defaulting to No), typed confirmations, detail, help."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, DataTable, Input, Label, Static
+
+from issu_tui.console_api import ComputeDetail
+from screens.format import STATE_STYLES, clock, gap
+
+LIST_MAX = 200
+
+
+@dataclass(frozen=True)
+class MoveRequest:
+    action: str
+    computes: tuple[str, ...]
+    batch_size: int
+    parallel: int
+
+
+@dataclass(frozen=True)
+class TypedResult:
+    word: str
+    reason: str
+    force: bool
+    drop_new_data: bool
+
+
+class MoveConfirm(ModalScreen[MoveRequest | None]):
+    """Upgrade or roll back these computes? Lists them, asks batch size and parallelism."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
+
+    def __init__(self, action: str, computes: list[str], skipped: list[tuple[str, str]],
+                 batch_size: int, parallel: int) -> None:
+        super().__init__(classes="dialog-screen")
+        self.action = action
+        self.computes = computes
+        self.skipped = skipped
+        self.defaults = (batch_size, parallel)
+
+    def compose(self) -> ComposeResult:
+        verb = "Upgrade" if self.action == "upgrade" else "Roll back"
+        count = len(self.computes)
+        with Vertical(classes="dialog"):
+            yield Label(f"{verb} {count} compute{'s' if count != 1 else ''}?", classes="title")
+            shown = ", ".join(self.computes[:LIST_MAX])
+            if count > LIST_MAX:
+                shown += f" and {count - LIST_MAX} more"
+            with VerticalScroll(classes="dialog-list"):
+                yield Static(shown or "(none eligible)", id="move-list")
+                if self.skipped:
+                    skipped = "; ".join(f"{n} {why}" for n, why in self.skipped[:LIST_MAX])
+                    yield Static(Text(f"skipped: {skipped}", style="yellow"), id="move-skipped")
+            with Horizontal(classes="dialog-fields"):
+                yield Label("batch size")
+                yield Input(str(self.defaults[0]), id="batch-size", type="integer")
+                yield Label("parallel")
+                yield Input(str(self.defaults[1]), id="parallel", type="integer")
+            yield Static("", id="move-error", classes="error")
+            with Horizontal(classes="buttons"):
+                yield Button("No", id="no", variant="primary")
+                yield Button(f"Yes, {verb.lower()}", id="yes", variant="warning",
+                             disabled=not self.computes)
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#no")
+    def _no(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#yes")
+    def _yes(self) -> None:
+        try:
+            batch = int(self.query_one("#batch-size", Input).value)
+            parallel = int(self.query_one("#parallel", Input).value)
+        except ValueError:
+            batch = parallel = 0
+        if batch < 1 or parallel < 1:
+            self.query_one("#move-error", Static).update("batch size and parallel must be ≥ 1")
+            return
+        self.dismiss(MoveRequest(self.action, tuple(self.computes), batch, parallel))
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        # Enter in a field moves on; it never confirms by itself.
+        self.focus_next()
+
+
+class TypedConfirm(ModalScreen[TypedResult | None]):
+    """Finalize or abort: the operator types the word; a reason is recorded."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
+
+    def __init__(self, word: str, explanation: str, *, force_needed: bool = False,
+                 offer_drop: bool = False) -> None:
+        super().__init__(classes="dialog-screen")
+        self.word = word
+        self.explanation = explanation
+        self.force_needed = force_needed
+        self.offer_drop = offer_drop
+
+    @property
+    def expected(self) -> str:
+        return "force" if self.force_needed else self.word
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(f"{self.word.capitalize()} the upgrade?", classes="title")
+            yield Static(self.explanation, classes="dialog-text")
+            yield Label(f"Type {self.expected!r} to confirm:")
+            yield Input(id="typed", placeholder=self.expected)
+            yield Input(id="reason", placeholder="reason (recorded in the journal)")
+            if self.offer_drop:
+                yield Checkbox("also drop data written to the new cluster", id="drop")
+            yield Static("", id="typed-error", classes="error")
+            with Horizontal(classes="buttons"):
+                yield Button("No", id="no", variant="primary")
+                yield Button(self.word.capitalize(), id="yes", variant="error", disabled=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#typed", Input).focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Input.Changed, "#typed")
+    def _typed(self, event: Input.Changed) -> None:
+        self.query_one("#yes", Button).disabled = event.value.strip() != self.expected
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self.focus_next()
+
+    @on(Button.Pressed, "#no")
+    def _no(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#yes")
+    def _yes(self) -> None:
+        if self.query_one("#typed", Input).value.strip() != self.expected:
+            return
+        reason = self.query_one("#reason", Input).value.strip()
+        if self.force_needed and not reason:
+            self.query_one("#typed-error", Static).update("a forced action needs a reason")
+            return
+        drop = self.query_one("#drop", Checkbox).value if self.offer_drop else False
+        self.dismiss(TypedResult(self.word, reason, self.force_needed, drop))
+
+
+class ComputeDetailScreen(ModalScreen[None]):
+    """One compute: its row, its history and the output of every command run on it."""
+
+    BINDINGS = [Binding("escape,q,enter", "close", "Close", id="dialog.close")]
+
+    def __init__(self, detail: ComputeDetail) -> None:
+        super().__init__(classes="dialog-screen")
+        self.detail = detail
+
+    def compose(self) -> ComposeResult:
+        row = self.detail.row
+        with Vertical(classes="dialog wide"):
+            head = Text.assemble((row.name, "bold"), f"  {row.address}  ",
+                                 (row.state, STATE_STYLES.get(row.state, "")),
+                                 f"  version {row.version or '-'}  cluster {row.cluster or '-'}"
+                                 f"  agent {row.agent_state or '-'}  gap {gap(row.gap_ms)}"
+                                 f"  batch {row.batch if row.batch is not None else '-'}")
+            yield Static(head, classes="title")
+            yield DataTable(id="history", cursor_type="row")
+            with VerticalScroll(id="commands"):
+                yield Static(self._commands(), id="command-output")
+
+    def _commands(self) -> Text:
+        text = Text()
+        if not self.detail.commands:
+            text.append("no command has run on this compute yet", style="dim")
+        for cmd in self.detail.commands:
+            code = cmd.get("exit_code")
+            style = "green" if code == 0 else "bold red"
+            text.append(f"{clock(cmd['at'])} {cmd['step']}: ", style="bold")
+            text.append(f"$ {cmd['command']}  ")
+            text.append(f"exit {code} in {cmd.get('duration_s') or 0:.1f}s\n", style=style)
+            if cmd.get("stdout"):
+                text.append(cmd["stdout"].rstrip() + "\n")
+            if cmd.get("stderr"):
+                text.append(cmd["stderr"].rstrip() + "\n", style="red")
+        return text
+
+    def on_mount(self) -> None:
+        table = self.query_one("#history", DataTable)
+        table.add_columns("Time", "From", "To", "Detail")
+        for h in self.detail.history[-200:]:
+            table.add_row(clock(h["at"]), h["from_state"],
+                          Text(h["to_state"], style=STATE_STYLES.get(h["to_state"], "")),
+                          h["detail"])
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+@dataclass(frozen=True)
+class HelpEntry:
+    key: str
+    description: str
+    binding_id: str
+    enabled: bool
+
+
+class HelpScreen(ModalScreen[None]):
+    """Generated from the live bindings: what you see here is what the keys do."""
+
+    BINDINGS = [Binding("escape,q,question_mark", "close", "Close", id="dialog.close")]
+
+    def __init__(self, entries: list[HelpEntry]) -> None:
+        super().__init__(classes="dialog-screen")
+        self.entries = entries
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide"):
+            yield Label("Keys (remap by id in the keymap)", classes="title")
+            yield DataTable(id="help-table", cursor_type="row")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#help-table", DataTable)
+        table.add_columns("Key", "Action", "Id")
+        for e in self.entries:
+            style = "" if e.enabled else "dim"
+            table.add_row(Text(e.key, style="bold " + style), Text(e.description, style=style),
+                          Text(e.binding_id, style="dim"))
+        table.focus()
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class NoticeScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,enter,q", "close", "Close", id="dialog.close")]
+
+    def __init__(self, title: str, body: str) -> None:
+        super().__init__(classes="dialog-screen")
+        self.title_text = title
+        self.body = body
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="title")
+            with VerticalScroll(classes="dialog-list"):
+                yield Static(self.body, classes="dialog-text")
+            with Horizontal(classes="buttons"):
+                yield Button("OK", id="ok", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#ok", Button).focus()
+
+    @on(Button.Pressed, "#ok")
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,1 @@
+"""The console's widgets: panes of the dashboard, reused by the zoomed screens."""

@@ -1,0 +1,224 @@
+"""The dashboard's read-only panes: phase timeline, sync, analytics."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Sparkline, Static
+
+from issu_tui.console_api import AnalyticsSnapshot, ConsoleSnapshot, PhaseView, SyncView
+from screens.format import (
+    SEVERITY_NAMES,
+    STATE_STYLES,
+    clock,
+    duration,
+    number,
+    seconds,
+)
+
+STEP_MARKS = {"done": ("✓", "green"), "current": ("▶", "bold yellow"),
+              "pending": ("·", "dim"), "skipped": ("✗", "red")}
+
+
+def timeline(view: PhaseView) -> Text:
+    text = Text()
+    for i, step in enumerate(view.steps):
+        mark, style = STEP_MARKS[step.status]
+        if i:
+            text.append(" ")
+        text.append(f"{mark}{step.name}", style=style)
+    return text
+
+
+def phase_text(view: PhaseView, *, wide: bool = False) -> Group:
+    head = Text()
+    if view.phase is None:
+        head.append("no upgrade planned", style="bold")
+    else:
+        head.append(view.phase, style="bold reverse" if view.phase not in ("done",) else "green")
+        head.append(f" for {duration(view.in_phase_s)}")
+        if view.from_version or view.to_version:
+            head.append(f" · {view.from_version or '?'}→{view.to_version or '?'}")
+        if view.paused:
+            head.append("  PAUSED", style="bold yellow")
+    lines = [head, timeline(view)]
+    lines.append(Text.assemble(("next: ", "bold"), view.next_action))
+    lines.append(Text.assemble(("running: ", "bold"), view.running))
+    if wide:
+        lines.append(Text.assemble(("executor: ", "bold"), view.executor))
+        if view.note:
+            lines.append(Text.assemble(("note: ", "bold"), view.note))
+        allowed = ", ".join(sorted(view.allowed)) or "none (read-only or finished)"
+        lines.append(Text.assemble(("allowed: ", "bold"), allowed))
+    return Group(*lines)
+
+
+class PhasePane(Static):
+    def show(self, snap: ConsoleSnapshot, *, wide: bool = False) -> None:
+        self.update(phase_text(snap.phase, wide=wide))
+
+
+def sync_text(view: SyncView) -> Group:
+    lag = Text.assemble(("lag ", "bold"), seconds(view.lag_s),
+                        f"  p50 {seconds(view.lag_p50_s)}  p99 {seconds(view.lag_p99_s)}")
+    rate = Text.assemble(("applied ", "bold"), number(view.applied),
+                         f" ({number(view.applied_per_s)}/s)  queue {number(view.queue_depth)}")
+    problems = Text.assemble(("failed ", "bold"),
+                             Text(number(view.failed), style="red" if view.failed else ""),
+                             ("  quarantined ", "bold"),
+                             Text(number(view.quarantined),
+                                  style="yellow" if view.quarantined else ""))
+    if view.verify_at is None:
+        verify = Text.assemble(("verify ", "bold"), "not run yet")
+    else:
+        diffs = view.verify_differences or 0
+        verify = Text.assemble(("verify ", "bold"),
+                               Text(f"{number(diffs)} differences",
+                                    style="bold red" if diffs else "green"),
+                               f" in {number(view.verify_checked)} rows at {clock(view.verify_at)}")
+    return Group(lag, rate, problems, verify)
+
+
+class SyncPane(Vertical):
+    def compose(self) -> ComposeResult:
+        yield Sparkline([], summary_function=max, classes="lag-sparkline")
+        yield Static("", classes="sync-stats")
+
+    def show(self, snap: ConsoleSnapshot) -> None:
+        view = snap.sync
+        # Sparkline redraws when its data list is replaced (not mutated).
+        self.query_one(Sparkline).data = list(view.lag_history) or [0.0]
+        self.query_one(".sync-stats", Static).update(sync_text(view))
+
+
+class SyncTables(DataTable[str]):
+    """Per keyspace/table counts of pre-sync and post-sync."""
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        for key, label in (("scope", "Job"), ("table", "Keyspace.table"), ("copied", "Copied"),
+                           ("deleted", "Deleted"), ("quarantined", "Quarantined"),
+                           ("slices", "Slices")):
+            self.add_column(label, key=key)
+
+    def show(self, view: SyncView) -> None:
+        rows = [(t.scope, f"{t.keyspace}.{t.table}", number(t.copied), number(t.deleted),
+                 number(t.quarantined), f"{number(t.slices_done)}/{number(t.slices_total)}")
+                for t in view.tables]
+        keys = [f"{r[0]}:{r[1]}" for r in rows]
+        with self.app.batch_update():
+            if keys != [str(k.value) for k in self.rows]:
+                self.clear()
+                for key, row in zip(keys, rows, strict=True):
+                    self.add_row(*row, key=key)
+                return
+            for key, row in zip(keys, rows, strict=True):
+                for column, value in zip(("copied", "deleted", "quarantined", "slices"),
+                                         row[2:], strict=True):
+                    if self.get_cell(key, column) != value:
+                        self.update_cell(key, column, value)
+
+
+def analytics_summary(snap: AnalyticsSnapshot | None, error: str | None) -> Group:
+    if snap is None:
+        return Group(Text(error or "no analytics-api configured (old/new.analytics.url)",
+                          style="dim"))
+    lines = []
+    for name, cluster in snap.clusters.items():
+        if cluster.ok:
+            alarms = len(cluster.alarms)
+            lines.append(Text.assemble(
+                (f"{name:>4} ", "bold"), ("✓ ", "green"),
+                f"{len(cluster.vrouters)} vrouters  {len(cluster.control_nodes)} ctrl  ",
+                Text(f"{alarms} alarms", style="red" if alarms else "")))
+        else:
+            lines.append(Text.assemble((f"{name:>4} ", "bold"), ("✗ ", "red"),
+                                       Text(cluster.error or "", style="red")))
+    per: dict[str, int] = {}
+    for report in snap.computes.values():
+        per[report.reports_to or "none"] = per.get(report.reports_to or "none", 0) + 1
+    lines.append(Text.assemble(("reports to: ", "bold"),
+                               "  ".join(f"{k} {v}" for k, v in sorted(per.items())) or "-"))
+    critical = sum(1 for a in snap.alarms if a.severity == 0)
+    lines.append(Text.assemble(("alarms: ", "bold"), f"{len(snap.alarms)} merged",
+                               Text(f"  {critical} critical", style="bold red")
+                               if critical else ""))
+    return Group(*lines)
+
+
+class AnalyticsSummary(Static):
+    def show(self, snap: AnalyticsSnapshot | None, error: str | None) -> None:
+        self.update(analytics_summary(snap, error))
+
+
+def _vrouter_table(snap: AnalyticsSnapshot, cluster: str) -> Table:
+    table = Table(expand=True, box=None, pad_edge=False, show_edge=False)
+    for col in ("vrouter", "version", "agent", "xmpp"):
+        table.add_column(col, no_wrap=True, overflow="ellipsis")
+    data = snap.clusters.get(cluster)
+    if data is None:
+        return table
+    if not data.ok:
+        table.add_row(Text(data.error or "", style="red"), "", "", "")
+        return table
+    for name in sorted(data.vrouters):
+        v = data.vrouters[name]
+        up = [p.ip for p in v.xmpp_peers if p.up]
+        table.add_row(name, v.version or "-", v.agent_state or "-", ",".join(up) or "down")
+    return table
+
+
+class AnalyticsDetail(Vertical):
+    """Old and new side by side, then the consolidated view and the merged alarms."""
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="side-by-side"):
+            yield Static("", id="analytics-old", classes="cluster-view")
+            yield Static("", id="analytics-new", classes="cluster-view")
+        yield DataTable(id="consolidated", cursor_type="row")
+        yield DataTable(id="alarms", cursor_type="row")
+
+    def on_mount(self) -> None:
+        consolidated = self.query_one("#consolidated", DataTable)
+        for key, label in (("name", "Compute"), ("reports", "Reports to"),
+                           ("seen", "Seen in"), ("xmpp", "XMPP to"), ("version", "Version"),
+                           ("agent", "Agent")):
+            consolidated.add_column(label, key=key)
+        alarms = self.query_one("#alarms", DataTable)
+        for key, label in (("cluster", "Cluster"), ("severity", "Severity"), ("name", "Object"),
+                           ("type", "Alarm"), ("description", "Description")):
+            alarms.add_column(label, key=key)
+
+    def show(self, snap: AnalyticsSnapshot | None, error: str | None) -> None:
+        old = self.query_one("#analytics-old", Static)
+        new = self.query_one("#analytics-new", Static)
+        if snap is None:
+            old.update(analytics_summary(None, error))
+            new.update("")
+            return
+        names = list(snap.clusters)
+        for widget, name in ((old, names[0] if names else ""),
+                             (new, names[1] if len(names) > 1 else "")):
+            widget.border_title = f"{name} cluster" if name else ""
+            widget.update(_vrouter_table(snap, name) if name else "")
+        consolidated = self.query_one("#consolidated", DataTable)
+        alarms = self.query_one("#alarms", DataTable)
+        with self.app.batch_update():
+            consolidated.clear()
+            for report in snap.computes.values():
+                style = "yellow" if report.reports_to == "both" else \
+                    STATE_STYLES["upgraded"] if report.reports_to == "new" else ""
+                consolidated.add_row(report.name, Text(report.reports_to or "-", style=style),
+                                     ",".join(report.seen_in), report.xmpp_cluster or "-",
+                                     report.version or "-", report.agent_state or "-",
+                                     key=report.name)
+            alarms.clear()
+            for i, alarm in enumerate(snap.alarms):
+                severity = SEVERITY_NAMES.get(alarm.severity, str(alarm.severity))
+                alarms.add_row(alarm.cluster,
+                               Text(severity, style="bold red" if alarm.severity == 0
+                                    else "yellow"),
+                               alarm.name, alarm.type, alarm.description, key=str(i))
