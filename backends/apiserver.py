@@ -1,0 +1,266 @@
+"""A small client of the Contrail VNC REST API (the api-server on :8082), over httpx.
+
+What the orchestrator needs and nothing more: bgp-router objects for the iBGP pairing of old
+and new control nodes (idempotent create/delete, looked up by fq_name), object lists and
+counts (preflight: the new api-server must hold nothing the sync did not write), and the
+fence of an api-server (the new one refuses northbound writes until finalize opens it).
+
+Wire format, as the real api-server speaks it:
+- `POST /fqname-to-id {"type": "bgp-router", "fq_name": [...]}` -> `{"uuid": ...}` or 404
+- `GET /bgp-routers?detail=true` -> `{"bgp-routers": [{"bgp-router": {...}}, ...]}`
+- `GET /virtual-networks?count=true` -> `{"virtual-networks": {"count": N}}`
+- `POST /bgp-routers {"bgp-router": {...}}`, `DELETE /bgp-router/<uuid>`
+Authentication: `X-Auth-Token` (a keystone token or the deployment's admin token); with a
+user and no token, HTTP basic auth (the api-server's `auth = noauth`/basic deployments).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+DEFAULT_ROUTING_INSTANCE = ("default-domain", "default-project", "ip-fabric", "__default__")
+DEFAULT_FAMILIES = ("route-target", "inet-vpn", "e-vpn", "erm-vpn", "inet6-vpn")
+
+# Object types whose presence on the new api-server before the sync means someone wrote there.
+# The default objects every api-server creates at start are excluded by the fence (a fenced
+# api-server creates none), so any object at all is suspicious; these are the ones listed.
+CONFIG_TYPES = (
+    "domain", "project", "virtual-network", "network-ipam", "virtual-machine-interface",
+    "instance-ip", "floating-ip", "security-group", "network-policy", "logical-router",
+    "routing-instance", "route-target", "bgp-router", "virtual-router", "global-system-config",
+)
+
+# The admin call that opens (or closes) an api-server for northbound writes.
+FENCE_PATH = "/issu/fence"
+
+
+class ApiServerError(Exception):
+    """The api-server refused or could not be reached; the message names the URL and why."""
+
+
+@dataclass(frozen=True)
+class BgpRouterSpec:
+    """One control node as a bgp-router object under the ip-fabric default routing instance."""
+
+    name: str
+    address: str
+    asn: int
+    router_type: str = "control-node"
+    vendor: str = "contrail"
+    port: int = 179
+    hold_time: int = 90
+    address_families: tuple[str, ...] = DEFAULT_FAMILIES
+
+    @property
+    def fq_name(self) -> list[str]:
+        return [*DEFAULT_ROUTING_INSTANCE, self.name]
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "bgp-router": {
+                "fq_name": self.fq_name,
+                "parent_type": "routing-instance",
+                "name": self.name,
+                "display_name": self.name,
+                "bgp_router_parameters": {
+                    "vendor": self.vendor,
+                    "router_type": self.router_type,
+                    "autonomous_system": self.asn,
+                    "identifier": self.address,
+                    "address": self.address,
+                    "port": self.port,
+                    "hold_time": self.hold_time,
+                    "address_families": {"family": list(self.address_families)},
+                },
+            }
+        }
+
+
+@dataclass(frozen=True)
+class PairResult:
+    created: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)
+
+
+class ApiServerClient:
+    def __init__(self, url: str, *, token: str | None = None, user: str | None = None,
+                 password: str | None = None, tenant: str = "admin", timeout_s: float = 10.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.url = url.rstrip("/")
+        headers = {"Content-Type": "application/json", "X-Contrail-Useragent": "issu"}
+        auth: httpx.BasicAuth | None = None
+        if token:
+            headers["X-Auth-Token"] = token
+        elif user and password:
+            auth = httpx.BasicAuth(user, password)
+        if tenant:
+            headers["X-Tenant-Name"] = tenant
+        self._http = httpx.Client(base_url=self.url, headers=headers, auth=auth,
+                                  timeout=timeout_s, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ApiServerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _request(self, method: str, path: str, *, json: Any = None,
+                 params: dict[str, Any] | None = None,
+                 ok: Iterable[int] = (200,)) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, json=json, params=params)
+        except httpx.HTTPError as exc:
+            raise ApiServerError(f"{self.url}{path}: {method} failed: {exc}") from None
+        if response.status_code not in set(ok):
+            detail = response.text.strip().replace("\n", " ")[:300]
+            raise ApiServerError(
+                f"{self.url}{path}: {method} answered {response.status_code}: {detail}")
+        return response
+
+    def ping(self) -> dict[str, Any]:
+        """The api-server's root document (lists the collections); raises when unreachable."""
+        return self._request("GET", "/").json()
+
+    # ------------------------------------------------------------------ objects
+
+    def fq_name_to_id(self, obj_type: str, fq_name: list[str]) -> str | None:
+        response = self._request("POST", "/fqname-to-id",
+                                 json={"type": obj_type, "fq_name": fq_name}, ok=(200, 404))
+        if response.status_code == 404:
+            return None
+        return str(response.json()["uuid"])
+
+    def read(self, obj_type: str, uuid: str) -> dict[str, Any] | None:
+        response = self._request("GET", f"/{obj_type}/{uuid}", ok=(200, 404))
+        if response.status_code == 404:
+            return None
+        return response.json()[obj_type]
+
+    def list(self, obj_type: str, *, detail: bool = False) -> list[dict[str, Any]]:
+        params = {"detail": "true"} if detail else None
+        data = self._request("GET", f"/{obj_type}s", params=params).json()
+        items = data.get(f"{obj_type}s", [])
+        return [item.get(obj_type, item) if detail else item for item in items]
+
+    def count(self, obj_type: str) -> int:
+        data = self._request("GET", f"/{obj_type}s", params={"count": "true"}).json()
+        value = data.get(f"{obj_type}s", {})
+        if isinstance(value, dict) and "count" in value:
+            return int(value["count"])
+        return len(value) if isinstance(value, list) else 0
+
+    def object_counts(self, types: Iterable[str] = CONFIG_TYPES) -> dict[str, int]:
+        return {t: self.count(t) for t in types}
+
+    def uuids(self, obj_type: str) -> set[str]:
+        return {str(item["uuid"]) for item in self.list(obj_type)}
+
+    def create(self, obj_type: str, body: dict[str, Any]) -> str:
+        response = self._request("POST", f"/{obj_type}s", json=body, ok=(200, 201))
+        return str(response.json()[obj_type]["uuid"])
+
+    def delete(self, obj_type: str, uuid: str) -> bool:
+        response = self._request("DELETE", f"/{obj_type}/{uuid}", ok=(200, 204, 404))
+        return response.status_code != 404
+
+    # ------------------------------------------------------------------ bgp-routers
+
+    def ensure_bgp_router(self, spec: BgpRouterSpec) -> tuple[str, bool]:
+        """Create the bgp-router unless one with its fq_name exists: (uuid, created)."""
+        existing = self.fq_name_to_id("bgp-router", spec.fq_name)
+        if existing is not None:
+            return existing, False
+        try:
+            return self.create("bgp-router", spec.body()), True
+        except ApiServerError:
+            # A concurrent or earlier half-finished create: the object may exist by now.
+            existing = self.fq_name_to_id("bgp-router", spec.fq_name)
+            if existing is None:
+                raise
+            return existing, False
+
+    def remove_bgp_router(self, name: str) -> bool:
+        """Delete the control node's bgp-router; False when it was not there."""
+        uuid = self.fq_name_to_id("bgp-router", [*DEFAULT_ROUTING_INSTANCE, name])
+        if uuid is None:
+            return False
+        return self.delete("bgp-router", uuid)
+
+    def bgp_router_names(self) -> set[str]:
+        return {str(item["fq_name"][-1]) for item in self.list("bgp-router")}
+
+    def pair(self, specs: Iterable[BgpRouterSpec]) -> PairResult:
+        result = PairResult()
+        for spec in specs:
+            _uuid, created = self.ensure_bgp_router(spec)
+            (result.created if created else result.existing).append(spec.name)
+        return result
+
+    def unpair(self, names: Iterable[str]) -> PairResult:
+        result = PairResult()
+        for name in names:
+            (result.deleted if self.remove_bgp_router(name) else result.absent).append(name)
+        return result
+
+    # ------------------------------------------------------------------ fence
+
+    def fence_state(self) -> bool:
+        """True when the api-server refuses northbound writes."""
+        data = self._request("GET", FENCE_PATH).json()
+        return bool(data.get("fenced"))
+
+    def set_fence(self, fenced: bool) -> bool:
+        """Open (False) or close (True) the api-server for northbound writes; idempotent."""
+        data = self._request("POST", FENCE_PATH, json={"fenced": fenced}).json()
+        return bool(data.get("fenced"))
+
+
+class AnalyticsClient:
+    """The analytics-api (:8081): vrouter UVEs tell which control nodes an agent talks to."""
+
+    def __init__(self, url: str, *, timeout_s: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> AnalyticsClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def ping(self) -> None:
+        try:
+            response = self._http.get("/analytics/uves/vrouters")
+        except httpx.HTTPError as exc:
+            raise ApiServerError(f"{self.url}: analytics-api unreachable: {exc}") from None
+        if response.status_code != 200:
+            raise ApiServerError(
+                f"{self.url}/analytics/uves/vrouters answered {response.status_code}")
+
+    def vrouter(self, name: str) -> dict[str, Any] | None:
+        """The vrouter UVE of one compute, or None when this analytics has not heard of it."""
+        try:
+            response = self._http.get(f"/analytics/uves/vrouter/{name}", params={"flat": ""})
+        except httpx.HTTPError as exc:
+            raise ApiServerError(f"{self.url}: analytics-api unreachable: {exc}") from None
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise ApiServerError(
+                f"{self.url}/analytics/uves/vrouter/{name} answered {response.status_code}")
+        data = response.json()
+        return data or None

@@ -1,0 +1,538 @@
+"""The orchestrator's commands: plan, preflight, pair, unpair, phase, compute, finalize, abort,
+status, events, daemon.
+
+Commands that change something add an intent to the journal. If no executor is running,
+the command becomes the executor until its intent (and any queued before it) is done; if
+`issu daemon` (or the TUI) is the executor, the command waits for it to finish the intent.
+Either way the output and exit code are the same, so scripts (Ansible...) need not care.
+
+Exit codes: 0 done; 1 the operation found a problem (preflight refused, computes failed,
+differences, refused because of the phase); 2 bad configuration or usage; 3 the journal is
+locked by another executor (`issu daemon` only); 4 gave up waiting (--timeout) while the
+intent is still pending or running; 130 interrupted (the intent resumes with the next
+executor).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from issu_tui.journal import Journal, JournalError, JournalLocked
+
+EXIT_OK, EXIT_PROBLEM, EXIT_CONFIG, EXIT_LOCKED, EXIT_TIMEOUT = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130
+
+config_option = click.option(
+    "-c", "--config", "config_path", type=click.Path(path_type=Path), default=Path("issu.toml"),
+    show_default=True, envvar="ISSU_CONFIG", help="issu.toml, or the original issu.conf")
+json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+wait_options = [
+    click.option("--no-wait", is_flag=True, help="queue the intent and return at once"),
+    click.option("--timeout", type=float, default=None,
+                 help="give up waiting after this many seconds (exit 4)"),
+]
+
+
+def _wait_opts(func: Any) -> Any:
+    for option in reversed(wait_options):
+        func = option(func)
+    return func
+
+
+def _load(config_path: Path) -> Any:
+    from issu_tui.cli import load_or_exit
+
+    return load_or_exit(config_path)
+
+
+def _context(config_path: Path, *, read_only: bool = False) -> Any:
+    from issu_tui.orchestrator.context import Context
+
+    config = _load(config_path)
+    try:
+        journal = Journal.open(config.state_dir, read_only=read_only)
+    except JournalError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_CONFIG if not read_only else EXIT_PROBLEM)
+    return Context(config=config, config_path=config_path.resolve(), journal=journal)
+
+
+def _who() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = str(os.getuid())
+    return f"cli:{user}@{socket.gethostname()}"
+
+
+def _print_event(event: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"id": event.id, "at": event.at, "kind": event.kind,
+                               "level": event.level, "message": event.message,
+                               "fields": event.fields}, default=str))
+        return
+    stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
+    mark = {"error": "!", "warning": "~"}.get(event.level, " ")
+    click.echo(f"{stamp} {mark} [{event.kind}] {event.message}")
+
+
+def submit(config_path: Path, kind: str, args: dict[str, Any], *, as_json: bool,
+           no_wait: bool = False, timeout: float | None = None) -> None:
+    """Add an intent; drive it here unless an executor runs; print its result; exit."""
+    from issu_tui.orchestrator.executor import Executor
+
+    ctx = _context(config_path)
+    journal = ctx.journal
+    start_event = journal.last_events(1)[0].id if journal.last_events(1) else 0
+    intent_id = journal.add_intent(kind, args, _who())
+    if no_wait:
+        _finish(as_json, {"intent": intent_id, "status": "pending"}, EXIT_OK)
+    executor = Executor(ctx)
+    runner: threading.Thread | None = None
+    try:
+        executor.start()
+    except JournalLocked:
+        executor = None  # the daemon (or the TUI) runs it; we only watch
+    except Exception as exc:
+        journal.release_writer()
+        _finish(as_json, {"intent": intent_id, "ok": False,
+                          "error": f"cannot start the executor: {exc}"}, EXIT_PROBLEM)
+    if executor is not None:
+        runner = threading.Thread(target=executor.serve, kwargs={"until_idle": True},
+                                  name="executor", daemon=True)
+        runner.start()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last_event = start_event
+    try:
+        while True:
+            for event in journal.events(after_id=last_event):
+                last_event = event.id
+                if not as_json:
+                    _print_event(event, False)
+            status = _intent(journal, intent_id)
+            if status is not None and status.status in ("done", "failed"):
+                break
+            if runner is not None and not runner.is_alive():
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                _finish(as_json, {"intent": intent_id, "ok": False,
+                                  "status": status.status if status else "unknown",
+                                  "error": f"still {status.status if status else '?'} after "
+                                           f"{timeout:.0f}s"}, EXIT_TIMEOUT)
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        if executor is not None:
+            executor.shutdown.set()
+            if runner is not None:
+                runner.join()
+            executor.close()
+        _finish(as_json, {"intent": intent_id, "ok": False,
+                          "error": "interrupted; the intent resumes with the next executor"},
+                EXIT_INTERRUPTED)
+    if runner is not None:
+        runner.join()
+    if executor is not None:
+        executor.close()
+    final = _intent(journal, intent_id)
+    result: dict[str, Any] = {"intent": intent_id, "kind": kind,
+                              "status": final.status if final else "unknown"}
+    try:
+        result.update(json.loads(final.result) if final and final.result else {})
+    except ValueError:
+        result["detail"] = final.result if final else ""
+    ok = bool(final and final.status == "done" and result.get("ok", True))
+    result["ok"] = ok
+    _finish(as_json, result, EXIT_OK if ok else EXIT_PROBLEM)
+
+
+def _intent(journal: Journal, intent_id: int) -> Any:
+    for intent in journal.intents(None):
+        if intent.id == intent_id:
+            return intent
+    return None
+
+
+def _finish(as_json: bool, result: dict[str, Any], code: int) -> None:
+    if as_json:
+        click.echo(json.dumps(result, default=str))
+    else:
+        _human(result)
+    sys.exit(code)
+
+
+def _human(result: dict[str, Any]) -> None:
+    for check in result.get("checks") or []:
+        mark = "ok  " if check["ok"] else ("warn" if check["severity"] == "warning" else "FAIL")
+        click.echo(f"[{mark}] {check['name']}: {check['detail']}")
+        if not check["ok"] and check.get("fix"):
+            click.echo(f"       fix: {check['fix']}")
+    for key in ("succeeded", "failed", "not_started"):
+        if result.get(key):
+            click.echo(f"{key.replace('_', ' ')}: {', '.join(result[key])}")
+    if result.get("stopped_reason"):
+        click.echo(f"stopped: {result['stopped_reason']}")
+    for line in result.get("done") or result.get("steps") or []:
+        click.echo(f"- {line}")
+    if result.get("detail"):
+        click.echo(str(result["detail"]))
+    if result.get("error"):
+        click.echo(f"error: {result['error']}", err=True)
+    elif result.get("ok"):
+        click.echo(f"{result.get('kind', 'intent')} #{result.get('intent')}: done")
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+@click.command("plan")
+@config_option
+@click.option("--approach", type=click.Choice(["separate", "grow", "stay", "rolling"]),
+              default=None, help="topology (default: separate DBs if old and new share no "
+                                 "Cassandra host, else grow)")
+@json_option
+def plan_cmd(config_path: Path, approach: str | None, as_json: bool) -> None:
+    """Print the steps of the upgrade for the chosen approach, with what each touches."""
+    from issu_tui.orchestrator.plan import build_plan, default_approach
+
+    config = _load(config_path)
+    chosen = approach or default_approach(config)
+    steps = build_plan(config, chosen, str(config_path))
+    if approach:
+        _record_approach(config_path, chosen)
+    if as_json:
+        click.echo(json.dumps({"approach": chosen, "from": config.old.version,
+                               "to": config.new.version,
+                               "steps": [s.as_dict() for s in steps]}))
+        return
+    click.echo(f"ISSU {config.old.version} -> {config.new.version}, approach: {chosen}")
+    for i, step in enumerate(steps, 1):
+        flag = "  (POINT OF NO RETURN)" if step.point_of_no_return else ""
+        click.echo(f"\n{i:2}. [{step.phase}] {step.title}{flag}")
+        for touch in step.touches:
+            click.echo(f"      touches: {touch}")
+        click.echo(f"      run:     {step.command}")
+        for note in step.notes:
+            click.echo(f"      note:    {note}")
+
+
+def _record_approach(config_path: Path, approach: str) -> None:
+    from issu_tui.orchestrator.executor import Executor
+
+    ctx = _context(config_path)
+    try:
+        ctx.journal.acquire_writer()
+    except JournalLocked:
+        return  # the running executor keeps the approach it has
+    try:
+        Executor(ctx).ensure_plan(approach)
+    finally:
+        ctx.journal.close()
+
+
+@click.command("preflight")
+@config_option
+@click.option("--approach", type=click.Choice(["separate", "grow", "stay", "rolling"]),
+              default=None)
+@click.option("--db-nodes-down", type=int, default=None,
+              help="check a maintenance step taking this many DB nodes down at once")
+@json_option
+@_wait_opts
+def preflight_cmd(config_path: Path, approach: str | None, db_nodes_down: int | None,
+                  as_json: bool, no_wait: bool, timeout: float | None) -> None:
+    """Check everything before changing anything; each failure says how to fix it."""
+    args: dict[str, Any] = {"target": "preflight"}
+    if approach:
+        args["approach"] = approach
+    if db_nodes_down is not None:
+        args["db_nodes_down"] = db_nodes_down
+    submit(config_path, "phase", args, as_json=as_json, no_wait=no_wait, timeout=timeout)
+
+
+@click.command("pair")
+@config_option
+@json_option
+@_wait_opts
+def pair_cmd(config_path: Path, as_json: bool, no_wait: bool, timeout: float | None) -> None:
+    """iBGP pairing: bgp-routers of the new control nodes in the old cluster (idempotent);
+    runs preflight first if it has not passed."""
+    submit(config_path, "phase", {"target": "pair"}, as_json=as_json, no_wait=no_wait,
+           timeout=timeout)
+
+
+@click.command("unpair")
+@config_option
+@json_option
+@_wait_opts
+def unpair_cmd(config_path: Path, as_json: bool, no_wait: bool, timeout: float | None) -> None:
+    """Remove the cross-cluster bgp-routers from both clusters (finalize does it too)."""
+    submit(config_path, "unpair", {}, as_json=as_json, no_wait=no_wait, timeout=timeout)
+
+
+@click.command("phase")
+@click.argument("target", type=click.Choice(["preflight", "pair", "pre-sync", "run-sync",
+                                             "computes"]))
+@config_option
+@json_option
+@_wait_opts
+def phase_cmd(target: str, config_path: Path, as_json: bool, no_wait: bool,
+              timeout: float | None) -> None:
+    """Run every phase up to TARGET that has not run yet (e.g. `issu phase run-sync`)."""
+    submit(config_path, "phase", {"target": target}, as_json=as_json, no_wait=no_wait,
+           timeout=timeout)
+
+
+@click.group("compute")
+def compute_group() -> None:
+    """Upgrade, roll back or inspect computes."""
+
+
+def _compute_action(action: str) -> Any:
+    @click.argument("names", nargs=-1, required=True)
+    @config_option
+    @click.option("--batch-size", type=click.IntRange(min=1), default=None)
+    @click.option("--parallel", type=click.IntRange(min=1), default=None)
+    @click.option("--canary", type=click.IntRange(min=0), default=None)
+    @click.option("--max-failures", type=click.IntRange(min=0), default=None)
+    @json_option
+    @_wait_opts
+    def command(names: tuple[str, ...], config_path: Path, batch_size: int | None,
+                parallel: int | None, canary: int | None, max_failures: int | None,
+                as_json: bool, no_wait: bool, timeout: float | None) -> None:
+        args: dict[str, Any] = {"computes": list(names)}
+        for key, value in (("batch_size", batch_size), ("parallel", parallel),
+                           ("canary", canary), ("max_failures", max_failures)):
+            if value is not None:
+                args[key] = value
+        submit(config_path, action, args, as_json=as_json, no_wait=no_wait, timeout=timeout)
+
+    command.__doc__ = (f"{action.capitalize()} NAMES (or `all`) in batches: canary first, "
+                       "parallelism limit, stop past the failure threshold.")
+    return command
+
+
+compute_group.command("upgrade")(_compute_action("upgrade"))
+compute_group.command("rollback")(_compute_action("rollback"))
+
+
+@compute_group.command("status")
+@click.argument("names", nargs=-1)
+@config_option
+@click.option("--probe", is_flag=True, help="also ask each compute over SSH (read-only)")
+@json_option
+def compute_status(names: tuple[str, ...], config_path: Path, probe: bool,
+                   as_json: bool) -> None:
+    """State of computes as recorded in the journal (and, with --probe, as they are)."""
+    ctx = _context(config_path, read_only=True)
+    rows = {r.name: r for r in ctx.journal.computes()}
+    wanted = list(names) or [c.name for c in ctx.config.computes]
+    items = []
+    for name in wanted:
+        row = rows.get(name)
+        item: dict[str, Any] = {"name": name}
+        if row is not None:
+            item.update({"state": row.state, "version": row.version, "cluster": row.cluster,
+                         "agent_state": row.agent_state, "batch": row.batch,
+                         "last_action": row.last_action, "gap_ms": row.gap_ms})
+        else:
+            item["state"] = "not in the journal"
+        if probe:
+            from issu_tui.orchestrator.computes import ComputeRunner
+
+            try:
+                p = ComputeRunner(ctx).probe(name)
+                item["probe"] = {"version": p.version, "control_nodes": p.control_nodes,
+                                 "agent_state": p.agent_state,
+                                 "cluster": ctx.cluster_of(list(p.control_nodes))}
+            except Exception as exc:
+                item["probe"] = {"error": str(exc)}
+        items.append(item)
+    if as_json:
+        click.echo(json.dumps({"computes": items}, default=str))
+    else:
+        for item in items:
+            gap = f" gap {item['gap_ms']:.0f}ms" if item.get("gap_ms") is not None else ""
+            line = (f"{item['name']:<20} {item['state']:<13} {item.get('version', ''):<10} "
+                    f"{item.get('cluster', ''):<4}{gap}")
+            if "probe" in item:
+                line += f"  probe: {item['probe']}"
+            click.echo(line)
+    sys.exit(EXIT_PROBLEM if any(i.get("state") == "failed" for i in items) else EXIT_OK)
+
+
+@click.command("finalize")
+@config_option
+@click.option("--force", is_flag=True, help="finalize although computes are not all on new "
+                                            "or verify found differences")
+@click.option("--reason", default="", help="why (required with --force; recorded)")
+@click.option("--old-stopped", is_flag=True,
+              help="the old config services are already stopped (no fence call on old)")
+@json_option
+@_wait_opts
+def finalize_cmd(config_path: Path, force: bool, reason: str, old_stopped: bool,
+                 as_json: bool, no_wait: bool, timeout: float | None) -> None:
+    """Stop run-sync, post-sync, zk-sync, verify, unpair, switch northbound, open new."""
+    if force and not reason.strip():
+        click.echo("--force needs --reason '...': it is recorded in the journal", err=True)
+        sys.exit(EXIT_CONFIG)
+    submit(config_path, "finalize", {"force": force, "reason": reason,
+                                     "old_stopped": old_stopped},
+           as_json=as_json, no_wait=no_wait, timeout=timeout)
+
+
+@click.command("abort")
+@config_option
+@click.option("--drop-new-data", is_flag=True,
+              help="also drop the new cluster's synced keyspaces and ZooKeeper subtrees")
+@json_option
+@_wait_opts
+def abort_cmd(config_path: Path, drop_new_data: bool, as_json: bool, no_wait: bool,
+              timeout: float | None) -> None:
+    """Return everything to the old cluster (refused after finalize's point of no return)."""
+    submit(config_path, "abort", {"drop_new_data": drop_new_data}, as_json=as_json,
+           no_wait=no_wait, timeout=timeout)
+
+
+def status_data(ctx: Any) -> dict[str, Any]:
+    from issu_tui.orchestrator.context import ORCH_SCOPE, STEP_SCOPE
+    from issu_tui.orchestrator.finalize import COMMIT_STEP
+    from issu_tui.orchestrator.plan import APPROACHES
+    from issu_tui.orchestrator.syncproc import RunSync
+
+    journal = ctx.journal
+    phase = journal.phase()
+    computes = journal.computes()
+    by_state: dict[str, int] = {}
+    for row in computes:
+        by_state[row.state] = by_state.get(row.state, 0) + 1
+    orch = journal.counters(ORCH_SCOPE)
+    steps = journal.counters(STEP_SCOPE)
+    return {
+        "phase": None if phase is None else {
+            "name": phase.phase, "since": phase.phase_started_at, "note": phase.note,
+            "from_version": phase.from_version, "to_version": phase.to_version},
+        "approach": APPROACHES[int(orch.get("approach", 0))],
+        "executor": journal.executor(),
+        "computes": {"total": len(computes), "by_state": by_state,
+                     "items": [{"name": r.name, "state": r.state, "version": r.version,
+                                "cluster": r.cluster, "batch": r.batch,
+                                "gap_ms": r.gap_ms} for r in computes]},
+        "run_sync": {"running": RunSync(ctx).running(), "pid": RunSync(ctx).pid(),
+                     "counters": journal.counters("runsync"),
+                     "updated_at": journal.counters_updated_at("runsync")},
+        "verify": journal.counters("verify"),
+        "steps_done": sorted(steps),
+        "abortable": COMMIT_STEP not in steps and (phase is None or phase.phase not in
+                                                   ("done", "aborted")),
+        "intents": [{"id": i.id, "kind": i.kind, "status": i.status, "by": i.by,
+                     "args": i.args} for i in journal.intents(None)
+                    if i.status in ("pending", "running")],
+    }
+
+
+@click.command("status")
+@config_option
+@json_option
+def status_cmd(config_path: Path, as_json: bool) -> None:
+    """Where the upgrade stands (read-only; any number of watchers)."""
+    ctx = _context(config_path, read_only=True)
+    data = status_data(ctx)
+    if as_json:
+        click.echo(json.dumps(data, default=str))
+        return
+    phase = data["phase"]
+    click.echo(f"phase:     {phase['name'] if phase else 'not planned'}"
+               + (f" ({phase['note']})" if phase and phase["note"] else ""))
+    click.echo(f"approach:  {data['approach']}")
+    executor = data["executor"]
+    click.echo("executor:  " + (f"pid {executor['pid']} on {executor['host']}" if executor
+                                else "none running"))
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(data["computes"]["by_state"].items()))
+    click.echo(f"computes:  {data['computes']['total']} ({counts or '-'})")
+    rs = data["run_sync"]
+    c = rs["counters"]
+    click.echo(f"run-sync:  {'running' if rs['running'] else 'not running'}"
+               + (f", lag {c.get('lag_s', 0):.1f}s, applied {c.get('applied', 0):.0f}, "
+                  f"failed {c.get('failed', 0):.0f}, queue {c.get('queue_depth', 0):.0f}"
+                  if c else ""))
+    if data["verify"]:
+        click.echo(f"verify:    {data['verify'].get('differences', 0):.0f} differences")
+    click.echo(f"abortable: {'yes' if data['abortable'] else 'no'}")
+    for intent in data["intents"]:
+        click.echo(f"intent #{intent['id']} {intent['kind']} {intent['status']} by {intent['by']}")
+
+
+@click.command("events")
+@config_option
+@click.option("--follow", "-f", is_flag=True, help="keep printing new events")
+@click.option("--kind", default=None, help="only events of this kind (compute, sync, ...)")
+@click.option("--last", type=int, default=50, show_default=True)
+@json_option
+def events_cmd(config_path: Path, follow: bool, kind: str | None, last: int,
+               as_json: bool) -> None:
+    """The journal's event log (JSON lines with --json)."""
+    ctx = _context(config_path, read_only=True)
+    journal = ctx.journal
+    events = [e for e in journal.last_events(max(last * 4, last)) if not kind or e.kind == kind]
+    events = events[-last:]
+    after = events[-1].id if events else (journal.last_events(1)[0].id
+                                          if journal.last_events(1) else 0)
+    for event in events:
+        _print_event(event, as_json)
+    try:
+        while follow:
+            for event in journal.events(after_id=after, kind=kind):
+                after = event.id
+                _print_event(event, as_json)
+            sys.stdout.flush()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+
+
+@click.command("daemon")
+@config_option
+@click.option("--northbound", type=click.Path(path_type=Path), default=None,
+              help="northbound clients file (default: northbound.toml beside the config)")
+def daemon_cmd(config_path: Path, northbound: Path | None) -> None:
+    """Run the executor headless until SIGTERM/SIGINT (one per journal; exit 3 if taken)."""
+    from issu_tui.orchestrator.executor import Executor
+
+    ctx = _context(config_path)
+    executor = Executor(ctx, northbound_file=northbound)
+    try:
+        summary = executor.start()
+    except JournalLocked as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_LOCKED)
+    click.echo(f"issu executor pid {os.getpid()}: reconciled {json.dumps(summary)}", err=True)
+
+    def stop(signum: int, frame: object) -> None:
+        executor.shutdown.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        executor.serve()
+    finally:
+        executor.close()
+
+
+COMMANDS = (plan_cmd, preflight_cmd, pair_cmd, unpair_cmd, phase_cmd, compute_group,
+            finalize_cmd, abort_cmd, status_cmd, events_cmd, daemon_cmd)
+
+
+def register(cli_group: click.Group) -> None:
+    """Attach the orchestrator's commands to the `issu` group."""
+    for command in COMMANDS:
+        cli_group.add_command(command)

@@ -1,0 +1,252 @@
+"""Pairing, finalize and abort: each a list of named steps, each done once (journal markers).
+
+The point of no return is `finalize.commit`: before it, `abort` brings everything back to
+the old cluster; after it, northbound clients write to the new cluster and abort is refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from backends.apiserver import ApiServerError
+from issu_tui.orchestrator.computes import ComputeRunner
+from issu_tui.orchestrator.context import Context, OrchestratorError
+from issu_tui.orchestrator.northbound import load_clients, switch_client
+from issu_tui.orchestrator.syncproc import RunSync, run_step
+
+COMMIT_STEP = "finalize.commit"
+
+
+# ----------------------------------------------------------------------------- pairing
+
+
+def pair(ctx: Context) -> str:
+    """In the old cluster, a bgp-router for each new control node: old and new control nodes
+    then peer over iBGP. The old control nodes' own bgp-routers reach the new cluster with
+    the data (pre-sync), which `check_pairing` confirms."""
+    specs = ctx.bgp_specs("new")
+    if not specs:
+        raise OrchestratorError(f"{ctx.config_path}: new.control_nodes: list the new control "
+                                "nodes (name, address) to pair them with the old ones")
+    with ctx.api("old") as old:
+        result = old.pair(specs)
+    message = (f"old cluster: bgp-routers created {', '.join(result.created) or 'none'}, "
+               f"already there {', '.join(result.existing) or 'none'} (AS {ctx.config.old.asn})")
+    ctx.event("pair", message, created=result.created, existing=result.existing)
+    return message
+
+
+def check_pairing(ctx: Context) -> str:
+    """After pre-sync: the new cluster knows every control node of both clusters."""
+    with ctx.api("new") as new:
+        present = new.bgp_router_names()
+    wanted = [s.name for s in ctx.bgp_specs("old") + ctx.bgp_specs("new")]
+    missing = [n for n in wanted if n not in present]
+    if missing:
+        raise OrchestratorError(
+            f"the new cluster lacks bgp-routers for {', '.join(missing)} after pre-sync; "
+            "check the pair step and the pre-sync output (`issu events`)")
+    return f"new cluster holds bgp-routers for {', '.join(wanted)}"
+
+
+def unpair(ctx: Context, *, new_side: bool = True) -> str:
+    """Remove the cross-cluster bgp-routers: new control nodes from old, old ones from new."""
+    with ctx.api("old") as old:
+        from_old = old.unpair([s.name for s in ctx.bgp_specs("new")])
+    parts = [f"old cluster: removed {', '.join(from_old.deleted) or 'none'}"]
+    if new_side:
+        with ctx.api("new") as new:
+            from_new = new.unpair([s.name for s in ctx.bgp_specs("old")])
+        parts.append(f"new cluster: removed {', '.join(from_new.deleted) or 'none'}")
+    message = "; ".join(parts)
+    ctx.event("pair", f"unpaired: {message}")
+    return message
+
+
+# ----------------------------------------------------------------------------- finalize
+
+
+def computes_not_on_new(ctx: Context) -> list[str]:
+    new_version = ctx.config.new.version
+    inventory = {c.name for c in ctx.config.computes}
+    return [r.name for r in ctx.journal.computes()
+            if r.name in inventory and not (r.state == "upgraded" and r.version == new_version)]
+
+
+def _step(ctx: Context, name: str, action: object) -> None:
+    """Run `action()` once: a done step is skipped on a re-run."""
+    step = f"finalize.{name}"
+    if ctx.step_done(step):
+        return
+    ctx.check_stop(step)
+    ctx.event("finalize", f"{name}: running", step=name)
+    detail = action()  # type: ignore[operator]
+    if detail:
+        ctx.event("finalize", f"{name}: {detail}", step=name)
+    ctx.mark_step(step)
+
+
+def finalize(ctx: Context, *, force: bool = False, reason: str = "",
+             old_stopped: bool = False, northbound_file: Path | None = None,
+             drain_timeout_s: float = 120.0) -> list[str]:
+    laggards = computes_not_on_new(ctx)
+    if laggards and not ctx.step_done(COMMIT_STEP):
+        if not force:
+            raise OrchestratorError(
+                f"{len(laggards)} compute(s) not on the new cluster: "
+                f"{', '.join(laggards[:20])}{' ...' if len(laggards) > 20 else ''}; upgrade "
+                "them (`issu compute upgrade ...`) or finalize --force --reason '...'")
+        if not reason.strip():
+            raise OrchestratorError("--force needs --reason: it is recorded in the journal")
+        ctx.event("finalize", f"forced with {len(laggards)} compute(s) not on new: {reason}",
+                  level="warning", computes=laggards, reason=reason)
+    clients = load_clients(northbound_file)
+    runsync = RunSync(ctx)
+    report: list[str] = []
+
+    def fence_old() -> str:
+        if old_stopped:
+            return "old config services stopped by the operator (--old-stopped)"
+        try:
+            with ctx.api("old") as old:
+                old.set_fence(True)
+        except ApiServerError as exc:
+            raise OrchestratorError(
+                f"cannot fence the old api-server ({exc}); stop the old config services "
+                "(contrail-api, schema, svc-monitor, device-manager) on the old config nodes, "
+                "then run finalize again with --old-stopped") from None
+        return "old api-server refuses northbound writes"
+
+    def stop_runsync() -> str:
+        if runsync.running():
+            counters = runsync.wait_drained(timeout_s=drain_timeout_s)
+            runsync.stop()
+            return (f"drained (applied {counters.get('applied', 0):.0f}, failed "
+                    f"{counters.get('failed', 0):.0f}) and stopped")
+        return "was not running"
+
+    def sync(step: str) -> str:
+        run = run_step(ctx, step)
+        if run.exit_code != 0:
+            raise OrchestratorError(f"{step} failed (exit {run.exit_code}):\n{run.output}")
+        return f"done in {run.duration_s:.1f}s"
+
+    def verify() -> str:
+        run = run_step(ctx, "verify")
+        differences = ctx.journal.counters("verify").get("differences")
+        if run.exit_code == 0 and (differences or 0) == 0:
+            return "zero differences"
+        what = (f"{differences:.0f} differences" if differences is not None
+                else f"verify failed (exit {run.exit_code})")
+        if force:
+            ctx.event("finalize", f"verify: {what}, accepted by --force: {reason}",
+                      level="warning", reason=reason)
+            return f"{what}, forced: {reason}"
+        raise OrchestratorError(
+            f"verify: {what}; see `issu events --kind sync` and the verify report. Fix "
+            "and re-run finalize, or finalize --force --reason '...'.\n" + run.output)
+
+    def commit() -> str:
+        ctx.event("finalize", "point of no return: switching northbound to the new cluster",
+                  level="warning")
+        return "committed"
+
+    def switch_northbound() -> str:
+        done = [switch_client(ctx, c) for c in clients if c.kind != "collector"]
+        return "; ".join(done) or "no northbound clients listed"
+
+    def open_new() -> str:
+        with ctx.api("new") as new:
+            new.set_fence(False)
+        return "new api-server accepts writes"
+
+    def repoint_analytics() -> str:
+        done = [switch_client(ctx, c) for c in clients if c.kind == "collector"]
+        return "; ".join(done) or "no collector clients listed"
+
+    steps = [
+        ("fence-old", fence_old),
+        ("stop-run-sync", stop_runsync),
+        ("post-sync", lambda: sync("post-sync")),
+        ("zk-sync", lambda: sync("zk-sync")),
+        ("verify", verify),
+        ("unpair", lambda: unpair(ctx)),
+        ("commit", commit),
+        ("switch-northbound", switch_northbound),
+        ("open-new", open_new),
+        ("analytics", repoint_analytics),
+    ]
+    for name, action in steps:
+        _step(ctx, name, action)
+        report.append(name)
+    return report
+
+
+# ----------------------------------------------------------------------------- abort
+
+
+def abort(ctx: Context, runner: ComputeRunner, *, drop_new_data: bool = False) -> list[str]:
+    """Everything back to the old cluster; refused once finalize committed."""
+    if ctx.step_done(COMMIT_STEP):
+        raise OrchestratorError(
+            "finalize passed its point of no return (northbound switched to the new cluster); "
+            "abort is no longer possible. Roll forward: finish `issu finalize`.")
+    done: list[str] = []
+    back = [r.name for r in ctx.journal.computes()
+            if r.state != "old" or r.version != ctx.config.old.version]
+    if back:
+        outcome = runner.run("rollback", back, canary=0, max_failures=len(back))
+        if outcome.failed or outcome.not_started:
+            raise OrchestratorError(
+                f"abort: rollback failed on {', '.join(outcome.failed + outcome.not_started)}; "
+                "fix them (`issu events`, `issu status`) and run abort again")
+        done.append(f"rolled back {len(back)} compute(s)")
+    if ctx.step_done("finalize.fence-old"):
+        with ctx.api("old") as old:
+            old.set_fence(False)
+        done.append("old api-server open for writes again")
+    done.append(unpair(ctx, new_side=False))
+    if RunSync(ctx).stop():
+        done.append("run-sync stopped")
+    if drop_new_data:
+        done.append(drop_new(ctx))
+    else:
+        done.append("new cluster's synced data left in place, unused")
+    ctx.clear_steps("finalize.")
+    return done
+
+
+def drop_new(ctx: Context) -> str:
+    """Drop the synced keyspaces and ZooKeeper subtrees of the NEW cluster only."""
+    from backends.cassandra.connection import connect
+    from backends.cassandra.registry import load_registry
+    from issu_tui.orchestrator.preflight import _side
+
+    old_ks = {ctx.config.old.cassandra.keyspace(k) for k in load_registry().keyspaces}
+    wanted = ctx.config.sync.keyspaces or sorted(load_registry().keyspaces)
+    dropped = []
+    with connect(_side(ctx.config.new)) as conn:
+        for name in wanted:
+            keyspace = ctx.config.new.cassandra.keyspace(name)
+            if keyspace in old_ks and set(ctx.config.old.cassandra.hosts) & set(
+                    ctx.config.new.cassandra.hosts):
+                raise OrchestratorError(f"refusing to drop {keyspace}: it is also old's")
+            conn.session.execute(f'DROP KEYSPACE IF EXISTS "{keyspace}"')
+            dropped.append(keyspace)
+    from kazoo.client import KazooClient
+
+    zk = KazooClient(hosts=ctx.config.new.zookeeper.connect_string, timeout=15)
+    zk.start(timeout=15)
+    removed = []
+    try:
+        root = ctx.config.new.zookeeper.root.rstrip("/")
+        for subtree in ctx.config.sync.zk_subtrees:
+            path = f"{root}/{subtree}"
+            if zk.exists(path):
+                zk.delete(path, recursive=True)
+                removed.append(path)
+    finally:
+        zk.stop()
+        zk.close()
+    return (f"dropped new keyspaces {', '.join(dropped)}; ZooKeeper "
+            f"{', '.join(removed) or 'nothing to remove'}")

@@ -1,0 +1,171 @@
+"""Northbound clients: their config files re-pointed at the new cluster, then signalled.
+
+The clients are listed in `northbound.toml` beside the config (or `--northbound FILE`):
+
+    [[client]]
+    kind = "neutron"            # neutron | k8s | vcenter | collector
+    path = "/etc/neutron/plugins/opencontrail/ContrailPlugin.ini"
+    pid_file = "/run/neutron/neutron-server.pid"   # optional: the process to signal
+    signal = "SIGHUP"                              # default SIGHUP
+
+- neutron:   `[APISERVER] api_server_ip`, `api_server_port`
+- k8s:       `[VNC] vnc_endpoint_ip`, `vnc_endpoint_port` (contrail-kubernetes.conf)
+- vcenter:   `api.hostname=`, `api.port=` lines (contrail-vcenter-plugin properties)
+- collector: `[DEFAULT] collectors` (clients that cannot watch two analytics engines;
+             Contrail daemons re-read their collector list on SIGHUP)
+
+Files are rewritten atomically, keeping every other line and a `.issu-backup` copy.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from issu_tui.orchestrator.context import Context, OrchestratorError
+
+KINDS = ("neutron", "k8s", "vcenter", "collector")
+COLLECTOR_PORT = 8086
+
+
+class NorthboundClient(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: str
+    path: Path
+    pid_file: Path | None = None
+    signal: str = "SIGHUP"
+
+
+@dataclass(frozen=True)
+class Edit:
+    section: str | None  # None: a properties file (key=value lines, no sections)
+    key: str
+    value: str
+
+
+def load_clients(path: Path | None) -> list[NorthboundClient]:
+    if path is None or not path.exists():
+        return []
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise OrchestratorError(f"{path}: cannot read: {exc}") from None
+    clients = []
+    for i, raw in enumerate(data.get("client", [])):
+        try:
+            client = NorthboundClient.model_validate(raw)
+        except ValidationError as exc:
+            raise OrchestratorError(f"{path}: client.{i}: {exc.errors()[0]['msg']}") from None
+        if client.kind not in KINDS:
+            raise OrchestratorError(
+                f"{path}: client.{i}.kind: {client.kind!r} is not one of {', '.join(KINDS)}")
+        if not client.path.is_absolute():
+            client.path = (path.parent / client.path).resolve()
+        if client.pid_file and not client.pid_file.is_absolute():
+            client.pid_file = (path.parent / client.pid_file).resolve()
+        if not hasattr(signal, client.signal):
+            raise OrchestratorError(f"{path}: client.{i}.signal: unknown {client.signal!r}")
+        clients.append(client)
+    return clients
+
+
+def edits_for(ctx: Context, client: NorthboundClient) -> list[Edit]:
+    if client.kind == "collector":
+        analytics = ctx.config.new.analytics
+        if analytics is None:
+            raise OrchestratorError(
+                f"{ctx.config_path}: new.analytics: required to re-point {client.path}")
+        host = urlparse(analytics.url).hostname
+        return [Edit("DEFAULT", "collectors", f"{host}:{COLLECTOR_PORT}")]
+    api = ctx.config.new.api_server
+    if api is None:
+        raise OrchestratorError(f"{ctx.config_path}: new.api_server: required to switch "
+                                f"{client.path}")
+    url = urlparse(api.url)
+    host, port = url.hostname or "", str(url.port or 8082)
+    if client.kind == "neutron":
+        return [Edit("APISERVER", "api_server_ip", host),
+                Edit("APISERVER", "api_server_port", port)]
+    if client.kind == "k8s":
+        return [Edit("VNC", "vnc_endpoint_ip", host), Edit("VNC", "vnc_endpoint_port", port)]
+    return [Edit(None, "api.hostname", host), Edit(None, "api.port", port)]
+
+
+def apply_edits(text: str, edits: list[Edit]) -> str:
+    """Set keys in an INI or properties text, keeping every other line as it was."""
+    lines = text.splitlines()
+    for edit in edits:
+        lines = _apply_one(lines, edit)
+    return "\n".join(lines) + "\n"
+
+
+def _key_of(line: str) -> str | None:
+    stripped = line.strip()
+    if not stripped or stripped[0] in "#;[" or "=" not in stripped:
+        return None
+    return stripped.split("=", 1)[0].strip()
+
+
+def _apply_one(lines: list[str], edit: Edit) -> list[str]:
+    out: list[str] = []
+    section: str | None = None
+    in_target = edit.section is None
+    done = False
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            if in_target and not done and edit.section is not None:
+                out.append(f"{edit.key} = {edit.value}")
+                done = True
+            section = stripped[1:-1].strip()
+            in_target = section == edit.section
+        elif in_target and not done and _key_of(line) == edit.key:
+            sep = "=" if edit.section is None else " = "
+            out.append(f"{edit.key}{sep}{edit.value}")
+            done = True
+            continue
+        out.append(line)
+    if not done:
+        if edit.section is not None and not in_target:
+            out.append(f"[{edit.section}]")
+        sep = "=" if edit.section is None else " = "
+        out.append(f"{edit.key}{sep}{edit.value}")
+    return out
+
+
+def switch_client(ctx: Context, client: NorthboundClient) -> str:
+    """Rewrite one client's config and signal it; idempotent (the same content twice)."""
+    try:
+        text = client.path.read_text()
+    except OSError as exc:
+        raise OrchestratorError(f"{client.path}: cannot read: {exc.strerror}") from None
+    new_text = apply_edits(text, edits_for(ctx, client))
+    changed = new_text != text
+    if changed:
+        backup = client.path.with_name(client.path.name + ".issu-backup")
+        if not backup.exists():
+            backup.write_text(text)
+        tmp = client.path.with_name(f".{client.path.name}.issu-tmp")
+        tmp.write_text(new_text)
+        os.chmod(tmp, client.path.stat().st_mode & 0o7777)
+        os.replace(tmp, client.path)
+    signalled = ""
+    if client.pid_file is not None:
+        try:
+            pid = int(client.pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError) as exc:
+            raise OrchestratorError(f"{client.pid_file}: no pid to signal: {exc}") from None
+        try:
+            os.kill(pid, getattr(signal, client.signal))
+        except ProcessLookupError:
+            raise OrchestratorError(
+                f"{client.pid_file}: process {pid} is not running; start the {client.kind} "
+                "client, it will read the new config") from None
+        signalled = f", {client.signal} to pid {pid}"
+    return f"{client.kind} {client.path}: {'rewritten' if changed else 'already new'}{signalled}"

@@ -1,0 +1,384 @@
+"""Preflight: refuse what would lose data or strand computes, before anything is changed.
+
+Every check is read-only and says what failed and how to fix it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from backends.apiserver import CONFIG_TYPES, ApiServerError
+from issu_tui.config import ClusterConfig
+from issu_tui.orchestrator.context import Context
+from issu_tui.orchestrator.plan import DB_NODES_DOWN
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    severity: str = "error"  # "error" refuses; "warning" is reported only
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class PreflightReport:
+    checks: list[Check]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok or c.severity == "warning" for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok and c.severity == "error"]
+
+
+def _guard(name: str, fix: str, fn: Callable[[], list[Check]]) -> list[Check]:
+    try:
+        return fn()
+    except Exception as exc:  # each check reports its own failure; one never hides another
+        return [Check(name, False, f"{type(exc).__name__}: {exc}", fix)]
+
+
+# ----------------------------------------------------------------------------- versions
+
+
+def check_versions(ctx: Context) -> list[Check]:
+    from backends.versions import VersionPathError, version_path
+
+    old, new = ctx.config.old.version, ctx.config.new.version
+    try:
+        steps = version_path(old, new)
+    except (VersionPathError, ValueError) as exc:
+        return [Check("version path", False, str(exc),
+                      "supported: 3.2.x -> 4.x -> 5.0 -> 5.x (chained); set old.version and "
+                      "new.version to the releases actually installed")]
+    route = " -> ".join([steps[0][0], *[s[1] for s in steps]]) if steps else "same era"
+    return [Check("version path", True, f"{old} -> {new}: {route}")]
+
+
+# ----------------------------------------------------------------------------- Cassandra
+
+
+def _side(cluster: ClusterConfig) -> Any:
+    from backends.cassandra.connection import CassandraSide
+
+    cass = cluster.cassandra
+    return CassandraSide(
+        name=cluster.name, hosts=tuple(cass.hosts), port=cass.port, user=cass.user,
+        password=cass.password.get_secret_value() if cass.password else None,
+        use_ssl=cass.use_ssl, ca_certs=str(cass.ca_certs) if cass.ca_certs else None,
+        prefix=cass.prefix, version=cluster.version)
+
+
+def check_cassandra(ctx: Context, approach: str, db_nodes_down: int | None) -> list[Check]:
+    from backends.cassandra.connection import connect
+    from backends.cassandra.registry import load_registry
+    from backends.cassandra.schema import keyspace_exists
+
+    checks: list[Check] = []
+    registry = load_registry()
+    wanted = ctx.config.sync.keyspaces or sorted(registry.keyspaces)
+    unregistered = [k for k in wanted if k not in registry.keyspaces]
+    checks.append(Check(
+        "keyspaces registered", not unregistered,
+        f"unregistered: {', '.join(unregistered)}" if unregistered
+        else f"{len(wanted)} keyspaces: {', '.join(wanted)}",
+        "register the keyspace through the `issu.keyspaces` entry point, or remove it from "
+        "sync.keyspaces"))
+    for cluster in (ctx.config.old, ctx.config.new):
+        where = f"{cluster.name} Cassandra {', '.join(cluster.cassandra.hosts)}"
+        try:
+            conn = connect(_side(cluster), request_timeout=15)
+        except Exception as exc:
+            checks.append(Check(f"{cluster.name} Cassandra reachable", False, str(exc),
+                                f"check {cluster.name}.cassandra hosts/port/user/password and "
+                                "that the nodes are up (`nodetool status`)"))
+            continue
+        with conn:
+            hosts = list(conn.cluster.metadata.all_hosts())
+            down = [str(h.address) for h in hosts if not h.is_up]
+            checks.append(Check(f"{cluster.name} Cassandra reachable", True,
+                                f"{where}: {len(hosts)} nodes, {len(down)} down"))
+            if cluster.name == "old":
+                missing = [k for k in wanted
+                           if not keyspace_exists(conn.session, cluster.cassandra.keyspace(k))]
+                checks.append(Check(
+                    "old keyspaces present", not missing or "config_db_uuid" not in missing,
+                    f"absent on old: {', '.join(missing)}" if missing else "all present",
+                    "config_db_uuid must exist on old: check old.cassandra.prefix",
+                    severity="error" if "config_db_uuid" in missing else "warning"))
+            checks.append(_quorum(ctx, cluster, conn, hosts, down, approach, db_nodes_down))
+            if cluster.name == "new":
+                checks.append(_disk(ctx, conn))
+    return checks
+
+
+def _quorum(ctx: Context, cluster: ClusterConfig, conn: Any, hosts: list[Any], down: list[str],
+            approach: str, db_nodes_down: int | None) -> Check:
+    """No step may leave a replica set without quorum: RF - (down now + taken down) >= RF//2+1."""
+    keyspace = cluster.cassandra.keyspace("config_db_uuid")
+    meta = conn.cluster.metadata.keyspaces.get(keyspace)
+    rf = len(hosts)
+    if meta is not None:
+        options = dict(meta.replication_strategy.__dict__) if meta.replication_strategy else {}
+        factor = options.get("replication_factor")
+        if factor is None and hasattr(meta.replication_strategy, "dc_replication_factors"):
+            factors = meta.replication_strategy.dc_replication_factors
+            factor = min(int(v) for v in factors.values()) if factors else None
+        if factor is not None:
+            rf = int(str(factor).split("/")[0])
+    planned = DB_NODES_DOWN.get(approach, 0) if db_nodes_down is None else db_nodes_down
+    shared = bool(set(ctx.config.old.cassandra.hosts) & set(ctx.config.new.cassandra.hosts))
+    if not shared and db_nodes_down is None:
+        planned = 0  # separate databases: the upgrade takes no DB node down
+    quorum = rf // 2 + 1
+    alive = rf - min(rf, len(down) + planned)
+    ok = alive >= quorum
+    detail = (f"{cluster.name}: replication factor {rf}, quorum {quorum}; {len(down)} node(s) "
+              f"down now ({', '.join(down) or 'none'}) + {planned} taken down by the "
+              f"{approach} approach leaves {alive} replica(s)")
+    return Check(f"{cluster.name} Cassandra quorum", ok, detail,
+                 "bring the down nodes back (`nodetool status` all UN) or take fewer nodes "
+                 "down at once (one at a time)")
+
+
+def _disk(ctx: Context, conn: Any) -> Check:
+    """Room for a full copy of old's ISSU keyspaces (twice, for compaction) on new's disk."""
+    old_prefix = ctx.config.old.cassandra.prefix
+    needed = 0
+    try:
+        from backends.cassandra.connection import connect
+
+        with connect(_side(ctx.config.old), request_timeout=15) as old:
+            rows = old.session.execute(
+                "SELECT keyspace_name, mean_partition_size, partitions_count "
+                "FROM system.size_estimates")
+            for row in rows:
+                if not old_prefix or row.keyspace_name.startswith(f"{old_prefix}_"):
+                    needed += int(row.mean_partition_size or 0) * int(row.partitions_count or 0)
+    except Exception as exc:
+        return Check("new Cassandra disk space", False, f"cannot estimate the data size: {exc}",
+                     "check `nodetool tablestats` on old and `df -h` on every new DB node",
+                     severity="warning")
+    needed *= 2
+    hosts = ctx.config.new.cassandra.hosts
+    if all(h.startswith("127.") or h == "localhost" for h in hosts):
+        free = shutil.disk_usage(Path(ctx.config.state_dir).anchor or "/").free
+        ok = free > needed
+        return Check("new Cassandra disk space", ok,
+                     f"need ~{needed / 1e6:.1f} MB (old data x2), {free / 1e9:.1f} GB free",
+                     "free disk space on the new DB nodes' data directories")
+    return Check("new Cassandra disk space", True,
+                 f"need ~{needed / 1e6:.1f} MB (old data x2) on each new DB node; free space "
+                 "of remote nodes is not visible over CQL",
+                 f"run `df -h /var/lib/cassandra` on {', '.join(hosts)}", severity="warning")
+
+
+# ----------------------------------------------------------------------------- ZK, RabbitMQ
+
+
+def check_zookeeper(ctx: Context) -> list[Check]:
+    from kazoo.client import KazooClient
+
+    checks = []
+    for cluster in (ctx.config.old, ctx.config.new):
+        zk = KazooClient(hosts=cluster.zookeeper.connect_string, timeout=10)
+        try:
+            zk.start(timeout=10)
+            root = cluster.zookeeper.root
+            exists = zk.exists(root) is not None
+            ok = exists or cluster.name == "new"
+            checks.append(Check(f"{cluster.name} ZooKeeper reachable", ok,
+                                f"{cluster.zookeeper.connect_string}: root {root} "
+                                f"{'exists' if exists else 'absent'}",
+                                f"check {cluster.name}.zookeeper.prefix"))
+        except Exception as exc:
+            checks.append(Check(f"{cluster.name} ZooKeeper reachable", False,
+                                f"{cluster.zookeeper.connect_string}: {exc}",
+                                f"check {cluster.name}.zookeeper.hosts and that ZooKeeper runs"))
+        finally:
+            try:
+                zk.stop()
+                zk.close()
+            except Exception:
+                pass
+    return checks
+
+
+def check_rabbit(ctx: Context) -> list[Check]:
+    from kombu import Connection
+
+    checks = []
+    for cluster in (ctx.config.old, ctx.config.new):
+        rabbit = cluster.rabbit
+        urls = ";".join(f"amqp://{h}:{rabbit.port}/" for h in rabbit.hosts)
+        conn = Connection(urls, userid=rabbit.user, password=rabbit.password.get_secret_value(),
+                          virtual_host=rabbit.vhost, ssl=rabbit.use_ssl, connect_timeout=10)
+        try:
+            conn.ensure_connection(max_retries=1, timeout=10)
+            checks.append(Check(f"{cluster.name} RabbitMQ reachable", True,
+                                f"{', '.join(rabbit.hosts)}:{rabbit.port} vhost {rabbit.vhost}"))
+        except Exception as exc:
+            checks.append(Check(f"{cluster.name} RabbitMQ reachable", False,
+                                f"{', '.join(rabbit.hosts)}:{rabbit.port} vhost "
+                                f"{rabbit.vhost}: {exc}",
+                                f"check {cluster.name}.rabbit user/password/vhost (the vhost "
+                                "must exist and the user have permissions on it)"))
+        finally:
+            conn.release()
+    return checks
+
+
+# ----------------------------------------------------------------------------- api-servers
+
+
+def check_api(ctx: Context, sync_started: bool) -> list[Check]:
+    checks: list[Check] = []
+    clients = {}
+    for name in ("old", "new"):
+        cluster = ctx.cluster(name)
+        if cluster.api_server is None:
+            checks.append(Check(f"{name} api-server reachable", False, "not configured",
+                                f"set [{name}.api_server] url (and credentials)"))
+            continue
+        client = ctx.api(name)
+        try:
+            client.ping()
+            client.count("bgp-router")
+            clients[name] = client
+            checks.append(Check(f"{name} api-server reachable", True, cluster.api_server.url))
+        except ApiServerError as exc:
+            client.close()
+            checks.append(Check(f"{name} api-server reachable", False, str(exc),
+                                f"check {name}.api_server url/user/password"))
+    try:
+        if "new" in clients:
+            try:
+                fenced = clients["new"].fence_state()
+                checks.append(Check("new api-server fenced", fenced,
+                                    "refuses northbound writes" if fenced
+                                    else "ACCEPTS northbound writes",
+                                    "close the new api-server for writes until finalize; "
+                                    "writes there would be lost or diverge"))
+            except ApiServerError as exc:
+                checks.append(Check("new api-server fenced", False, str(exc),
+                                    "the new api-server must expose the fence admin call",
+                                    severity="warning"))
+        if "new" in clients and "old" in clients:
+            checks.append(_foreign_objects(clients["old"], clients["new"], sync_started))
+    finally:
+        for client in clients.values():
+            client.close()
+    return checks
+
+
+def _foreign_objects(old: Any, new: Any, sync_started: bool) -> Check:
+    """The new api-server holds only what the sync wrote (a subset of old's objects)."""
+    extra: dict[str, int] = {}
+    total = 0
+    for obj_type in CONFIG_TYPES:
+        new_ids = new.uuids(obj_type)
+        total += len(new_ids)
+        if not new_ids:
+            continue
+        foreign = new_ids - old.uuids(obj_type)
+        if foreign:
+            extra[obj_type] = len(foreign)
+    if extra:
+        listing = ", ".join(f"{n} {t}" for t, n in sorted(extra.items()))
+        return Check("new api-server holds only synced objects", False,
+                     f"objects on new that old does not have: {listing}",
+                     "someone wrote to the new cluster; delete those objects or rebuild the "
+                     "new cluster's database (they would be overwritten or diverge)")
+    state = "after pre-sync" if sync_started else "before pre-sync"
+    return Check("new api-server holds only synced objects", True,
+                 f"{total} objects on new, all from old ({state})")
+
+
+def check_analytics(ctx: Context) -> list[Check]:
+    checks = []
+    for name in ("old", "new"):
+        client = ctx.analytics(name)
+        if client is None:
+            checks.append(Check(f"{name} analytics reachable", False, "not configured",
+                                f"set [{name}.analytics] url for the compute health gate",
+                                severity="warning"))
+            continue
+        with client:
+            try:
+                client.ping()
+                checks.append(Check(f"{name} analytics reachable", True, client.url))
+            except ApiServerError as exc:
+                checks.append(Check(f"{name} analytics reachable", False, str(exc),
+                                    f"check {name}.analytics url"))
+    return checks
+
+
+# ----------------------------------------------------------------------------- computes
+
+
+def check_computes(ctx: Context) -> list[Check]:
+    if not ctx.config.computes:
+        return [Check("computes over SSH", True, "no computes in the inventory",
+                      severity="warning")]
+    from issu_tui.config import check_files
+
+    problems = check_files(ctx.config)
+    if problems:
+        return [Check("computes over SSH", False, "; ".join(problems),
+                      "fix the key / known_hosts paths and modes")]
+    from issu_tui.orchestrator.computes import ComputeRunner
+
+    runner = ComputeRunner(ctx)
+
+    def one(name: str) -> Check:
+        try:
+            probe = runner.probe(name)
+        except Exception as exc:
+            return Check(f"ssh {name}", False, str(exc),
+                         "add the host key to ssh.known_hosts (ssh-keyscan, then verify the "
+                         "fingerprint out of band) and the public key to the compute's "
+                         "authorized_keys")
+        cluster = ctx.cluster_of(list(probe.control_nodes)) or "unknown cluster"
+        return Check(f"ssh {name}", True,
+                     f"version {probe.version}, agent {probe.agent_state}, on {cluster}")
+
+    names = [c.name for c in ctx.config.computes]
+    with ThreadPoolExecutor(max_workers=min(16, len(names))) as pool:
+        results = list(pool.map(one, names))
+    failed = [r for r in results if not r.ok]
+    if len(results) <= 20:
+        return results
+    ok = Check("computes over SSH", not failed,
+               f"{len(results) - len(failed)} of {len(results)} computes answered")
+    return [ok, *failed]
+
+
+# ----------------------------------------------------------------------------- all
+
+
+def run_preflight(ctx: Context, approach: str, *, db_nodes_down: int | None = None,
+                  sync_started: bool = False) -> PreflightReport:
+    checks: list[Check] = []
+    checks += _guard("version path", "", lambda: check_versions(ctx))
+    checks += _guard("Cassandra", "check the cassandra sections of the config",
+                     lambda: check_cassandra(ctx, approach, db_nodes_down))
+    checks += _guard("ZooKeeper", "check the zookeeper sections",
+                     lambda: check_zookeeper(ctx))
+    checks += _guard("RabbitMQ", "check the rabbit sections", lambda: check_rabbit(ctx))
+    checks += _guard("api-servers", "check the api_server sections",
+                     lambda: check_api(ctx, sync_started))
+    checks += _guard("analytics", "check the analytics sections", lambda: check_analytics(ctx))
+    checks += _guard("computes", "check [ssh] and [[computes]]", lambda: check_computes(ctx))
+    return PreflightReport(checks)

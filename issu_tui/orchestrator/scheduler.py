@@ -1,0 +1,121 @@
+"""Batches of computes: a parallelism limit, a canary first, a failure threshold.
+
+The scheduler knows nothing about SSH or the journal: it calls `run_one(name, batch)` for
+each compute (which returns True on success) and decides what runs next.
+- Batches of `batch_size` run one after the other; inside a batch at most `parallel` run
+  at once.
+- The first `canary` computes of the first batch run alone, before anything else starts;
+  a failing canary stops the whole run.
+- When the failures pass `max_failures`, nothing new starts (running ones finish).
+- `should_stop()` (an abort or stop) also prevents new starts; `wait_if_paused()` is called
+  before each start, so a pause lets running computes finish and holds the rest.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ScheduleOutcome:
+    succeeded: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    not_started: list[str] = field(default_factory=list)
+    stopped_reason: str = ""
+    batches_run: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.not_started
+
+
+def make_batches(names: Sequence[str], batch_size: int) -> list[list[str]]:
+    if batch_size < 1:
+        raise ValueError("batch size must be at least 1")
+    return [list(names[i:i + batch_size]) for i in range(0, len(names), batch_size)]
+
+
+class BatchScheduler:
+    def __init__(self, run_one: Callable[[str, int], bool], *, batch_size: int, parallel: int,
+                 canary: int = 1, max_failures: int = 0,
+                 should_stop: Callable[[], bool] = lambda: False,
+                 wait_if_paused: Callable[[], None] = lambda: None,
+                 on_batch: Callable[[int, list[str]], None] = lambda n, names: None) -> None:
+        if parallel < 1:
+            raise ValueError("parallelism must be at least 1")
+        self.run_one = run_one
+        self.batch_size = batch_size
+        self.parallel = parallel
+        self.canary = max(0, canary)
+        self.max_failures = max(0, max_failures)
+        self.should_stop = should_stop
+        self.wait_if_paused = wait_if_paused
+        self.on_batch = on_batch
+        self._lock = threading.Lock()
+
+    def run(self, names: Sequence[str], first_batch: int = 1) -> ScheduleOutcome:
+        outcome = ScheduleOutcome()
+        batches = make_batches(list(names), self.batch_size)
+        with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="compute") as pool:
+            for index, batch in enumerate(batches):
+                number = first_batch + index
+                if self._stop_reason(outcome):
+                    outcome.not_started.extend(batch)
+                    continue
+                self.on_batch(number, batch)
+                outcome.batches_run += 1
+                pending = list(batch)
+                if index == 0 and self.canary:
+                    canaries, pending = pending[:self.canary], pending[self.canary:]
+                    self._run_group(pool, canaries, number, outcome, limit=1)
+                    if any(name in outcome.failed for name in canaries):
+                        outcome.stopped_reason = (
+                            f"canary {', '.join(n for n in canaries if n in outcome.failed)} "
+                            "failed")
+                self._run_group(pool, pending, number, outcome, limit=self.parallel)
+        if not outcome.stopped_reason and outcome.not_started:
+            outcome.stopped_reason = self._stop_reason(outcome) or "stopped"
+        return outcome
+
+    def _stop_reason(self, outcome: ScheduleOutcome) -> str:
+        if outcome.stopped_reason:
+            return outcome.stopped_reason
+        if len(outcome.failed) > self.max_failures:
+            outcome.stopped_reason = (
+                f"{len(outcome.failed)} failures passed the threshold of {self.max_failures}")
+            return outcome.stopped_reason
+        if self.should_stop():
+            outcome.stopped_reason = "stopped by the operator"
+            return outcome.stopped_reason
+        return ""
+
+    def _run_group(self, pool: ThreadPoolExecutor, names: list[str], batch: int,
+                   outcome: ScheduleOutcome, limit: int) -> None:
+        queue = list(names)
+        running: dict[Future[bool], str] = {}
+        while queue or running:
+            while queue and len(running) < limit:
+                self.wait_if_paused()
+                if self._stop_reason(outcome):
+                    outcome.not_started.extend(queue)
+                    queue.clear()
+                    break
+                name = queue.pop(0)
+                running[pool.submit(self._guarded, name, batch)] = name
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                name = running.pop(future)
+                with self._lock:
+                    (outcome.succeeded if future.result() else outcome.failed).append(name)
+
+    def _guarded(self, name: str, batch: int) -> bool:
+        try:
+            return bool(self.run_one(name, batch))
+        except Exception:
+            # run_one records its own failure; an unexpected error still counts as one.
+            return False

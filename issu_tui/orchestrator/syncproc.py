@@ -1,0 +1,224 @@
+"""The sync programs, run as child processes of the executor.
+
+pre-sync, post-sync, zk-sync and verify run to completion (their progress is checkpointed
+in the journal, so a re-run continues). run-sync is a long-lived process in its own session:
+it outlives the executor (a crash of the executor must not stop the replication) and the
+next executor adopts it by the pid recorded in the journal. On a real deployment it can run
+under systemd instead (`issu sync run -c ...` as the unit's ExecStart; see docs/runbook.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from issu_tui.orchestrator.context import ORCH_SCOPE, Context, OrchestratorError, Stopped
+
+# The `issu` sub-commands of the sync workers (issu_tui/sync_cli.py, issu_tui/runsync_cli.py).
+SYNC_COMMANDS: dict[str, list[str]] = {
+    "pre-sync": ["sync", "pre"],
+    "post-sync": ["sync", "post"],
+    "verify": ["sync", "verify"],
+    "zk-sync": ["sync", "zk"],
+    "run-sync": ["sync", "run"],
+}
+OUTPUT_TAIL = 4000
+
+
+def issu_argv() -> list[str]:
+    """How to run `issu` the same way this process was installed."""
+    beside = Path(sys.executable).parent / "issu"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("issu")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "from issu_tui.cli import main; main()"]
+
+
+@dataclass(frozen=True)
+class SyncRun:
+    step: str
+    exit_code: int
+    output: str
+    duration_s: float
+
+
+def _env(ctx: Context) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(ctx.child_env)
+    return env
+
+
+def run_step(ctx: Context, step: str, extra: list[str] | None = None,
+             timeout_s: float | None = None) -> SyncRun:
+    """Run one sync program to completion; its output tail goes into the journal."""
+    argv = [*issu_argv(), *SYNC_COMMANDS[step], "-c", str(ctx.config_path), *(extra or [])]
+    ctx.event("sync", f"{step}: started", step=step)
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=_env(ctx), start_new_session=True, text=True)
+    try:
+        while True:
+            try:
+                output, _ = proc.communicate(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                if ctx.stop.is_set() or (timeout_s and time.monotonic() - started > timeout_s):
+                    _terminate_group(proc.pid)
+                    proc.communicate()
+                    raise Stopped(f"{step}: stopped") from None
+    except BaseException:
+        if proc.poll() is None:
+            _terminate_group(proc.pid)
+        raise
+    duration = time.monotonic() - started
+    tail = (output or "")[-OUTPUT_TAIL:]
+    level = "info" if proc.returncode == 0 else "error"
+    ctx.event("sync", f"{step}: exit {proc.returncode} after {duration:.1f}s", step=step,
+              exit_code=proc.returncode, output=tail, level=level)
+    return SyncRun(step, proc.returncode, tail, duration)
+
+
+def _terminate_group(pid: int, grace_s: float = 10.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    if state == "Z":
+        with contextlib.suppress(ChildProcessError):  # our own child: reap it
+            os.waitpid(pid, os.WNOHANG)
+        return False
+    return True
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return [p.decode(errors="replace") for p in fh.read().split(b"\0") if p]
+    except OSError:
+        return []
+
+
+class RunSync:
+    """The supervised run-sync process of this upgrade."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.ctx.config.state_dir / "run-sync.log"
+
+    def pid(self) -> int | None:
+        value = self.ctx.journal.counters(ORCH_SCOPE).get("runsync_pid")
+        return int(value) if value else None
+
+    def running(self) -> bool:
+        pid = self.pid()
+        if pid is None:
+            return False
+        if self._proc is not None and self._proc.pid == pid:
+            return self._proc.poll() is None
+        if not _alive(pid):
+            return False
+        # The pid may have been reused by something else after a reboot.
+        cmdline = _cmdline(pid)
+        return "run" in cmdline and any("sync" in part for part in cmdline)
+
+    def start(self) -> bool:
+        """Start run-sync unless it is already running (adopted); True when started now."""
+        if self.running():
+            return False
+        argv = [*issu_argv(), *SYNC_COMMANDS["run-sync"], "-c", str(self.ctx.config_path)]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, env=_env(self.ctx),
+                                          start_new_session=True)
+        self.ctx.journal.set_counters(ORCH_SCOPE, {"runsync_pid": self._proc.pid,
+                                                   "runsync_started_at": time.time()})
+        self.ctx.event("sync", f"run-sync: started (pid {self._proc.pid}, log "
+                               f"{self.log_path})", step="run-sync", pid=self._proc.pid)
+        return True
+
+    def stop(self) -> bool:
+        """Stop run-sync (SIGTERM to its session, SIGKILL after a grace); True if it ran."""
+        pid = self.pid()
+        was_running = self.running()
+        if pid is not None and was_running:
+            _terminate_group(pid, grace_s=30.0)
+            if self._proc is not None and self._proc.pid == pid:
+                self._proc.wait()
+        self.ctx.journal.set_counters(ORCH_SCOPE, {"runsync_pid": 0})
+        if was_running:
+            self.ctx.event("sync", f"run-sync: stopped (pid {pid})", step="run-sync")
+        return was_running
+
+    def last_output(self) -> str:
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(max(0, self.log_path.stat().st_size - OUTPUT_TAIL))
+                return fh.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def wait_reporting(self, timeout_s: float = 120.0) -> dict[str, float]:
+        """Wait until run-sync writes counters after its start (it caught up and consumes)."""
+        started = self.ctx.journal.counters(ORCH_SCOPE).get("runsync_started_at", 0.0)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            updated = self.ctx.journal.counters_updated_at("runsync") or 0.0
+            if updated >= started and updated > 0:
+                return self.ctx.journal.counters("runsync")
+            if not self.running():
+                raise OrchestratorError(
+                    f"run-sync exited before reporting; last output:\n{self.last_output()}")
+            if time.monotonic() >= deadline:
+                raise OrchestratorError(
+                    f"run-sync wrote no counters within {timeout_s:.0f}s; see {self.log_path}")
+            self.ctx.check_stop("run-sync start")
+            time.sleep(0.3)
+
+    def wait_drained(self, timeout_s: float = 120.0, quiet_s: float = 2.0) -> dict[str, float]:
+        """Wait until run-sync's queue is empty in a report newer than now + quiet_s (the
+        old api-server is fenced first, so no new change can arrive)."""
+        since = time.time() + quiet_s
+        deadline = time.monotonic() + timeout_s
+        while True:
+            updated = self.ctx.journal.counters_updated_at("runsync") or 0.0
+            counters = self.ctx.journal.counters("runsync")
+            if updated >= since and counters.get("queue_depth", 0) == 0:
+                return counters
+            if not self.running():
+                raise OrchestratorError(
+                    f"run-sync is not running, cannot drain; last output:\n{self.last_output()}")
+            if time.monotonic() >= deadline:
+                raise OrchestratorError(
+                    f"run-sync did not drain within {timeout_s:.0f}s "
+                    f"(queue depth {counters.get('queue_depth')}, lag {counters.get('lag_s')}s)")
+            self.ctx.check_stop("run-sync drain")
+            time.sleep(0.3)
