@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from cassandra.auth import PlainTextAuthProvider
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.concurrent import execute_concurrent_with_args
 from cassandra.policies import RoundRobinPolicy
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
@@ -66,11 +66,12 @@ class ConfigStore:
         self.spec = spec
         self.keyspace = spec.keyspace(CONFIG_KEYSPACE)
         auth = PlainTextAuthProvider(user, password) if user else None
+        profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=30)
         self._cluster = Cluster(
             contact_points=spec.hosts,
             port=spec.port,
             auth_provider=auth,
-            load_balancing_policy=RoundRobinPolicy(),
+            execution_profiles={EXEC_PROFILE_DEFAULT: profile},
             protocol_version=5,
             connect_timeout=10,
         )
@@ -83,7 +84,6 @@ class ConfigStore:
             self._session = self._cluster.connect()
         except Exception as exc:
             raise StoreError(f"cassandra {self.spec.hosts}:{self.spec.port}: {exc}") from exc
-        self._session.default_timeout = 30
         self.ensure_schema()
 
     def close(self) -> None:
