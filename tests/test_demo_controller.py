@@ -27,7 +27,11 @@ from demo.services import Endpoints
 vnc_api = pytest.importorskip("vnc_api.vnc_api")
 
 AGENT_TIMEOUT_S = 2.0
-_PROFILES = {EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=RoundRobinPolicy(),
+
+
+def _profiles() -> dict[object, ExecutionProfile]:
+    # one policy object per Cluster: a load-balancing policy holds that cluster's hosts
+    return {EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=RoundRobinPolicy(),
                                                    request_timeout=60)}
 
 
@@ -110,7 +114,7 @@ def clusters(services: Endpoints) -> Iterator[dict[str, Cluster_]]:
 
 def _drop(c: Cluster_) -> None:
     cluster = Cluster([c.cassandra[0]], port=c.cassandra[1],
-                      execution_profiles=_PROFILES)
+                      execution_profiles=_profiles())
     try:
         session = cluster.connect()
         session.execute(f'DROP KEYSPACE IF EXISTS "{c.prefix}_config_db_uuid"', timeout=60)
@@ -131,7 +135,7 @@ def cql(clusters: dict[str, Cluster_]) -> Iterator[Callable[[str, str], dict[str
     handles = []
     for name, c in clusters.items():
         h = Cluster([c.cassandra[0]], port=c.cassandra[1],
-                    execution_profiles=_PROFILES)
+                    execution_profiles=_profiles())
         handles.append(h)
         sessions[name] = (h.connect(), c.prefix)
 
@@ -345,7 +349,7 @@ def test_v2_refuses_writes_until_opened_and_reads_the_v2_schema(clusters, cql) -
 def _write_synced_vn(v2: Cluster_, cql: Callable[..., Any]) -> str:
     """Rows as the sync engine writes them on v2 (translated to the 5.0 shape)."""
     cluster = Cluster([v2.cassandra[0]], port=v2.cassandra[1],
-                      execution_profiles=_PROFILES)
+                      execution_profiles=_profiles())
     vn_uuid, proj_uuid = str(uuid.uuid4()), str(uuid.uuid4())
     ks = f'"{v2.prefix}_config_db_uuid"'
     cells = [
