@@ -34,12 +34,23 @@ CONFIG_TYPES = (
     "routing-instance", "route-target", "bgp-router", "virtual-router", "global-system-config",
 )
 
-# The admin call that opens (or closes) an api-server for northbound writes.
-FENCE_PATH = "/issu/fence"
+# The ISSU fence of an api-server: `GET /issu/status` -> {"northbound_open": bool},
+# `POST /issu/open`, `POST /issu/close` (admin token in X-Auth-Token). A fenced api-server
+# refuses every write (northbound clients and this tool alike).
+FENCE_PATH = "/issu"
 
 
 class ApiServerError(Exception):
     """The api-server refused or could not be reached; the message names the URL and why."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+    @property
+    def fenced(self) -> bool:
+        """A write refused because the api-server is fenced (closed for writes)."""
+        return self.status_code == 403
 
 
 @dataclass(frozen=True)
@@ -125,7 +136,8 @@ class ApiServerClient:
         if response.status_code not in set(ok):
             detail = response.text.strip().replace("\n", " ")[:300]
             raise ApiServerError(
-                f"{self.url}{path}: {method} answered {response.status_code}: {detail}")
+                f"{self.url}{path}: {method} answered {response.status_code}: {detail}",
+                response.status_code)
         return response
 
     def ping(self) -> dict[str, Any]:
@@ -133,6 +145,13 @@ class ApiServerClient:
         return self._request("GET", "/").json()
 
     # ------------------------------------------------------------------ objects
+
+    def collection_types(self) -> list[str]:
+        """Every object type the api-server serves, from the homepage's collection links."""
+        links = self.ping().get("links", [])
+        return sorted({str(item["link"]["name"]) for item in links
+                       if isinstance(item, dict) and item.get("link", {}).get("rel")
+                       == "collection"})
 
     def fq_name_to_id(self, obj_type: str, fq_name: list[str]) -> str | None:
         response = self._request("POST", "/fqname-to-id",
@@ -216,14 +235,15 @@ class ApiServerClient:
     # ------------------------------------------------------------------ fence
 
     def fence_state(self) -> bool:
-        """True when the api-server refuses northbound writes."""
-        data = self._request("GET", FENCE_PATH).json()
-        return bool(data.get("fenced"))
+        """True when the api-server refuses northbound writes (GET /issu/status)."""
+        data = self._request("GET", f"{FENCE_PATH}/status").json()
+        return not bool(data.get("northbound_open"))
 
     def set_fence(self, fenced: bool) -> bool:
-        """Open (False) or close (True) the api-server for northbound writes; idempotent."""
-        data = self._request("POST", FENCE_PATH, json={"fenced": fenced}).json()
-        return bool(data.get("fenced"))
+        """Close (True) or open (False) the api-server for writes; idempotent; admin token."""
+        action = "close" if fenced else "open"
+        data = self._request("POST", f"{FENCE_PATH}/{action}", json={}).json()
+        return not bool(data.get("northbound_open"))
 
 
 class AnalyticsClient:

@@ -49,17 +49,30 @@ def check_pairing(ctx: Context) -> str:
     return f"new cluster holds bgp-routers for {', '.join(wanted)}"
 
 
-def unpair(ctx: Context, *, new_side: bool = True) -> str:
-    """Remove the cross-cluster bgp-routers: new control nodes from old, old ones from new."""
-    with ctx.api("old") as old:
-        from_old = old.unpair([s.name for s in ctx.bgp_specs("new")])
-    parts = [f"old cluster: removed {', '.join(from_old.deleted) or 'none'}"]
-    if new_side:
-        with ctx.api("new") as new:
-            from_new = new.unpair([s.name for s in ctx.bgp_specs("old")])
-        parts.append(f"new cluster: removed {', '.join(from_new.deleted) or 'none'}")
+def unpair(ctx: Context, *, old_side: bool = True, new_side: bool = True) -> str:
+    """Remove the cross-cluster bgp-routers: new control nodes from old, old ones from new.
+
+    A fenced api-server refuses every write: its side is reported, not forced open (finalize
+    unpairs the new side once the new api-server is open; the old side stays as it is in a
+    cluster being retired)."""
+    parts = []
+    sides = [("old", "new", old_side), ("new", "old", new_side)]
+    for where, whose, wanted in sides:
+        if not wanted:
+            continue
+        try:
+            with ctx.api(where) as api:
+                result = api.unpair([s.name for s in ctx.bgp_specs(whose)])
+        except ApiServerError as exc:
+            if not exc.fenced:
+                raise
+            parts.append(f"{where} cluster is fenced (writes refused): its bgp-routers for "
+                         f"the {whose} control nodes stay")
+            continue
+        parts.append(f"{where} cluster: removed bgp-routers of {whose} control nodes "
+                     f"{', '.join(result.deleted) or 'none (already gone)'}")
     message = "; ".join(parts)
-    ctx.event("pair", f"unpaired: {message}")
+    ctx.event("pair", f"unpair: {message}")
     return message
 
 
@@ -170,10 +183,12 @@ def finalize(ctx: Context, *, force: bool = False, reason: str = "",
         ("post-sync", lambda: sync("post-sync")),
         ("zk-sync", lambda: sync("zk-sync")),
         ("verify", verify),
-        ("unpair", lambda: unpair(ctx)),
         ("commit", commit),
         ("switch-northbound", switch_northbound),
         ("open-new", open_new),
+        # The new api-server refuses every write until it is open: unpair after. The old
+        # cluster is fenced and being retired: its copy of the pairing is left alone.
+        ("unpair", lambda: unpair(ctx, old_side=False)),
         ("analytics", repoint_analytics),
     ]
     for name, action in steps:

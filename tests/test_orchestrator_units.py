@@ -1,0 +1,203 @@
+"""Orchestrator pieces that need no services: batch scheduler semantics, northbound file
+edits, the plan of each approach, the phase/intent bookkeeping in a real journal."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from issu_tui.config import IssuConfig
+from issu_tui.journal import Journal
+from issu_tui.orchestrator.northbound import Edit, apply_edits
+from issu_tui.orchestrator.plan import APPROACHES, build_plan
+from issu_tui.orchestrator.scheduler import BatchScheduler, make_batches
+
+
+class Recorder:
+    """A run_one that records start order and the highest concurrency seen."""
+
+    def __init__(self, fail: set[str] = frozenset(), hold_s: float = 0.02) -> None:
+        self.fail = set(fail)
+        self.hold_s = hold_s
+        self.started: list[tuple[str, int]] = []
+        self.running = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+        self.canary_alone: list[bool] = []
+
+    def __call__(self, name: str, batch: int) -> bool:
+        with self.lock:
+            self.started.append((name, batch))
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        time.sleep(self.hold_s)
+        with self.lock:
+            self.running -= 1
+        return name not in self.fail
+
+
+NAMES = [f"c{i:02}" for i in range(1, 11)]
+
+
+def test_batches_split_in_order() -> None:
+    assert make_batches(NAMES[:5], 2) == [["c01", "c02"], ["c03", "c04"], ["c05"]]
+    with pytest.raises(ValueError):
+        make_batches(NAMES, 0)
+
+
+def test_canary_runs_alone_first_then_parallel_limit_holds() -> None:
+    rec = Recorder(hold_s=0.05)
+    seen_while_canary: list[int] = []
+
+    def run_one(name: str, batch: int) -> bool:
+        if name == "c01":
+            seen_while_canary.append(len(rec.started))
+        return rec(name, batch)
+
+    outcome = BatchScheduler(run_one, batch_size=4, parallel=3, canary=1).run(NAMES)
+    assert outcome.ok and sorted(outcome.succeeded) == NAMES
+    assert rec.started[0][0] == "c01"
+    assert seen_while_canary == [0]
+    # nothing else started before the canary finished: the second start came after it
+    assert rec.peak <= 3
+    assert [b for _, b in rec.started] == [1, 1, 1, 1, 2, 2, 2, 2, 3, 3]
+    assert outcome.batches_run == 3
+
+
+def test_failed_canary_stops_everything() -> None:
+    rec = Recorder(fail={"c01"})
+    outcome = BatchScheduler(rec, batch_size=5, parallel=5, canary=1, max_failures=3).run(NAMES)
+    assert outcome.failed == ["c01"]
+    assert [n for n, _ in rec.started] == ["c01"]
+    assert sorted(outcome.not_started) == NAMES[1:]
+    assert "canary" in outcome.stopped_reason
+
+
+def test_threshold_stops_new_starts_and_lets_running_finish() -> None:
+    rec = Recorder(fail={"c02", "c03"}, hold_s=0.01)
+    outcome = BatchScheduler(rec, batch_size=3, parallel=1, canary=0,
+                             max_failures=1).run(NAMES)
+    # c01 ok, c02 fails (1 <= threshold), c03 fails (2 > 1): nothing after it starts
+    assert [n for n, _ in rec.started] == ["c01", "c02", "c03"]
+    assert outcome.failed == ["c02", "c03"]
+    assert outcome.not_started == NAMES[3:]
+    assert "threshold" in outcome.stopped_reason
+
+
+def test_failures_within_threshold_go_on() -> None:
+    rec = Recorder(fail={"c04"})
+    outcome = BatchScheduler(rec, batch_size=5, parallel=2, canary=1,
+                             max_failures=1).run(NAMES)
+    assert outcome.failed == ["c04"] and not outcome.not_started
+    assert len(outcome.succeeded) == 9
+
+
+def test_stop_and_pause() -> None:
+    stop = threading.Event()
+    paused = threading.Event()
+    rec = Recorder(hold_s=0.01)
+
+    def run_one(name: str, batch: int) -> bool:
+        if name == "c03":
+            stop.set()
+        return rec(name, batch)
+
+    outcome = BatchScheduler(run_one, batch_size=10, parallel=1, canary=0,
+                             should_stop=stop.is_set).run(NAMES)
+    assert [n for n, _ in rec.started] == ["c01", "c02", "c03"]
+    assert outcome.not_started == NAMES[3:]
+    assert outcome.stopped_reason == "stopped by the operator"
+
+    waits = []
+
+    def wait_if_paused() -> None:
+        waits.append(paused.is_set())
+
+    outcome = BatchScheduler(Recorder(), batch_size=2, parallel=2, canary=0,
+                             wait_if_paused=wait_if_paused).run(NAMES[:4])
+    assert outcome.ok and len(waits) == 4  # asked before every start
+
+
+def test_northbound_edits_keep_other_lines() -> None:
+    text = ("# neutron contrail plugin\n[APISERVER]\napi_server_ip = 10.0.0.1\n"
+            "api_server_port = 8082\nmultitenancy = True\n\n[KEYSTONE]\nauth_url = x\n")
+    out = apply_edits(text, [Edit("APISERVER", "api_server_ip", "10.0.0.2"),
+                             Edit("APISERVER", "api_server_port", "9082")])
+    assert "api_server_ip = 10.0.0.2" in out and "api_server_port = 9082" in out
+    assert "# neutron contrail plugin" in out and "multitenancy = True" in out
+    assert "auth_url = x" in out and "10.0.0.1" not in out
+    assert apply_edits(out, [Edit("APISERVER", "api_server_ip", "10.0.0.2")]) == out
+    # a missing section or key is added; properties files have no sections
+    added = apply_edits("[DEFAULT]\nlog_level = INFO\n", [Edit("VNC", "vnc_endpoint_ip", "h")])
+    assert added.endswith("[VNC]\nvnc_endpoint_ip = h\n")
+    props = apply_edits("api.hostname=old\nvcenter.url=x\n", [Edit(None, "api.hostname", "n"),
+                                                               Edit(None, "api.port", "8082")])
+    assert props == "api.hostname=n\nvcenter.url=x\napi.port=8082\n"
+
+
+def _config(tmp_path: Path, shared: bool = False) -> IssuConfig:
+    new_cass = "10.0.0.11" if shared else "10.0.1.11"
+    return IssuConfig.model_validate({
+        "state_dir": str(tmp_path),
+        "old": {"name": "old", "version": "4.1.0",
+                "cassandra": {"hosts": ["10.0.0.11"], "prefix": "v1" if shared else ""},
+                "zookeeper": {"hosts": ["10.0.0.21"]}, "rabbit": {"hosts": ["10.0.0.31"]},
+                "api_server": {"url": "http://10.0.0.101:8082"},
+                "control_nodes": [{"name": "old-ctl", "address": "10.0.0.101"}]},
+        "new": {"name": "new", "version": "5.0.0",
+                "cassandra": {"hosts": [new_cass], "prefix": "v2" if shared else ""},
+                "zookeeper": {"hosts": ["10.0.1.21"]}, "rabbit": {"hosts": ["10.0.1.31"]},
+                "api_server": {"url": "http://10.0.1.102:8082"},
+                "control_nodes": [{"name": "new-ctl", "address": "10.0.1.102"}]},
+    })
+
+
+def test_plan_per_approach_names_what_it_touches(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    for approach in APPROACHES:
+        steps = build_plan(config, approach)
+        phases = [s.phase for s in steps]
+        assert phases.index("preflight") < phases.index("pair") < phases.index("pre-sync") \
+            < phases.index("run-sync") < phases.index("computes") < phases.index("finalize")
+        assert sum(s.point_of_no_return for s in steps) == 1
+        assert all(s.touches for s in steps)
+    assert any("3 to 5" in s.title for s in build_plan(config, "grow"))
+    assert any("back to 3" in s.title for s in build_plan(config, "grow"))
+    assert not any("back to 3" in s.title for s in build_plan(config, "stay"))
+    pair = next(s for s in build_plan(config, "separate") if s.phase == "pair")
+    assert any("10.0.1.102" in t for t in pair.touches)
+    with pytest.raises(ValueError):
+        build_plan(config, "sideways")
+
+
+def test_step_markers_and_intents_survive_reopen(tmp_path: Path) -> None:
+    from issu_tui.orchestrator.context import Context
+    from issu_tui.orchestrator.executor import Executor
+
+    config = _config(tmp_path)
+    journal = Journal.open(tmp_path)
+    ctx = Context(config=config, config_path=tmp_path / "issu.toml", journal=journal)
+    executor = Executor(ctx)
+    executor.start()
+    assert journal.phase().phase == "plan"
+    ctx.mark_step("finalize.fence-old")
+    intent = journal.add_intent("pause", {}, "test")
+    executor.serve(until_idle=True)
+    assert ctx.paused.is_set()
+    assert journal.intents(None)[-1].id == intent and journal.intents(None)[-1].status == "done"
+    bad = journal.add_intent("upgrade", {"computes": ["x"]}, "test")
+    executor.serve(until_idle=True)
+    failed = next(i for i in journal.intents(None) if i.id == bad)
+    assert failed.status == "failed" and "run-sync" in failed.result
+    executor.close()
+    journal.close()
+    # a second executor sees the same markers and re-queues nothing that finished
+    journal = Journal.open(tmp_path)
+    ctx = Context(config=config, config_path=tmp_path / "issu.toml", journal=journal)
+    assert ctx.step_done("finalize.fence-old")
+    summary = Executor(ctx).start()
+    assert summary["requeued_intents"] == []
+    journal.close()
