@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from demo.services.base import ServiceError
-from demo.services.endpoints import ENDPOINTS_FILE, Endpoints
+from demo.services.endpoints import ENDPOINTS_FILE
 from demo.services.launcher import GROUPS, Launcher
 from demo.services.plan import DEFAULT_TEST_NET, DEMO_NET, PROFILES, default_run_dir
 
@@ -36,13 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _ssh_hosts(run_dir: Path, requested: int | None) -> int | list[str]:
+def _ssh_hosts(run_dir: Path, requested: int | None) -> int | None:
+    """--ssh-hosts, else what the run dir records (None), else the default count."""
     if requested is not None:
         return requested
-    try:
-        return list(Endpoints.load(run_dir).ssh.names)
-    except (FileNotFoundError, ValueError):
-        return DEFAULT_SSH_HOSTS
+    return None if (run_dir / ENDPOINTS_FILE).exists() else DEFAULT_SSH_HOSTS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,7 +85,9 @@ def _print_status(launcher: Launcher, names: list[str]) -> list[str]:
     for st in launcher.status(names):
         pids = ",".join(map(str, st.pids)) or "-"
         rss = f"{st.rss_kib // 1024} MiB" if st.rss_kib else "-"
-        print(f"{st.name:14} {st.state:8} pid {pids:12} rss {rss:>8}  {st.where}")
+        took = launcher.ready_after.get(st.name)
+        started = f"started in {took:.1f} s" if took is not None else ""
+        print(f"{st.name:14} {st.state:8} pid {pids:12} rss {rss:>8}  {st.where}  {started}")
         if st.detail and st.state != "stopped":
             print(f"{'':14} {st.detail}")
         states.append(st.state)

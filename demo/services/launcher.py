@@ -48,7 +48,8 @@ class Launcher:
     """The services of one profile/network, each a process group with a pid file in its dir.
 
     ``ssh_hosts``: a count (hosts ``compute-1..N``), a sequence of host names (addresses
-    127.<net>.1.1 upwards), or an explicit mapping loopback address -> host name.
+    127.<net>.1.1 upwards), or an explicit mapping loopback address -> host name; None
+    (default) keeps the hosts recorded in the run dir's endpoints.json (none if absent).
     """
 
     def __init__(
@@ -56,12 +57,14 @@ class Launcher:
         net: int,
         profile: str = "test",
         run_dir: Path | None = None,
-        ssh_hosts: SshHosts = 0,
+        ssh_hosts: SshHosts | None = None,
     ) -> None:
         if profile not in PROFILES:
             raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
         plan = AddressPlan(net)
         self.ctx = Context(net, profile, (run_dir or default_run_dir(profile, net)).resolve(), plan)
+        if ssh_hosts is None:
+            ssh_hosts = _recorded_ssh_hosts(self.ctx.run_dir)
         self.ssh_hosts = _ssh_pairs(plan, ssh_hosts)
         self.services: dict[str, Service] = {}
         ctx = self.ctx
@@ -78,6 +81,8 @@ class Launcher:
         self._lock_depth = 0
         self._lock_fd: int | None = None
         self.touched: set[str] = set()  # started or reused by this Launcher object
+        self.ready_after: dict[str, float] = {}  # seconds from spawn to ready (this object)
+        self._spawned_at: dict[str, float] = {}
 
     def _sshd_services(self) -> list[SshdService]:
         pairs = self.ssh_hosts
@@ -175,12 +180,9 @@ class Launcher:
         with self._locked():
             light = [n for n in names if not self.services[n].heavy]
             heavy = [n for n in names if self.services[n].heavy]
-            waiting: list[tuple[str, float]] = []
             try:
-                for name in ([heavy[0]] if heavy else []) + light:
-                    waiting.append((name, self._launch(name)))
-                for name, deadline in waiting:
-                    self._wait_ready(name, deadline)
+                first = [heavy[0]] if heavy else []
+                self._wait_all({name: self._launch(name) for name in first + light})
                 for name in heavy[1:]:
                     self._wait_ready(name, self._launch(name))
             finally:
@@ -245,6 +247,7 @@ class Launcher:
             )
         svc.prepare()
         group, popens = spawn_group(svc.commands(), svc.console_log)
+        self._spawned_at[name] = time.monotonic()
         svc.pidfile.write_text(group.to_json() + "\n")
         sig_file.write_text(svc.signature())
         self._popens[name] = popens
@@ -261,24 +264,36 @@ class Launcher:
             time.sleep(0.2)
 
     def _wait_ready(self, name: str, deadline: float) -> None:
-        svc = self.service(name)
-        last = "no answer yet"
-        while True:
-            for popen in self._popens.get(name, []):
-                popen.poll()
-            group = read_pidfile(svc.pidfile)
-            if group is None or not group.all_alive():
-                self._fail(svc, "exited while starting")
-            try:
-                svc.check_ready()
-                return
-            except NotReady as exc:
-                last = str(exc)
-            except ServiceError as exc:
-                self._fail(svc, f"answered wrongly: {exc}")
-            if time.monotonic() > deadline:
-                self._fail(svc, f"not ready after {svc.start_timeout:.0f} s (last: {last})")
-            time.sleep(0.5)
+        self._wait_all({name: deadline})
+
+    def _wait_all(self, pending: dict[str, float]) -> None:
+        """Probe every pending service each round until all answer (or one fails)."""
+        last: dict[str, str] = {}
+        pending = dict(pending)
+        while pending:
+            for name, deadline in list(pending.items()):
+                svc = self.service(name)
+                for popen in self._popens.get(name, []):
+                    popen.poll()
+                group = read_pidfile(svc.pidfile)
+                if group is None or not group.all_alive():
+                    self._fail(svc, "exited while starting")
+                try:
+                    svc.check_ready()
+                except NotReady as exc:
+                    last[name] = str(exc)
+                except ServiceError as exc:
+                    self._fail(svc, f"answered wrongly: {exc}")
+                else:
+                    del pending[name]
+                    if name in self._spawned_at:
+                        self.ready_after[name] = time.monotonic() - self._spawned_at.pop(name)
+                    continue
+                if time.monotonic() > deadline:
+                    why = last.get(name, "no answer")
+                    self._fail(svc, f"not ready after {svc.start_timeout:.0f} s (last: {why})")
+            if pending:
+                time.sleep(0.25)
 
     def _fail(self, svc: Service, why: str) -> None:
         logs = "\n".join(f"--- tail of {p}:\n{tail(p)}" for p in svc.log_files())
@@ -320,6 +335,14 @@ def _current_user() -> str:
     import getpass
 
     return getpass.getuser()
+
+
+def _recorded_ssh_hosts(run_dir: Path) -> dict[str, str]:
+    try:
+        ssh = Endpoints.load(run_dir).ssh
+    except (FileNotFoundError, ValueError):
+        return {}
+    return dict(zip(ssh.addresses, ssh.names, strict=True))
 
 
 def _ssh_pairs(plan: AddressPlan, hosts: SshHosts) -> list[tuple[str, str]]:

@@ -61,11 +61,21 @@ class AddressPlan:
         return 25000 + self.net
 
 
-CASSANDRA_CQL_PORT = 9042
-CASSANDRA_STORAGE_PORT = 7000
-ZK_PORT = 2181
-AMQP_PORT = 5672
-SSH_PORT = 22
+def _port(var: str, default: int) -> int:
+    """Standard port, overridable (e.g. ISSU_SSH_PORT when a system sshd holds 0.0.0.0:22)."""
+    value = os.environ.get(var, "")
+    if not value:
+        return default
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise ValueError(f"{var}={value!r} is not a TCP port")
+    return int(value)
+
+
+CASSANDRA_CQL_PORT = _port("ISSU_CQL_PORT", 9042)
+CASSANDRA_STORAGE_PORT = _port("ISSU_CASSANDRA_STORAGE_PORT", 7000)
+ZK_PORT = _port("ISSU_ZK_PORT", 2181)
+AMQP_PORT = _port("ISSU_AMQP_PORT", 5672)
+SSH_PORT = _port("ISSU_SSH_PORT", 22)
 
 
 def default_run_dir(profile: str, net: int) -> Path:
