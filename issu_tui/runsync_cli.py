@@ -130,6 +130,150 @@ def zk_command(config_path: Path, verify_only: bool, subtrees: tuple[str, ...],
 zk = zk_command
 
 
+# ---------------------------------------------------------------------------------- run-sync
+
+
+def build_run_sync(config: IssuConfig, journal: Any, *, catch_up: bool = True,
+                   force_catch_up: bool = False, metrics_listen: str | None = None,
+                   reconcile_interval_s: float | None = None, zk_mirror: bool = False,
+                   prefetch: int | None = None) -> Any:
+    """A RunSync for the configuration (the journal, when given, is the checkpoint store and
+    the event and counter sink)."""
+    from backends.cassandra.connection import CassandraSide, connect
+    from backends.cassandra.registry import load_registry
+    from backends.cassandra.tables import SyncSettings
+    from backends.rabbit import RabbitSide
+    from backends.runsync.service import RunSync, RunSyncOptions
+
+    def cassandra_side(side: Any) -> CassandraSide:
+        c = side.cassandra
+        return CassandraSide(
+            name=side.name, hosts=tuple(c.hosts), port=c.port, user=c.user,
+            password=c.password.get_secret_value() if c.password else None,
+            use_ssl=c.use_ssl, ca_certs=str(c.ca_certs) if c.ca_certs else None,
+            prefix=c.prefix, version=side.version)
+
+    def rabbit_side(side: Any) -> RabbitSide:
+        r = side.rabbit
+        return RabbitSide(
+            name=side.name, hosts=tuple(r.hosts), port=r.port, user=r.user,
+            password=r.password.get_secret_value(), vhost=r.vhost, use_ssl=r.use_ssl,
+            ssl_ca_certs=str(r.ssl_ca_certs) if r.ssl_ca_certs else None,
+            ssl_keyfile=str(r.ssl_keyfile) if r.ssl_keyfile else None,
+            ssl_certfile=str(r.ssl_certfile) if r.ssl_certfile else None,
+            ha_mode=r.ha_mode, exchange=r.exchange)
+
+    old_side, new_side = cassandra_side(config.old), cassandra_side(config.new)
+
+    def connect_both() -> Any:
+        old = connect(old_side)
+        try:
+            return old, connect(new_side)
+        except Exception:
+            old.close()
+            raise
+
+    sync = config.sync
+    settings = SyncSettings(concurrency=sync.concurrency, page_size=sync.page_size,
+                            slices_per_table=sync.slices_per_table)
+    options = RunSyncOptions(
+        queue_name=sync.queue_name,
+        concurrency=sync.concurrency,
+        prefetch=prefetch or max(16, sync.concurrency * 8),
+        reconcile_interval_s=reconcile_interval_s or sync.reconcile_interval_s,
+        reconcile_slices=sync.slices_per_table,
+        catch_up=catch_up,
+        force_catch_up=force_catch_up,
+        old_version=config.old.version,
+        new_version=config.new.version,
+        metrics_listen=metrics_listen if metrics_listen is not None else sync.metrics_listen,
+    )
+    mirror = None
+    if zk_mirror:
+        from backends.zookeeper.sync import zk_sync
+
+        def mirror() -> object:
+            report = zk_sync(",".join(config.old.zookeeper.hosts),
+                             ",".join(config.new.zookeeper.hosts),
+                             config.old.zookeeper.prefix, config.new.zookeeper.prefix,
+                             sync.zk_subtrees, events=journal)
+            if not report.ok:
+                raise RuntimeError(f"zk mirror: {len(report.differences)} differences")
+            return report
+
+    return RunSync(
+        old_rabbit=rabbit_side(config.old), new_rabbit=rabbit_side(config.new),
+        connect_cassandra=connect_both, registry=load_registry(), settings=settings,
+        options=options, checkpoints=journal, events=journal, counters=journal,
+        zk_mirror=mirror,
+    )
+
+
+def run_main(config_path: Path, state_dir: Path | None, *, catch_up: bool, force_catch_up: bool,
+             metrics_listen: str | None, reconcile_interval_s: float | None,
+             zk_mirror: bool) -> int:
+    import signal
+
+    config = _load(config_path)
+    journal = _open_journal(config, state_dir)
+    if journal is None:
+        click.echo("run-sync needs the journal (catch-up checkpoints); fix the state directory",
+                   err=True)
+        return EXIT_CONFIG
+    try:
+        service = build_run_sync(config, journal, catch_up=catch_up,
+                                 force_catch_up=force_catch_up, metrics_listen=metrics_listen,
+                                 reconcile_interval_s=reconcile_interval_s, zk_mirror=zk_mirror)
+    except ValueError as exc:
+        click.echo(f"{config_path}: {exc}", err=True)
+        journal.close()
+        return EXIT_CONFIG
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %d: finishing the messages in hand, then stopping", signum)
+        service.stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGUSR1, lambda *_: service.request_reconcile())
+    try:
+        return service.run()
+    finally:
+        journal.close()
+
+
+@click.command("run")
+@click.option("-c", "--config", "config_path", type=click.Path(path_type=Path),
+              default=Path("issu.toml"), show_default=True, help="issu.toml or issu.conf")
+@click.option("--state-dir", type=click.Path(path_type=Path), help="Journal directory override.")
+@click.option("--catch-up/--no-catch-up", default=True, show_default=True,
+              help="Copy config_db_uuid once after the queue is bound (skipped when done).")
+@click.option("--force-catch-up", is_flag=True, help="Copy config_db_uuid again at start.")
+@click.option("--metrics-listen", help="Prometheus endpoint host:port on loopback "
+              "(default: sync.metrics_listen; '' disables).")
+@click.option("--reconcile-interval", "reconcile_interval_s", type=float,
+              help="Seconds between reconciliation passes (default: sync.reconcile_interval_s).")
+@click.option("--zk-mirror", is_flag=True,
+              help="Also copy the ZooKeeper subtrees at every reconciliation pass.")
+@click.option("-v", "--verbose", is_flag=True)
+def run_command(config_path: Path, state_dir: Path | None, catch_up: bool, force_catch_up: bool,
+                metrics_listen: str | None, reconcile_interval_s: float | None,
+                zk_mirror: bool, verbose: bool) -> None:
+    """Replay config changes old -> new until SIGTERM (foreground; for systemd)."""
+    _setup_logging(verbose)
+    sys.exit(run_main(config_path, state_dir, catch_up=catch_up, force_catch_up=force_catch_up,
+                      metrics_listen=metrics_listen, reconcile_interval_s=reconcile_interval_s,
+                      zk_mirror=zk_mirror))
+
+
+run = run_command
+
+
+def legacy_run_sync(argv: list[str] | None = None) -> None:
+    """`contrail-issu-run-sync -c issu.conf`."""
+    run_command.main(args=_legacy_args(argv), prog_name="contrail-issu-run-sync")
+
+
 def legacy_zk_sync(argv: list[str] | None = None) -> None:
     """`contrail-issu-zk-sync -c issu.conf [--verify-only]`."""
     zk_command.main(args=_legacy_args(argv), prog_name="contrail-issu-zk-sync")
@@ -147,3 +291,15 @@ def _legacy_args(argv: list[str] | None) -> list[str]:
         else:
             out.append(arg)
     return out
+
+
+@click.group()
+def _main_group() -> None:
+    """run-sync and zk-sync (also reachable as `issu sync run|zk`)."""
+
+
+_main_group.add_command(run_command)
+_main_group.add_command(zk_command)
+
+if __name__ == "__main__":
+    _main_group(prog_name="python -m issu_tui.runsync_cli")

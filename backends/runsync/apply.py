@@ -1,0 +1,145 @@
+"""Apply one config change: re-read the object's rows from old, replace them on new.
+
+The message only says WHICH object changed; its content is always re-read from the old
+database (so a late or duplicated message can never write stale data). Replace, not merge:
+cells old no longer has are deleted on new. Rows touched, all in `config_db_uuid` and named
+as on the OLD side (the replicator translates):
+
+- `obj_uuid_table`, partition = uuid: the whole object;
+- `obj_fq_name_table`, partition = the object's type, column `<fq_name joined by ':'>:<uuid>`;
+- the object's `children:<type>:<uuid>` cell in its parent's partition and its
+  `backref:<type>:<uuid>` cell in every referenced object's partition (parents and refs as
+  they were on new before and are on old now, so dropped links are removed too);
+- `obj_shared_table`, partition = the object's type (some releases spell it with `_`, so
+  both spellings), columns `<share type>:<share id>:<uuid>` (`global::<uuid>`,
+  `tenant:<id>:<uuid>`, `domain:<id>:<uuid>`) named by `prop:perms2` before and after.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from backends.cassandra.replicator import ReplaceOutcome, Replicator
+from backends.cassandra.tables import TableContext
+from backends.runsync.messages import Change, underscore
+
+CONFIG_DB_UUID = "config_db_uuid"
+OBJ_UUID = "obj_uuid_table"
+OBJ_FQ_NAME = "obj_fq_name_table"
+OBJ_SHARED = "obj_shared_table"
+
+
+@dataclass
+class ApplyResult:
+    uuid: str
+    present_on_old: bool = False
+    newest_writetime: int = 0  # microseconds; 0 when nothing of the object is left on old
+    cells_written: int = 0
+    cells_deleted: int = 0
+    quarantined: int = 0
+    partitions: list[str] = field(default_factory=list)
+
+    def add(self, out: ReplaceOutcome) -> None:
+        self.newest_writetime = max(self.newest_writetime, out.newest_writetime)
+        self.cells_written += out.cells_written
+        self.cells_deleted += out.cells_deleted
+        self.quarantined += out.quarantined
+        self.partitions.append(f"{out.table}:{out.key}")
+
+
+def _json(value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return None
+
+
+def link_uuids(columns: Iterable[str], head: str) -> set[str]:
+    """uuids of `<head>:<type>:<uuid>` columns (the uuid is the last segment whatever the
+    spelling of the type, so old- and new-side names give the same answer)."""
+    prefix = head + ":"
+    return {c.rsplit(":", 1)[1] for c in columns if c.startswith(prefix) and c.count(":") >= 2}
+
+
+def share_keys(perms2: Any) -> set[str]:
+    """`<share type>:<share id>` an object is shared with, from its perms2 property
+    (`global:` for global access); its obj_shared_table columns are these + `:<uuid>`."""
+    keys: set[str] = set()
+    if not isinstance(perms2, dict):
+        return keys
+    if perms2.get("global_access"):
+        keys.add("global:")
+    for item in perms2.get("share") or []:
+        tenant = item.get("tenant") if isinstance(item, dict) else None
+        if not isinstance(tenant, str) or not tenant:
+            continue
+        kind, sep, ident = tenant.partition(":")
+        keys.add(f"{kind}:{ident}" if sep and kind in ("tenant", "domain") else f"tenant:{tenant}")
+    return keys
+
+
+class ObjectApplier:
+    """Applies changes through the Cassandra worker's Replicator (thread-safe)."""
+
+    def __init__(self, replicator: Replicator) -> None:
+        self.repl = replicator
+
+    def _ctx(self, table: str) -> TableContext | None:
+        try:
+            return self.repl.context(CONFIG_DB_UUID, table)
+        except LookupError:
+            return None  # table absent on old (e.g. obj_shared_table before 3.x): nothing to do
+
+    def _new_row(self, ctx: TableContext, key: str) -> dict[str, str | None]:
+        new_key = ctx.translator.key(key)
+        return {c: v for _, c, v, _ in ctx.read_new_full(ctx.new_partition_full,
+                                                           (ctx.enc_new_key(new_key),))}
+
+    def _old_type(self, ctx: TableContext, change: Change) -> str:
+        """The type as the OLD database spells it (its `type` cell), else the message's."""
+        rows = ctx.read_old(ctx.old_cells, (ctx.enc_old_key(change.uuid),
+                                            ctx.enc_old_columns(["type"])))
+        for _, _, value, _ in rows:
+            decoded = _json(value)
+            if isinstance(decoded, str) and decoded:
+                return decoded
+        return change.type
+
+    def apply(self, change: Change) -> ApplyResult:
+        ctx = self._ctx(OBJ_UUID)
+        if ctx is None:
+            raise LookupError(f"{CONFIG_DB_UUID}.{OBJ_UUID} does not exist on old")
+        result = ApplyResult(change.uuid)
+        before = self._new_row(ctx, change.uuid)
+        old_type = self._old_type(ctx, change)
+
+        out = self.repl.replace_partition(CONFIG_DB_UUID, OBJ_UUID, change.uuid)
+        result.add(out)
+        result.present_on_old = out.present_on_old
+        after = self._new_row(ctx, change.uuid) if out.present_on_old else {}
+
+        fq_name: Any = list(change.fq_name) if change.fq_name else None
+        fq_name = fq_name or _json(after.get("fq_name")) or _json(before.get("fq_name"))
+        if isinstance(fq_name, list) and fq_name and self._ctx(OBJ_FQ_NAME) is not None:
+            column = ":".join(str(p) for p in fq_name) + ":" + change.uuid
+            result.add(self.repl.replace_cells(CONFIG_DB_UUID, OBJ_FQ_NAME, old_type, [column]))
+
+        for parent in sorted(link_uuids(before, "parent") | link_uuids(after, "parent")):
+            result.add(self.repl.replace_cells(CONFIG_DB_UUID, OBJ_UUID, parent,
+                                               [f"children:{old_type}:{change.uuid}"]))
+        for ref in sorted(link_uuids(before, "ref") | link_uuids(after, "ref")):
+            result.add(self.repl.replace_cells(CONFIG_DB_UUID, OBJ_UUID, ref,
+                                               [f"backref:{old_type}:{change.uuid}"]))
+
+        shares = share_keys(_json(before.get("prop:perms2"))) | share_keys(
+            _json(after.get("prop:perms2")))
+        if shares and self._ctx(OBJ_SHARED) is not None:
+            columns = [f"{share}:{change.uuid}" for share in sorted(shares)]
+            for key in sorted({old_type, underscore(old_type)}):
+                result.add(self.repl.replace_cells(CONFIG_DB_UUID, OBJ_SHARED, key, columns))
+        return result

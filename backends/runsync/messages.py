@@ -1,0 +1,97 @@
+"""Contrail config change messages: validation and translation between releases.
+
+Body (JSON): {"request-id", "oper": CREATE|UPDATE|DELETE, "type", "uuid", "fq_name",
+["obj_dict"], ["extra_dict"]}. Releases before 5.0 spell type names with `-`
+(`virtual-network`), 5.0 and later with `_`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid as uuidlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from backends.versions import version_path
+
+OPERATIONS = ("CREATE", "UPDATE", "DELETE")
+
+
+class BadMessage(ValueError):
+    """The message cannot be applied whatever is retried; the text is the reason."""
+
+
+@dataclass(frozen=True)
+class Change:
+    oper: str
+    type: str
+    uuid: str
+    fq_name: tuple[str, ...] | None
+    body: dict[str, Any]  # the whole message as received (republished after translation)
+
+
+def parse(payload: bytes | str | dict[str, Any]) -> Change:
+    """Decode and validate one message; raises BadMessage with the reason."""
+    if isinstance(payload, dict):
+        body = payload
+    else:
+        try:
+            body = json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadMessage(f"body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadMessage(f"body is a JSON {type(body).__name__}, expected an object")
+    oper = body.get("oper")
+    if oper not in OPERATIONS:
+        raise BadMessage(f"oper {oper!r} is not one of {', '.join(OPERATIONS)}")
+    obj_type = body.get("type")
+    if not isinstance(obj_type, str) or not obj_type or ":" in obj_type:
+        raise BadMessage(f"type {obj_type!r} is not an object type name")
+    obj_uuid = body.get("uuid")
+    try:
+        uuidlib.UUID(str(obj_uuid))
+    except ValueError:
+        raise BadMessage(f"uuid {obj_uuid!r} is not a UUID") from None
+    fq = body.get("fq_name")
+    fq_name: tuple[str, ...] | None = None
+    if fq is not None:
+        if not isinstance(fq, list) or not all(isinstance(p, str) for p in fq) or not fq:
+            raise BadMessage(f"fq_name {fq!r} is not a list of names")
+        fq_name = tuple(fq)
+    return Change(oper, obj_type, str(obj_uuid), fq_name, body)
+
+
+def underscore(type_name: str) -> str:
+    return type_name.replace("-", "_")
+
+
+# Message translators per era step; each takes and returns a message body (a copy).
+_RENAMED_PROPS_4_TO_5 = {"virtual_network_network_id": "virtual_network_id"}
+
+
+def _step_4x_to_50(body: dict[str, Any]) -> dict[str, Any]:
+    out = dict(body)
+    out["type"] = underscore(str(body["type"]))
+    obj_dict = body.get("obj_dict")
+    if isinstance(obj_dict, dict) and any(k in obj_dict for k in _RENAMED_PROPS_4_TO_5):
+        out["obj_dict"] = {_RENAMED_PROPS_4_TO_5.get(k, k): v for k, v in obj_dict.items()}
+    return out
+
+
+MESSAGE_STEPS: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    ("4.x", "5.0"): _step_4x_to_50,
+}
+
+
+def translate(body: dict[str, Any], old_version: str, new_version: str) -> dict[str, Any]:
+    """The message as the new cluster's consumers expect it (steps chained; identity when
+    a side has no version or a step changes nothing)."""
+    out = dict(body)
+    if not (old_version and new_version):
+        return out
+    for step in version_path(old_version, new_version):
+        fn = MESSAGE_STEPS.get(step)
+        if fn is not None:
+            out = fn(out)
+    return out

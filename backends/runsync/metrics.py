@@ -1,0 +1,137 @@
+"""run-sync's measures: lag (p50/p99 over a sliding window), counts, exported on a
+Prometheus endpoint on loopback and pushed to the journal (CounterSink).
+
+Lag of one applied change = now - the newest source WRITETIME among the cells it replaced:
+how far the new database is behind the old one for that object (0 samples for deletes,
+whose cells are gone on old).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+COUNTER_SCOPE = "run-sync"
+LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class LagWindow:
+    """Lag samples of the last `window_s` seconds (at most `max_samples`)."""
+
+    def __init__(self, window_s: float = 60.0, max_samples: int = 100_000) -> None:
+        self.window_s = window_s
+        self._samples: deque[tuple[float, float]] = deque(maxlen=max_samples)
+        self._lock = threading.Lock()
+
+    def add(self, lag_s: float, at: float | None = None) -> None:
+        with self._lock:
+            self._samples.append((at if at is not None else time.monotonic(), lag_s))
+
+    def quantiles(self, *qs: float) -> list[float]:
+        """Nearest-rank quantiles of the window; NaN when it holds no sample."""
+        cutoff = time.monotonic() - self.window_s
+        with self._lock:
+            while self._samples and self._samples[0][0] < cutoff:
+                self._samples.popleft()
+            values = sorted(v for _, v in self._samples)
+        if not values:
+            return [float("nan")] * len(qs)
+        return [values[min(len(values) - 1, max(0, int(q * len(values) + 0.5) - 1))]
+                for q in qs]
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """"127.0.0.1:9109" -> (host, port); only loopback addresses are accepted."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"metrics_listen {listen!r} is not host:port")
+    host = host.strip("[]")
+    if not ipaddress.ip_address(host).is_loopback:
+        raise ValueError(f"metrics_listen {listen!r}: the metrics endpoint binds loopback only")
+    return host, int(port)
+
+
+class RunSyncMetrics:
+    """Counters and gauges in a private Prometheus registry (several instances may live in
+    one process, e.g. in tests)."""
+
+    def __init__(self, window_s: float = 60.0) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.applied = Counter("issu_runsync_applied", "Changes applied on new", registry=r)
+        self.failed = Counter("issu_runsync_failed_attempts",
+                              "Attempts that failed (retried or then quarantined)", registry=r)
+        self.quarantined = Counter("issu_runsync_quarantined",
+                                   "Messages set aside with a reason", registry=r)
+        self.cells_quarantined = Counter("issu_runsync_cells_quarantined",
+                                         "Cells a translator rejected", registry=r)
+        self.republished = Counter("issu_runsync_republished",
+                                   "Messages republished on the new exchange", registry=r)
+        self.reconnects = Counter("issu_runsync_reconnects", "RabbitMQ reconnections",
+                                  registry=r)
+        self.reconciled = Counter("issu_runsync_reconcile_repaired",
+                                  "Partitions repaired by reconciliation", registry=r)
+        self.reconcile_passes = Counter("issu_runsync_reconcile_passes",
+                                        "Completed reconciliation passes", registry=r)
+        self.lag_hist = Histogram("issu_runsync_lag_seconds_hist", "Lag of applied changes",
+                                  buckets=LAG_BUCKETS, registry=r)
+        self.lag = Gauge("issu_runsync_lag_seconds", "Lag quantiles over the window",
+                         ["quantile"], registry=r)
+        self.queue_depth = Gauge("issu_runsync_queue_depth", "Messages waiting on old",
+                                 registry=r)
+        self.in_flight = Gauge("issu_runsync_in_flight", "Messages being applied", registry=r)
+        self.last_applied = Gauge("issu_runsync_last_applied_timestamp_seconds",
+                                  "Unix time of the last applied change", registry=r)
+        self.window = LagWindow(window_s)
+        self._server: object | None = None
+
+    def observe_lag(self, lag_s: float) -> None:
+        lag_s = max(0.0, lag_s)
+        self.window.add(lag_s)
+        self.lag_hist.observe(lag_s)
+
+    def refresh(self) -> dict[str, float]:
+        """Recompute the quantile gauges; return the snapshot written to the journal."""
+        p50, p99 = self.window.quantiles(0.5, 0.99)
+        self.lag.labels("0.5").set(p50)
+        self.lag.labels("0.99").set(p99)
+        return {
+            "applied": self.applied._value.get(),
+            "failed": self.failed._value.get(),
+            "quarantined": self.quarantined._value.get(),
+            "cells_quarantined": self.cells_quarantined._value.get(),
+            "republished": self.republished._value.get(),
+            "reconnects": self.reconnects._value.get(),
+            "reconcile_repaired": self.reconciled._value.get(),
+            "reconcile_passes": self.reconcile_passes._value.get(),
+            "lag_p50_s": p50,
+            "lag_p99_s": p99,
+            "queue_depth": self.queue_depth._value.get(),
+            "in_flight": self.in_flight._value.get(),
+            "last_applied_at": self.last_applied._value.get(),
+        }
+
+    def serve(self, listen: str) -> tuple[str, int]:
+        host, port = parse_listen(listen)
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        self._server = server
+        return host, server.server_address[1]
+
+    def stop_serving(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()  # type: ignore[attr-defined]
+            server.server_close()  # type: ignore[attr-defined]
+
+
+def push(counters: object | None, values: Mapping[str, float]) -> None:
+    """Write the snapshot through a CounterSink (NaN lags are skipped: no sample yet)."""
+    if counters is None:
+        return
+    clean = {k: v for k, v in values.items() if v == v}
+    counters.set_counters(COUNTER_SCOPE, clean)  # type: ignore[attr-defined]

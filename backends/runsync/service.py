@@ -1,0 +1,496 @@
+"""run-sync: replay every config change of the old cluster into the new one until finalize.
+
+Start-up, in this order (so no change can slip between the copy and the replay):
+1. connect both Cassandra clusters (retried with backoff while they are down);
+2. declare the durable queue bound to the old `vnc_config.object-update` exchange;
+3. catch-up copy of `config_db_uuid` (the Cassandra worker's CopyEngine, checkpointed) -
+   done once: skipped on later starts unless the queue had to be created anew (then changes
+   may have been missed) or `force_catch_up`; a failed copy resumes its unfinished slices,
+   it never starts over in a loop;
+4. consume: each message is applied (re-read from old, replaced on new), republished
+   translated on the new exchange, then acknowledged. Infrastructure failures (Cassandra,
+   RabbitMQ down) are retried with backoff and nothing is acknowledged meanwhile; a message
+   that fails on its own is retried a few times, then put in `<queue>.quarantine` with the
+   reason and counted. A periodic reconciliation pass finds what no message announced.
+
+Stop (SIGTERM): stop taking messages, finish the ones in hand, acknowledge them, return 0.
+Messages prefetched but not started go back to the queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import socket
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+import amqp.exceptions
+import kombu
+import kombu.exceptions
+from cassandra import (
+    CoordinationFailure,
+    OperationTimedOut,
+    ReadTimeout,
+    Unavailable,
+    WriteTimeout,
+)
+from cassandra.cluster import NoHostAvailable
+from cassandra.connection import ConnectionException
+
+from backends.cassandra.connection import CassandraUnavailable, Connection
+from backends.cassandra.copy import CopyEngine
+from backends.cassandra.registry import Registry
+from backends.cassandra.replicator import Replicator
+from backends.cassandra.tables import SyncSettings
+from backends.progress import CheckpointStore, CounterSink, EventSink, MemoryCheckpoints
+from backends.rabbit import (
+    Publisher,
+    RabbitSide,
+    connection,
+    issu_queue,
+    object_update_exchange,
+    quarantine_queue,
+    queue_depth,
+    queue_exists,
+)
+from backends.runsync.apply import CONFIG_DB_UUID, ApplyResult, ObjectApplier
+from backends.runsync.messages import BadMessage, parse, translate
+from backends.runsync.metrics import RunSyncMetrics, push
+from backends.runsync.reconcile import Reconciler
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CATCH_UP_JOB = "run-sync-catch-up"
+STATE_JOB = "run-sync"
+STATE_TABLE = "state"
+CATCH_UP_DONE = "catch-up-complete"
+
+# Failures of the surroundings, not of the message: retried until they pass (or stop).
+TRANSIENT = (
+    NoHostAvailable, OperationTimedOut, Unavailable, ReadTimeout, WriteTimeout,
+    CoordinationFailure, ConnectionException, CassandraUnavailable,
+    kombu.exceptions.OperationalError, amqp.exceptions.ConnectionError,
+    amqp.exceptions.RecoverableConnectionError, ConnectionError, OSError, TimeoutError,
+)
+
+
+def lane_of(body: bytes | str, lanes: int) -> int:
+    """The worker lane of a message: by object uuid (unparsable bodies go to lane 0)."""
+    try:
+        key = str(json.loads(body).get("uuid", ""))
+    except Exception:
+        return 0
+    return zlib.crc32(key.encode()) % lanes
+
+
+class Stopped(Exception):
+    """Raised inside start-up retries when a stop was requested."""
+
+
+@dataclass(frozen=True)
+class RunSyncOptions:
+    queue_name: str = "vnc-config.issu-queue"
+    concurrency: int = 8
+    prefetch: int = 64
+    max_attempts: int = 3             # per message, for failures of the message itself
+    reconcile_interval_s: float = 300.0
+    reconcile_slices: int = 64
+    catch_up: bool = True
+    force_catch_up: bool = False
+    old_version: str = ""
+    new_version: str = ""
+    metrics_listen: str | None = "127.0.0.1:9109"
+    counters_interval_s: float = 5.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+
+@dataclass
+class _Outcome:
+    kind: str  # "applied" | "quarantine" | "abandoned"
+    reason: str = ""
+    attempts: int = 0
+    result: ApplyResult | None = None
+
+
+class Backoff:
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.initial, self.maximum = initial, maximum
+        self.current = initial
+
+    def wait(self, stop: threading.Event) -> bool:
+        """Sleep the current delay (True if stopped meanwhile), then double it."""
+        stopped = stop.wait(self.current)
+        self.current = min(self.maximum, self.current * 2)
+        return stopped
+
+    def reset(self) -> None:
+        self.current = self.initial
+
+
+class RunSync:
+    def __init__(
+        self,
+        *,
+        old_rabbit: RabbitSide,
+        new_rabbit: RabbitSide,
+        connect_cassandra: Callable[[], tuple[Connection, Connection]],
+        registry: Registry,
+        settings: SyncSettings | None = None,
+        options: RunSyncOptions | None = None,
+        checkpoints: CheckpointStore | None = None,
+        events: EventSink | None = None,
+        counters: CounterSink | None = None,
+        zk_mirror: Callable[[], object] | None = None,
+    ) -> None:
+        self.old_rabbit, self.new_rabbit = old_rabbit, new_rabbit
+        self.connect_cassandra = connect_cassandra
+        self.registry = registry
+        self.settings = settings or SyncSettings()
+        self.options = options or RunSyncOptions()
+        self.checkpoints = checkpoints or MemoryCheckpoints()
+        self.events, self.counters = events, counters
+        self.zk_mirror = zk_mirror
+        self.metrics = RunSyncMetrics()
+        self.metrics_address: tuple[str, int] | None = None
+        self.stop = threading.Event()
+        self.reconcile_requested = threading.Event()
+        self.ready = threading.Event()  # set once consuming
+        self._done: queue.Queue[tuple[Any, int, _Outcome]] = queue.Queue()
+        self._in_flight = 0
+        self._gen = 0
+        self._publisher = Publisher(new_rabbit)
+        self._conns: tuple[Connection, Connection] | None = None
+        self.repl: Replicator | None = None
+        self.applier: ObjectApplier | None = None
+
+    # ---------------------------------------------------------------------------- helpers
+
+    def _event(self, message: str, level: str = "info", **fields: object) -> None:
+        getattr(log, "warning" if level == "warning" else "error" if level == "error"
+                else "info")("%s", message)
+        if self.events is not None:
+            try:
+                self.events.event("run-sync", message, level=level, **fields)
+            except Exception as exc:  # the journal must never stop the replay
+                log.warning("journal event not written: %s", exc)
+
+    def _retry(self, what: str, fn: Callable[[], T]) -> T:
+        backoff = Backoff(self.options.backoff_initial_s, self.options.backoff_max_s)
+        failures = 0
+        while True:
+            if self.stop.is_set():
+                raise Stopped(what)
+            try:
+                return fn()
+            except Exception as exc:
+                failures += 1
+                if failures == 1 or failures % 20 == 0:
+                    self._event(f"{what} failed ({failures}x), retrying: "
+                                f"{type(exc).__name__}: {exc}", level="warning")
+                if backoff.wait(self.stop):
+                    raise Stopped(what) from exc
+
+    # ---------------------------------------------------------------------------- main
+
+    def run(self) -> int:
+        """Run until `stop` is set; returns the exit code (0 after a graceful stop)."""
+        if self.options.metrics_listen:
+            self.metrics_address = self.metrics.serve(self.options.metrics_listen)
+            log.info("metrics on http://%s:%d/metrics", *self.metrics_address)
+        threads: list[threading.Thread] = []
+        try:
+            self._conns = self._retry("connecting to Cassandra", self.connect_cassandra)
+            old, new = self._conns
+            self.repl = Replicator(old, new, self.registry, self.settings)
+            self.applier = ObjectApplier(self.repl)
+            created = self._retry("declaring the run-sync queue on old RabbitMQ",
+                                  self._declare)
+            if created:
+                self._event(f"queue {self.options.queue_name} created on "
+                            f"{self.old_rabbit.describe()}")
+            self._catch_up(created)
+            reconciler = threading.Thread(target=self._reconcile_loop, name="issu-reconcile",
+                                          daemon=True)
+            reconciler.start()
+            threads.append(reconciler)
+            self._event("run-sync: replaying changes", queue=self.options.queue_name)
+            self._consume_forever()
+        except Stopped:
+            pass
+        finally:
+            self.stop.set()
+            for thread in threads:
+                thread.join(timeout=60)
+            self._publish_counters()
+            self._publisher.close()
+            self.metrics.stop_serving()
+            if self._conns is not None:
+                for conn in self._conns:
+                    conn.close()
+        self._event("run-sync stopped")
+        return 0
+
+    def _declare(self) -> bool:
+        """Declare exchange, durable queue + binding and the quarantine queue on old.
+        Returns True when the queue did not exist before."""
+        conn = connection(self.old_rabbit)
+        try:
+            conn.connect()
+            probe = conn.channel()
+            existed = queue_exists(probe, self.options.queue_name)
+            with contextlib.suppress(Exception):
+                probe.close()
+            channel = conn.channel()
+            object_update_exchange(self.old_rabbit)(channel).declare()
+            issu_queue(self.old_rabbit, self.options.queue_name)(channel).declare()
+            quarantine_queue(self.options.queue_name)(channel).declare()
+            return not existed
+        finally:
+            conn.release()
+
+    def _catch_up(self, queue_created: bool) -> None:
+        opts = self.options
+        done = CATCH_UP_DONE in self.checkpoints.done_slices(STATE_JOB, STATE_TABLE)
+        if not opts.catch_up or (done and not queue_created and not opts.force_catch_up):
+            self._event("catch-up copy of config_db_uuid skipped (done earlier; the durable "
+                        "queue held the changes since)" if done else
+                        "catch-up copy disabled")
+            return
+        assert self._conns is not None
+        old, new = self._conns
+        engine = CopyEngine(old, new, self.registry,
+                            replace(self.settings, keyspaces=(CONFIG_DB_UUID,)),
+                            checkpoints=self.checkpoints, events=self.events,
+                            counters=self.counters)
+        fresh = queue_created or opts.force_catch_up
+        backoff = Backoff(opts.backoff_initial_s, opts.backoff_max_s)
+        while True:
+            report = engine.run(CATCH_UP_JOB, phase="pre", fresh=fresh, stop=self.stop)
+            if self.stop.is_set():
+                raise Stopped("catch-up")
+            if report.ok:
+                self.checkpoints.mark_slice_done(STATE_JOB, STATE_TABLE, CATCH_UP_DONE,
+                                                 int(report.totals().get("cells", 0)))
+                return
+            errors = [e for t in report.tables for e in t.errors]
+            self._event(f"catch-up copy incomplete, resuming the failed slices: "
+                        f"{'; '.join(errors[:3])}", level="warning")
+            fresh = False  # only unfinished slices next time: never the whole copy again
+            if backoff.wait(self.stop):
+                raise Stopped("catch-up")
+
+    # ---------------------------------------------------------------------------- consuming
+
+    def _consume_forever(self) -> None:
+        opts = self.options
+        backoff = Backoff(opts.backoff_initial_s, opts.backoff_max_s)
+        # One single-thread lane per worker; an object always goes to the same lane, so the
+        # changes of one object are applied and republished in the order they were announced.
+        lanes = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"issu-apply-{i}")
+                 for i in range(opts.concurrency)]
+        try:
+            while not self.stop.is_set():
+                conn = connection(self.old_rabbit)
+                try:
+                    self._consume(conn, lanes, backoff)
+                except TRANSIENT as exc:
+                    self.metrics.reconnects.inc()
+                    self.ready.clear()
+                    self._event(f"{self.old_rabbit.describe()} connection lost, reconnecting: "
+                                f"{type(exc).__name__}: {exc}", level="warning")
+                    backoff.wait(self.stop)
+                finally:
+                    with contextlib.suppress(Exception):
+                        conn.release()
+        finally:
+            # whatever is still running finishes; an ack lost with a connection means the
+            # broker redelivers the message (applying it twice is harmless)
+            for lane in lanes:
+                lane.shutdown(wait=True)
+        while not self._done.empty():
+            self._done.get_nowait()
+
+    def _consume(self, conn: kombu.Connection, lanes: list[ThreadPoolExecutor],
+                 backoff: Backoff) -> None:
+        opts = self.options
+        conn.connect()
+        self._gen += 1
+        gen = self._gen
+        channel = conn.channel()
+        channel.basic_qos(0, opts.prefetch, False)
+        bound = issu_queue(self.old_rabbit, opts.queue_name)(channel)
+        bound.declare()  # after a broker restart: exchange, queue and binding again
+        quarantine = quarantine_queue(opts.queue_name)(channel)
+        quarantine.declare()
+        producer = kombu.Producer(channel)
+
+        def on_message(message: Any) -> None:
+            self._in_flight += 1
+            self.metrics.in_flight.set(self._in_flight)
+            lanes[lane_of(message.body, len(lanes))].submit(self._work, message, gen)
+
+        consumer = kombu.Consumer(channel, queues=[bound], on_message=on_message,
+                                  no_ack=False, prefetch_count=opts.prefetch)
+        consumer.consume()
+        backoff.reset()
+        self.ready.set()
+        last_periodic = 0.0
+        while not self.stop.is_set():
+            with contextlib.suppress(socket.timeout):
+                conn.drain_events(timeout=0.05)
+            conn.heartbeat_check()
+            self._finish_done(gen, producer)
+            now = time.monotonic()
+            if now - last_periodic >= opts.counters_interval_s:
+                last_periodic = now
+                with contextlib.suppress(*TRANSIENT):
+                    self.metrics.queue_depth.set(queue_depth(channel, opts.queue_name))
+                self._publish_counters()
+        # stop requested: no new deliveries; finish and acknowledge what is in hand
+        with contextlib.suppress(Exception):
+            consumer.cancel()
+        deadline = time.monotonic() + 300
+        while self._in_flight > 0 and time.monotonic() < deadline:
+            self._finish_done(gen, producer, wait=0.1)
+        self._finish_done(gen, producer)
+
+    def _finish_done(self, gen: int, producer: kombu.Producer, wait: float = 0.0) -> None:
+        while True:
+            try:
+                message, message_gen, outcome = self._done.get(timeout=wait) if wait else \
+                    self._done.get_nowait()
+            except queue.Empty:
+                return
+            wait = 0.0
+            self._in_flight -= 1
+            self.metrics.in_flight.set(self._in_flight)
+            if message_gen != gen:
+                continue  # delivered on a connection since lost: the broker redelivers it
+            if outcome.kind == "applied":
+                message.ack()
+            elif outcome.kind == "quarantine":
+                self._quarantine(message, outcome, producer)
+                message.ack()
+            # "abandoned" (stopping before it started): left unacknowledged, redelivered
+
+    def _quarantine(self, message: Any, outcome: _Outcome, producer: kombu.Producer) -> None:
+        name = self.options.queue_name + ".quarantine"
+        producer.publish(
+            message.body, exchange="", routing_key=name, delivery_mode=2,
+            content_type=message.content_type or "application/octet-stream",
+            content_encoding=message.content_encoding or "binary",
+            headers={"x-issu-reason": outcome.reason[:1000],
+                     "x-issu-attempts": outcome.attempts,
+                     "x-issu-quarantined-at": time.time()},
+        )
+        self.metrics.quarantined.inc()
+        self._event(f"message quarantined in {name} after {outcome.attempts} attempt(s): "
+                    f"{outcome.reason}", level="error", queue=name, reason=outcome.reason)
+
+    # ---------------------------------------------------------------------------- one message
+
+    def _work(self, message: Any, gen: int) -> None:
+        try:
+            outcome = self._process(message.body)
+        except BaseException as exc:  # never lose track of a delivery
+            outcome = _Outcome("quarantine", f"internal error: {type(exc).__name__}: {exc}", 1)
+        self._done.put((message, gen, outcome))
+
+    def _process(self, body: bytes | str) -> _Outcome:
+        if self.stop.is_set():
+            return _Outcome("abandoned")
+        opts = self.options
+        try:
+            change = parse(body)
+        except BadMessage as exc:
+            self.metrics.failed.inc()
+            return _Outcome("quarantine", str(exc), 1)
+        assert self.applier is not None
+        backoff = Backoff(opts.backoff_initial_s, opts.backoff_max_s)
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                result = self.applier.apply(change)
+                break
+            except TRANSIENT as exc:
+                self.metrics.failed.inc()
+                log.warning("applying %s %s: %s: %s (retrying)", change.type, change.uuid,
+                            type(exc).__name__, exc)
+                if backoff.wait(self.stop):
+                    return _Outcome("abandoned")
+            except Exception as exc:
+                self.metrics.failed.inc()
+                reason = f"{change.oper} {change.type} {change.uuid}: {type(exc).__name__}: {exc}"
+                log.warning("applying failed (attempt %d/%d): %s", attempts,
+                            opts.max_attempts, reason)
+                if attempts >= opts.max_attempts:
+                    return _Outcome("quarantine", reason, attempts)
+                if backoff.wait(self.stop):
+                    return _Outcome("abandoned")
+        out_body = translate(change.body, opts.old_version, opts.new_version)
+        backoff.reset()
+        while True:
+            try:
+                self._publisher.publish(out_body)
+                break
+            except Exception as exc:  # the new broker is down: the change waits
+                log.warning("republishing on %s failed: %s (retrying)",
+                            self.new_rabbit.describe(), exc)
+                if backoff.wait(self.stop):
+                    return _Outcome("abandoned")
+        self.metrics.applied.inc()
+        self.metrics.republished.inc()
+        self.metrics.cells_quarantined.inc(result.quarantined)
+        self.metrics.last_applied.set(time.time())
+        if result.newest_writetime:
+            self.metrics.observe_lag(time.time() - result.newest_writetime / 1e6)
+        return _Outcome("applied", attempts=attempts, result=result)
+
+    # ---------------------------------------------------------------------------- periodic
+
+    def _publish_counters(self) -> None:
+        try:
+            push(self.counters, self.metrics.refresh())
+        except Exception as exc:
+            log.warning("counters not written to the journal: %s", exc)
+
+    def request_reconcile(self) -> None:
+        self.reconcile_requested.set()
+
+    def _reconcile_loop(self) -> None:
+        assert self.repl is not None
+        reconciler = Reconciler(self.repl, slices=self.options.reconcile_slices,
+                                on_repair=lambda n: self.metrics.reconciled.inc(n))
+        next_at = time.monotonic() + self.options.reconcile_interval_s
+        while not self.stop.is_set():
+            if not self.reconcile_requested.is_set() and time.monotonic() < next_at:
+                self.reconcile_requested.wait(min(1.0, max(0.0, next_at - time.monotonic())))
+                continue
+            self.reconcile_requested.clear()
+            report = reconciler.run_pass(self.stop)
+            if report.complete:
+                self.metrics.reconcile_passes.inc()
+            level = "info" if report.complete else "warning"
+            self._event(f"reconcile pass: {report.ranges} ranges, {report.repaired} partitions "
+                        f"repaired, {report.pruned} extra removed, {report.ranges_failed} "
+                        f"ranges failed in {report.seconds:.1f}s", level=level,
+                        repaired=report.repaired, ranges_failed=report.ranges_failed)
+            if self.zk_mirror is not None and not self.stop.is_set():
+                try:
+                    self.zk_mirror()
+                except Exception as exc:  # ZooKeeper down: next pass tries again
+                    self._event(f"zk mirror failed, retried next pass: "
+                                f"{type(exc).__name__}: {exc}", level="warning")
+            next_at = time.monotonic() + self.options.reconcile_interval_s
