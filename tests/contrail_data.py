@@ -265,10 +265,14 @@ class TableIO:
 
 def write(session: Session, prefix: str, ds: Dataset,
           writetime: int | Callable[[Table, str, str], int] | None = None,
-          *, concurrency: int = 64) -> None:
-    """Write every cell of `ds`; `writetime` fixed, per cell (callable), or now."""
+          *, concurrency: int = 64, keyspaces: Iterable[str] | None = None) -> None:
+    """Write every cell of `ds` (only of `keyspaces` when given); `writetime` fixed, per
+    cell (callable), or now."""
     base = now_us()
+    wanted = None if keyspaces is None else set(keyspaces)
     for table, partitions in ds.tables.items():
+        if wanted is not None and table[0] not in wanted:
+            continue
         io = TableIO(session, prefix, table)
         args = []
         for key, cells in partitions.items():
