@@ -477,3 +477,41 @@ def test_bgp_peering_established_when_both_sides_have_bgp_routers(clusters) -> N
     # unpairing on one side takes the session down again
     a2.ref_update("bgp-router", mine.uuid, "bgp-router", theirs.uuid, None, "DELETE")
     assert _eventually(lambda: _states(v1).get(v2.address) == "Active", what="unpaired")
+
+
+# -- seeder and workload ---------------------------------------------------------------------
+def test_seeder_and_workload_drive_v1(clusters) -> None:
+    import asyncio
+
+    from demo.controller.seed import SeedPlan, seed
+    from demo.controller.workload import Workload
+
+    v1 = clusters["v1"]
+    plan = SeedPlan(projects=2, vns_per_project=2, vmis_per_vn=2, prefix="seedtest")
+    result = asyncio.run(seed(v1.api, plan))
+    assert result.total == plan.total() == 2 * (5 + 2 * 5)
+    assert result.created["instance-ip"] == 8
+    api = v1.client()
+    project = api.project_read(fq_name=["default-domain", "seedtest-001"])
+    vns = api.virtual_networks_list(parent_id=project.uuid, detail=True)
+    assert sorted(vn.name for vn in vns) == ["vn-000", "vn-001"]
+    assert all(vn.get_network_policy_refs() for vn in vns)
+    again = asyncio.run(seed(v1.api, plan))  # idempotent: existing objects are kept
+    assert again.total == result.total
+    assert len(api.virtual_networks_list(parent_id=project.uuid)["virtual-networks"]) == 2
+
+    async def churn() -> Any:
+        wl = Workload(v1.api, rate=50, project="wl-test", pool=10, seed=7)
+        try:
+            return await wl.run(asyncio.Event(), duration_s=3, report_every_s=0), wl.live
+        finally:
+            await wl.close()
+
+    stats, live = asyncio.run(churn())
+    assert stats.errors == {}
+    assert stats.done["create"] > 0 and stats.done["update"] > 0
+    ids = {o.uuid for o in live}
+    wl_project = api.project_read(fq_name=["default-domain", "wl-test"])
+    present = {sg["uuid"] for sg in api.security_groups_list(
+        parent_id=wl_project.uuid)["security-groups"]}
+    assert {o.uuid for o in live if o.res_type == "security-group"} == present & ids

@@ -14,6 +14,7 @@ import asyncio
 import hmac
 import json
 import logging
+import os
 import uuid as uuidlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -84,8 +85,9 @@ class ApiServer:
         self.fence = fence
         self.admin_token = admin_token
         self.on_open = on_open
-        # One writer thread: mutations hit Cassandra and RabbitMQ in a single order.
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-writer")
+        # Mutations run on a few threads; ConfigDB serialises those touching the same object,
+        # so each object's changes reach Cassandra and RabbitMQ in one order.
+        self._writer = ThreadPoolExecutor(max_workers=8, thread_name_prefix="api-writer")
         self._readers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="api-reader")
         self.stats = {"reads": 0, "writes": 0, "refused": 0}
 
@@ -291,7 +293,7 @@ class ApiServer:
 
     async def issu_status(self, request: web.Request) -> web.Response:
         return _json({"cluster": self.fence.cluster, "version": self.fence.version,
-                      "northbound_open": self.fence.open, **self.stats})
+                      "northbound_open": self.fence.open, "pid": os.getpid(), **self.stats})
 
     async def issu_open(self, request: web.Request) -> web.Response:
         self._check_admin(request)

@@ -12,6 +12,7 @@ import datetime
 import ipaddress
 import json
 import logging
+import threading
 import uuid as uuidlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -80,6 +81,11 @@ class ConfigDB:
         self.shape = shape
         self.base_url = base_url.rstrip("/")
         self._fq_cache: dict[str, list[str]] = {}
+        self._stripes = [threading.Lock() for _ in range(64)]
+
+    def _lock(self, obj_uuid: str) -> threading.Lock:
+        """Mutations of one object are serialised (write + publish in one order)."""
+        return self._stripes[hash(obj_uuid) % len(self._stripes)]
 
     # -- helpers -----------------------------------------------------------------------------
     def _rt(self, type_name: str) -> ResourceType:
@@ -187,7 +193,7 @@ class ConfigDB:
         if existing is not None:
             raise ApiError(409, f"Fq name {':'.join(fq_name)} of type {rt.res_type} already "
                                 f"exists with uuid {existing}")
-        if self.store.column(obj_uuid, "type") is not None:
+        if body.get("uuid") and self.store.column(obj_uuid, "type") is not None:
             raise ApiError(409, f"uuid {obj_uuid} already in use")
         owner = self.ids.claim_fq_name(db_type, fq_name, obj_uuid)
         if owner != obj_uuid:
@@ -440,6 +446,11 @@ class ConfigDB:
     # -- update ------------------------------------------------------------------------------
     def update(self, type_name: str, obj_uuid: str, body: dict[str, Any],
                request_id: str) -> dict[str, Any]:
+        with self._lock(obj_uuid):
+            return self._update(type_name, obj_uuid, body, request_id)
+
+    def _update(self, type_name: str, obj_uuid: str, body: dict[str, Any],
+                request_id: str) -> dict[str, Any]:
         rt = self._rt(type_name)
         row = self._row_of(rt, obj_uuid)
         fq_name = json.loads(row["fq_name"])
@@ -492,6 +503,13 @@ class ConfigDB:
 
     # -- ref-update --------------------------------------------------------------------------
     def ref_update(self, body: dict[str, Any], request_id: str) -> str:
+        obj_uuid = body.get("uuid")
+        if not isinstance(obj_uuid, str):
+            raise ApiError(400, "ref-update: missing 'uuid'")
+        with self._lock(obj_uuid):
+            return self._ref_update(body, request_id)
+
+    def _ref_update(self, body: dict[str, Any], request_id: str) -> str:
         try:
             rt = self._rt(body["type"])
             obj_uuid = body["uuid"]
@@ -529,6 +547,10 @@ class ConfigDB:
 
     # -- delete ------------------------------------------------------------------------------
     def delete(self, type_name: str, obj_uuid: str, request_id: str) -> None:
+        with self._lock(obj_uuid):
+            self._delete(type_name, obj_uuid, request_id)
+
+    def _delete(self, type_name: str, obj_uuid: str, request_id: str) -> None:
         rt = self._rt(type_name)
         row = self._row_of(rt, obj_uuid)
         fq_name = json.loads(row["fq_name"])

@@ -6,6 +6,7 @@ Body (JSON): {"request-id", "oper": CREATE|UPDATE|DELETE, "type", "uuid", "fq_na
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from kombu import Connection, Exchange, Producer
@@ -27,6 +28,7 @@ class ChangePublisher:
             virtual_host=spec.vhost, connect_timeout=10, heartbeat=0)
         self._exchange = Exchange(spec.exchange, type="fanout", durable=False)
         self._producer: Producer | None = None
+        self._lock = threading.Lock()  # a kombu channel is not thread-safe
 
     def where(self) -> str:
         return f"amqp://{self.spec.host}:{self.spec.port} vhost {self.spec.vhost!r}"
@@ -48,7 +50,8 @@ class ChangePublisher:
             raise NotifyError(f"{self.where()}: publish before start()")
         publish = self._conn.ensure(self._producer, self._producer.publish, max_retries=5)
         try:
-            publish(message, serializer="json", declare=[self._exchange])
+            with self._lock:
+                publish(message, serializer="json", declare=[self._exchange])
         except Exception as exc:
             raise NotifyError(f"{self.where()}: publish {message.get('oper')} "
                               f"{message.get('type')} {message.get('uuid')}: {exc}") from exc

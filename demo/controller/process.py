@@ -58,16 +58,19 @@ class ControllerProcess:
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
-        url = self.spec.api_url + "/"
+        url = self.spec.api_url + "/issu/status"
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise ControllerStartError(
                     f"controller {self.spec.cluster} exited with {self.proc.returncode}; "
                     f"see {self.log_path}")
             try:
-                if httpx.get(url, timeout=2.0).status_code == 200:
+                resp = httpx.get(url, timeout=2.0)
+                # the answer must come from our process, not from a leftover on the address
+                if resp.status_code == 200 and (
+                        self.proc is None or resp.json().get("pid") == self.proc.pid):
                     return
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError):
                 pass
             time.sleep(0.3)
         raise ControllerStartError(
