@@ -99,6 +99,7 @@ class HostDaemon:
         self.schedule: list[tuple[float, int, int]] = []  # (when, host index, generation)
         self.wakeup = asyncio.Event()
         self.stopping = asyncio.Event()
+        self.tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
@@ -210,6 +211,7 @@ class HostDaemon:
     def _start_agent(self, host: Host, reload_module: bool) -> bool:
         if host.task:
             host.task.cancel()
+        previous = host.collector
         installed = host.dir.version()
         reload = reload_module and installed != host.module_version
         host.agent_conf = host.dir.read_conf()
@@ -222,6 +224,10 @@ class HostDaemon:
         host.dir.pidfile.write_text(f"{os.getpid()}\n")
         if reload:
             self._module_reload(host, installed)
+        if previous and previous not in host.agent_conf["collectors"]:
+            # Moved to another cluster: the old analytics drops the vrouter's UVE.
+            host.collector = ""
+            self._background(self._forget(host, previous))
         host.task = asyncio.create_task(self._agent_loop(host))
         self._agent_log(host, f"started version {installed}, control nodes "
                               f"{' '.join(host.agent_conf['control_nodes'])}"
@@ -257,6 +263,19 @@ class HostDaemon:
         host.cluster = ""
         with contextlib.suppress(FileNotFoundError):
             host.dir.pidfile.unlink()
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _forget(self, host: Host, collector: str) -> None:
+        assert self.http is not None
+        url = (f"http://{host_of(collector)}:{self.settings.analytics_port}"
+               f"{self.settings.report_path}/{host.name}")
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
+            async with self.http.delete(url):
+                pass
 
     async def _agent_loop(self, host: Host) -> None:
         s = self.settings

@@ -1,0 +1,518 @@
+"""The demo world: real services, a v1 and a v2 simulated controller, N computes over SSH,
+v1 seeded and kept busy by a workload, and `demo/issu.toml` for the tool.
+
+Everything lives in the run directory (`.run/demo-<net>/`; this module's pieces under its
+`world/`): pid files, logs, secrets, the computes' directories, the journal's state dir.
+`up` is idempotent (what runs is reused), `down` stops every process group it started and
+removes no file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import secrets
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from demo.compute.fleet import Fleet
+from demo.compute.layout import WorldSettings
+from demo.controller.process import write_spec
+from demo.services.endpoints import Endpoints, write_private
+from demo.services.launcher import Launcher
+from demo.services.plan import DEMO_NET, REPO_ROOT, AddressPlan, default_run_dir
+from demo.services.procs import Command, read_pidfile, spawn_group, terminate_group
+
+V1_VERSION = "4.1.0"
+V2_VERSION = "5.0.0"
+DEFAULT_COMPUTES = 12
+MAX_COMPUTES = 1000
+DEFAULT_CONFIG = REPO_ROOT / "demo" / "issu.toml"
+CONTROLLER_ADDRESS = {"v1": 101, "v2": 102}
+SEED_PROJECT_OBJECTS = 115
+
+Progress = Callable[[str], None]
+
+
+class WorldError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class PieceStatus:
+    name: str
+    state: str  # "ready", "running", "stopped", "broken", "done", "missing"
+    detail: str = ""
+
+
+@dataclass
+class WorldOptions:
+    net: int = DEMO_NET
+    computes: int | None = None  # None: as the last `up`, else DEFAULT_COMPUTES
+    run_dir: Path | None = None
+    config_path: Path = DEFAULT_CONFIG
+    seed_objects: int = 3000
+    workload_rate: float = 5.0  # changes per second on v1
+    install_s: float = 4.0
+    failure_rate: float = 0.0
+    datapath_down_s: float = 0.6
+    services_profile: str = "demo"
+    wait_seed: bool = False
+
+
+class World:
+    def __init__(self, options: WorldOptions | None = None) -> None:
+        self.opts = options or WorldOptions()
+        self.plan = AddressPlan(self.opts.net)
+        self.run_dir = (self.opts.run_dir
+                        or default_run_dir(self.opts.services_profile, self.opts.net)).resolve()
+        self.dir = self.run_dir / "world"
+        self.fleet = Fleet(self.dir / "computes")
+        self.config_path = Path(self.opts.config_path).resolve()
+
+    # ------------------------------------------------------------------ naming
+    def controller_address(self, cluster: str) -> str:
+        return f"127.{self.opts.net}.0.{CONTROLLER_ADDRESS[cluster]}"
+
+    def api_url(self, cluster: str) -> str:
+        return f"http://{self.controller_address(cluster)}:8082"
+
+    def controller_dir(self, cluster: str) -> Path:
+        return self.dir / f"controller-{cluster}"
+
+    def compute_count(self) -> int:
+        if self.opts.computes is not None:
+            count = self.opts.computes
+        else:
+            try:
+                count = len(self.fleet.settings().hosts)
+            except Exception:  # no world yet
+                count = DEFAULT_COMPUTES
+        if not 1 <= count <= MAX_COMPUTES:
+            raise WorldError(f"--computes must be 1..{MAX_COMPUTES}, got {count}")
+        return count
+
+    def launcher(self, computes: int | None = None) -> Launcher:
+        count = computes if computes is not None else self.compute_count()
+        return Launcher(self.opts.net, self.opts.services_profile, self.run_dir, ssh_hosts=count)
+
+    # ------------------------------------------------------------------ up
+    def up(self, progress: Progress = print) -> dict[str, float]:
+        """Start (or reuse) every piece; returns seconds spent per piece."""
+        timings: dict[str, float] = {}
+        began = time.monotonic()
+        count = self.compute_count()
+        self._check_compute_count(count)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o700)
+
+        step = time.monotonic()
+        progress(f"services (Cassandra x2, ZooKeeper x2, RabbitMQ, sshd for {count} hosts) ...")
+        endpoints = self.launcher(count).up()
+        timings["services"] = time.monotonic() - step
+
+        step = time.monotonic()
+        progress("controllers v1 (4.1.0) and v2 (5.0.0, fenced) ...")
+        for cluster in ("v1", "v2"):
+            self._start_controller(cluster, endpoints, count)
+        for cluster in ("v1", "v2"):
+            self._wait_controller(cluster, endpoints, count)
+        timings["controllers"] = time.monotonic() - step
+
+        step = time.monotonic()
+        progress(f"{count} computes on {self.plan.ssh_host(0)}.. (agents report to v1) ...")
+        self._start_computes(endpoints, count)
+        timings["computes"] = time.monotonic() - step
+
+        step = time.monotonic()
+        self._seed(progress)
+        timings["seed"] = time.monotonic() - step
+        self._start_workload(progress)
+
+        self.write_config(endpoints)
+        timings["total"] = time.monotonic() - began
+        progress(f"demo world up in {timings['total']:.1f} s")
+        return timings
+
+    def _check_compute_count(self, count: int) -> None:
+        try:
+            existing = self.fleet.settings()
+        except Exception:
+            return
+        if len(existing.hosts) != count and self.fleet.running():
+            raise WorldError(
+                f"the running world has {len(existing.hosts)} computes, not {count}: "
+                "run `issu demo down` first to change the number")
+
+    # ------------------------------------------------------------------ controllers
+    def _secret(self, name: str, make: Callable[[], str]) -> Path:
+        path = self.dir / "secrets" / name
+        if not path.exists():
+            write_private(path, make() + "\n")
+        os.chmod(path.parent, 0o700)
+        return path
+
+    def _token_path(self, cluster: str) -> Path:
+        return self._secret(f"admin-token-{cluster}", lambda: secrets.token_urlsafe(24))
+
+    def admin_token(self, cluster: str) -> str:
+        return self._token_path(cluster).read_text().strip()
+
+    def _controller_spec(self, cluster: str, endpoints: Endpoints, computes: int
+                         ) -> dict[str, Any]:
+        other = "v2" if cluster == "v1" else "v1"
+        address = self.controller_address(cluster)
+        cass = endpoints.cassandra_old if cluster == "v1" else endpoints.cassandra_new
+        zk = endpoints.zk_old if cluster == "v1" else endpoints.zk_new
+        vhost = endpoints.rabbit.vhost_old if cluster == "v1" else endpoints.rabbit.vhost_new
+        return {
+            "cluster": cluster,
+            "version": V1_VERSION if cluster == "v1" else V2_VERSION,
+            "listen": address,
+            "cassandra": {"hosts": [cass.host], "port": cass.port, "prefix": ""},
+            "zookeeper": {"hosts": [zk.hosts], "prefix": ""},
+            "rabbit": {"host": endpoints.rabbit.host, "port": endpoints.rabbit.port,
+                       "vhost": vhost},
+            "fenced": cluster == "v2",
+            "control_nodes": [{"name": f"{cluster}-control-1", "address": address}],
+            "peer": {"name": other,
+                     "introspect_url": f"http://{self.controller_address(other)}:8083",
+                     "control_nodes": [{"name": f"{other}-control-1",
+                                        "address": self.controller_address(other)}]},
+            "agent_timeout_s": max(15.0, 4 * _heartbeat_s(computes)),
+            "state_dir": str(self.controller_dir(cluster) / "state"),
+        }
+
+    def _start_controller(self, cluster: str, endpoints: Endpoints, computes: int) -> None:
+        directory = self.controller_dir(cluster)
+        pidfile = directory / "pid"
+        group = read_pidfile(pidfile)
+        if group is not None and group.all_alive():
+            return
+        if group is not None:
+            terminate_group(group, 10.0)
+        spec_path = write_spec(directory, self._controller_spec(cluster, endpoints, computes), {
+            "rabbit_user": endpoints.rabbit.user,
+            "rabbit_password": endpoints.rabbit.password,
+            "admin_token": self.admin_token(cluster),
+        })
+        argv = (sys.executable, "-m", "demo.controller", "--spec", str(spec_path))
+        group, _ = spawn_group([Command(argv, _child_env(), REPO_ROOT)],
+                               directory / "controller.log")
+        pidfile.write_text(group.to_json() + "\n")
+
+    def _controller_ready(self, cluster: str) -> str:
+        """'' when api-server and analytics answer, else why not."""
+        address = self.controller_address(cluster)
+        for port, what in ((8082, "api-server"), (8081, "analytics-api")):
+            try:
+                status = httpx.get(f"http://{address}:{port}/", timeout=2.0).status_code
+            except httpx.HTTPError as exc:
+                return f"{what} :{port}: {type(exc).__name__}"
+            if status != 200:
+                return f"{what} :{port}: HTTP {status}"
+        return ""
+
+    def _wait_controller(self, cluster: str, endpoints: Endpoints, computes: int,
+                         timeout: float = 120.0, attempts: int = 3) -> None:
+        directory = self.controller_dir(cluster)
+        deadline = time.monotonic() + timeout
+        while True:
+            why = self._controller_ready(cluster)
+            if not why:
+                return
+            group = read_pidfile(directory / "pid")
+            if group is None or not group.all_alive():
+                # A freshly started Cassandra may still time out the first connections.
+                attempts -= 1
+                if attempts <= 0:
+                    raise WorldError(f"controller {cluster} exited; "
+                                     f"see {directory / 'controller.log'}")
+                time.sleep(2.0)
+                self._start_controller(cluster, endpoints, computes)
+            if time.monotonic() > deadline:
+                raise WorldError(f"controller {cluster} not ready after {timeout:g} s ({why}); "
+                                 f"see {directory / 'controller.log'}")
+            time.sleep(0.3)
+
+    # ------------------------------------------------------------------ computes
+    def _start_computes(self, endpoints: Endpoints, count: int) -> None:
+        ssh = endpoints.ssh
+        hosts = dict(zip(ssh.names[:count], ssh.addresses[:count], strict=True))
+        settings = WorldSettings(
+            net=self.opts.net, hosts=hosts, install_s=self.opts.install_s,
+            install_jitter_s=self.opts.install_s / 4, failure_rate=self.opts.failure_rate,
+            datapath_down_s=self.opts.datapath_down_s, heartbeat_s=_heartbeat_s(count),
+        )
+        v1 = self.controller_address("v1")
+        if not self.fleet.running():
+            self.fleet.create(settings, V1_VERSION, [v1])
+        self.fleet.start()
+
+    # ------------------------------------------------------------------ seed, workload
+    def _seed(self, progress: Progress) -> None:
+        """Seed v1 once, in the background (the seeder is idempotent: a seed cut short by
+        `down` is finished by the next `up`); `wait_seed` waits for it."""
+        directory = self.dir / "seed"
+        marker = directory / "done"
+        if marker.exists() or self.opts.seed_objects <= 0:
+            return
+        if importlib.util.find_spec("demo.controller.seed") is None:
+            progress("seed: demo.controller.seed is not available; v1 starts empty")
+            return
+        group = read_pidfile(directory / "pid")
+        if group is None or not group.any_alive():
+            # The seeder's unit is a project of 115 objects (10 VNs with 5 ports each).
+            projects = max(1, -(-self.opts.seed_objects // SEED_PROJECT_OBJECTS))
+            seed = shlex.join([sys.executable, "-m", "demo.controller.seed", "--api",
+                               self.api_url("v1"), "--projects", str(projects), "--vns", "10",
+                               "--vmis", "5", "--concurrency", "16"])
+            script = f"{seed} && date +%s > {shlex.quote(str(marker))}"
+            directory.mkdir(parents=True, exist_ok=True)
+            group, _ = spawn_group([Command(("sh", "-c", script), _child_env(), REPO_ROOT)],
+                                   directory / "seed.log")
+            (directory / "pid").write_text(group.to_json() + "\n")
+        progress(f"seeding v1 with about {self.opts.seed_objects} objects in the background "
+                 f"(log {directory / 'seed.log'})")
+        if self.opts.wait_seed:
+            while group.any_alive():
+                time.sleep(0.5)
+            if not marker.exists():
+                raise WorldError(f"seeding v1 failed; see {directory / 'seed.log'}")
+
+    def seed_state(self) -> PieceStatus:
+        directory = self.dir / "seed"
+        if (directory / "done").exists():
+            return PieceStatus("seed", "done", f"{self.opts.seed_objects} objects in v1")
+        group = read_pidfile(directory / "pid")
+        if group is not None and group.any_alive():
+            return PieceStatus("seed", "running", f"log {directory / 'seed.log'}")
+        if (directory / "seed.log").exists():
+            return PieceStatus("seed", "broken", f"see {directory / 'seed.log'}")
+        return PieceStatus("seed", "missing", "")
+
+    def _start_workload(self, progress: Progress) -> None:
+        directory = self.dir / "workload"
+        group = read_pidfile(directory / "pid")
+        if group is not None and group.all_alive():
+            return
+        if importlib.util.find_spec("demo.controller.workload") is None:
+            progress("workload: demo.controller.workload is not available; v1 stays idle")
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        argv = (sys.executable, "-m", "demo.controller.workload", "--api", self.api_url("v1"),
+                "--rate", f"{self.opts.workload_rate:g}")
+        group, _ = spawn_group([Command(argv, _child_env(), REPO_ROOT)],
+                               directory / "workload.log")
+        (directory / "pid").write_text(group.to_json() + "\n")
+
+    # ------------------------------------------------------------------ config
+    def config_dict(self, endpoints: Endpoints) -> dict[str, Any]:
+        rabbit_password = self._secret("rabbit-password", lambda: endpoints.rabbit.password)
+        ssh = endpoints.ssh
+        settings = self.fleet.settings()
+
+        def cluster(name: str, cid: str) -> dict[str, Any]:
+            address = self.controller_address(cid)
+            old = name == "old"
+            cass = endpoints.cassandra_old if old else endpoints.cassandra_new
+            zk = endpoints.zk_old if old else endpoints.zk_new
+            return {
+                "name": name,
+                "version": V1_VERSION if old else V2_VERSION,
+                "cluster_id": cid,
+                "cassandra": {"hosts": [cass.host], "port": cass.port},
+                "zookeeper": {"hosts": [zk.hosts]},
+                "rabbit": {"hosts": [endpoints.rabbit.host], "port": endpoints.rabbit.port,
+                           "user": endpoints.rabbit.user,
+                           "password": f"file:{rabbit_password}",
+                           "vhost": endpoints.rabbit.vhost_old if old
+                           else endpoints.rabbit.vhost_new},
+                "api_server": {"url": f"http://{address}:8082",
+                               "password": f"file:{self._token_path(cid)}"},
+                "analytics": {"url": f"http://{address}:8081"},
+                "control_nodes": [{"name": f"{cid}-control-1", "address": address}],
+            }
+
+        return {
+            "state_dir": str(self.dir / "state"),
+            "old": cluster("old", "v1"),
+            "new": cluster("new", "v2"),
+            "sync": {"metrics_listen": f"127.{self.opts.net}.0.1:9109"},
+            "batch": {"size": 4, "parallel": 4, "canary": 1, "max_failures": 1,
+                      "health_timeout_s": 60},
+            "ssh": {"known_hosts": str(ssh.known_hosts_path), "connect_timeout_s": 10,
+                    "command_timeout_s": 600},
+            "profiles": {"demo": {"host": self.fleet.host_command()}},
+            "computes": [
+                {"name": name, "address": address, "ssh_user": ssh.user,
+                 "ssh_key": str(ssh.key_path), "ssh_port": ssh.port, "profile": "demo"}
+                for name, address in settings.hosts.items()
+            ],
+        }
+
+    def write_config(self, endpoints: Endpoints | None = None) -> Path:
+        endpoints = endpoints or Endpoints.load(self.run_dir)
+        text = ("# Generated by `issu demo up`; rewritten on every up. Do not edit.\n"
+                + toml_dumps(self.config_dict(endpoints)))
+        self.config_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.config_path.with_name(f".{self.config_path.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self.config_path)
+        (self.dir / "config-path").write_text(f"{self.config_path}\n")
+        return self.config_path
+
+    # ------------------------------------------------------------------ down, status
+    def down(self, progress: Progress = print) -> list[str]:
+        """Stop every process this world started (nothing is deleted)."""
+        stopped = []
+        for piece in ("workload", "seed"):
+            group = read_pidfile(self.dir / piece / "pid")
+            if group is not None and group.any_alive():
+                terminate_group(group, 10.0)
+                stopped.append(piece)
+        if self.fleet.stop():
+            stopped.append("computes")
+        for cluster in ("v1", "v2"):
+            group = read_pidfile(self.controller_dir(cluster) / "pid")
+            if group is not None and group.any_alive():
+                terminate_group(group, 20.0)
+                stopped.append(f"controller-{cluster}")
+        if self.run_dir.is_dir():
+            stopped += self.launcher().down()
+        progress(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+        return stopped
+
+    def status(self, probe: bool = True) -> list[PieceStatus]:
+        pieces: list[PieceStatus] = []
+        if self.run_dir.is_dir():
+            for s in self.launcher().status(probe=probe):
+                pieces.append(PieceStatus(s.name, s.state, s.where + (f" {s.detail}"
+                                                                      if s.detail else "")))
+        for cluster in ("v1", "v2"):
+            group = read_pidfile(self.controller_dir(cluster) / "pid")
+            name = f"controller-{cluster}"
+            where = f"{self.controller_address(cluster)}:8082/:8081/:8083"
+            if group is None or not group.any_alive():
+                pieces.append(PieceStatus(name, "stopped", where))
+            elif not group.all_alive():
+                pieces.append(PieceStatus(name, "broken", where))
+            else:
+                why = self._controller_ready(cluster) if probe else ""
+                pieces.append(PieceStatus(name, "running" if why else "ready",
+                                          f"{where} {why}".strip()))
+        fleet = self.fleet.status()
+        if fleet.state == "ready":
+            hosts = fleet.hosts.values()
+            connected = sum(1 for h in hosts if h.get("connected"))
+            versions: dict[str, int] = {}
+            for h in hosts:
+                key = str(h.get("agent_version") or "stopped")
+                versions[key] = versions.get(key, 0) + 1
+            spread = ", ".join(f"{v}: {n}" for v, n in sorted(versions.items()))
+            pieces.append(PieceStatus("computes", "ready",
+                                      f"{len(fleet.hosts)} hosts, {connected} agents connected "
+                                      f"({spread})"))
+        else:
+            pieces.append(PieceStatus("computes", fleet.state, fleet.detail))
+        group = read_pidfile(self.dir / "workload" / "pid")
+        pieces.append(PieceStatus("workload", "running" if group and group.all_alive()
+                                  else "stopped", f"{self.opts.workload_rate:g} changes/s"))
+        pieces.append(self.seed_state())
+        remembered = self.dir / "config-path"
+        written = Path(remembered.read_text().strip()) if remembered.is_file() else \
+            self.config_path
+        pieces.append(PieceStatus("config", "ready" if written.is_file() else "missing",
+                                  str(written)))
+        return pieces
+
+    def processes(self) -> list[int]:
+        """Every live pid this world recorded (for tests and `status`)."""
+        pids: set[int] = set()
+        files = [self.dir / "workload" / "pid", self.dir / "seed" / "pid", self.fleet.pidfile,
+                 *(self.controller_dir(c) / "pid" for c in ("v1", "v2")),
+                 *self.run_dir.glob("*/pid")]
+        for path in files:
+            group = read_pidfile(path)
+            if group is not None:
+                pids |= group.members()
+        return sorted(pids)
+
+    def how_to_connect(self) -> str:
+        ep = Endpoints.load(self.run_dir)
+        first = ep.ssh.addresses[0]
+        return "\n".join([
+            f"config:     {self.config_path}",
+            f"console:    issu tui --config {self.config_path}",
+            f"v1:         api http://{self.controller_address('v1')}:8082  analytics "
+            f"http://{self.controller_address('v1')}:8081",
+            f"v2:         api http://{self.controller_address('v2')}:8082  analytics "
+            f"http://{self.controller_address('v2')}:8081  (fenced until finalize)",
+            f"a compute:  ssh -i {ep.ssh.key_path} -o UserKnownHostsFile={ep.ssh.known_hosts_path}"
+            f" -o StrictHostKeyChecking=yes {ep.ssh.user}@{first} "
+            f"{self.fleet.host_command()} status",
+            f"stop:       issu demo down --net {self.opts.net}",
+        ])
+
+
+def _heartbeat_s(computes: int) -> float:
+    """Agents report every few seconds; slower with many, to keep the controllers light."""
+    return max(3.0, computes / 100.0)
+
+
+def _child_env() -> dict[str, str]:
+    keep = ("PATH", "LANG", "LC_ALL", "HOME", "USER", "LOGNAME", "TZ", "PYTHONPATH")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def toml_dumps(data: dict[str, Any]) -> str:
+    """TOML for the config's shape: nested tables, arrays of tables, scalars and lists.
+    Strings use JSON escaping, which TOML basic strings accept."""
+    lines: list[str] = []
+
+    def scalar(value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int | float):
+            return repr(value)
+        if isinstance(value, list):
+            return "[" + ", ".join(scalar(v) for v in value) + "]"
+        return json.dumps(str(value))
+
+    def key(name: str) -> str:
+        return name if name.replace("_", "").replace("-", "").isalnum() else json.dumps(name)
+
+    def is_tables(value: Any) -> bool:
+        return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+    def emit(table: dict[str, Any], prefix: str) -> None:
+        simple = {k: v for k, v in table.items() if not isinstance(v, dict) and not is_tables(v)}
+        if prefix and (simple or not table):
+            lines.append(f"[{prefix}]")
+        for k, v in simple.items():
+            lines.append(f"{key(k)} = {scalar(v)}")
+        if simple:
+            lines.append("")
+        for k, v in table.items():
+            name = f"{prefix}.{key(k)}" if prefix else key(k)
+            if isinstance(v, dict):
+                emit(v, name)
+            elif is_tables(v):
+                for item in v:
+                    lines.append(f"[[{name}]]")
+                    for ik, iv in item.items():
+                        lines.append(f"{key(ik)} = {scalar(iv)}")
+                    lines.append("")
+
+    emit(data, "")
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,109 @@
+"""`issu demo up|down|status`: the whole demo world on this machine (see docs/demo.md)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from issu_tui.config import ConfigError, check_files, load_config
+
+if TYPE_CHECKING:
+    from demo.world import World
+
+EXIT_PROBLEM = 1
+EXIT_CONFIG = 2
+
+
+def _world(net: int, computes: int | None, config: Path | None, **extra: object) -> World:
+    from demo.world import DEFAULT_CONFIG, World, WorldOptions
+
+    options = WorldOptions(net=net, computes=computes, config_path=config or DEFAULT_CONFIG)
+    for key, value in extra.items():
+        if value is not None:
+            setattr(options, key, value)
+    return World(options)
+
+
+_net = click.option("--net", type=click.IntRange(1, 254), default=20, show_default=True,
+                    help="addresses 127.<net>.x.y")
+_config = click.option("--config", "config", type=click.Path(path_type=Path),
+                       help="where to write the tool's config (default demo/issu.toml)")
+
+
+@click.group()
+def demo() -> None:
+    """The demo world: real services, simulated Contrail v1 and v2, computes over SSH."""
+
+
+@demo.command()
+@_net
+@_config
+@click.option("--computes", type=click.IntRange(1, 1000),
+              help="number of computes (default 12, or as the running world)")
+@click.option("--objects", "seed_objects", type=click.IntRange(0, 1_000_000),
+              help="objects seeded into v1 on the first up (default 3000)")
+@click.option("--rate", "workload_rate", type=click.FloatRange(0, 1000),
+              help="workload changes per second on v1 (default 5)")
+@click.option("--install-seconds", "install_s", type=click.FloatRange(0, 3600),
+              help="how long a compute's package install takes (default 4)")
+@click.option("--failure-rate", type=click.FloatRange(0, 1),
+              help="chance that a compute's install fails (default 0)")
+def up(net: int, config: Path | None, computes: int | None, seed_objects: int | None,
+       workload_rate: float | None, install_s: float | None,
+       failure_rate: float | None) -> None:
+    """Start (or reuse) every piece and write the tool's config."""
+    from demo.services.base import ServiceError
+    from demo.world import WorldError
+
+    world = _world(net, computes, config, seed_objects=seed_objects,
+                   workload_rate=workload_rate, install_s=install_s, failure_rate=failure_rate)
+    try:
+        world.up(lambda msg: click.echo(f"  {msg}"))
+        path = world.config_path
+        cfg = load_config(path)
+        problems = check_files(cfg)
+    except ConfigError as exc:
+        click.echo(f"issu demo up: the generated config is invalid:\n{exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    except (WorldError, ServiceError, RuntimeError, OSError) as exc:
+        # The message says which piece failed and where its log is.
+        click.echo(f"issu demo up: {exc}", err=True)
+        sys.exit(EXIT_PROBLEM)
+    if problems:
+        click.echo("issu demo up: " + "; ".join(problems), err=True)
+        sys.exit(EXIT_CONFIG)
+    click.echo(world.how_to_connect())
+
+
+@demo.command()
+@_net
+def down(net: int) -> None:
+    """Stop every process the demo started; files stay in the run directory."""
+    from demo.services.base import ServiceError
+
+    world = _world(net, None, None)
+    try:
+        world.down(lambda msg: click.echo(msg))
+    except (ServiceError, RuntimeError, OSError) as exc:
+        click.echo(f"issu demo down: {exc}", err=True)
+        sys.exit(EXIT_PROBLEM)
+
+
+@demo.command()
+@_net
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def status(net: int, as_json: bool) -> None:
+    """Show each piece of the demo world; exit 1 unless all run."""
+    world = _world(net, None, None)
+    pieces = world.status()
+    if as_json:
+        click.echo(json.dumps([p.__dict__ for p in pieces], indent=2))
+    else:
+        for p in pieces:
+            click.echo(f"{p.name:<16} {p.state:<8} {p.detail}")
+    healthy = {"ready", "running", "done"}
+    sys.exit(0 if all(p.state in healthy for p in pieces) else EXIT_PROBLEM)

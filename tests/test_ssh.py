@@ -1,0 +1,154 @@
+"""backends/ssh.py against the real OpenSSH servers of the test network (key login only)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from backends.ssh import HostKeyError, SshError, SshExecutor, SshTarget, quote_argv, run_parallel
+from demo.services import Endpoints, Launcher
+
+
+@pytest.fixture(scope="module")
+def ssh(launcher: Launcher) -> Endpoints:
+    return launcher.up(only=["ssh"])
+
+
+def _target(ep: Endpoints, index: int = 0) -> SshTarget:
+    s = ep.ssh
+    return SshTarget(s.names[index], s.addresses[index], s.port, s.user, s.key_path)
+
+
+def _executor(ep: Endpoints, known_hosts: Path | None = None, **kw: float) -> SshExecutor:
+    return SshExecutor(known_hosts or ep.ssh.known_hosts_path, **kw)
+
+
+def test_runs_command_with_verified_host_key(ssh: Endpoints) -> None:
+    result = _executor(ssh).run(_target(ssh, 1), ["printenv", "ISSU_DEMO_HOST"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == ssh.ssh.names[1]
+
+
+def test_captures_both_streams_and_exit_code(ssh: Endpoints) -> None:
+    result = _executor(ssh).run(_target(ssh), ["sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert (result.exit_code, result.stdout, result.stderr) == (3, "out\n", "err\n")
+    assert not result.ok
+
+
+def test_unknown_host_key_is_refused(ssh: Endpoints, tmp_path: Path) -> None:
+    target = _target(ssh, 2)
+    lines = ssh.ssh.known_hosts_path.read_text().splitlines()
+    others = [ln for ln in lines if ln.split()[0] != target.address]
+    assert len(others) < len(lines)
+    known = tmp_path / "known_hosts"
+    known.write_text("\n".join(others) + "\n")
+    before = known.read_text()
+    with pytest.raises(HostKeyError) as err:
+        _executor(ssh, known).run(target, ["true"])
+    message = str(err.value)
+    assert "UNKNOWN" in message and target.name in message and target.address in message
+    assert known.read_text() == before  # never added automatically
+
+
+def test_changed_host_key_is_refused(ssh: Endpoints, tmp_path: Path) -> None:
+    target = _target(ssh)
+    impostor = tmp_path / "impostor"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(impostor)],
+                   check=True)
+    pub = " ".join(Path(f"{impostor}.pub").read_text().split()[:2])
+    known = tmp_path / "known_hosts"
+    known.write_text(f"{target.address} {pub}\n")
+    with pytest.raises(HostKeyError) as err:
+        _executor(ssh, known).run(target, ["true"])
+    message = str(err.value)
+    assert "CHANGED" in message and target.name in message and target.address in message
+
+
+def test_missing_known_hosts_is_refused(ssh: Endpoints, tmp_path: Path) -> None:
+    with pytest.raises(HostKeyError, match="does not exist"):
+        _executor(ssh, tmp_path / "nope").run(_target(ssh), ["true"])
+
+
+def test_wrong_key_is_an_authentication_error(ssh: Endpoints, tmp_path: Path) -> None:
+    other = tmp_path / "id_other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    target = _target(ssh)
+    stranger = SshTarget(target.name, target.address, target.port, target.user, other)
+    with pytest.raises(SshError, match="authentication"):
+        _executor(ssh).run(stranger, ["true"])
+
+
+def test_command_timeout(ssh: Endpoints) -> None:
+    result = _executor(ssh).run(_target(ssh), ["sleep", "30"], timeout_s=0.5)
+    assert result.timed_out
+    assert result.exit_code is None
+    assert "timed out" in result.stderr
+
+
+def test_connect_timeout_or_refusal_names_the_host(ssh: Endpoints) -> None:
+    # Nothing listens on this loopback port: a clear connection error naming the host.
+    target = SshTarget("ghost", ssh.ssh.addresses[0], 1, ssh.ssh.user, ssh.ssh.key_path)
+    with pytest.raises(SshError, match="ghost"):
+        _executor(ssh, connect_timeout_s=2).run(target, ["true"])
+
+
+HOSTILE = [
+    "; rm -rf /",
+    "x; touch {canary}",
+    "$(touch {canary})",
+    "`touch {canary}`",
+    "a'b\"c",
+    "line1\nline2",
+    "*",
+    "--help",
+    "",
+    "$HOME && echo pwned | tee {canary}",
+]
+
+
+def test_hostile_arguments_arrive_as_literal_argv_items(ssh: Endpoints, tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    args = [a.format(canary=canary) for a in HOSTILE]
+    argv = ["python3", "-c", "import json, sys; print(json.dumps(sys.argv[1:]))", *args]
+    result = _executor(ssh).run(_target(ssh), argv)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == args
+    assert not canary.exists()
+    # the display form is the quoted command that was sent
+    assert result.command == quote_argv(argv)
+
+
+def test_rejects_non_string_arguments() -> None:
+    with pytest.raises(TypeError):
+        quote_argv(["echo", 3])  # type: ignore[list-item]
+    with pytest.raises(ValueError):
+        quote_argv([])
+
+
+def test_bounded_parallel_runs(ssh: Endpoints) -> None:
+    executor = _executor(ssh)
+    targets = [_target(ssh, i) for i in range(len(ssh.ssh.names))] * 2
+    in_flight = []
+    peak = [0]
+
+    def work(target: SshTarget) -> str:
+        in_flight.append(1)
+        peak[0] = max(peak[0], len(in_flight))
+        try:
+            return executor.run(target, ["printenv", "ISSU_DEMO_HOST"]).stdout.strip()
+        finally:
+            in_flight.pop()
+
+    results = [(t.name, out, err) for t, out, err in run_parallel(targets, work, parallel=3)]
+    assert len(results) == len(targets)
+    assert all(err is None and out == name for name, out, err in results)
+    assert peak[0] <= 3
+
+
+def test_one_session_runs_several_commands(ssh: Endpoints) -> None:
+    with _executor(ssh).connect(_target(ssh, 3)) as session:
+        outputs = [session.run(["echo", str(i)]).stdout.strip() for i in range(3)]
+    assert outputs == ["0", "1", "2"]
