@@ -451,10 +451,9 @@ def test_bgp_peering_established_when_both_sides_have_bgp_routers(clusters) -> N
     v1, v2 = clusters["v1"], clusters["v2"]
     httpx.post(f"{v2.api}/issu/open", headers={"X-Auth-Token": v2.admin_token})
     a1 = v1.client()
+    # the orchestrator's pairing: both control nodes as bgp-routers (meshed, same ASN)
     local = _bgp_router(a1, "v1-control-1", v1.address)
     remote = _bgp_router(a1, "v2-control-1", v2.address)
-    a1.ref_update("bgp-router", local.uuid, "bgp-router", remote.uuid, None, "ADD",
-                  vnc_api.BgpPeeringAttributes())
     # only one side configured: the session is not up
     assert _eventually(lambda: _states(v1).get(v2.address) == "Active", what="Active")
     cn = httpx.get(f"{v1.analytics}/analytics/uves/control-node/v1-control-1").json()
@@ -462,21 +461,23 @@ def test_bgp_peering_established_when_both_sides_have_bgp_routers(clusters) -> N
     assert cn["BgpRouterState"]["num_up_bgp_peer"] == 0
 
     a2 = v2.client()
-    mine = _bgp_router(a2, "v2-control-1", v2.address)
+    _bgp_router(a2, "v2-control-1", v2.address)
     theirs = _bgp_router(a2, "v1-control-1", v1.address)
-    a2.ref_update("bgp-router", mine.uuid, "bgp-router", theirs.uuid, None, "ADD",
-                  vnc_api.BgpPeeringAttributes())
     assert _eventually(lambda: _states(v1).get(v2.address) == "Established", what="v1 side")
     assert _eventually(lambda: _states(v2).get(v1.address) == "Established", what="v2 side")
     cn = httpx.get(f"{v1.analytics}/analytics/uves/control-node/v1-control-1").json()
     assert cn["BgpRouterState"]["num_up_bgp_peer"] == 1
-    # symmetric ref, as Contrail stores bgp-router peering: both rows carry `ref:`
+    # an explicit peering ref is symmetric, as Contrail stores it: both rows carry `ref:`
+    a1.ref_update("bgp-router", local.uuid, "bgp-router", remote.uuid, None, "ADD",
+                  vnc_api.BgpPeeringAttributes())
     peer = a1.bgp_router_read(id=remote.uuid)
     assert [r["uuid"] for r in peer.get_bgp_router_refs()] == [local.uuid]
+    a1.ref_update("bgp-router", local.uuid, "bgp-router", remote.uuid, None, "DELETE")
 
-    # unpairing on one side takes the session down again
-    a2.ref_update("bgp-router", mine.uuid, "bgp-router", theirs.uuid, None, "DELETE")
+    # unpairing on one side (the old node's bgp-router removed from v2) takes it down again
+    a2.bgp_router_delete(id=theirs.uuid)
     assert _eventually(lambda: _states(v1).get(v2.address) == "Active", what="unpaired")
+    assert v1.address not in _states(v2)
 
 
 # -- seeder and workload ---------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """The control node: XMPP sessions of the agents and iBGP sessions to configured bgp-routers.
 
 An XMPP session is the agent heartbeat (agents.py) naming one of this cluster's control nodes.
-A BGP session to a neighbour is Established when this cluster's config has a bgp-router for the
-local control node referring to the neighbour's bgp-router AND the neighbour's own config
-(fetched from its introspect, `/issu-demo/bgp-config`) refers back to us; otherwise it is
-Active (configured here, not answered there).
+A BGP session to a neighbour is Established when this cluster's config pairs the local control
+node's bgp-router with the neighbour's AND the neighbour's own config (fetched from its
+introspect, `/issu-demo/bgp-config`) pairs it back; otherwise it is Active (configured here,
+not answered there). Paired = an explicit `bgp_router_refs` link, or, as the schema transformer
+does, the iBGP full mesh of all bgp-routers of router_type control-node with the same ASN.
 """
 
 from __future__ import annotations
@@ -84,7 +85,12 @@ class ControlPlane:
             routers.append(conf)
             by_uuid[conf.uuid] = conf
         for conf in routers:
-            conf.neighbours = [by_uuid[u].address for u in conf.neighbours if u in by_uuid]
+            peers = [by_uuid[u].address for u in conf.neighbours if u in by_uuid]
+            if conf.router_type == "control-node":
+                # The schema transformer meshes every control node of one ASN (iBGP full mesh).
+                peers += [r.address for r in routers if r is not conf and
+                          r.router_type == "control-node" and r.asn == conf.asn]
+            conf.neighbours = sorted(set(peers) - {conf.address})
         return routers
 
     async def _peer_config(self) -> dict[str, list[str]] | None:
