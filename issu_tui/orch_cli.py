@@ -172,10 +172,13 @@ def _finish(as_json: bool, result: dict[str, Any], code: int) -> None:
 
 
 def _human(result: dict[str, Any]) -> None:
+    # Every check was streamed as an event; the summary repeats the problems with their fix.
     for check in result.get("checks") or []:
-        mark = "ok  " if check["ok"] else ("warn" if check["severity"] == "warning" else "FAIL")
+        if check["ok"]:
+            continue
+        mark = "warn" if check["severity"] == "warning" else "FAIL"
         click.echo(f"[{mark}] {check['name']}: {check['detail']}")
-        if not check["ok"] and check.get("fix"):
+        if check.get("fix"):
             click.echo(f"       fix: {check['fix']}")
     for key in ("succeeded", "failed", "not_started"):
         if result.get(key):
@@ -407,9 +410,10 @@ def status_data(ctx: Any) -> dict[str, Any]:
     from issu_tui.orchestrator.context import ORCH_SCOPE, STEP_SCOPE
     from issu_tui.orchestrator.finalize import COMMIT_STEP
     from issu_tui.orchestrator.plan import APPROACHES
-    from issu_tui.orchestrator.syncproc import RunSync
+    from issu_tui.orchestrator.syncproc import RunSync, runsync_counters
 
     journal = ctx.journal
+    runsync = runsync_counters(journal)
     phase = journal.phase()
     computes = journal.computes()
     by_state: dict[str, int] = {}
@@ -428,8 +432,7 @@ def status_data(ctx: Any) -> dict[str, Any]:
                                 "cluster": r.cluster, "batch": r.batch,
                                 "gap_ms": r.gap_ms} for r in computes]},
         "run_sync": {"running": RunSync(ctx).running(), "pid": RunSync(ctx).pid(),
-                     "counters": journal.counters("runsync"),
-                     "updated_at": journal.counters_updated_at("runsync")},
+                     "counters": runsync[0], "updated_at": runsync[1] or None},
         "verify": journal.counters("verify"),
         "steps_done": sorted(steps),
         "abortable": COMMIT_STEP not in steps and (phase is None or phase.phase not in

@@ -223,10 +223,10 @@ class Executor:
             return self.finalize(args)
         done: list[str] = []
         for phase in PHASES[1:PHASES.index(target) + 1]:
-            if self.ctx.step_done(phase_marker(phase)) and phase != "preflight":
-                continue
-            if phase == "preflight" and self.ctx.step_done(phase_marker("preflight")) \
-                    and target != "preflight":
+            # A finished phase is skipped, except preflight and pair asked for by name:
+            # both are safe to repeat (read-only checks, idempotent bgp-routers).
+            repeatable = phase == target and phase in ("preflight", "pair")
+            if self.ctx.step_done(phase_marker(phase)) and not repeatable:
                 continue
             self.ctx.check_stop(phase)
             detail = self.run_phase(phase, args)

@@ -6,6 +6,8 @@ the old cluster; after it, northbound clients write to the new cluster and abort
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 from backends.apiserver import ApiServerError
@@ -21,13 +23,14 @@ COMMIT_STEP = "finalize.commit"
 
 
 def pair(ctx: Context) -> str:
-    """In the old cluster, a bgp-router for each new control node: old and new control nodes
-    then peer over iBGP. The old control nodes' own bgp-routers reach the new cluster with
-    the data (pre-sync), which `check_pairing` confirms."""
-    specs = ctx.bgp_specs("new")
-    if not specs:
+    """In the old cluster, a bgp-router for every control node of both clusters (the old
+    ones normally exist already): old and new control nodes then peer over iBGP. The new
+    cluster's database gets the same objects with the data (pre-sync, then run-sync), which
+    `check_pairing` confirms; the fenced new api-server takes no write before finalize."""
+    if not ctx.bgp_specs("new"):
         raise OrchestratorError(f"{ctx.config_path}: new.control_nodes: list the new control "
                                 "nodes (name, address) to pair them with the old ones")
+    specs = ctx.bgp_specs("old") + ctx.bgp_specs("new")
     with ctx.api("old") as old:
         result = old.pair(specs)
     message = (f"old cluster: bgp-routers created {', '.join(result.created) or 'none'}, "
@@ -145,10 +148,19 @@ def finalize(ctx: Context, *, force: bool = False, reason: str = "",
         return f"done in {run.duration_s:.1f}s"
 
     def verify() -> str:
-        run = run_step(ctx, "verify")
-        differences = ctx.journal.counters("verify").get("differences")
+        run = run_step(ctx, "verify", ["--json"])
+        differences: float | None = None
+        try:
+            report = json.loads(run.stdout)
+            totals = report["totals"]
+            differences = float(totals["missing"] + totals["extra"] + totals["different"])
+            ctx.journal.set_counters("verify", {"differences": differences,
+                                                "checked": float(totals["cells_compared"]),
+                                                "at": time.time()})
+        except (ValueError, KeyError, TypeError):
+            pass  # no report (a crash): the exit code decides
         if run.exit_code == 0 and (differences or 0) == 0:
-            return "zero differences"
+            return f"zero differences in {report['totals']['cells_compared']} cells"
         what = (f"{differences:.0f} differences" if differences is not None
                 else f"verify failed (exit {run.exit_code})")
         if force:

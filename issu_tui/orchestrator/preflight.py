@@ -164,9 +164,9 @@ def _disk(ctx: Context, conn: Any) -> Check:
             rows = old.session.execute(
                 "SELECT keyspace_name, mean_partition_size, partitions_count "
                 "FROM system.size_estimates")
-            for row in rows:
-                if not old_prefix or row.keyspace_name.startswith(f"{old_prefix}_"):
-                    needed += int(row.mean_partition_size or 0) * int(row.partitions_count or 0)
+            for keyspace, mean_size, partitions in rows:
+                if not old_prefix or keyspace.startswith(f"{old_prefix}_"):
+                    needed += int(mean_size or 0) * int(partitions or 0)
     except Exception as exc:
         return Check("new Cassandra disk space", False, f"cannot estimate the data size: {exc}",
                      "check `nodetool tablestats` on old and `df -h` on every new DB node",

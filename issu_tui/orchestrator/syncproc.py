@@ -43,12 +43,28 @@ def issu_argv() -> list[str]:
     return [sys.executable, "-c", "from issu_tui.cli import main; main()"]
 
 
+# run-sync's counters scope: "runsync" in docs/INTERFACES.md, "run-sync" as written by
+# backends/runsync; the newest of the two is read.
+RUNSYNC_SCOPES = ("runsync", "run-sync")
+
+
 @dataclass(frozen=True)
 class SyncRun:
     step: str
     exit_code: int
-    output: str
+    output: str      # the tail of stdout and stderr
     duration_s: float
+    stdout: str = ""  # whole stdout (the --json report)
+
+
+def runsync_counters(journal: object) -> tuple[dict[str, float], float]:
+    """run-sync's latest counters and when they were written (0 when never)."""
+    best: tuple[dict[str, float], float] = ({}, 0.0)
+    for scope in RUNSYNC_SCOPES:
+        updated = journal.counters_updated_at(scope) or 0.0  # type: ignore[attr-defined]
+        if updated > best[1]:
+            best = (journal.counters(scope), updated)  # type: ignore[attr-defined]
+    return best
 
 
 def _env(ctx: Context) -> dict[str, str]:
@@ -63,12 +79,12 @@ def run_step(ctx: Context, step: str, extra: list[str] | None = None,
     argv = [*issu_argv(), *SYNC_COMMANDS[step], "-c", str(ctx.config_path), *(extra or [])]
     ctx.event("sync", f"{step}: started", step=step)
     started = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=_env(ctx), start_new_session=True, text=True)
     try:
         while True:
             try:
-                output, _ = proc.communicate(timeout=0.5)
+                output, errors = proc.communicate(timeout=0.5)
                 break
             except subprocess.TimeoutExpired:
                 if ctx.stop.is_set() or (timeout_s and time.monotonic() - started > timeout_s):
@@ -80,11 +96,11 @@ def run_step(ctx: Context, step: str, extra: list[str] | None = None,
             _terminate_group(proc.pid)
         raise
     duration = time.monotonic() - started
-    tail = (output or "")[-OUTPUT_TAIL:]
+    tail = ((output or "") + (errors or ""))[-OUTPUT_TAIL:]
     level = "info" if proc.returncode == 0 else "error"
     ctx.event("sync", f"{step}: exit {proc.returncode} after {duration:.1f}s", step=step,
               exit_code=proc.returncode, output=tail, level=level)
-    return SyncRun(step, proc.returncode, tail, duration)
+    return SyncRun(step, proc.returncode, tail, duration, output or "")
 
 
 def _terminate_group(pid: int, grace_s: float = 10.0) -> None:
@@ -191,9 +207,9 @@ class RunSync:
         started = self.ctx.journal.counters(ORCH_SCOPE).get("runsync_started_at", 0.0)
         deadline = time.monotonic() + timeout_s
         while True:
-            updated = self.ctx.journal.counters_updated_at("runsync") or 0.0
+            counters, updated = runsync_counters(self.ctx.journal)
             if updated >= started and updated > 0:
-                return self.ctx.journal.counters("runsync")
+                return counters
             if not self.running():
                 raise OrchestratorError(
                     f"run-sync exited before reporting; last output:\n{self.last_output()}")
@@ -209,8 +225,7 @@ class RunSync:
         since = time.time() + quiet_s
         deadline = time.monotonic() + timeout_s
         while True:
-            updated = self.ctx.journal.counters_updated_at("runsync") or 0.0
-            counters = self.ctx.journal.counters("runsync")
+            counters, updated = runsync_counters(self.ctx.journal)
             if updated >= since and counters.get("queue_depth", 0) == 0:
                 return counters
             if not self.running():

@@ -1,0 +1,168 @@
+"""A fresh demo world for orchestrator tests, on the test network's services.
+
+The services (Cassandra x2, ZooKeeper x2, RabbitMQ, sshd) are the session's (fixture
+`services`); the controllers, computes, seed and workload are `demo.world`'s. A fresh world
+has v1 seeded, every compute on v1 and v2 empty and fenced: the state before an ISSU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+from cassandra.policies import RoundRobinPolicy
+from kazoo.client import KazooClient
+from kombu import Connection
+
+from demo.services import Endpoints
+from demo.services.procs import read_pidfile, terminate_group
+from demo.world import World, WorldOptions
+
+REPO = Path(__file__).resolve().parents[1]
+ISSU = [str(Path(sys.executable).parent / "issu")]
+
+
+def _stop_pieces(world: World) -> None:
+    """Stop what the world runs on top of the services (the services stay up)."""
+    for pidfile in (world.dir / "workload" / "pid",
+                    *(world.controller_dir(c) / "pid" for c in ("v1", "v2"))):
+        group = read_pidfile(pidfile)
+        if group is not None and group.any_alive():
+            terminate_group(group, 20.0)
+    world.fleet.stop()
+    runsync = world.dir / "state" / "journal.db"
+    if runsync.exists():
+        # a run-sync left by a previous test: stop it through the journal's recorded pid
+        from issu_tui.journal import Journal
+
+        journal = Journal(runsync, read_only=True)
+        pid = int(journal.counters("orchestrator").get("runsync_pid", 0))
+        journal.close()
+        if pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, 15)
+
+
+def _wipe_data(endpoints: Endpoints, queue: str) -> None:
+    profiles = {EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=RoundRobinPolicy(),
+                                                       request_timeout=120)}
+    for hp in (endpoints.cassandra_old, endpoints.cassandra_new):
+        cluster = Cluster([hp.host], port=hp.port, execution_profiles=profiles)
+        try:
+            session = cluster.connect()
+            names = [r.keyspace_name for r in session.execute(
+                "SELECT keyspace_name FROM system_schema.keyspaces")]
+            for name in names:
+                if not name.startswith("system"):
+                    session.execute(f'DROP KEYSPACE IF EXISTS "{name}"', timeout=120)
+        finally:
+            cluster.shutdown()
+    for zk_ep in (endpoints.zk_old, endpoints.zk_new):
+        zk = KazooClient(hosts=zk_ep.hosts)
+        zk.start(timeout=15)
+        try:
+            for child in zk.get_children("/"):
+                if child != "zookeeper":
+                    zk.delete(f"/{child}", recursive=True)
+        finally:
+            zk.stop()
+            zk.close()
+    rabbit = endpoints.rabbit
+    for vhost in (rabbit.vhost_old, rabbit.vhost_new):
+        with Connection(hostname=rabbit.host, port=rabbit.port, userid=rabbit.user,
+                        password=rabbit.password, virtual_host=vhost) as conn:
+            channel = conn.channel()
+            with contextlib.suppress(Exception):
+                channel.queue_delete(queue)
+
+
+def seed(world: World, *, projects: int = 2, prefix: str = "tenant") -> None:
+    """Tenants on v1 through its api-server (networks, ports, policies, security groups)."""
+    api = f"http://{world.controller_address('v1')}:8082"
+    subprocess.run([sys.executable, "-m", "demo.controller.seed", "--api", api,
+                    "--projects", str(projects), "--vns", "3", "--vmis", "2",
+                    "--prefix", prefix], check=True, capture_output=True, timeout=300, cwd=REPO)
+
+
+def fresh_world(endpoints: Endpoints, *, computes: int = 4, seed_projects: int = 2,
+                seed_objects: int = 0,
+                workload_rate: float = 0.0, install_s: float = 0.4,
+                batch: dict[str, Any] | None = None) -> World:
+    """Stop the previous world's pieces, wipe both clusters' data, start a new world."""
+    net = int(endpoints.cassandra_old.host.split(".")[1])
+    run_dir = endpoints.run_dir
+    opts = WorldOptions(net=net, computes=computes, run_dir=run_dir,
+                        config_path=run_dir / "orch" / "issu.toml",
+                        seed_objects=seed_objects, workload_rate=workload_rate,
+                        install_s=install_s, datapath_down_s=0.2, services_profile="test")
+    world = World(opts)
+    _stop_pieces(world)
+    _wipe_data(endpoints, "vnc-config.issu-queue")
+    shutil.rmtree(world.dir, ignore_errors=True)
+    # The world's own seeding step is skipped (marker); the test seeds through the API.
+    world.dir.mkdir(parents=True, exist_ok=True)
+    (world.dir / "seeded").write_text("by the test\n")
+    world.up(progress=lambda _msg: None)
+    seed(world, projects=seed_projects)
+    if batch:
+        _patch_config(world, {"batch": batch})
+    return world
+
+
+def _patch_config(world: World, changes: dict[str, Any]) -> None:
+    """Rewrite the world's issu.toml with some tables replaced (e.g. batch settings)."""
+    from demo.world import toml_dumps
+
+    data = world.config_dict(Endpoints.load(world.run_dir))
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    world.config_path.write_text(toml_dumps(data))
+
+
+def stop_world(world: World) -> None:
+    _stop_pieces(world)
+
+
+def issu(world: World, *args: str, timeout: float = 300, check: bool = False
+         ) -> subprocess.CompletedProcess[str]:
+    """Run `issu ARGS -c <world config>` (JSON output parsed by the caller)."""
+    argv = [*ISSU, *args, "-c", str(world.config_path)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                            cwd=REPO, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {result.returncode}:\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return result
+
+
+def issu_json(world: World, *args: str, timeout: float = 300,
+              expect: int | None = 0) -> dict[str, Any]:
+    result = issu(world, *args, "--json", timeout=timeout)
+    if expect is not None and result.returncode != expect:
+        raise AssertionError(f"issu {' '.join(args)} exited {result.returncode}, expected "
+                             f"{expect}:\n{result.stdout}\n{result.stderr}")
+    lines = [ln for ln in result.stdout.splitlines() if ln.strip()]
+    return json.loads(lines[-1]) if lines else {}
+
+
+def eventually(check: Callable[[], Any], timeout_s: float = 60.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"not reached within {timeout_s}s: {what} (last: {last!r})")
