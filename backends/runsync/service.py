@@ -110,7 +110,7 @@ class RunSyncOptions:
     old_version: str = ""
     new_version: str = ""
     metrics_listen: str | None = "127.0.0.1:9109"
-    counters_interval_s: float = 5.0
+    counters_interval_s: float = 2.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
 
