@@ -19,6 +19,7 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.screen import ModalScreen
+from textual.worker import get_current_worker
 
 import screens
 from issu_tui.console_api import (
@@ -136,7 +137,8 @@ class IssuApp(App[int]):
     # ------------------------------------------------------------------ polling
 
     def _modal_open(self) -> bool:
-        return isinstance(self.screen, ModalScreen)
+        stack = self.screen_stack
+        return bool(stack) and isinstance(stack[-1], ModalScreen)
 
     def _poll(self) -> None:
         if self.state.refresh_paused or self._modal_open():
@@ -151,7 +153,8 @@ class IssuApp(App[int]):
         except Exception as exc:  # the journal is on disk: show the error, keep polling
             self.call_from_thread(self._poll_failed, f"{type(exc).__name__}: {exc}")
             return
-        self.call_from_thread(self._apply_snapshot, snap)
+        if not get_current_worker().is_cancelled:  # a newer poll replaced this one
+            self.call_from_thread(self._apply_snapshot, snap)
 
     def _poll_failed(self, error: str) -> None:
         self.last_poll_error = error
@@ -159,17 +162,20 @@ class IssuApp(App[int]):
         self.set_timer(self.refresh_interval, self._poll)
 
     def _apply_snapshot(self, snap: ConsoleSnapshot) -> None:
-        self.last_poll_error = None
-        self.state.snapshot = snap
-        self.state.add_events(snap.events)
-        self.state.generation += 1
-        screen = self.console_screen
-        if screen is not None:
-            screen.show_snapshot(snap.events)
-        self.refreshes += 1
-        self._update_sub_title()
-        self.refresh_bindings()  # finalize / abort appear only when allowed
-        self.set_timer(self.refresh_interval, self._poll)
+        try:
+            self.last_poll_error = None
+            self.state.snapshot = snap
+            self.state.add_events(snap.events)
+            self.state.generation += 1
+            screen = self.console_screen
+            if screen is not None and screen.is_mounted:
+                screen.show_snapshot(snap.events)
+            self.refreshes += 1
+            self._update_sub_title()
+            self.refresh_bindings()  # finalize / abort appear only when allowed
+        finally:
+            # the next poll is scheduled when this one is done, whatever happened
+            self.set_timer(self.refresh_interval, self._poll)
 
     def _poll_analytics(self) -> None:
         if self.state.refresh_paused or self._modal_open():
@@ -187,13 +193,15 @@ class IssuApp(App[int]):
         self.call_from_thread(self._apply_analytics, snap, error)
 
     def _apply_analytics(self, snap: AnalyticsSnapshot | None, error: str | None) -> None:
-        self.state.analytics = snap if snap is not None else self.state.analytics
-        self.state.analytics_error = error
-        screen = self.console_screen
-        if screen is not None:
-            screen.show_analytics()
-        self.analytics_polls += 1
-        self.set_timer(self.analytics_interval, self._poll_analytics)
+        try:
+            self.state.analytics = snap if snap is not None else self.state.analytics
+            self.state.analytics_error = error
+            screen = self.console_screen
+            if screen is not None and screen.is_mounted:
+                screen.show_analytics()
+            self.analytics_polls += 1
+        finally:
+            self.set_timer(self.analytics_interval, self._poll_analytics)
 
     def action_refresh_now(self) -> None:
         self._fetch_snapshot()

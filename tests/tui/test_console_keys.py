@@ -1,0 +1,274 @@
+"""Drive the console with keys against a real journal and check what lands in it."""
+
+from __future__ import annotations
+
+from textual.widgets import Button, Input
+
+from issu_tui.console_api import ConsoleBackend
+from screens.dialogs import ComputeDetailScreen, HelpScreen, MoveConfirm, NoticeScreen, TypedConfirm
+from screens.widgets.computes import ComputeGrid
+from tests.tui.conftest import settle
+
+
+async def type_filter(pilot, text: str) -> None:
+    """`/`, the filter text, enter (the text set at once: typing is tested once below)."""
+    await pilot.press("slash")
+    pilot.app.screen.query_one("#compute-filter", Input).value = text
+    await pilot.press("enter")
+
+
+async def set_input(pilot, selector: str, text: str) -> None:
+    pilot.app.screen.query_one(selector, Input).value = text
+    await pilot.pause()
+
+
+async def _to(pilot, name: str) -> ComputeGrid:
+    grid = pilot.app.screen.query_one(ComputeGrid)
+    while grid.current_name() != name:
+        await pilot.press("j")
+    return grid
+
+
+async def test_mark_three_upgrade_confirm(make_app, world) -> None:
+    journal, _ = world
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        grid = await _to(pilot, "cmp-05")
+        await pilot.press("space", "space", "space")
+        assert grid.marks == {"cmp-05", "cmp-06", "cmp-07"}
+        await pilot.press("u")
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, MoveConfirm)
+        assert dialog.computes == ["cmp-05", "cmp-06", "cmp-07"]
+        assert app.focused is dialog.query_one("#no", Button)  # defaults to No
+        assert dialog.query_one("#batch-size", Input).value == "4"
+        await pilot.click("#yes")
+        await settle(pilot, refreshes=2)
+        intents = journal.intents("pending")
+        assert [(i.kind, i.args) for i in intents] == [
+            ("upgrade", {"computes": ["cmp-05", "cmp-06", "cmp-07"], "batch_size": 4,
+                         "parallel": 2})]
+        assert grid.marks == set()
+        # the executor picks them up: the grid shows them queued at the next refresh
+        for name in ("cmp-05", "cmp-06", "cmp-07"):
+            journal.transition_compute(name, "queued", f"intent #{intents[0].id}", batch=2)
+        app.action_refresh_now()
+        await settle(pilot, refreshes=3)
+        assert [str(grid.get_cell(n, "state")) for n in ("cmp-05", "cmp-06", "cmp-07")] == \
+            ["queued"] * 3
+        assert any("asked: upgrade" in e.message for e in app.state.events)
+
+
+async def test_cancel_leaves_nothing(make_app, world) -> None:
+    journal, _ = world
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await _to(pilot, "cmp-06")
+        await pilot.press("u")
+        await settle(pilot)
+        assert isinstance(app.screen, MoveConfirm)
+        assert app.screen.computes == ["cmp-06"]  # the row under the cursor
+        await pilot.press("enter")  # on the focused No
+        await settle(pilot)
+        assert not isinstance(app.screen, MoveConfirm)
+        await pilot.press("r")  # cmp-06 is old: nothing to roll back, still asks
+        await settle(pilot)
+        await pilot.press("escape")
+        await settle(pilot)
+    assert journal.intents(None) == []
+
+
+async def test_shift_range_and_mark_all_shown(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        grid = await _to(pilot, "cmp-08")
+        await pilot.press("shift+down", "shift+down")
+        assert grid.marks == {"cmp-08", "cmp-09", "cmp-10"}
+        await pilot.press("U")
+        assert grid.marks == set()
+        await type_filter(pilot, "cluster:new")
+        await pilot.press("a")
+        assert grid.marks == {"cmp-01", "cmp-02", "cmp-03"}
+
+
+async def test_filter_by_state_version_and_name(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        grid = app.screen.query_one(ComputeGrid)
+        await pilot.press("slash", *"cmp-1", "enter")  # typed for real, once
+        assert grid.shown() == ["cmp-10", "cmp-11", "cmp-12"]
+        await type_filter(pilot, "state:failed")
+        assert grid.shown() == ["cmp-04"]
+        await type_filter(pilot, "version:5.0 cmp-0")
+        assert grid.shown() == ["cmp-01", "cmp-02", "cmp-03"]
+        await pilot.press("slash", "escape")
+        assert len(grid.shown()) == 12
+        assert grid.has_focus
+
+
+async def test_read_only_refuses(world, tmp_path) -> None:
+    journal, config = world
+    journal.acquire_writer()  # someone else drives the upgrade
+    backend = ConsoleBackend.open(config, with_analytics=False)
+    try:
+        assert backend.read_only
+        assert "driven by pid" in backend.options.read_only_reason
+        from issu_tui.app import IssuApp
+
+        app = IssuApp(backend, refresh_interval=3600)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot)
+            await _to(pilot, "cmp-05")
+            await pilot.press("space", "u", "X", "F", "P")
+            await settle(pilot)
+            assert not isinstance(app.screen, MoveConfirm | TypedConfirm)
+            assert "READ-ONLY" in app.state.status
+            assert any("read-only" in n.message for n in app._notifications)
+    finally:
+        backend.close()
+    assert journal.intents(None) == []
+
+
+async def test_finalize_only_when_allowed(make_app, world) -> None:
+    journal, _ = world
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        assert "finalize" not in app.state.snapshot.phase.allowed
+        await pilot.press("F")
+        await settle(pilot)
+        assert not isinstance(app.screen, TypedConfirm)
+        for row in journal.computes():
+            if row.state != "upgraded":
+                journal.transition_compute(row.name, "upgraded", "test", version="5.0.0",
+                                           cluster="new")
+        app.action_refresh_now()
+        await settle(pilot, refreshes=2)
+        assert "finalize" in app.state.snapshot.phase.allowed
+        await pilot.press("F")
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, TypedConfirm)
+        assert dialog.query_one("#yes", Button).disabled
+        await set_input(pilot, "#typed", "finalise")  # a typo does not confirm
+        assert dialog.query_one("#yes", Button).disabled
+        await set_input(pilot, "#typed", "finalize")
+        assert not dialog.query_one("#yes", Button).disabled
+        await pilot.click("#yes")
+        await settle(pilot, refreshes=3)
+    assert [(i.kind, i.args) for i in journal.intents("pending")] == [
+        ("finalize", {"force": False, "reason": ""})]
+
+
+async def test_abort_needs_the_typed_word(make_app, world) -> None:
+    journal, _ = world
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("X")
+        await settle(pilot)
+        assert isinstance(app.screen, TypedConfirm)
+        await pilot.press(*"abort")
+        await set_input(pilot, "#reason", "maintenance window over")
+        await pilot.click("#yes")
+        await settle(pilot, refreshes=2)
+    assert [(i.kind, i.args) for i in journal.intents("pending")] == [
+        ("abort", {"drop_new_data": False})]
+
+
+async def test_help_lists_bindings(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)
+        assert isinstance(app.screen, HelpScreen)
+        ids = {e.binding_id for e in app.screen.entries}
+        assert {"app.upgrade", "app.rollback", "app.help", "app.pause_refresh", "grid.mark",
+                "grid.mark_down", "grid.mark_shown", "grid.clear_marks", "grid.filter",
+                "grid.detail", "app.next_screen"} <= ids
+        upgrade = next(e for e in app.screen.entries if e.binding_id == "app.upgrade")
+        assert (upgrade.key, upgrade.description) == ("u", "Upgrade")
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_detail_shows_command_output(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await _to(pilot, "cmp-04")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ComputeDetailScreen)
+        assert "Job for contrail-vrouter-agent.service failed" in \
+            str(app.screen.query_one("#command-output").render())
+
+
+async def test_screens_switch_with_keys(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        seen = []
+        for _ in range(6):
+            await pilot.press("right_square_bracket")
+            await pilot.pause()
+            seen.append(app.screen.name)
+        assert seen == ["phase", "sync", "analytics", "computes", "events", "dashboard"]
+        await pilot.press("3")
+        assert app.screen.name == "sync"
+        await pilot.press("left_square_bracket")
+        assert app.screen.name == "phase"
+
+
+async def test_polling_pauses_while_a_modal_is_open(world) -> None:
+    journal, config = world
+    from issu_tui.app import IssuApp
+    from tests.tui.tui_world import make_backend
+
+    app = IssuApp(make_backend(journal, config), refresh_interval=0.01)
+    async with app.run_test(size=(100, 30)) as pilot:
+        while not app.refreshes:
+            await pilot.pause(0.01)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        before = app.refreshes
+        for _ in range(20):
+            await pilot.pause(0.01)
+        assert app.refreshes <= before + 1  # at most the poll already in flight
+        await pilot.press("escape")
+        for _ in range(100):
+            await pilot.pause(0.01)
+            if app.refreshes > before + 2:
+                break
+        assert app.refreshes > before + 2
+
+
+async def test_quit_refused_while_this_console_runs_work(make_app, world) -> None:
+    journal, _ = world
+    journal.transition_compute("cmp-05", "upgrading", "batch 2")
+    app = make_app(owns=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("q")
+        await settle(pilot)
+        assert isinstance(app.screen, NoticeScreen)
+        assert "issu daemon --config issu.toml" in app.screen.body
+        assert "cmp-05 is upgrading" in app.screen.body
+        assert app.is_running
+
+
+async def test_quit_when_only_watching(make_app, world) -> None:
+    journal, _ = world
+    journal.transition_compute("cmp-05", "upgrading", "batch 2")
+    app = make_app(owns=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("q")
+        await settle(pilot)
+    assert app.return_code == 0
