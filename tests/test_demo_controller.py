@@ -516,3 +516,30 @@ def test_seeder_and_workload_drive_v1(clusters) -> None:
     present = {sg["uuid"] for sg in api.security_groups_list(
         parent_id=wl_project.uuid)["security-groups"]}
     assert {o.uuid for o in live if o.res_type == "security-group"} == present & ids
+
+
+def test_v1_keeps_publishing_after_a_rabbitmq_restart(clusters, services, launcher) -> None:
+    v1 = clusters["v1"]
+    launcher.restart("rabbitmq")
+    r = services.rabbit
+    api = v1.client()
+    with Connection(hostname=r.host, port=r.port, userid=r.user, password=r.password,
+                    virtual_host=r.vhost_old) as conn:
+        exchange = Exchange("vnc_config.object-update", type="fanout", durable=False)
+        queue = Queue(f"test-ctl-{uuid.uuid4()}", exchange=exchange, exclusive=True,
+                      auto_delete=True)
+        received: list[dict[str, Any]] = []
+        with conn.Consumer(queue, callbacks=[lambda body, msg: (received.append(body),
+                                                                 msg.ack())],
+                           accept=["json"]):
+            sg = vnc_api.SecurityGroup("sg-after-restart",
+                                       api.project_read(fq_name=["default-domain",
+                                                                 "default-project"]))
+            api.security_group_create(sg)
+            deadline = time.monotonic() + 30
+            while not received and time.monotonic() < deadline:
+                try:
+                    conn.drain_events(timeout=1)
+                except TimeoutError:
+                    continue
+    assert [(m["oper"], m["uuid"]) for m in received] == [("CREATE", sg.uuid)]

@@ -42,13 +42,20 @@ class ChangePublisher:
         except Exception as exc:
             raise NotifyError(f"{self.where()}: {exc}") from exc
 
+    def _retrying(self, exc: Exception, interval: float) -> None:
+        log.warning("%s: publish failed (%s), retrying in %.1fs", self.where(), exc, interval)
+
     def stop(self) -> None:
         self._conn.release()
 
     def publish(self, message: dict[str, Any]) -> None:
         if self._producer is None:
             raise NotifyError(f"{self.where()}: publish before start()")
-        publish = self._conn.ensure(self._producer, self._producer.publish, max_retries=5)
+        # Reconnect through a broker restart (about a minute), then fail loudly: the caller
+        # answers 500 naming the broker, the change itself is already in Cassandra.
+        publish = self._conn.ensure(self._producer, self._producer.publish, errback=self._retrying,
+                                    max_retries=30, interval_start=0.5, interval_step=0.5,
+                                    interval_max=2.0)
         try:
             with self._lock:
                 publish(message, serializer="json", declare=[self._exchange])
