@@ -63,13 +63,15 @@ def test_canary_runs_alone_first_then_parallel_limit_holds() -> None:
     assert seen_while_canary == [0]
     # nothing else started before the canary finished: the second start came after it
     assert rec.peak <= 3
-    assert [b for _, b in rec.started] == [1, 1, 1, 1, 2, 2, 2, 2, 3, 3]
-    assert outcome.batches_run == 3
+    # the canary is a batch of its own, then batches of 4: [1] [4] [4] [1]
+    assert [b for _, b in rec.started] == [1, 2, 2, 2, 2, 3, 3, 3, 3, 4]
+    assert outcome.batches_run == 4
 
 
 def test_failed_canary_stops_everything() -> None:
     rec = Recorder(fail={"c01"})
-    outcome = BatchScheduler(rec, batch_size=5, parallel=5, canary=1, max_failures=3).run(NAMES)
+    outcome = BatchScheduler(rec, batch_size=5, parallel=5, canary=2, max_failures=3).run(NAMES)
+    # canaries run one at a time; the second still runs (it was started as a canary)
     assert outcome.failed == ["c01"]
     assert [n for n, _ in rec.started] == ["c01"]
     assert sorted(outcome.not_started) == NAMES[1:]

@@ -2,10 +2,10 @@
 
 The scheduler knows nothing about SSH or the journal: it calls `run_one(name, batch)` for
 each compute (which returns True on success) and decides what runs next.
-- Batches of `batch_size` run one after the other; inside a batch at most `parallel` run
-  at once.
-- The first `canary` computes of the first batch run alone, before anything else starts;
-  a failing canary stops the whole run.
+- The first `canary` computes form the first batch and run one at a time, before anything
+  else starts; a failing canary stops the whole run (Ansible's `serial: [1, N]`).
+- Then batches of `batch_size` run one after the other; inside a batch at most `parallel`
+  run at once.
 - When the failures pass `max_failures`, nothing new starts (running ones finish).
 - `should_stop()` (an abort or stop) also prevents new starts; `wait_if_paused()` is called
   before each start, so a pause lets running computes finish and holds the rest.
@@ -55,10 +55,14 @@ class BatchScheduler:
         self.wait_if_paused = wait_if_paused
         self.on_batch = on_batch
         self._lock = threading.Lock()
+        self._in_canary = False
 
     def run(self, names: Sequence[str], first_batch: int = 1) -> ScheduleOutcome:
         outcome = ScheduleOutcome()
-        batches = make_batches(list(names), self.batch_size)
+        names = list(names)
+        canaries = names[:self.canary]
+        batches = ([canaries] if canaries else []) + make_batches(names[self.canary:],
+                                                                  self.batch_size)
         with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="compute") as pool:
             for index, batch in enumerate(batches):
                 number = first_batch + index
@@ -67,21 +71,24 @@ class BatchScheduler:
                     continue
                 self.on_batch(number, batch)
                 outcome.batches_run += 1
-                pending = list(batch)
-                if index == 0 and self.canary:
-                    canaries, pending = pending[:self.canary], pending[self.canary:]
-                    self._run_group(pool, canaries, number, outcome, limit=1)
-                    if any(name in outcome.failed for name in canaries):
-                        outcome.stopped_reason = (
-                            f"canary {', '.join(n for n in canaries if n in outcome.failed)} "
-                            "failed")
-                self._run_group(pool, pending, number, outcome, limit=self.parallel)
+                if index == 0 and canaries:
+                    self._in_canary = True
+                    self._run_group(pool, batch, number, outcome, limit=1)
+                    self._in_canary = False
+                    failed = [n for n in canaries if n in outcome.failed]
+                    if failed:
+                        outcome.stopped_reason = f"canary {', '.join(failed)} failed"
+                    continue
+                self._run_group(pool, batch, number, outcome, limit=self.parallel)
         if not outcome.stopped_reason and outcome.not_started:
             outcome.stopped_reason = self._stop_reason(outcome) or "stopped"
         return outcome
 
     def _stop_reason(self, outcome: ScheduleOutcome) -> str:
         if outcome.stopped_reason:
+            return outcome.stopped_reason
+        if self._in_canary and outcome.failed:
+            outcome.stopped_reason = f"canary {', '.join(outcome.failed)} failed"
             return outcome.stopped_reason
         if len(outcome.failed) > self.max_failures:
             outcome.stopped_reason = (
