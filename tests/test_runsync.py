@@ -356,7 +356,7 @@ def test_changes_applied_translated_and_republished(world: World) -> None:
 
         # lag and counts: journal (CounterSink) and the Prometheus endpoint on loopback
         rs._publish_counters()
-        counters = rs.counters.values["run-sync"]  # type: ignore[union-attr]
+        counters = rs.counters.values["runsync"]  # type: ignore[union-attr]
         assert counters["applied"] == api.published
         assert counters["quarantined"] == 0
         assert 0 <= counters["lag_p50_s"] <= counters["lag_p99_s"]
@@ -515,7 +515,7 @@ def _journal_counter(tmp_path: Path, name: str) -> float:
         return 0.0
     journal = Journal(path, read_only=True)
     try:
-        return journal.counters("run-sync").get(name, 0.0)
+        return journal.counters("runsync").get(name, 0.0)
     finally:
         journal.close()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -158,6 +160,19 @@ def test_mismatch_detected_and_nonzero_exit(zks, prefixes, services, tmp_path):
     result = CliRunner().invoke(zk_command, ["-c", str(conf), *state])
     assert result.exit_code == 0, result.output
     assert "zk verified" in result.output
+
+    # The original program name and options: `contrail-issu-zk-sync -c issu.conf`.
+    new.set(f"/{np_}/id/virtual-networks/0000000004", b"drifted")
+    legacy = subprocess.run(
+        [sys.executable, "-c", "from issu_tui.cli import legacy_zk_sync; legacy_zk_sync()",
+         "--conf_file", str(conf), "--verify-only", *state],
+        capture_output=True, text=True, timeout=120)
+    assert legacy.returncode == 1, legacy.stdout + legacy.stderr
+    assert "0000000004" in legacy.stdout
+    legacy = subprocess.run(
+        [sys.executable, "-c", "from issu_tui.cli import legacy_zk_sync; legacy_zk_sync()",
+         "-c", str(conf), *state], capture_output=True, text=True, timeout=120)
+    assert legacy.returncode == 0, legacy.stdout + legacy.stderr
     assert new.get(f"/{np_}/id/virtual-networks/0000000003")[0] == b"default-domain:admin:net-2"
 
 

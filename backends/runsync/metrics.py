@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-COUNTER_SCOPE = "run-sync"
+COUNTER_SCOPE = "runsync"  # docs/INTERFACES.md
 LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
@@ -88,10 +88,13 @@ class RunSyncMetrics:
         self.last_applied = Gauge("issu_runsync_last_applied_timestamp_seconds",
                                   "Unix time of the last applied change", registry=r)
         self.window = LagWindow(window_s)
+        self.last_lag = float("nan")
+        self._rate_mark: tuple[float, float] = (time.monotonic(), 0.0)
         self._server: object | None = None
 
     def observe_lag(self, lag_s: float) -> None:
         lag_s = max(0.0, lag_s)
+        self.last_lag = lag_s
         self.window.add(lag_s)
         self.lag_hist.observe(lag_s)
 
@@ -100,8 +103,16 @@ class RunSyncMetrics:
         p50, p99 = self.window.quantiles(0.5, 0.99)
         self.lag.labels("0.5").set(p50)
         self.lag.labels("0.99").set(p99)
+        applied = self.applied._value.get()
+        now = time.monotonic()
+        then, applied_then = self._rate_mark
+        rate = (applied - applied_then) / (now - then) if now > then else 0.0
+        self._rate_mark = (now, applied)
         return {
-            "applied": self.applied._value.get(),
+            "applied": applied,
+            "applied_per_s": rate,
+            "lag_s": self.last_lag,
+            "reconciled": self.reconciled._value.get(),
             "failed": self.failed._value.get(),
             "quarantined": self.quarantined._value.get(),
             "cells_quarantined": self.cells_quarantined._value.get(),
