@@ -304,6 +304,8 @@ class World:
         group = read_pidfile(directory / "pid")
         if group is not None and group.all_alive():
             return
+        if self.opts.workload_rate <= 0:
+            return
         if importlib.util.find_spec("demo.controller.workload") is None:
             progress("workload: demo.controller.workload is not available; v1 stays idle")
             return

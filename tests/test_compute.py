@@ -1,0 +1,198 @@
+"""Compute upgrade and rollback through the demo profile over real SSH, with the simulated
+v1 / v2 controllers (real Cassandra, ZooKeeper, RabbitMQ) receiving the agents' reports."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from backends.analytics import parse_vrouter
+from backends.compute import (
+    ClusterTarget,
+    ComputeExecutor,
+    ComputeTarget,
+    StepResult,
+    cluster_target,
+)
+from demo.compute.fleet import Fleet
+from demo.compute.layout import WorldSettings
+from demo.controller.process import ControllerProcess, write_spec
+from demo.services import Endpoints
+
+V1, V2 = "4.1.0", "5.0.0"
+
+
+@dataclass
+class Rig:
+    endpoints: Endpoints
+    fleet: Fleet
+    executor: ComputeExecutor
+    v1: ClusterTarget
+    v2: ClusterTarget
+    analytics: dict[str, str]  # "v1"/"v2" -> analytics-api URL
+
+    def target(self, index: int) -> ComputeTarget:
+        s = self.endpoints.ssh
+        return ComputeTarget(s.names[index], s.addresses[index], s.port, s.user, s.key_path)
+
+
+def _spec(ep: Endpoints, cluster: str, address: str) -> dict[str, object]:
+    v1 = cluster == "v1"
+    cass = ep.cassandra_old if v1 else ep.cassandra_new
+    zk = ep.zk_old if v1 else ep.zk_new
+    return {
+        "cluster": cluster, "version": V1 if v1 else V2, "listen": address,
+        "cassandra": {"hosts": [cass.host], "port": cass.port, "prefix": f"cmp{cluster}"},
+        "zookeeper": {"hosts": [zk.hosts], "prefix": f"cmp{cluster}"},
+        "rabbit": {"host": ep.rabbit.host, "port": ep.rabbit.port,
+                   "vhost": ep.rabbit.vhost_old if v1 else ep.rabbit.vhost_new},
+        "control_nodes": [{"name": f"{cluster}-control-1", "address": address}],
+        "agent_timeout_s": 15.0,
+    }
+
+
+@pytest.fixture(scope="module")
+def rig(services: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    root = tmp_path_factory.mktemp("computes")
+    net = services.ssh.addresses[0].split(".")[1]
+    addresses = {"v1": f"127.{net}.0.101", "v2": f"127.{net}.0.102"}
+    controllers = []
+    try:
+        for cluster, address in addresses.items():
+            spec = write_spec(root / cluster, _spec(services, cluster, address), {
+                "rabbit_user": services.rabbit.user, "rabbit_password": services.rabbit.password})
+            proc = ControllerProcess(spec)
+            proc.start()
+            controllers.append(proc)
+        for proc in controllers:
+            proc.wait_ready(120)
+        fleet = Fleet(root / "world")
+        hosts = dict(zip(services.ssh.names, services.ssh.addresses, strict=True))
+        fleet.create(WorldSettings(net=int(net), hosts=hosts, install_s=0.6,
+                                   install_jitter_s=0.1, datapath_down_s=0.4,
+                                   datapath_jitter_s=0.1, heartbeat_s=1.0),
+                     V1, [addresses["v1"]])
+        fleet.start()
+        executor = ComputeExecutor(services.ssh.known_hosts_path, 10, 120,
+                                   {"demo": {"host": fleet.host_command()}},
+                                   health_timeout_s=30)
+        yield Rig(services, fleet, executor,
+                  cluster_target("old", V1, [addresses["v1"]]),
+                  cluster_target("new", V2, [addresses["v2"]]),
+                  {c: f"http://{a}:8081" for c, a in addresses.items()})
+    finally:
+        Fleet(root / "world").stop()
+        for proc in controllers:
+            proc.stop()
+
+
+def _vrouter(rig: Rig, cluster: str, name: str, timeout: float = 30.0) -> dict[str, object]:
+    """The vrouter UVE as the cluster's analytics reports it, once it names `name`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = httpx.get(f"{rig.analytics[cluster]}/analytics/uves/vrouter/{name}", timeout=5)
+        if resp.status_code == 200 and resp.json().get("VrouterAgent"):
+            return dict(resp.json())
+        assert time.monotonic() < deadline, f"{cluster} analytics never listed {name}"
+        time.sleep(0.5)
+
+
+def test_probe_over_ssh_reports_installed_version_and_v1(rig: Rig) -> None:
+    probe = rig.executor.probe(rig.target(0), "demo")
+    assert probe.version == V1
+    assert probe.points_at(rig.v1)
+    assert probe.collectors == [f"{rig.v1.control_nodes[0]}:8086"]
+
+
+def test_upgrade_moves_compute_to_v2_and_rollback_returns_it(rig: Rig) -> None:
+    target = rig.target(0)
+    seen: list[StepResult] = []
+    result = rig.executor.upgrade(target, "demo", rig.v2, on_step=seen.append)
+    assert result.ok, result.error
+    assert [s.step for s in seen] == ["probe", "drain", "stop", "install", "point", "restart",
+                                      "health", "gap", "undrain", "probe"]
+    assert result.steps == seen
+    # the data path was interrupted while vrouter.ko reloaded, and that was measured
+    assert result.gap_ms is not None and result.gap_ms > 0
+    # over SSH, the compute says it runs 5.0.0 pointed at v2
+    probe = rig.executor.probe(target, "demo")
+    assert probe.version == V2 and probe.points_at(rig.v2)
+    assert probe.agent_state == "connected"
+    # and v2's analytics sees the agent at 5.0.0 with its XMPP session to v2's control node
+    vr = parse_vrouter("new", target.name, _vrouter(rig, "v2", target.name))
+    assert vr.version == V2
+    assert [p.ip for p in vr.xmpp_peers if p.up] == rig.v2.control_nodes
+
+    back = rig.executor.rollback(target, "demo", rig.v1)
+    assert back.ok, back.error
+    assert back.gap_ms is not None and back.gap_ms > 0
+    probe = rig.executor.probe(target, "demo")
+    assert probe.version == V1 and probe.points_at(rig.v1)
+    vr = parse_vrouter("old", target.name, _vrouter(rig, "v1", target.name))
+    assert vr.version == V1
+
+
+def test_upgrade_of_an_upgraded_compute_redoes_nothing(rig: Rig) -> None:
+    target = rig.target(2)
+    assert rig.executor.upgrade(target, "demo", rig.v2).ok
+    again = rig.executor.upgrade(target, "demo", rig.v2)
+    assert again.ok, again.error
+    assert [s.step for s in again.steps] == ["probe", "health"]
+
+
+def test_failing_install_is_reported_with_its_output(rig: Rig) -> None:
+    target = rig.target(1)
+    rig.fleet.update_settings(failures={target.name: 1.0})
+    try:
+        result = rig.executor.upgrade(target, "demo", rig.v2)
+    finally:
+        rig.fleet.update_settings(failures={})
+    assert not result.ok
+    assert result.error is not None and "install" in result.error and target.name in result.error
+    install = next(s for s in result.steps if s.step == "install")
+    assert install.exit_code == 100
+    assert "dpkg: error processing archive" in install.stderr
+    assert "Unpacking contrail-vrouter-agent" in install.stdout
+    # the old release is still installed; the executor reports what it found afterwards
+    assert result.probe is not None and result.probe.version == V1
+    # and the operator can bring it back: a rollback restarts the agent on v1
+    back = rig.executor.rollback(target, "demo", rig.v1)
+    assert back.ok, back.error
+
+
+def test_unknown_version_is_refused_by_the_package_manager(rig: Rig) -> None:
+    target = rig.target(3)
+    bogus = cluster_target("new", "9.9.9", rig.v2.control_nodes)
+    result = rig.executor.upgrade(target, "demo", bogus)
+    assert not result.ok
+    install = next(s for s in result.steps if s.step == "install")
+    assert "Version '9.9.9' for 'contrail-vrouter-agent' was not found" in install.stderr
+    assert rig.executor.rollback(target, "demo", rig.v1).ok
+
+
+def test_unreachable_compute_is_a_failed_action_not_an_exception(rig: Rig) -> None:
+    good = rig.target(0)
+    ghost = ComputeTarget("ghost", good.address, 1, good.user, good.key_path)
+    result = rig.executor.upgrade(ghost, "demo", rig.v2)
+    assert not result.ok and result.error is not None and "ghost" in result.error
+    assert result.steps == []
+
+
+def test_health_step_fails_when_the_target_cluster_is_unreachable(rig: Rig, tmp_path: Path
+                                                                  ) -> None:
+    # control node / collector addresses where nothing listens: the agent cannot connect.
+    net = rig.endpoints.ssh.addresses[0].split(".")[1]
+    nowhere = cluster_target("new", V2, [f"127.{net}.0.199"])
+    executor = ComputeExecutor(rig.endpoints.ssh.known_hosts_path, 10, 60,
+                               {"demo": {"host": rig.fleet.host_command()}}, health_timeout_s=2)
+    target = rig.target(3)
+    result = executor.upgrade(target, "demo", nowhere)
+    assert not result.ok
+    health = next(s for s in result.steps if s.step == "health")
+    assert health.exit_code == 1 and "not connected" in health.stderr
+    assert rig.executor.rollback(target, "demo", rig.v1).ok
