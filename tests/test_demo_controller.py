@@ -477,7 +477,7 @@ def test_bgp_peering_established_when_both_sides_have_bgp_routers(clusters) -> N
     # unpairing on one side (the old node's bgp-router removed from v2) takes it down again
     a2.bgp_router_delete(id=theirs.uuid)
     assert _eventually(lambda: _states(v1).get(v2.address) == "Active", what="unpaired")
-    assert v1.address not in _states(v2)
+    assert _eventually(lambda: v1.address not in _states(v2), what="v2 forgot v1")
 
 
 # -- seeder and workload ---------------------------------------------------------------------
@@ -543,3 +543,19 @@ def test_v1_keeps_publishing_after_a_rabbitmq_restart(clusters, services, launch
                 except TimeoutError:
                     continue
     assert [(m["oper"], m["uuid"]) for m in received] == [("CREATE", sg.uuid)]
+
+
+def test_list_by_uuids_uses_bulk_collection_and_checks_types(clusters) -> None:
+    v1 = clusters["v1"]
+    api = v1.client()
+    project = api.project_read(fq_name=["default-domain", "default-project"])
+    ids = []
+    for i in range(30):  # more than vnc_api's threshold of 25: POST /list-bulk-collection
+        sg = vnc_api.SecurityGroup(f"bulk-{i:02d}", project)
+        ids.append(api.security_group_create(sg))
+    got = api.security_groups_list(obj_uuids=ids, detail=True)
+    assert sorted(o.uuid for o in got) == sorted(ids)
+    assert {o.name for o in got} == {f"bulk-{i:02d}" for i in range(30)}
+    assert api.virtual_networks_list(obj_uuids=ids[:3]) == {"virtual-networks": []}
+    counted = api.security_groups_list(parent_id=project.uuid, count=True)
+    assert counted["security-groups"]["count"] >= 30

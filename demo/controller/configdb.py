@@ -650,6 +650,11 @@ class ConfigDB:
             by_name = [self.uuid_of(rt, fq) for fq in q.fq_names]
             names = [u for u in by_name if u]
             selected = names if selected is None else [u for u in selected if u in set(names)]
+        if selected is None and q.obj_uuids is not None:
+            # look the given objects up directly instead of scanning the type's partition
+            types = self.store.columns(list(dict.fromkeys(q.obj_uuids)), "type")
+            selected = [u for u, t in types.items()
+                        if t is not None and schema.lookup(json.loads(t)) is rt]
         if selected is None:
             selected = [entry[-36:] for entry in self.store.fq_name_entries(db_type)]
         if q.obj_uuids is not None:

@@ -71,7 +71,16 @@ class ZkIds:
     # -- integer allocators ------------------------------------------------------------------
     def _alloc(self, sub: str, lo: int, hi: int, owner: str) -> int:
         base = self.spec.path(sub)
-        value = max(self._hints.get(base, lo), lo)
+        if base not in self._hints:
+            # Start after the highest id already there (e.g. copied by zk-sync), not at the
+            # bottom: walking thousands of taken ids one create at a time is slow.
+            try:
+                taken = [int(c) for c in self.zk.get_children(base) if c.isdigit()]
+            except NoNodeError:
+                taken = []
+            top = max((t for t in taken if lo <= t <= hi), default=lo - 1)
+            self._hints[base] = top + 1 if top < hi else lo
+        value = max(self._hints[base], lo)
         wrapped = False
         while True:
             if value > hi:
