@@ -33,12 +33,15 @@ from issu_tui.journal import (
     Event,
     Intent,
     Journal,
+    JournalError,
     JournalLocked,
 )
 
 ACTIONS = ("upgrade", "rollback", "finalize", "abort", "pause", "resume")
 # Phases in which computes may move (the new cluster is paired and in sync).
 COMPUTE_PHASES = ("run-sync", "computes")
+# Finalize once every compute is upgraded (again after a failed finalize).
+FINALIZE_PHASES = ("run-sync", "computes", "finalize")
 UPGRADABLE = ("old", "failed", "unknown")
 ROLLBACKABLE = ("upgraded", "failed", "unknown")
 BUSY_STATES = ("queued", "upgrading", "rolling-back")
@@ -171,17 +174,23 @@ class ConsoleBackend:
     # ------------------------------------------------------------------ opening
 
     @classmethod
-    def open(cls, config: IssuConfig, *, read_only: bool = False, config_path: str = "issu.toml",
-             with_analytics: bool = True) -> ConsoleBackend:
+    def open(cls, config: IssuConfig, *, read_only: bool = False, attach: bool = False,
+             config_path: str = "issu.toml", with_analytics: bool = True) -> ConsoleBackend:
         """Open the journal; become its writer unless asked not to or someone else is.
 
         A second console finds the writer lock held and attaches read-only, saying by whom.
+        `attach` queues intents for the executor running elsewhere (`issu daemon`) without
+        ever becoming the executor.
         """
         reason = "started with --read-only" if read_only else ""
         journal_path = config.state_dir / "journal.db"
         owns = False
         if read_only:
             journal = Journal(journal_path, read_only=True)
+        elif attach:
+            if not journal_path.exists():
+                raise JournalError(f"{journal_path}: no journal here yet (plan the upgrade)")
+            journal = Journal(journal_path)
         else:
             journal = Journal(journal_path)
             try:
@@ -210,7 +219,7 @@ class ConsoleBackend:
     def snapshot(self, *, events_after: int = 0, event_limit: int = 500) -> ConsoleSnapshot:
         now = self.options.clock()
         computes = tuple(self.journal.computes())
-        pending = tuple(self.journal.intents("pending"))
+        pending = tuple(self._open_intents())
         if events_after:
             events = tuple(self.journal.events(after_id=events_after, limit=event_limit))
         else:
@@ -219,6 +228,10 @@ class ConsoleBackend:
                                sync=self.sync_view(), computes=computes, events=events,
                                pending_intents=pending,
                                phase_history=tuple(self.journal.phase_history()[-100:]))
+
+    def _open_intents(self) -> list[Intent]:
+        """Intents not finished yet: pending, or running in the executor."""
+        return self.journal.intents("pending") + self.journal.intents("running")
 
     def _paused(self) -> bool:
         toggles = [i for i in self.journal.intents(None)
@@ -241,7 +254,7 @@ class ConsoleBackend:
             counts[row.state] = counts.get(row.state, 0) + 1
         busy = [f"{counts[s]} {s}" for s in BUSY_STATES if counts.get(s)]
         if pending:
-            busy.append(f"{len(pending)} intent{'s' if len(pending) != 1 else ''} pending")
+            busy.append(f"{len(pending)} intent{'s' if len(pending) != 1 else ''} open")
         running = ", ".join(busy) or "nothing"
         if info is None:
             return PhaseView(None, None, 0.0, None, None, "",
@@ -278,7 +291,7 @@ class ConsoleBackend:
         if phase != "finalize":
             allowed.add("abort")
         moving = any(i.kind in ("upgrade", "rollback") for i in pending)
-        if (phase == "computes" and computes and not moving
+        if (phase in FINALIZE_PHASES and not moving
                 and all(c.state == "upgraded" for c in computes)):
             allowed.add("finalize")
         return frozenset(allowed)
@@ -360,7 +373,7 @@ class ConsoleBackend:
             return []
         work = [f"{c.name} is {c.state}" for c in self.journal.computes()
                 if c.state in ("upgrading", "rolling-back", "queued")]
-        work += [f"intent #{i.id} {i.kind} is pending" for i in self.journal.intents("pending")]
+        work += [f"intent #{i.id} {i.kind} is {i.status}" for i in self._open_intents()]
         info = self.journal.phase()
         if info and info.phase in ("pre-sync", "run-sync", "finalize", "aborting"):
             work.append(f"phase {info.phase} is running")
@@ -377,7 +390,7 @@ class ConsoleBackend:
         self._refuse_if_read_only()
         info = self.journal.phase()
         computes = self.journal.computes()
-        pending = self.journal.intents("pending")
+        pending = self._open_intents()
         allowed = self._allowed(info.phase, computes, pending, self._paused()) if info else set()
         if action not in allowed:
             phase = info.phase if info else "not planned"
@@ -386,7 +399,7 @@ class ConsoleBackend:
     def eligibility(self, action: str, names: Iterable[str]) -> Eligibility:
         """Which of the chosen computes the action applies to, and why the others do not."""
         states = UPGRADABLE if action == "upgrade" else ROLLBACKABLE
-        busy_intents = {n for i in self.journal.intents("pending")
+        busy_intents = {n for i in self._open_intents()
                         if i.kind in ("upgrade", "rollback")
                         for n in i.args.get("computes", [])}
         eligible, skipped = [], []

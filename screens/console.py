@@ -143,8 +143,8 @@ class PhaseScreen(ConsoleScreen):
         history.border_title = "Phase history"
         history.add_columns("Time", "Phase", "Status", "Note")
         intents = self.query_one("#pending-intents", DataTable)
-        intents.border_title = "Pending intents"
-        intents.add_columns("#", "Time", "Intent", "By")
+        intents.border_title = "Open intents"
+        intents.add_columns("#", "Time", "Intent", "Status", "By")
         history.focus()
 
     def update_snapshot(self, new_events: Sequence[Event] | None) -> None:
@@ -162,7 +162,7 @@ class PhaseScreen(ConsoleScreen):
             summary = i.kind
             if i.args.get("computes"):
                 summary += f" {len(i.args['computes'])} computes"
-            intents.add_row(str(i.id), clock(i.at), summary, i.by)
+            intents.add_row(str(i.id), clock(i.at), summary, i.status, i.by)
 
 
 class SyncScreen(ConsoleScreen):

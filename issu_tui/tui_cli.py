@@ -1,0 +1,144 @@
+"""`issu tui`: the operator console, in the terminal or (with --web) in a browser.
+
+The console takes the journal's writer lock and runs the executor inside itself when nobody
+else does; when another process (`issu daemon`, another console) holds the lock, it attaches
+read-only and says who drives. `--read-only` always watches without acting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shlex
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from issu_tui.config import IssuConfig
+from issu_tui.console_api import ConsoleBackend
+from issu_tui.journal import Journal, JournalError
+
+EXIT_CONFIG = 2
+
+
+class EmbeddedOrchestrator:
+    """The orchestrator's executor in a thread of this console (it holds the writer lock)."""
+
+    def __init__(self, config: IssuConfig, config_path: Path, journal: Journal) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.journal = journal
+        self._thread: threading.Thread | None = None
+        self._executor: object | None = None
+        self._stopping = threading.Event()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="issu-executor", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from issu_tui.orchestrator.context import Context
+        from issu_tui.orchestrator.executor import Executor
+
+        context = Context(config=self.config, config_path=self.config_path,
+                          journal=self.journal)
+        executor = Executor(context)
+        self._executor = executor
+        try:
+            executor.start()  # reconciles first (probes unsettled computes)
+            if not self._stopping.is_set():
+                executor.serve()
+        except Exception as exc:  # shown in the event log; the console keeps running
+            self.journal.event("executor", f"embedded executor stopped: {exc}", level="error")
+
+    def stop(self) -> None:
+        self._stopping.set()
+        executor = self._executor
+        if executor is not None:
+            executor.shutdown.set()  # type: ignore[attr-defined]
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+
+def _open(config_path: Path, read_only: bool,
+          attach: bool) -> tuple[IssuConfig, ConsoleBackend]:
+    from issu_tui.cli import load_or_exit
+
+    config = load_or_exit(config_path)
+    try:
+        backend = ConsoleBackend.open(config, read_only=read_only, attach=attach,
+                                      config_path=str(config_path))
+    except JournalError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_CONFIG)
+    return config, backend
+
+
+def run_console(config_path: Path, *, read_only: bool = False, attach: bool = False,
+                refresh_interval: float = 2.0) -> int:
+    """Run the console in this terminal; returns its exit code."""
+    from issu_tui.app import IssuApp
+
+    config, backend = _open(config_path, read_only, attach)
+    embedded = None
+    if backend.options.owns_executor:
+        embedded = EmbeddedOrchestrator(config, config_path.resolve(), backend.journal)
+    app = IssuApp(backend, refresh_interval=refresh_interval,
+                  watch_terminal=sys.stdin.isatty(), executor=embedded)
+    try:
+        code = app.run()
+    finally:
+        backend.close()
+    if backend.read_only and backend.options.read_only_reason and not read_only:
+        click.echo(f"attached read-only: {backend.options.read_only_reason}", err=True)
+    return int(code or 0)
+
+
+def _serve_web(config_path: Path, host: str, port: int, read_only: bool,
+               attach: bool) -> None:
+    from textual_serve.server import Server
+
+    if not ipaddress.ip_address(host).is_loopback:
+        raise click.BadParameter(f"{host}: the web console listens on loopback only "
+                                 "(put an authenticating proxy or an SSH tunnel in front)",
+                                 param_hint="--host")
+    # Every browser tab runs its own console process. A tab never runs the executor (closing
+    # it would stop the upgrade): it watches, or with --attach queues actions for the daemon.
+    argv = [sys.executable, "-m", "issu_tui.tui_cli", "--config", str(config_path.resolve())]
+    argv.append("--attach" if attach and not read_only else "--read-only")
+    Server(shlex.join(argv), host=host, port=port, title="issu").serve()
+
+
+@click.command("tui")
+@click.option("-c", "--config", "config_path", type=click.Path(path_type=Path),
+              default=Path("issu.toml"), show_default=True, envvar="ISSU_CONFIG",
+              help="issu.toml, or the original issu.conf")
+@click.option("--read-only", is_flag=True,
+              help="watch only: every action is refused (automatic when another process "
+                   "drives the upgrade)")
+@click.option("--web", is_flag=True, help="serve the console to a browser (textual-serve)")
+@click.option("--host", default="127.0.0.1", show_default=True, help="--web: listen address")
+@click.option("--port", default=8000, show_default=True, type=int, help="--web: port")
+@click.option("--attach", is_flag=True,
+              help="queue actions for the executor running elsewhere (`issu daemon`) "
+                   "instead of becoming the executor")
+def tui(config_path: Path, read_only: bool, web: bool, host: str, port: int,
+        attach: bool) -> None:
+    """The operator console: phase, sync, analytics of both clusters, computes, events.
+
+    Leaving it never stops an upgrade: when it runs the executor it refuses to quit while
+    work is in flight and says how to hand over to `issu daemon`.
+    """
+    if web:
+        _serve_web(config_path, host, port, read_only, attach)
+        return
+    # textual-serve runs each browser session with its web driver, not a terminal
+    if "TEXTUAL_DRIVER" not in os.environ and not os.isatty(sys.stdout.fileno()):
+        raise click.UsageError("the console needs a terminal (or use --web)")
+    sys.exit(run_console(config_path, read_only=read_only, attach=attach))
+
+
+if __name__ == "__main__":
+    tui()
