@@ -8,6 +8,8 @@ sessions are up with), and it merges the alarms of both clusters, tagged by clus
 
 The JSON shapes are those of the real analytics-api (opserver):
 - `GET /analytics/uves/vrouters` -> `[{"name": "<host>", "href": "..."}]`
+- `GET /analytics/uves/vrouter/*` -> `{"value": [{"name": ..., "value": <UVE>}]}` (used when
+  answered; else one request per vrouter)
 - `GET /analytics/uves/vrouter/<host>` -> `{"VrouterAgent": {"control_ip": ...,
   "xmpp_peer_list": [{"ip": ..., "status": true, "primary": true}], "build_info":
   "<JSON string with build-info[0].build-version>"}, "NodeStatus": {"process_status":
@@ -135,13 +137,16 @@ def _agent_state(uve: Mapping[str, Any]) -> str:
 
 def parse_vrouter(cluster: str, name: str, uve: Mapping[str, Any]) -> Vrouter:
     agent = uve.get("VrouterAgent") or {}
+    node = uve.get("NodeStatus") or {}
     peers = tuple(
         XmppPeer(str(p.get("ip", "")), bool(p.get("status")), bool(p.get("primary")))
         for p in agent.get("xmpp_peer_list") or [] if isinstance(p, dict)
     )
+    # An agent not heard from any more keeps only its alarms in the UVE.
+    state = _agent_state(uve) or ("down" if not agent and not node else "")
     return Vrouter(name=name, cluster=cluster, control_ip=str(agent.get("control_ip", "")),
-                   version=_build_version(agent.get("build_info")),
-                   agent_state=_agent_state(uve), xmpp_peers=peers)
+                   version=_build_version(agent.get("build_info") or node.get("build_info")),
+                   agent_state=state, xmpp_peers=peers)
 
 
 def parse_alarms(cluster: str, data: Any) -> list[Alarm]:
@@ -235,17 +240,32 @@ class AnalyticsPoller:
         response.raise_for_status()
         return response.json()
 
+    def _vrouters(self, cluster: str, base: str) -> dict[str, Vrouter]:
+        """All vrouter UVEs: one `vrouter/*` request when the server can, else one each."""
+        names = parse_uve_list(self._get(f"{base}/analytics/uves/vrouters"))
+        if not names:
+            return {}
+        try:
+            bulk = self._get(f"{base}/analytics/uves/vrouter/*")
+        except httpx.HTTPStatusError:
+            bulk = None
+        if isinstance(bulk, dict) and isinstance(bulk.get("value"), list):
+            found = {str(item["name"]): parse_vrouter(cluster, str(item["name"]),
+                                                       item.get("value") or {})
+                     for item in bulk["value"] if isinstance(item, dict) and "name" in item}
+            return {n: found.get(n, parse_vrouter(cluster, n, {})) for n in names}
+
+        def one(name: str) -> Vrouter:
+            uve = self._get(f"{base}/analytics/uves/vrouter/{quote(name, safe='')}")
+            return parse_vrouter(cluster, name, uve if isinstance(uve, dict) else {})
+
+        with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
+            return {v.name: v for v in pool.map(one, names)}
+
     def poll_cluster(self, cluster: str, base_url: str) -> ClusterAnalytics:
         base = base_url.rstrip("/")
         try:
-            names = parse_uve_list(self._get(f"{base}/analytics/uves/vrouters"))
-
-            def one(name: str) -> Vrouter:
-                uve = self._get(f"{base}/analytics/uves/vrouter/{quote(name, safe='')}")
-                return parse_vrouter(cluster, name, uve if isinstance(uve, dict) else {})
-
-            with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
-                vrouters = {v.name: v for v in pool.map(one, names)}
+            vrouters = self._vrouters(cluster, base)
             control = parse_uve_list(self._get(f"{base}/analytics/uves/control-nodes"))
             alarms = parse_alarms(cluster, self._get(f"{base}/analytics/alarms"))
         except httpx.HTTPStatusError as exc:
