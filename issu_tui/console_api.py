@@ -373,10 +373,8 @@ class ConsoleBackend:
             return []
         work = [f"{c.name} is {c.state}" for c in self.journal.computes()
                 if c.state in ("upgrading", "rolling-back", "queued")]
+        # phases (pre-sync, finalize, abort...) run as intents: an open one is work in flight
         work += [f"intent #{i.id} {i.kind} is {i.status}" for i in self._open_intents()]
-        info = self.journal.phase()
-        if info and info.phase in ("pre-sync", "run-sync", "finalize", "aborting"):
-            work.append(f"phase {info.phase} is running")
         return work
 
     # ------------------------------------------------------------------ actions

@@ -1,0 +1,89 @@
+"""The core API the screens use: reads from a real journal, actions only as intents."""
+
+from __future__ import annotations
+
+import pytest
+
+from issu_tui.console_api import ActionRefused
+from tests.tui.tui_world import NOW, T0, make_backend
+
+
+def test_snapshot_reads_phase_sync_and_computes(world) -> None:
+    journal, config = world
+    snap = make_backend(journal, config).snapshot()
+    assert snap.phase.phase == "computes"
+    assert snap.phase.in_phase_s == NOW - (T0 + 3 * 3600)
+    assert [s.status for s in snap.phase.steps] == \
+        ["done"] * 5 + ["current", "pending", "pending"]
+    assert snap.phase.allowed == {"upgrade", "rollback", "abort", "pause"}
+    assert snap.phase.next_action == "upgrade computes: 9 left on the old cluster"
+    assert snap.sync.lag_s == 0.42 and snap.sync.lag_p99_s == 1.9
+    assert snap.sync.quarantined == 4  # run-sync 2 + pre-sync 2
+    assert [(t.table, t.copied) for t in snap.sync.tables][:1] == [("obj_fq_name_table", 48213)]
+    assert snap.sync.verify_differences == 0
+    assert len(snap.computes) == 12
+    assert {c.state for c in snap.computes} == {"upgraded", "failed", "old"}
+
+
+def test_events_are_incremental_and_filterable(world) -> None:
+    journal, config = world
+    backend = make_backend(journal, config)
+    first = backend.snapshot()
+    journal.event("compute", "cmp-09: probe failed", level="error")
+    later = backend.snapshot(events_after=first.events[-1].id)
+    assert [e.message for e in later.events] == ["cmp-09: probe failed"]
+    assert [e.message for e in backend.events(level="error")][-1] == "cmp-09: probe failed"
+    assert all(e.kind == "compute" for e in backend.events(kind="compute"))
+
+
+def test_upgrade_refuses_ineligible_and_writes_one_intent(world) -> None:
+    journal, config = world
+    backend = make_backend(journal, config)
+    with pytest.raises(ActionRefused, match="cmp-01 is upgraded"):
+        backend.upgrade(["cmp-01", "cmp-05"], batch_size=2, parallel=1)
+    assert journal.intents(None) == []
+    check = backend.eligibility("rollback", ["cmp-01", "cmp-04", "cmp-05"])
+    assert check.eligible == ("cmp-01", "cmp-04") and check.skipped == (("cmp-05", "is old"),)
+    intent = backend.rollback(["cmp-01"], batch_size=1, parallel=1)
+    assert [(i.id, i.kind, i.by) for i in journal.intents()] == [(intent, "rollback", "tui:test")]
+    with pytest.raises(ActionRefused, match="already has a pending action"):
+        backend.rollback(["cmp-01"], batch_size=1, parallel=1)
+
+
+def test_finalize_only_when_every_compute_is_upgraded(world) -> None:
+    journal, config = world
+    backend = make_backend(journal, config)
+    with pytest.raises(ActionRefused, match="finalize is not allowed"):
+        backend.finalize()
+    for row in journal.computes():
+        journal.transition_compute(row.name, "upgraded", "test")
+    assert "finalize" in backend.snapshot().phase.allowed
+    with pytest.raises(ActionRefused, match="needs a reason"):
+        backend.finalize(force=True)
+    backend.finalize(force=True, reason="verify differences are known test data")
+    assert journal.intents()[0].args == {"force": True,
+                                         "reason": "verify differences are known test data"}
+
+
+def test_pause_resume_and_read_only(world) -> None:
+    journal, config = world
+    backend = make_backend(journal, config)
+    backend.pause()
+    snap = backend.snapshot()
+    assert snap.phase.paused and "resume" in snap.phase.allowed
+    assert "pause" not in snap.phase.allowed
+    watcher = make_backend(journal, config, read_only=True)
+    assert watcher.snapshot().phase.allowed == frozenset()
+    for call in (watcher.resume, watcher.pause, watcher.abort, watcher.finalize):
+        with pytest.raises(ActionRefused, match="read-only"):
+            call()
+    with pytest.raises(ActionRefused, match="read-only"):
+        watcher.upgrade(["cmp-05"], batch_size=1, parallel=1)
+    assert [i.kind for i in journal.intents(None)] == ["pause"]
+
+
+def test_running_work_only_when_this_console_owns_the_executor(world) -> None:
+    journal, config = world
+    journal.transition_compute("cmp-05", "upgrading", "batch 2")
+    assert make_backend(journal, config, owns=True).running_work() == ["cmp-05 is upgrading"]
+    assert make_backend(journal, config, owns=False).running_work() == []
