@@ -42,6 +42,7 @@ class ZkIds:
         try:
             self.zk.start(timeout=30)
         except Exception as exc:
+            self.zk.stop()  # a failed start keeps retrying in the background otherwise
             raise IdError(f"zookeeper {','.join(self.spec.hosts)}: {exc}") from exc
         for sub in (FQ_NAME_PATH, VN_ID_PATH, SG_ID_PATH, SUBNET_PATH):
             self.zk.ensure_path(self.spec.path(sub))

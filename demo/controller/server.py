@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid as uuidlib
 from collections.abc import Callable
 from typing import TypeVar
@@ -19,12 +20,12 @@ from .analytics import Analytics
 from .apiserver import ApiServer, Fence
 from .configdb import ConfigDB
 from .control import ControlPlane
-from .ids import ZkIds
+from .ids import IdError, ZkIds
 from .introspect import Introspect
-from .notify import ChangePublisher
+from .notify import ChangePublisher, NotifyError
 from .schema import shape_for
 from .spec import ControllerSpec, load_secrets
-from .store import ConfigStore
+from .store import ConfigStore, StoreError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -63,9 +64,9 @@ class Controller:
 
     async def start(self) -> None:
         self.spec.state_dir.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(self.store.connect)
-        await asyncio.to_thread(self.ids.start)
-        await asyncio.to_thread(self.publisher.start)
+        for what, step in (("cassandra", self.store.connect), ("zookeeper", self.ids.start),
+                           ("rabbitmq", self.publisher.start)):
+            await self._with_retry(what, step)
         if self.fence.open:
             await asyncio.to_thread(self._bootstrap)
         for app, port in ((self.analytics.app(), self.spec.analytics_port),
@@ -79,6 +80,21 @@ class Controller:
                  self.spec.cluster, self.spec.version, self.spec.listen, self.spec.api_port,
                  self.spec.analytics_port, self.spec.introspect_port,
                  "" if self.fence.open else " (northbound fenced)")
+
+    async def _with_retry(self, what: str, step: Callable[[], None]) -> None:
+        """A service that just started may refuse the first connections: retry for a while."""
+        deadline = time.monotonic() + self.spec.startup_timeout_s
+        delay = 1.0
+        while True:
+            try:
+                await asyncio.to_thread(step)
+                return
+            except (StoreError, IdError, NotifyError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("%s not ready (%s); retrying in %.0fs", what, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def stop(self) -> None:
         for runner in reversed(self._runners):

@@ -84,6 +84,7 @@ class ControllerSpec(BaseModel):
     asn: int = 64512
     peer: PeerSpec | None = None
     agent_timeout_s: float = 15.0
+    startup_timeout_s: float = 90.0  # how long to retry unreachable services at start
 
     @property
     def api_url(self) -> str:

@@ -65,29 +65,35 @@ class ConfigStore:
     def __init__(self, spec: CassandraSpec, user: str | None = None, password: str | None = None):
         self.spec = spec
         self.keyspace = spec.keyspace(CONFIG_KEYSPACE)
-        auth = PlainTextAuthProvider(user, password) if user else None
-        profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=30)
-        self._cluster = Cluster(
-            contact_points=spec.hosts,
-            port=spec.port,
-            auth_provider=auth,
-            execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-            protocol_version=5,
-            connect_timeout=10,
-        )
+        self._auth = PlainTextAuthProvider(user, password) if user else None
+        self._cluster: Cluster | None = None
         self._session: Session | None = None
         self._prepared: dict[str, PreparedStatement] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
+    def _new_cluster(self) -> Cluster:
+        profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=30)
+        return Cluster(contact_points=self.spec.hosts, port=self.spec.port,
+                       auth_provider=self._auth,
+                       execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+                       protocol_version=5, connect_timeout=10)
+
     def connect(self) -> None:
+        """Connect and create the keyspace and tables if absent; safe to call again."""
+        self.close()
+        self._cluster = self._new_cluster()
         try:
             self._session = self._cluster.connect()
+            self.ensure_schema()
+        except StoreError:
+            raise
         except Exception as exc:
             raise StoreError(f"cassandra {self.spec.hosts}:{self.spec.port}: {exc}") from exc
-        self.ensure_schema()
 
     def close(self) -> None:
-        self._cluster.shutdown()
+        if self._cluster is not None:
+            self._cluster.shutdown()
+        self._cluster, self._session = None, None
 
     @property
     def session(self) -> Session:
