@@ -101,7 +101,11 @@ class ObjectApplier:
                                                            (ctx.enc_new_key(new_key),))}
 
     def _old_type(self, ctx: TableContext, change: Change) -> str:
-        """The type as the OLD database spells it (its `type` cell), else the message's."""
+        """The type as the OLD database spells it. A `-` or a plain name can only be the
+        spelling of the release that sent it; a `_` name may come from a release that
+        stores `-`, so the object's `type` cell is read (the message's spelling if gone)."""
+        if "_" not in change.type:
+            return change.type
         rows = ctx.read_old(ctx.old_cells, (ctx.enc_old_key(change.uuid),
                                             ctx.enc_old_columns(["type"])))
         for _, _, value, _ in rows:

@@ -169,7 +169,8 @@ class RunSync:
         self._done: queue.Queue[tuple[Any, int, _Outcome]] = queue.Queue()
         self._in_flight = 0
         self._gen = 0
-        self._publisher = Publisher(new_rabbit)
+        self._publishers: list[Publisher] = []
+        self._local = threading.local()  # one publisher per lane: no lock shared by lanes
         self._conns: tuple[Connection, Connection] | None = None
         self.repl: Replicator | None = None
         self.applier: ObjectApplier | None = None
@@ -233,7 +234,8 @@ class RunSync:
             for thread in threads:
                 thread.join(timeout=60)
             self._publish_counters()
-            self._publisher.close()
+            for publisher in self._publishers:
+                publisher.close()
             self.metrics.stop_serving()
             if self._conns is not None:
                 for conn in self._conns:
@@ -443,7 +445,7 @@ class RunSync:
         backoff.reset()
         while True:
             try:
-                self._publisher.publish(out_body)
+                self._lane_publisher().publish(out_body)
                 break
             except Exception as exc:  # the new broker is down: the change waits
                 log.warning("republishing on %s failed: %s (retrying)",
@@ -457,6 +459,13 @@ class RunSync:
         if result.newest_writetime:
             self.metrics.observe_lag(time.time() - result.newest_writetime / 1e6)
         return _Outcome("applied", attempts=attempts, result=result)
+
+    def _lane_publisher(self) -> Publisher:
+        publisher = getattr(self._local, "publisher", None)
+        if publisher is None:
+            publisher = self._local.publisher = Publisher(self.new_rabbit)
+            self._publishers.append(publisher)
+        return publisher
 
     # ---------------------------------------------------------------------------- periodic
 

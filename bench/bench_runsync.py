@@ -1,0 +1,341 @@
+"""run-sync lag under a steady stream of config changes (100, 500, 1,000 changes/s), then
+verification that new == old (translated).
+
+    .venv/bin/python -m bench.bench_runsync --net 33 --rates 100,500,1000 --seconds 20
+
+Uses the launcher's real Cassandra (old and new clusters) and RabbitMQ. run-sync runs as its
+own process (`python -m issu_tui.runsync_cli run`), as under systemd. The load generator
+writes Contrail-shaped objects into old (creates 50%, updates 40%, deletes 10%) and announces
+each change on the old exchange like the api-server. Lag is measured end to end from outside:
+the time a change's republished message arrives on the NEW vhost minus the time the change
+was written to old (run-sync republishes after its write on new). run-sync's own figures
+(journal counters) are printed beside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import kombu
+from cassandra.query import BatchStatement, BatchType
+
+from backends.cassandra.connection import CassandraSide, connect
+from backends.cassandra.registry import load_registry
+from backends.cassandra.tables import SyncSettings
+from backends.cassandra.verify import Verifier
+from backends.rabbit import RabbitSide, connection, object_update_exchange
+from demo.services import Launcher
+from tests import contrail_data as cd
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DB = {"config_db_uuid": cd.CONTRAIL_TABLES["config_db_uuid"]}
+
+
+def quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))]
+
+
+class Generator:
+    """Paced writer threads; each change is written to old, then announced."""
+
+    def __init__(self, session, prefix: str, rabbit: RabbitSide, project: str) -> None:  # type: ignore[no-untyped-def]
+        self.session = session
+        ks = cd.ks_name(prefix, "config_db_uuid")
+        self.ins_uuid = session.prepare(
+            f'INSERT INTO "{ks}".obj_uuid_table (key, column1, value) VALUES (?, ?, ?) '
+            "USING TIMESTAMP ?")
+        self.ins_fq = session.prepare(
+            f'INSERT INTO "{ks}".obj_fq_name_table (key, column1, value) VALUES (?, ?, ?) '
+            "USING TIMESTAMP ?")
+        self.del_cell_uuid = session.prepare(
+            f'DELETE FROM "{ks}".obj_uuid_table USING TIMESTAMP ? WHERE key = ? AND column1 = ?')
+        self.del_cell_fq = session.prepare(
+            f'DELETE FROM "{ks}".obj_fq_name_table USING TIMESTAMP ? WHERE key = ? '
+            "AND column1 = ?")
+        self.del_part = session.prepare(
+            f'DELETE FROM "{ks}".obj_uuid_table USING TIMESTAMP ? WHERE key = ?')
+        self.rabbit = rabbit
+        self.project = project
+        self.written: dict[str, float] = {}  # request-id -> wall time written
+        self.lock = threading.Lock()
+        self.live: list[tuple[str, list[str]]] = []
+        self.count = 0
+        self.serial = 0
+
+    def _next_serial(self) -> int:
+        with self.lock:
+            self.serial += 1
+            return self.serial
+
+    def one_change(self, producer: kombu.Producer, rng: random.Random) -> None:
+        roll = rng.random()
+        with self.lock:
+            pick = None
+            if self.live and roll >= 0.5:
+                index = rng.randrange(len(self.live))
+                pick = self.live.pop(index) if roll >= 0.9 else self.live[index]
+        now = time.time()
+        ts = int(now * 1_000_000)
+        rid = f"bench-{uuid.uuid4().hex}"
+        if pick is None:
+            n = self._next_serial()
+            uid = str(uuid.uuid4())
+            fq = ["default-domain", "bench", f"vn-{n}"]
+            ds = cd.Dataset()
+            cd.add_object(ds, "virtual-network", fq, parent=("project", self.project),
+                          props={"virtual_network_network_id": n}, obj_uuid=uid)
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+            for col, val in ds.tables[cd.UUID_TABLE][uid].items():
+                batch.add(self.ins_uuid, (uid.encode(), col.encode(), val, ts))
+            self.session.execute(batch)
+            self.session.execute(self.ins_uuid, (self.project.encode(),
+                                                 f"children:virtual-network:{uid}".encode(),
+                                                 "null", ts))
+            self.session.execute(self.ins_fq, (b"virtual-network",
+                                               (":".join(fq) + ":" + uid).encode(), "null", ts))
+            oper = "CREATE"
+            with self.lock:
+                self.live.append((uid, fq))
+        elif roll < 0.9:
+            uid, fq = pick
+            self.session.execute(self.ins_uuid, (uid.encode(), b"prop:display_name",
+                                                 json.dumps(f"v{ts}"), ts))
+            oper = "UPDATE"
+        else:
+            uid, fq = pick
+            self.session.execute(self.del_part, (ts, uid.encode()))
+            self.session.execute(self.del_cell_uuid, (ts, self.project.encode(),
+                                                      f"children:virtual-network:{uid}".encode()))
+            self.session.execute(self.del_cell_fq, (ts, b"virtual-network",
+                                                    (":".join(fq) + ":" + uid).encode()))
+            oper = "DELETE"
+        with self.lock:
+            self.written[rid] = now
+            self.count += 1
+        producer.publish(json.dumps({"request-id": rid, "oper": oper, "type": "virtual-network",
+                                     "uuid": uid, "fq_name": fq}))
+
+    def run(self, rate: float, seconds: float, threads: int = 4) -> float:
+        """Changes at `rate`/s for `seconds`; returns the rate achieved."""
+        start_count = self.count
+        started = time.monotonic()
+
+        def worker(k: int) -> None:
+            conn = connection(self.rabbit)
+            conn.connect()
+            producer = kombu.Producer(conn.channel(), exchange=object_update_exchange(self.rabbit))
+            rng = random.Random(k)
+            interval = threads / rate
+            next_at = time.monotonic() + k * interval / threads
+            try:
+                while time.monotonic() - started < seconds:
+                    delay = next_at - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    self.one_change(producer, rng)
+                    next_at += interval
+            finally:
+                conn.release()
+
+        pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        return (self.count - start_count) / (time.monotonic() - started)
+
+
+class Listener(threading.Thread):
+    """Receives the republished messages on the new vhost and records their arrival."""
+
+    def __init__(self, rabbit: RabbitSide) -> None:
+        super().__init__(daemon=True)
+        self.rabbit = rabbit
+        self.arrived: dict[str, float] = {}
+        self.types: set[str] = set()
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        conn = connection(self.rabbit)
+        conn.connect()
+        channel = conn.channel()
+        queue = kombu.Queue(f"bench-listener-{uuid.uuid4().hex[:6]}",
+                            object_update_exchange(self.rabbit), exclusive=True)
+
+        def on_message(message: kombu.Message) -> None:
+            body = json.loads(message.body)
+            self.arrived[body.get("request-id", "")] = time.time()
+            self.types.add(body.get("type", ""))
+
+        with kombu.Consumer(channel, queues=[queue], on_message=on_message, no_ack=True):
+            self.ready.set()
+            while not self.stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    conn.drain_events(timeout=0.2)
+        conn.release()
+
+
+def toml(eps, old_prefix: str, new_prefix: str, queue: str, state: Path) -> str:  # type: ignore[no-untyped-def]
+    r = eps.rabbit
+    return f"""
+state_dir = "{state}"
+[sync]
+queue_name = "{queue}"
+concurrency = 8
+slices_per_table = 16
+metrics_listen = "127.0.0.1:0"
+reconcile_interval_s = 3600
+[old]
+name = "old"
+version = "4.1.0"
+[old.cassandra]
+hosts = ["{eps.cassandra_old.host}"]
+port = {eps.cassandra_old.port}
+prefix = "{old_prefix}"
+[old.zookeeper]
+hosts = ["{eps.zk_old.hosts}"]
+[old.rabbit]
+hosts = ["{r.host}"]
+port = {r.port}
+user = "{r.user}"
+password = "env:BENCH_RABBIT_PASSWORD"
+vhost = "{r.vhost_old}"
+[new]
+name = "new"
+version = "5.0.0"
+[new.cassandra]
+hosts = ["{eps.cassandra_new.host}"]
+port = {eps.cassandra_new.port}
+prefix = "{new_prefix}"
+[new.zookeeper]
+hosts = ["{eps.zk_new.hosts}"]
+[new.rabbit]
+hosts = ["{r.host}"]
+port = {r.port}
+user = "{r.user}"
+password = "env:BENCH_RABBIT_PASSWORD"
+vhost = "{r.vhost_new}"
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--net", type=int, default=int(os.environ.get("ISSU_TEST_NET", "33")))
+    parser.add_argument("--rates", default="100,500,1000")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--threads", type=int, default=6, help="load generator threads")
+    args = parser.parse_args()
+
+    eps = Launcher(net=args.net, profile="test").up(
+        only=["cassandra-old", "cassandra-new", "rabbitmq"])
+    tag = uuid.uuid4().hex[:6]
+    old_prefix, new_prefix, queue = f"bro{tag}", f"brn{tag}", f"bench-issu-{tag}"
+    old_side = CassandraSide("old", (eps.cassandra_old.host,), eps.cassandra_old.port,
+                             prefix=old_prefix, version="4.1.0")
+    new_side = CassandraSide("new", (eps.cassandra_new.host,), eps.cassandra_new.port,
+                             prefix=new_prefix, version="5.0.0")
+    r = eps.rabbit
+    old_rabbit = RabbitSide("old", (r.host,), r.port, r.user, r.password, r.vhost_old)
+    new_rabbit = RabbitSide("new", (r.host,), r.port, r.user, r.password, r.vhost_new)
+    old = connect(old_side)
+    cd.create_schema(old.session, old_prefix, tables=CONFIG_DB)
+    ds = cd.Dataset()
+    dom = cd.add_object(ds, "domain", ["default-domain"])
+    project = cd.add_object(ds, "project", ["default-domain", "bench"], parent=("domain", dom))
+    cd.write(old.session, old_prefix, ds)
+
+    listener = Listener(new_rabbit)
+    listener.start()
+    listener.ready.wait(30)
+    state = Path(tempfile.mkdtemp(prefix="bench-runsync-"))
+    (state / "issu.toml").write_text(toml(eps, old_prefix, new_prefix, queue, state))
+    log_path = state / "run-sync.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "issu_tui.runsync_cli", "run", "-c", str(state / "issu.toml")],
+        cwd=ROOT, env={**os.environ, "BENCH_RABBIT_PASSWORD": r.password},
+        stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    rows = []
+    ok = False
+    try:
+        deadline = time.monotonic() + 180
+        while "replaying changes" not in log_path.read_text():
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"run-sync did not start: {log_path.read_text()[-2000:]}")
+            time.sleep(0.2)
+        gen = Generator(old.session, old_prefix, old_rabbit, project)
+        for rate in [float(x) for x in args.rates.split(",")]:
+            before = set(gen.written)
+            achieved = gen.run(rate, args.seconds, args.threads)
+            ids = [i for i in gen.written if i not in before]
+            deadline = time.monotonic() + 300
+            while any(i not in listener.arrived for i in ids) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            lags = [listener.arrived[i] - gen.written[i] for i in ids if i in listener.arrived]
+            rows.append((rate, achieved, len(ids), len(lags), quantile(lags, 0.5),
+                         quantile(lags, 0.99), max(lags) if lags else float("nan")))
+        started = time.monotonic()
+        new = connect(new_side)
+        old2 = connect(old_side)
+        report = Verifier(old2, new, load_registry(),
+                          SyncSettings(slices_per_table=16, concurrency=4,
+                                       keyspaces=("config_db_uuid",)),
+                          recheck_delay_s=1.0).run()
+        verify_s = time.monotonic() - started
+        ok = report.ok
+        from issu_tui.journal import Journal
+
+        journal = Journal(state / "journal.db", read_only=True)
+        counters = journal.counters("runsync")
+        journal.close()
+        new.close()
+        old2.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=120)
+        listener.stop.set()
+        cd.drop_schema(old.session, old_prefix)
+        dropper = connect(new_side)
+        cd.drop_schema(dropper.session, new_prefix)
+        dropper.close()
+        conn = connection(old_rabbit)
+        try:
+            ch = conn.channel()
+            ch.queue_delete(queue)
+            ch.queue_delete(queue + ".quarantine")
+        finally:
+            conn.release()
+        old.close()
+
+    print("| target changes/s | achieved/s | changes | republished | lag p50 ms | lag p99 ms "
+          "| lag max ms |")
+    print("|---|---|---|---|---|---|---|")
+    for rate, achieved, n, got, p50, p99, mx in rows:
+        print(f"| {rate:.0f} | {achieved:.0f} | {n} | {got} | {p50 * 1000:.0f} | "
+              f"{p99 * 1000:.0f} | {mx * 1000:.0f} |")
+    print(f"republished types: {sorted(listener.types)}")
+    print(f"verify after the run: {'0 differences' if ok else 'DIFFERENCES'} "
+          f"({report.totals()}) in {verify_s:.1f}s")
+    print(f"run-sync counters: applied={counters.get('applied')}, failed={counters.get('failed')}"
+          f", quarantined={counters.get('quarantined')}; exit code after SIGTERM: {code}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
