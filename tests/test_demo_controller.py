@@ -559,3 +559,73 @@ def test_list_by_uuids_uses_bulk_collection_and_checks_types(clusters) -> None:
     assert api.virtual_networks_list(obj_uuids=ids[:3]) == {"virtual-networks": []}
     counted = api.security_groups_list(parent_id=project.uuid, count=True)
     assert counted["security-groups"]["count"] >= 30
+
+
+# -- with the real sync engine ----------------------------------------------------------------
+def test_fenced_5_0_api_server_serves_what_pre_sync_copied_from_v1(clusters, services) -> None:
+    """v1 (4.1.0) -> pre-sync (translator 4.x -> 5.0) -> a fresh fenced 5.0 controller."""
+    from backends.cassandra.connection import CassandraSide, connect
+    from backends.cassandra.copy import CopyEngine
+    from backends.cassandra.registry import load_registry
+    from backends.cassandra.tables import SyncSettings
+    from backends.progress import MemoryCheckpoints, MemoryEvents
+
+    v1 = clusters["v1"]
+    api1 = v1.client()
+    project = vnc_api.Project("tenant-sync", api1.domain_read(fq_name=["default-domain"]))
+    api1.project_create(project)
+    ipam = vnc_api.NetworkIpam("ipam-s", project)
+    api1.network_ipam_create(ipam)
+    vn = vnc_api.VirtualNetwork("vn-s", project)
+    vn.add_network_ipam(ipam, vnc_api.VnSubnetsType(
+        [vnc_api.IpamSubnetType(subnet=vnc_api.SubnetType("10.77.0.0", 24))]))
+    api1.virtual_network_create(vn)
+    vn_id = api1.virtual_network_read(id=vn.uuid).virtual_network_network_id
+
+    net = v1.address.split(".")[1]
+    tag = secrets.token_hex(3)
+    prefix = f"t{tag}v3"
+    token = secrets.token_urlsafe(16)
+    spec = _spec(services, "v2", "5.0.0", f"127.{net}.0.103", prefix, True, v1.address)
+    spec_path = write_spec(services.run_dir / "test-controller" / tag / "v3", spec,
+                           {"rabbit_user": services.rabbit.user,
+                            "rabbit_password": services.rabbit.password, "admin_token": token})
+    proc = ControllerProcess(spec_path)
+    v3 = Cluster_("v3", f"127.{net}.0.103", prefix,
+                  (services.cassandra_new.host, services.cassandra_new.port),
+                  services.zk_new.hosts, "/v2", token, proc)
+    proc.start()
+    try:
+        proc.wait_ready(90)
+        api3 = v3.client()
+        assert api3.projects_list() == {"projects": []}
+        old = connect(CassandraSide("old", (v1.cassandra[0],), v1.cassandra[1],
+                                    prefix=v1.prefix, version="4.1.0"))
+        new = connect(CassandraSide("new", (v3.cassandra[0],), v3.cassandra[1],
+                                    prefix=v3.prefix, version="5.0.0"))
+        try:
+            report = CopyEngine(old, new, load_registry(),
+                                SyncSettings(slices_per_table=8, concurrency=4,
+                                             keyspaces=("config_db_uuid",)),
+                                checkpoints=MemoryCheckpoints(),  # type: ignore[arg-type]
+                                events=MemoryEvents()).run("pre-sync", phase="pre", fresh=True)
+        finally:
+            old.close()
+            new.close()
+        assert report.ok
+
+        got = api3.virtual_network_read(id=vn.uuid)
+        assert got.virtual_network_network_id == vn_id
+        assert got.get_fq_name() == ["default-domain", "tenant-sync", "vn-s"]
+        assert [r["uuid"] for r in got.get_network_ipam_refs()] == [ipam.uuid]
+        assert api3.fq_name_to_id("project", ["default-domain", "tenant-sync"]) == project.uuid
+        assert [o.uuid for o in api3.virtual_networks_list(parent_id=project.uuid,
+                                                           detail=True)] == [vn.uuid]
+        assert api3.network_ipam_read(id=ipam.uuid, fields=["virtual_network_back_refs"]
+                                      ).get_virtual_network_back_refs()[0]["uuid"] == vn.uuid
+        # still fenced: the copy is readable, not writable
+        with pytest.raises(vnc_api.PermissionDenied):
+            api3.virtual_network_delete(id=vn.uuid)
+    finally:
+        proc.stop()
+        _drop(v3)
