@@ -6,6 +6,7 @@ import glob
 import logging
 import os
 import re
+import shlex
 from pathlib import Path
 from string import Template
 
@@ -15,6 +16,9 @@ from demo.services.procs import Command
 
 TEMPLATES = REPO_ROOT / "demo" / "cassandra"
 DEFAULT_HEAP_MB = 384
+# Serial GC: a 384 MiB heap needs no concurrent GC threads competing for the 2 cores.
+DEFAULT_GC = ["-XX:+UseSerialGC"]
+GC_FLAG = re.compile(r"-XX:\+Use\w+GC$")
 
 # Module access Cassandra 5.0 needs on JDK 17 (from conf/jvm17-server.options).
 ADD_EXPORTS = (
@@ -93,7 +97,7 @@ def cassandra_lib() -> Path:
 class CassandraService(Service):
     group = "cassandra"
     heavy = True
-    start_timeout = 180.0
+    start_timeout = 300.0
     stop_timeout = 40.0
 
     def __init__(self, ctx: Context, name: str, address: str, cluster_name: str) -> None:
@@ -147,21 +151,23 @@ class CassandraService(Service):
         if not jamm:
             raise ServiceError(f"{lib}: jamm-*.jar missing (needed as -javaagent)")
         heap = f"{self.heap_mb}m"
+        extra = shlex.split(os.environ.get("ISSU_CASSANDRA_JVM_OPTS", ""))
         argv = [
             str(java17()),
             f"-Xms{heap}",
             f"-Xmx{heap}",
             "-Xss256k",
-            "-XX:+UseG1GC",
-            "-XX:+ParallelRefProcEnabled",
-            "-XX:MaxTenuringThreshold=1",
-            "-XX:+UseStringDeduplication",
+            *([] if any(GC_FLAG.match(o) for o in extra) else DEFAULT_GC),
+            # C1 only: about a third less CPU to start on a crowded 2-core box; tests and the
+            # demo move little data. ISSU_CASSANDRA_JVM_OPTS=-XX:TieredStopAtLevel=4 undoes it.
+            "-XX:TieredStopAtLevel=1",
             "-Djava.net.preferIPv4Stack=true",
             "-Djdk.attach.allowAttachSelf=true",
             "-Dio.netty.tryReflectionSetAccessible=true",
             "-Dio.netty.allocator.useCacheForAllThreads=true",
             "-Dio.netty.allocator.maxOrder=11",
             *JVM_OPENS,
+            *extra,
             f"-javaagent:{jamm[-1]}",
             f"-Dcassandra.config=file://{self.conf_dir / 'cassandra.yaml'}",
             "-Dcassandra-foreground=yes",
@@ -171,6 +177,7 @@ class CassandraService(Service):
             # No cassandra.jmx.*.port: JMX stays off, so instances never collide on 7199.
             "-Dcassandra.skip_wait_for_gossip_to_settle=0",
             "-Dcassandra.superuser_setup_delay_ms=0",
+            "-Dcassandra.shutdown_announce_in_ms=0",  # single node: nobody to tell, stop 2 s sooner
             "-cp",
             f"{self.conf_dir}:{lib}/*",
             "org.apache.cassandra.service.CassandraDaemon",

@@ -52,6 +52,16 @@ def proc_ref(pid: int) -> ProcRef:
     return ProcRef(pid, stat[2])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time consumed so far by ``pid`` (all its threads)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    fields = raw[raw.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int:
     """Resident set size of ``pid`` in KiB (0 if unknown)."""
     try:
