@@ -28,7 +28,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cassandra.cluster import Session
-from cassandra.concurrent import execute_concurrent_with_args
+from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
+from cassandra.query import BatchStatement, BatchType
 
 Table = tuple[str, str]  # (unprefixed keyspace, table)
 Cells = dict[str, str]
@@ -265,7 +266,7 @@ class TableIO:
 
 def write(session: Session, prefix: str, ds: Dataset,
           writetime: int | Callable[[Table, str, str], int] | None = None,
-          *, concurrency: int = 64, keyspaces: Iterable[str] | None = None) -> None:
+          *, concurrency: int = 16, keyspaces: Iterable[str] | None = None) -> None:
     """Write every cell of `ds` (only of `keyspaces` when given); `writetime` fixed, per
     cell (callable), or now."""
     base = now_us()
@@ -274,13 +275,23 @@ def write(session: Session, prefix: str, ds: Dataset,
         if wanted is not None and table[0] not in wanted:
             continue
         io = TableIO(session, prefix, table)
-        args = []
+        batches = []
         for key, cells in partitions.items():
+            ekey = io.enc(key)
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+            size = 0
             for column, value in cells.items():
                 ts = writetime(table, key, column) if callable(writetime) else (writetime or base)
-                args.append((io.enc(key), io.enc(column), value, ts))
-        for ok, result in execute_concurrent_with_args(session, io._insert, args,
-                                                       concurrency=concurrency):
+                if len(batch) >= 100 or size > 4000:
+                    batches.append(batch)
+                    batch, size = BatchStatement(batch_type=BatchType.UNLOGGED), 0
+                batch.add(io._insert, (ekey, io.enc(column), value, ts))
+                size += len(column) + len(value) + 24
+            if len(batch):
+                batches.append(batch)
+        # one UNLOGGED batch per partition chunk: a single mutation on the replica
+        for ok, result in execute_concurrent(session, [(b, ()) for b in batches],
+                                             concurrency=concurrency):
             if not ok:
                 raise result
 

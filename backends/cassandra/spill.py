@@ -72,15 +72,19 @@ class SpillMap:
             return {}
         assert self._db is not None
         found = {}
-        for i in range(0, len(pairs), _CHUNK):
-            chunk = pairs[i:i + _CHUNK]
-            values = ",".join("(?, ?)" for _ in chunk)
-            args = [x for pair in chunk for x in pair]
-            rows = self._db.execute(
-                f"DELETE FROM m WHERE (k, c) IN (VALUES {values}) RETURNING k, c, ts, d",
-                args).fetchall()
-            for k, c, ts, d in rows:
-                found[(k, c)] = (ts, d)
+        by_key: dict[str, list[str]] = {}
+        for k, c in pairs:
+            by_key.setdefault(k, []).append(c)
+        for k, columns in by_key.items():
+            # `k = ? AND c IN (...)` walks the primary key index; no table scan
+            for i in range(0, len(columns), _CHUNK):
+                chunk = columns[i:i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"DELETE FROM m WHERE k = ? AND c IN ({marks}) RETURNING k, c, ts, d",
+                    [k, *chunk]).fetchall()
+                for rk, rc, ts, d in rows:
+                    found[(rk, rc)] = (ts, d)
         self._count -= len(found)
         return found
 

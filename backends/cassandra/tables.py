@@ -40,7 +40,7 @@ class SyncSettings:
     slices_per_table: int = 64
     batch_cells: int = 100          # cells per UNLOGGED single-partition batch
     batch_bytes: int = 4500         # below Cassandra's 5 KiB batch warning threshold
-    max_in_flight: int = 4          # outstanding write requests per slice
+    max_in_flight: int = 16         # outstanding write requests per slice
     spill_threshold: int = 100_000  # (key, column) entries kept in memory before spilling
     spill_dir: str | None = None
     keyspaces: tuple[str, ...] | None = None
