@@ -629,3 +629,22 @@ def test_fenced_5_0_api_server_serves_what_pre_sync_copied_from_v1(clusters, ser
     finally:
         proc.stop()
         _drop(v3)
+
+
+def test_annotations_through_prop_collection_update(clusters, cql) -> None:
+    api = clusters["v1"].client()
+    project = api.project_read(fq_name=["default-domain", "default-project"])
+    sg = vnc_api.SecurityGroup("sg-annotated", project)
+    sg.add_annotations(vnc_api.KeyValuePair("owner", "team-a"))
+    api.security_group_create(sg)  # POST + POST /prop-collection-update
+    got = api.security_group_read(id=sg.uuid)
+    assert [(kv.key, kv.value) for kv in got.get_annotations().key_value_pair] == [
+        ("owner", "team-a")]
+    got.add_annotations(vnc_api.KeyValuePair("tier", "web"))
+    got.del_annotations("owner")
+    api.security_group_update(got)
+    again = api.security_group_read(id=sg.uuid)
+    assert [(kv.key, kv.value) for kv in again.get_annotations().key_value_pair] == [
+        ("tier", "web")]
+    stored = json.loads(cql("v1", sg.uuid)["prop:annotations"])
+    assert stored == {"key_value_pair": [{"key": "tier", "value": "web"}]}

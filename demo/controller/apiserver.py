@@ -34,6 +34,7 @@ ACTIONS = {
     "id-to-name": "/id-to-fqname",
     "ref-update": "/ref-update",
     "list-bulk-collection": "/list-bulk-collection",
+    "prop-collection-update": "/prop-collection-update",
 }
 
 
@@ -112,6 +113,7 @@ class ApiServer:
         r.add_post("/id-to-fqname", self.id_to_fqname)
         r.add_post("/ref-update", self.ref_update)
         r.add_post("/list-bulk-collection", self.list_bulk)
+        r.add_post("/prop-collection-update", self.prop_collection_update)
         r.add_get("/issu/status", self.issu_status)
         r.add_post("/issu/open", self.issu_open)
         r.add_post("/issu/close", self.issu_close)
@@ -282,6 +284,13 @@ class ApiServer:
         rid = self._request_id(request)
         obj_uuid = await self._write(lambda: self.db.ref_update(body, rid))
         return _json({"uuid": obj_uuid})
+
+    async def prop_collection_update(self, request: web.Request) -> web.Response:
+        self._guard_write()
+        body = await self._body(request)
+        rid = self._request_id(request)
+        await self._write(lambda: self.db.prop_collection_update(body, rid))
+        return _json({})
 
     # -- ISSU fence --------------------------------------------------------------------------
     def _check_admin(self, request: web.Request) -> None:

@@ -545,6 +545,83 @@ class ConfigDB:
         self._publish("UPDATE", target_rt, ref_uuid, ref["to"], request_id, None)
         return obj_uuid
 
+    # -- prop-collection-update --------------------------------------------------------------
+    def prop_collection_update(self, body: dict[str, Any], request_id: str) -> None:
+        obj_uuid = body.get("uuid")
+        updates = body.get("updates")
+        if not isinstance(obj_uuid, str) or not isinstance(updates, list):
+            raise ApiError(400, "prop-collection-update: body needs 'uuid' and 'updates' (list)")
+        with self._lock(obj_uuid):
+            self._prop_collection_update(obj_uuid, updates, request_id)
+
+    def _prop_collection_update(self, obj_uuid: str, updates: list[Any],
+                                request_id: str) -> None:
+        row = self._row_of(None, obj_uuid)
+        rt = self._rt(json.loads(row["type"]))
+        values: dict[str, Any] = {}
+        for upd in updates:
+            if not isinstance(upd, dict) or not isinstance(upd.get("field"), str):
+                raise ApiError(400, f"prop-collection-update {obj_uuid}: bad update {upd!r}")
+            field = upd["field"]
+            if field not in values:
+                col = self.shape.prop_column(field)
+                values[field] = json.loads(row[col]) if col in row else None
+            values[field] = self._apply_collection_op(rt, obj_uuid, field, values[field], upd)
+        m = Mutation()
+        for field, value in values.items():
+            col = self.shape.prop_column(field)
+            if value is None:
+                m.remove(obj_uuid, col)
+            else:
+                m.put(obj_uuid, col, json.dumps(value))
+        id_perms = json.loads(row["prop:id_perms"]) if "prop:id_perms" in row else \
+            _default_id_perms(obj_uuid)
+        id_perms["last_modified"] = _now()
+        m.put(obj_uuid, "prop:id_perms", json.dumps(id_perms))
+        m.put(obj_uuid, "META:latest_col_ts", JSON_NONE)
+        self.store.apply(m)
+        fq_name = json.loads(row["fq_name"])
+        self._publish("UPDATE", rt, obj_uuid, fq_name, request_id,
+                      {"uuid": obj_uuid, "fq_name": fq_name, **values})
+
+    def _apply_collection_op(self, rt: ResourceType, obj_uuid: str, field: str, current: Any,
+                             upd: dict[str, Any]) -> Any:
+        """One list/map element operation on a whole stored property (wrapper kept)."""
+        cls = rt.cls
+        is_map = field in cls.prop_map_fields
+        if not is_map and field not in cls.prop_list_fields:
+            raise ApiError(400, f"{rt.res_type} {obj_uuid}: {field} is not a list or map property")
+        wrapped = (cls.prop_map_field_has_wrappers if is_map
+                   else cls.prop_list_field_has_wrappers).get(field, False)
+        wrapper_key = None
+        if wrapped:
+            xsd = getattr(schema.resource_xsd, cls.prop_field_types[field]["xsd_type"], None)
+            wrapper_key = (getattr(xsd, "attr_fields", None) or [None])[0]
+        elems = list(((current or {}).get(wrapper_key) if wrapped else current) or [])
+        op, value, position = upd.get("operation"), upd.get("value"), upd.get("position")
+        if is_map:
+            key_name = cls.prop_map_field_key_names[field]
+            key = position if position is not None else (value or {}).get(key_name)
+            elems = [e for e in elems if e.get(key_name) != key]
+            if op in ("set", "add", "modify"):
+                elems.append(value)
+            elif op != "delete":
+                raise ApiError(400, f"{rt.res_type} {obj_uuid}: map operation {op!r} unknown")
+        else:
+            index = None if position is None else int(position)
+            if op == "add":
+                elems.insert(len(elems) if index is None else index, value)
+            elif op in ("modify", "set") and index is not None and 0 <= index < len(elems):
+                elems[index] = value
+            elif op == "delete" and index is not None and 0 <= index < len(elems):
+                del elems[index]
+            else:
+                raise ApiError(400, f"{rt.res_type} {obj_uuid}: list operation {op!r} at "
+                                    f"position {position!r} not possible")
+        if wrapped and wrapper_key:
+            return {wrapper_key: elems}
+        return elems
+
     # -- delete ------------------------------------------------------------------------------
     def delete(self, type_name: str, obj_uuid: str, request_id: str) -> None:
         with self._lock(obj_uuid):

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from vnc_api.gen import resource_common
+from vnc_api.gen import resource_common, resource_xsd
 from vnc_api.gen.vnc_api_client_gen import all_resource_type_tuples
+
+__all__ = ["DEFAULT_PERMS2", "ResourceType", "Shape", "lookup", "registry", "resource_xsd",
+           "shape_for"]
 
 DEFAULT_PERMS2: dict[str, Any] = {
     "owner": "cloud-admin",
