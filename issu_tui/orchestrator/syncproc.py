@@ -219,15 +219,23 @@ class RunSync:
             self.ctx.check_stop("run-sync start")
             time.sleep(0.3)
 
-    def wait_drained(self, timeout_s: float = 120.0, quiet_s: float = 2.0) -> dict[str, float]:
-        """Wait until run-sync's queue is empty in a report newer than now + quiet_s (the
-        old api-server is fenced first, so no new change can arrive)."""
-        since = time.time() + quiet_s
+    def wait_drained(self, timeout_s: float = 120.0, settle_s: float = 2.0) -> dict[str, float]:
+        """Wait until run-sync is quiet: two reports written after `settle_s` from now (a
+        write in flight when the old api-server was fenced still lands and is published),
+        both with an empty queue and the same number of applied changes."""
+        since = time.time() + settle_s
         deadline = time.monotonic() + timeout_s
+        previous: tuple[float, float] | None = None  # (report time, applied)
         while True:
             counters, updated = runsync_counters(self.ctx.journal)
             if updated >= since and counters.get("queue_depth", 0) == 0:
-                return counters
+                applied = counters.get("applied", 0.0)
+                if previous is not None and updated > previous[0] and applied == previous[1]:
+                    return counters
+                if previous is None or updated > previous[0]:
+                    previous = (updated, applied)
+            elif updated >= since:
+                previous = None
             if not self.running():
                 raise OrchestratorError(
                     f"run-sync is not running, cannot drain; last output:\n{self.last_output()}")
