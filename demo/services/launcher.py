@@ -8,6 +8,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -210,7 +211,6 @@ class Launcher:
 
         Without ``only``: every process group recorded in the run dir (also sshd instances
         from an earlier ``up`` with more hosts)."""
-        stopped = []
         with self._locked():
             if only is None:
                 dirs = {p.parent.name: p.parent for p in sorted(self.run_dir.glob("*/pid"))}
@@ -219,11 +219,16 @@ class Launcher:
             else:
                 order = list(reversed(self.names(only)))
                 dirs = {n: self.services[n].dir for n in order}
-            for name in order:
+
+            def stop_one(name: str) -> bool:
                 svc = self.services.get(name)
                 timeout = svc.stop_timeout if svc else 30.0
-                if self._stop_dir(dirs[name], timeout, name):
-                    stopped.append(name)
+                return self._stop_dir(dirs[name], timeout, name)
+
+            # In parallel: each Cassandra drains for several seconds on SIGTERM.
+            with ThreadPoolExecutor(max_workers=max(1, len(order))) as pool:
+                results = list(pool.map(stop_one, order))
+            stopped = [name for name, done in zip(order, results, strict=True) if done]
         return stopped
 
     # ----------------------------------------------------------------- internals
