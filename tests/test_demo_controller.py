@@ -648,3 +648,18 @@ def test_annotations_through_prop_collection_update(clusters, cql) -> None:
         ("tier", "web")]
     stored = json.loads(cql("v1", sg.uuid)["prop:annotations"])
     assert stored == {"key_value_pair": [{"key": "tier", "value": "web"}]}
+
+
+def test_concurrent_creates_of_one_name_make_one_object(clusters) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    v1 = clusters["v1"]
+    body = {"security-group": {"fq_name": ["default-domain", "default-project", "sg-race"],
+                               "parent_type": "project"}}
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: httpx.post(f"{v1.api}/security-groups", json=body,
+                                                   timeout=60).status_code, range(8)))
+    assert sorted(codes) == [200] + [409] * 7
+    listed = httpx.get(f"{v1.api}/security-groups",
+                       params={"fq_names": "default-domain:default-project:sg-race"}).json()
+    assert len(listed["security-groups"]) == 1

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 # Fields every object dict carries besides props / refs / children / back_refs.
 BASE_KEYS = ("uuid", "fq_name", "name", "href", "parent_type", "parent_uuid", "parent_href")
 SYSTEM_PROPS = {"virtual_network_network_id", "security_group_id"}
+# A fq-name lock in ZooKeeper older than this whose object is not in Cassandra was left by a
+# crash between the two writes and may be taken over.
+STALE_LOCK_S = 30.0
 
 
 class ApiError(Exception):
@@ -195,13 +198,19 @@ class ConfigDB:
                                 f"exists with uuid {existing}")
         if body.get("uuid") and self.store.column(obj_uuid, "type") is not None:
             raise ApiError(409, f"uuid {obj_uuid} already in use")
-        owner = self.ids.claim_fq_name(db_type, fq_name, obj_uuid)
+        owner, age = self.ids.claim_fq_name(db_type, fq_name, obj_uuid)
         if owner != obj_uuid:
-            # A leftover lock whose object never reached Cassandra: take it over.
-            log.warning("zk fq-name lock for %s:%s held by %s with no object; taking it over",
-                        db_type, ":".join(fq_name), owner)
+            # Another create of that name is in flight, or a crash left the lock behind.
+            if age < STALE_LOCK_S or self.store.column(owner, "type") is not None:
+                raise ApiError(409, f"Fq name {':'.join(fq_name)} of type {rt.res_type} is "
+                                    f"being created with uuid {owner}")
+            log.warning("zk fq-name lock for %s:%s held %.0fs by %s with no object; taking "
+                        "it over", db_type, ":".join(fq_name), age, owner)
             self.ids.release_fq_name(db_type, fq_name)
-            self.ids.claim_fq_name(db_type, fq_name, obj_uuid)
+            owner, _ = self.ids.claim_fq_name(db_type, fq_name, obj_uuid)
+            if owner != obj_uuid:
+                raise ApiError(409, f"Fq name {':'.join(fq_name)} of type {rt.res_type} is "
+                                    f"being created with uuid {owner}")
 
         allocated: list[tuple[str, Any]] = []
         try:
@@ -285,10 +294,12 @@ class ConfigDB:
         if add:
             m.put(obj_uuid, f"ref:{their_t}:{ref_uuid}", value)
             m.put(ref_uuid, back_col, value)
+            m.put(ref_uuid, "META:latest_col_ts", JSON_NONE)
         else:
+            # no cell written on the target: it may be gone, and a lone META cell would
+            # leave a row without fq_name/type behind
             m.remove(obj_uuid, f"ref:{their_t}:{ref_uuid}")
             m.remove(ref_uuid, back_col)
-        m.put(ref_uuid, "META:latest_col_ts", JSON_NONE)
 
     def _create_mutation(self, rt: ResourceType, obj: dict[str, Any],
                          parent_rt: ResourceType | None, parent_uuid: str | None) -> Mutation:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError, NoNodeError
@@ -55,15 +56,16 @@ class ZkIds:
     def _fq_path(self, db_type: str, fq_name: list[str]) -> str:
         return self.spec.path(FQ_NAME_PATH, f"{db_type}:{':'.join(fq_name)}")
 
-    def claim_fq_name(self, db_type: str, fq_name: list[str], uuid: str) -> str:
-        """Create the mapping; return the uuid that owns the name (ours, or an earlier one)."""
+    def claim_fq_name(self, db_type: str, fq_name: list[str], uuid: str) -> tuple[str, float]:
+        """Create the mapping; return the owner's uuid (ours, or an earlier one) and the
+        age of the mapping in seconds (0 when it is ours)."""
         path = self._fq_path(db_type, fq_name)
         try:
             self.zk.create(path, uuid.encode())
-            return uuid
+            return uuid, 0.0
         except NodeExistsError:
-            data, _ = self.zk.get(path)
-            return data.decode()
+            data, stat = self.zk.get(path)
+            return data.decode(), max(0.0, time.time() - stat.mtime / 1000.0)
 
     def release_fq_name(self, db_type: str, fq_name: list[str]) -> None:
         with contextlib.suppress(NoNodeError):
