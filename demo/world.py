@@ -26,6 +26,7 @@ import httpx
 from demo.compute.fleet import Fleet
 from demo.compute.layout import WorldSettings
 from demo.controller.process import write_spec
+from demo.services.base import ServiceError
 from demo.services.endpoints import Endpoints, write_private
 from demo.services.launcher import Launcher
 from demo.services.plan import DEMO_NET, REPO_ROOT, AddressPlan, default_run_dir
@@ -116,7 +117,13 @@ class World:
 
         step = time.monotonic()
         progress(f"services (Cassandra x2, ZooKeeper x2, RabbitMQ, sshd for {count} hosts) ...")
-        endpoints = self.launcher(count).up()
+        try:
+            endpoints = self.launcher(count).up()
+        except ServiceError as exc:
+            # On a busy machine a service may need longer than its start timeout: the
+            # launcher reuses whatever became ready and gives the rest another round.
+            progress(f"services: {str(exc).splitlines()[0]}; trying once more")
+            endpoints = self.launcher(count).up()
         timings["services"] = time.monotonic() - step
 
         step = time.monotonic()
@@ -139,7 +146,8 @@ class World:
 
         self.write_config(endpoints)
         timings["total"] = time.monotonic() - began
-        progress(f"demo world up in {timings['total']:.1f} s")
+        parts = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items() if k != "total")
+        progress(f"demo world up in {timings['total']:.1f} s ({parts})")
         return timings
 
     def _check_compute_count(self, count: int) -> None:
