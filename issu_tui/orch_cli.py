@@ -373,6 +373,26 @@ def compute_status(names: tuple[str, ...], config_path: Path, probe: bool,
     sys.exit(EXIT_PROBLEM if any(i.get("state") == "failed" for i in items) else EXIT_OK)
 
 
+def _control_command(kind: str, doc: str) -> click.Command:
+    @click.command(kind, help=doc)
+    @config_option
+    @json_option
+    def command(config_path: Path, as_json: bool) -> None:
+        ctx = _context(config_path)
+        intent_id = ctx.journal.add_intent(kind, {}, _who())
+        running = ctx.journal.executor() is not None
+        _finish(as_json, {"intent": intent_id, "kind": kind, "ok": True,
+                          "detail": "the executor applies it now" if running else
+                          "queued: applied when an executor starts"}, EXIT_OK)
+
+    return command
+
+
+pause_cmd = _control_command(
+    "pause", "Let running computes finish and start no new one (kept across restarts).")
+resume_cmd = _control_command("resume", "Start computes again after a pause.")
+
+
 @click.command("finalize")
 @config_option
 @click.option("--force", is_flag=True, help="finalize although computes are not all on new "
@@ -426,6 +446,7 @@ def status_data(ctx: Any) -> dict[str, Any]:
             "name": phase.phase, "since": phase.phase_started_at, "note": phase.note,
             "from_version": phase.from_version, "to_version": phase.to_version},
         "approach": APPROACHES[int(orch.get("approach", 0))],
+        "paused": bool(orch.get("paused")),
         "executor": journal.executor(),
         "computes": {"total": len(computes), "by_state": by_state,
                      "items": [{"name": r.name, "state": r.state, "version": r.version,
@@ -456,7 +477,7 @@ def status_cmd(config_path: Path, as_json: bool) -> None:
     phase = data["phase"]
     click.echo(f"phase:     {phase['name'] if phase else 'not planned'}"
                + (f" ({phase['note']})" if phase and phase["note"] else ""))
-    click.echo(f"approach:  {data['approach']}")
+    click.echo(f"approach:  {data['approach']}" + ("   PAUSED" if data["paused"] else ""))
     executor = data["executor"]
     click.echo("executor:  " + (f"pid {executor['pid']} on {executor['host']}" if executor
                                 else "none running"))
@@ -532,7 +553,7 @@ def daemon_cmd(config_path: Path, northbound: Path | None) -> None:
 
 
 COMMANDS = (plan_cmd, preflight_cmd, pair_cmd, unpair_cmd, phase_cmd, compute_group,
-            finalize_cmd, abort_cmd, status_cmd, events_cmd, daemon_cmd)
+            pause_cmd, resume_cmd, finalize_cmd, abort_cmd, status_cmd, events_cmd, daemon_cmd)
 
 
 def register(cli_group: click.Group) -> None:

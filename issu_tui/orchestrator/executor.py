@@ -48,6 +48,8 @@ class Executor:
         """Become the executor (raises JournalLocked otherwise) and reconcile."""
         self.ctx.journal.acquire_writer()
         self.ensure_plan()
+        if self.ctx.journal.counters(ORCH_SCOPE).get("paused"):
+            self.ctx.paused.set()
         return self.reconcile()
 
     def close(self) -> None:
@@ -140,11 +142,14 @@ class Executor:
         return self._worker is not None and self._worker.is_alive()
 
     def _control(self, intent: Intent) -> None:
+        # Recorded in the journal too, so a restarted executor stays paused.
         if intent.kind == "pause":
             self.ctx.paused.set()
+            self.ctx.journal.set_counters(ORCH_SCOPE, {"paused": 1})
             self.ctx.event("executor", "paused: running computes finish, no new one starts")
         else:
             self.ctx.paused.clear()
+            self.ctx.journal.set_counters(ORCH_SCOPE, {"paused": 0})
             self.ctx.event("executor", "resumed")
         self.ctx.journal.finish_intent(intent.id, "done", json.dumps({"ok": True}))
 
