@@ -212,8 +212,15 @@ def finalize(ctx: Context, *, force: bool = False, reason: str = "",
         return "; ".join(done) or "no northbound clients listed"
 
     def open_new() -> str:
-        with ctx.api("new") as new:
-            new.set_fence(False)
+        try:
+            with ctx.api("new") as new:
+                new.set_fence(False)
+        except ApiServerError as exc:
+            if exc.status_code != 404:
+                raise
+            ctx.event("finalize", "the new api-server has no fence call: put it behind the "
+                      "northbound VIP / haproxy now", level="warning")
+            return "no fence call on the new api-server: opened by the operator (runbook 7.8)"
         return "new api-server accepts writes"
 
     def repoint_analytics() -> str:
