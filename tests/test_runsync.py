@@ -513,9 +513,14 @@ def _journal_counter(tmp_path: Path, name: str) -> float:
     path = tmp_path / "state" / "journal.db"
     if not path.exists():
         return 0.0
-    journal = Journal(path, read_only=True)
+    try:
+        journal = Journal(path, read_only=True)
+    except Exception:  # being created by the child right now
+        return 0.0
     try:
         return journal.counters("runsync").get(name, 0.0)
+    except Exception:  # tables not created yet
+        return 0.0
     finally:
         journal.close()
 
@@ -528,9 +533,10 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(world: World, tmp_path: P
     proc = _spawn(world, tmp_path)
     killed = False
     try:
-        wait_until(lambda: _journal_counter(tmp_path, "applied") >= 0 and
-                   "replaying changes" in (tmp_path / "run-sync.log").read_text(), 180,
-                   "run-sync started")
+        log_file = tmp_path / "run-sync.log"
+        wait_until(lambda: "replaying changes" in log_file.read_text() or proc.poll() is not None,
+                   180, f"run-sync started: {log_file}")
+        assert proc.poll() is None, log_file.read_text()[-3000:]
         live: list[str] = []
         errors: list[BaseException] = []
 
@@ -559,7 +565,11 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(world: World, tmp_path: P
         killed = False
         writer.join(timeout=300)
         assert not errors, errors
-        wait_until(lambda: world.verify().ok, 180, "new == old after the restart")
+        try:
+            wait_until(lambda: world.verify().ok, 180, "new == old after the restart")
+        except AssertionError:
+            log_tail = (tmp_path / "run-sync.log").read_text()[-3000:]
+            raise AssertionError(f"{world.verify().as_dict()}\n{log_tail}") from None
         log_text = (tmp_path / "run-sync.log").read_text()
         assert "catch-up copy of config_db_uuid skipped" in log_text  # not copied again
         # graceful stop: SIGTERM -> exit 0
