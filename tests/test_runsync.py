@@ -579,3 +579,29 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(world: World, tmp_path: P
         if not killed and proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_new_cassandra_restarted_mid_stream(world: World, launcher) -> None:  # type: ignore[no-untyped-def]
+    """While the new Cassandra is down, messages are retried with backoff, not acknowledged
+    and not quarantined; once it is back every change lands (no reconciliation here)."""
+    api = world.api
+    rs = world.run_sync(backoff_initial_s=0.2)
+    thread = start_thread(rs)
+    try:
+        made = [api.create("virtual-network", ["default-domain", "p1", f"c{i}"],
+                           parent=world.project) for i in range(20)]
+        wait_until(lambda: applied(rs) >= 20, 60, "first changes applied")
+        launcher.stop("cassandra-new")
+        made += [api.create("virtual-network", ["default-domain", "p1", f"d{i}"],
+                            parent=world.project) for i in range(20)]
+        for uid in made[:5]:
+            api.update(uid, display_name="while new was down")
+        wait_until(lambda: rs.metrics.failed._value.get() >= 1, 60, "apply failing")
+        launcher.start("cassandra-new")
+        wait_until(lambda: applied(rs) >= api.published, 300, "all applied after the restart")
+        assert rs.metrics.quarantined._value.get() == 0
+        assert rs.metrics.reconcile_passes._value.get() == 0
+        wait_until(lambda: world.verify().ok, 120, "verify clean")
+    finally:
+        stop_thread(rs, thread)
