@@ -157,10 +157,16 @@ def test_rabbit_restart_keeps_vhosts_user_and_durable_messages(
         queue.declare()
         conn.Producer().publish({"n": 1}, routing_key=queue_name, delivery_mode=2)
     before = read_pidfile(launcher.service("rabbitmq").pidfile)
+    assert before is not None
+    # epmd, the start script, beam.smp and its helpers (erl_child_setup makes its own session)
+    old_processes = before.members()
+    assert len(old_processes) >= 3
     launcher.restart("rabbitmq")
     after = read_pidfile(launcher.service("rabbitmq").pidfile)
-    assert before is not None and after is not None and before.pgid != after.pgid
+    assert after is not None and before.pgid != after.pgid
     assert not before.any_alive()
+    assert not old_processes & after.members()
+    assert not [pid for pid in old_processes if Path(f"/proc/{pid}").exists()]
     assert Endpoints.load(launcher.run_dir).rabbit.password == services.rabbit.password
     with amqp(services, services.rabbit.vhost_old) as conn:
         conn.connect()

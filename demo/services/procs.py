@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -166,6 +167,8 @@ class Command:
     argv: tuple[str, ...]
     env: Mapping[str, str]
     cwd: Path
+    # Start the next command only once this one listens here (e.g. epmd before the broker).
+    listens_before_next: tuple[str, int] | None = None
 
 
 def spawn_group(
@@ -192,7 +195,19 @@ def spawn_group(
             if not pgid:
                 pgid = popen.pid
             popens.append(popen)
+            if cmd.listens_before_next is not None:
+                _await_listener(popen, cmd.listens_before_next)
     return Group(pgid, tuple(proc_ref(p.pid) for p in popens)), popens
+
+
+def _await_listener(popen: subprocess.Popen[bytes], where: tuple[str, int]) -> None:
+    deadline = time.monotonic() + 15
+    while popen.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(where, timeout=0.5):
+            return
+        time.sleep(0.05)
+    # Exited or never listened: the next command starts anyway and the readiness check
+    # reports the failure with the log tail.
 
 
 def terminate_group(

@@ -89,7 +89,9 @@ class RabbitService(Service):
 
     def env(self) -> dict[str, str]:
         ip_tuple = "{" + self.address.replace(".", ",") + "}"
-        bind_dist = f"-kernel inet_dist_use_interface {ip_tuple}"  # not 0.0.0.0
+        # Distribution only on its own address; never let erl spawn a detached `epmd -daemon`
+        # (it would outlive `down`): the group's own epmd is started first.
+        bind_dist = f"-kernel inet_dist_use_interface {ip_tuple} -start_epmd false"
         env = self.base_env()
         env.update(
             {
@@ -120,6 +122,7 @@ class RabbitService(Service):
                 (epmd, "-port", str(self.ctx.plan.epmd_port), "-address", self.address),
                 env,
                 self.dir,
+                listens_before_next=("127.0.0.1", self.ctx.plan.epmd_port),
             ),
             Command((str(RABBIT_SCRIPTS / "rabbitmq-server"),), env, self.dir),
         ]
