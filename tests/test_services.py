@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,6 +244,35 @@ def test_start_refuses_a_port_held_by_someone_else(
     stranger = Launcher(net=launcher.net, profile="test", run_dir=tmp_path)
     with pytest.raises(ServiceError, match=r"127\.\d+\.0\.21:2181 already in use"):
         stranger.start("zk-old")
+
+
+def test_cli_status_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from demo.services.__main__ import main
+
+    base = ["--net", "77", "--run-dir", str(tmp_path)]
+    assert main(["status", *base, "--only", "zk"]) == 3  # nothing runs in an empty run dir
+    assert "zk-old         stopped" in capsys.readouterr().out
+    assert main(["status", *base, "--only", "mongodb"]) == 1
+    assert "unknown service(s) ['mongodb']" in capsys.readouterr().err
+    assert main(["down", *base]) == 0
+    assert "nothing was running" in capsys.readouterr().out
+
+
+def test_ensure_up_revives_a_killed_service(services: Endpoints, launcher: Launcher) -> None:
+    import os
+    import signal
+
+    group = read_pidfile(launcher.service("zk-new").pidfile)
+    assert group is not None
+    os.killpg(group.pgid, signal.SIGKILL)
+    try:
+        deadline = time.monotonic() + 30
+        while group.any_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert {s.state for s in launcher.status(["zk-new"], probe=False)} == {"stopped"}
+    finally:
+        assert launcher.ensure_up() == ["zk-new"]
+    assert four_letter(services.zk_new.host, services.zk_new.port, "ruok") == "imok"
 
 
 def test_failed_start_reports_the_log_tail(tmp_path: Path) -> None:

@@ -190,6 +190,19 @@ class Launcher:
                 self.endpoints().save()
         return self.endpoints()
 
+    def ensure_up(self, only: Iterable[str] | None = None) -> list[str]:
+        """Cheaply revive services whose processes died (no client probes for live ones).
+
+        For tests that kill or stop services: returns the names it had to start again."""
+        dead = []
+        for name in self.names(only):
+            group = read_pidfile(self.services[name].pidfile)
+            if group is None or not group.all_alive():
+                dead.append(name)
+        if dead:
+            self.up(dead)
+        return dead
+
     def start(self, name: str) -> None:
         """Start one service (or reuse it if already healthy) and wait until it is ready."""
         with self._locked():
