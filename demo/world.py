@@ -438,10 +438,9 @@ class World:
                                   else "stopped", f"{self.opts.workload_rate:g} changes/s"))
         pieces.append(self.seed_state())
         remembered = self.dir / "config-path"
-        written = Path(remembered.read_text().strip()) if remembered.is_file() else \
-            self.config_path
-        pieces.append(PieceStatus("config", "ready" if written.is_file() else "missing",
-                                  str(written)))
+        written = Path(remembered.read_text().strip()) if remembered.is_file() else None
+        pieces.append(PieceStatus("config", "ready" if written and written.is_file()
+                                  else "missing", str(written or self.config_path)))
         return pieces
 
     def processes(self) -> list[int]:

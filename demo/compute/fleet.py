@@ -114,7 +114,7 @@ class Fleet:
             return FleetStatus("stopped", None, {})
         pid = group.procs[0].pid
         try:
-            reply = hostd(self.dir, {"op": "states"}, timeout=3.0)
+            reply = hostd(self.dir, {"op": "states"}, timeout=15.0)
         except HostdUnavailable as exc:
             return FleetStatus("running", pid, {}, str(exc))
         return FleetStatus("ready", pid, reply["hosts"])
