@@ -139,8 +139,8 @@ class CassandraService(Service):
             "logdir": str(self.log_dir),
         }
         for template, target in (
-            ("cassandra.yaml.template", "cassandra.yaml"),
-            ("logback.xml.template", "logback.xml"),
+            ("cassandra-template.yaml", "cassandra.yaml"),
+            ("logback-template.xml", "logback.xml"),
         ):
             text = Template((TEMPLATES / template).read_text()).substitute(values)
             (self.conf_dir / target).write_text(text)
