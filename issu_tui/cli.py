@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -211,8 +212,10 @@ def _write_output(text: str, output: Path | None) -> None:
     if output.exists():
         click.echo(f"{output}: exists; not overwritten", err=True)
         sys.exit(EXIT_CONFIG)
-    output.write_text(text)
-    output.chmod(0o600)
+    # Created 0600 from the start: the text may hold secrets.
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
     click.echo(f"wrote {output}")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import configparser
 import ipaddress
 import os
+import socket
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from issu_tui.versions import parse_version
+from backends.versions import parse_version
 
 MASK = "********"
 
@@ -284,13 +285,38 @@ class IssuConfig(_Strict):
                 f"new.version {self.new.version} must be higher than old.version "
                 f"{self.old.version}"
             )
-        same_db = set(self.old.cassandra.hosts) & set(self.new.cassandra.hosts)
+        same_db = _same_hosts(self.old.cassandra.hosts, self.new.cassandra.hosts)
         if same_db and self.old.cassandra.prefix == self.new.cassandra.prefix:
             raise ValueError(
                 "old and new share Cassandra hosts "
-                f"{', '.join(sorted(same_db))} with the same prefix: set odb/ndb prefixes"
+                f"{', '.join(same_db)} with the same prefix: set odb/ndb prefixes"
+            )
+        same_zk = _same_hosts(self.old.zookeeper.hosts, self.new.zookeeper.hosts)
+        if same_zk and self.old.zookeeper.root == self.new.zookeeper.root:
+            raise ValueError(
+                "old and new share ZooKeeper hosts "
+                f"{', '.join(same_zk)} with the same root: set odb/ndb prefixes"
             )
         return self
+
+
+def _address_of(host: str) -> str:
+    """The address a host entry reaches, without its port (`localhost:9042` -> 127.0.0.1)."""
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        pass
+    try:
+        return socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)[0][4][0]
+    except (OSError, IndexError):
+        return name.lower()
+
+
+def _same_hosts(old: list[str], new: list[str]) -> list[str]:
+    """Hosts of two lists that reach the same address, whatever their spelling or port."""
+    new_addresses = {_address_of(h) for h in new}
+    return sorted(h for h in old if _address_of(h) in new_addresses)
 
 
 # --------------------------------------------------------------------------- loading

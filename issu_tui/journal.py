@@ -210,6 +210,15 @@ class Journal:
             text = text.replace(secret, "********")
         return text
 
+    def _clean_value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self._clean(value)
+        if isinstance(value, Mapping):
+            return {str(k): self._clean_value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple | set):
+            return [self._clean_value(v) for v in value]
+        return value
+
     def _migrate(self) -> None:
         with self._lock:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -455,7 +464,9 @@ class Journal:
 
     def _insert_event(self, db: sqlite3.Connection, kind: str, level: str, message: str,
                       fields: Mapping[str, Any]) -> int:
-        payload = self._clean(json.dumps(fields, default=str, sort_keys=True))
+        # Scrub each value before encoding: JSON escaping would hide a secret holding `"`,
+        # `\\` or non-ASCII characters from a scrub of the encoded text.
+        payload = json.dumps(self._clean_value(fields), default=str, sort_keys=True)
         cur = db.execute(
             "INSERT INTO events (at, kind, level, message, fields) VALUES (?, ?, ?, ?, ?)",
             (time.time(), kind, level, self._clean(message), payload))
@@ -487,7 +498,8 @@ class Journal:
         """A request for the executor (from the TUI or CLI); the executor picks it up."""
         with self.transaction() as db:
             cur = db.execute("INSERT INTO intents (at, kind, args, by) VALUES (?, ?, ?, ?)",
-                             (time.time(), kind, json.dumps(dict(args)), by))
+                             (time.time(), kind, json.dumps(self._clean_value(dict(args))),
+                              by))
             self._insert_event(db, "intent", "info", f"{by} asked: {kind}",
                                {"intent": kind, **args})
             return int(cur.lastrowid or 0)

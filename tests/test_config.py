@@ -150,6 +150,13 @@ BROKEN = [
      "", "ssh: required"),
     ("shared db same prefix", replace('hosts = ["127.0.0.12"]', 'hosts = ["127.0.0.11"]\n'
                                       'prefix = "v1"'), "", "same prefix"),
+    ("shared db other spelling", replace('hosts = ["127.0.0.12"]',
+                                         'hosts = ["localhost"]').replace(
+        'hosts = ["127.0.0.11"]', 'hosts = ["127.0.0.1:9042"]').replace(
+        'prefix = "v1"\n[old.zookeeper]', '[old.zookeeper]'), "", "same prefix"),
+    ("shared zookeeper same root", replace('hosts = ["127.0.0.22"]',
+                                           'hosts = ["127.0.0.21:2181"]\nprefix = "v1"'),
+     "", "same root"),
     ("bad prefix", replace('prefix = "v1"\n[old.zookeeper]', 'prefix = "v-1"\n[old.zookeeper]'),
      "old.cassandra.prefix", "letters"),
     ("metrics off loopback", GOOD + '\n[sync]\nmetrics_listen = "0.0.0.0:9109"\n',

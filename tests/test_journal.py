@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -117,6 +118,18 @@ def test_secrets_never_reach_the_journal(tmp_path: Path) -> None:
     if wal.exists():
         raw += wal.read_bytes()
     assert b"hunter2-password" not in raw
+
+
+@pytest.mark.parametrize("secret", ['p"ss\\w0rd', "s\u00e9cret-pw", "tab\tsecret"])
+def test_secrets_with_json_special_characters_are_scrubbed(tmp_path: Path, secret: str) -> None:
+    journal = Journal.open(tmp_path)
+    journal.scrub([secret])
+    journal.event("config", "loaded", password=secret, nested={"list": [secret]})
+    journal.add_intent("upgrade", {"note": secret}, by="test")
+    stored = journal._query("SELECT fields FROM events UNION ALL SELECT args FROM intents")
+    for (text,) in stored:
+        assert secret not in json.dumps(json.loads(text), ensure_ascii=False)
+        assert "********" in text
 
 
 def test_phase_transitions_and_checkpoints(tmp_path: Path) -> None:
