@@ -114,7 +114,8 @@ def make_config(args: argparse.Namespace, endpoints: Any, state_root: Path,
     def cluster(name: str, version: str, control: str) -> dict[str, Any]:
         return {"name": name, "version": version,
                 "cassandra": {"hosts": ["127.0.0.1"], "prefix": name},
-                "zookeeper": {"hosts": ["127.0.0.1"]}, "rabbit": {"hosts": ["127.0.0.1"]},
+                "zookeeper": {"hosts": ["127.0.0.1"], "prefix": name},
+                "rabbit": {"hosts": ["127.0.0.1"]},
                 "control_nodes": [{"name": f"{name}-control", "address": control}]}
 
     return IssuConfig.model_validate({
