@@ -117,7 +117,11 @@ class Executor:
             if now - last_beat >= heartbeat_s:
                 self.ctx.journal.heartbeat()
                 last_beat = now
-            if now - last_supervise >= supervise_s and not self.busy:
+            # run-sync is watched while idle and while computes move (the long part);
+            # never during phases, finalize or abort, which start and stop it themselves.
+            quiet = not self.busy or (self._current is not None
+                                      and self._current.kind in ("upgrade", "rollback"))
+            if now - last_supervise >= supervise_s and quiet:
                 self.supervise()
                 last_supervise = now
             pending = self.ctx.journal.intents("pending")
