@@ -178,8 +178,10 @@ def build_run_sync(config: IssuConfig, journal: Any, *, catch_up: bool = True,
                             slices_per_table=sync.slices_per_table)
     options = RunSyncOptions(
         queue_name=sync.queue_name,
-        concurrency=sync.concurrency,
-        prefetch=prefetch or max(16, sync.concurrency * 8),
+        # Applying a message is mostly waiting on Cassandra round trips: 4 lanes per unit of
+        # sync.concurrency (32 by default), each object always in the same lane.
+        concurrency=sync.concurrency * 4,
+        prefetch=prefetch or sync.concurrency * 16,
         reconcile_interval_s=reconcile_interval_s or sync.reconcile_interval_s,
         reconcile_slices=sync.slices_per_table,
         catch_up=catch_up,

@@ -100,7 +100,7 @@ class Stopped(Exception):
 @dataclass(frozen=True)
 class RunSyncOptions:
     queue_name: str = "vnc-config.issu-queue"
-    concurrency: int = 8
+    concurrency: int = 32             # lanes: a message waits on ~10 Cassandra round trips
     prefetch: int = 64
     max_attempts: int = 3             # per message, for failures of the message itself
     reconcile_interval_s: float = 300.0
