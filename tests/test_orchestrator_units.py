@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from issu_tui.config import IssuConfig
+from issu_tui.config import AnalyticsConfig, IssuConfig
 from issu_tui.journal import Journal
 from issu_tui.orchestrator.northbound import Edit, apply_edits
 from issu_tui.orchestrator.plan import APPROACHES, build_plan
@@ -203,3 +203,59 @@ def test_step_markers_and_intents_survive_reopen(tmp_path: Path) -> None:
     summary = Executor(ctx).start()
     assert summary["requeued_intents"] == []
     journal.close()
+
+
+def test_northbound_switch_rewrites_and_signals(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from issu_tui.orchestrator.context import Context
+    from issu_tui.orchestrator.northbound import load_clients, switch_client
+
+    config = _config(tmp_path)
+    config.new.analytics = AnalyticsConfig(url="http://10.0.1.102:8081")
+    plugin = tmp_path / "ContrailPlugin.ini"
+    plugin.write_text("[APISERVER]\napi_server_ip = 10.0.0.101\napi_server_port = 8082\n"
+                      "contrail_extensions = ipam\n")
+    nodemgr = tmp_path / "nodemgr.conf"
+    nodemgr.write_text("[DEFAULT]\ncollectors = 10.0.0.101:8086\nlog_level = SYS_INFO\n")
+    # a client process that reports each SIGHUP it gets
+    marker = tmp_path / "hup"
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import signal, sys, time, pathlib\n"
+        f"p = pathlib.Path({str(marker)!r})\n"
+        "signal.signal(signal.SIGHUP, lambda *a: p.write_text(str(int(p.read_text() or 0) + 1)"
+        " if p.exists() else '1'))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        (tmp_path / "client.pid").write_text(f"{child.pid}\n")
+        (tmp_path / "northbound.toml").write_text(
+            '[[client]]\nkind = "neutron"\npath = "ContrailPlugin.ini"\n'
+            'pid_file = "client.pid"\n'
+            '[[client]]\nkind = "collector"\npath = "nodemgr.conf"\n')
+        clients = load_clients(tmp_path / "northbound.toml")
+        journal = Journal.open(tmp_path)
+        ctx = Context(config=config, config_path=tmp_path / "issu.toml", journal=journal)
+        def hups(count: str) -> None:
+            deadline = time.monotonic() + 10
+            while not (marker.exists() and marker.read_text() == count):
+                assert time.monotonic() < deadline, f"the client saw no SIGHUP number {count}"
+                time.sleep(0.05)
+
+        first = switch_client(ctx, clients[0])
+        assert "rewritten" in first and f"SIGHUP to pid {child.pid}" in first
+        hups("1")
+        text = plugin.read_text()
+        assert "api_server_ip = 10.0.1.102" in text and "contrail_extensions = ipam" in text
+        assert (tmp_path / "ContrailPlugin.ini.issu-backup").read_text().count("10.0.0.101")
+        assert "already new" in switch_client(ctx, clients[0])  # signalled again: idempotent
+        hups("2")
+        switch_client(ctx, clients[1])
+        assert "collectors = 10.0.1.102:8086" in nodemgr.read_text()
+        assert "log_level = SYS_INFO" in nodemgr.read_text()
+        journal.close()
+    finally:
+        child.kill()
+        child.wait()

@@ -189,8 +189,9 @@ class Executor:
     def handle(self, intent: Intent) -> dict[str, Any]:
         args = intent.args
         phase = self.ctx.journal.phase()
-        if phase is not None and phase.phase in ("aborted", "done") and intent.kind != "phase":
-            raise OrchestratorError(f"the upgrade is {phase.phase}; nothing more to do")
+        if phase is not None and phase.phase in ("aborted", "done"):
+            raise OrchestratorError(f"the upgrade is {phase.phase}; nothing more to do "
+                                    "(a new upgrade starts with a fresh state_dir)")
         if intent.kind in ("upgrade", "rollback"):
             return self.computes(intent.kind, args)
         if intent.kind == "finalize":
