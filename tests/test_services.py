@@ -29,7 +29,10 @@ def cql(services: Endpoints) -> Iterator[dict[str, Session]]:
         for name, hp in (("old", services.cassandra_old), ("new", services.cassandra_new))
     }
     try:
-        yield {name: c.connect() for name, c in clusters.items()}
+        sessions = {name: c.connect() for name, c in clusters.items()}
+        for session in sessions.values():
+            session.default_timeout = 120  # schema changes crawl when the 2 cores are crowded
+        yield sessions
     finally:
         for c in clusters.values():
             c.shutdown()
