@@ -82,6 +82,11 @@ class Generator:
             self.serial += 1
             return self.serial
 
+    @staticmethod
+    def _all(*futures) -> None:  # type: ignore[no-untyped-def]
+        for future in futures:
+            future.result()
+
     def one_change(self, producer: kombu.Producer, rng: random.Random) -> None:
         roll = rng.random()
         with self.lock:
@@ -102,12 +107,13 @@ class Generator:
             batch = BatchStatement(batch_type=BatchType.UNLOGGED)
             for col, val in ds.tables[cd.UUID_TABLE][uid].items():
                 batch.add(self.ins_uuid, (uid.encode(), col.encode(), val, ts))
-            self.session.execute(batch)
-            self.session.execute(self.ins_uuid, (self.project.encode(),
-                                                 f"children:virtual-network:{uid}".encode(),
-                                                 "null", ts))
-            self.session.execute(self.ins_fq, (b"virtual-network",
-                                               (":".join(fq) + ":" + uid).encode(), "null", ts))
+            self._all(
+                self.session.execute_async(batch),
+                self.session.execute_async(self.ins_uuid, (
+                    self.project.encode(), f"children:virtual-network:{uid}".encode(), "null",
+                    ts)),
+                self.session.execute_async(self.ins_fq, (
+                    b"virtual-network", (":".join(fq) + ":" + uid).encode(), "null", ts)))
             oper = "CREATE"
             with self.lock:
                 self.live.append((uid, fq))
@@ -118,11 +124,12 @@ class Generator:
             oper = "UPDATE"
         else:
             uid, fq = pick
-            self.session.execute(self.del_part, (ts, uid.encode()))
-            self.session.execute(self.del_cell_uuid, (ts, self.project.encode(),
-                                                      f"children:virtual-network:{uid}".encode()))
-            self.session.execute(self.del_cell_fq, (ts, b"virtual-network",
-                                                    (":".join(fq) + ":" + uid).encode()))
+            self._all(
+                self.session.execute_async(self.del_part, (ts, uid.encode())),
+                self.session.execute_async(self.del_cell_uuid, (
+                    ts, self.project.encode(), f"children:virtual-network:{uid}".encode())),
+                self.session.execute_async(self.del_cell_fq, (
+                    ts, b"virtual-network", (":".join(fq) + ":" + uid).encode())))
             oper = "DELETE"
         with self.lock:
             self.written[rid] = now
@@ -240,7 +247,7 @@ def main() -> int:
     parser.add_argument("--net", type=int, default=int(os.environ.get("ISSU_TEST_NET", "33")))
     parser.add_argument("--rates", default="100,500,1000")
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--threads", type=int, default=6, help="load generator threads")
+    parser.add_argument("--threads", type=int, default=12, help="load generator threads")
     args = parser.parse_args()
 
     eps = Launcher(net=args.net, profile="test").up(
