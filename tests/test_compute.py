@@ -60,7 +60,8 @@ def _spec(ep: Endpoints, cluster: str, address: str) -> dict[str, object]:
 def rig(services: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     root = tmp_path_factory.mktemp("computes")
     net = services.ssh.addresses[0].split(".")[1]
-    addresses = {"v1": f"127.{net}.0.101", "v2": f"127.{net}.0.102"}
+    # Not the demo world's .101/.102: other tests run a World on the same network.
+    addresses = {"v1": f"127.{net}.0.111", "v2": f"127.{net}.0.112"}
     controllers = []
     try:
         for cluster, address in addresses.items():
