@@ -294,6 +294,11 @@ class HostDaemon:
             "collectors": host.agent_conf.get("collectors", []),
             "dns_servers": host.agent_conf.get("dns_servers", []),
             "process_state": state,
+            # A few workloads per host, stable across restarts, as the agent would count them.
+            "vm_count": 2 + host.index % 7,
+            "interface_count": 3 + host.index % 7,
+            "vn_count": 1 + host.index % 4,
+            "build_id": f"{host.agent_version}-{40 + host.index % 3}",
         }
         errors = []
         for collector in collectors:
