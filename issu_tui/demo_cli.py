@@ -52,15 +52,18 @@ def demo() -> None:
               help="how long a compute's package install takes (default 4)")
 @click.option("--failure-rate", type=click.FloatRange(0, 1),
               help="chance that a compute's install fails (default 0)")
+@click.option("--wait-seed", is_flag=True, default=None,
+              help="return only once v1 is seeded (default: seed in the background)")
 def up(net: int, config: Path | None, computes: int | None, seed_objects: int | None,
        workload_rate: float | None, install_s: float | None,
-       failure_rate: float | None) -> None:
+       failure_rate: float | None, wait_seed: bool | None) -> None:
     """Start (or reuse) every piece and write the tool's config."""
     from demo.services.base import ServiceError
     from demo.world import WorldError
 
     world = _world(net, computes, config, seed_objects=seed_objects,
-                   workload_rate=workload_rate, install_s=install_s, failure_rate=failure_rate)
+                   workload_rate=workload_rate, install_s=install_s, failure_rate=failure_rate,
+                   wait_seed=wait_seed)
     try:
         world.up(lambda msg: click.echo(f"  {msg}"))
         path = world.config_path
