@@ -89,6 +89,7 @@ class IssuApp(App[int]):
         self.analytics_polls = 0
         self.last_poll_error: str | None = None
         self._tty_fd: int | None = None
+        self._shown_allowed: frozenset[str] | None = None
         self.state.status = self._sub_title()
 
     # ------------------------------------------------------------------ lifecycle
@@ -172,7 +173,9 @@ class IssuApp(App[int]):
                 screen.show_snapshot(snap.events)
             self.refreshes += 1
             self._update_sub_title()
-            self.refresh_bindings()  # finalize / abort appear only when allowed
+            if snap.phase.allowed != self._shown_allowed:
+                self._shown_allowed = snap.phase.allowed
+                self.refresh_bindings()  # finalize / abort appear only when allowed
         finally:
             # the next poll is scheduled when this one is done, whatever happened
             self.set_timer(self.refresh_interval, self._poll)

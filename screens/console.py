@@ -115,7 +115,7 @@ class DashboardScreen(ConsoleScreen):
     def update_snapshot(self, new_events: Sequence[Event] | None) -> None:
         snap = self.state.snapshot
         assert snap is not None
-        self.query_one(PhasePane).show(snap)
+        self.query_one(PhasePane).show(snap, wide=self.has_class("-wide"))
         self.query_one(SyncPane).show(snap)
         panel = self.query_one(ComputePanel)
         panel.set_rows(snap.computes)

@@ -254,7 +254,8 @@ class ComputePanel(Vertical):
         text = f"{len(grid.shown())}/{len(grid._rows)} shown · {len(grid.marks)} marked"
         if terms:
             text += f" · filter: {terms}"
-        self.border_subtitle = text
+        if self.border_subtitle != text:
+            self.border_subtitle = text
 
     def action_filter(self) -> None:
         box = self.query_one("#compute-filter", Input)

@@ -71,6 +71,13 @@ class EventTable(DataTable[str | Text]):
                 self.remove_row(str(self._shown_ids.pop(0)))
         if follow and self.row_count:
             self.move_cursor(row=self.row_count - 1, animate=False)
+            # once laid out (a screen just shown has no size yet), settle at the bottom
+            self.call_after_refresh(self._to_end)
+
+    def _to_end(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1, animate=False)
+        self.scroll_end(animate=False, immediate=True)
 
     def replace(self, all_events: Sequence[Event]) -> None:
         self.clear()
@@ -101,7 +108,7 @@ class EventPanel(Vertical):
         kind, level, words = self._filter
         if new is None:
             self.table.replace([e for e in all_events if event_matches(e, kind, level, words)])
-        else:
+        elif new:
             self.table.append(e for e in new if event_matches(e, kind, level, words))
         self._status()
 
@@ -113,7 +120,9 @@ class EventPanel(Vertical):
         if level:
             parts.append(f"level:{level}")
         parts += words
-        self.border_subtitle = " · ".join(parts)
+        text = " · ".join(parts)
+        if self.border_subtitle != text:
+            self.border_subtitle = text
 
     def action_filter(self) -> None:
         box = self.query_one("#event-filter", Input)

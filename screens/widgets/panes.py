@@ -57,8 +57,15 @@ def phase_text(view: PhaseView, *, wide: bool = False) -> Group:
 
 
 class PhasePane(Static):
+    _shown: tuple[object, ...] | None = None
+
     def show(self, snap: ConsoleSnapshot, *, wide: bool = False) -> None:
-        self.update(phase_text(snap.phase, wide=wide))
+        # Redraw only on a visible change (the time in phase moves by the second); the pane
+        # has a fixed size, so no layout pass is needed.
+        key = (snap.phase, int(snap.phase.in_phase_s), wide)
+        if key != self._shown:
+            self._shown = key
+            self.update(phase_text(snap.phase, wide=wide), layout=False)
 
 
 def sync_text(view: SyncView) -> Group:
@@ -87,11 +94,16 @@ class SyncPane(Vertical):
         yield Sparkline([], summary_function=max, classes="lag-sparkline")
         yield Static("", classes="sync-stats")
 
+    _shown: SyncView | None = None
+
     def show(self, snap: ConsoleSnapshot) -> None:
         view = snap.sync
+        if view == self._shown:
+            return
+        self._shown = view
         # Sparkline redraws when its data list is replaced (not mutated).
         self.query_one(Sparkline).data = list(view.lag_history) or [0.0]
-        self.query_one(".sync-stats", Static).update(sync_text(view))
+        self.query_one(".sync-stats", Static).update(sync_text(view), layout=False)
 
 
 class SyncTables(DataTable[str]):

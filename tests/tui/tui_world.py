@@ -8,6 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from backends.analytics import (
+    Alarm,
+    AnalyticsSnapshot,
+    ClusterAnalytics,
+    Vrouter,
+    XmppPeer,
+    consolidate,
+)
 from issu_tui.config import IssuConfig
 from issu_tui.console_api import ConsoleBackend, ConsoleOptions
 from issu_tui.journal import Journal
@@ -104,3 +112,29 @@ def make_backend(journal: Journal, config: IssuConfig, *, read_only: bool = Fals
     backend = ConsoleBackend(config, journal, options)
     backend.seed_lag_history([0.3, 0.5, 0.4, 0.9, 1.6, 0.8, 0.5, 0.4, 0.35, 0.3, 0.6, 0.42])
     return backend
+
+
+def frozen_analytics(journal: Journal) -> AnalyticsSnapshot:
+    """What both analytics-api would say about the journal's computes (fixed times)."""
+    old: dict[str, Vrouter] = {}
+    new: dict[str, Vrouter] = {}
+    for row in journal.computes():
+        on_new = row.cluster == "new"
+        target = new if on_new else old
+        ctl = "127.36.0.102" if on_new else "127.36.0.101"
+        state = "Non-Functional" if row.state == "failed" else "Functional"
+        target[row.name] = Vrouter(row.name, "new" if on_new else "old", row.address,
+                                   row.version or "4.1.0", state,
+                                   (XmppPeer(ctl, row.state != "failed", True),))
+    alarms = (Alarm("old", "vrouter", "cmp-04", "process-status", 0, "Process Failure.", False,
+                    T0 + 3 * 3600),
+              Alarm("new", "control-node", "ctl-new", "bgp-connectivity", 1,
+                    "BGP peer mismatch. Not enough BGP peers are up.", False, T0 + 3 * 3600))
+    clusters = {
+        "old": ClusterAnalytics("old", "http://127.36.0.101:8081", NOW, vrouters=old,
+                                control_nodes=("ctl-old",), alarms=alarms[:1]),
+        "new": ClusterAnalytics("new", "http://127.36.0.102:8081", NOW, vrouters=new,
+                                control_nodes=("ctl-new",), alarms=alarms[1:]),
+    }
+    computes = consolidate(clusters, {"old": {"127.36.0.101"}, "new": {"127.36.0.102"}})
+    return AnalyticsSnapshot(clusters, computes, alarms, NOW)
