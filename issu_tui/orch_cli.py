@@ -126,6 +126,12 @@ def submit(config_path: Path, kind: str, args: dict[str, Any], *, as_json: bool,
             if runner is not None and not runner.is_alive():
                 break
             if deadline is not None and time.monotonic() > deadline:
+                if executor is not None:  # stop cleanly: the intent resumes later
+                    executor.shutdown.set()
+                    if runner is not None:
+                        runner.join()
+                    executor.close()
+                    status = _intent(journal, intent_id)
                 _finish(as_json, {"intent": intent_id, "ok": False,
                                   "status": status.status if status else "unknown",
                                   "error": f"still {status.status if status else '?'} after "
