@@ -448,4 +448,4 @@ class IssuApp(App[int]):
     def _terminal_gone(self) -> None:
         with contextlib.suppress(Exception):  # leaving is what matters now
             self.backend.note("console lost its terminal and exits")
-        self.exit(129)
+        self.exit(129, return_code=129)

@@ -88,9 +88,10 @@ def run_console(config_path: Path, *, read_only: bool = False, attach: bool = Fa
     app = IssuApp(backend, refresh_interval=refresh_interval,
                   watch_terminal=sys.stdin.isatty(), executor=embedded)
     try:
-        code = app.run()
+        app.run()
     finally:
         backend.close()
+    code = app.return_code
     if backend.read_only and backend.options.read_only_reason and not read_only:
         click.echo(f"attached read-only: {backend.options.read_only_reason}", err=True)
     return int(code or 0)
@@ -135,7 +136,7 @@ def tui(config_path: Path, read_only: bool, web: bool, host: str, port: int,
         _serve_web(config_path, host, port, read_only, attach)
         return
     # textual-serve runs each browser session with its web driver, not a terminal
-    if "TEXTUAL_DRIVER" not in os.environ and not os.isatty(sys.stdout.fileno()):
+    if "TEXTUAL_DRIVER" not in os.environ and not sys.stdout.isatty():
         raise click.UsageError("the console needs a terminal (or use --web)")
     sys.exit(run_console(config_path, read_only=read_only, attach=attach))
 
