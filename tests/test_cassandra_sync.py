@@ -82,6 +82,7 @@ class Pair:
 
 def engine(pair: Pair, *, keyspaces: tuple[str, ...] | None = CONFIG_DB, slices: int = 8,
            checkpoints: object | None = None, **settings: object) -> CopyEngine:
+    settings.setdefault("small_table_cells", 0)  # slice even the small test tables
     s = SyncSettings(slices_per_table=slices, concurrency=4, keyspaces=keyspaces,
                      **settings)  # type: ignore[arg-type]
     return CopyEngine(pair.old, pair.new, load_registry(), s,
@@ -96,7 +97,8 @@ def presync(pair: Pair, **kw: object) -> CopyReport:
 
 def verify(pair: Pair, keyspaces: tuple[str, ...] | None = CONFIG_DB,
            **kw: object) -> VerifyReport:
-    s = SyncSettings(slices_per_table=8, concurrency=4, keyspaces=keyspaces)
+    s = SyncSettings(slices_per_table=8, concurrency=4, keyspaces=keyspaces,
+                     small_table_cells=0)
     return Verifier(pair.old, pair.new, load_registry(), s, recheck_delay_s=0.2,
                     **kw).run()  # type: ignore[arg-type]
 
@@ -410,7 +412,7 @@ def test_killed_presync_resumes_from_checkpoints(separate: Pair, tmp_path: Path)
 
     pair = separate
     pair.schema()
-    pair.write(cd.generate(3, 20, 2))
+    pair.write(cd.generate(6, 25, 3))  # more than small_table_cells: really sliced
     state = tmp_path / "state"
     conf = tmp_path / "issu.toml"
     conf.write_text(_toml(pair, state))

@@ -315,7 +315,7 @@ class CopyEngine:
             self._event("sync", f"{job}: WARNING {spec.qualified}: {rep.note}", level="warning")
             return rep
         table_id = spec.qualified
-        slices = token_slices(self.settings.slices_per_table)
+        slices = token_slices(ctx.slice_count())
         rep.slices = len(slices)
         done = self.checkpoints.done_slices(job, table_id)
         todo = [s for s in slices if s[0] not in done]

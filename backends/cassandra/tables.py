@@ -38,6 +38,7 @@ class SyncSettings:
     concurrency: int = 8            # token slices in flight
     page_size: int = 500            # rows per page of every read
     slices_per_table: int = 64
+    small_table_cells: int = 5000   # a table with fewer cells on old is copied as one slice
     batch_cells: int = 100          # cells per UNLOGGED single-partition batch
     batch_bytes: int = 4500         # below Cassandra's 5 KiB batch warning threshold
     max_in_flight: int = 16         # outstanding write requests per slice
@@ -201,6 +202,16 @@ class TableContext:
             rows = self._paged(self.old.session, self.old_keys_range, (lo, hi))
         for (k,) in rows:
             yield dk(k)
+
+    def slice_count(self) -> int:
+        """`slices_per_table`, or 1 for a small table (one probe read of a few cells):
+        slicing a nearly empty table only multiplies round trips."""
+        limit = self.settings.small_table_cells
+        if limit <= 0 or self.settings.slices_per_table <= 1:
+            return max(1, self.settings.slices_per_table)
+        stmt = f"SELECT key FROM {_q(self.old_keyspace)}.{_q(self.spec.name)} LIMIT {limit}"
+        rows = self.old.session.execute(stmt)
+        return 1 if sum(1 for _ in rows) < limit else self.settings.slices_per_table
 
     def new_keys(self) -> Iterator[str]:
         assert self.new_layout is not None

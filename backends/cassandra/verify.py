@@ -275,7 +275,7 @@ class Verifier:
         with ThreadPoolExecutor(max_workers=self.settings.concurrency,
                                 thread_name_prefix="issu-verify") as pool:
             futures = [pool.submit(one, lo, hi)
-                       for _, lo, hi in token_slices(self.settings.slices_per_table)]
+                       for _, lo, hi in token_slices(ctx.slice_count())]
             for future in as_completed(futures):
                 part = future.result()
                 with lock:

@@ -1,0 +1,430 @@
+"""pre-sync against its peers on a Contrail-shaped database, side by side in one run.
+
+    .venv/bin/pip install -e '.[bench]'          # cqlsh (PyPI), psutil
+    .venv/bin/python -m bench.bench_presync --net 32 --cells 1000000 --wide 1000000
+
+Uses the launcher's real old/new Cassandra on 127.<net>.0.11/.12 (started when needed).
+Seeds old (keyspace prefix `bo`) with objects shaped like Contrail's (obj_uuid_table,
+obj_fq_name_table, obj_shared_table and the other keyspaces), then copies it to the new
+cluster with each method, every one in its own child process (peak RSS of the whole process
+tree polled with psutil), into an emptied new side:
+
+- issu:     this engine (token slices in flight, paged reads, batched writes with the source
+            WRITETIME, replace semantics, checkpoints in memory); identity translation so that
+            every method moves the same bytes;
+- naive:    the original tool's way with the same driver: one thread, each table loaded whole
+            into memory, then one synchronous write per row (partition);
+- cqlsh:    `COPY ... TO` csv files then `COPY ... FROM` (PyPI cqlsh), table by table;
+- ceiling:  raw concurrent writes of the same rows (per-partition UNLOGGED batches, 64 in
+            flight) from memory: reading is not timed, nothing else is done.
+Then the wide case: one obj_fq_name_table partition of `--wide` columns copied by issu (and
+copied again onto the full new side, where the new side's cells spill to disk), RSS measured.
+Results (markdown) go to docs/benchmarks.md between the pre-sync markers, with a profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+OLD_PREFIX = "bo"
+WIDE_PREFIX = "bw"   # the wide partition lives in its own old keyspaces
+NEW_PREFIX = "bn"
+ROOT = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- presync:begin -->", "<!-- presync:end -->"
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _sides(net: int, old_prefix: str = OLD_PREFIX):  # type: ignore[no-untyped-def]
+    from backends.cassandra.connection import CassandraSide
+
+    old = CassandraSide("old", (f"127.{net}.0.11",), 9042, prefix=old_prefix, version="5.0.0")
+    new = CassandraSide("new", (f"127.{net}.0.12",), 9042, prefix=NEW_PREFIX, version="5.0.0")
+    return old, new
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _tables(keyspaces: list[str] | None = None) -> list[tuple[str, str]]:
+    from tests.contrail_data import CONTRAIL_TABLES
+
+    return [(k, t) for k, ts in CONTRAIL_TABLES.items() for t in ts
+            if keyspaces is None or k in keyspaces]
+
+
+def _dataset(cells: int):  # type: ignore[no-untyped-def]
+    """About `cells` cells: ~15 cells per object (VMIs dominate, as in real deployments)."""
+    from tests.contrail_data import generate
+
+    vns = 50
+    per_project = vns * (1 + 20)
+    projects = max(1, round(cells / (per_project * 15)))
+    return generate(projects, vns, 20, seed=11)
+
+
+# --------------------------------------------------------------------------- methods (child)
+
+def run_issu(net: int, keyspaces: list[str] | None, profile: bool,
+             old_prefix: str = OLD_PREFIX) -> dict[str, object]:
+    import threading
+
+    import backends.cassandra.copy as copy_mod
+    from backends.cassandra.connection import connect
+    from backends.cassandra.copy import CopyEngine
+    from backends.cassandra.registry import load_registry
+    from backends.cassandra.tables import SyncSettings
+    from backends.progress import MemoryCheckpoints
+
+    o, n = _sides(net, old_prefix)
+    old, new = connect(o), connect(n)
+    settings = SyncSettings(keyspaces=tuple(keyspaces) if keyspaces else None)
+    engine = CopyEngine(old, new, load_registry(), settings, checkpoints=MemoryCheckpoints())
+    profiles: list[cProfile.Profile] = []
+    if profile:
+        # the work runs in slice threads: profile each slice and merge the statistics
+        lock = threading.Lock()
+        plain = copy_mod.copy_slice
+
+        def profiled(ctx, lo, hi):  # type: ignore[no-untyped-def]
+            prof = cProfile.Profile()
+            prof.enable()
+            try:
+                return plain(ctx, lo, hi)
+            finally:
+                prof.disable()
+                with lock:
+                    profiles.append(prof)
+        copy_mod.copy_slice = profiled  # type: ignore[assignment]
+    started = time.perf_counter()
+    report = engine.run("bench", phase="pre", fresh=True)
+    seconds = time.perf_counter() - started
+    out: dict[str, object] = {"seconds": seconds, "cells": report.totals()["cells"],
+                              "deleted": report.totals()["deleted"], "ok": report.ok}
+    if profiles:
+        buf = io.StringIO()
+        stats = pstats.Stats(profiles[0], stream=buf)
+        for prof in profiles[1:]:
+            stats.add(prof)
+        stats.sort_stats("tottime").print_stats(18)
+        text = buf.getvalue()
+        out["profile"] = text[text.index("ncalls") - 3:] if "ncalls" in text else text
+    return out
+
+
+def run_naive(net: int, keyspaces: list[str] | None, budget: float) -> dict[str, object]:
+    """Whole table in memory, then one synchronous write per row; stops after `budget` s."""
+    from cassandra.query import BatchStatement, BatchType
+
+    from backends.cassandra.connection import connect
+
+    o, n = _sides(net)
+    old, new = connect(o), connect(n)
+    cells = 0
+    started = time.perf_counter()
+    complete = True
+    for ks, table in _tables(keyspaces):
+        src = f'"{o.keyspace(ks)}"."{table}"'
+        dst = f'"{n.keyspace(ks)}"."{table}"'
+        new.session.execute(f"CREATE TABLE IF NOT EXISTS {dst} (key blob, column1 blob, "
+                            "value text, PRIMARY KEY (key, column1))")
+        insert = new.session.prepare(f"INSERT INTO {dst} (key, column1, value) "
+                                     "VALUES (?, ?, ?) USING TIMESTAMP ?")
+        rows: dict[bytes, list[tuple[bytes, str, int]]] = {}
+        for k, c, v, ts in old.session.execute(
+                f"SELECT key, column1, value, WRITETIME(value) FROM {src}", timeout=600):
+            rows.setdefault(k, []).append((c, v, ts))
+        for key, cols in rows.items():
+            for i in range(0, len(cols), 100):
+                batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+                for c, v, ts in cols[i:i + 100]:
+                    batch.add(insert, (key, c, v, ts))
+                new.session.execute(batch)
+                cells += len(cols[i:i + 100])
+            if time.perf_counter() - started > budget:
+                complete = False
+                break
+        if not complete:
+            break
+    return {"seconds": time.perf_counter() - started, "cells": cells, "ok": True,
+            "complete": complete}
+
+
+def run_ceiling(net: int, keyspaces: list[str] | None) -> dict[str, object]:
+    from cassandra.concurrent import execute_concurrent
+    from cassandra.query import BatchStatement, BatchType
+
+    from backends.cassandra.connection import connect
+
+    o, n = _sides(net)
+    old, new = connect(o), connect(n)
+    work = []
+    cells = 0
+    for ks, table in _tables(keyspaces):
+        src = f'"{o.keyspace(ks)}"."{table}"'
+        dst = f'"{n.keyspace(ks)}"."{table}"'
+        new.session.execute(f"CREATE TABLE IF NOT EXISTS {dst} (key blob, column1 blob, "
+                            "value text, PRIMARY KEY (key, column1))")
+        insert = new.session.prepare(f"INSERT INTO {dst} (key, column1, value) "
+                                     "VALUES (?, ?, ?) USING TIMESTAMP ?")
+        rows = list(old.session.execute(
+            f"SELECT key, column1, value, WRITETIME(value) FROM {src}", timeout=600))
+        cells += len(rows)
+        work.append((insert, rows))
+    started = time.perf_counter()
+    batches = []
+    for insert, rows in work:
+        batch, key, size = None, None, 0
+        for k, c, v, ts in rows:
+            if batch is None or k != key or len(batch) >= 100 or size > 4000:
+                if batch is not None:
+                    batches.append((batch, ()))
+                batch, key, size = BatchStatement(batch_type=BatchType.UNLOGGED), k, 0
+            batch.add(insert, (k, c, v, ts))
+            size += len(c) + len(v) + 24
+        if batch is not None:
+            batches.append((batch, ()))
+    for ok, result in execute_concurrent(new.session, batches, concurrency=64,
+                                         raise_on_first_error=True):
+        if not ok:
+            raise result
+    return {"seconds": time.perf_counter() - started, "cells": cells, "ok": True}
+
+
+def run_cqlsh(net: int, keyspaces: list[str] | None) -> dict[str, object]:
+    o, n = _sides(net)
+    cqlsh = str(Path(sys.executable).with_name("cqlsh"))
+    cells = 0
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="issu-cqlsh-") as tmp:
+        for ks, table in _tables(keyspaces):
+            csv = Path(tmp) / f"{ks}.{table}.csv"
+            src, dst = f"{o.keyspace(ks)}.{table}", f"{n.keyspace(ks)}.{table}"
+            subprocess.run([cqlsh, o.hosts[0], str(o.port), "-e",
+                            f"COPY {src} (key, column1, value) TO '{csv}'"],
+                           check=True, capture_output=True, timeout=3600)
+            subprocess.run([cqlsh, n.hosts[0], str(n.port), "-e",
+                            f"CREATE TABLE IF NOT EXISTS {dst} (key blob, column1 blob, "
+                            "value text, PRIMARY KEY (key, column1))"],
+                           check=True, capture_output=True, timeout=600)
+            subprocess.run([cqlsh, n.hosts[0], str(n.port), "-e",
+                            f"COPY {dst} (key, column1, value) FROM '{csv}'"],
+                           check=True, capture_output=True, timeout=3600)
+            with csv.open() as fh:
+                cells += sum(1 for _ in fh)
+    return {"seconds": time.perf_counter() - started, "cells": cells, "ok": True}
+
+
+# --------------------------------------------------------------------------- parent
+
+def _reset_new(net: int, keep_schema: bool = False) -> None:
+    from backends.cassandra.connection import connect
+    from tests.contrail_data import CONTRAIL_TABLES, create_schema, drop_schema
+
+    _, n = _sides(net)
+    new = connect(n)
+    drop_schema(new.session, NEW_PREFIX)
+    if keep_schema:
+        create_schema(new.session, NEW_PREFIX, tables=CONTRAIL_TABLES)
+    new.close()
+
+
+def _child(method: str, args: argparse.Namespace, extra: list[str] = ()) -> dict[str, object]:
+    import psutil
+
+    cmd = [sys.executable, "-m", "bench.bench_presync", "--net", str(args.net), "--child",
+           method, *extra]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    ps = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            rss = sum(p.memory_info().rss for p in [ps, *ps.children(recursive=True)])
+            peak = max(peak, rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    out = proc.stdout.read() if proc.stdout else ""
+    if proc.returncode != 0:
+        raise RuntimeError(f"{method} failed (exit {proc.returncode})")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["peak_rss_mb"] = round(peak / 2**20, 1)
+    return result
+
+
+def seed(net: int, cells: int, wide: int) -> tuple[int, int]:
+    from backends.cassandra.connection import connect
+    from tests.contrail_data import (
+        CONTRAIL_TABLES,
+        Dataset,
+        create_schema,
+        drop_schema,
+        wide_fq_partition,
+        write,
+    )
+
+    o, _ = _sides(net)
+    old = connect(o)
+    drop_schema(old.session, OLD_PREFIX)
+    create_schema(old.session, OLD_PREFIX, tables=CONTRAIL_TABLES)
+    ds = _dataset(cells)
+    write(old.session, OLD_PREFIX, ds, concurrency=32)
+    count = ds.cell_count()
+    del ds
+    if wide:
+        drop_schema(old.session, WIDE_PREFIX)
+        create_schema(old.session, WIDE_PREFIX,
+                      tables={"config_db_uuid": CONTRAIL_TABLES["config_db_uuid"]})
+        w = Dataset()
+        wide_fq_partition(w, "virtual_machine_interface", wide)
+        write(old.session, WIDE_PREFIX, w, concurrency=32)
+    old.close()
+    return count, wide
+
+
+def _fmt(rate: float) -> str:
+    return f"{rate:,.0f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--net", type=int, default=int(os.environ.get("ISSU_TEST_NET", 32)))
+    parser.add_argument("--cells", type=int, default=1_000_000)
+    parser.add_argument("--wide", type=int, default=1_000_000,
+                        help="columns of the single wide obj_fq_name_table partition (0: none)")
+    parser.add_argument("--naive-budget", type=float, default=180.0,
+                        help="seconds the naive copy may run; its rate is measured over that")
+    parser.add_argument("--skip", default="", help="comma list of methods to skip")
+    parser.add_argument("--no-seed", action="store_true", help="reuse the seeded old side")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--keyspaces", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--old-prefix", default=OLD_PREFIX, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    keyspaces = [k for k in args.keyspaces.split(",") if k] or None
+
+    if args.child:
+        runners = {
+            "issu": lambda: run_issu(args.net, keyspaces, args.profile, args.old_prefix),
+            "naive": lambda: run_naive(args.net, keyspaces, args.naive_budget),
+            "ceiling": lambda: run_ceiling(args.net, keyspaces),
+            "cqlsh": lambda: run_cqlsh(args.net, keyspaces),
+        }
+        result = runners[args.child]()
+        result["self_peak_rss_mb"] = round(_peak_rss_mb(), 1)
+        print(json.dumps(result))
+        return 0
+
+    from demo.services import Launcher
+
+    Launcher(net=args.net, profile="test").up(only=["cassandra-old", "cassandra-new"])
+    skip = set(args.skip.split(","))
+    command = "python -m bench.bench_presync " + " ".join(sys.argv[1:] if argv is None
+                                                           else argv)
+    if not args.no_seed:
+        t = time.perf_counter()
+        cells, _ = seed(args.net, args.cells, args.wide)
+        print(f"seeded {cells} cells (+{args.wide} wide) in {time.perf_counter() - t:.0f}s",
+              flush=True)
+    # the normal data: every table except the wide partition, which lives in its own type
+    results: dict[str, dict[str, object]] = {}
+    for method in ("issu", "ceiling", "cqlsh", "naive"):
+        if method in skip:
+            continue
+        _reset_new(args.net, keep_schema=True)
+        results[method] = _child(method, args)
+        r = results[method]
+        print(f"{method}: {r['cells']} cells in {r['seconds']:.1f}s "
+              f"({float(r['cells']) / float(r['seconds']):,.0f}/s), "
+              f"peak RSS {r['peak_rss_mb']} MB", flush=True)
+    if "issu" in results and "profile" not in skip:
+        # a separate, untimed run under the profiler (profiling slows the copy down)
+        _reset_new(args.net, keep_schema=True)
+        results["issu"]["profile"] = _child("issu", args, ["--profile"]).get("profile", "")
+    wide_rows = []
+    if args.wide and "wide" not in skip:
+        _reset_new(args.net, keep_schema=True)
+        wide_args = ["--keyspaces", "config_db_uuid", "--old-prefix", WIDE_PREFIX]
+        first = _child("issu", args, wide_args)
+        again = _child("issu", args, wide_args)
+        wide_rows = [("copy into an empty new side", first), ("copy again (new side full: "
+                                                              "its cells spill to disk)", again)]
+        for label, r in wide_rows:
+            print(f"wide {label}: {r['seconds']:.1f}s peak RSS {r['peak_rss_mb']} MB", flush=True)
+    _write_report(args, command, results, wide_rows)
+    return 0
+
+
+def _write_report(args: argparse.Namespace, command: str,
+                  results: dict[str, dict[str, object]],
+                  wide_rows: list[tuple[str, dict[str, object]]]) -> None:
+    import platform
+
+    lines = [BEGIN, "## pre-sync (Cassandra copy engine)", "",
+             f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
+             f"{os.cpu_count()} cores ({platform.machine()}), both Cassandra 5.0 nodes on the "
+             "same host, the box shared with other work (load varies: compare ratios, not "
+             "absolute figures). Command:", "", "```", f".venv/bin/{command}", "```", ""]
+    ceiling = results.get("ceiling")
+    ceil_rate = (float(ceiling["cells"]) / float(ceiling["seconds"])) if ceiling else None
+    lines += ["| method | cells | seconds | cells/s | vs ceiling | peak RSS (MB) |",
+              "|---|---:|---:|---:|---:|---:|"]
+    labels = {"issu": "issu pre-sync (this engine)",
+              "ceiling": "ceiling: raw concurrent batched writes from memory",
+              "cqlsh": "cqlsh COPY TO + COPY FROM", "naive": "naive single-threaded copy"}
+    for method, r in results.items():
+        rate = float(r["cells"]) / float(r["seconds"])
+        ratio = f"{rate / ceil_rate:.2f}x" if ceil_rate else "-"
+        note = "" if r.get("complete", True) else " (stopped at the time budget)"
+        lines.append(f"| {labels[method]}{note} | {r['cells']:,} | {float(r['seconds']):.1f} | "
+                     f"{_fmt(rate)} | {ratio} | {r['peak_rss_mb']} |")
+    if "issu" in results and "cqlsh" in results:
+        a = float(results["issu"]["cells"]) / float(results["issu"]["seconds"])
+        b = float(results["cqlsh"]["cells"]) / float(results["cqlsh"]["seconds"])
+        lines += ["", f"issu / cqlsh COPY: {a / b:.2f}x."]
+    if "issu" in results and "naive" in results:
+        a = float(results["issu"]["cells"]) / float(results["issu"]["seconds"])
+        b = float(results["naive"]["cells"]) / float(results["naive"]["seconds"])
+        lines += [f"issu / naive: {a / b:.2f}x."]
+    if wide_rows:
+        lines += ["", f"Wide partition: one obj_fq_name_table partition of {args.wide:,} "
+                  "columns, copied by issu alone (default settings: pages of 500 rows, "
+                  "100,000 (key, column) entries in memory before spilling to SQLite):", "",
+                  "| run | cells | seconds | peak RSS (MB) |", "|---|---:|---:|---:|"]
+        for label, r in wide_rows:
+            lines.append(f"| {label} | {r['cells']:,} | {float(r['seconds']):.1f} | "
+                         f"{r['peak_rss_mb']} |")
+    prof = results.get("issu", {}).get("profile")
+    if prof:
+        lines += ["", "Where the time goes: cProfile of a separate (untimed) issu run, merged over "
+                  "its slice threads, by own time; waiting for write acknowledgements shows as "
+                  "`acquire` of a lock:", "", "```",
+                  str(prof).strip(), "```"]
+    lines.append(END)
+    block = "\n".join(lines) + "\n"
+    text = args.output.read_text() if args.output.exists() else "# Benchmarks\n\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    args.output.write_text(text)
+    print(f"results written to {args.output}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
