@@ -1,0 +1,87 @@
+"""run-sync pieces that need no service: message checks and translation, lanes, shares,
+lag quantiles, the loopback-only metrics address."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from backends.runsync.apply import link_uuids, share_keys
+from backends.runsync.messages import BadMessage, parse, translate
+from backends.runsync.metrics import LagWindow, RunSyncMetrics, parse_listen
+from backends.runsync.service import lane_of
+
+UUID = "8d6e1c4a-2f5b-4a8e-9d7c-0b1a2c3d4e5f"
+
+
+def test_parse_accepts_contrail_messages_and_names_what_is_wrong() -> None:
+    body = {"request-id": "req-1", "oper": "UPDATE", "type": "virtual-network",
+            "uuid": UUID, "fq_name": ["default-domain", "p", "vn"]}
+    change = parse(json.dumps(body).encode())
+    assert (change.oper, change.type, change.uuid) == ("UPDATE", "virtual-network", UUID)
+    assert change.fq_name == ("default-domain", "p", "vn")
+    assert parse({**body, "fq_name": None}).fq_name is None
+    for bad, reason in ((b"{x", "not JSON"), (b"[1]", "JSON list"),
+                        (json.dumps({**body, "oper": "PATCH"}), "oper 'PATCH'"),
+                        (json.dumps({**body, "uuid": "42"}), "uuid '42'"),
+                        (json.dumps({**body, "type": ""}), "type ''"),
+                        (json.dumps({**body, "fq_name": "a:b"}), "fq_name")):
+        with pytest.raises(BadMessage, match=reason):
+            parse(bad)
+
+
+def test_translate_follows_the_version_path() -> None:
+    body = {"oper": "CREATE", "type": "virtual-network", "uuid": UUID,
+            "obj_dict": {"virtual_network_network_id": 5, "display_name": "x"}}
+    out = translate(body, "4.1.0", "5.0.0")
+    assert out["type"] == "virtual_network"
+    assert out["obj_dict"] == {"virtual_network_id": 5, "display_name": "x"}
+    assert body["type"] == "virtual-network"  # the original is left alone
+    assert translate(body, "3.2.5", "5.1.0")["type"] == "virtual_network"  # chained
+    assert translate(body, "5.0.0", "5.1.2") == body  # identity step
+    assert translate(body, "", "") == body
+
+
+def test_lanes_keep_an_object_on_one_lane() -> None:
+    a = json.dumps({"uuid": UUID, "oper": "CREATE"})
+    b = json.dumps({"uuid": UUID, "oper": "DELETE"})
+    assert lane_of(a, 32) == lane_of(b, 32)
+    assert lane_of(b"not json", 32) == 0
+    lanes = {lane_of(json.dumps({"uuid": f"{i:08d}-0000-4000-8000-000000000000"}), 8)
+             for i in range(200)}
+    assert lanes == set(range(8))
+
+
+def test_share_keys_and_links() -> None:
+    perms2 = {"global_access": 5, "share": [{"tenant": "tenant:abc", "tenant_access": 7},
+                                            {"tenant": "domain:dom", "tenant_access": 4},
+                                            {"tenant": "plain-id", "tenant_access": 4}]}
+    assert share_keys(perms2) == {"global:", "tenant:abc", "domain:dom", "tenant:plain-id"}
+    assert share_keys({"global_access": 0, "share": []}) == set()
+    assert share_keys(None) == set()
+    cols = ["parent:project:p1", "ref:network-ipam:i1", "ref:network_ipam:i2", "prop:x",
+            "backref:virtual-machine-interface:v1"]
+    assert link_uuids(cols, "parent") == {"p1"}
+    assert link_uuids(cols, "ref") == {"i1", "i2"}
+
+
+def test_lag_window_quantiles_and_counters_snapshot() -> None:
+    window = LagWindow(window_s=60)
+    assert all(q != q for q in window.quantiles(0.5, 0.99))  # NaN without samples
+    for i in range(1, 101):
+        window.add(i / 100)
+    assert window.quantiles(0.5, 0.99) == [0.5, 0.99]
+    metrics = RunSyncMetrics()
+    metrics.applied.inc(3)
+    metrics.observe_lag(0.25)
+    snap = metrics.refresh()
+    assert snap["applied"] == 3 and snap["lag_s"] == 0.25 and snap["lag_p99_s"] == 0.25
+
+
+def test_metrics_listen_is_loopback_only() -> None:
+    assert parse_listen("127.0.0.1:9109") == ("127.0.0.1", 9109)
+    assert parse_listen("[::1]:9109") == ("::1", 9109)
+    for bad in ("0.0.0.0:9109", "10.1.2.3:9109", "127.0.0.1"):
+        with pytest.raises(ValueError):
+            parse_listen(bad)
