@@ -7,6 +7,7 @@ from textual.widgets import Button, Input
 from issu_tui.console_api import ConsoleBackend
 from screens.dialogs import ComputeDetailScreen, HelpScreen, MoveConfirm, NoticeScreen, TypedConfirm
 from screens.widgets.computes import ComputeGrid
+from screens.widgets.events import EventTable
 from tests.tui.conftest import settle
 
 
@@ -272,3 +273,29 @@ async def test_quit_when_only_watching(make_app, world) -> None:
         await pilot.press("q")
         await settle(pilot)
     assert app.return_code == 0
+
+
+async def test_event_log_filters_by_level_kind_and_words(make_app, world) -> None:
+    journal, _ = world
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("6")
+        await settle(pilot)
+        table = app.screen.query_one(EventTable)
+        assert table.row_count == len(app.state.events)
+        await pilot.press("slash")
+        app.screen.query_one("#event-filter", Input).value = "level:error"
+        await pilot.press("enter")
+        assert [str(table.get_row_at(i)[3]) for i in range(table.row_count)] == \
+            ["cmp-04: upgrading -> failed (restart failed (exit 1))"]
+        await pilot.press("slash")
+        app.screen.query_one("#event-filter", Input).value = "kind:compute cmp-02"
+        await pilot.press("enter")
+        assert table.row_count == 3  # queued, upgrading, upgraded
+        # new events arrive filtered too
+        journal.event("compute", "cmp-02: probed again")
+        journal.event("runsync", "cmp-02 mentioned by run-sync")
+        app.action_refresh_now()
+        await settle(pilot, refreshes=2)
+        assert str(table.get_row_at(table.row_count - 1)[3]) == "cmp-02: probed again"
