@@ -6,18 +6,19 @@ never meets the services of the other tests.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
 from demo.services.plan import DEFAULT_TEST_NET
 from demo.world import World, WorldOptions
 from issu_tui.config import check_files, load_config
-
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+from issu_tui.demo_cli import demo
 
 
 def _world_net() -> int:
@@ -54,6 +55,8 @@ def _wait_agents(world: World, count: int, timeout: float = 120.0) -> None:
         time.sleep(1.0)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_demo_world_up_and_down_twice(tmp_path: Path) -> None:
     config = tmp_path / "issu.toml"
     options = WorldOptions(net=_world_net(), computes=3, config_path=config, seed_objects=100,
@@ -94,3 +97,20 @@ def test_demo_world_up_and_down_twice(tmp_path: Path) -> None:
         assert (world.dir / "secrets" / "admin-token-v2").is_file()
         assert (world.fleet.dir / "hosts" / "compute-1").is_dir()
         assert config.is_file()
+
+
+def test_cli_on_a_network_without_a_world_starts_nothing(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ISSU_RUN_ROOT", str(tmp_path))
+    runner = CliRunner()
+    down = runner.invoke(demo, ["down", "--net", "201"])
+    assert down.exit_code == 0 and "nothing was running" in down.output
+    status = runner.invoke(demo, ["status", "--net", "201", "--json"])
+    assert status.exit_code == 1  # nothing runs
+    assert {p["state"] for p in json.loads(status.output)} <= {"stopped", "missing"}
+    assert list(tmp_path.iterdir()) == []  # neither created anything
+
+
+def test_cli_refuses_more_than_a_thousand_computes() -> None:
+    result = CliRunner().invoke(demo, ["up", "--computes", "1001"])
+    assert result.exit_code == 2 and "1001" in result.output
