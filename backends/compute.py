@@ -526,6 +526,8 @@ class ComputeExecutor:
                 if health.ok:
                     return ActionResult(True, None, None, steps, before)
             error: str | None = None
+            # A failed step ends the action: a drained compute stays drained (the operator
+            # decides; a rollback runs undrain at its end).
             for step in ACTION_STEPS:
                 if not prof.has(step):
                     continue
