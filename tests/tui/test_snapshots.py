@@ -33,10 +33,13 @@ def prepare(keys: tuple[str, ...] = ()):
         for box in app.screen.query(Input):
             box.cursor_blink = False
         await pilot.pause()
-        # the event log follows its tail once laid out; on a loaded machine that can land
-        # after the first frame: settle it so the frame is always the same
+        # The event log follows its tail once laid out, and where the scrollbar thumb lands
+        # then depends on timing on a loaded machine: show its head, which is exact.
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause()
         for table in app.screen.query(EventTable):
-            table._to_end()
+            table.move_cursor(row=0, animate=False)
+            table.scroll_home(animate=False, immediate=True)
         await pilot.pause()
 
     return run_before
