@@ -132,7 +132,9 @@ class Publisher:
 
     def _ensure(self) -> kombu.Producer:
         if self._producer is None:
-            conn = connection(self.side)
+            # No heartbeats: nothing would answer them between two publishes, and the broker
+            # would close an idle connection; a broken one shows at the next publish.
+            conn = connection(self.side, heartbeat=0)
             conn.connect()
             channel = conn.channel()
             self._exchange(channel).declare()

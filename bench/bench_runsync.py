@@ -195,6 +195,7 @@ class Listener(threading.Thread):
             while not self.stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     conn.drain_events(timeout=0.2)
+                conn.heartbeat_check()
         conn.release()
 
 
