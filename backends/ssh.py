@@ -6,6 +6,9 @@
 - Commands are argv lists joined with `shlex.quote` item by item, so an argument such as
   `x; rm -rf /` arrives on the remote side as one literal argv item.
 - Connect and command timeouts; stdout/stderr are captured (bounded, the tail is kept).
+  The command timeout holds on the remote side too: every command runs there under
+  coreutils `timeout` (TERM, then KILL 10 s later, to its whole process group), because
+  closing the channel of a command without a pty does not stop it.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ class SshTarget:
 @dataclass(frozen=True)
 class CommandResult:
     argv: tuple[str, ...]
-    command: str  # what was sent: the argv joined with shlex.quote
+    command: str  # display form: the argv joined with shlex.quote (sent under `timeout`)
     exit_code: int | None  # None when the command timed out or the channel broke
     stdout: str
     stderr: str
@@ -77,6 +80,17 @@ def quote_argv(argv: Sequence[str]) -> str:
         if "\x00" in item:
             raise ValueError("argv item contains a NUL byte")
     return " ".join(shlex.quote(item) for item in argv)
+
+
+REMOTE_KILL_AFTER_S = 10  # after the remote TERM, KILL what is still running
+
+
+def remote_command(argv: Sequence[str], timeout_s: float) -> str:
+    """The shell string sent for `argv`: it runs under `timeout`, so that the remote
+    command and its children are signalled when the command timeout expires even though
+    we only close the channel (sshd does not signal a command without a pty)."""
+    seconds = f"{max(timeout_s, 0.001):.3f}".rstrip("0").rstrip(".")  # 0 would disable it
+    return quote_argv(["timeout", "-k", str(REMOTE_KILL_AFTER_S), "--", seconds, *argv])
 
 
 class _Tail:
@@ -128,7 +142,7 @@ class SshSession:
         out, err = _Tail(), _Tail()
         deadline = began + timeout
         try:
-            channel.exec_command(command)
+            channel.exec_command(remote_command(argv, timeout))
             channel.shutdown_write()
             while True:
                 while channel.recv_ready():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,42 @@ def test_command_timeout(ssh: Endpoints) -> None:
     assert result.timed_out
     assert result.exit_code is None
     assert "timed out" in result.stderr
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def test_timed_out_command_dies_on_the_remote_side(ssh: Endpoints, tmp_path: Path) -> None:
+    # A shell and a background child that would outlive a closed channel (no pty, no HUP):
+    # the command timeout must end both on the remote host, not only locally.
+    pids = tmp_path / "pids"
+    script = 'sleep 300 & echo "$!" > "$1.tmp"; echo "$$" >> "$1.tmp"; mv "$1.tmp" "$1"; wait'
+    result = _executor(ssh).run(_target(ssh), ["sh", "-c", script, "sh", str(pids)],
+                                timeout_s=5.0)
+    assert result.timed_out
+    # On a crowded box the remote login shell may start the command after we gave up.
+    deadline = time.monotonic() + 90.0
+    while not pids.is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert pids.is_file(), "the remote command never started"
+    started = [int(p) for p in pids.read_text().split()]
+    assert len(started) == 2
+    while any(_alive(p) for p in started) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [p for p in started if _alive(p)] == []
+
+
+def test_remote_timeout_is_never_zero_and_argv_stays_literal() -> None:
+    from backends.ssh import remote_command
+
+    sent = remote_command(["--help", "a b"], 0.0)
+    assert sent == "timeout -k 10 -- 0.001 --help 'a b'"  # 0 would mean "no timeout"
+    assert remote_command(["true"], 1800.0) == "timeout -k 10 -- 1800 true"
 
 
 def test_connect_timeout_or_refusal_names_the_host(ssh: Endpoints) -> None:
