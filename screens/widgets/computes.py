@@ -96,6 +96,7 @@ class ComputeGrid(DataTable[str | Text]):
         self.marks = marks
         self.filter_terms: list[tuple[str | None, str]] = []
         self._rows: dict[str, ComputeRow] = {}
+        self._previous: dict[str, ComputeRow] = {}
         self._order: list[str] = []
         self._cells: dict[str, Cells] = {}
 
@@ -106,11 +107,13 @@ class ComputeGrid(DataTable[str | Text]):
     # ------------------------------------------------------------------ data
 
     def set_rows(self, rows: Iterable[ComputeRow]) -> None:
+        self._previous = self._rows
         self._rows = {r.name: r for r in rows}
         self._sync()
 
     def set_filter(self, text: str) -> None:
         self.filter_terms = parse_filter(text)
+        self._previous = {}
         self._sync()
 
     def shown(self) -> list[str]:
@@ -122,8 +125,11 @@ class ComputeGrid(DataTable[str | Text]):
             if shown != self._order:
                 self._rebuild(shown)
                 return
+            previous = self._previous
             for name in shown:
                 row = self._rows[name]
+                if previous.get(name) == row and name in self._cells:
+                    continue  # unchanged since the last refresh (marks are redrawn apart)
                 new = cells_of(row, name in self.marks)
                 old = self._cells.get(name)
                 if new == old:
