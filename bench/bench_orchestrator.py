@@ -210,6 +210,8 @@ def main() -> None:
     parser.add_argument("--computes", type=int, default=1000)
     parser.add_argument("--parallel", type=int, default=50)
     parser.add_argument("--work-s", type=float, default=2.0)
+    parser.add_argument("--baseline-first", action="store_true",
+                        help="run the baseline before issu (to see the effect of load drift)")
     parser.add_argument("--keep", action="store_true", help="leave the sshd instances up")
     parser.add_argument("--write", action="store_true",
                         help="append the result to docs/benchmarks-orchestrator.md")
@@ -225,17 +227,21 @@ def main() -> None:
     state_root = work / "hosts"
     names = list(endpoints.ssh.names[:args.computes])
     try:
-        reset_hosts(state_root, names, "4.1.0", "127.0.0.101:5269")
         shutil.rmtree(work / "state", ignore_errors=True)
         config = make_config(args, endpoints, state_root, work / "state")
-        issu = run_issu(config, args)
-        reset_hosts(state_root, names, "4.1.0", "127.0.0.101:5269")
-        baseline = run_baseline(config, args)
+        results: dict[str, dict[str, Any]] = {}
+        order = ["baseline", "issu"] if args.baseline_first else ["issu", "baseline"]
+        for which in order:
+            reset_hosts(state_root, names, "4.1.0", "127.0.0.101:5269")
+            load = os.getloadavg()[0]
+            results[which] = (run_issu if which == "issu" else run_baseline)(config, args)
+            results[which]["load_avg_1m_at_start"] = round(load, 1)
+        issu, baseline = results["issu"], results["baseline"]
     finally:
         if not args.keep:
             launcher.down(only=["ssh"])
     result = {"computes": args.computes, "parallel": args.parallel, "work_s": args.work_s,
-              "sshd_instances": sshd_count, "sshd_setup_s": round(setup_s, 1),
+              "order": order, "sshd_instances": sshd_count, "sshd_setup_s": round(setup_s, 1),
               "cpus": os.cpu_count(), "issu": issu, "ansible_like_linear": baseline,
               "speedup_vs_baseline": round(baseline["wall_s"] / issu["wall_s"], 2)}
     print(json.dumps(result, indent=2))
