@@ -171,6 +171,7 @@ class Journal:
         self._lock = threading.RLock()
         self._lock_fd: int | None = None
         self._secrets: tuple[str, ...] = ()
+        self._ready = False
         if read_only:
             if not path.exists():
                 raise JournalError(f"{path}: no journal here yet (has an upgrade been planned?)")
@@ -262,7 +263,17 @@ class Journal:
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
+            if not self._schema_ready():
+                return []
             return self._db.execute(sql, args).fetchall()
+
+    def _schema_ready(self) -> bool:
+        """A reader may open the file between its creation and the writer's first migration:
+        until the schema is committed, the journal reads as empty instead of failing."""
+        if self._ready:
+            return True
+        self._ready = self._db.execute("PRAGMA user_version").fetchone()[0] > 0
+        return self._ready
 
     # ------------------------------------------------------------------ writer lock
 

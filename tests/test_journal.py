@@ -175,3 +175,13 @@ def test_transaction_rolls_back_as_a_whole(tmp_path: Path) -> None:
     assert row is not None and row.state == "old"
     assert journal.compute_history("c1") == []
     assert [e.message for e in journal.events()] == []
+
+
+def test_reader_of_a_journal_not_yet_migrated_sees_it_empty(tmp_path: Path) -> None:
+    sqlite3.connect(tmp_path / "journal.db").close()  # created, schema not yet committed
+    reader = Journal.open(tmp_path, read_only=True)
+    assert reader.done_slices("pre-sync", "t") == set()
+    assert reader.computes() == [] and reader.phase() is None
+    writer = Journal.open(tmp_path)
+    writer.mark_slice_done("pre-sync", "t", "0", 1)
+    assert reader.done_slices("pre-sync", "t") == {"0"}
