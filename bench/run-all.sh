@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark, each side by side with its peer in one run, on net 50
+# (services started by the benchmarks themselves, stopped at the end). Results go to docs/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+NET=${BENCH_NET:-50}
+trap '$PY -m demo.services down --net $NET --profile test >/dev/null 2>&1 || true' EXIT
+$PY -m bench.bench_presync --net "$NET" --cells 1000000 --wide 1000000
+$PY bench/bench_runsync.py --net "$NET" --rates 100,500,1000
+$PY bench/bench_zksync.py --net "$NET" --nodes 100000
+$PY bench/bench_tui.py --sizes 100 1000 5000
+$PY bench/bench_orchestrator.py --net "$NET" --computes 1000 --parallel 50 --work-s 2 --write
