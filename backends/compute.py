@@ -172,24 +172,51 @@ _PROBE_YUM = _PROBE_APT.replace(
     "rpm -q --qf '%{VERSION}' contrail-vrouter-agent",
 )
 
-# Rewrites keys of an INI file in place, keeping every other line: file, then
-# section key value triples.
-_SET_INI = r"""
+# The config writers below never build a program from a value: values reach awk through
+# ENVIRON (awk -v would interpret backslashes; sed would read `|`, `&`, `\1`, flags such as
+# `w FILE` or `e`). Every argument is checked before anything is written, the file is
+# rewritten through a copy (same mode and owner) and replaced in one rename; a value with a
+# line break, which cannot be stored on one line, is refused and nothing changes.
+_CHECK_ARGS = r"""
 f=$1; shift
+nl='
+'
+cr=$(printf '\r')
+bad() { echo "$f: $*; nothing was changed" >&2; exit 2; }
+[ -f "$f" ] || bad "no such file"
+i=0 s= k=
+for a in "$@"; do
+  i=$((i + 1))
+  case "$w.$((i % w))" in
+    3.1) s=$a; case $s in ''|*[][=[:space:]]*) bad "invalid section name: $s";; esac;;
+    3.2) k=$a; case $k in ''|*[][=[:space:]]*) bad "invalid key: $k";; esac;;
+    2.1) k=$a; case $k in ''|[!A-Za-z_]*|*[!A-Za-z0-9_]*) bad "invalid variable name: $k";; esac;;
+    *.0) case $a in *"$nl"*|*"$cr"*) bad "${s:+[$s] }$k: the value contains a line break";; esac;;
+  esac
+done
+[ $((i % w)) -eq 0 ] || bad "arguments are not complete tuples"
 tmp=$(mktemp "$f.XXXXXX") || exit 1
+trap 'rm -f "$tmp" "$tmp.new"' EXIT
 cp -p "$f" "$tmp" || exit 1
+"""
+
+# Sets keys of an INI file, keeping every other line: file, then section key value triples.
+# Every line of the key in the section gets the value; a missing key is added at the end of
+# its section, a missing section at the end of the file.
+_SET_INI = "w=3" + _CHECK_ARGS + r"""
 while [ $# -ge 3 ]; do
-  awk -v s="[$1]" -v k="$2" -v v="$3" '
+  S=$1 K=$2 V=$3 awk '
+    BEGIN { s = "[" ENVIRON["S"] "]"; k = ENVIRON["K"]; v = ENVIRON["V"] }
     function flush() { if (insec && !done) { print k "=" v; done = 1 } }
     /^[ \t]*\[/ { h = $0; gsub(/[ \t]/, "", h); if (insec) flush(); insec = (h == s) }
     insec { key = $0; sub(/=.*/, "", key); gsub(/[ \t]/, "", key)
-            if (key == k && !done) { print k "=" v; done = 1; next } }
+            if (key == k) { print k "=" v; done = 1; next } }
     { print }
     END { if (insec) flush(); else if (!done) { print s; print k "=" v } }
-  ' "$tmp" > "$tmp.new" && mv "$tmp.new" "$tmp" || exit 1
+  ' "$tmp" > "$tmp.new" && cat "$tmp.new" > "$tmp" || exit 1
   shift 3
 done
-mv "$tmp" "$f"
+mv "$tmp" "$f" || exit 1
 """
 
 _HEALTH_PKG = r"""
@@ -231,12 +258,19 @@ if docker compose -f /etc/contrail/vrouter/docker-compose.yaml ps --status runni
       | grep -q Established; then echo agent_state=connected; else echo agent_state=running; fi
 else echo agent_state=stopped; fi
 """
-_SET_ENV = r"""
-f=$1; shift
+# Sets variables of an env file (KEY=value lines): file, then key value pairs. Every line of
+# the key gets the value; a missing key is appended.
+_SET_ENV = "w=2" + _CHECK_ARGS + r"""
 while [ $# -ge 2 ]; do
-  if grep -q "^$1=" "$f"; then sed -i "s|^$1=.*|$1=$2|" "$f"; else echo "$1=$2" >> "$f"; fi
+  K=$1 V=$2 awk '
+    BEGIN { k = ENVIRON["K"]; v = ENVIRON["V"]; n = length(k) + 1 }
+    substr($0, 1, n) == k "=" { print k "=" v; done = 1; next }
+    { print }
+    END { if (!done) print k "=" v }
+  ' "$tmp" > "$tmp.new" && cat "$tmp.new" > "$tmp" || exit 1
   shift 2
 done
+mv "$tmp" "$f" || exit 1
 """
 _HEALTH_CONTAINER = _HEALTH_PKG.replace(
     "systemctl is-active --quiet contrail-vrouter-agent",

@@ -115,3 +115,90 @@ def test_demo_set_ini_keeps_comments(tmp_path: Path) -> None:
     assert report[0] == "[CONTROL-NODE] servers: x -> y:5269"
     text = conf.read_text()
     assert "# keep me" in text and "servers=y:5269" in text and "[DNS]\nservers=y:53" in text
+
+
+# Values that a sed program built from them would treat as syntax: delimiters, `&`, back
+# references, flags (`w FILE`, `e`), and shell or awk escapes. Each must land in the file as is.
+HOSTILE_VALUES = [
+    "a|b", "x&y", "back\\slash \\1 \\n \\t", "x|w {canary}", "x|e touch {canary}", "\\",
+    "$(touch {canary})", "`touch {canary}`", "'\"", "a=b", "-n", " spaced ", "s/a/b/g;p",
+    "10.0.0.1,10.0.0.2",
+]
+
+
+def _script_argv(profile: str, step: str) -> tuple[str, str]:
+    """The (script, $0) of a built-in step that is `sh -c SCRIPT NAME FILE ...`."""
+    argv = build_profiles()[profile].render(step, _values())
+    assert argv[:2] == ["sh", "-c"]
+    return argv[2], argv[3]
+
+
+ENV_TEXT = ("# managed by the installer\nCONTRAIL_VERSION=4.1.0\nCONTROL_NODES=10.0.0.1\n"
+            "CONTROL_NODES_EXTRA=keep\nANALYTICS_NODES=10.0.0.1\nLOG_LEVEL=SYS_NOTICE\n")
+
+
+@pytest.mark.parametrize("raw", HOSTILE_VALUES)
+def test_env_writer_stores_hostile_values_literally(tmp_path: Path, raw: str) -> None:
+    canary = tmp_path / "canary"
+    value = raw.format(canary=canary)
+    env = tmp_path / "common_vrouter.env"
+    env.write_text(ENV_TEXT)
+    env.chmod(0o640)
+    script, name = _script_argv("container", "point")
+    subprocess.run(["sh", "-c", script, name, str(env), "CONTROL_NODES", value,
+                    "DNS_NODES", value], check=True, capture_output=True)
+    expected = ENV_TEXT.replace("CONTROL_NODES=10.0.0.1\n", f"CONTROL_NODES={value}\n")
+    assert env.read_text() == expected + f"DNS_NODES={value}\n"
+    assert env.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["common_vrouter.env"]  # no w FILE
+
+
+INI_TEXT = ("# agent config\n[DEFAULT]\ncollectors = 10.0.0.1:8086\nlog_level=SYS_NOTICE\n\n"
+            "[CONTROL-NODE]\nservers=10.0.0.1:5269\n")
+
+
+@pytest.mark.parametrize("raw", HOSTILE_VALUES)
+def test_ini_writer_stores_hostile_values_literally(tmp_path: Path, raw: str) -> None:
+    canary = tmp_path / "canary"
+    value = raw.format(canary=canary)
+    conf = tmp_path / "agent.conf"
+    conf.write_text(INI_TEXT)
+    conf.chmod(0o640)
+    script, name = _script_argv("package-apt", "point")
+    subprocess.run(["sh", "-c", script, name, str(conf), "CONTROL-NODE", "servers", value,
+                    "DNS", "servers", value], check=True, capture_output=True)
+    expected = INI_TEXT.replace("servers=10.0.0.1:5269\n", f"servers={value}\n")
+    assert conf.read_text() == expected + f"[DNS]\nservers={value}\n"
+    assert conf.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["agent.conf"]
+
+
+@pytest.mark.parametrize("profile, where, args", [
+    ("container", "common_vrouter.env", ["CONTROL_NODES", "a\ne touch {canary}\n#",
+                                         "DNS_NODES", "fine"]),
+    ("container", "common_vrouter.env", ["DNS_NODES", "fine", "CONTROL_NODES", "a\rb"]),
+    ("package-apt", "agent.conf", ["DEFAULT", "collectors", "fine",
+                                   "CONTROL-NODE", "servers", "x\n[DEFAULT]\nevil=1"]),
+])
+def test_line_breaks_in_values_are_refused_and_change_nothing(
+        tmp_path: Path, profile: str, where: str, args: list[str]) -> None:
+    canary = tmp_path / "canary"
+    path = tmp_path / where
+    original = ENV_TEXT if profile == "container" else INI_TEXT
+    path.write_text(original)
+    script, name = _script_argv(profile, "point")
+    result = subprocess.run(["sh", "-c", script, name, str(path),
+                             *(a.format(canary=canary) for a in args)],
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert str(path) in result.stderr and "line break" in result.stderr
+    assert path.read_text() == original  # not even the valid pairs before the bad one
+    assert sorted(p.name for p in tmp_path.iterdir()) == [where]
+
+
+def test_demo_set_ini_refuses_line_breaks(tmp_path: Path) -> None:
+    conf = tmp_path / "a.conf"
+    conf.write_text(INI_TEXT)
+    with pytest.raises(ValueError, match="line break"):
+        set_ini(conf, [("DNS", "servers", "ok"), ("CONTROL-NODE", "servers", "x\n[DEFAULT]")])
+    assert conf.read_text() == INI_TEXT

@@ -252,7 +252,12 @@ def read_ini(path: Path) -> dict[tuple[str, str], str]:
 
 def set_ini(path: Path, changes: list[tuple[str, str, str]]) -> list[str]:
     """Set (section, key, value) in an INI file, keeping every other line and comment.
-    Returns one `section.key: old -> new` line per change."""
+    Returns one `section.key: old -> new` line per change. A line break in any part is
+    refused before anything is written (it would add lines or sections)."""
+    for section, key, value in changes:
+        if any(c in part for part in (section, key, value) for c in "\r\n"):
+            raise ValueError(f"{path}: [{section!r}] {key!r}: a line break is not allowed; "
+                             "nothing was changed")
     lines = path.read_text().splitlines()
     report = []
     for section, key, value in changes:
