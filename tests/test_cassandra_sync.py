@@ -399,7 +399,7 @@ hosts = ["{n.hosts[0]}"]
 port = {n.port}
 prefix = "{n.prefix}"
 [new.zookeeper]
-hosts = ["127.0.0.1:2181"]
+hosts = ["127.0.0.2:2181"]  # not contacted by these commands
 [new.rabbit]
 hosts = ["127.0.0.1"]
 password = "guest"
