@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backends.hostport import DEFAULT_PORTS, host_of, with_port
 from backends.ssh import (
     CommandResult,
     SshError,
@@ -46,7 +47,6 @@ STEPS = ("probe", "drain", "stop", "install", "point", "restart", "health", "gap
 REQUIRED_STEPS = ("probe", "install", "point", "restart", "health")
 ACTION_STEPS = STEPS[1:]  # what an upgrade or rollback runs after its first probe
 LIST_VARS = ("control_nodes", "collectors", "dns_servers")
-DEFAULT_PORTS = {"control_nodes": 5269, "collectors": 8086, "dns_servers": 53}
 HEALTHY_AGENT_STATES = ("connected",)
 
 
@@ -130,23 +130,7 @@ class ActionResult:
 
 
 def _hosts(items: Iterable[str]) -> set[str]:
-    return {_host_of(item) for item in items}
-
-
-def _host_of(item: str) -> str:
-    item = item.strip()
-    if item.startswith("["):
-        return item[1:item.index("]")] if "]" in item else item
-    return item.rsplit(":", 1)[0] if item.count(":") == 1 else item
-
-
-def _with_port(item: str, port: int) -> str:
-    item = item.strip()
-    if item.startswith("[") or item.count(":") == 1:
-        return item
-    if ":" in item:  # bare IPv6
-        return f"[{item}]:{port}"
-    return f"{item}:{port}"
+    return {host_of(item) for item in items}
 
 
 # --------------------------------------------------------------------------- profiles
@@ -594,8 +578,8 @@ class ComputeExecutor:
         }
         for var in LIST_VARS:
             items = list(getattr(to, var)) if to else []
-            values[var] = " ".join(_with_port(i, DEFAULT_PORTS[var]) for i in items)
-            values[f"{var}_csv"] = ",".join(_host_of(i) for i in items)
+            values[var] = " ".join(with_port(i, DEFAULT_PORTS[var]) for i in items)
+            values[f"{var}_csv"] = ",".join(host_of(i) for i in items)
         return values
 
     def _run(self, session: SshSession, prof: CommandProfile, step: str,

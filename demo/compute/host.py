@@ -24,19 +24,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from backends.hostport import DEFAULT_PORTS, host_of, with_port
 from demo.compute.layout import (
     AGENT_PACKAGE,
-    DEFAULT_PORTS,
     PACKAGES,
     SOCKET_NAME,
     HostDir,
     WorldError,
     WorldSettings,
-    host_of,
     load_world,
     set_ini,
     split_list,
-    with_port,
 )
 
 APT_ERROR = 100

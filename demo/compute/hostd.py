@@ -36,7 +36,8 @@ from typing import Any
 
 import aiohttp
 
-from demo.compute.layout import SOCKET_NAME, HostDir, WorldSettings, host_of, load_world
+from backends.hostport import host_of
+from demo.compute.layout import SOCKET_NAME, HostDir, WorldSettings, load_world
 
 RUNNING = "PROCESS_STATE_RUNNING"
 STOPPED = "PROCESS_STATE_STOPPED"

@@ -20,11 +20,12 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from backends.hostport import DEFAULT_PORTS, with_port
+
 WORLD_FILE = "world.json"
 SOCKET_NAME = "hostd.sock"
 AGENT_PACKAGE = "contrail-vrouter-agent"
 PACKAGES = ("contrail-vrouter-agent", "contrail-vrouter-utils", "contrail-vrouter-dkms")
-DEFAULT_PORTS = {"control_nodes": 5269, "collectors": 8086, "dns_servers": 53}
 
 
 class WorldError(Exception):
@@ -89,14 +90,6 @@ def split_list(value: str | list[str] | None) -> list[str]:
     if isinstance(value, list):
         return [str(v) for v in value if str(v)]
     return [v for v in re.split(r"[\s,]+", value) if v]
-
-
-def host_of(endpoint: str) -> str:
-    return endpoint.rsplit(":", 1)[0] if endpoint.count(":") == 1 else endpoint
-
-
-def with_port(endpoint: str, port: int) -> str:
-    return endpoint if endpoint.count(":") == 1 else f"{endpoint}:{port}"
 
 
 class HostDir:
@@ -174,9 +167,9 @@ class HostDir:
         self.set_version(version)
         write_atomic(self.agent_conf, AGENT_CONF_TEMPLATE.format(
             name=self.name, address=address, mac=_mac_for(address),
-            control_nodes=" ".join(with_port(c, 5269) for c in control_nodes),
-            collectors=" ".join(with_port(c, 8086) for c in collectors),
-            dns_servers=" ".join(with_port(c, 53) for c in dns_servers),
+            control_nodes=_with_ports(control_nodes, "control_nodes"),
+            collectors=_with_ports(collectors, "collectors"),
+            dns_servers=_with_ports(dns_servers, "dns_servers"),
         ))
         self.enabled_flag.touch()
 
@@ -225,6 +218,10 @@ docker_command=/usr/bin/opencontrail-vrouter-docker
 [FLOWS]
 fabric_snat_hash_table_size=4096
 """
+
+
+def _with_ports(items: list[str], kind: str) -> str:
+    return " ".join(with_port(c, DEFAULT_PORTS[kind]) for c in items)
 
 
 def _mac_for(address: str) -> str:
