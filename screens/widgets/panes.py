@@ -143,11 +143,12 @@ def analytics_summary(snap: AnalyticsSnapshot | None, error: str | None) -> Grou
         if cluster.ok:
             alarms = len(cluster.alarms)
             lines.append(Text.assemble(
-                (f"{name:>4} ", "bold"), ("✓ ", "green"),
-                f"{len(cluster.vrouters)} vrouters  {len(cluster.control_nodes)} ctrl  ",
-                Text(f"{alarms} alarms", style="red" if alarms else "")))
+                (f"{name} ", "bold"), ("✓ ", "green"),
+                f"{len(cluster.vrouters)} vrouters {len(cluster.control_nodes)} ctl ",
+                Text(f"{alarms} alarm{'s' if alarms != 1 else ''}",
+                     style="red" if alarms else "")))
         else:
-            lines.append(Text.assemble((f"{name:>4} ", "bold"), ("✗ ", "red"),
+            lines.append(Text.assemble((f"{name} ", "bold"), ("✗ ", "red"),
                                        Text(cluster.error or "", style="red")))
     per: dict[str, int] = {}
     for report in snap.computes.values():
