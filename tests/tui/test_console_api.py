@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from issu_tui.console_api import ActionRefused
@@ -87,3 +89,28 @@ def test_running_work_only_when_this_console_owns_the_executor(world) -> None:
     journal.transition_compute("cmp-05", "upgrading", "batch 2")
     assert make_backend(journal, config, owns=True).running_work() == ["cmp-05 is upgrading"]
     assert make_backend(journal, config, owns=False).running_work() == []
+
+
+def test_open_attaches_read_only_or_queues_for_the_daemon(world) -> None:
+    from issu_tui.console_api import ConsoleBackend
+
+    journal, config = world
+    journal.acquire_writer()  # `issu daemon` drives
+    watcher = ConsoleBackend.open(config, with_analytics=False)
+    operator = ConsoleBackend.open(config, attach=True, with_analytics=False)
+    try:
+        assert watcher.read_only and not watcher.options.owns_executor
+        assert f"pid {os.getpid()}" in watcher.options.read_only_reason
+        assert not operator.read_only and not operator.options.owns_executor
+        assert operator.snapshot().phase.executor.startswith(f"pid {os.getpid()} on ")
+        operator.upgrade(["cmp-05"], batch_size=1, parallel=1)
+        assert [i.kind for i in journal.intents()] == ["upgrade"]
+    finally:
+        watcher.close()
+        operator.close()
+    journal.release_writer()
+    driver = ConsoleBackend.open(config, with_analytics=False)
+    try:
+        assert driver.options.owns_executor and not driver.read_only
+    finally:
+        driver.close()
