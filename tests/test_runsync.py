@@ -593,12 +593,14 @@ def test_new_cassandra_restarted_mid_stream(world: World, launcher) -> None:  # 
                            parent=world.project) for i in range(20)]
         wait_until(lambda: applied(rs) >= 20, 60, "first changes applied")
         launcher.stop("cassandra-new")
-        made += [api.create("virtual-network", ["default-domain", "p1", f"d{i}"],
-                            parent=world.project) for i in range(20)]
-        for uid in made[:5]:
-            api.update(uid, display_name="while new was down")
-        wait_until(lambda: rs.metrics.failed._value.get() >= 1, 60, "apply failing")
-        launcher.start("cassandra-new")
+        try:
+            made += [api.create("virtual-network", ["default-domain", "p1", f"d{i}"],
+                                parent=world.project) for i in range(20)]
+            for uid in made[:5]:
+                api.update(uid, display_name="while new was down")
+            wait_until(lambda: rs.metrics.failed._value.get() >= 1, 60, "apply failing")
+        finally:  # later tests of the session need it, whatever happened here
+            launcher.start("cassandra-new")
         wait_until(lambda: applied(rs) >= api.published, 300, "all applied after the restart")
         assert rs.metrics.quarantined._value.get() == 0
         assert rs.metrics.reconcile_passes._value.get() == 0
