@@ -90,6 +90,7 @@ class IssuApp(App[int]):
         self.last_poll_error: str | None = None
         self._tty_fd: int | None = None
         self._shown_allowed: frozenset[str] | None = None
+        self.handover = False  # set when leaving with work in flight and no terminal
         self.state.status = self._sub_title()
 
     # ------------------------------------------------------------------ lifecycle
@@ -446,6 +447,12 @@ class IssuApp(App[int]):
             self._terminal_gone()
 
     def _terminal_gone(self) -> None:
+        """The terminal is gone: leave now. Work this console was running is handed over
+        to a headless `issu daemon` once the writer lock is released (see tui_cli)."""
         with contextlib.suppress(Exception):  # leaving is what matters now
-            self.backend.note("console lost its terminal and exits")
+            work_left = self.backend.running_work()
+            self.handover = bool(work_left)
+            self.backend.note("console lost its terminal and exits" + (
+                f"; {len(work_left)} item(s) in flight go to a headless `issu daemon`"
+                if work_left else ""))
         self.exit(129, return_code=129)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import shlex
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -62,6 +63,19 @@ class EmbeddedOrchestrator:
             self._thread.join(timeout=30)
 
 
+def start_headless_daemon(config_path: Path, state_dir: Path) -> int:
+    """`issu daemon` in its own session (it survives the SSH connection), logging to
+    `<state_dir>/daemon.log`; it takes the writer lock, reconciles and resumes the work."""
+    log = open(state_dir / "daemon.log", "ab")  # noqa: SIM115 (handed to the child)
+    with log:
+        child = subprocess.Popen(
+            [sys.executable, "-c", "from issu_tui.cli import main; main()", "daemon",
+             "--config", str(config_path.resolve())],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            close_fds=True)
+    return child.pid
+
+
 def _open(config_path: Path, read_only: bool,
           attach: bool) -> tuple[IssuConfig, ConsoleBackend]:
     from issu_tui.cli import load_or_exit
@@ -90,8 +104,10 @@ def run_console(config_path: Path, *, read_only: bool = False, attach: bool = Fa
     try:
         app.run()
     finally:
-        backend.close()
+        backend.close()  # releases the writer lock, so the daemon below can take it
     code = app.return_code
+    if app.handover:
+        start_headless_daemon(config_path, config.state_dir)
     if backend.read_only and backend.options.read_only_reason and not read_only:
         click.echo(f"attached read-only: {backend.options.read_only_reason}", err=True)
     return int(code or 0)

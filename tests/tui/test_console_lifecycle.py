@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from pathlib import Path
 
 from click.testing import CliRunner
 
 from issu_tui.app import IssuApp
 from issu_tui.console_api import ConsoleBackend
-from issu_tui.tui_cli import EmbeddedOrchestrator, tui
+from issu_tui.tui_cli import EmbeddedOrchestrator, start_headless_daemon, tui
 from screens.commands import ConsoleCommands
 from tests.tui.conftest import settle
 
@@ -35,7 +38,7 @@ async def test_command_palette_offers_the_actions(make_app) -> None:
         assert [str(h.match_display) for h in hits] == ["Abort the upgrade"]
 
 
-def test_cli_refuses_a_non_loopback_web_listener(tmp_path) -> None:
+def write_config(tmp_path) -> Path:
     path = tmp_path / "issu.toml"
     path.write_text(
         f'state_dir = "{tmp_path}"\n'
@@ -45,6 +48,11 @@ def test_cli_refuses_a_non_loopback_web_listener(tmp_path) -> None:
         "[new]\nname = \"new\"\nversion = \"5.0.0\"\n"
         "[new.cassandra]\nhosts = [\"127.36.0.12\"]\n[new.zookeeper]\nhosts = [\"127.36.0.22\"]\n"
         "[new.rabbit]\nhosts = [\"127.36.0.31\"]\n")
+    return path
+
+
+def test_cli_refuses_a_non_loopback_web_listener(tmp_path) -> None:
+    path = write_config(tmp_path)
     result = CliRunner().invoke(tui, ["--config", str(path), "--web", "--host", "0.0.0.0"])
     assert result.exit_code == 2 and "loopback only" in result.output
     result = CliRunner().invoke(tui, ["--config", str(path)])  # no terminal here
@@ -73,3 +81,33 @@ async def test_embedded_executor_consumes_the_consoles_intents(world) -> None:
             assert any(e.message.startswith("paused") for e in app.state.events)
     finally:
         backend.close()
+
+
+async def test_lost_terminal_with_work_in_flight_hands_over_to_a_daemon(world, tmp_path) -> None:
+    journal, config = world
+    journal.transition_compute("cmp-05", "upgrading", "batch 2")
+    backend = ConsoleBackend.open(config, with_analytics=False)
+    app = IssuApp(backend, refresh_interval=3600)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app._terminal_gone()
+        await pilot.pause()
+    backend.close()  # what `issu tui` does on the way out: the lock is free again
+    assert app.handover and app.return_code == 129
+    assert "go to a headless `issu daemon`" in journal.last_events(1)[0].message
+    pid = start_headless_daemon(write_config(tmp_path), tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            holder = journal.executor()
+            if holder and holder["pid"] == pid:
+                break
+            time.sleep(0.2)
+        assert journal.executor()["pid"] == pid, (tmp_path / "daemon.log").read_text()
+        assert os.getsid(pid) == pid  # its own session: the SSH hang-up does not reach it
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                break
+            time.sleep(0.1)
