@@ -190,6 +190,10 @@ def build_run_sync(config: IssuConfig, journal: Any, *, catch_up: bool = True,
         new_version=config.new.version,
         metrics_listen=metrics_listen if metrics_listen is not None else sync.metrics_listen,
     )
+    if options.metrics_listen:
+        from backends.runsync.metrics import parse_listen
+
+        parse_listen(options.metrics_listen)  # ValueError (exit 2) unless loopback host:port
     mirror = None
     if zk_mirror:
         from backends.zookeeper.sync import zk_sync

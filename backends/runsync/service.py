@@ -207,8 +207,12 @@ class RunSync:
     def run(self) -> int:
         """Run until `stop` is set; returns the exit code (0 after a graceful stop)."""
         if self.options.metrics_listen:
-            self.metrics_address = self.metrics.serve(self.options.metrics_listen)
-            log.info("metrics on http://%s:%d/metrics", *self.metrics_address)
+            try:
+                self.metrics_address = self.metrics.serve(self.options.metrics_listen)
+                log.info("metrics on http://%s:%d/metrics", *self.metrics_address)
+            except OSError as exc:  # e.g. the port is taken: replicate anyway, say so loudly
+                self._event(f"metrics endpoint {self.options.metrics_listen} not served: {exc}; "
+                            "counters still go to the journal", level="error")
         threads: list[threading.Thread] = []
         try:
             self._conns = self._retry("connecting to Cassandra", self.connect_cassandra)
