@@ -66,13 +66,14 @@ def _tables(keyspaces: list[str] | None = None) -> list[tuple[str, str]]:
 
 
 def _dataset(cells: int):  # type: ignore[no-untyped-def]
-    """About `cells` cells: ~15 cells per object (VMIs dominate, as in real deployments)."""
+    """At least `cells` cells: projects of 50 VNs with 20 VMIs each (VMIs dominate, as in
+    real deployments), as many projects as needed."""
+    import math
+
     from tests.contrail_data import generate
 
-    vns = 50
-    per_project = vns * (1 + 20)
-    projects = max(1, round(cells / (per_project * 15)))
-    return generate(projects, vns, 20, seed=11)
+    per_project = generate(1, 50, 20, seed=11).cell_count()
+    return generate(max(1, math.ceil(cells / per_project)), 50, 20, seed=11)
 
 
 # --------------------------------------------------------------------------- methods (child)
