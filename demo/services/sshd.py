@@ -127,7 +127,11 @@ class SshdService(Service):
             "Subsystem sftp internal-sftp",
         ]
         for addr, host in self.hosts:
-            lines += [f"Match LocalAddress {addr}", f"    SetEnv ISSU_DEMO_HOST={host}"]
+            # SHLVL=1: bash then skips ~/.bashrc for `ssh host cmd` (it sources it for a
+            # top-level shell run by sshd); a heavy rc (pyenv init) made every command take
+            # seconds, tens on a loaded box. (Only the first SetEnv line counts: keep it one.)
+            lines += [f"Match LocalAddress {addr}",
+                      f"    SetEnv ISSU_DEMO_HOST={host} SHLVL=1"]
         self.cfg.write_text("\n".join(lines) + "\n")
         check = subprocess.run(
             [str(SSHD), "-t", "-f", str(self.cfg)], capture_output=True, text=True, check=False
