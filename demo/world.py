@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from demo.compute.fleet import Fleet
+from demo.compute.fleet import Fleet, child_env
 from demo.compute.layout import WorldSettings
 from demo.controller.process import write_spec
 from demo.services.base import ServiceError
@@ -50,7 +50,7 @@ class WorldError(Exception):
 @dataclass(frozen=True)
 class PieceStatus:
     name: str
-    state: str  # "ready", "running", "stopped", "broken", "done", "missing"
+    state: str  # "ready", "running", "done", "off" (not wanted); "stopped", "broken", "missing"
     detail: str = ""
 
 
@@ -213,7 +213,7 @@ class World:
             "admin_token": self.admin_token(cluster),
         })
         argv = (sys.executable, "-m", "demo.controller", "--spec", str(spec_path))
-        group, _ = spawn_group([Command(argv, _child_env(), REPO_ROOT)],
+        group, _ = spawn_group([Command(argv, child_env(), REPO_ROOT)],
                                directory / "controller.log")
         pidfile.write_text(group.to_json() + "\n")
 
@@ -266,12 +266,27 @@ class World:
         self.fleet.start()
 
     # ------------------------------------------------------------------ seed, workload
+    def _recorded(self) -> dict[str, Any]:
+        """What `up` chose for the seed and the workload (so `status` can tell "off")."""
+        try:
+            data = json.loads((self.dir / "options.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _record(self, **choices: Any) -> None:
+        (self.dir / "options.json").write_text(json.dumps({**self._recorded(), **choices}) + "\n")
+
     def _seed(self, progress: Progress) -> None:
         """Seed v1 once, in the background (the seeder is idempotent: a seed cut short by
         `down` is finished by the next `up`); `wait_seed` waits for it."""
         directory = self.dir / "seed"
         marker = directory / "done"
-        if marker.exists() or self.opts.seed_objects <= 0:
+        if marker.exists():
+            return
+        if self.opts.seed_objects <= 0:
+            if read_pidfile(directory / "pid") is None:
+                self._record(seed_objects=0)
             return
         if importlib.util.find_spec("demo.controller.seed") is None:
             progress("seed: demo.controller.seed is not available; v1 starts empty")
@@ -285,9 +300,10 @@ class World:
                                "--vmis", "5", "--concurrency", "16"])
             script = f"{seed} && date +%s > {shlex.quote(str(marker))}"
             directory.mkdir(parents=True, exist_ok=True)
-            group, _ = spawn_group([Command(("sh", "-c", script), _child_env(), REPO_ROOT)],
+            group, _ = spawn_group([Command(("sh", "-c", script), child_env(), REPO_ROOT)],
                                    directory / "seed.log")
             (directory / "pid").write_text(group.to_json() + "\n")
+            self._record(seed_objects=self.opts.seed_objects)
         progress(f"seeding v1 with about {self.opts.seed_objects} objects in the background "
                  f"(log {directory / 'seed.log'})")
         if self.opts.wait_seed:
@@ -298,11 +314,14 @@ class World:
 
     def seed_state(self) -> PieceStatus:
         directory = self.dir / "seed"
+        objects = self._recorded().get("seed_objects", self.opts.seed_objects)
         if (directory / "done").exists():
-            return PieceStatus("seed", "done", f"{self.opts.seed_objects} objects in v1")
+            return PieceStatus("seed", "done", f"{objects} objects in v1")
         group = read_pidfile(directory / "pid")
         if group is not None and group.any_alive():
             return PieceStatus("seed", "running", f"log {directory / 'seed.log'}")
+        if objects == 0:
+            return PieceStatus("seed", "off", "v1 was not seeded (--objects 0)")
         if (directory / "seed.log").exists():
             return PieceStatus("seed", "broken", f"see {directory / 'seed.log'}")
         return PieceStatus("seed", "missing", "")
@@ -313,6 +332,7 @@ class World:
         if group is not None and group.all_alive():
             return
         if self.opts.workload_rate <= 0:
+            self._record(workload_rate=0.0)
             return
         if importlib.util.find_spec("demo.controller.workload") is None:
             progress("workload: demo.controller.workload is not available; v1 stays idle")
@@ -320,9 +340,10 @@ class World:
         directory.mkdir(parents=True, exist_ok=True)
         argv = (sys.executable, "-m", "demo.controller.workload", "--api", self.api_url("v1"),
                 "--rate", f"{self.opts.workload_rate:g}")
-        group, _ = spawn_group([Command(argv, _child_env(), REPO_ROOT)],
+        group, _ = spawn_group([Command(argv, child_env(), REPO_ROOT)],
                                directory / "workload.log")
         (directory / "pid").write_text(group.to_json() + "\n")
+        self._record(workload_rate=self.opts.workload_rate)
 
     # ------------------------------------------------------------------ config
     def config_dict(self, endpoints: Endpoints) -> dict[str, Any]:
@@ -434,8 +455,13 @@ class World:
         else:
             pieces.append(PieceStatus("computes", fleet.state, fleet.detail))
         group = read_pidfile(self.dir / "workload" / "pid")
-        pieces.append(PieceStatus("workload", "running" if group and group.all_alive()
-                                  else "stopped", f"{self.opts.workload_rate:g} changes/s"))
+        rate = float(self._recorded().get("workload_rate", self.opts.workload_rate))
+        if group is not None and group.all_alive():
+            pieces.append(PieceStatus("workload", "running", f"{rate:g} changes/s"))
+        elif rate <= 0:
+            pieces.append(PieceStatus("workload", "off", "no workload (--rate 0)"))
+        else:
+            pieces.append(PieceStatus("workload", "stopped", f"{rate:g} changes/s"))
         pieces.append(self.seed_state())
         remembered = self.dir / "config-path"
         written = Path(remembered.read_text().strip()) if remembered.is_file() else None
@@ -475,13 +501,6 @@ class World:
 def _heartbeat_s(computes: int) -> float:
     """Agents report every few seconds; slower with many, to keep the controllers light."""
     return max(3.0, computes / 100.0)
-
-
-def _child_env() -> dict[str, str]:
-    keep = ("PATH", "LANG", "LC_ALL", "HOME", "USER", "LOGNAME", "TZ", "PYTHONPATH")
-    env = {k: v for k, v in os.environ.items() if k in keep}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def toml_dumps(data: dict[str, Any]) -> str:

@@ -100,7 +100,7 @@ def down(net: int) -> None:
 @_net
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def status(net: int, as_json: bool) -> None:
-    """Show each piece of the demo world; exit 1 unless all run."""
+    """Show each piece of the demo world; exit 1 unless all run (or are off by choice)."""
     world = _world(net, None, None)
     pieces = world.status()
     if as_json:
@@ -108,5 +108,5 @@ def status(net: int, as_json: bool) -> None:
     else:
         for p in pieces:
             click.echo(f"{p.name:<16} {p.state:<8} {p.detail}")
-    healthy = {"ready", "running", "done"}
+    healthy = {"ready", "running", "done", "off"}
     sys.exit(0 if all(p.state in healthy for p in pieces) else EXIT_PROBLEM)

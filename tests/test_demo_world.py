@@ -6,8 +6,10 @@ never meets the services of the other tests.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -55,48 +57,74 @@ def _wait_agents(world: World, count: int, timeout: float = 120.0) -> None:
         time.sleep(1.0)
 
 
+def _quiet(_message: str) -> None:
+    pass
+
+
+def _kill_leftovers(text: str) -> None:
+    """Last resort after a failed test: end what still runs from this world's run directory
+    (its own network and directory, so these are processes this test started)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        found = _processes_mentioning(text)
+        for pid, _ in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 15.0
+        while found and _processes_mentioning(text) and time.monotonic() < deadline:
+            time.sleep(0.3)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_demo_world_up_and_down_twice(tmp_path: Path) -> None:
+    # The smallest whole world (2 computes, no seed, no workload): what this test is about
+    # is that every piece starts and that `down` leaves nothing, twice in a row.
     config = tmp_path / "issu.toml"
-    options = WorldOptions(net=_world_net(), computes=3, config_path=config, seed_objects=100,
-                           workload_rate=2.0, install_s=0.5, wait_seed=True)
+    options = WorldOptions(net=_world_net(), computes=2, config_path=config, seed_objects=0,
+                           workload_rate=0.0, install_s=0.5)
     world = World(options)
-    world.down(progress=lambda _m: None)  # a world left over by an interrupted run
     run_dir = str(world.run_dir)
-    for cycle in range(2):
-        world.up(progress=lambda _m: None)
-        pieces = {p.name: p for p in world.status()}
-        broken = {n: p for n, p in pieces.items() if p.state not in ("ready", "running", "done")}
-        assert not broken, broken
-        assert pieces["seed"].state == "done"
-        assert pieces["workload"].state == "running"
-        _wait_agents(world, 3)
+    world.down(progress=_quiet)  # a world left over by an interrupted run
+    try:
+        for cycle in range(2):
+            world.up(progress=_quiet)
+            pieces = {p.name: p for p in world.status()}
+            unwell = {n: p for n, p in pieces.items()
+                      if p.state not in ("ready", "running", "done", "off")}
+            assert not unwell, unwell
+            assert pieces["workload"].state == "off"
+            assert pieces["seed"].state in ("off", "done")  # done: seeded by an older run
+            assert {"cassandra-old", "cassandra-new", "zk-old", "zk-new", "rabbitmq",
+                    "sshd-1", "controller-v1", "controller-v2", "computes"} <= set(pieces)
 
-        # the tool's config is valid and names what runs
-        cfg = load_config(config)
-        assert check_files(cfg) == []
-        assert [c.name for c in cfg.computes] == ["compute-1", "compute-2", "compute-3"]
-        assert cfg.state_dir.is_relative_to(world.run_dir)
-        assert httpx.get(f"{cfg.old.api_server.url}/", timeout=10).status_code == 200
-        fence = httpx.get(f"{cfg.new.api_server.url}/issu/status", timeout=10).json()
-        assert fence["northbound_open"] is False
+            if cycle == 0:
+                _wait_agents(world, 2)
+                # the tool's config is valid and names what runs
+                cfg = load_config(config)
+                assert check_files(cfg) == []
+                assert [c.name for c in cfg.computes] == ["compute-1", "compute-2"]
+                assert cfg.state_dir.is_relative_to(world.run_dir)
+                assert httpx.get(f"{cfg.old.api_server.url}/", timeout=10).status_code == 200
+                fence = httpx.get(f"{cfg.new.api_server.url}/issu/status", timeout=10).json()
+                assert fence["northbound_open"] is False
+                # a second `up` reuses everything that runs
+                before = world.processes()
+                world.up(progress=_quiet)
+                assert world.processes() == before
 
-        if cycle == 0:
-            # a second `up` reuses everything that runs
-            before = world.processes()
-            world.up(progress=lambda _m: None)
-            assert world.processes() == before
-
-        assert world.processes()
-        stopped = world.down(progress=lambda _m: None)
-        assert {"computes", "controller-v1", "controller-v2", "workload"} <= set(stopped)
-        assert world.processes() == []
-        assert _processes_mentioning(run_dir) == []
-        # nothing was deleted: the next up finds its data and secrets again
-        assert (world.dir / "secrets" / "admin-token-v2").is_file()
-        assert (world.fleet.dir / "hosts" / "compute-1").is_dir()
-        assert config.is_file()
+            assert world.processes()
+            stopped = world.down(progress=_quiet)
+            assert {"computes", "controller-v1", "controller-v2", "cassandra-old",
+                    "cassandra-new"} <= set(stopped)
+            assert world.processes() == []
+            assert _processes_mentioning(run_dir) == []
+            # nothing was deleted: the next up finds its data and secrets again
+            assert (world.dir / "secrets" / "admin-token-v2").is_file()
+            assert (world.fleet.dir / "hosts" / "compute-1").is_dir()
+            assert config.is_file()
+    finally:
+        world.down(progress=_quiet)
+        _kill_leftovers(run_dir)
 
 
 def test_cli_on_a_network_without_a_world_starts_nothing(tmp_path: Path,
@@ -114,3 +142,13 @@ def test_cli_on_a_network_without_a_world_starts_nothing(tmp_path: Path,
 def test_cli_refuses_more_than_a_thousand_computes() -> None:
     result = CliRunner().invoke(demo, ["up", "--computes", "1001"])
     assert result.exit_code == 2 and "1001" in result.output
+
+
+def test_status_tells_a_seed_and_workload_turned_off(tmp_path: Path) -> None:
+    world = World(WorldOptions(net=201, run_dir=tmp_path / "run"))
+    world.dir.mkdir(parents=True)
+    world._record(seed_objects=0, workload_rate=0.0)  # what `up --objects 0 --rate 0` records
+    pieces = {p.name: p.state for p in world.status(probe=False)}
+    assert (pieces["seed"], pieces["workload"]) == ("off", "off")
+    world._record(workload_rate=5.0)  # wanted but not running: a problem again
+    assert {p.name: p.state for p in world.status(probe=False)}["workload"] == "stopped"

@@ -23,6 +23,15 @@ class FleetStatus:
     detail: str = ""
 
 
+def child_env() -> dict[str, str]:
+    """The environment of the demo's Python children: the basics of ours, nothing else
+    (no secrets or settings of the caller leak into long-lived processes)."""
+    keep = ("PATH", "LANG", "LC_ALL", "HOME", "USER", "LOGNAME", "TZ", "PYTHONPATH")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
 class Fleet:
     """The computes of one world directory and the daemon that runs their agents."""
 
@@ -81,10 +90,9 @@ class Fleet:
         if group is None or not group.all_alive():
             if group is not None:
                 terminate_group(group, 5.0)
-            base = {k: v for k, v in os.environ.items()
-                    if k in ("PATH", "LANG", "LC_ALL", "HOME", "TZ", "PYTHONPATH")}
             argv = (sys.executable, "-m", "demo.compute.hostd", "--world", str(self.dir))
-            group, _ = spawn_group([Command(argv, {**base, **(env or {})}, self.dir)], self.log)
+            group, _ = spawn_group([Command(argv, {**child_env(), **(env or {})}, self.dir)],
+                                   self.log)
             self.pidfile.write_text(group.to_json() + "\n")
         deadline = time.monotonic() + timeout
         while True:
