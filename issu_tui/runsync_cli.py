@@ -68,7 +68,7 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def zk_main(config_path: Path, verify_only: bool, subtrees: tuple[str, ...],
-            state_dir: Path | None) -> int:
+            state_dir: Path | None, allow_missing: tuple[str, ...] = ()) -> int:
     from backends.zookeeper.sync import ZkSyncError, zk_sync
 
     config = _load(config_path)
@@ -82,7 +82,11 @@ def zk_main(config_path: Path, verify_only: bool, subtrees: tuple[str, ...],
             list(subtrees) or config.sync.zk_subtrees,
             events=journal,
             verify_only=verify_only,
+            allow_missing=allow_missing,
         )
+    except ValueError as exc:  # an invalid subtree / --allow-missing name
+        click.echo(f"zk-sync: {exc}", err=True)
+        return EXIT_CONFIG
     except ZkSyncError as exc:
         click.echo(f"zk-sync failed: {exc}", err=True)
         return EXIT_PROBLEM
@@ -94,9 +98,14 @@ def zk_main(config_path: Path, verify_only: bool, subtrees: tuple[str, ...],
             journal.close()
 
     for sub in report.subtrees:
-        if sub.skipped_missing_on_old:
-            click.echo(f"warning: {report.old_root.rstrip('/')}/{sub.subtree} missing on old: "
-                       "skipped (the new side was left as it is)", err=True)
+        old_path = f"{report.old_root.rstrip('/')}/{sub.subtree}"
+        if sub.skipped_missing_on_old and sub.missing_allowed:
+            click.echo(f"warning: {old_path} missing on old (allowed): skipped, the new side "
+                       "was left as it is", err=True)
+        elif sub.skipped_missing_on_old:
+            click.echo(f"error: subtree {sub.subtree!r}: {old_path} missing on old (wrong "
+                       f"odb_prefix?): nothing copied or verified; pass --allow-missing "
+                       f"{sub.subtree} if that is expected", err=True)
         elif not verify_only:
             click.echo(f"{sub.subtree}: {sub.old_nodes} nodes, {sub.created} created, "
                        f"{sub.updated} updated, {sub.deleted} deleted, {sub.unchanged} unchanged, "
@@ -106,8 +115,10 @@ def zk_main(config_path: Path, verify_only: bool, subtrees: tuple[str, ...],
     if len(report.differences) > 200:
         click.echo(f"... and {len(report.differences) - 200} more differences")
     verdict = "verified" if report.ok else "MISMATCH"
+    missing = (f", missing on old: {', '.join(report.missing_on_old)}"
+               if report.missing_on_old else "")
     click.echo(f"zk {verdict}: {report.verified_nodes} nodes compared by content hash, "
-               f"{len(report.differences)} differences "
+               f"{len(report.differences)} differences{missing} "
                f"(copy {report.copy_seconds:.2f}s, verify {report.verify_seconds:.2f}s)")
     return 0 if report.ok else EXIT_PROBLEM
 
@@ -118,13 +129,16 @@ def zk_main(config_path: Path, verify_only: bool, subtrees: tuple[str, ...],
 @click.option("--verify-only", is_flag=True, help="Compare only; write nothing.")
 @click.option("--subtree", "subtrees", multiple=True,
               help="Subtree to copy (repeatable; default: sync.zk_subtrees).")
+@click.option("--allow-missing", "allow_missing", multiple=True, metavar="NAME",
+              help="Subtree that may be absent on old (repeatable; default: none, a missing "
+              "subtree fails with exit 1).")
 @click.option("--state-dir", type=click.Path(path_type=Path), help="Journal directory override.")
 @click.option("-v", "--verbose", is_flag=True)
 def zk_command(config_path: Path, verify_only: bool, subtrees: tuple[str, ...],
-               state_dir: Path | None, verbose: bool) -> None:
+               allow_missing: tuple[str, ...], state_dir: Path | None, verbose: bool) -> None:
     """Copy the ZooKeeper subtrees old -> new with prefix mapping, then verify every node."""
     _setup_logging(verbose)
-    sys.exit(zk_main(config_path, verify_only, subtrees, state_dir))
+    sys.exit(zk_main(config_path, verify_only, subtrees, state_dir, allow_missing))
 
 
 zk = zk_command
@@ -204,7 +218,8 @@ def build_run_sync(config: IssuConfig, journal: Any, *, catch_up: bool = True,
                              config.old.zookeeper.prefix, config.new.zookeeper.prefix,
                              sync.zk_subtrees, events=journal)
             if not report.ok:
-                raise RuntimeError(f"zk mirror: {len(report.differences)} differences")
+                raise RuntimeError(f"zk mirror: {len(report.differences)} differences, "
+                                   f"missing on old: {report.missing_on_old or 'none'}")
             return report
 
     return RunSync(

@@ -202,14 +202,22 @@ def test_resync_idempotent_and_follows_old(zks, prefixes, services):
     assert dump(new, f"/{np_}") == dump(old, f"/{op}")
 
 
-def test_configured_subtrees_only_and_missing_subtree_is_not_emptied(zks, prefixes):
-    """Only the configured subtrees are copied; a subtree absent on old is skipped, never
-    treated as empty (the new side's copy is kept)."""
+def test_configured_subtrees_only_and_missing_subtree_fails_unless_allowed(zks, prefixes):
+    """Only the configured subtrees are copied; a subtree absent on old is never treated as
+    empty (the new side's copy is kept) and fails the run unless allowed by name."""
     old, new = zks
     op, np_ = prefixes
     seed_contrail_tree(old, f"/{op}")
     new.create(f"/{np_}/missing-on-old/kept", b"k", makepath=True)
     report = ZkSyncer(old, new, op, np_, subtrees=["id", "missing-on-old"]).run()
+    assert not report.ok
+    assert report.missing_on_old == ["missing-on-old"]
+    assert not report.differences
+    assert new.get(f"/{np_}/missing-on-old/kept")[0] == b"k"
+    assert not ZkSyncer(old, new, op, np_, subtrees=["id", "missing-on-old"]).verify().ok
+
+    report = ZkSyncer(old, new, op, np_, subtrees=["id", "missing-on-old"],
+                      allow_missing=["missing-on-old"]).run()
     assert report.ok
     assert [s.subtree for s in report.subtrees if s.skipped_missing_on_old] == ["missing-on-old"]
     assert new.exists(f"/{np_}/fq-name-to-uuid") is None  # not configured: not copied
@@ -234,3 +242,39 @@ def test_no_prefix_on_old_maps_to_prefixed_new(zks, prefixes):
         assert new.get(f"/{np_}/{name}/virtual-networks/0000000001")[0] == b"vn-1"
     finally:
         old.delete(f"/{name}", recursive=True)
+
+
+def test_wrong_odb_prefix_exits_1_naming_the_subtree(zks, prefixes, services, tmp_path):
+    """A wrong odb_prefix finds none of the subtrees on old: exit 1, each one named; the ID
+    allocators are not silently left behind. --allow-missing accepts a named absence."""
+    from click.testing import CliRunner
+
+    from issu_tui.runsync_cli import zk_command
+
+    old, new = zks
+    op, np_ = prefixes
+    seed_contrail_tree(old, f"/{op}")
+    conf = tmp_path / "issu.conf"
+    conf.write_text(
+        "[DEFAULTS]\n"
+        f"old_zookeeper_address_list = {services.zk_old.hosts}\n"
+        f"new_zookeeper_address_list = {services.zk_new.hosts}\n"
+        f"odb_prefix = {op}_typo\nndb_prefix = {np_}\n"
+        f"old_cassandra_address_list = {services.cassandra_old.host}\n"
+        f"new_cassandra_address_list = {services.cassandra_new.host}\n"
+        f"old_rabbit_address_list = {services.rabbit.host}\n"
+        f"new_rabbit_address_list = {services.rabbit.host}\n"
+    )
+    state = ["--state-dir", str(tmp_path / "state")]
+    for extra in ([], ["--verify-only"]):
+        result = CliRunner().invoke(zk_command, ["-c", str(conf), *extra, *state])
+        assert result.exit_code == 1, result.output
+        assert f"/{op}_typo/id missing on old" in result.output
+        assert "--allow-missing id" in result.output
+    assert new.exists(f"/{np_}/id") is None
+
+    allowed = [a for name in ("fq-name-to-uuid", "api-server", "id")
+               for a in ("--allow-missing", name)]
+    result = CliRunner().invoke(zk_command, ["-c", str(conf), *allowed, *state])
+    assert result.exit_code == 0, result.output
+    assert "(allowed)" in result.output

@@ -91,7 +91,11 @@ class SubtreeReport:
     updated: int = 0
     deleted: int = 0
     unchanged: int = 0
+    # The subtree root does not exist on old: nothing copied or verified. A failure unless the
+    # operator allowed it by name (a wrong odb_prefix would otherwise "pass" and the ID
+    # allocators would silently not be copied).
     skipped_missing_on_old: bool = False
+    missing_allowed: bool = False
 
 
 @dataclass(slots=True)
@@ -105,8 +109,14 @@ class ZkSyncReport:
     verify_seconds: float = 0.0
 
     @property
+    def missing_on_old(self) -> list[str]:
+        """Subtrees absent on old that were not allowed to be (each one fails the run)."""
+        return [s.subtree for s in self.subtrees
+                if s.skipped_missing_on_old and not s.missing_allowed]
+
+    @property
     def ok(self) -> bool:
-        return not self.differences
+        return not self.differences and not self.missing_on_old
 
     def totals(self) -> dict[str, int]:
         keys = ("old_nodes", "ephemerals_skipped", "created", "updated", "deleted", "unchanged")
@@ -125,6 +135,7 @@ class ZkSyncer:
         subtrees: Sequence[str] = DEFAULT_SUBTREES,
         events: EventSink | None = None,
         window: int = DEFAULT_WINDOW,
+        allow_missing: Iterable[str] = (),
     ) -> None:
         self.old = old
         self.new = new
@@ -133,6 +144,7 @@ class ZkSyncer:
         self.subtrees = [check_subtree(s) for s in subtrees]
         self.events = events
         self.window = window
+        self.allow_missing = {check_subtree(s) for s in allow_missing}
 
     # -- public -----------------------------------------------------------------------------
 
@@ -151,6 +163,7 @@ class ZkSyncer:
             "zk-sync finished" if report.ok else "zk-sync found differences",
             ok=report.ok,
             differences=len(report.differences),
+            missing_on_old=report.missing_on_old,
             **report.totals(),
         )
         return report
@@ -161,9 +174,7 @@ class ZkSyncer:
         present = []
         for subtree in self.subtrees:
             if self.old.exists(join(self.old_root, subtree)) is None:
-                log.warning("zk subtree %s missing on old: not verified",
-                            join(self.old_root, subtree))
-                report.subtrees.append(SubtreeReport(subtree, skipped_missing_on_old=True))
+                report.subtrees.append(self._missing(subtree))
             else:
                 present.append(subtree)
         self.verify_into(report, present)
@@ -176,12 +187,7 @@ class ZkSyncer:
         old_nodes = read_subtree(self.old, old_path, self.window)
         if old_nodes is None:
             # Never treat a missing source as empty: that would wipe the new side.
-            log.warning("zk subtree %s missing on old: skipped, %s left as it is",
-                        old_path, new_path)
-            self._event("zk-sync", f"subtree {old_path} missing on old, skipped",
-                        subtree=subtree)
-            rep.skipped_missing_on_old = True
-            return rep
+            return self._missing(subtree)
         if old_nodes[""].ephemeral:
             raise ZkSyncError(f"zk subtree root {old_path} is ephemeral")
         new_nodes = read_subtree(self.new, new_path, self.window) or {}
@@ -237,6 +243,21 @@ class ZkSyncer:
         report.verify_seconds = time.monotonic() - started
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _missing(self, subtree: str) -> SubtreeReport:
+        """The report of a subtree whose root is absent on old (new side left as it is)."""
+        old_path = join(self.old_root, subtree)
+        allowed = subtree in self.allow_missing
+        if allowed:
+            log.warning("zk subtree %s missing on old (allowed): skipped, new side left as it is",
+                        old_path)
+        else:
+            log.error("zk subtree %s missing on old: wrong prefix? nothing copied "
+                      "(allow it with --allow-missing %s)", old_path, subtree)
+        self._event("zk-sync", f"subtree {old_path} missing on old"
+                    + (" (allowed), skipped" if allowed else ": FAILED, nothing copied"),
+                    subtree=subtree, allowed=allowed)
+        return SubtreeReport(subtree, skipped_missing_on_old=True, missing_allowed=allowed)
 
     def _ensure_ancestors(self, path: str) -> None:
         parts = path.strip("/").split("/")[:-1]
@@ -340,13 +361,15 @@ def zk_sync(
     subtrees: Sequence[str] = DEFAULT_SUBTREES,
     events: EventSink | None = None,
     verify_only: bool = False,
+    allow_missing: Iterable[str] = (),
 ) -> ZkSyncReport:
     """Connect to both ensembles, sync (or only verify) and disconnect."""
     old = connect(old_hosts)
     try:
         new = connect(new_hosts)
         try:
-            syncer = ZkSyncer(old, new, old_prefix, new_prefix, subtrees, events)
+            syncer = ZkSyncer(old, new, old_prefix, new_prefix, subtrees, events,
+                              allow_missing=allow_missing)
             return syncer.verify() if verify_only else syncer.run()
         finally:
             new.stop()
