@@ -10,6 +10,7 @@ change made while run-sync was down) and a message is acknowledged only after it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import ssl
@@ -42,6 +43,7 @@ class RabbitSide:
     ssl_ca_certs: str | None = None
     ssl_keyfile: str | None = None
     ssl_certfile: str | None = None
+    ssl_version: str | None = None
     ha_mode: bool = False
     exchange: str = OBJECT_UPDATE_EXCHANGE
 
@@ -62,17 +64,50 @@ class RabbitSide:
         return f"{self.name} RabbitMQ {','.join(self.hosts)} vhost {self.vhost!r}"
 
     def ssl_options(self) -> dict[str, Any] | bool:
+        """py-amqp TLS options: the broker's certificate is always verified (CERT_REQUIRED),
+        against ssl_ca_certs or else the system CA store; never an unverified connection.
+        ssl_version (Contrail's rabbit_ssl_version) pins the protocol version."""
         if not self.use_ssl:
             return False
-        options: dict[str, Any] = {"ssl_version": ssl.PROTOCOL_TLSv1_2}
+        options: dict[str, Any] = {
+            "ssl_version": ssl.PROTOCOL_TLS_CLIENT,
+            "cert_reqs": ssl.CERT_REQUIRED,
+        }
+        pinned = tls_version(self.ssl_version)
+        if pinned is not None:
+            options["tls_minimum_version"] = options["tls_maximum_version"] = pinned
+        else:
+            options["tls_minimum_version"] = ssl.TLSVersion.TLSv1_2
         if self.ssl_ca_certs:
-            options["ca_certs"] = self.ssl_ca_certs
-            options["cert_reqs"] = ssl.CERT_REQUIRED
+            options["ca_certs"] = self.ssl_ca_certs  # else py-amqp loads the system CAs
         if self.ssl_keyfile:
             options["keyfile"] = self.ssl_keyfile
         if self.ssl_certfile:
             options["certfile"] = self.ssl_certfile
         return options
+
+
+# Contrail's rabbit_ssl_version values (kombu's names); sslv23/tls: negotiate, TLS 1.2 or later.
+_TLS_VERSIONS: dict[str, ssl.TLSVersion | None] = {
+    "tlsv1": ssl.TLSVersion.TLSv1,
+    "tlsv1_1": ssl.TLSVersion.TLSv1_1,
+    "tlsv1_2": ssl.TLSVersion.TLSv1_2,
+    "tlsv1_3": ssl.TLSVersion.TLSv1_3,
+    "sslv23": None,
+    "tls": None,
+}
+
+
+def tls_version(name: str | None) -> ssl.TLSVersion | None:
+    """The TLS version a rabbit_ssl_version value pins (None: negotiate); ValueError names an
+    unknown value."""
+    if name is None or not name.strip():
+        return None
+    key = name.strip().lower().replace("protocol_", "").replace(".", "_")
+    if key not in _TLS_VERSIONS:
+        raise ValueError(f"rabbit ssl_version {name!r} is not one of "
+                         f"{', '.join(sorted(_TLS_VERSIONS))}")
+    return _TLS_VERSIONS[key]
 
 
 def connection(side: RabbitSide, heartbeat: float = 30.0) -> kombu.Connection:
@@ -117,6 +152,50 @@ def queue_exists(channel: Any, name: str) -> bool:
 
 def queue_depth(channel: Any, name: str) -> int:
     return int(channel.queue_declare(queue=name, passive=True).message_count)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCleanup:
+    """One queue's fate in delete_issu_queues: its depth before (None: it did not exist)."""
+
+    name: str
+    depth: int | None
+    deleted: bool
+
+
+def delete_issu_queues(side: RabbitSide, queue_name: str) -> list[QueueCleanup]:
+    """Delete run-sync's durable queue and its `.quarantine` on the old side (finalize/abort),
+    reporting each queue's message count first. A durable queue left behind keeps collecting
+    every config change on the production broker. Idempotent: an absent queue is reported
+    with depth None. Raises (naming the side) when the broker cannot be reached."""
+    results: list[QueueCleanup] = []
+    conn = connection(side)
+    try:
+        conn.connect()
+        for name in (queue_name, queue_name + QUARANTINE_SUFFIX):
+            probe = conn.channel()  # a passive declare miss closes its channel
+            try:
+                exists = queue_exists(probe, name)
+                depth = queue_depth(probe, name) if exists else None
+            finally:
+                with contextlib.suppress(Exception):
+                    probe.close()
+            if depth is None:
+                log.info("%s: queue %s absent, nothing to delete", side.describe(), name)
+                results.append(QueueCleanup(name, None, False))
+                continue
+            channel = conn.channel()
+            try:
+                channel.queue_delete(queue=name)
+            finally:
+                with contextlib.suppress(Exception):
+                    channel.close()
+            log.warning("%s: deleted queue %s holding %d message(s)", side.describe(), name,
+                        depth)
+            results.append(QueueCleanup(name, depth, True))
+    finally:
+        conn.release()
+    return results
 
 
 class Publisher:

@@ -41,7 +41,8 @@ _LAZY_COMMANDS: dict[str, str] = {
 }
 # Commands of other modules attached to a lazily loaded group (run-sync and zk-sync join `sync`).
 _GROUP_EXTRAS: dict[str, dict[str, str]] = {
-    "sync": {"run": "issu_tui.runsync_cli:run", "zk": "issu_tui.runsync_cli:zk"},
+    "sync": {"run": "issu_tui.runsync_cli:run", "zk": "issu_tui.runsync_cli:zk",
+             "cleanup-queues": "issu_tui.runsync_cli:cleanup_queues"},
 }
 # Modules exposing `register(group)` to add several top-level commands (the orchestrator's).
 _REGISTRARS = ("issu_tui.orch_cli",)

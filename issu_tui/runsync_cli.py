@@ -147,6 +147,21 @@ zk = zk_command
 # ---------------------------------------------------------------------------------- run-sync
 
 
+def rabbit_side(side: Any) -> Any:
+    """backends.rabbit.RabbitSide for one side of the configuration."""
+    from backends.rabbit import RabbitSide, tls_version
+
+    r = side.rabbit
+    tls_version(r.ssl_version)  # ValueError (exit 2) names an unknown rabbit_ssl_version
+    return RabbitSide(
+        name=side.name, hosts=tuple(r.hosts), port=r.port, user=r.user,
+        password=r.password.get_secret_value(), vhost=r.vhost, use_ssl=r.use_ssl,
+        ssl_ca_certs=str(r.ssl_ca_certs) if r.ssl_ca_certs else None,
+        ssl_keyfile=str(r.ssl_keyfile) if r.ssl_keyfile else None,
+        ssl_certfile=str(r.ssl_certfile) if r.ssl_certfile else None,
+        ssl_version=r.ssl_version, ha_mode=r.ha_mode, exchange=r.exchange)
+
+
 def build_run_sync(config: IssuConfig, journal: Any, *, catch_up: bool = True,
                    force_catch_up: bool = False, metrics_listen: str | None = None,
                    reconcile_interval_s: float | None = None, zk_mirror: bool = False,
@@ -156,7 +171,6 @@ def build_run_sync(config: IssuConfig, journal: Any, *, catch_up: bool = True,
     from backends.cassandra.connection import CassandraSide, connect
     from backends.cassandra.registry import load_registry
     from backends.cassandra.tables import SyncSettings
-    from backends.rabbit import RabbitSide
     from backends.runsync.service import RunSync, RunSyncOptions
 
     def cassandra_side(side: Any) -> CassandraSide:
@@ -166,16 +180,6 @@ def build_run_sync(config: IssuConfig, journal: Any, *, catch_up: bool = True,
             password=c.password.get_secret_value() if c.password else None,
             use_ssl=c.use_ssl, ca_certs=str(c.ca_certs) if c.ca_certs else None,
             prefix=c.prefix, version=side.version)
-
-    def rabbit_side(side: Any) -> RabbitSide:
-        r = side.rabbit
-        return RabbitSide(
-            name=side.name, hosts=tuple(r.hosts), port=r.port, user=r.user,
-            password=r.password.get_secret_value(), vhost=r.vhost, use_ssl=r.use_ssl,
-            ssl_ca_certs=str(r.ssl_ca_certs) if r.ssl_ca_certs else None,
-            ssl_keyfile=str(r.ssl_keyfile) if r.ssl_keyfile else None,
-            ssl_certfile=str(r.ssl_certfile) if r.ssl_certfile else None,
-            ha_mode=r.ha_mode, exchange=r.exchange)
 
     old_side, new_side = cassandra_side(config.old), cassandra_side(config.new)
 
@@ -290,6 +294,40 @@ def run_command(config_path: Path, state_dir: Path | None, catch_up: bool, force
 run = run_command
 
 
+def cleanup_main(config_path: Path, queue_name: str | None) -> int:
+    from backends.rabbit import delete_issu_queues
+
+    config = _load(config_path)
+    side = rabbit_side(config.old)
+    name = queue_name or config.sync.queue_name
+    try:
+        results = delete_issu_queues(side, name)
+    except Exception as exc:  # unreachable broker, refused credentials: name the side
+        click.echo(f"cleanup-queues: {side.describe()}: {type(exc).__name__}: {exc}", err=True)
+        return EXIT_PROBLEM
+    for r in results:
+        if r.depth is None:
+            click.echo(f"{r.name}: absent (nothing to delete)")
+        else:
+            click.echo(f"{r.name}: deleted, held {r.depth} message(s)")
+    return 0
+
+
+@click.command("cleanup-queues")
+@click.option("-c", "--config", "config_path", type=click.Path(path_type=Path),
+              default=Path("issu.toml"), show_default=True, help="issu.toml or issu.conf")
+@click.option("--queue", "queue_name", help="Queue name (default: sync.queue_name).")
+@click.option("-v", "--verbose", is_flag=True)
+def cleanup_command(config_path: Path, queue_name: str | None, verbose: bool) -> None:
+    """Delete run-sync's queue and its .quarantine on the old vhost (finalize/abort; run-sync
+    must be stopped). Prints each queue's message count before deleting it."""
+    _setup_logging(verbose)
+    sys.exit(cleanup_main(config_path, queue_name))
+
+
+cleanup_queues = cleanup_command
+
+
 def legacy_run_sync(argv: list[str] | None = None) -> None:
     """`contrail-issu-run-sync -c issu.conf`."""
     run_command.main(args=_legacy_args(argv), prog_name="contrail-issu-run-sync")
@@ -321,6 +359,7 @@ def _main_group() -> None:
 
 _main_group.add_command(run_command)
 _main_group.add_command(zk_command)
+_main_group.add_command(cleanup_command)
 
 if __name__ == "__main__":
     _main_group(prog_name="python -m issu_tui.runsync_cli")

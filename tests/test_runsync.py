@@ -607,3 +607,43 @@ def test_new_cassandra_restarted_mid_stream(world: World, launcher) -> None:  # 
         wait_until(lambda: world.verify().ok, 120, "verify clean")
     finally:
         stop_thread(rs, thread)
+
+
+def test_cleanup_queues_reports_depth_then_deletes_both(world: World, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`issu sync cleanup-queues` (finalize/abort): each queue's depth, then both gone from
+    the old vhost, so later config changes no longer pile up there; a second call is a no-op."""
+    from click.testing import CliRunner
+
+    from backends.rabbit import delete_issu_queues, issu_queue, quarantine_queue, queue_exists
+    from issu_tui.runsync_cli import cleanup_command
+
+    conn = connection(world.old_rabbit)
+    try:
+        channel = conn.channel()
+        issu_queue(world.old_rabbit, world.queue)(channel).declare()
+        quarantine_queue(world.queue)(channel).declare()
+        kombu.Producer(channel).publish("poison", routing_key=world.queue + ".quarantine")
+    finally:
+        conn.release()
+    for i in range(3):
+        world.api.create("virtual-network", ["default-domain", "p1", f"c{i}"],
+                         parent=world.project)
+
+    (tmp_path / "issu.toml").write_text(world.toml(tmp_path / "state"))
+    monkeypatch.setenv("ISSU_TEST_RABBIT_PASSWORD", world.old_rabbit.password)
+    result = CliRunner().invoke(cleanup_command, ["-c", str(tmp_path / "issu.toml")])
+    assert result.exit_code == 0, result.output
+    assert f"{world.queue}: deleted, held 3 message(s)" in result.output
+    assert f"{world.queue}.quarantine: deleted, held 1 message(s)" in result.output
+    conn = connection(world.old_rabbit)
+    try:
+        conn.connect()
+        for name in (world.queue, world.queue + ".quarantine"):
+            assert not queue_exists(conn.channel(), name)
+    finally:
+        conn.release()
+    again = delete_issu_queues(world.old_rabbit, world.queue)
+    assert [(r.depth, r.deleted) for r in again] == [(None, False), (None, False)]
+    result = CliRunner().invoke(cleanup_command, ["-c", str(tmp_path / "issu.toml")])
+    assert result.exit_code == 0 and "absent" in result.output, result.output

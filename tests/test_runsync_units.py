@@ -85,3 +85,36 @@ def test_metrics_listen_is_loopback_only() -> None:
     for bad in ("0.0.0.0:9109", "10.1.2.3:9109", "127.0.0.1"):
         with pytest.raises(ValueError):
             parse_listen(bad)
+
+
+def test_rabbit_tls_always_verifies_the_broker_and_honours_ssl_version() -> None:
+    import ssl
+
+    from backends.rabbit import RabbitSide, tls_version
+
+    plain = RabbitSide("old", ("127.0.0.1",))
+    assert plain.ssl_options() is False
+    # No CA file: still CERT_REQUIRED (py-amqp then loads the system CA store), never CERT_NONE.
+    no_ca = RabbitSide("old", ("127.0.0.1",), use_ssl=True).ssl_options()
+    assert isinstance(no_ca, dict)
+    assert no_ca["cert_reqs"] == ssl.CERT_REQUIRED
+    assert no_ca["ssl_version"] == ssl.PROTOCOL_TLS_CLIENT
+    assert "ca_certs" not in no_ca
+    assert no_ca["tls_minimum_version"] == ssl.TLSVersion.TLSv1_2
+    with_ca = RabbitSide("old", ("127.0.0.1",), use_ssl=True, ssl_ca_certs="/etc/ca.pem",
+                         ssl_version="tlsv1_3", ssl_certfile="/c.pem",
+                         ssl_keyfile="/k.pem").ssl_options()
+    assert isinstance(with_ca, dict)
+    assert with_ca["cert_reqs"] == ssl.CERT_REQUIRED
+    assert with_ca["ca_certs"] == "/etc/ca.pem"
+    assert (with_ca["certfile"], with_ca["keyfile"]) == ("/c.pem", "/k.pem")
+    assert with_ca["tls_minimum_version"] == with_ca["tls_maximum_version"] == (
+        ssl.TLSVersion.TLSv1_3)
+    # The context py-amqp builds from these options verifies the peer.
+    ctx = ssl.SSLContext(no_ca["ssl_version"])
+    ctx.verify_mode = no_ca["cert_reqs"]
+    assert ctx.verify_mode == ssl.CERT_REQUIRED
+    assert tls_version("sslv23") is None
+    assert tls_version("TLSv1_2") == ssl.TLSVersion.TLSv1_2
+    with pytest.raises(ValueError, match="'sslv3'"):
+        RabbitSide("old", ("h",), use_ssl=True, ssl_version="sslv3").ssl_options()
