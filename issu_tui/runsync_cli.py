@@ -2,7 +2,8 @@
 `contrail-issu-zk-sync -c issu.conf` entry points.
 
 Exit codes: 0 done (run: stopped by SIGTERM/SIGINT after finishing the message in hand),
-1 the operation found a problem (zk differences), 2 bad configuration or usage.
+1 the operation found a problem (zk differences), 2 bad configuration or usage,
+3 (run) another run-sync already holds the state directory's lock (`run-sync.lock`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from issu_tui.config import ConfigError, IssuConfig, load_config
 
 EXIT_PROBLEM = 1
 EXIT_CONFIG = 2
+EXIT_LOCKED = 3
+LOCK_NAME = "run-sync.lock"
 
 log = logging.getLogger("issu.runsync")
 
@@ -234,12 +237,65 @@ def build_run_sync(config: IssuConfig, journal: Any, *, catch_up: bool = True,
     )
 
 
+class RunSyncLocked(Exception):
+    """Another run-sync holds the lock of this state directory."""
+
+    def __init__(self, path: Path, holder: str) -> None:
+        super().__init__(f"{path}: held by run-sync pid {holder or 'unknown'}")
+        self.path, self.holder = path, holder
+
+
+def take_run_lock(directory: Path) -> Any:
+    """An exclusive flock on `<state_dir>/run-sync.lock`, holding our pid, kept while the
+    returned file stays open (the kernel drops it when the process dies, even on SIGKILL).
+    Two run-syncs on one state directory would share checkpoints and consume one queue twice.
+    Raises RunSyncLocked naming the holder's pid."""
+    import fcntl
+    import os
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LOCK_NAME
+    handle = open(path, "a+")  # noqa: SIM115 - held open for the life of the process
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        raise RunSyncLocked(path, holder) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
 def run_main(config_path: Path, state_dir: Path | None, *, catch_up: bool, force_catch_up: bool,
              metrics_listen: str | None, reconcile_interval_s: float | None,
              zk_mirror: bool) -> int:
+    config = _load(config_path)
+    try:
+        lock = take_run_lock(state_dir or config.state_dir)
+    except RunSyncLocked as exc:
+        click.echo(f"run-sync already running on this state directory: {exc}; "
+                   "stop it first (one run-sync per state directory)", err=True)
+        return EXIT_LOCKED
+    except OSError as exc:
+        click.echo(f"run-sync: cannot lock {state_dir or config.state_dir}: {exc}", err=True)
+        return EXIT_CONFIG
+    try:
+        return _run_locked(config, config_path, state_dir, catch_up=catch_up,
+                           force_catch_up=force_catch_up, metrics_listen=metrics_listen,
+                           reconcile_interval_s=reconcile_interval_s, zk_mirror=zk_mirror)
+    finally:
+        lock.close()
+
+
+def _run_locked(config: IssuConfig, config_path: Path, state_dir: Path | None, *,
+                catch_up: bool, force_catch_up: bool, metrics_listen: str | None,
+                reconcile_interval_s: float | None, zk_mirror: bool) -> int:
     import signal
 
-    config = _load(config_path)
     journal = _open_journal(config, state_dir)
     if journal is None:
         click.echo("run-sync needs the journal (catch-up checkpoints); fix the state directory",

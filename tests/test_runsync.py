@@ -647,3 +647,30 @@ def test_cleanup_queues_reports_depth_then_deletes_both(world: World, tmp_path: 
     assert [(r.depth, r.deleted) for r in again] == [(None, False), (None, False)]
     result = CliRunner().invoke(cleanup_command, ["-c", str(tmp_path / "issu.toml")])
     assert result.exit_code == 0 and "absent" in result.output, result.output
+
+
+def test_second_run_sync_on_one_state_dir_exits_3_naming_the_holder(
+        world: World, tmp_path: Path) -> None:
+    """Two run-syncs on one state directory would consume one queue and share checkpoints:
+    the second exits 3 naming the first one's pid; once the first is gone the lock is free."""
+    first = _spawn(world, tmp_path)
+    try:
+        lock = tmp_path / "state" / "run-sync.lock"
+        wait_until(lambda: lock.exists() and lock.read_text().strip() == str(first.pid), 60,
+                   "the first run-sync holding the lock")
+        env = {**os.environ, "ISSU_TEST_RABBIT_PASSWORD": world.old_rabbit.password}
+        second = subprocess.run(
+            [sys.executable, "-m", "issu_tui.runsync_cli", "run", "-c",
+             str(tmp_path / "issu.toml")],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 3, second.stdout + second.stderr
+        assert f"pid {first.pid}" in second.stderr
+        assert first.poll() is None  # the holder is untouched
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=120)
+
+    from issu_tui.runsync_cli import take_run_lock
+
+    handle = take_run_lock(tmp_path / "state")  # released by the exit
+    handle.close()
