@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 from backends.apiserver import ApiServerError
 from issu_tui.orchestrator.computes import ComputeRunner
@@ -281,37 +283,91 @@ def abort(ctx: Context, runner: ComputeRunner, *, drop_new_data: bool = False) -
     return done
 
 
+def cassandra_identity(session: Any) -> tuple[str, frozenset[str]]:
+    """(cluster_name, host ids of the node answering and its peers) of one Cassandra session."""
+    local = session.execute("SELECT cluster_name, host_id FROM system.local").one()
+    ids = {str(local[1])}
+    ids.update(str(row[0]) for row in session.execute("SELECT host_id FROM system.peers")
+               if row[0] is not None)
+    return str(local[0]), frozenset(ids)
+
+
+def same_zookeeper(old: Any, new: Any) -> bool:
+    """Whether two started kazoo clients talk to the same ensemble: an ephemeral marker made
+    through `new` is looked up through `old` (host spellings, aliases and VIPs cannot fool
+    it). The marker lives under /, outside every synced subtree, and goes with its session."""
+    marker = f"/issu-identity-{uuid.uuid4().hex}"
+    new.create(marker, b"", ephemeral=True)
+    try:
+        return old.exists(marker) is not None
+    finally:
+        new.delete(marker)
+
+
 def drop_new(ctx: Context) -> str:
-    """Drop the synced keyspaces and ZooKeeper subtrees of the NEW cluster only."""
+    """Drop the synced keyspaces and ZooKeeper subtrees of the NEW cluster only.
+
+    Host strings prove nothing (aliases, VIPs, another spelling of an address): before
+    anything is dropped, both Cassandra sessions and both ZooKeeper sessions are asked who
+    they are, and a keyspace or subtree that may be old's is refused."""
     from backends.cassandra.connection import connect
     from backends.cassandra.registry import load_registry
-    from issu_tui.orchestrator.preflight import _side
+    from backends.zookeeper.sync import connect as zk_connect
+    from issu_tui.sync_cli import cassandra_side
 
-    old_ks = {ctx.config.old.cassandra.keyspace(k) for k in load_registry().keyspaces}
-    wanted = ctx.config.sync.keyspaces or sorted(load_registry().keyspaces)
-    dropped = []
-    with connect(_side(ctx.config.new)) as conn:
-        for name in wanted:
-            keyspace = ctx.config.new.cassandra.keyspace(name)
-            if keyspace in old_ks and set(ctx.config.old.cassandra.hosts) & set(
-                    ctx.config.new.cassandra.hosts):
-                raise OrchestratorError(f"refusing to drop {keyspace}: it is also old's")
-            conn.session.execute(f'DROP KEYSPACE IF EXISTS "{keyspace}"')
-            dropped.append(keyspace)
-    from kazoo.client import KazooClient
-
-    zk = KazooClient(hosts=ctx.config.new.zookeeper.connect_string, timeout=15)
-    zk.start(timeout=15)
-    removed = []
+    config = ctx.config
+    registry = load_registry()
+    wanted = config.sync.keyspaces or sorted(registry.keyspaces)
+    old_ks = {config.old.cassandra.keyspace(k) for k in registry.keyspaces}
+    new_ks = [config.new.cassandra.keyspace(k) for k in wanted]
+    new_root = config.new.zookeeper.root.rstrip("/")
+    old_root = config.old.zookeeper.root
+    paths = [f"{new_root}/{subtree}" for subtree in config.sync.zk_subtrees]
     try:
-        root = ctx.config.new.zookeeper.root.rstrip("/")
-        for subtree in ctx.config.sync.zk_subtrees:
-            path = f"{root}/{subtree}"
-            if zk.exists(path):
-                zk.delete(path, recursive=True)
-                removed.append(path)
-    finally:
-        zk.stop()
-        zk.close()
+        with connect(cassandra_side(config, "old"), request_timeout=30) as old_conn:
+            old_id = cassandra_identity(old_conn.session)
+    except Exception as exc:
+        raise OrchestratorError(
+            f"refusing to drop new data: cannot ask old Cassandra "
+            f"{', '.join(config.old.cassandra.hosts)} who it is ({type(exc).__name__}: {exc}); "
+            "without that, new cannot be proven to be another cluster") from None
+    with connect(cassandra_side(config, "new"), request_timeout=120) as conn:
+        new_id = cassandra_identity(conn.session)
+        same_cluster = old_id[0] == new_id[0] and bool(old_id[1] & new_id[1])
+        shared = [k for k in new_ks if k in old_ks] if same_cluster else []
+        if shared:
+            raise OrchestratorError(
+                f"refusing to drop {', '.join(shared)}: new Cassandra "
+                f"{', '.join(config.new.cassandra.hosts)} is old's cluster {old_id[0]!r} "
+                "(same host ids) and these keyspaces are old's; check new.cassandra "
+                "hosts/prefix")
+        old_zk = zk_connect(config.old.zookeeper.connect_string)
+        try:
+            new_zk = zk_connect(config.new.zookeeper.connect_string)
+            try:
+                if same_zookeeper(old_zk, new_zk):
+                    # same root, or old's root inside a subtree to delete: old's data goes
+                    doomed = [p for p in paths if old_root == p or old_root.startswith(p + "/")]
+                    if new_root == old_root.rstrip("/") or doomed:
+                        raise OrchestratorError(
+                            f"refusing to drop new data: new ZooKeeper "
+                            f"{config.new.zookeeper.connect_string} is old's ensemble and the "
+                            f"root {config.new.zookeeper.root} holds old's subtrees "
+                            f"({', '.join(doomed or paths)}); check new.zookeeper hosts/prefix")
+                dropped = []
+                for keyspace in new_ks:
+                    conn.session.execute(f'DROP KEYSPACE IF EXISTS "{keyspace}"')
+                    dropped.append(keyspace)
+                removed = []
+                for path in paths:
+                    if new_zk.exists(path):
+                        new_zk.delete(path, recursive=True)
+                        removed.append(path)
+            finally:
+                new_zk.stop()
+                new_zk.close()
+        finally:
+            old_zk.stop()
+            old_zk.close()
     return (f"dropped new keyspaces {', '.join(dropped)}; ZooKeeper "
             f"{', '.join(removed) or 'nothing to remove'}")
