@@ -401,8 +401,8 @@ resume_cmd = _control_command("resume", "Start computes again after a pause.")
 
 @click.command("finalize")
 @config_option
-@click.option("--force", is_flag=True, help="finalize although computes are not all on new "
-                                            "or verify found differences")
+@click.option("--force", is_flag=True, help="finalize although computes are not all on new, "
+                                            "verify found differences or quarantined cells")
 @click.option("--reason", default="", help="why (required with --force; recorded)")
 @click.option("--old-stopped", is_flag=True,
               help="the old config services are already stopped (no fence call on old)")

@@ -259,3 +259,31 @@ def test_northbound_switch_rewrites_and_signals(tmp_path: Path) -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_quarantined_cells_block_finalize_unless_forced(tmp_path: Path) -> None:
+    from issu_tui.orchestrator.context import Context, OrchestratorError
+    from issu_tui.orchestrator.finalize import quarantine_gate
+
+    journal = Journal.open(tmp_path)
+    ctx = Context(config=_config(tmp_path), config_path=tmp_path / "issu.toml", journal=journal)
+    report = {"totals": {"missing": 0, "extra": 0, "different": 0, "quarantined": 3},
+              "tables": [{"keyspace": "config_db_uuid", "table": "obj_uuid_table",
+                          "quarantined": 2, "samples": []},
+                         {"keyspace": "config_db_uuid", "table": "obj_fq_name_table",
+                          "quarantined": 1, "samples": []},
+                         {"keyspace": "useragent", "table": "useragent_keyval_table",
+                          "quarantined": 0, "samples": []}]}
+    with pytest.raises(OrchestratorError) as refused:
+        quarantine_gate(ctx, report, force=False, reason="")
+    message = str(refused.value)
+    assert "3 quarantined" in message
+    assert "config_db_uuid.obj_uuid_table (2)" in message
+    assert "config_db_uuid.obj_fq_name_table (1)" in message and "useragent" not in message
+    accepted = quarantine_gate(ctx, report, force=True, reason="ticket 42: stale objects")
+    assert "forced: ticket 42" in accepted
+    recorded = [e for e in journal.events() if "quarantined" in e.message]
+    assert recorded and "ticket 42" in recorded[-1].message
+    assert quarantine_gate(ctx, {"tables": [{"keyspace": "k", "table": "t", "quarantined": 0}]},
+                           force=False, reason="") == ""
+    journal.close()

@@ -35,6 +35,36 @@ def _difference_samples(report: dict[str, object], limit: int = 10) -> str:
     return "\n".join(lines)
 
 
+def quarantined_tables(report: dict[str, object]) -> dict[str, int]:
+    """`keyspace.table` -> cells verify found quarantined (old cells with no translation to
+    new: on new they are absent, not equal), from a verify --json report."""
+    out: dict[str, int] = {}
+    for table in report.get("tables", []):  # type: ignore[union-attr]
+        count = int(table.get("quarantined") or 0)
+        if count:
+            out[f"{table['keyspace']}.{table['table']}"] = count
+    return out
+
+
+def quarantine_gate(ctx: Context, report: dict[str, object], *, force: bool,
+                    reason: str) -> str:
+    """Quarantined cells block finalize (new would silently lack them) unless --force, whose
+    reason is recorded with the list. Returns what is accepted ('' when nothing)."""
+    tables = quarantined_tables(report)
+    if not tables:
+        return ""
+    total = sum(tables.values())
+    listing = ", ".join(f"{name} ({count})" for name, count in sorted(tables.items()))
+    if not force:
+        raise OrchestratorError(
+            f"verify: {total} quarantined cell(s), in {listing}: new lacks them. See "
+            "`issu sync verify` and the quarantine table, fix the translation or the data, "
+            "then finalize again; or finalize --force --reason '...' to go on without them")
+    ctx.event("finalize", f"verify: {total} quarantined cell(s) accepted by --force: {reason}",
+              level="warning", quarantined=tables, reason=reason)
+    return f"; {total} quarantined cell(s) in {listing}, forced: {reason}"
+
+
 # ----------------------------------------------------------------------------- pairing
 
 
@@ -163,16 +193,21 @@ def finalize(ctx: Context, *, force: bool = False, reason: str = "",
             raise OrchestratorError(f"{step} failed (exit {run.exit_code}):\n{run.output}")
         return f"done in {run.duration_s:.1f}s"
 
+    last_report: dict[str, object] = {}
+
     def run_verify() -> tuple[int, float | None, str]:
         run = run_step(ctx, "verify", ["--json"])
+        last_report.clear()
         try:
             report = json.loads(run.stdout)
             totals = report["totals"]
         except (ValueError, KeyError, TypeError):
             return run.exit_code, None, run.output  # no report (a crash): the exit code decides
+        last_report.update(report)
         differences = float(totals["missing"] + totals["extra"] + totals["different"])
         ctx.journal.set_counters("verify", {"differences": differences,
                                             "checked": float(totals["cells_compared"]),
+                                            "quarantined": float(totals.get("quarantined", 0)),
                                             "at": time.time()})
         return run.exit_code, differences, _difference_samples(report)
 
@@ -193,13 +228,15 @@ def finalize(ctx: Context, *, force: bool = False, reason: str = "",
             code, differences, detail = run_verify()
         if code == 0 and (differences or 0) == 0:
             checked = ctx.journal.counters("verify").get("checked", 0)
-            return f"zero differences in {checked:.0f} cells{repaired}"
+            accepted = quarantine_gate(ctx, last_report, force=force, reason=reason)
+            return f"zero differences in {checked:.0f} cells{repaired}{accepted}"
         what = (f"{differences:.0f} differences" if differences is not None
                 else f"verify failed (exit {code})")
         if force:
             ctx.event("finalize", f"verify: {what}, accepted by --force: {reason}",
                       level="warning", reason=reason)
-            return f"{what}, forced: {reason}"
+            accepted = quarantine_gate(ctx, last_report, force=force, reason=reason)
+            return f"{what}, forced: {reason}{accepted}"
         raise OrchestratorError(
             f"verify: {what}; fix and re-run finalize, or finalize --force --reason '...'.\n"
             + detail)
