@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -286,4 +287,46 @@ def test_quarantined_cells_block_finalize_unless_forced(tmp_path: Path) -> None:
     assert recorded and "ticket 42" in recorded[-1].message
     assert quarantine_gate(ctx, {"tables": [{"keyspace": "k", "table": "t", "quarantined": 0}]},
                            force=False, reason="") == ""
+    journal.close()
+
+
+def test_runsync_is_supervised_during_a_long_intent_and_left_stopped_by_finalize(
+        tmp_path: Path) -> None:
+    """A run-sync crash during a long batch is noticed (supervise runs while busy); once
+    finalize marked its stop, the supervisor no longer wants run-sync."""
+    from issu_tui.orchestrator import finalize as fin
+    from issu_tui.orchestrator.context import Context
+    from issu_tui.orchestrator.executor import Executor, phase_marker
+
+    release = threading.Event()
+
+    class LongBatch(Executor):
+        supervised_while_busy = 0
+
+        def handle(self, intent: Any) -> dict[str, Any]:
+            release.wait(30)
+            return {"ok": True}
+
+        def supervise(self) -> str:
+            if self.busy:
+                LongBatch.supervised_while_busy += 1
+                release.set()
+            return "running"
+
+    journal = Journal.open(tmp_path)
+    ctx = Context(config=_config(tmp_path), config_path=tmp_path / "issu.toml", journal=journal)
+    executor = LongBatch(ctx)
+    executor.start()
+    journal.add_intent("phase", {"target": "post-sync"}, "test")  # a long phase, say
+    executor.serve(until_idle=True, poll_s=0.01, supervise_s=0.01)
+    assert LongBatch.supervised_while_busy > 0
+    executor.close()
+
+    plain = Executor(ctx)
+    journal.set_phase("computes")
+    ctx.mark_step(phase_marker("run-sync"))
+    assert plain.runsync_wanted()
+    ctx.mark_step(fin.RUNSYNC_STOPPING)
+    assert not plain.runsync_wanted()
+    assert plain.supervise() == "not needed"
     journal.close()

@@ -37,6 +37,9 @@ class Context:
     paused: threading.Event = field(default_factory=threading.Event)
     # Extra environment for child processes (sync commands); the tests set ISSU_TEST_NET etc.
     child_env: dict[str, str] = field(default_factory=dict)
+    # Held while run-sync is checked-then-started (the supervisor) or stopped for good
+    # (finalize, abort): a stop is never undone by a supervisor that looked just before it.
+    runsync_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.journal.scrub(secret_sources(self.config))

@@ -94,15 +94,17 @@ class Executor:
         if phase is None or phase.phase in ("done", "aborting", "aborted"):
             return False
         return (self.ctx.step_done(phase_marker("run-sync"))
+                and not self.ctx.step_done(fin.RUNSYNC_STOPPING)
                 and not self.ctx.step_done("finalize.stop-run-sync"))
 
     def supervise(self) -> str:
         """run-sync must run from its phase until finalize stops it (Restart=always)."""
-        if not self.runsync_wanted():
-            return "not needed" if not self.runsync.running() else "running"
-        if self.runsync.running():
-            return "running"
-        self.runsync.start()
+        with self.ctx.runsync_lock:
+            if not self.runsync_wanted():
+                return "not needed" if not self.runsync.running() else "running"
+            if self.runsync.running():
+                return "running"
+            self.runsync.start()
         self.ctx.event("sync", "run-sync was not running: restarted", level="warning")
         return "restarted"
 
@@ -117,11 +119,10 @@ class Executor:
             if now - last_beat >= heartbeat_s:
                 self.ctx.journal.heartbeat()
                 last_beat = now
-            # run-sync is watched while idle and while computes move (the long part);
-            # never during phases, finalize or abort, which start and stop it themselves.
-            quiet = not self.busy or (self._current is not None
-                                      and self._current.kind in ("upgrade", "rollback"))
-            if now - last_supervise >= supervise_s and quiet:
+            # run-sync is watched always, whatever runs (a crash during a long batch or a
+            # phase is restarted): finalize and abort mark their stop under runsync_lock
+            # first, so the supervisor never restarts what they stopped on purpose.
+            if now - last_supervise >= supervise_s:
                 self.supervise()
                 last_supervise = now
             pending = self.ctx.journal.intents("pending")

@@ -19,6 +19,9 @@ from issu_tui.orchestrator.northbound import load_clients, switch_client
 from issu_tui.orchestrator.syncproc import RunSync, run_step
 
 COMMIT_STEP = "finalize.commit"
+# Marked (under ctx.runsync_lock) just before finalize stops run-sync for good: from then on
+# the supervisor leaves it stopped, even if the stop-run-sync step itself is interrupted.
+RUNSYNC_STOPPING = "finalize.run-sync-stopping"
 CONFIG_DB_UUID = "config_db_uuid"
 
 
@@ -182,9 +185,14 @@ def finalize(ctx: Context, *, force: bool = False, reason: str = "",
     def stop_runsync() -> str:
         if runsync.running():
             counters = runsync.wait_drained(timeout_s=drain_timeout_s)
-            runsync.stop()
+            with ctx.runsync_lock:
+                ctx.mark_step(RUNSYNC_STOPPING)
+                runsync.stop()
             return (f"drained (applied {counters.get('applied', 0):.0f}, failed "
                     f"{counters.get('failed', 0):.0f}) and stopped")
+        with ctx.runsync_lock:
+            ctx.mark_step(RUNSYNC_STOPPING)
+            runsync.stop()  # a supervisor may have restarted it while we looked
         return "was not running"
 
     def sync(step: str) -> str:
@@ -310,8 +318,9 @@ def abort(ctx: Context, runner: ComputeRunner, *, drop_new_data: bool = False) -
             old.set_fence(False)
         done.append("old api-server open for writes again")
     done.append(unpair(ctx, new_side=False))
-    if RunSync(ctx).stop():
-        done.append("run-sync stopped")
+    with ctx.runsync_lock:  # the phase is "aborting": the supervisor leaves it stopped
+        if RunSync(ctx).stop():
+            done.append("run-sync stopped")
     if drop_new_data:
         done.append(drop_new(ctx))
     else:
