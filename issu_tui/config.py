@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import configparser
 import ipaddress
+import json
 import os
 import socket
 import tomllib
@@ -536,8 +537,8 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
+    # JSON string escapes are valid TOML basic-string escapes (\\n, \\", \\uXXXX).
+    return json.dumps(str(value), ensure_ascii=False)
 
 
 def to_toml(data: dict[str, Any]) -> str:

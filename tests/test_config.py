@@ -303,3 +303,14 @@ def test_generate_names_missing_key(tmp_path: Path) -> None:
         "--old-version", "4.1.0", "--new-version", "5.0.0"])
     assert result.exit_code == 2
     assert "DEFAULTS.cassandra_server_list: required key is missing" in result.output
+
+
+def test_toml_writer_round_trips_hostile_strings() -> None:
+    import tomllib
+
+    from issu_tui.config import to_toml
+
+    data = {"old": {"note": 'line\nbreak "quoted" back\\slash\ttab é',
+                    "hosts": ['a"b', "c\\d"], "port": 9042, "ssl": False},
+            "computes": [{"name": "c1", "ssh_key": "/k\n"}]}
+    assert tomllib.loads(to_toml(data)) == data
