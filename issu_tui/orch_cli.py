@@ -406,16 +406,21 @@ resume_cmd = _control_command("resume", "Start computes again after a pause.")
 @click.option("--reason", default="", help="why (required with --force; recorded)")
 @click.option("--old-stopped", is_flag=True,
               help="the old config services are already stopped (no fence call on old)")
+@click.option("--no-northbound", is_flag=True,
+              help="switch no northbound client (no northbound.toml): you re-point neutron, "
+                   "k8s, vCenter and collectors yourself; recorded in the journal")
 @json_option
 @_wait_opts
 def finalize_cmd(config_path: Path, force: bool, reason: str, old_stopped: bool,
-                 as_json: bool, no_wait: bool, timeout: float | None) -> None:
+                 no_northbound: bool, as_json: bool, no_wait: bool,
+                 timeout: float | None) -> None:
     """Stop run-sync, post-sync, zk-sync, verify, unpair, switch northbound, open new."""
     if force and not reason.strip():
         click.echo("--force needs --reason '...': it is recorded in the journal", err=True)
         sys.exit(EXIT_CONFIG)
     submit(config_path, "finalize", {"force": force, "reason": reason,
-                                     "old_stopped": old_stopped},
+                                     "old_stopped": old_stopped,
+                                     "no_northbound": no_northbound},
            as_json=as_json, no_wait=no_wait, timeout=timeout)
 
 

@@ -134,6 +134,10 @@ def test_whole_upgrade_from_the_command_line(world: Any) -> None:
     assert status["phase"]["name"] == "done"
     assert status["verify"]["differences"] == 0 and status["verify"]["checked"] > 0
     assert not status["run_sync"]["running"]
+    # the northbound client listed in northbound.toml (written by the demo) now uses v2
+    plugin = (world.dir / "northbound" / "ContrailPlugin.ini").read_text()
+    assert f"api_server_ip = {world.controller_address('v2')}" in plugin
+    assert "contrail_extensions = ipam" in plugin
     probed = issu_json(world, "compute", "status", "--probe")["computes"]
     assert len(probed) == 4
     for compute in probed:

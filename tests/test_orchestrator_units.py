@@ -330,3 +330,28 @@ def test_runsync_is_supervised_during_a_long_intent_and_left_stopped_by_finalize
     assert not plain.runsync_wanted()
     assert plain.supervise() == "not needed"
     journal.close()
+
+
+def test_finalize_refuses_without_northbound_file_unless_told(tmp_path: Path) -> None:
+    from issu_tui.orchestrator import finalize as fin
+    from issu_tui.orchestrator.context import Context, OrchestratorError, Stopped
+    from issu_tui.orchestrator.northbound import load_clients
+
+    journal = Journal.open(tmp_path)
+    ctx = Context(config=_config(tmp_path), config_path=tmp_path / "issu.toml", journal=journal)
+    with pytest.raises(OrchestratorError, match="no northbound clients file.*--no-northbound"):
+        fin.finalize(ctx, northbound_file=tmp_path / "northbound.toml")
+    (tmp_path / "northbound.toml").write_text("# nobody\n")
+    with pytest.raises(OrchestratorError, match=r"lists no \[\[client\]\]"):
+        fin.finalize(ctx, northbound_file=tmp_path / "northbound.toml")
+    with pytest.raises(OrchestratorError):
+        load_clients(None)
+    assert not any(s.startswith("finalize.") for s in journal.counters("steps"))
+    # --no-northbound goes on, and says so in the journal (stopped before the first step:
+    # the unit config's clusters are not reachable)
+    ctx.stop.set()
+    with pytest.raises(Stopped):
+        fin.finalize(ctx, northbound_file=tmp_path / "absent.toml", no_northbound=True)
+    recorded = [e for e in journal.events() if e.fields.get("no_northbound")]
+    assert recorded and "--no-northbound" in recorded[0].message
+    journal.close()

@@ -317,7 +317,8 @@ class Executor:
         try:
             steps = fin.finalize(self.ctx, force=force, reason=reason,
                                  old_stopped=bool(args.get("old_stopped")),
-                                 northbound_file=self.northbound_file)
+                                 northbound_file=self.northbound_file,
+                                 no_northbound=bool(args.get("no_northbound")))
         except Exception as exc:
             journal.set_phase("finalize", status="failed", note=str(exc)[:2000])
             raise

@@ -153,7 +153,7 @@ def _step(ctx: Context, name: str, action: object) -> None:
 
 def finalize(ctx: Context, *, force: bool = False, reason: str = "",
              old_stopped: bool = False, northbound_file: Path | None = None,
-             drain_timeout_s: float = 120.0) -> list[str]:
+             no_northbound: bool = False, drain_timeout_s: float = 120.0) -> list[str]:
     laggards = computes_not_on_new(ctx)
     if laggards and not ctx.step_done(COMMIT_STEP):
         if not force:
@@ -165,7 +165,16 @@ def finalize(ctx: Context, *, force: bool = False, reason: str = "",
             raise OrchestratorError("--force needs --reason: it is recorded in the journal")
         ctx.event("finalize", f"forced with {len(laggards)} compute(s) not on new: {reason}",
                   level="warning", computes=laggards, reason=reason)
-    clients = load_clients(northbound_file)
+    if no_northbound:
+        clients = []
+        if not ctx.step_done("finalize.switch-northbound"):
+            ctx.event("finalize", "--no-northbound: issu re-points no northbound client; the "
+                      "operator switches neutron/k8s/vCenter/collectors to the new cluster",
+                      level="warning", no_northbound=True)
+    elif ctx.step_done("finalize.switch-northbound") and ctx.step_done("finalize.analytics"):
+        clients = []  # both switched already: a re-run needs the file no more
+    else:
+        clients = load_clients(northbound_file)  # refused before anything changes
     runsync = RunSync(ctx)
     report: list[str] = []
 
@@ -255,8 +264,10 @@ def finalize(ctx: Context, *, force: bool = False, reason: str = "",
         return "committed"
 
     def switch_northbound() -> str:
+        if no_northbound:
+            return "skipped (--no-northbound): the operator switches the clients"
         done = [switch_client(ctx, c) for c in clients if c.kind != "collector"]
-        return "; ".join(done) or "no northbound clients listed"
+        return "; ".join(done) or "no northbound api clients listed (collectors only)"
 
     def open_new() -> str:
         try:
@@ -271,6 +282,8 @@ def finalize(ctx: Context, *, force: bool = False, reason: str = "",
         return "new api-server accepts writes"
 
     def repoint_analytics() -> str:
+        if no_northbound:
+            return "skipped (--no-northbound): the operator re-points the collectors"
         done = [switch_client(ctx, c) for c in clients if c.kind == "collector"]
         return "; ".join(done) or "no collector clients listed"
 

@@ -50,12 +50,21 @@ class Edit:
 
 
 def load_clients(path: Path | None) -> list[NorthboundClient]:
+    """The clients listed in `path`. A missing file or an empty list is refused: finalize
+    would otherwise switch nothing without a word (`--no-northbound` says so explicitly)."""
     if path is None or not path.exists():
-        return []
+        raise OrchestratorError(
+            f"{path or 'northbound.toml'}: no northbound clients file. List the clients "
+            "finalize re-points at the new cluster (runbook step 4), or finalize "
+            "--no-northbound when you switch them yourself (recorded in the journal)")
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise OrchestratorError(f"{path}: cannot read: {exc}") from None
+    if not data.get("client"):
+        raise OrchestratorError(
+            f"{path}: lists no [[client]]; add them, or finalize --no-northbound when you "
+            "switch the northbound clients yourself")
     clients = []
     for i, raw in enumerate(data.get("client", [])):
         try:
