@@ -29,7 +29,13 @@ from backends.cassandra.registry import load_registry
 from backends.cassandra.tables import SyncSettings
 from backends.cassandra.verify import Verifier, VerifyReport
 from backends.progress import MemoryCheckpoints, MemoryCounters, MemoryEvents
-from backends.rabbit import RabbitSide, connection, object_update_exchange
+from backends.rabbit import (
+    RabbitSide,
+    connection,
+    issu_queue,
+    object_update_exchange,
+    queue_depth,
+)
 from backends.runsync.service import RunSync, RunSyncOptions
 from tests import contrail_data as cd
 
@@ -165,6 +171,23 @@ class World:
     def connect_both(self):  # type: ignore[no-untyped-def]
         return connect(self.old_side), connect(self.new_side)
 
+    def new_table(self, table: str) -> cd.TableIO:
+        """A reader of one of new's config_db_uuid tables (its driver cluster is shut down
+        when the test ends)."""
+        conn = connect(self.new_side)
+        self.conns.append(conn)
+        return cd.TableIO(conn.session, self.new_prefix, table)
+
+    def queue_depth(self) -> int:
+        """Messages ready in run-sync's queue, asked of the broker now (exact when no
+        consumer holds any, e.g. after run-sync stopped)."""
+        conn = connection(self.old_rabbit)
+        try:
+            conn.connect()
+            return queue_depth(conn.channel(), self.queue)
+        finally:
+            conn.release()
+
     def verify(self) -> VerifyReport:
         old, new = self.connect_both()
         try:
@@ -176,11 +199,11 @@ class World:
             new.close()
 
     def run_sync(self, **options: object) -> RunSync:
-        opts = RunSyncOptions(queue_name=self.queue, concurrency=4, old_version="4.1.0",
+        opts = RunSyncOptions(queue_name=self.queue, old_version="4.1.0",
                               new_version="5.0.0", reconcile_slices=8,
                               backoff_max_s=2.0, counters_interval_s=0.5,
                               **{"metrics_listen": None, "reconcile_interval_s": 3600.0,
-                                 **options})  # type: ignore[arg-type]
+                                 "concurrency": 4, **options})  # type: ignore[arg-type]
         return RunSync(old_rabbit=self.old_rabbit, new_rabbit=self.new_rabbit,
                        connect_cassandra=self.connect_both, registry=load_registry(),
                        settings=SyncSettings(slices_per_table=8, concurrency=4),
@@ -250,6 +273,8 @@ def world(services) -> Iterator[World]:  # type: ignore[no-untyped-def]
     api.unannounced = 0
     yield w
     api.close()
+    for reader in w.conns:
+        reader.close()
     conn = connection(old_rabbit)
     try:
         channel = conn.channel()
@@ -312,7 +337,7 @@ def test_changes_applied_translated_and_republished(world: World) -> None:
     thread = start_thread(rs)
     try:
         # the catch-up copy brought the unannounced base over, translated
-        new_uuid = cd.TableIO(connect(world.new_side).session, world.new_prefix, cd.UUID_TABLE)
+        new_uuid = world.new_table(cd.UUID_TABLE)
         assert json.loads(new_uuid.read_partition(world.project)["type"][0]) == "project"
 
         ipam = api.create("network-ipam", ["default-domain", "p1", "ipam"], parent=world.project)
@@ -338,7 +363,7 @@ def test_changes_applied_translated_and_republished(world: World) -> None:
         assert f"children:virtual_network:{vn}" in project_row
         assert f"children:virtual_network:{gone}" not in project_row
         assert new_uuid.read_partition(gone) == {}
-        fq = cd.TableIO(connect(world.new_side).session, world.new_prefix, cd.FQ_TABLE)
+        fq = world.new_table(cd.FQ_TABLE)
         fq_cols = fq.read_partition("virtual_network")
         assert f"default-domain:p1:vn1:{vn}" in fq_cols
         assert f"default-domain:p1:tmp:{gone}" not in fq_cols
@@ -397,8 +422,15 @@ def test_concurrent_writes_updates_deletes_then_verify_is_clean(world: World) ->
         except BaseException as exc:
             errors.append(exc)
 
+    # The queue exists before the first change (as after a previous run), so every announced
+    # change is in it and the count to wait for is exact.
+    conn = connection(world.old_rabbit)
+    try:
+        issu_queue(world.old_rabbit, world.queue)(conn.channel()).declare()
+    finally:
+        conn.release()
     writer = threading.Thread(target=churn)
-    writer.start()  # changes start before run-sync: during its queue declaration and catch-up
+    writer.start()  # changes start before run-sync: during its start-up and catch-up copy
     time.sleep(0.3)
     rs = world.run_sync()
     thread = start_thread(rs)
@@ -406,12 +438,13 @@ def test_concurrent_writes_updates_deletes_then_verify_is_clean(world: World) ->
         stop.set()
         writer.join(timeout=300)
         assert not errors, errors
-        wait_until(lambda: rs.metrics.queue_depth._value.get() == 0 and rs._in_flight == 0
-                   and applied(rs) > 0, 120, "queue drained")
+        wait_until(lambda: applied(rs) >= api.published and rs._in_flight == 0, 120,
+                   "every announced change applied")
         report = world.verify()
         assert report.ok, report.as_dict()
     finally:
         stop_thread(rs, thread)
+    assert world.queue_depth() == 0
 
 
 def test_poison_message_is_quarantined_with_reason(world: World) -> None:
@@ -439,11 +472,11 @@ def test_poison_message_is_quarantined_with_reason(world: World) -> None:
         events = [m for k, m, _ in rs.events.events  # type: ignore[union-attr]
                   if k == "run-sync" and m.startswith("message quarantined")]
         assert len(events) == 2
-        new_uuid = cd.TableIO(connect(world.new_side).session, world.new_prefix, cd.UUID_TABLE)
+        new_uuid = world.new_table(cd.UUID_TABLE)
         assert new_uuid.read_partition(good)  # the good message behind them went through
-        wait_until(lambda: rs.metrics.queue_depth._value.get() == 0, 30)
     finally:
         stop_thread(rs, thread)
+    assert world.queue_depth() == 0  # all three acknowledged (no consumer left)
 
 
 def test_reconciliation_finds_a_change_no_message_announced(world: World) -> None:
@@ -454,7 +487,7 @@ def test_reconciliation_finds_a_change_no_message_announced(world: World) -> Non
         silent = api.create("virtual-network", ["default-domain", "p1", "silent"],
                             parent=world.project, announce=False)
         api.update(world.project, announce=False, description="changed quietly")
-        new_uuid = cd.TableIO(connect(world.new_side).session, world.new_prefix, cd.UUID_TABLE)
+        new_uuid = world.new_table(cd.UUID_TABLE)
         time.sleep(1)
         assert new_uuid.read_partition(silent) == {}  # no message, nothing replayed
         rs.request_reconcile()
@@ -482,7 +515,7 @@ def test_rabbitmq_restarted_mid_stream(world: World, launcher) -> None:  # type:
                    "reconnected")
         later = api.create("virtual-network", ["default-domain", "p1", "later"],
                            parent=world.project)
-        new_uuid = cd.TableIO(connect(world.new_side).session, world.new_prefix, cd.UUID_TABLE)
+        new_uuid = world.new_table(cd.UUID_TABLE)
         wait_until(lambda: bool(new_uuid.read_partition(later)), 60,
                    "a change announced after the restart replayed (no reconciliation yet)")
         assert rs.metrics.reconcile_passes._value.get() == 0
@@ -540,9 +573,15 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(world: World, tmp_path: P
         live: list[str] = []
         errors: list[BaseException] = []
 
+        finish = threading.Event()
+        made = [0]
+
         def stream() -> None:  # a steady stream of changes across the kill and the restart
             try:
-                for i in range(300):
+                for i in range(3000):
+                    if finish.is_set() and i >= 300:
+                        break
+                    made[0] = i
                     live.append(api.create("virtual-network", ["default-domain", "p1", f"k{i}"],
                                            parent=world.project))
                     if i % 5 == 4:
@@ -559,10 +598,12 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(world: World, tmp_path: P
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         killed = True
-        assert writer.is_alive(), "the stream should still be running at the kill"
-        time.sleep(1)  # changes keep coming while run-sync is dead
+        at_kill = made[0]  # the stream runs until `finish`: changes keep coming while dead
+        wait_until(lambda: made[0] >= at_kill + 10 or bool(errors), 60, "changes while dead")
         proc = _spawn(world, tmp_path)
         killed = False
+        wait_until(lambda: made[0] >= at_kill + 20 or bool(errors), 60, "changes after")
+        finish.set()
         writer.join(timeout=300)
         assert not errors, errors
         try:
@@ -674,3 +715,51 @@ def test_second_run_sync_on_one_state_dir_exits_3_naming_the_holder(
 
     handle = take_run_lock(tmp_path / "state")  # released by the exit
     handle.close()
+
+
+def test_queued_changes_of_one_object_coalesce_into_one_write(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Messages of one object waiting in its lane are served by one re-read and replace:
+    each is still republished, in order, and acknowledged after the write."""
+    from backends.runsync.apply import ObjectApplier
+
+    api = world.api
+    blocker = api.create("virtual-network", ["default-domain", "p1", "blocker"],
+                         parent=world.project, announce=False)
+    busy = api.create("virtual-network", ["default-domain", "p1", "busy"],
+                      parent=world.project, announce=False)
+    started, release = threading.Event(), threading.Event()
+    original = ObjectApplier.apply
+
+    def gated(self: ObjectApplier, change):  # type: ignore[no-untyped-def]
+        if change.uuid == blocker:  # holds the only lane while the others queue up
+            started.set()
+            release.wait(120)
+        return original(self, change)
+
+    monkeypatch.setattr(ObjectApplier, "apply", gated)
+    listener = NewListener(world.new_rabbit)
+    rs = world.run_sync(concurrency=1, prefetch=50)
+    thread = start_thread(rs)
+    try:
+        api.update(blocker, display_name="b")
+        wait_until(started.is_set, 60, "the lane busy")
+        for i in range(5):
+            api.update(busy, display_name=f"v{i}")
+        wait_until(lambda: rs._in_flight == 6, 60, "all six delivered")
+        release.set()
+        wait_until(lambda: applied(rs) == 6 and rs._in_flight == 0, 60, "six applied")
+        assert rs.metrics.object_writes._value.get() == 2  # the blocker, then `busy` once
+        assert rs.metrics.coalesced._value.get() == 4
+        new_uuid = world.new_table(cd.UUID_TABLE)
+        assert json.loads(new_uuid.read_partition(busy)["prop:display_name"][0]) == "v4"
+        republished: list[dict] = []
+        wait_until(lambda: len(republished.__iadd__(listener.take_all())) >= 6, 30,
+                   "six republished")
+        assert [m["uuid"] for m in republished] == [blocker] + [busy] * 5
+        assert {m["type"] for m in republished} == {"virtual_network"}
+    finally:
+        release.set()
+        stop_thread(rs, thread)
+        listener.close()
+    assert world.queue_depth() == 0  # every message acknowledged

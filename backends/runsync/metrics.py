@@ -72,6 +72,11 @@ class RunSyncMetrics:
                                          "Cells a translator rejected", registry=r)
         self.republished = Counter("issu_runsync_republished",
                                    "Messages republished on the new exchange", registry=r)
+        self.coalesced = Counter("issu_runsync_coalesced",
+                                 "Messages served by the write of an earlier queued message of "
+                                 "the same object", registry=r)
+        self.object_writes = Counter("issu_runsync_object_writes",
+                                     "Objects re-read from old and replaced on new", registry=r)
         self.reconnects = Counter("issu_runsync_reconnects", "RabbitMQ reconnections",
                                   registry=r)
         self.reconciled = Counter("issu_runsync_reconcile_repaired",
@@ -117,6 +122,8 @@ class RunSyncMetrics:
             "quarantined": self.quarantined._value.get(),
             "cells_quarantined": self.cells_quarantined._value.get(),
             "republished": self.republished._value.get(),
+            "coalesced": self.coalesced._value.get(),
+            "object_writes": self.object_writes._value.get(),
             "reconnects": self.reconnects._value.get(),
             "reconcile_repaired": self.reconciled._value.get(),
             "reconcile_passes": self.reconcile_passes._value.get(),

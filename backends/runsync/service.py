@@ -62,7 +62,7 @@ from backends.rabbit import (
     queue_exists,
 )
 from backends.runsync.apply import CONFIG_DB_UUID, ApplyResult, ObjectApplier
-from backends.runsync.messages import BadMessage, parse, translate
+from backends.runsync.messages import BadMessage, Change, parse, translate
 from backends.runsync.metrics import RunSyncMetrics, push
 from backends.runsync.reconcile import Reconciler
 
@@ -84,13 +84,24 @@ TRANSIENT = (
 )
 
 
+def object_key(body: bytes | str) -> str | None:
+    """The object uuid a message is about (None: not a JSON object with a uuid)."""
+    try:
+        decoded = json.loads(body)
+    except Exception:
+        return None
+    if not isinstance(decoded, dict) or not decoded.get("uuid"):
+        return None
+    return str(decoded["uuid"])
+
+
 def lane_of(body: bytes | str, lanes: int) -> int:
     """The worker lane of a message: by object uuid (unparsable bodies go to lane 0)."""
-    try:
-        key = str(json.loads(body).get("uuid", ""))
-    except Exception:
-        return 0
-    return zlib.crc32(key.encode()) % lanes
+    return lane_of_key(object_key(body), lanes)
+
+
+def lane_of_key(key: str | None, lanes: int) -> int:
+    return zlib.crc32(key.encode()) % lanes if key else 0
 
 
 class Stopped(Exception):
@@ -167,6 +178,11 @@ class RunSync:
         self.reconcile_requested = threading.Event()
         self.ready = threading.Event()  # set once consuming
         self._done: queue.Queue[tuple[Any, int, _Outcome]] = queue.Queue()
+        # Messages waiting in a lane, by object uuid: a message for an object that already has
+        # one waiting joins it, and one re-read + replace serves them all (the content is read
+        # from old when the work starts, so it covers every change announced before).
+        self._pending: dict[str, list[tuple[Any, int]]] = {}
+        self._pending_lock = threading.Lock()
         self._in_flight = 0
         self._gen = 0
         self._publishers: list[Publisher] = []
@@ -344,7 +360,17 @@ class RunSync:
         def on_message(message: Any) -> None:
             self._in_flight += 1
             self.metrics.in_flight.set(self._in_flight)
-            lanes[lane_of(message.body, len(lanes))].submit(self._work, message, gen)
+            key = object_key(message.body)
+            if key is None:  # not parsable: on its own, to be quarantined with the reason
+                lanes[0].submit(self._work, [(message, gen)])
+                return
+            with self._pending_lock:
+                waiting = self._pending.get(key)
+                if waiting is not None:  # not started yet: its write will serve this one too
+                    waiting.append((message, gen))
+                    return
+                self._pending[key] = [(message, gen)]
+            lanes[lane_of_key(key, len(lanes))].submit(self._work_object, key)
 
         consumer = kombu.Consumer(channel, queues=[bound], on_message=on_message,
                                   no_ack=False, prefetch_count=opts.prefetch)
@@ -406,30 +432,66 @@ class RunSync:
 
     # ---------------------------------------------------------------------------- one message
 
-    def _work(self, message: Any, gen: int) -> None:
-        try:
-            outcome = self._process(message.body)
-        except BaseException as exc:  # never lose track of a delivery
-            outcome = _Outcome("quarantine", f"internal error: {type(exc).__name__}: {exc}", 1)
-        self._done.put((message, gen, outcome))
+    def _work_object(self, key: str) -> None:
+        with self._pending_lock:
+            batch = self._pending.pop(key)
+        self._work(batch)
 
-    def _process(self, body: bytes | str) -> _Outcome:
-        if self.stop.is_set():
-            return _Outcome("abandoned")
-        opts = self.options
+    def _work(self, batch: list[tuple[Any, int]]) -> None:
         try:
-            change = parse(body)
-        except BadMessage as exc:
-            self.metrics.failed.inc()
-            return _Outcome("quarantine", str(exc), 1)
+            outcomes = self._process([message.body for message, _ in batch])
+        except BaseException as exc:  # never lose track of a delivery
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+            outcomes = [_Outcome("quarantine", reason, 1) for _ in batch]
+        for (message, gen), outcome in zip(batch, outcomes, strict=True):
+            self._done.put((message, gen, outcome))
+
+    def _process(self, bodies: list[bytes | str]) -> list[_Outcome]:
+        """Apply the messages of one object (queued in this order) with one re-read and
+        replace, then republish each, in order. One outcome per message."""
+        if self.stop.is_set():
+            return [_Outcome("abandoned") for _ in bodies]
+        outcomes: list[_Outcome | None] = [None] * len(bodies)
+        changes = []
+        for i, body in enumerate(bodies):
+            try:
+                changes.append((i, parse(body)))
+            except BadMessage as exc:
+                self.metrics.failed.inc()
+                outcomes[i] = _Outcome("quarantine", str(exc), 1)
+        if changes:
+            # The newest message stands for the object; an fq_name from any of them helps
+            # find its fq-name index entry once the object is gone.
+            change = changes[-1][1]
+            if not change.fq_name:
+                named = [c for _, c in changes if c.fq_name]
+                if named:
+                    change = replace(change, fq_name=named[-1].fq_name)
+            applied = self._apply(change)
+            if isinstance(applied, _Outcome):
+                for i, _ in changes:
+                    outcomes[i] = applied
+            else:
+                self.metrics.object_writes.inc()
+                self.metrics.coalesced.inc(len(changes) - 1)
+                self.metrics.cells_quarantined.inc(applied.quarantined)
+                for n, (i, one) in enumerate(changes):
+                    outcomes[i] = self._republish(one, applied, first=n == 0)
+                    if outcomes[i].kind == "abandoned":  # stopping: the rest stay queued,
+                        break                           # redelivered in order
+        return [o if o is not None else _Outcome("abandoned") for o in outcomes]
+
+    def _apply(self, change: Change) -> ApplyResult | _Outcome:
+        """Re-read the object from old and replace it on new, retrying failures of the
+        surroundings; an _Outcome when it is quarantined or abandoned."""
+        opts = self.options
         assert self.applier is not None
         backoff = Backoff(opts.backoff_initial_s, opts.backoff_max_s)
         attempts = 0
         while True:
             attempts += 1
             try:
-                result = self.applier.apply(change)
-                break
+                return self.applier.apply(change)
             except TRANSIENT as exc:
                 self.metrics.failed.inc()
                 log.warning("applying %s %s: %s: %s (retrying)", change.type, change.uuid,
@@ -445,8 +507,11 @@ class RunSync:
                     return _Outcome("quarantine", reason, attempts)
                 if backoff.wait(self.stop):
                     return _Outcome("abandoned")
+
+    def _republish(self, change: Change, result: ApplyResult, first: bool) -> _Outcome:
+        opts = self.options
         out_body = translate(change.body, opts.old_version, opts.new_version)
-        backoff.reset()
+        backoff = Backoff(opts.backoff_initial_s, opts.backoff_max_s)
         while True:
             try:
                 self._lane_publisher().publish(out_body)
@@ -458,11 +523,10 @@ class RunSync:
                     return _Outcome("abandoned")
         self.metrics.applied.inc()
         self.metrics.republished.inc()
-        self.metrics.cells_quarantined.inc(result.quarantined)
         self.metrics.last_applied.set(time.time())
-        if result.newest_writetime:
+        if first and result.newest_writetime:
             self.metrics.observe_lag(time.time() - result.newest_writetime / 1e6)
-        return _Outcome("applied", attempts=attempts, result=result)
+        return _Outcome("applied", result=result)
 
     def _lane_publisher(self) -> Publisher:
         publisher = getattr(self._local, "publisher", None)
