@@ -35,13 +35,17 @@ SCREENS = (
 
 
 def tabs(current: str, status: str = "") -> Text:
-    text = Text()
-    text.append(" issu ", style="bold")
+    # Padding spaces are runs of their own or end one, never start one (see screens/format.py).
+    text = Text(" ")
+    text.append("issu ", style="bold")
     for i, (name, title) in enumerate(SCREENS, start=1):
-        style = "bold reverse" if name == current else ""
-        text.append(f" {i} {title} ", style=style)
+        pad, label = ("reverse", "bold reverse") if name == current else ("bold", "")
+        text.append(" ", style=pad)
+        text.append(f"{i} {title}", style=label)
+        text.append(" ", style=pad)
     if status:
-        text.append(f" {status}", style="bold yellow")
+        text.append(" ", style="bold")
+        text.append(status, style="bold yellow")
     return text
 
 

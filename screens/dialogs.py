@@ -172,9 +172,9 @@ class ComputeDetailScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         row = self.detail.row
         with Vertical(classes="dialog wide"):
-            head = Text.assemble((row.name, "bold"), f"  {row.address}  ",
-                                 (row.state, STATE_STYLES.get(row.state, "")),
-                                 f"  version {row.version or '-'}  cluster {row.cluster or '-'}"
+            head = Text.assemble((f"{row.name}  ", "bold"), f"{row.address}  ",
+                                 (f"{row.state}  ", STATE_STYLES.get(row.state, "")),
+                                 f"version {row.version or '-'}  cluster {row.cluster or '-'}"
                                  f"  agent {row.agent_state or '-'}  gap {gap(row.gap_ms)}"
                                  f"  batch {row.batch if row.batch is not None else '-'}")
             yield Static(head, classes="title")

@@ -1,6 +1,11 @@
 """Text formatting shared by the panes: durations, times, numbers and state colours.
 
 Colours are the 16 ANSI names so they degrade cleanly in a 16-colour terminal.
+
+Spaces and style changes: an SVG screenshot draws each run of one style as its own <text>,
+and renderers such as librsvg drop a run's leading spaces, which glues it to the word before
+("computesfor"). So a space next to a style change ends the run before it (invisible unless
+that style has a background) or is a run of its own; a run never starts with a space.
 """
 
 from __future__ import annotations

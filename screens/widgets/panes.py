@@ -39,7 +39,9 @@ def phase_text(view: PhaseView, *, wide: bool = False) -> Group:
         head.append("no upgrade planned", style="bold")
     else:
         head.append(view.phase, style="bold reverse" if view.phase not in ("done",) else "green")
-        head.append(f" for {duration(view.in_phase_s)}")
+        # The space gets a run of its own (see screens/format.py: SVG runs and spaces).
+        head.append(" ", style="bold")
+        head.append(f"for {duration(view.in_phase_s)}")
         if view.from_version or view.to_version:
             head.append(f" · {view.from_version or '?'}→{view.to_version or '?'}")
         if view.paused:
@@ -74,8 +76,8 @@ def sync_text(view: SyncView) -> Group:
     rate = Text.assemble(("applied ", "bold"), number(view.applied),
                          f" ({number(view.applied_per_s)}/s)  queue {number(view.queue_depth)}")
     problems = Text.assemble(("failed ", "bold"),
-                             Text(number(view.failed), style="red" if view.failed else ""),
-                             ("  quarantined ", "bold"),
+                             Text(f"{number(view.failed)}  ", style="red" if view.failed else ""),
+                             ("quarantined ", "bold"),
                              Text(number(view.quarantined),
                                   style="yellow" if view.quarantined else ""))
     if view.verify_at is None:
@@ -83,9 +85,9 @@ def sync_text(view: SyncView) -> Group:
     else:
         diffs = view.verify_differences or 0
         verify = Text.assemble(("verify ", "bold"),
-                               Text(f"{number(diffs)} differences",
+                               Text(f"{number(diffs)} differences ",
                                     style="bold red" if diffs else "green"),
-                               f" in {number(view.verify_checked)} rows at {clock(view.verify_at)}")
+                               f"in {number(view.verify_checked)} rows at {clock(view.verify_at)}")
     return Group(lag, rate, problems, verify)
 
 
@@ -156,8 +158,8 @@ def analytics_summary(snap: AnalyticsSnapshot | None, error: str | None) -> Grou
     lines.append(Text.assemble(("reports to: ", "bold"),
                                "  ".join(f"{k} {v}" for k, v in sorted(per.items())) or "-"))
     critical = sum(1 for a in snap.alarms if a.severity == 0)
-    lines.append(Text.assemble(("alarms: ", "bold"), f"{len(snap.alarms)} merged",
-                               Text(f"  {critical} critical", style="bold red")
+    lines.append(Text.assemble(("alarms: ", "bold"), f"{len(snap.alarms)} merged  ",
+                               Text(f"{critical} critical", style="bold red")
                                if critical else ""))
     return Group(*lines)
 

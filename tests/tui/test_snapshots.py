@@ -6,6 +6,10 @@ Update after an intended change: `pytest tests/tui/test_snapshots.py --snapshot-
 
 from __future__ import annotations
 
+import html
+import re
+from pathlib import Path
+
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
@@ -65,3 +69,33 @@ def test_dialog(snap_compare, make_app, dialog: str, keys: tuple[str, ...]) -> N
 
 def test_read_only_dashboard(snap_compare, make_app) -> None:
     assert snap_compare(make_app(read_only=True), terminal_size=(80, 24), run_before=prepare())
+
+
+_TEXT_RUN = re.compile(r'<text class="[^"]*" x="([\d.]+)" y="([\d.]+)" textLength="([\d.]+)"'
+                       r'[^>]*>([^<]*)</text>')
+SVGS = sorted((Path(__file__).parent / "__snapshots__").rglob("*.svg")) + \
+    sorted((Path(__file__).resolve().parents[2] / "docs" / "screenshots").glob("*.svg"))
+
+
+def glued_words(svg: str) -> list[str]:
+    """Runs that start with a space right after a word: librsvg (and others) drop a run's
+    leading spaces, so "computes" + " for" reads "computesfor". Box-drawing characters are
+    left out (Textual's own border titles)."""
+    lines: dict[str, list[tuple[float, float, str]]] = {}
+    for x, y, length, text in _TEXT_RUN.findall(svg):
+        lines.setdefault(y, []).append(
+            (float(x), float(length), html.unescape(text).replace("\xa0", " ")))
+    found = []
+    for runs in lines.values():
+        ends = {round(x + length, 1): text for x, length, text in runs}
+        for x, _length, text in runs:
+            before = ends.get(round(x, 1), "")
+            if text[:1] == " " and text.strip() and before[-1:].strip() \
+                    and not "\u2500" <= before[-1] <= "\u259f":
+                found.append(f"{before!r} + {text!r}")
+    return found
+
+
+@pytest.mark.parametrize("svg", SVGS, ids=lambda p: p.name)
+def test_no_glued_words(svg: Path) -> None:
+    assert glued_words(svg.read_text(encoding="utf-8")) == []
