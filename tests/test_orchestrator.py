@@ -242,8 +242,27 @@ def test_abort_brings_everything_back_to_old(world: Any) -> None:
     subprocess.run([*ISSU, "sync", "pre", "-c", str(world.config_path)], cwd=REPO,
                    check=True, capture_output=True, timeout=300)
     assert "config_db_uuid" in _new_keyspaces(world)
+    # run-sync's durable queue on the old vhost, holding a change, as a stopped run-sync
+    # leaves it: abort deletes it (else it collects old's changes forever)
+    import kombu
+
+    from backends.rabbit import connection, issu_queue, queue_exists
+    from issu_tui.runsync_cli import rabbit_side
+
+    config = load_config(world.config_path)
+    side = rabbit_side(config.old)
+    with connection(side) as conn:
+        queue = issu_queue(side, config.sync.queue_name)(conn.default_channel)
+        queue.declare()
+        kombu.Producer(conn.default_channel).publish({}, exchange="", routing_key=queue.name,
+                                                     serializer="json")
     result = issu_json(world, "abort", "--drop-new-data", timeout=600)
     assert result["ok"], result
+    # (the message published here, and what the old api-server sent since the declare)
+    assert any(f"{config.sync.queue_name} deleted (" in line and "(0 message" not in line
+               for line in result["done"]), result["done"]
+    with connection(side) as conn:
+        assert not queue_exists(conn.channel(), config.sync.queue_name)
     status = issu_json(world, "status")
     assert status["phase"]["name"] == "aborted"
     assert status["abortable"] is False

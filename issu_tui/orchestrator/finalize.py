@@ -293,6 +293,9 @@ def finalize(ctx: Context, *, force: bool = False, reason: str = "",
         ("post-sync", lambda: sync("post-sync")),
         ("zk-sync", lambda: sync("zk-sync")),
         ("verify", verify),
+        # after verify (a quarantine's messages help explain differences), before the point
+        # of no return: run-sync is stopped for good and old is fenced
+        ("delete-queues", lambda: delete_runsync_queues(ctx)),
         ("commit", commit),
         ("switch-northbound", switch_northbound),
         ("open-new", open_new),
@@ -305,6 +308,30 @@ def finalize(ctx: Context, *, force: bool = False, reason: str = "",
         _step(ctx, name, action)
         report.append(name)
     return report
+
+
+def delete_runsync_queues(ctx: Context) -> str:
+    """Delete run-sync's durable queue and its quarantine on the old broker (run-sync is
+    stopped): left there, they would collect every config change of the old cluster forever.
+    Each queue's depth is reported; a quarantine holding messages is a warning."""
+    from backends.rabbit import QUARANTINE_SUFFIX, delete_issu_queues
+    from issu_tui.runsync_cli import rabbit_side
+
+    side = rabbit_side(ctx.config.old)
+    try:
+        results = delete_issu_queues(side, ctx.config.sync.queue_name)
+    except Exception as exc:  # unreachable broker, refused credentials
+        raise OrchestratorError(
+            f"cannot delete run-sync's queues on {side.describe()}: {type(exc).__name__}: "
+            f"{exc}; fix the broker access and run again, or delete them later with "
+            f"`issu sync cleanup-queues -c {ctx.config_path}`") from None
+    parts = [f"{r.name} {'absent' if r.depth is None else f'deleted ({r.depth} message(s))'}"
+             for r in results]
+    lost = sum(r.depth or 0 for r in results if r.name.endswith(QUARANTINE_SUFFIX))
+    message = f"run-sync queues on {side.describe()}: {', '.join(parts)}"
+    ctx.event("sync", message, level="warning" if lost else "info",
+              queues={r.name: r.depth for r in results})
+    return message
 
 
 # ----------------------------------------------------------------------------- abort
@@ -334,6 +361,13 @@ def abort(ctx: Context, runner: ComputeRunner, *, drop_new_data: bool = False) -
     with ctx.runsync_lock:  # the phase is "aborting": the supervisor leaves it stopped
         if RunSync(ctx).stop():
             done.append("run-sync stopped")
+    try:
+        done.append(delete_runsync_queues(ctx))
+    except OrchestratorError as exc:
+        # everything is back on old already; a leftover queue is cleanup, not a reason to
+        # leave the abort unfinished
+        ctx.event("sync", str(exc), level="error")
+        done.append(f"run-sync queues NOT deleted: {exc}")
     if drop_new_data:
         done.append(drop_new(ctx))
     else:
