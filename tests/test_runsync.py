@@ -26,6 +26,7 @@ import pytest
 
 from backends.cassandra.connection import CassandraSide, connect
 from backends.cassandra.registry import load_registry
+from backends.cassandra.replicator import Replicator
 from backends.cassandra.tables import SyncSettings
 from backends.cassandra.verify import Verifier, VerifyReport
 from backends.progress import MemoryCheckpoints, MemoryCounters, MemoryEvents
@@ -763,3 +764,38 @@ def test_queued_changes_of_one_object_coalesce_into_one_write(
         stop_thread(rs, thread)
         listener.close()
     assert world.queue_depth() == 0  # every message acknowledged
+
+
+def _cql(statement: object) -> str:
+    prepared = getattr(statement, "prepared_statement", None)
+    return str(getattr(prepared or statement, "query_string", statement))
+
+
+def test_apply_reads_the_object_row_on_new_once(world: World) -> None:
+    """Applying a change reads the object's row on new once (its links before, and the
+    replicator's cells to delete); the row after is what the replicator wrote, not re-read.
+    Counted at the driver: requests per session for one update of a VN with a parent."""
+    from backends.runsync.apply import ObjectApplier
+    from backends.runsync.messages import parse
+
+    api = world.api
+    vn = api.create("virtual-network", ["default-domain", "p1", "counted"],
+                    parent=world.project, announce=False, is_shared=False)
+    old, new = world.connect_both()
+    world.conns += [old, new]
+    applier = ObjectApplier(Replicator(old, new, load_registry(), SyncSettings()))
+    change = parse({"oper": "UPDATE", "type": "virtual-network", "uuid": vn,
+                    "fq_name": ["default-domain", "p1", "counted"]})
+    applier.apply(change)  # prepares the statements
+    api.update(vn, announce=False, display_name="counted")
+    sent: dict[str, list[str]] = {"old": [], "new": []}
+    for name, conn in (("old", old), ("new", new)):
+        conn.session.add_request_init_listener(
+            lambda rf, *_, name=name: sent[name].append(_cql(rf.query)))
+    result = applier.apply(change)
+    assert result.present_on_old
+    new_obj_reads = [q for q in sent["new"] if q.startswith("SELECT") and "obj_uuid_table"
+                     in q and q.endswith("WHERE key = ?")]
+    assert len(new_obj_reads) == 1, sent["new"]
+    new_table = world.new_table(cd.UUID_TABLE)
+    assert json.loads(new_table.read_partition(vn)["prop:display_name"][0]) == "counted"

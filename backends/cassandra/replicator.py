@@ -20,6 +20,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from backends.cassandra.connection import Connection
 from backends.cassandra.copy import (
@@ -41,6 +42,7 @@ from backends.cassandra.tables import (
     translate_rows,
 )
 from backends.cassandra.translate import Cell
+from backends.cassandra.writer import CellWriter
 
 _MASK = (1 << 64) - 1
 
@@ -78,6 +80,20 @@ def cell_digest(column: str, value: str | None, writetime: int | None) -> int:
     return int.from_bytes(h.digest(), "big")
 
 
+class _Recording:
+    """A CellWriter front that also keeps the cells inserted."""
+
+    def __init__(self, writer: CellWriter, cells: list[Cell]) -> None:
+        self.writer, self.cells = writer, cells
+
+    def insert(self, key: str, cell: Cell) -> None:
+        self.cells.append(cell)
+        self.writer.insert(key, cell)
+
+    def delete(self, key: str, column: str, writetime: int) -> None:
+        self.writer.delete(key, column, writetime)
+
+
 class Replicator:
     def __init__(self, old: Connection, new: Connection, registry: Registry,
                  settings: SyncSettings | None = None, *, run_id: str | None = None) -> None:
@@ -107,18 +123,26 @@ class Replicator:
             self._contexts.pop((keyspace, table), None)
 
     # ------------------------------------------------------------------ replace
-    def replace_partition(self, keyspace: str, table: str, key: str) -> ReplaceOutcome:
-        """Make new's partition the translation of old's partition `key`, exactly."""
+    def replace_partition(self, keyspace: str, table: str, key: str, *,
+                          new_meta: Iterable[tuple[str, str, int]] | None = None,
+                          written: list[Cell] | None = None) -> ReplaceOutcome:
+        """Make new's partition the translation of old's partition `key`, exactly.
+        Optional, to save a caller's requests (run-sync): `new_meta`, new's (key, column,
+        writetime) of the partition as the caller has just read them (replaces this read);
+        `written` receives the translated cells written (new's content afterwards, besides
+        cells a translator rejected)."""
         ctx = self.context(keyspace, table)
         new_key = ctx.translator.key(key)
         with ctx.spill_map() as existing:
-            fill(existing, ctx.read_new_meta(ctx.new_partition_meta, (ctx.enc_new_key(new_key),)))
+            fill(existing, new_meta if new_meta is not None else
+                 ctx.read_new_meta(ctx.new_partition_meta, (ctx.enc_new_key(new_key),)))
             writer = ctx.writer()
+            sink = writer if written is None else cast(CellWriter, _Recording(writer, written))
 
             def work() -> Counts:
                 counts = replace_rows(ctx, ctx.read_old(ctx.old_partition,
                                                         (ctx.enc_old_key(key),)),
-                                      existing, writer)
+                                      existing, sink)
                 counts.deleted = delete_leftovers(existing, writer)
                 return counts
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from backends.cassandra.replicator import ReplaceOutcome, Replicator
 from backends.cassandra.tables import TableContext
+from backends.cassandra.translate import Cell
 from backends.runsync.messages import Change, underscore
 
 CONFIG_DB_UUID = "config_db_uuid"
@@ -95,11 +96,6 @@ class ObjectApplier:
         except LookupError:
             return None  # table absent on old (e.g. obj_shared_table before 3.x): nothing to do
 
-    def _new_row(self, ctx: TableContext, key: str) -> dict[str, str | None]:
-        new_key = ctx.translator.key(key)
-        return {c: v for _, c, v, _ in ctx.read_new_full(ctx.new_partition_full,
-                                                           (ctx.enc_new_key(new_key),))}
-
     def _old_type(self, ctx: TableContext, change: Change) -> str:
         """The type as the OLD database spells it. A `-` or a plain name can only be the
         spelling of the release that sent it; a `_` name may come from a release that
@@ -119,13 +115,20 @@ class ObjectApplier:
         if ctx is None:
             raise LookupError(f"{CONFIG_DB_UUID}.{OBJ_UUID} does not exist on old")
         result = ApplyResult(change.uuid)
-        before = self._new_row(ctx, change.uuid)
+        # new's row before, read once: its links (to drop the ones old no longer has) and the
+        # replicator's list of cells to delete; the row after is what the replicator wrote.
+        before_rows = list(ctx.read_new_full(ctx.new_partition_full,
+                                             (ctx.enc_new_key(ctx.translator.key(change.uuid)),)))
+        before = {c: v for _, c, v, _ in before_rows}
         old_type = self._old_type(ctx, change)
 
-        out = self.repl.replace_partition(CONFIG_DB_UUID, OBJ_UUID, change.uuid)
+        written: list[Cell] = []
+        out = self.repl.replace_partition(
+            CONFIG_DB_UUID, OBJ_UUID, change.uuid,
+            new_meta=[(k, c, ts or 0) for k, c, _, ts in before_rows], written=written)
         result.add(out)
         result.present_on_old = out.present_on_old
-        after = self._new_row(ctx, change.uuid) if out.present_on_old else {}
+        after = {cell.column: cell.value for cell in written} if out.present_on_old else {}
 
         fq_name: Any = list(change.fq_name) if change.fq_name else None
         fq_name = fq_name or _json(after.get("fq_name")) or _json(before.get("fq_name"))
