@@ -87,6 +87,9 @@ def connect(side: CassandraSide, *, request_timeout: float = 60.0,
                       connect_timeout=10, control_connection_timeout=10)
     try:
         session = cluster.connect()
+        # Every write of the engine carries USING TIMESTAMP (the source WRITETIME): the
+        # driver's client-side timestamp generator (a lock per request) is not needed.
+        session.use_client_timestamp = False
     except Exception as exc:
         cluster.shutdown()
         raise CassandraUnavailable(
