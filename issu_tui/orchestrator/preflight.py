@@ -5,6 +5,7 @@ Every check is read-only and says what failed and how to fix it.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -70,15 +71,12 @@ def check_versions(ctx: Context) -> list[Check]:
 # ----------------------------------------------------------------------------- Cassandra
 
 
-def _side(cluster: ClusterConfig) -> Any:
-    from backends.cassandra.connection import CassandraSide
+def _side(ctx: Context, cluster: ClusterConfig) -> Any:
+    """The one config -> CassandraSide mapping (the sync commands'), named as the cluster."""
+    from issu_tui.sync_cli import cassandra_side
 
-    cass = cluster.cassandra
-    return CassandraSide(
-        name=cluster.name, hosts=tuple(cass.hosts), port=cass.port, user=cass.user,
-        password=cass.password.get_secret_value() if cass.password else None,
-        use_ssl=cass.use_ssl, ca_certs=str(cass.ca_certs) if cass.ca_certs else None,
-        prefix=cass.prefix, version=cluster.version)
+    which = "old" if cluster is ctx.config.old else "new"
+    return cassandra_side(ctx.config, which, {"name": cluster.name})
 
 
 def check_cassandra(ctx: Context, approach: str, db_nodes_down: int | None) -> list[Check]:
@@ -99,7 +97,7 @@ def check_cassandra(ctx: Context, approach: str, db_nodes_down: int | None) -> l
     for cluster in (ctx.config.old, ctx.config.new):
         where = f"{cluster.name} Cassandra {', '.join(cluster.cassandra.hosts)}"
         try:
-            conn = connect(_side(cluster), request_timeout=15)
+            conn = connect(_side(ctx, cluster), request_timeout=15)
         except Exception as exc:
             checks.append(Check(f"{cluster.name} Cassandra reachable", False, str(exc),
                                 f"check {cluster.name}.cassandra hosts/port/user/password and "
@@ -160,7 +158,7 @@ def _disk(ctx: Context, conn: Any) -> Check:
     try:
         from backends.cassandra.connection import connect
 
-        with connect(_side(ctx.config.old), request_timeout=15) as old:
+        with connect(_side(ctx, ctx.config.old), request_timeout=15) as old:
             rows = old.session.execute(
                 "SELECT keyspace_name, mean_partition_size, partitions_count "
                 "FROM system.size_estimates")
@@ -189,13 +187,13 @@ def _disk(ctx: Context, conn: Any) -> Check:
 
 
 def check_zookeeper(ctx: Context) -> list[Check]:
-    from kazoo.client import KazooClient
+    from backends.zookeeper.sync import connect
 
     checks = []
     for cluster in (ctx.config.old, ctx.config.new):
-        zk = KazooClient(hosts=cluster.zookeeper.connect_string, timeout=10)
+        zk = None
         try:
-            zk.start(timeout=10)
+            zk = connect(cluster.zookeeper.connect_string, timeout=10)
             root = cluster.zookeeper.root
             exists = zk.exists(root) is not None
             ok = exists or cluster.name == "new"
@@ -208,31 +206,33 @@ def check_zookeeper(ctx: Context) -> list[Check]:
                                 f"{cluster.zookeeper.connect_string}: {exc}",
                                 f"check {cluster.name}.zookeeper.hosts and that ZooKeeper runs"))
         finally:
-            try:
-                zk.stop()
-                zk.close()
-            except Exception:
-                pass
+            if zk is not None:
+                with contextlib.suppress(Exception):
+                    zk.stop()
+                    zk.close()
     return checks
 
 
 def check_rabbit(ctx: Context) -> list[Check]:
-    from kombu import Connection
+    from backends.rabbit import connection
+    from issu_tui.runsync_cli import rabbit_side
 
     checks = []
     for cluster in (ctx.config.old, ctx.config.new):
         rabbit = cluster.rabbit
-        urls = ";".join(f"amqp://{h}:{rabbit.port}/" for h in rabbit.hosts)
-        conn = Connection(urls, userid=rabbit.user, password=rabbit.password.get_secret_value(),
-                          virtual_host=rabbit.vhost, ssl=rabbit.use_ssl, connect_timeout=10)
+        where = f"{', '.join(rabbit.hosts)}:{rabbit.port} vhost {rabbit.vhost}"
+        try:
+            conn = connection(rabbit_side(cluster))  # run-sync's own connection settings
+        except ValueError as exc:  # e.g. an unknown ssl_version
+            checks.append(Check(f"{cluster.name} RabbitMQ reachable", False, f"{where}: {exc}",
+                                f"check {cluster.name}.rabbit"))
+            continue
         try:
             conn.ensure_connection(max_retries=1, timeout=10)
-            checks.append(Check(f"{cluster.name} RabbitMQ reachable", True,
-                                f"{', '.join(rabbit.hosts)}:{rabbit.port} vhost {rabbit.vhost}"))
+            checks.append(Check(f"{cluster.name} RabbitMQ reachable", True, where))
         except Exception as exc:
             checks.append(Check(f"{cluster.name} RabbitMQ reachable", False,
-                                f"{', '.join(rabbit.hosts)}:{rabbit.port} vhost "
-                                f"{rabbit.vhost}: {exc}",
+                                f"{where}: {exc}",
                                 f"check {cluster.name}.rabbit user/password/vhost (the vhost "
                                 "must exist and the user have permissions on it)"))
         finally:
