@@ -339,7 +339,7 @@ def test_finalize_refuses_without_northbound_file_unless_told(tmp_path: Path) ->
 
     journal = Journal.open(tmp_path)
     ctx = Context(config=_config(tmp_path), config_path=tmp_path / "issu.toml", journal=journal)
-    with pytest.raises(OrchestratorError, match="no northbound clients file.*--no-northbound"):
+    with pytest.raises(OrchestratorError, match=r"no northbound clients file.*--no-northbound"):
         fin.finalize(ctx, northbound_file=tmp_path / "northbound.toml")
     (tmp_path / "northbound.toml").write_text("# nobody\n")
     with pytest.raises(OrchestratorError, match=r"lists no \[\[client\]\]"):
