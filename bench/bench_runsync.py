@@ -297,7 +297,8 @@ def main() -> int:
                 time.sleep(0.2)
             lags = [listener.arrived[i] - gen.written[i] for i in ids if i in listener.arrived]
             rows.append((rate, achieved, len(ids), len(lags), quantile(lags, 0.5),
-                         quantile(lags, 0.99), max(lags) if lags else float("nan")))
+                         quantile(lags, 0.99), max(lags) if lags else float("nan"),
+                         os.getloadavg()[0]))
         started = time.monotonic()
         new = connect(new_side)
         old2 = connect(old_side)
@@ -332,16 +333,18 @@ def main() -> int:
         old.close()
 
     print("| target changes/s | achieved/s | changes | republished | lag p50 ms | lag p99 ms "
-          "| lag max ms |")
-    print("|---|---|---|---|---|---|---|")
-    for rate, achieved, n, got, p50, p99, mx in rows:
+          "| lag max ms | load avg (1 min) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for rate, achieved, n, got, p50, p99, mx, load in rows:
         print(f"| {rate:.0f} | {achieved:.0f} | {n} | {got} | {p50 * 1000:.0f} | "
-              f"{p99 * 1000:.0f} | {mx * 1000:.0f} |")
+              f"{p99 * 1000:.0f} | {mx * 1000:.0f} | {load:.1f} |")
     print(f"republished types: {sorted(listener.types)}")
     print(f"verify after the run: {'0 differences' if ok else 'DIFFERENCES'} "
           f"({report.totals()}) in {verify_s:.1f}s")
     print(f"run-sync counters: applied={counters.get('applied')}, failed={counters.get('failed')}"
-          f", quarantined={counters.get('quarantined')}; exit code after SIGTERM: {code}")
+          f", quarantined={counters.get('quarantined')}, object_writes="
+          f"{counters.get('object_writes')}, coalesced={counters.get('coalesced')}; "
+          f"exit code after SIGTERM: {code}")
     return 0 if ok else 1
 
 
