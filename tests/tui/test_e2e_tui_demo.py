@@ -1,0 +1,163 @@
+"""A whole demo upgrade driven from the console, by keys only.
+
+The demo world (tests/orch_world.py: v1 seeded, every compute on v1, v2 empty and fenced) is
+brought to run-sync from the command line; then the console, running the executor inside
+itself, upgrades every compute (marks, `u`, batch size and parallelism in the dialog), rolls
+one back with `r`, upgrades it again and finalizes with the typed confirmation. The outcome
+is read back from the journal and from both clusters' analytics-api.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from demo.services import Endpoints
+from issu_tui.app import IssuApp
+from issu_tui.config import load_config
+from issu_tui.console_api import ConsoleBackend
+from issu_tui.tui_cli import EmbeddedOrchestrator
+from screens.dialogs import MoveConfirm, TypedConfirm
+from screens.widgets.computes import ComputeGrid
+from tests.orch_world import fresh_world, issu_json, stop_world
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+COMPUTES = ("compute-1", "compute-2", "compute-3")
+V1, V2 = "4.1.0", "5.0.0"
+
+
+@pytest.fixture(scope="module")
+def demo_world(services: Endpoints) -> Iterator[Any]:
+    w = fresh_world(services, computes=len(COMPUTES), install_s=0.3, seed_projects=1)
+    yield w
+    stop_world(w)
+
+
+async def until(pilot: Pilot, check: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    """Let the console run until `check()` holds (polls every 0.2 s of its own loop)."""
+    for _ in range(int(timeout_s / 0.2)):
+        result = check()
+        if result:
+            return result
+        await pilot.pause(0.2)
+    app = pilot.app
+    assert isinstance(app, IssuApp)
+    recent = [f"{e.kind}: {e.message}" for e in list(app.state.events)[-15:]]
+    raise AssertionError(f"not reached within {timeout_s}s: {what}\nlast events:\n"
+                         + "\n".join(recent))
+
+
+def grid_states(app: IssuApp) -> dict[str, tuple[str, str]]:
+    """What the compute grid shows: name -> (state, version)."""
+    grid = app.screen.query_one(ComputeGrid)
+    return {name: (str(grid.get_cell(name, "state")), str(grid.get_cell(name, "version")))
+            for name in COMPUTES if name in {str(k.value) for k in grid.rows}}
+
+
+async def replace(pilot: Pilot, text: str) -> None:
+    """Type into the focused Input over what it holds."""
+    await pilot.press("end", *["backspace"] * 6, *text)
+
+
+async def confirm_move(pilot: Pilot, *, batch: str | None = None,
+                       parallel: str | None = None) -> None:
+    """The upgrade/rollback dialog: optionally set its fields, then `Yes` (focus starts on No)."""
+    app = pilot.app
+    await until(pilot, lambda: isinstance(app.screen, MoveConfirm), 30, "the move dialog")
+    if batch is not None:
+        await pilot.press("shift+tab", "shift+tab")  # No -> parallel -> batch size
+        assert app.focused is not None and app.focused.id == "batch-size"
+        await replace(pilot, batch)
+        await pilot.press("enter")  # Enter moves on to the next field
+        assert isinstance(app.focused, Input) and app.focused.id == "parallel"
+        await replace(pilot, parallel or "1")
+        await pilot.press("enter")  # -> No
+    await pilot.press("tab")  # No -> Yes
+    assert app.focused is not None and app.focused.id == "yes"
+    await pilot.press("enter")
+    await until(pilot, lambda: not isinstance(app.screen, MoveConfirm), 30, "dialog closed")
+
+
+async def test_whole_upgrade_from_the_console(demo_world: Any) -> None:
+    world = demo_world
+    # Up to run-sync from the command line: the console's part is computes and finalize.
+    assert issu_json(world, "plan")["to"] == V2
+    assert issu_json(world, "preflight")["ok"]
+    assert issu_json(world, "pair")["ok"]
+    assert issu_json(world, "phase", "pre-sync", timeout=600)["ok"]
+    assert issu_json(world, "phase", "run-sync", timeout=600)["ok"]
+
+    config = load_config(world.config_path)
+    backend = ConsoleBackend.open(config, config_path=str(world.config_path))
+    assert backend.options.owns_executor
+    embedded = EmbeddedOrchestrator(config, world.config_path.resolve(), backend.journal)
+    app = IssuApp(backend, refresh_interval=0.3, analytics_interval=2.0, executor=embedded)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await until(pilot, lambda: app.refreshes, 60, "first refresh")
+            await pilot.press("5")  # the compute grid alone
+            await until(pilot, lambda: len(grid_states(app)) == len(COMPUTES), 30,
+                        "every compute in the grid")
+            assert {s for s, _v in grid_states(app).values()} == {"old"}
+
+            # mark all three (space marks and moves down), upgrade in batches of 2, 2 at once
+            await pilot.press(*["space"] * len(COMPUTES), "u")
+            await confirm_move(pilot, batch="2", parallel="2")
+            await until(pilot, lambda: set(grid_states(app).values()) == {("upgraded", V2)},
+                        300, "every compute upgraded on v2 in the grid")
+            batches = {c.name: c.batch for c in backend.journal.computes()}
+            assert sorted(b or 0 for b in batches.values()) == [1, 2, 2], batches
+
+            # roll back the one under the cursor (compute-2), then upgrade it again
+            await pilot.press("k", "k", "k", "j", "r")  # top, then one down
+            await confirm_move(pilot)
+            await until(pilot, lambda: grid_states(app).get("compute-2") == ("old", V1),
+                        180, "compute-2 back on v1")
+            assert grid_states(app)["compute-1"] == ("upgraded", V2)
+            await pilot.press("u")
+            await confirm_move(pilot)
+            await until(pilot, lambda: set(grid_states(app).values()) == {("upgraded", V2)},
+                        180, "compute-2 upgraded again")
+
+            # finalize: typed confirmation
+            await until(pilot, lambda: app.state.snapshot is not None
+                        and "finalize" in app.state.snapshot.phase.allowed, 60,
+                        "finalize allowed")
+            await pilot.press("F")
+            await until(pilot, lambda: isinstance(app.screen, TypedConfirm), 30,
+                        "the finalize dialog")
+            await pilot.press(*"finalize", "enter")  # -> reason
+            await pilot.press(*"e2e from the console", "enter", "tab")  # -> No -> Finalize
+            assert app.focused is not None and app.focused.id == "yes"
+            await pilot.press("enter")
+            await until(pilot, lambda: app.state.snapshot is not None
+                        and app.state.snapshot.phase.phase == "done", 600, "phase done")
+            snap = app.state.snapshot
+            assert snap.sync.verify_differences == 0 and (snap.sync.verify_checked or 0) > 0
+    finally:
+        backend.close()
+
+    # The journal: every compute upgraded on v2; every intent done.
+    config = load_config(world.config_path)
+    after = ConsoleBackend.open(config, read_only=True, config_path=str(world.config_path))
+    try:
+        rows = {c.name: c for c in after.journal.computes()}
+        assert set(rows) == set(COMPUTES)
+        assert {(c.state, c.version, c.cluster) for c in rows.values()} == \
+            {("upgraded", V2, "new")}
+        ours = [(i.kind, i.status) for i in after.journal.intents(None)
+                if i.kind in ("upgrade", "rollback", "finalize")]
+        assert ours == [("upgrade", "done"), ("rollback", "done"), ("upgrade", "done"),
+                        ("finalize", "done")], ours
+        # The demo's analytics: each vrouter reports to the new cluster, on v2.
+        analytics = after.poll_analytics()
+        assert analytics is not None
+        reports = {n: (r.reports_to, r.version) for n, r in analytics.computes.items()}
+        assert reports == {n: ("new", V2) for n in COMPUTES}, reports
+    finally:
+        after.close()
