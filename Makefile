@@ -29,7 +29,7 @@ lint: venv
 # and stops what it started even when a test fails.
 test: install lint
 	@export ISSU_TEST_NET=$(TEST_NET); unset ISSU_KEEP_SERVICES; \
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest -q -p no:cacheprovider --durations=20 $(PYTEST_ARGS); rc=$$?; \
 	$(PY) -m demo.services down --net $(TEST_NET) --profile test >/dev/null 2>&1 || true; \
 	exit $$rc
 
