@@ -77,8 +77,24 @@ def test_obj_uuid_4_to_5_renames_types_props_and_defaults_perms2() -> None:
     assert by_col["prop:virtual_network_id"].writetime == 16  # source writetime kept
     assert "prop:virtual_network_network_id" not in by_col
     assert json.loads(by_col["prop:perms2"].value) == DEFAULT_PERMS2
-    assert by_col["prop:perms2"].writetime == 16  # newest cell of the object
+    assert by_col["prop:perms2"].writetime == 10  # the type cell's: stable for the object's life
     assert len(cells) == 8
+
+
+def test_default_perms2_writetime_stable_when_other_cells_change() -> None:
+    """A5: a newer cell added, then deleted again, leaves the defaulted perms2 as it was
+    (with the newest writetime it moved forward, then back: a permanent difference)."""
+    def perms2(cells: list[Cell]) -> Cell:
+        _, out, _ = translate_partition(ObjUuid4to5(), "p-uuid", cells)
+        return next(c for c in out if c.column == "prop:perms2")
+
+    row = _obj("project", perms2=False)
+    before = perms2(row)
+    child = Cell("children:virtual-network:vn2-uuid", "null", 100)
+    meta = Cell("META:latest_col_ts", "null", 100)
+    assert perms2([*row, child, meta]) == before
+    assert perms2(row) == before
+    assert before.writetime == 10
 
 
 def test_existing_perms2_kept() -> None:

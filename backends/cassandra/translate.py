@@ -175,20 +175,23 @@ class _ObjUuidPartition(PartitionTranslation):
         self._table, self._key = table, key
         self._is_object = False
         self._has_perms2 = False
-        self._newest = 0
+        # writetime of the defaulted perms2: the `type` cell's, written once at creation, so
+        # the default stays the same for the object's life (the newest cell's would move with
+        # every change of the object, and go backwards when that cell is deleted)
+        self._type_writetime = 0
 
     def cell(self, cell: Cell) -> list[Cell]:
         try:
             decoded = json.loads(cell.value)
         except (ValueError, TypeError) as exc:
             raise RejectCell(f"value is not JSON: {exc}") from None
-        self._newest = max(self._newest, cell.writetime)
         column = self._table.column(self._key, cell.column)
         value = cell.value
         if cell.column == "type":
             if not isinstance(decoded, str):
                 raise RejectCell(f"type must be a JSON string, got {type(decoded).__name__}")
             self._is_object = True
+            self._type_writetime = cell.writetime
             value = json.dumps(underscore_type(decoded))
         elif column == "prop:perms2":
             self._has_perms2 = True
@@ -196,7 +199,8 @@ class _ObjUuidPartition(PartitionTranslation):
 
     def finish(self) -> list[Cell]:
         if self._is_object and not self._has_perms2:
-            return [Cell("prop:perms2", json.dumps(DEFAULT_PERMS2), self._newest)]
+            return [Cell("prop:perms2", json.dumps(DEFAULT_PERMS2),
+                         self._type_writetime)]
         return []
 
 
