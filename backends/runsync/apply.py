@@ -9,7 +9,8 @@ as on the OLD side (the replicator translates):
 - `obj_fq_name_table`, partition = the object's type, column `<fq_name joined by ':'>:<uuid>`;
 - the object's `children:<type>:<uuid>` cell in its parent's partition and its
   `backref:<type>:<uuid>` cell in every referenced object's partition (parents and refs as
-  they were on new before and are on old now, so dropped links are removed too);
+  they were on new before and are on old now, so dropped links are removed too), each with
+  that partition's `META:latest_col_ts` (the api-server rewrites it when linking);
 - `obj_shared_table`, partition = the object's type (some releases spell it with `_`, so
   both spellings), columns `<share type>:<share id>:<uuid>` (`global::<uuid>`,
   `tenant:<id>:<uuid>`, `domain:<id>:<uuid>`) named by `prop:perms2` before and after.
@@ -31,6 +32,7 @@ CONFIG_DB_UUID = "config_db_uuid"
 OBJ_UUID = "obj_uuid_table"
 OBJ_FQ_NAME = "obj_fq_name_table"
 OBJ_SHARED = "obj_shared_table"
+LATEST_COL_TS = "META:latest_col_ts"
 
 
 @dataclass
@@ -136,12 +138,18 @@ class ObjectApplier:
             column = ":".join(str(p) for p in fq_name) + ":" + change.uuid
             result.add(self.repl.replace_cells(CONFIG_DB_UUID, OBJ_FQ_NAME, old_type, [column]))
 
+        # The api-server also rewrites the parent's and each new ref target's
+        # META:latest_col_ts when it links a child or a ref, and the message names only this
+        # object: that cell comes along, in the same request (a few cells, whatever the
+        # parent's width).
         for parent in sorted(link_uuids(before, "parent") | link_uuids(after, "parent")):
             result.add(self.repl.replace_cells(CONFIG_DB_UUID, OBJ_UUID, parent,
-                                               [f"children:{old_type}:{change.uuid}"]))
+                                               [f"children:{old_type}:{change.uuid}",
+                                                LATEST_COL_TS]))
         for ref in sorted(link_uuids(before, "ref") | link_uuids(after, "ref")):
             result.add(self.repl.replace_cells(CONFIG_DB_UUID, OBJ_UUID, ref,
-                                               [f"backref:{old_type}:{change.uuid}"]))
+                                               [f"backref:{old_type}:{change.uuid}",
+                                                LATEST_COL_TS]))
 
         shares = share_keys(_json(before.get("prop:perms2"))) | share_keys(
             _json(after.get("prop:perms2")))
