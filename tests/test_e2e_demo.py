@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from demo.services import Endpoints
+from issu_tui.journal import Journal
 from tests.orch_world import fresh_world, issu_json, stop_world
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -129,6 +130,15 @@ def test_whole_upgrade_from_the_command_line(world: Any) -> None:
     finally:
         workload.stop.set()
         workload.join(timeout=30)
+
+    # run-sync alone made new equal old: finalize's verify found nothing to repair (its
+    # final copy would hide what run-sync lost)
+    journal = Journal(world.dir / "state" / "journal.db", read_only=True)
+    try:
+        repairs = journal.events(kind="finalize", text="repairing with a final copy")
+    finally:
+        journal.close()
+    assert not repairs, [(e.message, e.fields.get("detail")) for e in repairs]
 
     status = issu_json(world, "status")
     assert status["phase"]["name"] == "done"
