@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from issu_tui.cli_common import load_or_exit
 from issu_tui.config import (
     ConfigError,
     check_files,
@@ -50,25 +51,15 @@ _REGISTRARS = ("issu_tui.orch_cli",)
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        names = set(super().list_commands(ctx)) | set(_LAZY_COMMANDS)
         self._load_registrars()
-        names |= set(self.commands)
-        return sorted(names)
+        return sorted(set(self.commands) | set(_LAZY_COMMANDS))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in _LAZY_COMMANDS and cmd_name not in self.commands:
-            module_name, attr = _LAZY_COMMANDS[cmd_name].split(":")
-            try:
-                module = importlib.import_module(module_name)
-            except ModuleNotFoundError as exc:
-                if exc.name != module_name:
-                    raise
-                return None
-            command = getattr(module, attr)
-            for sub_name, target in _GROUP_EXTRAS.get(cmd_name, {}).items():
-                extra = _import_target(target)
-                if extra is not None and isinstance(command, click.Group):
-                    command.add_command(extra, sub_name)
+            command = _import_target(_LAZY_COMMANDS[cmd_name])
+            if isinstance(command, click.Group):
+                for sub_name, target in _GROUP_EXTRAS.get(cmd_name, {}).items():
+                    command.add_command(_import_target(target), sub_name)
             self.add_command(command, cmd_name)
         if cmd_name not in self.commands:
             self._load_registrars()
@@ -79,34 +70,12 @@ class LazyGroup(click.Group):
             return
         self._registrars_loaded = True
         for module_name in _REGISTRARS:
-            try:
-                module = importlib.import_module(module_name)
-            except ModuleNotFoundError as exc:
-                if exc.name != module_name:
-                    raise
-                continue
-            module.register(self)
+            importlib.import_module(module_name).register(self)
 
 
 def _import_target(target: str) -> Any:
     module_name, attr = target.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        return None
-    return getattr(module, attr, None)
-
-
-def load_or_exit(path: Path) -> Any:
-    """Load the config for a command; print every problem and exit 2 when it is broken."""
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(f"{exc.path}: {problem}", err=True)
-        sys.exit(EXIT_CONFIG)
+    return getattr(importlib.import_module(module_name), attr)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

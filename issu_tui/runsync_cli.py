@@ -15,7 +15,8 @@ from typing import Any
 
 import click
 
-from issu_tui.config import ConfigError, IssuConfig, load_config
+from issu_tui.cli_common import load_or_exit, open_journal_or_warn
+from issu_tui.config import IssuConfig
 
 EXIT_PROBLEM = 1
 EXIT_CONFIG = 2
@@ -25,37 +26,9 @@ LOCK_NAME = "run-sync.lock"
 log = logging.getLogger("issu.runsync")
 
 
-def _load(path: Path) -> IssuConfig:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(f"{exc.path}: {problem}", err=True)
-        sys.exit(EXIT_CONFIG)
-
-
 def _open_journal(config: IssuConfig, state_dir: Path | None) -> Any:
     """The journal as event/counter sink, or None (with a warning) when it cannot be opened."""
-    from issu_tui.journal import Journal
-
-    directory = state_dir or config.state_dir
-    try:
-        journal = Journal.open(directory)
-    except Exception as exc:
-        click.echo(f"warning: journal in {directory} not available ({exc}); "
-                   "events are only logged", err=True)
-        return None
-    journal.scrub(_secrets(config))
-    return journal
-
-
-def _secrets(config: IssuConfig) -> list[str]:
-    out = []
-    for side in (config.old, config.new):
-        for secret in (side.rabbit.password, side.cassandra.password):
-            if secret is not None and secret.get_secret_value():
-                out.append(secret.get_secret_value())
-    return out
+    return open_journal_or_warn(config, state_dir, "events are only logged")
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -74,7 +47,7 @@ def zk_main(config_path: Path, verify_only: bool, subtrees: tuple[str, ...],
             state_dir: Path | None, allow_missing: tuple[str, ...] = ()) -> int:
     from backends.zookeeper.sync import ZkSyncError, zk_sync
 
-    config = _load(config_path)
+    config = load_or_exit(config_path)
     journal = _open_journal(config, state_dir)
     try:
         report = zk_sync(
@@ -273,7 +246,7 @@ def take_run_lock(directory: Path) -> Any:
 def run_main(config_path: Path, state_dir: Path | None, *, catch_up: bool, force_catch_up: bool,
              metrics_listen: str | None, reconcile_interval_s: float | None,
              zk_mirror: bool) -> int:
-    config = _load(config_path)
+    config = load_or_exit(config_path)
     try:
         lock = take_run_lock(state_dir or config.state_dir)
     except RunSyncLocked as exc:
@@ -353,7 +326,7 @@ run = run_command
 def cleanup_main(config_path: Path, queue_name: str | None) -> int:
     from backends.rabbit import delete_issu_queues
 
-    config = _load(config_path)
+    config = load_or_exit(config_path)
     side = rabbit_side(config.old)
     name = queue_name or config.sync.queue_name
     try:

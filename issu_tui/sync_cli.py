@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from issu_tui.config import ConfigError, IssuConfig, load_config
+from issu_tui.cli_common import load_or_exit, open_journal_or_warn
+from issu_tui.config import IssuConfig
 
 if TYPE_CHECKING:
     from backends.cassandra.connection import CassandraSide
@@ -34,15 +35,6 @@ log = logging.getLogger("issu.sync")
 
 
 # --------------------------------------------------------------------------- config mapping
-
-def _load(path: Path) -> IssuConfig:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(f"{exc.path}: {problem}", err=True)
-        sys.exit(EXIT_CONFIG)
-
 
 def cassandra_side(config: IssuConfig, which: str,
                    overrides: dict[str, Any] | None = None) -> CassandraSide:
@@ -73,27 +65,9 @@ def sync_settings(config: IssuConfig, *, keyspaces: tuple[str, ...] = (),
                         slices_per_table=slices or s.slices_per_table, keyspaces=chosen)
 
 
-def _secrets(config: IssuConfig) -> list[str]:
-    out = []
-    for cluster in (config.old, config.new):
-        for secret in (cluster.cassandra.password, cluster.rabbit.password):
-            if secret is not None and secret.get_secret_value():
-                out.append(secret.get_secret_value())
-    return out
-
-
 def _journal(config: IssuConfig, state_dir: Path | None) -> Any:
-    from issu_tui.journal import Journal
-
-    directory = state_dir or config.state_dir
-    try:
-        journal = Journal.open(directory)
-    except Exception as exc:
-        click.echo(f"warning: journal in {directory} not available ({exc}); this run keeps "
-                   "its checkpoints in memory and cannot be resumed", err=True)
-        return None
-    journal.scrub(_secrets(config))
-    return journal
+    return open_journal_or_warn(config, state_dir, "this run keeps its checkpoints in memory "
+                                "and cannot be resumed")
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -285,7 +259,7 @@ def pre(config_path: Path, state_dir: Path | None, keyspaces: tuple[str, ...], f
     """pre-sync: copy every registered keyspace old -> new (translated, replacing);
     resumes an interrupted run from its checkpoints."""
     _setup_logging(verbose)
-    config = _load(config_path)
+    config = load_or_exit(config_path)
     sys.exit(run_copy(config, job="pre-sync", phase="pre", state_dir=state_dir,
                       keyspaces=keyspaces, fresh=fresh, as_json=as_json, slices=slices,
                       concurrency=concurrency, page_size=page_size))
@@ -305,7 +279,7 @@ def post(config_path: Path, state_dir: Path | None, keyspaces: tuple[str, ...], 
     """post-sync: final copy of every keyspace except config_db_uuid (after the old
     config services are stopped)."""
     _setup_logging(verbose)
-    config = _load(config_path)
+    config = load_or_exit(config_path)
     sys.exit(run_copy(config, job="post-sync", phase="post", state_dir=state_dir,
                       keyspaces=keyspaces, fresh=fresh, as_json=as_json, slices=slices,
                       concurrency=concurrency, page_size=page_size))
@@ -332,7 +306,7 @@ def verify(config_path: Path, state_dir: Path | None, keyspaces: tuple[str, ...]
            verbose: bool) -> None:
     """Compare old (translated) with new; exit 1 on any difference. Safe during run-sync."""
     _setup_logging(verbose)
-    config = _load(config_path)
+    config = load_or_exit(config_path)
     from backends.cassandra.verify import Verifier
 
     settings = sync_settings(config, keyspaces=keyspaces, slices=slices,
@@ -372,7 +346,7 @@ def translate(config_path: Path, dry_run: bool, sample: int, tables: tuple[str, 
               max_columns: int, as_json: bool, verbose: bool) -> None:
     """Show how the old cluster's rows translate to the new release, without writing."""
     _setup_logging(verbose)
-    config = _load(config_path)
+    config = load_or_exit(config_path)
     from backends.cassandra.connection import CassandraUnavailable, connect
     from backends.cassandra.dryrun import dry_run_samples
 
@@ -480,7 +454,7 @@ def legacy_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 def _legacy_main(prog: str, job: str, phase: str, argv: list[str] | None) -> int:
     args = legacy_parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
     _setup_logging(False)
-    config = _load(Path(args.conf_file[-1]))
+    config = load_or_exit(Path(args.conf_file[-1]))
     return run_copy(config, job=job, phase=phase, state_dir=None, keyspaces=(),
                     fresh=args.fresh, as_json=args.json, slices=None, concurrency=None,
                     page_size=None, overrides=legacy_overrides(args))
