@@ -18,11 +18,12 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError, NoNodeError, ZookeeperError
 
+from backends.progress import EventSink
 from backends.zookeeper.tree import (
     DEFAULT_WINDOW,
     Znode,
@@ -39,10 +40,6 @@ DEFAULT_SUBTREES = ("fq-name-to-uuid", "api-server", "id")
 TXN_MAX_BYTES = 512 * 1024
 TXN_MAX_OPS = 1000
 TXN_WINDOW = 8
-
-
-class EventSink(Protocol):
-    def event(self, kind: str, message: str, **fields: object) -> None: ...
 
 
 class ZkSyncError(Exception):
