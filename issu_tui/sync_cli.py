@@ -113,14 +113,15 @@ def _registry() -> Any:
 
 
 def _guard_config_errors(fn: Callable[[], int]) -> int:
-    """Version-path and registry problems are configuration errors (exit 2)."""
+    """Version-path, registry and same-cluster problems are configuration errors (exit 2)."""
+    from backends.cassandra.identity import SameClusterError
     from backends.cassandra.registry import RegistryError
     from backends.cassandra.schema import SchemaError
     from backends.versions import VersionPathError
 
     try:
         return fn()
-    except (VersionPathError, RegistryError) as exc:
+    except (VersionPathError, RegistryError, SameClusterError) as exc:
         click.echo(f"error: {exc}", err=True)
         return EXIT_CONFIG
     except SchemaError as exc:

@@ -290,6 +290,57 @@ def test_missing_keyspace_on_old_is_skipped_with_warning_not_emptied(separate: P
     assert pair.io("new", ("dm_keyspace", "dm_pr_asn_table")).read_partition("pr-9") != {}
 
 
+def test_same_cluster_same_prefix_is_refused_before_anything(  # type: ignore[no-untyped-def]
+        cassandra, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A1: new pointing at old's own cluster and keyspaces (another host spelling, same
+    prefix) is refused by every command before it reads or writes; different prefixes on one
+    cluster still work."""
+    from backends.cassandra.identity import SameClusterError
+    from issu_tui.sync_cli import legacy_post_sync, legacy_pre_sync
+
+    pair = Pair(cassandra, "shared")
+    try:
+        pair.schema()
+        pair.write(cd.generate(1, 2, 1))
+        before = {(k, t): pair.io("old", (k, t)).read() for k in CONFIG_DB
+                  for t in cd.CONTRAIL_TABLES[k]}
+        hp = cassandra.cassandra_old
+        twin_side = CassandraSide("new", (hp.host,), hp.port, prefix=pair.old_prefix,
+                                  version="5.0.0")
+        with connect(twin_side) as twin:
+            twin_pair = Pair.__new__(Pair)
+            twin_pair.old, twin_pair.new = pair.old, twin
+            with pytest.raises(SameClusterError, match=f"{pair.old_prefix}_config_db_uuid"):
+                presync(twin_pair)
+            with pytest.raises(SameClusterError, match=f"{pair.old_prefix}_config_db_uuid"):
+                engine(twin_pair).run("post-sync", phase="post")
+            with pytest.raises(SameClusterError, match=f"{pair.old_prefix}_config_db_uuid"):
+                verify(twin_pair)
+            with pytest.raises(SameClusterError, match=f"{pair.old_prefix}_config_db_uuid"):
+                Replicator(pair.old, twin, load_registry())
+        # issu.toml with equal host strings and prefixes is refused by the config loader;
+        # the original options override the file after that check
+        conf = tmp_path / "issu.toml"
+        conf.write_text(_toml(pair, tmp_path / "state"))
+        for entry in (legacy_pre_sync, legacy_post_sync):
+            with pytest.raises(SystemExit) as exit_info:
+                entry(["-c", str(conf), "--ndb_prefix", pair.old_prefix])
+            assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert "same cluster" in err and f"{pair.old_prefix}_config_db_uuid" in err
+        after = {(k, t): pair.io("old", (k, t)).read() for k in CONFIG_DB
+                 for t in cd.CONTRAIL_TABLES[k]}
+        assert after == before  # values and writetimes untouched
+        keyspaces = {r[0] for r in pair.old.session.execute(
+            "SELECT keyspace_name FROM system_schema.keyspaces")}
+        assert f"{pair.old_prefix}_issu_quarantine" not in keyspaces
+        # same cluster, different prefixes: allowed
+        assert presync(pair).ok
+        assert verify(pair).ok
+    finally:
+        pair.close()
+
+
 # --------------------------------------------------------------------------- translation
 
 def test_translation_4_1_to_5_0_rows_and_writetimes_on_new(separate: Pair) -> None:

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 
 from backends.cassandra.connection import Connection
+from backends.cassandra.identity import refuse_same_keyspaces
 from backends.cassandra.registry import Registry, TableSpec
 from backends.cassandra.schema import check_partitioner, keyspace_exists
 from backends.cassandra.spill import SpillMap
@@ -225,8 +226,12 @@ def prune_renamed_partitions(ctx: TableContext) -> Counts:
 
 # --------------------------------------------------------------------------- the run
 
-def check_path(old: Connection, new: Connection) -> None:
-    """Raises VersionPathError (a ValueError) when old -> new is not a supported path."""
+def check_path(old: Connection, new: Connection, keyspaces: Iterable[str],
+               registered: Iterable[str] = ()) -> None:
+    """Raises VersionPathError (a ValueError) when old -> new is not a supported path, and
+    SameClusterError (a ValueError) when old and new are one cluster and one of `keyspaces`
+    would be both old's and new's. Called before anything is read or written."""
+    refuse_same_keyspaces(old, new, keyspaces, registered)
     if old.side.version and new.side.version:
         version_path(old.side.version, new.side.version)
 
@@ -260,7 +265,8 @@ class CopyEngine:
 
     def run(self, job: str, *, phase: str, fresh: bool = False,
             stop: threading.Event | None = None) -> CopyReport:
-        check_path(self.old, self.new)
+        specs = self.tables_for(phase)
+        check_path(self.old, self.new, {s.keyspace for s in specs}, self.registry.keyspaces)
         check_partitioner(self.old.session, "old")
         check_partitioner(self.new.session, "new")
         started = time.monotonic()
@@ -270,7 +276,7 @@ class CopyEngine:
         quarantine = Quarantine(self.new, run_id)
         report = CopyReport(job, run_id, quarantine_table=f"{quarantine.keyspace}.rows")
         self._event("sync", f"{job}: started (run {run_id})", job=job, run_id=run_id)
-        for spec in self.tables_for(phase):
+        for spec in specs:
             if stop is not None and stop.is_set():
                 break
             report.tables.append(self._copy_table(job, spec, quarantine, stop))

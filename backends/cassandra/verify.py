@@ -196,12 +196,13 @@ class Verifier:
         self._quarantine = Quarantine(new, "verify")  # never written: verify only reads
 
     def run(self, *, phase: str = "pre") -> VerifyReport:
-        check_path(self.old, self.new)
+        specs = self.registry.tables(self.settings.keyspaces, phase=phase)
+        check_path(self.old, self.new, {s.keyspace for s in specs}, self.registry.keyspaces)
         check_partitioner(self.old.session, "old")
         check_partitioner(self.new.session, "new")
         started = time.monotonic()
         report = VerifyReport()
-        for spec in self.registry.tables(self.settings.keyspaces, phase=phase):
+        for spec in specs:
             report.tables.append(self.verify_table(spec))
         report.duration_s = time.monotonic() - started
         totals = report.totals()
