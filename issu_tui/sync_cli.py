@@ -186,6 +186,8 @@ def _print_verify(report: Any, as_json: bool, max_print: int) -> None:
                f"({totals['missing']} missing, {totals['extra']} extra, {totals['different']} "
                f"different) in {totals['cells_compared']} cells, {report.duration_s:.1f}s"
                + (f"; first {max_print} printed" if total > max_print else ""))
+    if report.unverified:
+        click.echo(f"verify: FAILED: absent on old, not verified: {', '.join(report.unverified)}")
 
 
 # --------------------------------------------------------------------------- commands
@@ -298,13 +300,16 @@ def post(config_path: Path, state_dir: Path | None, keyspaces: tuple[str, ...], 
               help="report first-pass differences without comparing them again")
 @click.option("--recheck-delay", type=float, default=1.0, show_default=True,
               help="seconds to wait before re-checking differing keys")
+@click.option("--allow-missing", "allow_missing", multiple=True, metavar="KEYSPACE",
+              help="registered keyspace that may be absent on old (repeatable; default: none, "
+              "a keyspace or table absent on old fails verify with exit 1)")
 @json_option
 @_tuning
 @verbose_option
 def verify(config_path: Path, state_dir: Path | None, keyspaces: tuple[str, ...], phase: str,
-           max_print: int, no_recheck: bool, recheck_delay: float, as_json: bool,
-           slices: int | None, concurrency: int | None, page_size: int | None,
-           verbose: bool) -> None:
+           max_print: int, no_recheck: bool, recheck_delay: float,
+           allow_missing: tuple[str, ...], as_json: bool, slices: int | None,
+           concurrency: int | None, page_size: int | None, verbose: bool) -> None:
     """Compare old (translated) with new; exit 1 on any difference. Safe during run-sync."""
     _setup_logging(verbose)
     config = load_or_exit(config_path)
@@ -319,7 +324,8 @@ def verify(config_path: Path, state_dir: Path | None, keyspaces: tuple[str, ...]
             def go() -> int:
                 verifier = Verifier(old, new, registry, settings, events=journal,
                                     max_samples=max(max_print, 1), recheck=not no_recheck,
-                                    recheck_delay_s=recheck_delay)
+                                    recheck_delay_s=recheck_delay,
+                                    allow_missing=allow_missing)
                 report = verifier.run(phase=phase)
                 _print_verify(report, as_json, max_print)
                 return EXIT_OK if report.ok else EXIT_PROBLEM

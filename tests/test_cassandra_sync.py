@@ -341,6 +341,45 @@ def test_same_cluster_same_prefix_is_refused_before_anything(  # type: ignore[no
         pair.close()
 
 
+def test_verify_fails_on_keyspace_absent_on_old_unless_excluded(separate: Pair,
+                                                                tmp_path: Path) -> None:
+    """A3b: a keyspace (or table) absent on old is not "equal": verify lists it and fails,
+    unless the operator leaves it out (-k) or allows its absence (--allow-missing)."""
+    from issu_tui.sync_cli import sync
+
+    pair = separate
+    pair.schema(("config_db_uuid",))  # no dm_keyspace on old
+    pair.write(cd.generate(1, 2, 1))
+    assert presync(pair).ok
+    both = ("config_db_uuid", "dm_keyspace")
+    report = verify(pair, keyspaces=both)
+    assert not report.ok
+    dm_tables = [f"dm_keyspace.{t}" for t in cd.CONTRAIL_TABLES["dm_keyspace"]]
+    assert sorted(report.unverified) == sorted(dm_tables)
+    assert report.as_dict()["unverified"] == report.unverified
+    assert verify(pair, keyspaces=both, allow_missing=("dm_keyspace",)).ok
+    assert verify(pair, keyspaces=CONFIG_DB).ok
+    conf = tmp_path / "issu.toml"
+    conf.write_text(_toml(pair, tmp_path / "state"))
+    runner = CliRunner()
+    args = ["verify", "-c", str(conf), "-k", "config_db_uuid", "-k", "dm_keyspace",
+            "--recheck-delay", "0"]
+    result = runner.invoke(sync, args)
+    assert result.exit_code == 1, result.output
+    assert "absent on old, not verified: dm_keyspace." in result.output
+    result = runner.invoke(sync, [*args, "--allow-missing", "dm_keyspace"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(sync, [*args, "--allow-missing", "no_such_keyspace"])
+    assert result.exit_code == 2 and "no_such_keyspace" in result.output
+    # a missing config_db_uuid (e.g. a wrong old prefix) fails verify
+    conf.write_text(_toml(pair, tmp_path / "state").replace(
+        f'prefix = "{pair.old_prefix}"', 'prefix = "wrongprefix"'))
+    result = runner.invoke(sync, ["verify", "-c", str(conf), "-k", "config_db_uuid", "--json"])
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.output[result.output.index("{"):])
+    assert not data["ok"] and "config_db_uuid.obj_uuid_table" in data["unverified"]
+
+
 # --------------------------------------------------------------------------- translation
 
 def test_translation_4_1_to_5_0_rows_and_writetimes_on_new(separate: Pair) -> None:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 from backends.cassandra.connection import Connection
 from backends.cassandra.copy import check_path, translator_for
-from backends.cassandra.registry import Registry, TableSpec
+from backends.cassandra.registry import Registry, RegistryError, TableSpec
 from backends.cassandra.schema import check_partitioner, keyspace_exists
 from backends.cassandra.spill import SpillMap
 from backends.cassandra.tables import (
@@ -57,6 +57,8 @@ class TableVerify:
     keyspace: str
     table: str
     status: str = "ok"            # ok | differences | skipped | failed
+    # skipped (absent on old) fails verify unless the operator allowed that keyspace's absence
+    absent_allowed: bool = False
     cells_compared: int = 0
     missing: int = 0
     extra: int = 0
@@ -81,7 +83,14 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        return all(t.status in ("ok", "skipped") for t in self.tables)
+        return all(t.status == "ok" or (t.status == "skipped" and t.absent_allowed)
+                   for t in self.tables)
+
+    @property
+    def unverified(self) -> list[str]:
+        """Tables absent on old whose absence was not allowed: each fails verify."""
+        return [f"{t.keyspace}.{t.table}" for t in self.tables
+                if t.status == "skipped" and not t.absent_allowed]
 
     def totals(self) -> dict[str, int]:
         return {k: sum(getattr(t, k) for t in self.tables)
@@ -89,6 +98,7 @@ class VerifyReport:
 
     def as_dict(self) -> dict[str, object]:
         return {"ok": self.ok, "duration_s": round(self.duration_s, 3), "totals": self.totals(),
+                "unverified": self.unverified,
                 "tables": [asdict(t) | {"differences": t.differences} for t in self.tables]}
 
 
@@ -188,8 +198,16 @@ class Verifier:
     def __init__(self, old: Connection, new: Connection, registry: Registry,
                  settings: SyncSettings, *, events: EventSink | None = None,
                  max_samples: int = 100, recheck: bool = True, recheck_delay_s: float = 1.0,
-                 suspect_limit: int = 10_000) -> None:
+                 suspect_limit: int = 10_000, allow_missing: Iterable[str] = ()) -> None:
+        """`allow_missing`: keyspaces (registry names) the operator accepts as absent on old;
+        any other keyspace or table absent on old makes verify fail."""
         self.old, self.new, self.registry, self.settings = old, new, registry, settings
+        self.allow_missing = frozenset(allow_missing)
+        unknown = sorted(self.allow_missing - set(registry.keyspaces))
+        if unknown:
+            raise RegistryError(f"--allow-missing: keyspace(s) not registered: "
+                                f"{', '.join(unknown)} (registered: "
+                                f"{', '.join(registry.keyspaces)})")
         self.events = events
         self.max_samples, self.recheck = max_samples, recheck
         self.recheck_delay_s, self.suspect_limit = recheck_delay_s, suspect_limit
@@ -207,9 +225,12 @@ class Verifier:
         report.duration_s = time.monotonic() - started
         totals = report.totals()
         if self.events is not None:
+            unverified = report.unverified
             self.events.event("sync", f"verify: {'no differences' if report.ok else 'DIFFERENCES'}"
                               f" ({totals['missing']} missing, {totals['extra']} extra, "
-                              f"{totals['different']} different)",
+                              f"{totals['different']} different"
+                              + (f"; absent on old, not verified: {', '.join(unverified)}"
+                                 if unverified else "") + ")",
                               level="info" if report.ok else "error", **totals)
         return report
 
@@ -218,15 +239,13 @@ class Verifier:
         rep = TableVerify(spec.keyspace, spec.name)
         old_ks = self.old.side.keyspace(spec.keyspace)
         if not keyspace_exists(self.old.session, old_ks):
-            rep.status, rep.note = "skipped", f"keyspace {old_ks} absent on old"
-            return rep
+            return self._absent(rep, f"keyspace {old_ks} absent on old")
         try:
             ctx = TableContext(spec, self.old, self.new,
                                translator_for(self.registry, self.old, self.new, spec),
                                self.settings, self._quarantine, create=False)
             if not ctx.present_on_old:
-                rep.status, rep.note = "skipped", f"table absent on old ({old_ks}.{spec.name})"
-                return rep
+                return self._absent(rep, f"table absent on old ({old_ks}.{spec.name})")
             if ctx.new_layout is None:
                 rep.note = "table absent on new"
             key_map = ctx.key_map() if ctx.translator.renames_keys else None
@@ -249,6 +268,15 @@ class Verifier:
         rep.samples, rep.suspect_keys = tally.samples, len(tally.suspects)
         rep.status = "differences" if rep.differences else "ok"
         rep.duration_s = time.monotonic() - started
+        return rep
+
+    def _absent(self, rep: TableVerify, what: str) -> TableVerify:
+        """Absent on old is never "equal": it fails unless its keyspace is allowed missing."""
+        rep.status, rep.absent_allowed = "skipped", rep.keyspace in self.allow_missing
+        rep.note = (f"{what}; allowed (--allow-missing {rep.keyspace})" if rep.absent_allowed
+                    else f"{what}: NOT verified, verify fails (check old.cassandra.prefix; "
+                    f"to accept it: --allow-missing {rep.keyspace}, or leave the keyspace "
+                    "out with -k / sync.keyspaces)")
         return rep
 
     def _comparer(self, ctx: TableContext, key_map: dict[str, str] | None) -> _Comparer:
