@@ -19,7 +19,15 @@ from cassandra import ReadTimeout
 from click.testing import CliRunner
 
 from backends.cassandra.connection import CassandraSide, connect
-from backends.cassandra.copy import CopyEngine, CopyReport, delete_leftovers, fill, replace_rows
+from backends.cassandra.copy import (
+    CopyEngine,
+    CopyReport,
+    delete_leftovers,
+    fill,
+    prune_renamed_partitions,
+    replace_rows,
+    writetime_now,
+)
 from backends.cassandra.registry import load_registry
 from backends.cassandra.replicator import Replicator
 from backends.cassandra.tables import Quarantine, SyncSettings, TableContext
@@ -586,6 +594,53 @@ def test_replicator_replaces_objects_cells_and_reconciles(separate: Pair) -> Non
     assert not [d for _, lo, hi in repl.token_ranges(4)
                 for d in repl.range_diff("config_db_uuid", "obj_uuid_table", lo, hi)]
     assert verify(pair).ok
+
+
+def test_reconciliation_deletes_spare_changes_applied_between_the_reads(separate: Pair
+                                                                       ) -> None:
+    """A6: prune_renamed_partitions and remove_extra_partition read old, then new, then
+    delete. A cell run-sync writes on new in between (source writetime after t0, the pass's
+    start) survives; cells older than t0 that old has no source for go."""
+    pair = separate
+    pair.schema()
+    ds = cd.generate(1, 2, 1)
+    pair.write(ds)
+    assert presync(pair).ok
+    reg = load_registry()
+    fq_new, uuid_new = pair.io("new", cd.FQ_TABLE), pair.io("new", cd.UUID_TABLE)
+    # stale partitions only new has (their old source was deleted before the pass)
+    fq_new.write("stale_type", {"default-domain:stale:x": "null"}, BASE_TS)
+    fq_new.write("fresh_type", {"default-domain:old-col:y": "null"}, BASE_TS)
+
+    def after(read, action):  # type: ignore[no-untyped-def]
+        """`read` (of old), then `action` (run-sync applying a change meanwhile)."""
+        def wrapped(*args, **kwargs):  # type: ignore[no-untyped-def]
+            result = read(*args, **kwargs)
+            if not isinstance(result, dict):
+                result = list(result)  # the whole read of old happens before the change
+            action()
+            return result
+        return wrapped
+
+    fresh_col = "default-domain:p:fresh:" + str(uuid.uuid4())
+    spec = reg.table(*cd.FQ_TABLE)
+    ctx = TableContext(spec, pair.old, pair.new, reg.translator("4.1.0", "5.0.0", *cd.FQ_TABLE),
+                       SyncSettings(), Quarantine(pair.new, "t"))
+    ctx.key_map = after(ctx.key_map, lambda: fq_new.write(  # type: ignore[method-assign]
+        "fresh_type", {fresh_col: "null"}, writetime_now()))
+    counts = prune_renamed_partitions(ctx)
+    assert fq_new.read_partition("stale_type") == {}
+    assert list(fq_new.read_partition("fresh_type")) == [fresh_col]  # the old cell went
+    assert counts.deleted == 2
+
+    repl = Replicator(pair.old, pair.new, reg, SyncSettings())
+    stray = str(uuid.uuid4())
+    uuid_new.write(stray, {"type": '"project"', "fq_name": '["x"]'}, BASE_TS)
+    uctx = repl.context(*cd.UUID_TABLE)
+    uctx.read_old = after(uctx.read_old, lambda: uuid_new.write(  # type: ignore[method-assign]
+        stray, {"prop:display_name": '"created meanwhile"'}, writetime_now()))
+    assert repl.remove_extra_partition(*cd.UUID_TABLE, stray) == 2
+    assert list(uuid_new.read_partition(stray)) == ["prop:display_name"]
 
 
 # --------------------------------------------------------------------------- verify + CLI

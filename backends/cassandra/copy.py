@@ -204,9 +204,18 @@ def copy_slice(ctx: TableContext, lo: int, hi: int) -> Counts:
         return _guarded(writer, work)
 
 
+def writetime_now() -> int:
+    """Now in WRITETIME's unit and clock family: microseconds since the Unix epoch, as
+    clients (and Cassandra coordinators) stamp writes."""
+    return time.time_ns() // 1000
+
+
 def prune_renamed_partitions(ctx: TableContext) -> Counts:
     """For a key-renaming table: delete whole partitions on new that no old partition
-    translates to (their old partition was deleted). Old keys are listed completely first."""
+    translates to (their old partition was deleted). Old keys are listed completely first.
+    Only cells written before t0 (taken before old is read) go: a partition run-sync writes
+    between the reads of old and new carries a newer source writetime and stays."""
+    t0 = writetime_now()
     expected = ctx.key_map()
     counts = Counts()
     writer = ctx.writer()
@@ -217,6 +226,8 @@ def prune_renamed_partitions(ctx: TableContext) -> Counts:
                 continue
             for key, column, ts in ctx.read_new_meta(ctx.new_partition_meta,
                                                      (ctx.enc_new_key(new_key),)):
+                if ts >= t0:
+                    continue  # written after old was read: old's read cannot vouch for it
                 writer.delete(key, column, ts)
                 counts.deleted += 1
         return counts

@@ -32,6 +32,7 @@ from backends.cassandra.copy import (
     prune_renamed_partitions,
     replace_rows,
     translator_for,
+    writetime_now,
 )
 from backends.cassandra.registry import Registry
 from backends.cassandra.tables import (
@@ -177,8 +178,11 @@ class Replicator:
         return self._outcome(ctx, key, new_key, counts)
 
     def remove_extra_partition(self, keyspace: str, table: str, new_key: str) -> int:
-        """Delete a partition only new has, after checking old has no source for it."""
+        """Delete a partition only new has, after checking old has no source for it. Only
+        cells written before that check (writetime < t0) go: a change run-sync applies
+        between the read of old and the read of new is newer and stays."""
         ctx = self.context(keyspace, table)
+        t0 = writetime_now()
         if ctx.translator.renames_keys:
             if new_key in ctx.key_map():
                 return 0
@@ -193,6 +197,8 @@ class Replicator:
             nonlocal deleted
             for k, c, ts in ctx.read_new_meta(ctx.new_partition_meta,
                                               (ctx.enc_new_key(new_key),)):
+                if ts >= t0:
+                    continue
                 writer.delete(k, c, ts)
                 deleted += 1
             return Counts(deleted=deleted)
