@@ -290,8 +290,17 @@ def _run_locked(config: IssuConfig, config_path: Path, state_dir: Path | None, *
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGUSR1, lambda *_: service.request_reconcile())
+    from backends.cassandra.identity import SameClusterError
+    from backends.versions import VersionPathError
+
     try:
         return service.run()
+    except (SameClusterError, VersionPathError) as exc:
+        # A configuration that would corrupt data: exit 2, which the systemd unit does not
+        # restart (RestartPreventExitStatus), instead of looping on it.
+        click.echo(f"error: {exc}", err=True)
+        journal.event("run-sync", f"refused: {exc}", level="error")
+        return EXIT_CONFIG
     finally:
         journal.close()
 

@@ -79,6 +79,21 @@ def _side(ctx: Context, cluster: ClusterConfig) -> Any:
     return cassandra_side(ctx.config, which, {"name": cluster.name})
 
 
+def keyspaces_absent_on_old(ctx: Context) -> list[str]:
+    """The configured (or registered) keyspaces the old cluster does not have.
+
+    Preflight accepts their absence with a warning unless it is config_db_uuid; finalize's
+    verify then excludes exactly these, by name, instead of failing on them."""
+    from backends.cassandra.connection import connect
+    from backends.cassandra.registry import load_registry
+    from backends.cassandra.schema import keyspace_exists
+
+    wanted = ctx.config.sync.keyspaces or sorted(load_registry().keyspaces)
+    with connect(_side(ctx, ctx.config.old), request_timeout=15) as conn:
+        return [k for k in wanted
+                if not keyspace_exists(conn.session, ctx.config.old.cassandra.keyspace(k))]
+
+
 def check_cassandra(ctx: Context, approach: str, db_nodes_down: int | None) -> list[Check]:
     from backends.cassandra.connection import connect
     from backends.cassandra.registry import load_registry
