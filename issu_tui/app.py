@@ -43,6 +43,7 @@ from screens.dialogs import (
     TypedConfirm,
     TypedResult,
 )
+from screens.format import WIDE_COLUMNS
 from screens.state import ConsoleState
 from screens.widgets.computes import ComputeGrid
 
@@ -55,7 +56,7 @@ class IssuApp(App[int]):
     CSS_PATH = Path(screens.__file__).parent / "console.tcss"
     TITLE = "issu"
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
-        (0, "-narrow"), (120, "-wide")]
+        (0, "-narrow"), (WIDE_COLUMNS, "-wide")]
     COMMANDS = App.COMMANDS | {ConsoleCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("question_mark", "help", "Help", id="app.help"),

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from issu_tui.journal import Event
-from screens.format import clock
+from screens.format import WIDE_COLUMNS, clock
 from screens.state import ConsoleState
 from screens.widgets.computes import ComputeGrid, ComputePanel
 from screens.widgets.events import EventPanel
@@ -119,12 +120,20 @@ class DashboardScreen(ConsoleScreen):
     def update_snapshot(self, new_events: Sequence[Event] | None) -> None:
         snap = self.state.snapshot
         assert snap is not None
-        self.query_one(PhasePane).show(snap, wide=self.has_class("-wide"))
+        self.query_one(PhasePane).show(snap, wide=self._wide())
         self.query_one(SyncPane).show(snap)
         panel = self.query_one(ComputePanel)
         panel.set_rows(snap.computes)
         panel.grid.refresh_marks()
         self.query_one(EventPanel).set_events(self.state.events, new_events)
+
+    def _wide(self) -> bool:
+        # From the size itself, not the breakpoint class, which can land after the first refresh.
+        return self.app.size.width >= WIDE_COLUMNS
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.state.snapshot is not None:
+            self.query_one(PhasePane).show(self.state.snapshot, wide=self._wide())
 
     def show_analytics(self) -> None:
         self.query_one(AnalyticsSummary).show(self.state.analytics, self.state.analytics_error)

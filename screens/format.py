@@ -14,6 +14,9 @@ import time
 
 from rich.text import Text
 
+# At this many columns and more the dashboard shows its wide layout (the App's breakpoint).
+WIDE_COLUMNS = 120
+
 STATE_STYLES = {
     "old": "",
     "queued": "cyan",
