@@ -433,6 +433,8 @@ class IssuApp(App[int]):
 
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._terminal_gone)
         except (RuntimeError, NotImplementedError, ValueError):
+            # No loop signal support here (e.g. not the main thread, or a platform without
+            # it): the periodic terminal check below still notices a lost terminal.
             pass
         self.set_interval(3.0, self._check_terminal)
 
