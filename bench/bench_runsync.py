@@ -37,10 +37,55 @@ from backends.cassandra.tables import SyncSettings
 from backends.cassandra.verify import Verifier
 from backends.rabbit import RabbitSide, connection, object_update_exchange
 from demo.services import Launcher
+from demo.services.procs import read_pidfile
 from tests import contrail_data as cd
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DB = {"config_db_uuid": cd.CONTRAIL_TABLES["config_db_uuid"]}
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: set[int]) -> float:
+    """utime + stime of `pids` (their live threads included), from /proc."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / _TICK
+
+
+class CpuSplit:
+    """CPU seconds per process over an interval: run-sync, the bench (load generator and
+    listener), each service of the launcher, and the whole box (/proc/stat)."""
+
+    def __init__(self, launcher: Launcher, names: list[str], runsync_pid: int) -> None:
+        self.groups: dict[str, set[int]] = {"run-sync": {runsync_pid}, "generator": {os.getpid()}}
+        for name in names:
+            group = read_pidfile(launcher.service(name).pidfile)
+            self.groups[name] = group.members() if group is not None else set()
+        self._start: dict[str, float] = {}
+        self._t0 = 0.0
+
+    @staticmethod
+    def _box() -> float:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        values = [int(f) for f in fields]
+        return (sum(values) - values[3] - values[4]) / _TICK  # busy = all but idle, iowait
+
+    def start(self) -> None:
+        self._start = {k: cpu_seconds(v) for k, v in self.groups.items()}
+        self._start["box"] = self._box()
+        self._t0 = time.monotonic()
+
+    def stop(self) -> dict[str, float]:
+        """Cores used per process (CPU s / wall s) since start()."""
+        wall = max(1e-6, time.monotonic() - self._t0)
+        used = {k: (cpu_seconds(v) - self._start[k]) / wall for k, v in self.groups.items()}
+        used["box"] = (self._box() - self._start["box"]) / wall
+        return used
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -249,10 +294,15 @@ def main() -> int:
     parser.add_argument("--rates", default="100,500,1000")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--threads", type=int, default=12, help="load generator threads")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="py-spy record of run-sync (all threads, collapsed stacks) in "
+                             "the step of --profile-rate, into this file")
+    parser.add_argument("--profile-rate", type=float, default=500.0)
     args = parser.parse_args()
 
-    eps = Launcher(net=args.net, profile="test").up(
-        only=["cassandra-old", "cassandra-new", "rabbitmq"])
+    services = ["cassandra-old", "cassandra-new", "rabbitmq"]
+    launcher = Launcher(net=args.net, profile="test")
+    eps = launcher.up(only=services)
     tag = uuid.uuid4().hex[:6]
     old_prefix, new_prefix, queue = f"bro{tag}", f"brn{tag}", f"bench-issu-{tag}"
     old_side = CassandraSide("old", (eps.cassandra_old.host,), eps.cassandra_old.port,
@@ -280,6 +330,8 @@ def main() -> int:
         cwd=ROOT, env={**os.environ, "BENCH_RABBIT_PASSWORD": r.password},
         stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
     rows = []
+    cpu: list[tuple[float, dict[str, float]]] = []
+    drains: list[float] = []
     ok = False
     try:
         deadline = time.monotonic() + 180
@@ -288,13 +340,27 @@ def main() -> int:
                 raise RuntimeError(f"run-sync did not start: {log_path.read_text()[-2000:]}")
             time.sleep(0.2)
         gen = Generator(old.session, old_prefix, old_rabbit, project)
+        split = CpuSplit(launcher, services, proc.pid)
         for rate in [float(x) for x in args.rates.split(",")]:
             before = set(gen.written)
+            spy = None
+            if args.profile and rate == args.profile_rate:
+                spy = subprocess.Popen(
+                    [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(proc.pid),
+                     "-o", args.profile, "-f", "raw", "-d", str(int(args.seconds)), "-r", "50",
+                     "--nonblocking"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            split.start()
             achieved = gen.run(rate, args.seconds, args.threads)
+            cpu.append((rate, split.stop()))
+            if spy is not None:
+                spy.wait(timeout=120)
             ids = [i for i in gen.written if i not in before]
+            drain_start = time.monotonic()
             deadline = time.monotonic() + 300
             while any(i not in listener.arrived for i in ids) and time.monotonic() < deadline:
                 time.sleep(0.2)
+            drains.append(time.monotonic() - drain_start)
             lags = [listener.arrived[i] - gen.written[i] for i in ids if i in listener.arrived]
             rows.append((rate, achieved, len(ids), len(lags), quantile(lags, 0.5),
                          quantile(lags, 0.99), max(lags) if lags else float("nan"),
@@ -338,6 +404,14 @@ def main() -> int:
     for rate, achieved, n, got, p50, p99, mx, load in rows:
         print(f"| {rate:.0f} | {achieved:.0f} | {n} | {got} | {p50 * 1000:.0f} | "
               f"{p99 * 1000:.0f} | {mx * 1000:.0f} | {load:.1f} |")
+    print("\ncores used while the generator ran (CPU s / wall s; the box has "
+          f"{os.cpu_count()} cores):")
+    names = list(cpu[0][1]) if cpu else []
+    print("| target /s | " + " | ".join(names) + " | drain after s |")
+    print("|---|" + "---|" * (len(names) + 1))
+    for (rate, used), drain in zip(cpu, drains, strict=True):
+        print(f"| {rate:.0f} | " + " | ".join(f"{used[n]:.2f}" for n in names)
+              + f" | {drain:.1f} |")
     print(f"republished types: {sorted(listener.types)}")
     print(f"verify after the run: {'0 differences' if ok else 'DIFFERENCES'} "
           f"({report.totals()}) in {verify_s:.1f}s")
