@@ -347,8 +347,8 @@ def main() -> int:
             if args.profile and rate == args.profile_rate:
                 spy = subprocess.Popen(
                     [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(proc.pid),
-                     "-o", args.profile, "-f", "raw", "-d", str(int(args.seconds)), "-r", "50",
-                     "--nonblocking"],
+                     "-o", args.profile, "-f", "raw", "--gil", "-d", str(int(args.seconds)),
+                     "-r", "50", "--nonblocking"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             split.start()
             achieved = gen.run(rate, args.seconds, args.threads)

@@ -19,13 +19,17 @@ import struct
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
+
+from cassandra.cluster import ResponseFuture
+from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
 from backends.cassandra.connection import Connection
 from backends.cassandra.copy import (
     Counts,
     _guarded,
+    _quarantine,
     check_path,
     delete_leftovers,
     fill,
@@ -37,6 +41,8 @@ from backends.cassandra.copy import (
 from backends.cassandra.registry import Registry
 from backends.cassandra.tables import (
     Quarantine,
+    RawRow,
+    Rejected,
     SyncSettings,
     TableContext,
     token_slices,
@@ -46,6 +52,24 @@ from backends.cassandra.translate import Cell
 from backends.cassandra.writer import CellWriter
 
 _MASK = (1 << 64) - 1
+_CELL_OVERHEAD = 24
+# Partitions per multi-partition batch: Cassandra warns above 10 (one log line per batch).
+_BATCH_PARTITIONS = 10
+
+
+@dataclass
+class CellChanges:
+    """The writes that make some cells of new the translation of old's, collected over
+    several partitions and tables (run-sync gathers one change's) and sent together by
+    `Replicator.write_changes`. Cells whose value and writetime new already has are not
+    written again."""
+
+    inserts: list[tuple[TableContext, str, Cell]] = field(default_factory=list)
+    deletes: list[tuple[TableContext, str, str, int]] = field(default_factory=list)
+    cells: int = 0               # translated cells of old (written or already equal on new)
+    unchanged: int = 0           # of those, already on new with that value and writetime
+    quarantined: int = 0
+    newest_writetime: int = 0
 
 
 @dataclass(frozen=True)
@@ -103,6 +127,7 @@ class Replicator:
         self.settings = settings or SyncSettings()
         self.quarantine = Quarantine(new, run_id or f"run-sync-{uuid.uuid4().hex[:8]}")
         self._contexts: dict[tuple[str, str], TableContext] = {}
+        self._many: dict[tuple[str, str], tuple[PreparedStatement, PreparedStatement]] = {}
         self._lock = threading.Lock()
 
     def context(self, keyspace: str, table: str) -> TableContext:
@@ -122,6 +147,7 @@ class Replicator:
         """Drop the cached statements (after a schema change or reconnect)."""
         with self._lock:
             self._contexts.pop((keyspace, table), None)
+            self._many.pop((keyspace, table), None)
 
     # ------------------------------------------------------------------ replace
     def replace_partition(self, keyspace: str, table: str, key: str, *,
@@ -223,6 +249,151 @@ class Replicator:
         return ReplaceOutcome(ctx.spec.keyspace, ctx.spec.name, key, new_key, counts.cells,
                               counts.deleted, counts.quarantined, counts.newest_writetime,
                               counts.partitions > 0)
+
+    # ------------------------------------------------------------------ gathered changes
+    # run-sync's path: reads sent together (asynchronously, several partitions per request),
+    # the differences computed in memory, every write of one change sent as few batches.
+    # For small partitions: a caller reading a partition checks `complete` (no more pages)
+    # and takes replace_partition (streaming, memory bounded) otherwise.
+
+    def _many_statements(self, ctx: TableContext) -> tuple[PreparedStatement, PreparedStatement]:
+        key = (ctx.spec.keyspace, ctx.spec.name)
+        with self._lock:
+            stmts = self._many.get(key)
+        if stmts is None:
+            cols = "key, column1, value, WRITETIME(value)"
+            where = "WHERE key IN ? AND column1 IN ?"
+            o = f'"{ctx.old_keyspace}"."{ctx.spec.name}"'
+            n = f'"{ctx.new_keyspace}"."{ctx.spec.name}"'
+            stmts = (ctx.old.session.prepare(f"SELECT {cols} FROM {o} {where}"),
+                     ctx.new.session.prepare(f"SELECT {cols} FROM {n} {where}"))
+            with self._lock:
+                self._many[key] = stmts
+        return stmts
+
+    @staticmethod
+    def _send(ctx: TableContext, new: bool, stmt: PreparedStatement, args: tuple[object, ...],
+              fetch_size: int) -> ResponseFuture:
+        bound = stmt.bind(args)
+        bound.fetch_size = fetch_size
+        return (ctx.new if new else ctx.old).session.execute_async(bound)
+
+    def fetch_partition(self, ctx: TableContext, key: str, *, new: bool,
+                        fetch_size: int) -> ResponseFuture:
+        """Start reading one whole partition (`key` as that side names it); the first page
+        holds up to `fetch_size` cells."""
+        if new:
+            return self._send(ctx, True, ctx.new_partition_full, (ctx.enc_new_key(key),),
+                              fetch_size)
+        return self._send(ctx, False, ctx.old_partition, (ctx.enc_old_key(key),), fetch_size)
+
+    def fetch_cells(self, ctx: TableContext, keys: Sequence[str], columns: Sequence[str], *,
+                    new: bool) -> ResponseFuture:
+        """Start reading the cells `columns` of the partitions `keys` (names as that side
+        spells them) in one request: every key x column pair that exists."""
+        old_stmt, new_stmt = self._many_statements(ctx)
+        if new:
+            return self._send(ctx, True, new_stmt, (
+                [ctx.enc_new_key(k) for k in keys], ctx.enc_new_columns(columns)),
+                self.settings.page_size)
+        return self._send(ctx, False, old_stmt, (
+            [ctx.enc_old_key(k) for k in keys], ctx.enc_old_columns(columns)),
+            self.settings.page_size)
+
+    @staticmethod
+    def rows(ctx: TableContext, future: ResponseFuture, *, new: bool,
+             first_page_only: bool = False) -> list[RawRow] | None:
+        """The decoded rows of a fetch. With `first_page_only`, None when there is more than
+        the first page (the partition is wide: use the streaming replace)."""
+        result = future.result()
+        if first_page_only and result.has_more_pages:
+            return None
+        layout = ctx.new_layout if new else ctx.old_layout
+        assert layout is not None
+        dk, dc, dv = layout.decode_key, layout.decode_column, layout.decode_value
+        return [(dk(k), dc(c), None if v is None else dv(v), ts) for k, c, v, ts in result]
+
+    def diff(self, ctx: TableContext, old_rows: Iterable[RawRow], new_rows: Iterable[RawRow],
+             changes: CellChanges, *, finish: bool) -> list[Cell]:
+        """Add to `changes` what makes the new cells `new_rows` (new-side names) the
+        translation of `old_rows` (old-side names): cells to write (unless new has them
+        with that value and writetime), new cells old has no source for to delete, each with
+        the writetime it had (a newer write survives). `finish`: the old rows are whole
+        partitions (the translator may add cells at the end). Returns the translated cells."""
+        current = {(k, c): (v, ts or 0) for k, c, v, ts in new_rows}
+        ordered = sorted(old_rows, key=lambda row: row[0])  # translate_rows groups by key
+        translated: list[Cell] = []
+        for old_key, new_key, item in translate_rows(ctx.translator, ordered, finish=finish):
+            if isinstance(item, Rejected):
+                _quarantine(ctx, old_key, item)
+                changes.quarantined += 1
+                current.pop((new_key, item.new_column), None)  # never deleted for that
+                continue
+            translated.append(item)
+            changes.cells += 1
+            if item.writetime > changes.newest_writetime:
+                changes.newest_writetime = item.writetime
+            if current.pop((new_key, item.column), None) == (item.value, item.writetime):
+                changes.unchanged += 1
+            else:
+                changes.inserts.append((ctx, new_key, item))
+        for (k, c), (_, ts) in current.items():
+            changes.deletes.append((ctx, k, c, ts))
+        return translated
+
+    def write_changes(self, changes: CellChanges) -> None:
+        """Send the writes of `changes` as UNLOGGED batches (several partitions and tables
+        per batch, bounded in cells, bytes and partitions), all in flight together; returns
+        when every one is written (raises the first error)."""
+        s = self.settings
+        batches: list[list[tuple[PreparedStatement, tuple[object, ...]]]] = []
+        pending: list[tuple[PreparedStatement, tuple[object, ...]]] = []
+        keys: set[tuple[int, str]] = set()
+        size = 0
+
+        def add(ctx: TableContext, key: str, stmt: PreparedStatement,
+                args: tuple[object, ...], nbytes: int) -> None:
+            nonlocal pending, keys, size
+            part = (id(ctx), key)
+            if pending and (len(pending) >= s.batch_cells or size + nbytes > s.batch_bytes
+                            or (part not in keys and len(keys) >= _BATCH_PARTITIONS)):
+                batches.append(pending)
+                pending, keys, size = [], set(), 0
+            pending.append((stmt, args))
+            keys.add(part)
+            size += nbytes
+
+        for ctx, key, cell in changes.inserts:
+            layout = ctx.new_layout
+            assert layout is not None
+            add(ctx, key, ctx.insert, (layout.encode_key(key), layout.encode_column(cell.column),
+                                       layout.encode_value(cell.value), cell.writetime),
+                len(cell.column) + len(cell.value) + _CELL_OVERHEAD)
+        for ctx, key, column, ts in changes.deletes:
+            layout = ctx.new_layout
+            assert layout is not None
+            add(ctx, key, ctx.delete, (ts, layout.encode_key(key), layout.encode_column(column)),
+                len(column) + _CELL_OVERHEAD)
+        if pending:
+            batches.append(pending)
+        futures = []
+        for statements in batches:
+            if len(statements) == 1:
+                request: object = statements[0][0].bind(statements[0][1])
+            else:
+                batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+                for stmt, args in statements:
+                    batch.add(stmt, args)
+                request = batch
+            futures.append(self.new.session.execute_async(request))
+        error: BaseException | None = None
+        for future in futures:
+            try:
+                future.result()
+            except Exception as exc:
+                error = error or exc
+        if error is not None:
+            raise error
 
     # ------------------------------------------------------------------ reconciliation
     def range_diff(self, keyspace: str, table: str, lo: int, hi: int) -> list[KeyDiff]:

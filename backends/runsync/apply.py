@@ -14,6 +14,12 @@ as on the OLD side (the replicator translates):
 - `obj_shared_table`, partition = the object's type (some releases spell it with `_`, so
   both spellings), columns `<share type>:<share id>:<uuid>` (`global::<uuid>`,
   `tenant:<id>:<uuid>`, `domain:<id>:<uuid>`) named by `prop:perms2` before and after.
+
+Requests per change (an update of an object with a parent): 4 reads sent together (the
+object's partition on old and on new, its fq-name index cell on both), then 2 (the parent's
+and ref targets' link cells, every partition in one request per side), then one batch with
+every write, only of cells new does not already have with that value and writetime. A
+partition wider than `WIDE_CELLS` takes the streaming replicator path (memory bounded).
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from backends.cassandra.replicator import ReplaceOutcome, Replicator
-from backends.cassandra.tables import TableContext
+from backends.cassandra.replicator import CellChanges, ReplaceOutcome, Replicator
+from backends.cassandra.tables import RawRow, TableContext
 from backends.cassandra.translate import Cell
 from backends.runsync.messages import Change, underscore
 
@@ -33,6 +39,7 @@ OBJ_UUID = "obj_uuid_table"
 OBJ_FQ_NAME = "obj_fq_name_table"
 OBJ_SHARED = "obj_shared_table"
 LATEST_COL_TS = "META:latest_col_ts"
+WIDE_CELLS = 5000  # an object partition with more cells is replaced by streaming
 
 
 @dataclass
@@ -42,6 +49,7 @@ class ApplyResult:
     newest_writetime: int = 0  # microseconds; 0 when nothing of the object is left on old
     cells_written: int = 0
     cells_deleted: int = 0
+    cells_unchanged: int = 0  # already on new with that value and writetime: not rewritten
     quarantined: int = 0
     partitions: list[str] = field(default_factory=list)
 
@@ -113,6 +121,80 @@ class ObjectApplier:
         return change.type
 
     def apply(self, change: Change) -> ApplyResult:
+        """Replace the object's rows on new with old's (translated): reads gathered in two
+        rounds, one round of batched writes."""
+        ctx = self._ctx(OBJ_UUID)
+        if ctx is None:
+            raise LookupError(f"{CONFIG_DB_UUID}.{OBJ_UUID} does not exist on old")
+        repl = self.repl
+        fq_ctx = self._ctx(OBJ_FQ_NAME)
+        old_f = repl.fetch_partition(ctx, change.uuid, new=False, fetch_size=WIDE_CELLS)
+        new_f = repl.fetch_partition(ctx, ctx.translator.key(change.uuid), new=True,
+                                     fetch_size=WIDE_CELLS)
+        # The fq-name index cell is read in the same round when the message names it all.
+        fq_early: _CellsRead | None = None
+        if fq_ctx is not None and change.fq_name and "_" not in change.type:
+            fq_early = _CellsRead.start(repl, fq_ctx, {change.type: {
+                _fq_column(change.fq_name, change.uuid)}})
+        old_rows = repl.rows(ctx, old_f, new=False, first_page_only=True)
+        new_rows = repl.rows(ctx, new_f, new=True, first_page_only=True)
+        if old_rows is None or new_rows is None:  # (a read started and not used is harmless)
+            return self.apply_streaming(change)
+
+        changes = CellChanges()
+        written = repl.diff(ctx, old_rows, new_rows, changes, finish=True)
+        result = ApplyResult(change.uuid, present_on_old=bool(old_rows))
+        result.partitions.append(f"{OBJ_UUID}:{change.uuid}")
+        before = {c: v for _, c, v, _ in new_rows}
+        after = {cell.column: cell.value for cell in written}
+        old_type = _type_from(change, old_rows)
+
+        reads: list[_CellsRead] = []
+        fq_name: Any = list(change.fq_name) if change.fq_name else None
+        fq_name = fq_name or _json(after.get("fq_name")) or _json(before.get("fq_name"))
+        if isinstance(fq_name, list) and fq_name and fq_ctx is not None:
+            wanted = {old_type: {_fq_column(fq_name, change.uuid)}}
+            if fq_early is not None and fq_early.wanted == wanted:
+                reads.append(fq_early)
+            else:
+                reads.append(_CellsRead.start(repl, fq_ctx, wanted))
+
+        # The api-server also rewrites the parent's and each new ref target's
+        # META:latest_col_ts when it links a child or a ref, and the message names only this
+        # object: that cell comes along (a few cells, whatever the parent's width). Every
+        # linked partition in one request per side.
+        links: dict[str, set[str]] = {}
+        for parent in link_uuids(before, "parent") | link_uuids(after, "parent"):
+            links.setdefault(parent, {LATEST_COL_TS}).add(f"children:{old_type}:{change.uuid}")
+        for ref in link_uuids(before, "ref") | link_uuids(after, "ref"):
+            links.setdefault(ref, {LATEST_COL_TS}).add(f"backref:{old_type}:{change.uuid}")
+        links.pop(change.uuid, None)  # a link to itself: the whole partition is replaced
+        if links:
+            reads.append(_CellsRead.start(repl, ctx, links))
+
+        shares = share_keys(_json(before.get("prop:perms2"))) | share_keys(
+            _json(after.get("prop:perms2")))
+        shared_ctx = self._ctx(OBJ_SHARED) if shares else None
+        if shared_ctx is not None:
+            columns = {f"{share}:{change.uuid}" for share in shares}
+            reads.append(_CellsRead.start(repl, shared_ctx, {
+                key: set(columns) for key in {old_type, underscore(old_type)}}))
+
+        for read in reads:
+            old_cells, new_cells = read.wait()
+            repl.diff(read.ctx, old_cells, new_cells, changes, finish=False)
+            result.partitions.extend(f"{read.ctx.spec.name}:{k}" for k in sorted(read.wanted))
+        repl.write_changes(changes)
+        result.newest_writetime = changes.newest_writetime
+        result.cells_written = len(changes.inserts)
+        result.cells_deleted = len(changes.deletes)
+        result.cells_unchanged = changes.unchanged
+        result.quarantined = changes.quarantined
+        return result
+
+    def apply_streaming(self, change: Change) -> ApplyResult:
+        """The same replace through the replicator's streaming calls, one partition at a time
+        (memory bounded however wide the object's partition is)."""
         ctx = self._ctx(OBJ_UUID)
         if ctx is None:
             raise LookupError(f"{CONFIG_DB_UUID}.{OBJ_UUID} does not exist on old")
@@ -158,3 +240,54 @@ class ObjectApplier:
             for key in sorted({old_type, underscore(old_type)}):
                 result.add(self.repl.replace_cells(CONFIG_DB_UUID, OBJ_SHARED, key, columns))
         return result
+
+
+def _fq_column(fq_name: Iterable[Any], uuid: str) -> str:
+    return ":".join(str(p) for p in fq_name) + ":" + uuid
+
+
+def _type_from(change: Change, old_rows: list[RawRow]) -> str:
+    """The type as the OLD database spells it (see ObjectApplier._old_type), from the
+    object's `type` cell already read."""
+    if "_" not in change.type:
+        return change.type
+    for _, column, value, _ in old_rows:
+        if column == "type":
+            decoded = _json(value)
+            if isinstance(decoded, str) and decoded:
+                return decoded
+    return change.type
+
+
+@dataclass
+class _CellsRead:
+    """Some cells of some partitions of one table (old-side names: key -> columns), read on
+    both sides in one request each."""
+
+    ctx: TableContext
+    wanted: dict[str, set[str]]
+    old_future: Any
+    new_future: Any
+    new_wanted: dict[str, set[str]]
+
+    @classmethod
+    def start(cls, repl: Replicator, ctx: TableContext,
+              wanted: dict[str, set[str]]) -> _CellsRead:
+        tr = ctx.translator
+        new_wanted: dict[str, set[str]] = {}
+        for key, columns in wanted.items():
+            new_wanted.setdefault(tr.key(key), set()).update(tr.column(key, c) for c in columns)
+        old_columns = sorted(set().union(*wanted.values()))
+        new_columns = sorted(set().union(*new_wanted.values()))
+        return cls(ctx, wanted,
+                   repl.fetch_cells(ctx, sorted(wanted), old_columns, new=False),
+                   repl.fetch_cells(ctx, sorted(new_wanted), new_columns, new=True),
+                   new_wanted)
+
+    def wait(self) -> tuple[list[RawRow], list[RawRow]]:
+        """(old rows, new rows) of exactly the wanted cells (a request reads every key x
+        column pair: the others are left out)."""
+        old = Replicator.rows(self.ctx, self.old_future, new=False) or []
+        new = Replicator.rows(self.ctx, self.new_future, new=True) or []
+        return ([r for r in old if r[1] in self.wanted.get(r[0], ())],
+                [r for r in new if r[1] in self.new_wanted.get(r[0], ())])
