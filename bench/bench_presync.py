@@ -168,6 +168,7 @@ def run_ceiling(net: int, keyspaces: list[str] | None) -> dict[str, object]:
     from cassandra.query import BatchStatement, BatchType
 
     from backends.cassandra.connection import connect
+    from backends.cassandra.tables import SyncSettings
 
     o, n = _sides(net)
     old, new = connect(o), connect(n)
@@ -184,12 +185,15 @@ def run_ceiling(net: int, keyspaces: list[str] | None) -> dict[str, object]:
             f"SELECT key, column1, value, WRITETIME(value) FROM {src}", timeout=600))
         cells += len(rows)
         work.append((insert, rows))
+    # the same batch bounds as issu's writer (single-partition UNLOGGED batches)
+    limit_cells, limit_bytes = SyncSettings.batch_cells, SyncSettings.batch_bytes
     started = time.perf_counter()
     batches = []
     for insert, rows in work:
         batch, key, size = None, None, 0
         for k, c, v, ts in rows:
-            if batch is None or k != key or len(batch) >= 100 or size > 4000:
+            if batch is None or k != key or len(batch) >= limit_cells or \
+                    size + len(c) + len(v) + 24 > limit_bytes:
                 if batch is not None:
                     batches.append((batch, ()))
                 batch, key, size = BatchStatement(batch_type=BatchType.UNLOGGED), k, 0
@@ -242,11 +246,44 @@ def _reset_new(net: int, keep_schema: bool = False) -> None:
     new.close()
 
 
+_JVMS: dict[str, list[int]] = {}
+
+
+def _find_jvms(net: int) -> None:
+    """The pids of the two Cassandra JVMs (and any helper in their groups), for CPU time."""
+    from demo.services import Launcher
+
+    for st in Launcher(net=net, profile="test").status(["cassandra-old", "cassandra-new"],
+                                                        probe=False):
+        _JVMS[st.name.replace("cassandra-", "")] = list(st.pids)
+
+
+def _jvm_cpu() -> dict[str, float]:
+    import psutil
+
+    out: dict[str, float] = {}
+    for side, pids in _JVMS.items():
+        total = 0.0
+        for pid in pids:
+            try:
+                p = psutil.Process(pid)
+                for q in [p, *p.children(recursive=True)]:
+                    t = q.cpu_times()
+                    total += t.user + t.system
+            except psutil.Error:
+                pass
+        out[side] = total
+    return out
+
+
 def _child(method: str, args: argparse.Namespace, extra: list[str] = ()) -> dict[str, object]:
     import psutil
 
     cmd = [sys.executable, "-m", "bench.bench_presync", "--net", str(args.net), "--child",
            method, *extra]
+    jvm0 = _jvm_cpu()
+    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load0 = os.getloadavg()[0]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     ps = psutil.Process(proc.pid)
     peak = 0
@@ -262,6 +299,16 @@ def _child(method: str, args: argparse.Namespace, extra: list[str] = ()) -> dict
         raise RuntimeError(f"{method} failed (exit {proc.returncode})")
     result = json.loads(out.strip().splitlines()[-1])
     result["peak_rss_mb"] = round(peak / 2**20, 1)
+    # CPU seconds during the method: the client's whole process tree (every waited-for
+    # descendant: cqlsh and its COPY worker processes, issu's slice worker processes) and
+    # each Cassandra JVM; with the 1-minute load average before and after
+    kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    jvm1 = _jvm_cpu()
+    result["cpu_client"] = round(kids1.ru_utime + kids1.ru_stime
+                                 - kids0.ru_utime - kids0.ru_stime, 1)
+    for side in jvm1:
+        result[f"cpu_{side}"] = round(jvm1[side] - jvm0.get(side, 0.0), 1)
+    result["load"] = f"{load0:.2f} -> {os.getloadavg()[0]:.2f}"
     return result
 
 
@@ -333,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     from demo.services import Launcher
 
     Launcher(net=args.net, profile="test").up(only=["cassandra-old", "cassandra-new"])
+    _find_jvms(args.net)
     skip = set(args.skip.split(","))
     command = "python -m bench.bench_presync " + " ".join(sys.argv[1:] if argv is None
                                                            else argv)
@@ -351,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
         r = results[method]
         print(f"{method}: {r['cells']} cells in {r['seconds']:.1f}s "
               f"({float(r['cells']) / float(r['seconds']):,.0f}/s), "
-              f"peak RSS {r['peak_rss_mb']} MB", flush=True)
+              f"peak RSS {r['peak_rss_mb']} MB; CPU s client {r['cpu_client']} old "
+              f"{r.get('cpu_old')} new {r.get('cpu_new')}; load {r['load']}", flush=True)
     if "issu" in results and "profile" not in skip:
         # a separate, untimed run under the profiler (profiling slows the copy down)
         _reset_new(args.net, keep_schema=True)
