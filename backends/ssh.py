@@ -26,6 +26,8 @@ from typing import TypeVar
 
 import paramiko
 
+from backends.known_hosts import KnownHosts, KnownHostsError, lookup_name
+
 MAX_OUTPUT_BYTES = 1 << 20  # per stream; the tail is kept beyond this
 
 
@@ -193,6 +195,7 @@ class SshExecutor:
         self.known_hosts = Path(known_hosts)
         self.connect_timeout_s = connect_timeout_s
         self.command_timeout_s = command_timeout_s
+        self._host_keys = KnownHosts(self.known_hosts)
         self._keys: dict[Path, paramiko.PKey] = {}
         self._keys_lock = threading.Lock()
 
@@ -215,16 +218,17 @@ class SshExecutor:
             return key
 
     def connect(self, target: SshTarget) -> SshSession:
-        if not self.known_hosts.is_file():
-            raise HostKeyError(
-                f"{target.where}: known_hosts file {self.known_hosts} does not exist")
+        try:
+            accepted = self._host_keys.keys_for(target.address, target.port)
+        except KnownHostsError as exc:
+            raise HostKeyError(f"{target.where}: {exc}") from None
         pkey = self._key(Path(target.key_path))
         client = paramiko.SSHClient()
-        # "System" host keys are never written back; RejectPolicy refuses unknown hosts.
-        try:
-            client.load_system_host_keys(str(self.known_hosts))
-        except (OSError, paramiko.SSHException) as exc:
-            raise HostKeyError(f"known_hosts {self.known_hosts} cannot be read: {exc}") from None
+        # Only this host's accepted keys, never written back (no save_host_keys anywhere);
+        # RejectPolicy refuses a host that has none.
+        known = client.get_host_keys()
+        for key_type, key in accepted.items():
+            known.add(lookup_name(target.address, target.port), key_type, key)
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         timeout = self.connect_timeout_s
         try:

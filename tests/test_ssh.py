@@ -189,3 +189,46 @@ def test_one_session_runs_several_commands(ssh: Endpoints) -> None:
     with _executor(ssh).connect(_target(ssh, 3)) as session:
         outputs = [session.run(["echo", str(i)]).stdout.strip() for i in range(3)]
     assert outputs == ["0", "1", "2"]
+
+
+def _impostor_pub(tmp_path: Path) -> str:
+    impostor = tmp_path / "impostor"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(impostor)],
+                   check=True)
+    return " ".join(Path(f"{impostor}.pub").read_text().split()[:2])
+
+
+def test_hashed_known_hosts_entries_are_verified(ssh: Endpoints, tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text(ssh.ssh.known_hosts_path.read_text())
+    subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(known)], check=True,
+                   capture_output=True)
+    assert ssh.ssh.addresses[3] not in known.read_text()  # every name is hashed now
+    result = _executor(ssh, known).run(_target(ssh, 3), ["printenv", "ISSU_DEMO_HOST"])
+    assert result.stdout.strip() == ssh.ssh.names[3]
+
+
+def test_known_hosts_edited_mid_run_is_heard_on_the_next_connection(
+        ssh: Endpoints, tmp_path: Path) -> None:
+    """The parsed file is cached per executor; a change on disk must not be missed."""
+    target = _target(ssh, 2)
+    known = tmp_path / "known_hosts"
+    known.write_text(ssh.ssh.known_hosts_path.read_text())
+    executor = _executor(ssh, known)
+    assert executor.run(target, ["true"]).ok
+    others = [ln for ln in known.read_text().splitlines() if ln.split()[0] != target.address]
+    known.write_text("\n".join(others) + f"\n{target.address} {_impostor_pub(tmp_path)}\n")
+    with pytest.raises(HostKeyError, match="CHANGED"):
+        executor.run(target, ["true"])
+
+
+def test_revoked_host_key_is_refused(ssh: Endpoints, tmp_path: Path) -> None:
+    target = _target(ssh, 1)
+    lines = ssh.ssh.known_hosts_path.read_text().splitlines()
+    own = [ln for ln in lines if ln.split()[0] == target.address]
+    assert own
+    known = tmp_path / "known_hosts"
+    revoked = [f"@revoked * {' '.join(ln.split()[1:3])}" for ln in own]
+    known.write_text("\n".join(lines + revoked) + "\n")
+    with pytest.raises(HostKeyError, match="UNKNOWN"):
+        _executor(ssh, known).run(target, ["true"])
