@@ -732,11 +732,11 @@ def test_queued_changes_of_one_object_coalesce_into_one_write(
     started, release = threading.Event(), threading.Event()
     original = ObjectApplier.apply
 
-    def gated(self: ObjectApplier, change):  # type: ignore[no-untyped-def]
+    def gated(self: ObjectApplier, change, **options):  # type: ignore[no-untyped-def]
         if change.uuid == blocker:  # holds the only lane while the others queue up
             started.set()
             release.wait(120)
-        return original(self, change)
+        return original(self, change, **options)
 
     monkeypatch.setattr(ObjectApplier, "apply", gated)
     listener = NewListener(world.new_rabbit)

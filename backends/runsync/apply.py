@@ -120,9 +120,17 @@ class ObjectApplier:
                 return decoded
         return change.type
 
-    def apply(self, change: Change) -> ApplyResult:
+    def apply(self, change: Change, *, thorough: bool = False) -> ApplyResult:
         """Replace the object's rows on new with old's (translated): reads gathered in two
-        rounds, one round of batched writes."""
+        rounds, one round of batched writes.
+
+        An UPDATE cannot move an object (fq_name and parent are fixed at creation) and the
+        api-server writes the parent's, a ref target's or the index's cells in the same
+        mutation as the object's own `parent:`/`ref:`/`fq_name`/`prop:perms2` cell. So for an
+        UPDATE of an object new already has, the cells of a linked partition are replaced
+        only when that own cell differs between new and old (a ref added, changed or
+        dropped); the others were written with it. A CREATE or DELETE, a retry and a
+        redelivered message (`thorough`) replace every linked cell."""
         ctx = self._ctx(OBJ_UUID)
         if ctx is None:
             raise LookupError(f"{CONFIG_DB_UUID}.{OBJ_UUID} does not exist on old")
@@ -133,7 +141,8 @@ class ObjectApplier:
                                      fetch_size=WIDE_CELLS)
         # The fq-name index cell is read in the same round when the message names it all.
         fq_early: _CellsRead | None = None
-        if fq_ctx is not None and change.fq_name and "_" not in change.type:
+        may_skip = change.oper == "UPDATE" and not thorough
+        if fq_ctx is not None and change.fq_name and "_" not in change.type and not may_skip:
             fq_early = _CellsRead.start(repl, fq_ctx, {change.type: {
                 _fq_column(change.fq_name, change.uuid)}})
         old_rows = repl.rows(ctx, old_f, new=False, first_page_only=True)
@@ -148,11 +157,29 @@ class ObjectApplier:
         before = {c: v for _, c, v, _ in new_rows}
         after = {cell.column: cell.value for cell in written}
         old_type = _type_from(change, old_rows)
+        if may_skip and new_rows and old_rows:
+            had = {c: (v, ts) for _, c, v, ts in new_rows}
+            has = {cell.column: (cell.value, cell.writetime) for cell in written}
+
+            def unchanged(*columns: str) -> bool:
+                return all(had.get(c) == has.get(c) for c in columns)
+
+            def link_unchanged(head: str, target: str) -> bool:
+                cols = {c for c in had.keys() | has.keys()
+                        if c.startswith(head + ":") and c.endswith(":" + target)}
+                return unchanged(*cols)
+        else:
+            def unchanged(*columns: str) -> bool:
+                return False
+
+            def link_unchanged(head: str, target: str) -> bool:
+                return False
 
         reads: list[_CellsRead] = []
         fq_name: Any = list(change.fq_name) if change.fq_name else None
         fq_name = fq_name or _json(after.get("fq_name")) or _json(before.get("fq_name"))
-        if isinstance(fq_name, list) and fq_name and fq_ctx is not None:
+        if isinstance(fq_name, list) and fq_name and fq_ctx is not None and \
+                not unchanged("fq_name", "type"):
             wanted = {old_type: {_fq_column(fq_name, change.uuid)}}
             if fq_early is not None and fq_early.wanted == wanted:
                 reads.append(fq_early)
@@ -165,16 +192,19 @@ class ObjectApplier:
         # linked partition in one request per side.
         links: dict[str, set[str]] = {}
         for parent in link_uuids(before, "parent") | link_uuids(after, "parent"):
-            links.setdefault(parent, {LATEST_COL_TS}).add(f"children:{old_type}:{change.uuid}")
+            if not link_unchanged("parent", parent):
+                links.setdefault(parent, {LATEST_COL_TS}).add(
+                    f"children:{old_type}:{change.uuid}")
         for ref in link_uuids(before, "ref") | link_uuids(after, "ref"):
-            links.setdefault(ref, {LATEST_COL_TS}).add(f"backref:{old_type}:{change.uuid}")
+            if not link_unchanged("ref", ref):
+                links.setdefault(ref, {LATEST_COL_TS}).add(f"backref:{old_type}:{change.uuid}")
         links.pop(change.uuid, None)  # a link to itself: the whole partition is replaced
         if links:
             reads.append(_CellsRead.start(repl, ctx, links))
 
         shares = share_keys(_json(before.get("prop:perms2"))) | share_keys(
             _json(after.get("prop:perms2")))
-        shared_ctx = self._ctx(OBJ_SHARED) if shares else None
+        shared_ctx = self._ctx(OBJ_SHARED) if shares and not unchanged("prop:perms2") else None
         if shared_ctx is not None:
             columns = {f"{share}:{change.uuid}" for share in shares}
             reads.append(_CellsRead.start(repl, shared_ctx, {

@@ -439,16 +439,21 @@ class RunSync:
 
     def _work(self, batch: list[tuple[Any, int]]) -> None:
         try:
-            outcomes = self._process([message.body for message, _ in batch])
+            redelivered = any((getattr(message, "delivery_info", None) or {}).get("redelivered")
+                              for message, _ in batch)
+            outcomes = self._process([message.body for message, _ in batch],
+                                     thorough=bool(redelivered))
         except BaseException as exc:  # never lose track of a delivery
             reason = f"internal error: {type(exc).__name__}: {exc}"
             outcomes = [_Outcome("quarantine", reason, 1) for _ in batch]
         for (message, gen), outcome in zip(batch, outcomes, strict=True):
             self._done.put((message, gen, outcome))
 
-    def _process(self, bodies: list[bytes | str]) -> list[_Outcome]:
+    def _process(self, bodies: list[bytes | str], *, thorough: bool = False) -> list[_Outcome]:
         """Apply the messages of one object (queued in this order) with one re-read and
-        replace, then republish each, in order. One outcome per message."""
+        replace, then republish each, in order. One outcome per message. `thorough`: every
+        linked cell is replaced (see ObjectApplier.apply); so it is when one of the messages
+        is a CREATE or DELETE."""
         if self.stop.is_set():
             return [_Outcome("abandoned") for _ in bodies]
         outcomes: list[_Outcome | None] = [None] * len(bodies)
@@ -467,7 +472,8 @@ class RunSync:
                 named = [c for _, c in changes if c.fq_name]
                 if named:
                     change = replace(change, fq_name=named[-1].fq_name)
-            applied = self._apply(change)
+            thorough = thorough or any(c.oper != "UPDATE" for _, c in changes)
+            applied = self._apply(change, thorough=thorough)
             if isinstance(applied, _Outcome):
                 for i, _ in changes:
                     outcomes[i] = applied
@@ -481,9 +487,10 @@ class RunSync:
                         break                           # redelivered in order
         return [o if o is not None else _Outcome("abandoned") for o in outcomes]
 
-    def _apply(self, change: Change) -> ApplyResult | _Outcome:
+    def _apply(self, change: Change, *, thorough: bool = False) -> ApplyResult | _Outcome:
         """Re-read the object from old and replace it on new, retrying failures of the
-        surroundings; an _Outcome when it is quarantined or abandoned."""
+        surroundings (a retry is thorough: a failed attempt may have written part of the
+        change); an _Outcome when it is quarantined or abandoned."""
         opts = self.options
         assert self.applier is not None
         backoff = Backoff(opts.backoff_initial_s, opts.backoff_max_s)
@@ -491,6 +498,8 @@ class RunSync:
         while True:
             attempts += 1
             try:
+                if thorough or attempts > 1:
+                    return self.applier.apply(change, thorough=True)
                 return self.applier.apply(change)
             except TRANSIENT as exc:
                 self.metrics.failed.inc()
