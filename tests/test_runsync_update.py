@@ -1,0 +1,99 @@
+"""run-sync's UPDATE path: linked partitions are touched only when the object's own link cell
+changed, and then exactly as old has them (a ref added, then dropped, by UPDATE messages).
+
+Real Cassandra (old and new) and RabbitMQ, through the fixtures of tests/test_runsync.py;
+requests counted at the driver.
+"""
+
+from __future__ import annotations
+
+import json
+
+from backends.cassandra.registry import load_registry
+from backends.cassandra.replicator import Replicator
+from backends.cassandra.tables import SyncSettings
+from backends.runsync.apply import ObjectApplier
+from backends.runsync.messages import parse
+from tests import contrail_data as cd
+from tests import test_runsync
+from tests.test_runsync import World, applied, start_thread, stop_thread, wait_until
+
+world = test_runsync.world  # the fixture, reused
+
+META = "META:latest_col_ts"
+
+
+def _cql(statement: object) -> str:
+    prepared = getattr(statement, "prepared_statement", None)
+    return str(getattr(prepared or statement, "query_string", statement))
+
+
+def test_update_without_link_change_reads_and_writes_only_the_object(world: World) -> None:
+    api = world.api
+    fq = ["default-domain", "p1", "quiet"]
+    vn = api.create("virtual-network", fq, parent=world.project, announce=False)
+    old, new = world.connect_both()
+    world.conns += [old, new]
+    applier = ObjectApplier(Replicator(old, new, load_registry(), SyncSettings()))
+    create = parse({"oper": "CREATE", "type": "virtual-network", "uuid": vn, "fq_name": fq})
+    first = applier.apply(create)
+    assert first.present_on_old and first.cells_written > 5
+    update = parse({"oper": "UPDATE", "type": "virtual-network", "uuid": vn, "fq_name": fq})
+    api.update(vn, announce=False, display_name="quiet-2")
+    sent: dict[str, list[str]] = {"old": [], "new": []}
+    for name, conn in (("old", old), ("new", new)):
+        conn.session.add_request_init_listener(
+            lambda rf, *_, name=name: sent[name].append(_cql(rf.query)))
+    result = applier.apply(update)
+    # one read of the object on each side, one write on new: no index, parent or share reads
+    assert len(sent["old"]) == 1 and "WHERE key = ?" in sent["old"][0], sent
+    assert len([q for q in sent["new"] if q.startswith("SELECT")]) == 1, sent
+    assert len(sent["new"]) == 2, sent
+    assert result.cells_written == 1  # prop:display_name, the one cell the update changed
+    assert result.cells_unchanged > 5 and result.cells_deleted == 0
+    new_uuid = world.new_table(cd.UUID_TABLE)
+    assert json.loads(new_uuid.read_partition(vn)["prop:display_name"][0]) == "quiet-2"
+    # the same UPDATE again: nothing differs, nothing written
+    sent["new"].clear()
+    again = applier.apply(update)
+    assert again.cells_written == 0 and not [q for q in sent["new"]
+                                             if not q.startswith("SELECT")]
+
+
+def test_update_adding_then_dropping_a_ref_brings_the_target_cells(world: World) -> None:
+    """The api-server writes `ref:` in the object, `backref:` and META:latest_col_ts in the
+    target in one mutation, then announces an UPDATE of the object only."""
+    api = world.api
+    ipam = api.create("network-ipam", ["default-domain", "p1", "ipam"], parent=world.project,
+                      announce=False)
+    vn = api.create("virtual-network", ["default-domain", "p1", "vn-r"], parent=world.project,
+                    announce=False)
+    rs = world.run_sync()
+    thread = start_thread(rs)
+    new_uuid = world.new_table(cd.UUID_TABLE)
+    old_uuid = api.uuid_io
+    try:
+        ts = cd.now_us()
+        old_uuid.write(vn, {f"ref:network-ipam:{ipam}": json.dumps({"attr": None}),
+                            META: "null"}, ts)
+        old_uuid.write(ipam, {f"backref:virtual-network:{vn}": json.dumps({"attr": None}),
+                              META: "null"}, ts)
+        api.update(vn, display_name="with-ref")
+        wait_until(lambda: applied(rs) >= 1, 60, "the ref update applied")
+        target = new_uuid.read_partition(ipam)
+        assert target[f"backref:virtual_network:{vn}"][1] == ts
+        assert target[META][1] == ts
+
+        ts2 = cd.now_us()
+        old_uuid.delete(vn, [f"ref:network-ipam:{ipam}"], ts2)
+        old_uuid.delete(ipam, [f"backref:virtual-network:{vn}"], ts2)
+        old_uuid.write(ipam, {META: "null"}, ts2)
+        api.update(vn, display_name="without-ref")
+        wait_until(lambda: applied(rs) >= 2, 60, "the ref drop applied")
+        target = new_uuid.read_partition(ipam)
+        assert f"backref:virtual_network:{vn}" not in target
+        assert target[META][1] == ts2
+    finally:
+        stop_thread(rs, thread)
+    report = world.verify()
+    assert report.ok, report.totals()
