@@ -232,8 +232,13 @@ class SshExecutor:
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         timeout = self.connect_timeout_s
         try:
+            # Our own socket, for TCP_NODELAY: SSH's small request/answer packets otherwise
+            # meet Nagle and delayed ACKs (~40 ms a round trip: measured 119 ms per connect
+            # and 85 ms per `true` on loopback without it).
+            sock = socket.create_connection((target.address, target.port), timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             client.connect(
-                target.address, port=target.port, username=target.user, pkey=pkey,
+                target.address, port=target.port, username=target.user, pkey=pkey, sock=sock,
                 allow_agent=False, look_for_keys=False, timeout=timeout,
                 banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
             )
