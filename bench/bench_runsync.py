@@ -244,13 +244,14 @@ class Listener(threading.Thread):
         conn.release()
 
 
-def toml(eps, old_prefix: str, new_prefix: str, queue: str, state: Path) -> str:  # type: ignore[no-untyped-def]
+def toml(eps, old_prefix: str, new_prefix: str, queue: str, state: Path,  # type: ignore[no-untyped-def]
+         concurrency: int = 32) -> str:
     r = eps.rabbit
     return f"""
 state_dir = "{state}"
 [sync]
 queue_name = "{queue}"
-concurrency = 8
+concurrency = {concurrency}
 slices_per_table = 16
 metrics_listen = "127.0.0.1:0"
 reconcile_interval_s = 3600
@@ -294,6 +295,9 @@ def main() -> int:
     parser.add_argument("--rates", default="100,500,1000")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--threads", type=int, default=12, help="load generator threads")
+    parser.add_argument("--concurrency", type=int, default=32,
+                        help="run-sync's sync.concurrency (4x as many lanes; default 32 as "
+                             "the product's)")
     parser.add_argument("--profile", metavar="FILE",
                         help="py-spy record of run-sync (all threads, collapsed stacks) in "
                              "the step of --profile-rate, into this file")
@@ -323,7 +327,8 @@ def main() -> int:
     listener.start()
     listener.ready.wait(30)
     state = Path(tempfile.mkdtemp(prefix="bench-runsync-"))
-    (state / "issu.toml").write_text(toml(eps, old_prefix, new_prefix, queue, state))
+    (state / "issu.toml").write_text(toml(eps, old_prefix, new_prefix, queue, state,
+                                              args.concurrency))
     log_path = state / "run-sync.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "issu_tui.runsync_cli", "run", "-c", str(state / "issu.toml")],
