@@ -6,7 +6,8 @@ verification that new == old (translated).
 Uses the launcher's real Cassandra (old and new clusters) and RabbitMQ. run-sync runs as its
 own process (`python -m issu_tui.runsync_cli run`), as under systemd. The load generator
 writes Contrail-shaped objects into old (creates 50%, updates 40%, deletes 10%) and announces
-each change on the old exchange like the api-server. Lag is measured end to end from outside:
+each change on the old exchange like the api-server (a create or delete is one batch, as the
+api-server writes it). Lag is measured end to end from outside:
 the time a change's republished message arrives on the NEW vhost minus the time the change
 was written to old (run-sync republishes after its write on new). run-sync's own figures
 (journal counters) are printed beside.
@@ -127,11 +128,6 @@ class Generator:
             self.serial += 1
             return self.serial
 
-    @staticmethod
-    def _all(*futures) -> None:  # type: ignore[no-untyped-def]
-        for future in futures:
-            future.result()
-
     def one_change(self, producer: kombu.Producer, rng: random.Random) -> None:
         roll = rng.random()
         with self.lock:
@@ -149,16 +145,16 @@ class Generator:
             ds = cd.Dataset()
             cd.add_object(ds, "virtual-network", fq, parent=("project", self.project),
                           props={"virtual_network_network_id": n}, obj_uuid=uid)
+            # one batch, as the api-server writes an object, its parent's children: cell
+            # and its index entry
             batch = BatchStatement(batch_type=BatchType.UNLOGGED)
             for col, val in ds.tables[cd.UUID_TABLE][uid].items():
                 batch.add(self.ins_uuid, (uid.encode(), col.encode(), val, ts))
-            self._all(
-                self.session.execute_async(batch),
-                self.session.execute_async(self.ins_uuid, (
-                    self.project.encode(), f"children:virtual-network:{uid}".encode(), "null",
-                    ts)),
-                self.session.execute_async(self.ins_fq, (
-                    b"virtual-network", (":".join(fq) + ":" + uid).encode(), "null", ts)))
+            batch.add(self.ins_uuid, (self.project.encode(),
+                                      f"children:virtual-network:{uid}".encode(), "null", ts))
+            batch.add(self.ins_fq, (b"virtual-network", (":".join(fq) + ":" + uid).encode(),
+                                    "null", ts))
+            self.session.execute(batch)
             oper = "CREATE"
             with self.lock:
                 self.live.append((uid, fq))
@@ -169,12 +165,13 @@ class Generator:
             oper = "UPDATE"
         else:
             uid, fq = pick
-            self._all(
-                self.session.execute_async(self.del_part, (ts, uid.encode())),
-                self.session.execute_async(self.del_cell_uuid, (
-                    ts, self.project.encode(), f"children:virtual-network:{uid}".encode())),
-                self.session.execute_async(self.del_cell_fq, (
-                    ts, b"virtual-network", (":".join(fq) + ":" + uid).encode())))
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+            batch.add(self.del_part, (ts, uid.encode()))
+            batch.add(self.del_cell_uuid, (ts, self.project.encode(),
+                                           f"children:virtual-network:{uid}".encode()))
+            batch.add(self.del_cell_fq, (ts, b"virtual-network",
+                                         (":".join(fq) + ":" + uid).encode()))
+            self.session.execute(batch)
             oper = "DELETE"
         with self.lock:
             self.written[rid] = now
