@@ -12,6 +12,7 @@ import json
 from backends.cassandra.registry import load_registry
 from backends.cassandra.replicator import Replicator
 from backends.cassandra.tables import SyncSettings
+from backends.cassandra.translate import Cell, ObjUuid4to5, translate_partition
 from backends.runsync.apply import ObjectApplier
 from backends.runsync.messages import parse
 from tests import contrail_data as cd
@@ -97,3 +98,48 @@ def test_update_adding_then_dropping_a_ref_brings_the_target_cells(world: World)
         stop_thread(rs, thread)
     report = world.verify()
     assert report.ok, report.totals()
+
+
+def test_wide_object_partition_is_replaced_by_streaming(world: World,
+                                                        monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """An object partition wider than WIDE_CELLS (a project with many children) takes the
+    streaming replace: every cell arrives, a cell old dropped is removed on new."""
+    import backends.runsync.apply as apply_module
+
+    monkeypatch.setattr(apply_module, "WIDE_CELLS", 50)
+    streamed: list[str] = []
+    streaming = ObjectApplier.apply_streaming
+
+    def counted(self: ObjectApplier, change):  # type: ignore[no-untyped-def]
+        streamed.append(change.uuid)
+        return streaming(self, change)
+
+    monkeypatch.setattr(ObjectApplier, "apply_streaming", counted)
+    api = world.api
+    project = world.project
+    children = {f"children:virtual-network:{uuid_}": "null"
+                for uuid_ in (f"00000000-0000-4000-8000-{i:012d}" for i in range(120))}
+    api.uuid_io.write(project, children)
+    old, new = world.connect_both()
+    world.conns += [old, new]
+    applier = ObjectApplier(Replicator(old, new, load_registry(), SyncSettings()))
+    fq = ["default-domain", "p1"]
+    applier.apply(parse({"oper": "CREATE", "type": "project", "uuid": project, "fq_name": fq}))
+    new_uuid = world.new_table(cd.UUID_TABLE)
+    assert len([c for c in new_uuid.read_partition(project) if c.startswith("children:")]) \
+        == 120
+    dropped = next(iter(children))
+    api.uuid_io.delete(project, [dropped])
+    api.update(project, announce=False, display_name="wide")
+    result = applier.apply(parse({"oper": "UPDATE", "type": "project", "uuid": project,
+                                  "fq_name": fq}))
+    assert result.present_on_old and result.cells_deleted >= 1
+    row = new_uuid.read_partition(project)
+    assert dropped.replace("virtual-network", "virtual_network") not in row
+    assert json.loads(row["prop:display_name"][0]) == "wide"
+    old_row = api.uuid_io.read_partition(project)
+    _, expected, rejected = translate_partition(
+        ObjUuid4to5(), project, [Cell(c, v, ts) for c, (v, ts) in old_row.items()])
+    assert not rejected
+    assert streamed == [project, project]
+    assert row == {cell.column: (cell.value, cell.writetime) for cell in expected}
