@@ -80,6 +80,7 @@ class RssSampler(threading.Thread):
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.samples: list[int] = []
+        self.times: list[float] = []
         self.stop = threading.Event()
 
     @staticmethod
@@ -93,7 +94,19 @@ class RssSampler(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             self.samples.append(self.rss())
+            self.times.append(time.time())
             time.sleep(0.5)
+
+    def by_progress(self, finished_at: list[float]) -> dict[str, float]:
+        """RSS (MiB) when 25/50/75/100 % of the computes had finished: flat memory means
+        these stay level however many computes went through."""
+        ends = sorted(finished_at)
+        out: dict[str, float] = {}
+        for pct in (25, 50, 75, 100):
+            when = ends[max(0, len(ends) * pct // 100 - 1)]
+            rss = [r for t, r in zip(self.times, self.samples, strict=True) if t <= when + 0.5]
+            out[f"{pct}%"] = round((rss[-1] if rss else self.samples[0]) / 2**20, 1)
+        return out
 
 
 def reset_hosts(state_root: Path, names: list[str], version: str, control: str) -> None:
@@ -148,13 +161,14 @@ def run_issu(config: IssuConfig, args: argparse.Namespace) -> dict[str, Any]:
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     sampler.stop.set()
     sampler.join()
-    actions, steps = [], []
+    actions, steps, ends = [], [], []
     for row in journal.computes():
         history = journal.compute_history(row.name)
         start = next(h["at"] for h in history if h["to_state"] == "upgrading")
         end = next(h["at"] for h in reversed(history) if h["to_state"] in ("upgraded",
                                                                              "failed"))
         actions.append(end - start)
+        ends.append(end)
         steps.append(sum(o["duration_s"] or 0 for o in journal.command_output(row.name, 100)))
     journal.close()
     overhead = [a - s for a, s in zip(actions, steps, strict=True)]
@@ -169,7 +183,8 @@ def run_issu(config: IssuConfig, args: argparse.Namespace) -> dict[str, Any]:
                                               / statistics.mean(steps), 2),
         "rss_mib": {"start": round(sampler.samples[0] / 2**20, 1),
                     "peak": round(max(sampler.samples) / 2**20, 1),
-                    "end": round(sampler.samples[-1] / 2**20, 1)},
+                    "end": round(sampler.samples[-1] / 2**20, 1),
+                 "when_done": sampler.by_progress(ends)},
     }
 
 
