@@ -295,6 +295,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32,
                         help="run-sync's sync.concurrency (4x as many lanes; default 32 as "
                              "the product's)")
+    parser.add_argument("--drain", type=int, default=0, metavar="N",
+                        help="after the rates: N changes written while run-sync is paused, "
+                             "then its drain rate and CPU split alone")
     parser.add_argument("--profile", metavar="FILE",
                         help="py-spy record of run-sync (all threads, collapsed stacks) in "
                              "the step of --profile-rate, into this file")
@@ -333,6 +336,7 @@ def main() -> int:
         stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
     rows = []
     cpu: list[tuple[float, dict[str, float]]] = []
+    drained: tuple[int, int, float, dict[str, float]] | None = None
     drains: list[float] = []
     ok = False
     try:
@@ -367,6 +371,26 @@ def main() -> int:
             rows.append((rate, achieved, len(ids), len(lags), quantile(lags, 0.5),
                          quantile(lags, 0.99), max(lags) if lags else float("nan"),
                          os.getloadavg()[0]))
+        if args.drain:
+            # run-sync's capacity alone: a backlog written while it is paused (SIGSTOP), then
+            # drained with nothing else running on the box but the services
+            before = set(gen.written)
+            proc.send_signal(signal.SIGSTOP)
+            try:
+                gen.run(100_000.0, args.drain / 400.0, args.threads)
+                while len(gen.written) - len(before) < args.drain:
+                    gen.run(100_000.0, 1.0, args.threads)
+            finally:
+                proc.send_signal(signal.SIGCONT)
+            ids = [i for i in gen.written if i not in before]
+            split.start()
+            drain_start = time.monotonic()
+            deadline = time.monotonic() + 600
+            while any(i not in listener.arrived for i in ids) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            took = time.monotonic() - drain_start
+            drained = (len(ids), sum(1 for i in ids if i in listener.arrived), took,
+                       split.stop())
         started = time.monotonic()
         new = connect(new_side)
         old2 = connect(old_side)
@@ -414,6 +438,11 @@ def main() -> int:
     for (rate, used), drain in zip(cpu, drains, strict=True):
         print(f"| {rate:.0f} | " + " | ".join(f"{used[n]:.2f}" for n in names)
               + f" | {drain:.1f} |")
+    if drained is not None:
+        n, got, took, used = drained
+        print(f"\ndrain of a {n}-change backlog (written while run-sync was paused): {got} "
+              f"republished in {took:.1f} s = {got / took:.0f} changes/s; cores used: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in used.items()))
     print(f"republished types: {sorted(listener.types)}")
     print(f"verify after the run: {'0 differences' if ok else 'DIFFERENCES'} "
           f"({report.totals()}) in {verify_s:.1f}s")
