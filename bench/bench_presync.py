@@ -79,7 +79,8 @@ def _dataset(cells: int):  # type: ignore[no-untyped-def]
 # --------------------------------------------------------------------------- methods (child)
 
 def run_issu(net: int, keyspaces: list[str] | None, profile: bool,
-             old_prefix: str = OLD_PREFIX) -> dict[str, object]:
+             old_prefix: str = OLD_PREFIX, knobs: dict[str, int] | None = None
+             ) -> dict[str, object]:
     import threading
 
     import backends.cassandra.copy as copy_mod
@@ -91,7 +92,7 @@ def run_issu(net: int, keyspaces: list[str] | None, profile: bool,
 
     o, n = _sides(net, old_prefix)
     old, new = connect(o), connect(n)
-    settings = SyncSettings(keyspaces=tuple(keyspaces) if keyspaces else None)
+    settings = SyncSettings(keyspaces=tuple(keyspaces) if keyspaces else None, **(knobs or {}))
     engine = CopyEngine(old, new, load_registry(), settings, checkpoints=MemoryCheckpoints())
     profiles: list[cProfile.Profile] = []
     if profile:
@@ -280,7 +281,7 @@ def _child(method: str, args: argparse.Namespace, extra: list[str] = ()) -> dict
     import psutil
 
     cmd = [sys.executable, "-m", "bench.bench_presync", "--net", str(args.net), "--child",
-           method, *extra]
+           method, *extra, *(f"--knob={kv}" for kv in args.knob)]
     jvm0 = _jvm_cpu()
     kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     load0 = os.getloadavg()[0]
@@ -362,12 +363,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keyspaces", default="", help=argparse.SUPPRESS)
     parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--old-prefix", default=OLD_PREFIX, help=argparse.SUPPRESS)
+    parser.add_argument("--knob", action="append", default=[], metavar="NAME=INT",
+                        help="issu SyncSettings override (e.g. concurrency=4), for experiments")
     args = parser.parse_args(argv)
     keyspaces = [k for k in args.keyspaces.split(",") if k] or None
 
     if args.child:
         runners = {
-            "issu": lambda: run_issu(args.net, keyspaces, args.profile, args.old_prefix),
+            "issu": lambda: run_issu(args.net, keyspaces, args.profile, args.old_prefix,
+                                     {k: int(v) for k, v in
+                                      (kv.split("=", 1) for kv in args.knob)}),
             "naive": lambda: run_naive(args.net, keyspaces, args.naive_budget),
             "ceiling": lambda: run_ceiling(args.net, keyspaces),
             "cqlsh": lambda: run_cqlsh(args.net, keyspaces),

@@ -269,6 +269,15 @@ def translate_rows(translator: TableTranslator, rows: Iterable[RawRow], *,
                    finish: bool = True) -> Iterator[tuple[str, str, Cell | Rejected]]:
     """(old key, new key, translated cell or Rejected) for a stream of rows grouped by key,
     as a range or partition read returns them."""
+    if translator.is_identity:
+        # the common case (same release on both sides, or a table no step changes): no
+        # per-partition translation object, no per-cell list
+        for key, column, value, ts in rows:
+            if value is None or ts is None:
+                yield key, key, Rejected(column, column, value, ts, "cell has no value (null)")
+            else:
+                yield key, key, Cell(column, value, ts)
+        return
     current: str | None = None
     new_key = ""
     part = None

@@ -45,10 +45,13 @@ class CellWriter:
             self._key, self._ekey = key, self._enc_key(key)
 
     def insert(self, key: str, cell: Cell) -> None:
-        size = len(cell.column) + len(cell.value) + _CELL_OVERHEAD
-        self._start(key, size)
-        self._pending.append((self._insert, (self._ekey, self._enc_col(cell.column),
-                                             self._enc_val(cell.value), cell.writetime)))
+        column, value = cell.column, cell.value
+        size = len(column) + len(value) + _CELL_OVERHEAD
+        if key != self._key or len(self._pending) >= self._batch_cells or \
+                self._bytes + size > self._batch_bytes:
+            self._start(key, size)  # (the per-cell hot path checks inline first)
+        self._pending.append((self._insert, (self._ekey, self._enc_col(column),
+                                             self._enc_val(value), cell.writetime)))
         self._bytes += size
         self.inserted += 1
 
