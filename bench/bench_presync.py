@@ -436,17 +436,20 @@ def _write_report(args: argparse.Namespace, command: str,
              "absolute figures). Command:", "", "```", f".venv/bin/{command}", "```", ""]
     ceiling = results.get("ceiling")
     ceil_rate = (float(ceiling["cells"]) / float(ceiling["seconds"])) if ceiling else None
-    lines += ["| method | cells | seconds | cells/s | vs ceiling | peak RSS (MB) |",
-              "|---|---:|---:|---:|---:|---:|"]
+    lines += ["| method | cells | seconds | cells/s | vs ceiling | peak RSS (MB) | CPU s: client "
+              "/ old JVM / new JVM | load (1 min) before -> after |",
+              "|---|---:|---:|---:|---:|---:|---|---|"]
     labels = {"issu": "issu pre-sync (this engine)",
-              "ceiling": "ceiling: raw concurrent batched writes from memory",
+              "ceiling": "ceiling: raw concurrent batched writes from memory (timed: writes "
+                         "only)",
               "cqlsh": "cqlsh COPY TO + COPY FROM", "naive": "naive single-threaded copy"}
     for method, r in results.items():
         rate = float(r["cells"]) / float(r["seconds"])
         ratio = f"{rate / ceil_rate:.2f}x" if ceil_rate else "-"
         note = "" if r.get("complete", True) else " (stopped at the time budget)"
         lines.append(f"| {labels[method]}{note} | {r['cells']:,} | {float(r['seconds']):.1f} | "
-                     f"{_fmt(rate)} | {ratio} | {r['peak_rss_mb']} |")
+                     f"{_fmt(rate)} | {ratio} | {r['peak_rss_mb']} | {r.get('cpu_client')} / "
+                     f"{r.get('cpu_old')} / {r.get('cpu_new')} | {r.get('load')} |")
     if "issu" in results and "cqlsh" in results:
         a = float(results["issu"]["cells"]) / float(results["issu"]["seconds"])
         b = float(results["cqlsh"]["cells"]) / float(results["cqlsh"]["seconds"])
@@ -457,12 +460,14 @@ def _write_report(args: argparse.Namespace, command: str,
         lines += [f"issu / naive: {a / b:.2f}x."]
     if wide_rows:
         lines += ["", f"Wide partition: one obj_fq_name_table partition of {args.wide:,} "
-                  "columns, copied by issu alone (default settings: pages of 500 rows, "
+                  "columns, copied by issu alone (default settings: pages of 2,000 rows, "
                   "100,000 (key, column) entries in memory before spilling to SQLite):", "",
-                  "| run | cells | seconds | peak RSS (MB) |", "|---|---:|---:|---:|"]
+                  "| run | cells | seconds | peak RSS (MB) | CPU s: client / old JVM / new JVM "
+                  "|", "|---|---:|---:|---:|---|"]
         for label, r in wide_rows:
             lines.append(f"| {label} | {r['cells']:,} | {float(r['seconds']):.1f} | "
-                         f"{r['peak_rss_mb']} |")
+                         f"{r['peak_rss_mb']} | {r.get('cpu_client')} / {r.get('cpu_old')} / "
+                         f"{r.get('cpu_new')} |")
     prof = results.get("issu", {}).get("profile")
     if prof:
         lines += ["", "Where the time goes: cProfile of a separate (untimed) issu run, merged over "
