@@ -179,8 +179,10 @@ class Generator:
         producer.publish(json.dumps({"request-id": rid, "oper": oper, "type": "virtual-network",
                                      "uuid": uid, "fq_name": fq}))
 
-    def run(self, rate: float, seconds: float, threads: int = 4) -> float:
-        """Changes at `rate`/s for `seconds`; returns the rate achieved."""
+    def run(self, rate: float, seconds: float, threads: int = 4,
+            limit: int | None = None) -> float:
+        """Changes at `rate`/s for `seconds` (or until `limit` changes); returns the rate
+        achieved."""
         start_count = self.count
         started = time.monotonic()
 
@@ -192,7 +194,8 @@ class Generator:
             interval = threads / rate
             next_at = time.monotonic() + k * interval / threads
             try:
-                while time.monotonic() - started < seconds:
+                while time.monotonic() - started < seconds and \
+                        (limit is None or self.count - start_count < limit):
                     delay = next_at - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
@@ -377,9 +380,7 @@ def main() -> int:
             before = set(gen.written)
             proc.send_signal(signal.SIGSTOP)
             try:
-                gen.run(100_000.0, args.drain / 400.0, args.threads)
-                while len(gen.written) - len(before) < args.drain:
-                    gen.run(100_000.0, 1.0, args.threads)
+                gen.run(100_000.0, 600.0, args.threads, limit=args.drain)
             finally:
                 proc.send_signal(signal.SIGCONT)
             ids = [i for i in gen.written if i not in before]
