@@ -245,7 +245,7 @@ class Listener(threading.Thread):
 
 
 def toml(eps, old_prefix: str, new_prefix: str, queue: str, state: Path,  # type: ignore[no-untyped-def]
-         concurrency: int = 32) -> str:
+         concurrency: int = 8) -> str:
     r = eps.rabbit
     return f"""
 state_dir = "{state}"
@@ -295,9 +295,9 @@ def main() -> int:
     parser.add_argument("--rates", default="100,500,1000")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--threads", type=int, default=12, help="load generator threads")
-    parser.add_argument("--concurrency", type=int, default=32,
-                        help="run-sync's sync.concurrency (4x as many lanes; default 32 as "
-                             "the product's)")
+    parser.add_argument("--concurrency", type=int, default=8,
+                        help="run-sync's sync.concurrency: 4x as many lanes (default 8 = 32 "
+                             "lanes, as the product's)")
     parser.add_argument("--drain", type=int, default=0, metavar="N",
                         help="after the rates: N changes written while run-sync is paused, "
                              "then its drain rate and CPU split alone")
