@@ -143,3 +143,32 @@ def test_wide_object_partition_is_replaced_by_streaming(world: World,
     assert not rejected
     assert streamed == [project, project]
     assert row == {cell.column: (cell.value, cell.writetime) for cell in expected}
+
+
+def test_many_linked_partitions_are_read_in_chunks(world: World,
+                                                   monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The linked cells of many partitions are read KEYS_PER_READ partitions per request;
+    every ref target gets its backref cell and META:latest_col_ts."""
+    import backends.runsync.apply as apply_module
+
+    monkeypatch.setattr(apply_module, "KEYS_PER_READ", 2)
+    api = world.api
+    ipams = [api.create("network-ipam", ["default-domain", "p1", f"ipam{i}"],
+                        parent=world.project, announce=False) for i in range(5)]
+    fq = ["default-domain", "p1", "many-refs"]
+    vn = api.create("virtual-network", fq, parent=world.project, refs=ipams, announce=False)
+    old, new = world.connect_both()
+    world.conns += [old, new]
+    applier = ObjectApplier(Replicator(old, new, load_registry(), SyncSettings()))
+    sent: list[str] = []
+    old.session.add_request_init_listener(lambda rf, *_: sent.append(_cql(rf.query)))
+    applier.apply(parse({"oper": "CREATE", "type": "virtual-network", "uuid": vn,
+                         "fq_name": fq}))
+    assert len([q for q in sent if "key IN ?" in q and "obj_uuid_table" in q]) == 3, sent
+    new_uuid = world.new_table(cd.UUID_TABLE)
+    for ipam in ipams:
+        old_row = api.uuid_io.read_partition(ipam)
+        row = new_uuid.read_partition(ipam)
+        assert row[f"backref:virtual_network:{vn}"] == \
+            old_row[f"backref:virtual-network:{vn}"], ipam
+        assert row[META] == old_row[META]

@@ -40,6 +40,7 @@ OBJ_FQ_NAME = "obj_fq_name_table"
 OBJ_SHARED = "obj_shared_table"
 LATEST_COL_TS = "META:latest_col_ts"
 WIDE_CELLS = 5000  # an object partition with more cells is replaced by streaming
+KEYS_PER_READ = 100  # partitions per multi-partition read of linked cells
 
 
 @dataclass
@@ -292,12 +293,13 @@ def _type_from(change: Change, old_rows: list[RawRow]) -> str:
 @dataclass
 class _CellsRead:
     """Some cells of some partitions of one table (old-side names: key -> columns), read on
-    both sides in one request each."""
+    both sides in one request each (per KEYS_PER_READ partitions: an object with thousands
+    of refs does not make one huge multi-partition read)."""
 
     ctx: TableContext
     wanted: dict[str, set[str]]
-    old_future: Any
-    new_future: Any
+    old_futures: list[Any]
+    new_futures: list[Any]
     new_wanted: dict[str, set[str]]
 
     @classmethod
@@ -309,15 +311,21 @@ class _CellsRead:
             new_wanted.setdefault(tr.key(key), set()).update(tr.column(key, c) for c in columns)
         old_columns = sorted(set().union(*wanted.values()))
         new_columns = sorted(set().union(*new_wanted.values()))
+        old_keys, new_keys = sorted(wanted), sorted(new_wanted)
+        step = KEYS_PER_READ
         return cls(ctx, wanted,
-                   repl.fetch_cells(ctx, sorted(wanted), old_columns, new=False),
-                   repl.fetch_cells(ctx, sorted(new_wanted), new_columns, new=True),
+                   [repl.fetch_cells(ctx, old_keys[i:i + step], old_columns, new=False)
+                    for i in range(0, len(old_keys), step)],
+                   [repl.fetch_cells(ctx, new_keys[i:i + step], new_columns, new=True)
+                    for i in range(0, len(new_keys), step)],
                    new_wanted)
 
     def wait(self) -> tuple[list[RawRow], list[RawRow]]:
         """(old rows, new rows) of exactly the wanted cells (a request reads every key x
         column pair: the others are left out)."""
-        old = Replicator.rows(self.ctx, self.old_future, new=False) or []
-        new = Replicator.rows(self.ctx, self.new_future, new=True) or []
+        old = [r for f in self.old_futures
+               for r in Replicator.rows(self.ctx, f, new=False) or []]
+        new = [r for f in self.new_futures
+               for r in Replicator.rows(self.ctx, f, new=True) or []]
         return ([r for r in old if r[1] in self.wanted.get(r[0], ())],
                 [r for r in new if r[1] in self.new_wanted.get(r[0], ())])
