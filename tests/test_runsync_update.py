@@ -1,5 +1,6 @@
-"""run-sync's UPDATE path: linked partitions are touched only when the object's own link cell
-changed, and then exactly as old has them (a ref added, then dropped, by UPDATE messages).
+"""run-sync's UPDATE path: the fq-name index entry and the parent's cells are touched only
+when the object's own cells for them changed; ref targets follow every UPDATE exactly as old
+has them (a ref added, then dropped, by UPDATE messages).
 
 Real Cassandra (old and new) and RabbitMQ, through the fixtures of tests/test_runsync.py;
 requests counted at the driver.

@@ -125,13 +125,14 @@ class ObjectApplier:
         """Replace the object's rows on new with old's (translated): reads gathered in two
         rounds, one round of batched writes.
 
-        An UPDATE cannot move an object (fq_name and parent are fixed at creation) and the
-        api-server writes the parent's, a ref target's or the index's cells in the same
-        mutation as the object's own `parent:`/`ref:`/`fq_name`/`prop:perms2` cell. So for an
-        UPDATE of an object new already has, the cells of a linked partition are replaced
-        only when that own cell differs between new and old (a ref added, changed or
-        dropped); the others were written with it. A CREATE or DELETE, a retry and a
-        redelivered message (`thorough`) replace every linked cell."""
+        An UPDATE cannot move an object: fq_name and parent are fixed at creation, and the
+        api-server writes the fq-name index entry and the parent's `children:` cell in the
+        CREATE's mutation, with the object's `fq_name` and `parent:` cells. So for an UPDATE
+        of an object new already has, the index entry and the parent's cells are replaced
+        only when that own cell differs between new and old (they were written with it, by
+        the CREATE's thorough apply). Refs and shares can change with any UPDATE: their
+        target cells are always replaced. A CREATE or DELETE, a retry and a redelivered
+        message (`thorough`) replace every linked cell."""
         ctx = self._ctx(OBJ_UUID)
         if ctx is None:
             raise LookupError(f"{CONFIG_DB_UUID}.{OBJ_UUID} does not exist on old")
@@ -197,15 +198,16 @@ class ObjectApplier:
                 links.setdefault(parent, {LATEST_COL_TS}).add(
                     f"children:{old_type}:{change.uuid}")
         for ref in link_uuids(before, "ref") | link_uuids(after, "ref"):
-            if not link_unchanged("ref", ref):
-                links.setdefault(ref, {LATEST_COL_TS}).add(f"backref:{old_type}:{change.uuid}")
+            # always: a reconciliation pass may have brought the object's new ref: cell
+            # before its UPDATE message, without the target's backref: cell
+            links.setdefault(ref, {LATEST_COL_TS}).add(f"backref:{old_type}:{change.uuid}")
         links.pop(change.uuid, None)  # a link to itself: the whole partition is replaced
         if links:
             reads.append(_CellsRead.start(repl, ctx, links))
 
         shares = share_keys(_json(before.get("prop:perms2"))) | share_keys(
             _json(after.get("prop:perms2")))
-        shared_ctx = self._ctx(OBJ_SHARED) if shares and not unchanged("prop:perms2") else None
+        shared_ctx = self._ctx(OBJ_SHARED) if shares else None
         if shared_ctx is not None:
             columns = {f"{share}:{change.uuid}" for share in shares}
             reads.append(_CellsRead.start(repl, shared_ctx, {
