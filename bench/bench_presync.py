@@ -187,7 +187,8 @@ def run_ceiling(net: int, keyspaces: list[str] | None) -> dict[str, object]:
         cells += len(rows)
         work.append((insert, rows))
     # the same batch bounds as issu's writer (single-partition UNLOGGED batches)
-    limit_cells, limit_bytes = SyncSettings.batch_cells, SyncSettings.batch_bytes
+    limit_cells = SyncSettings.partition_batch_cells
+    limit_bytes = SyncSettings.partition_batch_bytes
     started = time.perf_counter()
     batches = []
     for insert, rows in work:

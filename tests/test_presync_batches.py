@@ -64,7 +64,8 @@ def test_wide_partitions_copy_exactly_in_big_batches(sides) -> None:  # type: ig
 
     settings = SyncSettings(keyspaces=("config_db_uuid",), slices_per_table=4,
                             small_table_cells=0)
-    assert settings.batch_cells * 300 > settings.batch_bytes  # batches bounded by bytes here
+    # batches bounded by bytes here: several per partition
+    assert settings.partition_batch_cells * 300 > settings.partition_batch_bytes
     report = CopyEngine(old, new, load_registry(), settings, checkpoints=MemoryCheckpoints(),
                         events=MemoryEvents()).run("pre-sync", phase="pre", fresh=True)
     uuid_report = next(t for t in report.tables if t.table == "obj_uuid_table")

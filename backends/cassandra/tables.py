@@ -39,12 +39,16 @@ class SyncSettings:
     page_size: int = 2000           # rows per page of every read
     slices_per_table: int = 64
     small_table_cells: int = 5000   # a table with fewer cells on old is copied as one slice
-    # Cells per UNLOGGED batch. A batch never spans two partitions, and Cassandra (3.6+,
-    # CASSANDRA-10876) applies its batch size warn/fail thresholds (5/50 KiB) only to batches
-    # over several partitions: a single-partition batch is one mutation, so bigger batches
-    # cost no warning, only fewer requests. Bounded well below the fail threshold anyway.
-    batch_cells: int = 250
-    batch_bytes: int = 32_000
+    # UNLOGGED batches over several partitions (the replicator's): below Cassandra's 5 KiB
+    # batch size warning
+    batch_cells: int = 100
+    batch_bytes: int = 4500
+    # UNLOGGED batches of the copy's writer, which never span two partitions: Cassandra
+    # (3.6+, CASSANDRA-10876) applies its batch size warn/fail thresholds (5/50 KiB) only to
+    # batches over several partitions; a single-partition batch is one mutation, so bigger
+    # batches cost no warning, only fewer requests. Bounded well below 50 KiB anyway.
+    partition_batch_cells: int = 250
+    partition_batch_bytes: int = 32_000
     max_in_flight: int = 16         # outstanding write requests per slice
     spill_threshold: int = 100_000  # (key, column) entries kept in memory before spilling
     spill_dir: str | None = None
@@ -246,7 +250,8 @@ class TableContext:
         assert self.new_layout is not None
         s = self.settings
         return CellWriter(self.new.session, self.insert, self.delete, self.new_layout,
-                          batch_cells=s.batch_cells, batch_bytes=s.batch_bytes,
+                          batch_cells=s.partition_batch_cells,
+                          batch_bytes=s.partition_batch_bytes,
                           max_in_flight=s.max_in_flight)
 
     def spill_map(self) -> SpillMap:
