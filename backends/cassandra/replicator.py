@@ -38,6 +38,7 @@ from backends.cassandra.copy import (
     translator_for,
     writetime_now,
 )
+from backends.cassandra.futures import settle
 from backends.cassandra.registry import Registry
 from backends.cassandra.tables import (
     Quarantine,
@@ -305,7 +306,7 @@ class Replicator:
              first_page_only: bool = False) -> list[RawRow] | None:
         """The decoded rows of a fetch. With `first_page_only`, None when there is more than
         the first page (the partition is wide: use the streaming replace)."""
-        result = future.result()
+        result = settle(future)
         if first_page_only and result.has_more_pages:
             return None
         layout = ctx.new_layout if new else ctx.old_layout
@@ -389,7 +390,7 @@ class Replicator:
         error: BaseException | None = None
         for future in futures:
             try:
-                future.result()
+                settle(future)
             except Exception as exc:
                 error = error or exc
         if error is not None:

@@ -9,6 +9,7 @@ from collections import deque
 from cassandra.cluster import ResponseFuture, Session
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
+from backends.cassandra.futures import settle
 from backends.cassandra.schema import Layout
 from backends.cassandra.translate import Cell
 
@@ -78,7 +79,7 @@ class CellWriter:
         self._pending = []
         self._bytes = 0
         while len(self._futures) >= self._max_in_flight:
-            self._futures.popleft().result()
+            settle(self._futures.popleft())
         self._futures.append(self._session.execute_async(request))
 
     def close(self) -> None:
@@ -87,7 +88,7 @@ class CellWriter:
         error: BaseException | None = None
         while self._futures:
             try:
-                self._futures.popleft().result()
+                settle(self._futures.popleft())
             except Exception as exc:
                 error = error or exc
         if error is not None:
@@ -99,4 +100,4 @@ class CellWriter:
         while self._futures:
             # the caller already reports the first failure
             with contextlib.suppress(Exception):
-                self._futures.popleft().result()
+                settle(self._futures.popleft())
