@@ -173,3 +173,44 @@ def test_many_linked_partitions_are_read_in_chunks(world: World,
         assert row[f"backref:virtual_network:{vn}"] == \
             old_row[f"backref:virtual-network:{vn}"], ipam
         assert row[META] == old_row[META]
+
+
+def test_a_link_copied_by_another_lane_between_the_reads_is_never_deleted(
+        world: World) -> None:
+    """Review finding: new must be read before old. Here a child is created under the
+    project (on old, and copied to new by its own lane) just as the project's UPDATE reads
+    new. Had old been read first (without the child) and new after (with it), the child's
+    `children:` cell would be deleted on new at its own writetime, and that tombstone would
+    hide every later copy of it."""
+    api = world.api
+    old, new = world.connect_both()
+    world.conns += [old, new]
+    applier = ObjectApplier(Replicator(old, new, load_registry(), SyncSettings()))
+    project = world.project
+    applier.apply(parse({"oper": "UPDATE", "type": "project", "uuid": project,
+                         "fq_name": ["default-domain", "p1"]}))  # project on new
+    child = "0f0f0f0f-0000-4000-8000-00000000c0de"
+    ts = cd.now_us()
+    new_uuid = world.new_table(cd.UUID_TABLE)
+    injected: list[bool] = []
+
+    def other_lane(rf: object, *_: object) -> None:
+        # the first read of the project's partition on new: the other lane writes first
+        if injected or "WHERE key = ?" not in _cql(getattr(rf, "query", "")):
+            return
+        injected.append(True)
+        api.uuid_io.write(project, {f"children:virtual-machine-interface:{child}": "null"}, ts)
+        new_uuid.write(project, {f"children:virtual_machine_interface:{child}": "null"}, ts)
+
+    new.session.add_request_init_listener(other_lane)
+    try:
+        api.update(project, announce=False, display_name="during-a-create")
+        applier.apply(parse({"oper": "UPDATE", "type": "project", "uuid": project,
+                             "fq_name": ["default-domain", "p1"]}))
+    finally:
+        new.session.remove_request_init_listener(other_lane)
+    assert injected
+    cell = new_uuid.read_partition(project).get(f"children:virtual_machine_interface:{child}")
+    assert cell is not None and cell[1] == ts, "the child's link was deleted on new"
+    assert json.loads(new_uuid.read_partition(project)["prop:display_name"][0]) == \
+        "during-a-create"

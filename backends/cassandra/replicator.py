@@ -18,7 +18,7 @@ import hashlib
 import struct
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -71,6 +71,17 @@ class CellChanges:
     unchanged: int = 0           # of those, already on new with that value and writetime
     quarantined: int = 0
     newest_writetime: int = 0
+
+    def split(self, first: Callable[[TableContext, str], bool]) -> tuple[CellChanges,
+                                                                        CellChanges]:
+        """(the writes to partitions where `first(ctx, new_key)` holds, the others), to be
+        written in that order; the counters stay on this object."""
+        a, b = CellChanges(), CellChanges()
+        for item in self.inserts:
+            (a if first(item[0], item[1]) else b).inserts.append(item)
+        for d in self.deletes:
+            (a if first(d[0], d[1]) else b).deletes.append(d)
+        return a, b
 
 
 @dataclass(frozen=True)

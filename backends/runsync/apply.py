@@ -138,18 +138,26 @@ class ObjectApplier:
             raise LookupError(f"{CONFIG_DB_UUID}.{OBJ_UUID} does not exist on old")
         repl = self.repl
         fq_ctx = self._ctx(OBJ_FQ_NAME)
-        old_f = repl.fetch_partition(ctx, change.uuid, new=False, fetch_size=WIDE_CELLS)
+        # New first, then old (see _CellsRead): the object's partition and, when the message
+        # names it all, its fq-name index cell, in the same rounds.
         new_f = repl.fetch_partition(ctx, ctx.translator.key(change.uuid), new=True,
                                      fetch_size=WIDE_CELLS)
-        # The fq-name index cell is read in the same round when the message names it all.
         fq_early: _CellsRead | None = None
         may_skip = change.oper == "UPDATE" and not thorough
         if fq_ctx is not None and change.fq_name and "_" not in change.type and not may_skip:
-            fq_early = _CellsRead.start(repl, fq_ctx, {change.type: {
+            fq_early = _CellsRead.plan(fq_ctx, {change.type: {
                 _fq_column(change.fq_name, change.uuid)}})
-        old_rows = repl.rows(ctx, old_f, new=False, first_page_only=True)
+            fq_early.send_new(repl)
         new_rows = repl.rows(ctx, new_f, new=True, first_page_only=True)
-        if old_rows is None or new_rows is None:  # (a read started and not used is harmless)
+        if new_rows is None:  # (a read started and not used is harmless)
+            return self.apply_streaming(change)
+        if fq_early is not None:
+            fq_early.collect_new()
+        old_f = repl.fetch_partition(ctx, change.uuid, new=False, fetch_size=WIDE_CELLS)
+        if fq_early is not None:
+            fq_early.send_old(repl)
+        old_rows = repl.rows(ctx, old_f, new=False, first_page_only=True)
+        if old_rows is None:
             return self.apply_streaming(change)
 
         changes = CellChanges()
@@ -186,7 +194,7 @@ class ObjectApplier:
             if fq_early is not None and fq_early.wanted == wanted:
                 reads.append(fq_early)
             else:
-                reads.append(_CellsRead.start(repl, fq_ctx, wanted))
+                reads.append(_CellsRead.plan(fq_ctx, wanted))
 
         # The api-server also rewrites the parent's and each new ref target's
         # META:latest_col_ts when it links a child or a ref, and the message names only this
@@ -203,21 +211,28 @@ class ObjectApplier:
             links.setdefault(ref, {LATEST_COL_TS}).add(f"backref:{old_type}:{change.uuid}")
         links.pop(change.uuid, None)  # a link to itself: the whole partition is replaced
         if links:
-            reads.append(_CellsRead.start(repl, ctx, links))
+            reads.append(_CellsRead.plan(ctx, links))
 
         shares = share_keys(_json(before.get("prop:perms2"))) | share_keys(
             _json(after.get("prop:perms2")))
         shared_ctx = self._ctx(OBJ_SHARED) if shares else None
         if shared_ctx is not None:
             columns = {f"{share}:{change.uuid}" for share in shares}
-            reads.append(_CellsRead.start(repl, shared_ctx, {
+            reads.append(_CellsRead.plan(shared_ctx, {
                 key: set(columns) for key in {old_type, underscore(old_type)}}))
 
+        _read_all(repl, reads)
         for read in reads:
             old_cells, new_cells = read.wait()
             repl.diff(read.ctx, old_cells, new_cells, changes, finish=False)
             result.partitions.extend(f"{read.ctx.spec.name}:{k}" for k in sorted(read.wanted))
-        repl.write_changes(changes)
+        # The linked partitions first, the object's own last: its row on new is where a
+        # retry or a redelivery finds the links to repair, so it must not show the new
+        # links (or lose the dropped ones) before the linked cells are written.
+        own_key = ctx.translator.key(change.uuid)
+        linked, own = changes.split(lambda c, key: not (c is ctx and key == own_key))
+        repl.write_changes(linked)
+        repl.write_changes(own)
         result.newest_writetime = changes.newest_writetime
         result.cells_written = len(changes.inserts)
         result.cells_deleted = len(changes.deletes)
@@ -296,38 +311,66 @@ def _type_from(change: Change, old_rows: list[RawRow]) -> str:
 class _CellsRead:
     """Some cells of some partitions of one table (old-side names: key -> columns), read on
     both sides in one request each (per KEYS_PER_READ partitions: an object with thousands
-    of refs does not make one huge multi-partition read)."""
+    of refs does not make one huge multi-partition read).
+
+    New is read first and old only once new's answers are in: a new cell old does not
+    return is deleted with the writetime it had, which is safe only if that cell already
+    existed when old was read. Read the other way round, a cell another lane copied in
+    between (a child created meanwhile) would be deleted at its own writetime, and that
+    tombstone would hide every later copy of it."""
 
     ctx: TableContext
     wanted: dict[str, set[str]]
-    old_futures: list[Any]
-    new_futures: list[Any]
     new_wanted: dict[str, set[str]]
+    new_futures: list[Any] = field(default_factory=list)
+    old_futures: list[Any] = field(default_factory=list)
+    new_rows: list[RawRow] | None = None
 
     @classmethod
-    def start(cls, repl: Replicator, ctx: TableContext,
-              wanted: dict[str, set[str]]) -> _CellsRead:
+    def plan(cls, ctx: TableContext, wanted: dict[str, set[str]]) -> _CellsRead:
         tr = ctx.translator
         new_wanted: dict[str, set[str]] = {}
         for key, columns in wanted.items():
             new_wanted.setdefault(tr.key(key), set()).update(tr.column(key, c) for c in columns)
-        old_columns = sorted(set().union(*wanted.values()))
-        new_columns = sorted(set().union(*new_wanted.values()))
-        old_keys, new_keys = sorted(wanted), sorted(new_wanted)
+        return cls(ctx, wanted, new_wanted)
+
+    def send_new(self, repl: Replicator) -> None:
+        if self.new_rows is not None or self.new_futures:
+            return
+        keys, columns = sorted(self.new_wanted), sorted(set().union(*self.new_wanted.values()))
         step = KEYS_PER_READ
-        return cls(ctx, wanted,
-                   [repl.fetch_cells(ctx, old_keys[i:i + step], old_columns, new=False)
-                    for i in range(0, len(old_keys), step)],
-                   [repl.fetch_cells(ctx, new_keys[i:i + step], new_columns, new=True)
-                    for i in range(0, len(new_keys), step)],
-                   new_wanted)
+        self.new_futures = [repl.fetch_cells(self.ctx, keys[i:i + step], columns, new=True)
+                            for i in range(0, len(keys), step)]
+
+    def collect_new(self) -> None:
+        if self.new_rows is None:
+            rows = [r for f in self.new_futures
+                    for r in Replicator.rows(self.ctx, f, new=True) or []]
+            self.new_rows = [r for r in rows if r[1] in self.new_wanted.get(r[0], ())]
+
+    def send_old(self, repl: Replicator) -> None:
+        if self.old_futures:
+            return
+        keys, columns = sorted(self.wanted), sorted(set().union(*self.wanted.values()))
+        step = KEYS_PER_READ
+        self.old_futures = [repl.fetch_cells(self.ctx, keys[i:i + step], columns, new=False)
+                            for i in range(0, len(keys), step)]
 
     def wait(self) -> tuple[list[RawRow], list[RawRow]]:
         """(old rows, new rows) of exactly the wanted cells (a request reads every key x
         column pair: the others are left out)."""
+        self.collect_new()
+        assert self.new_rows is not None
         old = [r for f in self.old_futures
                for r in Replicator.rows(self.ctx, f, new=False) or []]
-        new = [r for f in self.new_futures
-               for r in Replicator.rows(self.ctx, f, new=True) or []]
-        return ([r for r in old if r[1] in self.wanted.get(r[0], ())],
-                [r for r in new if r[1] in self.new_wanted.get(r[0], ())])
+        return [r for r in old if r[1] in self.wanted.get(r[0], ())], self.new_rows
+
+
+def _read_all(repl: Replicator, reads: list[_CellsRead]) -> None:
+    """Every read's new side, then (new's answers in) every read's old side."""
+    for read in reads:
+        read.send_new(repl)
+    for read in reads:
+        read.collect_new()
+    for read in reads:
+        read.send_old(repl)
