@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
-from paramiko.hostkeys import HostKeyEntry
+from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 
 
 class KnownHostsError(Exception):
@@ -29,6 +29,7 @@ class _Stamp:
     inode: int
     size: int
     mtime_ns: int
+    ctime_ns: int
 
 
 def lookup_name(address: str, port: int) -> str:
@@ -55,7 +56,7 @@ class KnownHosts:
             raise KnownHostsError(f"known_hosts file {self.path} does not exist") from None
         except OSError as exc:
             raise KnownHostsError(f"known_hosts {self.path} cannot be read: {exc}") from None
-        return _Stamp(st.st_ino, st.st_size, st.st_mtime_ns)
+        return _Stamp(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
     def _reload(self) -> None:
         # One pass with paramiko's public line parser (HostKeys.load checks every line
@@ -71,15 +72,16 @@ class KnownHosts:
         for lineno, line in lines:
             if not line or line.startswith("#"):
                 continue
+            fields = line.split()  # spaces or tabs, any number, as OpenSSH reads them
             marker = ""
-            if line.startswith("@"):
-                marker, _, line = line.partition(" ")
+            if fields[0].startswith("@"):
+                marker, fields = fields[0], fields[1:]
                 if marker != "@revoked":
-                    continue  # @cert-authority: host certificates are not used by issu
+                    continue  # @cert-authority (certificates are not used) or unknown: skipped
             try:
-                entry = HostKeyEntry.from_line(line, lineno)
-            except (paramiko.SSHException, ValueError):
-                continue  # a key type paramiko cannot read cannot match either
+                entry = HostKeyEntry.from_line(" ".join(fields), lineno)
+            except (paramiko.SSHException, InvalidHostKey, ValueError):
+                continue  # an unreadable line (bad base64, unknown key type) matches nothing
             if entry is None:
                 continue
             if marker:

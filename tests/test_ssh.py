@@ -232,3 +232,24 @@ def test_revoked_host_key_is_refused(ssh: Endpoints, tmp_path: Path) -> None:
     known.write_text("\n".join(lines + revoked) + "\n")
     with pytest.raises(HostKeyError, match="UNKNOWN"):
         _executor(ssh, known).run(target, ["true"])
+
+
+def test_revoked_marker_with_tabs_and_malformed_lines(ssh: Endpoints, tmp_path: Path) -> None:
+    """OpenSSH reads fields split by any spaces or tabs and skips lines it cannot parse:
+    a bad line breaks nothing else, and a tab-separated `@revoked` line still revokes."""
+    lines = ssh.ssh.known_hosts_path.read_text().splitlines()
+    target = _target(ssh, 1)
+    own = [ln.split() for ln in lines if ln.split()[0] == target.address]
+    messy = [
+        "bad.example ssh-ed25519 not-base64!!",
+        "@cert-authority *.example ssh-ed25519 AAAA",
+        *["  ".join(ln.split()) for ln in lines],  # double spaces between the fields
+    ]
+    known = tmp_path / "known_hosts"
+    known.write_text("\n".join(messy) + "\n")
+    assert _executor(ssh, known).run(target, ["true"]).ok
+    revoked = tmp_path / "known_hosts.revoked"
+    revoked.write_text("\n".join(
+        [*messy, *["\t".join(["@revoked", "*", *fields[1:3]]) for fields in own]]) + "\n")
+    with pytest.raises(HostKeyError, match="UNKNOWN"):
+        _executor(ssh, revoked).run(target, ["true"])
