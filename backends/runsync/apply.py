@@ -31,7 +31,6 @@ from typing import Any
 
 from backends.cassandra.replicator import CellChanges, ReplaceOutcome, Replicator
 from backends.cassandra.tables import RawRow, TableContext
-from backends.cassandra.translate import Cell
 from backends.runsync.messages import Change, underscore
 
 CONFIG_DB_UUID = "config_db_uuid"
@@ -253,14 +252,11 @@ class ObjectApplier:
                                              (ctx.enc_new_key(ctx.translator.key(change.uuid)),)))
         before = {c: v for _, c, v, _ in before_rows}
         old_type = self._old_type(ctx, change)
-
-        written: list[Cell] = []
-        out = self.repl.replace_partition(
-            CONFIG_DB_UUID, OBJ_UUID, change.uuid,
-            new_meta=[(k, c, ts or 0) for k, c, _, ts in before_rows], written=written)
-        result.add(out)
-        result.present_on_old = out.present_on_old
-        after = {cell.column: cell.value for cell in written} if out.present_on_old else {}
+        # Old's link-bearing cells, read ahead: the linked partitions are replaced before the
+        # object's own (see apply), so a retry after a partial write still finds them.
+        after = {c: v for _, c, v, _ in ctx.read_old(ctx.old_partition,
+                                                     (ctx.enc_old_key(change.uuid),))
+                 if c.startswith(_LINK_HEADS) or c in _LINK_CELLS}
 
         fq_name: Any = list(change.fq_name) if change.fq_name else None
         fq_name = fq_name or _json(after.get("fq_name")) or _json(before.get("fq_name"))
@@ -287,7 +283,17 @@ class ObjectApplier:
             columns = [f"{share}:{change.uuid}" for share in sorted(shares)]
             for key in sorted({old_type, underscore(old_type)}):
                 result.add(self.repl.replace_cells(CONFIG_DB_UUID, OBJ_SHARED, key, columns))
+
+        out = self.repl.replace_partition(
+            CONFIG_DB_UUID, OBJ_UUID, change.uuid,
+            new_meta=[(k, c, ts or 0) for k, c, _, ts in before_rows])
+        result.add(out)
+        result.present_on_old = out.present_on_old
         return result
+
+
+_LINK_HEADS = ("parent:", "ref:")
+_LINK_CELLS = ("fq_name", "prop:perms2")
 
 
 def _fq_column(fq_name: Iterable[Any], uuid: str) -> str:
