@@ -266,7 +266,10 @@ BUILTIN_PROFILES: dict[str, dict[str, str]] = {
         "probe": f"sh -c {_script(_PROBE_APT)} probe",
         "stop": "systemctl stop contrail-vrouter-agent",
         "install": (
+            # The lock timeout: an install left running by a killed executor (or an
+            # unattended upgrade) is waited for, not a failure.
             "env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades "
+            "-o DPkg::Lock::Timeout=300 "
             "-o Dpkg::Options::=--force-confold contrail-vrouter-agent={version} "
             "contrail-vrouter-utils={version} contrail-vrouter-dkms={version}"
         ),
@@ -305,7 +308,7 @@ BUILTIN_PROFILES: dict[str, dict[str, str]] = {
         "probe": "{host} status",
         "drain": "{host} maintenance on",
         "stop": "{host} stop-agent",
-        "install": "{host} install --version {version}",
+        "install": "{host} install --version {version} --lock-timeout 300",
         "point": (
             "{host} configure --control-nodes {control_nodes} --collectors {collectors} "
             "--dns {dns_servers}"

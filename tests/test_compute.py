@@ -3,6 +3,8 @@ v1 / v2 controllers (real Cassandra, ZooKeeper, RabbitMQ) receiving the agents' 
 
 from __future__ import annotations
 
+import shlex
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from backends.compute import (
     StepResult,
     cluster_target,
 )
+from backends.ssh import SshExecutor, SshTarget
 from demo.compute.fleet import Fleet
 from demo.compute.layout import WorldSettings
 from demo.controller.process import ControllerProcess, write_spec
@@ -196,4 +199,31 @@ def test_health_step_fails_when_the_target_cluster_is_unreachable(rig: Rig, tmp_
     assert not result.ok
     health = next(s for s in result.steps if s.step == "health")
     assert health.exit_code == 1 and "not connected" in health.stderr
+    assert rig.executor.rollback(target, "demo", rig.v1).ok
+
+
+def test_install_left_running_by_a_killed_executor_is_waited_for(rig: Rig) -> None:
+    """An executor killed mid-install leaves the package manager running on the compute; the
+    restarted executor's install must wait for its lock (apt's DPkg::Lock::Timeout, in the
+    demo profile too), not fail the compute."""
+    target = rig.target(3)
+    s = rig.endpoints.ssh
+    orphan: list[object] = []
+    rig.fleet.update_settings(install_s=3.0, install_jitter_s=0.0)
+    try:
+        ssh = SshExecutor(s.known_hosts_path, 10, 120)
+        argv = [*shlex.split(rig.fleet.host_command()), "install", "--version", V2]
+        left = threading.Thread(target=lambda: orphan.append(ssh.run(
+            SshTarget(target.name, target.address, s.port, s.user, s.key_path), argv)))
+        left.start()
+        time.sleep(1.0)  # the orphan holds the dpkg lock now
+        result = rig.executor.upgrade(target, "demo", rig.v2)
+        left.join()
+    finally:
+        rig.fleet.update_settings(install_s=0.6, install_jitter_s=0.1)
+    assert result.ok, result.error
+    install = next(st for st in result.steps if st.step == "install")
+    assert "Waiting for cache lock" in install.stdout
+    assert getattr(orphan[0], "exit_code", None) == 0
+    assert rig.executor.probe(target, "demo").version == V2
     assert rig.executor.rollback(target, "demo", rig.v1).ok

@@ -199,8 +199,14 @@ def test_sigkill_mid_batch_then_restart_reconciles_without_repeating(world: Any)
         installs_at_kill = {n: _steps(reader, n).count("install") for n in states}
 
         daemon = _daemon(world)
-        eventually(lambda: all(s == "upgraded" for s in _states(reader).values()), 240,
-                   "every compute upgraded after the restart")
+        try:
+            eventually(lambda: all(s == "upgraded" for s in _states(reader).values()), 240,
+                       "every compute upgraded after the restart")
+        except AssertionError as exc:  # say why: states, intents, the last events
+            events = [f"{e.kind}/{e.level}: {e.message}" for e in reader.events()[-25:]]
+            raise AssertionError(f"{exc}\nstates {_states(reader)}\nintents "
+                                 f"{[(i.id, i.kind, i.status) for i in reader.intents(None)]}"
+                                 "\n" + "\n".join(events)) from None
         eventually(lambda: not [i for i in reader.intents(None)
                                 if i.status in ("pending", "running")], 30, "intent finished")
         # reconciled by probing: the interrupted compute went through 'unknown'

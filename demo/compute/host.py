@@ -100,15 +100,27 @@ class Host:
         return "connected" if rt["connected"] else "running"
 
     @contextlib.contextmanager
-    def dpkg_lock(self) -> Iterator[None]:
+    def dpkg_lock(self, timeout_s: float = 0.0) -> Iterator[None]:
+        """apt's lock: held by another install, fail at once, or wait up to `timeout_s`
+        (apt's `-o DPkg::Lock::Timeout=N`; e.g. an install an executor started before it
+        was killed is still running)."""
         self.dir.dpkg_lock.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + timeout_s
         with open(self.dir.dpkg_lock, "w") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise WorldError(
-                    f"E: Could not get lock {self.dir.dpkg_lock}. It is held by another process"
-                ) from None
+            waited = False
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise WorldError(f"E: Could not get lock {self.dir.dpkg_lock}. It is "
+                                         "held by another process") from None
+                    if not waited:
+                        _say(f"Waiting for cache lock: Could not get lock "
+                             f"{self.dir.dpkg_lock}. It is held by another process")
+                        waited = True
+                    time.sleep(0.2)
             yield
 
 
@@ -159,7 +171,7 @@ def cmd_start_agent(host: Host, args: argparse.Namespace) -> int:
 def cmd_install(host: Host, args: argparse.Namespace) -> int:
     version = args.version
     s = host.settings
-    with host.dpkg_lock():
+    with host.dpkg_lock(args.lock_timeout):
         with contextlib.suppress(HostdUnavailable):
             host.daemon("watch")
         _say("Reading package lists... Done\nBuilding dependency tree... Done")
@@ -308,6 +320,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("start-agent").set_defaults(fn=cmd_start_agent)
     inst = sub.add_parser("install")
     inst.add_argument("--version", required=True)
+    inst.add_argument("--lock-timeout", type=float, default=0.0,
+                      help="wait this long for another install's lock (apt's "
+                           "DPkg::Lock::Timeout); 0 fails at once")
     inst.set_defaults(fn=cmd_install)
     conf = sub.add_parser("configure")
     conf.add_argument("--control-nodes")
