@@ -214,3 +214,53 @@ def test_a_link_copied_by_another_lane_between_the_reads_is_never_deleted(
     assert cell is not None and cell[1] == ts, "the child's link was deleted on new"
     assert json.loads(new_uuid.read_partition(project)["prop:display_name"][0]) == \
         "during-a-create"
+
+
+def test_the_object_row_is_written_only_after_its_linked_partitions(
+        world: World, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Review finding R2: a retry finds the links to repair in the object's row on new, so
+    that row must not change before the linked partitions are written (a multi-partition
+    UNLOGGED batch can be applied in part). Here the linked write fails once: nothing of
+    the object may have been written, and the retry completes the change."""
+    api = world.api
+    ipam = api.create("network-ipam", ["default-domain", "p1", "ipam-r2"],
+                      parent=world.project, announce=False)
+    fq = ["default-domain", "p1", "vn-r2"]
+    vn = api.create("virtual-network", fq, parent=world.project, announce=False)
+    old, new = world.connect_both()
+    world.conns += [old, new]
+    repl = Replicator(old, new, load_registry(), SyncSettings())
+    applier = ObjectApplier(repl)
+    applier.apply(parse({"oper": "CREATE", "type": "virtual-network", "uuid": vn,
+                         "fq_name": fq}))
+    ts = cd.now_us()
+    api.uuid_io.write(vn, {f"ref:network-ipam:{ipam}": json.dumps({"attr": None}),
+                           META: "null"}, ts)
+    api.uuid_io.write(ipam, {f"backref:virtual-network:{vn}": json.dumps({"attr": None}),
+                             META: "null"}, ts)
+    update = parse({"oper": "UPDATE", "type": "virtual-network", "uuid": vn, "fq_name": fq})
+    calls: list[set[str]] = []
+    real = Replicator.write_changes
+
+    def failing_once(self, changes):  # type: ignore[no-untyped-def]
+        calls.append({key for _, key, _ in changes.inserts} |
+                     {key for _, key, _, _ in changes.deletes})
+        if len(calls) == 1:
+            raise RuntimeError("write timeout (injected)")
+        return real(self, changes)
+
+    monkeypatch.setattr(Replicator, "write_changes", failing_once)
+    new_uuid = world.new_table(cd.UUID_TABLE)
+    try:
+        applier.apply(update)
+        raise AssertionError("the injected failure did not surface")
+    except RuntimeError:
+        pass
+    assert calls == [{ipam}], calls  # the linked partition first, alone
+    assert f"ref:network-ipam:{ipam}" not in new_uuid.read_partition(vn)
+    assert "ref:network_ipam:" + ipam not in new_uuid.read_partition(vn)
+    applier.apply(update, thorough=True)  # the retry
+    assert calls[1:] == [{ipam}, {vn}], calls
+    row, target = new_uuid.read_partition(vn), new_uuid.read_partition(ipam)
+    assert any(c.endswith(ipam) and c.startswith("ref:") for c in row)
+    assert target[f"backref:virtual_network:{vn}"][1] == ts
