@@ -246,11 +246,12 @@ class ObjectApplier:
         if ctx is None:
             raise LookupError(f"{CONFIG_DB_UUID}.{OBJ_UUID} does not exist on old")
         result = ApplyResult(change.uuid)
-        # new's row before, read once: its links (to drop the ones old no longer has) and the
-        # replicator's list of cells to delete; the row after is what the replicator wrote.
-        before_rows = list(ctx.read_new_full(ctx.new_partition_full,
-                                             (ctx.enc_new_key(ctx.translator.key(change.uuid)),)))
-        before = {c: v for _, c, v, _ in before_rows}
+        # New's link-bearing cells before (to drop the links old no longer has), streamed:
+        # only those cells are kept, so memory does not grow with the partition's width
+        # (the replicator reads and spills new's cells itself).
+        before = {c: v for _, c, v, _ in ctx.read_new_full(
+                      ctx.new_partition_full, (ctx.enc_new_key(ctx.translator.key(change.uuid)),))
+                  if c.startswith(_LINK_HEADS) or c in _LINK_CELLS}
         old_type = self._old_type(ctx, change)
         # Old's link-bearing cells, read ahead: the linked partitions are replaced before the
         # object's own (see apply), so a retry after a partial write still finds them.
@@ -284,9 +285,7 @@ class ObjectApplier:
             for key in sorted({old_type, underscore(old_type)}):
                 result.add(self.repl.replace_cells(CONFIG_DB_UUID, OBJ_SHARED, key, columns))
 
-        out = self.repl.replace_partition(
-            CONFIG_DB_UUID, OBJ_UUID, change.uuid,
-            new_meta=[(k, c, ts or 0) for k, c, _, ts in before_rows])
+        out = self.repl.replace_partition(CONFIG_DB_UUID, OBJ_UUID, change.uuid)
         result.add(out)
         result.present_on_old = out.present_on_old
         return result
