@@ -110,11 +110,3 @@ class KnownHosts:
                     found = {key_type: hashed[key_type] for key_type in hashed}
                     self._plain[name] = dict(found)  # resolved once per file version
             return {t: k for t, k in found.items() if (t, k.get_base64()) not in self._revoked}
-
-    def host_keys_for(self, address: str, port: int) -> paramiko.HostKeys:
-        """A HostKeys holding only this host's entries, for an SSHClient to verify against."""
-        keys = paramiko.HostKeys()
-        name = lookup_name(address, port)
-        for key_type, key in self.keys_for(address, port).items():
-            keys.add(name, key_type, key)
-        return keys

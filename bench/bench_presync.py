@@ -126,6 +126,17 @@ def run_issu(net: int, keyspaces: list[str] | None, profile: bool,
     return out
 
 
+def _copy_target(o, n, new, ks: str, table: str):  # type: ignore[no-untyped-def]
+    """(old's quoted table name, new's prepared INSERT ... USING TIMESTAMP), new's table
+    created: what the naive copy and the ceiling write through."""
+    dst = f'"{n.keyspace(ks)}"."{table}"'
+    new.session.execute(f"CREATE TABLE IF NOT EXISTS {dst} (key blob, column1 blob, "
+                        "value text, PRIMARY KEY (key, column1))")
+    insert = new.session.prepare(f"INSERT INTO {dst} (key, column1, value) "
+                                 "VALUES (?, ?, ?) USING TIMESTAMP ?")
+    return f'"{o.keyspace(ks)}"."{table}"', insert
+
+
 def run_naive(net: int, keyspaces: list[str] | None, budget: float) -> dict[str, object]:
     """Whole table in memory, then one synchronous write per row; stops after `budget` s."""
     from cassandra.query import BatchStatement, BatchType
@@ -138,12 +149,7 @@ def run_naive(net: int, keyspaces: list[str] | None, budget: float) -> dict[str,
     started = time.perf_counter()
     complete = True
     for ks, table in _tables(keyspaces):
-        src = f'"{o.keyspace(ks)}"."{table}"'
-        dst = f'"{n.keyspace(ks)}"."{table}"'
-        new.session.execute(f"CREATE TABLE IF NOT EXISTS {dst} (key blob, column1 blob, "
-                            "value text, PRIMARY KEY (key, column1))")
-        insert = new.session.prepare(f"INSERT INTO {dst} (key, column1, value) "
-                                     "VALUES (?, ?, ?) USING TIMESTAMP ?")
+        src, insert = _copy_target(o, n, new, ks, table)
         rows: dict[bytes, list[tuple[bytes, str, int]]] = {}
         for k, c, v, ts in old.session.execute(
                 f"SELECT key, column1, value, WRITETIME(value) FROM {src}", timeout=600):
@@ -176,12 +182,7 @@ def run_ceiling(net: int, keyspaces: list[str] | None) -> dict[str, object]:
     work = []
     cells = 0
     for ks, table in _tables(keyspaces):
-        src = f'"{o.keyspace(ks)}"."{table}"'
-        dst = f'"{n.keyspace(ks)}"."{table}"'
-        new.session.execute(f"CREATE TABLE IF NOT EXISTS {dst} (key blob, column1 blob, "
-                            "value text, PRIMARY KEY (key, column1))")
-        insert = new.session.prepare(f"INSERT INTO {dst} (key, column1, value) "
-                                     "VALUES (?, ?, ?) USING TIMESTAMP ?")
+        src, insert = _copy_target(o, n, new, ks, table)
         rows = list(old.session.execute(
             f"SELECT key, column1, value, WRITETIME(value) FROM {src}", timeout=600))
         cells += len(rows)

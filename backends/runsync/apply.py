@@ -249,15 +249,12 @@ class ObjectApplier:
         # New's link-bearing cells before (to drop the links old no longer has), streamed:
         # only those cells are kept, so memory does not grow with the partition's width
         # (the replicator reads and spills new's cells itself).
-        before = {c: v for _, c, v, _ in ctx.read_new_full(
-                      ctx.new_partition_full, (ctx.enc_new_key(ctx.translator.key(change.uuid)),))
-                  if c.startswith(_LINK_HEADS) or c in _LINK_CELLS}
+        before = _link_bearing(ctx.read_new_full(
+            ctx.new_partition_full, (ctx.enc_new_key(ctx.translator.key(change.uuid)),)))
         old_type = self._old_type(ctx, change)
         # Old's link-bearing cells, read ahead: the linked partitions are replaced before the
         # object's own (see apply), so a retry after a partial write still finds them.
-        after = {c: v for _, c, v, _ in ctx.read_old(ctx.old_partition,
-                                                     (ctx.enc_old_key(change.uuid),))
-                 if c.startswith(_LINK_HEADS) or c in _LINK_CELLS}
+        after = _link_bearing(ctx.read_old(ctx.old_partition, (ctx.enc_old_key(change.uuid),)))
 
         fq_name: Any = list(change.fq_name) if change.fq_name else None
         fq_name = fq_name or _json(after.get("fq_name")) or _json(before.get("fq_name"))
@@ -293,6 +290,12 @@ class ObjectApplier:
 
 _LINK_HEADS = ("parent:", "ref:")
 _LINK_CELLS = ("fq_name", "prop:perms2")
+
+
+def _link_bearing(rows: Iterable[RawRow]) -> dict[str, str | None]:
+    """column -> value of the cells that name an object's links (parent, refs, fq_name,
+    shares), streamed: the rest of a wide row is not kept."""
+    return {c: v for _, c, v, _ in rows if c.startswith(_LINK_HEADS) or c in _LINK_CELLS}
 
 
 def _fq_column(fq_name: Iterable[Any], uuid: str) -> str:
