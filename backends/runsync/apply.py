@@ -15,11 +15,13 @@ as on the OLD side (the replicator translates):
   both spellings), columns `<share type>:<share id>:<uuid>` (`global::<uuid>`,
   `tenant:<id>:<uuid>`, `domain:<id>:<uuid>`) named by `prop:perms2` before and after.
 
-Requests per change (an update of an object with a parent): 4 reads sent together (the
-object's partition on old and on new, its fq-name index cell on both), then 2 (the parent's
-and ref targets' link cells, every partition in one request per side), then one batch with
-every write, only of cells new does not already have with that value and writetime. A
-partition wider than `WIDE_CELLS` takes the streaming replicator path (memory bounded).
+Requests per change, alone: the object's partition and (when the message names it) its
+fq-name index cell on new, then the same on old; the linked cells (parent, ref targets,
+shares: every partition in one request per side) on new, then on old; the writes, of only
+the cells new does not already have with that value and writetime, linked partitions first
+and the object's own last. Under load, what the lanes send of one kind at the same moment
+goes as one request (backends/runsync/combine.py). A partition wider than `WIDE_CELLS`
+takes the streaming replicator path (memory bounded).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 
 from backends.cassandra.replicator import CellChanges, ReplaceOutcome, Replicator
 from backends.cassandra.tables import RawRow, TableContext
+from backends.runsync.combine import CombinedRequests, Slot
 from backends.runsync.messages import Change, underscore
 
 CONFIG_DB_UUID = "config_db_uuid"
@@ -99,6 +102,7 @@ class ObjectApplier:
 
     def __init__(self, replicator: Replicator) -> None:
         self.repl = replicator
+        self.io = CombinedRequests(replicator)  # lanes' requests of a kind go together
 
     def _ctx(self, table: str) -> TableContext | None:
         try:
@@ -135,27 +139,26 @@ class ObjectApplier:
         ctx = self._ctx(OBJ_UUID)
         if ctx is None:
             raise LookupError(f"{CONFIG_DB_UUID}.{OBJ_UUID} does not exist on old")
-        repl = self.repl
+        repl, io = self.repl, self.io
         fq_ctx = self._ctx(OBJ_FQ_NAME)
         # New first, then old (see _CellsRead): the object's partition and, when the message
         # names it all, its fq-name index cell, in the same rounds.
-        new_f = repl.fetch_partition(ctx, ctx.translator.key(change.uuid), new=True,
-                                     fetch_size=WIDE_CELLS)
+        new_f = io.partition(ctx, ctx.translator.key(change.uuid), new=True, wide=WIDE_CELLS)
         fq_early: _CellsRead | None = None
         may_skip = change.oper == "UPDATE" and not thorough
         if fq_ctx is not None and change.fq_name and "_" not in change.type and not may_skip:
             fq_early = _CellsRead.plan(fq_ctx, {change.type: {
                 _fq_column(change.fq_name, change.uuid)}})
-            fq_early.send_new(repl)
-        new_rows = repl.rows(ctx, new_f, new=True, first_page_only=True)
+            fq_early.send_new(io)
+        new_rows = new_f.wait()
         if new_rows is None:  # (a read started and not used is harmless)
             return self.apply_streaming(change)
         if fq_early is not None:
             fq_early.collect_new()
-        old_f = repl.fetch_partition(ctx, change.uuid, new=False, fetch_size=WIDE_CELLS)
+        old_f = io.partition(ctx, change.uuid, new=False, wide=WIDE_CELLS)
         if fq_early is not None:
-            fq_early.send_old(repl)
-        old_rows = repl.rows(ctx, old_f, new=False, first_page_only=True)
+            fq_early.send_old(io)
+        old_rows = old_f.wait()
         if old_rows is None:
             return self.apply_streaming(change)
 
@@ -220,7 +223,7 @@ class ObjectApplier:
             reads.append(_CellsRead.plan(shared_ctx, {
                 key: set(columns) for key in {old_type, underscore(old_type)}}))
 
-        _read_all(repl, reads)
+        _read_all(io, reads)
         for read in reads:
             old_cells, new_cells = read.wait()
             repl.diff(read.ctx, old_cells, new_cells, changes, finish=False)
@@ -230,8 +233,8 @@ class ObjectApplier:
         # links (or lose the dropped ones) before the linked cells are written.
         own_key = ctx.translator.key(change.uuid)
         linked, own = changes.split(lambda c, key: not (c is ctx and key == own_key))
-        repl.write_changes(linked)
-        repl.write_changes(own)
+        io.write(linked)
+        io.write(own)
         result.newest_writetime = changes.newest_writetime
         result.cells_written = len(changes.inserts)
         result.cells_deleted = len(changes.deletes)
@@ -330,8 +333,8 @@ class _CellsRead:
     ctx: TableContext
     wanted: dict[str, set[str]]
     new_wanted: dict[str, set[str]]
-    new_futures: list[Any] = field(default_factory=list)
-    old_futures: list[Any] = field(default_factory=list)
+    new_slots: list[Slot[Any, list[RawRow]]] = field(default_factory=list)
+    old_slots: list[Slot[Any, list[RawRow]]] = field(default_factory=list)
     new_rows: list[RawRow] | None = None
 
     @classmethod
@@ -342,26 +345,27 @@ class _CellsRead:
             new_wanted.setdefault(tr.key(key), set()).update(tr.column(key, c) for c in columns)
         return cls(ctx, wanted, new_wanted)
 
-    def send_new(self, repl: Replicator) -> None:
-        if self.new_rows is not None or self.new_futures:
+    def send_new(self, io: CombinedRequests) -> None:
+        if self.new_rows is not None or self.new_slots:
             return
         keys, columns = sorted(self.new_wanted), sorted(set().union(*self.new_wanted.values()))
         step = KEYS_PER_READ
-        self.new_futures = [repl.fetch_cells(self.ctx, keys[i:i + step], columns, new=True)
+        self.new_slots = [io.cells(self.ctx, keys[i:i + step], columns, new=True,
+                                          max_keys=step)
                             for i in range(0, len(keys), step)]
 
     def collect_new(self) -> None:
         if self.new_rows is None:
-            rows = [r for f in self.new_futures
-                    for r in Replicator.rows(self.ctx, f, new=True) or []]
+            rows = [r for f in self.new_slots for r in f.wait()]
             self.new_rows = [r for r in rows if r[1] in self.new_wanted.get(r[0], ())]
 
-    def send_old(self, repl: Replicator) -> None:
-        if self.old_futures:
+    def send_old(self, io: CombinedRequests) -> None:
+        if self.old_slots:
             return
         keys, columns = sorted(self.wanted), sorted(set().union(*self.wanted.values()))
         step = KEYS_PER_READ
-        self.old_futures = [repl.fetch_cells(self.ctx, keys[i:i + step], columns, new=False)
+        self.old_slots = [io.cells(self.ctx, keys[i:i + step], columns, new=False,
+                                          max_keys=step)
                             for i in range(0, len(keys), step)]
 
     def wait(self) -> tuple[list[RawRow], list[RawRow]]:
@@ -369,16 +373,15 @@ class _CellsRead:
         column pair: the others are left out)."""
         self.collect_new()
         assert self.new_rows is not None
-        old = [r for f in self.old_futures
-               for r in Replicator.rows(self.ctx, f, new=False) or []]
+        old = [r for f in self.old_slots for r in f.wait()]
         return [r for r in old if r[1] in self.wanted.get(r[0], ())], self.new_rows
 
 
-def _read_all(repl: Replicator, reads: list[_CellsRead]) -> None:
+def _read_all(io: CombinedRequests, reads: list[_CellsRead]) -> None:
     """Every read's new side, then (new's answers in) every read's old side."""
     for read in reads:
-        read.send_new(repl)
+        read.send_new(io)
     for read in reads:
         read.collect_new()
     for read in reads:
-        read.send_old(repl)
+        read.send_old(io)

@@ -92,6 +92,11 @@ class RunSyncMetrics:
         self.in_flight = Gauge("issu_runsync_in_flight", "Messages being applied", registry=r)
         self.last_applied = Gauge("issu_runsync_last_applied_timestamp_seconds",
                                   "Unix time of the last applied change", registry=r)
+        self.requests = Gauge("issu_runsync_cassandra_requests",
+                              "Cassandra requests sent by the lanes, by kind (`asked`: what "
+                              "the lanes asked for; `sent`: after combining those of a moment)",
+                              ["kind", "count"], registry=r)
+        self._requests_total = (0, 0)  # (sent, asked)
         self.window = LagWindow(window_s)
         self.last_lag = float("nan")
         self._rate_mark: tuple[float, float] = (time.monotonic(), 0.0)
@@ -102,6 +107,14 @@ class RunSyncMetrics:
         self.last_lag = lag_s
         self.window.add(lag_s)
         self.lag_hist.observe(lag_s)
+
+    def set_requests(self, stats: Mapping[str, tuple[int, int]]) -> None:
+        """kind -> (requests sent, requests asked) of the combined request path."""
+        for kind, (sent, asked) in stats.items():
+            self.requests.labels(kind, "sent").set(sent)
+            self.requests.labels(kind, "asked").set(asked)
+        self._requests_total = (sum(v[0] for v in stats.values()),
+                                sum(v[1] for v in stats.values()))
 
     def refresh(self) -> dict[str, float]:
         """Recompute the quantile gauges; return the snapshot written to the journal."""
@@ -132,6 +145,8 @@ class RunSyncMetrics:
             "queue_depth": self.queue_depth._value.get(),
             "in_flight": self.in_flight._value.get(),
             "last_applied_at": self.last_applied._value.get(),
+            "cassandra_requests_sent": self._requests_total[0],
+            "cassandra_requests_asked": self._requests_total[1],
         }
 
     def serve(self, listen: str) -> tuple[str, int]:

@@ -111,7 +111,7 @@ class Stopped(Exception):
 @dataclass(frozen=True)
 class RunSyncOptions:
     queue_name: str = "vnc-config.issu-queue"
-    concurrency: int = 32             # lanes: a message waits on ~10 Cassandra round trips
+    concurrency: int = 32             # lanes: a message waits on ~6 Cassandra round trips
     prefetch: int = 64
     max_attempts: int = 3             # per message, for failures of the message itself
     reconcile_interval_s: float = 300.0
@@ -547,6 +547,8 @@ class RunSync:
     # ---------------------------------------------------------------------------- periodic
 
     def _publish_counters(self) -> None:
+        if self.applier is not None:
+            self.metrics.set_requests(self.applier.io.stats())
         try:
             push(self.counters, self.metrics.refresh())
         except Exception as exc:
