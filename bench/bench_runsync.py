@@ -48,6 +48,19 @@ CONFIG_DB = {"config_db_uuid": cd.CONTRAIL_TABLES["config_db_uuid"]}
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
+def with_children(pids: set[int]) -> set[int]:
+    """`pids` and their live descendants (run-sync's apply processes)."""
+    found, todo = set(pids), list(pids)
+    while todo:
+        pid = todo.pop()
+        with contextlib.suppress(OSError, ValueError):
+            for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+                if int(child) not in found:
+                    found.add(int(child))
+                    todo.append(int(child))
+    return found
+
+
 def cpu_seconds(pids: set[int]) -> float:
     """utime + stime of `pids` (their live threads included), from /proc."""
     total = 0
@@ -63,7 +76,8 @@ class CpuSplit:
     listener), each service of the launcher, and the whole box (/proc/stat)."""
 
     def __init__(self, launcher: Launcher, names: list[str], runsync_pid: int) -> None:
-        self.groups: dict[str, set[int]] = {"run-sync": {runsync_pid}, "generator": {os.getpid()}}
+        self.groups: dict[str, set[int]] = {"run-sync": with_children({runsync_pid}),
+                                            "generator": {os.getpid()}}
         for name in names:
             group = read_pidfile(launcher.service(name).pidfile)
             self.groups[name] = group.members() if group is not None else set()
@@ -245,13 +259,14 @@ class Listener(threading.Thread):
 
 
 def toml(eps, old_prefix: str, new_prefix: str, queue: str, state: Path,  # type: ignore[no-untyped-def]
-         concurrency: int = 8) -> str:
+         concurrency: int = 8, processes: int = 2) -> str:
     r = eps.rabbit
     return f"""
 state_dir = "{state}"
 [sync]
 queue_name = "{queue}"
 concurrency = {concurrency}
+apply_processes = {processes}
 slices_per_table = 16
 metrics_listen = "127.0.0.1:0"
 reconcile_interval_s = 3600
@@ -298,6 +313,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8,
                         help="run-sync's sync.concurrency: 4x as many lanes (default 8 = 32 "
                              "lanes, as the product's)")
+    parser.add_argument("--processes", type=int, default=2,
+                        help="run-sync's sync.apply_processes (default 2, as the product's)")
     parser.add_argument("--drain", type=int, default=0, metavar="N",
                         help="after the rates: N changes written while run-sync is paused, "
                              "then its drain rate and CPU split alone")
@@ -331,7 +348,7 @@ def main() -> int:
     listener.ready.wait(30)
     state = Path(tempfile.mkdtemp(prefix="bench-runsync-"))
     (state / "issu.toml").write_text(toml(eps, old_prefix, new_prefix, queue, state,
-                                              args.concurrency))
+                                              args.concurrency, args.processes))
     log_path = state / "run-sync.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "issu_tui.runsync_cli", "run", "-c", str(state / "issu.toml")],

@@ -212,6 +212,8 @@ class SyncConfig(_Strict):
     zk_subtrees: list[str] = ["fq-name-to-uuid", "api-server", "id"]
     queue_name: str = "vnc-config.issu-queue"
     concurrency: int = Field(8, ge=1, le=256)
+    # run-sync: processes applying changes (one interpreter replays ~280 changes/s here)
+    apply_processes: int = Field(2, ge=1, le=32)
     page_size: int = Field(500, ge=10, le=100_000)
     slices_per_table: int = Field(64, ge=1, le=65_536)
     reconcile_interval_s: float = Field(300, gt=0)

@@ -144,9 +144,12 @@ def build_run_sync(config: IssuConfig, journal: Any, *, catch_up: bool = True,
                    prefetch: int | None = None) -> Any:
     """A RunSync for the configuration (the journal, when given, is the checkpoint store and
     the event and counter sink)."""
-    from backends.cassandra.connection import CassandraSide, connect
+    import functools
+
+    from backends.cassandra.connection import CassandraSide
     from backends.cassandra.registry import load_registry
     from backends.cassandra.tables import SyncSettings
+    from backends.runsync.processes import WorkerSpec, connect_pair
     from backends.runsync.service import RunSync, RunSyncOptions
 
     def cassandra_side(side: Any) -> CassandraSide:
@@ -158,14 +161,8 @@ def build_run_sync(config: IssuConfig, journal: Any, *, catch_up: bool = True,
             prefix=c.prefix, version=side.version)
 
     old_side, new_side = cassandra_side(config.old), cassandra_side(config.new)
-
-    def connect_both() -> Any:
-        old = connect(old_side)
-        try:
-            return old, connect(new_side)
-        except Exception:
-            old.close()
-            raise
+    # picklable: the apply processes connect with it too
+    connect_both = functools.partial(connect_pair, old_side, new_side)
 
     sync = config.sync
     settings = SyncSettings(concurrency=sync.concurrency, page_size=sync.page_size,
@@ -175,7 +172,8 @@ def build_run_sync(config: IssuConfig, journal: Any, *, catch_up: bool = True,
         # Applying a message is mostly waiting on Cassandra round trips: 4 lanes per unit of
         # sync.concurrency (32 by default), each object always in the same lane.
         concurrency=sync.concurrency * 4,
-        prefetch=prefetch or sync.concurrency * 16,
+        prefetch=prefetch or sync.concurrency * 16 * sync.apply_processes,
+        processes=sync.apply_processes,
         reconcile_interval_s=reconcile_interval_s or sync.reconcile_interval_s,
         reconcile_slices=sync.slices_per_table,
         catch_up=catch_up,
@@ -202,11 +200,17 @@ def build_run_sync(config: IssuConfig, journal: Any, *, catch_up: bool = True,
                                    f"missing on old: {report.missing_on_old or 'none'}")
             return report
 
+    import logging
+
+    new_rabbit = rabbit_side(config.new)
+    spec = WorkerSpec(connect=connect_both, new_rabbit=new_rabbit, settings=settings,
+                      options=options, registry=load_registry,
+                      log_level=logging.getLogger().getEffectiveLevel())
     return RunSync(
-        old_rabbit=rabbit_side(config.old), new_rabbit=rabbit_side(config.new),
+        old_rabbit=rabbit_side(config.old), new_rabbit=new_rabbit,
         connect_cassandra=connect_both, registry=load_registry(), settings=settings,
         options=options, checkpoints=journal, events=journal, counters=journal,
-        zk_mirror=mirror,
+        zk_mirror=mirror, worker_spec=spec,
     )
 
 

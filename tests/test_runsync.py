@@ -7,6 +7,7 @@ as Contrail does. Each test has its own keyspace prefixes and queue name.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -37,6 +38,7 @@ from backends.rabbit import (
     object_update_exchange,
     queue_depth,
 )
+from backends.runsync.processes import WorkerSpec, connect_pair
 from backends.runsync.service import RunSync, RunSyncOptions
 from tests import contrail_data as cd
 
@@ -205,11 +207,14 @@ class World:
                               backoff_max_s=2.0, counters_interval_s=0.5,
                               **{"metrics_listen": None, "reconcile_interval_s": 3600.0,
                                  "concurrency": 4, **options})  # type: ignore[arg-type]
+        settings = SyncSettings(slices_per_table=8, concurrency=4)
+        # the apply processes (options processes > 1) connect with a picklable factory
+        spec = WorkerSpec(connect=functools.partial(connect_pair, self.old_side, self.new_side),
+                          new_rabbit=self.new_rabbit, settings=settings, options=opts)
         return RunSync(old_rabbit=self.old_rabbit, new_rabbit=self.new_rabbit,
                        connect_cassandra=self.connect_both, registry=load_registry(),
-                       settings=SyncSettings(slices_per_table=8, concurrency=4),
-                       options=opts, checkpoints=MemoryCheckpoints(), events=MemoryEvents(),
-                       counters=MemoryCounters())
+                       settings=settings, options=opts, checkpoints=MemoryCheckpoints(),
+                       events=MemoryEvents(), counters=MemoryCounters(), worker_spec=spec)
 
     def toml(self, state_dir: Path) -> str:
         r = self.services.rabbit  # type: ignore[attr-defined]

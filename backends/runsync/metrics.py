@@ -98,6 +98,9 @@ class RunSyncMetrics:
                               ["kind", "count"], registry=r)
         self._requests_total = (0, 0)  # (sent, asked)
         self.window = LagWindow(window_s)
+        self._exported: list[float] | None = None  # an apply process's lags, for its parent
+        self._export_lock = threading.Lock()
+        self._sent: dict[str, float] = {}
         self.last_lag = float("nan")
         self._rate_mark: tuple[float, float] = (time.monotonic(), 0.0)
         self._server: object | None = None
@@ -107,6 +110,40 @@ class RunSyncMetrics:
         self.last_lag = lag_s
         self.window.add(lag_s)
         self.lag_hist.observe(lag_s)
+        if self._exported is not None:
+            with self._export_lock:
+                self._exported.append(lag_s)
+
+    # An apply process counts in its own metrics and sends the increments to its parent.
+    DELTA_COUNTERS = ("applied", "failed", "cells_quarantined", "republished", "coalesced",
+                      "object_writes")
+
+    def export_lags(self) -> None:
+        """Keep lag samples for take_deltas (in an apply process)."""
+        self._exported = []
+
+    def take_deltas(self, requests: Mapping[str, tuple[int, int]] | None = None
+                    ) -> dict[str, object]:
+        """Counter increments and lag samples since the last call, and request counts."""
+        now = {name: getattr(self, name)._value.get() for name in self.DELTA_COUNTERS}
+        counters = {name: now[name] - self._sent.get(name, 0.0) for name in now}
+        self._sent = now
+        with self._export_lock:
+            lags, self._exported = self._exported or [], []
+        return {"counters": counters, "lags": lags,
+                "last_applied": self.last_applied._value.get(),
+                "requests": dict(requests or {})}
+
+    def apply_deltas(self, deltas: Mapping[str, object]) -> None:
+        """Add an apply process's take_deltas to these metrics."""
+        for name, value in dict(deltas.get("counters") or {}).items():  # type: ignore[call-overload]
+            if name in self.DELTA_COUNTERS and value:
+                getattr(self, name).inc(value)
+        for lag in list(deltas.get("lags") or []):  # type: ignore[call-overload]
+            self.observe_lag(float(lag))
+        last = float(deltas.get("last_applied") or 0.0)  # type: ignore[arg-type]
+        if last > self.last_applied._value.get():
+            self.last_applied.set(last)
 
     def set_requests(self, stats: Mapping[str, tuple[int, int]]) -> None:
         """kind -> (requests sent, requests asked) of the combined request path."""

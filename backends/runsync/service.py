@@ -64,6 +64,7 @@ from backends.rabbit import (
 from backends.runsync.apply import CONFIG_DB_UUID, ApplyResult, ObjectApplier
 from backends.runsync.messages import BadMessage, Change, parse, translate
 from backends.runsync.metrics import RunSyncMetrics, push
+from backends.runsync.processes import Delivery, WorkerPool, WorkerSpec
 from backends.runsync.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
@@ -124,11 +125,12 @@ class RunSyncOptions:
     counters_interval_s: float = 2.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
+    processes: int = 1                # apply processes (1: the lanes run in this process)
 
 
 @dataclass
 class _Outcome:
-    kind: str  # "applied" | "quarantine" | "abandoned"
+    kind: str  # "applied" | "quarantine" | "abandoned" | "requeue" (an apply process died)
     reason: str = ""
     attempts: int = 0
     result: ApplyResult | None = None
@@ -163,6 +165,7 @@ class RunSync:
         events: EventSink | None = None,
         counters: CounterSink | None = None,
         zk_mirror: Callable[[], object] | None = None,
+        worker_spec: WorkerSpec | None = None,
     ) -> None:
         self.old_rabbit, self.new_rabbit = old_rabbit, new_rabbit
         self.connect_cassandra = connect_cassandra
@@ -172,6 +175,13 @@ class RunSync:
         self.checkpoints = checkpoints or MemoryCheckpoints()
         self.events, self.counters = events, counters
         self.zk_mirror = zk_mirror
+        self.worker_spec = worker_spec
+        if self.options.processes > 1 and worker_spec is None:
+            raise ValueError("several apply processes need a worker_spec (picklable factories)")
+        self._pool: WorkerPool | None = None
+        self._by_id: dict[int, Any] = {}  # message id -> broker message, while in a process
+        self._next_id = 0
+        self._worker_requests: dict[int, dict[str, tuple[int, int]]] = {}
         self.metrics = RunSyncMetrics()
         self.metrics_address: tuple[str, int] | None = None
         self.stop = threading.Event()
@@ -241,6 +251,14 @@ class RunSync:
                 self._event(f"queue {self.options.queue_name} created on "
                             f"{self.old_rabbit.describe()}")
             self._catch_up(created)
+            if self.options.processes > 1:
+                assert self.worker_spec is not None
+                self._pool = WorkerPool(self.worker_spec, self.options.processes,
+                                        on_done=self._worker_done,
+                                        on_deltas=self._worker_deltas,
+                                        on_event=lambda m, level: self._event(m, level=level))
+                self._event(f"run-sync: {self.options.processes} apply processes "
+                            f"(pids {', '.join(map(str, self._pool.pids()))})")
             reconciler = threading.Thread(target=self._reconcile_loop, name="issu-reconcile",
                                           daemon=True)
             reconciler.start()
@@ -253,6 +271,8 @@ class RunSync:
             self.stop.set()
             for thread in threads:
                 thread.join(timeout=60)
+            if self._pool is not None:
+                self._pool.join()
             self._publish_counters()
             for publisher in self._publishers:
                 publisher.close()
@@ -361,16 +381,13 @@ class RunSync:
             self._in_flight += 1
             self.metrics.in_flight.set(self._in_flight)
             key = object_key(message.body)
-            if key is None:  # not parsable: on its own, to be quarantined with the reason
-                lanes[0].submit(self._work, [(message, gen)])
+            if self._pool is not None:
+                self._next_id += 1
+                self._by_id[self._next_id] = message
+                redelivered = bool((message.delivery_info or {}).get("redelivered"))
+                self._pool.submit(key, self._next_id, message.body, redelivered, gen)
                 return
-            with self._pending_lock:
-                waiting = self._pending.get(key)
-                if waiting is not None:  # not started yet: its write will serve this one too
-                    waiting.append((message, gen))
-                    return
-                self._pending[key] = [(message, gen)]
-            lanes[lane_of_key(key, len(lanes))].submit(self._work_object, key)
+            self._dispatch(lanes, key, message, gen)
 
         consumer = kombu.Consumer(channel, queues=[bound], on_message=on_message,
                                   no_ack=False, prefetch_count=opts.prefetch)
@@ -392,6 +409,8 @@ class RunSync:
         # stop requested: no new deliveries; finish and acknowledge what is in hand
         with contextlib.suppress(Exception):
             consumer.cancel()
+        if self._pool is not None:
+            self._pool.stop()
         deadline = time.monotonic() + 300
         while self._in_flight > 0 and time.monotonic() < deadline:
             self._finish_done(gen, producer, wait=0.1)
@@ -414,6 +433,8 @@ class RunSync:
             elif outcome.kind == "quarantine":
                 self._quarantine(message, outcome, producer)
                 message.ack()
+            elif outcome.kind == "requeue":
+                message.requeue()
             # "abandoned" (stopping before it started): left unacknowledged, redelivered
 
     def _quarantine(self, message: Any, outcome: _Outcome, producer: kombu.Producer) -> None:
@@ -429,6 +450,87 @@ class RunSync:
         self.metrics.quarantined.inc()
         self._event(f"message quarantined in {name} after {outcome.attempts} attempt(s): "
                     f"{outcome.reason}", level="error", queue=name, reason=outcome.reason)
+
+    def _dispatch(self, lanes: list[ThreadPoolExecutor], key: str | None, message: Any,
+                  gen: int) -> None:
+        """Into the object's lane; a message for an object that already has one waiting
+        joins it."""
+        if key is None:  # not parsable: on its own, to be quarantined with the reason
+            lanes[0].submit(self._work, [(message, gen)])
+            return
+        with self._pending_lock:
+            waiting = self._pending.get(key)
+            if waiting is not None:  # not started yet: its write will serve this one too
+                waiting.append((message, gen))
+                return
+            self._pending[key] = [(message, gen)]
+        lanes[lane_of_key(key, len(lanes))].submit(self._work_object, key)
+
+    # ---------------------------------------------------------------------------- processes
+
+    def _worker_done(self, message_id: int, gen: int, kind: str, reason: str,
+                     attempts: int) -> None:
+        message = self._by_id.pop(message_id, None)
+        if message is not None:
+            self._done.put((message, gen, _Outcome(kind, reason, attempts)))
+
+    def _worker_deltas(self, index: int, deltas: dict[str, Any]) -> None:
+        self.metrics.apply_deltas(deltas)
+        self._worker_requests[index] = deltas.get("requests") or {}
+
+    def serve_pipe(self, pipe: Any) -> None:
+        """An apply process's life (see backends/runsync/processes.py): messages from the
+        pipe into this process's lanes, outcomes and counters back, until told to stop or
+        the parent is gone."""
+        self.metrics.export_lags()
+        self._conns = self._retry("connecting to Cassandra", self.connect_cassandra)
+        old, new = self._conns
+        self.repl = Replicator(old, new, self.registry, self.settings)
+        self.applier = ObjectApplier(self.repl)
+        lanes = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"issu-apply-{i}")
+                 for i in range(self.options.concurrency)]
+        sender = threading.Thread(target=self._send_results, args=(pipe,),
+                                  name="issu-apply-results", daemon=True)
+        sender.start()
+        try:
+            while True:
+                try:
+                    item = pipe.recv()
+                except (EOFError, OSError):
+                    break  # the parent is gone
+                if item[0] == "stop":
+                    break
+                _, message_id, body, redelivered, gen = item
+                delivery = Delivery(message_id, body, redelivered)
+                self._dispatch(lanes, object_key(body), delivery, gen)
+        finally:
+            self.stop.set()  # what has not started is reported abandoned
+            for lane in lanes:
+                lane.shutdown(wait=True)
+            self._done.put(None)  # type: ignore[arg-type]
+            sender.join(timeout=60)
+            with contextlib.suppress(Exception):
+                pipe.send(("bye",))
+            for publisher in self._publishers:
+                publisher.close()
+            for conn in self._conns:
+                conn.close()
+
+    def _send_results(self, pipe: Any) -> None:
+        last = False
+        while not last:
+            items = [self._done.get()]
+            with contextlib.suppress(queue.Empty):
+                while len(items) < 500:
+                    items.append(self._done.get_nowait())
+            last = any(item is None for item in items)
+            results = [(d.id, gen, o.kind, o.reason, o.attempts)
+                       for d, gen, o in (i for i in items if i is not None)]
+            assert self.applier is not None
+            try:
+                pipe.send(("done", results, self.metrics.take_deltas(self.applier.io.stats())))
+            except (OSError, ValueError):
+                return  # the parent is gone: the broker redelivers what it held
 
     # ---------------------------------------------------------------------------- one message
 
@@ -548,7 +650,12 @@ class RunSync:
 
     def _publish_counters(self) -> None:
         if self.applier is not None:
-            self.metrics.set_requests(self.applier.io.stats())
+            stats = dict(self.applier.io.stats())
+            for worker in list(self._worker_requests.values()):
+                for kind, (sent, asked) in worker.items():
+                    had = stats.get(kind, (0, 0))
+                    stats[kind] = (had[0] + sent, had[1] + asked)
+            self.metrics.set_requests(stats)
         try:
             push(self.counters, self.metrics.refresh())
         except Exception as exc:

@@ -1,0 +1,195 @@
+"""Apply processes: run-sync's replay spread over several Python processes.
+
+One process replays about 280 changes/s on the project's 2-core box however many lanes it
+has: its lanes wait in turn for one interpreter (a second process, measured side by side,
+took the same backlog at 445/s). So the consuming process keeps what must be single (the
+queue, acknowledgements, quarantine, catch-up, reconciliation, metrics, journal) and hands
+each message to an apply process chosen by the object's uuid: one object's changes always
+go to the same process, and there to the same lane, so they are applied and republished in
+the order they were announced, as with one process.
+
+Pipe protocol (multiprocessing, spawn: a fresh interpreter, nothing inherited from the
+parent's threads):
+  parent -> worker: ("msg", id, body, redelivered, gen) | ("stop",)
+  worker -> parent: ("done", [(id, gen, kind, reason, attempts)], deltas) | ("bye",)
+`deltas` carries the worker's counter increments, lag samples and request counts; the
+parent adds them to its own metrics. A worker that dies is replaced; the messages it held
+go back to the queue (rejected with requeue) to be applied again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import threading
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection as Pipe
+from typing import Any
+
+from backends.cassandra.connection import CassandraSide, Connection, connect
+from backends.cassandra.registry import Registry, load_registry
+from backends.cassandra.tables import SyncSettings
+from backends.rabbit import RabbitSide
+
+log = logging.getLogger(__name__)
+
+
+def connect_pair(old: CassandraSide, new: CassandraSide) -> tuple[Connection, Connection]:
+    """Both clusters' connections (a picklable factory: functools.partial of this)."""
+    old_conn = connect(old)
+    try:
+        return old_conn, connect(new)
+    except Exception:
+        old_conn.close()
+        raise
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What an apply process needs; picklable (sent to a spawned interpreter)."""
+
+    connect: Callable[[], tuple[Connection, Connection]]
+    new_rabbit: RabbitSide
+    settings: SyncSettings
+    options: Any  # RunSyncOptions (not imported here: service imports this module)
+    registry: Callable[[], Registry] = load_registry
+    log_level: int = logging.INFO
+
+
+@dataclass
+class Delivery:
+    """A message as an apply process sees it (the broker's message stays in the parent)."""
+
+    id: int
+    body: bytes | str
+    redelivered: bool
+    delivery_info: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.delivery_info = {"redelivered": self.redelivered}
+
+
+def process_of(key: str | None, processes: int) -> int:
+    return zlib.crc32(key.encode()) % processes if key else 0
+
+
+def worker_main(spec: WorkerSpec, pipe: Pipe) -> None:
+    """An apply process: RunSync's lanes fed from the pipe instead of a broker."""
+    logging.basicConfig(level=spec.log_level,
+                        format="%(asctime)s %(levelname)s apply[%(process)d] %(name)s: "
+                               "%(message)s")
+    from backends.runsync.service import RunSync
+
+    options = replace(spec.options, processes=1, metrics_listen=None)
+    service = RunSync(old_rabbit=None, new_rabbit=spec.new_rabbit,  # type: ignore[arg-type]
+                      connect_cassandra=spec.connect, registry=spec.registry(),
+                      settings=spec.settings, options=options)
+    service.serve_pipe(pipe)
+
+
+class WorkerPool:
+    """The parent's side: `processes` apply processes, each message sent to the one its
+    object belongs to. `on_done(id, gen, kind, reason, attempts)` and
+    `on_deltas(worker, deltas)` are called from one reader thread per process."""
+
+    def __init__(self, spec: WorkerSpec, processes: int, *,
+                 on_done: Callable[[int, int, str, str, int], None],
+                 on_deltas: Callable[[int, dict[str, Any]], None],
+                 on_event: Callable[[str, str], None]) -> None:
+        self.spec, self.processes = spec, processes
+        self.on_done, self.on_deltas, self.on_event = on_done, on_deltas, on_event
+        self._ctx = multiprocessing.get_context("spawn")
+        self._lock = threading.Lock()
+        self._pipes: list[Pipe | None] = [None] * processes
+        self._procs: list[Any] = [None] * processes
+        self._held: list[dict[int, int]] = [{} for _ in range(processes)]  # id -> gen
+        self._stopping = False
+        self.restarts = 0
+        for index in range(processes):
+            self._start(index)
+
+    def _start(self, index: int) -> None:
+        parent_end, child_end = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(target=worker_main, args=(self.spec, child_end),
+                                 name=f"issu-apply-{index}", daemon=True)
+        proc.start()
+        child_end.close()
+        self._pipes[index], self._procs[index] = parent_end, proc
+        threading.Thread(target=self._read, args=(index, parent_end),
+                         name=f"issu-apply-reader-{index}", daemon=True).start()
+
+    def submit(self, key: str | None, message_id: int, body: bytes | str, redelivered: bool,
+               gen: int) -> None:
+        index = process_of(key, self.processes)
+        with self._lock:  # so a process being replaced never gets a message meant for the new
+            pipe = self._pipes[index]
+            try:
+                assert pipe is not None
+                pipe.send(("msg", message_id, body, redelivered, gen))
+                self._held[index][message_id] = gen
+                return
+            except (OSError, ValueError, AssertionError):
+                pass  # it just died: the message goes back to the queue
+        self.on_done(message_id, gen, "requeue", "", 0)
+
+    def _read(self, index: int, pipe: Pipe) -> None:
+        while True:
+            try:
+                item = pipe.recv()
+            except (EOFError, OSError):
+                break
+            if item[0] == "done":
+                with self._lock:
+                    for message_id, *_ in item[1]:
+                        self._held[index].pop(message_id, None)
+                for message_id, gen, kind, reason, attempts in item[1]:
+                    self.on_done(message_id, gen, kind, reason, attempts)
+                self.on_deltas(index, item[2])
+            elif item[0] == "bye":
+                break
+        with contextlib.suppress(Exception):
+            pipe.close()
+        with self._lock:
+            lost = self._held[index]
+            self._held[index] = {}
+            stopping = self._stopping
+            proc = self._procs[index]
+            if not stopping:
+                self.restarts += 1
+                self._start(index)
+        # whatever it held is applied again (or, stopping, left for the broker to redeliver)
+        for message_id, gen in lost.items():
+            self.on_done(message_id, gen, "abandoned" if stopping else "requeue", "", 0)
+        if not stopping:
+            if proc is not None:
+                proc.join(2)
+            code = proc.exitcode if proc is not None else None
+            self.on_event(f"apply process {index} exited (code {code}); {len(lost)} message(s) "
+                          "it held go back to the queue; a new one was started", "error")
+
+    def stop(self) -> None:
+        """Tell every process to stop taking work: they finish what they started, report
+        the rest as abandoned (left unacknowledged: redelivered), and exit."""
+        with self._lock:
+            self._stopping = True
+            pipes = list(self._pipes)
+        for pipe in pipes:
+            with contextlib.suppress(Exception):
+                if pipe is not None:
+                    pipe.send(("stop",))
+
+    def join(self, timeout: float = 60.0) -> None:
+        self.stop()
+        for proc in self._procs:
+            if proc is None:
+                continue
+            proc.join(timeout)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._procs if p is not None and p.pid is not None]
