@@ -75,7 +75,35 @@ def test_a_killed_apply_process_is_replaced_and_its_messages_applied(world: Worl
         report = world.verify()
         assert report.ok, [(t.table, t.samples) for t in report.tables if t.samples]
         events = [m for _, m, _ in rs.events.events]  # type: ignore[union-attr]
-        assert any("apply process 0 exited" in m and "new one was started" in m
+        assert any("apply process 0 exited" in m and "a new one starts in" in m
                    for m in events), events
     finally:
         stop_thread(rs, thread)
+
+
+def test_an_apply_process_that_cannot_start_is_restarted_with_growing_pauses() -> None:
+    """A process that dies as it starts (here: exits while connecting) must not be
+    respawned in a tight loop, and the messages sent to it go back to the queue."""
+    import functools
+
+    from backends.cassandra.tables import SyncSettings
+    from backends.rabbit import RabbitSide
+    from backends.runsync.processes import WorkerPool, WorkerSpec
+    from backends.runsync.service import RunSyncOptions
+
+    spec = WorkerSpec(connect=functools.partial(os._exit, 3),
+                      new_rabbit=RabbitSide("new", ("127.0.0.1",), 1, "u", "p", "/"),
+                      settings=SyncSettings(), options=RunSyncOptions(concurrency=2))
+    done: list[tuple[int, str]] = []
+    events: list[str] = []
+    pool = WorkerPool(spec, 1, on_done=lambda i, g, kind, r, a: done.append((i, kind)),
+                      on_deltas=lambda i, d: None, on_event=lambda m, level: events.append(m))
+    try:
+        pool.submit("some-uuid", 1, b'{"uuid": "some-uuid"}', False, 1)
+        wait_until(lambda: len(events) >= 3, 60, "three deaths")
+        assert done and done[0] == (1, "requeue"), done
+        assert all("exited (code 3)" in e for e in events), events
+        pauses = [float(e.rsplit("starts in ", 1)[1].rstrip("s")) for e in events[:3]]
+        assert pauses == [0.5, 1.0, 2.0], events
+    finally:
+        pool.join(timeout=10)

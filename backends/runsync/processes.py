@@ -23,6 +23,7 @@ import contextlib
 import logging
 import multiprocessing
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -106,6 +107,10 @@ class WorkerPool:
         self._pipes: list[Pipe | None] = [None] * processes
         self._procs: list[Any] = [None] * processes
         self._held: list[dict[int, int]] = [{} for _ in range(processes)]  # id -> gen
+        # messages for a process being restarted, sent once it is up
+        self._waiting: list[list[tuple[Any, ...]]] = [[] for _ in range(processes)]
+        self._started_at = [0.0] * processes
+        self._quick_deaths = [0] * processes
         self._stopping = False
         self.restarts = 0
         for index in range(processes):
@@ -118,20 +123,28 @@ class WorkerPool:
         proc.start()
         child_end.close()
         self._pipes[index], self._procs[index] = parent_end, proc
+        self._started_at[index] = time.monotonic()
         threading.Thread(target=self._read, args=(index, parent_end),
                          name=f"issu-apply-reader-{index}", daemon=True).start()
+        waiting, self._waiting[index] = self._waiting[index], []
+        for item in waiting:
+            parent_end.send(item)
 
     def submit(self, key: str | None, message_id: int, body: bytes | str, redelivered: bool,
                gen: int) -> None:
         index = process_of(key, self.processes)
+        item = ("msg", message_id, body, redelivered, gen)
         with self._lock:  # so a process being replaced never gets a message meant for the new
             pipe = self._pipes[index]
-            try:
-                assert pipe is not None
-                pipe.send(("msg", message_id, body, redelivered, gen))
+            if pipe is None:  # being restarted: sent when it is up
+                self._waiting[index].append(item)
                 self._held[index][message_id] = gen
                 return
-            except (OSError, ValueError, AssertionError):
+            try:
+                pipe.send(item)
+                self._held[index][message_id] = gen
+                return
+            except (OSError, ValueError):
                 pass  # it just died: the message goes back to the queue
         self.on_done(message_id, gen, "requeue", "", 0)
 
@@ -155,20 +168,37 @@ class WorkerPool:
         with self._lock:
             lost = self._held[index]
             self._held[index] = {}
+            self._waiting[index] = []
             stopping = self._stopping
             proc = self._procs[index]
             if not stopping:
-                self.restarts += 1
-                self._start(index)
+                self._pipes[index] = None
         # whatever it held is applied again (or, stopping, left for the broker to redeliver)
         for message_id, gen in lost.items():
             self.on_done(message_id, gen, "abandoned" if stopping else "requeue", "", 0)
-        if not stopping:
-            if proc is not None:
-                proc.join(2)
-            code = proc.exitcode if proc is not None else None
-            self.on_event(f"apply process {index} exited (code {code}); {len(lost)} message(s) "
-                          "it held go back to the queue; a new one was started", "error")
+        if stopping:
+            return
+        if proc is not None:
+            proc.join(2)
+        code = proc.exitcode if proc is not None else None
+        # a process that dies young (it cannot start?) is restarted after a pause, longer
+        # each time, so a broken set-up does not spawn interpreters in a loop
+        lived = time.monotonic() - self._started_at[index]
+        self._quick_deaths[index] = self._quick_deaths[index] + 1 if lived < 10 else 0
+        pause = min(30.0, 0.5 * 2 ** (self._quick_deaths[index] - 1)) \
+            if self._quick_deaths[index] else 0.0
+        self.on_event(f"apply process {index} exited (code {code}); {len(lost)} message(s) it "
+                      f"held go back to the queue; a new one starts in {pause:.1f}s", "error")
+        time.sleep(pause)
+        with self._lock:
+            if not self._stopping:
+                self.restarts += 1
+                self._start(index)
+                return
+            # stopped meanwhile: what came for it in the pause is left for redelivery
+            waiting, self._held[index], self._waiting[index] = self._held[index], {}, []
+        for message_id, gen in waiting.items():
+            self.on_done(message_id, gen, "abandoned", "", 0)
 
     def stop(self) -> None:
         """Tell every process to stop taking work: they finish what they started, report
