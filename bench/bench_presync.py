@@ -81,19 +81,25 @@ def _dataset(cells: int):  # type: ignore[no-untyped-def]
 def run_issu(net: int, keyspaces: list[str] | None, profile: bool,
              old_prefix: str = OLD_PREFIX, knobs: dict[str, int] | None = None
              ) -> dict[str, object]:
+    import functools
     import threading
 
     import backends.cassandra.copy as copy_mod
-    from backends.cassandra.connection import connect
+    from backends.cassandra.connection import connect, connect_pair
     from backends.cassandra.copy import CopyEngine
     from backends.cassandra.registry import load_registry
+    from backends.cassandra.slice_processes import CopyWorkerSpec
     from backends.cassandra.tables import SyncSettings
     from backends.progress import MemoryCheckpoints
 
     o, n = _sides(net, old_prefix)
     old, new = connect(o), connect(n)
-    settings = SyncSettings(keyspaces=tuple(keyspaces) if keyspaces else None, **(knobs or {}))
-    engine = CopyEngine(old, new, load_registry(), settings, checkpoints=MemoryCheckpoints())
+    knobs = dict(knobs or {})
+    processes = knobs.pop("processes", 1 if profile else 2)  # as `issu sync pre` (copy_processes)
+    settings = SyncSettings(keyspaces=tuple(keyspaces) if keyspaces else None, **knobs)
+    engine = CopyEngine(old, new, load_registry(), settings, checkpoints=MemoryCheckpoints(),
+                        processes=CopyWorkerSpec(functools.partial(connect_pair, o, n),
+                                                 processes=processes))
     profiles: list[cProfile.Profile] = []
     if profile:
         # the work runs in slice threads: profile each slice and merge the statistics

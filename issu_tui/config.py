@@ -214,6 +214,8 @@ class SyncConfig(_Strict):
     concurrency: int = Field(8, ge=1, le=256)
     # run-sync: processes applying changes (one interpreter replays ~280 changes/s here)
     apply_processes: int = Field(2, ge=1, le=32)
+    # pre-sync / post-sync: processes copying token slices, each with `concurrency` in flight
+    copy_processes: int = Field(2, ge=1, le=32)
     page_size: int = Field(500, ge=10, le=100_000)
     slices_per_table: int = Field(64, ge=1, le=65_536)
     reconcile_interval_s: float = Field(300, gt=0)

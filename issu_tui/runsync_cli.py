@@ -146,10 +146,10 @@ def build_run_sync(config: IssuConfig, journal: Any, *, catch_up: bool = True,
     the event and counter sink)."""
     import functools
 
-    from backends.cassandra.connection import CassandraSide
+    from backends.cassandra.connection import CassandraSide, connect_pair
     from backends.cassandra.registry import load_registry
     from backends.cassandra.tables import SyncSettings
-    from backends.runsync.processes import WorkerSpec, connect_pair
+    from backends.runsync.processes import WorkerSpec
     from backends.runsync.service import RunSync, RunSyncOptions
 
     def cassandra_side(side: Any) -> CassandraSide:

@@ -226,11 +226,22 @@ def run_copy(config: IssuConfig, *, job: str, phase: str, state_dir: Path | None
              keyspaces: tuple[str, ...], fresh: bool, as_json: bool, slices: int | None,
              concurrency: int | None, page_size: int | None,
              overrides: dict[str, dict[str, Any]] | None = None) -> int:
+    import functools
+
+    from backends.cassandra.connection import connect_pair
     from backends.cassandra.copy import CopyEngine
+    from backends.cassandra.slice_processes import CopyWorkerSpec
     from backends.progress import MemoryCheckpoints
 
     settings = sync_settings(config, keyspaces=keyspaces, slices=slices,
                              concurrency=concurrency, page_size=page_size)
+    overrides = overrides or {}
+    # the copy processes connect on their own (a picklable factory of the same sides)
+    processes = CopyWorkerSpec(
+        functools.partial(connect_pair, cassandra_side(config, "old", overrides.get("old")),
+                          cassandra_side(config, "new", overrides.get("new"))),
+        processes=config.sync.copy_processes,
+        log_level=logging.getLogger().getEffectiveLevel())
     registry = _registry()
     journal = _journal(config, state_dir)
     try:
@@ -238,7 +249,7 @@ def run_copy(config: IssuConfig, *, job: str, phase: str, state_dir: Path | None
             def go() -> int:
                 engine = CopyEngine(old, new, registry, settings,
                                     checkpoints=journal or MemoryCheckpoints(),
-                                    events=journal, counters=journal)
+                                    events=journal, counters=journal, processes=processes)
                 report = engine.run(job, phase=phase, fresh=fresh)
                 _print_copy(report, as_json)
                 return EXIT_OK if report.ok else EXIT_PROBLEM

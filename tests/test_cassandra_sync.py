@@ -3,6 +3,7 @@ of the launcher; the shared topology puts both on one cluster with odb/ndb prefi
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import signal
@@ -18,7 +19,7 @@ import pytest
 from cassandra import ReadTimeout
 from click.testing import CliRunner
 
-from backends.cassandra.connection import CassandraSide, connect
+from backends.cassandra.connection import CassandraSide, connect, connect_pair
 from backends.cassandra.copy import (
     CopyEngine,
     CopyReport,
@@ -30,6 +31,7 @@ from backends.cassandra.copy import (
 )
 from backends.cassandra.registry import load_registry
 from backends.cassandra.replicator import Replicator
+from backends.cassandra.slice_processes import CopyWorkerSpec
 from backends.cassandra.tables import Quarantine, SyncSettings, TableContext
 from backends.cassandra.translate import DEFAULT_PERMS2
 from backends.cassandra.verify import Verifier, VerifyReport
@@ -89,18 +91,23 @@ class Pair:
 
 
 def engine(pair: Pair, *, keyspaces: tuple[str, ...] | None = CONFIG_DB, slices: int = 8,
-           checkpoints: object | None = None, **settings: object) -> CopyEngine:
+           checkpoints: object | None = None, processes: int = 1,
+           **settings: object) -> CopyEngine:
+    """`processes` > 1: the slices are copied by that many copy processes (spawned)."""
     settings.setdefault("small_table_cells", 0)  # slice even the small test tables
     s = SyncSettings(slices_per_table=slices, concurrency=4, keyspaces=keyspaces,
                      **settings)  # type: ignore[arg-type]
+    spec = CopyWorkerSpec(functools.partial(connect_pair, pair.old_side, pair.new_side),
+                          processes=processes) if processes > 1 else None
     return CopyEngine(pair.old, pair.new, load_registry(), s,
                       checkpoints=checkpoints or MemoryCheckpoints(),  # type: ignore[arg-type]
-                      events=MemoryEvents())
+                      events=MemoryEvents(), processes=spec)
 
 
 def presync(pair: Pair, **kw: object) -> CopyReport:
     fresh = bool(kw.pop("fresh", True))
     return engine(pair, **kw).run("pre-sync", phase="pre", fresh=fresh)  # type: ignore[arg-type]
+
 
 
 def verify(pair: Pair, keyspaces: tuple[str, ...] | None = CONFIG_DB,
@@ -169,12 +176,16 @@ def test_presync_under_concurrent_changes_then_verify_is_clean(pair: Pair) -> No
 
     writer = threading.Thread(target=mutate)
     writer.start()
-    try:
-        first = presync(pair, keyspaces=None, slices=16)
+    try:  # in two copy processes, as `issu sync pre` by default
+        first_engine = engine(pair, keyspaces=None, slices=16, processes=2)
+        first = first_engine.run("pre-sync", phase="pre", fresh=True)
     finally:
         stop.set()
         writer.join()
     assert first.ok, first.as_dict()
+    started = [m for _, m, _ in first_engine.events.events  # type: ignore[union-attr]
+               if "copy processes" in m]
+    assert started and started[0].startswith("pre-sync: 2 copy processes"), started
     assert {t.status for t in first.tables} == {"ok"}
     second = presync(pair, keyspaces=None, slices=16)
     assert second.ok
@@ -507,6 +518,13 @@ vhost = "/v2"
 """
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()  # not a zombie
+    except OSError:
+        return False
+
+
 def test_killed_presync_resumes_from_checkpoints(separate: Pair, tmp_path: Path) -> None:
     from issu_tui.journal import Journal
 
@@ -532,9 +550,17 @@ def test_killed_presync_resumes_from_checkpoints(separate: Pair, tmp_path: Path)
                     break
             time.sleep(0.05)
         assert proc.poll() is None, "pre-sync finished before it could be killed"
+        workers = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+                   .read_text().split()]
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(30)
+    # its copy processes stop writing at once too (the resume below must be alone)
+    assert workers, "the CLI copied in this process: copy_processes is 2 by default"
+    deadline = time.monotonic() + 20
+    while any(_alive(p) for p in workers):
+        assert time.monotonic() < deadline, f"copy processes {workers} outlived the kill"
+        time.sleep(0.1)
     with Journal.open(state) as journal:
         killed_at = len(journal.done_slices("pre-sync", "config_db_uuid.obj_uuid_table"))
         assert 5 <= killed_at < 400

@@ -25,7 +25,7 @@ import httpx
 import kombu
 import pytest
 
-from backends.cassandra.connection import CassandraSide, connect
+from backends.cassandra.connection import CassandraSide, connect, connect_pair
 from backends.cassandra.registry import load_registry
 from backends.cassandra.replicator import Replicator
 from backends.cassandra.tables import SyncSettings
@@ -38,7 +38,7 @@ from backends.rabbit import (
     object_update_exchange,
     queue_depth,
 )
-from backends.runsync.processes import WorkerSpec, connect_pair
+from backends.runsync.processes import WorkerSpec
 from backends.runsync.service import RunSync, RunSyncOptions
 from tests import contrail_data as cd
 

@@ -102,3 +102,13 @@ def connect(side: CassandraSide, *, request_timeout: float = 60.0,
             f"cannot connect to the {side.name} Cassandra at {', '.join(hosts)}:{port}: {exc}"
         ) from exc
     return Connection(side, cluster, session)
+
+
+def connect_pair(old: CassandraSide, new: CassandraSide) -> tuple[Connection, Connection]:
+    """Both clusters' connections (a picklable factory: functools.partial of this)."""
+    old_conn = connect(old)
+    try:
+        return old_conn, connect(new)
+    except Exception:
+        old_conn.close()
+        raise

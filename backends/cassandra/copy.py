@@ -16,14 +16,16 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from backends.cassandra.connection import Connection
 from backends.cassandra.identity import refuse_same_keyspaces
 from backends.cassandra.registry import Registry, TableSpec
 from backends.cassandra.schema import check_partitioner, keyspace_exists
+from backends.cassandra.slice_processes import CopyWorkerSpec, SliceProcesses
 from backends.cassandra.spill import SpillMap
 from backends.cassandra.tables import (
     Quarantine,
@@ -204,6 +206,25 @@ def copy_slice(ctx: TableContext, lo: int, hi: int) -> Counts:
         return _guarded(writer, work)
 
 
+def _slices_in_threads(ctx: TableContext, todo: list[tuple[str, int, int]], threads: int,
+                       stop: threading.Event | None) -> Iterator[tuple[str, int, int, Any]]:
+    """(slice id, lo, hi, Counts or the failure's reason) as this process's threads finish
+    the slices."""
+    def run_slice(item: tuple[str, int, int]) -> Counts:
+        if stop is not None and stop.is_set():
+            raise SyncError("stopped")
+        return copy_slice(ctx, item[1], item[2])
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="issu-slice") as pool:
+        futures = {pool.submit(run_slice, s): s for s in todo}
+        for future in as_completed(futures):
+            slice_id, lo, hi = futures[future]
+            try:
+                yield slice_id, lo, hi, future.result()
+            except Exception as exc:
+                yield slice_id, lo, hi, f"{type(exc).__name__}: {exc}"
+
+
 def writetime_now() -> int:
     """Now in WRITETIME's unit and clock family: microseconds since the Unix epoch, as
     clients (and Cassandra coordinators) stamp writes."""
@@ -261,9 +282,14 @@ class CopyEngine:
 
     def __init__(self, old: Connection, new: Connection, registry: Registry,
                  settings: SyncSettings, *, checkpoints: CheckpointStore,
-                 events: EventSink | None = None, counters: CounterSink | None = None) -> None:
+                 events: EventSink | None = None, counters: CounterSink | None = None,
+                 processes: CopyWorkerSpec | None = None) -> None:
+        """`processes`: copy the slices in that many processes (see slice_processes), each
+        with `settings.concurrency` slices in flight; None or 1: in this one."""
         self.old, self.new, self.registry, self.settings = old, new, registry, settings
         self.checkpoints, self.events, self.counters = checkpoints, events, counters
+        self.process_spec = processes
+        self._processes: SliceProcesses | None = None
         self._lock = threading.Lock()
 
     def _event(self, kind: str, message: str, **fields: object) -> None:
@@ -287,11 +313,21 @@ class CopyEngine:
         quarantine = Quarantine(self.new, run_id)
         report = CopyReport(job, run_id, quarantine_table=f"{quarantine.keyspace}.rows")
         self._event("sync", f"{job}: started (run {run_id})", job=job, run_id=run_id)
-        for spec in specs:
-            if stop is not None and stop.is_set():
-                break
-            report.tables.append(self._copy_table(job, spec, quarantine, stop))
-            self._publish(job, report)
+        if self.process_spec is not None and self.process_spec.processes > 1:
+            self._processes = SliceProcesses(self.process_spec, self.settings, run_id)
+            self._event("sync", f"{job}: {self.process_spec.processes} copy processes (pids "
+                        f"{', '.join(map(str, self._processes.pids()))}), each with "
+                        f"{self.settings.concurrency} slices in flight", job=job)
+        try:
+            for spec in specs:
+                if stop is not None and stop.is_set():
+                    break
+                report.tables.append(self._copy_table(job, spec, quarantine, stop))
+                self._publish(job, report)
+        finally:
+            if self._processes is not None:
+                self._processes.close()
+                self._processes = None
         report.duration_s = time.monotonic() - started
         stopped = stop is not None and stop.is_set()
         if report.ok and not stopped:
@@ -345,30 +381,23 @@ class CopyEngine:
                 rep.errors.append(str(exc))
                 return rep
 
-        def run_slice(item: tuple[str, int, int]) -> tuple[str, Counts]:
-            slice_id, lo, hi = item
-            if stop is not None and stop.is_set():
-                raise SyncError("stopped")
-            counts = copy_slice(ctx, lo, hi)
-            self.checkpoints.mark_slice_done(job, table_id, slice_id, counts.cells)
-            return slice_id, counts
-
-        with ThreadPoolExecutor(max_workers=self.settings.concurrency,
-                                thread_name_prefix="issu-slice") as pool:
-            futures = {pool.submit(run_slice, s): s for s in todo}
-            for future in as_completed(futures):
-                slice_id, lo, hi = futures[future]
+        outcomes = (self._processes.copy(table_id, todo, stop) if self._processes is not None
+                    else _slices_in_threads(ctx, todo, self.settings.concurrency, stop))
+        for slice_id, lo, hi, outcome in outcomes:
+            if not isinstance(outcome, str):
                 try:
-                    _, counts = future.result()
+                    self.checkpoints.mark_slice_done(job, table_id, slice_id, outcome.cells)
                 except Exception as exc:
-                    rep.slices_failed += 1
-                    msg = (f"{table_id} slice {slice_id} (tokens {lo}..{hi}) failed, nothing "
-                           f"deleted there: {type(exc).__name__}: {exc}")
-                    rep.errors.append(msg)
-                    self._event("sync", f"{job}: {msg}", level="error", table=table_id)
-                    continue
-                rep.add(counts)
-                rep.slices_done += 1
+                    outcome = f"its checkpoint was not recorded: {type(exc).__name__}: {exc}"
+            if isinstance(outcome, str):
+                rep.slices_failed += 1
+                msg = (f"{table_id} slice {slice_id} (tokens {lo}..{hi}) failed, nothing "
+                       f"deleted there: {outcome}")
+                rep.errors.append(msg)
+                self._event("sync", f"{job}: {msg}", level="error", table=table_id)
+                continue
+            rep.add(outcome)
+            rep.slices_done += 1
         if ctx.translator.renames_keys and not rep.slices_failed and \
                 PRUNE_SLICE not in done and not (stop is not None and stop.is_set()):
             try:

@@ -30,22 +30,13 @@ from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection as Pipe
 from typing import Any
 
-from backends.cassandra.connection import CassandraSide, Connection, connect
+from backends.cassandra.connection import Connection
 from backends.cassandra.registry import Registry, load_registry
 from backends.cassandra.tables import SyncSettings
 from backends.rabbit import RabbitSide
+from backends.worker_signals import ignore_stop_signals
 
 log = logging.getLogger(__name__)
-
-
-def connect_pair(old: CassandraSide, new: CassandraSide) -> tuple[Connection, Connection]:
-    """Both clusters' connections (a picklable factory: functools.partial of this)."""
-    old_conn = connect(old)
-    try:
-        return old_conn, connect(new)
-    except Exception:
-        old_conn.close()
-        raise
 
 
 @dataclass(frozen=True)
@@ -79,6 +70,7 @@ def process_of(key: str | None, processes: int) -> int:
 
 def worker_main(spec: WorkerSpec, pipe: Pipe) -> None:
     """An apply process: RunSync's lanes fed from the pipe instead of a broker."""
+    ignore_stop_signals()
     logging.basicConfig(level=spec.log_level,
                         format="%(asctime)s %(levelname)s apply[%(process)d] %(name)s: "
                                "%(message)s")
