@@ -220,6 +220,15 @@ class Publisher:
             self._conn, self._producer = conn, kombu.Producer(channel, exchange=self._exchange)
         return self._producer
 
+    def connect(self) -> None:
+        """Open the connection now (else the first publish opens it); raises if it cannot."""
+        with self._lock:
+            try:
+                self._ensure()
+            except Exception:
+                self._reset()
+                raise
+
     def publish(self, body: Mapping[str, Any]) -> None:
         payload = json.dumps(body)
         with self._lock:

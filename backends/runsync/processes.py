@@ -11,7 +11,8 @@ the order they were announced, as with one process.
 Pipe protocol (multiprocessing, spawn: a fresh interpreter, nothing inherited from the
 parent's threads):
   parent -> worker: ("msg", id, body, redelivered, gen) | ("stop",)
-  worker -> parent: ("done", [(id, gen, kind, reason, attempts)], deltas) | ("bye",)
+  worker -> parent: ("ready",) once connected | ("done", [(id, gen, kind, reason, attempts)],
+                    deltas) | ("bye",)
 `deltas` carries the worker's counter increments, lag samples and request counts; the
 parent adds them to its own metrics. A worker that dies is replaced; the messages it held
 go back to the queue (rejected with requeue) to be applied again.
@@ -103,12 +104,14 @@ class WorkerPool:
         self._waiting: list[list[tuple[Any, ...]]] = [[] for _ in range(processes)]
         self._started_at = [0.0] * processes
         self._quick_deaths = [0] * processes
+        self._ready = [threading.Event() for _ in range(processes)]
         self._stopping = False
         self.restarts = 0
         for index in range(processes):
             self._start(index)
 
     def _start(self, index: int) -> None:
+        self._ready[index].clear()
         parent_end, child_end = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(target=worker_main, args=(self.spec, child_end),
                                  name=f"issu-apply-{index}", daemon=True)
@@ -146,7 +149,9 @@ class WorkerPool:
                 item = pipe.recv()
             except (EOFError, OSError):
                 break
-            if item[0] == "done":
+            if item[0] == "ready":
+                self._ready[index].set()
+            elif item[0] == "done":
                 with self._lock:
                     for message_id, *_ in item[1]:
                         self._held[index].pop(message_id, None)
@@ -184,13 +189,22 @@ class WorkerPool:
         time.sleep(pause)
         with self._lock:
             if not self._stopping:
-                self.restarts += 1
                 self._start(index)
+                self.restarts += 1  # counted once the new process is in place
                 return
             # stopped meanwhile: what came for it in the pause is left for redelivery
             waiting, self._held[index], self._waiting[index] = self._held[index], {}, []
         for message_id, gen in waiting.items():
             self.on_done(message_id, gen, "abandoned", "", 0)
+
+    def wait_ready(self, stop: threading.Event) -> bool:
+        """Wait until every process is connected and taking messages (False if `stop` is
+        set first): consuming before would leave the first changes waiting for them."""
+        for ready in self._ready:
+            while not ready.wait(0.2):
+                if stop.is_set():
+                    return False
+        return True
 
     def stop(self) -> None:
         """Tell every process to stop taking work: they finish what they started, report

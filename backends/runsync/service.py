@@ -257,7 +257,9 @@ class RunSync:
                                         on_done=self._worker_done,
                                         on_deltas=self._worker_deltas,
                                         on_event=lambda m, level: self._event(m, level=level))
-                self._event(f"run-sync: {self.options.processes} apply processes "
+                if not self._pool.wait_ready(self.stop):
+                    raise Stopped("starting the apply processes")
+                self._event(f"run-sync: {self.options.processes} apply processes ready "
                             f"(pids {', '.join(map(str, self._pool.pids()))})")
             reconciler = threading.Thread(target=self._reconcile_loop, name="issu-reconcile",
                                           daemon=True)
@@ -341,6 +343,8 @@ class RunSync:
         # changes of one object are applied and republished in the order they were announced.
         lanes = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"issu-apply-{i}")
                  for i in range(opts.concurrency)]
+        if self._pool is None:  # (with apply processes, these lanes stay idle)
+            self._warm_lanes(lanes)
         try:
             while not self.stop.is_set():
                 conn = connection(self.old_rabbit)
@@ -489,6 +493,11 @@ class RunSync:
         self.applier = ObjectApplier(self.repl)
         lanes = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"issu-apply-{i}")
                  for i in range(self.options.concurrency)]
+        self._warm_lanes(lanes)
+        for lane in lanes:  # every lane's publisher connected (or tried) before "ready"
+            lane.submit(lambda: None).result()
+        with contextlib.suppress(OSError, ValueError):
+            pipe.send(("ready",))
         sender = threading.Thread(target=self._send_results, args=(pipe,),
                                   name="issu-apply-results", daemon=True)
         sender.start()
@@ -638,6 +647,18 @@ class RunSync:
         if first and result.newest_writetime:
             self.metrics.observe_lag(time.time() - result.newest_writetime / 1e6)
         return _Outcome("applied", result=result)
+
+    def _warm_lanes(self, lanes: list[ThreadPoolExecutor]) -> None:
+        """Each lane opens its publisher's connection now, not on its first change: after a
+        start, the first changes would otherwise each wait for a new connection."""
+        def warm() -> None:
+            try:
+                self._lane_publisher().connect()
+            except Exception as exc:  # the broker is down: the first publish retries
+                log.debug("publisher not connected ahead: %s", exc)
+
+        for lane in lanes:
+            lane.submit(warm)
 
     def _lane_publisher(self) -> Publisher:
         publisher = getattr(self._local, "publisher", None)
