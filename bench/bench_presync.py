@@ -178,12 +178,34 @@ def run_naive(net: int, keyspaces: list[str] | None, budget: float) -> dict[str,
             "complete": complete}
 
 
-def run_ceiling(net: int, keyspaces: list[str] | None) -> dict[str, object]:
-    from cassandra.concurrent import execute_concurrent
+def _add_batches(batches: list[tuple[object, tuple[()]]], insert, rows) -> int:  # type: ignore[no-untyped-def]
+    """Append the rows' writes to `batches` within issu's writer bounds (single-partition
+    UNLOGGED batches, SyncSettings.partition_batch_cells / _bytes); returns the rows."""
     from cassandra.query import BatchStatement, BatchType
 
-    from backends.cassandra.connection import connect
     from backends.cassandra.tables import SyncSettings
+
+    limit_cells = SyncSettings.partition_batch_cells
+    limit_bytes = SyncSettings.partition_batch_bytes
+    batch, key, size, count = None, None, 0, 0
+    for k, c, v, ts in rows:
+        count += 1
+        if batch is None or k != key or len(batch) >= limit_cells or \
+                size + len(c) + len(v) + 24 > limit_bytes:
+            if batch is not None:
+                batches.append((batch, ()))
+            batch, key, size = BatchStatement(batch_type=BatchType.UNLOGGED), k, 0
+        batch.add(insert, (k, c, v, ts))
+        size += len(c) + len(v) + 24
+    if batch is not None:
+        batches.append((batch, ()))
+    return count
+
+
+def run_ceiling(net: int, keyspaces: list[str] | None) -> dict[str, object]:
+    from cassandra.concurrent import execute_concurrent
+
+    from backends.cassandra.connection import connect
 
     o, n = _sides(net)
     old, new = connect(o), connect(n)
@@ -195,23 +217,10 @@ def run_ceiling(net: int, keyspaces: list[str] | None) -> dict[str, object]:
             f"SELECT key, column1, value, WRITETIME(value) FROM {src}", timeout=600))
         cells += len(rows)
         work.append((insert, rows))
-    # the same batch bounds as issu's writer (single-partition UNLOGGED batches)
-    limit_cells = SyncSettings.partition_batch_cells
-    limit_bytes = SyncSettings.partition_batch_bytes
     started = time.perf_counter()
-    batches = []
+    batches: list[tuple[object, tuple[()]]] = []
     for insert, rows in work:
-        batch, key, size = None, None, 0
-        for k, c, v, ts in rows:
-            if batch is None or k != key or len(batch) >= limit_cells or \
-                    size + len(c) + len(v) + 24 > limit_bytes:
-                if batch is not None:
-                    batches.append((batch, ()))
-                batch, key, size = BatchStatement(batch_type=BatchType.UNLOGGED), k, 0
-            batch.add(insert, (k, c, v, ts))
-            size += len(c) + len(v) + 24
-        if batch is not None:
-            batches.append((batch, ()))
+        _add_batches(batches, insert, rows)
     for ok, result in execute_concurrent(new.session, batches, concurrency=64,
                                          raise_on_first_error=True):
         if not ok:
@@ -227,33 +236,19 @@ def _ceiling_part(net: int, keyspaces: list[str] | None, parts: int, part: int,
     import zlib
 
     from cassandra.concurrent import execute_concurrent
-    from cassandra.query import BatchStatement, BatchType
 
     from backends.cassandra.connection import connect
-    from backends.cassandra.tables import SyncSettings
 
     o, n = _sides(net)
     old, new = connect(o), connect(n)
-    batches, cells = [], 0
-    limit_cells = SyncSettings.partition_batch_cells
-    limit_bytes = SyncSettings.partition_batch_bytes
+    batches: list[tuple[object, tuple[()]]] = []
+    cells = 0
     for ks, table in _tables(keyspaces):
         src, insert = _copy_target(o, n, new, ks, table)
-        batch, key, size = None, None, 0
-        for k, c, v, ts in old.session.execute(
-                f"SELECT key, column1, value, WRITETIME(value) FROM {src}", timeout=600):
-            if zlib.crc32(k) % parts != part:
-                continue
-            cells += 1
-            if batch is None or k != key or len(batch) >= limit_cells or \
-                    size + len(c) + len(v) + 24 > limit_bytes:
-                if batch is not None:
-                    batches.append((batch, ()))
-                batch, key, size = BatchStatement(batch_type=BatchType.UNLOGGED), k, 0
-            batch.add(insert, (k, c, v, ts))
-            size += len(c) + len(v) + 24
-        if batch is not None:
-            batches.append((batch, ()))
+        rows = old.session.execute(
+            f"SELECT key, column1, value, WRITETIME(value) FROM {src}", timeout=600)
+        cells += _add_batches(batches, insert,
+                              (r for r in rows if zlib.crc32(r[0]) % parts == part))
     barrier.wait()
     started = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process of the box
     for ok, result in execute_concurrent(new.session, batches, concurrency=64,

@@ -346,13 +346,8 @@ class _CellsRead:
         return cls(ctx, wanted, new_wanted)
 
     def send_new(self, io: CombinedRequests) -> None:
-        if self.new_rows is not None or self.new_slots:
-            return
-        keys, columns = sorted(self.new_wanted), sorted(set().union(*self.new_wanted.values()))
-        step = KEYS_PER_READ
-        self.new_slots = [io.cells(self.ctx, keys[i:i + step], columns, new=True,
-                                          max_keys=step)
-                            for i in range(0, len(keys), step)]
+        if self.new_rows is None and not self.new_slots:
+            self.new_slots = _request_cells(io, self.ctx, self.new_wanted, new=True)
 
     def collect_new(self) -> None:
         if self.new_rows is None:
@@ -360,13 +355,8 @@ class _CellsRead:
             self.new_rows = [r for r in rows if r[1] in self.new_wanted.get(r[0], ())]
 
     def send_old(self, io: CombinedRequests) -> None:
-        if self.old_slots:
-            return
-        keys, columns = sorted(self.wanted), sorted(set().union(*self.wanted.values()))
-        step = KEYS_PER_READ
-        self.old_slots = [io.cells(self.ctx, keys[i:i + step], columns, new=False,
-                                          max_keys=step)
-                            for i in range(0, len(keys), step)]
+        if not self.old_slots:
+            self.old_slots = _request_cells(io, self.ctx, self.wanted, new=False)
 
     def wait(self) -> tuple[list[RawRow], list[RawRow]]:
         """(old rows, new rows) of exactly the wanted cells (a request reads every key x
@@ -375,6 +365,16 @@ class _CellsRead:
         assert self.new_rows is not None
         old = [r for f in self.old_slots for r in f.wait()]
         return [r for r in old if r[1] in self.wanted.get(r[0], ())], self.new_rows
+
+
+def _request_cells(io: CombinedRequests, ctx: TableContext, wanted: dict[str, set[str]], *,
+                   new: bool) -> list[Slot[Any, list[RawRow]]]:
+    """Requests for the cells `wanted` (names as that side spells them), KEYS_PER_READ
+    partitions each."""
+    keys, columns = sorted(wanted), sorted(set().union(*wanted.values()))
+    step = KEYS_PER_READ
+    return [io.cells(ctx, keys[i:i + step], columns, new=new, max_keys=step)
+            for i in range(0, len(keys), step)]
 
 
 def _read_all(io: CombinedRequests, reads: list[_CellsRead]) -> None:

@@ -171,14 +171,12 @@ class CombinedRequests:
     `partition` answers like `Replicator.fetch_partition` + `rows(first_page_only=True)`:
     the rows, or None when the partition has more than `wide` cells."""
 
-    def __init__(self, repl: Replicator, *, leaders: int = 1) -> None:
+    def __init__(self, repl: Replicator) -> None:
         self.repl = repl
         self._lock = threading.Lock()
         self._kinds: dict[tuple[str, int, bool], GroupCommit] = {}  # type: ignore[type-arg]
         self._in_stmts: dict[tuple[int, bool], PreparedStatement | None] = {}
-        self._leaders = leaders
-        self.writes: GroupCommit[CellChanges, None] = GroupCommit(
-            self._write, fits=_write_fits, leaders=leaders)
+        self.writes: GroupCommit[CellChanges, None] = GroupCommit(self._write, fits=_write_fits)
 
     # ------------------------------------------------------------------ the calls
     def partition(self, ctx: TableContext, key: str, *, new: bool, wide: int
@@ -211,8 +209,7 @@ class CombinedRequests:
         kind = self._kinds.get(key)
         if kind is None:
             with self._lock:
-                kind = self._kinds.setdefault(key, GroupCommit(run, fits=fits,
-                                                               leaders=self._leaders))
+                kind = self._kinds.setdefault(key, GroupCommit(run, fits=fits))
         return kind
 
     def _partitions_in(self, ctx: TableContext, new: bool) -> PreparedStatement | None:

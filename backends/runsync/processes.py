@@ -10,7 +10,7 @@ the order they were announced, as with one process.
 
 Pipe protocol (multiprocessing, spawn: a fresh interpreter, nothing inherited from the
 parent's threads):
-  parent -> worker: ("msg", id, body, redelivered, gen) | ("stop",)
+  parent -> worker: ("msg", id, object uuid, body, redelivered, gen) | ("stop",)
   worker -> parent: ("ready",) once connected | ("done", [(id, gen, kind, reason, attempts)],
                     deltas) | ("bye",)
 `deltas` carries the worker's counter increments, lag samples and request counts; the
@@ -128,7 +128,7 @@ class WorkerPool:
     def submit(self, key: str | None, message_id: int, body: bytes | str, redelivered: bool,
                gen: int) -> None:
         index = process_of(key, self.processes)
-        item = ("msg", message_id, body, redelivered, gen)
+        item = ("msg", message_id, key, body, redelivered, gen)  # the key: parsed once
         with self._lock:  # so a process being replaced never gets a message meant for the new
             pipe = self._pipes[index]
             if pipe is None:  # being restarted: sent when it is up

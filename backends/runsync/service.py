@@ -509,9 +509,8 @@ class RunSync:
                     break  # the parent is gone
                 if item[0] == "stop":
                     break
-                _, message_id, body, redelivered, gen = item
-                delivery = Delivery(message_id, body, redelivered)
-                self._dispatch(lanes, object_key(body), delivery, gen)
+                _, message_id, key, body, redelivered, gen = item
+                self._dispatch(lanes, key, Delivery(message_id, body, redelivered), gen)
         finally:
             self.stop.set()  # what has not started is reported abandoned
             for lane in lanes:
