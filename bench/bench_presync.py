@@ -15,8 +15,9 @@ tree polled with psutil), into an emptied new side:
 - naive:    the original tool's way with the same driver: one thread, each table loaded whole
             into memory, then one synchronous write per row (partition);
 - cqlsh:    `COPY ... TO` csv files then `COPY ... FROM` (PyPI cqlsh), table by table;
-- ceiling:  raw concurrent writes of the same rows (per-partition UNLOGGED batches, 64 in
-            flight) from memory: reading is not timed, nothing else is done;
+- ceiling:  raw concurrent writes of the same rows (UNLOGGED batches grouped as issu's writer
+            groups them, 64 in flight) from memory: reading is not timed, nothing else
+            is done;
 - ceiling2: the same in 2 processes, each with half of the partitions (issu copies in 2
             processes by default); "vs ceiling" compares with the better of the two.
 Then the wide case: one obj_fq_name_table partition of `--wide` columns copied by issu (and
@@ -179,26 +180,32 @@ def run_naive(net: int, keyspaces: list[str] | None, budget: float) -> dict[str,
 
 
 def _add_batches(batches: list[tuple[object, tuple[()]]], insert, rows) -> int:  # type: ignore[no-untyped-def]
-    """Append the rows' writes to `batches` within issu's writer bounds (single-partition
-    UNLOGGED batches, SyncSettings.partition_batch_cells / _bytes); returns the rows."""
+    """Append the rows' writes to `batches` as issu's writer groups them (the same policy and
+    bounds: backends/cassandra/batching.py, SyncSettings); returns the rows."""
     from cassandra.query import BatchStatement, BatchType
 
+    from backends.cassandra.batching import CELL_OVERHEAD, Batching
     from backends.cassandra.tables import SyncSettings
 
-    limit_cells = SyncSettings.partition_batch_cells
-    limit_bytes = SyncSettings.partition_batch_bytes
-    batch, key, size, count = None, None, 0, 0
+    batching = Batching(SyncSettings().copy_batch_bounds())  # one node: one replica set
+    pending: list[tuple[object, ...]] = []
+
+    def send(count: int) -> None:
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        for row in pending[:count]:
+            batch.add(insert, row)
+        del pending[:count]
+        batches.append((batch, ()))
+
+    count = 0
     for k, c, v, ts in rows:
         count += 1
-        if batch is None or k != key or len(batch) >= limit_cells or \
-                size + len(c) + len(v) + 24 > limit_bytes:
-            if batch is not None:
-                batches.append((batch, ()))
-            batch, key, size = BatchStatement(batch_type=BatchType.UNLOGGED), k, 0
-        batch.add(insert, (k, c, v, ts))
-        size += len(c) + len(v) + 24
-    if batch is not None:
-        batches.append((batch, ()))
+        cut = batching.add(k, len(c) + len(v) + CELL_OVERHEAD)
+        if cut:
+            send(cut)
+        pending.append((k, c, v, ts))
+    if pending:
+        send(len(pending))
     return count
 
 

@@ -56,6 +56,7 @@ class Counts:
     deleted: int = 0
     quarantined: int = 0
     newest_writetime: int = 0
+    write_requests: int = 0  # batches sent (several small partitions share one)
 
     def add(self, other: Counts) -> None:
         self.partitions += other.partitions
@@ -63,6 +64,7 @@ class Counts:
         self.deleted += other.deleted
         self.quarantined += other.quarantined
         self.newest_writetime = max(self.newest_writetime, other.newest_writetime)
+        self.write_requests += other.write_requests
 
 
 @dataclass
@@ -82,12 +84,14 @@ class TableReport:
     translator: str = "identity"
     errors: list[str] = field(default_factory=list)
     note: str = ""
+    write_requests: int = 0
 
     def add(self, counts: Counts) -> None:
         self.partitions += counts.partitions
         self.cells += counts.cells
         self.deleted += counts.deleted
         self.quarantined += counts.quarantined
+        self.write_requests += counts.write_requests
 
 
 @dataclass
@@ -108,6 +112,7 @@ class CopyReport:
             "cells": sum(t.cells for t in self.tables),
             "deleted": sum(t.deleted for t in self.tables),
             "quarantined": sum(t.quarantined for t in self.tables),
+            "write_requests": sum(t.write_requests for t in self.tables),
             "slices_failed": sum(t.slices_failed for t in self.tables),
             "tables_failed": sum(1 for t in self.tables if t.status == "failed"),
             "tables_skipped": sum(1 for t in self.tables if t.status == "skipped"),
@@ -183,6 +188,7 @@ def _guarded(writer: CellWriter, work: Callable[[], Counts]) -> Counts:
     except BaseException:
         writer.abandon()
         raise
+    counts.write_requests = writer.requests
     return counts
 
 

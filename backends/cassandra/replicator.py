@@ -25,6 +25,7 @@ from typing import cast
 from cassandra.cluster import ResponseFuture
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
+from backends.cassandra.batching import CELL_OVERHEAD
 from backends.cassandra.connection import Connection
 from backends.cassandra.copy import (
     Counts,
@@ -53,9 +54,6 @@ from backends.cassandra.translate import Cell
 from backends.cassandra.writer import CellWriter
 
 _MASK = (1 << 64) - 1
-_CELL_OVERHEAD = 24
-# Partitions per multi-partition batch: Cassandra warns above 10 (one log line per batch).
-_BATCH_PARTITIONS = 10
 
 
 @dataclass
@@ -368,7 +366,7 @@ class Replicator:
             nonlocal pending, keys, size
             part = (id(ctx), key)
             if pending and (len(pending) >= s.batch_cells or size + nbytes > s.batch_bytes
-                            or (part not in keys and len(keys) >= _BATCH_PARTITIONS)):
+                            or (part not in keys and len(keys) >= s.batch_partitions)):
                 batches.append(pending)
                 pending, keys, size = [], set(), 0
             pending.append((stmt, args))
@@ -380,12 +378,12 @@ class Replicator:
             assert layout is not None
             add(ctx, key, ctx.insert, (layout.encode_key(key), layout.encode_column(cell.column),
                                        layout.encode_value(cell.value), cell.writetime),
-                len(cell.column) + len(cell.value) + _CELL_OVERHEAD)
+                len(cell.column) + len(cell.value) + CELL_OVERHEAD)
         for ctx, key, column, ts in changes.deletes:
             layout = ctx.new_layout
             assert layout is not None
             add(ctx, key, ctx.delete, (ts, layout.encode_key(key), layout.encode_column(column)),
-                len(column) + _CELL_OVERHEAD)
+                len(column) + CELL_OVERHEAD)
         if pending:
             batches.append(pending)
         futures = []

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from cassandra.cluster import Session
 from cassandra.query import PreparedStatement
 
+from backends.cassandra.batching import BatchBounds
 from backends.cassandra.connection import Connection
 from backends.cassandra.registry import TableSpec
 from backends.cassandra.schema import (
@@ -39,20 +40,27 @@ class SyncSettings:
     page_size: int = 2000           # rows per page of every read
     slices_per_table: int = 64
     small_table_cells: int = 5000   # a table with fewer cells on old is copied as one slice
-    # UNLOGGED batches over several partitions (the replicator's): below Cassandra's 5 KiB
-    # batch size warning
+    # UNLOGGED batches over several partitions (the replicator's, and the copy's of small
+    # partitions with the same replicas): below Cassandra's 5 KiB batch size warning and its
+    # warning for unlogged batches over more than 10 partitions
     batch_cells: int = 100
     batch_bytes: int = 4500
-    # UNLOGGED batches of the copy's writer, which never span two partitions: Cassandra
-    # (3.6+, CASSANDRA-10876) applies its batch size warn/fail thresholds (5/50 KiB) only to
-    # batches over several partitions; a single-partition batch is one mutation, so bigger
-    # batches cost no warning, only fewer requests. Bounded well below 50 KiB anyway.
+    batch_partitions: int = 10
+    # the copy's UNLOGGED batches of one partition: Cassandra (3.6+, CASSANDRA-10876) applies
+    # its batch size warn/fail thresholds (5/50 KiB) only to batches over several partitions;
+    # a single-partition batch is one mutation, so bigger batches cost no warning, only fewer
+    # requests. Bounded well below 50 KiB anyway.
     partition_batch_cells: int = 250
     partition_batch_bytes: int = 32_000
     max_in_flight: int = 16         # outstanding write requests per slice
     spill_threshold: int = 100_000  # (key, column) entries kept in memory before spilling
     spill_dir: str | None = None
     keyspaces: tuple[str, ...] | None = None
+
+    def copy_batch_bounds(self) -> BatchBounds:
+        return BatchBounds(cells=self.partition_batch_cells, nbytes=self.partition_batch_bytes,
+                           group_cells=self.batch_cells, group_bytes=self.batch_bytes,
+                           group_partitions=self.batch_partitions)
 
 
 class SyncError(RuntimeError):
@@ -250,9 +258,26 @@ class TableContext:
         assert self.new_layout is not None
         s = self.settings
         return CellWriter(self.new.session, self.insert, self.delete, self.new_layout,
-                          batch_cells=s.partition_batch_cells,
-                          batch_bytes=s.partition_batch_bytes,
-                          max_in_flight=s.max_in_flight)
+                          bounds=s.copy_batch_bounds(), max_in_flight=s.max_in_flight,
+                          replicas=self._new_replicas())
+
+    def _new_replicas(self) -> Callable[[str], Hashable] | None:
+        """key -> the new cluster's replicas of that partition (from the driver's token
+        map); None when the driver has no token map (then batches group freely)."""
+        cluster = self.new.session.cluster
+        metadata = cluster.metadata
+        if metadata.token_map is None:
+            return None
+        keyspace = self.insert.keyspace
+        key_type = self.insert.column_metadata[0].type  # the statement binds `key` first
+        protocol = cluster.protocol_version
+        encode = self.enc_new_key
+
+        def replicas(key: str) -> Hashable:
+            routing = key_type.serialize(encode(key), protocol)
+            return frozenset(host.endpoint for host in metadata.get_replicas(keyspace, routing))
+
+        return replicas
 
     def spill_map(self) -> SpillMap:
         return SpillMap(self.settings.spill_threshold, self.settings.spill_dir)
