@@ -4,8 +4,10 @@ items of a stream of partitions; the batches it makes are checked against every 
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 
 from backends.cassandra.batching import BatchBounds, Batching
+from backends.cassandra.tables import _everywhere
 
 BOUNDS = BatchBounds(cells=20, nbytes=2000, group_cells=8, group_bytes=500, group_partitions=3)
 
@@ -84,3 +86,19 @@ def test_random_streams_keep_every_bound_and_every_item() -> None:
         batches = batches_of(items, batching)
         assert [b for batch in batches for b in batch] == items
         check_bounds(batches, BOUNDS)
+
+
+def test_replica_grouping_is_skipped_only_where_every_node_holds_everything() -> None:
+    def metadata(hosts: list[str], strategy: object) -> SimpleNamespace:
+        nodes = [SimpleNamespace(datacenter=dc) for dc in hosts]
+        return SimpleNamespace(all_hosts=lambda: nodes,
+                               keyspaces={"ks": SimpleNamespace(replication_strategy=strategy)})
+
+    simple = SimpleNamespace
+    assert _everywhere(metadata(["dc1"], None), "ks")
+    assert _everywhere(metadata(["dc1"] * 3, simple(replication_factor=3)), "ks")
+    assert not _everywhere(metadata(["dc1"] * 5, simple(replication_factor=3)), "ks")
+    both = simple(dc_replication_factors={"dc1": 3, "dc2": 3})
+    assert _everywhere(metadata(["dc1"] * 3 + ["dc2"] * 3, both), "ks")
+    assert not _everywhere(metadata(["dc1"] * 3 + ["dc2"] * 4, both), "ks")
+    assert not _everywhere(metadata(["dc1"] * 3, simple()), "ks")  # unknown strategy

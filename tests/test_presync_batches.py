@@ -12,7 +12,7 @@ import pytest
 from backends.cassandra.connection import CassandraSide, Connection, connect
 from backends.cassandra.copy import CopyEngine
 from backends.cassandra.registry import load_registry
-from backends.cassandra.tables import Quarantine, SyncSettings
+from backends.cassandra.tables import Quarantine, SyncSettings, TableContext
 from backends.progress import MemoryCheckpoints, MemoryEvents
 from tests import contrail_data as cd
 
@@ -122,3 +122,20 @@ def test_small_partitions_share_batches_and_arrive_exactly(sides, launcher) -> N
         fh.seek(log_size)
         tail = fh.read().decode(errors="replace")
     assert "Batch for" not in tail and "Unlogged batch covering" not in tail, tail[-2000:]
+
+
+def test_replicas_come_from_the_new_clusters_token_map(sides) -> None:  # type: ignore[no-untyped-def]
+    """One node: nothing to tell partitions apart, so the writer groups freely (None); asked
+    anyway, the driver's token map names that node for every key."""
+    old, new, _ = sides
+    cd.create_schema(new.session, new.side.prefix, tables={"config_db_uuid": ["obj_uuid_table"]})
+    reg = load_registry()
+    ctx = TableContext(reg.table("config_db_uuid", "obj_uuid_table"), old, new,
+                       reg.translator("5.0.0", "5.0.0", "config_db_uuid", "obj_uuid_table"),
+                       SyncSettings(), Quarantine(new, "t"))
+    assert ctx.new_replicas() is None
+    replicas = ctx.new_replicas(always=True)
+    assert replicas is not None
+    node = {host.endpoint for host in new.cluster.metadata.all_hosts()}
+    assert len(node) == 1
+    assert {replicas(str(uuid.uuid4())) for _ in range(20)} == {frozenset(node)}

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from cassandra.cluster import Session
 from cassandra.query import PreparedStatement
@@ -61,6 +61,21 @@ class SyncSettings:
         return BatchBounds(cells=self.partition_batch_cells, nbytes=self.partition_batch_bytes,
                            group_cells=self.batch_cells, group_bytes=self.batch_bytes,
                            group_partitions=self.batch_partitions)
+
+
+def _everywhere(metadata: Any, keyspace: str) -> bool:
+    """Whether every node holds every partition of `keyspace`."""
+    hosts = metadata.all_hosts()
+    if len(hosts) <= 1:
+        return True
+    ks = metadata.keyspaces.get(keyspace)
+    strategy = getattr(ks, "replication_strategy", None)
+    per_dc = getattr(strategy, "dc_replication_factors", None)
+    if per_dc:  # NetworkTopologyStrategy: each data centre's nodes, against its factor
+        return all(int(per_dc.get(dc, 0)) >= sum(1 for h in hosts if h.datacenter == dc)
+                   for dc in {h.datacenter for h in hosts})
+    factor = getattr(strategy, "replication_factor", None)
+    return isinstance(factor, int) and factor >= len(hosts)
 
 
 class SyncError(RuntimeError):
@@ -259,17 +274,19 @@ class TableContext:
         s = self.settings
         return CellWriter(self.new.session, self.insert, self.delete, self.new_layout,
                           bounds=s.copy_batch_bounds(), max_in_flight=s.max_in_flight,
-                          replicas=self._new_replicas())
+                          replicas=self.new_replicas())
 
-    def _new_replicas(self) -> Callable[[str], Hashable] | None:
+    def new_replicas(self, *, always: bool = False) -> Callable[[str], Hashable] | None:
         """key -> the new cluster's replicas of that partition (from the driver's token
-        map); None when the driver has no token map (then batches group freely)."""
+        map); None when every partition has the same replicas (one node, or as many
+        replicas as nodes, as in Contrail's usual 3 nodes with RF 3) or the driver has no
+        token map: then batches group freely."""
         cluster = self.new.session.cluster
         metadata = cluster.metadata
-        if metadata.token_map is None:
+        key_column = self.insert.column_metadata[0]  # the statement binds `key` first
+        keyspace, key_type = key_column.keyspace_name, key_column.type
+        if metadata.token_map is None or (_everywhere(metadata, keyspace) and not always):
             return None
-        keyspace = self.insert.keyspace
-        key_type = self.insert.column_metadata[0].type  # the statement binds `key` first
         protocol = cluster.protocol_version
         encode = self.enc_new_key
 
