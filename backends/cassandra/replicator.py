@@ -81,6 +81,15 @@ class CellChanges:
             (a if first(d[0], d[1]) else b).deletes.append(d)
         return a, b
 
+    def split_columns(self, first: Callable[[str], bool]) -> tuple[CellChanges, CellChanges]:
+        """(the writes of cells whose new-side column `first` accepts, the others)."""
+        a, b = CellChanges(), CellChanges()
+        for item in self.inserts:
+            (a if first(item[2].column) else b).inserts.append(item)
+        for d in self.deletes:
+            (a if first(d[2]) else b).deletes.append(d)
+        return a, b
+
 
 @dataclass(frozen=True)
 class ReplaceOutcome:

@@ -27,6 +27,7 @@ takes the streaming replicator path (memory bounded).
 from __future__ import annotations
 
 import json
+import uuid as uuid_module
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -211,6 +212,17 @@ class ObjectApplier:
             # always: a reconciliation pass may have brought the object's new ref: cell
             # before its UPDATE message, without the target's backref: cell
             links.setdefault(ref, {LATEST_COL_TS}).add(f"backref:{old_type}:{change.uuid}")
+        # Links the message itself names (Contrail's obj_dict: parent_uuid, <type>_refs). They
+        # matter when neither side has the object's row any more, e.g. a copy took its
+        # parent's partition before the delete and its own after: only the message then
+        # tells where its children: and backref: cells are.
+        if not unchanged("fq_name", "type"):
+            named_parents, named_refs = message_links(change)
+            for parent in named_parents:
+                links.setdefault(parent, {LATEST_COL_TS}).add(
+                    f"children:{old_type}:{change.uuid}")
+            for ref in named_refs:
+                links.setdefault(ref, {LATEST_COL_TS}).add(f"backref:{old_type}:{change.uuid}")
         links.pop(change.uuid, None)  # a link to itself: the whole partition is replaced
         if links:
             reads.append(_CellsRead.plan(ctx, links))
@@ -233,6 +245,14 @@ class ObjectApplier:
         # links (or lose the dropped ones) before the linked cells are written.
         own_key = ctx.translator.key(change.uuid)
         linked, own = changes.split(lambda c, key: not (c is ctx and key == own_key))
+        if not new_rows:
+            # New has nothing of the object yet: the cells naming its links go first. Cut
+            # short after the linked writes, a retry would otherwise find the object on
+            # neither side (deleted on old meanwhile) and never learn which parent's and
+            # targets' cells it had written.
+            naming, own = own.split_columns(
+                lambda column: column.startswith(_LINK_HEADS) or column in _LINK_CELLS)
+            io.write(naming)
         io.write(linked)
         io.write(own)
         result.newest_writetime = changes.newest_writetime
@@ -293,6 +313,33 @@ class ObjectApplier:
 
 _LINK_HEADS = ("parent:", "ref:")
 _LINK_CELLS = ("fq_name", "prop:perms2")
+
+
+def message_links(change: Change) -> tuple[set[str], set[str]]:
+    """(parent uuids, ref target uuids) the message's obj_dict names, if it has one; only
+    well-formed uuids."""
+    obj = change.body.get("obj_dict")
+    parents: set[str] = set()
+    refs: set[str] = set()
+    if not isinstance(obj, dict):
+        return parents, refs
+    if _is_uuid(obj.get("parent_uuid")):
+        parents.add(str(obj["parent_uuid"]).lower())
+    for name, value in obj.items():
+        if name.endswith("_refs") and isinstance(value, list):
+            refs.update(str(item["uuid"]).lower() for item in value
+                        if isinstance(item, dict) and _is_uuid(item.get("uuid")))
+    return parents, refs
+
+
+def _is_uuid(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        uuid_module.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _link_bearing(rows: Iterable[RawRow]) -> dict[str, str | None]:

@@ -69,6 +69,12 @@ def process_of(key: str | None, processes: int) -> int:
     return zlib.crc32(key.encode()) % processes if key else 0
 
 
+def worker_options(options: Any) -> Any:
+    """An apply process's RunSyncOptions: its lanes in-process, no endpoint of its own, and
+    lanes spread over the objects its parent routes to it (see lane_of_key)."""
+    return replace(options, processes=1, metrics_listen=None, lane_stride=options.processes)
+
+
 def worker_main(spec: WorkerSpec, pipe: Pipe) -> None:
     """An apply process: RunSync's lanes fed from the pipe instead of a broker."""
     ignore_stop_signals()
@@ -77,7 +83,7 @@ def worker_main(spec: WorkerSpec, pipe: Pipe) -> None:
                                "%(message)s")
     from backends.runsync.service import RunSync
 
-    options = replace(spec.options, processes=1, metrics_listen=None)
+    options = worker_options(spec.options)
     service = RunSync(old_rabbit=None, new_rabbit=spec.new_rabbit,  # type: ignore[arg-type]
                       connect_cassandra=spec.connect, registry=spec.registry(),
                       settings=spec.settings, options=options)

@@ -101,8 +101,11 @@ def lane_of(body: bytes | str, lanes: int) -> int:
     return lane_of_key(object_key(body), lanes)
 
 
-def lane_of_key(key: str | None, lanes: int) -> int:
-    return zlib.crc32(key.encode()) % lanes if key else 0
+def lane_of_key(key: str | None, lanes: int, stride: int = 1) -> int:
+    """`stride`: in an apply process, how many processes share the objects. The process was
+    chosen by crc32 % processes, so the lane takes the quotient: the same remainder would
+    leave all but 1/processes of each process's lanes without work."""
+    return (zlib.crc32(key.encode()) // stride) % lanes if key else 0
 
 
 class Stopped(Exception):
@@ -126,6 +129,7 @@ class RunSyncOptions:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     processes: int = 1                # apply processes (1: the lanes run in this process)
+    lane_stride: int = 1              # in an apply process: how many there are (lane_of_key)
 
 
 @dataclass
@@ -468,7 +472,8 @@ class RunSync:
                 waiting.append((message, gen))
                 return
             self._pending[key] = [(message, gen)]
-        lanes[lane_of_key(key, len(lanes))].submit(self._work_object, key)
+        lanes[lane_of_key(key, len(lanes), self.options.lane_stride)].submit(
+            self._work_object, key)
 
     # ---------------------------------------------------------------------------- processes
 

@@ -1,0 +1,93 @@
+"""run-sync when neither side has an object's row any more, yet new still has cells that
+name it in other partitions (its parent's `children:`, its index entry): a change cut short
+after its linked writes, or a copy that took the parent before the delete and the object
+after. Real clusters, the ObjectApplier alone (no broker)."""
+
+from __future__ import annotations
+
+from backends.cassandra.registry import load_registry
+from backends.cassandra.replicator import CellChanges, Replicator
+from backends.cassandra.tables import SyncSettings
+from backends.runsync.apply import ObjectApplier
+from backends.runsync.messages import parse
+from tests import contrail_data as cd
+from tests import test_runsync
+from tests.test_runsync import World
+
+world = test_runsync.world  # the fixture, reused
+
+
+class Cut(Exception):
+    pass
+
+
+def _applier(world: World) -> ObjectApplier:
+    old, new = world.connect_both()
+    world.conns += [old, new]
+    applier = ObjectApplier(Replicator(old, new, load_registry(), SyncSettings()))
+    domain = next(iter(world.api.fq_io.read_partition("domain"))).rsplit(":", 1)[1]
+    applier.apply(parse({"oper": "CREATE", "type": "domain", "uuid": domain,
+                         "fq_name": ["default-domain"]}))
+    applier.apply(parse({"oper": "CREATE", "type": "project", "uuid": world.project,
+                         "fq_name": ["default-domain", "p1"]}))
+    return applier
+
+
+def test_a_create_cut_short_then_deleted_leaves_nothing_behind(world: World) -> None:
+    api = world.api
+    fq = ["default-domain", "p1", "cut"]
+    vn = api.create("virtual-network", fq, parent=world.project, announce=False)
+    applier = _applier(world)
+    real_write = applier.io.write
+
+    def write_until_own_row(changes: CellChanges) -> None:
+        # the process dies before the object's own row (its `type` cell) is written
+        if any(cell.column == "type" for _, _, cell in changes.inserts):
+            raise Cut()
+        real_write(changes)
+
+    applier.io.write = write_until_own_row  # type: ignore[method-assign]
+    create = parse({"oper": "CREATE", "type": "virtual-network", "uuid": vn, "fq_name": fq})
+    try:
+        applier.apply(create)
+        raise AssertionError("the cut did not happen")
+    except Cut:
+        pass
+    applier.io.write = real_write  # type: ignore[method-assign]
+    new_uuid = world.new_table(cd.UUID_TABLE)
+    assert f"children:virtual_network:{vn}" in new_uuid.read_partition(world.project)
+
+    api.delete(vn, announce=False)  # gone from old before the retry
+    applier.apply(parse({"oper": "DELETE", "type": "virtual-network", "uuid": vn,
+                         "fq_name": fq}), thorough=True)
+    assert f"children:virtual_network:{vn}" not in new_uuid.read_partition(world.project)
+    assert not new_uuid.read_partition(vn)
+    report = world.verify()
+    assert report.ok, [(t.table, t.samples) for t in report.tables if t.samples]
+
+
+def test_the_message_names_the_parent_when_no_side_has_the_object(world: World) -> None:
+    api = world.api
+    fq = ["default-domain", "p1", "late"]
+    vn = api.create("virtual-network", fq, parent=world.project, announce=False)
+    applier = _applier(world)
+    new_uuid = world.new_table(cd.UUID_TABLE)
+    new_fq = world.new_table(cd.FQ_TABLE)
+    # a copy took the parent's partition (and the index) while the object existed ...
+    column = f"children:virtual_network:{vn}"
+    value, ts = api.uuid_io.read_partition(world.project)[f"children:virtual-network:{vn}"]
+    new_uuid.write(world.project, {column: value}, ts)
+    entry = ":".join(fq) + ":" + vn
+    value, ts = api.fq_io.read_partition("virtual-network")[entry]
+    new_fq.write("virtual_network", {entry: value}, ts)
+    api.delete(vn, announce=False)  # ... and the object's own partition after its delete
+    assert not new_uuid.read_partition(vn)
+
+    applier.apply(parse({"oper": "DELETE", "type": "virtual-network", "uuid": vn,
+                         "fq_name": fq,
+                         "obj_dict": {"uuid": vn, "fq_name": fq, "parent_type": "project",
+                                      "parent_uuid": world.project}}))
+    assert column not in new_uuid.read_partition(world.project)
+    assert ":".join(fq) + ":" + vn not in new_fq.read_partition("virtual_network")
+    report = world.verify()
+    assert report.ok, [(t.table, t.samples) for t in report.tables if t.samples]
