@@ -91,3 +91,46 @@ def test_the_message_names_the_parent_when_no_side_has_the_object(world: World) 
     assert ":".join(fq) + ":" + vn not in new_fq.read_partition("virtual_network")
     report = world.verify()
     assert report.ok, [(t.table, t.samples) for t in report.tables if t.samples]
+
+
+def test_an_update_adding_a_ref_cut_short_then_deleted_leaves_no_backref(world: World) -> None:
+    api = world.api
+    fq = ["default-domain", "p1", "refs"]
+    target = api.create("network-ipam", ["default-domain", "p1", "ipam"], parent=world.project,
+                        announce=False)
+    vn = api.create("virtual-network", fq, parent=world.project, announce=False)
+    applier = _applier(world)
+    for uid, type_name, name in ((target, "network-ipam", [*fq[:2], "ipam"]),
+                                 (vn, "virtual-network", fq)):
+        applier.apply(parse({"oper": "CREATE", "type": type_name, "uuid": uid,
+                             "fq_name": name}))
+    # on old, as the api-server does: the ref on the object, the backref on the target
+    ts = cd.now_us()
+    api.uuid_io.write(vn, {f"ref:network-ipam:{target}": '{"attr": null}',
+                           "prop:display_name": '"with a ref"'}, ts)
+    api.uuid_io.write(target, {f"backref:virtual-network:{vn}": '{"attr": null}'}, ts)
+    real_write = applier.io.write
+
+    def write_until_own_props(changes: CellChanges) -> None:
+        if any(cell.column == "prop:display_name" for _, _, cell in changes.inserts):
+            raise Cut()
+        real_write(changes)
+
+    applier.io.write = write_until_own_props  # type: ignore[method-assign]
+    try:
+        applier.apply(parse({"oper": "UPDATE", "type": "virtual-network", "uuid": vn,
+                             "fq_name": fq}))
+        raise AssertionError("the cut did not happen")
+    except Cut:
+        pass
+    applier.io.write = real_write  # type: ignore[method-assign]
+    new_uuid = world.new_table(cd.UUID_TABLE)
+    assert f"backref:virtual_network:{vn}" in new_uuid.read_partition(target)
+
+    api.uuid_io.delete(target, [f"backref:virtual-network:{vn}"])
+    api.delete(vn, announce=False)
+    applier.apply(parse({"oper": "DELETE", "type": "virtual-network", "uuid": vn,
+                         "fq_name": fq}), thorough=True)
+    assert f"backref:virtual_network:{vn}" not in new_uuid.read_partition(target)
+    report = world.verify()
+    assert report.ok, [(t.table, t.samples) for t in report.tables if t.samples]
