@@ -206,6 +206,7 @@ class World:
                               new_version="5.0.0", reconcile_slices=8,
                               backoff_max_s=2.0, counters_interval_s=0.5,
                               **{"metrics_listen": None, "reconcile_interval_s": 3600.0,
+                                 "reconcile_after_catch_up": False,
                                  "concurrency": 4, **options})  # type: ignore[arg-type]
         settings = SyncSettings(slices_per_table=8, concurrency=4)
         # the apply processes (options processes > 1) connect with a picklable factory
@@ -451,6 +452,33 @@ def test_concurrent_writes_updates_deletes_then_verify_is_clean(world: World) ->
     finally:
         stop_thread(rs, thread)
     assert world.queue_depth() == 0
+
+
+def test_a_reconciliation_pass_follows_the_catch_up_backlog(world: World) -> None:
+    """Changes made during the catch-up copy are applied from the queue, then one pass
+    compares old and new (the periodic ones are an hour apart here)."""
+    api = world.api
+    made = [api.create("virtual-network", ["default-domain", "p1", f"cu{i}"],
+                       parent=world.project) for i in range(10)]
+    rs = world.run_sync(reconcile_after_catch_up=True)
+    thread = start_thread(rs)
+    try:
+        more = [api.create("virtual-network", ["default-domain", "p1", f"cv{i}"],
+                           parent=world.project) for i in range(10)]
+        for uid in made[:3]:
+            api.delete(uid)
+        wait_until(lambda: rs.metrics.reconcile_passes._value.get() >= 1, 120,
+                   "a pass once the backlog is applied")
+        events = [m for k, m, _ in rs.events.events  # type: ignore[union-attr]
+                  if k == "run-sync" and "catch-up copy are applied" in m]
+        assert len(events) == 1
+        new_uuid = world.new_table(cd.UUID_TABLE)
+        assert all(new_uuid.read_partition(uid) for uid in more)
+        assert world.verify().ok
+        time.sleep(3)  # several queue checks later: still one pass
+        assert rs.metrics.reconcile_passes._value.get() == 1
+    finally:
+        stop_thread(rs, thread)
 
 
 def test_poison_message_is_quarantined_with_reason(world: World) -> None:

@@ -120,6 +120,10 @@ class RunSyncOptions:
     max_attempts: int = 3             # per message, for failures of the message itself
     reconcile_interval_s: float = 300.0
     reconcile_slices: int = 64
+    # A pass as soon as the changes queued during a catch-up copy are applied: a copy taken
+    # while old changed can leave cells no message places (a parent copied before a delete,
+    # the object after it, and a message without obj_dict).
+    reconcile_after_catch_up: bool = True
     catch_up: bool = True
     force_catch_up: bool = False
     old_version: str = ""
@@ -199,6 +203,7 @@ class RunSync:
         self._pending_lock = threading.Lock()
         self._in_flight = 0
         self._gen = 0
+        self._reconcile_when_caught_up = False
         self._publishers: list[Publisher] = []
         self._local = threading.local()  # one publisher per lane: no lock shared by lanes
         self._conns: tuple[Connection, Connection] | None = None
@@ -330,6 +335,7 @@ class RunSync:
             if report.ok:
                 self.checkpoints.mark_slice_done(STATE_JOB, STATE_TABLE, CATCH_UP_DONE,
                                                  int(report.totals().get("cells", 0)))
+                self._reconcile_when_caught_up = opts.reconcile_after_catch_up
                 return
             errors = [e for t in report.tables for e in t.errors]
             self._event(f"catch-up copy incomplete, resuming the failed slices: "
@@ -412,7 +418,13 @@ class RunSync:
             if now - last_periodic >= opts.counters_interval_s:
                 last_periodic = now
                 with contextlib.suppress(*TRANSIENT):
-                    self.metrics.queue_depth.set(queue_depth(channel, opts.queue_name))
+                    depth = queue_depth(channel, opts.queue_name)
+                    self.metrics.queue_depth.set(depth)
+                    if self._reconcile_when_caught_up and depth == 0 and self._in_flight == 0:
+                        self._reconcile_when_caught_up = False
+                        self._event("run-sync: the changes queued during the catch-up copy "
+                                    "are applied; a reconciliation pass now")
+                        self.request_reconcile()
                 self._publish_counters()
         # stop requested: no new deliveries; finish and acknowledge what is in hand
         with contextlib.suppress(Exception):
