@@ -325,10 +325,10 @@ def message_links(change: Change) -> tuple[set[str], set[str]]:
     if not isinstance(obj, dict):
         return parents, refs
     if _is_uuid(obj.get("parent_uuid")):
-        parents.add(str(obj["parent_uuid"]).lower())
+        parents.add(obj["parent_uuid"])
     for name, value in obj.items():
         if name.endswith("_refs") and isinstance(value, list):
-            refs.update(str(item["uuid"]).lower() for item in value
+            refs.update(item["uuid"] for item in value
                         if isinstance(item, dict) and _is_uuid(item.get("uuid")))
     return parents, refs
 
