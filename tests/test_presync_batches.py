@@ -139,3 +139,10 @@ def test_replicas_come_from_the_new_clusters_token_map(sides) -> None:  # type: 
     node = {host.endpoint for host in new.cluster.metadata.all_hosts()}
     assert len(node) == 1
     assert {replicas(str(uuid.uuid4())) for _ in range(20)} == {frozenset(node)}
+
+    def token_map_unavailable(*_: object) -> list[object]:
+        raise RuntimeError("token map being rebuilt")
+
+    new.cluster.metadata.get_replicas = token_map_unavailable  # the driver's, for this case
+    one, two = replicas("a"), replicas("b")
+    assert one != two and one != replicas("a")  # unknown: each partition goes alone

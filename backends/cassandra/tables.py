@@ -291,8 +291,12 @@ class TableContext:
         encode = self.enc_new_key
 
         def replicas(key: str) -> Hashable:
-            routing = key_type.serialize(encode(key), protocol)
-            return frozenset(host.endpoint for host in metadata.get_replicas(keyspace, routing))
+            try:
+                routing = key_type.serialize(encode(key), protocol)
+                hosts = metadata.get_replicas(keyspace, routing)
+            except Exception:  # the token map being rebuilt: this partition goes alone
+                return object()
+            return frozenset(host.endpoint for host in hosts)
 
         return replicas
 
