@@ -184,28 +184,18 @@ def _add_batches(batches: list[tuple[object, tuple[()]]], insert, rows) -> int: 
     bounds: backends/cassandra/batching.py, SyncSettings); returns the rows."""
     from cassandra.query import BatchStatement, BatchType
 
-    from backends.cassandra.batching import CELL_OVERHEAD, Batching
+    from backends.cassandra.batching import CELL_OVERHEAD, Batching, grouped
     from backends.cassandra.tables import SyncSettings
 
-    batching = Batching(SyncSettings().copy_batch_bounds())  # one node: one replica set
-    pending: list[tuple[object, ...]] = []
-
-    def send(count: int) -> None:
-        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-        for row in pending[:count]:
-            batch.add(insert, row)
-        del pending[:count]
-        batches.append((batch, ()))
-
     count = 0
-    for k, c, v, ts in rows:
-        count += 1
-        cut = batching.add(k, len(c) + len(v) + CELL_OVERHEAD)
-        if cut:
-            send(cut)
-        pending.append((k, c, v, ts))
-    if pending:
-        send(len(pending))
+    batching = Batching(SyncSettings().copy_batch_bounds())  # one node: one replica set
+    for group in grouped(rows, batching, key=lambda r: r[0],
+                         size=lambda r: len(r[1]) + len(r[2]) + CELL_OVERHEAD):
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        for row in group:
+            batch.add(insert, tuple(row))
+        batches.append((batch, ()))
+        count += len(group)
     return count
 
 

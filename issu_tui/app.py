@@ -428,14 +428,12 @@ class IssuApp(App[int]):
             self._tty_fd = sys.__stdin__.fileno() if sys.__stdin__ else None
         except (OSError, ValueError):
             self._tty_fd = None
-        try:
-            import asyncio
+        import asyncio
 
+        # Without loop signal support here (not the main thread, or a platform without it)
+        # the periodic terminal check below still notices a lost terminal.
+        with contextlib.suppress(RuntimeError, NotImplementedError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._terminal_gone)
-        except (RuntimeError, NotImplementedError, ValueError):
-            # No loop signal support here (e.g. not the main thread, or a platform without
-            # it): the periodic terminal check below still notices a lost terminal.
-            pass
         self.set_interval(3.0, self._check_terminal)
 
     def _check_terminal(self) -> None:

@@ -6,25 +6,15 @@ from __future__ import annotations
 import random
 from types import SimpleNamespace
 
-from backends.cassandra.batching import BatchBounds, Batching
+from backends.cassandra.batching import BatchBounds, Batching, grouped
 from backends.cassandra.tables import _everywhere
 
 BOUNDS = BatchBounds(cells=20, nbytes=2000, group_cells=8, group_bytes=500, group_partitions=3)
 
 
 def batches_of(items: list[tuple[str, int]], batching: Batching) -> list[list[tuple[str, int]]]:
-    """Run the policy over (key, size) items as the writer does; the batches it sends."""
-    sent: list[list[tuple[str, int]]] = []
-    pending: list[tuple[str, int]] = []
-    for key, size in items:
-        cut = batching.add(key, size)
-        if cut:
-            sent.append(pending[:cut])
-            del pending[:cut]
-        pending.append((key, size))
-    if pending:
-        sent.append(pending)
-    return sent
+    """The batches the policy makes of (key, size) items."""
+    return list(grouped(items, batching, key=lambda i: i[0], size=lambda i: i[1]))
 
 
 def check_bounds(batches: list[list[tuple[str, int]]], bounds: BatchBounds) -> None:

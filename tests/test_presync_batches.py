@@ -12,7 +12,7 @@ import pytest
 from backends.cassandra.connection import CassandraSide, Connection, connect
 from backends.cassandra.copy import CopyEngine
 from backends.cassandra.registry import load_registry
-from backends.cassandra.tables import Quarantine, SyncSettings, TableContext
+from backends.cassandra.tables import Quarantine, SyncSettings, TableContext, replica_lookup
 from backends.progress import MemoryCheckpoints, MemoryEvents
 from tests import contrail_data as cd
 
@@ -38,6 +38,30 @@ def sides(launcher) -> Iterator[tuple[Connection, Connection, str]]:  # type: ig
         new.close()
 
 
+def _old_insert(old: Connection):  # type: ignore[no-untyped-def]
+    table = f'"{old.side.keyspace("config_db_uuid")}".obj_uuid_table'
+    return old.session.prepare(f"INSERT INTO {table} (key, column1, value) VALUES (?, ?, ?) "
+                               "USING TIMESTAMP ?")
+
+
+def _presync(old: Connection, new: Connection):  # type: ignore[no-untyped-def]
+    """pre-sync of config_db_uuid in 4 slices; the obj_uuid_table's report and the run's."""
+    settings = SyncSettings(keyspaces=("config_db_uuid",), slices_per_table=4,
+                            small_table_cells=0)
+    report = CopyEngine(old, new, load_registry(), settings, checkpoints=MemoryCheckpoints(),
+                        events=MemoryEvents()).run("pre-sync", phase="pre", fresh=True)
+    return next(t for t in report.tables if t.table == "obj_uuid_table"), report
+
+
+def _new_cells(new: Connection) -> dict[bytes, dict[bytes, tuple[str, int]]]:
+    got: dict[bytes, dict[bytes, tuple[str, int]]] = {}
+    for k, c, v, ts in new.session.execute(
+            f'SELECT key, column1, value, WRITETIME(value) FROM '
+            f'"{new.side.keyspace("config_db_uuid")}".obj_uuid_table'):
+        got.setdefault(k, {})[c] = (v, ts)
+    return got
+
+
 def test_protocol_v4_is_negotiated(sides) -> None:  # type: ignore[no-untyped-def]
     old, new, _ = sides
     assert old.cluster.protocol_version == 4
@@ -46,9 +70,7 @@ def test_protocol_v4_is_negotiated(sides) -> None:  # type: ignore[no-untyped-de
 
 def test_wide_partitions_copy_exactly_in_big_batches(sides) -> None:  # type: ignore[no-untyped-def]
     old, new, new_prefix = sides
-    table = f'"{old.side.keyspace("config_db_uuid")}".obj_uuid_table'
-    insert = old.session.prepare(f"INSERT INTO {table} (key, column1, value) VALUES (?, ?, ?) "
-                                 "USING TIMESTAMP ?")
+    insert = _old_insert(old)
     expected: dict[bytes, dict[bytes, tuple[str, int]]] = {}
     # 3 partitions of 700 cells of ~300 bytes: each goes in several 250-cell / 32 KB batches
     for p in range(3):
@@ -62,22 +84,13 @@ def test_wide_partitions_copy_exactly_in_big_batches(sides) -> None:  # type: ig
     old.session.execute(insert, (null_key, b"prop:null", None, BASE_TS))
     expected[null_key] = {b"prop:ok": ("fine", BASE_TS)}
 
-    settings = SyncSettings(keyspaces=("config_db_uuid",), slices_per_table=4,
-                            small_table_cells=0)
     # batches bounded by bytes here: several per partition
-    assert settings.partition_batch_cells * 300 > settings.partition_batch_bytes
-    report = CopyEngine(old, new, load_registry(), settings, checkpoints=MemoryCheckpoints(),
-                        events=MemoryEvents()).run("pre-sync", phase="pre", fresh=True)
-    uuid_report = next(t for t in report.tables if t.table == "obj_uuid_table")
+    assert SyncSettings.partition_batch_cells * 300 > SyncSettings.partition_batch_bytes
+    uuid_report, report = _presync(old, new)
     assert uuid_report.status == "ok" and uuid_report.quarantined == 1
     assert uuid_report.cells == 3 * 700 + 1
 
-    got: dict[bytes, dict[bytes, tuple[str, int]]] = {}
-    for k, c, v, ts in new.session.execute(
-            f'SELECT key, column1, value, WRITETIME(value) FROM '
-            f'"{new.side.keyspace("config_db_uuid")}".obj_uuid_table'):
-        got.setdefault(k, {})[c] = (v, ts)
-    assert got == expected
+    assert _new_cells(new) == expected
     rows = Quarantine(new, "check").rows()
     assert [(r["key"], r["column"]) for r in rows] == [("with-null", "prop:null")]
     assert new_prefix in report.quarantine_table
@@ -88,9 +101,7 @@ def test_small_partitions_share_batches_and_arrive_exactly(sides, launcher) -> N
     Contrail's): several objects per request, every cell on new with its WRITETIME, and
     Cassandra logs no batch warning (5 KiB, counted its way, or 10 partitions) for them."""
     old, new, _ = sides
-    table = f'"{old.side.keyspace("config_db_uuid")}".obj_uuid_table'
-    insert = old.session.prepare(f"INSERT INTO {table} (key, column1, value) VALUES (?, ?, ?) "
-                                 "USING TIMESTAMP ?")
+    insert = _old_insert(old)
     expected: dict[bytes, dict[bytes, tuple[str, int]]] = {}
     for p in range(400):
         key = str(uuid.UUID(int=p + 1)).encode()
@@ -104,20 +115,11 @@ def test_small_partitions_share_batches_and_arrive_exactly(sides, launcher) -> N
     log = launcher.service("cassandra-new").log_dir / "system.log"
     log_size = log.stat().st_size if log.exists() else 0
 
-    settings = SyncSettings(keyspaces=("config_db_uuid",), slices_per_table=4,
-                            small_table_cells=0)
-    report = CopyEngine(old, new, load_registry(), settings, checkpoints=MemoryCheckpoints(),
-                        events=MemoryEvents()).run("pre-sync", phase="pre", fresh=True)
-    t = next(t for t in report.tables if t.table == "obj_uuid_table")
+    t, _ = _presync(old, new)
     assert t.status == "ok" and t.cells == 400 * 12
     # one request per object before; now at least 2 objects share one on average
     assert 0 < t.write_requests <= 400 / 2, t.write_requests
-    got: dict[bytes, dict[bytes, tuple[str, int]]] = {}
-    for k, c, v, ts in new.session.execute(
-            f'SELECT key, column1, value, WRITETIME(value) FROM '
-            f'"{new.side.keyspace("config_db_uuid")}".obj_uuid_table'):
-        got.setdefault(k, {})[c] = (v, ts)
-    assert got == expected
+    assert _new_cells(new) == expected
     with log.open("rb") as fh:
         fh.seek(log_size)
         tail = fh.read().decode(errors="replace")
@@ -134,8 +136,7 @@ def test_replicas_come_from_the_new_clusters_token_map(sides) -> None:  # type: 
                        reg.translator("5.0.0", "5.0.0", "config_db_uuid", "obj_uuid_table"),
                        SyncSettings(), Quarantine(new, "t"))
     assert ctx.new_replicas() is None
-    replicas = ctx.new_replicas(always=True)
-    assert replicas is not None
+    replicas = replica_lookup(new.cluster, ctx.insert, ctx.enc_new_key)
     node = {host.endpoint for host in new.cluster.metadata.all_hosts()}
     assert len(node) == 1
     assert {replicas(str(uuid.uuid4())) for _ in range(20)} == {frozenset(node)}

@@ -9,7 +9,7 @@ from backends.cassandra.registry import load_registry
 from backends.cassandra.replicator import CellChanges, Replicator
 from backends.cassandra.tables import SyncSettings
 from backends.runsync.apply import ObjectApplier
-from backends.runsync.messages import parse
+from backends.runsync.messages import Change, parse
 from tests import contrail_data as cd
 from tests import test_runsync
 from tests.test_runsync import World
@@ -33,27 +33,34 @@ def _applier(world: World) -> ObjectApplier:
     return applier
 
 
+def _apply_cut_short(applier: ObjectApplier, change: Change, column: str) -> None:
+    """Apply `change` as a process killed just before the write that carries the object's
+    `column` cell: the writes before it land, that one and the rest do not."""
+    real_write = applier.io.write
+
+    def write_until(changes: CellChanges) -> None:
+        if any(cell.column == column for _, _, cell in changes.inserts):
+            raise Cut()
+        real_write(changes)
+
+    applier.io.write = write_until  # type: ignore[method-assign]
+    try:
+        applier.apply(change)
+        raise AssertionError("the cut did not happen")
+    except Cut:
+        pass
+    finally:
+        applier.io.write = real_write  # type: ignore[method-assign]
+
+
 def test_a_create_cut_short_then_deleted_leaves_nothing_behind(world: World) -> None:
     api = world.api
     fq = ["default-domain", "p1", "cut"]
     vn = api.create("virtual-network", fq, parent=world.project, announce=False)
     applier = _applier(world)
-    real_write = applier.io.write
-
-    def write_until_own_row(changes: CellChanges) -> None:
-        # the process dies before the object's own row (its `type` cell) is written
-        if any(cell.column == "type" for _, _, cell in changes.inserts):
-            raise Cut()
-        real_write(changes)
-
-    applier.io.write = write_until_own_row  # type: ignore[method-assign]
-    create = parse({"oper": "CREATE", "type": "virtual-network", "uuid": vn, "fq_name": fq})
-    try:
-        applier.apply(create)
-        raise AssertionError("the cut did not happen")
-    except Cut:
-        pass
-    applier.io.write = real_write  # type: ignore[method-assign]
+    # the process dies before the object's own row (its `type` cell) is written
+    _apply_cut_short(applier, parse({"oper": "CREATE", "type": "virtual-network", "uuid": vn,
+                                     "fq_name": fq}), "type")
     new_uuid = world.new_table(cd.UUID_TABLE)
     assert f"children:virtual_network:{vn}" in new_uuid.read_partition(world.project)
 
@@ -109,21 +116,8 @@ def test_an_update_adding_a_ref_cut_short_then_deleted_leaves_no_backref(world: 
     api.uuid_io.write(vn, {f"ref:network-ipam:{target}": '{"attr": null}',
                            "prop:display_name": '"with a ref"'}, ts)
     api.uuid_io.write(target, {f"backref:virtual-network:{vn}": '{"attr": null}'}, ts)
-    real_write = applier.io.write
-
-    def write_until_own_props(changes: CellChanges) -> None:
-        if any(cell.column == "prop:display_name" for _, _, cell in changes.inserts):
-            raise Cut()
-        real_write(changes)
-
-    applier.io.write = write_until_own_props  # type: ignore[method-assign]
-    try:
-        applier.apply(parse({"oper": "UPDATE", "type": "virtual-network", "uuid": vn,
-                             "fq_name": fq}))
-        raise AssertionError("the cut did not happen")
-    except Cut:
-        pass
-    applier.io.write = real_write  # type: ignore[method-assign]
+    _apply_cut_short(applier, parse({"oper": "UPDATE", "type": "virtual-network", "uuid": vn,
+                                     "fq_name": fq}), "prop:display_name")
     new_uuid = world.new_table(cd.UUID_TABLE)
     assert f"backref:virtual_network:{vn}" in new_uuid.read_partition(target)
 

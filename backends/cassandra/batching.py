@@ -18,10 +18,12 @@ oldest `cut` items it is told to as one batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 _UNSET = object()
+Item = TypeVar("Item")
 
 # Bytes counted per cell on top of its column name and value. Cassandra sizes a batch for its
 # 5 KiB warning by the mutations' data size: per row the clustering, its liveness info and
@@ -108,3 +110,19 @@ class Batching:
         if self._first_replicas is _UNSET:
             self._first_replicas = self._replicas(self._first)  # type: ignore[arg-type]
         return self._replicas(key) == self._first_replicas
+
+
+def grouped(items: Iterable[Item], batching: Batching, key: Callable[[Item], Hashable],
+            size: Callable[[Item], int]) -> Iterator[list[Item]]:
+    """The batches `batching` makes of `items` (a whole stream at hand, as the benchmark's
+    ceiling has; the writer feeds `add` as cells arrive)."""
+    pending: list[Item] = []
+    for item in items:
+        cut = batching.add(key(item), size(item))
+        if cut:
+            yield pending[:cut]
+            del pending[:cut]
+        pending.append(item)
+    if pending:
+        yield pending
+    batching.reset()

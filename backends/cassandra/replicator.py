@@ -70,24 +70,15 @@ class CellChanges:
     quarantined: int = 0
     newest_writetime: int = 0
 
-    def split(self, first: Callable[[TableContext, str], bool]) -> tuple[CellChanges,
-                                                                        CellChanges]:
-        """(the writes to partitions where `first(ctx, new_key)` holds, the others), to be
-        written in that order; the counters stay on this object."""
+    def split(self, first: Callable[[TableContext, str, str], bool]) -> tuple[CellChanges,
+                                                                             CellChanges]:
+        """(the writes of cells where `first(ctx, new key, new column)` holds, the others),
+        to be written in that order; the counters stay on this object."""
         a, b = CellChanges(), CellChanges()
         for item in self.inserts:
-            (a if first(item[0], item[1]) else b).inserts.append(item)
+            (a if first(item[0], item[1], item[2].column) else b).inserts.append(item)
         for d in self.deletes:
-            (a if first(d[0], d[1]) else b).deletes.append(d)
-        return a, b
-
-    def split_columns(self, first: Callable[[str], bool]) -> tuple[CellChanges, CellChanges]:
-        """(the writes of cells whose new-side column `first` accepts, the others)."""
-        a, b = CellChanges(), CellChanges()
-        for item in self.inserts:
-            (a if first(item[2].column) else b).inserts.append(item)
-        for d in self.deletes:
-            (a if first(d[2]) else b).deletes.append(d)
+            (a if first(d[0], d[1], d[2]) else b).deletes.append(d)
         return a, b
 
 

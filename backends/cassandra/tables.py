@@ -63,6 +63,24 @@ class SyncSettings:
                            group_partitions=self.batch_partitions)
 
 
+def replica_lookup(cluster: Any, insert: PreparedStatement,
+                   encode: Callable[[str], object]) -> Callable[[str], Hashable]:
+    """key -> the replicas of that partition of `insert`'s table, from the driver's token
+    map (a lookup that fails, the map being rebuilt, answers a set of its own)."""
+    metadata, protocol = cluster.metadata, cluster.protocol_version
+    key_column = insert.column_metadata[0]  # the statement binds `key` first
+    keyspace, key_type = key_column.keyspace_name, key_column.type
+
+    def replicas(key: str) -> Hashable:
+        try:
+            hosts = metadata.get_replicas(keyspace, key_type.serialize(encode(key), protocol))
+        except Exception:  # this partition goes alone
+            return object()
+        return frozenset(host.endpoint for host in hosts)
+
+    return replicas
+
+
 def _everywhere(metadata: Any, keyspace: str) -> bool:
     """Whether every node holds every partition of `keyspace`."""
     hosts = metadata.all_hosts()
@@ -276,29 +294,16 @@ class TableContext:
                           bounds=s.copy_batch_bounds(), max_in_flight=s.max_in_flight,
                           replicas=self.new_replicas())
 
-    def new_replicas(self, *, always: bool = False) -> Callable[[str], Hashable] | None:
-        """key -> the new cluster's replicas of that partition (from the driver's token
-        map); None when every partition has the same replicas (one node, or as many
-        replicas as nodes, as in Contrail's usual 3 nodes with RF 3) or the driver has no
-        token map: then batches group freely."""
-        cluster = self.new.session.cluster
-        metadata = cluster.metadata
-        key_column = self.insert.column_metadata[0]  # the statement binds `key` first
-        keyspace, key_type = key_column.keyspace_name, key_column.type
-        if metadata.token_map is None or (_everywhere(metadata, keyspace) and not always):
+    def new_replicas(self) -> Callable[[str], Hashable] | None:
+        """key -> the new cluster's replicas of that partition (replica_lookup); None when
+        every partition has the same replicas (one node, or as many replicas as nodes, as in
+        Contrail's usual 3 nodes with RF 3) or the driver has no token map: then batches
+        group freely."""
+        metadata = self.new.session.cluster.metadata
+        keyspace = self.insert.column_metadata[0].keyspace_name
+        if metadata.token_map is None or _everywhere(metadata, keyspace):
             return None
-        protocol = cluster.protocol_version
-        encode = self.enc_new_key
-
-        def replicas(key: str) -> Hashable:
-            try:
-                routing = key_type.serialize(encode(key), protocol)
-                hosts = metadata.get_replicas(keyspace, routing)
-            except Exception:  # the token map being rebuilt: this partition goes alone
-                return object()
-            return frozenset(host.endpoint for host in hosts)
-
-        return replicas
+        return replica_lookup(self.new.session.cluster, self.insert, self.enc_new_key)
 
     def spill_map(self) -> SpillMap:
         return SpillMap(self.settings.spill_threshold, self.settings.spill_dir)

@@ -41,25 +41,26 @@ class CellWriter:
 
     def insert(self, key: str, cell: Cell) -> None:
         column, value = cell.column, cell.value
-        if key != self._key:
-            self._key, self._ekey = key, self._enc_key(key)
-        cut = self._batching.add(key, len(column) + len(value) + CELL_OVERHEAD)
-        if cut:
-            self._send(cut)
-        self._pending.append((self._insert, (self._ekey, self._enc_col(column),
+        ekey = self._room(key, len(column) + len(value) + CELL_OVERHEAD)
+        self._pending.append((self._insert, (ekey, self._enc_col(column),
                                              self._enc_val(value), cell.writetime)))
         self.inserted += 1
 
     def delete(self, key: str, column: str, writetime: int) -> None:
         """Delete one cell with the writetime it had when read: exactly that version goes,
         anything written later survives (a tombstone only wins at an equal or newer time)."""
+        ekey = self._room(key, len(column) + CELL_OVERHEAD)
+        self._pending.append((self._delete, (writetime, ekey, self._enc_col(column))))
+        self.deleted += 1
+
+    def _room(self, key: str, size: int) -> object:
+        """Send the batch the next item closes, if any; the item's encoded key."""
         if key != self._key:
             self._key, self._ekey = key, self._enc_key(key)
-        cut = self._batching.add(key, len(column) + CELL_OVERHEAD)
+        cut = self._batching.add(key, size)
         if cut:
             self._send(cut)
-        self._pending.append((self._delete, (writetime, self._ekey, self._enc_col(column))))
-        self.deleted += 1
+        return self._ekey
 
     def flush(self) -> None:
         """Send everything pending."""

@@ -244,15 +244,15 @@ class ObjectApplier:
         # retry or a redelivery finds the links to repair, so it must not show the new
         # links (or lose the dropped ones) before the linked cells are written.
         own_key = ctx.translator.key(change.uuid)
-        linked, own = changes.split(lambda c, key: not (c is ctx and key == own_key))
+        linked, own = changes.split(lambda c, key, _: not (c is ctx and key == own_key))
         # Cells that name links new does not know of yet (all of them for an object new
         # does not have, a ref an UPDATE adds) go first: cut short after the linked writes,
         # a retry would otherwise find the object on neither side (deleted on old meanwhile)
         # and never learn which parent's and targets' cells it had written. Changed or
         # dropped ones go last, with the rest (see above).
-        naming, own = own.split_columns(
-            lambda column: column not in before and (column.startswith(_LINK_HEADS)
-                                                    or column in _LINK_CELLS))
+        naming, own = own.split(
+            lambda _, __, column: column not in before and (column.startswith(_LINK_HEADS)
+                                                           or column in _LINK_CELLS))
         io.write(naming)
         io.write(linked)
         io.write(own)
