@@ -374,7 +374,7 @@ def main() -> int:
                 spy = subprocess.Popen(
                     [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(proc.pid),
                      "-o", args.profile, "-f", "raw", "--gil", "-d", str(int(args.seconds)),
-                     "-r", "50", "--nonblocking"],
+                     "-r", "50", "--nonblocking", "--subprocesses"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             split.start()
             achieved = gen.run(rate, args.seconds, args.threads)

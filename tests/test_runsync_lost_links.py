@@ -128,3 +128,32 @@ def test_an_update_adding_a_ref_cut_short_then_deleted_leaves_no_backref(world: 
     assert f"backref:virtual_network:{vn}" not in new_uuid.read_partition(target)
     report = world.verify()
     assert report.ok, [(t.table, t.samples) for t in report.tables if t.samples]
+
+
+def test_an_update_after_a_create_that_never_completed_writes_the_parent_links(
+        world: World) -> None:
+    """Review finding R3: a CREATE whose linked write kept failing (its message quarantined
+    after its attempts) left new with the object's link names (they go first) but not its
+    parent's `children:` cell, its index entry nor its own row. A later UPDATE, not a retry,
+    must still write them: its shortcut (an UPDATE cannot move an object) holds only for an
+    object whose CREATE was applied completely."""
+    api = world.api
+    applier = _applier(world)  # (the project first: its copy would bring the child's cell)
+    fq = ["default-domain", "p1", "never-created"]
+    vn = api.create("virtual-network", fq, parent=world.project, announce=False)
+    create = parse({"oper": "CREATE", "type": "virtual-network", "uuid": vn, "fq_name": fq})
+    child = f"children:virtual_network:{vn}"
+    for _ in range(3):  # every attempt cut at the parent's write
+        _apply_cut_short(applier, create, child)
+    new_uuid = world.new_table(cd.UUID_TABLE)
+    assert f"parent:project:{world.project}" in new_uuid.read_partition(vn)
+    assert child not in new_uuid.read_partition(world.project)
+
+    api.update(vn, announce=False, display_name="after the quarantine")
+    applier.apply(parse({"oper": "UPDATE", "type": "virtual-network", "uuid": vn,
+                         "fq_name": fq}))
+    assert child in new_uuid.read_partition(world.project)
+    entry = ":".join(fq) + ":" + vn
+    assert entry in world.new_table(cd.FQ_TABLE).read_partition("virtual_network")
+    report = world.verify()
+    assert report.ok, [(t.table, t.samples) for t in report.tables if t.samples]

@@ -134,7 +134,8 @@ class ObjectApplier:
         CREATE's mutation, with the object's `fq_name` and `parent:` cells. So for an UPDATE
         of an object new already has, the index entry and the parent's cells are replaced
         only when that own cell differs between new and old (they were written with it, by
-        the CREATE's thorough apply). Refs and shares can change with any UPDATE: their
+        the CREATE's thorough apply), and only once the CREATE's apply completed on new
+        (its `type` cell is there). Refs and shares can change with any UPDATE: their
         target cells are always replaced. A CREATE or DELETE, a retry and a redelivered
         message (`thorough`) replace every linked cell."""
         ctx = self._ctx(OBJ_UUID)
@@ -170,9 +171,15 @@ class ObjectApplier:
         before = {c: v for _, c, v, _ in new_rows}
         after = {cell.column: cell.value for cell in written}
         old_type = _type_from(change, old_rows)
-        if may_skip and new_rows and old_rows:
+        shortcut = may_skip and bool(new_rows) and bool(old_rows)
+        if shortcut:
             had = {c: (v, ts) for _, c, v, ts in new_rows}
             has = {cell.column: (cell.value, cell.writetime) for cell in written}
+            # Only for an object whose CREATE was applied completely: its `type` cell goes
+            # with the object's own cells, after the linked ones. An apply cut short after
+            # the link names (a quarantined CREATE) left new without it.
+            shortcut = "type" in had and had["type"] == has.get("type")
+        if shortcut:
 
             def unchanged(*columns: str) -> bool:
                 return all(had.get(c) == has.get(c) for c in columns)
