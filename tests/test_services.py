@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,8 @@ from cassandra.cluster import Cluster, Session
 from kazoo.client import KazooClient
 
 from demo.services import Endpoints, HostPort, Launcher, ServiceError
-from demo.services.procs import read_pidfile
+from demo.services.cassandra import DEFAULT_TIMER_SLACK_US
+from demo.services.procs import Command, read_pidfile, spawn_group, terminate_group
 from demo.services.zookeeper import ZooKeeperService, four_letter
 
 
@@ -231,6 +233,31 @@ def test_stop_leaves_no_process_and_start_brings_it_back(
     finally:
         launcher.start("zk-new")
     assert four_letter(services.zk_new.host, services.zk_new.port, "ruok") == "imok"
+
+
+def _timer_slack(tid: int | str) -> int:
+    return int(Path(f"/proc/{tid}/timerslack_ns").read_text())
+
+
+def test_every_cassandra_thread_has_the_longer_timer_slack(launcher: Launcher,
+                                                           services: Endpoints) -> None:
+    group = read_pidfile(launcher.service("cassandra-old").pidfile)
+    assert group is not None
+    threads = list(Path(f"/proc/{group.pgid}/task").iterdir())
+    assert len(threads) > 20  # the JVM's pools, started after exec
+    assert {_timer_slack(t.name) for t in threads} == {1000 * DEFAULT_TIMER_SLACK_US}
+
+
+def test_a_command_gets_its_timer_slack_and_ours_is_restored(tmp_path: Path) -> None:
+    ours = _timer_slack(threading.get_native_id())
+    wanted = ours + 123_000
+    group, popens = spawn_group([Command(("sleep", "30"), {"PATH": "/usr/bin:/bin"}, tmp_path,
+                                         timer_slack_ns=wanted)], tmp_path / "sleep.log")
+    try:
+        assert _timer_slack(popens[0].pid) == wanted
+        assert _timer_slack(threading.get_native_id()) == ours
+    finally:
+        terminate_group(group, 10, popens)
 
 
 def test_second_launcher_reuses_running_services(services: Endpoints, launcher: Launcher) -> None:

@@ -18,6 +18,11 @@ TEMPLATES = REPO_ROOT / "demo" / "cassandra"
 DEFAULT_HEAP_MB = 384
 # Serial GC: a 384 MiB heap needs no concurrent GC threads competing for the 2 cores.
 DEFAULT_GC = ["-XX:+UseSerialGC"]
+# Timer slack (ISSU_CASSANDRA_TIMER_SLACK_US, 0: the kernel's 50 us): the shared executor's
+# spare workers park for 10 us at a time while waiting for work, which cost each JVM 0.35
+# cores at 100 requests/s here. With 200 us the same load takes 0.13-0.25 cores and the
+# request latency is unchanged (docs/benchmarks-sync-runsync-zk.md, "timer slack").
+DEFAULT_TIMER_SLACK_US = 200
 GC_FLAG = re.compile(r"-XX:\+Use\w+GC$")
 
 # Module access Cassandra 5.0 needs on JDK 17 (from conf/jvm17-server.options).
@@ -182,7 +187,8 @@ class CassandraService(Service):
             f"{self.conf_dir}:{lib}/*",
             "org.apache.cassandra.service.CassandraDaemon",
         ]
-        return [Command(tuple(argv), self.base_env(), self.dir)]
+        slack_us = int(os.environ.get("ISSU_CASSANDRA_TIMER_SLACK_US", DEFAULT_TIMER_SLACK_US))
+        return [Command(tuple(argv), self.base_env(), self.dir, timer_slack_ns=1000 * slack_us)]
 
     def check_ready(self) -> None:
         if not port_open(self.address, CASSANDRA_CQL_PORT):
