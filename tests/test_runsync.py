@@ -751,27 +751,35 @@ def test_second_run_sync_on_one_state_dir_exits_3_naming_the_holder(
     handle.close()
 
 
-def test_queued_changes_of_one_object_coalesce_into_one_write(
-        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Messages of one object waiting in its lane are served by one re-read and replace:
-    each is still republished, in order, and acknowledged after the write."""
+def _hold_the_lane(monkeypatch: pytest.MonkeyPatch,
+                   blocker: str) -> tuple[threading.Event, threading.Event]:
+    """Applying `blocker` holds its lane (run-sync with one lane: every lane) until
+    `release` is set, so the messages behind it queue up; `started` tells it holds."""
     from backends.runsync.apply import ObjectApplier
 
-    api = world.api
-    blocker = api.create("virtual-network", ["default-domain", "p1", "blocker"],
-                         parent=world.project, announce=False)
-    busy = api.create("virtual-network", ["default-domain", "p1", "busy"],
-                      parent=world.project, announce=False)
     started, release = threading.Event(), threading.Event()
     original = ObjectApplier.apply
 
     def gated(self: ObjectApplier, change, **options):  # type: ignore[no-untyped-def]
-        if change.uuid == blocker:  # holds the only lane while the others queue up
+        if change.uuid == blocker:
             started.set()
             release.wait(120)
         return original(self, change, **options)
 
     monkeypatch.setattr(ObjectApplier, "apply", gated)
+    return started, release
+
+
+def test_queued_changes_of_one_object_coalesce_into_one_write(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Messages of one object waiting in its lane are served by one re-read and replace:
+    each is still republished, in order, and acknowledged after the write."""
+    api = world.api
+    blocker = api.create("virtual-network", ["default-domain", "p1", "blocker"],
+                         parent=world.project, announce=False)
+    busy = api.create("virtual-network", ["default-domain", "p1", "busy"],
+                      parent=world.project, announce=False)
+    started, release = _hold_the_lane(monkeypatch, blocker)
     listener = NewListener(world.new_rabbit)
     rs = world.run_sync(concurrency=1, prefetch=50)
     thread = start_thread(rs)
@@ -797,6 +805,53 @@ def test_queued_changes_of_one_object_coalesce_into_one_write(
         stop_thread(rs, thread)
         listener.close()
     assert world.queue_depth() == 0  # every message acknowledged
+
+
+def test_coalesced_messages_count_the_links_each_obj_dict_names(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy took a ref target's partition (with the object's `backref:`) and the parent's
+    (with its `children:`) before the object was deleted, and the object's own after: only
+    the messages can say where those cells are. When an UPDATE whose obj_dict names them
+    and a DELETE without obj_dict are applied together, the UPDATE's links count too."""
+    api = world.api
+    blocker = api.create("virtual-network", ["default-domain", "p1", "blocker-2"],
+                         parent=world.project, announce=False)
+    target = api.create("network-ipam", ["default-domain", "p1", "ipam-c"],
+                        parent=world.project, announce=False)
+    fq = ["default-domain", "p1", "vn-c"]
+    vn = api.create("virtual-network", fq, parent=world.project, refs=[target],
+                    announce=False)
+    started, release = _hold_the_lane(monkeypatch, blocker)
+    rs = world.run_sync(concurrency=1, prefetch=50)
+    thread = start_thread(rs)  # its catch-up copy brings everything, vn included
+    new_uuid = world.new_table(cd.UUID_TABLE)
+    try:
+        wait_until(rs.ready.is_set, 120, "run-sync consuming")
+        backref, child = f"backref:virtual_network:{vn}", f"children:virtual_network:{vn}"
+        assert backref in new_uuid.read_partition(target)
+        new_uuid.delete_partition(vn)  # as if the copy had taken vn's partition after ...
+        api.uuid_io.delete(target, [f"backref:virtual-network:{vn}"])
+        api.delete(vn, announce=False)  # ... its delete on old
+        api.update(blocker, display_name="holds the lane")
+        wait_until(started.is_set, 60, "the lane busy")
+        api._publish({"request-id": "r-u", "oper": "UPDATE", "type": "virtual-network",
+                      "uuid": vn, "fq_name": fq,
+                      "obj_dict": {"uuid": vn, "fq_name": fq, "parent_uuid": world.project,
+                                   "network_ipam_refs": [
+                                       {"uuid": target, "to": [*fq[:2], "ipam-c"]}]}})
+        api._publish({"request-id": "r-d", "oper": "DELETE", "type": "virtual-network",
+                      "uuid": vn, "fq_name": fq})
+        wait_until(lambda: rs._in_flight == 3, 60, "all three delivered")
+        release.set()
+        wait_until(lambda: applied(rs) == 3 and rs._in_flight == 0, 60, "three applied")
+        assert rs.metrics.coalesced._value.get() == 1  # the UPDATE and the DELETE together
+        assert backref not in new_uuid.read_partition(target)
+        assert child not in new_uuid.read_partition(world.project)
+    finally:
+        release.set()
+        stop_thread(rs, thread)
+    report = world.verify()
+    assert report.ok, [(t.table, t.samples) for t in report.tables if t.samples]
 
 
 def _cql(statement: object) -> str:

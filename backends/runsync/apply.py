@@ -324,19 +324,21 @@ _LINK_CELLS = ("fq_name", "prop:perms2")
 
 
 def message_links(change: Change) -> tuple[set[str], set[str]]:
-    """(parent uuids, ref target uuids) the message's obj_dict names, if it has one; only
-    well-formed uuids."""
-    obj = change.body.get("obj_dict")
+    """(parent uuids, ref target uuids) the obj_dicts of the message and of the earlier
+    messages it stands for name (a DELETE may carry none, the UPDATE queued before it
+    the ref it dropped); only well-formed uuids."""
     parents: set[str] = set()
     refs: set[str] = set()
-    if not isinstance(obj, dict):
-        return parents, refs
-    if _is_uuid(obj.get("parent_uuid")):
-        parents.add(obj["parent_uuid"])
-    for name, value in obj.items():
-        if name.endswith("_refs") and isinstance(value, list):
-            refs.update(item["uuid"] for item in value
-                        if isinstance(item, dict) and _is_uuid(item.get("uuid")))
+    for one in (*change.coalesced, change):
+        obj = one.body.get("obj_dict")
+        if not isinstance(obj, dict):
+            continue
+        if _is_uuid(obj.get("parent_uuid")):
+            parents.add(obj["parent_uuid"])
+        for name, value in obj.items():
+            if name.endswith("_refs") and isinstance(value, list):
+                refs.update(item["uuid"] for item in value
+                            if isinstance(item, dict) and _is_uuid(item.get("uuid")))
     return parents, refs
 
 

@@ -29,6 +29,9 @@ class Change:
     uuid: str
     fq_name: tuple[str, ...] | None
     body: dict[str, Any]  # the whole message as received (republished after translation)
+    # The object's earlier messages this one stands for (queued together, applied once):
+    # the links their obj_dicts name count too (backends/runsync/apply.message_links).
+    coalesced: tuple[Change, ...] = ()
 
 
 def parse(payload: bytes | str | dict[str, Any]) -> Change:

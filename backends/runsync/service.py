@@ -593,8 +593,9 @@ class RunSync:
                 outcomes[i] = _Outcome("quarantine", str(exc), 1)
         if changes:
             # The newest message stands for the object; an fq_name from any of them helps
-            # find its fq-name index entry once the object is gone.
-            change = changes[-1][1]
+            # find its fq-name index entry once the object is gone, and so do the links
+            # their obj_dicts name.
+            change = replace(changes[-1][1], coalesced=tuple(c for _, c in changes[:-1]))
             if not change.fq_name:
                 named = [c for _, c in changes if c.fq_name]
                 if named:
