@@ -403,6 +403,30 @@ def _ini_list(value: str) -> list[str]:
     return [item for item in value.replace(",", " ").split() if item]
 
 
+def _ini_hosts_port(path: Path, key: str, items: list[str]) -> tuple[list[str], int | None]:
+    """(hosts, the port they share) of `host[:port]` items; a port that is not a number,
+    or ports that differ between hosts, are refused naming the option."""
+    hosts, ports = [], set()
+    for item in items:
+        if item.count(":") > 1 and not item.startswith("["):
+            hosts.append(item)  # a bare IPv6 address
+            continue
+        host, sep, port = item.rpartition(":")
+        if not sep or item.endswith("]"):
+            hosts.append(item.strip("[]"))
+            continue
+        host = host.strip("[]") if host.startswith("[") and host.endswith("]") else host
+        if not port.isdigit() or not 0 < int(port) < 65536 or not host:
+            raise ConfigError(path, [f"DEFAULTS.{key}: {item!r} is not host:port"])
+        hosts.append(host)
+        ports.add(int(port))
+    if len(ports) > 1:
+        raise ConfigError(path, [f"DEFAULTS.{key}: the hosts name different ports "
+                                 f"({', '.join(map(str, sorted(ports)))}); the Cassandra "
+                                 "driver uses one port for every host"])
+    return hosts, ports.pop() if ports else None
+
+
 def ini_to_dict(path: Path, text: str) -> dict[str, Any]:
     """Map the original tool's `[DEFAULTS]` options onto the TOML structure."""
     parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
@@ -432,11 +456,12 @@ def ini_to_dict(path: Path, text: str) -> dict[str, Any]:
                          ("cassandra_ca_certs", "ca_certs")):
             if opt(src):
                 cassandra[dst] = opt(src)
-        # Original lists hold host:port; the port of the first one applies to all.
-        hosts = cassandra["hosts"]
-        if hosts and ":" in hosts[0]:
-            cassandra["port"] = int(hosts[0].rsplit(":", 1)[1])
-            cassandra["hosts"] = [h.rsplit(":", 1)[0] for h in hosts]
+        # Original lists hold host:port; the driver takes one port for every host.
+        hosts, port = _ini_hosts_port(path, f"{prefix}_cassandra_address_list",
+                                      cassandra["hosts"])
+        cassandra["hosts"] = hosts
+        if port is not None:
+            cassandra["port"] = port
         rabbit: dict[str, Any] = {
             "hosts": _ini_list(opt("rabbit_address_list", "") or ""),
             "use_ssl": _ini_bool(path, f"{prefix}_rabbit_use_ssl",

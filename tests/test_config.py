@@ -254,6 +254,9 @@ def test_original_issu_conf_is_accepted_and_converts(tmp_path: Path) -> None:
     ("old_rabbit_ha_mode = maybe", "DEFAULTS.old_rabbit_ha_mode"),
     ("old_cassandra_adress_list = 1.2.3.4", "DEFAULTS.old_cassandra_adress_list"),
     ('new_api_info = ["10.0.1.1"]', "DEFAULTS.new_api_info"),
+    ("old_cassandra_address_list = 10.0.0.1:notaport", "DEFAULTS.old_cassandra_address_list"),
+    ("new_cassandra_address_list = 10.0.1.1:9042 10.0.1.2:9160",
+     "DEFAULTS.new_cassandra_address_list"),
 ])
 def test_original_issu_conf_errors_name_the_option(tmp_path: Path, line: str, key: str) -> None:
     ini = tmp_path / "issu.conf"
