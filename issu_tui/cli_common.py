@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -11,6 +13,34 @@ from issu_tui.config import ConfigError, IssuConfig, load_config, secret_sources
 from issu_tui.journal import Journal
 
 EXIT_CONFIG = 2
+
+
+class _NoLibraryTracebacks(logging.Filter):
+    """Drops the traceback of the named libraries' records (the message stays)."""
+
+    def __init__(self, libraries: tuple[str, ...]) -> None:
+        super().__init__()
+        self.libraries = libraries
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.name.split(".", 1)[0] in self.libraries:
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def setup_logging(verbose: bool, libraries: Mapping[str, int]) -> None:
+    """Log to stderr; each library's logger at its level here (INFO with -v). Without -v
+    their records lose their tracebacks: e.g. the Cassandra driver logs one when it cannot
+    connect, and the command reports that failure in a line of its own."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    for name, level in libraries.items():
+        logging.getLogger(name).setLevel(logging.INFO if verbose else level)
+    if not verbose:
+        quiet = _NoLibraryTracebacks(tuple(libraries))
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(quiet)
 
 
 def load_or_exit(path: Path) -> IssuConfig:

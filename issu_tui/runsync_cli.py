@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from issu_tui.cli_common import load_or_exit, open_journal_or_warn
+from issu_tui.cli_common import load_or_exit, open_journal_or_warn, setup_logging
 from issu_tui.config import IssuConfig
 
 EXIT_PROBLEM = 1
@@ -32,12 +32,7 @@ def _open_journal(config: IssuConfig, state_dir: Path | None) -> Any:
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("kazoo").setLevel(logging.WARNING)
-    logging.getLogger("cassandra").setLevel(logging.WARNING)
+    setup_logging(verbose, {"kazoo": logging.WARNING, "cassandra": logging.WARNING})
 
 
 # ---------------------------------------------------------------------------------- zk-sync

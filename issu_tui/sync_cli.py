@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from issu_tui.cli_common import load_or_exit, open_journal_or_warn
+from issu_tui.cli_common import load_or_exit, open_journal_or_warn, setup_logging
 from issu_tui.config import IssuConfig
 
 if TYPE_CHECKING:
@@ -71,11 +71,8 @@ def _journal(config: IssuConfig, state_dir: Path | None) -> Any:
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
     # The driver warns about protocol negotiation and server-side notes; keep them for -v.
-    logging.getLogger("cassandra").setLevel(logging.INFO if verbose else logging.ERROR)
+    setup_logging(verbose, {"cassandra": logging.ERROR})
 
 
 @contextmanager

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -317,3 +319,20 @@ def test_toml_writer_round_trips_hostile_strings() -> None:
                     "hosts": ['a"b', "c\\d"], "port": 9042, "ssl": False},
             "computes": [{"name": "c1", "ssh_key": "/k\n"}]}
     assert tomllib.loads(to_toml(data)) == data
+
+
+def test_an_unreachable_cassandra_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """The driver logs a traceback when it cannot connect; the command says it in one line
+    of its own and exits 1 (-v keeps the driver's traceback)."""
+    root = Path(__file__).resolve().parent.parent
+    config = tmp_path / "issu.toml"
+    config.write_text((root / "demo" / "issu.toml").read_text()
+                      .replace('"127.20.0.11"', '"127.0.0.1"')
+                      .replace('"127.20.0.12"', '"127.0.0.2"')
+                      .replace("port = 9042", "port = 1"))  # nothing listens there
+    issu = Path(sys.executable).parent / "issu"
+    run = subprocess.run([str(issu), "sync", "verify", "-c", str(config)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stderr
+    assert "error: cannot connect to the old Cassandra at 127.0.0.1:1" in run.stderr
+    assert "Traceback" not in run.stderr

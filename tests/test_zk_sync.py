@@ -278,3 +278,12 @@ def test_wrong_odb_prefix_exits_1_naming_the_subtree(zks, prefixes, services, tm
     result = CliRunner().invoke(zk_command, ["-c", str(conf), *allowed, *state])
     assert result.exit_code == 0, result.output
     assert "(allowed)" in result.output
+
+
+def test_an_invalid_subtree_name_is_refused_before_connecting() -> None:
+    """Nothing listens on 127.0.0.1:1: a connection attempt would end in a timeout error,
+    not in the name's ValueError."""
+    with pytest.raises(ValueError, match=r"'\.\./etc'"):
+        zk_sync("127.0.0.1:1", "127.0.0.2:1", subtrees=["id", "../etc"])
+    with pytest.raises(ValueError, match="'zookeeper'"):
+        zk_sync("127.0.0.1:1", "127.0.0.2:1", allow_missing=iter(["zookeeper"]))

@@ -360,7 +360,11 @@ def zk_sync(
     verify_only: bool = False,
     allow_missing: Iterable[str] = (),
 ) -> ZkSyncReport:
-    """Connect to both ensembles, sync (or only verify) and disconnect."""
+    """Connect to both ensembles, sync (or only verify) and disconnect. An invalid subtree
+    or allow_missing name raises ValueError before anything is connected."""
+    allow_missing = tuple(allow_missing)
+    for name in (*subtrees, *allow_missing):
+        check_subtree(name)
     old = connect(old_hosts)
     try:
         new = connect(new_hosts)
