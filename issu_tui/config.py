@@ -226,8 +226,8 @@ class SyncConfig(_Strict):
     @classmethod
     def _metrics_listen(cls, value: str) -> str:
         host, _, port = value.rpartition(":")
-        if not port.isdigit():
-            raise ValueError(f"{value!r} must be address:port")
+        if not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"{value!r} must be address:port (port 0-65535; 0: any free)")
         if not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"{value!r}: the metrics endpoint listens on loopback only")
         return value

@@ -163,6 +163,8 @@ BROKEN = [
      "old.cassandra.prefix", "letters"),
     ("metrics off loopback", GOOD + '\n[sync]\nmetrics_listen = "0.0.0.0:9109"\n',
      "sync.metrics_listen", "loopback"),
+    ("metrics port out of range", GOOD + '\n[sync]\nmetrics_listen = "127.0.0.1:99999"\n',
+     "sync.metrics_listen", "port 0-65535"),
     ("zero concurrency", GOOD + "\n[sync]\nconcurrency = 0\n", "sync.concurrency",
      "greater than or equal"),
     ("batch parallel negative", GOOD + "\n[batch]\nparallel = -1\n", "batch.parallel",
