@@ -84,6 +84,37 @@ def _check_host_port(value: str, default_port: int | None = None) -> str:
     return value
 
 
+def check_cassandra_hosts(hosts: list[str]) -> list[str]:
+    """Cassandra contact points, `host` or `host:port`; the driver takes one port for all,
+    so entries naming different ports are refused (ValueError)."""
+    for host in hosts:
+        _check_host_port(host)
+    _one_port({int(h.rsplit(":", 1)[1]) for h in hosts if h.count(":") == 1})
+    return hosts
+
+
+def _one_port(ports: set[int]) -> None:
+    if len(ports) > 1:
+        raise ValueError(f"the hosts name different ports ({', '.join(map(str, sorted(ports)))}"
+                         "); the Cassandra driver uses one port for every host")
+
+
+def check_prefix(prefix: str) -> str:
+    if prefix and not prefix.replace("_", "").isalnum():
+        raise ValueError("a keyspace prefix may hold only letters, digits and _")
+    return prefix
+
+
+def parse_bool(value: str) -> bool:
+    """The original tools' boolean words (ValueError for anything else)."""
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"{value!r} is not a boolean (true/false)")
+
+
 class CassandraConfig(_Strict):
     hosts: list[str] = Field(min_length=1)
     port: int = Field(9042, gt=0, lt=65536)
@@ -98,16 +129,12 @@ class CassandraConfig(_Strict):
     @field_validator("hosts")
     @classmethod
     def _hosts(cls, hosts: list[str]) -> list[str]:
-        for host in hosts:
-            _check_host_port(host)
-        return hosts
+        return check_cassandra_hosts(hosts)
 
     @field_validator("prefix")
     @classmethod
     def _prefix(cls, prefix: str) -> str:
-        if prefix and not prefix.replace("_", "").isalnum():
-            raise ValueError("a keyspace prefix may hold only letters, digits and _")
-        return prefix
+        return check_prefix(prefix)
 
     def keyspace(self, name: str) -> str:
         return f"{self.prefix}_{name}" if self.prefix else name
@@ -391,12 +418,10 @@ _FALSE = {"false", "no", "0", "off", ""}
 
 
 def _ini_bool(path: Path, key: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ConfigError(path, [f"DEFAULTS.{key}: {value!r} is not a boolean (true/false)"])
+    try:
+        return parse_bool(value)
+    except ValueError as exc:
+        raise ConfigError(path, [f"DEFAULTS.{key}: {exc}"]) from None
 
 
 def _ini_list(value: str) -> list[str]:
@@ -420,10 +445,10 @@ def _ini_hosts_port(path: Path, key: str, items: list[str]) -> tuple[list[str], 
             raise ConfigError(path, [f"DEFAULTS.{key}: {item!r} is not host:port"])
         hosts.append(host)
         ports.add(int(port))
-    if len(ports) > 1:
-        raise ConfigError(path, [f"DEFAULTS.{key}: the hosts name different ports "
-                                 f"({', '.join(map(str, sorted(ports)))}); the Cassandra "
-                                 "driver uses one port for every host"])
+    try:
+        _one_port(ports)
+    except ValueError as exc:
+        raise ConfigError(path, [f"DEFAULTS.{key}: {exc}"]) from None
     return hosts, ports.pop() if ports else None
 
 

@@ -448,21 +448,36 @@ def legacy_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def legacy_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The original command-line options, checked as the same options in the file are;
+    raises ValueError naming every option that is wrong."""
+    from issu_tui.config import check_cassandra_hosts, check_prefix, parse_bool
+
     out: dict[str, dict[str, Any]] = {"old": {}, "new": {}}
+    problems: list[str] = []
     for side in ("old", "new"):
         for name, field in _LEGACY_CASSANDRA.items():
             value = getattr(args, f"{side}_{name}")
             if value is None:
                 continue
-            if field == "hosts":
-                value = tuple(h for v in value for h in v.split())
-            elif field == "use_ssl":
-                value = str(value).lower() == "true"  # the original compared strings
+            try:
+                if field == "hosts":
+                    value = tuple(check_cassandra_hosts(
+                        [h for v in value for h in v.replace(",", " ").split()]))
+                elif field == "use_ssl":
+                    value = parse_bool(value)
+            except ValueError as exc:
+                problems.append(f"--{side}_{name}: {exc}")
+                continue
             out[side][field] = value
-    if args.odb_prefix is not None:
-        out["old"]["prefix"] = args.odb_prefix
-    if args.ndb_prefix is not None:
-        out["new"]["prefix"] = args.ndb_prefix
+    for side, option in (("old", "odb_prefix"), ("new", "ndb_prefix")):
+        prefix = getattr(args, option)
+        if prefix is not None:
+            try:
+                out[side]["prefix"] = check_prefix(prefix)
+            except ValueError as exc:
+                problems.append(f"--{option}: {exc}")
+    if problems:
+        raise ValueError("\n".join(problems))
     return out
 
 
@@ -470,9 +485,14 @@ def _legacy_main(prog: str, job: str, phase: str, argv: list[str] | None) -> int
     args = legacy_parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
     _setup_logging(False)
     config = load_or_exit(Path(args.conf_file[-1]))
+    try:
+        overrides = legacy_overrides(args)
+    except ValueError as exc:
+        click.echo(f"{prog}: {exc}".replace("\n", f"\n{prog}: "), err=True)
+        return EXIT_CONFIG
     return run_copy(config, job=job, phase=phase, state_dir=None, keyspaces=(),
                     fresh=args.fresh, as_json=args.json, slices=None, concurrency=None,
-                    page_size=None, overrides=legacy_overrides(args))
+                    page_size=None, overrides=overrides)
 
 
 def legacy_pre_sync(argv: list[str] | None = None) -> None:

@@ -338,3 +338,29 @@ def test_an_unreachable_cassandra_is_one_line_not_a_traceback(tmp_path: Path) ->
     assert run.returncode == 1, run.stderr
     assert "error: cannot connect to the old Cassandra at 127.0.0.1:1" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(("options", "named"), [
+    (["--old_cassandra_address_list", "127.0.0.1:x"], ["--old_cassandra_address_list"]),
+    (["--new_cassandra_address_list", "127.0.0.9:1,127.0.0.8:2"],
+     ["--new_cassandra_address_list"]),
+    (["--old_cassandra_use_ssl", "maybe", "--ndb_prefix", "../x"],
+     ["--old_cassandra_use_ssl", "--ndb_prefix"]),
+])
+def test_original_command_line_options_are_checked_like_the_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str],
+        named: list[str]) -> None:
+    """Checked before anything connects (nothing listens on the file's port 1: a
+    connection attempt would exit 1, not 2)."""
+    from issu_tui.sync_cli import legacy_pre_sync
+
+    ini = tmp_path / "issu.conf"
+    ini.write_text(ORIGINAL_INI.format(old_pw="x", api_pw="y")
+                   .replace("10.0.0.", "127.0.0.").replace("10.0.1.1", "127.0.1.1")
+                   .replace(":9042", ":1"))
+    with pytest.raises(SystemExit) as caught:
+        legacy_pre_sync(["-c", str(ini), *options])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    for option in named:
+        assert f"contrail-issu-pre-sync: {option}: " in err
