@@ -126,6 +126,28 @@ def _guard_config_errors(fn: Callable[[], int]) -> int:
         return EXIT_PROBLEM
 
 
+def _check_before_connecting(config: IssuConfig, registry: Any, settings: SyncSettings,
+                             phase: str) -> int:
+    """What the config alone can tell is wrong (a keyspace not registered, a version path
+    not supported), raised before any connection is tried."""
+    from backends.versions import version_path
+
+    registry.tables(settings.keyspaces, phase=phase)
+    version_path(config.old.version, config.new.version)
+    return EXIT_OK
+
+
+def _check_tables(registry: Any, tables: tuple[str, ...]) -> int:
+    from backends.cassandra.registry import RegistryError
+
+    for name in tables:
+        keyspace, dot, table = name.partition(".")
+        if not dot or "." in table:
+            raise RegistryError(f"{name!r} is not keyspace.table")
+        registry.table(keyspace, table)
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- output
 
 def _print_copy(report: Any, as_json: bool) -> None:
@@ -240,6 +262,10 @@ def run_copy(config: IssuConfig, *, job: str, phase: str, state_dir: Path | None
         processes=config.sync.copy_processes,
         log_level=logging.getLogger().getEffectiveLevel())
     registry = _registry()
+    problem = _guard_config_errors(lambda: _check_before_connecting(config, registry,
+                                                                    settings, phase))
+    if problem:
+        return problem
     journal = _journal(config, state_dir)
     try:
         with _connections(config, overrides) as (old, new):
@@ -326,6 +352,10 @@ def verify(config_path: Path, state_dir: Path | None, keyspaces: tuple[str, ...]
     settings = sync_settings(config, keyspaces=keyspaces, slices=slices,
                              concurrency=concurrency, page_size=page_size)
     registry = _registry()
+    problem = _guard_config_errors(lambda: _check_before_connecting(config, registry,
+                                                                    settings, phase))
+    if problem:
+        sys.exit(problem)
     journal = _journal(config, state_dir)
     try:
         with _connections(config) as (old, new):
@@ -366,6 +396,9 @@ def translate(config_path: Path, dry_run: bool, sample: int, tables: tuple[str, 
     from backends.cassandra.dryrun import dry_run_samples
 
     registry = _registry()
+    problem = _guard_config_errors(lambda: _check_tables(registry, tables))
+    if problem:
+        sys.exit(problem)
     try:
         old = connect(cassandra_side(config, "old"))
     except CassandraUnavailable as exc:

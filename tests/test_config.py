@@ -323,15 +323,21 @@ def test_toml_writer_round_trips_hostile_strings() -> None:
     assert tomllib.loads(to_toml(data)) == data
 
 
-def test_an_unreachable_cassandra_is_one_line_not_a_traceback(tmp_path: Path) -> None:
-    """The driver logs a traceback when it cannot connect; the command says it in one line
-    of its own and exits 1 (-v keeps the driver's traceback)."""
+def _unreachable_config(tmp_path: Path) -> Path:
+    """The demo's config with both Cassandra clusters where nothing listens (port 1)."""
     root = Path(__file__).resolve().parent.parent
     config = tmp_path / "issu.toml"
     config.write_text((root / "demo" / "issu.toml").read_text()
                       .replace('"127.20.0.11"', '"127.0.0.1"')
                       .replace('"127.20.0.12"', '"127.0.0.2"')
-                      .replace("port = 9042", "port = 1"))  # nothing listens there
+                      .replace("port = 9042", "port = 1"))
+    return config
+
+
+def test_an_unreachable_cassandra_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """The driver logs a traceback when it cannot connect; the command says it in one line
+    of its own and exits 1 (-v keeps the driver's traceback)."""
+    config = _unreachable_config(tmp_path)
     issu = Path(sys.executable).parent / "issu"
     run = subprocess.run([str(issu), "sync", "verify", "-c", str(config)], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
@@ -364,3 +370,19 @@ def test_original_command_line_options_are_checked_like_the_file(
     err = capsys.readouterr().err
     for option in named:
         assert f"contrail-issu-pre-sync: {option}: " in err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["pre", "--keyspace", "nosuch"], "keyspace(s) not registered: nosuch"),
+    (["post", "--keyspace", "nosuch"], "keyspace(s) not registered: nosuch"),
+    (["verify", "--keyspace", "nosuch"], "keyspace(s) not registered: nosuch"),
+    (["translate", "--dry-run", "-t", "config_db_uuid.nosuch"],
+     "config_db_uuid.nosuch is not a registered table"),
+    (["translate", "--dry-run", "-t", "a.b.c"], "'a.b.c' is not keyspace.table"),
+])
+def test_what_the_config_alone_tells_is_refused_before_connecting(
+        tmp_path: Path, args: list[str], message: str) -> None:
+    """Exit 2 with the reason; a connection attempt (nothing listens) would exit 1."""
+    result = CliRunner().invoke(cli, ["sync", *args, "-c", str(_unreachable_config(tmp_path))])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
