@@ -252,11 +252,9 @@ class SyncConfig(_Strict):
     @field_validator("metrics_listen")
     @classmethod
     def _metrics_listen(cls, value: str) -> str:
-        host, _, port = value.rpartition(":")
-        if not port.isdigit() or int(port) > 65535:
-            raise ValueError(f"{value!r} must be address:port (port 0-65535; 0: any free)")
-        if not ipaddress.ip_address(host).is_loopback:
-            raise ValueError(f"{value!r}: the metrics endpoint listens on loopback only")
+        from backends.runsync.metrics import parse_listen
+
+        parse_listen(value)
         return value
 
 

@@ -101,8 +101,10 @@ def test_lag_window_quantiles_and_counters_snapshot() -> None:
 def test_metrics_listen_is_loopback_only() -> None:
     assert parse_listen("127.0.0.1:9109") == ("127.0.0.1", 9109)
     assert parse_listen("[::1]:9109") == ("::1", 9109)
-    for bad in ("0.0.0.0:9109", "10.1.2.3:9109", "127.0.0.1"):
-        with pytest.raises(ValueError):
+    for bad, reason in (("0.0.0.0:9109", "loopback only"), ("10.1.2.3:9109", "loopback only"),
+                        ("127.0.0.1", "not address:port"), ("127.0.0.1:65536", "0-65535"),
+                        ("localhost:9109", "not an IP address")):
+        with pytest.raises(ValueError, match=reason):
             parse_listen(bad)
 
 

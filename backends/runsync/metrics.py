@@ -48,10 +48,15 @@ class LagWindow:
 def parse_listen(listen: str) -> tuple[str, int]:
     """"127.0.0.1:9109" -> (host, port); only loopback addresses are accepted."""
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"metrics_listen {listen!r} is not host:port")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"metrics_listen {listen!r} is not address:port (port 0-65535; "
+                         "0: any free)")
     host = host.strip("[]")
-    if not ipaddress.ip_address(host).is_loopback:
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        raise ValueError(f"metrics_listen {listen!r}: {host!r} is not an IP address") from None
+    if not loopback:
         raise ValueError(f"metrics_listen {listen!r}: the metrics endpoint binds loopback only")
     return host, int(port)
 
