@@ -342,9 +342,16 @@ compute_group.command("rollback")(_compute_action("rollback"))
 def compute_status(names: tuple[str, ...], config_path: Path, probe: bool,
                    as_json: bool) -> None:
     """State of computes as recorded in the journal (and, with --probe, as they are)."""
+    from issu_tui.orchestrator.computes import ComputeRunner
+    from issu_tui.orchestrator.context import OrchestratorError
+
     ctx = _context(config_path, read_only=True)
+    try:  # a name not in the inventory is a typo to say, not a compute to report on
+        wanted = ComputeRunner(ctx).resolve(names)
+    except OrchestratorError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
     rows = {r.name: r for r in ctx.journal.computes()}
-    wanted = list(names) or [c.name for c in ctx.config.computes]
     items = []
     for name in wanted:
         row = rows.get(name)
@@ -356,8 +363,6 @@ def compute_status(names: tuple[str, ...], config_path: Path, probe: bool,
         else:
             item["state"] = "not in the journal"
         if probe:
-            from issu_tui.orchestrator.computes import ComputeRunner
-
             try:
                 p = ComputeRunner(ctx).probe(name)
                 item["probe"] = {"version": p.version, "control_nodes": p.control_nodes,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -386,3 +387,20 @@ def test_what_the_config_alone_tells_is_refused_before_connecting(
     result = CliRunner().invoke(cli, ["sync", *args, "-c", str(_unreachable_config(tmp_path))])
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_compute_status_refuses_a_name_not_in_the_inventory(tmp_path: Path) -> None:
+    from issu_tui.journal import Journal
+
+    config = _unreachable_config(tmp_path)
+    state = tmp_path / "state"
+    config.write_text(re.sub(r"(?m)^state_dir = .*$", f'state_dir = "{state}"',
+                             config.read_text(), count=1))
+    Journal.open(state).close()
+    known = CliRunner().invoke(cli, ["compute", "status", "-c", str(config), "compute-1"])
+    assert known.exit_code == 0, known.output
+    assert known.output.startswith("compute-1 ")
+    typo = CliRunner().invoke(cli, ["compute", "status", "-c", str(config), "compute-1",
+                                    "compute-99"])
+    assert typo.exit_code == 2, typo.output
+    assert "not in the inventory ([[computes]]): compute-99" in typo.output
