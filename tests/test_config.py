@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import textwrap
@@ -324,26 +323,21 @@ def test_toml_writer_round_trips_hostile_strings() -> None:
     assert tomllib.loads(to_toml(data)) == data
 
 
-def _unreachable_config(tmp_path: Path) -> Path:
-    """The demo's config with both Cassandra clusters where nothing listens (port 1)."""
-    root = Path(__file__).resolve().parent.parent
-    config = tmp_path / "issu.toml"
-    config.write_text((root / "demo" / "issu.toml").read_text()
-                      .replace('"127.20.0.11"', '"127.0.0.1"')
-                      .replace('"127.20.0.12"', '"127.0.0.2"')
-                      .replace("port = 9042", "port = 1"))
-    return config
+def _unreachable_config(workdir: Path) -> Path:
+    """GOOD with both Cassandra clusters where nothing listens (port 1)."""
+    return write(workdir, GOOD.replace('hosts = ["127.0.0.11"]', 'hosts = ["127.0.0.11"]\nport = 1')
+                 .replace('hosts = ["127.0.0.12"]', 'hosts = ["127.0.0.12"]\nport = 1'))
 
 
-def test_an_unreachable_cassandra_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+def test_an_unreachable_cassandra_is_one_line_not_a_traceback(workdir: Path) -> None:
     """The driver logs a traceback when it cannot connect; the command says it in one line
     of its own and exits 1 (-v keeps the driver's traceback)."""
-    config = _unreachable_config(tmp_path)
+    config = _unreachable_config(workdir)
     issu = Path(sys.executable).parent / "issu"
-    run = subprocess.run([str(issu), "sync", "verify", "-c", str(config)], cwd=tmp_path,
+    run = subprocess.run([str(issu), "sync", "verify", "-c", str(config)], cwd=workdir,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 1, run.stderr
-    assert "error: cannot connect to the old Cassandra at 127.0.0.1:1" in run.stderr
+    assert "error: cannot connect to the old Cassandra at 127.0.0.11:1" in run.stderr
     assert "Traceback" not in run.stderr
 
 
@@ -382,21 +376,18 @@ def test_original_command_line_options_are_checked_like_the_file(
     (["translate", "--dry-run", "-t", "a.b.c"], "'a.b.c' is not keyspace.table"),
 ])
 def test_what_the_config_alone_tells_is_refused_before_connecting(
-        tmp_path: Path, args: list[str], message: str) -> None:
+        workdir: Path, args: list[str], message: str) -> None:
     """Exit 2 with the reason; a connection attempt (nothing listens) would exit 1."""
-    result = CliRunner().invoke(cli, ["sync", *args, "-c", str(_unreachable_config(tmp_path))])
+    result = CliRunner().invoke(cli, ["sync", *args, "-c", str(_unreachable_config(workdir))])
     assert result.exit_code == 2, result.output
     assert message in result.output
 
 
-def test_compute_status_refuses_a_name_not_in_the_inventory(tmp_path: Path) -> None:
+def test_compute_status_refuses_a_name_not_in_the_inventory(workdir: Path) -> None:
     from issu_tui.journal import Journal
 
-    config = _unreachable_config(tmp_path)
-    state = tmp_path / "state"
-    config.write_text(re.sub(r"(?m)^state_dir = .*$", f'state_dir = "{state}"',
-                             config.read_text(), count=1))
-    Journal.open(state).close()
+    config = write(workdir, GOOD)
+    Journal.open(workdir / "state").close()
     known = CliRunner().invoke(cli, ["compute", "status", "-c", str(config), "compute-1"])
     assert known.exit_code == 0, known.output
     assert known.output.startswith("compute-1 ")
