@@ -179,11 +179,15 @@ def _write_output(text: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
-    if output.exists():
+    # Created 0600 from the start (the text may hold secrets), never over an existing file.
+    try:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
         click.echo(f"{output}: exists; not overwritten", err=True)
         sys.exit(EXIT_CONFIG)
-    # Created 0600 from the start: the text may hold secrets.
-    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        click.echo(f"{output}: cannot create: {exc.strerror}", err=True)
+        sys.exit(EXIT_CONFIG)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
     click.echo(f"wrote {output}")

@@ -252,6 +252,10 @@ def test_original_issu_conf_is_accepted_and_converts(tmp_path: Path) -> None:
     assert os.stat(out).st_mode & 0o077 == 0
     again = CliRunner().invoke(cli, ["config", "convert", str(ini), "-o", str(out)])
     assert again.exit_code == 2 and "not overwritten" in again.output
+    nowhere = tmp_path / "no-such-dir" / "issu.toml"
+    missing = CliRunner().invoke(cli, ["config", "convert", str(ini), "-o", str(nowhere)])
+    assert missing.exit_code == 2, missing.output
+    assert f"{nowhere}: cannot create: No such file or directory" in missing.output
 
 
 @pytest.mark.parametrize(("line", "key"), [
