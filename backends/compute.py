@@ -481,8 +481,8 @@ class ComputeExecutor:
         try:
             with self.ssh.connect(target.ssh()) as session:
                 step = self._run(session, prof, "probe", self._values(target, None))
-        except SshError as exc:
-            raise ComputeError(f"{target.name}: probe: {exc}") from None
+        except SshError as exc:  # (the SSH error stays the cause: preflight's advice)
+            raise ComputeError(f"{target.name}: probe: {exc}") from exc
         return self._parse_probe(target, step)
 
     def probe_many(self, targets: Iterable[tuple[ComputeTarget, str]], parallel: int = 10

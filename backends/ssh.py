@@ -43,6 +43,14 @@ class SshTimeout(SshError):
     pass
 
 
+class SshUnreachable(SshError):
+    """Nothing answered on the address and port (refused, no route)."""
+
+
+class SshAuthError(SshError):
+    """The server refused the key."""
+
+
 @dataclass(frozen=True)
 class SshTarget:
     name: str
@@ -251,8 +259,8 @@ class SshExecutor:
             ) from None
         except paramiko.AuthenticationException as exc:
             client.close()
-            raise SshError(f"{target.where}: key authentication with {target.key_path} "
-                           f"failed: {exc}") from None
+            raise SshAuthError(f"{target.where}: key authentication with {target.key_path} "
+                               f"failed: {exc}") from None
         except paramiko.SSHException as exc:
             client.close()
             if "not found in known_hosts" in str(exc):
@@ -266,7 +274,8 @@ class SshExecutor:
             raise SshTimeout(f"{target.where}: connect timed out after {timeout:g} s") from exc
         except OSError as exc:
             client.close()
-            raise SshError(f"{target.where}: cannot connect: {exc.strerror or exc}") from None
+            raise SshUnreachable(f"{target.where}: cannot connect: {exc.strerror or exc}"
+                                 ) from None
         transport = client.get_transport()
         if transport is not None:
             transport.set_keepalive(15)

@@ -95,7 +95,22 @@ def test_preflight_refuses_and_says_how_to_fix(world: Any) -> None:
         ctx_k = Context(config=other_keys, config_path=ctx.config_path, journal=ctx.journal)
         checks = check_computes(ctx_k)
         assert checks and all(not c.ok for c in checks)
-        assert all("known_hosts" in c.fix for c in checks)
+        assert all("known_hosts" in c.fix and "authorized_keys" not in c.fix for c in checks)
+
+        # the advice follows the failure: nothing listening, a key the compute refuses
+        import paramiko
+
+        wrong_key = ctx.config.state_dir / "not_authorized_key"
+        paramiko.ECDSAKey.generate().write_private_key_file(str(wrong_key))
+        wrong_key.chmod(0o600)
+        other = ctx.config.model_copy(deep=True)
+        other.computes = other.computes[:2]
+        other.computes[0].ssh_port = 1
+        other.computes[1].ssh_key = wrong_key
+        ctx_o = Context(config=other, config_path=ctx.config_path, journal=ctx.journal)
+        closed, refused = check_computes(ctx_o)
+        assert not closed.ok and f"listens on {other.computes[0].address} port 1" in closed.fix
+        assert not refused.ok and f"public key of {wrong_key}" in refused.fix
     finally:
         ctx.journal.close()
 

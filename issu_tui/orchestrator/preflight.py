@@ -362,10 +362,7 @@ def check_computes(ctx: Context) -> list[Check]:
         try:
             probe = runner.probe(name)
         except Exception as exc:
-            return Check(f"ssh {name}", False, str(exc),
-                         "add the host key to ssh.known_hosts (ssh-keyscan, then verify the "
-                         "fingerprint out of band) and the public key to the compute's "
-                         "authorized_keys")
+            return Check(f"ssh {name}", False, str(exc), _ssh_fix(ctx, name, exc))
         cluster = ctx.cluster_of(list(probe.control_nodes)) or "unknown cluster"
         return Check(f"ssh {name}", True,
                      f"version {probe.version}, agent {probe.agent_state}, on {cluster}")
@@ -379,6 +376,24 @@ def check_computes(ctx: Context) -> list[Check]:
     ok = Check("computes over SSH", not failed,
                f"{len(results) - len(failed)} of {len(results)} computes answered")
     return [ok, *failed]
+
+
+def _ssh_fix(ctx: Context, name: str, exc: BaseException) -> str:
+    """The advice for why a compute's probe failed, from the SSH error behind it."""
+    from backends.ssh import HostKeyError, SshAuthError, SshTimeout, SshUnreachable
+
+    compute = ctx.compute_config(name)
+    cause = exc.__cause__ or exc
+    if isinstance(cause, HostKeyError):
+        return ("add the host key to ssh.known_hosts (ssh-keyscan, then verify the "
+                "fingerprint out of band)")
+    if isinstance(cause, SshAuthError):
+        return (f"add the public key of {compute.ssh_key} to ~{compute.ssh_user}/.ssh/"
+                "authorized_keys on the compute")
+    if isinstance(cause, SshUnreachable | SshTimeout):
+        return (f"check the compute is up and its sshd listens on {compute.address} port "
+                f"{compute.ssh_port}")
+    return "probe it by hand: ssh -i <ssh_key> <ssh_user>@<address>, then the profile's probe"
 
 
 # ----------------------------------------------------------------------------- all
