@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -197,6 +198,12 @@ def _write_output(text: str, output: Path | None) -> None:
 
 
 def main() -> None:
+    # Without a logging set-up, the libraries' retry warnings (kazoo's "Connection dropped"
+    # while ZooKeeper is down, a dozen a second) reach the terminal through logging's
+    # last-resort handler, around the command's own report of the same failure. The sync
+    # commands set their own levels (-v shows everything).
+    for library in ("kazoo", "cassandra"):
+        logging.getLogger(library).setLevel(logging.ERROR)
     cli(prog_name="issu")
 
 

@@ -32,7 +32,8 @@ def _open_journal(config: IssuConfig, state_dir: Path | None) -> Any:
 
 
 def _setup_logging(verbose: bool) -> None:
-    setup_logging(verbose, {"kazoo": logging.WARNING, "cassandra": logging.WARNING})
+    # kazoo warns a dozen times a second while ZooKeeper is down; zk-sync says it once
+    setup_logging(verbose, {"kazoo": logging.ERROR, "cassandra": logging.WARNING})
 
 
 # ---------------------------------------------------------------------------------- zk-sync

@@ -399,3 +399,16 @@ def test_compute_status_refuses_a_name_not_in_the_inventory(workdir: Path) -> No
                                     "compute-99"])
     assert typo.exit_code == 2, typo.output
     assert "not in the inventory ([[computes]]): compute-99" in typo.output
+
+
+def test_an_unreachable_zookeeper_is_said_once(workdir: Path) -> None:
+    """kazoo warns "Connection dropped" a dozen times a second while it retries; zk-sync
+    reports the failure in one line of its own (nothing listens on the config's ZooKeeper
+    addresses; the connection attempt times out after 15 s)."""
+    config = write(workdir, GOOD)
+    issu = Path(sys.executable).parent / "issu"
+    run = subprocess.run([str(issu), "sync", "zk", "-c", str(config)], cwd=workdir,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stderr
+    assert run.stderr.strip().splitlines() == [
+        "zk-sync failed: KazooTimeoutError: Connection time-out"]
