@@ -16,7 +16,8 @@ EXIT_CONFIG = 2
 
 
 class _NoLibraryTracebacks(logging.Filter):
-    """Drops the traceback of the named libraries' records (the message stays)."""
+    """The named libraries' records keep their exception's one-line text, not its
+    traceback (the driver ends its message with ':' and counts on the traceback)."""
 
     def __init__(self, libraries: tuple[str, ...]) -> None:
         super().__init__()
@@ -24,6 +25,10 @@ class _NoLibraryTracebacks(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and record.name.split(".", 1)[0] in self.libraries:
+            exc = record.exc_info[1]
+            if exc is not None:
+                record.msg = f"{record.getMessage()} {type(exc).__name__}: {exc}"
+                record.args = ()
             record.exc_info, record.exc_text = None, None
         return True
 
