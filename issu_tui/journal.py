@@ -178,9 +178,16 @@ class Journal:
             uri = f"file:{path}?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
         else:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._db = sqlite3.connect(path, check_same_thread=False, timeout=30,
-                                       isolation_level=None)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                self._db = sqlite3.connect(path, check_same_thread=False, timeout=30,
+                                           isolation_level=None)
+            except (OSError, sqlite3.Error) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                if path.parent.exists() and not path.parent.is_dir():
+                    reason = f"{path.parent} is a file, not a directory"
+                raise JournalError(f"{path}: cannot create the journal: {reason} (check "
+                                   "state_dir)") from None
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._migrate()

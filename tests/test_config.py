@@ -412,3 +412,12 @@ def test_an_unreachable_zookeeper_is_said_once(workdir: Path) -> None:
     assert run.returncode == 1, run.stderr
     assert run.stderr.strip().splitlines() == [
         "zk-sync failed: KazooTimeoutError: Connection time-out"]
+
+
+def test_an_orchestrator_command_names_a_state_dir_it_cannot_use(workdir: Path) -> None:
+    (workdir / "state").write_text("a file where the journal's directory should be")
+    config = write(workdir, GOOD)
+    result = CliRunner().invoke(cli, ["compute", "upgrade", "-c", str(config), "compute-1",
+                                      "--no-wait"])
+    assert result.exit_code == 2, result.output
+    assert f"{workdir / 'state'} is a file, not a directory" in result.output

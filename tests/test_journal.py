@@ -185,3 +185,10 @@ def test_reader_of_a_journal_not_yet_migrated_sees_it_empty(tmp_path: Path) -> N
     writer = Journal.open(tmp_path)
     writer.mark_slice_done("pre-sync", "t", "0", 1)
     assert reader.done_slices("pre-sync", "t") == {"0"}
+
+
+def test_a_state_dir_that_cannot_hold_a_journal_is_named(tmp_path: Path) -> None:
+    a_file = tmp_path / "state"
+    a_file.write_text("not a directory")
+    with pytest.raises(JournalError, match=f"{a_file} is a file, not a directory"):
+        Journal.open(a_file)
