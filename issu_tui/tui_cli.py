@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import threading
@@ -117,10 +118,22 @@ def _serve_web(config_path: Path, host: str, port: int, read_only: bool,
                attach: bool) -> None:
     from textual_serve.server import Server
 
-    if not ipaddress.ip_address(host).is_loopback:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise click.BadParameter(f"{host}: not an IP address", param_hint="--host") from None
+    if not address.is_loopback:
         raise click.BadParameter(f"{host}: the web console listens on loopback only "
                                  "(put an authenticating proxy or an SSH tunnel in front)",
                                  param_hint="--host")
+    # taken now, the server would fail later with a traceback
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise click.UsageError(f"{host}:{port}: cannot listen: {exc.strerror}") from None
     # Every browser tab runs its own console process. A tab never runs the executor (closing
     # it would stop the upgrade): it watches, or with --attach queues actions for the daemon.
     argv = [sys.executable, "-m", "issu_tui.tui_cli", "--config", str(config_path.resolve())]
@@ -137,7 +150,8 @@ def _serve_web(config_path: Path, host: str, port: int, read_only: bool,
                    "drives the upgrade)")
 @click.option("--web", is_flag=True, help="serve the console to a browser (textual-serve)")
 @click.option("--host", default="127.0.0.1", show_default=True, help="--web: listen address")
-@click.option("--port", default=8000, show_default=True, type=int, help="--web: port")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535),
+              help="--web: port")
 @click.option("--attach", is_flag=True,
               help="queue actions for the executor running elsewhere (`issu daemon`) "
                    "instead of becoming the executor")

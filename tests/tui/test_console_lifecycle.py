@@ -59,6 +59,24 @@ def test_cli_refuses_a_non_loopback_web_listener(tmp_path) -> None:
     assert result.exit_code == 2 and "needs a terminal" in result.output
 
 
+def test_cli_says_why_the_web_console_cannot_listen(tmp_path) -> None:
+    """Each was a traceback from the server."""
+    import socket
+
+    path = write_config(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(tui, ["--config", str(path), "--web", "--port", str(port)])
+        assert result.exit_code == 2
+        assert f"127.0.0.1:{port}: cannot listen: Address already in use" in result.output
+    result = CliRunner().invoke(tui, ["--config", str(path), "--web", "--host", "localhost"])
+    assert result.exit_code == 2 and "localhost: not an IP address" in result.output
+    result = CliRunner().invoke(tui, ["--config", str(path), "--web", "--port", "99999"])
+    assert result.exit_code == 2 and "99999 is not in the range" in result.output
+
+
 async def test_embedded_executor_consumes_the_consoles_intents(world) -> None:
     journal, config = world
     journal.close()
