@@ -163,23 +163,55 @@ class QueueCleanup:
     deleted: bool
 
 
+class QueueInUse(RuntimeError):
+    """A queue to delete still has consumers: run-sync is running."""
+
+
+def _queue_state(conn: kombu.Connection, name: str) -> tuple[int, int] | None:
+    """(messages, consumers) of a queue, None when it does not exist."""
+    probe = conn.channel()  # a passive declare miss closes its channel
+    try:
+        if not queue_exists(probe, name):
+            return None
+        ok = probe.queue_declare(queue=name, passive=True)
+        return int(ok.message_count), int(ok.consumer_count)
+    finally:
+        with contextlib.suppress(Exception):
+            probe.close()
+
+
+def issu_queue_depths(side: RabbitSide, queue_name: str) -> list[QueueCleanup]:
+    """What delete_issu_queues would delete (depth None: absent), deleting nothing."""
+    conn = connection(side)
+    try:
+        conn.connect()
+        states = [(name, _queue_state(conn, name))
+                  for name in (queue_name, queue_name + QUARANTINE_SUFFIX)]
+    finally:
+        conn.release()
+    return [QueueCleanup(name, state[0] if state else None, False) for name, state in states]
+
+
 def delete_issu_queues(side: RabbitSide, queue_name: str) -> list[QueueCleanup]:
     """Delete run-sync's durable queue and its `.quarantine` on the old side (finalize/abort),
     reporting each queue's message count first. A durable queue left behind keeps collecting
     every config change on the production broker. Idempotent: an absent queue is reported
-    with depth None. Raises (naming the side) when the broker cannot be reached."""
+    with depth None. Raises (naming the side) when the broker cannot be reached, and
+    QueueInUse, deleting nothing, while a queue has consumers (run-sync still running:
+    the changes announced meanwhile would be lost)."""
     results: list[QueueCleanup] = []
     conn = connection(side)
     try:
         conn.connect()
-        for name in (queue_name, queue_name + QUARANTINE_SUFFIX):
-            probe = conn.channel()  # a passive declare miss closes its channel
-            try:
-                exists = queue_exists(probe, name)
-                depth = queue_depth(probe, name) if exists else None
-            finally:
-                with contextlib.suppress(Exception):
-                    probe.close()
+        names = (queue_name, queue_name + QUARANTINE_SUFFIX)
+        states = {name: _queue_state(conn, name) for name in names}
+        for name, state in states.items():
+            if state is not None and state[1]:
+                raise QueueInUse(f"{side.describe()}: queue {name} has {state[1]} "
+                                 "consumer(s): run-sync is still running; stop it first")
+        for name in names:
+            state = states[name]
+            depth = state[0] if state is not None else None
             if depth is None:
                 log.info("%s: queue %s absent, nothing to delete", side.describe(), name)
                 results.append(QueueCleanup(name, None, False))

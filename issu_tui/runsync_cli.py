@@ -332,14 +332,29 @@ def run_command(config_path: Path, state_dir: Path | None, catch_up: bool, force
 run = run_command
 
 
-def cleanup_main(config_path: Path, queue_name: str | None) -> int:
-    from backends.rabbit import delete_issu_queues
+def cleanup_main(config_path: Path, queue_name: str | None, yes: bool = False) -> int:
+    from backends.rabbit import QueueInUse, delete_issu_queues, issu_queue_depths
 
     config = load_or_exit(config_path)
     side = rabbit_side(config.old)
     name = queue_name or config.sync.queue_name
     try:
+        holding = [q for q in issu_queue_depths(side, name) if q.depth]
+        if holding and not yes:
+            what = ", ".join(f"{q.name} holds {q.depth} message(s)" for q in holding)
+            lost = ("changes not yet replayed and quarantined ones are lost" if len(holding) > 1
+                    else "they are lost")
+            if not sys.stdin.isatty():
+                click.echo(f"cleanup-queues: {what}; {lost}. Run again with --yes to delete.",
+                           err=True)
+                return EXIT_CONFIG
+            if not click.confirm(f"{what}; {lost}. Delete?", default=False):
+                click.echo("nothing deleted")
+                return EXIT_PROBLEM
         results = delete_issu_queues(side, name)
+    except QueueInUse as exc:
+        click.echo(f"cleanup-queues: {exc}", err=True)
+        return EXIT_PROBLEM
     except Exception as exc:  # unreachable broker, refused credentials: name the side
         click.echo(f"cleanup-queues: {side.describe()}: {type(exc).__name__}: {exc}", err=True)
         return EXIT_PROBLEM
@@ -355,12 +370,16 @@ def cleanup_main(config_path: Path, queue_name: str | None) -> int:
 @click.option("-c", "--config", "config_path", type=click.Path(path_type=Path),
               default=Path("issu.toml"), show_default=True, help="issu.toml or issu.conf")
 @click.option("--queue", "queue_name", help="Queue name (default: sync.queue_name).")
+@click.option("--yes", is_flag=True, help="delete queues that still hold messages without "
+              "asking (without a terminal, required for them)")
 @click.option("-v", "--verbose", is_flag=True)
-def cleanup_command(config_path: Path, queue_name: str | None, verbose: bool) -> None:
-    """Delete run-sync's queue and its .quarantine on the old vhost (finalize/abort; run-sync
-    must be stopped). Prints each queue's message count before deleting it."""
+def cleanup_command(config_path: Path, queue_name: str | None, yes: bool,
+                    verbose: bool) -> None:
+    """Delete run-sync's queue and its .quarantine on the old vhost (finalize/abort). Refused
+    while run-sync consumes; asks before deleting messages. Prints each queue's message
+    count before deleting it."""
     _setup_logging(verbose)
-    sys.exit(cleanup_main(config_path, queue_name))
+    sys.exit(cleanup_main(config_path, queue_name, yes))
 
 
 cleanup_queues = cleanup_command

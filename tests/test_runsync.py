@@ -687,7 +687,9 @@ def test_new_cassandra_restarted_mid_stream(world: World, launcher) -> None:  # 
 def test_cleanup_queues_reports_depth_then_deletes_both(world: World, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """`issu sync cleanup-queues` (finalize/abort): each queue's depth, then both gone from
-    the old vhost, so later config changes no longer pile up there; a second call is a no-op."""
+    the old vhost, so later config changes no longer pile up there; a second call is a no-op.
+    Messages are deleted only when confirmed (--yes without a terminal), and nothing while
+    run-sync consumes."""
     from click.testing import CliRunner
 
     from backends.rabbit import delete_issu_queues, issu_queue, quarantine_queue, queue_exists
@@ -707,7 +709,29 @@ def test_cleanup_queues_reports_depth_then_deletes_both(world: World, tmp_path: 
 
     (tmp_path / "issu.toml").write_text(world.toml(tmp_path / "state"))
     monkeypatch.setenv("ISSU_TEST_RABBIT_PASSWORD", world.old_rabbit.password)
-    result = CliRunner().invoke(cleanup_command, ["-c", str(tmp_path / "issu.toml")])
+    config = ["-c", str(tmp_path / "issu.toml")]
+    # messages in the queues: without a terminal, only with --yes
+    asked = CliRunner().invoke(cleanup_command, config)
+    assert asked.exit_code == 2, asked.output
+    assert f"{world.queue} holds 3 message(s)" in asked.output and "--yes" in asked.output
+    # a consumer (run-sync running): refused, whatever --yes says
+    conn = connection(world.old_rabbit)
+    try:
+        channel = conn.channel()
+        channel.basic_consume(queue=world.queue, callback=lambda *_: None)
+        busy = CliRunner().invoke(cleanup_command, [*config, "--yes"])
+        assert busy.exit_code == 1, busy.output
+        assert "has 1 consumer(s): run-sync is still running" in busy.output
+    finally:
+        conn.release()
+    conn = connection(world.old_rabbit)
+    try:
+        conn.connect()
+        assert queue_exists(conn.channel(), world.queue)  # nothing deleted so far
+        assert queue_exists(conn.channel(), world.queue + ".quarantine")
+    finally:
+        conn.release()
+    result = CliRunner().invoke(cleanup_command, [*config, "--yes"])
     assert result.exit_code == 0, result.output
     assert f"{world.queue}: deleted, held 3 message(s)" in result.output
     assert f"{world.queue}.quarantine: deleted, held 1 message(s)" in result.output
@@ -720,7 +744,7 @@ def test_cleanup_queues_reports_depth_then_deletes_both(world: World, tmp_path: 
         conn.release()
     again = delete_issu_queues(world.old_rabbit, world.queue)
     assert [(r.depth, r.deleted) for r in again] == [(None, False), (None, False)]
-    result = CliRunner().invoke(cleanup_command, ["-c", str(tmp_path / "issu.toml")])
+    result = CliRunner().invoke(cleanup_command, config)
     assert result.exit_code == 0 and "absent" in result.output, result.output
 
 
