@@ -16,7 +16,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -180,25 +180,16 @@ def _queue_state(conn: kombu.Connection, name: str) -> tuple[int, int] | None:
             probe.close()
 
 
-def issu_queue_depths(side: RabbitSide, queue_name: str) -> list[QueueCleanup]:
-    """What delete_issu_queues would delete (depth None: absent), deleting nothing."""
-    conn = connection(side)
-    try:
-        conn.connect()
-        states = [(name, _queue_state(conn, name))
-                  for name in (queue_name, queue_name + QUARANTINE_SUFFIX)]
-    finally:
-        conn.release()
-    return [QueueCleanup(name, state[0] if state else None, False) for name, state in states]
-
-
-def delete_issu_queues(side: RabbitSide, queue_name: str) -> list[QueueCleanup]:
+def delete_issu_queues(side: RabbitSide, queue_name: str,
+                       confirm: Callable[[list[QueueCleanup]], bool] | None = None
+                       ) -> list[QueueCleanup]:
     """Delete run-sync's durable queue and its `.quarantine` on the old side (finalize/abort),
     reporting each queue's message count first. A durable queue left behind keeps collecting
     every config change on the production broker. Idempotent: an absent queue is reported
     with depth None. Raises (naming the side) when the broker cannot be reached, and
     QueueInUse, deleting nothing, while a queue has consumers (run-sync still running:
-    the changes announced meanwhile would be lost)."""
+    the changes announced meanwhile would be lost). `confirm(what would go)` may decline:
+    nothing is deleted and every result says deleted=False."""
     results: list[QueueCleanup] = []
     conn = connection(side)
     try:
@@ -209,6 +200,10 @@ def delete_issu_queues(side: RabbitSide, queue_name: str) -> list[QueueCleanup]:
             if state is not None and state[1]:
                 raise QueueInUse(f"{side.describe()}: queue {name} has {state[1]} "
                                  "consumer(s): run-sync is still running; stop it first")
+        found = [QueueCleanup(name, state[0] if state else None, False)
+                 for name, state in states.items()]
+        if confirm is not None and not confirm(found):
+            return found
         for name in names:
             state = states[name]
             depth = state[0] if state is not None else None

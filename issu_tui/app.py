@@ -430,10 +430,12 @@ class IssuApp(App[int]):
             self._tty_fd = None
         import asyncio
 
-        # Without loop signal support here (not the main thread, or a platform without it)
-        # the periodic terminal check below still notices a lost terminal.
-        with contextlib.suppress(RuntimeError, NotImplementedError, ValueError):
+        try:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._terminal_gone)
+        except (RuntimeError, NotImplementedError, ValueError) as exc:
+            # not the main thread, or no loop signal support: the periodic terminal check
+            # below notices a lost terminal instead (within 3 s)
+            self.log.warning(f"SIGHUP not hooked ({exc}); the terminal is checked every 3 s")
         self.set_interval(3.0, self._check_terminal)
 
     def _check_terminal(self) -> None:

@@ -333,31 +333,41 @@ run = run_command
 
 
 def cleanup_main(config_path: Path, queue_name: str | None, yes: bool = False) -> int:
-    from backends.rabbit import QueueInUse, delete_issu_queues, issu_queue_depths
+    from backends.rabbit import QueueCleanup, QueueInUse, delete_issu_queues
 
     config = load_or_exit(config_path)
     side = rabbit_side(config.old)
     name = queue_name or config.sync.queue_name
+    refused: list[int] = []
+
+    def confirm(found: list[QueueCleanup]) -> bool:
+        holding = [q for q in found if q.depth]
+        if not holding or yes:
+            return True
+        what = ", ".join(f"{q.name} holds {q.depth} message(s)" for q in holding)
+        lost = ("changes not yet replayed and quarantined ones are lost" if len(holding) > 1
+                else "they are lost")
+        if not sys.stdin.isatty():
+            click.echo(f"cleanup-queues: {what}; {lost}. Run again with --yes to delete.",
+                       err=True)
+            refused.append(EXIT_CONFIG)
+            return False
+        if not click.confirm(f"{what}; {lost}. Delete?", default=False):
+            click.echo("nothing deleted")
+            refused.append(EXIT_PROBLEM)
+            return False
+        return True
+
     try:
-        holding = [q for q in issu_queue_depths(side, name) if q.depth]
-        if holding and not yes:
-            what = ", ".join(f"{q.name} holds {q.depth} message(s)" for q in holding)
-            lost = ("changes not yet replayed and quarantined ones are lost" if len(holding) > 1
-                    else "they are lost")
-            if not sys.stdin.isatty():
-                click.echo(f"cleanup-queues: {what}; {lost}. Run again with --yes to delete.",
-                           err=True)
-                return EXIT_CONFIG
-            if not click.confirm(f"{what}; {lost}. Delete?", default=False):
-                click.echo("nothing deleted")
-                return EXIT_PROBLEM
-        results = delete_issu_queues(side, name)
+        results = delete_issu_queues(side, name, confirm)
     except QueueInUse as exc:
         click.echo(f"cleanup-queues: {exc}", err=True)
         return EXIT_PROBLEM
     except Exception as exc:  # unreachable broker, refused credentials: name the side
         click.echo(f"cleanup-queues: {side.describe()}: {type(exc).__name__}: {exc}", err=True)
         return EXIT_PROBLEM
+    if refused:
+        return refused[0]
     for r in results:
         if r.depth is None:
             click.echo(f"{r.name}: absent (nothing to delete)")

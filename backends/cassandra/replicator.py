@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from cassandra.cluster import ResponseFuture
-from cassandra.query import BatchStatement, BatchType, PreparedStatement
+from cassandra.query import PreparedStatement
 
-from backends.cassandra.batching import CELL_OVERHEAD
+from backends.cassandra.batching import CELL_OVERHEAD, Batching, grouped
 from backends.cassandra.connection import Connection
 from backends.cassandra.copy import (
     Counts,
@@ -51,9 +51,11 @@ from backends.cassandra.tables import (
     translate_rows,
 )
 from backends.cassandra.translate import Cell
-from backends.cassandra.writer import CellWriter
+from backends.cassandra.writer import CellWriter, request_for
 
 _MASK = (1 << 64) - 1
+# one write of write_changes: ((table, partition), statement, its values, size for batching)
+_Write = tuple[tuple[int, str], PreparedStatement, tuple[object, ...], int]
 
 
 @dataclass
@@ -355,46 +357,24 @@ class Replicator:
         """Send the writes of `changes` as UNLOGGED batches (several partitions and tables
         per batch, bounded in cells, bytes and partitions), all in flight together; returns
         when every one is written (raises the first error)."""
-        s = self.settings
-        batches: list[list[tuple[PreparedStatement, tuple[object, ...]]]] = []
-        pending: list[tuple[PreparedStatement, tuple[object, ...]]] = []
-        keys: set[tuple[int, str]] = set()
-        size = 0
-
-        def add(ctx: TableContext, key: str, stmt: PreparedStatement,
-                args: tuple[object, ...], nbytes: int) -> None:
-            nonlocal pending, keys, size
-            part = (id(ctx), key)
-            if pending and (len(pending) >= s.batch_cells or size + nbytes > s.batch_bytes
-                            or (part not in keys and len(keys) >= s.batch_partitions)):
-                batches.append(pending)
-                pending, keys, size = [], set(), 0
-            pending.append((stmt, args))
-            keys.add(part)
-            size += nbytes
-
+        writes: list[_Write] = []
         for ctx, key, cell in changes.inserts:
             layout = ctx.new_layout
             assert layout is not None
-            add(ctx, key, ctx.insert, (layout.encode_key(key), layout.encode_column(cell.column),
-                                       layout.encode_value(cell.value), cell.writetime),
-                len(cell.column) + len(cell.value) + CELL_OVERHEAD)
+            writes.append(((id(ctx), key), ctx.insert,
+                           (layout.encode_key(key), layout.encode_column(cell.column),
+                            layout.encode_value(cell.value), cell.writetime),
+                           len(cell.column) + len(cell.value) + CELL_OVERHEAD))
         for ctx, key, column, ts in changes.deletes:
             layout = ctx.new_layout
             assert layout is not None
-            add(ctx, key, ctx.delete, (ts, layout.encode_key(key), layout.encode_column(column)),
-                len(column) + CELL_OVERHEAD)
-        if pending:
-            batches.append(pending)
+            writes.append(((id(ctx), key), ctx.delete,
+                           (ts, layout.encode_key(key), layout.encode_column(column)),
+                           len(column) + CELL_OVERHEAD))
         futures = []
-        for statements in batches:
-            if len(statements) == 1:
-                request: object = statements[0][0].bind(statements[0][1])
-            else:
-                batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-                for stmt, args in statements:
-                    batch.add(stmt, args)
-                request = batch
+        for group in grouped(writes, Batching(self.settings.write_batch_bounds()),
+                             key=lambda w: w[0], size=lambda w: w[3]):
+            request = request_for([(stmt, args) for _, stmt, args, _ in group])
             futures.append(self.new.session.execute_async(request))
         error: BaseException | None = None
         for future in futures:

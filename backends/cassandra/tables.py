@@ -57,6 +57,13 @@ class SyncSettings:
     spill_dir: str | None = None
     keyspaces: tuple[str, ...] | None = None
 
+    def write_batch_bounds(self) -> BatchBounds:
+        """The replicator's batches (run-sync, reconciliation): one partition or several,
+        all within the multi-partition bounds."""
+        return BatchBounds(cells=self.batch_cells, nbytes=self.batch_bytes,
+                           group_cells=self.batch_cells, group_bytes=self.batch_bytes,
+                           group_partitions=self.batch_partitions)
+
     def copy_batch_bounds(self) -> BatchBounds:
         return BatchBounds(cells=self.partition_batch_cells, nbytes=self.partition_batch_bytes,
                            group_cells=self.batch_cells, group_bytes=self.batch_bytes,

@@ -16,6 +16,17 @@ from backends.cassandra.schema import Layout
 from backends.cassandra.translate import Cell
 
 
+def request_for(statements: list[tuple[PreparedStatement, tuple[object, ...]]]) -> object:
+    """One statement bound alone, several as one UNLOGGED batch."""
+    if len(statements) == 1:
+        stmt, args = statements[0]
+        return stmt.bind(args)
+    batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+    for stmt, args in statements:
+        batch.add(stmt, args)
+    return batch
+
+
 class CellWriter:
     """Sends cells as UNLOGGED batches (backends/cassandra/batching.py: one partition, or
     several small ones with the same replicas), keeping at most `max_in_flight` requests
@@ -71,17 +82,9 @@ class CellWriter:
     def _send(self, count: int) -> None:
         items = self._pending[:count]
         del self._pending[:count]
-        if len(items) == 1:
-            stmt, args = items[0]
-            request: object = stmt.bind(args)
-        else:
-            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-            for stmt, args in items:
-                batch.add(stmt, args)
-            request = batch
         while len(self._futures) >= self._max_in_flight:
             settle(self._futures.popleft())
-        self._futures.append(self._session.execute_async(request))
+        self._futures.append(self._session.execute_async(request_for(items)))
         self.requests += 1
 
     def close(self) -> None:
