@@ -41,6 +41,7 @@ from backends.cassandra.copy import (
 )
 from backends.cassandra.futures import settle
 from backends.cassandra.registry import Registry
+from backends.cassandra.spill import SpillMap
 from backends.cassandra.tables import (
     Quarantine,
     RawRow,
@@ -54,6 +55,7 @@ from backends.cassandra.translate import Cell
 from backends.cassandra.writer import CellWriter, request_for
 
 _MASK = (1 << 64) - 1
+_CHUNK = 1000  # cells remembered or struck off per call of the spill map
 # one write of write_changes: ((table, partition), statement, its values, size for batching)
 _Write = tuple[tuple[int, str], PreparedStatement, tuple[object, ...], int]
 
@@ -118,17 +120,28 @@ def cell_digest(column: str, value: str | None, writetime: int | None) -> int:
 
 
 class _Recording:
-    """A CellWriter front that also keeps the cells inserted."""
+    """A CellWriter front that remembers every cell inserted: (key, column, writetime) in
+    `inserted` (memory bounded), and the cells themselves in `cells` when given."""
 
-    def __init__(self, writer: CellWriter, cells: list[Cell]) -> None:
-        self.writer, self.cells = writer, cells
+    def __init__(self, writer: CellWriter, inserted: SpillMap,
+                 cells: list[Cell] | None = None) -> None:
+        self.writer, self.inserted, self.cells = writer, inserted, cells
+        self._pending: list[tuple[str, str, int, int]] = []
 
     def insert(self, key: str, cell: Cell) -> None:
-        self.cells.append(cell)
+        if self.cells is not None:
+            self.cells.append(cell)
+        self._pending.append((key, cell.column, cell.writetime, 0))
+        if len(self._pending) >= _CHUNK:
+            self.flush()
         self.writer.insert(key, cell)
 
     def delete(self, key: str, column: str, writetime: int) -> None:
         self.writer.delete(key, column, writetime)
+
+    def flush(self) -> None:
+        self.inserted.put_many(self._pending)
+        self._pending = []
 
 
 class Replicator:
@@ -172,21 +185,45 @@ class Replicator:
         cells a translator rejected)."""
         ctx = self.context(keyspace, table)
         new_key = ctx.translator.key(key)
-        with ctx.spill_map() as existing:
+        with ctx.spill_map() as existing, ctx.spill_map() as inserted:
             fill(existing, new_meta if new_meta is not None else
                  ctx.read_new_meta(ctx.new_partition_meta, (ctx.enc_new_key(new_key),)))
             writer = ctx.writer()
-            sink = writer if written is None else cast(CellWriter, _Recording(writer, written))
+            recording = _Recording(writer, inserted, written)
 
             def work() -> Counts:
                 counts = replace_rows(ctx, ctx.read_old(ctx.old_partition,
                                                         (ctx.enc_old_key(key),)),
-                                      existing, sink)
+                                      existing, cast(CellWriter, recording))
+                recording.flush()
                 counts.deleted = delete_leftovers(existing, writer)
                 return counts
 
             counts = _guarded(writer, work)
+            counts.deleted += self._confirm_on_old(ctx, key, inserted)
         return self._outcome(ctx, key, new_key, counts)
+
+    def _confirm_on_old(self, ctx: TableContext, key: str, inserted: SpillMap) -> int:
+        """Delete again, with the writetime they were copied with, the cells just copied
+        from old partition `key` that old no longer has. Another writer of the same cells
+        (the lane of the object a `children:`/`backref:`/index cell names) may have applied
+        that object's delete between this copy's read of old and its write, and found
+        nothing on new to delete: the copy, written last, would bring the cell back. A
+        tombstone at the cell's own writetime wins over it and over nothing newer."""
+        if not len(inserted):
+            return 0
+        seen: list[tuple[str, str]] = []
+        for _, new_key, item in translate_rows(ctx.translator, ctx.read_old(
+                ctx.old_partition, (ctx.enc_old_key(key),))):
+            seen.append((new_key, item.column if isinstance(item, Cell) else item.new_column))
+            if len(seen) >= _CHUNK:
+                inserted.take_many(seen)
+                seen = []
+        inserted.take_many(seen)
+        if not len(inserted):
+            return 0
+        writer = ctx.writer()
+        return _guarded(writer, lambda: Counts(deleted=delete_leftovers(inserted, writer))).deleted
 
     def replace_cells(self, keyspace: str, table: str, key: str,
                       columns: Sequence[str]) -> ReplaceOutcome:

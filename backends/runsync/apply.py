@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backends.cassandra.replicator import CellChanges, ReplaceOutcome, Replicator
-from backends.cassandra.tables import RawRow, TableContext
+from backends.cassandra.tables import RawRow, TableContext, translate_rows
+from backends.cassandra.translate import Cell
 from backends.runsync.combine import CombinedRequests, Slot
 from backends.runsync.messages import Change, underscore
 
@@ -263,12 +264,34 @@ class ObjectApplier:
         io.write(naming)
         io.write(linked)
         io.write(own)
+        others = [cell for c, key, cell in own.inserts
+                  if c is ctx and key == own_key and cell.column.startswith(_OTHERS_LINKS)]
         result.newest_writetime = changes.newest_writetime
         result.cells_written = len(changes.inserts)
         result.cells_deleted = len(changes.deletes)
+        if others:
+            result.cells_deleted += self._confirm_on_old(ctx, change.uuid, own_key, others)
         result.cells_unchanged = changes.unchanged
         result.quarantined = changes.quarantined
         return result
+
+    def _confirm_on_old(self, ctx: TableContext, uuid: str, own_key: str,
+                        copied: list[Cell]) -> int:
+        """Delete again, with the writetime they were copied with, the cells of this
+        object's partition that name other objects (`children:`, `backref:`) just copied
+        from old and that old no longer has. The other object's lane may have applied its
+        delete between this change's read of old and its write, and found nothing on new to
+        delete: this copy, written last, would bring the cell back. Read whole and streamed
+        (only the copied names are kept); it happens only when this change copied a link
+        another lane had not written yet."""
+        wanted = {cell.column: cell.writetime for cell in copied}
+        for _, _, item in translate_rows(ctx.translator, ctx.read_old(
+                ctx.old_partition, (ctx.enc_old_key(uuid),))):
+            wanted.pop(item.column if isinstance(item, Cell) else item.new_column, None)
+        if wanted:
+            self.io.write(CellChanges(deletes=[(ctx, own_key, column, ts)
+                                               for column, ts in wanted.items()]))
+        return len(wanted)
 
     def apply_streaming(self, change: Change) -> ApplyResult:
         """The same replace through the replicator's streaming calls, one partition at a time
@@ -320,6 +343,7 @@ class ObjectApplier:
 
 
 _LINK_HEADS = ("parent:", "ref:")
+_OTHERS_LINKS = ("children:", "backref:")  # cells another object's lane writes too
 _LINK_CELLS = ("fq_name", "prop:perms2")
 
 
