@@ -36,8 +36,9 @@ from backends.cassandra.connection import CassandraSide, connect
 from backends.cassandra.registry import load_registry
 from backends.cassandra.tables import SyncSettings
 from backends.cassandra.verify import Verifier
-from backends.rabbit import RabbitSide, connection, object_update_exchange
-from demo.services import Launcher
+from backends.rabbit import RabbitSide, connection, object_update_exchange, queue_depth
+from bench.machine import Machine, bench_services
+from demo.services import Endpoints, Launcher
 from demo.services.procs import read_pidfile
 from tests import contrail_data as cd
 
@@ -190,8 +191,14 @@ class Generator:
         with self.lock:
             self.written[rid] = now
             self.count += 1
-        producer.publish(json.dumps({"request-id": rid, "oper": oper, "type": "virtual-network",
-                                     "uuid": uid, "fq_name": fq}))
+        body = {"request-id": rid, "oper": oper, "type": "virtual-network", "uuid": uid,
+                "fq_name": fq}
+        if oper != "UPDATE":
+            # as the api-server announces a create or a delete (dbe_create_publish,
+            # dbe_delete_publish): with the object as it was, which names its parent
+            body["obj_dict"] = {"uuid": uid, "fq_name": fq, "parent_type": "project",
+                                "parent_uuid": self.project}
+        producer.publish(json.dumps(body))
 
     def run(self, rate: float, seconds: float, threads: int = 4,
             limit: int | None = None) -> float:
@@ -322,11 +329,63 @@ def main() -> int:
                         help="py-spy record of run-sync (all threads, collapsed stacks) in "
                              "the step of --profile-rate, into this file")
     parser.add_argument("--profile-rate", type=float, default=500.0)
+    parser.add_argument("--hog", type=int, default=0, metavar="N",
+                        help="N busy-looping processes beside the run (CPU contention)")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the services running at the end (default: stop those "
+                             "this run started)")
     args = parser.parse_args()
 
     services = ["cassandra-old", "cassandra-new", "rabbitmq"]
     launcher = Launcher(net=args.net, profile="test")
-    eps = launcher.up(only=services)
+    machine = Machine.now()
+    print(f"machine: {machine.line()}", flush=True)
+    # CPU contention on purpose: busy loops beside everything, for the whole run
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(args.hog)]
+    try:
+        with bench_services(launcher, services, keep=args.keep) as eps:
+            code = run(args, launcher, eps, services)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    print(f"machine: {machine.finish().line()}")
+    return code
+
+
+def wait_idle(state: Path, rabbit: RabbitSide, queue: str,
+              timeout: float = 600.0) -> float:
+    """Seconds until run-sync has nothing left: its queue empty on the broker, nothing in
+    flight in its lanes, and its applied count still for 5 s (its journal counters are
+    written every 2 s). Raises if that does not happen within `timeout`."""
+    from issu_tui.journal import Journal
+
+    started = time.monotonic()
+    still_since, last_applied = time.monotonic(), -1.0
+    conn = connection(rabbit)
+    journal = Journal(state / "journal.db", read_only=True)
+    try:
+        conn.connect()
+        channel = conn.channel()
+        while True:
+            counters = journal.counters("runsync")
+            applied = counters.get("applied", 0.0)
+            busy = queue_depth(channel, queue) > 0 or counters.get("in_flight", 0.0) > 0
+            if busy or applied != last_applied:
+                still_since, last_applied = time.monotonic(), applied
+            elif time.monotonic() - still_since >= 5.0:
+                return time.monotonic() - started - 5.0
+            if time.monotonic() - started > timeout:
+                raise RuntimeError(f"run-sync still busy after {timeout:.0f} s: {counters}")
+            time.sleep(0.25)
+    finally:
+        journal.close()
+        conn.release()
+
+
+def run(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
+        services: list[str]) -> int:
     tag = uuid.uuid4().hex[:6]
     old_prefix, new_prefix, queue = f"bro{tag}", f"brn{tag}", f"bench-issu-{tag}"
     old_side = CassandraSide("old", (eps.cassandra_old.host,), eps.cassandra_old.port,
@@ -409,6 +468,9 @@ def main() -> int:
             took = time.monotonic() - drain_start
             drained = (len(ids), sum(1 for i in ids if i in listener.arrived), took,
                        split.stop())
+        # every change republished is not yet every change applied and acknowledged (a
+        # quarantined one is never republished): verify only once run-sync is idle
+        idle_s = wait_idle(state, old_rabbit, queue)
         started = time.monotonic()
         new = connect(new_side)
         old2 = connect(old_side)
@@ -462,8 +524,13 @@ def main() -> int:
               f"republished in {took:.1f} s = {got / took:.0f} changes/s; cores used: "
               + ", ".join(f"{k} {v:.2f}" for k, v in used.items()))
     print(f"republished types: {sorted(listener.types)}")
+    print(f"run-sync idle (queue empty, nothing in flight) {idle_s:.1f} s after the last "
+          "change was republished")
     print(f"verify after the run: {'0 differences' if ok else 'DIFFERENCES'} "
           f"({report.totals()}) in {verify_s:.1f}s")
+    for table in report.tables:
+        for diff in table.samples[:10]:
+            print(f"  difference: {diff}")
     print(f"run-sync counters: applied={counters.get('applied')}, failed={counters.get('failed')}"
           f", quarantined={counters.get('quarantined')}, object_writes="
           f"{counters.get('object_writes')}, coalesced={counters.get('coalesced')}; "
