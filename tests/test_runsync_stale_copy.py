@@ -57,13 +57,18 @@ def _network(world: World, name: str) -> tuple[str, list[str]]:
 def _apply_create_and_delete_late(world: World, applier: ObjectApplier, vn: str,
                                   fq: list[str]) -> Callable[[], None]:
     """The network deleted on old, then its lane applies its CREATE and its DELETE: both
-    find nothing on old, and nothing of it on new to delete."""
+    find nothing on old, and nothing of it on new to delete (the parent's partition on new
+    has no `children:` cell for it yet)."""
 
     def meanwhile() -> None:
         world.api.delete(vn, announce=False)
         for oper in ("CREATE", "DELETE"):
+            # as the api-server announces them: with the object, which names its parent
             applier.apply(parse({"oper": oper, "type": "virtual-network", "uuid": vn,
-                                 "fq_name": fq}))
+                                 "fq_name": fq,
+                                 "obj_dict": {"uuid": vn, "fq_name": fq,
+                                              "parent_type": "project",
+                                              "parent_uuid": world.project}}))
     return meanwhile
 
 
