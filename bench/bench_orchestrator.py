@@ -40,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from backends.ssh import SshExecutor, SshTarget  # noqa: E402
+from bench.machine import Machine, bench_services  # noqa: E402
+from demo.services import Endpoints  # noqa: E402
 from demo.services.launcher import Launcher  # noqa: E402
 from issu_tui.config import IssuConfig  # noqa: E402
 from issu_tui.journal import Journal  # noqa: E402
@@ -236,40 +238,43 @@ def main() -> None:
 
     run_dir = ROOT / ".run" / f"bench-{args.net}"
     launcher = Launcher(args.net, "test", run_dir, ssh_hosts=args.computes)
+    machine = Machine.now()
+    print(f"machine: {machine.line()}", flush=True)
     began = time.monotonic()
-    endpoints = launcher.up(only=["ssh"])
-    sshd_count = len([n for n in launcher.names(["ssh"])])
-    setup_s = time.monotonic() - began
-    work = run_dir / "bench"
-    state_root = work / "hosts"
-    names = list(endpoints.ssh.names[:args.computes])
-    try:
-        shutil.rmtree(work / "state", ignore_errors=True)
-        config = make_config(args, endpoints, state_root, work / "state")
-        results: dict[str, dict[str, Any]] = {}
-        order = ["baseline", "issu"] if args.baseline_first else ["issu", "baseline"]
-        if args.skip_baseline:
-            order = ["issu"]
-        for which in order:
-            reset_hosts(state_root, names, "4.1.0", "127.0.0.101:5269")
-            load = os.getloadavg()[0]
-            results[which] = (run_issu if which == "issu" else run_baseline)(config, args)
-            results[which]["load_avg_1m_at_start"] = round(load, 1)
-        issu = results["issu"]
-        baseline = results.get("baseline", {"wall_s": float("nan"), "skipped": True})
-    finally:
-        if not args.keep:
-            launcher.down(only=["ssh"])
-    result = {"computes": args.computes, "parallel": args.parallel, "work_s": args.work_s,
-              "order": order, "sshd_instances": sshd_count, "sshd_setup_s": round(setup_s, 1),
-              "cpus": os.cpu_count(), "issu": issu, "ansible_like_linear": baseline,
-              "speedup_vs_baseline": round(baseline["wall_s"] / issu["wall_s"], 2)}
+    with bench_services(launcher, ["ssh"], keep=args.keep) as endpoints:
+        result = measure(args, launcher, endpoints, run_dir, time.monotonic() - began)
+    result["machine"] = machine.finish().line()
     print(json.dumps(result, indent=2))
     if args.write:
         doc = ROOT / "docs" / "benchmarks-orchestrator.md"
         with open(doc, "a") as fh:
             fh.write(f"\n### Run of {time.strftime('%Y-%m-%d %H:%M')}\n\n```json\n"
                      f"{json.dumps(result, indent=2)}\n```\n")
+
+
+def measure(args: argparse.Namespace, launcher: Launcher, endpoints: Endpoints,
+            run_dir: Path, setup_s: float) -> dict[str, Any]:
+    sshd_count = len([n for n in launcher.names(["ssh"])])
+    work = run_dir / "bench"
+    state_root = work / "hosts"
+    names = list(endpoints.ssh.names[:args.computes])
+    shutil.rmtree(work / "state", ignore_errors=True)
+    config = make_config(args, endpoints, state_root, work / "state")
+    results: dict[str, dict[str, Any]] = {}
+    order = ["baseline", "issu"] if args.baseline_first else ["issu", "baseline"]
+    if args.skip_baseline:
+        order = ["issu"]
+    for which in order:
+        reset_hosts(state_root, names, "4.1.0", "127.0.0.101:5269")
+        load = os.getloadavg()[0]
+        results[which] = (run_issu if which == "issu" else run_baseline)(config, args)
+        results[which]["load_avg_1m_at_start"] = round(load, 1)
+    issu = results["issu"]
+    baseline = results.get("baseline", {"wall_s": float("nan"), "skipped": True})
+    return {"computes": args.computes, "parallel": args.parallel, "work_s": args.work_s,
+            "order": order, "sshd_instances": sshd_count, "sshd_setup_s": round(setup_s, 1),
+            "cpus": os.cpu_count(), "issu": issu, "ansible_like_linear": baseline,
+            "speedup_vs_baseline": round(baseline["wall_s"] / issu["wall_s"], 2)}
 
 
 if __name__ == "__main__":

@@ -39,6 +39,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.machine import Machine
 
 OLD_PREFIX = "bo"
 WIDE_PREFIX = "bw"   # the wide partition lives in its own old keyspaces
@@ -425,6 +429,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", default="", help="comma list of methods to skip")
     parser.add_argument("--no-seed", action="store_true", help="reuse the seeded old side")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the Cassandra nodes running at the end (default: stop "
+                             "those this run started)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--keyspaces", default="", help=argparse.SUPPRESS)
     parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
@@ -449,9 +456,19 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
 
+    from bench.machine import Machine, bench_services
     from demo.services import Launcher
 
-    Launcher(net=args.net, profile="test").up(only=["cassandra-old", "cassandra-new"])
+    machine = Machine.now()
+    print(f"machine: {machine.line()}", flush=True)
+    with bench_services(Launcher(net=args.net, profile="test"),
+                        ["cassandra-old", "cassandra-new"], keep=args.keep):
+        code = _measure(args, argv, machine)
+    print(f"machine: {machine.line()}")
+    return code
+
+
+def _measure(args: argparse.Namespace, argv: list[str] | None, machine: Machine) -> int:
     _find_jvms(args.net)
     skip = set(args.skip.split(","))
     command = "python -m bench.bench_presync " + " ".join(sys.argv[1:] if argv is None
@@ -487,20 +504,17 @@ def main(argv: list[str] | None = None) -> int:
                                                               "its cells spill to disk)", again)]
         for label, r in wide_rows:
             print(f"wide {label}: {r['seconds']:.1f}s peak RSS {r['peak_rss_mb']} MB", flush=True)
-    _write_report(args, command, results, wide_rows)
+    _write_report(args, command, results, wide_rows, machine.finish())
     return 0
 
 
 def _write_report(args: argparse.Namespace, command: str,
                   results: dict[str, dict[str, object]],
-                  wide_rows: list[tuple[str, dict[str, object]]]) -> None:
-    import platform
-
+                  wide_rows: list[tuple[str, dict[str, object]]], machine: Machine) -> None:
     lines = [BEGIN, "## pre-sync (Cassandra copy engine)", "",
-             f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
-             f"{os.cpu_count()} cores ({platform.machine()}), both Cassandra 5.0 nodes on the "
-             "same host, the box shared with other work (load varies: compare ratios, not "
-             "absolute figures). Command:", "", "```", f".venv/bin/{command}", "```", ""]
+             f"Measured {machine.line()}; both Cassandra 5.0 nodes on the same host (compare "
+             "the ratios of one run; absolute figures depend on the load). Command:", "",
+             "```", f".venv/bin/{command}", "```", ""]
     # the best of the ceilings (one process, two processes)
     ceilings = [float(r["cells"]) / float(r["seconds"]) for m, r in results.items()
                 if m.startswith("ceiling")]

@@ -44,6 +44,7 @@ from tests import contrail_data as cd
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DB = {"config_db_uuid": cd.CONTRAIL_TABLES["config_db_uuid"]}
+BEGIN, END = "<!-- runsync:begin -->", "<!-- runsync:end -->"
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -331,6 +332,13 @@ def main() -> int:
     parser.add_argument("--profile-rate", type=float, default=500.0)
     parser.add_argument("--hog", type=int, default=0, metavar="N",
                         help="N busy-looping processes beside the run (CPU contention)")
+    parser.add_argument("--plot", type=Path, metavar="PNG",
+                        help="plot p50 and p99 lag against the achieved rate (matplotlib, "
+                             "from the bench extras)")
+    parser.add_argument("--write", type=Path, metavar="MD", nargs="?",
+                        const=ROOT / "docs" / "benchmarks.md",
+                        help="put the results between the run-sync markers of this page "
+                             "(default docs/benchmarks.md)")
     parser.add_argument("--keep", action="store_true",
                         help="leave the services running at the end (default: stop those "
                              "this run started)")
@@ -345,13 +353,36 @@ def main() -> int:
             for _ in range(args.hog)]
     try:
         with bench_services(launcher, services, keep=args.keep) as eps:
-            code = run(args, launcher, eps, services)
+            code, lines = run(args, launcher, eps, services)
     finally:
         for hog in hogs:
             hog.kill()
             hog.wait()
     print(f"machine: {machine.finish().line()}")
+    if args.write:
+        write_report(args.write, machine, lines)
     return code
+
+
+def plot_lag(rows: list[tuple[float, float, int, int, float, float, float, float]],
+             path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    achieved = [r[1] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(achieved, [r[4] * 1000 for r in rows], "o-", label="p50")
+    ax.plot(achieved, [r[5] * 1000 for r in rows], "s-", label="p99")
+    ax.set_xlabel("changes/s achieved by the load generator")
+    ax.set_ylabel("lag, ms (log)")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    ax.set_title("run-sync: change written on old -> republished by new")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 
 def wait_idle(state: Path, rabbit: RabbitSide, queue: str,
@@ -385,7 +416,7 @@ def wait_idle(state: Path, rabbit: RabbitSide, queue: str,
 
 
 def run(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
-        services: list[str]) -> int:
+        services: list[str]) -> tuple[int, list[str]]:
     tag = uuid.uuid4().hex[:6]
     old_prefix, new_prefix, queue = f"bro{tag}", f"brn{tag}", f"bench-issu-{tag}"
     old_side = CassandraSide("old", (eps.cassandra_old.host,), eps.cassandra_old.port,
@@ -504,38 +535,57 @@ def run(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
             conn.release()
         old.close()
 
-    print("| target changes/s | achieved/s | changes | republished | lag p50 ms | lag p99 ms "
-          "| lag max ms | load avg (1 min) |")
-    print("|---|---|---|---|---|---|---|---|")
+    if args.plot and rows:
+        plot_lag(rows, args.plot)
+        print(f"plot of lag against rate written to {args.plot}")
+    out = ["| target changes/s | achieved/s | changes | republished | lag p50 ms | lag p99 ms "
+           "| lag max ms | load avg (1 min) |", "|---|---|---|---|---|---|---|---|"]
     for rate, achieved, n, got, p50, p99, mx, load in rows:
-        print(f"| {rate:.0f} | {achieved:.0f} | {n} | {got} | {p50 * 1000:.0f} | "
-              f"{p99 * 1000:.0f} | {mx * 1000:.0f} | {load:.1f} |")
-    print("\ncores used while the generator ran (CPU s / wall s; the box has "
-          f"{os.cpu_count()} cores):")
+        out.append(f"| {rate:.0f} | {achieved:.0f} | {n} | {got} | {p50 * 1000:.0f} | "
+                   f"{p99 * 1000:.0f} | {mx * 1000:.0f} | {load:.1f} |")
+    out += ["", "cores used while the generator ran (CPU s / wall s; the box has "
+            f"{os.cpu_count()} cores), and run-sync's CPU per change:", ""]
     names = list(cpu[0][1]) if cpu else []
-    print("| target /s | " + " | ".join(names) + " | drain after s |")
-    print("|---|" + "---|" * (len(names) + 1))
-    for (rate, used), drain in zip(cpu, drains, strict=True):
-        print(f"| {rate:.0f} | " + " | ".join(f"{used[n]:.2f}" for n in names)
-              + f" | {drain:.1f} |")
+    out += ["| target /s | " + " | ".join(names) + " | run-sync ms CPU per change | "
+            "drain after s |", "|---|" + "---|" * (len(names) + 2)]
+    for (rate, used), drain, row in zip(cpu, drains, rows, strict=True):
+        per_change = used["run-sync"] * args.seconds / max(1, row[2]) * 1000
+        out.append(f"| {rate:.0f} | " + " | ".join(f"{used[n]:.2f}" for n in names)
+                   + f" | {per_change:.2f} | {drain:.1f} |")
     if drained is not None:
         n, got, took, used = drained
-        print(f"\ndrain of a {n}-change backlog (written while run-sync was paused): {got} "
-              f"republished in {took:.1f} s = {got / took:.0f} changes/s; cores used: "
-              + ", ".join(f"{k} {v:.2f}" for k, v in used.items()))
-    print(f"republished types: {sorted(listener.types)}")
-    print(f"run-sync idle (queue empty, nothing in flight) {idle_s:.1f} s after the last "
-          "change was republished")
-    print(f"verify after the run: {'0 differences' if ok else 'DIFFERENCES'} "
-          f"({report.totals()}) in {verify_s:.1f}s")
+        out += ["", f"drain of a {n}-change backlog (written while run-sync was paused): "
+                f"{got} republished in {took:.1f} s = **{got / took:.0f} changes/s**, run-sync "
+                f"{used['run-sync'] * took / max(1, got) * 1000:.2f} ms CPU per change; cores "
+                "used: " + ", ".join(f"{k} {v:.2f}" for k, v in used.items())]
+    out += ["", f"run-sync idle (queue empty, nothing in flight) {idle_s:.1f} s after the "
+            "last change was republished; verify after the run: "
+            f"{'**0 differences**' if ok else '**DIFFERENCES**'} ({report.totals()}) in "
+            f"{verify_s:.1f} s"]
     for table in report.tables:
-        for diff in table.samples[:10]:
-            print(f"  difference: {diff}")
-    print(f"run-sync counters: applied={counters.get('applied')}, failed={counters.get('failed')}"
-          f", quarantined={counters.get('quarantined')}, object_writes="
-          f"{counters.get('object_writes')}, coalesced={counters.get('coalesced')}; "
-          f"exit code after SIGTERM: {code}")
-    return 0 if ok else 1
+        out += [f"- difference: {diff}" for diff in table.samples[:10]]
+    out.append(f"run-sync counters: applied={counters.get('applied')}, failed="
+               f"{counters.get('failed')}, quarantined={counters.get('quarantined')}, "
+               f"object_writes={counters.get('object_writes')}, coalesced="
+               f"{counters.get('coalesced')}; exit code after SIGTERM: {code}; republished "
+               f"types: {sorted(listener.types)}")
+    print("\n".join(out))
+    return (0 if ok else 1), out
+
+
+def write_report(path: Path, machine: Machine, lines: list[str]) -> None:
+    """The run's tables between the run-sync markers of `path` (docs/benchmarks.md)."""
+    command = ".venv/bin/python -m bench.bench_runsync " + " ".join(sys.argv[1:])
+    block = "\n".join([BEGIN, "### Latest", "", f"Measured {machine.line()}. Command:", "",
+                       "```", command, "```", "", *lines, END]) + "\n"
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n## run-sync\n\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.write_text(text)
+    print(f"results written to {path}")
 
 
 if __name__ == "__main__":

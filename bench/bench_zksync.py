@@ -30,7 +30,8 @@ from pathlib import Path
 from kazoo.client import KazooClient
 
 from backends.zookeeper.sync import ZkSyncer, _batches
-from demo.services import Launcher
+from bench.machine import Machine, bench_services
+from demo.services import Endpoints, Launcher
 
 SUBTREES = ("fq-name-to-uuid", "id", "api-server")
 
@@ -109,9 +110,21 @@ def main() -> int:
     parser.add_argument("--zkshell-modes", default="async",
                         help="comma list of sync,async (sync mode is the slowest: ~15 min "
                              "for 100,000 znodes here)")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the ZooKeeper servers running at the end (default: stop "
+                             "those this run started)")
     args = parser.parse_args()
 
-    endpoints = Launcher(net=args.net, profile="test").up(only=["zk-old", "zk-new"])
+    machine = Machine.now()
+    print(f"machine: {machine.line()}", flush=True)
+    with bench_services(Launcher(net=args.net, profile="test"), ["zk-old", "zk-new"],
+                        keep=args.keep) as endpoints:
+        code = measure(args, endpoints)
+    print(f"machine: {machine.finish().line()}")
+    return code
+
+
+def measure(args: argparse.Namespace, endpoints: Endpoints) -> int:
     old_host, new_host = endpoints.zk_old.hosts, endpoints.zk_new.hosts
     old = KazooClient(hosts=old_host)
     new = KazooClient(hosts=new_host)

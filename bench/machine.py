@@ -16,7 +16,7 @@ import platform
 import subprocess
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from demo.services import Endpoints, Launcher
@@ -40,6 +40,19 @@ def _memory_gib() -> float:
     return 0.0
 
 
+def python_speed_ms() -> float:
+    """CPU milliseconds of a fixed pure-Python workload (best of 5): the single-thread
+    speed figures of two machines can be scaled by, whatever their CPU names say."""
+    best = float("inf")
+    for _ in range(5):
+        started = time.process_time()
+        total = 0
+        for i in range(300_000):
+            total += i * i % 7
+        best = min(best, time.process_time() - started)
+    return best * 1000
+
+
 def _git(*args: str) -> str:
     try:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
@@ -58,8 +71,8 @@ class Machine:
     dirty: bool
     date_utc: str
     load_before: tuple[float, float, float]
+    python_ms: float = 0.0
     load_after: tuple[float, float, float] | None = None
-    busy_processes: list[str] = field(default_factory=list)
 
     @classmethod
     def now(cls) -> Machine:
@@ -68,7 +81,7 @@ class Machine:
                    commit=_git("rev-parse", "--short", "HEAD") or "unknown",
                    dirty=bool(_git("status", "--porcelain", "--untracked-files=no")),
                    date_utc=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                   load_before=os.getloadavg())
+                   load_before=os.getloadavg(), python_ms=python_speed_ms())
 
     def finish(self) -> Machine:
         self.load_after = os.getloadavg()
@@ -80,7 +93,8 @@ class Machine:
 
         commit = self.commit + (" (with uncommitted changes)" if self.dirty else "")
         return (f"{self.date_utc}, commit {commit}; {self.cpu_model}, {self.cores} cores, "
-                f"{self.memory_gib:.0f} GiB, Linux {self.kernel}; load average (1/5/15 min) "
+                f"{self.memory_gib:.0f} GiB, Linux {self.kernel}, Python speed probe "
+                f"{self.python_ms:.0f} ms; load average (1/5/15 min) "
                 f"before {load(self.load_before)}, after {load(self.load_after)}")
 
 

@@ -21,7 +21,7 @@ DEFAULT_GC = ["-XX:+UseSerialGC"]
 # Timer slack (ISSU_CASSANDRA_TIMER_SLACK_US, 0: the kernel's 50 us): the shared executor's
 # spare workers park for 10 us at a time while waiting for work, which cost each JVM 0.35
 # cores at 100 requests/s here. With 200 us the same load takes 0.13-0.25 cores and the
-# request latency is unchanged (docs/benchmarks-sync-runsync-zk.md, "timer slack").
+# request latency is unchanged (docs/benchmarks-archive.md, "timer slack").
 DEFAULT_TIMER_SLACK_US = 200
 GC_FLAG = re.compile(r"-XX:\+Use\w+GC$")
 
