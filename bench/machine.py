@@ -25,11 +25,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _cpu_model() -> str:
+    """The model name, with family/model/clock: a hypervisor often shows only "AMD EPYC",
+    which names several generations of very different speed."""
+    fields: dict[str, str] = {}
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
+            name, _, value = line.partition(":")
+            fields.setdefault(name.strip(), value.strip())
+    model = fields.get("model name") or platform.processor() or "unknown"
+    if "cpu family" in fields and "model" in fields:
+        model += f" (family {fields['cpu family']} model {fields['model']}"
+        model += f", {float(fields['cpu MHz']):.0f} MHz)" if "cpu MHz" in fields else ")"
+    return model
 
 
 def _memory_gib() -> float:
