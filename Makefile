@@ -35,11 +35,11 @@ test: install lint
 
 # Starts the demo world, opens the console, and takes the world down when you quit.
 demo: install
-	@trap '$(VENV)/bin/issu demo down' EXIT; \
-	$(VENV)/bin/issu demo up && $(VENV)/bin/issu tui --config demo/issu.toml
+	@trap '$(VENV)/bin/issu demo down --net $(DEMO_NET)' EXIT; \
+	$(VENV)/bin/issu demo up --net $(DEMO_NET) && $(VENV)/bin/issu tui --config demo/issu.toml
 
 demo-down: venv
-	$(VENV)/bin/issu demo down
+	$(VENV)/bin/issu demo down --net $(DEMO_NET)
 
 bench: install
 	$(PY) -m pip install -q -e '.[test,demo,web,bench]'
