@@ -38,8 +38,9 @@ from backends.rabbit import (
     object_update_exchange,
     queue_depth,
 )
+from backends.runsync.options import RunSyncOptions
 from backends.runsync.processes import WorkerSpec
-from backends.runsync.service import RunSync, RunSyncOptions
+from backends.runsync.service import ReplayService
 from tests import contrail_data as cd
 
 CONFIG_DB = {"config_db_uuid": cd.CONTRAIL_TABLES["config_db_uuid"]}
@@ -201,7 +202,7 @@ class World:
             old.close()
             new.close()
 
-    def run_sync(self, **options: object) -> RunSync:
+    def run_sync(self, **options: object) -> ReplayService:
         opts = RunSyncOptions(queue_name=self.queue, old_version="4.1.0",
                               new_version="5.0.0", reconcile_slices=8,
                               backoff_max_s=2.0, counters_interval_s=0.5,
@@ -212,7 +213,7 @@ class World:
         # the apply processes (options processes > 1) connect with a picklable factory
         spec = WorkerSpec(connect=functools.partial(connect_pair, self.old_side, self.new_side),
                           new_rabbit=self.new_rabbit, settings=settings, options=opts)
-        return RunSync(old_rabbit=self.old_rabbit, new_rabbit=self.new_rabbit,
+        return ReplayService(old_rabbit=self.old_rabbit, new_rabbit=self.new_rabbit,
                        connect_cassandra=self.connect_both, registry=load_registry(),
                        settings=settings, options=opts, checkpoints=MemoryCheckpoints(),
                        events=MemoryEvents(), counters=MemoryCounters(), worker_spec=spec)
@@ -317,20 +318,20 @@ class NewListener:
         self.conn.release()
 
 
-def start_thread(rs: RunSync) -> threading.Thread:
+def start_thread(rs: ReplayService) -> threading.Thread:
     thread = threading.Thread(target=rs.run, name="run-sync-under-test", daemon=True)
     thread.start()
     wait_until(rs.ready.is_set, 180, "run-sync consuming")
     return thread
 
 
-def stop_thread(rs: RunSync, thread: threading.Thread) -> None:
+def stop_thread(rs: ReplayService, thread: threading.Thread) -> None:
     rs.stop.set()
     thread.join(timeout=120)
     assert not thread.is_alive()
 
 
-def applied(rs: RunSync) -> float:
+def applied(rs: ReplayService) -> float:
     return rs.metrics.applied._value.get()
 
 

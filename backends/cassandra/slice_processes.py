@@ -29,6 +29,7 @@ from typing import Any
 
 from backends.cassandra.connection import Connection
 from backends.cassandra.registry import Registry, load_registry
+from backends.cassandra.slice_copy import copy_slice, translator_for
 from backends.cassandra.tables import Quarantine, SyncSettings, TableContext
 from backends.worker_signals import ignore_stop_signals
 
@@ -53,7 +54,6 @@ def worker_main(spec: CopyWorkerSpec, settings: SyncSettings, run_id: str, pipe:
     logging.basicConfig(level=spec.log_level,
                         format="%(asctime)s %(levelname)s copy[%(process)d] %(name)s: "
                                "%(message)s")
-    from backends.cassandra.copy import copy_slice, translator_for
     ignore_stop_signals()
 
     old, new = spec.connect()
