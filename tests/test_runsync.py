@@ -42,6 +42,7 @@ from backends.runsync.options import RunSyncOptions
 from backends.runsync.processes import WorkerSpec
 from backends.runsync.service import ReplayService
 from tests import contrail_data as cd
+from tests.runsync_config import runsync_toml
 
 CONFIG_DB = {"config_db_uuid": cd.CONTRAIL_TABLES["config_db_uuid"]}
 ROOT = Path(__file__).resolve().parent.parent
@@ -219,45 +220,10 @@ class World:
                        events=MemoryEvents(), counters=MemoryCounters(), worker_spec=spec)
 
     def toml(self, state_dir: Path) -> str:
-        r = self.services.rabbit  # type: ignore[attr-defined]
-        return f"""
-state_dir = "{state_dir}"
-[sync]
-queue_name = "{self.queue}"
-concurrency = 4
-slices_per_table = 8
-metrics_listen = "127.0.0.1:0"
-[old]
-name = "old"
-version = "4.1.0"
-[old.cassandra]
-hosts = ["{self.old_side.hosts[0]}"]
-port = {self.old_side.port}
-prefix = "{self.old_prefix}"
-[old.zookeeper]
-hosts = ["{self.services.zk_old.hosts}"]
-[old.rabbit]
-hosts = ["{r.host}"]
-port = {r.port}
-user = "{r.user}"
-password = "env:ISSU_TEST_RABBIT_PASSWORD"
-vhost = "{r.vhost_old}"
-[new]
-name = "new"
-version = "5.0.0"
-[new.cassandra]
-hosts = ["{self.new_side.hosts[0]}"]
-port = {self.new_side.port}
-prefix = "{self.new_prefix}"
-[new.zookeeper]
-hosts = ["{self.services.zk_new.hosts}"]
-[new.rabbit]
-hosts = ["{r.host}"]
-port = {r.port}
-user = "{r.user}"
-password = "env:ISSU_TEST_RABBIT_PASSWORD"
-vhost = "{r.vhost_new}"
-"""
+        return runsync_toml(self.services, state_dir=state_dir,  # type: ignore[arg-type]
+                            queue=self.queue, old_prefix=self.old_prefix,
+                            new_prefix=self.new_prefix, password_env="ISSU_TEST_RABBIT_PASSWORD",
+                            concurrency=4, slices_per_table=8)
 
 
 @pytest.fixture()
