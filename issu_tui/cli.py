@@ -18,6 +18,7 @@ Exit codes shared by every command: 0 success, 1 the operation found a problem
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -70,6 +71,7 @@ def _orchestrator(group: click.Group) -> None:
 BUILTIN_COMMANDS: dict[str, Callable[[], click.Command]] = {"sync": _sync, "tui": _tui}
 
 
+@functools.cache
 def _plugins() -> dict[str, EntryPoint]:
     found = {ep.name: ep for ep in entry_points(group=COMMAND_ENTRY_POINTS)}
     return {name: ep for name, ep in found.items() if name not in BUILTIN_COMMANDS}

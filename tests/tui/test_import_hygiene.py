@@ -254,3 +254,23 @@ def test_issu_demo_comes_from_the_entry_point() -> None:
     result = CliRunner().invoke(cli, ["demo", "--help"])
     assert result.exit_code == 0, result.output
     assert "up" in result.output and "down" in result.output
+
+
+def test_a_plugin_that_cannot_be_loaded_is_named_not_fatal(capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    """A distribution registering a command that does not import: `issu` says which one and
+    why, and goes on without it."""
+    from importlib.metadata import EntryPoint
+
+    from issu_tui.cli import COMMAND_ENTRY_POINTS, _load_plugin
+
+    broken = EntryPoint(name="broken", value="issu_no_such_module:command",
+                        group=COMMAND_ENTRY_POINTS)
+    assert _load_plugin(broken) is None
+    err = capsys.readouterr().err
+    assert "command 'broken' from issu_no_such_module:command cannot be loaded" in err
+    assert "ModuleNotFoundError" in err
+    not_a_command = EntryPoint(name="odd", value="issu_tui.cli:COMMAND_ENTRY_POINTS",
+                               group=COMMAND_ENTRY_POINTS)
+    assert _load_plugin(not_a_command) is None
+    assert "is not a click command" in capsys.readouterr().err
