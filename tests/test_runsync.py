@@ -215,9 +215,10 @@ class World:
         spec = WorkerSpec(connect=functools.partial(connect_pair, self.old_side, self.new_side),
                           new_rabbit=self.new_rabbit, settings=settings, options=opts)
         return ReplayService(old_rabbit=self.old_rabbit, new_rabbit=self.new_rabbit,
-                       connect_cassandra=self.connect_both, registry=load_registry(),
-                       settings=settings, options=opts, checkpoints=MemoryCheckpoints(),
-                       events=MemoryEvents(), counters=MemoryCounters(), worker_spec=spec)
+                             connect_cassandra=self.connect_both, registry=load_registry(),
+                             settings=settings, options=opts, checkpoints=MemoryCheckpoints(),
+                             events=MemoryEvents(), counters=MemoryCounters(),
+                             worker_spec=spec)
 
     def toml(self, state_dir: Path) -> str:
         return runsync_toml(self.services, state_dir=state_dir,  # type: ignore[arg-type]

@@ -1,5 +1,7 @@
 """The applying half of run-sync: the messages of one object, re-read from old, translated,
 replaced on new with one write, then republished translated on the new exchange, in order.
+The re-read and replace of one object is apply.py's ObjectApplier; this module adds what a
+message needs around it (parsing, coalescing, retries, quarantine reasons, republishing).
 
 It knows no broker queue and no acknowledgement: the consuming service (service.py) and
 each apply process (processes.py) feed it through their lanes (lanes.py) and act on the
