@@ -9,10 +9,10 @@ PYTEST_ARGS ?=
 
 .PHONY: install venv services-install test lint demo demo-down bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml demo/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
-	$(PY) -m pip install -q -e '.[test,demo,web]'
+	$(PY) -m pip install -q -e '.[test,web]' -e ./demo
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -42,7 +42,7 @@ demo-down: venv
 	$(VENV)/bin/issu demo down --net $(DEMO_NET)
 
 bench: install
-	$(PY) -m pip install -q -e '.[test,demo,web,bench]'
+	$(PY) -m pip install -q -e '.[test,web,bench]' -e ./demo
 	bash bench/run-all.sh
 
 clean: demo-down

@@ -41,6 +41,7 @@ from bench.machine import Machine, bench_services
 from demo.services import Endpoints, Launcher
 from demo.services.procs import read_pidfile
 from tests import contrail_data as cd
+from tests.runsync_config import runsync_toml
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DB = {"config_db_uuid": cd.CONTRAIL_TABLES["config_db_uuid"]}
@@ -266,51 +267,6 @@ class Listener(threading.Thread):
         conn.release()
 
 
-def toml(eps, old_prefix: str, new_prefix: str, queue: str, state: Path,  # type: ignore[no-untyped-def]
-         concurrency: int = 8, processes: int = 2) -> str:
-    r = eps.rabbit
-    return f"""
-state_dir = "{state}"
-[sync]
-queue_name = "{queue}"
-concurrency = {concurrency}
-apply_processes = {processes}
-slices_per_table = 16
-metrics_listen = "127.0.0.1:0"
-reconcile_interval_s = 3600
-[old]
-name = "old"
-version = "4.1.0"
-[old.cassandra]
-hosts = ["{eps.cassandra_old.host}"]
-port = {eps.cassandra_old.port}
-prefix = "{old_prefix}"
-[old.zookeeper]
-hosts = ["{eps.zk_old.hosts}"]
-[old.rabbit]
-hosts = ["{r.host}"]
-port = {r.port}
-user = "{r.user}"
-password = "env:BENCH_RABBIT_PASSWORD"
-vhost = "{r.vhost_old}"
-[new]
-name = "new"
-version = "5.0.0"
-[new.cassandra]
-hosts = ["{eps.cassandra_new.host}"]
-port = {eps.cassandra_new.port}
-prefix = "{new_prefix}"
-[new.zookeeper]
-hosts = ["{eps.zk_new.hosts}"]
-[new.rabbit]
-hosts = ["{r.host}"]
-port = {r.port}
-user = "{r.user}"
-password = "env:BENCH_RABBIT_PASSWORD"
-vhost = "{r.vhost_new}"
-"""
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -437,8 +393,10 @@ def run(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
     listener.start()
     listener.ready.wait(30)
     state = Path(tempfile.mkdtemp(prefix="bench-runsync-"))
-    (state / "issu.toml").write_text(toml(eps, old_prefix, new_prefix, queue, state,
-                                              args.concurrency, args.processes))
+    (state / "issu.toml").write_text(runsync_toml(
+        eps, state_dir=state, queue=queue, old_prefix=old_prefix, new_prefix=new_prefix,
+        password_env="BENCH_RABBIT_PASSWORD", concurrency=args.concurrency,
+        apply_processes=args.processes, slices_per_table=16, reconcile_interval_s=3600))
     log_path = state / "run-sync.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "issu_tui.runsync_cli", "run", "-c", str(state / "issu.toml")],

@@ -3,6 +3,14 @@
 Subcommands live in their own modules and are imported only when used, so `issu --help`
 and `issu status` start fast and do not load the Cassandra driver or Textual.
 
+Where a command comes from:
+- BUILTIN_COMMANDS: name -> a function importing the command's module and returning its
+  click command or group (add a line and a three-line loader for a new one);
+- the orchestrator's commands (issu_tui/orch_cli.py `register`), loaded together;
+- COMMAND_ENTRY_POINTS: commands other distributions register under the entry-point group
+  `issu.commands` (`name = "module:command"`), as the demo does (demo/pyproject.toml).
+  A built-in command of the same name wins.
+
 Exit codes shared by every command: 0 success, 1 the operation found a problem
 (differences, failed computes, refused preflight), 2 bad configuration or usage,
 3 the journal is locked by another executor.
@@ -10,13 +18,14 @@ Exit codes shared by every command: 0 success, 1 the operation found a problem
 
 from __future__ import annotations
 
-import importlib
+import functools
 import json
 import logging
 import os
 import sys
+from collections.abc import Callable
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -34,49 +43,80 @@ from issu_tui.config import (
 EXIT_PROBLEM = 1
 EXIT_CONFIG = 2
 EXIT_LOCKED = 3
+COMMAND_ENTRY_POINTS = "issu.commands"
 
-# name -> "module:attribute" of a click command or group, loaded on first use.
-_LAZY_COMMANDS: dict[str, str] = {
-    "sync": "issu_tui.sync_cli:sync",
-    "demo": "issu_tui.demo_cli:demo",
-    "tui": "issu_tui.tui_cli:tui",
-}
-# Commands of other modules attached to a lazily loaded group (run-sync and zk-sync join `sync`).
-_GROUP_EXTRAS: dict[str, dict[str, str]] = {
-    "sync": {"run": "issu_tui.runsync_cli:run", "zk": "issu_tui.runsync_cli:zk",
-             "cleanup-queues": "issu_tui.runsync_cli:cleanup_queues"},
-}
-# Modules exposing `register(group)` to add several top-level commands (the orchestrator's).
-_REGISTRARS = ("issu_tui.orch_cli",)
+
+def _sync() -> click.Command:
+    # run-sync, zk-sync and cleanup-queues live in runsync_cli and join the `sync` group
+    from issu_tui.runsync_cli import cleanup_queues, run, zk
+    from issu_tui.sync_cli import sync
+
+    for name, command in (("run", run), ("zk", zk), ("cleanup-queues", cleanup_queues)):
+        sync.add_command(command, name)
+    return sync
+
+
+def _tui() -> click.Command:
+    from issu_tui.tui_cli import tui
+
+    return tui
+
+
+def _orchestrator(group: click.Group) -> None:
+    from issu_tui.orch_cli import register
+
+    register(group)
+
+
+BUILTIN_COMMANDS: dict[str, Callable[[], click.Command]] = {"sync": _sync, "tui": _tui}
+
+
+@functools.cache
+def _plugins() -> dict[str, EntryPoint]:
+    found = {ep.name: ep for ep in entry_points(group=COMMAND_ENTRY_POINTS)}
+    return {name: ep for name, ep in found.items() if name not in BUILTIN_COMMANDS}
 
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        self._load_registrars()
-        return sorted(set(self.commands) | set(_LAZY_COMMANDS))
+        self._load_orchestrator()
+        return sorted(set(self.commands) | set(BUILTIN_COMMANDS) | set(_plugins()))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in _LAZY_COMMANDS and cmd_name not in self.commands:
-            command = _import_target(_LAZY_COMMANDS[cmd_name])
-            if isinstance(command, click.Group):
-                for sub_name, target in _GROUP_EXTRAS.get(cmd_name, {}).items():
-                    command.add_command(_import_target(target), sub_name)
-            self.add_command(command, cmd_name)
+        if cmd_name not in self.commands and cmd_name in BUILTIN_COMMANDS:
+            self.add_command(BUILTIN_COMMANDS[cmd_name](), cmd_name)
         if cmd_name not in self.commands:
-            self._load_registrars()
+            self._load_orchestrator()
+        if cmd_name not in self.commands:
+            plugin = _plugins().get(cmd_name)
+            if plugin is not None:
+                command = _load_plugin(plugin)
+                if command is not None:
+                    self.add_command(command, cmd_name)
         return self.commands.get(cmd_name)
 
-    def _load_registrars(self) -> None:
-        if getattr(self, "_registrars_loaded", False):
+    def _load_orchestrator(self) -> None:
+        if getattr(self, "_orchestrator_loaded", False):
             return
-        self._registrars_loaded = True
-        for module_name in _REGISTRARS:
-            importlib.import_module(module_name).register(self)
+        self._orchestrator_loaded = True
+        _orchestrator(self)
 
 
-def _import_target(target: str) -> Any:
-    module_name, attr = target.split(":")
-    return getattr(importlib.import_module(module_name), attr)
+def _load_plugin(plugin: EntryPoint) -> click.Command | None:
+    """The entry point's click command; None (and why, on stderr) when it cannot be loaded,
+    so one broken plugin does not take `issu --help` down with it."""
+    where = f"{plugin.value} ({plugin.dist.name})" if plugin.dist else plugin.value
+    try:
+        command = plugin.load()
+    except Exception as exc:
+        click.echo(f"issu: command {plugin.name!r} from {where} cannot be loaded: "
+                   f"{type(exc).__name__}: {exc}", err=True)
+        return None
+    if not isinstance(command, click.Command):
+        click.echo(f"issu: command {plugin.name!r} from {where} is not a click command",
+                   err=True)
+        return None
+    return command
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -207,28 +247,29 @@ def main() -> None:
     cli(prog_name="issu")
 
 
-def _legacy(name: str) -> None:
-    module = importlib.import_module(
-        "issu_tui.sync_cli" if name in {"legacy_pre_sync", "legacy_post_sync"}
-        else "issu_tui.runsync_cli")
-    getattr(module, name)()
-
-
 def legacy_pre_sync() -> None:
     """`contrail-issu-pre-sync -c issu.conf`"""
-    _legacy("legacy_pre_sync")
+    from issu_tui import sync_cli
+
+    sync_cli.legacy_pre_sync()
 
 
 def legacy_post_sync() -> None:
     """`contrail-issu-post-sync -c issu.conf`"""
-    _legacy("legacy_post_sync")
+    from issu_tui import sync_cli
+
+    sync_cli.legacy_post_sync()
 
 
 def legacy_run_sync() -> None:
     """`contrail-issu-run-sync -c issu.conf`"""
-    _legacy("legacy_run_sync")
+    from issu_tui import runsync_cli
+
+    runsync_cli.legacy_run_sync()
 
 
 def legacy_zk_sync() -> None:
     """`contrail-issu-zk-sync -c issu.conf`"""
-    _legacy("legacy_zk_sync")
+    from issu_tui import runsync_cli
+
+    runsync_cli.legacy_zk_sync()

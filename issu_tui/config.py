@@ -594,7 +594,9 @@ def _toml_value(value: Any) -> str:
 
 
 def to_toml(data: dict[str, Any]) -> str:
-    """A small TOML writer for the config's shape (tables, arrays of tables, scalars)."""
+    """A small TOML writer for the config's shape (tables, arrays of tables, scalars and
+    lists); the one the project has (`issu config`, the demo's and the tests' configs).
+    Empty tables are left out."""
     lines: list[str] = []
 
     def emit(table: dict[str, Any], prefix: str) -> None:
@@ -626,7 +628,7 @@ def _is_table_list(value: Any) -> bool:
 
 
 def _key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else f'"{key}"'
+    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
 
 
 # --------------------------------------------------------------------------- generate

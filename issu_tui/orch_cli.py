@@ -51,7 +51,7 @@ def _wait_opts(func: Any) -> Any:
 
 
 def _load(config_path: Path) -> Any:
-    from issu_tui.cli import load_or_exit
+    from issu_tui.cli_common import load_or_exit
 
     return load_or_exit(config_path)
 

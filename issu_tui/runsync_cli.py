@@ -11,12 +11,16 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from issu_tui.cli_common import load_or_exit, open_journal_or_warn, setup_logging
 from issu_tui.config import IssuConfig
+from issu_tui.sides import cassandra_side, rabbit_side, run_sync_options, sync_settings
+
+if TYPE_CHECKING:
+    from backends.runsync.service import ReplayService
 
 EXIT_PROBLEM = 1
 EXIT_CONFIG = 2
@@ -119,69 +123,27 @@ zk = zk_command
 # ---------------------------------------------------------------------------------- run-sync
 
 
-def rabbit_side(side: Any) -> Any:
-    """backends.rabbit.RabbitSide for one side of the configuration."""
-    from backends.rabbit import RabbitSide, tls_version
-
-    r = side.rabbit
-    tls_version(r.ssl_version)  # ValueError (exit 2) names an unknown rabbit_ssl_version
-    return RabbitSide(
-        name=side.name, hosts=tuple(r.hosts), port=r.port, user=r.user,
-        password=r.password.get_secret_value(), vhost=r.vhost, use_ssl=r.use_ssl,
-        ssl_ca_certs=str(r.ssl_ca_certs) if r.ssl_ca_certs else None,
-        ssl_keyfile=str(r.ssl_keyfile) if r.ssl_keyfile else None,
-        ssl_certfile=str(r.ssl_certfile) if r.ssl_certfile else None,
-        ssl_version=r.ssl_version, ha_mode=r.ha_mode, exchange=r.exchange)
-
-
 def build_run_sync(config: IssuConfig, journal: Any, *, catch_up: bool = True,
                    force_catch_up: bool = False, metrics_listen: str | None = None,
                    reconcile_interval_s: float | None = None, zk_mirror: bool = False,
-                   prefetch: int | None = None) -> Any:
-    """A RunSync for the configuration (the journal, when given, is the checkpoint store and
-    the event and counter sink)."""
+                   prefetch: int | None = None) -> ReplayService:
+    """run-sync's service for the configuration (the journal, when given, is the checkpoint
+    store and the event and counter sink)."""
     import functools
 
-    from backends.cassandra.connection import CassandraSide, connect_pair
+    from backends.cassandra.connection import connect_pair
     from backends.cassandra.registry import load_registry
-    from backends.cassandra.tables import SyncSettings
     from backends.runsync.processes import WorkerSpec
-    from backends.runsync.service import RunSync, RunSyncOptions
+    from backends.runsync.service import ReplayService
 
-    def cassandra_side(side: Any) -> CassandraSide:
-        c = side.cassandra
-        return CassandraSide(
-            name=side.name, hosts=tuple(c.hosts), port=c.port, user=c.user,
-            password=c.password.get_secret_value() if c.password else None,
-            use_ssl=c.use_ssl, ca_certs=str(c.ca_certs) if c.ca_certs else None,
-            prefix=c.prefix, version=side.version)
-
-    old_side, new_side = cassandra_side(config.old), cassandra_side(config.new)
-    # picklable: the apply processes connect with it too
-    connect_both = functools.partial(connect_pair, old_side, new_side)
-
-    sync = config.sync
-    settings = SyncSettings(concurrency=sync.concurrency, page_size=sync.page_size,
-                            slices_per_table=sync.slices_per_table)
-    options = RunSyncOptions(
-        queue_name=sync.queue_name,
-        # Applying a message is mostly waiting on Cassandra round trips: 4 lanes per unit of
-        # sync.concurrency (32 by default), each object always in the same lane.
-        concurrency=sync.concurrency * 4,
-        prefetch=prefetch or sync.concurrency * 16 * sync.apply_processes,
-        processes=sync.apply_processes,
-        reconcile_interval_s=reconcile_interval_s or sync.reconcile_interval_s,
-        reconcile_slices=sync.slices_per_table,
-        catch_up=catch_up,
-        force_catch_up=force_catch_up,
-        old_version=config.old.version,
-        new_version=config.new.version,
-        metrics_listen=metrics_listen if metrics_listen is not None else sync.metrics_listen,
-    )
-    if options.metrics_listen:
-        from backends.runsync.metrics import parse_listen
-
-        parse_listen(options.metrics_listen)  # ValueError (exit 2) unless loopback host:port
+    # named as the clusters; picklable: the apply processes connect with it too
+    connect_both = functools.partial(
+        connect_pair, cassandra_side(config, "old", {"name": config.old.name}),
+        cassandra_side(config, "new", {"name": config.new.name}))
+    settings = sync_settings(config)
+    options = run_sync_options(config, catch_up=catch_up, force_catch_up=force_catch_up,
+                               metrics_listen=metrics_listen,
+                               reconcile_interval_s=reconcile_interval_s, prefetch=prefetch)
     mirror = None
     if zk_mirror:
         from backends.zookeeper.sync import zk_sync
@@ -190,19 +152,17 @@ def build_run_sync(config: IssuConfig, journal: Any, *, catch_up: bool = True,
             report = zk_sync(",".join(config.old.zookeeper.hosts),
                              ",".join(config.new.zookeeper.hosts),
                              config.old.zookeeper.prefix, config.new.zookeeper.prefix,
-                             sync.zk_subtrees, events=journal)
+                             config.sync.zk_subtrees, events=journal)
             if not report.ok:
                 raise RuntimeError(f"zk mirror: {len(report.differences)} differences, "
                                    f"missing on old: {report.missing_on_old or 'none'}")
             return report
 
-    import logging
-
     new_rabbit = rabbit_side(config.new)
     spec = WorkerSpec(connect=connect_both, new_rabbit=new_rabbit, settings=settings,
                       options=options, registry=load_registry,
                       log_level=logging.getLogger().getEffectiveLevel())
-    return RunSync(
+    return ReplayService(
         old_rabbit=rabbit_side(config.old), new_rabbit=new_rabbit,
         connect_cassandra=connect_both, registry=load_registry(), settings=settings,
         options=options, checkpoints=journal, events=journal, counters=journal,

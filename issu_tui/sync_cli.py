@@ -8,7 +8,6 @@ Exit codes: 0 ok; 1 differences, failed slices or tables, unreachable cluster;
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -21,9 +20,9 @@ import click
 
 from issu_tui.cli_common import load_or_exit, open_journal_or_warn, setup_logging
 from issu_tui.config import IssuConfig
+from issu_tui.sides import cassandra_side, sync_settings
 
 if TYPE_CHECKING:
-    from backends.cassandra.connection import CassandraSide
     from backends.cassandra.tables import SyncSettings
 
 EXIT_OK = 0
@@ -34,36 +33,7 @@ MAX_PRINT_DEFAULT = 50
 log = logging.getLogger("issu.sync")
 
 
-# --------------------------------------------------------------------------- config mapping
-
-def cassandra_side(config: IssuConfig, which: str,
-                   overrides: dict[str, Any] | None = None) -> CassandraSide:
-    """The backend's view of one cluster (`which` = "old" / "new")."""
-    from backends.cassandra.connection import CassandraSide
-
-    cluster = config.old if which == "old" else config.new
-    c = cluster.cassandra
-    side = CassandraSide(
-        name=which, hosts=tuple(c.hosts), port=c.port, user=c.user,
-        password=c.password.get_secret_value() if c.password is not None else None,
-        use_ssl=c.use_ssl, ca_certs=str(c.ca_certs) if c.ca_certs else None,
-        prefix=c.prefix, version=cluster.version)
-    if overrides:
-        side = dataclasses.replace(side, **overrides)
-    return side
-
-
-def sync_settings(config: IssuConfig, *, keyspaces: tuple[str, ...] = (),
-                  slices: int | None = None, concurrency: int | None = None,
-                  page_size: int | None = None) -> SyncSettings:
-    from backends.cassandra.tables import SyncSettings
-
-    s = config.sync
-    chosen = tuple(keyspaces) or (tuple(s.keyspaces) if s.keyspaces else None)
-    return SyncSettings(concurrency=concurrency or s.concurrency,
-                        page_size=page_size or s.page_size,
-                        slices_per_table=slices or s.slices_per_table, keyspaces=chosen)
-
+# --------------------------------------------------------------------------- helpers
 
 def _journal(config: IssuConfig, state_dir: Path | None) -> Any:
     return open_journal_or_warn(config, state_dir, "this run keeps its checkpoints in memory "
@@ -282,44 +252,35 @@ def run_copy(config: IssuConfig, *, job: str, phase: str, state_dir: Path | None
             journal.close()
 
 
-@sync.command("pre")
-@config_option
-@state_option
-@keyspace_option
-@click.option("--fresh", is_flag=True, help="ignore checkpoints of an unfinished run")
-@json_option
-@_tuning
-@verbose_option
-def pre(config_path: Path, state_dir: Path | None, keyspaces: tuple[str, ...], fresh: bool,
-        as_json: bool, slices: int | None, concurrency: int | None, page_size: int | None,
-        verbose: bool) -> None:
-    """pre-sync: copy every registered keyspace old -> new (translated, replacing);
-    resumes an interrupted run from its checkpoints."""
-    _setup_logging(verbose)
-    config = load_or_exit(config_path)
-    sys.exit(run_copy(config, job="pre-sync", phase="pre", state_dir=state_dir,
-                      keyspaces=keyspaces, fresh=fresh, as_json=as_json, slices=slices,
-                      concurrency=concurrency, page_size=page_size))
+def _copy_command(name: str, job: str, phase: str, summary: str) -> click.Command:
+    """`issu sync pre` and `issu sync post`: one copy command, two jobs."""
+
+    @sync.command(name, help=summary)
+    @config_option
+    @state_option
+    @keyspace_option
+    @click.option("--fresh", is_flag=True, help="ignore checkpoints of an unfinished run")
+    @json_option
+    @_tuning
+    @verbose_option
+    def command(config_path: Path, state_dir: Path | None, keyspaces: tuple[str, ...],
+                fresh: bool, as_json: bool, slices: int | None, concurrency: int | None,
+                page_size: int | None, verbose: bool) -> None:
+        _setup_logging(verbose)
+        config = load_or_exit(config_path)
+        sys.exit(run_copy(config, job=job, phase=phase, state_dir=state_dir,
+                          keyspaces=keyspaces, fresh=fresh, as_json=as_json, slices=slices,
+                          concurrency=concurrency, page_size=page_size))
+
+    return command
 
 
-@sync.command("post")
-@config_option
-@state_option
-@keyspace_option
-@click.option("--fresh", is_flag=True, help="ignore checkpoints of an unfinished run")
-@json_option
-@_tuning
-@verbose_option
-def post(config_path: Path, state_dir: Path | None, keyspaces: tuple[str, ...], fresh: bool,
-         as_json: bool, slices: int | None, concurrency: int | None, page_size: int | None,
-         verbose: bool) -> None:
-    """post-sync: final copy of every keyspace except config_db_uuid (after the old
-    config services are stopped)."""
-    _setup_logging(verbose)
-    config = load_or_exit(config_path)
-    sys.exit(run_copy(config, job="post-sync", phase="post", state_dir=state_dir,
-                      keyspaces=keyspaces, fresh=fresh, as_json=as_json, slices=slices,
-                      concurrency=concurrency, page_size=page_size))
+pre = _copy_command("pre", "pre-sync", "pre", (
+    "pre-sync: copy every registered keyspace old -> new (translated, replacing);\n"
+    "resumes an interrupted run from its checkpoints."))
+post = _copy_command("post", "post-sync", "post", (
+    "post-sync: final copy of every keyspace except config_db_uuid (after the old\n"
+    "config services are stopped)."))
 
 
 @sync.command("verify")

@@ -79,7 +79,7 @@ def start_headless_daemon(config_path: Path, state_dir: Path) -> int:
 
 def _open(config_path: Path, read_only: bool,
           attach: bool) -> tuple[IssuConfig, ConsoleBackend]:
-    from issu_tui.cli import load_or_exit
+    from issu_tui.cli_common import load_or_exit
 
     config = load_or_exit(config_path)
     try:

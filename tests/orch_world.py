@@ -120,7 +120,7 @@ def fresh_world(endpoints: Endpoints, *, computes: int = 4, seed_projects: int =
 
 def _patch_config(world: World, changes: dict[str, Any]) -> None:
     """Rewrite the world's issu.toml with some tables replaced (e.g. batch settings)."""
-    from demo.world import toml_dumps
+    from issu_tui.config import to_toml
 
     data = world.config_dict(Endpoints.load(world.run_dir))
     for key, value in changes.items():
@@ -128,7 +128,7 @@ def _patch_config(world: World, changes: dict[str, Any]) -> None:
             data[key] = {**data[key], **value}
         else:
             data[key] = value
-    world.config_path.write_text(toml_dumps(data))
+    world.config_path.write_text(to_toml(data))
 
 
 def stop_world(world: World) -> None:

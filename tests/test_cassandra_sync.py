@@ -20,17 +20,16 @@ from cassandra import ReadTimeout
 from click.testing import CliRunner
 
 from backends.cassandra.connection import CassandraSide, connect, connect_pair
-from backends.cassandra.copy import (
-    CopyEngine,
-    CopyReport,
+from backends.cassandra.copy import CopyEngine, CopyReport
+from backends.cassandra.registry import load_registry
+from backends.cassandra.replicator import Replicator
+from backends.cassandra.slice_copy import (
     delete_leftovers,
     fill,
     prune_renamed_partitions,
     replace_rows,
     writetime_now,
 )
-from backends.cassandra.registry import load_registry
-from backends.cassandra.replicator import Replicator
 from backends.cassandra.slice_processes import CopyWorkerSpec
 from backends.cassandra.tables import Quarantine, SyncSettings, TableContext
 from backends.cassandra.translate import DEFAULT_PERMS2

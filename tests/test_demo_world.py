@@ -17,10 +17,10 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from demo.cli import demo
 from demo.services.plan import DEFAULT_TEST_NET
 from demo.world import World, WorldOptions
 from issu_tui.config import check_files, load_config
-from issu_tui.demo_cli import demo
 
 
 def _world_net() -> int:

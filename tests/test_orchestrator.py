@@ -270,7 +270,7 @@ def test_abort_brings_everything_back_to_old(world: Any) -> None:
     import kombu
 
     from backends.rabbit import connection, issu_queue, queue_exists
-    from issu_tui.runsync_cli import rabbit_side
+    from issu_tui.sides import rabbit_side
 
     config = load_config(world.config_path)
     side = rabbit_side(config.old)

@@ -38,9 +38,11 @@ from backends.rabbit import (
     object_update_exchange,
     queue_depth,
 )
+from backends.runsync.options import RunSyncOptions
 from backends.runsync.processes import WorkerSpec
-from backends.runsync.service import RunSync, RunSyncOptions
+from backends.runsync.service import ReplayService
 from tests import contrail_data as cd
+from tests.runsync_config import runsync_toml
 
 CONFIG_DB = {"config_db_uuid": cd.CONTRAIL_TABLES["config_db_uuid"]}
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,7 +203,7 @@ class World:
             old.close()
             new.close()
 
-    def run_sync(self, **options: object) -> RunSync:
+    def run_sync(self, **options: object) -> ReplayService:
         opts = RunSyncOptions(queue_name=self.queue, old_version="4.1.0",
                               new_version="5.0.0", reconcile_slices=8,
                               backoff_max_s=2.0, counters_interval_s=0.5,
@@ -212,51 +214,17 @@ class World:
         # the apply processes (options processes > 1) connect with a picklable factory
         spec = WorkerSpec(connect=functools.partial(connect_pair, self.old_side, self.new_side),
                           new_rabbit=self.new_rabbit, settings=settings, options=opts)
-        return RunSync(old_rabbit=self.old_rabbit, new_rabbit=self.new_rabbit,
-                       connect_cassandra=self.connect_both, registry=load_registry(),
-                       settings=settings, options=opts, checkpoints=MemoryCheckpoints(),
-                       events=MemoryEvents(), counters=MemoryCounters(), worker_spec=spec)
+        return ReplayService(old_rabbit=self.old_rabbit, new_rabbit=self.new_rabbit,
+                             connect_cassandra=self.connect_both, registry=load_registry(),
+                             settings=settings, options=opts, checkpoints=MemoryCheckpoints(),
+                             events=MemoryEvents(), counters=MemoryCounters(),
+                             worker_spec=spec)
 
     def toml(self, state_dir: Path) -> str:
-        r = self.services.rabbit  # type: ignore[attr-defined]
-        return f"""
-state_dir = "{state_dir}"
-[sync]
-queue_name = "{self.queue}"
-concurrency = 4
-slices_per_table = 8
-metrics_listen = "127.0.0.1:0"
-[old]
-name = "old"
-version = "4.1.0"
-[old.cassandra]
-hosts = ["{self.old_side.hosts[0]}"]
-port = {self.old_side.port}
-prefix = "{self.old_prefix}"
-[old.zookeeper]
-hosts = ["{self.services.zk_old.hosts}"]
-[old.rabbit]
-hosts = ["{r.host}"]
-port = {r.port}
-user = "{r.user}"
-password = "env:ISSU_TEST_RABBIT_PASSWORD"
-vhost = "{r.vhost_old}"
-[new]
-name = "new"
-version = "5.0.0"
-[new.cassandra]
-hosts = ["{self.new_side.hosts[0]}"]
-port = {self.new_side.port}
-prefix = "{self.new_prefix}"
-[new.zookeeper]
-hosts = ["{self.services.zk_new.hosts}"]
-[new.rabbit]
-hosts = ["{r.host}"]
-port = {r.port}
-user = "{r.user}"
-password = "env:ISSU_TEST_RABBIT_PASSWORD"
-vhost = "{r.vhost_new}"
-"""
+        return runsync_toml(self.services, state_dir=state_dir,  # type: ignore[arg-type]
+                            queue=self.queue, old_prefix=self.old_prefix,
+                            new_prefix=self.new_prefix, password_env="ISSU_TEST_RABBIT_PASSWORD",
+                            concurrency=4, slices_per_table=8)
 
 
 @pytest.fixture()
@@ -317,20 +285,20 @@ class NewListener:
         self.conn.release()
 
 
-def start_thread(rs: RunSync) -> threading.Thread:
+def start_thread(rs: ReplayService) -> threading.Thread:
     thread = threading.Thread(target=rs.run, name="run-sync-under-test", daemon=True)
     thread.start()
     wait_until(rs.ready.is_set, 180, "run-sync consuming")
     return thread
 
 
-def stop_thread(rs: RunSync, thread: threading.Thread) -> None:
+def stop_thread(rs: ReplayService, thread: threading.Thread) -> None:
     rs.stop.set()
     thread.join(timeout=120)
     assert not thread.is_alive()
 
 
-def applied(rs: RunSync) -> float:
+def applied(rs: ReplayService) -> float:
     return rs.metrics.applied._value.get()
 
 

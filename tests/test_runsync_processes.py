@@ -88,8 +88,8 @@ def test_an_apply_process_that_cannot_start_is_restarted_with_growing_pauses() -
 
     from backends.cassandra.tables import SyncSettings
     from backends.rabbit import RabbitSide
+    from backends.runsync.options import RunSyncOptions
     from backends.runsync.processes import WorkerPool, WorkerSpec
-    from backends.runsync.service import RunSyncOptions
 
     spec = WorkerSpec(connect=functools.partial(os._exit, 3),
                       new_rabbit=RabbitSide("new", ("127.0.0.1",), 1, "u", "p", "/"),

@@ -13,8 +13,9 @@ import pytest
 from backends.runsync.apply import link_uuids, share_keys
 from backends.runsync.messages import BadMessage, parse, translate
 from backends.runsync.metrics import LagWindow, RunSyncMetrics, parse_listen
-from backends.runsync.processes import process_of, worker_options
-from backends.runsync.service import RunSyncOptions, lane_of, lane_of_key
+from backends.runsync.options import RunSyncOptions
+from backends.runsync.processes import worker_options
+from backends.runsync.routing import lane_of, lane_of_key, process_of
 
 UUID = "8d6e1c4a-2f5b-4a8e-9d7c-0b1a2c3d4e5f"
 

@@ -27,20 +27,20 @@ from cassandra.query import PreparedStatement
 
 from backends.cassandra.batching import CELL_OVERHEAD, Batching, grouped
 from backends.cassandra.connection import Connection
-from backends.cassandra.copy import (
+from backends.cassandra.futures import settle
+from backends.cassandra.registry import Registry
+from backends.cassandra.slice_copy import (
     Counts,
-    _guarded,
-    _quarantine,
     check_path,
     delete_leftovers,
     fill,
+    guarded,
     prune_renamed_partitions,
+    quarantine_cell,
     replace_rows,
     translator_for,
     writetime_now,
 )
-from backends.cassandra.futures import settle
-from backends.cassandra.registry import Registry
 from backends.cassandra.spill import SpillMap
 from backends.cassandra.tables import (
     Quarantine,
@@ -199,7 +199,7 @@ class Replicator:
                 counts.deleted = delete_leftovers(existing, writer)
                 return counts
 
-            counts = _guarded(writer, work)
+            counts = guarded(writer, work)
             counts.deleted += self._confirm_on_old(ctx, key, inserted)
         return self._outcome(ctx, key, new_key, counts)
 
@@ -223,7 +223,7 @@ class Replicator:
         if not len(inserted):
             return 0
         writer = ctx.writer()
-        return _guarded(writer, lambda: Counts(deleted=delete_leftovers(inserted, writer))).deleted
+        return guarded(writer, lambda: Counts(deleted=delete_leftovers(inserted, writer))).deleted
 
     def replace_cells(self, keyspace: str, table: str, key: str,
                       columns: Sequence[str]) -> ReplaceOutcome:
@@ -249,7 +249,7 @@ class Replicator:
                 counts.deleted = delete_leftovers(existing, writer)
                 return counts
 
-            counts = _guarded(writer, work)
+            counts = guarded(writer, work)
         return self._outcome(ctx, key, new_key, counts)
 
     def remove_extra_partition(self, keyspace: str, table: str, new_key: str) -> int:
@@ -278,7 +278,7 @@ class Replicator:
                 deleted += 1
             return Counts(deleted=deleted)
 
-        _guarded(writer, work)
+        guarded(writer, work)
         return deleted
 
     def prune_extra_partitions(self, keyspace: str, table: str) -> int:
@@ -374,7 +374,7 @@ class Replicator:
         translated: list[Cell] = []
         for old_key, new_key, item in translate_rows(ctx.translator, ordered, finish=finish):
             if isinstance(item, Rejected):
-                _quarantine(ctx, old_key, item)
+                quarantine_cell(ctx, old_key, item)
                 changes.quarantined += 1
                 current.pop((new_key, item.new_column), None)  # never deleted for that
                 continue

@@ -1,9 +1,9 @@
 """Copy processes: pre-sync's token slices spread over several Python processes.
 
-One Python process copies with about half a core on the project's 2-core box however many
-slices it has in flight: its threads wait in turn for one interpreter (the same limit
-run-sync's apply processes lift, see backends/runsync/processes.py). Here each process
-copies whole slices with its own connections and threads; the engine in the parent hands
+One Python process copies with one interpreter however many slices it has in flight: its
+threads wait in turn for it (the same limit run-sync's apply processes lift, see
+backends/runsync/processes.py). Here each process copies whole slices (slice_copy.py) with
+its own connections and threads; the engine in the parent (copy.py) hands
 out the slices, records each finished slice's checkpoint as it is reported, and decides
 what is done, failed or resumed exactly as with its own threads. A slice is independent of
 every other (its own token range of one table), so nothing else changes.
@@ -29,6 +29,7 @@ from typing import Any
 
 from backends.cassandra.connection import Connection
 from backends.cassandra.registry import Registry, load_registry
+from backends.cassandra.slice_copy import copy_slice, translator_for
 from backends.cassandra.tables import Quarantine, SyncSettings, TableContext
 from backends.worker_signals import ignore_stop_signals
 
@@ -53,7 +54,6 @@ def worker_main(spec: CopyWorkerSpec, settings: SyncSettings, run_id: str, pipe:
     logging.basicConfig(level=spec.log_level,
                         format="%(asctime)s %(levelname)s copy[%(process)d] %(name)s: "
                                "%(message)s")
-    from backends.cassandra.copy import copy_slice, translator_for
     ignore_stop_signals()
 
     old, new = spec.connect()

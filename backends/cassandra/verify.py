@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 
 from backends.cassandra.connection import Connection
-from backends.cassandra.copy import check_path, translator_for
 from backends.cassandra.registry import Registry, RegistryError, TableSpec
 from backends.cassandra.schema import check_partitioner, keyspace_exists
+from backends.cassandra.slice_copy import check_path, translator_for
 from backends.cassandra.spill import SpillMap
 from backends.cassandra.tables import (
     Quarantine,

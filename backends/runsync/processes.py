@@ -1,12 +1,13 @@
 """Apply processes: run-sync's replay spread over several Python processes.
 
-One process replays about 280 changes/s on the project's 2-core box however many lanes it
-has: its lanes wait in turn for one interpreter (a second process, measured side by side,
-took the same backlog at 445/s). So the consuming process keeps what must be single (the
-queue, acknowledgements, quarantine, catch-up, reconciliation, metrics, journal) and hands
-each message to an apply process chosen by the object's uuid: one object's changes always
-go to the same process, and there to the same lane, so they are applied and republished in
-the order they were announced, as with one process.
+One process replays with one interpreter however many lanes it has: its lanes wait in turn
+for it. So the consuming process (service.py) keeps what must be single (the queue,
+acknowledgements, quarantine, catch-up, reconciliation, metrics, journal) and hands each
+message to an apply process chosen by the object's uuid: one object's changes always go to
+the same process, and there to the same lane, so they are applied and republished in the
+order they were announced, as with one process. An apply process is lanes (lanes.py) and a
+ChangeApplier (applier.py) fed from a pipe: it has no broker connection of its own but the
+publisher on the new side.
 
 Pipe protocol (multiprocessing, spawn: a fresh interpreter, nothing inherited from the
 parent's threads):
@@ -23,9 +24,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import queue
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection as Pipe
@@ -33,8 +34,16 @@ from typing import Any
 
 from backends.cassandra.connection import Connection
 from backends.cassandra.registry import Registry, load_registry
+from backends.cassandra.replicator import Replicator
 from backends.cassandra.tables import SyncSettings
 from backends.rabbit import RabbitSide
+from backends.runsync.applier import ChangeApplier
+from backends.runsync.apply import ObjectApplier
+from backends.runsync.lanes import DoneQueue, Lanes
+from backends.runsync.metrics import RunSyncMetrics
+from backends.runsync.options import RunSyncOptions
+from backends.runsync.retry import Backoff, retry_until_stopped
+from backends.runsync.routing import process_of
 from backends.worker_signals import ignore_stop_signals
 
 log = logging.getLogger(__name__)
@@ -47,7 +56,7 @@ class WorkerSpec:
     connect: Callable[[], tuple[Connection, Connection]]
     new_rabbit: RabbitSide
     settings: SyncSettings
-    options: Any  # RunSyncOptions (not imported here: service imports this module)
+    options: RunSyncOptions
     registry: Callable[[], Registry] = load_registry
     log_level: int = logging.INFO
 
@@ -65,29 +74,83 @@ class Delivery:
         self.delivery_info = {"redelivered": self.redelivered}
 
 
-def process_of(key: str | None, processes: int) -> int:
-    return zlib.crc32(key.encode()) % processes if key else 0
-
-
-def worker_options(options: Any) -> Any:
-    """An apply process's RunSyncOptions: its lanes in-process, no endpoint of its own, and
-    lanes spread over the objects its parent routes to it (see lane_of_key)."""
+def worker_options(options: RunSyncOptions) -> RunSyncOptions:
+    """An apply process's options: its lanes in-process, no endpoint of its own, and lanes
+    spread over the objects its parent routes to it (see routing.lane_of_key)."""
     return replace(options, processes=1, metrics_listen=None, lane_stride=options.processes)
 
 
 def worker_main(spec: WorkerSpec, pipe: Pipe) -> None:
-    """An apply process: RunSync's lanes fed from the pipe instead of a broker."""
+    """An apply process: lanes and an applier fed from the pipe instead of a broker."""
     ignore_stop_signals()
     logging.basicConfig(level=spec.log_level,
                         format="%(asctime)s %(levelname)s apply[%(process)d] %(name)s: "
                                "%(message)s")
-    from backends.runsync.service import RunSync
+    serve_pipe(spec, pipe)
 
+
+def serve_pipe(spec: WorkerSpec, pipe: Pipe) -> None:
+    """An apply process's life: messages from the pipe into its lanes, outcomes and counters
+    back, until told to stop or the parent is gone."""
     options = worker_options(spec.options)
-    service = RunSync(old_rabbit=None, new_rabbit=spec.new_rabbit,  # type: ignore[arg-type]
-                      connect_cassandra=spec.connect, registry=spec.registry(),
-                      settings=spec.settings, options=options)
-    service.serve_pipe(pipe)
+    metrics = RunSyncMetrics()
+    metrics.export_lags()
+    stop = threading.Event()  # set when leaving: what has not started is reported abandoned
+    old, new = retry_until_stopped(
+        "connecting to Cassandra", spec.connect, stop=stop,
+        backoff=Backoff(options.backoff_initial_s, options.backoff_max_s), report=log.warning)
+    objects = ObjectApplier(Replicator(old, new, spec.registry(), spec.settings))
+    applier = ChangeApplier(objects, spec.new_rabbit, options, metrics, stop)
+    done: DoneQueue = queue.Queue()
+    lanes = Lanes(applier, options.concurrency, done, stride=options.lane_stride)
+    lanes.connect_publishers(wait=True)  # every lane connected (or tried) before "ready"
+    with contextlib.suppress(OSError, ValueError):
+        pipe.send(("ready",))
+    sender = threading.Thread(target=_send_results, args=(pipe, done, metrics, objects),
+                              name="issu-apply-results", daemon=True)
+    sender.start()
+    try:
+        while True:
+            try:
+                item = pipe.recv()
+            except (EOFError, OSError):
+                break  # the parent is gone
+            if item[0] == "stop":
+                break
+            _, message_id, key, body, redelivered, gen = item
+            lanes.dispatch(key, Delivery(message_id, body, redelivered), gen)
+    finally:
+        stop.set()
+        lanes.shutdown()
+        done.put(None)
+        sender.join(timeout=60)
+        with contextlib.suppress(Exception):
+            pipe.send(("bye",))
+        applier.close()
+        old.close()
+        new.close()
+
+
+def _send_results(pipe: Pipe, done: DoneQueue, metrics: RunSyncMetrics,
+                  objects: ObjectApplier) -> None:
+    last = False
+    while not last:
+        items = [done.get()]
+        with contextlib.suppress(queue.Empty):
+            while len(items) < 500:
+                items.append(done.get_nowait())
+        last = any(item is None for item in items)
+        results = []
+        for item in items:
+            if item is None:
+                continue
+            delivery, gen, outcome = item
+            assert isinstance(delivery, Delivery)
+            results.append((delivery.id, gen, outcome.kind, outcome.reason, outcome.attempts))
+        try:
+            pipe.send(("done", results, metrics.take_deltas(objects.io.stats())))
+        except (OSError, ValueError):
+            return  # the parent is gone: the broker redelivers what it held
 
 
 class WorkerPool:

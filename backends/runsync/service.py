@@ -1,4 +1,10 @@
-"""run-sync: replay every config change of the old cluster into the new one until finalize.
+"""run-sync's consuming service: replay every config change of the old cluster into the new
+one until finalize.
+
+This half holds the broker side (the durable queue, acknowledgements, quarantine), the
+catch-up copy, the lanes' intake (in this process, or the apply processes of processes.py),
+reconciliation, metrics and the journal; the applying half (re-read, translate, replace,
+republish) is applier.py.
 
 Start-up, in this order (so no change can slip between the copy and the replay):
 1. connect both Cassandra clusters (retried with backoff while they are down);
@@ -20,39 +26,24 @@ Messages prefetched but not started go back to the queue.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import queue
 import socket
 import threading
 import time
-import zlib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
-import amqp.exceptions
 import kombu
-import kombu.exceptions
-from cassandra import (
-    CoordinationFailure,
-    OperationTimedOut,
-    ReadTimeout,
-    Unavailable,
-    WriteTimeout,
-)
-from cassandra.cluster import NoHostAvailable
-from cassandra.connection import ConnectionException
 
-from backends.cassandra.connection import CassandraUnavailable, Connection
+from backends.cassandra.connection import Connection
 from backends.cassandra.copy import CopyEngine
 from backends.cassandra.registry import Registry
 from backends.cassandra.replicator import Replicator
 from backends.cassandra.tables import SyncSettings
 from backends.progress import CheckpointStore, CounterSink, EventSink, MemoryCheckpoints
 from backends.rabbit import (
-    Publisher,
     RabbitSide,
     connection,
     issu_queue,
@@ -61,11 +52,15 @@ from backends.rabbit import (
     queue_depth,
     queue_exists,
 )
-from backends.runsync.apply import CONFIG_DB_UUID, ApplyResult, ObjectApplier
-from backends.runsync.messages import BadMessage, Change, parse, translate
+from backends.runsync.applier import ChangeApplier, Outcome
+from backends.runsync.apply import CONFIG_DB_UUID, ObjectApplier
+from backends.runsync.lanes import Delivered, DoneQueue, Lanes
 from backends.runsync.metrics import RunSyncMetrics, push
-from backends.runsync.processes import Delivery, WorkerPool, WorkerSpec
+from backends.runsync.options import RunSyncOptions
+from backends.runsync.processes import WorkerPool, WorkerSpec
 from backends.runsync.reconcile import Reconciler
+from backends.runsync.retry import TRANSIENT, Backoff, StopRequested, retry_until_stopped
+from backends.runsync.routing import object_key
 
 log = logging.getLogger(__name__)
 
@@ -76,90 +71,10 @@ STATE_JOB = "run-sync"
 STATE_TABLE = "state"
 CATCH_UP_DONE = "catch-up-complete"
 
-# Failures of the surroundings, not of the message: retried until they pass (or stop).
-TRANSIENT = (
-    NoHostAvailable, OperationTimedOut, Unavailable, ReadTimeout, WriteTimeout,
-    CoordinationFailure, ConnectionException, CassandraUnavailable,
-    kombu.exceptions.OperationalError, amqp.exceptions.ConnectionError,
-    amqp.exceptions.RecoverableConnectionError, ConnectionError, OSError, TimeoutError,
-)
 
+class ReplayService:
+    """run-sync: the consumer of the old cluster's changes (see the module's docstring)."""
 
-def object_key(body: bytes | str) -> str | None:
-    """The object uuid a message is about (None: not a JSON object with a uuid)."""
-    try:
-        decoded = json.loads(body)
-    except Exception:
-        return None
-    if not isinstance(decoded, dict) or not decoded.get("uuid"):
-        return None
-    return str(decoded["uuid"])
-
-
-def lane_of(body: bytes | str, lanes: int) -> int:
-    """The worker lane of a message: by object uuid (unparsable bodies go to lane 0)."""
-    return lane_of_key(object_key(body), lanes)
-
-
-def lane_of_key(key: str | None, lanes: int, stride: int = 1) -> int:
-    """`stride`: in an apply process, how many processes share the objects. The process was
-    chosen by crc32 % processes, so the lane takes the quotient: the same remainder would
-    leave all but 1/processes of each process's lanes without work."""
-    return (zlib.crc32(key.encode()) // stride) % lanes if key else 0
-
-
-class Stopped(Exception):
-    """Raised inside start-up retries when a stop was requested."""
-
-
-@dataclass(frozen=True)
-class RunSyncOptions:
-    queue_name: str = "vnc-config.issu-queue"
-    concurrency: int = 32             # lanes: a message waits on ~6 Cassandra round trips
-    prefetch: int = 64
-    max_attempts: int = 3             # per message, for failures of the message itself
-    reconcile_interval_s: float = 300.0
-    reconcile_slices: int = 64
-    # A pass as soon as the changes queued during a catch-up copy are applied: a copy taken
-    # while old changed can leave cells no message places (a parent copied before a delete,
-    # the object after it, and a message without obj_dict).
-    reconcile_after_catch_up: bool = True
-    catch_up: bool = True
-    force_catch_up: bool = False
-    old_version: str = ""
-    new_version: str = ""
-    metrics_listen: str | None = "127.0.0.1:9109"
-    counters_interval_s: float = 2.0
-    backoff_initial_s: float = 0.5
-    backoff_max_s: float = 30.0
-    processes: int = 1                # apply processes (1: the lanes run in this process)
-    lane_stride: int = 1              # in an apply process: how many there are (lane_of_key)
-
-
-@dataclass
-class _Outcome:
-    kind: str  # "applied" | "quarantine" | "abandoned" | "requeue" (an apply process died)
-    reason: str = ""
-    attempts: int = 0
-    result: ApplyResult | None = None
-
-
-class Backoff:
-    def __init__(self, initial: float, maximum: float) -> None:
-        self.initial, self.maximum = initial, maximum
-        self.current = initial
-
-    def wait(self, stop: threading.Event) -> bool:
-        """Sleep the current delay (True if stopped meanwhile), then double it."""
-        stopped = stop.wait(self.current)
-        self.current = min(self.maximum, self.current * 2)
-        return stopped
-
-    def reset(self) -> None:
-        self.current = self.initial
-
-
-class RunSync:
     def __init__(
         self,
         *,
@@ -195,20 +110,14 @@ class RunSync:
         self.stop = threading.Event()
         self.reconcile_requested = threading.Event()
         self.ready = threading.Event()  # set once consuming
-        self._done: queue.Queue[tuple[Any, int, _Outcome]] = queue.Queue()
-        # Messages waiting in a lane, by object uuid: a message for an object that already has
-        # one waiting joins it, and one re-read + replace serves them all (the content is read
-        # from old when the work starts, so it covers every change announced before).
-        self._pending: dict[str, list[tuple[Any, int]]] = {}
-        self._pending_lock = threading.Lock()
+        self._done: DoneQueue = queue.Queue()
         self._in_flight = 0
         self._gen = 0
         self._reconcile_when_caught_up = False
-        self._publishers: list[Publisher] = []
-        self._local = threading.local()  # one publisher per lane: no lock shared by lanes
         self._conns: tuple[Connection, Connection] | None = None
         self.repl: Replicator | None = None
-        self.applier: ObjectApplier | None = None
+        self.objects: ObjectApplier | None = None  # in this process (no apply processes)
+        self.applier: ChangeApplier | None = None
 
     # ---------------------------------------------------------------------------- helpers
 
@@ -222,20 +131,10 @@ class RunSync:
                 log.warning("journal event not written: %s", exc)
 
     def _retry(self, what: str, fn: Callable[[], T]) -> T:
-        backoff = Backoff(self.options.backoff_initial_s, self.options.backoff_max_s)
-        failures = 0
-        while True:
-            if self.stop.is_set():
-                raise Stopped(what)
-            try:
-                return fn()
-            except Exception as exc:
-                failures += 1
-                if failures == 1 or failures % 20 == 0:
-                    self._event(f"{what} failed ({failures}x), retrying: "
-                                f"{type(exc).__name__}: {exc}", level="warning")
-                if backoff.wait(self.stop):
-                    raise Stopped(what) from exc
+        return retry_until_stopped(
+            what, fn, stop=self.stop,
+            backoff=Backoff(self.options.backoff_initial_s, self.options.backoff_max_s),
+            report=lambda message: self._event(message, level="warning"))
 
     # ---------------------------------------------------------------------------- main
 
@@ -253,7 +152,6 @@ class RunSync:
             self._conns = self._retry("connecting to Cassandra", self.connect_cassandra)
             old, new = self._conns
             self.repl = Replicator(old, new, self.registry, self.settings)
-            self.applier = ObjectApplier(self.repl)
             created = self._retry("declaring the run-sync queue on old RabbitMQ",
                                   self._declare)
             if created:
@@ -267,16 +165,20 @@ class RunSync:
                                         on_deltas=self._worker_deltas,
                                         on_event=lambda m, level: self._event(m, level=level))
                 if not self._pool.wait_ready(self.stop):
-                    raise Stopped("starting the apply processes")
+                    raise StopRequested("starting the apply processes")
                 self._event(f"run-sync: {self.options.processes} apply processes ready "
                             f"(pids {', '.join(map(str, self._pool.pids()))})")
+            else:
+                self.objects = ObjectApplier(self.repl)
+                self.applier = ChangeApplier(self.objects, self.new_rabbit, self.options,
+                                             self.metrics, self.stop)
             reconciler = threading.Thread(target=self._reconcile_loop, name="issu-reconcile",
                                           daemon=True)
             reconciler.start()
             threads.append(reconciler)
             self._event("run-sync: replaying changes", queue=self.options.queue_name)
             self._consume_forever()
-        except Stopped:
+        except StopRequested:
             pass
         finally:
             self.stop.set()
@@ -285,8 +187,8 @@ class RunSync:
             if self._pool is not None:
                 self._pool.join()
             self._publish_counters()
-            for publisher in self._publishers:
-                publisher.close()
+            if self.applier is not None:
+                self.applier.close()
             self.metrics.stop_serving()
             if self._conns is not None:
                 for conn in self._conns:
@@ -331,7 +233,7 @@ class RunSync:
         while True:
             report = engine.run(CATCH_UP_JOB, phase="pre", fresh=fresh, stop=self.stop)
             if self.stop.is_set():
-                raise Stopped("catch-up")
+                raise StopRequested("catch-up")
             if report.ok:
                 self.checkpoints.mark_slice_done(STATE_JOB, STATE_TABLE, CATCH_UP_DONE,
                                                  int(report.totals().get("cells", 0)))
@@ -342,19 +244,17 @@ class RunSync:
                         f"{'; '.join(errors[:3])}", level="warning")
             fresh = False  # only unfinished slices next time: never the whole copy again
             if backoff.wait(self.stop):
-                raise Stopped("catch-up")
+                raise StopRequested("catch-up")
 
     # ---------------------------------------------------------------------------- consuming
 
     def _consume_forever(self) -> None:
         opts = self.options
         backoff = Backoff(opts.backoff_initial_s, opts.backoff_max_s)
-        # One single-thread lane per worker; an object always goes to the same lane, so the
-        # changes of one object are applied and republished in the order they were announced.
-        lanes = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"issu-apply-{i}")
-                 for i in range(opts.concurrency)]
-        if self._pool is None:  # (with apply processes, these lanes stay idle)
-            self._warm_lanes(lanes)
+        lanes = None
+        if self.applier is not None:  # no apply processes: the lanes run here
+            lanes = Lanes(self.applier, opts.concurrency, self._done, stride=opts.lane_stride)
+            lanes.connect_publishers()
         try:
             while not self.stop.is_set():
                 conn = connection(self.old_rabbit)
@@ -372,13 +272,12 @@ class RunSync:
         finally:
             # whatever is still running finishes; an ack lost with a connection means the
             # broker redelivers the message (applying it twice is harmless)
-            for lane in lanes:
-                lane.shutdown(wait=True)
+            if lanes is not None:
+                lanes.shutdown()
         while not self._done.empty():
             self._done.get_nowait()
 
-    def _consume(self, conn: kombu.Connection, lanes: list[ThreadPoolExecutor],
-                 backoff: Backoff) -> None:
+    def _consume(self, conn: kombu.Connection, lanes: Lanes | None, backoff: Backoff) -> None:
         opts = self.options
         conn.connect()
         self._gen += 1
@@ -401,7 +300,8 @@ class RunSync:
                 redelivered = bool((message.delivery_info or {}).get("redelivered"))
                 self._pool.submit(key, self._next_id, message.body, redelivered, gen)
                 return
-            self._dispatch(lanes, key, message, gen)
+            assert lanes is not None
+            lanes.dispatch(key, message, gen)
 
         consumer = kombu.Consumer(channel, queues=[bound], on_message=on_message,
                                   no_ack=False, prefetch_count=opts.prefetch)
@@ -439,11 +339,15 @@ class RunSync:
     def _finish_done(self, gen: int, producer: kombu.Producer, wait: float = 0.0) -> None:
         while True:
             try:
-                message, message_gen, outcome = self._done.get(timeout=wait) if wait else \
-                    self._done.get_nowait()
+                item = self._done.get(timeout=wait) if wait else self._done.get_nowait()
             except queue.Empty:
                 return
             wait = 0.0
+            if item is None:
+                continue
+            # the broker's own message (kombu): acknowledged or requeued here
+            message: Any = item[0]
+            message_gen, outcome = item[1], item[2]
             self._in_flight -= 1
             self.metrics.in_flight.set(self._in_flight)
             if message_gen != gen:
@@ -457,7 +361,7 @@ class RunSync:
                 message.requeue()
             # "abandoned" (stopping before it started): left unacknowledged, redelivered
 
-    def _quarantine(self, message: Any, outcome: _Outcome, producer: kombu.Producer) -> None:
+    def _quarantine(self, message: Any, outcome: Outcome, producer: kombu.Producer) -> None:
         name = self.options.queue_name + ".quarantine"
         producer.publish(
             message.body, exchange="", routing_key=name, delivery_mode=2,
@@ -471,224 +375,23 @@ class RunSync:
         self._event(f"message quarantined in {name} after {outcome.attempts} attempt(s): "
                     f"{outcome.reason}", level="error", queue=name, reason=outcome.reason)
 
-    def _dispatch(self, lanes: list[ThreadPoolExecutor], key: str | None, message: Any,
-                  gen: int) -> None:
-        """Into the object's lane; a message for an object that already has one waiting
-        joins it."""
-        if key is None:  # not parsable: on its own, to be quarantined with the reason
-            lanes[0].submit(self._work, [(message, gen)])
-            return
-        with self._pending_lock:
-            waiting = self._pending.get(key)
-            if waiting is not None:  # not started yet: its write will serve this one too
-                waiting.append((message, gen))
-                return
-            self._pending[key] = [(message, gen)]
-        lanes[lane_of_key(key, len(lanes), self.options.lane_stride)].submit(
-            self._work_object, key)
-
     # ---------------------------------------------------------------------------- processes
 
     def _worker_done(self, message_id: int, gen: int, kind: str, reason: str,
                      attempts: int) -> None:
-        message = self._by_id.pop(message_id, None)
+        message: Delivered | None = self._by_id.pop(message_id, None)
         if message is not None:
-            self._done.put((message, gen, _Outcome(kind, reason, attempts)))
+            self._done.put((message, gen, Outcome(kind, reason, attempts)))
 
     def _worker_deltas(self, index: int, deltas: dict[str, Any]) -> None:
         self.metrics.apply_deltas(deltas)
         self._worker_requests[index] = deltas.get("requests") or {}
 
-    def serve_pipe(self, pipe: Any) -> None:
-        """An apply process's life (see backends/runsync/processes.py): messages from the
-        pipe into this process's lanes, outcomes and counters back, until told to stop or
-        the parent is gone."""
-        self.metrics.export_lags()
-        self._conns = self._retry("connecting to Cassandra", self.connect_cassandra)
-        old, new = self._conns
-        self.repl = Replicator(old, new, self.registry, self.settings)
-        self.applier = ObjectApplier(self.repl)
-        lanes = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"issu-apply-{i}")
-                 for i in range(self.options.concurrency)]
-        self._warm_lanes(lanes)
-        for lane in lanes:  # every lane's publisher connected (or tried) before "ready"
-            lane.submit(lambda: None).result()
-        with contextlib.suppress(OSError, ValueError):
-            pipe.send(("ready",))
-        sender = threading.Thread(target=self._send_results, args=(pipe,),
-                                  name="issu-apply-results", daemon=True)
-        sender.start()
-        try:
-            while True:
-                try:
-                    item = pipe.recv()
-                except (EOFError, OSError):
-                    break  # the parent is gone
-                if item[0] == "stop":
-                    break
-                _, message_id, key, body, redelivered, gen = item
-                self._dispatch(lanes, key, Delivery(message_id, body, redelivered), gen)
-        finally:
-            self.stop.set()  # what has not started is reported abandoned
-            for lane in lanes:
-                lane.shutdown(wait=True)
-            self._done.put(None)  # type: ignore[arg-type]
-            sender.join(timeout=60)
-            with contextlib.suppress(Exception):
-                pipe.send(("bye",))
-            for publisher in self._publishers:
-                publisher.close()
-            for conn in self._conns:
-                conn.close()
-
-    def _send_results(self, pipe: Any) -> None:
-        last = False
-        while not last:
-            items = [self._done.get()]
-            with contextlib.suppress(queue.Empty):
-                while len(items) < 500:
-                    items.append(self._done.get_nowait())
-            last = any(item is None for item in items)
-            results = [(d.id, gen, o.kind, o.reason, o.attempts)
-                       for d, gen, o in (i for i in items if i is not None)]
-            assert self.applier is not None
-            try:
-                pipe.send(("done", results, self.metrics.take_deltas(self.applier.io.stats())))
-            except (OSError, ValueError):
-                return  # the parent is gone: the broker redelivers what it held
-
-    # ---------------------------------------------------------------------------- one message
-
-    def _work_object(self, key: str) -> None:
-        with self._pending_lock:
-            batch = self._pending.pop(key)
-        self._work(batch)
-
-    def _work(self, batch: list[tuple[Any, int]]) -> None:
-        try:
-            redelivered = any((getattr(message, "delivery_info", None) or {}).get("redelivered")
-                              for message, _ in batch)
-            outcomes = self._process([message.body for message, _ in batch],
-                                     thorough=bool(redelivered))
-        except BaseException as exc:  # never lose track of a delivery
-            reason = f"internal error: {type(exc).__name__}: {exc}"
-            outcomes = [_Outcome("quarantine", reason, 1) for _ in batch]
-        for (message, gen), outcome in zip(batch, outcomes, strict=True):
-            self._done.put((message, gen, outcome))
-
-    def _process(self, bodies: list[bytes | str], *, thorough: bool = False) -> list[_Outcome]:
-        """Apply the messages of one object (queued in this order) with one re-read and
-        replace, then republish each, in order. One outcome per message. `thorough`: every
-        linked cell is replaced (see ObjectApplier.apply); so it is when one of the messages
-        is a CREATE or DELETE."""
-        if self.stop.is_set():
-            return [_Outcome("abandoned") for _ in bodies]
-        outcomes: list[_Outcome | None] = [None] * len(bodies)
-        changes = []
-        for i, body in enumerate(bodies):
-            try:
-                changes.append((i, parse(body)))
-            except BadMessage as exc:
-                self.metrics.failed.inc()
-                outcomes[i] = _Outcome("quarantine", str(exc), 1)
-        if changes:
-            # The newest message stands for the object; an fq_name from any of them helps
-            # find its fq-name index entry once the object is gone, and so do the links
-            # their obj_dicts name.
-            change = replace(changes[-1][1], coalesced=tuple(c for _, c in changes[:-1]))
-            if not change.fq_name:
-                named = [c for _, c in changes if c.fq_name]
-                if named:
-                    change = replace(change, fq_name=named[-1].fq_name)
-            thorough = thorough or any(c.oper != "UPDATE" for _, c in changes)
-            applied = self._apply(change, thorough=thorough)
-            if isinstance(applied, _Outcome):
-                for i, _ in changes:
-                    outcomes[i] = applied
-            else:
-                self.metrics.object_writes.inc()
-                self.metrics.coalesced.inc(len(changes) - 1)
-                self.metrics.cells_quarantined.inc(applied.quarantined)
-                for n, (i, one) in enumerate(changes):
-                    outcomes[i] = self._republish(one, applied, first=n == 0)
-                    if outcomes[i].kind == "abandoned":  # stopping: the rest stay queued,
-                        break                           # redelivered in order
-        return [o if o is not None else _Outcome("abandoned") for o in outcomes]
-
-    def _apply(self, change: Change, *, thorough: bool = False) -> ApplyResult | _Outcome:
-        """Re-read the object from old and replace it on new, retrying failures of the
-        surroundings (a retry is thorough: a failed attempt may have written part of the
-        change); an _Outcome when it is quarantined or abandoned."""
-        opts = self.options
-        assert self.applier is not None
-        backoff = Backoff(opts.backoff_initial_s, opts.backoff_max_s)
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                if thorough or attempts > 1:
-                    return self.applier.apply(change, thorough=True)
-                return self.applier.apply(change)
-            except TRANSIENT as exc:
-                self.metrics.failed.inc()
-                log.warning("applying %s %s: %s: %s (retrying)", change.type, change.uuid,
-                            type(exc).__name__, exc)
-                if backoff.wait(self.stop):
-                    return _Outcome("abandoned")
-            except Exception as exc:
-                self.metrics.failed.inc()
-                reason = f"{change.oper} {change.type} {change.uuid}: {type(exc).__name__}: {exc}"
-                log.warning("applying failed (attempt %d/%d): %s", attempts,
-                            opts.max_attempts, reason)
-                if attempts >= opts.max_attempts:
-                    return _Outcome("quarantine", reason, attempts)
-                if backoff.wait(self.stop):
-                    return _Outcome("abandoned")
-
-    def _republish(self, change: Change, result: ApplyResult, first: bool) -> _Outcome:
-        opts = self.options
-        out_body = translate(change.body, opts.old_version, opts.new_version)
-        backoff = Backoff(opts.backoff_initial_s, opts.backoff_max_s)
-        while True:
-            try:
-                self._lane_publisher().publish(out_body)
-                break
-            except Exception as exc:  # the new broker is down: the change waits
-                log.warning("republishing on %s failed: %s (retrying)",
-                            self.new_rabbit.describe(), exc)
-                if backoff.wait(self.stop):
-                    return _Outcome("abandoned")
-        self.metrics.applied.inc()
-        self.metrics.republished.inc()
-        self.metrics.last_applied.set(time.time())
-        if first and result.newest_writetime:
-            self.metrics.observe_lag(time.time() - result.newest_writetime / 1e6)
-        return _Outcome("applied", result=result)
-
-    def _warm_lanes(self, lanes: list[ThreadPoolExecutor]) -> None:
-        """Each lane opens its publisher's connection now, not on its first change: after a
-        start, the first changes would otherwise each wait for a new connection."""
-        def warm() -> None:
-            try:
-                self._lane_publisher().connect()
-            except Exception as exc:  # the broker is down: the first publish retries
-                log.debug("publisher not connected ahead: %s", exc)
-
-        for lane in lanes:
-            lane.submit(warm)
-
-    def _lane_publisher(self) -> Publisher:
-        publisher = getattr(self._local, "publisher", None)
-        if publisher is None:
-            publisher = self._local.publisher = Publisher(self.new_rabbit)
-            self._publishers.append(publisher)
-        return publisher
-
     # ---------------------------------------------------------------------------- periodic
 
     def _publish_counters(self) -> None:
-        if self.applier is not None:
-            stats = dict(self.applier.io.stats())
+        if self.repl is not None:  # connected: the lanes' request counts, here and in processes
+            stats = dict(self.objects.io.stats()) if self.objects is not None else {}
             for worker in list(self._worker_requests.values()):
                 for kind, (sent, asked) in worker.items():
                     had = stats.get(kind, (0, 0))

@@ -323,7 +323,7 @@ def delete_runsync_queues(ctx: Context) -> str:
     stopped): left there, they would collect every config change of the old cluster forever.
     Each queue's depth is reported; a quarantine holding messages is a warning."""
     from backends.rabbit import QUARANTINE_SUFFIX, delete_issu_queues
-    from issu_tui.runsync_cli import rabbit_side
+    from issu_tui.sides import rabbit_side
 
     side = rabbit_side(ctx.config.old)
     try:
@@ -414,7 +414,7 @@ def drop_new(ctx: Context) -> str:
     from backends.cassandra.connection import connect
     from backends.cassandra.registry import load_registry
     from backends.zookeeper.sync import connect as zk_connect
-    from issu_tui.sync_cli import cassandra_side
+    from issu_tui.sides import cassandra_side
 
     config = ctx.config
     registry = load_registry()

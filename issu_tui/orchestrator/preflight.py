@@ -73,7 +73,7 @@ def check_versions(ctx: Context) -> list[Check]:
 
 def _side(ctx: Context, cluster: ClusterConfig) -> Any:
     """The one config -> CassandraSide mapping (the sync commands'), named as the cluster."""
-    from issu_tui.sync_cli import cassandra_side
+    from issu_tui.sides import cassandra_side
 
     which = "old" if cluster is ctx.config.old else "new"
     return cassandra_side(ctx.config, which, {"name": cluster.name})
@@ -230,7 +230,7 @@ def check_zookeeper(ctx: Context) -> list[Check]:
 
 def check_rabbit(ctx: Context) -> list[Check]:
     from backends.rabbit import connection
-    from issu_tui.runsync_cli import rabbit_side
+    from issu_tui.sides import rabbit_side
 
     checks = []
     for cluster in (ctx.config.old, ctx.config.new):

@@ -1,4 +1,8 @@
-"""`issu demo up|down|status`: the whole demo world on this machine (see docs/demo.md)."""
+"""`issu demo up|down|status`: the whole demo world on this machine (see docs/demo.md).
+
+Registered with `issu` through the entry-point group `issu.commands` (demo/pyproject.toml):
+the product never imports the demo.
+"""
 
 from __future__ import annotations
 
