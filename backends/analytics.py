@@ -235,7 +235,8 @@ class AnalyticsPoller:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _get(self, url: str) -> Any:
+    def _get(self, url: str) -> object:
+        """The JSON document at `url`, whatever its shape: the parsers check it."""
         response = self._client.get(url)
         response.raise_for_status()
         return response.json()

@@ -1,7 +1,7 @@
 """Copy processes: pre-sync's token slices spread over several Python processes.
 
-One Python process copies with about half a core on the project's 2-core box however many
-slices it has in flight: its threads wait in turn for one interpreter (the same limit
+One Python process copies no faster than one interpreter allows, however many slices it
+has in flight: its threads wait in turn for the interpreter (the same limit
 run-sync's apply processes lift, see backends/runsync/processes.py). Here each process
 copies whole slices with its own connections and threads; the engine in the parent hands
 out the slices, records each finished slice's checkpoint as it is reported, and decides

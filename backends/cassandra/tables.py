@@ -222,7 +222,8 @@ class TableContext:
 
     # ------------------------------------------------------------------ reads
     def _paged(self, session: Session, stmt: PreparedStatement,
-               args: tuple[object, ...]) -> Iterator[tuple[object, ...]]:
+               args: tuple[object, ...]) -> Iterator[tuple[Any, ...]]:
+        # the driver's rows are untyped: blob columns come as bytes, text as str
         bound = stmt.bind(args)
         bound.fetch_size = self.settings.page_size
         yield from session.execute(bound)
@@ -346,9 +347,9 @@ def translate_rows(translator: TableTranslator, rows: Iterable[RawRow], *,
     part = None
     for key, column, value, ts in rows:
         if key != current:
-            if part is not None and finish:
+            if part is not None and finish and current is not None:  # set with part
                 for cell in part.finish():
-                    yield current, new_key, cell  # type: ignore[misc]
+                    yield current, new_key, cell
             current, new_key = key, translator.key(key)
             part = translator.partition(key)
         assert part is not None

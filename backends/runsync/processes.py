@@ -1,8 +1,8 @@
 """Apply processes: run-sync's replay spread over several Python processes.
 
-One process replays about 280 changes/s on the project's 2-core box however many lanes it
-has: its lanes wait in turn for one interpreter (a second process, measured side by side,
-took the same backlog at 445/s). So the consuming process keeps what must be single (the
+One process replays no faster than one interpreter allows, however many lanes it has: its
+lanes wait in turn for the interpreter (docs/benchmarks-sync-runsync-zk.md compares one
+process with two). So the consuming process keeps what must be single (the
 queue, acknowledgements, quarantine, catch-up, reconciliation, metrics, journal) and hands
 each message to an apply process chosen by the object's uuid: one object's changes always
 go to the same process, and there to the same lane, so they are applied and republished in
