@@ -16,7 +16,7 @@ from demo.services.procs import Command
 
 TEMPLATES = REPO_ROOT / "demo" / "cassandra"
 DEFAULT_HEAP_MB = 384
-# Serial GC: a 384 MiB heap needs no concurrent GC threads competing for the 2 cores.
+# Serial GC: a 384 MiB heap needs no concurrent GC threads competing for a small box's cores.
 DEFAULT_GC = ["-XX:+UseSerialGC"]
 # Timer slack (ISSU_CASSANDRA_TIMER_SLACK_US, 0: the kernel's 50 us): the shared executor's
 # spare workers park for 10 us at a time while waiting for work, which costs each JVM a
