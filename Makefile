@@ -7,7 +7,7 @@ TEST_NET ?= 30
 DEMO_NET ?= 20
 PYTEST_ARGS ?=
 
-.PHONY: install venv services-install test lint demo demo-down bench clean
+.PHONY: install venv services-install test test-fast lint demo demo-down bench clean
 
 $(STAMP): pyproject.toml demo/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,8 +22,10 @@ services-install:
 
 install: venv services-install
 
+# ruff, then mypy (strict on backends/ and issu_tui/; settings in pyproject.toml).
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # Starts the services the tests use (through the pytest fixtures), runs the whole suite,
 # and stops what it started even when a test fails.
@@ -32,6 +34,13 @@ test: install lint
 	$(PY) -m pytest -q -p no:cacheprovider --durations=20 $(PYTEST_ARGS); rc=$$?; \
 	$(PY) -m demo.services down --net $(TEST_NET) --profile test >/dev/null 2>&1 || true; \
 	exit $$rc
+
+# The edit-test loop: every test that needs no running service (no Cassandra, ZooKeeper,
+# RabbitMQ or sshd; tests using the `services`/`launcher` fixtures are marked `services`) and
+# is not `slow` (the demo-world and end-to-end tests start their own). No lint, no install of
+# the services. `make test-fast PYTEST_ARGS='--lf'` reruns what failed last.
+test-fast: venv
+	$(PY) -m pytest -q -m 'not services and not slow' $(PYTEST_ARGS)
 
 # Starts the demo world, opens the console, and takes the world down when you quit.
 demo: install

@@ -106,14 +106,14 @@ class AnalyticsSnapshot:
     fetched_at: float
 
 
-def parse_uve_list(data: Any) -> list[str]:
+def parse_uve_list(data: object) -> list[str]:
     """Names from a UVE list (`[{"name": ..., "href": ...}]`)."""
     if not isinstance(data, list):
         raise ValueError("expected a JSON list of {name, href}")
     return [str(item["name"]) for item in data if isinstance(item, dict) and "name" in item]
 
 
-def _build_version(build_info: Any) -> str:
+def _build_version(build_info: object) -> str:
     """`build_info` is a JSON document inside a string: {"build-info": [{"build-version": }]}."""
     if isinstance(build_info, str):
         try:
@@ -149,7 +149,7 @@ def parse_vrouter(cluster: str, name: str, uve: Mapping[str, Any]) -> Vrouter:
                    agent_state=state, xmpp_peers=peers)
 
 
-def parse_alarms(cluster: str, data: Any) -> list[Alarm]:
+def parse_alarms(cluster: str, data: object) -> list[Alarm]:
     if not isinstance(data, dict):
         raise ValueError("expected a JSON object of UVE type -> alarms")
     alarms = []
@@ -235,7 +235,8 @@ class AnalyticsPoller:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _get(self, url: str) -> Any:
+    def _get(self, url: str) -> object:
+        """The JSON document at `url`, whatever its shape: the parsers check it."""
         response = self._client.get(url)
         response.raise_for_status()
         return response.json()

@@ -142,7 +142,8 @@ class ApiServerClient:
 
     def ping(self) -> dict[str, Any]:
         """The api-server's root document (lists the collections); raises when unreachable."""
-        return self._request("GET", "/").json()
+        root: dict[str, Any] = self._request("GET", "/").json()
+        return root
 
     # ------------------------------------------------------------------ objects
 
@@ -164,7 +165,8 @@ class ApiServerClient:
         response = self._request("GET", f"/{obj_type}/{uuid}", ok=(200, 404))
         if response.status_code == 404:
             return None
-        return response.json()[obj_type]
+        obj: dict[str, Any] = response.json()[obj_type]
+        return obj
 
     def list(self, obj_type: str, *, detail: bool = False) -> list[dict[str, Any]]:
         params = {"detail": "true"} if detail else None

@@ -2,8 +2,8 @@
 
 paramiko's `SSHClient.load_system_host_keys` parses the whole file, every key in it, on
 each connection, and `HostKeys.lookup` scans every entry: with 1,000 computes that is a
-million key parses for one pass over the fleet (measured: 333 CPU-seconds in the
-orchestrator at 1,000 computes against 4.5 at 200). Here the file is parsed once, plain
+million key parses for one pass over the fleet, a cost that grows with the square of the
+fleet (docs/benchmarks-orchestrator.md). Here the file is parsed once, plain
 names go into a dict, hashed (`|1|...`) entries are kept aside and tried one by one only
 for names the dict does not know, and the file is re-read when it changes on disk (an
 operator who fixes an entry mid-run is heard on the next connection).

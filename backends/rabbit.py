@@ -18,10 +18,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import kombu
+
+if TYPE_CHECKING:
+    from amqp.channel import Channel  # what kombu's pyamqp transport hands out
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +141,7 @@ def quarantine_queue(name: str) -> kombu.Queue:
     return kombu.Queue(name + QUARANTINE_SUFFIX, durable=True, auto_delete=False)
 
 
-def queue_exists(channel: Any, name: str) -> bool:
+def queue_exists(channel: Channel, name: str) -> bool:
     """Passive declare: True when the queue exists (the channel is unusable after a miss,
     so the caller passes a throwaway channel)."""
     try:
@@ -150,7 +153,7 @@ def queue_exists(channel: Any, name: str) -> bool:
         raise
 
 
-def queue_depth(channel: Any, name: str) -> int:
+def queue_depth(channel: Channel, name: str) -> int:
     return int(channel.queue_declare(queue=name, passive=True).message_count)
 
 

@@ -55,7 +55,7 @@ class IssuApp(App[int]):
 
     CSS_PATH = Path(screens.__file__).parent / "console.tcss"
     TITLE = "issu"
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
+    HORIZONTAL_BREAKPOINTS: list[tuple[int, str]] | None = [
         (0, "-narrow"), (WIDE_COLUMNS, "-wide")]
     COMMANDS = App.COMMANDS | {ConsoleCommands}
     BINDINGS: ClassVar[list[BindingType]] = [

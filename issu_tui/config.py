@@ -26,6 +26,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from backends.versions import parse_version
 
@@ -45,7 +46,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
-def _resolve_secret(value: Any, info: ValidationInfo) -> Any:
+def _resolve_secret(value: Any, info: ValidationInfo) -> object:
     """`env:NAME` reads an environment variable, `file:/path` a file's first line.
 
     A relative secret file is found beside the config file.
@@ -69,6 +70,12 @@ def _resolve_secret(value: Any, info: ValidationInfo) -> Any:
         except OSError as exc:
             raise ValueError(f"cannot read secret file {secret_path}: {exc.strerror}") from None
     return value
+
+
+def _http_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    return url.rstrip("/")
 
 
 def _check_host_port(value: str, default_port: int | None = None) -> str:
@@ -189,19 +196,13 @@ class ApiServerConfig(_Strict):
     tenant: str = "admin"
 
     _secret = field_validator("password", mode="before")(_resolve_secret)
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"{url!r} is not an http(s) URL")
-        return url.rstrip("/")
+    _url = field_validator("url")(_http_url)
 
 
 class AnalyticsConfig(_Strict):
     url: str
 
-    _url = field_validator("url")(ApiServerConfig._url.__func__)  # type: ignore[attr-defined]
+    _url = field_validator("url")(_http_url)
 
 
 class ControlNodeConfig(_Strict):
@@ -239,7 +240,7 @@ class SyncConfig(_Strict):
     zk_subtrees: list[str] = ["fq-name-to-uuid", "api-server", "id"]
     queue_name: str = "vnc-config.issu-queue"
     concurrency: int = Field(8, ge=1, le=256)
-    # run-sync: processes applying changes (one interpreter replays ~280 changes/s here)
+    # run-sync: processes applying changes (one process replays as fast as one interpreter)
     apply_processes: int = Field(2, ge=1, le=32)
     # pre-sync / post-sync: processes copying token slices, each with `concurrency` in flight
     copy_processes: int = Field(2, ge=1, le=32)
@@ -338,7 +339,7 @@ def _address_of(host: str) -> str:
     except ValueError:
         pass
     try:
-        return socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)[0][4][0]
+        return str(socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)[0][4][0])
     except (OSError, IndexError):
         return name.lower()
 
@@ -352,7 +353,7 @@ def _same_hosts(old: list[str], new: list[str]) -> list[str]:
 # --------------------------------------------------------------------------- loading
 
 
-def _format_error(err: dict[str, Any]) -> str:
+def _format_error(err: ErrorDetails) -> str:
     loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
@@ -554,7 +555,7 @@ def _legacy_known_keys() -> set[str]:
 # --------------------------------------------------------------------------- output
 
 
-def _plain(value: Any, mask: bool) -> Any:
+def _plain(value: object, mask: bool) -> object:
     if isinstance(value, SecretStr):
         return MASK if mask else value.get_secret_value()
     if isinstance(value, Path):
@@ -570,7 +571,7 @@ def config_as_dict(config: IssuConfig, *, mask_secrets: bool = True) -> dict[str
     raw = {name: getattr(config, name) for name in type(config).model_fields}
     raw.pop("source")
 
-    def walk(value: Any) -> Any:
+    def walk(value: object) -> object:
         if isinstance(value, BaseModel):
             return {k: walk(getattr(value, k)) for k in type(value).model_fields}
         if isinstance(value, list):
@@ -579,7 +580,7 @@ def config_as_dict(config: IssuConfig, *, mask_secrets: bool = True) -> dict[str
             return {k: walk(v) for k, v in value.items()}
         return value
 
-    return _plain({k: walk(v) for k, v in raw.items()}, mask_secrets)
+    return {k: _plain(walk(v), mask_secrets) for k, v in raw.items() if v is not None}
 
 
 def _toml_value(value: Any) -> str:

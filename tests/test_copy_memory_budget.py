@@ -64,7 +64,7 @@ def test_wide_partition_copy_memory_is_flat_in_the_width(cassandra, pairs) -> No
         assert pair.io("new", cd.FQ_TABLE).count("virtual_machine_interface") == width
     print({f"{w} {side}": round(p, 1) for (w, side), p in peaks.items()})
     # Four times the columns: the peak stays within a small slack of the narrow one's
-    # (before the driver's finished requests were released it doubled: 4.6 -> 9.7 MiB)...
+    # (before the driver's finished requests were released it doubled)...
     for side in ("empty", "full"):
         assert peaks[(wide, side)] < peaks[(narrow, side)] * 1.25 + 0.5, peaks
     # ...and far below what holding the partition would take (60,000 decoded columns of

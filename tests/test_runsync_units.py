@@ -62,7 +62,7 @@ def test_lanes_keep_an_object_on_one_lane() -> None:
 def test_every_lane_of_every_apply_process_gets_objects(processes: int) -> None:
     """The parent picks the process by crc32 % processes; the lanes inside must not use the
     same remainder (with 2 processes and 32 lanes, half of each process's lanes idled while
-    the other half queued the work: measured p50 waits of 300-700 ms during a drain)."""
+    the other half queued the work)."""
     options = worker_options(RunSyncOptions(concurrency=32, processes=processes))
     rng = random.Random(1)
     keys = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(20_000)]

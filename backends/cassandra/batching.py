@@ -6,8 +6,8 @@ batches over several partitions, CASSANDRA-10876), or several small partitions w
 same replicas (up to `group_cells` / `group_bytes` / `group_partitions`: below Cassandra's
 5 KiB batch size warning and its 10-partition unlogged batch warning). Contrail's rows are
 small (an object is a few dozen cells), so one request then carries several objects: per
-request the driver and the coordinator pay about as much as per partition, measured 63 %
-less client CPU and 20-30 % less server CPU for the same cells (docs/benchmarks.md).
+request the driver and the coordinator pay about as much as per partition, so fewer
+requests cost less CPU on both sides for the same cells (docs/benchmarks.md).
 Grouping only partitions with the same replicas keeps every mutation on a replica of the
 coordinator the driver picks (token-aware, from the batch's first partition), as the Spark
 Cassandra connector's `batch.grouping.key=replica_set` does.
@@ -20,10 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Generic, TypeVar, cast
 
 _UNSET = object()
 Item = TypeVar("Item")
+Key = TypeVar("Key", bound=Hashable)
 
 # Bytes counted per cell on top of its column name and value. Cassandra sizes a batch for its
 # 5 KiB warning by the mutations' data size: per row the clustering, its liveness info and
@@ -41,12 +42,12 @@ class BatchBounds:
     group_partitions: int = 10
 
 
-class Batching:
+class Batching(Generic[Key]):
     """`replicas(key)` names a partition's replica set (None: one set for all, e.g. the
     cluster's token map is unknown); it is asked only when a partition could join a batch."""
 
     def __init__(self, bounds: BatchBounds,
-                 replicas: Callable[[Hashable], Hashable] | None = None) -> None:
+                 replicas: Callable[[Key], Hashable] | None = None) -> None:
         self.bounds = bounds
         self._replicas = replicas
         self.reset()
@@ -62,7 +63,7 @@ class Batching:
         self._first: object = _UNSET
         self._first_replicas: object = _UNSET
 
-    def add(self, key: Hashable, size: int) -> int:
+    def add(self, key: Key, size: int) -> int:
         """Account one item of partition `key`, `size` bytes; returns how many pending items,
         oldest first, make a finished batch to send before this one is queued (0: none)."""
         b = self.bounds
@@ -96,7 +97,7 @@ class Batching:
         self._bytes += size
         return 0
 
-    def _fresh(self, key: Hashable, size: int) -> int:
+    def _fresh(self, key: Key, size: int) -> int:
         """Everything pending goes; this item starts a batch."""
         cut = self._n
         self._n, self._bytes, self._parts = 1, size, 1
@@ -104,15 +105,16 @@ class Batching:
         self._first, self._first_replicas = key, _UNSET
         return cut
 
-    def _same_replicas(self, key: Hashable) -> bool:
+    def _same_replicas(self, key: Key) -> bool:
         if self._replicas is None:
             return True
         if self._first_replicas is _UNSET:
-            self._first_replicas = self._replicas(self._first)  # type: ignore[arg-type]
+            # a key by now: _fresh set it when the pending batch began (add asks only then)
+            self._first_replicas = self._replicas(cast(Key, self._first))
         return self._replicas(key) == self._first_replicas
 
 
-def grouped(items: Iterable[Item], batching: Batching, key: Callable[[Item], Hashable],
+def grouped(items: Iterable[Item], batching: Batching[Key], key: Callable[[Item], Key],
             size: Callable[[Item], int]) -> Iterator[list[Item]]:
     """The batches `batching` makes of `items` (a whole stream at hand, as the benchmark's
     ceiling has; the writer feeds `add` as cells arrive)."""

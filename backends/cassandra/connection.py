@@ -86,8 +86,8 @@ def connect(side: CassandraSide, *, request_timeout: float = 60.0,
                       execution_profiles={EXEC_PROFILE_DEFAULT: profile},
                       connect_timeout=10, control_connection_timeout=10)
     # Start the protocol negotiation at v4, not the driver's v5: v5 frames every message in
-    # CRC32-checksummed segments, which costs CPU on both the client and Cassandra (~10% of
-    # a copy's client time, measured) and buys nothing on a TCP connection. Set as the
+    # CRC32-checksummed segments, which costs CPU on both the client and Cassandra (a visible
+    # share of a copy's client time) and buys nothing on a TCP connection. Set as the
     # attribute, not the constructor argument, so that the version stays negotiable: the
     # driver still steps down to v3 for an old Cassandra 2.x.
     cluster.protocol_version = min(cluster.protocol_version, 4)

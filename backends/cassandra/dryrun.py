@@ -7,7 +7,7 @@ from typing import Any
 from backends.cassandra.connection import Connection
 from backends.cassandra.registry import Registry
 from backends.cassandra.schema import table_layout
-from backends.cassandra.tables import Rejected, SyncSettings, translate_rows
+from backends.cassandra.tables import RawRow, Rejected, SyncSettings, translate_rows
 from backends.cassandra.translate import Cell
 from backends.versions import version_path
 
@@ -48,7 +48,7 @@ def dry_run_samples(old: Connection, registry: Registry, old_version: str, new_v
         for key in keys:
             bound = part_stmt.bind((layout.encode_key(key),))
             bound.fetch_size = page
-            rows = []
+            rows: list[RawRow] = []
             truncated = 0
             for c, v, ts in old.session.execute(bound):
                 if len(rows) < max_columns:

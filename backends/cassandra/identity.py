@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from backends.cassandra.connection import CassandraSide, Connection
+
+if TYPE_CHECKING:
+    from cassandra.cluster import Session
 
 
 class SameClusterError(ValueError):
@@ -27,7 +30,7 @@ class ClusterIdentity:
         return self.name == other.name and bool(self.host_ids & other.host_ids)
 
 
-def cluster_identity(session: Any) -> ClusterIdentity:
+def cluster_identity(session: Session) -> ClusterIdentity:
     """cluster_name and the host ids of the node answering and its peers."""
     local = session.execute("SELECT cluster_name, host_id FROM system.local").one()
     ids = {str(local[1])}

@@ -443,7 +443,7 @@ class Replicator:
                 protected.add((new_key, item.new_column))
         new_digest: dict[str, int] = {}
         if ctx.translator.renames_keys:
-            rows: Iterable = (r for k in source for r in ctx.read_new_full(
+            rows: Iterable[RawRow] = (r for k in source for r in ctx.read_new_full(
                 ctx.new_partition_full, (ctx.enc_new_key(k),)))
         else:
             rows = ctx.read_new_full(ctx.new_range_full, (lo, hi))

@@ -9,11 +9,16 @@ decoded as UTF-8 with surrogate escapes so any byte string survives the round tr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cassandra.cluster import Session
 
 from backends.cassandra.registry import TableSpec
+
+# A blob column's bytes <-> text, or text as it is.
+Decoder = Callable[[bytes], str] | Callable[[str], str]
+Encoder = Callable[[str], bytes] | Callable[[str], str]
 
 _TEXT_TYPES = {"text", "varchar", "ascii"}
 _SUPPORTED = _TEXT_TYPES | {"blob"}
@@ -41,34 +46,34 @@ class Layout:
     column_type: str
     value_type: str
 
-    def decoder(self, cql_type: str):  # type: ignore[no-untyped-def]
+    def decoder(self, cql_type: str) -> Decoder:
         return _decode_blob if cql_type == "blob" else _same
 
-    def encoder(self, cql_type: str):  # type: ignore[no-untyped-def]
+    def encoder(self, cql_type: str) -> Encoder:
         return _encode_blob if cql_type == "blob" else _same
 
     @property
-    def decode_key(self):  # type: ignore[no-untyped-def]
+    def decode_key(self) -> Decoder:
         return self.decoder(self.key_type)
 
     @property
-    def decode_column(self):  # type: ignore[no-untyped-def]
+    def decode_column(self) -> Decoder:
         return self.decoder(self.column_type)
 
     @property
-    def decode_value(self):  # type: ignore[no-untyped-def]
+    def decode_value(self) -> Decoder:
         return self.decoder(self.value_type)
 
     @property
-    def encode_key(self):  # type: ignore[no-untyped-def]
+    def encode_key(self) -> Encoder:
         return self.encoder(self.key_type)
 
     @property
-    def encode_column(self):  # type: ignore[no-untyped-def]
+    def encode_column(self) -> Encoder:
         return self.encoder(self.column_type)
 
     @property
-    def encode_value(self):  # type: ignore[no-untyped-def]
+    def encode_value(self) -> Encoder:
         return self.encoder(self.value_type)
 
 

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cassandra.cluster import Session
 from cassandra.query import PreparedStatement
@@ -25,6 +25,10 @@ from backends.cassandra.schema import (
 from backends.cassandra.spill import SpillMap
 from backends.cassandra.translate import Cell, RejectCell, TableTranslator
 from backends.cassandra.writer import CellWriter
+
+if TYPE_CHECKING:
+    from cassandra.cluster import Cluster
+    from cassandra.metadata import Metadata
 
 MIN_TOKEN = -(2**63)
 MAX_TOKEN = 2**63 - 1
@@ -70,7 +74,7 @@ class SyncSettings:
                            group_partitions=self.batch_partitions)
 
 
-def replica_lookup(cluster: Any, insert: PreparedStatement,
+def replica_lookup(cluster: Cluster, insert: PreparedStatement,
                    encode: Callable[[str], object]) -> Callable[[str], Hashable]:
     """key -> the replicas of that partition of `insert`'s table, from the driver's token
     map (a lookup that fails, the map being rebuilt, answers a set of its own)."""
@@ -88,7 +92,7 @@ def replica_lookup(cluster: Any, insert: PreparedStatement,
     return replicas
 
 
-def _everywhere(metadata: Any, keyspace: str) -> bool:
+def _everywhere(metadata: Metadata, keyspace: str) -> bool:
     """Whether every node holds every partition of `keyspace`."""
     hosts = metadata.all_hosts()
     if len(hosts) <= 1:
@@ -222,7 +226,8 @@ class TableContext:
 
     # ------------------------------------------------------------------ reads
     def _paged(self, session: Session, stmt: PreparedStatement,
-               args: tuple[object, ...]) -> Iterator[tuple[object, ...]]:
+               args: tuple[object, ...]) -> Iterator[tuple[Any, ...]]:
+        # the driver's rows are untyped: blob columns come as bytes, text as str
         bound = stmt.bind(args)
         bound.fetch_size = self.settings.page_size
         yield from session.execute(bound)
@@ -346,9 +351,9 @@ def translate_rows(translator: TableTranslator, rows: Iterable[RawRow], *,
     part = None
     for key, column, value, ts in rows:
         if key != current:
-            if part is not None and finish:
+            if part is not None and finish and current is not None:  # set with part
                 for cell in part.finish():
-                    yield current, new_key, cell  # type: ignore[misc]
+                    yield current, new_key, cell
             current, new_key = key, translator.key(key)
             part = translator.partition(key)
         assert part is not None

@@ -35,7 +35,7 @@ class CellWriter:
 
     def __init__(self, session: Session, insert: PreparedStatement, delete: PreparedStatement,
                  layout: Layout, *, bounds: BatchBounds | None = None, max_in_flight: int = 4,
-                 replicas: Callable[[Hashable], Hashable] | None = None) -> None:
+                 replicas: Callable[[str], Hashable] | None = None) -> None:
         self._session = session
         self._insert, self._delete = insert, delete
         self._enc_key, self._enc_col = layout.encode_key, layout.encode_column

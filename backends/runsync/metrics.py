@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-COUNTER_SCOPE = "runsync"  # docs/INTERFACES.md
+COUNTER_SCOPE = "runsync"  # the journal's counter scopes: docs/architecture.md
 LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 

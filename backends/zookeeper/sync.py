@@ -26,6 +26,7 @@ from kazoo.exceptions import NodeExistsError, NoNodeError, ZookeeperError
 from backends.progress import EventSink
 from backends.zookeeper.tree import (
     DEFAULT_WINDOW,
+    AsyncResult,
     Znode,
     join,
     persistent_digests,
@@ -270,7 +271,7 @@ class ZkSyncer:
             return
         batches = list(_batches(items))
 
-        def submit(batch: list[tuple[str, bytes]]):
+        def submit(batch: list[tuple[str, bytes]]) -> AsyncResult[list[object]]:
             txn = self.new.transaction()
             for rel, data in batch:
                 path = join(root, rel)
@@ -280,7 +281,8 @@ class ZkSyncer:
                     txn.set_data(path, data)
                 else:
                     txn.delete(path)
-            return txn.commit_async()
+            committed: AsyncResult[list[object]] = txn.commit_async()
+            return committed
 
         for batch, result in pipelined(batches, submit, TXN_WINDOW):
             if isinstance(result, Exception) or any(isinstance(r, Exception) for r in result):

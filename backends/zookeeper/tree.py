@@ -5,8 +5,8 @@ requests (opcode 22: many getData/getChildren in one request, each answered on i
 several in flight; kazoo has no call for it, so the request type is defined here and handed to
 kazoo's request queue. Older servers get pipelined single calls: kazoo answers asynchronous
 calls in order over one session, so a bounded window stays in flight instead of one round trip
-per znode (the way `zk-shell` and the original zk-sync walk). Measured on one host: about
-10,000 nodes/s pipelined, over 300,000 nodes/s with multiRead.
+per znode (the way `zk-shell` and the original zk-sync walk). docs/benchmarks.md
+compares the two.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import EXCEPTIONS, NoNodeError
@@ -30,6 +30,7 @@ from kazoo.protocol.serialization import (
 
 T = TypeVar("T")
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 
 DEFAULT_WINDOW = 4000
 MULTI_READ_OPS = 500  # operations per multiRead request
@@ -55,13 +56,19 @@ def join(root: str, rel: str) -> str:
     return ("" if root == "/" else root) + "/" + rel
 
 
+class AsyncResult(Protocol[R_co]):
+    """kazoo's IAsyncResult, as far as these calls use it."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> R_co: ...
+
+
 def pipelined(
     items: Iterable[T],
-    submit: Callable[[T], Any],
+    submit: Callable[[T], AsyncResult[R]],
     window: int = DEFAULT_WINDOW,
-) -> Iterator[tuple[T, Any]]:
+) -> Iterator[tuple[T, R | Exception]]:
     """Submit async calls with at most `window` in flight; yield (item, result or exception)."""
-    pending: list[tuple[T, Any]] = []
+    pending: list[tuple[T, AsyncResult[R]]] = []
     for item in items:
         pending.append((item, submit(item)))
         if len(pending) >= window:
@@ -70,7 +77,7 @@ def pipelined(
     yield from _drain(pending)
 
 
-def _drain(pending: list[tuple[T, Any]]) -> Iterator[tuple[T, Any]]:
+def _drain(pending: list[tuple[T, AsyncResult[R]]]) -> Iterator[tuple[T, R | Exception]]:
     for item, async_result in pending:
         try:
             yield item, async_result.get()
@@ -78,7 +85,7 @@ def _drain(pending: list[tuple[T, Any]]) -> Iterator[tuple[T, Any]]:
             yield item, exc
 
 
-class MultiRead(tuple):
+class MultiRead(tuple[tuple[str, str], ...]):
     """ZooKeeper `multiRead` request: ("data" | "children", path) operations.
 
     Shaped like kazoo's own request types (`type`, `serialize`, `deserialize`); the result is
@@ -125,8 +132,8 @@ class MultiRead(tuple):
                 raise ValueError(f"unexpected multiRead result type {op}")
 
 
-def _multi_read_async(zk: KazooClient, ops: list[tuple[str, str]]) -> Any:
-    result = zk.handler.async_result()
+def _multi_read_async(zk: KazooClient, ops: list[tuple[str, str]]) -> AsyncResult[list[Any]]:
+    result: AsyncResult[list[Any]] = zk.handler.async_result()
     zk._call(MultiRead(ops), result)  # kazoo's request queue; no public hook for new opcodes
     return result
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import heapq
 import json
 import os
@@ -340,7 +341,7 @@ class HostDaemon:
         port = self.settings.probe_port
         for host in self.by_index:
             transport, _ = await loop.create_datagram_endpoint(
-                lambda h=host: _Echo(h), local_addr=(host.address, port))
+                functools.partial(_Echo, host), local_addr=(host.address, port))
             self.echoes.append(transport)
         self.prober, _ = await loop.create_datagram_endpoint(
             lambda: _Prober(self), local_addr=(self.settings.probe_peer, 0))

@@ -162,7 +162,7 @@ class Analytics:
                              "meminfo": {"virt": 1048576, "peakvirt": 1048576, "res": 131072}},
                 "uptime": int((time.time() - agent.start_time_wall) * 1000),
             }
-            infos = [{"type": "XMPP", "name": f"control-node:{host_of(n)}",
+            infos: list[dict[str, Any]] = [{"type": "XMPP", "name": f"control-node:{host_of(n)}",
                       "server_addrs": [f"{host_of(n)}:5269"],
                       "status": "Up" if x["status"] else "Down",
                       "description": "OpenSent" if x["status"] else "Connect"}

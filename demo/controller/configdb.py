@@ -8,6 +8,7 @@ is the order of the writes in Cassandra.
 
 from __future__ import annotations
 
+import builtins
 import datetime
 import ipaddress
 import json
@@ -711,7 +712,8 @@ class ConfigDB:
             out.append({rt.res_type: obj})
         return {key: out}
 
-    def _candidates(self, rt: ResourceType, db_type: str, q: ListQuery) -> list[str]:
+    def _candidates(self, rt: ResourceType, db_type: str,
+                    q: ListQuery) -> builtins.list[str]:  # `list` here is the method above
         parent_ids = list(q.parent_ids or [])
         if q.parent_fq_name:
             for ptype in rt.parent_types:
@@ -748,8 +750,7 @@ class ConfigDB:
         if q.obj_uuids is not None:
             wanted = set(q.obj_uuids)
             selected = [u for u in selected if u in wanted]
-        seen: set[str] = set()
-        return [u for u in selected if not (u in seen or seen.add(u))]
+        return list(dict.fromkeys(selected))  # each uuid once, first occurrence first
 
     # -- defaults ----------------------------------------------------------------------------
     def ensure_defaults(self, asn: int, request_id: str) -> int:

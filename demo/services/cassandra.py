@@ -16,12 +16,12 @@ from demo.services.procs import Command
 
 TEMPLATES = REPO_ROOT / "demo" / "cassandra"
 DEFAULT_HEAP_MB = 384
-# Serial GC: a 384 MiB heap needs no concurrent GC threads competing for the 2 cores.
+# Serial GC: a 384 MiB heap needs no concurrent GC threads competing for a small box's cores.
 DEFAULT_GC = ["-XX:+UseSerialGC"]
 # Timer slack (ISSU_CASSANDRA_TIMER_SLACK_US, 0: the kernel's 50 us): the shared executor's
-# spare workers park for 10 us at a time while waiting for work, which cost each JVM 0.35
-# cores at 100 requests/s here. With 200 us the same load takes 0.13-0.25 cores and the
-# request latency is unchanged (docs/benchmarks-archive.md, "timer slack").
+# spare workers park for 10 us at a time while waiting for work, which costs each JVM a
+# good part of a core under a light steady load. 200 us takes most of that away and leaves
+# the request latency unchanged (docs/benchmarks-archive.md, "timer slack").
 DEFAULT_TIMER_SLACK_US = 200
 GC_FLAG = re.compile(r"-XX:\+Use\w+GC$")
 
@@ -163,7 +163,7 @@ class CassandraService(Service):
             f"-Xmx{heap}",
             "-Xss256k",
             *([] if any(GC_FLAG.match(o) for o in extra) else DEFAULT_GC),
-            # C1 only: about a third less CPU to start on a crowded 2-core box; tests and the
+            # C1 only: less CPU to start on a crowded box; tests and the
             # demo move little data. ISSU_CASSANDRA_JVM_OPTS=-XX:TieredStopAtLevel=4 undoes it.
             "-XX:TieredStopAtLevel=1",
             "-Djava.net.preferIPv4Stack=true",

@@ -43,7 +43,7 @@ def issu_argv() -> list[str]:
     return [sys.executable, "-c", "from issu_tui.cli import main; main()"]
 
 
-# run-sync's counters scope: "runsync" in docs/INTERFACES.md, "run-sync" as written by
+# run-sync's counters scope: "runsync" in docs/architecture.md, "run-sync" as written by
 # backends/runsync; the newest of the two is read.
 RUNSYNC_SCOPES = ("runsync", "run-sync")
 
