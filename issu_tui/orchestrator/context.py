@@ -16,16 +16,16 @@ from issu_tui.journal import Journal
 if TYPE_CHECKING:
     from backends.compute import ClusterTarget, ComputeExecutor, ComputeTarget
 
-STEP_SCOPE = "steps"          # counters scope holding "<phase>.<step>" -> epoch when done
-ORCH_SCOPE = "orchestrator"   # counters scope for the executor's own facts (run-sync pid...)
+STEP_SCOPE = "steps"  # counters scope holding "<phase>.<step>" -> epoch when done
 
 
 class OrchestratorError(Exception):
     """A step cannot go on; the message says what and how to fix it."""
 
 
-class Stopped(OrchestratorError):
-    """The operator paused, stopped or aborted while a step was running."""
+class StepInterrupted(OrchestratorError):
+    """The operator stopped or aborted (or the executor shut down) while a step was running;
+    the step resumes when its intent runs again."""
 
 
 @dataclass
@@ -67,7 +67,7 @@ class Context:
 
     def check_stop(self, what: str) -> None:
         if self.stop.is_set():
-            raise Stopped(f"{what}: stopped by the operator")
+            raise StepInterrupted(f"{what}: stopped by the operator")
 
     # ------------------------------------------------------------------ clusters
 
