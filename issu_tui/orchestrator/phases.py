@@ -28,6 +28,7 @@ class Runs(Enum):
                   "finalize stops it")
     INTENTS = "opens the way: the work comes as upgrade and rollback intents (SSH batches)"
     STEPS = "named steps, each done once (journal markers); a re-run continues"
+    UNDO = "named steps, each undoing what is left to undo; run again after a failure"
 
 
 class Line(Enum):
@@ -138,7 +139,7 @@ PHASES: tuple[Phase, ...] = (
           "this: see the runbook)", Runs.RECORDED, refusal=_ENDED),
     Phase("aborting", "roll computes back, reopen and unpair old, stop run-sync (abort's "
           "steps)", "computes over SSH, old api-server, the old RabbitMQ; new data only when "
-          "asked (--drop-new-data)", Runs.STEPS, line=Line.ABORT,
+          "asked (--drop-new-data)", Runs.UNDO, line=Line.ABORT,
           accepts=_CONTROL | {"abort", "unpair"},
           refusal="the upgrade is aborting; run `issu abort` again to finish it"),
     Phase("aborted", "everything is back on the old cluster", "nothing", Runs.RECORDED,
