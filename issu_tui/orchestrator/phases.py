@@ -7,9 +7,9 @@ here: `python -m issu_tui.orchestrator.phases_doc`).
 
 This module is data only and imports nothing of the orchestrator: the journal imports it.
 The code that runs a phase is the executor's (`executor.PHASE_RUNNERS`), the code of an
-intent its handler (`executor.INTENT_HANDLERS`); both mappings are checked against this
-registry when the executor is imported. finalize's own steps are in finalize.py, abort's in
-abort.py.
+intent its handler (`executor.INTENT_HANDLERS`), what the plan says of a phase plan.py's;
+tests/test_phases.py checks that each covers this registry. finalize's own steps are in
+finalize.py, abort's in abort.py.
 """
 
 from __future__ import annotations
