@@ -99,9 +99,10 @@ _MIGRATIONS: tuple[str, ...] = (
         pid INTEGER NOT NULL, host TEXT NOT NULL, started_at REAL NOT NULL, heartbeat REAL NOT NULL
     );
     """,
-    # 2: the orchestrator's own state in a typed row (it was floats in the counters table,
-    # scope 'orchestrator', the approach an index into ("separate", "grow", "stay",
-    # "rolling")); carried over, then removed from the counters.
+    # 2: the orchestrator's own state in a typed row, and its step markers in a table of
+    # their own (both were floats in the counters table: scope 'orchestrator', the approach
+    # an index into ("separate", "grow", "stay", "rolling"), and scope 'steps'); carried
+    # over, then removed from the counters.
     """
     CREATE TABLE orchestrator (
         id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -122,6 +123,12 @@ _MIGRATIONS: tuple[str, ...] = (
         (SELECT NULLIF(value, 0) FROM counters
          WHERE scope = 'orchestrator' AND name = 'runsync_started_at');
     DELETE FROM counters WHERE scope = 'orchestrator';
+    CREATE TABLE steps (
+        name TEXT PRIMARY KEY,
+        done_at REAL NOT NULL
+    );
+    INSERT INTO steps (name, done_at) SELECT name, value FROM counters WHERE scope = 'steps';
+    DELETE FROM counters WHERE scope = 'steps';
     """,
 )
 
@@ -506,6 +513,7 @@ class Journal:
         return rows[0][0] if rows else None
 
     # ------------------------------------------------------------------ orchestrator state
+    # The executor's own facts and its step markers (what is done, so a re-run skips it).
 
     def orchestrator_state(self) -> OrchestratorState:
         if self.read_only and 0 < self.schema_version < 2:
@@ -527,6 +535,25 @@ class Journal:
             approaches[index] if index is not None and 0 <= index < len(approaches) else None,
             bool(old.get("paused")), int(old.get("runsync_pid", 0)) or None,
             old.get("runsync_started_at") or None)
+
+    def steps_done(self) -> dict[str, float]:
+        """Step markers ("phase.<phase>", "finalize.<step>") -> when each was done."""
+        if self.read_only and 0 < self.schema_version < 2:
+            return self.counters("steps")  # schema 1 kept them as counters
+        return {r["name"]: r["done_at"] for r in self._query("SELECT name, done_at FROM steps")}
+
+    def step_done(self, name: str) -> bool:
+        return name in self.steps_done()
+
+    def mark_step(self, name: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO steps (name, done_at) VALUES (?, ?)",
+                       (name, time.time()))
+
+    def clear_steps(self, prefix: str) -> None:
+        """Forget every marker whose name starts with `prefix` (abort: "finalize.")."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM steps WHERE substr(name, 1, ?) = ?", (len(prefix), prefix))
 
     def set_approach(self, approach: str) -> None:
         self._update_orchestrator("approach = ?", (approach,))

@@ -445,7 +445,6 @@ def abort_cmd(config_path: Path, drop_new_data: bool, as_json: bool, no_wait: bo
 
 
 def status_data(ctx: Any) -> dict[str, Any]:
-    from issu_tui.orchestrator.context import STEP_SCOPE
     from issu_tui.orchestrator.finalize import COMMIT_STEP
     from issu_tui.orchestrator.syncproc import RunSyncSupervisor, runsync_counters
 
@@ -457,7 +456,7 @@ def status_data(ctx: Any) -> dict[str, Any]:
     for row in computes:
         by_state[row.state] = by_state.get(row.state, 0) + 1
     orch = journal.orchestrator_state()
-    steps = journal.counters(STEP_SCOPE)
+    steps = journal.steps_done()
     supervisor = RunSyncSupervisor(ctx)
     return {
         "phase": None if phase is None else {

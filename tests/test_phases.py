@@ -155,13 +155,15 @@ def test_an_existing_journal_keeps_its_approach_pause_and_runsync_pid(tmp_path: 
     # a watcher opening it before any writer did reads the old form
     reader = Journal.open(state, read_only=True)
     assert reader.schema_version == 1 and reader.orchestrator_state() == expected
+    assert reader.steps_done() == {"phase.plan": 5.0}
     reader.close()
     journal = Journal.open(state)
     assert journal.schema_version == len(_MIGRATIONS) == 2
     assert journal.orchestrator_state() == expected
     assert journal.counters("orchestrator") == {}
     assert journal.counters("runsync") == {"lag_s": 0.25}
-    assert journal.counters("steps") == {"phase.plan": 5.0}
+    assert journal.counters("steps") == {}
+    assert journal.steps_done() == {"phase.plan": 5.0}
     journal.close()
     # the executor resumes paused with the approach it had (not the config's default)
     journal = Journal.open(state)
@@ -181,9 +183,13 @@ def test_a_stopped_runsync_and_no_approach_carry_over_as_none(tmp_path: Path) ->
     journal.set_paused(True)
     journal.set_runsync_process(77, 12.5)
     journal.set_runsync_process(None)  # stopped: the start time stays for the reports
+    for marker in ("phase.run-sync", "finalize.fence-old", "finalize.commit", "finalize_x"):
+        journal.mark_step(marker)
+    journal.clear_steps("finalize.")  # what abort forgets: finalize's markers, no other
     journal.close()
     journal = Journal.open(tmp_path, read_only=True)
     assert journal.orchestrator_state() == OrchestratorState("rolling", True, None, 12.5)
+    assert set(journal.steps_done()) == {"phase.plan", "phase.run-sync", "finalize_x"}
     journal.close()
 
 

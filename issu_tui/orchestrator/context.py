@@ -16,7 +16,6 @@ from issu_tui.journal import Journal
 if TYPE_CHECKING:
     from backends.compute import ClusterTarget, ComputeExecutor, ComputeTarget
 
-STEP_SCOPE = "steps"  # counters scope holding "<phase>.<step>" -> epoch when done
 
 
 class OrchestratorError(Exception):
@@ -50,16 +49,14 @@ class Context:
         self.journal.event(kind, message, **fields)
 
     def step_done(self, step: str) -> bool:
-        return step in self.journal.counters(STEP_SCOPE)
+        return self.journal.step_done(step)
 
     def mark_step(self, step: str) -> None:
-        self.journal.set_counters(STEP_SCOPE, {step: time.time()})
+        self.journal.mark_step(step)
         self.event("step", f"{step}: done", step=step)
 
     def clear_steps(self, prefix: str) -> None:
-        with self.journal.transaction() as db:
-            db.execute("DELETE FROM counters WHERE scope = ? AND name LIKE ?",
-                       (STEP_SCOPE, f"{prefix}%"))
+        self.journal.clear_steps(prefix)
 
     def wait_if_paused(self) -> None:
         while self.paused.is_set() and not self.stop.is_set():
