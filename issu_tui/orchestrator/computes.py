@@ -251,9 +251,3 @@ def uve_connected(name: str, uve: dict[str, Any], nodes: set[str]) -> tuple[bool
     return False, (f"XMPP sessions up to {', '.join(up) or 'none'}, "
                    f"expected one of {', '.join(sorted(nodes))}")
 
-
-def require_computes_phase(phase: str | None) -> None:
-    if phase not in ("run-sync", "computes", "finalize"):
-        raise OrchestratorError(
-            f"computes move only once run-sync is running (phase is {phase or 'none'}); "
-            "run `issu pair`, then pre-sync and run-sync first (`issu daemon` or the phases)")

@@ -15,8 +15,8 @@ from typing import Any
 
 from backends.apiserver import CONFIG_TYPES, ApiServerError
 from issu_tui.config import ClusterConfig
+from issu_tui.orchestrator.approaches import DB_NODES_DOWN
 from issu_tui.orchestrator.context import Context
-from issu_tui.orchestrator.plan import DB_NODES_DOWN
 
 
 @dataclass(frozen=True)
