@@ -625,7 +625,7 @@ class Journal:
             return int(cur.lastrowid or 0)
 
     def intents(self, status: str | None = "pending") -> list[Intent]:
-        sql, args = "SELECT * FROM intents", ()
+        sql, args = "SELECT * FROM intents", tuple[str, ...]()
         if status:
             sql, args = sql + " WHERE status = ?", (status,)
         return [Intent(r["id"], r["at"], r["kind"], json.loads(r["args"]), r["status"],

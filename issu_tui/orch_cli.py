@@ -100,10 +100,11 @@ def submit(config_path: Path, kind: str, args: dict[str, Any], *, as_json: bool,
     intent_id = journal.add_intent(kind, args, _who())
     if no_wait:
         _finish(as_json, {"intent": intent_id, "status": "pending"}, EXIT_OK)
-    executor = Executor(ctx)
+    started = Executor(ctx)
+    executor: Executor | None = started
     runner: threading.Thread | None = None
     try:
-        executor.start()
+        started.start()
     except JournalLocked:
         executor = None  # the daemon (or the TUI) runs it; we only watch
     except Exception as exc:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from backends.apiserver import ApiServerError
 from issu_tui.orchestrator.context import Context, OrchestratorError
@@ -28,10 +29,16 @@ RUNSYNC_STOPPING = "finalize.run-sync-stopping"
 CONFIG_DB_UUID = "config_db_uuid"
 
 
+def _tables(report: dict[str, object]) -> list[dict[str, Any]]:
+    """The per-table entries of a verify --json report (none when it has no such list)."""
+    tables = report.get("tables")
+    return [t for t in tables if isinstance(t, dict)] if isinstance(tables, list) else []
+
+
 def _difference_samples(report: dict[str, object], limit: int = 10) -> str:
     """The first differences of a verify --json report, one line each."""
-    lines = []
-    for table in report.get("tables", []):  # type: ignore[union-attr]
+    lines: list[str] = []
+    for table in _tables(report):
         for sample in table.get("samples", []):
             lines.append(f"{table['keyspace']}.{table['table']}: {sample.get('kind')} "
                          f"key={sample.get('key')!r} column={sample.get('column')!r} "
@@ -45,7 +52,7 @@ def quarantined_tables(report: dict[str, object]) -> dict[str, int]:
     """`keyspace.table` -> cells verify found quarantined (old cells with no translation to
     new: on new they are absent, not equal), from a verify --json report."""
     out: dict[str, int] = {}
-    for table in report.get("tables", []):  # type: ignore[union-attr]
+    for table in _tables(report):
         count = int(table.get("quarantined") or 0)
         if count:
             out[f"{table['keyspace']}.{table['table']}"] = count

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from backends.apiserver import CONFIG_TYPES, ApiServerError
 from issu_tui.config import ClusterConfig
@@ -75,7 +75,7 @@ def _side(ctx: Context, cluster: ClusterConfig) -> Any:
     """The one config -> CassandraSide mapping (the sync commands'), named as the cluster."""
     from issu_tui.sides import cassandra_side
 
-    which = "old" if cluster is ctx.config.old else "new"
+    which: Literal["old", "new"] = "old" if cluster is ctx.config.old else "new"
     return cassandra_side(ctx.config, which, {"name": cluster.name})
 
 
