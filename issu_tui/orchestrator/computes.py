@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from backends.apiserver import ApiServerError
@@ -119,7 +119,7 @@ class ComputeRunner:
 
     # ------------------------------------------------------------------ one compute
 
-    def _record(self, name: str) -> Any:
+    def _record(self, name: str) -> Callable[[StepResult], None]:
         def on_step(step: StepResult) -> None:
             self.ctx.journal.record_command(name, step.step, step.command, step.exit_code,
                                             step.duration_s, step.stdout, step.stderr)

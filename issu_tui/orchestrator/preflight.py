@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from backends.apiserver import CONFIG_TYPES, ApiServerError
+from backends.cassandra.connection import CassandraSide
 from issu_tui.config import ClusterConfig
 from issu_tui.orchestrator.approaches import DB_NODES_DOWN
 from issu_tui.orchestrator.context import Context
@@ -71,7 +72,7 @@ def check_versions(ctx: Context) -> list[Check]:
 # ----------------------------------------------------------------------------- Cassandra
 
 
-def _side(ctx: Context, cluster: ClusterConfig) -> Any:
+def _side(ctx: Context, cluster: ClusterConfig) -> CassandraSide:
     """The one config -> CassandraSide mapping (the sync commands'), named as the cluster."""
     from issu_tui.sides import cassandra_side
 

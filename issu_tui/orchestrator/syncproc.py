@@ -18,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from issu_tui.orchestrator.context import Context, OrchestratorError, StepInterrupted
 
@@ -57,13 +58,21 @@ class SyncRun:
     stdout: str = ""  # whole stdout (the --json report)
 
 
-def runsync_counters(journal: object) -> tuple[dict[str, float], float]:
+class CounterReader(Protocol):
+    """What runsync_counters reads of a journal (a read-only one will do)."""
+
+    def counters(self, scope: str) -> dict[str, float]: ...
+
+    def counters_updated_at(self, scope: str) -> float | None: ...
+
+
+def runsync_counters(journal: CounterReader) -> tuple[dict[str, float], float]:
     """run-sync's latest counters and when they were written (0 when never)."""
     best: tuple[dict[str, float], float] = ({}, 0.0)
     for scope in RUNSYNC_SCOPES:
-        updated = journal.counters_updated_at(scope) or 0.0  # type: ignore[attr-defined]
+        updated = journal.counters_updated_at(scope) or 0.0
         if updated > best[1]:
-            best = (journal.counters(scope), updated)  # type: ignore[attr-defined]
+            best = (journal.counters(scope), updated)
     return best
 
 
