@@ -40,6 +40,7 @@ _LAZY_COMMANDS: dict[str, str] = {
     "sync": "issu_tui.sync_cli:sync",
     "demo": "issu_tui.demo_cli:demo",
     "tui": "issu_tui.tui_cli:tui",
+    "db": "issu_tui.db_cli:db",
 }
 # Commands of other modules attached to a lazily loaded group (run-sync and zk-sync join `sync`).
 _GROUP_EXTRAS: dict[str, dict[str, str]] = {
