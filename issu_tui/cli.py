@@ -41,6 +41,7 @@ _LAZY_COMMANDS: dict[str, str] = {
     "demo": "issu_tui.demo_cli:demo",
     "tui": "issu_tui.tui_cli:tui",
     "db": "issu_tui.db_cli:db",
+    "rehearse": "issu_tui.rehearse_cli:rehearse",
 }
 # Commands of other modules attached to a lazily loaded group (run-sync and zk-sync join `sync`).
 _GROUP_EXTRAS: dict[str, dict[str, str]] = {
