@@ -319,3 +319,24 @@ def test_import_failing_midway_removes_what_it_created(clusters, tmp_path: Path)
     keyspaces = {r[0] for r in session.execute("SELECT keyspace_name FROM system_schema.keyspaces")}
     assert sorted(k for k in keyspaces if k.startswith(target.prefix)) == [ks]
     assert target.zk.exists(f"/{target.prefix}") is None
+
+
+def test_db_cli_checks_the_file_and_refuses_overwriting(tmp_path: Path) -> None:
+    """Without services: `import --check` reads the file through; a bad file is exit 2 with
+    its position; export never writes over an existing file."""
+    path = tmp_path / "snap.json.gz"
+    _write_sample(path)
+    result = _run(["db", "import", "--check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "3 cells in 2 rows, 2 znodes" in result.output
+    assert "config_db_uuid.obj_uuid_table: 3 cells" in result.output
+    bad = tmp_path / "bad.json"
+    text = '{"cassandra": {"ks": {"cf": {"r": {"c": ["v"'
+    bad.write_text(text)
+    result = _run(["db", "import", "--check", str(bad)])
+    assert result.exit_code == 2
+    assert f'{bad}, offset {len(text)}, at cassandra["ks"]["cf"]["r"]["c"]' in result.output
+    assert "truncated" in result.output
+    result = _run(["db", "export", str(path), "--cassandra", "127.0.0.1",
+                   "--zookeeper", "127.0.0.1:2181"])
+    assert result.exit_code == 2 and "exists; not overwritten" in result.output
