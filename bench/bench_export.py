@@ -221,7 +221,9 @@ def _write(output: Path, command: str, machine: dict[str, str], before: tuple[fl
         "(the whole process tree) is polled. *issu* streams (paged reads written as they "
         "come); *original* follows db_json_exim.py's db_export: every keyspace read whole "
         "into memory, then one `json.dumps` (tests/snapshot_original.py). A small and a big "
-        "database show how memory grows with size.",
+        "database show how memory grows with size. Seconds cover the whole export, "
+        "ZooKeeper included (the original walks it one request per node, so its time on "
+        "the small database is mostly ZooKeeper).",
         "",
         f"- command: `{command}`",
         f"- date: {machine['date']}; commit: {machine['commit']}",
