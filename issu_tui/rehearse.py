@@ -352,14 +352,23 @@ class Rehearsal:
                 f'SELECT DISTINCT key FROM "{spec.keyspace}"."{spec.name}" '
                 f"LIMIT {SAMPLE_KEYS}")
             found = 0
+            shown: set[tuple[str, ...]] = set()
             for (raw_key,) in keys:
                 key = old_layout.decode_key(raw_key)
                 sample = self._sample(spec, translator, key, old_layout, new_layout)
-                if sample["changes"] or sample["new_key"] != key:
-                    self.report.translated.append(sample)
-                    found += 1
-                    if found >= 3:
-                        break
+                if not sample["changes"] and sample["new_key"] == key:
+                    continue
+                # one sample per kind of change (object type, columns changed), not three alike
+                kind = tuple(sorted({str(c["before"]) if c["before"] and c["before"][0] == "type"
+                                     else (c["after"] or [""])[0].split(":")[0]
+                                     for c in sample["changes"]}))
+                if kind in shown:
+                    continue
+                shown.add(kind)
+                self.report.translated.append(sample)
+                found += 1
+                if found >= 3:
+                    break
 
     def _sample(self, spec: Any, translator: Any, key: str, old_layout: Any,
                 new_layout: Any) -> dict[str, Any]:
@@ -619,10 +628,10 @@ def render_markdown(report: RehearsalReport) -> str:
                      f"{'ok' if step.ok else 'FAILED: ' + step.detail} |")
     pred = r.prediction
     lines += ["", "## Rates and predictions", "",
-              f"- import into old: {r.import_.get('cells_per_s', 0):,} cells/s",
-              f"- pre-sync: {r.pre_sync.get('cells_per_s', 0):,} cells/s measured; predicted "
+              f"- import into old: {r.import_.get('cells_per_s', 0):,.0f} cells/s",
+              f"- pre-sync: {r.pre_sync.get('cells_per_s', 0):,.0f} cells/s measured; predicted "
               f"{_seconds(pred.get('pre_sync_s'))} for {pred.get('pre_sync_cells', 0):,} cells",
-              f"- post-sync: {r.post_sync.get('cells_per_s', 0):,} cells/s measured; predicted "
+              f"- post-sync: {r.post_sync.get('cells_per_s', 0):,.0f} cells/s measured; predicted "
               f"{_seconds(pred.get('post_sync_s'))} for {pred.get('post_sync_cells', 0):,} cells",
               f"- predictions for {pred.get('production_cells', 0):,} cells "
               f"({pred.get('basis', '')}), on this machine", ""]

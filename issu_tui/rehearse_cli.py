@@ -112,7 +112,7 @@ def _summary(report: object) -> None:
                    f"{'ok' if step.ok else 'FAILED: ' + step.detail}")
     if r.pre_sync:
         click.echo(f"  pre-sync: {r.pre_sync['cells']:,} cells copied "
-                   f"({r.pre_sync['cells_per_s']:,} cells/s), "
+                   f"({r.pre_sync['cells_per_s']:,.0f} cells/s), "
                    f"{r.pre_sync['quarantined']:,} quarantined")
         for table in r.pre_sync["tables"]:
             if table["quarantined"] or table["status"] != "ok":
@@ -125,9 +125,9 @@ def _summary(report: object) -> None:
             click.echo(f"    e.g. key {sample['key']} column {sample['column']}")
     pred = r.prediction
     if pred.get("pre_sync_s") is not None:
-        click.echo(f"  predicted on this machine: pre-sync {pred['pre_sync_s']:,}s for "
+        click.echo(f"  predicted on this machine: pre-sync {pred['pre_sync_s']:,.1f}s for "
                    f"{pred['pre_sync_cells']:,} cells"
-                   + (f", post-sync {pred['post_sync_s']:,}s for {pred['post_sync_cells']:,}"
+                   + (f", post-sync {pred['post_sync_s']:,.1f}s for {pred['post_sync_cells']:,}"
                       " cells" if pred.get("post_sync_s") is not None else ""))
     if r.zk_sync:
         click.echo(f"  zk-sync: {r.zk_sync['verified_nodes']:,} nodes verified, "
@@ -136,8 +136,9 @@ def _summary(report: object) -> None:
         click.echo(f"  verify: {r.verify['differences']} difference(s)")
     rs = r.run_sync
     if rs.get("published") is not None:
+        lag = rs.get("lag_p99_s")
         click.echo(f"  run-sync: {rs['published']} changes at {rs['rate']}/s, {rs['applied']} "
-                   f"applied, lag p99 {rs.get('lag_p99_s')}s")
+                   f"applied, lag p99 " + (f"{lag:.3f}s" if lag is not None else "n/a"))
     for refusal in r.refusals:
         click.echo(f"  preflight would refuse: {refusal}")
     for problem in r.problems:
