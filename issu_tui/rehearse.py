@@ -16,12 +16,9 @@ imports the demo.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
-import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -29,11 +26,11 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
+from issu_tui.rehearse_report import RehearsalReport, Step
+
 ENTRY_POINT_GROUP = "issu.scratch_clusters"
-RUNSYNC_QUEUE = "vnc-config.issu-rehearsal"
 SAMPLE_KEYS = 50          # partitions looked at to find translated samples, per table
 SAMPLE_CELLS = 200        # cells read per sampled partition
-LOAD_OBJECTS = 500        # objects the synthetic load changes, round robin
 QUARANTINE_SAMPLES = 5
 
 
@@ -90,46 +87,6 @@ class RehearsalOptions:
     run_dir: Path | None = None
     keep_services: bool = False
     production_cells: int | None = None  # scale the predictions (default: the snapshot's)
-
-
-@dataclass
-class Step:
-    name: str
-    seconds: float = 0.0
-    ok: bool = True
-    detail: str = ""
-
-
-@dataclass
-class RehearsalReport:
-    snapshot: dict[str, Any]
-    from_version: str
-    to_version: str
-    started_at: str
-    machine: dict[str, Any]
-    steps: list[Step] = field(default_factory=list)
-    refusals: list[str] = field(default_factory=list)      # what preflight would refuse
-    import_: dict[str, Any] = field(default_factory=dict)
-    pre_sync: dict[str, Any] = field(default_factory=dict)
-    quarantine: dict[str, Any] = field(default_factory=dict)
-    translated: list[dict[str, Any]] = field(default_factory=list)
-    zk_sync: dict[str, Any] = field(default_factory=dict)
-    verify: dict[str, Any] = field(default_factory=dict)
-    run_sync: dict[str, Any] = field(default_factory=dict)
-    post_sync: dict[str, Any] = field(default_factory=dict)
-    prediction: dict[str, Any] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)      # anything lost or quarantined
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems and not self.refusals and all(s.ok for s in self.steps)
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["import"] = data.pop("import_")
-        data["ok"] = self.ok
-        return data
-
 
 def _machine() -> dict[str, Any]:
     model = ""
@@ -426,7 +383,15 @@ class Rehearsal:
         self.report.verify = self._verify_now()
 
     def _run_sync(self) -> None:
-        self.report.run_sync = SyntheticLoad(self).run()
+        from issu_tui.rehearse_load import Broker, SyntheticLoad
+
+        e, o = self.eps, self.options
+        broker = Broker(e.rabbit_host, e.rabbit_port, e.rabbit_user, e.rabbit_password,
+                        e.rabbit_vhost_old, e.rabbit_vhost_new)
+        self.report.run_sync = SyntheticLoad(
+            self.old, self.old_side, self.new_side, self.registry, self._settings(), broker,
+            rate=o.rate, seconds=o.load_seconds, from_version=o.from_version,
+            to_version=o.to_version, verify=self._verify_now).run()
 
     def _post_sync(self) -> None:
         self.report.post_sync = self._copy("post-sync", "post")
@@ -487,218 +452,5 @@ class Rehearsal:
                                     "imported (live sessions' nodes; zk-sync skips them too)")
 
 
-class SyntheticLoad:
-    """run-sync (the real service, in a thread) against changes made on old at a steady rate:
-    each change rewrites an object's `prop:display_name` on old and announces it on old's
-    exchange, as the api-server would."""
-
-    def __init__(self, rehearsal: Rehearsal) -> None:
-        self.r = rehearsal
-
-    def _objects(self) -> list[tuple[str, str, list[str]]]:
-        """(uuid, type, fq_name) of up to LOAD_OBJECTS objects of old's obj_uuid_table."""
-        from backends.cassandra.schema import table_layout
-
-        session = self.r.old.session
-        layout = table_layout(session, "config_db_uuid", "obj_uuid_table")
-        if layout is None:
-            return []
-        self.layout = layout
-        keys = session.execute("SELECT DISTINCT key FROM config_db_uuid.obj_uuid_table "
-                               f"LIMIT {LOAD_OBJECTS * 2}")
-        read = session.prepare("SELECT column1, value FROM config_db_uuid.obj_uuid_table "
-                               "WHERE key = ? AND column1 IN ?")
-        wanted = [layout.encode_column("fq_name"), layout.encode_column("type")]
-        objects = []
-        for (raw_key,) in keys:
-            cells = {layout.decode_column(c): v for c, v in session.execute(read,
-                                                                           (raw_key, wanted))}
-            try:
-                obj_type = json.loads(cells["type"])
-                fq_name = json.loads(cells["fq_name"])
-                uuid.UUID(layout.decode_key(raw_key))
-            except (KeyError, ValueError, TypeError):
-                continue
-            if isinstance(obj_type, str) and isinstance(fq_name, list):
-                objects.append((layout.decode_key(raw_key), obj_type, fq_name))
-            if len(objects) >= LOAD_OBJECTS:
-                break
-        return objects
-
-    def run(self) -> dict[str, Any]:
-        from backends.cassandra.connection import connect_pair
-        from backends.progress import MemoryCounters, MemoryEvents
-        from backends.rabbit import Publisher, RabbitSide, delete_issu_queues
-        from backends.runsync.metrics import COUNTER_SCOPE
-        from backends.runsync.service import RunSync, RunSyncOptions
-
-        r, o, eps = self.r, self.r.options, self.r.eps
-        objects = self._objects()
-        if not objects:
-            return {"skipped": "no objects in config_db_uuid.obj_uuid_table to change"}
-        rabbit = {"hosts": (f"{eps.rabbit_host}:{eps.rabbit_port}",),
-                  "user": eps.rabbit_user, "password": eps.rabbit_password}
-        old_rabbit = RabbitSide("old", vhost=eps.rabbit_vhost_old, **rabbit)  # type: ignore[arg-type]
-        new_rabbit = RabbitSide("new", vhost=eps.rabbit_vhost_new, **rabbit)  # type: ignore[arg-type]
-        counters = MemoryCounters()
-        service = RunSync(
-            old_rabbit=old_rabbit, new_rabbit=new_rabbit,
-            connect_cassandra=lambda: connect_pair(r.old_side, r.new_side),
-            registry=r.registry, settings=r._settings(),
-            options=RunSyncOptions(queue_name=RUNSYNC_QUEUE, catch_up=False,
-                                   reconcile_after_catch_up=False, reconcile_interval_s=3600,
-                                   metrics_listen=None, counters_interval_s=1.0,
-                                   old_version=o.from_version, new_version=o.to_version),
-            counters=counters, events=MemoryEvents())
-        thread = threading.Thread(target=service.run, name="issu-rehearsal-runsync",
-                                  daemon=True)
-        thread.start()
-        publisher = Publisher(old_rabbit)
-        insert = r.old.session.prepare("INSERT INTO config_db_uuid.obj_uuid_table (key, column1, "
-                                       "value) VALUES (?, ?, ?) USING TIMESTAMP ?")
-        published = 0
-        try:
-            if not service.ready.wait(180):
-                raise RehearsalError("run-sync did not start consuming within 180 s")
-            column = self.layout.encode_column("prop:display_name")
-            started = time.monotonic()
-            while time.monotonic() - started < o.load_seconds:
-                due = started + published / o.rate
-                if due > time.monotonic():
-                    time.sleep(due - time.monotonic())
-                obj_uuid, obj_type, fq_name = objects[published % len(objects)]
-                value = self.layout.encode_value(json.dumps(f"rehearsal change {published}"))
-                r.old.session.execute(insert, (self.layout.encode_key(obj_uuid), column, value,
-                                               time.time_ns() // 1000))
-                publisher.publish({"request-id": f"req-rehearsal-{published}", "oper": "UPDATE",
-                                   "type": obj_type, "uuid": obj_uuid, "fq_name": fq_name})
-                published += 1
-            load_seconds = time.monotonic() - started
-            deadline = time.monotonic() + 120
-            values: dict[str, float] = {}
-            while time.monotonic() < deadline:
-                values = counters.values.get(COUNTER_SCOPE, {})
-                done = values.get("applied", 0) + values.get("failed", 0) + \
-                    values.get("quarantined", 0)
-                if done >= published and not values.get("in_flight", 0):
-                    break
-                time.sleep(0.5)
-            drained = time.monotonic() - started
-        finally:
-            publisher.close()
-            service.stop.set()
-            thread.join(timeout=120)
-        values = counters.values.get(COUNTER_SCOPE, {})
-        with contextlib.suppress(Exception):
-            delete_issu_queues(old_rabbit, RUNSYNC_QUEUE)
-        verify_after = r._verify_now(("config_db_uuid",))
-        return {"rate": o.rate, "published": published, "load_seconds": round(load_seconds, 3),
-                "drained_after_s": round(drained, 3),
-                "applied": int(values.get("applied", 0)), "failed": int(values.get("failed", 0)),
-                "quarantined": int(values.get("quarantined", 0)),
-                "cells_quarantined": int(values.get("cells_quarantined", 0)),
-                "lag_p50_s": values.get("lag_p50_s"), "lag_p99_s": values.get("lag_p99_s"),
-                "applied_per_s": _rate(values.get("applied", 0), drained),
-                "verify_after": verify_after}
-
-
 def _rate(count: float, seconds: float) -> float:
     return round(count / seconds, 1) if seconds > 0 else 0.0
-
-
-# --------------------------------------------------------------------------- the report files
-
-def render_markdown(report: RehearsalReport) -> str:
-    r = report
-    s = r.snapshot
-    lines = [f"# Rehearsal of the upgrade {r.from_version} -> {r.to_version}", "",
-             f"- snapshot: `{s['path']}`: {s['cells']:,} cells in {s['rows']:,} rows, "
-             f"{s['znodes']:,} znodes",
-             f"- started: {r.started_at}; machine: {r.machine.get('cpu') or 'unknown CPU'}, "
-             f"{r.machine.get('cores')} cores, kernel {r.machine.get('kernel')}",
-             f"- result: **{'PASSED' if r.ok else 'FAILED'}**", ""]
-    if r.problems or r.refusals:
-        lines += ["## What would go wrong on the day", ""]
-        lines += [f"- {p}" for p in r.problems]
-        lines += [f"- preflight would refuse: {p}" for p in r.refusals]
-        lines.append("")
-    lines += ["## Steps", "", "| step | seconds | result |", "|---|---:|---|"]
-    for step in r.steps:
-        lines.append(f"| {step.name} | {step.seconds:.1f} | "
-                     f"{'ok' if step.ok else 'FAILED: ' + step.detail} |")
-    pred = r.prediction
-    lines += ["", "## Rates and predictions", "",
-              f"- import into old: {r.import_.get('cells_per_s', 0):,.0f} cells/s",
-              f"- pre-sync: {r.pre_sync.get('cells_per_s', 0):,.0f} cells/s measured; predicted "
-              f"{_seconds(pred.get('pre_sync_s'))} for {pred.get('pre_sync_cells', 0):,} cells",
-              f"- post-sync: {r.post_sync.get('cells_per_s', 0):,.0f} cells/s measured; predicted "
-              f"{_seconds(pred.get('post_sync_s'))} for {pred.get('post_sync_cells', 0):,} cells",
-              f"- predictions for {pred.get('production_cells', 0):,} cells "
-              f"({pred.get('basis', '')}), on this machine", ""]
-    if r.pre_sync.get("tables"):
-        lines += ["## Pre-sync per table", "",
-                  "| table | cells copied | quarantined | seconds | translator |",
-                  "|---|---:|---:|---:|---|"]
-        for t in r.pre_sync["tables"]:
-            lines.append(f"| {t['table']} | {t['cells']:,} | {t['quarantined']:,} | "
-                         f"{t['seconds']:.1f} | {t['translator']} |")
-        lines.append("")
-    if r.quarantine.get("count"):
-        lines += ["## Quarantined", ""]
-        for name, entry in r.quarantine["tables"].items():
-            lines.append(f"- {name}: {entry['count']} cell(s)")
-            lines += [f"  - {n} x {reason}" for reason, n in entry["reasons"].items()]
-            lines += [f"  - sample: key `{x['key']}` column `{x['column']}`"
-                      for x in entry["samples"]]
-        lines.append("")
-    if r.translated:
-        lines += ["## Translated samples (before -> after)", ""]
-        for sample in r.translated:
-            key = (sample["old_key"] if sample["old_key"] == sample["new_key"]
-                   else f"{sample['old_key']} -> {sample['new_key']}")
-            lines.append(f"- {sample['table']} `{key}` ({sample['changed_cells']} cells changed)")
-            for change in sample["changes"]:
-                lines.append(f"  - `{_cell(change['before'])}` -> `{_cell(change['after'])}`")
-        lines.append("")
-    zk = r.zk_sync
-    if zk:
-        lines += ["## zk-sync", "", f"- {zk.get('verified_nodes', 0):,} nodes verified, "
-                  f"{zk.get('differences', 0)} mismatch(es)"]
-        lines += [f"- {d}" for d in zk.get("samples", [])]
-        lines.append("")
-    if r.verify:
-        t = r.verify["totals"]
-        lines += ["## verify", "", f"- {t['cells_compared']:,} cells compared: "
-                  f"{t['missing']} missing, {t['extra']} extra, {t['different']} different", ""]
-    rs = r.run_sync
-    if rs and "published" in rs:
-        lines += ["## run-sync under a synthetic load", "",
-                  f"- {rs['published']} changes at {rs['rate']}/s over {rs['load_seconds']:.0f}s:"
-                  f" {rs['applied']} applied, {rs['failed']} failed, {rs['quarantined']} "
-                  f"quarantined; lag p50 {_seconds(rs.get('lag_p50_s'))}, p99 "
-                  f"{_seconds(rs.get('lag_p99_s'))}",
-                  f"- verify of config_db_uuid afterwards: "
-                  f"{rs['verify_after']['differences']} difference(s)", ""]
-    return "\n".join(lines) + "\n"
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value / 60:.1f} min" if value >= 120 else f"{value:.2f} s"
-
-
-def _cell(cell: list[Any] | None) -> str:
-    if cell is None:
-        return "(none)"
-    column, value = cell
-    text = "(absent)" if value is None else str(value)
-    return f"{column} = {text[:80]}"
-
-
-def write_reports(report: RehearsalReport, base: Path) -> tuple[Path, Path]:
-    """`<base>.md` and `<base>.json`."""
-    md, js = base.with_name(base.name + ".md"), base.with_name(base.name + ".json")
-    md.write_text(render_markdown(report))
-    js.write_text(json.dumps(report.as_dict(), indent=2, default=str) + "\n")
-    return md, js

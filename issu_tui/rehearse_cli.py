@@ -76,8 +76,8 @@ def rehearse(snapshot: Path, from_version: str | None, to_version: str | None,
         RehearsalError,
         RehearsalOptions,
         scratch_factory,
-        write_reports,
     )
+    from issu_tui.rehearse_report import write_reports
 
     old_version, new_version = _versions(config_path, from_version, to_version)
     base = report_base or Path(time.strftime("rehearsal-%Y%m%dT%H%M%SZ", time.gmtime()))
@@ -100,7 +100,7 @@ def rehearse(snapshot: Path, from_version: str | None, to_version: str | None,
 
 
 def _summary(report: object) -> None:
-    from issu_tui.rehearse import RehearsalReport
+    from issu_tui.rehearse_report import RehearsalReport
 
     assert isinstance(report, RehearsalReport)
     r = report
