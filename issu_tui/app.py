@@ -152,7 +152,8 @@ class IssuApp(App[int]):
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def _fetch_snapshot(self) -> None:
         try:
-            snap = self.backend.snapshot(events_after=self.state.last_event_id)
+            snap = self.backend.snapshot(events_after=self.state.last_event_id,
+                                         computes_since=self.state.compute_seq)
         except Exception as exc:  # the journal is on disk: show the error, keep polling
             self.call_from_thread(self._poll_failed, f"{type(exc).__name__}: {exc}")
             return
@@ -169,6 +170,7 @@ class IssuApp(App[int]):
             self.last_poll_error = None
             self.state.snapshot = snap
             self.state.add_events(snap.events)
+            self.state.add_computes(snap.computes, snap.compute_seq)
             self.state.generation += 1
             screen = self.console_screen
             if screen is not None and screen.is_mounted:

@@ -104,7 +104,7 @@ class DashboardScreen(ConsoleScreen):
         with Horizontal(id="top"):
             yield PhasePane(id="phase-pane", classes="pane")
             yield SyncPane(id="sync-pane", classes="pane")
-        yield ComputePanel(self.state.marks, id="compute-pane")
+        yield ComputePanel(self.state.computes, self.state.marks, id="compute-pane")
         with Horizontal(id="bottom"):
             yield EventPanel(id="event-pane")
             yield AnalyticsSummary(id="analytics-pane", classes="pane")
@@ -122,9 +122,7 @@ class DashboardScreen(ConsoleScreen):
         assert snap is not None
         self.query_one(PhasePane).show(snap, wide=self._wide())
         self.query_one(SyncPane).show(snap)
-        panel = self.query_one(ComputePanel)
-        panel.set_rows(snap.computes)
-        panel.grid.refresh_marks()
+        self.query_one(ComputePanel).refresh_rows()
         self.query_one(EventPanel).set_events(self.state.events, new_events)
 
     def _wide(self) -> bool:
@@ -225,7 +223,7 @@ class ComputesScreen(ConsoleScreen):
 
     def compose(self) -> ComposeResult:
         yield from self.compose_tabs()
-        yield ComputePanel(self.state.marks, id="compute-pane")
+        yield ComputePanel(self.state.computes, self.state.marks, id="compute-pane")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -233,11 +231,7 @@ class ComputesScreen(ConsoleScreen):
         self.query_one(ComputeGrid).focus()
 
     def update_snapshot(self, new_events: Sequence[Event] | None) -> None:
-        snap = self.state.snapshot
-        assert snap is not None
-        panel = self.query_one(ComputePanel)
-        panel.set_rows(snap.computes)
-        panel.grid.refresh_marks()
+        self.query_one(ComputePanel).refresh_rows()
 
 
 class EventsScreen(ConsoleScreen):
