@@ -30,9 +30,6 @@ COLUMNS = (
 COLUMN_KEYS = tuple(key for key, _ in COLUMNS)
 FILTER_FIELDS = ("name", "state", "version", "cluster", "agent", "address")
 MARK = "●"
-# The longest value a column can hold where the values are known, so that a column does not
-# widen as the upgrade goes (a gap is shown up to 9999ms before the column grows).
-WIDTH_FLOORS: dict[str, int] = {}  # FIDELITY-CHECK
 LOG_KEEP = 256          # refreshes a view may fall behind before it rebuilds
 REBUILD_AT = 2048       # more changes than this at once: rebuild a view instead of patching it
 
@@ -92,7 +89,8 @@ class ComputeStore:
         self.rows: dict[str, ComputeRow] = {}
         self.order: list[str] = []
         self.version = 0
-        self.widths = [max(_width(label), WIDTH_FLOORS.get(key, 0)) for key, label in COLUMNS]
+        # a column is as wide as its longest value so far (never cut; it only grows)
+        self.widths = [_width(label) for _, label in COLUMNS]
         self._keys: dict[str, tuple[tuple[str | int, ...], str]] = {}
         self._log: deque[tuple[int, tuple[str, ...]]] = deque(maxlen=LOG_KEEP)
 
