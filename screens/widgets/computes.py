@@ -262,6 +262,7 @@ class ComputeGrid(ScrollView, can_focus=True):
             self.scroll_to(y=self.cursor_row - height + 1, animate=animate, force=True)
 
     def on_resize(self, event: events.Resize) -> None:
+        self._drawn_marks.clear()  # every line is drawn again at the new size
         self._scroll_cursor_into_view()
 
     def _keyboard(self) -> None:
@@ -413,8 +414,6 @@ class ComputeGrid(ScrollView, can_focus=True):
         get = self.get_component_rich_style
         self._styles = (get("compute-grid--header"), get("compute-grid--cursor"),
                         get("compute-grid--hover"), self.rich_style)
-        if crop.height >= self.size.height:
-            self._drawn_marks.clear()
         try:
             return super().render_lines(crop)
         finally:
