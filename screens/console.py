@@ -9,13 +9,14 @@ from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from issu_tui.journal import Event
 from screens.format import WIDE_COLUMNS, clock
 from screens.state import ConsoleState
 from screens.widgets.computes import ComputeGrid, ComputePanel
 from screens.widgets.events import EventPanel
+from screens.widgets.footer import ConsoleFooter
 from screens.widgets.panes import (
     AnalyticsDetail,
     AnalyticsSummary,
@@ -108,7 +109,7 @@ class DashboardScreen(ConsoleScreen):
         with Horizontal(id="bottom"):
             yield EventPanel(id="event-pane")
             yield AnalyticsSummary(id="analytics-pane", classes="pane")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         for selector, title in (("#phase-pane", "1 Phase"), ("#sync-pane", "2 Sync"),
@@ -146,7 +147,7 @@ class PhaseScreen(ConsoleScreen):
         with Horizontal():
             yield DataTable(id="phase-history", cursor_type="row", classes="pane")
             yield DataTable(id="pending-intents", cursor_type="row", classes="pane")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.query_one("#phase-pane").border_title = "Phase"
@@ -183,7 +184,7 @@ class SyncScreen(ConsoleScreen):
         yield from self.compose_tabs()
         yield SyncPane(id="sync-pane", classes="pane zoom-head")
         yield SyncTables(id="sync-tables", classes="pane")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.query_one("#sync-pane").border_title = "Run-sync lag"
@@ -205,7 +206,7 @@ class AnalyticsScreen(ConsoleScreen):
         with Vertical(id="analytics-zoom"):
             yield AnalyticsSummary(id="analytics-pane", classes="pane")
             yield AnalyticsDetail(id="analytics-detail")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.query_one("#analytics-pane").border_title = "Analytics (consolidated)"
@@ -224,7 +225,7 @@ class ComputesScreen(ConsoleScreen):
     def compose(self) -> ComposeResult:
         yield from self.compose_tabs()
         yield ComputePanel(self.state.computes, self.state.marks, id="compute-pane")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.query_one("#compute-pane").border_title = "Computes"
@@ -240,7 +241,7 @@ class EventsScreen(ConsoleScreen):
     def compose(self) -> ComposeResult:
         yield from self.compose_tabs()
         yield EventPanel(id="event-pane")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.query_one("#event-pane").border_title = "Events"

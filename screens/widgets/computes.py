@@ -491,6 +491,13 @@ class ComputeGrid(ScrollView, can_focus=True):
 class ComputePanel(Vertical):
     """The grid with its filter line and a status line (shown/marked counts)."""
 
+    # The filter line opens over the grid's last rows instead of shrinking it: the grid keeps
+    # its size, so opening and closing the filter repaints no row of it.
+    DEFAULT_CSS = """
+    ComputePanel { layers: default filter; }
+    ComputePanel > .filter { layer: filter; dock: bottom; }
+    """
+
     BINDINGS = [
         Binding("slash", "filter", "Filter", id="grid.filter"),
     ]
