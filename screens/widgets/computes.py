@@ -529,8 +529,17 @@ class ComputePanel(Vertical):
         text = f"{len(grid.view)}/{len(self._store)} shown · {len(grid.marks)} marked"
         if terms:
             text += f" · filter: {terms}"
-        if self.border_subtitle != text:
+        if self.border_subtitle == text:
+            return
+        width, height = self.outer_size
+        if not height:
             self.border_subtitle = text
+            return
+        # What setting border_subtitle does, but repainting the bottom border line only: a
+        # full refresh would compose the whole panel (the grid under it) again, for a count.
+        self._border_subtitle = self.render_str(text).expand_tabs(4).split()[0]
+        left, top = self.content_offset
+        self.refresh(Region(-left, height - 1 - top, width, 1))
 
     def action_filter(self) -> None:
         box = self.query_one("#compute-filter", Input)
