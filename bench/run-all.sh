@@ -9,5 +9,5 @@ trap '$PY -m demo.services down --net $NET --profile test >/dev/null 2>&1 || tru
 $PY -m bench.bench_presync --net "$NET" --cells 1000000 --wide 1000000
 $PY bench/bench_runsync.py --net "$NET" --rates 100,500,1000
 $PY bench/bench_zksync.py --net "$NET" --nodes 100000
-$PY bench/bench_tui.py --sizes 100 1000 5000
+$PY bench/bench_tui.py
 $PY bench/bench_orchestrator.py --net "$NET" --computes 1000 --parallel 50 --work-s 2 --write

@@ -63,6 +63,7 @@ async def test_a_refresh_renders_only_the_changed_rows_on_screen(fleet, tmp_path
         grid = app.screen.query_one(ComputeGrid)
         assert grid.shown()[:3] == ["compute-1", "compute-2", "compute-3"]  # natural order
         assert len(grid.shown()) == FLEET
+        assert [str(key.value) for key in grid.rows] == grid.shown()  # as DataTable's rows
         on_screen = grid.shown()[:10]
         counter = LineCounter(grid)
         for i in range(100, 3000, 100):  # 29 computes off screen change, and one on screen
