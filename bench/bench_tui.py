@@ -279,13 +279,14 @@ def main() -> None:
         return
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load_before = _load()
+    machine = _machine()  # the commit measured: the children import the tree as it is now
     results = []
     for size in args.sizes:
         for grid in args.grids:
             out = subprocess.run([sys.executable, __file__, "--child", str(size), grid],
                                  check=True, capture_output=True, text=True, cwd=ROOT).stdout
             results.append(json.loads(out.strip().splitlines()[-1]))
-    machine = {**_machine(), "load_before": load_before, "load_after": _load(),
+    machine = {**machine, "load_before": load_before, "load_after": _load(),
                "date": started, "command": " ".join(["bench/bench_tui.py", *sys.argv[1:]])}
     if args.json:
         print(json.dumps({"machine": machine, "results": results}, indent=2))
