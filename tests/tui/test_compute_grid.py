@@ -79,6 +79,8 @@ async def test_a_refresh_renders_only_the_changed_rows_on_screen(fleet, tmp_path
         await pilot.press("j")
         await pilot.pause()
         assert set(counter.names) <= set(on_screen[:2])  # the old and the new cursor rows
+        await pilot.click(ComputeGrid, offset=(3, 4))  # the header is line 0
+        assert grid.current_name() == on_screen[3]
 
 
 async def test_cursor_marks_and_filter_at_scale(fleet, tmp_path) -> None:
