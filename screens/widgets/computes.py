@@ -52,6 +52,7 @@ _CELL_STYLES = {state: Style.parse(style) if style else Style() for state, style
                 STATE_STYLES.items()}
 _MARK_STYLE = Style.parse("bold cyan")
 _PLAIN = Style()
+LINE_CACHE = 256  # rendered rows kept: a few screens' worth
 
 
 class _ShownRows(Mapping[RowKey, ComputeRow]):
@@ -160,6 +161,8 @@ class ComputeGrid(ScrollView, can_focus=True):
         self._widths: list[int] = []
         self._drawn_marks: dict[int, tuple[str, bool]] = {}  # screen line -> what it shows
         self._styles: tuple[Style, Style, Style, Style] | None = None
+        self._lines: dict[tuple[object, ...], Strip] = {}  # rendered rows, by what they show
+        self._widths_drawn = 0  # bumped when the column widths change
 
     def on_mount(self) -> None:
         self.sync()
@@ -187,6 +190,7 @@ class ComputeGrid(ScrollView, can_focus=True):
     def _after_change(self, current: str | None, moved: bool, changed: set[str]) -> None:
         if self.store.widths != self._widths:
             self._widths = list(self.store.widths)
+            self._widths_drawn += 1
             moved = True
         if not moved:
             self._refresh_names(changed)
@@ -438,13 +442,22 @@ class ComputeGrid(ScrollView, can_focus=True):
             name = self.view.shown[index]
             marked = name in self.marks
             self._drawn_marks[y] = (name, marked)
+            row = self.store.rows[name]
             component = _PLAIN
             if index == self._hover_row:
                 component += hover
             if index == self.cursor_row:
                 component += cursor
-            segments = self._row_segments(index, self.store.rows[name], marked, base,
-                                          component, width)
+            # A scroll moves every row on screen: those drawn already are taken from here.
+            key = (index, row, marked, component, base, width, scroll_x, self._widths_drawn)
+            strip = self._lines.get(key)
+            if strip is None:
+                if len(self._lines) > LINE_CACHE:
+                    self._lines.clear()
+                segments = self._row_segments(index, row, marked, base, component, width)
+                strip = Strip(segments).crop(scroll_x, scroll_x + width)
+                strip = self._lines[key] = strip.adjust_cell_length(width, base).simplify()
+            return strip
         strip = Strip(segments).crop(scroll_x, scroll_x + width)
         return strip.adjust_cell_length(width, base).simplify()
 
