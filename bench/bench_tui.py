@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 CHANGED_PER_REFRESH = 25   # computes whose state changes between two refreshes
 REFRESHES = 15
 KEY_PRESSES = 30
-FILTERS = 3                # filter applications (each undone, untimed, before the next)
+FILTERS = 5                # filter applications (each undone, untimed, before the next)
 SIZE = (160, 50)
 GRIDS = ("before", "new")
 
