@@ -9,7 +9,7 @@ component styles), and keeps DataTable's read API (`get_cell`, `rows`, `cursor_r
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import ClassVar
 
 from rich.segment import Segment
@@ -148,13 +148,14 @@ class ComputeGrid(ScrollView, can_focus=True):
             self.name = name
             super().__init__()
 
-    class MarksChanged(Message):
-        pass
-
-    def __init__(self, store: ComputeStore, marks: set[str], *, id: str | None = None) -> None:
+    def __init__(self, store: ComputeStore, marks: set[str], *,
+                 on_marks: Callable[[], None] | None = None, id: str | None = None) -> None:
+        """`on_marks` is called when a key changed the marks, in the same handler, so that
+        what shows the count is painted in the same frame as the mark."""
         super().__init__(id=id)
         self.store = store
         self.marks = marks
+        self._on_marks = on_marks
         self.view = ComputeView(store)
         self.cursor_row = 0
         self._hover_row: int | None = None
@@ -372,29 +373,33 @@ class ComputeGrid(ScrollView, can_focus=True):
     def action_toggle_mark(self) -> None:
         self._mark()
         self.action_cursor_down()
-        self.post_message(self.MarksChanged())
+        self._marks_changed()
 
     def action_mark_down(self) -> None:
         self._mark(True)
         self.action_cursor_down()
         self._mark(True)
-        self.post_message(self.MarksChanged())
+        self._marks_changed()
 
     def action_mark_up(self) -> None:
         self._mark(True)
         self.action_cursor_up()
         self._mark(True)
-        self.post_message(self.MarksChanged())
+        self._marks_changed()
 
     def action_mark_shown(self) -> None:
         self.marks.update(self.view.shown)
         self.refresh()
-        self.post_message(self.MarksChanged())
+        self._marks_changed()
 
     def action_clear_marks(self) -> None:
         self.marks.clear()
         self.refresh()
-        self.post_message(self.MarksChanged())
+        self._marks_changed()
+
+    def _marks_changed(self) -> None:
+        if self._on_marks is not None:
+            self._on_marks()
 
     def refresh_marks(self) -> None:
         """Marks changed elsewhere (another screen's grid, an action): redraw the rows on
@@ -521,7 +526,7 @@ class ComputePanel(Vertical):
         self._marks = marks
 
     def compose(self) -> ComposeResult:
-        yield ComputeGrid(self._store, self._marks)
+        yield ComputeGrid(self._store, self._marks, on_marks=self.update_status)
         yield Input(placeholder="filter: name  state:failed  version:5.0  cluster:new",
                     id="compute-filter", classes="filter")
 
@@ -576,7 +581,3 @@ class ComputePanel(Vertical):
             self.grid.set_filter("")
             self.grid.focus()
             self.update_status()
-
-    @on(ComputeGrid.MarksChanged)
-    def _marks_changed(self) -> None:
-        self.update_status()
