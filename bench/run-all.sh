@@ -10,5 +10,5 @@ $PY -m bench.bench_presync --net "$NET" --cells 1000000 --wide 1000000
 $PY -m bench.bench_runsync --net "$NET" --rates 100,300,500,1000 --seconds 20 --drain 4000 \
     --write --plot docs/screenshots/runsync-lag.png
 $PY -m bench.bench_zksync --net "$NET" --nodes 100000
-$PY bench/bench_tui.py --sizes 100 1000 5000
+$PY bench/bench_tui.py
 $PY bench/bench_orchestrator.py --net "$NET" --computes 1000 --parallel 50 --work-s 2 --write

@@ -12,9 +12,10 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,6 +28,7 @@ from backends.analytics import (
 )
 from issu_tui.config import IssuConfig
 from issu_tui.journal import (
+    ComputeChanges,
     ComputeRow,
     Event,
     Intent,
@@ -110,10 +112,11 @@ class ConsoleSnapshot:
     taken_at: float
     phase: PhaseView
     sync: SyncView
-    computes: tuple[ComputeRow, ...]
+    computes: tuple[ComputeRow, ...]  # changed after the caller's compute_seq (0: every one)
     events: tuple[Event, ...]     # new events after the id the caller gave
     pending_intents: tuple[Intent, ...]
     phase_history: tuple[dict[str, Any], ...] = ()
+    compute_seq: int = 0          # pass back as `computes_since` in the next snapshot
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,7 @@ class ConsoleBackend:
         self.analytics = analytics
         self._lag_history: deque[float] = deque(maxlen=LAG_HISTORY)
         self._lag_seen_at: float | None = None
+        self._fleet = FleetCounts()
 
     # ------------------------------------------------------------------ opening
 
@@ -213,18 +217,24 @@ class ConsoleBackend:
 
     # ------------------------------------------------------------------ reads
 
-    def snapshot(self, *, events_after: int = 0, event_limit: int = 500) -> ConsoleSnapshot:
+    def snapshot(self, *, events_after: int = 0, event_limit: int = 500,
+                 computes_since: int = 0) -> ConsoleSnapshot:
+        """The journal now. Computes and events come as what changed since the caller's last
+        snapshot (`computes_since`: its `compute_seq`; `events_after`: the last event id), so
+        the cost of a poll follows the changes, not the size of the fleet."""
         now = self.options.clock()
-        computes = tuple(self.journal.computes())
+        changes = self.journal.computes_since(computes_since)
+        counts = self._fleet.update(self.journal, changes, computes_since)
         pending = tuple(self._open_intents())
         if events_after:
             events = tuple(self.journal.events(after_id=events_after, limit=event_limit))
         else:
             events = tuple(self.journal.last_events(event_limit))
-        return ConsoleSnapshot(taken_at=now, phase=self._phase_view(now, computes, pending),
-                               sync=self.sync_view(), computes=computes, events=events,
+        return ConsoleSnapshot(taken_at=now, phase=self._phase_view(now, counts, pending),
+                               sync=self.sync_view(), computes=changes.rows, events=events,
                                pending_intents=pending,
-                               phase_history=tuple(self.journal.phase_history()[-100:]))
+                               phase_history=tuple(self.journal.phase_history()[-100:]),
+                               compute_seq=changes.seq)
 
     def _open_intents(self) -> list[Intent]:
         """Intents not finished yet: pending, or running in the executor."""
@@ -235,7 +245,7 @@ class ConsoleBackend:
                    if i.kind in ("pause", "resume") and i.status not in ("failed", "refused")]
         return bool(toggles) and toggles[-1].kind == "pause"
 
-    def _phase_view(self, now: float, computes: Sequence[ComputeRow],
+    def _phase_view(self, now: float, counts: Mapping[str, int],
                     pending: Sequence[Intent]) -> PhaseView:
         info = self.journal.phase()
         holder = self.journal.executor()
@@ -246,9 +256,6 @@ class ConsoleBackend:
         else:
             executor = "nobody (start `issu daemon`)"
         paused = self._paused()
-        counts: dict[str, int] = {}
-        for row in computes:
-            counts[row.state] = counts.get(row.state, 0) + 1
         busy = [f"{counts[s]} {s}" for s in BUSY_STATES if counts.get(s)]
         if pending:
             busy.append(f"{len(pending)} intent{'s' if len(pending) != 1 else ''} open")
@@ -271,13 +278,13 @@ class ConsoleBackend:
                 if i == index and spec.terminal:
                     status = "done"
                 steps.append(PhaseStep(spec.name, status, spec.title))
-        allowed = self._allowed(phase, computes, pending, paused)
+        allowed = self._allowed(phase, counts, pending, paused)
         return PhaseView(phase, info.phase_started_at, max(0.0, now - info.phase_started_at),
                          info.from_version, info.to_version, info.note, tuple(steps), running,
-                         self._next_action(phase, computes, allowed, paused), allowed, paused,
+                         self._next_action(phase, counts, allowed, paused), allowed, paused,
                          executor)
 
-    def _allowed(self, phase: str, computes: Sequence[ComputeRow], pending: Sequence[Intent],
+    def _allowed(self, phase: str, counts: Mapping[str, int], pending: Sequence[Intent],
                  paused: bool) -> frozenset[str]:
         offers = phases.phase(phase).offers
         if self.read_only or not offers:
@@ -286,19 +293,19 @@ class ConsoleBackend:
         toggle = "resume" if paused else "pause"
         if toggle in offers:
             allowed.add(toggle)
-        if "upgrade" in offers and any(c.state in UPGRADABLE for c in computes):
+        if "upgrade" in offers and _count(counts, UPGRADABLE):
             allowed.add("upgrade")
-        if "rollback" in offers and any(c.state in ROLLBACKABLE for c in computes):
+        if "rollback" in offers and _count(counts, ROLLBACKABLE):
             allowed.add("rollback")
         if "abort" in offers:
             allowed.add("abort")
         moving = any(i.kind in ("upgrade", "rollback") for i in pending)
         if ("finalize" in offers and not moving
-                and all(c.state == "upgraded" for c in computes)):
+                and _count(counts, ("upgraded",)) == sum(counts.values())):
             allowed.add("finalize")
         return frozenset(allowed)
 
-    def _next_action(self, phase: str, computes: Sequence[ComputeRow],
+    def _next_action(self, phase: str, counts: Mapping[str, int],
                      allowed: frozenset[str], paused: bool) -> str:
         if paused:
             return "resume the executor (P) when ready"
@@ -311,8 +318,8 @@ class ConsoleBackend:
         if "finalize" in allowed:
             return "finalize: every compute is on the new cluster"
         if "upgrade" in spec.offers:
-            left = sum(1 for c in computes if c.state in UPGRADABLE)
-            busy = sum(1 for c in computes if c.state in BUSY_STATES)
+            left = _count(counts, UPGRADABLE)
+            busy = _count(counts, BUSY_STATES)
             if busy:
                 return f"wait: {busy} compute{'s' if busy != 1 else ''} moving"
             if left:
@@ -390,9 +397,9 @@ class ConsoleBackend:
     def _require(self, action: str) -> None:
         self._refuse_if_read_only()
         info = self.journal.phase()
-        computes = self.journal.computes()
+        counts = state_counts(self.journal.computes())
         pending = self._open_intents()
-        allowed = self._allowed(info.phase, computes, pending, self._paused()) if info else set()
+        allowed = self._allowed(info.phase, counts, pending, self._paused()) if info else set()
         if action not in allowed:
             phase = info.phase if info else "not planned"
             raise ActionRefused(f"{action} is not allowed now (phase: {phase})")
@@ -461,6 +468,46 @@ class ConsoleBackend:
         """An event from the console itself (e.g. it lost its terminal); silent when read-only."""
         if not self.read_only:
             self.journal.event("console", message, actor=self.options.actor)
+
+
+def state_counts(rows: Iterable[ComputeRow]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.state] = counts.get(row.state, 0) + 1
+    return counts
+
+
+def _count(counts: Mapping[str, int], states: Iterable[str]) -> int:
+    return sum(counts.get(state, 0) for state in states)
+
+
+class FleetCounts:
+    """How many computes are in each state, kept up to date from the journal's changes only
+    (the phase view needs them at every poll; recounting the fleet would cost its size)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._states: dict[str, str] = {}
+        self._counts: dict[str, int] = {}
+        self._seq = 0
+
+    def update(self, journal: Journal, changes: ComputeChanges, since: int) -> dict[str, int]:
+        """Apply `changes` (the journal's computes changed after `since`) and return the
+        counts; when `since` is not where these counts are, read their own changes."""
+        with self._lock:
+            if since != self._seq:
+                changes = journal.computes_since(self._seq)
+            if changes.seq == 0:  # every compute (a first read, or a journal without seq)
+                self._states.clear()
+                self._counts.clear()
+            for row in changes.rows:
+                old = self._states.get(row.name)
+                if old is not None:
+                    self._counts[old] -= 1
+                self._counts[row.state] = self._counts.get(row.state, 0) + 1
+                self._states[row.name] = row.state
+            self._seq = changes.seq
+            return {state: n for state, n in self._counts.items() if n}
 
 
 def analytics_poller(config: IssuConfig) -> AnalyticsPoller | None:

@@ -130,6 +130,28 @@ _MIGRATIONS: tuple[str, ...] = (
     INSERT INTO steps (name, done_at) SELECT name, value FROM counters WHERE scope = 'steps';
     DELETE FROM counters WHERE scope = 'steps';
     """,
+    # 3: computes.seq, the change sequence: every insert or change of a compute row takes the
+    # next number, in the statement that makes the change (triggers, so no write path can
+    # forget it), and a reader asks for what changed since the last number it saw. Computes
+    # are never deleted, so MAX(seq) only grows. Rows already there are numbered in order.
+    """
+    ALTER TABLE computes ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+    UPDATE computes SET seq = rowid;
+    CREATE INDEX computes_seq ON computes(seq);
+    CREATE TRIGGER computes_seq_insert AFTER INSERT ON computes BEGIN
+        UPDATE computes SET seq = (SELECT MAX(seq) FROM computes) + 1 WHERE rowid = NEW.rowid;
+    END;
+    CREATE TRIGGER computes_seq_update AFTER UPDATE OF
+        name, address, state, version, cluster, agent_state, batch, last_action, gap_ms,
+        updated_at ON computes
+    WHEN (OLD.name, OLD.address, OLD.state, OLD.version, OLD.cluster, OLD.agent_state,
+          OLD.batch, OLD.last_action, OLD.gap_ms, OLD.updated_at)
+        IS NOT (NEW.name, NEW.address, NEW.state, NEW.version, NEW.cluster, NEW.agent_state,
+                NEW.batch, NEW.last_action, NEW.gap_ms, NEW.updated_at)
+    BEGIN
+        UPDATE computes SET seq = (SELECT MAX(seq) FROM computes) + 1 WHERE rowid = NEW.rowid;
+    END;
+    """,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -169,6 +191,15 @@ class ComputeRow:
     last_action: str
     gap_ms: float | None
     updated_at: float
+    seq: int = 0  # the journal's change sequence at this row's last change
+
+
+@dataclass(frozen=True)
+class ComputeChanges:
+    """The compute rows changed after a sequence number, and the number to ask from next."""
+
+    rows: tuple[ComputeRow, ...]
+    seq: int
 
 
 @dataclass(frozen=True)
@@ -211,6 +242,7 @@ class Journal:
         self._lock_fd: int | None = None
         self._secrets: tuple[str, ...] = ()
         self._ready = False
+        self._seq_ready = False
         if read_only:
             if not path.exists():
                 raise JournalError(f"{path}: no journal here yet (has an upgrade been planned?)")
@@ -277,9 +309,8 @@ class Journal:
             for number in range(version, SCHEMA_VERSION):
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    for statement in _MIGRATIONS[number].split(";"):
-                        if statement.strip():
-                            self._db.execute(statement)
+                    for statement in _statements(_MIGRATIONS[number]):
+                        self._db.execute(statement)
                     self._db.execute(f"PRAGMA user_version = {number + 1}")
                     self._db.execute("COMMIT")
                 except BaseException:
@@ -423,6 +454,22 @@ class Journal:
 
     def computes(self) -> list[ComputeRow]:
         return [ComputeRow(**dict(r)) for r in self._query("SELECT * FROM computes ORDER BY name")]
+
+    def computes_since(self, seq: int) -> ComputeChanges:
+        """The computes inserted or changed after change number `seq` (all of them for 0),
+        oldest change first; pass the returned `seq` next time. One indexed read: its cost
+        follows the number of changes, not the number of computes."""
+        if not self._has_seq():  # a journal an older issu writes: no sequence yet
+            return ComputeChanges(tuple(self.computes()), 0)
+        rows = self._query("SELECT * FROM computes WHERE seq > ? ORDER BY seq", (seq,))
+        changed = tuple(ComputeRow(**dict(r)) for r in rows)
+        return ComputeChanges(changed, changed[-1].seq if changed else seq)
+
+    def _has_seq(self) -> bool:
+        if not self._seq_ready:
+            rows = self._query("PRAGMA user_version")
+            self._seq_ready = bool(rows) and rows[0][0] >= 2
+        return self._seq_ready
 
     def compute(self, name: str) -> ComputeRow | None:
         rows = self._query("SELECT * FROM computes WHERE name = ?", (name,))
@@ -635,6 +682,19 @@ class Journal:
         with self.transaction() as db:
             db.execute("UPDATE intents SET status = ?, result = ? WHERE id = ?",
                        (status, self._clean(result), intent_id))
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The SQL statements of a migration script, a trigger body (`BEGIN ...; END`) whole."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.replace(";", "").strip():
+                yield pending
+            pending = ""
+    if pending.replace(";", "").strip():
+        raise JournalError(f"incomplete SQL statement in a migration: {pending.strip()[:60]}")
 
 
 def _pid_alive(pid: int) -> bool:

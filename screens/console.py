@@ -9,13 +9,14 @@ from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from issu_tui.journal import Event
 from screens.format import WIDE_COLUMNS, clock
 from screens.state import ConsoleState
 from screens.widgets.computes import ComputeGrid, ComputePanel
 from screens.widgets.events import EventPanel
+from screens.widgets.footer import ConsoleFooter
 from screens.widgets.panes import (
     AnalyticsDetail,
     AnalyticsSummary,
@@ -104,11 +105,11 @@ class DashboardScreen(ConsoleScreen):
         with Horizontal(id="top"):
             yield PhasePane(id="phase-pane", classes="pane")
             yield SyncPane(id="sync-pane", classes="pane")
-        yield ComputePanel(self.state.marks, id="compute-pane")
+        yield ComputePanel(self.state.computes, self.state.marks, id="compute-pane")
         with Horizontal(id="bottom"):
             yield EventPanel(id="event-pane")
             yield AnalyticsSummary(id="analytics-pane", classes="pane")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         for selector, title in (("#phase-pane", "1 Phase"), ("#sync-pane", "2 Sync"),
@@ -122,9 +123,7 @@ class DashboardScreen(ConsoleScreen):
         assert snap is not None
         self.query_one(PhasePane).show(snap, wide=self._wide())
         self.query_one(SyncPane).show(snap)
-        panel = self.query_one(ComputePanel)
-        panel.set_rows(snap.computes)
-        panel.grid.refresh_marks()
+        self.query_one(ComputePanel).refresh_rows()
         self.query_one(EventPanel).set_events(self.state.events, new_events)
 
     def _wide(self) -> bool:
@@ -148,7 +147,7 @@ class PhaseScreen(ConsoleScreen):
         with Horizontal():
             yield DataTable(id="phase-history", cursor_type="row", classes="pane")
             yield DataTable(id="pending-intents", cursor_type="row", classes="pane")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.query_one("#phase-pane").border_title = "Phase"
@@ -185,7 +184,7 @@ class SyncScreen(ConsoleScreen):
         yield from self.compose_tabs()
         yield SyncPane(id="sync-pane", classes="pane zoom-head")
         yield SyncTables(id="sync-tables", classes="pane")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.query_one("#sync-pane").border_title = "Run-sync lag"
@@ -207,7 +206,7 @@ class AnalyticsScreen(ConsoleScreen):
         with Vertical(id="analytics-zoom"):
             yield AnalyticsSummary(id="analytics-pane", classes="pane")
             yield AnalyticsDetail(id="analytics-detail")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.query_one("#analytics-pane").border_title = "Analytics (consolidated)"
@@ -225,19 +224,15 @@ class ComputesScreen(ConsoleScreen):
 
     def compose(self) -> ComposeResult:
         yield from self.compose_tabs()
-        yield ComputePanel(self.state.marks, id="compute-pane")
-        yield Footer()
+        yield ComputePanel(self.state.computes, self.state.marks, id="compute-pane")
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.query_one("#compute-pane").border_title = "Computes"
         self.query_one(ComputeGrid).focus()
 
     def update_snapshot(self, new_events: Sequence[Event] | None) -> None:
-        snap = self.state.snapshot
-        assert snap is not None
-        panel = self.query_one(ComputePanel)
-        panel.set_rows(snap.computes)
-        panel.grid.refresh_marks()
+        self.query_one(ComputePanel).refresh_rows()
 
 
 class EventsScreen(ConsoleScreen):
@@ -246,7 +241,7 @@ class EventsScreen(ConsoleScreen):
     def compose(self) -> ComposeResult:
         yield from self.compose_tabs()
         yield EventPanel(id="event-pane")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.query_one("#event-pane").border_title = "Events"

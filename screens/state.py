@@ -5,10 +5,12 @@ Screens render from here; only the App writes the data fields (from its workers'
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from issu_tui.console_api import AnalyticsSnapshot, ConsoleSnapshot
-from issu_tui.journal import Event
+from issu_tui.journal import ComputeRow, Event
+from screens.widgets.compute_index import ComputeStore
 
 EVENT_KEEP = 2000
 
@@ -20,6 +22,8 @@ class ConsoleState:
     analytics_error: str | None = None
     events: list[Event] = field(default_factory=list)
     marks: set[str] = field(default_factory=set)
+    computes: ComputeStore = field(default_factory=ComputeStore)  # every compute, by name
+    compute_seq: int = 0  # the journal's change number the store is up to
     refresh_paused: bool = False
     read_only: bool = False
     read_only_reason: str = ""
@@ -30,6 +34,14 @@ class ConsoleState:
         self.events.extend(new)
         if len(self.events) > EVENT_KEEP:
             del self.events[: len(self.events) - EVENT_KEEP]
+
+    def add_computes(self, rows: Iterable[ComputeRow], seq: int) -> None:
+        """The computes changed since `compute_seq`, read at journal change number `seq`. A
+        poll that finishes after a newer one brings nothing newer: it is dropped."""
+        if seq < self.compute_seq:
+            return
+        self.computes.apply(rows)
+        self.compute_seq = seq
 
     @property
     def last_event_id(self) -> int:

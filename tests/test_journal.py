@@ -192,3 +192,101 @@ def test_a_state_dir_that_cannot_hold_a_journal_is_named(tmp_path: Path) -> None
     a_file.write_text("not a directory")
     with pytest.raises(JournalError, match=f"{a_file} is a file, not a directory"):
         Journal.open(a_file)
+
+
+def test_compute_changes_are_read_by_sequence(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path)
+    for name in ("c1", "c2", "c3"):
+        journal.upsert_compute(name, f"127.0.0.{name[1]}")
+    first = journal.computes_since(0)
+    assert [r.name for r in first.rows] == ["c1", "c2", "c3"]
+    assert first.seq == max(r.seq for r in first.rows)
+    assert len({r.seq for r in first.rows}) == 3
+    assert journal.computes_since(first.seq).rows == ()  # nothing changed since
+
+    journal.transition_compute("c2", "upgrading", "batch 1", batch=1)
+    journal.upsert_compute("c3", "127.0.0.3")  # the inventory again: no change
+    second = journal.computes_since(first.seq)
+    assert [(r.name, r.state, r.batch) for r in second.rows] == [("c2", "upgrading", 1)]
+    assert second.seq > first.seq
+
+    with pytest.raises(RuntimeError), journal.transaction():  # rolled back: not a change
+        journal.transition_compute("c1", "failed")
+        raise RuntimeError("crash")
+    assert journal.computes_since(second.seq).rows == ()
+
+    # any write path is numbered, even plain SQL (the sequence is kept by triggers)
+    with journal.transaction() as db:
+        db.execute("UPDATE computes SET gap_ms = 12.5 WHERE name = 'c1'")
+    journal.transition_compute("c3", "upgraded", version="5.0.0")
+    third = journal.computes_since(second.seq)
+    assert [(r.name, r.gap_ms, r.version) for r in third.rows] == \
+        [("c1", 12.5, ""), ("c3", None, "5.0.0")]
+    reader = Journal.open(tmp_path, read_only=True)
+    assert reader.computes_since(second.seq) == third
+    assert {r.name: r for r in reader.computes_since(0).rows} == \
+        {r.name: r for r in journal.computes()}
+
+
+def test_an_existing_journal_gets_the_sequence(tmp_path: Path) -> None:
+    from issu_tui.journal import _MIGRATIONS, _statements
+
+    db = sqlite3.connect(tmp_path / "journal.db", isolation_level=None)
+    for statement in _statements(_MIGRATIONS[0]):  # a journal of the first schema
+        db.execute(statement)
+    db.execute("PRAGMA user_version = 1")
+    db.executemany("INSERT INTO computes (name, address, state, updated_at) VALUES (?,?,?,?)",
+                   [(f"c{i}", f"127.0.0.{i}", "old", 1.0) for i in range(1, 6)])
+    db.close()
+    old_reader = Journal.open(tmp_path, read_only=True)  # before any newer writer opened it
+    unnumbered = old_reader.computes_since(0)
+    assert len(unnumbered.rows) == 5 and unnumbered.seq == 0
+
+    journal = Journal.open(tmp_path)  # the writer migrates it
+    assert journal.schema_version == SCHEMA_VERSION
+    rows = journal.computes_since(0)
+    assert sorted(r.name for r in rows.rows) == [f"c{i}" for i in range(1, 6)]
+    assert sorted(r.seq for r in rows.rows) == [1, 2, 3, 4, 5]
+    journal.transition_compute("c4", "upgrading")
+    journal.upsert_compute("c6", "127.0.0.6")
+    after = old_reader.computes_since(rows.seq)
+    assert [(r.name, r.seq) for r in after.rows] == [("c4", 6), ("c6", 7)]
+
+
+FOLLOWED = """
+import sys
+from issu_tui.journal import Journal
+j = Journal.open(sys.argv[1]); j.acquire_writer()
+for i in range(50):
+    j.upsert_compute(f"c{i}", f"127.0.0.{i}")
+print("ready", flush=True)
+n = 0
+while True:
+    j.transition_compute(f"c{n * 7 % 50}", ("upgrading", "upgraded", "failed")[n % 3],
+                         detail=str(n), batch=n)
+    n += 1
+"""
+
+
+def test_a_reader_following_changes_misses_none(tmp_path: Path) -> None:
+    """Polling only what changed, while a writer works, ends where the journal is."""
+    proc = _spawn(FOLLOWED, tmp_path)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    try:
+        reader = Journal.open(tmp_path, read_only=True)
+        seen: dict[str, object] = {}
+        seq = polls = 0
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline or polls < 20:
+            changes = reader.computes_since(seq)
+            assert changes.seq >= seq
+            for row in changes.rows:
+                seen[row.name] = row
+            seq, polls = changes.seq, polls + 1
+    finally:
+        proc.kill()
+        proc.wait()
+    for row in reader.computes_since(seq).rows:  # what was committed after the last poll
+        seen[row.name] = row
+    assert seen == {r.name: r for r in reader.computes()}
+    assert any(r.batch for r in reader.computes())  # the writer did change them

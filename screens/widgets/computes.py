@@ -1,40 +1,43 @@
-"""The compute grid: a keyed DataTable with marks, a filter and diffed updates.
+"""The compute grid: a virtualised table (Textual's Line API) over a filtered, sorted index.
 
-Rows are keyed by compute name; a refresh updates only the cells that changed (inside the
-App's batch_update), and rebuilds only when the set or order of shown rows changes.
+The widget renders only the rows on screen, from a `ComputeView` (screens/widgets/
+compute_index.py) kept beside it: marks, the filter, the order and the cursor all work on
+that index, never on widget rows, so a refresh, a key or a repaint costs the same at 50 or
+50,000 computes. It looks and answers like the DataTable it replaces (same keys, same
+component styles), and keeps DataTable's read API (`get_cell`, `rows`, `cursor_row`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterator, Mapping
+from typing import ClassVar
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.geometry import Region, Size
 from textual.message import Message
-from textual.widgets import DataTable, Input
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widgets import Input
+from textual.widgets.data_table import RowKey
 
 from issu_tui.journal import ComputeRow
-from screens.format import STATE_STYLES, gap
-
-COLUMNS = (
-    ("mark", " "), ("name", "Name"), ("state", "State"), ("version", "Version"),
-    ("cluster", "Cluster"), ("agent", "Agent"), ("gap", "Gap"), ("batch", "Batch"),
-    ("address", "Address"), ("last", "Last action"),
+from screens.format import STATE_STYLES
+from screens.widgets.compute_index import (
+    COLUMN_KEYS,
+    COLUMNS,
+    ComputeStore,
+    ComputeView,
+    cells_of,
+    natural_key,
 )
-COLUMN_KEYS = tuple(key for key, _ in COLUMNS)
-FILTER_FIELDS = ("name", "state", "version", "cluster", "agent", "address")
-MARK = "●"
 
-Cells = tuple[str, ...]
-
-
-def cells_of(row: ComputeRow, marked: bool) -> Cells:
-    return (MARK if marked else " ", row.name, row.state, row.version or "-",
-            row.cluster or "-", row.agent_state or "-", gap(row.gap_ms),
-            "-" if row.batch is None else str(row.batch), row.address, row.last_action or "-")
+__all__ = ["COLUMNS", "ComputeGrid", "ComputePanel", "render_cell"]
 
 
 def render_cell(column: str, value: str, state: str) -> str | Text:
@@ -45,34 +48,91 @@ def render_cell(column: str, value: str, state: str) -> str | Text:
     return value
 
 
-def parse_filter(text: str) -> list[tuple[str | None, str]]:
-    """`state:failed web` -> [("state", "failed"), (None, "web")]: fields AND-ed together."""
-    terms: list[tuple[str | None, str]] = []
-    for word in text.split():
-        key, sep, value = word.partition(":")
-        if sep and key.lower() in FILTER_FIELDS:
-            terms.append((key.lower(), value.lower()))
-        else:
-            terms.append((None, word.lower()))
-    return terms
+_CELL_STYLES = {state: Style.parse(style) if style else Style() for state, style in
+                STATE_STYLES.items()}
+_MARK_STYLE = Style.parse("bold cyan")
+_PLAIN = Style()
+LINE_CACHE = 256  # rendered rows kept: a few screens' worth
 
 
-def matches(row: ComputeRow, terms: list[tuple[str | None, str]]) -> bool:
-    for key, value in terms:
-        if key is None:
-            if value not in row.name.lower() and value not in row.address.lower():
-                return False
-        else:
-            field = {"agent": row.agent_state}.get(key, getattr(row, key, ""))
-            if value not in str(field).lower():
-                return False
-    return True
+class _ShownRows(Mapping[RowKey, ComputeRow]):
+    """The shown rows keyed like DataTable's `rows` (code written for the old grid reads it)."""
+
+    def __init__(self, view: ComputeView) -> None:
+        self._view = view
+
+    def __getitem__(self, key: RowKey) -> ComputeRow:
+        name = str(key.value)
+        if name not in self._view:
+            raise KeyError(name)
+        return self._view.store.rows[name]
+
+    def __iter__(self) -> Iterator[RowKey]:
+        return (RowKey(name) for name in self._view.shown)
+
+    def __len__(self) -> int:
+        return len(self._view)
 
 
-class ComputeGrid(DataTable[str | Text]):
-    """The computes, one keyed row each; marks live in a set shared with the App."""
+class ComputeGrid(ScrollView, can_focus=True):
+    """The computes, one line each, the header fixed on top; marks live in a set shared with
+    the App. Only the rows on screen are ever rendered."""
 
-    BINDINGS = [
+    ALLOW_SELECT = False
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "compute-grid--header", "compute-grid--cursor", "compute-grid--hover",
+    }
+    # DataTable's look, so the console reads as it always has.
+    DEFAULT_CSS = """
+    ComputeGrid {
+        background: $surface;
+        color: $foreground;
+        height: auto;
+        max-height: 100%;
+        &:focus {
+            background-tint: $foreground 5%;
+            & > .compute-grid--cursor {
+                background: $block-cursor-background;
+                color: $block-cursor-foreground;
+                text-style: $block-cursor-text-style;
+            }
+            & > .compute-grid--header {
+                background-tint: $foreground 5%;
+            }
+        }
+        & > .compute-grid--header {
+            text-style: bold;
+            background: $panel;
+            color: $foreground;
+        }
+        &:ansi > .compute-grid--header {
+            background: ansi_bright_blue;
+            color: ansi_default;
+        }
+        & > .compute-grid--cursor {
+            background: $block-cursor-blurred-background;
+            color: $block-cursor-blurred-foreground;
+            text-style: $block-cursor-blurred-text-style;
+        }
+        & > .compute-grid--hover {
+            background: $block-hover-background;
+        }
+    }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        # DataTable's keys, as the grid had them
+        Binding("up", "cursor_up", "Cursor up", show=False),
+        Binding("down", "cursor_down", "Cursor down", show=False),
+        Binding("right", "cursor_right", "Cursor right", show=False),
+        Binding("left", "cursor_left", "Cursor left", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("ctrl+home", "scroll_top", "Top", show=False),
+        Binding("ctrl+end", "scroll_bottom", "Bottom", show=False),
+        Binding("home", "scroll_home", "Home", show=False),
+        Binding("end", "scroll_end", "End", show=False),
+        # the console's own
         Binding("j", "cursor_down", "Down", show=False, id="grid.down"),
         Binding("k", "cursor_up", "Up", show=False, id="grid.up"),
         Binding("space", "toggle_mark", "Mark", id="grid.mark"),
@@ -88,95 +148,218 @@ class ComputeGrid(DataTable[str | Text]):
             self.name = name
             super().__init__()
 
-    class MarksChanged(Message):
-        pass
-
-    def __init__(self, marks: set[str], *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=False)
+    def __init__(self, store: ComputeStore, marks: set[str], *,
+                 on_marks: Callable[[], None] | None = None, id: str | None = None) -> None:
+        """`on_marks` is called when a key changed the marks, in the same handler, so that
+        what shows the count is painted in the same frame as the mark."""
+        super().__init__(id=id)
+        self.store = store
         self.marks = marks
-        self.filter_terms: list[tuple[str | None, str]] = []
-        self._rows: dict[str, ComputeRow] = {}
-        self._previous: dict[str, ComputeRow] = {}
-        self._order: list[str] = []
-        self._cells: dict[str, Cells] = {}
+        self._on_marks = on_marks
+        self.view = ComputeView(store)
+        self.cursor_row = 0
+        self._hover_row: int | None = None
+        self._widths: list[int] = []
+        self._drawn_marks: dict[int, tuple[str, bool]] = {}  # screen line -> what it shows
+        self._styles: tuple[Style, Style, Style, Style] | None = None
+        self._lines: dict[tuple[object, ...], Strip] = {}  # rendered rows, by what they show
+        self._widths_drawn = 0  # bumped when the column widths change
 
     def on_mount(self) -> None:
-        for key, label in COLUMNS:
-            self.add_column(label, key=key)
+        self.sync()
 
     # ------------------------------------------------------------------ data
 
-    def set_rows(self, rows: Iterable[ComputeRow]) -> None:
-        self._previous = self._rows
-        self._rows = {r.name: r for r in rows}
-        self._sync()
+    @property
+    def filter_terms(self) -> list[tuple[str | None, str]]:
+        return self.view.terms
+
+    def sync(self) -> None:
+        """Bring the view up to the store (new rows from the journal) and redraw what moved."""
+        current = self.current_name()
+        moved, changed = self.view.sync()
+        self._after_change(current, moved, changed)
 
     def set_filter(self, text: str) -> None:
-        self.filter_terms = parse_filter(text)
-        self._previous = {}
-        self._sync()
+        current = self.current_name()
+        self.view.set_filter(text)
+        self._after_change(current, True, set())
 
     def shown(self) -> list[str]:
-        return list(self._order)
+        return list(self.view.shown)
 
-    def _sync(self) -> None:
-        shown = [n for n in sorted(self._rows) if matches(self._rows[n], self.filter_terms)]
-        with self.app.batch_update():
-            if shown != self._order:
-                self._rebuild(shown)
-                return
-            previous = self._previous
-            for name in shown:
-                row = self._rows[name]
-                if previous.get(name) == row and name in self._cells:
-                    continue  # unchanged since the last refresh (marks are redrawn apart)
-                new = cells_of(row, name in self.marks)
-                old = self._cells.get(name)
-                if new == old:
-                    continue
-                for i, key in enumerate(COLUMN_KEYS):
-                    if old is None or new[i] != old[i]:
-                        self.update_cell(name, key, render_cell(key, new[i], row.state))
-                self._cells[name] = new
+    def _after_change(self, current: str | None, moved: bool, changed: set[str]) -> None:
+        if self.store.widths != self._widths:
+            self._widths = list(self.store.widths)
+            self._widths_drawn += 1
+            moved = True
+        if not moved:
+            self._refresh_names(changed)
+            return
+        self.virtual_size = Size(self.store.table_width, len(self.view) + 1)
+        index = self.view.index(current)
+        if index is not None and index != self.cursor_row:
+            # the row under the cursor keeps its place on screen while others come and go
+            self.scroll_to(y=self.scroll_y + index - self.cursor_row, animate=False,
+                           force=True)
+        self.cursor_row = self._clamp(self.cursor_row if index is None else index)
+        self._scroll_cursor_into_view()
+        self.refresh()
 
-    def _rebuild(self, shown: list[str]) -> None:
-        current = self.current_name()
-        self.clear()
-        self._cells = {}
-        for name in shown:
-            row = self._rows[name]
-            cells = cells_of(row, name in self.marks)
-            self.add_row(*(render_cell(k, v, row.state) for k, v in zip(COLUMN_KEYS, cells,
-                                                                        strict=True)),
-                         key=name)
-            self._cells[name] = cells
-        self._order = shown
-        if current in self._cells:
-            self.move_cursor(row=shown.index(current), animate=False)
+    def _refresh_names(self, names: set[str]) -> None:
+        top, height = int(self.scroll_y), self._page_height()
+        if len(names) > height:
+            visible = self.view.shown[top:top + height]
+            lines = [top + i for i, name in enumerate(visible) if name in names]
+        else:
+            found = (self.view.index(name) for name in names)
+            lines = [i for i in found if i is not None and top <= i < top + height]
+        for index in lines:
+            self._refresh_row(index)
 
-    def _refresh_mark(self, name: str) -> None:
-        if name in self._cells:
-            cells = self._cells[name]
-            mark = MARK if name in self.marks else " "
-            if cells[0] != mark:
-                self.update_cell(name, "mark", render_cell("mark", mark, ""))
-                self._cells[name] = (mark, *cells[1:])
+    # ------------------------------------------------------------------ DataTable's reads
 
-    # ------------------------------------------------------------------ selection
+    @property
+    def row_count(self) -> int:
+        return len(self.view)
+
+    @property
+    def rows(self) -> Mapping[RowKey, ComputeRow]:
+        return _ShownRows(self.view)
+
+    def get_cell(self, name: str, column: str) -> str | Text:
+        row = self.store.rows.get(name)
+        if row is None:
+            raise KeyError(f"no compute {name!r} in the grid")
+        column_index = COLUMN_KEYS.index(column)
+        return render_cell(column, cells_of(row, name in self.marks)[column_index], row.state)
+
+    # ------------------------------------------------------------------ cursor
 
     def current_name(self) -> str | None:
-        if not self._order or not 0 <= self.cursor_row < len(self._order):
+        shown = self.view.shown
+        return shown[self.cursor_row] if 0 <= self.cursor_row < len(shown) else None
+
+    def _clamp(self, row: int) -> int:
+        return max(0, min(row, len(self.view) - 1))
+
+    def _page_height(self) -> int:
+        """Rows of computes on screen (the header takes a line)."""
+        return max(1, self.scrollable_content_region.height - 1)
+
+    def move_cursor(self, *, row: int | None = None, animate: bool = False,
+                    scroll: bool = True) -> None:
+        if row is None:
+            return
+        new = self._clamp(row)
+        if new != self.cursor_row:
+            self._refresh_row(self.cursor_row)
+            self.cursor_row = new
+            self._refresh_row(new)
+        if scroll:
+            self._scroll_cursor_into_view(animate=animate)
+
+    def _scroll_cursor_into_view(self, animate: bool = False) -> None:
+        top, height = int(self.scroll_y), self._page_height()
+        if self.cursor_row < top:
+            self.scroll_to(y=self.cursor_row, animate=animate, force=True)
+        elif self.cursor_row >= top + height:
+            self.scroll_to(y=self.cursor_row - height + 1, animate=animate, force=True)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._drawn_marks.clear()  # every line is drawn again at the new size
+        self._scroll_cursor_into_view()
+
+    def _keyboard(self) -> None:
+        """A key moved things: the mouse's hover highlight goes, as in DataTable."""
+        if self._hover_row is not None:
+            self._refresh_row(self._hover_row)
+            self._hover_row = None
+
+    def action_cursor_up(self) -> None:
+        self._keyboard()
+        self.move_cursor(row=self.cursor_row - 1)
+
+    def action_cursor_down(self) -> None:
+        self._keyboard()
+        self.move_cursor(row=self.cursor_row + 1)
+
+    def action_cursor_left(self) -> None:
+        self._keyboard()
+        self.scroll_left()
+
+    def action_cursor_right(self) -> None:
+        self._keyboard()
+        self.scroll_right()
+
+    def action_page_down(self) -> None:
+        self._keyboard()
+        height = self._page_height()
+        self.scroll_relative(y=height, animate=False, force=True)
+        self.move_cursor(row=self.cursor_row + height, scroll=False)
+        self._scroll_cursor_into_view()
+
+    def action_page_up(self) -> None:
+        self._keyboard()
+        height = self._page_height()
+        self.scroll_relative(y=-height, animate=False, force=True)
+        self.move_cursor(row=self.cursor_row - height, scroll=False)
+        self._scroll_cursor_into_view()
+
+    def action_scroll_top(self) -> None:
+        self._keyboard()
+        self.move_cursor(row=0)
+
+    def action_scroll_bottom(self) -> None:
+        self._keyboard()
+        self.move_cursor(row=len(self.view) - 1)
+
+    def action_scroll_home(self) -> None:
+        self._keyboard()
+        self.scroll_x = 0
+
+    def action_scroll_end(self) -> None:
+        self._keyboard()
+        self.scroll_x = self.max_scroll_x
+
+    # ------------------------------------------------------------------ mouse
+
+    def _row_at(self, event: events.MouseEvent) -> int | None:
+        offset = event.get_content_offset(self)
+        if offset is None or offset.y < 1:
             return None
-        return self._order[self.cursor_row]
+        row = int(self.scroll_y) + offset.y - 1
+        return row if row < len(self.view) else None
+
+    def on_mouse_move(self, event: events.MouseMove) -> None:
+        row = self._row_at(event)
+        if row != self._hover_row:
+            if self._hover_row is not None:
+                self._refresh_row(self._hover_row)
+            self._hover_row = row
+            if row is not None:
+                self._refresh_row(row)
+
+    def on_leave(self, event: events.Leave) -> None:
+        self._keyboard()
+
+    def on_click(self, event: events.Click) -> None:
+        row = self._row_at(event)
+        if row is not None:
+            event.stop()
+            self.move_cursor(row=row)
+
+    # ------------------------------------------------------------------ marks
 
     def chosen(self) -> list[str]:
         """What an action applies to: the marked computes, or the one under the cursor."""
         if self.marks:
-            return sorted(self.marks)
+            return sorted(self.marks, key=natural_key)
         current = self.current_name()
         return [current] if current else []
 
-    def _mark(self, name: str | None, on: bool | None = None) -> None:
+    def _mark(self, on: bool | None = None) -> None:
+        name = self.current_name()
         if name is None:
             return
         if on is None:
@@ -185,64 +368,165 @@ class ComputeGrid(DataTable[str | Text]):
             self.marks.add(name)
         else:
             self.marks.discard(name)
-        self._refresh_mark(name)
+        self._refresh_row(self.cursor_row)
 
     def action_toggle_mark(self) -> None:
-        self._mark(self.current_name())
+        self._mark()
         self.action_cursor_down()
-        self.post_message(self.MarksChanged())
+        self._marks_changed()
 
     def action_mark_down(self) -> None:
-        self._mark(self.current_name(), True)
+        self._mark(True)
         self.action_cursor_down()
-        self._mark(self.current_name(), True)
-        self.post_message(self.MarksChanged())
+        self._mark(True)
+        self._marks_changed()
 
     def action_mark_up(self) -> None:
-        self._mark(self.current_name(), True)
+        self._mark(True)
         self.action_cursor_up()
-        self._mark(self.current_name(), True)
-        self.post_message(self.MarksChanged())
+        self._mark(True)
+        self._marks_changed()
 
     def action_mark_shown(self) -> None:
-        with self.app.batch_update():
-            for name in self._order:
-                self._mark(name, True)
-        self.post_message(self.MarksChanged())
+        self.marks.update(self.view.shown)
+        self.refresh()
+        self._marks_changed()
 
     def action_clear_marks(self) -> None:
-        gone = list(self.marks)
         self.marks.clear()
-        with self.app.batch_update():
-            for name in gone:
-                self._refresh_mark(name)
-        self.post_message(self.MarksChanged())
+        self.refresh()
+        self._marks_changed()
+
+    def _marks_changed(self) -> None:
+        if self._on_marks is not None:
+            self._on_marks()
 
     def refresh_marks(self) -> None:
-        """Marks changed elsewhere (another screen's grid): redraw the mark column."""
-        with self.app.batch_update():
-            for name in self._order:
-                self._refresh_mark(name)
+        """Marks changed elsewhere (another screen's grid, an action): redraw the rows on
+        screen whose mark is not what they show."""
+        marks = self.marks
+        for line, (name, marked) in list(self._drawn_marks.items()):
+            if (name in marks) != marked:
+                self.refresh(Region(0, line, self.size.width, 1))
 
     def action_detail(self) -> None:
         name = self.current_name()
         if name:
             self.post_message(self.DetailRequested(name))
 
+    # ------------------------------------------------------------------ rendering
+
+    def _refresh_row(self, index: int) -> None:
+        self.refresh_line(index + 1)  # the header is line 0
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        get = self.get_component_rich_style
+        self._styles = (get("compute-grid--header"), get("compute-grid--cursor"),
+                        get("compute-grid--hover"), self.rich_style)
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._styles = None
+
+    def render_line(self, y: int) -> Strip:
+        styles = self._styles
+        if styles is None:  # called on its own, not through render_lines
+            get = self.get_component_rich_style
+            styles = (get("compute-grid--header"), get("compute-grid--cursor"),
+                      get("compute-grid--hover"), self.rich_style)
+        header, cursor, hover, base = styles
+        width = self.size.width
+        scroll_x, scroll_y = self.scroll_offset
+        if y == 0:
+            segments = self._header_segments(header, width)
+        else:
+            index = scroll_y + y - 1
+            if index >= len(self.view):
+                self._drawn_marks.pop(y, None)
+                return Strip.blank(width, base)
+            name = self.view.shown[index]
+            marked = name in self.marks
+            self._drawn_marks[y] = (name, marked)
+            row = self.store.rows[name]
+            component = _PLAIN
+            if index == self._hover_row:
+                component += hover
+            if index == self.cursor_row:
+                component += cursor
+            # A scroll moves every row on screen: those drawn already are taken from here.
+            key = (index, row, marked, component, base, width, scroll_x, self._widths_drawn)
+            strip = self._lines.get(key)
+            if strip is None:
+                if len(self._lines) > LINE_CACHE:
+                    self._lines.clear()
+                segments = self._row_segments(index, row, marked, base, component, width)
+                strip = Strip(segments).crop(scroll_x, scroll_x + width)
+                strip = self._lines[key] = strip.adjust_cell_length(width, base).simplify()
+            return strip
+        strip = Strip(segments).crop(scroll_x, scroll_x + width)
+        return strip.adjust_cell_length(width, base).simplify()
+
+    def _header_segments(self, header: Style, width: int) -> list[Segment]:
+        segments = []
+        for column, ((_, label), cell_width) in enumerate(zip(COLUMNS, self._widths,
+                                                               strict=True)):
+            style = header + Style.from_meta({"row": -1, "column": column})
+            segments.append(Segment(" " + label.ljust(cell_width)[:cell_width] + " ", style))
+        remaining = max(0, width - self.store.table_width)
+        segments.append(Segment(" " * remaining, header + Style.from_meta(
+            {"row": -1, "column": 0, "out_of_bounds": True})))
+        return segments
+
+    def _row_segments(self, index: int, row: ComputeRow, marked: bool, base: Style,
+                      component: Style, width: int) -> list[Segment]:
+        # As DataTable draws a cell: the row's style and the cursor's under the cell's own,
+        # then the cursor's colours over it (its colours win, the cell keeps bold).
+        post = Style.from_color(component.color, component.bgcolor)
+        segments = []
+        cells = cells_of(row, marked)
+        for column, (text, cell_width) in enumerate(zip(cells, self._widths, strict=True)):
+            pre = base + Style.from_meta({"row": index, "column": column}) + component
+            pad = pre + post
+            if column == 0:
+                own = _MARK_STYLE
+            elif column == 2:
+                own = _CELL_STYLES.get(row.state, _PLAIN)
+            else:
+                own = _PLAIN
+            text = text[:cell_width]
+            fill = " " * (cell_width - len(text) + 1)
+            if own is _PLAIN:
+                segments.append(Segment(" " + text + fill, pad))
+            else:
+                segments += [Segment(" ", pad), Segment(text, pre + own + post),
+                             Segment(fill, pad)]
+        remaining = max(0, width - self.store.table_width)
+        segments.append(Segment(" " * remaining, base + component + Style.from_meta(
+            {"row": index, "column": 0, "out_of_bounds": True})))
+        return segments
+
 
 class ComputePanel(Vertical):
     """The grid with its filter line and a status line (shown/marked counts)."""
+
+    # The filter line opens over the grid's last rows instead of shrinking it: the grid keeps
+    # its size, so opening and closing the filter repaints no row of it.
+    DEFAULT_CSS = """
+    ComputePanel { layers: default filter; }
+    ComputePanel > .filter { layer: filter; dock: bottom; }
+    """
 
     BINDINGS = [
         Binding("slash", "filter", "Filter", id="grid.filter"),
     ]
 
-    def __init__(self, marks: set[str], *, id: str | None = None) -> None:
+    def __init__(self, store: ComputeStore, marks: set[str], *, id: str | None = None) -> None:
         super().__init__(id=id)
+        self._store = store
         self._marks = marks
 
     def compose(self) -> ComposeResult:
-        yield ComputeGrid(self._marks)
+        yield ComputeGrid(self._store, self._marks, on_marks=self.update_status)
         yield Input(placeholder="filter: name  state:failed  version:5.0  cluster:new",
                     id="compute-filter", classes="filter")
 
@@ -250,18 +534,30 @@ class ComputePanel(Vertical):
     def grid(self) -> ComputeGrid:
         return self.query_one(ComputeGrid)
 
-    def set_rows(self, rows: Iterable[ComputeRow]) -> None:
-        self.grid.set_rows(rows)
+    def refresh_rows(self) -> None:
+        """The store took new rows (a refresh): show them, and the marks made elsewhere."""
+        grid = self.grid
+        grid.sync()
+        grid.refresh_marks()
         self.update_status()
 
     def update_status(self) -> None:
         grid = self.grid
         terms = " ".join(f"{k}:{v}" if k else v for k, v in grid.filter_terms)
-        text = f"{len(grid.shown())}/{len(grid._rows)} shown · {len(grid.marks)} marked"
+        text = f"{len(grid.view)}/{len(self._store)} shown · {len(grid.marks)} marked"
         if terms:
             text += f" · filter: {terms}"
-        if self.border_subtitle != text:
+        if self.border_subtitle == text:
+            return
+        width, height = self.outer_size
+        if not height:
             self.border_subtitle = text
+            return
+        # What setting border_subtitle does, but repainting the bottom border line only: a
+        # full refresh would compose the whole panel (the grid under it) again, for a count.
+        self._border_subtitle = self.render_str(text).expand_tabs(4).split()[0]
+        left, top = self.content_offset
+        self.refresh(Region(-left, height - 1 - top, width, 1))
 
     def action_filter(self) -> None:
         box = self.query_one("#compute-filter", Input)
@@ -285,7 +581,3 @@ class ComputePanel(Vertical):
             self.grid.set_filter("")
             self.grid.focus()
             self.update_status()
-
-    @on(ComputeGrid.MarksChanged)
-    def _marks_changed(self) -> None:
-        self.update_status()

@@ -114,3 +114,32 @@ def test_open_attaches_read_only_or_queues_for_the_daemon(world) -> None:
         assert driver.options.owns_executor and not driver.read_only
     finally:
         driver.close()
+
+
+def test_snapshots_carry_only_the_computes_changed_since_the_last(world) -> None:
+    journal, config = world
+    backend = make_backend(journal, config)
+    first = backend.snapshot()
+    assert len(first.computes) == 12 and first.compute_seq > 0
+    quiet = backend.snapshot(computes_since=first.compute_seq)
+    assert quiet.computes == () and quiet.compute_seq == first.compute_seq
+    assert quiet.phase.next_action == "upgrade computes: 9 left on the old cluster"
+
+    journal.transition_compute("cmp-05", "queued", "intent #1", batch=2)
+    journal.transition_compute("cmp-06", "upgraded", "test", version="5.0.0", cluster="new")
+    moved = backend.snapshot(computes_since=quiet.compute_seq)
+    assert [(c.name, c.state) for c in moved.computes] == \
+        [("cmp-05", "queued"), ("cmp-06", "upgraded")]
+    # the phase view still speaks for the whole fleet
+    assert moved.phase.running == "1 queued"
+    assert moved.phase.next_action == "wait: 1 compute moving"
+
+    for row in journal.computes():
+        if row.state != "upgraded":
+            journal.transition_compute(row.name, "upgraded", "test")
+    done = backend.snapshot(computes_since=moved.compute_seq)
+    assert len(done.computes) == 8  # 3 + cmp-06 were upgraded already
+    assert "finalize" in done.phase.allowed and "upgrade" not in done.phase.allowed
+    # a caller that starts over (another screen, a test) still gets every compute
+    assert len(backend.snapshot().computes) == 12
+    assert "finalize" in backend.snapshot(computes_since=1).phase.allowed

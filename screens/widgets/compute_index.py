@@ -1,0 +1,212 @@
+"""The compute grid's data, kept beside the widget so that no cost follows the fleet's size.
+
+`ComputeStore` (one per console) holds every compute by name, in natural order (cmp-2 before
+cmp-10), the width of each column and a short log of which names changed at each refresh; it
+is fed only the rows the journal says changed. `ComputeView` (one per grid) is the filtered,
+sorted list of names a grid shows, brought up to date from the store's log: a refresh costs
+the number of changes, a filter one pass over the computes, a key a lookup by position.
+
+No Textual here: the widget (screens/widgets/computes.py) renders the visible rows only.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left, insort
+from collections import deque
+from collections.abc import Callable, Iterable
+from operator import attrgetter
+
+from rich.cells import cell_len
+
+from issu_tui.journal import ComputeRow
+from screens.format import gap
+
+COLUMNS = (
+    ("mark", " "), ("name", "Name"), ("state", "State"), ("version", "Version"),
+    ("cluster", "Cluster"), ("agent", "Agent"), ("gap", "Gap"), ("batch", "Batch"),
+    ("address", "Address"), ("last", "Last action"),
+)
+COLUMN_KEYS = tuple(key for key, _ in COLUMNS)
+FILTER_FIELDS = ("name", "state", "version", "cluster", "agent", "address")
+MARK = "●"
+LOG_KEEP = 256          # refreshes a view may fall behind before it rebuilds
+REBUILD_AT = 2048       # more changes than this at once: rebuild a view instead of patching it
+
+Cells = tuple[str, ...]
+Terms = list[tuple[str | None, str]]
+
+_FIELD: dict[str, Callable[[ComputeRow], object]] = {
+    "name": attrgetter("name"), "state": attrgetter("state"),
+    "version": attrgetter("version"), "cluster": attrgetter("cluster"),
+    "agent": attrgetter("agent_state"), "address": attrgetter("address"),
+}
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> tuple[tuple[str | int, ...], str]:
+    """`cmp-2` before `cmp-10`: digit runs compare as numbers (the name itself breaks ties)."""
+    parts = _DIGITS.split(name.casefold())
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts)), name
+
+
+def cells_of(row: ComputeRow, marked: bool) -> Cells:
+    return (MARK if marked else " ", row.name, row.state, row.version or "-",
+            row.cluster or "-", row.agent_state or "-", gap(row.gap_ms),
+            "-" if row.batch is None else str(row.batch), row.address, row.last_action or "-")
+
+
+def parse_filter(text: str) -> Terms:
+    """`state:failed web` -> [("state", "failed"), (None, "web")]: fields AND-ed together."""
+    terms: Terms = []
+    for word in text.split():
+        key, sep, value = word.partition(":")
+        if sep and key.lower() in FILTER_FIELDS:
+            terms.append((key.lower(), value.lower()))
+        else:
+            terms.append((None, word.lower()))
+    return terms
+
+
+def matches(row: ComputeRow, terms: Terms) -> bool:
+    for key, value in terms:
+        if key is None:
+            if value not in row.name.lower() and value not in row.address.lower():
+                return False
+        elif value not in str(_FIELD[key](row)).lower():
+            return False
+    return True
+
+
+def _width(text: str) -> int:
+    return len(text) if text.isascii() else cell_len(text)
+
+
+class ComputeStore:
+    """Every compute the console knows, by name, in natural order; fed the changes only."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, ComputeRow] = {}
+        self.order: list[str] = []
+        self.version = 0
+        # a column is as wide as its longest value so far (never cut; it only grows)
+        self.widths = [_width(label) for _, label in COLUMNS]
+        self._keys: dict[str, tuple[tuple[str | int, ...], str]] = {}
+        self._log: deque[tuple[int, tuple[str, ...]]] = deque(maxlen=LOG_KEEP)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def key(self, name: str) -> tuple[tuple[str | int, ...], str]:
+        return self._keys[name]
+
+    def apply(self, rows: Iterable[ComputeRow]) -> tuple[str, ...]:
+        """Take the changed rows; returns the names that really changed."""
+        changed: list[str] = []
+        new: list[str] = []
+        known = self.rows
+        widths = self.widths
+        for row in rows:
+            name = row.name
+            old = known.get(name)
+            if old == row:
+                continue
+            if old is None:
+                new.append(name)
+                self._keys[name] = natural_key(name)
+            known[name] = row
+            changed.append(name)
+            for i, text in enumerate(cells_of(row, False)):
+                width = _width(text)
+                if width > widths[i]:
+                    widths[i] = width
+        if new:
+            if len(new) > 64:
+                self.order.extend(new)
+                self.order.sort(key=self._keys.__getitem__)
+            else:
+                for name in new:
+                    insort(self.order, name, key=self._keys.__getitem__)
+        if changed:
+            self.version += 1
+            self._log.append((self.version, tuple(changed)))
+        return tuple(changed)
+
+    def changed_since(self, version: int) -> set[str] | None:
+        """Names changed after `version`; None when the log no longer reaches back to it."""
+        if version == self.version:
+            return set()
+        if version <= 0 or not self._log or self._log[0][0] > version + 1:
+            return None
+        names: set[str] = set()
+        for at, changed in reversed(self._log):
+            if at <= version:
+                break
+            names.update(changed)
+        return names
+
+    @property
+    def table_width(self) -> int:
+        """Every column with its padding of one cell on each side."""
+        return sum(self.widths) + 2 * len(self.widths)
+
+
+class ComputeView:
+    """The names one grid shows: the store's order, filtered; patched from the store's log."""
+
+    def __init__(self, store: ComputeStore) -> None:
+        self.store = store
+        self.terms: Terms = []
+        self.shown: list[str] = []
+        self._members: set[str] = set()
+        self.version = -1
+
+    def __len__(self) -> int:
+        return len(self.shown)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._members
+
+    def set_filter(self, text: str) -> None:
+        self.terms = parse_filter(text)
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        store, terms = self.store, self.terms
+        if terms:
+            rows = store.rows
+            self.shown = [n for n in store.order if matches(rows[n], terms)]
+        else:
+            self.shown = list(store.order)
+        self._members = set(self.shown)
+        self.version = store.version
+
+    def sync(self) -> tuple[bool, set[str]]:
+        """Catch up with the store: (whether names came or went, the names that changed)."""
+        store = self.store
+        changed = store.changed_since(self.version)
+        if changed is None or len(changed) > REBUILD_AT:
+            before = self.shown
+            self.rebuild()
+            return before != self.shown, set(self.shown)
+        moved = False
+        rows, terms, key = store.rows, self.terms, store.key
+        for name in changed:
+            now = not terms or matches(rows[name], terms)
+            if now == (name in self._members):
+                continue
+            moved = True
+            if now:
+                insort(self.shown, name, key=key)
+                self._members.add(name)
+            else:
+                del self.shown[bisect_left(self.shown, key(name), key=key)]
+                self._members.discard(name)
+        self.version = store.version
+        return moved, changed
+
+    def index(self, name: str | None) -> int | None:
+        """Where `name` is in the view (a binary search), None when it is not shown."""
+        if name is None or name not in self._members:
+            return None
+        return bisect_left(self.shown, self.store.key(name), key=self.store.key)
