@@ -42,6 +42,7 @@ from backends.ssh import (
     quote_argv,
     run_parallel,
 )
+from backends.versions import release_matches
 
 STEPS = ("probe", "drain", "stop", "install", "point", "restart", "health", "gap", "undrain")
 REQUIRED_STEPS = ("probe", "install", "point", "restart", "health")
@@ -116,8 +117,13 @@ class ProbeResult:
         """True if the agent's control nodes are the cluster's (ports aside)."""
         return _hosts(self.control_nodes) == _hosts(cluster.control_nodes)
 
+    def runs(self, release: str) -> bool:
+        """True if the installed package version is a build of `release` (`5.0.0` matches
+        `5.0.0-0.40`, `2:5.0.0~ubuntu18.04`, `5.0.0-1.el7`)."""
+        return release_matches(release, self.version)
+
     def is_on(self, cluster: ClusterTarget) -> bool:
-        return self.version == cluster.version and self.points_at(cluster)
+        return self.runs(cluster.version) and self.points_at(cluster)
 
 
 @dataclass(frozen=True)

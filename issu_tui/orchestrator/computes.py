@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from backends.apiserver import ApiServerError
+from backends.versions import release_matches
 from issu_tui.orchestrator.context import Context, OrchestratorError
 from issu_tui.orchestrator.scheduler import BatchScheduler, ScheduleOutcome
 
@@ -101,9 +102,10 @@ class ComputeRunner:
         row = self.ctx.journal.compute(name)
         if row is None:
             return False
+        config = self.ctx.config
         if action == "upgrade":
-            return row.state == "upgraded" and row.version == self.ctx.config.new.version
-        return row.state == "old" and row.version == self.ctx.config.old.version
+            return row.state == "upgraded" and release_matches(config.new.version, row.version)
+        return row.state == "old" and release_matches(config.old.version, row.version)
 
     def _next_batch_number(self) -> int:
         numbers = [r.batch for r in self.ctx.journal.computes() if r.batch is not None]
@@ -226,9 +228,9 @@ class ComputeRunner:
         cluster = self.ctx.cluster_of(list(probe.control_nodes))
         seen = f"version {probe.version}, controllers {', '.join(probe.control_nodes) or '-'}"
         fields = {"version": probe.version, "cluster": cluster, "agent_state": probe.agent_state}
-        if cluster == "new" and probe.version == self.ctx.config.new.version:
+        if cluster == "new" and probe.runs(self.ctx.config.new.version):
             state = "upgraded"
-        elif cluster == "old" and probe.version == self.ctx.config.old.version:
+        elif cluster == "old" and probe.runs(self.ctx.config.old.version):
             state = "old"
         else:
             state = "failed"

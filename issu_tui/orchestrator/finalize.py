@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.apiserver import ApiServerError
+from backends.versions import release_matches
 from issu_tui.orchestrator.computes import ComputeRunner
 from issu_tui.orchestrator.context import Context, OrchestratorError
 from issu_tui.orchestrator.northbound import load_clients, switch_client
@@ -136,7 +137,8 @@ def computes_not_on_new(ctx: Context) -> list[str]:
     new_version = ctx.config.new.version
     inventory = {c.name for c in ctx.config.computes}
     return [r.name for r in ctx.journal.computes()
-            if r.name in inventory and not (r.state == "upgraded" and r.version == new_version)]
+            if r.name in inventory
+            and not (r.state == "upgraded" and release_matches(new_version, r.version))]
 
 
 def _step(ctx: Context, name: str, action: object) -> None:
@@ -353,7 +355,7 @@ def abort(ctx: Context, runner: ComputeRunner, *, drop_new_data: bool = False) -
             "abort is no longer possible. Roll forward: finish `issu finalize`.")
     done: list[str] = []
     back = [r.name for r in ctx.journal.computes()
-            if r.state != "old" or r.version != ctx.config.old.version]
+            if r.state != "old" or not release_matches(ctx.config.old.version, r.version)]
     if back:
         outcome = runner.run("rollback", back, canary=0, max_failures=len(back))
         if outcome.failed or outcome.not_started:
