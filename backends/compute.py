@@ -368,30 +368,37 @@ class CommandProfile:
 
     def render(self, step: str, values: Mapping[str, str]) -> list[str]:
         """The argv of `step`: split the template first, then fill each item (no shell)."""
-        template = self.steps.get(step, "")
+        return render_template(self.name, step, self.steps.get(step, ""), self.variables,
+                               values)
+
+
+def render_template(profile: str, step: str, template: str, variables: Mapping[str, str],
+                    values: Mapping[str, str]) -> list[str]:
+    """Split `template` with shlex, then format each item with `variables` and `values`; an
+    item that is exactly `{var}` of a profile variable expands to its shlex-split items."""
+    try:
+        tokens = shlex.split(template)
+    except ValueError as exc:
+        raise ProfileError(f"profile {profile}, step {step}: template {template!r}: "
+                           f"{exc}") from None
+    flat = {**variables, **values}
+    argv: list[str] = []
+    for token in tokens:
+        whole = re.fullmatch(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", token)
+        if whole and whole.group(1) in variables:
+            argv.extend(shlex.split(variables[whole.group(1)]))
+            continue
         try:
-            tokens = shlex.split(template)
-        except ValueError as exc:
-            raise ProfileError(f"profile {self.name}, step {step}: template {template!r}: "
-                               f"{exc}") from None
-        flat = {**self.variables, **values}
-        argv: list[str] = []
-        for token in tokens:
-            whole = re.fullmatch(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", token)
-            if whole and whole.group(1) in self.variables:
-                argv.extend(shlex.split(self.variables[whole.group(1)]))
-                continue
-            try:
-                argv.append(string.Formatter().vformat(token, (), flat))
-            except KeyError as exc:
-                raise ProfileError(f"profile {self.name}, step {step}: unknown variable "
-                                   f"{{{exc.args[0]}}} in {template!r}") from None
-            except (ValueError, IndexError) as exc:
-                raise ProfileError(f"profile {self.name}, step {step}: bad template "
-                                   f"{template!r}: {exc}") from None
-        if not argv:
-            raise ProfileError(f"profile {self.name}, step {step}: template is empty")
-        return argv
+            argv.append(string.Formatter().vformat(token, (), flat))
+        except KeyError as exc:
+            raise ProfileError(f"profile {profile}, step {step}: unknown variable "
+                               f"{{{exc.args[0]}}} in {template!r}") from None
+        except (ValueError, IndexError) as exc:
+            raise ProfileError(f"profile {profile}, step {step}: bad template "
+                               f"{template!r}: {exc}") from None
+    if not argv:
+        raise ProfileError(f"profile {profile}, step {step}: template is empty")
+    return argv
 
 
 def build_profiles(overrides: Mapping[str, Mapping[str, str]] | None = None
