@@ -62,13 +62,26 @@ def _tui() -> click.Command:
     return tui
 
 
+def _db() -> click.Command:
+    from issu_tui.db_cli import db
+
+    return db
+
+
+def _rehearse() -> click.Command:
+    from issu_tui.rehearse_cli import rehearse
+
+    return rehearse
+
+
 def _orchestrator(group: click.Group) -> None:
     from issu_tui.orch_cli import register
 
     register(group)
 
 
-BUILTIN_COMMANDS: dict[str, Callable[[], click.Command]] = {"sync": _sync, "tui": _tui}
+BUILTIN_COMMANDS: dict[str, Callable[[], click.Command]] = {
+    "sync": _sync, "tui": _tui, "db": _db, "rehearse": _rehearse}
 
 
 @functools.cache

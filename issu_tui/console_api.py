@@ -27,8 +27,6 @@ from backends.analytics import (
 )
 from issu_tui.config import IssuConfig
 from issu_tui.journal import (
-    ABORT_PHASES,
-    PHASES,
     ComputeRow,
     Event,
     Intent,
@@ -36,12 +34,10 @@ from issu_tui.journal import (
     JournalError,
     JournalLocked,
 )
+from issu_tui.orchestrator import phases
 
-ACTIONS = ("upgrade", "rollback", "finalize", "abort", "pause", "resume")
-# Phases in which computes may move (the new cluster is paired and in sync).
-COMPUTE_PHASES = ("run-sync", "computes")
-# Finalize once every compute is upgraded (again after a failed finalize).
-FINALIZE_PHASES = ("run-sync", "computes", "finalize")
+# The actions the console offers in some phase, in the registry's order of intents.
+ACTIONS = tuple(i.name for i in phases.INTENTS if any(i.name in p.offers for p in phases.PHASES))
 UPGRADABLE = ("old", "failed", "unknown")
 ROLLBACKABLE = ("upgraded", "failed", "unknown")
 BUSY_STATES = ("queued", "upgrading", "rolling-back")
@@ -59,6 +55,7 @@ class ActionRefused(Exception):
 class PhaseStep:
     name: str
     status: str  # done, current, pending, skipped (after an abort)
+    title: str = ""  # what the phase does, from the phase registry
 
 
 @dataclass(frozen=True)
@@ -256,22 +253,24 @@ class ConsoleBackend:
         if pending:
             busy.append(f"{len(pending)} intent{'s' if len(pending) != 1 else ''} open")
         running = ", ".join(busy) or "nothing"
+        forward = [p for p in phases.PHASES if p.line is phases.Line.FORWARD]
         if info is None:
             return PhaseView(None, None, 0.0, None, None, "",
-                             tuple(PhaseStep(p, "pending") for p in PHASES), running,
+                             tuple(PhaseStep(p.name, "pending", p.title) for p in forward),
+                             running,
                              f"plan the upgrade: issu plan --config {self.options.config_path}",
                              frozenset(), paused, executor)
         phase = info.phase
         steps = []
-        if phase in ABORT_PHASES:
-            steps = [PhaseStep(p, "skipped") for p in PHASES]
+        if phases.phase(phase).line is phases.Line.ABORT:
+            steps = [PhaseStep(p.name, "skipped", p.title) for p in forward]
         else:
-            index = PHASES.index(phase)
-            for i, name in enumerate(PHASES):
+            index = [p.name for p in forward].index(phase)
+            for i, spec in enumerate(forward):
                 status = "done" if i < index else "current" if i == index else "pending"
-                if name == "done" and phase == "done":
+                if i == index and spec.terminal:
                     status = "done"
-                steps.append(PhaseStep(name, status))
+                steps.append(PhaseStep(spec.name, status, spec.title))
         allowed = self._allowed(phase, computes, pending, paused)
         return PhaseView(phase, info.phase_started_at, max(0.0, now - info.phase_started_at),
                          info.from_version, info.to_version, info.note, tuple(steps), running,
@@ -280,18 +279,21 @@ class ConsoleBackend:
 
     def _allowed(self, phase: str, computes: Sequence[ComputeRow], pending: Sequence[Intent],
                  paused: bool) -> frozenset[str]:
-        if self.read_only or phase in ("done", *ABORT_PHASES):
+        offers = phases.phase(phase).offers
+        if self.read_only or not offers:
             return frozenset()
-        allowed = {"resume" if paused else "pause"}
-        if phase in COMPUTE_PHASES:
-            if any(c.state in UPGRADABLE for c in computes):
-                allowed.add("upgrade")
-            if any(c.state in ROLLBACKABLE for c in computes):
-                allowed.add("rollback")
-        if phase != "finalize":
+        allowed = set()
+        toggle = "resume" if paused else "pause"
+        if toggle in offers:
+            allowed.add(toggle)
+        if "upgrade" in offers and any(c.state in UPGRADABLE for c in computes):
+            allowed.add("upgrade")
+        if "rollback" in offers and any(c.state in ROLLBACKABLE for c in computes):
+            allowed.add("rollback")
+        if "abort" in offers:
             allowed.add("abort")
         moving = any(i.kind in ("upgrade", "rollback") for i in pending)
-        if (phase in FINALIZE_PHASES and not moving
+        if ("finalize" in offers and not moving
                 and all(c.state == "upgraded" for c in computes)):
             allowed.add("finalize")
         return frozenset(allowed)
@@ -300,14 +302,15 @@ class ConsoleBackend:
                      allowed: frozenset[str], paused: bool) -> str:
         if paused:
             return "resume the executor (P) when ready"
-        if phase == "done":
-            return "nothing: the upgrade is finished"
-        if phase in ABORT_PHASES:
-            return "nothing: the upgrade was aborted" if phase == "aborted" else \
+        spec = phases.phase(phase)
+        if spec.line is phases.Line.ABORT:
+            return "nothing: the upgrade was aborted" if spec.terminal else \
                 "wait: the abort is rolling back"
+        if spec.terminal:
+            return "nothing: the upgrade is finished"
         if "finalize" in allowed:
             return "finalize: every compute is on the new cluster"
-        if phase in COMPUTE_PHASES:
+        if "upgrade" in spec.offers:
             left = sum(1 for c in computes if c.state in UPGRADABLE)
             busy = sum(1 for c in computes if c.state in BUSY_STATES)
             if busy:

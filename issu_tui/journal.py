@@ -24,9 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PHASES = ("plan", "preflight", "pair", "pre-sync", "run-sync", "computes", "finalize", "done")
-TERMINAL_PHASES = ("done", "aborted")
-ABORT_PHASES = ("aborting", "aborted")
+from issu_tui.orchestrator.phases import PHASE_NAMES
 
 # Compute states as the executor records them.
 COMPUTE_STATES = (
@@ -101,6 +99,37 @@ _MIGRATIONS: tuple[str, ...] = (
         pid INTEGER NOT NULL, host TEXT NOT NULL, started_at REAL NOT NULL, heartbeat REAL NOT NULL
     );
     """,
+    # 2: the orchestrator's own state in a typed row, and its step markers in a table of
+    # their own (both were floats in the counters table: scope 'orchestrator', the approach
+    # an index into ("separate", "grow", "stay", "rolling"), and scope 'steps'); carried
+    # over, then removed from the counters.
+    """
+    CREATE TABLE orchestrator (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        approach TEXT,
+        paused INTEGER NOT NULL DEFAULT 0 CHECK (paused IN (0, 1)),
+        runsync_pid INTEGER,
+        runsync_started_at REAL
+    );
+    INSERT INTO orchestrator (id, approach, paused, runsync_pid, runsync_started_at)
+    SELECT 1,
+        (SELECT CASE CAST(value AS INTEGER) WHEN 0 THEN 'separate' WHEN 1 THEN 'grow'
+                WHEN 2 THEN 'stay' WHEN 3 THEN 'rolling' END
+         FROM counters WHERE scope = 'orchestrator' AND name = 'approach'),
+        COALESCE((SELECT value != 0 FROM counters
+                  WHERE scope = 'orchestrator' AND name = 'paused'), 0),
+        (SELECT NULLIF(CAST(value AS INTEGER), 0) FROM counters
+         WHERE scope = 'orchestrator' AND name = 'runsync_pid'),
+        (SELECT NULLIF(value, 0) FROM counters
+         WHERE scope = 'orchestrator' AND name = 'runsync_started_at');
+    DELETE FROM counters WHERE scope = 'orchestrator';
+    CREATE TABLE steps (
+        name TEXT PRIMARY KEY,
+        done_at REAL NOT NULL
+    );
+    INSERT INTO steps (name, done_at) SELECT name, value FROM counters WHERE scope = 'steps';
+    DELETE FROM counters WHERE scope = 'steps';
+    """,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -149,6 +178,16 @@ class PhaseInfo:
     from_version: str | None
     to_version: str | None
     note: str
+
+
+@dataclass(frozen=True)
+class OrchestratorState:
+    """The executor's own facts, kept across restarts."""
+
+    approach: str | None          # None until chosen (the executor chooses at its start)
+    paused: bool
+    runsync_pid: int | None       # the supervised run-sync process, None when stopped
+    runsync_started_at: float | None
 
 
 @dataclass(frozen=True)
@@ -348,7 +387,7 @@ class Journal:
 
     def set_phase(self, phase: str, *, note: str = "", status: str = "entered",
                   from_version: str | None = None, to_version: str | None = None) -> None:
-        if phase not in PHASES + ABORT_PHASES:
+        if phase not in PHASE_NAMES:
             raise JournalError(f"unknown phase {phase!r}")
         now = time.time()
         with self.transaction() as db:
@@ -473,6 +512,69 @@ class Journal:
         rows = self._query("SELECT MAX(updated_at) FROM counters WHERE scope = ?", (scope,))
         return rows[0][0] if rows else None
 
+    # ------------------------------------------------------------------ orchestrator state
+    # The executor's own facts and its step markers (what is done, so a re-run skips it).
+
+    def orchestrator_state(self) -> OrchestratorState:
+        if self.read_only and 0 < self.schema_version < 2:
+            return self._orchestrator_state_v1()
+        rows = self._query("SELECT approach, paused, runsync_pid, runsync_started_at "
+                           "FROM orchestrator WHERE id = 1")
+        if not rows:
+            return OrchestratorState(None, False, None, None)
+        r = rows[0]
+        return OrchestratorState(r["approach"], bool(r["paused"]), r["runsync_pid"],
+                                 r["runsync_started_at"])
+
+    def _orchestrator_state_v1(self) -> OrchestratorState:
+        """A reader of a journal no writer has migrated yet: the counters form of schema 1."""
+        old = self.counters("orchestrator")
+        approaches = ("separate", "grow", "stay", "rolling")  # schema 1 stored the index
+        index = int(old["approach"]) if "approach" in old else None
+        return OrchestratorState(
+            approaches[index] if index is not None and 0 <= index < len(approaches) else None,
+            bool(old.get("paused")), int(old.get("runsync_pid", 0)) or None,
+            old.get("runsync_started_at") or None)
+
+    def steps_done(self) -> dict[str, float]:
+        """Step markers ("phase.<phase>", "finalize.<step>") -> when each was done."""
+        if self.read_only and 0 < self.schema_version < 2:
+            return self.counters("steps")  # schema 1 kept them as counters
+        return {r["name"]: r["done_at"] for r in self._query("SELECT name, done_at FROM steps")}
+
+    def step_done(self, name: str) -> bool:
+        return name in self.steps_done()
+
+    def mark_step(self, name: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO steps (name, done_at) VALUES (?, ?)",
+                       (name, time.time()))
+
+    def clear_steps(self, prefix: str) -> None:
+        """Forget every marker whose name starts with `prefix` (abort: "finalize.")."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM steps WHERE substr(name, 1, ?) = ?", (len(prefix), prefix))
+
+    def set_approach(self, approach: str) -> None:
+        self._update_orchestrator("approach = ?", (approach,))
+
+    def set_paused(self, paused: bool) -> None:
+        self._update_orchestrator("paused = ?", (int(paused),))
+
+    def set_runsync_process(self, pid: int | None, started_at: float | None = None) -> None:
+        """The run-sync process the executor supervises (None: stopped). The start time is
+        kept when the pid is cleared: reports are compared with the last start."""
+        if pid is None:
+            self._update_orchestrator("runsync_pid = NULL", ())
+        else:
+            self._update_orchestrator("runsync_pid = ?, runsync_started_at = ?",
+                                      (pid, started_at))
+
+    def _update_orchestrator(self, assignments: str, args: Sequence[Any]) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO orchestrator (id) VALUES (1)")
+            db.execute(f"UPDATE orchestrator SET {assignments} WHERE id = 1", tuple(args))
+
     # ------------------------------------------------------------------ events
 
     def event(self, kind: str, message: str, **fields: Any) -> int:
@@ -523,7 +625,7 @@ class Journal:
             return int(cur.lastrowid or 0)
 
     def intents(self, status: str | None = "pending") -> list[Intent]:
-        sql, args = "SELECT * FROM intents", ()
+        sql, args = "SELECT * FROM intents", tuple[str, ...]()
         if status:
             sql, args = sql + " WHERE status = ?", (status,)
         return [Intent(r["id"], r["at"], r["kind"], json.loads(r["args"]), r["status"],

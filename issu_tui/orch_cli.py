@@ -29,6 +29,8 @@ from typing import Any
 import click
 
 from issu_tui.journal import Journal, JournalError, JournalLocked
+from issu_tui.orchestrator.approaches import APPROACHES
+from issu_tui.orchestrator.phases import RUNNABLE
 
 EXIT_OK, EXIT_PROBLEM, EXIT_CONFIG, EXIT_LOCKED, EXIT_TIMEOUT = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
@@ -98,10 +100,11 @@ def submit(config_path: Path, kind: str, args: dict[str, Any], *, as_json: bool,
     intent_id = journal.add_intent(kind, args, _who())
     if no_wait:
         _finish(as_json, {"intent": intent_id, "status": "pending"}, EXIT_OK)
-    executor = Executor(ctx)
+    started = Executor(ctx)
+    executor: Executor | None = started
     runner: threading.Thread | None = None
     try:
-        executor.start()
+        started.start()
     except JournalLocked:
         executor = None  # the daemon (or the TUI) runs it; we only watch
     except Exception as exc:
@@ -206,13 +209,14 @@ def _human(result: dict[str, Any]) -> None:
 
 @click.command("plan")
 @config_option
-@click.option("--approach", type=click.Choice(["separate", "grow", "stay", "rolling"]),
+@click.option("--approach", type=click.Choice(APPROACHES),
               default=None, help="topology (default: separate DBs if old and new share no "
                                  "Cassandra host, else grow)")
 @json_option
 def plan_cmd(config_path: Path, approach: str | None, as_json: bool) -> None:
     """Print the steps of the upgrade for the chosen approach, with what each touches."""
-    from issu_tui.orchestrator.plan import build_plan, default_approach
+    from issu_tui.orchestrator.approaches import default_approach
+    from issu_tui.orchestrator.plan import build_plan
 
     config = _load(config_path)
     chosen = approach or default_approach(config)
@@ -251,7 +255,7 @@ def _record_approach(config_path: Path, approach: str) -> None:
 
 @click.command("preflight")
 @config_option
-@click.option("--approach", type=click.Choice(["separate", "grow", "stay", "rolling"]),
+@click.option("--approach", type=click.Choice(APPROACHES),
               default=None)
 @click.option("--db-nodes-down", type=int, default=None,
               help="check a maintenance step taking this many DB nodes down at once")
@@ -289,8 +293,7 @@ def unpair_cmd(config_path: Path, as_json: bool, no_wait: bool, timeout: float |
 
 
 @click.command("phase")
-@click.argument("target", type=click.Choice(["preflight", "pair", "pre-sync", "run-sync",
-                                             "computes"]))
+@click.argument("target", type=click.Choice(RUNNABLE))
 @config_option
 @json_option
 @_wait_opts
@@ -443,10 +446,8 @@ def abort_cmd(config_path: Path, drop_new_data: bool, as_json: bool, no_wait: bo
 
 
 def status_data(ctx: Any) -> dict[str, Any]:
-    from issu_tui.orchestrator.context import ORCH_SCOPE, STEP_SCOPE
     from issu_tui.orchestrator.finalize import COMMIT_STEP
-    from issu_tui.orchestrator.plan import APPROACHES
-    from issu_tui.orchestrator.syncproc import RunSync, runsync_counters
+    from issu_tui.orchestrator.syncproc import RunSyncSupervisor, runsync_counters
 
     journal = ctx.journal
     runsync = runsync_counters(journal)
@@ -455,20 +456,21 @@ def status_data(ctx: Any) -> dict[str, Any]:
     by_state: dict[str, int] = {}
     for row in computes:
         by_state[row.state] = by_state.get(row.state, 0) + 1
-    orch = journal.counters(ORCH_SCOPE)
-    steps = journal.counters(STEP_SCOPE)
+    orch = journal.orchestrator_state()
+    steps = journal.steps_done()
+    supervisor = RunSyncSupervisor(ctx)
     return {
         "phase": None if phase is None else {
             "name": phase.phase, "since": phase.phase_started_at, "note": phase.note,
             "from_version": phase.from_version, "to_version": phase.to_version},
-        "approach": APPROACHES[int(orch.get("approach", 0))],
-        "paused": bool(orch.get("paused")),
+        "approach": orch.approach or APPROACHES[0],
+        "paused": orch.paused,
         "executor": journal.executor(),
         "computes": {"total": len(computes), "by_state": by_state,
                      "items": [{"name": r.name, "state": r.state, "version": r.version,
                                 "cluster": r.cluster, "batch": r.batch,
                                 "gap_ms": r.gap_ms} for r in computes]},
-        "run_sync": {"running": RunSync(ctx).running(), "pid": RunSync(ctx).pid(),
+        "run_sync": {"running": supervisor.running(), "pid": supervisor.pid(),
                      "counters": runsync[0], "updated_at": runsync[1] or None},
         "verify": journal.counters("verify"),
         "steps_done": sorted(steps),

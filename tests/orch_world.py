@@ -45,7 +45,7 @@ def _stop_pieces(world: World) -> None:
         from issu_tui.journal import Journal
 
         journal = Journal(runsync, read_only=True)
-        pid = int(journal.counters("orchestrator").get("runsync_pid", 0))
+        pid = journal.orchestrator_state().runsync_pid
         journal.close()
         if pid:
             with contextlib.suppress(ProcessLookupError, PermissionError):

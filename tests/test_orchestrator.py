@@ -16,9 +16,10 @@ from backends.apiserver import ApiServerClient, ApiServerError, BgpRouterSpec
 from demo.services import Endpoints
 from issu_tui.config import load_config
 from issu_tui.journal import Journal
-from issu_tui.orchestrator import finalize as fin
+from issu_tui.orchestrator import pairing
 from issu_tui.orchestrator.context import Context
-from issu_tui.orchestrator.executor import Executor, phase_marker
+from issu_tui.orchestrator.executor import Executor
+from issu_tui.orchestrator.phases import phase_marker
 from issu_tui.orchestrator.preflight import check_computes, check_versions
 from tests.orch_world import ISSU, REPO, eventually, fresh_world, issu_json, stop_world
 
@@ -46,8 +47,8 @@ def _api(world: Any, cluster: str) -> ApiServerClient:
 def test_pair_and_unpair_are_idempotent_on_the_demo_api_servers(world: Any) -> None:
     ctx = _ctx(world)
     try:
-        first = fin.pair(ctx)
-        second = fin.pair(ctx)
+        first = pairing.pair(ctx)
+        second = pairing.pair(ctx)
         assert "created v1-control-1, v2-control-1" in first
         assert "created none" in second and "already there v1-control-1, v2-control-1" in second
         with _api(world, "v1") as old:
@@ -63,10 +64,10 @@ def test_pair_and_unpair_are_idempotent_on_the_demo_api_servers(world: Any) -> N
                 "bgp-router", ["default-domain", "default-project", "ip-fabric", "__default__",
                                "v2-control-1"])
         # nothing synced yet: the new cluster holds no pairing to remove
-        message = fin.unpair(ctx)
+        message = pairing.unpair(ctx)
         assert "old cluster: removed bgp-routers of new control nodes v2-control-1" in message
         assert "new cluster: removed bgp-routers of old control nodes none" in message
-        again = fin.unpair(ctx)
+        again = pairing.unpair(ctx)
         assert "none (already gone)" in again
         with _api(world, "v1") as old:
             assert old.bgp_router_names() == {"v1-control-1"}
@@ -260,7 +261,7 @@ def _new_keyspaces(world: Any) -> set[str]:
 
 def test_abort_brings_everything_back_to_old(world: Any) -> None:
     ctx = _ctx(world)
-    fin.pair(ctx)
+    pairing.pair(ctx)
     ctx.journal.close()
     subprocess.run([*ISSU, "sync", "pre", "-c", str(world.config_path)], cwd=REPO,
                    check=True, capture_output=True, timeout=300)

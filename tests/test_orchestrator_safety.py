@@ -13,7 +13,7 @@ from kazoo.client import KazooClient
 from demo.services import Endpoints
 from issu_tui.config import IssuConfig
 from issu_tui.journal import Journal
-from issu_tui.orchestrator import finalize as fin
+from issu_tui.orchestrator.abort import drop_new
 from issu_tui.orchestrator.context import Context, OrchestratorError
 
 pytestmark = pytest.mark.timeout(300)
@@ -74,7 +74,7 @@ def test_drop_new_refuses_when_new_is_old(services: Endpoints, tmp_path: Path) -
         config = new_pointing_at_old(config_for(services, tmp_path / "state"))
         ctx = _ctx(config, tmp_path)
         with pytest.raises(OrchestratorError, match="refusing to drop safety_config_db_uuid"):
-            fin.drop_new(ctx)
+            drop_new(ctx)
         assert "safety_config_db_uuid" in _keyspaces(cluster)
         assert zk.exists("/safety/id/bgp/route-targets") is not None
 
@@ -84,7 +84,7 @@ def test_drop_new_refuses_when_new_is_old(services: Endpoints, tmp_path: Path) -
         zk_only = real.model_copy(update={"new": real.new.model_copy(
             update={"zookeeper": real.old.zookeeper})})
         with pytest.raises(OrchestratorError, match="old's ensemble"):
-            fin.drop_new(_ctx(zk_only, tmp_path))
+            drop_new(_ctx(zk_only, tmp_path))
         assert zk.exists("/safety/id/bgp/route-targets") is not None
         assert "safety_config_db_uuid" in _keyspaces(cluster)
         ctx.journal.close()
@@ -106,7 +106,7 @@ def test_drop_new_drops_only_new(services: Endpoints, tmp_path: Path) -> None:
             "{'class': 'SimpleStrategy', 'replication_factor': 1}")
         new_zk.ensure_path("/safety/id/bgp")
         ctx = _ctx(config_for(services, tmp_path / "state"), tmp_path)
-        message = fin.drop_new(ctx)
+        message = drop_new(ctx)
         assert "safety_config_db_uuid" in message and "/safety/id" in message
         assert "safety_config_db_uuid" not in _keyspaces(new_cluster)
         assert new_zk.exists("/safety/id") is None

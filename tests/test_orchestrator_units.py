@@ -12,8 +12,9 @@ import pytest
 
 from issu_tui.config import AnalyticsConfig, IssuConfig
 from issu_tui.journal import Journal
+from issu_tui.orchestrator.approaches import APPROACHES
 from issu_tui.orchestrator.northbound import Edit, apply_edits
-from issu_tui.orchestrator.plan import APPROACHES, build_plan
+from issu_tui.orchestrator.plan import build_plan
 from issu_tui.orchestrator.scheduler import BatchScheduler, make_batches
 
 
@@ -296,7 +297,8 @@ def test_runsync_is_supervised_during_a_long_intent_and_left_stopped_by_finalize
     finalize marked its stop, the supervisor no longer wants run-sync."""
     from issu_tui.orchestrator import finalize as fin
     from issu_tui.orchestrator.context import Context
-    from issu_tui.orchestrator.executor import Executor, phase_marker
+    from issu_tui.orchestrator.executor import Executor
+    from issu_tui.orchestrator.phases import phase_marker
 
     release = threading.Event()
 
@@ -334,7 +336,7 @@ def test_runsync_is_supervised_during_a_long_intent_and_left_stopped_by_finalize
 
 def test_finalize_refuses_without_northbound_file_unless_told(tmp_path: Path) -> None:
     from issu_tui.orchestrator import finalize as fin
-    from issu_tui.orchestrator.context import Context, OrchestratorError, Stopped
+    from issu_tui.orchestrator.context import Context, OrchestratorError, StepInterrupted
     from issu_tui.orchestrator.northbound import load_clients
 
     journal = Journal.open(tmp_path)
@@ -346,11 +348,11 @@ def test_finalize_refuses_without_northbound_file_unless_told(tmp_path: Path) ->
         fin.finalize(ctx, northbound_file=tmp_path / "northbound.toml")
     with pytest.raises(OrchestratorError):
         load_clients(None)
-    assert not any(s.startswith("finalize.") for s in journal.counters("steps"))
+    assert not any(s.startswith("finalize.") for s in journal.steps_done())
     # --no-northbound goes on, and says so in the journal (stopped before the first step:
     # the unit config's clusters are not reachable)
     ctx.stop.set()
-    with pytest.raises(Stopped):
+    with pytest.raises(StepInterrupted):
         fin.finalize(ctx, northbound_file=tmp_path / "absent.toml", no_northbound=True)
     recorded = [e for e in journal.events() if e.fields.get("no_northbound")]
     assert recorded and "--no-northbound" in recorded[0].message

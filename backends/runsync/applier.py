@@ -80,9 +80,10 @@ class ChangeApplier:
                 self.metrics.coalesced.inc(len(changes) - 1)
                 self.metrics.cells_quarantined.inc(applied.quarantined)
                 for n, (i, one) in enumerate(changes):
-                    outcomes[i] = self._republish(one, applied, first=n == 0)
-                    if outcomes[i].kind == "abandoned":  # stopping: the rest stay queued,
-                        break                           # redelivered in order
+                    outcome = self._republish(one, applied, first=n == 0)
+                    outcomes[i] = outcome
+                    if outcome.kind == "abandoned":  # stopping: the rest stay queued,
+                        break                        # redelivered in order
         return [o if o is not None else Outcome("abandoned") for o in outcomes]
 
     def _apply(self, change: Change, *, thorough: bool = False) -> ApplyResult | Outcome:

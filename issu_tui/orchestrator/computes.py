@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from backends.analytics import health_evidence
@@ -122,7 +122,7 @@ class ComputeRunner:
 
     # ------------------------------------------------------------------ one compute
 
-    def _record(self, name: str) -> Any:
+    def _record(self, name: str) -> Callable[[StepResult], None]:
         def on_step(step: StepResult) -> None:
             self.ctx.journal.record_command(name, step.step, step.command, step.exit_code,
                                             step.duration_s, step.stdout, step.stderr)
@@ -243,10 +243,3 @@ class ComputeRunner:
             seen += ": half-way; run upgrade or rollback on it again"
         self.ctx.journal.transition_compute(name, state, f"reconciled by probe: {seen}", **fields)
         return state
-
-
-def require_computes_phase(phase: str | None) -> None:
-    if phase not in ("run-sync", "computes", "finalize"):
-        raise OrchestratorError(
-            f"computes move only once run-sync is running (phase is {phase or 'none'}); "
-            "run `issu pair`, then pre-sync and run-sync first (`issu daemon` or the phases)")

@@ -16,16 +16,15 @@ from issu_tui.journal import Journal
 if TYPE_CHECKING:
     from backends.compute import ClusterTarget, ComputeExecutor, ComputeTarget
 
-STEP_SCOPE = "steps"          # counters scope holding "<phase>.<step>" -> epoch when done
-ORCH_SCOPE = "orchestrator"   # counters scope for the executor's own facts (run-sync pid...)
 
 
 class OrchestratorError(Exception):
     """A step cannot go on; the message says what and how to fix it."""
 
 
-class Stopped(OrchestratorError):
-    """The operator paused, stopped or aborted while a step was running."""
+class StepInterrupted(OrchestratorError):
+    """The operator stopped or aborted (or the executor shut down) while a step was running;
+    the step resumes when its intent runs again."""
 
 
 @dataclass
@@ -50,16 +49,14 @@ class Context:
         self.journal.event(kind, message, **fields)
 
     def step_done(self, step: str) -> bool:
-        return step in self.journal.counters(STEP_SCOPE)
+        return self.journal.step_done(step)
 
     def mark_step(self, step: str) -> None:
-        self.journal.set_counters(STEP_SCOPE, {step: time.time()})
+        self.journal.mark_step(step)
         self.event("step", f"{step}: done", step=step)
 
     def clear_steps(self, prefix: str) -> None:
-        with self.journal.transaction() as db:
-            db.execute("DELETE FROM counters WHERE scope = ? AND name LIKE ?",
-                       (STEP_SCOPE, f"{prefix}%"))
+        self.journal.clear_steps(prefix)
 
     def wait_if_paused(self) -> None:
         while self.paused.is_set() and not self.stop.is_set():
@@ -67,7 +64,7 @@ class Context:
 
     def check_stop(self, what: str) -> None:
         if self.stop.is_set():
-            raise Stopped(f"{what}: stopped by the operator")
+            raise StepInterrupted(f"{what}: stopped by the operator")
 
     # ------------------------------------------------------------------ clusters
 

@@ -11,23 +11,20 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from issu_tui.journal import PHASES, Intent
+from issu_tui.journal import Intent
+from issu_tui.orchestrator import abort as aborting
 from issu_tui.orchestrator import finalize as fin
-from issu_tui.orchestrator.computes import UNSETTLED, ComputeRunner, require_computes_phase
-from issu_tui.orchestrator.context import ORCH_SCOPE, Context, OrchestratorError, Stopped
-from issu_tui.orchestrator.plan import APPROACHES, default_approach
+from issu_tui.orchestrator import phases
+from issu_tui.orchestrator.approaches import APPROACHES, default_approach
+from issu_tui.orchestrator.computes import UNSETTLED, ComputeRunner
+from issu_tui.orchestrator.context import Context, OrchestratorError, StepInterrupted
+from issu_tui.orchestrator.pairing import check_pairing, pair, unpair
 from issu_tui.orchestrator.preflight import run_preflight
-from issu_tui.orchestrator.syncproc import RunSync, run_step
-
-WORK_KINDS = ("upgrade", "rollback", "finalize", "abort", "phase", "unpair")
-CONTROL_KINDS = ("pause", "resume")
-
-
-def phase_marker(phase: str) -> str:
-    return f"phase.{phase}"
+from issu_tui.orchestrator.syncproc import RunSyncSupervisor, run_step
 
 
 class Executor:
@@ -35,7 +32,7 @@ class Executor:
                  northbound_file: Path | None = None) -> None:
         self.ctx = ctx
         self.runner = runner or ComputeRunner(ctx)
-        self.runsync = RunSync(ctx)
+        self.runsync = RunSyncSupervisor(ctx)
         self.northbound_file = northbound_file or ctx.config_path.parent / "northbound.toml"
         self.shutdown = threading.Event()
         self._worker: threading.Thread | None = None
@@ -48,7 +45,7 @@ class Executor:
         """Become the executor (raises JournalLocked otherwise) and reconcile."""
         self.ctx.journal.acquire_writer()
         self.ensure_plan()
-        if self.ctx.journal.counters(ORCH_SCOPE).get("paused"):
+        if self.ctx.journal.orchestrator_state().paused:
             self.ctx.paused.set()
         return self.reconcile()
 
@@ -62,16 +59,19 @@ class Executor:
                               to_version=self.ctx.config.new.version,
                               note=f"{self.ctx.config.old.version} -> "
                                    f"{self.ctx.config.new.version}")
-            self.ctx.mark_step(phase_marker("plan"))
-        if approach is not None or "approach" not in journal.counters(ORCH_SCOPE):
+            self.ctx.mark_step(phases.phase_marker("plan"))
+        if approach is not None or journal.orchestrator_state().approach is None:
             chosen = approach or default_approach(self.ctx.config)
-            journal.set_counters(ORCH_SCOPE, {"approach": APPROACHES.index(chosen)})
+            if chosen not in APPROACHES:
+                raise OrchestratorError(f"unknown approach {chosen!r}; choose one of "
+                                        f"{', '.join(APPROACHES)}")
+            journal.set_approach(chosen)
         self.runner.register_inventory()
 
     @property
     def approach(self) -> str:
-        index = int(self.ctx.journal.counters(ORCH_SCOPE).get("approach", 0))
-        return APPROACHES[index]
+        return self.ctx.journal.orchestrator_state().approach or default_approach(
+            self.ctx.config)
 
     def reconcile(self) -> dict[str, Any]:
         """After a crash: re-queue interrupted intents, probe unsettled computes, check
@@ -90,12 +90,12 @@ class Executor:
         return summary
 
     def runsync_wanted(self) -> bool:
-        phase = self.ctx.journal.phase()
-        if phase is None or phase.phase in ("done", "aborting", "aborted"):
+        current = self.ctx.journal.phase()
+        if current is None or not phases.phase(current.phase).keeps_runsync:
             return False
-        return (self.ctx.step_done(phase_marker("run-sync"))
+        return (self.ctx.step_done(phases.phase_marker("run-sync"))
                 and not self.ctx.step_done(fin.RUNSYNC_STOPPING)
-                and not self.ctx.step_done("finalize.stop-run-sync"))
+                and not self.ctx.step_done(fin.step("stop-run-sync").marker))
 
     def supervise(self) -> str:
         """run-sync must run from its phase until finalize stops it (Restart=always)."""
@@ -127,10 +127,11 @@ class Executor:
                 last_supervise = now
             pending = self.ctx.journal.intents("pending")
             for intent in pending:
-                if intent.kind in CONTROL_KINDS:
+                kind = phases.intent(intent.kind)
+                if kind is not None and kind.control:
                     self._control(intent)
-                elif intent.kind == "abort" and self.busy:
-                    self.ctx.stop.set()  # the running intent stops; abort runs after it
+                elif kind is not None and kind.interrupts and self.busy:
+                    self.ctx.stop.set()  # the running intent stops; this one runs after it
                     break
                 elif not self.busy:
                     self._launch(intent)
@@ -147,16 +148,14 @@ class Executor:
         return self._worker is not None and self._worker.is_alive()
 
     def _control(self, intent: Intent) -> None:
-        # Recorded in the journal too, so a restarted executor stays paused.
-        if intent.kind == "pause":
-            self.ctx.paused.set()
-            self.ctx.journal.set_counters(ORCH_SCOPE, {"paused": 1})
-            self.ctx.event("executor", "paused: running computes finish, no new one starts")
-        else:
-            self.ctx.paused.clear()
-            self.ctx.journal.set_counters(ORCH_SCOPE, {"paused": 0})
-            self.ctx.event("executor", "resumed")
-        self.ctx.journal.finish_intent(intent.id, "done", json.dumps({"ok": True}))
+        """A control intent, at once (in the serve loop, whatever work runs)."""
+        try:
+            result = self.handle(intent)
+        except OrchestratorError as exc:
+            self.ctx.journal.finish_intent(intent.id, "failed", json.dumps(
+                {"ok": False, "error": str(exc)}))
+            return
+        self.ctx.journal.finish_intent(intent.id, "done", json.dumps(result))
 
     def _launch(self, intent: Intent) -> None:
         self.ctx.journal.finish_intent(intent.id, "running")
@@ -172,7 +171,7 @@ class Executor:
             result = self.handle(intent)
             status = "done" if result.get("ok", True) else "failed"
             journal.finish_intent(intent.id, status, json.dumps(result, default=str))
-        except Stopped as exc:
+        except StepInterrupted as exc:
             if self.shutdown.is_set():
                 journal.finish_intent(intent.id, "pending", "executor stopped; will resume")
             else:
@@ -188,33 +187,30 @@ class Executor:
     # ------------------------------------------------------------------ intents
 
     def handle(self, intent: Intent) -> dict[str, Any]:
-        args = intent.args
-        phase = self.ctx.journal.phase()
-        if phase is not None and phase.phase in ("aborted", "done"):
-            raise OrchestratorError(f"the upgrade is {phase.phase}; nothing more to do "
-                                    "(a new upgrade starts with a fresh state_dir)")
-        if intent.kind in ("upgrade", "rollback"):
-            return self.computes(intent.kind, args)
-        if intent.kind == "finalize":
-            return self.finalize(args)
-        if intent.kind == "abort":
-            return self.abort(args)
-        if intent.kind == "phase":
-            return self.advance(str(args.get("target", "")), args)
-        if intent.kind == "unpair":
-            if self.ctx.step_done("finalize.unpair"):
-                return {"ok": True, "detail": "already unpaired by finalize"}
-            return {"ok": True, "detail": fin.unpair(self.ctx)}
-        raise OrchestratorError(f"unknown intent kind {intent.kind!r}")
+        """Run one intent through its handler, if the current phase takes it."""
+        current = self.ctx.journal.phase()
+        refused = phases.refusal(current.phase if current else "plan", intent.kind)
+        if refused is not None:
+            raise OrchestratorError(refused)
+        return INTENT_HANDLERS[intent.kind](self, intent.args)
 
-    def computes(self, action: str, args: dict[str, Any]) -> dict[str, Any]:
-        phase = self.ctx.journal.phase()
-        require_computes_phase(phase.phase if phase else None)
-        if phase is not None and phase.phase == "run-sync":
-            self.ctx.journal.set_phase("computes", note="computes moving")
-        if self.ctx.step_done(fin.COMMIT_STEP) and action == "rollback":
+    def run_phases(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self.advance(str(args.get("target", "")), args)
+
+    def upgrade(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self.computes("upgrade", args)
+
+    def rollback(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self.ctx.step_done(fin.COMMIT_STEP):
             raise OrchestratorError("finalize committed: computes can no longer go back to the "
                                     "old cluster (its control plane is being retired)")
+        return self.computes("rollback", args)
+
+    def computes(self, action: str, args: dict[str, Any]) -> dict[str, Any]:
+        current = self.ctx.journal.phase()
+        if current is not None and current.phase == "run-sync":
+            # the first compute to move opens the computes phase
+            self.ctx.journal.set_phase("computes", note="computes moving")
         outcome = self.runner.run(action, list(args.get("computes") or []),
                                   batch_size=args.get("batch_size"),
                                   parallel=args.get("parallel"),
@@ -224,91 +220,81 @@ class Executor:
                 "failed": outcome.failed, "not_started": outcome.not_started,
                 "stopped_reason": outcome.stopped_reason, "batches": outcome.batches_run}
 
+    def unpair(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self.ctx.step_done(fin.step("unpair").marker):
+            return {"ok": True, "detail": "already unpaired by finalize"}
+        return {"ok": True, "detail": unpair(self.ctx)}
+
+    def pause(self, args: dict[str, Any]) -> dict[str, Any]:
+        # Recorded in the journal too, so a restarted executor stays paused.
+        self.ctx.paused.set()
+        self.ctx.journal.set_paused(True)
+        self.ctx.event("executor", "paused: running computes finish, no new one starts")
+        return {"ok": True}
+
+    def resume(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.ctx.paused.clear()
+        self.ctx.journal.set_paused(False)
+        self.ctx.event("executor", "resumed")
+        return {"ok": True}
+
     # ------------------------------------------------------------------ phases
 
     def advance(self, target: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run every phase up to `target` not done yet (finalize and done: finalize)."""
         args = args or {}
-        if target not in PHASES:
-            raise OrchestratorError(f"unknown phase {target!r}; phases: {', '.join(PHASES)}")
-        if target in ("finalize", "done"):
-            return self.finalize(args)
+        if target not in phases.FORWARD:
+            raise OrchestratorError(f"unknown phase {target!r}; phases: "
+                                    f"{', '.join(phases.FORWARD)}")
+        runnable = phases.RUNNABLE
+        if target in runnable:
+            todo = runnable[:runnable.index(target) + 1]
+        elif phases.FORWARD.index(target) < phases.FORWARD.index(runnable[0]):
+            todo = ()  # plan: recorded when the executor starts
+        else:
+            return self.finalize(args)  # what follows the runnable phases is finalize's
         done: list[str] = []
-        for phase in PHASES[1:PHASES.index(target) + 1]:
-            # A finished phase is skipped, except preflight and pair asked for by name:
-            # both are safe to repeat (read-only checks, idempotent bgp-routers).
-            repeatable = phase == target and phase in ("preflight", "pair")
-            if self.ctx.step_done(phase_marker(phase)) and not repeatable:
+        for name in todo:
+            spec = phases.phase(name)
+            # A finished phase is skipped, unless it is asked for by name and repeatable.
+            repeat = name == target and spec.repeatable
+            if self.ctx.step_done(spec.marker) and not repeat:
                 continue
-            self.ctx.check_stop(phase)
-            detail = self.run_phase(phase, args)
-            done.append(f"{phase}: {detail}")
+            self.ctx.check_stop(name)
+            detail = self.run_phase(name, args)
+            done.append(f"{name}: {detail}")
         result: dict[str, Any] = {"ok": True, "phase": target, "done": done}
         if self.last_checks is not None:
             result["checks"] = self.last_checks
         return result
 
-    def run_phase(self, phase: str, args: dict[str, Any]) -> str:
+    def run_phase(self, name: str, args: dict[str, Any]) -> str:
         """Run one phase; a re-run of a finished one (preflight again) leaves the phase be."""
         journal = self.ctx.journal
-        rerun = self.ctx.step_done(phase_marker(phase))
+        spec = phases.phase(name)
+        rerun = self.ctx.step_done(spec.marker)
         if not rerun:
-            journal.set_phase(phase, status="entered")
+            journal.set_phase(name, status="entered")
         try:
-            detail = getattr(self, "_phase_" + phase.replace("-", "_"))(args)
+            detail = PHASE_RUNNERS[name](self, args)
         except Exception as exc:
             if not rerun:
-                journal.set_phase(phase, status="failed", note=str(exc)[:2000])
+                journal.set_phase(name, status="failed", note=str(exc)[:2000])
             raise
         if rerun:
-            self.ctx.event("phase", f"{phase} re-run: {detail}", phase=phase)
+            self.ctx.event("phase", f"{name} re-run: {detail}", phase=name)
             return detail
-        if phase != "computes":
-            journal.set_phase(phase, status="done", note=detail)
-        self.ctx.mark_step(phase_marker(phase))
+        if spec.runs is not phases.Runs.INTENTS:  # such a phase stays open for its intents
+            journal.set_phase(name, status="done", note=detail)
+        self.ctx.mark_step(spec.marker)
         return detail
-
-    def _phase_preflight(self, args: dict[str, Any]) -> str:
-        report = run_preflight(self.ctx, args.get("approach") or self.approach,
-                               db_nodes_down=args.get("db_nodes_down"),
-                               sync_started=self.ctx.step_done(phase_marker("pre-sync")))
-        for check in report.checks:
-            level = "info" if check.ok else ("warning" if check.severity == "warning"
-                                             else "error")
-            self.ctx.event("preflight", f"{'ok' if check.ok else 'FAIL'} {check.name}: "
-                           f"{check.detail}", level=level, **check.as_dict())
-        self.last_checks = [c.as_dict() for c in report.checks]
-        if not report.ok:
-            lines = [f"- {c.name}: {c.detail}\n  fix: {c.fix}" for c in report.failures]
-            error = OrchestratorError("preflight refused:\n" + "\n".join(lines))
-            error.payload = {"checks": self.last_checks}  # type: ignore[attr-defined]
-            raise error
-        return f"{len(report.checks)} checks passed"
-
-    def _phase_pair(self, args: dict[str, Any]) -> str:
-        return fin.pair(self.ctx)
-
-    def _phase_pre_sync(self, args: dict[str, Any]) -> str:
-        run = run_step(self.ctx, "pre-sync")
-        if run.exit_code != 0:
-            raise OrchestratorError(f"pre-sync failed (exit {run.exit_code}); it resumes from "
-                                    f"its checkpoints when run again:\n{run.output}")
-        return f"copied in {run.duration_s:.1f}s; {fin.check_pairing(self.ctx)}"
-
-    def _phase_run_sync(self, args: dict[str, Any]) -> str:
-        self.runsync.start()
-        counters = self.runsync.wait_reporting()
-        return (f"running (pid {self.runsync.pid()}), lag {counters.get('lag_s', 0):.1f}s, "
-                f"queue {counters.get('queue_depth', 0):.0f}")
-
-    def _phase_computes(self, args: dict[str, Any]) -> str:
-        return "computes may move (issu compute upgrade ...)"
 
     # ------------------------------------------------------------------ finalize / abort
 
     def finalize(self, args: dict[str, Any]) -> dict[str, Any]:
-        if not self.ctx.step_done(phase_marker("run-sync")):
-            raise OrchestratorError("finalize needs run-sync to have run (phases pair, "
-                                    "pre-sync, run-sync); nothing to finalize yet")
+        if not self.ctx.step_done(phases.phase_marker("run-sync")):
+            # run-sync's phase entered but failed: the phase alone does not tell
+            raise OrchestratorError(phases.INTENT_KINDS["finalize"].refused)
         journal = self.ctx.journal
         force = bool(args.get("force"))
         reason = str(args.get("reason") or "")
@@ -323,7 +309,7 @@ class Executor:
             journal.set_phase("finalize", status="failed", note=str(exc)[:2000])
             raise
         journal.set_phase("done", status="done", note="the new cluster serves")
-        self.ctx.mark_step(phase_marker("finalize"))
+        self.ctx.mark_step(phases.phase_marker("finalize"))
         return {"ok": True, "steps": steps}
 
     def abort(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -331,9 +317,89 @@ class Executor:
         self.ctx.stop.clear()
         journal.set_phase("aborting", status="entered")
         try:
-            done = fin.abort(self.ctx, self.runner, drop_new_data=bool(args.get("drop_new_data")))
+            done = aborting.abort(self.ctx, self.runner,
+                                  drop_new_data=bool(args.get("drop_new_data")))
         except Exception as exc:
             journal.set_phase("aborting", status="failed", note=str(exc)[:2000])
             raise
         journal.set_phase("aborted", status="done", note="; ".join(done))
         return {"ok": True, "done": done}
+
+
+# ----------------------------------------------------------------------------- phase runners
+# One function per phase of phases.RUNNABLE (a test checks that none is missing): what the
+# phase does, its detail for the journal as the result.
+
+PhaseRunner = Callable[[Executor, dict[str, Any]], str]
+
+
+def run_preflight_phase(executor: Executor, args: dict[str, Any]) -> str:
+    ctx = executor.ctx
+    report = run_preflight(ctx, args.get("approach") or executor.approach,
+                           db_nodes_down=args.get("db_nodes_down"),
+                           sync_started=ctx.step_done(phases.phase_marker("pre-sync")))
+    for check in report.checks:
+        level = "info" if check.ok else ("warning" if check.severity == "warning" else "error")
+        ctx.event("preflight", f"{'ok' if check.ok else 'FAIL'} {check.name}: "
+                  f"{check.detail}", level=level, **check.as_dict())
+    executor.last_checks = [c.as_dict() for c in report.checks]
+    if not report.ok:
+        lines = [f"- {c.name}: {c.detail}\n  fix: {c.fix}" for c in report.failures]
+        raise PreflightRefused("preflight refused:\n" + "\n".join(lines),
+                               executor.last_checks)
+    return f"{len(report.checks)} checks passed"
+
+
+class PreflightRefused(OrchestratorError):
+    """Preflight found problems; `payload` carries every check for the intent's result."""
+
+    def __init__(self, message: str, checks: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.payload = {"checks": checks}
+
+
+def run_pair_phase(executor: Executor, args: dict[str, Any]) -> str:
+    return pair(executor.ctx)
+
+
+def run_pre_sync_phase(executor: Executor, args: dict[str, Any]) -> str:
+    run = run_step(executor.ctx, "pre-sync")
+    if run.exit_code != 0:
+        raise OrchestratorError(f"pre-sync failed (exit {run.exit_code}); it resumes from "
+                                f"its checkpoints when run again:\n{run.output}")
+    return f"copied in {run.duration_s:.1f}s; {check_pairing(executor.ctx)}"
+
+
+def run_run_sync_phase(executor: Executor, args: dict[str, Any]) -> str:
+    executor.runsync.start()
+    counters = executor.runsync.wait_reporting()
+    return (f"running (pid {executor.runsync.pid()}), lag {counters.get('lag_s', 0):.1f}s, "
+            f"queue {counters.get('queue_depth', 0):.0f}")
+
+
+def open_computes_phase(executor: Executor, args: dict[str, Any]) -> str:
+    return "computes may move (issu compute upgrade ...)"
+
+
+PHASE_RUNNERS: dict[str, PhaseRunner] = {
+    "preflight": run_preflight_phase,
+    "pair": run_pair_phase,
+    "pre-sync": run_pre_sync_phase,
+    "run-sync": run_run_sync_phase,
+    "computes": open_computes_phase,
+}
+
+# One handler per intent of phases.INTENTS (a test checks that none is missing); the phase
+# registry decides first whether the current phase takes the intent.
+IntentHandler = Callable[[Executor, dict[str, Any]], dict[str, Any]]
+
+INTENT_HANDLERS: dict[str, IntentHandler] = {
+    "phase": Executor.run_phases,
+    "upgrade": Executor.upgrade,
+    "rollback": Executor.rollback,
+    "finalize": Executor.finalize,
+    "abort": Executor.abort,
+    "unpair": Executor.unpair,
+    "pause": Executor.pause,
+    "resume": Executor.resume,
+}

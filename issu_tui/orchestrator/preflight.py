@@ -11,12 +11,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from backends.apiserver import CONFIG_TYPES, ApiServerError
+from backends.cassandra.connection import CassandraSide
 from issu_tui.config import ClusterConfig
+from issu_tui.orchestrator.approaches import DB_NODES_DOWN
 from issu_tui.orchestrator.context import Context
-from issu_tui.orchestrator.plan import DB_NODES_DOWN
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,11 @@ def check_versions(ctx: Context) -> list[Check]:
 # ----------------------------------------------------------------------------- Cassandra
 
 
-def _side(ctx: Context, cluster: ClusterConfig) -> Any:
+def _side(ctx: Context, cluster: ClusterConfig) -> CassandraSide:
     """The one config -> CassandraSide mapping (the sync commands'), named as the cluster."""
     from issu_tui.sides import cassandra_side
 
-    which = "old" if cluster is ctx.config.old else "new"
+    which: Literal["old", "new"] = "old" if cluster is ctx.config.old else "new"
     return cassandra_side(ctx.config, which, {"name": cluster.name})
 
 

@@ -18,8 +18,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from issu_tui.orchestrator.context import ORCH_SCOPE, Context, OrchestratorError, Stopped
+from issu_tui.orchestrator.context import Context, OrchestratorError, StepInterrupted
 
 # The `issu` sub-commands of the sync workers (issu_tui/sync_cli.py, issu_tui/runsync_cli.py).
 SYNC_COMMANDS: dict[str, list[str]] = {
@@ -57,13 +58,21 @@ class SyncRun:
     stdout: str = ""  # whole stdout (the --json report)
 
 
-def runsync_counters(journal: object) -> tuple[dict[str, float], float]:
+class CounterReader(Protocol):
+    """What runsync_counters reads of a journal (a read-only one will do)."""
+
+    def counters(self, scope: str) -> dict[str, float]: ...
+
+    def counters_updated_at(self, scope: str) -> float | None: ...
+
+
+def runsync_counters(journal: CounterReader) -> tuple[dict[str, float], float]:
     """run-sync's latest counters and when they were written (0 when never)."""
     best: tuple[dict[str, float], float] = ({}, 0.0)
     for scope in RUNSYNC_SCOPES:
-        updated = journal.counters_updated_at(scope) or 0.0  # type: ignore[attr-defined]
+        updated = journal.counters_updated_at(scope) or 0.0
         if updated > best[1]:
-            best = (journal.counters(scope), updated)  # type: ignore[attr-defined]
+            best = (journal.counters(scope), updated)
     return best
 
 
@@ -90,7 +99,7 @@ def run_step(ctx: Context, step: str, extra: list[str] | None = None,
                 if ctx.stop.is_set() or (timeout_s and time.monotonic() - started > timeout_s):
                     _terminate_group(proc.pid)
                     proc.communicate()
-                    raise Stopped(f"{step}: stopped") from None
+                    raise StepInterrupted(f"{step}: stopped") from None
     except BaseException:
         if proc.poll() is None:
             _terminate_group(proc.pid)
@@ -138,8 +147,9 @@ def _cmdline(pid: int) -> list[str]:
         return []
 
 
-class RunSync:
-    """The supervised run-sync process of this upgrade."""
+class RunSyncSupervisor:
+    """Starts, adopts, watches and stops this upgrade's run-sync process (`issu sync run`);
+    the process itself is backends.runsync's service. Its pid is in the journal."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -150,8 +160,7 @@ class RunSync:
         return self.ctx.config.state_dir / "run-sync.log"
 
     def pid(self) -> int | None:
-        value = self.ctx.journal.counters(ORCH_SCOPE).get("runsync_pid")
-        return int(value) if value else None
+        return self.ctx.journal.orchestrator_state().runsync_pid
 
     def running(self) -> bool:
         pid = self.pid()
@@ -175,8 +184,7 @@ class RunSync:
             self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL, env=_env(self.ctx),
                                           start_new_session=True)
-        self.ctx.journal.set_counters(ORCH_SCOPE, {"runsync_pid": self._proc.pid,
-                                                   "runsync_started_at": time.time()})
+        self.ctx.journal.set_runsync_process(self._proc.pid, time.time())
         self.ctx.event("sync", f"run-sync: started (pid {self._proc.pid}, log "
                                f"{self.log_path})", step="run-sync", pid=self._proc.pid)
         return True
@@ -189,7 +197,7 @@ class RunSync:
             _terminate_group(pid, grace_s=30.0)
             if self._proc is not None and self._proc.pid == pid:
                 self._proc.wait()
-        self.ctx.journal.set_counters(ORCH_SCOPE, {"runsync_pid": 0})
+        self.ctx.journal.set_runsync_process(None)
         if was_running:
             self.ctx.event("sync", f"run-sync: stopped (pid {pid})", step="run-sync")
         return was_running
@@ -204,7 +212,7 @@ class RunSync:
 
     def wait_reporting(self, timeout_s: float = 120.0) -> dict[str, float]:
         """Wait until run-sync writes counters after its start (it caught up and consumes)."""
-        started = self.ctx.journal.counters(ORCH_SCOPE).get("runsync_started_at", 0.0)
+        started = self.ctx.journal.orchestrator_state().runsync_started_at or 0.0
         deadline = time.monotonic() + timeout_s
         while True:
             counters, updated = runsync_counters(self.ctx.journal)

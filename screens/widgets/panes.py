@@ -33,6 +33,11 @@ def timeline(view: PhaseView) -> Text:
     return text
 
 
+def phase_legend(view: PhaseView) -> str:
+    """What each phase of the timeline does (the console API has it from the registry)."""
+    return "\n".join(f"{step.name}: {step.title}" for step in view.steps if step.title)
+
+
 def phase_text(view: PhaseView, *, wide: bool = False) -> Group:
     head = Text()
     if view.phase is None:
@@ -67,6 +72,7 @@ class PhasePane(Static):
         key = (snap.phase, int(snap.phase.in_phase_s), wide)
         if key != self._shown:
             self._shown = key
+            self.tooltip = phase_legend(snap.phase)
             self.update(phase_text(snap.phase, wide=wide), layout=False)
 
 

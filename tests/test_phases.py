@@ -1,0 +1,200 @@
+"""The phase registry is the one source of phase knowledge: the journal, the plan, the
+executor, the console and docs/phases.md follow it; the orchestrator's state is a typed
+journal row, carried over from the counters form of schema 1."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from issu_tui.console_api import ConsoleBackend, ConsoleOptions
+from issu_tui.journal import _MIGRATIONS, Journal, JournalError, OrchestratorState
+from issu_tui.orchestrator import abort, finalize, phases, phases_doc
+from issu_tui.orchestrator.approaches import default_approach
+from issu_tui.orchestrator.context import Context
+from issu_tui.orchestrator.executor import INTENT_HANDLERS, PHASE_RUNNERS, Executor
+from issu_tui.orchestrator.plan import build_plan
+from tests.test_orchestrator_units import _config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_docs_page_is_generated_from_the_registry_and_up_to_date() -> None:
+    page = (REPO / "docs" / "phases.md").read_text()
+    assert page == phases_doc.render(), \
+        "docs/phases.md is out of date: run `python -m issu_tui.orchestrator.phases_doc`"
+    for spec in phases.PHASES:
+        assert f"| `{spec.name}` | {spec.title} |" in page
+    for step in finalize.STEPS:
+        assert f"`{step.name}`" in page
+
+
+def test_generator_check_mode_reports_a_stale_page(tmp_path: Path) -> None:
+    stale = tmp_path / "phases.md"
+    stale.write_text("# old\n")
+    assert phases_doc.main([str(stale), "--check"]) == 1
+    assert stale.read_text() == "# old\n"
+    assert phases_doc.main([str(stale)]) == 0
+    assert phases_doc.main([str(stale), "--check"]) == 0
+
+
+def test_every_phase_and_intent_of_the_registry_has_its_code() -> None:
+    assert set(PHASE_RUNNERS) == set(phases.RUNNABLE)
+    assert set(INTENT_HANDLERS) == set(phases.INTENT_KINDS)
+    for spec in phases.PHASES:
+        assert spec.offers <= spec.accepts, spec.name
+        assert spec.accepts <= set(phases.INTENT_KINDS), spec.name
+        assert bool(spec.accepts) or spec.refusal, spec.name
+
+
+def test_journal_and_plan_follow_the_registry(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path)
+    for name in phases.PHASE_NAMES:
+        journal.set_phase(name)
+    with pytest.raises(JournalError, match="unknown phase"):
+        journal.set_phase("sideways")
+    journal.close()
+    for approach in ("separate", "grow"):
+        plan = build_plan(_config(tmp_path), approach)
+        order = [s.phase for s in plan]
+        assert order == sorted(order, key=phases.FORWARD.index)
+        assert {s.phase for s in plan} >= set(phases.RUNNABLE) | {"finalize"}
+    # the point of no return is finalize's commit step, and only what comes before it
+    # has an inverse abort can run
+    plan = build_plan(_config(tmp_path), "separate")
+    (commit,) = [s for s in plan if s.point_of_no_return]
+    assert commit.title.startswith(finalize.step("commit").does)
+    assert all(s.undo is None for s in finalize.STEPS[len(finalize.before_commit()):])
+    assert [s.name for s in finalize.before_commit() if s.undo] == ["fence-old"]
+
+
+def _executor(tmp_path: Path) -> tuple[Journal, Executor]:
+    journal = Journal.open(tmp_path)
+    ctx = Context(config=_config(tmp_path), config_path=tmp_path / "issu.toml", journal=journal)
+    executor = Executor(ctx)
+    executor.start()
+    return journal, executor
+
+
+def _run(journal: Journal, executor: Executor, kind: str, **args: object) -> dict[str, object]:
+    intent_id = journal.add_intent(kind, args, "test")
+    executor.serve(until_idle=True, poll_s=0.01)
+    intent = next(i for i in journal.intents(None) if i.id == intent_id)
+    result = json.loads(intent.result)
+    result["status"] = intent.status
+    return result
+
+
+def test_the_current_phase_decides_which_intents_run(tmp_path: Path) -> None:
+    journal, executor = _executor(tmp_path)
+    journal.set_phase("pre-sync")
+    refused = _run(journal, executor, "upgrade", computes=["c1"])
+    assert refused["status"] == "failed"
+    assert "computes move only once run-sync is running (phase is pre-sync)" in \
+        str(refused["error"])
+    assert _run(journal, executor, "finalize")["status"] == "failed"
+    paused = _run(journal, executor, "pause")
+    assert paused["status"] == "done" and journal.orchestrator_state().paused
+    journal.set_phase("aborting")
+    again = _run(journal, executor, "phase", target="preflight")
+    assert again["status"] == "failed" and "run `issu abort` again" in str(again["error"])
+    journal.set_phase("done")
+    for kind in ("resume", "abort", "unpair"):
+        ended = _run(journal, executor, kind)
+        assert ended["status"] == "failed" and "the upgrade is done" in str(ended["error"])
+    assert journal.orchestrator_state().paused  # the refused resume changed nothing
+    unknown = _run(journal, executor, "reboot")
+    assert unknown["status"] == "failed"
+    executor.close()
+    journal.close()
+
+
+def test_console_offers_what_the_registry_says(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path)
+    journal.set_phase("plan", from_version="4.1.0", to_version="5.0.0")
+    journal.upsert_compute("c1", "127.0.0.1", state="upgraded", version="5.0.0",
+                           cluster="new")
+    backend = ConsoleBackend(_config(tmp_path), journal, ConsoleOptions())
+    for name in phases.FORWARD[:-1]:
+        journal.set_phase(name)
+        view = backend.snapshot().phase
+        assert [s.name for s in view.steps] == list(phases.FORWARD)
+        assert [s.title for s in view.steps] == [phases.phase(p).title for p in phases.FORWARD]
+        assert view.allowed <= phases.phase(name).offers
+        assert ("finalize" in view.allowed) == ("finalize" in phases.phase(name).offers)
+    assert "abort" not in backend.snapshot().phase.allowed  # in finalize: the CLI's
+    journal.set_phase("aborting")
+    assert backend.snapshot().phase.allowed == frozenset()
+    journal.close()
+
+
+def _schema_one_journal(state: Path, orchestrator: dict[str, float]) -> None:
+    """A journal as issu wrote it before the orchestrator table: schema 1, counters form."""
+    state.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(state / "journal.db")
+    for statement in _MIGRATIONS[0].split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 1")
+    db.executemany("INSERT INTO counters VALUES (?, ?, ?, ?)",
+                   [("orchestrator", k, v, 1.0) for k, v in orchestrator.items()]
+                   + [("runsync", "lag_s", 0.25, 1.0), ("steps", "phase.plan", 5.0, 1.0)])
+    db.execute("INSERT INTO upgrade VALUES (1, 'computes', 1.0, '4.1.0', '5.0.0', '')")
+    db.commit()
+    db.close()
+
+
+def test_an_existing_journal_keeps_its_approach_pause_and_runsync_pid(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    _schema_one_journal(state, {"approach": 1.0, "paused": 1.0, "runsync_pid": 4242.0,
+                                "runsync_started_at": 1700000000.5})
+    expected = OrchestratorState("grow", True, 4242, 1700000000.5)
+    # a watcher opening it before any writer did reads the old form
+    reader = Journal.open(state, read_only=True)
+    assert reader.schema_version == 1 and reader.orchestrator_state() == expected
+    assert reader.steps_done() == {"phase.plan": 5.0}
+    reader.close()
+    journal = Journal.open(state)
+    assert journal.schema_version == len(_MIGRATIONS) == 2
+    assert journal.orchestrator_state() == expected
+    assert journal.counters("orchestrator") == {}
+    assert journal.counters("runsync") == {"lag_s": 0.25}
+    assert journal.counters("steps") == {}
+    assert journal.steps_done() == {"phase.plan": 5.0}
+    journal.close()
+    # the executor resumes paused with the approach it had (not the config's default)
+    journal = Journal.open(state)
+    ctx = Context(config=_config(tmp_path), config_path=tmp_path / "issu.toml", journal=journal)
+    executor = Executor(ctx)
+    executor.ensure_plan()
+    assert default_approach(ctx.config) == "separate"
+    assert executor.approach == "grow" and journal.orchestrator_state().approach == "grow"
+    journal.close()
+
+
+def test_a_stopped_runsync_and_no_approach_carry_over_as_none(tmp_path: Path) -> None:
+    _schema_one_journal(tmp_path, {"runsync_pid": 0.0, "paused": 0.0})
+    journal = Journal.open(tmp_path)
+    assert journal.orchestrator_state() == OrchestratorState(None, False, None, None)
+    journal.set_approach("rolling")
+    journal.set_paused(True)
+    journal.set_runsync_process(77, 12.5)
+    journal.set_runsync_process(None)  # stopped: the start time stays for the reports
+    for marker in ("phase.run-sync", "finalize.fence-old", "finalize.commit", "finalize_x"):
+        journal.mark_step(marker)
+    journal.clear_steps("finalize.")  # what abort forgets: finalize's markers, no other
+    journal.close()
+    journal = Journal.open(tmp_path, read_only=True)
+    assert journal.orchestrator_state() == OrchestratorState("rolling", True, None, 12.5)
+    assert set(journal.steps_done()) == {"phase.plan", "phase.run-sync", "finalize_x"}
+    journal.close()
+
+
+def test_abort_and_finalize_step_names_are_unique() -> None:
+    for steps in (finalize.STEPS, abort.STEPS):
+        names = [s.name for s in steps]
+        assert len(names) == len(set(names))
+    assert finalize.COMMIT_STEP == "finalize.commit"
