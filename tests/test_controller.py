@@ -32,6 +32,8 @@ from backends.ssh import SshTarget
 from demo.controller.process import write_spec
 from demo.services import Endpoints, Launcher
 from demo.services.procs import read_pidfile, terminate_group
+from issu_tui.config import IssuConfig
+from issu_tui.orchestrator.preflight_writers import new_writer_findings
 
 FAKE = Path(__file__).parent / "fakebin" / "fakectl.py"
 CONFIG_WRITERS = [w for w in WRITERS if w != "kube-manager"]
@@ -312,3 +314,71 @@ def test_demo_profile_stops_and_starts_a_demo_controller(services: Endpoints,
         group = read_pidfile(directory / "pid")
         if group is not None:
             terminate_group(group, 20.0)
+
+
+def _inventory_config(ssh: Endpoints, host: Host, tmp_path: Path) -> IssuConfig:
+    s = ssh.ssh
+    def side(host: str) -> dict[str, object]:  # nothing listens there: never contacted
+        return {key: {"hosts": [f"{host}:1"]} for key in ("cassandra", "zookeeper", "rabbit")}
+
+    return IssuConfig.model_validate({
+        "state_dir": str(tmp_path / "state-dir"),
+        "old": {"name": "old", "version": "4.1.0", **side("127.0.0.1")},
+        "new": {"name": "new", "version": "5.0.0", **side("127.0.0.2"), "controllers": [
+            {"name": "new-ctl-1", "address": host.target.address, "ssh_port": s.port,
+             "ssh_user": s.user, "ssh_key": str(s.key_path), "profile": "site",
+             "roles": ["config", "control", "analytics", "database"]},
+            {"name": "new-k8s", "address": host.target.address, "ssh_port": s.port,
+             "ssh_user": s.user, "ssh_key": str(s.key_path), "profile": "site",
+             "roles": ["northbound"]}]},
+        "ssh": {"known_hosts": str(s.known_hosts_path)},
+        "controller_profiles": {"site": {"base": "systemd",
+                                         "systemctl": f"{host.tools} systemctl"}},
+    })
+
+
+def test_preflight_refuses_while_a_writer_runs_on_new(ssh: Endpoints, host: Host,
+                                                      tmp_path: Path) -> None:
+    host.seed({f"systemd:{u}": {"running": u != "contrail-device-manager", "enabled": True}
+               for u in ("contrail-schema", "contrail-svc-monitor", "contrail-device-manager",
+                         "contrail-kube-manager")})
+    config = _inventory_config(ssh, host, tmp_path)
+    findings = {f.name: f for f in new_writer_findings(config)}
+    ctl, k8s = findings["new writers stopped on new-ctl-1"], findings[
+        "new writers stopped on new-k8s"]
+    assert not ctl.ok and ctl.severity == "error"
+    where = f"new-ctl-1 ({host.target.address})"
+    assert ctl.detail.startswith(f"running on new {where}: schema-transformer (active), "
+                                 "svc-monitor (active);")
+    assert "device-manager" not in ctl.detail
+    assert ctl.fix == ("stop and disable them on new-ctl-1: "
+                       f"{host.tools} systemctl stop contrail-schema; "
+                       f"{host.tools} systemctl stop contrail-svc-monitor; "
+                       f"{host.tools} systemctl disable contrail-schema; "
+                       f"{host.tools} systemctl disable contrail-svc-monitor")
+    assert not k8s.ok and "kube-manager (active)" in k8s.detail
+    # asking changed nothing
+    assert all(s["running"] for k, s in host.state().items() if "device" not in k)
+
+    ex = ControllerExecutor(ssh.ssh.known_hosts_path, 10, 60, config.controller_profiles)
+    ex.act(host.target, "site", "stop", ["schema-transformer", "svc-monitor", "kube-manager"])
+    findings = {f.name: f for f in new_writer_findings(config)}
+    assert all(f.ok for f in findings.values()), findings
+    assert findings["new writers stopped on new-ctl-1"].detail == (
+        "schema-transformer inactive, svc-monitor inactive, device-manager inactive")
+
+
+def test_preflight_without_inventory_warns_and_an_unreachable_host_refuses(
+        ssh: Endpoints, host: Host, tmp_path: Path) -> None:
+    config = _inventory_config(ssh, host, tmp_path)
+    bare = config.model_copy(update={"new": config.new.model_copy(update={"controllers": []})})
+    (warning,) = new_writer_findings(bare)
+    assert not warning.ok and warning.severity == "warning"
+    assert "no [[new.controllers]] host with role config" in warning.detail
+    # a host whose sshd does not answer: not a pass, the host is named
+    gone = config.new.controllers[0].model_copy(update={"ssh_port": 1})
+    lost = config.model_copy(update={"new": config.new.model_copy(
+        update={"controllers": [gone]})})
+    (finding,) = new_writer_findings(lost)
+    assert not finding.ok and finding.severity == "error"
+    assert finding.detail.startswith("cannot tell: new-ctl-1")
