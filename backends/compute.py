@@ -193,7 +193,7 @@ cp -p "$f" "$tmp" || exit 1
 # Sets keys of an INI file, keeping every other line: file, then section key value triples.
 # Every line of the key in the section gets the value; a missing key is added at the end of
 # its section, a missing section at the end of the file.
-_SET_INI = "w=3" + _CHECK_ARGS + r"""
+SET_INI_SCRIPT = "w=3" + _CHECK_ARGS + r"""
 while [ $# -ge 3 ]; do
   S=$1 K=$2 V=$3 awk '
     BEGIN { s = "[" ENVIRON["S"] "]"; k = ENVIRON["K"]; v = ENVIRON["V"] }
@@ -222,14 +222,14 @@ echo "contrail-vrouter-agent has no established XMPP session after $1 s" >&2; ex
 
 
 
-def _script(text: str) -> str:
+def script_item(text: str) -> str:
     """A shell script as one literal template item (its braces are not variables)."""
     return shlex.quote(text.replace("{", "{{").replace("}", "}}"))
 
 
 _AGENT_CONF = "/etc/contrail/contrail-vrouter-agent.conf"
 _POINT_PKG = (
-    f"sh -c {_script(_SET_INI)} set-ini {_AGENT_CONF} "
+    f"sh -c {script_item(SET_INI_SCRIPT)} set-ini {_AGENT_CONF} "
     "CONTROL-NODE servers {control_nodes} DEFAULT collectors {collectors} "
     "DNS servers {dns_servers}"
 )
@@ -269,7 +269,7 @@ _HEALTH_CONTAINER = _HEALTH_PKG.replace(
 
 BUILTIN_PROFILES: dict[str, dict[str, str]] = {
     "package-apt": {
-        "probe": f"sh -c {_script(_PROBE_APT)} probe",
+        "probe": f"sh -c {script_item(_PROBE_APT)} probe",
         "stop": "systemctl stop contrail-vrouter-agent",
         "install": (
             # The lock timeout: an install left running by a killed executor (or an
@@ -281,10 +281,10 @@ BUILTIN_PROFILES: dict[str, dict[str, str]] = {
         ),
         "point": _POINT_PKG,
         "restart": "systemctl restart contrail-vrouter-agent",
-        "health": f"sh -c {_script(_HEALTH_PKG)} health {{health_timeout_s}}",
+        "health": f"sh -c {script_item(_HEALTH_PKG)} health {{health_timeout_s}}",
     },
     "package-yum": {
-        "probe": f"sh -c {_script(_PROBE_YUM)} probe",
+        "probe": f"sh -c {script_item(_PROBE_YUM)} probe",
         "stop": "systemctl stop contrail-vrouter-agent",
         "install": (
             "sh -c 'yum -y install \"$@\" || yum -y downgrade \"$@\"' install "
@@ -293,21 +293,21 @@ BUILTIN_PROFILES: dict[str, dict[str, str]] = {
         ),
         "point": _POINT_PKG,
         "restart": "systemctl restart contrail-vrouter-agent",
-        "health": f"sh -c {_script(_HEALTH_PKG)} health {{health_timeout_s}}",
+        "health": f"sh -c {script_item(_HEALTH_PKG)} health {{health_timeout_s}}",
     },
     "container": {
-        "probe": f"sh -c {_script(_PROBE_CONTAINER)} probe",
+        "probe": f"sh -c {script_item(_PROBE_CONTAINER)} probe",
         "stop": f"docker compose -f {_COMPOSE} down",
         "install": (
-            f"sh -c {_script(_SET_ENV + 'docker compose -f ' + _COMPOSE + ' pull')} "
+            f"sh -c {script_item(_SET_ENV + 'docker compose -f ' + _COMPOSE + ' pull')} "
             f"install {_ENV} CONTRAIL_VERSION {{version}}"
         ),
         "point": (
-            f"sh -c {_script(_SET_ENV)} point {_ENV} CONTROL_NODES {{control_nodes_csv}} "
+            f"sh -c {script_item(_SET_ENV)} point {_ENV} CONTROL_NODES {{control_nodes_csv}} "
             "ANALYTICS_NODES {collectors_csv} DNS_NODES {dns_servers_csv}"
         ),
         "restart": f"docker compose -f {_COMPOSE} up -d",
-        "health": f"sh -c {_script(_HEALTH_CONTAINER)} health {{health_timeout_s}}",
+        "health": f"sh -c {script_item(_HEALTH_CONTAINER)} health {{health_timeout_s}}",
     },
     "demo": {
         "host": "python3 -m demo.compute.host",

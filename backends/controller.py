@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from backends.compute import _SET_INI, ProfileError, _script, render_template
+from backends.compute import SET_INI_SCRIPT, ProfileError, render_template, script_item
 from backends.ssh import SshError, SshExecutor, SshSession, SshTarget
 
 ROLES = ("config", "control", "analytics", "database", "northbound")
@@ -77,7 +77,7 @@ _COMPOSE = {
 }
 _CONTAINERS = {svc: f"{value.replace('/', '_')}_1" for svc, value in _COMPOSE.items()}
 
-_SET_INI_STEP = f"sh -c {_script(_SET_INI)} set-ini"
+_SET_INI_STEP = f"sh -c {script_item(SET_INI_SCRIPT)} set-ini"
 # supervisorctl 3.x exits 0 whatever the state, 4.x exits 3 when not running: the state is
 # the second word of its status line either way.
 _SUPERVISORCTL = "{supervisorctl} -s unix://{socket_dir}/supervisord_{group}.sock"
@@ -135,9 +135,9 @@ BUILTIN_CONTROLLER_PROFILES: dict[str, dict[str, object]] = {
         "status": "{docker} compose -f " + _COMPOSE_FILE + " ps -a --format {{{{.State}}}} {unit}",
         "stop": f"{{docker}} compose -f {_COMPOSE_FILE} stop {{unit}}",
         "start": f"{{docker}} compose -f {_COMPOSE_FILE} start {{unit}}",
-        "disable": f"sh -c {_script(_COMPOSE_RESTART)} disable {_COMPOSE_FILE} {{unit}} no "
+        "disable": f"sh -c {script_item(_COMPOSE_RESTART)} disable {_COMPOSE_FILE} {{unit}} no "
                    "{docker}",
-        "enable": f"sh -c {_script(_COMPOSE_RESTART)} enable {_COMPOSE_FILE} {{unit}} always "
+        "enable": f"sh -c {script_item(_COMPOSE_RESTART)} enable {_COMPOSE_FILE} {{unit}} always "
                   "{docker}",
         "signal": f"{{docker}} compose -f {_COMPOSE_FILE} kill -s {{signal}} {{unit}}",
         "set_ini": _SET_INI_STEP,

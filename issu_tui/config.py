@@ -486,11 +486,11 @@ def check_controllers(config: IssuConfig) -> list[str]:
         cluster: ClusterConfig = getattr(config, side)
         by_role: dict[str, set[str]] = {}
         for host in cluster.controllers:
-            for role in host.roles:
-                by_role.setdefault(role, set()).add(_address_of(host.address))
-        for role in REQUIRED_ROLES:
-            if role not in by_role:
-                problems.append(f"{side}.controllers: no host with role {role}")
+            for host_role in host.roles:
+                by_role.setdefault(host_role, set()).add(_address_of(host.address))
+        for needed in REQUIRED_ROLES:
+            if needed not in by_role:
+                problems.append(f"{side}.controllers: no host with role {needed}")
         wanted: list[tuple[str, str, str]] = [
             (f"{side}.control_nodes.{i}", cn.address, "control")
             for i, cn in enumerate(cluster.control_nodes)]
