@@ -171,7 +171,7 @@ class ControllerError(Exception):
 class ControllerProfile:
     name: str
     steps: dict[str, str]
-    services: dict[str, str]  # role name (schema-transformer) -> the host's name
+    services: dict[str, str]  # issu's service name (schema-transformer) -> the host's name
     variables: dict[str, str] = field(default_factory=dict)
 
     @classmethod
