@@ -34,6 +34,8 @@ from urllib.parse import quote
 
 import httpx
 
+from backends.versions import release_matches
+
 AGENT_MODULE = "contrail-vrouter-agent"
 
 
@@ -147,6 +149,39 @@ def parse_vrouter(cluster: str, name: str, uve: Mapping[str, Any]) -> Vrouter:
     return Vrouter(name=name, cluster=cluster, control_ip=str(agent.get("control_ip", "")),
                    version=_build_version(agent.get("build_info") or node.get("build_info")),
                    agent_state=state, xmpp_peers=peers)
+
+
+@dataclass(frozen=True)
+class HealthEvidence:
+    """The compute health gate's verdict on one vrouter UVE, with the reason either way."""
+
+    ok: bool
+    reason: str
+
+
+def health_evidence(name: str, uve: Mapping[str, Any] | None, version: str,
+                    control_nodes: set[str]) -> HealthEvidence:
+    """A compute is healthy only on positive evidence: its vrouter UVE reports the agent at
+    `version` (a build of that release) with an XMPP session up to one of `control_nodes`.
+    A missing UVE, build version or XMPP peer list is a failure that says which is missing.
+    """
+    if not uve:
+        return HealthEvidence(False, f"no vrouter UVE for {name}")
+    vrouter = parse_vrouter("", name, uve)
+    if not vrouter.version:
+        return HealthEvidence(False, f"the vrouter UVE of {name} has no build version")
+    if not release_matches(version, vrouter.version):
+        return HealthEvidence(False, f"the agent on {name} reports version {vrouter.version}, "
+                                     f"expected {version}")
+    if not vrouter.xmpp_peers:
+        return HealthEvidence(False, f"the vrouter UVE of {name} lists no XMPP peers "
+                                     f"(agent state {vrouter.agent_state or 'unknown'})")
+    up = [p.ip for p in vrouter.xmpp_peers if p.up]
+    ours = [ip for ip in up if ip in control_nodes]
+    if not ours:
+        return HealthEvidence(False, f"XMPP sessions up to {', '.join(up) or 'none'}, "
+                                     f"expected one of {', '.join(sorted(control_nodes))}")
+    return HealthEvidence(True, f"version {vrouter.version}, XMPP up to {', '.join(ours)}")
 
 
 def parse_alarms(cluster: str, data: object) -> list[Alarm]:

@@ -42,6 +42,7 @@ from backends.ssh import (
     quote_argv,
     run_parallel,
 )
+from backends.versions import release_matches
 
 STEPS = ("probe", "drain", "stop", "install", "point", "restart", "health", "gap", "undrain")
 REQUIRED_STEPS = ("probe", "install", "point", "restart", "health")
@@ -116,8 +117,13 @@ class ProbeResult:
         """True if the agent's control nodes are the cluster's (ports aside)."""
         return _hosts(self.control_nodes) == _hosts(cluster.control_nodes)
 
+    def runs(self, release: str) -> bool:
+        """True if the installed package version is a build of `release` (`5.0.0` matches
+        `5.0.0-0.40`, `2:5.0.0~ubuntu18.04`, `5.0.0-1.el7`)."""
+        return release_matches(release, self.version)
+
     def is_on(self, cluster: ClusterTarget) -> bool:
-        return self.version == cluster.version and self.points_at(cluster)
+        return self.runs(cluster.version) and self.points_at(cluster)
 
 
 @dataclass(frozen=True)
@@ -187,7 +193,7 @@ cp -p "$f" "$tmp" || exit 1
 # Sets keys of an INI file, keeping every other line: file, then section key value triples.
 # Every line of the key in the section gets the value; a missing key is added at the end of
 # its section, a missing section at the end of the file.
-_SET_INI = "w=3" + _CHECK_ARGS + r"""
+SET_INI_SCRIPT = "w=3" + _CHECK_ARGS + r"""
 while [ $# -ge 3 ]; do
   S=$1 K=$2 V=$3 awk '
     BEGIN { s = "[" ENVIRON["S"] "]"; k = ENVIRON["K"]; v = ENVIRON["V"] }
@@ -216,14 +222,14 @@ echo "contrail-vrouter-agent has no established XMPP session after $1 s" >&2; ex
 
 
 
-def _script(text: str) -> str:
+def script_item(text: str) -> str:
     """A shell script as one literal template item (its braces are not variables)."""
     return shlex.quote(text.replace("{", "{{").replace("}", "}}"))
 
 
 _AGENT_CONF = "/etc/contrail/contrail-vrouter-agent.conf"
 _POINT_PKG = (
-    f"sh -c {_script(_SET_INI)} set-ini {_AGENT_CONF} "
+    f"sh -c {script_item(SET_INI_SCRIPT)} set-ini {_AGENT_CONF} "
     "CONTROL-NODE servers {control_nodes} DEFAULT collectors {collectors} "
     "DNS servers {dns_servers}"
 )
@@ -263,7 +269,7 @@ _HEALTH_CONTAINER = _HEALTH_PKG.replace(
 
 BUILTIN_PROFILES: dict[str, dict[str, str]] = {
     "package-apt": {
-        "probe": f"sh -c {_script(_PROBE_APT)} probe",
+        "probe": f"sh -c {script_item(_PROBE_APT)} probe",
         "stop": "systemctl stop contrail-vrouter-agent",
         "install": (
             # The lock timeout: an install left running by a killed executor (or an
@@ -275,10 +281,10 @@ BUILTIN_PROFILES: dict[str, dict[str, str]] = {
         ),
         "point": _POINT_PKG,
         "restart": "systemctl restart contrail-vrouter-agent",
-        "health": f"sh -c {_script(_HEALTH_PKG)} health {{health_timeout_s}}",
+        "health": f"sh -c {script_item(_HEALTH_PKG)} health {{health_timeout_s}}",
     },
     "package-yum": {
-        "probe": f"sh -c {_script(_PROBE_YUM)} probe",
+        "probe": f"sh -c {script_item(_PROBE_YUM)} probe",
         "stop": "systemctl stop contrail-vrouter-agent",
         "install": (
             "sh -c 'yum -y install \"$@\" || yum -y downgrade \"$@\"' install "
@@ -287,21 +293,21 @@ BUILTIN_PROFILES: dict[str, dict[str, str]] = {
         ),
         "point": _POINT_PKG,
         "restart": "systemctl restart contrail-vrouter-agent",
-        "health": f"sh -c {_script(_HEALTH_PKG)} health {{health_timeout_s}}",
+        "health": f"sh -c {script_item(_HEALTH_PKG)} health {{health_timeout_s}}",
     },
     "container": {
-        "probe": f"sh -c {_script(_PROBE_CONTAINER)} probe",
+        "probe": f"sh -c {script_item(_PROBE_CONTAINER)} probe",
         "stop": f"docker compose -f {_COMPOSE} down",
         "install": (
-            f"sh -c {_script(_SET_ENV + 'docker compose -f ' + _COMPOSE + ' pull')} "
+            f"sh -c {script_item(_SET_ENV + 'docker compose -f ' + _COMPOSE + ' pull')} "
             f"install {_ENV} CONTRAIL_VERSION {{version}}"
         ),
         "point": (
-            f"sh -c {_script(_SET_ENV)} point {_ENV} CONTROL_NODES {{control_nodes_csv}} "
+            f"sh -c {script_item(_SET_ENV)} point {_ENV} CONTROL_NODES {{control_nodes_csv}} "
             "ANALYTICS_NODES {collectors_csv} DNS_NODES {dns_servers_csv}"
         ),
         "restart": f"docker compose -f {_COMPOSE} up -d",
-        "health": f"sh -c {_script(_HEALTH_CONTAINER)} health {{health_timeout_s}}",
+        "health": f"sh -c {script_item(_HEALTH_CONTAINER)} health {{health_timeout_s}}",
     },
     "demo": {
         "host": "python3 -m demo.compute.host",
@@ -362,30 +368,37 @@ class CommandProfile:
 
     def render(self, step: str, values: Mapping[str, str]) -> list[str]:
         """The argv of `step`: split the template first, then fill each item (no shell)."""
-        template = self.steps.get(step, "")
+        return render_template(self.name, step, self.steps.get(step, ""), self.variables,
+                               values)
+
+
+def render_template(profile: str, step: str, template: str, variables: Mapping[str, str],
+                    values: Mapping[str, str]) -> list[str]:
+    """Split `template` with shlex, then format each item with `variables` and `values`; an
+    item that is exactly `{var}` of a profile variable expands to its shlex-split items."""
+    try:
+        tokens = shlex.split(template)
+    except ValueError as exc:
+        raise ProfileError(f"profile {profile}, step {step}: template {template!r}: "
+                           f"{exc}") from None
+    flat = {**variables, **values}
+    argv: list[str] = []
+    for token in tokens:
+        whole = re.fullmatch(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", token)
+        if whole and whole.group(1) in variables:
+            argv.extend(shlex.split(variables[whole.group(1)]))
+            continue
         try:
-            tokens = shlex.split(template)
-        except ValueError as exc:
-            raise ProfileError(f"profile {self.name}, step {step}: template {template!r}: "
-                               f"{exc}") from None
-        flat = {**self.variables, **values}
-        argv: list[str] = []
-        for token in tokens:
-            whole = re.fullmatch(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", token)
-            if whole and whole.group(1) in self.variables:
-                argv.extend(shlex.split(self.variables[whole.group(1)]))
-                continue
-            try:
-                argv.append(string.Formatter().vformat(token, (), flat))
-            except KeyError as exc:
-                raise ProfileError(f"profile {self.name}, step {step}: unknown variable "
-                                   f"{{{exc.args[0]}}} in {template!r}") from None
-            except (ValueError, IndexError) as exc:
-                raise ProfileError(f"profile {self.name}, step {step}: bad template "
-                                   f"{template!r}: {exc}") from None
-        if not argv:
-            raise ProfileError(f"profile {self.name}, step {step}: template is empty")
-        return argv
+            argv.append(string.Formatter().vformat(token, (), flat))
+        except KeyError as exc:
+            raise ProfileError(f"profile {profile}, step {step}: unknown variable "
+                               f"{{{exc.args[0]}}} in {template!r}") from None
+        except (ValueError, IndexError) as exc:
+            raise ProfileError(f"profile {profile}, step {step}: bad template "
+                               f"{template!r}: {exc}") from None
+    if not argv:
+        raise ProfileError(f"profile {profile}, step {step}: template is empty")
+    return argv
 
 
 def build_profiles(overrides: Mapping[str, Mapping[str, str]] | None = None

@@ -206,6 +206,10 @@ class World:
         group = read_pidfile(pidfile)
         if group is not None and group.all_alive():
             return
+        if (directory / "disabled").exists():
+            # disabled by the `demo` controller profile: a restart must not bring it back
+            raise WorldError(f"controller {cluster} is disabled; enable it: python -m "
+                             f"demo.controller.hostctl --dir {directory} enable controller")
         if group is not None:
             terminate_group(group, 10.0)
         spec_path = write_spec(directory, self._controller_spec(cluster, endpoints, computes), {

@@ -32,6 +32,7 @@ import click
 from issu_tui.cli_common import load_or_exit
 from issu_tui.config import (
     ConfigError,
+    check_controllers,
     check_files,
     config_as_dict,
     generate_from_api_confs,
@@ -158,7 +159,7 @@ def config_check(config_path: Path, as_json: bool) -> None:
     """Validate the configuration; every problem names the file and the key. Exit 2 if broken."""
     try:
         cfg = load_config(config_path)
-        problems = check_files(cfg)
+        problems = check_files(cfg) + check_controllers(cfg)
     except ConfigError as exc:
         problems = exc.problems
     if as_json:

@@ -15,6 +15,7 @@ import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 from pydantic import (
     BaseModel,
@@ -216,6 +217,36 @@ class ControlNodeConfig(_Strict):
         return address
 
 
+def _host_address(address: str) -> str:
+    if address.startswith("-") or any(c.isspace() for c in address) or not address:
+        raise ValueError(f"{address!r} is not a host name or address")
+    return address
+
+
+ControllerRole = Literal["config", "control", "analytics", "database", "northbound"]
+# The roles every cluster needs a host for once an inventory is given (northbound hosts are
+# where neutron-server / kube-manager / vcenter-plugin run: optional, deployment-specific).
+REQUIRED_ROLES: tuple[str, ...] = ("config", "control", "analytics", "database")
+
+
+class ControllerHostConfig(_Strict):
+    """One controller host of a cluster, reached over SSH like a compute (key only, host key
+    in ssh.known_hosts); `profile` is a controller profile (backends/controller.py)."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    address: str
+    roles: list[ControllerRole] = Field(min_length=1)
+    ssh_user: str = Field("root", pattern=r"^[a-z_][a-z0-9_.-]*$")
+    ssh_key: Path
+    ssh_port: int = Field(22, gt=0, lt=65536)
+    profile: str = "systemd"
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, address: str) -> str:
+        return _host_address(address)
+
+
 class ClusterConfig(_Strict):
     name: str
     version: str
@@ -226,6 +257,7 @@ class ClusterConfig(_Strict):
     api_server: ApiServerConfig | None = None
     analytics: AnalyticsConfig | None = None
     control_nodes: list[ControlNodeConfig] = []
+    controllers: list[ControllerHostConfig] = []
     asn: int = Field(64512, gt=0, lt=2**32)
 
     @field_validator("version")
@@ -300,6 +332,8 @@ class IssuConfig(_Strict):
     batch: BatchConfig = BatchConfig()
     ssh: SshConfig | None = None
     profiles: dict[str, dict[str, str]] = {}
+    # controller profile overrides: steps and variables are strings, `services` a table
+    controller_profiles: dict[str, dict[str, str | dict[str, str]]] = {}
     state_dir: Path = Path("/var/lib/issu")
     source: Literal["toml", "ini"] = "toml"
 
@@ -311,6 +345,27 @@ class IssuConfig(_Strict):
             raise ValueError(f"computes: duplicate names {', '.join(dupes)}")
         if self.computes and self.ssh is None:
             raise ValueError("ssh: required when computes are listed (known_hosts)")
+        hosts = [*self.old.controllers, *self.new.controllers]
+        if hosts and self.ssh is None:
+            raise ValueError("ssh: required when controllers are listed (known_hosts)")
+        names = [h.name for h in hosts]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"controllers: duplicate names {', '.join(dupes)}")
+        if hosts or self.controller_profiles:
+            from backends.compute import ProfileError
+            from backends.controller import build_controller_profiles
+
+            try:
+                known = build_controller_profiles(self.controller_profiles)
+            except ProfileError as exc:
+                raise ValueError(str(exc)) from None
+            for side in ("old", "new"):
+                for i, host in enumerate(getattr(self, side).controllers):
+                    if host.profile not in known:
+                        raise ValueError(
+                            f"{side}.controllers.{i}.profile: unknown controller profile "
+                            f"{host.profile!r} (known: {', '.join(sorted(known))})")
         if parse_version(self.new.version) <= parse_version(self.old.version):
             raise ValueError(
                 f"new.version {self.new.version} must be higher than old.version "
@@ -374,6 +429,9 @@ def _validate(path: Path, data: dict[str, Any]) -> IssuConfig:
     for compute in config.computes:
         if not compute.ssh_key.is_absolute():
             compute.ssh_key = (path.parent / compute.ssh_key).resolve()
+    for host in [*config.old.controllers, *config.new.controllers]:
+        if not host.ssh_key.is_absolute():
+            host.ssh_key = (path.parent / host.ssh_key).resolve()
     if config.ssh and not config.ssh.known_hosts.is_absolute():
         config.ssh.known_hosts = (path.parent / config.ssh.known_hosts).resolve()
     return config
@@ -407,6 +465,50 @@ def check_files(config: IssuConfig) -> list[str]:
             problems.append(
                 f"computes.{i}.ssh_key: {compute.ssh_key} is readable by others (chmod 600)"
             )
+    for side in ("old", "new"):
+        for i, host in enumerate(getattr(config, side).controllers):
+            key = f"{side}.controllers.{i}.ssh_key"
+            if not host.ssh_key.is_file():
+                problems.append(f"{key}: {host.ssh_key} does not exist")
+            elif host.ssh_key.stat().st_mode & 0o077:
+                problems.append(f"{key}: {host.ssh_key} is readable by others (chmod 600)")
+    return problems
+
+
+def check_controllers(config: IssuConfig) -> list[str]:
+    """Once a controller inventory is given: every role without a host, and every host the
+    cluster config names (control nodes, Cassandra, ZooKeeper, RabbitMQ, api-server,
+    analytics) that no inventory host with the matching role has."""
+    if not (config.old.controllers or config.new.controllers):
+        return []
+    problems = []
+    for side in ("old", "new"):
+        cluster: ClusterConfig = getattr(config, side)
+        by_role: dict[str, set[str]] = {}
+        for host in cluster.controllers:
+            for host_role in host.roles:
+                by_role.setdefault(host_role, set()).add(_address_of(host.address))
+        for needed in REQUIRED_ROLES:
+            if needed not in by_role:
+                problems.append(f"{side}.controllers: no host with role {needed}")
+        wanted: list[tuple[str, str, str]] = [
+            (f"{side}.control_nodes.{i}", cn.address, "control")
+            for i, cn in enumerate(cluster.control_nodes)]
+        wanted += [(f"{side}.cassandra.hosts.{i}", h, "database")
+                   for i, h in enumerate(cluster.cassandra.hosts)]
+        wanted += [(f"{side}.zookeeper.hosts.{i}", h, "database")
+                   for i, h in enumerate(cluster.zookeeper.hosts)]
+        wanted += [(f"{side}.rabbit.hosts.{i}", h, "database")
+                   for i, h in enumerate(cluster.rabbit.hosts)]
+        for key, api, role in ((f"{side}.api_server.url", cluster.api_server, "config"),
+                               (f"{side}.analytics.url", cluster.analytics, "analytics")):
+            host_name = urlparse(api.url).hostname if api else None
+            if host_name:
+                wanted.append((key, host_name, role))
+        for key, where, role in wanted:
+            address = _address_of(where)
+            if role in by_role and address not in by_role[role]:
+                problems.append(f"{key}: {where} is not in {side}.controllers with role {role}")
     return problems
 
 

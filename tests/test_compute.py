@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backends.analytics import parse_vrouter
+from backends.analytics import health_evidence, parse_vrouter
 from backends.compute import (
     ClusterTarget,
     ComputeExecutor,
@@ -26,6 +26,10 @@ from demo.compute.fleet import Fleet
 from demo.compute.layout import WorldSettings
 from demo.controller.process import ControllerProcess, write_spec
 from demo.services import Endpoints
+from issu_tui.config import IssuConfig
+from issu_tui.journal import Journal
+from issu_tui.orchestrator.computes import ComputeRunner
+from issu_tui.orchestrator.context import Context
 
 V1, V2 = "4.1.0", "5.0.0"
 
@@ -227,3 +231,80 @@ def test_install_left_running_by_a_killed_executor_is_waited_for(rig: Rig) -> No
     assert getattr(orphan[0], "exit_code", None) == 0
     assert rig.executor.probe(target, "demo").version == V2
     assert rig.executor.rollback(target, "demo", rig.v1).ok
+
+
+def _runner(rig: Rig, tmp_path: Path, *, analytics: bool = True,
+            health_timeout_s: float = 20.0) -> ComputeRunner:
+    """The orchestrator's compute runner on a config naming the rig's two demo clusters."""
+    def side(name: str, cluster: str, target: ClusterTarget) -> dict[str, object]:
+        host = target.control_nodes[0]
+        return {"name": name, "version": target.version,
+                "cassandra": {"hosts": [host]}, "zookeeper": {"hosts": [host]},
+                "rabbit": {"hosts": [host]}, "api_server": {"url": f"http://{host}:8082"},
+                "control_nodes": [{"name": f"{cluster}-control-1", "address": host}],
+                **({"analytics": {"url": rig.analytics[cluster]}} if analytics else {})}
+
+    config = IssuConfig.model_validate({
+        "state_dir": str(tmp_path), "old": side("old", "v1", rig.v1),
+        "new": side("new", "v2", rig.v2), "batch": {"health_timeout_s": health_timeout_s}})
+    journal = Journal.open(tmp_path)
+    ctx = Context(config=config, config_path=tmp_path / "issu.toml", journal=journal)
+    return ComputeRunner(ctx, rig.executor, health_poll_s=0.5)
+
+
+def test_health_gate_passes_only_on_version_and_xmpp_to_a_new_control_node(
+        rig: Rig, tmp_path: Path) -> None:
+    target = rig.target(2)
+    assert rig.executor.upgrade(target, "demo", rig.v2).ok
+    runner = _runner(rig, tmp_path)
+    ok, detail = runner.health_gate(target.name, "new")
+    assert ok, detail
+    assert V2 in detail and rig.v2.control_nodes[0] in detail
+
+    uve = _vrouter(rig, "v2", target.name)
+    nodes = set(rig.v2.control_nodes)
+    assert health_evidence(target.name, uve, V2, nodes).ok
+    # the same real UVE, judged against what it does not show, fails and says why
+    wrong = health_evidence(target.name, uve, "5.0.1", nodes)
+    assert not wrong.ok and f"reports version {V2}, expected 5.0.1" in wrong.reason
+    elsewhere = health_evidence(target.name, uve, V2, set(rig.v1.control_nodes))
+    assert not elsewhere.ok and rig.v1.control_nodes[0] in elsewhere.reason
+    agent = dict(uve["VrouterAgent"])  # type: ignore[arg-type]
+    no_peers = health_evidence(target.name, {**uve, "VrouterAgent": {
+        **agent, "xmpp_peer_list": []}}, V2, nodes)
+    assert not no_peers.ok and "lists no XMPP peers" in no_peers.reason
+    no_build = health_evidence(target.name, {"VrouterAgent": {
+        k: v for k, v in agent.items() if k != "build_info"}}, V2, nodes)
+    assert not no_build.ok and "no build version" in no_build.reason
+    absent = health_evidence(target.name, None, V2, nodes)
+    assert not absent.ok and "no vrouter UVE" in absent.reason
+    runner.ctx.journal.close()
+    assert rig.executor.rollback(target, "demo", rig.v1).ok
+
+
+def test_health_gate_fails_without_analytics_or_with_the_agent_stopped(
+        rig: Rig, tmp_path: Path) -> None:
+    target = rig.target(1)
+    blind = _runner(rig, tmp_path / "blind", analytics=False)
+    ok, detail = blind.health_gate(target.name, "old")
+    blind.ctx.journal.close()
+    assert not ok and "no analytics configured for old" in detail
+
+    # the compute is on old, healthy: then its agent stops, and the gate must not pass on
+    # the UVE alone (the XMPP session is down)
+    runner = _runner(rig, tmp_path / "seen", health_timeout_s=3.0)
+    assert runner.health_gate(target.name, "old")[0]
+    s = rig.endpoints.ssh
+    ssh = SshExecutor(s.known_hosts_path, 10, 60)
+    host = SshTarget(target.name, target.address, s.port, s.user, s.key_path)
+    assert ssh.run(host, [*shlex.split(rig.fleet.host_command()), "stop-agent"]).exit_code == 0
+    try:
+        ok, detail = runner.health_gate(target.name, "old")
+        assert not ok
+        assert detail.startswith("old analytics: ") and "expected one of" in detail
+        # and the compute is not on new at all: new's analytics has no evidence for it
+        ok, detail = runner.health_gate(target.name, "new")
+        assert not ok and "new analytics: " in detail
+    finally:
+        runner.ctx.journal.close()
+        assert rig.executor.rollback(target, "demo", rig.v1).ok

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from backends.versions import release_matches
 from issu_tui.orchestrator.computes import ComputeRunner
 from issu_tui.orchestrator.context import Context, OrchestratorError
 from issu_tui.orchestrator.finalize import COMMIT_STEP, before_commit, delete_runsync_queues
@@ -30,7 +31,7 @@ class AbortRun:
 def roll_back_computes(run: AbortRun) -> list[str]:
     ctx = run.ctx
     back = [r.name for r in ctx.journal.computes()
-            if r.state != "old" or r.version != ctx.config.old.version]
+            if r.state != "old" or not release_matches(ctx.config.old.version, r.version)]
     if not back:
         return []
     outcome = run.runner.run("rollback", back, canary=0, max_failures=len(back))

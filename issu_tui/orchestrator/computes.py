@@ -6,7 +6,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from backends.analytics import health_evidence
 from backends.apiserver import ApiServerError
+from backends.versions import release_matches
 from issu_tui.orchestrator.context import Context, OrchestratorError
 from issu_tui.orchestrator.scheduler import BatchScheduler, ScheduleOutcome
 
@@ -101,9 +103,10 @@ class ComputeRunner:
         row = self.ctx.journal.compute(name)
         if row is None:
             return False
+        config = self.ctx.config
         if action == "upgrade":
-            return row.state == "upgraded" and row.version == self.ctx.config.new.version
-        return row.state == "old" and row.version == self.ctx.config.old.version
+            return row.state == "upgraded" and release_matches(config.new.version, row.version)
+        return row.state == "old" and release_matches(config.old.version, row.version)
 
     def _next_batch_number(self) -> int:
         numbers = [r.batch for r in self.ctx.journal.computes() if r.batch is not None]
@@ -174,11 +177,15 @@ class ComputeRunner:
     # ------------------------------------------------------------------ health gate
 
     def health_gate(self, name: str, cluster: str) -> tuple[bool, str]:
-        """The agent reports to the target cluster's analytics, connected to its control nodes."""
+        """The agent reports the cluster's version to its analytics, with an XMPP session up
+        to one of its control nodes; without that evidence (no analytics configured, no UVE,
+        no XMPP peers) the gate fails and says why."""
         analytics = self.ctx.analytics(cluster)
         if analytics is None:
-            return True, f"no analytics configured for {cluster}; health from the agent only"
+            return False, (f"no analytics configured for {cluster} ([{cluster}.analytics] url): "
+                           "the health gate needs the agent's vrouter UVE as evidence")
         nodes = {cn.address for cn in self.ctx.cluster(cluster).control_nodes}
+        version = self.ctx.cluster(cluster).version
         deadline = time.monotonic() + self.ctx.config.batch.health_timeout_s
         last = "no vrouter UVE yet"
         with analytics:
@@ -187,10 +194,11 @@ class ComputeRunner:
                     uve = analytics.vrouter(name)
                 except ApiServerError as exc:
                     uve, last = None, str(exc)
-                if uve is not None:
-                    ok, last = uve_connected(name, uve, nodes)
-                    if ok:
-                        return True, f"reports to the {cluster} analytics ({last})"
+                else:
+                    evidence = health_evidence(name, uve, version, nodes)
+                    if evidence.ok:
+                        return True, f"reports to the {cluster} analytics ({evidence.reason})"
+                    last = evidence.reason
                 if time.monotonic() >= deadline or self.ctx.stop.is_set():
                     return False, f"{cluster} analytics: {last}"
                 time.sleep(self.health_poll_s)
@@ -226,28 +234,12 @@ class ComputeRunner:
         cluster = self.ctx.cluster_of(list(probe.control_nodes))
         seen = f"version {probe.version}, controllers {', '.join(probe.control_nodes) or '-'}"
         fields = {"version": probe.version, "cluster": cluster, "agent_state": probe.agent_state}
-        if cluster == "new" and probe.version == self.ctx.config.new.version:
+        if cluster == "new" and probe.runs(self.ctx.config.new.version):
             state = "upgraded"
-        elif cluster == "old" and probe.version == self.ctx.config.old.version:
+        elif cluster == "old" and probe.runs(self.ctx.config.old.version):
             state = "old"
         else:
             state = "failed"
             seen += ": half-way; run upgrade or rollback on it again"
         self.ctx.journal.transition_compute(name, state, f"reconciled by probe: {seen}", **fields)
         return state
-
-
-def uve_connected(name: str, uve: dict[str, Any], nodes: set[str]) -> tuple[bool, str]:
-    """Whether a vrouter UVE shows an XMPP session up to one of `nodes`."""
-    from backends.analytics import parse_vrouter
-
-    vrouter = parse_vrouter("", name, uve)
-    if not vrouter.xmpp_peers:
-        return True, "vrouter UVE present"
-    up = [p.ip for p in vrouter.xmpp_peers if p.up]
-    ours = [ip for ip in up if ip in nodes]
-    if ours:
-        return True, f"XMPP up to {', '.join(ours)}"
-    return False, (f"XMPP sessions up to {', '.join(up) or 'none'}, "
-                   f"expected one of {', '.join(sorted(nodes))}")
-

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.apiserver import ApiServerError
+from backends.versions import release_matches
 from issu_tui.orchestrator.context import Context, OrchestratorError
 from issu_tui.orchestrator.northbound import NorthboundClient, load_clients, switch_client
 from issu_tui.orchestrator.pairing import unpair
@@ -310,7 +311,8 @@ def computes_not_on_new(ctx: Context) -> list[str]:
     new_version = ctx.config.new.version
     inventory = {c.name for c in ctx.config.computes}
     return [r.name for r in ctx.journal.computes()
-            if r.name in inventory and not (r.state == "upgraded" and r.version == new_version)]
+            if r.name in inventory
+            and not (r.state == "upgraded" and release_matches(new_version, r.version))]
 
 
 def _northbound_clients(ctx: Context, northbound_file: Path | None,

@@ -1,0 +1,362 @@
+"""Stop, start, disable and signal Contrail's controller services over SSH, through a profile.
+
+A controller profile says how services are controlled on one kind of deployment:
+`systemd` (packages with units), `supervisord` (3.x / 4.x packages: one supervisord per
+role, `supervisorctl -s unix:///var/run/supervisord_<role>.sock`, `autostart` in
+`/etc/contrail/supervisord_<role>_files/<program>.ini`), `docker` (5.x containers by name),
+`docker-compose` (5.x, kolla: `docker compose -f /etc/contrail/<project>/docker-compose.yaml`)
+and `demo` (the demo world's controller hosts).
+
+Services are named by role, the same on every profile (`schema-transformer`,
+`svc-monitor`...); each profile maps those names to what the host calls them: a unit, a
+container, `<role>/<program>` (supervisord) or `<project>/<service>` (compose). A name the
+profile does not map is refused before anything runs. The map and every step template can
+be overridden per deployment (config `controller_profiles.<name>`, with `services` a table);
+any other key is a profile variable, e.g. `systemctl = "sudo systemctl"`.
+
+Steps: status, stop, start, disable, enable, signal (variable `{signal}`), set_ini
+(`{file}` then section key value triples, rewritten through a copy and one rename, as the
+compute profiles do). Template variables: `{unit}` (the host's name for the service; for
+`group/name` values the part after the slash), `{group}` (the part before it, else ""),
+plus the profile's variables. The status step prints the state; `running` / `active` /
+`RUNNING` / `Up` mean running.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from backends.compute import SET_INI_SCRIPT, ProfileError, render_template, script_item
+from backends.ssh import SshError, SshExecutor, SshSession, SshTarget
+
+ROLES = ("config", "control", "analytics", "database", "northbound")
+STEPS = ("status", "stop", "start", "disable", "enable", "signal", "set_ini")
+RUNNING_STATES = ("running", "active", "up")
+
+# Role -> the services of that role, by the names profiles map.
+ROLE_SERVICES: dict[str, tuple[str, ...]] = {
+    "config": ("api-server", "schema-transformer", "svc-monitor", "device-manager"),
+    "control": ("control", "dns", "named"),
+    "analytics": ("collector", "analytics-api", "query-engine", "alarm-gen"),
+    "database": ("cassandra", "zookeeper", "rabbitmq"),
+    "northbound": ("neutron-server", "kube-manager", "vcenter-plugin"),
+}
+# The writers that must not run on new while its database is being copied into.
+WRITERS = ("schema-transformer", "svc-monitor", "device-manager", "kube-manager")
+
+_UNITS = {
+    "api-server": "contrail-api", "schema-transformer": "contrail-schema",
+    "svc-monitor": "contrail-svc-monitor", "device-manager": "contrail-device-manager",
+    "control": "contrail-control", "dns": "contrail-dns", "named": "contrail-named",
+    "collector": "contrail-collector", "analytics-api": "contrail-analytics-api",
+    "query-engine": "contrail-query-engine", "alarm-gen": "contrail-alarm-gen",
+    "cassandra": "contrail-database", "zookeeper": "zookeeper", "rabbitmq": "rabbitmq-server",
+    "neutron-server": "neutron-server", "kube-manager": "contrail-kube-manager",
+    "vcenter-plugin": "contrail-vcenter-plugin",
+}
+_SUPERVISORD_GROUP = {"config": "config", "control": "control", "analytics": "analytics",
+                      "database": "database"}
+_SUPERVISORD = {
+    svc: f"{_SUPERVISORD_GROUP[role]}/{_UNITS[svc]}"
+    for role, services in ROLE_SERVICES.items() if role in _SUPERVISORD_GROUP
+    for svc in services if svc not in ("zookeeper", "rabbitmq")
+}
+_SUPERVISORD["kube-manager"] = "kubernetes/contrail-kube-manager"
+# 5.x: compose project / service; the containers are <project>_<service>_1.
+_COMPOSE = {
+    "api-server": "config/api", "schema-transformer": "config/schema",
+    "svc-monitor": "config/svcmonitor", "device-manager": "config/devicemgr",
+    "control": "control/control", "dns": "control/dns", "named": "control/named",
+    "collector": "analytics/collector", "analytics-api": "analytics/api",
+    "query-engine": "analytics/query-engine", "alarm-gen": "analytics_alarm/alarm-gen",
+    "cassandra": "config_database/cassandra", "zookeeper": "config_database/zookeeper",
+    "rabbitmq": "config_database/rabbitmq", "kube-manager": "kubemanager/kubemanager",
+}
+_CONTAINERS = {svc: f"{value.replace('/', '_')}_1" for svc, value in _COMPOSE.items()}
+
+_SET_INI_STEP = f"sh -c {script_item(SET_INI_SCRIPT)} set-ini"
+# supervisorctl 3.x exits 0 whatever the state, 4.x exits 3 when not running: the state is
+# the second word of its status line either way.
+_SUPERVISORCTL = "{supervisorctl} -s unix://{socket_dir}/supervisord_{group}.sock"
+_SUPERVISORD_INI = "{conf_dir}/supervisord_{group}_files/{unit}.ini"
+_COMPOSE_FILE = "{compose_dir}/{group}/docker-compose.yaml"
+# Compose has no enable/disable: the restart policy of the service's containers is what
+# brings them back after a reboot, so it is what disable/enable set.
+_COMPOSE_RESTART = r"""
+f=$1 s=$2 policy=$3; shift 3
+ids=$("$@" compose -f "$f" ps -a -q "$s") || exit 1
+[ -n "$ids" ] || { echo "$s: no container in $f" >&2; exit 1; }
+"$@" update --restart="$policy" $ids
+"""
+
+BUILTIN_CONTROLLER_PROFILES: dict[str, dict[str, object]] = {
+    "systemd": {
+        "systemctl": "systemctl",
+        "services": _UNITS,
+        "status": "{systemctl} is-active {unit}",
+        "stop": "{systemctl} stop {unit}",
+        "start": "{systemctl} start {unit}",
+        "disable": "{systemctl} disable {unit}",
+        "enable": "{systemctl} enable {unit}",
+        "signal": "{systemctl} kill --signal={signal} {unit}",
+        "set_ini": _SET_INI_STEP,
+    },
+    "supervisord": {
+        "supervisorctl": "supervisorctl",
+        "socket_dir": "/var/run",
+        "conf_dir": "/etc/contrail",
+        "services": _SUPERVISORD,
+        "status": f"{_SUPERVISORCTL} status {{unit}}",
+        "stop": f"{_SUPERVISORCTL} stop {{unit}}",
+        "start": f"{_SUPERVISORCTL} start {{unit}}",
+        "disable": f"{_SET_INI_STEP} {_SUPERVISORD_INI} program:{{unit}} autostart false",
+        "enable": f"{_SET_INI_STEP} {_SUPERVISORD_INI} program:{{unit}} autostart true",
+        "signal": f"{_SUPERVISORCTL} signal {{signal}} {{unit}}",
+        "set_ini": _SET_INI_STEP,
+    },
+    "docker": {
+        "docker": "docker",
+        "services": _CONTAINERS,
+        "status": "{docker} inspect --format {{{{.State.Status}}}} {unit}",
+        "stop": "{docker} stop {unit}",
+        "start": "{docker} start {unit}",
+        "disable": "{docker} update --restart=no {unit}",
+        "enable": "{docker} update --restart=always {unit}",
+        "signal": "{docker} kill --signal={signal} {unit}",
+        "set_ini": _SET_INI_STEP,
+    },
+    "docker-compose": {
+        "docker": "docker",
+        "compose_dir": "/etc/contrail",
+        "services": _COMPOSE,
+        "status": "{docker} compose -f " + _COMPOSE_FILE + " ps -a --format {{{{.State}}}} {unit}",
+        "stop": f"{{docker}} compose -f {_COMPOSE_FILE} stop {{unit}}",
+        "start": f"{{docker}} compose -f {_COMPOSE_FILE} start {{unit}}",
+        "disable": f"sh -c {script_item(_COMPOSE_RESTART)} disable {_COMPOSE_FILE} {{unit}} no "
+                   "{docker}",
+        "enable": f"sh -c {script_item(_COMPOSE_RESTART)} enable {_COMPOSE_FILE} {{unit}} always "
+                  "{docker}",
+        "signal": f"{{docker}} compose -f {_COMPOSE_FILE} kill -s {{signal}} {{unit}}",
+        "set_ini": _SET_INI_STEP,
+    },
+    "demo": {
+        # One profile per demo cluster (base = "demo"), `host` naming its controller's
+        # directory under the world's run dir.
+        "host": "python3 -m demo.controller.hostctl --dir /var/lib/issu-demo/controller",
+        "services": {"controller": "controller"},
+        "status": "{host} status {unit}",
+        "stop": "{host} stop {unit}",
+        "start": "{host} start {unit}",
+        "disable": "{host} disable {unit}",
+        "enable": "{host} enable {unit}",
+        "signal": "{host} signal {signal} {unit}",
+        "set_ini": _SET_INI_STEP,
+    },
+}
+
+_SERVICE = re.compile(r"[a-z][a-z0-9-]*")
+_HOST_NAME = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9_.-]*/)?[A-Za-z0-9][A-Za-z0-9_.@:-]*")
+_SIGNAL = re.compile(r"(?:SIG)?[A-Z][A-Z0-9+-]*|[0-9]{1,2}")
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class ControllerError(Exception):
+    """A controller step failed or could not run; the message names host, service and step."""
+
+
+@dataclass(frozen=True)
+class ControllerProfile:
+    name: str
+    steps: dict[str, str]
+    services: dict[str, str]  # issu's service name (schema-transformer) -> the host's name
+    variables: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, name: str, spec: Mapping[str, object]) -> ControllerProfile:
+        services = spec.get("services") or {}
+        if not isinstance(services, Mapping):
+            raise ProfileError(f"controller_profiles.{name}.services: expected a table of "
+                               "service = host name")
+        steps, variables = {}, {}
+        for key, value in spec.items():
+            if key in ("services", "base"):
+                continue
+            if not isinstance(value, str):
+                raise ProfileError(f"controller_profiles.{name}.{key}: expected a string")
+            if key in STEPS:
+                steps[key] = value
+            elif _VARIABLE.fullmatch(key) and key not in ("unit", "group", "signal"):
+                variables[key] = value
+            else:
+                raise ProfileError(f"controller_profiles.{name}: {key!r} is not a step "
+                                   f"({', '.join(STEPS)}) nor a valid variable name")
+        profile = cls(name, steps, {str(k): str(v) for k, v in services.items()}, variables)
+        profile.validate()
+        return profile
+
+    def validate(self) -> None:
+        for service, host_name in self.services.items():
+            if not _SERVICE.fullmatch(service):
+                raise ProfileError(f"controller_profiles.{self.name}.services: {service!r} "
+                                   "is not a service name (lower-case, digits, '-')")
+            if not _HOST_NAME.fullmatch(host_name):
+                raise ProfileError(f"controller_profiles.{self.name}.services.{service}: "
+                                   f"{host_name!r} is not a unit, container or group/program "
+                                   "name")
+        missing = [s for s in STEPS if not self.steps.get(s, "").strip()]
+        if missing:
+            raise ProfileError(f"controller profile {self.name}: step(s) {', '.join(missing)} "
+                               "missing")
+        sample = {"unit": "x", "group": "x", "signal": "HUP"}
+        for step in STEPS:
+            render_template(self.name, step, self.steps[step], self.variables, sample)
+
+    def host_name(self, service: str) -> str:
+        try:
+            return self.services[service]
+        except KeyError:
+            raise ControllerError(
+                f"controller profile {self.name}: unknown service {service!r} (known: "
+                f"{', '.join(sorted(self.services))}; add it under "
+                f"controller_profiles.{self.name}.services)") from None
+
+    def argv(self, step: str, service: str, signal: str = "") -> list[str]:
+        """The argv of `step` for `service`, every item one argument (nothing reaches a shell
+        unquoted)."""
+        if step not in STEPS or step == "set_ini":
+            raise ControllerError(f"controller profile {self.name}: unknown step {step!r}")
+        if step == "signal" and not _SIGNAL.fullmatch(signal):
+            raise ControllerError(f"{signal!r} is not a signal name (HUP, SIGTERM, USR1...)")
+        group, _, unit = self.host_name(service).rpartition("/")
+        return render_template(self.name, step, self.steps[step], self.variables,
+                               {"unit": unit, "group": group, "signal": signal})
+
+    def ini_argv(self, file: str, edits: Sequence[tuple[str, str, str]]) -> list[str]:
+        path = PurePosixPath(file)
+        if not path.is_absolute() or any(c in file for c in "\n\r\0"):
+            raise ControllerError(f"{file!r}: an INI file to edit must be an absolute path")
+        if not edits:
+            raise ControllerError(f"{file}: no edits")
+        base = render_template(self.name, "set_ini", self.steps["set_ini"], self.variables, {})
+        return [*base, file, *(item for edit in edits for item in edit)]
+
+
+def build_controller_profiles(overrides: Mapping[str, Mapping[str, object]] | None = None
+                              ) -> dict[str, ControllerProfile]:
+    """The built-in controller profiles with the config's `controller_profiles` applied: a
+    profile's `services` table is merged into the built-in map (a new name is added, an
+    existing one renamed)."""
+    specs = {k: dict(v) for k, v in BUILTIN_CONTROLLER_PROFILES.items()}
+    for name, override in (overrides or {}).items():
+        base = str(override.get("base", name if name in BUILTIN_CONTROLLER_PROFILES else ""))
+        if base and base not in BUILTIN_CONTROLLER_PROFILES:
+            raise ProfileError(f"controller_profiles.{name}.base: unknown profile {base!r} "
+                               f"(built-in: {', '.join(BUILTIN_CONTROLLER_PROFILES)})")
+        builtin = BUILTIN_CONTROLLER_PROFILES.get(base, {})
+        services = {**dict(builtin.get("services") or {}),  # type: ignore[call-overload]
+                    **dict(override.get("services") or {})}  # type: ignore[call-overload]
+        specs[name] = {**builtin, **override, "services": services}
+    return {name: ControllerProfile.build(name, spec) for name, spec in specs.items()}
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    service: str
+    host: str
+    state: str  # as the host printed it: active, inactive, RUNNING, STOPPED, running, exited
+
+    @property
+    def running(self) -> bool:
+        return self.state.lower() in RUNNING_STATES
+
+
+def parse_state(output: str) -> str:
+    """The state word of a status step's output: `active`, `RUNNING` (the second word of
+    supervisorctl's line), `running`, `exited`; "" when it printed nothing."""
+    for line in output.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if len(words) >= 2 and words[1].isupper():  # supervisorctl: name STATE pid ...
+            return words[1]
+        return words[0]
+    return ""
+
+
+class ControllerExecutor:
+    """Run controller profile steps on one host over SSH (key only, host keys verified)."""
+
+    def __init__(self, known_hosts: Path, connect_timeout_s: float = 10.0,
+                 command_timeout_s: float = 300.0,
+                 profiles: Mapping[str, Mapping[str, object]] | None = None) -> None:
+        self.ssh = SshExecutor(known_hosts, connect_timeout_s, command_timeout_s)
+        self.profiles = build_controller_profiles(profiles)
+
+    def profile(self, name: str) -> ControllerProfile:
+        try:
+            return self.profiles[name]
+        except KeyError:
+            raise ControllerError(f"unknown controller profile {name!r} "
+                                  f"(known: {', '.join(sorted(self.profiles))})") from None
+
+    def _run(self, session: SshSession, target: SshTarget, what: str,
+             argv: list[str]) -> str:
+        try:
+            result = session.run(argv)
+        except SshError as exc:
+            raise ControllerError(f"{target.name}: {what}: {exc}") from exc
+        if not result.ok:
+            lines = [ln for ln in (result.stderr or result.stdout).strip().splitlines() if ln]
+            how = "timed out" if result.exit_code is None else f"exit {result.exit_code}"
+            raise ControllerError(f"{target.name}: {what} failed ({how}): "
+                                  f"{lines[-1][:300] if lines else '(no output)'}")
+        return result.stdout
+
+    def _connect(self, target: SshTarget) -> SshSession:
+        try:
+            return self.ssh.connect(target)
+        except SshError as exc:
+            raise ControllerError(f"{target.name}: {exc}") from exc
+
+    def status(self, target: SshTarget, profile: str, services: Iterable[str]
+               ) -> list[ServiceState]:
+        prof = self.profile(profile)
+        plans = [(s, prof.argv("status", s)) for s in services]  # refuse unknown names first
+        states = []
+        with self._connect(target) as session:
+            for service, argv in plans:
+                # systemctl is-active and supervisorctl 4.x exit non-zero for a stopped
+                # service: the printed state is the answer, an empty one an error.
+                try:
+                    result = session.run(argv)
+                except SshError as exc:
+                    raise ControllerError(f"{target.name}: status {service}: {exc}") from exc
+                state = parse_state(result.stdout)
+                if not state or result.exit_code is None:
+                    tail = (result.stderr or result.stdout).strip().splitlines()
+                    raise ControllerError(
+                        f"{target.name}: status {service} failed (exit {result.exit_code}): "
+                        f"{tail[-1][:300] if tail else '(no output)'}")
+                states.append(ServiceState(service, target.name, state))
+        return states
+
+    def act(self, target: SshTarget, profile: str, step: str, services: Iterable[str],
+            signal: str = "") -> None:
+        """Run `step` (stop, start, disable, enable, signal) for each service, in order;
+        the first failure stops and is raised, naming host, service and step."""
+        prof = self.profile(profile)
+        plans = [(s, prof.argv(step, s, signal)) for s in services]
+        with self._connect(target) as session:
+            for service, argv in plans:
+                self._run(session, target, f"{step} {service}", argv)
+
+    def set_ini(self, target: SshTarget, profile: str, file: str,
+                edits: Sequence[tuple[str, str, str]]) -> None:
+        """Set `(section, key, value)` in an INI file on the host, every other line kept;
+        an invalid edit changes nothing."""
+        argv = self.profile(profile).ini_argv(file, edits)
+        with self._connect(target) as session:
+            self._run(session, target, f"edit {file}", argv)

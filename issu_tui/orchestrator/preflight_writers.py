@@ -1,0 +1,86 @@
+"""Preflight: new's writers must be stopped before pre-sync copies into new's database.
+
+schema-transformer, svc-monitor and device-manager (and kube-manager on a northbound host)
+write to the config database on their own; on new they would write into keyspaces that
+pre-sync, run-sync and post-sync are filling from old. Each new controller host of the
+inventory is asked, through its controller profile over SSH, whether any of them runs; one
+that runs, or a host that cannot be asked, refuses pre-sync and is named with its service.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from backends.controller import WRITERS, ControllerError, ControllerExecutor
+from backends.ssh import SshTarget
+from issu_tui.config import ControllerHostConfig, IssuConfig
+
+# Which writers a host is asked about, by its roles.
+_ROLE_WRITERS = {"config": tuple(w for w in WRITERS if w != "kube-manager"),
+                 "northbound": ("kube-manager",)}
+
+
+@dataclass(frozen=True)
+class WriterFinding:
+    """One preflight check's fields (name, ok, detail, fix, severity)."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    severity: str = "error"
+
+
+def _writers_of(host: ControllerHostConfig, mapped: set[str]) -> list[str]:
+    wanted = [w for role in host.roles for w in _ROLE_WRITERS.get(role, ())]
+    return [w for w in dict.fromkeys(wanted) if w in mapped]
+
+
+def new_writer_findings(config: IssuConfig) -> list[WriterFinding]:
+    hosts = [h for h in config.new.controllers if {"config", "northbound"} & set(h.roles)]
+    if not hosts or config.ssh is None:
+        return [WriterFinding(
+            "new writers stopped", False,
+            "no [[new.controllers]] host with role config: cannot confirm that new's "
+            f"{', '.join(WRITERS)} are stopped",
+            "list new's controller hosts (issu config check names what is missing), or make "
+            "sure yourself that those services are stopped and disabled on new",
+            severity="warning")]
+    executor = ControllerExecutor(config.ssh.known_hosts, config.ssh.connect_timeout_s, 120,
+                                  config.controller_profiles)
+    findings = []
+    for host in hosts:
+        name = f"new writers stopped on {host.name}"
+        where = f"{host.name} ({host.address})"
+        profile = executor.profile(host.profile)
+        writers = _writers_of(host, set(profile.services))
+        if not writers:
+            findings.append(WriterFinding(
+                name, False, f"profile {host.profile} of {where} maps none of "
+                f"{', '.join(WRITERS)}: cannot ask whether they run",
+                f"name them under controller_profiles.{host.profile}.services"))
+            continue
+        target = SshTarget(host.name, host.address, host.ssh_port, host.ssh_user, host.ssh_key)
+        try:
+            states = executor.status(target, host.profile, writers)
+        except ControllerError as exc:
+            findings.append(WriterFinding(name, False, f"cannot tell: {exc}",
+                                          f"check SSH to {where} and its profile "
+                                          f"{host.profile}"))
+            continue
+        running = [s for s in states if s.running]
+        if not running:
+            findings.append(WriterFinding(
+                name, True, ", ".join(f"{s.service} {s.state}" for s in states)))
+            continue
+        services = [s.service for s in running]
+        commands = "; ".join(shlex.join(profile.argv(step, s))
+                             for step in ("stop", "disable") for s in services)
+        findings.append(WriterFinding(
+            name, False,
+            "running on new " + where + ": "
+            + ", ".join(f"{s.service} ({s.state})" for s in running)
+            + "; they would write into new's database while pre-sync copies into it",
+            f"stop and disable them on {host.name}: {commands}"))
+    return findings

@@ -1,0 +1,384 @@
+"""Controller service profiles over the real sshd of the test network.
+
+systemctl, supervisorctl and docker are the stand-ins of tests/fakebin/fakectl.py, put on
+the PATH of the commands issu runs on the simulated host (through the profile's tool
+variable, as a deployment would add `sudo`); they record their argv and keep each service's
+state, so each test checks what ran, argument by argument, and the state it left."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import stat
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from backends.compute import ProfileError
+from backends.controller import (
+    WRITERS,
+    ControllerError,
+    ControllerExecutor,
+    build_controller_profiles,
+    parse_state,
+)
+from backends.ssh import SshTarget
+from demo.controller.process import write_spec
+from demo.services import Endpoints, Launcher
+from demo.services.procs import read_pidfile, terminate_group
+from issu_tui.config import IssuConfig
+from issu_tui.orchestrator.preflight_writers import new_writer_findings
+
+FAKE = Path(__file__).parent / "fakebin" / "fakectl.py"
+CONFIG_WRITERS = [w for w in WRITERS if w != "kube-manager"]
+
+
+@pytest.fixture(scope="module")
+def ssh(launcher: Launcher) -> Endpoints:
+    return launcher.up(only=["ssh"])
+
+
+@dataclass
+class Host:
+    target: SshTarget
+    state_dir: Path  # the fakes' state of this simulated host
+    tools: str       # `env PATH=... FAKE_STATE=...`: the prefix that puts the fakes on PATH
+
+    def seed(self, services: dict[str, dict[str, object]]) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "state.json").write_text(json.dumps(services))
+
+    def state(self) -> dict[str, dict[str, object]]:
+        return dict(json.loads((self.state_dir / "state.json").read_text()))
+
+    def calls(self) -> list[list[str]]:
+        log = self.state_dir / "calls.jsonl"
+        if not log.exists():
+            return []
+        return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+@pytest.fixture
+def host(ssh: Endpoints, tmp_path: Path) -> Iterator[Host]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("systemctl", "supervisorctl", "docker"):
+        shutil.copy(FAKE, bin_dir / tool)
+        (bin_dir / tool).chmod(stat.S_IRWXU)
+    s = ssh.ssh
+    target = SshTarget(s.names[1], s.addresses[1], s.port, s.user, s.key_path)
+    state = tmp_path / "state"
+    yield Host(target, state / s.names[1],
+               f"env PATH={bin_dir}:/usr/bin:/bin FAKE_STATE={state}")
+
+
+def _executor(ssh: Endpoints, overrides: dict[str, dict[str, object]]) -> ControllerExecutor:
+    return ControllerExecutor(ssh.ssh.known_hosts_path, 10, 60, overrides)
+
+
+def test_systemd_stops_disables_signals_and_starts_units(ssh: Endpoints, host: Host) -> None:
+    units = {"contrail-schema": "schema-transformer", "contrail-svc-monitor": "svc-monitor",
+             "contrail-device-manager": "device-manager", "contrail-api": "api-server"}
+    host.seed({f"systemd:{u}": {"running": True, "enabled": True} for u in units})
+    ex = _executor(ssh, {"systemd": {"systemctl": f"{host.tools} systemctl"}})
+
+    states = ex.status(host.target, "systemd", CONFIG_WRITERS)
+    assert [(s.service, s.state, s.running) for s in states] == [
+        ("schema-transformer", "active", True), ("svc-monitor", "active", True),
+        ("device-manager", "active", True)]
+    ex.act(host.target, "systemd", "stop", CONFIG_WRITERS)
+    ex.act(host.target, "systemd", "disable", CONFIG_WRITERS)
+    ex.act(host.target, "systemd", "signal", ["api-server"], signal="HUP")
+    # stopped and disabled, the api-server untouched but signalled; a stopped unit's status
+    # (systemctl exits 3) is a state, not an error
+    assert [s.state for s in ex.status(host.target, "systemd", CONFIG_WRITERS)] == \
+        ["inactive"] * 3
+    state = host.state()
+    for unit in ("contrail-schema", "contrail-svc-monitor", "contrail-device-manager"):
+        assert state[f"systemd:{unit}"] == {"running": False, "enabled": False}
+    assert state["systemd:contrail-api"] == {"running": True, "enabled": True,
+                                            "signals": ["HUP"]}
+    assert ["systemctl", "stop", "contrail-schema"] in host.calls()
+    assert ["systemctl", "disable", "contrail-device-manager"] in host.calls()
+    assert ["systemctl", "kill", "--signal=HUP", "contrail-api"] in host.calls()
+
+    ex.act(host.target, "systemd", "enable", CONFIG_WRITERS)
+    ex.act(host.target, "systemd", "start", CONFIG_WRITERS)
+    assert all(s.running for s in ex.status(host.target, "systemd", CONFIG_WRITERS))
+
+    # a unit the host does not have: the step fails naming host, step and service
+    with pytest.raises(ControllerError, match=rf"{host.target.name}: stop kube-manager "
+                                              r"failed \(exit 5\)"):
+        ex.act(host.target, "systemd", "stop", ["kube-manager"])
+
+
+def test_unknown_service_or_signal_is_refused_before_anything_runs(ssh: Endpoints,
+                                                                   host: Host) -> None:
+    host.seed({"systemd:contrail-schema": {"running": True, "enabled": True}})
+    ex = _executor(ssh, {"systemd": {"systemctl": f"{host.tools} systemctl"}})
+    with pytest.raises(ControllerError, match=r"unknown service 'schema; reboot'"):
+        ex.act(host.target, "systemd", "stop", ["schema-transformer", "schema; reboot"])
+    with pytest.raises(ControllerError, match=r"'HUP; reboot' is not a signal name"):
+        ex.act(host.target, "systemd", "signal", ["schema-transformer"], signal="HUP; reboot")
+    with pytest.raises(ControllerError, match="unknown controller profile 'upstart'"):
+        ex.act(host.target, "upstart", "stop", ["schema-transformer"])
+    assert host.calls() == []
+    assert host.state()["systemd:contrail-schema"]["running"] is True
+
+
+def test_service_names_are_overridable_and_checked(ssh: Endpoints, host: Host) -> None:
+    host.seed({"systemd:tf-schema@1": {"running": True, "enabled": True}})
+    ex = _executor(ssh, {"systemd": {"systemctl": f"{host.tools} systemctl",
+                                     "services": {"schema-transformer": "tf-schema@1"}},
+                         "site": {"base": "systemd", "systemctl": f"{host.tools} systemctl"}})
+    ex.act(host.target, "systemd", "stop", ["schema-transformer"])
+    assert host.state()["systemd:tf-schema@1"]["running"] is False
+    assert host.calls() == [["systemctl", "stop", "tf-schema@1"]]
+    # a profile based on a built-in keeps the built-in names
+    assert ex.profile("site").argv("stop", "svc-monitor")[-1] == "contrail-svc-monitor"
+    with pytest.raises(ProfileError, match=r"services.schema-transformer: 'a b; reboot'"):
+        build_controller_profiles({"systemd": {"services": {"schema-transformer":
+                                                            "a b; reboot"}}})
+    with pytest.raises(ProfileError, match="unknown profile 'runit'"):
+        build_controller_profiles({"x": {"base": "runit"}})
+
+
+def test_supervisord_controls_programs_and_edits_autostart(ssh: Endpoints, host: Host,
+                                                           tmp_path: Path) -> None:
+    sock = "unix:///var/run/supervisord_config.sock"
+    host.seed({f"supervisord:{sock}:{p}": {"running": True} for p in
+               ("contrail-schema", "contrail-svc-monitor", "contrail-device-manager")})
+    files = tmp_path / "etc" / "supervisord_config_files"
+    files.mkdir(parents=True)
+    for program in ("contrail-schema", "contrail-svc-monitor", "contrail-device-manager"):
+        (files / f"{program}.ini").write_text(
+            f"[program:{program}]\ncommand=/usr/bin/{program} --conf_file "
+            f"/etc/contrail/{program}.conf\npriority=440\nautostart=true\n"
+            "killasgroup=true\n\n[eventlistener:x]\nautostart=true\n")
+    ex = _executor(ssh, {"supervisord": {"supervisorctl": f"{host.tools} supervisorctl",
+                                         "conf_dir": str(tmp_path / "etc")}})
+
+    assert [s.state for s in ex.status(host.target, "supervisord", CONFIG_WRITERS)] == \
+        ["RUNNING"] * 3
+    ex.act(host.target, "supervisord", "stop", CONFIG_WRITERS)
+    ex.act(host.target, "supervisord", "disable", CONFIG_WRITERS)
+    states = ex.status(host.target, "supervisord", CONFIG_WRITERS)
+    assert [(s.state, s.running) for s in states] == [("STOPPED", False)] * 3
+    assert ["supervisorctl", "-s", sock, "stop", "contrail-schema"] in host.calls()
+    ini = (files / "contrail-schema.ini").read_text()
+    assert ini == ("[program:contrail-schema]\ncommand=/usr/bin/contrail-schema --conf_file "
+                   "/etc/contrail/contrail-schema.conf\npriority=440\nautostart=false\n"
+                   "killasgroup=true\n\n[eventlistener:x]\nautostart=true\n")
+    ex.act(host.target, "supervisord", "enable", ["schema-transformer"])
+    assert "\nautostart=true\nkillasgroup" in (files / "contrail-schema.ini").read_text()
+    ex.act(host.target, "supervisord", "signal", ["svc-monitor"], signal="SIGHUP")
+    assert ["supervisorctl", "-s", sock, "signal", "SIGHUP", "contrail-svc-monitor"] in \
+        host.calls()
+    # an ini file that is not there: nothing written, the error names it
+    with pytest.raises(ControllerError, match=r"contrail-api\.ini: no such file"):
+        ex.act(host.target, "supervisord", "disable", ["api-server"])
+
+
+def test_ini_edit_stores_hostile_values_literally_or_refuses(ssh: Endpoints, host: Host,
+                                                            tmp_path: Path) -> None:
+    conf = tmp_path / "contrail-schema.conf"
+    conf.write_text("[DEFAULTS]\napi_server_ip=10.0.0.1\nzk_server_ip=10.0.0.2:2181\n")
+    ex = _executor(ssh, {})
+    hostile = "10.0.1.1 $(touch /tmp/pwned) `id`; & | \\1"
+    ex.set_ini(host.target, "systemd", str(conf), [("DEFAULTS", "api_server_ip", hostile),
+                                                   ("KEYSTONE", "insecure", "True")])
+    assert conf.read_text() == (f"[DEFAULTS]\napi_server_ip={hostile}\n"
+                                "zk_server_ip=10.0.0.2:2181\n[KEYSTONE]\ninsecure=True\n")
+    before = conf.read_text()
+    with pytest.raises(ControllerError, match="line break; nothing was changed"):
+        ex.set_ini(host.target, "systemd", str(conf), [("DEFAULTS", "a", "1\n[x]")])
+    with pytest.raises(ControllerError, match="absolute path"):
+        ex.set_ini(host.target, "systemd", "contrail-schema.conf", [("DEFAULTS", "a", "1")])
+    assert conf.read_text() == before
+
+
+def test_docker_containers_by_name(ssh: Endpoints, host: Host) -> None:
+    host.seed({name: {"container": name, "running": True, "restart": "always"}
+               for name in ("config_schema_1", "config_svcmonitor_1", "config_devicemgr_1",
+                            "config_api_1")})
+    ex = _executor(ssh, {"docker": {"docker": f"{host.tools} docker"}})
+    assert [s.state for s in ex.status(host.target, "docker", CONFIG_WRITERS)] == \
+        ["running"] * 3
+    ex.act(host.target, "docker", "disable", CONFIG_WRITERS)
+    ex.act(host.target, "docker", "stop", CONFIG_WRITERS)
+    ex.act(host.target, "docker", "signal", ["api-server"], signal="HUP")
+    states = ex.status(host.target, "docker", CONFIG_WRITERS)
+    assert [(s.state, s.running) for s in states] == [("exited", False)] * 3
+    state = host.state()
+    assert state["config_schema_1"] == {"container": "config_schema_1", "running": False,
+                                        "restart": "no"}
+    assert state["config_api_1"]["signals"] == ["HUP"]
+    assert ["docker", "inspect", "--format", "{{.State.Status}}", "config_schema_1"] in \
+        host.calls()
+    assert ["docker", "update", "--restart=no", "config_devicemgr_1"] in host.calls()
+    # a container that is not there: the status error says so
+    with pytest.raises(ControllerError, match=r"status control failed.*No such object"):
+        ex.status(host.target, "docker", ["control"])
+
+
+def test_docker_compose_services_and_restart_policy(ssh: Endpoints, host: Host,
+                                                    tmp_path: Path) -> None:
+    host.seed({f"compose:config:{svc}": {"id": f"id-{svc}", "running": True,
+                                         "restart": "always"}
+               for svc in ("schema", "svcmonitor", "devicemgr")})
+    ex = _executor(ssh, {"docker-compose": {"docker": f"{host.tools} docker",
+                                            "compose_dir": str(tmp_path / "contrail")}})
+    compose = f"{tmp_path}/contrail/config/docker-compose.yaml"
+    ex.act(host.target, "docker-compose", "stop", CONFIG_WRITERS)
+    ex.act(host.target, "docker-compose", "disable", CONFIG_WRITERS)
+    states = ex.status(host.target, "docker-compose", CONFIG_WRITERS)
+    assert [(s.state, s.running) for s in states] == [("exited", False)] * 3
+    assert ["docker", "compose", "-f", compose, "stop", "schema"] in host.calls()
+    assert ["docker", "compose", "-f", compose, "ps", "-a", "-q", "devicemgr"] in host.calls()
+    assert ["docker", "update", "--restart=no", "id-devicemgr"] in host.calls()
+    assert {k: v["restart"] for k, v in host.state().items()} == {
+        "compose:config:schema": "no", "compose:config:svcmonitor": "no",
+        "compose:config:devicemgr": "no"}
+    ex.act(host.target, "docker-compose", "enable", ["schema-transformer"])
+    ex.act(host.target, "docker-compose", "start", ["schema-transformer"])
+    assert host.state()["compose:config:schema"] == {"id": "id-schema", "running": True,
+                                                     "restart": "always"}
+
+
+def test_status_output_of_each_tool_is_read() -> None:
+    assert parse_state("active\n") == "active"
+    assert parse_state("contrail-schema                  STOPPED   Dec 04 03:55 AM\n") == \
+        "STOPPED"
+    assert parse_state("running\n") == "running"
+    assert parse_state("") == ""
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def test_demo_profile_stops_and_starts_a_demo_controller(services: Endpoints,
+                                                         tmp_path: Path) -> None:
+    """The demo's controller host command, run over SSH by the `demo` profile, against a
+    real simulated controller (real Cassandra, ZooKeeper, RabbitMQ behind it)."""
+    net = services.ssh.addresses[0].split(".")[1]
+    address = f"127.{net}.0.113"  # not the demo world's nor tests/test_compute.py's
+    cass, zk = services.cassandra_new, services.zk_new
+    directory = tmp_path / "ctl"
+    write_spec(directory, {
+        "cluster": "v2", "version": "5.0.0", "listen": address,
+        "cassandra": {"hosts": [cass.host], "port": cass.port, "prefix": "ctlprof"},
+        "zookeeper": {"hosts": [zk.hosts], "prefix": "ctlprof"},
+        "rabbit": {"host": services.rabbit.host, "port": services.rabbit.port,
+                   "vhost": services.rabbit.vhost_new},
+        "control_nodes": [{"name": "v2-control-1", "address": address}],
+    }, {"rabbit_user": services.rabbit.user, "rabbit_password": services.rabbit.password})
+    host_command = shlex.join([sys.executable, "-m", "demo.controller.hostctl",
+                               "--dir", str(directory)])
+    ex = ControllerExecutor(services.ssh.known_hosts_path, 10, 120,
+                            {"demo-v2": {"base": "demo", "host": host_command}})
+    s = services.ssh
+    target = SshTarget(s.names[0], s.addresses[0], s.port, s.user, s.key_path)
+    api = f"http://{address}:8082/"
+    try:
+        assert [x.state for x in ex.status(target, "demo-v2", ["controller"])] == ["stopped"]
+        ex.act(target, "demo-v2", "start", ["controller"])
+        _wait(lambda: _answers(api), "the api-server of the started controller")
+        assert ex.status(target, "demo-v2", ["controller"])[0].running
+        ex.act(target, "demo-v2", "stop", ["controller"])
+        assert not ex.status(target, "demo-v2", ["controller"])[0].running
+        assert not _answers(api)
+        ex.act(target, "demo-v2", "disable", ["controller"])
+        assert (directory / "disabled").exists()
+        ex.act(target, "demo-v2", "enable", ["controller"])
+        assert not (directory / "disabled").exists()
+        with pytest.raises(ControllerError, match="unknown service 'api-server'"):
+            ex.act(target, "demo-v2", "stop", ["api-server"])
+    finally:
+        group = read_pidfile(directory / "pid")
+        if group is not None:
+            terminate_group(group, 20.0)
+
+
+def _inventory_config(ssh: Endpoints, host: Host, tmp_path: Path) -> IssuConfig:
+    s = ssh.ssh
+    def side(host: str) -> dict[str, object]:  # nothing listens there: never contacted
+        return {key: {"hosts": [f"{host}:1"]} for key in ("cassandra", "zookeeper", "rabbit")}
+
+    return IssuConfig.model_validate({
+        "state_dir": str(tmp_path / "state-dir"),
+        "old": {"name": "old", "version": "4.1.0", **side("127.0.0.1")},
+        "new": {"name": "new", "version": "5.0.0", **side("127.0.0.2"), "controllers": [
+            {"name": "new-ctl-1", "address": host.target.address, "ssh_port": s.port,
+             "ssh_user": s.user, "ssh_key": str(s.key_path), "profile": "site",
+             "roles": ["config", "control", "analytics", "database"]},
+            {"name": "new-k8s", "address": host.target.address, "ssh_port": s.port,
+             "ssh_user": s.user, "ssh_key": str(s.key_path), "profile": "site",
+             "roles": ["northbound"]}]},
+        "ssh": {"known_hosts": str(s.known_hosts_path)},
+        "controller_profiles": {"site": {"base": "systemd",
+                                         "systemctl": f"{host.tools} systemctl"}},
+    })
+
+
+def test_preflight_refuses_while_a_writer_runs_on_new(ssh: Endpoints, host: Host,
+                                                      tmp_path: Path) -> None:
+    host.seed({f"systemd:{u}": {"running": u != "contrail-device-manager", "enabled": True}
+               for u in ("contrail-schema", "contrail-svc-monitor", "contrail-device-manager",
+                         "contrail-kube-manager")})
+    config = _inventory_config(ssh, host, tmp_path)
+    findings = {f.name: f for f in new_writer_findings(config)}
+    ctl, k8s = findings["new writers stopped on new-ctl-1"], findings[
+        "new writers stopped on new-k8s"]
+    assert not ctl.ok and ctl.severity == "error"
+    where = f"new-ctl-1 ({host.target.address})"
+    assert ctl.detail.startswith(f"running on new {where}: schema-transformer (active), "
+                                 "svc-monitor (active);")
+    assert "device-manager" not in ctl.detail
+    assert ctl.fix == ("stop and disable them on new-ctl-1: "
+                       f"{host.tools} systemctl stop contrail-schema; "
+                       f"{host.tools} systemctl stop contrail-svc-monitor; "
+                       f"{host.tools} systemctl disable contrail-schema; "
+                       f"{host.tools} systemctl disable contrail-svc-monitor")
+    assert not k8s.ok and "kube-manager (active)" in k8s.detail
+    # asking changed nothing
+    assert all(s["running"] for k, s in host.state().items() if "device" not in k)
+
+    ex = ControllerExecutor(ssh.ssh.known_hosts_path, 10, 60, config.controller_profiles)
+    ex.act(host.target, "site", "stop", ["schema-transformer", "svc-monitor", "kube-manager"])
+    findings = {f.name: f for f in new_writer_findings(config)}
+    assert all(f.ok for f in findings.values()), findings
+    assert findings["new writers stopped on new-ctl-1"].detail == (
+        "schema-transformer inactive, svc-monitor inactive, device-manager inactive")
+
+
+def test_preflight_without_inventory_warns_and_an_unreachable_host_refuses(
+        ssh: Endpoints, host: Host, tmp_path: Path) -> None:
+    config = _inventory_config(ssh, host, tmp_path)
+    bare = config.model_copy(update={"new": config.new.model_copy(update={"controllers": []})})
+    (warning,) = new_writer_findings(bare)
+    assert not warning.ok and warning.severity == "warning"
+    assert "no [[new.controllers]] host with role config" in warning.detail
+    # a host whose sshd does not answer: not a pass, the host is named
+    gone = config.new.controllers[0].model_copy(update={"ssh_port": 1})
+    lost = config.model_copy(update={"new": config.new.model_copy(
+        update={"controllers": [gone]})})
+    (finding,) = new_writer_findings(lost)
+    assert not finding.ok and finding.severity == "error"
+    assert finding.detail.startswith("cannot tell: new-ctl-1")

@@ -1,0 +1,132 @@
+"""The controller inventory in issu.toml: hosts with roles and profiles, and `issu config
+check` naming every missing host or role."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from issu_tui.cli import cli
+from issu_tui.config import check_controllers, config_as_dict, load_config, to_toml
+from tests.test_config import GOOD, write
+from tests.test_config import workdir as workdir  # the fixture
+
+INVENTORY = """
+[[old.controllers]]
+name = "old-ctl-1"
+address = "127.0.0.101"
+roles = ["config", "control", "analytics"]
+ssh_key = "id_ed25519"
+profile = "supervisord"
+
+[[old.controllers]]
+name = "old-db-1"
+address = "127.0.0.11"
+roles = ["database"]
+ssh_key = "id_ed25519"
+profile = "supervisord"
+
+[[old.controllers]]
+name = "old-db-2"
+address = "127.0.0.21"
+roles = ["database"]
+ssh_key = "id_ed25519"
+
+[[old.controllers]]
+name = "old-rabbit"
+address = "127.0.0.31"
+roles = ["database", "northbound"]
+ssh_key = "id_ed25519"
+
+[[new.controllers]]
+name = "new-ctl-1"
+address = "127.0.0.12"
+roles = ["config", "control", "analytics", "database"]
+ssh_key = "id_ed25519"
+profile = "site-docker"
+
+[[new.controllers]]
+name = "new-zk"
+address = "127.0.0.22"
+roles = ["database"]
+ssh_key = "id_ed25519"
+profile = "site-docker"
+
+[[new.controllers]]
+name = "new-rabbit"
+address = "127.0.0.31"
+roles = ["database"]
+ssh_key = "id_ed25519"
+profile = "site-docker"
+
+[controller_profiles.site-docker]
+base = "docker"
+docker = "sudo -n docker"
+[controller_profiles.site-docker.services]
+schema-transformer = "tf_config_schema_1"
+"""
+
+
+def test_a_complete_inventory_loads_and_checks_clean(workdir: Path) -> None:
+    path = write(workdir, GOOD + INVENTORY)
+    cfg = load_config(path)
+    assert [h.name for h in cfg.old.controllers] == ["old-ctl-1", "old-db-1", "old-db-2",
+                                                     "old-rabbit"]
+    assert cfg.old.controllers[0].roles == ["config", "control", "analytics"]
+    assert cfg.old.controllers[2].profile == "systemd"  # the default
+    assert cfg.new.controllers[0].ssh_key == (workdir / "id_ed25519").resolve()
+    assert check_controllers(cfg) == []
+    result = CliRunner().invoke(cli, ["config", "check", "-c", str(path)])
+    assert result.exit_code == 0, result.output
+    # the config as shown reads back as the same inventory and profile override
+    shown = tomllib.loads(to_toml(config_as_dict(cfg)))
+    assert shown["controller_profiles"]["site-docker"]["services"] == {
+        "schema-transformer": "tf_config_schema_1"}
+    assert shown["new"]["controllers"][0]["roles"] == ["config", "control", "analytics",
+                                                       "database"]
+
+
+def test_check_names_every_missing_role_and_host(workdir: Path) -> None:
+    partial = INVENTORY.replace('roles = ["config", "control", "analytics", "database"]',
+                                'roles = ["config", "database"]')
+    partial = partial.replace('address = "127.0.0.21"', 'address = "127.0.0.29"')
+    path = write(workdir, GOOD + partial)
+    problems = check_controllers(load_config(path))
+    assert problems == [
+        "old.zookeeper.hosts.0: 127.0.0.21:2181 is not in old.controllers with role database",
+        "new.controllers: no host with role control",
+        "new.controllers: no host with role analytics",
+    ]
+    result = CliRunner().invoke(cli, ["config", "check", "-c", str(path)])
+    assert result.exit_code == 2
+    for problem in problems:
+        assert f"{path}: {problem}" in result.output
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (('profile = "site-docker"', 'profile = "upstart"', 1),
+     "new.controllers.0.profile: unknown controller profile 'upstart'"),
+    (('schema-transformer = "tf_config_schema_1"', 'schema-transformer = "x; reboot"', 1),
+     "controller_profiles.site-docker.services.schema-transformer: 'x; reboot'"),
+    (('roles = ["database", "northbound"]', 'roles = ["database", "compute"]', 1),
+     "old.controllers.3.roles.1: Input should be 'config'"),
+    (('name = "new-zk"', 'name = "old-db-1"', 1), "controllers: duplicate names old-db-1"),
+    (('base = "docker"', 'base = "lxc"', 1),
+     "controller_profiles.site-docker.base: unknown profile 'lxc'"),
+])
+def test_bad_inventory_is_explained_by_key(workdir: Path, edit: tuple[str, str, int],
+                                          message: str) -> None:
+    old, new, count = edit
+    path = write(workdir, GOOD + INVENTORY.replace(old, new, count))
+    result = CliRunner().invoke(cli, ["config", "check", "-c", str(path)])
+    assert result.exit_code == 2
+    assert message in result.output, result.output
+
+
+def test_a_config_without_inventory_is_unchanged(workdir: Path) -> None:
+    cfg = load_config(write(workdir, GOOD))
+    assert cfg.old.controllers == [] and cfg.controller_profiles == {}
+    assert check_controllers(cfg) == []
