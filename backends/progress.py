@@ -20,7 +20,8 @@ class CheckpointStore(Protocol):
 
 @runtime_checkable
 class EventSink(Protocol):
-    def event(self, kind: str, message: str, **fields: object) -> None: ...
+    # -> object: a sink may return something (the journal: the event's id); callers ignore it
+    def event(self, kind: str, message: str, **fields: object) -> object: ...
 
 
 @runtime_checkable

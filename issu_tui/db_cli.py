@@ -12,9 +12,10 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -22,6 +23,7 @@ from issu_tui.cli_common import load_or_exit
 
 EXIT_PROBLEM = 1
 EXIT_USAGE = 2
+F = TypeVar("F", bound=Callable[..., Any])  # a click command function, kept as it is typed
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ def resolve_target(config_path: Path | None, cluster: str, cassandra: str | None
     return Target(side, ",".join(zk.hosts), zk.prefix if zk_prefix is None else zk_prefix)
 
 
-def _options(fn: Any) -> Any:
+def _options(fn: F) -> F:
     for option in reversed([
         click.option("-c", "--config", "config_path", type=click.Path(path_type=Path),
                      help="issu.toml (or the original issu.conf); default ./issu.toml"),
@@ -70,7 +72,7 @@ def _options(fn: Any) -> Any:
     return fn
 
 
-def _progress(verb: str) -> Any:
+def _progress(verb: str) -> Callable[[str, dict[str, Any]], None]:
     started = time.monotonic()
 
     def report(stage: str, figures: dict[str, Any]) -> None:

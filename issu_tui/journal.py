@@ -289,7 +289,7 @@ class Journal:
             text = text.replace(secret, "********")
         return text
 
-    def _clean_value(self, value: Any) -> Any:
+    def _clean_value(self, value: object) -> object:
         if isinstance(value, str):
             return self._clean(value)
         if isinstance(value, Mapping):

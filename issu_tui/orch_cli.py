@@ -23,14 +23,22 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from issu_tui.journal import Journal, JournalError, JournalLocked
 from issu_tui.orchestrator.approaches import APPROACHES
 from issu_tui.orchestrator.phases import RUNNABLE
+
+if TYPE_CHECKING:
+    from issu_tui.config import IssuConfig
+    from issu_tui.journal import Intent
+    from issu_tui.orchestrator.context import Context
+
+F = TypeVar("F", bound=Callable[..., Any])  # a click command function, kept as it is typed
 
 EXIT_OK, EXIT_PROBLEM, EXIT_CONFIG, EXIT_LOCKED, EXIT_TIMEOUT = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
@@ -46,19 +54,19 @@ wait_options = [
 ]
 
 
-def _wait_opts(func: Any) -> Any:
+def _wait_opts(func: F) -> F:
     for option in reversed(wait_options):
         func = option(func)
     return func
 
 
-def _load(config_path: Path) -> Any:
+def _load(config_path: Path) -> IssuConfig:
     from issu_tui.cli_common import load_or_exit
 
     return load_or_exit(config_path)
 
 
-def _context(config_path: Path, *, read_only: bool = False) -> Any:
+def _context(config_path: Path, *, read_only: bool = False) -> Context:
     from issu_tui.orchestrator.context import Context
 
     config = _load(config_path)
@@ -165,7 +173,7 @@ def submit(config_path: Path, kind: str, args: dict[str, Any], *, as_json: bool,
     _finish(as_json, result, EXIT_OK if ok else EXIT_PROBLEM)
 
 
-def _intent(journal: Journal, intent_id: int) -> Any:
+def _intent(journal: Journal, intent_id: int) -> Intent | None:
     for intent in journal.intents(None):
         if intent.id == intent_id:
             return intent
@@ -309,7 +317,7 @@ def compute_group() -> None:
     """Upgrade, roll back or inspect computes."""
 
 
-def _compute_action(action: str) -> Any:
+def _compute_action(action: str) -> Callable[..., None]:
     @click.argument("names", nargs=-1, required=True)
     @config_option
     @click.option("--batch-size", type=click.IntRange(min=1), default=None)

@@ -24,11 +24,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, overload
 
 from issu_tui.rehearse_report import RehearsalReport, Step
 
+if TYPE_CHECKING:
+    from backends.cassandra.tables import SyncSettings
+
 ENTRY_POINT_GROUP = "issu.scratch_clusters"
+T = TypeVar("T")
 SAMPLE_KEYS = 50          # partitions looked at to find translated samples, per table
 SAMPLE_CELLS = 200        # cells read per sampled partition
 QUARANTINE_SAMPLES = 5
@@ -73,7 +77,9 @@ def scratch_factory(name: str | None = None) -> ScratchFactory:
     if name not in found:
         raise RehearsalError(f"scratch cluster provider {name!r} not installed "
                              f"(installed: {', '.join(sorted(found))})")
-    return found[name].load()  # type: ignore[no-any-return]
+    # an entry point's object is untyped; the group's contract is a ScratchFactory
+    factory: ScratchFactory = found[name].load()
+    return factory
 
 
 @dataclass
@@ -132,7 +138,13 @@ class Rehearsal:
         report.machine["load_after"] = os.getloadavg()[0]
         return report
 
-    def _step(self, name: str, fn: Callable[[], Any], *, fatal: bool = True) -> Any:
+    @overload
+    def _step(self, name: str, fn: Callable[[], T], *, fatal: Literal[True] = True) -> T: ...
+    @overload
+    def _step(self, name: str, fn: Callable[[], T], *, fatal: Literal[False]) -> T | None: ...
+
+    def _step(self, name: str, fn: Callable[[], T], *, fatal: bool = True) -> T | None:
+        """fn's result; a failure raises RehearsalError when fatal, else gives None."""
         self.echo(f"{name}...")
         step = Step(name)
         started = time.monotonic()
@@ -247,7 +259,7 @@ class Rehearsal:
                                 "zk-sync fails on the day (check the ZooKeeper prefix)")
         refusals[:] = list(dict.fromkeys(refusals))
 
-    def _settings(self) -> Any:
+    def _settings(self) -> SyncSettings:
         from backends.cassandra.tables import SyncSettings
 
         return SyncSettings(concurrency=4, slices_per_table=16)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
@@ -21,6 +21,7 @@ from issu_tui.sides import cassandra_side, rabbit_side, run_sync_options, sync_s
 
 if TYPE_CHECKING:
     from backends.runsync.service import ReplayService
+    from issu_tui.journal import Journal
 
 EXIT_PROBLEM = 1
 EXIT_CONFIG = 2
@@ -30,7 +31,7 @@ LOCK_NAME = "run-sync.lock"
 log = logging.getLogger("issu.runsync")
 
 
-def _open_journal(config: IssuConfig, state_dir: Path | None) -> Any:
+def _open_journal(config: IssuConfig, state_dir: Path | None) -> Journal | None:
     """The journal as event/counter sink, or None (with a warning) when it cannot be opened."""
     return open_journal_or_warn(config, state_dir, "events are only logged")
 
@@ -178,7 +179,7 @@ class RunSyncLocked(Exception):
         self.path, self.holder = path, holder
 
 
-def take_run_lock(directory: Path) -> Any:
+def take_run_lock(directory: Path) -> TextIO:
     """An exclusive flock on `<state_dir>/run-sync.lock`, holding our pid, kept while the
     returned file stays open (the kernel drops it when the process dies, even on SIGKILL).
     Two run-syncs on one state directory would share checkpoints and consume one queue twice.

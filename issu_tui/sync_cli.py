@@ -23,7 +23,9 @@ from issu_tui.config import IssuConfig
 from issu_tui.sides import cassandra_side, sync_settings
 
 if TYPE_CHECKING:
+    from backends.cassandra.registry import Registry
     from backends.cassandra.tables import SyncSettings
+    from issu_tui.journal import Journal
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
@@ -35,7 +37,7 @@ log = logging.getLogger("issu.sync")
 
 # --------------------------------------------------------------------------- helpers
 
-def _journal(config: IssuConfig, state_dir: Path | None) -> Any:
+def _journal(config: IssuConfig, state_dir: Path | None) -> Journal | None:
     return open_journal_or_warn(config, state_dir, "this run keeps its checkpoints in memory "
                                 "and cannot be resumed")
 
@@ -69,7 +71,7 @@ def _connections(config: IssuConfig, overrides: dict[str, dict[str, Any]] | None
         new.close()
 
 
-def _registry() -> Any:
+def _registry() -> Registry:
     from backends.cassandra.registry import RegistryError, load_registry
 
     try:

@@ -15,12 +15,16 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from issu_tui.config import IssuConfig
 from issu_tui.console_api import ConsoleBackend
 from issu_tui.journal import Journal, JournalError
+
+if TYPE_CHECKING:
+    from issu_tui.orchestrator.executor import Executor
 
 EXIT_CONFIG = 2
 
@@ -33,7 +37,7 @@ class EmbeddedOrchestrator:
         self.config_path = config_path
         self.journal = journal
         self._thread: threading.Thread | None = None
-        self._executor: object | None = None
+        self._executor: Executor | None = None
         self._stopping = threading.Event()
 
     def start(self) -> None:
@@ -59,7 +63,7 @@ class EmbeddedOrchestrator:
         self._stopping.set()
         executor = self._executor
         if executor is not None:
-            executor.shutdown.set()  # type: ignore[attr-defined]
+            executor.shutdown.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
 

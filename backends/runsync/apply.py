@@ -66,7 +66,8 @@ class ApplyResult:
         self.partitions.append(f"{out.table}:{out.key}")
 
 
-def _json(value: str | None) -> Any:
+def _json(value: str | None) -> object:
+    """The JSON a cell holds, None when it is empty or not JSON; callers check its shape."""
     if value is None:
         return None
     try:

@@ -21,7 +21,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from cassandra import RequestValidationException
 from cassandra.protocol import RequestValidationException as RequestRejected
@@ -98,7 +98,9 @@ class GroupCommit(Generic[Item, Result]):
             self._lead(group)
         if slot.error is not None:
             raise slot.error
-        return slot.result  # type: ignore[return-value]
+        # _lead set the result of every member when the group did not fail; a cast, not a
+        # None check: Result may itself be None (writes)
+        return cast(Result, slot.result)
 
     def call(self, item: Item) -> Result:
         return self.wait(self.submit(item))
@@ -174,7 +176,9 @@ class CombinedRequests:
     def __init__(self, repl: Replicator) -> None:
         self.repl = repl
         self._lock = threading.Lock()
-        self._kinds: dict[tuple[str, int, bool], GroupCommit] = {}  # type: ignore[type-arg]
+        # (name, table, side) -> its queue; the kinds carry different items and results, and
+        # _kind gives each caller its own typed view of the one it asked for
+        self._kinds: dict[tuple[str, int, bool], GroupCommit[Any, Any]] = {}
         self._in_stmts: dict[tuple[int, bool], PreparedStatement | None] = {}
         self.writes: GroupCommit[CellChanges, None] = GroupCommit(self._write, fits=_write_fits)
 
@@ -203,8 +207,9 @@ class CombinedRequests:
         return out
 
     # ------------------------------------------------------------------ plumbing
-    def _kind(self, name: str, ctx: TableContext, new: bool, run: Callable,  # type: ignore[type-arg]
-              fits: Callable) -> GroupCommit:  # type: ignore[type-arg]
+    def _kind(self, name: str, ctx: TableContext, new: bool,
+              run: Callable[[list[Item]], Sequence[Result]],
+              fits: Callable[[list[Item]], bool]) -> GroupCommit[Item, Result]:
         key = (name, id(ctx), new)
         kind = self._kinds.get(key)
         if kind is None:

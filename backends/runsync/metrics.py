@@ -13,11 +13,24 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
+from typing import TypedDict
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from backends.progress import CounterSink
+
 COUNTER_SCOPE = "runsync"  # the journal's counter scopes: docs/architecture.md
 LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class Deltas(TypedDict):
+    """What an apply process sends its parent (take_deltas -> apply_deltas)."""
+
+    counters: dict[str, float]          # DELTA_COUNTERS name -> increment
+    lags: list[float]                   # lag samples, seconds
+    last_applied: float                 # Unix time of its last applied change
+    requests: dict[str, tuple[int, int]]  # kind -> (requests sent, requests asked)
 
 
 class LagWindow:
@@ -108,7 +121,7 @@ class RunSyncMetrics:
         self._sent: dict[str, float] = {}
         self.last_lag = float("nan")
         self._rate_mark: tuple[float, float] = (time.monotonic(), 0.0)
-        self._server: object | None = None
+        self._server: WSGIServer | None = None
 
     def observe_lag(self, lag_s: float) -> None:
         lag_s = max(0.0, lag_s)
@@ -128,7 +141,7 @@ class RunSyncMetrics:
         self._exported = []
 
     def take_deltas(self, requests: Mapping[str, tuple[int, int]] | None = None
-                    ) -> dict[str, object]:
+                    ) -> Deltas:
         """Counter increments and lag samples since the last call, and request counts."""
         now = {name: getattr(self, name)._value.get() for name in self.DELTA_COUNTERS}
         counters = {name: now[name] - self._sent.get(name, 0.0) for name in now}
@@ -139,14 +152,14 @@ class RunSyncMetrics:
                 "last_applied": self.last_applied._value.get(),
                 "requests": dict(requests or {})}
 
-    def apply_deltas(self, deltas: Mapping[str, object]) -> None:
+    def apply_deltas(self, deltas: Deltas) -> None:
         """Add an apply process's take_deltas to these metrics."""
-        for name, value in dict(deltas.get("counters") or {}).items():  # type: ignore[call-overload]
+        for name, value in dict(deltas.get("counters") or {}).items():
             if name in self.DELTA_COUNTERS and value:
                 getattr(self, name).inc(value)
-        for lag in list(deltas.get("lags") or []):  # type: ignore[call-overload]
+        for lag in list(deltas.get("lags") or []):
             self.observe_lag(float(lag))
-        last = float(deltas.get("last_applied") or 0.0)  # type: ignore[arg-type]
+        last = float(deltas.get("last_applied") or 0.0)
         if last > self.last_applied._value.get():
             self.last_applied.set(last)
 
@@ -200,13 +213,13 @@ class RunSyncMetrics:
     def stop_serving(self) -> None:
         server, self._server = self._server, None
         if server is not None:
-            server.shutdown()  # type: ignore[attr-defined]
-            server.server_close()  # type: ignore[attr-defined]
+            server.shutdown()
+            server.server_close()
 
 
-def push(counters: object | None, values: Mapping[str, float]) -> None:
+def push(counters: CounterSink | None, values: Mapping[str, float]) -> None:
     """Write the snapshot through a CounterSink (NaN lags are skipped: no sample yet)."""
     if counters is None:
         return
     clean = {k: v for k, v in values.items() if v == v}
-    counters.set_counters(COUNTER_SCOPE, clean)  # type: ignore[attr-defined]
+    counters.set_counters(COUNTER_SCOPE, clean)

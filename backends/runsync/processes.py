@@ -40,7 +40,7 @@ from backends.rabbit import RabbitSide
 from backends.runsync.applier import ChangeApplier
 from backends.runsync.apply import ObjectApplier
 from backends.runsync.lanes import DoneQueue, Lanes
-from backends.runsync.metrics import RunSyncMetrics
+from backends.runsync.metrics import Deltas, RunSyncMetrics
 from backends.runsync.options import RunSyncOptions
 from backends.runsync.retry import Backoff, retry_until_stopped
 from backends.runsync.routing import process_of
@@ -160,7 +160,7 @@ class WorkerPool:
 
     def __init__(self, spec: WorkerSpec, processes: int, *,
                  on_done: Callable[[int, int, str, str, int], None],
-                 on_deltas: Callable[[int, dict[str, Any]], None],
+                 on_deltas: Callable[[int, Deltas], None],
                  on_event: Callable[[str, str], None]) -> None:
         self.spec, self.processes = spec, processes
         self.on_done, self.on_deltas, self.on_event = on_done, on_deltas, on_event

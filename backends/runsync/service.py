@@ -55,7 +55,7 @@ from backends.rabbit import (
 from backends.runsync.applier import ChangeApplier, Outcome
 from backends.runsync.apply import CONFIG_DB_UUID, ObjectApplier
 from backends.runsync.lanes import Delivered, DoneQueue, Lanes
-from backends.runsync.metrics import RunSyncMetrics, push
+from backends.runsync.metrics import Deltas, RunSyncMetrics, push
 from backends.runsync.options import RunSyncOptions
 from backends.runsync.processes import WorkerPool, WorkerSpec
 from backends.runsync.reconcile import Reconciler
@@ -383,7 +383,7 @@ class ReplayService:
         if message is not None:
             self._done.put((message, gen, Outcome(kind, reason, attempts)))
 
-    def _worker_deltas(self, index: int, deltas: dict[str, Any]) -> None:
+    def _worker_deltas(self, index: int, deltas: Deltas) -> None:
         self.metrics.apply_deltas(deltas)
         self._worker_requests[index] = deltas.get("requests") or {}
 

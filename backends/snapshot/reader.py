@@ -98,6 +98,8 @@ class _Scanner:
     def peek(self) -> str:
         """The next non-blank character ("" at the end of the text), not consumed."""
         while True:
+            # union-attr: _WS matches the empty string, so match() is never None here; a
+            # check would run once per token, in the hottest loop of the read
             self.pos = _WS.match(self.buf, self.pos).end()  # type: ignore[union-attr]
             if self.pos < len(self.buf):
                 return self.buf[self.pos]
@@ -210,6 +212,7 @@ class _StringStream:
     def read(self, _size: int) -> str:
         sc = self._sc
         while not self.done:
+            # union-attr: _STRING_BODY matches the empty string: match() is never None
             end = _STRING_BODY.match(sc.buf, sc.pos).end()  # type: ignore[union-attr]
             closing = end < len(sc.buf) and sc.buf[end] == '"'
             if not closing and end < len(sc.buf):
@@ -251,7 +254,8 @@ class SnapshotReader:
         self._raw = raw
         try:
             gzipped = self.path.name.endswith(".gz") or raw.peek(2)[:2] == b"\x1f\x8b"
-            binary: BinaryIO = gzip.GzipFile(fileobj=raw) if gzipped else raw  # type: ignore[assignment]
+            binary: gzip.GzipFile | io.BufferedReader = (
+                gzip.GzipFile(fileobj=raw) if gzipped else raw)
             text = io.TextIOWrapper(binary, encoding="utf-8", errors="strict", newline="")
             scanner = _Scanner(self._reader(text, gzipped), self._fail)
             yield from self._document(scanner)
