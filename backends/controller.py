@@ -244,6 +244,13 @@ class ControllerProfile:
         return [*base, file, *(item for edit in edits for item in edit)]
 
 
+def _service_map(value: object) -> dict[str, str]:
+    """A profile's `services` table (service name -> the host's name for it); none: empty."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): str(v) for k, v in value.items()}
+
+
 def build_controller_profiles(overrides: Mapping[str, Mapping[str, object]] | None = None
                               ) -> dict[str, ControllerProfile]:
     """The built-in controller profiles with the config's `controller_profiles` applied: a
@@ -256,8 +263,8 @@ def build_controller_profiles(overrides: Mapping[str, Mapping[str, object]] | No
             raise ProfileError(f"controller_profiles.{name}.base: unknown profile {base!r} "
                                f"(built-in: {', '.join(BUILTIN_CONTROLLER_PROFILES)})")
         builtin = BUILTIN_CONTROLLER_PROFILES.get(base, {})
-        services = {**dict(builtin.get("services") or {}),  # type: ignore[call-overload]
-                    **dict(override.get("services") or {})}  # type: ignore[call-overload]
+        services = {**_service_map(builtin.get("services")),
+                    **_service_map(override.get("services"))}
         specs[name] = {**builtin, **override, "services": services}
     return {name: ControllerProfile.build(name, spec) for name, spec in specs.items()}
 
