@@ -38,8 +38,8 @@ def contrail_like(draw: st.DrawFn) -> dict:
             body.pop(key, None)
         else:
             body[key] = draw(st.one_of(json_values, st.sampled_from(
-                ["CREATE", "DELETE", "", ":", "a:b", str(uuid.uuid4()).upper(),
-                 "{" + UUID + "}", "urn:uuid:" + UUID, UUID.replace("-", ""), [""], [], "x" * 100_000,
+                ["CREATE", "DELETE", "", ":", "a:b", UUID.upper(), "{" + UUID + "}",
+                 "urn:uuid:" + UUID, UUID.replace("-", ""), [""], [], "x" * 100_000,
                  ["default-domain"] * 5000, "\ud800", ["\udfff"]])))
     for key, value in draw(st.dictionaries(any_text, json_values, max_size=3)).items():
         body.setdefault(key, value)  # extra fields
