@@ -177,6 +177,7 @@ class Journal:
                 raise JournalError(f"{path}: no journal here yet (has an upgrade been planned?)")
             uri = f"file:{path}?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
+            self._check_readable()
         else:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -188,10 +189,39 @@ class Journal:
                     reason = f"{path.parent} is a file, not a directory"
                 raise JournalError(f"{path}: cannot create the journal: {reason} (check "
                                    "state_dir)") from None
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._migrate()
+            try:
+                self._check_readable()
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._migrate()
+            except sqlite3.Error as exc:
+                self._db.close()
+                raise JournalError(f"{path}: not a journal issu can use: {exc}") from None
+            except JournalError:
+                self._db.close()
+                raise
         self._db.row_factory = sqlite3.Row
+        # a damaged or foreign text cell reads with U+FFFD, not as an exception in any query
+        self._db.text_factory = lambda raw: raw.decode("utf-8", errors="replace")
+
+    def _check_readable(self) -> None:
+        """JournalError unless the file is an SQLite database that is empty or an issu
+        journal: another program's database (or any other file) is left as it is."""
+        try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            names = [r[0] for r in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")]
+            tables = len(names)
+            for name in names:  # each table's definition parses, its first row reads
+                quoted = name.replace('"', '""')
+                self._db.execute(f'SELECT * FROM "{quoted}" LIMIT 1').fetchall()
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            self._db.close()
+            raise JournalError(f"{self.path}: not a journal issu can use: {exc}") from None
+        if version == 0 and (tables or self.read_only):
+            self._db.close()
+            raise JournalError(f"{self.path}: not an issu journal (another program's database?)"
+                               "; point state_dir elsewhere")
 
     # ------------------------------------------------------------------ lifecycle
 

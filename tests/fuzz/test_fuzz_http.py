@@ -89,7 +89,7 @@ def answers(draw: st.DrawFn, good: Any) -> Answer:
         body = b"[" * 100_000 + b"]" * 100_000
     else:
         body = b'["' + b"x" * 3_000_000 + b'"]'
-    how = draw(st.sampled_from(["whole"] * 6 + ["slow", "endless", "gzip-garbage",
+    how = draw(st.sampled_from(["whole"] * 12 + ["slow", "endless", "gzip-garbage",
                                                  "no-length"]))
     return Answer(status, body, draw(st.sampled_from(["application/json", "text/html"])), how)
 
@@ -98,7 +98,7 @@ def _good(table: dict[str, Any]) -> dict[str, Answer]:
     return {path: Answer(200, json.dumps(body).encode()) for path, body in table.items()}
 
 
-@budget(40)
+@budget(30)
 @given(data=st.data())
 def test_analytics_poller_reports_each_cluster_and_recovers(data: st.DataObject) -> None:
     with serving() as server:
@@ -127,7 +127,7 @@ def _api_calls(client: ApiServerClient) -> list[Any]:
             client.collection_types, lambda: client.unpair(["ctl-v1"])]
 
 
-@budget(40)
+@budget(30)
 @given(data=st.data(), call=st.integers(0, 6))
 def test_api_server_client_raises_only_api_server_errors(data: st.DataObject,
                                                          call: int) -> None:
