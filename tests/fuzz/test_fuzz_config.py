@@ -122,6 +122,7 @@ def test_a_device_that_never_ends_is_refused(tmp_path: Path) -> None:
 @budget(60)
 @given(data=config_bytes, name=config_name, as_json=st.booleans())
 @example(data=b"\xff\xfe" + "[old]\n".encode("utf-16-le"), name="issu.toml", as_json=False)
+@example(data=b"\x00", name="issu.conf", as_json=False)  # configparser's message: 3 lines
 def test_config_check_exits_2_naming_the_file(data: bytes, name: str, as_json: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = workdir(Path(tmp))

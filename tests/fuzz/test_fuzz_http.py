@@ -156,3 +156,41 @@ def test_analytics_client_vrouter(answer: Answer) -> None:
                 assert uve is None or isinstance(uve, dict)
             except ApiServerError as exc:
                 assert base in str(exc), str(exc)
+
+
+# ------------------------------------------------------------------------------ seeds
+# Failures the fuzzing found, kept as plain cases (each raised another exception, or hung).
+
+def test_seed_api_server_body_not_json_names_the_url() -> None:
+    with serving() as server:
+        server.answers = {"GET /bgp-routers": Answer(200, b"<html>proxy error</html>")}
+        with ApiServerClient(url(server), timeout_s=0.5, answer_deadline_s=1.0) as client:
+            try:
+                client.bgp_router_names()
+            except ApiServerError as exc:
+                assert url(server) in str(exc) and "unexpected answer" in str(exc)
+            else:
+                raise AssertionError("no error")
+
+
+def test_seed_api_server_endless_body_is_cut_off() -> None:
+    with serving() as server:
+        server.answers = {"POST /fqname-to-id": Answer(200, b"", how="endless")}
+        with ApiServerClient(url(server), timeout_s=0.5, answer_deadline_s=1.0) as client:
+            try:
+                client.pair([SPEC])
+            except ApiServerError as exc:
+                assert url(server) in str(exc)
+            else:
+                raise AssertionError("no error")
+
+
+def test_seed_analytics_uve_of_the_wrong_shape_is_the_cluster_error() -> None:
+    with serving() as server:
+        base = url(server)
+        server.answers = _good(GOOD_ANALYTICS)
+        server.answers["/analytics/uves/vrouter/*"] = Answer(200, json.dumps(
+            {"value": [{"name": "compute-1", "value": {"VrouterAgent": ["x"]}}]}).encode())
+        with AnalyticsPoller({"old": base}, {}, timeout_s=0.5, answer_deadline_s=1.0) as poller:
+            cluster = poller.poll().clusters["old"]
+        assert not cluster.ok and base in (cluster.error or "")
