@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from backends.compute import parse_gap, parse_probe
+from backends.compute import StepResult, parse_gap, parse_probe
 from backends.known_hosts import KnownHosts, KnownHostsError
 from backends.ssh import SshError, SshExecutor
 from issu_tui.cli import cli
@@ -57,6 +57,8 @@ def test_probe_and_gap_output_is_understood_or_refused(text: str) -> None:
         assert str(exc)
     gap = parse_gap(text)
     assert gap is None or isinstance(gap, float)
+    step = StepResult("health", "true", 1, text, text[::-1], 0.1)
+    assert len(step.summary()) <= 300  # the line an error message quotes
 
 
 # ------------------------------------------------------------------------------ known_hosts
