@@ -218,7 +218,7 @@ class Journal:
         except (sqlite3.Error, UnicodeDecodeError) as exc:
             self._db.close()
             raise JournalError(f"{self.path}: not a journal issu can use: {exc}") from None
-        if version == 0 and (tables or self.read_only):
+        if version == 0 and tables:  # (empty: a journal being created)
             self._db.close()
             raise JournalError(f"{self.path}: not an issu journal (another program's database?)"
                                "; point state_dir elsewhere")
