@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from click.testing import Result
 from hypothesis import settings
@@ -13,13 +14,13 @@ from hypothesis import settings
 EXIT_USAGE = 2  # bad configuration or usage (issu_tui.cli)
 
 
-def budget(ci_examples: int) -> settings:
+def budget(ci_examples: int, **more: Any) -> settings:
     """`ci_examples` examples in the default profile (keeps `make test` within minutes);
-    the deep profile's count (`make fuzz`) otherwise."""
+    the deep profile's count (`make fuzz`) otherwise. `more`: other settings."""
     if os.environ.get("ISSU_FUZZ_PROFILE", "ci") == "ci" and "ISSU_FUZZ_EXAMPLES" not in \
             os.environ:
-        return settings(max_examples=ci_examples)
-    return settings()
+        return settings(max_examples=ci_examples, **more)
+    return settings(**more)
 
 
 def no_traceback(result: Result) -> None:

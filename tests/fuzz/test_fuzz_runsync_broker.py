@@ -6,7 +6,7 @@ its reason, the object changes around them are applied, and the consumer keeps g
 from __future__ import annotations
 
 import kombu
-from hypothesis import given
+from hypothesis import Phase, example, given
 from hypothesis import strategies as st
 
 from backends.rabbit import connection, object_update_exchange
@@ -36,7 +36,9 @@ def test_fuzzed_messages_are_quarantined_and_the_lane_goes_on(world: World) -> N
     new_uuid = world.new_table(cd.UUID_TABLE)
     rounds = iter(range(1_000_000))
 
-    @budget(4)
+    # no shrinking: replaying inputs against a live service that moved on is not a replay
+    @budget(4, phases=[Phase.explicit, Phase.generate])
+    @example(batch=[b""])  # py-amqp gives an empty body as '': its quarantine broke the loop
     @given(batch=st.lists(payloads.filter(lambda p: len(p) < 2_000_000), min_size=1,
                           max_size=6))
     def fuzz(batch: list[bytes]) -> None:
