@@ -260,6 +260,9 @@ class Journal:
     def _migrate(self) -> None:
         with self._lock:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version < 0:  # a damaged header
+                raise JournalError(f"{self.path}: schema version {version} is not one issu "
+                                   "writes: the file is damaged")
             if version > SCHEMA_VERSION:
                 raise JournalError(
                     f"{self.path}: schema version {version} is newer than this issu "

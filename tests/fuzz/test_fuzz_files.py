@@ -194,6 +194,7 @@ def journal_files(draw: st.DrawFn) -> bytes:
 @given(data=journal_files(), read_only=st.booleans())
 @example(data=b"not a database at all" * 100, read_only=False)
 @example(data=b"not a database at all" * 100, read_only=True)
+@example(data=_JOURNAL[:60] + b"\xff\xff\xff\xfe" + _JOURNAL[64:], read_only=False)  # user_version
 def test_journal_file_any_content(data: bytes, read_only: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = workdir(Path(tmp))
