@@ -369,14 +369,23 @@ def _validate(path: Path, data: dict[str, Any]) -> IssuConfig:
         config = IssuConfig.model_validate(data, context={"base_dir": path.parent})
     except ValidationError as exc:
         raise ConfigError(path, [_format_error(e) for e in exc.errors()]) from None
-    if not config.state_dir.is_absolute():
-        config.state_dir = (path.parent / config.state_dir).resolve()
-    for compute in config.computes:
-        if not compute.ssh_key.is_absolute():
-            compute.ssh_key = (path.parent / compute.ssh_key).resolve()
-    if config.ssh and not config.ssh.known_hosts.is_absolute():
-        config.ssh.known_hosts = (path.parent / config.ssh.known_hosts).resolve()
+    config.state_dir = _beside(path, "state_dir", config.state_dir)
+    for i, compute in enumerate(config.computes):
+        compute.ssh_key = _beside(path, f"computes.{i}.ssh_key", compute.ssh_key)
+    if config.ssh:
+        config.ssh.known_hosts = _beside(path, "ssh.known_hosts", config.ssh.known_hosts)
     return config
+
+
+def _beside(path: Path, key: str, value: Path) -> Path:
+    """`value` made absolute (relative to the config file); a path the system cannot take
+    (a NUL byte) is a ConfigError naming the key."""
+    try:
+        if "\x00" in str(value):
+            raise ValueError("embedded null byte")
+        return value if value.is_absolute() else (path.parent / value).resolve()
+    except (ValueError, OSError) as exc:
+        raise ConfigError(path, [f"{key}: {str(value)!r} is not a usable path: {exc}"]) from None
 
 
 # Far above any real configuration; refuses `-c /dev/zero` instead of reading it forever.

@@ -12,6 +12,7 @@ The journal implements the backends' CheckpointStore, EventSink and CounterSink 
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import socket
@@ -104,6 +105,28 @@ _MIGRATIONS: tuple[str, ...] = (
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def _columns(db: sqlite3.Connection) -> dict[str, tuple[str, ...]]:
+    """Every table's columns (SQLite's own tables aside)."""
+    names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                      "AND name NOT LIKE 'sqlite_%'")]
+    return {name: tuple(r[1] for r in db.execute(
+        "SELECT * FROM pragma_table_info(?)", (name,))) for name in names}
+
+
+@functools.cache
+def _columns_at(version: int) -> dict[str, tuple[str, ...]]:
+    """The tables and columns the migrations up to `version` create."""
+    db = sqlite3.connect(":memory:")
+    try:
+        for number in range(version):
+            for statement in _MIGRATIONS[number].split(";"):
+                if statement.strip():
+                    db.execute(statement)
+        return _columns(db)
+    finally:
+        db.close()
 
 
 class JournalError(Exception):
@@ -215,13 +238,15 @@ class Journal:
             for name in names:  # each table's definition parses, its first row reads
                 quoted = name.replace('"', '""')
                 self._db.execute(f'SELECT * FROM "{quoted}" LIMIT 1').fetchall()
+            columns = _columns(self._db)
         except (sqlite3.Error, UnicodeDecodeError) as exc:
             self._db.close()
             raise JournalError(f"{self.path}: not a journal issu can use: {exc}") from None
-        if version == 0 and tables:  # (empty: a journal being created)
+        if (version == 0 and tables) or \
+                (0 < version <= SCHEMA_VERSION and columns != _columns_at(version)):
             self._db.close()
-            raise JournalError(f"{self.path}: not an issu journal (another program's database?)"
-                               "; point state_dir elsewhere")
+            raise JournalError(f"{self.path}: not an issu journal (another program's database, "
+                               "or a damaged one); point state_dir elsewhere")
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -320,6 +320,7 @@ def ini_files(draw: st.DrawFn) -> str:
 
 @budget(150)
 @given(text=ini_files())
+@example(text=GOOD_INI + "state_dir = a\x00b\n")  # ValueError from the path's resolution
 def test_original_ini_values_load_or_name_the_option(text: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = workdir(Path(tmp))

@@ -176,6 +176,12 @@ with tempfile.TemporaryDirectory() as _tmp:
                 is None]
 
 
+def _renamed_column(data: bytes) -> bytes:
+    """The journal with the events table's `id` column renamed in its schema (one byte)."""
+    at = data.index(b"id INTEGER", data.index(b"CREATE TABLE events"))
+    return data[:at] + b"ie" + data[at + 2:]
+
+
 @st.composite
 def journal_files(draw: st.DrawFn) -> bytes:
     data = draw(st.sampled_from([_JOURNAL, *_FOREIGN]))
@@ -195,6 +201,7 @@ def journal_files(draw: st.DrawFn) -> bytes:
 @example(data=b"not a database at all" * 100, read_only=False)
 @example(data=b"not a database at all" * 100, read_only=True)
 @example(data=_JOURNAL[:60] + b"\xff\xff\xff\xfe" + _JOURNAL[64:], read_only=False)  # user_version
+@example(data=_renamed_column(_JOURNAL), read_only=False)  # every query: "no such column"
 def test_journal_file_any_content(data: bytes, read_only: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = workdir(Path(tmp))
