@@ -242,6 +242,10 @@ class Journal:
         except (sqlite3.Error, UnicodeDecodeError) as exc:
             self._db.close()
             raise JournalError(f"{self.path}: not a journal issu can use: {exc}") from None
+        if version < 0:  # a damaged header
+            self._db.close()
+            raise JournalError(f"{self.path}: schema version {version} is not one issu "
+                               "writes: the file is damaged")
         if (version == 0 and tables) or \
                 (0 < version <= SCHEMA_VERSION and columns != _columns_at(version)):
             self._db.close()
@@ -285,9 +289,6 @@ class Journal:
     def _migrate(self) -> None:
         with self._lock:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version < 0:  # a damaged header
-                raise JournalError(f"{self.path}: schema version {version} is not one issu "
-                                   "writes: the file is damaged")
             if version > SCHEMA_VERSION:
                 raise JournalError(
                     f"{self.path}: schema version {version} is newer than this issu "
