@@ -69,13 +69,14 @@ _READERS = [
     (["config", "show", "--json"], [], {0}),
     (["pause"], [], {0}),
     (["resume"], [], {0}),
-    (["phase"], None, {0, EXIT_USAGE}),
+    (["phase", "--no-wait"], None, {0, EXIT_USAGE}),
     (["preflight", "--no-wait", "--db-nodes-down"], None, {0, EXIT_USAGE}),
     (["compute", "upgrade", "--no-wait", "--batch-size"], None, {EXIT_USAGE}),
     (["compute", "rollback", "--no-wait", "--parallel"], None, {EXIT_USAGE}),
     (["compute", "upgrade", "--no-wait", "--canary"], None, {EXIT_USAGE}),
     (["finalize", "--no-wait", "--force", "--reason"], None, {0}),
-    (["tui", "--web", "--port"], None, {EXIT_USAGE}),
+    # an address off loopback, so that no port can make it serve
+    (["tui", "--web", "--host", "0.0.0.0", "--port"], None, {EXIT_USAGE}),
 ]
 
 
