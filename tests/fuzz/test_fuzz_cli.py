@@ -25,14 +25,15 @@ from tests.fuzz.configs import GOOD_INI, GOOD_TOML, workdir
 from tests.fuzz.contract import EXIT_USAGE, budget, no_traceback, unchanged
 from tests.fuzz.test_fuzz_config import run_legacy
 
-_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
+# A command line cannot hold a NUL byte (the OS passes C strings), nor lone surrogates.
+_text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=30)
 numbers = st.one_of(
     st.integers(-(2**70), 2**70).map(str), st.floats().map(str),
     st.sampled_from(["0", "-1", "1e309", "nan", "inf", "-inf", "0x10", "1_000", " 5", "", "٣"]))
 names = st.one_of(_text, st.sampled_from(["all", "-", "--", "-c", "--help-me", "compute-1 x",
-                                          "../../etc/passwd", "\x00", "a" * 5000]))
+                                          "../../etc/passwd", "a" * 5000]))
 paths = st.one_of(_text, st.sampled_from(["/", "/dev/null", "/dev/zero", "/proc/self/mem",
-                                          "/nonexistent/x", ".", "..", "~", "\x00"]))
+                                          "/nonexistent/x", ".", "..", "~"]))
 hosts = st.one_of(_text, st.sampled_from(["0.0.0.0", "::", "256.1.1.1", "localhost:80",
                                           "127.0.0.1:", "[::1]", "-oProxyCommand=x", ""]))
 values = st.one_of(names, numbers, paths, hosts)
@@ -99,7 +100,8 @@ def test_commands_reading_the_journal(case: int, value: str, extra: list[str]) -
             assert output.strip(), "exit 2 without a reason"
 
 
-_UNREGISTERED = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=30)
+_UNREGISTERED = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"),
+                        min_size=1, max_size=30)
 
 
 @budget(80)
