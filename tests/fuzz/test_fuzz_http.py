@@ -113,6 +113,12 @@ def test_analytics_poller_reports_each_cluster_and_recovers(data: st.DataObject)
                 assert cluster.ok or base in (cluster.error or ""), (name, cluster.error)
             server.answers = _good(GOOD_ANALYTICS)  # the analytics-api is well again
             snap = poller.poll()
+            if not all(c.ok for c in snap.clusters.values()):
+                # a body sent against HTTP (after a 204) is read as the next answer on the
+                # kept-alive connection: that poll fails too, naming the URL; httpx then
+                # drops the connection
+                assert all(c.ok or base in (c.error or "") for c in snap.clusters.values())
+                snap = poller.poll()
         assert all(c.ok for c in snap.clusters.values()), snap.clusters
         assert snap.computes["compute-1"].reports_to == "old"
         assert snap.computes["compute-1"].version == "4.1.0"
