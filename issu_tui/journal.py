@@ -246,6 +246,11 @@ class Journal:
             self._db.close()
             raise JournalError(f"{self.path}: schema version {version} is not one issu "
                                "writes: the file is damaged")
+        if version > SCHEMA_VERSION:
+            self._db.close()
+            raise JournalError(
+                f"{self.path}: schema version {version} is newer than this issu "
+                f"({SCHEMA_VERSION}); upgrade issu before using this journal")
         if (version == 0 and tables) or \
                 (0 < version <= SCHEMA_VERSION and columns != _columns_at(version)):
             self._db.close()
@@ -289,11 +294,6 @@ class Journal:
     def _migrate(self) -> None:
         with self._lock:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise JournalError(
-                    f"{self.path}: schema version {version} is newer than this issu "
-                    f"({SCHEMA_VERSION}); upgrade issu before using this journal"
-                )
             for number in range(version, SCHEMA_VERSION):
                 self._db.execute("BEGIN IMMEDIATE")
                 try:

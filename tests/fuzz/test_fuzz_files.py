@@ -203,6 +203,7 @@ def journal_files(draw: st.DrawFn) -> bytes:
 @example(data=_JOURNAL[:60] + b"\xff\xff\xff\xfe" + _JOURNAL[64:], read_only=False)  # user_version
 @example(data=_renamed_column(_JOURNAL), read_only=False)  # every query: "no such column"
 @example(data=_FOREIGN[2][:60] + b"\xff\x00\x00\x00" + _FOREIGN[2][64:], read_only=False)
+@example(data=_FOREIGN[0][:60] + b"\x00\xff\x00\x00" + _FOREIGN[0][64:], read_only=True)
 def test_journal_file_any_content(data: bytes, read_only: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = workdir(Path(tmp))
