@@ -59,38 +59,38 @@ def _setup(tmp: str) -> tuple[Path, Path]:
     return root, path
 
 
-# (argv before the fuzzed ones, the option or argument fuzzed, the exit codes it may end with)
-_READERS = [
-    (["status"], [], {0}),
-    (["status", "--json"], [], {0}),
-    (["events", "--last"], None, {0, EXIT_USAGE}),
-    (["events", "--kind"], None, {0}),
-    (["plan", "--approach"], None, {0, EXIT_USAGE}),
-    (["compute", "status"], None, {0, 1, EXIT_USAGE}),
-    (["config", "show", "--json"], [], {0}),
-    (["pause"], [], {0}),
-    (["resume"], [], {0}),
-    (["phase", "--no-wait"], None, {0, EXIT_USAGE}),
-    (["preflight", "--no-wait", "--db-nodes-down"], None, {0, EXIT_USAGE}),
-    (["compute", "upgrade", "--no-wait", "--batch-size"], None, {EXIT_USAGE}),
-    (["compute", "rollback", "--no-wait", "--parallel"], None, {EXIT_USAGE}),
-    (["compute", "upgrade", "--no-wait", "--canary"], None, {EXIT_USAGE}),
-    (["finalize", "--no-wait", "--force", "--reason"], None, {0}),
+# (argv, whether a fuzzed value follows it, the exit codes besides 2 it may end with)
+_ORCHESTRATOR = [
+    (["status"], False, {0}),
+    (["status", "--json"], False, {0}),
+    (["events", "--last"], True, {0, EXIT_USAGE}),
+    (["events", "--kind"], True, {0}),
+    (["plan", "--approach"], True, {0, EXIT_USAGE}),
+    (["compute", "status"], True, {0, 1, EXIT_USAGE}),
+    (["config", "show", "--json"], False, {0}),
+    (["pause"], False, {0}),
+    (["resume"], False, {0}),
+    (["phase", "--no-wait"], True, {0, EXIT_USAGE}),
+    (["preflight", "--no-wait", "--db-nodes-down"], True, {0, EXIT_USAGE}),
+    (["compute", "upgrade", "--no-wait", "--batch-size"], True, {EXIT_USAGE}),
+    (["compute", "rollback", "--no-wait", "--parallel"], True, {EXIT_USAGE}),
+    (["compute", "upgrade", "--no-wait", "--canary"], True, {EXIT_USAGE}),
+    (["finalize", "--no-wait", "--force", "--reason"], True, {0}),
     # an address off loopback, so that no port can make it serve
-    (["tui", "--web", "--host", "0.0.0.0", "--port"], None, {EXIT_USAGE}),
+    (["tui", "--web", "--host", "0.0.0.0", "--port"], True, {EXIT_USAGE}),
 ]
 
 
 @budget(150)
-@given(case=st.sampled_from(range(len(_READERS))), value=values, extra=st.lists(values,
+@given(case=st.sampled_from(range(len(_ORCHESTRATOR))), value=values, extra=st.lists(values,
                                                                                   max_size=2))
 @example(case=2, value="99999999999999999999", extra=[])
 @example(case=2, value="-3", extra=[])
-def test_commands_reading_the_journal(case: int, value: str, extra: list[str]) -> None:
-    argv, fuzzed, codes = _READERS[case]
+def test_orchestrator_commands(case: int, value: str, extra: list[str]) -> None:
+    argv, takes_value, codes = _ORCHESTRATOR[case]
     with tempfile.TemporaryDirectory() as tmp:
         root, path = _setup(tmp)
-        tail = [value] if fuzzed is None else []
+        tail = [value] if takes_value else []
         if argv[:2] in (["compute", "upgrade"], ["compute", "rollback"]):
             tail += ["no-such-compute", *extra]  # NAMES; --no-wait only queues the intent
             codes = {0, EXIT_USAGE}
