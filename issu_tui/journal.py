@@ -115,6 +115,16 @@ def _columns(db: sqlite3.Connection) -> dict[str, tuple[str, ...]]:
         "SELECT * FROM pragma_table_info(?)", (name,))) for name in names}
 
 
+def _stored_fields(text: object) -> dict[str, Any]:
+    """An event's fields as stored; a damaged cell (not a JSON object) reads as what it
+    holds, so one bad row does not hide the others."""
+    try:
+        fields = json.loads(text) if isinstance(text, str | bytes) else None
+    except (ValueError, RecursionError):
+        fields = None
+    return fields if isinstance(fields, dict) else {"unreadable": repr(text)[:200]}
+
+
 @functools.cache
 def _columns_at(version: int) -> dict[str, tuple[str, ...]]:
     """The tables and columns the migrations up to `version` create."""
@@ -562,12 +572,12 @@ class Journal:
         sql += " ORDER BY id LIMIT ?"
         args.append(limit)
         return [Event(r["id"], r["at"], r["kind"], r["level"], r["message"],
-                      json.loads(r["fields"])) for r in self._query(sql, args)]
+                      _stored_fields(r["fields"])) for r in self._query(sql, args)]
 
     def last_events(self, count: int) -> list[Event]:
         rows = self._query("SELECT * FROM events ORDER BY id DESC LIMIT ?", (count,))
         return [Event(r["id"], r["at"], r["kind"], r["level"], r["message"],
-                      json.loads(r["fields"])) for r in reversed(rows)]
+                      _stored_fields(r["fields"])) for r in reversed(rows)]
 
     # ------------------------------------------------------------------ intents
 

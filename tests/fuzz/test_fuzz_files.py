@@ -227,3 +227,22 @@ def test_journal_file_any_content(data: bytes, read_only: bool) -> None:
         if data in _FOREIGN:
             assert path.read_bytes() == data
         shutil.rmtree(root / "state")
+
+
+def test_seed_an_event_whose_fields_cell_is_damaged_reads_with_the_others(
+        tmp_path: Path) -> None:
+    """Found by the journal fuzzing (a damaged data page): one event's fields not JSON made
+    every read of the latest events fail (`issu events`, `issu status`, the console)."""
+    journal = Journal.open(tmp_path)
+    for i in range(3):
+        journal.event("fuzz", f"event {i}", n=i)
+    journal.close()
+    con = sqlite3.connect(tmp_path / "journal.db")
+    con.execute("UPDATE events SET fields = '{not json' WHERE message = 'event 1'")
+    con.commit()
+    con.close()
+    reader = Journal.open(tmp_path, read_only=True)
+    events = reader.last_events(3)
+    assert [e.message for e in events] == ["event 0", "event 1", "event 2"]
+    assert events[1].fields == {"unreadable": "'{not json'"} and events[2].fields == {"n": 2}
+    reader.close()
