@@ -8,8 +8,12 @@ next run tries them first. Select with ISSU_FUZZ_PROFILE=deep.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 _SLOW_IS_FINE = [HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -23,13 +27,6 @@ settings.register_profile(
     "deep", max_examples=int(os.environ.get("ISSU_FUZZ_EXAMPLES", "10000")), deadline=None,
     suppress_health_check=_SLOW_IS_FINE, print_blob=True)
 settings.load_profile(os.environ.get("ISSU_FUZZ_PROFILE", "ci"))
-
-
-import ipaddress  # noqa: E402
-import socket  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-
-import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
