@@ -7,7 +7,7 @@ TEST_NET ?= 30
 DEMO_NET ?= 20
 PYTEST_ARGS ?=
 
-.PHONY: install venv services-install test test-fast lint demo demo-down bench clean
+.PHONY: install venv services-install test test-fast lint fuzz demo demo-down bench clean
 
 $(STAMP): pyproject.toml demo/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -41,6 +41,15 @@ test: install lint
 # the services. `make test-fast PYTEST_ARGS='--lf'` reruns what failed last.
 test-fast: venv
 	$(PY) -m pytest -q -m 'not services and not slow' $(PYTEST_ARGS)
+
+# The property-based fuzz tests (tests/fuzz/) at depth: FUZZ_EXAMPLES examples per property,
+# random (not the fixed sequence of `make test`), failures kept in .hypothesis/ and tried first
+# next time; the statistics name each property's example count. No services needed.
+FUZZ_EXAMPLES ?= 10000
+fuzz: venv
+	ISSU_FUZZ_PROFILE=deep ISSU_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q \
+	  -p no:cacheprovider -m 'not services' --hypothesis-show-statistics -o timeout=0 \
+	  tests/fuzz $(PYTEST_ARGS)
 
 # Starts the demo world, opens the console, and takes the world down when you quit.
 demo: install

@@ -34,6 +34,7 @@ from urllib.parse import quote
 
 import httpx
 
+from backends.http_answers import ANSWER_DEADLINE_S, request_whole
 from backends.versions import release_matches
 
 AGENT_MODULE = "contrail-vrouter-agent"
@@ -253,8 +254,10 @@ class AnalyticsPoller:
     def __init__(self, endpoints: Mapping[str, str], control_nodes: Mapping[str, set[str]],
                  *, timeout_s: float = 5.0, concurrency: int = 8,
                  transport: httpx.BaseTransport | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 answer_deadline_s: float = ANSWER_DEADLINE_S) -> None:
         self.endpoints = dict(endpoints)
+        self._answer_deadline_s = answer_deadline_s
         self.control_nodes = {k: set(v) for k, v in control_nodes.items()}
         self._clock = clock
         self._concurrency = concurrency
@@ -272,7 +275,7 @@ class AnalyticsPoller:
 
     def _get(self, url: str) -> object:
         """The JSON document at `url`, whatever its shape: the parsers check it."""
-        response = self._client.get(url)
+        response = request_whole(self._client, "GET", url, deadline_s=self._answer_deadline_s)
         response.raise_for_status()
         return response.json()
 
@@ -310,9 +313,11 @@ class AnalyticsPoller:
         except httpx.HTTPError as exc:
             return ClusterAnalytics(cluster, base, self._clock(),
                                     error=f"{base}: {type(exc).__name__}: {exc}")
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError,
+                RecursionError) as exc:  # an answer not of the documented shape
             return ClusterAnalytics(cluster, base, self._clock(),
-                                    error=f"{base}: unexpected answer: {exc}")
+                                    error=f"{base}: unexpected answer: {type(exc).__name__}: "
+                                          f"{exc}")
         return ClusterAnalytics(cluster, base, self._clock(), vrouters=vrouters,
                                 control_nodes=tuple(control), alarms=tuple(alarms))
 

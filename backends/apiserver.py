@@ -16,11 +16,14 @@ user and no token, HTTP basic auth (the api-server's `auth = noauth`/basic deplo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+
+from backends.http_answers import ANSWER_DEADLINE_S, request_whole
 
 DEFAULT_ROUTING_INSTANCE = ("default-domain", "default-project", "ip-fabric", "__default__")
 DEFAULT_FAMILIES = ("route-target", "inet-vpn", "e-vpn", "erm-vpn", "inet6-vpn")
@@ -51,6 +54,26 @@ class ApiServerError(Exception):
     def fenced(self) -> bool:
         """A write refused because the api-server is fenced (closed for writes)."""
         return self.status_code == 403
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+# What reading an answer of the wrong shape raises (a list for an object, text for JSON...).
+_SHAPE_ERRORS = (ValueError, KeyError, TypeError, AttributeError, IndexError, ArithmeticError,
+                 RecursionError)
+
+
+def _answer_checked(method: _Method) -> _Method:
+    """An answer not of the documented shape is an ApiServerError naming the server."""
+
+    @functools.wraps(method)
+    def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except _SHAPE_ERRORS as exc:
+            raise ApiServerError(f"{self.url}: unexpected answer ({method.__name__}): "
+                                 f"{type(exc).__name__}: {exc}") from None
+
+    return checked  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -102,8 +125,10 @@ class PairResult:
 class ApiServerClient:
     def __init__(self, url: str, *, token: str | None = None, user: str | None = None,
                  password: str | None = None, tenant: str = "admin", timeout_s: float = 10.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None,
+                 answer_deadline_s: float = ANSWER_DEADLINE_S) -> None:
         self.url = url.rstrip("/")
+        self._answer_deadline_s = answer_deadline_s
         headers = {"Content-Type": "application/json", "X-Contrail-Useragent": "issu"}
         auth: httpx.BasicAuth | None = None
         if token:
@@ -130,8 +155,9 @@ class ApiServerClient:
                  params: dict[str, Any] | None = None,
                  ok: Iterable[int] = (200,)) -> httpx.Response:
         try:
-            response = self._http.request(method, path, json=json, params=params)
-        except httpx.HTTPError as exc:
+            response = request_whole(self._http, method, path, json=json, params=params,
+                                     deadline_s=self._answer_deadline_s)
+        except (httpx.HTTPError, ValueError) as exc:  # ValueError: an answer too large
             raise ApiServerError(f"{self.url}{path}: {method} failed: {exc}") from None
         if response.status_code not in set(ok):
             detail = response.text.strip().replace("\n", " ")[:300]
@@ -140,6 +166,7 @@ class ApiServerClient:
                 response.status_code)
         return response
 
+    @_answer_checked
     def ping(self) -> dict[str, Any]:
         """The api-server's root document (lists the collections); raises when unreachable."""
         root: dict[str, Any] = self._request("GET", "/").json()
@@ -147,6 +174,7 @@ class ApiServerClient:
 
     # ------------------------------------------------------------------ objects
 
+    @_answer_checked
     def collection_types(self) -> list[str]:
         """Every object type the api-server serves, from the homepage's collection links."""
         links = self.ping().get("links", [])
@@ -154,6 +182,7 @@ class ApiServerClient:
                        if isinstance(item, dict) and item.get("link", {}).get("rel")
                        == "collection"})
 
+    @_answer_checked
     def fq_name_to_id(self, obj_type: str, fq_name: list[str]) -> str | None:
         response = self._request("POST", "/fqname-to-id",
                                  json={"type": obj_type, "fq_name": fq_name}, ok=(200, 404))
@@ -161,6 +190,7 @@ class ApiServerClient:
             return None
         return str(response.json()["uuid"])
 
+    @_answer_checked
     def read(self, obj_type: str, uuid: str) -> dict[str, Any] | None:
         response = self._request("GET", f"/{obj_type}/{uuid}", ok=(200, 404))
         if response.status_code == 404:
@@ -168,12 +198,14 @@ class ApiServerClient:
         obj: dict[str, Any] = response.json()[obj_type]
         return obj
 
+    @_answer_checked
     def list(self, obj_type: str, *, detail: bool = False) -> list[dict[str, Any]]:
         params = {"detail": "true"} if detail else None
         data = self._request("GET", f"/{obj_type}s", params=params).json()
         items = data.get(f"{obj_type}s", [])
         return [item.get(obj_type, item) if detail else item for item in items]
 
+    @_answer_checked
     def count(self, obj_type: str) -> int:
         data = self._request("GET", f"/{obj_type}s", params={"count": "true"}).json()
         value = data.get(f"{obj_type}s", {})
@@ -184,9 +216,11 @@ class ApiServerClient:
     def object_counts(self, types: Iterable[str] = CONFIG_TYPES) -> dict[str, int]:
         return {t: self.count(t) for t in types}
 
+    @_answer_checked
     def uuids(self, obj_type: str) -> set[str]:
         return {str(item["uuid"]) for item in self.list(obj_type)}
 
+    @_answer_checked
     def create(self, obj_type: str, body: dict[str, Any]) -> str:
         response = self._request("POST", f"/{obj_type}s", json=body, ok=(200, 201))
         return str(response.json()[obj_type]["uuid"])
@@ -218,6 +252,7 @@ class ApiServerClient:
             return False
         return self.delete("bgp-router", uuid)
 
+    @_answer_checked
     def bgp_router_names(self) -> set[str]:
         return {str(item["fq_name"][-1]) for item in self.list("bgp-router")}
 
@@ -236,11 +271,13 @@ class ApiServerClient:
 
     # ------------------------------------------------------------------ fence
 
+    @_answer_checked
     def fence_state(self) -> bool:
         """True when the api-server refuses northbound writes (GET /issu/status)."""
         data = self._request("GET", f"{FENCE_PATH}/status").json()
         return not bool(data.get("northbound_open"))
 
+    @_answer_checked
     def set_fence(self, fenced: bool) -> bool:
         """Close (True) or open (False) the api-server for writes; idempotent; admin token."""
         action = "close" if fenced else "open"
@@ -251,9 +288,18 @@ class ApiServerClient:
 class AnalyticsClient:
     """The analytics-api (:8081): vrouter UVEs tell which control nodes an agent talks to."""
 
-    def __init__(self, url: str, *, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, *, timeout_s: float = 10.0,
+                 answer_deadline_s: float = ANSWER_DEADLINE_S) -> None:
         self.url = url.rstrip("/")
         self._http = httpx.Client(base_url=self.url, timeout=timeout_s)
+        self._answer_deadline_s = answer_deadline_s
+
+    def _get(self, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return request_whole(self._http, "GET", path, deadline_s=self._answer_deadline_s,
+                                 **kwargs)
+        except (httpx.HTTPError, ValueError) as exc:  # ValueError: an answer too large
+            raise ApiServerError(f"{self.url}: analytics-api unreachable: {exc}") from None
 
     def close(self) -> None:
         self._http.close()
@@ -265,24 +311,25 @@ class AnalyticsClient:
         self.close()
 
     def ping(self) -> None:
-        try:
-            response = self._http.get("/analytics/uves/vrouters")
-        except httpx.HTTPError as exc:
-            raise ApiServerError(f"{self.url}: analytics-api unreachable: {exc}") from None
+        response = self._get("/analytics/uves/vrouters")
         if response.status_code != 200:
             raise ApiServerError(
                 f"{self.url}/analytics/uves/vrouters answered {response.status_code}")
 
     def vrouter(self, name: str) -> dict[str, Any] | None:
         """The vrouter UVE of one compute, or None when this analytics has not heard of it."""
-        try:
-            response = self._http.get(f"/analytics/uves/vrouter/{name}", params={"flat": ""})
-        except httpx.HTTPError as exc:
-            raise ApiServerError(f"{self.url}: analytics-api unreachable: {exc}") from None
+        response = self._get(f"/analytics/uves/vrouter/{name}", params={"flat": ""})
         if response.status_code == 404:
             return None
         if response.status_code != 200:
             raise ApiServerError(
                 f"{self.url}/analytics/uves/vrouter/{name} answered {response.status_code}")
-        data = response.json()
+        try:
+            data = response.json()
+        except (ValueError, RecursionError) as exc:
+            raise ApiServerError(f"{self.url}/analytics/uves/vrouter/{name}: unexpected "
+                                 f"answer: {type(exc).__name__}: {exc}") from None
+        if data and not isinstance(data, dict):
+            raise ApiServerError(f"{self.url}/analytics/uves/vrouter/{name}: unexpected "
+                                 f"answer: a JSON {type(data).__name__}, not an object")
         return data or None

@@ -424,8 +424,9 @@ def parse_probe(output: str) -> ProbeResult:
     if text.startswith("{"):
         try:
             loaded = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"probe printed invalid JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # not JSON, nested too deeply, a huge int
+            raise ValueError(f"probe printed invalid JSON: {type(exc).__name__}: "
+                             f"{str(exc)[:200]}") from None
         if not isinstance(loaded, dict):
             raise ValueError("probe printed JSON that is not an object")
         data = loaded
@@ -457,9 +458,9 @@ def parse_gap(output: str) -> float | None:
     if text.startswith("{"):
         try:
             value = json.loads(text).get("gap_ms")
-        except (json.JSONDecodeError, AttributeError):
-            return None
-        return float(value) if isinstance(value, int | float) else None
+            return float(value) if isinstance(value, int | float) else None
+        except (ValueError, AttributeError, RecursionError, OverflowError):
+            return None  # not JSON, not an object, nested too deeply, a number too large
     match = re.search(r"-?\d+(?:\.\d+)?", text)
     return float(match.group()) if match else None
 

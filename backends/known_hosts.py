@@ -11,6 +11,7 @@ operator who fixes an entry mid-run is heard on the next connection).
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 from dataclasses import dataclass
@@ -35,6 +36,16 @@ class _Stamp:
 def lookup_name(address: str, port: int) -> str:
     """The name OpenSSH (and paramiko) look up: `host` on port 22, `[host]:port` otherwise."""
     return address if port == 22 else f"[{address}]:{port}"
+
+
+def _hashed_name_readable(name: str) -> bool:
+    """`|1|<base64 salt of 20 bytes>|<base64 hash>`, as OpenSSH writes hashed names."""
+    parts = name.split("|")
+    try:
+        return len(parts) == 4 and len(base64.b64decode(parts[2], validate=True)) == 20 \
+            and bool(base64.b64decode(parts[3], validate=True))
+    except ValueError:  # binascii.Error
+        return False
 
 
 class KnownHosts:
@@ -89,6 +100,8 @@ class KnownHosts:
                 continue
             for name in entry.hostnames:
                 if name.startswith("|1|"):
+                    if not _hashed_name_readable(name):
+                        continue  # a salt paramiko would assert on at lookup: matches nothing
                     hashed.add(name, entry.key.get_name(), entry.key)
                 else:
                     plain.setdefault(name, {}).setdefault(entry.key.get_name(), entry.key)

@@ -220,8 +220,9 @@ class SshExecutor:
                         f"ssh key {path} is encrypted; issu needs a key without passphrase "
                         "(the SSH agent is not used)"
                     ) from None
-                except (paramiko.SSHException, ValueError, OSError) as exc:
-                    raise SshError(f"ssh key {path} cannot be loaded: {exc}") from None
+                except Exception as exc:  # any other content: paramiko's and cryptography's
+                    raise SshError(f"ssh key {path} cannot be loaded: "  # own exceptions
+                                   f"{type(exc).__name__}: {exc}") from None
                 self._keys[path] = key
             return key
 

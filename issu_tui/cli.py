@@ -38,6 +38,7 @@ from issu_tui.config import (
     generate_from_api_confs,
     ini_to_dict,
     load_config,
+    read_config_text,
     to_toml,
 )
 
@@ -193,7 +194,7 @@ def config_convert(ini_path: Path, output: Path | None) -> None:
     Secrets are carried over as written; prefer replacing them by env:VAR or file:/path.
     """
     try:
-        data = ini_to_dict(ini_path, ini_path.read_text())
+        data = ini_to_dict(ini_path, read_config_text(ini_path))
         load_config(ini_path)  # validate before writing anything
     except ConfigError as exc:
         for problem in exc.problems:

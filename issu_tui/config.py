@@ -39,7 +39,8 @@ class ConfigError(Exception):
 
     def __init__(self, path: Path | str, problems: list[str]) -> None:
         self.path = str(path)
-        self.problems = problems
+        # one line each, so every line printed starts with the file's name
+        self.problems = [" ".join(p.split("\n")) for p in problems]
         super().__init__("\n".join(f"{self.path}: {p}" for p in problems))
 
 
@@ -424,26 +425,57 @@ def _validate(path: Path, data: dict[str, Any]) -> IssuConfig:
         config = IssuConfig.model_validate(data, context={"base_dir": path.parent})
     except ValidationError as exc:
         raise ConfigError(path, [_format_error(e) for e in exc.errors()]) from None
-    if not config.state_dir.is_absolute():
-        config.state_dir = (path.parent / config.state_dir).resolve()
-    for compute in config.computes:
-        if not compute.ssh_key.is_absolute():
-            compute.ssh_key = (path.parent / compute.ssh_key).resolve()
-    for host in [*config.old.controllers, *config.new.controllers]:
-        if not host.ssh_key.is_absolute():
-            host.ssh_key = (path.parent / host.ssh_key).resolve()
-    if config.ssh and not config.ssh.known_hosts.is_absolute():
-        config.ssh.known_hosts = (path.parent / config.ssh.known_hosts).resolve()
+    config.state_dir = _beside(path, "state_dir", config.state_dir)
+    for i, compute in enumerate(config.computes):
+        compute.ssh_key = _beside(path, f"computes.{i}.ssh_key", compute.ssh_key)
+    if config.ssh:
+        config.ssh.known_hosts = _beside(path, "ssh.known_hosts", config.ssh.known_hosts)
+    for side in ("old", "new"):
+        for i, host in enumerate(getattr(config, side).controllers):
+            host.ssh_key = _beside(path, f"{side}.controllers.{i}.ssh_key", host.ssh_key)
     return config
+
+
+def _beside(path: Path, key: str, value: Path) -> Path:
+    """`value` made absolute (relative to the config file); a path the system cannot take
+    (a NUL byte) is a ConfigError naming the key."""
+    try:
+        if "\x00" in str(value):
+            raise ValueError("embedded null byte")
+        return value if value.is_absolute() else (path.parent / value).resolve()
+    except (ValueError, OSError) as exc:
+        raise ConfigError(path, [f"{key}: {str(value)!r} is not a usable path: {exc}"]) from None
+
+
+# Far above any real configuration; refuses `-c /dev/zero` instead of reading it forever.
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
+def read_config_text(path: Path) -> str:
+    """A configuration file's text: UTF-8, a leading byte-order mark dropped (Windows editors
+    write one). ConfigError naming the file when it cannot be read, is too large or is not
+    UTF-8."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(path, [f"too large for a configuration file (over "
+                                 f"{MAX_CONFIG_BYTES // 2**20} MiB)"])
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        utf16 = data[:2] in (b"\xff\xfe", b"\xfe\xff")
+        raise ConfigError(path, [
+            f"not UTF-8 text (byte {exc.start} is {data[exc.start:exc.start + 1]!r})"
+            + ("; it looks like UTF-16: save it as UTF-8" if utf16 else "")]) from None
 
 
 def load_config(path: Path | str) -> IssuConfig:
     """Load `issu.toml` (or the original INI `issu.conf`, recognised by its `[DEFAULTS]`)."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from None
+    text = read_config_text(path)
     if text.lstrip().startswith("[DEFAULTS]") or path.suffix in {".conf", ".ini"}:
         return _validate(path, ini_to_dict(path, text))
     try:
@@ -692,8 +724,9 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    # JSON string escapes are valid TOML basic-string escapes (\\n, \\", \\uXXXX).
-    return json.dumps(str(value), ensure_ascii=False)
+    # JSON string escapes are valid TOML basic-string escapes (\\n, \\", \\uXXXX); TOML also
+    # forbids a raw DEL, which JSON leaves as it is.
+    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def to_toml(data: dict[str, Any]) -> str:
@@ -731,7 +764,8 @@ def _is_table_list(value: Any) -> bool:
 
 
 def _key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+    bare = key.replace("_", "").replace("-", "")
+    return key if bare.isascii() and bare.isalnum() else _toml_value(key)
 
 
 # --------------------------------------------------------------------------- generate
@@ -739,10 +773,9 @@ def _key(key: str) -> str:
 
 def _read_api_conf(path: Path) -> dict[str, str]:
     parser = configparser.ConfigParser(interpolation=None, strict=False)
+    text = read_config_text(path)
     try:
-        parser.read_string(path.read_text(), source=str(path))
-    except OSError as exc:
-        raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from None
+        parser.read_string(text, source=str(path))
     except configparser.Error as exc:
         raise ConfigError(path, [f"not a valid INI file: {exc.message}"]) from None
     if not parser.has_section("DEFAULTS"):

@@ -12,6 +12,7 @@ The journal implements the backends' CheckpointStore, EventSink and CounterSink 
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import socket
@@ -157,6 +158,38 @@ _MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
+def _columns(db: sqlite3.Connection) -> dict[str, tuple[str, ...]]:
+    """Every table's columns (SQLite's own tables aside)."""
+    names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                      "AND name NOT LIKE 'sqlite_%'")]
+    return {name: tuple(r[1] for r in db.execute(
+        "SELECT * FROM pragma_table_info(?)", (name,))) for name in names}
+
+
+def _stored_fields(text: object) -> dict[str, Any]:
+    """An event's fields as stored; a damaged cell (not a JSON object) reads as what it
+    holds, so one bad row does not hide the others."""
+    try:
+        fields = json.loads(text) if isinstance(text, str | bytes) else None
+    except (ValueError, RecursionError):
+        fields = None
+    return fields if isinstance(fields, dict) else {"unreadable": repr(text)[:200]}
+
+
+@functools.cache
+def _columns_at(version: int) -> dict[str, tuple[str, ...]]:
+    """The tables and columns the migrations up to `version` create."""
+    db = sqlite3.connect(":memory:")
+    try:
+        for number in range(version):
+            for statement in _MIGRATIONS[number].split(";"):
+                if statement.strip():
+                    db.execute(statement)
+        return _columns(db)
+    finally:
+        db.close()
+
+
 class JournalError(Exception):
     pass
 
@@ -248,6 +281,7 @@ class Journal:
                 raise JournalError(f"{path}: no journal here yet (has an upgrade been planned?)")
             uri = f"file:{path}?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
+            self._check_readable()
         else:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -259,10 +293,50 @@ class Journal:
                     reason = f"{path.parent} is a file, not a directory"
                 raise JournalError(f"{path}: cannot create the journal: {reason} (check "
                                    "state_dir)") from None
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._migrate()
+            try:
+                self._check_readable()
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._migrate()
+            except sqlite3.Error as exc:
+                self._db.close()
+                raise JournalError(f"{path}: not a journal issu can use: {exc}") from None
+            except JournalError:
+                self._db.close()
+                raise
         self._db.row_factory = sqlite3.Row
+        # a damaged or foreign text cell reads with U+FFFD, not as an exception in any query
+        self._db.text_factory = lambda raw: raw.decode("utf-8", errors="replace")
+
+    def _check_readable(self) -> None:
+        """JournalError unless the file is an SQLite database that is empty or an issu
+        journal: another program's database (or any other file) is left as it is."""
+        try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            names = [r[0] for r in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")]
+            tables = len(names)
+            for name in names:  # each table's definition parses, its first row reads
+                quoted = name.replace('"', '""')
+                self._db.execute(f'SELECT * FROM "{quoted}" LIMIT 1').fetchall()
+            columns = _columns(self._db)
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            self._db.close()
+            raise JournalError(f"{self.path}: not a journal issu can use: {exc}") from None
+        if version < 0:  # a damaged header
+            self._db.close()
+            raise JournalError(f"{self.path}: schema version {version} is not one issu "
+                               "writes: the file is damaged")
+        if version > SCHEMA_VERSION:
+            self._db.close()
+            raise JournalError(
+                f"{self.path}: schema version {version} is newer than this issu "
+                f"({SCHEMA_VERSION}); upgrade issu before using this journal")
+        if (version == 0 and tables) or \
+                (0 < version <= SCHEMA_VERSION and columns != _columns_at(version)):
+            self._db.close()
+            raise JournalError(f"{self.path}: not an issu journal (another program's database, "
+                               "or a damaged one); point state_dir elsewhere")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -301,11 +375,6 @@ class Journal:
     def _migrate(self) -> None:
         with self._lock:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise JournalError(
-                    f"{self.path}: schema version {version} is newer than this issu "
-                    f"({SCHEMA_VERSION}); upgrade issu before using this journal"
-                )
             for number in range(version, SCHEMA_VERSION):
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
@@ -652,12 +721,12 @@ class Journal:
         sql += " ORDER BY id LIMIT ?"
         args.append(limit)
         return [Event(r["id"], r["at"], r["kind"], r["level"], r["message"],
-                      json.loads(r["fields"])) for r in self._query(sql, args)]
+                      _stored_fields(r["fields"])) for r in self._query(sql, args)]
 
     def last_events(self, count: int) -> list[Event]:
         rows = self._query("SELECT * FROM events ORDER BY id DESC LIMIT ?", (count,))
         return [Event(r["id"], r["at"], r["kind"], r["level"], r["message"],
-                      json.loads(r["fields"])) for r in reversed(rows)]
+                      _stored_fields(r["fields"])) for r in reversed(rows)]
 
     # ------------------------------------------------------------------ intents
 

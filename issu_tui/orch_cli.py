@@ -526,7 +526,8 @@ def status_cmd(config_path: Path, as_json: bool) -> None:
 @config_option
 @click.option("--follow", "-f", is_flag=True, help="keep printing new events")
 @click.option("--kind", default=None, help="only events of this kind (compute, sync, ...)")
-@click.option("--last", type=int, default=50, show_default=True)
+@click.option("--last", type=click.IntRange(0, 1_000_000), default=50, show_default=True,
+              help="how many of the latest events")
 @json_option
 def events_cmd(config_path: Path, follow: bool, kind: str | None, last: int,
                as_json: bool) -> None:

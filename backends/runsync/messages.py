@@ -43,13 +43,16 @@ def parse(payload: bytes | str | dict[str, Any]) -> Change:
             body = json.loads(payload)
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadMessage(f"body is not JSON: {exc}") from None
+        except RecursionError:
+            raise BadMessage("body is not JSON this tool can read: nested too deeply") from None
     if not isinstance(body, dict):
         raise BadMessage(f"body is a JSON {type(body).__name__}, expected an object")
     oper = body.get("oper")
     if oper not in OPERATIONS:
         raise BadMessage(f"oper {oper!r} is not one of {', '.join(OPERATIONS)}")
     obj_type = body.get("type")
-    if not isinstance(obj_type, str) or not obj_type or ":" in obj_type:
+    if not isinstance(obj_type, str) or not obj_type or ":" in obj_type or \
+            not _is_utf8(obj_type):
         raise BadMessage(f"type {obj_type!r} is not an object type name")
     obj_uuid = body.get("uuid")
     try:
@@ -59,10 +62,21 @@ def parse(payload: bytes | str | dict[str, Any]) -> Change:
     fq = body.get("fq_name")
     fq_name: tuple[str, ...] | None = None
     if fq is not None:
-        if not isinstance(fq, list) or not all(isinstance(p, str) for p in fq) or not fq:
+        if not isinstance(fq, list) or not fq or \
+                not all(isinstance(p, str) and _is_utf8(p) for p in fq):
             raise BadMessage(f"fq_name {fq!r} is not a list of names")
         fq_name = tuple(fq)
     return Change(oper, obj_type, str(obj_uuid), fq_name, body)
+
+
+def _is_utf8(text: str) -> bool:
+    """False for a string with lone surrogates (JSON's "\\ud800"): it cannot be written to
+    Cassandra nor named in an event."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def underscore(type_name: str) -> str:

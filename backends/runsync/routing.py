@@ -15,7 +15,12 @@ def object_key(body: bytes | str) -> str | None:
         return None
     if not isinstance(decoded, dict) or not decoded.get("uuid"):
         return None
-    return str(decoded["uuid"])
+    key = str(decoded["uuid"])
+    try:
+        key.encode()  # the lane is a hash of its bytes
+    except UnicodeEncodeError:
+        return None  # not a UUID either: quarantined as such
+    return key
 
 
 def lane_of(body: bytes | str, lanes: int) -> int:

@@ -363,10 +363,13 @@ class ReplayService:
 
     def _quarantine(self, message: Any, outcome: Outcome, producer: kombu.Producer) -> None:
         name = self.options.queue_name + ".quarantine"
+        body, encoding = message.body, message.content_encoding or "binary"
+        if isinstance(body, str):  # decoded by the client, or an empty body (py-amqp's '')
+            body, encoding = body.encode("utf-8", "surrogatepass"), "utf-8"
         producer.publish(
-            message.body, exchange="", routing_key=name, delivery_mode=2,
+            body, exchange="", routing_key=name, delivery_mode=2,
             content_type=message.content_type or "application/octet-stream",
-            content_encoding=message.content_encoding or "binary",
+            content_encoding=encoding,
             headers={"x-issu-reason": outcome.reason[:1000],
                      "x-issu-attempts": outcome.attempts,
                      "x-issu-quarantined-at": time.time()},

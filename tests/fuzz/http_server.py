@@ -1,0 +1,98 @@
+"""A tiny real HTTP server on 127.0.0.1 that answers what a test tells it to: any status,
+any body, whole, trickled byte by byte, or without end (until the client hangs up)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    how: str = "whole"  # whole | slow (a byte at a time) | endless | gzip-garbage | no-length
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        path = self.path.split("?", 1)[0]
+        answer = self.server.answers.get(f"{self.command} {path}") or \
+            self.server.answers.get(path) or self.server.default
+        # the client giving up (BrokenPipe) is what the slow and endless answers are for
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self._send(answer)
+
+    def _send(self, answer: Answer) -> None:
+        self.send_response_only(answer.status)
+        self.send_header("Content-Type", answer.content_type)
+        if answer.how in ("whole", "gzip-garbage"):
+            if answer.how == "gzip-garbage":
+                self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(answer.body)))
+            self.end_headers()
+            self.wfile.write(answer.body)
+            return
+        self.send_header("Connection", "close")
+        self.close_connection = True
+        if answer.how == "no-length":
+            self.end_headers()
+            self.wfile.write(answer.body)
+            return
+        self.send_header("Content-Length", str(len(answer.body) + 10**12))
+        self.end_headers()
+        if answer.how == "slow":  # every byte in time for the read timeout, never finished
+            while not self.server.stopping.is_set():
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.05)
+        else:  # endless: as fast as a busy server, never finished
+            chunk = b"[" * 65536
+            while not self.server.stopping.is_set():
+                self.wfile.write(chunk)
+                time.sleep(0.01)
+
+    do_GET = do_POST = do_DELETE = do_PUT = _answer
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    answers: dict[str, Answer]
+    default: Answer
+    stopping: threading.Event
+
+
+@contextmanager
+def serving() -> Iterator[_Server]:
+    """The server; set `.answers` ({"GET /path" or "/path": Answer}) and `.default`."""
+    server = _Server(("127.0.0.1", 0), _Handler)
+    server.answers, server.default, server.stopping = {}, Answer(404, b"{}"), threading.Event()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.stopping.set()
+        server.shutdown()
+        server.server_close()
+
+
+def url(server: _Server) -> str:
+    host, port = server.server_address[:2]
+    return f"http://{host}:{port}"
