@@ -36,6 +36,9 @@ def _free_port() -> int:
 
 @pytest.fixture
 def web_console(tmp_path: Path) -> Iterator[str]:
+    if chromium_path() is None:
+        pytest.skip("Debian's chromium is not installed and could not be: `make "
+                    "services-install` (demo/install-services.sh) installs it")
     build_journal(tmp_path, computes=len(COMPUTES)).close()
     config = tmp_path / "issu.toml"
     _write_config(config, tmp_path)
@@ -86,9 +89,6 @@ def _png_size(png: bytes) -> tuple[int, int]:
 
 async def test_web_console_shows_the_dashboard_in_chromium(web_console: str,
                                                            tmp_path: Path) -> None:
-    if chromium_path() is None:
-        pytest.skip("Debian's chromium is not installed and could not be: `make "
-                    "services-install` (demo/install-services.sh) installs it")
     await _wait_for_async(lambda: _served(web_console), 120, f"the web console at {web_console}")
     async with Browser(*WINDOW) as browser:
         await browser.open(web_console)
