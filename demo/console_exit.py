@@ -81,6 +81,17 @@ def daemons_driving(world: World) -> list[int]:
     return sorted(pids)
 
 
+def _what(pid: int) -> str:
+    """A driver by what it runs: the headless daemon, or a console (one that lost its
+    terminal and is handing over to a daemon, while `make demo`'s shell already exits)."""
+    argv = _argv(pid)
+    if "daemon" in argv:
+        return "a headless `issu daemon`"
+    if "tui" in argv or any(arg.endswith("tui_cli") for arg in argv):
+        return "an `issu tui` console"
+    return "the journal's writer"
+
+
 @click.command()
 @click.option("--net", type=click.IntRange(1, 254), default=20, show_default=True,
               help="the demo world's network (127.<net>.x.y)")
@@ -90,9 +101,10 @@ def main(net: int) -> None:
     drivers = daemons_driving(world)
     if drivers:
         pids = " ".join(str(p) for p in drivers)
+        who = ", ".join(f"{_what(pid)} (pid {pid})" for pid in drivers)
         click.echo(
-            f"issu demo: a headless `issu daemon` (pid {pids}) still drives the upgrade on "
-            f"this demo world, so the world stays up for it to finish.\n"
+            f"issu demo: {who} still drives the upgrade on this demo world, so the world "
+            f"stays up for it to finish.\n"
             f"  watch it:  issu tui --config {world.config_path}\n"
             f"  stop it:   kill {pids}    (it stops after the step in flight; the journal "
             f"keeps the rest)\n"

@@ -74,7 +74,8 @@ def test_exit_path_spares_a_driven_world_and_otherwise_leaves_nothing(tmp_path: 
 
         kept = _exit_path(net)
         assert kept.returncode == 0, kept.stderr
-        assert f"(pid {daemon.pid}) still drives the upgrade" in kept.stderr
+        assert f"a headless `issu daemon` (pid {daemon.pid}) still drives the upgrade" \
+            in kept.stderr
         assert f"kill {daemon.pid}" in kept.stderr
         assert f"make demo-down DEMO_NET={net}" in kept.stderr
         assert daemon.poll() is None
