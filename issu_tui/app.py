@@ -65,6 +65,11 @@ class IssuApp(App[int]):
         Binding("r", "rollback", "Roll back", id="app.rollback"),
         Binding("F", "finalize", "Finalize", id="app.finalize"),
         Binding("X", "abort", "Abort", id="app.abort"),
+        # F and X leave the footer while not allowed; these then say why instead of nothing
+        Binding("F", "not_now('finalize')", "Finalize (says why not now)", show=False,
+                id="app.finalize_not_now"),
+        Binding("X", "not_now('abort')", "Abort (says why not now)", show=False,
+                id="app.abort_not_now"),
         Binding("P", "toggle_executor", "Pause upgrade", show=False, id="app.pause_executor"),
         Binding("p", "pause_refresh", "Pause refresh", show=False, id="app.pause_refresh"),
         Binding("left_square_bracket", "cycle(-1)", "Prev screen", show=False,
@@ -280,10 +285,16 @@ class IssuApp(App[int]):
             return snap is not None and action in snap.phase.allowed
         return True
 
-    def _refuse_read_only(self) -> bool:
+    def action_not_now(self, action: str) -> None:
+        """F or X while not allowed (else the action's own binding ran): say why."""
+        if not self._refuse_read_only(action):
+            self._allowed(action)
+
+    def _refuse_read_only(self, action: str) -> bool:
         if self.backend.read_only:
             why = self.state.read_only_reason
-            self.notify(f"read-only console{': ' + why if why else ''}", title="refused",
+            self.notify(f"{action}: refused, this console is read-only"
+                        f"{' (' + why + ')' if why else ''}", title="read-only",
                         severity="error")
             return True
         return False
@@ -303,7 +314,7 @@ class IssuApp(App[int]):
         self._start_move("rollback")
 
     def _start_move(self, action: str) -> None:
-        if self._refuse_read_only() or not self._allowed(action):
+        if self._refuse_read_only(action) or not self._allowed(action):
             return
         screen = self.console_screen
         names = screen.chosen_computes() if screen else sorted(self.state.marks)
@@ -346,7 +357,7 @@ class IssuApp(App[int]):
         self.action_refresh_now()
 
     def action_finalize(self) -> None:
-        if self._refuse_read_only() or not self._allowed("finalize"):
+        if self._refuse_read_only("finalize") or not self._allowed("finalize"):
             return
         snap = self.state.snapshot
         differences = snap.sync.verify_differences if snap else None
@@ -360,7 +371,7 @@ class IssuApp(App[int]):
                          callback=self._typed_confirmed)
 
     def action_abort(self) -> None:
-        if self._refuse_read_only() or not self._allowed("abort"):
+        if self._refuse_read_only("abort") or not self._allowed("abort"):
             return
         text = ("Every compute is rolled back to the old cluster and the upgrade stops. "
                 "Data on the old cluster is untouched.")
@@ -387,7 +398,7 @@ class IssuApp(App[int]):
         self.call_from_thread(self.action_refresh_now)
 
     def action_toggle_executor(self) -> None:
-        if self._refuse_read_only():
+        if self._refuse_read_only("pause / resume the executor"):
             return
         snap = self.state.snapshot
         action = "resume" if snap is not None and snap.phase.paused else "pause"

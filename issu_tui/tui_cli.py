@@ -92,7 +92,18 @@ def _open(config_path: Path, read_only: bool,
     except JournalError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_CONFIG)
+    if backend.read_only and not read_only:
+        backend.options.read_only_reason = driven_elsewhere(backend, config_path)
     return config, backend
+
+
+def driven_elsewhere(backend: ConsoleBackend, config_path: Path) -> str:
+    """Why this console only watches, and the two ways out (`--attach`, or stop the driver)."""
+    holder = backend.journal.executor()
+    who = f"pid {holder['pid']} on {holder['host']}" if holder else "another process"
+    attach = shlex.join(["issu", "tui", "--attach", "--config", str(config_path)])
+    return (f"the upgrade is driven by {who}, so this console only watches; to act through "
+            f"it run `{attach}` (actions are queued for it), or stop it first")
 
 
 def run_console(config_path: Path, *, read_only: bool = False, attach: bool = False,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.text import Text
-from textual import events
+from textual import events, on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
@@ -70,6 +70,16 @@ class ConsoleScreen(Screen[None]):
     def on_screen_resume(self) -> None:
         self.show_status()
         self.render_all()
+        self.fit_footer()
+
+    @on(events.Resize)
+    def fit_footer(self) -> None:
+        """Below WIDE_COLUMNS the footer is compact and leaves out the palette's key (ctrl+p
+        still opens it; `?` lists it), so every key that acts fits in 80 columns."""
+        narrow = self.app.size.width < WIDE_COLUMNS
+        for footer in self.query(Footer):
+            footer.compact = narrow
+            footer.show_command_palette = not narrow
 
     def render_all(self) -> None:
         """Redraw everything from the state (when the screen comes back into view)."""

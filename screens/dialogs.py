@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, DataTable, Input, Label, Static
 
@@ -34,10 +36,35 @@ class TypedResult:
     drop_new_data: bool
 
 
+class CountField(Input):
+    """A whole-number field that says what it refused instead of dropping it silently."""
+
+    class Refused(Message):
+        def __init__(self, field: CountField, text: str) -> None:
+            super().__init__()
+            self.field = field
+            self.text = text
+
+    def __init__(self, value: str, *, id: str) -> None:
+        super().__init__(value, id=id, restrict=r"[0-9]*")
+        self._attempt = ""
+
+    def replace(self, text: str, start: int, end: int) -> None:
+        self._attempt = text  # restricted() below is told nothing about what was refused
+        super().replace(text, start, end)
+
+    def restricted(self) -> None:
+        self.post_message(self.Refused(self, self._attempt))
+
+
 class MoveConfirm(ModalScreen[MoveRequest | None]):
-    """Upgrade or roll back these computes? Lists them, asks batch size and parallelism."""
+    """Upgrade or roll back these computes? Lists them, asks batch size and parallelism.
+
+    With nothing eligible it only says why: there is no button that would ask for nothing.
+    """
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
+    FIELD_NAMES: ClassVar[dict[str, str]] = {"batch-size": "batch size", "parallel": "parallel"}
 
     def __init__(self, action: str, computes: list[str], skipped: list[tuple[str, str]],
                  batch_size: int, parallel: int) -> None:
@@ -47,8 +74,15 @@ class MoveConfirm(ModalScreen[MoveRequest | None]):
         self.skipped = skipped
         self.defaults = (batch_size, parallel)
 
+    @property
+    def verb(self) -> str:
+        return "Upgrade" if self.action == "upgrade" else "Roll back"
+
     def compose(self) -> ComposeResult:
-        verb = "Upgrade" if self.action == "upgrade" else "Roll back"
+        if not self.computes:
+            yield from self._compose_nothing()
+            return
+        verb = self.verb
         count = len(self.computes)
         with Vertical(classes="dialog"):
             yield Label(f"{verb} {count} compute{'s' if count != 1 else ''}?", classes="title")
@@ -56,20 +90,35 @@ class MoveConfirm(ModalScreen[MoveRequest | None]):
             if count > LIST_MAX:
                 shown += f" and {count - LIST_MAX} more"
             with VerticalScroll(classes="dialog-list"):
-                yield Static(shown or "(none eligible)", id="move-list")
+                yield Static(shown, id="move-list")
                 if self.skipped:
-                    skipped = "; ".join(f"{n} {why}" for n, why in self.skipped[:LIST_MAX])
-                    yield Static(Text(f"skipped: {skipped}", style="yellow"), id="move-skipped")
+                    yield Static(Text(f"skipped: {self._skipped_text()}", style="yellow"),
+                                 id="move-skipped")
             with Horizontal(classes="dialog-fields"):
                 yield Label("batch size")
-                yield Input(str(self.defaults[0]), id="batch-size", type="integer")
+                yield CountField(str(self.defaults[0]), id="batch-size")
                 yield Label("parallel")
-                yield Input(str(self.defaults[1]), id="parallel", type="integer")
+                yield CountField(str(self.defaults[1]), id="parallel")
             yield Static("", id="move-error", classes="error")
             with Horizontal(classes="buttons"):
                 yield Button("No", id="no", variant="primary")
-                yield Button(f"Yes, {verb.lower()}", id="yes", variant="warning",
-                             disabled=not self.computes)
+                yield Button(f"Yes, {verb.lower()}", id="yes", variant="warning")
+
+    def _compose_nothing(self) -> ComposeResult:
+        noun = "upgrade" if self.action == "upgrade" else "roll back"
+        with Vertical(classes="dialog"):
+            yield Label(f"Nothing to {noun}", classes="title")
+            with VerticalScroll(classes="dialog-list"):
+                yield Static(Text(f"No chosen compute can {noun} now: {self._skipped_text()}",
+                                  style="yellow"), id="move-skipped")
+            with Horizontal(classes="buttons"):
+                yield Button("Close", id="no", variant="primary")
+
+    def _skipped_text(self) -> str:
+        text = "; ".join(f"{n} {why}" for n, why in self.skipped[:LIST_MAX])
+        if len(self.skipped) > LIST_MAX:
+            text += f"; and {len(self.skipped) - LIST_MAX} more"
+        return text or "none chosen"
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
@@ -81,16 +130,34 @@ class MoveConfirm(ModalScreen[MoveRequest | None]):
     def _no(self) -> None:
         self.dismiss(None)
 
+    @on(CountField.Refused)
+    def _refused(self, event: CountField.Refused) -> None:
+        name = self.FIELD_NAMES.get(event.field.id or "", "this field")
+        self._say(f"{name}: whole numbers only, {event.text!r} refused")
+
+    @on(CountField.Changed)
+    def _changed(self) -> None:
+        problem = self._problem()
+        self._say(problem or "")
+        self.query_one("#yes", Button).disabled = problem is not None
+
+    def _problem(self) -> str | None:
+        for field_id, name in self.FIELD_NAMES.items():
+            if int(self.query_one(f"#{field_id}", CountField).value or 0) < 1:
+                return f"{name}: at least 1"
+        return None
+
+    def _say(self, message: str) -> None:
+        self.query_one("#move-error", Static).update(message)
+
     @on(Button.Pressed, "#yes")
     def _yes(self) -> None:
-        try:
-            batch = int(self.query_one("#batch-size", Input).value)
-            parallel = int(self.query_one("#parallel", Input).value)
-        except ValueError:
-            batch = parallel = 0
-        if batch < 1 or parallel < 1:
-            self.query_one("#move-error", Static).update("batch size and parallel must be ≥ 1")
+        problem = self._problem()
+        if problem is not None:
+            self._say(problem)
             return
+        batch = int(self.query_one("#batch-size", CountField).value)
+        parallel = int(self.query_one("#parallel", CountField).value)
         self.dismiss(MoveRequest(self.action, tuple(self.computes), batch, parallel))
 
     @on(Input.Submitted)
@@ -122,6 +189,7 @@ class TypedConfirm(ModalScreen[TypedResult | None]):
             yield Static(self.explanation, classes="dialog-text")
             yield Label(f"Type {self.expected!r} to confirm:")
             yield Input(id="typed", placeholder=self.expected)
+            yield Static("", id="typed-hint", classes="error")
             yield Input(id="reason", placeholder="reason (recorded in the journal)")
             if self.offer_drop:
                 yield Checkbox("also drop data written to the new cluster", id="drop")
@@ -138,7 +206,18 @@ class TypedConfirm(ModalScreen[TypedResult | None]):
 
     @on(Input.Changed, "#typed")
     def _typed(self, event: Input.Changed) -> None:
-        self.query_one("#yes", Button).disabled = event.value.strip() != self.expected
+        typed = event.value.strip()
+        self.query_one("#yes", Button).disabled = typed != self.expected
+        self.query_one("#typed-hint", Static).update(self.typed_hint(typed))
+
+    def typed_hint(self, typed: str) -> str:
+        """Why the button is still disabled (nothing while the field is empty or right)."""
+        button = self.word.capitalize()
+        if not typed or typed == self.expected:
+            return ""
+        if self.expected.startswith(typed):
+            return f"{button} stays disabled until the whole word {self.expected!r} is typed"
+        return f"{typed!r} is not {self.expected!r}: {button} stays disabled"
 
     @on(Input.Submitted)
     def _submitted(self) -> None:

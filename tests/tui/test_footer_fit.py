@@ -1,0 +1,50 @@
+"""At 80 columns the footer shows every key that acts, whole (it once ended in `q Qu`)."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+from textual.widgets import Footer
+
+from tests.tui.conftest import settle
+
+
+def _footer_keys(app) -> dict[str, int]:
+    """Each footer key's label and where it ends; fails if two keys overlap (the palette's
+    key is docked right and covered what did not fit)."""
+    footer = app.screen.query_one(Footer)
+    shown = sorted((k.region.x, k.region.right, f"{k.key_display} {k.description}")
+                   for k in footer.query("FooterKey") if k.display)
+    for (_, right, label), (x, _, next_label) in pairwise(shown):
+        assert right <= x, f"{label!r} is covered by {next_label!r}"
+    return {label: right for _, right, label in shown}
+
+
+async def test_every_acting_key_fits_at_80_columns(make_app, world) -> None:
+    journal, _ = world
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        keys = _footer_keys(app)
+        assert {"? Help", "u Upgrade", "r Roll back", "X Abort", "q Quit"} <= set(keys)
+        assert max(keys.values()) <= 80, keys
+        for row in journal.computes():  # every compute upgraded: F appears too
+            if row.state != "upgraded":
+                journal.transition_compute(row.name, "upgraded", "test", version="5.0.0",
+                                           cluster="new")
+        app.action_refresh_now()
+        await settle(pilot, refreshes=2)
+        await pilot.pause()
+        keys = _footer_keys(app)
+        assert {"F Finalize", "q Quit"} <= set(keys)
+        assert max(keys.values()) <= 80, keys
+
+
+async def test_wide_footer_keeps_the_palette_key(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=(160, 50)) as pilot:
+        await settle(pilot)
+        assert app.screen.query_one(Footer).show_command_palette
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert not app.screen.query_one(Footer).show_command_palette
