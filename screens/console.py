@@ -77,7 +77,7 @@ class ConsoleScreen(Screen[None]):
         """Below WIDE_COLUMNS the footer is compact and leaves out the palette's key (ctrl+p
         still opens it; `?` lists it), so every key that acts fits in 80 columns."""
         narrow = self.app.size.width < WIDE_COLUMNS
-        for footer in self.query(Footer):
+        for footer in self.query(ConsoleFooter):
             footer.compact = narrow
             footer.show_command_palette = not narrow
 
