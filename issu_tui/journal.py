@@ -182,9 +182,8 @@ def _columns_at(version: int) -> dict[str, tuple[str, ...]]:
     db = sqlite3.connect(":memory:")
     try:
         for number in range(version):
-            for statement in _MIGRATIONS[number].split(";"):
-                if statement.strip():
-                    db.execute(statement)
+            for statement in _statements(_MIGRATIONS[number]):
+                db.execute(statement)
         return _columns(db)
     finally:
         db.close()
