@@ -33,6 +33,23 @@ class _NoLibraryTracebacks(logging.Filter):
         return True
 
 
+class Seconds(click.FloatRange):
+    """A duration option: a finite number of seconds above 0 (click's FloatRange lets `nan`
+    through: every comparison with it is false)."""
+
+    name = "seconds"
+
+    def __init__(self) -> None:
+        super().__init__(min=0, min_open=True, max=1e9)
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        seconds = float(super().convert(value, param, ctx))  # type: ignore[arg-type]  # click passes the raw option text, typed float in its stubs
+        if seconds != seconds:  # NaN
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
+
+
 def setup_logging(verbose: bool, libraries: Mapping[str, int]) -> None:
     """Log to stderr; each library's logger at its level here (INFO with -v). Without -v
     their records lose their tracebacks: e.g. the Cassandra driver logs one when it cannot

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from issu_tui.cli_common import Seconds
 from issu_tui.journal import Journal, JournalError, JournalLocked
 from issu_tui.orchestrator.approaches import APPROACHES
 from issu_tui.orchestrator.phases import RUNNABLE
@@ -49,7 +50,7 @@ config_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 wait_options = [
     click.option("--no-wait", is_flag=True, help="queue the intent and return at once"),
-    click.option("--timeout", type=float, default=None,
+    click.option("--timeout", type=Seconds(), default=None,
                  help="give up waiting after this many seconds (exit 4)"),
 ]
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from issu_tui.cli_common import load_or_exit, open_journal_or_warn, setup_logging
+from issu_tui.cli_common import Seconds, load_or_exit, open_journal_or_warn, setup_logging
 from issu_tui.config import IssuConfig
 from issu_tui.sides import cassandra_side, rabbit_side, run_sync_options, sync_settings
 
@@ -275,7 +275,8 @@ def _run_locked(config: IssuConfig, config_path: Path, state_dir: Path | None, *
 @click.option("--force-catch-up", is_flag=True, help="Copy config_db_uuid again at start.")
 @click.option("--metrics-listen", help="Prometheus endpoint host:port on loopback "
               "(default: sync.metrics_listen; '' disables).")
-@click.option("--reconcile-interval", "reconcile_interval_s", type=float,
+@click.option("--reconcile-interval", "reconcile_interval_s",
+              type=Seconds(),
               help="Seconds between reconciliation passes (default: sync.reconcile_interval_s).")
 @click.option("--zk-mirror", is_flag=True,
               help="Also copy the ZooKeeper subtrees at every reconciliation pass.")
