@@ -275,6 +275,7 @@ class Journal:
         self._secrets: tuple[str, ...] = ()
         self._ready = False
         self._seq_ready = False
+        self._closed = False
         if read_only:
             if not path.exists():
                 raise JournalError(f"{path}: no journal here yet (has an upgrade been planned?)")
@@ -344,8 +345,13 @@ class Journal:
         return cls(Path(state_dir) / "journal.db", read_only=read_only)
 
     def close(self) -> None:
-        self.release_writer()
-        self._db.close()
+        # Under the lock: a console's worker thread may be in the middle of a read on this
+        # connection, and closing an sqlite3 connection under a running statement crashes
+        # the interpreter (a segfault, not an exception).
+        with self._lock:
+            self.release_writer()
+            self._closed = True
+            self._db.close()
 
     def __enter__(self) -> Journal:
         return self
@@ -408,6 +414,8 @@ class Journal:
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
+            if self._closed:
+                raise JournalError(f"{self.path}: the journal was closed")
             if not self._schema_ready():
                 return []
             return self._db.execute(sql, args).fetchall()
