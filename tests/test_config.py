@@ -13,53 +13,10 @@ from click.testing import CliRunner
 
 from issu_tui.cli import cli
 from issu_tui.config import ConfigError, IssuConfig, load_config
+from tests.fuzz.configs import GOOD_TOML
 
-GOOD = """
-state_dir = "state"
-
-[old]
-name = "old"
-version = "4.1.0"
-cluster_id = "v1"
-[old.cassandra]
-hosts = ["127.0.0.11"]
-prefix = "v1"
-[old.zookeeper]
-hosts = ["127.0.0.21:2181"]
-prefix = "v1"
-[old.rabbit]
-hosts = ["127.0.0.31"]
-user = "issu"
-password = "env:ISSU_TEST_RABBIT_PW"
-[old.api_server]
-url = "http://127.0.0.101:8082"
-[old.analytics]
-url = "http://127.0.0.101:8081"
-[[old.control_nodes]]
-name = "ctl-v1"
-address = "127.0.0.101"
-
-[new]
-name = "new"
-version = "5.0.0"
-[new.cassandra]
-hosts = ["127.0.0.12"]
-[new.zookeeper]
-hosts = ["127.0.0.22"]
-[new.rabbit]
-hosts = ["127.0.0.31"]
-vhost = "/v2"
-password = "file:rabbit.secret"
-
-[ssh]
-known_hosts = "known_hosts"
-
-[[computes]]
-name = "compute-1"
-address = "127.0.0.50"
-ssh_key = "id_ed25519"
-profile = "demo"
-"""
+# The fuzz tests' good configuration, with the old broker's password taken from the environment.
+GOOD = "\n" + GOOD_TOML.replace('password = "secret-old"', 'password = "env:ISSU_TEST_RABBIT_PW"')
 
 SECRET_ENV = "s3cr3t-from-env"
 SECRET_FILE = "s3cr3t-from-file"
