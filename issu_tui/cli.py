@@ -76,6 +76,12 @@ def _rehearse() -> click.Command:
     return rehearse
 
 
+def _ring() -> click.Command:
+    from issu_tui.ring_cli import ring
+
+    return ring
+
+
 def _orchestrator(group: click.Group) -> None:
     from issu_tui.orch_cli import register
 
@@ -83,7 +89,7 @@ def _orchestrator(group: click.Group) -> None:
 
 
 BUILTIN_COMMANDS: dict[str, Callable[[], click.Command]] = {
-    "sync": _sync, "tui": _tui, "db": _db, "rehearse": _rehearse}
+    "sync": _sync, "tui": _tui, "db": _db, "rehearse": _rehearse, "ring": _ring}
 
 
 @functools.cache

@@ -9,7 +9,7 @@ import contextlib
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -133,39 +133,44 @@ def check_cassandra(ctx: Context, approach: str, db_nodes_down: int | None) -> l
                     f"absent on old: {', '.join(missing)}" if missing else "all present",
                     "config_db_uuid must exist on old: check old.cassandra.prefix",
                     severity="error" if "config_db_uuid" in missing else "warning"))
-            checks.append(_quorum(ctx, cluster, conn, hosts, down, approach, db_nodes_down))
+            checks.append(_quorum(ctx, cluster, conn, down, approach, db_nodes_down))
             if cluster.name == "new":
                 checks.append(_disk(ctx, conn))
     return checks
 
 
-def _quorum(ctx: Context, cluster: ClusterConfig, conn: Any, hosts: list[Any], down: list[str],
-            approach: str, db_nodes_down: int | None) -> Check:
-    """No step may leave a replica set without quorum: RF - (down now + taken down) >= RF//2+1."""
-    keyspace = cluster.cassandra.keyspace("config_db_uuid")
-    meta = conn.cluster.metadata.keyspaces.get(keyspace)
-    rf = len(hosts)
-    if meta is not None:
-        options = dict(meta.replication_strategy.__dict__) if meta.replication_strategy else {}
-        factor = options.get("replication_factor")
-        if factor is None and hasattr(meta.replication_strategy, "dc_replication_factors"):
-            factors = meta.replication_strategy.dc_replication_factors
-            factor = min(int(v) for v in factors.values()) if factors else None
-        if factor is not None:
-            rf = int(str(factor).split("/")[0])
+def _quorum(ctx: Context, cluster: ClusterConfig, conn: Any, down: list[str], approach: str,
+            db_nodes_down: int | None) -> Check:
+    """The quorum guard on the live ring (issu_tui.orchestrator.quorum): every set of as many
+    nodes as the approach stops at once (or --db-nodes-down) must leave every ISSU keyspace
+    a quorum of live replicas in every range, counting the nodes down now."""
+    from itertools import combinations
+
+    from backends.cassandra.ring import read_ring
+    from issu_tui.orchestrator.quorum import guard_ring
+
     planned = DB_NODES_DOWN.get(approach, 0) if db_nodes_down is None else db_nodes_down
     shared = bool(set(ctx.config.old.cassandra.hosts) & set(ctx.config.new.cassandra.hosts))
     if not shared and db_nodes_down is None:
         planned = 0  # separate databases: the upgrade takes no DB node down
-    quorum = rf // 2 + 1
-    alive = rf - min(rf, len(down) + planned)
-    ok = alive >= quorum
-    detail = (f"{cluster.name}: replication factor {rf}, quorum {quorum}; {len(down)} node(s) "
-              f"down now ({', '.join(down) or 'none'}) + {planned} taken down by the "
-              f"{approach} approach leaves {alive} replica(s)")
-    return Check(f"{cluster.name} Cassandra quorum", ok, detail,
-                 "bring the down nodes back (`nodetool status` all UN) or take fewer nodes "
-                 "down at once (one at a time)")
+    ring = read_ring(conn.cluster, conn.session)
+    wanted = {cluster.cassandra.keyspace(k) for k in
+              (ctx.config.sync.keyspaces or ["config_db_uuid"])}
+    ring = replace(ring, keyspaces=tuple(k for k in ring.keyspaces if k.name in wanted))
+    live = [n.address for n in ring.nodes if n.up]
+    detail = (f"{cluster.name}: {len(ring.nodes)} nodes, down now: {', '.join(down) or 'none'}; "
+              f"{approach} stops {planned} at a time")
+    for stopping in combinations(live, min(planned, len(live))):
+        result = guard_ring(ring, f"{approach}: stop {', '.join(stopping) or 'nothing'}",
+                            stopping)
+        if not result.ok:
+            return Check(f"{cluster.name} Cassandra quorum", False,
+                         f"{detail}; {result.refusals[0]}",
+                         "bring the down nodes back (`nodetool status` all UN), raise the "
+                         "replication factor, or take fewer nodes down at once "
+                         "(`issu ring guard` checks one step)")
+    return Check(f"{cluster.name} Cassandra quorum", True,
+                 f"{detail}: every keyspace keeps quorum")
 
 
 def _disk(ctx: Context, conn: Any) -> Check:

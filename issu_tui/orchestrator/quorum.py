@@ -1,0 +1,158 @@
+"""The quorum guard: before a step stops database nodes (or the controllers that carry them),
+check on the live ring that every keyspace keeps a quorum of live replicas in every token
+range, and on the ZooKeeper ensemble that a majority of its members keeps serving.
+
+Computed from what the ring says now (backends.cassandra.ring, backends.zookeeper.ensemble),
+not from a table: a node already down counts, a replication factor changed by an earlier
+step counts. `min_replicas` is the operator's stricter threshold (never below quorum).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from backends.cassandra.connection import CassandraSide
+    from backends.cassandra.ring import RingView
+    from backends.zookeeper.ensemble import EnsembleView
+
+
+@dataclass(frozen=True)
+class Refusal:
+    what: str           # "keyspace config_db_uuid" / "ZooKeeper ensemble"
+    step: str
+    stopping: tuple[str, ...]
+    detail: str
+
+    def __str__(self) -> str:
+        return f"step {self.step!r} refused: {self.what}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    step: str
+    stopping: tuple[str, ...]
+    refusals: tuple[Refusal, ...]
+    checked: tuple[str, ...]     # what was looked at, for the operator
+
+    @property
+    def ok(self) -> bool:
+        return not self.refusals
+
+    def as_dict(self) -> dict[str, object]:
+        return {"step": self.step, "stopping": list(self.stopping), "ok": self.ok,
+                "refusals": [str(r) for r in self.refusals], "checked": list(self.checked)}
+
+
+def _needed(factor: int, min_replicas: int | None) -> int:
+    quorum = factor // 2 + 1
+    return max(quorum, min(min_replicas, factor)) if min_replicas else quorum
+
+
+def guard_ring(ring: RingView, step: str, stopping: Iterable[str],
+               min_replicas: int | None = None) -> GuardResult:
+    """Refuse `step` if stopping `stopping` (addresses) would leave any keyspace's token range
+    with fewer live replicas than its quorum (or `min_replicas`); name the keyspace, the
+    range's replicas and what is down already."""
+    stops = tuple(dict.fromkeys(stopping))
+    refusals: list[Refusal] = []
+    down = set(ring.down)
+    checked = []
+    for ks in ring.keyspaces:
+        needed = _needed(ks.factor, min_replicas)
+        worst: tuple[int, int, tuple[str, ...]] | None = None  # live after, live now, replicas
+        for rng in ks.ranges:
+            # RF above the node count: the ring places fewer replicas than the factor says.
+            live_now = sum(1 for r in rng.replicas if r not in down)
+            live_after = sum(1 for r in rng.replicas if r not in down and r not in stops)
+            if worst is None or live_after < worst[0]:
+                worst = (live_after, live_now, rng.replicas)
+        checked.append(f"{ks.name}: RF {ks.factor}, needs {needed} live replicas per range")
+        if worst is None or worst[0] >= needed:
+            continue
+        live_after, live_now, replicas = worst
+        marks = ", ".join(
+            r + (" (down)" if r in down else " (stopped by the step)" if r in stops else "")
+            for r in replicas)
+        already = (f"; already only {live_now} live before the step"
+                   if live_now < needed else "")
+        threshold = ("quorum" if needed == ks.factor // 2 + 1
+                     else f"the threshold of {needed}")
+        refusals.append(Refusal(
+            f"keyspace {ks.name}", step, stops,
+            f"replication factor {ks.factor} needs {needed} live replicas ({threshold}); a "
+            f"range on {marks} would keep {live_after}{already}"))
+    return GuardResult(step, stops, tuple(refusals), tuple(checked))
+
+
+def guard_ensemble(ensemble: EnsembleView, step: str, stopping: Iterable[str]) -> GuardResult:
+    """Refuse `step` if stopping `stopping` would leave the ZooKeeper ensemble without a
+    majority of its voting members serving."""
+    stops = tuple(dict.fromkeys(stopping))
+    members = ensemble.voters
+    touched = [m for m in members if m.host in stops]
+    serving_after = [m.host for m in members if m.serving and m.host not in stops]
+    needed = len(members) // 2 + 1
+    checked = (f"ZooKeeper: {len(members)} voting members, needs {needed} serving",)
+    if not touched or len(serving_after) >= needed:
+        return GuardResult(step, stops, (), checked)
+    marks = ", ".join(
+        m.host + (" (stopped by the step)" if m.host in stops
+                  else f" ({m.mode})" if not m.serving else "")
+        for m in members)
+    return GuardResult(step, stops, (Refusal(
+        "ZooKeeper ensemble", step, stops,
+        f"{len(members)} voting members need {needed} serving; of {marks} "
+        f"{len(serving_after)} would serve"),), checked)
+
+
+def combine(*results: GuardResult) -> GuardResult:
+    first = results[0]
+    return GuardResult(first.step, first.stopping,
+                       tuple(r for res in results for r in res.refusals),
+                       tuple(c for res in results for c in res.checked))
+
+
+def unknown_nodes(step: str, stopping: Iterable[str], ring: RingView | None,
+                  ensemble: EnsembleView | None) -> GuardResult:
+    """Refuse a step naming a host that is neither a ring node nor an ensemble member: the
+    step names the wrong hosts, and guarding it would prove nothing."""
+    stops = tuple(dict.fromkeys(stopping))
+    known = {n.address for n in ring.nodes} if ring else set()
+    known |= {m.host for m in ensemble.members} if ensemble else set()
+    unknown = [a for a in stops if a not in known]
+    if not unknown:
+        return GuardResult(step, stops, (), ())
+    return GuardResult(step, stops, (Refusal(
+        "the step's hosts", step, stops,
+        f"{', '.join(unknown)} neither a Cassandra node nor a ZooKeeper member (known: "
+        f"{', '.join(sorted(known)) or 'none'})"),), ())
+
+
+def live_guard(side: CassandraSide | None, zk_hosts: Iterable[str], step: str,
+               stopping: Iterable[str], *, min_replicas: int | None = None,
+               keyspaces: Iterable[str] | None = None) -> GuardResult:
+    """Read the live ring (through `side`'s contact points) and the ensemble (`zk_hosts`),
+    then guard the step; raises CassandraUnavailable when no contact point answers."""
+    from backends.cassandra.connection import connect
+    from backends.cassandra.ring import read_ring
+    from backends.zookeeper.ensemble import read_ensemble
+
+    stops = tuple(stopping)
+    zk = list(zk_hosts)
+    if side is None and not zk:
+        raise ValueError("nothing to guard: give a Cassandra or ZooKeeper to read")
+    ring = ensemble = None
+    if side is not None:
+        with connect(side, request_timeout=15) as conn:
+            ring = read_ring(conn.cluster, conn.session, keyspaces)
+    if zk:
+        ensemble = read_ensemble(zk)
+    results = [unknown_nodes(step, stops, ring, ensemble)]
+    if ring is not None:
+        results.append(guard_ring(ring, step, stops, min_replicas))
+    if ensemble is not None:
+        results.append(guard_ensemble(ensemble, step, stops))
+    return combine(*results)

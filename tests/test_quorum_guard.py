@@ -1,0 +1,151 @@
+"""The quorum guard: computed from the live ring's replicas and the ensemble's modes.
+
+The unit tests build ring views by hand (several nodes, nodes already down, a stricter
+threshold); the service-backed ones read the test network's real single-node Cassandra and
+standalone ZooKeeper and stop nothing (the multi-node ring is tests/test_ring.py's).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner
+
+from backends.cassandra.connection import CassandraSide, connect
+from backends.cassandra.ring import KeyspaceReplicas, RingNode, RingView, TokenRange, read_ring
+from backends.zookeeper.ensemble import EnsembleView, Member, read_ensemble
+from demo.services import Endpoints
+from issu_tui.cli import cli
+from issu_tui.orchestrator.quorum import guard_ensemble, guard_ring, live_guard, unknown_nodes
+
+A, B, C, D, E = (f"10.0.0.{i}" for i in range(1, 6))
+
+
+def _ring(nodes: list[str], down: tuple[str, ...] = (), factor: int = 3,
+          name: str = "config_db_uuid") -> RingView:
+    """SimpleStrategy placement: each range's replicas are its owner and the next nodes."""
+    ranges = tuple(
+        TokenRange(str(i - 1), str(i),
+                   tuple(nodes[(i + k) % len(nodes)] for k in range(min(factor, len(nodes)))))
+        for i in range(len(nodes)))
+    return RingView("ring", tuple(RingNode(n, n not in down, "dc1", 1) for n in nodes),
+                    (KeyspaceReplicas(name, "SimpleStrategy", factor, ranges),))
+
+
+def test_one_node_of_three_keeps_quorum_two_do_not() -> None:
+    ring = _ring([A, B, C])
+    assert guard_ring(ring, "decommission", [A]).ok
+    refused = guard_ring(ring, "convert node", [A, B])
+    assert not refused.ok
+    text = str(refused.refusals[0])
+    assert "'convert node'" in text and "keyspace config_db_uuid" in text
+    assert f"{A} (stopped by the step)" in text and f"{B} (stopped by the step)" in text
+
+
+def test_a_node_already_down_counts() -> None:
+    ring = _ring([A, B, C], down=(C,))
+    refused = guard_ring(ring, "decommission 10.0.0.1", [A])
+    assert not refused.ok
+    assert f"{C} (down)" in str(refused.refusals[0])
+
+
+def test_five_nodes_rf5_take_two_not_three() -> None:
+    ring = _ring([A, B, C, D, E], factor=5)
+    assert guard_ring(ring, "convert two", [A, B]).ok
+    assert not guard_ring(ring, "convert three", [A, B, C]).ok
+
+
+def test_rf3_on_five_nodes_refuses_any_two() -> None:
+    """At RF 3 on five nodes any two nodes share some range's replicas: one at a time only."""
+    ring = _ring([A, B, C, D, E], factor=3)
+    assert guard_ring(ring, "one", [C]).ok
+    for pair in ([A, B], [A, C], [A, D]):
+        refused = guard_ring(ring, "two", pair)
+        assert not refused.ok, pair
+        assert "would keep 1" in str(refused.refusals[0])
+
+
+def test_operator_threshold_is_stricter_than_quorum() -> None:
+    ring = _ring([A, B, C, D, E], factor=5)
+    assert guard_ring(ring, "convert two", [A, B]).ok
+    strict = guard_ring(ring, "convert two", [A, B], min_replicas=4)
+    assert not strict.ok
+    assert "threshold of 4" in str(strict.refusals[0])
+
+
+def test_unknown_node_is_refused_by_name() -> None:
+    ring = _ring([A, B, C])
+    ensemble = EnsembleView((Member(D, 2181, "standalone"),))
+    refused = unknown_nodes("decommission", ["10.9.9.9", D], ring, ensemble)
+    assert not refused.ok
+    assert "10.9.9.9 neither a Cassandra node nor a ZooKeeper member" in str(
+        refused.refusals[0])
+    assert unknown_nodes("stop", [A, D], ring, ensemble).ok
+
+
+def test_ensemble_majority() -> None:
+    three = EnsembleView(tuple(Member(h, 2181, "follower") for h in (A, B, C)))
+    assert guard_ensemble(three, "stop one", [A]).ok
+    refused = guard_ensemble(three, "stop two", [A, B])
+    assert not refused.ok and "ZooKeeper ensemble" in str(refused.refusals[0])
+    one_down = EnsembleView((Member(A, 2181, "leader"), Member(B, 2181, "unreachable"),
+                             Member(C, 2181, "follower")))
+    assert not guard_ensemble(one_down, "stop one", [A]).ok
+    assert guard_ensemble(one_down, "stop nothing of it", ["10.9.9.9"]).ok
+
+
+# ------------------------------------------------------------- against the real services
+
+
+@pytest.fixture()
+def rf1_keyspace(services: Endpoints) -> Iterator[str]:
+    name = f"guard_{uuid.uuid4().hex[:8]}"
+    side = CassandraSide("old", (services.cassandra_old.host,))
+    with connect(side) as conn:
+        conn.session.execute(
+            f"CREATE KEYSPACE {name} WITH replication = "
+            "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+    yield name
+    with connect(side) as conn:
+        conn.session.execute(f"DROP KEYSPACE IF EXISTS {name}")
+
+
+def test_live_ring_refuses_stopping_the_only_replica(services: Endpoints,
+                                                     rf1_keyspace: str) -> None:
+    side = CassandraSide("old", (services.cassandra_old.host,))
+    node = services.cassandra_old.host
+    with connect(side) as conn:
+        view = read_ring(conn.cluster, conn.session, [rf1_keyspace])
+    assert [n.address for n in view.nodes] == [node] and view.nodes[0].up
+    assert view.keyspaces[0].factor == 1
+    result = live_guard(side, [services.zk_old.hosts], "replace database node", [node],
+                        keyspaces=[rf1_keyspace])
+    messages = [str(r) for r in result.refusals]
+    assert any(rf1_keyspace in m and node in m and "replace database node" in m
+               for m in messages), messages
+    # ZooKeeper on another address is untouched by stopping the Cassandra node.
+    assert not any("ZooKeeper" in m for m in messages)
+
+
+def test_cli_guard_names_keyspace_node_and_step(services: Endpoints, rf1_keyspace: str) -> None:
+    node = services.cassandra_old.host
+    zk = services.zk_old
+    runner = CliRunner()
+    refused = runner.invoke(cli, [
+        "ring", "guard", "--cassandra", node, "--zookeeper", zk.hosts, "--keyspace",
+        rf1_keyspace, "--stop", node, "--stop", zk.host, "--step", "convert node 1"])
+    assert refused.exit_code == 1, refused.output
+    assert f"keyspace {rf1_keyspace}" in refused.output
+    assert "ZooKeeper ensemble" in refused.output and "'convert node 1'" in refused.output
+    ensemble = read_ensemble([zk.hosts])
+    assert ensemble.members[0].mode == "standalone"
+    passed = runner.invoke(cli, [
+        "ring", "guard", "--cassandra", node, "--zookeeper", zk.hosts, "--keyspace",
+        rf1_keyspace, "--stop", node, "--min-replicas", "1", "--no-zookeeper"])
+    assert passed.exit_code == 1  # RF 1: no threshold makes losing the only replica fine
+    status = runner.invoke(cli, ["ring", "status", "--cassandra", node, "--keyspace",
+                                 rf1_keyspace])
+    assert status.exit_code == 0 and f"keyspace {rf1_keyspace}: SimpleStrategy RF 1" in \
+        status.output
