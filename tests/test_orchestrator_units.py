@@ -168,9 +168,15 @@ def test_plan_per_approach_names_what_it_touches(tmp_path: Path) -> None:
             < phases.index("run-sync") < phases.index("computes") < phases.index("finalize")
         assert sum(s.point_of_no_return for s in steps) == 1
         assert all(s.touches for s in steps)
-    assert any("3 to 5" in s.title for s in build_plan(config, "grow"))
-    assert any("back to 3" in s.title for s in build_plan(config, "grow"))
-    assert not any("back to 3" in s.title for s in build_plan(config, "stay"))
+    shared = _config(tmp_path, shared=True)
+    grow = build_plan(shared.model_copy(update={"new": shared.new.model_copy(update={
+        "cassandra": shared.new.cassandra.model_copy(
+            update={"hosts": ["10.0.0.11", "10.0.0.12", "10.0.0.13"]})})}), "grow")
+    assert [s.phase for s in grow if "10.0.0.12" in " ".join(s.touches)][0] == "plan"
+    assert any("replication factor 3" in s.title and s.phase == "plan" for s in grow)
+    assert any("back to replication factor 1" in s.title for s in grow)
+    stay = build_plan(config, "stay")
+    assert any("stay keeps 5 database nodes" in s.title for s in stay)
     pair = next(s for s in build_plan(config, "separate") if s.phase == "pair")
     assert any("10.0.1.102" in t for t in pair.touches)
     with pytest.raises(ValueError):

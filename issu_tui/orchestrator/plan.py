@@ -4,6 +4,7 @@ what each step touches on this config and the command that runs it (`issu plan`)
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -11,6 +12,12 @@ from issu_tui.config import IssuConfig
 from issu_tui.orchestrator import finalize as fin
 from issu_tui.orchestrator import phases
 from issu_tui.orchestrator.approaches import APPROACHES
+from issu_tui.orchestrator.ringplan import (
+    SHARED_APPROACHES,
+    RingPlanError,
+    RingStep,
+    ring_steps,
+)
 
 
 @dataclass(frozen=True)
@@ -62,23 +69,54 @@ def build_plan(config: IssuConfig, approach: str, config_path: str = "issu.toml"
     return steps
 
 
+def _ring_plan_steps(spec: phases.Phase, f: _Facts, when: str) -> list[PlanStep]:
+    """The approach's database and controller steps of phase `when` (ringplan.py)."""
+    if f.approach not in SHARED_APPROACHES:
+        return []
+    old, new = f.config.old.cassandra.hosts, f.config.new.cassandra.hosts
+    try:
+        steps = ring_steps(f.approach, list(old), list(new))
+    except RingPlanError as exc:
+        return [PlanStep(spec.name, f"{f.approach}: {exc}",
+                         [f"Cassandra {_hosts(list(old) + [h for h in new if h not in old])}"],
+                         "fix old/new.cassandra.hosts or choose another --approach")]
+    result = []
+    for step in steps:
+        if step.when != when:
+            continue
+        touches = [f"Cassandra {_hosts(list(step.nodes))}"]
+        if step.action in ("convert", "stop"):
+            touches.append("controller services over SSH (controller profiles)")
+        if step.factor:
+            touches.append(f"ISSU keyspaces: ALTER KEYSPACE replication_factor {step.factor}, "
+                           "nodetool repair --full on every node")
+        command = _ring_command(step, f)
+        notes = [f"undo: {step.inverse}" if step.inverse
+                 else "no inverse: `issu revert` is no longer possible after this step"]
+        notes += [f"risk: {risk}" for risk in step.risks]
+        result.append(PlanStep(spec.name, step.does, touches, command, notes=notes))
+    return result
+
+
+def _ring_command(step: RingStep, f: _Facts) -> str:
+    guard = ""
+    if step.stops:
+        stops = " ".join(f"--stop {n}" for n in step.stops)
+        label = shlex.quote(f"{step.action} {' '.join(step.nodes)}")
+        guard = f"issu ring guard {f.option} {stops} --step {label}; then "
+    action = {
+        "join": "start the database service; nodetool status (all UN)",
+        "replication": "ALTER KEYSPACE ...; nodetool repair --full KEYSPACE on each node",
+        "leave": f"nodetool decommission on {_hosts(list(step.nodes))}",
+        "decommission": f"nodetool decommission on {_hosts(list(step.nodes))}",
+        "convert": "controller profile: stop v1, install v2, start v2, health check",
+        "stop": "controller profile: stop the v1 services (the database stays)",
+    }[step.action]
+    return guard + action
+
+
 def _plan(spec: phases.Phase, f: _Facts) -> list[PlanStep]:
-    old = f.config.old
-    if f.approach in ("grow", "stay"):
-        return [PlanStep(
-            spec.name, "grow the shared Cassandra and ZooKeeper from 3 to 5 nodes (one at a "
-            "time, `nodetool status` all UN before the next)",
-            [f"Cassandra {_hosts(old.cassandra.hosts)}", "ZooKeeper ensemble"],
-            "by hand / deployment tool (see runbook)",
-            notes=["old and new keyspaces live side by side under their prefixes"])]
-    if f.approach == "rolling":
-        return [PlanStep(
-            spec.name, "stay at 3 DB nodes: disk must hold both keyspace sets; replace nodes "
-            "one at a time only", [f"Cassandra {_hosts(old.cassandra.hosts)}"],
-            "by hand (see runbook)",
-            notes=["preflight refuses a step that would take more nodes down than quorum "
-                   "allows"])]
-    return []
+    return _ring_plan_steps(spec, f, "plan")
 
 
 def _preflight(spec: phases.Phase, f: _Facts) -> list[PlanStep]:
@@ -123,7 +161,8 @@ def _computes(spec: phases.Phase, f: _Facts) -> list[PlanStep]:
             f"at {_hosts(f.control_nodes('new')) or 'new control nodes'}, restart, health "
             "gate on the new analytics, undrain"],
         f"issu compute upgrade all {f.option}",
-        notes=[f"roll one back: issu compute rollback NAME {f.option}"])]
+        notes=[f"roll one back: issu compute rollback NAME {f.option}"]),
+        *_ring_plan_steps(spec, f, "computes")]
 
 
 def _finalize(spec: phases.Phase, f: _Facts) -> list[PlanStep]:
@@ -146,17 +185,12 @@ def _finalize(spec: phases.Phase, f: _Facts) -> list[PlanStep]:
 
 def _done(spec: phases.Phase, f: _Facts) -> list[PlanStep]:
     old = f.config.old
-    if f.approach == "grow":
-        return [PlanStep(
-            spec.name, "shrink the shared Cassandra back to 3 nodes: `nodetool decommission` "
-            "one node at a time after dropping the old keyspaces",
-            [f"Cassandra {_hosts(old.cassandra.hosts)}"], "by hand (see runbook)")]
     if f.approach == "separate":
         return [PlanStep(spec.name, "retire the old controllers and their databases",
                          [f"old Cassandra {_hosts(old.cassandra.hosts)}",
                           f"old ZooKeeper {_hosts(old.zookeeper.hosts)}"],
                          "by hand (see runbook)")]
-    return []
+    return _ring_plan_steps(spec, f, "done")
 
 
 # What the plan says for each forward phase of the registry (a test checks none is missing).

@@ -1,0 +1,133 @@
+"""The database and controller steps of the approaches on shared hardware, node by node.
+
+- grow (expand then shrink, 3 -> 5 -> 3): the new controllers' database nodes join the old
+  ring and every ISSU keyspace goes to replication factor 5 (repair); sync; computes;
+  finalize; the old services stop but the database; one old node is converted to v2; the
+  other old nodes are decommissioned one at a time (factor back to 3 first).
+- stay (5 nodes throughout): two nodes leave the ring, are converted to v2 and rejoin;
+  sync; computes; finalize; the other three are converted one at a time.
+- rolling (node by node on 3): the first node is converted; sync; computes; the second;
+  finalize (the last old node stops: northbound fails over); the last node is converted.
+  While a node is converted the database runs on two nodes: one failure from losing quorum.
+
+Each step names the nodes it stops (the quorum guard checks them on the live ring before
+the step runs) and its inverse, or None when there is none. `when` is the phase the step
+belongs to: "plan" steps run before pre-sync, "done" steps after finalize.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+SHARED_APPROACHES = ("grow", "stay", "rolling")
+
+
+@dataclass(frozen=True)
+class RingStep:
+    when: str                # "plan" (before pre-sync) | "computes" | "done" (after finalize)
+    action: str              # join | replication | leave | convert | decommission | stop
+    nodes: tuple[str, ...]
+    does: str
+    stops: tuple[str, ...] = ()      # what the quorum guard checks before the step
+    inverse: str | None = None       # how to undo it; None: no way back once done
+    factor: int | None = None        # for `replication`: the new factor
+    risks: tuple[str, ...] = field(default_factory=tuple)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class RingPlanError(ValueError):
+    """The hosts do not fit the approach; the message says what it needs."""
+
+
+def ring_steps(approach: str, old_nodes: list[str], new_nodes: list[str]) -> list[RingStep]:
+    """The steps of `approach` for a ring of `old_nodes` (v1) and `new_nodes` (the v2
+    controllers' database nodes joining it; grow only)."""
+    if approach == "grow":
+        return _grow(old_nodes, new_nodes)
+    if approach == "stay":
+        return _stay(old_nodes)
+    if approach == "rolling":
+        return _rolling(old_nodes)
+    return []
+
+
+def _grow(old: list[str], new: list[str]) -> list[RingStep]:
+    joining = [n for n in new if n not in old]
+    if not old or not joining:
+        raise RingPlanError(
+            "grow needs the old cluster's database nodes (old.cassandra.hosts) and the new "
+            f"controllers' nodes joining them (new.cassandra.hosts not in old); got old "
+            f"{old}, new {new}")
+    grown = len(old) + len(joining)
+    final = len(old)
+    steps = [RingStep("plan", "join", (node,), f"start the database on {node}; it bootstraps "
+                      "into the ring (nodetool status: all UN)", inverse=f"decommission {node}")
+             for node in joining]
+    steps.append(RingStep(
+        "plan", "replication", tuple(old + joining),
+        f"ISSU keyspaces to replication factor {grown} (ALTER KEYSPACE), full repair on "
+        "every node, ownership checked", inverse=f"replication factor back to {final}",
+        factor=grown))
+    keep, *leaving = old
+    steps.append(RingStep("done", "stop", tuple(old),
+                          "stop the v1 services on the old controllers except the database",
+                          inverse="start them again"))
+    steps.append(RingStep("done", "convert", (keep,),
+                          f"convert {keep} to v2: stop v1, install v2, start v2 services in "
+                          "order, health-checked", stops=(keep,),
+                          inverse=f"convert {keep} back to v1"))
+    steps.append(RingStep(
+        "done", "replication", tuple(n for n in old + joining),
+        f"ISSU keyspaces back to replication factor {final} before the old nodes leave",
+        inverse=f"replication factor {grown} and repair", factor=final))
+    steps += [RingStep("done", "decommission", (node,),
+                       f"decommission {node}: it streams its ranges away and leaves",
+                       stops=(node,), inverse=None,
+                       risks=("the old cluster's database is gone: no revert after this",))
+              for node in leaving]
+    return steps
+
+
+def _stay(nodes: list[str]) -> list[RingStep]:
+    if len(nodes) < 5:
+        raise RingPlanError(f"stay keeps 5 database nodes; the ring has {len(nodes)} "
+                            f"({', '.join(nodes) or 'none'})")
+    first, rest = nodes[-2:], nodes[:-2]
+    steps = []
+    for node in first:
+        steps += [
+            RingStep("plan", "leave", (node,), f"decommission {node} (it leaves the v1 ring)",
+                     stops=(node,), inverse=f"{node} rejoins as v1"),
+            RingStep("plan", "convert", (node,),
+                     f"convert {node} to v2 and let it rejoin the ring (bootstrap)",
+                     inverse=f"convert {node} back to v1")]
+    steps.append(RingStep("done", "stop", tuple(rest),
+                          "stop the v1 services on the v1 nodes except the database",
+                          inverse="start them again"))
+    steps += [RingStep("done", "convert", (node,),
+                       f"convert {node} to v2 (one at a time: the guard refuses more)",
+                       stops=(node,), inverse=f"convert {node} back to v1")
+              for node in rest]
+    return steps
+
+
+def _rolling(nodes: list[str]) -> list[RingStep]:
+    if len(nodes) < 3:
+        raise RingPlanError(f"rolling converts 3 nodes one by one; the ring has {len(nodes)}")
+    spof = ("while a node is converted the database runs on the other two: one more "
+            "failure loses quorum (the single point of failure of this approach)",)
+    first, second, *last = nodes
+    steps = [RingStep("plan", "convert", (first,), f"convert {first} to v2 (database kept)",
+                      stops=(first,), inverse=f"convert {first} back to v1", risks=spof),
+             RingStep("computes", "convert", (second,), f"convert {second} to v2",
+                      stops=(second,), inverse=f"convert {second} back to v1", risks=spof)]
+    for node in last:
+        steps.append(RingStep("done", "stop", (node,),
+                              f"stop v1 on {node} but its database: northbound fails over "
+                              "to the v2 nodes", inverse=f"start v1 on {node}", risks=spof))
+        steps.append(RingStep("done", "convert", (node,), f"convert {node} to v2",
+                              stops=(node,), inverse=f"convert {node} back to v1",
+                              risks=spof))
+    return steps
