@@ -172,7 +172,7 @@ def test_plan_per_approach_names_what_it_touches(tmp_path: Path) -> None:
     grow = build_plan(shared.model_copy(update={"new": shared.new.model_copy(update={
         "cassandra": shared.new.cassandra.model_copy(
             update={"hosts": ["10.0.0.11", "10.0.0.12", "10.0.0.13"]})})}), "grow")
-    assert [s.phase for s in grow if "10.0.0.12" in " ".join(s.touches)][0] == "plan"
+    assert next(s.phase for s in grow if "10.0.0.12" in " ".join(s.touches)) == "plan"
     assert any("replication factor 3" in s.title and s.phase == "plan" for s in grow)
     assert any("back to replication factor 1" in s.title for s in grow)
     stay = build_plan(config, "stay")
