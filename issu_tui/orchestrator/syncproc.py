@@ -13,6 +13,7 @@ import contextlib
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from issu_tui.journal import JournalError
 from issu_tui.orchestrator.context import Context, OrchestratorError, StepInterrupted
 
 # The `issu` sub-commands of the sync workers (issu_tui/sync_cli.py, issu_tui/runsync_cli.py).
@@ -184,7 +186,19 @@ class RunSyncSupervisor:
             self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL, env=_env(self.ctx),
                                           start_new_session=True)
-        self.ctx.journal.set_runsync_process(self._proc.pid, time.time())
+        try:
+            self.ctx.journal.set_runsync_process(self._proc.pid, time.time())
+        except BaseException as exc:
+            # A process whose pid is not in the journal would be found by no later executor
+            # (an orphan replicating beside the next one started): stop it before failing.
+            _terminate_group(self._proc.pid, grace_s=10.0)
+            self._proc.wait()
+            self._proc = None
+            if isinstance(exc, sqlite3.Error | OSError | JournalError):
+                raise OrchestratorError(
+                    f"run-sync not started: its pid could not be recorded in the journal "
+                    f"{self.ctx.journal.path} ({exc}); is the state directory full?") from exc
+            raise
         self.ctx.event("sync", f"run-sync: started (pid {self._proc.pid}, log "
                                f"{self.log_path})", step="run-sync", pid=self._proc.pid)
         return True
