@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import termios
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -31,6 +32,7 @@ from issu_tui.console_api import (
     ConsoleSnapshot,
     Eligibility,
     EmbeddedExecutor,
+    NextStep,
 )
 from screens.commands import ConsoleCommands
 from screens.console import SCREEN_CLASSES, SCREENS, ConsoleScreen
@@ -41,6 +43,7 @@ from screens.dialogs import (
     MoveConfirm,
     MoveRequest,
     NoticeScreen,
+    StepConfirm,
     TypedConfirm,
     TypedResult,
 )
@@ -61,11 +64,18 @@ class IssuApp(App[int]):
     COMMANDS = App.COMMANDS | {ConsoleCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("n", "next_step", "Next", id="app.next_step"),
+        Binding("V", "verify", "Verify", show=False, id="app.verify"),
         Binding("u", "upgrade", "Upgrade", id="app.upgrade"),
         Binding("r", "rollback", "Roll back", id="app.rollback"),
         Binding("F", "finalize", "Finalize", id="app.finalize"),
         Binding("X", "abort", "Abort", id="app.abort"),
-        # F and X leave the footer while not allowed; these then say why instead of nothing
+        # u, r, F and X leave the footer while not allowed; these then say why instead of
+        # nothing
+        Binding("u", "not_now('upgrade')", "Upgrade (says why not now)", show=False,
+                id="app.upgrade_not_now"),
+        Binding("r", "not_now('rollback')", "Roll back (says why not now)", show=False,
+                id="app.rollback_not_now"),
         Binding("F", "not_now('finalize')", "Finalize (says why not now)", show=False,
                 id="app.finalize_not_now"),
         Binding("X", "not_now('abort')", "Abort (says why not now)", show=False,
@@ -192,7 +202,7 @@ class IssuApp(App[int]):
             self._update_sub_title()
             if snap.phase.allowed != self._shown_allowed:
                 self._shown_allowed = snap.phase.allowed
-                self.refresh_bindings()  # finalize / abort appear only when allowed
+                self.refresh_bindings()  # u, r, F and X appear only when allowed
         finally:
             # the next poll is scheduled when this one is done, whatever happened
             self.set_timer(self.refresh_interval, self._poll)
@@ -280,13 +290,13 @@ class IssuApp(App[int]):
     # ------------------------------------------------------------------ actions
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("finalize", "abort"):
+        if action in ("upgrade", "rollback", "finalize", "abort"):
             snap = self.state.snapshot
             return snap is not None and action in snap.phase.allowed
         return True
 
     def action_not_now(self, action: str) -> None:
-        """F or X while not allowed (else the action's own binding ran): say why."""
+        """u, r, F or X while not allowed (else the action's own binding ran): say why."""
         if not self._refuse_read_only(action):
             self._allowed(action)
 
@@ -306,6 +316,59 @@ class IssuApp(App[int]):
             self.notify(f"{action} is not allowed now (phase {phase})", severity="warning")
             return False
         return True
+
+    def action_next_step(self) -> None:
+        """`n`: the one next safe action the phase pane names, after a confirmation."""
+        if not self._refuse_read_only("next step"):
+            self._find_next_step()
+
+    @work(thread=True, group="action", exit_on_error=False)
+    def _find_next_step(self) -> None:
+        step = self.backend.next_step()  # from the journal now, not the last snapshot
+        self.call_from_thread(self._offer_next_step, step)
+
+    def _offer_next_step(self, step: NextStep) -> None:
+        if step.action == "phase":
+            self.push_screen(StepConfirm(f"Run {step.target}?", step.detail,
+                                         f"Yes, run {step.target}"),
+                             callback=lambda yes: self._step_confirmed(yes, step))
+        elif step.action == "upgrade":
+            self._check_move("upgrade", list(step.computes))
+        elif step.action == "finalize":
+            self.action_finalize()
+        else:
+            self.notify(f"next step: {step.says}", title="nothing to run now")
+
+    def _step_confirmed(self, yes: bool | None, step: NextStep) -> None:
+        if not yes:
+            self.notify("cancelled: nothing was asked")
+            return
+        self._run_intent(f"run {step.target}", lambda: self.backend.run_phase(step.target))
+
+    def action_verify(self) -> None:
+        if self._refuse_read_only("verify") or not self._allowed("verify"):
+            return
+        text = ("Compare every ISSU keyspace of the new cluster with the old one, cell by "
+                "cell (read-only on both). While run-sync runs, changes not replayed yet "
+                "count as differences; finalize verifies again.")
+        self.push_screen(StepConfirm("Verify new against old?", text, "Yes, verify"),
+                         callback=self._verify_confirmed)
+
+    def _verify_confirmed(self, yes: bool | None) -> None:
+        if not yes:
+            self.notify("cancelled: nothing was asked")
+            return
+        self._run_intent("verify", self.backend.verify)
+
+    @work(thread=True, group="action", exit_on_error=False)
+    def _run_intent(self, what: str, add: Callable[[], int]) -> None:
+        try:
+            intent = add()
+        except ActionRefused as exc:
+            self.call_from_thread(self.notify, str(exc), title="refused", severity="error")
+            return
+        self.call_from_thread(self.notify, f"intent #{intent}: {what}")
+        self.call_from_thread(self.action_refresh_now)
 
     def action_upgrade(self) -> None:
         self._start_move("upgrade")

@@ -61,6 +61,19 @@ class PhaseStep:
 
 
 @dataclass(frozen=True)
+class NextStep:
+    """The one next safe action, and its key. `action` is what `n` does: `phase` (run the
+    phase `target` through a phase intent), `upgrade` (the computes left, through the
+    upgrade dialog), `finalize`, or `wait` / `resume` / `none` (n only says `says`)."""
+
+    action: str
+    says: str
+    target: str = ""
+    computes: tuple[str, ...] = ()
+    detail: str = ""  # for the confirmation: what the step does and touches
+
+
+@dataclass(frozen=True)
 class PhaseView:
     phase: str | None            # None: nothing planned yet
     started_at: float | None
@@ -74,6 +87,7 @@ class PhaseView:
     allowed: frozenset[str]
     paused: bool
     executor: str                # who drives the upgrade
+    next_step: NextStep = NextStep("none", "")
 
 
 @dataclass(frozen=True)
@@ -262,11 +276,13 @@ class ConsoleBackend:
         running = ", ".join(busy) or "nothing"
         forward = [p for p in phases.PHASES if p.line is phases.Line.FORWARD]
         if info is None:
+            says = ("wait: the executor records the plan when it starts"
+                    if self.options.owns_executor or holder else
+                    f"plan the upgrade: issu plan --config {self.options.config_path}")
             return PhaseView(None, None, 0.0, None, None, "",
                              tuple(PhaseStep(p.name, "pending", p.title) for p in forward),
-                             running,
-                             f"plan the upgrade: issu plan --config {self.options.config_path}",
-                             frozenset(), paused, executor)
+                             running, says, frozenset(), paused, executor,
+                             NextStep("wait", says))
         phase = info.phase
         steps = []
         if phases.phase(phase).line is phases.Line.ABORT:
@@ -278,14 +294,26 @@ class ConsoleBackend:
                 if i == index and spec.terminal:
                     status = "done"
                 steps.append(PhaseStep(spec.name, status, spec.title))
-        allowed = self._allowed(phase, counts, pending, paused)
+        next_phase = self._next_phase(phase)
+        allowed = self._allowed(phase, counts, pending, paused, next_phase)
+        step = self._next_step(phase, counts, allowed, pending, paused, next_phase)
         return PhaseView(phase, info.phase_started_at, max(0.0, now - info.phase_started_at),
                          info.from_version, info.to_version, info.note, tuple(steps), running,
-                         self._next_action(phase, counts, allowed, paused), allowed, paused,
-                         executor)
+                         step.says, allowed, paused, executor, step)
+
+    def _next_phase(self, phase: str) -> str | None:
+        """The phase `n` runs next: the first one run-sync included not done yet, while the
+        current phase offers running phases (before run-sync); None from run-sync on."""
+        if "phase" not in phases.phase(phase).offers:
+            return None
+        done = self.journal.steps_done()
+        for name in phases.RUNNABLE[:phases.RUNNABLE.index("run-sync") + 1]:
+            if phases.phase_marker(name) not in done:
+                return name
+        return None
 
     def _allowed(self, phase: str, counts: Mapping[str, int], pending: Sequence[Intent],
-                 paused: bool) -> frozenset[str]:
+                 paused: bool, next_phase: str | None = None) -> frozenset[str]:
         offers = phases.phase(phase).offers
         if self.read_only or not offers:
             return frozenset()
@@ -293,6 +321,11 @@ class ConsoleBackend:
         toggle = "resume" if paused else "pause"
         if toggle in offers:
             allowed.add(toggle)
+        working = [i for i in pending if not _control(i)]
+        if "phase" in offers and next_phase is not None and not working and not paused:
+            allowed.add("phase")
+        if "verify" in offers and not any(i.kind == "verify" for i in pending):
+            allowed.add("verify")
         if "upgrade" in offers and _count(counts, UPGRADABLE):
             allowed.add("upgrade")
         if "rollback" in offers and _count(counts, ROLLBACKABLE):
@@ -305,27 +338,39 @@ class ConsoleBackend:
             allowed.add("finalize")
         return frozenset(allowed)
 
-    def _next_action(self, phase: str, counts: Mapping[str, int],
-                     allowed: frozenset[str], paused: bool) -> str:
-        if paused:
-            return "resume the executor (P) when ready"
+    def _next_step(self, phase: str, counts: Mapping[str, int], allowed: frozenset[str],
+                   pending: Sequence[Intent], paused: bool,
+                   next_phase: str | None) -> NextStep:
         spec = phases.phase(phase)
         if spec.line is phases.Line.ABORT:
-            return "nothing: the upgrade was aborted" if spec.terminal else \
-                "wait: the abort is rolling back"
+            return NextStep("none", "nothing: the upgrade was aborted") if spec.terminal \
+                else NextStep("wait", "wait: the abort is rolling back")
         if spec.terminal:
-            return "nothing: the upgrade is finished"
+            return NextStep("none", "nothing: the upgrade is finished")
+        if paused:
+            return NextStep("resume", "resume the executor (P) when ready")
+        working = [i for i in pending if not _control(i)]
+        if working:
+            return NextStep("wait", f"wait: {_doing(working[0])}"
+                            + (f" (and {len(working) - 1} more intents)"
+                               if len(working) > 1 else ""))
+        if next_phase is not None:
+            again = " again" if phase == next_phase else ""
+            says = f"n: run {next_phase}{again} ({phases.phase(next_phase).title})"
+            return NextStep("phase", says, target=next_phase)
         if "finalize" in allowed:
-            return "finalize: every compute is on the new cluster"
+            return NextStep("finalize", "n: finalize (every compute is on the new cluster)")
         if "upgrade" in spec.offers:
             left = _count(counts, UPGRADABLE)
             busy = _count(counts, BUSY_STATES)
             if busy:
-                return f"wait: {busy} compute{'s' if busy != 1 else ''} moving"
+                return NextStep("wait", f"wait: {busy} compute{'s' if busy != 1 else ''} "
+                                "moving")
             if left:
-                return f"upgrade computes: {left} left on the old cluster"
-            return "finalize when every compute is upgraded"
-        return f"wait: {phase} runs on its own"
+                return NextStep("upgrade", f"n: upgrade computes: {left} left on the old "
+                                "cluster")
+            return NextStep("wait", "finalize when every compute is upgraded")
+        return NextStep("wait", f"wait: {phase} runs on its own")
 
     def sync_view(self) -> SyncView:
         runsync = self.journal.counters("runsync")
@@ -399,7 +444,8 @@ class ConsoleBackend:
         info = self.journal.phase()
         counts = state_counts(self.journal.computes())
         pending = self._open_intents()
-        allowed = self._allowed(info.phase, counts, pending, self._paused()) if info else set()
+        allowed = self._allowed(info.phase, counts, pending, self._paused(),
+                                self._next_phase(info.phase)) if info else set()
         if action not in allowed:
             phase = info.phase if info else "not planned"
             raise ActionRefused(f"{action} is not allowed now (phase: {phase})")
@@ -456,6 +502,40 @@ class ConsoleBackend:
         return self.journal.add_intent("abort", {"drop_new_data": drop_new_data},
                                        self.options.actor)
 
+    def next_step(self) -> NextStep:
+        """The next safe action now, read from the journal (not from the last snapshot)."""
+        info = self.journal.phase()
+        if info is None:
+            return NextStep("wait", "wait: the executor records the plan when it starts")
+        counts = state_counts(self.journal.computes())
+        pending = self._open_intents()
+        paused = self._paused()
+        next_phase = self._next_phase(info.phase)
+        allowed = self._allowed(info.phase, counts, pending, paused, next_phase)
+        step = self._next_step(info.phase, counts, allowed, pending, paused, next_phase)
+        if step.action == "upgrade":
+            left = tuple(c.name for c in self.journal.computes() if c.state in UPGRADABLE)
+            step = NextStep(step.action, step.says, computes=left)
+        elif step.action == "phase":
+            spec = phases.phase(step.target)
+            detail = (f"{spec.title}.\n\nTouches: {spec.touches}.\nRuns: {spec.runs.value}."
+                      "\n\nIt runs as an intent in the journal; the event log follows it.")
+            step = NextStep(step.action, step.says, target=step.target, detail=detail)
+        return step
+
+    def run_phase(self, target: str) -> int:
+        """Run the next phase (only that one: `target` must be what `n` offers now)."""
+        self._require("phase")
+        info = self.journal.phase()
+        expected = self._next_phase(info.phase) if info else None
+        if target != expected:
+            raise ActionRefused(f"{target} is not the next phase (next: {expected or 'none'})")
+        return self.journal.add_intent("phase", {"target": target}, self.options.actor)
+
+    def verify(self) -> int:
+        self._require("verify")
+        return self.journal.add_intent("verify", {}, self.options.actor)
+
     def pause(self) -> int:
         self._require("pause")
         return self.journal.add_intent("pause", {}, self.options.actor)
@@ -468,6 +548,19 @@ class ConsoleBackend:
         """An event from the console itself (e.g. it lost its terminal); silent when read-only."""
         if not self.read_only:
             self.journal.event("console", message, actor=self.options.actor)
+
+
+def _control(intent: Intent) -> bool:
+    kind = phases.intent(intent.kind)
+    return kind is not None and kind.control
+
+
+def _doing(intent: Intent) -> str:
+    """An open intent, in words."""
+    state = "runs" if intent.status == "running" else "is queued"
+    if intent.kind == "phase":
+        return f"{intent.args.get('target', 'a phase')} {state} (intent #{intent.id})"
+    return f"{intent.kind} {state} (intent #{intent.id})"
 
 
 def state_counts(rows: Iterable[ComputeRow]) -> dict[str, int]:

@@ -9,6 +9,8 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from screens.console import SCREENS
 
 ACTIONS = (
+    ("Next step", "next_step", "the next safe action (the phase pane names it), confirmed"),
+    ("Verify new against old", "verify", "any time once run-sync runs; differences counted"),
     ("Upgrade marked computes", "upgrade", "the marked computes, or the one under the cursor"),
     ("Roll back marked computes", "rollback", "the marked computes, or the one under the cursor"),
     ("Finalize the upgrade", "finalize", "only when every compute is upgraded"),

@@ -166,6 +166,41 @@ class MoveConfirm(ModalScreen[MoveRequest | None]):
         self.focus_next()
 
 
+class StepConfirm(ModalScreen[bool]):
+    """Run this step? What it does and touches; `No` has the focus, `escape` cancels."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
+
+    def __init__(self, title: str, explanation: str, yes: str) -> None:
+        super().__init__(classes="dialog-screen")
+        self.title_text = title
+        self.explanation = explanation
+        self.yes = yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="title")
+            with VerticalScroll(classes="dialog-list"):
+                yield Static(self.explanation, classes="dialog-text")
+            with Horizontal(classes="buttons"):
+                yield Button("No", id="no", variant="primary")
+                yield Button(self.yes, id="yes", variant="warning")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+    @on(Button.Pressed, "#no")
+    def _no(self) -> None:
+        self.dismiss(False)
+
+    @on(Button.Pressed, "#yes")
+    def _yes(self) -> None:
+        self.dismiss(True)
+
+
 class TypedConfirm(ModalScreen[TypedResult | None]):
     """Finalize or abort: the operator types the word; a reason is recorded."""
 

@@ -220,6 +220,21 @@ class Executor:
                 "failed": outcome.failed, "not_started": outcome.not_started,
                 "stopped_reason": outcome.stopped_reason, "batches": outcome.batches_run}
 
+    def verify(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Compare new against old now. While run-sync runs, changes not replayed yet show as
+        differences: the count is what it is at this moment, finalize verifies again."""
+        report: dict[str, object] = {}
+        code, differences, detail = fin.run_verify(self.ctx, report)
+        if differences is None:
+            raise OrchestratorError(f"verify failed (exit {code}):\n{detail}")
+        checked = self.ctx.journal.counters("verify").get("checked", 0)
+        said = f"verify: {differences:.0f} differences in {checked:.0f} cells"
+        self.ctx.event("verify", said + (f"; first ones:\n{detail}" if detail else ""),
+                       level="warning" if differences else "info",
+                       differences=differences, checked=checked)
+        return {"ok": True, "differences": differences, "checked": checked,
+                "samples": detail}
+
     def unpair(self, args: dict[str, Any]) -> dict[str, Any]:
         if self.ctx.step_done(fin.step("unpair").marker):
             return {"ok": True, "detail": "already unpaired by finalize"}
@@ -399,6 +414,7 @@ INTENT_HANDLERS: dict[str, IntentHandler] = {
     "rollback": Executor.rollback,
     "finalize": Executor.finalize,
     "abort": Executor.abort,
+    "verify": Executor.verify,
     "unpair": Executor.unpair,
     "pause": Executor.pause,
     "resume": Executor.resume,

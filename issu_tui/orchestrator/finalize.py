@@ -149,9 +149,12 @@ def zk_sync(run: FinalizeRun) -> str:
 
 
 def _run_verify(run: FinalizeRun) -> tuple[int, float | None, str]:
+    return run_verify(run.ctx, run.verify_report)
+
+
+def run_verify(ctx: Context, kept: dict[str, object]) -> tuple[int, float | None, str]:
     """One `issu sync verify --json`: (exit code, differences or None without a report,
-    what to show). The report is kept in `run.verify_report`, its totals in the journal."""
-    ctx = run.ctx
+    what to show). The report is kept in `kept`, its totals in the journal."""
     # Keyspaces old never had (preflight warned) are excluded by name; config_db_uuid
     # never is, so a wrong prefix still fails here.
     absent = [k for k in keyspaces_absent_on_old(ctx) if k != CONFIG_DB_UUID]
@@ -160,13 +163,13 @@ def _run_verify(run: FinalizeRun) -> tuple[int, float | None, str]:
                   level="warning")
     allow = [arg for k in absent for arg in ("--allow-missing", k)]
     result = run_step(ctx, "verify", ["--json", *allow])
-    run.verify_report.clear()
+    kept.clear()
     try:
         report = json.loads(result.stdout)
         totals = report["totals"]
     except (ValueError, KeyError, TypeError):
         return result.exit_code, None, result.output  # no report (a crash): the exit code
-    run.verify_report.update(report)
+    kept.update(report)
     differences = float(totals["missing"] + totals["extra"] + totals["different"])
     ctx.journal.set_counters("verify", {"differences": differences,
                                         "checked": float(totals["cells_compared"]),

@@ -91,6 +91,9 @@ INTENTS: tuple[IntentKind, ...] = (
                "nothing to finalize yet"),
     IntentKind("abort", "bring everything back to the old cluster (until finalize commits)",
                "abort does not run in phase {phase}", interrupts=True),
+    IntentKind("verify", "compare new against old (any time once run-sync runs); the "
+               "differences are counted in the journal and listed in an event",
+               "verify needs run-sync to be running (phase is {phase})"),
     IntentKind("unpair", "remove the cross-cluster bgp-routers from both clusters",
                "unpair does not run in phase {phase}"),
     IntentKind("pause", "start no new compute; running ones finish (kept across restarts)",
@@ -101,30 +104,32 @@ INTENTS: tuple[IntentKind, ...] = (
 
 _CONTROL = frozenset({"pause", "resume"})
 _EARLY = _CONTROL | {"phase", "unpair", "abort"}
-_MOVING = _EARLY | {"upgrade", "rollback", "finalize"}
+_MOVING = _EARLY | {"upgrade", "rollback", "finalize", "verify"}
+# Before run-sync the console's next step runs the next phase (a `phase` intent).
+_EARLY_OFFERS = _CONTROL | {"abort", "phase"}
 _ENDED = "the upgrade is {phase}; nothing more to do (a new upgrade starts with a fresh " \
          "state_dir)"
 
 PHASES: tuple[Phase, ...] = (
     Phase("plan", "record the versions and the approach (topology) of the upgrade",
           "nothing outside the journal", Runs.RECORDED,
-          accepts=_EARLY, offers=_CONTROL | {"abort"}),
+          accepts=_EARLY, offers=_EARLY_OFFERS),
     Phase("preflight", "check version path, reachability with the credentials, keyspaces, "
           "fences, quorum, disk",
           "read-only: both clusters' Cassandra, ZooKeeper, RabbitMQ, api-servers, analytics; "
           "computes over SSH (host keys verified)", Runs.EXECUTOR, repeatable=True,
-          accepts=_EARLY, offers=_CONTROL | {"abort"}),
+          accepts=_EARLY, offers=_EARLY_OFFERS),
     Phase("pair", "iBGP between old and new control nodes (bgp-router objects)",
           "old api-server: bgp-routers of both clusters' control nodes (the new cluster gets "
           "them with the data)", Runs.EXECUTOR, repeatable=True,
-          accepts=_EARLY, offers=_CONTROL | {"abort"}),
+          accepts=_EARLY, offers=_EARLY_OFFERS),
     Phase("pre-sync", "copy every ISSU keyspace old -> new through translation",
           "reads old Cassandra, writes new Cassandra", Runs.CHILD,
-          accepts=_EARLY, offers=_CONTROL | {"abort"}),
+          accepts=_EARLY, offers=_EARLY_OFFERS),
     Phase("run-sync", "replay every config change into new until finalize",
           "a durable queue on the old RabbitMQ; writes new Cassandra; publishes on the new "
           "RabbitMQ", Runs.SUPERVISED,
-          accepts=_MOVING, offers=_MOVING - {"phase", "unpair"}),
+          accepts=_MOVING, offers=_MOVING - {"unpair"}),
     Phase("computes", "move the computes in batches, canary first",
           "each compute over SSH: install, point the agent at the new control nodes, "
           "restart, health gate on the new analytics", Runs.INTENTS,

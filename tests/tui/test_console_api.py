@@ -17,8 +17,8 @@ def test_snapshot_reads_phase_sync_and_computes(world) -> None:
     assert snap.phase.in_phase_s == NOW - (T0 + 3 * 3600)
     assert [s.status for s in snap.phase.steps] == \
         ["done"] * 5 + ["current", "pending", "pending"]
-    assert snap.phase.allowed == {"upgrade", "rollback", "abort", "pause"}
-    assert snap.phase.next_action == "upgrade computes: 9 left on the old cluster"
+    assert snap.phase.allowed == {"upgrade", "rollback", "abort", "pause", "verify"}
+    assert snap.phase.next_action == "n: upgrade computes: 9 left on the old cluster"
     assert snap.sync.lag_s == 0.42 and snap.sync.lag_p99_s == 1.9
     assert snap.sync.quarantined == 4  # run-sync 2 + pre-sync 2
     assert [(t.table, t.copied) for t in snap.sync.tables][:1] == [("obj_fq_name_table", 48213)]
@@ -123,7 +123,7 @@ def test_snapshots_carry_only_the_computes_changed_since_the_last(world) -> None
     assert len(first.computes) == 12 and first.compute_seq > 0
     quiet = backend.snapshot(computes_since=first.compute_seq)
     assert quiet.computes == () and quiet.compute_seq == first.compute_seq
-    assert quiet.phase.next_action == "upgrade computes: 9 left on the old cluster"
+    assert quiet.phase.next_action == "n: upgrade computes: 9 left on the old cluster"
 
     journal.transition_compute("cmp-05", "queued", "intent #1", batch=2)
     journal.transition_compute("cmp-06", "upgraded", "test", version="5.0.0", cluster="new")
@@ -143,3 +143,49 @@ def test_snapshots_carry_only_the_computes_changed_since_the_last(world) -> None
     # a caller that starts over (another screen, a test) still gets every compute
     assert len(backend.snapshot().computes) == 12
     assert "finalize" in backend.snapshot(computes_since=1).phase.allowed
+
+
+def test_next_step_runs_the_phases_in_order_then_names_the_computes(tmp_path) -> None:
+    from tests.tui.tui_world import build_journal, config_for
+
+    journal = build_journal(tmp_path, computes=4, phase="plan", upgraded=0, failed=0)
+    backend = make_backend(journal, config_for(tmp_path))
+    try:
+        step = backend.next_step()
+        assert (step.action, step.target) == ("phase", "preflight")
+        assert "Touches:" in step.detail and backend.snapshot().phase.next_action.startswith(
+            "n: run preflight")
+        with pytest.raises(ActionRefused, match="pair is not the next phase"):
+            backend.run_phase("pair")
+        first = backend.run_phase("preflight")
+        # the intent is open: `n` waits, and a second phase cannot be asked for
+        assert backend.next_step().says == f"wait: preflight is queued (intent #{first})"
+        with pytest.raises(ActionRefused, match="phase is not allowed"):
+            backend.run_phase("preflight")
+        journal.finish_intent(first, "done")
+        for name in ("preflight", "pair", "pre-sync"):  # what the executor leaves behind
+            journal.set_phase(name, status="done")
+            journal.mark_step(f"phase.{name}")
+            assert backend.next_step().target != name
+        assert backend.next_step().target == "run-sync"
+        journal.set_phase("run-sync", status="failed")  # a failed phase is run again
+        assert backend.next_step().says.startswith("n: run run-sync again")
+        journal.mark_step("phase.run-sync")
+        step = backend.next_step()
+        assert step.action == "upgrade" and step.computes == (
+            "cmp-1", "cmp-2", "cmp-3", "cmp-4")
+        assert "verify" in backend.snapshot().phase.allowed
+        verify = backend.verify()
+        assert journal.intents()[-1].kind == "verify"
+        with pytest.raises(ActionRefused, match="verify is not allowed"):
+            backend.verify()  # one at a time
+        journal.finish_intent(verify, "done")
+        for row in journal.computes():
+            journal.transition_compute(row.name, "upgraded", "test")
+        assert backend.next_step().action == "finalize"
+        watcher = make_backend(journal, config_for(tmp_path), read_only=True)
+        for call in (watcher.verify, lambda: watcher.run_phase("finalize")):
+            with pytest.raises(ActionRefused, match="read-only"):
+                call()
+    finally:
+        journal.close()

@@ -299,3 +299,56 @@ async def test_event_log_filters_by_level_kind_and_words(make_app, world) -> Non
         app.action_refresh_now()
         await settle(pilot, refreshes=2)
         assert str(table.get_row_at(table.row_count - 1)[3]) == "cmp-02: probed again"
+
+
+async def test_next_step_key_runs_the_next_phase_after_confirmation(tmp_path) -> None:
+    from issu_tui.app import IssuApp
+    from screens.dialogs import StepConfirm
+    from tests.tui.tui_world import build_journal, config_for, make_backend
+
+    journal = build_journal(tmp_path, computes=4, phase="plan", upgraded=0, failed=0)
+    app = IssuApp(make_backend(journal, config_for(tmp_path)), refresh_interval=3600,
+                  analytics_interval=3600)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot)
+            await pilot.press("n")
+            await settle(pilot)
+            assert isinstance(app.screen, StepConfirm)
+            assert app.screen.title_text == "Run preflight?"
+            assert app.focused is app.screen.query_one("#no", Button)  # defaults to No
+            await pilot.press("enter")  # No: nothing asked
+            await settle(pilot)
+            assert journal.intents(None) == []
+            await pilot.press("n")
+            await settle(pilot)
+            await pilot.press("tab", "enter")  # Yes
+            await settle(pilot, refreshes=2)
+            assert [(i.kind, i.args) for i in journal.intents(None)] == [
+                ("phase", {"target": "preflight"})]
+            assert app.state.snapshot.phase.next_action.startswith("wait: preflight")
+            await pilot.press("n")  # while it runs, n says what it waits for
+            await settle(pilot)
+            assert not isinstance(app.screen, StepConfirm)
+            assert "wait: preflight is queued" in [n.message for n in app._notifications][-1]
+    finally:
+        journal.close()
+
+
+async def test_verify_key_asks_then_queues_a_verify(make_app, world) -> None:
+    from screens.dialogs import StepConfirm
+
+    journal, _ = world
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("V")
+        await settle(pilot)
+        assert isinstance(app.screen, StepConfirm)
+        await pilot.press("tab", "enter")
+        await settle(pilot, refreshes=2)
+        assert [i.kind for i in journal.intents(None)] == ["verify"]
+        await pilot.press("V")  # one verify at a time
+        await settle(pilot)
+        assert not isinstance(app.screen, StepConfirm)
+        assert [i.kind for i in journal.intents(None)] == ["verify"]

@@ -9,7 +9,7 @@ from textual.widgets import Button, Input, Static
 from issu_tui.app import IssuApp
 from issu_tui.console_api import ConsoleBackend
 from issu_tui.tui_cli import _open
-from screens.dialogs import MoveConfirm, TypedConfirm
+from screens.dialogs import MoveConfirm, StepConfirm, TypedConfirm
 from screens.widgets.computes import ComputeGrid
 from tests.tui.conftest import settle
 
@@ -133,11 +133,12 @@ async def test_read_only_answers_every_action_key(world) -> None:
             await settle(pilot)
             assert "finalize" not in app.state.snapshot.phase.allowed
             for key, action in (("u", "upgrade"), ("r", "rollback"), ("F", "finalize"),
-                                ("X", "abort"), ("P", "pause / resume the executor")):
+                                ("X", "abort"), ("P", "pause / resume the executor"),
+                                ("n", "next step"), ("V", "verify")):
                 before = len(_messages(app))
                 await pilot.press(key)
                 await settle(pilot)
-                assert not isinstance(app.screen, MoveConfirm | TypedConfirm)
+                assert not isinstance(app.screen, MoveConfirm | TypedConfirm | StepConfirm)
                 said = _messages(app)[before:]
                 assert said == [f"{action}: refused, this console is read-only "
                                 "(started with --read-only)"], key

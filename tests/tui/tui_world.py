@@ -48,6 +48,8 @@ def build_journal(state_dir: Path, computes: int = 12, *, phase: str = "computes
     journal = Journal.open(state_dir)
     journal.set_phase("plan", from_version="4.1.0", to_version="5.0.0", note="planned")
     for step in ("preflight", "pair", "pre-sync", "run-sync", "computes", "finalize", "done"):
+        if phase == "plan":
+            break
         journal.set_phase(step, note=f"{step} started")
         if step == phase:
             break
