@@ -340,3 +340,32 @@ def test_db_cli_checks_the_file_and_refuses_overwriting(tmp_path: Path) -> None:
     result = _run(["db", "export", str(path), "--cassandra", "127.0.0.1",
                    "--zookeeper", "127.0.0.1:2181"])
     assert result.exit_code == 2 and "exists; not overwritten" in result.output
+
+
+def test_export_walks_the_tables_the_keyspaces_really_have(clusters, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """As db_json_exim.py: every column family the keyspace holds, whatever the registry
+    says: a registered table the cluster lacks is no error, an unregistered one travels."""
+    source, target = clusters
+    tables = {ks: list(names) for ks, names in cd.CONTRAIL_TABLES.items()}
+    tables["svc_monitor_keyspace"].remove("healthmonitor_table")
+    tables["svc_monitor_keyspace"].append("site_local_table")  # not in the registry
+    del tables["dm_keyspace"]
+    cd.create_schema(source.conn.session, source.prefix, tables=tables)
+    session = source.conn.session
+    site = f'"{source.prefix}_svc_monitor_keyspace"."site_local_table"'
+    session.execute(f"INSERT INTO {site} (key, column1, value) VALUES "
+                    "(textAsBlob('lb-7'), textAsBlob('weight'), '3') USING TIMESTAMP 42")
+    snapshot = tmp_path / "prod.json"
+    result = _run(["db", "export", str(snapshot), *source.args()])
+    assert result.exit_code == 0, result.output
+    assert f"keyspace {source.prefix}_dm_keyspace absent" in result.output
+    listed = {(e.keyspace, e.table) for e in SnapshotReader(snapshot) if isinstance(e, TableStart)}
+    assert ("svc_monitor_keyspace", "site_local_table") in listed
+    assert ("svc_monitor_keyspace", "healthmonitor_table") not in listed
+
+    result = _run(["db", "import", str(snapshot), *target.args()])
+    assert result.exit_code == 0, result.output
+    got = target.conn.session.execute(
+        f'SELECT blobAsText(key), blobAsText(column1), value, WRITETIME(value) '
+        f'FROM "{target.prefix}_svc_monitor_keyspace"."site_local_table"').all()
+    assert [tuple(r) for r in got] == [("lb-7", "weight", "3", 42)]
