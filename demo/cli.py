@@ -58,21 +58,32 @@ def demo() -> None:
               help="chance that a compute's install fails (default 0)")
 @click.option("--wait-seed", is_flag=True, default=None,
               help="return only once v1 is seeded (default: seed in the background)")
+@click.option("--snapshot", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="v1 starts from this config database snapshot (db_json_exim.py format, "
+                   "or `issu db export`'s; .gz or not) instead of seeded tenants: a fresh "
+                   "world only")
 def up(net: int, config: Path | None, computes: int | None, seed_objects: int | None,
        workload_rate: float | None, install_s: float | None,
-       failure_rate: float | None, wait_seed: bool | None) -> None:
+       failure_rate: float | None, wait_seed: bool | None, snapshot: Path | None) -> None:
     """Start (or reuse) every piece and write the tool's config."""
+    from backends.snapshot.format import SnapshotError
     from demo.services.base import ServiceError
     from demo.world import WorldError
 
+    if snapshot is not None and (seed_objects or wait_seed):
+        raise click.UsageError("--snapshot is v1's data: --objects and --wait-seed do not go "
+                               "with it")
     world = _world(net, computes, config, seed_objects=seed_objects,
                    workload_rate=workload_rate, install_s=install_s, failure_rate=failure_rate,
-                   wait_seed=wait_seed)
+                   wait_seed=wait_seed, snapshot=snapshot)
     try:
         world.up(lambda msg: click.echo(f"  {msg}"))
         path = world.config_path
         cfg = load_config(path)
         problems = check_files(cfg)
+    except SnapshotError as exc:
+        click.echo(f"issu demo up: {exc} (nothing started)", err=True)
+        sys.exit(EXIT_CONFIG)
     except ConfigError as exc:
         click.echo(f"issu demo up: the generated config is invalid:\n{exc}", err=True)
         sys.exit(EXIT_CONFIG)

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from demo import snapshot as demo_snapshot
 from demo.compute.fleet import Fleet, child_env
 from demo.compute.layout import WorldSettings
 from demo.controller.process import write_spec
@@ -68,6 +69,7 @@ class WorldOptions:
     datapath_down_s: float = 0.6
     services_profile: str = "demo"
     wait_seed: bool = False
+    snapshot: Path | None = None  # v1 starts from this snapshot instead of the seed
 
 
 class World:
@@ -113,6 +115,10 @@ class World:
         began = time.monotonic()
         count = self.compute_count()
         self._check_compute_count(count)
+        snapshot = None
+        if self.opts.snapshot is not None:
+            progress(f"checking the snapshot {self.opts.snapshot} ...")
+            snapshot = demo_snapshot.check(self.opts.snapshot)  # before anything starts
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
 
@@ -126,6 +132,11 @@ class World:
             progress(f"services: {str(exc).splitlines()[0]}; trying once more")
             endpoints = self.launcher(count).up()
         timings["services"] = time.monotonic() - step
+
+        if self.opts.snapshot is not None and snapshot is not None:
+            step = time.monotonic()
+            self._load_snapshot(self.opts.snapshot, snapshot, endpoints, progress)
+            timings["snapshot"] = time.monotonic() - step
 
         step = time.monotonic()
         progress("controllers v1 (4.1.0) and v2 (5.0.0, fenced) ...")
@@ -160,6 +171,17 @@ class World:
             raise WorldError(
                 f"the running world has {len(existing.hosts)} computes, not {count}: "
                 "run `issu demo down` first to change the number")
+
+    def _load_snapshot(self, path: Path, summary: Any, endpoints: Endpoints,
+                       progress: Progress) -> None:
+        down = (f"start a fresh world: issu demo down --net {self.opts.net}, then remove "
+                f"{self.run_dir}")
+        cass = endpoints.cassandra_old
+        try:
+            demo_snapshot.load_into_v1(self.dir, path, summary, (cass.host, cass.port),
+                                       endpoints.zk_old.hosts, progress, down)
+        except demo_snapshot.SnapshotWorldError as exc:
+            raise WorldError(str(exc)) from None
 
     # ------------------------------------------------------------------ controllers
     def _secret(self, name: str, make: Callable[[], str]) -> Path:
@@ -289,6 +311,8 @@ class World:
         marker = directory / "done"
         if marker.exists():
             return
+        if demo_snapshot.recorded(self.dir):
+            return  # v1 holds the operator's snapshot: no made-up tenants beside it
         if self.opts.seed_objects <= 0:
             if read_pidfile(directory / "pid") is None:
                 self._record(seed_objects=0)
@@ -322,6 +346,9 @@ class World:
         objects = self._recorded().get("seed_objects", self.opts.seed_objects)
         if (directory / "done").exists():
             return PieceStatus("seed", "done", f"{objects} objects in v1")
+        snapshot = demo_snapshot.recorded(self.dir)
+        if snapshot:
+            return PieceStatus("seed", "off", f"v1 holds the snapshot {snapshot.get('path')}")
         group = read_pidfile(directory / "pid")
         if group is not None and group.any_alive():
             return PieceStatus("seed", "running", f"log {directory / 'seed.log'}")

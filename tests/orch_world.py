@@ -96,14 +96,16 @@ def seed(world: World, *, projects: int = 2, prefix: str = "tenant") -> None:
 def fresh_world(endpoints: Endpoints, *, computes: int = 4, seed_projects: int = 2,
                 seed_objects: int = 0,
                 workload_rate: float = 0.0, install_s: float = 0.4,
-                batch: dict[str, Any] | None = None) -> World:
-    """Stop the previous world's pieces, wipe both clusters' data, start a new world."""
+                batch: dict[str, Any] | None = None, snapshot: Path | None = None) -> World:
+    """Stop the previous world's pieces, wipe both clusters' data, start a new world (v1
+    seeded through its api-server, or from `snapshot` as `issu demo up --snapshot`)."""
     net = int(endpoints.cassandra_old.host.split(".")[1])
     run_dir = endpoints.run_dir
     opts = WorldOptions(net=net, computes=computes, run_dir=run_dir,
                         config_path=run_dir / "orch" / "issu.toml",
                         seed_objects=seed_objects, workload_rate=workload_rate,
-                        install_s=install_s, datapath_down_s=0.2, services_profile="test")
+                        install_s=install_s, datapath_down_s=0.2, services_profile="test",
+                        snapshot=snapshot)
     world = World(opts)
     _stop_pieces(world)
     _wipe_data(endpoints, "vnc-config.issu-queue")
@@ -112,7 +114,8 @@ def fresh_world(endpoints: Endpoints, *, computes: int = 4, seed_projects: int =
     world.dir.mkdir(parents=True, exist_ok=True)
     (world.dir / "seeded").write_text("by the test\n")
     world.up(progress=lambda _msg: None)
-    seed(world, projects=seed_projects)
+    if snapshot is None:
+        seed(world, projects=seed_projects)
     if batch:
         _patch_config(world, {"batch": batch})
     return world

@@ -61,6 +61,20 @@ class Mutation:
         return len(self.cells) + len(self.row_deletes)
 
 
+def create_schema(session: Session, keyspace: str) -> None:
+    """The keyspace and its tables in this store's layout, if absent (also used to lay out
+    v1 before a snapshot is imported into it)."""
+    session.execute(
+        f'CREATE KEYSPACE IF NOT EXISTS "{keyspace}" WITH replication = '
+        "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    )
+    for table in TABLES:
+        session.execute(
+            f'CREATE TABLE IF NOT EXISTS "{keyspace}"."{table}" '
+            "(key text, column1 text, value text, PRIMARY KEY (key, column1))"
+        )
+
+
 class ConfigStore:
     def __init__(self, spec: CassandraSpec, user: str | None = None, password: str | None = None):
         self.spec = spec
@@ -102,16 +116,7 @@ class ConfigStore:
         return self._session
 
     def ensure_schema(self) -> None:
-        ks = self.keyspace
-        self.session.execute(
-            f'CREATE KEYSPACE IF NOT EXISTS "{ks}" WITH replication = '
-            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
-        )
-        for table in TABLES:
-            self.session.execute(
-                f'CREATE TABLE IF NOT EXISTS "{ks}"."{table}" '
-                "(key text, column1 text, value text, PRIMARY KEY (key, column1))"
-            )
+        create_schema(self.session, self.keyspace)
         self._prepare()
 
     def _prepare(self) -> None:
