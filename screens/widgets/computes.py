@@ -89,7 +89,9 @@ class ComputeGrid(ScrollView, can_focus=True):
         color: $foreground;
         height: auto;
         max-height: 100%;
-        &:focus {
+        /* -filtering: focus is on the grid's own filter line; the grid keeps its focused
+           look, so opening and closing the filter does not repaint every row */
+        &:focus, &.-filtering {
             background-tint: $foreground 5%;
             & > .compute-grid--cursor {
                 background: $block-cursor-background;
@@ -409,6 +411,15 @@ class ComputeGrid(ScrollView, can_focus=True):
             if (name in marks) != marked:
                 self.refresh(Region(0, line, self.size.width, 1))
 
+    def _on_blur(self, event: events.Blur) -> None:
+        if self.has_class("-filtering"):
+            # Focus went to the grid's own filter line and the grid keeps its focused look:
+            # what Widget does on blur, without its repaint of every row on screen.
+            event.prevent_default()
+            self.has_focus = False
+            if self.parent is not None:
+                self.parent.post_message(events.DescendantBlur(self))
+
     def action_detail(self) -> None:
         name = self.current_name()
         if name:
@@ -510,7 +521,8 @@ class ComputePanel(Vertical):
     """The grid with its filter line and a status line (shown/marked counts)."""
 
     # The filter line opens over the grid's last rows instead of shrinking it: the grid keeps
-    # its size, so opening and closing the filter repaints no row of it.
+    # its size, so opening and closing the filter repaints no row of it (console.tcss keeps
+    # the line laid out while hidden, so no widget's geometry or painting order changes).
     DEFAULT_CSS = """
     ComputePanel { layers: default filter; }
     ComputePanel > .filter { layer: filter; dock: bottom; }
@@ -561,6 +573,7 @@ class ComputePanel(Vertical):
 
     def action_filter(self) -> None:
         box = self.query_one("#compute-filter", Input)
+        self.grid.add_class("-filtering")
         box.add_class("open")
         box.focus()
 
@@ -569,8 +582,13 @@ class ComputePanel(Vertical):
         event.stop()
         self.grid.set_filter(event.value)
         event.input.remove_class("open")
-        self.grid.focus()
+        self._refocus_grid()
         self.update_status()
+
+    def _refocus_grid(self) -> None:
+        grid = self.grid
+        grid.focus()
+        grid.remove_class("-filtering")
 
     def on_key(self, event: events.Key) -> None:
         box = self.query_one("#compute-filter", Input)
@@ -579,5 +597,5 @@ class ComputePanel(Vertical):
             box.value = ""
             box.remove_class("open")
             self.grid.set_filter("")
-            self.grid.focus()
+            self._refocus_grid()
             self.update_status()
