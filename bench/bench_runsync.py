@@ -1,16 +1,23 @@
-"""run-sync lag under a steady stream of config changes (100, 500, 1,000 changes/s), then
-verification that new == old (translated).
+"""run-sync against its replay ceiling and the original tool's approach, in one run: drain
+rate of one backlog, lag under a steady stream of config changes, then verification that
+new == old (translated).
 
-    .venv/bin/python -m bench.bench_runsync --net 33 --rates 100,500,1000 --seconds 20
+    .venv/bin/python -m bench.bench_runsync --net 33 --drain 20000 \
+        --fractions 0.2,0.4,0.6,0.8 --seconds 20 --original --plot docs/plots/runsync-lag.png
 
 Uses the launcher's real Cassandra (old and new clusters) and RabbitMQ. run-sync runs as its
 own process (`python -m issu_tui.runsync_cli run`), as under systemd. The load generator
 writes Contrail-shaped objects into old (creates 50%, updates 40%, deletes 10%) and announces
 each change on the old exchange like the api-server (a create or delete is one batch, as the
-api-server writes it). Lag is measured end to end from outside:
-the time a change's republished message arrives on the NEW vhost minus the time the change
-was written to old (run-sync republishes after its write on new). run-sync's own figures
-(journal counters) are printed beside.
+api-server writes it), recording each change.
+
+`--drain N`: N changes written while run-sync is paused (SIGSTOP); the replay ceiling
+(bench/replay_peers.py) applies that recorded stream from memory, then run-sync is resumed
+and drains it. `--fractions` sets the rates as fractions of the ceiling's rate. Lag is
+measured end to end from outside: the time a change's republished message arrives on the
+NEW vhost minus the time the change was written to old (run-sync republishes after its write
+on new). `--original` then measures the original tool's approach (one consumer, per message
+a read and one write per cell) the same way, on a queue and a new keyspace of its own.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import kombu
@@ -38,6 +46,7 @@ from backends.cassandra.tables import SyncSettings
 from backends.cassandra.verify import Verifier
 from backends.rabbit import RabbitSide, connection, object_update_exchange, queue_depth
 from bench.machine import Machine, bench_services
+from bench.replay_peers import Recorded, Statements, replay_ceiling
 from demo.services import Endpoints, Launcher
 from demo.services.procs import read_pidfile
 from tests import contrail_data as cd
@@ -78,8 +87,9 @@ class CpuSplit:
     """CPU seconds per process over an interval: run-sync, the bench (load generator and
     listener), each service of the launcher, and the whole box (/proc/stat)."""
 
-    def __init__(self, launcher: Launcher, names: list[str], runsync_pid: int) -> None:
-        self.groups: dict[str, set[int]] = {"run-sync": with_children({runsync_pid}),
+    def __init__(self, launcher: Launcher, names: list[str], runsync_pid: int,
+                 label: str = "run-sync") -> None:
+        self.groups: dict[str, set[int]] = {label: with_children({runsync_pid}),
                                             "generator": {os.getpid()}}
         for name in names:
             group = read_pidfile(launcher.service(name).pidfile)
@@ -137,6 +147,7 @@ class Generator:
         self.written: dict[str, float] = {}  # request-id -> wall time written
         self.lock = threading.Lock()
         self.live: list[tuple[str, list[str]]] = []
+        self.recorded: list[Recorded] = []  # every change, for the replay ceiling
         self.count = 0
         self.serial = 0
 
@@ -192,6 +203,7 @@ class Generator:
             oper = "DELETE"
         with self.lock:
             self.written[rid] = now
+            self.recorded.append(Recorded(rid, oper, uid, tuple(fq), self.project, ts))
             self.count += 1
         body = {"request-id": rid, "oper": oper, "type": "virtual-network", "uuid": uid,
                 "fq_name": fq}
@@ -239,6 +251,7 @@ class Listener(threading.Thread):
     """Receives the republished messages on the new vhost and records their arrival."""
 
     def __init__(self, rabbit: RabbitSide) -> None:
+        """`rabbit`: the new side, with the exchange to listen on."""
         super().__init__(daemon=True)
         self.rabbit = rabbit
         self.arrived: dict[str, float] = {}
@@ -280,8 +293,16 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=2,
                         help="run-sync's sync.apply_processes (default 2, as the product's)")
     parser.add_argument("--drain", type=int, default=0, metavar="N",
-                        help="after the rates: N changes written while run-sync is paused, "
-                             "then its drain rate and CPU split alone")
+                        help="first: N changes written while run-sync is paused, applied by "
+                             "the replay ceiling from memory, then drained by run-sync")
+    parser.add_argument("--fractions", metavar="F,F",
+                        help="rates as fractions of the replay ceiling's (needs --drain), "
+                             "instead of --rates")
+    parser.add_argument("--original", action="store_true",
+                        help="then the original tool's approach (bench/replay_peers.py), "
+                             "measured the same way")
+    parser.add_argument("--original-drain", type=int, default=2000, metavar="N",
+                        help="its backlog (default 2000)")
     parser.add_argument("--profile", metavar="FILE",
                         help="py-spy record of run-sync (all threads, collapsed stacks) in "
                              "the step of --profile-rate, into this file")
@@ -320,25 +341,21 @@ def main() -> int:
     return code
 
 
-def plot_lag(rows: list[tuple[float, float, int, int, float, float, float, float]],
-             path: Path) -> None:
+def plot_lag(rows: list[RateRow], ceiling_rate: float, path: Path) -> None:
+    """p50 and p99 lag of each peer against the rate achieved (a fraction of the replay
+    ceiling's when it was measured)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    achieved = [r[1] for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(achieved, [r[4] * 1000 for r in rows], "o-", label="p50")
-    ax.plot(achieved, [r[5] * 1000 for r in rows], "s-", label="p99")
-    ax.set_xlabel("changes/s achieved by the load generator")
-    ax.set_ylabel("lag, ms (log)")
-    ax.set_yscale("log")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    ax.set_title("run-sync: change written on old -> republished by new")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    from bench.plots import draw_lag
+
+    series: dict[str, list[tuple[float, float, float]]] = {}
+    for who, _, achieved, _, _, p50, p99, _, _ in rows:
+        series.setdefault(who, []).append(
+            (achieved / (ceiling_rate or 1.0), p50 * 1000, p99 * 1000))
+    draw_lag(plt, series, bool(ceiling_rate), path)
 
 
 def wait_idle(state: Path, rabbit: RabbitSide, queue: str,
@@ -371,6 +388,122 @@ def wait_idle(state: Path, rabbit: RabbitSide, queue: str,
         conn.release()
 
 
+RateRow = tuple[str, float, float, int, int, float, float, float, float]
+# who, target/s, achieved/s, changes, republished, p50 s, p99 s, max s, load (1 min)
+
+
+@dataclass
+class Drained:
+    who: str
+    changes: int
+    done: int
+    seconds: float
+    cores: dict[str, float]  # cores used per process while it ran
+
+    @property
+    def rate(self) -> float:
+        return self.done / max(1e-6, self.seconds)
+
+
+def wait_republished(listener: Listener, ids: list[str], timeout: float) -> float:
+    """Seconds until every one of `ids` arrived on the listener (or `timeout`)."""
+    started = time.monotonic()
+    pending = list(ids)
+    while pending and time.monotonic() - started < timeout:
+        pending = [i for i in pending if i not in listener.arrived]
+        if pending:
+            time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def measure_rates(args: argparse.Namespace, who: str, rates: list[float], gen: Generator,
+                  listener: Listener, split: CpuSplit, pid: int
+                  ) -> tuple[list[RateRow], list[tuple[float, dict[str, float], float]]]:
+    """Each rate for args.seconds; lag of each change from written on old to republished."""
+    rows: list[RateRow] = []
+    cpu = []
+    for rate in rates:
+        before = set(gen.written)
+        spy = None
+        if args.profile and rate == args.profile_rate and who == "run-sync":
+            spy = subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid),
+                 "-o", args.profile, "-f", "raw", "--gil", "-d", str(int(args.seconds)),
+                 "-r", "50", "--nonblocking", "--subprocesses"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        split.start()
+        achieved = gen.run(rate, args.seconds, args.threads)
+        used = split.stop()
+        if spy is not None:
+            spy.wait(timeout=120)
+        ids = [i for i in gen.written if i not in before]
+        after = wait_republished(listener, ids, 300)
+        cpu.append((rate, used, after))
+        lags = [listener.arrived[i] - gen.written[i] for i in ids if i in listener.arrived]
+        rows.append((who, rate, achieved, len(ids), len(lags), quantile(lags, 0.5),
+                     quantile(lags, 0.99), max(lags) if lags else float("nan"),
+                     os.getloadavg()[0]))
+        print(f"{who} at {rate:.0f}/s: achieved {achieved:.0f}/s, p50 "
+              f"{rows[-1][5] * 1000:.0f} ms, p99 {rows[-1][6] * 1000:.0f} ms", flush=True)
+    return rows, cpu
+
+
+def backlog(proc: subprocess.Popen[bytes], gen: Generator, n: int, threads: int) -> list[str]:
+    """`n` changes written while `proc` is paused (SIGSTOP); their request ids."""
+    before = set(gen.written)
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        gen.run(100_000.0, 900.0, threads, limit=n)
+    except BaseException:
+        proc.send_signal(signal.SIGCONT)
+        raise
+    return [i for i in gen.written if i not in before]
+
+
+def drain(who: str, proc: subprocess.Popen[bytes], ids: list[str], listener: Listener,
+          split: CpuSplit) -> Drained:
+    """Resume `proc` and time its drain of the backlog `ids`, nothing else running."""
+    split.start()
+    proc.send_signal(signal.SIGCONT)
+    took = wait_republished(listener, ids, 1200)
+    used = split.stop()
+    done = sum(1 for i in ids if i in listener.arrived)
+    print(f"{who}: drained {done} of {len(ids)} in {took:.1f} s = {done / took:.0f}/s",
+          flush=True)
+    return Drained(who, len(ids), done, took, used)
+
+
+def run_ceiling(old_session: object, new_side: CassandraSide, old_prefix: str,
+                changes: list[Recorded], lanes: int, split: CpuSplit) -> Drained:
+    """The replay ceiling on `changes`, into a keyspace of its own on new."""
+    new = connect(new_side)
+    cd.create_schema(new.session, new_side.prefix, tables=CONFIG_DB)
+    try:
+        st = Statements(old_session, new.session, cd.ks_name(old_prefix, "config_db_uuid"),
+                        cd.ks_name(new_side.prefix, "config_db_uuid"))
+        split.start()
+        result = replay_ceiling(st, changes, lanes)
+        used = split.stop()
+    finally:
+        cd.drop_schema(new.session, new_side.prefix)
+        new.close()
+    if result.errors:
+        raise RuntimeError(f"the replay ceiling failed {len(result.errors)} changes: "
+                           f"{result.errors[:3]}")
+    print(f"ceiling: {result.changes} changes in {result.seconds:.1f} s = "
+          f"{result.changes / result.seconds:.0f}/s", flush=True)
+    return Drained("replay ceiling", result.changes, result.changes, result.seconds, used)
+
+
+def wait_for_line(proc: subprocess.Popen[bytes], log_path: Path, line: str,
+                  timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while line not in log_path.read_text():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} did not start: {log_path.read_text()[-2000:]}")
+        time.sleep(0.2)
+
+
 def run(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
         services: list[str]) -> tuple[int, list[str]]:
     tag = uuid.uuid4().hex[:6]
@@ -398,65 +531,39 @@ def run(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
         password_env="BENCH_RABBIT_PASSWORD", concurrency=args.concurrency,
         apply_processes=args.processes, slices_per_table=16, reconcile_interval_s=3600))
     log_path = state / "run-sync.log"
+    env = {**os.environ, "BENCH_RABBIT_PASSWORD": r.password}
     proc = subprocess.Popen(
         [sys.executable, "-m", "issu_tui.runsync_cli", "run", "-c", str(state / "issu.toml")],
-        cwd=ROOT, env={**os.environ, "BENCH_RABBIT_PASSWORD": r.password},
-        stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
-    rows = []
-    cpu: list[tuple[float, dict[str, float]]] = []
-    drained: tuple[int, int, float, dict[str, float]] | None = None
-    drains: list[float] = []
+        cwd=ROOT, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    lanes = args.concurrency * 4
+    drains: list[Drained] = []
+    rows: list[RateRow] = []
+    cpu: list[tuple[str, float, dict[str, float], float]] = []
+    ceiling_rate = 0.0
     ok = False
+    gen = Generator(old.session, old_prefix, old_rabbit, project)
     try:
-        deadline = time.monotonic() + 180
-        while "replaying changes" not in log_path.read_text():
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"run-sync did not start: {log_path.read_text()[-2000:]}")
-            time.sleep(0.2)
-        gen = Generator(old.session, old_prefix, old_rabbit, project)
+        wait_for_line(proc, log_path, "replaying changes")
         split = CpuSplit(launcher, services, proc.pid)
-        for rate in [float(x) for x in args.rates.split(",")]:
-            before = set(gen.written)
-            spy = None
-            if args.profile and rate == args.profile_rate:
-                spy = subprocess.Popen(
-                    [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(proc.pid),
-                     "-o", args.profile, "-f", "raw", "--gil", "-d", str(int(args.seconds)),
-                     "-r", "50", "--nonblocking", "--subprocesses"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            split.start()
-            achieved = gen.run(rate, args.seconds, args.threads)
-            cpu.append((rate, split.stop()))
-            if spy is not None:
-                spy.wait(timeout=120)
-            ids = [i for i in gen.written if i not in before]
-            drain_start = time.monotonic()
-            deadline = time.monotonic() + 300
-            while any(i not in listener.arrived for i in ids) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            drains.append(time.monotonic() - drain_start)
-            lags = [listener.arrived[i] - gen.written[i] for i in ids if i in listener.arrived]
-            rows.append((rate, achieved, len(ids), len(lags), quantile(lags, 0.5),
-                         quantile(lags, 0.99), max(lags) if lags else float("nan"),
-                         os.getloadavg()[0]))
         if args.drain:
-            # run-sync's capacity alone: a backlog written while it is paused (SIGSTOP), then
-            # drained with nothing else running on the box but the services
-            before = set(gen.written)
-            proc.send_signal(signal.SIGSTOP)
-            try:
-                gen.run(100_000.0, 600.0, args.threads, limit=args.drain)
-            finally:
-                proc.send_signal(signal.SIGCONT)
-            ids = [i for i in gen.written if i not in before]
-            split.start()
-            drain_start = time.monotonic()
-            deadline = time.monotonic() + 600
-            while any(i not in listener.arrived for i in ids) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            took = time.monotonic() - drain_start
-            drained = (len(ids), sum(1 for i in ids if i in listener.arrived), took,
-                       split.stop())
+            # the same backlog, applied by the ceiling from memory, then drained by run-sync
+            # (resumed): nothing else running on the box but the services
+            ids = backlog(proc, gen, args.drain, args.threads)
+            wanted = set(ids)
+            stream = [c for c in gen.recorded if c.rid in wanted]
+            drains.append(run_ceiling(old.session, replace(new_side, prefix=f"brc{tag}"),
+                                      old_prefix, stream, lanes, split))
+            ceiling_rate = drains[-1].rate
+            drains.append(drain("run-sync", proc, ids, listener, split))
+        if args.fractions:
+            if not ceiling_rate:
+                raise SystemExit("--fractions needs --drain (the ceiling's rate)")
+            rates = [float(f) * ceiling_rate for f in args.fractions.split(",")]
+        else:
+            rates = [float(x) for x in args.rates.split(",")]
+        got, used = measure_rates(args, "run-sync", rates, gen, listener, split, proc.pid)
+        rows += got
+        cpu += [("run-sync", *u) for u in used]
         # every change republished is not yet every change applied and acknowledged (a
         # quarantined one is never republished): verify only once run-sync is idle
         idle_s = wait_idle(state, old_rabbit, queue)
@@ -477,45 +584,30 @@ def run(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
         new.close()
         old2.close()
     finally:
+        proc.send_signal(signal.SIGCONT)
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=120)
         listener.stop.set()
-        cd.drop_schema(old.session, old_prefix)
         dropper = connect(new_side)
         cd.drop_schema(dropper.session, new_prefix)
         dropper.close()
-        conn = connection(old_rabbit)
-        try:
-            ch = conn.channel()
-            ch.queue_delete(queue)
-            ch.queue_delete(queue + ".quarantine")
-        finally:
-            conn.release()
+        delete_queues(old_rabbit, queue, queue + ".quarantine")
+    try:
+        if args.original:
+            orig_rows, orig_cpu, orig_drain = run_original(
+                args, launcher, eps, services, gen, old_prefix, f"bog{tag}", tag, rates,
+                env, state)
+            rows += orig_rows
+            cpu += orig_cpu
+            drains += orig_drain
+    finally:
+        cd.drop_schema(old.session, old_prefix)
         old.close()
 
     if args.plot and rows:
-        plot_lag(rows, args.plot)
+        plot_lag(rows, ceiling_rate, args.plot)
         print(f"plot of lag against rate written to {args.plot}")
-    out = ["| target changes/s | achieved/s | changes | republished | lag p50 ms | lag p99 ms "
-           "| lag max ms | load avg (1 min) |", "|---|---|---|---|---|---|---|---|"]
-    for rate, achieved, n, got, p50, p99, mx, load in rows:
-        out.append(f"| {rate:.0f} | {achieved:.0f} | {n} | {got} | {p50 * 1000:.0f} | "
-                   f"{p99 * 1000:.0f} | {mx * 1000:.0f} | {load:.1f} |")
-    out += ["", "cores used while the generator ran (CPU s / wall s; the box has "
-            f"{os.cpu_count()} cores), and run-sync's CPU per change:", ""]
-    names = list(cpu[0][1]) if cpu else []
-    out += ["| target /s | " + " | ".join(names) + " | run-sync ms CPU per change | "
-            "drain after s |", "|---|" + "---|" * (len(names) + 2)]
-    for (rate, used), drain, row in zip(cpu, drains, rows, strict=True):
-        per_change = used["run-sync"] * args.seconds / max(1, row[2]) * 1000
-        out.append(f"| {rate:.0f} | " + " | ".join(f"{used[n]:.2f}" for n in names)
-                   + f" | {per_change:.2f} | {drain:.1f} |")
-    if drained is not None:
-        n, got, took, used = drained
-        out += ["", f"drain of a {n}-change backlog (written while run-sync was paused): "
-                f"{got} republished in {took:.1f} s = **{got / took:.0f} changes/s**, run-sync "
-                f"{used['run-sync'] * took / max(1, got) * 1000:.2f} ms CPU per change; cores "
-                "used: " + ", ".join(f"{k} {v:.2f}" for k, v in used.items())]
+    out = report_lines(args, drains, rows, cpu, ceiling_rate)
     out += ["", f"run-sync idle (queue empty, nothing in flight) {idle_s:.1f} s after the "
             "last change was republished; verify after the run: "
             f"{'**0 differences**' if ok else '**DIFFERENCES**'} ({report.totals()}) in "
@@ -529,6 +621,110 @@ def run(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
                f"types: {sorted(listener.types)}")
     print("\n".join(out))
     return (0 if ok else 1), out
+
+
+def delete_queues(rabbit: RabbitSide, *names: str) -> None:
+    conn = connection(rabbit)
+    try:
+        ch = conn.channel()
+        for name in names:
+            ch.queue_delete(name)
+    finally:
+        conn.release()
+
+
+def run_original(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
+                 services: list[str], gen: Generator, old_prefix: str, new_prefix: str,
+                 tag: str, rates: list[float], env: dict[str, str], state: Path
+                 ) -> tuple[list[RateRow], list[tuple[str, float, dict[str, float], float]],
+                            list[Drained]]:
+    """The original tool's approach (bench/replay_peers.py), measured the same way: its
+    drain of a backlog, then the rates it can keep up with (up to 1.5x its drain rate)."""
+    r = eps.rabbit
+    old_rabbit = RabbitSide("old", (r.host,), r.port, r.user, r.password, r.vhost_old)
+    exchange, queue = f"bench-original-{tag}", f"bench-original-{tag}"
+    listener = Listener(RabbitSide("new", (r.host,), r.port, r.user, r.password, r.vhost_new,
+                                   exchange=exchange))
+    listener.start()
+    listener.ready.wait(30)
+    new = connect(CassandraSide("new", (eps.cassandra_new.host,), eps.cassandra_new.port,
+                                prefix=new_prefix, version="5.0.0"))
+    cd.create_schema(new.session, new_prefix, tables=CONFIG_DB)
+    log_path = state / "original.log"
+    c_old, c_new = eps.cassandra_old, eps.cassandra_new
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.replay_peers", "original",
+         "--old", f"{c_old.host}:{c_old.port}", "--new", f"{c_new.host}:{c_new.port}",
+         "--old-ks", cd.ks_name(old_prefix, "config_db_uuid"),
+         "--new-ks", cd.ks_name(new_prefix, "config_db_uuid"),
+         "--rabbit", f"{r.host}:{r.port}", "--user", r.user, "--vhost-old", r.vhost_old,
+         "--vhost-new", r.vhost_new, "--queue", queue, "--exchange", exchange],
+        cwd=ROOT, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    drains: list[Drained] = []
+    try:
+        wait_for_line(proc, log_path, "original: consuming")
+        split = CpuSplit(launcher, services, proc.pid, label="original")
+        if args.original_drain:
+            ids = backlog(proc, gen, args.original_drain, args.threads)
+            drains.append(drain("original", proc, ids, listener, split))
+            limit = 1.5 * drains[-1].rate
+            rates = [x for x in rates if x <= limit]
+        rows, used = measure_rates(args, "original", rates, gen, listener, split, proc.pid)
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.kill()
+        proc.wait(timeout=60)
+        listener.stop.set()
+        delete_queues(old_rabbit, queue)
+        cd.drop_schema(new.session, new_prefix)
+        new.close()
+    return rows, [("original", *u) for u in used], drains
+
+
+def report_lines(args: argparse.Namespace, drains: list[Drained], rows: list[RateRow],
+                 cpu: list[tuple[str, float, dict[str, float], float]],
+                 ceiling_rate: float) -> list[str]:
+    out: list[str] = []
+
+    def of_ceiling(rate: float) -> str:
+        return f"{rate / ceiling_rate:.2f}x" if ceiling_rate else "-"
+
+    if drains:
+        services = [k for k in drains[0].cores if k.startswith(("cassandra", "rabbit"))]
+        out += ["The same kind of backlog, each peer alone (written while it was paused; the "
+                "ceiling applies run-sync's backlog from memory, in the bench's own process), "
+                "and the CPU per change of each process:", "",
+                "| who | changes | seconds | changes/s | vs ceiling | peer ms CPU/change | "
+                + " | ".join(f"{n} ms/change" for n in services) + " | box cores |",
+                "|---|---:|---:|---:|---:|---:|" + "---:|" * len(services) + "---:|"]
+        for d in drains:
+            per = {k: v * d.seconds / max(1, d.done) * 1000 for k, v in d.cores.items()}
+            peer = per["generator" if d.who == "replay ceiling" else d.who]
+            out.append(f"| {d.who} | {d.done:,} | {d.seconds:.1f} | **{d.rate:,.0f}** | "
+                       f"{of_ceiling(d.rate)} | {peer:.2f} | "
+                       + " | ".join(f"{per.get(n, 0.0):.2f}" for n in services)
+                       + f" | {d.cores.get('box', 0.0):.2f} |")
+        out.append("")
+    out += ["Lag from written on old to republished on new, the load generator at each rate "
+            f"for {args.seconds:.0f} s:", "",
+            "| who | target changes/s | target vs ceiling | achieved/s | achieved vs ceiling "
+            "| changes | republished | lag p50 ms | lag p99 ms | lag max ms | load avg (1 min) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for who, rate, achieved, n, got, p50, p99, mx, load in rows:
+        out.append(f"| {who} | {rate:.0f} | {of_ceiling(rate)} | {achieved:.0f} | "
+                   f"{of_ceiling(achieved)} | {n} | {got} | {p50 * 1000:.0f} | "
+                   f"{p99 * 1000:.0f} | {mx * 1000:.0f} | {load:.1f} |")
+    out += ["", "cores used while the generator ran (CPU s / wall s; the box has "
+            f"{os.cpu_count()} cores), and the peer's CPU per change:", ""]
+    names = [n for n in (cpu[0][2] if cpu else {}) if n not in ("run-sync", "original")]
+    out += ["| who | target /s | peer | " + " | ".join(names) + " | peer ms CPU per change | "
+            "republished all after s |", "|---|---|---|" + "---|" * (len(names) + 2)]
+    for (who, rate, used, after), row in zip(cpu, rows, strict=True):
+        per_change = used[who] * args.seconds / max(1, row[3]) * 1000
+        out.append(f"| {who} | {rate:.0f} | {used[who]:.2f} | "
+                   + " | ".join(f"{used[n]:.2f}" for n in names)
+                   + f" | {per_change:.2f} | {after:.1f} |")
+    return out
 
 
 def write_report(path: Path, machine: Machine, lines: list[str]) -> None:
