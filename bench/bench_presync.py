@@ -113,11 +113,11 @@ def run_issu(net: int, keyspaces: list[str] | None, profile: bool,
         lock = threading.Lock()
         plain = copy_mod.copy_slice
 
-        def profiled(ctx, lo, hi):  # type: ignore[no-untyped-def]
+        def profiled(ctx, lo, hi, **kw):  # type: ignore[no-untyped-def]
             prof = cProfile.Profile()
             prof.enable()
             try:
-                return plain(ctx, lo, hi)
+                return plain(ctx, lo, hi, **kw)
             finally:
                 prof.disable()
                 with lock:
@@ -268,6 +268,87 @@ def run_ceiling_processes(net: int, keyspaces: list[str] | None,
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(processes), ctx.Queue()
     procs = [ctx.Process(target=_ceiling_part,
+                         args=(net, keyspaces, processes, i, barrier, results))
+             for i in range(processes)]
+    for proc in procs:
+        proc.start()
+    parts = [results.get(timeout=3600) for _ in procs]
+    for proc in procs:
+        proc.join(60)
+    return {"seconds": max(p[1] for p in parts) - min(p[0] for p in parts),
+            "cells": sum(p[2] for p in parts), "ok": True}
+
+
+def _readwrite_part(net: int, keyspaces: list[str] | None, parts: int, part: int,
+                    barrier, results) -> None:  # type: ignore[no-untyped-def]
+    """One process of the read+write ceiling: its share of the token slices (issu's slice
+    count, every other one), each read from old page by page and written to new as it
+    comes (batches grouped as issu's writer groups them, 64 in flight per process), issu's
+    slices-in-flight at once; nothing read on new, nothing compared."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from backends.cassandra.connection import connect
+    from backends.cassandra.tables import SyncSettings, token_slices
+
+    o, n = _sides(net)
+    old, new = connect(o), connect(n)
+    settings = SyncSettings()
+    work = []
+    for ks, table in _tables(keyspaces):
+        src, insert = _copy_target(o, n, new, ks, table)
+        select = old.session.prepare(f"SELECT key, column1, value, WRITETIME(value) FROM {src} "
+                                     "WHERE token(key) > ? AND token(key) <= ?")
+        work += [(select, insert, lo, hi) for i, (_, lo, hi) in
+                 enumerate(token_slices(settings.slices_per_table)) if i % parts == part]
+    in_flight = threading.BoundedSemaphore(64)
+    errors: list[BaseException] = []
+
+    def failed(exc: BaseException) -> None:
+        errors.append(exc)
+        in_flight.release()
+
+    def send(insert, rows: list) -> int:  # type: ignore[no-untyped-def, type-arg]
+        batches: list[tuple[object, tuple[()]]] = []
+        count = _add_batches(batches, insert, rows)
+        for batch, _ in batches:
+            in_flight.acquire()
+            future = new.session.execute_async(batch)
+            future.add_callbacks(lambda _: in_flight.release(), failed)
+        return count
+
+    def copy_slice(item) -> int:  # type: ignore[no-untyped-def]
+        select, insert, lo, hi = item
+        bound = select.bind((lo, hi))
+        bound.fetch_size = settings.page_size
+        cells, page = 0, []
+        for row in old.session.execute(bound, timeout=600):
+            page.append(row)
+            if len(page) >= settings.page_size:
+                cells += send(insert, page)
+                page = []
+        return cells + send(insert, page)
+
+    barrier.wait()
+    started = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process of the box
+    with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
+        cells = sum(pool.map(copy_slice, work))
+    for _ in range(64):  # every write acknowledged
+        in_flight.acquire()
+    if errors:
+        raise errors[0]
+    results.put((started, time.monotonic(), cells))
+
+
+def run_readwrite_processes(net: int, keyspaces: list[str] | None,
+                            processes: int = 2) -> dict[str, object]:
+    """The read+write ceiling in `processes` processes: timed from the moment all are ready
+    until the last one's writes are acknowledged."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(processes), ctx.Queue()
+    procs = [ctx.Process(target=_readwrite_part,
                          args=(net, keyspaces, processes, i, barrier, results))
              for i in range(processes)]
     for proc in procs:

@@ -186,6 +186,7 @@ def test_presync_under_concurrent_changes_then_verify_is_clean(pair: Pair) -> No
                if "copy processes" in m]
     assert started and started[0].startswith("pre-sync: 2 copy processes"), started
     assert {t.status for t in first.tables} == {"ok"}
+    assert _table_report(first, "obj_uuid_table").new_was_empty
     second = presync(pair, keyspaces=None, slices=16)
     assert second.ok
     report = verify(pair, keyspaces=None)
@@ -212,7 +213,9 @@ def test_replace_not_merge_deletes_propagate(pair: Pair) -> None:
     pair.schema()
     ds = cd.generate(1, 4, 2)
     pair.write(ds)
-    assert presync(pair).ok
+    first = presync(pair)
+    # a first copy onto an empty new side does not read new; the second one must
+    assert first.ok and _table_report(first, "obj_uuid_table").new_was_empty
     uuid_old, uuid_new = pair.io("old", cd.UUID_TABLE), pair.io("new", cd.UUID_TABLE)
     fq_old, fq_new = pair.io("old", cd.FQ_TABLE), pair.io("new", cd.FQ_TABLE)
     vn = ds.uuids_of("virtual-network")[0]
@@ -227,7 +230,7 @@ def test_replace_not_merge_deletes_propagate(pair: Pair) -> None:
     fq_new.write("stray_type", {"a:b": "null"}, BASE_TS + 5)
 
     report = presync(pair)
-    assert report.ok
+    assert report.ok and not _table_report(report, "obj_uuid_table").new_was_empty
     assert _table_report(report, "obj_uuid_table").deleted >= 3
     new_vn = uuid_new.read_partition(vn)
     assert "prop:is_shared" not in new_vn and "prop:stale" not in new_vn
@@ -269,7 +272,9 @@ def test_read_failure_aborts_slice_and_deletes_nothing(separate: Pair,
     pair.schema()
     ds = cd.generate(1, 3, 1)
     pair.write(ds)
-    assert presync(pair).ok
+    first = presync(pair)
+    # a first copy onto an empty new side does not read new; the second one must
+    assert first.ok and _table_report(first, "obj_uuid_table").new_was_empty
     uuid_old, uuid_new = pair.io("old", cd.UUID_TABLE), pair.io("new", cd.UUID_TABLE)
     vn = ds.uuids_of("virtual-network")[0]
     uuid_old.delete(vn, ["prop:display_name"])

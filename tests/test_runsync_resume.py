@@ -81,11 +81,11 @@ def test_catch_up_resumes_only_the_failed_slice(world: World, tmp_path: Path,
     armed.set()
     original = copy_module.copy_slice
 
-    def copy_slice(ctx: TableContext, lo: int, hi: int):  # type: ignore[no-untyped-def]
+    def copy_slice(ctx: TableContext, lo: int, hi: int, **kw):  # type: ignore[no-untyped-def]
         calls.append((ctx.spec.name, lo, hi))
         if armed.is_set() and ctx.spec.name == "obj_uuid_table" and (lo, hi) == failing_range:
             raise ConnectionError("injected: the slice's read failed")
-        return original(ctx, lo, hi)
+        return original(ctx, lo, hi, **kw)
 
     monkeypatch.setattr(copy_module, "copy_slice", copy_slice)
 

@@ -62,6 +62,7 @@ class TableReport:
     errors: list[str] = field(default_factory=list)
     note: str = ""
     write_requests: int = 0
+    new_was_empty: bool = False  # new held none of it at the start: new's slices not read
 
     def add(self, counts: Counts) -> None:
         self.partitions += counts.partitions
@@ -104,13 +105,14 @@ class CopyReport:
 
 
 def _slices_in_threads(ctx: TableContext, todo: list[tuple[str, int, int]], threads: int,
-                       stop: threading.Event | None) -> Iterator[tuple[str, int, int, Any]]:
+                       stop: threading.Event | None, new_empty: bool
+                       ) -> Iterator[tuple[str, int, int, Any]]:
     """(slice id, lo, hi, Counts or the failure's reason) as this process's threads finish
     the slices."""
     def run_slice(item: tuple[str, int, int]) -> Counts:
         if stop is not None and stop.is_set():
             raise SyncError("stopped")
-        return copy_slice(ctx, item[1], item[2])
+        return copy_slice(ctx, item[1], item[2], new_empty=new_empty)
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="issu-slice") as pool:
         futures = {pool.submit(run_slice, s): s for s in todo}
@@ -226,8 +228,13 @@ class CopyEngine:
                 rep.errors.append(str(exc))
                 return rep
 
-        outcomes = (self._processes.copy(table_id, todo, stop) if self._processes is not None
-                    else _slices_in_threads(ctx, todo, self.settings.concurrency, stop))
+        # probed before old is read: what run-sync writes on new from now on, this copy
+        # would never delete anyway
+        rep.new_was_empty = ctx.new_is_empty()
+        outcomes = (self._processes.copy(table_id, todo, stop, new_empty=rep.new_was_empty)
+                    if self._processes is not None else
+                    _slices_in_threads(ctx, todo, self.settings.concurrency, stop,
+                                       rep.new_was_empty))
         for slice_id, lo, hi, outcome in outcomes:
             if not isinstance(outcome, str):
                 try:

@@ -7,6 +7,8 @@ other interpreters): neither imports the other.
 
 Per token slice:
   1. read what the new side holds there ((key, column) -> writetime; spills to disk if big);
+     skipped when the table was empty on new when its copy started (`new_empty`: a first
+     pre-sync), as there is then nothing on new this copy could have to delete;
   2. stream the old slice page by page, translate, write with the source WRITETIME, and
      strike each written (key, column) off the map from step 1;
   3. only when step 2 read the old slice to its end without error: delete what is left in
@@ -69,8 +71,10 @@ def replace_rows(ctx: TableContext, rows: Iterable[RawRow], existing: SpillMap,
                  writer: CellWriter, *, finish: bool = True) -> Counts:
     """Write the translated `rows` and strike them off `existing`. Rejected cells go to the
     quarantine and are struck off too: a cell is never deleted on new because old's copy
-    could not be translated."""
+    could not be translated. An empty `existing` (nothing on new to delete) is not
+    tracked."""
     counts = Counts()
+    track = len(existing) > 0 or existing.spilled
     seen: list[tuple[str, str]] = []
     last_key: str | None = None
     for old_key, new_key, item in translate_rows(ctx.translator, rows, finish=finish):
@@ -82,15 +86,18 @@ def replace_rows(ctx: TableContext, rows: Iterable[RawRow], existing: SpillMap,
             counts.cells += 1
             if item.writetime > counts.newest_writetime:
                 counts.newest_writetime = item.writetime
-            seen.append((new_key, item.column))
+            if track:
+                seen.append((new_key, item.column))
         else:
             quarantine_cell(ctx, old_key, item)
             counts.quarantined += 1
-            seen.append((new_key, item.new_column))
+            if track:
+                seen.append((new_key, item.new_column))
         if len(seen) >= _CHUNK:
             existing.take_many(seen)
             seen = []
-    existing.take_many(seen)
+    if seen:
+        existing.take_many(seen)
     return counts
 
 
@@ -119,9 +126,14 @@ def guarded(writer: CellWriter, work: Callable[[], Counts]) -> Counts:
     return counts
 
 
-def copy_slice(ctx: TableContext, lo: int, hi: int) -> Counts:
+def copy_slice(ctx: TableContext, lo: int, hi: int, *, new_empty: bool = False) -> Counts:
+    """`new_empty`: the table was empty on new when its copy started (before old was read):
+    new's slice is not read. A cell written on new since (by run-sync) is one this copy
+    would not delete anyway (only cells read in step 1 are deleted)."""
     with ctx.spill_map() as existing:
-        if ctx.translator.renames_keys:
+        if new_empty:
+            pass
+        elif ctx.translator.renames_keys:
             for old_key in list(ctx.old_keys(lo, hi)):
                 new_key = ctx.translator.key(old_key)
                 fill(existing, ctx.read_new_meta(ctx.new_partition_meta,

@@ -74,9 +74,10 @@ def worker_main(spec: CopyWorkerSpec, settings: SyncSettings, run_id: str, pipe:
                 contexts[qualified] = ctx
             return ctx
 
-    def run(qualified: str, slice_id: str, lo: int, hi: int) -> None:
+    def run(qualified: str, slice_id: str, lo: int, hi: int, new_empty: bool) -> None:
         try:
-            reply: tuple[Any, ...] = ("done", slice_id, copy_slice(context(qualified), lo, hi))
+            reply: tuple[Any, ...] = ("done", slice_id, copy_slice(context(qualified), lo, hi,
+                                                                   new_empty=new_empty))
         except Exception as exc:  # reported: the parent marks the slice failed, resumable
             reply = ("failed", slice_id, f"{type(exc).__name__}: {exc}")
         with send_lock, contextlib.suppress(OSError, ValueError):
@@ -93,8 +94,8 @@ def worker_main(spec: CopyWorkerSpec, settings: SyncSettings, run_id: str, pipe:
                 os._exit(1)
             if item[0] == "stop":
                 break
-            _, qualified, slice_id, lo, hi = item
-            pool.submit(run, qualified, slice_id, lo, hi)
+            _, qualified, slice_id, lo, hi, new_empty = item
+            pool.submit(run, qualified, slice_id, lo, hi, new_empty)
     finally:
         pool.shutdown(wait=True)
         old.close()
@@ -132,9 +133,10 @@ class SliceProcesses:
                 return
 
     def copy(self, qualified: str, slices: list[tuple[str, int, int]],
-             stop: threading.Event | None = None) -> Iterator[SliceOutcome]:
+             stop: threading.Event | None = None, *, new_empty: bool = False
+             ) -> Iterator[SliceOutcome]:
         """(slice id, lo, hi, Counts, or the failure's reason) as slices finish; slices not
-        started when `stop` is set are not reported."""
+        started when `stop` is set are not reported. `new_empty`: see copy_slice."""
         todo = list(slices)
         bounds = {s[0]: s for s in slices}
         held: list[set[str]] = [set() for _ in self._pipes]
@@ -147,7 +149,7 @@ class SliceProcesses:
                         not (stop is not None and stop.is_set()):
                     slice_id, lo, hi = todo.pop(0)
                     try:
-                        pipe.send(("slice", qualified, slice_id, lo, hi))
+                        pipe.send(("slice", qualified, slice_id, lo, hi, new_empty))
                         held[index].add(slice_id)
                     except (OSError, ValueError):
                         todo.insert(0, (slice_id, lo, hi))

@@ -9,7 +9,8 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from cassandra.cluster import Session
+from cassandra import ReadFailure, ReadTimeout
+from cassandra.cluster import OperationTimedOut, Session
 from cassandra.query import PreparedStatement
 
 from backends.cassandra.batching import BatchBounds
@@ -273,6 +274,18 @@ class TableContext:
         stmt = f"SELECT key FROM {_q(self.old_keyspace)}.{_q(self.spec.name)} LIMIT {limit}"
         rows = self.old.session.execute(stmt)
         return 1 if sum(1 for _ in rows) < limit else self.settings.slices_per_table
+
+    def new_is_empty(self) -> bool:
+        """Whether new holds no row of this table (one probe read). False when it cannot
+        tell (the probe failed, e.g. on a table full of tombstones): then it is read."""
+        if self.new_layout is None:
+            return False
+        try:
+            rows = self.new.session.execute(
+                f"SELECT key FROM {_q(self.new_keyspace)}.{_q(self.spec.name)} LIMIT 1")
+        except (ReadFailure, ReadTimeout, OperationTimedOut):
+            return False
+        return rows.one() is None
 
     def new_keys(self) -> Iterator[str]:
         assert self.new_layout is not None
