@@ -19,7 +19,13 @@ tree polled with psutil), into an emptied new side:
             groups them, 64 in flight) from memory: reading is not timed, nothing else
             is done;
 - ceiling2: the same in 2 processes, each with half of the partitions (issu copies in 2
-            processes by default); "vs ceiling" compares with the better of the two.
+            processes by default); "vs write ceiling" compares with the better of the two;
+- readwrite2: the read+write ceiling: 2 processes, each reading old by token slices (issu's
+            slice count, every other one; issu's slices in flight) and writing new as it
+            reads (batches as issu's, 64 in flight), timed from when both are ready to the
+            last acknowledgement; nothing is read on new or compared;
+- issu-again: issu once more onto the full new side it just wrote (new read and compared:
+            the cost of replace semantics when new is not known empty).
 Then the wide case: one obj_fq_name_table partition of `--wide` columns copied by issu (and
 copied again onto the full new side, where the new side's cells spill to disk), RSS measured.
 Results (markdown) go to docs/benchmarks.md between the pre-sync markers, with a profile.
@@ -530,8 +536,10 @@ def main(argv: list[str] | None = None) -> int:
             "naive": lambda: run_naive(args.net, keyspaces, args.naive_budget),
             "ceiling": lambda: run_ceiling(args.net, keyspaces),
             "ceiling2": lambda: run_ceiling_processes(args.net, keyspaces, 2),
+            "readwrite2": lambda: run_readwrite_processes(args.net, keyspaces, 2),
             "cqlsh": lambda: run_cqlsh(args.net, keyspaces),
         }
+        runners["issu-again"] = runners["issu"]
         result = runners[args.child]()
         result["self_peak_rss_mb"] = round(_peak_rss_mb(), 1)
         print(json.dumps(result))
@@ -561,10 +569,11 @@ def _measure(args: argparse.Namespace, argv: list[str] | None, machine: Machine)
               flush=True)
     # the normal data: every table except the wide partition, which lives in its own type
     results: dict[str, dict[str, object]] = {}
-    for method in ("issu", "ceiling", "ceiling2", "cqlsh", "naive"):
-        if method in skip:
+    for method in ("issu", "issu-again", "ceiling", "ceiling2", "readwrite2", "cqlsh", "naive"):
+        if method in skip or (method == "issu-again" and "issu" in skip):
             continue
-        _reset_new(args.net, keep_schema=True)
+        if method != "issu-again":  # that one copies onto what issu just copied
+            _reset_new(args.net, keep_schema=True)
         results[method] = _child(method, args)
         r = results[method]
         print(f"{method}: {r['cells']} cells in {r['seconds']:.1f}s "
@@ -600,10 +609,16 @@ def _write_report(args: argparse.Namespace, command: str,
     ceilings = [float(r["cells"]) / float(r["seconds"]) for m, r in results.items()
                 if m.startswith("ceiling")]
     ceil_rate = max(ceilings) if ceilings else None
-    lines += ["| method | cells | seconds | cells/s | vs ceiling | peak RSS (MB) | CPU s: client "
-              "/ old JVM / new JVM | load (1 min) before -> after |",
-              "|---|---:|---:|---:|---:|---:|---|---|"]
-    labels = {"issu": "issu pre-sync (this engine)",
+    rw = results.get("readwrite2")
+    rw_rate = float(rw["cells"]) / float(rw["seconds"]) if rw else None
+    lines += ["| method | cells | seconds | cells/s | vs write ceiling | vs read+write ceiling "
+              "| peak RSS (MB) | CPU s: client / old JVM / new JVM | load (1 min) before -> "
+              "after |", "|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    labels = {"issu": "issu pre-sync (this engine; new empty: new not read)",
+              "issu-again": "issu pre-sync again onto the full new side (new read and "
+                            "compared, everything rewritten)",
+              "readwrite2": "read+write ceiling in 2 processes (read old by token slices, "
+                            "write new as it comes; nothing read on new)",
               "ceiling": "ceiling: raw concurrent batched writes from memory (timed: writes "
                          "only)",
               "ceiling2": "ceiling in 2 processes (each half of the partitions; timed: writes "
@@ -612,10 +627,12 @@ def _write_report(args: argparse.Namespace, command: str,
     for method, r in results.items():
         rate = float(r["cells"]) / float(r["seconds"])
         ratio = f"{rate / ceil_rate:.2f}x" if ceil_rate else "-"
+        rw_ratio = f"{rate / rw_rate:.2f}x" if rw_rate else "-"
         note = "" if r.get("complete", True) else " (stopped at the time budget)"
         lines.append(f"| {labels[method]}{note} | {r['cells']:,} | {float(r['seconds']):.1f} | "
-                     f"{_fmt(rate)} | {ratio} | {r['peak_rss_mb']} | {r.get('cpu_client')} / "
-                     f"{r.get('cpu_old')} / {r.get('cpu_new')} | {r.get('load')} |")
+                     f"{_fmt(rate)} | {ratio} | {rw_ratio} | {r['peak_rss_mb']} | "
+                     f"{r.get('cpu_client')} / {r.get('cpu_old')} / {r.get('cpu_new')} | "
+                     f"{r.get('load')} |")
     if "issu" in results and "cqlsh" in results:
         a = float(results["issu"]["cells"]) / float(results["issu"]["seconds"])
         b = float(results["cqlsh"]["cells"]) / float(results["cqlsh"]["seconds"])
