@@ -47,6 +47,7 @@ from backends.cassandra.verify import Verifier
 from backends.rabbit import RabbitSide, connection, object_update_exchange, queue_depth
 from bench.machine import Machine, bench_services
 from bench.replay_peers import Recorded, Statements, replay_ceiling
+from bench.spy import Recording, summary
 from demo.services import Endpoints, Launcher
 from demo.services.procs import read_pidfile
 from tests import contrail_data as cd
@@ -303,10 +304,10 @@ def main() -> int:
                              "measured the same way")
     parser.add_argument("--original-drain", type=int, default=2000, metavar="N",
                         help="its backlog (default 2000)")
-    parser.add_argument("--profile", metavar="FILE",
-                        help="py-spy record of run-sync (all threads, collapsed stacks) in "
-                             "the step of --profile-rate, into this file")
-    parser.add_argument("--profile-rate", type=float, default=500.0)
+    parser.add_argument("--profile", metavar="FILE", type=Path,
+                        help="py-spy record of run-sync's drain (its processes, on-CPU "
+                             "samples, collapsed stacks) into this file, summarised in the "
+                             "report")
     parser.add_argument("--hog", type=int, default=0, metavar="N",
                         help="N busy-looping processes beside the run (CPU contention)")
     parser.add_argument("--plot", type=Path, metavar="PNG",
@@ -417,25 +418,16 @@ def wait_republished(listener: Listener, ids: list[str], timeout: float) -> floa
 
 
 def measure_rates(args: argparse.Namespace, who: str, rates: list[float], gen: Generator,
-                  listener: Listener, split: CpuSplit, pid: int
+                  listener: Listener, split: CpuSplit
                   ) -> tuple[list[RateRow], list[tuple[float, dict[str, float], float]]]:
     """Each rate for args.seconds; lag of each change from written on old to republished."""
     rows: list[RateRow] = []
     cpu = []
     for rate in rates:
         before = set(gen.written)
-        spy = None
-        if args.profile and rate == args.profile_rate and who == "run-sync":
-            spy = subprocess.Popen(
-                [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid),
-                 "-o", args.profile, "-f", "raw", "--gil", "-d", str(int(args.seconds)),
-                 "-r", "50", "--nonblocking", "--subprocesses"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         split.start()
         achieved = gen.run(rate, args.seconds, args.threads)
         used = split.stop()
-        if spy is not None:
-            spy.wait(timeout=120)
         ids = [i for i in gen.written if i not in before]
         after = wait_republished(listener, ids, 300)
         cpu.append((rate, used, after))
@@ -461,12 +453,16 @@ def backlog(proc: subprocess.Popen[bytes], gen: Generator, n: int, threads: int)
 
 
 def drain(who: str, proc: subprocess.Popen[bytes], ids: list[str], listener: Listener,
-          split: CpuSplit) -> Drained:
-    """Resume `proc` and time its drain of the backlog `ids`, nothing else running."""
+          split: CpuSplit, profile: Path | None = None) -> Drained:
+    """Resume `proc` and time its drain of the backlog `ids`, nothing else running
+    (`profile`: py-spy records it meanwhile, into that file)."""
+    spy = Recording(proc.pid, profile) if profile else None
     split.start()
     proc.send_signal(signal.SIGCONT)
     took = wait_republished(listener, ids, 1200)
     used = split.stop()
+    if spy is not None:
+        spy.stop()
     done = sum(1 for i in ids if i in listener.arrived)
     print(f"{who}: drained {done} of {len(ids)} in {took:.1f} s = {done / took:.0f}/s",
           flush=True)
@@ -554,14 +550,14 @@ def run(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
             drains.append(run_ceiling(old.session, replace(new_side, prefix=f"brc{tag}"),
                                       old_prefix, stream, lanes, split))
             ceiling_rate = drains[-1].rate
-            drains.append(drain("run-sync", proc, ids, listener, split))
+            drains.append(drain("run-sync", proc, ids, listener, split, args.profile))
         if args.fractions:
             if not ceiling_rate:
                 raise SystemExit("--fractions needs --drain (the ceiling's rate)")
             rates = [float(f) * ceiling_rate for f in args.fractions.split(",")]
         else:
             rates = [float(x) for x in args.rates.split(",")]
-        got, used = measure_rates(args, "run-sync", rates, gen, listener, split, proc.pid)
+        got, used = measure_rates(args, "run-sync", rates, gen, listener, split)
         rows += got
         cpu += [("run-sync", *u) for u in used]
         # every change republished is not yet every change applied and acknowledged (a
@@ -608,6 +604,9 @@ def run(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
         plot_lag(rows, ceiling_rate, args.plot)
         print(f"plot of lag against rate written to {args.plot}")
     out = report_lines(args, drains, rows, cpu, ceiling_rate)
+    if args.profile and args.profile.exists():
+        out += ["", "Where run-sync's CPU goes while it drains the backlog (py-spy, its main "
+                "and apply processes, on-CPU samples):", "", *summary(args.profile)]
     out += ["", f"run-sync idle (queue empty, nothing in flight) {idle_s:.1f} s after the "
             "last change was republished; verify after the run: "
             f"{'**0 differences**' if ok else '**DIFFERENCES**'} ({report.totals()}) in "
@@ -669,7 +668,7 @@ def run_original(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
             drains.append(drain("original", proc, ids, listener, split))
             limit = 1.5 * drains[-1].rate
             rates = [x for x in rates if x <= limit]
-        rows, used = measure_rates(args, "original", rates, gen, listener, split, proc.pid)
+        rows, used = measure_rates(args, "original", rates, gen, listener, split)
     finally:
         proc.send_signal(signal.SIGCONT)
         proc.kill()
