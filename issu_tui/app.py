@@ -34,6 +34,7 @@ from issu_tui.console_api import (
     EmbeddedExecutor,
     NextStep,
 )
+from issu_tui.rehearsal_view import RehearsalView
 from screens.commands import ConsoleCommands
 from screens.console import SCREEN_CLASSES, SCREENS, ConsoleScreen
 from screens.dialogs import (
@@ -48,6 +49,7 @@ from screens.dialogs import (
     TypedResult,
 )
 from screens.format import WIDE_COLUMNS
+from screens.rehearsal import RehearsalScreen
 from screens.state import ConsoleState
 from screens.widgets.computes import ComputeGrid
 
@@ -543,3 +545,18 @@ class IssuApp(App[int]):
                 f"; {len(work_left)} item(s) in flight go to a headless `issu daemon`"
                 if work_left else ""))
         self.exit(129, return_code=129)
+
+
+class RehearsalApp(App[int]):
+    """`issu tui --rehearsal REPORT.json`: a rehearsal shown like an upgrade, read-only (no
+    journal, no executor, no cluster)."""
+
+    TITLE = "issu rehearsal"
+    ENABLE_COMMAND_PALETTE = False
+
+    def __init__(self, view: RehearsalView) -> None:
+        super().__init__()
+        self.view = view
+
+    def on_mount(self) -> None:
+        self.push_screen(RehearsalScreen(self.view))

@@ -129,6 +129,23 @@ def run_console(config_path: Path, *, read_only: bool = False, attach: bool = Fa
     return int(code or 0)
 
 
+def run_rehearsal(report: Path) -> int:
+    """Show a rehearsal's report read-only; exit 2 when the file is not one."""
+    from issu_tui.rehearsal_view import RehearsalFileError, load_rehearsal
+
+    try:
+        view = load_rehearsal(report)
+    except RehearsalFileError as exc:
+        click.echo(f"issu tui: {exc}", err=True)
+        return EXIT_CONFIG
+    if "TEXTUAL_DRIVER" not in os.environ and not sys.stdout.isatty():
+        raise click.UsageError("the console needs a terminal")
+    from issu_tui.app import RehearsalApp
+
+    RehearsalApp(view).run()
+    return 0
+
+
 def _serve_web(config_path: Path, host: str, port: int, read_only: bool,
                attach: bool) -> None:
     from textual_serve.server import Server
@@ -170,13 +187,22 @@ def _serve_web(config_path: Path, host: str, port: int, read_only: bool,
 @click.option("--attach", is_flag=True,
               help="queue actions for the executor running elsewhere (`issu daemon`) "
                    "instead of becoming the executor")
+@click.option("--rehearsal", "rehearsal", type=click.Path(path_type=Path, dir_okay=False),
+              metavar="REPORT.json",
+              help="show a rehearsal's report (`issu rehearse --report BASE` wrote BASE.json) "
+                   "like an upgrade, read-only; needs no configuration")
 def tui(config_path: Path, read_only: bool, web: bool, host: str, port: int,
-        attach: bool) -> None:
+        attach: bool, rehearsal: Path | None) -> None:
     """The operator console: phase, sync, analytics of both clusters, computes, events.
 
     Leaving it never stops an upgrade: when it runs the executor it refuses to quit while
     work is in flight and says how to hand over to `issu daemon`.
     """
+    if rehearsal is not None:
+        if web or attach:
+            raise click.UsageError("--rehearsal shows a report in this terminal: not with "
+                                   "--web or --attach")
+        sys.exit(run_rehearsal(rehearsal))
     if web:
         _serve_web(config_path, host, port, read_only, attach)
         return
