@@ -289,9 +289,10 @@ class AnalyticsClient:
     """The analytics-api (:8081): vrouter UVEs tell which control nodes an agent talks to."""
 
     def __init__(self, url: str, *, timeout_s: float = 10.0,
-                 answer_deadline_s: float = ANSWER_DEADLINE_S) -> None:
+                 answer_deadline_s: float = ANSWER_DEADLINE_S,
+                 transport: httpx.BaseTransport | None = None) -> None:
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout_s)
+        self._http = httpx.Client(base_url=self.url, timeout=timeout_s, transport=transport)
         self._answer_deadline_s = answer_deadline_s
 
     def _get(self, path: str, **kwargs: Any) -> httpx.Response:

@@ -1,8 +1,14 @@
 """A tiny real HTTP server on 127.0.0.1 that answers what a test tells it to: any status,
-any body, whole, trickled byte by byte, or without end (until the client hangs up)."""
+any body, whole, trickled byte by byte, or without end (until the client hangs up).
+
+`serving()` starts one for a test; `shared()` is one server for the whole process, whose
+answers each example replaces (starting and stopping a server per example would cost more
+than the example: the deep fuzz run makes ten thousand). A trickled or endless answer ends
+when its client hangs up, so one example's slow answer never outlives it for long."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import threading
 import time
@@ -23,6 +29,9 @@ class Answer:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    # headers and body go out in separate writes: without this, Nagle's algorithm and the
+    # client's delayed ACK hold every answer back ~40 ms
+    disable_nagle_algorithm = True
 
     def log_message(self, *args: object) -> None:  # quiet
         pass
@@ -60,7 +69,7 @@ class _Handler(BaseHTTPRequestHandler):
             while not self.server.stopping.is_set():
                 self.wfile.write(b" ")
                 self.wfile.flush()
-                time.sleep(0.05)
+                time.sleep(self.server.trickle_s)
         else:  # endless: as fast as a busy server, never finished
             chunk = b"[" * 65536
             while not self.server.stopping.is_set():
@@ -75,6 +84,7 @@ class _Server(ThreadingHTTPServer):
     answers: dict[str, Answer]
     default: Answer
     stopping: threading.Event
+    trickle_s: float = 0.05  # between the bytes of a slow answer
 
 
 @contextmanager
@@ -91,6 +101,22 @@ def serving() -> Iterator[_Server]:
         server.stopping.set()
         server.shutdown()
         server.server_close()
+
+
+_SHARED: list[_Server] = []
+
+
+def shared(trickle_s: float = 0.05) -> _Server:
+    """The process's shared server (started on first use, stopped at exit); the caller sets
+    `.answers` for each example."""
+    if not _SHARED:
+        context = serving()
+        server = context.__enter__()
+        atexit.register(context.__exit__, None, None, None)
+        _SHARED.append(server)
+    server = _SHARED[0]
+    server.trickle_s = trickle_s
+    return server
 
 
 def url(server: _Server) -> str:
