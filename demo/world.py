@@ -26,6 +26,7 @@ import httpx
 from demo import snapshot as demo_snapshot
 from demo.compute.fleet import Fleet, child_env
 from demo.compute.layout import WorldSettings
+from demo.controller import hostctl
 from demo.controller.process import write_spec
 from demo.services.base import ServiceError
 from demo.services.endpoints import Endpoints, write_private
@@ -144,6 +145,9 @@ class World:
             self._start_controller(cluster, endpoints, count)
         for cluster in ("v1", "v2"):
             self._wait_controller(cluster, endpoints, count)
+        # v1's own writers (schema-transformer, svc-monitor, device-manager) run as on a live
+        # cluster; v2's only when started (finalize, or by hand through the demo profile)
+        self._start_writers("v1")
         timings["controllers"] = time.monotonic() - step
 
         step = time.monotonic()
@@ -243,6 +247,30 @@ class World:
         group, _ = spawn_group([Command(argv, child_env(), REPO_ROOT)],
                                directory / "controller.log")
         pidfile.write_text(group.to_json() + "\n")
+
+    def _start_writers(self, cluster: str) -> None:
+        directory = self.controller_dir(cluster)
+        for service in hostctl.WRITERS:
+            if not hostctl.disabled_marker(directory, service).exists():
+                hostctl.start(directory, service)
+
+    def _writers_state(self, cluster: str) -> PieceStatus:
+        directory = self.controller_dir(cluster)
+        up = [s for s in hostctl.WRITERS if hostctl.running(directory, s)]
+        name, listing = f"writers-{cluster}", ", ".join(up)
+        if not up and not hostctl.running(directory, hostctl.CONTROLLER):
+            return PieceStatus(name, "stopped", "")
+        if cluster == "v2":  # started by finalize; running before it is what issu refuses
+            return PieceStatus(name, "running", listing) if up else PieceStatus(
+                name, "off", "stopped until finalize")
+        if len(up) == len(hostctl.WRITERS):
+            return PieceStatus(name, "ready", listing)
+        return PieceStatus(name, "broken" if up else "stopped",
+                           f"running: {listing or 'none'}")
+
+    def writer_pidfiles(self) -> list[Path]:
+        return [hostctl.pidfile(self.controller_dir(c), s)
+                for c in ("v1", "v2") for s in hostctl.WRITERS]
 
     def _controller_ready(self, cluster: str) -> str:
         """'' when api-server and analytics answer, else why not."""
@@ -462,6 +490,12 @@ class World:
         if self.fleet.stop():
             stopped.append("computes")
         for cluster in ("v1", "v2"):
+            for service in hostctl.WRITERS:
+                group = read_pidfile(hostctl.pidfile(self.controller_dir(cluster), service))
+                if group is not None and group.any_alive():
+                    terminate_group(group, 20.0)
+                    stopped.append(f"{service}-{cluster}")
+        for cluster in ("v1", "v2"):
             group = read_pidfile(self.controller_dir(cluster) / "pid")
             if group is not None and group.any_alive():
                 terminate_group(group, 20.0)
@@ -489,6 +523,7 @@ class World:
                 why = self._controller_ready(cluster) if probe else ""
                 pieces.append(PieceStatus(name, "running" if why else "ready",
                                           f"{where} {why}".strip()))
+        pieces += [self._writers_state(c) for c in ("v1", "v2")]
         fleet = self.fleet.status()
         if fleet.state == "ready":
             hosts = fleet.hosts.values()
@@ -523,6 +558,7 @@ class World:
         pids: set[int] = set()
         files = [self.dir / "workload" / "pid", self.dir / "seed" / "pid", self.fleet.pidfile,
                  *(self.controller_dir(c) / "pid" for c in ("v1", "v2")),
+                 *self.writer_pidfiles(),
                  *self.run_dir.glob("*/pid")]
         for path in files:
             group = read_pidfile(path)

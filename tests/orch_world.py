@@ -33,7 +33,7 @@ ISSU = [str(Path(sys.executable).parent / "issu")]
 
 def _stop_pieces(world: World) -> None:
     """Stop what the world runs on top of the services (the services stay up)."""
-    for pidfile in (world.dir / "workload" / "pid",
+    for pidfile in (world.dir / "workload" / "pid", *world.writer_pidfiles(),
                     *(world.controller_dir(c) / "pid" for c in ("v1", "v2"))):
         group = read_pidfile(pidfile)
         if group is not None and group.any_alive():

@@ -1,11 +1,12 @@
 """`python -m demo.controller.hostctl --dir DIR VERB [ARG] SERVICE`: the demo controller host's
 service control, what the `demo` controller profile runs over SSH.
 
-DIR is one simulated controller's directory (spec.json, pid, controller.log). Today the demo
-runs a controller as one process (api-server, control, analytics together), so its only
-service is `controller`. Verbs: status (prints running / stopped, and `disabled`), stop,
-start, disable / enable (a disabled controller is not started again by `issu demo up`: the
-demo's reboot), signal NAME.
+DIR is one simulated controller's directory (spec.json, pid files, logs). Its services, each a
+process group of its own: `controller` (api-server, control and analytics in one process;
+pid file `pid`, log `controller.log`) and the writers `schema-transformer`, `svc-monitor`,
+`device-manager` (demo/controller/writers.py; `<service>.pid`, `<service>.log`).
+Verbs: status (prints running / stopped, and `disabled`), stop, start, disable / enable (a
+disabled service is not started again by `issu demo up`: the demo's reboot), signal NAME.
 """
 
 from __future__ import annotations
@@ -18,15 +19,54 @@ from pathlib import Path
 
 from demo.compute.fleet import child_env
 from demo.services.plan import REPO_ROOT
-from demo.services.procs import Command, read_pidfile, spawn_group, terminate_group
+from demo.services.procs import Command, Group, read_pidfile, spawn_group, terminate_group
 
-SERVICES = ("controller",)
-DISABLED = "disabled"
+CONTROLLER = "controller"
+# demo/controller/writers.py (not imported here: status over SSH stays quick)
+WRITERS = ("schema-transformer", "svc-monitor", "device-manager")
+SERVICES = (CONTROLLER, *WRITERS)
 
 
-def _running(directory: Path) -> bool:
-    group = read_pidfile(directory / "pid")
+def pidfile(directory: Path, service: str) -> Path:
+    return directory / ("pid" if service == CONTROLLER else f"{service}.pid")
+
+
+def disabled_marker(directory: Path, service: str) -> Path:
+    return directory / ("disabled" if service == CONTROLLER else f"{service}.disabled")
+
+
+def running(directory: Path, service: str) -> bool:
+    group = read_pidfile(pidfile(directory, service))
     return group is not None and group.all_alive()
+
+
+def command(directory: Path, service: str) -> Command:
+    spec = str(directory / "spec.json")
+    if service == CONTROLLER:
+        argv: tuple[str, ...] = (sys.executable, "-m", "demo.controller", "--spec", spec)
+    else:
+        argv = (sys.executable, "-m", "demo.controller.writers", "--spec", spec,
+                "--service", service)
+    return Command(argv, child_env(), REPO_ROOT)
+
+
+def start(directory: Path, service: str) -> Group | None:
+    """Start `service` unless it runs; the group started (None when it was running)."""
+    if running(directory, service):
+        return None
+    stale = read_pidfile(pidfile(directory, service))
+    if stale is not None:
+        terminate_group(stale, 10.0)
+    log = directory / ("controller.log" if service == CONTROLLER else f"{service}.log")
+    group, _ = spawn_group([command(directory, service)], log)
+    pidfile(directory, service).write_text(group.to_json() + "\n")
+    return group
+
+
+def stop(directory: Path, service: str, timeout_s: float = 20.0) -> bool:
+    """Stop `service`; False when it outlived SIGTERM and SIGKILL."""
+    group = read_pidfile(pidfile(directory, service))
+    return group is None or terminate_group(group, timeout_s)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,21 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     if not (directory / "spec.json").is_file():
         print(f"{directory}: no controller here (no spec.json)", file=sys.stderr)
         return 1
-    marker = directory / DISABLED
+    marker = disabled_marker(directory, service)
     if args.verb == "status":
-        state = "running" if _running(directory) else "stopped"
+        state = "running" if running(directory, service) else "stopped"
         print(f"{state}{' disabled' if marker.exists() else ''}")
     elif args.verb == "stop":
-        group = read_pidfile(directory / "pid")
-        if group is not None and not terminate_group(group, 20.0):
+        if not stop(directory, service):
             print(f"{service}: still running after SIGTERM and SIGKILL", file=sys.stderr)
             return 1
     elif args.verb == "start":
-        if not _running(directory):
-            command = Command((sys.executable, "-m", "demo.controller", "--spec",
-                               str(directory / "spec.json")), child_env(), REPO_ROOT)
-            group, _ = spawn_group([command], directory / "controller.log")
-            (directory / "pid").write_text(group.to_json() + "\n")
+        start(directory, service)
     elif args.verb == "disable":
         marker.write_text("disabled by the demo profile\n")
     elif args.verb == "enable":
@@ -73,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         except KeyError:
             print(f"{extra[0]}: unknown signal", file=sys.stderr)
             return 2
-        group = read_pidfile(directory / "pid")
+        group = read_pidfile(pidfile(directory, service))
         if group is None or not group.all_alive():
             print(f"{service}: not running", file=sys.stderr)
             return 1

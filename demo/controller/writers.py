@@ -1,0 +1,270 @@
+"""`python -m demo.controller.writers --spec SPEC --service NAME`: one of a controller's own
+writers, simulated. Contrail's schema-transformer, svc-monitor and device-manager write to the
+config database on their own, outside the api-server; these do the same to the demo's, as
+separate processes that the `demo` controller profile stops and starts (hostctl):
+
+- schema-transformer: for every virtual network, a route target for its routing instance
+  (`<vn fq_name>:<vn name>`): an id allocated under ZooKeeper `/id/bgp/route-targets` (node
+  `<id, 10 digits>` holding the routing instance's name, ids from 8000000, lowest free first)
+  and the row `to_bgp_keyspace.route_target_table[<ri>]["rtgt_num"]`; both go when the network
+  goes.
+- svc-monitor: `svc_monitor_keyspace.service_instance_table[<project>:snat-si]` for every
+  project with networks, and the neutron plugin's `useragent.useragent_keyval_table` entry
+  `neutron:network:<uuid>` of every network.
+- device-manager: `dm_keyspace.dm_ni_ipv6_ll_table[<ri>]["ip"]`, a link-local address per
+  routing instance.
+
+Each pass reads the networks from `obj_fq_name_table` and writes only what changed. Every
+table of the four keyspaces is created at start (as Contrail's services create theirs), so a
+v1 world has all the keyspaces an upgrade copies. On the new cluster they must not run while
+issu copies into it: there they allocate their own ids for what the sync copied, which
+is the conflict issu's preparation (stop and disable them) prevents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sys
+import threading
+import uuid as uuidlib
+from collections.abc import Iterable
+from pathlib import Path
+
+from cassandra.auth import PlainTextAuthProvider
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
+from cassandra.policies import RoundRobinPolicy
+from kazoo.client import KazooClient
+from kazoo.exceptions import NodeExistsError, NoNodeError
+
+from .hostctl import WRITERS as SERVICES
+from .spec import ControllerSpec, SpecError, load_secrets, load_spec
+
+log = logging.getLogger("demo.writers")
+
+# Every table of the keyspaces these services own (the registry's Contrail keyspaces).
+KEYSPACES: dict[str, tuple[str, ...]] = {
+    "to_bgp_keyspace": ("route_target_table", "service_chain_ip_address_table",
+                        "service_chain_table", "service_chain_uuid_table"),
+    "useragent": ("useragent_keyval_table",),
+    "svc_monitor_keyspace": ("service_instance_table", "pool_table", "loadbalancer_table",
+                             "healthmonitor_table"),
+    "dm_keyspace": ("dm_pr_vn_ip_table", "dm_pr_asn_table", "dm_ni_ipv6_ll_table",
+                    "dm_pnf_resource_table"),
+}
+RT_PATH = "id/bgp/route-targets"
+RT_MIN_ID = 8_000_000
+
+
+class Network:
+    __slots__ = ("fq_name", "uuid")
+
+    def __init__(self, fq_name: str, uuid: str) -> None:
+        self.fq_name, self.uuid = fq_name, uuid
+
+    @property
+    def routing_instance(self) -> str:
+        return f"{self.fq_name}:{self.fq_name.rsplit(':', 1)[-1]}"
+
+    @property
+    def project(self) -> str:
+        return self.fq_name.rsplit(":", 1)[0]
+
+
+def vn_db_type(version: str) -> str:
+    """virtual-network's type name in obj_fq_name_table: 4.x dashes, 5.x underscores."""
+    return "virtual_network" if int(version.split(".")[0]) >= 5 else "virtual-network"
+
+
+class Writer:
+    def __init__(self, spec: ControllerSpec, service: str) -> None:
+        self.spec, self.service = spec, service
+        secrets = load_secrets(spec.secrets_file)
+        auth = None
+        if secrets.cassandra_user:
+            password = secrets.cassandra_password.get_secret_value() \
+                if secrets.cassandra_password else ""
+            auth = PlainTextAuthProvider(secrets.cassandra_user, password)
+        profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=30)
+        self.cluster = Cluster(contact_points=spec.cassandra.hosts, port=spec.cassandra.port,
+                               auth_provider=auth, protocol_version=5, connect_timeout=10,
+                               execution_profiles={EXEC_PROFILE_DEFAULT: profile})
+        self.session: Session = self.cluster.connect()
+        self.zk = KazooClient(hosts=",".join(spec.zookeeper.hosts), timeout=15)
+        self.zk.start(timeout=30)
+        self._ensure_schema()
+        self.rt_path = spec.zookeeper.path(RT_PATH)
+        self.route_targets: dict[str, int] = {}  # routing instance -> id (ours, from ZooKeeper)
+
+    def close(self) -> None:
+        self.zk.stop()
+        self.zk.close()
+        self.cluster.shutdown()
+
+    def ks(self, name: str) -> str:
+        return self.spec.cassandra.keyspace(name)
+
+    def _ensure_schema(self) -> None:
+        for keyspace, tables in KEYSPACES.items():
+            ks = self.ks(keyspace)
+            self.session.execute(
+                f'CREATE KEYSPACE IF NOT EXISTS "{ks}" WITH replication = '
+                "{'class': 'SimpleStrategy', 'replication_factor': 1}", timeout=60)
+            for table in tables:
+                self.session.execute(
+                    f'CREATE TABLE IF NOT EXISTS "{ks}"."{table}" '
+                    "(key text, column1 text, value text, PRIMARY KEY (key, column1))",
+                    timeout=60)
+
+    # ------------------------------------------------------------------ reads
+    def networks(self) -> list[Network]:
+        ks = self.ks("config_db_uuid")
+        try:
+            rows = self.session.execute(
+                f'SELECT column1 FROM "{ks}".obj_fq_name_table WHERE key = %s',
+                (vn_db_type(self.spec.version),))
+        except Exception as exc:  # config_db_uuid not there yet (new before pre-sync)
+            log.debug("no networks yet: %s", exc)
+            return []
+        out = []
+        for row in rows:
+            name, _, uuid = str(row.column1).rpartition(":")
+            if name:
+                out.append(Network(name, uuid))
+        return out
+
+    def keys(self, keyspace: str, table: str) -> dict[str, str]:
+        """key -> the value of the table's only column we write (first column)."""
+        rows = self.session.execute(f'SELECT key, value FROM "{self.ks(keyspace)}"."{table}"')
+        return {str(r.key): str(r.value) for r in rows}
+
+    def put(self, keyspace: str, table: str, key: str, column: str, value: str) -> None:
+        self.session.execute(
+            f'INSERT INTO "{self.ks(keyspace)}"."{table}" (key, column1, value) '
+            "VALUES (%s, %s, %s)", (key, column, value))
+
+    def drop(self, keyspace: str, table: str, key: str) -> None:
+        self.session.execute(f'DELETE FROM "{self.ks(keyspace)}"."{table}" WHERE key = %s',
+                             (key,))
+
+    # ------------------------------------------------------------------ passes
+    def sync_rows(self, keyspace: str, table: str, column: str,
+                  wanted: dict[str, str]) -> int:
+        have = self.keys(keyspace, table)
+        changes = 0
+        for key, value in wanted.items():
+            if have.get(key) != value:
+                self.put(keyspace, table, key, column, value)
+                changes += 1
+        for key in have.keys() - wanted.keys():
+            self.drop(keyspace, table, key)
+            changes += 1
+        return changes
+
+    def load_route_targets(self) -> None:
+        self.zk.ensure_path(self.rt_path)
+        self.route_targets.clear()
+        for child in self.zk.get_children(self.rt_path):
+            data, _ = self.zk.get(f"{self.rt_path}/{child}")
+            self.route_targets[data.decode()] = int(child)
+
+    def allocate(self, routing_instance: str) -> int:
+        used = set(self.route_targets.values())
+        candidate = RT_MIN_ID
+        while True:
+            while candidate in used:
+                candidate += 1
+            try:
+                self.zk.create(f"{self.rt_path}/{candidate:010d}", routing_instance.encode())
+            except NodeExistsError:
+                used.add(candidate)  # allocated by someone else: the next one
+                continue
+            self.route_targets[routing_instance] = candidate
+            return candidate
+
+    def schema_transformer(self, networks: Iterable[Network]) -> int:
+        wanted = {n.routing_instance for n in networks}
+        if not self.route_targets:
+            self.load_route_targets()
+        for ri in sorted(wanted - self.route_targets.keys()):
+            self.allocate(ri)
+        for ri in sorted(self.route_targets.keys() - wanted):
+            with_id = self.route_targets.pop(ri)
+            with contextlib.suppress(NoNodeError):
+                self.zk.delete(f"{self.rt_path}/{with_id:010d}")
+        return self.sync_rows("to_bgp_keyspace", "route_target_table", "rtgt_num",
+                              {ri: str(self.route_targets[ri]) for ri in wanted})
+
+    def svc_monitor(self, networks: list[Network]) -> int:
+        changes = self.sync_rows("svc_monitor_keyspace", "service_instance_table", "state",
+                                 {f"{n.project}:snat-si": "active" for n in networks})
+        return changes + self.sync_rows("useragent", "useragent_keyval_table", "value",
+                                        {f"neutron:network:{n.uuid}": n.fq_name
+                                         for n in networks})
+
+    def device_manager(self, networks: list[Network]) -> int:
+        def link_local(n: Network) -> str:
+            try:
+                low = uuidlib.UUID(n.uuid).int & 0xFFFF_FFFF
+            except ValueError:
+                low = sum(n.uuid.encode())
+            return f"fe80::{low >> 16:x}:{low & 0xFFFF:x}"
+        return self.sync_rows("dm_keyspace", "dm_ni_ipv6_ll_table", "ip",
+                              {n.routing_instance: link_local(n) for n in networks})
+
+    def one_pass(self) -> int:
+        networks = self.networks()
+        if self.service == "schema-transformer":
+            return self.schema_transformer(networks)
+        if self.service == "svc-monitor":
+            return self.svc_monitor(networks)
+        return self.device_manager(networks)
+
+
+def run(spec_path: Path, service: str, interval_s: float, stop: threading.Event) -> int:
+    spec = load_spec(spec_path)
+    writer = Writer(spec, service)
+    log.info("%s of %s (%s) writing", service, spec.cluster, spec.version)
+    try:
+        while not stop.is_set():
+            try:
+                changes = writer.one_pass()
+                if changes:
+                    log.info("%s: %d row(s) written or removed", service, changes)
+            except Exception as exc:  # a timeout on a loaded box: the next pass retries
+                log.warning("%s: pass failed: %s: %s", service, type(exc).__name__, exc)
+                writer.route_targets.clear()  # re-read ZooKeeper's truth next time
+            stop.wait(interval_s)
+    finally:
+        writer.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m demo.controller.writers")
+    parser.add_argument("--spec", required=True, type=Path, help="controller spec JSON file")
+    parser.add_argument("--service", required=True, choices=SERVICES)
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between passes")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("cassandra").setLevel(logging.WARNING)
+    logging.getLogger("kazoo").setLevel(logging.WARNING)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        return run(args.spec, args.service, args.interval, stop)
+    except SpecError as exc:
+        print(f"demo.controller.writers: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        print(f"demo.controller.writers: {args.service}: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

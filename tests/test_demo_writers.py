@@ -1,0 +1,122 @@
+"""The demo controllers' own writers (schema-transformer, svc-monitor, device-manager) against
+the real services, and why issu stops new's before copying into it.
+
+v1's writers fill to_bgp_keyspace (route targets allocated under ZooKeeper), useragent,
+svc_monitor_keyspace and dm_keyspace as a live cluster's do: pre-sync copies them and verify
+finds new equal to old. New's schema-transformer left running allocates its own route targets
+for the networks the sync copied: verify finds the conflict.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+from cassandra.policies import RoundRobinPolicy
+from kazoo.client import KazooClient
+
+from demo.controller import hostctl
+from demo.services import Endpoints
+from tests.orch_world import eventually, fresh_world, issu, stop_world
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+RT_TABLE = ("to_bgp_keyspace", "route_target_table")
+WRITER_TABLES = [RT_TABLE, ("useragent", "useragent_keyval_table"),
+                 ("svc_monitor_keyspace", "service_instance_table"),
+                 ("dm_keyspace", "dm_ni_ipv6_ll_table")]
+
+
+@pytest.fixture(scope="module")
+def world(services: Endpoints) -> Iterator[Any]:
+    w = fresh_world(services, computes=1, seed_projects=1)
+    yield w
+    stop_world(w)
+
+
+def _rows(hp: Any, table: tuple[str, str]) -> dict[str, str]:
+    profiles = {EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=RoundRobinPolicy(),
+                                                       request_timeout=60)}
+    cluster = Cluster([hp.host], port=hp.port, execution_profiles=profiles)
+    try:
+        session = cluster.connect()
+        return {r.key: r.value for r in session.execute(
+            f'SELECT key, value FROM "{table[0]}"."{table[1]}"')}
+    finally:
+        cluster.shutdown()
+
+
+def _zk_route_targets(hosts: str) -> dict[str, int]:
+    zk = KazooClient(hosts=hosts)
+    zk.start(timeout=15)
+    try:
+        path = "/id/bgp/route-targets"
+        return {zk.get(f"{path}/{c}")[0].decode(): int(c) for c in zk.get_children(path)}
+    finally:
+        zk.stop()
+        zk.close()
+
+
+def _verify(world: Any) -> tuple[int, dict[str, Any]]:
+    result = issu(world, "sync", "verify", "--json", timeout=300)
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_v1_writers_are_copied_and_new_ones_left_running_conflict(
+        world: Any, services: Endpoints) -> None:
+    api = f"http://{world.controller_address('v1')}:8082"
+    project = ["default-domain", "fence"]
+    assert httpx.post(f"{api}/projects", json={"project": {
+        "fq_name": project, "parent_type": "domain"}}, timeout=30).status_code == 200
+    # created in reverse order, each after v1's schema-transformer allocated the previous
+    # one's route target: v1's ids descend with the names, and a fresh allocator that
+    # walks the networks in order (new's, on the copy) cannot give all three the same ids
+    for name in ("net-c", "net-b", "net-a"):
+        fq = [*project, name]
+        r = httpx.post(f"{api}/virtual-networks", json={"virtual-network": {
+            "fq_name": fq, "parent_type": "project"}}, timeout=30)
+        assert r.status_code == 200, r.text
+        ri = ":".join([*fq, name])
+        eventually(lambda ri=ri: ri in _rows(services.cassandra_old, RT_TABLE), 120,
+                   f"v1's route target of {ri}")
+
+    networks = httpx.get(f"{api}/virtual-networks", timeout=30).json()["virtual-networks"]
+    routing_instances = {":".join([*n["fq_name"], n["fq_name"][-1]]) for n in networks}
+    eventually(lambda: set(_rows(services.cassandra_old, RT_TABLE)) == routing_instances,
+               120, "a route target for every network on v1")
+    for table in WRITER_TABLES[1:]:
+        eventually(lambda table=table: _rows(services.cassandra_old, table), 120,
+                   f"rows in {table[0]}.{table[1]} on v1")
+    # the ids in Cassandra are those ZooKeeper allocated
+    old_rts = _rows(services.cassandra_old, RT_TABLE)
+    assert {ri: int(v) for ri, v in old_rts.items()} == _zk_route_targets(services.zk_old.hosts)
+
+    copy = issu(world, "sync", "pre", timeout=600)
+    assert copy.returncode == 0, copy.stdout + copy.stderr
+    code, report = _verify(world)
+    assert code == 0 and report["ok"], report
+    compared = {(t["keyspace"], t["table"]): t["cells_compared"] for t in report["tables"]}
+    assert all(compared[t] > 0 for t in WRITER_TABLES), compared
+    assert _rows(services.cassandra_new, RT_TABLE) == old_rts
+
+    # new's schema-transformer, not stopped (what issu's preparation prevents)
+    v2 = world.controller_dir("v2")
+    hostctl.start(v2, "schema-transformer")
+    try:
+        eventually(lambda: _rows(services.cassandra_new, RT_TABLE) != old_rts, 120,
+                   "new's schema-transformer rewriting route targets")
+        code, report = _verify(world)
+        assert code == 1 and not report["ok"]
+        (rt,) = [t for t in report["tables"] if (t["keyspace"], t["table"]) == RT_TABLE]
+        assert rt["different"] > 0
+        assert {s["key"] for s in rt["samples"]} & {
+            ":".join([*project, n, n]) for n in ("net-a", "net-c")}
+        # and new's ZooKeeper holds allocations of its own for the copied networks
+        assert _zk_route_targets(services.zk_new.hosts) != _zk_route_targets(
+            services.zk_old.hosts)
+    finally:
+        assert hostctl.stop(v2, "schema-transformer")
