@@ -260,6 +260,8 @@ class World:
         name, listing = f"writers-{cluster}", ", ".join(up)
         if not up and not hostctl.running(directory, hostctl.CONTROLLER):
             return PieceStatus(name, "stopped", "")
+        if not up and not hostctl.running(directory, hostctl.CONTROLLER):
+            return PieceStatus(name, "stopped", "")
         if cluster == "v2":  # started by finalize; running before it is what issu refuses
             return PieceStatus(name, "running", listing) if up else PieceStatus(
                 name, "off", "stopped until finalize")
