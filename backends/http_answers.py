@@ -32,7 +32,7 @@ def request_whole(client: httpx.Client, method: str, url: str, *,
                 raise AnswerTooLarge(f"{response.request.url}: answer larger than "
                                      f"{max_bytes // 2**20} MiB")
             if time.monotonic() > deadline:
-                raise httpx.ReadTimeout(f"answer not complete after {deadline_s:.0f}s",
+                raise httpx.ReadTimeout(f"answer not complete after {deadline_s:g}s",
                                         request=response.request)
         headers = [(k, v) for k, v in response.headers.multi_items()
                    if k.lower() not in ("content-encoding", "transfer-encoding",

@@ -39,9 +39,17 @@ from tests.fuzz.test_fuzz_messages import json_values
 TRICKLE_S = 0.005
 DEADLINE_S = 0.05
 READ_TIMEOUT_S = 5.0
-# Answered well again, a poll may still fail once on a connection the bad server left in a
-# wrong state, and on a loaded box a good answer may miss the short deadline: a few tries.
-RECOVERY_TRIES = 5
+# Answered well again, the same client must work: within the production-like deadline
+# (a loaded box may hold a good answer back longer than DEADLINE_S), and after at most one
+# more failure on a connection the bad server left in a wrong state (see below).
+RECOVERY_DEADLINE_S = 30.0
+RECOVERY_TRIES = 2
+
+
+def recovering(client: Any) -> None:
+    """The hostile part is over: the client's answers get a production-like deadline again
+    (it is the client's own setting, fixed at construction in the product)."""
+    client._answer_deadline_s = RECOVERY_DEADLINE_S
 
 
 def plain_http() -> httpx.HTTPTransport:
@@ -173,6 +181,7 @@ def test_console_analytics_reports_each_cluster_renders_and_recovers(
             assert cluster.ok or base in (cluster.error or ""), (name, cluster.error)
         _render(snap)
         server.answers = _good(GOOD_ANALYTICS)  # the analytics-api is well again
+        recovering(backend.analytics)
         for _ in range(RECOVERY_TRIES):
             snap = backend.poll_analytics()
             assert snap is not None
@@ -212,6 +221,7 @@ def test_api_server_client_raises_only_api_server_errors(data: st.DataObject,
         except ApiServerError as exc:
             assert base in str(exc), str(exc)
         server.answers = _good(GOOD_API)
+        recovering(client)
         for attempt in range(RECOVERY_TRIES):  # the same call, answered well, works again
             try:
                 _api_calls(client)[call]()
@@ -286,9 +296,14 @@ async def test_the_console_keeps_running_through_every_kind_of_bad_answer(
                 assert app.is_running and snap is not None, name
                 for cluster in snap.clusters.values():
                     assert not cluster.ok and base in (cluster.error or ""), (name, cluster)
+            recovering(backend.analytics)
             await polled_under(_good(GOOD_ANALYTICS))
-            snap = app.state.analytics
-            assert snap is not None and all(c.ok for c in snap.clusters.values())
+            for _ in range(1200):  # at most one more poll fails (a connection left bad)
+                snap = app.state.analytics
+                if snap is not None and all(c.ok for c in snap.clusters.values()):
+                    break
+                await pilot.pause(0.05)
+            assert snap is not None and all(c.ok for c in snap.clusters.values()), snap
             assert snap.computes["compute-1"].reports_to == "old"
             await pilot.press("q")
     backend.close()
