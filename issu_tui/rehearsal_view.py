@@ -226,7 +226,8 @@ def _phases(r: _Reader, data: Mapping[str, Any], steps: Mapping[str, tuple[float
 
 def _what(r: _Reader, data: Mapping[str, Any], refusals: Sequence[str]
           ) -> dict[str, tuple[str, str]]:
-    """Per phase that ran whole: (status, what it did and found)."""
+    """Per phase that ran whole: (status, what it did and found). Every figure that decides
+    a status is checked to be a number (the error names its key)."""
     said: dict[str, tuple[str, str]] = {}
     imported = r.section(data, "import")
     said["snapshot"] = ("ok", f"{_n(imported.get('cells'))} cells, "
@@ -234,27 +235,31 @@ def _what(r: _Reader, data: Mapping[str, Any], refusals: Sequence[str]
     said["preflight"] = (("problems", f"would refuse {len(refusals)} thing(s)") if refusals
                          else ("ok", "nothing would be refused"))
     pre = r.section(data, "pre_sync")
-    pre_text = (f"{_n(pre.get('cells'))} cells copied at {_n(pre.get('cells_per_s'))}/s; "
-                f"{_n(pre.get('quarantined'))} quarantined")
-    said["pre-sync"] = ("problems" if pre.get("quarantined") else "ok", pre_text)
+    quarantined = r.number(pre, "quarantined", "pre_sync.") or 0
+    said["pre-sync"] = ("problems" if quarantined else "ok",
+                        f"{_n(pre.get('cells'))} cells copied at {_n(pre.get('cells_per_s'))}"
+                        f"/s; {_n(quarantined)} quarantined")
     rs = r.section(data, "run_sync")
     if rs:
-        after = rs.get("verify_after") if isinstance(rs.get("verify_after"), dict) else {}
-        lost_rs = (rs.get("failed") or 0) + (rs.get("quarantined") or 0)
-        bad = lost_rs or (rs.get("applied") or 0) < (rs.get("published") or 0) or \
-            (after and not after.get("ok", True))
+        def figure(key: str) -> float:
+            return r.number(rs, key, "run_sync.") or 0.0
+
+        after = r.get(rs, "verify_after", dict, "run_sync.", {})
+        lost = figure("failed") + figure("quarantined")
+        bad = lost or figure("applied") < figure("published") or after.get("ok") is False
         said["run-sync"] = ("problems" if bad else "ok",
                             f"{_n(rs.get('published'))} changes at {_n(rs.get('rate'))}/s: "
-                            f"{_n(rs.get('applied'))} applied, {_n(lost_rs)} lost; lag p99 "
+                            f"{_n(rs.get('applied'))} applied, {_n(lost)} lost; lag p99 "
                             f"{_s(r.number(rs, 'lag_p99_s', 'run_sync.'))}")
     post, zk, verify = (r.section(data, "post_sync"), r.section(data, "zk_sync"),
                         r.section(data, "verify"))
-    differences = (verify.get("differences") or 0) + (zk.get("differences") or 0)
+    verify_diffs = r.number(verify, "differences", "verify.") or 0
+    zk_diffs = r.number(zk, "differences", "zk_sync.") or 0
+    post_quarantined = r.number(post, "quarantined", "post_sync.") or 0
     said["finalize"] = (
-        "problems" if differences or post.get("quarantined") else "ok",
+        "problems" if verify_diffs or zk_diffs or post_quarantined else "ok",
         f"post-sync {_n(post.get('cells'))} cells; zk-sync {_n(zk.get('verified_nodes'))} "
-        f"nodes, {_n(zk.get('differences'))} mismatches; verify {_n(verify.get('differences'))}"
-        " differences")
+        f"nodes, {_n(zk_diffs)} mismatches; verify {_n(verify_diffs)} differences")
     return said
 
 
@@ -313,7 +318,8 @@ def _facts(r: _Reader, data: Mapping[str, Any], prediction: Mapping[str, Any]
                      f"{_n(totals.get('missing'))} missing, {_n(totals.get('extra'))} extra, "
                      f"{_n(totals.get('different'))} different")
     zk = r.section(data, "zk_sync")
-    facts += [f"zk-sync mismatch: {s}" for s in zk.get("samples", []) if isinstance(s, str)]
+    facts += [f"zk-sync mismatch: {s}" for s in r.get(zk, "samples", list, "zk_sync.", [])
+              if isinstance(s, str)]
     if isinstance(prediction.get("note"), str):
         facts.append(prediction["note"])
     return tuple(facts)
