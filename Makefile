@@ -51,11 +51,12 @@ fuzz: venv
 	  -p no:cacheprovider -m 'not services' --hypothesis-show-statistics -o timeout=0 \
 	  tests/fuzz $(PYTEST_ARGS)
 
-# Starts the demo world, opens the console, and takes the world down when you quit, unless a
-# headless `issu daemon` still drives the upgrade on it (then it says so and how to stop it).
+# Shows the demo world coming up at once (demo/startup.py), opens the console on it, and takes
+# the world down when you quit, unless a headless `issu daemon` still drives the upgrade on it
+# (then it says so and how to stop it).
 demo: install
 	@trap '$(PY) -m demo.console_exit --net $(DEMO_NET)' EXIT; \
-	$(VENV)/bin/issu demo up --net $(DEMO_NET) && $(VENV)/bin/issu tui --config demo/issu.toml
+	$(VENV)/bin/issu demo up --net $(DEMO_NET) --console
 
 demo-down: venv
 	$(VENV)/bin/issu demo down --net $(DEMO_NET)

@@ -12,3 +12,4 @@ $PY -m bench.bench_runsync --net "$NET" --drain 20000 --fractions 0.2,0.4,0.6,0.
 $PY -m bench.bench_zksync --net "$NET" --nodes 100000
 $PY bench/bench_tui.py
 $PY bench/bench_orchestrator.py --net "$NET" --computes 1000 --parallel 50 --work-s 2 --write
+$PY -m bench.bench_startup --net "$((NET + 1))" --runs 2 --write

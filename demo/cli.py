@@ -62,9 +62,13 @@ def demo() -> None:
               help="v1 starts from this config database snapshot (db_json_exim.py format, "
                    "or `issu db export`'s; .gz or not) instead of seeded tenants: a fresh "
                    "world only")
+@click.option("--console", "console", is_flag=True,
+              help="show the world coming up in the terminal at once, then open the console "
+                   "on it (what `make demo` runs)")
 def up(net: int, config: Path | None, computes: int | None, seed_objects: int | None,
        workload_rate: float | None, install_s: float | None,
-       failure_rate: float | None, wait_seed: bool | None, snapshot: Path | None) -> None:
+       failure_rate: float | None, wait_seed: bool | None, snapshot: Path | None,
+       console: bool) -> None:
     """Start (or reuse) every piece and write the tool's config."""
     from backends.snapshot.format import SnapshotError
     from demo.services.base import ServiceError
@@ -76,6 +80,9 @@ def up(net: int, config: Path | None, computes: int | None, seed_objects: int | 
     world = _world(net, computes, config, seed_objects=seed_objects,
                    workload_rate=workload_rate, install_s=install_s, failure_rate=failure_rate,
                    wait_seed=wait_seed, snapshot=snapshot)
+    if console:
+        _up_in_console(world)
+        return
     try:
         world.up(lambda msg: click.echo(f"  {msg}"))
         path = world.config_path
@@ -95,6 +102,29 @@ def up(net: int, config: Path | None, computes: int | None, seed_objects: int | 
         click.echo("issu demo up: " + "; ".join(problems), err=True)
         sys.exit(EXIT_CONFIG)
     click.echo(world.how_to_connect())
+
+
+def _up_in_console(world: World) -> None:
+    """The world coming up on a screen of its own (demo/startup.py), then the console."""
+    from demo.startup import WorldStartup
+
+    app = WorldStartup(world)
+    result = app.run()
+    if result != "ready":
+        if app.error:
+            click.echo(f"issu demo up: {app.error}", err=True)
+        sys.exit(EXIT_PROBLEM)
+    try:
+        problems = check_files(load_config(world.config_path))
+    except ConfigError as exc:
+        click.echo(f"issu demo up: the generated config is invalid:\n{exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    if problems:
+        click.echo("issu demo up: " + "; ".join(problems), err=True)
+        sys.exit(EXIT_CONFIG)
+    from issu_tui.tui_cli import run_console
+
+    sys.exit(run_console(world.config_path))
 
 
 @demo.command()

@@ -1,0 +1,131 @@
+"""Time to the first screen of `make demo` and to "world ready".
+
+    flock /tmp/issu-heavy.lock .venv/bin/python -m bench.bench_startup --net 46 --write
+
+`make demo` runs `issu demo up --console`: the world-coming-up screen (demo/startup.py)
+opens at once and the console follows when the world is up. Measured in a fresh
+interpreter (as `make demo` starts one), under Textual's Pilot, from the process's start:
+
+- first frame: the screen's first frame painted;
+- world ready: `World.up` returned (services, controllers, computes up, config written);
+  before this screen, that was when `make demo` first showed anything.
+
+The world is taken down first (`--cold`, the default: every piece starts from nothing) and
+at the end, unless `--keep`. `--fake-up S`: no world, `up` only reports steps for S seconds
+(the first frame alone, no services needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- startup:begin -->", "<!-- startup:end -->"
+
+
+def child(net: int, fake_up: float) -> dict[str, object]:
+    """In the measured interpreter: what `issu demo up --console` does before the console."""
+    import psutil
+
+    born = psutil.Process().create_time()  # wall clock of the process's start
+    # what `issu demo up --console` loads before its first screen: the CLI and the plugin
+    import demo.cli  # noqa: F401
+    import issu_tui.cli  # noqa: F401
+    from demo.startup import WorldStartup
+    from demo.world import World, WorldOptions
+
+    def fake(world: World, progress) -> None:  # type: ignore[no-untyped-def]
+        for i in range(int(fake_up * 2)):
+            progress(f"step {i}")
+            time.sleep(0.5)
+
+    world = World(WorldOptions(net=net))
+    app = WorldStartup(world, up=fake if fake_up else None)
+
+    def since_birth(mono: float | None) -> float | None:
+        return None if mono is None else time.time() - (time.monotonic() - mono) - born
+
+    async def drive() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            while app.ready_at is None and app.error is None:
+                await pilot.pause(0.1)
+
+    asyncio.run(drive())
+    return {"first_frame_s": since_birth(app.first_frame), "ready_s": since_birth(app.ready_at),
+            "error": app.error}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--net", type=int, default=46)
+    parser.add_argument("--runs", type=int, default=1, help="cold starts in a row")
+    parser.add_argument("--fake-up", type=float, default=0.0, metavar="S")
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--write", type=Path, nargs="?", const=ROOT / "docs" / "benchmarks.md",
+                        metavar="MD")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.net, args.fake_up)))
+        return 0
+
+    from bench.machine import Machine
+
+    machine = Machine.now()
+    print(f"machine: {machine.line()}", flush=True)
+    issu = [str(ROOT / ".venv" / "bin" / "issu"), "demo"]
+    rows = []
+    try:
+        for run in range(args.runs):
+            if not args.fake_up:
+                subprocess.run([*issu, "down", "--net", str(args.net)], check=False,
+                               capture_output=True, cwd=ROOT)
+            load = os.getloadavg()[0]
+            out = subprocess.run(
+                [sys.executable, "-m", "bench.bench_startup", "--child", "--net", str(args.net),
+                 "--fake-up", str(args.fake_up)], cwd=ROOT, capture_output=True, text=True,
+                timeout=900)
+            if out.returncode != 0:
+                raise RuntimeError(f"run {run + 1} failed: {out.stderr[-2000:]}")
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            result["load"] = load
+            rows.append(result)
+            print(f"run {run + 1}: first frame {result['first_frame_s']:.2f} s, world ready "
+                  f"{result['ready_s'] or float('nan'):.1f} s, load {load:.1f}"
+                  + (f", error {result['error']}" if result["error"] else ""), flush=True)
+    finally:
+        if not args.keep and not args.fake_up:
+            subprocess.run([*issu, "down", "--net", str(args.net)], check=False,
+                           capture_output=True, cwd=ROOT)
+    machine.finish()
+    lines = ["| run | first frame s | world ready s | load (1 min) at start |",
+             "|---:|---:|---:|---:|"]
+    for i, r in enumerate(rows, 1):
+        ready = "failed: " + str(r["error"]) if r["error"] else f"{r['ready_s']:.1f}"
+        lines.append(f"| {i} | {r['first_frame_s']:.2f} | {ready} | {r['load']:.1f} |")
+    print("\n".join(lines))
+    if args.write:
+        command = ".venv/bin/python -m bench.bench_startup " + " ".join(sys.argv[1:])
+        block = "\n".join([BEGIN, f"Measured {machine.line()}. Command:", "", "```", command,
+                           "```", "", *lines, END]) + "\n"
+        text = args.write.read_text()
+        if BEGIN in text and END in text:
+            head, rest = text.split(BEGIN, 1)
+            text = head + block + rest.split(END, 1)[1].lstrip("\n")
+        else:
+            text = text.rstrip("\n") + "\n\n" + block
+        args.write.write_text(text)
+        print(f"results written to {args.write}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
