@@ -27,8 +27,10 @@ import json
 import re
 import shlex
 import string
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -470,6 +472,15 @@ def parse_gap(output: str) -> float | None:
 StepCallback = Callable[[StepResult], None]
 
 
+PRECONNECT_THREADS = 8
+WARM_MAX_AGE_S = 60.0  # an older connection opened ahead is replaced (idle links get cut)
+
+
+def _close_quietly(future: Future[SshSession]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().close()
+
+
 class ComputeExecutor:
     """Probe, upgrade and roll back computes; batching and policy belong to the caller."""
 
@@ -480,6 +491,50 @@ class ComputeExecutor:
         self.ssh = SshExecutor(known_hosts, connect_timeout_s, command_timeout_s)
         self.profiles = build_profiles(profiles)
         self.health_timeout_s = health_timeout_s
+        # connections opened ahead for computes about to start (see preconnect)
+        self._warm: dict[str, tuple[float, Future[SshSession]]] = {}
+        self._warm_lock = threading.Lock()
+        self._connector: ThreadPoolExecutor | None = None
+
+    # ----------------------------------------------------------------- connections
+    def preconnect(self, target: ComputeTarget) -> None:
+        """Open the SSH connection of a compute about to start, in the background, so its
+        action begins with the handshake done (while the running computes wait on their
+        remote commands). Host keys are checked as always; an action that does not find
+        it, or finds it failed, dropped or older than WARM_MAX_AGE_S, connects itself."""
+        with self._warm_lock:
+            if target.name in self._warm:
+                return
+            if self._connector is None:
+                self._connector = ThreadPoolExecutor(max_workers=PRECONNECT_THREADS,
+                                                     thread_name_prefix="ssh-preconnect")
+            future = self._connector.submit(self.ssh.connect, target.ssh())
+            self._warm[target.name] = (time.monotonic(), future)
+
+    def _session(self, target: ComputeTarget) -> SshSession:
+        with self._warm_lock:
+            warm = self._warm.pop(target.name, None)
+        if warm is not None:
+            opened, future = warm
+            try:
+                session = future.result()
+            except SshError:
+                session = None  # e.g. unreachable a moment ago: one more try, now
+            if session is not None:
+                if session.active and time.monotonic() - opened < WARM_MAX_AGE_S:
+                    return session
+                session.close()
+        return self.ssh.connect(target.ssh())
+
+    def close_warm(self) -> None:
+        """Close the connections opened ahead and not used (a run stopped or done)."""
+        with self._warm_lock:
+            warm, self._warm = self._warm, {}
+            connector, self._connector = self._connector, None
+        for _, future in warm.values():
+            future.add_done_callback(_close_quietly)
+        if connector is not None:
+            connector.shutdown(wait=False)
 
     def profile(self, name: str) -> CommandProfile:
         try:
@@ -546,7 +601,7 @@ class ComputeExecutor:
             return result
 
         try:
-            session = self.ssh.connect(target.ssh())
+            session = self._session(target)
         except SshError as exc:
             return ActionResult(False, f"{action} {target.name}: {exc}", None, steps, None)
         with session:

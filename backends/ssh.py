@@ -188,6 +188,12 @@ class SshSession:
     def close(self) -> None:
         self._client.close()
 
+    @property
+    def active(self) -> bool:
+        """The connection is still up (as far as this side knows)."""
+        transport = self._client.get_transport()
+        return transport is not None and transport.is_active()
+
     def __enter__(self) -> SshSession:
         return self
 

@@ -14,6 +14,8 @@ Measured:
   runs it. Per compute: the action's wall time (upgrading -> upgraded in the journal) and
   the time spent in the remote commands (sum of step durations); the difference is the
   orchestrator's own overhead (SSH connect, scheduling, journal writes).
+- issu-before: the same with each action opening its own SSH connection (the code before
+  the runner opened the connections of the computes next in line ahead), in the same run.
 - baseline: an Ansible-like run (linear strategy, forks = P): each step runs on every host
   before the next step starts, over a new SSH connection per task and host.
 - memory: the process RSS sampled every 0.5 s (start, peak, end).
@@ -148,10 +150,15 @@ def make_config(args: argparse.Namespace, endpoints: Any, state_root: Path,
     })
 
 
-def run_issu(config: IssuConfig, args: argparse.Namespace) -> dict[str, Any]:
+def run_issu(config: IssuConfig, args: argparse.Namespace,
+             preconnect: bool = True) -> dict[str, Any]:
+    """`preconnect` False: each compute's action opens its SSH connection itself (the code
+    before connections were opened ahead for the computes next in line)."""
+    shutil.rmtree(config.state_dir, ignore_errors=True)
     journal = Journal.open(config.state_dir)
     ctx = Context(config=config, config_path=Path("bench.toml"), journal=journal)
     runner = ComputeRunner(ctx)
+    runner.preconnect = preconnect
     runner.register_inventory()
     sampler = RssSampler()
     sampler.start()
@@ -232,6 +239,9 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="leave the sshd instances up")
     parser.add_argument("--skip-baseline", action="store_true",
                         help="run issu only (profiling; the result has no baseline ratio)")
+    parser.add_argument("--skip-before", action="store_true",
+                        help="leave out issu with the connection opened in each action (the "
+                             "code before connections were opened ahead)")
     parser.add_argument("--write", action="store_true",
                         help="append the result to docs/benchmarks-orchestrator.md")
     args = parser.parse_args()
@@ -261,19 +271,28 @@ def measure(args: argparse.Namespace, launcher: Launcher, endpoints: Endpoints,
     shutil.rmtree(work / "state", ignore_errors=True)
     config = make_config(args, endpoints, state_root, work / "state")
     results: dict[str, dict[str, Any]] = {}
-    order = ["baseline", "issu"] if args.baseline_first else ["issu", "baseline"]
+    order = ["baseline", "issu-before", "issu"] if args.baseline_first else \
+        ["issu-before", "issu", "baseline"]
     if args.skip_baseline:
-        order = ["issu"]
+        order.remove("baseline")
+    if args.skip_before:
+        order.remove("issu-before")
+    runners = {"issu": lambda: run_issu(config, args),
+               "issu-before": lambda: run_issu(config, args, preconnect=False),
+               "baseline": lambda: run_baseline(config, args)}
     for which in order:
         reset_hosts(state_root, names, "4.1.0", "127.0.0.101:5269")
         load = os.getloadavg()[0]
-        results[which] = (run_issu if which == "issu" else run_baseline)(config, args)
+        results[which] = runners[which]()
         results[which]["load_avg_1m_at_start"] = round(load, 1)
+        print(f"{which}: {json.dumps(results[which])}", flush=True)
     issu = results["issu"]
     baseline = results.get("baseline", {"wall_s": float("nan"), "skipped": True})
     return {"computes": args.computes, "parallel": args.parallel, "work_s": args.work_s,
             "order": order, "sshd_instances": sshd_count, "sshd_setup_s": round(setup_s, 1),
-            "cpus": os.cpu_count(), "issu": issu, "ansible_like_linear": baseline,
+            "cpus": os.cpu_count(), "issu": issu,
+            "issu_connect_in_action": results.get("issu-before", {"skipped": True}),
+            "ansible_like_linear": baseline,
             "speedup_vs_baseline": round(baseline["wall_s"] / issu["wall_s"], 2)}
 
 

@@ -153,6 +153,24 @@ def test_upgrade_of_an_upgraded_compute_redoes_nothing(rig: Rig) -> None:
     assert [s.step for s in again.steps] == ["probe", "health"]
 
 
+def test_an_upgrade_uses_a_connection_opened_ahead_or_reconnects_if_dropped(
+        rig: Rig) -> None:
+    """The orchestrator opens the SSH connections of the computes next in line: the upgrade
+    runs on one opened ahead, and one dropped meanwhile (sshd restarted, a firewall's idle
+    timeout) is replaced, not a failed upgrade."""
+    target = rig.target(3)
+    rig.executor.preconnect(target)
+    assert rig.executor.upgrade(target, "demo", rig.v2).ok
+    rig.executor.preconnect(target)
+    rig.executor._warm[target.name][1].result().close()  # dropped before its turn
+    result = rig.executor.rollback(target, "demo", rig.v1)
+    assert result.ok, result.error
+    assert rig.executor.probe(target, "demo").version == V1
+    rig.executor.preconnect(rig.target(2))
+    rig.executor.close_warm()  # a run that ends leaves no connection open
+    assert not rig.executor._warm
+
+
 def test_failing_install_is_reported_with_its_output(rig: Rig) -> None:
     target = rig.target(1)
     rig.fleet.update_settings(failures={target.name: 1.0})

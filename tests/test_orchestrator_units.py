@@ -70,6 +70,31 @@ def test_canary_runs_alone_first_then_parallel_limit_holds() -> None:
     assert outcome.batches_run == 4
 
 
+def test_computes_waiting_for_a_slot_are_prepared_before_they_start() -> None:
+    """The runner opens the SSH connections of the computes next in line (prepare) while
+    others run: every compute after the canary is prepared before it starts, at most
+    `lookahead` ahead of the running ones, and none is started twice."""
+    rec = Recorder(hold_s=0.02)
+    prepared: list[str] = []
+    started_when_prepared: dict[str, int] = {}
+
+    def prepare(name: str) -> None:
+        if name not in prepared:
+            prepared.append(name)
+            started_when_prepared[name] = len(rec.started)
+
+    outcome = BatchScheduler(rec, batch_size=10, parallel=2, canary=1, prepare=prepare,
+                             lookahead=2).run(NAMES)
+    assert outcome.ok and sorted(outcome.succeeded) == NAMES
+    assert [n for n, _ in rec.started].count("c05") == 1
+    # c01 is the canary (alone); c02 and c03 start at once; from c04 on each was prepared
+    assert set(NAMES[3:]) <= set(prepared) and "c01" not in prepared
+    for name in NAMES[3:]:
+        started_before = [n for n, _ in rec.started].index(name)
+        assert started_when_prepared[name] <= started_before
+        assert started_before - started_when_prepared[name] <= 2 + 2  # running + lookahead
+
+
 def test_failed_canary_stops_everything() -> None:
     rec = Recorder(fail={"c01"})
     outcome = BatchScheduler(rec, batch_size=5, parallel=5, canary=2, max_failures=3).run(NAMES)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,8 @@ from issu_tui.orchestrator.scheduler import BatchScheduler, ScheduleOutcome
 if TYPE_CHECKING:
     from backends.compute import ComputeExecutor, ProbeResult, StepResult
 
+log = logging.getLogger(__name__)
+
 # States a crash can leave behind: the world must be asked before anything else happens.
 UNSETTLED = ("queued", "upgrading", "rolling-back", "unknown")
 
@@ -25,6 +28,8 @@ class ComputeRunner:
         self.ctx = ctx
         self._executor = executor
         self.health_poll_s = health_poll_s
+        # open the SSH connections of the computes next in line while others run
+        self.preconnect = True
 
     @property
     def executor(self) -> ComputeExecutor:
@@ -89,12 +94,24 @@ class ComputeRunner:
             on_batch=lambda number, members: self.ctx.event(
                 "batch", f"{action} batch {number}: {', '.join(members)}",
                 batch=number, action=action, computes=members),
+            prepare=self._preconnect,
+            lookahead=(parallel or batch.parallel) if self.preconnect else 0,
         )
-        outcome = scheduler.run(todo, first_batch=first_batch)
+        try:
+            outcome = scheduler.run(todo, first_batch=first_batch)
+        finally:
+            if self.preconnect:
+                self.executor.close_warm()
         for name in outcome.not_started:
             self._unqueue(name, outcome.stopped_reason)
         outcome.succeeded.extend(n for n in wanted if n not in todo)
         return outcome
+
+    def _preconnect(self, name: str) -> None:
+        try:
+            self.executor.preconnect(self.ctx.compute_target(name))
+        except Exception as exc:  # the action connects itself and reports what fails
+            log.debug("%s: no connection ahead: %s", name, exc)
 
     def _goal(self, action: str) -> str:
         return "on the new cluster" if action == "upgrade" else "on the old cluster"

@@ -9,6 +9,8 @@ each compute (which returns True on success) and decides what runs next.
 - When the failures pass `max_failures`, nothing new starts (running ones finish).
 - `should_stop()` (an abort or stop) also prevents new starts; `wait_if_paused()` is called
   before each start, so a pause lets running computes finish and holds the rest.
+- `prepare(name)` is called for the next `lookahead` computes of a batch waiting for a slot
+  (the runner opens their SSH connections ahead); it must be cheap and may be called twice.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ class BatchScheduler:
                  canary: int = 1, max_failures: int = 0,
                  should_stop: Callable[[], bool] = lambda: False,
                  wait_if_paused: Callable[[], None] = lambda: None,
-                 on_batch: Callable[[int, list[str]], None] = lambda n, names: None) -> None:
+                 on_batch: Callable[[int, list[str]], None] = lambda n, names: None,
+                 prepare: Callable[[str], None] = lambda name: None,
+                 lookahead: int = 0) -> None:
         if parallel < 1:
             raise ValueError("parallelism must be at least 1")
         self.run_one = run_one
@@ -54,6 +58,7 @@ class BatchScheduler:
         self.should_stop = should_stop
         self.wait_if_paused = wait_if_paused
         self.on_batch = on_batch
+        self.prepare, self.lookahead = prepare, max(0, lookahead)
         self._lock = threading.Lock()
         self._in_canary = False
 
@@ -112,6 +117,9 @@ class BatchScheduler:
                     break
                 name = queue.pop(0)
                 running[pool.submit(self._guarded, name, batch)] = name
+            if limit > 1:  # (a canary runs alone: nothing waits behind it yet)
+                for upcoming in queue[:self.lookahead]:
+                    self.prepare(upcoming)
             if not running:
                 break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
