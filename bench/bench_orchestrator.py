@@ -173,7 +173,9 @@ def run_issu(config: IssuConfig, args: argparse.Namespace,
     actions, steps, ends = [], [], []
     for row in journal.computes():
         history = journal.compute_history(row.name)
-        start = next(h["at"] for h in history if h["to_state"] == "upgrading")
+        start = next((h["at"] for h in history if h["to_state"] == "upgrading"), None)
+        if start is None:  # not started: the run stopped (the failure says why)
+            continue
         end = next(h["at"] for h in reversed(history) if h["to_state"] in ("upgraded",
                                                                              "failed"))
         actions.append(end - start)
@@ -182,7 +184,9 @@ def run_issu(config: IssuConfig, args: argparse.Namespace,
     journal.close()
     overhead = [a - s for a, s in zip(actions, steps, strict=True)]
     return {
-        "ok": outcome.ok, "failed": len(outcome.failed), "wall_s": round(wall, 2),
+        "ok": outcome.ok, "failed": len(outcome.failed),
+        "not_started": len(outcome.not_started), "stopped_reason": outcome.stopped_reason,
+        "wall_s": round(wall, 2),
         "cpu_s": round((cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime), 2),
         "action_mean_s": round(statistics.mean(actions), 3),
         "remote_steps_mean_s": round(statistics.mean(steps), 3),
