@@ -150,3 +150,60 @@ def guard_cmd(config_path: Path | None, cluster: str, cassandra: str | None,
         if result.ok:
             click.echo(f"step {step!r} keeps quorum: stopping {', '.join(result.stopping)}")
     sys.exit(0 if result.ok else EXIT_PROBLEM)
+
+
+@ring.command("run")
+@click.option("-c", "--config", "config_path", type=click.Path(path_type=Path),
+              default=Path("issu.toml"), show_default=True)
+@click.option("--approach", type=click.Choice(["grow", "stay", "rolling"]), required=True)
+@click.option("--when", type=click.Choice(["plan", "computes", "done"]), required=True,
+              help="the phase whose ring steps to run (as `issu plan` lists them)")
+@click.option("--nodetool", "nodetool_cmd", default="nodetool", show_default=True,
+              help="how a database host runs nodetool (e.g. 'docker exec cassandra nodetool')")
+@click.option("--min-replicas", type=click.IntRange(min=1), default=None)
+def run_cmd(config_path: Path, approach: str, when: str, nodetool_cmd: str,
+            min_replicas: int | None) -> None:
+    """Run the approach's ring steps of one phase: the guard before each step that stops a
+    node, the step (nodetool over SSH, controller profiles), `nodetool status` after it.
+    Each finished step is marked in the journal; a re-run continues. Exit 1 when the guard
+    refuses a step or a step fails (what ran stays marked)."""
+    import shlex
+
+    from backends.cassandra.nodetool import NodetoolError
+    from backends.cassandra.ringops import RingOpError
+    from backends.controller import ControllerError
+    from issu_tui.journal import Journal, JournalError, JournalLocked
+    from issu_tui.orchestrator.ringplan import RingPlanError, ring_steps
+    from issu_tui.orchestrator.ringrun import RingStepRefused
+    from issu_tui.ringhooks import controller_runner
+
+    config = load_or_exit(config_path)
+    try:
+        steps = ring_steps(approach, list(config.old.cassandra.hosts),
+                           list(config.new.cassandra.hosts))
+    except RingPlanError as exc:
+        click.echo(f"{config_path}: {exc}", err=True)
+        sys.exit(2)
+    try:
+        journal = Journal.open(config.state_dir)
+        journal.acquire_writer()
+    except JournalLocked as exc:
+        click.echo(f"issu ring run: {exc}", err=True)
+        sys.exit(3)
+    except JournalError as exc:
+        click.echo(f"issu ring run: {exc}", err=True)
+        sys.exit(2)
+    try:
+        runner = controller_runner(config, shlex.split(nodetool_cmd), min_replicas, journal)
+        first = next((i for i, s in enumerate(steps) if s.when == when), len(steps))
+        runner.run([s for s in steps if s.when == when], first_index=first)
+    except (RingStepRefused, RingOpError, NodetoolError, ControllerError) as exc:
+        journal.event("ring", f"ring step failed: {exc}")
+        click.echo(f"issu ring run: {exc}", err=True)
+        sys.exit(EXIT_PROBLEM)
+    except ValueError as exc:
+        click.echo(f"{config_path}: {exc}", err=True)
+        sys.exit(2)
+    finally:
+        journal.close()
+    click.echo(f"{approach}: the ring steps of {when} are done")

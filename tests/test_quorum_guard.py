@@ -18,7 +18,13 @@ from backends.cassandra.ring import KeyspaceReplicas, RingNode, RingView, TokenR
 from backends.zookeeper.ensemble import EnsembleView, Member, read_ensemble
 from demo.services import Endpoints
 from issu_tui.cli import cli
-from issu_tui.orchestrator.quorum import guard_ensemble, guard_ring, live_guard, unknown_nodes
+from issu_tui.orchestrator.quorum import (
+    guard_ensemble,
+    guard_leave,
+    guard_ring,
+    live_guard,
+    unknown_nodes,
+)
 
 A, B, C, D, E = (f"10.0.0.{i}" for i in range(1, 6))
 
@@ -149,3 +155,14 @@ def test_cli_guard_names_keyspace_node_and_step(services: Endpoints, rf1_keyspac
                                  rf1_keyspace])
     assert status.exit_code == 0 and f"keyspace {rf1_keyspace}: SimpleStrategy RF 1" in \
         status.output
+
+
+def test_a_node_leaving_for_good_needs_enough_live_nodes_to_remain() -> None:
+    """decommission streams away first: what counts is the live nodes that remain."""
+    ring = _ring([A, B, C], factor=2)
+    assert not guard_ring(ring, "stop B", [B]).ok      # a range on B and C keeps 1 of 2
+    assert guard_leave(ring, "decommission B", [B]).ok  # A and C carry RF 2 afterwards
+    down = _ring([A, B, C], down=(C,), factor=2)
+    refused = guard_leave(down, "decommission B", [B])
+    assert not refused.ok
+    assert "keeps 1 live node(s) (10.0.0.1; down: 10.0.0.3)" in str(refused.refusals[0])

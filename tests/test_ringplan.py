@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
+from issu_tui.cli import cli
 from issu_tui.orchestrator.quorum import guard_ring
 from issu_tui.orchestrator.ringplan import RingPlanError, ring_steps
 from tests.test_quorum_guard import _ring
@@ -39,3 +43,39 @@ def test_rolling_names_its_single_point_of_failure_and_stay_needs_five() -> None
         ring_steps("stay", OLD, OLD)
     with pytest.raises(RingPlanError, match="grow needs"):
         ring_steps("grow", OLD, OLD)
+
+
+def _write_config(tmp_path: Path, old: list[str], new: list[str]) -> Path:
+    path = tmp_path / "issu.toml"
+    path.write_text(f"""state_dir = "{tmp_path / 'state'}"
+[ssh]
+known_hosts = "{tmp_path / 'known_hosts'}"
+[old]
+name = "old"
+version = "4.1.0"
+cassandra = {{ hosts = {old!r}, prefix = "v1" }}
+zookeeper = {{ hosts = ["10.0.0.1:2181"] }}
+rabbit = {{ hosts = ["10.0.0.1"] }}
+api_server = {{ url = "http://10.0.0.1:8082" }}
+[new]
+name = "new"
+version = "5.0.0"
+cassandra = {{ hosts = {new!r}, prefix = "v2" }}
+zookeeper = {{ hosts = ["10.0.0.4:2181"], prefix = "v2" }}
+rabbit = {{ hosts = ["10.0.0.4"] }}
+api_server = {{ url = "http://10.0.0.4:8082" }}
+""".replace("'", '"'))
+    return path
+
+
+def test_ring_run_refuses_a_config_that_does_not_fit(tmp_path: Path) -> None:
+    runner = CliRunner()
+    path = _write_config(tmp_path, OLD, OLD)
+    stay = runner.invoke(cli, ["ring", "run", "-c", str(path), "--approach", "stay",
+                               "--when", "plan"])
+    assert stay.exit_code == 2 and "stay keeps 5 database nodes" in stay.output
+    grow = runner.invoke(cli, ["ring", "run", "-c", str(_write_config(tmp_path, OLD, NEW)),
+                               "--approach", "grow", "--when", "plan"])
+    assert grow.exit_code == 2
+    assert "10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.4, 10.0.0.5 have no [[old.controllers]]" \
+        in grow.output

@@ -33,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help=f"simulated ssh hosts (default: as last up, else {DEFAULT_SSH_HOSTS})",
     )
+    parser.add_argument("--ring", type=int, default=0,
+                        help="nodes of a multi-node Cassandra ring (group ring, 127.<net>.0.41..)")
+    parser.add_argument("--ring-spares", type=int, default=0,
+                        help="more ring nodes that join when started (group 'ring-spare')")
     return parser
 
 
@@ -55,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = (args.run_dir or default_run_dir(args.profile, net)).resolve()
     only = args.only.split(",") if args.only else None
     try:
-        launcher = Launcher(net, args.profile, run_dir, _ssh_hosts(run_dir, args.ssh_hosts))
+        launcher = Launcher(net, args.profile, run_dir, _ssh_hosts(run_dir, args.ssh_hosts),
+                            ring=args.ring, ring_spares=args.ring_spares)
         if args.action == "up":
             began = time.monotonic()
             launcher.up(only)

@@ -142,6 +142,10 @@ class CassandraService(Service):
             "cql_port": str(CASSANDRA_CQL_PORT),
             "data": str(data),
             "logdir": str(self.log_dir),
+            "initial_token": "0",
+            "auto_bootstrap": "false",
+            "seeds": f"{self.address}:{CASSANDRA_STORAGE_PORT}",
+            **self.ring_values(),
         }
         for template, target in (
             ("cassandra-template.yaml", "cassandra.yaml"),
@@ -149,6 +153,14 @@ class CassandraService(Service):
         ):
             text = Template((TEMPLATES / template).read_text()).substitute(values)
             (self.conf_dir / target).write_text(text)
+
+    def ring_values(self) -> dict[str, str]:
+        """Template values a node of a multi-node ring overrides (tokens, seeds, bootstrap)."""
+        return {}
+
+    def ring_jvm_options(self) -> list[str]:
+        """JVM options of a multi-node ring's node (JMX for nodetool)."""
+        return ["-Dcassandra.shutdown_announce_in_ms=0"]  # alone: nobody to tell, stop sooner
 
     def commands(self) -> list[Command]:
         lib = cassandra_lib()
@@ -182,7 +194,7 @@ class CassandraService(Service):
             # No cassandra.jmx.*.port: JMX stays off, so instances never collide on 7199.
             "-Dcassandra.skip_wait_for_gossip_to_settle=0",
             "-Dcassandra.superuser_setup_delay_ms=0",
-            "-Dcassandra.shutdown_announce_in_ms=0",  # single node: nobody to tell, stop 2 s sooner
+            *self.ring_jvm_options(),
             "-cp",
             f"{self.conf_dir}:{lib}/*",
             "org.apache.cassandra.service.CassandraDaemon",

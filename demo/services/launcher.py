@@ -27,10 +27,11 @@ from demo.services.plan import (
 )
 from demo.services.procs import Group, read_pidfile, rss_kib, spawn_group, terminate_group
 from demo.services.rabbitmq import RabbitService
+from demo.services.ring import RingNodeService
 from demo.services.sshd import SshdService, SshKeys
 from demo.services.zookeeper import ZooKeeperService
 
-GROUPS = ("cassandra", "zk", "rabbit", "ssh")
+GROUPS = ("cassandra", "zk", "rabbit", "ssh", "ring", "ring-spare")
 SshHosts = int | Sequence[str] | Mapping[str, str]
 
 
@@ -51,6 +52,9 @@ class Launcher:
     ``ssh_hosts``: a count (hosts ``compute-1..N``), a sequence of host names (addresses
     127.<net>.1.1 upwards), or an explicit mapping loopback address -> host name; None
     (default) keeps the hosts recorded in the run dir's endpoints.json (none if absent).
+
+    ``ring``: the nodes of a multi-node Cassandra ring (group "ring", demo/services/ring.py);
+    ``ring_spares`` more nodes (group "ring-spare") that join it when started.
     """
 
     def __init__(
@@ -59,6 +63,8 @@ class Launcher:
         profile: str = "test",
         run_dir: Path | None = None,
         ssh_hosts: SshHosts | None = None,
+        ring: int = 0,
+        ring_spares: int = 0,
     ) -> None:
         if profile not in PROFILES:
             raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
@@ -78,6 +84,11 @@ class Launcher:
             CassandraService(ctx, "cassandra-new", plan.cassandra_new, f"issu-new-{net}"),
         ):
             self.services[svc.name] = svc
+        for index in range(1, ring + ring_spares + 1):
+            node = RingNodeService(ctx, index, ring, ring_spares)
+            if node.joining:
+                node.group = "ring-spare"
+            self.services[node.name] = node
         self._popens: dict[str, list[subprocess.Popen[bytes]]] = {}
         self._lock_depth = 0
         self._lock_fd: int | None = None

@@ -1,0 +1,120 @@
+"""Run an approach's ring steps (ringplan.py) for real, in order, each once: the quorum guard
+on the live ring before a step that stops nodes, the step, then its check (`nodetool status`:
+exactly the expected nodes, every one UN). A finished step is marked (journal step markers
+`ring.<n>.<action>.<nodes>`), so a re-run continues after the last one done.
+
+What depends on the deployment comes in through `RingHooks`: starting a node's database
+(a join), converting a node to v2 and stopping its v1 services (controller profiles).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from backends.cassandra.connection import CassandraSide, connect
+from backends.cassandra.nodetool import Nodetool
+from backends.cassandra.ring import read_ring
+from backends.cassandra.ringops import decommission, set_replication, wait_ring
+from backends.zookeeper.ensemble import read_ensemble
+from issu_tui.orchestrator.quorum import (
+    combine,
+    guard_ensemble,
+    guard_leave,
+    guard_ring,
+    unknown_nodes,
+)
+from issu_tui.orchestrator.ringplan import RingStep
+
+
+class RingStepRefused(RuntimeError):
+    """The guard refused a step: nothing of it ran. The message names keyspace, nodes, step."""
+
+
+@dataclass(frozen=True)
+class RingHooks:
+    start_database: Callable[[str], None]   # a node's database service starts (joins)
+    convert: Callable[[str], None]          # stop v1, install v2, start v2, health-checked
+    stop_v1: Callable[[str], None]          # stop the v1 services but the database
+
+
+@dataclass
+class RingRunner:
+    side: CassandraSide            # contact points of the ring
+    nodetool: Nodetool
+    hooks: RingHooks
+    keyspaces: Sequence[str]       # the keyspaces whose replication the approach changes
+    zk_hosts: Sequence[str] = ()
+    min_replicas: int | None = None
+    step_done: Callable[[str], bool] = lambda _key: False
+    mark_step: Callable[[str], None] = lambda _key: None
+    on_event: Callable[[str], None] = lambda _msg: None
+    wait_s: float = 900.0
+
+    def run(self, steps: Sequence[RingStep], first_index: int = 0) -> None:
+        members = [n.address for n in self.nodetool.status(self.side.hosts[0])]
+        for index, step in enumerate(steps, first_index):
+            key = f"ring.{index}.{step.action}.{'+'.join(step.nodes)}"
+            if self.step_done(key):
+                members = self._members_after(step, members)
+                continue
+            if step.stops:
+                self.guard(step)
+            self.on_event(f"ring step: {step.does}")
+            members = self._do(step, members)
+            self.mark_step(key)
+
+    def guard(self, step: RingStep) -> None:
+        with connect(self.side, request_timeout=30) as conn:
+            ring = read_ring(conn.cluster, conn.session, list(self.keyspaces) or None)
+        ensemble = read_ensemble(self.zk_hosts) if self.zk_hosts else None
+        leaves = step.action in ("decommission", "leave")
+        ring_guard = guard_leave if leaves else guard_ring
+        results = [unknown_nodes(step.does, step.stops, ring, ensemble),
+                   ring_guard(ring, step.does, step.stops, self.min_replicas)]
+        if ensemble is not None:
+            results.append(guard_ensemble(ensemble, step.does, step.stops))
+        result = combine(*results)
+        if not result.ok:
+            raise RingStepRefused("; ".join(str(r) for r in result.refusals))
+
+    @staticmethod
+    def _members_after(step: RingStep, members: list[str]) -> list[str]:
+        if step.action in ("decommission", "leave"):
+            return [m for m in members if m not in step.nodes]
+        if step.action in ("join", "convert"):
+            return members + [n for n in step.nodes if n not in members]
+        return members
+
+    def _via(self, members: list[str], avoid: Sequence[str]) -> str:
+        return next(m for m in members if m not in avoid)
+
+    def _do(self, step: RingStep, members: list[str]) -> list[str]:
+        after = self._members_after(step, members)
+        if step.action == "join":
+            for node in step.nodes:
+                self.hooks.start_database(node)
+            wait_ring(self.nodetool, self._via(members, step.nodes), after,
+                      step.does, self.wait_s)
+        elif step.action == "replication":
+            assert step.factor is not None
+            with connect(self.side, request_timeout=60) as conn:
+                for keyspace in self.keyspaces:
+                    set_replication(conn.session, self.nodetool, keyspace, step.factor, members)
+            wait_ring(self.nodetool, members[0], members, step.does, self.wait_s)
+        elif step.action in ("decommission", "leave"):
+            for node in step.nodes:
+                decommission(self.nodetool, node, [m for m in after if m != node],
+                             self.wait_s)
+        elif step.action == "convert":
+            for node in step.nodes:
+                self.hooks.convert(node)
+                if node not in members:
+                    self.hooks.start_database(node)  # a node that left rejoins as v2
+            wait_ring(self.nodetool, self._via(after, ()), after, step.does, self.wait_s)
+        elif step.action == "stop":
+            for node in step.nodes:
+                self.hooks.stop_v1(node)
+        else:
+            raise ValueError(f"unknown ring step action {step.action!r}")
+        return after

@@ -1,0 +1,90 @@
+"""The ring runner on a real deployment: database hosts reached over SSH as the controller
+inventory (`[[old.controllers]]` / `[[new.controllers]]`) lists them, their services driven
+through their controller profiles (backends/controller.py).
+
+A node's conversion to v2 here: every service of its roles stopped (the database last),
+then started in order (database, config, control, analytics, northbound) and each checked
+running. Installing the v2 packages or images between the two is the deployment tool's
+part (the profile's services then start the v2 ones).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from backends.cassandra.nodetool import Nodetool
+from backends.controller import ROLE_SERVICES, ROLES, ControllerError, ControllerExecutor
+from backends.ssh import SshExecutor, SshTarget
+from issu_tui.config import ControllerHostConfig, IssuConfig
+from issu_tui.journal import Journal
+from issu_tui.orchestrator.ringrun import RingHooks, RingRunner
+from issu_tui.sides import cassandra_side
+
+DATABASE = ROLE_SERVICES["database"]
+
+
+def _hosts_by_address(config: IssuConfig) -> dict[str, ControllerHostConfig]:
+    hosts: dict[str, ControllerHostConfig] = {}
+    for host in [*config.old.controllers, *config.new.controllers]:
+        hosts.setdefault(host.address, host)
+    return hosts
+
+
+def controller_runner(config: IssuConfig, nodetool_argv: Sequence[str],
+                      min_replicas: int | None, journal: Journal) -> RingRunner:
+    """ValueError names a database node without a controller host or a missing [ssh]."""
+    if config.ssh is None:
+        raise ValueError("[ssh] is missing: the ring steps reach the database hosts over SSH")
+    hosts = _hosts_by_address(config)
+    nodes = dict.fromkeys([*config.old.cassandra.hosts, *config.new.cassandra.hosts])
+    missing = [n for n in nodes if n not in hosts]
+    if missing:
+        raise ValueError(f"database node(s) {', '.join(missing)} have no [[old.controllers]] "
+                         "or [[new.controllers]] entry (address, roles, profile, ssh)")
+    controllers = ControllerExecutor(config.ssh.known_hosts, config.ssh.connect_timeout_s,
+                                     900, config.controller_profiles)
+
+    def target(address: str) -> SshTarget:
+        host = hosts[address]
+        return SshTarget(host.name, host.address, host.ssh_port, host.ssh_user, host.ssh_key)
+
+    def services(address: str, *, database: bool) -> list[str]:
+        host = hosts[address]
+        mapped = set(controllers.profile(host.profile).services)
+        ordered = [s for role in ROLES if role in host.roles for s in ROLE_SERVICES[role]
+                   if s in mapped and (database or s not in DATABASE)]
+        return list(dict.fromkeys(ordered))
+
+    def start_database(address: str) -> None:
+        host = hosts[address]
+        controllers.act(target(address), host.profile, "start", ["cassandra"])
+
+    def stop_v1(address: str) -> None:
+        host = hosts[address]
+        controllers.act(target(address), host.profile, "stop",
+                        list(reversed(services(address, database=False))))
+
+    def convert(address: str) -> None:
+        host = hosts[address]
+        wanted = services(address, database=True)
+        controllers.act(target(address), host.profile, "stop", list(reversed(wanted)))
+        controllers.act(target(address), host.profile, "start", wanted)
+        stopped = [s for s in controllers.status(target(address), host.profile, wanted)
+                   if not s.running]
+        if stopped:
+            raise ControllerError(f"{host.name}: after the conversion not running: "
+                                  + ", ".join(f"{s.service} ({s.state})" for s in stopped))
+
+    ssh = SshExecutor(config.ssh.known_hosts, config.ssh.connect_timeout_s, 900)
+    keyspaces = [config.old.cassandra.keyspace(k)
+                 for k in (config.sync.keyspaces or ["config_db_uuid"])]
+    return RingRunner(
+        cassandra_side(config, "old"), Nodetool(ssh, target, nodetool_argv),
+        RingHooks(start_database, convert, stop_v1), keyspaces,
+        zk_hosts=list(config.old.zookeeper.hosts), min_replicas=min_replicas,
+        step_done=journal.step_done, mark_step=journal.mark_step,
+        on_event=lambda message: _event(journal, message))
+
+
+def _event(journal: Journal, message: str) -> None:
+    journal.event("ring", message)

@@ -1,0 +1,161 @@
+"""Ring operations on a real multi-node Cassandra ring, with nodetool over real SSH.
+
+The ring is this file's own (its own launcher, run directory and addresses 127.<net>.0.41..),
+never the shared `services` fixture's processes. One test runs the grow approach's ring
+steps through the runner (guard, step, `nodetool status` check) and then removes a dead
+node; the rows stay readable throughout. It takes a few minutes (three JVMs started one
+after the other, a bootstrap, a restart, a decommission).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cassandra import ConsistencyLevel
+from cassandra.query import SimpleStatement
+
+from backends.cassandra.connection import CassandraSide, connect
+from backends.cassandra.nodetool import Nodetool, parse_status
+from backends.cassandra.ring import read_ring
+from backends.cassandra.ringops import (
+    RingOpError,
+    check_ring,
+    remove_dead_node,
+    wait_ring,
+)
+from backends.ssh import SshExecutor, SshTarget
+from demo.services import Launcher
+from demo.services.plan import default_run_dir
+from demo.services.ring import nodetool_path, ring_address
+from issu_tui.orchestrator.quorum import guard_ring
+from issu_tui.orchestrator.ringplan import ring_steps
+from issu_tui.orchestrator.ringrun import RingHooks, RingRunner
+from tests.services_plugin import test_net
+
+STATUS = """Datacenter: datacenter1
+=======================
+Status=Up/Down
+|/ State=Normal/Leaving/Joining/Moving
+--  Address      Load        Tokens  Owns (effective)  Host ID                               Rack
+UN  127.45.0.41  114.35 KiB  1       66.7%             6449bbbc-3642-4fa8-a379-fa25dbfbf9d9  rack1
+DN  127.45.0.42  ?           1       66.7%             83da27e1-3ea1-4c6a-a484-cd63b2fe70b2  rack1
+UJ  127.45.0.44  98 bytes    1       ?                 c765483a-a030-49c5-9c43-778c9d86a73c  rack1
+"""
+
+
+def test_parse_status() -> None:
+    nodes = parse_status(STATUS)
+    assert [(n.address, n.state, n.owns) for n in nodes] == [
+        ("127.45.0.41", "UN", 66.7), ("127.45.0.42", "DN", 66.7), ("127.45.0.44", "UJ", None)]
+    assert nodes[1].host_id.startswith("83da27e1") and not nodes[2].normal
+
+
+@dataclass
+class Ring:
+    launcher: Launcher
+    old: list[str]
+    spare: str
+    nodetool: Nodetool
+
+    def service(self, address: str) -> str:
+        return f"cassandra-ring-{[*self.old, self.spare].index(address) + 1}"
+
+
+@pytest.fixture()
+def ring() -> Iterator[Ring]:
+    """Two old nodes and one spare that joins: grow's steps in the smallest ring that has
+    them all (2 -> 3 -> 2 instead of 3 -> 5 -> 3: three JVMs instead of five)."""
+    net = test_net()
+    run_dir = Path(f"{default_run_dir('test', net)}-ring")
+    addresses = [ring_address(net, i) for i in range(1, 4)]
+    hosts = {a: f"db-{i}" for i, a in enumerate(addresses, 1)}
+    launcher = Launcher(net, "test", run_dir, ssh_hosts=hosts, ring=2, ring_spares=1)
+    launcher.down()
+    shutil.rmtree(run_dir, ignore_errors=True)  # a decommissioned node cannot come back
+    try:
+        launcher.up(["ring", "ssh"])
+        ssh = launcher.endpoints().ssh
+        executor = SshExecutor(ssh.known_hosts_path, command_timeout_s=900)
+
+        def target(address: str) -> SshTarget:
+            return SshTarget(hosts[address], address, ssh.port, ssh.user, ssh.key_path)
+
+        yield Ring(launcher, addresses[:2], addresses[2],
+                   Nodetool(executor, target, (str(nodetool_path(run_dir)),)))
+    finally:
+        launcher.down()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _count(session: object, keyspace: str) -> int:
+    statement = SimpleStatement(f"SELECT count(*) FROM {keyspace}.t",
+                                consistency_level=ConsistencyLevel.ONE)
+    row = session.execute(statement).one()  # type: ignore[attr-defined]
+    return int(row[0])
+
+
+@pytest.mark.slow
+def test_grow_on_a_real_ring(ring: Ring) -> None:
+    """grow through the runner: join, factor up (repair), stop v1, convert one old node,
+    factor down, decommission the other; then a node dies and is removed."""
+    first, second = ring.old
+    nodetool = ring.nodetool
+    wait_ring(nodetool, first, ring.old, "ring up", timeout_s=300)
+    side = CassandraSide("ring", (first,))
+    with connect(side, request_timeout=60) as conn:
+        session = conn.session
+        session.execute("CREATE KEYSPACE ks WITH replication = "
+                        "{'class': 'SimpleStrategy', 'replication_factor': 2}")
+        session.execute("CREATE TABLE ks.t (k int PRIMARY KEY, v text)")
+        for k in range(200):
+            session.execute("INSERT INTO ks.t (k, v) VALUES (%s, %s)", (k, f"v{k}"))
+
+    calls: list[tuple[str, str]] = []
+    markers: set[str] = set()
+
+    def convert(node: str) -> None:  # the database restarts under "v2" (same data)
+        calls.append(("convert", node))
+        ring.launcher.restart(ring.service(node))
+
+    hooks = RingHooks(start_database=lambda n: ring.launcher.start(ring.service(n)),
+                      convert=convert, stop_v1=lambda n: calls.append(("stop", n)))
+    runner = RingRunner(side, nodetool, hooks, ["ks"], step_done=markers.__contains__,
+                        mark_step=markers.add)
+    steps = ring_steps("grow", ring.old, [*ring.old, ring.spare])
+    grown = [*ring.old, ring.spare]
+
+    runner.run([s for s in steps if s.when == "plan"])
+    assert check_ring(nodetool, second, grown, "ks", 3) == []
+    with connect(side, request_timeout=60) as conn:
+        view = read_ring(conn.cluster, conn.session, ["ks"])
+        assert view.keyspace("ks") is not None and view.keyspace("ks").factor == 3  # type: ignore[union-attr]
+        refused = guard_ring(view, "convert two", [first, second])
+        assert not refused.ok and "keyspace ks" in str(refused.refusals[0])
+
+    done = [s for s in steps if s.when == "done"]
+    runner.run(done, first_index=len(steps) - len(done))
+    assert calls == [("stop", first), ("stop", second), ("convert", first)]
+    assert check_ring(nodetool, first, [first, ring.spare], "ks", 2) == []
+    runner.run(steps)  # every step is marked: a re-run does nothing
+    assert calls == [("stop", first), ("stop", second), ("convert", first)]
+
+    with connect(side, request_timeout=60) as conn:
+        assert _count(conn.session, "ks") == 200
+        # a node dies: the guard counts it, then removenode takes it out of the ring
+        ring.launcher.stop(ring.service(ring.spare))
+        deadline = time.monotonic() + 120
+        while ring.spare not in read_ring(conn.cluster, conn.session, ["ks"]).down:
+            assert time.monotonic() < deadline, "the driver never saw the node go down"
+            time.sleep(1)
+        refused = guard_ring(read_ring(conn.cluster, conn.session, ["ks"]),
+                             f"convert {first}", [first])
+        assert not refused.ok and f"{ring.spare} (down)" in str(refused.refusals[0])
+        with pytest.raises(RingOpError, match="it is up"):
+            remove_dead_node(nodetool, first, first, [first])
+        remove_dead_node(nodetool, first, ring.spare, [first])
+        assert _count(conn.session, "ks") == 200
