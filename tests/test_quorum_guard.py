@@ -157,12 +157,12 @@ def test_cli_guard_names_keyspace_node_and_step(services: Endpoints, rf1_keyspac
         status.output
 
 
-def test_a_node_leaving_for_good_needs_enough_live_nodes_to_remain() -> None:
+def test_a_node_leaving_for_good_needs_room_for_every_replica() -> None:
     """decommission streams away first: what counts is the live nodes that remain."""
-    ring = _ring([A, B, C], factor=2)
-    assert not guard_ring(ring, "stop B", [B]).ok      # a range on B and C keeps 1 of 2
-    assert guard_leave(ring, "decommission B", [B]).ok  # A and C carry RF 2 afterwards
-    down = _ring([A, B, C], down=(C,), factor=2)
+    ring = _ring([A, B, C, D], factor=3)
+    assert not guard_ring(ring, "stop B and C", [B, C]).ok
+    assert guard_leave(ring, "decommission B", [B]).ok  # A, C, D hold RF 3 afterwards
+    down = _ring([A, B, C, D], down=(D,), factor=3)
     refused = guard_leave(down, "decommission B", [B])
     assert not refused.ok
-    assert "keeps 1 live node(s) (10.0.0.1; down: 10.0.0.3)" in str(refused.refusals[0])
+    assert "keeps 2 (10.0.0.1, 10.0.0.3; down: 10.0.0.4)" in str(refused.refusals[0])

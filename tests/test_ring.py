@@ -34,7 +34,7 @@ from demo.services.plan import default_run_dir
 from demo.services.ring import nodetool_path, ring_address
 from issu_tui.orchestrator.quorum import guard_ring
 from issu_tui.orchestrator.ringplan import ring_steps
-from issu_tui.orchestrator.ringrun import RingHooks, RingRunner
+from issu_tui.orchestrator.ringrun import RingHooks, RingRunner, RingStepRefused
 from tests.services_plugin import test_net
 
 STATUS = """Datacenter: datacenter1
@@ -59,22 +59,22 @@ def test_parse_status() -> None:
 class Ring:
     launcher: Launcher
     old: list[str]
-    spare: str
+    spares: list[str]
     nodetool: Nodetool
 
     def service(self, address: str) -> str:
-        return f"cassandra-ring-{[*self.old, self.spare].index(address) + 1}"
+        return f"cassandra-ring-{[*self.old, *self.spares].index(address) + 1}"
 
 
 @pytest.fixture()
-def ring() -> Iterator[Ring]:
-    """Two old nodes and one spare that joins: grow's steps in the smallest ring that has
-    them all (2 -> 3 -> 2 instead of 3 -> 5 -> 3: three JVMs instead of five)."""
+def ring(request: pytest.FixtureRequest) -> Iterator[Ring]:
+    """A ring of `size` nodes and `spares` that can join (the test's parameter)."""
+    size, spares = getattr(request, "param", (2, 1))
     net = test_net()
     run_dir = Path(f"{default_run_dir('test', net)}-ring")
-    addresses = [ring_address(net, i) for i in range(1, 4)]
+    addresses = [ring_address(net, i) for i in range(1, size + spares + 1)]
     hosts = {a: f"db-{i}" for i, a in enumerate(addresses, 1)}
-    launcher = Launcher(net, "test", run_dir, ssh_hosts=hosts, ring=2, ring_spares=1)
+    launcher = Launcher(net, "test", run_dir, ssh_hosts=hosts, ring=size, ring_spares=spares)
     launcher.down()
     shutil.rmtree(run_dir, ignore_errors=True)  # a decommissioned node cannot come back
     try:
@@ -85,7 +85,7 @@ def ring() -> Iterator[Ring]:
         def target(address: str) -> SshTarget:
             return SshTarget(hosts[address], address, ssh.port, ssh.user, ssh.key_path)
 
-        yield Ring(launcher, addresses[:2], addresses[2],
+        yield Ring(launcher, addresses[:size], addresses[size:],
                    Nodetool(executor, target, (str(nodetool_path(run_dir)),)))
     finally:
         launcher.down()
@@ -99,22 +99,29 @@ def _count(session: object, keyspace: str) -> int:
     return int(row[0])
 
 
-@pytest.mark.slow
-def test_grow_on_a_real_ring(ring: Ring) -> None:
-    """grow through the runner: join, factor up (repair), stop v1, convert one old node,
-    factor down, decommission the other; then a node dies and is removed."""
-    first, second = ring.old
-    nodetool = ring.nodetool
-    wait_ring(nodetool, first, ring.old, "ring up", timeout_s=300)
-    side = CassandraSide("ring", (first,))
+def _create_rows(side: CassandraSide, factor: int) -> None:
     with connect(side, request_timeout=60) as conn:
         session = conn.session
         session.execute("CREATE KEYSPACE ks WITH replication = "
-                        "{'class': 'SimpleStrategy', 'replication_factor': 2}")
+                        f"{{'class': 'SimpleStrategy', 'replication_factor': {factor}}}")
         session.execute("CREATE TABLE ks.t (k int PRIMARY KEY, v text)")
         for k in range(200):
             session.execute("INSERT INTO ks.t (k, v) VALUES (%s, %s)", (k, f"v{k}"))
 
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ring", [(2, 1)], indirect=True)
+def test_grow_on_a_real_ring(ring: Ring) -> None:
+    """grow through the runner, in the smallest ring that has all its steps (2 -> 3 -> 2
+    instead of 3 -> 5 -> 3: three JVMs instead of five): join, factor up (repair), stop v1,
+    convert one old node, factor down, decommission the other; then a node dies and is
+    removed."""
+    first, second = ring.old
+    (spare,) = ring.spares
+    nodetool = ring.nodetool
+    wait_ring(nodetool, first, ring.old, "ring up", timeout_s=300)
+    side = CassandraSide("ring", (first,))
+    _create_rows(side, 2)
     calls: list[tuple[str, str]] = []
     markers: set[str] = set()
 
@@ -126,8 +133,8 @@ def test_grow_on_a_real_ring(ring: Ring) -> None:
                       convert=convert, stop_v1=lambda n: calls.append(("stop", n)))
     runner = RingRunner(side, nodetool, hooks, ["ks"], step_done=markers.__contains__,
                         mark_step=markers.add)
-    steps = ring_steps("grow", ring.old, [*ring.old, ring.spare])
-    grown = [*ring.old, ring.spare]
+    steps = ring_steps("grow", ring.old, [*ring.old, spare])
+    grown = [*ring.old, spare]
 
     runner.run([s for s in steps if s.when == "plan"])
     assert check_ring(nodetool, second, grown, "ks", 3) == []
@@ -138,24 +145,82 @@ def test_grow_on_a_real_ring(ring: Ring) -> None:
         assert not refused.ok and "keyspace ks" in str(refused.refusals[0])
 
     done = [s for s in steps if s.when == "done"]
+    # Shrinking to two nodes: Cassandra's own system_distributed (RF 3) would not fit, and
+    # the guard says so before the decommission (the steps before it are done and marked).
+    with pytest.raises(RingStepRefused, match="keyspace system_distributed") as refused:
+        runner.run(done, first_index=len(steps) - len(done))
+    assert f"decommission {second}" in str(refused.value)
+    with connect(side, request_timeout=60) as conn:
+        conn.session.execute("ALTER KEYSPACE system_distributed WITH replication = "
+                             "{'class': 'SimpleStrategy', 'replication_factor': 2}")
     runner.run(done, first_index=len(steps) - len(done))
     assert calls == [("stop", first), ("stop", second), ("convert", first)]
-    assert check_ring(nodetool, first, [first, ring.spare], "ks", 2) == []
+    assert check_ring(nodetool, first, [first, spare], "ks", 2) == []
     runner.run(steps)  # every step is marked: a re-run does nothing
     assert calls == [("stop", first), ("stop", second), ("convert", first)]
 
     with connect(side, request_timeout=60) as conn:
         assert _count(conn.session, "ks") == 200
         # a node dies: the guard counts it, then removenode takes it out of the ring
-        ring.launcher.stop(ring.service(ring.spare))
+        ring.launcher.stop(ring.service(spare))
         deadline = time.monotonic() + 120
-        while ring.spare not in read_ring(conn.cluster, conn.session, ["ks"]).down:
+        while spare not in read_ring(conn.cluster, conn.session, ["ks"]).down:
             assert time.monotonic() < deadline, "the driver never saw the node go down"
             time.sleep(1)
         refused = guard_ring(read_ring(conn.cluster, conn.session, ["ks"]),
                              f"convert {first}", [first])
-        assert not refused.ok and f"{ring.spare} (down)" in str(refused.refusals[0])
+        assert not refused.ok and f"{spare} (down)" in str(refused.refusals[0])
         with pytest.raises(RingOpError, match="it is up"):
             remove_dead_node(nodetool, first, first, [first])
-        remove_dead_node(nodetool, first, ring.spare, [first])
+        remove_dead_node(nodetool, first, spare, [first])
+        assert _count(conn.session, "ks") == 200
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ring", [(3, 0)], indirect=True)
+def test_rolling_on_a_real_ring(ring: Ring) -> None:
+    """rolling on three nodes: each node converted in turn (its database restarted), the
+    guard refusing a conversion while another node is down, the rows intact at the end."""
+    first, second, third = ring.old
+    nodetool = ring.nodetool
+    wait_ring(nodetool, first, ring.old, "ring up", timeout_s=300)
+    side = CassandraSide("ring", (first,))
+    _create_rows(side, 3)
+    converted: list[str] = []
+
+    def convert(node: str) -> None:
+        converted.append(node)
+        ring.launcher.restart(ring.service(node))
+
+    hooks = RingHooks(start_database=lambda n: ring.launcher.start(ring.service(n)),
+                      convert=convert, stop_v1=lambda n: None)
+    markers: set[str] = set()
+    runner = RingRunner(side, nodetool, hooks, ["ks"], step_done=markers.__contains__,
+                        mark_step=markers.add)
+    steps = ring_steps("rolling", ring.old, ring.old)
+    runner.run([s for s in steps if s.when in ("plan", "computes")])
+    assert converted == [first, second]
+
+    # the single point of failure: with the third node down, converting another is refused
+    ring.launcher.stop(ring.service(third))
+    try:
+        with connect(side, request_timeout=60) as conn:
+            deadline = time.monotonic() + 120
+            while third not in read_ring(conn.cluster, conn.session, ["ks"]).down:
+                assert time.monotonic() < deadline, "the driver never saw the node go down"
+                time.sleep(1)
+        with pytest.raises(RingStepRefused) as refused:
+            runner.guard(steps[0])
+        message = str(refused.value)
+        assert "keyspace ks" in message and f"{third} (down)" in message
+        assert f"{first} (stopped by the step)" in message and steps[0].does in message
+    finally:
+        ring.launcher.start(ring.service(third))
+    wait_ring(nodetool, first, ring.old, "third node back", timeout_s=300)
+
+    done = [s for s in steps if s.when == "done"]
+    runner.run(done, first_index=len(steps) - len(done))
+    assert converted == [first, second, third]
+    assert check_ring(nodetool, second, ring.old, "ks", 3) == []
+    with connect(side, request_timeout=60) as conn:
         assert _count(conn.session, "ks") == 200

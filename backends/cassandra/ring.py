@@ -74,9 +74,11 @@ def _full(value: str) -> int:
     return int(total) - (int(transient) if transient else 0)
 
 
-def read_ring(cluster: Any, session: Any, keyspaces: Iterable[str] | None = None) -> RingView:
+def read_ring(cluster: Any, session: Any, keyspaces: Iterable[str] | None = None, *,
+              include_system: bool = False) -> RingView:
     """The ring and the replicas of `keyspaces` (default: every replicated keyspace but the
-    `system*` ones). `cluster` / `session`: a connected driver Cluster and its Session."""
+    `system*` ones, unless `include_system`: system_auth, system_distributed, system_traces).
+    `cluster` / `session`: a connected driver Cluster and its Session."""
     cluster.refresh_schema_metadata()
     metadata = cluster.metadata
     hosts = list(metadata.all_hosts())
@@ -92,7 +94,7 @@ def read_ring(cluster: Any, session: Any, keyspaces: Iterable[str] | None = None
     rows = session.execute("SELECT keyspace_name, replication FROM system_schema.keyspaces")
     replication = {str(r[0]): dict(r[1]) for r in rows}
     if keyspaces is None:
-        names = sorted(k for k in replication if not k.startswith("system"))
+        names = sorted(k for k in replication if include_system or not k.startswith("system"))
     else:
         names = list(keyspaces)
         missing = [k for k in names if k not in replication]

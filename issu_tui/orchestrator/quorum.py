@@ -87,24 +87,25 @@ def guard_ring(ring: RingView, step: str, stopping: Iterable[str],
     return GuardResult(step, stops, tuple(refusals), tuple(checked))
 
 
-def guard_leave(ring: RingView, step: str, leaving: Iterable[str],
-                min_replicas: int | None = None) -> GuardResult:
-    """Guard a node leaving the ring for good (decommission): it streams its ranges to the
-    others before it goes, so no range is short meanwhile; what must hold is that the live
-    nodes that remain can carry each keyspace's quorum (or `min_replicas`)."""
+def guard_leave(ring: RingView, step: str, leaving: Iterable[str]) -> GuardResult:
+    """Guard a node leaving the ring for good (decommission). It streams its ranges to the
+    others before it goes, so no range is short meanwhile; what must hold afterwards is that
+    the live nodes that remain can hold every replica of every keyspace (Cassandra refuses a
+    decommission otherwise: give `ring` every replicated keyspace, system ones included)."""
     leaves = tuple(dict.fromkeys(leaving))
     remaining = [n.address for n in ring.nodes if n.up and n.address not in leaves]
     refusals = []
     checked = []
     for ks in ring.keyspaces:
-        needed = _needed(ks.factor, min_replicas)
-        checked.append(f"{ks.name}: RF {ks.factor}, needs {needed} live nodes after the step")
-        if len(remaining) < needed:
+        checked.append(f"{ks.name}: RF {ks.factor}, needs {ks.factor} live nodes after the "
+                       "step")
+        if len(remaining) < ks.factor:
             refusals.append(Refusal(
                 f"keyspace {ks.name}", step, leaves,
-                f"replication factor {ks.factor} needs {needed} live replicas; after "
-                f"{', '.join(leaves)} leave(s) the ring keeps {len(remaining)} live node(s) "
-                f"({', '.join(remaining) or 'none'}; down: {', '.join(ring.down) or 'none'})"))
+                f"replication factor {ks.factor} needs {ks.factor} live nodes to hold its "
+                f"replicas; after {', '.join(leaves)} leave(s) the ring keeps "
+                f"{len(remaining)} ({', '.join(remaining) or 'none'}; down: "
+                f"{', '.join(ring.down) or 'none'}): lower its factor first"))
     return GuardResult(step, leaves, tuple(refusals), tuple(checked))
 
 

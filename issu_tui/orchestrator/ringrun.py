@@ -65,13 +65,16 @@ class RingRunner:
             self.mark_step(key)
 
     def guard(self, step: RingStep) -> None:
-        with connect(self.side, request_timeout=30) as conn:
-            ring = read_ring(conn.cluster, conn.session, list(self.keyspaces) or None)
-        ensemble = read_ensemble(self.zk_hosts) if self.zk_hosts else None
         leaves = step.action in ("decommission", "leave")
-        ring_guard = guard_leave if leaves else guard_ring
+        with connect(self.side, request_timeout=30) as conn:
+            # A node leaving for good must leave room for every keyspace's replicas, the
+            # system ones too; a node stopping must keep the ISSU keyspaces at quorum.
+            ring = (read_ring(conn.cluster, conn.session, include_system=True) if leaves
+                    else read_ring(conn.cluster, conn.session, list(self.keyspaces) or None))
+        ensemble = read_ensemble(self.zk_hosts) if self.zk_hosts else None
         results = [unknown_nodes(step.does, step.stops, ring, ensemble),
-                   ring_guard(ring, step.does, step.stops, self.min_replicas)]
+                   guard_leave(ring, step.does, step.stops) if leaves
+                   else guard_ring(ring, step.does, step.stops, self.min_replicas)]
         if ensemble is not None:
             results.append(guard_ensemble(ensemble, step.does, step.stops))
         result = combine(*results)
