@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from backends.cassandra.registry import Registry, RegistryError, contrail_defaults
+from backends.cassandra.translate import TableTranslator
 from issu_tui.cli import cli
 from issu_tui.orchestrator.quorum import guard_ring
 from issu_tui.orchestrator.ringplan import RingPlanError, ring_steps
@@ -79,3 +81,22 @@ def test_ring_run_refuses_a_config_that_does_not_fit(tmp_path: Path) -> None:
     assert grow.exit_code == 2
     assert "10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.4, 10.0.0.5 have no [[old.controllers]]" \
         in grow.output
+
+
+def test_the_way_back_is_named_closed_by_each_translator_without_an_inverse() -> None:
+    registry = Registry()
+    contrail_defaults(registry)
+    blockers = registry.revert_blockers("4.1.0", "5.0.0", ["config_db_uuid"])
+    assert any("config_db_uuid.obj_uuid_table 4.x -> 5.0" in b for b in blockers)
+    assert registry.revert_blockers("5.0.0", "5.0.3") == []  # same era: identity only
+
+    class Back(TableTranslator):
+        name = "back"
+
+    registry.add_inverse("4.x", "5.0", "config_db_uuid", "obj_uuid_table", Back())
+    registry.add_inverse("4.x", "5.0", "config_db_uuid", "obj_fq_name_table", None)
+    assert registry.revert_blockers("4.1.0", "5.0.0", ["config_db_uuid"]) == [
+        "config_db_uuid.obj_fq_name_table 4.x -> 5.0 (contrail 4.x->5.0 obj_fq_name_table): "
+        "declares none"]
+    with pytest.raises(RegistryError, match="no such translator"):
+        registry.add_inverse("3.2.x", "4.x", "config_db_uuid", "obj_uuid_table", None)

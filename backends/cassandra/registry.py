@@ -10,6 +10,11 @@ is the built-in one). Example in an application's pyproject.toml:
     def register(registry):
         registry.add_keyspace("myapp_keyspace", ["things_table"], post_sync=True)
         registry.add_translator("4.x", "5.0", "myapp_keyspace", "things_table", MyTranslator())
+        registry.add_inverse("4.x", "5.0", "myapp_keyspace", "things_table", MyBack())
+
+A translator's inverse (5.0 rows back to 4.x) is what a way back after finalize would
+replicate through; `add_inverse(..., None)` declares that a step has none. A step with no
+inverse, declared or not, closes the way back: `revert_blockers` names it before finalize.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ class Registry:
     def __init__(self) -> None:
         self.keyspaces: dict[str, KeyspaceSpec] = {}
         self._translators: dict[tuple[str, str, str, str], TableTranslator] = {}
+        self._inverses: dict[tuple[str, str, str, str], TableTranslator | None] = {}
 
     # ---------------------------------------------------------------- registration
     def add_keyspace(self, name: str, tables: Iterable[str | TableSpec], *,
@@ -88,6 +94,31 @@ class Registry:
             raise RegistryError(f"translator {from_era} -> {to_era}: register one step between "
                                 "consecutive eras; paths are chained")
         self._translators[(from_era, to_era, keyspace, table)] = translator
+
+    def add_inverse(self, from_era: str, to_era: str, keyspace: str, table: str,
+                    inverse: TableTranslator | None) -> None:
+        """Declare the inverse of the step from_era -> to_era of keyspace.table (it
+        translates to_era rows back), or None: the step has none."""
+        if (from_era, to_era, keyspace, table) not in self._translators:
+            raise RegistryError(f"inverse of {from_era} -> {to_era} for {keyspace}.{table}: "
+                                "no such translator is registered")
+        self._inverses[(from_era, to_era, keyspace, table)] = inverse
+
+    def revert_blockers(self, old_version: str, new_version: str,
+                        keyspaces: Iterable[str] | None = None) -> list[str]:
+        """The translator steps on the path whose inverse is missing (declared None or never
+        declared), each named; identity steps are their own inverse."""
+        blockers = []
+        for spec in self.tables(keyspaces):
+            for a, b in version_path(old_version, new_version):
+                key = (a, b, spec.keyspace, spec.name)
+                forward = self._translators.get(key)
+                if forward is None or forward.is_identity:
+                    continue
+                if self._inverses.get(key) is None:
+                    how = "declares none" if key in self._inverses else "declares no inverse"
+                    blockers.append(f"{spec.qualified} {a} -> {b} ({forward.name}): {how}")
+        return blockers
 
     # ---------------------------------------------------------------- lookup
     def table(self, keyspace: str, table: str) -> TableSpec:

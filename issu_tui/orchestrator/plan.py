@@ -179,8 +179,26 @@ def _finalize(spec: phases.Phase, f: _Facts) -> list[PlanStep]:
         PlanStep(spec.name, "; ".join(s.does for s in after), [
             "neutron plugin / k8s manager / vCenter plugin / collector config files",
             "new api-server fence"],
-            f"issu finalize {f.option}", point_of_no_return=True),
+            f"issu finalize {f.option}", point_of_no_return=True,
+            notes=[_way_back(config)]),
     ]
+
+
+def _way_back(config: IssuConfig) -> str:
+    """Whether the translation path could be replicated backwards after finalize: every
+    translator step must declare an inverse (backends.cassandra.registry)."""
+    from backends.cassandra.registry import RegistryError, load_registry
+    from backends.versions import VersionPathError
+
+    try:
+        blockers = load_registry().revert_blockers(
+            config.old.version, config.new.version, config.sync.keyspaces)
+    except (RegistryError, VersionPathError, ValueError) as exc:
+        return f"way back after finalize: cannot tell ({exc})"
+    if blockers:
+        return ("way back after finalize: closed, no inverse translation for "
+                + "; ".join(blockers))
+    return "way back after finalize: every translator on the path declares its inverse"
 
 
 def _done(spec: phases.Phase, f: _Facts) -> list[PlanStep]:
