@@ -7,6 +7,7 @@ standalone ZooKeeper and stop nothing (the multi-node ring is tests/test_ring.py
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import Iterator
 
@@ -15,12 +16,15 @@ from click.testing import CliRunner
 
 from backends.cassandra.connection import CassandraSide, connect
 from backends.cassandra.ring import KeyspaceReplicas, RingNode, RingView, TokenRange, read_ring
+from backends.rabbit_cluster import RabbitStatusError, parse_cluster_status
 from backends.zookeeper.ensemble import EnsembleView, Member, read_ensemble
-from demo.services import Endpoints
+from demo.services import Endpoints, Launcher
+from demo.services.rabbitmq import RabbitService
 from issu_tui.cli import cli
 from issu_tui.orchestrator.quorum import (
     guard_ensemble,
     guard_leave,
+    guard_rabbit,
     guard_ring,
     live_guard,
     unknown_nodes,
@@ -166,3 +170,30 @@ def test_a_node_leaving_for_good_needs_room_for_every_replica() -> None:
     refused = guard_leave(down, "decommission B", [B])
     assert not refused.ok
     assert "keeps 2 (10.0.0.1, 10.0.0.3; down: 10.0.0.4)" in str(refused.refusals[0])
+
+
+def test_rabbit_cluster_majority() -> None:
+    status = ('{"disk_nodes": ["rabbit@c1", "rabbit@c2"], "ram_nodes": ["rabbit@c3"], '
+              '"running_nodes": ["rabbit@c1", "rabbit@c3"]}')
+    view = parse_cluster_status(status)
+    assert view.members == ("rabbit@c1", "rabbit@c2", "rabbit@c3")
+    assert guard_rabbit(view, "restart c2", ["c2"]).ok  # c2 is not running anyway
+    refused = guard_rabbit(view, "convert c1", ["c1"])
+    assert not refused.ok
+    assert "rabbit@c1 (stopped by the step), rabbit@c2 (not running)" in str(
+        refused.refusals[0])
+    with pytest.raises(RabbitStatusError, match="running_nodes"):
+        parse_cluster_status('{"alarms": []}')
+
+
+def test_rabbit_guard_on_the_real_broker(services: Endpoints, launcher: Launcher) -> None:
+    """rabbitmqctl of the test network's broker (a cluster of one): stopping it is refused."""
+    broker = launcher.service("rabbitmq")
+    assert isinstance(broker, RabbitService)
+    result = subprocess.run(
+        ["/usr/lib/rabbitmq/bin/rabbitmqctl", "cluster_status", "--formatter", "json"],
+        env=broker.env(), capture_output=True, text=True, timeout=120, check=True)
+    view = parse_cluster_status(result.stdout)
+    assert [view.host(m) for m in view.members] == [services.rabbit.host]
+    refused = guard_rabbit(view, "stop the broker", [services.rabbit.host])
+    assert not refused.ok and "RabbitMQ cluster" in str(refused.refusals[0])

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from backends.cassandra.connection import CassandraSide
     from backends.cassandra.ring import RingView
+    from backends.rabbit_cluster import RabbitClusterView
     from backends.zookeeper.ensemble import EnsembleView
 
 
@@ -128,6 +129,28 @@ def guard_ensemble(ensemble: EnsembleView, step: str, stopping: Iterable[str]) -
         "ZooKeeper ensemble", step, stops,
         f"{len(members)} voting members need {needed} serving; of {marks} "
         f"{len(serving_after)} would serve"),), checked)
+
+
+def guard_rabbit(cluster: RabbitClusterView, step: str, stopping: Iterable[str]
+                 ) -> GuardResult:
+    """Refuse `step` if stopping the brokers on `stopping` (addresses or host names) would
+    leave fewer than a majority of the cluster's members running."""
+    stops = tuple(dict.fromkeys(stopping))
+    members = cluster.members
+    touched = [m for m in members if cluster.host(m) in stops]
+    running_after = [n for n in cluster.running if cluster.host(n) not in stops]
+    needed = len(members) // 2 + 1
+    checked = (f"RabbitMQ: {len(members)} members, needs {needed} running",)
+    if not touched or len(running_after) >= needed:
+        return GuardResult(step, stops, (), checked)
+    marks = ", ".join(
+        m + (" (stopped by the step)" if cluster.host(m) in stops
+             else " (not running)" if m not in cluster.running else "")
+        for m in members)
+    return GuardResult(step, stops, (Refusal(
+        "RabbitMQ cluster", step, stops,
+        f"{len(members)} members need {needed} running; of {marks} {len(running_after)} "
+        "would run"),), checked)
 
 
 def combine(*results: GuardResult) -> GuardResult:
