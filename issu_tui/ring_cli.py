@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
@@ -123,15 +123,19 @@ def _print_status(data: dict[str, object]) -> None:
 @click.option("--keyspace", "keyspaces", multiple=True, help="only these (default: all "
               "but system*)")
 @click.option("--no-zookeeper", is_flag=True, help="check the Cassandra ring only")
+@click.option("--rabbit-status", type=click.File("r"), default=None, metavar="FILE",
+              help="`rabbitmqctl cluster_status --formatter json` output ('-': stdin): "
+                   "check the RabbitMQ cluster's majority too")
 @click.option("--json", "as_json", is_flag=True)
 def guard_cmd(config_path: Path | None, cluster: str, cassandra: str | None,
               zookeeper: str | None, stopping: tuple[str, ...], step: str,
               min_replicas: int | None, keyspaces: tuple[str, ...], no_zookeeper: bool,
-              as_json: bool) -> None:
+              rabbit_status: TextIO | None, as_json: bool) -> None:
     """Would stopping these nodes keep every keyspace and the ensemble at quorum? Exit 1
     and the reasons when not."""
     from backends.cassandra.connection import CassandraUnavailable
-    from issu_tui.orchestrator.quorum import live_guard
+    from backends.rabbit_cluster import RabbitStatusError, parse_cluster_status
+    from issu_tui.orchestrator.quorum import combine, guard_rabbit, live_guard
 
     side, zk_hosts = _target(config_path, cluster, cassandra, zookeeper)
     try:
@@ -140,6 +144,13 @@ def guard_cmd(config_path: Path | None, cluster: str, cassandra: str | None,
     except (CassandraUnavailable, KeyError, ValueError) as exc:
         click.echo(f"issu ring guard: {exc}", err=True)
         sys.exit(EXIT_PROBLEM)
+    if rabbit_status is not None:
+        try:
+            rabbit = parse_cluster_status(rabbit_status.read())
+        except RabbitStatusError as exc:
+            click.echo(f"issu ring guard: {rabbit_status.name}: {exc}", err=True)
+            sys.exit(2)
+        result = combine(result, guard_rabbit(rabbit, step, stopping))
     if as_json:
         click.echo(json.dumps(result.as_dict()))
     else:
