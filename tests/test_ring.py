@@ -48,11 +48,20 @@ UJ  127.45.0.44  98 bytes    1       ?                 c765483a-a030-49c5-9c43-7
 """
 
 
+# What 5.0 prints when every node has a single token (a ring shrunk to one node here).
+ONE_TOKEN = """--  Address  Load  Owns (effective)  Host ID  Token  Rack
+UN  127.35.0.41  220.88 KiB  100.0%  63bd8ac4-7447-4029-9a5e-72a0a77df0bb  -9223372036854775808 r1
+"""
+
+
 def test_parse_status() -> None:
     nodes = parse_status(STATUS)
     assert [(n.address, n.state, n.owns) for n in nodes] == [
         ("127.45.0.41", "UN", 66.7), ("127.45.0.42", "DN", 66.7), ("127.45.0.44", "UJ", None)]
     assert nodes[1].host_id.startswith("83da27e1") and not nodes[2].normal
+    (one,) = parse_status(ONE_TOKEN)
+    assert (one.address, one.state, one.owns, one.tokens) == ("127.35.0.41", "UN", 100.0, 1)
+    assert one.host_id == "63bd8ac4-7447-4029-9a5e-72a0a77df0bb"
 
 
 @dataclass

@@ -13,14 +13,19 @@ from dataclasses import dataclass
 
 from backends.ssh import CommandResult, SshError, SshExecutor, SshTarget
 
-# UN  127.0.0.1  104.1 KiB  1  100.0%  6f8c...  rack1   (Load is "?" while a node joins)
-_STATUS_LINE = re.compile(
-    r"^(?P<state>[UD][NLJM])\s+(?P<address>\S+)\s+(?P<load>\?|n/a|[\d.,]+\s?[A-Za-z]+)\s+"
-    r"(?P<tokens>\d+)\s+(?P<owns>\?|[\d.]+%)\s+(?P<host_id>[0-9a-f-]{36})")
+# Either (vnodes)  UN  127.0.0.1  104.1 KiB  16  66.7%  6f8c...-...  rack1
+# or (one token)   UN  127.0.0.1  104.1 KiB  66.7%  6f8c...-...  -9223372036854775808  rack1
+# Load is "?" while a node joins; Owns is "?" without a keyspace when factors differ.
+_NODE_LINE = re.compile(r"^[UD][NLJM]\s")
+_HOST_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class NodetoolError(RuntimeError):
     """nodetool failed on a host; the message names the host, the command and its output."""
+
+
+class NodetoolOutputError(NodetoolError):
+    """nodetool answered, but not in a form issu reads (not worth waiting for)."""
 
 
 @dataclass(frozen=True)
@@ -37,15 +42,24 @@ class NodeStatus:
 
 
 def parse_status(text: str) -> list[NodeStatus]:
+    """The node lines of `nodetool status`, in either of its layouts (Owns is the column
+    before Host ID in both; a Tokens count before Owns, or one Token after Host ID)."""
     nodes = []
-    for line in text.splitlines():
-        match = _STATUS_LINE.match(line.strip())
-        if match:
-            owns = match["owns"]
-            nodes.append(NodeStatus(
-                match["address"].rsplit(":", 1)[0] if match["address"].count(":") == 1
-                else match["address"], match["state"], int(match["tokens"]),
-                None if owns == "?" else float(owns.rstrip("%")), match["host_id"]))
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not _NODE_LINE.match(line):
+            continue
+        parts = line.split()
+        where = next((i for i, p in enumerate(parts) if _HOST_ID.fullmatch(p)), None)
+        if where is None or where < 3:
+            continue
+        owns = parts[where - 1]
+        count = parts[where - 2]
+        tokens = int(count) if count.isdigit() else 1
+        address = parts[1].rsplit(":", 1)[0] if parts[1].count(":") == 1 else parts[1]
+        nodes.append(NodeStatus(address, parts[0], tokens,
+                                None if owns == "?" else float(owns.rstrip("%")),
+                                parts[where]))
     return nodes
 
 
@@ -77,7 +91,7 @@ class Nodetool:
                           timeout_s=120)
         nodes = parse_status(result.stdout)
         if not nodes:
-            raise NodetoolError(f"nodetool status on {address}: no node lines in "
+            raise NodetoolOutputError(f"nodetool status on {address}: no node lines in "
                                 f"{result.stdout.strip()[-400:]!r}")
         return nodes
 

@@ -13,7 +13,12 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from backends.cassandra.nodetool import NodeStatus, Nodetool, NodetoolError
+from backends.cassandra.nodetool import (
+    NodeStatus,
+    Nodetool,
+    NodetoolError,
+    NodetoolOutputError,
+)
 
 
 class RingOpError(RuntimeError):
@@ -61,6 +66,8 @@ def wait_ring(nodetool: Nodetool, via: str, expected: Iterable[str], what: str,
     while True:
         try:
             problems = check_ring(nodetool, via, wanted, keyspace, factor)
+        except NodetoolOutputError as exc:
+            raise RingOpError(f"{what}: {exc}") from exc
         except NodetoolError as exc:
             problems = [str(exc)]
         if not problems:
