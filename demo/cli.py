@@ -131,9 +131,14 @@ def _up_in_console(world: World) -> None:
 @_net
 def down(net: int) -> None:
     """Stop every process the demo started; files stay in the run directory."""
+    from demo.console_exit import stop_daemons
     from demo.services.base import ServiceError
 
     world = _world(net, None, None)
+    left = stop_daemons(world, click.echo)
+    if left:
+        click.echo(f"issu demo down: the daemon (pid {' '.join(map(str, left))}) has not "
+                   "stopped yet; the world goes down under it", err=True)
     try:
         world.down(lambda msg: click.echo(msg))
     except (ServiceError, RuntimeError, OSError) as exc:

@@ -9,8 +9,12 @@ so the daemon can finish, and this says so and how to stop it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -90,6 +94,32 @@ def _what(pid: int) -> str:
     if "tui" in argv or any(arg.endswith("tui_cli") for arg in argv):
         return "an `issu tui` console"
     return "the journal's writer"
+
+
+def stop_daemons(world: World, say: Callable[[str], None], *,
+                 timeout_s: float = 120.0) -> list[int]:
+    """Stop every headless `issu daemon` driving this world (`issu demo down`: the world it
+    drives goes away). SIGTERM: the daemon finishes the step in flight and leaves; the
+    journal keeps the rest. Consoles are left alone. Returns the pids still alive."""
+    daemons = [pid for pid in daemons_driving(world) if "daemon" in _argv(pid)]
+    for pid in daemons:
+        say(f"stopping the headless `issu daemon` (pid {pid}) that drives this world")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    alive = list(daemons)
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in alive if _alive(pid)]
+    return alive
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie has left already
 
 
 @click.command()

@@ -557,7 +557,8 @@ def events_cmd(config_path: Path, follow: bool, kind: str | None, last: int,
 @click.option("--northbound", type=click.Path(path_type=Path), default=None,
               help="northbound clients file (default: northbound.toml beside the config)")
 def daemon_cmd(config_path: Path, northbound: Path | None) -> None:
-    """Run the executor headless until SIGTERM/SIGINT (one per journal; exit 3 if taken)."""
+    """Run the executor headless until the upgrade is done or aborted, or SIGTERM/SIGINT
+    (one per journal; exit 3 if taken)."""
     from issu_tui.orchestrator.executor import Executor
 
     ctx = _context(config_path)
@@ -575,7 +576,7 @@ def daemon_cmd(config_path: Path, northbound: Path | None) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        executor.serve()
+        executor.serve(until_finished=True)
     finally:
         executor.close()
 

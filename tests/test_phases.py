@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,31 @@ def test_abort_and_finalize_step_names_are_unique() -> None:
         names = [s.name for s in steps]
         assert len(names) == len(set(names))
     assert finalize.COMMIT_STEP == "finalize.commit"
+
+
+def test_a_daemon_leaves_once_the_upgrade_is_finished(tmp_path: Path) -> None:
+    """`issu daemon` (serve until_finished) stops by itself at done; before, it serves."""
+    import threading
+
+    journal, executor = _executor(tmp_path)
+    journal.set_phase("computes")
+    serving = threading.Thread(target=executor.serve,
+                               kwargs={"until_finished": True, "poll_s": 0.01})
+    serving.start()
+    try:
+        paused = journal.add_intent("pause", {}, "test")
+        deadline = time.monotonic() + 60
+        while journal.intents("pending") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert serving.is_alive()  # computes: not finished, the daemon keeps serving
+        assert [i.status for i in journal.intents(None) if i.id == paused] == ["done"]
+        journal.set_phase("done")
+        serving.join(60)
+        assert not serving.is_alive()
+    finally:
+        executor.shutdown.set()
+        serving.join(60)
+    said = [e.message for e in journal.events(kind="executor")]
+    assert any("the upgrade is done: the executor" in m and "stops" in m for m in said), said
+    executor.close()
+    journal.close()

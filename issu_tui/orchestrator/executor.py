@@ -9,6 +9,8 @@ executor died is run again at the next start: every step skips what is already d
 from __future__ import annotations
 
 import json
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -110,9 +112,10 @@ class Executor:
 
     # ------------------------------------------------------------------ the loop
 
-    def serve(self, *, until_idle: bool = False, poll_s: float = 0.2,
-              heartbeat_s: float = 2.0, supervise_s: float = 5.0) -> None:
-        """Run intents until `shutdown` is set (or, with until_idle, nothing is left)."""
+    def serve(self, *, until_idle: bool = False, until_finished: bool = False,
+              poll_s: float = 0.2, heartbeat_s: float = 2.0, supervise_s: float = 5.0) -> None:
+        """Run intents until `shutdown` is set (or, with until_idle, nothing is left; with
+        until_finished, the upgrade is done or aborted and nothing runs)."""
         last_beat = last_supervise = 0.0
         while not self.shutdown.is_set():
             now = time.monotonic()
@@ -138,10 +141,23 @@ class Executor:
                     break
             if until_idle and not self.busy and not self.ctx.journal.intents("pending"):
                 return
+            if until_finished and not self.busy and self._finished():
+                return
             time.sleep(poll_s)
         self.ctx.stop.set()
         if self._worker is not None:
             self._worker.join()
+
+    def _finished(self) -> bool:
+        """The upgrade reached its end (done, aborted): no intent can run any more."""
+        current = self.ctx.journal.phase()
+        if current is None or not phases.phase(current.phase).terminal:
+            return False
+        if self.ctx.journal.intents("pending"):
+            return False  # each is refused (and says why) before the executor leaves
+        self.ctx.event("executor", f"the upgrade is {current.phase}: the executor (pid "
+                       f"{os.getpid()}) stops, nothing is left to run")
+        return True
 
     @property
     def busy(self) -> bool:
@@ -159,6 +175,10 @@ class Executor:
 
     def _launch(self, intent: Intent) -> None:
         self.ctx.journal.finish_intent(intent.id, "running")
+        # who runs what: a console's executor, then after a handover the headless daemon
+        self.ctx.event("executor", f"intent #{intent.id} {intent.kind} (asked by {intent.by})"
+                       f": run by pid {os.getpid()} on {socket.gethostname()}",
+                       intent=intent.id, pid=os.getpid())
         self.ctx.stop.clear()
         self._current = intent
         self._worker = threading.Thread(target=self._run_intent, args=(intent,),
@@ -216,6 +236,12 @@ class Executor:
                                   parallel=args.get("parallel"),
                                   canary=args.get("canary"),
                                   max_failures=args.get("max_failures"))
+        if outcome.not_started and self.shutdown.is_set():
+            # This executor is leaving (a console that lost its terminal): the computes not
+            # started stay asked for; the next executor runs the intent again, skipping
+            # those already moved.
+            raise StepInterrupted(f"{action}: {len(outcome.not_started)} compute(s) not "
+                                  "started yet; the executor stopped, the next one resumes")
         return {"ok": outcome.ok, "action": action, "succeeded": outcome.succeeded,
                 "failed": outcome.failed, "not_started": outcome.not_started,
                 "stopped_reason": outcome.stopped_reason, "batches": outcome.batches_run}
