@@ -1,10 +1,11 @@
-"""A whole demo upgrade driven from the console, by keys only.
+"""A whole demo upgrade driven from the console, by keys only, from phase `plan` to `done`.
 
 The demo world (tests/orch_world.py: v1 seeded, every compute on v1, v2 empty and fenced) is
-brought to run-sync from the command line; then the console, running the executor inside
-itself, upgrades every compute (marks, `u`, batch size and parallelism in the dialog), rolls
-one back with `r`, upgrades it again and finalizes with the typed confirmation. The outcome
-is read back from the journal and from both clusters' analytics-api.
+given to a console that runs the executor inside itself; no command line in between. `n`
+runs each next safe step after its confirmation (preflight, pair, pre-sync, run-sync, then
+the upgrade of every compute with batch size and parallelism set in the dialog), `r` rolls
+one back, `u` upgrades it again, `V` verifies, and `n` finalizes with the typed word. The
+outcome is read back from the journal and from both clusters' analytics-api.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from issu_tui.app import IssuApp
 from issu_tui.config import load_config
 from issu_tui.console_api import ConsoleBackend
 from issu_tui.tui_cli import EmbeddedOrchestrator
-from screens.dialogs import MoveConfirm, TypedConfirm
+from screens.dialogs import MoveConfirm, StepConfirm, TypedConfirm
 from screens.widgets.computes import ComputeGrid
-from tests.orch_world import fresh_world, issu_json, stop_world
+from tests.orch_world import fresh_world, stop_world
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -83,15 +84,31 @@ async def confirm_move(pilot: Pilot, *, batch: str | None = None,
     await until(pilot, lambda: not isinstance(app.screen, MoveConfirm), 30, "dialog closed")
 
 
+def next_step(app: IssuApp) -> Any:
+    snap = app.state.snapshot
+    return snap.phase.next_step if snap is not None else None
+
+
+async def run_next_phase(pilot: Pilot, name: str) -> None:
+    """`n` offers phase `name`: confirm it, and wait until the console offers what follows."""
+    app = pilot.app
+    assert isinstance(app, IssuApp)
+    await until(pilot, lambda: (step := next_step(app)) is not None and step.action != "wait",
+                600, f"n offers {name}")
+    assert (next_step(app).action, next_step(app).target) == ("phase", name)
+    await pilot.press("n")
+    await until(pilot, lambda: isinstance(app.screen, StepConfirm), 30, f"{name} dialog")
+    assert app.screen.title_text == f"Run {name}?"
+    await pilot.press("tab")  # No -> Yes
+    assert app.focused is not None and app.focused.id == "yes"
+    await pilot.press("enter")
+    await until(pilot, lambda: not isinstance(app.screen, StepConfirm), 30, "dialog closed")
+    await until(pilot, lambda: (step := next_step(app)) is not None
+                and step.action != "wait" and step.target != name, 900, f"{name} done")
+
+
 async def test_whole_upgrade_from_the_console(demo_world: Any) -> None:
     world = demo_world
-    # Up to run-sync from the command line: the console's part is computes and finalize.
-    assert issu_json(world, "plan")["to"] == V2
-    assert issu_json(world, "preflight")["ok"]
-    assert issu_json(world, "pair")["ok"]
-    assert issu_json(world, "phase", "pre-sync", timeout=600)["ok"]
-    assert issu_json(world, "phase", "run-sync", timeout=600)["ok"]
-
     config = load_config(world.config_path)
     backend = ConsoleBackend.open(config, config_path=str(world.config_path))
     assert backend.options.owns_executor
@@ -99,14 +116,21 @@ async def test_whole_upgrade_from_the_console(demo_world: Any) -> None:
     app = IssuApp(backend, refresh_interval=0.3, analytics_interval=2.0, executor=embedded)
     try:
         async with app.run_test(size=(160, 50)) as pilot:
-            await until(pilot, lambda: app.refreshes, 60, "first refresh")
+            await until(pilot, lambda: app.state.snapshot is not None
+                        and app.state.snapshot.phase.phase == "plan", 60, "phase plan")
+            for name in ("preflight", "pair", "pre-sync", "run-sync"):
+                await run_next_phase(pilot, name)
+
             await pilot.press("5")  # the compute grid alone
             await until(pilot, lambda: len(grid_states(app)) == len(COMPUTES), 30,
                         "every compute in the grid")
             assert {s for s, _v in grid_states(app).values()} == {"old"}
 
-            # mark all three (space marks and moves down), upgrade in batches of 2, 2 at once
-            await pilot.press(*["space"] * len(COMPUTES), "u")
+            # n now offers every compute left on old: batches of 2, 2 at once
+            assert next_step(app).action == "upgrade"
+            await pilot.press("n")
+            await until(pilot, lambda: isinstance(app.screen, MoveConfirm), 30, "move dialog")
+            assert app.screen.computes == list(COMPUTES)
             await confirm_move(pilot, batch="2", parallel="2")
             await until(pilot, lambda: set(grid_states(app).values()) == {("upgraded", V2)},
                         300, "every compute upgraded on v2 in the grid")
@@ -124,14 +148,26 @@ async def test_whole_upgrade_from_the_console(demo_world: Any) -> None:
             await until(pilot, lambda: set(grid_states(app).values()) == {("upgraded", V2)},
                         180, "compute-2 upgraded again")
 
-            # finalize: typed confirmation
+            # V: verify new against old while run-sync runs
             await until(pilot, lambda: app.state.snapshot is not None
-                        and "finalize" in app.state.snapshot.phase.allowed, 60,
-                        "finalize allowed")
-            await pilot.press("F")
+                        and "verify" in app.state.snapshot.phase.allowed, 60, "verify allowed")
+            await pilot.press("V")
+            await until(pilot, lambda: isinstance(app.screen, StepConfirm), 30, "verify dialog")
+            await pilot.press("tab", "enter")
+            await until(pilot, lambda: app.state.snapshot is not None
+                        and app.state.snapshot.sync.verify_at is not None, 600, "verified")
+            assert (app.state.snapshot.sync.verify_checked or 0) > 0
+
+            # n: finalize, with the typed confirmation
+            await until(pilot, lambda: (step := next_step(app)) is not None
+                        and step.action == "finalize", 60, "n offers finalize")
+            await pilot.press("n")
             await until(pilot, lambda: isinstance(app.screen, TypedConfirm), 30,
                         "the finalize dialog")
-            await pilot.press(*"finalize", "enter")  # -> reason
+            dialog = app.screen
+            assert isinstance(dialog, TypedConfirm)
+            # a difference left by run-sync's lag at verify time makes it a forced finalize
+            await pilot.press(*dialog.expected, "enter")  # -> reason
             await pilot.press(*"e2e from the console", "enter", "tab")  # -> No -> Finalize
             assert app.focused is not None and app.focused.id == "yes"
             await pilot.press("enter")
@@ -139,6 +175,7 @@ async def test_whole_upgrade_from_the_console(demo_world: Any) -> None:
                         and app.state.snapshot.phase.phase == "done", 600, "phase done")
             snap = app.state.snapshot
             assert snap.sync.verify_differences == 0 and (snap.sync.verify_checked or 0) > 0
+            assert snap.phase.next_step.action == "none"
     finally:
         backend.close()
 
@@ -154,6 +191,11 @@ async def test_whole_upgrade_from_the_console(demo_world: Any) -> None:
                 if i.kind in ("upgrade", "rollback", "finalize")]
         assert ours == [("upgrade", "done"), ("rollback", "done"), ("upgrade", "done"),
                         ("finalize", "done")], ours
+        phases_run = [i.args.get("target") for i in after.journal.intents(None)
+                      if i.kind == "phase" and i.status == "done"]
+        assert phases_run == ["preflight", "pair", "pre-sync", "run-sync"]
+        assert [i.status for i in after.journal.intents(None) if i.kind == "verify"] == ["done"]
+        assert {i.by.split(":")[0] for i in after.journal.intents(None)} == {"tui"}
         # The demo's analytics: each vrouter reports to the new cluster, on v2.
         analytics = after.poll_analytics()
         assert analytics is not None
