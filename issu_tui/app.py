@@ -229,8 +229,12 @@ class IssuApp(App[int]):
             self.state.analytics = snap if snap is not None else self.state.analytics
             self.state.analytics_error = error
             screen = self.console_screen
+            agents_moved = bool(snap is not None and self.state.computes.apply_agents(
+                {name: report.agent_state for name, report in snap.computes.items()}))
             if screen is not None and screen.is_mounted:
                 screen.show_analytics()
+                if agents_moved:
+                    screen.show_computes()
             self.analytics_polls += 1
         finally:
             self.set_timer(self.analytics_interval, self._poll_analytics)

@@ -107,6 +107,11 @@ class ConsoleScreen(Screen[None]):
     def show_analytics(self) -> None:
         pass
 
+    def show_computes(self) -> None:
+        """The compute store changed outside a snapshot (agents' states from analytics)."""
+        for panel in self.query(ComputePanel):
+            panel.refresh_rows()
+
     def chosen_computes(self) -> list[str]:
         grids = self.query(ComputeGrid)
         if grids:

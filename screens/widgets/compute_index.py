@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 from bisect import bisect_left, insort
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from operator import attrgetter
 
 from rich.cells import cell_len
@@ -29,6 +30,16 @@ COLUMNS = (
 )
 COLUMN_KEYS = tuple(key for key, _ in COLUMNS)
 FILTER_FIELDS = ("name", "state", "version", "cluster", "agent", "address")
+EXACT_FIELDS = {"addr": "address"}  # `addr:127.24.1.1` is that address, not 127.24.1.10
+# The widest value each column can take, so that no column widens while the upgrade runs:
+# every state and agent state, a gap up to 9999ms, batches up to 9999.
+WIDEST = {"state": "rolling-back", "agent": "Non-Functional", "gap": "9999ms",
+          "batch": "9999", "cluster": "unknown"}
+# `S` cycles the grid's order through these (name is natural order: cmp-2 before cmp-10).
+SORTS = ("name", "state", "version", "cluster", "gap")
+# Operational order: what needs a look first.
+STATE_ORDER = {s: i for i, s in enumerate(("failed", "unknown", "upgrading", "rolling-back",
+                                           "queued", "old", "upgraded"))}
 MARK = "●"
 LOG_KEEP = 256          # refreshes a view may fall behind before it rebuilds
 REBUILD_AT = 2048       # more changes than this at once: rebuild a view instead of patching it
@@ -61,7 +72,7 @@ def parse_filter(text: str) -> Terms:
     terms: Terms = []
     for word in text.split():
         key, sep, value = word.partition(":")
-        if sep and key.lower() in FILTER_FIELDS:
+        if sep and (key.lower() in FILTER_FIELDS or key.lower() in EXACT_FIELDS):
             terms.append((key.lower(), value.lower()))
         else:
             terms.append((None, word.lower()))
@@ -72,6 +83,9 @@ def matches(row: ComputeRow, terms: Terms) -> bool:
     for key, value in terms:
         if key is None:
             if value not in row.name.lower() and value not in row.address.lower():
+                return False
+        elif key in EXACT_FIELDS:
+            if value != str(_FIELD[EXACT_FIELDS[key]](row)).lower():
                 return False
         elif value not in str(_FIELD[key](row)).lower():
             return False
@@ -89,9 +103,13 @@ class ComputeStore:
         self.rows: dict[str, ComputeRow] = {}
         self.order: list[str] = []
         self.version = 0
-        # a column is as wide as its longest value so far (never cut; it only grows)
-        self.widths = [_width(label) for _, label in COLUMNS]
+        # a column is as wide as the longest value it can take, or has held (never cut)
+        self.widths = [max(_width(label), _width(WIDEST.get(key, ""))) for key, label in
+                       COLUMNS]
         self._keys: dict[str, tuple[tuple[str | int, ...], str]] = {}
+        # the agent's state as the analytics say it (the analytics screen's source); the
+        # journal's, recorded at the compute's last move, only where analytics say nothing
+        self._agents: dict[str, str] = {}
         self._log: deque[tuple[int, tuple[str, ...]]] = deque(maxlen=LOG_KEEP)
 
     def __len__(self) -> int:
@@ -106,8 +124,12 @@ class ComputeStore:
         new: list[str] = []
         known = self.rows
         widths = self.widths
+        agents = self._agents
         for row in rows:
             name = row.name
+            agent = agents.get(name)
+            if agent is not None and agent != row.agent_state:
+                row = replace(row, agent_state=agent)
             old = known.get(name)
             if old == row:
                 continue
@@ -131,6 +153,14 @@ class ComputeStore:
             self.version += 1
             self._log.append((self.version, tuple(changed)))
         return tuple(changed)
+
+    def apply_agents(self, agents: Mapping[str, str]) -> tuple[str, ...]:
+        """The agents' states from the analytics; returns the names whose state changed."""
+        self._agents = {name: state for name, state in agents.items() if state}
+        moved = [replace(row, agent_state=self._agents[name])
+                 for name, row in self.rows.items()
+                 if name in self._agents and row.agent_state != self._agents[name]]
+        return self.apply(moved)
 
     def changed_since(self, version: int) -> set[str] | None:
         """Names changed after `version`; None when the log no longer reaches back to it."""
@@ -160,6 +190,15 @@ class ComputeView:
         self.shown: list[str] = []
         self._members: set[str] = set()
         self.version = -1
+        self.sort = "name"
+        self._positions: dict[str, int] = {}  # by another column than name: name -> index
+
+    def set_sort(self, column: str) -> None:
+        """Order by `column` (one of SORTS); names in natural order within equal values."""
+        if column not in SORTS:
+            raise ValueError(f"cannot sort by {column!r}; by one of {', '.join(SORTS)}")
+        self.sort = column
+        self.rebuild()
 
     def __len__(self) -> int:
         return len(self.shown)
@@ -178,6 +217,11 @@ class ComputeView:
             self.shown = [n for n in store.order if matches(rows[n], terms)]
         else:
             self.shown = list(store.order)
+        if self.sort != "name":
+            # a stable sort of the natural order: equal values keep their names' order
+            by, rows = _SORT_KEYS[self.sort], store.rows
+            self.shown.sort(key=lambda name: by(rows[name]))
+            self._positions = {name: i for i, name in enumerate(self.shown)}
         self._members = set(self.shown)
         self.version = store.version
 
@@ -185,7 +229,8 @@ class ComputeView:
         """Catch up with the store: (whether names came or went, the names that changed)."""
         store = self.store
         changed = store.changed_since(self.version)
-        if changed is None or len(changed) > REBUILD_AT:
+        if changed is None or len(changed) > REBUILD_AT or (changed and self.sort != "name"):
+            # by another column a change can move a row anywhere: sort again (only then)
             before = self.shown
             self.rebuild()
             return before != self.shown, set(self.shown)
@@ -209,4 +254,18 @@ class ComputeView:
         """Where `name` is in the view (a binary search), None when it is not shown."""
         if name is None or name not in self._members:
             return None
+        if self.sort != "name":
+            return self._positions[name]
         return bisect_left(self.shown, self.store.key(name), key=self.store.key)
+
+
+def _gap_key(row: ComputeRow) -> tuple[int, float]:
+    return (1, 0.0) if row.gap_ms is None else (0, -row.gap_ms)  # the longest gap first
+
+
+_SORT_KEYS: dict[str, Callable[[ComputeRow], object]] = {
+    "state": lambda row: STATE_ORDER.get(row.state, len(STATE_ORDER)),
+    "version": lambda row: natural_key(row.version or "")[0],
+    "cluster": lambda row: row.cluster or "~",
+    "gap": _gap_key,
+}

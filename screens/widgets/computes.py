@@ -31,6 +31,7 @@ from screens.format import STATE_STYLES
 from screens.widgets.compute_index import (
     COLUMN_KEYS,
     COLUMNS,
+    SORTS,
     ComputeStore,
     ComputeView,
     cells_of,
@@ -51,6 +52,7 @@ def render_cell(column: str, value: str, state: str) -> str | Text:
 _CELL_STYLES = {state: Style.parse(style) if style else Style() for state, style in
                 STATE_STYLES.items()}
 _MARK_STYLE = Style.parse("bold cyan")
+_SORTED_STYLE = Style.parse("underline")
 _PLAIN = Style()
 LINE_CACHE = 256  # rendered rows kept: a few screens' worth
 
@@ -132,8 +134,10 @@ class ComputeGrid(ScrollView, can_focus=True):
         Binding("pagedown", "page_down", "Page down", show=False),
         Binding("ctrl+home", "scroll_top", "Top", show=False),
         Binding("ctrl+end", "scroll_bottom", "Bottom", show=False),
-        Binding("home", "scroll_home", "Home", show=False),
-        Binding("end", "scroll_end", "End", show=False),
+        Binding("home", "scroll_top", "First", show=False),
+        Binding("end", "scroll_bottom", "Last", show=False),
+        Binding("shift+home", "scroll_home", "Scroll left", show=False),
+        Binding("shift+end", "scroll_end", "Scroll right", show=False),
         # the console's own
         Binding("j", "cursor_down", "Down", show=False, id="grid.down"),
         Binding("k", "cursor_up", "Up", show=False, id="grid.up"),
@@ -143,6 +147,7 @@ class ComputeGrid(ScrollView, can_focus=True):
         Binding("a", "mark_shown", "Mark shown", show=False, id="grid.mark_shown"),
         Binding("U", "clear_marks", "Clear marks", show=False, id="grid.clear_marks"),
         Binding("enter", "detail", "Detail", show=False, id="grid.detail"),
+        Binding("S", "cycle_sort", "Sort", show=False, id="grid.sort"),
     ]
 
     class DetailRequested(Message):
@@ -186,6 +191,16 @@ class ComputeGrid(ScrollView, can_focus=True):
         current = self.current_name()
         self.view.set_filter(text)
         self._after_change(current, True, set())
+
+    def action_cycle_sort(self) -> None:
+        """`S`: order by the next of name (natural), state, version, cluster, gap."""
+        current = self.current_name()
+        self.view.set_sort(SORTS[(SORTS.index(self.view.sort) + 1) % len(SORTS)])
+        self._widths_drawn += 1  # the header marks the column the grid is sorted by
+        self.refresh_line(0)
+        self._after_change(current, True, set())
+        if self._on_marks is not None:
+            self._on_marks()  # the status line says the order
 
     def shown(self) -> list[str]:
         return list(self.view.shown)
@@ -479,9 +494,11 @@ class ComputeGrid(ScrollView, can_focus=True):
 
     def _header_segments(self, header: Style, width: int) -> list[Segment]:
         segments = []
-        for column, ((_, label), cell_width) in enumerate(zip(COLUMNS, self._widths,
-                                                               strict=True)):
+        for column, ((key, label), cell_width) in enumerate(zip(COLUMNS, self._widths,
+                                                                 strict=True)):
             style = header + Style.from_meta({"row": -1, "column": column})
+            if key == self.view.sort and key != "name":
+                style += _SORTED_STYLE
             segments.append(Segment(" " + label.ljust(cell_width)[:cell_width] + " ", style))
         remaining = max(0, width - self.store.table_width)
         segments.append(Segment(" " * remaining, header + Style.from_meta(
@@ -539,7 +556,8 @@ class ComputePanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield ComputeGrid(self._store, self._marks, on_marks=self.update_status)
-        yield Input(placeholder="filter: name  state:failed  version:5.0  cluster:new",
+        yield Input(placeholder="filter: name  state:failed  version:5.0  cluster:new  "
+                    "addr:127.24.1.1",
                     id="compute-filter", classes="filter")
 
     @property
@@ -557,6 +575,8 @@ class ComputePanel(Vertical):
         grid = self.grid
         terms = " ".join(f"{k}:{v}" if k else v for k, v in grid.filter_terms)
         text = f"{len(grid.view)}/{len(self._store)} shown · {len(grid.marks)} marked"
+        if grid.view.sort != "name":
+            text += f" · by {grid.view.sort}"
         if terms:
             text += f" · filter: {terms}"
         if self.border_subtitle == text:

@@ -134,3 +134,29 @@ async def test_cursor_marks_and_filter_at_scale(fleet, tmp_path) -> None:
         await pilot.pause()
         assert grid.current_name() == "compute-1"
         assert "●" in grid.render_line(1).text
+
+
+async def test_home_end_pages_move_the_cursor_and_s_cycles_the_order(fleet, tmp_path) -> None:
+    app = fleet_app(fleet, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("5")
+        await settle(pilot)
+        grid = app.screen.query_one(ComputeGrid)
+        grid.focus()
+        await pilot.press("end")
+        assert grid.current_name() == f"compute-{FLEET}"
+        assert grid.scroll_y > 0  # the cursor's row is on screen
+        await pilot.press("home")
+        assert grid.current_name() == "compute-1" and grid.scroll_y == 0
+        await pilot.press("pagedown")
+        below = grid.cursor_row
+        assert below > 0
+        await pilot.press("pageup")
+        assert grid.cursor_row == 0
+        await pilot.press("S")  # by state: the one rolling back before the old ones
+        assert grid.view.sort == "state"
+        assert grid.view.shown[0] == f"compute-{FLEET}"
+        assert grid.current_name() == "compute-1"  # the cursor stays on its compute
+        await pilot.press("S", "S", "S", "S")  # version, cluster, gap, back to name
+        assert grid.view.sort == "name" and grid.view.shown[:2] == ["compute-1", "compute-2"]

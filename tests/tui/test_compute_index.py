@@ -96,3 +96,55 @@ def test_sync_says_whether_rows_came_or_went() -> None:
     assert view.shown == ["c2", "c3"]
     store.apply([replace(store.rows["c3"], state="upgraded")])
     assert view.sync() == (True, {"c3"}) and view.shown == ["c2"]
+
+
+def test_sort_by_state_version_cluster_gap_keeps_up_with_changes() -> None:
+    store = ComputeStore()
+    store.apply([row("c-10", "upgraded", version="5.0.0", cluster="new", gap_ms=300.0),
+                 row("c-2", "failed"), row("c-1", "old"),
+                 row("c-3", "upgraded", version="5.0.0", cluster="new", gap_ms=900.0)])
+    view = ComputeView(store)
+    view.rebuild()
+    assert view.shown == ["c-1", "c-2", "c-3", "c-10"]
+    view.set_sort("state")  # what needs a look first; names in natural order within a state
+    assert view.shown == ["c-2", "c-1", "c-3", "c-10"]
+    view.set_sort("gap")  # the longest gap first, none last
+    assert view.shown == ["c-3", "c-10", "c-1", "c-2"]
+    view.set_sort("version")
+    assert view.shown == ["c-1", "c-2", "c-3", "c-10"]
+    store.apply([row("c-1", "upgraded", version="5.0.0", cluster="new")])
+    view.sync()
+    assert view.shown == ["c-2", "c-1", "c-3", "c-10"]
+    assert [view.index(n) for n in view.shown] == [0, 1, 2, 3]
+    view.set_sort("cluster")
+    assert view.shown == ["c-1", "c-3", "c-10", "c-2"]
+
+
+def test_addr_filter_is_exact() -> None:
+    store = ComputeStore()
+    store.apply([row("a", address="127.24.1.1"), row("b", address="127.24.1.10")])
+    view = ComputeView(store)
+    view.set_filter("addr:127.24.1.1")
+    assert view.shown == ["a"]
+    view.set_filter("127.24.1.1")  # a plain word matches part of the address
+    assert view.shown == ["a", "b"]
+
+
+def test_columns_are_as_wide_as_their_widest_value_from_the_start() -> None:
+    store = ComputeStore()
+    store.apply([row("c-1")])
+    widths = dict(zip(COLUMN_KEYS, store.widths, strict=True))
+    assert widths["state"] == len("rolling-back") and widths["agent"] == len("Non-Functional")
+    assert widths["gap"] == len("9999ms")
+    before = list(store.widths)
+    store.apply([row("c-1", "rolling-back", agent_state="Non-Functional", gap_ms=9999.0)])
+    assert store.widths == before  # nothing widens while the upgrade runs
+
+
+def test_agent_state_comes_from_the_analytics_when_they_say() -> None:
+    store = ComputeStore()
+    store.apply([row("c-1", agent_state=""), row("c-2", agent_state="Functional")])
+    assert store.apply_agents({"c-1": "Functional", "c-2": "Non-Functional"}) == ("c-1", "c-2")
+    store.apply([row("c-1", "queued", agent_state="")])  # a journal change keeps it
+    assert store.rows["c-1"].agent_state == "Functional"
+    assert store.rows["c-2"].agent_state == "Non-Functional"
