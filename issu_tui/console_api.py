@@ -100,6 +100,8 @@ class TableCount:
     quarantined: float
     slices_done: float
     slices_total: float
+    verify_old: float | None = None  # cells on old / on new at the last verify
+    verify_new: float | None = None
 
 
 @dataclass(frozen=True)
@@ -378,17 +380,32 @@ class ConsoleBackend:
         if "lag_s" in runsync and updated is not None and updated != self._lag_seen_at:
             self._lag_seen_at = updated
             self._lag_history.append(runsync["lag_s"])
-        tables = []
+        verified: dict[str, dict[str, float]] = {}
+        for key, value in self.journal.counters("verify.tables").items():
+            name, _, side = key.rpartition(".")
+            verified.setdefault(name, {})[side] = value
+        per: dict[tuple[str, str, str], dict[str, float]] = {}
+        # what the copy jobs checkpoint as they go (cells per finished slice)...
+        for job, name, done, total, cells in self.journal.checkpoint_progress():
+            scope = _COPY_SCOPES.get(job)
+            if scope is not None:
+                keyspace, _, table = name.partition(".")
+                per[(scope, keyspace, table)] = {"copied": float(cells),
+                                                 "slices_done": float(done),
+                                                 "slices_total": float(total)}
+        # ...and per-table counters where a job publishes them
         for scope in ("presync", "postsync"):
-            per: dict[tuple[str, str], dict[str, float]] = {}
             for key, value in self.journal.counters(scope).items():
                 name, _, metric = key.rpartition(".")
                 keyspace, _, table = name.partition(".")
-                per.setdefault((keyspace, table), {})[metric] = value
-            for (keyspace, table), m in sorted(per.items()):
-                tables.append(TableCount(scope, keyspace, table, m.get("copied", 0.0),
-                                         m.get("deleted", 0.0), m.get("quarantined", 0.0),
-                                         m.get("slices_done", 0.0), m.get("slices_total", 0.0)))
+                per.setdefault((scope, keyspace, table), {})[metric] = value
+        tables = []
+        for (scope, keyspace, table), m in sorted(per.items()):
+            seen = verified.get(f"{keyspace}.{table}", {})
+            tables.append(TableCount(scope, keyspace, table, m.get("copied", 0.0),
+                                     m.get("deleted", 0.0), m.get("quarantined", 0.0),
+                                     m.get("slices_done", 0.0), m.get("slices_total", 0.0),
+                                     seen.get("old"), seen.get("new")))
         verify = self.journal.counters("verify")
         return SyncView(
             lag_s=runsync.get("lag_s"), lag_p50_s=runsync.get("lag_p50_s"),
@@ -548,6 +565,9 @@ class ConsoleBackend:
         """An event from the console itself (e.g. it lost its terminal); silent when read-only."""
         if not self.read_only:
             self.journal.event("console", message, actor=self.options.actor)
+
+
+_COPY_SCOPES = {"pre-sync": "presync", "post-sync": "postsync"}  # copy job -> table scope
 
 
 def _control(intent: Intent) -> bool:

@@ -619,6 +619,19 @@ class Journal:
             summary.setdefault(r["job"], {})[r["table_name"]] = r["n"]
         return summary
 
+    def checkpoint_progress(self) -> list[tuple[str, str, int, int, int]]:
+        """(job, table, slices done, slices in all, cells copied) of every copy job's table,
+        from its checkpoints; a slice id is `<slices in all>:<index>`."""
+        progress = []
+        for r in self._query(
+                "SELECT job, table_name, COUNT(*) AS n, SUM(rows) AS cells, "
+                "MAX(CAST(substr(slice_id, 1, instr(slice_id, ':') - 1) AS INTEGER)) AS total "
+                "FROM checkpoints WHERE table_name != '*' GROUP BY job, table_name "
+                "ORDER BY job, table_name"):
+            progress.append((r["job"], r["table_name"], int(r["n"]), int(r["total"] or 0),
+                             int(r["cells"] or 0)))
+        return progress
+
     # ------------------------------------------------------------------ counters
 
     def set_counters(self, scope: str, values: Mapping[str, float]) -> None:

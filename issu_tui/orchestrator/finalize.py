@@ -170,6 +170,16 @@ def run_verify(ctx: Context, kept: dict[str, object]) -> tuple[int, float | None
     except (ValueError, KeyError, TypeError):
         return result.exit_code, None, result.output  # no report (a crash): the exit code
     kept.update(report)
+    # per table, cells on old (each one compared) and on new (the console's Sync screen)
+    per_table: dict[str, float] = {}
+    for table in _tables(report):
+        name = f"{table['keyspace']}.{table['table']}"
+        compared = float(table.get("cells_compared") or 0)
+        per_table[f"{name}.old"] = compared
+        per_table[f"{name}.new"] = compared - float(table.get("missing") or 0) + float(
+            table.get("extra") or 0)
+    if per_table:
+        ctx.journal.set_counters("verify.tables", per_table)
     differences = float(totals["missing"] + totals["extra"] + totals["different"])
     ctx.journal.set_counters("verify", {"differences": differences,
                                         "checked": float(totals["cells_compared"]),

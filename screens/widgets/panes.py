@@ -9,7 +9,13 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Sparkline, Static
 
-from issu_tui.console_api import AnalyticsSnapshot, ConsoleSnapshot, PhaseView, SyncView
+from issu_tui.console_api import (
+    AnalyticsSnapshot,
+    ConsoleSnapshot,
+    PhaseView,
+    SyncView,
+    TableCount,
+)
 from screens.format import (
     SEVERITY_NAMES,
     STATE_STYLES,
@@ -109,8 +115,11 @@ class SyncPane(Vertical):
         if view == self._shown:
             return
         self._shown = view
-        # Sparkline redraws when its data list is replaced (not mutated).
-        self.query_one(Sparkline).data = list(view.lag_history) or [0.0]
+        # Sparkline redraws when its data list is replaced (not mutated); no lag data yet
+        # (before run-sync): no sparkline, rather than one drawn from nothing
+        sparkline = self.query_one(Sparkline)
+        sparkline.display = bool(view.lag_history)
+        sparkline.data = list(view.lag_history) or [0.0]
         self.query_one(".sync-stats", Static).update(sync_text(view), layout=False)
 
 
@@ -120,14 +129,16 @@ class SyncTables(DataTable[str]):
     def on_mount(self) -> None:
         self.cursor_type = "row"
         for key, label in (("scope", "Job"), ("table", "Keyspace.table"), ("copied", "Copied"),
+                           ("slices", "Slices"), ("to_copy", "To copy"),
                            ("deleted", "Deleted"), ("quarantined", "Quarantined"),
-                           ("slices", "Slices")):
+                           ("old", "Old@verify"), ("new", "New@verify")):
             self.add_column(label, key=key)
 
     def show(self, view: SyncView) -> None:
-        rows = [(t.scope, f"{t.keyspace}.{t.table}", number(t.copied), number(t.deleted),
-                 number(t.quarantined), f"{number(t.slices_done)}/{number(t.slices_total)}")
-                for t in view.tables]
+        rows = [(t.scope, f"{t.keyspace}.{t.table}", number(t.copied),
+                 f"{number(t.slices_done)}/{number(t.slices_total)}", _to_copy(t),
+                 number(t.deleted), number(t.quarantined), number(t.verify_old),
+                 number(t.verify_new)) for t in view.tables]
         keys = [f"{r[0]}:{r[1]}" for r in rows]
         with self.app.batch_update():
             if keys != [str(k.value) for k in self.rows]:
@@ -136,10 +147,18 @@ class SyncTables(DataTable[str]):
                     self.add_row(*row, key=key)
                 return
             for key, row in zip(keys, rows, strict=True):
-                for column, value in zip(("copied", "deleted", "quarantined", "slices"),
-                                         row[2:], strict=True):
+                for column, value in zip(("copied", "slices", "to_copy", "deleted",
+                                          "quarantined", "old", "new"), row[2:], strict=True):
                     if self.get_cell(key, column) != value:
                         self.update_cell(key, column, value)
+
+
+def _to_copy(table: TableCount) -> str:
+    """Slices of the table left to copy (a job checkpoints each slice as it finishes)."""
+    left = table.slices_total - table.slices_done
+    if table.slices_total and left <= 0:
+        return "done"
+    return f"{number(left)} slices" if table.slices_total else "-"
 
 
 def analytics_summary(snap: AnalyticsSnapshot | None, error: str | None) -> Group:

@@ -189,3 +189,26 @@ def test_next_step_runs_the_phases_in_order_then_names_the_computes(tmp_path) ->
                 call()
     finally:
         journal.close()
+
+
+def test_sync_tables_come_from_the_copy_checkpoints_and_the_last_verify(tmp_path) -> None:
+    from issu_tui.journal import Journal
+    from tests.tui.tui_world import config_for
+
+    journal = Journal.open(tmp_path)
+    try:
+        journal.set_phase("pre-sync")
+        for slice_id, cells in (("4:0", 100), ("4:2", 50)):
+            journal.mark_slice_done("pre-sync", "config_db_uuid.obj_uuid_table", slice_id,
+                                    cells)
+        journal.mark_slice_done("pre-sync", "*", "__complete__", 0)  # not a table
+        journal.mark_slice_done("post-sync", "config_db_uuid.obj_uuid_table", "1:0", 7)
+        journal.set_counters("verify.tables", {"config_db_uuid.obj_uuid_table.old": 157,
+                                               "config_db_uuid.obj_uuid_table.new": 155})
+        view = make_backend(journal, config_for(tmp_path)).sync_view()
+        assert [(t.scope, t.table, t.copied, t.slices_done, t.slices_total, t.verify_old,
+                 t.verify_new) for t in view.tables] == [
+            ("postsync", "obj_uuid_table", 7, 1, 1, 157, 155),
+            ("presync", "obj_uuid_table", 150, 2, 4, 157, 155)]
+    finally:
+        journal.close()

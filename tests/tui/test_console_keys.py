@@ -352,3 +352,33 @@ async def test_verify_key_asks_then_queues_a_verify(make_app, world) -> None:
         await settle(pilot)
         assert not isinstance(app.screen, StepConfirm)
         assert [i.kind for i in journal.intents(None)] == ["verify"]
+
+
+async def test_sync_screen_shows_no_sparkline_before_there_is_lag(tmp_path) -> None:
+    from textual.widgets import Sparkline
+
+    from issu_tui.app import IssuApp
+    from issu_tui.console_api import ConsoleOptions
+    from issu_tui.journal import Journal
+    from tests.tui.tui_world import config_for
+
+    journal = Journal.open(tmp_path)
+    journal.set_phase("pre-sync")
+    journal.mark_slice_done("pre-sync", "config_db_uuid.obj_uuid_table", "4:0", 100)
+    backend = ConsoleBackend(config_for(tmp_path), journal, ConsoleOptions(owns_executor=True))
+    app = IssuApp(backend, refresh_interval=3600, analytics_interval=3600)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await pilot.press("3")
+            await settle(pilot)
+            assert not app.screen.query_one(Sparkline).display
+            table = app.screen.query_one("#sync-tables")
+            assert str(table.get_cell("presync:config_db_uuid.obj_uuid_table", "to_copy")) == \
+                "3 slices"
+            journal.set_counters("runsync", {"lag_s": 0.5})
+            app.action_refresh_now()
+            await settle(pilot, refreshes=2)
+            assert app.screen.query_one(Sparkline).display
+    finally:
+        journal.close()
