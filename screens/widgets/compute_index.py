@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from operator import attrgetter
+from typing import Any
 
 from rich.cells import cell_len
 
@@ -263,7 +264,7 @@ def _gap_key(row: ComputeRow) -> tuple[int, float]:
     return (1, 0.0) if row.gap_ms is None else (0, -row.gap_ms)  # the longest gap first
 
 
-_SORT_KEYS: dict[str, Callable[[ComputeRow], object]] = {
+_SORT_KEYS: dict[str, Callable[[ComputeRow], Any]] = {
     "state": lambda row: STATE_ORDER.get(row.state, len(STATE_ORDER)),
     "version": lambda row: natural_key(row.version or "")[0],
     "cluster": lambda row: row.cluster or "~",
