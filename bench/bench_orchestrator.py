@@ -113,6 +113,46 @@ class RssSampler(threading.Thread):
         return out
 
 
+class AnalyticsStub:
+    """The health gate's evidence: each compute's vrouter UVE, made from its state files (the
+    version its install wrote, the control node it points at), as a cluster's analytics-api
+    would report it: the gate passes only on what the remote commands left behind."""
+
+    def __init__(self, state_root: Path) -> None:
+        import http.server
+
+        root = state_root
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                prefix = "/analytics/uves/vrouter/"
+                name = self.path.split("?", 1)[0][len(prefix):]
+                host = root / name
+                if not self.path.startswith(prefix) or "/" in name or not host.is_dir():
+                    self.send_error(404)
+                    return
+                version = (host / "version").read_text().strip()
+                control = (host / "control_nodes").read_text().strip().split(":")[0]
+                build = json.dumps({"build-info": [{"build-version": version}]})
+                body = json.dumps({"VrouterAgent": {
+                    "build_info": build, "control_ip": "127.0.0.1",
+                    "xmpp_peer_list": [{"ip": control, "status": True, "primary": True}]},
+                    "NodeStatus": {"process_status": [{"module_id": "contrail-vrouter-agent",
+                                                       "state": "Functional"}]}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
 def reset_hosts(state_root: Path, names: list[str], version: str, control: str) -> None:
     shutil.rmtree(state_root, ignore_errors=True)
     for name in names:
@@ -123,7 +163,7 @@ def reset_hosts(state_root: Path, names: list[str], version: str, control: str) 
 
 
 def make_config(args: argparse.Namespace, endpoints: Any, state_root: Path,
-                state_dir: Path) -> IssuConfig:
+                state_dir: Path, analytics_url: str) -> IssuConfig:
     ssh = endpoints.ssh
     names = list(ssh.names[:args.computes])
     addresses = list(ssh.addresses[:args.computes])
@@ -133,6 +173,7 @@ def make_config(args: argparse.Namespace, endpoints: Any, state_root: Path,
                 "cassandra": {"hosts": ["127.0.0.1"], "prefix": name},
                 "zookeeper": {"hosts": ["127.0.0.1"], "prefix": name},
                 "rabbit": {"hosts": ["127.0.0.1"]},
+                "analytics": {"url": analytics_url},
                 "control_nodes": [{"name": f"{name}-control", "address": control}]}
 
     return IssuConfig.model_validate({
@@ -273,7 +314,8 @@ def measure(args: argparse.Namespace, launcher: Launcher, endpoints: Endpoints,
     state_root = work / "hosts"
     names = list(endpoints.ssh.names[:args.computes])
     shutil.rmtree(work / "state", ignore_errors=True)
-    config = make_config(args, endpoints, state_root, work / "state")
+    analytics = AnalyticsStub(state_root)
+    config = make_config(args, endpoints, state_root, work / "state", analytics.url)
     results: dict[str, dict[str, Any]] = {}
     order = ["baseline", "issu-before", "issu"] if args.baseline_first else \
         ["issu-before", "issu", "baseline"]
