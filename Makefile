@@ -7,7 +7,7 @@ TEST_NET ?= 30
 DEMO_NET ?= 20
 PYTEST_ARGS ?=
 
-.PHONY: install venv services-install test test-fast lint fuzz demo demo-down bench clean
+.PHONY: install venv services-install containers-install test test-fast lint fuzz demo demo-down bench clean
 
 $(STAMP): pyproject.toml demo/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,7 +20,12 @@ venv: $(STAMP)
 services-install:
 	bash demo/install-services.sh
 
-install: venv services-install
+# podman, runc, debootstrap and the demo's images (a few minutes the first time, then
+# cached); says why and carries on when the container engine cannot run here.
+containers-install: venv
+	bash demo/install-containers.sh $(PY)
+
+install: venv services-install containers-install
 
 # ruff, then mypy (strict on backends/ and issu_tui/; settings in pyproject.toml).
 lint: venv

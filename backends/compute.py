@@ -11,7 +11,10 @@ Variables: `{name}` `{address}` (the compute), `{version}` `{cluster}` (the targ
 `contrail-vrouter-agent.conf` style), `{control_nodes_csv}` `{collectors_csv}`
 `{dns_servers_csv}` (comma-joined addresses without ports, the container env style),
 `{health_timeout_s}`, and any extra key of the profile (e.g. the demo's `{host}`): an
-item that is exactly `{var}` expands to `shlex.split` of its value (several argv items).
+item that is exactly `{var}` expands to `shlex.split` of its value (several argv items),
+each filled with the variables above (`compose_file = "/srv/{name}/docker-compose.yaml"`).
+The `container` profile's variables: `docker` (the engine's command), `compose_file`,
+`env_file`, `introspect` (the agent's HTTP address).
 
 Config `profiles.<name>` overrides steps of a built-in profile of the same name, or defines
 a new profile with `base = "<built-in>"`; other keys are profile variables.
@@ -236,18 +239,21 @@ _POINT_PKG = (
     "DNS servers {dns_servers}"
 )
 
-_COMPOSE = "/etc/contrail/vrouter/docker-compose.yaml"
-_ENV = "/etc/contrail/common_vrouter.env"
-_PROBE_CONTAINER = r"""
-env=/etc/contrail/common_vrouter.env
-get() { sed -n "s/^$1=//p" "$env" | tail -n 1 | tr -d '"'; }
+# The container profile runs `{docker} compose --env-file {env_file} -f {compose_file}`: the
+# compose file names its image `...contrail-vrouter-agent:${CONTRAIL_VERSION}`, so the env file
+# says which release runs. Its scripts take the compose command as their last arguments.
+_COMPOSE_CMD = "{docker} compose --env-file {env_file} -f {compose_file}"
+_AGENT_RUNNING = '"$@" ps --status running -q | grep -q .'
+_XMPP_UP = ('curl -fsS --max-time 5 "http://$introspect/Snh_AgentXmppConnectionStatusReq" '
+            "2>/dev/null | grep -q Established")
+_PROBE_CONTAINER = rf"""
+env=$1 introspect=$2; shift 2
+get() {{ sed -n "s/^$1=//p" "$env" | tail -n 1 | tr -d '"'; }}
 echo "version=$(get CONTRAIL_VERSION)"
 echo "control_nodes=$(get CONTROL_NODES)"
 echo "collectors=$(get ANALYTICS_NODES)"
-if docker compose -f /etc/contrail/vrouter/docker-compose.yaml ps --status running -q \
-    | grep -q .; then
-  if curl -fsS --max-time 5 http://127.0.0.1:8085/Snh_AgentXmppConnectionStatusReq 2>/dev/null \
-      | grep -q Established; then echo agent_state=connected; else echo agent_state=running; fi
+if {_AGENT_RUNNING}; then
+  if {_XMPP_UP}; then echo agent_state=connected; else echo agent_state=running; fi
 else echo agent_state=stopped; fi
 """
 # Sets variables of an env file (KEY=value lines): file, then key value pairs. Every line of
@@ -264,10 +270,15 @@ while [ $# -ge 2 ]; do
 done
 mv "$tmp" "$f" || exit 1
 """
-_HEALTH_CONTAINER = _HEALTH_PKG.replace(
-    "systemctl is-active --quiet contrail-vrouter-agent",
-    f"docker compose -f {_COMPOSE} ps --status running -q | grep -q .",
-)
+_HEALTH_CONTAINER = rf"""
+timeout=$1 introspect=$2; shift 2
+deadline=$(( $(date +%s) + ${{timeout%.*}} ))
+while [ "$(date +%s)" -lt "$deadline" ]; do
+  if {_AGENT_RUNNING} && {_XMPP_UP}; then echo "agent connected"; exit 0; fi
+  sleep 3
+done
+echo "the vrouter-agent container has no established XMPP session after $timeout s" >&2; exit 1
+"""
 
 BUILTIN_PROFILES: dict[str, dict[str, str]] = {
     "package-apt": {
@@ -298,18 +309,24 @@ BUILTIN_PROFILES: dict[str, dict[str, str]] = {
         "health": f"sh -c {script_item(_HEALTH_PKG)} health {{health_timeout_s}}",
     },
     "container": {
-        "probe": f"sh -c {script_item(_PROBE_CONTAINER)} probe",
-        "stop": f"docker compose -f {_COMPOSE} down",
-        "install": (
-            f"sh -c {script_item(_SET_ENV + 'docker compose -f ' + _COMPOSE + ' pull')} "
-            f"install {_ENV} CONTRAIL_VERSION {{version}}"
-        ),
+        "docker": "docker",  # the engine's command: docker, or a docker-compatible one
+        "compose_file": "/etc/contrail/vrouter/docker-compose.yaml",
+        "env_file": "/etc/contrail/common_vrouter.env",
+        "introspect": "127.0.0.1:8085",  # the agent's introspect (HTTP) address
+        "probe": f"sh -c {script_item(_PROBE_CONTAINER)} probe {{env_file}} {{introspect}} "
+                 f"{_COMPOSE_CMD}",
+        "stop": f"{_COMPOSE_CMD} down",
+        # The release's image first (pull from the registry, or found already loaded): the
+        # env file changes only once the image is there.
+        "install": f"env CONTRAIL_VERSION={{version}} {_COMPOSE_CMD} pull",
         "point": (
-            f"sh -c {script_item(_SET_ENV)} point {_ENV} CONTROL_NODES {{control_nodes_csv}} "
-            "ANALYTICS_NODES {collectors_csv} DNS_NODES {dns_servers_csv}"
+            f"sh -c {script_item(_SET_ENV)} point {{env_file}} CONTRAIL_VERSION {{version}} "
+            "CONTROL_NODES {control_nodes_csv} ANALYTICS_NODES {collectors_csv} "
+            "DNS_NODES {dns_servers_csv}"
         ),
-        "restart": f"docker compose -f {_COMPOSE} up -d",
-        "health": f"sh -c {script_item(_HEALTH_CONTAINER)} health {{health_timeout_s}}",
+        "restart": f"{_COMPOSE_CMD} up -d",
+        "health": f"sh -c {script_item(_HEALTH_CONTAINER)} health {{health_timeout_s}} "
+                  f"{{introspect}} {_COMPOSE_CMD}",
     },
     "demo": {
         "host": "python3 -m demo.compute.host",
@@ -388,7 +405,19 @@ def render_template(profile: str, step: str, template: str, variables: Mapping[s
     for token in tokens:
         whole = re.fullmatch(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", token)
         if whole and whole.group(1) in variables:
-            argv.extend(shlex.split(variables[whole.group(1)]))
+            # A variable's items may name the call's values ({name}, {address}): a path or
+            # address per compute. Variables do not refer to each other.
+            for item in shlex.split(variables[whole.group(1)]):
+                try:
+                    argv.append(string.Formatter().vformat(item, (), values))
+                except KeyError as exc:
+                    raise ProfileError(f"profile {profile}, variable {whole.group(1)}: "
+                                       f"unknown variable {{{exc.args[0]}}} in "
+                                       f"{variables[whole.group(1)]!r}") from None
+                except (ValueError, IndexError) as exc:
+                    raise ProfileError(f"profile {profile}, variable {whole.group(1)}: bad "
+                                       f"template {variables[whole.group(1)]!r}: {exc}"
+                                       ) from None
             continue
         try:
             argv.append(string.Formatter().vformat(token, (), flat))

@@ -202,3 +202,31 @@ def test_demo_set_ini_refuses_line_breaks(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="line break"):
         set_ini(conf, [("DNS", "servers", "ok"), ("CONTROL-NODE", "servers", "x\n[DEFAULT]")])
     assert conf.read_text() == INI_TEXT
+
+
+def test_container_profile_names_the_engine_and_per_compute_paths() -> None:
+    profiles = build_profiles({"container": {
+        "docker": "/opt/py -m demo.containers.docker",
+        "compose_file": "/w/{name}/etc/contrail/vrouter/docker-compose.yaml",
+        "env_file": "/w/{name}/etc/contrail/common_vrouter.env",
+        "introspect": "{address}:8085"}})
+    compose = ["/opt/py", "-m", "demo.containers.docker", "compose", "--env-file",
+               "/w/cmp-1/etc/contrail/common_vrouter.env",
+               "-f", "/w/cmp-1/etc/contrail/vrouter/docker-compose.yaml"]
+    container = profiles["container"]
+    assert container.render("restart", _values()) == [*compose, "up", "-d"]
+    assert container.render("stop", _values()) == [*compose, "down"]
+    assert container.render("install", _values()) == ["env", "CONTRAIL_VERSION=5.0.0",
+                                                      *compose, "pull"]
+    probe = container.render("probe", _values())
+    assert probe[3:] == ["probe", "/w/cmp-1/etc/contrail/common_vrouter.env", "10.0.0.5:8085",
+                         *compose]
+    # the built-in defaults are a Contrail 5.x compute's
+    assert build_profiles()["container"].render("restart", _values()) == [
+        "docker", "compose", "--env-file", "/etc/contrail/common_vrouter.env", "-f",
+        "/etc/contrail/vrouter/docker-compose.yaml", "up", "-d"]
+
+
+def test_a_variable_naming_an_unknown_value_is_refused_with_its_name() -> None:
+    with pytest.raises(ProfileError, match=r"variable compose_file: unknown variable \{nme\}"):
+        build_profiles({"container": {"compose_file": "/w/{nme}/dc.yaml"}})

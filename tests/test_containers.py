@@ -1,0 +1,192 @@
+"""The `container` compute profile against a real engine: podman (runc), the demo's images
+built from Debian's packages, real sshd, and the simulated v1 / v2 controllers (real
+Cassandra, ZooKeeper, RabbitMQ) receiving the containerised agents' reports.
+
+Skipped, with the reason, when the engine cannot run here (no podman, no images and no way
+to build them)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from backends.analytics import parse_vrouter
+from backends.compute import ClusterTarget, ComputeExecutor, ComputeTarget, cluster_target
+from demo.containers.compute import (
+    compose_up,
+    container_name,
+    host_dir,
+    profile_spec,
+    remove_net_containers,
+    write_compute,
+)
+from demo.containers.engine import Engine, EngineUnavailable, engine_problem
+from demo.containers.images import ensure_images
+from demo.controller.process import ControllerProcess, write_spec
+from demo.services import Endpoints
+from tests.test_compute import _spec
+
+V1, V2 = "4.1.0", "5.0.0"
+
+
+@dataclass
+class Rig:
+    endpoints: Endpoints
+    net: int
+    root: Path
+    executor: ComputeExecutor
+    v1: ClusterTarget
+    v2: ClusterTarget
+    analytics: dict[str, str]
+
+    def target(self, index: int) -> ComputeTarget:
+        s = self.endpoints.ssh
+        return ComputeTarget(s.names[index], s.addresses[index], s.port, s.user, s.key_path)
+
+    def running(self, index: int) -> dict[str, str]:
+        """The compute's agent container as the engine reports it."""
+        out = Engine().run("container", "inspect", container_name(self.net,
+                           self.endpoints.ssh.names[index])).stdout
+        info = json.loads(out)[0]
+        return {"image": info["ImageName"], "status": info["State"]["Status"]}
+
+    def env(self, index: int) -> dict[str, str]:
+        text = (host_dir(self.root, self.endpoints.ssh.names[index]) /
+                "common_vrouter.env").read_text()
+        return dict(line.split("=", 1) for line in text.splitlines()
+                    if "=" in line and not line.startswith("#"))
+
+
+@pytest.fixture(scope="module")
+def images() -> None:
+    problem = engine_problem()
+    if problem:
+        pytest.skip(f"no container engine: {problem}")
+    try:
+        ensure_images()
+    except EngineUnavailable as exc:
+        pytest.skip(f"the demo's images cannot be built: {exc}")
+
+
+@pytest.fixture(scope="module")
+def rig(images: None, services: Endpoints, tmp_path_factory: pytest.TempPathFactory
+        ) -> Iterator[Rig]:
+    root = tmp_path_factory.mktemp("containers")
+    net = int(services.ssh.addresses[0].split(".")[1])
+    remove_net_containers(net)  # left by a killed run
+    addresses = {"v1": f"127.{net}.0.121", "v2": f"127.{net}.0.122"}
+    controllers = []
+    try:
+        for cluster, address in addresses.items():
+            spec = write_spec(root / cluster, _spec(services, cluster, address), {
+                "rabbit_user": services.rabbit.user, "rabbit_password": services.rabbit.password})
+            proc = ControllerProcess(spec)
+            proc.start()
+            controllers.append(proc)
+        for proc in controllers:
+            proc.wait_ready(120)
+        hosts = root / "hosts"
+        for name, address in list(zip(services.ssh.names, services.ssh.addresses,
+                                      strict=True))[:2]:
+            compose_up(write_compute(hosts, net, name, address, V1, [addresses["v1"]],
+                                     heartbeat_s=1.0))
+        executor = ComputeExecutor(services.ssh.known_hosts_path, 10, 120,
+                                   {"container": profile_spec(hosts)}, health_timeout_s=60)
+        yield Rig(services, net, hosts, executor,
+                  cluster_target("old", V1, [addresses["v1"]]),
+                  cluster_target("new", V2, [addresses["v2"]]),
+                  {c: f"http://{a}:8081" for c, a in addresses.items()})
+    finally:
+        remove_net_containers(net)
+        for proc in controllers:
+            proc.stop()
+
+
+def _vrouter(rig: Rig, cluster: str, name: str, version: str) -> dict[str, object]:
+    """The vrouter UVE of `cluster`'s analytics once it reports `name` at `version`."""
+    deadline = time.monotonic() + 60
+    while True:
+        resp = httpx.get(f"{rig.analytics[cluster]}/analytics/uves/vrouter/{name}", timeout=5)
+        if resp.status_code == 200 and resp.json().get("VrouterAgent"):
+            uve = dict(resp.json())
+            if parse_vrouter(cluster, name, uve).version == version:
+                return uve
+        assert time.monotonic() < deadline, f"{cluster} analytics never saw {name} at {version}"
+        time.sleep(0.5)
+
+
+def test_upgrade_runs_the_new_image_and_rollback_the_old(rig: Rig) -> None:
+    target = rig.target(0)
+    assert rig.running(0) == {"image": f"localhost/contrail-vrouter-agent:{V1}",
+                              "status": "running"}
+    result = rig.executor.upgrade(target, "container", rig.v2)
+    assert result.ok, result.error
+    assert [s.step for s in result.steps] == ["probe", "stop", "install", "point", "restart",
+                                              "health", "probe"]
+    # the engine runs the new release's image, configured for v2
+    assert rig.running(0) == {"image": f"localhost/contrail-vrouter-agent:{V2}",
+                              "status": "running"}
+    env = rig.env(0)
+    assert env["CONTRAIL_VERSION"] == V2
+    assert env["CONTROL_NODES"] == env["ANALYTICS_NODES"] == rig.v2.control_nodes[0]
+    probe = rig.executor.probe(target, "container")
+    assert probe.version == V2 and probe.points_at(rig.v2) and probe.agent_state == "connected"
+    # and v2's analytics hears the agent at 5.0.0, its XMPP session on v2's control node
+    vr = parse_vrouter("new", target.name, _vrouter(rig, "v2", target.name, V2))
+    assert [p.ip for p in vr.xmpp_peers if p.up] == rig.v2.control_nodes
+
+    back = rig.executor.rollback(target, "container", rig.v1)
+    assert back.ok, back.error
+    assert rig.running(0)["image"] == f"localhost/contrail-vrouter-agent:{V1}"
+    assert rig.env(0)["CONTROL_NODES"] == rig.v1.control_nodes[0]
+    _vrouter(rig, "v1", target.name, V1)
+
+
+def test_upgrade_of_an_upgraded_compute_redoes_nothing(rig: Rig) -> None:
+    target = rig.target(1)
+    assert rig.executor.upgrade(target, "container", rig.v2).ok
+    started = Engine().run("container", "inspect", "--format", "{{.State.StartedAt}}",
+                           container_name(rig.net, target.name)).stdout
+    again = rig.executor.upgrade(target, "container", rig.v2)
+    assert again.ok, again.error
+    assert [s.step for s in again.steps] == ["probe", "health"]
+    assert Engine().run("container", "inspect", "--format", "{{.State.StartedAt}}",
+                        container_name(rig.net, target.name)).stdout == started
+    assert rig.executor.rollback(target, "container", rig.v1).ok
+
+
+def test_a_release_without_an_image_fails_at_install_and_changes_nothing(rig: Rig) -> None:
+    target = rig.target(0)
+    before = rig.env(0)
+    bogus = cluster_target("new", "9.9.9", rig.v2.control_nodes)
+    result = rig.executor.upgrade(target, "container", bogus)
+    assert not result.ok
+    assert result.error is not None and "step install failed" in result.error
+    assert "contrail-vrouter-agent:9.9.9" in next(s for s in result.steps
+                                                   if s.step == "install").stderr
+    # stop ran before install (the profile's order): the old container is gone, its
+    # configuration untouched; a rollback brings the old release back
+    assert rig.env(0) == before
+    assert rig.executor.rollback(target, "container", rig.v1).ok
+    assert rig.running(0) == {"image": f"localhost/contrail-vrouter-agent:{V1}",
+                              "status": "running"}
+
+
+def test_a_stopped_agent_container_is_probed_stopped_and_started_again(rig: Rig) -> None:
+    target = rig.target(1)
+    Engine().run("stop", "-t", "5", container_name(rig.net, target.name))
+    probe = rig.executor.probe(target, "container")
+    assert probe.version == V1 and probe.agent_state == "stopped"
+    # on the release and cluster already, but not connected: every step runs again
+    result = rig.executor.upgrade(target, "container", rig.v1)
+    assert result.ok, result.error
+    assert "restart" in [s.step for s in result.steps]
+    assert rig.running(1) == {"image": f"localhost/contrail-vrouter-agent:{V1}",
+                              "status": "running"}
+    assert rig.executor.probe(target, "container").agent_state == "connected"
