@@ -1,6 +1,6 @@
 """`make demo`'s exit path (`python -m demo.console_exit`): it keeps the world up while a
-headless `issu daemon` drives it (and says how to stop it), and otherwise takes the world down
-leaving no daemon and no demo process behind.
+headless `issu daemon` drives it (and says how to stop it); `issu demo down` then stops that
+daemon and the world, leaving no daemon and no demo process behind.
 
 Runs a 1-compute demo world on `$ISSU_TEST_NET` + 10 (the demo net of this test network).
 """
@@ -82,12 +82,17 @@ def test_exit_path_spares_a_driven_world_and_otherwise_leaves_nothing(tmp_path: 
         pieces = {p.name: p.state for p in world.status()}
         assert pieces["controller-v1"] == "ready" and pieces["computes"] == "ready", pieces
 
-        daemon.terminate()
-        daemon.wait(120)
-        left = _exit_path(net)
-        assert left.returncode == 0, left.stderr
-        assert "stopped:" in left.stdout
+        # `issu demo down` stops the daemon that drives the world, then the world
+        down = subprocess.run([sys.executable, "-c", "from issu_tui.cli import main; main()",
+                               "demo", "down", "--net", str(net)], capture_output=True,
+                              text=True, timeout=600, check=False)
+        assert down.returncode == 0, down.stderr
+        assert f"stopping the headless `issu daemon` (pid {daemon.pid})" in down.stdout
+        assert daemon.wait(30) is not None
         assert daemons_driving(world) == []
+        left = _exit_path(net)  # make demo's trap after that: nothing left to keep up
+        assert left.returncode == 0, left.stderr
+        assert "stays up" not in left.stderr
         running = {p.name: p.state for p in world.status() if p.state in RUNNING
                    and p.name != "config"}
         assert running == {}
