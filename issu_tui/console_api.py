@@ -369,8 +369,7 @@ class ConsoleBackend:
                 return NextStep("wait", f"wait: {busy} compute{'s' if busy != 1 else ''} "
                                 "moving")
             if left:
-                return NextStep("upgrade", f"n: upgrade computes: {left} left on the old "
-                                "cluster")
+                return NextStep("upgrade", f"n: upgrade the {left} left on old")
             return NextStep("wait", "finalize when every compute is upgraded")
         return NextStep("wait", f"wait: {phase} runs on its own")
 

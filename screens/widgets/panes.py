@@ -39,6 +39,20 @@ def timeline(view: PhaseView) -> Text:
     return text
 
 
+def compact_timeline(view: PhaseView) -> Text:
+    """`step 6/8 ✓✓✓✓✓▶··`: one mark per phase, the current one counted."""
+    text = Text()
+    current = next((i for i, s in enumerate(view.steps, start=1) if s.status == "current"),
+                   None)
+    if current is not None:
+        text.append(f"step {current}/{len(view.steps)}", style="bold")
+        text.append(" ")
+    for step in view.steps:
+        mark, style = STEP_MARKS[step.status]
+        text.append(mark, style=style)
+    return text
+
+
 def phase_legend(view: PhaseView) -> str:
     """What each phase of the timeline does (the console API has it from the registry)."""
     return "\n".join(f"{step.name}: {step.title}" for step in view.steps if step.title)
@@ -57,9 +71,14 @@ def phase_text(view: PhaseView, *, wide: bool = False) -> Group:
             head.append(f" · {view.from_version or '?'}→{view.to_version or '?'}")
         if view.paused:
             head.append("  PAUSED", style="bold yellow")
-    lines = [head, timeline(view)]
+    # Narrow (80 columns: the dashboard's pane is 36 wide) the timeline is its marks only,
+    # so that next and running both keep a line of their own.
+    lines = [head, timeline(view) if wide else compact_timeline(view)]
     lines.append(Text.assemble(("next: ", "bold"), view.next_action))
     lines.append(Text.assemble(("running: ", "bold"), view.running))
+    if not wide:
+        for line in lines:  # one line each: running keeps its line at 80x24
+            line.no_wrap, line.overflow = True, "ellipsis"
     if wide:
         lines.append(Text.assemble(("executor: ", "bold"), view.executor))
         if view.note:

@@ -18,7 +18,7 @@ def test_snapshot_reads_phase_sync_and_computes(world) -> None:
     assert [s.status for s in snap.phase.steps] == \
         ["done"] * 5 + ["current", "pending", "pending"]
     assert snap.phase.allowed == {"upgrade", "rollback", "abort", "pause", "verify"}
-    assert snap.phase.next_action == "n: upgrade computes: 9 left on the old cluster"
+    assert snap.phase.next_action == "n: upgrade the 9 left on old"
     assert snap.sync.lag_s == 0.42 and snap.sync.lag_p99_s == 1.9
     assert snap.sync.quarantined == 4  # run-sync 2 + pre-sync 2
     assert [(t.table, t.copied) for t in snap.sync.tables][:1] == [("obj_fq_name_table", 48213)]
@@ -123,7 +123,7 @@ def test_snapshots_carry_only_the_computes_changed_since_the_last(world) -> None
     assert len(first.computes) == 12 and first.compute_seq > 0
     quiet = backend.snapshot(computes_since=first.compute_seq)
     assert quiet.computes == () and quiet.compute_seq == first.compute_seq
-    assert quiet.phase.next_action == "n: upgrade computes: 9 left on the old cluster"
+    assert quiet.phase.next_action == "n: upgrade the 9 left on old"
 
     journal.transition_compute("cmp-05", "queued", "intent #1", batch=2)
     journal.transition_compute("cmp-06", "upgraded", "test", version="5.0.0", cluster="new")
