@@ -245,6 +245,15 @@ class ControllerProfile:
         return [*base, file, *(item for edit in edits for item in edit)]
 
 
+_BACKUP_SCRIPT = 'test -e "$2" || cp -p -- "$1" "$2"'
+
+
+def _absolute(file: str) -> None:
+    if not PurePosixPath(file).is_absolute() or any(c in file for c in "\n\r\0"):
+        raise ControllerError(f"{file!r}: a file on a controller host must be an absolute "
+                              "path")
+
+
 def _service_map(value: object) -> dict[str, str]:
     """A profile's `services` table (service name -> the host's name for it); none: empty."""
     if not isinstance(value, Mapping):
@@ -360,6 +369,20 @@ class ControllerExecutor:
         with self._connect(target) as session:
             for service, argv in plans:
                 self._run(session, target, f"{step} {service}", argv)
+
+    def read_file(self, target: SshTarget, file: str) -> str:
+        """The text of a file on the host (`cat`)."""
+        _absolute(file)
+        with self._connect(target) as session:
+            return self._run(session, target, f"read {file}", ["cat", "--", file])
+
+    def backup_file(self, target: SshTarget, file: str, suffix: str = ".issu-backup") -> None:
+        """A copy of `file` beside it (mode kept), made once: an existing one is the first
+        state and is left alone."""
+        _absolute(file)
+        with self._connect(target) as session:
+            self._run(session, target, f"back up {file}",
+                      ["sh", "-c", _BACKUP_SCRIPT, "backup", file, file + suffix])
 
     def set_ini(self, target: SshTarget, profile: str, file: str,
                 edits: Sequence[tuple[str, str, str]]) -> None:

@@ -41,6 +41,7 @@ DEFAULT_COMPUTES = 12
 MAX_COMPUTES = 1000
 DEFAULT_CONFIG = REPO_ROOT / "demo" / "issu.toml"
 CONTROLLER_ADDRESS = {"v1": 101, "v2": 102}
+NORTHBOUND_ADDRESS = 103  # the neutron-server host: its plugin file is switched over SSH
 SEED_PROJECT_OBJECTS = 115
 
 Progress = Callable[[str], None]
@@ -105,9 +106,21 @@ class World:
             raise WorldError(f"--computes must be 1..{MAX_COMPUTES}, got {count}")
         return count
 
+    def ssh_hosts(self, computes: int) -> dict[str, str]:
+        """Address -> name of every host sshd serves: the computes first, then the two
+        controllers (their services run by the `demo` controller profile over SSH)."""
+        hosts = {self.plan.ssh_host(i): f"compute-{i + 1}" for i in range(computes)}
+        hosts.update({self.controller_address(c): f"controller-{c}" for c in ("v1", "v2")})
+        hosts[self.northbound_address()] = "northbound"
+        return hosts
+
+    def northbound_address(self) -> str:
+        return f"127.{self.opts.net}.0.{NORTHBOUND_ADDRESS}"
+
     def launcher(self, computes: int | None = None) -> Launcher:
         count = computes if computes is not None else self.compute_count()
-        return Launcher(self.opts.net, self.opts.services_profile, self.run_dir, ssh_hosts=count)
+        return Launcher(self.opts.net, self.opts.services_profile, self.run_dir,
+                        ssh_hosts=self.ssh_hosts(count))
 
     # ------------------------------------------------------------------ up
     def up(self, progress: Progress = print) -> dict[str, float]:
@@ -433,6 +446,23 @@ class World:
                                "password": f"file:{self._token_path(cid)}"},
                 "analytics": {"url": f"http://{address}:8081"},
                 "control_nodes": [{"name": f"{cid}-control-1", "address": address}],
+                "controllers": [
+                    {"name": f"controller-{cid}", "address": address,
+                     "roles": ["config", "control", "analytics"], "ssh_user": ssh.user,
+                     "ssh_key": str(ssh.key_path), "ssh_port": ssh.port,
+                     "profile": f"demo-{cid}"},
+                    # not reached over SSH by issu: listed for the database role
+                    *({"name": f"{kind}-{cid}", "address": host, "roles": ["database"],
+                       "ssh_user": ssh.user, "ssh_key": str(ssh.key_path),
+                       "ssh_port": ssh.port, "profile": f"demo-{cid}"}
+                      for kind, host in (("cassandra", cass.host),
+                                         ("zookeeper", zk.host),
+                                         ("rabbitmq", endpoints.rabbit.host))),
+                    # the neutron-server host (northbound.toml names it)
+                    *([{"name": "northbound", "address": self.northbound_address(),
+                        "roles": ["northbound"], "ssh_user": ssh.user,
+                        "ssh_key": str(ssh.key_path), "ssh_port": ssh.port,
+                        "profile": "demo-v1"}] if old else [])],
             }
 
         return {
@@ -445,6 +475,10 @@ class World:
             "ssh": {"known_hosts": str(ssh.known_hosts_path), "connect_timeout_s": 10,
                     "command_timeout_s": 600},
             "profiles": {"demo": {"host": self.fleet.host_command()}},
+            "controller_profiles": {
+                f"demo-{c}": {"base": "demo", "host": shlex.join([
+                    sys.executable, "-m", "demo.controller.hostctl", "--dir",
+                    str(self.controller_dir(c))])} for c in ("v1", "v2")},
             "computes": [
                 {"name": name, "address": address, "ssh_user": ssh.user,
                  "ssh_key": str(ssh.key_path), "ssh_port": ssh.port, "profile": "demo"}
@@ -468,7 +502,8 @@ class World:
 
     def write_northbound(self) -> Path:
         """northbound.toml beside the config (finalize requires one): a neutron plugin file
-        in the world dir pointing at v1, re-pointed at v2 by finalize. A northbound.toml not
+        in the world dir pointing at v1, on the `northbound` host (reached over SSH, as a
+        neutron-server host would be), re-pointed at v2 by finalize. A northbound.toml not
         written by the demo is left alone."""
         plugin = self.dir / "northbound" / "ContrailPlugin.ini"
         plugin.parent.mkdir(parents=True, exist_ok=True)
@@ -477,7 +512,7 @@ class World:
         path = self.config_path.with_name("northbound.toml")
         if not path.exists() or path.read_text().startswith(self.NORTHBOUND_HEADER):
             path.write_text(f'{self.NORTHBOUND_HEADER}[[client]]\nkind = "neutron"\n'
-                            f"path = {json.dumps(str(plugin))}\n")
+                            f'host = "northbound"\npath = {json.dumps(str(plugin))}\n')
         return plugin
 
     # ------------------------------------------------------------------ down, status

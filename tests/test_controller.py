@@ -32,7 +32,10 @@ from backends.ssh import SshTarget
 from demo.controller.process import write_spec
 from demo.services import Endpoints, Launcher
 from demo.services.procs import read_pidfile, terminate_group
-from issu_tui.config import IssuConfig
+from issu_tui.config import ApiServerConfig, IssuConfig
+from issu_tui.journal import Journal
+from issu_tui.orchestrator.context import Context, OrchestratorError
+from issu_tui.orchestrator.northbound import load_clients, switch_client
 from issu_tui.orchestrator.preflight_writers import new_writer_findings
 
 FAKE = Path(__file__).parent / "fakebin" / "fakectl.py"
@@ -346,12 +349,13 @@ def test_preflight_refuses_while_a_writer_runs_on_new(ssh: Endpoints, host: Host
     findings = {f.name: f for f in new_writer_findings(config)}
     ctl, k8s = findings["new writers stopped on new-ctl-1"], findings[
         "new writers stopped on new-k8s"]
-    assert not ctl.ok and ctl.severity == "error"
+    assert not ctl.ok and ctl.severity == "warning"
     where = f"new-ctl-1 ({host.target.address})"
     assert ctl.detail.startswith(f"running on new {where}: schema-transformer (active), "
                                  "svc-monitor (active);")
+    assert "pre-sync stops and disables them first" in ctl.detail
     assert "device-manager" not in ctl.detail
-    assert ctl.fix == ("stop and disable them on new-ctl-1: "
+    assert ctl.fix == ("nothing, or stop and disable them on new-ctl-1 yourself: "
                        f"{host.tools} systemctl stop contrail-schema; "
                        f"{host.tools} systemctl stop contrail-svc-monitor; "
                        f"{host.tools} systemctl disable contrail-schema; "
@@ -382,3 +386,70 @@ def test_preflight_without_inventory_warns_and_an_unreachable_host_refuses(
     (finding,) = new_writer_findings(lost)
     assert not finding.ok and finding.severity == "error"
     assert finding.detail.startswith("cannot tell: new-ctl-1")
+
+
+def _nb_context(config: IssuConfig, tmp_path: Path, overrides: dict[str, object] | None = None
+                ) -> Context:
+    new = config.new.model_copy(update={"api_server": ApiServerConfig(
+        url="http://10.9.0.2:8082")})
+    config = config.model_copy(update={"new": new})
+    if overrides:
+        config = config.model_copy(update={"controller_profiles": {
+            "site": {**config.controller_profiles["site"], **overrides}}})
+    return Context(config=config, config_path=tmp_path / "issu.toml",
+                   journal=Journal.open(tmp_path / "journal"))
+
+
+def test_northbound_switch_over_ssh_reads_back_and_signals(ssh: Endpoints, host: Host,
+                                                           tmp_path: Path) -> None:
+    host.seed({"systemd:neutron-server": {"running": True, "enabled": True}})
+    plugin = tmp_path / "ContrailPlugin.ini"
+    original = ("[APISERVER]\napi_server_ip = 10.9.0.1\napi_server_port = 8082\n"
+                "contrail_extensions = ipam\n")
+    plugin.write_text(original)
+    listing = tmp_path / "northbound.toml"
+    listing.write_text(f'[[client]]\nkind = "neutron"\nhost = "new-k8s"\npath = "{plugin}"\n'
+                       'service = "neutron-server"\n')
+    (client,) = load_clients(listing)
+    ctx = _nb_context(_inventory_config(ssh, host, tmp_path), tmp_path)
+    try:
+        done = switch_client(ctx, client)
+        assert done == (f"neutron new-k8s:{plugin}: rewritten, read back, SIGHUP to "
+                        "neutron-server")
+        assert plugin.read_text() == ("[APISERVER]\napi_server_ip=10.9.0.2\n"
+                                      "api_server_port=8082\ncontrail_extensions = ipam\n")
+        assert Path(f"{plugin}.issu-backup").read_text() == original
+        assert ["systemctl", "kill", "--signal=HUP", "neutron-server"] in host.calls()
+        # again: nothing to rewrite, the first state's backup kept
+        assert "already new, read back" in switch_client(ctx, client)
+        assert Path(f"{plugin}.issu-backup").read_text() == original
+    finally:
+        ctx.journal.close()
+
+    # an edit step that changes nothing: the read-back names the key, nothing is signalled
+    plugin.write_text(original)
+    calls = len(host.calls())
+    ctx = _nb_context(_inventory_config(ssh, host, tmp_path), tmp_path, {"set_ini": "true"})
+    try:
+        with pytest.raises(OrchestratorError, match=r"new-k8s: .*ContrailPlugin.ini read back: "
+                           r"\[APISERVER\] api_server_ip is '10.9.0.1', not '10.9.0.2'"):
+            switch_client(ctx, client)
+        assert len(host.calls()) == calls
+        unknown = client.model_copy(update={"host": "neutron-9"})
+        with pytest.raises(OrchestratorError, match="'neutron-9' is not in the controller "
+                           "inventory"):
+            switch_client(ctx, unknown)
+    finally:
+        ctx.journal.close()
+    # an unreachable host: named, the file untouched
+    config = _inventory_config(ssh, host, tmp_path)
+    gone = config.new.controllers[1].model_copy(update={"ssh_port": 1})
+    config = config.model_copy(update={"new": config.new.model_copy(
+        update={"controllers": [config.new.controllers[0], gone]})})
+    ctx = _nb_context(config, tmp_path)
+    try:
+        with pytest.raises(OrchestratorError, match="northbound neutron on new-k8s: new-k8s"):
+            switch_client(ctx, client)
+    finally:
+        ctx.journal.close()
+    assert plugin.read_text() == original

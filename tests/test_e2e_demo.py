@@ -8,6 +8,7 @@ and every network the workload left on v1 present on v2.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -146,7 +147,8 @@ def test_whole_upgrade_from_the_command_line(world: Any) -> None:
     assert not status["run_sync"]["running"]
     # the northbound client listed in northbound.toml (written by the demo) now uses v2
     plugin = (world.dir / "northbound" / "ContrailPlugin.ini").read_text()
-    assert f"api_server_ip = {world.controller_address('v2')}" in plugin
+    assert re.search(rf"^api_server_ip\s*=\s*{re.escape(world.controller_address('v2'))}$",
+                     plugin, re.MULTILINE), plugin
     assert "contrail_extensions = ipam" in plugin
     probed = issu_json(world, "compute", "status", "--probe")["computes"]
     assert len(probed) == 4

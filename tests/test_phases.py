@@ -69,7 +69,8 @@ def test_journal_and_plan_follow_the_registry(tmp_path: Path) -> None:
     (commit,) = [s for s in plan if s.point_of_no_return]
     assert commit.title.startswith(finalize.step("commit").does)
     assert all(s.undo is None for s in finalize.STEPS[len(finalize.before_commit()):])
-    assert [s.name for s in finalize.before_commit() if s.undo] == ["fence-old"]
+    assert [s.name for s in finalize.before_commit() if s.undo] == ["fence-old",
+                                                                   "stop-old-services"]
 
 
 def _executor(tmp_path: Path) -> tuple[Journal, Executor]:

@@ -45,7 +45,7 @@ def roll_back_computes(run: AbortRun) -> list[str]:
 def undo_finalize(run: AbortRun) -> list[str]:
     """The inverse of every finalize step done before the point of no return, last first."""
     return [step.undo(run.ctx) for step in reversed(before_commit())
-            if step.undo is not None and run.ctx.step_done(step.marker)]
+            if step.undo is not None and step.to_undo(run.ctx)]
 
 
 def unpair_old_side(run: AbortRun) -> list[str]:

@@ -24,6 +24,7 @@ from issu_tui.orchestrator import phases
 from issu_tui.orchestrator.approaches import APPROACHES, default_approach
 from issu_tui.orchestrator.computes import UNSETTLED, ComputeRunner
 from issu_tui.orchestrator.context import Context, OrchestratorError, StepInterrupted
+from issu_tui.orchestrator.controllers import prepare_new
 from issu_tui.orchestrator.pairing import check_pairing, pair, unpair
 from issu_tui.orchestrator.preflight import run_preflight
 from issu_tui.orchestrator.syncproc import RunSyncSupervisor, run_step
@@ -404,6 +405,8 @@ def run_pair_phase(executor: Executor, args: dict[str, Any]) -> str:
 
 
 def run_pre_sync_phase(executor: Executor, args: dict[str, Any]) -> str:
+    # new's writers must not write into the database being copied into (refused, named)
+    prepare_new(executor.ctx)
     run = run_step(executor.ctx, "pre-sync")
     if run.exit_code != 0:
         raise OrchestratorError(f"pre-sync failed (exit {run.exit_code}); it resumes from "

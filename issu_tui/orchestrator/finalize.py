@@ -19,6 +19,11 @@ from typing import Any
 from backends.apiserver import ApiServerError
 from backends.versions import release_matches
 from issu_tui.orchestrator.context import Context, OrchestratorError
+from issu_tui.orchestrator.controllers import (
+    start_new_writers,
+    start_old_services,
+    stop_old_services,
+)
 from issu_tui.orchestrator.northbound import NorthboundClient, load_clients, switch_client
 from issu_tui.orchestrator.pairing import unpair
 from issu_tui.orchestrator.preflight import keyspaces_absent_on_old
@@ -115,6 +120,14 @@ def unfence_old(ctx: Context) -> str:
     with ctx.api("old") as old:
         old.set_fence(False)
     return "old api-server open for writes again"
+
+
+def stop_old(run: FinalizeRun) -> str:
+    return stop_old_services(run.ctx)
+
+
+def start_new(run: FinalizeRun) -> str:
+    return start_new_writers(run.ctx)
 
 
 def stop_runsync(run: FinalizeRun) -> str:
@@ -268,15 +281,32 @@ class FinalizeStep:
     run: Callable[[FinalizeRun], str]
     undo: Callable[[Context], str] | None = None  # run by abort when this step was done
     undoes: str = ""                               # the inverse, in words
+    begun: bool = False  # marked before it runs: abort undoes a step that failed half-way
 
     @property
     def marker(self) -> str:
         return f"finalize.{self.name}"
 
+    @property
+    def begun_marker(self) -> str:
+        return f"{self.marker}.begun"
+
+    def to_undo(self, ctx: Context) -> bool:
+        """Whether abort runs this step's inverse: it was done, or begun and may have
+        changed something before it failed."""
+        return self.undo is not None and (
+            ctx.step_done(self.marker) or (self.begun and ctx.step_done(self.begun_marker)))
+
 
 STEPS: tuple[FinalizeStep, ...] = (
     FinalizeStep("fence-old", "fence the old api-server (northbound writes refused)",
                  fence_old, undo=unfence_old, undoes="open the old api-server again"),
+    # nothing writes to old while run-sync drains and post-sync copies its last changes;
+    # abort starts them again (also after a stop that failed half-way: `begun` marker)
+    FinalizeStep("stop-old-services", "stop old's config services (schema-transformer, "
+                 "svc-monitor, device-manager, api-server) on old's config hosts", stop_old,
+                 undo=start_old_services, undoes="start old's config services again",
+                 begun=True),
     FinalizeStep("stop-run-sync", "drain run-sync and stop it for good", stop_runsync),
     FinalizeStep("post-sync", "final copy of every keyspace but config_db_uuid", post_sync),
     FinalizeStep("zk-sync", "copy the ZooKeeper subtrees (ids, fq-names, subnets)", zk_sync),
@@ -288,6 +318,8 @@ STEPS: tuple[FinalizeStep, ...] = (
     FinalizeStep("delete-queues", "delete run-sync's queues on the old broker",
                  delete_queues),
     FinalizeStep("commit", "the point of no return: abort is refused from here", commit),
+    FinalizeStep("start-new-writers", "enable and start new's schema-transformer, "
+                 "svc-monitor, device-manager (kube-manager) on new's hosts", start_new),
     FinalizeStep("switch-northbound", "re-point neutron / k8s / vCenter clients at the new "
                  "api-server (SIGHUP)", switch_northbound),
     FinalizeStep("open-new", "open the new api-server for writes", open_new),
@@ -375,6 +407,8 @@ def _run_once(run: FinalizeRun, todo: FinalizeStep) -> None:
         return
     ctx.check_stop(todo.marker)
     ctx.event("finalize", f"{todo.name}: running", step=todo.name)
+    if todo.begun:
+        ctx.mark_step(todo.begun_marker)
     detail = todo.run(run)
     if detail:
         ctx.event("finalize", f"{todo.name}: {detail}", step=todo.name)

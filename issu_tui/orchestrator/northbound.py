@@ -8,6 +8,11 @@ The clients are listed in `northbound.toml` beside the config (or `--northbound 
     pid_file = "/run/neutron/neutron-server.pid"   # optional: the process to signal
     signal = "SIGHUP"                              # default SIGHUP
 
+A client on another host names it: `host = "neutron-1"`, a host of the controller inventory
+(`[[old.controllers]]` or `[[new.controllers]]`, usually with role northbound). Its file is
+then read, backed up, edited (the profile's INI step) and read back over SSH, and
+`service = "neutron-server"` (optional) is signalled through the host's controller profile.
+
 - neutron:   `[APISERVER] api_server_ip`, `api_server_port`
 - k8s:       `[VNC] vnc_endpoint_ip`, `vnc_endpoint_port` (contrail-kubernetes.conf)
 - vcenter:   `api.hostname=`, `api.port=` lines (contrail-vcenter-plugin properties)
@@ -28,6 +33,7 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from issu_tui.config import ControllerHostConfig
 from issu_tui.orchestrator.context import Context, OrchestratorError
 
 KINDS = ("neutron", "k8s", "vcenter", "collector")
@@ -40,6 +46,8 @@ class NorthboundClient(BaseModel):
     path: Path
     pid_file: Path | None = None
     signal: str = "SIGHUP"
+    host: str | None = None     # a controller inventory host: the file is on it (SSH)
+    service: str | None = None  # on that host: signalled through its controller profile
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,17 @@ def load_clients(path: Path | None) -> list[NorthboundClient]:
         if client.kind not in KINDS:
             raise OrchestratorError(
                 f"{path}: client.{i}.kind: {client.kind!r} is not one of {', '.join(KINDS)}")
+        if client.host is not None:
+            if not client.path.is_absolute() or client.pid_file is not None:
+                raise OrchestratorError(
+                    f"{path}: client.{i}: a client on host {client.host} needs an absolute "
+                    "path, and `service` (signalled through the host's profile), not pid_file")
+            if client.kind == "vcenter":
+                raise OrchestratorError(
+                    f"{path}: client.{i}: a vcenter plugin's properties file is edited on "
+                    "the executor's host only; drop `host` (or switch it by hand)")
+        elif client.service is not None:
+            raise OrchestratorError(f"{path}: client.{i}: `service` needs `host`")
         if not client.path.is_absolute():
             client.path = (path.parent / client.path).resolve()
         if client.pid_file and not client.pid_file.is_absolute():
@@ -150,6 +169,8 @@ def _apply_one(lines: list[str], edit: Edit) -> list[str]:
 
 def switch_client(ctx: Context, client: NorthboundClient) -> str:
     """Rewrite one client's config and signal it; idempotent (the same content twice)."""
+    if client.host is not None:
+        return _switch_over_ssh(ctx, client, client.host)
     try:
         text = client.path.read_text()
     except OSError as exc:
@@ -178,3 +199,67 @@ def switch_client(ctx: Context, client: NorthboundClient) -> str:
                 "client, it will read the new config") from None
         signalled = f", {client.signal} to pid {pid}"
     return f"{client.kind} {client.path}: {'rewritten' if changed else 'already new'}{signalled}"
+
+
+def _inventory_host(ctx: Context, name: str) -> ControllerHostConfig:
+    for host in (*ctx.config.old.controllers, *ctx.config.new.controllers):
+        if host.name == name:
+            return host
+    known = [h.name for h in (*ctx.config.old.controllers, *ctx.config.new.controllers)]
+    raise OrchestratorError(f"northbound client host {name!r} is not in the controller "
+                            f"inventory (known: {', '.join(known) or 'none'})")
+
+
+def _switch_over_ssh(ctx: Context, client: NorthboundClient, host_name: str) -> str:
+    """Back up, edit and read back one client's file on its host, then signal its service.
+    The read-back must show every edit, else the step fails naming the key."""
+    from backends.controller import ControllerError
+    from issu_tui.orchestrator.controllers import executor, target
+
+    host = _inventory_host(ctx, host_name)
+    edits = edits_for(ctx, client)
+    ex = executor(ctx)
+    where, file = target(host), str(client.path)
+    try:
+        changed = bool(_missing(ex.read_file(where, file), edits))
+        if changed:
+            ex.backup_file(where, file)
+            ex.set_ini(where, host.profile, file,
+                       [(e.section or "", e.key, e.value) for e in edits])
+        after = ex.read_file(where, file)
+    except ControllerError as exc:
+        raise OrchestratorError(f"northbound {client.kind} on {host.name}: {exc}") from None
+    wrong = _missing(after, edits)
+    if wrong:
+        raise OrchestratorError(f"northbound {client.kind} on {host.name}: {file} read back: "
+                                + "; ".join(wrong))
+    signalled = ""
+    if client.service is not None:
+        try:
+            ex.act(where, host.profile, "signal", [client.service],
+                   signal=client.signal.removeprefix("SIG"))
+        except ControllerError as exc:
+            raise OrchestratorError(f"northbound {client.kind}: {exc}") from None
+        signalled = f", {client.signal} to {client.service}"
+    return (f"{client.kind} {host.name}:{file}: "
+            f"{'rewritten' if changed else 'already new'}, read back{signalled}")
+
+
+def _missing(text: str, edits: list[Edit]) -> list[str]:
+    """The edits `text` does not show (section, key and value as wanted), one line each."""
+    values: dict[tuple[str | None, str], str] = {}
+    section: str | None = None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            section = stripped[1:-1].strip()
+            continue
+        key = _key_of(line)
+        if key is not None:
+            values.setdefault((section, key), stripped.split("=", 1)[1].strip())
+    out = []
+    for edit in edits:
+        found = values.get((edit.section, edit.key))
+        if found != edit.value:
+            out.append(f"[{edit.section}] {edit.key} is {found!r}, not {edit.value!r}")
+    return out

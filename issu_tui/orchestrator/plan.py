@@ -12,6 +12,7 @@ from issu_tui.config import IssuConfig
 from issu_tui.orchestrator import finalize as fin
 from issu_tui.orchestrator import phases
 from issu_tui.orchestrator.approaches import APPROACHES
+from issu_tui.orchestrator.controllers import planned
 from issu_tui.orchestrator.ringplan import (
     SHARED_APPROACHES,
     RingPlanError,
@@ -139,6 +140,7 @@ def _pair(spec: phases.Phase, f: _Facts) -> list[PlanStep]:
 def _pre_sync(spec: phases.Phase, f: _Facts) -> list[PlanStep]:
     old, new = f.config.old, f.config.new
     return [PlanStep(spec.name, f"{spec.title} ({old.version} -> {new.version})", [
+        *planned(f.config, "prepare-new"),
         f"reads Cassandra {_hosts(old.cassandra.hosts)}", f"writes {f.db_new}"],
         f"issu daemon {f.option}  (or: issu sync pre {f.option})")]
 
@@ -172,11 +174,12 @@ def _finalize(spec: phases.Phase, f: _Facts) -> list[PlanStep]:
     after = fin.STEPS[len(before):]
     return [
         PlanStep(spec.name, "; ".join(s.does for s in before), [
-            f"old api-server (fenced), {f.db_new}",
+            f"old api-server (fenced), {f.db_new}", *planned(config, "stop-old-services"),
             f"ZooKeeper {_hosts(config.new.zookeeper.hosts)} subtrees "
             f"{', '.join(config.sync.zk_subtrees)}"],
             f"issu finalize {f.option}"),
         PlanStep(spec.name, "; ".join(s.does for s in after), [
+            *planned(config, "start-new-writers"),
             "neutron plugin / k8s manager / vCenter plugin / collector config files",
             "new api-server fence"],
             f"issu finalize {f.option}", point_of_no_return=True,

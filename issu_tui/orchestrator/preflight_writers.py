@@ -4,7 +4,9 @@ schema-transformer, svc-monitor and device-manager (and kube-manager on a northb
 write to the config database on their own; on new they would write into keyspaces that
 pre-sync, run-sync and post-sync are filling from old. Each new controller host of the
 inventory is asked, through its controller profile over SSH, whether any of them runs; one
-that runs, or a host that cannot be asked, refuses pre-sync and is named with its service.
+that runs is a warning naming host and service (pre-sync's prepare-new stops and disables it,
+and refuses to copy while one still runs: controllers.prepare_new); a host that cannot be
+asked is an error.
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ def new_writer_findings(config: IssuConfig) -> list[WriterFinding]:
             name, False,
             "running on new " + where + ": "
             + ", ".join(f"{s.service} ({s.state})" for s in running)
-            + "; they would write into new's database while pre-sync copies into it",
-            f"stop and disable them on {host.name}: {commands}"))
+            + "; they would write into new's database while it is copied into: pre-sync "
+            "stops and disables them first, and refuses to copy while one still runs",
+            f"nothing, or stop and disable them on {host.name} yourself: {commands}",
+            severity="warning"))
     return findings

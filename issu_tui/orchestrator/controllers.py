@@ -1,0 +1,210 @@
+"""The controllers' own services, stopped and started where the upgrade needs it, over SSH
+through each host's controller profile (backends/controller.py):
+
+- prepare-new (start of pre-sync): new's writers (schema-transformer, svc-monitor,
+  device-manager, kube-manager) stopped and disabled, then asked again: one still running
+  refuses pre-sync, naming host and service;
+- stop-old-services (finalize, before run-sync is drained and post-sync copies): old's config
+  services stopped, writers first, so nothing writes to old while its last changes are copied;
+  abort starts them again;
+- start-new-writers (finalize, after zk-sync and verify): new's writers enabled and started.
+
+Only the services a host's profile maps are acted on (a deployment without device-manager
+maps none); what was left out is said. Without an inventory for a side, the step does
+nothing and says so: the runbook's manual steps apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from backends.compute import ProfileError
+from backends.controller import (
+    ROLE_SERVICES,
+    WRITERS,
+    ControllerError,
+    ControllerExecutor,
+    ControllerProfile,
+    build_controller_profiles,
+)
+from backends.ssh import SshTarget
+from issu_tui.config import ControllerHostConfig, IssuConfig
+from issu_tui.orchestrator.context import Context, OrchestratorError
+
+# Which writers a host runs, by its roles (kube-manager lives on the northbound hosts).
+ROLE_WRITERS = {"config": tuple(w for w in WRITERS if w != "kube-manager"),
+                "northbound": ("kube-manager",)}
+# old's config services, in the order they are stopped (writers first, the api-server last)
+CONFIG_SERVICES = (*ROLE_WRITERS["config"], "api-server")
+assert set(CONFIG_SERVICES) == set(ROLE_SERVICES["config"])
+
+
+def executor(ctx: Context) -> ControllerExecutor:
+    ssh = ctx.config.ssh
+    if ssh is None:  # the config refuses controllers without [ssh]
+        raise OrchestratorError(f"{ctx.config_path}: [ssh] is required for controller hosts")
+    return ControllerExecutor(ssh.known_hosts, ssh.connect_timeout_s,
+                              ssh.command_timeout_s, ctx.config.controller_profiles)
+
+
+def target(host: ControllerHostConfig) -> SshTarget:
+    return SshTarget(host.name, host.address, host.ssh_port, host.ssh_user, host.ssh_key)
+
+
+def hosts_with(ctx: Context, side: str, roles: Sequence[str]) -> list[ControllerHostConfig]:
+    return [h for h in ctx.cluster(side).controllers if set(roles) & set(h.roles)]
+
+
+def mapped_services(profile: ControllerProfile, host: ControllerHostConfig,
+                    wanted: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(the services of `wanted` the host runs by its roles and its profile maps, those its
+    roles name but its profile does not)."""
+    by_role = {s for role in host.roles for s in ROLE_SERVICES.get(role, ())}
+    mine = [s for s in wanted if s in by_role]
+    return ([s for s in mine if s in profile.services],
+            [s for s in mine if s not in profile.services])
+
+
+def services_of(ex: ControllerExecutor, host: ControllerHostConfig,
+                wanted: Sequence[str]) -> tuple[list[str], list[str]]:
+    return mapped_services(ex.profile(host.profile), host, wanted)
+
+
+# (side, roles, services, what is done) of each controller step, for the plan and runbook
+PLAN_STEPS = {
+    "prepare-new": ("new", ("config", "northbound"), WRITERS, "stop and disable"),
+    "stop-old-services": ("old", ("config",), CONFIG_SERVICES, "stop"),
+    "start-new-writers": ("new", ("config", "northbound"), WRITERS, "enable and start"),
+}
+
+
+def planned(config: IssuConfig, step: str) -> list[str]:
+    """What controller step `step` does on this config, one line per host: the services by
+    issu's name and the host's (unit, container, program)."""
+    side, roles, wanted, verb = PLAN_STEPS[step]
+    cluster = config.old if side == "old" else config.new
+    hosts = [h for h in cluster.controllers if set(roles) & set(h.roles)]
+    if not hosts:
+        return [f"{verb} {side}'s {', '.join(wanted)}: by hand (no [[{side}.controllers]] "
+                "host with role config; see the runbook)"]
+    try:
+        profiles = build_controller_profiles(config.controller_profiles)
+    except ProfileError as exc:
+        return [f"{verb} {side}'s services: {exc}"]
+    lines = []
+    for host in hosts:
+        profile = profiles[host.profile]
+        services, _ = mapped_services(profile, host, wanted)
+        if services:
+            named = ", ".join(f"{s} ({profile.services[s]})" for s in services)
+            lines.append(f"{verb} on {host.name} over SSH, profile {host.profile}: {named}")
+    return lines
+
+
+def _act(ctx: Context, ex: ControllerExecutor, host: ControllerHostConfig, step: str,
+         services: Sequence[str]) -> None:
+    try:
+        ex.act(target(host), host.profile, step, services)
+    except ControllerError as exc:
+        raise OrchestratorError(f"controller {exc}") from None
+
+
+def _running(ex: ControllerExecutor, host: ControllerHostConfig,
+             services: Sequence[str]) -> list[str]:
+    try:
+        states = ex.status(target(host), host.profile, services)
+    except ControllerError as exc:
+        raise OrchestratorError(f"controller {exc}") from None
+    return [f"{s.service} ({s.state})" for s in states if s.running]
+
+
+def _no_inventory(ctx: Context, side: str, what: str) -> str:
+    message = (f"no [[{side}.controllers]] host with role config: {what} not done by issu "
+               "(the runbook's manual step)")
+    ctx.event("controllers", message, level="warning")
+    return message
+
+
+def prepare_new(ctx: Context) -> str:
+    """Stop and disable new's writers, then check that none runs (refused, naming it)."""
+    hosts = hosts_with(ctx, "new", ("config", "northbound"))
+    if not hosts:
+        return _no_inventory(ctx, "new", "stopping new's writers")
+    ex = executor(ctx)
+    done, still = [], []
+    for host in hosts:
+        services, unmapped = services_of(ex, host, WRITERS)
+        if unmapped:
+            ctx.event("controllers", f"{host.name}: profile {host.profile} maps none of "
+                      f"{', '.join(unmapped)}: not stopped by issu", level="warning")
+        if not services:
+            continue
+        _act(ctx, ex, host, "stop", services)
+        _act(ctx, ex, host, "disable", services)
+        running = _running(ex, host, services)
+        if running:
+            still.append(f"{host.name} ({host.address}): {', '.join(running)}")
+        done.append(f"{host.name}: {', '.join(services)}")
+    if still:
+        raise OrchestratorError(
+            "new's writers still run after stop and disable; pre-sync refused (they would "
+            "write into new's database while it is copied into): " + "; ".join(still))
+    detail = "stopped and disabled on new: " + ("; ".join(done) or "none mapped")
+    ctx.event("controllers", detail)
+    return detail
+
+
+def stop_old_services(ctx: Context) -> str:
+    hosts = hosts_with(ctx, "old", ("config",))
+    if not hosts:
+        return _no_inventory(ctx, "old", "stopping old's config services")
+    ex = executor(ctx)
+    done = []
+    for host in hosts:
+        services, unmapped = services_of(ex, host, CONFIG_SERVICES)
+        if services:
+            _act(ctx, ex, host, "stop", services)
+            running = _running(ex, host, services)
+            if running:
+                raise OrchestratorError(f"{host.name}: still running after stop: "
+                                        f"{', '.join(running)}")
+        done.append(f"{host.name}: {', '.join(services) or 'none mapped'}"
+                    + (f" (not mapped by profile {host.profile}: {', '.join(unmapped)})"
+                       if unmapped else ""))
+    return "stopped on old: " + "; ".join(done)
+
+
+def start_old_services(ctx: Context) -> str:
+    """stop-old-services' inverse (abort): the api-server first, then the writers."""
+    hosts = hosts_with(ctx, "old", ("config",))
+    if not hosts:
+        return "no old controller inventory: old's config services not touched"
+    ex = executor(ctx)
+    done = []
+    for host in hosts:
+        services, _ = services_of(ex, host, tuple(reversed(CONFIG_SERVICES)))
+        if services:
+            _act(ctx, ex, host, "start", services)
+        done.append(f"{host.name}: {', '.join(services) or 'none mapped'}")
+    return "old's config services started again: " + "; ".join(done)
+
+
+def start_new_writers(ctx: Context) -> str:
+    hosts = hosts_with(ctx, "new", ("config", "northbound"))
+    if not hosts:
+        return _no_inventory(ctx, "new", "starting new's writers")
+    ex = executor(ctx)
+    done = []
+    for host in hosts:
+        services, _ = services_of(ex, host, WRITERS)
+        if not services:
+            continue
+        _act(ctx, ex, host, "enable", services)
+        _act(ctx, ex, host, "start", services)
+        running = _running(ex, host, services)
+        stopped = [s for s in services if not any(r.startswith(f"{s} ") for r in running)]
+        if stopped:
+            raise OrchestratorError(f"{host.name}: not running after start: "
+                                    f"{', '.join(stopped)}")
+        done.append(f"{host.name}: {', '.join(services)}")
+    return "enabled and started on new: " + ("; ".join(done) or "none mapped")

@@ -1,0 +1,155 @@
+"""The controllers' own services through a whole upgrade of a demo world, over real SSH (the
+`demo` controller profile on the controller hosts):
+
+- pre-sync stops and disables new's writers first, and refuses to copy while one still runs
+  (named with its host);
+- abort after finalize stopped old's config services starts them again and says so;
+- finalize stops old's writers before run-sync is drained and post-sync copies, starts new's
+  after zk-sync and verify, and every keyspace (to_bgp_keyspace too) ends equal, with
+  ZooKeeper's route-target ids the same on both.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+from cassandra.policies import RoundRobinPolicy
+from kazoo.client import KazooClient
+
+from demo.controller import hostctl
+from demo.services import Endpoints
+from issu_tui.config import load_config
+from issu_tui.journal import Journal
+from issu_tui.orchestrator import finalize as fin
+from issu_tui.orchestrator.context import Context
+from tests.orch_world import _patch_config, fresh_world, issu_json, stop_world
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+WRITERS = hostctl.WRITERS
+
+
+@pytest.fixture(scope="module")
+def world(services: Endpoints) -> Iterator[Any]:
+    w = fresh_world(services, computes=1, seed_projects=1, install_s=0.2)
+    yield w
+    stop_world(w)
+
+
+def _ctx(world: Any) -> Context:
+    config = load_config(world.config_path)
+    return Context(config=config, config_path=world.config_path,
+                   journal=Journal.open(config.state_dir))
+
+
+def _running(world: Any, cluster: str) -> list[str]:
+    return [s for s in WRITERS if hostctl.running(world.controller_dir(cluster), s)]
+
+
+def _fq_names_on_new(services: Endpoints) -> int:
+    profiles = {EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=RoundRobinPolicy(),
+                                                       request_timeout=60)}
+    cluster = Cluster([services.cassandra_new.host], port=services.cassandra_new.port,
+                      execution_profiles=profiles)
+    try:
+        rows = cluster.connect().execute(
+            'SELECT count(*) FROM "config_db_uuid".obj_fq_name_table').one()
+        return int(rows[0])
+    finally:
+        cluster.shutdown()
+
+
+def _zk_route_targets(hosts: str) -> dict[str, bytes]:
+    zk = KazooClient(hosts=hosts)
+    zk.start(timeout=15)
+    try:
+        path = "/id/bgp/route-targets"
+        return {c: zk.get(f"{path}/{c}")[0] for c in zk.get_children(path)}
+    finally:
+        zk.stop()
+        zk.close()
+
+
+def test_pre_sync_stops_new_writers_and_refuses_while_one_runs(world: Any,
+                                                               services: Endpoints) -> None:
+    v2 = world.controller_dir("v2")
+    assert _running(world, "v1") == list(WRITERS)
+    hostctl.start(v2, "schema-transformer")
+    try:
+        # a profile whose stop does nothing: the writer still runs, pre-sync copies nothing
+        _patch_config(world, {"controller_profiles": {"demo-v2": {
+            "base": "demo", "host": world.config_dict(Endpoints.load(world.run_dir))[
+                "controller_profiles"]["demo-v2"]["host"], "stop": "true"}}})
+        refused = issu_json(world, "phase", "pre-sync", timeout=600, expect=1)
+        assert "new's writers still run after stop and disable; pre-sync refused" in \
+            refused["error"]
+        assert f"controller-v2 ({world.controller_address('v2')}): schema-transformer " \
+               "(running)" in refused["error"]
+        assert _fq_names_on_new(services) == 0
+
+        world.write_config()  # the demo profile again
+        done = issu_json(world, "phase", "pre-sync", timeout=600)
+        assert done["ok"], done
+        assert _running(world, "v2") == []
+        assert all(hostctl.disabled_marker(v2, s).exists() for s in WRITERS)
+        assert _fq_names_on_new(services) > 0
+        journal = Journal(world.dir / "state" / "journal.db", read_only=True)
+        try:
+            [event] = journal.events(kind="controllers", text="stopped and disabled on new")
+        finally:
+            journal.close()
+        assert event.message == ("stopped and disabled on new: controller-v2: "
+                                 "schema-transformer, svc-monitor, device-manager")
+    finally:
+        hostctl.stop(v2, "schema-transformer")
+
+
+def test_abort_starts_the_old_config_services_again(world: Any) -> None:
+    ctx = _ctx(world)
+    try:
+        run = fin.FinalizeRun(ctx, no_northbound=True)
+        for name in ("fence-old", "stop-old-services"):
+            fin._run_once(run, fin.step(name))
+    finally:
+        ctx.journal.close()
+    assert _running(world, "v1") == []
+    result = issu_json(world, "abort", timeout=600)
+    assert result["ok"], result
+    assert "old's config services started again: controller-v1: device-manager, " \
+           "svc-monitor, schema-transformer" in result["done"]
+    assert "old api-server open for writes again" in result["done"]
+    assert _running(world, "v1") == list(WRITERS)
+    # a new upgrade starts with a fresh state_dir
+    shutil.rmtree(world.dir / "state")
+
+
+def test_finalize_stops_old_writers_first_and_starts_new_ones_last(
+        world: Any, services: Endpoints) -> None:
+    assert issu_json(world, "phase", "run-sync", timeout=600)["ok"]
+    up = issu_json(world, "compute", "upgrade", "all", timeout=600)
+    assert up["ok"], up
+    done = issu_json(world, "finalize", timeout=600)
+    assert done["ok"], done
+
+    assert _running(world, "v1") == []
+    assert _running(world, "v2") == list(WRITERS)
+    journal = Journal(world.dir / "state" / "journal.db", read_only=True)
+    try:
+        order = [e.fields.get("step") for e in journal.events(kind="finalize")
+                 if str(e.message).endswith(": running")]
+        stopped = journal.events(kind="finalize", text="stop-old-services: stopped on old")
+    finally:
+        journal.close()
+    assert order.index("stop-old-services") < order.index("stop-run-sync") < \
+        order.index("post-sync") < order.index("zk-sync") < order.index("verify") < \
+        order.index("start-new-writers")
+    assert "controller-v1: schema-transformer, svc-monitor, device-manager" in \
+        stopped[0].message
+    status = issu_json(world, "status")
+    assert status["verify"]["differences"] == 0 and status["verify"]["checked"] > 0
+    # new's schema-transformer took over old's allocations: the same ids in ZooKeeper
+    assert _zk_route_targets(services.zk_new.hosts) == _zk_route_targets(services.zk_old.hosts)
