@@ -34,6 +34,10 @@ from backends.ssh import SshError, SshExecutor, SshSession, SshTarget
 
 ROLES = ("config", "control", "analytics", "database", "northbound")
 STEPS = ("status", "stop", "start", "disable", "enable", "signal", "set_ini")
+# Optional: prints the release the host runs (a package version, an image tag, a release).
+OPTIONAL_STEPS = ("version",)
+# The service whose version stands for the host's (the first one its profile maps).
+VERSION_SERVICES = ("api-server", "controller", "schema-transformer", "control")
 RUNNING_STATES = ("running", "active", "up")
 
 # Role -> the services of that role, by the names profiles map.
@@ -78,6 +82,10 @@ _COMPOSE = {
 _CONTAINERS = {svc: f"{value.replace('/', '_')}_1" for svc, value in _COMPOSE.items()}
 
 _SET_INI_STEP = f"sh -c {script_item(SET_INI_SCRIPT)} set-ini"
+# dpkg (Debian, Ubuntu) or rpm (RHEL, CentOS): the version string of the package
+_PACKAGE_VERSION = "sh -c " + script_item(
+    "dpkg-query -W -f='${Version}\\n' \"$1\" 2>/dev/null || "
+    "rpm -q --qf '%{VERSION}-%{RELEASE}\\n' \"$1\"") + " version {package}"
 # supervisorctl 3.x exits 0 whatever the state, 4.x exits 3 when not running: the state is
 # the second word of its status line either way.
 _SUPERVISORCTL = "{supervisorctl} -s unix://{socket_dir}/supervisord_{group}.sock"
@@ -103,6 +111,8 @@ BUILTIN_CONTROLLER_PROFILES: dict[str, dict[str, object]] = {
         "enable": "{systemctl} enable {unit}",
         "signal": "{systemctl} kill --signal={signal} {unit}",
         "set_ini": _SET_INI_STEP,
+        "package": "contrail-lib",
+        "version": _PACKAGE_VERSION,
     },
     "supervisord": {
         "supervisorctl": "supervisorctl",
@@ -116,6 +126,8 @@ BUILTIN_CONTROLLER_PROFILES: dict[str, dict[str, object]] = {
         "enable": f"{_SET_INI_STEP} {_SUPERVISORD_INI} program:{{unit}} autostart true",
         "signal": f"{_SUPERVISORCTL} signal {{signal}} {{unit}}",
         "set_ini": _SET_INI_STEP,
+        "package": "contrail-lib",
+        "version": _PACKAGE_VERSION,
     },
     "docker": {
         "docker": "docker",
@@ -127,6 +139,7 @@ BUILTIN_CONTROLLER_PROFILES: dict[str, dict[str, object]] = {
         "enable": "{docker} update --restart=always {unit}",
         "signal": "{docker} kill --signal={signal} {unit}",
         "set_ini": _SET_INI_STEP,
+        "version": "{docker} inspect --format {{{{.Config.Image}}}} {unit}",
     },
     "docker-compose": {
         "docker": "docker",
@@ -141,6 +154,8 @@ BUILTIN_CONTROLLER_PROFILES: dict[str, dict[str, object]] = {
                   "{docker}",
         "signal": f"{{docker}} compose -f {_COMPOSE_FILE} kill -s {{signal}} {{unit}}",
         "set_ini": _SET_INI_STEP,
+        "version": f"{{docker}} compose -f {_COMPOSE_FILE} ps -a --format {{{{{{{{.Image}}}}}}}} "
+                   "{unit}",
     },
     "demo": {
         # One profile per demo cluster (base = "demo"), `host` naming its controller's
@@ -155,6 +170,7 @@ BUILTIN_CONTROLLER_PROFILES: dict[str, dict[str, object]] = {
         "enable": "{host} enable {unit}",
         "signal": "{host} signal {signal} {unit}",
         "set_ini": _SET_INI_STEP,
+        "version": "{host} version {unit}",
     },
 }
 
@@ -187,7 +203,7 @@ class ControllerProfile:
                 continue
             if not isinstance(value, str):
                 raise ProfileError(f"controller_profiles.{name}.{key}: expected a string")
-            if key in STEPS:
+            if key in STEPS or key in OPTIONAL_STEPS:
                 steps[key] = value
             elif _VARIABLE.fullmatch(key) and key not in ("unit", "group", "signal"):
                 variables[key] = value
@@ -212,7 +228,7 @@ class ControllerProfile:
             raise ProfileError(f"controller profile {self.name}: step(s) {', '.join(missing)} "
                                "missing")
         sample = {"unit": "x", "group": "x", "signal": "HUP"}
-        for step in STEPS:
+        for step in (*STEPS, *(s for s in OPTIONAL_STEPS if s in self.steps)):
             render_template(self.name, step, self.steps[step], self.variables, sample)
 
     def host_name(self, service: str) -> str:
@@ -227,7 +243,10 @@ class ControllerProfile:
     def argv(self, step: str, service: str, signal: str = "") -> list[str]:
         """The argv of `step` for `service`, every item one argument (nothing reaches a shell
         unquoted)."""
-        if step not in STEPS or step == "set_ini":
+        if step in OPTIONAL_STEPS and step not in self.steps:
+            raise ControllerError(f"controller profile {self.name}: no {step!r} step (set "
+                                  f"controller_profiles.{self.name}.{step})")
+        if step not in (*STEPS, *OPTIONAL_STEPS) or step == "set_ini":
             raise ControllerError(f"controller profile {self.name}: unknown step {step!r}")
         if step == "signal" and not _SIGNAL.fullmatch(signal):
             raise ControllerError(f"{signal!r} is not a signal name (HUP, SIGTERM, USR1...)")
@@ -288,6 +307,19 @@ class ServiceState:
     @property
     def running(self) -> bool:
         return self.state.lower() in RUNNING_STATES
+
+
+def parse_version_output(output: str) -> str:
+    """The version a `version` step printed: its last line; for an image reference
+    (`registry:5000/contrail-controller-config-api:5.0.1-0.214`) the tag after the last ':'
+    of its last path segment; "" when it printed nothing."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    last = lines[-1]
+    image, _, tag = last.rsplit("/", 1)[-1].rpartition(":")
+    # `2:5.0.1~ubuntu18.04` is a dpkg version with its epoch, not an image and a tag
+    return tag if image and not image.isdigit() else last
 
 
 def parse_state(output: str) -> str:
@@ -369,6 +401,22 @@ class ControllerExecutor:
         with self._connect(target) as session:
             for service, argv in plans:
                 self._run(session, target, f"{step} {service}", argv)
+
+    def version(self, target: SshTarget, profile: str) -> tuple[str, str]:
+        """(the service asked, the version it reports) through the profile's `version`
+        step, asked of the first of VERSION_SERVICES the profile maps."""
+        prof = self.profile(profile)
+        service = next((s for s in VERSION_SERVICES if s in prof.services), "")
+        if not service:
+            raise ControllerError(f"controller profile {profile} maps none of "
+                                  f"{', '.join(VERSION_SERVICES)}: cannot ask a version")
+        argv = prof.argv("version", service)
+        with self._connect(target) as session:
+            out = self._run(session, target, f"version of {service}", argv)
+        found = parse_version_output(out)
+        if not found:
+            raise ControllerError(f"{target.name}: version of {service}: printed nothing")
+        return service, found
 
     def read_file(self, target: SshTarget, file: str) -> str:
         """The text of a file on the host (`cat`)."""

@@ -22,11 +22,13 @@ import pytest
 
 from backends.compute import ProfileError
 from backends.controller import (
+    BUILTIN_CONTROLLER_PROFILES,
     WRITERS,
     ControllerError,
     ControllerExecutor,
     build_controller_profiles,
     parse_state,
+    parse_version_output,
 )
 from backends.ssh import SshTarget
 from demo.controller.process import write_spec
@@ -36,7 +38,7 @@ from issu_tui.config import ApiServerConfig, IssuConfig
 from issu_tui.journal import Journal
 from issu_tui.orchestrator.context import Context, OrchestratorError
 from issu_tui.orchestrator.northbound import load_clients, switch_client
-from issu_tui.orchestrator.preflight_writers import new_writer_findings
+from issu_tui.orchestrator.preflight_writers import new_writer_findings, version_findings
 
 FAKE = Path(__file__).parent / "fakebin" / "fakectl.py"
 CONFIG_WRITERS = [w for w in WRITERS if w != "kube-manager"]
@@ -71,7 +73,7 @@ class Host:
 def host(ssh: Endpoints, tmp_path: Path) -> Iterator[Host]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("systemctl", "supervisorctl", "docker"):
+    for tool in ("systemctl", "supervisorctl", "docker", "dpkg-query"):
         shutil.copy(FAKE, bin_dir / tool)
         (bin_dir / tool).chmod(stat.S_IRWXU)
     s = ssh.ssh
@@ -254,7 +256,40 @@ def test_docker_compose_services_and_restart_policy(ssh: Endpoints, host: Host,
                                                      "restart": "always"}
 
 
+def test_version_step_reads_dpkg_and_image_tags(ssh: Endpoints, host: Host,
+                                                tmp_path: Path) -> None:
+    host.seed({"dpkg:contrail-lib": {"version": "5.0.1-0.214~ubuntu18.04"},
+               "config_api_1": {"container": "config_api_1", "running": True,
+                                "image": "registry:5000/contrail-controller-config-api:"
+                                         "5.0.0-0.40"}})
+    systemd_version = BUILTIN_CONTROLLER_PROFILES["systemd"]["version"]
+    ex = _executor(ssh, {"systemd": {"version": f"{host.tools} {systemd_version}"},
+                         "docker": {"docker": f"{host.tools} docker"}})
+    assert ex.version(host.target, "systemd") == ("api-server", "5.0.1-0.214~ubuntu18.04")
+    assert ["dpkg-query", "-W", "-f=${Version}\\n", "contrail-lib"] in host.calls()
+    assert ex.version(host.target, "docker") == ("api-server", "5.0.0-0.40")
+
+    # preflight: new's config host runs 5.0.1 where the config says 5.0.0: refused, both named
+    config = _inventory_config(ssh, host, tmp_path)
+    config.controller_profiles["site"]["version"] = f"{host.tools} {systemd_version}"
+    findings = {f.name: f for f in version_findings(config)}
+    old, new = findings["old version running"], findings["new version running on new-ctl-1"]
+    assert not old.ok and old.severity == "warning"
+    assert not new.ok and new.severity == "error"
+    assert new.detail == ("new-ctl-1 runs 5.0.1-0.214~ubuntu18.04 (api-server), the config "
+                          "says new.version = 5.0.0")
+    host.seed({"dpkg:contrail-lib": {"version": "5.0.0-0.40"}})
+    new = {f.name: f for f in version_findings(config)}["new version running on new-ctl-1"]
+    assert new.ok and new.detail == "api-server 5.0.0-0.40"
+
+
 def test_status_output_of_each_tool_is_read() -> None:
+    assert parse_version_output("opencontrail/contrail-controller-config-api:5.0.1-0.214\n") \
+        == "5.0.1-0.214"
+    # no tag: the reference as printed (it matches no release, and names itself)
+    assert parse_version_output("registry:5000/contrail-api\n") == "registry:5000/contrail-api"
+    assert parse_version_output("2:5.0.1~ubuntu18.04\n") == "2:5.0.1~ubuntu18.04"
+    assert parse_version_output("") == ""
     assert parse_state("active\n") == "active"
     assert parse_state("contrail-schema                  STOPPED   Dec 04 03:55 AM\n") == \
         "STOPPED"

@@ -26,6 +26,7 @@ from issu_tui.config import load_config
 from issu_tui.journal import Journal
 from issu_tui.orchestrator import finalize as fin
 from issu_tui.orchestrator.context import Context
+from issu_tui.orchestrator.preflight_writers import version_findings
 from tests.orch_world import _patch_config, fresh_world, issu_json, stop_world
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -72,6 +73,20 @@ def _zk_route_targets(hosts: str) -> dict[str, bytes]:
     finally:
         zk.stop()
         zk.close()
+
+
+def test_versions_running_are_read_from_the_controllers(world: Any) -> None:
+    config = load_config(world.config_path)
+    found = {f.name: f for f in version_findings(config)}
+    assert found["old version running on controller-v1"].ok
+    assert found["old version running on controller-v1"].detail == "controller 4.1.0"
+    assert found["new version running on controller-v2"].detail == "controller 5.0.0"
+    wrong = config.model_copy(deep=True)
+    wrong.old.version = "4.0.0"
+    (check,) = [f for f in version_findings(wrong) if f.name.startswith("old ")]
+    assert not check.ok and check.severity == "error"
+    assert check.detail == ("controller-v1 runs 4.1.0 (controller), the config says "
+                            "old.version = 4.0.0")
 
 
 def test_pre_sync_stops_new_writers_and_refuses_while_one_runs(world: Any,

@@ -5,13 +5,15 @@ DIR is one simulated controller's directory (spec.json, pid files, logs). Its se
 process group of its own: `controller` (api-server, control and analytics in one process;
 pid file `pid`, log `controller.log`) and the writers `schema-transformer`, `svc-monitor`,
 `device-manager` (demo/controller/writers.py; `<service>.pid`, `<service>.log`).
-Verbs: status (prints running / stopped, and `disabled`), stop, start, disable / enable (a
-disabled service is not started again by `issu demo up`: the demo's reboot), signal NAME.
+Verbs: status (prints running / stopped, and `disabled`), version (the release), stop, start,
+disable / enable (a disabled service is not started again by `issu demo up`: the demo's
+reboot), signal NAME.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo.controller.hostctl")
     parser.add_argument("--dir", required=True, type=Path, help="the controller's directory")
     parser.add_argument("verb", choices=("status", "stop", "start", "disable", "enable",
-                                         "signal"))
+                                         "signal", "version"))
     parser.add_argument("args", nargs="+", help="[SIGNAL] SERVICE")
     args = parser.parse_args(argv)
     directory: Path = args.dir
@@ -85,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{directory}: no controller here (no spec.json)", file=sys.stderr)
         return 1
     marker = disabled_marker(directory, service)
-    if args.verb == "status":
+    if args.verb == "version":  # the release this controller runs (its spec's)
+        print(json.loads((directory / "spec.json").read_text())["version"])
+    elif args.verb == "status":
         state = "running" if running(directory, service) else "stopped"
         print(f"{state}{' disabled' if marker.exists() else ''}")
     elif args.verb == "stop":

@@ -18,7 +18,7 @@ from backends.cassandra.connection import CassandraSide
 from issu_tui.config import ClusterConfig
 from issu_tui.orchestrator.approaches import DB_NODES_DOWN
 from issu_tui.orchestrator.context import Context
-from issu_tui.orchestrator.preflight_writers import new_writer_findings
+from issu_tui.orchestrator.preflight_writers import new_writer_findings, version_findings
 
 
 @dataclass(frozen=True)
@@ -419,6 +419,8 @@ def run_preflight(ctx: Context, approach: str, *, db_nodes_down: int | None = No
                      lambda: check_api(ctx, sync_started))
     checks += _guard("analytics", "check the analytics sections", lambda: check_analytics(ctx))
     checks += _guard("computes", "check [ssh] and [[computes]]", lambda: check_computes(ctx))
+    checks += _guard("versions running", "check [[old|new.controllers]]", lambda: [
+        Check(**asdict(f)) for f in version_findings(ctx.config)])
     checks += _guard("new writers", "check [[new.controllers]]", lambda: [
         Check(**asdict(f)) for f in new_writer_findings(ctx.config)])
     return PreflightReport(checks)

@@ -88,3 +88,50 @@ def new_writer_findings(config: IssuConfig) -> list[WriterFinding]:
             f"nothing, or stop and disable them on {host.name} yourself: {commands}",
             severity="warning"))
     return findings
+
+
+def version_findings(config: IssuConfig) -> list[WriterFinding]:
+    """The release each cluster's config hosts run (the profile's `version` step over SSH)
+    against the configured one: a host running another release refuses, naming both. A
+    cluster without an inventory, or a profile without a version step, is a warning."""
+    from backends.versions import release_matches
+
+    findings = []
+    for side in ("old", "new"):
+        cluster = config.old if side == "old" else config.new
+        hosts = [h for h in cluster.controllers if "config" in h.roles]
+        name = f"{side} version running"
+        if not hosts or config.ssh is None:
+            findings.append(WriterFinding(
+                name, False, f"no [[{side}.controllers]] host with role config: cannot confirm "
+                f"that {side} runs {cluster.version} ({side}.version)",
+                f"check the release on {side}'s config nodes yourself", severity="warning"))
+            continue
+        executor = ControllerExecutor(config.ssh.known_hosts, config.ssh.connect_timeout_s,
+                                      120, config.controller_profiles)
+        for host in hosts:
+            check = f"{name} on {host.name}"
+            if "version" not in executor.profile(host.profile).steps:
+                findings.append(WriterFinding(
+                    check, False, f"profile {host.profile} has no version step: cannot confirm "
+                    f"{cluster.version}", f"set controller_profiles.{host.profile}.version",
+                    severity="warning"))
+                continue
+            target = SshTarget(host.name, host.address, host.ssh_port, host.ssh_user,
+                               host.ssh_key)
+            try:
+                service, found = executor.version(target, host.profile)
+            except ControllerError as exc:
+                findings.append(WriterFinding(check, False, f"cannot tell: {exc}",
+                                              f"check SSH to {host.name} and the version "
+                                              f"step of profile {host.profile}"))
+                continue
+            if release_matches(cluster.version, found):
+                findings.append(WriterFinding(check, True, f"{service} {found}"))
+            else:
+                findings.append(WriterFinding(
+                    check, False, f"{host.name} runs {found} ({service}), the config says "
+                    f"{side}.version = {cluster.version}",
+                    f"set {side}.version to the release {side} runs (or upgrade/downgrade "
+                    f"{host.name}): translation between the wrong releases would corrupt new"))
+    return findings

@@ -111,7 +111,9 @@ def docker(args: list[str], state: dict) -> int:
         fail(f"Error: No such object: {name}" if verb == "inspect" else
              f"Error response from daemon: No such container: {name}")
     svc = found[0]
-    if verb == "inspect":
+    if verb == "inspect" and "{{.Config.Image}}" in rest:
+        print(svc["image"])
+    elif verb == "inspect":
         print("running" if svc["running"] else "exited")
     elif verb in ("stop", "start"):
         svc["running"] = verb == "start"
@@ -124,6 +126,16 @@ def docker(args: list[str], state: dict) -> int:
     return 0
 
 
+def dpkg_query(args: list[str], state: dict) -> int:
+    """`dpkg-query -W -f=FORMAT PACKAGE`: the package's version (the only field asked)."""
+    package = args[-1]
+    found = state.get(f"dpkg:{package}")
+    if found is None:
+        fail(f"dpkg-query: no packages found matching {package}")
+    print(found["version"])
+    return 0
+
+
 def main() -> int:
     HOME.mkdir(parents=True, exist_ok=True)
     tool = Path(sys.argv[0]).name
@@ -131,7 +143,7 @@ def main() -> int:
         log.write(json.dumps([tool, *sys.argv[1:]]) + "\n")
     state = load()
     code = {"systemctl": systemctl, "supervisorctl": supervisorctl,
-            "docker": docker}[tool](sys.argv[1:], state)
+            "docker": docker, "dpkg-query": dpkg_query}[tool](sys.argv[1:], state)
     save(state)
     return code
 
