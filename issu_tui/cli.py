@@ -29,6 +29,7 @@ from pathlib import Path
 
 import click
 
+from backends.versions import parse_version
 from issu_tui.cli_common import load_or_exit
 from issu_tui.config import (
     ConfigError,
@@ -37,6 +38,7 @@ from issu_tui.config import (
     config_as_dict,
     generate_from_api_confs,
     ini_to_dict,
+    ini_versions_missing,
     load_config,
     read_config_text,
     to_toml,
@@ -194,14 +196,39 @@ def config_show(config_path: Path, as_json: bool) -> None:
 @click.argument("ini_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="write here instead of stdout (refuses to overwrite)")
-def config_convert(ini_path: Path, output: Path | None) -> None:
+@click.option("--old-version", default=None,
+              help="the release old runs (required when the file has no old_version)")
+@click.option("--new-version", default=None,
+              help="the release new runs (required when the file has no new_version)")
+def config_convert(ini_path: Path, output: Path | None, old_version: str | None,
+                   new_version: str | None) -> None:
     """Convert the original issu.conf ([DEFAULTS]) into issu.toml.
 
     Secrets are carried over as written; prefer replacing them by env:VAR or file:/path.
+    The versions are never assumed: the original file has none, so give them (preflight
+    then checks them against what the controllers run).
     """
+    given = {"old_version": old_version, "new_version": new_version}
     try:
-        data = ini_to_dict(ini_path, read_config_text(ini_path))
-        load_config(ini_path)  # validate before writing anything
+        text = read_config_text(ini_path)
+        data = ini_to_dict(ini_path, text)
+        missing = [k for k in ini_versions_missing(ini_path, text) if not given[k]]
+        if missing:
+            raise ConfigError(ini_path, [
+                f"DEFAULTS.{key}: not set: give --{key.replace('_', '-')} X.Y.Z, the release "
+                f"{key.split('_')[0]} runs (the package version of contrail-lib, or the "
+                "image tag); issu never assumes one" for key in missing])
+        for key, value in given.items():
+            if value:
+                try:
+                    parse_version(value)
+                except ValueError as exc:
+                    raise ConfigError(ini_path, [f"--{key.replace('_', '-')}: {exc}"]) from None
+                data[key.split("_")[0]]["version"] = value
+        if parse_version(data["new"]["version"]) <= parse_version(data["old"]["version"]):
+            raise ConfigError(ini_path, [f"new version {data['new']['version']} must be higher "
+                                         f"than old version {data['old']['version']}"])
+        load_config(ini_path)  # validate the rest before writing anything
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(f"{exc.path}: {problem}", err=True)

@@ -585,6 +585,18 @@ def _ini_hosts_port(path: Path, key: str, items: list[str]) -> tuple[list[str], 
     return hosts, ports.pop() if ports else None
 
 
+def ini_versions_missing(path: Path, text: str) -> list[str]:
+    """The version options (`old_version`, `new_version`) the original issu.conf does not
+    set: the original tool had none, and loading it directly assumes 4.1.0 -> 5.0.0."""
+    parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.Error:
+        return []  # ini_to_dict names the problem
+    opts = dict(parser.items("DEFAULTS")) if parser.has_section("DEFAULTS") else {}
+    return [key for key in ("old_version", "new_version") if not opts.get(key, "").strip()]
+
+
 def ini_to_dict(path: Path, text: str) -> dict[str, Any]:
     """Map the original tool's `[DEFAULTS]` options onto the TOML structure."""
     parser = configparser.ConfigParser(interpolation=None, default_section="__none__")

@@ -200,17 +200,30 @@ def test_original_issu_conf_is_accepted_and_converts(tmp_path: Path) -> None:
     assert cfg.sync.queue_name == "vnc-config.issu-queue"
     assert cfg.new.api_server is not None and cfg.new.api_server.user == "admin"
     out = tmp_path / "issu.toml"
-    result = CliRunner().invoke(cli, ["config", "convert", str(ini), "-o", str(out)])
+    # the original file names no version: convert asks for them instead of assuming
+    unsaid = CliRunner().invoke(cli, ["config", "convert", str(ini), "-o", str(out)])
+    assert unsaid.exit_code == 2 and not out.exists()
+    assert f"{ini}: DEFAULTS.old_version: not set: give --old-version X.Y.Z" in unsaid.output
+    assert f"{ini}: DEFAULTS.new_version: not set: give --new-version X.Y.Z" in unsaid.output
+    backwards = CliRunner().invoke(cli, ["config", "convert", str(ini), "-o", str(out),
+                                         "--old-version", "5.0.1", "--new-version", "5.0.0"])
+    assert backwards.exit_code == 2 and "5.0.0 must be higher than old version 5.0.1" in \
+        backwards.output
+    result = CliRunner().invoke(cli, ["config", "convert", str(ini), "-o", str(out),
+                                      "--old-version", "3.2.1", "--new-version", "5.0.1"])
     assert result.exit_code == 0, result.output
     converted = load_config(out)
+    assert (converted.old.version, converted.new.version) == ("3.2.1", "5.0.1")
     assert converted.old.cassandra.hosts == cfg.old.cassandra.hosts
     assert converted.new.rabbit.vhost == "/v2"
     assert converted.old.rabbit.password.get_secret_value() == "rabbitpw"
     assert os.stat(out).st_mode & 0o077 == 0
-    again = CliRunner().invoke(cli, ["config", "convert", str(ini), "-o", str(out)])
+    again = CliRunner().invoke(cli, ["config", "convert", str(ini), "-o", str(out),
+                                     "--old-version", "3.2.1", "--new-version", "5.0.1"])
     assert again.exit_code == 2 and "not overwritten" in again.output
     nowhere = tmp_path / "no-such-dir" / "issu.toml"
-    missing = CliRunner().invoke(cli, ["config", "convert", str(ini), "-o", str(nowhere)])
+    missing = CliRunner().invoke(cli, ["config", "convert", str(ini), "-o", str(nowhere),
+                                       "--old-version", "3.2.1", "--new-version", "5.0.1"])
     assert missing.exit_code == 2, missing.output
     assert f"{nowhere}: cannot create: No such file or directory" in missing.output
 
