@@ -247,16 +247,37 @@ def config_convert(ini_path: Path, output: Path | None, old_version: str | None,
 @click.option("--state-dir", type=click.Path(path_type=Path), default=Path("/var/lib/issu"),
               show_default=True)
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None)
+@click.option("--ssh-key", type=click.Path(path_type=Path), default=None,
+              help="also list the controller hosts the confs name ([[old|new.controllers]]), "
+              "reached with this key")
+@click.option("--known-hosts", type=click.Path(path_type=Path), default=None,
+              help="with --ssh-key: the known_hosts holding their host keys "
+              "(default: beside the key)")
+@click.option("--controller-profile", default="systemd", show_default=True,
+              help="with --ssh-key: their controller profile")
 def config_generate(old_api_conf: Path, new_api_conf: Path, old_version: str,
-                    new_version: str, state_dir: Path, output: Path | None) -> None:
+                    new_version: str, state_dir: Path, output: Path | None,
+                    ssh_key: Path | None, known_hosts: Path | None,
+                    controller_profile: str) -> None:
     """Build issu.toml from both clusters' api-server configs, as the original orchestrators did.
 
     RabbitMQ passwords are not copied: they are read from ISSU_OLD_RABBIT_PASSWORD and
-    ISSU_NEW_RABBIT_PASSWORD at run time.
+    ISSU_NEW_RABBIT_PASSWORD at run time. With --ssh-key, the controller hosts the confs
+    name are listed with their roles (config, database); `issu config check` then names the
+    roles still without a host (control, analytics).
     """
+    from issu_tui.config import InventorySsh
+
+    inventory = None
+    if ssh_key is not None:
+        inventory = InventorySsh(ssh_key, known_hosts or ssh_key.parent / "known_hosts",
+                                 controller_profile)
+    elif known_hosts is not None:
+        click.echo("--known-hosts needs --ssh-key", err=True)
+        sys.exit(EXIT_CONFIG)
     try:
         data = generate_from_api_confs(old_api_conf, new_api_conf, old_version, new_version,
-                                       state_dir)
+                                       state_dir, inventory)
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(f"{exc.path}: {problem}", err=True)

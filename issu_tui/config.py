@@ -13,6 +13,7 @@ import os
 import socket
 import tomllib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -795,10 +796,45 @@ def _read_api_conf(path: Path) -> dict[str, str]:
     return dict(parser.items("DEFAULTS"))
 
 
+@dataclass(frozen=True)
+class InventorySsh:
+    """How `config generate` lists the controller hosts it finds: SSH key, known_hosts and
+    the controller profile of every host."""
+
+    key: Path
+    known_hosts: Path
+    profile: str = "systemd"
+    user: str = "root"
+
+
+def _inventory(side: str, cluster: dict[str, Any], ssh: InventorySsh) -> list[dict[str, Any]]:
+    """One host per address the api conf names, with the roles it names it for: config (the
+    api-server's listen address), database (Cassandra, ZooKeeper, RabbitMQ). control and
+    analytics hosts are not in an api conf: `issu config check` names them as missing."""
+    roles: dict[str, list[str]] = {}
+
+    def add(address: str, role: str) -> None:
+        address = _address_of(address)
+        if role not in roles.setdefault(address, []):
+            roles[address].append(role)
+
+    api_host = urlparse(cluster["api_server"]["url"]).hostname or ""
+    add(api_host, "config")
+    for host in (*cluster["cassandra"]["hosts"], *cluster["zookeeper"]["hosts"],
+                 *cluster["rabbit"]["hosts"]):
+        add(host, "database")
+    return [{"name": f"{side}-{address.replace(':', '-')}", "address": address,
+             "roles": host_roles, "ssh_user": ssh.user, "ssh_key": str(ssh.key),
+             "profile": ssh.profile}
+            for address, host_roles in roles.items()]
+
+
 def generate_from_api_confs(
-    old_conf: Path, new_conf: Path, old_version: str, new_version: str, state_dir: Path
+    old_conf: Path, new_conf: Path, old_version: str, new_version: str, state_dir: Path,
+    inventory: InventorySsh | None = None,
 ) -> dict[str, Any]:
-    """Build a config from both clusters' contrail-api.conf, as the original orchestrators did."""
+    """Build a config from both clusters' contrail-api.conf, as the original orchestrators did;
+    with `inventory`, the controller hosts those confs name too."""
 
     def side(name: str, path: Path, version: str) -> dict[str, Any]:
         opts = _read_api_conf(path)
@@ -830,11 +866,16 @@ def generate_from_api_confs(
             "api_server": {"url": f"http://{listen}:{opts.get('listen_port', '8082')}"},
         }
 
-    return {
+    data: dict[str, Any] = {
         "state_dir": str(state_dir),
         "old": side("old", old_conf, old_version),
         "new": side("new", new_conf, new_version),
     }
+    if inventory is not None:
+        for name in ("old", "new"):
+            data[name]["controllers"] = _inventory(name, data[name], inventory)
+        data["ssh"] = {"known_hosts": str(inventory.known_hosts)}
+    return data
 
 
 def secret_sources(config: IssuConfig) -> Iterable[str]:

@@ -276,6 +276,43 @@ def test_generate_from_api_server_configs(tmp_path: Path) -> None:
     assert cfg.new.api_server.url == "http://10.0.1.1:8082"
 
 
+def test_generate_lists_the_controller_hosts_with_ssh_key(tmp_path: Path) -> None:
+    old = tmp_path / "old-contrail-api.conf"
+    new = tmp_path / "new-contrail-api.conf"
+    old.write_text("[DEFAULTS]\nlisten_ip_addr = 10.0.0.1\ncassandra_server_list = "
+                   "10.0.0.1:9042 10.0.0.2:9042\nzk_server_ip = 10.0.0.1:2181\n"
+                   "rabbit_server = 10.0.0.1\n")
+    new.write_text("[DEFAULTS]\nlisten_ip_addr = 10.0.1.1\ncassandra_server_list = "
+                   "10.0.1.1:9042\nzk_server_ip = 10.0.1.1:2181\nrabbit_server = 10.0.1.1\n")
+    key = tmp_path / "id_ed25519"
+    key.write_text("not read by generate\n")
+    out = tmp_path / "issu.toml"
+    result = CliRunner().invoke(cli, [
+        "config", "generate", "--old-api-conf", str(old), "--new-api-conf", str(new),
+        "--old-version", "4.1.0", "--new-version", "5.0.0", "-o", str(out),
+        "--state-dir", str(tmp_path / "state"), "--ssh-key", str(key),
+        "--controller-profile", "docker"])
+    assert result.exit_code == 0, result.output
+    os.environ["ISSU_OLD_RABBIT_PASSWORD"] = "a"
+    os.environ["ISSU_NEW_RABBIT_PASSWORD"] = "b"
+    try:
+        cfg = load_config(out)
+    finally:
+        del os.environ["ISSU_OLD_RABBIT_PASSWORD"], os.environ["ISSU_NEW_RABBIT_PASSWORD"]
+    assert [(h.name, h.roles, h.profile) for h in cfg.old.controllers] == [
+        ("old-10.0.0.1", ["config", "database"], "docker"),
+        ("old-10.0.0.2", ["database"], "docker")]
+    assert [h.address for h in cfg.new.controllers] == ["10.0.1.1"]
+    assert cfg.ssh is not None and cfg.ssh.known_hosts == tmp_path / "known_hosts"
+    # what the confs cannot say is named by config check
+    check = CliRunner().invoke(cli, ["config", "check", "-c", str(out)],
+                               env={"ISSU_OLD_RABBIT_PASSWORD": "a",
+                                    "ISSU_NEW_RABBIT_PASSWORD": "b"})
+    assert check.exit_code == 2
+    assert "old.controllers: no host with role control" in check.output
+    assert "new.controllers: no host with role analytics" in check.output
+
+
 def test_generate_names_missing_key(tmp_path: Path) -> None:
     old = tmp_path / "a.conf"
     old.write_text("[DEFAULTS]\nzk_server_ip = 1.2.3.4\n")
