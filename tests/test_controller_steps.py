@@ -3,10 +3,10 @@
 
 - pre-sync stops and disables new's writers first, and refuses to copy while one still runs
   (named with its host);
-- abort after finalize stopped old's config services starts them again and says so;
 - finalize stops old's writers before run-sync is drained and post-sync copies, starts new's
   after zk-sync and verify, and every keyspace (to_bgp_keyspace too) ends equal, with
-  ZooKeeper's route-target ids the same on both.
+  ZooKeeper's route-target ids the same on both;
+- abort after finalize stopped old's config services starts them again and says so.
 """
 
 from __future__ import annotations
@@ -123,25 +123,6 @@ def test_pre_sync_stops_new_writers_and_refuses_while_one_runs(world: Any,
         hostctl.stop(v2, "schema-transformer")
 
 
-def test_abort_starts_the_old_config_services_again(world: Any) -> None:
-    ctx = _ctx(world)
-    try:
-        run = fin.FinalizeRun(ctx, no_northbound=True)
-        for name in ("fence-old", "stop-old-services"):
-            fin._run_once(run, fin.step(name))
-    finally:
-        ctx.journal.close()
-    assert _running(world, "v1") == []
-    result = issu_json(world, "abort", timeout=600)
-    assert result["ok"], result
-    assert "old's config services started again: controller-v1: device-manager, " \
-           "svc-monitor, schema-transformer" in result["done"]
-    assert "old api-server open for writes again" in result["done"]
-    assert _running(world, "v1") == list(WRITERS)
-    # a new upgrade starts with a fresh state_dir
-    shutil.rmtree(world.dir / "state")
-
-
 def test_finalize_stops_old_writers_first_and_starts_new_ones_last(
         world: Any, services: Endpoints) -> None:
     assert issu_json(world, "phase", "run-sync", timeout=600)["ok"]
@@ -168,3 +149,27 @@ def test_finalize_stops_old_writers_first_and_starts_new_ones_last(
     assert status["verify"]["differences"] == 0 and status["verify"]["checked"] > 0
     # new's schema-transformer took over old's allocations: the same ids in ZooKeeper
     assert _zk_route_targets(services.zk_new.hosts) == _zk_route_targets(services.zk_old.hosts)
+
+
+def test_abort_starts_the_old_config_services_again(world: Any) -> None:
+    """After the whole upgrade (a finished journal), a new one in a fresh state_dir: old's
+    writers running again, finalize's first two steps run, then abort."""
+    shutil.rmtree(world.dir / "state")
+    v1 = world.controller_dir("v1")
+    for service in WRITERS:
+        hostctl.disabled_marker(v1, service).unlink(missing_ok=True)
+        hostctl.start(v1, service)
+    ctx = _ctx(world)
+    try:
+        run = fin.FinalizeRun(ctx, no_northbound=True)
+        for name in ("fence-old", "stop-old-services"):
+            fin._run_once(run, fin.step(name))
+    finally:
+        ctx.journal.close()
+    assert _running(world, "v1") == []
+    result = issu_json(world, "abort", timeout=600)
+    assert result["ok"], result
+    assert "old's config services started again: controller-v1: device-manager, " \
+           "svc-monitor, schema-transformer" in result["done"]
+    assert "old api-server open for writes again" in result["done"]
+    assert _running(world, "v1") == list(WRITERS)
