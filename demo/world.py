@@ -14,6 +14,8 @@ import json
 import os
 import secrets
 import shlex
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -526,6 +528,7 @@ class World:
                 stopped.append(piece)
         if self.fleet.stop():
             stopped.append("computes")
+        stopped += self._remove_containers(progress)
         for cluster in ("v1", "v2"):
             for service in hostctl.WRITERS:
                 group = read_pidfile(hostctl.pidfile(self.controller_dir(cluster), service))
@@ -541,6 +544,21 @@ class World:
             stopped += self.launcher().down()
         progress(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
         return stopped
+
+    def _remove_containers(self, progress: Progress) -> list[str]:
+        """Remove every container labelled with this world's network (those its computes and
+        controllers ran, a killed `up`'s included) and nothing else."""
+        if shutil.which("podman") is None:
+            return []
+        from demo.containers.compute import remove_net_containers
+        from demo.containers.engine import EngineUnavailable
+
+        try:
+            names = remove_net_containers(self.opts.net)
+        except (EngineUnavailable, OSError, subprocess.SubprocessError) as exc:
+            progress(f"containers of net {self.opts.net} not removed: {exc}")
+            return []
+        return [f"{len(names)} container(s)"] if names else []
 
     def status(self, probe: bool = True) -> list[PieceStatus]:
         pieces: list[PieceStatus] = []

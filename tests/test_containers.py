@@ -8,6 +8,7 @@ to build them)."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -190,3 +191,26 @@ def test_a_stopped_agent_container_is_probed_stopped_and_started_again(rig: Rig)
     assert rig.running(1) == {"image": f"localhost/contrail-vrouter-agent:{V1}",
                               "status": "running"}
     assert rig.executor.probe(target, "container").agent_state == "connected"
+
+
+def test_demo_down_removes_its_world_containers_and_nothing_else(images: None,
+                                                                  tmp_path: Path) -> None:
+    from demo.world import World, WorldOptions
+    from tests.test_demo_world import _world_net
+
+    net, other = _world_net(), int(os.environ.get("ISSU_TEST_NET", "30"))
+    mine = write_compute(tmp_path / "mine", net, "compute-1", f"127.{net}.1.1", V1,
+                         [f"127.{net}.0.101"])
+    theirs = write_compute(tmp_path / "theirs", other, "down-check", f"127.{other}.1.99", V1,
+                           [f"127.{other}.0.101"])
+    try:
+        compose_up(mine)
+        compose_up(theirs)
+        # a world that is not running (a killed `up`): down still removes its containers
+        World(WorldOptions(net=net, run_dir=tmp_path / "run")).down(lambda msg: None)
+        engine = Engine()
+        assert not engine.containers(f"label=issu.demo.net={net}")
+        assert [c["Names"] for c in engine.containers(f"name={container_name(other, 'down-check')}")
+                ] == [[container_name(other, "down-check")]]
+    finally:
+        Engine().remove([container_name(net, "compute-1"), container_name(other, "down-check")])

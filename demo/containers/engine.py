@@ -57,7 +57,7 @@ class Engine:
 
     def remove(self, names: Sequence[str], stop_timeout_s: int = 5) -> None:
         if names:
-            self.run("rm", "-f", "-t", str(stop_timeout_s), *names, check=False)
+            self.run("rm", "--force", "--ignore", "-t", str(stop_timeout_s), *names, check=False)
 
 
 def engine_problem(engine: Engine | None = None) -> str | None:
