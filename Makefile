@@ -7,7 +7,7 @@ TEST_NET ?= 30
 DEMO_NET ?= 20
 PYTEST_ARGS ?=
 
-.PHONY: install venv services-install containers-install test test-fast lint fuzz demo demo-down bench clean
+.PHONY: install venv services-install containers-install test test-fast lint fuzz chaos demo demo-down bench clean
 
 $(STAMP): pyproject.toml demo/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -65,6 +65,13 @@ demo: install
 
 demo-down: venv
 	$(VENV)/bin/issu demo down --net $(DEMO_NET)
+
+# Whole upgrades of a demo world under load with random faults, each checked by an independent
+# checker (docs/chaos.md); report in docs/chaos-report.md/.json. Not part of `make test`
+# (its short form is tests/test_chaos.py).
+ARGS ?=
+chaos: install
+	$(PY) -m bench.chaos $(ARGS)
 
 bench: install
 	$(PY) -m pip install -q -e '.[test,web,bench]' -e ./demo

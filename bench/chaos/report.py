@@ -1,0 +1,107 @@
+"""The run's report: markdown for people, JSON for machines, both rewritten after each trial
+(a run cut short still leaves its report)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench.machine import Machine
+
+
+def _injected(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [f for r in results for f in r.get("faults", []) if f["outcome"] == "injected"]
+
+
+def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    differences = unknown = 0
+    for r in results:
+        checks = r.get("checks") or {}
+        differences += (checks.get("objects", {}).get("differences", 0)
+                        + checks.get("verify", {}).get("differences", 0)
+                        + (0 if checks.get("zookeeper", {}).get("ok", True) else 1))
+        unknown += checks.get("computes", {}).get("unknown", 0)
+    by_kind: dict[str, dict[str, Any]] = {}
+    for f in _injected(results):
+        entry = by_kind.setdefault(f["kind"], {"injected": 0, "recovery_s": []})
+        entry["injected"] += 1
+        if f.get("recovery_s") is not None:
+            entry["recovery_s"].append(f["recovery_s"])
+    skipped = Counter(f["kind"] for r in results for f in r.get("faults", [])
+                      if f["outcome"] != "injected")
+    in_a_row = 0
+    for r in results:
+        if not r.get("ok"):
+            break
+        in_a_row += 1
+    return {"trials": len(results), "passed": sum(bool(r.get("ok")) for r in results),
+            "passed_in_a_row_from_first": in_a_row, "differences": differences,
+            "unknown_computes": unknown, "faults_by_kind": by_kind,
+            "not_injected_by_kind": dict(skipped),
+            "pairs": sum(1 for f in _injected(results) if f.get("together_with"))}
+
+
+def write_report(path: Path, command: str, machine: Machine, args: argparse.Namespace,
+                 results: list[dict[str, Any]], began: float) -> None:
+    total = summary(results)
+    data = {"command": command, "started": time.strftime("%Y-%m-%d %H:%M UTC",
+                                                         time.gmtime(began)),
+            "machine": machine.line(), "options": {k: str(v) for k, v in vars(args).items()},
+            "summary": total, "trials": results}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".json").write_text(json.dumps(data, indent=1, default=str) + "\n")
+    lines = [
+        "# Chaos run", "",
+        f"Command: `{command}` (trial i uses seed S+i; one trial again: "
+        f"`make chaos ARGS='--trials 1 --seed <seed> ...'` with the same other options)",
+        f"Started {data['started']}; machine: {machine.line()}", "",
+        f"**{total['passed']} of {total['trials']} trials passed** "
+        f"({total['passed_in_a_row_from_first']} in a row from the first); differences found: "
+        f"{total['differences']}; computes in an unknown state: {total['unknown_computes']}; "
+        f"pairs of simultaneous faults: {total['pairs']}.", "",
+        "## Faults injected", "",
+        "| fault | injected | recovery s (median / max) | not applicable at its moment |",
+        "|---|---|---|---|",
+    ]
+    kinds = sorted(set(total["faults_by_kind"]) | set(total["not_injected_by_kind"]))
+    for kind in kinds:
+        entry = total["faults_by_kind"].get(kind, {"injected": 0, "recovery_s": []})
+        rec = sorted(entry["recovery_s"])
+        shown = f"{rec[len(rec) // 2]:.1f} / {rec[-1]:.1f}" if rec else "-"
+        lines.append(f"| {kind} | {entry['injected']} | {shown} | "
+                     f"{total['not_injected_by_kind'].get(kind, 0)} |")
+    lines += ["", "Recovery: from the fault's end until the executor runs again and, from "
+              "run-sync's phase to finalize, run-sync reports again.", "",
+              "## Trials", "",
+              "| trial | seed | result | upgrade s | changes (rate/s) | faults | attempts "
+              "beyond the first | checks |", "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        load = r.get("load") or {}
+        faults = ", ".join(f"{f['kind']}@{f['at_s']:.0f}s" for f in r.get("faults", [])
+                           if f["outcome"] == "injected")
+        retries = sum(a - 1 for a in r.get("attempts", {}).values())
+        checks = r.get("checks") or {}
+        failed = [name for name, c in checks.items() if not c.get("ok")]
+        verdict = "ok" if r.get("ok") else "FAILED"
+        lines.append(f"| {r['trial']} | {r['seed']} | {verdict} | {r.get('upgrade_s', '-')} | "
+                     f"{load.get('changes', '-')} ({load.get('rate_per_s', '-')}) | "
+                     f"{faults or '-'} | {retries} | "
+                     f"{'all passed' if checks and not failed else ', '.join(failed) or '-'} |")
+    for r in results:
+        if r.get("ok"):
+            continue
+        lines += ["", f"### Trial {r['trial']} (seed {r['seed']}) failed", ""]
+        if r.get("error"):
+            lines += ["```", r["error"][:1500], "```"]
+        for name, c in (r.get("checks") or {}).items():
+            if not c.get("ok"):
+                lines.append(f"- {name}: {json.dumps(c, default=str)[:800]}")
+        lines.append("- fault timeline: " + "; ".join(
+            f"{f['at_s']}s {f['kind']} ({f['outcome']}: {f['note']})" for f in r["faults"]))
+        if r.get("logs_kept"):
+            lines.append(f"- logs kept in `{r['logs_kept']}`")
+    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
