@@ -255,6 +255,8 @@ class Trial:
         self.world.dir.mkdir(parents=True, exist_ok=True)
         (self.world.dir / "seeded").write_text("by make chaos\n")
         self._mount_state_disk()
+        self.daemon.log.parent.mkdir(parents=True, exist_ok=True)
+        self.daemon.log.unlink(missing_ok=True)
         self.world.up(progress=lambda _msg: None)
         seed(self.world, projects=2)
 
