@@ -35,6 +35,8 @@ MAIN_LINE = ("plan", "preflight", "pair", "pre-sync", "run-sync", "computes", "f
 SETTLED = ("old", "upgraded")
 # Written by each api-server itself (timestamps of its own write), not replicated data.
 VOLATILE = {"last_modified", "created"}
+# Added by the 4.1 -> 5.0 translation when old has none (5.0's RBAC field).
+ADDED_BY_TRANSLATION = {"perms2"}
 SHOWN = 10
 
 
@@ -96,6 +98,9 @@ def _objects(world: World, changes_log: Path) -> dict[str, Any]:
             present += 1
         if "delete" in ops and on_old is not None:
             differences.append(f"{res_type} {uuid}: deleted by the load but on old")
+        if on_old is not None and on_new is not None:
+            for key in ADDED_BY_TRANSLATION - set(on_old):
+                on_new.pop(key, None)
         if on_old != on_new:
             differences.append(f"{res_type} {uuid}: {_diff(on_old, on_new)}")
     return {"ok": not differences, "objects": len(touched), "present": present,
@@ -113,11 +118,11 @@ def _diff(old: dict[str, Any] | None, new: dict[str, Any] | None) -> str:
 def _verify(world: World) -> dict[str, Any]:
     done = subprocess.run([ISSU, "sync", "verify", "--json", "-c", str(world.config_path)],
                           capture_output=True, text=True, cwd=REPO, timeout=900, check=False)
-    lines = [ln for ln in done.stdout.splitlines() if ln.strip()]
     try:
-        report = json.loads(lines[-1])
-    except (ValueError, IndexError):
-        return {"ok": False, "exit": done.returncode, "error": done.stderr[-600:]}
+        report = json.loads(done.stdout)  # one indented JSON document
+    except ValueError:
+        return {"ok": False, "exit": done.returncode,
+                "error": (done.stdout + done.stderr)[-600:]}
     totals = report.get("totals", {})
     wrong = sum(totals.get(k, 0) for k in ("missing", "extra", "different"))
     return {"ok": done.returncode == 0 and bool(report.get("ok")) and wrong == 0,
@@ -185,7 +190,8 @@ def _computes(world: World, endpoints: Endpoints) -> dict[str, Any]:
             continue
         if row.state not in SETTLED:
             unknown.append(f"{name}: journal state {row.state}")
-        expected = ("5.0.0", "new") if row.state == "upgraded" else ("4.1.0", "old")
+        # the cluster an agent reports to is the controller's cluster id (v1 / v2)
+        expected = ("5.0.0", "v2") if row.state == "upgraded" else ("4.1.0", "v1")
         if (seen.get("version"), seen.get("cluster")) != expected or row.state != "upgraded":
             wrong.append(f"{name}: journal {row.state} {row.version}; host runs "
                          f"{seen.get('version')} reporting to {seen.get('cluster')!r}")
