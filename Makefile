@@ -67,8 +67,7 @@ demo-down: venv
 	$(VENV)/bin/issu demo down --net $(DEMO_NET)
 
 # Whole upgrades of a demo world under load with random faults, each checked by an independent
-# checker (docs/chaos.md); report in docs/chaos-report.md/.json. Not part of `make test`
-# (its short form is tests/test_chaos.py).
+# checker (docs/chaos.md); report in docs/chaos-report.md/.json. Not part of `make test`.
 ARGS ?=
 chaos: install
 	$(PY) -m bench.chaos $(ARGS)
