@@ -563,7 +563,7 @@ class ComputeExecutor:
         for _, future in warm.values():
             future.add_done_callback(_close_quietly)
         if connector is not None:
-            connector.shutdown(wait=False)
+            connector.shutdown(wait=False, cancel_futures=True)  # none opens after the run
 
     def profile(self, name: str) -> CommandProfile:
         try:

@@ -37,6 +37,7 @@ from issu_tui.journal import (
     JournalLocked,
 )
 from issu_tui.orchestrator import phases
+from issu_tui.rehearsal_view import RehearsalView
 
 # The actions the console offers in some phase, in the registry's order of intents.
 ACTIONS = tuple(i.name for i in phases.INTENTS if any(i.name in p.offers for p in phases.PHASES))
@@ -45,8 +46,10 @@ ROLLBACKABLE = ("upgraded", "failed", "unknown")
 BUSY_STATES = ("queued", "upgrading", "rolling-back")
 LAG_HISTORY = 120
 
-# The screens see the analytics model through this module, never the backend itself.
-__all__ = ["Alarm", "AnalyticsSnapshot", "ClusterAnalytics", "ComputeReport", "ConsoleBackend"]
+# The screens see the analytics model and a rehearsal's report through this module, never
+# the backend itself.
+__all__ = ["Alarm", "AnalyticsSnapshot", "ClusterAnalytics", "ComputeReport", "ConsoleBackend",
+           "RehearsalView"]
 
 
 class ActionRefused(Exception):

@@ -184,7 +184,7 @@ def run_cmd(config_path: Path, approach: str, when: str, nodetool_cmd: str,
     from backends.cassandra.ringops import RingOpError
     from backends.controller import ControllerError
     from issu_tui.journal import Journal, JournalError, JournalLocked
-    from issu_tui.orchestrator.ringplan import RingPlanError, ring_steps
+    from issu_tui.orchestrator.ringplan import RingPlanError, ring_run_refusal, ring_steps
     from issu_tui.orchestrator.ringrun import RingStepRefused
     from issu_tui.ringhooks import controller_runner
 
@@ -204,6 +204,13 @@ def run_cmd(config_path: Path, approach: str, when: str, nodetool_cmd: str,
     except JournalError as exc:
         click.echo(f"issu ring run: {exc}", err=True)
         sys.exit(2)
+    info = journal.phase()
+    refusal = ring_run_refusal(when, approach, info.phase if info else None,
+                               journal.orchestrator_state().approach)
+    if refusal is not None:
+        journal.close()
+        click.echo(f"issu ring run: {refusal}", err=True)
+        sys.exit(EXIT_PROBLEM)
     try:
         runner = controller_runner(config, shlex.split(nodetool_cmd), min_replicas, journal)
         first = next((i for i, s in enumerate(steps) if s.when == when), len(steps))

@@ -18,7 +18,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from issu_tui.rehearsal_view import RehearsalView
+from issu_tui.console_api import RehearsalView
 from screens.format import duration, number
 
 MARKS = {"ok": ("✓", "green", "ok"), "problems": ("✗", "bold red", "would lose data"),

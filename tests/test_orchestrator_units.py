@@ -388,3 +388,32 @@ def test_finalize_refuses_without_northbound_file_unless_told(tmp_path: Path) ->
     recorded = [e for e in journal.events() if e.fields.get("no_northbound")]
     assert recorded and "--no-northbound" in recorded[0].message
     journal.close()
+
+
+def test_a_leaving_executor_hands_over_only_what_the_operator_stopped(tmp_path: Path) -> None:
+    """An executor leaving (its console lost the terminal) requeues a run that its leaving
+    stopped; a run the failure gate stopped stays stopped, so the next executor does not
+    retry its failed computes with a fresh failure budget."""
+    from issu_tui.orchestrator.context import Context, StepInterrupted
+    from issu_tui.orchestrator.executor import Executor
+    from issu_tui.orchestrator.scheduler import OPERATOR_STOP, ScheduleOutcome
+
+    class Runner:
+        def __init__(self, reason: str) -> None:
+            self.reason = reason
+
+        def run(self, action: str, names: list[str], **_: Any) -> ScheduleOutcome:
+            return ScheduleOutcome(succeeded=["c1"], failed=["c2", "c3"],
+                                   not_started=["c4"], stopped_reason=self.reason)
+
+    journal = Journal.open(tmp_path)
+    ctx = Context(config=_config(tmp_path), config_path=tmp_path / "issu.toml", journal=journal)
+    gate = Executor(ctx, runner=Runner("2 failures passed the threshold of 1"))  # type: ignore[arg-type]
+    gate.shutdown.set()
+    result = gate.computes("upgrade", {"computes": ["c1", "c2", "c3", "c4"]})
+    assert result["stopped_reason"].startswith("2 failures") and not result["ok"]
+    leaving = Executor(ctx, runner=Runner(OPERATOR_STOP))  # type: ignore[arg-type]
+    leaving.shutdown.set()
+    with pytest.raises(StepInterrupted, match="the next one resumes"):
+        leaving.computes("upgrade", {"computes": ["c1", "c2", "c3", "c4"]})
+    journal.close()

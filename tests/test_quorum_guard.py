@@ -85,6 +85,16 @@ def test_operator_threshold_is_stricter_than_quorum() -> None:
     assert "threshold of 4" in str(strict.refusals[0])
 
 
+def test_a_ring_whose_ranges_cannot_be_read_is_refused() -> None:
+    ring = _ring(["10.0.0.1", "10.0.0.2", "10.0.0.3"])
+    blind = RingView(ring.cluster_name, ring.nodes,
+                     (KeyspaceReplicas("config_db_uuid", "SimpleStrategy", 3, ()),))
+    result = guard_ring(blind, "convert", ["10.0.0.1"])
+    assert not result.ok
+    assert "config_db_uuid" in str(result.refusals[0])
+    assert "token ranges could not be read" in str(result.refusals[0])
+
+
 def test_unknown_node_is_refused_by_name() -> None:
     ring = _ring([A, B, C])
     ensemble = EnsembleView((Member(D, 2181, "standalone"),))

@@ -100,3 +100,26 @@ def test_the_way_back_is_named_closed_by_each_translator_without_an_inverse() ->
         "declares none"]
     with pytest.raises(RegistryError, match="no such translator"):
         registry.add_inverse("3.2.x", "4.x", "config_db_uuid", "obj_uuid_table", None)
+
+
+def test_ring_run_refuses_steps_outside_their_phase_or_approach(tmp_path: Path) -> None:
+    """Retiring old nodes ("done") before finalize, or another approach's steps, would take
+    down what still serves: refused from the journal, naming the phase or the approach."""
+    from issu_tui.journal import Journal
+
+    path = _write_config(tmp_path, OLD, NEW)
+    journal = Journal.open(tmp_path / "state")
+    journal.set_phase("computes")
+    journal.set_approach("grow")
+    journal.close()
+    runner = CliRunner()
+    early = runner.invoke(cli, ["ring", "run", "-c", str(path), "--approach", "grow",
+                                "--when", "done"])
+    assert early.exit_code == 1
+    assert "run only in phase done; the upgrade is in phase computes" in early.output
+    other = runner.invoke(cli, ["ring", "run", "-c", str(path), "--approach", "rolling",
+                                "--when", "computes"])
+    assert other.exit_code == 1 and "records the approach 'grow', not 'rolling'" in other.output
+    late = runner.invoke(cli, ["ring", "run", "-c", str(path), "--approach", "grow",
+                               "--when", "plan"])
+    assert late.exit_code == 1 and "the upgrade is in phase computes" in late.output

@@ -9,8 +9,8 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from cassandra import ReadFailure, ReadTimeout
-from cassandra.cluster import OperationTimedOut, Session
+from cassandra import ReadFailure, ReadTimeout, Unavailable
+from cassandra.cluster import NoHostAvailable, OperationTimedOut, Session
 from cassandra.query import PreparedStatement
 
 from backends.cassandra.batching import BatchBounds
@@ -283,8 +283,8 @@ class TableContext:
         try:
             rows = self.new.session.execute(
                 f"SELECT key FROM {_q(self.new_keyspace)}.{_q(self.spec.name)} LIMIT 1")
-        except (ReadFailure, ReadTimeout, OperationTimedOut):
-            return False
+        except (ReadFailure, ReadTimeout, OperationTimedOut, Unavailable, NoHostAvailable):
+            return False  # the copy reads new then, and reports there what fails
         return rows.one() is None
 
     def new_keys(self) -> Iterator[str]:

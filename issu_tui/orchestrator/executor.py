@@ -237,10 +237,11 @@ class Executor:
                                   parallel=args.get("parallel"),
                                   canary=args.get("canary"),
                                   max_failures=args.get("max_failures"))
-        if outcome.not_started and self.shutdown.is_set():
+        if outcome.not_started and self.shutdown.is_set() and outcome.stopped_by_operator:
             # This executor is leaving (a console that lost its terminal): the computes not
             # started stay asked for; the next executor runs the intent again, skipping
-            # those already moved.
+            # those already moved. A run the failure gate or the canary stopped stays
+            # stopped: the next executor must not retry it with a fresh failure budget.
             raise StepInterrupted(f"{action}: {len(outcome.not_started)} compute(s) not "
                                   "started yet; the executor stopped, the next one resumes")
         return {"ok": outcome.ok, "action": action, "succeeded": outcome.succeeded,

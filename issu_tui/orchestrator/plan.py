@@ -102,7 +102,7 @@ def _ring_plan_steps(spec: phases.Phase, f: _Facts, when: str) -> list[PlanStep]
 def _ring_command(step: RingStep, f: _Facts) -> str:
     guard = ""
     if step.stops:
-        stops = " ".join(f"--stop {n}" for n in step.stops)
+        stops = " ".join(f"--stop {shlex.quote(n)}" for n in step.stops)
         label = shlex.quote(f"{step.action} {' '.join(step.nodes)}")
         guard = f"issu ring guard {f.option} {stops} --step {label}; then "
     action = {

@@ -71,7 +71,14 @@ def guard_ring(ring: RingView, step: str, stopping: Iterable[str],
             if worst is None or live_after < worst[0]:
                 worst = (live_after, live_now, rng.replicas)
         checked.append(f"{ks.name}: RF {ks.factor}, needs {needed} live replicas per range")
-        if worst is None or worst[0] >= needed:
+        if worst is None:
+            # No token map (the driver could not read the ring): nothing shows the step safe.
+            refusals.append(Refusal(
+                f"keyspace {ks.name}", step, stops,
+                "its token ranges could not be read from the ring, so the replicas the step "
+                "would leave are unknown; check `nodetool status` and try again"))
+            continue
+        if worst[0] >= needed:
             continue
         live_after, live_now, replicas = worst
         marks = ", ".join(

@@ -41,6 +41,31 @@ class RingPlanError(ValueError):
     """The hosts do not fit the approach; the message says what it needs."""
 
 
+# The upgrade phases in which each group of ring steps may run: "plan" steps change the old
+# ring before anything is copied, "computes" steps convert nodes while the computes move,
+# "done" steps stop and retire old nodes, which only a finalized upgrade allows.
+_PHASES_FOR: dict[str, tuple[str | None, ...]] = {
+    "plan": (None, "plan", "preflight", "pair"),
+    "computes": ("run-sync", "computes"),
+    "done": ("done",),
+}
+
+
+def ring_run_refusal(when: str, approach: str, phase: str | None,
+                     recorded_approach: str | None) -> str | None:
+    """Why the ring steps of `when` must not run now (None: they may), from the journal's
+    phase and the approach recorded at plan."""
+    if recorded_approach is not None and recorded_approach != approach:
+        return (f"the journal records the approach {recorded_approach!r}, not {approach!r}; "
+                f"the ring steps of one approach never run in another's upgrade")
+    allowed = _PHASES_FOR[when]
+    if phase not in allowed:
+        names = ", ".join(p or "no upgrade yet" for p in allowed)
+        return (f"the ring steps of {when!r} run only in phase {names}; the upgrade is in "
+                f"phase {phase or 'none (no upgrade recorded)'}")
+    return None
+
+
 def ring_steps(approach: str, old_nodes: list[str], new_nodes: list[str]) -> list[RingStep]:
     """The steps of `approach` for a ring of `old_nodes` (v1) and `new_nodes` (the v2
     controllers' database nodes joining it; grow only)."""

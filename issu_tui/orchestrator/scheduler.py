@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+OPERATOR_STOP = "stopped by the operator"
+
 
 @dataclass
 class ScheduleOutcome:
@@ -32,6 +34,12 @@ class ScheduleOutcome:
     @property
     def ok(self) -> bool:
         return not self.failed and not self.not_started
+
+    @property
+    def stopped_by_operator(self) -> bool:
+        """Stopped by a request (the operator, an executor leaving), not by the failure gate
+        or a failed canary."""
+        return self.stopped_reason == OPERATOR_STOP
 
 
 def make_batches(names: Sequence[str], batch_size: int) -> list[list[str]]:
@@ -100,7 +108,7 @@ class BatchScheduler:
                 f"{len(outcome.failed)} failures passed the threshold of {self.max_failures}")
             return outcome.stopped_reason
         if self.should_stop():
-            outcome.stopped_reason = "stopped by the operator"
+            outcome.stopped_reason = OPERATOR_STOP
             return outcome.stopped_reason
         return ""
 
