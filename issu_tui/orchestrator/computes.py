@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from backends.analytics import health_evidence
-from backends.apiserver import ApiServerError
+from backends.apiserver import AnalyticsClient, ApiServerError
 from backends.versions import release_matches
 from issu_tui.orchestrator.context import Context, OrchestratorError
 from issu_tui.orchestrator.scheduler import BatchScheduler, ScheduleOutcome
@@ -30,6 +31,10 @@ class ComputeRunner:
         self.health_poll_s = health_poll_s
         # open the SSH connections of the computes next in line while others run
         self.preconnect = True
+        # one analytics client per cluster for a run's health gates (a client costs its TLS
+        # setup, paid once per run instead of once per compute; shared by the threads)
+        self._analytics: dict[str, AnalyticsClient | None] = {}
+        self._analytics_lock = threading.Lock()
 
     @property
     def executor(self) -> ComputeExecutor:
@@ -102,6 +107,7 @@ class ComputeRunner:
         finally:
             if self.preconnect:
                 self.executor.close_warm()
+            self._close_analytics()
         for name in outcome.not_started:
             self._unqueue(name, outcome.stopped_reason)
         outcome.succeeded.extend(n for n in wanted if n not in todo)
@@ -197,7 +203,7 @@ class ComputeRunner:
         """The agent reports the cluster's version to its analytics, with an XMPP session up
         to one of its control nodes; without that evidence (no analytics configured, no UVE,
         no XMPP peers) the gate fails and says why."""
-        analytics = self.ctx.analytics(cluster)
+        analytics = self._analytics_of(cluster)
         if analytics is None:
             return False, (f"no analytics configured for {cluster} ([{cluster}.analytics] url): "
                            "the health gate needs the agent's vrouter UVE as evidence")
@@ -205,20 +211,32 @@ class ComputeRunner:
         version = self.ctx.cluster(cluster).version
         deadline = time.monotonic() + self.ctx.config.batch.health_timeout_s
         last = "no vrouter UVE yet"
-        with analytics:
-            while True:
-                try:
-                    uve = analytics.vrouter(name)
-                except ApiServerError as exc:
-                    uve, last = None, str(exc)
-                else:
-                    evidence = health_evidence(name, uve, version, nodes)
-                    if evidence.ok:
-                        return True, f"reports to the {cluster} analytics ({evidence.reason})"
-                    last = evidence.reason
-                if time.monotonic() >= deadline or self.ctx.stop.is_set():
-                    return False, f"{cluster} analytics: {last}"
-                time.sleep(self.health_poll_s)
+        while True:
+            try:
+                uve = analytics.vrouter(name)
+            except ApiServerError as exc:
+                uve, last = None, str(exc)
+            else:
+                evidence = health_evidence(name, uve, version, nodes)
+                if evidence.ok:
+                    return True, f"reports to the {cluster} analytics ({evidence.reason})"
+                last = evidence.reason
+            if time.monotonic() >= deadline or self.ctx.stop.is_set():
+                return False, f"{cluster} analytics: {last}"
+            time.sleep(self.health_poll_s)
+
+    def _analytics_of(self, cluster: str) -> AnalyticsClient | None:
+        with self._analytics_lock:
+            if cluster not in self._analytics:
+                self._analytics[cluster] = self.ctx.analytics(cluster)
+            return self._analytics[cluster]
+
+    def _close_analytics(self) -> None:
+        with self._analytics_lock:
+            clients, self._analytics = self._analytics, {}
+        for client in clients.values():
+            if client is not None:
+                client.close()
 
     # ------------------------------------------------------------------ reconcile
 
