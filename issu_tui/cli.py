@@ -225,6 +225,11 @@ def config_convert(ini_path: Path, output: Path | None, old_version: str | None,
                 except ValueError as exc:
                     raise ConfigError(ini_path, [f"--{key.replace('_', '-')}: {exc}"]) from None
                 data[key.split("_")[0]]["version"] = value
+        for side in ("old", "new"):
+            try:
+                parse_version(data[side]["version"])
+            except ValueError as exc:  # the file's own value (a given one is checked above)
+                raise ConfigError(ini_path, [f"DEFAULTS.{side}_version: {exc}"]) from None
         if parse_version(data["new"]["version"]) <= parse_version(data["old"]["version"]):
             raise ConfigError(ini_path, [f"new version {data['new']['version']} must be higher "
                                          f"than old version {data['old']['version']}"])

@@ -333,6 +333,7 @@ def test_original_ini_values_load_or_name_the_option(text: str) -> None:
 @budget(60)
 @given(text=ini_files())
 @example(text=GOOD_INI.replace("new_rabbit_password = guest", "new_rabbit_password = a\x7fb"))
+@example(text=GOOD_INI + "new_version = 0\nold_version = 0\n")  # found at depth: a traceback
 def test_convert_writes_what_loads_the_same_or_nothing(text: str) -> None:
     """`issu config convert`: exit 0 and a TOML that loads to the same configuration
     (nothing lost on the way), or exit 2 naming the file and no output file."""
