@@ -32,7 +32,7 @@ from issu_tui.journal import Journal
 from screens.widgets.panes import _vrouter_table, analytics_summary
 from tests.fuzz.contract import budget
 from tests.fuzz.http_server import Answer, serving, shared, url
-from tests.fuzz.test_fuzz_messages import json_values
+from tests.fuzz.shapes import misshapen
 
 # A slow answer trickles a byte every TRICKLE_S (each read in time for the read timeout) and
 # is cut off at DEADLINE_S, as the production deadline cuts it off after minutes.
@@ -87,30 +87,8 @@ GOOD_API: dict[str, Any] = {
 }
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix]
-    if isinstance(value, dict):
-        for k, v in value.items():
-            out += _paths(v, (*prefix, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            out += _paths(v, (*prefix, i))
-    return out
-
-
-@st.composite
-def misshapen(draw: st.DrawFn, good: Any) -> Any:
-    """The good answer with a part replaced by any JSON (or the whole of it)."""
-    data = json.loads(json.dumps(good))
-    path = draw(st.sampled_from(_paths(data)))
-    if not path:
-        return draw(json_values)
-    parent = data
-    for part in path[:-1]:
-        parent = parent[part]
-    parent[path[-1]] = draw(st.one_of(json_values, st.sampled_from(
-        [1e308 * 10, -1e308 * 10, 10**30, "", [], {}, None])))
-    return data
+# values a reader is most likely to mishandle, besides any JSON
+_ODD: list[Any] = [1e308 * 10, -1e308 * 10, 10**30, "", [], {}, None]
 
 
 @st.composite
@@ -121,7 +99,7 @@ def answers(draw: st.DrawFn, good: Any) -> Answer:
     if kind == "good":
         body = json.dumps(good).encode()
     elif kind == "misshapen":
-        body = json.dumps(draw(misshapen(good)), allow_nan=True).encode()
+        body = json.dumps(draw(misshapen(good, _ODD)), allow_nan=True).encode()
     elif kind == "bytes":
         body = draw(st.binary(max_size=200))
     elif kind == "deep":

@@ -21,6 +21,7 @@ from backends.snapshot.format import SnapshotError
 from issu_tui.cli import cli
 from issu_tui.rehearsal_view import RehearsalFileError, load_rehearsal
 from tests.fuzz.contract import budget, no_traceback
+from tests.fuzz.shapes import misshapen
 from tests.fuzz.test_fuzz_messages import json_values
 from tests.tui.rehearsal_data import poisoned_report
 
@@ -43,29 +44,8 @@ GOOD: dict[str, Any] = {
 GOOD_TEXT = json.dumps(GOOD).encode("utf-8", "surrogatepass")
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix]
-    if isinstance(value, dict):
-        for k, v in value.items():
-            out += _paths(v, (*prefix, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            out += _paths(v, (*prefix, i))
-    return out
-
-
-@st.composite
-def misshapen(draw: st.DrawFn, good: Any) -> Any:
-    data = json.loads(json.dumps(good))
-    path = draw(st.sampled_from(_paths(data)))
-    if not path:
-        return draw(json_values)
-    parent = data
-    for part in path[:-1]:
-        parent = parent[part]
-    parent[path[-1]] = draw(st.one_of(json_values, st.sampled_from(
-        [10**30, -1, 1e308 * 10, "", [], {}, None, [1, 2, 3], ["v"], ["v", "1"]])))
-    return data
+# values a reader is most likely to mishandle, besides any JSON
+_ODD: list[Any] = [10**30, -1, 1e308 * 10, "", [], {}, None, [1, 2, 3], ["v"], ["v", "1"]]
 
 
 @st.composite
@@ -80,10 +60,10 @@ def snapshot_bytes(draw: st.DrawFn) -> bytes:
         at = draw(st.integers(0, len(GOOD_TEXT) - 1))
         return GOOD_TEXT[:at] + bytes([draw(st.integers(0, 255))]) + GOOD_TEXT[at + 1:]
     if kind == "misshapen":
-        return json.dumps(draw(misshapen(GOOD)), allow_nan=True).encode("utf-8",
+        return json.dumps(draw(misshapen(GOOD, _ODD)), allow_nan=True).encode("utf-8",
                                                                          "surrogatepass")
     if kind == "zookeeper":  # the JSON text inside the ZooKeeper string, misshapen
-        inner = draw(misshapen(json.loads(GOOD["zookeeper"])))
+        inner = draw(misshapen(json.loads(GOOD["zookeeper"]), _ODD))
         return json.dumps({**GOOD, "zookeeper": json.dumps(inner, allow_nan=True)}).encode(
             "utf-8", "surrogatepass")
     if kind == "deep":
@@ -137,7 +117,7 @@ def report_bytes(draw: st.DrawFn) -> bytes:
         return draw(st.binary(max_size=300))
     if kind == "json":
         return json.dumps(draw(json_values), allow_nan=True).encode("utf-8", "surrogatepass")
-    return json.dumps(draw(misshapen(REPORT)), allow_nan=True).encode("utf-8",
+    return json.dumps(draw(misshapen(REPORT, _ODD)), allow_nan=True).encode("utf-8",
                                                                       "surrogatepass")
 
 
