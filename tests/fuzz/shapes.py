@@ -12,14 +12,15 @@ from hypothesis import strategies as st
 from tests.fuzz.test_fuzz_messages import json_values
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in a JSON-like value, the root `()` first."""
     out = [prefix]
     if isinstance(value, dict):
         for k, v in value.items():
-            out += _paths(v, (*prefix, k))
+            out += paths(v, (*prefix, k))
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            out += _paths(v, (*prefix, i))
+            out += paths(v, (*prefix, i))
     return out
 
 
@@ -28,7 +29,7 @@ def misshapen(draw: st.DrawFn, good: Any, odd: Sequence[Any]) -> Any:
     """`good` with a part replaced by any JSON or one of the `odd` values (or the whole of it
     replaced by any JSON)."""
     data = json.loads(json.dumps(good))
-    path = draw(st.sampled_from(_paths(data)))
+    path = draw(st.sampled_from(paths(data)))
     if not path:
         return draw(json_values)
     parent = data

@@ -24,6 +24,7 @@ from issu_tui.cli import cli
 from issu_tui.config import ConfigError, IssuConfig, config_as_dict, load_config
 from tests.fuzz.configs import GOOD_INI, GOOD_TOML, workdir
 from tests.fuzz.contract import EXIT_USAGE, budget, no_traceback, unchanged
+from tests.fuzz.shapes import paths
 
 # ------------------------------------------------------------------------------ bytes
 
@@ -239,19 +240,8 @@ toml_value = st.recursive(_scalar, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(_text, inner, max_size=4)), max_leaves=8)
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix] if prefix else []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            out += _paths(v, (*prefix, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            out += _paths(v, (*prefix, i))
-    return out
-
-
 _GOOD = tomllib.loads(GOOD_TOML)
-_GOOD_PATHS = _paths(_GOOD)
+_GOOD_PATHS = paths(_GOOD)[1:]  # every place but the root
 
 
 @st.composite
