@@ -1,5 +1,6 @@
 """The demo controllers' own writers (schema-transformer, svc-monitor, device-manager) against
-the real services, and why issu stops new's before copying into it.
+the real services, and why issu stops new's before copying into it; and the demo's v1, writers'
+keyspaces included, carried through `issu db export` / `issu db import` unchanged.
 
 v1's writers fill to_bgp_keyspace (route targets allocated under ZooKeeper), useragent,
 svc_monitor_keyspace and dm_keyspace as a live cluster's do: pre-sync copies them and verify
@@ -10,17 +11,27 @@ for the networks the sync copied: verify finds the conflict.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.policies import RoundRobinPolicy
+from click.testing import CliRunner
 from kazoo.client import KazooClient
 
+from backends.cassandra.connection import CassandraSide, connect
+from backends.cassandra.registry import load_registry
+from backends.cassandra.tables import SyncSettings
+from backends.cassandra.verify import Verifier
+from backends.snapshot.format import zk_ignore_list
+from backends.zookeeper.tree import persistent_digests, read_subtree
 from demo.controller import hostctl
 from demo.services import Endpoints
+from issu_tui.cli import cli
 from tests.orch_world import eventually, fresh_world, issu, stop_world
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -120,3 +131,69 @@ def test_v1_writers_are_copied_and_new_ones_left_running_conflict(
             services.zk_old.hosts)
     finally:
         assert hostctl.stop(v2, "schema-transformer")
+
+
+def _zk_digests(hosts: str, root: str) -> dict[str, str]:
+    """Content hash of every persistent znode below `root`, the snapshot's ignore list out."""
+    zk = KazooClient(hosts=hosts)
+    zk.start(timeout=15)
+    try:
+        ignored = zk_ignore_list("")
+        return {rel: digest for rel, digest in
+                persistent_digests(read_subtree(zk, root) or {}).items()
+                if rel and rel.split("/")[0] not in ignored}
+    finally:
+        zk.stop()
+        zk.close()
+
+
+def test_the_demos_v1_round_trips_through_export_and_import(
+        world: Any, services: Endpoints, tmp_path: Path) -> None:
+    """v1 as the demo runs it (its tables in the text layout, the writers' keyspaces, the
+    route-target ids in ZooKeeper), exported by the operator's command and imported into an
+    empty cluster: verify finds every cell equal, ZooKeeper equal by content hash."""
+    for table in WRITER_TABLES:
+        eventually(lambda table=table: _rows(services.cassandra_old, table), 120,
+                   f"rows in {table[0]}.{table[1]} on v1")
+    v1 = world.controller_dir("v1")
+    for writer in hostctl.WRITERS:  # quiet, so the copy can be compared with the original
+        assert hostctl.stop(v1, writer)
+    prefix = f"rt{uuid.uuid4().hex[:6]}"
+    snapshot = tmp_path / "v1.json.gz"
+    runner = CliRunner()
+    try:
+        result = runner.invoke(cli, ["db", "export", str(snapshot), "-c",
+                                     str(world.config_path), "--cluster", "old", "--json"],
+                               catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        exported = json.loads(result.output)
+        result = runner.invoke(cli, [
+            "db", "import", str(snapshot), "--cassandra", services.cassandra_new.address,
+            "--cassandra-prefix", prefix, "--zookeeper", services.zk_new.hosts,
+            "--zk-prefix", prefix, "--json"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+
+        source = connect(CassandraSide("old", (services.cassandra_old.host,),
+                                       services.cassandra_old.port))
+        target = connect(CassandraSide("new", (services.cassandra_new.host,),
+                                       services.cassandra_new.port, prefix=prefix))
+        try:
+            settings = SyncSettings(slices_per_table=4, concurrency=2, small_table_cells=0)
+            report = Verifier(source, target, load_registry(), settings,
+                              recheck_delay_s=0.2).run()
+        finally:
+            source.close()
+            target.close()
+        assert report.ok, report.as_dict()
+        compared = {(t.keyspace, t.table): t.cells_compared for t in report.tables}
+        assert all(compared[t] > 0 for t in [("config_db_uuid", "obj_uuid_table"),
+                                             *WRITER_TABLES]), compared
+        assert sum(t.differences for t in report.tables) == 0
+        assert report.totals()["cells_compared"] == exported["cells"], exported
+
+        old_zk = _zk_digests(services.zk_old.hosts, "/")
+        assert any(rel.startswith("id/bgp/route-targets/") for rel in old_zk)
+        assert _zk_digests(services.zk_new.hosts, f"/{prefix}") == old_zk
+    finally:
+        for writer in hostctl.WRITERS:
+            hostctl.start(v1, writer)
