@@ -54,6 +54,9 @@ from screens.state import ConsoleState
 from screens.widgets.computes import ComputeGrid
 
 SCREEN_NAMES = tuple(name for name, _ in SCREENS)
+# Why R does nothing, by run-sync's state (when the phase is not the reason).
+_RUNSYNC_WHY = {"not started": "run-sync has not been started by its phase yet; n runs it",
+                "stopped": "finalize stopped run-sync for good"}
 
 
 class IssuApp(App[int]):
@@ -70,6 +73,8 @@ class IssuApp(App[int]):
         Binding("V", "verify", "Verify", show=False, id="app.verify"),
         Binding("u", "upgrade", "Upgrade", id="app.upgrade"),
         Binding("r", "rollback", "Roll back", id="app.rollback"),
+        Binding("R", "runsync('stop')", "Stop sync", id="app.runsync_stop"),
+        Binding("R", "runsync('start')", "Start sync", id="app.runsync_start"),
         Binding("F", "finalize", "Finalize", id="app.finalize"),
         Binding("X", "abort", "Abort", id="app.abort"),
         # u, r, F and X leave the footer while not allowed; these then say why instead of
@@ -82,6 +87,8 @@ class IssuApp(App[int]):
                 id="app.finalize_not_now"),
         Binding("X", "not_now('abort')", "Abort (says why not now)", show=False,
                 id="app.abort_not_now"),
+        Binding("R", "not_now('runsync')", "Start / stop run-sync (says why not now)",
+                show=False, id="app.runsync_not_now"),
         Binding("P", "toggle_executor", "Pause upgrade", show=False, id="app.pause_executor"),
         Binding("p", "pause_refresh", "Pause refresh", show=False, id="app.pause_refresh"),
         Binding("left_square_bracket", "cycle(-1)", "Prev screen", show=False,
@@ -299,11 +306,16 @@ class IssuApp(App[int]):
         if action in ("upgrade", "rollback", "finalize", "abort"):
             snap = self.state.snapshot
             return snap is not None and action in snap.phase.allowed
+        if action == "runsync":
+            snap = self.state.snapshot
+            wanted = "running" if parameters == ("stop",) else "held"
+            return (snap is not None and "runsync" in snap.phase.allowed
+                    and snap.sync.runsync == wanted)
         return True
 
     def action_not_now(self, action: str) -> None:
-        """u, r, F or X while not allowed (else the action's own binding ran): say why."""
-        if not self._refuse_read_only(action):
+        """u, r, R, F or X while not allowed (else the action's own binding ran): say why."""
+        if not self._refuse_read_only("run-sync" if action == "runsync" else action):
             self._allowed(action)
 
     def _refuse_read_only(self, action: str) -> bool:
@@ -319,7 +331,11 @@ class IssuApp(App[int]):
         snap = self.state.snapshot
         if snap is None or action not in snap.phase.allowed:
             phase = snap.phase.phase if snap else "unknown"
-            self.notify(f"{action} is not allowed now (phase {phase})", severity="warning")
+            why = _RUNSYNC_WHY.get(snap.sync.runsync, "") if snap and action == "runsync" \
+                else ""
+            self.notify(f"{'start / stop run-sync' if action == 'runsync' else action} is not "
+                        f"allowed now (phase {phase}{': ' + why if why else ''})",
+                        severity="warning")
             return False
         return True
 
@@ -342,6 +358,8 @@ class IssuApp(App[int]):
             self._check_move("upgrade", list(step.computes))
         elif step.action == "finalize":
             self.action_finalize()
+        elif step.action == "runsync":
+            self.action_runsync("start")
         else:
             self.notify(f"next step: {step.says}", title="nothing to run now")
 
@@ -465,6 +483,28 @@ class IssuApp(App[int]):
             return
         self.call_from_thread(self.notify, f"intent #{intent}: {result.word}")
         self.call_from_thread(self.action_refresh_now)
+
+    def action_runsync(self, action: str) -> None:
+        """`R`: stop run-sync and hold it stopped, or start it again, after a confirmation."""
+        if self._refuse_read_only("run-sync") or not self._allowed("runsync"):
+            return
+        if action == "stop":
+            title, yes = "Stop run-sync?", "Yes, stop run-sync"
+            text = ("run-sync stops and stays stopped until R starts it again: config changes "
+                    "on old are not replayed into new meanwhile (they wait in run-sync's "
+                    "durable queue on the old RabbitMQ). Finalize waits until it runs again.")
+        else:
+            title, yes = "Start run-sync again?", "Yes, start run-sync"
+            text = ("run-sync starts again and replays into new what changed on old while it "
+                    "was stopped, then every change as it comes.")
+        self.push_screen(StepConfirm(title, text, yes),
+                         callback=lambda ok: self._runsync_confirmed(ok, action))
+
+    def _runsync_confirmed(self, yes: bool | None, action: str) -> None:
+        if not yes:
+            self.notify("cancelled: nothing was asked")
+            return
+        self._run_intent(f"{action} run-sync", lambda: self.backend.runsync(action))
 
     def action_toggle_executor(self) -> None:
         if self._refuse_read_only("pause / resume the executor"):

@@ -108,6 +108,21 @@ class TableCount:
 
 
 @dataclass(frozen=True)
+class CopyRate:
+    """How fast the copy that runs goes (pre-sync or post-sync), from its checkpoints over
+    the last minute. The copy goes table by table and a table's slice count is known once
+    its first slice is done, so the ETA is the current table's."""
+
+    job: str                      # pre-sync, post-sync
+    cells_per_s: float | None     # None: fewer than two slices in the window
+    table: str                    # keyspace.table of the newest slice
+    slices_done: int
+    slices_total: int
+    table_eta_s: float | None     # the current table's slices left at its slice rate
+    idle_s: float                 # since the newest slice (a stopped copy grows this)
+
+
+@dataclass(frozen=True)
 class SyncView:
     lag_s: float | None
     lag_p50_s: float | None
@@ -124,6 +139,8 @@ class SyncView:
     verify_differences: float | None
     verify_checked: float | None
     verify_at: float | None
+    runsync: str = "not started"  # not started, running, held (R), stopped (by finalize)
+    copy_rate: CopyRate | None = None
 
 
 @dataclass(frozen=True)
@@ -331,6 +348,9 @@ class ConsoleBackend:
             allowed.add("phase")
         if "verify" in offers and not any(i.kind == "verify" for i in pending):
             allowed.add("verify")
+        if ("runsync" in offers and not any(i.kind == "runsync" for i in pending)
+                and self._runsync_state() in ("running", "held")):
+            allowed.add("runsync")
         if "upgrade" in offers and _count(counts, UPGRADABLE):
             allowed.add("upgrade")
         if "rollback" in offers and _count(counts, ROLLBACKABLE):
@@ -338,7 +358,7 @@ class ConsoleBackend:
         if "abort" in offers:
             allowed.add("abort")
         moving = any(i.kind in ("upgrade", "rollback") for i in pending)
-        if ("finalize" in offers and not moving
+        if ("finalize" in offers and not moving and self._runsync_state() != "held"
                 and _count(counts, ("upgraded",)) == sum(counts.values())):
             allowed.add("finalize")
         return frozenset(allowed)
@@ -363,6 +383,8 @@ class ConsoleBackend:
             again = " again" if phase == next_phase else ""
             says = f"n: run {next_phase}{again} ({phases.phase(next_phase).title})"
             return NextStep("phase", says, target=next_phase)
+        if "runsync" in allowed and self._runsync_state() == "held":
+            return NextStep("runsync", "n: start run-sync again (R: held stopped)")
         if "finalize" in allowed:
             return NextStep("finalize", "n: finalize (every compute is on the new cluster)")
         if "upgrade" in spec.offers:
@@ -375,6 +397,17 @@ class ConsoleBackend:
                 return NextStep("upgrade", f"n: upgrade the {left} left on old")
             return NextStep("wait", "finalize when every compute is upgraded")
         return NextStep("wait", f"wait: {phase} runs on its own")
+
+    def _runsync_state(self) -> str:
+        """not started, running, held (stopped by the operator), stopped (by finalize)."""
+        done = self.journal.steps_done()
+        if phases.phase_marker("run-sync") not in done:
+            return "not started"
+        if any(m in done for m in ("finalize.run-sync-stopping", "finalize.stop-run-sync")):
+            return "stopped"
+        if phases.RUNSYNC_HELD in done:
+            return "held"
+        return "running"
 
     def sync_view(self) -> SyncView:
         runsync = self.journal.counters("runsync")
@@ -409,6 +442,8 @@ class ConsoleBackend:
                                      m.get("slices_done", 0.0), m.get("slices_total", 0.0),
                                      seen.get("old"), seen.get("new")))
         verify = self.journal.counters("verify")
+        progress = {(job, name): (done, total) for job, name, done, total, _ in
+                    self.journal.checkpoint_progress()}
         return SyncView(
             lag_s=runsync.get("lag_s"), lag_p50_s=runsync.get("lag_p50_s"),
             lag_p99_s=runsync.get("lag_p99_s"), applied=runsync.get("applied", 0.0),
@@ -418,7 +453,9 @@ class ConsoleBackend:
             reconciled=runsync.get("reconciled", 0.0),
             lag_history=tuple(self._lag_history), updated_at=updated, tables=tuple(tables),
             verify_differences=verify.get("differences"), verify_checked=verify.get("checked"),
-            verify_at=verify.get("at"))
+            verify_at=verify.get("at"), runsync=self._runsync_state(),
+            copy_rate=copy_rate(self.journal.recent_slices(RATE_WINDOW_S), progress,
+                                self.options.clock()))
 
     def seed_lag_history(self, values: Iterable[float]) -> None:
         """Prime the sparkline (the journal keeps only the newest lag)."""
@@ -555,6 +592,18 @@ class ConsoleBackend:
         self._require("verify")
         return self.journal.add_intent("verify", {}, self.options.actor)
 
+    def runsync(self, action: str) -> int:
+        """Stop run-sync and hold it stopped, or start it again (`R`)."""
+        self._require("runsync")
+        state = self._runsync_state()
+        if action not in ("stop", "start"):
+            raise ActionRefused(f"run-sync: {action!r} is neither stop nor start")
+        if action == "stop" and state != "running":
+            raise ActionRefused(f"run-sync is {state}: nothing to stop")
+        if action == "start" and state != "held":
+            raise ActionRefused(f"run-sync is {state}: it was not stopped by hand")
+        return self.journal.add_intent("runsync", {"action": action}, self.options.actor)
+
     def pause(self) -> int:
         self._require("pause")
         return self.journal.add_intent("pause", {}, self.options.actor)
@@ -570,6 +619,34 @@ class ConsoleBackend:
 
 
 _COPY_SCOPES = {"pre-sync": "presync", "post-sync": "postsync"}  # copy job -> table scope
+RATE_WINDOW_S = 60.0
+_COMPLETE_TABLE = "*"  # the copy marks a finished job with a slice of this table
+
+
+def copy_rate(recent: Sequence[tuple[str, str, str, int, float]],
+              progress: Mapping[tuple[str, str], tuple[int, int]],
+              now: float) -> CopyRate | None:
+    """The copy running now (the job with the newest checkpoint, unless that job finished),
+    from `recent` (Journal.recent_slices) and the slices done / in all per (job, table)."""
+    slices = [s for s in recent if s[0] in _COPY_SCOPES]
+    if not slices:
+        return None
+    job = slices[-1][0]
+    mine = [s for s in slices if s[0] == job]
+    if any(table == _COMPLETE_TABLE for _, table, _, _, _ in mine):
+        return None
+    cells_per_s = None
+    span = mine[-1][4] - mine[0][4]
+    if len(mine) > 1 and span > 0:  # the first slice's cells were copied before the window
+        cells_per_s = sum(cells for *_, cells, _ in mine[1:]) / span
+    table = mine[-1][1]
+    done, total = progress.get((job, table), (0, 0))
+    eta = None
+    in_table = [at for _, name, _, _, at in mine if name == table]
+    if len(in_table) > 1 and in_table[-1] > in_table[0] and total >= done:
+        per_s = (len(in_table) - 1) / (in_table[-1] - in_table[0])
+        eta = (total - done) / per_s
+    return CopyRate(job, cells_per_s, table, done, total, eta, max(0.0, now - mine[-1][4]))
 
 
 def _control(intent: Intent) -> bool:

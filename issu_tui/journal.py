@@ -632,6 +632,16 @@ class Journal:
                              int(r["cells"] or 0)))
         return progress
 
+    def recent_slices(self, window_s: float) -> list[tuple[str, str, str, int, float]]:
+        """(job, table, slice id, cells, at) of the slices each copy job finished in the
+        `window_s` before its newest one, oldest first, and the jobs' completion marks."""
+        rows = self._query(
+            "SELECT c.job, c.table_name, c.slice_id, c.rows, c.at FROM checkpoints c "
+            "JOIN (SELECT job, MAX(at) AS newest FROM checkpoints GROUP BY job) n "
+            "ON c.job = n.job WHERE c.at >= n.newest - ? ORDER BY c.at", (window_s,))
+        return [(r["job"], r["table_name"], r["slice_id"], int(r["rows"]), float(r["at"]))
+                for r in rows]
+
     # ------------------------------------------------------------------ counters
 
     def set_counters(self, scope: str, values: Mapping[str, float]) -> None:

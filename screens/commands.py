@@ -13,6 +13,8 @@ ACTIONS = (
     ("Verify new against old", "verify", "any time once run-sync runs; differences counted"),
     ("Upgrade marked computes", "upgrade", "the marked computes, or the one under the cursor"),
     ("Roll back marked computes", "rollback", "the marked computes, or the one under the cursor"),
+    ("Stop run-sync", "runsync('stop')", "hold it stopped until started again (confirmed)"),
+    ("Start run-sync again", "runsync('start')", "after a stop by hand (confirmed)"),
     ("Finalize the upgrade", "finalize", "only when every compute is upgraded"),
     ("Abort the upgrade", "abort", "roll everything back (before finalize)"),
     ("Pause / resume the executor", "toggle_executor", "no new compute starts while paused"),

@@ -417,3 +417,59 @@ def test_a_leaving_executor_hands_over_only_what_the_operator_stopped(tmp_path: 
     with pytest.raises(StepInterrupted, match="the next one resumes"):
         leaving.computes("upgrade", {"computes": ["c1", "c2", "c3", "c4"]})
     journal.close()
+
+
+def test_runsync_intent_holds_runsync_stopped_until_started_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`R` in the console: a runsync stop intent stops run-sync and the supervisor leaves it
+    stopped (finalize refuses meanwhile); a start intent runs it again."""
+    import json
+    import sys
+
+    from issu_tui.orchestrator import finalize as fin
+    from issu_tui.orchestrator import phases, syncproc
+    from issu_tui.orchestrator.context import Context, OrchestratorError
+    from issu_tui.orchestrator.executor import Executor
+
+    # run-sync's own start-up is not the subject: a long-lived process stands in for it
+    monkeypatch.setattr(syncproc, "issu_argv",
+                        lambda: [sys.executable, "-c", "import time; time.sleep(600)"])
+    journal = Journal.open(tmp_path)
+    ctx = Context(config=_config(tmp_path), config_path=tmp_path / "issu.toml", journal=journal)
+    executor = Executor(ctx)
+    try:
+        journal.set_phase("run-sync")
+        journal.add_intent("runsync", {"action": "stop"}, "test")  # before its phase ran
+        executor.serve(until_idle=True, poll_s=0.01)
+        refused = journal.intents(None)[-1]
+        assert refused.status == "failed" and "not been started" in refused.result
+        ctx.mark_step(phases.phase_marker("run-sync"))
+        executor.runsync.start()
+        pid = executor.runsync.pid()
+        assert pid is not None and executor.runsync.running()
+
+        journal.add_intent("runsync", {"action": "stop"}, "tui:test")
+        executor.serve(until_idle=True, poll_s=0.01)
+        assert journal.intents(None)[-1].status == "done"
+        assert not executor.runsync.running() and not syncproc._alive(pid)
+        assert executor.supervise() == "not needed"  # held: not restarted
+        assert not executor.runsync.running()
+        with pytest.raises(OrchestratorError, match="held stopped by the operator"):
+            executor.finalize({})
+        assert any("held stopped" in e.message for e in journal.events())
+
+        journal.add_intent("runsync", {"action": "start"}, "tui:test")
+        executor.serve(until_idle=True, poll_s=0.01)
+        started = journal.intents(None)[-1]
+        assert started.status == "done", started.result
+        assert json.loads(started.result)["action"] == "start"
+        assert executor.runsync.running() and executor.runsync.pid() != pid
+        assert not journal.step_done(phases.RUNSYNC_HELD)
+
+        ctx.mark_step(fin.RUNSYNC_STOPPING)  # finalize stops it from now on, not the operator
+        journal.add_intent("runsync", {"action": "stop"}, "tui:test")
+        executor.serve(until_idle=True, poll_s=0.01)
+        assert "finalize stops run-sync itself" in journal.intents(None)[-1].result
+    finally:
+        executor.runsync.stop()
+        journal.close()

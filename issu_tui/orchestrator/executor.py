@@ -98,6 +98,7 @@ class Executor:
             return False
         return (self.ctx.step_done(phases.phase_marker("run-sync"))
                 and not self.ctx.step_done(fin.RUNSYNC_STOPPING)
+                and not self.ctx.step_done(phases.RUNSYNC_HELD)
                 and not self.ctx.step_done(fin.step("stop-run-sync").marker))
 
     def supervise(self) -> str:
@@ -263,6 +264,36 @@ class Executor:
         return {"ok": True, "differences": differences, "checked": checked,
                 "samples": detail}
 
+    def runsync_hold(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Stop run-sync and keep it stopped (`action: stop`), or start it again (`start`).
+        What changes on old meanwhile waits in run-sync's durable queue on the old RabbitMQ;
+        finalize refuses until it runs again."""
+        action = str(args.get("action", ""))
+        if action not in ("stop", "start"):
+            raise OrchestratorError(f"runsync: action must be stop or start, not {action!r}")
+        if not self.ctx.step_done(phases.phase_marker("run-sync")):
+            raise OrchestratorError("run-sync has not been started by its phase yet")
+        with self.ctx.runsync_lock:
+            if self.ctx.step_done(fin.RUNSYNC_STOPPING):
+                raise OrchestratorError("finalize stops run-sync itself; it is not started or "
+                                        "stopped by hand any more")
+            if action == "stop":
+                self.ctx.mark_step(phases.RUNSYNC_HELD)  # first: no supervisor restarts it
+                was_running = self.runsync.stop()
+            else:
+                self.ctx.clear_steps(phases.RUNSYNC_HELD)
+                started = self.runsync.start()
+        if action == "stop":
+            said = ("run-sync stopped by the operator" if was_running
+                    else "run-sync was not running") + (
+                        "; held stopped: changes on old wait in its queue until it is started "
+                        "again")
+        else:
+            said = ("run-sync started again by the operator: it replays what waited in its "
+                    "queue" if started else "run-sync was already running: no longer held")
+        self.ctx.event("sync", said, step="run-sync", action=action)
+        return {"ok": True, "action": action, "detail": said}
+
     def unpair(self, args: dict[str, Any]) -> dict[str, Any]:
         if self.ctx.step_done(fin.step("unpair").marker):
             return {"ok": True, "detail": "already unpaired by finalize"}
@@ -338,6 +369,10 @@ class Executor:
         if not self.ctx.step_done(phases.phase_marker("run-sync")):
             # run-sync's phase entered but failed: the phase alone does not tell
             raise OrchestratorError(phases.INTENT_KINDS["finalize"].refused)
+        if self.ctx.step_done(phases.RUNSYNC_HELD):
+            raise OrchestratorError("run-sync is held stopped by the operator: start it again "
+                                    "(R in the console) so it replays what waited in its "
+                                    "queue, then finalize")
         journal = self.ctx.journal
         force = bool(args.get("force"))
         reason = str(args.get("reason") or "")
@@ -445,6 +480,7 @@ INTENT_HANDLERS: dict[str, IntentHandler] = {
     "finalize": Executor.finalize,
     "abort": Executor.abort,
     "verify": Executor.verify,
+    "runsync": Executor.runsync_hold,
     "unpair": Executor.unpair,
     "pause": Executor.pause,
     "resume": Executor.resume,

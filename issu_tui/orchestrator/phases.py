@@ -73,6 +73,11 @@ class IntentKind:
     interrupts: bool = False  # stops the running work intent, then runs after it
 
 
+# Set while the operator holds run-sync stopped (a `runsync` intent, action stop): the
+# supervisor leaves it stopped and finalize waits until it is started again.
+RUNSYNC_HELD = "run-sync.held"
+
+
 def phase_marker(name: str) -> str:
     return f"phase.{name}"
 
@@ -94,6 +99,10 @@ INTENTS: tuple[IntentKind, ...] = (
     IntentKind("verify", "compare new against old (any time once run-sync runs); the "
                "differences are counted in the journal and listed in an event",
                "verify needs run-sync to be running (phase is {phase})"),
+    IntentKind("runsync", "stop run-sync and hold it stopped (changes on old wait in its "
+               "durable queue), or start it again: args action=stop|start",
+               "run-sync is started or stopped by hand only from its phase until finalize "
+               "(phase is {phase})", control=True),
     IntentKind("unpair", "remove the cross-cluster bgp-routers from both clusters",
                "unpair does not run in phase {phase}"),
     IntentKind("pause", "start no new compute; running ones finish (kept across restarts)",
@@ -104,7 +113,7 @@ INTENTS: tuple[IntentKind, ...] = (
 
 _CONTROL = frozenset({"pause", "resume"})
 _EARLY = _CONTROL | {"phase", "unpair", "abort"}
-_MOVING = _EARLY | {"upgrade", "rollback", "finalize", "verify"}
+_MOVING = _EARLY | {"upgrade", "rollback", "finalize", "verify", "runsync"}
 # Before run-sync the console's next step runs the next phase (a `phase` intent).
 _EARLY_OFFERS = _CONTROL | {"abort", "phase"}
 _ENDED = "the upgrade is {phase}; nothing more to do (a new upgrade starts with a fresh " \
@@ -139,7 +148,7 @@ PHASES: tuple[Phase, ...] = (
     Phase("finalize", "the new cluster takes over (finalize's steps)",
           "old api-server (fenced), new Cassandra and ZooKeeper, northbound clients' config "
           "files, new api-server fence", Runs.STEPS,
-          accepts=_MOVING, offers=_CONTROL | {"finalize"}),
+          accepts=_MOVING - {"runsync"}, offers=_CONTROL | {"finalize"}),
     Phase("done", "the new cluster serves; retire the old one", "nothing (by hand after "
           "this: see the runbook)", Runs.RECORDED, refusal=_ENDED),
     Phase("aborting", "roll computes back, reopen and unpair old, stop run-sync (abort's "

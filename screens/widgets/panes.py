@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Sparkline, Static
 from issu_tui.console_api import (
     AnalyticsSnapshot,
     ConsoleSnapshot,
+    CopyRate,
     PhaseView,
     SyncView,
     TableCount,
@@ -101,11 +102,38 @@ class PhasePane(Static):
             self.update(phase_text(snap.phase, wide=wide), layout=False)
 
 
+# A copy with no new slice for this long says so (it may have stopped or failed).
+COPY_IDLE_S = 60.0
+
+
+def copy_lines(rate: CopyRate) -> tuple[Text, Text]:
+    """`pre-sync 12.3k cells/s`, then the current table's slices and its ETA."""
+    speed = Text.assemble((f"{rate.job} ", "bold"),
+                          f"{number(rate.cells_per_s)} cells/s" if rate.cells_per_s is not None
+                          else "measuring...")
+    if rate.idle_s >= COPY_IDLE_S:
+        speed.append(" ")
+        speed.append(f"no slice for {duration(rate.idle_s)}", style="yellow")
+    table = Text.assemble((rate.table.partition(".")[2] or rate.table, "bold"),
+                          f" {number(rate.slices_done)}/{number(rate.slices_total)}")
+    table.append(" ")
+    table.append(f"ETA {duration(rate.table_eta_s)}" if rate.table_eta_s is not None
+                 else "ETA -")
+    for line in (speed, table):  # one line each: the pane has four
+        line.no_wrap, line.overflow = True, "ellipsis"
+    return speed, table
+
+
 def sync_text(view: SyncView) -> Group:
     lag = Text.assemble(("lag ", "bold"), seconds(view.lag_s),
                         f"  p50 {seconds(view.lag_p50_s)}  p99 {seconds(view.lag_p99_s)}")
     rate = Text.assemble(("applied ", "bold"), number(view.applied),
                          f" ({number(view.applied_per_s)}/s)  queue {number(view.queue_depth)}")
+    if view.runsync == "held":
+        lag = Text.assemble(("run-sync ", "bold"), ("HELD stopped", "bold yellow"),
+                            " (R starts it)")
+    if view.copy_rate is not None and view.runsync == "not started":
+        lag, rate = copy_lines(view.copy_rate)
     problems = Text.assemble(("failed ", "bold"),
                              Text(f"{number(view.failed)}  ", style="red" if view.failed else ""),
                              ("quarantined ", "bold"),
