@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
+from textual.worker import WorkerCancelled
 
 from issu_tui.app import IssuApp
 from issu_tui.config import IssuConfig
@@ -43,7 +45,10 @@ async def settle(pilot: Pilot, refreshes: int = 1) -> None:
     app = pilot.app
     assert isinstance(app, IssuApp)
     for _ in range(200):
-        await app.workers.wait_for_complete()
+        # a key that quits cancels the workers still running (a poll, on a busy box):
+        # they are finished too, and the app is on its way out
+        with contextlib.suppress(WorkerCancelled):
+            await app.workers.wait_for_complete()
         await pilot.pause()
         if app.refreshes >= refreshes and all(w.is_finished for w in app.workers):
             break
