@@ -172,14 +172,19 @@ def guard_cmd(config_path: Path | None, cluster: str, cassandra: str | None,
 @click.option("--nodetool", "nodetool_cmd", default="nodetool", show_default=True,
               help="how a database host runs nodetool (e.g. 'docker exec cassandra nodetool')")
 @click.option("--min-replicas", type=click.IntRange(min=1), default=None)
+@click.option("--timeout", "timeout_s", type=click.IntRange(min=1), default=3600,
+              show_default=True, metavar="SECONDS",
+              help="the longest a step (join, repair, decommission) may take; after a "
+                   "timeout a re-run waits for what Cassandra still does")
 def run_cmd(config_path: Path, approach: str, when: str, nodetool_cmd: str,
-            min_replicas: int | None) -> None:
+            min_replicas: int | None, timeout_s: int) -> None:
     """Run the approach's ring steps of one phase: the guard before each step that stops a
     node, the step (nodetool over SSH, controller profiles), `nodetool status` after it.
     Each finished step is marked in the journal; a re-run continues. Exit 1 when the guard
     refuses a step or a step fails (what ran stays marked)."""
     import shlex
 
+    from backends.cassandra.connection import CassandraUnavailable
     from backends.cassandra.nodetool import NodetoolError
     from backends.cassandra.ringops import RingOpError
     from backends.controller import ControllerError
@@ -212,10 +217,12 @@ def run_cmd(config_path: Path, approach: str, when: str, nodetool_cmd: str,
         click.echo(f"issu ring run: {refusal}", err=True)
         sys.exit(EXIT_PROBLEM)
     try:
-        runner = controller_runner(config, shlex.split(nodetool_cmd), min_replicas, journal)
+        runner = controller_runner(config, shlex.split(nodetool_cmd), min_replicas, journal,
+                                   timeout_s)
         first = next((i for i, s in enumerate(steps) if s.when == when), len(steps))
         runner.run([s for s in steps if s.when == when], first_index=first)
-    except (RingStepRefused, RingOpError, NodetoolError, ControllerError) as exc:
+    except (RingStepRefused, RingOpError, NodetoolError, ControllerError,
+            CassandraUnavailable) as exc:
         journal.event("ring", f"ring step failed: {exc}")
         click.echo(f"issu ring run: {exc}", err=True)
         sys.exit(EXIT_PROBLEM)

@@ -31,8 +31,10 @@ def _hosts_by_address(config: IssuConfig) -> dict[str, ControllerHostConfig]:
 
 
 def controller_runner(config: IssuConfig, nodetool_argv: Sequence[str],
-                      min_replicas: int | None, journal: Journal) -> RingRunner:
-    """ValueError names a database node without a controller host or a missing [ssh]."""
+                      min_replicas: int | None, journal: Journal,
+                      timeout_s: float = 3600.0) -> RingRunner:
+    """ValueError names a database node without a controller host or a missing [ssh].
+    `timeout_s` bounds each long step (a repair, a decommission, a join) and its wait."""
     if config.ssh is None:
         raise ValueError("[ssh] is missing: the ring steps reach the database hosts over SSH")
     hosts = _hosts_by_address(config)
@@ -45,7 +47,10 @@ def controller_runner(config: IssuConfig, nodetool_argv: Sequence[str],
                                      900, config.controller_profiles)
 
     def target(address: str) -> SshTarget:
-        host = hosts[address]
+        host = hosts.get(address)
+        if host is None:  # a ring member the inventory does not list
+            raise ValueError(f"ring node {address} has no [[old.controllers]] or "
+                             "[[new.controllers]] entry: issu cannot reach it over SSH")
         return SshTarget(host.name, host.address, host.ssh_port, host.ssh_user, host.ssh_key)
 
     def services(address: str, *, database: bool) -> list[str]:
@@ -75,15 +80,18 @@ def controller_runner(config: IssuConfig, nodetool_argv: Sequence[str],
             raise ControllerError(f"{host.name}: after the conversion not running: "
                                   + ", ".join(f"{s.service} ({s.state})" for s in stopped))
 
-    ssh = SshExecutor(config.ssh.known_hosts, config.ssh.connect_timeout_s, 900)
-    keyspaces = [config.old.cassandra.keyspace(k)
-                 for k in (config.sync.keyspaces or ["config_db_uuid"])]
+    ssh = SshExecutor(config.ssh.known_hosts, config.ssh.connect_timeout_s, timeout_s)
+    # Old's keyspaces and new's (after pre-sync they share the ring; after finalize new's
+    # serve and old's are kept for the way back): the runner uses those in the ring.
+    names = config.sync.keyspaces or ["config_db_uuid"]
+    keyspaces = list(dict.fromkeys([*(config.old.cassandra.keyspace(k) for k in names),
+                                    *(config.new.cassandra.keyspace(k) for k in names)]))
     return RingRunner(
-        cassandra_side(config, "old"), Nodetool(ssh, target, nodetool_argv),
+        cassandra_side(config, "old"), Nodetool(ssh, target, nodetool_argv, timeout_s),
         RingHooks(start_database, convert, stop_v1), keyspaces,
         zk_hosts=list(config.old.zookeeper.hosts), min_replicas=min_replicas,
         step_done=journal.step_done, mark_step=journal.mark_step,
-        on_event=lambda message: _event(journal, message))
+        on_event=lambda message: _event(journal, message), wait_s=timeout_s)
 
 
 def _event(journal: Journal, message: str) -> None:

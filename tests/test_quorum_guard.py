@@ -10,12 +10,14 @@ from __future__ import annotations
 import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from backends.cassandra.connection import CassandraSide, connect
 from backends.cassandra.ring import KeyspaceReplicas, RingNode, RingView, TokenRange, read_ring
+from backends.cassandra.ringops import RingOpError
 from backends.rabbit_cluster import RabbitStatusError, parse_cluster_status
 from backends.zookeeper.ensemble import EnsembleView, Member, read_ensemble
 from demo.services import Endpoints, Launcher
@@ -29,6 +31,8 @@ from issu_tui.orchestrator.quorum import (
     live_guard,
     unknown_nodes,
 )
+from issu_tui.orchestrator.ringplan import RingStep
+from issu_tui.orchestrator.ringrun import RingHooks, RingRunner, RingStepRefused
 
 A, B, C, D, E = (f"10.0.0.{i}" for i in range(1, 6))
 
@@ -114,6 +118,61 @@ def test_ensemble_majority() -> None:
                              Member(C, 2181, "follower")))
     assert not guard_ensemble(one_down, "stop one", [A]).ok
     assert guard_ensemble(one_down, "stop nothing of it", ["10.9.9.9"]).ok
+
+
+def test_a_host_named_by_name_is_the_host_stopped_by_address() -> None:
+    """Members listed by host name and a step naming addresses (or the other way round)
+    are the same hosts: `localhost` is 127.0.0.1."""
+    ensemble = EnsembleView((Member("localhost", 2181, "leader"),
+                             Member(B, 2181, "follower"), Member(C, 2181, "unreachable")))
+    refused = guard_ensemble(ensemble, "stop the leader", ["127.0.0.1"])
+    assert not refused.ok and "localhost (stopped by the step)" in str(refused.refusals[0])
+    rabbit = parse_cluster_status('{"disk_nodes": ["rabbit@localhost", "rabbit@c2", '
+                                  '"rabbit@c3"], "running_nodes": ["rabbit@localhost", '
+                                  '"rabbit@c2"]}')
+    refused = guard_rabbit(rabbit, "stop the broker", ["127.0.0.1"])
+    assert not refused.ok and "rabbit@localhost (stopped by the step)" in str(
+        refused.refusals[0])
+    ring = _ring(["127.0.0.1", B, C], factor=3)
+    assert unknown_nodes("stop", ["localhost"], ring, None).ok
+    assert not guard_ring(ring, "stop two", ["localhost", B]).ok
+
+
+def _two_datacenters(down: tuple[str, ...] = ()) -> RingView:
+    """NetworkTopologyStrategy {dc1: 3, dc2: 3} on three nodes in each datacenter."""
+    dc1, dc2 = [A, B, C], [D, E, "10.0.0.6"]
+    ranges = tuple(TokenRange(str(i - 1), str(i), (*dc1, *dc2)) for i in range(6))
+    nodes = tuple(RingNode(n, n not in down, "dc1" if n in dc1 else "dc2", 1)
+                  for n in dc1 + dc2)
+    return RingView("ring", nodes, (KeyspaceReplicas(
+        "config_db_uuid", "NetworkTopologyStrategy", 3, ranges,
+        (("dc1", 3), ("dc2", 3))),))
+
+
+def test_quorum_is_counted_in_each_datacenter() -> None:
+    """Two nodes of dc1 down leave 4 of the 6 replicas (a global quorum) but lose dc1's
+    LOCAL_QUORUM: refused, naming the datacenter."""
+    ring = _two_datacenters()
+    assert guard_ring(ring, "one in each", [A, D]).ok
+    refused = guard_ring(ring, "two in dc1", [A, B])
+    assert not refused.ok
+    assert "in datacenter dc1, replication factor 3 needs 2" in str(refused.refusals[0])
+    assert len(refused.refusals) == 1  # dc2 keeps its quorum
+    assert not guard_ring(_two_datacenters(down=(E,)), "one in dc2", [D]).ok
+
+
+def test_preflight_quorum_refuses_when_no_keyspace_is_found() -> None:
+    """A prefix or keyspace filter matching nothing must not pass the check by default."""
+    from issu_tui.orchestrator.preflight import quorum_check
+
+    ring = _ring([A, B, C], name="v1_config_db_uuid")
+    assert quorum_check("old", ring, ["v1_config_db_uuid"], 1, "rolling").ok
+    missed = quorum_check("old", ring, ["config_db_uuid"], 1, "rolling")
+    assert not missed.ok and missed.severity == "error"
+    assert "none of the keyspaces config_db_uuid is in the ring" in missed.detail
+    assert quorum_check("new", ring, ["v2_config_db_uuid"], 1, "rolling").severity == "warning"
+    assert quorum_check("old", ring, ["config_db_uuid"], 0, "separate").ok  # stops nothing
+    assert not quorum_check("old", ring, ["v1_config_db_uuid"], 2, "stay").ok
 
 
 # ------------------------------------------------------------- against the real services
@@ -207,3 +266,43 @@ def test_rabbit_guard_on_the_real_broker(services: Endpoints, launcher: Launcher
     assert [view.host(m) for m in view.members] == [services.rabbit.host]
     refused = guard_rabbit(view, "stop the broker", [services.rabbit.host])
     assert not refused.ok and "RabbitMQ cluster" in str(refused.refusals[0])
+
+
+def test_replication_keeps_the_keyspace_strategy_and_datacenters() -> None:
+    from backends.cassandra.ringops import replicas_of, replication_for
+
+    simple = {"class": "org.apache.cassandra.locator.SimpleStrategy", "replication_factor": "3"}
+    assert replication_for(simple, 5, {"dc1": 5}) == {**simple, "replication_factor": "5"}
+    two = {"class": "org.apache.cassandra.locator.NetworkTopologyStrategy", "dc1": "3",
+           "dc2": "2"}
+    # the grown ring's nodes are in dc1: dc1 to 5, dc2 keeps its 2
+    assert replication_for(two, 5, {"dc1": 5}) == {**two, "dc1": "5"}
+    assert replication_for(two, 5, {"dc1": 4, "dc2": 3}) == {**two, "dc1": "4", "dc2": "3"}
+    assert replicas_of({**two, "dc1": "5"}, 8) == 7 and replicas_of(simple, 2) == 2
+
+
+def _runner(side: CassandraSide, keyspaces: list[str]) -> RingRunner:
+    """The runner's guard needs no nodetool (the steps do): one that reaches nowhere."""
+    from backends.cassandra.nodetool import Nodetool
+    from backends.ssh import SshExecutor, SshTarget
+
+    ssh = SshExecutor(Path("/nonexistent/known_hosts"))
+    nodetool = Nodetool(ssh, lambda a: SshTarget(a, a, 22, "nobody", Path("/nonexistent/key")))
+    hooks = RingHooks(start_database=print, convert=print, stop_v1=print)
+    return RingRunner(side, nodetool, hooks, keyspaces)
+
+
+def test_after_finalize_the_runner_guards_new_keyspaces_and_names_its_errors(
+        services: Endpoints, rf1_keyspace: str) -> None:
+    """Old's keyspaces retired (absent here), new's serving: the guard checks new's; no
+    keyspace at all, or no ring answering, is a clear error naming them (no traceback)."""
+    node = services.cassandra_old.host
+    side = CassandraSide("old", (node,))
+    step = RingStep("done", "convert", (node,), f"convert {node} to v2", stops=(node,))
+    with pytest.raises(RingStepRefused, match=f"keyspace {rf1_keyspace}"):
+        _runner(side, ["v1_retired_config_db_uuid", rf1_keyspace]).guard(step)
+    with pytest.raises(RingOpError, match="none of the keyspaces v1_nope, v2_nope is in the"):
+        _runner(side, ["v1_nope", "v2_nope"]).guard(step)
+    dead = CassandraSide("old", (node,), port=1)
+    with pytest.raises(RingOpError, match=rf"convert {node} to v2: the ring \({node}\)"):
+        _runner(dead, [rf1_keyspace]).guard(step)

@@ -25,6 +25,7 @@ from backends.cassandra.ring import read_ring
 from backends.cassandra.ringops import (
     RingOpError,
     check_ring,
+    decommission,
     remove_dead_node,
     wait_ring,
 )
@@ -108,11 +109,10 @@ def _count(session: object, keyspace: str) -> int:
     return int(row[0])
 
 
-def _create_rows(side: CassandraSide, factor: int) -> None:
+def _create_rows(side: CassandraSide, replication: str) -> None:
     with connect(side, request_timeout=60) as conn:
         session = conn.session
-        session.execute("CREATE KEYSPACE ks WITH replication = "
-                        f"{{'class': 'SimpleStrategy', 'replication_factor': {factor}}}")
+        session.execute(f"CREATE KEYSPACE ks WITH replication = {replication}")
         session.execute("CREATE TABLE ks.t (k int PRIMARY KEY, v text)")
         for k in range(200):
             session.execute("INSERT INTO ks.t (k, v) VALUES (%s, %s)", (k, f"v{k}"))
@@ -130,7 +130,8 @@ def test_grow_on_a_real_ring(ring: Ring) -> None:
     nodetool = ring.nodetool
     wait_ring(nodetool, first, ring.old, "ring up", timeout_s=300)
     side = CassandraSide("ring", (first,))
-    _create_rows(side, 2)
+    # NetworkTopologyStrategy: the steps keep it (and its datacenter), changing the factor
+    _create_rows(side, "{'class': 'NetworkTopologyStrategy', 'datacenter1': 2}")
     calls: list[tuple[str, str]] = []
     markers: set[str] = set()
 
@@ -149,7 +150,9 @@ def test_grow_on_a_real_ring(ring: Ring) -> None:
     assert check_ring(nodetool, second, grown, "ks", 3) == []
     with connect(side, request_timeout=60) as conn:
         view = read_ring(conn.cluster, conn.session, ["ks"])
-        assert view.keyspace("ks") is not None and view.keyspace("ks").factor == 3  # type: ignore[union-attr]
+        ks = view.keyspace("ks")
+        assert ks is not None and ks.dc_factors == (("datacenter1", 3),)
+        assert ks.strategy == "NetworkTopologyStrategy"
         refused = guard_ring(view, "convert two", [first, second])
         assert not refused.ok and "keyspace ks" in str(refused.refusals[0])
 
@@ -167,6 +170,9 @@ def test_grow_on_a_real_ring(ring: Ring) -> None:
     assert check_ring(nodetool, first, [first, spare], "ks", 2) == []
     runner.run(steps)  # every step is marked: a re-run does nothing
     assert calls == [("stop", first), ("stop", second), ("convert", first)]
+    # a decommission run again (its marker lost after a timeout) passes the node gone
+    decommission(nodetool, second, [first, spare], timeout_s=120)
+    assert check_ring(nodetool, first, [first, spare], "ks", 2) == []
 
     with connect(side, request_timeout=60) as conn:
         assert _count(conn.session, "ks") == 200
@@ -194,7 +200,7 @@ def test_rolling_on_a_real_ring(ring: Ring) -> None:
     nodetool = ring.nodetool
     wait_ring(nodetool, first, ring.old, "ring up", timeout_s=300)
     side = CassandraSide("ring", (first,))
-    _create_rows(side, 3)
+    _create_rows(side, "{'class': 'SimpleStrategy', 'replication_factor': 3}")
     converted: list[str] = []
 
     def convert(node: str) -> None:

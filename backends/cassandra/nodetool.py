@@ -95,14 +95,15 @@ class Nodetool:
                                 f"{result.stdout.strip()[-400:]!r}")
         return nodes
 
-    def decommission(self, address: str) -> None:
-        self.run(address, "decommission")
+    def decommission(self, address: str, timeout_s: float | None = None) -> None:
+        self.run(address, "decommission", timeout_s=timeout_s)
 
     def removenode(self, via: str, host_id: str) -> None:
         self.run(via, "removenode", host_id)
 
     def repair(self, address: str, keyspace: str) -> None:
-        """A full repair of `keyspace`'s ranges on `address` (after its factor changed)."""
+        """A full repair of `keyspace`'s ranges on `address` (after its factor changed); a
+        repair run again after a timeout repairs what is left."""
         self.run(address, "repair", "--full", keyspace)
 
     def cleanup(self, address: str, keyspace: str) -> None:

@@ -39,6 +39,9 @@ class KeyspaceReplicas:
     strategy: str
     factor: int              # the replication factor (the smallest of the datacenters')
     ranges: tuple[TokenRange, ...]
+    # NetworkTopologyStrategy: each datacenter's own factor (a quorum is counted per
+    # datacenter, as LOCAL_QUORUM does); empty for SimpleStrategy
+    dc_factors: tuple[tuple[str, int], ...] = ()
 
     @property
     def quorum(self) -> int:
@@ -67,6 +70,14 @@ def replication_factor(options: dict[str, str]) -> int:
         return _full(options["replication_factor"])
     factors = [_full(v) for k, v in options.items() if k != "class"]
     return min(factors) if factors else 1
+
+
+def datacenter_factors(options: dict[str, str]) -> tuple[tuple[str, int], ...]:
+    """Each datacenter's factor of a NetworkTopologyStrategy map (empty for SimpleStrategy)."""
+    if "replication_factor" in options or not options.get("class", "").endswith(
+            "NetworkTopologyStrategy"):
+        return ()
+    return tuple(sorted((k, _full(v)) for k, v in options.items() if k != "class"))
 
 
 def _full(value: str) -> int:
@@ -107,7 +118,8 @@ def read_ring(cluster: Any, session: Any, keyspaces: Iterable[str] | None = None
         if name in _LOCAL_KEYSPACES or strategy in ("LocalStrategy", "EverywhereStrategy"):
             continue
         result.append(KeyspaceReplicas(name, strategy, replication_factor(options),
-                                       _ranges(token_map, name)))
+                                       _ranges(token_map, name),
+                                       datacenter_factors(options)))
     return RingView(str(metadata.cluster_name or ""), nodes, tuple(result))
 
 

@@ -10,7 +10,7 @@ functions only do and check the step.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from backends.cassandra.nodetool import (
@@ -78,23 +78,84 @@ def wait_ring(nodetool: Nodetool, via: str, expected: Iterable[str], what: str,
         sleep(poll_s)
 
 
+def replication_for(current: Mapping[str, str], factor: int,
+                    dc_nodes: Mapping[str, int]) -> dict[str, str]:
+    """The keyspace's replication map (`current`, as system_schema.keyspaces holds it) with
+    `factor` replicas, its strategy kept: SimpleStrategy's factor; NetworkTopologyStrategy's
+    datacenters that hold some of the step's nodes (`dc_nodes`: how many in each) get
+    `factor`, never more than their nodes, the others keep theirs."""
+    strategy = str(current.get("class", "SimpleStrategy"))
+    if not strategy.endswith("NetworkTopologyStrategy"):
+        return {"class": strategy, "replication_factor": str(int(factor))}
+    result = {"class": strategy}
+    for dc, value in current.items():
+        if dc == "class":
+            continue
+        result[dc] = (str(min(int(factor), dc_nodes[dc])) if dc_nodes.get(dc)
+                      else str(value))
+    return result
+
+
+def replicas_of(replication: Mapping[str, str], nodes: int) -> int:
+    """How many replicas of each range a replication map places on a ring of `nodes`."""
+    if "replication_factor" in replication:
+        return min(int(str(replication["replication_factor"]).partition("/")[0]), nodes)
+    return min(sum(int(str(v).partition("/")[0]) for k, v in replication.items()
+                   if k != "class"), nodes)
+
+
 def set_replication(session: Any, nodetool: Nodetool, keyspace: str, factor: int,
-                    nodes: Sequence[str]) -> None:
-    """SimpleStrategy with `factor` replicas, then a full repair of the keyspace on every
-    node, so the new replicas hold the data before anything reads at the new factor."""
+                    nodes: Sequence[str], datacenter_of: Mapping[str, str] | None = None
+                    ) -> dict[str, str]:
+    """`keyspace` to `factor` replicas, its strategy and datacenters kept (replication_for;
+    `datacenter_of`: each node's datacenter), then a full repair of it on every node, so
+    the new replicas hold the data before anything reads at the new factor. Returns the
+    replication map set; RingOpError names the keyspace when it is missing or refused."""
     if not keyspace.replace("_", "").isalnum():
         raise RingOpError(f"keyspace name {keyspace!r} is not a plain identifier")
-    session.execute(
-        f'ALTER KEYSPACE "{keyspace}" WITH replication = '
-        f"{{'class': 'SimpleStrategy', 'replication_factor': {int(factor)}}}")
+    try:
+        row = session.execute("SELECT replication FROM system_schema.keyspaces "
+                              "WHERE keyspace_name = %s", (keyspace,)).one()
+    except Exception as exc:  # the driver's errors: no shared base class
+        raise RingOpError(f"keyspace {keyspace}: its replication could not be read: "
+                          f"{exc}") from exc
+    if row is None:
+        raise RingOpError(f"keyspace {keyspace} is not in the ring's schema")
+    current = {str(k): str(v) for k, v in dict(row[0]).items()}
+    dc_nodes: dict[str, int] = {}
+    for node in nodes:
+        dc = (datacenter_of or {}).get(node)
+        if dc:
+            dc_nodes[dc] = dc_nodes.get(dc, 0) + 1
+    wanted = replication_for(current, factor, dc_nodes)
+    options = ", ".join(f"'{_cql(k)}': '{_cql(v)}'" for k, v in wanted.items())
+    try:
+        session.execute(f'ALTER KEYSPACE "{keyspace}" WITH replication = {{{options}}}')
+    except Exception as exc:  # InvalidRequest, Unavailable, NoHostAvailable, timeouts
+        raise RingOpError(f"ALTER KEYSPACE {keyspace} to {options}: {exc}") from exc
     for node in nodes:
         nodetool.repair(node, keyspace)
+    return wanted
+
+
+def _cql(text: str) -> str:
+    """A CQL string literal's content (a quote doubled)."""
+    return text.replace("'", "''")
 
 
 def decommission(nodetool: Nodetool, node: str, remaining: Sequence[str],
                  timeout_s: float = 900.0) -> None:
-    """The node streams its data away and leaves; then the others must be all UN."""
-    nodetool.decommission(node)
+    """The node streams its data away and leaves; then the others must be all UN. Run again
+    after a timeout, it waits for a node still leaving (UL) and passes one already gone,
+    instead of asking Cassandra for a second decommission (which it refuses)."""
+    entry = next((n for n in nodetool.status(remaining[0]) if n.address == node), None)
+    if entry is not None and entry.state != "UL":
+        try:
+            nodetool.decommission(node, timeout_s)
+        except NodetoolError as exc:
+            raise RingOpError(f"decommission {node}: {exc}; if it is still leaving "
+                              "(UL in `nodetool status`), run the step again: it waits "
+                              "for it") from exc
     wait_ring(nodetool, remaining[0], remaining, f"decommission {node}", timeout_s)
 
 

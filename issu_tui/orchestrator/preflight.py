@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from backends.apiserver import CONFIG_TYPES, ApiServerError
 from backends.cassandra.connection import CassandraSide
@@ -19,6 +19,9 @@ from issu_tui.config import ClusterConfig
 from issu_tui.orchestrator.approaches import DB_NODES_DOWN
 from issu_tui.orchestrator.context import Context
 from issu_tui.orchestrator.preflight_writers import new_writer_findings, version_findings
+
+if TYPE_CHECKING:
+    from backends.cassandra.ring import RingView
 
 
 @dataclass(frozen=True)
@@ -133,44 +136,62 @@ def check_cassandra(ctx: Context, approach: str, db_nodes_down: int | None) -> l
                     f"absent on old: {', '.join(missing)}" if missing else "all present",
                     "config_db_uuid must exist on old: check old.cassandra.prefix",
                     severity="error" if "config_db_uuid" in missing else "warning"))
-            checks.append(_quorum(ctx, cluster, conn, down, approach, db_nodes_down))
+            checks.append(_quorum(ctx, cluster, conn, approach, db_nodes_down))
             if cluster.name == "new":
                 checks.append(_disk(ctx, conn))
     return checks
 
 
-def _quorum(ctx: Context, cluster: ClusterConfig, conn: Any, down: list[str], approach: str,
+def _quorum(ctx: Context, cluster: ClusterConfig, conn: Any, approach: str,
             db_nodes_down: int | None) -> Check:
     """The quorum guard on the live ring (issu_tui.orchestrator.quorum): every set of as many
     nodes as the approach stops at once (or --db-nodes-down) must leave every ISSU keyspace
     a quorum of live replicas in every range, counting the nodes down now."""
-    from itertools import combinations
-
     from backends.cassandra.ring import read_ring
-    from issu_tui.orchestrator.quorum import guard_ring
 
     planned = DB_NODES_DOWN.get(approach, 0) if db_nodes_down is None else db_nodes_down
     shared = bool(set(ctx.config.old.cassandra.hosts) & set(ctx.config.new.cassandra.hosts))
     if not shared and db_nodes_down is None:
         planned = 0  # separate databases: the upgrade takes no DB node down
-    ring = read_ring(conn.cluster, conn.session)
-    wanted = {cluster.cassandra.keyspace(k) for k in
-              (ctx.config.sync.keyspaces or ["config_db_uuid"])}
-    ring = replace(ring, keyspaces=tuple(k for k in ring.keyspaces if k.name in wanted))
-    live = [n.address for n in ring.nodes if n.up]
-    detail = (f"{cluster.name}: {len(ring.nodes)} nodes, down now: {', '.join(down) or 'none'}; "
+    wanted = [cluster.cassandra.keyspace(k) for k in
+              (ctx.config.sync.keyspaces or ["config_db_uuid"])]
+    return quorum_check(cluster.name, read_ring(conn.cluster, conn.session), wanted,
+                        planned, approach)
+
+
+def quorum_check(cluster: str, ring: RingView, wanted: list[str], planned: int,
+                 approach: str) -> Check:
+    """Stopping any `planned` live nodes at once keeps every `wanted` keyspace at quorum.
+    With nodes to stop and none of `wanted` in the ring (a wrong prefix or keyspace
+    filter), nothing shows the steps safe: refused on old (whose keyspaces must exist),
+    a warning on new (pre-sync creates them; the guard checks them before each step)."""
+    from itertools import combinations
+
+    from issu_tui.orchestrator.quorum import guard_ring
+
+    down = list(ring.down)
+    detail = (f"{cluster}: {len(ring.nodes)} nodes, down now: {', '.join(down) or 'none'}; "
               f"{approach} stops {planned} at a time")
+    ring = replace(ring, keyspaces=tuple(k for k in ring.keyspaces if k.name in wanted))
+    if planned and not ring.keyspaces:
+        return Check(f"{cluster} Cassandra quorum", False,
+                     f"{detail}; none of the keyspaces {', '.join(wanted)} is in the ring, "
+                     "so nothing shows stopping nodes safe",
+                     f"check {cluster}.cassandra.prefix and sync.keyspaces",
+                     severity="error" if cluster == "old" else "warning")
+    live = [n.address for n in ring.nodes if n.up]
     for stopping in combinations(live, min(planned, len(live))):
         result = guard_ring(ring, f"{approach}: stop {', '.join(stopping) or 'nothing'}",
                             stopping)
         if not result.ok:
-            return Check(f"{cluster.name} Cassandra quorum", False,
+            return Check(f"{cluster} Cassandra quorum", False,
                          f"{detail}; {result.refusals[0]}",
                          "bring the down nodes back (`nodetool status` all UN), raise the "
                          "replication factor, or take fewer nodes down at once "
                          "(`issu ring guard` checks one step)")
-    return Check(f"{cluster.name} Cassandra quorum", True,
-                 f"{detail}: every keyspace keeps quorum")
+    return Check(f"{cluster} Cassandra quorum", True,
+                 f"{detail}: every keyspace keeps quorum "
+                 f"({', '.join(k.name for k in ring.keyspaces) or 'none to check'})")
 
 
 def _disk(ctx: Context, conn: Any) -> Check:

@@ -13,9 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from backends.hostport import HostSet
+
 if TYPE_CHECKING:
     from backends.cassandra.connection import CassandraSide
-    from backends.cassandra.ring import RingView
+    from backends.cassandra.ring import KeyspaceReplicas, RingView
     from backends.rabbit_cluster import RabbitClusterView
     from backends.zookeeper.ensemble import EnsembleView
 
@@ -54,45 +56,65 @@ def _needed(factor: int, min_replicas: int | None) -> int:
 
 def guard_ring(ring: RingView, step: str, stopping: Iterable[str],
                min_replicas: int | None = None) -> GuardResult:
-    """Refuse `step` if stopping `stopping` (addresses) would leave any keyspace's token range
-    with fewer live replicas than its quorum (or `min_replicas`); name the keyspace, the
-    range's replicas and what is down already."""
+    """Refuse `step` if stopping `stopping` (addresses or host names) would leave any
+    keyspace's token range with fewer live replicas than its quorum (or `min_replicas`); name
+    the keyspace, the range's replicas and what is down already. A NetworkTopologyStrategy
+    keyspace keeps a quorum in each of its datacenters (LOCAL_QUORUM), counted apart."""
     stops = tuple(dict.fromkeys(stopping))
+    stopped = HostSet(stops)
     refusals: list[Refusal] = []
     down = set(ring.down)
+    dc_of = {n.address: n.datacenter for n in ring.nodes}
     checked = []
     for ks in ring.keyspaces:
-        needed = _needed(ks.factor, min_replicas)
-        worst: tuple[int, int, tuple[str, ...]] | None = None  # live after, live now, replicas
-        for rng in ks.ranges:
-            # RF above the node count: the ring places fewer replicas than the factor says.
-            live_now = sum(1 for r in rng.replicas if r not in down)
-            live_after = sum(1 for r in rng.replicas if r not in down and r not in stops)
-            if worst is None or live_after < worst[0]:
-                worst = (live_after, live_now, rng.replicas)
-        checked.append(f"{ks.name}: RF {ks.factor}, needs {needed} live replicas per range")
-        if worst is None:
+        if not ks.ranges:
             # No token map (the driver could not read the ring): nothing shows the step safe.
+            checked.append(f"{ks.name}: RF {ks.factor}, token ranges unknown")
             refusals.append(Refusal(
                 f"keyspace {ks.name}", step, stops,
                 "its token ranges could not be read from the ring, so the replicas the step "
                 "would leave are unknown; check `nodetool status` and try again"))
             continue
-        if worst[0] >= needed:
-            continue
-        live_after, live_now, replicas = worst
-        marks = ", ".join(
-            r + (" (down)" if r in down else " (stopped by the step)" if r in stops else "")
-            for r in replicas)
-        already = (f"; already only {live_now} live before the step"
-                   if live_now < needed else "")
-        threshold = ("quorum" if needed == ks.factor // 2 + 1
-                     else f"the threshold of {needed}")
-        refusals.append(Refusal(
-            f"keyspace {ks.name}", step, stops,
-            f"replication factor {ks.factor} needs {needed} live replicas ({threshold}); a "
-            f"range on {marks} would keep {live_after}{already}"))
+        for dc, factor in ks.dc_factors or (("", ks.factor),):
+            if factor <= 0:
+                continue
+            refusal = _guard_group(ks, dc, factor, dc_of, down, stopped, step, stops,
+                                   min_replicas)
+            where = f" in datacenter {dc}" if dc else ""
+            checked.append(f"{ks.name}{where}: RF {factor}, needs "
+                           f"{_needed(factor, min_replicas)} live replicas per range")
+            if refusal is not None:
+                refusals.append(refusal)
     return GuardResult(step, stops, tuple(refusals), tuple(checked))
+
+
+def _guard_group(ks: KeyspaceReplicas, dc: str, factor: int, dc_of: dict[str, str],
+                 down: set[str], stopped: HostSet, step: str, stops: tuple[str, ...],
+                 min_replicas: int | None) -> Refusal | None:
+    """The worst range of `ks`'s replicas in datacenter `dc` ("": all of them)."""
+    needed = _needed(factor, min_replicas)
+    worst: tuple[int, int, tuple[str, ...]] | None = None  # live after, live now, replicas
+    for rng in ks.ranges:
+        replicas = tuple(r for r in rng.replicas if not dc or dc_of.get(r) == dc)
+        # RF above the node count: the ring places fewer replicas than the factor says.
+        live_now = sum(1 for r in replicas if r not in down)
+        live_after = sum(1 for r in replicas if r not in down and r not in stopped)
+        if worst is None or live_after < worst[0]:
+            worst = (live_after, live_now, replicas)
+    if worst is None or worst[0] >= needed:
+        return None
+    live_after, live_now, replicas = worst
+    marks = ", ".join(
+        r + (" (down)" if r in down else " (stopped by the step)" if r in stopped else "")
+        for r in replicas) or "no node"
+    already = (f"; already only {live_now} live before the step"
+               if live_now < needed else "")
+    threshold = ("quorum" if needed == factor // 2 + 1 else f"the threshold of {needed}")
+    where = f"in datacenter {dc}, " if dc else ""
+    return Refusal(
+        f"keyspace {ks.name}", step, stops,
+        f"{where}replication factor {factor} needs {needed} live replicas ({threshold}); a "
+        f"range on {marks} would keep {live_after}{already}")
 
 
 def guard_leave(ring: RingView, step: str, leaving: Iterable[str]) -> GuardResult:
@@ -101,7 +123,8 @@ def guard_leave(ring: RingView, step: str, leaving: Iterable[str]) -> GuardResul
     the live nodes that remain can hold every replica of every keyspace (Cassandra refuses a
     decommission otherwise: give `ring` every replicated keyspace, system ones included)."""
     leaves = tuple(dict.fromkeys(leaving))
-    remaining = [n.address for n in ring.nodes if n.up and n.address not in leaves]
+    leaving_hosts = HostSet(leaves)
+    remaining = [n.address for n in ring.nodes if n.up and n.address not in leaving_hosts]
     refusals = []
     checked = []
     for ks in ring.keyspaces:
@@ -121,15 +144,16 @@ def guard_ensemble(ensemble: EnsembleView, step: str, stopping: Iterable[str]) -
     """Refuse `step` if stopping `stopping` would leave the ZooKeeper ensemble without a
     majority of its voting members serving."""
     stops = tuple(dict.fromkeys(stopping))
+    stopped = HostSet(stops)
     members = ensemble.voters
-    touched = [m for m in members if m.host in stops]
-    serving_after = [m.host for m in members if m.serving and m.host not in stops]
+    touched = [m for m in members if m.host in stopped]
+    serving_after = [m.host for m in members if m.serving and m.host not in stopped]
     needed = len(members) // 2 + 1
     checked = (f"ZooKeeper: {len(members)} voting members, needs {needed} serving",)
     if not touched or len(serving_after) >= needed:
         return GuardResult(step, stops, (), checked)
     marks = ", ".join(
-        m.host + (" (stopped by the step)" if m.host in stops
+        m.host + (" (stopped by the step)" if m.host in stopped
                   else f" ({m.mode})" if not m.serving else "")
         for m in members)
     return GuardResult(step, stops, (Refusal(
@@ -143,15 +167,16 @@ def guard_rabbit(cluster: RabbitClusterView, step: str, stopping: Iterable[str]
     """Refuse `step` if stopping the brokers on `stopping` (addresses or host names) would
     leave fewer than a majority of the cluster's members running."""
     stops = tuple(dict.fromkeys(stopping))
+    stopped = HostSet(stops)
     members = cluster.members
-    touched = [m for m in members if cluster.host(m) in stops]
-    running_after = [n for n in cluster.running if cluster.host(n) not in stops]
+    touched = [m for m in members if cluster.host(m) in stopped]
+    running_after = [n for n in cluster.running if cluster.host(n) not in stopped]
     needed = len(members) // 2 + 1
     checked = (f"RabbitMQ: {len(members)} members, needs {needed} running",)
     if not touched or len(running_after) >= needed:
         return GuardResult(step, stops, (), checked)
     marks = ", ".join(
-        m + (" (stopped by the step)" if cluster.host(m) in stops
+        m + (" (stopped by the step)" if cluster.host(m) in stopped
              else " (not running)" if m not in cluster.running else "")
         for m in members)
     return GuardResult(step, stops, (Refusal(
@@ -174,7 +199,8 @@ def unknown_nodes(step: str, stopping: Iterable[str], ring: RingView | None,
     stops = tuple(dict.fromkeys(stopping))
     known = {n.address for n in ring.nodes} if ring else set()
     known |= {m.host for m in ensemble.members} if ensemble else set()
-    unknown = [a for a in stops if a not in known]
+    known_hosts = HostSet(known)
+    unknown = [a for a in stops if a not in known_hosts]
     if not unknown:
         return GuardResult(step, stops, (), ())
     return GuardResult(step, stops, (Refusal(

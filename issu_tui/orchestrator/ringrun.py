@@ -9,13 +9,21 @@ What depends on the deployment comes in through `RingHooks`: starting a node's d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from backends.cassandra.connection import CassandraSide, connect
+from backends.cassandra.connection import CassandraSide, CassandraUnavailable, connect
 from backends.cassandra.nodetool import Nodetool
-from backends.cassandra.ring import read_ring
-from backends.cassandra.ringops import decommission, set_replication, wait_ring
+from backends.cassandra.ring import RingView, read_ring
+from backends.cassandra.ringops import (
+    RingOpError,
+    decommission,
+    replicas_of,
+    set_replication,
+    wait_ring,
+)
 from backends.zookeeper.ensemble import read_ensemble
 from issu_tui.orchestrator.quorum import (
     combine,
@@ -43,7 +51,9 @@ class RingRunner:
     side: CassandraSide            # contact points of the ring
     nodetool: Nodetool
     hooks: RingHooks
-    keyspaces: Sequence[str]       # the keyspaces whose replication the approach changes
+    # the keyspaces the approach guards and whose replication it changes: old's and new's
+    # names; those not in the ring (new's before pre-sync) are left out at each step
+    keyspaces: Sequence[str]
     zk_hosts: Sequence[str] = ()
     min_replicas: int | None = None
     step_done: Callable[[str], bool] = lambda _key: False
@@ -66,11 +76,10 @@ class RingRunner:
 
     def guard(self, step: RingStep) -> None:
         leaves = step.action in ("decommission", "leave")
-        with connect(self.side, request_timeout=30) as conn:
+        with self._connect(step.does) as conn:
             # A node leaving for good must leave room for every keyspace's replicas, the
             # system ones too; a node stopping must keep the ISSU keyspaces at quorum.
-            ring = (read_ring(conn.cluster, conn.session, include_system=True) if leaves
-                    else read_ring(conn.cluster, conn.session, list(self.keyspaces) or None))
+            ring = self._read_ring(conn, step.does, everything=leaves)
         ensemble = read_ensemble(self.zk_hosts) if self.zk_hosts else None
         results = [unknown_nodes(step.does, step.stops, ring, ensemble),
                    guard_leave(ring, step.does, step.stops) if leaves
@@ -80,6 +89,34 @@ class RingRunner:
         result = combine(*results)
         if not result.ok:
             raise RingStepRefused("; ".join(str(r) for r in result.refusals))
+
+    @contextmanager
+    def _connect(self, what: str) -> Iterator[Any]:
+        try:
+            with connect(self.side, request_timeout=60) as conn:
+                yield conn
+        except CassandraUnavailable as exc:
+            raise RingOpError(f"{what}: the ring ({', '.join(self.side.hosts)}) did not "
+                              f"answer: {exc}") from exc
+
+    def _present(self, session: Any, what: str) -> list[str]:
+        """The approach's keyspaces that are in the ring now; RingOpError when none is."""
+        rows = session.execute("SELECT keyspace_name FROM system_schema.keyspaces")
+        names = {str(r[0]) for r in rows}
+        present = [k for k in dict.fromkeys(self.keyspaces) if k in names]
+        if not present:
+            raise RingOpError(
+                f"{what}: none of the keyspaces {', '.join(self.keyspaces) or '(none given)'} "
+                "is in the ring: check the clusters' cassandra.prefix and sync.keyspaces")
+        return present
+
+    def _read_ring(self, conn: Any, what: str, *, everything: bool = False) -> RingView:
+        try:
+            if everything:
+                return read_ring(conn.cluster, conn.session, include_system=True)
+            return read_ring(conn.cluster, conn.session, self._present(conn.session, what))
+        except KeyError as exc:  # a keyspace dropped between the two reads
+            raise RingOpError(f"{what}: {exc.args[0]}") from exc
 
     @staticmethod
     def _members_after(step: RingStep, members: list[str]) -> list[str]:
@@ -101,10 +138,18 @@ class RingRunner:
                       step.does, self.wait_s)
         elif step.action == "replication":
             assert step.factor is not None
-            with connect(self.side, request_timeout=60) as conn:
-                for keyspace in self.keyspaces:
-                    set_replication(conn.session, self.nodetool, keyspace, step.factor, members)
-            wait_ring(self.nodetool, members[0], members, step.does, self.wait_s)
+            replicas = {}
+            with self._connect(step.does) as conn:
+                ring = self._read_ring(conn, step.does)
+                datacenter_of = {n.address: n.datacenter for n in ring.nodes}
+                for keyspace in ring.keyspaces:
+                    wanted = set_replication(conn.session, self.nodetool, keyspace.name,
+                                             step.factor, members, datacenter_of)
+                    replicas[keyspace.name] = replicas_of(wanted, len(members))
+            # every node UN and each keyspace's ownership adding up to its new replicas
+            for keyspace_name, count in replicas.items():
+                wait_ring(self.nodetool, members[0], members, step.does, self.wait_s,
+                          keyspace=keyspace_name, factor=count)
         elif step.action in ("decommission", "leave"):
             for node in step.nodes:
                 decommission(self.nodetool, node, [m for m in after if m != node],
