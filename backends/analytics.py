@@ -116,7 +116,7 @@ def parse_uve_list(data: object) -> list[str]:
     return [str(item["name"]) for item in data if isinstance(item, dict) and "name" in item]
 
 
-def _build_version(build_info: object) -> str:
+def build_version(build_info: object) -> str:
     """`build_info` is a JSON document inside a string: {"build-info": [{"build-version": }]}."""
     if isinstance(build_info, str):
         try:
@@ -148,7 +148,7 @@ def parse_vrouter(cluster: str, name: str, uve: Mapping[str, Any]) -> Vrouter:
     # An agent not heard from any more keeps only its alarms in the UVE.
     state = _agent_state(uve) or ("down" if not agent and not node else "")
     return Vrouter(name=name, cluster=cluster, control_ip=str(agent.get("control_ip", "")),
-                   version=_build_version(agent.get("build_info") or node.get("build_info")),
+                   version=build_version(agent.get("build_info") or node.get("build_info")),
                    agent_state=state, xmpp_peers=peers)
 
 

@@ -18,6 +18,7 @@ Exit codes shared by every command: 0 success, 1 the operation found a problem
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
@@ -41,7 +42,9 @@ from issu_tui.config import (
     ini_versions_missing,
     load_config,
     read_config_text,
+    resolve_ini_versions,
     to_toml,
+    validate_config,
 )
 
 EXIT_PROBLEM = 1
@@ -197,22 +200,27 @@ def config_show(config_path: Path, as_json: bool) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="write here instead of stdout (refuses to overwrite)")
 @click.option("--old-version", default=None,
-              help="the release old runs (required when the file has no old_version)")
+              help="the release old runs (required when the file sets neither old_version "
+              "nor old_analytics_url)")
 @click.option("--new-version", default=None,
-              help="the release new runs (required when the file has no new_version)")
+              help="the release new runs (required when the file sets neither new_version "
+              "nor new_analytics_url)")
 def config_convert(ini_path: Path, output: Path | None, old_version: str | None,
                    new_version: str | None) -> None:
     """Convert the original issu.conf ([DEFAULTS]) into issu.toml.
 
     Secrets are carried over as written; prefer replacing them by env:VAR or file:/path.
-    The versions are never assumed: the original file has none, so give them (preflight
-    then checks them against what the controllers run).
+    The versions are never assumed: the original file has none, so give them, or set
+    old_analytics_url / new_analytics_url in the file and they are read from the build_info
+    of each cluster's config and control nodes (preflight then checks them against what the
+    controllers run).
     """
     given = {"old_version": old_version, "new_version": new_version}
     try:
         text = read_config_text(ini_path)
         data = ini_to_dict(ini_path, text)
-        missing = [k for k in ini_versions_missing(ini_path, text) if not given[k]]
+        missing = [k for k in ini_versions_missing(ini_path, text) if not given[k]
+                   and not data[k.split("_")[0]].get("analytics")]
         if missing:
             raise ConfigError(ini_path, [
                 f"DEFAULTS.{key}: not set: give --{key.replace('_', '-')} X.Y.Z, the release "
@@ -225,6 +233,7 @@ def config_convert(ini_path: Path, output: Path | None, old_version: str | None,
                 except ValueError as exc:
                     raise ConfigError(ini_path, [f"--{key.replace('_', '-')}: {exc}"]) from None
                 data[key.split("_")[0]]["version"] = value
+        resolve_ini_versions(ini_path, data)  # the rest, from the clusters' analytics
         for side in ("old", "new"):
             try:
                 parse_version(data[side]["version"])
@@ -233,7 +242,7 @@ def config_convert(ini_path: Path, output: Path | None, old_version: str | None,
         if parse_version(data["new"]["version"]) <= parse_version(data["old"]["version"]):
             raise ConfigError(ini_path, [f"new version {data['new']['version']} must be higher "
                                          f"than old version {data['old']['version']}"])
-        load_config(ini_path)  # validate the rest before writing anything
+        validate_config(ini_path, copy.deepcopy(data))  # the rest, before writing anything
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(f"{exc.path}: {problem}", err=True)

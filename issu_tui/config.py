@@ -12,7 +12,7 @@ import json
 import os
 import socket
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from backends.cluster_version import ClusterVersionError, cluster_release
 from backends.versions import parse_version
 
 MASK = "********"
@@ -437,6 +438,12 @@ def _validate(path: Path, data: dict[str, Any]) -> IssuConfig:
     return config
 
 
+def validate_config(path: Path, data: dict[str, Any]) -> IssuConfig:
+    """The config `data` (a TOML document's shape) as if read from `path`; ConfigError naming
+    every problem."""
+    return _validate(path, data)
+
+
 def _beside(path: Path, key: str, value: Path) -> Path:
     """`value` made absolute (relative to the config file); a path the system cannot take
     (a NUL byte) is a ConfigError naming the key."""
@@ -478,7 +485,9 @@ def load_config(path: Path | str) -> IssuConfig:
     path = Path(path)
     text = read_config_text(path)
     if text.lstrip().startswith("[DEFAULTS]") or path.suffix in {".conf", ".ini"}:
-        return _validate(path, ini_to_dict(path, text))
+        data = ini_to_dict(path, text)
+        resolve_ini_versions(path, data)
+        return _validate(path, data)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -588,7 +597,7 @@ def _ini_hosts_port(path: Path, key: str, items: list[str]) -> tuple[list[str], 
 
 def ini_versions_missing(path: Path, text: str) -> list[str]:
     """The version options (`old_version`, `new_version`) the original issu.conf does not
-    set: the original tool had none, and loading it directly assumes 4.1.0 -> 5.0.0."""
+    set: the original tool had none."""
     parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
     try:
         parser.read_string(text, source=str(path))
@@ -649,14 +658,20 @@ def ini_to_dict(path: Path, text: str) -> dict[str, Any]:
             if opt(src):
                 rabbit[dst] = opt(src)
         zk_prefix = cassandra["prefix"]
-        return {
+        cluster: dict[str, Any] = {
             "name": prefix,
-            "version": opts.get(f"{prefix}_version", "4.1.0" if prefix == "old" else "5.0.0"),
             "cassandra": cassandra,
             "zookeeper": {"hosts": _ini_list(opt("zookeeper_address_list", "") or ""),
                           "prefix": zk_prefix},
             "rabbit": rabbit,
         }
+        # No default: the original file names no release (resolve_ini_versions reads it
+        # from the cluster's analytics, or refuses).
+        if (opt("version") or "").strip():
+            cluster["version"] = (opt("version") or "").strip()
+        if (opt("analytics_url") or "").strip():
+            cluster["analytics"] = {"url": (opt("analytics_url") or "").strip()}
+        return cluster
 
     data: dict[str, Any] = {"old": side("old"), "new": side("new"), "source": "ini"}
     sync: dict[str, Any] = {}
@@ -670,6 +685,39 @@ def ini_to_dict(path: Path, text: str) -> dict[str, Any]:
     if "state_dir" in opts:
         data["state_dir"] = opts["state_dir"]
     return data
+
+
+def resolve_ini_versions(path: Path, data: dict[str, Any],
+                         read_release: Callable[[str], str] = cluster_release) -> None:
+    """Fill `old.version` / `new.version` of an original issu.conf (as `ini_to_dict` made it)
+    that does not set them, from the build_info the cluster's config and control nodes report
+    to its analytics-api (`DEFAULTS.old_analytics_url`, `new_analytics_url`). A side with
+    neither is refused naming both options: issu never assumes a release."""
+    problems = []
+    for side in ("old", "new"):
+        cluster = data[side]
+        if cluster.get("version"):
+            continue
+        url = (cluster.get("analytics") or {}).get("url")
+        if not url:
+            problems.append(
+                f"DEFAULTS.{side}_version: not set, and no DEFAULTS.{side}_analytics_url to "
+                f"read it from: set {side}_version = X.Y.Z (the release {side} runs) or "
+                f"{side}_analytics_url = http://HOST:8081 (issu then reads the build_info of "
+                "its config and control nodes); issu never assumes a release")
+            continue
+        try:
+            _http_url(url)
+        except ValueError as exc:
+            problems.append(f"DEFAULTS.{side}_analytics_url: {exc}")
+            continue
+        try:
+            cluster["version"] = read_release(url)
+        except ClusterVersionError as exc:
+            problems.append(f"DEFAULTS.{side}_version: not set, and it could not be read "
+                            f"from DEFAULTS.{side}_analytics_url: {exc}")
+    if problems:
+        raise ConfigError(path, problems)
 
 
 def _legacy_api_info(path: Path, literal: str) -> dict[str, Any]:
@@ -693,7 +741,7 @@ def _legacy_known_keys() -> set[str]:
         "rabbit_q_name", "rabbit_address_list", "rabbit_use_ssl", "rabbit_ssl_version",
         "rabbit_ssl_ca_certs", "rabbit_ssl_keyfile", "rabbit_ssl_certfile",
         "cassandra_address_list", "cassandra_user", "cassandra_password", "cassandra_use_ssl",
-        "cassandra_ca_certs", "zookeeper_address_list", "version",
+        "cassandra_ca_certs", "zookeeper_address_list", "version", "analytics_url",
     ]
     keys = {f"{side}_{k}" for side in ("old", "new") for k in per_side}
     return keys | {"odb_prefix", "ndb_prefix", "reset_config", "new_api_info", "state_dir"}

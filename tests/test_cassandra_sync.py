@@ -728,6 +728,8 @@ def test_legacy_pre_and_post_sync_accept_issu_conf(separate: Pair, tmp_path: Pat
     o, n = pair.old_side, pair.new_side
     conf = tmp_path / "issu.conf"
     conf.write_text(f"""[DEFAULTS]
+old_version = 4.1.0
+new_version = 5.0.0
 old_cassandra_address_list = {o.hosts[0]}:{o.port}
 new_cassandra_address_list = 127.0.0.1:{n.port}
 old_rabbit_address_list = 127.0.0.1

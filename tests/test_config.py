@@ -191,7 +191,19 @@ new_api_info = {{"10.0.1.1": ["admin", "{api_pw}"]}}
 def test_original_issu_conf_is_accepted_and_converts(tmp_path: Path) -> None:
     ini = tmp_path / "issu.conf"
     ini.write_text(ORIGINAL_INI.format(old_pw="rabbitpw", api_pw="apipw"))
-    cfg = load_config(ini)
+    # loaded directly (the legacy commands), a file without versions is refused, naming
+    # both ways to give them: nothing assumes 4.1.0 -> 5.0.0 any more
+    with pytest.raises(ConfigError) as refused:
+        load_config(ini)
+    for side in ("old", "new"):
+        assert (f"{ini}: DEFAULTS.{side}_version: not set, and no DEFAULTS.{side}_analytics_url"
+                in str(refused.value))
+    with pytest.raises(ConfigError) as bad_url:
+        load_config_text_with(ini, "old_version = 4.0.1\nnew_analytics_url = ftp://x\n")
+    assert f"{ini}: DEFAULTS.new_analytics_url: " in str(bad_url.value)
+    ini.write_text(ORIGINAL_INI.format(old_pw="rabbitpw", api_pw="apipw"))
+    cfg = load_config_text_with(ini, "old_version = 4.0.1\nnew_version = 5.0.1\n")
+    assert (cfg.old.version, cfg.new.version) == ("4.0.1", "5.0.1")
     assert cfg.source == "ini"
     assert cfg.old.cassandra.hosts == ["10.0.0.1", "10.0.0.2"]
     assert cfg.old.cassandra.keyspace("config_db_uuid") == "v1_config_db_uuid"
@@ -199,6 +211,7 @@ def test_original_issu_conf_is_accepted_and_converts(tmp_path: Path) -> None:
     assert cfg.old.rabbit.ha_mode is False
     assert cfg.sync.queue_name == "vnc-config.issu-queue"
     assert cfg.new.api_server is not None and cfg.new.api_server.user == "admin"
+    ini.write_text(ORIGINAL_INI.format(old_pw="rabbitpw", api_pw="apipw"))
     out = tmp_path / "issu.toml"
     # the original file names no version: convert asks for them instead of assuming
     unsaid = CliRunner().invoke(cli, ["config", "convert", str(ini), "-o", str(out)])
@@ -226,6 +239,12 @@ def test_original_issu_conf_is_accepted_and_converts(tmp_path: Path) -> None:
                                        "--old-version", "3.2.1", "--new-version", "5.0.1"])
     assert missing.exit_code == 2, missing.output
     assert f"{nowhere}: cannot create: No such file or directory" in missing.output
+
+
+def load_config_text_with(ini: Path, extra: str) -> IssuConfig:
+    """`ini` loaded with `extra` lines appended (the file is rewritten)."""
+    ini.write_text(ini.read_text() + extra)
+    return load_config(ini)
 
 
 @pytest.mark.parametrize(("line", "key"), [
@@ -371,7 +390,7 @@ def test_original_command_line_options_are_checked_like_the_file(
     ini = tmp_path / "issu.conf"
     ini.write_text(ORIGINAL_INI.format(old_pw="x", api_pw="y")
                    .replace("10.0.0.", "127.0.0.").replace("10.0.1.1", "127.0.1.1")
-                   .replace(":9042", ":1"))
+                   .replace(":9042", ":1") + "old_version = 4.1.0\nnew_version = 5.0.0\n")
     with pytest.raises(SystemExit) as caught:
         legacy_pre_sync(["-c", str(ini), *options])
     assert caught.value.code == 2

@@ -20,6 +20,7 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.policies import RoundRobinPolicy
 from kazoo.client import KazooClient
 
+from backends.cluster_version import cluster_release
 from demo.controller import hostctl
 from demo.services import Endpoints
 from issu_tui.config import load_config
@@ -77,6 +78,11 @@ def _zk_route_targets(hosts: str) -> dict[str, bytes]:
 
 def test_versions_running_are_read_from_the_controllers(world: Any) -> None:
     config = load_config(world.config_path)
+    # the releases as each cluster's analytics reports them (config and control node UVEs'
+    # build_info): what an original issu.conf with old/new_analytics_url is given
+    assert config.old.analytics is not None and config.new.analytics is not None
+    assert cluster_release(config.old.analytics.url) == "4.1.0"
+    assert cluster_release(config.new.analytics.url) == "5.0.0"
     found = {f.name: f for f in version_findings(config)}
     assert found["old version running on controller-v1"].ok
     assert found["old version running on controller-v1"].detail == "controller 4.1.0"

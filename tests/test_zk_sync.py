@@ -144,6 +144,7 @@ def test_mismatch_detected_and_nonzero_exit(zks, prefixes, services, tmp_path):
     conf = tmp_path / "issu.conf"
     conf.write_text(
         "[DEFAULTS]\n"
+        "old_version = 4.1.0\nnew_version = 5.0.0\n"
         f"old_zookeeper_address_list = {services.zk_old.hosts}\n"
         f"new_zookeeper_address_list = {services.zk_new.hosts}\n"
         f"odb_prefix = {op}\nndb_prefix = {np_}\n"
@@ -257,6 +258,7 @@ def test_wrong_odb_prefix_exits_1_naming_the_subtree(zks, prefixes, services, tm
     conf = tmp_path / "issu.conf"
     conf.write_text(
         "[DEFAULTS]\n"
+        "old_version = 4.1.0\nnew_version = 5.0.0\n"
         f"old_zookeeper_address_list = {services.zk_old.hosts}\n"
         f"new_zookeeper_address_list = {services.zk_new.hosts}\n"
         f"odb_prefix = {op}_typo\nndb_prefix = {np_}\n"

@@ -34,6 +34,12 @@ def build_info(version: str, build_id: str | None = None) -> str:
         "build-time": "2026-01-01 00:00:00.000000"}]})
 
 
+def config_node_name(spec: ControllerSpec) -> str:
+    """The simulated cluster's one config node (its api-server), as analytics and the
+    api-server's config-node object name it."""
+    return f"{spec.cluster}-config-1"
+
+
 def _condition(operand1: str, operation: str, operand2: dict[str, str]) -> dict[str, Any]:
     return {"operand1": operand1, "operation": operation, "operand2": operand2}
 
@@ -55,6 +61,8 @@ class Analytics:
         r.add_get("/analytics/uves/vrouter/{name}", self.vrouter)
         r.add_get("/analytics/uves/control-nodes", self.control_nodes)
         r.add_get("/analytics/uves/control-node/{name}", self.control_node)
+        r.add_get("/analytics/uves/config-nodes", self.config_nodes)
+        r.add_get("/analytics/uves/config-node/{name}", self.config_node)
         r.add_get("/analytics/alarms", self.alarms)
         r.add_post("/issu-demo/agent-report", self.agent_report)
         r.add_delete("/issu-demo/agent-report/{name}", self.agent_forget)
@@ -236,7 +244,7 @@ class Analytics:
     async def uve_types(self, request: web.Request) -> web.Response:
         base = self._base(request)
         return web.json_response([{"name": n, "href": f"{base}/analytics/uves/{n}"}
-                                  for n in ("vrouters", "control-nodes")])
+                                  for n in ("vrouters", "control-nodes", "config-nodes")])
 
     async def vrouters(self, request: web.Request) -> web.Response:
         base = self._base(request)
@@ -265,6 +273,28 @@ class Analytics:
             return web.json_response({"value": [{"name": n, "value": v}
                                                 for n, v in states.items()]})
         return web.json_response(states.get(name, {}))
+
+    def config_node_uve(self) -> dict[str, Any]:
+        """The api-server's node: its NodeStatus carries the build_info of the release."""
+        return {"NodeStatus": {
+            "process_status": [{"module_id": "contrail-api", "instance_id": "0",
+                                "state": "Functional", "description": "",
+                                "connection_infos": []}],
+            "build_info": build_info(self.spec.version)}}
+
+    async def config_nodes(self, request: web.Request) -> web.Response:
+        base = self._base(request)
+        name = config_node_name(self.spec)
+        return web.json_response(
+            [{"name": name, "href": f"{base}/analytics/uves/config-node/{name}?flat"}])
+
+    async def config_node(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name == "*":
+            return web.json_response({"value": [{"name": config_node_name(self.spec),
+                                                 "value": self.config_node_uve()}]})
+        return web.json_response(
+            self.config_node_uve() if name == config_node_name(self.spec) else {})
 
     async def alarms(self, request: web.Request) -> web.Response:
         out: dict[str, list[dict[str, Any]]] = {}

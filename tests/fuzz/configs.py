@@ -77,6 +77,8 @@ odb_prefix = v1
 ndb_prefix = v2
 reset_config = False
 new_api_info = {"127.0.0.102": ["admin", "c0ntrail123"]}
+old_version = 4.1.0
+new_version = 5.0.0
 """
 
 

@@ -1,0 +1,102 @@
+"""The release a cluster runs, read from its analytics-api: the `build_info` its config and
+control nodes report in their UVEs.
+
+- `GET /analytics/uves/config-nodes` and `/analytics/uves/control-nodes` list the nodes
+  (`[{"name": ..., "href": ...}]`);
+- `GET /analytics/uves/config-node/<name>` -> `{"NodeStatus": {"build_info": "<JSON>"}}`;
+- `GET /analytics/uves/control-node/<name>` -> `{"BgpRouterState": {"build_info": ...},
+  "NodeStatus": {"build_info": ...}}`.
+
+`build_info` is JSON text: `{"build-info": [{"build-version": "5.0.1", ...}]}`. The cluster's
+release is the one every node reports; nodes that disagree, a build version that is not a
+release number, or no node reporting one at all are refused with what was seen: never a guess.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from backends.analytics import build_version, parse_uve_list
+from backends.http_answers import request_whole
+from backends.versions import parse_version
+
+NODE_TYPES = (("config-nodes", "config-node"), ("control-nodes", "control-node"))
+
+
+class ClusterVersionError(Exception):
+    """The cluster's release could not be read; the message says where and why."""
+
+
+def _node_build_version(uve: object) -> str:
+    if not isinstance(uve, dict):
+        return ""
+    for struct in ("NodeStatus", "BgpRouterState", "ContrailConfig"):
+        part = uve.get(struct)
+        if isinstance(part, dict) and part.get("build_info"):
+            found = build_version(part["build_info"])
+            if found:
+                return found
+    return ""
+
+
+def node_versions(base_url: str, *, timeout_s: float = 10.0,
+                  transport: httpx.BaseTransport | None = None) -> dict[str, str]:
+    """`{"config-node/<name>": build version or "", ...}` for every config and control node
+    the analytics-api at `base_url` lists. Raises ClusterVersionError when it cannot be
+    asked (unreachable, an HTTP error, an answer of another shape)."""
+    base = base_url.rstrip("/")
+    found: dict[str, str] = {}
+    with httpx.Client(timeout=timeout_s, transport=transport,
+                      headers={"Accept": "application/json"}) as client:
+
+        def get(url: str) -> Any:
+            response = request_whole(client, "GET", url, deadline_s=max(timeout_s, 30.0))
+            if response.status_code == 404:
+                return None
+            response.raise_for_status()
+            return response.json()
+
+        try:
+            for listing, one in NODE_TYPES:
+                names = get(f"{base}/analytics/uves/{listing}")
+                for name in parse_uve_list(names) if names is not None else []:
+                    uve = get(f"{base}/analytics/uves/{one}/{quote(name, safe='')}?flat")
+                    found[f"{one}/{name}"] = _node_build_version(uve)
+        except httpx.HTTPStatusError as exc:
+            raise ClusterVersionError(
+                f"{exc.request.url}: HTTP {exc.response.status_code}") from None
+        except httpx.HTTPError as exc:
+            raise ClusterVersionError(f"{base}: {type(exc).__name__}: {exc}") from None
+        except ValueError as exc:  # not JSON, or not a UVE list
+            raise ClusterVersionError(f"{base}: unexpected answer: {exc}") from None
+    return found
+
+
+def cluster_release(base_url: str, *, timeout_s: float = 10.0,
+                    transport: httpx.BaseTransport | None = None) -> str:
+    """The release every config and control node of the cluster reports, e.g. "5.0.1".
+    Raises ClusterVersionError naming the nodes when none reports one, when a build version
+    is not a release number, or when nodes report different releases."""
+    versions = node_versions(base_url, timeout_s=timeout_s, transport=transport)
+    base = base_url.rstrip("/")
+    if not versions:
+        raise ClusterVersionError(f"{base}: the analytics-api lists no config or control node")
+    missing = sorted(node for node, version in versions.items() if not version)
+    if missing:
+        raise ClusterVersionError(f"{base}: no build_info build-version in the UVE of "
+                                  f"{', '.join(missing)}")
+    releases: dict[tuple[int, int, int], list[str]] = {}
+    for node, version in sorted(versions.items()):
+        try:
+            releases.setdefault(parse_version(version), []).append(f"{node} {version}")
+        except ValueError:
+            raise ClusterVersionError(f"{base}: {node} reports build-version {version!r}, "
+                                      "not a release number like 5.0.1") from None
+    if len(releases) > 1:
+        seen = "; ".join(", ".join(nodes) for nodes in releases.values())
+        raise ClusterVersionError(f"{base}: the nodes report different releases ({seen})")
+    (release,) = releases
+    return ".".join(str(n) for n in release)

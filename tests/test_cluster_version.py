@@ -1,0 +1,156 @@
+"""Versions of an original issu.conf read from the clusters' analytics-api, never assumed.
+
+The analytics-api here is a small simulated opserver (Contrail's own process, answering its
+documented UVE shapes); the demo world's real one is read in tests/test_controller_steps.py.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from issu_tui.cli import cli
+from issu_tui.config import ConfigError, load_config
+from tests.fuzz.configs import GOOD_INI
+
+# The original file: every option it knew, no version.
+ORIGINAL = "".join(line + "\n" for line in GOOD_INI.splitlines()
+                   if not line.startswith(("old_version", "new_version")))
+
+
+def _build_info(version: str) -> str:
+    return json.dumps({"build-info": [{"build-version": version, "build-id": f"{version}-7"}]})
+
+
+class Opserver:
+    """`nodes`: {"config-node/NAME" or "control-node/NAME": build-version or None}."""
+
+    def __init__(self, nodes: dict[str, str | None]) -> None:
+        self.nodes = nodes
+        opserver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0].removeprefix("/analytics/uves/")
+                body: Any = None
+                for kind in ("config-node", "control-node"):
+                    if path == f"{kind}s":
+                        body = [{"name": n.split("/", 1)[1], "href": "x"}
+                                for n in opserver.nodes if n.startswith(kind + "/")]
+                    elif path.startswith(f"{kind}/") and path in opserver.nodes:
+                        version = opserver.nodes[path]
+                        status = {"build_info": _build_info(version)} if version else {}
+                        body = {"NodeStatus": status} if kind == "config-node" else {
+                            "BgpRouterState": status}
+                if body is None:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def clusters() -> Iterator[tuple[Opserver, Opserver]]:
+    old = Opserver({"config-node/cfg-1": "4.1.0.0", "control-node/ctl-1": "4.1.0.0"})
+    new = Opserver({"config-node/cfg-2": "5.0.1", "config-node/cfg-3": "5.0.1",
+                    "control-node/ctl-2": "5.0.1"})
+    yield old, new
+    old.close()
+    new.close()
+
+
+def _ini(tmp_path: Path, extra: str) -> Path:
+    ini = tmp_path / "issu.conf"
+    ini.write_text(ORIGINAL + extra)
+    return ini
+
+
+def test_versions_are_read_from_each_clusters_build_info(
+        tmp_path: Path, clusters: tuple[Opserver, Opserver]) -> None:
+    old, new = clusters
+    ini = _ini(tmp_path, f"old_analytics_url = {old.url}\nnew_analytics_url = {new.url}\n")
+    config = load_config(ini)
+    assert (config.old.version, config.new.version) == ("4.1.0", "5.0.1")
+    assert config.new.analytics is not None and config.new.analytics.url == new.url
+    out = tmp_path / "issu.toml"
+    converted = CliRunner().invoke(cli, ["config", "convert", str(ini), "-o", str(out)])
+    assert converted.exit_code == 0, converted.output
+    again = load_config(out)
+    assert (again.old.version, again.new.version) == ("4.1.0", "5.0.1")
+    # a version the file sets wins over the cluster's (preflight then compares them)
+    pinned = load_config(_ini(tmp_path, f"old_version = 4.1.1\nnew_analytics_url = {new.url}\n"))
+    assert (pinned.old.version, pinned.new.version) == ("4.1.1", "5.0.1")
+
+
+@pytest.mark.parametrize(("nodes", "expected"), [
+    ({"config-node/cfg-2": "5.0.1", "control-node/ctl-2": "5.0.0"},
+     "the nodes report different releases (config-node/cfg-2 5.0.1; control-node/ctl-2 5.0.0)"),
+    ({"config-node/cfg-2": "5.0.1", "control-node/ctl-2": None},
+     "no build_info build-version in the UVE of control-node/ctl-2"),
+    ({"config-node/cfg-2": "master"},
+     "config-node/cfg-2 reports build-version 'master', not a release number"),
+    ({}, "the analytics-api lists no config or control node"),
+])
+def test_a_release_that_cannot_be_read_is_refused_naming_why(
+        tmp_path: Path, nodes: dict[str, str | None], expected: str) -> None:
+    new = Opserver(nodes)
+    try:
+        ini = _ini(tmp_path, f"old_version = 4.1.0\nnew_analytics_url = {new.url}\n")
+        with pytest.raises(ConfigError) as refused:
+            load_config(ini)
+        assert (f"{ini}: DEFAULTS.new_version: not set, and it could not be read from "
+                f"DEFAULTS.new_analytics_url: {new.url}: {expected}") in str(refused.value)
+        out = tmp_path / "issu.toml"
+        result = CliRunner().invoke(cli, ["config", "convert", str(ini), "-o", str(out)])
+        assert result.exit_code == 2 and expected in result.output and not out.exists()
+    finally:
+        new.close()
+
+
+def test_an_unreachable_analytics_is_refused_naming_it(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    ini = _ini(tmp_path, f"old_analytics_url = {url}\nnew_version = 5.0.0\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(ini)
+    assert f"DEFAULTS.old_version: not set, and it could not be read from " \
+           f"DEFAULTS.old_analytics_url: {url}: ConnectError" in str(refused.value)
+
+
+def test_legacy_command_refuses_a_file_without_versions(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from issu_tui.sync_cli import legacy_pre_sync
+
+    ini = _ini(tmp_path, "")
+    with pytest.raises(SystemExit) as caught:
+        legacy_pre_sync(["-c", str(ini)])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert "DEFAULTS.old_version: not set, and no DEFAULTS.old_analytics_url" in err
+    assert "DEFAULTS.new_version: not set, and no DEFAULTS.new_analytics_url" in err
