@@ -256,8 +256,10 @@ def config_convert(ini_path: Path, output: Path | None, old_version: str | None,
               required=True, help="the old cluster's contrail-api.conf")
 @click.option("--new-api-conf", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               required=True, help="the new cluster's contrail-api.conf")
-@click.option("--old-version", required=True)
-@click.option("--new-version", required=True)
+@click.option("--old-version", default=None,
+              help="the release old runs (default: read from old's analytics, with "
+              "--from-api-servers)")
+@click.option("--new-version", default=None, help="the release new runs (likewise)")
 @click.option("--state-dir", type=click.Path(path_type=Path), default=Path("/var/lib/issu"),
               show_default=True)
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None)
@@ -269,16 +271,28 @@ def config_convert(ini_path: Path, output: Path | None, old_version: str | None,
               "(default: beside the key)")
 @click.option("--controller-profile", default="systemd", show_default=True,
               help="with --ssh-key: their controller profile")
-def config_generate(old_api_conf: Path, new_api_conf: Path, old_version: str,
-                    new_version: str, state_dir: Path, output: Path | None,
+@click.option("--from-api-servers", is_flag=True,
+              help="also read both api-servers' node records (config-node, analytics-node, "
+              "database-node, control nodes' bgp-routers): control nodes, analytics URL, "
+              "controller roles, and the versions from analytics")
+@click.option("--old-api-token-file", type=click.Path(exists=True, dir_okay=False,
+                                                      path_type=Path), default=None,
+              help="with --from-api-servers: the old api-server's admin token")
+@click.option("--new-api-token-file", type=click.Path(exists=True, dir_okay=False,
+                                                      path_type=Path), default=None,
+              help="with --from-api-servers: the new api-server's admin token")
+def config_generate(old_api_conf: Path, new_api_conf: Path, old_version: str | None,
+                    new_version: str | None, state_dir: Path, output: Path | None,
                     ssh_key: Path | None, known_hosts: Path | None,
-                    controller_profile: str) -> None:
+                    controller_profile: str, from_api_servers: bool,
+                    old_api_token_file: Path | None, new_api_token_file: Path | None) -> None:
     """Build issu.toml from both clusters' api-server configs, as the original orchestrators did.
 
     RabbitMQ passwords are not copied: they are read from ISSU_OLD_RABBIT_PASSWORD and
     ISSU_NEW_RABBIT_PASSWORD at run time. With --ssh-key, the controller hosts the confs
-    name are listed with their roles (config, database); `issu config check` then names the
-    roles still without a host (control, analytics).
+    name are listed with their roles (config, database); with --from-api-servers, also the
+    hosts of both clusters' node records (control, analytics). `issu config check` then names
+    every role still without a host.
     """
     from issu_tui.config import InventorySsh
 
@@ -289,6 +303,21 @@ def config_generate(old_api_conf: Path, new_api_conf: Path, old_version: str,
     elif known_hosts is not None:
         click.echo("--known-hosts needs --ssh-key", err=True)
         sys.exit(EXIT_CONFIG)
+    if not from_api_servers and (old_api_token_file or new_api_token_file):
+        click.echo("--old/new-api-token-file need --from-api-servers", err=True)
+        sys.exit(EXIT_CONFIG)
+    versions = {"old": old_version, "new": new_version}
+    for side, given in versions.items():
+        if given is None and not from_api_servers:
+            click.echo(f"--{side}-version: required (or --from-api-servers to read it from "
+                       f"{side}'s analytics)", err=True)
+            sys.exit(EXIT_CONFIG)
+        if given is not None:
+            try:
+                parse_version(given)
+            except ValueError as exc:
+                click.echo(f"--{side}-version: {exc}", err=True)
+                sys.exit(EXIT_CONFIG)
     try:
         data = generate_from_api_confs(old_api_conf, new_api_conf, old_version, new_version,
                                        state_dir, inventory)
@@ -296,6 +325,15 @@ def config_generate(old_api_conf: Path, new_api_conf: Path, old_version: str,
         for problem in exc.problems:
             click.echo(f"{exc.path}: {problem}", err=True)
         sys.exit(EXIT_CONFIG)
+    if from_api_servers:
+        from issu_tui.generate_nodes import fill_from_api_servers
+
+        problems = fill_from_api_servers(
+            data, {"old": old_api_token_file, "new": new_api_token_file}, inventory)
+        if problems:
+            for problem in problems:
+                click.echo(problem, err=True)
+            sys.exit(EXIT_CONFIG)
     _write_output(to_toml(data), output)
 
 

@@ -31,6 +31,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from backends.cluster_version import ClusterVersionError, cluster_release
+from backends.node_records import NodeRecord
 from backends.versions import parse_version
 
 MASK = "********"
@@ -855,10 +856,12 @@ class InventorySsh:
     user: str = "root"
 
 
-def _inventory(side: str, cluster: dict[str, Any], ssh: InventorySsh) -> list[dict[str, Any]]:
+def _inventory(side: str, cluster: dict[str, Any], ssh: InventorySsh,
+               records: Iterable[NodeRecord] = ()) -> list[dict[str, Any]]:
     """One host per address the api conf names, with the roles it names it for: config (the
-    api-server's listen address), database (Cassandra, ZooKeeper, RabbitMQ). control and
-    analytics hosts are not in an api conf: `issu config check` names them as missing."""
+    api-server's listen address), database (Cassandra, ZooKeeper, RabbitMQ); and per address
+    of the cluster's node records (config/analytics/database nodes, control nodes' bgp-routers)
+    its role. A role nothing names is left for `issu config check` to name."""
     roles: dict[str, list[str]] = {}
 
     def add(address: str, role: str) -> None:
@@ -871,6 +874,9 @@ def _inventory(side: str, cluster: dict[str, Any], ssh: InventorySsh) -> list[di
     for host in (*cluster["cassandra"]["hosts"], *cluster["zookeeper"]["hosts"],
                  *cluster["rabbit"]["hosts"]):
         add(host, "database")
+    for record in records:
+        if record.address:
+            add(record.address, record.role)
     return [{"name": f"{side}-{address.replace(':', '-')}", "address": address,
              "roles": host_roles, "ssh_user": ssh.user, "ssh_key": str(ssh.key),
              "profile": ssh.profile}
@@ -878,13 +884,14 @@ def _inventory(side: str, cluster: dict[str, Any], ssh: InventorySsh) -> list[di
 
 
 def generate_from_api_confs(
-    old_conf: Path, new_conf: Path, old_version: str, new_version: str, state_dir: Path,
-    inventory: InventorySsh | None = None,
+    old_conf: Path, new_conf: Path, old_version: str | None, new_version: str | None,
+    state_dir: Path, inventory: InventorySsh | None = None,
 ) -> dict[str, Any]:
     """Build a config from both clusters' contrail-api.conf, as the original orchestrators did;
-    with `inventory`, the controller hosts those confs name too."""
+    with `inventory`, the controller hosts those confs name too. A version not given is left
+    out (`add_node_records` / the caller fills it)."""
 
-    def side(name: str, path: Path, version: str) -> dict[str, Any]:
+    def side(name: str, path: Path, version: str | None) -> dict[str, Any]:
         opts = _read_api_conf(path)
         problems = [f"DEFAULTS.{k}: required key is missing"
                     for k in ("cassandra_server_list", "zk_server_ip", "rabbit_server")
@@ -900,7 +907,7 @@ def generate_from_api_confs(
             listen = cass[0].rsplit(":", 1)[0]
         return {
             "name": name,
-            "version": version,
+            **({"version": version} if version else {}),
             "cluster_id": opts.get("cluster_id", ""),
             "cassandra": {"hosts": [h.rsplit(":", 1)[0] for h in cass], "port": port,
                           "prefix": opts.get("cluster_id", "")},
@@ -924,6 +931,23 @@ def generate_from_api_confs(
             data[name]["controllers"] = _inventory(name, data[name], inventory)
         data["ssh"] = {"known_hosts": str(inventory.known_hosts)}
     return data
+
+
+def add_node_records(data: dict[str, Any], side: str, records: list[NodeRecord],
+                     inventory: InventorySsh | None) -> None:
+    """Fill one side of a generated config from its api-server's node records: the control
+    nodes (bgp-routers), the analytics URL (the first analytics node, port 8081) and, with
+    `inventory`, the controller hosts with the roles the records give them."""
+    cluster = data[side]
+    control = [r for r in records if r.role == "control" and r.address]
+    if control:
+        cluster["control_nodes"] = [{"name": r.name, "address": r.address} for r in control]
+    analytics = [r for r in records if r.role == "analytics" and r.address]
+    if analytics and "analytics" not in cluster:
+        host = analytics[0].address
+        cluster["analytics"] = {"url": f"http://{f'[{host}]' if ':' in host else host}:8081"}
+    if inventory is not None:
+        cluster["controllers"] = _inventory(side, cluster, inventory, records)
 
 
 def secret_sources(config: IssuConfig) -> Iterable[str]:

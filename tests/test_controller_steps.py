@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -93,6 +94,65 @@ def test_versions_running_are_read_from_the_controllers(world: Any) -> None:
     assert not check.ok and check.severity == "error"
     assert check.detail == ("controller-v1 runs 4.1.0 (controller), the config says "
                             "old.version = 4.0.0")
+
+
+def _api_conf(path: Path, world: Any, cid: str, cluster: Any) -> Path:
+    """The cluster's contrail-api.conf, as its api-server reads it."""
+    path.write_text(
+        "[DEFAULTS]\n"
+        f"listen_ip_addr = {world.controller_address(cid)}\nlisten_port = 8082\n"
+        f"cassandra_server_list = {cluster.cassandra.hosts[0]}:{cluster.cassandra.port}\n"
+        f"zk_server_ip = {' '.join(cluster.zookeeper.hosts)}\n"
+        f"rabbit_server = {cluster.rabbit.hosts[0]}\nrabbit_port = {cluster.rabbit.port}\n"
+        f"rabbit_vhost = {cluster.rabbit.vhost}\n")
+    return path
+
+
+def test_config_generate_reads_both_api_servers_node_records(
+        world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before the upgrade (nothing paired or synced): old's api-server holds its provisioned
+    node records, new's (fenced, empty until the sync) none."""
+    from click.testing import CliRunner
+
+    from issu_tui.cli import cli
+
+    config = load_config(world.config_path)
+    args = ["config", "generate", "--from-api-servers", "--controller-profile", "demo",
+            "--ssh-key", str(config.old.controllers[0].ssh_key),
+            "--known-hosts", str(config.ssh.known_hosts if config.ssh else "")]
+    for side, cid in (("old", "v1"), ("new", "v2")):
+        conf = _api_conf(tmp_path / f"{cid}-contrail-api.conf", world, cid,
+                         getattr(config, side))
+        token = tmp_path / f"{cid}-token"
+        token.write_text(world.admin_token(cid))
+        token.chmod(0o600)
+        args += [f"--{side}-api-conf", str(conf), f"--{side}-api-token-file", str(token)]
+    unsaid = CliRunner().invoke(cli, args)
+    assert unsaid.exit_code == 2
+    assert (f"--new-version: not given, and new's api-server (http://"
+            f"{world.controller_address('v2')}:8082) holds no analytics-node") in unsaid.output
+
+    out = tmp_path / "issu.toml"
+    result = CliRunner().invoke(cli, [*args, "--new-version", "5.0.0", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    monkeypatch.setenv("ISSU_OLD_RABBIT_PASSWORD", "x")
+    monkeypatch.setenv("ISSU_NEW_RABBIT_PASSWORD", "x")
+    generated = load_config(out)
+    old_address = world.controller_address("v1")
+    assert generated.old.version == "4.1.0"  # read from old's analytics (build_info)
+    assert [(c.name, c.address) for c in generated.old.control_nodes] == [
+        ("v1-control-1", old_address)]
+    assert generated.old.analytics is not None
+    assert generated.old.analytics.url == f"http://{old_address}:8081"
+    roles = {h.address: set(h.roles) for h in generated.old.controllers}
+    assert roles[old_address] == {"config", "analytics", "control"}
+    assert "database" in roles[config.old.cassandra.hosts[0]]
+    # config check names what new's records could not give (new is empty until the sync)
+    check = CliRunner().invoke(cli, ["config", "check", "-c", str(out)])
+    assert check.exit_code == 2
+    assert f"{out}: new.controllers: no host with role control" in check.output
+    assert f"{out}: new.controllers: no host with role analytics" in check.output
+    assert "old.controllers: no host" not in check.output
 
 
 def test_pre_sync_stops_new_writers_and_refuses_while_one_runs(world: Any,

@@ -438,7 +438,10 @@ def _bgp_router(api: Any, name: str, address: str) -> Any:
                                      address_families=vnc_api.AddressFamilies(
                                          ["route-target", "inet-vpn", "e-vpn", "inet6-vpn"]))
     router = vnc_api.BgpRouter(name, ri, bgp_router_parameters=params)
-    api.bgp_router_create(router)
+    try:
+        api.bgp_router_create(router)
+    except vnc_api.RefsExistError:  # the cluster's own control node: provisioned at start
+        return api.bgp_router_read(fq_name=router.get_fq_name())
     return router
 
 

@@ -753,8 +753,11 @@ class ConfigDB:
         return list(dict.fromkeys(selected))  # each uuid once, first occurrence first
 
     # -- defaults ----------------------------------------------------------------------------
-    def ensure_defaults(self, asn: int, request_id: str) -> int:
-        """Create the objects an api-server creates at first start; return how many were new."""
+    def ensure_defaults(self, asn: int, request_id: str,
+                        nodes: tuple[tuple[str, str, str], ...] = ()) -> int:
+        """Create the objects an api-server creates at first start, and the node records the
+        provisioning adds (`nodes`: (type, name, address) of config/analytics/database nodes,
+        and `bgp-router` for a control node); return how many were new."""
         wanted: list[tuple[str, dict[str, Any]]] = [
             ("global-system-config", {"fq_name": ["default-global-system-config"],
                                       "autonomous_system": asn}),
@@ -773,6 +776,21 @@ class ConfigDB:
             wanted.append(("virtual-network", {"fq_name": base, "parent_type": "project"}))
             wanted.append(("routing-instance", {"fq_name": [*base, ri],
                                                 "parent_type": "virtual-network"}))
+        gsc = ["default-global-system-config"]
+        fabric = ["default-domain", "default-project", "ip-fabric", "__default__"]
+        for node_type, name, address in nodes:
+            if node_type == "bgp-router":  # a control node, as provision_control.py adds it
+                wanted.append((node_type, {
+                    "fq_name": [*fabric, name], "parent_type": "routing-instance",
+                    "bgp_router_parameters": {
+                        "vendor": "contrail", "router_type": "control-node",
+                        "autonomous_system": asn, "identifier": address, "address": address,
+                        "port": 179, "hold_time": 90, "address_families": {"family": [
+                            "route-target", "inet-vpn", "e-vpn", "erm-vpn", "inet6-vpn"]}}}))
+                continue
+            prop = f"{node_type.replace('-', '_')}_ip_address"
+            wanted.append((node_type, {"fq_name": [*gsc, name],
+                                       "parent_type": "global-system-config", prop: address}))
         created = 0
         for type_name, body in wanted:
             if self.uuid_of(self._rt(type_name), body["fq_name"]) is None:

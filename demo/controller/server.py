@@ -16,7 +16,7 @@ from typing import TypeVar
 from aiohttp import web
 
 from .agents import AgentRegistry
-from .analytics import Analytics
+from .analytics import Analytics, config_node_name
 from .apiserver import ApiServer, Fence
 from .configdb import ConfigDB
 from .control import ControlPlane
@@ -58,7 +58,13 @@ class Controller:
         return await asyncio.to_thread(fn)
 
     def _bootstrap(self) -> None:
-        created = self.db.ensure_defaults(self.spec.asn, f"req-{uuidlib.uuid4()}")
+        spec = self.spec
+        nodes = (("config-node", config_node_name(spec), spec.listen),
+                 ("analytics-node", f"{spec.cluster}-analytics-1", spec.listen),
+                 *(("database-node", f"{spec.cluster}-database-{i + 1}", host)
+                   for i, host in enumerate(spec.cassandra.hosts)),
+                 *(("bgp-router", cn.name, cn.address) for cn in spec.control_nodes))
+        created = self.db.ensure_defaults(spec.asn, f"req-{uuidlib.uuid4()}", nodes)
         if created:
             log.info("created %d default objects", created)
 
