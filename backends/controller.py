@@ -16,7 +16,9 @@ any other key is a profile variable, e.g. `systemctl = "sudo systemctl"`.
 
 Steps: status, stop, start, disable, enable, signal (variable `{signal}`), set_ini
 (`{file}` then section key value triples, rewritten through a copy and one rename, as the
-compute profiles do). Template variables: `{unit}` (the host's name for the service; for
+compute profiles do); optional: version, and fence / unfence (the api-server closed to
+northbound clients and opened again; `{unit}` is the api-server's name).
+Template variables: `{unit}` (the host's name for the service; for
 `group/name` values the part after the slash), `{group}` (the part before it, else ""),
 plus the profile's variables. The status step prints the state; `running` / `active` /
 `RUNNING` / `Up` mean running.
@@ -34,8 +36,13 @@ from backends.ssh import SshError, SshExecutor, SshSession, SshTarget
 
 ROLES = ("config", "control", "analytics", "database", "northbound")
 STEPS = ("status", "stop", "start", "disable", "enable", "signal", "set_ini")
-# Optional: prints the release the host runs (a package version, an image tag, a release).
-OPTIONAL_STEPS = ("version",)
+# Optional: `version` prints the release the host runs (a package version, an image tag, a
+# release); `fence` / `unfence` (together, default none) close the host's api-server to
+# northbound clients and open it again (e.g. a firewall rule on its port): where a profile
+# defines them, finalize fences old and opens new with them instead of the api-server's call.
+OPTIONAL_STEPS = ("version", "fence", "unfence")
+# The service a fence step acts for (its `{unit}`): the first of these the profile maps.
+FENCE_SERVICES = ("api-server", "controller")
 # The service whose version stands for the host's (the first one its profile maps).
 VERSION_SERVICES = ("api-server", "controller", "schema-transformer", "control")
 RUNNING_STATES = ("running", "active", "up")
@@ -171,6 +178,9 @@ BUILTIN_CONTROLLER_PROFILES: dict[str, dict[str, object]] = {
         "signal": "{host} signal {signal} {unit}",
         "set_ini": _SET_INI_STEP,
         "version": "{host} version {unit}",
+        # the demo api-server's /issu/close|open, called on its own host
+        "fence": "{host} fence {unit}",
+        "unfence": "{host} unfence {unit}",
     },
 }
 
@@ -227,9 +237,16 @@ class ControllerProfile:
         if missing:
             raise ProfileError(f"controller profile {self.name}: step(s) {', '.join(missing)} "
                                "missing")
+        if ("fence" in self.steps) != ("unfence" in self.steps):
+            raise ProfileError(f"controller profile {self.name}: steps fence and unfence go "
+                               "together (set both, or neither)")
         sample = {"unit": "x", "group": "x", "signal": "HUP"}
         for step in (*STEPS, *(s for s in OPTIONAL_STEPS if s in self.steps)):
             render_template(self.name, step, self.steps[step], self.variables, sample)
+
+    @property
+    def has_fence(self) -> bool:
+        return "fence" in self.steps
 
     def host_name(self, service: str) -> str:
         try:
@@ -417,6 +434,19 @@ class ControllerExecutor:
         if not found:
             raise ControllerError(f"{target.name}: version of {service}: printed nothing")
         return service, found
+
+    def fence(self, target: SshTarget, profile: str, closed: bool) -> str:
+        """Run the profile's `fence` (closed) or `unfence` step on the host; what it printed.
+        ControllerError when the profile has no such step or it fails."""
+        prof = self.profile(profile)
+        step = "fence" if closed else "unfence"
+        service = next((s for s in FENCE_SERVICES if s in prof.services), "")
+        if not service:
+            raise ControllerError(f"controller profile {profile} maps none of "
+                                  f"{', '.join(FENCE_SERVICES)}: nothing to {step}")
+        argv = prof.argv(step, service)
+        with self._connect(target) as session:
+            return self._run(session, target, f"{step} {service}", argv).strip()
 
     def read_file(self, target: SshTarget, file: str) -> str:
         """The text of a file on the host (`cat`)."""

@@ -116,6 +116,8 @@ def test_check_names_every_missing_role_and_host(workdir: Path) -> None:
     (('name = "new-zk"', 'name = "old-db-1"', 1), "controllers: duplicate names old-db-1"),
     (('base = "docker"', 'base = "lxc"', 1),
      "controller_profiles.site-docker.base: unknown profile 'lxc'"),
+    (('docker = "sudo -n docker"', 'fence = "iptables -I INPUT -p tcp --dport 8082 -j DROP"',
+      1), "controller profile site-docker: steps fence and unfence go together"),
 ])
 def test_bad_inventory_is_explained_by_key(workdir: Path, edit: tuple[str, str, int],
                                           message: str) -> None:

@@ -204,6 +204,7 @@ def test_finalize_stops_old_writers_first_and_starts_new_ones_last(
         order = [e.fields.get("step") for e in journal.events(kind="finalize")
                  if str(e.message).endswith(": running")]
         stopped = journal.events(kind="finalize", text="stop-old-services: stopped on old")
+        events = journal.events(kind="finalize")
     finally:
         journal.close()
     assert order.index("stop-old-services") < order.index("stop-run-sync") < \
@@ -211,6 +212,12 @@ def test_finalize_stops_old_writers_first_and_starts_new_ones_last(
         order.index("start-new-writers")
     assert "controller-v1: schema-transformer, svc-monitor, device-manager" in \
         stopped[0].message
+    # the demo profile's fence/unfence steps, over SSH on each controller host, did the fence
+    messages = [e.message for e in events]
+    assert ("fence-old: old api-server refuses northbound writes: old's api-server fenced by "
+            "the profile's fence step on controller-v1 (fenced)") in messages
+    assert ("open-new: new api-server accepts writes: new's api-server opened by the "
+            "profile's unfence step on controller-v2 (open)") in messages
     status = issu_json(world, "status")
     assert status["verify"]["differences"] == 0 and status["verify"]["checked"] > 0
     # new's schema-transformer took over old's allocations: the same ids in ZooKeeper
@@ -237,5 +244,6 @@ def test_abort_starts_the_old_config_services_again(world: Any) -> None:
     assert result["ok"], result
     assert "old's config services started again: controller-v1: device-manager, " \
            "svc-monitor, schema-transformer" in result["done"]
-    assert "old api-server open for writes again" in result["done"]
+    assert ("old api-server open for writes again: old's api-server opened by the profile's "
+            "unfence step on controller-v1 (open)") in result["done"]
     assert _running(world, "v1") == list(WRITERS)

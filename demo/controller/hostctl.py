@@ -7,7 +7,8 @@ pid file `pid`, log `controller.log`) and the writers `schema-transformer`, `svc
 `device-manager` (demo/controller/writers.py; `<service>.pid`, `<service>.log`).
 Verbs: status (prints running / stopped, and `disabled`), version (the release), stop, start,
 disable / enable (a disabled service is not started again by `issu demo up`: the demo's
-reboot), signal NAME.
+reboot), signal NAME, fence / unfence (controller only: its api-server closed to northbound
+writes, or opened).
 """
 
 from __future__ import annotations
@@ -71,11 +72,36 @@ def stop(directory: Path, service: str, timeout_s: float = 20.0) -> bool:
     return group is None or terminate_group(group, timeout_s)
 
 
+def fence(directory: Path, closed: bool) -> int:
+    """The api-server's ISSU fence on this host (`POST /issu/close|open`, admin token from the
+    controller's secrets file): what a firewall rule on the port would be on a real host."""
+    import httpx
+
+    from demo.controller.spec import SpecError, load_secrets, load_spec
+
+    try:
+        spec = load_spec(directory / "spec.json")
+        token = load_secrets(spec.secrets_file).admin_token
+    except SpecError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    url = f"{spec.api_url}/issu/{'close' if closed else 'open'}"
+    try:
+        answer = httpx.post(url, headers={"X-Auth-Token": token.get_secret_value()
+                                          if token else ""}, timeout=30)
+        answer.raise_for_status()
+    except httpx.HTTPError as exc:
+        print(f"{url}: {exc}", file=sys.stderr)
+        return 1
+    print("fenced" if closed else "open")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo.controller.hostctl")
     parser.add_argument("--dir", required=True, type=Path, help="the controller's directory")
     parser.add_argument("verb", choices=("status", "stop", "start", "disable", "enable",
-                                         "signal", "version"))
+                                         "signal", "version", "fence", "unfence"))
     parser.add_argument("args", nargs="+", help="[SIGNAL] SERVICE")
     args = parser.parse_args(argv)
     directory: Path = args.dir
@@ -87,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{directory}: no controller here (no spec.json)", file=sys.stderr)
         return 1
     marker = disabled_marker(directory, service)
+    if args.verb in ("fence", "unfence"):
+        if service != CONTROLLER:
+            print(f"{args.verb}: only the controller's api-server has a fence", file=sys.stderr)
+            return 2
+        return fence(directory, args.verb == "fence")
     if args.verb == "version":  # the release this controller runs (its spec's)
         print(json.loads((directory / "spec.json").read_text())["version"])
     elif args.verb == "status":

@@ -7,7 +7,10 @@ through each host's controller profile (backends/controller.py):
 - stop-old-services (finalize, before run-sync is drained and post-sync copies): old's config
   services stopped, writers first, so nothing writes to old while its last changes are copied;
   abort starts them again;
-- start-new-writers (finalize, after zk-sync and verify): new's writers enabled and started.
+- start-new-writers (finalize, after zk-sync and verify): new's writers enabled and started;
+- the fence by profile: where the config hosts' profile defines `fence` / `unfence`,
+  finalize's fence-old (abort: unfence) and open-new run them instead of the api-server's
+  fence call, and prepare-new fences new with them.
 
 Only the services a host's profile maps are acted on (a deployment without device-manager
 maps none); what was left out is said. Without an inventory for a side, the step does
@@ -101,6 +104,25 @@ def planned(config: IssuConfig, step: str) -> list[str]:
     return lines
 
 
+def fence_planned(config: IssuConfig, side: str, closed: bool) -> str:
+    """How `side`'s api-server is fenced (closed) or opened: the profile's step on its config
+    hosts where their profile defines one, else the api-server's fence call."""
+    cluster = config.old if side == "old" else config.new
+    verb = "fence" if closed else "unfence"
+    call = f"{side} api-server {'fenced' if closed else 'opened'} by its /issu/" \
+           f"{'close' if closed else 'open'} call"
+    try:
+        profiles = build_controller_profiles(config.controller_profiles)
+    except ProfileError:
+        return call
+    hosts = [h for h in cluster.controllers
+             if "config" in h.roles and h.profile in profiles and profiles[h.profile].has_fence]
+    if not hosts:
+        return call
+    return f"{verb} {side}'s api-server over SSH on " + ", ".join(
+        f"{h.name} (profile {h.profile})" for h in hosts)
+
+
 def _act(ctx: Context, ex: ControllerExecutor, host: ControllerHostConfig, step: str,
          services: Sequence[str]) -> None:
     try:
@@ -151,7 +173,8 @@ def prepare_new(ctx: Context) -> str:
             "write into new's database while it is copied into): " + "; ".join(still))
     detail = "stopped and disabled on new: " + ("; ".join(done) or "none mapped")
     ctx.event("controllers", detail)
-    return detail
+    fenced = fence_by_profile(ctx, "new", closed=True)
+    return detail + (f"; {fenced}" if fenced else "")
 
 
 def stop_old_services(ctx: Context) -> str:
@@ -208,3 +231,33 @@ def start_new_writers(ctx: Context) -> str:
                                     f"{', '.join(stopped)}")
         done.append(f"{host.name}: {', '.join(services)}")
     return "enabled and started on new: " + ("; ".join(done) or "none mapped")
+
+
+def fence_by_profile(ctx: Context, side: str, closed: bool) -> str | None:
+    """Run the `fence` (closed) or `unfence` profile step on every config host of `side`
+    whose profile defines it; None when none does (the caller uses the api-server's fence
+    call). A host whose profile has no fence step beside one that has is refused: half a
+    fence is no fence."""
+    hosts = hosts_with(ctx, side, ("config",))
+    if not hosts:
+        return None
+    ex = executor(ctx)
+    fenced = [h for h in hosts if ex.profile(h.profile).has_fence]
+    if not fenced:
+        return None
+    if len(fenced) != len(hosts):
+        bare = ", ".join(f"{h.name} (profile {h.profile})" for h in hosts if h not in fenced)
+        raise OrchestratorError(f"{side}'s config hosts {bare} have no fence/unfence step "
+                                "while others have: define it in their profiles too")
+    step = "fence" if closed else "unfence"
+    done = []
+    for host in fenced:
+        try:
+            said = ex.fence(target(host), host.profile, closed)
+        except ControllerError as exc:
+            raise OrchestratorError(f"controller {exc}") from None
+        done.append(f"{host.name}{f' ({said})' if said else ''}")
+    message = f"{side}'s api-server {'fenced' if closed else 'opened'} by the profile's " \
+              f"{step} step on " + ", ".join(done)
+    ctx.event("controllers", message)
+    return message

@@ -20,6 +20,7 @@ from backends.apiserver import ApiServerError
 from backends.versions import release_matches
 from issu_tui.orchestrator.context import Context, OrchestratorError
 from issu_tui.orchestrator.controllers import (
+    fence_by_profile,
     start_new_writers,
     start_old_services,
     stop_old_services,
@@ -104,6 +105,9 @@ class FinalizeRun:
 def fence_old(run: FinalizeRun) -> str:
     if run.old_stopped:
         return "old config services stopped by the operator (--old-stopped)"
+    by_profile = fence_by_profile(run.ctx, "old", closed=True)
+    if by_profile:
+        return f"old api-server refuses northbound writes: {by_profile}"
     try:
         with run.ctx.api("old") as old:
             old.set_fence(True)
@@ -117,6 +121,9 @@ def fence_old(run: FinalizeRun) -> str:
 
 def unfence_old(ctx: Context) -> str:
     """fence-old's inverse (abort)."""
+    by_profile = fence_by_profile(ctx, "old", closed=False)
+    if by_profile:
+        return f"old api-server open for writes again: {by_profile}"
     with ctx.api("old") as old:
         old.set_fence(False)
     return "old api-server open for writes again"
@@ -251,6 +258,9 @@ def switch_northbound(run: FinalizeRun) -> str:
 
 
 def open_new(run: FinalizeRun) -> str:
+    by_profile = fence_by_profile(run.ctx, "new", closed=False)
+    if by_profile:
+        return f"new api-server accepts writes: {by_profile}"
     try:
         with run.ctx.api("new") as new:
             new.set_fence(False)

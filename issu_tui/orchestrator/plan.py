@@ -12,7 +12,7 @@ from issu_tui.config import IssuConfig
 from issu_tui.orchestrator import finalize as fin
 from issu_tui.orchestrator import phases
 from issu_tui.orchestrator.approaches import APPROACHES
-from issu_tui.orchestrator.controllers import planned
+from issu_tui.orchestrator.controllers import fence_planned, planned
 from issu_tui.orchestrator.ringplan import (
     SHARED_APPROACHES,
     RingPlanError,
@@ -174,14 +174,15 @@ def _finalize(spec: phases.Phase, f: _Facts) -> list[PlanStep]:
     after = fin.STEPS[len(before):]
     return [
         PlanStep(spec.name, "; ".join(s.does for s in before), [
-            f"old api-server (fenced), {f.db_new}", *planned(config, "stop-old-services"),
+            fence_planned(config, "old", closed=True), f.db_new,
+            *planned(config, "stop-old-services"),
             f"ZooKeeper {_hosts(config.new.zookeeper.hosts)} subtrees "
             f"{', '.join(config.sync.zk_subtrees)}"],
             f"issu finalize {f.option}"),
         PlanStep(spec.name, "; ".join(s.does for s in after), [
             *planned(config, "start-new-writers"),
             "neutron plugin / k8s manager / vCenter plugin / collector config files",
-            "new api-server fence"],
+            fence_planned(config, "new", closed=False)],
             f"issu finalize {f.option}", point_of_no_return=True,
             notes=[_way_back(config)]),
     ]
