@@ -448,6 +448,14 @@ class ControllerExecutor:
         with self._connect(target) as session:
             return self._run(session, target, f"{step} {service}", argv).strip()
 
+    def run_script(self, target: SshTarget, what: str, script: str,
+                   args: Sequence[str]) -> str:
+        """`sh -c SCRIPT` with `args` as $1..., each one argv item (files must be absolute)."""
+        for arg in args:
+            _absolute(arg)
+        with self._connect(target) as session:
+            return self._run(session, target, what, ["sh", "-c", script, "issu", *args])
+
     def read_file(self, target: SshTarget, file: str) -> str:
         """The text of a file on the host (`cat`)."""
         _absolute(file)

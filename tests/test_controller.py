@@ -37,7 +37,12 @@ from demo.services.procs import read_pidfile, terminate_group
 from issu_tui.config import ApiServerConfig, IssuConfig
 from issu_tui.journal import Journal
 from issu_tui.orchestrator.context import Context, OrchestratorError
-from issu_tui.orchestrator.northbound import load_clients, switch_client
+from issu_tui.orchestrator.northbound import (
+    load_clients,
+    record_switched,
+    revert_clients,
+    switch_client,
+)
 from issu_tui.orchestrator.preflight_writers import new_writer_findings, version_findings
 
 FAKE = Path(__file__).parent / "fakebin" / "fakectl.py"
@@ -488,3 +493,47 @@ def test_northbound_switch_over_ssh_reads_back_and_signals(ssh: Endpoints, host:
     finally:
         ctx.journal.close()
     assert plugin.read_text() == original
+
+
+def test_northbound_revert_over_ssh_restores_the_backup_and_reads_back(
+        ssh: Endpoints, host: Host, tmp_path: Path) -> None:
+    """switch-northbound's inverse (abort while new is still fenced): the file as it was
+    before the switch, read back naming old again, the client signalled; then nothing left."""
+    host.seed({"systemd:neutron-server": {"running": True, "enabled": True}})
+    plugin = tmp_path / "ContrailPlugin.ini"
+    original = ("[APISERVER]\napi_server_ip = 10.9.0.1\napi_server_port = 8082\n"
+                "contrail_extensions = ipam\n")
+    plugin.write_text(original)
+    listing = tmp_path / "northbound.toml"
+    listing.write_text(f'[[client]]\nkind = "neutron"\nhost = "new-k8s"\npath = "{plugin}"\n'
+                       'service = "neutron-server"\n')
+    clients = load_clients(listing)
+    config = _inventory_config(ssh, host, tmp_path)
+    config = config.model_copy(update={"old": config.old.model_copy(update={
+        "api_server": ApiServerConfig(url="http://10.9.0.1:8082")})})
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    ctx = _nb_context(config, tmp_path)
+    try:
+        assert revert_clients(ctx) == "northbound: no client was switched"
+        record_switched(ctx, clients)
+        switch_client(ctx, clients[0])
+        assert "api_server_ip=10.9.0.2" in plugin.read_text()
+        hups = host.calls().count(["systemctl", "kill", "--signal=HUP", "neutron-server"])
+        done = revert_clients(ctx)
+        assert done == (f"northbound pointed back at old: neutron new-k8s:{plugin}: restored, "
+                        "read back, SIGHUP to neutron-server")
+        assert plugin.read_text() == original
+        assert not Path(f"{plugin}.issu-backup").exists()
+        assert host.calls().count(["systemctl", "kill", "--signal=HUP",
+                                   "neutron-server"]) == hups + 1
+        assert revert_clients(ctx) == "northbound: no client was switched"
+
+        # a backup that does not name old (edited by hand since): refused, naming the key
+        record_switched(ctx, clients)
+        Path(f"{plugin}.issu-backup").write_text(original.replace("10.9.0.1", "10.9.9.9"))
+        with pytest.raises(OrchestratorError, match=r"new-k8s: .*read back after the restore "
+                           r"does not name old: \[APISERVER\] api_server_ip is '10.9.9.9', "
+                           r"not '10.9.0.1'"):
+            revert_clients(ctx)
+    finally:
+        ctx.journal.close()

@@ -28,6 +28,7 @@ from issu_tui.config import load_config
 from issu_tui.journal import Journal
 from issu_tui.orchestrator import finalize as fin
 from issu_tui.orchestrator.context import Context
+from issu_tui.orchestrator.northbound import load_clients
 from issu_tui.orchestrator.preflight_writers import version_findings
 from tests.orch_world import _patch_config, fresh_world, issu_json, stop_world
 
@@ -226,22 +227,37 @@ def test_finalize_stops_old_writers_first_and_starts_new_ones_last(
 
 def test_abort_starts_the_old_config_services_again(world: Any) -> None:
     """After the whole upgrade (a finished journal), a new one in a fresh state_dir: old's
-    writers running again, finalize's first two steps run, then abort."""
+    writers running again, finalize's steps up to the point of no return run (new's writers
+    started, the neutron plugin on the northbound host switched), then abort: everything
+    back on old."""
     shutil.rmtree(world.dir / "state")
     v1 = world.controller_dir("v1")
     for service in WRITERS:
         hostctl.disabled_marker(v1, service).unlink(missing_ok=True)
         hostctl.start(v1, service)
+    plugin = world.write_northbound()  # names v1 again
+    Path(f"{plugin}.issu-backup").unlink(missing_ok=True)
     ctx = _ctx(world)
     try:
-        run = fin.FinalizeRun(ctx, no_northbound=True)
-        for name in ("fence-old", "stop-old-services"):
+        run = fin.FinalizeRun(ctx, clients=load_clients(
+            world.config_path.with_name("northbound.toml")))
+        for name in ("fence-old", "stop-old-services", "start-new-writers",
+                     "switch-northbound"):
             fin._run_once(run, fin.step(name))
     finally:
         ctx.journal.close()
     assert _running(world, "v1") == []
+    assert _running(world, "v2") == list(WRITERS)
+    assert f"api_server_ip={world.controller_address('v2')}" in plugin.read_text()
     result = issu_json(world, "abort", timeout=600)
     assert result["ok"], result
+    # new still fenced: nothing northbound reached it, so the way back is open
+    assert (f"northbound pointed back at old: neutron northbound:{plugin}: restored, read "
+            "back") in result["done"]
+    assert f"api_server_ip = {world.controller_address('v1')}" in plugin.read_text()
+    assert _running(world, "v2") == []
+    assert all(hostctl.disabled_marker(world.controller_dir("v2"), s).exists()
+               for s in WRITERS)
     assert "old's config services started again: controller-v1: device-manager, " \
            "svc-monitor, schema-transformer" in result["done"]
     assert ("old api-server open for writes again: old's api-server opened by the profile's "

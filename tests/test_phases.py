@@ -69,8 +69,11 @@ def test_journal_and_plan_follow_the_registry(tmp_path: Path) -> None:
     (commit,) = [s for s in plan if s.point_of_no_return]
     assert commit.title.startswith(finalize.step("commit").does)
     assert all(s.undo is None for s in finalize.STEPS[len(finalize.before_commit()):])
-    assert [s.name for s in finalize.before_commit() if s.undo] == ["fence-old",
-                                                                   "stop-old-services"]
+    assert [s.name for s in finalize.before_commit() if s.undo] == [
+        "fence-old", "stop-old-services", "start-new-writers", "switch-northbound"]
+    # the point of no return is the opening of the new api-server, right after it
+    names = [s.name for s in finalize.STEPS]
+    assert names.index("commit") + 1 == names.index("open-new")
 
 
 def _executor(tmp_path: Path) -> tuple[Journal, Executor]:

@@ -100,8 +100,8 @@ def abort(ctx: Context, runner: ComputeRunner, *, drop_new_data: bool = False) -
     """Run every step of `STEPS`; what each did. Refused once finalize committed."""
     if ctx.step_done(COMMIT_STEP):
         raise OrchestratorError(
-            "finalize passed its point of no return (northbound switched to the new cluster); "
-            "abort is no longer possible. Roll forward: finish `issu finalize`.")
+            "finalize passed its point of no return (the new api-server opens to northbound "
+            "writes); abort is no longer possible. Roll forward: finish `issu finalize`.")
     run = AbortRun(ctx, runner, drop_new_data)
     done: list[str] = []
     for step in STEPS:

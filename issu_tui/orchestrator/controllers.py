@@ -261,3 +261,10 @@ def fence_by_profile(ctx: Context, side: str, closed: bool) -> str | None:
               f"{step} step on " + ", ".join(done)
     ctx.event("controllers", message)
     return message
+
+
+def stop_new_writers_again(ctx: Context) -> str:
+    """start-new-writers' inverse (abort before the new api-server opened): new's writers
+    stopped and disabled again, as prepare-new left them."""
+    return prepare_new(ctx).replace("stopped and disabled on new", "new's writers stopped and "
+                                    "disabled again", 1)

@@ -2,9 +2,10 @@
 
 `STEPS` is the ordered list: each step's name (its marker is `finalize.<name>`), what it
 does, the function that does it and, where one exists, its inverse, which abort runs when
-the step was done. The point of no return is the `commit` step: before it, abort brings
-everything back to the old cluster; after it, northbound clients write to the new cluster
-and abort is refused.
+the step was done. The point of no return is the `commit` step, just before the new
+api-server opens: before it, nothing northbound has reached new and abort brings everything
+back to the old cluster (new's writers stopped again, the northbound clients pointed back);
+after it, northbound clients write to the new cluster and abort is refused.
 """
 
 from __future__ import annotations
@@ -23,9 +24,16 @@ from issu_tui.orchestrator.controllers import (
     fence_by_profile,
     start_new_writers,
     start_old_services,
+    stop_new_writers_again,
     stop_old_services,
 )
-from issu_tui.orchestrator.northbound import NorthboundClient, load_clients, switch_client
+from issu_tui.orchestrator.northbound import (
+    NorthboundClient,
+    load_clients,
+    record_switched,
+    revert_clients,
+    switch_client,
+)
 from issu_tui.orchestrator.pairing import unpair
 from issu_tui.orchestrator.preflight import keyspaces_absent_on_old
 from issu_tui.orchestrator.syncproc import RunSyncSupervisor, run_step
@@ -245,15 +253,18 @@ def delete_queues(run: FinalizeRun) -> str:
 
 
 def commit(run: FinalizeRun) -> str:
-    run.ctx.event("finalize", "point of no return: switching northbound to the new cluster",
-                  level="warning")
+    run.ctx.event("finalize", "point of no return: the new api-server opens to northbound "
+                  "writes", level="warning")
     return "committed"
 
 
 def switch_northbound(run: FinalizeRun) -> str:
     if run.no_northbound:
         return "skipped (--no-northbound): the operator switches the clients"
-    done = [switch_client(run.ctx, c) for c in run.clients if c.kind != "collector"]
+    clients = [c for c in run.clients if c.kind != "collector"]
+    if clients:
+        record_switched(run.ctx, clients)  # what abort points back (revert_clients)
+    done = [switch_client(run.ctx, c) for c in clients]
     return "; ".join(done) or "no northbound api clients listed (collectors only)"
 
 
@@ -327,11 +338,16 @@ STEPS: tuple[FinalizeStep, ...] = (
     # no return: run-sync is stopped for good and old is fenced
     FinalizeStep("delete-queues", "delete run-sync's queues on the old broker",
                  delete_queues),
-    FinalizeStep("commit", "the point of no return: abort is refused from here", commit),
+    # New's api-server is still fenced: nothing northbound has reached new, old holds every
+    # write, so abort can still undo these two (the northbound clients pointed back too).
     FinalizeStep("start-new-writers", "enable and start new's schema-transformer, "
-                 "svc-monitor, device-manager (kube-manager) on new's hosts", start_new),
+                 "svc-monitor, device-manager (kube-manager) on new's hosts", start_new,
+                 undo=stop_new_writers_again, undoes="stop and disable new's writers again"),
     FinalizeStep("switch-northbound", "re-point neutron / k8s / vCenter clients at the new "
-                 "api-server (SIGHUP)", switch_northbound),
+                 "api-server (SIGHUP)", switch_northbound, undo=revert_clients,
+                 undoes="point the northbound clients back at old (their .issu-backup)",
+                 begun=True),
+    FinalizeStep("commit", "the point of no return: abort is refused from here", commit),
     FinalizeStep("open-new", "open the new api-server for writes", open_new),
     # The new api-server refuses every write until it is open: unpair after. The old
     # cluster is fenced and being retired: its copy of the pairing is left alone.

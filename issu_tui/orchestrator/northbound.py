@@ -24,6 +24,7 @@ Files are rewritten atomically, keeping every other line and a `.issu-backup` co
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import tomllib
@@ -103,17 +104,20 @@ def load_clients(path: Path | None) -> list[NorthboundClient]:
     return clients
 
 
-def edits_for(ctx: Context, client: NorthboundClient) -> list[Edit]:
+def edits_for(ctx: Context, client: NorthboundClient, side: str = "new") -> list[Edit]:
+    """The settings that point `client` at `side`'s cluster (new: the switch; old: what a
+    reverted file must show again)."""
+    cluster = ctx.cluster(side)
     if client.kind == "collector":
-        analytics = ctx.config.new.analytics
+        analytics = cluster.analytics
         if analytics is None:
             raise OrchestratorError(
-                f"{ctx.config_path}: new.analytics: required to re-point {client.path}")
+                f"{ctx.config_path}: {side}.analytics: required to re-point {client.path}")
         host = urlparse(analytics.url).hostname
         return [Edit("DEFAULT", "collectors", f"{host}:{COLLECTOR_PORT}")]
-    api = ctx.config.new.api_server
+    api = cluster.api_server
     if api is None:
-        raise OrchestratorError(f"{ctx.config_path}: new.api_server: required to switch "
+        raise OrchestratorError(f"{ctx.config_path}: {side}.api_server: required to switch "
                                 f"{client.path}")
     url = urlparse(api.url)
     host, port = url.hostname or "", str(url.port or 8082)
@@ -263,3 +267,104 @@ def _missing(text: str, edits: list[Edit]) -> list[str]:
         if found != edit.value:
             out.append(f"[{edit.section}] {edit.key} is {found!r}, not {edit.value!r}")
     return out
+
+
+# --------------------------------------------------------------------------- the way back
+# switch-northbound records the clients it switches here (state_dir), so that abort can
+# point them back even when the northbound file changed or was given on the command line.
+SWITCHED_FILE = "northbound-switched.json"
+BACKUP_SUFFIX = ".issu-backup"
+_RESTORE_SCRIPT = ('test -e "$2" || exit 0; cp -p -- "$2" "$1.issu-tmp" && '
+                   'mv -f -- "$1.issu-tmp" "$1" && rm -f -- "$2"')
+
+
+def record_switched(ctx: Context, clients: list[NorthboundClient]) -> None:
+    path = ctx.config.state_dir / SWITCHED_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps([c.model_dump(mode="json") for c in clients], indent=1))
+    os.replace(tmp, path)
+
+
+def switched_clients(ctx: Context) -> list[NorthboundClient]:
+    path = ctx.config.state_dir / SWITCHED_FILE
+    if not path.exists():
+        return []
+    try:
+        return [NorthboundClient.model_validate(c) for c in json.loads(path.read_text())]
+    except (OSError, ValueError, ValidationError) as exc:
+        raise OrchestratorError(f"{path}: cannot read the switched northbound clients: {exc}; "
+                                "point them back by hand from their .issu-backup files"
+                                ) from None
+
+
+def revert_clients(ctx: Context) -> str:
+    """switch-northbound's inverse (abort, while new is still fenced): every switched client's
+    file restored from its `.issu-backup` (the file as it was before the first switch), read
+    back to show old's cluster again, and the client signalled. A client whose file was not
+    rewritten (it named new already) is left as it is."""
+    clients = switched_clients(ctx)
+    if not clients:
+        return "northbound: no client was switched"
+    done = [_revert_one(ctx, c) for c in clients]
+    (ctx.config.state_dir / SWITCHED_FILE).unlink(missing_ok=True)
+    return "northbound pointed back at old: " + "; ".join(done)
+
+
+def _revert_one(ctx: Context, client: NorthboundClient) -> str:
+    edits = edits_for(ctx, client, "old")
+    if client.host is not None:
+        return _revert_over_ssh(ctx, client, client.host, edits)
+    backup = client.path.with_name(client.path.name + BACKUP_SUFFIX)
+    if not backup.exists():
+        return f"{client.kind} {client.path}: not rewritten by issu, left as it is"
+    tmp = client.path.with_name(f".{client.path.name}.issu-tmp")
+    tmp.write_bytes(backup.read_bytes())
+    os.chmod(tmp, backup.stat().st_mode & 0o7777)
+    os.replace(tmp, client.path)
+    backup.unlink()
+    wrong = _missing(client.path.read_text(), edits)
+    if wrong:
+        raise OrchestratorError(f"northbound {client.kind} {client.path} restored from its "
+                                "backup but it does not name old: " + "; ".join(wrong))
+    signalled = _signal_local(client)
+    return f"{client.kind} {client.path}: restored{signalled}"
+
+
+def _signal_local(client: NorthboundClient) -> str:
+    if client.pid_file is None:
+        return ""
+    try:
+        pid = int(client.pid_file.read_text().split()[0])
+        os.kill(pid, getattr(signal, client.signal))
+    except (OSError, ValueError, IndexError) as exc:
+        raise OrchestratorError(f"{client.pid_file}: cannot signal the {client.kind} client: "
+                                f"{exc}") from None
+    return f", {client.signal} to pid {pid}"
+
+
+def _revert_over_ssh(ctx: Context, client: NorthboundClient, host_name: str,
+                     edits: list[Edit]) -> str:
+    from backends.controller import ControllerError
+    from issu_tui.orchestrator.controllers import executor, target
+
+    host = _inventory_host(ctx, host_name)
+    ex = executor(ctx)
+    where, file = target(host), str(client.path)
+    try:
+        ex.run_script(where, f"restore {file}", _RESTORE_SCRIPT, [file, file + BACKUP_SUFFIX])
+        after = ex.read_file(where, file)
+    except ControllerError as exc:
+        raise OrchestratorError(f"northbound {client.kind} on {host.name}: {exc}") from None
+    wrong = _missing(after, edits)
+    if wrong:
+        raise OrchestratorError(f"northbound {client.kind} on {host.name}: {file} read back "
+                                "after the restore does not name old: " + "; ".join(wrong))
+    signalled = ""
+    if client.service is not None:
+        try:
+            ex.act(where, host.profile, "signal", [client.service],
+                   signal=client.signal.removeprefix("SIG"))
+        except ControllerError as exc:
+            raise OrchestratorError(f"northbound {client.kind}: {exc}") from None
+        signalled = f", {client.signal} to {client.service}"
+    return f"{client.kind} {host.name}:{file}: restored, read back{signalled}"

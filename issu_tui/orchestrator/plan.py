@@ -177,12 +177,13 @@ def _finalize(spec: phases.Phase, f: _Facts) -> list[PlanStep]:
             fence_planned(config, "old", closed=True), f.db_new,
             *planned(config, "stop-old-services"),
             f"ZooKeeper {_hosts(config.new.zookeeper.hosts)} subtrees "
-            f"{', '.join(config.sync.zk_subtrees)}"],
+            f"{', '.join(config.sync.zk_subtrees)}",
+            *planned(config, "start-new-writers"),
+            "neutron plugin / k8s manager / vCenter plugin config files (abort points them "
+            "back from their .issu-backup)"],
             f"issu finalize {f.option}"),
         PlanStep(spec.name, "; ".join(s.does for s in after), [
-            *planned(config, "start-new-writers"),
-            "neutron plugin / k8s manager / vCenter plugin / collector config files",
-            fence_planned(config, "new", closed=False)],
+            fence_planned(config, "new", closed=False), "collector config files"],
             f"issu finalize {f.option}", point_of_no_return=True,
             notes=[_way_back(config)]),
     ]
