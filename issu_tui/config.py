@@ -403,6 +403,24 @@ def _address_of(host: str) -> str:
         return name.lower()
 
 
+def cluster_addresses(cluster: ClusterConfig) -> set[str]:
+    """Every address a cluster's config names: its controller hosts, api-server, analytics,
+    control nodes, Cassandra, ZooKeeper and RabbitMQ hosts."""
+    hosts = [h.address for h in cluster.controllers]
+    hosts += [cn.address for cn in cluster.control_nodes]
+    hosts += [*cluster.cassandra.hosts, *cluster.zookeeper.hosts, *cluster.rabbit.hosts]
+    for api in (cluster.api_server, cluster.analytics):
+        name = urlparse(api.url).hostname if api else None
+        if name:
+            hosts.append(name)
+    return {_address_of(h) for h in hosts}
+
+
+def same_address(host: str) -> str:
+    """The address a host entry reaches (see `_address_of`)."""
+    return _address_of(host)
+
+
 def _same_hosts(old: list[str], new: list[str]) -> list[str]:
     """Hosts of two lists that reach the same address, whatever their spelling or port."""
     new_addresses = {_address_of(h) for h in new}

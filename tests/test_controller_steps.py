@@ -21,7 +21,9 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.policies import RoundRobinPolicy
 from kazoo.client import KazooClient
 
+from backends.apiserver import ApiServerClient
 from backends.cluster_version import cluster_release
+from backends.node_records import node_records
 from demo.controller import hostctl
 from demo.services import Endpoints
 from issu_tui.config import load_config
@@ -219,6 +221,13 @@ def test_finalize_stops_old_writers_first_and_starts_new_ones_last(
             "the profile's fence step on controller-v1 (fenced)") in messages
     assert ("open-new: new api-server accepts writes: new's api-server opened by the "
             "profile's unfence step on controller-v2 (open)") in messages
+    # old's node records, copied into new by the sync, are gone from new; new's own stay
+    with ApiServerClient(world.api_url("v2"), token=world.admin_token("v2")) as new_api:
+        names = {r.name for r in node_records(new_api, control=False)}
+    assert names == {"v2-config-1", "v2-analytics-1", "v2-database-1"}, names
+    assert any(m.startswith("remove-old-nodes: old node records removed from new: "
+                            f"config-node v1-config-1 ({world.controller_address('v1')})")
+               for m in messages), messages
     status = issu_json(world, "status")
     assert status["verify"]["differences"] == 0 and status["verify"]["checked"] > 0
     # new's schema-transformer took over old's allocations: the same ids in ZooKeeper

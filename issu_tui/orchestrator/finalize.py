@@ -27,6 +27,7 @@ from issu_tui.orchestrator.controllers import (
     stop_new_writers_again,
     stop_old_services,
 )
+from issu_tui.orchestrator.node_cleanup import remove_old_node_records
 from issu_tui.orchestrator.northbound import (
     NorthboundClient,
     load_clients,
@@ -288,6 +289,10 @@ def unpair_new_side(run: FinalizeRun) -> str:
     return unpair(run.ctx, old_side=False)
 
 
+def remove_old_nodes(run: FinalizeRun) -> str:
+    return remove_old_node_records(run.ctx)
+
+
 def repoint_analytics(run: FinalizeRun) -> str:
     if run.no_northbound:
         return "skipped (--no-northbound): the operator re-points the collectors"
@@ -353,6 +358,8 @@ STEPS: tuple[FinalizeStep, ...] = (
     # cluster is fenced and being retired: its copy of the pairing is left alone.
     FinalizeStep("unpair", "remove the old control nodes' bgp-routers from the new cluster",
                  unpair_new_side),
+    FinalizeStep("remove-old-nodes", "remove the old hosts' config/analytics/database node "
+                 "records (copied by the sync) from the new cluster", remove_old_nodes),
     FinalizeStep("analytics", "re-point the collectors' clients at the new analytics "
                  "(SIGHUP)", repoint_analytics),
 )

@@ -13,6 +13,7 @@ from issu_tui.orchestrator import finalize as fin
 from issu_tui.orchestrator import phases
 from issu_tui.orchestrator.approaches import APPROACHES
 from issu_tui.orchestrator.controllers import fence_planned, planned
+from issu_tui.orchestrator.node_cleanup import planned_removal
 from issu_tui.orchestrator.ringplan import (
     SHARED_APPROACHES,
     RingPlanError,
@@ -183,7 +184,8 @@ def _finalize(spec: phases.Phase, f: _Facts) -> list[PlanStep]:
             "back from their .issu-backup)"],
             f"issu finalize {f.option}"),
         PlanStep(spec.name, "; ".join(s.does for s in after), [
-            fence_planned(config, "new", closed=False), "collector config files"],
+            fence_planned(config, "new", closed=False), planned_removal(config),
+            "collector config files"],
             f"issu finalize {f.option}", point_of_no_return=True,
             notes=[_way_back(config)]),
     ]
