@@ -13,10 +13,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -113,14 +114,16 @@ def tls_version(name: str | None) -> ssl.TLSVersion | None:
     return _TLS_VERSIONS[key]
 
 
-def connection(side: RabbitSide, heartbeat: float = 30.0) -> kombu.Connection:
-    """A kombu connection (not yet connected) with publisher confirms."""
+def connection(side: RabbitSide, heartbeat: float = 30.0, *,
+               confirm_publish: bool = True) -> kombu.Connection:
+    """A kombu connection (not yet connected); with `confirm_publish` each publish waits
+    for the broker's confirm (Publisher handles its confirms itself, several at once)."""
     return kombu.Connection(
         ";".join(side.urls()),
         ssl=side.ssl_options(),
         heartbeat=heartbeat,
         connect_timeout=5,
-        transport_options={"confirm_publish": True},
+        transport_options={"confirm_publish": confirm_publish},
         failover_strategy="round-robin",
     )
 
@@ -228,27 +231,50 @@ def delete_issu_queues(side: RabbitSide, queue_name: str,
     return results
 
 
+class PublishNotConfirmed(Exception):
+    """The broker refused (nacked) a message or did not confirm it in time."""
+
+
 class Publisher:
     """Thread-safe publishing with confirms on one side's object-update exchange, with
-    reconnection; `publish` returns only once the broker confirmed, else raises."""
+    reconnection. `publish_many` sends its messages back to back and returns once the broker
+    confirmed every one (one round trip for all of them), else raises: then some may have
+    been routed, and the caller publishes them again (a duplicate notification is harmless).
+    """
 
-    def __init__(self, side: RabbitSide) -> None:
+    def __init__(self, side: RabbitSide, confirm_timeout_s: float = 30.0) -> None:
         self.side = side
+        self.confirm_timeout_s = confirm_timeout_s
         self._lock = threading.Lock()
         self._conn: kombu.Connection | None = None
         self._producer: kombu.Producer | None = None
         self._exchange = object_update_exchange(side)
+        # the channel's delivery tags: the last one sent, the highest confirmed, nacked ones
+        self._sent = self._confirmed = 0
+        self._nacked = 0
 
     def _ensure(self) -> kombu.Producer:
         if self._producer is None:
             # No heartbeats: nothing would answer them between two publishes, and the broker
             # would close an idle connection; a broken one shows at the next publish.
-            conn = connection(self.side, heartbeat=0)
+            conn = connection(self.side, heartbeat=0, confirm_publish=False)
             conn.connect()
-            channel = conn.channel()
+            channel: Channel = conn.channel()
             self._exchange(channel).declare()
+            channel.confirm_select()
+            channel.events["basic_ack"].add(self._on_ack)
+            channel.events["basic_nack"].add(self._on_nack)
+            self._sent = self._confirmed = self._nacked = 0
             self._conn, self._producer = conn, kombu.Producer(channel, exchange=self._exchange)
         return self._producer
+
+    def _on_ack(self, tag: int, multiple: bool) -> None:
+        # the broker confirms in order; `multiple`: every tag up to this one
+        self._confirmed = max(self._confirmed, tag)
+
+    def _on_nack(self, tag: int, multiple: bool) -> None:
+        self._nacked = max(self._nacked, tag)
+        self._confirmed = max(self._confirmed, tag)
 
     def connect(self) -> None:
         """Open the connection now (else the first publish opens it); raises if it cannot."""
@@ -260,14 +286,36 @@ class Publisher:
                 raise
 
     def publish(self, body: Mapping[str, Any]) -> None:
-        payload = json.dumps(body)
+        self.publish_many([body])
+
+    def publish_many(self, bodies: Sequence[Mapping[str, Any]]) -> None:
+        payloads = [json.dumps(body) for body in bodies]
         with self._lock:
             try:
-                self._ensure().publish(payload, content_type="application/json",
-                                       content_encoding="utf-8", delivery_mode=1)
+                producer = self._ensure()
+                first = self._sent + 1
+                for payload in payloads:
+                    producer.publish(payload, content_type="application/json",
+                                     content_encoding="utf-8", delivery_mode=1)
+                    self._sent += 1
+                self._wait_confirmed(first)
             except Exception:
                 self._reset()
                 raise
+
+    def _wait_confirmed(self, first: int) -> None:
+        assert self._conn is not None
+        deadline = time.monotonic() + self.confirm_timeout_s
+        while self._confirmed < self._sent:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise PublishNotConfirmed(f"{self.side.describe()}: "
+                                          f"{self._sent - self._confirmed} message(s) not "
+                                          f"confirmed in {self.confirm_timeout_s:g} s")
+            with contextlib.suppress(socket.timeout):
+                self._conn.drain_events(timeout=left)
+        if self._nacked >= first:
+            raise PublishNotConfirmed(f"{self.side.describe()} refused (nacked) a message")
 
     def _reset(self) -> None:
         conn, self._conn, self._producer = self._conn, None, None

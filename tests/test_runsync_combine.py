@@ -17,8 +17,8 @@ import pytest
 from backends.cassandra.registry import load_registry
 from backends.cassandra.replicator import Replicator
 from backends.cassandra.tables import SyncSettings
+from backends.group_commit import GroupCommit
 from backends.runsync.apply import ObjectApplier
-from backends.runsync.combine import GroupCommit
 from backends.runsync.messages import parse
 from tests import contrail_data as cd
 from tests import test_runsync

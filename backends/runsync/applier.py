@@ -13,8 +13,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
+from backends.group_commit import GroupCommit
 from backends.rabbit import Publisher, RabbitSide
 from backends.runsync.apply import ApplyResult, ObjectApplier
 from backends.runsync.messages import BadMessage, Change, parse, translate
@@ -23,6 +26,8 @@ from backends.runsync.options import RunSyncOptions
 from backends.runsync.retry import TRANSIENT, Backoff
 
 log = logging.getLogger(__name__)
+
+MAX_PUBLISH_GROUP = 200  # messages published back to back before one wait for confirms
 
 
 @dataclass
@@ -34,17 +39,19 @@ class Outcome:
 
 
 class ChangeApplier:
-    """Applies and republishes; safe to call from several lanes at once (each lane thread
-    publishes through a connection of its own: no lock shared by lanes)."""
+    """Applies and republishes; safe to call from several lanes at once. The lanes publish
+    through one connection: what they publish at the same moment goes back to back and is
+    confirmed by the broker together (a group commit, as their Cassandra requests), each lane
+    still waiting for its own messages' confirm before it reports them applied."""
 
     def __init__(self, objects: ObjectApplier, new_rabbit: RabbitSide,
                  options: RunSyncOptions, metrics: RunSyncMetrics,
                  stop: threading.Event) -> None:
         self.objects, self.new_rabbit = objects, new_rabbit
         self.options, self.metrics, self.stop = options, metrics, stop
-        self._publishers: list[Publisher] = []
-        self._publishers_lock = threading.Lock()
-        self._local = threading.local()
+        self._publisher = Publisher(new_rabbit)
+        self._publishes: GroupCommit[Mapping[str, Any], None] = GroupCommit(
+            self._publish_group, fits=lambda bodies: len(bodies) <= MAX_PUBLISH_GROUP)
 
     def process(self, bodies: list[bytes | str], *, thorough: bool = False) -> list[Outcome]:
         """Apply the messages of one object (queued in this order) with one re-read and
@@ -121,7 +128,7 @@ class ChangeApplier:
         backoff = Backoff(opts.backoff_initial_s, opts.backoff_max_s)
         while True:
             try:
-                self._publisher().publish(out_body)
+                self._publishes.call(out_body)
                 break
             except Exception as exc:  # the new broker is down: the change waits
                 log.warning("republishing on %s failed: %s (retrying)",
@@ -135,24 +142,17 @@ class ChangeApplier:
             self.metrics.observe_lag(time.time() - result.newest_writetime / 1e6)
         return Outcome("applied", result=result)
 
+    def _publish_group(self, bodies: list[Mapping[str, Any]]) -> list[None]:
+        self._publisher.publish_many(bodies)
+        return [None] * len(bodies)
+
     def connect_publisher(self) -> None:
-        """Open the calling lane's publisher connection now, not on its first change: after
-        a start, the first changes would otherwise each wait for a new connection."""
+        """Open the publisher's connection now, not on the first change: after a start,
+        the first changes would otherwise wait for it."""
         try:
-            self._publisher().connect()
+            self._publisher.connect()
         except Exception as exc:  # the broker is down: the first publish retries
             log.debug("publisher not connected ahead: %s", exc)
 
-    def _publisher(self) -> Publisher:
-        publisher: Publisher | None = getattr(self._local, "publisher", None)
-        if publisher is None:
-            publisher = self._local.publisher = Publisher(self.new_rabbit)
-            with self._publishers_lock:
-                self._publishers.append(publisher)
-        return publisher
-
     def close(self) -> None:
-        with self._publishers_lock:
-            publishers, self._publishers = self._publishers, []
-        for publisher in publishers:
-            publisher.close()
+        self._publisher.close()

@@ -35,7 +35,8 @@ from typing import Any
 from backends.cassandra.replicator import CellChanges, ReplaceOutcome, Replicator
 from backends.cassandra.tables import RawRow, TableContext, translate_rows
 from backends.cassandra.translate import Cell
-from backends.runsync.combine import CombinedRequests, Slot
+from backends.group_commit import Slot
+from backends.runsync.combine import CombinedRequests
 from backends.runsync.messages import Change, underscore
 
 CONFIG_DB_UUID = "config_db_uuid"

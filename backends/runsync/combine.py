@@ -18,10 +18,9 @@ several lanes' cells, each with its own writetime.
 from __future__ import annotations
 
 import threading
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, TypeVar
 
 from cassandra import RequestValidationException
 from cassandra.protocol import RequestValidationException as RequestRejected
@@ -30,6 +29,7 @@ from cassandra.query import PreparedStatement
 from backends.cassandra.futures import settle
 from backends.cassandra.replicator import CellChanges, Replicator
 from backends.cassandra.tables import RawRow, TableContext
+from backends.group_commit import GroupCommit, Slot
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -40,101 +40,6 @@ Result = TypeVar("Result")
 MAX_PARTITIONS = 32
 MAX_CELL_PAIRS = 4096
 MAX_WRITE_CELLS = 2000
-
-
-class Slot(Generic[Item, Result]):
-    """One lane's request in a group commit queue."""
-
-    __slots__ = ("done", "error", "item", "owner", "result", "waiting", "wake")
-
-    def __init__(self, owner: GroupCommit[Item, Result], item: Item) -> None:
-        self.owner, self.item = owner, item
-        self.done = self.waiting = False
-        self.result: Result | None = None
-        self.error: BaseException | None = None
-        self.wake = threading.Event()
-
-    def wait(self) -> Result:
-        """The result (this lane may run a group meanwhile); raises the group's failure."""
-        return self.owner.wait(self)
-
-
-class GroupCommit(Generic[Item, Result]):
-    """Requests of one kind. `submit` queues one without blocking; `wait` returns its
-    result. Up to `leaders` groups are in flight; a waiting lane with none in flight for
-    its kind leads: it takes the queue's head, as many as `fits(group)` allows, and runs
-    them with `run(items) -> results`. A failure of the group is every member's failure."""
-
-    def __init__(self, run: Callable[[list[Item]], Sequence[Result]], *,
-                 fits: Callable[[list[Item]], bool], leaders: int = 1) -> None:
-        self._run, self._fits, self._max_leaders = run, fits, leaders
-        self._lock = threading.Lock()
-        self._queue: deque[Slot[Item, Result]] = deque()
-        self._leaders = 0
-        self.requests = 0   # groups run (each one request or one set of batches)
-        self.items = 0      # items they carried
-
-    def submit(self, item: Item) -> Slot[Item, Result]:
-        slot: Slot[Item, Result] = Slot(self, item)
-        with self._lock:
-            self._queue.append(slot)
-        return slot
-
-    def wait(self, slot: Slot[Item, Result]) -> Result:
-        while True:
-            with self._lock:
-                if slot.done:
-                    break
-                if self._leaders >= self._max_leaders or not self._queue:
-                    slot.waiting = True
-                    slot.wake.clear()
-                    group = None
-                else:
-                    self._leaders += 1
-                    group = self._take()
-            if group is None:
-                slot.wake.wait()
-                continue
-            self._lead(group)
-        if slot.error is not None:
-            raise slot.error
-        # _lead set the result of every member when the group did not fail; a cast, not a
-        # None check: Result may itself be None (writes)
-        return cast(Result, slot.result)
-
-    def call(self, item: Item) -> Result:
-        return self.wait(self.submit(item))
-
-    def _take(self) -> list[Slot[Item, Result]]:
-        group = [self._queue.popleft()]
-        items = [group[0].item]
-        while self._queue and self._fits([*items, self._queue[0].item]):
-            items.append(self._queue[0].item)
-            group.append(self._queue.popleft())
-        return group
-
-    def _lead(self, group: list[Slot[Item, Result]]) -> None:
-        try:
-            results = self._run([slot.item for slot in group])
-            for slot, result in zip(group, results, strict=True):
-                slot.result = result
-        except BaseException as exc:  # the whole group failed: each member retries its own
-            for slot in group:
-                slot.error = exc
-        with self._lock:
-            self.requests += 1
-            self.items += len(group)
-            self._leaders -= 1
-            for slot in group:
-                slot.done = True
-                if slot.waiting:
-                    slot.wake.set()
-            # someone already waiting leads the next group (a queued request whose lane has
-            # not waited yet is taken by whoever leads next)
-            for queued in self._queue:
-                if queued.waiting:
-                    queued.wake.set()
-                    break
 
 
 @dataclass(frozen=True)

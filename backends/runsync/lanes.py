@@ -39,12 +39,11 @@ class Lanes:
         self._pending: dict[str, list[tuple[Delivered, int]]] = {}
         self._pending_lock = threading.Lock()
 
-    def connect_publishers(self, *, wait: bool = False) -> None:
-        """Each lane opens its publisher's connection (`wait`: until every lane tried)."""
-        futures = [lane.submit(self.applier.connect_publisher) for lane in self._lanes]
+    def connect_publisher(self, *, wait: bool = False) -> None:
+        """The lanes' publisher opens its connection (`wait`: until it tried)."""
+        future = self._lanes[0].submit(self.applier.connect_publisher)
         if wait:
-            for future in futures:
-                future.result()
+            future.result()
 
     def dispatch(self, key: str | None, message: Delivered, gen: int) -> None:
         """Into the object's lane; a message for an object that already has one waiting

@@ -103,7 +103,7 @@ def serve_pipe(spec: WorkerSpec, pipe: Pipe) -> None:
     applier = ChangeApplier(objects, spec.new_rabbit, options, metrics, stop)
     done: DoneQueue = queue.Queue()
     lanes = Lanes(applier, options.concurrency, done, stride=options.lane_stride)
-    lanes.connect_publishers(wait=True)  # every lane connected (or tried) before "ready"
+    lanes.connect_publisher(wait=True)  # connected (or tried) before "ready"
     with contextlib.suppress(OSError, ValueError):
         pipe.send(("ready",))
     sender = threading.Thread(target=_send_results, args=(pipe, done, metrics, objects),

@@ -52,6 +52,7 @@ from backends.rabbit import (
     queue_depth,
     queue_exists,
 )
+from backends.runsync.acks import AckWindow
 from backends.runsync.applier import ChangeApplier, Outcome
 from backends.runsync.apply import CONFIG_DB_UUID, ObjectApplier
 from backends.runsync.lanes import Delivered, DoneQueue, Lanes
@@ -254,7 +255,7 @@ class ReplayService:
         lanes = None
         if self.applier is not None:  # no apply processes: the lanes run here
             lanes = Lanes(self.applier, opts.concurrency, self._done, stride=opts.lane_stride)
-            lanes.connect_publishers()
+            lanes.connect_publisher()
         try:
             while not self.stop.is_set():
                 conn = connection(self.old_rabbit)
@@ -289,8 +290,10 @@ class ReplayService:
         quarantine = quarantine_queue(opts.queue_name)(channel)
         quarantine.declare()
         producer = kombu.Producer(channel)
+        window = AckWindow(lambda tag, multiple: channel.basic_ack(tag, multiple=multiple))
 
         def on_message(message: Any) -> None:
+            window.delivered(message.delivery_tag)
             self._in_flight += 1
             self.metrics.in_flight.set(self._in_flight)
             key = object_key(message.body)
@@ -313,7 +316,7 @@ class ReplayService:
             with contextlib.suppress(socket.timeout):
                 conn.drain_events(timeout=0.05)
             conn.heartbeat_check()
-            self._finish_done(gen, producer)
+            self._finish_done(gen, producer, window)
             now = time.monotonic()
             if now - last_periodic >= opts.counters_interval_s:
                 last_periodic = now
@@ -333,14 +336,19 @@ class ReplayService:
             self._pool.stop()
         deadline = time.monotonic() + 300
         while self._in_flight > 0 and time.monotonic() < deadline:
-            self._finish_done(gen, producer, wait=0.1)
-        self._finish_done(gen, producer)
+            self._finish_done(gen, producer, window, wait=0.1)
+        self._finish_done(gen, producer, window)
+        window.flush(everything=True)
 
-    def _finish_done(self, gen: int, producer: kombu.Producer, wait: float = 0.0) -> None:
+    def _finish_done(self, gen: int, producer: kombu.Producer, window: AckWindow,
+                     wait: float = 0.0) -> None:
+        """Act on the outcomes the lanes reported; the acknowledgements go together
+        (acks.py)."""
         while True:
             try:
                 item = self._done.get(timeout=wait) if wait else self._done.get_nowait()
             except queue.Empty:
+                window.flush()
                 return
             wait = 0.0
             if item is None:
@@ -353,12 +361,13 @@ class ReplayService:
             if message_gen != gen:
                 continue  # delivered on a connection since lost: the broker redelivers it
             if outcome.kind == "applied":
-                message.ack()
+                window.finished(message.delivery_tag)
             elif outcome.kind == "quarantine":
                 self._quarantine(message, outcome, producer)
-                message.ack()
+                window.finished(message.delivery_tag)
             elif outcome.kind == "requeue":
                 message.requeue()
+                window.settled(message.delivery_tag)
             # "abandoned" (stopping before it started): left unacknowledged, redelivered
 
     def _quarantine(self, message: Any, outcome: Outcome, producer: kombu.Producer) -> None:
