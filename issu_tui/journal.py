@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backends.group_commit import GroupCommit
 from issu_tui.orchestrator.phases import PHASE_NAMES
 
 # Compute states as the executor records them.
@@ -264,6 +265,10 @@ class Intent:
     result: str
 
 
+# compute, at, step, command, exit_code, duration_s, stdout, stderr
+_CommandRow = tuple[str, float, str, str, int | None, float, str, str]
+
+
 class Journal:
     """One connection to the journal; safe to share between threads of one process."""
 
@@ -276,6 +281,9 @@ class Journal:
         self._ready = False
         self._seq_ready = False
         self._closed = False
+        # command records of several threads, one transaction (see record_command)
+        self._commands: GroupCommit[_CommandRow, None] = GroupCommit(
+            self._insert_commands, fits=lambda rows: len(rows) <= 256)
         if read_only:
             if not path.exists():
                 raise JournalError(f"{path}: no journal here yet (has an upgrade been planned?)")
@@ -583,13 +591,23 @@ class Journal:
 
     def record_command(self, compute: str, step: str, command: str, exit_code: int | None,
                        duration_s: float, stdout: str, stderr: str) -> None:
+        """Durable when it returns. The computes' threads record a step each at about the
+        same moment: the records waiting while one transaction commits go in the next one
+        together (one fsync for all, not one each)."""
         limit = 64 * 1024  # keep the tail: that is where errors are
+        row = (compute, time.time(), step, self._clean(command), exit_code, duration_s,
+               self._clean(stdout[-limit:]), self._clean(stderr[-limit:]))
+        if self._db.in_transaction:  # (maybe this thread's own: joined, not queued)
+            self._insert_commands([row])
+        else:
+            self._commands.call(row)
+
+    def _insert_commands(self, rows: list[_CommandRow]) -> list[None]:
         with self.transaction() as db:
-            db.execute(
+            db.executemany(
                 "INSERT INTO command_output (compute, at, step, command, exit_code, duration_s,"
-                " stdout, stderr) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (compute, time.time(), step, self._clean(command), exit_code, duration_s,
-                 self._clean(stdout[-limit:]), self._clean(stderr[-limit:])))
+                " stdout, stderr) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return [None] * len(rows)
 
     def command_output(self, compute: str, limit: int = 50) -> list[dict[str, Any]]:
         rows = self._query("SELECT * FROM command_output WHERE compute = ? ORDER BY id DESC "

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,32 @@ def test_secrets_never_reach_the_journal(tmp_path: Path) -> None:
     if wal.exists():
         raw += wal.read_bytes()
     assert b"hunter2-password" not in raw
+
+
+def test_commands_recorded_by_many_threads_at_once_are_all_there(tmp_path: Path) -> None:
+    """Records waiting while one commits go in the next transaction together: each one is
+    in the journal, with its own step and output, seen by a reader of the file."""
+    journal = Journal.open(tmp_path)
+    names = [f"c{i}" for i in range(40)]
+    for name in names:
+        journal.upsert_compute(name, "127.0.0.5")
+
+    def record(name: str) -> None:
+        for step in ("probe", "install", "health"):
+            journal.record_command(name, step, f"run {step}", 0, 0.1, f"{name} {step}", "")
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        list(pool.map(record, names))
+    # and one inside an outer transaction of the same thread joins it (no deadlock)
+    with journal.transaction():
+        journal.record_command("c0", "gap", "run gap", 0, 0.1, "c0 gap", "")
+    reader = Journal(tmp_path / "journal.db", read_only=True)
+    for name in names:
+        assert [(r["step"], r["stdout"]) for r in reader.command_output(name)][:3] == [
+            (step, f"{name} {step}") for step in ("probe", "install", "health")]
+    assert reader.command_output("c0")[-1]["stdout"] == "c0 gap"
+    reader.close()
+    journal.close()
 
 
 @pytest.mark.parametrize("secret", ['p"ss\\w0rd', "s\u00e9cret-pw", "tab\tsecret"])
