@@ -308,6 +308,9 @@ def main() -> int:
                         help="py-spy record of run-sync's drain (its processes, on-CPU "
                              "samples, collapsed stacks) into this file, summarised in the "
                              "report")
+    parser.add_argument("--profile-gil", action="store_true",
+                        help="with --profile: only the thread holding the GIL (run-sync's own "
+                             "Python CPU; a loaded box shows waiting threads as on-CPU)")
     parser.add_argument("--hog", type=int, default=0, metavar="N",
                         help="N busy-looping processes beside the run (CPU contention)")
     parser.add_argument("--plot", type=Path, metavar="PNG",
@@ -453,10 +456,10 @@ def backlog(proc: subprocess.Popen[bytes], gen: Generator, n: int, threads: int)
 
 
 def drain(who: str, proc: subprocess.Popen[bytes], ids: list[str], listener: Listener,
-          split: CpuSplit, profile: Path | None = None) -> Drained:
+          split: CpuSplit, profile: Path | None = None, gil: bool = False) -> Drained:
     """Resume `proc` and time its drain of the backlog `ids`, nothing else running
     (`profile`: py-spy records it meanwhile, into that file)."""
-    spy = Recording(proc.pid, profile) if profile else None
+    spy = Recording(proc.pid, profile, gil=gil) if profile else None
     split.start()
     proc.send_signal(signal.SIGCONT)
     took = wait_republished(listener, ids, 1200)
@@ -550,7 +553,8 @@ def run(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
             drains.append(run_ceiling(old.session, replace(new_side, prefix=f"brc{tag}"),
                                       old_prefix, stream, lanes, split))
             ceiling_rate = drains[-1].rate
-            drains.append(drain("run-sync", proc, ids, listener, split, args.profile))
+            drains.append(drain("run-sync", proc, ids, listener, split, args.profile,
+                                 args.profile_gil))
         if args.fractions:
             if not ceiling_rate:
                 raise SystemExit("--fractions needs --drain (the ceiling's rate)")

@@ -11,13 +11,16 @@ from pathlib import Path
 
 
 class Recording:
-    """py-spy sampling `pid` and its subprocesses (on-CPU samples only) until `stop`."""
+    """py-spy sampling `pid` and its subprocesses (on-CPU samples only) until `stop`;
+    `gil`: only the thread holding the GIL (Python's own CPU, without the threads that are
+    runnable but wait for a core or for the GIL, which a loaded box shows as on-CPU)."""
 
-    def __init__(self, pid: int, path: Path, rate: int = 100) -> None:
+    def __init__(self, pid: int, path: Path, rate: int = 100, *, gil: bool = False) -> None:
         self.path = path
         self._proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid), "-o",
-             str(path), "-f", "raw", "-r", str(rate), "--nonblocking", "--subprocesses"],
+             str(path), "-f", "raw", "-r", str(rate), "--nonblocking", "--subprocesses",
+             *(["--gil"] if gil else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def stop(self) -> None:
