@@ -23,7 +23,10 @@ class Slot(Generic[Item, Result]):
         self.done = self.waiting = False
         self.result: Result | None = None
         self.error: BaseException | None = None
-        self.wake = threading.Event()
+        # a bare lock held from the start: the lane blocks acquiring it, a waker releases it
+        # (cheaper than an Event: no Condition, no waiter lock per wait)
+        self.wake = threading.Lock()
+        self.wake.acquire()
 
     def wait(self) -> Result:
         """The result (this lane may run a group meanwhile); raises the group's failure."""
@@ -57,14 +60,14 @@ class GroupCommit(Generic[Item, Result]):
                 if slot.done:
                     break
                 if self._leaders >= self._max_leaders or not self._queue:
+                    # released exactly once, by whoever sets `waiting` back to False
                     slot.waiting = True
-                    slot.wake.clear()
                     group = None
                 else:
                     self._leaders += 1
                     group = self._take()
             if group is None:
-                slot.wake.wait()
+                slot.wake.acquire()
                 continue
             self._lead(group)
         if slot.error is not None:
@@ -99,10 +102,12 @@ class GroupCommit(Generic[Item, Result]):
             for slot in group:
                 slot.done = True
                 if slot.waiting:
-                    slot.wake.set()
+                    slot.waiting = False
+                    slot.wake.release()
             # someone already waiting leads the next group (a queued request whose lane has
             # not waited yet is taken by whoever leads next)
             for queued in self._queue:
                 if queued.waiting:
-                    queued.wake.set()
+                    queued.waiting = False
+                    queued.wake.release()
                     break
