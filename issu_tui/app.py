@@ -110,7 +110,8 @@ class IssuApp(App[int]):
         self.watch_terminal = watch_terminal
         self.executor = executor
         self.state = ConsoleState(read_only=backend.read_only,
-                                  read_only_reason=backend.options.read_only_reason)
+                                  read_only_reason=backend.options.read_only_reason,
+                                  clock=backend.options.clock)
         self.refreshes = 0           # applied snapshots (tests and benchmarks wait on it)
         self.analytics_polls = 0
         self.last_poll_error: str | None = None
@@ -233,14 +234,24 @@ class IssuApp(App[int]):
 
     def _apply_analytics(self, snap: AnalyticsSnapshot | None, error: str | None) -> None:
         try:
+            # A failed poll keeps the last answer on screen, said to be stale (with its age);
+            # agents' states no analytics-api confirmed this time are marked so in the grid.
             self.state.analytics = snap if snap is not None else self.state.analytics
             self.state.analytics_error = error
+            if snap is None:
+                failed = True
+                agents: dict[str, str] = {}
+            else:
+                failed = not all(c.ok for c in snap.clusters.values())
+                agents = {name: report.agent_state for name, report in snap.computes.items()}
+                for name, cluster in snap.clusters.items():
+                    if cluster.ok:
+                        self.state.analytics_answered_at[name] = cluster.fetched_at
             screen = self.console_screen
-            agents_moved = bool(snap is not None and self.state.computes.apply_agents(
-                {name: report.agent_state for name, report in snap.computes.items()}))
+            agents_moved = bool(self.state.computes.apply_agents(agents, failed=failed))
             if screen is not None and screen.is_mounted:
                 screen.show_analytics()
-                if agents_moved:
+                if agents_moved or failed:
                     screen.show_computes()
             self.analytics_polls += 1
         finally:

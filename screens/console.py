@@ -157,7 +157,7 @@ class DashboardScreen(ConsoleScreen):
             self.query_one(PhasePane).show(self.state.snapshot, wide=self._wide())
 
     def show_analytics(self) -> None:
-        self.query_one(AnalyticsSummary).show(self.state.analytics, self.state.analytics_error)
+        self.query_one(AnalyticsSummary).show(self.state)
 
 
 class PhaseScreen(ConsoleScreen):
@@ -237,8 +237,9 @@ class AnalyticsScreen(ConsoleScreen):
         self.query_one("#consolidated").focus()
 
     def show_analytics(self) -> None:
-        self.query_one(AnalyticsSummary).show(self.state.analytics, self.state.analytics_error)
-        self.query_one(AnalyticsDetail).show(self.state.analytics, self.state.analytics_error)
+        self.query_one(AnalyticsSummary).show(self.state)
+        self.query_one(AnalyticsDetail).show(self.state.analytics, self.state.analytics_error,
+                                             self.state.analytics_age())
 
 
 class ComputesScreen(ConsoleScreen):

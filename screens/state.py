@@ -5,7 +5,8 @@ Screens render from here; only the App writes the data fields (from its workers'
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from issu_tui.console_api import AnalyticsSnapshot, ConsoleSnapshot
@@ -20,6 +21,8 @@ class ConsoleState:
     snapshot: ConsoleSnapshot | None = None
     analytics: AnalyticsSnapshot | None = None
     analytics_error: str | None = None
+    # per cluster, when its analytics-api last answered (what is shown of it is from then)
+    analytics_answered_at: dict[str, float] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     marks: set[str] = field(default_factory=set)
     computes: ComputeStore = field(default_factory=ComputeStore)  # every compute, by name
@@ -28,6 +31,7 @@ class ConsoleState:
     read_only: bool = False
     read_only_reason: str = ""
     status: str = ""      # READ-ONLY, refresh paused, poll errors: shown on every screen
+    clock: Callable[[], float] = time.time  # the backend's (tests pin it)
     generation: int = 0  # bumped on every new snapshot, so screens skip what they have
 
     def add_events(self, new: list[Event] | tuple[Event, ...]) -> None:
@@ -42,6 +46,12 @@ class ConsoleState:
             return
         self.computes.apply(rows)
         self.compute_seq = seq
+
+    def analytics_age(self) -> float | None:
+        """How old the analytics on screen are when the last poll failed (None: current)."""
+        if self.analytics is None or self.analytics_error is None:
+            return None
+        return max(0.0, self.clock() - self.analytics.fetched_at)
 
     @property
     def last_event_id(self) -> int:

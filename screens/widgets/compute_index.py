@@ -32,9 +32,12 @@ COLUMNS = (
 COLUMN_KEYS = tuple(key for key, _ in COLUMNS)
 FILTER_FIELDS = ("name", "state", "version", "cluster", "agent", "address")
 EXACT_FIELDS = {"addr": "address"}  # `addr:127.24.1.1` is that address, not 127.24.1.10
+# After an agent's state that analytics no longer confirm (their poll failed): the last
+# answer, not the present.
+STALE_MARK = "?"
 # The widest value each column can take, so that no column widens while the upgrade runs:
 # every state and agent state, a gap up to 9999ms, batches up to 9999.
-WIDEST = {"state": "rolling-back", "agent": "Non-Functional", "gap": "9999ms",
+WIDEST = {"state": "rolling-back", "agent": "Non-Functional" + STALE_MARK, "gap": "9999ms",
           "batch": "9999", "cluster": "unknown"}
 # `S` cycles the grid's order through these (name is natural order: cmp-2 before cmp-10).
 SORTS = ("name", "state", "version", "cluster", "gap")
@@ -155,13 +158,26 @@ class ComputeStore:
             self._log.append((self.version, tuple(changed)))
         return tuple(changed)
 
-    def apply_agents(self, agents: Mapping[str, str]) -> tuple[str, ...]:
-        """The agents' states from the analytics; returns the names whose state changed."""
-        self._agents = {name: state for name, state in agents.items() if state}
+    def apply_agents(self, agents: Mapping[str, str], *,
+                     failed: bool = False) -> tuple[str, ...]:
+        """The agents' states from the analytics; returns the names whose state changed.
+        `failed`: an analytics-api did not answer, so the agents it said nothing of keep
+        their last state, marked stale (`Functional?`), rather than passing for current."""
+        fresh = {name: state for name, state in agents.items() if state}
+        if failed:
+            for name, state in self._agents.items():
+                if name not in fresh:
+                    fresh[name] = state if state.endswith(STALE_MARK) else state + STALE_MARK
+        self._agents = fresh
         moved = [replace(row, agent_state=self._agents[name])
                  for name, row in self.rows.items()
                  if name in self._agents and row.agent_state != self._agents[name]]
         return self.apply(moved)
+
+    @property
+    def stale_agents(self) -> int:
+        """How many agents' states are the last answer, not a current one."""
+        return sum(1 for state in self._agents.values() if state.endswith(STALE_MARK))
 
     def changed_since(self, version: int) -> set[str] | None:
         """Names changed after `version`; None when the log no longer reaches back to it."""

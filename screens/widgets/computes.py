@@ -55,6 +55,9 @@ _MARK_STYLE = Style.parse("bold cyan")
 _SORTED_STYLE = Style.parse("underline")
 _PLAIN = Style()
 LINE_CACHE = 256  # rendered rows kept: a few screens' worth
+# Narrower than every column, the grid leaves columns out in this order (the detail screen,
+# enter, shows them all; filters still match them), then scrolls sideways.
+DROP_ORDER = ("last", "address", "batch", "gap", "cluster")
 
 
 class _ShownRows(Mapping[RowKey, ComputeRow]):
@@ -167,6 +170,8 @@ class ComputeGrid(ScrollView, can_focus=True):
         self.cursor_row = 0
         self._hover_row: int | None = None
         self._widths: list[int] = []
+        self._columns: tuple[int, ...] = tuple(range(len(COLUMNS)))  # the columns shown
+        self._table_width = 0
         self._drawn_marks: dict[int, tuple[str, bool]] = {}  # screen line -> what it shows
         self._styles: tuple[Style, Style, Style, Style] | None = None
         self._lines: dict[tuple[object, ...], Strip] = {}  # rendered rows, by what they show
@@ -208,12 +213,12 @@ class ComputeGrid(ScrollView, can_focus=True):
     def _after_change(self, current: str | None, moved: bool, changed: set[str]) -> None:
         if self.store.widths != self._widths:
             self._widths = list(self.store.widths)
-            self._widths_drawn += 1
+            self._fit_columns()
             moved = True
         if not moved:
             self._refresh_names(changed)
             return
-        self.virtual_size = Size(self.store.table_width, len(self.view) + 1)
+        self.virtual_size = Size(self._table_width, len(self.view) + 1)
         index = self.view.index(current)
         if index is not None and index != self.cursor_row:
             # the row under the cursor keeps its place on screen while others come and go
@@ -283,8 +288,36 @@ class ComputeGrid(ScrollView, can_focus=True):
         elif self.cursor_row >= top + height:
             self.scroll_to(y=self.cursor_row - height + 1, animate=animate, force=True)
 
+    def _fit_columns(self) -> bool:
+        """Leave out columns (DROP_ORDER) until the rest fit the width; True if that changed
+        what is shown."""
+        width = self.scrollable_content_region.width or self.size.width
+        shown = list(range(len(COLUMNS)))
+        widths = self._widths or [0] * len(COLUMNS)
+
+        def total() -> int:
+            return sum(widths[i] + 2 for i in shown)
+
+        for key in DROP_ORDER:
+            if not width or total() <= width:
+                break
+            shown.remove(COLUMN_KEYS.index(key))
+        columns, table_width = tuple(shown), total()
+        if (columns, table_width) == (self._columns, self._table_width):
+            return False
+        self._columns, self._table_width = columns, table_width
+        self._widths_drawn += 1
+        return True
+
+    @property
+    def columns_shown(self) -> tuple[str, ...]:
+        return tuple(COLUMN_KEYS[i] for i in self._columns)
+
     def on_resize(self, event: events.Resize) -> None:
         self._drawn_marks.clear()  # every line is drawn again at the new size
+        if self._fit_columns():
+            self.virtual_size = Size(self._table_width, len(self.view) + 1)
+            self.refresh()
         self._scroll_cursor_into_view()
 
     def _keyboard(self) -> None:
@@ -494,13 +527,14 @@ class ComputeGrid(ScrollView, can_focus=True):
 
     def _header_segments(self, header: Style, width: int) -> list[Segment]:
         segments = []
-        for column, ((key, label), cell_width) in enumerate(zip(COLUMNS, self._widths,
-                                                                 strict=True)):
+        for column in self._columns:
+            key, label = COLUMNS[column]
+            cell_width = self._widths[column]
             style = header + Style.from_meta({"row": -1, "column": column})
             if key == self.view.sort and key != "name":
                 style += _SORTED_STYLE
             segments.append(Segment(" " + label.ljust(cell_width)[:cell_width] + " ", style))
-        remaining = max(0, width - self.store.table_width)
+        remaining = max(0, width - self._table_width)
         segments.append(Segment(" " * remaining, header + Style.from_meta(
             {"row": -1, "column": 0, "out_of_bounds": True})))
         return segments
@@ -512,7 +546,8 @@ class ComputeGrid(ScrollView, can_focus=True):
         post = Style.from_color(component.color, component.bgcolor)
         segments = []
         cells = cells_of(row, marked)
-        for column, (text, cell_width) in enumerate(zip(cells, self._widths, strict=True)):
+        for column in self._columns:
+            text, cell_width = cells[column], self._widths[column]
             pre = base + Style.from_meta({"row": index, "column": column}) + component
             pad = pre + post
             if column == 0:
@@ -528,7 +563,7 @@ class ComputeGrid(ScrollView, can_focus=True):
             else:
                 segments += [Segment(" ", pad), Segment(text, pre + own + post),
                              Segment(fill, pad)]
-        remaining = max(0, width - self.store.table_width)
+        remaining = max(0, width - self._table_width)
         segments.append(Segment(" " * remaining, base + component + Style.from_meta(
             {"row": index, "column": 0, "out_of_bounds": True})))
         return segments
@@ -579,6 +614,9 @@ class ComputePanel(Vertical):
             text += f" · by {grid.view.sort}"
         if terms:
             text += f" · filter: {terms}"
+        stale = self._store.stale_agents
+        if stale:  # their analytics-api did not answer the last poll
+            text += f" · {stale} agent{'s' if stale != 1 else ''} stale (?)"
         if self.border_subtitle == text:
             return
         width, height = self.outer_size

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -25,6 +27,7 @@ from screens.format import (
     number,
     seconds,
 )
+from screens.state import ConsoleState
 
 STEP_MARKS = {"done": ("✓", "green"), "current": ("▶", "bold yellow"),
               "pending": ("·", "dim"), "skipped": ("✗", "red")}
@@ -208,11 +211,21 @@ def _to_copy(table: TableCount) -> str:
     return f"{number(left)} slices" if table.slices_total else "-"
 
 
-def analytics_summary(snap: AnalyticsSnapshot | None, error: str | None) -> Group:
+def analytics_summary(snap: AnalyticsSnapshot | None, error: str | None, *,
+                      age_s: float | None = None,
+                      answered_at: Mapping[str, float] | None = None,
+                      now: float = 0.0) -> Group:
+    """Both clusters in a few lines. After a failed poll (`age_s`: how old what is shown
+    is) the first line says so and the rest is dimmed: old data never passes for current."""
     if snap is None:
         return Group(Text(error or "no analytics-api configured (old/new.analytics.url)",
                           style="dim"))
     lines = []
+    if age_s is not None:
+        stale = Text.assemble(("STALE", "bold yellow"), f" {duration(age_s)} old: ",
+                              error or "")
+        stale.no_wrap, stale.overflow = True, "ellipsis"
+        lines.append(stale)
     for name, cluster in snap.clusters.items():
         if cluster.ok:
             alarms = len(cluster.alarms)
@@ -222,8 +235,10 @@ def analytics_summary(snap: AnalyticsSnapshot | None, error: str | None) -> Grou
                 Text(f"{alarms} alarm{'s' if alarms != 1 else ''}",
                      style="red" if alarms else "")))
         else:
+            last = (answered_at or {}).get(name)
+            since = f" (answered {duration(now - last)} ago)" if last is not None else ""
             lines.append(Text.assemble((f"{name} ", "bold"), ("✗ ", "red"),
-                                       Text(cluster.error or "", style="red")))
+                                       Text((cluster.error or "") + since, style="red")))
     per: dict[str, int] = {}
     for report in snap.computes.values():
         per[report.reports_to or "none"] = per.get(report.reports_to or "none", 0) + 1
@@ -233,12 +248,18 @@ def analytics_summary(snap: AnalyticsSnapshot | None, error: str | None) -> Grou
     lines.append(Text.assemble(("alarms: ", "bold"), f"{len(snap.alarms)} merged  ",
                                Text(f"{critical} critical", style="bold red")
                                if critical else ""))
+    if age_s is not None:
+        for line in lines[1:]:
+            line.stylize("dim")
     return Group(*lines)
 
 
 class AnalyticsSummary(Static):
-    def show(self, snap: AnalyticsSnapshot | None, error: str | None) -> None:
-        self.update(analytics_summary(snap, error))
+    def show(self, state: ConsoleState) -> None:
+        self.update(analytics_summary(state.analytics, state.analytics_error,
+                                      age_s=state.analytics_age(),
+                                      answered_at=state.analytics_answered_at,
+                                      now=state.clock()))
 
 
 def _vrouter_table(snap: AnalyticsSnapshot, cluster: str) -> Table:
@@ -279,7 +300,8 @@ class AnalyticsDetail(Vertical):
                            ("type", "Alarm"), ("description", "Description")):
             alarms.add_column(label, key=key)
 
-    def show(self, snap: AnalyticsSnapshot | None, error: str | None) -> None:
+    def show(self, snap: AnalyticsSnapshot | None, error: str | None,
+             age_s: float | None = None) -> None:
         old = self.query_one("#analytics-old", Static)
         new = self.query_one("#analytics-new", Static)
         if snap is None:
@@ -290,6 +312,8 @@ class AnalyticsDetail(Vertical):
         for widget, name in ((old, names[0] if names else ""),
                              (new, names[1] if len(names) > 1 else "")):
             widget.border_title = f"{name} cluster" if name else ""
+            if name and age_s is not None:
+                widget.border_title += f" (STALE, {duration(age_s)} old)"
             widget.update(_vrouter_table(snap, name) if name else "")
         consolidated = self.query_one("#consolidated", DataTable)
         alarms = self.query_one("#alarms", DataTable)

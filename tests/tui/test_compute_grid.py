@@ -160,3 +160,33 @@ async def test_home_end_pages_move_the_cursor_and_s_cycles_the_order(fleet, tmp_
         assert grid.current_name() == "compute-1"  # the cursor stays on its compute
         await pilot.press("S", "S", "S", "S")  # version, cluster, gap, back to name
         assert grid.view.sort == "name" and grid.view.shown[:2] == ["compute-1", "compute-2"]
+
+
+async def test_narrow_grid_leaves_out_columns_instead_of_scrolling_sideways(make_app) -> None:
+    """At 80 columns the grid shows what matters without a sideways scroll (Address and
+    Last action are left out; the detail screen has them); wide, every column shows; a
+    resize fits it again."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        grid = app.screen.query_one(ComputeGrid)
+        assert grid.columns_shown == ("mark", "name", "state", "version", "cluster", "agent",
+                                      "gap", "batch")
+        assert grid.virtual_size.width <= grid.scrollable_content_region.width
+        assert grid.max_scroll_x == 0
+        header = grid.render_line(0).text
+        assert "Agent" in header and "Address" not in header
+        await type_filter_addr(pilot, "addr:127.36.1.5")  # a hidden column still filters
+        assert grid.shown() == ["cmp-04"]
+        await pilot.resize_terminal(200, 50)
+        await settle(pilot)
+        grid = app.screen.query_one(ComputeGrid)
+        assert grid.columns_shown[-2:] == ("address", "last")
+        assert "Last action" in grid.render_line(0).text
+
+
+async def type_filter_addr(pilot, text: str) -> None:
+    await pilot.press("slash")
+    pilot.app.screen.query_one("#compute-filter", Input).value = text
+    await pilot.press("enter")
+    await settle(pilot)

@@ -134,7 +134,7 @@ def test_columns_are_as_wide_as_their_widest_value_from_the_start() -> None:
     store = ComputeStore()
     store.apply([row("c-1")])
     widths = dict(zip(COLUMN_KEYS, store.widths, strict=True))
-    assert widths["state"] == len("rolling-back") and widths["agent"] == len("Non-Functional")
+    assert widths["state"] == len("rolling-back") and widths["agent"] == len("Non-Functional?")
     assert widths["gap"] == len("9999ms")
     before = list(store.widths)
     store.apply([row("c-1", "rolling-back", agent_state="Non-Functional", gap_ms=9999.0)])
