@@ -31,6 +31,7 @@ SHOTS = [
     ("compute-detail", (120, 36), ("j", "j", "j", "enter")),
     ("help", (100, 40), ("question_mark",)),
     ("filter", (100, 30), ("slash", *"state:old", "enter")),
+    ("preflight", (100, 30), ("c",)),
 ]
 
 
@@ -39,10 +40,18 @@ async def shoot(name: str, size: tuple[int, int], keys: tuple[str, ...], out: Pa
 
     from issu_tui.app import IssuApp
     from screens.widgets.events import EventTable
-    from tests.tui.tui_world import build_journal, config_for, frozen_analytics, make_backend
+    from tests.tui.tui_world import (
+        add_preflight,
+        build_journal,
+        config_for,
+        frozen_analytics,
+        make_backend,
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         journal = build_journal(Path(tmp), computes=24)
+        if name == "preflight":
+            add_preflight(journal)
         app = IssuApp(make_backend(journal, config_for(Path(tmp))), refresh_interval=3600,
                       analytics_interval=3600)
         async with app.run_test(size=size) as pilot:

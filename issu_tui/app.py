@@ -33,6 +33,7 @@ from issu_tui.console_api import (
     Eligibility,
     EmbeddedExecutor,
     NextStep,
+    PreflightView,
 )
 from issu_tui.rehearsal_view import RehearsalView
 from screens.commands import ConsoleCommands
@@ -49,6 +50,7 @@ from screens.dialogs import (
     TypedResult,
 )
 from screens.format import WIDE_COLUMNS
+from screens.preflight import PreflightScreen
 from screens.rehearsal import RehearsalScreen
 from screens.state import ConsoleState
 from screens.widgets.computes import ComputeGrid
@@ -89,6 +91,9 @@ class IssuApp(App[int]):
                 id="app.abort_not_now"),
         Binding("R", "not_now('runsync')", "Start / stop run-sync (says why not now)",
                 show=False, id="app.runsync_not_now"),
+        # in the footer while the newest preflight did not pass; c opens it any time
+        Binding("c", "preflight_failed", "Checks", id="app.preflight_failed"),
+        Binding("c", "preflight", "Preflight checks", show=False, id="app.preflight"),
         Binding("P", "toggle_executor", "Pause upgrade", show=False, id="app.pause_executor"),
         Binding("p", "pause_refresh", "Pause refresh", show=False, id="app.pause_refresh"),
         Binding("left_square_bracket", "cycle(-1)", "Prev screen", show=False,
@@ -116,7 +121,8 @@ class IssuApp(App[int]):
         self.analytics_polls = 0
         self.last_poll_error: str | None = None
         self._tty_fd: int | None = None
-        self._shown_allowed: frozenset[str] | None = None
+        self._shown_allowed: tuple[frozenset[str], str | None] | None = None
+        self._preflight_seen: int | None = None  # the preflight intent already told of
         self.handover = False  # set when leaving with work in flight and no terminal
         self.state.status = self._sub_title()
 
@@ -210,12 +216,25 @@ class IssuApp(App[int]):
                 # key now and then (about 0.1 s at 5,000 computes).
                 gc.freeze()
             self._update_sub_title()
-            if snap.phase.allowed != self._shown_allowed:
-                self._shown_allowed = snap.phase.allowed
-                self.refresh_bindings()  # u, r, F and X appear only when allowed
+            preflight = snap.preflight.status if snap.preflight is not None else None
+            if (snap.phase.allowed, preflight) != self._shown_allowed:
+                self._shown_allowed = (snap.phase.allowed, preflight)
+                self.refresh_bindings()  # u, r, R, F, X and c appear only when they act
+            self._say_preflight(snap.preflight)
         finally:
             # the next poll is scheduled when this one is done, whatever happened
             self.set_timer(self.refresh_interval, self._poll)
+
+    def _say_preflight(self, view: PreflightView | None) -> None:
+        """A preflight that did not pass, newly finished: say so once, and where to look."""
+        if view is None or view.intent == self._preflight_seen:
+            return
+        first = self._preflight_seen is None and self.refreshes == 1
+        self._preflight_seen = view.intent
+        if view.status != "passed" and not first:
+            self.notify(f"preflight {view.status}: {view.summary}. Press c for every check, "
+                        "what it found and the fix", title="preflight", severity="error",
+                        timeout=20)
 
     def _poll_analytics(self) -> None:
         if self.state.refresh_paused or self._modal_open():
@@ -313,10 +332,33 @@ class IssuApp(App[int]):
 
     # ------------------------------------------------------------------ actions
 
+    def action_preflight(self) -> None:
+        """`c`: the newest preflight run's checks, each with what it found and the fix."""
+        self._load_preflight()
+
+    def action_preflight_failed(self) -> None:
+        self._load_preflight()
+
+    @work(thread=True, group="detail", exit_on_error=False)
+    def _load_preflight(self) -> None:
+        view = self.backend.preflight_results()
+        self.call_from_thread(self._show_preflight, view)
+
+    def _show_preflight(self, view: PreflightView | None) -> None:
+        if view is None:
+            self.notify("no preflight has run yet: n runs it (from phase plan)",
+                        title="preflight")
+            return
+        self.push_screen(PreflightScreen(view))
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("upgrade", "rollback", "finalize", "abort"):
             snap = self.state.snapshot
             return snap is not None and action in snap.phase.allowed
+        if action == "preflight_failed":
+            snap = self.state.snapshot
+            return (snap is not None and snap.preflight is not None
+                    and snap.preflight.status != "passed")
         if action == "runsync":
             snap = self.state.snapshot
             wanted = "running" if parameters == ("stop",) else "held"

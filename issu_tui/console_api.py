@@ -10,6 +10,7 @@ process or headless in `issu daemon`) consumes. A read-only backend refuses ever
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import socket
 import threading
@@ -144,6 +145,76 @@ class SyncView:
 
 
 @dataclass(frozen=True)
+class PreflightCheck:
+    name: str
+    ok: bool
+    severity: str   # error (refuses), warning (reported only)
+    evidence: str   # what the check found
+    fix: str        # what the operator should do about it ('' when it passed)
+
+    @property
+    def result(self) -> str:
+        if self.ok:
+            return "ok"
+        return "warn" if self.severity == "warning" else "FAIL"
+
+
+@dataclass(frozen=True)
+class PreflightView:
+    """The checks of the newest preflight run (a phase intent that ran preflight)."""
+
+    intent: int
+    at: float
+    by: str
+    status: str     # passed, refused (a check failed), failed (it could not run: `error`)
+    checks: tuple[PreflightCheck, ...]
+    error: str = ""
+
+    @property
+    def summary(self) -> str:
+        if not self.checks:
+            return f"preflight failed: {self.error.splitlines()[0] if self.error else '?'}"
+        counts = {r: sum(1 for c in self.checks if c.result == r) for r in ("ok", "FAIL",
+                                                                             "warn")}
+        said = f"{counts['ok']} passed"
+        if counts["FAIL"]:
+            said += f", {counts['FAIL']} failed"
+        if counts["warn"]:
+            said += f", {counts['warn']} warning{'s' if counts['warn'] != 1 else ''}"
+        return said
+
+
+def preflight_view(intents: Sequence[Intent]) -> PreflightView | None:
+    """From the newest finished phase intent that has preflight's checks in its result, or
+    that failed running preflight without any."""
+    for intent in reversed(intents):
+        if intent.kind != "phase" or intent.status not in ("done", "failed"):
+            continue
+        try:
+            result = json.loads(intent.result) if intent.result else {}
+        except ValueError:
+            result = {}
+        if not isinstance(result, dict):
+            continue
+        raw = result.get("checks")
+        if isinstance(raw, list):
+            checks = tuple(
+                PreflightCheck(str(c.get("name", "?")), bool(c.get("ok")),
+                               str(c.get("severity", "error")), str(c.get("detail", "")),
+                               str(c.get("fix", "")))
+                for c in raw if isinstance(c, dict))
+            refused = any(c.result == "FAIL" for c in checks)
+            status = "refused" if refused else ("passed" if intent.status == "done"
+                                                else "failed")
+            return PreflightView(intent.id, intent.at, intent.by, status, checks,
+                                 str(result.get("error", "")))
+        if intent.status == "failed" and intent.args.get("target") == "preflight":
+            return PreflightView(intent.id, intent.at, intent.by, "failed", (),
+                                 str(result.get("error", intent.result)))
+    return None
+
+
+@dataclass(frozen=True)
 class ConsoleSnapshot:
     taken_at: float
     phase: PhaseView
@@ -152,6 +223,7 @@ class ConsoleSnapshot:
     events: tuple[Event, ...]     # new events after the id the caller gave
     pending_intents: tuple[Intent, ...]
     phase_history: tuple[dict[str, Any], ...] = ()
+    preflight: PreflightView | None = None  # the newest preflight run's checks (`c`)
     compute_seq: int = 0          # pass back as `computes_since` in the next snapshot
 
 
@@ -270,7 +342,12 @@ class ConsoleBackend:
                                sync=self.sync_view(), computes=changes.rows, events=events,
                                pending_intents=pending,
                                phase_history=tuple(self.journal.phase_history()[-100:]),
+                               preflight=self.preflight_results(),
                                compute_seq=changes.seq)
+
+    def preflight_results(self) -> PreflightView | None:
+        """Every check of the newest preflight run, with its evidence and fix."""
+        return preflight_view(self.journal.last_intents("phase"))
 
     def _open_intents(self) -> list[Intent]:
         """Intents not finished yet: pending, or running in the executor."""

@@ -795,6 +795,13 @@ class Journal:
         return [Intent(r["id"], r["at"], r["kind"], json.loads(r["args"]), r["status"],
                        r["by"], r["result"]) for r in self._query(sql + " ORDER BY id", args)]
 
+    def last_intents(self, kind: str, limit: int = 20) -> list[Intent]:
+        """The newest `limit` intents of one kind, oldest first."""
+        rows = self._query("SELECT * FROM intents WHERE kind = ? ORDER BY id DESC LIMIT ?",
+                           (kind, limit))
+        return [Intent(r["id"], r["at"], r["kind"], json.loads(r["args"]), r["status"],
+                       r["by"], r["result"]) for r in reversed(rows)]
+
     def finish_intent(self, intent_id: int, status: str, result: str = "") -> None:
         with self.transaction() as db:
             db.execute("UPDATE intents SET status = ?, result = ? WHERE id = ?",

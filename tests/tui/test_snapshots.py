@@ -99,3 +99,12 @@ def glued_words(svg: str) -> list[str]:
 @pytest.mark.parametrize("svg", SVGS, ids=lambda p: p.name)
 def test_no_glued_words(svg: Path) -> None:
     assert glued_words(svg.read_text(encoding="utf-8")) == []
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_preflight_results(snap_compare, make_app, world, size: tuple[int, int]) -> None:
+    """`c`: each check, its result, what it found and the fix, failures first."""
+    from tests.tui.tui_world import add_preflight
+
+    add_preflight(world[0])
+    assert snap_compare(make_app(), terminal_size=size, run_before=prepare(("c",)))

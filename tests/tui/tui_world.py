@@ -140,3 +140,38 @@ def frozen_analytics(journal: Journal) -> AnalyticsSnapshot:
     }
     computes = consolidate(clusters, {"old": {"127.36.0.101"}, "new": {"127.36.0.102"}})
     return AnalyticsSnapshot(clusters, computes, alarms, NOW)
+
+
+PREFLIGHT_CHECKS = [
+    {"name": "versions", "ok": True, "severity": "error",
+     "detail": "old 4.1.0 -> new 5.0.0: a supported path", "fix": ""},
+    {"name": "cassandra old", "ok": True, "severity": "error",
+     "detail": "3/3 nodes up, quorum holds with 1 down", "fix": ""},
+    {"name": "disk new 127.36.0.12", "ok": False, "severity": "error",
+     "detail": "12.0 GiB free under /var/lib/cassandra; the copy needs 18.4 GiB "
+               "(config_db_uuid 9.2 GiB x 2)",
+     "fix": "free 6.4 GiB on 127.36.0.12 (nodetool clearsnapshot) or add disk, then run "
+            "preflight again"},
+    {"name": "ssh cmp-07", "ok": False, "severity": "error",
+     "detail": "host key for 127.36.1.8 not in known_hosts (/etc/issu/known_hosts)",
+     "fix": "ssh-keyscan -t ed25519 127.36.1.8 >> /etc/issu/known_hosts after checking its "
+            "fingerprint"},
+    {"name": "writers on new", "ok": False, "severity": "warning",
+     "detail": "contrail-api runs on 127.36.0.22 (new)", "fix": "pre-sync stops it"},
+    {"name": "analytics", "ok": True, "severity": "error",
+     "detail": "both analytics-api answer (old 12 vrouters, new 0)", "fix": ""},
+]
+
+
+def add_preflight(journal: Journal, *, passed: bool = False) -> int:
+    """A finished preflight run (as the executor records it), at a fixed time."""
+    import json
+
+    checks = [dict(c, ok=True) for c in PREFLIGHT_CHECKS] if passed else PREFLIGHT_CHECKS
+    intent = journal.add_intent("phase", {"target": "preflight"}, "tui:alice@ops1")
+    result = {"ok": True, "phase": "preflight", "done": [], "checks": checks} if passed else \
+        {"ok": False, "error": "preflight refused: 2 checks", "checks": checks}
+    journal.finish_intent(intent, "done" if passed else "failed", json.dumps(result))
+    with journal.transaction() as db:
+        db.execute("UPDATE intents SET at = ? WHERE id = ?", (T0 + 600, intent))
+    return intent
