@@ -172,6 +172,5 @@ def add_preflight(journal: Journal, *, passed: bool = False) -> int:
     result = {"ok": True, "phase": "preflight", "done": [], "checks": checks} if passed else \
         {"ok": False, "error": "preflight refused: 2 checks", "checks": checks}
     journal.finish_intent(intent, "done" if passed else "failed", json.dumps(result))
-    with journal.transaction() as db:
-        db.execute("UPDATE intents SET at = ? WHERE id = ?", (T0 + 600, intent))
+    pin_times(journal)  # the intent and the events it wrote too
     return intent
