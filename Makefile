@@ -61,7 +61,7 @@ fuzz: venv
 # (then it says so and how to stop it).
 demo: install
 	@trap '$(PY) -m demo.console_exit --net $(DEMO_NET)' EXIT; \
-	$(VENV)/bin/issu demo up --net $(DEMO_NET) --console
+	$(VENV)/bin/issu demo up --net $(DEMO_NET) --containers-if-possible --console
 
 demo-down: venv
 	$(VENV)/bin/issu demo down --net $(DEMO_NET)

@@ -62,13 +62,21 @@ def demo() -> None:
               help="v1 starts from this config database snapshot (db_json_exim.py format, "
                    "or `issu db export`'s; .gz or not) instead of seeded tenants: a fresh "
                    "world only")
+@click.option("--containers", "containers", flag_value="yes",
+              help="each controller service and compute agent in a container (podman, "
+                   "runc; images built once from Debian's packages)")
+@click.option("--loopback", "containers", flag_value="no",
+              help="each host a loopback address with its own directory (no engine)")
+@click.option("--containers-if-possible", "containers", flag_value="auto",
+              help="containers when the engine works here, else loopback hosts, saying why "
+                   "(what `make demo` runs); a running world keeps its mode")
 @click.option("--console", "console", is_flag=True,
               help="show the world coming up in the terminal at once, then open the console "
                    "on it (what `make demo` runs)")
 def up(net: int, config: Path | None, computes: int | None, seed_objects: int | None,
        workload_rate: float | None, install_s: float | None,
        failure_rate: float | None, wait_seed: bool | None, snapshot: Path | None,
-       console: bool) -> None:
+       containers: str | None, console: bool) -> None:
     """Start (or reuse) every piece and write the tool's config."""
     from backends.snapshot.format import SnapshotError
     from demo.services.base import ServiceError
@@ -80,6 +88,7 @@ def up(net: int, config: Path | None, computes: int | None, seed_objects: int | 
     world = _world(net, computes, config, seed_objects=seed_objects,
                    workload_rate=workload_rate, install_s=install_s, failure_rate=failure_rate,
                    wait_seed=wait_seed, snapshot=snapshot)
+    world.opts.containers = _containers_mode(world, containers)
     if console:
         _up_in_console(world)
         return
@@ -102,6 +111,30 @@ def up(net: int, config: Path | None, computes: int | None, seed_objects: int | 
         click.echo("issu demo up: " + "; ".join(problems), err=True)
         sys.exit(EXIT_CONFIG)
     click.echo(world.how_to_connect())
+
+
+def _containers_mode(world: World, asked: str | None) -> bool | None:
+    """--containers / --loopback as asked; --containers-if-possible: the running world's
+    mode, else containers when the engine works and the images are there or can be built,
+    else loopback hosts with the reason on one line."""
+    if asked != "auto":
+        return {"yes": True, "no": False}.get(asked or "")
+    running = world.running_mode()
+    if running is not None:
+        return running
+    from demo.containers.engine import EngineUnavailable, engine_problem
+    from demo.containers.images import ensure_images
+
+    problem = engine_problem()
+    if problem is None:
+        try:
+            ensure_images()
+        except (EngineUnavailable, OSError) as exc:
+            problem = f"the images cannot be built: {exc}"
+    if problem:
+        click.echo(f"issu demo up: loopback hosts, not containers ({problem})")
+        return False
+    return True
 
 
 def _up_in_console(world: World) -> None:

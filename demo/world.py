@@ -74,6 +74,9 @@ class WorldOptions:
     services_profile: str = "demo"
     wait_seed: bool = False
     snapshot: Path | None = None  # v1 starts from this snapshot instead of the seed
+    # controller services and compute agents in containers (demo/containers/); None: as
+    # the last `up` (loopback hosts for a new world)
+    containers: bool | None = None
 
 
 class World:
@@ -96,12 +99,24 @@ class World:
     def controller_dir(self, cluster: str) -> Path:
         return self.dir / f"controller-{cluster}"
 
+    @property
+    def containers(self) -> bool:
+        if self.opts.containers is not None:
+            return self.opts.containers
+        return bool(self._recorded().get("containers"))
+
+    def hosts(self) -> dict[str, str]:
+        """The computes' names and addresses as the last `up` made them (KeyError: none)."""
+        if self.containers:
+            return dict(self._recorded()["compute_hosts"])
+        return dict(self.fleet.settings().hosts)
+
     def compute_count(self) -> int:
         if self.opts.computes is not None:
             count = self.opts.computes
         else:
             try:
-                count = len(self.fleet.settings().hosts)
+                count = len(self.hosts())
             except Exception:  # no world yet
                 count = DEFAULT_COMPUTES
         if not 1 <= count <= MAX_COMPUTES:
@@ -137,6 +152,9 @@ class World:
             snapshot = demo_snapshot.check(self.opts.snapshot)  # before anything starts
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
+        step = time.monotonic()
+        self._prepare_containers(progress)
+        timings["images"] = time.monotonic() - step
 
         step = time.monotonic()
         progress(f"services (Cassandra x2, ZooKeeper x2, RabbitMQ, sshd for {count} hosts) ...")
@@ -163,6 +181,8 @@ class World:
         # v1's own writers (schema-transformer, svc-monitor, device-manager) run as on a live
         # cluster; v2's only when started (finalize, or by hand through the demo profile)
         self._start_writers("v1")
+        if self.containers:  # created, started by finalize through the docker profile
+            self._containers().create_writers("v2")
         timings["controllers"] = time.monotonic() - step
 
         step = time.monotonic()
@@ -183,13 +203,52 @@ class World:
 
     def _check_compute_count(self, count: int) -> None:
         try:
-            existing = self.fleet.settings()
+            existing = self.hosts()
         except Exception:
             return
-        if len(existing.hosts) != count and self.fleet.running():
+        if len(existing) != count and self._computes_running():
             raise WorldError(
-                f"the running world has {len(existing.hosts)} computes, not {count}: "
+                f"the running world has {len(existing)} computes, not {count}: "
                 "run `issu demo down` first to change the number")
+
+    def _computes_running(self) -> bool:
+        return self._containers().computes_running() if self.containers \
+            else self.fleet.running()
+
+    def running_mode(self) -> bool | None:
+        """True / False when a world with / without containers runs (its v1 controller),
+        None when none does."""
+        recorded = self._recorded().get("containers")
+        if recorded is None:
+            return None
+        alive = (self._containers().running("v1", hostctl.CONTROLLER) if recorded
+                 else hostctl.running(self.controller_dir("v1"), hostctl.CONTROLLER))
+        return bool(recorded) if alive else None
+
+    def _containers(self) -> Any:
+        from demo.containers.world import ContainerHosts
+
+        return ContainerHosts(self)
+
+    def _prepare_containers(self, progress: Progress) -> None:
+        """Check the mode against what runs, build missing images, and remove the net's
+        containers a killed world left (all of them for a loopback world)."""
+        running = self.running_mode()
+        if self.opts.containers is not None and running is not None and \
+                running != self.opts.containers:
+            raise WorldError(
+                f"the running world uses {'containers' if running else 'loopback hosts'}: "
+                f"run `issu demo down --net {self.opts.net}` first to change the mode")
+        if shutil.which("podman") is not None:
+            from demo.containers.world import remove_leftovers
+
+            removed = remove_leftovers(self.opts.net, keep_running=self.containers)
+            if removed:
+                progress(f"removed {len(removed)} container(s) a killed world left on net "
+                         f"{self.opts.net}")
+        if self.containers:
+            self._containers().prepare(progress)
+        self._record(containers=self.containers)
 
     def _load_snapshot(self, path: Path, summary: Any, endpoints: Endpoints,
                        progress: Progress) -> None:
@@ -242,6 +301,10 @@ class World:
         }
 
     def _start_controller(self, cluster: str, endpoints: Endpoints, computes: int) -> None:
+        if self.containers:
+            self._containers().start_controller(
+                cluster, lambda: self._write_controller_spec(cluster, endpoints, computes))
+            return
         directory = self.controller_dir(cluster)
         pidfile = directory / "pid"
         group = read_pidfile(pidfile)
@@ -253,29 +316,41 @@ class World:
                              f"demo.controller.hostctl --dir {directory} enable controller")
         if group is not None:
             terminate_group(group, 10.0)
-        spec_path = write_spec(directory, self._controller_spec(cluster, endpoints, computes), {
-            "rabbit_user": endpoints.rabbit.user,
-            "rabbit_password": endpoints.rabbit.password,
-            "admin_token": self.admin_token(cluster),
-        })
+        spec_path = self._write_controller_spec(cluster, endpoints, computes)
         argv = (sys.executable, "-m", "demo.controller", "--spec", str(spec_path))
         group, _ = spawn_group([Command(argv, child_env(), REPO_ROOT)],
                                directory / "controller.log")
         pidfile.write_text(group.to_json() + "\n")
 
+    def _write_controller_spec(self, cluster: str, endpoints: Endpoints, computes: int
+                               ) -> Path:
+        return write_spec(self.controller_dir(cluster),
+                          self._controller_spec(cluster, endpoints, computes), {
+                              "rabbit_user": endpoints.rabbit.user,
+                              "rabbit_password": endpoints.rabbit.password,
+                              "admin_token": self.admin_token(cluster)})
+
+    def _service_running(self, cluster: str, service: str) -> bool:
+        if self.containers:
+            return bool(self._containers().running(cluster, service))
+        return hostctl.running(self.controller_dir(cluster), service)
+
+    def _controller_alive(self, cluster: str) -> bool:
+        return self._service_running(cluster, hostctl.CONTROLLER)
+
     def _start_writers(self, cluster: str) -> None:
+        if self.containers:
+            self._containers().start_writers(cluster)
+            return
         directory = self.controller_dir(cluster)
         for service in hostctl.WRITERS:
             if not hostctl.disabled_marker(directory, service).exists():
                 hostctl.start(directory, service)
 
     def _writers_state(self, cluster: str) -> PieceStatus:
-        directory = self.controller_dir(cluster)
-        up = [s for s in hostctl.WRITERS if hostctl.running(directory, s)]
+        up = [s for s in hostctl.WRITERS if self._service_running(cluster, s)]
         name, listing = f"writers-{cluster}", ", ".join(up)
-        if not up and not hostctl.running(directory, hostctl.CONTROLLER):
-            return PieceStatus(name, "stopped", "")
-        if not up and not hostctl.running(directory, hostctl.CONTROLLER):
+        if not up and not self._controller_alive(cluster):
             return PieceStatus(name, "stopped", "")
         if cluster == "v2":  # started by finalize; running before it is what issu refuses
             return PieceStatus(name, "running", listing) if up else PieceStatus(
@@ -309,8 +384,7 @@ class World:
             why = self._controller_ready(cluster)
             if not why:
                 return
-            group = read_pidfile(directory / "pid")
-            if group is None or not group.all_alive():
+            if not self._controller_alive(cluster):
                 # A freshly started Cassandra may still time out the first connections.
                 attempts -= 1
                 if attempts <= 0:
@@ -327,6 +401,11 @@ class World:
     def _start_computes(self, endpoints: Endpoints, count: int) -> None:
         ssh = endpoints.ssh
         hosts = dict(zip(ssh.names[:count], ssh.addresses[:count], strict=True))
+        if self.containers:
+            self._containers().start_computes(hosts, V1_VERSION, [self.controller_address("v1")],
+                                              _heartbeat_s(count))
+            self._record(compute_hosts=hosts)
+            return
         settings = WorldSettings(
             net=self.opts.net, hosts=hosts, install_s=self.opts.install_s,
             install_jitter_s=self.opts.install_s / 4, failure_rate=self.opts.failure_rate,
@@ -426,7 +505,8 @@ class World:
     def config_dict(self, endpoints: Endpoints) -> dict[str, Any]:
         rabbit_password = self._secret("rabbit-password", lambda: endpoints.rabbit.password)
         ssh = endpoints.ssh
-        settings = self.fleet.settings()
+        hosts = self.hosts()
+        controller_profile = "docker" if self.containers else "demo"
 
         def cluster(name: str, cid: str) -> dict[str, Any]:
             address = self.controller_address(cid)
@@ -452,7 +532,7 @@ class World:
                     {"name": f"controller-{cid}", "address": address,
                      "roles": ["config", "control", "analytics"], "ssh_user": ssh.user,
                      "ssh_key": str(ssh.key_path), "ssh_port": ssh.port,
-                     "profile": f"demo-{cid}"},
+                     "profile": f"{controller_profile}-{cid}"},
                     # not reached over SSH by issu: listed for the database role
                     *({"name": f"{kind}-{cid}", "address": host, "roles": ["database"],
                        "ssh_user": ssh.user, "ssh_key": str(ssh.key_path),
@@ -467,7 +547,7 @@ class World:
                         "profile": "demo-v1"}] if old else [])],
             }
 
-        return {
+        config: dict[str, Any] = {
             "state_dir": str(self.dir / "state"),
             "old": cluster("old", "v1"),
             "new": cluster("new", "v2"),
@@ -483,10 +563,14 @@ class World:
                     str(self.controller_dir(c))])} for c in ("v1", "v2")},
             "computes": [
                 {"name": name, "address": address, "ssh_user": ssh.user,
-                 "ssh_key": str(ssh.key_path), "ssh_port": ssh.port, "profile": "demo"}
-                for name, address in settings.hosts.items()
+                 "ssh_key": str(ssh.key_path), "ssh_port": ssh.port,
+                 "profile": "container" if self.containers else "demo"}
+                for name, address in hosts.items()
             ],
         }
+        if self.containers:
+            self._containers().add_profiles(config)
+        return config
 
     def write_config(self, endpoints: Endpoints | None = None) -> Path:
         endpoints = endpoints or Endpoints.load(self.run_dir)
@@ -570,7 +654,14 @@ class World:
             group = read_pidfile(self.controller_dir(cluster) / "pid")
             name = f"controller-{cluster}"
             where = f"{self.controller_address(cluster)}:8082/:8081/:8083"
-            if group is None or not group.any_alive():
+            if self.containers:
+                if not self._controller_alive(cluster):
+                    pieces.append(PieceStatus(name, "stopped", where))
+                else:
+                    why = self._controller_ready(cluster) if probe else ""
+                    pieces.append(PieceStatus(name, "running" if why else "ready",
+                                              f"{where} {why}".strip()))
+            elif group is None or not group.any_alive():
                 pieces.append(PieceStatus(name, "stopped", where))
             elif not group.all_alive():
                 pieces.append(PieceStatus(name, "broken", where))
@@ -580,7 +671,9 @@ class World:
                                           f"{where} {why}".strip()))
         pieces += [self._writers_state(c) for c in ("v1", "v2")]
         fleet = self.fleet.status()
-        if fleet.state == "ready":
+        if self.containers:
+            pieces.append(self._containers().computes_state())
+        elif fleet.state == "ready":
             hosts = fleet.hosts.values()
             connected = sum(1 for h in hosts if h.get("connected"))
             versions: dict[str, int] = {}
@@ -624,6 +717,14 @@ class World:
     def how_to_connect(self) -> str:
         ep = Endpoints.load(self.run_dir)
         first = ep.ssh.addresses[0]
+        if self.containers:
+            compute = (f"a compute:  {self._containers().compose_command(ep.ssh.names[0])} ps "
+                       f"(every container: podman ps --filter label=issu.demo.net="
+                       f"{self.opts.net})")
+        else:
+            compute = (f"a compute:  ssh -i {ep.ssh.key_path} -o UserKnownHostsFile="
+                       f"{ep.ssh.known_hosts_path} -o StrictHostKeyChecking=yes "
+                       f"{ep.ssh.user}@{first} {self.fleet.host_command()} status")
         return "\n".join([
             f"config:     {self.config_path}",
             f"console:    issu tui --config {self.config_path}",
@@ -631,9 +732,7 @@ class World:
             f"http://{self.controller_address('v1')}:8081",
             f"v2:         api http://{self.controller_address('v2')}:8082  analytics "
             f"http://{self.controller_address('v2')}:8081  (fenced until finalize)",
-            f"a compute:  ssh -i {ep.ssh.key_path} -o UserKnownHostsFile={ep.ssh.known_hosts_path}"
-            f" -o StrictHostKeyChecking=yes {ep.ssh.user}@{first} "
-            f"{self.fleet.host_command()} status",
+            compute,
             f"stop:       issu demo down --net {self.opts.net}",
         ])
 

@@ -193,6 +193,81 @@ def test_a_stopped_agent_container_is_probed_stopped_and_started_again(rig: Rig)
     assert rig.executor.probe(target, "container").agent_state == "connected"
 
 
+def _route_targets(endpoints: Endpoints) -> set[str]:
+    from cassandra.cluster import Cluster
+
+    cass = endpoints.cassandra_old
+    cluster = Cluster([cass.host], port=cass.port)
+    try:
+        rows = cluster.connect().execute(
+            'SELECT key FROM "cmpv1_to_bgp_keyspace"."route_target_table"')  # the rig's prefix
+        return {r.key for r in rows}
+    except Exception:  # the table not created yet
+        return set()
+    finally:
+        cluster.shutdown()
+
+
+def test_docker_controller_profile_stops_and_starts_a_writer_container(rig: Rig) -> None:
+    """The built-in `docker` controller profile over SSH, against the engine: v1's
+    schema-transformer in its container (config_schema) stopped, disabled, enabled and
+    started again, and writing again once started."""
+    from backends.controller import ControllerExecutor
+    from backends.ssh import SshTarget
+    from demo.containers import controllers
+    from demo.containers.compute import docker_command
+    from demo.containers.docker import restart_policy
+
+    directory = rig.root.parent / "v1"
+    service = "schema-transformer"
+    name = controllers.container_name(rig.net, "v1", service)
+    assert controllers.ensure(rig.net, "v1", service, directory, V1) == "running"
+    s = rig.endpoints.ssh
+    host = SshTarget("controller-v1", s.addresses[0], s.port, s.user, s.key_path)
+    executor = ControllerExecutor(s.known_hosts_path, 10, 120, {"docker-v1": {
+        "base": "docker", "docker": docker_command(),
+        "services": {service: controllers.service_map(rig.net, "v1")[service]}}})
+    api = f"http://127.{rig.net}.0.121:8082"
+
+    def network(vn: str) -> str:
+        fq = ["default-domain", "default-project", vn]
+        r = httpx.post(f"{api}/virtual-networks", json={"virtual-network": {
+            "fq_name": fq, "parent_type": "project"}}, timeout=30)
+        assert r.status_code == 200, r.text
+        return ":".join([*fq, vn])
+
+    def state() -> str:
+        return executor.status(host, "docker-v1", [service])[0].state
+
+    def wait(what: str, check: object) -> None:
+        deadline = time.monotonic() + 120
+        while not check():  # type: ignore[operator]
+            assert time.monotonic() < deadline, what
+            time.sleep(0.5)
+
+    assert state() == "running"
+    first = network("docker-profile-1")
+    wait(f"the route target of {first}", lambda: first in _route_targets(rig.endpoints))
+
+    executor.act(host, "docker-v1", "stop", [service])
+    assert state() == "exited"
+    # podman 4.3 has no `update --restart`: the stand-in records the policy, which
+    # `issu demo up` reads (a disabled writer is not started again)
+    executor.act(host, "docker-v1", "disable", [service])
+    assert restart_policy(directory, name) == "no"
+    assert controllers.disabled(rig.net, "v1", service, directory)
+    second = network("docker-profile-2")
+    time.sleep(3)
+    assert second not in _route_targets(rig.endpoints)  # nobody writes it while stopped
+
+    executor.act(host, "docker-v1", "enable", [service])
+    assert restart_policy(directory, name) == "always"
+    executor.act(host, "docker-v1", "start", [service])
+    assert state() == "running"
+    wait(f"the route target of {second} once started",
+         lambda: second in _route_targets(rig.endpoints))
+
+
 def test_demo_down_removes_its_world_containers_and_nothing_else(images: None,
                                                                   tmp_path: Path) -> None:
     from demo.world import World, WorldOptions

@@ -6,6 +6,12 @@ not use). So this stands in for the `docker` command on a demo compute:
 - `compose [--env-file F] [-f FILE] [-p NAME] up -d | down | ps | pull | stop | start | kill`,
   the subset Contrail's compose profiles run, for compose files written as JSON (which is
   YAML); `${VAR}` / `${VAR:-default}` in them come from the environment, then --env-file;
+- `update --restart=POLICY NAME...`: podman 4.3's `update` has no `--restart` (and a
+  container's restart policy cannot be changed after creation), so the policy is kept in a
+  file per container name (`restart-policy/<name>` in the directory its label
+  `issu.demo.policy-dir` names, else in the images' cache directory), read by
+  `issu demo up`, which does not start again a container whose policy is `no` (the
+  controller profiles' disable / enable); `inspect` does not show it;
 - anything else goes to `podman --runtime runc` unchanged (inspect, stop, start, kill...).
 
 Every container runs on the host network with lowered limits (`engine.RUN_OPTIONS`), and is
@@ -251,10 +257,73 @@ def compose(argv: list[str]) -> int:
     return 0
 
 
+_POLICIES = ("no", "always", "on-failure", "unless-stopped")
+
+
+# A container carrying this label keeps its recorded policy in that directory (the demo's
+# controllers: their own directory in the world's run dir, as the loopback mode's `disabled`
+# markers); others in the images' cache directory.
+POLICY_DIR_LABEL = "issu.demo.policy-dir"
+
+
+def policy_file(directory: Path, name: str) -> Path:
+    return directory / "restart-policy" / name
+
+
+def _policy_file(name: str) -> Path:
+    from demo.containers.images import cache_dir
+
+    info = _inspect(name) or {}
+    labels = info.get("Config", {}).get("Labels") or {}
+    directory = labels.get(POLICY_DIR_LABEL)
+    return policy_file(Path(directory) if directory else cache_dir().parent, name)
+
+
+def restart_policy(directory: Path, name: str) -> str:
+    """The policy `update --restart` recorded for container `name` in `directory`, ""
+    when none."""
+    try:
+        return policy_file(directory, name).read_text().strip()
+    except OSError:
+        return ""
+
+
+def update_restart(argv: list[str]) -> int:
+    """`update --restart=POLICY NAME...` (`--restart POLICY` too); see the module's doc."""
+    policy, names, rest = "", [], list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg.startswith("--restart="):
+            policy = arg.split("=", 1)[1]
+        elif arg == "--restart" and rest:
+            policy = rest.pop(0)
+        elif arg.startswith("-"):
+            print(f"docker update: {arg}: only --restart is supported here", file=sys.stderr)
+            return 2
+        else:
+            names.append(arg)
+    if policy.split(":", 1)[0] not in _POLICIES or not names:
+        print("usage: docker update --restart=no|always|on-failure|unless-stopped NAME...",
+              file=sys.stderr)
+        return 2
+    for name in names:
+        if podman("container", "exists", name).returncode != 0:
+            print(f"docker update: no such container: {name}", file=sys.stderr)
+            return 1
+    for name in names:
+        path = _policy_file(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(policy + "\n")
+        print(name)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["compose"]:
         return compose(args[1:])
+    if args[:1] == ["update"] and any(a.startswith("--restart") for a in args):
+        return update_restart(args[1:])
     if not args:
         print("usage: docker compose ... | docker <podman command>", file=sys.stderr)
         return 2

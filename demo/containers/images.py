@@ -3,9 +3,10 @@
 A base root filesystem from `debootstrap --variant=minbase --include=python3` is kept as a
 tar in the cache (`ISSU_CACHE_DIR`, like the Cassandra jars) and imported as
 `localhost/issu-base:<suite>-<key>`; on it, one small image per Contrail image and release
-(`localhost/contrail-vrouter-agent:4.1.0`, `:5.0.0`), carrying the simulated process and
-its release. Every step is skipped when its result is there (an image carries the hash of
-what made it in a label), and builds are serialised by a lock file in the cache.
+(`localhost/contrail-vrouter-agent:4.1.0`, `:5.0.0`, `contrail-controller-config-api`...),
+carrying its release (and the agent's simulated process). Every step is skipped when its
+result is there (an image carries the hash of what made it in a label), and builds are
+serialised by a lock file in the cache.
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ KEY_LABEL = "issu.image.key"
 AGENT_SOURCE = Path(__file__).with_name("agent.py")
 # Contrail's image names; the demo builds the ones it runs.
 VROUTER_AGENT = "contrail-vrouter-agent"
-IMAGES = (VROUTER_AGENT,)
+# The controller's: the simulated services run from the repository, bind-mounted read-only
+# (demo/containers/controllers.py); these carry the release and the Debian userland.
+CONTROLLER_IMAGES = ("contrail-controller-config-api", "contrail-controller-config-schema",
+                     "contrail-controller-config-svcmonitor",
+                     "contrail-controller-config-devicemgr")
+IMAGES = (VROUTER_AGENT, *CONTROLLER_IMAGES)
 
 
 def cache_dir() -> Path:
@@ -149,4 +155,19 @@ def ensure_images(engine: Engine | None = None, cache: Path | None = None) -> Bu
                    [("contrail-vrouter-agent", agent, 0o755),
                     ("contrail-version", f"{release}\n".encode(), 0o644)])
             done[f"{VROUTER_AGENT}:{release}"] = "built"
+        for name in CONTROLLER_IMAGES:
+            for release in RELEASES:
+                ref = image_ref(name, release)
+                containerfile = (
+                    f"FROM {base}\n"
+                    "COPY contrail-version /etc/contrail/contrail-version\n"
+                    f"LABEL org.opencontainers.image.version={release}\n")
+                key = _digest(base, containerfile)
+                if engine.image_label(ref, KEY_LABEL) == key:
+                    done[f"{name}:{release}"] = "present"
+                    continue
+                _log(f"building {ref}")
+                _build(engine, ref, key, containerfile,
+                       [("contrail-version", f"{release}\n".encode(), 0o644)])
+                done[f"{name}:{release}"] = "built"
     return BuildReport(base, done, time.monotonic() - began)

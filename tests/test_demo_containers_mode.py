@@ -1,0 +1,51 @@
+"""`issu demo up --containers-if-possible` without an engine, and the docker stand-in's
+`update --restart` (what the `docker` controller profile's disable / enable run): no
+service, no container needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from demo.cli import _containers_mode
+from demo.containers import docker
+from demo.world import World, WorldOptions
+
+
+def test_without_podman_the_demo_falls_back_to_loopback_hosts_saying_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+        ) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setattr("demo.containers.engine._in_sbin", lambda tool: False)
+    world = World(WorldOptions(net=199, run_dir=tmp_path / "run"))
+    assert _containers_mode(world, "auto") is False
+    line = capsys.readouterr().out.strip()
+    assert line == ("issu demo up: loopback hosts, not containers (podman is not installed "
+                    "(make containers-install installs it))")
+    # asked for explicitly, the mode is not second-guessed
+    assert _containers_mode(world, "yes") is True
+    assert _containers_mode(world, "no") is False
+    assert _containers_mode(world, None) is None
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["update", "--restart=sometimes", "c1"], "usage: docker update --restart="),
+    (["update", "--restart=no"], "usage: docker update --restart="),
+    (["update", "--restart=no", "--memory", "1g", "c1"], "--memory: only --restart"),
+])
+def test_the_stand_in_refuses_an_update_it_cannot_do(
+        argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert docker.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_recorded_restart_policy_is_read_from_the_containers_directory(
+        tmp_path: Path) -> None:
+    assert docker.restart_policy(tmp_path, "issu47-controller-v1-config_schema") == ""
+    path = docker.policy_file(tmp_path, "issu47-controller-v1-config_schema")
+    path.parent.mkdir()
+    path.write_text("no\n")
+    assert docker.restart_policy(tmp_path, "issu47-controller-v1-config_schema") == "no"
