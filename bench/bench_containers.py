@@ -1,7 +1,15 @@
 """Start-up time and memory of N demo computes: agents in containers (podman, runc) beside
 the loopback mode (one compute daemon for every host). Not part of `make test`.
 
-    flock /tmp/issu-heavy.lock .venv/bin/python bench/bench_containers.py --net 47 --computes 12
+    .venv/bin/python -m bench.bench_containers --net 47 --computes 12
+    .venv/bin/python -m bench.bench_containers --net 47 --computes 12 --world
+
+--world: the whole demo world instead (`issu demo up --containers` beside `--loopback`, each
+from an empty run directory, no seed and no workload): the seconds `up` takes and until every
+agent is connected to v1, the resident memory of the Contrail side (controllers, writers,
+agents: the containers' process trees and conmons, or the processes) and of the services
+(Cassandra x2, ZooKeeper x2, RabbitMQ, sshd: the same in both modes). Each world is taken down
+at the end.
 
 Each mode lays out N computes on 127.<net>.1.x (pointed at an address where no controller
 listens: the agents start and keep trying, as before the controllers are up), starts them,
@@ -14,6 +22,7 @@ or the compute daemon. Everything started is removed at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import tempfile
 import time
@@ -86,12 +95,91 @@ def loopback(net: int, hosts: dict[str, str], root: Path) -> tuple[float, int]:
     return elapsed, sum(rss_kib(p) for p in tree(pid))
 
 
+def net_containers_kib(net: int) -> int:
+    total = 0
+    for c in Engine().containers(f"label=issu.demo.net={net}", all_states=False):
+        info = json.loads(Engine().run("container", "inspect", str(c["Id"])).stdout)[0]
+        total += sum(rss_kib(p) for p in tree(info["State"]["Pid"]))
+        total += rss_kib(info["State"]["ConmonPid"])
+    return total
+
+
+def group_kib(pidfiles: list[Path]) -> int:
+    from demo.services.procs import read_pidfile
+
+    pids: set[int] = set()
+    for path in pidfiles:
+        group = read_pidfile(path)
+        if group is not None:
+            pids |= group.members()  # its processes and their descendants
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += rss_kib(pid)
+    return total
+
+
+def agents_connected(analytics: str, count: int) -> bool:
+    """v1's analytics lists `count` vrouters (each agent has reported to it)."""
+    import httpx
+
+    url = f"{analytics}/analytics/uves/vrouters"
+    try:
+        found = httpx.get(url, timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    return isinstance(found, list) and len(found) >= count
+
+
+def whole_world(net: int, count: int, containers: bool, tmp: Path) -> dict[str, float]:
+    from demo.world import World, WorldOptions
+
+    world = World(WorldOptions(net=net, computes=count, run_dir=tmp / "run",
+                               config_path=tmp / "issu.toml", seed_objects=0,
+                               workload_rate=0, containers=containers))
+    try:
+        began = time.monotonic()
+        world.up(lambda msg: None)
+        up_s = time.monotonic() - began
+        deadline = time.monotonic() + 300
+        analytics = f"http://{world.controller_address('v1')}:8081"
+        while not agents_connected(analytics, count):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{count} agents not connected to v1 after 300 s")
+            time.sleep(0.5)
+        ready_s = time.monotonic() - began
+        time.sleep(5)  # settled
+        services = group_kib(sorted(world.run_dir.glob("*/pid")))
+        if containers:
+            contrail = net_containers_kib(net)
+        else:
+            contrail = group_kib([*(world.controller_dir(c) / "pid" for c in ("v1", "v2")),
+                                  *world.writer_pidfiles(), world.fleet.pidfile])
+        return {"up_s": up_s, "ready_s": ready_s, "contrail_mib": contrail / 1024,
+                "services_mib": services / 1024}
+    finally:
+        world.down(lambda msg: None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--net", type=int, default=47)
     parser.add_argument("--computes", type=int, default=12)
+    parser.add_argument("--world", action="store_true", help="the whole demo world")
     args = parser.parse_args()
+    from bench.machine import Machine
+
+    machine = Machine.now()
     ensure_images()
+    if args.world:
+        for mode, flag in (("containers", True), ("loopback", False)):
+            with tempfile.TemporaryDirectory() as tmp:
+                r = whole_world(args.net, args.computes, flag, Path(tmp))
+            print(f"world, {args.computes} computes, {mode}: up {r['up_s']:.1f} s, agents "
+                  f"connected {r['ready_s']:.1f} s; Contrail side {r['contrail_mib']:.0f} MiB,"
+                  f" services {r['services_mib']:.0f} MiB", flush=True)
+        print(f"machine: {machine.finish().line()}")
+        return
     hosts = {f"compute-{i}": f"127.{args.net}.1.{i}" for i in range(1, args.computes + 1)}
     with tempfile.TemporaryDirectory() as tmp:
         remove_net_containers(args.net)
@@ -106,6 +194,7 @@ def main() -> None:
             fleet.stop()
     print(f"{args.computes} computes | containers: {c_s:.1f} s, {c_kib / 1024:.0f} MiB "
           f"| loopback: {l_s:.1f} s, {l_kib / 1024:.0f} MiB")
+    print(f"machine: {machine.finish().line()}")
 
 
 if __name__ == "__main__":

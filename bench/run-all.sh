@@ -13,3 +13,10 @@ $PY -m bench.bench_zksync --net "$NET" --nodes 100000
 $PY bench/bench_tui.py
 $PY bench/bench_orchestrator.py --net "$NET" --computes 1000 --parallel 50 --work-s 2 --write
 $PY -m bench.bench_startup --net "$((NET + 1))" --runs 2 --write
+# the demo's containers beside its loopback hosts (needs the engine: skipped, saying why, without)
+if $PY -m demo.containers check >/dev/null 2>&1; then
+    $PY -m bench.bench_containers --net "$((NET + 2))" --computes 12
+    $PY -m bench.bench_containers --net "$((NET + 2))" --computes 12 --world
+else
+    echo "bench_containers skipped: $($PY -m demo.containers check 2>&1)"
+fi
