@@ -1,5 +1,5 @@
 """The orchestrator's commands: plan, preflight, pair, unpair, phase, compute, finalize, abort,
-status, events, daemon.
+revert, status, events, daemon.
 
 Commands that change something add an intent to the journal. If no executor is running,
 the command becomes the executor until its intent (and any queued before it) is done; if
@@ -454,6 +454,48 @@ def abort_cmd(config_path: Path, drop_new_data: bool, as_json: bool, no_wait: bo
            no_wait=no_wait, timeout=timeout)
 
 
+@click.command("revert")
+@config_option
+@click.option("--check", is_flag=True,
+              help="only say what revert would undo and what refuses it")
+@click.option("--drop-new-data", is_flag=True,
+              help="also drop the new cluster's synced keyspaces and ZooKeeper subtrees")
+@json_option
+@_wait_opts
+def revert_cmd(config_path: Path, check: bool, drop_new_data: bool, as_json: bool,
+               no_wait: bool, timeout: float | None) -> None:
+    """Back to the old cluster: before finalize's point of no return, abort's steps
+    (computes rolled back in batches, finalize undone, unpaired, run-sync stopped) and the
+    ring steps to undo by hand; after it, refused naming each blocker."""
+    from issu_tui.cli_common import load_or_exit
+    from issu_tui.journal import JournalError
+    from issu_tui.orchestrator.revert import plan_from_journal
+
+    config = load_or_exit(config_path)
+    try:
+        plan = plan_from_journal(config)
+    except JournalError as exc:
+        click.echo(f"issu revert: {exc}", err=True)
+        sys.exit(2)
+    if as_json and (check or not plan.ok):
+        click.echo(json.dumps(plan.as_dict()))
+    elif not as_json:
+        click.echo(f"phase: {plan.phase or 'none'}; point of no return "
+                   f"{'passed' if plan.committed else 'not reached'}")
+        for line in plan.undo if not plan.committed else ():
+            click.echo(f"  undo  {line}")
+        for line in plan.by_hand:
+            click.echo(f"  by hand (`issu ring`/nodetool)  {line}")
+        for line in plan.blockers:
+            click.echo(f"refused: {line}", err=True)
+    if not plan.ok:
+        sys.exit(1)
+    if check:
+        sys.exit(0)
+    submit(config_path, "abort", {"drop_new_data": drop_new_data}, as_json=as_json,
+           no_wait=no_wait, timeout=timeout)
+
+
 def status_data(ctx: Any) -> dict[str, Any]:
     from issu_tui.orchestrator.finalize import COMMIT_STEP
     from issu_tui.orchestrator.syncproc import RunSyncSupervisor, runsync_counters
@@ -582,7 +624,8 @@ def daemon_cmd(config_path: Path, northbound: Path | None) -> None:
 
 
 COMMANDS = (plan_cmd, preflight_cmd, pair_cmd, unpair_cmd, phase_cmd, compute_group,
-            pause_cmd, resume_cmd, finalize_cmd, abort_cmd, status_cmd, events_cmd, daemon_cmd)
+            pause_cmd, resume_cmd, finalize_cmd, abort_cmd, revert_cmd, status_cmd, events_cmd,
+            daemon_cmd)
 
 
 def register(cli_group: click.Group) -> None:
