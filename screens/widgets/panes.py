@@ -112,7 +112,8 @@ COPY_IDLE_S = 60.0
 def copy_lines(rate: CopyRate) -> tuple[Text, Text]:
     """`pre-sync 12.3k cells/s`, then the current table's slices and its ETA."""
     speed = Text.assemble((f"{rate.job} ", "bold"),
-                          f"{number(rate.cells_per_s)} cells/s" if rate.cells_per_s is not None
+                          f"{number(round(rate.cells_per_s))} cells/s"
+                          if rate.cells_per_s is not None
                           else "measuring...")
     if rate.idle_s >= COPY_IDLE_S:
         speed.append(" ")
