@@ -74,9 +74,9 @@ class IssuApp(App[int]):
         Binding("n", "next_step", "Next", id="app.next_step"),
         Binding("V", "verify", "Verify", show=False, id="app.verify"),
         Binding("u", "upgrade", "Upgrade", id="app.upgrade"),
-        Binding("r", "rollback", "Roll back", id="app.rollback"),
-        Binding("R", "runsync('stop')", "Stop sync", id="app.runsync_stop"),
-        Binding("R", "runsync('start')", "Start sync", id="app.runsync_start"),
+        Binding("r", "rollback", "Rollback", id="app.rollback"),
+        Binding("R", "runsync('stop')", "Sync off", id="app.runsync_stop"),
+        Binding("R", "runsync('start')", "Sync on", id="app.runsync_start"),
         Binding("F", "finalize", "Finalize", id="app.finalize"),
         Binding("X", "abort", "Abort", id="app.abort"),
         # u, r, F and X leave the footer while not allowed; these then say why instead of

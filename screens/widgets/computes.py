@@ -581,7 +581,7 @@ class ComputePanel(Vertical):
     """
 
     BINDINGS = [
-        Binding("slash", "filter", "Filter", id="grid.filter"),
+        Binding("slash", "filter", "Find", id="grid.filter"),
     ]
 
     def __init__(self, store: ComputeStore, marks: set[str], *, id: str | None = None) -> None:

@@ -27,7 +27,7 @@ async def test_R_stops_after_confirmation_then_starts_again(make_app, world) -> 
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        assert footer_keys(app).get("R") == "Stop sync"
+        assert footer_keys(app).get("R") == "Sync off"
         await pilot.press("R")
         await settle(pilot)
         assert isinstance(app.screen, StepConfirm)
@@ -52,7 +52,7 @@ async def test_R_stops_after_confirmation_then_starts_again(make_app, world) -> 
         journal.mark_step(phases.RUNSYNC_HELD)
         app.action_refresh_now()
         await settle(pilot, refreshes=3)
-        assert footer_keys(app).get("R") == "Start sync"
+        assert footer_keys(app).get("R") == "Sync on"
         assert "finalize" not in app.state.snapshot.phase.allowed
         assert app.state.snapshot.phase.next_action.startswith("n: start run-sync again")
         assert "run-sync HELD stopped (R starts it)" in shown(app.state.snapshot.sync)

@@ -21,12 +21,16 @@ def _footer_keys(app) -> dict[str, int]:
 
 
 async def test_every_acting_key_fits_at_80_columns(make_app, world) -> None:
+    from issu_tui.orchestrator.phases import phase_marker
+
     journal, _ = world
+    journal.mark_step(phase_marker("run-sync"))  # run-sync runs: R can stop it
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         keys = _footer_keys(app)
-        assert {"? Help", "u Upgrade", "r Roll back", "X Abort", "q Quit"} <= set(keys)
+        assert {"? Help", "u Upgrade", "r Rollback", "R Sync off", "X Abort",
+                "q Quit"} <= set(keys), keys
         assert max(keys.values()) <= 80, keys
         for row in journal.computes():  # every compute upgraded: F appears too
             if row.state != "upgraded":
