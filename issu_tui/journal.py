@@ -267,6 +267,8 @@ class Intent:
 
 # compute, at, step, command, exit_code, duration_s, stdout, stderr
 _CommandRow = tuple[str, float, str, str, int | None, float, str, str]
+# compute, step, command, exit_code, duration_s, stdout, stderr (record_command's arguments)
+CommandRecord = tuple[str, str, str, int | None, float, str, str]
 
 
 class Journal:
@@ -594,13 +596,21 @@ class Journal:
         """Durable when it returns. The computes' threads record a step each at about the
         same moment: the records waiting while one transaction commits go in the next one
         together (one fsync for all, not one each)."""
-        limit = 64 * 1024  # keep the tail: that is where errors are
-        row = (compute, time.time(), step, self._clean(command), exit_code, duration_s,
-               self._clean(stdout[-limit:]), self._clean(stderr[-limit:]))
+        row = self._command_row(compute, step, command, exit_code, duration_s, stdout, stderr)
         if self._db.in_transaction:  # (maybe this thread's own: joined, not queued)
             self._insert_commands([row])
         else:
             self._commands.call(row)
+
+    def record_commands(self, records: Sequence[CommandRecord]) -> None:
+        """Several command outputs in one transaction; durable when it returns."""
+        self._insert_commands([self._command_row(*record) for record in records])
+
+    def _command_row(self, compute: str, step: str, command: str, exit_code: int | None,
+                     duration_s: float, stdout: str, stderr: str) -> _CommandRow:
+        limit = 64 * 1024  # keep the tail: that is where errors are
+        return (compute, time.time(), step, self._clean(command), exit_code, duration_s,
+                self._clean(stdout[-limit:]), self._clean(stderr[-limit:]))
 
     def _insert_commands(self, rows: list[_CommandRow]) -> list[None]:
         with self.transaction() as db:

@@ -13,6 +13,7 @@ from backends.apiserver import AnalyticsClient, ApiServerError
 from backends.versions import release_matches
 from issu_tui.orchestrator.context import Context, OrchestratorError
 from issu_tui.orchestrator.scheduler import BatchScheduler, ScheduleOutcome
+from issu_tui.orchestrator.steprecorder import StepRecorder
 
 if TYPE_CHECKING:
     from backends.compute import ComputeExecutor, ProbeResult, StepResult
@@ -35,6 +36,8 @@ class ComputeRunner:
         # setup, paid once per run instead of once per compute; shared by the threads)
         self._analytics: dict[str, AnalyticsClient | None] = {}
         self._analytics_lock = threading.Lock()
+        # the steps' outputs go to the journal without holding up the next step
+        self._steps = StepRecorder(ctx.journal)
 
     @property
     def executor(self) -> ComputeExecutor:
@@ -147,8 +150,8 @@ class ComputeRunner:
 
     def _record(self, name: str) -> Callable[[StepResult], None]:
         def on_step(step: StepResult) -> None:
-            self.ctx.journal.record_command(name, step.step, step.command, step.exit_code,
-                                            step.duration_s, step.stdout, step.stderr)
+            self._steps.record((name, step.step, step.command, step.exit_code,
+                                step.duration_s, step.stdout, step.stderr))
         return on_step
 
     def upgrade_one(self, name: str, batch: int) -> bool:
@@ -166,8 +169,11 @@ class ComputeRunner:
         target = self.ctx.cluster_target(cluster)
         try:
             method = self.executor.upgrade if action == "upgrade" else self.executor.rollback
-            result = method(self.ctx.compute_target(name), compute.profile, target,
-                            self._record(name))
+            try:
+                result = method(self.ctx.compute_target(name), compute.profile, target,
+                                self._record(name))
+            finally:  # its steps' outputs are in the journal before its next state
+                self._steps.flush(name)
         except Exception as exc:  # SSH refused, host key mismatch, timeout...
             self._failed(name, f"{action} failed: {exc}")
             return False
