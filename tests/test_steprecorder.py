@@ -48,5 +48,6 @@ def test_a_journal_that_cannot_be_written_fails_the_flush(tmp_path: Path) -> Non
     recorder.record(("c1", "install", "run install", 0, 0.1, "out", ""))
     with pytest.raises((JournalError, sqlite3.Error)):
         recorder.flush("c1")
-    with pytest.raises((JournalError, sqlite3.Error)):  # and so does the next record: nothing is dropped quietly
+    # and so does the next record: nothing is dropped quietly
+    with pytest.raises((JournalError, sqlite3.Error)):
         recorder.record(("c1", "health", "run health", 0, 0.1, "out", ""))
