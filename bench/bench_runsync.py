@@ -289,7 +289,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--threads", type=int, default=12, help="load generator threads")
     parser.add_argument("--concurrency", type=int, default=8,
-                        help="run-sync's sync.concurrency: 4x as many lanes (default 8 = 32 "
+                        help="run-sync's sync.concurrency: 8x as many lanes (default 8 = 64 "
                              "lanes, as the product's)")
     parser.add_argument("--processes", type=int, default=2,
                         help="run-sync's sync.apply_processes (default 2, as the product's)")
@@ -534,7 +534,7 @@ def run(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
     proc = subprocess.Popen(
         [sys.executable, "-m", "issu_tui.runsync_cli", "run", "-c", str(state / "issu.toml")],
         cwd=ROOT, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
-    lanes = args.concurrency * 4
+    lanes = args.concurrency * 8  # run-sync's lanes (issu_tui/sides.py)
     drains: list[Drained] = []
     rows: list[RateRow] = []
     cpu: list[tuple[str, float, dict[str, float], float]] = []

@@ -2,8 +2,8 @@
 Cassandra as one request.
 
 Each change takes a few rounds of small requests (read the object on new, on old, read its
-linked cells, write). Under load the 32 lanes send those rounds side by side, and most of
-the CPU (driver, both Cassandra JVMs) is spent per request, not per cell. So requests of
+linked cells, write). Under load the lanes (64 by default) send those rounds side by side,
+and most of the CPU (driver, both Cassandra JVMs) is spent per request, not per cell. So requests of
 the same kind wait while one of that kind is in flight; the lane that sends next takes all
 that waited and sends them as one (`key IN ?` reads, one merged set of batched writes),
 then hands each lane its share. A lone request goes as it would alone: nothing waits, no
