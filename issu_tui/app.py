@@ -21,6 +21,7 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.screen import ModalScreen
+from textual.timer import Timer
 from textual.worker import get_current_worker
 
 import screens
@@ -124,6 +125,7 @@ class IssuApp(App[int]):
         self._shown_allowed: tuple[frozenset[str], str | None] | None = None
         self._preflight_seen: int | None = None  # the preflight intent already told of
         self.handover = False  # set when leaving with work in flight and no terminal
+        self._poll_timer: Timer | None = None
         self.state.status = self._sub_title()
 
     # ------------------------------------------------------------------ lifecycle
@@ -176,9 +178,17 @@ class IssuApp(App[int]):
         stack = self.screen_stack
         return bool(stack) and isinstance(stack[-1], ModalScreen)
 
+    def _schedule_poll(self) -> None:
+        """The next poll, in refresh_interval; one pending at a time. A poll asked for now
+        (`refresh_now`, after an action) reschedules it rather than starting a second chain
+        of polls beside it (each action would add one, and their timers never die)."""
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+        self._poll_timer = self.set_timer(self.refresh_interval, self._poll)
+
     def _poll(self) -> None:
         if self.state.refresh_paused or self._modal_open():
-            self.set_timer(self.refresh_interval, self._poll)
+            self._schedule_poll()
             return
         self._fetch_snapshot()
 
@@ -196,7 +206,7 @@ class IssuApp(App[int]):
     def _poll_failed(self, error: str) -> None:
         self.last_poll_error = error
         self._update_sub_title()
-        self.set_timer(self.refresh_interval, self._poll)
+        self._schedule_poll()
 
     def _apply_snapshot(self, snap: ConsoleSnapshot) -> None:
         try:
@@ -223,7 +233,7 @@ class IssuApp(App[int]):
             self._say_preflight(snap.preflight)
         finally:
             # the next poll is scheduled when this one is done, whatever happened
-            self.set_timer(self.refresh_interval, self._poll)
+            self._schedule_poll()
 
     def _say_preflight(self, view: PreflightView | None) -> None:
         """A preflight that did not pass, newly finished: say so once, and where to look."""

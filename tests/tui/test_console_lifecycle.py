@@ -129,3 +129,22 @@ async def test_lost_terminal_with_work_in_flight_hands_over_to_a_daemon(world, t
             if os.waitpid(pid, os.WNOHANG)[0]:
                 break
             time.sleep(0.1)
+
+
+async def test_polls_stay_one_chain_however_many_refreshes_are_asked(make_app) -> None:
+    """Every action asks for a poll now (refresh_now); each used to leave a timer chain of
+    its own beside the regular one, so the console polled ever more often."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        for n in range(2, 6):
+            app.action_refresh_now()
+            await settle(pilot, refreshes=n)
+
+        def pending_polls() -> int:
+            # set_timer wraps the callback: partial(call_next, callback)
+            return sum(1 for timer in list(app._timers)
+                       if app._poll in (timer._callback, *getattr(timer._callback, "args", ()))
+                       and timer._task is not None and not timer._task.done())
+
+        assert pending_polls() == 1
