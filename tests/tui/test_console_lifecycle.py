@@ -89,10 +89,13 @@ async def test_embedded_executor_consumes_the_consoles_intents(world) -> None:
             await settle(pilot)
             await pilot.press("P")  # pause the executor: an intent, run by the executor
             deadline = time.monotonic() + 60
+            # A pending pause already reads as paused: wait for a snapshot taken after the
+            # executor ran it (its event shown), not only for the journal to say it is done.
             while time.monotonic() < deadline:
                 await pilot.pause(0.05)
                 done = [i for i in backend.journal.intents("done") if i.kind == "pause"]
-                if done and app.state.snapshot and app.state.snapshot.phase.paused:
+                shown = any(e.message.startswith("paused") for e in app.state.events)
+                if done and shown and app.state.snapshot and app.state.snapshot.phase.paused:
                     break
             assert [i.kind for i in backend.journal.intents("done")] == ["pause"]
             assert app.state.snapshot.phase.executor == "this console"
