@@ -283,6 +283,10 @@ class SyncConfig(_Strict):
     page_size: int = Field(500, ge=10, le=100_000)
     slices_per_table: int = Field(64, ge=1, le=65_536)
     reconcile_interval_s: float = Field(300, gt=0)
+    # finalize: after the fence, old's writers' tables must stay unchanged this long before
+    # the writers are stopped (they derive state from the api-server's last changes); 0: no wait
+    writers_settle_s: float = Field(5.0, ge=0, le=600)
+    writers_settle_timeout_s: float = Field(120.0, gt=0, le=3600)
     metrics_listen: str = "127.0.0.1:9109"
     reset_config: bool = False
 

@@ -6,12 +6,19 @@
 - finalize stops old's writers before run-sync is drained and post-sync copies, starts new's
   after zk-sync and verify, and every keyspace (to_bgp_keyspace too) ends equal, with
   ZooKeeper's route-target ids the same on both;
-- abort after finalize stopped old's config services starts them again and says so.
+- abort after finalize stopped old's config services starts them again and says so;
+- finalize stops old's writers only once they have derived the api-server's last changes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import shutil
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +32,9 @@ from backends.apiserver import ApiServerClient
 from backends.cluster_version import cluster_release
 from backends.node_records import node_records
 from demo.controller import hostctl
+from demo.controller.rest import VncRest
 from demo.services import Endpoints
+from demo.services.procs import read_pidfile
 from issu_tui.config import load_config
 from issu_tui.journal import Journal
 from issu_tui.orchestrator import finalize as fin
@@ -239,7 +248,7 @@ def test_abort_starts_the_old_config_services_again(world: Any) -> None:
     writers running again, finalize's steps up to the point of no return run (new's writers
     started, the neutron plugin on the northbound host switched), then abort: everything
     back on old."""
-    shutil.rmtree(world.dir / "state")
+    shutil.rmtree(world.dir / "state", ignore_errors=True)
     v1 = world.controller_dir("v1")
     for service in WRITERS:
         hostctl.disabled_marker(v1, service).unlink(missing_ok=True)
@@ -271,4 +280,105 @@ def test_abort_starts_the_old_config_services_again(world: Any) -> None:
            "svc-monitor, schema-transformer" in result["done"]
     assert ("old api-server open for writes again: old's api-server opened by the profile's "
             "unfence step on controller-v1 (open)") in result["done"]
+    assert _running(world, "v1") == list(WRITERS)
+
+
+def _route_target_and_useragent_on_old(world: Any, services: Endpoints, network: str,
+                                       uuid: str) -> tuple[list[Any], list[Any]]:
+    """old's rows the writers derive for a network: its route target, its useragent key."""
+    old = load_config(world.config_path).old.cassandra
+    profiles = {EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=RoundRobinPolicy(),
+                                                       request_timeout=60)}
+    cluster = Cluster([services.cassandra_old.host], port=services.cassandra_old.port,
+                      execution_profiles=profiles)
+    try:
+        session = cluster.connect()
+        rt = list(session.execute(
+            f'SELECT value FROM "{old.keyspace("to_bgp_keyspace")}".route_target_table '
+            "WHERE key = %s", (f"{network}:{network.rsplit(':', 1)[1]}",)))
+        ua = list(session.execute(
+            f'SELECT value FROM "{old.keyspace("useragent")}".useragent_keyval_table '
+            "WHERE key = %s", (f"neutron:network:{uuid}",)))
+        return rt, ua
+    finally:
+        cluster.shutdown()
+
+
+def test_finalize_stops_old_writers_only_once_they_derived_the_last_changes(
+        world: Any, services: Endpoints) -> None:
+    """Found by `make chaos` (seed 15): a network created just before the fence, and old's
+    schema-transformer slower than finalize (here: paused). Stopped at once, old never got the
+    network's route target; post-sync copied old without it and new's schema-transformer
+    allocated one on new only (new ended with cells and ZooKeeper ids old never had).
+    finalize now waits until old's writers' tables stay unchanged before stopping them."""
+    shutil.rmtree(world.dir / "state", ignore_errors=True)
+    v1 = world.controller_dir("v1")
+    assert _running(world, "v1") == list(WRITERS)  # the abort test started them again
+    _patch_config(world, {"sync": {"writers_settle_s": 8}})
+    group = read_pidfile(hostctl.pidfile(v1, "schema-transformer"))
+    assert group is not None
+    name = f"settle-{int(time.time())}"
+
+    async def create() -> str:
+        rest = VncRest(world.api_url("v1"))
+        try:
+            await rest.ensure("project", {"fq_name": ["default-domain", "settle"],
+                                          "parent_type": "domain"})
+            return await rest.create("virtual-network", {
+                "fq_name": ["default-domain", "settle", name], "parent_type": "project"})
+        finally:
+            await rest.close()
+
+    ctx = _ctx(world)
+    done = threading.Event()
+
+    def term_pending() -> bool:
+        status = Path(f"/proc/{group.pgid}/status").read_text()
+        shared = next(line for line in status.splitlines() if line.startswith("ShdPnd:"))
+        return bool(int(shared.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+    def resume_once_finalize_waits() -> None:
+        # The writer goes on when finalize waits for it, or else once stop-old-services has
+        # sent it SIGTERM (it then stops without another pass, as a writer slower than the
+        # stop does).
+        while not done.is_set():
+            journal = Journal(world.dir / "state" / "journal.db", read_only=True)
+            try:
+                waiting = journal.events(kind="finalize", text="settle-old-writers: running")
+            finally:
+                journal.close()
+            if waiting or term_pending():
+                os.killpg(group.pgid, signal.SIGCONT)
+                return
+            done.wait(0.1)
+
+    os.killpg(group.pgid, signal.SIGSTOP)
+    resumer = threading.Thread(target=resume_once_finalize_waits, daemon=True)
+    try:
+        uuid = asyncio.run(create())
+        resumer.start()
+        run = fin.FinalizeRun(ctx, no_northbound=True)
+        until = [s.name for s in fin.STEPS].index("stop-old-services")
+        for todo in fin.STEPS[:until + 1]:
+            fin._run_once(run, todo)
+    finally:
+        done.set()
+        resumer.join(timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group.pgid, signal.SIGCONT)
+        ctx.journal.close()
+    assert _running(world, "v1") == []
+    rt, ua = _route_target_and_useragent_on_old(world, services,
+                                               f"default-domain:settle:{name}", uuid)
+    assert rt, f"old's schema-transformer was stopped before it derived {name}'s route target"
+    assert ua == [(f"default-domain:settle:{name}",)]
+    journal = Journal(world.dir / "state" / "journal.db", read_only=True)
+    try:
+        settled = journal.events(kind="finalize", text="old's writers settled")
+    finally:
+        journal.close()
+    assert settled and "change(s) seen after the fence" in settled[0].message
+    world.write_config()
+    result = issu_json(world, "abort", timeout=600)
+    assert result["ok"], result
     assert _running(world, "v1") == list(WRITERS)

@@ -261,12 +261,15 @@ class Trial:
         seed(self.world, projects=2)
 
     def keep_logs(self, where: Path) -> None:
-        """Copy what explains a failure: the journal, run-sync's and the daemon's logs."""
+        """Copy what explains a failure: the journal, run-sync's and the daemon's logs, both
+        controllers' logs (api-server and writers) and the load's own log of changes."""
         where.mkdir(parents=True, exist_ok=True)
+        controllers = [self.world.controller_dir(side) / f"{name}.log" for side in ("v1", "v2")
+                       for name in ("controller", "schema-transformer", "svc-monitor",
+                                    "device-manager")]
         for src in (self.state_dir / "journal.db", self.state_dir / "run-sync.log",
                     self.launcher.run_dir / "chaos" / "daemon.log",
-                    self.world.controller_dir("v1") / "controller.log",
-                    self.world.controller_dir("v2") / "controller.log"):
+                    self.launcher.run_dir / "chaos" / "changes.jsonl", *controllers):
             with contextlib.suppress(OSError):
                 shutil.copy2(src, where / f"{src.parent.name}-{src.name}")
 

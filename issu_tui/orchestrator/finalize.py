@@ -37,6 +37,7 @@ from issu_tui.orchestrator.northbound import (
 )
 from issu_tui.orchestrator.pairing import unpair
 from issu_tui.orchestrator.preflight import keyspaces_absent_on_old
+from issu_tui.orchestrator.settle import settle_old_writers
 from issu_tui.orchestrator.syncproc import RunSyncSupervisor, run_step
 
 # Marked (under ctx.runsync_lock) just before finalize stops run-sync for good: from then on
@@ -136,6 +137,12 @@ def unfence_old(ctx: Context) -> str:
     with ctx.api("old") as old:
         old.set_fence(False)
     return "old api-server open for writes again"
+
+
+def settle_old(run: FinalizeRun) -> str:
+    if run.old_stopped:
+        return "old config services stopped by the operator (--old-stopped)"
+    return settle_old_writers(run.ctx)
 
 
 def stop_old(run: FinalizeRun) -> str:
@@ -327,6 +334,11 @@ class FinalizeStep:
 STEPS: tuple[FinalizeStep, ...] = (
     FinalizeStep("fence-old", "fence the old api-server (northbound writes refused)",
                  fence_old, undo=unfence_old, undoes="open the old api-server again"),
+    # old's writers derive state from the api-server's last changes: they are stopped only
+    # once they have caught up, or post-sync would copy it underived (issu_tui/.../settle.py)
+    FinalizeStep("settle-old-writers", "wait until old's writers have caught up with the "
+                 "fenced api-server (their tables unchanged for sync.writers_settle_s)",
+                 settle_old),
     # nothing writes to old while run-sync drains and post-sync copies its last changes;
     # abort starts them again (also after a stop that failed half-way: `begun` marker)
     FinalizeStep("stop-old-services", "stop old's config services (schema-transformer, "
