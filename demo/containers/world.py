@@ -19,6 +19,7 @@ from demo.containers import controllers
 from demo.containers.compute import (
     SERVICE,
     compose_up,
+    container_name,
     docker_command,
     host_dir,
     profile_spec,
@@ -116,12 +117,16 @@ class ContainerHosts:
     # ------------------------------------------------------------------ computes
     def start_computes(self, hosts: dict[str, str], release: str,
                        control_nodes: Sequence[str], heartbeat_s: float) -> None:
-        """Each compute's files (once: an upgraded compute keeps its release) and its agent
-        container (`docker compose up -d`: one already running as configured is kept)."""
+        """Each compute's files and its agent container (`docker compose up -d`). A compute
+        whose agent runs is kept as it is (upgraded or not); one that does not run starts
+        again at `release`, pointed at `control_nodes` (as the loopback hosts after a
+        `down`)."""
+        running = {_name(c) for c in self._agents() if c.get("State") == "running"}
+
         def one(item: tuple[str, str]) -> None:
             name, address = item
             etc = host_dir(self.root, name)
-            if not (etc / "common_vrouter.env").is_file():
+            if container_name(self.net, name) not in running:
                 write_compute(self.root, self.net, name, address, release, control_nodes,
                               heartbeat_s)
             compose_up(etc)
