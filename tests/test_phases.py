@@ -231,3 +231,56 @@ def test_a_daemon_leaves_once_the_upgrade_is_finished(tmp_path: Path) -> None:
     assert any("the upgrade is done: the executor" in m and "stops" in m for m in said), said
     executor.close()
     journal.close()
+
+
+def _fence_answering(northbound_open: bool | None):  # type: ignore[no-untyped-def]
+    """A loopback api-server that answers GET /issu/status (404 for None: no fence call)."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            found = northbound_open is not None and self.path == "/issu/status"
+            body = json.dumps({"northbound_open": northbound_open}).encode()
+            self.send_response(200 if found else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize(("northbound_open", "early"), [(False, False), (True, True),
+                                                         (None, True)])
+def test_the_point_of_no_return_comes_before_new_starts_unless_new_is_shown_fenced(
+        tmp_path: Path, northbound_open: bool | None, early: bool) -> None:
+    """new's writers and the northbound switch come before the point of no return only when
+    new's api-server says it refuses writes; open, or without a fence call, abort is refused
+    from before they run (a client switched to an open new would write where abort cannot
+    bring it back from)."""
+    server = _fence_answering(northbound_open)
+    config = _config(tmp_path)
+    api = config.new.api_server.model_copy(
+        update={"url": f"http://127.0.0.1:{server.server_address[1]}"})
+    config = config.model_copy(update={"new": config.new.model_copy(update={"api_server": api})})
+    journal = Journal.open(tmp_path)
+    try:
+        ctx = Context(config=config, config_path=tmp_path / "issu.toml", journal=journal)
+        names = [s.name for s in finalize.STEPS]
+        assert names.index("check-new-fenced") < names.index("start-new-writers")
+        detail = finalize.check_new_fenced(finalize.FinalizeRun(ctx))
+        assert ctx.step_done(finalize.COMMIT_STEP) is early, detail
+        if early:
+            assert "abort is refused from now on" in detail
+            assert any(e.message.startswith("point of no return, early") and
+                       e.level == "warning" for e in journal.last_events(5))
+        else:
+            assert detail == "the new api-server reports itself fenced"
+    finally:
+        journal.close()
+        server.shutdown()

@@ -22,6 +22,7 @@ from backends.versions import release_matches
 from issu_tui.orchestrator.context import Context, OrchestratorError
 from issu_tui.orchestrator.controllers import (
     fence_by_profile,
+    fenced_by_profile,
     start_new_writers,
     start_old_services,
     stop_new_writers_again,
@@ -147,6 +148,27 @@ def settle_old(run: FinalizeRun) -> str:
 
 def stop_old(run: FinalizeRun) -> str:
     return stop_old_services(run.ctx)
+
+
+def check_new_fenced(run: FinalizeRun) -> str:
+    """start-new-writers and switch-northbound come before the point of no return only when
+    new provably refuses northbound writes: otherwise a client switched to it could write
+    there, and an abort (back to old) would silently lose those writes. Without that proof
+    the point of no return is taken here, before either runs."""
+    ctx = run.ctx
+    if fenced_by_profile(ctx, "new"):
+        return "new is fenced by its config hosts' profile fence step (prepare-new)"
+    try:
+        with ctx.api("new") as new:
+            if new.fence_state():
+                return "the new api-server reports itself fenced"
+            why = "the new api-server reports itself open"
+    except (ApiServerError, OrchestratorError) as exc:
+        why = f"new's fence cannot be confirmed ({exc})"
+    ctx.event("finalize", f"point of no return, early: {why}; new's writers start and "
+              "northbound switches with abort refused from here", level="warning")
+    ctx.mark_step(COMMIT_STEP)
+    return f"{why}: the point of no return is taken here, abort is refused from now on"
 
 
 def start_new(run: FinalizeRun) -> str:
@@ -357,9 +379,14 @@ STEPS: tuple[FinalizeStep, ...] = (
                  delete_queues),
     # New's api-server is still fenced: nothing northbound has reached new, old holds every
     # write, so abort can still undo these two (the northbound clients pointed back too).
+    # Unless new's fence cannot be shown: then the point of no return is taken here.
+    FinalizeStep("check-new-fenced", "confirm new refuses northbound writes (else the point "
+                 "of no return comes here, before new's writers and the northbound switch)",
+                 check_new_fenced),
     FinalizeStep("start-new-writers", "enable and start new's schema-transformer, "
                  "svc-monitor, device-manager (kube-manager) on new's hosts", start_new,
-                 undo=stop_new_writers_again, undoes="stop and disable new's writers again"),
+                 undo=stop_new_writers_again, undoes="stop and disable new's writers again",
+                 begun=True),
     FinalizeStep("switch-northbound", "re-point neutron / k8s / vCenter clients at the new "
                  "api-server (SIGHUP)", switch_northbound, undo=revert_clients,
                  undoes="point the northbound clients back at old (their .issu-backup)",
