@@ -282,6 +282,7 @@ class ControllerProfile:
 
 
 _BACKUP_SCRIPT = 'test -e "$2" || cp -p -- "$1" "$2"'
+_FRESH_BACKUP_SCRIPT = 'cp -p -- "$1" "$2"'
 
 
 def _absolute(file: str) -> None:
@@ -462,13 +463,15 @@ class ControllerExecutor:
         with self._connect(target) as session:
             return self._run(session, target, f"read {file}", ["cat", "--", file])
 
-    def backup_file(self, target: SshTarget, file: str, suffix: str = ".issu-backup") -> None:
+    def backup_file(self, target: SshTarget, file: str, suffix: str = ".issu-backup",
+                    *, fresh: bool = False) -> None:
         """A copy of `file` beside it (mode kept), made once: an existing one is the first
-        state and is left alone."""
+        state and is left alone, unless `fresh` (a leftover of an earlier upgrade)."""
         _absolute(file)
+        script = _FRESH_BACKUP_SCRIPT if fresh else _BACKUP_SCRIPT
         with self._connect(target) as session:
             self._run(session, target, f"back up {file}",
-                      ["sh", "-c", _BACKUP_SCRIPT, "backup", file, file + suffix])
+                      ["sh", "-c", script, "backup", file, file + suffix])
 
     def set_ini(self, target: SshTarget, profile: str, file: str,
                 edits: Sequence[tuple[str, str, str]]) -> None:

@@ -284,3 +284,51 @@ def test_the_point_of_no_return_comes_before_new_starts_unless_new_is_shown_fenc
     finally:
         journal.close()
         server.shutdown()
+
+
+def test_the_local_northbound_way_back_uses_this_upgrades_backup_and_checks_it_first(
+        tmp_path: Path) -> None:
+    """A `.issu-backup` left by an earlier upgrade is replaced at the switch (abort would
+    restore a file of a year ago); a backup that does not name old is refused before anything
+    is replaced; a re-run after the restore still reads the file back."""
+    from issu_tui.config import ApiServerConfig
+    from issu_tui.orchestrator.context import OrchestratorError
+    from issu_tui.orchestrator.northbound import load_clients, revert_clients
+
+    config = _config(tmp_path)
+    config = config.model_copy(update={
+        "old": config.old.model_copy(update={"api_server": ApiServerConfig(
+            url="http://10.9.0.1:8082")}),
+        "new": config.new.model_copy(update={"api_server": ApiServerConfig(
+            url="http://10.9.0.2:8082")})})
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    plugin = tmp_path / "ContrailPlugin.ini"
+    original = "[APISERVER]\napi_server_ip = 10.9.0.1\napi_server_port = 8082\nkeep = 1\n"
+    plugin.write_text(original)
+    backup = tmp_path / "ContrailPlugin.ini.issu-backup"
+    backup.write_text(original.replace("10.9.0.1", "10.8.0.1").replace("keep = 1", "old = 1"))
+    listing = tmp_path / "northbound.toml"
+    listing.write_text(f'[[client]]\nkind = "neutron"\npath = "{plugin}"\n')
+    journal = Journal.open(tmp_path)
+    try:
+        ctx = Context(config=config, config_path=tmp_path / "issu.toml", journal=journal)
+        run = finalize.FinalizeRun(ctx, clients=load_clients(listing))
+        finalize.switch_northbound(run)
+        assert "10.9.0.2" in plugin.read_text() and backup.read_text() == original
+        finalize.switch_northbound(run)  # a re-run keeps this upgrade's backup
+        assert backup.read_text() == original
+        assert "restored" in revert_clients(ctx)
+        assert plugin.read_text() == original and not backup.exists()
+
+        finalize.switch_northbound(run)
+        backup.write_text(original.replace("10.9.0.1", "10.9.9.9"))  # edited by hand since
+        switched = plugin.read_text()
+        with pytest.raises(OrchestratorError, match=r"its backup .* does not name old .*"
+                           r"api_server_ip is '10.9.9.9', not '10.9.0.1'"):
+            revert_clients(ctx)
+        assert plugin.read_text() == switched and backup.exists()  # nothing replaced
+        plugin.write_text(original)  # pointed back by hand
+        backup.unlink()
+        assert "names old" in revert_clients(ctx)
+    finally:
+        journal.close()

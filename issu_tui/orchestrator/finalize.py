@@ -31,10 +31,12 @@ from issu_tui.orchestrator.controllers import (
 from issu_tui.orchestrator.node_cleanup import remove_old_node_records
 from issu_tui.orchestrator.northbound import (
     NorthboundClient,
+    client_key,
     load_clients,
     record_switched,
     revert_clients,
     switch_client,
+    switched_clients,
 )
 from issu_tui.orchestrator.pairing import unpair
 from issu_tui.orchestrator.preflight import keyspaces_absent_on_old
@@ -292,9 +294,13 @@ def switch_northbound(run: FinalizeRun) -> str:
     if run.no_northbound:
         return "skipped (--no-northbound): the operator switches the clients"
     clients = [c for c in run.clients if c.kind != "collector"]
+    # a client not switched by an earlier run of this upgrade gets a fresh backup (one
+    # left by an earlier upgrade would be restored by abort)
+    earlier = {client_key(c) for c in switched_clients(run.ctx)}
     if clients:
         record_switched(run.ctx, clients)  # what abort points back (revert_clients)
-    done = [switch_client(run.ctx, c) for c in clients]
+    done = [switch_client(run.ctx, c, fresh_backup=client_key(c) not in earlier)
+            for c in clients]
     return "; ".join(done) or "no northbound api clients listed (collectors only)"
 
 

@@ -171,10 +171,12 @@ def _apply_one(lines: list[str], edit: Edit) -> list[str]:
     return out
 
 
-def switch_client(ctx: Context, client: NorthboundClient) -> str:
-    """Rewrite one client's config and signal it; idempotent (the same content twice)."""
+def switch_client(ctx: Context, client: NorthboundClient, *, fresh_backup: bool = False) -> str:
+    """Rewrite one client's config and signal it; idempotent (the same content twice). The
+    `.issu-backup` is made once per upgrade: `fresh_backup` replaces one left by an earlier
+    upgrade (abort would otherwise restore that older file)."""
     if client.host is not None:
-        return _switch_over_ssh(ctx, client, client.host)
+        return _switch_over_ssh(ctx, client, client.host, fresh_backup)
     try:
         text = client.path.read_text()
     except OSError as exc:
@@ -182,8 +184,8 @@ def switch_client(ctx: Context, client: NorthboundClient) -> str:
     new_text = apply_edits(text, edits_for(ctx, client))
     changed = new_text != text
     if changed:
-        backup = client.path.with_name(client.path.name + ".issu-backup")
-        if not backup.exists():
+        backup = client.path.with_name(client.path.name + BACKUP_SUFFIX)
+        if fresh_backup or not backup.exists():
             backup.write_text(text)
         tmp = client.path.with_name(f".{client.path.name}.issu-tmp")
         tmp.write_text(new_text)
@@ -214,7 +216,8 @@ def _inventory_host(ctx: Context, name: str) -> ControllerHostConfig:
                             f"inventory (known: {', '.join(known) or 'none'})")
 
 
-def _switch_over_ssh(ctx: Context, client: NorthboundClient, host_name: str) -> str:
+def _switch_over_ssh(ctx: Context, client: NorthboundClient, host_name: str,
+                     fresh_backup: bool) -> str:
     """Back up, edit and read back one client's file on its host, then signal its service.
     The read-back must show every edit, else the step fails naming the key."""
     from backends.controller import ControllerError
@@ -227,7 +230,7 @@ def _switch_over_ssh(ctx: Context, client: NorthboundClient, host_name: str) -> 
     try:
         changed = bool(_missing(ex.read_file(where, file), edits))
         if changed:
-            ex.backup_file(where, file)
+            ex.backup_file(where, file, fresh=fresh_backup)
             ex.set_ini(where, host.profile, file,
                        [(e.section or "", e.key, e.value) for e in edits])
         after = ex.read_file(where, file)
@@ -278,7 +281,15 @@ _RESTORE_SCRIPT = ('test -e "$2" || exit 0; cp -p -- "$2" "$1.issu-tmp" && '
                    'mv -f -- "$1.issu-tmp" "$1" && rm -f -- "$2"')
 
 
+def client_key(client: NorthboundClient) -> tuple[str | None, str]:
+    return client.host, str(client.path)
+
+
 def record_switched(ctx: Context, clients: list[NorthboundClient]) -> None:
+    """Add `clients` to the record of those switched (kept across finalize runs, so abort
+    points back every client any run switched)."""
+    keys = {client_key(c) for c in clients}
+    clients = [*(c for c in switched_clients(ctx) if client_key(c) not in keys), *clients]
     path = ctx.config.state_dir / SWITCHED_FILE
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps([c.model_dump(mode="json") for c in clients], indent=1))
@@ -315,19 +326,25 @@ def _revert_one(ctx: Context, client: NorthboundClient) -> str:
     if client.host is not None:
         return _revert_over_ssh(ctx, client, client.host, edits)
     backup = client.path.with_name(client.path.name + BACKUP_SUFFIX)
-    if not backup.exists():
-        return f"{client.kind} {client.path}: not rewritten by issu, left as it is"
-    tmp = client.path.with_name(f".{client.path.name}.issu-tmp")
-    tmp.write_bytes(backup.read_bytes())
-    os.chmod(tmp, backup.stat().st_mode & 0o7777)
-    os.replace(tmp, client.path)
-    backup.unlink()
+    restored = backup.exists()
+    if restored:
+        saved = backup.read_bytes()
+        wrong = _missing(saved.decode(errors="replace"), edits)
+        if wrong:  # checked before anything is replaced: the file and its backup stay
+            raise OrchestratorError(
+                f"northbound {client.kind} {client.path}: its backup {backup} does not name "
+                "old (" + "; ".join(wrong) + "): nothing restored; point it back by hand")
+        tmp = client.path.with_name(f".{client.path.name}.issu-tmp")
+        tmp.write_bytes(saved)
+        os.chmod(tmp, backup.stat().st_mode & 0o7777)
+        os.replace(tmp, client.path)
     wrong = _missing(client.path.read_text(), edits)
     if wrong:
-        raise OrchestratorError(f"northbound {client.kind} {client.path} restored from its "
-                                "backup but it does not name old: " + "; ".join(wrong))
-    signalled = _signal_local(client)
-    return f"{client.kind} {client.path}: restored{signalled}"
+        raise OrchestratorError(f"northbound {client.kind} {client.path}: no backup to restore "
+                                "and the file does not name old: " + "; ".join(wrong))
+    signalled = _signal_local(client)  # also on a re-run: the client may still hold new
+    backup.unlink(missing_ok=True)
+    return f"{client.kind} {client.path}: {'restored' if restored else 'names old'}{signalled}"
 
 
 def _signal_local(client: NorthboundClient) -> str:
