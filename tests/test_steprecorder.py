@@ -48,6 +48,36 @@ def test_a_journal_that_cannot_be_written_fails_the_flush(tmp_path: Path) -> Non
     recorder.record(("c1", "install", "run install", 0, 0.1, "out", ""))
     with pytest.raises((JournalError, sqlite3.Error)):
         recorder.flush("c1")
-    # and so does the next record: nothing is dropped quietly
+    # the next record does not raise between two remote steps; its flush says it again
+    recorder.record(("c1", "health", "run health", 0, 0.1, "out", ""))
     with pytest.raises((JournalError, sqlite3.Error)):
-        recorder.record(("c1", "health", "run health", 0, 0.1, "out", ""))
+        recorder.flush("c1")
+
+
+class _FullOnce(Journal):
+    """The journal's disk full for one write, then free again."""
+
+    full = True
+
+    def record_commands(self, records):  # type: ignore[no-untyped-def]
+        if self.full:
+            self.full = False
+            raise sqlite3.OperationalError("database or disk is full")
+        return super().record_commands(records)
+
+
+def test_one_failed_write_fails_only_the_computes_it_held(tmp_path: Path) -> None:
+    Journal.open(tmp_path).close()
+    journal = _FullOnce(tmp_path / "journal.db")
+    recorder = StepRecorder(journal)
+    recorder.record(("c1", "install", "run install", 0, 0.1, "lost", ""))
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        recorder.flush("c1")
+    # the disk has room again: a rollback of c1 and c2's steps are written as usual
+    recorder.record(("c1", "rollback", "run rollback", 0, 0.1, "back", ""))
+    recorder.record(("c2", "install", "run install", 0, 0.1, "in", ""))
+    recorder.flush("c1")
+    recorder.flush("c2")
+    assert [r["stdout"] for r in journal.command_output("c1")] == ["back"]
+    assert [r["stdout"] for r in journal.command_output("c2")] == ["in"]
+    journal.close()

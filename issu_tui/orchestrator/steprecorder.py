@@ -8,6 +8,11 @@ the journal: the runner calls it before the compute's transition to upgraded, ro
 or failed, so the journal never says a compute is done without the outputs of its steps.
 A crash in the middle of an action can lose the outputs of its last moments (its state is
 still `upgrading`, and the next start probes it).
+
+`record` never raises: it is called between a compute's remote steps, and leaving the
+sequence there (drained, agent stopped) would be worse than a missing output. A write that
+fails is said by the `flush` of each compute it held, at the transition; the writes after it
+are tried again (a disk that was full for a moment does not fail every later action).
 """
 
 from __future__ import annotations
@@ -28,14 +33,12 @@ class StepRecorder:
         self.journal = journal
         self._cond = threading.Condition()
         self._queue: list[CommandRecord] = []
-        self._pending: Counter[str] = Counter()  # compute -> outputs not yet in the journal
-        self._error: BaseException | None = None
+        self._pending: Counter[str] = Counter()  # compute -> outputs not yet written or failed
+        self._failed: dict[str, BaseException] = {}  # compute -> a write of its outputs failed
         self._writer: threading.Thread | None = None
 
     def record(self, record: CommandRecord) -> None:
         with self._cond:
-            if self._error is not None:
-                raise self._error
             self._queue.append(record)
             self._pending[record[0]] += 1
             if self._writer is None:
@@ -46,13 +49,14 @@ class StepRecorder:
 
     def flush(self, compute: str) -> None:
         """Wait until every output of `compute` recorded so far is in the journal; raises
-        the journal's error if writing failed."""
+        the journal's error if writing some of them failed."""
         with self._cond:
-            while self._pending[compute] and self._error is None:
+            while self._pending[compute] > 0:
                 self._cond.wait()
             self._pending.pop(compute, None)
-            if self._error is not None:
-                raise self._error
+            error = self._failed.pop(compute, None)
+        if error is not None:
+            raise error
 
     def _write(self) -> None:
         while True:
@@ -63,16 +67,15 @@ class StepRecorder:
                     self._writer = None
                     return
                 batch, self._queue = self._queue, []
+            failed: BaseException | None = None
             try:
                 self.journal.record_commands(batch)
-            except BaseException as exc:  # e.g. the disk is full: every flush says so
+            except BaseException as exc:  # e.g. the disk is full: those computes' flush says so
                 log.error("command outputs not written to the journal: %s", exc)
-                with self._cond:
-                    self._error = exc
-                    self._writer = None
-                    self._cond.notify_all()
-                return
+                failed = exc
             with self._cond:
                 for record in batch:
                     self._pending[record[0]] -= 1
+                    if failed is not None:
+                        self._failed.setdefault(record[0], failed)
                 self._cond.notify_all()
