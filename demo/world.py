@@ -34,7 +34,15 @@ from demo.services.base import ServiceError
 from demo.services.endpoints import Endpoints, write_private
 from demo.services.launcher import Launcher
 from demo.services.plan import DEMO_NET, REPO_ROOT, AddressPlan, default_run_dir
-from demo.services.procs import Command, read_pidfile, spawn_group, terminate_group
+from demo.services.procs import (
+    Command,
+    Group,
+    ProcRef,
+    read_pidfile,
+    spawn_group,
+    start_ticks,
+    terminate_group,
+)
 from issu_tui.config import to_toml
 
 V1_VERSION = "4.1.0"
@@ -612,6 +620,7 @@ class World:
                 stopped.append(piece)
         if self.fleet.stop():
             stopped.append("computes")
+        stopped += self._stop_runsync()
         stopped += self._remove_containers(progress)
         for cluster in ("v1", "v2"):
             for service in hostctl.WRITERS:
@@ -628,6 +637,30 @@ class World:
             stopped += self.launcher().down()
         progress(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
         return stopped
+
+    def _stop_runsync(self) -> list[str]:
+        """run-sync outlives the console or daemon that started it (the upgrade goes on
+        without them); the world going away takes it too. Its pid is the journal's."""
+        from issu_tui.journal import Journal, JournalError
+
+        path = self.dir / "state" / "journal.db"
+        if not path.is_file():
+            return []
+        try:
+            journal = Journal(path, read_only=True)
+        except JournalError:
+            return []
+        try:
+            pid = journal.orchestrator_state().runsync_pid
+        except JournalError:
+            pid = None
+        finally:
+            journal.close()
+        group = _runsync_group(pid, self.config_path) if pid else None
+        if group is None or not group.any_alive():
+            return []
+        terminate_group(group, 20.0)
+        return ["run-sync"]
 
     def _remove_containers(self, progress: Progress) -> list[str]:
         """Remove every container labelled with this world's network (those its computes and
@@ -740,3 +773,23 @@ class World:
 def _heartbeat_s(computes: int) -> float:
     """Agents report every few seconds; slower with many, to keep the controllers light."""
     return max(3.0, computes / 100.0)
+
+
+def _runsync_group(pid: int, config_path: Path) -> Group | None:
+    """The process group of the run-sync `pid` runs, if it is this world's (started with its
+    own session: the group is its pid); None for a pid reused by something else."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return None
+    argv = [a for a in raw.split("\0") if a]  # [python, -c, code, sync, run, -c, CONFIG]
+    try:
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None
+    ticks = start_ticks(pid)
+    ours = config_path.resolve()
+    if ticks is None or argv[-4:-2] != ["sync", "run"] or \
+            (cwd / argv[-1]).resolve() != ours:
+        return None
+    return Group(pid, (ProcRef(pid, ticks),))

@@ -152,3 +152,36 @@ def test_status_tells_a_seed_and_workload_turned_off(tmp_path: Path) -> None:
     assert (pieces["seed"], pieces["workload"]) == ("off", "off")
     world._record(workload_rate=5.0)  # wanted but not running: a problem again
     assert {p.name: p.state for p in world.status(probe=False)}["workload"] == "stopped"
+
+
+def test_down_stops_the_worlds_run_sync_and_nothing_else(tmp_path: Path) -> None:
+    """run-sync outlives the console that started it; `issu demo down` takes it with the
+    world. A process with another world's config is left alone."""
+    import subprocess
+    import sys
+
+    from issu_tui.journal import Journal
+
+    world = World(WorldOptions(net=202, run_dir=tmp_path / "run",
+                               config_path=tmp_path / "issu.toml"))
+    sleeper = "import time; time.sleep(120)"
+
+    def runsync(config: Path) -> subprocess.Popen[bytes]:  # what syncproc starts, as argv
+        return subprocess.Popen([sys.executable, "-c", sleeper, "sync", "run", "-c",
+                                 str(config)], start_new_session=True, cwd=tmp_path)
+
+    ours, other = runsync(Path("issu.toml")), runsync(tmp_path / "other.toml")
+    try:
+        (world.dir / "state").mkdir(parents=True)
+        journal = Journal.open(world.dir / "state")
+        journal.set_runsync_process(other.pid, 0.0)  # not this world's: left alone
+        assert "run-sync" not in world.down(lambda msg: None)
+        assert other.poll() is None
+        journal.set_runsync_process(ours.pid, 0.0)
+        journal.close()
+        assert "run-sync" in world.down(lambda msg: None)
+        assert ours.wait(30) is not None and other.poll() is None
+    finally:
+        for proc in (ours, other):
+            proc.kill()
+            proc.wait()

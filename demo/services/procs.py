@@ -36,6 +36,12 @@ class ProcRef:
         return state not in ("Z", "X") or _threads_running(self.pid)
 
 
+def start_ticks(pid: int) -> int | None:
+    """The kernel start time of `pid` (with the pid, names that one process), None if gone."""
+    stat = _read_stat(pid)
+    return None if stat is None else stat[2]
+
+
 def _read_stat(pid: int) -> tuple[str, int, int] | None:
     """(state, ppid, starttime) of ``pid`` from /proc, None if gone."""
     try:
