@@ -233,15 +233,6 @@ def start_new_writers(ctx: Context) -> str:
     return "enabled and started on new: " + ("; ".join(done) or "none mapped")
 
 
-def fenced_by_profile(ctx: Context, side: str) -> bool:
-    """Whether every config host of `side` has a profile with fence/unfence steps (for new:
-    prepare-new ran them at pre-sync)."""
-    hosts = hosts_with(ctx, side, ("config",))
-    ex = executor(ctx) if hosts else None
-    return bool(hosts) and ex is not None and all(ex.profile(h.profile).has_fence
-                                                  for h in hosts)
-
-
 def fence_by_profile(ctx: Context, side: str, closed: bool) -> str | None:
     """Run the `fence` (closed) or `unfence` profile step on every config host of `side`
     whose profile defines it; None when none does (the caller uses the api-server's fence

@@ -22,7 +22,6 @@ from backends.versions import release_matches
 from issu_tui.orchestrator.context import Context, OrchestratorError
 from issu_tui.orchestrator.controllers import (
     fence_by_profile,
-    fenced_by_profile,
     start_new_writers,
     start_old_services,
     stop_new_writers_again,
@@ -158,8 +157,8 @@ def check_new_fenced(run: FinalizeRun) -> str:
     there, and an abort (back to old) would silently lose those writes. Without that proof
     the point of no return is taken here, before either runs."""
     ctx = run.ctx
-    if fenced_by_profile(ctx, "new"):
-        return "new is fenced by its config hosts' profile fence step (prepare-new)"
+    # A profile that defines a fence step is no proof that the fence is in place now (added
+    # after pre-sync, a host rebooted, an unfence by hand): only the api-server's own answer.
     try:
         with ctx.api("new") as new:
             if new.fence_state():
