@@ -332,3 +332,39 @@ def test_the_local_northbound_way_back_uses_this_upgrades_backup_and_checks_it_f
         assert "names old" in revert_clients(ctx)
     finally:
         journal.close()
+
+
+def test_a_client_a_killed_switch_never_reached_gets_a_fresh_backup(tmp_path: Path) -> None:
+    from issu_tui.config import ApiServerConfig
+    from issu_tui.orchestrator.context import OrchestratorError
+    from issu_tui.orchestrator.northbound import load_clients, revert_clients
+
+    config = _config(tmp_path)
+    config = config.model_copy(update={
+        "old": config.old.model_copy(update={"api_server": ApiServerConfig(
+            url="http://10.9.0.1:8082")}),
+        "new": config.new.model_copy(update={"api_server": ApiServerConfig(
+            url="http://10.9.0.2:8082")})})
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    original = "[APISERVER]\napi_server_ip = 10.9.0.1\napi_server_port = 8082\n"
+    a, b, c = (tmp_path / f"{n}.ini" for n in "abc")
+    a.write_text(original)
+    c.write_text(original)
+    leftover = original + "from = the previous upgrade\n"
+    (tmp_path / "c.ini.issu-backup").write_text(leftover)
+    listing = tmp_path / "northbound.toml"
+    listing.write_text("".join(f'[[client]]\nkind = "neutron"\npath = "{p}"\n'
+                               for p in (a, b, c)))
+    journal = Journal.open(tmp_path)
+    try:
+        ctx = Context(config=config, config_path=tmp_path / "issu.toml", journal=journal)
+        run = finalize.FinalizeRun(ctx, clients=load_clients(listing))
+        with pytest.raises(OrchestratorError, match="b.ini: cannot read"):
+            finalize.switch_northbound(run)  # b's host down: c never reached
+        b.write_text(original)
+        finalize.switch_northbound(run)
+        assert (tmp_path / "c.ini.issu-backup").read_text() == original
+        revert_clients(ctx)
+        assert c.read_text() == original and a.read_text() == original
+    finally:
+        journal.close()

@@ -296,10 +296,13 @@ def switch_northbound(run: FinalizeRun) -> str:
     # a client not switched by an earlier run of this upgrade gets a fresh backup (one
     # left by an earlier upgrade would be restored by abort)
     earlier = {client_key(c) for c in switched_clients(run.ctx)}
-    if clients:
-        record_switched(run.ctx, clients)  # what abort points back (revert_clients)
-    done = [switch_client(run.ctx, c, fresh_backup=client_key(c) not in earlier)
-            for c in clients]
+    done = []
+    for client in clients:
+        # recorded (what abort points back) just before its own edit, not all at once: a
+        # client a killed run never reached is not "switched earlier" and keeps no leftover
+        record_switched(run.ctx, [client])
+        done.append(switch_client(run.ctx, client,
+                                  fresh_backup=client_key(client) not in earlier))
     return "; ".join(done) or "no northbound api clients listed (collectors only)"
 
 
