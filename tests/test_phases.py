@@ -359,7 +359,7 @@ def test_a_client_a_killed_switch_never_reached_gets_a_fresh_backup(tmp_path: Pa
     try:
         ctx = Context(config=config, config_path=tmp_path / "issu.toml", journal=journal)
         run = finalize.FinalizeRun(ctx, clients=load_clients(listing))
-        with pytest.raises(OrchestratorError, match="b.ini: cannot read"):
+        with pytest.raises(OrchestratorError, match=r"b\.ini: cannot read"):
             finalize.switch_northbound(run)  # b's host down: c never reached
         b.write_text(original)
         finalize.switch_northbound(run)
