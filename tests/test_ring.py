@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cassandra import ConsistencyLevel
+from cassandra import ConsistencyLevel, InvalidRequest
 from cassandra.query import SimpleStatement
 
 from backends.cassandra.connection import CassandraSide, connect
@@ -112,8 +112,22 @@ def _count(session: object, keyspace: str) -> int:
 def _create_rows(side: CassandraSide, replication: str) -> None:
     with connect(side, request_timeout=60) as conn:
         session = conn.session
-        session.execute(f"CREATE KEYSPACE ks WITH replication = {replication}")
-        session.execute("CREATE TABLE ks.t (k int PRIMARY KEY, v text)")
+        session.execute(f"CREATE KEYSPACE IF NOT EXISTS ks WITH replication = {replication}")
+        # on a ring, the next statement's coordinator may not know the keyspace yet when the
+        # driver's own wait for schema agreement gave up (a loaded box): wait for it
+        deadline = time.monotonic() + 120
+        while not conn.cluster.control_connection.wait_for_schema_agreement(wait_time=10):
+            assert time.monotonic() < deadline, "the ring never agreed on the new keyspace"
+        while True:
+            try:
+                session.execute("CREATE TABLE IF NOT EXISTS ks.t (k int PRIMARY KEY, v text)")
+                break
+            except InvalidRequest as exc:
+                if "doesn't exist" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        while not conn.cluster.control_connection.wait_for_schema_agreement(wait_time=10):
+            assert time.monotonic() < deadline, "the ring never agreed on the new table"
         for k in range(200):
             session.execute("INSERT INTO ks.t (k, v) VALUES (%s, %s)", (k, f"v{k}"))
 
