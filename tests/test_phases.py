@@ -291,17 +291,10 @@ def test_the_local_northbound_way_back_uses_this_upgrades_backup_and_checks_it_f
     """A `.issu-backup` left by an earlier upgrade is replaced at the switch (abort would
     restore a file of a year ago); a backup that does not name old is refused before anything
     is replaced; a re-run after the restore still reads the file back."""
-    from issu_tui.config import ApiServerConfig
     from issu_tui.orchestrator.context import OrchestratorError
     from issu_tui.orchestrator.northbound import load_clients, revert_clients
 
-    config = _config(tmp_path)
-    config = config.model_copy(update={
-        "old": config.old.model_copy(update={"api_server": ApiServerConfig(
-            url="http://10.9.0.1:8082")}),
-        "new": config.new.model_copy(update={"api_server": ApiServerConfig(
-            url="http://10.9.0.2:8082")})})
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+    config = _northbound_config(tmp_path)
     plugin = tmp_path / "ContrailPlugin.ini"
     original = "[APISERVER]\napi_server_ip = 10.9.0.1\napi_server_port = 8082\nkeep = 1\n"
     plugin.write_text(original)
@@ -335,17 +328,10 @@ def test_the_local_northbound_way_back_uses_this_upgrades_backup_and_checks_it_f
 
 
 def test_a_client_a_killed_switch_never_reached_gets_a_fresh_backup(tmp_path: Path) -> None:
-    from issu_tui.config import ApiServerConfig
     from issu_tui.orchestrator.context import OrchestratorError
     from issu_tui.orchestrator.northbound import load_clients, revert_clients
 
-    config = _config(tmp_path)
-    config = config.model_copy(update={
-        "old": config.old.model_copy(update={"api_server": ApiServerConfig(
-            url="http://10.9.0.1:8082")}),
-        "new": config.new.model_copy(update={"api_server": ApiServerConfig(
-            url="http://10.9.0.2:8082")})})
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+    config = _northbound_config(tmp_path)
     original = "[APISERVER]\napi_server_ip = 10.9.0.1\napi_server_port = 8082\n"
     a, b, c = (tmp_path / f"{n}.ini" for n in "abc")
     a.write_text(original)
@@ -368,3 +354,17 @@ def test_a_client_a_killed_switch_never_reached_gets_a_fresh_backup(tmp_path: Pa
         assert c.read_text() == original and a.read_text() == original
     finally:
         journal.close()
+
+
+def _northbound_config(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The units' config with old's and new's api-servers named (never contacted)."""
+    from issu_tui.config import ApiServerConfig
+
+    config = _config(tmp_path)
+    config = config.model_copy(update={
+        "old": config.old.model_copy(update={"api_server": ApiServerConfig(
+            url="http://10.9.0.1:8082")}),
+        "new": config.new.model_copy(update={"api_server": ApiServerConfig(
+            url="http://10.9.0.2:8082")})})
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    return config

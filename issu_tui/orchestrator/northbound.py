@@ -30,6 +30,7 @@ import signal
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -240,14 +241,7 @@ def _switch_over_ssh(ctx: Context, client: NorthboundClient, host_name: str,
     if wrong:
         raise OrchestratorError(f"northbound {client.kind} on {host.name}: {file} read back: "
                                 + "; ".join(wrong))
-    signalled = ""
-    if client.service is not None:
-        try:
-            ex.act(where, host.profile, "signal", [client.service],
-                   signal=client.signal.removeprefix("SIG"))
-        except ControllerError as exc:
-            raise OrchestratorError(f"northbound {client.kind}: {exc}") from None
-        signalled = f", {client.signal} to {client.service}"
+    signalled = _signal_over_ssh(ex, where, host, client)
     return (f"{client.kind} {host.name}:{file}: "
             f"{'rewritten' if changed else 'already new'}, read back{signalled}")
 
@@ -376,12 +370,20 @@ def _revert_over_ssh(ctx: Context, client: NorthboundClient, host_name: str,
     if wrong:
         raise OrchestratorError(f"northbound {client.kind} on {host.name}: {file} read back "
                                 "after the restore does not name old: " + "; ".join(wrong))
-    signalled = ""
-    if client.service is not None:
-        try:
-            ex.act(where, host.profile, "signal", [client.service],
-                   signal=client.signal.removeprefix("SIG"))
-        except ControllerError as exc:
-            raise OrchestratorError(f"northbound {client.kind}: {exc}") from None
-        signalled = f", {client.signal} to {client.service}"
+    signalled = _signal_over_ssh(ex, where, host, client)
     return f"{client.kind} {host.name}:{file}: restored, read back{signalled}"
+
+
+def _signal_over_ssh(ex: Any, where: Any, host: ControllerHostConfig,
+                     client: NorthboundClient) -> str:
+    """Signal the client's service through its host's profile; ', SIGHUP to X' or ''."""
+    from backends.controller import ControllerError
+
+    if client.service is None:
+        return ""
+    try:
+        ex.act(where, host.profile, "signal", [client.service],
+               signal=client.signal.removeprefix("SIG"))
+    except ControllerError as exc:
+        raise OrchestratorError(f"northbound {client.kind}: {exc}") from None
+    return f", {client.signal} to {client.service}"
