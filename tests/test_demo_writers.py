@@ -72,6 +72,17 @@ def _zk_route_targets(hosts: str) -> dict[str, int]:
         zk.close()
 
 
+def _routing_instance(api: str, fq_name: str) -> dict[str, Any] | None:
+    found = httpx.post(f"{api}/fqname-to-id", json={"type": "routing-instance",
+                                                  "fq_name": fq_name.split(":")}, timeout=30)
+    if found.status_code == 404:
+        return None
+    obj_uuid = found.json()["uuid"]
+    obj: dict[str, Any] = httpx.get(f"{api}/routing-instance/{obj_uuid}",
+                                    timeout=30).json()["routing-instance"]
+    return obj
+
+
 def _verify(world: Any) -> tuple[int, dict[str, Any]]:
     result = issu(world, "sync", "verify", "--json", timeout=300)
     return result.returncode, json.loads(result.stdout)
@@ -105,6 +116,31 @@ def test_v1_writers_are_copied_and_new_ones_left_running_conflict(
     # the ids in Cassandra are those ZooKeeper allocated
     old_rts = _rows(services.cassandra_old, RT_TABLE)
     assert {ri: int(v) for ri, v in old_rts.items()} == _zk_route_targets(services.zk_old.hosts)
+    # and over REST, as Contrail's: each network's routing instance, referring to its
+    # route-target object target:<asn>:<id>
+    for name in ("net-a", "net-b", "net-c"):
+        ri = ":".join([*project, name, name])
+        found = _routing_instance(api, ri)
+        assert found is not None, ri
+        assert [r["to"] for r in found.get("route_target_refs", [])] == [
+            [f"target:64512:{old_rts[ri]}"]], found
+    # a network deleted: its instance goes with it (api-server), then its route target
+    gone = [*project, "net-gone"]
+    made = httpx.post(f"{api}/virtual-networks", json={"virtual-network": {
+        "fq_name": gone, "parent_type": "project"}}, timeout=30).json()["virtual-network"]
+    gone_ri = ":".join([*gone, "net-gone"])
+    eventually(lambda: _routing_instance(api, gone_ri) is not None, 120,
+               f"v1's routing instance of {gone_ri}")
+    target = f"target:64512:{_rows(services.cassandra_old, RT_TABLE)[gone_ri]}"
+    deleted = httpx.delete(f"{api}/virtual-network/{made['uuid']}", timeout=30)
+    assert deleted.status_code == 200, deleted.text
+    assert _routing_instance(api, gone_ri) is None
+    eventually(lambda: httpx.post(f"{api}/fqname-to-id", json={
+        "type": "route-target", "fq_name": [target]}, timeout=30).status_code == 404, 120,
+        f"{target} deleted by v1's schema-transformer")
+    eventually(lambda: gone_ri not in _rows(services.cassandra_old, RT_TABLE), 120,
+               f"the route target row of {gone_ri} removed")
+    old_rts = _rows(services.cassandra_old, RT_TABLE)
 
     copy = issu(world, "sync", "pre", timeout=600)
     assert copy.returncode == 0, copy.stdout + copy.stderr

@@ -643,6 +643,9 @@ class ConfigDB:
         rt = self._rt(type_name)
         row = self._row_of(rt, obj_uuid)
         fq_name = json.loads(row["fq_name"])
+        if rt.res_type == "virtual-network" and self._delete_primary_instance(
+                row, fq_name, request_id):
+            row = self._row_of(rt, obj_uuid)
         children = [c for c in row if c.startswith("children:")]
         if children:
             raise ApiError(409, f"Delete when children still present: {self._hrefs(children)}")
@@ -674,6 +677,19 @@ class ConfigDB:
             self._free_address(obj)
         self._fq_cache.pop(obj_uuid, None)
         self._publish("DELETE", rt, obj_uuid, fq_name, request_id, obj)
+
+    def _delete_primary_instance(self, row: dict[str, str], vn_fq: list[str],
+                                 request_id: str) -> bool:
+        """The network's own routing instance (`<vn>:<vn name>`, which the schema-transformer
+        made) goes with the network, as Contrail's api-server deletes a network's default
+        children; whether there was one."""
+        ri_rt = self._rt("routing-instance")
+        wanted = self.uuid_of(ri_rt, [*vn_fq, vn_fq[-1]])
+        if wanted is None or f"children:{self.shape.db_type(ri_rt)}:{wanted}" not in row:
+            return False
+        # not under the instance's own lock: locks are striped, it may be the network's
+        self._delete("routing-instance", wanted, request_id)
+        return True
 
     def _hrefs(self, columns: list[str]) -> list[str]:
         out = []

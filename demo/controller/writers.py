@@ -7,7 +7,11 @@ separate processes that the `demo` controller profile stops and starts (hostctl)
   (`<vn fq_name>:<vn name>`): an id allocated under ZooKeeper `/id/bgp/route-targets` (node
   `<id, 10 digits>` holding the routing instance's name, ids from 8000000, lowest free first)
   and the row `to_bgp_keyspace.route_target_table[<ri>]["rtgt_num"]`; both go when the network
-  goes.
+  goes. Through the api-server's REST API (as the real one does with vnc_api), the
+  `route-target` object `target:<asn>:<id>` and the network's `routing-instance` child
+  referring to it; the api-server deletes the instance with its network, the
+  schema-transformer then the route target. A fenced api-server refuses them: those passes
+  write only ZooKeeper and to_bgp_keyspace (what the fence-matters test shows).
 - svc-monitor: `svc_monitor_keyspace.service_instance_table[<project>:snat-si]` for every
   project with networks, and the neutron plugin's `useragent.useragent_keyval_table` entry
   `neutron:network:<uuid>` of every network.
@@ -30,9 +34,9 @@ import signal
 import sys
 import threading
 import uuid as uuidlib
-from collections.abc import Iterable
 from pathlib import Path
 
+import httpx
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import RoundRobinPolicy
@@ -55,6 +59,8 @@ KEYSPACES: dict[str, tuple[str, ...]] = {
                     "dm_pnf_resource_table"),
 }
 RT_PATH = "id/bgp/route-targets"
+# its networks (ip-fabric, __link_local__, default-virtual-network) have their instances
+DEFAULT_PROJECT = "default-domain:default-project"
 RT_MIN_ID = 8_000_000
 
 
@@ -71,6 +77,64 @@ class Network:
     @property
     def project(self) -> str:
         return self.fq_name.rsplit(":", 1)[0]
+
+
+class Fenced(Exception):
+    """The api-server refuses writes (403): the REST objects wait for a later pass."""
+
+
+class RestObjects:
+    """The schema-transformer's objects on the api-server: a route-target per allocated id
+    and each network's own routing instance referring to it."""
+
+    def __init__(self, api_url: str, asn: int) -> None:
+        self.asn = asn
+        self.http = httpx.Client(base_url=api_url.rstrip("/"), timeout=30,
+                                 headers={"Content-Type": "application/json"})
+        self.instances: set[str] | None = None  # routing instances (fq_name joined) present
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _call(self, method: str, path: str, body: object = None) -> httpx.Response:
+        answer = self.http.request(method, path, json=body)
+        if answer.status_code == 403:
+            raise Fenced(answer.text[:200])
+        return answer
+
+    def _create(self, res_type: str, body: dict[str, object]) -> None:
+        answer = self._call("POST", f"/{res_type}s", {res_type: body})
+        if answer.status_code not in (200, 409):  # 409: there already
+            answer.raise_for_status()
+
+    def load(self) -> set[str]:
+        if self.instances is None:
+            answer = self._call("GET", "/routing-instances")
+            answer.raise_for_status()
+            self.instances = {":".join(item["fq_name"])
+                              for item in answer.json().get("routing-instances", [])}
+        return self.instances
+
+    def target(self, rt_id: int) -> str:
+        return f"target:{self.asn}:{rt_id}"
+
+    def ensure(self, routing_instance: str, rt_id: int) -> None:
+        target = self.target(rt_id)
+        self._create("route-target", {"fq_name": [target]})
+        self._create("routing-instance", {
+            "fq_name": routing_instance.split(":"), "parent_type": "virtual-network",
+            "route_target_refs": [{"to": [target], "attr": {"import_export": None}}]})
+        self.load().add(routing_instance)
+
+    def forget(self, routing_instance: str, rt_id: int) -> None:
+        self.load().discard(routing_instance)
+        answer = self._call("POST", "/fqname-to-id",
+                            {"type": "route-target", "fq_name": [self.target(rt_id)]})
+        if answer.status_code == 200:
+            uuid = answer.json()["uuid"]
+            gone = self._call("DELETE", f"/route-target/{uuid}")
+            if gone.status_code not in (200, 404, 409):  # 409: still referred, a later pass
+                gone.raise_for_status()
 
 
 def vn_db_type(version: str) -> str:
@@ -97,8 +161,11 @@ class Writer:
         self._ensure_schema()
         self.rt_path = spec.zookeeper.path(RT_PATH)
         self.route_targets: dict[str, int] = {}  # routing instance -> id (ours, from ZooKeeper)
+        self.rest = RestObjects(spec.api_url, spec.asn)
+        self.fenced_said = False
 
     def close(self) -> None:
+        self.rest.close()
         self.zk.stop()
         self.zk.close()
         self.cluster.shutdown()
@@ -184,18 +251,32 @@ class Writer:
             self.route_targets[routing_instance] = candidate
             return candidate
 
-    def schema_transformer(self, networks: Iterable[Network]) -> int:
+    def schema_transformer(self, networks: list[Network]) -> int:
         wanted = {n.routing_instance for n in networks}
         if not self.route_targets:
             self.load_route_targets()
         for ri in sorted(wanted - self.route_targets.keys()):
             self.allocate(ri)
-        for ri in sorted(self.route_targets.keys() - wanted):
-            with_id = self.route_targets.pop(ri)
+        gone = {ri: self.route_targets.pop(ri)
+                for ri in sorted(self.route_targets.keys() - wanted)}
+        for with_id in gone.values():
             with contextlib.suppress(NoNodeError):
                 self.zk.delete(f"{self.rt_path}/{with_id:010d}")
-        return self.sync_rows("to_bgp_keyspace", "route_target_table", "rtgt_num",
-                              {ri: str(self.route_targets[ri]) for ri in wanted})
+        changes = self.sync_rows("to_bgp_keyspace", "route_target_table", "rtgt_num",
+                                 {ri: str(self.route_targets[ri]) for ri in wanted})
+        own = {n.routing_instance for n in networks if n.project != DEFAULT_PROJECT}
+        try:
+            for ri, with_id in gone.items():
+                self.rest.forget(ri, with_id)
+            for ri in sorted(own - self.rest.load()):
+                self.rest.ensure(ri, self.route_targets[ri])
+                changes += 1
+            self.fenced_said = False
+        except Fenced:
+            if not self.fenced_said:
+                log.info("api-server fenced: routing instances and route targets wait")
+                self.fenced_said = True
+        return changes
 
     def svc_monitor(self, networks: list[Network]) -> int:
         changes = self.sync_rows("svc_monitor_keyspace", "service_instance_table", "state",
@@ -236,6 +317,7 @@ def run(spec_path: Path, service: str, interval_s: float, stop: threading.Event)
             except Exception as exc:  # a timeout on a loaded box: the next pass retries
                 log.warning("%s: pass failed: %s: %s", service, type(exc).__name__, exc)
                 writer.route_targets.clear()  # re-read ZooKeeper's truth next time
+                writer.rest.instances = None    # and the api-server's
             stop.wait(interval_s)
     finally:
         writer.close()
