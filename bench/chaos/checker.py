@@ -7,6 +7,10 @@ verify`, which must agree with it.
   compared field by field; a deleted object must be absent from both;
 - `issu sync verify --json` must report no difference;
 - ZooKeeper: a SHA-256 of the subtrees issu copies (path and data of every znode), old == new;
+- node records (config-node, analytics-node, database-node): finalize deletes old's from new
+  and new's api-server has its own; both are checked here, record by record, and only those
+  records (their rows, their parent's child columns, their fq-name znodes) are allowed to
+  differ in `issu sync verify` and in ZooKeeper;
 - every compute, asked over SSH with the system `ssh` client: version and cluster as the
   journal records them (upgraded: 5.0.0 on new), no compute in an unsettled state;
 - the journal: its phase history runs forward through the phases up to `done`, and no intent
@@ -20,6 +24,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +49,12 @@ SHOWN = 10
 
 def check(world: World, endpoints: Endpoints, changes_log: Path,
           intents: list[int]) -> dict[str, dict[str, Any]]:
+    nodes = _node_records(world)
     return {
         "objects": _objects(world, changes_log),
-        "verify": _verify(world),
-        "zookeeper": _zookeeper(world, endpoints),
+        "node_records": nodes.result(),
+        "verify": _verify(world, nodes),
+        "zookeeper": _zookeeper(world, endpoints, nodes),
         "computes": _computes(world, endpoints),
         "journal": _journal(world, intents),
     }
@@ -116,41 +123,155 @@ def _diff(old: dict[str, Any] | None, new: dict[str, Any] | None) -> str:
     return "; ".join(f"{k}: old {old.get(k)!r:.80} new {new.get(k)!r:.80}" for k in keys[:3])
 
 
+# ---------------------------------------------------------------------- node records
+NODE_TYPES = {"config-node": "config_node_ip_address",
+              "analytics-node": "analytics_node_ip_address",
+              "database-node": "database_node_ip_address"}
+
+
+@dataclass
+class Node:
+    obj_type: str
+    fq_name: list[str]
+    address: str
+    uuid: str
+
+    def label(self) -> str:
+        return f"{self.obj_type} {':'.join(self.fq_name)} ({self.address}) {self.uuid}"
+
+    def znodes(self) -> set[str]:
+        """Its fq-name lock under fq-name-to-uuid, as either release names the type (4.x
+        `config-node`, 5.0 `config_node`; zk-sync copies the paths as they are)."""
+        name = ":".join(self.fq_name)
+        return {f"/fq-name-to-uuid/{t}:{name}"
+                for t in (self.obj_type, self.obj_type.replace("-", "_"))}
+
+
+@dataclass
+class NodeRecords:
+    """What finalize must leave: old's node records gone from new (unless on an address new
+    names too), new's own records there. `removed` and `own` are the records the other checks
+    may see differ; `problems` anything else."""
+
+    removed: list[Node] = field(default_factory=list)
+    own: list[Node] = field(default_factory=list)
+    kept: list[Node] = field(default_factory=list)
+    parents: set[str] = field(default_factory=set)
+    problems: list[str] = field(default_factory=list)
+
+    def removed_uuids(self) -> set[str]:
+        return {n.uuid for n in self.removed}
+
+    def own_uuids(self) -> set[str]:
+        return {n.uuid for n in self.own}
+
+    def result(self) -> dict[str, Any]:
+        return {"ok": not self.problems, "removed_from_new": [n.label() for n in self.removed],
+                "new_own": [n.label() for n in self.own],
+                "kept_shared": [n.label() for n in self.kept],
+                "problems": self.problems[:SHOWN]}
+
+
+def _list_nodes(api: Any) -> dict[str, tuple[Node, str]]:
+    """uuid -> (record, its parent's uuid) for every node record on that api-server."""
+    found: dict[str, tuple[Node, str]] = {}
+    for obj_type, prop in NODE_TYPES.items():
+        listed = api.resource_list(obj_type)
+        for entry in next(iter(listed.values()), []):
+            obj = _read(api, obj_type, entry["uuid"])
+            if obj is None:
+                continue  # deleted between the list and the read
+            found[obj["uuid"]] = (Node(obj_type, list(obj["fq_name"]), str(obj.get(prop, "")),
+                                       obj["uuid"]), str(obj.get("parent_uuid", "")))
+    return found
+
+
+def _node_records(world: World) -> NodeRecords:
+    config = load_config(world.config_path)
+    new_addresses = {world.controller_address("v2"), *(
+        h.partition(":")[0] for h in config.new.cassandra.hosts)}
+    return classify_nodes(_list_nodes(_vnc(world, "v1")), _list_nodes(_vnc(world, "v2")),
+                          new_addresses)
+
+
+def classify_nodes(on_old: dict[str, tuple[Node, str]], on_new: dict[str, tuple[Node, str]],
+                   new_addresses: set[str]) -> NodeRecords:
+    nodes = NodeRecords()
+    for uuid, (node, parent) in sorted(on_old.items()):
+        if node.address in new_addresses:  # a host both clusters use: its record stays
+            nodes.kept.append(node)
+            if uuid not in on_new:
+                nodes.problems.append(f"{node.label()}: on a host new uses too, but not on "
+                                      "new")
+        elif uuid in on_new:
+            nodes.problems.append(f"{node.label()}: old's record still on new")
+        else:
+            nodes.removed.append(node)
+            nodes.parents.add(parent)
+    for uuid, (node, parent) in sorted(on_new.items()):
+        if uuid in on_old:
+            continue
+        if node.address not in new_addresses:
+            nodes.problems.append(f"{node.label()}: on new only, for a host new does not use")
+            continue
+        nodes.own.append(node)
+        nodes.parents.add(parent)
+    for obj_type in NODE_TYPES:
+        if not any(n.obj_type == obj_type for n in nodes.own + nodes.kept):
+            nodes.problems.append(f"new has no {obj_type} record of its own")
+    return nodes
+
+
 # ---------------------------------------------------------------------- issu sync verify
 DIFF_LINE = re.compile(r"^\s+(missing|extra|different)\s+key='([^']*)' column='([^']*)'")
 
 
-def _verify(world: World) -> dict[str, Any]:
+def _verify(world: World, nodes: NodeRecords) -> dict[str, Any]:
     """`issu sync verify`, every difference listed. Finalize's unpair removes the old control
-    nodes' bgp-routers from new on purpose (new must not peer with old any more): those
-    objects, and their parent routing instance's child column and timestamp, are the only
-    differences allowed, each named in the result."""
+    nodes' bgp-routers from new on purpose (new must not peer with old any more), and its
+    remove-old-nodes old's node records (`nodes.removed`), while new has its own node
+    records (`nodes.own`): those objects (missing, or extra, respectively), and their parents'
+    child columns and timestamp, are the only differences allowed, each named in the
+    result."""
     # keyspaces old never had (the demo's v1 runs no device manager, svc-monitor, ...) are
     # allowed absent, as finalize's verify does; the checker finds them on old itself
     allow = [arg for k in _absent_on_old(world) for arg in ("--allow-missing", k)]
     done = subprocess.run([ISSU, "sync", "verify", "--max-print", "100000", "-c",
                            str(world.config_path), *allow], capture_output=True, text=True,
                           cwd=REPO, timeout=900, check=False)
-    lines = [m.groups() for m in map(DIFF_LINE.match, done.stdout.splitlines()) if m]
-    old_nodes = [n.name for n in load_config(world.config_path).old.control_nodes]
-    unpaired = {column.rsplit(":", 1)[-1] for kind, key, column in lines
-                if kind == "missing" and key == "bgp_router"
-                and any(f":{name}:" in column for name in old_nodes)}
-    parents = {column.rsplit(":", 1)[-1] for kind, key, column in lines
-               if key in unpaired and column.startswith("parent:")}
-
-    def allowed(kind: str, key: str, column: str) -> bool:
-        return (key in unpaired or column.rsplit(":", 1)[-1] in unpaired
-                or (key in parents and column == "META:latest_col_ts")
-                or (key == "bgp_router" and column.rsplit(":", 1)[-1] in unpaired))
-
-    wrong = [f"{kind} {key} {column}" for kind, key, column in lines
-             if not allowed(kind, key, column)]
+    lines = [(m[1], m[2], m[3]) for m in map(DIFF_LINE.match, done.stdout.splitlines()) if m]
+    old_control = [n.name for n in load_config(world.config_path).old.control_nodes]
+    wrong, unpaired = unexpected_cells(lines, old_control, nodes)
     summary = done.stdout.strip().splitlines()[-1:] or [done.stderr.strip()[-300:]]
     ok = not wrong and (done.returncode == 0 or bool(lines))
     return {"ok": ok, "exit": done.returncode, "summary": summary[0][:300],
             "differences": len(wrong), "allowed_unpaired_bgp_routers": sorted(unpaired),
+            "allowed_node_records": len(nodes.removed) + len(nodes.own),
             "shown": wrong[:SHOWN]}
+
+
+def unexpected_cells(lines: list[tuple[str, str, str]], old_control: list[str],
+                     nodes: NodeRecords) -> tuple[list[str], set[str]]:
+    """verify's (kind, key, column) differences other than the allowed ones, and the uuids of
+    the unpaired bgp-routers (old's control nodes: `old_control` names)."""
+    unpaired = {column.rsplit(":", 1)[-1] for kind, key, column in lines
+                if kind == "missing" and key == "bgp_router"
+                and any(f":{name}:" in column for name in old_control)}
+    parents = {column.rsplit(":", 1)[-1] for kind, key, column in lines
+               if key in unpaired and column.startswith("parent:")} | nodes.parents
+    removed, own = nodes.removed_uuids(), nodes.own_uuids()
+
+    def allowed(kind: str, key: str, column: str) -> bool:
+        # the object's own row (key) or a column naming it (its parent's children column, its
+        # fq_name-table entry), each only in the direction finalize leaves it
+        named = {key, column.rsplit(":", 1)[-1]}
+        return ((kind == "missing" and bool(named & (unpaired | removed)))
+                or (kind == "extra" and bool(named & own))
+                or (kind == "different" and key in parents and column == "META:latest_col_ts"))
+
+    wrong = [f"{kind} {key} {column}" for kind, key, column in lines
+             if not allowed(kind, key, column)]
+    return wrong, unpaired
 
 
 def _absent_on_old(world: World) -> list[str]:
@@ -173,11 +294,11 @@ def _absent_on_old(world: World) -> list[str]:
 
 
 # ---------------------------------------------------------------------- ZooKeeper
-def _zk_digest(hosts: str, subtrees: list[str]) -> tuple[str, int]:
+def _znodes(hosts: str, subtrees: list[str]) -> dict[str, bytes]:
+    """Path -> data of every znode under the subtrees."""
     zk = KazooClient(hosts=hosts, timeout=30)
     zk.start(timeout=60)
-    digest = hashlib.sha256()
-    count = 0
+    found: dict[str, bytes] = {}
     try:
         todo = [f"/{s.strip('/')}" for s in subtrees]
         while todo:
@@ -185,21 +306,51 @@ def _zk_digest(hosts: str, subtrees: list[str]) -> tuple[str, int]:
             if not zk.exists(path):
                 continue
             data, _ = zk.get(path)
-            digest.update(path.encode() + b"\0" + (data or b"") + b"\0")
-            count += 1
-            todo += [f"{path}/{c}" for c in sorted(zk.get_children(path), reverse=True)]
+            found[path] = data or b""
+            todo += [f"{path}/{c}" for c in zk.get_children(path)]
     finally:
         zk.stop()
         zk.close()
-    return digest.hexdigest(), count
+    return found
 
 
-def _zookeeper(world: World, endpoints: Endpoints) -> dict[str, Any]:
+def znode_differences(old: dict[str, bytes], new: dict[str, bytes],
+                      nodes: NodeRecords) -> tuple[list[str], set[str]]:
+    """The paths that differ, and those set aside: the fq-name lock of a record finalize
+    removed from new (on old only) or of new's own record (on new only), each only where it
+    holds that record's uuid."""
+    old_only = {path: n.uuid.encode() for n in nodes.removed for path in n.znodes()}
+    new_only = {path: n.uuid.encode() for n in nodes.own for path in n.znodes()}
+    set_aside = ({p for p, uuid in old_only.items() if old.get(p) == uuid and p not in new}
+                 | {p for p, uuid in new_only.items() if new.get(p) == uuid and p not in old})
+    differing = sorted(p for p in (set(old) | set(new)) - set_aside
+                       if old.get(p) != new.get(p))
+    return differing, set_aside
+
+
+def _digest(znodes: dict[str, bytes]) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(znodes):
+        digest.update(path.encode() + b"\0" + znodes[path] + b"\0")
+    return digest.hexdigest()
+
+
+def _zookeeper(world: World, endpoints: Endpoints, nodes: NodeRecords) -> dict[str, Any]:
+    """old == new by content hash, once the fq-name locks of the node records finalize
+    removed from new (on old only) and of new's own records (on new only) are set aside, each
+    only where it holds that record's uuid."""
     subtrees = load_config(world.config_path).sync.zk_subtrees
-    old = _zk_digest(endpoints.zk_old.hosts, subtrees)
-    new = _zk_digest(endpoints.zk_new.hosts, subtrees)
-    return {"ok": old == new, "subtrees": subtrees, "znodes_old": old[1], "znodes_new": new[1],
-            "sha256_old": old[0][:16], "sha256_new": new[0][:16]}
+    old = _znodes(endpoints.zk_old.hosts, subtrees)
+    new = _znodes(endpoints.zk_new.hosts, subtrees)
+    differing, set_aside = znode_differences(old, new, nodes)
+    old_compared = {p: d for p, d in old.items() if p not in set_aside}
+    new_compared = {p: d for p, d in new.items() if p not in set_aside}
+    return {"ok": not differing, "subtrees": subtrees, "znodes_old": len(old),
+            "znodes_new": len(new), "set_aside_node_records": len(set_aside),
+            "sha256_old": _digest(old_compared)[:16], "sha256_new": _digest(new_compared)[:16],
+            "differences": len(differing),
+            "shown": [f"{p}: old {old.get(p)!r:.60} new {new.get(p)!r:.60}"
+                      for p in differing[:SHOWN]]}
 
 
 # ---------------------------------------------------------------------- computes (SSH)

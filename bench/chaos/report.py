@@ -23,7 +23,8 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
         checks = r.get("checks") or {}
         differences += (checks.get("objects", {}).get("differences", 0)
                         + checks.get("verify", {}).get("differences", 0)
-                        + (0 if checks.get("zookeeper", {}).get("ok", True) else 1))
+                        + checks.get("zookeeper", {}).get("differences", 0)
+                        + len(checks.get("node_records", {}).get("problems", [])))
         unknown += checks.get("computes", {}).get("unknown", 0)
     by_kind: dict[str, dict[str, Any]] = {}
     for f in _injected(results):

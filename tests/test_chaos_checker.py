@@ -1,0 +1,130 @@
+"""The chaos checker (bench/chaos/checker.py) allows exactly what finalize changes on purpose
+(old's node records removed from new, new's own node records, the unpaired bgp-routers) and
+still reports any other difference, including one on the same objects in the other
+direction."""
+
+from __future__ import annotations
+
+from bench.chaos.checker import (
+    Node,
+    NodeRecords,
+    classify_nodes,
+    unexpected_cells,
+    znode_differences,
+)
+
+GSC = "c2cb5472-0ff8-4651-8a41-11a85eb258a8"
+OLD_CFG = Node("config-node", ["default-global-system-config", "v1-config-1"], "127.9.0.10",
+               "5e08f99b-0b20-4a63-a8cd-1e05e6616cd3")
+OLD_DB = Node("database-node", ["default-global-system-config", "v1-database-1"], "127.9.0.2",
+              "a4e55c46-e4b5-4ff4-8513-1b31c690a351")
+NEW_CFG = Node("config-node", ["default-global-system-config", "v2-config-1"], "127.9.0.20",
+               "c1e24af3-eaf1-46f9-af2f-84c2ae0de5b9")
+NEW_AN = Node("analytics-node", ["default-global-system-config", "v2-analytics-1"],
+              "127.9.0.20", "4b81d46d-d4d9-4a01-b2ed-61b6c81ec1f1")
+NEW_DB = Node("database-node", ["default-global-system-config", "v2-database-1"], "127.9.0.3",
+              "2391ba45-4b1f-4de6-88af-c117da587ca7")
+NEW_ADDRESSES = {"127.9.0.20", "127.9.0.3"}
+NETWORK = "e9bd0d64-e16b-423d-9e9f-6f07cfbb7bab"
+
+
+def _by_uuid(*nodes: Node) -> dict[str, tuple[Node, str]]:
+    return {n.uuid: (n, GSC) for n in nodes}
+
+
+def _finalized() -> NodeRecords:
+    return classify_nodes(_by_uuid(OLD_CFG, OLD_DB), _by_uuid(NEW_CFG, NEW_AN, NEW_DB),
+                          NEW_ADDRESSES)
+
+
+def test_node_records_as_finalize_leaves_them_are_expected() -> None:
+    nodes = _finalized()
+    assert nodes.problems == []
+    assert nodes.removed_uuids() == {OLD_CFG.uuid, OLD_DB.uuid}
+    assert nodes.own_uuids() == {NEW_CFG.uuid, NEW_AN.uuid, NEW_DB.uuid}
+
+
+def test_an_old_record_left_on_new_or_new_missing_its_own_is_a_problem() -> None:
+    left = classify_nodes(_by_uuid(OLD_CFG), _by_uuid(OLD_CFG, NEW_CFG, NEW_AN, NEW_DB),
+                          NEW_ADDRESSES)
+    assert [p for p in left.problems if OLD_CFG.uuid in p and "still on new" in p]
+    bare = classify_nodes(_by_uuid(OLD_CFG), _by_uuid(NEW_CFG), NEW_ADDRESSES)
+    assert "new has no analytics-node record of its own" in bare.problems
+    assert "new has no database-node record of its own" in bare.problems
+    stranger = Node("config-node", ["default-global-system-config", "x"], "10.0.0.1",
+                    "0b7c8a4e-1111-4d2e-9a3b-2f6c7d8e9f00")
+    odd = classify_nodes({}, _by_uuid(NEW_CFG, NEW_AN, NEW_DB, stranger), NEW_ADDRESSES)
+    assert [p for p in odd.problems if stranger.uuid in p]
+
+
+def test_verify_allows_only_the_node_records_in_the_direction_finalize_leaves_them() -> None:
+    nodes = _finalized()
+    allowed = [
+        ("missing", OLD_CFG.uuid, "prop:config_node_ip_address"),
+        ("missing", OLD_CFG.uuid, "META:latest_col_ts"),
+        ("missing", GSC, f"children:config_node:{OLD_CFG.uuid}"),
+        ("missing", "config_node", f"default-global-system-config:v1-config-1:{OLD_CFG.uuid}"),
+        ("extra", NEW_DB.uuid, "fq_name"),
+        ("extra", GSC, f"children:database_node:{NEW_DB.uuid}"),
+        ("different", GSC, "META:latest_col_ts"),
+    ]
+    wrong, _ = unexpected_cells(allowed, ["control-1"], nodes)
+    assert wrong == []
+    lost = [
+        ("missing", NETWORK, "prop:display_name"),       # a real loss on new
+        ("extra", OLD_CFG.uuid, "fq_name"),              # old's record back on new
+        ("missing", NEW_DB.uuid, "fq_name"),             # new's own record lost
+        ("different", OLD_CFG.uuid, "prop:config_node_ip_address"),
+        ("different", GSC, "prop:autonomous_system"),    # the parent, beyond its timestamp
+    ]
+    wrong, _ = unexpected_cells(allowed + lost, ["control-1"], nodes)
+    assert wrong == [f"{kind} {key} {column}" for kind, key, column in lost]
+
+
+def test_verify_allows_the_unpaired_control_nodes_bgp_routers_missing_only() -> None:
+    router = "7d1e2f3a-4b5c-4d6e-8f90-a1b2c3d4e5f6"
+    instance = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+    lines = [
+        ("missing", "bgp_router",
+         f"default-domain:default-project:ip-fabric:__default__:control-1:{router}"),
+        ("missing", router, f"parent:routing_instance:{instance}"),
+        ("missing", instance, f"children:bgp_router:{router}"),
+        ("different", instance, "META:latest_col_ts"),
+    ]
+    wrong, unpaired = unexpected_cells(lines, ["control-1"], NodeRecords())
+    assert (wrong, unpaired) == ([], {router})
+    wrong, _ = unexpected_cells([*lines, ("extra", router, "fq_name")], ["control-1"],
+                                NodeRecords())
+    assert wrong == [f"extra {router} fq_name"]
+    # another cluster's control node is not unpaired by finalize: its loss is reported
+    wrong, unpaired = unexpected_cells(lines[:1], ["control-9"], NodeRecords())
+    assert len(wrong) == 1 and unpaired == set()
+
+
+def test_zookeeper_sets_aside_only_the_node_records_fq_name_locks() -> None:
+    nodes = _finalized()
+    common = {"/fq-name-to-uuid": b"", f"/fq-name-to-uuid/virtual_network:a:b:{NETWORK}": b"x",
+              "/id/virtual-networks/0000000007": b"default-domain:p:net"}
+    old_cfg = "/fq-name-to-uuid/config-node:default-global-system-config:v1-config-1"  # 4.x
+    new_an = "/fq-name-to-uuid/analytics_node:default-global-system-config:v2-analytics-1"
+    assert old_cfg in OLD_CFG.znodes() and new_an in NEW_AN.znodes()
+    old = {**common, old_cfg: OLD_CFG.uuid.encode(),
+           "/fq-name-to-uuid/database-node:default-global-system-config:v1-database-1":
+           OLD_DB.uuid.encode()}
+    new = {**common, new_an: NEW_AN.uuid.encode(),
+           "/fq-name-to-uuid/config_node:default-global-system-config:v2-config-1":
+           NEW_CFG.uuid.encode(),
+           "/fq-name-to-uuid/database_node:default-global-system-config:v2-database-1":
+           NEW_DB.uuid.encode()}
+    differing, set_aside = znode_differences(old, new, nodes)
+    assert differing == [] and len(set_aside) == 5
+    # zk-sync copied old's locks as they are and nothing released them: equal, no difference
+    assert znode_differences({**old, **new}, {**old, **new}, nodes) == ([], set())
+
+    lost = dict(new)
+    del lost["/id/virtual-networks/0000000007"]
+    wrong_owner = {**new, new_an: b"someone-else"}
+    old_back = {**new, old_cfg: b"someone-else"}
+    assert znode_differences(old, lost, nodes)[0] == ["/id/virtual-networks/0000000007"]
+    assert znode_differences(old, wrong_owner, nodes)[0] == [new_an]
+    assert znode_differences(old, old_back, nodes)[0] == [old_cfg]
