@@ -36,6 +36,7 @@ from issu_tui.console_api import (
     NextStep,
     PreflightView,
 )
+from issu_tui.names import natural_sorted
 from issu_tui.rehearsal_view import RehearsalView
 from screens.commands import ConsoleCommands
 from screens.console import SCREEN_CLASSES, SCREENS, ConsoleScreen
@@ -467,7 +468,7 @@ class IssuApp(App[int]):
         if self._refuse_read_only(action) or not self._allowed(action):
             return
         screen = self.console_screen
-        names = screen.chosen_computes() if screen else sorted(self.state.marks)
+        names = screen.chosen_computes() if screen else natural_sorted(self.state.marks)
         if not names:
             self.notify("nothing chosen: mark computes with space, or put the cursor on one")
             return

@@ -37,6 +37,7 @@ from issu_tui.journal import (
     JournalError,
     JournalLocked,
 )
+from issu_tui.names import natural_sorted
 from issu_tui.orchestrator import phases
 from issu_tui.rehearsal_view import RehearsalView
 
@@ -647,7 +648,8 @@ class ConsoleBackend:
         allowed = self._allowed(info.phase, counts, pending, paused, next_phase)
         step = self._next_step(info.phase, counts, allowed, pending, paused, next_phase)
         if step.action == "upgrade":
-            left = tuple(c.name for c in self.journal.computes() if c.state in UPGRADABLE)
+            left = tuple(natural_sorted(c.name for c in self.journal.computes()
+                                        if c.state in UPGRADABLE))
             step = NextStep(step.action, step.says, computes=left)
         elif step.action == "phase":
             spec = phases.phase(step.target)

@@ -14,6 +14,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
 from issu_tui.journal import Event
+from issu_tui.names import natural_sorted
 from screens.format import WIDE_COLUMNS, clock
 from screens.state import ConsoleState
 from screens.widgets.computes import ComputeGrid, ComputePanel
@@ -116,7 +117,7 @@ class ConsoleScreen(Screen[None]):
         grids = self.query(ComputeGrid)
         if grids:
             return grids.first().chosen()
-        return sorted(self.state.marks)
+        return natural_sorted(self.state.marks)
 
 
 class DashboardScreen(ConsoleScreen):

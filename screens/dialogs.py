@@ -15,6 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, DataTable, Input, Label, Static
 
 from issu_tui.console_api import ComputeDetail
+from issu_tui.names import natural_sorted
 from screens.format import STATE_STYLES, clock, gap
 
 LIST_MAX = 200
@@ -70,8 +71,9 @@ class MoveConfirm(ModalScreen[MoveRequest | None]):
                  batch_size: int, parallel: int) -> None:
         super().__init__(classes="dialog-screen")
         self.action = action
-        self.computes = computes
-        self.skipped = skipped
+        self.computes = natural_sorted(computes)
+        order = {name: i for i, name in enumerate(natural_sorted(n for n, _ in skipped))}
+        self.skipped = sorted(skipped, key=lambda s: order[s[0]])
         self.defaults = (batch_size, parallel)
 
     @property

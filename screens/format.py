@@ -72,5 +72,19 @@ def seconds(value: float | None) -> str:
     return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.1f}s"
 
 
+def progress_bar(done: float, total: float, width: int = 10) -> Text:
+    """`██████░░░░ 60%` (`total` 0: not known yet, `-`)."""
+    if total <= 0:
+        return Text("-")
+    share = min(1.0, max(0.0, done / total))
+    filled = round(share * width)
+    bar = Text()
+    bar.append("█" * filled, style="green")
+    bar.append("░" * (width - filled), style="dim")
+    bar.append(" ")  # a run of its own (see the module's docstring)
+    bar.append(f"{int(share * 100)}%")
+    return bar
+
+
 def gap(ms: float | None) -> str:
     return "-" if ms is None else f"{ms:.0f}ms"

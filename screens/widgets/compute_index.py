@@ -11,7 +11,6 @@ No Textual here: the widget (screens/widgets/computes.py) renders the visible ro
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -22,6 +21,7 @@ from typing import Any
 from rich.cells import cell_len
 
 from issu_tui.journal import ComputeRow
+from issu_tui.names import natural_key
 from screens.format import gap
 
 COLUMNS = (
@@ -56,14 +56,6 @@ _FIELD: dict[str, Callable[[ComputeRow], object]] = {
     "version": attrgetter("version"), "cluster": attrgetter("cluster"),
     "agent": attrgetter("agent_state"), "address": attrgetter("address"),
 }
-_DIGITS = re.compile(r"(\d+)")
-
-
-def natural_key(name: str) -> tuple[tuple[str | int, ...], str]:
-    """`cmp-2` before `cmp-10`: digit runs compare as numbers (the name itself breaks ties)."""
-    parts = _DIGITS.split(name.casefold())
-    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts)), name
-
 
 def cells_of(row: ComputeRow, marked: bool) -> Cells:
     return (MARK if marked else " ", row.name, row.state, row.version or "-",

@@ -19,12 +19,14 @@ from issu_tui.console_api import (
     SyncView,
     TableCount,
 )
+from issu_tui.names import natural_sorted
 from screens.format import (
     SEVERITY_NAMES,
     STATE_STYLES,
     clock,
     duration,
     number,
+    progress_bar,
     seconds,
 )
 from screens.state import ConsoleState
@@ -174,22 +176,27 @@ class SyncPane(Vertical):
         self.query_one(".sync-stats", Static).update(sync_text(view), layout=False)
 
 
-class SyncTables(DataTable[str]):
-    """Per keyspace/table counts of pre-sync and post-sync."""
+SYNC_COLUMNS = (("scope", "Job"), ("table", "Keyspace.table"), ("progress", "Slices done"),
+                ("copied", "Copied"), ("slices", "Slices"), ("to_copy", "To copy"),
+                ("deleted", "Deleted"), ("quarantined", "Quarantined"),
+                ("old", "Old@verify"), ("new", "New@verify"))
+
+
+class SyncTables(DataTable[str | Text]):
+    """Per keyspace/table counts of pre-sync and post-sync, with a bar of the slices done out
+    of the table's slices (a copy checkpoints each slice as it finishes)."""
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
-        for key, label in (("scope", "Job"), ("table", "Keyspace.table"), ("copied", "Copied"),
-                           ("slices", "Slices"), ("to_copy", "To copy"),
-                           ("deleted", "Deleted"), ("quarantined", "Quarantined"),
-                           ("old", "Old@verify"), ("new", "New@verify")):
+        for key, label in SYNC_COLUMNS:
             self.add_column(label, key=key)
 
     def show(self, view: SyncView) -> None:
-        rows = [(t.scope, f"{t.keyspace}.{t.table}", number(t.copied),
-                 f"{number(t.slices_done)}/{number(t.slices_total)}", _to_copy(t),
-                 number(t.deleted), number(t.quarantined), number(t.verify_old),
-                 number(t.verify_new)) for t in view.tables]
+        rows: list[tuple[str | Text, ...]] = [
+            (t.scope, f"{t.keyspace}.{t.table}", progress_bar(t.slices_done, t.slices_total),
+             number(t.copied), f"{number(t.slices_done)}/{number(t.slices_total)}", _to_copy(t),
+             number(t.deleted), number(t.quarantined), number(t.verify_old),
+             number(t.verify_new)) for t in view.tables]
         keys = [f"{r[0]}:{r[1]}" for r in rows]
         with self.app.batch_update():
             if keys != [str(k.value) for k in self.rows]:
@@ -198,8 +205,7 @@ class SyncTables(DataTable[str]):
                     self.add_row(*row, key=key)
                 return
             for key, row in zip(keys, rows, strict=True):
-                for column, value in zip(("copied", "slices", "to_copy", "deleted",
-                                          "quarantined", "old", "new"), row[2:], strict=True):
+                for (column, _), value in zip(SYNC_COLUMNS[2:], row[2:], strict=True):
                     if self.get_cell(key, column) != value:
                         self.update_cell(key, column, value)
 
@@ -264,20 +270,30 @@ class AnalyticsSummary(Static):
 
 
 def _vrouter_table(snap: AnalyticsSnapshot, cluster: str) -> Table:
+    """Name and version whole; where the pane is narrow (80 columns) agent and xmpp give up
+    their width first, cut with an ellipsis (rich narrows only wrappable columns, and the
+    cells themselves never wrap)."""
     table = Table(expand=True, box=None, pad_edge=False, show_edge=False)
-    for col in ("vrouter", "version", "agent", "xmpp"):
-        table.add_column(col, no_wrap=True, overflow="ellipsis")
+    for col in ("vrouter", "version"):
+        table.add_column(col, no_wrap=True)
+    for col in ("agent", "xmpp"):
+        table.add_column(col)
     data = snap.clusters.get(cluster)
     if data is None:
         return table
     if not data.ok:
         table.add_row(Text(data.error or "", style="red"), "", "", "")
         return table
-    for name in sorted(data.vrouters):
+    for name in natural_sorted(data.vrouters):
         v = data.vrouters[name]
         up = [p.ip for p in v.xmpp_peers if p.up]
-        table.add_row(name, v.version or "-", v.agent_state or "-", ",".join(up) or "down")
+        table.add_row(name, v.version or "-", _cut(v.agent_state or "-"),
+                      _cut(",".join(up) or "down"))
     return table
+
+
+def _cut(value: str) -> Text:
+    return Text(value, no_wrap=True, overflow="ellipsis")
 
 
 class AnalyticsDetail(Vertical):
@@ -320,7 +336,8 @@ class AnalyticsDetail(Vertical):
         alarms = self.query_one("#alarms", DataTable)
         with self.app.batch_update():
             consolidated.clear()
-            for report in snap.computes.values():
+            for name in natural_sorted(snap.computes):
+                report = snap.computes[name]
                 style = "yellow" if report.reports_to == "both" else \
                     STATE_STYLES["upgraded"] if report.reports_to == "new" else ""
                 consolidated.add_row(report.name, Text(report.reports_to or "-", style=style),

@@ -382,3 +382,58 @@ async def test_sync_screen_shows_no_sparkline_before_there_is_lag(tmp_path) -> N
             assert app.screen.query_one(Sparkline).display
     finally:
         journal.close()
+
+
+async def test_computes_listed_in_natural_order_everywhere(tmp_path) -> None:
+    """compute-2 before compute-10: the upgrade `n` offers (and the batches it asks), the
+    rollback dialog with what it skips, the analytics tables."""
+    from issu_tui.app import IssuApp
+    from issu_tui.journal import Journal
+    from screens.widgets.panes import _vrouter_table
+    from tests.tui.tui_world import config_for, frozen_analytics, make_backend
+
+    journal = Journal.open(tmp_path)
+    journal.set_phase("computes")
+    for i in (10, 1, 11, 2, 3):
+        journal.upsert_compute(f"compute-{i}", f"127.36.1.{i}", version="4.1.0",
+                               cluster="old")
+    for name in ("compute-11", "compute-2"):
+        journal.transition_compute(name, "upgraded", "healthy on new", version="5.0.0",
+                                   cluster="new")
+    natural = ["compute-1", "compute-2", "compute-3", "compute-10", "compute-11"]
+    app = IssuApp(make_backend(journal, config_for(tmp_path)), refresh_interval=3600,
+                  analytics_interval=3600)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await settle(pilot)
+            app._apply_analytics(frozen_analytics(journal), None)
+            await pilot.press("n")
+            await settle(pilot)
+            dialog = app.screen
+            assert isinstance(dialog, MoveConfirm)
+            assert str(dialog.query_one("#move-list").render()) == \
+                "compute-1, compute-3, compute-10"
+            await pilot.press("tab", "enter")
+            await settle(pilot, refreshes=2)
+            assert journal.intents("pending")[0].args["computes"] == \
+                ["compute-1", "compute-3", "compute-10"]
+
+            await pilot.press("a")  # mark every compute shown, then r
+            await pilot.press("r")
+            await settle(pilot)
+            dialog = app.screen
+            assert isinstance(dialog, MoveConfirm)
+            assert dialog.computes == ["compute-2", "compute-11"]
+            assert [name for name, _ in dialog.skipped] == \
+                ["compute-1", "compute-3", "compute-10"]
+            await pilot.press("escape")
+            await settle(pilot)
+
+            await pilot.press("4")
+            await settle(pilot)
+            table = app.screen.query_one("#consolidated")
+            assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == natural
+            old = _vrouter_table(app.state.analytics, "old").columns[0]
+            assert list(old.cells) == ["compute-1", "compute-3", "compute-10"]
+    finally:
+        journal.close()

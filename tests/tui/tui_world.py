@@ -106,13 +106,15 @@ def pin_times(journal: Journal) -> None:
 
 
 def make_backend(journal: Journal, config: IssuConfig, *, read_only: bool = False,
-                 owns: bool = True) -> ConsoleBackend:
+                 owns: bool = True, lag_history: bool = True) -> ConsoleBackend:
     options = ConsoleOptions(read_only=read_only,
                              read_only_reason="started with --read-only" if read_only else "",
                              owns_executor=owns and not read_only, config_path="issu.toml",
                              clock=lambda: NOW, actor="tui:test")
     backend = ConsoleBackend(config, journal, options)
-    backend.seed_lag_history([0.3, 0.5, 0.4, 0.9, 1.6, 0.8, 0.5, 0.4, 0.35, 0.3, 0.6, 0.42])
+    if lag_history:  # as if run-sync had been running
+        backend.seed_lag_history([0.3, 0.5, 0.4, 0.9, 1.6, 0.8, 0.5, 0.4, 0.35, 0.3, 0.6,
+                                  0.42])
     return backend
 
 
