@@ -147,13 +147,16 @@ class DashboardScreen(ConsoleScreen):
         self.query_one(PhasePane).show(snap, wide=self._wide())
         self.query_one(SyncPane).show(snap)
         self.query_one(ComputePanel).refresh_rows()
-        self.query_one(EventPanel).set_events(self.state.events, new_events)
+        events = self.query_one(EventPanel)
+        events.set_compact(not self._wide())
+        events.set_events(self.state.events, new_events)
 
     def _wide(self) -> bool:
         # From the size itself, not the breakpoint class, which can land after the first refresh.
         return self.app.size.width >= WIDE_COLUMNS
 
     def on_resize(self, event: events.Resize) -> None:
+        self.query_one(EventPanel).set_compact(not self._wide())
         if self.state.snapshot is not None:
             self.query_one(PhasePane).show(self.state.snapshot, wide=self._wide())
 

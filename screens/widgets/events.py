@@ -42,6 +42,10 @@ def event_matches(event: Event, kind: str | None, level: str | None, words: list
 
 
 class EventTable(DataTable[str | Text]):
+    """Time, level, kind, message; `compact` (the dashboard below WIDE_COLUMNS, where the pane
+    is about 44 wide): time and message only, the message in its level's colour, so that the
+    message keeps some 30 characters instead of 13."""
+
     BINDINGS = [
         Binding("j", "cursor_down", "Down", show=False, id="events.down"),
         Binding("k", "cursor_up", "Up", show=False, id="events.up"),
@@ -50,12 +54,34 @@ class EventTable(DataTable[str | Text]):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row")
         self._shown_ids: list[int] = []
+        self.compact = False
 
     def on_mount(self) -> None:
+        if not self.columns:  # set_compact may have come first
+            self._add_columns()
+
+    def _add_columns(self) -> None:
         self.add_column("Time", key="at")
-        self.add_column("Level", key="level")
-        self.add_column("Kind", key="kind")
+        if not self.compact:
+            self.add_column("Level", key="level")
+            self.add_column("Kind", key="kind")
         self.add_column("Message", key="message")
+
+    def set_compact(self, compact: bool) -> bool:
+        """Switch the columns; True when they changed (the caller shows the events again)."""
+        if compact == self.compact:
+            return False
+        self.compact = compact
+        self.clear(columns=True)
+        self._shown_ids = []
+        self._add_columns()
+        return True
+
+    def _cells(self, event: Event) -> tuple[str | Text, ...]:
+        style = LEVEL_STYLES.get(event.level, "")
+        if self.compact:
+            return clock(event.at), Text(event.message, style=style)
+        return clock(event.at), Text(event.level, style=style), event.kind, event.message
 
     def append(self, new: Iterable[Event]) -> None:
         follow = self.cursor_row >= self.row_count - 1
@@ -63,9 +89,7 @@ class EventTable(DataTable[str | Text]):
             for event in new:
                 if self._shown_ids and event.id <= self._shown_ids[-1]:
                     continue
-                self.add_row(clock(event.at), Text(event.level,
-                                                   style=LEVEL_STYLES.get(event.level, "")),
-                             event.kind, event.message, key=str(event.id))
+                self.add_row(*self._cells(event), key=str(event.id))
                 self._shown_ids.append(event.id)
             while len(self._shown_ids) > SHOW_MAX:
                 self.remove_row(str(self._shown_ids.pop(0)))
@@ -111,6 +135,10 @@ class EventPanel(Vertical):
         elif new:
             self.table.append(e for e in new if event_matches(e, kind, level, words))
         self._status()
+
+    def set_compact(self, compact: bool) -> None:
+        if self.table.set_compact(compact):
+            self.set_events(self._source)
 
     def _status(self) -> None:
         kind, level, words = self._filter

@@ -120,8 +120,8 @@ def copy_lines(rate: CopyRate) -> tuple[Text, Text]:
     if rate.idle_s >= COPY_IDLE_S:
         speed.append(" ")
         speed.append(f"no slice for {duration(rate.idle_s)}", style="yellow")
-    table = Text.assemble((rate.table.partition(".")[2] or rate.table, "bold"),
-                          f" {number(rate.slices_done)}/{number(rate.slices_total)}")
+    table = Text.assemble(((rate.table.partition(".")[2] or rate.table) + " ", "bold"),
+                          f"{number(rate.slices_done)}/{number(rate.slices_total)}")
     table.append(" ")
     table.append(f"ETA {duration(rate.table_eta_s)}" if rate.table_eta_s is not None
                  else "ETA -")
@@ -229,7 +229,7 @@ def analytics_summary(snap: AnalyticsSnapshot | None, error: str | None, *,
                           style="dim"))
     lines = []
     if age_s is not None:
-        stale = Text.assemble(("STALE", "bold yellow"), f" {duration(age_s)} old: ",
+        stale = Text.assemble(("STALE ", "bold yellow"), f"{duration(age_s)} old: ",
                               error or "")
         stale.no_wrap, stale.overflow = True, "ellipsis"
         lines.append(stale)

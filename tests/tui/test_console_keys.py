@@ -437,3 +437,29 @@ async def test_computes_listed_in_natural_order_everywhere(tmp_path) -> None:
             assert list(old.cells) == ["compute-1", "compute-3", "compute-10"]
     finally:
         journal.close()
+
+
+async def test_dashboard_event_log_keeps_its_messages_readable_at_80_columns(make_app) -> None:
+    """At 80x24 the dashboard's log shows time and message (about 30 characters of it, the
+    level as its colour); wide, level and kind come back; the Events screen has them all."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(EventTable)
+        assert [str(c.label) for c in table.columns.values()] == ["Time", "Message"]
+        assert table.row_count == len(app.state.events)
+        # what is left of the pane for the message (was 13 beside level and kind)
+        assert table.scrollable_content_region.width - \
+            table.columns["at"].get_render_width(table) >= 28
+        await pilot.resize_terminal(160, 50)
+        await settle(pilot)
+        assert [str(c.label) for c in table.columns.values()] == \
+            ["Time", "Level", "Kind", "Message"]
+        assert table.row_count == len(app.state.events)
+        await pilot.press("6")
+        await settle(pilot)
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot)
+        full = app.screen.query_one(EventTable)
+        assert [str(c.label) for c in full.columns.values()] == \
+            ["Time", "Level", "Kind", "Message"]

@@ -3,13 +3,18 @@
 The demo world (tests/orch_world.py: v1 seeded, every compute on v1, v2 empty and fenced) is
 given to a console that runs the executor inside itself; no command line in between. `n`
 runs each next safe step after its confirmation (preflight, pair, pre-sync, run-sync, then
-the upgrade of every compute with batch size and parallelism set in the dialog), `r` rolls
-one back, `u` upgrades it again, `V` verifies, and `n` finalizes with the typed word. The
-outcome is read back from the journal and from both clusters' analytics-api.
+the upgrade of every compute with batch size and parallelism set in the dialog), `c` shows
+the preflight's checks, `R` stops run-sync (a tenant created on v1 meanwhile waits in its
+queue) and starts it again (the tenant reaches v2), `r` rolls one back, `u` upgrades it
+again, `V` verifies, and `n` finalizes with the typed word. The outcome is read back from the
+journal and from both clusters' analytics-api.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,8 +28,9 @@ from issu_tui.config import load_config
 from issu_tui.console_api import ConsoleBackend
 from issu_tui.tui_cli import EmbeddedOrchestrator
 from screens.dialogs import MoveConfirm, StepConfirm, TypedConfirm
+from screens.preflight import PreflightScreen
 from screens.widgets.computes import ComputeGrid
-from tests.orch_world import fresh_world, stop_world
+from tests.orch_world import fresh_world, seed, stop_world
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -84,6 +90,38 @@ async def confirm_move(pilot: Pilot, *, batch: str | None = None,
     await until(pilot, lambda: not isinstance(app.screen, MoveConfirm), 30, "dialog closed")
 
 
+def projects_on(world: Any, cluster: str) -> set[str]:
+    """The projects an api-server lists (reads pass v2's fence)."""
+    with urllib.request.urlopen(f"{world.api_url(cluster)}/projects", timeout=10) as answer:
+        listed = json.load(answer)["projects"]
+    return {":".join(p["fq_name"]) for p in listed}
+
+
+def process_gone(pid: int) -> bool:
+    """No such process, or one that has exited (a zombie not reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+async def confirm_step(pilot: Pilot, title: str) -> None:
+    """A StepConfirm titled `title`: Yes (focus starts on No)."""
+    app = pilot.app
+    await until(pilot, lambda: isinstance(app.screen, StepConfirm), 30, f"dialog {title}")
+    assert app.screen.title_text == title
+    await pilot.press("tab")
+    assert app.focused is not None and app.focused.id == "yes"
+    await pilot.press("enter")
+    await until(pilot, lambda: not isinstance(app.screen, StepConfirm), 30, "dialog closed")
+
+
+def runsync_state(app: IssuApp) -> str | None:
+    snap = app.state.snapshot
+    return snap.sync.runsync if snap is not None else None
+
+
 def next_step(app: IssuApp) -> Any:
     snap = app.state.snapshot
     return snap.phase.next_step if snap is not None else None
@@ -118,8 +156,43 @@ async def test_whole_upgrade_from_the_console(demo_world: Any) -> None:
         async with app.run_test(size=(160, 50)) as pilot:
             await until(pilot, lambda: app.state.snapshot is not None
                         and app.state.snapshot.phase.phase == "plan", 60, "phase plan")
-            for name in ("preflight", "pair", "pre-sync", "run-sync"):
+            await run_next_phase(pilot, "preflight")
+            # c: every check of that preflight, each passed
+            await pilot.press("c")
+            await until(pilot, lambda: isinstance(app.screen, PreflightScreen), 30,
+                        "the preflight results")
+            results = app.screen
+            assert isinstance(results, PreflightScreen)
+            assert results.view.status == "passed", results.view
+            assert len(results.checks) >= 5 and {c.result for c in results.checks} == {"ok"}
+            shown = results.query_one("#preflight-checks")
+            assert shown.row_count == len(results.checks)
+            await pilot.press("escape")
+            await until(pilot, lambda: not isinstance(app.screen, PreflightScreen), 30,
+                        "the results closed")
+            for name in ("pair", "pre-sync", "run-sync"):
                 await run_next_phase(pilot, name)
+
+            # R: stop run-sync and hold it; a tenant created on v1 meanwhile waits in the
+            # queue; R again starts run-sync, which brings the tenant to v2
+            await until(pilot, lambda: runsync_state(app) == "running", 120, "run-sync runs")
+            pid = backend.journal.orchestrator_state().runsync_pid
+            assert pid is not None and not process_gone(pid)
+            await pilot.press("R")
+            await confirm_step(pilot, "Stop run-sync?")
+            await until(pilot, lambda: runsync_state(app) == "held", 120, "run-sync held")
+            await until(pilot, lambda: process_gone(pid), 60, f"run-sync (pid {pid}) gone")
+            await asyncio.to_thread(seed, world, projects=1, prefix="held")
+            tenant = "default-domain:held-000"
+            assert tenant in projects_on(world, "v1")
+            assert tenant not in projects_on(world, "v2")
+            await pilot.press("R")
+            await confirm_step(pilot, "Start run-sync again?")
+            await until(pilot, lambda: runsync_state(app) == "running", 120,
+                        "run-sync runs again")
+            assert backend.journal.orchestrator_state().runsync_pid != pid
+            await until(pilot, lambda: tenant in projects_on(world, "v2"), 300,
+                        "the tenant created while held on v2")
 
             await pilot.press("5")  # the compute grid alone
             await until(pilot, lambda: len(grid_states(app)) == len(COMPUTES), 30,
