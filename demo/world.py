@@ -373,9 +373,11 @@ class World:
                 for c in ("v1", "v2") for s in hostctl.WRITERS]
 
     def _controller_ready(self, cluster: str) -> str:
-        """'' when api-server and analytics answer, else why not."""
+        """'' when api-server, analytics-api and the control node's introspect answer, else
+        why not."""
         address = self.controller_address(cluster)
-        for port, what in ((8082, "api-server"), (8081, "analytics-api")):
+        for port, what in ((8082, "api-server"), (8081, "analytics-api"),
+                           (8083, "control introspect")):
             try:
                 status = httpx.get(f"http://{address}:{port}/", timeout=2.0).status_code
             except httpx.HTTPError as exc:
@@ -384,9 +386,13 @@ class World:
                 return f"{what} :{port}: HTTP {status}"
         return ""
 
+    def _controller_logs(self, cluster: str) -> str:
+        if self.containers:
+            return str(self._containers().controller_logs(cluster))
+        return str(self.controller_dir(cluster) / "controller.log")
+
     def _wait_controller(self, cluster: str, endpoints: Endpoints, computes: int,
                          timeout: float = 120.0, attempts: int = 3) -> None:
-        directory = self.controller_dir(cluster)
         deadline = time.monotonic() + timeout
         while True:
             why = self._controller_ready(cluster)
@@ -397,12 +403,12 @@ class World:
                 attempts -= 1
                 if attempts <= 0:
                     raise WorldError(f"controller {cluster} exited; "
-                                     f"see {directory / 'controller.log'}")
+                                     f"see {self._controller_logs(cluster)}")
                 time.sleep(2.0)
                 self._start_controller(cluster, endpoints, computes)
             if time.monotonic() > deadline:
                 raise WorldError(f"controller {cluster} not ready after {timeout:g} s ({why}); "
-                                 f"see {directory / 'controller.log'}")
+                                 f"see {self._controller_logs(cluster)}")
             time.sleep(0.3)
 
     # ------------------------------------------------------------------ computes

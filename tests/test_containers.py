@@ -1,6 +1,8 @@
 """The `container` compute profile against a real engine: podman (runc), the demo's images
 built from Debian's packages, real sshd, and the simulated v1 / v2 controllers (real
-Cassandra, ZooKeeper, RabbitMQ) receiving the containerised agents' reports.
+Cassandra, ZooKeeper, RabbitMQ), each cluster's api-server, control node and analytics-api a
+container of its own (config_api, control_control, analytics_api), receiving the
+containerised agents' reports and XMPP sessions.
 
 Skipped, with the reason, when the engine cannot run here (no podman, no images and no way
 to build them)."""
@@ -19,6 +21,7 @@ import pytest
 
 from backends.analytics import parse_vrouter
 from backends.compute import ClusterTarget, ComputeExecutor, ComputeTarget, cluster_target
+from demo.containers import controllers
 from demo.containers.compute import (
     compose_up,
     container_name,
@@ -29,11 +32,12 @@ from demo.containers.compute import (
 )
 from demo.containers.engine import Engine, EngineUnavailable, engine_problem
 from demo.containers.images import ensure_images
-from demo.controller.process import ControllerProcess, write_spec
+from demo.controller.process import write_spec
 from demo.services import Endpoints
 from tests.test_compute import _spec
 
 V1, V2 = "4.1.0", "5.0.0"
+RELEASE = {"v1": V1, "v2": V2}
 
 
 @dataclass
@@ -82,16 +86,14 @@ def rig(images: None, services: Endpoints, tmp_path_factory: pytest.TempPathFact
     net = int(services.ssh.addresses[0].split(".")[1])
     remove_net_containers(net)  # left by a killed run
     addresses = {"v1": f"127.{net}.0.121", "v2": f"127.{net}.0.122"}
-    controllers = []
     try:
         for cluster, address in addresses.items():
-            spec = write_spec(root / cluster, _spec(services, cluster, address), {
+            write_spec(root / cluster, _spec(services, cluster, address), {
                 "rabbit_user": services.rabbit.user, "rabbit_password": services.rabbit.password})
-            proc = ControllerProcess(spec)
-            proc.start()
-            controllers.append(proc)
-        for proc in controllers:
-            proc.wait_ready(120)
+            for service in controllers.CONTROLLER_ROLES:
+                controllers.ensure(net, cluster, service, root / cluster, RELEASE[cluster])
+        for cluster, address in addresses.items():
+            _wait_controller(net, cluster, address, root / cluster)
         hosts = root / "hosts"
         for name, address in list(zip(services.ssh.names, services.ssh.addresses,
                                       strict=True))[:2]:
@@ -105,8 +107,24 @@ def rig(images: None, services: Endpoints, tmp_path_factory: pytest.TempPathFact
                   {c: f"http://{a}:8081" for c, a in addresses.items()})
     finally:
         remove_net_containers(net)
-        for proc in controllers:
-            proc.stop()
+
+
+def _wait_controller(net: int, cluster: str, address: str, directory: Path) -> None:
+    """Each role answers on its own port, from its own container."""
+    deadline = time.monotonic() + 180
+    for service, port, path in (("api-server", 8082, "/issu/status"),
+                                ("analytics-api", 8081, "/"), ("control", 8083, "/")):
+        while True:
+            try:
+                if httpx.get(f"http://{address}:{port}{path}", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            state = controllers.state(net, cluster, service)
+            log = controllers.log_path(directory, service)
+            assert state == "running", f"{service} of {cluster} is {state}; see {log}"
+            assert time.monotonic() < deadline, f"{service} of {cluster} silent; see {log}"
+            time.sleep(0.5)
 
 
 def _vrouter(rig: Rig, cluster: str, name: str, version: str) -> dict[str, object]:
@@ -193,14 +211,14 @@ def test_a_stopped_agent_container_is_probed_stopped_and_started_again(rig: Rig)
     assert rig.executor.probe(target, "container").agent_state == "connected"
 
 
-def _route_targets(endpoints: Endpoints) -> set[str]:
+def _keys(endpoints: Endpoints, keyspace: str, table: str) -> set[str]:
+    """The row keys of one of v1's writer tables (the rig's prefix `cmpv1`)."""
     from cassandra.cluster import Cluster
 
     cass = endpoints.cassandra_old
     cluster = Cluster([cass.host], port=cass.port)
     try:
-        rows = cluster.connect().execute(
-            'SELECT key FROM "cmpv1_to_bgp_keyspace"."route_target_table"')  # the rig's prefix
+        rows = cluster.connect().execute(f'SELECT key FROM "cmpv1_{keyspace}"."{table}"')
         return {r.key for r in rows}
     except Exception:  # the table not created yet
         return set()
@@ -208,13 +226,23 @@ def _route_targets(endpoints: Endpoints) -> set[str]:
         cluster.shutdown()
 
 
+def _route_targets(endpoints: Endpoints) -> set[str]:
+    """What v1's schema-transformer wrote."""
+    return _keys(endpoints, "to_bgp_keyspace", "route_target_table")
+
+
+def _link_locals(endpoints: Endpoints) -> set[str]:
+    """What v1's device-manager wrote (keyed, as the route targets, by routing instance)."""
+    return _keys(endpoints, "dm_keyspace", "dm_ni_ipv6_ll_table")
+
+
 def test_docker_controller_profile_stops_and_starts_a_writer_container(rig: Rig) -> None:
     """The built-in `docker` controller profile over SSH, against the engine: v1's
     schema-transformer in its container (config_schema) stopped, disabled, enabled and
-    started again, and writing again once started."""
+    started again; while stopped it writes nothing that device-manager (config_devicemgr,
+    running) writes, and it writes again once started."""
     from backends.controller import ControllerExecutor
     from backends.ssh import SshTarget
-    from demo.containers import controllers
     from demo.containers.compute import docker_command
     from demo.containers.docker import restart_policy
 
@@ -222,6 +250,7 @@ def test_docker_controller_profile_stops_and_starts_a_writer_container(rig: Rig)
     service = "schema-transformer"
     name = controllers.container_name(rig.net, "v1", service)
     assert controllers.ensure(rig.net, "v1", service, directory, V1) == "running"
+    assert controllers.ensure(rig.net, "v1", "device-manager", directory, V1) == "running"
     s = rig.endpoints.ssh
     host = SshTarget("controller-v1", s.addresses[0], s.port, s.user, s.key_path)
     executor = ControllerExecutor(s.known_hosts_path, 10, 120, {"docker-v1": {
@@ -257,8 +286,9 @@ def test_docker_controller_profile_stops_and_starts_a_writer_container(rig: Rig)
     assert restart_policy(directory, name) == "no"
     assert controllers.disabled(rig.net, "v1", service, directory)
     second = network("docker-profile-2")
-    time.sleep(3)
-    assert second not in _route_targets(rig.endpoints)  # nobody writes it while stopped
+    # the running device-manager has seen the network: a writer that ran would have too
+    wait(f"device-manager's row of {second}", lambda: second in _link_locals(rig.endpoints))
+    assert second not in _route_targets(rig.endpoints)
 
     executor.act(host, "docker-v1", "enable", [service])
     assert restart_policy(directory, name) == "always"
@@ -289,3 +319,44 @@ def test_demo_down_removes_its_world_containers_and_nothing_else(images: None,
                 ] == [[container_name(other, "down-check")]]
     finally:
         Engine().remove([container_name(net, "compute-1"), container_name(other, "down-check")])
+
+
+def test_the_control_node_is_a_container_of_its_own(rig: Rig) -> None:
+    """v1's control_control stopped: the api-server and the analytics-api (their own
+    containers) still answer, the compute's XMPP session goes down (the agent's introspect,
+    read by the `container` profile's probe) and analytics raises the control node's
+    process alarm; started again, both come back."""
+    target = rig.target(0)
+    v1 = rig.v1.control_nodes[0]
+    name = controllers.container_name(rig.net, "v1", "control")
+
+    def control_alarms() -> list[str]:
+        alarms = httpx.get(f"{rig.analytics['v1']}/analytics/alarms", timeout=5).json()
+        return [a["type"] for item in alarms.get("control-node", [])
+                for a in item["value"]["UVEAlarms"]["alarms"]]
+
+    def wait(what: str, check: object) -> None:
+        deadline = time.monotonic() + 120
+        while not check():  # type: ignore[operator]
+            assert time.monotonic() < deadline, what
+            time.sleep(0.5)
+
+    assert rig.executor.probe(target, "container").points_at(rig.v1)
+    wait("the agent's XMPP session to v1",
+         lambda: rig.executor.probe(target, "container").agent_state == "connected")
+    Engine().run("stop", "-t", "5", name)
+    try:
+        assert controllers.state(rig.net, "v1", "control") == "exited"
+        wait("the agent's XMPP session down",
+             lambda: rig.executor.probe(target, "container").agent_state == "running")
+        wait("the control node's process alarm", lambda: any(
+            t.endswith("system-defined-process-status") for t in control_alarms()))
+        assert httpx.get(f"http://{v1}:8082/issu/status", timeout=5).status_code == 200
+        # the collector still hears the agent: its vrouter UVE stays Functional
+        assert parse_vrouter("old", target.name,
+                             _vrouter(rig, "v1", target.name, V1)).version == V1
+    finally:
+        Engine().run("start", name)
+    wait("the agent's XMPP session back",
+         lambda: rig.executor.probe(target, "container").agent_state == "connected")
+    wait("the process alarm cleared", lambda: control_alarms() == [])

@@ -399,11 +399,20 @@ def test_analytics_shows_reporting_agent_and_alarms_when_it_stops(clusters) -> N
     assert proc["process_state"] == "PROCESS_STATE_RUNNING"
     assert "UVEAlarms" not in uve
 
-    # the control node sees the agent's XMPP session
-    neighbours = httpx.get(f"{v1.introspect}/Snh_BgpNeighborReq").json()
-    xmpp = [n for n in neighbours["BgpNeighborListResp"]["neighbors"]
-            if n["encoding"] == "XMPP" and n["peer"] == "compute-t1"]
-    assert xmpp and xmpp[0]["state"] == "Established"
+    # the control node knows only the sessions that reach its XMPP port
+    def xmpp() -> list[dict[str, Any]]:
+        neighbours = httpx.get(f"{v1.introspect}/Snh_BgpNeighborReq").json()
+        return [n for n in neighbours["BgpNeighborListResp"]["neighbors"]
+                if n["encoding"] == "XMPP" and n["peer"] == "compute-t1"]
+
+    assert xmpp() == []
+    resp = httpx.post(f"http://{v1.address}:5269/issu-demo/agent-report", json=report)
+    assert resp.status_code == 200 and resp.json()["cluster"] == "v1"
+    _eventually(lambda: [n["state"] for n in xmpp()] == ["Established"], what="XMPP up")
+    # ... and the analytics-api reads it from the control node's introspect
+    cn = httpx.get(f"{v1.analytics}/analytics/uves/control-node/v1-control-1").json()
+    assert cn["BgpRouterState"]["num_xmpp_peer"] == 1
+    assert cn["BgpRouterState"]["num_up_xmpp_peer"] == 1
 
     bad = httpx.post(f"{v1.analytics}/issu-demo/agent-report", json={"name": "x"})
     assert bad.status_code == 400 and "version" in bad.json()["error"]

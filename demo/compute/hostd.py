@@ -3,7 +3,8 @@
 Per host it runs, like a container on a shared kernel:
 - the vrouter-agent: reads its config at start, then reports (the heartbeat that stands in
   for the agent's sandesh and XMPP sessions) to the analytics-api of the collectors it is
-  configured with, `POST /issu-demo/agent-report`;
+  configured with and to each of its control nodes on their XMPP port,
+  `POST /issu-demo/agent-report`;
 - the data path: a UDP echo on the host's address that answers only while the data path
   is up. Starting an agent whose installed version differs from the loaded vrouter kernel
   module reloads the module: the data path is down for `datapath_down_s`, as on a real
@@ -37,7 +38,7 @@ from typing import Any
 
 import aiohttp
 
-from backends.hostport import host_of
+from backends.hostport import DEFAULT_PORTS, host_of, with_port
 from demo.compute.layout import SOCKET_NAME, HostDir, WorldSettings, load_world
 
 RUNNING = "PROCESS_STATE_RUNNING"
@@ -214,6 +215,7 @@ class HostDaemon:
         if host.task:
             host.task.cancel()
         previous = host.collector
+        previous_nodes = list(host.agent_conf.get("control_nodes", []))
         installed = host.dir.version()
         reload = reload_module and installed != host.module_version
         host.agent_conf = host.dir.read_conf()
@@ -230,6 +232,10 @@ class HostDaemon:
             # Moved to another cluster: the old analytics drops the vrouter's UVE.
             host.collector = ""
             self._background(self._forget(host, previous))
+        for node in previous_nodes:
+            if node not in host.agent_conf["control_nodes"]:  # its XMPP session goes down
+                self._background(self._forget_at(
+                    host, with_port(node, DEFAULT_PORTS["control_nodes"])))
         host.task = asyncio.create_task(self._agent_loop(host))
         self._agent_log(host, f"started version {installed}, control nodes "
                               f"{' '.join(host.agent_conf['control_nodes'])}"
@@ -260,6 +266,8 @@ class HostDaemon:
             self._agent_log(host, "stopped")
             if host.collector:
                 await self._report(host, STOPPED, [host.collector])
+            else:
+                await self._xmpp(host, self._body(host, STOPPED))
         host.running = False
         host.connected = False
         host.cluster = ""
@@ -272,9 +280,12 @@ class HostDaemon:
         task.add_done_callback(self.tasks.discard)
 
     async def _forget(self, host: Host, collector: str) -> None:
+        await self._forget_at(host, f"{host_of(collector)}:{self.settings.analytics_port}")
+
+    async def _forget_at(self, host: Host, endpoint: str) -> None:
+        """The agent's report withdrawn from a collector or a control node (host:port)."""
         assert self.http is not None
-        url = (f"http://{host_of(collector)}:{self.settings.analytics_port}"
-               f"{self.settings.report_path}/{host.name}")
+        url = f"http://{endpoint}{self.settings.report_path}/{host.name}"
         with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
             async with self.http.delete(url):
                 pass
@@ -286,9 +297,18 @@ class HostDaemon:
             await self._report(host, RUNNING, host.agent_conf.get("collectors", []))
             await asyncio.sleep(s.heartbeat_s * random.uniform(0.9, 1.1))
 
-    async def _report(self, host: Host, state: str, collectors: list[str]) -> None:
+    async def _xmpp(self, host: Host, body: dict[str, Any]) -> None:
+        """The XMPP session to each control node: the report on its port (`addr:5269`)."""
         assert self.http is not None
-        body = {
+        for node in host.agent_conf.get("control_nodes", []):
+            endpoint = with_port(node, DEFAULT_PORTS["control_nodes"])
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
+                async with self.http.post(f"http://{endpoint}{self.settings.report_path}",
+                                          json=body):
+                    pass
+
+    def _body(self, host: Host, state: str) -> dict[str, Any]:
+        return {
             "name": host.name,
             "version": host.agent_version,
             "control_ip": host.address,
@@ -302,6 +322,11 @@ class HostDaemon:
             "vn_count": 1 + host.index % 4,
             "build_id": f"{host.agent_version}-{40 + host.index % 3}",
         }
+
+    async def _report(self, host: Host, state: str, collectors: list[str]) -> None:
+        assert self.http is not None
+        body = self._body(host, state)
+        await self._xmpp(host, body)
         errors = []
         for collector in collectors:
             url = (f"http://{host_of(collector)}:{self.settings.analytics_port}"

@@ -6,9 +6,11 @@ Configured the container way, from the environment (`common_vrouter.env`): CONTR
 ANALYTICS_NODES, DNS_NODES (comma-separated addresses), VROUTER_HOSTNAME, VROUTER_IP. Its
 release is the image's (/etc/contrail/contrail-version). Every HEARTBEAT_S it reports to the
 first analytics node that answers (`POST :8081/issu-demo/agent-report`, what the demo's
-controller takes in place of the sandesh and XMPP sessions), and it answers the agent's
-introspect on VROUTER_IP:8085 (`Snh_AgentXmppConnectionStatusReq`: Established while its
-reports are accepted). On SIGTERM (`docker stop`) it reports itself stopped and exits.
+analytics-api takes in place of the sandesh session) and to each control node on its XMPP
+port (`POST <node>:5269/issu-demo/agent-report`, the XMPP session), and it answers the
+agent's introspect on VROUTER_IP:8085 (`Snh_AgentXmppConnectionStatusReq`: Established per
+control node while that node accepts the reports). On SIGTERM (`docker stop`) it reports
+itself stopped and exits.
 """
 
 import json
@@ -44,6 +46,7 @@ class Agent:
         self.api_port = int(os.environ.get("ANALYTICS_API_PORT", "8081"))
         self.heartbeat_s = float(os.environ.get("HEARTBEAT_S", "2"))
         self.connected_at = 0.0
+        self.xmpp_at = {}  # control node -> when it last accepted a report
         self.collector = ""
         self.stopping = threading.Event()
 
@@ -58,16 +61,19 @@ class Agent:
             "dns_servers": self.dns, "process_state": state, "build_id": f"{self.version}-40",
             "vm_count": 2, "interface_count": 3, "vn_count": 1,
         }).encode()
+        for node in self.control_nodes:
+            try:
+                self.post(f"http://{node}/issu-demo/agent-report", body)
+                self.xmpp_at[node] = time.monotonic()
+            except (urllib.error.URLError, OSError, ValueError):
+                self.xmpp_at.pop(node, None)
         errors = []
         for collector in ([self.collector] if state != "PROCESS_STATE_RUNNING" and
                           self.collector else self.collectors):
             host = collector.rsplit(":", 1)[0]
-            request = urllib.request.Request(
-                f"http://{host}:{self.api_port}/issu-demo/agent-report", data=body,
-                headers={"Content-Type": "application/json"}, method="POST")
             try:
-                with urllib.request.urlopen(request, timeout=5) as resp:
-                    cluster = json.loads(resp.read() or b"{}").get("cluster", "")
+                cluster = self.post(f"http://{host}:{self.api_port}/issu-demo/agent-report",
+                                    body).get("cluster", "")
                 if state == "PROCESS_STATE_RUNNING":
                     if not self.connected():
                         self.log(f"connected to {collector} (cluster {cluster})")
@@ -78,9 +84,21 @@ class Agent:
         if errors:
             self.log("no collector accepted the report: " + "; ".join(errors))
 
+    @staticmethod
+    def post(url, body):
+        request = urllib.request.Request(url, data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return json.loads(resp.read() or b"{}")
+
+    def recent(self, at):
+        return bool(at) and time.monotonic() - at < 3 * self.heartbeat_s + 5
+
     def connected(self):
-        return bool(self.connected_at) and \
-            time.monotonic() - self.connected_at < 3 * self.heartbeat_s + 5
+        return self.recent(self.connected_at)
+
+    def xmpp_established(self, node):
+        return self.recent(self.xmpp_at.get(node, 0.0))
 
     def loop(self):
         self.log(f"started: control nodes {' '.join(self.control_nodes)}, collectors "
@@ -96,10 +114,10 @@ def introspect(agent):
             if not self.path.startswith("/Snh_AgentXmppConnectionStatusReq"):
                 self.send_error(404)
                 return
-            state = "Established" if agent.connected() else "Active"
             peers = "".join(
                 f"<AgentXmppData><controller_ip>{node.rsplit(':', 1)[0]}</controller_ip>"
-                f"<state>{state}</state></AgentXmppData>" for node in agent.control_nodes)
+                f"<state>{'Established' if agent.xmpp_established(node) else 'Active'}"
+                "</state></AgentXmppData>" for node in agent.control_nodes)
             body = (f"<?xml version=\"1.0\"?><AgentXmppConnectionStatus><peer>{peers}</peer>"
                     f"<version>{agent.version}</version></AgentXmppConnectionStatus>").encode()
             self.send_response(200)

@@ -2,18 +2,22 @@
 
 One controller host per cluster (`controller-v1`, `controller-v2`), its services:
 
-    controller          issu<net>-controller-<c>-config_api        api-server, control and
-                                                                   analytics in one process
-    schema-transformer  issu<net>-controller-<c>-config_schema
+    api-server          issu<net>-controller-<c>-config_api          demo.controller --roles api
+    control             issu<net>-controller-<c>-control_control     ... --roles control
+    analytics-api       issu<net>-controller-<c>-analytics_api       ... --roles analytics
+    schema-transformer  issu<net>-controller-<c>-config_schema       demo.controller.writers
     svc-monitor         issu<net>-controller-<c>-config_svcmonitor
     device-manager      issu<net>-controller-<c>-config_devicemgr
 
-The image is Contrail's (`localhost/contrail-controller-config-api:<release>`, Debian's
-userland and the release); the simulated process comes from this repository and its venv,
-bind-mounted read-only at the same paths, with the controller's directory (spec, secrets,
-state) mounted read-write. The log goes where the loopback mode writes it
-(`<dir>/controller.log`, `<dir>/<service>.log`). Host network, lowered limits, the label
-`issu.demo.net=<net>` (what `issu demo down` removes).
+They talk over the wire as Contrail's do: the control node reads the bgp-routers from
+Cassandra and takes the agents' XMPP sessions on :5269, the analytics-api takes the agents'
+reports and reads the control node's introspect (:8083). issu's service names are the keys
+(`controller` stands for the first three together: the loopback world runs them as one
+process). The image is Contrail's (`localhost/contrail-controller-config-api:<release>`,
+Debian's userland and the release); the simulated process comes from this repository and its
+venv, bind-mounted read-only at the same paths, with the controller's directory (spec,
+secrets, state) mounted read-write. Each logs to `<dir>/<service>.log`. Host network, lowered
+limits, the label `issu.demo.net=<net>` (what `issu demo down` removes).
 """
 
 from __future__ import annotations
@@ -25,16 +29,20 @@ from pathlib import Path
 from demo.containers.docker import POLICY_DIR_LABEL, restart_policy
 from demo.containers.engine import NET_LABEL, RUN_OPTIONS, Engine
 from demo.containers.images import image_ref
-from demo.controller import hostctl
 from demo.services.plan import REPO_ROOT
 
-# hostctl's service -> (Contrail's container name, Contrail's image)
+# issu's service -> (Contrail's container name, Contrail's image)
 CONTAINERS = {
-    hostctl.CONTROLLER: ("config_api", "contrail-controller-config-api"),
+    "api-server": ("config_api", "contrail-controller-config-api"),
+    "control": ("control_control", "contrail-controller-control-control"),
+    "analytics-api": ("analytics_api", "contrail-analytics-api"),
     "schema-transformer": ("config_schema", "contrail-controller-config-schema"),
     "svc-monitor": ("config_svcmonitor", "contrail-controller-config-svcmonitor"),
     "device-manager": ("config_devicemgr", "contrail-controller-config-devicemgr"),
 }
+# the controller's roles (demo/controller/server.py), one container each
+CONTROLLER_ROLES = {"api-server": "api", "control": "control", "analytics-api": "analytics"}
+IMAGES = tuple(image for _, image in CONTAINERS.values())
 SERVICE_LABEL = "issu.demo.service"
 
 
@@ -43,12 +51,12 @@ def container_name(net: int, cluster: str, service: str) -> str:
 
 
 def service_map(net: int, cluster: str) -> dict[str, str]:
-    """`controller_profiles.<name>.services` for the `docker` profile: issu's service names
-    (api-server, control and analytics-api are the one config_api container here)."""
-    api = container_name(net, cluster, hostctl.CONTROLLER)
-    names = {"controller": api, "api-server": api, "control": api, "analytics-api": api}
-    names.update({s: container_name(net, cluster, s) for s in hostctl.WRITERS})
-    return names
+    """`controller_profiles.<name>.services` for the `docker` profile: issu's service names."""
+    return {service: container_name(net, cluster, service) for service in CONTAINERS}
+
+
+def log_path(directory: Path, service: str) -> Path:
+    return directory / f"{service}.log"
 
 
 def _mounts(directory: Path) -> list[str]:
@@ -67,8 +75,9 @@ def _mounts(directory: Path) -> list[str]:
 
 def _argv(directory: Path, service: str) -> list[str]:
     spec = str(directory / "spec.json")
-    if service == hostctl.CONTROLLER:
-        return [sys.executable, "-m", "demo.controller", "--spec", spec]
+    if service in CONTROLLER_ROLES:
+        return [sys.executable, "-m", "demo.controller", "--spec", spec, "--roles",
+                CONTROLLER_ROLES[service]]
     return [sys.executable, "-m", "demo.controller.writers", "--spec", spec, "--service",
             service]
 
@@ -102,8 +111,7 @@ def ensure(net: int, cluster: str, service: str, directory: Path, release: str,
         if current == image and (status == "running" or (not start and status == "created")):
             return str(status)
         engine.remove([name])
-    log = directory / ("controller.log" if service == hostctl.CONTROLLER
-                       else f"{service}.log")
+    log = log_path(directory, service)
     verb = "run" if start else "create"
     engine.run(verb, *(["-d"] if start else []), "--name", name, *RUN_OPTIONS,
                "--label", f"{NET_LABEL}={net}", "--label", f"{SERVICE_LABEL}={service}",

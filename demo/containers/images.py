@@ -36,7 +36,8 @@ AGENT_SOURCE = Path(__file__).with_name("agent.py")
 VROUTER_AGENT = "contrail-vrouter-agent"
 # The controller's: the simulated services run from the repository, bind-mounted read-only
 # (demo/containers/controllers.py); these carry the release and the Debian userland.
-CONTROLLER_IMAGES = ("contrail-controller-config-api", "contrail-controller-config-schema",
+CONTROLLER_IMAGES = ("contrail-controller-config-api", "contrail-controller-control-control",
+                     "contrail-analytics-api", "contrail-controller-config-schema",
                      "contrail-controller-config-svcmonitor",
                      "contrail-controller-config-devicemgr")
 IMAGES = (VROUTER_AGENT, *CONTROLLER_IMAGES)

@@ -1,8 +1,9 @@
 """The demo world's hosts as containers (`issu demo up --containers`): what demo/world.py
 asks of the engine, kept here so the world's module stays about the world.
 
-Controllers: demo/containers/controllers.py (config_api, config_schema, config_svcmonitor,
-config_devicemgr per cluster), driven by issu through the `docker` controller profile.
+Controllers: demo/containers/controllers.py (config_api, control_control, analytics_api,
+config_schema, config_svcmonitor, config_devicemgr per cluster), driven by issu through the
+`docker` controller profile.
 Computes: demo/containers/compute.py (vrouter_vrouter-agent per compute, its compose and env
 files under `<world>/hosts/<name>/etc/contrail`), driven through the `container` profile.
 """
@@ -82,22 +83,34 @@ class ContainerHosts:
 
     # ------------------------------------------------------------------ controllers
     def running(self, cluster: str, service: str) -> bool:
-        return controllers.state(self.net, cluster, service, self.engine) == "running"
+        """`hostctl.CONTROLLER`: the api-server, control and analytics-api containers all."""
+        parts = controllers.CONTROLLER_ROLES if service == hostctl.CONTROLLER else (service,)
+        return all(controllers.state(self.net, cluster, s, self.engine) == "running"
+                   for s in parts)
 
     def start_controller(self, cluster: str, write_spec: Callable[[], Path]) -> None:
+        """The controller's api-server, control and analytics-api containers (those not
+        running; none when one of them is disabled)."""
         from demo.world import WorldError
 
-        if self.running(cluster, hostctl.CONTROLLER):
+        directory = self.world.controller_dir(cluster)
+        missing = [s for s in controllers.CONTROLLER_ROLES if not self.running(cluster, s)]
+        if not missing:
             return
-        if controllers.disabled(self.net, cluster, hostctl.CONTROLLER,
-                                self.world.controller_dir(cluster)):
-            name = controllers.container_name(self.net, cluster, hostctl.CONTROLLER)
-            raise WorldError(f"controller {cluster} is disabled; enable it: "
-                             f"{docker_command()} update --restart=always {name}")
+        for service in missing:
+            if controllers.disabled(self.net, cluster, service, directory):
+                name = controllers.container_name(self.net, cluster, service)
+                raise WorldError(f"{service} of {cluster} is disabled; enable it: "
+                                 f"{docker_command()} update --restart=always {name}")
         write_spec()
-        controllers.ensure(self.net, cluster, hostctl.CONTROLLER,
-                           self.world.controller_dir(cluster), CLUSTER_RELEASE[cluster],
-                           engine=self.engine)
+        for service in missing:
+            controllers.ensure(self.net, cluster, service, directory, CLUSTER_RELEASE[cluster],
+                               engine=self.engine)
+
+    def controller_logs(self, cluster: str) -> str:
+        directory = self.world.controller_dir(cluster)
+        return ", ".join(str(controllers.log_path(directory, s))
+                         for s in controllers.CONTROLLER_ROLES)
 
     def start_writers(self, cluster: str) -> None:
         for service in hostctl.WRITERS:

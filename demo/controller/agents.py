@@ -1,12 +1,19 @@
-"""What the simulated vrouter-agents told this cluster: the heartbeat that stands in for both the
-agent's sandesh session to the collector and its XMPP session to the control nodes.
+"""What the simulated vrouter-agents told one of this cluster's services: the heartbeat
+(`POST /issu-demo/agent-report`) stands in for the agent's sandesh session when it reaches the
+collector (analytics-api) and for its XMPP session when it reaches a control node (:5269).
+Each service keeps its own registry, fed only by what reaches it on the wire.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from aiohttp import web
+
+REPORT_PATH = "/issu-demo/agent-report"
 
 RUNNING = "PROCESS_STATE_RUNNING"
 STOPPED = "PROCESS_STATE_STOPPED"
@@ -96,3 +103,29 @@ class AgentRegistry:
 
     def forget(self, name: str) -> bool:
         return self._agents.pop(name, None) is not None
+
+
+def add_report_routes(app: web.Application, registry: AgentRegistry, cluster: str) -> None:
+    """`POST REPORT_PATH` (a heartbeat) and `DELETE REPORT_PATH/<name>` (the agent moved away)
+    into `registry`."""
+
+    async def report(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return web.Response(status=400, text=f"agent-report: body is not JSON: {exc}")
+        if not isinstance(body, dict):
+            return web.Response(status=400, text="agent-report: body must be a JSON object")
+        try:
+            agent = registry.report(body)
+        except ReportError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"accepted": True, "cluster": cluster, "name": agent.name,
+                                  "timeout_s": registry.timeout_s})
+
+    async def forget(request: web.Request) -> web.Response:
+        found = registry.forget(request.match_info["name"])
+        return web.json_response({"forgotten": found}, status=200 if found else 404)
+
+    app.router.add_post(REPORT_PATH, report)
+    app.router.add_delete(REPORT_PATH + "/{name}", forget)

@@ -1,19 +1,26 @@
-"""analytics-api (:8081): vrouter and control-node UVEs and alarms, in the opserver's JSON shapes,
-fed by the agents' heartbeats (`POST /issu-demo/agent-report`) and by the control plane.
+"""analytics-api (:8081): vrouter and control-node UVEs and alarms, in the opserver's JSON shapes.
+
+Fed over the wire, as in Contrail: the vrouter UVEs by the agents' heartbeats to the collector
+(`POST /issu-demo/agent-report`), the control-node UVEs by each control node's own neighbour
+table, read from its introspect (`GET <control node>:8083/Snh_BgpNeighborReq`), so the
+analytics-api may run in a process (a container) of its own.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from typing import Any
 
+import httpx
 from aiohttp import web
 
-from .agents import RUNNING, AgentRegistry, AgentState, ReportError, host_of
-from .control import ControlPlane
-from .spec import ControllerSpec
+from .agents import RUNNING, STOPPED, AgentRegistry, AgentState, add_report_routes, host_of
+from .spec import ControllerSpec, ControlNodeSpec
+
+log = logging.getLogger(__name__)
 
 GSC = "default-global-system-config"
 NODE_STATUS_ALARM = f"{GSC}:system-defined-node-status"
@@ -45,11 +52,15 @@ def _condition(operand1: str, operation: str, operand2: dict[str, str]) -> dict[
 
 
 class Analytics:
-    def __init__(self, spec: ControllerSpec, agents: AgentRegistry, control: ControlPlane):
+    def __init__(self, spec: ControllerSpec, agents: AgentRegistry):
         self.spec = spec
         self.agents = agents
-        self.control = control
         self._raised: dict[tuple[str, str, str], float] = {}
+        self._http = httpx.AsyncClient(timeout=2.0)
+        self._answering_since: dict[str, float] = {}  # control node -> first answer (wall)
+
+    async def close(self) -> None:
+        await self._http.aclose()
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -64,31 +75,11 @@ class Analytics:
         r.add_get("/analytics/uves/config-nodes", self.config_nodes)
         r.add_get("/analytics/uves/config-node/{name}", self.config_node)
         r.add_get("/analytics/alarms", self.alarms)
-        r.add_post("/issu-demo/agent-report", self.agent_report)
-        r.add_delete("/issu-demo/agent-report/{name}", self.agent_forget)
+        add_report_routes(app, self.agents, self.spec.cluster)
         return app
 
     def _base(self, request: web.Request) -> str:
         return f"{request.scheme}://{request.host}"
-
-    # -- ingestion ---------------------------------------------------------------------------
-    async def agent_report(self, request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return web.Response(status=400, text=f"agent-report: body is not JSON: {exc}")
-        if not isinstance(body, dict):
-            return web.Response(status=400, text="agent-report: body must be a JSON object")
-        try:
-            agent = self.agents.report(body)
-        except ReportError as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response({"accepted": True, "cluster": self.spec.cluster,
-                                  "name": agent.name, "timeout_s": self.agents.timeout_s})
-
-    async def agent_forget(self, request: web.Request) -> web.Response:
-        found = self.agents.forget(request.match_info["name"])
-        return web.json_response({"forgotten": found}, status=200 if found else 404)
 
     # -- alarms ------------------------------------------------------------------------------
     def _alarm(self, table: str, key: str, alarm_type: str, severity: int, description: str,
@@ -128,7 +119,16 @@ class Analytics:
     def _control_alarms(self, name: str, state: dict[str, Any]) -> list[dict[str, Any]]:
         alarms = []
         brs = state["BgpRouterState"]
-        if brs["num_up_bgp_peer"] != brs["num_bgp_peer"]:
+        process = state["NodeStatus"]["process_info"][0]["process_state"]
+        if process != RUNNING:
+            alarms.append(self._alarm(
+                "control-node", name, PROCESS_STATUS_ALARM, 0, "Process Failure.",
+                [{"condition": _condition("NodeStatus.process_info.process_state", "!=",
+                                          {"json_value": json.dumps(RUNNING)}),
+                  "match": [{"json_operand1_value": json.dumps(process),
+                             "json_variables": {"NodeStatus.process_info.process_name":
+                                                json.dumps("contrail-control")}}]}]))
+        elif brs["num_up_bgp_peer"] != brs["num_bgp_peer"]:
             alarms.append(self._alarm(
                 "control-node", name, BGP_CONNECTIVITY_ALARM, 1,
                 "BGP peer mismatch. Not enough BGP peers are up.",
@@ -196,14 +196,29 @@ class Analytics:
             uve["UVEAlarms"] = {"alarms": alarms}
         return uve
 
+    async def _neighbours(self, cn: ControlNodeSpec) -> list[dict[str, Any]] | None:
+        """The control node's neighbour table from its introspect; None when it is silent."""
+        url = f"http://{cn.address}:{self.spec.introspect_port}/Snh_BgpNeighborReq"
+        try:
+            resp = await self._http.get(url)
+            resp.raise_for_status()
+            found = resp.json()["BgpNeighborListResp"]["neighbors"]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            log.debug("control node %s silent: %s", url, exc)
+            self._answering_since.pop(cn.name, None)
+            return None
+        self._answering_since.setdefault(cn.name, time.time())
+        return [n for n in found if isinstance(n, dict) and n.get("control_node") == cn.name]
+
     async def control_states(self) -> dict[str, dict[str, Any]]:
-        neighbours = await self.control.neighbours()
         out: dict[str, dict[str, Any]] = {}
         bi = build_info(self.spec.version)
         for cn in self.spec.control_nodes:
-            mine = [n for n in neighbours if n.local == cn.name]
-            bgp = [n for n in mine if n.encoding == "BGP"]
-            xmpp = [n for n in mine if n.encoding == "XMPP"]
+            mine = await self._neighbours(cn)
+            bgp = [n for n in mine or [] if n.get("encoding") == "BGP"]
+            xmpp = [n for n in mine or [] if n.get("encoding") == "XMPP"]
+            since = self._answering_since.get(cn.name, time.time())
+            process_state = RUNNING if mine is not None else STOPPED
             state: dict[str, Any] = {
                 "BgpRouterState": {
                     "router_id": cn.address,
@@ -211,20 +226,22 @@ class Analytics:
                     "global_asn": self.spec.asn,
                     "bgp_router_ip_list": [cn.address],
                     "num_bgp_peer": len(bgp),
-                    "num_up_bgp_peer": sum(n.state == "Established" for n in bgp),
+                    "num_up_bgp_peer": sum(n.get("state") == "Established" for n in bgp),
                     "num_xmpp_peer": len(xmpp),
-                    "num_up_xmpp_peer": sum(n.state == "Established" for n in xmpp),
+                    "num_up_xmpp_peer": sum(n.get("state") == "Established" for n in xmpp),
                     "build_info": bi,
-                    "uptime": _us(self.control.started),
+                    "uptime": _us(since) if mine is not None else 0,
                 },
                 "NodeStatus": {
-                    "process_status": [{"module_id": "contrail-control", "instance_id": "0",
-                                        "state": "Functional", "description": "",
-                                        "connection_infos": []}],
+                    "process_status": [{
+                        "module_id": "contrail-control", "instance_id": "0",
+                        "state": "Functional" if mine is not None else "Non-Functional",
+                        "description": "" if mine is not None else "introspect not answering",
+                        "connection_infos": []}],
                     "process_info": [{"process_name": "contrail-control",
-                                      "process_state": RUNNING, "start_count": 1,
-                                      "stop_count": 0, "exit_count": 0,
-                                      "last_start_time": str(_us(self.control.started)),
+                                      "process_state": process_state, "start_count": 1,
+                                      "stop_count": 0 if mine is not None else 1,
+                                      "exit_count": 0, "last_start_time": str(_us(since)),
                                       "core_file_list": []}],
                     "build_info": bi,
                 },

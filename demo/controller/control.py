@@ -1,6 +1,8 @@
 """The control node: XMPP sessions of the agents and iBGP sessions to configured bgp-routers.
 
-An XMPP session is the agent heartbeat (agents.py) naming one of this cluster's control nodes.
+An XMPP session is the agent heartbeat (agents.py) that reaches the control node on its XMPP
+port (`POST <control node>:5269/issu-demo/agent-report`, the address:port in the agent's
+`[CONTROL-NODE] servers`) and names it.
 A BGP session to a neighbour is Established when this cluster's config pairs the local control
 node's bgp-router with the neighbour's AND the neighbour's own config (fetched from its
 introspect, `/issu-demo/bgp-config`) pairs it back; otherwise it is Active (configured here,
@@ -17,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from aiohttp import web
 
-from .agents import AgentRegistry, host_of
+from .agents import AgentRegistry, add_report_routes, host_of
 from .configdb import ConfigDB, ListQuery
 from .spec import ControllerSpec
 
@@ -67,6 +70,12 @@ class ControlPlane:
 
     async def close(self) -> None:
         await self._http.aclose()
+
+    def xmpp_app(self) -> web.Application:
+        """What listens on each control node's XMPP port: the agents' sessions."""
+        app = web.Application()
+        add_report_routes(app, self.agents, self.spec.cluster)
+        return app
 
     # -- config ------------------------------------------------------------------------------
     def bgp_config(self) -> list[BgpRouterConf]:

@@ -1,5 +1,6 @@
 """Control node introspect (:8083), JSON rendering of the sandesh requests the tool needs.
 
+- `GET /`: the requests it answers (the introspect's index page);
 - `GET /Snh_BgpNeighborReq`: {"BgpNeighborListResp": {"neighbors": [...]}}, BGP and XMPP peers
   with their state (Established, Active, Idle), as in the control node's neighbour table;
 - `GET /issu-demo/bgp-config`: the bgp-router pairing this cluster's config holds (what the
@@ -21,9 +22,14 @@ class Introspect:
 
     def app(self) -> web.Application:
         app = web.Application()
+        app.router.add_get("/", self.index)
         app.router.add_get("/Snh_BgpNeighborReq", self.bgp_neighbours)
         app.router.add_get("/issu-demo/bgp-config", self.bgp_config)
         return app
+
+    async def index(self, request: web.Request) -> web.Response:
+        return web.json_response({"cluster": self.control.spec.cluster,
+                                  "requests": ["Snh_BgpNeighborReq"]})
 
     async def bgp_neighbours(self, request: web.Request) -> web.Response:
         neighbours = await self.control.neighbours()
