@@ -21,8 +21,10 @@ AckSender = Callable[[int, bool], None]
 
 
 class AckWindow:
-    def __init__(self, send: AckSender, hold_s: float = 0.02, max_held: int = 8) -> None:
+    def __init__(self, send: AckSender, hold_s: float = 0.02, max_held: int = 8, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._send, self.hold_s, self.max_held = send, hold_s, max_held
+        self._clock = clock
         self._order: OrderedDict[int, bool] = OrderedDict()  # in hand: tag -> finished
         self._held: OrderedDict[int, float] = OrderedDict()  # finished: tag -> when
         self.acks_sent = 0
@@ -34,7 +36,7 @@ class AckWindow:
         """The delivery may be acknowledged (applied, or quarantined: copied aside)."""
         if tag in self._order:
             self._order[tag] = True
-            self._held[tag] = time.monotonic()
+            self._held[tag] = self._clock()
 
     def settled(self, tag: int) -> None:
         """The delivery was rejected or requeued on its own: no longer unacknowledged on
@@ -57,7 +59,7 @@ class AckWindow:
         if last is not None:
             self._send(last, True)
             self.acks_sent += 1
-        oldest = time.monotonic() - self.hold_s
+        oldest = self._clock() - self.hold_s
         while self._held:
             tag, when = next(iter(self._held.items()))
             if not everything and when > oldest and len(self._held) <= self.max_held:
