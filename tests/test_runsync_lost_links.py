@@ -157,3 +157,31 @@ def test_an_update_after_a_create_that_never_completed_writes_the_parent_links(
     assert entry in world.new_table(cd.FQ_TABLE).read_partition("virtual_network")
     report = world.verify()
     assert report.ok, [(t.table, t.samples) for t in report.tables if t.samples]
+
+
+def test_a_create_applied_once_its_object_is_gone_removes_the_copied_links(
+        world: World) -> None:
+    """A CREATE reads the cells its message names on old alone (they are normally there and
+    not yet on new); those old no longer has must still be read on new and deleted there."""
+    api = world.api
+    fq = ["default-domain", "p1", "gone-before-its-create"]
+    vn = api.create("virtual-network", fq, parent=world.project, announce=False)
+    applier = _applier(world)
+    new_uuid = world.new_table(cd.UUID_TABLE)
+    new_fq = world.new_table(cd.FQ_TABLE)
+    column = f"children:virtual_network:{vn}"
+    value, ts = api.uuid_io.read_partition(world.project)[f"children:virtual-network:{vn}"]
+    new_uuid.write(world.project, {column: value}, ts)  # a copy took them meanwhile
+    entry = ":".join(fq) + ":" + vn
+    value, ts = api.fq_io.read_partition("virtual-network")[entry]
+    new_fq.write("virtual_network", {entry: value}, ts)
+    api.delete(vn, announce=False)
+
+    applier.apply(parse({"oper": "CREATE", "type": "virtual-network", "uuid": vn,
+                         "fq_name": fq,
+                         "obj_dict": {"uuid": vn, "fq_name": fq, "parent_type": "project",
+                                      "parent_uuid": world.project}}))
+    assert column not in new_uuid.read_partition(world.project)
+    assert entry not in new_fq.read_partition("virtual_network")
+    report = world.verify()
+    assert report.ok, [(t.table, t.samples) for t in report.tables if t.samples]

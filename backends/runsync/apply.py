@@ -15,13 +15,15 @@ as on the OLD side (the replicator translates):
   both spellings), columns `<share type>:<share id>:<uuid>` (`global::<uuid>`,
   `tenant:<id>:<uuid>`, `domain:<id>:<uuid>`) named by `prop:perms2` before and after.
 
-Requests per change, alone: the object's partition and (when the message names it) its
-fq-name index cell on new, then the same on old; the linked cells (parent, ref targets,
-shares: every partition in one request per side) on new, then on old; the writes, of only
-the cells new does not already have with that value and writetime, linked partitions first
-and the object's own last. Under load, what the lanes send of one kind at the same moment
-goes as one request (backends/runsync/combine.py). A partition wider than `WIDE_CELLS`
-takes the streaming replicator path (memory bounded).
+Requests per change, alone: the object's partition on new with the linked cells the
+message names (its fq-name index cell; for a create or a delete the parent's and ref
+targets' cells its obj_dict names), then the same on old (a CREATE reads those named
+cells on old alone, see _CellsRead); the linked cells only the rows name (parent, ref
+targets, shares: every partition in one request per side) on new, then on old; the writes,
+of only the cells new does not already have with that value and writetime, linked
+partitions first and the object's own last. Under load, what the lanes send of one kind at
+the same moment goes as one request (backends/runsync/combine.py). A partition wider than
+`WIDE_CELLS` takes the streaming replicator path (memory bounded).
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ class ObjectApplier:
 
     def apply(self, change: Change, *, thorough: bool = False) -> ApplyResult:
         """Replace the object's rows on new with old's (translated): reads gathered in two
-        rounds, one round of batched writes.
+        rounds (four when the rows name links the message does not), the ordered writes.
 
         An UPDATE cannot move an object: fq_name and parent are fixed at creation, and the
         api-server writes the fq-name index entry and the parent's `children:` cell in the
@@ -146,23 +148,25 @@ class ObjectApplier:
             raise LookupError(f"{CONFIG_DB_UUID}.{OBJ_UUID} does not exist on old")
         repl, io = self.repl, self.io
         fq_ctx = self._ctx(OBJ_FQ_NAME)
-        # New first, then old (see _CellsRead): the object's partition and, when the message
-        # names it all, its fq-name index cell, in the same rounds.
-        new_f = io.partition(ctx, ctx.translator.key(change.uuid), new=True, wide=WIDE_CELLS)
-        fq_early: _CellsRead | None = None
         may_skip = change.oper == "UPDATE" and not thorough
-        if fq_ctx is not None and change.fq_name and "_" not in change.type and not may_skip:
-            fq_early = _CellsRead.plan(fq_ctx, {change.type: {
-                _fq_column(change.fq_name, change.uuid)}})
-            fq_early.send_new(io)
+        # The cells the message itself names (its fq-name index entry, its parent's and ref
+        # targets' cells, its shares) are read in the same rounds as the object's partition
+        # (see _named_reads); for a CREATE on old alone (see _CellsRead.old_first).
+        ahead = [] if may_skip else self._named_reads(change, ctx, fq_ctx)
+        old_first = change.oper == "CREATE"
+        for read in ahead:
+            read.old_first = old_first
+        new_f = io.partition(ctx, ctx.translator.key(change.uuid), new=True, wide=WIDE_CELLS)
+        for read in ahead:
+            read.send_first(io)
         new_rows = new_f.wait()
         if new_rows is None:  # (a read started and not used is harmless)
             return self.apply_streaming(change)
-        if fq_early is not None:
-            fq_early.collect_new()
+        for read in ahead:
+            read.collect_new()
         old_f = io.partition(ctx, change.uuid, new=False, wide=WIDE_CELLS)
-        if fq_early is not None:
-            fq_early.send_old(io)
+        for read in ahead:
+            read.send_old(io)
         old_rows = old_f.wait()
         if old_rows is None:
             return self.apply_streaming(change)
@@ -203,11 +207,7 @@ class ObjectApplier:
         fq_name = fq_name or _json(after.get("fq_name")) or _json(before.get("fq_name"))
         if isinstance(fq_name, list) and fq_name and fq_ctx is not None and \
                 not unchanged("fq_name", "type"):
-            wanted = {old_type: {_fq_column(fq_name, change.uuid)}}
-            if fq_early is not None and fq_early.wanted == wanted:
-                reads.append(fq_early)
-            else:
-                reads.append(_CellsRead.plan(fq_ctx, wanted))
+            reads += _covered(ahead, fq_ctx, {old_type: {_fq_column(fq_name, change.uuid)}})
 
         # The api-server also rewrites the parent's and each new ref target's
         # META:latest_col_ts when it links a child or a ref, and the message names only this
@@ -227,23 +227,17 @@ class ObjectApplier:
         # parent's partition before the delete and its own after: only the message then
         # tells where its children: and backref: cells are.
         if not unchanged("fq_name", "type"):
-            named_parents, named_refs = message_links(change)
-            for parent in named_parents:
-                links.setdefault(parent, {LATEST_COL_TS}).add(
-                    f"children:{old_type}:{change.uuid}")
-            for ref in named_refs:
-                links.setdefault(ref, {LATEST_COL_TS}).add(f"backref:{old_type}:{change.uuid}")
+            for key, columns in _named_links(change, old_type).items():
+                links.setdefault(key, set()).update(columns)
         links.pop(change.uuid, None)  # a link to itself: the whole partition is replaced
         if links:
-            reads.append(_CellsRead.plan(ctx, links))
+            reads += _covered(ahead, ctx, links)
 
         shares = share_keys(_json(before.get("prop:perms2"))) | share_keys(
             _json(after.get("prop:perms2")))
         shared_ctx = self._ctx(OBJ_SHARED) if shares else None
         if shared_ctx is not None:
-            columns = {f"{share}:{change.uuid}" for share in shares}
-            reads.append(_CellsRead.plan(shared_ctx, {
-                key: set(columns) for key in {old_type, underscore(old_type)}}))
+            reads += _covered(ahead, shared_ctx, _share_cells(shares, old_type, change.uuid))
 
         _read_all(io, reads)
         for read in reads:
@@ -276,6 +270,34 @@ class ObjectApplier:
         result.cells_unchanged = changes.unchanged
         result.quarantined = changes.quarantined
         return result
+
+    def _named_reads(self, change: Change, ctx: TableContext,
+                     fq_ctx: TableContext | None) -> list[_CellsRead]:
+        """Reads of the linked cells the message names, planned before the object's rows are
+        read: its fq-name index entry, its parent's and ref targets' cells its obj_dicts
+        name (a create's or a delete's), its shares their perms2 name. They go with the
+        object's own reads (two rounds fewer); what the rows name besides is read after
+        (apply). Only for a type spelled as old spells it (see _old_type)."""
+        if "_" in change.type:
+            return []
+        reads = []
+        if fq_ctx is not None and change.fq_name:
+            reads.append(_CellsRead.plan(fq_ctx, {change.type: {
+                _fq_column(change.fq_name, change.uuid)}}))
+        links = _named_links(change, change.type)
+        links.pop(change.uuid, None)
+        if links:
+            reads.append(_CellsRead.plan(ctx, links))
+        shares: set[str] = set()
+        for one in (*change.coalesced, change):
+            obj = one.body.get("obj_dict")
+            if isinstance(obj, dict):
+                shares |= share_keys(obj.get("perms2"))
+        shared_ctx = self._ctx(OBJ_SHARED) if shares else None
+        if shared_ctx is not None:
+            reads.append(_CellsRead.plan(shared_ctx,
+                                         _share_cells(shares, change.type, change.uuid)))
+        return reads
 
     def _confirm_on_old(self, ctx: TableContext, uuid: str, own_key: str,
                         copied: list[Cell]) -> int:
@@ -368,6 +390,25 @@ def message_links(change: Change) -> tuple[set[str], set[str]]:
     return parents, refs
 
 
+def _named_links(change: Change, old_type: str) -> dict[str, set[str]]:
+    """The linked cells (old-side key -> columns) of the parents and ref targets the
+    message names (message_links), with each one's META:latest_col_ts."""
+    links: dict[str, set[str]] = {}
+    parents, refs = message_links(change)
+    for parent in parents:
+        links.setdefault(parent, {LATEST_COL_TS}).add(f"children:{old_type}:{change.uuid}")
+    for ref in refs:
+        links.setdefault(ref, {LATEST_COL_TS}).add(f"backref:{old_type}:{change.uuid}")
+    return links
+
+
+def _share_cells(shares: set[str], old_type: str, uuid: str) -> dict[str, set[str]]:
+    """obj_shared_table cells (old-side key -> columns) of an object's shares, under both
+    spellings of its type."""
+    columns = {f"{share}:{uuid}" for share in shares}
+    return {key: set(columns) for key in {old_type, underscore(old_type)}}
+
+
 def _is_uuid(value: object) -> bool:
     if not isinstance(value, str):
         return False
@@ -411,7 +452,12 @@ class _CellsRead:
     return is deleted with the writetime it had, which is safe only if that cell already
     existed when old was read. Read the other way round, a cell another lane copied in
     between (a child created meanwhile) would be deleted at its own writetime, and that
-    tombstone would hide every later copy of it."""
+    tombstone would hide every later copy of it.
+
+    `old_first` (a CREATE's named cells, which old has and new normally not yet): old is
+    read alone; the cells it returns are written with their writetimes whatever new has
+    (a write of what new already has changes nothing), and only those it does not return
+    are read again in the order above (see _covered)."""
 
     ctx: TableContext
     wanted: dict[str, set[str]]
@@ -419,6 +465,8 @@ class _CellsRead:
     new_slots: list[Slot[Any, list[RawRow]]] = field(default_factory=list)
     old_slots: list[Slot[Any, list[RawRow]]] = field(default_factory=list)
     new_rows: list[RawRow] | None = None
+    old_rows: list[RawRow] | None = None
+    old_first: bool = False
 
     @classmethod
     def plan(cls, ctx: TableContext, wanted: dict[str, set[str]]) -> _CellsRead:
@@ -428,26 +476,81 @@ class _CellsRead:
             new_wanted.setdefault(tr.key(key), set()).update(tr.column(key, c) for c in columns)
         return cls(ctx, wanted, new_wanted)
 
+    def send_first(self, io: CombinedRequests) -> None:
+        """The first round: new, or old alone (`old_first`)."""
+        if self.old_first:
+            self.send_old(io)
+        else:
+            self.send_new(io)
+
     def send_new(self, io: CombinedRequests) -> None:
-        if self.new_rows is None and not self.new_slots:
+        if self.new_rows is None and not self.new_slots and not self.old_first:
             self.new_slots = _request_cells(io, self.ctx, self.new_wanted, new=True)
 
     def collect_new(self) -> None:
-        if self.new_rows is None:
+        if self.new_rows is None and not self.old_first:
             rows = [r for f in self.new_slots for r in f.wait()]
             self.new_rows = [r for r in rows if r[1] in self.new_wanted.get(r[0], ())]
 
     def send_old(self, io: CombinedRequests) -> None:
-        if not self.old_slots:
+        if self.old_rows is None and not self.old_slots:
             self.old_slots = _request_cells(io, self.ctx, self.wanted, new=False)
+
+    def collect_old(self) -> list[RawRow]:
+        if self.old_rows is None:
+            old = [r for f in self.old_slots for r in f.wait()]
+            self.old_rows = [r for r in old if r[1] in self.wanted.get(r[0], ())]
+        return self.old_rows
 
     def wait(self) -> tuple[list[RawRow], list[RawRow]]:
         """(old rows, new rows) of exactly the wanted cells (a request reads every key x
         column pair: the others are left out)."""
+        assert not self.old_first, "an old-first read is used through _covered"
         self.collect_new()
         assert self.new_rows is not None
-        old = [r for f in self.old_slots for r in f.wait()]
-        return [r for r in old if r[1] in self.wanted.get(r[0], ())], self.new_rows
+        return self.collect_old(), self.new_rows
+
+
+def _covered(ahead: list[_CellsRead], ctx: TableContext, wanted: dict[str, set[str]]
+             ) -> list[_CellsRead]:
+    """Reads of the cells `wanted`: those a read ahead of the same table already has (its
+    rows, kept to these cells), and one read planned for the rest. An old-first read
+    covers only the cells old returned: the others are read again, new first."""
+    source = next((a for a in ahead if a.ctx is ctx), None)
+    if source is None:
+        return [_CellsRead.plan(ctx, wanted)]
+    covered: dict[str, set[str]] = {}
+    rest: dict[str, set[str]] = {}
+    for key, columns in wanted.items():
+        had = source.wanted.get(key, set())
+        if columns & had:
+            covered[key] = columns & had
+        if columns - had:
+            rest[key] = columns - had
+    out = []
+    if covered:
+        old_rows = [r for r in source.collect_old() if r[1] in covered.get(r[0], ())]
+        if source.old_first:
+            found: dict[str, set[str]] = {}
+            for key, column, _, _ in old_rows:
+                found.setdefault(key, set()).add(column)
+            for key, columns in covered.items():
+                if columns - found.get(key, set()):
+                    rest.setdefault(key, set()).update(columns - found.get(key, set()))
+            covered = found
+            new_rows: list[RawRow] = []  # written whatever new has (see _CellsRead)
+        else:
+            source.collect_new()
+            assert source.new_rows is not None
+            new_rows = source.new_rows
+        if covered:
+            read = _CellsRead.plan(ctx, covered)
+            read.old_rows = old_rows
+            read.new_rows = [r for r in new_rows if r[1] in read.new_wanted.get(r[0], ())]
+            out.append(read)
+    if rest:
+        out.append(_CellsRead.plan(ctx, rest))
+    return out
 
 
 def _request_cells(io: CombinedRequests, ctx: TableContext, wanted: dict[str, set[str]], *,
