@@ -128,3 +128,22 @@ def test_zookeeper_sets_aside_only_the_node_records_fq_name_locks() -> None:
     assert znode_differences(old, lost, nodes)[0] == ["/id/virtual-networks/0000000007"]
     assert znode_differences(old, wrong_owner, nodes)[0] == [new_an]
     assert znode_differences(old, old_back, nodes)[0] == [old_cfg]
+
+
+def test_objects_derived_on_new_are_allowed_extra_only() -> None:
+    ri = Node("routing-instance", ["default-domain", "p", "net", "net"], "",
+              "31c8e0b2-6d0f-4b6a-9f0e-5a1b2c3d4e5f")
+    rt = Node("route-target", ["target:64512:8000002"], "",
+              "81ce0288-961a-4211-bc0c-49aef8ca0577")
+    nodes = NodeRecords(derived=[ri, rt], parents={NETWORK})
+    made = [("extra", ri.uuid, "fq_name"),
+            ("extra", NETWORK, f"children:routing_instance:{ri.uuid}"),
+            ("different", NETWORK, "META:latest_col_ts"),
+            ("extra", "route_target", f"target:64512:8000002:{rt.uuid}"),
+            ("extra", rt.uuid, f"backref:routing_instance:{ri.uuid}")]
+    assert unexpected_cells(made, [], nodes)[0] == []
+    lost = [("missing", ri.uuid, "fq_name"), ("different", NETWORK, "prop:display_name")]
+    assert unexpected_cells(made + lost, [], nodes)[0] == [f"{k} {key} {c}" for k, key, c in lost]
+    lock = "/fq-name-to-uuid/route_target:target:64512:8000002"
+    assert znode_differences({}, {lock: rt.uuid.encode()}, nodes) == ([], {lock})
+    assert znode_differences({lock: b"other"}, {lock: rt.uuid.encode()}, nodes)[0] == [lock]

@@ -11,6 +11,9 @@ verify`, which must agree with it.
   and new's api-server has its own; both are checked here, record by record, and only those
   records (their rows, their parent's child columns, their fq-name znodes) are allowed to
   differ in `issu sync verify` and in ZooKeeper;
+- derived on new: a routing instance (and its route target) on new only must be one new's
+  schema-transformer made for a network on old that old's had not got to before the fence;
+  those, too, are the only such records allowed to differ;
 - every compute, asked over SSH with the system `ssh` client: version and cluster as the
   journal records them (upgraded: 5.0.0 on new), no compute in an unsettled state;
 - the journal: its phase history runs forward through the phases up to `done`, and no intent
@@ -50,9 +53,11 @@ SHOWN = 10
 def check(world: World, endpoints: Endpoints, changes_log: Path,
           intents: list[int]) -> dict[str, dict[str, Any]]:
     nodes = _node_records(world)
+    _derived_on_new(world, nodes)
     return {
         "objects": _objects(world, changes_log),
         "node_records": nodes.result(),
+        "derived_on_new": nodes.derived_result(),
         "verify": _verify(world, nodes),
         "zookeeper": _zookeeper(world, endpoints, nodes),
         "computes": _computes(world, endpoints),
@@ -137,7 +142,8 @@ class Node:
     uuid: str
 
     def label(self) -> str:
-        return f"{self.obj_type} {':'.join(self.fq_name)} ({self.address}) {self.uuid}"
+        where = f" ({self.address})" if self.address else ""
+        return f"{self.obj_type} {':'.join(self.fq_name)}{where} {self.uuid}"
 
     def znodes(self) -> set[str]:
         """Its fq-name lock under fq-name-to-uuid, as either release names the type (4.x
@@ -158,18 +164,28 @@ class NodeRecords:
     kept: list[Node] = field(default_factory=list)
     parents: set[str] = field(default_factory=set)
     problems: list[str] = field(default_factory=list)
+    # routing instances and route targets new's schema-transformer made (see _derived_on_new)
+    derived: list[Node] = field(default_factory=list)
+    derived_problems: list[str] = field(default_factory=list)
 
     def removed_uuids(self) -> set[str]:
         return {n.uuid for n in self.removed}
 
     def own_uuids(self) -> set[str]:
-        return {n.uuid for n in self.own}
+        return {n.uuid for n in self.own + self.derived}
 
     def result(self) -> dict[str, Any]:
         return {"ok": not self.problems, "removed_from_new": [n.label() for n in self.removed],
                 "new_own": [n.label() for n in self.own],
                 "kept_shared": [n.label() for n in self.kept],
                 "problems": self.problems[:SHOWN]}
+
+    def derived_result(self) -> dict[str, Any]:
+        return {"ok": not self.derived_problems,
+                "routing_instances": sum(n.obj_type == "routing-instance" for n in self.derived),
+                "route_targets": sum(n.obj_type == "route-target" for n in self.derived),
+                "shown": [n.label() for n in self.derived[:SHOWN]],
+                "problems": self.derived_problems[:SHOWN]}
 
 
 def _list_nodes(api: Any) -> dict[str, tuple[Node, str]]:
@@ -220,6 +236,56 @@ def classify_nodes(on_old: dict[str, tuple[Node, str]], on_new: dict[str, tuple[
         if not any(n.obj_type == obj_type for n in nodes.own + nodes.kept):
             nodes.problems.append(f"new has no {obj_type} record of its own")
     return nodes
+
+
+# ---------------------------------------------------------------------- derived on new
+def _uuids(api: Any, obj_type: str) -> set[str]:
+    listed = api.resource_list(obj_type)
+    return {entry["uuid"] for entry in next(iter(listed.values()), [])}
+
+
+def _derived_on_new(world: World, nodes: NodeRecords) -> None:
+    """Routing instances and route targets on new only, each checked to be what new's
+    schema-transformer derives for a network old's had not got to: a network's own routing
+    instance (its fq_name the network's plus the network's name), the network on old too,
+    old without that routing instance; a route target only when such a routing instance
+    refers to it. Old's api-server refuses its schema-transformer's writes from the fence
+    on, so a network created in the last moment before it gets these on new only. Anything
+    else on new only is a problem."""
+    old, new = _vnc(world, "v1"), _vnc(world, "v2")
+    old_names = {tuple(e["fq_name"]) for e in next(iter(
+        old.resource_list("routing-instance").values()), [])}
+    referred: set[str] = set()
+    for uuid in sorted(_uuids(new, "routing-instance") - _uuids(old, "routing-instance")):
+        ri = _read(new, "routing-instance", uuid)
+        if ri is None:
+            continue
+        fq_name, parent = list(ri["fq_name"]), str(ri.get("parent_uuid", ""))
+        network = _read(old, "virtual-network", parent)
+        node = Node("routing-instance", fq_name, "", uuid)
+        if network is None:
+            nodes.derived_problems.append(f"{node.label()}: on new only, its network "
+                                          f"{parent} not on old")
+        elif fq_name != [*network["fq_name"], network["fq_name"][-1]]:
+            nodes.derived_problems.append(f"{node.label()}: on new only, not its network's "
+                                          "own routing instance")
+        elif tuple(fq_name) in old_names:
+            nodes.derived_problems.append(f"{node.label()}: on new only, old has another "
+                                          "routing instance of that name")
+        else:
+            nodes.derived.append(node)
+            nodes.parents.add(parent)
+            referred |= {str(r["uuid"]) for r in ri.get("route_target_refs", [])}
+    for uuid in sorted(_uuids(new, "route-target") - _uuids(old, "route-target")):
+        rt = _read(new, "route-target", uuid)
+        if rt is None:
+            continue
+        node = Node("route-target", list(rt["fq_name"]), "", uuid)
+        if uuid in referred:
+            nodes.derived.append(node)
+        else:
+            nodes.derived_problems.append(f"{node.label()}: on new only, no routing instance "
+                                          "derived on new refers to it")
 
 
 # ---------------------------------------------------------------------- issu sync verify
@@ -320,7 +386,8 @@ def znode_differences(old: dict[str, bytes], new: dict[str, bytes],
     removed from new (on old only) or of new's own record (on new only), each only where it
     holds that record's uuid."""
     old_only = {path: n.uuid.encode() for n in nodes.removed for path in n.znodes()}
-    new_only = {path: n.uuid.encode() for n in nodes.own for path in n.znodes()}
+    new_only = {path: n.uuid.encode() for n in nodes.own + nodes.derived
+                for path in n.znodes()}
     set_aside = ({p for p, uuid in old_only.items() if old.get(p) == uuid and p not in new}
                  | {p for p, uuid in new_only.items() if new.get(p) == uuid and p not in old})
     differing = sorted(p for p in (set(old) | set(new)) - set_aside

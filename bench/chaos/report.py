@@ -24,7 +24,8 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
         differences += (checks.get("objects", {}).get("differences", 0)
                         + checks.get("verify", {}).get("differences", 0)
                         + checks.get("zookeeper", {}).get("differences", 0)
-                        + len(checks.get("node_records", {}).get("problems", [])))
+                        + len(checks.get("node_records", {}).get("problems", []))
+                        + len(checks.get("derived_on_new", {}).get("problems", [])))
         unknown += checks.get("computes", {}).get("unknown", 0)
     by_kind: dict[str, dict[str, Any]] = {}
     for f in _injected(results):
@@ -48,18 +49,42 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def write_report(path: Path, command: str, machine: Machine, args: argparse.Namespace,
                  results: list[dict[str, Any]], began: float) -> None:
-    total = summary(results)
     data = {"command": command, "started": time.strftime("%Y-%m-%d %H:%M UTC",
                                                          time.gmtime(began)),
             "machine": machine.line(), "options": {k: str(v) for k, v in vars(args).items()},
-            "summary": total, "trials": results}
+            "summary": summary(results), "trials": results}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.with_suffix(".json").write_text(json.dumps(data, indent=1, default=str) + "\n")
-    lines = [
-        "# Chaos run", "",
+    header = [
         f"Command: `{command}` (trial i uses seed S+i; one trial again: "
         f"`make chaos ARGS='--trials 1 --seed <seed> ...'` with the same other options)",
-        f"Started {data['started']}; machine: {machine.line()}", "",
+        f"Started {data['started']}; machine: {machine.line()}"]
+    path.with_suffix(".md").write_text(_markdown(header, results))
+
+
+def write_combined(path: Path, runs: list[dict[str, Any]]) -> None:
+    """One report of several runs' JSON reports, their trials numbered in a row (a long
+    series split into runs, so that the run holds the machine for less at a time)."""
+    results: list[dict[str, Any]] = []
+    header = ["Runs, one after the other (trial i of a run uses seed S+i; one trial again: "
+              "`make chaos ARGS='--trials 1 --seed <seed> ...'` with that run's other options):"]
+    for run in runs:
+        first = len(results) + 1
+        results += [{**r, "trial": len(results) + i + 1} for i, r in enumerate(run["trials"])]
+        numbers = f"trial {first}" if first == len(results) else f"trials {first}-{len(results)}"
+        header.append(f"- {numbers}: `{run['command']}`; started "
+                      f"{run['started']}; machine: {run['machine']}")
+    data = {"runs": [{k: v for k, v in run.items() if k != "trials"} for run in runs],
+            "summary": summary(results), "trials": results}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".json").write_text(json.dumps(data, indent=1, default=str) + "\n")
+    path.with_suffix(".md").write_text(_markdown(header, results))
+
+
+def _markdown(header: list[str], results: list[dict[str, Any]]) -> str:
+    total = summary(results)
+    lines = [
+        "# Chaos run", "", *header, "",
         f"**{total['passed']} of {total['trials']} trials passed** "
         f"({total['passed_in_a_row_from_first']} in a row from the first); differences found: "
         f"{total['differences']}; computes in an unknown state: {total['unknown_computes']}; "
@@ -78,8 +103,8 @@ def write_report(path: Path, command: str, machine: Machine, args: argparse.Name
     lines += ["", "Recovery: from the fault's end until the executor runs again and, from "
               "run-sync's phase to finalize, run-sync reports again.", "",
               "## Trials", "",
-              "| trial | seed | result | upgrade s | changes (rate/s) | faults | attempts "
-              "beyond the first | checks |", "|---|---|---|---|---|---|---|---|"]
+              "| trial | seed | computes | result | upgrade s | changes (rate/s) | faults "
+              "| attempts beyond the first | checks |", "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         load = r.get("load") or {}
         faults = ", ".join(f"{f['kind']}@{f['at_s']:.0f}s" for f in r.get("faults", [])
@@ -88,7 +113,8 @@ def write_report(path: Path, command: str, machine: Machine, args: argparse.Name
         checks = r.get("checks") or {}
         failed = [name for name, c in checks.items() if not c.get("ok")]
         verdict = "ok" if r.get("ok") else "FAILED"
-        lines.append(f"| {r['trial']} | {r['seed']} | {verdict} | {r.get('upgrade_s', '-')} | "
+        lines.append(f"| {r['trial']} | {r['seed']} | {r.get('computes', '-')} | {verdict} | "
+                     f"{r.get('upgrade_s', '-')} | "
                      f"{load.get('changes', '-')} ({load.get('rate_per_s', '-')}) | "
                      f"{faults or '-'} | {retries} | "
                      f"{'all passed' if checks and not failed else ', '.join(failed) or '-'} |")
@@ -105,4 +131,11 @@ def write_report(path: Path, command: str, machine: Machine, args: argparse.Name
             f"{f['at_s']}s {f['kind']} ({f['outcome']}: {f['note']})" for f in r["faults"]))
         if r.get("logs_kept"):
             lines.append(f"- logs kept in `{r['logs_kept']}`")
-    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    # python -m bench.chaos.report OUT RUN1.json RUN2.json ...: one report of several runs
+    import sys
+
+    write_combined(Path(sys.argv[1]), [json.loads(Path(p).read_text()) for p in sys.argv[2:]])

@@ -102,10 +102,15 @@ class RestObjects:
             raise Fenced(answer.text[:200])
         return answer
 
-    def _create(self, res_type: str, body: dict[str, object]) -> None:
+    def _create(self, res_type: str, body: dict[str, object]) -> bool:
+        """False when the api-server answers 404: what the object hangs on (its parent
+        network, a route target it refers to) went away since the pass read it."""
         answer = self._call("POST", f"/{res_type}s", {res_type: body})
+        if answer.status_code == 404:
+            return False
         if answer.status_code not in (200, 409):  # 409: there already
             answer.raise_for_status()
+        return True
 
     def load(self) -> set[str]:
         if self.instances is None:
@@ -118,13 +123,17 @@ class RestObjects:
     def target(self, rt_id: int) -> str:
         return f"target:{self.asn}:{rt_id}"
 
-    def ensure(self, routing_instance: str, rt_id: int) -> None:
+    def ensure(self, routing_instance: str, rt_id: int) -> bool:
+        """The network's routing instance and its route target; False (skipped, not the end
+        of the pass) when the network was deleted meanwhile: the next pass forgets it."""
         target = self.target(rt_id)
-        self._create("route-target", {"fq_name": [target]})
-        self._create("routing-instance", {
-            "fq_name": routing_instance.split(":"), "parent_type": "virtual-network",
-            "route_target_refs": [{"to": [target], "attr": {"import_export": None}}]})
-        self.load().add(routing_instance)
+        made = self._create("route-target", {"fq_name": [target]}) and self._create(
+            "routing-instance", {
+                "fq_name": routing_instance.split(":"), "parent_type": "virtual-network",
+                "route_target_refs": [{"to": [target], "attr": {"import_export": None}}]})
+        if made:
+            self.load().add(routing_instance)
+        return made
 
     def forget(self, routing_instance: str, rt_id: int) -> None:
         self.load().discard(routing_instance)
@@ -269,8 +278,7 @@ class Writer:
             for ri, with_id in gone.items():
                 self.rest.forget(ri, with_id)
             for ri in sorted(own - self.rest.load()):
-                self.rest.ensure(ri, self.route_targets[ri])
-                changes += 1
+                changes += self.rest.ensure(ri, self.route_targets[ri])
             self.fenced_said = False
         except Fenced:
             if not self.fenced_said:
