@@ -267,7 +267,12 @@ def test_abort_starts_the_old_config_services_again(world: Any) -> None:
     assert _running(world, "v1") == []
     assert _running(world, "v2") == list(WRITERS)
     assert f"api_server_ip={world.controller_address('v2')}" in plugin.read_text()
-    result = issu_json(world, "abort", timeout=600)
+    # new's writers ran: their cells on new would outlive a retry's copy, so abort needs
+    # --drop-new-data (refused without it, before anything changes)
+    refused = issu_json(world, "abort", timeout=600, expect=None)
+    assert not refused["ok"] and "--drop-new-data" in refused["error"], refused
+    assert _running(world, "v2") == list(WRITERS)
+    result = issu_json(world, "abort", "--drop-new-data", timeout=600)
     assert result["ok"], result
     # new still fenced: nothing northbound reached it, so the way back is open
     assert (f"northbound pointed back at old: neutron northbound:{plugin}: restored, read "

@@ -368,3 +368,25 @@ def _northbound_config(tmp_path: Path):  # type: ignore[no-untyped-def]
             url="http://10.9.0.2:8082")})})
     config.state_dir.mkdir(parents=True, exist_ok=True)
     return config
+
+
+@pytest.mark.parametrize("marker", ["finalize.start-new-writers.begun",
+                                    "finalize.start-new-writers"])
+def test_abort_after_new_writers_ran_needs_drop_new_data(tmp_path: Path, marker: str) -> None:
+    """Once new's writers ran (even half-started), new holds cells with current writetimes
+    that no later copy from old overwrites: abort without --drop-new-data is refused before
+    anything changes (the phase stays finalize, so finalize can go on)."""
+    journal, executor = _executor(tmp_path)
+    try:
+        journal.set_phase("finalize", status="failed", note="stopped at switch-northbound")
+        journal.mark_step(marker)
+        result = _run(journal, executor, "abort")
+        assert result["status"] == "failed"
+        assert "abort refused without --drop-new-data" in str(result["error"])
+        assert "writetimes" in str(result["error"])
+        assert journal.phase().phase == "finalize"
+        assert journal.step_done(marker)  # nothing forgotten
+        assert abort.refusal(executor.ctx, drop_new_data=True) is None
+    finally:
+        executor.close()
+        journal.close()

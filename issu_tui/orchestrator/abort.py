@@ -16,7 +16,12 @@ from typing import Any
 from backends.versions import release_matches
 from issu_tui.orchestrator.computes import ComputeRunner
 from issu_tui.orchestrator.context import Context, OrchestratorError
-from issu_tui.orchestrator.finalize import COMMIT_STEP, before_commit, delete_runsync_queues
+from issu_tui.orchestrator.finalize import (
+    COMMIT_STEP,
+    before_commit,
+    delete_runsync_queues,
+    step,
+)
 from issu_tui.orchestrator.pairing import unpair
 from issu_tui.orchestrator.syncproc import RunSyncSupervisor
 
@@ -44,8 +49,8 @@ def roll_back_computes(run: AbortRun) -> list[str]:
 
 def undo_finalize(run: AbortRun) -> list[str]:
     """The inverse of every finalize step done before the point of no return, last first."""
-    return [step.undo(run.ctx) for step in reversed(before_commit())
-            if step.undo is not None and step.to_undo(run.ctx)]
+    return [done.undo(run.ctx) for done in reversed(before_commit())
+            if done.undo is not None and done.to_undo(run.ctx)]
 
 
 def unpair_old_side(run: AbortRun) -> list[str]:
@@ -96,16 +101,33 @@ STEPS: tuple[AbortStep, ...] = (
 )
 
 
-def abort(ctx: Context, runner: ComputeRunner, *, drop_new_data: bool = False) -> list[str]:
-    """Run every step of `STEPS`; what each did. Refused once finalize committed."""
+def refusal(ctx: Context, *, drop_new_data: bool = False) -> str | None:
+    """Why abort cannot run now (None: it can), asked before anything changes."""
     if ctx.step_done(COMMIT_STEP):
-        raise OrchestratorError(
-            "finalize passed its point of no return (the new api-server opens to northbound "
-            "writes); abort is no longer possible. Roll forward: finish `issu finalize`.")
+        return ("finalize passed its point of no return (the new api-server opens to "
+                "northbound writes); abort is no longer possible. Roll forward: finish "
+                "`issu finalize`.")
+    if step("start-new-writers").to_undo(ctx) and not drop_new_data:
+        return ("abort refused without --drop-new-data: finalize started new's writers "
+                "(start-new-writers), and they wrote route targets, useragent keys and their "
+                "other cells into new's keyspaces with current writetimes, newer than "
+                "anything a later copy from old brings: a retry's pre-sync/post-sync could "
+                "not overwrite them and new would keep state old never had. Run `issu abort "
+                "--drop-new-data` (new's synced keyspaces and ZooKeeper subtrees are "
+                "dropped; a retry copies again from pre-sync), or finish `issu finalize`.")
+    return None
+
+
+def abort(ctx: Context, runner: ComputeRunner, *, drop_new_data: bool = False) -> list[str]:
+    """Run every step of `STEPS`; what each did. Refused once finalize committed, and after
+    new's writers ran unless new's data is dropped too."""
+    refused = refusal(ctx, drop_new_data=drop_new_data)
+    if refused:
+        raise OrchestratorError(refused)
     run = AbortRun(ctx, runner, drop_new_data)
     done: list[str] = []
-    for step in STEPS:
-        done += step.run(run)
+    for each in STEPS:
+        done += each.run(run)
     ctx.clear_steps("finalize.")
     return done
 
