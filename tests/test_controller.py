@@ -537,3 +537,71 @@ def test_northbound_revert_over_ssh_restores_the_backup_and_reads_back(
             revert_clients(ctx)
     finally:
         ctx.journal.close()
+
+
+def _fenceable_config(ssh: Endpoints, host: Host, tmp_path: Path) -> IssuConfig:
+    """The inventory config plus two old config hosts and fence/unfence steps that behave as
+    `iptables -I` / `iptables -D` do: each fence adds a rule, each unfence removes one and
+    fails when there is none. old-ctl-2's fence fails before it applies anything."""
+    rules = {name: tmp_path / f"rules-{name}" for name in ("new", "old-1", "old-2")}
+    for file in rules.values():
+        file.write_text("")
+
+    def steps(file: Path, fence: str = "") -> dict[str, str]:
+        return {"fence": fence or f"sh -c 'echo REJECT >> \"$0\"' {shlex.quote(str(file))}",
+                "unfence": "sh -c 'grep -q REJECT \"$0\" && sed -i 1d \"$0\"' "
+                           f"{shlex.quote(str(file))}"}
+
+    config = _inventory_config(ssh, host, tmp_path)
+    site = config.controller_profiles["site"]
+    ctl = config.new.controllers[0]
+    old = [ctl.model_copy(update={"name": f"old-ctl-{i}", "profile": f"site-old-{i}"})
+           for i in (1, 2)]
+    return config.model_copy(update={
+        "old": config.old.model_copy(update={"controllers": old}),
+        "controller_profiles": {
+            "site": {**site, **steps(rules["new"])},
+            "site-old-1": {**site, **steps(rules["old-1"])},
+            "site-old-2": {**site, **steps(rules["old-2"], fence="false")}}})
+
+
+def test_a_profile_fence_runs_once_and_abort_undoes_a_half_done_fence_old(
+        ssh: Endpoints, host: Host, tmp_path: Path) -> None:
+    """Review M1/M4: prepare-new runs on every pre-sync run, and fence steps like
+    `iptables -I` stack a rule each time while one unfence removes one: new stayed closed
+    after open-new. A fence-old that fenced old-ctl-1 and then failed on old-ctl-2 was not
+    undone by abort (old-ctl-1 stayed closed), and unfencing a host never fenced failed."""
+    from issu_tui.orchestrator import abort as aborting
+    from issu_tui.orchestrator import finalize as fin
+    from issu_tui.orchestrator.controllers import prepare_new
+
+    host.seed({f"systemd:{u}": {"running": True, "enabled": True}
+               for u in ("contrail-schema", "contrail-svc-monitor", "contrail-device-manager",
+                         "contrail-kube-manager")})
+    config = _fenceable_config(ssh, host, tmp_path)
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    ctx = Context(config=config, config_path=tmp_path / "issu.toml",
+                  journal=Journal.open(tmp_path / "journal"))
+    rules = {name: tmp_path / f"rules-{name}" for name in ("new", "old-1", "old-2")}
+    try:
+        first = prepare_new(ctx)
+        assert "new's api-server fenced by the profile's fence step on new-ctl-1" in first
+        again = prepare_new(ctx)  # pre-sync run again
+        assert "new-ctl-1 (fenced already by this upgrade)" in again
+        assert rules["new"].read_text() == "REJECT\n"  # fence twice = once
+        run = fin.FinalizeRun(ctx)
+        assert fin.open_new(run).startswith("new api-server accepts writes")
+        assert rules["new"].read_text() == ""  # open: no rule left
+
+        with pytest.raises(OrchestratorError, match="old-ctl-2"):
+            fin._run_once(run, fin.step("fence-old"))
+        assert rules["old-1"].read_text() == "REJECT\n"
+        undone = aborting.undo_finalize(aborting.AbortRun(ctx, runner=None))  # type: ignore[arg-type]
+        assert rules["old-1"].read_text() == ""  # abort opened the host fence-old closed
+        assert any("old-ctl-2: unfence failed" in line and "had not completed" in line
+                   for line in undone), undone
+        # abort again (a re-run): nothing left fenced, nothing run, no failure
+        assert fin.unfence_old(ctx) == ("old api-server open for writes again: old's "
+                                        "api-server: no config host was fenced by this upgrade")
+    finally:
+        ctx.journal.close()

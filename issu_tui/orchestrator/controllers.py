@@ -233,11 +233,26 @@ def start_new_writers(ctx: Context) -> str:
     return "enabled and started on new: " + ("; ".join(done) or "none mapped")
 
 
-def fence_by_profile(ctx: Context, side: str, closed: bool) -> str | None:
-    """Run the `fence` (closed) or `unfence` profile step on every config host of `side`
+def fence_marker(side: str, host: ControllerHostConfig, what: str) -> str:
+    """The journal marker of one host's profile fence: `begun` (set before the step runs: it
+    may have applied before failing) or `done`."""
+    return f"fence.{side}.{host.name}.{what}"
+
+
+def fence_by_profile(ctx: Context, side: str, closed: bool, *,
+                     only_fenced: bool = False) -> str | None:
+    """Run the `fence` (closed) or `unfence` profile step on the config hosts of `side`
     whose profile defines it; None when none does (the caller uses the api-server's fence
     call). A host whose profile has no fence step beside one that has is refused: half a
-    fence is no fence."""
+    fence is no fence.
+
+    Each host's fence runs once per upgrade (journal markers): a second fence of a fenced
+    host (a re-run of pre-sync) is skipped, so a non-idempotent step (`iptables -I`) does
+    not stack rules that one unfence would not remove. Unfence runs on the hosts this
+    upgrade fenced or began to fence, then forgets them; on a host whose fence never
+    completed a failing unfence is a warning (it may never have applied). Without any such
+    host: nothing to unfence with `only_fenced` (abort: issu fenced nothing there), else
+    every host (open-new: new must open, even if its fence predates the markers)."""
     hosts = hosts_with(ctx, side, ("config",))
     if not hosts:
         return None
@@ -250,17 +265,49 @@ def fence_by_profile(ctx: Context, side: str, closed: bool) -> str | None:
         raise OrchestratorError(f"{side}'s config hosts {bare} have no fence/unfence step "
                                 "while others have: define it in their profiles too")
     step = "fence" if closed else "unfence"
-    done = []
-    for host in fenced:
-        try:
-            said = ex.fence(target(host), host.profile, closed)
-        except ControllerError as exc:
-            raise OrchestratorError(f"controller {exc}") from None
-        done.append(f"{host.name}{f' ({said})' if said else ''}")
+    done: list[str] = []
+    if closed:
+        for host in fenced:
+            if ctx.step_done(fence_marker(side, host, "done")):
+                done.append(f"{host.name} (fenced already by this upgrade)")
+                continue
+            ctx.mark_step(fence_marker(side, host, "begun"))
+            done.append(f"{host.name}{_paren(_fence(ex, host, closed))}")
+            ctx.mark_step(fence_marker(side, host, "done"))
+    else:
+        touched = [h for h in fenced if ctx.step_done(fence_marker(side, h, "begun"))
+                   or ctx.step_done(fence_marker(side, h, "done"))]
+        if not touched and only_fenced:
+            message = f"{side}'s api-server: no config host was fenced by this upgrade"
+            ctx.event("controllers", message)
+            return message
+        for host in touched or fenced:
+            completed = ctx.step_done(fence_marker(side, host, "done"))
+            try:
+                done.append(f"{host.name}{_paren(_fence(ex, host, closed))}")
+            except OrchestratorError as exc:
+                if completed or not touched:
+                    raise
+                warning = (f"{host.name}: unfence failed ({exc}); its fence had not "
+                           "completed, so it may never have applied: check the host")
+                ctx.event("controllers", warning, level="warning")
+                done.append(warning)
+            ctx.clear_steps(f"fence.{side}.{host.name}.")
     message = f"{side}'s api-server {'fenced' if closed else 'opened'} by the profile's " \
               f"{step} step on " + ", ".join(done)
     ctx.event("controllers", message)
     return message
+
+
+def _paren(said: str) -> str:
+    return f" ({said})" if said else ""
+
+
+def _fence(ex: ControllerExecutor, host: ControllerHostConfig, closed: bool) -> str:
+    try:
+        return ex.fence(target(host), host.profile, closed)
+    except ControllerError as exc:
+        raise OrchestratorError(f"controller {exc}") from None
 
 
 def stop_new_writers_again(ctx: Context) -> str:

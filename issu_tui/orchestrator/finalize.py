@@ -132,12 +132,18 @@ def fence_old(run: FinalizeRun) -> str:
 
 
 def unfence_old(ctx: Context) -> str:
-    """fence-old's inverse (abort)."""
-    by_profile = fence_by_profile(ctx, "old", closed=False)
+    """fence-old's inverse (abort; also after a fence-old that failed half-way): the hosts
+    its profile step fenced, or began to, are unfenced; else the api-server's fence call."""
+    by_profile = fence_by_profile(ctx, "old", closed=False, only_fenced=True)
     if by_profile:
         return f"old api-server open for writes again: {by_profile}"
-    with ctx.api("old") as old:
-        old.set_fence(False)
+    try:
+        with ctx.api("old") as old:
+            old.set_fence(False)
+    except ApiServerError as exc:
+        if exc.status_code != 404:
+            raise
+        return "old api-server has no fence call: nothing to reopen"
     return "old api-server open for writes again"
 
 
@@ -362,8 +368,11 @@ class FinalizeStep:
 
 
 STEPS: tuple[FinalizeStep, ...] = (
+    # begun: a profile fence applied on some of old's config hosts before a failure is
+    # undone by abort too
     FinalizeStep("fence-old", "fence the old api-server (northbound writes refused)",
-                 fence_old, undo=unfence_old, undoes="open the old api-server again"),
+                 fence_old, undo=unfence_old, undoes="open the old api-server again",
+                 begun=True),
     # old's writers derive state from the api-server's last changes: they are stopped only
     # once they have caught up, or post-sync would copy it underived (issu_tui/.../settle.py)
     FinalizeStep("settle-old-writers", "wait until old's writers have caught up with the "
