@@ -528,13 +528,23 @@ def test_northbound_revert_over_ssh_restores_the_backup_and_reads_back(
                                    "neutron-server"]) == hups + 1
         assert revert_clients(ctx) == "northbound: no client was switched"
 
-        # a backup that does not name old (edited by hand since): refused, naming the key
+        # a backup that does not name old (edited by hand since): refused, naming the key,
+        # before anything is replaced (the restore checked after replacing: review S2)
         record_switched(ctx, clients)
+        switch_client(ctx, clients[0])
+        switched = plugin.read_text()
         Path(f"{plugin}.issu-backup").write_text(original.replace("10.9.0.1", "10.9.9.9"))
-        with pytest.raises(OrchestratorError, match=r"new-k8s: .*read back after the restore "
-                           r"does not name old: \[APISERVER\] api_server_ip is '10.9.9.9', "
-                           r"not '10.9.0.1'"):
+        with pytest.raises(OrchestratorError, match=r"new-k8s: its backup .* does not name "
+                           r"old \(\[APISERVER\] api_server_ip is '10.9.9.9', not "
+                           r"'10.9.0.1'\): nothing restored"):
             revert_clients(ctx)
+        assert plugin.read_text() == switched
+        assert Path(f"{plugin}.issu-backup").exists()
+        # pointed back by hand, the backup gone: a re-run reads the file back and signals
+        plugin.write_text(original)
+        Path(f"{plugin}.issu-backup").unlink()
+        assert revert_clients(ctx).endswith(f"neutron new-k8s:{plugin}: names old, read "
+                                            "back, SIGHUP to neutron-server")
     finally:
         ctx.journal.close()
 

@@ -271,8 +271,11 @@ def _missing(text: str, edits: list[Edit]) -> list[str]:
 # point them back even when the northbound file changed or was given on the command line.
 SWITCHED_FILE = "northbound-switched.json"
 BACKUP_SUFFIX = ".issu-backup"
-_RESTORE_SCRIPT = ('test -e "$2" || exit 0; cp -p -- "$2" "$1.issu-tmp" && '
-                   'mv -f -- "$1.issu-tmp" "$1" && rm -f -- "$2"')
+# the backup, if any: "present" and its text, or "absent"
+_READ_BACKUP_SCRIPT = 'if test -e "$1"; then echo present; cat -- "$1"; else echo absent; fi'
+_RESTORE_SCRIPT = 'cp -p -- "$2" "$1.issu-tmp" && mv -f -- "$1.issu-tmp" "$1"'
+_REMOVE_BACKUP_SCRIPT = 'rm -f -- "$1"'
+
 
 
 def client_key(client: NorthboundClient) -> tuple[str | None, str]:
@@ -361,17 +364,35 @@ def _revert_over_ssh(ctx: Context, client: NorthboundClient, host_name: str,
     host = _inventory_host(ctx, host_name)
     ex = executor(ctx)
     where, file = target(host), str(client.path)
+    backup = file + BACKUP_SUFFIX
+    where_said = f"northbound {client.kind} on {host.name}"
     try:
-        ex.run_script(where, f"restore {file}", _RESTORE_SCRIPT, [file, file + BACKUP_SUFFIX])
+        found, _, saved = ex.run_script(where, f"read {backup}", _READ_BACKUP_SCRIPT,
+                                        [backup]).partition("\n")
+        restored = found.strip() == "present"
+        if restored:
+            wrong = _missing(saved, edits)
+            if wrong:  # checked before anything is replaced: the file and its backup stay
+                raise OrchestratorError(
+                    f"{where_said}: its backup {backup} does not name old ("
+                    + "; ".join(wrong) + "): nothing restored; point it back by hand")
+            ex.run_script(where, f"restore {file}", _RESTORE_SCRIPT, [file, backup])
         after = ex.read_file(where, file)
     except ControllerError as exc:
-        raise OrchestratorError(f"northbound {client.kind} on {host.name}: {exc}") from None
+        raise OrchestratorError(f"{where_said}: {exc}") from None
     wrong = _missing(after, edits)
     if wrong:
-        raise OrchestratorError(f"northbound {client.kind} on {host.name}: {file} read back "
-                                "after the restore does not name old: " + "; ".join(wrong))
-    signalled = _signal_over_ssh(ex, where, host, client)
-    return f"{client.kind} {host.name}:{file}: restored, read back{signalled}"
+        raise OrchestratorError(
+            f"{where_said}: {file} read back "
+            + ("after the restore" if restored else "(no backup to restore)")
+            + " does not name old: " + "; ".join(wrong))
+    signalled = _signal_over_ssh(ex, where, host, client)  # also on a re-run
+    try:
+        ex.run_script(where, f"remove {backup}", _REMOVE_BACKUP_SCRIPT, [backup])
+    except ControllerError as exc:
+        raise OrchestratorError(f"{where_said}: {exc}") from None
+    return (f"{client.kind} {host.name}:{file}: {'restored' if restored else 'names old'}, "
+            f"read back{signalled}")
 
 
 def _signal_over_ssh(ex: Any, where: Any, host: ControllerHostConfig,
