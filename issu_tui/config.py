@@ -11,6 +11,7 @@ import ipaddress
 import json
 import os
 import socket
+import time
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -710,13 +711,51 @@ def ini_to_dict(path: Path, text: str) -> dict[str, Any]:
     return data
 
 
+# The releases read from the analytics-apis, kept in the state_dir: every later load of the
+# same file reads them from here instead of asking both clusters again.
+VERSION_PINS = "versions-read.json"
+
+
+def _state_dir_of(path: Path, data: dict[str, Any]) -> Path:
+    state_dir = Path(str(data.get("state_dir") or "/var/lib/issu"))
+    return state_dir if state_dir.is_absolute() else path.parent / state_dir
+
+
+def _read_pins(file: Path) -> dict[str, Any]:
+    try:
+        pins = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return {}  # none yet, or unreadable: read from the clusters again
+    return pins if isinstance(pins, dict) else {}
+
+
+def _write_pins(file: Path, pins: dict[str, Any]) -> None:
+    """Kept only once the state_dir exists (the upgrade's journal makes it): a `config check`
+    before that creates nothing."""
+    if not file.parent.is_dir():
+        return
+    tmp = file.with_name(f".{file.name}.tmp")
+    try:
+        tmp.write_text(json.dumps(pins, indent=1) + "\n")
+        os.replace(tmp, file)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # not writable: the next load asks the clusters again
+
+
 def resolve_ini_versions(path: Path, data: dict[str, Any],
                          read_release: Callable[[str], str] = cluster_release) -> None:
     """Fill `old.version` / `new.version` of an original issu.conf (as `ini_to_dict` made it)
     that does not set them, from the build_info the cluster's config and control nodes report
     to its analytics-api (`DEFAULTS.old_analytics_url`, `new_analytics_url`). A side with
-    neither is refused naming both options: issu never assumes a release."""
+    neither is refused naming both options: issu never assumes a release.
+
+    A release read is pinned in the state_dir (VERSION_PINS, with the URL it came from):
+    later loads with the same URL take it from there (preflight's "versions running" still
+    compares it with what the controllers run)."""
     problems = []
+    pins_file = _state_dir_of(path, data) / VERSION_PINS
+    pins = _read_pins(pins_file)
+    read = False
     for side in ("old", "new"):
         cluster = data[side]
         if cluster.get("version"):
@@ -734,13 +773,22 @@ def resolve_ini_versions(path: Path, data: dict[str, Any],
         except ValueError as exc:
             problems.append(f"DEFAULTS.{side}_analytics_url: {exc}")
             continue
+        pinned = pins.get(side)
+        if isinstance(pinned, dict) and pinned.get("url") == url and pinned.get("version"):
+            cluster["version"] = str(pinned["version"])
+            continue
         try:
             cluster["version"] = read_release(url)
         except ClusterVersionError as exc:
             problems.append(f"DEFAULTS.{side}_version: not set, and it could not be read "
                             f"from DEFAULTS.{side}_analytics_url: {exc}")
+            continue
+        pins[side] = {"url": url, "version": cluster["version"], "read_at": time.time()}
+        read = True
     if problems:
         raise ConfigError(path, problems)
+    if read:
+        _write_pins(pins_file, pins)
 
 
 def _legacy_api_info(path: Path, literal: str) -> dict[str, Any]:

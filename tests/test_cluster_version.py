@@ -35,10 +35,12 @@ class Opserver:
 
     def __init__(self, nodes: dict[str, str | None]) -> None:
         self.nodes = nodes
+        self.requests = 0
         opserver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                opserver.requests += 1
                 path = self.path.split("?")[0].removeprefix("/analytics/uves/")
                 body: Any = None
                 for kind in ("config-node", "control-node"):
@@ -104,6 +106,39 @@ def test_versions_are_read_from_each_clusters_build_info(
     # a version the file sets wins over the cluster's (preflight then compares them)
     pinned = load_config(_ini(tmp_path, f"old_version = 4.1.1\nnew_analytics_url = {new.url}\n"))
     assert (pinned.old.version, pinned.new.version) == ("4.1.1", "5.0.1")
+
+
+def test_versions_read_once_are_pinned_in_the_state_dir(
+        tmp_path: Path, clusters: tuple[Opserver, Opserver]) -> None:
+    """Review M3: every load of an INI without versions asked both analytics-apis (every
+    CLI command, the daemon's every start). Once the upgrade's state_dir exists, the
+    releases read are kept there with their URL, and later loads ask nobody."""
+    old, new = clusters
+    state = tmp_path / "state"
+    ini = _ini(tmp_path, f"old_analytics_url = {old.url}\nnew_analytics_url = {new.url}\n"
+               f"state_dir = {state}\n")
+    load_config(ini)  # no state_dir yet: nothing kept (a check creates nothing)
+    assert not state.exists()
+    state.mkdir()
+    first = load_config(ini)
+    asked = (old.requests, new.requests)
+    assert asked[0] > 0 and asked[1] > 0
+    for _ in range(3):
+        again = load_config(ini)
+        assert (again.old.version, again.new.version) == (first.old.version,
+                                                          first.new.version) == ("4.1.0",
+                                                                                 "5.0.1")
+    assert (old.requests, new.requests) == asked  # nobody asked again
+    pins = json.loads((state / "versions-read.json").read_text())
+    assert pins["old"]["url"] == old.url and pins["new"]["version"] == "5.0.1"
+    # another analytics URL: that side is read again, not taken from the pin
+    other = Opserver({"config-node/cfg-9": "5.0.2", "control-node/ctl-9": "5.0.2"})
+    try:
+        ini.write_text(ini.read_text().replace(new.url, other.url))
+        assert load_config(ini).new.version == "5.0.2" and other.requests > 0
+        assert old.requests == asked[0]
+    finally:
+        other.close()
 
 
 @pytest.mark.parametrize(("nodes", "expected"), [
