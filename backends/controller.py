@@ -17,7 +17,9 @@ any other key is a profile variable, e.g. `systemctl = "sudo systemctl"`.
 Steps: status, stop, start, disable, enable, signal (variable `{signal}`), set_ini
 (`{file}` then section key value triples, rewritten through a copy and one rename, as the
 compute profiles do); optional: version, and fence / unfence (the api-server closed to
-northbound clients and opened again; `{unit}` is the api-server's name).
+northbound clients and opened again; `{unit}` is the api-server's name), and queues (the
+broker's queues of vhost `{vhost}`, one `name ready unacked` line each, as `rabbitmqctl
+list_queues name messages_ready messages_unacknowledged` prints them).
 Template variables: `{unit}` (the host's name for the service; for
 `group/name` values the part after the slash), `{group}` (the part before it, else ""),
 plus the profile's variables. The status step prints the state; `running` / `active` /
@@ -40,7 +42,9 @@ STEPS = ("status", "stop", "start", "disable", "enable", "signal", "set_ini")
 # release); `fence` / `unfence` (together, default none) close the host's api-server to
 # northbound clients and open it again (e.g. a firewall rule on its port): where a profile
 # defines them, finalize fences old and opens new with them instead of the api-server's call.
-OPTIONAL_STEPS = ("version", "fence", "unfence")
+# `queues` lists the broker's queues (name, messages ready, unacknowledged) of `{vhost}`:
+# finalize's settle-old-writers waits on old's writers' own queues with it.
+OPTIONAL_STEPS = ("version", "fence", "unfence", "queues")
 # The service a fence step acts for (its `{unit}`): the first of these the profile maps.
 FENCE_SERVICES = ("api-server", "controller")
 # The service whose version stands for the host's (the first one its profile maps).
@@ -178,6 +182,8 @@ BUILTIN_CONTROLLER_PROFILES: dict[str, dict[str, object]] = {
         "signal": "{host} signal {signal} {unit}",
         "set_ini": _SET_INI_STEP,
         "version": "{host} version {unit}",
+        # the world's broker, asked with rabbitmqctl
+        "queues": "{host} queues {vhost}",
         # the demo api-server's /issu/close|open, called on its own host
         "fence": "{host} fence {unit}",
         "unfence": "{host} unfence {unit}",
@@ -242,11 +248,16 @@ class ControllerProfile:
                                "together (set both, or neither)")
         sample = {"unit": "x", "group": "x", "signal": "HUP"}
         for step in (*STEPS, *(s for s in OPTIONAL_STEPS if s in self.steps)):
-            render_template(self.name, step, self.steps[step], self.variables, sample)
+            values = {"vhost": "/"} if step == "queues" else sample
+            render_template(self.name, step, self.steps[step], self.variables, values)
 
     @property
     def has_fence(self) -> bool:
         return "fence" in self.steps
+
+    @property
+    def has_queues(self) -> bool:
+        return "queues" in self.steps
 
     def host_name(self, service: str) -> str:
         try:
@@ -325,6 +336,24 @@ class ServiceState:
     @property
     def running(self) -> bool:
         return self.state.lower() in RUNNING_STATES
+
+
+@dataclass(frozen=True)
+class QueueState:
+    name: str
+    ready: int
+    unacked: int
+
+
+def parse_queue_listing(output: str) -> list[QueueState]:
+    """`name ready unacked` lines (rabbitmqctl list_queues' table, tab or space separated);
+    headers and informational lines are skipped."""
+    out = []
+    for line in output.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[-1].isdigit() and fields[-2].isdigit():
+            out.append(QueueState(" ".join(fields[:-2]), int(fields[-2]), int(fields[-1])))
+    return out
 
 
 def parse_version_output(output: str) -> str:
@@ -448,6 +477,19 @@ class ControllerExecutor:
         argv = prof.argv(step, service)
         with self._connect(target) as session:
             return self._run(session, target, f"{step} {service}", argv).strip()
+
+    def queues(self, target: SshTarget, profile: str, vhost: str) -> list[QueueState]:
+        """The broker's queues of `vhost`, through the profile's `queues` step on the host."""
+        prof = self.profile(profile)
+        if not prof.has_queues:
+            raise ControllerError(f"controller profile {profile}: no 'queues' step (set "
+                                  f"controller_profiles.{profile}.queues)")
+        if any(c in vhost for c in "\n\r\0"):
+            raise ControllerError(f"{vhost!r} is not a vhost name")
+        argv = render_template(profile, "queues", prof.steps["queues"], prof.variables,
+                               {"vhost": vhost})
+        with self._connect(target) as session:
+            return parse_queue_listing(self._run(session, target, f"queues of {vhost}", argv))
 
     def run_script(self, target: SshTarget, what: str, script: str,
                    args: Sequence[str]) -> str:

@@ -43,6 +43,7 @@ from demo.services.procs import (
     start_ticks,
     terminate_group,
 )
+from demo.services.rabbitmq import RabbitService
 from issu_tui.config import to_toml
 
 V1_VERSION = "4.1.0"
@@ -283,6 +284,11 @@ class World:
     def admin_token(self, cluster: str) -> str:
         return self._token_path(cluster).read_text().strip()
 
+    def _rabbit_ctl(self) -> dict[str, object] | None:
+        """rabbitmqctl's way to the world's broker (the demo profile's `queues` step)."""
+        rabbit = self.launcher().services.get("rabbitmq")
+        return rabbit.ctl() if isinstance(rabbit, RabbitService) else None
+
     def _controller_spec(self, cluster: str, endpoints: Endpoints, computes: int
                          ) -> dict[str, Any]:
         other = "v2" if cluster == "v1" else "v1"
@@ -297,7 +303,7 @@ class World:
             "cassandra": {"hosts": [cass.host], "port": cass.port, "prefix": ""},
             "zookeeper": {"hosts": [zk.hosts], "prefix": ""},
             "rabbit": {"host": endpoints.rabbit.host, "port": endpoints.rabbit.port,
-                       "vhost": vhost},
+                       "vhost": vhost, "ctl": self._rabbit_ctl()},
             "fenced": cluster == "v2",
             "control_nodes": [{"name": f"{cluster}-control-1", "address": address}],
             "peer": {"name": other,

@@ -615,3 +615,73 @@ def test_a_profile_fence_runs_once_and_abort_undoes_a_half_done_fence_old(
                                         "api-server: no config host was fenced by this upgrade")
     finally:
         ctx.journal.close()
+
+
+def test_settle_old_writers_waits_on_their_queues_and_refuses_on_timeout(
+        ssh: Endpoints, launcher: Launcher, host: Host, tmp_path: Path) -> None:
+    """Review M6: "tables unchanged for 5 s" let a writer further behind pass, and a timeout
+    only warned. With a `queues` step (rabbitmqctl on the broker's host, here the real broker
+    over the real sshd) old's writers' own queues must be drained and acknowledged; not
+    within the timeout: refused naming the queue, unless --force."""
+    import kombu
+
+    from issu_tui.orchestrator.settle import settle_old_writers
+
+    rabbit_endpoints = launcher.up(only=["rabbit"]).rabbit
+    rabbit = launcher.service("rabbitmq")
+    ctl = rabbit.ctl()  # type: ignore[attr-defined]
+    env = " ".join(shlex.quote(f"{k}={v}") for k, v in ctl["env"].items())
+    env = env.replace("{", "{{").replace("}", "}}")  # a template: braces are its variables
+    queues_step = (f"env {env} /usr/lib/rabbitmq/bin/rabbitmqctl -n {ctl['nodename']} -q "
+                   "list_queues -p {vhost} --no-table-headers name messages_ready "
+                   "messages_unacknowledged")
+    config = _inventory_config(ssh, host, tmp_path)
+    old_host = config.new.controllers[0].model_copy(update={"name": "old-ctl-1",
+                                                            "profile": "site-old"})
+    old_rabbit = {"hosts": [f"{rabbit_endpoints.host}:{rabbit_endpoints.port}"],
+                  "user": rabbit_endpoints.user, "password": rabbit_endpoints.password,
+                  "vhost": rabbit_endpoints.vhost_old}
+    config = config.model_copy(update={
+        "old": config.old.model_copy(update={
+            "controllers": [old_host],
+            "rabbit": type(config.old.rabbit).model_validate(old_rabbit)}),
+        "sync": config.sync.model_copy(update={"writers_settle_timeout_s": 4.0}),
+        "controller_profiles": {**config.controller_profiles,
+                                "site-old": {**config.controller_profiles["site"],
+                                             "queues": queues_step}}})
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    ctx = Context(config=config, config_path=tmp_path / "issu.toml",
+                  journal=Journal.open(tmp_path / "journal"))
+    name = f"schema_transformer.settle-{tmp_path.name}"
+    conn = kombu.Connection(hostname=rabbit_endpoints.host, port=rabbit_endpoints.port,
+                            userid=rabbit_endpoints.user, password=rabbit_endpoints.password,
+                            virtual_host=rabbit_endpoints.vhost_old)
+    try:
+        queue = kombu.Queue(name, kombu.Exchange("vnc_config.object-update", type="fanout",
+                                                 durable=False), durable=False)
+        channel = conn.channel()
+        bound = queue(channel)
+        bound.declare()
+        # a notification old's schema-transformer has not handled yet
+        kombu.Producer(channel).publish({"oper": "CREATE"}, routing_key=name,
+                                        serializer="json")
+        with pytest.raises(OrchestratorError, match=rf"settle-old-writers: old's writers' "
+                           rf"queues not drained after 4s \({name} 1 ready, 0 unacknowledged"
+                           r"\).*finalize --force"):
+            settle_old_writers(ctx)
+        forced = settle_old_writers(ctx, force=True, reason="writer dead, checked by hand")
+        assert forced.endswith("forced: writer dead, checked by hand")
+        # delivered but not yet acknowledged: still not settled
+        message = bound.get(no_ack=False)
+        assert message is not None
+        with pytest.raises(OrchestratorError, match=rf"{name} 0 ready, 1 unacknowledged"):
+            settle_old_writers(ctx)
+        message.ack()
+        done = settle_old_writers(ctx)
+        assert done.startswith("old's writers settled: their queues on old's broker are "
+                               f"empty and acknowledged ({name}")
+        bound.delete()
+        assert settle_old_writers(ctx).startswith("no writer queue on old's broker")
+    finally:
+        conn.release()
+        ctx.journal.close()

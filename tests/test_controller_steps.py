@@ -315,11 +315,14 @@ def test_finalize_stops_old_writers_only_once_they_derived_the_last_changes(
     schema-transformer slower than finalize (here: paused). Stopped at once, old never got the
     network's route target; post-sync copied old without it and new's schema-transformer
     allocated one on new only (new ended with cells and ZooKeeper ids old never had).
-    finalize now waits until old's writers' tables stay unchanged before stopping them."""
+    Waiting until old's writers' tables stayed unchanged for a while let a writer further
+    behind than that pass (review M6): finalize now waits until their own queues on old's
+    broker are drained and acknowledged (the demo profile's `queues` step, rabbitmqctl).
+    Here the schema-transformer stays stopped for well past the quiet window."""
     shutil.rmtree(world.dir / "state", ignore_errors=True)
     v1 = world.controller_dir("v1")
     assert _running(world, "v1") == list(WRITERS)  # the abort test started them again
-    _patch_config(world, {"sync": {"writers_settle_s": 8}})
+    _patch_config(world, {"sync": {"writers_settle_s": 2}})
     group = read_pidfile(hostctl.pidfile(v1, "schema-transformer"))
     assert group is not None
     name = f"settle-{int(time.time())}"
@@ -343,16 +346,20 @@ def test_finalize_stops_old_writers_only_once_they_derived_the_last_changes(
         return bool(int(shared.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
 
     def resume_once_finalize_waits() -> None:
-        # The writer goes on when finalize waits for it, or else once stop-old-services has
-        # sent it SIGTERM (it then stops without another pass, as a writer slower than the
-        # stop does).
+        # The writer goes on once finalize has waited for it 5 times the quiet window, or
+        # else once stop-old-services has sent it SIGTERM (it then stops without another
+        # pass, as a writer slower than the stop does: what the table heuristic allowed).
+        waiting_since = None
         while not done.is_set():
             journal = Journal(world.dir / "state" / "journal.db", read_only=True)
             try:
                 waiting = journal.events(kind="finalize", text="settle-old-writers: running")
             finally:
                 journal.close()
-            if waiting or term_pending():
+            if waiting and waiting_since is None:
+                waiting_since = time.monotonic()
+            slow_enough = waiting_since is not None and time.monotonic() - waiting_since > 10
+            if slow_enough or term_pending():
                 os.killpg(group.pgid, signal.SIGCONT)
                 return
             done.wait(0.1)
@@ -382,7 +389,8 @@ def test_finalize_stops_old_writers_only_once_they_derived_the_last_changes(
         settled = journal.events(kind="finalize", text="old's writers settled")
     finally:
         journal.close()
-    assert settled and "change(s) seen after the fence" in settled[0].message
+    assert settled and "their queues on old's broker are empty and acknowledged" in \
+        settled[0].message and "schema_transformer." in settled[0].message
     world.write_config()
     result = issu_json(world, "abort", timeout=600)
     assert result["ok"], result

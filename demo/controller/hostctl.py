@@ -8,7 +8,8 @@ pid file `pid`, log `controller.log`) and the writers `schema-transformer`, `svc
 Verbs: status (prints running / stopped, and `disabled`), version (the release), stop, start,
 disable / enable (a disabled service is not started again by `issu demo up`: the demo's
 reboot), signal NAME, fence / unfence (controller only: its api-server closed to northbound
-writes, or opened).
+writes, or opened), and `queues VHOST` (the world's broker's queues of VHOST, `name ready
+unacked` per line, from rabbitmqctl).
 """
 
 from __future__ import annotations
@@ -97,14 +98,45 @@ def fence(directory: Path, closed: bool) -> int:
     return 0
 
 
+RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
+
+
+def queues(directory: Path, vhost: str) -> int:
+    """The broker's queues of `vhost` with their ready and unacknowledged messages, asked of
+    the broker itself (rabbitmqctl, as on a real controller host)."""
+    import subprocess
+
+    from demo.controller.spec import SpecError, load_spec
+
+    try:
+        ctl = load_spec(directory / "spec.json").rabbit.ctl
+    except SpecError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    if ctl is None:
+        print(f"{directory}: the spec says no way to the broker (rabbit.ctl)", file=sys.stderr)
+        return 1
+    done = subprocess.run(
+        [RABBITMQCTL, "-n", ctl.nodename, "-q", "list_queues", "-p", vhost,
+         "--no-table-headers", "name", "messages_ready", "messages_unacknowledged"],
+        env={**os.environ, **ctl.env}, capture_output=True, text=True, timeout=120,
+        check=False)
+    sys.stdout.write(done.stdout)
+    sys.stderr.write(done.stderr)
+    return done.returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo.controller.hostctl")
     parser.add_argument("--dir", required=True, type=Path, help="the controller's directory")
     parser.add_argument("verb", choices=("status", "stop", "start", "disable", "enable",
-                                         "signal", "version", "fence", "unfence"))
-    parser.add_argument("args", nargs="+", help="[SIGNAL] SERVICE")
+                                         "signal", "version", "fence", "unfence",
+                                         "queues"))
+    parser.add_argument("args", nargs="+", help="[SIGNAL] SERVICE, or VHOST (queues)")
     args = parser.parse_args(argv)
     directory: Path = args.dir
+    if args.verb == "queues":
+        return queues(directory, args.args[-1])
     *extra, service = args.args
     if service not in SERVICES:
         print(f"{service}: unknown service (known: {', '.join(SERVICES)})", file=sys.stderr)

@@ -36,11 +36,19 @@ class ZookeeperSpec(BaseModel):
         return root + "/" + "/".join(p.strip("/") for p in parts if p)
 
 
+class RabbitCtlSpec(BaseModel):
+    """How rabbitmqctl reaches the broker from this host (the demo profile's `queues`)."""
+
+    nodename: str
+    env: dict[str, str] = {}
+
+
 class RabbitSpec(BaseModel):
     host: str
     port: int = 5672
     vhost: str = "/"
     exchange: str = "vnc_config.object-update"
+    ctl: RabbitCtlSpec | None = None
 
 
 class ControlNodeSpec(BaseModel):

@@ -18,7 +18,9 @@ separate processes that the `demo` controller profile stops and starts (hostctl)
 - device-manager: `dm_keyspace.dm_ni_ipv6_ll_table[<ri>]["ip"]`, a link-local address per
   routing instance.
 
-Each pass reads the networks from `obj_fq_name_table` and writes only what changed. Every
+Each pass reads the networks from `obj_fq_name_table` and writes only what changed; a pass
+runs every second and at once when the api-server's notification arrives on the writer's
+own queue (demo/controller/notifications.py: acked once a later pass finished). Every
 table of the four keyspaces is created at start (as Contrail's services create theirs), so a
 v1 world has all the keyspaces an upgrade copies. On the new cluster they must not run while
 issu copies into it: there they allocate their own ids for what the sync copied, which
@@ -44,6 +46,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError, NoNodeError
 
 from .hostctl import WRITERS as SERVICES
+from .notifications import Notifications
 from .spec import ControllerSpec, SpecError, load_secrets, load_spec
 
 log = logging.getLogger("demo.writers")
@@ -315,19 +318,31 @@ class Writer:
 def run(spec_path: Path, service: str, interval_s: float, stop: threading.Event) -> int:
     spec = load_spec(spec_path)
     writer = Writer(spec, service)
-    log.info("%s of %s (%s) writing", service, spec.cluster, spec.version)
+    secrets = load_secrets(spec.secrets_file)
+    notes = Notifications(spec.rabbit, secrets.rabbit_user,
+                          secrets.rabbit_password.get_secret_value(), service, spec.listen)
+    notes.start()
+    notes.ready.wait(30)  # consuming before the first pass: no change falls between
+    log.info("%s of %s (%s) writing (queue %s)", service, spec.cluster, spec.version,
+             notes.queue_name)
     try:
         while not stop.is_set():
+            notes.wake.clear()
+            notes.passes_begun += 1
+            began = notes.passes_begun
             try:
                 changes = writer.one_pass()
+                notes.passes_done = began  # what arrived before it began is handled
                 if changes:
                     log.info("%s: %d row(s) written or removed", service, changes)
             except Exception as exc:  # a timeout on a loaded box: the next pass retries
                 log.warning("%s: pass failed: %s: %s", service, type(exc).__name__, exc)
                 writer.route_targets.clear()  # re-read ZooKeeper's truth next time
                 writer.rest.instances = None    # and the api-server's
-            stop.wait(interval_s)
+            if not stop.is_set():
+                notes.wake.wait(interval_s)  # a notification, or the next periodic pass
     finally:
+        notes.stop()
         writer.close()
     return 0
 

@@ -114,6 +114,13 @@ class RabbitService(Service):
         )
         return env
 
+    def ctl(self) -> dict[str, object]:
+        """What rabbitmqctl needs to reach this broker: its node name and environment."""
+        env = self.env()
+        keep = ("HOME", "RABBITMQ_USE_LONGNAME", "RABBITMQ_CONF_ENV_FILE",
+                "RABBITMQ_CTL_ERL_ARGS", "ERL_EPMD_PORT", "ERL_EPMD_ADDRESS")
+        return {"nodename": self.nodename, "env": {k: env[k] for k in keep}}
+
     def commands(self) -> list[Command]:
         env = self.env()
         epmd = shutil.which("epmd", path=env["PATH"]) or "epmd"

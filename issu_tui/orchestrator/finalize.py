@@ -150,7 +150,7 @@ def unfence_old(ctx: Context) -> str:
 def settle_old(run: FinalizeRun) -> str:
     if run.old_stopped:
         return "old config services stopped by the operator (--old-stopped)"
-    return settle_old_writers(run.ctx)
+    return settle_old_writers(run.ctx, force=run.force, reason=run.reason)
 
 
 def stop_old(run: FinalizeRun) -> str:
@@ -376,7 +376,9 @@ STEPS: tuple[FinalizeStep, ...] = (
     # old's writers derive state from the api-server's last changes: they are stopped only
     # once they have caught up, or post-sync would copy it underived (issu_tui/.../settle.py)
     FinalizeStep("settle-old-writers", "wait until old's writers have caught up with the "
-                 "fenced api-server (their tables unchanged for sync.writers_settle_s)",
+                 "fenced api-server (their queues on old's broker drained and acknowledged; "
+                 "without a `queues` profile step, their tables unchanged for "
+                 "sync.writers_settle_s); refused on timeout unless --force",
                  settle_old),
     # nothing writes to old while run-sync drains and post-sync copies its last changes;
     # abort starts them again (also after a stop that failed half-way: `begun` marker)

@@ -7,10 +7,14 @@ a moment after them. Stopped right after the fence, they leave the last changes 
 old: post-sync then copies old's state without it, and new's writers, started after verify,
 derive it on new only, so new ends with cells and ZooKeeper ids that old never had.
 
-After the fence nothing else writes to the tables post-sync copies, so they are read on old
-until they stay unchanged for `sync.writers_settle_s` (the writers have caught up), at most
-`sync.writers_settle_timeout_s`; then stop-old-services stops them. Past the timeout the step
-goes on with a warning: new's writers derive what old's had not.
+Each of them consumes the api-server's notifications (`vnc_config.object-update`) from a
+queue of its own on old's broker (`schema_transformer.<host>`, `svc_mon.<host>` or
+`svc_monitor.<host>`, `device_manager.<host>`) and acks a message once it has handled it.
+The positive signal: where an old controller host's profile has a `queues` step, the step
+waits until every such queue has no message ready and none unacknowledged, twice in a row.
+Without one, the tables post-sync copies are read on old until they stay unchanged for
+`sync.writers_settle_s` (a heuristic: a writer further behind passes it; said so).
+Not settled within `sync.writers_settle_timeout_s`: refused, unless finalize --force.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import time
 from collections.abc import Callable
 
 from backends.cassandra.registry import TableSpec, load_registry
-from issu_tui.orchestrator.context import Context
+from issu_tui.config import ControllerHostConfig
+from issu_tui.orchestrator.context import Context, OrchestratorError
 
 POLL_S = 0.5
 
@@ -33,9 +38,82 @@ def writer_tables(ctx: Context) -> list[TableSpec]:
     return registry.tables(names)
 
 
-def settle_old_writers(ctx: Context, *, clock: Callable[[], float] = time.monotonic,
+# Contrail's writers' queue names (cfgm_common's VncAmqpHandle: '<prefix>.<host>'; svc-monitor
+# was 'svc_mon.<host>' before it used the common handle)
+WRITER_QUEUE_PREFIXES = ("schema_transformer.", "svc_mon.", "svc_monitor.", "device_manager.")
+
+
+def settle_old_writers(ctx: Context, *, force: bool = False, reason: str = "",
+                       clock: Callable[[], float] = time.monotonic,
                        sleep: Callable[[float], None] = time.sleep) -> str:
-    """Wait until the writers' tables on old stay unchanged for the quiet window."""
+    """Wait until old's writers have caught up (their queues, else their tables)."""
+    host = _queues_host(ctx)
+    if host is not None:
+        return _settle_by_queues(ctx, host, force=force, reason=reason, clock=clock,
+                                 sleep=sleep)
+    return _settle_by_tables(ctx, force=force, reason=reason, clock=clock, sleep=sleep)
+
+
+def _queues_host(ctx: Context) -> ControllerHostConfig | None:
+    """The first old controller host whose profile can list the broker's queues."""
+    from backends.controller import build_controller_profiles
+
+    profiles = build_controller_profiles(ctx.config.controller_profiles)
+    return next((h for h in ctx.config.old.controllers
+                 if h.profile in profiles and profiles[h.profile].has_queues), None)
+
+
+def _timed_out(ctx: Context, what: str, *, force: bool, reason: str) -> str:
+    """Not settled: refused unless --force (then a warning with the reason)."""
+    if not force:
+        raise OrchestratorError(
+            f"settle-old-writers: {what}; old's writers have not caught up with the changes "
+            "made before the fence (stopped now, they would leave them underived on old and "
+            "new's writers would derive them on new only). Look at old's schema-transformer, "
+            "svc-monitor and device-manager (running? their logs), then run finalize again; "
+            "or finalize --force --reason '...' to stop them anyway")
+    ctx.event("finalize", f"settle-old-writers: {what}; stopping them anyway, forced: {reason}",
+              level="warning", reason=reason)
+    return f"{what}, forced: {reason}"
+
+
+def _settle_by_queues(ctx: Context, host: ControllerHostConfig, *, force: bool, reason: str,
+                      clock: Callable[[], float], sleep: Callable[[float], None]) -> str:
+    from backends.controller import ControllerError
+    from issu_tui.orchestrator.controllers import executor, target
+
+    vhost, timeout_s = ctx.config.old.rabbit.vhost, ctx.config.sync.writers_settle_timeout_s
+    ex = executor(ctx)
+    began, quiet_polls, busy = clock(), 0, ""
+    while True:
+        try:
+            queues = [q for q in ex.queues(target(host), host.profile, vhost)
+                      if q.name.startswith(WRITER_QUEUE_PREFIXES)]
+        except ControllerError as exc:
+            raise OrchestratorError(f"settle-old-writers: cannot list old's queues: {exc}"
+                                    ) from None
+        if not queues:
+            return (f"no writer queue on old's broker (vhost {vhost}, asked on {host.name}): "
+                    "old's writers do not consume; nothing to wait for")
+        pending = [q for q in queues if q.ready or q.unacked]
+        quiet_polls = 0 if pending else quiet_polls + 1
+        if quiet_polls >= 2:
+            names = ", ".join(q.name for q in queues)
+            return (f"old's writers settled: their queues on old's broker are empty and "
+                    f"acknowledged ({names}; asked on {host.name}, {clock() - began:.1f}s)")
+        if pending:
+            busy = "; ".join(f"{q.name} {q.ready} ready, {q.unacked} unacknowledged"
+                             for q in pending)
+        if clock() - began >= timeout_s:
+            return _timed_out(ctx, f"old's writers' queues not drained after {timeout_s:g}s "
+                              f"({busy or 'never quiet twice in a row'})", force=force,
+                              reason=reason)
+        sleep(POLL_S)
+
+
+def _settle_by_tables(ctx: Context, *, force: bool, reason: str,
+                      clock: Callable[[], float], sleep: Callable[[float], None]) -> str:
+    """Without a `queues` step: old's writer tables unchanged for the quiet window."""
     from backends.cassandra.connection import connect
     from backends.cassandra.schema import keyspace_exists
     from issu_tui.orchestrator.preflight import _side
@@ -63,13 +141,14 @@ def settle_old_writers(ctx: Context, *, clock: Callable[[], float] = time.monoto
         last, quiet_since, changes = digest(), clock(), 0
         while clock() - quiet_since < quiet_s:
             if clock() - began >= timeout_s:
-                ctx.event("finalize", f"settle-old-writers: old's writers still changing "
-                          f"{len(tables)} table(s) after {timeout_s:g}s; stopping them anyway "
-                          "(new's writers derive what they had not)", level="warning")
-                return f"still changing after {timeout_s:g}s ({changes} change(s) seen)"
+                return _timed_out(ctx, f"old's writers still changing {len(tables)} table(s) "
+                                  f"after {timeout_s:g}s ({changes} change(s) seen)",
+                                  force=force, reason=reason)
             sleep(min(POLL_S, quiet_s))
             now = digest()
             if now != last:
                 last, quiet_since, changes = now, clock(), changes + 1
     return (f"old's writers settled: {len(tables)} table(s) unchanged for {quiet_s:g}s "
-            f"({changes} change(s) seen after the fence, {clock() - began:.1f}s)")
+            f"({changes} change(s) seen after the fence, {clock() - began:.1f}s; no `queues` "
+            "step on old's controller profiles: unchanged tables are a heuristic, a writer "
+            "further behind passes it)")
