@@ -685,3 +685,44 @@ def test_settle_old_writers_waits_on_their_queues_and_refuses_on_timeout(
     finally:
         conn.release()
         ctx.journal.close()
+
+
+def test_preflight_refuses_a_northbound_client_that_names_new_already(
+        ssh: Endpoints, host: Host, tmp_path: Path) -> None:
+    """Item 4 of the fence: nothing northbound reaches new before finalize. Each api client
+    of northbound.toml is read where it lives (over SSH on its host): one naming new already
+    refuses preflight, naming the file; one naming old passes; an unreachable host is an
+    error naming it."""
+    from issu_tui.orchestrator.preflight import check_northbound
+
+    plugin = tmp_path / "ContrailPlugin.ini"
+    listing = tmp_path / "northbound.toml"
+    listing.write_text(f'[[client]]\nkind = "neutron"\nhost = "new-k8s"\npath = "{plugin}"\n'
+                       'service = "neutron-server"\n')
+    config = _inventory_config(ssh, host, tmp_path)
+    config = config.model_copy(update={"old": config.old.model_copy(update={
+        "api_server": ApiServerConfig(url="http://10.9.0.1:8082")})})
+    ctx = _nb_context(config, tmp_path)
+    where = f"neutron new-k8s:{plugin}"
+    try:
+        plugin.write_text("[APISERVER]\napi_server_ip = 10.9.0.1\napi_server_port = 8082\n")
+        (ok,) = check_northbound(ctx, listing)
+        assert ok.ok and ok.name == f"northbound clients name old: {where}"
+        plugin.write_text("[APISERVER]\napi_server_ip = 10.9.0.2\napi_server_port = 8082\n")
+        (refused,) = check_northbound(ctx, listing)
+        assert not refused.ok and refused.severity == "error"
+        assert refused.detail.startswith(f"{where} names the NEW api-server already")
+        (missing,) = check_northbound(ctx, tmp_path / "absent.toml")
+        assert not missing.ok and missing.severity == "warning"
+    finally:
+        ctx.journal.close()
+    gone = config.new.controllers[1].model_copy(update={"ssh_port": 1})
+    config = config.model_copy(update={"new": config.new.model_copy(
+        update={"controllers": [config.new.controllers[0], gone]})})
+    ctx = _nb_context(config, tmp_path)
+    try:
+        (unreachable,) = check_northbound(ctx, listing)
+        assert not unreachable.ok and unreachable.severity == "error"
+        assert unreachable.detail.startswith("northbound neutron on new-k8s: new-k8s")
+    finally:
+        ctx.journal.close()

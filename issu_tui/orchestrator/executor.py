@@ -419,7 +419,8 @@ def run_preflight_phase(executor: Executor, args: dict[str, Any]) -> str:
     ctx = executor.ctx
     report = run_preflight(ctx, args.get("approach") or executor.approach,
                            db_nodes_down=args.get("db_nodes_down"),
-                           sync_started=ctx.step_done(phases.phase_marker("pre-sync")))
+                           sync_started=ctx.step_done(phases.phase_marker("pre-sync")),
+                           northbound_file=executor.northbound_file)
     for check in report.checks:
         level = "info" if check.ok else ("warning" if check.severity == "warning" else "error")
         ctx.event("preflight", f"{'ok' if check.ok else 'FAIL'} {check.name}: "

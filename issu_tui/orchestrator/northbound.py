@@ -266,6 +266,29 @@ def _missing(text: str, edits: list[Edit]) -> list[str]:
     return out
 
 
+def read_client(ctx: Context, client: NorthboundClient) -> str:
+    """The client's config file as it is now: over SSH on its `host`, else on this host."""
+    if client.host is None:
+        try:
+            return client.path.read_text()
+        except OSError as exc:
+            raise OrchestratorError(f"northbound {client.kind} {client.path}: cannot read: "
+                                    f"{exc}") from None
+    from backends.controller import ControllerError
+    from issu_tui.orchestrator.controllers import executor, target
+
+    host = _inventory_host(ctx, client.host)
+    try:
+        return executor(ctx).read_file(target(host), str(client.path))
+    except ControllerError as exc:
+        raise OrchestratorError(f"northbound {client.kind} on {host.name}: {exc}") from None
+
+
+def not_naming(ctx: Context, client: NorthboundClient, text: str, side: str) -> list[str]:
+    """What `text` (the client's file) lacks to point at `side`'s cluster, one line each."""
+    return _missing(text, edits_for(ctx, client, side))
+
+
 # --------------------------------------------------------------------------- the way back
 # switch-northbound records the clients it switches here (state_dir), so that abort can
 # point them back even when the northbound file changed or was given on the command line.

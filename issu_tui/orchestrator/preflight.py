@@ -17,7 +17,7 @@ from backends.apiserver import CONFIG_TYPES, ApiServerError
 from backends.cassandra.connection import CassandraSide
 from issu_tui.config import ClusterConfig
 from issu_tui.orchestrator.approaches import DB_NODES_DOWN
-from issu_tui.orchestrator.context import Context
+from issu_tui.orchestrator.context import Context, OrchestratorError
 from issu_tui.orchestrator.preflight_writers import new_writer_findings, version_findings
 
 if TYPE_CHECKING:
@@ -427,8 +427,47 @@ def _ssh_fix(ctx: Context, name: str, exc: BaseException) -> str:
 # ----------------------------------------------------------------------------- all
 
 
+def check_northbound(ctx: Context, northbound_file: Path | None) -> list[Check]:
+    """Nothing northbound reaches new before finalize: every api client finalize will switch
+    (northbound.toml) still names old, its file read where it lives (over SSH on its host)."""
+    from issu_tui.orchestrator.northbound import load_clients, not_naming, read_client
+
+    name = "northbound clients name old"
+    if ctx.step_done("finalize.switch-northbound.begun"):
+        return [Check(name, True, "finalize has switched them (not checked again)")]
+    if northbound_file is None or not northbound_file.exists():
+        return [Check(name, False, f"{northbound_file or 'northbound.toml'}: no northbound "
+                      "clients file: nothing checked", "list the clients finalize re-points "
+                      "(runbook step 4)", severity="warning")]
+    checks = []
+    for client in load_clients(northbound_file):
+        if client.kind == "collector":
+            continue
+        where = f"{client.kind} {f'{client.host}:' if client.host else ''}{client.path}"
+        try:
+            text = read_client(ctx, client)
+            to_old, to_new = (not_naming(ctx, client, text, side) for side in ("old", "new"))
+        except OrchestratorError as exc:
+            checks.append(Check(f"{name}: {where}", False, str(exc),
+                                "make the file readable (its host reachable over SSH)"))
+            continue
+        if to_new == [] and to_old != []:
+            checks.append(Check(
+                f"{name}: {where}", False, f"{where} names the NEW api-server already: its "
+                "writes would reach new while the sync copies into it",
+                "point it back at old (and restart it) until finalize switches it"))
+        elif to_old:
+            checks.append(Check(f"{name}: {where}", False, f"{where} does not name old: "
+                                + "; ".join(to_old), "check the file: finalize switches and "
+                                "abort restores these keys", severity="warning"))
+        else:
+            checks.append(Check(f"{name}: {where}", True, "names old"))
+    return checks
+
+
 def run_preflight(ctx: Context, approach: str, *, db_nodes_down: int | None = None,
-                  sync_started: bool = False) -> PreflightReport:
+                  sync_started: bool = False,
+                  northbound_file: Path | None = None) -> PreflightReport:
     checks: list[Check] = []
     checks += _guard("version path", "", lambda: check_versions(ctx))
     checks += _guard("Cassandra", "check the cassandra sections of the config",
@@ -444,4 +483,6 @@ def run_preflight(ctx: Context, approach: str, *, db_nodes_down: int | None = No
         Check(**asdict(f)) for f in version_findings(ctx.config)])
     checks += _guard("new writers", "check [[new.controllers]]", lambda: [
         Check(**asdict(f)) for f in new_writer_findings(ctx.config)])
+    checks += _guard("northbound clients name old", "check northbound.toml",
+                     lambda: check_northbound(ctx, northbound_file))
     return PreflightReport(checks)
