@@ -39,14 +39,28 @@ SCREENS = (
 )
 
 
-def tabs(current: str, status: str = "") -> Text:
+# Tab titles when the full ones and the status (READ-ONLY, ...) do not fit the width
+SHORT_TITLES = {"dashboard": "Dash", "analytics": "Analyt", "computes": "Comp"}
+
+
+def tabs(current: str, status: str = "", width: int | None = None) -> Text:
+    """The screens' tabs, then the status. Where both do not fit `width` (80 columns with
+    READ-ONLY), the longer titles are shortened so that the status stays in sight."""
+    text = _tabs(current, status, short=False)
+    if width is not None and text.cell_len > width:
+        text = _tabs(current, status, short=True)
+        text.truncate(width, overflow="ellipsis")
+    return text
+
+
+def _tabs(current: str, status: str, *, short: bool) -> Text:
     # Padding spaces are runs of their own or end one, never start one (see screens/format.py).
     text = Text(" ")
     text.append("issu ", style="bold")
     for i, (name, title) in enumerate(SCREENS, start=1):
         pad, label = ("reverse", "bold reverse") if name == current else ("bold", "")
         text.append(" ", style=pad)
-        text.append(f"{i} {title}", style=label)
+        text.append(f"{i} {SHORT_TITLES.get(name, title) if short else title}", style=label)
         text.append(" ", style=pad)
     if status:
         text.append(" ", style="bold")
@@ -70,20 +84,23 @@ class ConsoleScreen(Screen[None]):
         self._generation = -1
 
     def compose_tabs(self) -> ComposeResult:
-        yield Static(tabs(self.NAME, self.state.status), classes="tabs")
+        yield Static(tabs(self.NAME, self.state.status, self.app.size.width), classes="tabs")
 
     def show_status(self) -> None:
-        self.query_one(".tabs", Static).update(tabs(self.NAME, self.state.status))
+        self.query_one(".tabs", Static).update(tabs(self.NAME, self.state.status,
+                                                    self.app.size.width))
 
     def on_screen_resume(self) -> None:
         self.show_status()
         self.render_all()
-        self.fit_footer()
+        self.fit_width()
 
     @on(events.Resize)
-    def fit_footer(self) -> None:
+    def fit_width(self) -> None:
         """Below WIDE_COLUMNS the footer is compact and leaves out the palette's key (ctrl+p
-        still opens it; `?` lists it), so every key that acts fits in 80 columns."""
+        still opens it; `?` lists it), so every key that acts fits in 80 columns; the tabs
+        shorten their titles when the status would not fit beside them."""
+        self.show_status()
         narrow = self.app.size.width < WIDE_COLUMNS
         for footer in self.query(ConsoleFooter):
             footer.compact = narrow

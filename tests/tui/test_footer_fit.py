@@ -52,3 +52,17 @@ async def test_wide_footer_keeps_the_palette_key(make_app) -> None:
         await pilot.resize_terminal(80, 24)
         await pilot.pause()
         assert not app.screen.query_one(Footer).show_command_palette
+
+
+def test_the_status_stays_in_sight_at_80_columns() -> None:
+    """READ-ONLY (and the other statuses) after the tabs: at 80 columns the longer titles
+    shorten so that it is not cut off; wide, the full titles."""
+    from screens.console import tabs
+
+    narrow = tabs("dashboard", "READ-ONLY", 80).plain
+    assert narrow.rstrip().endswith("READ-ONLY") and len(narrow) <= 80
+    assert "1 Dash " in narrow and "6 Events" in narrow
+    assert "1 Dashboard" in tabs("dashboard", "READ-ONLY", 160).plain
+    assert "1 Dashboard" in tabs("dashboard", "", 80).plain  # nothing to make room for
+    long = tabs("sync", "READ-ONLY · refresh paused (p) · journal: database is locked", 80)
+    assert long.cell_len <= 80 and long.plain.endswith("…")
