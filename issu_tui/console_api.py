@@ -359,6 +359,18 @@ class ConsoleBackend:
                    if i.kind in ("pause", "resume") and i.status not in ("failed", "refused")]
         return bool(toggles) and toggles[-1].kind == "pause"
 
+    def _running_intent(self, intent: Intent) -> str:
+        """`pre-sync #3`, `finalize post-sync #12`: what the executor runs now; for
+        finalize the step it is at (the step's own `<step>: running` event)."""
+        what = str(intent.args.get("target") or intent.kind) if intent.kind == "phase" \
+            else intent.kind
+        if intent.kind == "finalize":
+            step = self.journal.last_event("finalize", since=intent.at)
+            name = step.fields.get("step") if step is not None else None
+            if name:
+                what += f" {name}"
+        return f"{what} #{intent.id}"
+
     def _phase_view(self, now: float, counts: Mapping[str, int],
                     pending: Sequence[Intent]) -> PhaseView:
         info = self.journal.phase()
@@ -371,8 +383,10 @@ class ConsoleBackend:
             executor = "nobody (start `issu daemon`)"
         paused = self._paused()
         busy = [f"{counts[s]} {s}" for s in BUSY_STATES if counts.get(s)]
-        if pending:
-            busy.append(f"{len(pending)} intent{'s' if len(pending) != 1 else ''} open")
+        busy += [self._running_intent(i) for i in pending if i.status == "running"]
+        queued = sum(1 for i in pending if i.status != "running")
+        if queued:
+            busy.append(f"{queued} intent{'s' if queued != 1 else ''} queued")
         running = ", ".join(busy) or "nothing"
         forward = [p for p in phases.PHASES if p.line is phases.Line.FORWARD]
         if info is None:

@@ -781,6 +781,14 @@ class Journal:
         return [Event(r["id"], r["at"], r["kind"], r["level"], r["message"],
                       _stored_fields(r["fields"])) for r in self._query(sql, args)]
 
+    def last_event(self, kind: str, *, since: float = 0.0) -> Event | None:
+        """The newest event of `kind` at or after `since` (newest first: a short walk back
+        while that kind is being written)."""
+        rows = self._query("SELECT * FROM events WHERE kind = ? AND at >= ? "
+                           "ORDER BY id DESC LIMIT 1", (kind, since))
+        return Event(rows[0]["id"], rows[0]["at"], rows[0]["kind"], rows[0]["level"],
+                     rows[0]["message"], _stored_fields(rows[0]["fields"])) if rows else None
+
     def last_events(self, count: int) -> list[Event]:
         rows = self._query("SELECT * FROM events ORDER BY id DESC LIMIT ?", (count,))
         return [Event(r["id"], r["at"], r["kind"], r["level"], r["message"],

@@ -212,3 +212,20 @@ def test_sync_tables_come_from_the_copy_checkpoints_and_the_last_verify(tmp_path
             ("presync", "obj_uuid_table", 150, 2, 4, 157, 155)]
     finally:
         journal.close()
+
+
+def test_running_names_what_the_executor_runs_and_the_finalize_step(world) -> None:
+    """The phase pane's `running:` line: the intent the executor runs (for finalize, the step
+    it is at, from the step's own event), then how many wait behind it."""
+    journal, config = world
+    backend = make_backend(journal, config)
+    journal.set_phase("finalize")
+    finalize = journal.add_intent("finalize", {}, "tui:test")
+    journal.add_intent("verify", {}, "tui:test")
+    assert backend.snapshot().phase.running.endswith("2 intents queued")
+    journal.finish_intent(finalize, "running")
+    assert backend.snapshot().phase.running.endswith(f"finalize #{finalize}, 1 intent queued")
+    journal.event("finalize", "fence-old: running", step="fence-old")
+    journal.event("finalize", "post-sync: running", step="post-sync")
+    journal.event("sync", "post-sync: started (run 1)")
+    assert f"finalize post-sync #{finalize}" in backend.snapshot().phase.running
