@@ -56,6 +56,23 @@ def wait_until(pred: Callable[[], bool], timeout: float = 120.0, what: str = "")
         time.sleep(0.2)
 
 
+def wait_verified(world: World, timeout: float, what: str) -> None:
+    """Wait until verify finds new equal to old; on timeout, say what still differs."""
+    last: list[VerifyReport] = []
+
+    def verified() -> bool:
+        last[:] = [world.verify()]
+        return last[0].ok
+
+    try:
+        wait_until(verified, timeout, what)
+    except AssertionError as exc:
+        diffs = [(f"{t.keyspace}.{t.table}", t.status, t.missing, t.extra, t.different,
+                  t.samples[:5], t.errors[:3]) for t in last[0].tables if t.status != "ok"] \
+            if last else []
+        raise AssertionError(f"{exc}; still differing: {diffs}") from None
+
+
 # ------------------------------------------------------------------------------ the world
 
 
@@ -343,7 +360,7 @@ def test_changes_applied_translated_and_republished(world: World) -> None:
         assert f"default-domain:p1:vn1:{vn}" in fq_cols
         assert f"default-domain:p1:tmp:{gone}" not in fq_cols
 
-        wait_until(lambda: world.verify().ok, 60, "verify clean")
+        wait_verified(world, 60, "verify clean")
 
         # republished on the new vhost, translated (`_` type names), in order per object
         got: list[dict] = []
@@ -443,7 +460,7 @@ def test_a_reconciliation_pass_follows_the_catch_up_backlog(world: World) -> Non
         new_uuid = world.new_table(cd.UUID_TABLE)
         # the pass starts when the queue is empty for a moment: changes announced after that
         # moment may still be on their way through the lanes
-        wait_until(lambda: world.verify().ok, 120, "new equal to old after the pass")
+        wait_verified(world, 120, "new equal to old after the pass")
         assert all(new_uuid.read_partition(uid) for uid in more)
         time.sleep(3)  # several queue checks later: still one pass
         assert rs.metrics.reconcile_passes._value.get() == 1
@@ -528,7 +545,7 @@ def test_rabbitmq_restarted_mid_stream(world: World, launcher) -> None:  # type:
         rs.request_reconcile()
         passes = rs.metrics.reconcile_passes._value.get()
         wait_until(lambda: rs.metrics.reconcile_passes._value.get() > passes, 120)
-        wait_until(lambda: world.verify().ok, 60, "verify clean")
+        wait_verified(world, 60, "verify clean")
     finally:
         stop_thread(rs, thread)
 
@@ -611,7 +628,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(world: World, tmp_path: P
         writer.join(timeout=300)
         assert not errors, errors
         try:
-            wait_until(lambda: world.verify().ok, 180, "new == old after the restart")
+            wait_verified(world, 180, "new == old after the restart")
         except AssertionError:
             log_tail = (tmp_path / "run-sync.log").read_text()[-3000:]
             raise AssertionError(f"{world.verify().as_dict()}\n{log_tail}") from None
@@ -649,7 +666,7 @@ def test_new_cassandra_restarted_mid_stream(world: World, launcher) -> None:  # 
         wait_until(lambda: applied(rs) >= api.published, 300, "all applied after the restart")
         assert rs.metrics.quarantined._value.get() == 0
         assert rs.metrics.reconcile_passes._value.get() == 0
-        wait_until(lambda: world.verify().ok, 120, "verify clean")
+        wait_verified(world, 120, "verify clean")
     finally:
         stop_thread(rs, thread)
 

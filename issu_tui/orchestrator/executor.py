@@ -317,6 +317,7 @@ class Executor:
     def advance(self, target: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run every phase up to `target` not done yet (finalize and done: finalize)."""
         args = args or {}
+        self.last_checks = None  # only this advance's preflight checks go with its result
         if target not in phases.FORWARD:
             raise OrchestratorError(f"unknown phase {target!r}; phases: "
                                     f"{', '.join(phases.FORWARD)}")
