@@ -62,12 +62,12 @@ def demo() -> None:
               help="v1 starts from this config database snapshot (db_json_exim.py format, "
                    "or `issu db export`'s; .gz or not) instead of seeded tenants: a fresh "
                    "world only")
-@click.option("--containers", "containers", flag_value="yes",
+@click.option("--containers", "modes", flag_value="yes", multiple=True,
               help="each controller service and compute agent in a container (podman, "
                    "runc; images built once from Debian's packages)")
-@click.option("--loopback", "containers", flag_value="no",
+@click.option("--loopback", "modes", flag_value="no", multiple=True,
               help="each host a loopback address with its own directory (no engine)")
-@click.option("--containers-if-possible", "containers", flag_value="auto",
+@click.option("--containers-if-possible", "modes", flag_value="auto", multiple=True,
               help="containers when the engine works here, else loopback hosts, saying why "
                    "(what `make demo` runs); a running world keeps its mode")
 @click.option("--console", "console", is_flag=True,
@@ -76,12 +76,16 @@ def demo() -> None:
 def up(net: int, config: Path | None, computes: int | None, seed_objects: int | None,
        workload_rate: float | None, install_s: float | None,
        failure_rate: float | None, wait_seed: bool | None, snapshot: Path | None,
-       containers: str | None, console: bool) -> None:
+       modes: tuple[str, ...], console: bool) -> None:
     """Start (or reuse) every piece and write the tool's config."""
     from backends.snapshot.format import SnapshotError
     from demo.services.base import ServiceError
     from demo.world import WorldError
 
+    if len(set(modes)) > 1:
+        raise click.UsageError("--containers, --loopback and --containers-if-possible "
+                               "exclude each other: give one")
+    containers = modes[0] if modes else None
     if snapshot is not None and (seed_objects or wait_seed):
         raise click.UsageError("--snapshot is v1's data: --objects and --wait-seed do not go "
                                "with it")

@@ -49,3 +49,18 @@ def test_a_recorded_restart_policy_is_read_from_the_containers_directory(
     path.parent.mkdir()
     path.write_text("no\n")
     assert docker.restart_policy(tmp_path, "issu47-controller-v1-config_schema") == "no"
+
+
+@pytest.mark.parametrize("flags", [["--containers", "--loopback"],
+                                   ["--loopback", "--containers-if-possible"]])
+def test_contradictory_mode_flags_are_refused_before_anything_starts(
+        tmp_path: Path, flags: list[str]) -> None:
+    from click.testing import CliRunner
+
+    from demo.cli import demo
+
+    config = tmp_path / "issu.toml"
+    result = CliRunner().invoke(demo, ["up", "--net", "199", "--config", str(config), *flags])
+    assert result.exit_code == 2
+    assert "exclude each other" in result.output
+    assert not config.exists()
