@@ -473,7 +473,7 @@ def revert_cmd(config_path: Path, check: bool, drop_new_data: bool, as_json: boo
 
     config = load_or_exit(config_path)
     try:
-        plan = plan_from_journal(config)
+        plan = plan_from_journal(config, drop_new_data=drop_new_data)
     except JournalError as exc:
         click.echo(f"issu revert: {exc}", err=True)
         sys.exit(2)

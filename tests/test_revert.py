@@ -72,3 +72,16 @@ def test_nothing_to_revert_without_an_upgrade_or_after_an_abort(tmp_path: Path) 
     aborted = CliRunner().invoke(cli, ["revert", "-c", str(path)])
     assert aborted.exit_code == 1
     assert "refused: the upgrade was aborted" in aborted.output
+
+
+def test_after_new_writers_ran_revert_needs_drop_new_data(tmp_path: Path) -> None:
+    """abort refuses then (new's writers' cells outlive a retry's copy): revert --check says
+    so before anything is submitted, and passes with --drop-new-data."""
+    path = _write_config(tmp_path, OLD, NEW)
+    _journal(tmp_path, "finalize", ["finalize.start-new-writers.begun"])
+    refused = CliRunner().invoke(cli, ["revert", "-c", str(path), "--check"])
+    assert refused.exit_code == 1
+    assert "refused: new's writers ran (finalize start-new-writers)" in refused.output
+    assert "revert --drop-new-data" in refused.output
+    ok = CliRunner().invoke(cli, ["revert", "-c", str(path), "--check", "--drop-new-data"])
+    assert ok.exit_code == 0, ok.output

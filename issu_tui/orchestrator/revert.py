@@ -59,11 +59,12 @@ def ring_steps_done(config: IssuConfig, approach: str | None,
 
 
 def revert_plan(config: IssuConfig, phase: str | None, markers: Iterable[str],
-                approach: str | None, translator_blockers: Iterable[str]) -> RevertPlan:
+                approach: str | None, translator_blockers: Iterable[str], *,
+                drop_new_data: bool = False) -> RevertPlan:
     """What revert would undo now and what refuses it. `markers`: the journal's step
     markers; `translator_blockers`: Registry.revert_blockers for the versions' path."""
     from issu_tui.orchestrator.abort import STEPS as ABORT_STEPS
-    from issu_tui.orchestrator.finalize import COMMIT_STEP
+    from issu_tui.orchestrator.finalize import COMMIT_STEP, step
 
     done = set(markers)
     committed = COMMIT_STEP in done
@@ -80,11 +81,16 @@ def revert_plan(config: IssuConfig, phase: str | None, markers: Iterable[str],
     if committed:
         blockers += [f"no inverse translation: {b}" for b in translator_blockers]
         blockers.append(REVERSE_REPLICATION_MISSING)
+    elif not drop_new_data and {(w := step("start-new-writers")).marker,
+                                w.begun_marker} & done:
+        # abort's own refusal (abort.refusal), said before anything is submitted
+        blockers.append("new's writers ran (finalize start-new-writers): their cells on new "
+                        "would outlive a retry's copy; revert --drop-new-data")
     undo = tuple(f"{s.name}: {s.does}" for s in ABORT_STEPS)
     return RevertPlan(phase, committed, undo, by_hand, tuple(blockers))
 
 
-def plan_from_journal(config: IssuConfig) -> RevertPlan:
+def plan_from_journal(config: IssuConfig, *, drop_new_data: bool = False) -> RevertPlan:
     """revert_plan for the upgrade the journal of `config` records (read only)."""
     from backends.cassandra.registry import load_registry
     from issu_tui.journal import Journal
@@ -99,4 +105,5 @@ def plan_from_journal(config: IssuConfig) -> RevertPlan:
     registry = load_registry()
     keyspaces = config.sync.keyspaces or sorted(registry.keyspaces)
     blockers = registry.revert_blockers(config.old.version, config.new.version, keyspaces)
-    return revert_plan(config, info.phase if info else None, markers, approach, blockers)
+    return revert_plan(config, info.phase if info else None, markers, approach, blockers,
+                       drop_new_data=drop_new_data)
