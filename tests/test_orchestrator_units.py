@@ -473,3 +473,30 @@ def test_runsync_intent_holds_runsync_stopped_until_started_again(
     finally:
         executor.runsync.stop()
         journal.close()
+
+
+def test_plan_says_what_settle_old_writers_waits_on(tmp_path: Path) -> None:
+    """The queues of old's writers where an old controller's profile can list them, else
+    the tables (said to be a heuristic)."""
+    config = _config(tmp_path)
+
+    def finalize_touches(config: IssuConfig) -> str:
+        return " | ".join(t for s in build_plan(config, "separate") if s.phase == "finalize"
+                          for t in s.touches)
+
+    assert ("old's writers' tables on old unchanged for 5s (no `queues` step in old's "
+            "controller profiles: a heuristic)") in finalize_touches(config)
+    key = tmp_path / "key"
+    key.write_text("x")
+    ctl = {"name": "old-ctl-1", "address": "10.0.0.101", "ssh_key": str(key),
+           "profile": "site", "roles": ["config", "database"]}
+    with_queues = IssuConfig.model_validate({
+        **config.model_dump(mode="json"),
+        "old": {**config.old.model_dump(mode="json"), "controllers": [ctl]},
+        "ssh": {"known_hosts": str(key)},
+        "controller_profiles": {"site": {
+            "base": "systemd", "queues": "rabbitmqctl -q list_queues -p {vhost} "
+            "--no-table-headers name messages_ready messages_unacknowledged"}}})
+    assert ("old's writers' queues on old's broker (vhost /) drained and acknowledged, "
+            "listed over SSH on old-ctl-1 (profile site, step queues)") in \
+        finalize_touches(with_queues)

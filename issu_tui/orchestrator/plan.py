@@ -20,6 +20,7 @@ from issu_tui.orchestrator.ringplan import (
     RingStep,
     ring_steps,
 )
+from issu_tui.orchestrator.settle import settle_planned
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ def _finalize(spec: phases.Phase, f: _Facts) -> list[PlanStep]:
     after = fin.STEPS[len(before):]
     return [
         PlanStep(spec.name, "; ".join(s.does for s in before), [
-            fence_planned(config, "old", closed=True), f.db_new,
+            fence_planned(config, "old", closed=True), settle_planned(config), f.db_new,
             *planned(config, "stop-old-services"),
             f"ZooKeeper {_hosts(config.new.zookeeper.hosts)} subtrees "
             f"{', '.join(config.sync.zk_subtrees)}",

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 
 from backends.cassandra.registry import TableSpec, load_registry
-from issu_tui.config import ControllerHostConfig
+from issu_tui.config import ControllerHostConfig, IssuConfig
 from issu_tui.orchestrator.context import Context, OrchestratorError
 
 POLL_S = 0.5
@@ -55,12 +55,32 @@ def settle_old_writers(ctx: Context, *, force: bool = False, reason: str = "",
 
 
 def _queues_host(ctx: Context) -> ControllerHostConfig | None:
+    return queues_host(ctx.config)
+
+
+def queues_host(config: IssuConfig) -> ControllerHostConfig | None:
     """The first old controller host whose profile can list the broker's queues."""
     from backends.controller import build_controller_profiles
 
-    profiles = build_controller_profiles(ctx.config.controller_profiles)
-    return next((h for h in ctx.config.old.controllers
+    profiles = build_controller_profiles(config.controller_profiles)
+    return next((h for h in config.old.controllers
                  if h.profile in profiles and profiles[h.profile].has_queues), None)
+
+
+def settle_planned(config: IssuConfig) -> str:
+    """What settle-old-writers waits on, for `issu plan`."""
+    from backends.compute import ProfileError
+
+    try:
+        host = queues_host(config)
+    except ProfileError as exc:
+        return f"settle-old-writers: {exc}"
+    if host is not None:
+        return (f"old's writers' queues on old's broker (vhost {config.old.rabbit.vhost}) "
+                f"drained and acknowledged, listed over SSH on {host.name} (profile "
+                f"{host.profile}, step queues)")
+    return (f"old's writers' tables on old unchanged for {config.sync.writers_settle_s:g}s "
+            "(no `queues` step in old's controller profiles: a heuristic)")
 
 
 def _timed_out(ctx: Context, what: str, *, force: bool, reason: str) -> str:
