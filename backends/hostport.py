@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import socket
+import time
 from collections.abc import Iterable
 
 # Contrail's default ports for a vrouter-agent's control nodes (XMPP), collectors and DNS.
@@ -28,15 +28,30 @@ def with_port(item: str, port: int) -> str:
     return f"{item}:{port}"
 
 
-@functools.lru_cache(maxsize=4096)
-def addresses_of(host: str) -> frozenset[str]:
+# Answers are kept a minute: a guard asks for the same members many times in one check,
+# and a long-lived process (the daemon) must see a host that moved to another address.
+RESOLVE_TTL_S = 60.0
+_RESOLVED: dict[str, tuple[float, frozenset[str]]] = {}
+_RESOLVED_MAX = 4096
+
+
+def addresses_of(host: str, *, now: float | None = None) -> frozenset[str]:
     """`host` and every address it resolves to (itself only when it does not resolve), so a
-    member named by host name and one named by address are found to be the same host."""
+    member named by host name and one named by address are found to be the same host. An
+    answer is reused for RESOLVE_TTL_S."""
+    now = time.monotonic() if now is None else now
+    cached = _RESOLVED.get(host)
+    if cached is not None and cached[0] > now:
+        return cached[1]
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        found = frozenset({host, *(str(info[4][0]) for info in infos)})
     except (OSError, UnicodeError):
-        return frozenset({host})
-    return frozenset({host, *(str(info[4][0]) for info in infos)})
+        found = frozenset({host})
+    if len(_RESOLVED) >= _RESOLVED_MAX:
+        _RESOLVED.clear()
+    _RESOLVED[host] = (now + RESOLVE_TTL_S, found)
+    return found
 
 
 class HostSet:

@@ -138,6 +138,29 @@ def test_a_host_named_by_name_is_the_host_stopped_by_address() -> None:
     assert not guard_ring(ring, "stop two", ["localhost", B]).ok
 
 
+def test_shared_ring_and_resolved_names_are_compared_by_address(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """preflight's "shared ring": old naming `localhost` and new `127.0.0.1` share a host;
+    a resolved name is asked again once its answer is older than RESOLVE_TTL_S."""
+    import socket
+
+    from backends import hostport
+    from issu_tui.orchestrator.preflight import shares_a_host
+
+    assert shares_a_host(["localhost", B], ["127.0.0.1", D])
+    assert not shares_a_host([A, B], [D, E])
+    answers = iter(["10.9.0.1", "10.9.0.2"])
+
+    def resolve(host: str, *_args: object, **_kw: object) -> list[tuple[object, ...]]:
+        return [(0, 0, 0, "", (next(answers), 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    name = f"moved-{uuid.uuid4().hex}.example"
+    assert "10.9.0.1" in hostport.addresses_of(name, now=0.0)
+    assert "10.9.0.1" in hostport.addresses_of(name, now=hostport.RESOLVE_TTL_S - 1)
+    assert "10.9.0.2" in hostport.addresses_of(name, now=hostport.RESOLVE_TTL_S + 1)
+
+
 def _two_datacenters(down: tuple[str, ...] = ()) -> RingView:
     """NetworkTopologyStrategy {dc1: 3, dc2: 3} on three nodes in each datacenter."""
     dc1, dc2 = [A, B, C], [D, E, "10.0.0.6"]

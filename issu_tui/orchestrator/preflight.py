@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from backends.apiserver import CONFIG_TYPES, ApiServerError
 from backends.cassandra.connection import CassandraSide
+from backends.hostport import HostSet
 from issu_tui.config import ClusterConfig
 from issu_tui.orchestrator.approaches import DB_NODES_DOWN
 from issu_tui.orchestrator.context import Context, OrchestratorError
@@ -142,6 +143,12 @@ def check_cassandra(ctx: Context, approach: str, db_nodes_down: int | None) -> l
     return checks
 
 
+def shares_a_host(old: Iterable[str], new: Iterable[str]) -> bool:
+    """Whether a database host of new is one of old's, by name or by address (resolved)."""
+    old_hosts = HostSet(old)
+    return any(host in old_hosts for host in new)
+
+
 def _quorum(ctx: Context, cluster: ClusterConfig, conn: Any, approach: str,
             db_nodes_down: int | None) -> Check:
     """The quorum guard on the live ring (issu_tui.orchestrator.quorum): every set of as many
@@ -150,7 +157,7 @@ def _quorum(ctx: Context, cluster: ClusterConfig, conn: Any, approach: str,
     from backends.cassandra.ring import read_ring
 
     planned = DB_NODES_DOWN.get(approach, 0) if db_nodes_down is None else db_nodes_down
-    shared = bool(set(ctx.config.old.cassandra.hosts) & set(ctx.config.new.cassandra.hosts))
+    shared = shares_a_host(ctx.config.old.cassandra.hosts, ctx.config.new.cassandra.hosts)
     if not shared and db_nodes_down is None:
         planned = 0  # separate databases: the upgrade takes no DB node down
     wanted = [cluster.cassandra.keyspace(k) for k in
