@@ -258,6 +258,8 @@ def analytics_summary(snap: AnalyticsSnapshot | None, error: str | None, *,
     if age_s is not None:
         for line in lines[1:]:
             line.stylize("dim")
+    for line in lines:  # one line each: a wrapped one pushes the alarms out of the pane
+        line.no_wrap, line.overflow = True, "ellipsis"
     return Group(*lines)
 
 

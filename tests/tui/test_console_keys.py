@@ -463,3 +463,24 @@ async def test_dashboard_event_log_keeps_its_messages_readable_at_80_columns(mak
         full = app.screen.query_one(EventTable)
         assert [str(c.label) for c in full.columns.values()] == \
             ["Time", "Level", "Kind", "Message"]
+
+
+def test_analytics_pane_keeps_one_line_per_fact_at_80_columns() -> None:
+    """12 vrouters and 12 alarms on one cluster made its line wrap at 80 columns, pushing
+    the merged alarms off the 4-line pane: each line stays one line."""
+    from rich.console import Console
+
+    from backends.analytics import Alarm, AnalyticsSnapshot, ClusterAnalytics
+    from screens.widgets.panes import analytics_summary
+
+    alarms = tuple(Alarm("old", "vrouter", f"compute-{i}", "xmpp", 1, "down", False, 0.0)
+                   for i in range(12))
+    old = ClusterAnalytics("old", "http://o", 0.0, vrouters={f"compute-{i}": None
+                                                             for i in range(12)},
+                           control_nodes=("ctl-old",), alarms=alarms)
+    new = ClusterAnalytics("new", "http://n", 0.0, control_nodes=("ctl-new",))
+    snap = AnalyticsSnapshot({"old": old, "new": new}, {}, alarms, 0.0)
+    console = Console(width=32, record=True)
+    console.print(analytics_summary(snap, None))
+    lines = console.export_text().splitlines()
+    assert len(lines) == 4 and lines[-1].startswith("alarms: 12 merged"), lines
