@@ -140,6 +140,9 @@ def sync_text(view: SyncView) -> Group:
                             " (R starts it)")
     if view.copy_rate is not None and view.runsync == "not started":
         lag, rate = copy_lines(view.copy_rate)
+    elif view.runsync == "not started" and view.lag_s is None:
+        # before run-sync (and while a copy has not finished its first slice): no lag to show
+        lag = Text.assemble(("run-sync ", "bold"), "not started yet")
     problems = Text.assemble(("failed ", "bold"),
                              Text(f"{number(view.failed)}  ", style="red" if view.failed else ""),
                              ("quarantined ", "bold"),

@@ -126,5 +126,6 @@ def test_copy_speed_and_eta_from_the_checkpoints(tmp_path) -> None:
         assert "no slice for 2m05s" in shown(backend.sync_view())
         journal.mark_slice_done("pre-sync", "*", "__complete__", 0)
         assert backend.sync_view().copy_rate is None
+        assert shown(backend.sync_view()).startswith("run-sync not started yet")
     finally:
         journal.close()
