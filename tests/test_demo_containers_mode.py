@@ -64,3 +64,20 @@ def test_contradictory_mode_flags_are_refused_before_anything_starts(
     assert result.exit_code == 2
     assert "exclude each other" in result.output
     assert not config.exists()
+
+
+def test_containers_asked_without_an_engine_say_so_before_anything_starts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even where a container world ran before (its run dir recorded containers)."""
+    from demo.world import WorldError
+
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setattr("demo.containers.engine._in_sbin", lambda tool: False)
+    world = World(WorldOptions(net=199, run_dir=tmp_path / "run", containers=True))
+    world.dir.mkdir(parents=True)
+    (world.dir / "options.json").write_text('{"containers": true}\n')
+    with pytest.raises(WorldError, match="the engine cannot run here: podman is not installed"):
+        world.up(lambda msg: None)
+    assert not (world.dir / "controller-v1").exists()
