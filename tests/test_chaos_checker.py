@@ -142,7 +142,17 @@ def test_objects_derived_on_new_are_allowed_extra_only() -> None:
             ("extra", "route_target", f"target:64512:8000002:{rt.uuid}"),
             ("extra", rt.uuid, f"backref:routing_instance:{ri.uuid}")]
     assert unexpected_cells(made, [], nodes)[0] == []
-    lost = [("missing", ri.uuid, "fq_name"), ("different", NETWORK, "prop:display_name")]
+    # a route target on both sides that the derived routing instance refers to (an id the
+    # schema-transformer reused): its back-reference and timestamp, nothing else
+    shared_rt = "d2e77ff0-390b-4663-a21c-a06d5bf3a128"
+    referring = [("extra", shared_rt, f"backref:routing_instance:{ri.uuid}"),
+                 ("different", shared_rt, "META:latest_col_ts")]
+    assert unexpected_cells(referring, [], nodes)[0] == ["different " + shared_rt
+                                                         + " META:latest_col_ts"]
+    nodes.parents.add(shared_rt)
+    assert unexpected_cells(made + referring, [], nodes)[0] == []
+    lost = [("missing", ri.uuid, "fq_name"), ("different", NETWORK, "prop:display_name"),
+            ("different", shared_rt, "prop:display_name")]
     assert unexpected_cells(made + lost, [], nodes)[0] == [f"{k} {key} {c}" for k, key, c in lost]
     lock = "/fq-name-to-uuid/route_target:target:64512:8000002"
     assert znode_differences({}, {lock: rt.uuid.encode()}, nodes) == ([], {lock})

@@ -276,7 +276,11 @@ def _derived_on_new(world: World, nodes: NodeRecords) -> None:
             nodes.derived.append(node)
             nodes.parents.add(parent)
             referred |= {str(r["uuid"]) for r in ri.get("route_target_refs", [])}
-    for uuid in sorted(_uuids(new, "route-target") - _uuids(old, "route-target")):
+    on_old = _uuids(old, "route-target")
+    # a route target on both sides that a derived routing instance refers to gains that
+    # back-reference (allowed by the routing instance's uuid) and a new META:latest_col_ts
+    nodes.parents |= referred & on_old
+    for uuid in sorted(_uuids(new, "route-target") - on_old):
         rt = _read(new, "route-target", uuid)
         if rt is None:
             continue
