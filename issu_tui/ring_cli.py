@@ -176,59 +176,24 @@ def guard_cmd(config_path: Path | None, cluster: str, cassandra: str | None,
               show_default=True, metavar="SECONDS",
               help="the longest a step (join, repair, decommission) may take; after a "
                    "timeout a re-run waits for what Cassandra still does")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable result")
+@click.option("--no-wait", is_flag=True, help="add the intent and return (a daemon runs it)")
 def run_cmd(config_path: Path, approach: str, when: str, nodetool_cmd: str,
-            min_replicas: int | None, timeout_s: int) -> None:
+            min_replicas: int | None, timeout_s: int, as_json: bool, no_wait: bool) -> None:
     """Run the approach's ring steps of one phase: the guard before each step that stops a
     node, the step (nodetool over SSH, controller profiles), `nodetool status` after it.
-    Each finished step is marked in the journal; a re-run continues. Exit 1 when the guard
-    refuses a step or a step fails (what ran stays marked)."""
-    import shlex
-
-    from backends.cassandra.connection import CassandraUnavailable
-    from backends.cassandra.nodetool import NodetoolError
-    from backends.cassandra.ringops import RingOpError
-    from backends.controller import ControllerError
-    from issu_tui.journal import Journal, JournalError, JournalLocked
-    from issu_tui.orchestrator.ringplan import RingPlanError, ring_run_refusal, ring_steps
-    from issu_tui.orchestrator.ringrun import RingStepRefused
-    from issu_tui.ringhooks import controller_runner
+    An intent the executor runs (here, or the daemon's when one runs); each finished step
+    is marked in the journal and a re-run continues. Exit 1 when the guard refuses a step
+    or a step fails (what ran stays marked)."""
+    from issu_tui.intent_submit import submit
+    from issu_tui.orchestrator.ringplan import RingPlanError, ring_steps
 
     config = load_or_exit(config_path)
     try:
-        steps = ring_steps(approach, list(config.old.cassandra.hosts),
-                           list(config.new.cassandra.hosts))
+        ring_steps(approach, list(config.old.cassandra.hosts), list(config.new.cassandra.hosts))
     except RingPlanError as exc:
         click.echo(f"{config_path}: {exc}", err=True)
         sys.exit(2)
-    try:
-        journal = Journal.open(config.state_dir)
-        journal.acquire_writer()
-    except JournalLocked as exc:
-        click.echo(f"issu ring run: {exc}", err=True)
-        sys.exit(3)
-    except JournalError as exc:
-        click.echo(f"issu ring run: {exc}", err=True)
-        sys.exit(2)
-    info = journal.phase()
-    refusal = ring_run_refusal(when, approach, info.phase if info else None,
-                               journal.orchestrator_state().approach)
-    if refusal is not None:
-        journal.close()
-        click.echo(f"issu ring run: {refusal}", err=True)
-        sys.exit(EXIT_PROBLEM)
-    try:
-        runner = controller_runner(config, shlex.split(nodetool_cmd), min_replicas, journal,
-                                   timeout_s)
-        first = next((i for i, s in enumerate(steps) if s.when == when), len(steps))
-        runner.run([s for s in steps if s.when == when], first_index=first)
-    except (RingStepRefused, RingOpError, NodetoolError, ControllerError,
-            CassandraUnavailable) as exc:
-        journal.event("ring", f"ring step failed: {exc}")
-        click.echo(f"issu ring run: {exc}", err=True)
-        sys.exit(EXIT_PROBLEM)
-    except ValueError as exc:
-        click.echo(f"{config_path}: {exc}", err=True)
-        sys.exit(2)
-    finally:
-        journal.close()
-    click.echo(f"{approach}: the ring steps of {when} are done")
+    submit(config_path, "ring", {"approach": approach, "when": when, "nodetool": nodetool_cmd,
+                                 "min_replicas": min_replicas, "timeout_s": timeout_s},
+           as_json=as_json, no_wait=no_wait, timeout=None)

@@ -127,15 +127,28 @@ zk = zk_command
 def build_run_sync(config: IssuConfig, journal: Any, *, catch_up: bool = True,
                    force_catch_up: bool = False, metrics_listen: str | None = None,
                    reconcile_interval_s: float | None = None, zk_mirror: bool = False,
-                   prefetch: int | None = None) -> ReplayService:
+                   prefetch: int | None = None, reverse: bool = False) -> ReplayService:
     """run-sync's service for the configuration (the journal, when given, is the checkpoint
-    store and the event and counter sink)."""
+    store and the event and counter sink). `reverse`: the replication new -> old after
+    finalize (issu revert), through the translators' inverses, on its own queue on new's
+    broker and without a catch-up copy (the queue is declared before new takes a write)."""
     import functools
 
     from backends.cassandra.connection import connect_pair
-    from backends.cassandra.registry import load_registry
+    from backends.cassandra.registry import load_registry, load_reverse_registry
     from backends.runsync.processes import WorkerSpec
     from backends.runsync.service import ReplayService
+    from issu_tui.sides import reversed_config
+
+    if reverse:
+        blockers = load_registry().revert_blockers(config.old.version, config.new.version)
+        if blockers:
+            from backends.cassandra.registry import RegistryError
+
+            raise RegistryError("no reverse replication: " + "; ".join(blockers))
+        config = reversed_config(config)
+        catch_up, force_catch_up, zk_mirror = False, False, False
+    load = load_reverse_registry if reverse else load_registry
 
     # named as the clusters; picklable: the apply processes connect with it too
     connect_both = functools.partial(
@@ -144,7 +157,8 @@ def build_run_sync(config: IssuConfig, journal: Any, *, catch_up: bool = True,
     settings = sync_settings(config)
     options = run_sync_options(config, catch_up=catch_up, force_catch_up=force_catch_up,
                                metrics_listen=metrics_listen,
-                               reconcile_interval_s=reconcile_interval_s, prefetch=prefetch)
+                               reconcile_interval_s=reconcile_interval_s, prefetch=prefetch,
+                               reverse=reverse)
     mirror = None
     if zk_mirror:
         from backends.zookeeper.sync import zk_sync
@@ -161,11 +175,11 @@ def build_run_sync(config: IssuConfig, journal: Any, *, catch_up: bool = True,
 
     new_rabbit = rabbit_side(config.new)
     spec = WorkerSpec(connect=connect_both, new_rabbit=new_rabbit, settings=settings,
-                      options=options, registry=load_registry,
+                      options=options, registry=load,
                       log_level=logging.getLogger().getEffectiveLevel())
     return ReplayService(
         old_rabbit=rabbit_side(config.old), new_rabbit=new_rabbit,
-        connect_cassandra=connect_both, registry=load_registry(), settings=settings,
+        connect_cassandra=connect_both, registry=load(), settings=settings,
         options=options, checkpoints=journal, events=journal, counters=journal,
         zk_mirror=mirror, worker_spec=spec,
     )
@@ -206,7 +220,7 @@ def take_run_lock(directory: Path) -> TextIO:
 
 def run_main(config_path: Path, state_dir: Path | None, *, catch_up: bool, force_catch_up: bool,
              metrics_listen: str | None, reconcile_interval_s: float | None,
-             zk_mirror: bool) -> int:
+             zk_mirror: bool, reverse: bool = False) -> int:
     config = load_or_exit(config_path)
     try:
         lock = take_run_lock(state_dir or config.state_dir)
@@ -220,15 +234,19 @@ def run_main(config_path: Path, state_dir: Path | None, *, catch_up: bool, force
     try:
         return _run_locked(config, config_path, state_dir, catch_up=catch_up,
                            force_catch_up=force_catch_up, metrics_listen=metrics_listen,
-                           reconcile_interval_s=reconcile_interval_s, zk_mirror=zk_mirror)
+                           reconcile_interval_s=reconcile_interval_s, zk_mirror=zk_mirror,
+                           reverse=reverse)
     finally:
         lock.close()
 
 
 def _run_locked(config: IssuConfig, config_path: Path, state_dir: Path | None, *,
                 catch_up: bool, force_catch_up: bool, metrics_listen: str | None,
-                reconcile_interval_s: float | None, zk_mirror: bool) -> int:
+                reconcile_interval_s: float | None, zk_mirror: bool,
+                reverse: bool = False) -> int:
     import signal
+
+    from backends.cassandra.registry import RegistryError
 
     journal = _open_journal(config, state_dir)
     if journal is None:
@@ -238,7 +256,8 @@ def _run_locked(config: IssuConfig, config_path: Path, state_dir: Path | None, *
     try:
         service = build_run_sync(config, journal, catch_up=catch_up,
                                  force_catch_up=force_catch_up, metrics_listen=metrics_listen,
-                                 reconcile_interval_s=reconcile_interval_s, zk_mirror=zk_mirror)
+                                 reconcile_interval_s=reconcile_interval_s, zk_mirror=zk_mirror,
+                                 reverse=reverse)
     except ValueError as exc:
         click.echo(f"{config_path}: {exc}", err=True)
         journal.close()
@@ -256,7 +275,7 @@ def _run_locked(config: IssuConfig, config_path: Path, state_dir: Path | None, *
 
     try:
         return service.run()
-    except (SameClusterError, VersionPathError) as exc:
+    except (SameClusterError, VersionPathError, RegistryError) as exc:
         # A configuration that would corrupt data: exit 2, which the systemd unit does not
         # restart (RestartPreventExitStatus), instead of looping on it.
         click.echo(f"error: {exc}", err=True)
@@ -280,15 +299,19 @@ def _run_locked(config: IssuConfig, config_path: Path, state_dir: Path | None, *
               help="Seconds between reconciliation passes (default: sync.reconcile_interval_s).")
 @click.option("--zk-mirror", is_flag=True,
               help="Also copy the ZooKeeper subtrees at every reconciliation pass.")
+@click.option("--reverse", is_flag=True,
+              help="Replay new -> old through the translators' inverses (after finalize, "
+              "for issu revert): queue <sync.queue_name>.reverse on new's broker, no "
+              "catch-up copy.")
 @click.option("-v", "--verbose", is_flag=True)
 def run_command(config_path: Path, state_dir: Path | None, catch_up: bool, force_catch_up: bool,
                 metrics_listen: str | None, reconcile_interval_s: float | None,
-                zk_mirror: bool, verbose: bool) -> None:
+                zk_mirror: bool, reverse: bool, verbose: bool) -> None:
     """Replay config changes old -> new until SIGTERM (foreground; for systemd)."""
     _setup_logging(verbose)
     sys.exit(run_main(config_path, state_dir, catch_up=catch_up, force_catch_up=force_catch_up,
                       metrics_listen=metrics_listen, reconcile_interval_s=reconcile_interval_s,
-                      zk_mirror=zk_mirror))
+                      zk_mirror=zk_mirror, reverse=reverse))
 
 
 run = run_command

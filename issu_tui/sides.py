@@ -23,6 +23,19 @@ if TYPE_CHECKING:
 Which = Literal["old", "new"]
 
 
+# The reverse replication new -> old after finalize (issu revert) consumes its own durable
+# queue on new's broker: `<sync.queue_name>.reverse`.
+REVERSE_QUEUE_SUFFIX = ".reverse"
+
+
+def reversed_config(config: IssuConfig) -> IssuConfig:
+    """The configuration seen from the reverse replication: new is its source ("old"), old
+    its target ("new"), its queue `<queue_name>.reverse` (on new's broker)."""
+    sync = config.sync.model_copy(
+        update={"queue_name": config.sync.queue_name + REVERSE_QUEUE_SUFFIX})
+    return config.model_copy(update={"old": config.new, "new": config.old, "sync": sync})
+
+
 def cluster(config: IssuConfig, which: Which) -> ClusterConfig:
     return config.old if which == "old" else config.new
 
@@ -79,7 +92,7 @@ def sync_settings(config: IssuConfig, *, keyspaces: tuple[str, ...] = (),
 def run_sync_options(config: IssuConfig, *, catch_up: bool = True,
                      force_catch_up: bool = False, metrics_listen: str | None = None,
                      reconcile_interval_s: float | None = None,
-                     prefetch: int | None = None) -> RunSyncOptions:
+                     prefetch: int | None = None, reverse: bool = False) -> RunSyncOptions:
     """run-sync's options from `sync` of the config and the command's overrides (None: the
     config's value); ValueError unless the metrics endpoint is a loopback host:port."""
     from backends.runsync.metrics import parse_listen
@@ -103,6 +116,7 @@ def run_sync_options(config: IssuConfig, *, catch_up: bool = True,
         old_version=config.old.version,
         new_version=config.new.version,
         metrics_listen=metrics_listen if metrics_listen is not None else sync.metrics_listen,
+        reverse=reverse,
     )
     if options.metrics_listen:
         parse_listen(options.metrics_listen)

@@ -71,9 +71,11 @@ def test_journal_and_plan_follow_the_registry(tmp_path: Path) -> None:
     assert all(s.undo is None for s in finalize.STEPS[len(finalize.before_commit()):])
     assert [s.name for s in finalize.before_commit() if s.undo] == [
         "fence-old", "stop-old-services", "start-new-writers", "switch-northbound"]
-    # the point of no return is the opening of the new api-server, right after it
+    # the point of no return is the opening of the new api-server, right after it and the
+    # start of the reverse replication (bound before new takes a write: the way back)
     names = [s.name for s in finalize.STEPS]
-    assert names.index("commit") + 1 == names.index("open-new")
+    assert names[names.index("commit"):names.index("open-new") + 1] == [
+        "commit", "start-reverse-sync", "open-new"]
 
 
 def _executor(tmp_path: Path) -> tuple[Journal, Executor]:
@@ -110,6 +112,10 @@ def test_the_current_phase_decides_which_intents_run(tmp_path: Path) -> None:
     for kind in ("resume", "abort", "unpair"):
         ended = _run(journal, executor, kind)
         assert ended["status"] == "failed" and "the upgrade is done" in str(ended["error"])
+    # revert is taken in done, and refused there without finalize's commit + reverse-sync
+    closed = _run(journal, executor, "revert")
+    assert closed["status"] == "failed" and "not started at the commit" in str(closed["error"])
+    assert journal.phase().phase == "done"
     assert journal.orchestrator_state().paused  # the refused resume changed nothing
     unknown = _run(journal, executor, "reboot")
     assert unknown["status"] == "failed"

@@ -1,6 +1,6 @@
-"""`issu revert`: what it undoes and what refuses it, from the journal (no services: the
-revert itself, before the point of no return, is abort's, tested on the demo world in
-tests/test_orchestrator.py)."""
+"""`issu revert`: what it undoes and what refuses it, from the journal, and the inverse
+translators the reverse replication goes through (no services: the revert itself runs on
+the demo world in tests/test_revert_world.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,11 @@ from issu_tui.cli import cli
 from issu_tui.config import load_config
 from issu_tui.journal import Journal
 from issu_tui.orchestrator.finalize import COMMIT_STEP
-from issu_tui.orchestrator.revert import REVERSE_REPLICATION_MISSING, plan_from_journal
+from issu_tui.orchestrator.revert import (
+    REVERSE_REPLICATION_MISSING,
+    plan_from_journal,
+    revert_plan,
+)
 from tests.test_ringplan import NEW, OLD, _write_config
 
 
@@ -53,10 +57,18 @@ def test_after_the_commit_revert_is_refused_naming_each_blocker(tmp_path: Path) 
     plan = plan_from_journal(load_config(path))
     assert plan.committed and not plan.ok
     text = "\n".join(plan.blockers)
-    # 4.1 -> 5.0 goes through the contrail 4.x -> 5.0 translators, which declare no inverse
-    assert "no inverse translation: config_db_uuid.obj_uuid_table 4.x -> 5.0" in text
+    # the built-in contrail 4.x -> 5.0 translators declare their inverses: they block nothing
+    assert "no inverse translation" not in text
     assert "ring step done without an inverse: decommission 10.0.0.2" in text
+    # finalize never started the reverse replication (no marker): nothing carries back
     assert REVERSE_REPLICATION_MISSING in plan.blockers
+    assert plan.undo[0].startswith("fence-new: ")
+    # a translator without an inverse is named, and then only that is said of the reverse
+    config = load_config(path)
+    named = revert_plan(config, "done", [COMMIT_STEP], "separate",
+                        ["myapp.things 4.x -> 5.0 (mine): declares none"])
+    assert named.blockers == ("no inverse translation: myapp.things 4.x -> 5.0 (mine): "
+                              "declares none",)
     refused = CliRunner().invoke(cli, ["revert", "-c", str(path), "--json"])
     assert refused.exit_code == 1
     data = json.loads(refused.output.splitlines()[-1])
@@ -85,3 +97,55 @@ def test_after_new_writers_ran_revert_needs_drop_new_data(tmp_path: Path) -> Non
     assert "revert --drop-new-data" in refused.output
     ok = CliRunner().invoke(cli, ["revert", "-c", str(path), "--check", "--drop-new-data"])
     assert ok.exit_code == 0, ok.output
+
+
+def test_an_unsupported_version_path_is_a_named_blocker_not_a_traceback(tmp_path: Path) -> None:
+    path = _write_config(tmp_path, OLD, NEW)
+    path.write_text(path.read_text().replace('version = "4.1.0"', 'version = "2.0.0"', 1))
+    _journal(tmp_path, "done", [COMMIT_STEP], approach="separate")
+    refused = CliRunner().invoke(cli, ["revert", "-c", str(path)])
+    assert refused.exit_code in (1, 2), refused.output
+    assert "Traceback" not in refused.output and "2.0.0" in refused.output
+
+
+def test_the_inverse_translators_bring_5_0_rows_back_to_4_x_exactly() -> None:
+    """Rows of 4.x through the forward translators and back through the inverses are the
+    rows they were (a defaulted perms2 stays: 4.x stores perms2 too); messages likewise; a
+    step that declares no inverse refuses the reverse naming it."""
+    import pytest
+
+    from backends.cassandra.registry import Registry, RegistryError, load_registry
+    from backends.cassandra.translate import Cell, TableTranslator, translate_partition
+    from backends.runsync.messages import translate
+
+    registry = load_registry()
+    back = registry.reversed()
+    cells = [Cell("fq_name", '["default-domain", "p", "vn"]', 3),
+             Cell("parent:project:p1", "null", 3),
+             Cell("prop:perms2", '{"owner": "x"}', 4),
+             Cell("prop:virtual_network_network_id", "7", 3),
+             Cell("ref:network-ipam:i1", '{"attr": {}}', 5),
+             Cell("type", '"virtual-network"', 3)]
+    forward = registry.translator("4.1.0", "5.0.0", "config_db_uuid", "obj_uuid_table")
+    key, on_new, rejected = translate_partition(forward, "u1", cells)
+    assert not rejected and ("prop:virtual_network_id", "7") in {(c.column, c.value)
+                                                                 for c in on_new}
+    inverse = back.translator("5.0.0", "4.1.0", "config_db_uuid", "obj_uuid_table")
+    key2, on_old, rejected = translate_partition(inverse, key, on_new)
+    assert key2 == "u1" and not rejected and sorted(on_old, key=lambda c: c.column) == cells
+    fq = back.translator("5.0.0", "4.1.0", "config_db_uuid", "obj_fq_name_table")
+    assert fq.key("virtual_machine_interface") == "virtual-machine-interface"
+    message = {"oper": "CREATE", "type": "virtual-network",
+               "obj_dict": {"virtual_network_network_id": 7}}
+    there = translate(message, "4.1.0", "5.0.0")
+    assert there["type"] == "virtual_network"
+    assert translate(there, "5.0.0", "4.1.0", reverse=True) == message
+
+    closed = Registry()
+    closed.add_keyspace("myapp", ["things"])
+    closed.add_translator("4.x", "5.0", "myapp", "things", TableTranslator())
+    closed.add_inverse("4.x", "5.0", "myapp", "things", None)
+    assert closed.revert_blockers("4.1.0", "5.0.0") == [
+        "myapp.things 4.x -> 5.0 (identity): declares none"]
+    with pytest.raises(RegistryError, match=r"myapp.things 4.x -> 5.0 .*has no inverse"):
+        closed.reversed().translator("5.0.0", "4.1.0", "myapp", "things")

@@ -1,8 +1,12 @@
 """`issu revert` on the demo world: after some computes moved to v2, revert brings them back
-and leaves old's config rows as they were (the plan's refusals: tests/test_revert.py)."""
+and leaves old's config rows as they were; after finalize, the writes new took come back
+to old through the reverse replication (the plan's refusals: tests/test_revert.py)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import httpx
 import pytest
 
 from backends.cassandra.connection import CassandraSide, connect
@@ -12,7 +16,7 @@ from issu_tui.journal import Journal
 from issu_tui.orchestrator.context import Context
 from issu_tui.orchestrator.executor import Executor
 from issu_tui.orchestrator.phases import phase_marker
-from tests.orch_world import fresh_world, issu_json, stop_world
+from tests.orch_world import eventually, fresh_world, issu_json, stop_world
 
 
 def _old_rows(endpoints: Endpoints) -> int:
@@ -62,5 +66,90 @@ def test_revert_after_some_computes_moved_brings_them_back_and_keeps_old(
         assert _old_rows(services) == before
         again = issu_json(world, "revert", "--check", expect=1)
         assert any("aborted" in b for b in again["blockers"])
+    finally:
+        stop_world(world)
+
+
+def _vns(api: str) -> dict[str, str]:
+    """fq_name string -> display_name of the tenants' virtual networks on one api-server
+    (the default ones an api-server creates at its start are left out)."""
+    data = httpx.get(f"{api}/virtual-networks", params={"detail": "true"}, timeout=30).json()
+    out = {}
+    for item in data["virtual-networks"]:
+        vn = item.get("virtual-network", item)
+        if vn["fq_name"][1].startswith("tenant"):
+            out[":".join(vn["fq_name"])] = vn.get("display_name", "")
+    return out
+
+
+def _uuid(api: str, obj_type: str, fq_name: list[str]) -> str | None:
+    answer = httpx.post(f"{api}/fqname-to-id", timeout=30,
+                        json={"type": obj_type, "fq_name": fq_name})
+    return str(answer.json()["uuid"]) if answer.status_code == 200 else None
+
+
+def _routing_instance(api: str, fq_name: list[str]) -> dict[str, Any]:
+    """The routing instance once the schema-transformer gave it its route target."""
+    def ready() -> dict[str, Any] | None:
+        uuid = _uuid(api, "routing-instance", fq_name)
+        if uuid is None:
+            return None
+        ri = httpx.get(f"{api}/routing-instance/{uuid}", timeout=30).json()["routing-instance"]
+        return ri if ri.get("route_target_refs") else None
+
+    found: dict[str, Any] = eventually(ready, 120, f"routing instance {fq_name}")
+    return found
+
+
+@pytest.mark.timeout(1200)
+def test_revert_after_finalize_carries_new_writes_back_to_old(services: Endpoints) -> None:
+    """Finalize (the reverse replication starts at its commit), then a network created, one
+    renamed and one deleted through the new api-server; `issu revert`: old's api-server
+    serves all three changes (the created network with new's uuid)."""
+    world = fresh_world(services, computes=1, install_s=0.2, seed_projects=1)
+    v1, v2 = world.api_url("v1"), world.api_url("v2")
+    try:
+        assert issu_json(world, "phase", "run-sync", timeout=600)["ok"]
+        assert issu_json(world, "compute", "upgrade", "all", timeout=600)["ok"]
+        done = issu_json(world, "finalize", timeout=600)
+        assert done["ok"], done
+        assert issu_json(world, "revert", "--check")["ok"]
+
+        before = _vns(v2)
+        project = next(iter(before)).split(":")[:2]
+        renamed = sorted(before)[0]
+        for name in ("after-finalize", "to-delete"):
+            created = httpx.post(f"{v2}/virtual-networks", timeout=30, json={
+                "virtual-network": {"fq_name": [*project, name], "parent_type": "project"}})
+            assert created.status_code == 200, created.text
+        # new's schema-transformer gives each its routing instance and route target (over
+        # new's REST API, so through the reverse replication too) before revert stops it
+        instances = {name: _routing_instance(v2, [*project, name, name])
+                     for name in ("after-finalize", "to-delete")}
+        target = instances["to-delete"]["route_target_refs"][0]["to"]
+        uuid = _uuid(v2, "virtual-network", renamed.split(":"))
+        r = httpx.put(f"{v2}/virtual-network/{uuid}", timeout=30,
+                      json={"virtual-network": {"display_name": "renamed-on-new"}})
+        assert r.status_code == 200, r.text
+        gone = _uuid(v2, "virtual-network", [*project, "to-delete"])
+        r = httpx.delete(f"{v2}/virtual-network/{gone}", timeout=30)
+        assert r.status_code in (200, 204), r.text
+        eventually(lambda: _uuid(v2, "route-target", target) is None, 120,
+                   "new's schema-transformer deletes the deleted network's route target")
+        deleted = f"{':'.join(project)}:to-delete"
+
+        result = issu_json(world, "revert", timeout=900)
+        assert result["ok"], result
+        assert result["plan"]["committed"] is True
+
+        on_old = _vns(v1)
+        assert f"{':'.join(project)}:after-finalize" in on_old
+        assert on_old[renamed] == "renamed-on-new"
+        assert deleted not in on_old
+        assert on_old == _vns(v2)
+        # the network new took is carried back itself (new's uuid), not re-created on old
+        created_uuid = _uuid(v2, "virtual-network", [*project, "after-finalize"])
+        assert created_uuid is not None
+        assert _uuid(v1, "virtual-network", [*project, "after-finalize"]) == created_uuid
     finally:
         stop_world(world)

@@ -78,7 +78,8 @@ def test_ring_run_refuses_a_config_that_does_not_fit(tmp_path: Path) -> None:
     assert stay.exit_code == 2 and "stay keeps 5 database nodes" in stay.output
     grow = runner.invoke(cli, ["ring", "run", "-c", str(_write_config(tmp_path, OLD, NEW)),
                                "--approach", "grow", "--when", "plan"])
-    assert grow.exit_code == 2
+    # the ring intent, refused by the executor before any step (no marker)
+    assert grow.exit_code == 1
     assert "10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.4, 10.0.0.5 have no [[old.controllers]]" \
         in grow.output
 
@@ -86,8 +87,8 @@ def test_ring_run_refuses_a_config_that_does_not_fit(tmp_path: Path) -> None:
 def test_the_way_back_is_named_closed_by_each_translator_without_an_inverse() -> None:
     registry = Registry()
     contrail_defaults(registry)
-    blockers = registry.revert_blockers("4.1.0", "5.0.0", ["config_db_uuid"])
-    assert any("config_db_uuid.obj_uuid_table 4.x -> 5.0" in b for b in blockers)
+    # the built-in 4.x -> 5.0 translators declare their inverses
+    assert registry.revert_blockers("4.1.0", "5.0.0", ["config_db_uuid"]) == []
     assert registry.revert_blockers("5.0.0", "5.0.3") == []  # same era: identity only
 
     class Back(TableTranslator):
@@ -123,3 +124,31 @@ def test_ring_run_refuses_steps_outside_their_phase_or_approach(tmp_path: Path) 
     late = runner.invoke(cli, ["ring", "run", "-c", str(path), "--approach", "grow",
                                "--when", "plan"])
     assert late.exit_code == 1 and "the upgrade is in phase computes" in late.output
+
+
+def test_ring_run_is_an_executor_intent_refused_by_phase_and_inventory(tmp_path: Path) -> None:
+    """`issu ring run` submits a `ring` intent: the executor refuses the steps of a phase
+    the upgrade is not in, and a database node no controller entry reaches, naming them;
+    nothing is marked."""
+    import json as jsonlib
+
+    from issu_tui.journal import Journal
+
+    path = _write_config(tmp_path, OLD, NEW)
+    journal = Journal.open(tmp_path / "state")
+    journal.set_phase("computes")
+    journal.set_approach("grow")
+    journal.close()
+    early = CliRunner().invoke(cli, ["ring", "run", "-c", str(path), "--approach", "grow",
+                                     "--when", "done", "--json"])
+    assert early.exit_code == 1, early.output
+    result = jsonlib.loads(early.output.splitlines()[-1])
+    assert result["kind"] == "ring" and "run only in phase done" in result["error"]
+    unreachable = CliRunner().invoke(cli, ["ring", "run", "-c", str(path), "--approach",
+                                           "grow", "--when", "computes", "--json"])
+    assert unreachable.exit_code == 1, unreachable.output
+    error = jsonlib.loads(unreachable.output.splitlines()[-1])["error"]
+    assert "10.0.0.1" in error and "[[old.controllers]]" in error
+    journal = Journal.open(tmp_path / "state", read_only=True)
+    assert not [m for m in journal.steps_done() if m.startswith("ring.")]
+    journal.close()

@@ -150,7 +150,8 @@ class CopyEngine:
     def run(self, job: str, *, phase: str, fresh: bool = False,
             stop: threading.Event | None = None) -> CopyReport:
         specs = self.tables_for(phase)
-        check_path(self.old, self.new, {s.keyspace for s in specs}, self.registry.keyspaces)
+        check_path(self.old, self.new, {s.keyspace for s in specs}, self.registry.keyspaces,
+                   reverse=self.registry.reverse)
         check_partitioner(self.old.session, "old")
         check_partitioner(self.new.session, "new")
         started = time.monotonic()

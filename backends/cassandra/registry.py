@@ -27,7 +27,9 @@ from backends.cassandra.translate import (
     IDENTITY,
     ChainTranslator,
     ObjFqName4to5,
+    ObjFqName5to4,
     ObjUuid4to5,
+    ObjUuid5to4,
     TableTranslator,
 )
 from backends.versions import ERAS, version_path
@@ -72,6 +74,8 @@ class Registry:
         self.keyspaces: dict[str, KeyspaceSpec] = {}
         self._translators: dict[tuple[str, str, str, str], TableTranslator] = {}
         self._inverses: dict[tuple[str, str, str, str], TableTranslator | None] = {}
+        # a reversed view (reversed()): `translator` maps the newer release's rows back
+        self.reverse = False
 
     # ---------------------------------------------------------------- registration
     def add_keyspace(self, name: str, tables: Iterable[str | TableSpec], *,
@@ -120,6 +124,15 @@ class Registry:
                     blockers.append(f"{spec.qualified} {a} -> {b} ({forward.name}): {how}")
         return blockers
 
+    def reversed(self) -> Registry:
+        """The same registry for the reverse replication new -> old: its `translator(new's
+        version, old's version, ...)` chains the inverses, newest step first."""
+        view = Registry()
+        view.keyspaces, view._translators, view._inverses = (
+            self.keyspaces, self._translators, self._inverses)
+        view.reverse = True
+        return view
+
     # ---------------------------------------------------------------- lookup
     def table(self, keyspace: str, table: str) -> TableSpec:
         try:
@@ -144,9 +157,31 @@ class Registry:
     def translator(self, old_version: str, new_version: str, keyspace: str,
                    table: str) -> TableTranslator:
         """The chained translator from old to new (identity for steps with none registered).
-        Raises VersionPathError for an unsupported path."""
+        Raises VersionPathError for an unsupported path. On a reversed view `old_version`
+        is the newer release (the source) and the steps are the inverses, last step first;
+        a step without one raises RegistryError naming it.
+        """
+        if self.reverse:
+            return self._inverse_chain(old_version, new_version, keyspace, table)
         steps = [self._translators.get((a, b, keyspace, table), IDENTITY)
                  for a, b in version_path(old_version, new_version)]
+        chain = ChainTranslator(steps)
+        return chain.steps[0] if len(chain.steps) == 1 else chain
+
+    def _inverse_chain(self, source_version: str, target_version: str, keyspace: str,
+                       table: str) -> TableTranslator:
+        steps: list[TableTranslator] = []
+        for a, b in reversed(version_path(target_version, source_version)):
+            key = (a, b, keyspace, table)
+            forward = self._translators.get(key)
+            if forward is None or forward.is_identity:
+                continue
+            inverse = self._inverses.get(key)
+            if inverse is None:
+                raise RegistryError(f"{keyspace}.{table} {a} -> {b} ({forward.name}) has no "
+                                    "inverse: no way back from "
+                                    f"{source_version} to {target_version}")
+            steps.append(inverse)
         chain = ChainTranslator(steps)
         return chain.steps[0] if len(chain.steps) == 1 else chain
 
@@ -165,12 +200,14 @@ CONTRAIL_KEYSPACES: dict[str, list[str]] = {
 
 def contrail_defaults(registry: Registry) -> None:
     """The Contrail keyspaces (config_db_uuid is copied by pre-sync and run-sync, never by
-    post-sync) and the 4.x -> 5.0 translators."""
+    post-sync) and the 4.x -> 5.0 translators with their inverses."""
     for keyspace, tables in CONTRAIL_KEYSPACES.items():
         registry.add_keyspace(keyspace, tables, post_sync=keyspace != CONFIG_DB_UUID,
                               origin="contrail")
     registry.add_translator("4.x", "5.0", CONFIG_DB_UUID, "obj_uuid_table", ObjUuid4to5())
     registry.add_translator("4.x", "5.0", CONFIG_DB_UUID, "obj_fq_name_table", ObjFqName4to5())
+    registry.add_inverse("4.x", "5.0", CONFIG_DB_UUID, "obj_uuid_table", ObjUuid5to4())
+    registry.add_inverse("4.x", "5.0", CONFIG_DB_UUID, "obj_fq_name_table", ObjFqName5to4())
 
 
 def load_registry(*, entry_points_group: str = ENTRY_POINT_GROUP) -> Registry:
@@ -188,3 +225,9 @@ def load_registry(*, entry_points_group: str = ENTRY_POINT_GROUP) -> Registry:
             raise RegistryError(f"entry point {ep.name} ({ep.value}) of group "
                                 f"{entry_points_group} failed: {exc}") from exc
     return registry
+
+
+def load_reverse_registry(*, entry_points_group: str = ENTRY_POINT_GROUP) -> Registry:
+    """load_registry's reversed view (the reverse replication's; picklable by name for the
+    apply processes)."""
+    return load_registry(entry_points_group=entry_points_group).reversed()

@@ -147,7 +147,7 @@ class _Recording:
 class Replicator:
     def __init__(self, old: Connection, new: Connection, registry: Registry,
                  settings: SyncSettings | None = None, *, run_id: str | None = None) -> None:
-        check_path(old, new, registry.keyspaces)
+        check_path(old, new, registry.keyspaces, reverse=registry.reverse)
         self.old, self.new, self.registry = old, new, registry
         self.settings = settings or SyncSettings()
         self.quarantine = Quarantine(new, run_id or f"run-sync-{uuid.uuid4().hex[:8]}")

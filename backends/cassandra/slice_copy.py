@@ -184,13 +184,17 @@ def prune_renamed_partitions(ctx: TableContext) -> Counts:
 
 
 def check_path(old: Connection, new: Connection, keyspaces: Iterable[str],
-               registered: Iterable[str] = ()) -> None:
-    """Raises VersionPathError (a ValueError) when old -> new is not a supported path, and
-    SameClusterError (a ValueError) when old and new are one cluster and one of `keyspaces`
-    would be both old's and new's. Called before anything is read or written."""
+               registered: Iterable[str] = (), *, reverse: bool = False) -> None:
+    """Raises VersionPathError (a ValueError) when old -> new is not a supported path (with
+    `reverse`, the reverse replication's: new -> old back down it), and SameClusterError (a
+    ValueError) when old and new are one cluster and one of `keyspaces` would be both old's
+    and new's. Called before anything is read or written."""
     refuse_same_keyspaces(old, new, keyspaces, registered)
     if old.side.version and new.side.version:
-        version_path(old.side.version, new.side.version)
+        if reverse:
+            version_path(new.side.version, old.side.version)
+        else:
+            version_path(old.side.version, new.side.version)
 
 
 def translator_for(registry: Registry, old: Connection, new: Connection,

@@ -214,6 +214,65 @@ class ObjFqName4to5(TableTranslator):
         return underscore_type(key)
 
 
+# --------------------------------------------------------------------------- Contrail 5.0 -> 4.x
+# The inverses, for the reverse replication after finalize (issu revert). 4.x type names
+# never hold `_`, so `_` -> `-` undoes the forward step exactly. A `prop:perms2` is kept:
+# 4.x stores it too (it only had no default), so a defaulted one reads the same there.
+
+_RENAMED_BACK = {new: old for old, new in _RENAMED_PROPS.items()}
+
+
+def hyphen_type(type_name: str) -> str:
+    return type_name.replace("_", "-")
+
+
+class ObjUuid5to4(TableTranslator):
+    """obj_uuid_table, 5.0 -> 4.x (ObjUuid4to5's inverse): `_` to `-` in type names (the
+    `type` value, the type segment of link columns), `prop:virtual_network_id` back to
+    `prop:virtual_network_network_id`. A value that is not JSON is rejected."""
+
+    name = "contrail 5.0->4.x obj_uuid_table"
+
+    def column(self, key: str, column: str) -> str:
+        if column in _RENAMED_BACK:
+            return _RENAMED_BACK[column]
+        head, sep, rest = column.partition(":")
+        if sep and head in _LINK_PREFIXES:
+            type_name, sep2, tail = rest.partition(":")
+            return f"{head}:{hyphen_type(type_name)}{sep2}{tail}"
+        return column
+
+    def partition(self, key: str) -> PartitionTranslation:
+        return _ObjUuidBack(self, key)
+
+
+class _ObjUuidBack(PartitionTranslation):
+    def __init__(self, table: ObjUuid5to4, key: str) -> None:
+        self._table, self._key = table, key
+
+    def cell(self, cell: Cell) -> list[Cell]:
+        try:
+            decoded = json.loads(cell.value)
+        except (ValueError, TypeError) as exc:
+            raise RejectCell(f"value is not JSON: {exc}") from None
+        value = cell.value
+        if cell.column == "type":
+            if not isinstance(decoded, str):
+                raise RejectCell(f"type must be a JSON string, got {type(decoded).__name__}")
+            value = json.dumps(hyphen_type(decoded))
+        return [Cell(self._table.column(self._key, cell.column), value, cell.writetime)]
+
+
+class ObjFqName5to4(TableTranslator):
+    """obj_fq_name_table, 5.0 -> 4.x (ObjFqName4to5's inverse): `_` becomes `-` in the key."""
+
+    name = "contrail 5.0->4.x obj_fq_name_table"
+    renames_keys = True
+
+    def key(self, key: str) -> str:
+        return hyphen_type(key)
+
+
 def translate_partition(translator: TableTranslator, key: str,
                         cells: Sequence[Cell]) -> tuple[str, list[Cell], list[tuple[Cell, str]]]:
     """Whole-partition helper (dry runs, tests): (new key, cells, rejected (cell, reason))."""

@@ -215,7 +215,8 @@ class Verifier:
 
     def run(self, *, phase: str = "pre") -> VerifyReport:
         specs = self.registry.tables(self.settings.keyspaces, phase=phase)
-        check_path(self.old, self.new, {s.keyspace for s in specs}, self.registry.keyspaces)
+        check_path(self.old, self.new, {s.keyspace for s in specs}, self.registry.keyspaces,
+                   reverse=self.registry.reverse)
         check_partitioner(self.old.session, "old")
         check_partitioner(self.new.session, "new")
         started = time.monotonic()

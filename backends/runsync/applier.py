@@ -124,7 +124,8 @@ class ChangeApplier:
 
     def _republish(self, change: Change, result: ApplyResult, first: bool) -> Outcome:
         opts = self.options
-        out_body = translate(change.body, opts.old_version, opts.new_version)
+        out_body = translate(change.body, opts.old_version, opts.new_version,
+                             reverse=opts.reverse)
         backoff = Backoff(opts.backoff_initial_s, opts.backoff_max_s)
         while True:
             try:

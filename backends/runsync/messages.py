@@ -96,16 +96,39 @@ def _step_4x_to_50(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _step_50_to_4x(body: dict[str, Any]) -> dict[str, Any]:
+    """_step_4x_to_50's inverse (the reverse replication after finalize)."""
+    out = dict(body)
+    out["type"] = str(body["type"]).replace("_", "-")
+    back = {new: old for old, new in _RENAMED_PROPS_4_TO_5.items()}
+    obj_dict = body.get("obj_dict")
+    if isinstance(obj_dict, dict) and any(k in obj_dict for k in back):
+        out["obj_dict"] = {back.get(k, k): v for k, v in obj_dict.items()}
+    return out
+
+
 MESSAGE_STEPS: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("4.x", "5.0"): _step_4x_to_50,
 }
+# keyed by the forward step they undo
+MESSAGE_INVERSES: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    ("4.x", "5.0"): _step_50_to_4x,
+}
 
 
-def translate(body: dict[str, Any], old_version: str, new_version: str) -> dict[str, Any]:
+def translate(body: dict[str, Any], old_version: str, new_version: str, *,
+              reverse: bool = False) -> dict[str, Any]:
     """The message as the new cluster's consumers expect it (steps chained; identity when
-    a side has no version or a step changes nothing)."""
+    a side has no version or a step changes nothing). `reverse`: the source `old_version`
+    is the newer release and the inverse steps run, last step first."""
     out = dict(body)
     if not (old_version and new_version):
+        return out
+    if reverse:
+        for step in reversed(version_path(new_version, old_version)):
+            back = MESSAGE_INVERSES.get(step)
+            if back is not None:
+                out = back(out)
         return out
     for step in version_path(old_version, new_version):
         fn = MESSAGE_STEPS.get(step)

@@ -21,6 +21,9 @@ class RunSyncOptions:
     force_catch_up: bool = False
     old_version: str = ""
     new_version: str = ""
+    # the reverse replication new -> old after finalize: old/new_version are the source's
+    # (newer) and the target's; messages go through the inverse steps
+    reverse: bool = False
     metrics_listen: str | None = "127.0.0.1:9109"
     counters_interval_s: float = 2.0
     backoff_initial_s: float = 0.5

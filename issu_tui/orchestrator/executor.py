@@ -27,7 +27,7 @@ from issu_tui.orchestrator.context import Context, OrchestratorError, StepInterr
 from issu_tui.orchestrator.controllers import prepare_new
 from issu_tui.orchestrator.pairing import check_pairing, pair, unpair
 from issu_tui.orchestrator.preflight import run_preflight
-from issu_tui.orchestrator.syncproc import RunSyncSupervisor, run_step
+from issu_tui.orchestrator.syncproc import ReverseSyncSupervisor, RunSyncSupervisor, run_step
 
 
 class Executor:
@@ -36,6 +36,7 @@ class Executor:
         self.ctx = ctx
         self.runner = runner or ComputeRunner(ctx)
         self.runsync = RunSyncSupervisor(ctx)
+        self.reverse = ReverseSyncSupervisor(ctx)
         self.northbound_file = northbound_file or ctx.config_path.parent / "northbound.toml"
         self.shutdown = threading.Event()
         self._worker: threading.Thread | None = None
@@ -102,8 +103,15 @@ class Executor:
                 and not self.ctx.step_done(fin.step("stop-run-sync").marker))
 
     def supervise(self) -> str:
-        """run-sync must run from its phase until finalize stops it (Restart=always)."""
+        """run-sync must run from its phase until finalize stops it (Restart=always); the
+        reverse replication from finalize's commit until revert stops it."""
         with self.ctx.runsync_lock:
+            if (self.ctx.step_done(fin.REVERSE_STARTED)
+                    and not self.ctx.step_done(fin.REVERSE_STOPPING)
+                    and not self.reverse.running()):
+                self.reverse.start()
+                self.ctx.event("sync", "reverse-sync was not running: restarted",
+                               level="warning")
             if not self.runsync_wanted():
                 return "not needed" if not self.runsync.running() else "running"
             if self.runsync.running():
@@ -408,6 +416,73 @@ class Executor:
         journal.set_phase("aborted", status="done", note="; ".join(done))
         return {"ok": True, "done": done}
 
+    def ring(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The ring steps of one phase of a shared-hardware approach (issu ring run): each
+        guarded by the quorum guard computed from the live ring, checked after, marked in
+        the journal (ringrun.RingRunner); a re-run (or the next executor, the intent
+        re-queued) continues after the last marked step."""
+        import shlex
+
+        from backends.cassandra.connection import CassandraUnavailable
+        from backends.cassandra.nodetool import NodetoolError
+        from backends.cassandra.ringops import RingOpError
+        from backends.controller import ControllerError
+        from issu_tui.orchestrator.ringplan import RingPlanError, ring_run_refusal, ring_steps
+        from issu_tui.orchestrator.ringrun import RingStepRefused
+        from issu_tui.ringhooks import controller_runner
+
+        config, journal = self.ctx.config, self.ctx.journal
+        approach = str(args.get("approach") or self.approach)
+        when = str(args.get("when") or "")
+        try:
+            steps = ring_steps(approach, list(config.old.cassandra.hosts),
+                               list(config.new.cassandra.hosts))
+        except RingPlanError as exc:
+            raise OrchestratorError(f"{self.ctx.config_path}: {exc}") from None
+        if when not in {s.when for s in steps} | {"plan", "computes", "done"}:
+            raise OrchestratorError(f"ring: when must be plan, computes or done, not {when!r}")
+        current = journal.phase()
+        refusal = ring_run_refusal(when, approach, current.phase if current else None,
+                                   journal.orchestrator_state().approach)
+        if refusal is not None:
+            raise OrchestratorError(refusal)
+        min_replicas = args.get("min_replicas")
+        try:
+            runner = controller_runner(
+                config, shlex.split(str(args.get("nodetool") or "nodetool")),
+                int(min_replicas) if min_replicas is not None else None, journal,
+                float(args.get("timeout_s") or 3600))
+            first = next((i for i, s in enumerate(steps) if s.when == when), len(steps))
+            runner.run([s for s in steps if s.when == when], first_index=first)
+        except (RingStepRefused, RingOpError, NodetoolError, ControllerError,
+                CassandraUnavailable, ValueError) as exc:
+            self.ctx.event("ring", f"ring step failed: {exc}", level="error")
+            raise OrchestratorError(str(exc)) from None
+        return {"ok": True, "done": f"{approach}: the ring steps of {when} are done"}
+
+    def revert(self, args: dict[str, Any]) -> dict[str, Any]:
+        """issu revert: before finalize's commit it is abort; after it, the way back
+        through the reverse replication (revert.py)."""
+        from issu_tui.orchestrator.revert import check_revert_open, revert_after_commit
+
+        journal = self.ctx.journal
+        current = journal.phase()
+        if not self.ctx.step_done(fin.COMMIT_STEP) and (current is None
+                                                        or current.phase != "done"):
+            return self.abort(args)
+        check_revert_open(self.ctx)
+        self.ctx.stop.clear()
+        journal.set_phase("aborting", status="entered", note="revert after finalize")
+        try:
+            done = revert_after_commit(self.ctx, self.runner,
+                                       drop_new_data=bool(args.get("drop_new_data")))
+        except Exception as exc:
+            journal.set_phase("aborting", status="failed", note=str(exc)[:2000])
+            raise
+        journal.set_phase("aborted", status="done",
+                          note="reverted after finalize: " + "; ".join(done))
+        return {"ok": True, "done": done}
+
 
 # ----------------------------------------------------------------------------- phase runners
 # One function per phase of phases.RUNNABLE (a test checks that none is missing): what the
@@ -485,6 +560,8 @@ INTENT_HANDLERS: dict[str, IntentHandler] = {
     "rollback": Executor.rollback,
     "finalize": Executor.finalize,
     "abort": Executor.abort,
+    "revert": Executor.revert,
+    "ring": Executor.ring,
     "verify": Executor.verify,
     "runsync": Executor.runsync_hold,
     "unpair": Executor.unpair,

@@ -40,11 +40,15 @@ from issu_tui.orchestrator.northbound import (
 from issu_tui.orchestrator.pairing import unpair
 from issu_tui.orchestrator.preflight import keyspaces_absent_on_old
 from issu_tui.orchestrator.settle import settle_old_writers
-from issu_tui.orchestrator.syncproc import RunSyncSupervisor, run_step
+from issu_tui.orchestrator.syncproc import ReverseSyncSupervisor, RunSyncSupervisor, run_step
 
 # Marked (under ctx.runsync_lock) just before finalize stops run-sync for good: from then on
 # the supervisor leaves it stopped, even if the stop-run-sync step itself is interrupted.
 RUNSYNC_STOPPING = "finalize.run-sync-stopping"
+# Marked once the reverse replication new -> old runs (the way back after the commit,
+# issu revert); the revert marks REVERSE_STOPPING (under runsync_lock) before stopping it.
+REVERSE_STARTED = "revert.reverse-sync-started"
+REVERSE_STOPPING = "revert.reverse-sync-stopping"
 CONFIG_DB_UUID = "config_db_uuid"
 
 
@@ -312,6 +316,46 @@ def switch_northbound(run: FinalizeRun) -> str:
     return "; ".join(done) or "no northbound api clients listed (collectors only)"
 
 
+def translator_blockers(ctx: Context) -> list[str]:
+    """Why the reverse replication cannot translate new's rows back to old's release: each
+    translator step without an inverse, or the version path itself, named."""
+    from backends.cassandra.registry import RegistryError, load_registry
+    from backends.versions import VersionPathError
+
+    try:
+        registry = load_registry()
+        keyspaces = ctx.config.sync.keyspaces or sorted(registry.keyspaces)
+        return registry.revert_blockers(ctx.config.old.version, ctx.config.new.version,
+                                        keyspaces)
+    except (RegistryError, VersionPathError) as exc:
+        return [str(exc)]
+
+
+def start_reverse_sync(run: FinalizeRun) -> str:
+    """The way back after the commit: before new opens, the reverse replication new -> old
+    declares its durable queue on new's broker and runs, so every write new takes reaches
+    old's (intact) database through the translators' inverses. Without an inverse for some
+    translator step the way back is closed: said, and finalize goes on."""
+    ctx = run.ctx
+    blockers = translator_blockers(ctx)
+    if blockers:
+        ctx.event("finalize", "the way back after finalize is closed (issu revert refused): "
+                  + "; ".join(blockers), level="warning", blockers=blockers)
+        return "not started: " + "; ".join(blockers)
+    reverse = ReverseSyncSupervisor(ctx)
+    with ctx.runsync_lock:
+        reverse.start()
+        ctx.mark_step(REVERSE_STARTED)
+    counters = reverse.wait_reporting()
+    time.sleep(1.0)  # a refusal at start (exit 2) reports its counters on the way out
+    if not reverse.running():
+        raise OrchestratorError(f"the reverse replication exited at start; last output:\n"
+                                f"{reverse.last_output()}")
+    return (f"reverse replication new -> old running (pid {reverse.pid()}, queue "
+            f"{ctx.config.sync.queue_name}.reverse on new's broker, queue depth "
+            f"{counters.get('queue_depth', 0):.0f}): `issu revert` can bring old back")
+
+
 def open_new(run: FinalizeRun) -> str:
     by_profile = fence_by_profile(run.ctx, "new", closed=False)
     if by_profile:
@@ -411,6 +455,11 @@ STEPS: tuple[FinalizeStep, ...] = (
                  undoes="point the northbound clients back at old (their .issu-backup)",
                  begun=True),
     FinalizeStep("commit", "the point of no return: abort is refused from here", commit),
+    # before new takes its first northbound write: the reverse replication's queue is
+    # bound by then, so revert can carry every such write back to old
+    FinalizeStep("start-reverse-sync", "start the reverse replication new -> old through "
+                 "the translators' inverses (the way back: issu revert); none when a "
+                 "translator step has no inverse", start_reverse_sync),
     FinalizeStep("open-new", "open the new api-server for writes", open_new),
     # The new api-server refuses every write until it is open: unpair after. The old
     # cluster is fenced and being retired: its copy of the pairing is left alone.

@@ -10,8 +10,12 @@ does not; a record on an address both name (a shared database host) is kept, and
 
 from __future__ import annotations
 
-from backends.apiserver import ApiServerError
-from backends.node_records import node_records
+import json
+from pathlib import Path
+from typing import Any
+
+from backends.apiserver import ApiServerClient, ApiServerError
+from backends.node_records import NODE_OBJECTS, NodeRecord, node_records
 from issu_tui.config import IssuConfig, cluster_addresses, same_address
 from issu_tui.orchestrator.context import Context, OrchestratorError
 
@@ -29,6 +33,7 @@ def remove_old_node_records(ctx: Context) -> str:
             records = node_records(api, control=False)
             stale = [r for r in records if same_address(r.address) in gone]
             kept = [r for r in records if same_address(r.address) in shared]
+            _keep_for_revert(ctx, api, stale)
             deleted = [r.label() for r in stale if api.delete(r.obj_type, r.uuid)]
     except ApiServerError as exc:
         raise OrchestratorError(f"remove-old-nodes: {exc}; run finalize again once the new "
@@ -44,3 +49,53 @@ def planned_removal(config: IssuConfig) -> str:
     addresses = sorted(old_only(config))
     return ("new api-server: delete the config/analytics/database node records of "
             + (", ".join(addresses) if addresses else "no old-only address"))
+
+
+# The records remove-old-nodes deletes from new, as old had them: the reverse replication
+# (issu revert) carries those deletions back to old, and revert creates them again there.
+REMOVED_RECORDS = "removed-old-node-records.json"
+
+
+def _removed_path(ctx: Context) -> Path:
+    return ctx.config.state_dir / REMOVED_RECORDS
+
+
+def _keep_for_revert(ctx: Context, api: ApiServerClient, stale: list[NodeRecord]) -> None:
+    path = _removed_path(ctx)
+    kept: dict[str, dict[str, Any]] = {}
+    if path.exists():  # a re-run: what an earlier run deleted is no longer on new
+        kept = {f"{r['obj_type']}:{r['fq_name']}": r for r in json.loads(path.read_text())}
+    for record in stale:
+        obj = api.read(record.obj_type, record.uuid)
+        if obj is None:
+            continue
+        prop = NODE_OBJECTS[record.obj_type][1]
+        body = {"fq_name": obj["fq_name"], "parent_type": obj.get("parent_type")
+                or "global-system-config", prop: record.address}
+        kept[f"{record.obj_type}:{obj['fq_name']}"] = {"obj_type": record.obj_type,
+                                                       "fq_name": obj["fq_name"],
+                                                       "body": body}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(list(kept.values()), indent=1))
+    tmp.replace(path)
+
+
+def restore_old_node_records(ctx: Context) -> str:
+    """After a revert: old's node records (and its control nodes' bgp-routers) that
+    finalize removed from new, and the reverse replication then from old, created again
+    on old through its api-server."""
+    path = _removed_path(ctx)
+    saved = json.loads(path.read_text()) if path.exists() else []
+    created: list[str] = []
+    try:
+        with ctx.api("old") as api:
+            paired = api.pair(ctx.bgp_specs("old"))
+            created += [f"bgp-router {name}" for name in paired.created]
+            for item in saved:
+                if api.fq_name_to_id(item["obj_type"], item["fq_name"]) is None:
+                    api.create(item["obj_type"], item["body"])
+                    created.append(f"{item['obj_type']} {item['fq_name'][-1]}")
+    except ApiServerError as exc:
+        raise OrchestratorError(f"restoring old's node records: {exc}; run revert again once "
+                                "the old api-server answers") from None
+    return "created again on old: " + (", ".join(created) or "none missing")

@@ -47,6 +47,7 @@ class Phase:
     accepts: frozenset[str] = frozenset()  # intents the executor takes in this phase
     offers: frozenset[str] = frozenset()   # of those, the actions the console offers
     refusal: str = ""     # why the phase takes no work intent ('' when it takes some)
+    ended: bool = False   # the upgrade's end although it still takes an intent (revert)
 
     @property
     def marker(self) -> str:
@@ -55,7 +56,7 @@ class Phase:
 
     @property
     def terminal(self) -> bool:
-        return not self.accepts and self.refusal != ""
+        return self.ended or (not self.accepts and self.refusal != "")
 
     @property
     def keeps_runsync(self) -> bool:
@@ -96,6 +97,15 @@ INTENTS: tuple[IntentKind, ...] = (
                "nothing to finalize yet"),
     IntentKind("abort", "bring everything back to the old cluster (until finalize commits)",
                "abort does not run in phase {phase}", interrupts=True),
+    IntentKind("ring", "run the approach's ring steps of one phase (grow, stay, rolling): "
+               "the computed quorum guard before each, the step, `nodetool status` after, "
+               "each marked in the journal (a re-run continues): args approach, when, "
+               "nodetool, min_replicas, timeout_s",
+               "ring steps do not run in phase {phase}"),
+    IntentKind("revert", "after finalize's point of no return: back to the old cluster "
+               "through the reverse replication new -> old (issu revert; before it, revert "
+               "is abort)", "revert after the point of no return runs once finalize "
+               "committed (phase is {phase}); before it, `issu revert` aborts"),
     IntentKind("verify", "compare new against old (any time once run-sync runs); the "
                "differences are counted in the journal and listed in an event",
                "verify needs run-sync to be running (phase is {phase})"),
@@ -116,46 +126,53 @@ _EARLY = _CONTROL | {"phase", "unpair", "abort"}
 _MOVING = _EARLY | {"upgrade", "rollback", "finalize", "verify", "runsync"}
 # Before run-sync the console's next step runs the next phase (a `phase` intent).
 _EARLY_OFFERS = _CONTROL | {"abort", "phase"}
+# The approaches on shared hardware: ring steps (issu ring run) before pre-sync, while the
+# computes move, after finalize (ringplan.ring_run_refusal says which in which phase).
+_RING = frozenset({"ring"})
 _ENDED = "the upgrade is {phase}; nothing more to do (a new upgrade starts with a fresh " \
          "state_dir)"
 
 PHASES: tuple[Phase, ...] = (
     Phase("plan", "record the versions and the approach (topology) of the upgrade",
           "nothing outside the journal", Runs.RECORDED,
-          accepts=_EARLY, offers=_EARLY_OFFERS),
+          accepts=_EARLY | _RING, offers=_EARLY_OFFERS),
     Phase("preflight", "check version path, reachability with the credentials, keyspaces, "
           "fences, quorum, disk",
           "read-only: both clusters' Cassandra, ZooKeeper, RabbitMQ, api-servers, analytics; "
           "computes over SSH (host keys verified)", Runs.EXECUTOR, repeatable=True,
-          accepts=_EARLY, offers=_EARLY_OFFERS),
+          accepts=_EARLY | _RING, offers=_EARLY_OFFERS),
     Phase("pair", "iBGP between old and new control nodes (bgp-router objects)",
           "old api-server: bgp-routers of both clusters' control nodes (the new cluster gets "
           "them with the data)", Runs.EXECUTOR, repeatable=True,
-          accepts=_EARLY, offers=_EARLY_OFFERS),
+          accepts=_EARLY | _RING, offers=_EARLY_OFFERS),
     Phase("pre-sync", "copy every ISSU keyspace old -> new through translation",
           "reads old Cassandra, writes new Cassandra", Runs.CHILD,
-          accepts=_EARLY, offers=_EARLY_OFFERS),
+          accepts=_EARLY | _RING, offers=_EARLY_OFFERS),
     Phase("run-sync", "replay every config change into new until finalize",
           "a durable queue on the old RabbitMQ; writes new Cassandra; publishes on the new "
           "RabbitMQ", Runs.SUPERVISED,
-          accepts=_MOVING, offers=_MOVING - {"unpair"}),
+          accepts=_MOVING | _RING, offers=_MOVING - {"unpair"}),
     Phase("computes", "move the computes in batches, canary first",
           "each compute over SSH: install, point the agent at the new control nodes, "
           "restart, health gate on the new analytics", Runs.INTENTS,
-          accepts=_MOVING, offers=_MOVING - {"phase", "unpair"}),
+          accepts=_MOVING | _RING, offers=_MOVING - {"phase", "unpair"}),
     # In finalize the console offers no abort and no compute move: whether they are still
     # possible depends on the point of no return, and the command line explains a refusal.
     Phase("finalize", "the new cluster takes over (finalize's steps)",
           "old api-server (fenced), new Cassandra and ZooKeeper, northbound clients' config "
           "files, new api-server fence", Runs.STEPS,
-          accepts=_MOVING - {"runsync"}, offers=_CONTROL | {"finalize"}),
+          accepts=(_MOVING - {"runsync"}) | {"revert"}, offers=_CONTROL | {"finalize"}),
+    # done ends the upgrade (the executor leaves) but still takes `issu revert` while the
+    # reverse replication runs
     Phase("done", "the new cluster serves; retire the old one", "nothing (by hand after "
-          "this: see the runbook)", Runs.RECORDED, refusal=_ENDED),
+          "this: see the runbook)", Runs.RECORDED, accepts=frozenset({"revert"}) | _RING,
+          refusal=_ENDED, ended=True),
     Phase("aborting", "roll computes back, reopen and unpair old, stop run-sync (abort's "
           "steps)", "computes over SSH, old api-server, the old RabbitMQ; new data only when "
           "asked (--drop-new-data)", Runs.UNDO, line=Line.ABORT,
-          accepts=_CONTROL | {"abort", "unpair"},
-          refusal="the upgrade is aborting; run `issu abort` again to finish it"),
+          accepts=_CONTROL | {"abort", "unpair", "revert"},
+          refusal="the upgrade is aborting; run `issu abort` again to finish it (`issu "
+          "revert` again after a revert)"),
     Phase("aborted", "everything is back on the old cluster", "nothing", Runs.RECORDED,
           line=Line.ABORT, refusal=_ENDED),
 )

@@ -6,24 +6,34 @@ finalize steps done undone, unpaired, run-sync stopped). The ring steps an appro
 hardware ran (`issu ring run`) are not undone by abort: revert names each with its inverse
 (ringplan.RingStep.inverse), for the operator to run before the old cluster serves alone.
 
-After the commit new has taken writes that old lacks: the way back needs a reverse
-replication new -> old through each translator's inverse (registry.add_inverse). What
-closes it, each named: a translator step without an inverse, an old database node
-decommissioned (its data gone), and the reverse replication itself, which this version does
-not have yet; revert after the commit is therefore refused, naming them.
+After the commit new takes writes that old lacks. At the commit finalize starts the reverse
+replication new -> old (`issu sync run --reverse`: its own durable queue on new's broker,
+bound before new opens, each change re-read on new and written to old's intact database
+through the translators' inverses, registry.add_inverse). Revert after the commit
+(`REVERSE_STEPS`, then abort's): new fenced and its writers stopped, the reverse replication
+drained and stopped, its queues deleted, the ZooKeeper subtrees copied back new -> old,
+then abort's steps (northbound back, old's services started and old reopened, computes
+rolled back in batches, unpaired). What closes the way back, each named: a translator step
+without an inverse (then finalize starts no reverse replication), an old database node
+decommissioned (its data gone), a reverse replication never started.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 from issu_tui.config import IssuConfig
+from issu_tui.orchestrator.abort import STEPS as ABORT_STEPS
+from issu_tui.orchestrator.abort import AbortRun, AbortStep
+from issu_tui.orchestrator.computes import ComputeRunner
+from issu_tui.orchestrator.context import Context, OrchestratorError
+from issu_tui.orchestrator.finalize import REVERSE_STARTED
 from issu_tui.orchestrator.ringplan import RingPlanError, RingStep, ring_steps
 
 REVERSE_REPLICATION_MISSING = (
-    "reverse replication new -> old is not built in this version: the changes new took "
-    "after the commit cannot be carried back to old")
+    "the reverse replication new -> old was not started at the commit (finalize's "
+    "start-reverse-sync): the changes new took since cannot be carried back to old")
 
 
 @dataclass(frozen=True)
@@ -63,7 +73,6 @@ def revert_plan(config: IssuConfig, phase: str | None, markers: Iterable[str],
                 drop_new_data: bool = False) -> RevertPlan:
     """What revert would undo now and what refuses it. `markers`: the journal's step
     markers; `translator_blockers`: Registry.revert_blockers for the versions' path."""
-    from issu_tui.orchestrator.abort import STEPS as ABORT_STEPS
     from issu_tui.orchestrator.finalize import COMMIT_STEP, step
 
     done = set(markers)
@@ -80,20 +89,27 @@ def revert_plan(config: IssuConfig, phase: str | None, markers: Iterable[str],
                  if s.inverse is None]
     if committed:
         blockers += [f"no inverse translation: {b}" for b in translator_blockers]
-        blockers.append(REVERSE_REPLICATION_MISSING)
+        if not translator_blockers and REVERSE_STARTED not in done:
+            blockers.append(REVERSE_REPLICATION_MISSING)
     elif not drop_new_data and {(w := step("start-new-writers")).marker,
                                 w.begun_marker} & done:
         # abort's own refusal (abort.refusal), said before anything is submitted
         blockers.append("new's writers ran (finalize start-new-writers): their cells on new "
                         "would outlive a retry's copy; revert --drop-new-data")
-    undo = tuple(f"{s.name}: {s.does}" for s in ABORT_STEPS)
+    steps: list[RevertStep | AbortStep] = (
+        [*REVERSE_STEPS, *AFTER_COMMIT_ABORT] if committed else list(ABORT_STEPS))
+    undo = tuple(f"{s.name}: {s.does}" for s in steps)
     return RevertPlan(phase, committed, undo, by_hand, tuple(blockers))
 
 
 def plan_from_journal(config: IssuConfig, *, drop_new_data: bool = False) -> RevertPlan:
-    """revert_plan for the upgrade the journal of `config` records (read only)."""
-    from backends.cassandra.registry import load_registry
+    """revert_plan for the upgrade the journal of `config` records (read only). The
+    translators are asked only once the commit is recorded (before it the way back is
+    abort, whatever they declare); an unsupported version path is a named blocker."""
+    from backends.cassandra.registry import RegistryError, load_registry
+    from backends.versions import VersionPathError
     from issu_tui.journal import Journal
+    from issu_tui.orchestrator.finalize import COMMIT_STEP
 
     journal = Journal.open(config.state_dir, read_only=True)
     try:
@@ -102,8 +118,160 @@ def plan_from_journal(config: IssuConfig, *, drop_new_data: bool = False) -> Rev
         approach = journal.orchestrator_state().approach
     finally:
         journal.close()
-    registry = load_registry()
-    keyspaces = config.sync.keyspaces or sorted(registry.keyspaces)
-    blockers = registry.revert_blockers(config.old.version, config.new.version, keyspaces)
+    blockers: list[str] = []
+    if COMMIT_STEP in markers:
+        try:
+            registry = load_registry()
+            keyspaces = config.sync.keyspaces or sorted(registry.keyspaces)
+            blockers = registry.revert_blockers(config.old.version, config.new.version,
+                                                keyspaces)
+        except (RegistryError, VersionPathError) as exc:
+            blockers = [str(exc)]
     return revert_plan(config, info.phase if info else None, markers, approach, blockers,
                        drop_new_data=drop_new_data)
+
+
+# ----------------------------------------------------------------------------- after the commit
+
+
+@dataclass(frozen=True)
+class RevertStep:
+    name: str
+    does: str
+    run: Callable[[Context], str]
+
+
+def fence_new(ctx: Context) -> str:
+    from backends.apiserver import ApiServerError
+    from issu_tui.orchestrator.controllers import fence_by_profile
+
+    by_profile = fence_by_profile(ctx, "new", closed=True)
+    if by_profile:
+        return f"new api-server refuses northbound writes: {by_profile}"
+    try:
+        with ctx.api("new") as new:
+            new.set_fence(True)
+    except ApiServerError as exc:
+        raise OrchestratorError(
+            f"cannot fence the new api-server ({exc}): stop new's contrail-api on new's "
+            "config hosts (northbound writes must stop before the reverse replication "
+            "drains), then run revert again") from None
+    return "new api-server refuses northbound writes"
+
+
+def stop_new_writers(ctx: Context) -> str:
+    from issu_tui.orchestrator.controllers import stop_new_writers_again
+
+    return stop_new_writers_again(ctx)
+
+
+def drain_reverse_sync(ctx: Context) -> str:
+    from issu_tui.orchestrator.finalize import REVERSE_STOPPING
+    from issu_tui.orchestrator.syncproc import ReverseSyncSupervisor
+
+    reverse = ReverseSyncSupervisor(ctx)
+    if ctx.step_done(REVERSE_STOPPING) and not reverse.running():
+        return "stopped earlier"
+    counters = reverse.wait_drained()
+    with ctx.runsync_lock:
+        ctx.mark_step(REVERSE_STOPPING)
+        reverse.stop()
+    return (f"drained (applied {counters.get('applied', 0):.0f}, failed "
+            f"{counters.get('failed', 0):.0f}) and stopped")
+
+
+def delete_reverse_queues(ctx: Context) -> str:
+    from backends.rabbit import delete_issu_queues
+    from issu_tui.sides import REVERSE_QUEUE_SUFFIX, rabbit_side
+
+    side = rabbit_side(ctx.config.new)
+    name = ctx.config.sync.queue_name + REVERSE_QUEUE_SUFFIX
+    try:
+        results = delete_issu_queues(side, name)
+    except Exception as exc:  # unreachable broker: old holds the data already
+        ctx.event("sync", f"reverse queues not deleted on {side.describe()}: {exc}",
+                  level="error")
+        return f"{name} NOT deleted on {side.describe()}: {type(exc).__name__}: {exc}"
+    return "; ".join(f"{r.name} {'absent' if r.depth is None else 'deleted'}" for r in results)
+
+
+def zk_back(ctx: Context) -> str:
+    """The ZooKeeper subtrees (ids, fq-name locks) new allocated from since the commit,
+    copied back to old and verified."""
+    from backends.zookeeper.sync import zk_sync
+
+    config = ctx.config
+    report = zk_sync(",".join(config.new.zookeeper.hosts), ",".join(config.old.zookeeper.hosts),
+                     config.new.zookeeper.prefix, config.old.zookeeper.prefix,
+                     config.sync.zk_subtrees, events=ctx.journal)
+    if not report.ok:
+        raise OrchestratorError(f"ZooKeeper new -> old: {len(report.differences)} "
+                                "difference(s) after the copy; run revert again")
+    return f"{report.verified_nodes} node(s) copied back and verified"
+
+
+REVERSE_STEPS: tuple[RevertStep, ...] = (
+    RevertStep("fence-new", "fence the new api-server (northbound writes refused)", fence_new),
+    RevertStep("stop-new-writers", "stop and disable new's schema-transformer, svc-monitor, "
+               "device-manager", stop_new_writers),
+    RevertStep("drain-reverse-sync", "drain the reverse replication new -> old, then stop it",
+               drain_reverse_sync),
+    RevertStep("delete-reverse-queues", "delete its queues on new's broker",
+               delete_reverse_queues),
+    RevertStep("zk-back", "copy the ZooKeeper subtrees new -> old and verify them", zk_back),
+)
+
+
+def restore_old_records(run: AbortRun) -> list[str]:
+    from issu_tui.orchestrator.node_cleanup import restore_old_node_records
+
+    return [restore_old_node_records(run.ctx)]
+
+
+RESTORE = AbortStep("restore-old-records", "create again on old its control nodes' "
+                    "bgp-routers and node records that finalize removed from new (the "
+                    "reverse replication carried those deletions back)", restore_old_records)
+# abort's steps that follow, in the order the way back needs (northbound back and old's
+# services started first, then the computes): named from abort.STEPS
+AFTER_COMMIT_ABORT_NAMES = ("undo-finalize", RESTORE.name, "rollback-computes", "unpair",
+                            "new-data")
+
+
+def _after_commit_abort() -> list[AbortStep]:
+    by_name = {s.name: s for s in (*ABORT_STEPS, RESTORE)}
+    return [by_name[n] for n in AFTER_COMMIT_ABORT_NAMES]
+
+
+AFTER_COMMIT_ABORT: tuple[AbortStep, ...] = tuple(_after_commit_abort())
+
+
+def check_revert_open(ctx: Context) -> None:
+    """Raise OrchestratorError naming what closes the way back after the commit."""
+    plan = revert_plan(ctx.config, "done", ctx.journal.steps_done(),
+                       ctx.journal.orchestrator_state().approach, [])
+    if not ctx.step_done(REVERSE_STARTED) or not plan.ok:
+        raise OrchestratorError("revert refused: " + "; ".join(
+            plan.blockers or [REVERSE_REPLICATION_MISSING]))
+
+
+def revert_after_commit(ctx: Context, runner: ComputeRunner, *,
+                        drop_new_data: bool = False) -> list[str]:
+    """Back to old after finalize's commit: REVERSE_STEPS, then abort's (AFTER_COMMIT_ABORT).
+    Refused, naming each blocker, when the way back is closed."""
+    check_revert_open(ctx)
+    done: list[str] = []
+    for step in REVERSE_STEPS:
+        ctx.check_stop(f"revert.{step.name}")
+        detail = step.run(ctx)
+        ctx.event("revert", f"{step.name}: {detail}", step=step.name)
+        done.append(f"{step.name}: {detail}")
+    run = AbortRun(ctx, runner, drop_new_data)
+    for each in AFTER_COMMIT_ABORT:
+        ctx.check_stop(f"revert.{each.name}")
+        lines = each.run(run)
+        for line in lines:
+            ctx.event("revert", f"{each.name}: {line}", step=each.name)
+        done += lines
+    ctx.clear_steps("finalize.")
+    ctx.clear_steps("revert.")
+    return done

@@ -153,16 +153,25 @@ class RunSyncSupervisor:
     """Starts, adopts, watches and stops this upgrade's run-sync process (`issu sync run`);
     the process itself is backends.runsync's service. Its pid is in the journal."""
 
+    name = "run-sync"
+    extra_args: tuple[str, ...] = ()
+
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def log_path(self) -> Path:
-        return self.ctx.config.state_dir / "run-sync.log"
+        return self.ctx.config.state_dir / f"{self.name}.log"
 
     def pid(self) -> int | None:
         return self.ctx.journal.orchestrator_state().runsync_pid
+
+    def started_at(self) -> float:
+        return self.ctx.journal.orchestrator_state().runsync_started_at or 0.0
+
+    def _record(self, pid: int | None, started_at: float | None = None) -> None:
+        self.ctx.journal.set_runsync_process(pid, started_at)
 
     def running(self) -> bool:
         pid = self.pid()
@@ -180,14 +189,15 @@ class RunSyncSupervisor:
         """Start run-sync unless it is already running (adopted); True when started now."""
         if self.running():
             return False
-        argv = [*issu_argv(), *SYNC_COMMANDS["run-sync"], "-c", str(self.ctx.config_path)]
+        argv = [*issu_argv(), *SYNC_COMMANDS["run-sync"], "-c", str(self.ctx.config_path),
+                *self.extra_args]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL, env=_env(self.ctx),
                                           start_new_session=True)
         try:
-            self.ctx.journal.set_runsync_process(self._proc.pid, time.time())
+            self._record(self._proc.pid, time.time())
         except BaseException as exc:
             # A process whose pid is not in the journal would be found by no later executor
             # (an orphan replicating beside the next one started): stop it before failing.
@@ -196,11 +206,11 @@ class RunSyncSupervisor:
             self._proc = None
             if isinstance(exc, sqlite3.Error | OSError | JournalError):
                 raise OrchestratorError(
-                    f"run-sync not started: its pid could not be recorded in the journal "
+                    f"{self.name} not started: its pid could not be recorded in the journal "
                     f"{self.ctx.journal.path} ({exc}); is the state directory full?") from exc
             raise
-        self.ctx.event("sync", f"run-sync: started (pid {self._proc.pid}, log "
-                               f"{self.log_path})", step="run-sync", pid=self._proc.pid)
+        self.ctx.event("sync", f"{self.name}: started (pid {self._proc.pid}, log "
+                               f"{self.log_path})", step=self.name, pid=self._proc.pid)
         return True
 
     def stop(self) -> bool:
@@ -211,9 +221,9 @@ class RunSyncSupervisor:
             _terminate_group(pid, grace_s=30.0)
             if self._proc is not None and self._proc.pid == pid:
                 self._proc.wait()
-        self.ctx.journal.set_runsync_process(None)
+        self._record(None)
         if was_running:
-            self.ctx.event("sync", f"run-sync: stopped (pid {pid})", step="run-sync")
+            self.ctx.event("sync", f"{self.name}: stopped (pid {pid})", step=self.name)
         return was_running
 
     def last_output(self) -> str:
@@ -226,7 +236,7 @@ class RunSyncSupervisor:
 
     def wait_reporting(self, timeout_s: float = 120.0) -> dict[str, float]:
         """Wait until run-sync writes counters after its start (it caught up and consumes)."""
-        started = self.ctx.journal.orchestrator_state().runsync_started_at or 0.0
+        started = self.started_at()
         deadline = time.monotonic() + timeout_s
         while True:
             counters, updated = runsync_counters(self.ctx.journal)
@@ -234,11 +244,11 @@ class RunSyncSupervisor:
                 return counters
             if not self.running():
                 raise OrchestratorError(
-                    f"run-sync exited before reporting; last output:\n{self.last_output()}")
+                    f"{self.name} exited before reporting; last output:\n{self.last_output()}")
             if time.monotonic() >= deadline:
                 raise OrchestratorError(
-                    f"run-sync wrote no counters within {timeout_s:.0f}s; see {self.log_path}")
-            self.ctx.check_stop("run-sync start")
+                    f"{self.name} wrote no counters within {timeout_s:.0f}s; see {self.log_path}")
+            self.ctx.check_stop(f"{self.name} start")
             time.sleep(0.3)
 
     def wait_drained(self, timeout_s: float = 120.0, settle_s: float = 2.0) -> dict[str, float]:
@@ -259,11 +269,46 @@ class RunSyncSupervisor:
             elif updated >= since:
                 previous = None
             if not self.running():
-                raise OrchestratorError(
-                    f"run-sync is not running, cannot drain; last output:\n{self.last_output()}")
+                raise OrchestratorError(f"{self.name} is not running, cannot drain; last "
+                                        f"output:\n{self.last_output()}")
             if time.monotonic() >= deadline:
                 raise OrchestratorError(
-                    f"run-sync did not drain within {timeout_s:.0f}s "
+                    f"{self.name} did not drain within {timeout_s:.0f}s "
                     f"(queue depth {counters.get('queue_depth')}, lag {counters.get('lag_s')}s)")
-            self.ctx.check_stop("run-sync drain")
+            self.ctx.check_stop(f"{self.name} drain")
             time.sleep(0.3)
+
+
+class ReverseSyncSupervisor(RunSyncSupervisor):
+    """The reverse replication new -> old after finalize (`issu sync run --reverse`), for
+    `issu revert`. It runs only once run-sync is stopped for good, so it shares run-sync's
+    lock and counters; its pid and start time are kept in `reverse-sync.pid` of the state
+    directory (the journal's run-sync pid stays run-sync's)."""
+
+    name = "reverse-sync"
+    extra_args = ("--reverse",)
+
+    @property
+    def _pid_path(self) -> Path:
+        return self.ctx.config.state_dir / "reverse-sync.pid"
+
+    def _read(self) -> tuple[int | None, float]:
+        try:
+            pid, started = self._pid_path.read_text().split()
+            return int(pid), float(started)
+        except (OSError, ValueError):
+            return None, 0.0
+
+    def pid(self) -> int | None:
+        return self._read()[0]
+
+    def started_at(self) -> float:
+        return self._read()[1]
+
+    def _record(self, pid: int | None, started_at: float | None = None) -> None:
+        if pid is None:
+            self._pid_path.unlink(missing_ok=True)
+            return
+        tmp = self._pid_path.with_suffix(".tmp")
+        tmp.write_text(f"{pid} {started_at or time.time()}\n")
+        os.replace(tmp, self._pid_path)
