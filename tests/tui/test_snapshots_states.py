@@ -14,6 +14,7 @@ from textual.pilot import Pilot
 from issu_tui.app import IssuApp
 from issu_tui.journal import Journal
 from tests.tui.test_snapshots import prepare
+from tests.tui.test_snapshots_refusals import painted_then
 from tests.tui.tui_world import NOW, config_for, frozen_analytics, make_backend, pin_times
 
 SIZES = [(80, 24), (160, 50)]
@@ -89,3 +90,34 @@ def test_stale_analytics(snap_compare, make_app, screen: str, key: str,
                          size: tuple[int, int]) -> None:
     """What is shown is the last answer, said STALE with its age; agents' states `?`."""
     assert snap_compare(make_app(), terminal_size=size, run_before=stale_then((key,)))
+
+
+@pytest.mark.parametrize("dialog,keys", [
+    ("verify-confirm", ("V",)),           # a StepConfirm (as n's phases and R use)
+    ("upgrade-next", ("n",)),             # n: every compute left on old, in natural order
+])
+def test_step_dialogs(snap_compare, make_app, dialog: str, keys: tuple[str, ...]) -> None:
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=painted_then(keys))
+
+
+def test_quit_refused_notice(snap_compare, make_app, world) -> None:
+    """q while this console runs work: the notice that says how to hand it over."""
+    world[0].transition_compute("cmp-05", "upgrading", "batch 2")
+    pin_times(world[0])
+    assert snap_compare(make_app(owns=True), terminal_size=(80, 24),
+                        run_before=painted_then(("q",)))
+
+
+@pytest.fixture
+def upgraded_app(tmp_path: Path) -> IssuApp:
+    from tests.tui.tui_world import build_journal
+
+    journal = build_journal(tmp_path, computes=12, upgraded=12, failed=0)
+    yield IssuApp(make_backend(journal, config_for(tmp_path)), refresh_interval=3600,
+                  analytics_interval=3600)
+    journal.close()
+
+
+def test_finalize_dialog(snap_compare, upgraded_app: IssuApp) -> None:
+    """n once every compute is upgraded: the typed confirmation of finalize."""
+    assert snap_compare(upgraded_app, terminal_size=(80, 24), run_before=painted_then(("n",)))
