@@ -8,6 +8,7 @@ Runs a 1-compute demo world on `$ISSU_TEST_NET` + 10 (the demo net of this test 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -60,6 +61,9 @@ def test_exit_path_spares_a_driven_world_and_otherwise_leaves_nothing(tmp_path: 
                                workload_rate=0.0, install_s=0.5))
     run_dir = str(world.run_dir)
     world.down(progress=_quiet)  # a world left over by an interrupted run
+    # ...or by hand on that net (`make demo DEMO_NET=...`): its journal, at `done` after a
+    # whole upgrade, would make the daemon stop at once
+    shutil.rmtree(world.dir, ignore_errors=True)
     daemon: subprocess.Popen[bytes] | None = None
     try:
         world.up(progress=_quiet)
