@@ -6,10 +6,11 @@ after. Real clusters, the ObjectApplier alone (no broker)."""
 from __future__ import annotations
 
 from backends.cassandra.registry import load_registry
-from backends.cassandra.replicator import CellChanges, Replicator
+from backends.cassandra.replicator import CellChanges, KeyDiff, Replicator
 from backends.cassandra.tables import SyncSettings
 from backends.runsync.apply import ObjectApplier
 from backends.runsync.messages import Change, parse
+from backends.runsync.reconcile import Reconciler
 from tests import contrail_data as cd
 from tests import test_runsync
 from tests.test_runsync import World
@@ -183,5 +184,35 @@ def test_a_create_applied_once_its_object_is_gone_removes_the_copied_links(
                                       "parent_uuid": world.project}}))
     assert column not in new_uuid.read_partition(world.project)
     assert entry not in new_fq.read_partition("virtual_network")
+    report = world.verify()
+    assert report.ok, [(t.table, t.samples) for t in report.tables if t.samples]
+
+
+def test_a_pass_removing_a_deleted_objects_row_takes_its_links_along(world: World) -> None:
+    """The pass compared the parent's and the ref target's partitions while old still had
+    the object, and reaches the object's row after its delete: the row goes, and with it the
+    cells naming it elsewhere. The DELETE lane comes after, and its message names no link."""
+    api = world.api
+    ipam_fq = ["default-domain", "p1", "ipam-gone"]
+    ipam = api.create("network-ipam", ipam_fq, parent=world.project, announce=False)
+    fq = ["default-domain", "p1", "gone"]
+    vn = api.create("virtual-network", fq, parent=world.project, refs=[ipam], announce=False)
+    applier = _applier(world)
+    applier.apply(parse({"oper": "CREATE", "type": "network-ipam", "uuid": ipam,
+                         "fq_name": ipam_fq}))
+    applier.apply(parse({"oper": "CREATE", "type": "virtual-network", "uuid": vn,
+                         "fq_name": fq}))
+    new_uuid = world.new_table(cd.UUID_TABLE)
+    assert f"children:virtual_network:{vn}" in new_uuid.read_partition(world.project)
+    assert f"backref:virtual_network:{vn}" in new_uuid.read_partition(ipam)
+
+    api.uuid_io.delete(ipam, [f"backref:virtual-network:{vn}"])  # as the api-server does
+    api.delete(vn, announce=False)
+    Reconciler(applier.repl).repair(KeyDiff("config_db_uuid", "obj_uuid_table", None, vn))
+    applier.apply(parse({"oper": "DELETE", "type": "virtual-network", "uuid": vn,
+                         "fq_name": fq}))
+    assert not new_uuid.read_partition(vn)
+    assert f"children:virtual_network:{vn}" not in new_uuid.read_partition(world.project)
+    assert f"backref:virtual_network:{vn}" not in new_uuid.read_partition(ipam)
     report = world.verify()
     assert report.ok, [(t.table, t.samples) for t in report.tables if t.samples]

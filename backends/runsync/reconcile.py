@@ -5,6 +5,12 @@ digests of old (translated) and new (the replicator's `range_diff`) and replaces
 partition that differs. Partitions being changed at that moment may show up as differences;
 replacing them again is harmless (writes carry the source WRITETIME). A failed range is
 logged, counted and retried at the next pass; it never stops the replay of messages.
+
+An object's row that only new still has is removed together with the cells that name it
+elsewhere: its parent's `children:` cell and each ref target's `backref:` cell live in other
+partitions, which the pass may have compared already. Once the row is gone, the object's
+DELETE lane (whose message may not name the links) finds nothing left that tells it where
+they are.
 """
 
 from __future__ import annotations
@@ -15,8 +21,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from backends.cassandra.replicator import Replicator
-from backends.runsync.apply import CONFIG_DB_UUID, OBJ_FQ_NAME, OBJ_SHARED, OBJ_UUID
+from backends.cassandra.replicator import KeyDiff, Replicator
+from backends.runsync.apply import CONFIG_DB_UUID, OBJ_FQ_NAME, OBJ_SHARED, OBJ_UUID, link_uuids
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +68,10 @@ class Reconciler:
                 report.ranges += 1
                 try:
                     for diff in self.repl.range_diff(CONFIG_DB_UUID, table, lo, hi):
-                        self.repl.repair(diff)
-                        report.repaired += 1
+                        repaired = self.repair(diff)
+                        report.repaired += repaired
                         if self.on_repair is not None:
-                            self.on_repair(1)
+                            self.on_repair(repaired)
                 except Exception as exc:
                     report.ranges_failed += 1
                     report.complete = False
@@ -82,3 +88,20 @@ class Reconciler:
         for err in report.errors[:20]:
             log.warning("reconcile: %s", err)
         return report
+
+    def repair(self, diff: KeyDiff) -> int:
+        """Make one differing partition equal; an object row only new has goes with its
+        links (see the module's docstring). Returns the partitions repaired."""
+        linked: set[str] = set()
+        if diff.table == OBJ_UUID and diff.old_key is None:
+            ctx = self.repl.context(CONFIG_DB_UUID, OBJ_UUID)
+            columns = [c for _, c, _ in ctx.read_new_meta(ctx.new_partition_meta,
+                                                          (ctx.enc_new_key(diff.new_key),))]
+            linked = (link_uuids(columns, "parent") | link_uuids(columns, "ref")) - {
+                diff.new_key}
+        self.repl.repair(diff)
+        # the linked partitions after the row: replaced whole (new first, then old), they
+        # lose the cells naming it that old no longer has
+        for uuid in sorted(linked):
+            self.repl.replace_partition(CONFIG_DB_UUID, OBJ_UUID, uuid)
+        return 1 + len(linked)
