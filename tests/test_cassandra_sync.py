@@ -28,7 +28,6 @@ from backends.cassandra.slice_copy import (
     fill,
     prune_renamed_partitions,
     replace_rows,
-    writetime_now,
 )
 from backends.cassandra.slice_processes import CopyWorkerSpec
 from backends.cassandra.tables import Quarantine, SyncSettings, TableContext
@@ -630,9 +629,11 @@ def test_replicator_replaces_objects_cells_and_reconciles(separate: Pair) -> Non
 
 def test_reconciliation_deletes_spare_changes_applied_between_the_reads(separate: Pair
                                                                        ) -> None:
-    """A6: prune_renamed_partitions and remove_extra_partition read old, then new, then
-    delete. A cell run-sync writes on new in between (source writetime after t0, the pass's
-    start) survives; cells older than t0 that old has no source for go."""
+    """A6: prune_renamed_partitions and remove_extra_partition read new, then confirm on
+    old, then delete exactly the cells read. A cell run-sync writes on new after the read
+    survives, and so does a partition old gains meanwhile, whatever its writetime (a writer
+    stamps with its own clock: a write stamped before the pass can reach old during it);
+    cells old has no source for go."""
     pair = separate
     pair.schema()
     ds = cd.generate(1, 2, 1)
@@ -645,7 +646,7 @@ def test_reconciliation_deletes_spare_changes_applied_between_the_reads(separate
     fq_new.write("fresh_type", {"default-domain:old-col:y": "null"}, BASE_TS)
 
     def after(read, action):  # type: ignore[no-untyped-def]
-        """`read` (of old), then `action` (run-sync applying a change meanwhile)."""
+        """`read`, then `action` (run-sync applying a change meanwhile)."""
         def wrapped(*args, **kwargs):  # type: ignore[no-untyped-def]
             result = read(*args, **kwargs)
             if not isinstance(result, dict):
@@ -658,8 +659,15 @@ def test_reconciliation_deletes_spare_changes_applied_between_the_reads(separate
     spec = reg.table(*cd.FQ_TABLE)
     ctx = TableContext(spec, pair.old, pair.new, reg.translator("4.1.0", "5.0.0", *cd.FQ_TABLE),
                        SyncSettings(), Quarantine(pair.new, "t"))
-    ctx.key_map = after(ctx.key_map, lambda: fq_new.write(  # type: ignore[method-assign]
-        "fresh_type", {fresh_col: "null"}, writetime_now()))
+    real_meta, fresh_key = ctx.read_new_meta, (ctx.enc_new_key("fresh_type"),)
+
+    def meta_then_change(stmt, args):  # type: ignore[no-untyped-def]
+        rows = list(real_meta(stmt, args))
+        if args == fresh_key:  # run-sync writes a cell there once this read is done
+            fq_new.write("fresh_type", {fresh_col: "null"}, cd.now_us())
+        return rows
+
+    ctx.read_new_meta = meta_then_change  # type: ignore[method-assign]
     counts = prune_renamed_partitions(ctx)
     assert fq_new.read_partition("stale_type") == {}
     assert list(fq_new.read_partition("fresh_type")) == [fresh_col]  # the old cell went
@@ -670,9 +678,28 @@ def test_reconciliation_deletes_spare_changes_applied_between_the_reads(separate
     uuid_new.write(stray, {"type": '"project"', "fq_name": '["x"]'}, BASE_TS)
     uctx = repl.context(*cd.UUID_TABLE)
     uctx.read_old = after(uctx.read_old, lambda: uuid_new.write(  # type: ignore[method-assign]
-        stray, {"prop:display_name": '"created meanwhile"'}, writetime_now()))
+        stray, {"prop:display_name": '"created meanwhile"'}, cd.now_us()))
     assert repl.remove_extra_partition(*cd.UUID_TABLE, stray) == 2
     assert list(uuid_new.read_partition(stray)) == ["prop:display_name"]
+
+    # The first object of a type created while the pass runs, stamped (by its writer's
+    # clock) before the pass started: it reaches old after the pass listed old's keys, and
+    # run-sync copies it to new. It must stay: its tombstone at its own writetime would
+    # hide every later copy of it.
+    fq_old = pair.io("old", cd.FQ_TABLE)
+    late_col = "default-domain:p:late:" + str(uuid.uuid4())
+    stamped = cd.now_us() - 5_000_000
+    ctx2 = TableContext(spec, pair.old, pair.new,
+                        reg.translator("4.1.0", "5.0.0", *cd.FQ_TABLE), SyncSettings(),
+                        Quarantine(pair.new, "t"))
+
+    def created_meanwhile() -> None:
+        fq_old.write("logical-router", {late_col: "null"}, stamped)
+        fq_new.write("logical_router", {late_col: "null"}, stamped)
+
+    ctx2.key_map = after(ctx2.key_map, created_meanwhile)  # type: ignore[method-assign]
+    prune_renamed_partitions(ctx2)
+    assert list(fq_new.read_partition("logical_router")) == [late_col]
 
 
 # --------------------------------------------------------------------------- verify + CLI

@@ -39,7 +39,6 @@ from backends.cassandra.slice_copy import (
     quarantine_cell,
     replace_rows,
     translator_for,
-    writetime_now,
 )
 from backends.cassandra.spill import SpillMap
 from backends.cassandra.tables import (
@@ -253,33 +252,25 @@ class Replicator:
         return self._outcome(ctx, key, new_key, counts)
 
     def remove_extra_partition(self, keyspace: str, table: str, new_key: str) -> int:
-        """Delete a partition only new has, after checking old has no source for it. Only
-        cells written before that check (writetime < t0) go: a change run-sync applies
-        between the read of old and the read of new is newer and stays."""
+        """Delete a partition only new has: its cells are read on new first, then old is
+        checked for a source, and only if it has none do exactly those cells go, each at its
+        own writetime (see prune_renamed_partitions: why not a wall-clock cut-off)."""
         ctx = self.context(keyspace, table)
-        t0 = writetime_now()
-        if ctx.translator.renames_keys:
-            if new_key in ctx.key_map():
+        with ctx.spill_map() as cells:
+            fill(cells, ctx.read_new_meta(ctx.new_partition_meta,
+                                          (ctx.enc_new_key(new_key),)))
+            if not len(cells):
                 return 0
-        else:
-            probe = ctx.read_old(ctx.old_partition, (ctx.enc_old_key(new_key),))
-            if next(iter(probe), None) is not None:
-                return 0
-        writer = ctx.writer()
-        deleted = 0
-
-        def work() -> Counts:
-            nonlocal deleted
-            for k, c, ts in ctx.read_new_meta(ctx.new_partition_meta,
-                                              (ctx.enc_new_key(new_key),)):
-                if ts >= t0:
-                    continue
-                writer.delete(k, c, ts)
-                deleted += 1
-            return Counts(deleted=deleted)
-
-        guarded(writer, work)
-        return deleted
+            if ctx.translator.renames_keys:
+                if new_key in ctx.key_map():
+                    return 0
+            else:
+                probe = ctx.read_old(ctx.old_partition, (ctx.enc_old_key(new_key),))
+                if next(iter(probe), None) is not None:
+                    return 0
+            writer = ctx.writer()
+            return guarded(writer, lambda: Counts(deleted=delete_leftovers(cells, writer))
+                           ).deleted
 
     def prune_extra_partitions(self, keyspace: str, table: str) -> int:
         """Table-wide removal of new-only partitions of a key-renaming table."""

@@ -19,7 +19,6 @@ Per token slice:
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -151,36 +150,34 @@ def copy_slice(ctx: TableContext, lo: int, hi: int, *, new_empty: bool = False) 
         return guarded(writer, work)
 
 
-def writetime_now() -> int:
-    """Now in WRITETIME's unit and clock family: microseconds since the Unix epoch, as
-    clients (and Cassandra coordinators) stamp writes."""
-    return time.time_ns() // 1000
-
-
 def prune_renamed_partitions(ctx: TableContext) -> Counts:
     """For a key-renaming table: delete whole partitions on new that no old partition
-    translates to (their old partition was deleted). Old keys are listed completely first.
-    Only cells written before t0 (taken before old is read) go: a partition run-sync writes
-    between the reads of old and new carries a newer source writetime and stays."""
-    t0 = writetime_now()
-    expected = ctx.key_map()
+    translates to (their old partition was deleted). New is read before old confirms: a
+    candidate's cells are read on new, then old's keys are listed again, and only if old
+    still has no source for it do exactly those cells go, each at its own writetime. A cell
+    in that read was copied from old before it, so old lacking the partition afterwards
+    means old deleted it; a cell copied after the read is not touched. (A cut-off on the
+    wall clock would not do: a cell's writetime is its writer's clock, and a write stamped
+    earlier can reach old later; its tombstone at that writetime would hide it for good.)"""
     counts = Counts()
+    new_keys = list(ctx.new_keys())
+    expected = ctx.key_map()
+    candidates = [k for k in new_keys if k not in expected]
+    if not candidates:
+        return counts
     writer = ctx.writer()
 
     def work() -> Counts:
-        for new_key in list(ctx.new_keys()):
-            if new_key in expected:
-                continue
-            for key, column, ts in ctx.read_new_meta(ctx.new_partition_meta,
-                                                     (ctx.enc_new_key(new_key),)):
-                if ts >= t0:
-                    continue  # written after old was read: old's read cannot vouch for it
-                writer.delete(key, column, ts)
-                counts.deleted += 1
+        for new_key in candidates:
+            with ctx.spill_map() as cells:
+                fill(cells, ctx.read_new_meta(ctx.new_partition_meta,
+                                              (ctx.enc_new_key(new_key),)))
+                if not len(cells) or new_key in ctx.key_map():
+                    continue
+                counts.deleted += delete_leftovers(cells, writer)
         return counts
 
     return guarded(writer, work)
-
 
 
 def check_path(old: Connection, new: Connection, keyspaces: Iterable[str],
