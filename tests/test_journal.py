@@ -74,9 +74,11 @@ def test_concurrent_readers_while_writing(tmp_path: Path) -> None:
     try:
         readers = [Journal.open(tmp_path, read_only=True) for _ in range(3)]
         seen_max = 0
-        deadline = time.monotonic() + 2.0
+        seen: set[int] = set()
+        deadline = time.monotonic() + 120  # a condition, not a rate: the box may be loaded
         reads = 0
-        while time.monotonic() < deadline:
+        while reads < 60 or len(seen) < 5:
+            assert time.monotonic() < deadline, f"the log grew {len(seen)} times in {reads} reads"
             for reader in readers:
                 events = reader.last_events(5)
                 rows = reader.computes()
@@ -84,9 +86,8 @@ def test_concurrent_readers_while_writing(tmp_path: Path) -> None:
                 if events:
                     assert events[-1].id >= seen_max  # the log only grows
                     seen_max = events[-1].id
+                    seen.add(seen_max)
                 reads += 1
-        assert reads > 50
-        assert seen_max > 0
         with pytest.raises(JournalReadOnly):
             readers[0].event("x", "readers cannot write")
     finally:
