@@ -50,6 +50,11 @@ def _stop_pieces(world: World) -> None:
         if pid:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, 15)
+    # the reverse replication a test's finalize started (its pid beside the journal)
+    with contextlib.suppress(OSError, ValueError):
+        reverse = int((world.dir / "state" / "reverse-sync.pid").read_text().split()[0])
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(reverse, 15)
 
 
 def _wipe_data(endpoints: Endpoints, queue: str) -> None:

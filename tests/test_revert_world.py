@@ -4,6 +4,7 @@ to old through the reverse replication (the plan's refusals: tests/test_revert.p
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -28,6 +29,21 @@ def _old_rows(endpoints: Endpoints) -> int:
         return sum(1 for _ in rows)
 
 
+def _settled_old_rows(services: Endpoints) -> int:
+    """Old's row count once old's writers have derived what the world's seed asks of them
+    (the schema-transformer creates each network's routing instance through the
+    api-server, a while after the world is up): the same count 5 s apart."""
+    counts = [_old_rows(services)]
+
+    def unchanged() -> int | None:
+        time.sleep(5)
+        counts.append(_old_rows(services))
+        return counts[-1] if counts[-1] == counts[-2] else None
+
+    settled: int = eventually(unchanged, 300, "old's writers settled")
+    return settled
+
+
 @pytest.mark.timeout(900)
 def test_revert_after_some_computes_moved_brings_them_back_and_keeps_old(
         services: Endpoints) -> None:
@@ -35,7 +51,7 @@ def test_revert_after_some_computes_moved_brings_them_back_and_keeps_old(
     probed over SSH), old's config rows as they were, nothing more to revert."""
     world = fresh_world(services, computes=2, install_s=0.2)
     try:
-        before = _old_rows(services)
+        before = _settled_old_rows(services)
         assert before > 0
         config = load_config(world.config_path)
         ctx = Context(config=config, config_path=world.config_path,
