@@ -216,3 +216,51 @@ def test_a_pass_removing_a_deleted_objects_row_takes_its_links_along(world: Worl
     assert f"backref:virtual_network:{vn}" not in new_uuid.read_partition(ipam)
     report = world.verify()
     assert report.ok, [(t.table, t.samples) for t in report.tables if t.samples]
+
+
+def test_a_create_does_not_write_back_a_ref_its_object_dropped_meanwhile(world: World) -> None:
+    """A CREATE reads the cells its message names on old ahead of the object's own row
+    (another lane may lead that read early); a ref an UPDATE drops in between must not come
+    back on new as the target's stale backref: no later change of the object names it."""
+    api = world.api
+    ipam_fq = ["default-domain", "p1", "ipam-dropped"]
+    ipam = api.create("network-ipam", ipam_fq, parent=world.project, announce=False)
+    fq = ["default-domain", "p1", "dropped-ref"]
+    vn = api.create("virtual-network", fq, parent=world.project, refs=[ipam], announce=False)
+    applier = _applier(world)
+    applier.apply(parse({"oper": "CREATE", "type": "network-ipam", "uuid": ipam,
+                         "fq_name": ipam_fq}))
+    io = applier.io
+    real_cells, real_partition = io.cells, io.partition
+    early: list = []  # type: ignore[type-arg]
+
+    def cells(ctx, keys, columns, *, new, max_keys):  # type: ignore[no-untyped-def]
+        slot = real_cells(ctx, keys, columns, new=new, max_keys=max_keys)
+        if not new:
+            early.append(slot)
+        return slot
+
+    def partition(ctx, key, *, new, wide):  # type: ignore[no-untyped-def]
+        if not new and key == vn:
+            for slot in early:  # led by another lane before this one reads the row
+                slot.wait()
+            api.uuid_io.delete(vn, [f"ref:network-ipam:{ipam}"])  # an UPDATE drops the ref
+            api.uuid_io.delete(ipam, [f"backref:virtual-network:{vn}"])
+        return real_partition(ctx, key, new=new, wide=wide)
+
+    io.cells, io.partition = cells, partition  # type: ignore[method-assign]
+    try:
+        applier.apply(parse({"oper": "CREATE", "type": "virtual-network", "uuid": vn,
+                             "fq_name": fq,
+                             "obj_dict": {"uuid": vn, "fq_name": fq, "parent_type": "project",
+                                          "parent_uuid": world.project,
+                                          "network_ipam_refs": [{"uuid": ipam,
+                                                                 "to": ipam_fq}]}}))
+    finally:
+        io.cells, io.partition = real_cells, real_partition  # type: ignore[method-assign]
+    assert early, "the CREATE read no named cell ahead"
+    new_uuid = world.new_table(cd.UUID_TABLE)
+    assert f"children:virtual_network:{vn}" in new_uuid.read_partition(world.project)
+    assert f"backref:virtual_network:{vn}" not in new_uuid.read_partition(ipam)
+    report = world.verify()
+    assert report.ok, [(t.table, t.samples) for t in report.tables if t.samples]

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import uuid as uuid_module
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -207,7 +207,8 @@ class ObjectApplier:
         fq_name = fq_name or _json(after.get("fq_name")) or _json(before.get("fq_name"))
         if isinstance(fq_name, list) and fq_name and fq_ctx is not None and \
                 not unchanged("fq_name", "type"):
-            reads += _covered(ahead, fq_ctx, {old_type: {_fq_column(fq_name, change.uuid)}})
+            reads += _covered(ahead, fq_ctx, {old_type: {_fq_column(fq_name, change.uuid)}},
+                              lambda _, __: bool(old_rows))
 
         # The api-server also rewrites the parent's and each new ref target's
         # META:latest_col_ts when it links a child or a ref, and the message names only this
@@ -231,13 +232,15 @@ class ObjectApplier:
                 links.setdefault(key, set()).update(columns)
         links.pop(change.uuid, None)  # a link to itself: the whole partition is replaced
         if links:
-            reads += _covered(ahead, ctx, links)
+            reads += _covered(ahead, ctx, links, _named_by(after))
 
         shares = share_keys(_json(before.get("prop:perms2"))) | share_keys(
             _json(after.get("prop:perms2")))
         shared_ctx = self._ctx(OBJ_SHARED) if shares else None
+        now_shared = share_keys(_json(after.get("prop:perms2")))
         if shared_ctx is not None:
-            reads += _covered(ahead, shared_ctx, _share_cells(shares, old_type, change.uuid))
+            reads += _covered(ahead, shared_ctx, _share_cells(shares, old_type, change.uuid),
+                              lambda _, column: column.rsplit(":", 1)[0] in now_shared)
 
         _read_all(io, reads)
         for read in reads:
@@ -402,6 +405,21 @@ def _named_links(change: Change, old_type: str) -> dict[str, set[str]]:
     return links
 
 
+def _named_by(after: Iterable[str]) -> Callable[[str, str], bool]:
+    """Whether the object's own row (`after`, as old has it now) still names the link a
+    linked cell stands for: its parent's `children:` cell, a ref target's `backref:`."""
+    parents, refs = link_uuids(after, "parent"), link_uuids(after, "ref")
+
+    def named(key: str, column: str) -> bool:
+        if column.startswith("children:"):
+            return key in parents
+        if column.startswith("backref:"):
+            return key in refs
+        return True  # META:latest_col_ts: old's own value, harmless whenever read
+
+    return named
+
+
 def _share_cells(shares: set[str], old_type: str, uuid: str) -> dict[str, set[str]]:
     """obj_shared_table cells (old-side key -> columns) of an object's shares, under both
     spellings of its type."""
@@ -511,11 +529,15 @@ class _CellsRead:
         return self.collect_old(), self.new_rows
 
 
-def _covered(ahead: list[_CellsRead], ctx: TableContext, wanted: dict[str, set[str]]
-             ) -> list[_CellsRead]:
+def _covered(ahead: list[_CellsRead], ctx: TableContext, wanted: dict[str, set[str]],
+             named: Callable[[str, str], bool]) -> list[_CellsRead]:
     """Reads of the cells `wanted`: those a read ahead of the same table already has (its
     rows, kept to these cells), and one read planned for the rest. An old-first read
-    covers only the cells old returned: the others are read again, new first."""
+    covers only the cells old returned that the object's own row, read on old after it,
+    still names (`named(key, column)`): the others are read again, new first. (Another
+    lane may lead that read before this one reads the object's row: a ref an UPDATE drops
+    in between would otherwise be written back as a target's stale `backref:` cell, which
+    no later change of the object names.)"""
     source = next((a for a in ahead if a.ctx is ctx), None)
     if source is None:
         return [_CellsRead.plan(ctx, wanted)]
@@ -531,6 +553,7 @@ def _covered(ahead: list[_CellsRead], ctx: TableContext, wanted: dict[str, set[s
     if covered:
         old_rows = [r for r in source.collect_old() if r[1] in covered.get(r[0], ())]
         if source.old_first:
+            old_rows = [r for r in old_rows if named(r[0], r[1])]
             found: dict[str, set[str]] = {}
             for key, column, _, _ in old_rows:
                 found.setdefault(key, set()).add(column)
