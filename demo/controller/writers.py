@@ -214,19 +214,36 @@ class Writer:
                 out.append(Network(name, uuid))
         return out
 
+    def _blobs(self, keyspace: str, table: str) -> set[str]:
+        """The table's columns stored as blob (Contrail's own tables, as an operator's
+        snapshot has them) rather than text (the demo's own layout)."""
+        meta = self.cluster.metadata.keyspaces[self.ks(keyspace)].tables[table]
+        return {name for name, col in meta.columns.items() if col.cql_type == "blob"}
+
+    def _enc(self, blobs: set[str], column: str, text: str) -> str | bytes:
+        return text.encode() if column in blobs else text
+
+    @staticmethod
+    def _dec(value: object) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value)
+
     def keys(self, keyspace: str, table: str) -> dict[str, str]:
         """key -> the value of the table's only column we write (first column)."""
         rows = self.session.execute(f'SELECT key, value FROM "{self.ks(keyspace)}"."{table}"')
-        return {str(r.key): str(r.value) for r in rows}
+        return {self._dec(r.key): self._dec(r.value) for r in rows}
 
     def put(self, keyspace: str, table: str, key: str, column: str, value: str) -> None:
+        blobs = self._blobs(keyspace, table)
         self.session.execute(
             f'INSERT INTO "{self.ks(keyspace)}"."{table}" (key, column1, value) '
-            "VALUES (%s, %s, %s)", (key, column, value))
+            "VALUES (%s, %s, %s)", (self._enc(blobs, "key", key),
+                                    self._enc(blobs, "column1", column),
+                                    self._enc(blobs, "value", value)))
 
     def drop(self, keyspace: str, table: str, key: str) -> None:
+        blobs = self._blobs(keyspace, table)
         self.session.execute(f'DELETE FROM "{self.ks(keyspace)}"."{table}" WHERE key = %s',
-                             (key,))
+                             (self._enc(blobs, "key", key),))
 
     # ------------------------------------------------------------------ passes
     def sync_rows(self, keyspace: str, table: str, column: str,
