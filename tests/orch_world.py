@@ -50,11 +50,37 @@ def _stop_pieces(world: World) -> None:
         if pid:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, 15)
-    # the reverse replication a test's finalize started (its pid beside the journal)
-    with contextlib.suppress(OSError, ValueError):
-        reverse = int((world.dir / "state" / "reverse-sync.pid").read_text().split()[0])
+    # any `issu sync run` on this world's config left by a test (the reverse replication
+    # every finalize starts runs until a revert): on the session's shared broker it would
+    # republish the next tests' changes back and forth
+    _stop_sync_runs(world.config_path)
+
+
+def _stop_sync_runs(config_path: Path) -> None:
+    wanted = str(config_path).encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"sync" in argv and b"run" in argv and wanted in argv:
+                pids.append(int(entry.name))
+    for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(reverse, 15)
+            os.killpg(os.getpgid(pid), 15)
+    deadline = time.monotonic() + 30
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if _running(p)]
+        time.sleep(0.2)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != b"Z"
 
 
 def _wipe_data(endpoints: Endpoints, queue: str) -> None:
