@@ -13,7 +13,7 @@ quarantine table with the reason and goes on. Nothing is dropped silently.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 
@@ -149,6 +149,19 @@ def underscore_type(type_name: str) -> str:
     return type_name.replace("-", "_")
 
 
+def _obj_uuid_column(column: str, renamed: dict[str, str],
+                     retype: Callable[[str], str]) -> str:
+    """An obj_uuid_table column in the other era's spelling: a renamed property, or a link
+    column (parent/children/ref/backref) with its type segment respelled."""
+    if column in renamed:
+        return renamed[column]
+    head, sep, rest = column.partition(":")
+    if sep and head in _LINK_PREFIXES:
+        type_name, sep2, tail = rest.partition(":")
+        return f"{head}:{retype(type_name)}{sep2}{tail}"
+    return column
+
+
 class ObjUuid4to5(TableTranslator):
     """obj_uuid_table, 4.x -> 5.0: `-` to `_` in type names (the `type` value and the type
     segment of parent/children/ref/backref columns), `prop:virtual_network_network_id`
@@ -158,13 +171,7 @@ class ObjUuid4to5(TableTranslator):
     name = "contrail 4.x->5.0 obj_uuid_table"
 
     def column(self, key: str, column: str) -> str:
-        if column in _RENAMED_PROPS:
-            return _RENAMED_PROPS[column]
-        head, sep, rest = column.partition(":")
-        if sep and head in _LINK_PREFIXES:
-            type_name, sep2, tail = rest.partition(":")
-            return f"{head}:{underscore_type(type_name)}{sep2}{tail}"
-        return column
+        return _obj_uuid_column(column, _RENAMED_PROPS, underscore_type)
 
     def partition(self, key: str) -> PartitionTranslation:
         return _ObjUuidPartition(self, key)
@@ -234,13 +241,7 @@ class ObjUuid5to4(TableTranslator):
     name = "contrail 5.0->4.x obj_uuid_table"
 
     def column(self, key: str, column: str) -> str:
-        if column in _RENAMED_BACK:
-            return _RENAMED_BACK[column]
-        head, sep, rest = column.partition(":")
-        if sep and head in _LINK_PREFIXES:
-            type_name, sep2, tail = rest.partition(":")
-            return f"{head}:{hyphen_type(type_name)}{sep2}{tail}"
-        return column
+        return _obj_uuid_column(column, _RENAMED_BACK, hyphen_type)
 
     def partition(self, key: str) -> PartitionTranslation:
         return _ObjUuidBack(self, key)
