@@ -18,8 +18,8 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,9 @@ class WorldOptions:
     # controller services and compute agents in containers (demo/containers/); None: as
     # the last `up` (loopback hosts for a new world)
     containers: bool | None = None
+    # hosts the services' sshd keeps serving beside the world's own (address -> name): the
+    # test session's, when a world is started on the session's services
+    extra_ssh_hosts: Mapping[str, str] = field(default_factory=dict)
 
 
 class World:
@@ -134,10 +137,14 @@ class World:
 
     def ssh_hosts(self, computes: int) -> dict[str, str]:
         """Address -> name of every host sshd serves: the computes first, then the two
-        controllers (their services run by the `demo` controller profile over SSH)."""
+        controllers (their services run by the `demo` controller profile over SSH), then
+        the options' extra hosts (a world of fewer computes must not take addresses away
+        from the sshd it shares)."""
         hosts = {self.plan.ssh_host(i): f"compute-{i + 1}" for i in range(computes)}
         hosts.update({self.controller_address(c): f"controller-{c}" for c in ("v1", "v2")})
         hosts[self.northbound_address()] = "northbound"
+        for address, name in self.opts.extra_ssh_hosts.items():
+            hosts.setdefault(address, name)
         return hosts
 
     def northbound_address(self) -> str:

@@ -136,7 +136,10 @@ def fresh_world(endpoints: Endpoints, *, computes: int = 4, seed_projects: int =
                         config_path=run_dir / "orch" / "issu.toml",
                         seed_objects=seed_objects, workload_rate=workload_rate,
                         install_s=install_s, datapath_down_s=0.2, services_profile="test",
-                        snapshot=snapshot)
+                        snapshot=snapshot,
+                        # the session's sshd keeps every address the session's tests use
+                        extra_ssh_hosts=dict(zip(endpoints.ssh.addresses, endpoints.ssh.names,
+                                                 strict=True)))
     world = World(opts)
     _stop_pieces(world)
     _wipe_data(endpoints, "vnc-config.issu-queue")

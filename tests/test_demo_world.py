@@ -144,6 +144,20 @@ def test_cli_refuses_more_than_a_thousand_computes() -> None:
     assert result.exit_code == 2 and "1001" in result.output
 
 
+def test_a_world_of_fewer_computes_keeps_the_shared_sshds_other_hosts(tmp_path: Path) -> None:
+    """A world started on a test session's services: its sshd serves the world's computes
+    first (the fleet takes them in order), then its controllers, then the session's hosts it
+    would otherwise take away (a 1-compute world left 127.N.1.2 unserved)."""
+    session = {"127.203.1.1": "compute-1", "127.203.1.2": "compute-2"}
+    world = World(WorldOptions(net=203, computes=1, run_dir=tmp_path / "run",
+                               extra_ssh_hosts=session))
+    hosts = world.ssh_hosts(1)
+    assert list(hosts)[0] == "127.203.1.1"
+    assert hosts["127.203.1.2"] == "compute-2"
+    assert hosts[world.controller_address("v2")] == "controller-v2"
+    assert list(hosts)[-1] == "127.203.1.2"
+
+
 def test_status_tells_a_seed_and_workload_turned_off(tmp_path: Path) -> None:
     world = World(WorldOptions(net=201, run_dir=tmp_path / "run"))
     world.dir.mkdir(parents=True)

@@ -117,9 +117,6 @@ def _routing_instance(api: str, fq_name: list[str]) -> dict[str, Any]:
     return found
 
 
-@pytest.mark.skip(reason="leaves the session's sshd for the second compute address down: "
-                         "tests/test_services.py::test_ssh_exec_on_two_addresses_knows_the_host "
-                         "then fails (issue 18, not yet found why)")
 @pytest.mark.timeout(1200)
 def test_revert_after_finalize_carries_new_writes_back_to_old(services: Endpoints) -> None:
     """Finalize (the reverse replication starts at its commit), then a network created, one
