@@ -81,6 +81,8 @@ class IssuApp(App[int]):
         Binding("R", "runsync('start')", "Sync on", id="app.runsync_start"),
         Binding("F", "finalize", "Finalize", id="app.finalize"),
         Binding("X", "abort", "Abort", id="app.abort"),
+        # after finalize, while the reverse replication new -> old runs
+        Binding("W", "close_way_back", "Close way back", id="app.close_way_back"),
         # u, r, F and X leave the footer while not allowed; these then say why instead of
         # nothing
         Binding("u", "not_now('upgrade')", "Upgrade (says why not now)", show=False,
@@ -363,9 +365,9 @@ class IssuApp(App[int]):
         self.push_screen(PreflightScreen(view))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("upgrade", "rollback", "finalize", "abort"):
+        if action in ("upgrade", "rollback", "finalize", "abort", "close_way_back"):
             snap = self.state.snapshot
-            return snap is not None and action in snap.phase.allowed
+            return snap is not None and action.replace("_", "-") in snap.phase.allowed
         if action == "preflight_failed":
             snap = self.state.snapshot
             return (snap is not None and snap.preflight is not None
@@ -529,6 +531,15 @@ class IssuApp(App[int]):
         self.push_screen(TypedConfirm("abort", text, offer_drop=True),
                          callback=self._typed_confirmed)
 
+    def action_close_way_back(self) -> None:
+        if self._refuse_read_only("close the way back") or not self._allowed("close-way-back"):
+            return
+        text = ("The reverse replication new -> old is drained (what new took until now is "
+                "written to old), stopped and its queues deleted. `issu revert` is refused "
+                "from then on: the old cluster may be retired.")
+        self.push_screen(TypedConfirm("close", text, title="Close the way back to the old "
+                                      "cluster?"), callback=self._typed_confirmed)
+
     def _typed_confirmed(self, result: TypedResult | None) -> None:
         if result is None:
             self.notify("cancelled: nothing was asked")
@@ -540,6 +551,8 @@ class IssuApp(App[int]):
         try:
             if result.word == "finalize":
                 intent = self.backend.finalize(force=result.force, reason=result.reason)
+            elif result.word == "close":
+                intent = self.backend.close_way_back()
             else:
                 intent = self.backend.abort(drop_new_data=result.drop_new_data)
         except ActionRefused as exc:

@@ -449,6 +449,9 @@ class ConsoleBackend:
             allowed.add("rollback")
         if "abort" in offers:
             allowed.add("abort")
+        if ("close-way-back" in offers and self._way_back_open()
+                and not any(i.kind == "close-way-back" for i in pending)):
+            allowed.add("close-way-back")
         moving = any(i.kind in ("upgrade", "rollback") for i in pending)
         if ("finalize" in offers and not moving and self._runsync_state() != "held"
                 and _count(counts, ("upgraded",)) == sum(counts.values())):
@@ -462,6 +465,10 @@ class ConsoleBackend:
         if spec.line is phases.Line.ABORT:
             return NextStep("none", "nothing: the upgrade was aborted") if spec.terminal \
                 else NextStep("wait", "wait: the abort is rolling back")
+        if spec.terminal and "close-way-back" in allowed:
+            return NextStep("none", "nothing: the upgrade is finished; the way back is open "
+                            "(the reverse replication new -> old runs): W closes it once "
+                            "new is trusted")
         if spec.terminal:
             return NextStep("none", "nothing: the upgrade is finished")
         if paused:
@@ -489,6 +496,11 @@ class ConsoleBackend:
                 return NextStep("upgrade", f"n: upgrade the {left} left on old")
             return NextStep("wait", "finalize when every compute is upgraded")
         return NextStep("wait", f"wait: {phase} runs on its own")
+
+    def _way_back_open(self) -> bool:
+        """After finalize: the reverse replication was started and close-way-back not run."""
+        done = self.journal.steps_done()
+        return phases.REVERSE_STARTED in done and phases.WAY_BACK_CLOSED not in done
 
     def _runsync_state(self) -> str:
         """not started, running, held (stopped by the operator), stopped (by finalize)."""
@@ -649,6 +661,11 @@ class ConsoleBackend:
         self._require("abort")
         return self.journal.add_intent("abort", {"drop_new_data": drop_new_data},
                                        self.options.actor)
+
+    def close_way_back(self) -> int:
+        """After finalize: drain and stop the reverse replication; revert refused after."""
+        self._require("close-way-back")
+        return self.journal.add_intent("close-way-back", {}, self.options.actor)
 
     def next_step(self) -> NextStep:
         """The next safe action now, read from the journal (not from the last snapshot)."""

@@ -349,9 +349,29 @@ def revert_cmd(config_path: Path, check: bool, drop_new_data: bool, as_json: boo
            timeout=timeout, extra={"plan": plan.as_dict()})
 
 
+@click.command("close-way-back")
+@config_option
+@click.option("--drain-timeout", type=float, default=600.0, show_default=True,
+              help="seconds to wait for the reverse replication to apply what new took")
+@json_option
+@_wait_opts
+def close_way_back_cmd(config_path: Path, drain_timeout: float, as_json: bool, no_wait: bool,
+                       timeout: float | None) -> None:
+    """After finalize, once the new cluster is trusted: drain the reverse replication
+    new -> old, stop it and delete its queues on new's broker. `issu revert` is refused
+    from then on; the old cluster may be retired."""
+    submit(config_path, "close-way-back", {"timeout_s": drain_timeout}, as_json=as_json,
+           no_wait=no_wait, timeout=timeout)
+
+
 def status_data(ctx: Any) -> dict[str, Any]:
     from issu_tui.orchestrator.finalize import COMMIT_STEP
-    from issu_tui.orchestrator.syncproc import RunSyncSupervisor, runsync_counters
+    from issu_tui.orchestrator.revert import way_back
+    from issu_tui.orchestrator.syncproc import (
+        ReverseSyncSupervisor,
+        RunSyncSupervisor,
+        runsync_counters,
+    )
 
     journal = ctx.journal
     runsync = runsync_counters(journal)
@@ -363,6 +383,8 @@ def status_data(ctx: Any) -> dict[str, Any]:
     orch = journal.orchestrator_state()
     steps = journal.steps_done()
     supervisor = RunSyncSupervisor(ctx)
+    reverse = ReverseSyncSupervisor(ctx)
+    reverse_running = reverse.running()
     return {
         "phase": None if phase is None else {
             "name": phase.phase, "since": phase.phase_started_at, "note": phase.note,
@@ -376,6 +398,8 @@ def status_data(ctx: Any) -> dict[str, Any]:
                                 "gap_ms": r.gap_ms} for r in computes]},
         "run_sync": {"running": supervisor.running(), "pid": supervisor.pid(),
                      "counters": runsync[0], "updated_at": runsync[1] or None},
+        "reverse_sync": {"running": reverse_running, "pid": reverse.pid()},
+        "way_back": way_back(steps, reverse_running),
         "verify": journal.counters("verify"),
         "steps_done": sorted(steps),
         "abortable": COMMIT_STEP not in steps and (phase is None or phase.phase not in
@@ -414,6 +438,8 @@ def status_cmd(config_path: Path, as_json: bool) -> None:
     if data["verify"]:
         click.echo(f"verify:    {data['verify'].get('differences', 0):.0f} differences")
     click.echo(f"abortable: {'yes' if data['abortable'] else 'no'}")
+    if data["way_back"]:
+        click.echo(f"way back:  {data['way_back']}")
     for intent in data["intents"]:
         click.echo(f"intent #{intent['id']} {intent['kind']} {intent['status']} by {intent['by']}")
 
@@ -477,8 +503,8 @@ def daemon_cmd(config_path: Path, northbound: Path | None) -> None:
 
 
 COMMANDS = (plan_cmd, preflight_cmd, pair_cmd, unpair_cmd, phase_cmd, compute_group,
-            pause_cmd, resume_cmd, finalize_cmd, abort_cmd, revert_cmd, status_cmd, events_cmd,
-            daemon_cmd)
+            pause_cmd, resume_cmd, finalize_cmd, abort_cmd, revert_cmd, close_way_back_cmd,
+            status_cmd, events_cmd, daemon_cmd)
 
 
 def register(cli_group: click.Group) -> None:

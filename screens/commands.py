@@ -17,6 +17,8 @@ ACTIONS = (
     ("Start run-sync again", "runsync('start')", "after a stop by hand (confirmed)"),
     ("Finalize the upgrade", "finalize", "only when every compute is upgraded"),
     ("Abort the upgrade", "abort", "roll everything back (before finalize)"),
+    ("Close the way back", "close_way_back", "after finalize: drain and stop the reverse "
+     "replication; revert refused after (confirmed)"),
     ("Pause / resume the executor", "toggle_executor", "no new compute starts while paused"),
     ("Pause / resume refresh", "pause_refresh", "freeze the screen"),
     ("Refresh now", "refresh_now", "poll the journal now"),

@@ -204,14 +204,16 @@ class StepConfirm(ModalScreen[bool]):
 
 
 class TypedConfirm(ModalScreen[TypedResult | None]):
-    """Finalize or abort: the operator types the word; a reason is recorded."""
+    """Finalize, abort or close the way back: the operator types the word; a reason is
+    recorded."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
 
     def __init__(self, word: str, explanation: str, *, force_needed: bool = False,
-                 offer_drop: bool = False) -> None:
+                 offer_drop: bool = False, title: str = "") -> None:
         super().__init__(classes="dialog-screen")
         self.word = word
+        self.title_text = title or f"{word.capitalize()} the upgrade?"
         self.explanation = explanation
         self.force_needed = force_needed
         self.offer_drop = offer_drop
@@ -222,7 +224,7 @@ class TypedConfirm(ModalScreen[TypedResult | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(f"{self.word.capitalize()} the upgrade?", classes="title")
+            yield Label(self.title_text, classes="title")
             yield Static(self.explanation, classes="dialog-text")
             yield Label(f"Type {self.expected!r} to confirm:")
             yield Input(id="typed", placeholder=self.expected)

@@ -152,7 +152,7 @@ def test_a_world_of_fewer_computes_keeps_the_shared_sshds_other_hosts(tmp_path: 
     world = World(WorldOptions(net=203, computes=1, run_dir=tmp_path / "run",
                                extra_ssh_hosts=session))
     hosts = world.ssh_hosts(1)
-    assert list(hosts)[0] == "127.203.1.1"
+    assert next(iter(hosts)) == "127.203.1.1"
     assert hosts["127.203.1.2"] == "compute-2"
     assert hosts[world.controller_address("v2")] == "controller-v2"
     assert list(hosts)[-1] == "127.203.1.2"

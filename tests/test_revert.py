@@ -66,7 +66,7 @@ def test_after_the_commit_revert_is_refused_naming_each_blocker(tmp_path: Path) 
     # a translator without an inverse is named, and then only that is said of the reverse
     config = load_config(path)
     named = revert_plan(config, "done", [COMMIT_STEP], "separate",
-                        ["myapp.things 4.x -> 5.0 (mine): declares none"])
+                        ["myapp.things 4.x -> 5.0 (mine): declares none"], drop_new_data=True)
     assert named.blockers == ("no inverse translation: myapp.things 4.x -> 5.0 (mine): "
                               "declares none",)
     refused = CliRunner().invoke(cli, ["revert", "-c", str(path), "--json"])
@@ -149,3 +149,76 @@ def test_the_inverse_translators_bring_5_0_rows_back_to_4_x_exactly() -> None:
         "myapp.things 4.x -> 5.0 (identity): declares none"]
     with pytest.raises(RegistryError, match=r"myapp.things 4.x -> 5.0 .*has no inverse"):
         closed.reversed().translator("5.0.0", "4.1.0", "myapp", "things")
+
+
+def test_after_the_commit_revert_needs_drop_new_data_as_abort_does(tmp_path: Path) -> None:
+    """new took writes and its writers ran: as abort after start-new-writers, revert after
+    the commit is refused without --drop-new-data (said by --check, before anything runs)."""
+    from issu_tui.orchestrator.finalize import REVERSE_STARTED
+    from issu_tui.orchestrator.revert import NEW_DATA_AFTER_COMMIT
+
+    path = _write_config(tmp_path, OLD, NEW)
+    _journal(tmp_path, "done", [COMMIT_STEP, REVERSE_STARTED], approach="separate")
+    refused = CliRunner().invoke(cli, ["revert", "-c", str(path), "--check"])
+    assert refused.exit_code == 1
+    assert f"refused: {NEW_DATA_AFTER_COMMIT}" in refused.output
+    ok = CliRunner().invoke(cli, ["revert", "-c", str(path), "--check", "--drop-new-data"])
+    assert ok.exit_code == 0, ok.output
+
+
+def test_close_way_back_drains_stops_the_reverse_replication_and_revert_is_refused_after(
+        tmp_path: Path) -> None:
+    """`issu close-way-back` after finalize: waits for the reverse replication to report an
+    empty queue, stops it (its process gone), tries its queues, marks the way back closed;
+    status says open before and closed after, and revert is refused naming it."""
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from issu_tui.orchestrator.finalize import REVERSE_STARTED
+    from issu_tui.orchestrator.revert import WAY_BACK_CLOSED_BLOCKER
+
+    path = _write_config(tmp_path, OLD, NEW)
+    # new's broker: nothing listens there (the queues cannot be deleted: said, not fatal)
+    path.write_text(path.read_text().replace('rabbit = { hosts = ["10.0.0.4"] }',
+                                             'rabbit = { hosts = ["127.0.0.1"], port = 1 }'))
+    _journal(tmp_path, "done", [COMMIT_STEP, REVERSE_STARTED], approach="separate")
+    # the reverse replication as syncproc starts it (argv), a sleeper standing in for it
+    reverse = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "sync",
+                                "run", "-c", str(path), "--reverse"], start_new_session=True)
+    try:
+        (tmp_path / "state" / "reverse-sync.pid").write_text(f"{reverse.pid} {time.time()}\n")
+        status = CliRunner().invoke(cli, ["status", "-c", str(path), "--json"])
+        data = json.loads(status.output)
+        assert data["reverse_sync"]["running"] is True
+        assert data["way_back"].startswith("open: the reverse replication new -> old is "
+                                           "running")
+
+        def report_drained() -> None:  # what the replication writes once it caught up
+            time.sleep(3)
+            journal = Journal.open(tmp_path / "state")
+            journal.set_counters("run-sync", {"queue_depth": 0, "applied": 7, "failed": 0})
+            journal.close()
+
+        writer = threading.Thread(target=report_drained)
+        writer.start()
+        closed = CliRunner().invoke(cli, ["close-way-back", "-c", str(path), "--json"])
+        writer.join()
+        assert closed.exit_code == 0, closed.output
+        result = json.loads(closed.output.splitlines()[-1])
+        assert result["ok"] is True, result
+        assert "reverse replication drained (applied 7, failed 0)" in result["done"]
+        assert "reverse replication stopped" in result["done"]
+        assert any("NOT deleted" in line for line in result["done"])
+        reverse.wait(timeout=30)
+        status = CliRunner().invoke(cli, ["status", "-c", str(path)])
+        assert "way back:  closed (issu close-way-back)" in status.output
+        refused = CliRunner().invoke(cli, ["revert", "-c", str(path), "--check",
+                                           "--drop-new-data"])
+        assert refused.exit_code == 1
+        assert f"refused: {WAY_BACK_CLOSED_BLOCKER}" in refused.output
+    finally:
+        if reverse.poll() is None:
+            reverse.kill()
+            reverse.wait()

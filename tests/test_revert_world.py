@@ -117,19 +117,37 @@ def _routing_instance(api: str, fq_name: list[str]) -> dict[str, Any]:
     return found
 
 
+def _old_records(api: str) -> dict[str, str]:
+    """type:fq_name -> uuid of old's node records and control nodes' bgp-routers."""
+    out = {}
+    for obj_type in ("config-node", "analytics-node", "database-node", "bgp-router"):
+        data = httpx.get(f"{api}/{obj_type}s", timeout=30).json()
+        for item in data[f"{obj_type}s"]:
+            out[f"{obj_type}:{':'.join(item['fq_name'])}"] = str(item["uuid"])
+    return out
+
+
 @pytest.mark.timeout(1200)
 def test_revert_after_finalize_carries_new_writes_back_to_old(services: Endpoints) -> None:
     """Finalize (the reverse replication starts at its commit), then a network created, one
-    renamed and one deleted through the new api-server; `issu revert`: old's api-server
-    serves all three changes (the created network with new's uuid)."""
+    renamed and one deleted through the new api-server; `issu revert --drop-new-data` (refused
+    without, as abort after new's writers ran): old against new in config_db_uuid shows 0
+    differences once the reverse replication drained, old's api-server serves all three
+    changes (the created network with new's uuid), and old's node records and control
+    nodes' bgp-routers, which finalize removed from new, are back with their uuids."""
     world = fresh_world(services, computes=1, install_s=0.2, seed_projects=1)
     v1, v2 = world.api_url("v1"), world.api_url("v2")
     try:
+        records = _old_records(v1)
+        assert any(k.startswith("config-node:") for k in records), records
         assert issu_json(world, "phase", "run-sync", timeout=600)["ok"]
         assert issu_json(world, "compute", "upgrade", "all", timeout=600)["ok"]
         done = issu_json(world, "finalize", timeout=600)
         assert done["ok"], done
-        assert issu_json(world, "revert", "--check")["ok"]
+        refused = issu_json(world, "revert", "--check", expect=1)
+        assert any("--drop-new-data" in b for b in refused["blockers"]), refused
+        assert issu_json(world, "revert", "--check", "--drop-new-data")["ok"]
+        assert issu_json(world, "status")["way_back"].startswith("open: the reverse")
 
         before = _vns(v2)
         project = next(iter(before)).split(":")[:2]
@@ -153,19 +171,25 @@ def test_revert_after_finalize_carries_new_writes_back_to_old(services: Endpoint
         eventually(lambda: _uuid(v2, "route-target", target) is None, 120,
                    "new's schema-transformer deletes the deleted network's route target")
         deleted = f"{':'.join(project)}:to-delete"
+        # new's data is dropped at the end of the revert: what it served, taken now
+        on_new = _vns(v2)
+        created_uuid = _uuid(v2, "virtual-network", [*project, "after-finalize"])
+        assert created_uuid is not None
 
-        result = issu_json(world, "revert", timeout=900)
+        result = issu_json(world, "revert", "--drop-new-data", timeout=900)
         assert result["ok"], result
         assert result["plan"]["committed"] is True
+        assert any(line.startswith("verify-back: config_db_uuid: 0 differences in ")
+                   for line in result["done"]), result["done"]
 
         on_old = _vns(v1)
         assert f"{':'.join(project)}:after-finalize" in on_old
         assert on_old[renamed] == "renamed-on-new"
         assert deleted not in on_old
-        assert on_old == _vns(v2)
+        assert on_old == on_new
         # the network new took is carried back itself (new's uuid), not re-created on old
-        created_uuid = _uuid(v2, "virtual-network", [*project, "after-finalize"])
-        assert created_uuid is not None
         assert _uuid(v1, "virtual-network", [*project, "after-finalize"]) == created_uuid
+        after = _old_records(v1)
+        assert {k: after.get(k) for k in records} == records
     finally:
         stop_world(world)

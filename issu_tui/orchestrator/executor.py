@@ -470,7 +470,7 @@ class Executor:
         if not self.ctx.step_done(fin.COMMIT_STEP) and (current is None
                                                         or current.phase != "done"):
             return self.abort(args)
-        check_revert_open(self.ctx)
+        check_revert_open(self.ctx, drop_new_data=bool(args.get("drop_new_data")))
         self.ctx.stop.clear()
         journal.set_phase("aborting", status="entered", note="revert after finalize")
         try:
@@ -482,6 +482,14 @@ class Executor:
         journal.set_phase("aborted", status="done",
                           note="reverted after finalize: " + "; ".join(done))
         return {"ok": True, "done": done}
+
+    def close_way_back(self, args: dict[str, Any]) -> dict[str, Any]:
+        """issu close-way-back: the reverse replication drained, stopped, its queues
+        deleted; revert refused from then on (revert.close_way_back)."""
+        from issu_tui.orchestrator.revert import close_way_back
+
+        timeout = float(args.get("timeout_s") or 600)
+        return {"ok": True, "done": close_way_back(self.ctx, drain_timeout_s=timeout)}
 
 
 # ----------------------------------------------------------------------------- phase runners
@@ -561,6 +569,7 @@ INTENT_HANDLERS: dict[str, IntentHandler] = {
     "finalize": Executor.finalize,
     "abort": Executor.abort,
     "revert": Executor.revert,
+    "close-way-back": Executor.close_way_back,
     "ring": Executor.ring,
     "verify": Executor.verify,
     "runsync": Executor.runsync_hold,

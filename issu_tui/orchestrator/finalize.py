@@ -19,6 +19,7 @@ from typing import Any
 
 from backends.apiserver import ApiServerError
 from backends.versions import release_matches
+from issu_tui.orchestrator import phases
 from issu_tui.orchestrator.context import Context, OrchestratorError
 from issu_tui.orchestrator.controllers import (
     fence_by_profile,
@@ -27,7 +28,7 @@ from issu_tui.orchestrator.controllers import (
     stop_new_writers_again,
     stop_old_services,
 )
-from issu_tui.orchestrator.node_cleanup import remove_old_node_records
+from issu_tui.orchestrator.node_cleanup import keep_old_bgp_routers, remove_old_node_records
 from issu_tui.orchestrator.northbound import (
     NorthboundClient,
     client_key,
@@ -47,7 +48,7 @@ from issu_tui.orchestrator.syncproc import ReverseSyncSupervisor, RunSyncSupervi
 RUNSYNC_STOPPING = "finalize.run-sync-stopping"
 # Marked once the reverse replication new -> old runs (the way back after the commit,
 # issu revert); the revert marks REVERSE_STOPPING (under runsync_lock) before stopping it.
-REVERSE_STARTED = "revert.reverse-sync-started"
+REVERSE_STARTED = phases.REVERSE_STARTED
 REVERSE_STOPPING = "revert.reverse-sync-stopping"
 CONFIG_DB_UUID = "config_db_uuid"
 
@@ -58,7 +59,7 @@ def _tables(report: dict[str, object]) -> list[dict[str, Any]]:
     return [t for t in tables if isinstance(t, dict)] if isinstance(tables, list) else []
 
 
-def _difference_samples(report: dict[str, object], limit: int = 10) -> str:
+def difference_samples(report: dict[str, object], limit: int = 10) -> str:
     """The first differences of a verify --json report, one line each."""
     lines: list[str] = []
     for table in _tables(report):
@@ -254,7 +255,7 @@ def run_verify(ctx: Context, kept: dict[str, object]) -> tuple[int, float | None
                                         "checked": float(totals["cells_compared"]),
                                         "quarantined": float(totals.get("quarantined", 0)),
                                         "at": time.time()})
-    return result.exit_code, differences, _difference_samples(report)
+    return result.exit_code, differences, difference_samples(report)
 
 
 def verify(run: FinalizeRun) -> str:
@@ -373,6 +374,8 @@ def open_new(run: FinalizeRun) -> str:
 
 
 def unpair_new_side(run: FinalizeRun) -> str:
+    if run.ctx.step_done(REVERSE_STARTED):
+        keep_old_bgp_routers(run.ctx)  # for revert: created again on old with their uuids
     return unpair(run.ctx, old_side=False)
 
 

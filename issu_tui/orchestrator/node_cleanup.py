@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.apiserver import ApiServerClient, ApiServerError
-from backends.node_records import NODE_OBJECTS, NodeRecord, node_records
+from backends.node_records import NodeRecord, node_records
 from issu_tui.config import IssuConfig, cluster_addresses, same_address
 from issu_tui.orchestrator.context import Context, OrchestratorError
 
@@ -60,41 +60,79 @@ def _removed_path(ctx: Context) -> Path:
     return ctx.config.state_dir / REMOVED_RECORDS
 
 
-def _keep_for_revert(ctx: Context, api: ApiServerClient, stale: list[NodeRecord]) -> None:
+# What an api-server computes or keeps for itself: left out of a body created again.
+_NOT_CREATABLE = frozenset({"uuid", "href", "parent_href", "parent_uuid", "id_perms",
+                            "perms2"})
+
+
+def _creatable(obj: dict[str, Any]) -> dict[str, Any]:
+    """An object as read, as a body that creates it again with its uuid (its references,
+    back-references and children are the other objects' to restore)."""
+    body = {k: v for k, v in obj.items() if (k not in _NOT_CREATABLE
+            and not k.endswith(("_refs", "_back_refs")) and not isinstance(v, list))
+            or k == "fq_name"}
+    body["uuid"] = obj["uuid"]
+    return body
+
+
+def _save(ctx: Context, items: list[dict[str, Any]]) -> None:
     path = _removed_path(ctx)
     kept: dict[str, dict[str, Any]] = {}
     if path.exists():  # a re-run: what an earlier run deleted is no longer on new
         kept = {f"{r['obj_type']}:{r['fq_name']}": r for r in json.loads(path.read_text())}
-    for record in stale:
-        obj = api.read(record.obj_type, record.uuid)
-        if obj is None:
-            continue
-        prop = NODE_OBJECTS[record.obj_type][1]
-        body = {"fq_name": obj["fq_name"], "parent_type": obj.get("parent_type")
-                or "global-system-config", prop: record.address}
-        kept[f"{record.obj_type}:{obj['fq_name']}"] = {"obj_type": record.obj_type,
-                                                       "fq_name": obj["fq_name"],
-                                                       "body": body}
+    for item in items:
+        kept[f"{item['obj_type']}:{item['fq_name']}"] = item
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(list(kept.values()), indent=1))
     tmp.replace(path)
 
 
+def _keep_for_revert(ctx: Context, api: ApiServerClient, stale: list[NodeRecord]) -> None:
+    items = []
+    for record in stale:
+        obj = api.read(record.obj_type, record.uuid)
+        if obj is not None:
+            items.append({"obj_type": record.obj_type, "fq_name": obj["fq_name"],
+                          "uuid": obj["uuid"], "body": _creatable(obj)})
+    _save(ctx, items)
+
+
+def keep_old_bgp_routers(ctx: Context) -> int:
+    """Before finalize's unpair removes old's control nodes' bgp-routers from new: each as
+    it is there (old's uuid, copied by the sync), for revert to create again on old."""
+    items = []
+    with ctx.api("new") as api:
+        for spec in ctx.bgp_specs("old"):
+            uuid = api.fq_name_to_id("bgp-router", spec.fq_name)
+            obj = api.read("bgp-router", uuid) if uuid else None
+            if obj is not None:
+                items.append({"obj_type": "bgp-router", "fq_name": obj["fq_name"],
+                              "uuid": obj["uuid"], "body": _creatable(obj)})
+    _save(ctx, items)
+    return len(items)
+
+
 def restore_old_node_records(ctx: Context) -> str:
-    """After a revert: old's node records (and its control nodes' bgp-routers) that
-    finalize removed from new, and the reverse replication then from old, created again
-    on old through its api-server."""
+    """After a revert: old's node records and its control nodes' bgp-routers that finalize
+    removed from new, and the reverse replication then from old, created again on old
+    through its api-server with the uuids they had (one that old's provisioning created
+    again meanwhile under another uuid is replaced)."""
     path = _removed_path(ctx)
     saved = json.loads(path.read_text()) if path.exists() else []
     created: list[str] = []
     try:
         with ctx.api("old") as api:
-            paired = api.pair(ctx.bgp_specs("old"))
-            created += [f"bgp-router {name}" for name in paired.created]
             for item in saved:
-                if api.fq_name_to_id(item["obj_type"], item["fq_name"]) is None:
-                    api.create(item["obj_type"], item["body"])
-                    created.append(f"{item['obj_type']} {item['fq_name'][-1]}")
+                obj_type, uuid = item["obj_type"], item.get("uuid")
+                existing = api.fq_name_to_id(obj_type, item["fq_name"])
+                if existing is not None and (uuid is None or existing == uuid):
+                    continue
+                if existing is not None:
+                    api.delete(obj_type, existing)
+                api.create(obj_type, {obj_type: item["body"]})
+                created.append(f"{obj_type} {item['fq_name'][-1]}")
+            paired = api.pair(ctx.bgp_specs("old"))  # any not saved (an earlier finalize)
+            created += [f"bgp-router {name}" for name in paired.created]
     except ApiServerError as exc:
         raise OrchestratorError(f"restoring old's node records: {exc}; run revert again once "
                                 "the old api-server answers") from None

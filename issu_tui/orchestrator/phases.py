@@ -77,6 +77,10 @@ class IntentKind:
 # Set while the operator holds run-sync stopped (a `runsync` intent, action stop): the
 # supervisor leaves it stopped and finalize waits until it is started again.
 RUNSYNC_HELD = "run-sync.held"
+# Marked once finalize's reverse replication new -> old runs (the way back after the commit:
+# issu revert), and once `issu close-way-back` drained and stopped it (revert refused after).
+REVERSE_STARTED = "revert.reverse-sync-started"
+WAY_BACK_CLOSED = "revert.way-back-closed"
 
 
 def phase_marker(name: str) -> str:
@@ -106,6 +110,10 @@ INTENTS: tuple[IntentKind, ...] = (
                "through the reverse replication new -> old (issu revert; before it, revert "
                "is abort)", "revert after the point of no return runs once finalize "
                "committed (phase is {phase}); before it, `issu revert` aborts"),
+    IntentKind("close-way-back", "after finalize, once new is trusted: drain the reverse "
+               "replication new -> old, stop it and delete its queues; `issu revert` is "
+               "refused from then on (issu close-way-back)",
+               "the way back closes once finalize is done (phase is {phase})"),
     IntentKind("verify", "compare new against old (any time once run-sync runs); the "
                "differences are counted in the journal and listed in an event",
                "verify needs run-sync to be running (phase is {phase})"),
@@ -163,10 +171,11 @@ PHASES: tuple[Phase, ...] = (
           "files, new api-server fence", Runs.STEPS,
           accepts=(_MOVING - {"runsync"}) | {"revert"}, offers=_CONTROL | {"finalize"}),
     # done ends the upgrade (the executor leaves) but still takes `issu revert` while the
-    # reverse replication runs
+    # reverse replication runs, and `issu close-way-back` that ends it
     Phase("done", "the new cluster serves; retire the old one", "nothing (by hand after "
-          "this: see the runbook)", Runs.RECORDED, accepts=frozenset({"revert"}) | _RING,
-          refusal=_ENDED, ended=True),
+          "this: see the runbook)", Runs.RECORDED,
+          accepts=frozenset({"revert", "close-way-back"}) | _RING,
+          offers=frozenset({"close-way-back"}), refusal=_ENDED, ended=True),
     Phase("aborting", "roll computes back, reopen and unpair old, stop run-sync (abort's "
           "steps)", "computes over SSH, old api-server, the old RabbitMQ; new data only when "
           "asked (--drop-new-data)", Runs.UNDO, line=Line.ABORT,

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 from issu_tui.config import IssuConfig
+from issu_tui.orchestrator import phases
 from issu_tui.orchestrator.abort import STEPS as ABORT_STEPS
 from issu_tui.orchestrator.abort import AbortRun, AbortStep
 from issu_tui.orchestrator.computes import ComputeRunner
@@ -34,6 +35,19 @@ from issu_tui.orchestrator.ringplan import RingPlanError, RingStep, ring_steps
 REVERSE_REPLICATION_MISSING = (
     "the reverse replication new -> old was not started at the commit (finalize's "
     "start-reverse-sync): the changes new took since cannot be carried back to old")
+# Marked by `issu close-way-back` once the reverse replication is drained: from then on old
+# no longer follows new and revert is refused for good.
+WAY_BACK_CLOSED = phases.WAY_BACK_CLOSED
+WAY_BACK_CLOSED_BLOCKER = (
+    "the way back was closed (issu close-way-back): the reverse replication new -> old was "
+    "drained and stopped, old no longer follows new")
+NEW_DATA_AFTER_COMMIT = (
+    "revert after the commit needs --drop-new-data: new took northbound writes and its "
+    "writers ran (start-new-writers); the reverse replication carries config_db_uuid back, "
+    "but the cells new's writers wrote in the other keyspaces stay only on new, newer than "
+    "anything a later copy from old brings (a retry's pre-sync could not overwrite them). "
+    "`issu revert --drop-new-data` drops new's synced keyspaces and ZooKeeper subtrees once "
+    "old serves again; a later upgrade copies again from pre-sync")
 
 
 @dataclass(frozen=True)
@@ -89,8 +103,13 @@ def revert_plan(config: IssuConfig, phase: str | None, markers: Iterable[str],
                  if s.inverse is None]
     if committed:
         blockers += [f"no inverse translation: {b}" for b in translator_blockers]
-        if not translator_blockers and REVERSE_STARTED not in done:
+        if WAY_BACK_CLOSED in done:
+            blockers.append(WAY_BACK_CLOSED_BLOCKER)
+        elif not translator_blockers and REVERSE_STARTED not in done:
             blockers.append(REVERSE_REPLICATION_MISSING)
+        if not drop_new_data and phase not in (None, "aborted"):
+            # abort's refusal once new's writers ran (abort.refusal), consistent after it
+            blockers.append(NEW_DATA_AFTER_COMMIT)
     elif not drop_new_data and {(w := step("start-new-writers")).marker,
                                 w.begun_marker} & done:
         # abort's own refusal (abort.refusal), said before anything is submitted
@@ -210,6 +229,34 @@ def zk_back(ctx: Context) -> str:
     return f"{report.verified_nodes} node(s) copied back and verified"
 
 
+def verify_back(ctx: Context) -> str:
+    """old against new in config_db_uuid once the reverse replication drained, before
+    anything else changes old (both clusters' writers and api-servers are stopped or
+    fenced): what the way back carried is measured, each difference said. A difference
+    is reported (event, journal counters `revert.verify`), not fatal: the revert goes on,
+    northbound is down until it ends."""
+    import json
+
+    from issu_tui.orchestrator.finalize import CONFIG_DB_UUID, difference_samples
+    from issu_tui.orchestrator.syncproc import run_step
+
+    result = run_step(ctx, "verify", ["--json", "-k", CONFIG_DB_UUID])
+    try:
+        totals = json.loads(result.stdout)["totals"]
+        differences = float(totals["missing"] + totals["extra"] + totals["different"])
+        checked = float(totals["cells_compared"])
+    except (ValueError, KeyError, TypeError):
+        ctx.event("revert", f"verify-back: no report (exit {result.exit_code})",
+                  level="warning", output=result.output)
+        return f"no verify report (exit {result.exit_code}); see the events"
+    ctx.journal.set_counters("revert.verify", {"differences": differences, "checked": checked})
+    said = f"{CONFIG_DB_UUID}: {differences:.0f} differences in {checked:.0f} cells"
+    if differences:
+        samples = difference_samples(json.loads(result.stdout))
+        ctx.event("revert", f"verify-back: {said}; first ones:\n{samples}", level="warning")
+    return said
+
+
 REVERSE_STEPS: tuple[RevertStep, ...] = (
     RevertStep("fence-new", "fence the new api-server (northbound writes refused)", fence_new),
     RevertStep("stop-new-writers", "stop and disable new's schema-transformer, svc-monitor, "
@@ -219,6 +266,8 @@ REVERSE_STEPS: tuple[RevertStep, ...] = (
     RevertStep("delete-reverse-queues", "delete its queues on new's broker",
                delete_reverse_queues),
     RevertStep("zk-back", "copy the ZooKeeper subtrees new -> old and verify them", zk_back),
+    RevertStep("verify-back", "verify old against new in config_db_uuid (differences "
+               "counted and named, not fatal)", verify_back),
 )
 
 
@@ -228,9 +277,10 @@ def restore_old_records(run: AbortRun) -> list[str]:
     return [restore_old_node_records(run.ctx)]
 
 
-RESTORE = AbortStep("restore-old-records", "create again on old its control nodes' "
-                    "bgp-routers and node records that finalize removed from new (the "
-                    "reverse replication carried those deletions back)", restore_old_records)
+RESTORE = AbortStep("restore-old-records", "create again on old, with their uuids, its "
+                    "control nodes' bgp-routers and node records that finalize removed from "
+                    "new (the reverse replication carried those deletions back)",
+                    restore_old_records)
 # abort's steps that follow, in the order the way back needs (northbound back and old's
 # services started first, then the computes): named from abort.STEPS
 AFTER_COMMIT_ABORT_NAMES = ("undo-finalize", RESTORE.name, "rollback-computes", "unpair",
@@ -245,10 +295,11 @@ def _after_commit_abort() -> list[AbortStep]:
 AFTER_COMMIT_ABORT: tuple[AbortStep, ...] = tuple(_after_commit_abort())
 
 
-def check_revert_open(ctx: Context) -> None:
+def check_revert_open(ctx: Context, *, drop_new_data: bool = False) -> None:
     """Raise OrchestratorError naming what closes the way back after the commit."""
     plan = revert_plan(ctx.config, "done", ctx.journal.steps_done(),
-                       ctx.journal.orchestrator_state().approach, [])
+                       ctx.journal.orchestrator_state().approach, [],
+                       drop_new_data=drop_new_data)
     if not ctx.step_done(REVERSE_STARTED) or not plan.ok:
         raise OrchestratorError("revert refused: " + "; ".join(
             plan.blockers or [REVERSE_REPLICATION_MISSING]))
@@ -258,7 +309,7 @@ def revert_after_commit(ctx: Context, runner: ComputeRunner, *,
                         drop_new_data: bool = False) -> list[str]:
     """Back to old after finalize's commit: REVERSE_STEPS, then abort's (AFTER_COMMIT_ABORT).
     Refused, naming each blocker, when the way back is closed."""
-    check_revert_open(ctx)
+    check_revert_open(ctx, drop_new_data=drop_new_data)
     done: list[str] = []
     for step in REVERSE_STEPS:
         ctx.check_stop(f"revert.{step.name}")
@@ -275,3 +326,63 @@ def revert_after_commit(ctx: Context, runner: ComputeRunner, *,
     ctx.clear_steps("finalize.")
     ctx.clear_steps("revert.")
     return done
+
+
+# ----------------------------------------------------------------------------- closing it
+
+
+def close_way_back(ctx: Context, drain_timeout_s: float = 600.0) -> list[str]:
+    """issu close-way-back: once the operator trusts new, the reverse replication finalize
+    started is drained (every change new took until now written to old), stopped and its
+    queues deleted on new's broker; revert is refused from then on. A re-run finishes what
+    an interrupted one left (the stop, the queues)."""
+    from issu_tui.orchestrator.finalize import COMMIT_STEP, REVERSE_STOPPING
+    from issu_tui.orchestrator.syncproc import ReverseSyncSupervisor
+
+    if not ctx.step_done(COMMIT_STEP):
+        raise OrchestratorError("the way back closes only after finalize's commit; before "
+                                "it the old cluster still serves (`issu abort` / `issu "
+                                "revert`)")
+    reverse = ReverseSyncSupervisor(ctx)
+    done: list[str] = []
+    if ctx.step_done(WAY_BACK_CLOSED):
+        done.append("closed earlier")
+    elif ctx.step_done(REVERSE_STARTED) and not ctx.step_done(REVERSE_STOPPING):
+        if not reverse.running():
+            reverse.start()  # it catches up with its durable queue first
+            reverse.wait_reporting()
+        counters = reverse.wait_drained(drain_timeout_s, steady=False)
+        with ctx.runsync_lock:
+            ctx.mark_step(REVERSE_STOPPING)
+            ctx.mark_step(WAY_BACK_CLOSED)
+        done.append(f"reverse replication drained (applied {counters.get('applied', 0):.0f}, "
+                    f"failed {counters.get('failed', 0):.0f})")
+    else:
+        ctx.mark_step(WAY_BACK_CLOSED)
+        done.append("no reverse replication was running"
+                    + ("" if ctx.step_done(REVERSE_STARTED) else " (finalize started none)"))
+    if reverse.stop():
+        done.append("reverse replication stopped")
+    done.append(delete_reverse_queues(ctx))
+    for line in done:
+        ctx.event("revert", f"close-way-back: {line}", step="close-way-back")
+    ctx.event("revert", "the way back is closed: `issu revert` is refused from now on; old "
+              "may be retired", step="close-way-back")
+    return done
+
+
+def way_back(steps_done: Iterable[str], reverse_running: bool) -> str:
+    """One line on the way back after finalize, for status and the console: open while the
+    reverse replication runs, closed after close-way-back, '' before the commit."""
+    from issu_tui.orchestrator.finalize import COMMIT_STEP
+
+    done = set(steps_done)
+    if COMMIT_STEP not in done:
+        return ""
+    if WAY_BACK_CLOSED in done:
+        return "closed (issu close-way-back): revert refused, old may be retired"
+    if REVERSE_STARTED not in done:
+        return "closed: finalize started no reverse replication (revert refused)"
+    state = "running" if reverse_running else "NOT running (restarted by the executor)"
+    return (f"open: the reverse replication new -> old is {state}; `issu revert` can bring "
+            "old back; `issu close-way-back` drains and stops it once new is trusted")

@@ -251,16 +251,21 @@ class RunSyncSupervisor:
             self.ctx.check_stop(f"{self.name} start")
             time.sleep(0.3)
 
-    def wait_drained(self, timeout_s: float = 120.0, settle_s: float = 2.0) -> dict[str, float]:
+    def wait_drained(self, timeout_s: float = 120.0, settle_s: float = 2.0, *,
+                     steady: bool = True) -> dict[str, float]:
         """Wait until run-sync is quiet: two reports written after `settle_s` from now (a
         write in flight when the old api-server was fenced still lands and is published),
-        both with an empty queue and the same number of applied changes."""
+        both with an empty queue and the same number of applied changes. Not `steady`
+        (its source still takes writes): one report after `settle_s` with an empty queue
+        (everything published until then is applied)."""
         since = time.time() + settle_s
         deadline = time.monotonic() + timeout_s
         previous: tuple[float, float] | None = None  # (report time, applied)
         while True:
             counters, updated = runsync_counters(self.ctx.journal)
             if updated >= since and counters.get("queue_depth", 0) == 0:
+                if not steady:
+                    return counters
                 applied = counters.get("applied", 0.0)
                 if previous is not None and updated > previous[0] and applied == previous[1]:
                     return counters
