@@ -67,6 +67,25 @@ def test_finalize_only_when_every_compute_is_upgraded(world) -> None:
                                          "reason": "verify differences are known test data"}
 
 
+def test_close_way_back_offered_in_done_while_the_reverse_replication_runs(world) -> None:
+    from issu_tui.orchestrator import phases
+
+    journal, config = world
+    backend = make_backend(journal, config)
+    journal.set_phase("done", status="done", note="the new cluster serves")
+    assert "close-way-back" not in backend.snapshot().phase.allowed  # no reverse: closed
+    with pytest.raises(ActionRefused, match="close-way-back is not allowed"):
+        backend.close_way_back()
+    journal.mark_step(phases.REVERSE_STARTED)
+    snap = backend.snapshot()
+    assert snap.phase.allowed == {"close-way-back"}
+    assert "the way back is open" in snap.phase.next_action and "W closes it" in \
+        snap.phase.next_action
+    backend.close_way_back()
+    assert journal.intents()[0].kind == "close-way-back"
+    assert "close-way-back" not in backend.snapshot().phase.allowed  # one asked already
+
+
 def test_pause_resume_and_read_only(world) -> None:
     journal, config = world
     backend = make_backend(journal, config)
