@@ -20,13 +20,14 @@ from cassandra import ConsistencyLevel, InvalidRequest
 from cassandra.query import SimpleStatement
 
 from backends.cassandra.connection import CassandraSide, connect
-from backends.cassandra.nodetool import Nodetool, parse_status
+from backends.cassandra.nodetool import NodeStatus, Nodetool, parse_status
 from backends.cassandra.ring import read_ring
 from backends.cassandra.ringops import (
     RingOpError,
     check_ring,
     decommission,
     remove_dead_node,
+    set_replication,
     wait_ring,
 )
 from backends.ssh import SshExecutor, SshTarget
@@ -34,7 +35,7 @@ from demo.services import Launcher
 from demo.services.plan import default_run_dir
 from demo.services.ring import nodetool_path, ring_address
 from issu_tui.orchestrator.quorum import guard_ring
-from issu_tui.orchestrator.ringplan import ring_steps
+from issu_tui.orchestrator.ringplan import RingStep, ring_steps
 from issu_tui.orchestrator.ringrun import RingHooks, RingRunner, RingStepRefused
 from tests.services_plugin import test_net
 
@@ -63,6 +64,37 @@ def test_parse_status() -> None:
     (one,) = parse_status(ONE_TOKEN)
     assert (one.address, one.state, one.owns, one.tokens) == ("127.35.0.41", "UN", 100.0, 1)
     assert one.host_id == "63bd8ac4-7447-4029-9a5e-72a0a77df0bb"
+    assert {n.datacenter for n in nodes} == {"datacenter1"} and one.datacenter == ""
+
+
+class _GossipLag:
+    """nodetool status as each node sees a joining node: UN at once on the first node,
+    only after `lag` more polls on the second (gossip reaches nodes one after another)."""
+
+    def __init__(self, nodes: list[str], joining: str, lag: int) -> None:
+        self.nodes, self.joining, self.lag = nodes, joining, lag
+        self.polls: dict[str, int] = {}
+
+    def status(self, address: str, keyspace: str | None = None) -> list[NodeStatus]:
+        seen = self.polls[address] = self.polls.get(address, 0) + 1
+        late = address == self.nodes[1] and seen <= self.lag
+        return [NodeStatus(n, "UJ" if n == self.joining and late else "UN", 1, None,
+                           f"00000000-0000-0000-0000-00000000000{i}", "dc1")
+                for i, n in enumerate([*self.nodes, self.joining])]
+
+
+def test_a_join_is_done_only_once_every_node_sees_the_new_one_normal() -> None:
+    """CI failed on the factor change after a join: the join's check had asked one node,
+    another still saw the new node joining and refused ALTER KEYSPACE."""
+    first, second, spare = "127.9.0.1", "127.9.0.2", "127.9.0.3"
+    nodetool = _GossipLag([first, second], spare, lag=2)
+    started: list[str] = []
+    runner = RingRunner(CassandraSide("ring", (first,)), nodetool,  # type: ignore[arg-type]
+                        RingHooks(start_database=started.append, convert=started.append,
+                                  stop_v1=started.append), ["ks"], poll_s=0.01)
+    runner.run([RingStep("plan", "join", (spare,), f"join {spare}")])
+    assert started == [spare]
+    assert nodetool.polls.get(second) == 3  # asked until it, too, saw the new node UN
 
 
 @dataclass
@@ -253,3 +285,28 @@ def test_rolling_on_a_real_ring(ring: Ring) -> None:
     assert check_ring(nodetool, second, ring.old, "ks", 3) == []
     with connect(side, request_timeout=60) as conn:
         assert _count(conn.session, "ks") == 200
+
+
+class _Schema:
+    """A session that answers the replication read and records the statements run."""
+
+    def __init__(self, replication: dict[str, str]) -> None:
+        self.replication = replication
+        self.ran: list[str] = []
+
+    def execute(self, query: str, params: object = None) -> object:
+        self.ran.append(query)
+        row = (self.replication,)
+        return type("Result", (), {"one": lambda _self: row})()
+
+
+def test_a_factor_change_waits_for_a_node_without_a_known_datacenter() -> None:
+    """Counted in no datacenter, a node just joined would have lowered the factor asked for
+    (3 nodes, one unplaced: 'datacenter1': 2); the step refuses, naming it, and runs again."""
+    session = _Schema({"class": "org.apache.cassandra.locator.NetworkTopologyStrategy",
+                       "datacenter1": "2"})
+    nodes = ["127.9.0.1", "127.9.0.2", "127.9.0.3"]
+    with pytest.raises(RingOpError, match=r"datacenter of 127\.9\.0\.3 is not known"):
+        set_replication(session, None, "ks", 3, nodes,  # type: ignore[arg-type]
+                        {"127.9.0.1": "datacenter1", "127.9.0.2": "datacenter1"})
+    assert not any(q.startswith("ALTER") for q in session.ran)

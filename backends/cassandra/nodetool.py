@@ -35,6 +35,7 @@ class NodeStatus:
     tokens: int
     owns: float | None      # effective ownership in percent (with a keyspace), else None
     host_id: str
+    datacenter: str = ""    # the "Datacenter:" heading the line is under
 
     @property
     def normal(self) -> bool:
@@ -45,8 +46,12 @@ def parse_status(text: str) -> list[NodeStatus]:
     """The node lines of `nodetool status`, in either of its layouts (Owns is the column
     before Host ID in both; a Tokens count before Owns, or one Token after Host ID)."""
     nodes = []
+    datacenter = ""
     for raw in text.splitlines():
         line = raw.strip()
+        if line.startswith("Datacenter:"):
+            datacenter = line.partition(":")[2].strip()
+            continue
         if not _NODE_LINE.match(line):
             continue
         parts = line.split()
@@ -59,7 +64,7 @@ def parse_status(text: str) -> list[NodeStatus]:
         address = parts[1].rsplit(":", 1)[0] if parts[1].count(":") == 1 else parts[1]
         nodes.append(NodeStatus(address, parts[0], tokens,
                                 None if owns == "?" else float(owns.rstrip("%")),
-                                parts[where]))
+                                parts[where], datacenter))
     return nodes
 
 

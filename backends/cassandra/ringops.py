@@ -54,22 +54,30 @@ def check_ring(nodetool: Nodetool, via: str, expected: Iterable[str],
     return problems
 
 
-def wait_ring(nodetool: Nodetool, via: str, expected: Iterable[str], what: str,
-              timeout_s: float = 600.0, keyspace: str | None = None,
+def wait_ring(nodetool: Nodetool, via: str | Sequence[str], expected: Iterable[str],
+              what: str, timeout_s: float = 600.0, keyspace: str | None = None,
               factor: int | None = None, poll_s: float = 3.0,
               sleep: Callable[[float], None] = time.sleep) -> None:
     """Poll `nodetool status` until check_ring finds nothing wrong; RingOpError naming the
-    step `what` and the last status when the deadline passes."""
+    step `what` and the last status when the deadline passes. `via` a list of nodes: each
+    of them must see the ring so (gossip reaches the nodes one after the other: a node
+    another still sees joining makes a schema change coordinated there fail)."""
+    views = [via] if isinstance(via, str) else list(via)
     wanted = list(expected)
     deadline = time.monotonic() + timeout_s
     problems: list[str] = []
     while True:
-        try:
-            problems = check_ring(nodetool, via, wanted, keyspace, factor)
-        except NodetoolOutputError as exc:
-            raise RingOpError(f"{what}: {exc}") from exc
-        except NodetoolError as exc:
-            problems = [str(exc)]
+        problems = []
+        for view in views:
+            try:
+                seen = check_ring(nodetool, view, wanted, keyspace, factor)
+            except NodetoolOutputError as exc:
+                raise RingOpError(f"{what}: {exc}") from exc
+            except NodetoolError as exc:
+                seen = [str(exc)]
+            if seen:
+                problems = ([f"as {view} sees it"] if len(views) > 1 else []) + seen
+                break
         if not problems:
             return
         if time.monotonic() > deadline:
@@ -123,10 +131,17 @@ def set_replication(session: Any, nodetool: Nodetool, keyspace: str, factor: int
         raise RingOpError(f"keyspace {keyspace} is not in the ring's schema")
     current = {str(k): str(v) for k, v in dict(row[0]).items()}
     dc_nodes: dict[str, int] = {}
+    unplaced = []
     for node in nodes:
         dc = (datacenter_of or {}).get(node)
         if dc:
             dc_nodes[dc] = dc_nodes.get(dc, 0) + 1
+        else:
+            unplaced.append(node)
+    if unplaced and current.get("class", "").endswith("NetworkTopologyStrategy"):
+        # counted in no datacenter, the node would lower the factor asked for
+        raise RingOpError(f"keyspace {keyspace}: the datacenter of {', '.join(unplaced)} "
+                          "is not known yet; run the step again")
     wanted = replication_for(current, factor, dc_nodes)
     options = ", ".join(f"'{_cql(k)}': '{_cql(v)}'" for k, v in wanted.items())
     try:
@@ -156,7 +171,7 @@ def decommission(nodetool: Nodetool, node: str, remaining: Sequence[str],
             raise RingOpError(f"decommission {node}: {exc}; if it is still leaving "
                               "(UL in `nodetool status`), run the step again: it waits "
                               "for it") from exc
-    wait_ring(nodetool, remaining[0], remaining, f"decommission {node}", timeout_s)
+    wait_ring(nodetool, remaining, remaining, f"decommission {node}", timeout_s)
 
 
 def remove_dead_node(nodetool: Nodetool, via: str, node: str, remaining: Sequence[str],
@@ -169,4 +184,4 @@ def remove_dead_node(nodetool: Nodetool, via: str, node: str, remaining: Sequenc
     if entry.state.startswith("U"):
         raise RingOpError(f"removenode {node}: it is up ({entry.state}); decommission it")
     nodetool.removenode(via, entry.host_id)
-    wait_ring(nodetool, via, remaining, f"removenode {node}", timeout_s)
+    wait_ring(nodetool, remaining, remaining, f"removenode {node}", timeout_s)

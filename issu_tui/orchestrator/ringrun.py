@@ -60,6 +60,7 @@ class RingRunner:
     mark_step: Callable[[str], None] = lambda _key: None
     on_event: Callable[[str], None] = lambda _msg: None
     wait_s: float = 900.0
+    poll_s: float = 3.0
 
     def run(self, steps: Sequence[RingStep], first_index: int = 0) -> None:
         members = [n.address for n in self.nodetool.status(self.side.hosts[0])]
@@ -126,22 +127,27 @@ class RingRunner:
             return members + [n for n in step.nodes if n not in members]
         return members
 
-    def _via(self, members: list[str], avoid: Sequence[str]) -> str:
-        return next(m for m in members if m not in avoid)
-
     def _do(self, step: RingStep, members: list[str]) -> list[str]:
         after = self._members_after(step, members)
         if step.action == "join":
             for node in step.nodes:
                 self.hooks.start_database(node)
-            wait_ring(self.nodetool, self._via(members, step.nodes), after,
-                      step.does, self.wait_s)
+            wait_ring(self.nodetool, after, after, step.does, self.wait_s,
+                      poll_s=self.poll_s)
         elif step.action == "replication":
             assert step.factor is not None
+            # Every node must see every other one UN first: Cassandra refuses to change a
+            # factor while the coordinator still sees a node joining or leaving.
+            wait_ring(self.nodetool, members, members, step.does, self.wait_s,
+                      poll_s=self.poll_s)
             replicas = {}
             with self._connect(step.does) as conn:
                 ring = self._read_ring(conn, step.does)
+                # nodetool's datacenters win: the driver's metadata learns of a node that
+                # just joined later than the ring does
                 datacenter_of = {n.address: n.datacenter for n in ring.nodes}
+                datacenter_of |= {n.address: n.datacenter
+                                  for n in self.nodetool.status(members[0]) if n.datacenter}
                 for keyspace in ring.keyspaces:
                     wanted = set_replication(conn.session, self.nodetool, keyspace.name,
                                              step.factor, members, datacenter_of)
@@ -159,7 +165,8 @@ class RingRunner:
                 self.hooks.convert(node)
                 if node not in members:
                     self.hooks.start_database(node)  # a node that left rejoins as v2
-            wait_ring(self.nodetool, self._via(after, ()), after, step.does, self.wait_s)
+            wait_ring(self.nodetool, after, after, step.does, self.wait_s,
+                      poll_s=self.poll_s)
         elif step.action == "stop":
             for node in step.nodes:
                 self.hooks.stop_v1(node)
