@@ -10,6 +10,7 @@ from bench.chaos.checker import (
     NodeRecords,
     classify_nodes,
     unexpected_cells,
+    writers_znodes,
     znode_differences,
 )
 
@@ -157,3 +158,47 @@ def test_objects_derived_on_new_are_allowed_extra_only() -> None:
     lock = "/fq-name-to-uuid/route_target:target:64512:8000002"
     assert znode_differences({}, {lock: rt.uuid.encode()}, nodes) == ([], {lock})
     assert znode_differences({lock: b"other"}, {lock: rt.uuid.encode()}, nodes)[0] == [lock]
+
+
+def test_zookeeper_sets_aside_new_records_the_reverse_replication_copied_to_old() -> None:
+    """After finalize the reverse replication copies new's own node records' rows to old's
+    Cassandra (both sides: `kept`); their fq-name locks stay on new only (ZooKeeper goes back
+    only with revert). Set aside where they hold the record's uuid, nowhere else."""
+    nodes = classify_nodes(_by_uuid(OLD_CFG, NEW_CFG, NEW_AN, NEW_DB),
+                           _by_uuid(NEW_CFG, NEW_AN, NEW_DB), NEW_ADDRESSES)
+    assert {n.uuid for n in nodes.kept} == {NEW_CFG.uuid, NEW_AN.uuid, NEW_DB.uuid}
+    lock = "/fq-name-to-uuid/config_node:default-global-system-config:v2-config-1"
+    assert znode_differences({}, {lock: NEW_CFG.uuid.encode()}, nodes) == ([], {lock})
+    assert znode_differences({}, {lock: b"another"}, nodes)[0] == [lock]
+    assert znode_differences({lock: b"another"}, {lock: NEW_CFG.uuid.encode()},
+                             nodes)[0] == [lock]
+
+
+def test_what_new_writers_made_after_zk_sync_is_set_aside_on_new_only() -> None:
+    since = 1_700_000_000.0
+    late, early = "2023-11-14T22:15:00.000001", "2023-11-14T22:00:00"  # since = 22:13:20
+    ri = {"uuid": "ri-1", "fq_name": ["default-domain", "p", "net", "net"],
+          "id_perms": {"created": late},
+          "route_target_refs": [{"to": ["target:64512:8000021"], "uuid": "rt-1"}]}
+    rt = {"uuid": "rt-1", "fq_name": ["target:64512:8000021"], "id_perms": {"created": late}}
+    old_ri = {**ri, "uuid": "ri-0", "fq_name": ["default-domain", "p", "old", "old"],
+              "id_perms": {"created": early}}
+    objects = {o["uuid"]: o for o in (ri, rt, old_ri)}
+    new_only = {
+        "/fq-name-to-uuid/routing_instance:default-domain:p:net:net": b"ri-1",
+        "/fq-name-to-uuid/route_target:target:64512:8000021": b"rt-1",
+        "/id/bgp/route-targets/0008000021": b"default-domain:p:net:net",
+        # before zk-sync: zk-sync should have copied it to old; not allowed
+        "/fq-name-to-uuid/routing_instance:default-domain:p:old:old": b"ri-0",
+        "/id/bgp/route-targets/0008000030": b"default-domain:p:net:net",  # not referred
+        "/fq-name-to-uuid/route_target:target:64512:8000099": b"rt-1",    # not its name
+        "/fq-name-to-uuid/routing_instance:default-domain:p:gone:gone": b"ri-9",  # absent
+    }
+    allowed = writers_znodes(new_only, lambda _t, uuid: objects.get(uuid), since)
+    assert allowed == set(list(new_only)[:3])
+    nodes = NodeRecords()
+    differing, set_aside = znode_differences({}, new_only, nodes, allowed)
+    assert set_aside == allowed and differing == sorted(list(new_only)[3:])
+    # on old too (with another value): a difference, whoever wrote it
+    path = next(iter(new_only))
+    assert path in znode_differences({path: b"x"}, new_only, nodes, allowed)[0]

@@ -27,7 +27,9 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,15 +76,23 @@ def _vnc(world: World, cluster: str) -> Any:
 
 
 def _read(api: Any, res_type: str, uuid: str) -> dict[str, Any] | None:
+    raw = _read_raw(api, res_type, uuid)
+    if raw is None:
+        return None
+    plain: dict[str, Any] = _plain(raw)
+    return plain
+
+
+def _read_raw(api: Any, res_type: str, uuid: str) -> dict[str, Any] | None:
+    """The object as the api-server has it, its own stamps (id_perms.created) included."""
     from vnc_api.exceptions import NoIdError
 
-    method = getattr(api, f"{res_type.replace('-', '_')}_read")
     try:
-        obj = method(id=uuid)
+        obj = getattr(api, f"{res_type.replace('-', '_')}_read")(id=uuid)
     except NoIdError:
         return None
-    plain: dict[str, Any] = _plain(api.obj_to_dict(obj))
-    return plain
+    raw: dict[str, Any] = api.obj_to_dict(obj)
+    return raw
 
 
 def _plain(value: Any) -> Any:
@@ -384,19 +394,67 @@ def _znodes(hosts: str, subtrees: list[str]) -> dict[str, bytes]:
     return found
 
 
-def znode_differences(old: dict[str, bytes], new: dict[str, bytes],
-                      nodes: NodeRecords) -> tuple[list[str], set[str]]:
+def znode_differences(old: dict[str, bytes], new: dict[str, bytes], nodes: NodeRecords,
+                      written_on_new: Iterable[str] = ()) -> tuple[list[str], set[str]]:
     """The paths that differ, and those set aside: the fq-name lock of a record finalize
-    removed from new (on old only) or of new's own record (on new only), each only where it
-    holds that record's uuid."""
+    removed from new (on old only) or of new's own record (on new only, in old's Cassandra
+    too once the reverse replication copied it), each only where it holds that record's
+    uuid; and `written_on_new` (writers_znodes: what new's writers made after zk-sync) where
+    it is on new only."""
     old_only = {path: n.uuid.encode() for n in nodes.removed for path in n.znodes()}
-    new_only = {path: n.uuid.encode() for n in nodes.own + nodes.derived
+    new_only = {path: n.uuid.encode() for n in nodes.own + nodes.derived + nodes.kept
                 for path in n.znodes()}
     set_aside = ({p for p, uuid in old_only.items() if old.get(p) == uuid and p not in new}
-                 | {p for p, uuid in new_only.items() if new.get(p) == uuid and p not in old})
+                 | {p for p, uuid in new_only.items() if new.get(p) == uuid and p not in old}
+                 | {p for p in written_on_new if p in new and p not in old})
     differing = sorted(p for p in (set(old) | set(new)) - set_aside
                        if old.get(p) != new.get(p))
     return differing, set_aside
+
+
+# under the subtrees' prefix, if any
+_LOCK = re.compile(r"/fq-name-to-uuid/(routing[-_]instance|route[-_]target):([^/]+)$")
+_RT_ID = re.compile(r"/id/bgp/route-targets/(\d+)$")
+
+
+def created_at(obj: dict[str, Any]) -> float:
+    """When the api-server that made the object stamped it (id_perms.created, naive UTC)."""
+    stamp = str((obj.get("id_perms") or {}).get("created") or "")
+    try:
+        return datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def writers_znodes(new_only: dict[str, bytes], read_new: Callable[[str, str], Any],
+                   since: float) -> set[str]:
+    """Of the znodes on new only, those new's schema-transformer wrote after finalize's
+    zk-sync (`since`): the fq-name lock of a routing instance or route target new's
+    api-server created after it, holding its uuid, and the route-target id such a routing
+    instance refers to. The reverse replication carries their rows back to old's Cassandra,
+    not their znodes: revert copies ZooKeeper back itself. `read_new(type, uuid)`: the object
+    as new's api-server has it (with id_perms), None when absent."""
+    allowed: set[str] = set()
+    ids_of: dict[str, set[int]] = {}  # late routing instance (fq_name joined) -> its ids
+    for path, value in sorted(new_only.items()):
+        lock = _LOCK.search(path)
+        if not lock:
+            continue
+        res_type = lock[1].replace("_", "-")
+        obj = read_new(res_type, value.decode())
+        if (obj is None or ":".join(obj.get("fq_name", [])) != lock[2]
+                or created_at(obj) <= since):
+            continue
+        allowed.add(path)
+        if res_type == "routing-instance":
+            ids_of[lock[2]] = {int(str(r["to"][-1]).rsplit(":", 1)[-1])
+                               for r in obj.get("route_target_refs") or []
+                               if str(r["to"][-1]).rsplit(":", 1)[-1].isdigit()}
+    for path, value in new_only.items():
+        rt_id = _RT_ID.search(path)
+        if rt_id and int(rt_id[1]) in ids_of.get(value.decode(), set()):
+            allowed.add(path)
+    return allowed
 
 
 def _digest(znodes: dict[str, bytes]) -> str:
@@ -408,20 +466,36 @@ def _digest(znodes: dict[str, bytes]) -> str:
 
 def _zookeeper(world: World, endpoints: Endpoints, nodes: NodeRecords) -> dict[str, Any]:
     """old == new by content hash, once the fq-name locks of the node records finalize
-    removed from new (on old only) and of new's own records (on new only) are set aside, each
-    only where it holds that record's uuid."""
+    removed from new (on old only) and of new's own records (on new only), and what new's
+    writers made after zk-sync (on new only), are set aside, each only where it holds that
+    record's uuid."""
     subtrees = load_config(world.config_path).sync.zk_subtrees
     old = _znodes(endpoints.zk_old.hosts, subtrees)
     new = _znodes(endpoints.zk_new.hosts, subtrees)
-    differing, set_aside = znode_differences(old, new, nodes)
+    api = _vnc(world, "v2")
+    written = writers_znodes({p: d for p, d in new.items() if p not in old},
+                             lambda res_type, uuid: _read_raw(api, res_type, uuid),
+                             _zk_synced_at(world))
+    differing, set_aside = znode_differences(old, new, nodes, written)
     old_compared = {p: d for p, d in old.items() if p not in set_aside}
     new_compared = {p: d for p, d in new.items() if p not in set_aside}
     return {"ok": not differing, "subtrees": subtrees, "znodes_old": len(old),
-            "znodes_new": len(new), "set_aside_node_records": len(set_aside),
+            "znodes_new": len(new), "set_aside_node_records": len(set_aside - written),
+            "set_aside_written_on_new": len(written & set_aside),
             "sha256_old": _digest(old_compared)[:16], "sha256_new": _digest(new_compared)[:16],
             "differences": len(differing),
             "shown": [f"{p}: old {old.get(p)!r:.60} new {new.get(p)!r:.60}"
                       for p in differing[:SHOWN]]}
+
+
+def _zk_synced_at(world: World) -> float:
+    """When finalize's zk-sync was done (its step marker); infinity when it never was, so
+    that nothing is set aside as written after it."""
+    journal = Journal(world.dir / "state" / "journal.db", read_only=True)
+    try:
+        return journal.steps_done().get("finalize.zk-sync", float("inf"))
+    finally:
+        journal.close()
 
 
 # ---------------------------------------------------------------------- computes (SSH)
