@@ -124,6 +124,11 @@ class CopyRate:
     idle_s: float                 # since the newest slice (a stopped copy grows this)
 
 
+# run-sync writes its counters every 2 s while it consumes: silent this long, the numbers shown
+# are old (run-sync stopped or stalled, or cut from RabbitMQ)
+RUNSYNC_SILENT_S = 15.0
+
+
 @dataclass(frozen=True)
 class SyncView:
     lag_s: float | None
@@ -143,6 +148,7 @@ class SyncView:
     verify_at: float | None
     runsync: str = "not started"  # not started, running, held (R), stopped (by finalize)
     copy_rate: CopyRate | None = None
+    report_age_s: float | None = None  # since run-sync last wrote its counters (every 2 s)
 
 
 @dataclass(frozen=True)
@@ -559,7 +565,8 @@ class ConsoleBackend:
             verify_differences=verify.get("differences"), verify_checked=verify.get("checked"),
             verify_at=verify.get("at"), runsync=self._runsync_state(),
             copy_rate=copy_rate(self.journal.recent_slices(RATE_WINDOW_S), progress,
-                                self.options.clock()))
+                                self.options.clock()),
+            report_age_s=None if updated is None else max(0.0, self.options.clock() - updated))
 
     def seed_lag_history(self, values: Iterable[float]) -> None:
         """Prime the sparkline (the journal keeps only the newest lag)."""

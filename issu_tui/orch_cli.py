@@ -431,10 +431,16 @@ def status_cmd(config_path: Path, as_json: bool) -> None:
     click.echo(f"computes:  {data['computes']['total']} ({counts or '-'})")
     rs = data["run_sync"]
     c = rs["counters"]
+    from issu_tui.console_api import RUNSYNC_SILENT_S
+
+    silent_s = time.time() - rs["updated_at"] if rs["running"] and rs["updated_at"] else 0.0
     click.echo(f"run-sync:  {'running' if rs['running'] else 'not running'}"
                + (f", lag {c.get('lag_s', 0):.1f}s, applied {c.get('applied', 0):.0f}, "
                   f"failed {c.get('failed', 0):.0f}, queue {c.get('queue_depth', 0):.0f}"
-                  if c else ""))
+                  if c else "")
+               # it reports every 2 s while it consumes: the numbers above are that old
+               + (f"; no report for {silent_s:.0f}s (stalled, or cut from RabbitMQ?)"
+                  if silent_s >= RUNSYNC_SILENT_S else ""))
     if data["verify"]:
         click.echo(f"verify:    {data['verify'].get('differences', 0):.0f} differences")
     click.echo(f"abortable: {'yes' if data['abortable'] else 'no'}")

@@ -12,6 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Sparkline, Static
 
 from issu_tui.console_api import (
+    RUNSYNC_SILENT_S,
     AnalyticsSnapshot,
     ConsoleSnapshot,
     CopyRate,
@@ -138,6 +139,11 @@ def sync_text(view: SyncView) -> Group:
     if view.runsync == "held":
         lag = Text.assemble(("run-sync ", "bold"), ("HELD stopped", "bold yellow"),
                             " (R starts it)")
+    elif (view.runsync == "running" and view.report_age_s is not None
+          and view.report_age_s >= RUNSYNC_SILENT_S):
+        # the percentiles give way (the pane has four lines): the numbers shown are old
+        lag = Text.assemble(("lag ", "bold"), seconds(view.lag_s), "  ",
+                            (f"no report for {duration(view.report_age_s)}", "yellow"))
     if view.copy_rate is not None and view.runsync == "not started":
         lag, rate = copy_lines(view.copy_rate)
     elif view.runsync == "not started" and view.lag_s is None:

@@ -129,3 +129,29 @@ def test_copy_speed_and_eta_from_the_checkpoints(tmp_path) -> None:
         assert shown(backend.sync_view()).startswith("run-sync not started yet")
     finally:
         journal.close()
+
+
+def test_a_silent_run_sync_is_said_to_be_silent(tmp_path) -> None:
+    """run-sync reports every 2 s: 15 s without a report (stalled, cut from RabbitMQ), the
+    Sync pane says how long instead of showing old numbers as if they were current."""
+    from issu_tui.journal import Journal
+    from tests.tui.tui_world import NOW, config_for, make_backend
+
+    journal = Journal.open(tmp_path)
+    journal.set_phase("run-sync")
+    journal.mark_step(phases.phase_marker("run-sync"))
+    journal.set_counters("runsync", {"lag_s": 1.5, "lag_p50_s": 0.4, "lag_p99_s": 1.2,
+                                     "applied": 900, "queue_depth": 3})
+    backend = make_backend(journal, config_for(tmp_path))
+    try:
+        for age, silent in ((3, False), (42, True)):
+            with journal.transaction() as db:
+                db.execute("UPDATE counters SET updated_at = ?", (NOW - age,))
+            view = backend.sync_view()
+            assert view.report_age_s == age
+            text = shown(view)
+            assert text.startswith("lag 1.5s"), text
+            assert ("no report for 42s" in text) is silent, text
+            assert ("p99 1.2s" in text) is not silent, text
+    finally:
+        journal.close()
