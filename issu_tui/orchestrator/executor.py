@@ -8,9 +8,12 @@ executor died is run again at the next start: every step skips what is already d
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +31,9 @@ from issu_tui.orchestrator.controllers import prepare_new
 from issu_tui.orchestrator.pairing import check_pairing, pair, unpair
 from issu_tui.orchestrator.preflight import run_preflight
 from issu_tui.orchestrator.syncproc import ReverseSyncSupervisor, RunSyncSupervisor, run_step
+
+log = logging.getLogger(__name__)
+JOURNAL_RETRY_S = 2.0  # while the journal cannot be written (its disk full), between attempts
 
 
 class Executor:
@@ -127,36 +133,56 @@ class Executor:
         """Run intents until `shutdown` is set (or, with until_idle, nothing is left; with
         until_finished, the upgrade is done or aborted and nothing runs)."""
         last_beat = last_supervise = 0.0
+        unwritable = False
         while not self.shutdown.is_set():
             now = time.monotonic()
-            if now - last_beat >= heartbeat_s:
-                self.ctx.journal.heartbeat()
-                last_beat = now
-            # run-sync is watched always, whatever runs (a crash during a long batch or a
-            # phase is restarted): finalize and abort mark their stop under runsync_lock
-            # first, so the supervisor never restarts what they stopped on purpose.
-            if now - last_supervise >= supervise_s:
-                self.supervise()
-                last_supervise = now
-            pending = self.ctx.journal.intents("pending")
-            for intent in pending:
-                kind = phases.intent(intent.kind)
-                if kind is not None and kind.control:
-                    self._control(intent)
-                elif kind is not None and kind.interrupts and self.busy:
-                    self.ctx.stop.set()  # the running intent stops; this one runs after it
-                    break
-                elif not self.busy:
-                    self._launch(intent)
-                    break
-            if until_idle and not self.busy and not self.ctx.journal.intents("pending"):
-                return
-            if until_finished and not self.busy and self._finished():
-                return
+            try:
+                if now - last_beat >= heartbeat_s:
+                    self.ctx.journal.heartbeat()
+                    last_beat = now
+                # run-sync is watched always, whatever runs (a crash during a long batch or a
+                # phase is restarted): finalize and abort mark their stop under runsync_lock
+                # first, so the supervisor never restarts what they stopped on purpose.
+                if now - last_supervise >= supervise_s:
+                    self.supervise()
+                    last_supervise = now
+                if self._serve_intents(until_idle=until_idle, until_finished=until_finished):
+                    return
+            except sqlite3.OperationalError as exc:
+                # e.g. the state directory's disk full: wait for room rather than die with a
+                # traceback and leave the running intent to the next executor
+                if not unwritable:
+                    log.error("journal %s cannot be written (%s): the executor waits for it "
+                              "(is the state directory's disk full?)", self.ctx.journal.path,
+                              exc)
+                unwritable = True
+                self.shutdown.wait(JOURNAL_RETRY_S)
+                continue
+            if unwritable:
+                log.warning("journal %s written again: the executor carries on",
+                            self.ctx.journal.path)
+                unwritable = False
             time.sleep(poll_s)
         self.ctx.stop.set()
         if self._worker is not None:
             self._worker.join()
+
+    def _serve_intents(self, *, until_idle: bool, until_finished: bool) -> bool:
+        """Start or apply what is pending; True when serve() should return."""
+        pending = self.ctx.journal.intents("pending")
+        for intent in pending:
+            kind = phases.intent(intent.kind)
+            if kind is not None and kind.control:
+                self._control(intent)
+            elif kind is not None and kind.interrupts and self.busy:
+                self.ctx.stop.set()  # the running intent stops; this one runs after it
+                break
+            elif not self.busy:
+                self._launch(intent)
+                break
+        if until_idle and not self.busy and not self.ctx.journal.intents("pending"):
+            return True
+        return until_finished and not self.busy and self._finished()
 
     def _finished(self) -> bool:
         """The upgrade reached its end (done, aborted): no intent can run any more."""
@@ -196,23 +222,39 @@ class Executor:
         self._worker.start()
 
     def _run_intent(self, intent: Intent) -> None:
-        journal = self.ctx.journal
         try:
             result = self.handle(intent)
             status = "done" if result.get("ok", True) else "failed"
-            journal.finish_intent(intent.id, status, json.dumps(result, default=str))
+            self._finish_intent(intent.id, status, json.dumps(result, default=str))
         except StepInterrupted as exc:
             if self.shutdown.is_set():
-                journal.finish_intent(intent.id, "pending", "executor stopped; will resume")
+                self._finish_intent(intent.id, "pending", "executor stopped; will resume")
             else:
-                journal.finish_intent(intent.id, "failed", json.dumps(
+                self._finish_intent(intent.id, "failed", json.dumps(
                     {"ok": False, "error": str(exc)}))
         except Exception as exc:
-            self.ctx.event("executor", f"{intent.kind} failed: {exc}", level="error",
-                           intent=intent.id)
+            with contextlib.suppress(sqlite3.Error):  # the failure itself may be the journal's
+                self.ctx.event("executor", f"{intent.kind} failed: {exc}", level="error",
+                               intent=intent.id)
             payload = getattr(exc, "payload", {})
-            journal.finish_intent(intent.id, "failed", json.dumps(
+            self._finish_intent(intent.id, "failed", json.dumps(
                 {"ok": False, "error": f"{exc}", **payload}, default=str))
+
+    def _finish_intent(self, intent_id: int, status: str, result: str) -> None:
+        """Record the intent's end, waiting out a journal that cannot be written (its disk
+        full): left `running`, a command waiting for it would wait forever. An executor that
+        is stopping gives up (the next one re-queues the intent)."""
+        while True:
+            try:
+                self.ctx.journal.finish_intent(intent_id, status, result)
+                return
+            except sqlite3.OperationalError as exc:
+                if self.shutdown.is_set():
+                    raise
+                log.error("journal %s cannot be written (%s): intent #%d's end waits for "
+                          "it (is the state directory's disk full?)", self.ctx.journal.path,
+                          exc, intent_id)
+                self.shutdown.wait(JOURNAL_RETRY_S)
 
     # ------------------------------------------------------------------ intents
 
