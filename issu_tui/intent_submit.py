@@ -10,6 +10,7 @@ import getpass
 import json
 import os
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -76,7 +77,12 @@ def submit(config_path: Path, kind: str, args: dict[str, Any], *, as_json: bool,
     ctx = _context(config_path)
     journal = ctx.journal
     start_event = journal.last_events(1)[0].id if journal.last_events(1) else 0
-    intent_id = journal.add_intent(kind, args, _who())
+    try:
+        intent_id = journal.add_intent(kind, args, _who())
+    except sqlite3.OperationalError as exc:  # e.g. the state directory's disk is full
+        _finish(as_json, {"ok": False, "error": f"journal {journal.path} cannot be written "
+                          f"({exc}): nothing was asked; is the state directory's disk full? "
+                          "Run the command again once there is room"}, EXIT_PROBLEM)
     if no_wait:
         _finish(as_json, {**(extra or {}), "intent": intent_id, "status": "pending"}, EXIT_OK)
     started = Executor(ctx)

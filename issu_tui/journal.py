@@ -15,6 +15,7 @@ import fcntl
 import functools
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import threading
@@ -194,6 +195,18 @@ class JournalError(Exception):
     pass
 
 
+def _disk_full(directory: Path) -> str:
+    """Why a journal there cannot be written if its disk is (nearly) full, else ''."""
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:
+        return ""
+    if free >= 1 << 20:
+        return ""
+    return (f"the disk of {directory} is full ({free // 1024} KiB free): free space there, "
+            "then run the command again")
+
+
 class JournalLocked(JournalError):
     """Another executor holds the writer lock."""
 
@@ -310,6 +323,10 @@ class Journal:
                 self._migrate()
             except sqlite3.Error as exc:
                 self._db.close()
+                full = _disk_full(path.parent)
+                if full:  # the file is fine: its directory has no room for the WAL's files
+                    raise JournalError(f"{path}: cannot be opened for writing ({exc}): "
+                                       f"{full}") from None
                 raise JournalError(f"{path}: not a journal issu can use: {exc}") from None
             except JournalError:
                 self._db.close()
@@ -332,6 +349,10 @@ class Journal:
             columns = _columns(self._db)
         except (sqlite3.Error, UnicodeDecodeError) as exc:
             self._db.close()
+            full = "" if self.read_only else _disk_full(self.path.parent)
+            if full:
+                raise JournalError(f"{self.path}: cannot be opened for writing ({exc}): "
+                                   f"{full}") from None
             raise JournalError(f"{self.path}: not a journal issu can use: {exc}") from None
         if version < 0:  # a damaged header
             self._db.close()

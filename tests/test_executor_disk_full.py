@@ -1,6 +1,7 @@
 """The state directory's disk full for a moment (make chaos `disk-full`): the executor does not
 die with a traceback on its next journal write; it says which journal it cannot write, waits,
-and carries on once there is room."""
+and carries on once there is room. A command that cannot even add its intent says so, naming
+the journal, without a traceback."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from issu_tui.journal import Journal
+from issu_tui.orch_cli import pair_cmd
 from issu_tui.orchestrator.context import Context
 from issu_tui.orchestrator.executor import Executor
 from tests.test_orchestrator_units import _config
@@ -98,3 +101,69 @@ def test_the_executor_waits_out_a_full_disk_and_carries_on(
         runner.join(timeout=30)
         executor.close()
         journal.close()
+
+
+CONFIG = """
+state_dir = "{state}"
+[old]
+name = "old"
+version = "4.1.0"
+[old.cassandra]
+hosts = ["127.0.0.1"]
+[old.zookeeper]
+hosts = ["127.0.0.1:2181"]
+[old.rabbit]
+hosts = ["127.0.0.1"]
+[new]
+name = "new"
+version = "5.0.0"
+[new.cassandra]
+hosts = ["127.0.0.2"]
+[new.zookeeper]
+hosts = ["127.0.0.2:2181"]
+[new.rabbit]
+hosts = ["127.0.0.1"]
+"""
+
+
+def _config_file(tmp_path: Path, state: Path) -> Path:
+    config = tmp_path / "issu.toml"
+    config.write_text(CONFIG.format(state=state))
+    return config
+
+
+def test_a_command_that_cannot_add_its_intent_says_so_naming_the_journal(
+        small_disk: Path, tmp_path: Path) -> None:
+    config = _config_file(tmp_path, small_disk)
+    holder = Journal.open(small_disk)  # open (its WAL files there), as a console keeps it
+    filler = _fill(small_disk)
+    try:
+        done = CliRunner().invoke(pair_cmd, ["--json", "-c", str(config)])
+    finally:
+        filler.unlink()
+    try:
+        assert isinstance(done.exception, SystemExit), done.exception  # no traceback
+        assert done.exit_code == 1, done.output
+        result = json.loads(done.output.strip().splitlines()[-1])
+        assert result["ok"] is False
+        assert f"journal {small_disk / 'journal.db'} cannot be written" in result["error"]
+        assert "database or disk is full" in result["error"]
+        assert holder.intents(None) == []  # nothing was asked
+    finally:
+        holder.close()
+
+
+def test_a_journal_that_cannot_be_opened_on_a_full_disk_names_the_disk(
+        small_disk: Path, tmp_path: Path) -> None:
+    config = _config_file(tmp_path, small_disk)
+    Journal.open(small_disk).close()
+    filler = _fill(small_disk)
+    try:
+        done = CliRunner().invoke(pair_cmd, ["--json", "-c", str(config)])
+    finally:
+        filler.unlink()
+    assert isinstance(done.exception, SystemExit), done.exception  # no traceback
+    assert done.exit_code == 2, done.output
+    assert f"{small_disk / 'journal.db'}: cannot be opened for writing" in done.output
+    assert f"the disk of {small_disk} is full" in done.output
+    assert "not a journal issu can use" not in done.output
