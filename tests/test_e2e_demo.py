@@ -19,7 +19,7 @@ import pytest
 
 from demo.services import Endpoints
 from issu_tui.journal import Journal
-from tests.orch_world import fresh_world, issu_json, stop_world
+from tests.orch_world import eventually, fresh_world, issu_json, stop_world
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -167,3 +167,17 @@ def test_whole_upgrade_from_the_command_line(world: Any) -> None:
     assert httpx.post(f"{v1}/virtual-networks", json=body).status_code == 403
     r = httpx.post(f"{v2}/virtual-networks", json=body)
     assert r.status_code == 200, r.text
+
+    # the way back stays open while the reverse replication carries new's writes to old...
+    assert issu_json(world, "status")["way_back"].startswith(
+        "open: the reverse replication new -> old is running")
+    eventually(lambda: "after" in {k.split(":")[-1] for k in _vns(v1)}, 120,
+               "the network new took reaches old through the reverse replication")
+    # ...until the operator closes it: drained, stopped, its queue gone, revert refused
+    closed = issu_json(world, "close-way-back", timeout=300)
+    assert closed["ok"] and "reverse replication stopped" in closed["done"], closed
+    assert any(".reverse deleted" in line for line in closed["done"]), closed
+    status = issu_json(world, "status")
+    assert status["way_back"].startswith("closed") and not status["reverse_sync"]["running"]
+    refused = issu_json(world, "revert", "--check", "--drop-new-data", expect=1)
+    assert any("the way back was closed" in b for b in refused["blockers"]), refused

@@ -189,6 +189,10 @@ def test_revert_after_finalize_carries_new_writes_back_to_old(services: Endpoint
         assert on_old == on_new
         # the network new took is carried back itself (new's uuid), not re-created on old
         assert _uuid(v1, "virtual-network", [*project, "after-finalize"]) == created_uuid
+        # ...with the routing instance new's schema-transformer gave it (old's, started
+        # again, finds it and creates none of its own)
+        ri = [*project, "after-finalize", "after-finalize"]
+        assert _uuid(v1, "routing-instance", ri) == instances["after-finalize"]["uuid"]
         after = _old_records(v1)
         assert {k: after.get(k) for k in records} == records
     finally:

@@ -383,6 +383,8 @@ def way_back(steps_done: Iterable[str], reverse_running: bool) -> str:
         return "closed (issu close-way-back): revert refused, old may be retired"
     if REVERSE_STARTED not in done:
         return "closed: finalize started no reverse replication (revert refused)"
-    state = "running" if reverse_running else "NOT running (restarted by the executor)"
+    state = "running" if reverse_running else (
+        "NOT running (`issu daemon` starts it again: it catches up from its durable queue "
+        "on new's broker)")
     return (f"open: the reverse replication new -> old is {state}; `issu revert` can bring "
             "old back; `issu close-way-back` drains and stops it once new is trusted")
