@@ -133,7 +133,14 @@ def restore_old_node_records(ctx: Context) -> str:
                 created.append(f"{obj_type} {item['fq_name'][-1]}")
             paired = api.pair(ctx.bgp_specs("old"))  # any not saved (an earlier finalize)
             created += [f"bgp-router {name}" for name in paired.created]
+            # new's own node records, created when new opened, reached old through the
+            # reverse replication: old's analytics would count new's hosts as its own
+            new_only = cluster_addresses(ctx.config.new) - cluster_addresses(ctx.config.old)
+            removed = [r.label() for r in node_records(api, control=False)
+                       if same_address(r.address) in new_only
+                       and api.delete(r.obj_type, r.uuid)]
     except ApiServerError as exc:
         raise OrchestratorError(f"restoring old's node records: {exc}; run revert again once "
                                 "the old api-server answers") from None
-    return "created again on old: " + (", ".join(created) or "none missing")
+    return ("created again on old: " + (", ".join(created) or "none missing")
+            + "; new's node records removed from old: " + (", ".join(removed) or "none"))

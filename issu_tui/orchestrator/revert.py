@@ -279,7 +279,8 @@ def restore_old_records(run: AbortRun) -> list[str]:
 
 RESTORE = AbortStep("restore-old-records", "create again on old, with their uuids, its "
                     "control nodes' bgp-routers and node records that finalize removed from "
-                    "new (the reverse replication carried those deletions back)",
+                    "new (the reverse replication carried those deletions back); remove "
+                    "from old new's node records (carried there when new opened)",
                     restore_old_records)
 # abort's steps that follow, in the order the way back needs (northbound back and old's
 # services started first, then the computes): named from abort.STEPS
