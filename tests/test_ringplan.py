@@ -152,3 +152,30 @@ def test_ring_run_is_an_executor_intent_refused_by_phase_and_inventory(tmp_path:
     journal = Journal.open(tmp_path / "state", read_only=True)
     assert not [m for m in journal.steps_done() if m.startswith("ring.")]
     journal.close()
+
+
+def test_the_phases_run_the_ring_steps_of_plan_before_pre_sync(tmp_path: Path) -> None:
+    """grow recorded, preflight and pair done: `issu phase pre-sync` first runs grow's ring
+    steps of plan (the joins, the factor up), through the same ring runner as `issu ring
+    run` (here refused: the ring nodes have no controller entries), and copies nothing."""
+    from issu_tui.journal import Journal
+    from issu_tui.orchestrator.phases import phase_marker
+
+    path = _write_config(tmp_path, OLD, NEW)
+    journal = Journal.open(tmp_path / "state")
+    journal.set_phase("pair", status="done")
+    journal.set_approach("grow")
+    for name in ("plan", "preflight", "pair"):
+        journal.mark_step(phase_marker(name))
+    journal.close()
+    result = CliRunner().invoke(cli, ["phase", "pre-sync", "-c", str(path)])
+    assert result.exit_code == 1, result.output
+    assert "the ring steps of grow before pre-sync" in result.output
+    assert "have no [[old.controllers]]" in result.output
+    journal = Journal.open(tmp_path / "state", read_only=True)
+    try:
+        assert phase_marker("pre-sync") not in journal.steps_done()
+        info = journal.phase()
+        assert info is not None and info.phase == "pair"
+    finally:
+        journal.close()

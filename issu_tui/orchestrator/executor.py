@@ -386,6 +386,10 @@ class Executor:
             if self.ctx.step_done(spec.marker) and not repeat:
                 continue
             self.ctx.check_stop(name)
+            if name == "pre-sync":
+                ring = self.ring_steps_before_sync(args)
+                if ring:
+                    done.append(ring)
             detail = self.run_phase(name, args)
             done.append(f"{name}: {detail}")
         result: dict[str, Any] = {"ok": True, "phase": target, "done": done}
@@ -501,6 +505,39 @@ class Executor:
             self.ctx.event("ring", f"ring step failed: {exc}", level="error")
             raise OrchestratorError(str(exc)) from None
         return {"ok": True, "done": f"{approach}: the ring steps of {when} are done"}
+
+    def ring_steps_before_sync(self, args: dict[str, Any]) -> str:
+        """The approach's ring steps of `plan` (grow: the new nodes join, the factor goes
+        up) run by the phases before pre-sync copies anything, unless all are marked done
+        (`issu ring run --when plan` ran them); '' when the approach has none. The phase
+        intent's `nodetool` argument says how the hosts run nodetool (default `nodetool`)."""
+        from issu_tui.orchestrator.ringplan import RingPlanError, ring_steps
+
+        config = self.ctx.config
+        try:
+            steps = ring_steps(self.approach, list(config.old.cassandra.hosts),
+                               list(config.new.cassandra.hosts))
+        except RingPlanError as exc:
+            # the approach recorded by default (shared hosts: grow) may not fit this ring;
+            # `issu plan` names why, the steps are then the operator's (as before)
+            self.ctx.event("ring", f"no ring steps run before pre-sync: "
+                           f"{self.ctx.config_path}: {exc}", level="warning")
+            return ""
+        done = self.ctx.journal.steps_done()
+        pending = [s for i, s in enumerate(steps) if s.when == "plan"
+                   and f"ring.{i}.{s.action}.{'+'.join(s.nodes)}" not in done]
+        if not pending:
+            return ""
+        self.ctx.event("ring", f"{self.approach}: {len(pending)} ring step(s) of plan before "
+                       "pre-sync", approach=self.approach)
+        try:
+            result = self.ring({"approach": self.approach, "when": "plan",
+                                "nodetool": args.get("nodetool"),
+                                "min_replicas": args.get("min_replicas")})
+        except OrchestratorError as exc:
+            raise OrchestratorError(f"the ring steps of {self.approach} before pre-sync: "
+                                    f"{exc}") from None
+        return f"ring: {result['done']}"
 
     def revert(self, args: dict[str, Any]) -> dict[str, Any]:
         """issu revert: before finalize's commit it is abort; after it, the way back
