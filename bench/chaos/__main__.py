@@ -37,7 +37,8 @@ def run_trials(launcher: Launcher, endpoints: Endpoints, args: argparse.Namespac
         opts = TrialOptions(number=i + 1, seed=args.seed + i, net=args.net,
                             computes=args.computes, rate=args.rate, minutes=args.minutes,
                             install_s=args.install_seconds,
-                            out_dir=launcher.run_dir / "chaos-kept", kinds=kinds)
+                            out_dir=launcher.run_dir / "chaos-kept", kinds=kinds,
+                            after_run_sync=args.after_run_sync)
         print(f"trial {i + 1}/{args.trials} seed {opts.seed} ...", flush=True)
         result = Trial(opts, launcher).run(endpoints)
         results.append(result)
@@ -63,6 +64,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--faults", default="",
                     help="comma-separated kinds (default: all): "
                          + ", ".join(f.kind for f in FAULTS))
+    ap.add_argument("--after-run-sync", action="store_true",
+                    help="faults' moments counted from run-sync's start (each lands on "
+                         "run-sync, the computes or finalize); run-sync is held until the "
+                         "last one")
     ap.add_argument("--report", type=Path, default=ROOT / "docs" / "chaos-report",
                     help="report path without extension (.md and .json are written)")
     ap.add_argument("--keep", action="store_true", help="leave the services running")

@@ -52,9 +52,12 @@ ADDED_BY_TRANSLATION = {"perms2"}
 SHOWN = 10
 
 
-def check(world: World, endpoints: Endpoints, changes_log: Path,
-          intents: list[int]) -> dict[str, dict[str, Any]]:
-    nodes = _node_records(world)
+def check(world: World, endpoints: Endpoints, changes_log: Path, intents: list[int],
+          old_nodes: dict[str, tuple[Node, str]] | None = None) -> dict[str, dict[str, Any]]:
+    """`old_nodes`: old's node records as they were before finalize (`old_node_records`):
+    from finalize's commit the reverse replication copies new's changes to old (finalize's
+    removal of old's records and new's own records included)."""
+    nodes = _node_records(world, old_nodes)
     _derived_on_new(world, nodes)
     return {
         "objects": _objects(world, changes_log),
@@ -212,12 +215,17 @@ def _list_nodes(api: Any) -> dict[str, tuple[Node, str]]:
     return found
 
 
-def _node_records(world: World) -> NodeRecords:
+def old_node_records(world: World) -> dict[str, tuple[Node, str]]:
+    """Old's node records now (the trial reads them before finalize)."""
+    return _list_nodes(_vnc(world, "v1"))
+
+
+def _node_records(world: World, old_nodes: dict[str, tuple[Node, str]] | None) -> NodeRecords:
     config = load_config(world.config_path)
     new_addresses = {world.controller_address("v2"), *(
         h.partition(":")[0] for h in config.new.cassandra.hosts)}
-    return classify_nodes(_list_nodes(_vnc(world, "v1")), _list_nodes(_vnc(world, "v2")),
-                          new_addresses)
+    on_old = old_nodes if old_nodes is not None else old_node_records(world)
+    return classify_nodes(on_old, _list_nodes(_vnc(world, "v2")), new_addresses)
 
 
 def classify_nodes(on_old: dict[str, tuple[Node, str]], on_new: dict[str, tuple[Node, str]],

@@ -81,6 +81,28 @@ def write_combined(path: Path, runs: list[dict[str, Any]]) -> None:
     path.with_suffix(".md").write_text(_markdown(header, results))
 
 
+def _seen(results: list[dict[str, Any]]) -> list[str]:
+    """Per fault kind, the distinct warnings, errors and failed commands that followed it
+    (the runbook's "what you see"), at most 4 each."""
+    by_kind: dict[str, list[str]] = {}
+    for f in _injected(results):
+        shown = by_kind.setdefault(f["kind"], [])
+        for line in f.get("seen", []):
+            text = line.split(" s ", 1)[-1]  # without its moment, so repeats fold
+            if text not in shown and len(shown) < 4:
+                shown.append(text)
+    if not by_kind:
+        return []
+    lines = ["## What the operator saw after each fault", "",
+             "Warning and error events of the journal (`issu events`, the console's events) and "
+             "failed commands, from the fault's moment until 20 s after it recovered (other "
+             "faults of the trial may have caused some).", ""]
+    for kind in sorted(by_kind):
+        lines.append(f"- {kind}: " + ("; ".join(f"«{t[:160]}»" for t in by_kind[kind])
+                                      or "nothing"))
+    return [*lines, ""]
+
+
 def _markdown(header: list[str], results: list[dict[str, Any]]) -> str:
     total = summary(results)
     lines = [
@@ -101,7 +123,9 @@ def _markdown(header: list[str], results: list[dict[str, Any]]) -> str:
         lines.append(f"| {kind} | {entry['injected']} | {shown} | "
                      f"{total['not_injected_by_kind'].get(kind, 0)} |")
     lines += ["", "Recovery: from the fault's end until the executor runs again and, from "
-              "run-sync's phase to finalize, run-sync reports again.", "",
+              "run-sync's phase to finalize, run-sync reports again.", ""]
+    lines += _seen(results)
+    lines += [
               "## Trials", "",
               "| trial | seed | computes | result | upgrade s | changes (rate/s) | faults "
               "| attempts beyond the first | checks |", "|---|---|---|---|---|---|---|---|---|"]

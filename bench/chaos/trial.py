@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,9 @@ class Injected:
     duration_s: float = 0.0
     recovery_s: float | None = None  # fault end -> run-sync reporting again (or step done)
     together_with: str = ""
+    # what the operator saw from the fault's moment until 20 s after it recovered: the
+    # journal's warning/error events (`issu events`, the console's events) and failed commands
+    seen: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -55,6 +58,8 @@ class TrialOptions:
     install_s: float
     out_dir: Path
     kinds: tuple[str, ...] = tuple(f.kind for f in FAULTS)
+    # moments counted from run-sync's start (not the trial's), run-sync held for all of them
+    after_run_sync: bool = False
 
 
 class Daemon:
@@ -156,11 +161,28 @@ class Driver:
         self.carry_on("pair", "pair")
         self.carry_on("pre-sync", "phase", "pre-sync")
         self.carry_on("run-sync", "phase", "run-sync")
-        # the load runs on through run-sync for half the trial, faults landing on it
-        self.trial.sleep(max(0.0, self.trial.opts.minutes * 30 - self.trial.elapsed()))
+        self.trial.run_sync_started.set()
+        self.trial.sleep(self.trial.run_sync_hold_s())
         self.carry_on("computes", "compute", "upgrade", "all", "--batch-size", "2",
                       "--parallel", "2", done=lambda r: not r.get("failed"))
+        self.trial.read_old_nodes()
         self.carry_on("finalize", "finalize")
+
+
+def draw_schedule(rng: random.Random, minutes: float,
+                  kinds: tuple[str, ...]) -> list[tuple[float, list[str]]]:
+    """Moments (seconds from the trial's start, or from run-sync's start with
+    `after_run_sync`) and the faults at each; a fifth are pairs."""
+    count = max(2, round(minutes * 2))
+    span = minutes * 60
+    moments = sorted(rng.uniform(5, span) for _ in range(count))
+    plan = []
+    for at in moments:
+        drawn = [rng.choice(kinds)]
+        if rng.random() < 0.2:
+            drawn.append(rng.choice([k for k in kinds if k != drawn[0]]))
+        plan.append((at, drawn))
+    return plan
 
 
 class TrialError(Exception):
@@ -184,10 +206,14 @@ class Trial:
         self.daemon = Daemon(self.config_path, run_dir / "chaos" / "daemon.log")
         self.driver = Driver(self)
         self.started = time.monotonic()
+        self.started_wall = time.time()
         self.faults: list[Injected] = []
         self._fault_threads: list[threading.Thread] = []
         self._finished = threading.Event()
-        self.schedule = self._schedule()
+        self.run_sync_started = threading.Event()
+        self.old_nodes: dict[str, Any] | None = None  # old's node records before finalize
+        self.old_nodes_note = "not read before finalize"
+        self.schedule = draw_schedule(self.rng, opts.minutes, opts.kinds)
 
     # ------------------------------------------------------------------ helpers
     def elapsed(self) -> float:
@@ -213,18 +239,26 @@ class Trial:
                 journal.close()
         return "?"
 
-    def _schedule(self) -> list[tuple[float, list[str]]]:
-        """Moments (seconds from the start) and the faults at each; a fifth are pairs."""
-        count = max(2, round(self.opts.minutes * 2))
-        span = self.opts.minutes * 60
-        moments = sorted(self.rng.uniform(5, span) for _ in range(count))
-        plan = []
-        for at in moments:
-            kinds = [self.rng.choice(self.opts.kinds)]
-            if self.rng.random() < 0.2:
-                kinds.append(self.rng.choice([k for k in self.opts.kinds if k != kinds[0]]))
-            plan.append((at, kinds))
-        return plan
+    def read_old_nodes(self) -> None:
+        """Old's node records before finalize, for the checker: from finalize's commit the
+        reverse replication copies new's changes (its records, the removal of old's) to old.
+        A fault may keep old's api-server from answering for a while: a few tries."""
+        for attempt in range(1, 11):
+            try:
+                self.old_nodes = checker.old_node_records(self.world)
+                self.old_nodes_note = f"read before finalize ({len(self.old_nodes)})"
+                return
+            except Exception as exc:
+                self.old_nodes_note = (f"not read before finalize ({attempt} tries): "
+                                       f"{type(exc).__name__}: {exc}"[:300])
+                self.sleep(3.0)
+
+    def run_sync_hold_s(self) -> float:
+        """How long the load runs on through run-sync before the computes: half the trial
+        from its start, or (`after_run_sync`) until the last fault's moment is past."""
+        if self.opts.after_run_sync:
+            return self.schedule[-1][0] + 5.0 if self.schedule else 0.0
+        return max(0.0, self.opts.minutes * 30 - self.elapsed())
 
     # ------------------------------------------------------------------ world
     def _mount_state_disk(self) -> None:
@@ -334,9 +368,40 @@ class Trial:
         finally:
             journal.close()
 
+    def record_seen(self) -> None:
+        """Each injected fault's `seen`: the journal's warning/error events and the failed
+        commands from its moment until 20 s after it recovered (or 60 s after it ended)."""
+        try:
+            journal = Journal(self.state_dir / "journal.db", read_only=True)
+        except Exception:
+            return
+        try:
+            events = [e for e in journal.events(limit=100_000) if e.level != "info"]
+        finally:
+            journal.close()
+        for fault in self.faults:
+            if fault.outcome != "injected":
+                continue
+            begin = fault.at_s
+            end = begin + fault.duration_s + (fault.recovery_s if fault.recovery_s is not None
+                                              else 40.0) + 20.0
+            seen = [f"{round(e.at - self.started_wall, 1)} s {e.kind} {e.level}: "
+                    f"{e.message[:200]}" for e in events
+                    if begin <= e.at - self.started_wall <= end]
+            seen += [f"{t['at_s']} s `issu {' '.join(t['argv'])}` exit {t['exit']}: "
+                     f"{t['error'][:200]}" for t in self.driver.transcript
+                     if t["exit"] != 0 and begin <= t["at_s"] <= end]
+            fault.seen = seen[:12]
+
     def _injector(self) -> None:
+        base = 0.0
+        if self.opts.after_run_sync:
+            while not self.run_sync_started.wait(0.5):
+                if self._finished.is_set():
+                    return
+            base = self.elapsed()
         for at, kinds in self.schedule:
-            wait = at - self.elapsed()
+            wait = base + at - self.elapsed()
             if wait > 0 and self._finished.wait(wait):
                 return
             self._inject(kinds)
@@ -356,7 +421,7 @@ class Trial:
             changes.unlink(missing_ok=True)
             load = Load(self.world.api_url("v1"), self.opts.rate, changes, self.opts.seed)
             load.start()
-            self.started = time.monotonic()
+            self.started, self.started_wall = time.monotonic(), time.time()
             injector = threading.Thread(target=self._injector, daemon=True, name="injector")
             injector.start()
             try:
@@ -370,8 +435,9 @@ class Trial:
                     thread.join(timeout=600)
             result["upgrade_s"] = round(self.elapsed(), 1)
             result["load"] = load.summary()
+            result["old_nodes"] = self.old_nodes_note
             result["checks"] = checker.check(self.world, endpoints, changes,
-                                             self.driver.intents)
+                                             self.driver.intents, self.old_nodes)
             result["ok"] = all(c["ok"] for c in result["checks"].values())
         except Exception as exc:
             self._finished.set()
@@ -380,6 +446,8 @@ class Trial:
             if load is not None:
                 load.stop.set()
         finally:
+            with contextlib.suppress(Exception):
+                self.record_seen()
             result["faults"] = [vars(f) for f in self.faults]
             result["attempts"] = dict(self.driver.attempts)
             result["daemon_restarts"] = self.daemon.restarts
