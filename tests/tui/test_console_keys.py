@@ -182,6 +182,33 @@ async def test_abort_needs_the_typed_word(make_app, world) -> None:
         ("abort", {"drop_new_data": False})]
 
 
+async def test_close_way_back_after_finalize_needs_the_typed_word(make_app, world) -> None:
+    """Phase done with the reverse replication running: W opens the typed confirmation;
+    'close' asks for close-way-back. Before that (no reverse replication) W does nothing."""
+    from issu_tui.orchestrator import phases
+
+    journal, _ = world
+    journal.set_phase("done", status="done", note="the new cluster serves")
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("W")
+        await settle(pilot)
+        assert not isinstance(app.screen, TypedConfirm)
+        journal.mark_step(phases.REVERSE_STARTED)
+        app.action_refresh_now()
+        await settle(pilot, refreshes=2)
+        await pilot.press("W")
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, TypedConfirm)
+        await set_input(pilot, "#typed", "close")
+        assert not dialog.query_one("#yes", Button).disabled
+        await pilot.click("#yes")
+        await settle(pilot, refreshes=2)
+    assert [i.kind for i in journal.intents("pending")] == ["close-way-back"]
+
+
 async def test_help_lists_bindings(make_app) -> None:
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
