@@ -218,6 +218,36 @@ def test_a_pass_removing_a_deleted_objects_row_takes_its_links_along(world: Worl
     assert report.ok, [(t.table, t.samples) for t in report.tables if t.samples]
 
 
+def test_a_pass_replacing_a_row_whose_update_dropped_a_ref_drops_the_backref(
+        world: World) -> None:
+    """The pass compared the ref target's partition before an UPDATE dropped the ref, and
+    replaces the object's row after it: the UPDATE lane then finds the ref in neither row,
+    so the pass itself takes the target's `backref:` cell along (review29 D1)."""
+    api = world.api
+    ipam_fq = ["default-domain", "p1", "ipam-dropped"]
+    ipam = api.create("network-ipam", ipam_fq, parent=world.project, announce=False)
+    fq = ["default-domain", "p1", "vn-dropped"]
+    vn = api.create("virtual-network", fq, parent=world.project, refs=[ipam], announce=False)
+    applier = _applier(world)
+    applier.apply(parse({"oper": "CREATE", "type": "network-ipam", "uuid": ipam,
+                         "fq_name": ipam_fq}))
+    applier.apply(parse({"oper": "CREATE", "type": "virtual-network", "uuid": vn,
+                         "fq_name": fq}))
+    new_uuid = world.new_table(cd.UUID_TABLE)
+    assert f"backref:virtual_network:{vn}" in new_uuid.read_partition(ipam)
+
+    # the UPDATE drops the ref on old (both cells, as the api-server does)
+    api.uuid_io.delete(vn, [f"ref:network-ipam:{ipam}"])
+    api.uuid_io.delete(ipam, [f"backref:virtual-network:{vn}"])
+    Reconciler(applier.repl).repair(KeyDiff("config_db_uuid", "obj_uuid_table", vn, vn))
+    applier.apply(parse({"oper": "UPDATE", "type": "virtual-network", "uuid": vn,
+                         "fq_name": fq}))
+    assert f"ref:network_ipam:{ipam}" not in new_uuid.read_partition(vn)
+    assert f"backref:virtual_network:{vn}" not in new_uuid.read_partition(ipam)
+    report = world.verify()
+    assert report.ok, [(t.table, t.samples) for t in report.tables if t.samples]
+
+
 def test_a_create_does_not_write_back_a_ref_its_object_dropped_meanwhile(world: World) -> None:
     """A CREATE reads the cells its message names on old ahead of the object's own row
     (another lane may lead that read early); a ref an UPDATE drops in between must not come

@@ -6,23 +6,32 @@ partition that differs. Partitions being changed at that moment may show up as d
 replacing them again is harmless (writes carry the source WRITETIME). A failed range is
 logged, counted and retried at the next pass; it never stops the replay of messages.
 
-An object's row that only new still has is removed together with the cells that name it
-elsewhere: its parent's `children:` cell and each ref target's `backref:` cell live in other
-partitions, which the pass may have compared already. Once the row is gone, the object's
-DELETE lane (whose message may not name the links) finds nothing left that tells it where
-they are.
+An object's row is replaced together with the cells that name it elsewhere: its parent's
+`children:` cell and each ref target's `backref:` cell live in other partitions, which the
+pass may have compared before the change that moved the link. Once the row is equal (or
+gone), the change's lane (whose message may not name the links) finds nothing left that
+tells it where they are.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from backends.cassandra.replicator import KeyDiff, Replicator
-from backends.runsync.apply import CONFIG_DB_UUID, OBJ_FQ_NAME, OBJ_SHARED, OBJ_UUID, link_uuids
+from backends.cassandra.tables import RawRow
+from backends.runsync.apply import (
+    CONFIG_DB_UUID,
+    LATEST_COL_TS,
+    OBJ_FQ_NAME,
+    OBJ_SHARED,
+    OBJ_UUID,
+    link_uuids,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,18 +99,58 @@ class Reconciler:
         return report
 
     def repair(self, diff: KeyDiff) -> int:
-        """Make one differing partition equal; an object row only new has goes with its
-        links (see the module's docstring). Returns the partitions repaired."""
-        linked: set[str] = set()
-        if diff.table == OBJ_UUID and diff.old_key is None:
-            ctx = self.repl.context(CONFIG_DB_UUID, OBJ_UUID)
-            columns = [c for _, c, _ in ctx.read_new_meta(ctx.new_partition_meta,
-                                                          (ctx.enc_new_key(diff.new_key),))]
-            linked = (link_uuids(columns, "parent") | link_uuids(columns, "ref")) - {
-                diff.new_key}
+        """Make one differing partition equal; an object's row goes with its links (see the
+        module's docstring). Returns the partitions repaired."""
+        if diff.table != OBJ_UUID:
+            self.repl.repair(diff)
+            return 1
+        linked = self._repair_links(diff)
         self.repl.repair(diff)
-        # the linked partitions after the row: replaced whole (new first, then old), they
-        # lose the cells naming it that old no longer has
-        for uuid in sorted(linked):
-            self.repl.replace_partition(CONFIG_DB_UUID, OBJ_UUID, uuid)
-        return 1 + len(linked)
+        return 1 + linked
+
+    def _repair_links(self, diff: KeyDiff) -> int:
+        """The cells naming the object in its parent's and its ref targets' partitions
+        (`children:`/`backref:` and the partition's META:latest_col_ts), for every link new's
+        row or old's names: the pass may have compared those partitions before the change
+        that moved the link, and once the row is equal the change's lane finds nothing that
+        tells it. Two cells each, whatever the partition's width. Returns how many."""
+        ctx = self.repl.context(CONFIG_DB_UUID, OBJ_UUID)
+        uuid = diff.old_key or diff.new_key
+        new_cells = _links_and_type(ctx.read_new_full(ctx.new_partition_full,
+                                                      (ctx.enc_new_key(diff.new_key),)))
+        old_cells = {} if diff.old_key is None else _links_and_type(
+            ctx.read_old(ctx.old_partition, (ctx.enc_old_key(diff.old_key),)))
+        # as old spells the object's type (its own row); when old has no row, both
+        # spellings: a cell neither side has is left alone
+        types = ({old_cells["type"]} if old_cells.get("type")
+                 else _spellings(new_cells.get("type") or ""))
+        cells = old_cells | new_cells
+        repaired = 0
+        for head, named in (("parent", "children"), ("ref", "backref")):
+            for target in sorted(link_uuids(cells, head) - {uuid}):
+                self.repl.replace_cells(CONFIG_DB_UUID, OBJ_UUID, target,
+                                        [*(f"{named}:{t}:{uuid}" for t in sorted(types)),
+                                         LATEST_COL_TS])
+                repaired += 1
+        return repaired
+
+
+def _links_and_type(rows: Iterable[RawRow]) -> dict[str, str]:
+    """An object row's `parent:`/`ref:` columns and its type (the `type` cell's JSON string),
+    streamed: the rest of a wide row is not kept."""
+    found: dict[str, str] = {}
+    for _, column, value, _ in rows:
+        if column.startswith(("parent:", "ref:")):
+            found[column] = ""
+        elif column == "type" and value:
+            try:
+                decoded = json.loads(value)
+            except ValueError:
+                continue
+            if isinstance(decoded, str):
+                found["type"] = decoded
+    return found
+
+
+def _spellings(obj_type: str) -> set[str]:
+    return {obj_type.replace("_", "-"), obj_type.replace("-", "_")} if obj_type else set()
