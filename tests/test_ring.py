@@ -20,7 +20,7 @@ from cassandra import ConsistencyLevel, InvalidRequest
 from cassandra.query import SimpleStatement
 
 from backends.cassandra.connection import CassandraSide, connect
-from backends.cassandra.nodetool import NodeStatus, Nodetool, parse_status
+from backends.cassandra.nodetool import NodeStatus, Nodetool, NodetoolError, parse_status
 from backends.cassandra.ring import read_ring
 from backends.cassandra.ringops import (
     RingOpError,
@@ -310,3 +310,25 @@ def test_a_factor_change_waits_for_a_node_without_a_known_datacenter() -> None:
         set_replication(session, None, "ks", 3, nodes,  # type: ignore[arg-type]
                         {"127.9.0.1": "datacenter1", "127.9.0.2": "datacenter1"})
     assert not any(q.startswith("ALTER") for q in session.ran)
+
+
+def test_a_rerun_reads_the_ring_through_a_node_that_answers() -> None:
+    """A convert stops the ring's first contact point: killed then, the re-run must still
+    read the ring (through another node) and skip the steps already done."""
+    first, second, spare = "127.9.0.1", "127.9.0.2", "127.9.0.3"
+
+    class FirstDown(_GossipLag):
+        def status(self, address: str, keyspace: str | None = None) -> list[NodeStatus]:
+            if address == first:
+                raise NodetoolError(f"nodetool status on {first}: Connection refused")
+            return super().status(address, keyspace)
+
+    nodetool = FirstDown([first, second], spare, lag=0)
+    started: list[str] = []
+    runner = RingRunner(CassandraSide("ring", (first,)), nodetool,  # type: ignore[arg-type]
+                        RingHooks(start_database=started.append, convert=started.append,
+                                  stop_v1=started.append), ["ks"],
+                        step_done=lambda _key: True, poll_s=0.01)
+    runner.run([RingStep("plan", "join", (spare,), f"join {spare}"),
+                RingStep("plan", "convert", (first,), f"convert {first}")])
+    assert started == [] and nodetool.polls == {spare: 1}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backends.cassandra.connection import CassandraSide, CassandraUnavailable, connect
-from backends.cassandra.nodetool import Nodetool
+from backends.cassandra.nodetool import Nodetool, NodetoolError
 from backends.cassandra.ring import RingView, read_ring
 from backends.cassandra.ringops import (
     RingOpError,
@@ -63,7 +63,7 @@ class RingRunner:
     poll_s: float = 3.0
 
     def run(self, steps: Sequence[RingStep], first_index: int = 0) -> None:
-        members = [n.address for n in self.nodetool.status(self.side.hosts[0])]
+        members = self._members(steps)
         for index, step in enumerate(steps, first_index):
             key = f"ring.{index}.{step.action}.{'+'.join(step.nodes)}"
             if self.step_done(key):
@@ -74,6 +74,19 @@ class RingRunner:
             self.on_event(f"ring step: {step.does}")
             members = self._do(step, members)
             self.mark_step(key)
+
+    def _members(self, steps: Sequence[RingStep]) -> list[str]:
+        """The ring's nodes as the first node that answers sees them: the ring's contact
+        points, then the steps' nodes. A re-run after a kill may find the first one down
+        (a convert stops it)."""
+        asked = list(dict.fromkeys([*self.side.hosts, *(n for s in steps for n in s.nodes)]))
+        failures = []
+        for host in asked:
+            try:
+                return [n.address for n in self.nodetool.status(host)]
+            except NodetoolError as exc:
+                failures.append(str(exc))
+        raise RingOpError("the ring's nodes could not be read: " + "; ".join(failures))
 
     def guard(self, step: RingStep) -> None:
         leaves = step.action in ("decommission", "leave")
