@@ -94,6 +94,34 @@ def test_more_than_16_ssh_hosts_get_several_sshd(tmp_path: Path) -> None:
     assert launcher.endpoints().ssh.names[-1] == "compute-40"
 
 
+def test_a_stray_of_a_services_own_command_line_is_ended_before_its_start(
+        tmp_path: Path) -> None:
+    """A start cut short under load left the broker's epmd running outside any pid file:
+    the next start found its port taken and refused for the rest of a chaos batch. A
+    process running exactly one of the service's own command lines is ended; others not."""
+    import subprocess
+
+    from demo.services.launcher import _end_strays
+
+    ours = ("sleep", "3600.0417")  # an argv no other process runs
+    theirs = subprocess.Popen(["sleep", "3600.0418"], start_new_session=True)
+    stray = subprocess.Popen(list(ours), start_new_session=True)
+
+    class Service:
+        def commands(self) -> list[Command]:
+            return [Command(ours, {}, tmp_path)]
+
+    try:
+        assert _end_strays(Service())  # type: ignore[arg-type]
+        assert stray.wait(timeout=15) is not None
+        assert theirs.poll() is None
+        assert not _end_strays(Service())  # type: ignore[arg-type]
+    finally:
+        for proc in (stray, theirs):
+            proc.kill()
+            proc.wait()
+
+
 # ---------------------------------------------------------------- Cassandra
 def test_cql_write_read_on_two_separate_clusters(cql: dict[str, Session]) -> None:
     ks = f"svc_{uuid.uuid4().hex[:8]}"

@@ -8,7 +8,11 @@ from dataclasses import dataclass, field
 from cassandra import ConsistencyLevel
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.policies import (
+    DCAwareRoundRobinPolicy,
+    ExponentialReconnectionPolicy,
+    TokenAwarePolicy,
+)
 from cassandra.query import tuple_factory
 
 # Contrail's issu.conf lists Thrift ports; the CQL driver of Contrail maps them the same way.
@@ -82,9 +86,13 @@ def connect(side: CassandraSide, *, request_timeout: float = 60.0,
         request_timeout=request_timeout,
         row_factory=tuple_factory,
     )
+    # The driver's default waits up to 10 minutes between attempts to reach a node that was
+    # down for a while: a restarted node (every node of a small ring) would leave run-sync
+    # answered NoHostAvailable long after it is back.
     cluster = Cluster(hosts, port=port, auth_provider=auth, ssl_context=ssl_context,
                       execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-                      connect_timeout=10, control_connection_timeout=10)
+                      connect_timeout=10, control_connection_timeout=10,
+                      reconnection_policy=ExponentialReconnectionPolicy(1.0, 10.0))
     # Start the protocol negotiation at v4, not the driver's v5: v5 frames every message in
     # CRC32-checksummed segments, which costs CPU on both the client and Cassandra (a visible
     # share of a copy's client time) and buys nothing on a TCP connection. Set as the

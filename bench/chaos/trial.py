@@ -103,7 +103,8 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        self.thread.join(timeout=30)
+        if self.thread.ident is not None:  # started (a trial may fail before)
+            self.thread.join(timeout=30)
 
 
 class Driver:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.concurrent import execute_concurrent_with_args
-from cassandra.policies import RoundRobinPolicy
+from cassandra.policies import ExponentialReconnectionPolicy, RoundRobinPolicy
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
 from .spec import CassandraSpec
@@ -90,7 +90,8 @@ class ConfigStore:
         return Cluster(contact_points=self.spec.hosts, port=self.spec.port,
                        auth_provider=self._auth,
                        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-                       protocol_version=5, connect_timeout=10)
+                       protocol_version=5, connect_timeout=10,
+                       reconnection_policy=ExponentialReconnectionPolicy(1.0, 10.0))
 
     def connect(self) -> None:
         """Connect and create the keyspace and tables if absent; safe to call again."""

@@ -41,7 +41,7 @@ from pathlib import Path
 import httpx
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
-from cassandra.policies import RoundRobinPolicy
+from cassandra.policies import ExponentialReconnectionPolicy, RoundRobinPolicy
 from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError, NoNodeError
 
@@ -166,7 +166,8 @@ class Writer:
         profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=30)
         self.cluster = Cluster(contact_points=spec.cassandra.hosts, port=spec.cassandra.port,
                                auth_provider=auth, protocol_version=5, connect_timeout=10,
-                               execution_profiles={EXEC_PROFILE_DEFAULT: profile})
+                               execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+                               reconnection_policy=ExponentialReconnectionPolicy(1.0, 10.0))
         self.session: Session = self.cluster.connect()
         self.zk = KazooClient(hosts=",".join(spec.zookeeper.hosts), timeout=15)
         self.zk.start(timeout=30)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -269,6 +270,8 @@ class Launcher:
         if group is not None:
             self._stop_dir(svc.dir, svc.stop_timeout, name)
         busy = self._busy_ports(svc, wait=5.0 if group is not None else 0.0)
+        if busy and _end_strays(svc):
+            busy = self._busy_ports(svc, wait=5.0)
         if busy:
             raise ServiceError(
                 f"{name}: {', '.join(busy)} already in use by a process this launcher did not "
@@ -384,3 +387,40 @@ def _ssh_pairs(plan: AddressPlan, hosts: SshHosts) -> list[tuple[str, str]]:
             raise ValueError(f"ssh host addresses must be loopback 127.x.y.z: {bad}")
         return pairs
     return [(plan.ssh_host(i), str(n)) for i, n in enumerate(hosts)]
+
+
+def _end_strays(svc: Service) -> bool:
+    """End processes running exactly one of this service's own command lines (its argv names
+    this net's ports and addresses) that its pid file no longer lists: e.g. the broker's
+    epmd left behind when a start under load was cut short. True when one was found."""
+    own = {"\0".join(c.argv).encode() for c in svc.commands()}
+    found = [int(p.name) for p in Path("/proc").iterdir()
+             if p.name.isdigit() and _cmdline(p) in own]
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    alive = found
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in alive if _running(pid)]
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return bool(found)
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes().rstrip(b"\0")
+    except OSError:
+        return b""
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's parent may never reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
