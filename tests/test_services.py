@@ -104,20 +104,26 @@ def test_a_stray_of_a_services_own_command_line_is_ended_before_its_start(
     from demo.services.launcher import _end_strays
 
     ours = ("sleep", "3600.0417")  # an argv no other process runs
-    theirs = subprocess.Popen(["sleep", "3600.0418"], start_new_session=True)
+    theirs = subprocess.Popen(["sleep", "3600.0418"], start_new_session=True,
+                              env={"HOME": f"{tmp_path}-other/home"})
     stray = subprocess.Popen(list(ours), start_new_session=True)
+    # what an `erl` of the broker spawns: another argv, its environment in the service's dir
+    spawned = subprocess.Popen(["sleep", "3600.0419"], start_new_session=True,
+                               env={"HOME": f"{tmp_path}/home"})
 
     class Service:
+        dir = tmp_path
+
         def commands(self) -> list[Command]:
             return [Command(ours, {}, tmp_path)]
 
     try:
         assert _end_strays(Service())  # type: ignore[arg-type]
-        assert stray.wait(timeout=15) is not None
+        assert stray.wait(timeout=15) is not None and spawned.wait(timeout=15) is not None
         assert theirs.poll() is None
         assert not _end_strays(Service())  # type: ignore[arg-type]
     finally:
-        for proc in (stray, theirs):
+        for proc in (stray, spawned, theirs):
             proc.kill()
             proc.wait()
 

@@ -390,12 +390,16 @@ def _ssh_pairs(plan: AddressPlan, hosts: SshHosts) -> list[tuple[str, str]]:
 
 
 def _end_strays(svc: Service) -> bool:
-    """End processes running exactly one of this service's own command lines (its argv names
-    this net's ports and addresses) that its pid file no longer lists: e.g. the broker's
-    epmd left behind when a start under load was cut short. True when one was found."""
+    """End processes of this service that its pid file no longer lists: one running exactly
+    one of its own command lines (its argv names this net's ports and addresses), or one
+    whose environment points into its run directory (an `epmd -daemon` that one of the
+    broker's helper `erl`s spawned when a start under load was cut short). True when one
+    was found."""
     own = {"\0".join(c.argv).encode() for c in svc.commands()}
+    inside = f"={svc.dir}".encode()
     found = [int(p.name) for p in Path("/proc").iterdir()
-             if p.name.isdigit() and _cmdline(p) in own]
+             if p.name.isdigit() and p.name != str(os.getpid())
+             and (_cmdline(p) in own or _environ_points_into(p, inside))]
     for pid in found:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -415,6 +419,15 @@ def _cmdline(proc: Path) -> bytes:
         return (proc / "cmdline").read_bytes().rstrip(b"\0")
     except OSError:
         return b""
+
+
+def _environ_points_into(proc: Path, inside: bytes) -> bool:
+    try:
+        environ = (proc / "environ").read_bytes()
+    except OSError:
+        return False
+    return any(v.startswith(inside) and v[len(inside):len(inside) + 1] in (b"", b"/")
+               for v in (b"=" + e.partition(b"=")[2] for e in environ.split(b"\0")))
 
 
 def _running(pid: int) -> bool:
