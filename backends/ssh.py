@@ -31,6 +31,13 @@ from backends.known_hosts import KnownHosts, KnownHostsError, lookup_name
 MAX_OUTPUT_BYTES = 1 << 20  # per stream; the tail is kept beyond this
 
 
+def _said(exc: BaseException) -> str:
+    """The error's text; paramiko raises EOFError() with none when the server hangs up."""
+    if isinstance(exc, EOFError) and not str(exc):
+        return "connection closed by the server"
+    return str(exc) or type(exc).__name__
+
+
 class SshError(Exception):
     """The command could not be run (connection, authentication, host key, protocol)."""
 
@@ -147,8 +154,9 @@ class SshSession:
             raise SshError(f"{self.target.where}: connection is closed")
         try:
             channel = transport.open_session(timeout=min(timeout, 30.0))
-        except (paramiko.SSHException, OSError) as exc:
-            raise SshError(f"{self.target.where}: cannot open a session: {exc}") from exc
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SshError(f"{self.target.where}: cannot open a session: {_said(exc)}"
+                           ) from exc
         out, err = _Tail(), _Tail()
         deadline = began + timeout
         try:
@@ -178,8 +186,9 @@ class SshSession:
                 # The channel's fileno is signalled by stdout, stderr and close.
                 select.select([channel], [], [], min(left, 0.5))
             code = channel.recv_exit_status()
-        except (paramiko.SSHException, OSError) as exc:
-            raise SshError(f"{self.target.where}: {' '.join(argv[:1])}: {exc}") from exc
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SshError(f"{self.target.where}: {' '.join(argv[:1])}: {_said(exc)}"
+                           ) from exc
         finally:
             channel.close()
         return CommandResult(tuple(argv), command, code, out.text(), err.text(),
@@ -276,6 +285,11 @@ class SshExecutor:
                     "refusing to connect (add the host's verified key to known_hosts)"
                 ) from None
             raise SshError(f"{target.where}: {exc}") from None
+        except EOFError:  # paramiko's, without a message: the server hung up mid-handshake
+            client.close()
+            raise SshError(f"{target.where}: {_said(EOFError())} during the SSH handshake "
+                           "(sshd killed, or refusing more unauthenticated connections: "
+                           "MaxStartups)") from None
         except (TimeoutError, socket.timeout) as exc:  # noqa: UP041
             client.close()
             raise SshTimeout(f"{target.where}: connect timed out after {timeout:g} s") from exc
