@@ -185,6 +185,28 @@ def build_run_sync(config: IssuConfig, journal: Any, *, catch_up: bool = True,
     )
 
 
+def reverse_refusal(journal: Journal) -> str | None:
+    """Why the reverse replication new -> old must not run now, or None. It makes old equal
+    to new: before finalize's commit new is the fenced, lagging copy (its reconciliation
+    would delete on old every change since new's last sync); once the way back is closed or
+    revert stopped it, old no longer follows new."""
+    from issu_tui.orchestrator.finalize import COMMIT_STEP, REVERSE_STOPPING
+    from issu_tui.orchestrator.phases import WAY_BACK_CLOSED
+
+    done = journal.steps_done()
+    if COMMIT_STEP not in done:
+        return (f"the journal {journal.path} records no finalize commit ({COMMIT_STEP}): "
+                "old is still the cluster serving, the replication runs old -> new "
+                "(`issu sync run` without --reverse)")
+    if WAY_BACK_CLOSED in done:
+        return (f"the way back was closed (issu close-way-back, {WAY_BACK_CLOSED} in "
+                f"{journal.path}): old no longer follows new")
+    if REVERSE_STOPPING in done:
+        return (f"issu revert drained and stopped the reverse replication "
+                f"({REVERSE_STOPPING} in {journal.path})")
+    return None
+
+
 class RunSyncLocked(Exception):
     """Another run-sync holds the lock of this state directory."""
 
@@ -252,6 +274,12 @@ def _run_locked(config: IssuConfig, config_path: Path, state_dir: Path | None, *
     if journal is None:
         click.echo("run-sync needs the journal (catch-up checkpoints); fix the state directory",
                    err=True)
+        return EXIT_CONFIG
+    refusal = reverse_refusal(journal) if reverse else None
+    if refusal is not None:
+        click.echo(f"sync run --reverse refused: {refusal}", err=True)
+        journal.event("run-sync", f"reverse replication refused: {refusal}", level="error")
+        journal.close()
         return EXIT_CONFIG
     try:
         service = build_run_sync(config, journal, catch_up=catch_up,

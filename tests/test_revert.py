@@ -222,3 +222,20 @@ def test_close_way_back_drains_stops_the_reverse_replication_and_revert_is_refus
         if reverse.poll() is None:
             reverse.kill()
             reverse.wait()
+
+
+def test_reverse_replication_by_hand_is_refused_before_the_commit_and_after_closing(
+        tmp_path: Path) -> None:
+    """`issu sync run --reverse` would make old equal to new: refused (exit 2, naming the
+    reason) without finalize's commit in the journal and once the way back is closed."""
+    from issu_tui.orchestrator.revert import WAY_BACK_CLOSED
+
+    path = _write_config(tmp_path, OLD, NEW)
+    _journal(tmp_path, "computes", [])
+    before = CliRunner().invoke(cli, ["sync", "run", "-c", str(path), "--reverse"])
+    assert before.exit_code == 2, before.output
+    assert "refused" in before.output and COMMIT_STEP in before.output
+    _journal(tmp_path, "done", [COMMIT_STEP, WAY_BACK_CLOSED])
+    closed = CliRunner().invoke(cli, ["sync", "run", "-c", str(path), "--reverse"])
+    assert closed.exit_code == 2, closed.output
+    assert "the way back was closed (issu close-way-back" in closed.output
