@@ -8,6 +8,7 @@ state, so each test checks what ran, argument by argument, and the state it left
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import stat
@@ -622,7 +623,9 @@ def test_settle_old_writers_waits_on_their_queues_and_refuses_on_timeout(
     """Review M6: "tables unchanged for 5 s" let a writer further behind pass, and a timeout
     only warned. With a `queues` step (rabbitmqctl on the broker's host, here the real broker
     over the real sshd) old's writers' own queues must be drained and acknowledged; not
-    within the timeout: refused naming the queue, unless --force."""
+    within the timeout: refused naming the queue, unless --force. Review 28: a writer's queue
+    goes when it stops, so one queue is expected per configured writer: a missing one (no
+    queue at all included) is refused naming writer and host, --force --reason journaled."""
     import kombu
 
     from issu_tui.orchestrator.settle import settle_old_writers
@@ -636,7 +639,8 @@ def test_settle_old_writers_waits_on_their_queues_and_refuses_on_timeout(
                    "list_queues -p {vhost} --no-table-headers name messages_ready "
                    "messages_unacknowledged")
     config = _inventory_config(ssh, host, tmp_path)
-    old_host = config.new.controllers[0].model_copy(update={"name": "old-ctl-1",
+    ctl_name = f"old-{tmp_path.name}"  # unique on the session's broker
+    old_host = config.new.controllers[0].model_copy(update={"name": ctl_name,
                                                             "profile": "site-old"})
     old_rabbit = {"hosts": [f"{rabbit_endpoints.host}:{rabbit_endpoints.port}"],
                   "user": rabbit_endpoints.user, "password": rabbit_endpoints.password,
@@ -652,36 +656,56 @@ def test_settle_old_writers_waits_on_their_queues_and_refuses_on_timeout(
     config.state_dir.mkdir(parents=True, exist_ok=True)
     ctx = Context(config=config, config_path=tmp_path / "issu.toml",
                   journal=Journal.open(tmp_path / "journal"))
-    name = f"schema_transformer.settle-{tmp_path.name}"
+    where = f"on {ctl_name} ({old_host.address})"
+    # Contrail names the queue after the host name or its FQDN; the demo after the address
+    st, sm = f"schema_transformer.{ctl_name}", f"svc_monitor.{ctl_name}.example.org"
+    dm = f"device_manager.{old_host.address}"
     conn = kombu.Connection(hostname=rabbit_endpoints.host, port=rabbit_endpoints.port,
                             userid=rabbit_endpoints.user, password=rabbit_endpoints.password,
                             virtual_host=rabbit_endpoints.vhost_old)
     try:
-        queue = kombu.Queue(name, kombu.Exchange("vnc_config.object-update", type="fanout",
-                                                 durable=False), durable=False)
+        # no writer queue at all: the writers are not running, not "nothing to wait for"
+        with pytest.raises(OrchestratorError, match=(
+                rf"no queue of old's schema-transformer {re.escape(where)}: no queue "
+                rf"schema_transformer\.{ctl_name} .*; svc-monitor {re.escape(where)}.*; "
+                rf"device-manager {re.escape(where)}.* after 4s; writer queues present: none"
+                r".*not running.*finalize --force")):
+            settle_old_writers(ctx)
+        forced = settle_old_writers(ctx, force=True, reason="writers stopped by hand")
+        assert forced.endswith("forced: writers stopped by hand")
+        [event] = ctx.journal.events(kind="finalize", text="no queue of old's")
+        assert "writers stopped by hand" in event.message
+
+        exchange = kombu.Exchange("vnc_config.object-update", type="fanout", durable=False)
         channel = conn.channel()
-        bound = queue(channel)
-        bound.declare()
+        bound = {name: kombu.Queue(name, exchange, durable=False)(channel)
+                 for name in (st, sm, dm)}
+        for queue in bound.values():
+            queue.declare()
         # a notification old's schema-transformer has not handled yet
-        kombu.Producer(channel).publish({"oper": "CREATE"}, routing_key=name,
-                                        serializer="json")
+        kombu.Producer(channel).publish({"oper": "CREATE"}, routing_key=st, serializer="json")
         with pytest.raises(OrchestratorError, match=rf"settle-old-writers: old's writers' "
-                           rf"queues not drained after 4s \({name} 1 ready, 0 unacknowledged"
+                           rf"queues not drained after 4s \({st} 1 ready, 0 unacknowledged"
                            r"\).*finalize --force"):
             settle_old_writers(ctx)
-        forced = settle_old_writers(ctx, force=True, reason="writer dead, checked by hand")
-        assert forced.endswith("forced: writer dead, checked by hand")
         # delivered but not yet acknowledged: still not settled
-        message = bound.get(no_ack=False)
+        message = bound[st].get(no_ack=False)
         assert message is not None
-        with pytest.raises(OrchestratorError, match=rf"{name} 0 ready, 1 unacknowledged"):
+        with pytest.raises(OrchestratorError, match=rf"{st} 0 ready, 1 unacknowledged"):
             settle_old_writers(ctx)
         message.ack()
         done = settle_old_writers(ctx)
         assert done.startswith("old's writers settled: their queues on old's broker are "
-                               f"empty and acknowledged ({name}")
-        bound.delete()
-        assert settle_old_writers(ctx).startswith("no writer queue on old's broker")
+                               "empty and acknowledged (")
+        assert all(name in done for name in (st, sm, dm))
+        # device-manager stopped: its queue went with it
+        bound[dm].delete()
+        with pytest.raises(OrchestratorError, match=(
+                rf"no queue of old's device-manager {re.escape(where)}.*writer queues "
+                rf"present: .*{st}")):
+            settle_old_writers(ctx)
+        for name in (st, sm):
+            bound[name].delete()
     finally:
         conn.release()
         ctx.journal.close()

@@ -498,5 +498,6 @@ def test_plan_says_what_settle_old_writers_waits_on(tmp_path: Path) -> None:
             "base": "systemd", "queues": "rabbitmqctl -q list_queues -p {vhost} "
             "--no-table-headers name messages_ready messages_unacknowledged"}}})
     assert ("old's writers' queues on old's broker (vhost /) drained and acknowledged, "
-            "listed over SSH on old-ctl-1 (profile site, step queues)") in \
-        finalize_touches(with_queues)
+            "listed over SSH on old-ctl-1 (profile site, step queues); one queue expected "
+            "per writer: schema-transformer on old-ctl-1, svc-monitor on old-ctl-1, "
+            "device-manager on old-ctl-1") in finalize_touches(with_queues)

@@ -12,6 +12,10 @@ queue of its own on old's broker (`schema_transformer.<host>`, `svc_mon.<host>` 
 `svc_monitor.<host>`, `device_manager.<host>`) and acks a message once it has handled it.
 The positive signal: where an old controller host's profile has a `queues` step, the step
 waits until every such queue has no message ready and none unacknowledged, twice in a row.
+The queues are not durable and go when their writer stops, so a missing one is not "nothing
+to wait for": each writer the inventory runs on old (a config host's writers its profile
+maps) must have its queue, named after that host (its name, an FQDN starting with it, or its
+address); one missing at the timeout is refused naming writer and host.
 Without one, the tables post-sync copies are read on old until they stay unchanged for
 `sync.writers_settle_s` (a heuristic: a writer further behind passes it; said so).
 Not settled within `sync.writers_settle_timeout_s`: refused, unless finalize --force.
@@ -40,7 +44,37 @@ def writer_tables(ctx: Context) -> list[TableSpec]:
 
 # Contrail's writers' queue names (cfgm_common's VncAmqpHandle: '<prefix>.<host>'; svc-monitor
 # was 'svc_mon.<host>' before it used the common handle)
-WRITER_QUEUE_PREFIXES = ("schema_transformer.", "svc_mon.", "svc_monitor.", "device_manager.")
+WRITER_QUEUES = {"schema-transformer": ("schema_transformer.",),
+                 "svc-monitor": ("svc_mon.", "svc_monitor."),
+                 "device-manager": ("device_manager.",)}
+WRITER_QUEUE_PREFIXES = tuple(p for prefixes in WRITER_QUEUES.values() for p in prefixes)
+
+
+def expected_writers(config: IssuConfig) -> list[tuple[str, ControllerHostConfig]]:
+    """(writer, host) of every writer old's inventory runs: its config hosts' writers that
+    their profile maps (a deployment without device-manager leaves it out of the profile)."""
+    from backends.controller import build_controller_profiles
+    from issu_tui.orchestrator.controllers import mapped_services
+
+    profiles = build_controller_profiles(config.controller_profiles)
+    out = []
+    for host in config.old.controllers:
+        if "config" in host.roles and host.profile in profiles:
+            services, _ = mapped_services(profiles[host.profile], host, tuple(WRITER_QUEUES))
+            out += [(s, host) for s in services]
+    return out
+
+
+def queue_of(writer: str, host: ControllerHostConfig, names: list[str]) -> str | None:
+    """The queue of `writer` on `host` among `names` ('<prefix>.<host>': Contrail names it
+    after the writer's host name or FQDN; the demo after its address)."""
+    for name in names:
+        for prefix in WRITER_QUEUES[writer]:
+            if name.startswith(prefix):
+                where = name[len(prefix):]
+                if where in (host.name, host.address) or where.startswith(f"{host.name}."):
+                    return name
+    return None
 
 
 def settle_old_writers(ctx: Context, *, force: bool = False, reason: str = "",
@@ -76,9 +110,11 @@ def settle_planned(config: IssuConfig) -> str:
     except ProfileError as exc:
         return f"settle-old-writers: {exc}"
     if host is not None:
+        expected = ", ".join(f"{w} on {h.name}" for w, h in expected_writers(config))
         return (f"old's writers' queues on old's broker (vhost {config.old.rabbit.vhost}) "
                 f"drained and acknowledged, listed over SSH on {host.name} (profile "
-                f"{host.profile}, step queues)")
+                f"{host.profile}, step queues); one queue expected per writer: "
+                f"{expected or 'none configured'}")
     return (f"old's writers' tables on old unchanged for {config.sync.writers_settle_s:g}s "
             "(no `queues` step in old's controller profiles: a heuristic)")
 
@@ -104,6 +140,7 @@ def _settle_by_queues(ctx: Context, host: ControllerHostConfig, *, force: bool, 
 
     vhost, timeout_s = ctx.config.old.rabbit.vhost, ctx.config.sync.writers_settle_timeout_s
     ex = executor(ctx)
+    expected = expected_writers(ctx.config)
     began, quiet_polls, busy = clock(), 0, ""
     while True:
         try:
@@ -112,23 +149,43 @@ def _settle_by_queues(ctx: Context, host: ControllerHostConfig, *, force: bool, 
         except ControllerError as exc:
             raise OrchestratorError(f"settle-old-writers: cannot list old's queues: {exc}"
                                     ) from None
-        if not queues:
-            return (f"no writer queue on old's broker (vhost {vhost}, asked on {host.name}): "
-                    "old's writers do not consume; nothing to wait for")
+        names = [q.name for q in queues]
+        missing = [(w, h) for w, h in expected if queue_of(w, h, names) is None]
+        if not queues and not expected:
+            return (f"no writer queue on old's broker (vhost {vhost}, asked on {host.name}) "
+                    "and no writer in old's inventory (no config host maps one): nothing "
+                    "to wait for")
         pending = [q for q in queues if q.ready or q.unacked]
-        quiet_polls = 0 if pending else quiet_polls + 1
+        quiet_polls = 0 if pending or missing else quiet_polls + 1
         if quiet_polls >= 2:
-            names = ", ".join(q.name for q in queues)
             return (f"old's writers settled: their queues on old's broker are empty and "
-                    f"acknowledged ({names}; asked on {host.name}, {clock() - began:.1f}s)")
+                    f"acknowledged ({', '.join(names)}; asked on {host.name}, "
+                    f"{clock() - began:.1f}s)")
         if pending:
             busy = "; ".join(f"{q.name} {q.ready} ready, {q.unacked} unacknowledged"
                              for q in pending)
         if clock() - began >= timeout_s:
+            if missing:
+                return _timed_out(ctx, _missing_queues(missing, names, vhost, host, timeout_s),
+                                  force=force, reason=reason)
             return _timed_out(ctx, f"old's writers' queues not drained after {timeout_s:g}s "
                               f"({busy or 'never quiet twice in a row'})", force=force,
                               reason=reason)
         sleep(POLL_S)
+
+
+def _missing_queues(missing: list[tuple[str, ControllerHostConfig]], names: list[str],
+                    vhost: str, asked: ControllerHostConfig, timeout_s: float) -> str:
+    """Why a missing queue is not settled, naming each writer and host."""
+    which = "; ".join(
+        f"{w} on {h.name} ({h.address}): no queue {WRITER_QUEUES[w][0]}{h.name} (or its FQDN "
+        f"or address)" for w, h in missing)
+    present = ", ".join(names) or "none"
+    return (f"no queue of old's {which} on old's broker (vhost {vhost}, asked on "
+            f"{asked.name}) after {timeout_s:g}s; writer queues present: {present}. A "
+            "writer's queue goes when it stops: it is not running, or its queue is named "
+            "after another host name (a deployment without the writer: leave it out of "
+            "the host's controller profile services)")
 
 
 def _settle_by_tables(ctx: Context, *, force: bool, reason: str,
