@@ -172,8 +172,9 @@ BUILTIN_CONTROLLER_PROFILES: dict[str, dict[str, object]] = {
         # One profile per demo cluster (base = "demo"), `host` naming its controller's
         # directory under the world's run dir.
         "host": "python3 -m demo.controller.hostctl --dir /var/lib/issu-demo/controller",
-        "services": {"controller": "controller", "schema-transformer": "schema-transformer",
-                     "svc-monitor": "svc-monitor", "device-manager": "device-manager"},
+        # a process each, named as issu names them (hostctl's `controller`: the first three)
+        "services": {s: s for s in ("api-server", "control", "analytics-api",
+                                    "schema-transformer", "svc-monitor", "device-manager")},
         "status": "{host} status {unit}",
         "stop": "{host} stop {unit}",
         "start": "{host} start {unit}",

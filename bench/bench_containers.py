@@ -153,8 +153,7 @@ def whole_world(net: int, count: int, containers: bool, tmp: Path) -> dict[str, 
         if containers:
             contrail = net_containers_kib(net)
         else:
-            contrail = group_kib([*(world.controller_dir(c) / "pid" for c in ("v1", "v2")),
-                                  *world.writer_pidfiles(), world.fleet.pidfile])
+            contrail = group_kib([*world.controller_pidfiles(), world.fleet.pidfile])
         return {"up_s": up_s, "ready_s": ready_s, "contrail_mib": contrail / 1024,
                 "services_mib": services / 1024}
     finally:

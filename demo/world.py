@@ -334,21 +334,18 @@ class World:
                 cluster, lambda: self._write_controller_spec(cluster, endpoints, computes))
             return
         directory = self.controller_dir(cluster)
-        pidfile = directory / "pid"
-        group = read_pidfile(pidfile)
-        if group is not None and group.all_alive():
+        if hostctl.running(directory, hostctl.CONTROLLER):
             return
-        if (directory / "disabled").exists():
+        _stop_legacy_controller(directory)
+        disabled = [s for s in hostctl.ROLES if hostctl.disabled_marker(directory, s).exists()]
+        if disabled:
             # disabled by the `demo` controller profile: a restart must not bring it back
-            raise WorldError(f"controller {cluster} is disabled; enable it: python -m "
-                             f"demo.controller.hostctl --dir {directory} enable controller")
-        if group is not None:
-            terminate_group(group, 10.0)
-        spec_path = self._write_controller_spec(cluster, endpoints, computes)
-        argv = (sys.executable, "-m", "demo.controller", "--spec", str(spec_path))
-        group, _ = spawn_group([Command(argv, child_env(), REPO_ROOT)],
-                               directory / "controller.log")
-        pidfile.write_text(group.to_json() + "\n")
+            raise WorldError(f"controller {cluster}: {', '.join(disabled)} disabled; enable: "
+                             f"python -m demo.controller.hostctl --dir {directory} enable "
+                             f"{disabled[0]}")
+        self._write_controller_spec(cluster, endpoints, computes)
+        # api-server, control and analytics-api: a process each, as on a controller host
+        hostctl.start(directory, hostctl.CONTROLLER)
 
     def _write_controller_spec(self, cluster: str, endpoints: Endpoints, computes: int
                                ) -> Path:
@@ -392,6 +389,12 @@ class World:
         return [hostctl.pidfile(self.controller_dir(c), s)
                 for c in ("v1", "v2") for s in hostctl.WRITERS]
 
+    def controller_pidfiles(self) -> list[Path]:
+        """The pid files of both controllers' processes (api-server, control, analytics-api
+        and the writers)."""
+        return [hostctl.pidfile(self.controller_dir(c), s)
+                for c in ("v1", "v2") for s in hostctl.PROCESSES]
+
     def _controller_ready(self, cluster: str) -> str:
         """'' when api-server, analytics-api and the control node's introspect answer, else
         why not."""
@@ -409,7 +412,8 @@ class World:
     def _controller_logs(self, cluster: str) -> str:
         if self.containers:
             return str(self._containers().controller_logs(cluster))
-        return str(self.controller_dir(cluster) / "controller.log")
+        return ", ".join(str(hostctl.log_path(self.controller_dir(cluster), s))
+                         for s in hostctl.ROLES)
 
     def _wait_controller(self, cluster: str, endpoints: Endpoints, computes: int,
                          timeout: float = 120.0, attempts: int = 3) -> None:
@@ -649,15 +653,12 @@ class World:
         stopped += self._stop_runsync()
         stopped += self._remove_containers(progress)
         for cluster in ("v1", "v2"):
-            for service in hostctl.WRITERS:
+            for service in (*hostctl.WRITERS, *hostctl.ROLES):
                 group = read_pidfile(hostctl.pidfile(self.controller_dir(cluster), service))
                 if group is not None and group.any_alive():
                     terminate_group(group, 20.0)
                     stopped.append(f"{service}-{cluster}")
-        for cluster in ("v1", "v2"):
-            group = read_pidfile(self.controller_dir(cluster) / "pid")
-            if group is not None and group.any_alive():
-                terminate_group(group, 20.0)
+            if _stop_legacy_controller(self.controller_dir(cluster)):
                 stopped.append(f"controller-{cluster}")
         if self.run_dir.is_dir():
             stopped += self.launcher().down()
@@ -710,20 +711,14 @@ class World:
                 pieces.append(PieceStatus(s.name, s.state, s.where + (f" {s.detail}"
                                                                       if s.detail else "")))
         for cluster in ("v1", "v2"):
-            group = read_pidfile(self.controller_dir(cluster) / "pid")
             name = f"controller-{cluster}"
             where = f"{self.controller_address(cluster)}:8082/:8081/:8083"
-            if self.containers:
-                if not self._controller_alive(cluster):
-                    pieces.append(PieceStatus(name, "stopped", where))
-                else:
-                    why = self._controller_ready(cluster) if probe else ""
-                    pieces.append(PieceStatus(name, "running" if why else "ready",
-                                              f"{where} {why}".strip()))
-            elif group is None or not group.any_alive():
+            down = [s for s in hostctl.ROLES if not self._service_running(cluster, s)]
+            if len(down) == len(hostctl.ROLES):
                 pieces.append(PieceStatus(name, "stopped", where))
-            elif not group.all_alive():
-                pieces.append(PieceStatus(name, "broken", where))
+            elif down:  # e.g. old's api-server after finalize: control and analytics run on
+                pieces.append(PieceStatus(name, "running", f"{where} stopped: "
+                                          f"{', '.join(down)}"))
             else:
                 why = self._controller_ready(cluster) if probe else ""
                 pieces.append(PieceStatus(name, "running" if why else "ready",
@@ -764,8 +759,7 @@ class World:
         """Every live pid this world recorded (for tests and `status`)."""
         pids: set[int] = set()
         files = [self.dir / "workload" / "pid", self.dir / "seed" / "pid", self.fleet.pidfile,
-                 *(self.controller_dir(c) / "pid" for c in ("v1", "v2")),
-                 *self.writer_pidfiles(),
+                 *self.controller_pidfiles(),
                  *self.run_dir.glob("*/pid")]
         for path in files:
             group = read_pidfile(path)
@@ -819,3 +813,17 @@ def _runsync_group(pid: int, config_path: Path) -> Group | None:
             (cwd / argv[-1]).resolve() != ours:
         return None
     return Group(pid, (ProcRef(pid, ticks),))
+
+
+def _stop_legacy_controller(directory: Path) -> bool:
+    """A controller started before its roles were processes of their own ran all three in
+    one, recorded in `pid`: stopped (True when it ran)."""
+    legacy = directory / "pid"
+    group = read_pidfile(legacy)
+    if group is None:
+        return False
+    alive = group.any_alive()
+    if alive:
+        terminate_group(group, 20.0)
+    legacy.unlink(missing_ok=True)
+    return alive

@@ -339,25 +339,29 @@ def test_demo_profile_stops_and_starts_a_demo_controller(services: Endpoints,
                             {"demo-v2": {"base": "demo", "host": host_command}})
     s = services.ssh
     target = SshTarget(s.names[0], s.addresses[0], s.port, s.user, s.key_path)
-    api = f"http://{address}:8082/"
+    api, analytics = f"http://{address}:8082/", f"http://{address}:8081/"
+    roles = ["api-server", "control", "analytics-api"]
     try:
-        assert [x.state for x in ex.status(target, "demo-v2", ["controller"])] == ["stopped"]
-        ex.act(target, "demo-v2", "start", ["controller"])
-        _wait(lambda: _answers(api), "the api-server of the started controller")
-        assert ex.status(target, "demo-v2", ["controller"])[0].running
-        ex.act(target, "demo-v2", "stop", ["controller"])
-        assert not ex.status(target, "demo-v2", ["controller"])[0].running
-        assert not _answers(api)
-        ex.act(target, "demo-v2", "disable", ["controller"])
-        assert (directory / "disabled").exists()
-        ex.act(target, "demo-v2", "enable", ["controller"])
-        assert not (directory / "disabled").exists()
-        with pytest.raises(ControllerError, match="unknown service 'api-server'"):
-            ex.act(target, "demo-v2", "stop", ["api-server"])
+        assert [x.state for x in ex.status(target, "demo-v2", roles)] == ["stopped"] * 3
+        ex.act(target, "demo-v2", "start", roles)
+        _wait(lambda: _answers(api) and _answers(analytics), "the started controller")
+        assert all(x.running for x in ex.status(target, "demo-v2", roles))
+        # a process each: the api-server stopped alone, as finalize stops old's
+        ex.act(target, "demo-v2", "stop", ["api-server"])
+        assert [x.running for x in ex.status(target, "demo-v2", roles)] == [False, True, True]
+        assert not _answers(api) and _answers(analytics)
+        assert _answers(f"http://{address}:8083/")  # the control node's introspect
+        ex.act(target, "demo-v2", "disable", ["api-server"])
+        assert (directory / "api-server.disabled").exists()
+        ex.act(target, "demo-v2", "enable", ["api-server"])
+        assert not (directory / "api-server.disabled").exists()
+        with pytest.raises(ControllerError, match="unknown service 'collector'"):
+            ex.act(target, "demo-v2", "stop", ["collector"])
     finally:
-        group = read_pidfile(directory / "pid")
-        if group is not None:
-            terminate_group(group, 20.0)
+        for role in roles:
+            group = read_pidfile(directory / f"{role}.pid")
+            if group is not None:
+                terminate_group(group, 20.0)
 
 
 def _inventory_config(ssh: Endpoints, host: Host, tmp_path: Path) -> IssuConfig:

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.policies import RoundRobinPolicy
@@ -63,6 +64,13 @@ def _ctx(world: Any) -> Context:
 
 def _running(world: Any, cluster: str) -> list[str]:
     return [s for s in WRITERS if hostctl.running(world.controller_dir(cluster), s)]
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5.0).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _fq_names_on_new(services: Endpoints) -> int:
@@ -250,7 +258,7 @@ def test_abort_starts_the_old_config_services_again(world: Any) -> None:
     back on old."""
     shutil.rmtree(world.dir / "state", ignore_errors=True)
     v1 = world.controller_dir("v1")
-    for service in WRITERS:
+    for service in (*WRITERS, "api-server"):  # stopped by the finalize before
         hostctl.disabled_marker(v1, service).unlink(missing_ok=True)
         hostctl.start(v1, service)
     plugin = world.write_northbound()  # names v1 again
@@ -281,11 +289,12 @@ def test_abort_starts_the_old_config_services_again(world: Any) -> None:
     assert _running(world, "v2") == []
     assert all(hostctl.disabled_marker(world.controller_dir("v2"), s).exists()
                for s in WRITERS)
-    assert "old's config services started again: controller-v1: device-manager, " \
-           "svc-monitor, schema-transformer" in result["done"]
+    assert "old's config services started again: controller-v1: api-server, " \
+           "device-manager, svc-monitor, schema-transformer" in result["done"]
     assert ("old api-server open for writes again: old's api-server opened by the profile's "
             "unfence step on controller-v1 (open)") in result["done"]
     assert _running(world, "v1") == list(WRITERS)
+    assert hostctl.running(world.controller_dir("v1"), "api-server")
 
 
 def _route_target_and_useragent_on_old(world: Any, services: Endpoints, network: str,

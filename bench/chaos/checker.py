@@ -74,8 +74,37 @@ def check(world: World, endpoints: Endpoints, changes_log: Path, intents: list[i
 def _vnc(world: World, cluster: str) -> Any:
     from vnc_api.vnc_api import VncApi
 
+    if cluster == "v1":
+        _old_api_server_up(world)
     return VncApi(api_server_host=world.controller_address(cluster), api_server_port=8082,
                   auth_type="noauth")
+
+
+def _old_api_server_up(world: World, timeout_s: float = 120.0) -> None:
+    """finalize stopped old's api-server (its own process): started again to read old
+    through it (still fenced: northbound writes refused)."""
+    import time
+
+    import httpx
+
+    from demo.controller import hostctl
+
+    directory = world.controller_dir("v1")
+    if hostctl.running(directory, "api-server"):
+        return
+    hostctl.start(directory, "api-server")
+    deadline = time.monotonic() + timeout_s
+    url = f"http://{world.controller_address('v1')}:8082/"
+    while True:
+        try:
+            if httpx.get(url, timeout=5.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"old's api-server not answering at {url} after "
+                               f"{timeout_s:g}s; see {hostctl.log_path(directory, 'api-server')}")
+        time.sleep(0.5)
 
 
 def _read(api: Any, res_type: str, uuid: str) -> dict[str, Any] | None:

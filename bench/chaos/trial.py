@@ -300,7 +300,8 @@ class Trial:
         controllers' logs (api-server and writers) and the load's own log of changes."""
         where.mkdir(parents=True, exist_ok=True)
         controllers = [self.world.controller_dir(side) / f"{name}.log" for side in ("v1", "v2")
-                       for name in ("controller", "schema-transformer", "svc-monitor",
+                       for name in ("api-server", "control", "analytics-api",
+                                    "schema-transformer", "svc-monitor",
                                     "device-manager")]
         for src in (self.state_dir / "journal.db", self.state_dir / "run-sync.log",
                     self.launcher.run_dir / "chaos" / "daemon.log",

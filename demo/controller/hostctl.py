@@ -2,14 +2,15 @@
 service control, what the `demo` controller profile runs over SSH.
 
 DIR is one simulated controller's directory (spec.json, pid files, logs). Its services, each a
-process group of its own: `controller` (api-server, control and analytics in one process;
-pid file `pid`, log `controller.log`) and the writers `schema-transformer`, `svc-monitor`,
-`device-manager` (demo/controller/writers.py; `<service>.pid`, `<service>.log`).
+process group of its own with `<service>.pid` and `<service>.log`, named as issu names them:
+`api-server`, `control`, `analytics-api` (demo.controller --roles api|control|analytics) and
+the writers `schema-transformer`, `svc-monitor`, `device-manager` (demo/controller/writers.py).
+`controller` stands for the first three together (status: running when all three run).
 Verbs: status (prints running / stopped, and `disabled`), version (the release), stop, start,
 disable / enable (a disabled service is not started again by `issu demo up`: the demo's
-reboot), signal NAME, fence / unfence (controller only: its api-server closed to northbound
-writes, or opened), and `queues VHOST` (the world's broker's queues of VHOST, `name ready
-unacked` per line, from rabbitmqctl).
+reboot), signal NAME, fence / unfence (api-server only: closed to northbound writes, or
+opened), and `queues VHOST` (the world's broker's queues of VHOST, `name ready unacked` per
+line, from rabbitmqctl).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from demo.compute.fleet import child_env
@@ -26,51 +28,72 @@ from demo.services.plan import REPO_ROOT
 from demo.services.procs import Command, Group, read_pidfile, spawn_group, terminate_group
 
 CONTROLLER = "controller"
+# issu's service name -> demo.controller's role (one process each, as Contrail's containers)
+ROLES = {"api-server": "api", "control": "control", "analytics-api": "analytics"}
 # demo/controller/writers.py (not imported here: status over SSH stays quick)
 WRITERS = ("schema-transformer", "svc-monitor", "device-manager")
-SERVICES = (CONTROLLER, *WRITERS)
+PROCESSES = (*ROLES, *WRITERS)
+SERVICES = (CONTROLLER, *PROCESSES)
+
+
+def processes(service: str) -> tuple[str, ...]:
+    """The processes `service` stands for (`controller`: the api-server, control, analytics)."""
+    return tuple(ROLES) if service == CONTROLLER else (service,)
 
 
 def pidfile(directory: Path, service: str) -> Path:
-    return directory / ("pid" if service == CONTROLLER else f"{service}.pid")
+    return directory / f"{service}.pid"
+
+
+def log_path(directory: Path, service: str) -> Path:
+    return directory / f"{service}.log"
 
 
 def disabled_marker(directory: Path, service: str) -> Path:
-    return directory / ("disabled" if service == CONTROLLER else f"{service}.disabled")
+    return directory / f"{service}.disabled"
 
 
 def running(directory: Path, service: str) -> bool:
-    group = read_pidfile(pidfile(directory, service))
-    return group is not None and group.all_alive()
+    for one in processes(service):
+        group = read_pidfile(pidfile(directory, one))
+        if group is None or not group.all_alive():
+            return False
+    return True
 
 
 def command(directory: Path, service: str) -> Command:
     spec = str(directory / "spec.json")
-    if service == CONTROLLER:
-        argv: tuple[str, ...] = (sys.executable, "-m", "demo.controller", "--spec", spec)
+    if service in ROLES:
+        argv: tuple[str, ...] = (sys.executable, "-m", "demo.controller", "--spec", spec,
+                                 "--roles", ROLES[service])
     else:
         argv = (sys.executable, "-m", "demo.controller.writers", "--spec", spec,
                 "--service", service)
     return Command(argv, child_env(), REPO_ROOT)
 
 
-def start(directory: Path, service: str) -> Group | None:
-    """Start `service` unless it runs; the group started (None when it was running)."""
-    if running(directory, service):
-        return None
-    stale = read_pidfile(pidfile(directory, service))
-    if stale is not None:
-        terminate_group(stale, 10.0)
-    log = directory / ("controller.log" if service == CONTROLLER else f"{service}.log")
-    group, _ = spawn_group([command(directory, service)], log)
-    pidfile(directory, service).write_text(group.to_json() + "\n")
-    return group
+def start(directory: Path, service: str) -> list[Group]:
+    """Start `service` (each of its processes) unless it runs; the groups started."""
+    started = []
+    for one in processes(service):
+        if running(directory, one):
+            continue
+        stale = read_pidfile(pidfile(directory, one))
+        if stale is not None:
+            terminate_group(stale, 10.0)
+        group, _ = spawn_group([command(directory, one)], log_path(directory, one))
+        pidfile(directory, one).write_text(group.to_json() + "\n")
+        started.append(group)
+    return started
 
 
 def stop(directory: Path, service: str, timeout_s: float = 20.0) -> bool:
-    """Stop `service`; False when it outlived SIGTERM and SIGKILL."""
-    group = read_pidfile(pidfile(directory, service))
-    return group is None or terminate_group(group, timeout_s)
+    """Stop `service` (each of its processes); False when one outlived SIGTERM and SIGKILL."""
+    stopped = True
+    for one in reversed(processes(service)):
+        group = read_pidfile(pidfile(directory, one))
+        stopped = (group is None or terminate_group(group, timeout_s)) and stopped
+    return stopped
 
 
 def fence(directory: Path, closed: bool) -> int:
@@ -87,13 +110,23 @@ def fence(directory: Path, closed: bool) -> int:
         print(str(exc), file=sys.stderr)
         return 1
     url = f"{spec.api_url}/issu/{'close' if closed else 'open'}"
-    try:
-        answer = httpx.post(url, headers={"X-Auth-Token": token.get_secret_value()
-                                          if token else ""}, timeout=30)
-        answer.raise_for_status()
-    except httpx.HTTPError as exc:
-        print(f"{url}: {exc}", file=sys.stderr)
-        return 1
+    # an api-server started a moment ago (abort starts old's, then unfences it) may not
+    # listen yet: a firewall rule would not need it to, so wait for it a while
+    deadline = time.monotonic() + 60.0
+    while True:
+        try:
+            answer = httpx.post(url, headers={"X-Auth-Token": token.get_secret_value()
+                                              if token else ""}, timeout=30)
+            answer.raise_for_status()
+            break
+        except httpx.ConnectError as exc:
+            if time.monotonic() > deadline or not running(directory, "api-server"):
+                print(f"{url}: {exc}", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+        except httpx.HTTPError as exc:
+            print(f"{url}: {exc}", file=sys.stderr)
+            return 1
     print("fenced" if closed else "open")
     return 0
 
@@ -144,17 +177,17 @@ def main(argv: list[str] | None = None) -> int:
     if not (directory / "spec.json").is_file():
         print(f"{directory}: no controller here (no spec.json)", file=sys.stderr)
         return 1
-    marker = disabled_marker(directory, service)
     if args.verb in ("fence", "unfence"):
-        if service != CONTROLLER:
-            print(f"{args.verb}: only the controller's api-server has a fence", file=sys.stderr)
+        if service not in ("api-server", CONTROLLER):
+            print(f"{args.verb}: only the api-server has a fence", file=sys.stderr)
             return 2
         return fence(directory, args.verb == "fence")
     if args.verb == "version":  # the release this controller runs (its spec's)
         print(json.loads((directory / "spec.json").read_text())["version"])
     elif args.verb == "status":
         state = "running" if running(directory, service) else "stopped"
-        print(f"{state}{' disabled' if marker.exists() else ''}")
+        disabled = any(disabled_marker(directory, p).exists() for p in processes(service))
+        print(f"{state}{' disabled' if disabled else ''}")
     elif args.verb == "stop":
         if not stop(directory, service):
             print(f"{service}: still running after SIGTERM and SIGKILL", file=sys.stderr)
@@ -162,9 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.verb == "start":
         start(directory, service)
     elif args.verb == "disable":
-        marker.write_text("disabled by the demo profile\n")
+        for one in processes(service):
+            disabled_marker(directory, one).write_text("disabled by the demo profile\n")
     elif args.verb == "enable":
-        marker.unlink(missing_ok=True)
+        for one in processes(service):
+            disabled_marker(directory, one).unlink(missing_ok=True)
     else:
         if len(extra) != 1:
             print("signal: usage: signal NAME SERVICE", file=sys.stderr)
@@ -175,11 +210,12 @@ def main(argv: list[str] | None = None) -> int:
         except KeyError:
             print(f"{extra[0]}: unknown signal", file=sys.stderr)
             return 2
-        group = read_pidfile(pidfile(directory, service))
-        if group is None or not group.all_alive():
-            print(f"{service}: not running", file=sys.stderr)
-            return 1
-        os.killpg(group.pgid, sig)
+        for one in processes(service):
+            group = read_pidfile(pidfile(directory, one))
+            if group is None or not group.all_alive():
+                print(f"{one}: not running", file=sys.stderr)
+                return 1
+            os.killpg(group.pgid, sig)
     return 0
 
 
