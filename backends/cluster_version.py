@@ -75,6 +75,35 @@ def node_versions(base_url: str, *, timeout_s: float = 10.0,
     return found
 
 
+def cluster_identity(base_url: str, *, timeout_s: float = 10.0,
+                     transport: httpx.BaseTransport | None = None) -> str:
+    """Which cluster answers at `base_url`: its config and control nodes as the analytics-api
+    lists them ("config-node/a,control-node/b", sorted; two requests, no node's UVE). A pin
+    of a release read earlier holds only for the same nodes behind the same URL."""
+    base = base_url.rstrip("/")
+    names: list[str] = []
+    with httpx.Client(timeout=timeout_s, transport=transport,
+                      headers={"Accept": "application/json"}) as client:
+        try:
+            for listing, one in NODE_TYPES:
+                response = request_whole(client, "GET", f"{base}/analytics/uves/{listing}",
+                                         deadline_s=max(timeout_s, 30.0))
+                if response.status_code == 404:
+                    continue
+                response.raise_for_status()
+                names += [f"{one}/{name}" for name in parse_uve_list(response.json())]
+        except httpx.HTTPStatusError as exc:
+            raise ClusterVersionError(
+                f"{exc.request.url}: HTTP {exc.response.status_code}") from None
+        except httpx.HTTPError as exc:
+            raise ClusterVersionError(f"{base}: {type(exc).__name__}: {exc}") from None
+        except ValueError as exc:
+            raise ClusterVersionError(f"{base}: unexpected answer: {exc}") from None
+    if not names:
+        raise ClusterVersionError(f"{base}: the analytics-api lists no config or control node")
+    return ",".join(sorted(names))
+
+
 def cluster_release(base_url: str, *, timeout_s: float = 10.0,
                     transport: httpx.BaseTransport | None = None) -> str:
     """The release every config and control node of the cluster reports, e.g. "5.0.1".

@@ -31,7 +31,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from backends.cluster_version import ClusterVersionError, cluster_release
+from backends.cluster_version import ClusterVersionError, cluster_identity, cluster_release
 from backends.node_records import NodeRecord
 from backends.versions import parse_version
 
@@ -743,15 +743,18 @@ def _write_pins(file: Path, pins: dict[str, Any]) -> None:
 
 
 def resolve_ini_versions(path: Path, data: dict[str, Any],
-                         read_release: Callable[[str], str] = cluster_release) -> None:
+                         read_release: Callable[[str], str] = cluster_release,
+                         read_identity: Callable[[str], str] = cluster_identity) -> None:
     """Fill `old.version` / `new.version` of an original issu.conf (as `ini_to_dict` made it)
     that does not set them, from the build_info the cluster's config and control nodes report
     to its analytics-api (`DEFAULTS.old_analytics_url`, `new_analytics_url`). A side with
     neither is refused naming both options: issu never assumes a release.
 
-    A release read is pinned in the state_dir (VERSION_PINS, with the URL it came from):
-    later loads with the same URL take it from there (preflight's "versions running" still
-    compares it with what the controllers run)."""
+    A release read is pinned in the state_dir (VERSION_PINS) with the cluster it came from:
+    the URL, the database prefix and the config and control nodes the analytics-api lists
+    (two requests, not every node's UVE). A later load takes it only when all three are the
+    same, so another cluster behind the same URL is read again (an in-place upgrade of the
+    same nodes: preflight's "versions running" compares with what the controllers run)."""
     problems = []
     pins_file = _state_dir_of(path, data) / VERSION_PINS
     pins = _read_pins(pins_file)
@@ -773,17 +776,22 @@ def resolve_ini_versions(path: Path, data: dict[str, Any],
         except ValueError as exc:
             problems.append(f"DEFAULTS.{side}_analytics_url: {exc}")
             continue
+        prefix = str((cluster.get("cassandra") or {}).get("prefix") or "")
         pinned = pins.get(side)
-        if isinstance(pinned, dict) and pinned.get("url") == url and pinned.get("version"):
-            cluster["version"] = str(pinned["version"])
-            continue
         try:
+            identity = read_identity(url)
+            if isinstance(pinned, dict) and pinned.get("version") and (
+                    pinned.get("url"), pinned.get("prefix"), pinned.get("identity")) == (
+                    url, prefix, identity):
+                cluster["version"] = str(pinned["version"])
+                continue
             cluster["version"] = read_release(url)
         except ClusterVersionError as exc:
             problems.append(f"DEFAULTS.{side}_version: not set, and it could not be read "
                             f"from DEFAULTS.{side}_analytics_url: {exc}")
             continue
-        pins[side] = {"url": url, "version": cluster["version"], "read_at": time.time()}
+        pins[side] = {"url": url, "prefix": prefix, "identity": identity,
+                      "version": cluster["version"], "read_at": time.time()}
         read = True
     if problems:
         raise ConfigError(path, problems)

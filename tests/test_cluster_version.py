@@ -110,9 +110,10 @@ def test_versions_are_read_from_each_clusters_build_info(
 
 def test_versions_read_once_are_pinned_in_the_state_dir(
         tmp_path: Path, clusters: tuple[Opserver, Opserver]) -> None:
-    """Review M3: every load of an INI without versions asked both analytics-apis (every
-    CLI command, the daemon's every start). Once the upgrade's state_dir exists, the
-    releases read are kept there with their URL, and later loads ask nobody."""
+    """Review M3: every load of an INI without versions asked both analytics-apis for every
+    node's UVE (every CLI command, the daemon's every start). Once the upgrade's state_dir
+    exists, the releases read are kept there with the cluster they came from, and later
+    loads ask only which nodes answer there (the two node listings)."""
     old, new = clusters
     state = tmp_path / "state"
     ini = _ini(tmp_path, f"old_analytics_url = {old.url}\nnew_analytics_url = {new.url}\n"
@@ -122,23 +123,54 @@ def test_versions_read_once_are_pinned_in_the_state_dir(
     state.mkdir()
     first = load_config(ini)
     asked = (old.requests, new.requests)
-    assert asked[0] > 0 and asked[1] > 0
-    for _ in range(3):
+    assert asked[0] > 2 and asked[1] > 2
+    for n in range(1, 4):
         again = load_config(ini)
         assert (again.old.version, again.new.version) == (first.old.version,
                                                           first.new.version) == ("4.1.0",
                                                                                  "5.0.1")
-    assert (old.requests, new.requests) == asked  # nobody asked again
+        # the config-nodes and control-nodes listings only, no node's UVE
+        assert (old.requests, new.requests) == (asked[0] + 2 * n, asked[1] + 2 * n)
     pins = json.loads((state / "versions-read.json").read_text())
     assert pins["old"]["url"] == old.url and pins["new"]["version"] == "5.0.1"
+    assert pins["new"]["identity"] == "config-node/cfg-2,config-node/cfg-3,control-node/ctl-2"
     # another analytics URL: that side is read again, not taken from the pin
     other = Opserver({"config-node/cfg-9": "5.0.2", "control-node/ctl-9": "5.0.2"})
     try:
         ini.write_text(ini.read_text().replace(new.url, other.url))
-        assert load_config(ini).new.version == "5.0.2" and other.requests > 0
-        assert old.requests == asked[0]
+        assert load_config(ini).new.version == "5.0.2" and other.requests > 2
     finally:
         other.close()
+
+
+def test_a_pin_is_not_applied_to_another_cluster_at_the_same_url(
+        tmp_path: Path, clusters: tuple[Opserver, Opserver]) -> None:
+    """Review 28: pins were keyed by URL only, so a cluster rebuilt (or another one) behind
+    the same analytics URL was given the release read from the first. Now the pin holds
+    only for the same nodes and database prefix at that URL."""
+    old, new = clusters
+    state = tmp_path / "state"
+    state.mkdir()
+    ini = _ini(tmp_path, f"old_analytics_url = {old.url}\nnew_analytics_url = {new.url}\n"
+               f"state_dir = {state}\n")
+    assert load_config(ini).old.version == "4.1.0"
+    # another cluster answers at old's URL now (other nodes, another release)
+    old.nodes = {"config-node/lab-cfg-1": "4.1.1", "control-node/lab-ctl-1": "4.1.1"}
+    assert load_config(ini).old.version == "4.1.1"
+    pins = json.loads((state / "versions-read.json").read_text())
+    assert pins["old"]["version"] == "4.1.1"
+    assert pins["old"]["identity"] == "config-node/lab-cfg-1,control-node/lab-ctl-1"
+    # the same nodes under another database prefix: another cluster too, read again
+    before = old.requests
+    other_prefix = ini.read_text().replace("odb_prefix = ", "odb_prefix = lab")
+    assert other_prefix != ini.read_text()
+    ini.write_text(other_prefix)
+    assert load_config(ini).old.version == "4.1.1" and old.requests > before + 2
+    # unreachable: no pin is taken on trust, the load names the option
+    old.close()
+    with pytest.raises(ConfigError, match=r"DEFAULTS\.old_version: not set, and it could "
+                       r"not be read from DEFAULTS\.old_analytics_url"):
+        load_config(ini)
 
 
 @pytest.mark.parametrize(("nodes", "expected"), [
