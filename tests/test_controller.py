@@ -671,7 +671,7 @@ def test_settle_old_writers_waits_on_their_queues_and_refuses_on_timeout(
         # no writer queue at all: the writers are not running, not "nothing to wait for"
         with pytest.raises(OrchestratorError, match=(
                 rf"no queue of old's schema-transformer {re.escape(where)}: no queue "
-                rf"schema_transformer\.{ctl_name} .*; svc-monitor {re.escape(where)}.*; "
+                rf"schema_transformer\.<host> .*; svc-monitor {re.escape(where)}.*; "
                 rf"device-manager {re.escape(where)}.* after 4s; writer queues present: none"
                 r".*not running.*finalize --force")):
             settle_old_writers(ctx)

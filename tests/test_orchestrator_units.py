@@ -501,3 +501,29 @@ def test_plan_says_what_settle_old_writers_waits_on(tmp_path: Path) -> None:
             "listed over SSH on old-ctl-1 (profile site, step queues); one queue expected "
             "per writer: schema-transformer on old-ctl-1, svc-monitor on old-ctl-1, "
             "device-manager on old-ctl-1") in finalize_touches(with_queues)
+
+
+def test_settle_expects_one_queue_per_writer_on_any_of_its_hosts(tmp_path: Path) -> None:
+    """With several config hosts Contrail's writers are active-backup (only the active one
+    has a queue): one queue per writer, named after any of its hosts (name, FQDN, address);
+    a queue named after no host of the inventory does not count."""
+    from issu_tui.orchestrator.settle import expected_writers, queue_of
+
+    config = _config(tmp_path)
+    key = tmp_path / "key"
+    key.write_text("x")
+    hosts = [{"name": f"ctl-{i}", "address": f"10.0.0.{i}", "ssh_key": str(key),
+              "profile": "systemd", "roles": ["config"]} for i in (1, 2, 3)]
+    three = IssuConfig.model_validate({
+        **config.model_dump(mode="json"),
+        "old": {**config.old.model_dump(mode="json"), "controllers": hosts},
+        "ssh": {"known_hosts": str(key)}})
+    expected = expected_writers(three)
+    assert sorted(expected) == ["device-manager", "schema-transformer", "svc-monitor"]
+    assert [h.name for h in expected["svc-monitor"]] == ["ctl-1", "ctl-2", "ctl-3"]
+    st = expected["schema-transformer"]
+    assert queue_of("schema-transformer", st, ["schema_transformer.ctl-2.example.org"])
+    assert queue_of("schema-transformer", st, ["schema_transformer.10.0.0.3"])
+    assert queue_of("svc-monitor", expected["svc-monitor"], ["svc_mon.ctl-1"])
+    assert queue_of("schema-transformer", st, ["schema_transformer.ctl-22",
+                                               "device_manager.ctl-1"]) is None

@@ -14,8 +14,10 @@ The positive signal: where an old controller host's profile has a `queues` step,
 waits until every such queue has no message ready and none unacknowledged, twice in a row.
 The queues are not durable and go when their writer stops, so a missing one is not "nothing
 to wait for": each writer the inventory runs on old (a config host's writers its profile
-maps) must have its queue, named after that host (its name, an FQDN starting with it, or its
-address); one missing at the timeout is refused naming writer and host.
+maps) must have its queue, named after one of its hosts (its name, an FQDN starting with it,
+or its address). One per writer, not per host: with several config hosts Contrail's writers
+are active-backup (a ZooKeeper master election; only the active one opens its queue). One
+missing at the timeout is refused naming the writer and its hosts.
 Without one, the tables post-sync copies are read on old until they stay unchanged for
 `sync.writers_settle_s` (a heuristic: a writer further behind passes it; said so).
 Not settled within `sync.writers_settle_timeout_s`: refused, unless finalize --force.
@@ -50,30 +52,33 @@ WRITER_QUEUES = {"schema-transformer": ("schema_transformer.",),
 WRITER_QUEUE_PREFIXES = tuple(p for prefixes in WRITER_QUEUES.values() for p in prefixes)
 
 
-def expected_writers(config: IssuConfig) -> list[tuple[str, ControllerHostConfig]]:
-    """(writer, host) of every writer old's inventory runs: its config hosts' writers that
-    their profile maps (a deployment without device-manager leaves it out of the profile)."""
+def expected_writers(config: IssuConfig) -> dict[str, list[ControllerHostConfig]]:
+    """Each writer old's inventory runs -> the hosts it runs on: its config hosts' writers
+    that their profile maps (a deployment without device-manager leaves it out)."""
     from backends.controller import build_controller_profiles
     from issu_tui.orchestrator.controllers import mapped_services
 
     profiles = build_controller_profiles(config.controller_profiles)
-    out = []
+    out: dict[str, list[ControllerHostConfig]] = {}
     for host in config.old.controllers:
         if "config" in host.roles and host.profile in profiles:
             services, _ = mapped_services(profiles[host.profile], host, tuple(WRITER_QUEUES))
-            out += [(s, host) for s in services]
+            for service in services:
+                out.setdefault(service, []).append(host)
     return out
 
 
-def queue_of(writer: str, host: ControllerHostConfig, names: list[str]) -> str | None:
-    """The queue of `writer` on `host` among `names` ('<prefix>.<host>': Contrail names it
-    after the writer's host name or FQDN; the demo after its address)."""
+def queue_of(writer: str, hosts: list[ControllerHostConfig], names: list[str]) -> str | None:
+    """The queue of `writer` on one of `hosts` among `names` ('<prefix>.<host>': Contrail
+    names it after the writer's host name, FQDN or address)."""
     for name in names:
         for prefix in WRITER_QUEUES[writer]:
-            if name.startswith(prefix):
-                where = name[len(prefix):]
-                if where in (host.name, host.address) or where.startswith(f"{host.name}."):
-                    return name
+            if not name.startswith(prefix):
+                continue
+            where = name[len(prefix):]
+            if any(where in (h.name, h.address) or where.startswith(f"{h.name}.")
+                   for h in hosts):
+                return name
     return None
 
 
@@ -110,7 +115,8 @@ def settle_planned(config: IssuConfig) -> str:
     except ProfileError as exc:
         return f"settle-old-writers: {exc}"
     if host is not None:
-        expected = ", ".join(f"{w} on {h.name}" for w, h in expected_writers(config))
+        expected = ", ".join(f"{w} on {' or '.join(h.name for h in hosts)}"
+                             for w, hosts in expected_writers(config).items())
         return (f"old's writers' queues on old's broker (vhost {config.old.rabbit.vhost}) "
                 f"drained and acknowledged, listed over SSH on {host.name} (profile "
                 f"{host.profile}, step queues); one queue expected per writer: "
@@ -150,7 +156,8 @@ def _settle_by_queues(ctx: Context, host: ControllerHostConfig, *, force: bool, 
             raise OrchestratorError(f"settle-old-writers: cannot list old's queues: {exc}"
                                     ) from None
         names = [q.name for q in queues]
-        missing = [(w, h) for w, h in expected if queue_of(w, h, names) is None]
+        missing = {w: hosts for w, hosts in expected.items()
+                   if queue_of(w, hosts, names) is None}
         if not queues and not expected:
             return (f"no writer queue on old's broker (vhost {vhost}, asked on {host.name}) "
                     "and no writer in old's inventory (no config host maps one): nothing "
@@ -174,18 +181,20 @@ def _settle_by_queues(ctx: Context, host: ControllerHostConfig, *, force: bool, 
         sleep(POLL_S)
 
 
-def _missing_queues(missing: list[tuple[str, ControllerHostConfig]], names: list[str],
+def _missing_queues(missing: dict[str, list[ControllerHostConfig]], names: list[str],
                     vhost: str, asked: ControllerHostConfig, timeout_s: float) -> str:
-    """Why a missing queue is not settled, naming each writer and host."""
+    """Why a missing queue is not settled, naming each writer and its hosts."""
     which = "; ".join(
-        f"{w} on {h.name} ({h.address}): no queue {WRITER_QUEUES[w][0]}{h.name} (or its FQDN "
-        f"or address)" for w, h in missing)
+        f"{w} on {' or '.join(f'{h.name} ({h.address})' for h in hosts)}: no queue "
+        f"{WRITER_QUEUES[w][0]}<host> (its name, FQDN or address)"
+        for w, hosts in missing.items())
     present = ", ".join(names) or "none"
     return (f"no queue of old's {which} on old's broker (vhost {vhost}, asked on "
             f"{asked.name}) after {timeout_s:g}s; writer queues present: {present}. A "
-            "writer's queue goes when it stops: it is not running, or its queue is named "
-            "after another host name (a deployment without the writer: leave it out of "
-            "the host's controller profile services)")
+            "writer's queue goes when it stops: it is not running (on any of its hosts: "
+            "the active one of an active-backup set has the queue), or its queue is named "
+            "after another host name (a deployment without the writer: leave it out of the "
+            "hosts' controller profile services)")
 
 
 def _settle_by_tables(ctx: Context, *, force: bool, reason: str,
