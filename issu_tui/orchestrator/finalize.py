@@ -423,7 +423,8 @@ STEPS: tuple[FinalizeStep, ...] = (
     # old's writers derive state from the api-server's last changes: they are stopped only
     # once they have caught up, or post-sync would copy it underived (issu_tui/.../settle.py)
     FinalizeStep("settle-old-writers", "wait until old's writers have caught up with the "
-                 "fenced api-server (their queues on old's broker drained and acknowledged; "
+                 "fenced api-server (their queues on old's broker, one per writer, drained and "
+                 "acknowledged; "
                  "without a `queues` profile step, their tables unchanged for "
                  "sync.writers_settle_s); refused on timeout unless --force",
                  settle_old),
