@@ -106,13 +106,13 @@ def test_versions_running_are_read_from_the_controllers(world: Any) -> None:
     assert cluster_release(config.new.analytics.url) == "5.0.0"
     found = {f.name: f for f in version_findings(config)}
     assert found["old version running on controller-v1"].ok
-    assert found["old version running on controller-v1"].detail == "controller 4.1.0"
-    assert found["new version running on controller-v2"].detail == "controller 5.0.0"
+    assert found["old version running on controller-v1"].detail == "api-server 4.1.0"
+    assert found["new version running on controller-v2"].detail == "api-server 5.0.0"
     wrong = config.model_copy(deep=True)
     wrong.old.version = "4.0.0"
     (check,) = [f for f in version_findings(wrong) if f.name.startswith("old ")]
     assert not check.ok and check.severity == "error"
-    assert check.detail == ("controller-v1 runs 4.1.0 (controller), the config says "
+    assert check.detail == ("controller-v1 runs 4.1.0 (api-server), the config says "
                             "old.version = 4.0.0")
 
 
