@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from demo.controller import hostctl
 from demo.services import Endpoints
 from issu_tui.journal import Journal
 from tests.orch_world import eventually, fresh_world, issu_json, stop_world
@@ -156,8 +157,23 @@ def test_whole_upgrade_from_the_command_line(world: Any) -> None:
         assert compute["state"] == "upgraded" and compute["version"] == "5.0.0"
         assert compute["probe"]["version"] == "5.0.0" and compute["probe"]["cluster"] == "new"
 
-    # the workload was refused by v1 once finalize fenced it; nothing it wrote is lost
+    # the workload was refused by v1 once finalize fenced it; then finalize stopped old's
+    # api-server (old's control node and analytics-api keep running)
     assert workload.refused > 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{v1}/virtual-networks", timeout=10)
+    v1_dir = world.controller_dir("v1")
+    assert hostctl.running(v1_dir, "control") and hostctl.running(v1_dir, "analytics-api")
+    # started again to read old: nothing the workload wrote is lost, and it is still fenced
+    hostctl.start(v1_dir, "api-server")
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            httpx.get(f"{v1}/", timeout=5).raise_for_status()
+            break
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline, "old's api-server did not start again"
+            time.sleep(0.5)
     on_v1 = _vns(v1)
     on_v2 = _vns(v2)
     assert on_v1 and on_v1 == on_v2
