@@ -653,12 +653,16 @@ class World:
         stopped += self._stop_runsync()
         stopped += self._remove_containers(progress)
         for cluster in ("v1", "v2"):
+            directory, roles = self.controller_dir(cluster), False
             for service in (*hostctl.WRITERS, *hostctl.ROLES):
-                group = read_pidfile(hostctl.pidfile(self.controller_dir(cluster), service))
+                group = read_pidfile(hostctl.pidfile(directory, service))
                 if group is not None and group.any_alive():
                     terminate_group(group, 20.0)
-                    stopped.append(f"{service}-{cluster}")
-            if _stop_legacy_controller(self.controller_dir(cluster)):
+                    if service in hostctl.ROLES:
+                        roles = True  # api-server, control, analytics-api: "controller-v1"
+                    else:
+                        stopped.append(f"{service}-{cluster}")
+            if _stop_legacy_controller(directory) or roles:
                 stopped.append(f"controller-{cluster}")
         if self.run_dir.is_dir():
             stopped += self.launcher().down()
