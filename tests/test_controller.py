@@ -7,6 +7,7 @@ state, so each test checks what ran, argument by argument, and the state it left
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shlex
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -667,6 +669,7 @@ def test_settle_old_writers_waits_on_their_queues_and_refuses_on_timeout(
     conn = kombu.Connection(hostname=rabbit_endpoints.host, port=rabbit_endpoints.port,
                             userid=rabbit_endpoints.user, password=rabbit_endpoints.password,
                             virtual_host=rabbit_endpoints.vhost_old)
+    bound: dict[str, Any] = {}
     try:
         # no writer queue at all: the writers are not running, not "nothing to wait for"
         with pytest.raises(OrchestratorError, match=(
@@ -682,8 +685,8 @@ def test_settle_old_writers_waits_on_their_queues_and_refuses_on_timeout(
 
         exchange = kombu.Exchange("vnc_config.object-update", type="fanout", durable=False)
         channel = conn.channel()
-        bound = {name: kombu.Queue(name, exchange, durable=False)(channel)
-                 for name in (st, sm, dm)}
+        bound.update({name: kombu.Queue(name, exchange, durable=False)(channel)
+                      for name in (st, sm, dm)})
         for queue in bound.values():
             queue.declare()
         # a notification old's schema-transformer has not handled yet
@@ -698,19 +701,30 @@ def test_settle_old_writers_waits_on_their_queues_and_refuses_on_timeout(
         with pytest.raises(OrchestratorError, match=rf"{st} 0 ready, 1 unacknowledged"):
             settle_old_writers(ctx)
         message.ack()
-        done = settle_old_writers(ctx)
+        # a leftover writer queue of a host not in the inventory does not hold it up
+        foreign = kombu.Queue(f"schema_transformer.gone-{tmp_path.name}", exchange,
+                              durable=False)(channel)
+        foreign.declare()
+        bound["foreign"] = foreign
+        kombu.Producer(channel).publish({"oper": "CREATE"}, routing_key=foreign.name,
+                                        serializer="json")
+        patient = Context(config=config.model_copy(update={  # two quiet polls on a busy box
+            "sync": config.sync.model_copy(update={"writers_settle_timeout_s": 120.0})}),
+            config_path=ctx.config_path, journal=ctx.journal)
+        done = settle_old_writers(patient)
         assert done.startswith("old's writers settled: their queues on old's broker are "
                                "empty and acknowledged (")
-        assert all(name in done for name in (st, sm, dm))
+        assert all(name in done for name in (st, sm, dm)) and foreign.name not in done
         # device-manager stopped: its queue went with it
         bound[dm].delete()
         with pytest.raises(OrchestratorError, match=(
                 rf"no queue of old's device-manager {re.escape(where)}.*writer queues "
                 rf"present: .*{st}")):
             settle_old_writers(ctx)
-        for name in (st, sm):
-            bound[name].delete()
     finally:
+        for queue in bound.values():  # a leftover queue would hold up other tests' settles
+            with contextlib.suppress(Exception):
+                queue.delete()
         conn.release()
         ctx.journal.close()
 

@@ -158,7 +158,10 @@ def _settle_by_queues(ctx: Context, host: ControllerHostConfig, *, force: bool, 
         names = [q.name for q in queues]
         missing = {w: hosts for w, hosts in expected.items()
                    if queue_of(w, hosts, names) is None}
-        if not queues and not expected:
+        if expected:  # the inventory's writers' queues only (not a foreign host's leftover)
+            ours = {queue_of(w, hosts, [n]) for w, hosts in expected.items() for n in names}
+            queues = [q for q in queues if q.name in ours]
+        if not names and not expected:
             return (f"no writer queue on old's broker (vhost {vhost}, asked on {host.name}) "
                     "and no writer in old's inventory (no config host maps one): nothing "
                     "to wait for")
@@ -166,7 +169,7 @@ def _settle_by_queues(ctx: Context, host: ControllerHostConfig, *, force: bool, 
         quiet_polls = 0 if pending or missing else quiet_polls + 1
         if quiet_polls >= 2:
             return (f"old's writers settled: their queues on old's broker are empty and "
-                    f"acknowledged ({', '.join(names)}; asked on {host.name}, "
+                    f"acknowledged ({', '.join(q.name for q in queues)}; asked on {host.name}, "
                     f"{clock() - began:.1f}s)")
         if pending:
             busy = "; ".join(f"{q.name} {q.ready} ready, {q.unacked} unacknowledged"
