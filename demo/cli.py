@@ -48,6 +48,10 @@ def demo() -> None:
 @_config
 @click.option("--computes", type=click.IntRange(1, 1000),
               help="number of computes (default 12, or as the running world)")
+@click.option("--controllers", type=click.IntRange(1, 3),
+              help="controller hosts per cluster, each its own address (default 1, or as "
+                   "the running world): the first runs api-server, control, analytics-api "
+                   "and the writers, the others api-server and the writers (active-backup)")
 @click.option("--objects", "seed_objects", type=click.IntRange(0, 1_000_000),
               help="objects seeded into v1 on the first up (default 3000)")
 @click.option("--rate", "workload_rate", type=click.FloatRange(0, 1000),
@@ -73,7 +77,8 @@ def demo() -> None:
 @click.option("--console", "console", is_flag=True,
               help="show the world coming up in the terminal at once, then open the console "
                    "on it (what `make demo` runs)")
-def up(net: int, config: Path | None, computes: int | None, seed_objects: int | None,
+def up(net: int, config: Path | None, computes: int | None, controllers: int | None,
+       seed_objects: int | None,
        workload_rate: float | None, install_s: float | None,
        failure_rate: float | None, wait_seed: bool | None, snapshot: Path | None,
        modes: tuple[str, ...], console: bool) -> None:
@@ -91,7 +96,7 @@ def up(net: int, config: Path | None, computes: int | None, seed_objects: int | 
                                "with it")
     world = _world(net, computes, config, seed_objects=seed_objects,
                    workload_rate=workload_rate, install_s=install_s, failure_rate=failure_rate,
-                   wait_seed=wait_seed, snapshot=snapshot)
+                   wait_seed=wait_seed, snapshot=snapshot, controllers=controllers)
     world.opts.containers = _containers_mode(world, containers)
     if console:
         _up_in_console(world)
@@ -126,6 +131,9 @@ def _containers_mode(world: World, asked: str | None) -> bool | None:
     running = world.running_mode()
     if running is not None:
         return running
+    if (world.opts.controllers or 1) > 1:
+        click.echo("issu demo up: loopback hosts, not containers (--controllers 2..3)")
+        return False
     from demo.containers.engine import EngineUnavailable, engine_problem
     from demo.containers.images import ensure_images
 

@@ -52,6 +52,9 @@ DEFAULT_COMPUTES = 12
 MAX_COMPUTES = 1000
 DEFAULT_CONFIG = REPO_ROOT / "demo" / "issu.toml"
 CONTROLLER_ADDRESS = {"v1": 101, "v2": 102}
+# --controllers 2..3: each cluster's further config hosts (api-server and writers)
+MORE_CONTROLLER_ADDRESSES = {"v1": (141, 142), "v2": (151, 152)}
+MAX_CONTROLLERS = 3
 NORTHBOUND_ADDRESS = 103  # the neutron-server host: its plugin file is switched over SSH
 SEED_PROJECT_OBJECTS = 115
 
@@ -89,6 +92,25 @@ class WorldOptions:
     # hosts the services' sshd keeps serving beside the world's own (address -> name): the
     # test session's, when a world is started on the session's services
     extra_ssh_hosts: Mapping[str, str] = field(default_factory=dict)
+    # controller hosts per cluster (1..3); None: as the last `up`, else 1
+    controllers: int | None = None
+
+
+@dataclass(frozen=True)
+class ControllerHost:
+    """One controller host of a cluster: the first runs api-server, control, analytics-api
+    and the writers; the others (--controllers 3) api-server and the writers."""
+
+    cluster: str
+    index: int  # 1-based
+    name: str
+    address: str
+    directory: Path
+
+    @property
+    def profile(self) -> str:
+        """Its `demo` controller profile (hostctl on its directory): demo-v1, demo-v1-2..."""
+        return f"demo-{self.name.removeprefix('controller-')}"
 
 
 class World:
@@ -110,6 +132,31 @@ class World:
 
     def controller_dir(self, cluster: str) -> Path:
         return self.dir / f"controller-{cluster}"
+
+    def controller_count(self) -> int:
+        count = self.opts.controllers
+        if count is None:
+            count = int(self._recorded().get("controllers", 1))
+        if not 1 <= count <= MAX_CONTROLLERS:
+            raise WorldError(f"--controllers must be 1..{MAX_CONTROLLERS}, got {count}")
+        return count
+
+    def controller_hosts(self, cluster: str, count: int | None = None) -> list[ControllerHost]:
+        """The cluster's controller hosts (`controller-v1`, `controller-v1-2`, ...)."""
+        hosts = [ControllerHost(cluster, 1, f"controller-{cluster}",
+                                self.controller_address(cluster), self.controller_dir(cluster))]
+        for i, octet in enumerate(MORE_CONTROLLER_ADDRESSES[cluster][:(count or
+                                                                      self.controller_count()) - 1],
+                                  start=2):
+            hosts.append(ControllerHost(cluster, i, f"controller-{cluster}-{i}",
+                                        f"127.{self.opts.net}.0.{octet}",
+                                        self.dir / f"controller-{cluster}-{i}"))
+        return hosts
+
+    def _controller_dirs(self) -> list[Path]:
+        """Every controller host directory there is (whatever the count of the last up)."""
+        return sorted(p for c in ("v1", "v2") for p in self.dir.glob(f"controller-{c}*")
+                      if p.is_dir())
 
     @property
     def containers(self) -> bool:
@@ -141,7 +188,7 @@ class World:
         the options' extra hosts (a world of fewer computes must not take addresses away
         from the sshd it shares)."""
         hosts = {self.plan.ssh_host(i): f"compute-{i + 1}" for i in range(computes)}
-        hosts.update({self.controller_address(c): f"controller-{c}" for c in ("v1", "v2")})
+        hosts.update({h.address: h.name for c in ("v1", "v2") for h in self.controller_hosts(c)})
         hosts[self.northbound_address()] = "northbound"
         for address, name in self.opts.extra_ssh_hosts.items():
             hosts.setdefault(address, name)
@@ -162,12 +209,14 @@ class World:
         began = time.monotonic()
         count = self.compute_count()
         self._check_compute_count(count)
+        self._check_controller_count()
         snapshot = None
         if self.opts.snapshot is not None:
             progress(f"checking the snapshot {self.opts.snapshot} ...")
             snapshot = demo_snapshot.check(self.opts.snapshot)  # before anything starts
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
+        self._record(controllers=self.controller_count())
         step = time.monotonic()
         self._prepare_containers(progress)
         timings["images"] = time.monotonic() - step
@@ -194,6 +243,9 @@ class World:
             self._start_controller(cluster, endpoints, count)
         for cluster in ("v1", "v2"):
             self._wait_controller(cluster, endpoints, count)
+        for cluster in ("v1", "v2"):  # after the first: v1's defaults are made once
+            for host in self.controller_hosts(cluster)[1:]:
+                self._start_more_controller(host, endpoints, count)
         # v1's own writers (schema-transformer, svc-monitor, device-manager) run as on a live
         # cluster; v2's only when started (finalize, or by hand through the demo profile)
         self._start_writers("v1")
@@ -216,6 +268,15 @@ class World:
         parts = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items() if k != "total")
         progress(f"demo world up in {timings['total']:.1f} s ({parts})")
         return timings
+
+    def _check_controller_count(self) -> None:
+        count = self.controller_count()
+        recorded = int(self._recorded().get("controllers", 1))
+        if count != recorded and self.running_mode() is not None:
+            raise WorldError(f"the running world has {recorded} controller host(s) per "
+                             f"cluster, not {count}: run `issu demo down` first to change it")
+        if count > 1 and self.containers:
+            raise WorldError("--controllers 2..3 runs on loopback hosts only (--loopback)")
 
     def _check_compute_count(self, count: int) -> None:
         try:
@@ -326,7 +387,32 @@ class World:
                                         "address": self.controller_address(other)}]},
             "agent_timeout_s": max(15.0, 4 * _heartbeat_s(computes)),
             "state_dir": str(self.controller_dir(cluster) / "state"),
+            "writers_elect": self.controller_count() > 1,
         }
+
+    def _start_more_controller(self, host: ControllerHost, endpoints: Endpoints,
+                               computes: int, timeout: float = 120.0) -> None:
+        """A further config host: its own api-server (and, started later, writers)."""
+        spec = {**self._controller_spec(host.cluster, endpoints, computes),
+                "listen": host.address, "node_index": host.index,
+                "state_dir": str(host.directory / "state")}
+        write_spec(host.directory, spec, {
+            "rabbit_user": endpoints.rabbit.user, "rabbit_password": endpoints.rabbit.password,
+            "admin_token": self.admin_token(host.cluster)})
+        hostctl.start(host.directory, "api-server")
+        deadline = time.monotonic() + timeout
+        url = f"http://{host.address}:8082/"
+        while True:
+            try:
+                if httpx.get(url, timeout=2.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if not hostctl.running(host.directory, "api-server") or \
+                    time.monotonic() > deadline:
+                raise WorldError(f"{host.name}: api-server not ready at {url}; see "
+                                 f"{hostctl.log_path(host.directory, 'api-server')}")
+            time.sleep(0.3)
 
     def _start_controller(self, cluster: str, endpoints: Endpoints, computes: int) -> None:
         if self.containers:
@@ -367,10 +453,10 @@ class World:
         if self.containers:
             self._containers().start_writers(cluster)
             return
-        directory = self.controller_dir(cluster)
-        for service in hostctl.WRITERS:
-            if not hostctl.disabled_marker(directory, service).exists():
-                hostctl.start(directory, service)
+        for host in self.controller_hosts(cluster):
+            for service in hostctl.WRITERS:
+                if not hostctl.disabled_marker(host.directory, service).exists():
+                    hostctl.start(host.directory, service)
 
     def _writers_state(self, cluster: str) -> PieceStatus:
         up = [s for s in hostctl.WRITERS if self._service_running(cluster, s)]
@@ -386,14 +472,13 @@ class World:
                            f"running: {listing or 'none'}")
 
     def writer_pidfiles(self) -> list[Path]:
-        return [hostctl.pidfile(self.controller_dir(c), s)
-                for c in ("v1", "v2") for s in hostctl.WRITERS]
+        return [hostctl.pidfile(d, s) for d in self._controller_dirs() for s in hostctl.WRITERS]
 
     def controller_pidfiles(self) -> list[Path]:
         """The pid files of both controllers' processes (api-server, control, analytics-api
         and the writers)."""
-        return [hostctl.pidfile(self.controller_dir(c), s)
-                for c in ("v1", "v2") for s in hostctl.PROCESSES]
+        return [hostctl.pidfile(d, s) for d in self._controller_dirs()
+                for s in hostctl.PROCESSES]
 
     def _controller_ready(self, cluster: str) -> str:
         """'' when api-server, analytics-api and the control node's introspect answer, else
@@ -571,6 +656,11 @@ class World:
                      "roles": ["config", "control", "analytics"], "ssh_user": ssh.user,
                      "ssh_key": str(ssh.key_path), "ssh_port": ssh.port,
                      "profile": f"{controller_profile}-{cid}"},
+                    # --controllers 3: further config hosts (api-server, writers)
+                    *({"name": h.name, "address": h.address, "roles": ["config"],
+                       "ssh_user": ssh.user, "ssh_key": str(ssh.key_path),
+                       "ssh_port": ssh.port, "profile": h.profile}
+                      for h in self.controller_hosts(cid)[1:]),
                     # not reached over SSH by issu: listed for the database role
                     *({"name": f"{kind}-{cid}", "address": host, "roles": ["database"],
                        "ssh_user": ssh.user, "ssh_key": str(ssh.key_path),
@@ -596,9 +686,9 @@ class World:
                     "command_timeout_s": 600},
             "profiles": {"demo": {"host": self.fleet.host_command()}},
             "controller_profiles": {
-                f"demo-{c}": {"base": "demo", "host": shlex.join([
+                h.profile: {"base": "demo", "host": shlex.join([
                     sys.executable, "-m", "demo.controller.hostctl", "--dir",
-                    str(self.controller_dir(c))])} for c in ("v1", "v2")},
+                    str(h.directory)])} for c in ("v1", "v2") for h in self.controller_hosts(c)},
             "computes": [
                 {"name": name, "address": address, "ssh_user": ssh.user,
                  "ssh_key": str(ssh.key_path), "ssh_port": ssh.port,
@@ -652,8 +742,8 @@ class World:
             stopped.append("computes")
         stopped += self._stop_runsync()
         stopped += self._remove_containers(progress)
-        for cluster in ("v1", "v2"):
-            directory, roles = self.controller_dir(cluster), False
+        for directory in self._controller_dirs():
+            host, roles = directory.name.removeprefix("controller-"), False
             for service in (*hostctl.WRITERS, *hostctl.ROLES):
                 group = read_pidfile(hostctl.pidfile(directory, service))
                 if group is not None and group.any_alive():
@@ -661,9 +751,9 @@ class World:
                     if service in hostctl.ROLES:
                         roles = True  # api-server, control, analytics-api: "controller-v1"
                     else:
-                        stopped.append(f"{service}-{cluster}")
+                        stopped.append(f"{service}-{host}")
             if _stop_legacy_controller(directory) or roles:
-                stopped.append(f"controller-{cluster}")
+                stopped.append(f"controller-{host}")
         if self.run_dir.is_dir():
             stopped += self.launcher().down()
         progress(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
@@ -727,6 +817,13 @@ class World:
                 why = self._controller_ready(cluster) if probe else ""
                 pieces.append(PieceStatus(name, "running" if why else "ready",
                                           f"{where} {why}".strip()))
+        for cluster in ("v1", "v2"):
+            for host in self.controller_hosts(cluster)[1:]:
+                up = [s for s in ("api-server", *hostctl.WRITERS)
+                      if hostctl.running(host.directory, s)]
+                pieces.append(PieceStatus(host.name, "running" if up else "stopped",
+                                          f"{host.address}:8082 running: "
+                                          f"{', '.join(up) or 'none'}"))
         pieces += [self._writers_state(c) for c in ("v1", "v2")]
         fleet = self.fleet.status()
         if self.containers:

@@ -127,7 +127,8 @@ def seed(world: World, *, projects: int = 2, prefix: str = "tenant") -> None:
 def fresh_world(endpoints: Endpoints, *, computes: int = 4, seed_projects: int = 2,
                 seed_objects: int = 0,
                 workload_rate: float = 0.0, install_s: float = 0.4,
-                batch: dict[str, Any] | None = None, snapshot: Path | None = None) -> World:
+                batch: dict[str, Any] | None = None, snapshot: Path | None = None,
+                controllers: int = 1) -> World:
     """Stop the previous world's pieces, wipe both clusters' data, start a new world (v1
     seeded through its api-server, or from `snapshot` as `issu demo up --snapshot`)."""
     net = int(endpoints.cassandra_old.host.split(".")[1])
@@ -136,7 +137,7 @@ def fresh_world(endpoints: Endpoints, *, computes: int = 4, seed_projects: int =
                         config_path=run_dir / "orch" / "issu.toml",
                         seed_objects=seed_objects, workload_rate=workload_rate,
                         install_s=install_s, datapath_down_s=0.2, services_profile="test",
-                        snapshot=snapshot,
+                        snapshot=snapshot, controllers=controllers,
                         # the session's sshd keeps every address the session's tests use
                         extra_ssh_hosts=dict(zip(endpoints.ssh.addresses, endpoints.ssh.names,
                                                  strict=True)))

@@ -44,7 +44,7 @@ def build_info(version: str, build_id: str | None = None) -> str:
 def config_node_name(spec: ControllerSpec) -> str:
     """The simulated cluster's one config node (its api-server), as analytics and the
     api-server's config-node object name it."""
-    return f"{spec.cluster}-config-1"
+    return f"{spec.cluster}-config-{spec.node_index}"
 
 
 def _condition(operand1: str, operation: str, operand2: dict[str, str]) -> dict[str, Any]:

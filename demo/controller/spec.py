@@ -93,6 +93,11 @@ class ControllerSpec(BaseModel):
     peer: PeerSpec | None = None
     agent_timeout_s: float = 15.0
     startup_timeout_s: float = 90.0  # how long to retry unreachable services at start
+    # this host among the cluster's config nodes (its config-node record `<cluster>-config-N`)
+    node_index: int = Field(1, ge=1)
+    # several config hosts: each writer takes part in a ZooKeeper election and works (opens
+    # its queue, runs its passes) only while active, as Contrail's are active-backup
+    writers_elect: bool = False
 
     @property
     def api_url(self) -> str:

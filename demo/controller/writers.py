@@ -333,8 +333,42 @@ class Writer:
         return self.device_manager(networks)
 
 
+ELECTION_PATH = "issu-demo-writers"
+
+
+def _elected(spec: ControllerSpec, service: str, stop: threading.Event
+             ) -> KazooClient | None:
+    """With several config hosts: wait until this host's `service` is the active one (a lock
+    under the cluster's ZooKeeper, held for the process's life; backups wait for it). The
+    held lock's session, or None when stopped first."""
+    zk = KazooClient(hosts=",".join(spec.zookeeper.hosts), timeout=10)
+    zk.start(timeout=30)
+    lock = zk.Lock(spec.zookeeper.path(ELECTION_PATH, service), identifier=spec.listen)
+    log.info("%s: backup until elected (%s)", service, spec.listen)
+    while not stop.is_set():
+        if lock.acquire(timeout=1.0):
+            log.info("%s: active (%s)", service, spec.listen)
+            return zk
+    zk.stop()
+    zk.close()
+    return None
+
+
 def run(spec_path: Path, service: str, interval_s: float, stop: threading.Event) -> int:
     spec = load_spec(spec_path)
+    election = _elected(spec, service, stop) if spec.writers_elect else None
+    if spec.writers_elect and election is None:
+        return 0
+    try:
+        return _run_active(spec, service, interval_s, stop)
+    finally:
+        if election is not None:
+            election.stop()  # the lock's node goes with the session: a backup takes over
+            election.close()
+
+
+def _run_active(spec: ControllerSpec, service: str, interval_s: float,
+                stop: threading.Event) -> int:
     writer = Writer(spec, service)
     secrets = load_secrets(spec.secrets_file)
     notes = Notifications(spec.rabbit, secrets.rabbit_user,
