@@ -21,7 +21,7 @@ from issu_tui.orchestrator import controllers as ctl
 from issu_tui.orchestrator.context import Context
 from issu_tui.orchestrator.preflight_writers import new_writer_findings
 from issu_tui.orchestrator.settle import settle_old_writers
-from tests.orch_world import fresh_world, issu, stop_world
+from tests.orch_world import eventually, fresh_world, issu, stop_world
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -82,6 +82,9 @@ def test_three_controller_hosts_per_cluster_each_stopped_and_started(world: Any)
 
         started = ctl.start_old_services(ctx)
         assert all(f"{h.name}: api-server, device-manager" in started for h in old), started
+        for host in hosts:  # answering again; the writers stay up meanwhile (backups wait)
+            eventually(lambda h=host: _answers(f"http://{h.address}:8082/"), 120,
+                       f"{host.name}'s api-server")
         for host in hosts:
             assert all(hostctl.running(host.directory, s)
                        for s in ("api-server", *hostctl.WRITERS)), host.name

@@ -43,7 +43,7 @@ from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import ExponentialReconnectionPolicy, RoundRobinPolicy
 from kazoo.client import KazooClient
-from kazoo.exceptions import NodeExistsError, NoNodeError
+from kazoo.exceptions import LockTimeout, NodeExistsError, NoNodeError
 
 from .hostctl import WRITERS as SERVICES
 from .notifications import Notifications
@@ -346,9 +346,12 @@ def _elected(spec: ControllerSpec, service: str, stop: threading.Event
     lock = zk.Lock(spec.zookeeper.path(ELECTION_PATH, service), identifier=spec.listen)
     log.info("%s: backup until elected (%s)", service, spec.listen)
     while not stop.is_set():
-        if lock.acquire(timeout=1.0):
-            log.info("%s: active (%s)", service, spec.listen)
-            return zk
+        try:
+            lock.acquire(timeout=1.0)  # raises LockTimeout while another host holds it
+        except LockTimeout:
+            continue
+        log.info("%s: active (%s)", service, spec.listen)
+        return zk
     zk.stop()
     zk.close()
     return None
