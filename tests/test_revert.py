@@ -5,8 +5,10 @@ the demo world in tests/test_revert_world.py)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from issu_tui.cli import cli
@@ -239,3 +241,52 @@ def test_reverse_replication_by_hand_is_refused_before_the_commit_and_after_clos
     closed = CliRunner().invoke(cli, ["sync", "run", "-c", str(path), "--reverse"])
     assert closed.exit_code == 2, closed.output
     assert "the way back was closed (issu close-way-back" in closed.output
+
+
+def test_a_retried_revert_goes_on_after_the_last_step_done_without_zk_back_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A revert whose compute rollback failed is run again after old reopened: the steps
+    before abort's are not run again (zk-back would delete the ZooKeeper ids old allocated
+    since); the retry goes on from the step that failed."""
+    from typing import cast
+
+    from issu_tui.orchestrator import revert
+    from issu_tui.orchestrator.abort import AbortRun, AbortStep
+    from issu_tui.orchestrator.computes import ComputeRunner
+    from issu_tui.orchestrator.context import Context, OrchestratorError
+    from issu_tui.orchestrator.finalize import REVERSE_STARTED
+
+    path = _write_config(tmp_path, OLD, NEW)
+    _journal(tmp_path, "done", [COMMIT_STEP, REVERSE_STARTED], approach="separate")
+    ran: list[str] = []
+
+    def recorded(name: str) -> Callable[[Context], str]:
+        def run(_ctx: Context) -> str:
+            ran.append(name)
+            return "ran"
+        return run
+
+    monkeypatch.setattr(revert, "REVERSE_STEPS", tuple(
+        revert.RevertStep(s.name, s.does, recorded(s.name)) for s in revert.REVERSE_STEPS))
+    failures = ["compute-1"]
+
+    def roll_back(_run: AbortRun) -> list[str]:
+        if failures:
+            raise OrchestratorError(f"rollback failed on {failures.pop()}; run abort again")
+        return ["compute-1 rolled back"]
+
+    monkeypatch.setattr(revert, "AFTER_COMMIT_ABORT",
+                        (AbortStep("rollback-computes", "roll back", roll_back),))
+    config = load_config(path)
+    journal = Journal.open(config.state_dir)
+    try:
+        ctx = Context(config=config, config_path=path, journal=journal)
+        runner = cast(ComputeRunner, None)
+        with pytest.raises(OrchestratorError, match="rollback failed on compute-1"):
+            revert.revert_after_commit(ctx, runner, drop_new_data=True)
+        assert ran == [s.name for s in revert.REVERSE_STEPS]
+        done = revert.revert_after_commit(ctx, runner, drop_new_data=True)
+        assert ran.count("zk-back") == 1, ran
+        assert "zk-back: done earlier" in done and "compute-1 rolled back" in done
+    finally:
+        journal.close()

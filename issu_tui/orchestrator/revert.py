@@ -296,6 +296,11 @@ def _after_commit_abort() -> list[AbortStep]:
 AFTER_COMMIT_ABORT: tuple[AbortStep, ...] = tuple(_after_commit_abort())
 
 
+def reverse_step_marker(name: str) -> str:
+    """The journal marker of a REVERSE_STEP done (cleared with the others when revert ends)."""
+    return f"revert.step.{name}"
+
+
 def check_revert_open(ctx: Context, *, drop_new_data: bool = False) -> None:
     """Raise OrchestratorError naming what closes the way back after the commit."""
     plan = revert_plan(ctx.config, "done", ctx.journal.steps_done(),
@@ -313,8 +318,15 @@ def revert_after_commit(ctx: Context, runner: ComputeRunner, *,
     check_revert_open(ctx, drop_new_data=drop_new_data)
     done: list[str] = []
     for step in REVERSE_STEPS:
-        ctx.check_stop(f"revert.{step.name}")
+        # each done once: a retry (a compute's rollback failed, the executor was killed)
+        # comes after old reopened, and zk-back again would delete the ids old allocated since
+        marker = reverse_step_marker(step.name)
+        if ctx.step_done(marker):
+            done.append(f"{step.name}: done earlier")
+            continue
+        ctx.check_stop(marker)
         detail = step.run(ctx)
+        ctx.mark_step(marker)
         ctx.event("revert", f"{step.name}: {detail}", step=step.name)
         done.append(f"{step.name}: {detail}")
     run = AbortRun(ctx, runner, drop_new_data)
