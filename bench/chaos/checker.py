@@ -27,6 +27,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -57,8 +58,7 @@ def check(world: World, endpoints: Endpoints, changes_log: Path, intents: list[i
     """`old_nodes`: old's node records as they were before finalize (`old_node_records`):
     from finalize's commit the reverse replication copies new's changes to old (finalize's
     removal of old's records and new's own records included)."""
-    nodes = _node_records(world, old_nodes)
-    _derived_on_new(world, nodes)
+    nodes = _settled_derived(world, old_nodes)
     return {
         "objects": _objects(world, changes_log),
         "node_records": nodes.result(),
@@ -68,6 +68,22 @@ def check(world: World, endpoints: Endpoints, changes_log: Path, intents: list[i
         "computes": _computes(world, endpoints),
         "journal": _journal(world, intents),
     }
+
+
+def _settled_derived(world: World, old_nodes: dict[str, tuple[Node, str]] | None,
+                     wait_s: float = 90.0) -> NodeRecords:
+    """Node records and what new derived, read again while something on new only is not
+    accounted for: new is live after finalize and its writers keep deriving, and the reverse
+    replication carries each object to old a moment later (a route target new's
+    schema-transformer had just made was listed on new, not yet on old: make chaos seed
+    976). What is still unexplained after `wait_s` is a problem."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        nodes = _node_records(world, old_nodes)
+        _derived_on_new(world, nodes)
+        if not nodes.derived_problems or time.monotonic() > deadline:
+            return nodes
+        time.sleep(5)
 
 
 # ---------------------------------------------------------------------- objects (vnc_api)
