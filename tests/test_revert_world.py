@@ -20,19 +20,42 @@ from issu_tui.orchestrator.phases import phase_marker
 from tests.orch_world import eventually, fresh_world, issu_json, stop_world
 
 
-def _old_rows(endpoints: Endpoints) -> int:
-    side = CassandraSide("old", (endpoints.cassandra_old.host,),
+def _old_side(endpoints: Endpoints) -> CassandraSide:
+    return CassandraSide("old", (endpoints.cassandra_old.host,),
                          port=endpoints.cassandra_old.port)
-    with connect(side, request_timeout=60) as conn:
+
+
+def _old_rows(endpoints: Endpoints) -> int:
+    with connect(_old_side(endpoints), request_timeout=60) as conn:
         rows = conn.session.execute("SELECT key, column1, value FROM "
                                     "config_db_uuid.obj_uuid_table")
         return sum(1 for _ in rows)
 
 
+def _networks_without_instance(endpoints: Endpoints) -> list[str]:
+    """Old's virtual networks whose own routing instance old's schema-transformer has not
+    made yet (their fq-name entries, either spelling of the type)."""
+    names: dict[str, set[str]] = {"network": set(), "instance": set()}
+    with connect(_old_side(endpoints), request_timeout=60) as conn:
+        for kind, types in (("network", ("virtual_network", "virtual-network")),
+                            ("instance", ("routing_instance", "routing-instance"))):
+            for obj_type in types:
+                rows = conn.session.execute("SELECT column1 FROM config_db_uuid."
+                                            "obj_fq_name_table WHERE key = %s",
+                                            (obj_type,))
+                names[kind] |= {str(r[0]).rsplit(":", 1)[0] for r in rows}
+    # the default project's networks (ip-fabric: __default__) have the api-server's own
+    return sorted(n for n in names["network"]
+                  if not n.startswith("default-domain:default-project:")
+                  and f"{n}:{n.rsplit(':', 1)[-1]}" not in names["instance"])
+
+
 def _settled_old_rows(services: Endpoints) -> int:
-    """Old's row count once old's writers have derived what the world's seed asks of them
-    (the schema-transformer creates each network's routing instance through the
-    api-server, a while after the world is up): the same count 5 s apart."""
+    """Old's row count once old's writers have derived what the world's seed asks of them:
+    every network's routing instance made (the schema-transformer's first pass may come
+    well after the world is up on a loaded box), then the same count 5 s apart."""
+    eventually(lambda: not _networks_without_instance(services) or None, 300,
+               "old's schema-transformer made every network's routing instance")
     counts = [_old_rows(services)]
 
     def unchanged() -> int | None:
