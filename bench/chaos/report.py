@@ -158,8 +158,22 @@ def _markdown(header: list[str], results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__":
-    # python -m bench.chaos.report OUT RUN1.json RUN2.json ...: one report of several runs
-    import sys
+def main(argv: list[str] | None = None) -> None:
+    """python -m bench.chaos.report OUT RUN1.json RUN2.json ...: one report of several runs."""
+    ap = argparse.ArgumentParser(prog="python -m bench.chaos.report",
+                                 description="One report (OUT.md, OUT.json) of several "
+                                             "make chaos runs' JSON reports.")
+    ap.add_argument("out", type=Path, help="report path without extension")
+    ap.add_argument("runs", nargs="+", type=Path, help="the runs' .json reports")
+    args = ap.parse_args(argv)
+    runs = []
+    for path in args.runs:
+        try:
+            runs.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            ap.error(f"{path}: not a chaos report: {exc}")
+    write_combined(args.out, runs)
 
-    write_combined(Path(sys.argv[1]), [json.loads(Path(p).read_text()) for p in sys.argv[2:]])
+
+if __name__ == "__main__":
+    main()
