@@ -61,6 +61,24 @@ SEED_PROJECT_OBJECTS = 115
 Progress = Callable[[str], None]
 
 
+def start_api_server(directory: Path, address: str, name: str, timeout: float = 120.0) -> None:
+    """Start a loopback controller host's api-server process and wait until it answers;
+    WorldError naming the host and its log when it exits or stays silent."""
+    hostctl.start(directory, "api-server")
+    deadline = time.monotonic() + timeout
+    url = f"http://{address}:8082/"
+    while True:
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if not hostctl.running(directory, "api-server") or time.monotonic() > deadline:
+            raise WorldError(f"{name}: api-server not ready at {url}; see "
+                             f"{hostctl.log_path(directory, 'api-server')}")
+        time.sleep(0.3)
+
+
 class WorldError(Exception):
     pass
 
@@ -399,20 +417,7 @@ class World:
         write_spec(host.directory, spec, {
             "rabbit_user": endpoints.rabbit.user, "rabbit_password": endpoints.rabbit.password,
             "admin_token": self.admin_token(host.cluster)})
-        hostctl.start(host.directory, "api-server")
-        deadline = time.monotonic() + timeout
-        url = f"http://{host.address}:8082/"
-        while True:
-            try:
-                if httpx.get(url, timeout=2.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if not hostctl.running(host.directory, "api-server") or \
-                    time.monotonic() > deadline:
-                raise WorldError(f"{host.name}: api-server not ready at {url}; see "
-                                 f"{hostctl.log_path(host.directory, 'api-server')}")
-            time.sleep(0.3)
+        start_api_server(host.directory, host.address, host.name, timeout)
 
     def _start_controller(self, cluster: str, endpoints: Endpoints, computes: int) -> None:
         if self.containers:

@@ -21,6 +21,7 @@ from issu_tui.journal import Journal
 from issu_tui.orch_cli import pair_cmd
 from issu_tui.orchestrator.context import Context
 from issu_tui.orchestrator.executor import Executor
+from tests.fuzz.configs import minimal_toml
 from tests.test_orchestrator_units import _config
 
 
@@ -103,32 +104,9 @@ def test_the_executor_waits_out_a_full_disk_and_carries_on(
         journal.close()
 
 
-CONFIG = """
-state_dir = "{state}"
-[old]
-name = "old"
-version = "4.1.0"
-[old.cassandra]
-hosts = ["127.0.0.1"]
-[old.zookeeper]
-hosts = ["127.0.0.1:2181"]
-[old.rabbit]
-hosts = ["127.0.0.1"]
-[new]
-name = "new"
-version = "5.0.0"
-[new.cassandra]
-hosts = ["127.0.0.2"]
-[new.zookeeper]
-hosts = ["127.0.0.2:2181"]
-[new.rabbit]
-hosts = ["127.0.0.1"]
-"""
-
-
 def _config_file(tmp_path: Path, state: Path) -> Path:
     config = tmp_path / "issu.toml"
-    config.write_text(CONFIG.format(state=state))
+    config.write_text(minimal_toml(state))
     return config
 
 

@@ -34,6 +34,20 @@ def _applier(world: World) -> ObjectApplier:
     return applier
 
 
+def _network_on_an_ipam(world: World, name: str) -> tuple[ObjectApplier, str, str, list[str]]:
+    """A network `name` referring to the ipam `ipam-<name>`, both on old, the ipam copied to
+    new: (applier, ipam's uuid, network's uuid, network's fq_name)."""
+    ipam_fq = ["default-domain", "p1", f"ipam-{name}"]
+    ipam = world.api.create("network-ipam", ipam_fq, parent=world.project, announce=False)
+    fq = ["default-domain", "p1", name]
+    vn = world.api.create("virtual-network", fq, parent=world.project, refs=[ipam],
+                          announce=False)
+    applier = _applier(world)
+    applier.apply(parse({"oper": "CREATE", "type": "network-ipam", "uuid": ipam,
+                         "fq_name": ipam_fq}))
+    return applier, ipam, vn, fq
+
+
 def _apply_cut_short(applier: ObjectApplier, change: Change, column: str) -> None:
     """Apply `change` as a process killed just before the write that carries the object's
     `column` cell: the writes before it land, that one and the rest do not."""
@@ -193,13 +207,7 @@ def test_a_pass_removing_a_deleted_objects_row_takes_its_links_along(world: Worl
     the object, and reaches the object's row after its delete: the row goes, and with it the
     cells naming it elsewhere. The DELETE lane comes after, and its message names no link."""
     api = world.api
-    ipam_fq = ["default-domain", "p1", "ipam-gone"]
-    ipam = api.create("network-ipam", ipam_fq, parent=world.project, announce=False)
-    fq = ["default-domain", "p1", "gone"]
-    vn = api.create("virtual-network", fq, parent=world.project, refs=[ipam], announce=False)
-    applier = _applier(world)
-    applier.apply(parse({"oper": "CREATE", "type": "network-ipam", "uuid": ipam,
-                         "fq_name": ipam_fq}))
+    applier, ipam, vn, fq = _network_on_an_ipam(world, "gone")
     applier.apply(parse({"oper": "CREATE", "type": "virtual-network", "uuid": vn,
                          "fq_name": fq}))
     new_uuid = world.new_table(cd.UUID_TABLE)
@@ -224,13 +232,7 @@ def test_a_pass_replacing_a_row_whose_update_dropped_a_ref_drops_the_backref(
     replaces the object's row after it: the UPDATE lane then finds the ref in neither row,
     so the pass itself takes the target's `backref:` cell along (review29 D1)."""
     api = world.api
-    ipam_fq = ["default-domain", "p1", "ipam-dropped"]
-    ipam = api.create("network-ipam", ipam_fq, parent=world.project, announce=False)
-    fq = ["default-domain", "p1", "vn-dropped"]
-    vn = api.create("virtual-network", fq, parent=world.project, refs=[ipam], announce=False)
-    applier = _applier(world)
-    applier.apply(parse({"oper": "CREATE", "type": "network-ipam", "uuid": ipam,
-                         "fq_name": ipam_fq}))
+    applier, ipam, vn, fq = _network_on_an_ipam(world, "vn-dropped")
     applier.apply(parse({"oper": "CREATE", "type": "virtual-network", "uuid": vn,
                          "fq_name": fq}))
     new_uuid = world.new_table(cd.UUID_TABLE)
@@ -253,13 +255,7 @@ def test_a_create_does_not_write_back_a_ref_its_object_dropped_meanwhile(world: 
     (another lane may lead that read early); a ref an UPDATE drops in between must not come
     back on new as the target's stale backref: no later change of the object names it."""
     api = world.api
-    ipam_fq = ["default-domain", "p1", "ipam-dropped"]
-    ipam = api.create("network-ipam", ipam_fq, parent=world.project, announce=False)
-    fq = ["default-domain", "p1", "dropped-ref"]
-    vn = api.create("virtual-network", fq, parent=world.project, refs=[ipam], announce=False)
-    applier = _applier(world)
-    applier.apply(parse({"oper": "CREATE", "type": "network-ipam", "uuid": ipam,
-                         "fq_name": ipam_fq}))
+    applier, ipam, vn, fq = _network_on_an_ipam(world, "dropped-ref")
     io = applier.io
     real_cells, real_partition = io.cells, io.partition
     early: list = []  # type: ignore[type-arg]
@@ -285,7 +281,8 @@ def test_a_create_does_not_write_back_a_ref_its_object_dropped_meanwhile(world: 
                              "obj_dict": {"uuid": vn, "fq_name": fq, "parent_type": "project",
                                           "parent_uuid": world.project,
                                           "network_ipam_refs": [{"uuid": ipam,
-                                                                 "to": ipam_fq}]}}))
+                                                                 "to": ["default-domain", "p1",
+                                                                        "ipam-dropped-ref"]}]}}))
     finally:
         io.cells, io.partition = real_cells, real_partition  # type: ignore[method-assign]
     assert early, "the CREATE read no named cell ahead"

@@ -13,34 +13,13 @@ from click.testing import CliRunner
 from issu_tui.journal import Journal
 from issu_tui.orch_cli import status_cmd
 from issu_tui.orchestrator import phases
-
-CONFIG = """
-state_dir = "{state}"
-[old]
-name = "old"
-version = "4.1.0"
-[old.cassandra]
-hosts = ["127.0.0.1"]
-[old.zookeeper]
-hosts = ["127.0.0.1:2181"]
-[old.rabbit]
-hosts = ["127.0.0.1"]
-[new]
-name = "new"
-version = "5.0.0"
-[new.cassandra]
-hosts = ["127.0.0.2"]
-[new.zookeeper]
-hosts = ["127.0.0.2:2181"]
-[new.rabbit]
-hosts = ["127.0.0.1"]
-"""
+from tests.fuzz.configs import minimal_toml
 
 
 def test_status_says_how_long_run_sync_has_been_silent(tmp_path: Path) -> None:
     state = tmp_path / "state"
     config = tmp_path / "issu.toml"
-    config.write_text(CONFIG.format(state=state))
+    config.write_text(minimal_toml(state))
     # a process that looks like run-sync (`... sync run`), alive but silent: stopped
     silent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)",
                                "sync", "run"])

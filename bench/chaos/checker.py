@@ -99,28 +99,13 @@ def _vnc(world: World, cluster: str) -> Any:
 def _old_api_server_up(world: World, timeout_s: float = 120.0) -> None:
     """finalize stopped old's api-server (its own process): started again to read old
     through it (still fenced: northbound writes refused)."""
-    import time
-
-    import httpx
-
     from demo.controller import hostctl
+    from demo.world import start_api_server
 
     directory = world.controller_dir("v1")
-    if hostctl.running(directory, "api-server"):
-        return
-    hostctl.start(directory, "api-server")
-    deadline = time.monotonic() + timeout_s
-    url = f"http://{world.controller_address('v1')}:8082/"
-    while True:
-        try:
-            if httpx.get(url, timeout=5.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"old's api-server not answering at {url} after "
-                               f"{timeout_s:g}s; see {hostctl.log_path(directory, 'api-server')}")
-        time.sleep(0.5)
+    if not hostctl.running(directory, "api-server"):
+        start_api_server(directory, world.controller_address("v1"), "controller-v1",
+                         timeout_s)
 
 
 def _read(api: Any, res_type: str, uuid: str) -> dict[str, Any] | None:

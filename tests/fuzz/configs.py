@@ -4,6 +4,35 @@ from __future__ import annotations
 
 from pathlib import Path
 
+_MINIMAL_TOML = """
+state_dir = "{state}"
+[old]
+name = "old"
+version = "4.1.0"
+[old.cassandra]
+hosts = ["127.0.0.1"]
+[old.zookeeper]
+hosts = ["127.0.0.1:2181"]
+[old.rabbit]
+hosts = ["127.0.0.1"]
+[new]
+name = "new"
+version = "5.0.0"
+[new.cassandra]
+hosts = ["127.0.0.2"]
+[new.zookeeper]
+hosts = ["127.0.0.2:2181"]
+[new.rabbit]
+hosts = ["127.0.0.1"]
+"""
+
+
+def minimal_toml(state: Path) -> str:
+    """The least a configuration needs (no controllers, computes or credentials), its state
+    directory `state`."""
+    return _MINIMAL_TOML.replace("{state}", str(state))
+
+
 GOOD_TOML = """\
 state_dir = "state"
 
