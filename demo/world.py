@@ -52,7 +52,8 @@ DEFAULT_COMPUTES = 12
 MAX_COMPUTES = 1000
 DEFAULT_CONFIG = REPO_ROOT / "demo" / "issu.toml"
 CONTROLLER_ADDRESS = {"v1": 101, "v2": 102}
-# --controllers 2..3: each cluster's further config hosts (api-server and writers)
+# --controllers 2..3: each cluster's further controller hosts (as the first: api-server, the
+# writers, a control node and an analytics-api of their own)
 MORE_CONTROLLER_ADDRESSES = {"v1": (141, 142), "v2": (151, 152)}
 MAX_CONTROLLERS = 3
 NORTHBOUND_ADDRESS = 103  # the neutron-server host: its plugin file is switched over SSH
@@ -116,8 +117,9 @@ class WorldOptions:
 
 @dataclass(frozen=True)
 class ControllerHost:
-    """One controller host of a cluster: the first runs api-server, control, analytics-api
-    and the writers; the others (--controllers 3) api-server and the writers."""
+    """One controller host of a cluster: api-server, control (its own control node
+    `<cluster>-control-<index>`), analytics-api and the writers, each a process; with
+    several hosts the writers are active-backup (a ZooKeeper election)."""
 
     cluster: str
     index: int  # 1-based
@@ -261,9 +263,11 @@ class World:
             self._start_controller(cluster, endpoints, count)
         for cluster in ("v1", "v2"):
             self._wait_controller(cluster, endpoints, count)
-        for cluster in ("v1", "v2"):  # after the first: v1's defaults are made once
-            for host in self.controller_hosts(cluster)[1:]:
-                self._start_more_controller(host, endpoints, count)
+        more = [h for c in ("v1", "v2") for h in self.controller_hosts(c)[1:]]
+        for host in more:  # after the first: v1's defaults are made once
+            self._start_more_controller(host, endpoints, count)
+        for host in more:
+            self._wait_host(host)
         # v1's own writers (schema-transformer, svc-monitor, device-manager) run as on a live
         # cluster; v2's only when started (finalize, or by hand through the demo profile)
         self._start_writers("v1")
@@ -398,26 +402,46 @@ class World:
             "rabbit": {"host": endpoints.rabbit.host, "port": endpoints.rabbit.port,
                        "vhost": vhost, "ctl": self._rabbit_ctl()},
             "fenced": cluster == "v2",
-            "control_nodes": [{"name": f"{cluster}-control-1", "address": address}],
+            # the cluster's control nodes, one per controller host (each serves its own)
+            "control_nodes": self._control_nodes(cluster),
+            "serves_control": [_control_name(cluster, 1)],
+            "config_nodes": len(self.controller_hosts(cluster)),
             "peer": {"name": other,
                      "introspect_url": f"http://{self.controller_address(other)}:8083",
-                     "control_nodes": [{"name": f"{other}-control-1",
-                                        "address": self.controller_address(other)}]},
+                     "control_nodes": self._control_nodes(other)},
             "agent_timeout_s": max(15.0, 4 * _heartbeat_s(computes)),
             "state_dir": str(self.controller_dir(cluster) / "state"),
             "writers_elect": self.controller_count() > 1,
         }
 
     def _start_more_controller(self, host: ControllerHost, endpoints: Endpoints,
-                               computes: int, timeout: float = 120.0) -> None:
-        """A further config host: its own api-server (and, started later, writers)."""
+                               computes: int) -> None:
+        """A further controller host: its api-server, control node and analytics-api (the
+        writers are started with the first host's); `_wait_host` waits for them."""
+        if hostctl.running(host.directory, hostctl.CONTROLLER):
+            return
         spec = {**self._controller_spec(host.cluster, endpoints, computes),
                 "listen": host.address, "node_index": host.index,
+                "serves_control": [_control_name(host.cluster, host.index)],
                 "state_dir": str(host.directory / "state")}
         write_spec(host.directory, spec, {
             "rabbit_user": endpoints.rabbit.user, "rabbit_password": endpoints.rabbit.password,
             "admin_token": self.admin_token(host.cluster)})
-        start_api_server(host.directory, host.address, host.name, timeout)
+        hostctl.start(host.directory, hostctl.CONTROLLER)
+
+    def _wait_host(self, host: ControllerHost, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while why := _host_ready(host.address):
+            if not hostctl.running(host.directory, hostctl.CONTROLLER) or \
+                    time.monotonic() > deadline:
+                logs = ", ".join(str(hostctl.log_path(host.directory, s))
+                                 for s in hostctl.ROLES)
+                raise WorldError(f"{host.name} not ready ({why}); see {logs}")
+            time.sleep(0.3)
+
+    def _control_nodes(self, cluster: str) -> list[dict[str, str]]:
+        return [{"name": _control_name(cluster, h.index), "address": h.address}
+                for h in self.controller_hosts(cluster)]
 
     def _start_controller(self, cluster: str, endpoints: Endpoints, computes: int) -> None:
         if self.containers:
@@ -488,16 +512,7 @@ class World:
     def _controller_ready(self, cluster: str) -> str:
         """'' when api-server, analytics-api and the control node's introspect answer, else
         why not."""
-        address = self.controller_address(cluster)
-        for port, what in ((8082, "api-server"), (8081, "analytics-api"),
-                           (8083, "control introspect")):
-            try:
-                status = httpx.get(f"http://{address}:{port}/", timeout=2.0).status_code
-            except httpx.HTTPError as exc:
-                return f"{what} :{port}: {type(exc).__name__}"
-            if status != 200:
-                return f"{what} :{port}: HTTP {status}"
-        return ""
+        return _host_ready(self.controller_address(cluster))
 
     def _controller_logs(self, cluster: str) -> str:
         if self.containers:
@@ -539,9 +554,10 @@ class World:
             install_jitter_s=self.opts.install_s / 4, failure_rate=self.opts.failure_rate,
             datapath_down_s=self.opts.datapath_down_s, heartbeat_s=_heartbeat_s(count),
         )
-        v1 = self.controller_address("v1")
+        # every v1 control node (an XMPP session each) and analytics-api (collector)
+        v1 = [h.address for h in self.controller_hosts("v1")]
         if not self.fleet.running():
-            self.fleet.create(settings, V1_VERSION, [v1])
+            self.fleet.create(settings, V1_VERSION, v1)
         self.fleet.start()
 
     # ------------------------------------------------------------------ seed, workload
@@ -655,14 +671,15 @@ class World:
                 "api_server": {"url": f"http://{address}:8082",
                                "password": f"file:{self._token_path(cid)}"},
                 "analytics": {"url": f"http://{address}:8081"},
-                "control_nodes": [{"name": f"{cid}-control-1", "address": address}],
+                "control_nodes": self._control_nodes(cid),
                 "controllers": [
                     {"name": f"controller-{cid}", "address": address,
                      "roles": ["config", "control", "analytics"], "ssh_user": ssh.user,
                      "ssh_key": str(ssh.key_path), "ssh_port": ssh.port,
                      "profile": f"{controller_profile}-{cid}"},
-                    # --controllers 3: further config hosts (api-server, writers)
-                    *({"name": h.name, "address": h.address, "roles": ["config"],
+                    # --controllers 3: further controller hosts, roles as the first's
+                    *({"name": h.name, "address": h.address,
+                       "roles": ["config", "control", "analytics"],
                        "ssh_user": ssh.user, "ssh_key": str(ssh.key_path),
                        "ssh_port": ssh.port, "profile": h.profile}
                       for h in self.controller_hosts(cid)[1:]),
@@ -824,10 +841,9 @@ class World:
                                           f"{where} {why}".strip()))
         for cluster in ("v1", "v2"):
             for host in self.controller_hosts(cluster)[1:]:
-                up = [s for s in ("api-server", *hostctl.WRITERS)
-                      if hostctl.running(host.directory, s)]
+                up = [s for s in hostctl.PROCESSES if hostctl.running(host.directory, s)]
                 pieces.append(PieceStatus(host.name, "running" if up else "stopped",
-                                          f"{host.address}:8082 running: "
+                                          f"{host.address}:8082/:8081/:8083 running: "
                                           f"{', '.join(up) or 'none'}"))
         pieces += [self._writers_state(c) for c in ("v1", "v2")]
         fleet = self.fleet.status()
@@ -894,6 +910,25 @@ class World:
             compute,
             f"stop:       issu demo down --net {self.opts.net}",
         ])
+
+
+def _control_name(cluster: str, index: int) -> str:
+    """The control node (its bgp-router) of a cluster's controller host `index`."""
+    return f"{cluster}-control-{index}"
+
+
+def _host_ready(address: str) -> str:
+    """'' when a controller host's api-server, analytics-api and control node introspect
+    answer, else why not."""
+    for port, what in ((8082, "api-server"), (8081, "analytics-api"),
+                       (8083, "control introspect")):
+        try:
+            status = httpx.get(f"http://{address}:{port}/", timeout=2.0).status_code
+        except httpx.HTTPError as exc:
+            return f"{what} :{port}: {type(exc).__name__}"
+        if status != 200:
+            return f"{what} :{port}: HTTP {status}"
+    return ""
 
 
 def _heartbeat_s(computes: int) -> float:

@@ -1,9 +1,9 @@
 """`issu demo up --controllers 3`: three controller hosts per cluster, each its own address
 reached over real SSH, and the procedure's controller steps acting on every one of them.
 
-The first host of each cluster runs api-server, control and analytics-api, the others
-api-server; every host runs the writers, active-backup as Contrail's (a ZooKeeper election:
-only the active one opens its queue on the broker)."""
+Every host runs api-server, control (its own control node, a bgp-router each) and
+analytics-api, and the writers, active-backup as Contrail's (a ZooKeeper election: only the
+active one opens its queue on the broker)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,61 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=5.0).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def _xmpp(address: str) -> dict[str, str]:
+    """peer -> state of the XMPP sessions the control node at `address` has."""
+    got = httpx.get(f"http://{address}:8083/Snh_BgpNeighborReq?encoding=XMPP", timeout=10)
+    return {n["peer"]: n["state"] for n in got.json()["BgpNeighborListResp"]["neighbors"]
+            if n["encoding"] == "XMPP"}
+
+
+def _bgp(address: str) -> dict[str, str]:
+    got = httpx.get(f"http://{address}:8083/Snh_BgpNeighborReq", timeout=10)
+    return {n["peer"]: n["state"] for n in got.json()["BgpNeighborListResp"]["neighbors"]
+            if n["encoding"] == "BGP"}
+
+
+def _bgp_routers(api: str) -> set[str]:
+    got = httpx.get(f"{api}/bgp-routers", timeout=10).json()["bgp-routers"]
+    return {r["fq_name"][-1] for r in got}
+
+
+def _vrouters(address: str) -> set[str]:
+    got = httpx.get(f"http://{address}:8081/analytics/uves/vrouters", timeout=10)
+    return {v["name"] for v in got.json()}
+
+
+def test_every_host_runs_a_control_node_and_an_analytics_api(world: Any) -> None:
+    config = load_config(world.config_path)
+    computes = [c.name for c in config.computes]
+    for side, cid in ((config.old, "v1"), (config.new, "v2")):
+        hosts = world.controller_hosts(cid)
+        # the inventory: each host with its roles, its control node by its own address
+        listed = {h.name: h for h in side.controllers}
+        for host in hosts:
+            assert listed[host.name].roles == ["config", "control", "analytics"], host.name
+            assert listed[host.name].address == host.address
+        assert [(cn.name, cn.address) for cn in side.control_nodes] == [
+            (f"{cid}-control-{h.index}", h.address) for h in hosts]
+        for host in hosts:  # a process each, answering on the host's own address
+            for service in hostctl.ROLES:
+                assert hostctl.running(host.directory, service), (host.name, service)
+            for port in (8082, 8081, 8083):
+                assert _answers(f"http://{host.address}:{port}/"), (host.name, port)
+    v1 = world.controller_hosts("v1")
+    # v1's control nodes are bgp-routers (as provisioning adds them), meshed in iBGP
+    assert _bgp_routers(world.api_url("v1")) == {"v1-control-1", "v1-control-2",
+                                                 "v1-control-3"}
+    for host in v1:
+        mesh = {f"v1-control-{h.index}" for h in v1 if h != host}
+        eventually(lambda h=host, m=mesh: all(_bgp(h.address).get(p) == "Established"
+                                              for p in m), 60, f"{host.name}'s iBGP mesh")
+        # every compute has an XMPP session to every v1 control node and reports to every
+        # analytics-api (its collectors)
+        eventually(lambda h=host: all(_xmpp(h.address).get(c) == "Established"
+                                      for c in computes), 60, f"{host.name}'s XMPP sessions")
+        assert _vrouters(host.address) >= set(computes), host.name
 
 
 def test_three_controller_hosts_per_cluster_each_stopped_and_started(world: Any) -> None:
@@ -90,3 +145,4 @@ def test_three_controller_hosts_per_cluster_each_stopped_and_started(world: Any)
                        for s in ("api-server", *hostctl.WRITERS)), host.name
     finally:
         ctx.journal.close()
+

@@ -215,6 +215,7 @@ class HostDaemon:
         if host.task:
             host.task.cancel()
         previous = host.collector
+        previous_collectors = list(host.agent_conf.get("collectors", []))
         previous_nodes = list(host.agent_conf.get("control_nodes", []))
         installed = host.dir.version()
         reload = reload_module and installed != host.module_version
@@ -231,7 +232,9 @@ class HostDaemon:
         if previous and previous not in host.agent_conf["collectors"]:
             # Moved to another cluster: the old analytics drops the vrouter's UVE.
             host.collector = ""
-            self._background(self._forget(host, previous))
+        for collector in dict.fromkeys([previous, *previous_collectors]):
+            if collector and collector not in host.agent_conf["collectors"]:
+                self._background(self._forget(host, collector))
         for node in previous_nodes:
             if node not in host.agent_conf["control_nodes"]:  # its XMPP session goes down
                 self._background(self._forget_at(
@@ -264,8 +267,9 @@ class HostDaemon:
             host.task = None
         if host.running:
             self._agent_log(host, "stopped")
-            if host.collector:
-                await self._report(host, STOPPED, [host.collector])
+            if host.collector:  # to each collector it reports to
+                await self._report(host, STOPPED, list(dict.fromkeys(
+                    [host.collector, *host.agent_conf.get("collectors", [])])))
             else:
                 await self._xmpp(host, self._body(host, STOPPED))
         host.running = False
@@ -328,6 +332,10 @@ class HostDaemon:
         body = self._body(host, state)
         await self._xmpp(host, body)
         errors = []
+        # To every collector: Contrail's analytics nodes share the UVEs of the generators
+        # any of them hears; each simulated analytics-api knows only what reaches it. The
+        # first that answers is the one the agent is connected to.
+        reached = False
         for collector in collectors:
             url = (f"http://{host_of(collector)}:{self.settings.analytics_port}"
                    f"{self.settings.report_path}")
@@ -335,7 +343,7 @@ class HostDaemon:
                 async with self.http.post(url, json=body) as resp:
                     if resp.status == 200:
                         data = await resp.json()
-                        if state == RUNNING:
+                        if state == RUNNING and not reached:
                             if not host.connected or host.collector != collector:
                                 self._agent_log(host, f"connected to {collector} "
                                                       f"(cluster {data.get('cluster')})")
@@ -344,10 +352,13 @@ class HostDaemon:
                             host.collector = collector
                             host.last_report_at = time.monotonic()
                             host.last_error = ""
-                        return
+                        reached = True
+                        continue
                     errors.append(f"{collector}: HTTP {resp.status}: {(await resp.text())[:200]}")
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 errors.append(f"{collector}: {type(exc).__name__}: {exc}")
+        if reached:
+            return
         if state == RUNNING:
             if host.connected:
                 self._agent_log(host, "lost its collectors: " + "; ".join(errors))

@@ -41,10 +41,16 @@ def build_info(version: str, build_id: str | None = None) -> str:
         "build-time": "2026-01-01 00:00:00.000000"}]})
 
 
-def config_node_name(spec: ControllerSpec) -> str:
-    """The simulated cluster's one config node (its api-server), as analytics and the
-    api-server's config-node object name it."""
-    return f"{spec.cluster}-config-{spec.node_index}"
+def config_node_name(spec: ControllerSpec, index: int | None = None) -> str:
+    """A config node (an api-server host) of the simulated cluster, this host's by default,
+    as analytics and the api-server's config-node object name it."""
+    return f"{spec.cluster}-config-{index or spec.node_index}"
+
+
+def config_node_names(spec: ControllerSpec) -> list[str]:
+    """Every config node of the cluster (what its analytics-api lists)."""
+    return [config_node_name(spec, i) for i in range(1, max(spec.config_nodes,
+                                                             spec.node_index) + 1)]
 
 
 def _condition(operand1: str, operation: str, operand2: dict[str, str]) -> dict[str, Any]:
@@ -301,17 +307,17 @@ class Analytics:
 
     async def config_nodes(self, request: web.Request) -> web.Response:
         base = self._base(request)
-        name = config_node_name(self.spec)
         return web.json_response(
-            [{"name": name, "href": f"{base}/analytics/uves/config-node/{name}?flat"}])
+            [{"name": name, "href": f"{base}/analytics/uves/config-node/{name}?flat"}
+             for name in config_node_names(self.spec)])
 
     async def config_node(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
+        names = config_node_names(self.spec)
         if name == "*":
-            return web.json_response({"value": [{"name": config_node_name(self.spec),
-                                                 "value": self.config_node_uve()}]})
-        return web.json_response(
-            self.config_node_uve() if name == config_node_name(self.spec) else {})
+            return web.json_response({"value": [{"name": n, "value": self.config_node_uve()}
+                                                for n in names]})
+        return web.json_response(self.config_node_uve() if name in names else {})
 
     async def alarms(self, request: web.Request) -> web.Response:
         out: dict[str, list[dict[str, Any]]] = {}

@@ -138,7 +138,7 @@ class ControlPlane:
         conf_by_addr = {r.address: r for r in routers}
         peer_conf = await self._peer_config() if any(
             r.address in local_addrs for r in routers) else {}
-        for cn in self.spec.control_nodes:
+        for cn in self.spec.served_control_nodes:
             mine = conf_by_addr.get(cn.address)
             local_asn = mine.asn if mine else self.spec.asn
             for addr in mine.neighbours if mine else []:

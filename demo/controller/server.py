@@ -72,7 +72,8 @@ class Controller:
     def _bootstrap(self) -> None:
         spec = self.spec
         nodes = (("config-node", config_node_name(spec), spec.listen),
-                 ("analytics-node", f"{spec.cluster}-analytics-1", spec.listen),
+                 ("analytics-node", f"{spec.cluster}-analytics-{spec.node_index}",
+                  spec.listen),
                  *(("database-node", f"{spec.cluster}-database-{i + 1}", host)
                    for i, host in enumerate(spec.cassandra.hosts)),
                  *(("bgp-router", cn.name, cn.address) for cn in spec.control_nodes))
@@ -96,7 +97,7 @@ class Controller:
         if "control" in self.roles:
             out.append((self.introspect.app(), spec.listen, spec.introspect_port))
             out += [(self.control.xmpp_app(), cn.address, XMPP_PORT)
-                    for cn in spec.control_nodes]
+                    for cn in spec.served_control_nodes]
         if "api" in self.roles:
             out.append((self.api.app(), spec.listen, spec.api_port))
         return out

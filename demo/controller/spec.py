@@ -95,13 +95,25 @@ class ControllerSpec(BaseModel):
     startup_timeout_s: float = 90.0  # how long to retry unreachable services at start
     # this host among the cluster's config nodes (its config-node record `<cluster>-config-N`)
     node_index: int = Field(1, ge=1)
+    # the cluster's config hosts (the analytics-api lists a config node UVE for each)
+    config_nodes: int = Field(1, ge=1)
     # several config hosts: each writer takes part in a ZooKeeper election and works (opens
     # its queue, runs its passes) only while active, as Contrail's are active-backup
     writers_elect: bool = False
+    # the cluster's control nodes this host's control role runs (names); None: all of
+    # control_nodes. With several controller hosts, control_nodes lists the cluster's (the
+    # analytics-api and the iBGP mesh know them all) and each host serves its own.
+    serves_control: list[str] | None = None
 
     @property
     def api_url(self) -> str:
         return f"http://{self.listen}:{self.api_port}"
+
+    @property
+    def served_control_nodes(self) -> list[ControlNodeSpec]:
+        if self.serves_control is None:
+            return list(self.control_nodes)
+        return [cn for cn in self.control_nodes if cn.name in self.serves_control]
 
 
 def _check_private(path: Path) -> None:

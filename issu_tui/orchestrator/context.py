@@ -101,6 +101,9 @@ class Context:
         if cluster.analytics:
             host = urlparse(cluster.analytics.url).hostname or ""
             collectors = [host] if host else []  # the profile adds the collector port
+            # an agent reports to every analytics node of the cluster (HA), the URL's first
+            collectors += [h.address for h in cluster.controllers
+                           if "analytics" in h.roles and h.address not in collectors]
         return ClusterTarget(name=name, version=cluster.version, control_nodes=nodes,
                              collectors=collectors, dns_servers=nodes)
 
