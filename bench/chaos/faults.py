@@ -38,7 +38,7 @@ def _kill(pid: int, sig: signal.Signals = signal.SIGKILL) -> None:
     os.kill(pid, sig)
 
 
-def _runsync_pid(trial: Trial) -> int:
+def runsync_pid(trial: Trial) -> int:
     pid = trial.journal_state().runsync_pid
     if not pid or not Path(f"/proc/{pid}").exists():
         raise Skip("run-sync is not running")
@@ -46,13 +46,13 @@ def _runsync_pid(trial: Trial) -> int:
 
 
 def kill_runsync(trial: Trial, rng: random.Random) -> str:
-    pid = _runsync_pid(trial)
+    pid = runsync_pid(trial)
     _kill(pid)
     return f"pid {pid}"
 
 
 def kill_apply(trial: Trial, rng: random.Random) -> str:
-    children = sorted(descendants([_runsync_pid(trial)]))
+    children = sorted(descendants([runsync_pid(trial)]))
     if not children:
         raise Skip("run-sync has no apply process")
     pid = rng.choice(children)
@@ -99,7 +99,7 @@ def _stall(trial: Trial, rng: random.Random, pids: list[int], what: str) -> str:
 
 
 def stall_runsync(trial: Trial, rng: random.Random) -> str:
-    pid = _runsync_pid(trial)
+    pid = runsync_pid(trial)
     return _stall(trial, rng, [pid, *descendants([pid])], f"run-sync pid {pid}")
 
 
@@ -188,3 +188,5 @@ FAULTS: tuple[Fault, ...] = (
     Fault("disk-full", "the state directory's disk full for 3-10 s", fill_state_disk),
 )
 BY_KIND = {f.kind: f for f in FAULTS}
+# the faults whose target is run-sync: drawn before it runs, they wait for it
+RUN_SYNC_FAULTS = frozenset({"kill-run-sync", "kill-apply", "stall-run-sync"})

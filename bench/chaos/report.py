@@ -35,6 +35,8 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
             entry["recovery_s"].append(f["recovery_s"])
     skipped = Counter(f["kind"] for r in results for f in r.get("faults", [])
                       if f["outcome"] != "injected")
+    waited = Counter(f["kind"] for f in _injected(results)
+                     if f.get("deferred_from_s") is not None)
     in_a_row = 0
     for r in results:
         if not r.get("ok"):
@@ -43,7 +45,7 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     return {"trials": len(results), "passed": sum(bool(r.get("ok")) for r in results),
             "passed_in_a_row_from_first": in_a_row, "differences": differences,
             "unknown_computes": unknown, "faults_by_kind": by_kind,
-            "not_injected_by_kind": dict(skipped),
+            "not_injected_by_kind": dict(skipped), "waited_for_run_sync_by_kind": dict(waited),
             "pairs": sum(1 for f in _injected(results) if f.get("together_with"))}
 
 
@@ -112,18 +114,22 @@ def _markdown(header: list[str], results: list[dict[str, Any]]) -> str:
         f"{total['differences']}; computes in an unknown state: {total['unknown_computes']}; "
         f"pairs of simultaneous faults: {total['pairs']}.", "",
         "## Faults injected", "",
-        "| fault | injected | recovery s (median / max) | not applicable at its moment |",
-        "|---|---|---|---|",
+        "| fault | injected | of which waited for run-sync | recovery s (median / max) "
+        "| not applicable at its moment |",
+        "|---|---|---|---|---|",
     ]
     kinds = sorted(set(total["faults_by_kind"]) | set(total["not_injected_by_kind"]))
     for kind in kinds:
         entry = total["faults_by_kind"].get(kind, {"injected": 0, "recovery_s": []})
         rec = sorted(entry["recovery_s"])
         shown = f"{rec[len(rec) // 2]:.1f} / {rec[-1]:.1f}" if rec else "-"
-        lines.append(f"| {kind} | {entry['injected']} | {shown} | "
+        waited = total["waited_for_run_sync_by_kind"].get(kind, 0)
+        lines.append(f"| {kind} | {entry['injected']} | {waited} | {shown} | "
                      f"{total['not_injected_by_kind'].get(kind, 0)} |")
     lines += ["", "Recovery: from the fault's end until the executor runs again and, from "
-              "run-sync's phase to finalize, run-sync reports again.", ""]
+              "run-sync's phase to finalize, run-sync reports again. A fault on run-sync "
+              "drawn before run-sync ran waits for it and lands at a random moment of its "
+              "hold.", ""]
     lines += _seen(results)
     lines += [
               "## Trials", "",

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.chaos import checker
-from bench.chaos.faults import BY_KIND, FAULTS, Skip
+from bench.chaos.faults import BY_KIND, FAULTS, RUN_SYNC_FAULTS, Skip, runsync_pid
 from bench.chaos.workload import Load
 from demo.services import Endpoints
 from demo.services.launcher import Launcher
@@ -42,6 +42,9 @@ class Injected:
     duration_s: float = 0.0
     recovery_s: float | None = None  # fault end -> run-sync reporting again (or step done)
     together_with: str = ""
+    # a run-sync fault drawn before run-sync ran: the moment it was drawn for (it waits for
+    # run-sync, then lands at a random moment of run-sync's hold)
+    deferred_from_s: float | None = None
     # what the operator saw from the fault's moment until 20 s after it recovered: the
     # journal's warning/error events (`issu events`, the console's events) and failed commands
     seen: list[str] = field(default_factory=list)
@@ -167,6 +170,7 @@ class Driver:
         self.carry_on("computes", "compute", "upgrade", "all", "--batch-size", "2",
                       "--parallel", "2", done=lambda r: not r.get("failed"))
         self.trial.read_old_nodes()
+        self.trial.finalizing.set()
         self.carry_on("finalize", "finalize")
 
 
@@ -212,6 +216,7 @@ class Trial:
         self._fault_threads: list[threading.Thread] = []
         self._finished = threading.Event()
         self.run_sync_started = threading.Event()
+        self.finalizing = threading.Event()  # run-sync's faults no longer wait for it
         self.old_nodes: dict[str, Any] | None = None  # old's node records before finalize
         self.old_nodes_note = "not read before finalize"
         self.schedule = draw_schedule(self.rng, opts.minutes, opts.kinds)
@@ -323,9 +328,16 @@ class Trial:
         self._fault_threads += threads
 
     def _one(self, record: Injected) -> None:
+        rng = random.Random(self.rng.random())
         began = time.monotonic()
         try:
-            record.note = BY_KIND[record.kind].inject(self, random.Random(self.rng.random()))
+            try:
+                record.note = BY_KIND[record.kind].inject(self, rng)
+            except Skip:
+                if record.kind not in RUN_SYNC_FAULTS or not self._wait_for_run_sync(record, rng):
+                    raise
+                began = time.monotonic()
+                record.note = BY_KIND[record.kind].inject(self, rng)
         except Skip as why:
             record.outcome, record.note = "skipped", str(why)
             return
@@ -335,6 +347,29 @@ class Trial:
         ended = time.monotonic()
         record.duration_s = round(ended - began, 1)
         record.recovery_s = self._recovery(ended)
+
+    def _wait_for_run_sync(self, record: Injected, rng: random.Random) -> bool:
+        """A fault on run-sync drawn while it does not run: before its phase, wait for it and
+        land at a random moment of its hold; while it is being restarted, wait up to 60 s.
+        False when finalize has begun (run-sync's end is the procedure's, not a fault's)."""
+        if not self.run_sync_started.is_set():
+            while not self.run_sync_started.wait(0.5):
+                if self._finished.is_set() or self.finalizing.is_set():
+                    return False
+            delay = rng.uniform(5, max(6.0, self.run_sync_hold_s()))
+            if self._finished.wait(delay) or self.finalizing.is_set():
+                return False
+            record.deferred_from_s, record.at_s = record.at_s, round(self.elapsed(), 1)
+            record.phase = self.phase()
+            return True
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self._finished.wait(2.0) or self.finalizing.is_set():
+                return False
+            with contextlib.suppress(Skip):
+                runsync_pid(self)
+                return True
+        return False
 
     def _recovery(self, since: float, timeout_s: float = 300.0) -> float | None:
         """Seconds from the fault's end until the executor runs and, while run-sync is
