@@ -44,10 +44,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 def _fill(where: Path) -> Path:
     filler = where / "filler"
-    with open(filler, "ab") as fh, contextlib.suppress(OSError):
+    with open(filler, "ab", buffering=0) as fh, contextlib.suppress(OSError):
         while True:
             fh.write(b"\0" * 65536)
-            fh.flush()
     return filler
 
 

@@ -159,10 +159,9 @@ def fill_state_disk(trial: Trial, rng: random.Random) -> str:
     seconds = rng.uniform(3, 10)
     filler = trial.state_dir / "chaos-filler"
     try:
-        with open(filler, "ab") as fh, contextlib.suppress(OSError):
+        with open(filler, "ab", buffering=0) as fh, contextlib.suppress(OSError):
             while True:
                 fh.write(b"\0" * (1 << 20))
-                fh.flush()
         trial.sleep(seconds)
     finally:
         with contextlib.suppress(OSError):
