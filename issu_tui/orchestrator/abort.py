@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from backends.apiserver import ApiServerError
 from backends.versions import release_matches
 from issu_tui.orchestrator.computes import ComputeRunner
-from issu_tui.orchestrator.context import Context, OrchestratorError
+from issu_tui.orchestrator.context import Context, OrchestratorError, StepInterrupted
 from issu_tui.orchestrator.finalize import (
     COMMIT_STEP,
     before_commit,
@@ -48,9 +49,29 @@ def roll_back_computes(run: AbortRun) -> list[str]:
 
 
 def undo_finalize(run: AbortRun) -> list[str]:
-    """The inverse of every finalize step done before the point of no return, last first."""
-    return [done.undo(run.ctx) for done in reversed(before_commit())
-            if done.undo is not None and done.to_undo(run.ctx)]
+    """The inverse of every finalize step done before the point of no return, last first,
+    each one whatever the others did: a northbound host that does not answer must not leave
+    old's services stopped and old fenced. What failed is raised at the end, after the
+    others ran; every inverse is idempotent, so abort run again redoes only what is left."""
+    ctx = run.ctx
+    done: list[str] = []
+    failed: list[str] = []
+    for each in reversed(before_commit()):
+        if each.undo is None or not each.to_undo(ctx):
+            continue
+        try:
+            done.append(each.undo(ctx))
+        except StepInterrupted:
+            raise
+        except (OrchestratorError, ApiServerError) as exc:
+            failed.append(f"{each.name} not undone: {exc}")
+            ctx.event("abort", f"undo {each.name} failed, going on with the other steps: "
+                      f"{exc}", level="error", step=each.name)
+    if failed:
+        raise OrchestratorError("abort: " + " | ".join(failed) + " | undone: "
+                                + (" | ".join(done) or "nothing") + " | fix what is named "
+                                "and run abort again")
+    return done
 
 
 def unpair_old_side(run: AbortRun) -> list[str]:

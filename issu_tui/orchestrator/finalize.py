@@ -32,6 +32,8 @@ from issu_tui.orchestrator.node_cleanup import keep_old_bgp_routers, remove_old_
 from issu_tui.orchestrator.northbound import (
     NorthboundClient,
     client_key,
+    client_marker,
+    client_name,
     load_clients,
     record_switched,
     revert_clients,
@@ -303,18 +305,43 @@ def commit(run: FinalizeRun) -> str:
 def switch_northbound(run: FinalizeRun) -> str:
     if run.no_northbound:
         return "skipped (--no-northbound): the operator switches the clients"
-    clients = [c for c in run.clients if c.kind != "collector"]
+    return switch_each(run.ctx, "switch-northbound",
+                       [c for c in run.clients if c.kind != "collector"]) \
+        or "no northbound api clients listed (collectors only)"
+
+
+def switch_each(ctx: Context, step_name: str, clients: list[NorthboundClient]) -> str:
+    """Switch `clients` one by one, each marked in the journal once switched (a retry skips
+    it) and recorded just before its own edit (abort and revert read it back and point it
+    back); on a failure the journal says which clients were switched and which not."""
     # a client not switched by an earlier run of this upgrade gets a fresh backup (one
     # left by an earlier upgrade would be restored by abort)
-    earlier = {client_key(c) for c in switched_clients(run.ctx)}
-    done = []
-    for client in clients:
-        # recorded (what abort points back) just before its own edit, not all at once: a
-        # client a killed run never reached is not "switched earlier" and keeps no leftover
-        record_switched(run.ctx, [client])
-        done.append(switch_client(run.ctx, client,
-                                  fresh_backup=client_key(client) not in earlier))
-    return "; ".join(done) or "no northbound api clients listed (collectors only)"
+    earlier = {client_key(c) for c in switched_clients(ctx)}
+    done: list[str] = []
+    for i, client in enumerate(clients):
+        marker = client_marker(step_name, client)
+        if ctx.step_done(marker):
+            done.append(f"{client_name(client)}: switched by an earlier run")
+            continue
+        # recorded just before its own edit, not all at once: a client a killed run never
+        # reached is not "switched earlier" and keeps no leftover
+        record_switched(ctx, [client])
+        try:
+            said = switch_client(ctx, client, fresh_backup=client_key(client) not in earlier)
+        except OrchestratorError as exc:
+            switched = [client_name(c) for c in clients[:i]]
+            pending = [client_name(c) for c in clients[i + 1:]]
+            ctx.event("finalize", f"{step_name}: {client_name(client)} failed: {exc}; "
+                      f"switched: {', '.join(switched) or 'none'}; not switched: "
+                      f"{', '.join([client_name(client), *pending])}", level="error",
+                      step=step_name, failed=client_name(client), switched=switched,
+                      pending=pending)
+            raise
+        ctx.mark_step(marker)
+        ctx.event("finalize", f"{step_name}: {said}", step=step_name,
+                  client=client_name(client))
+        done.append(said)
+    return "; ".join(done)
 
 
 def translator_blockers(ctx: Context) -> list[str]:

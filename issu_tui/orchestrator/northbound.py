@@ -305,12 +305,31 @@ def client_key(client: NorthboundClient) -> tuple[str | None, str]:
     return client.host, str(client.path)
 
 
+def client_name(client: NorthboundClient) -> str:
+    """How events and errors name a client: `neutron neutron-1:/etc/...` (kind, where)."""
+    where = f"{client.host}:{client.path}" if client.host else str(client.path)
+    return f"{client.kind} {where}"
+
+
+def client_marker(step: str, client: NorthboundClient) -> str:
+    """The journal marker of one client switched (read back, signalled) by finalize's
+    `step` (switch-northbound, analytics): a retry skips it, abort and revert know it."""
+    return f"finalize.{step}.client:{client.host or ''}:{client.path}"
+
+
 def record_switched(ctx: Context, clients: list[NorthboundClient]) -> None:
     """Add `clients` to the record of those switched (kept across finalize runs, so abort
     points back every client any run switched)."""
     keys = {client_key(c) for c in clients}
-    clients = [*(c for c in switched_clients(ctx) if client_key(c) not in keys), *clients]
+    _write_record(ctx, [*(c for c in switched_clients(ctx) if client_key(c) not in keys),
+                        *clients])
+
+
+def _write_record(ctx: Context, clients: list[NorthboundClient]) -> None:
     path = ctx.config.state_dir / SWITCHED_FILE
+    if not clients:
+        path.unlink(missing_ok=True)
+        return
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps([c.model_dump(mode="json") for c in clients], indent=1))
     os.replace(tmp, path)
@@ -329,39 +348,68 @@ def switched_clients(ctx: Context) -> list[NorthboundClient]:
 
 
 def revert_clients(ctx: Context) -> str:
-    """switch-northbound's inverse (abort, while new is still fenced): every switched client's
-    file restored from its `.issu-backup` (the file as it was before the first switch), read
-    back to show old's cluster again, and the client signalled. A client whose file was not
-    rewritten (it named new already) is left as it is."""
+    """The inverse of switch-northbound (abort, while new is still fenced) and of analytics
+    (revert): every recorded client pointed back at old, best-effort: one that cannot be
+    (its host unreachable) does not keep the others, nor abort's later inverses, from
+    running. Each client pointed back leaves the record; those left are named in the error
+    raised at the end, and a re-run acts on them only."""
     clients = switched_clients(ctx)
     if not clients:
         return "northbound: no client was switched"
-    done = [_revert_one(ctx, c) for c in clients]
-    (ctx.config.state_dir / SWITCHED_FILE).unlink(missing_ok=True)
+    done, failed = [], []
+    for client in clients:
+        try:
+            done.append(_revert_one(ctx, client))
+        except OrchestratorError as exc:
+            failed.append(f"{client_name(client)} ({exc})")
+            ctx.event("abort", f"northbound: {client_name(client)} NOT pointed back at old: "
+                      f"{exc}", level="error", client=client_name(client))
+            continue
+        _write_record(ctx, [c for c in switched_clients(ctx)
+                            if client_key(c) != client_key(client)])
+        for step in ("switch-northbound", "analytics"):
+            ctx.journal.clear_steps(client_marker(step, client))
+    if failed:
+        raise OrchestratorError(
+            f"northbound: {len(failed)} client(s) NOT pointed back at old: "
+            + "; ".join(failed) + ". Pointed back: " + ("; ".join(done) or "none")
+            + ". Run abort again once their hosts answer (only those are retried), or point "
+            "them back by hand from their .issu-backup files")
     return "northbound pointed back at old: " + "; ".join(done)
 
 
 def _revert_one(ctx: Context, client: NorthboundClient) -> str:
+    """One client pointed back at old. Its file is read first: one that names old already
+    (never edited: a switch that failed before its edit, or pointed back by hand) is left as
+    it is, and its backup (maybe one of an earlier upgrade) is not restored over it."""
     edits = edits_for(ctx, client, "old")
     if client.host is not None:
         return _revert_over_ssh(ctx, client, client.host, edits)
     backup = client.path.with_name(client.path.name + BACKUP_SUFFIX)
-    restored = backup.exists()
-    if restored:
-        saved = backup.read_bytes()
-        wrong = _missing(saved.decode(errors="replace"), edits)
-        if wrong:  # checked before anything is replaced: the file and its backup stay
-            raise OrchestratorError(
-                f"northbound {client.kind} {client.path}: its backup {backup} does not name "
-                "old (" + "; ".join(wrong) + "): nothing restored; point it back by hand")
-        tmp = client.path.with_name(f".{client.path.name}.issu-tmp")
-        tmp.write_bytes(saved)
-        os.chmod(tmp, backup.stat().st_mode & 0o7777)
-        os.replace(tmp, client.path)
-    wrong = _missing(client.path.read_text(), edits)
-    if wrong:
-        raise OrchestratorError(f"northbound {client.kind} {client.path}: no backup to restore "
-                                "and the file does not name old: " + "; ".join(wrong))
+    where = f"northbound {client.kind} {client.path}"
+    try:
+        restored = bool(_missing(client.path.read_text(), edits))
+        if restored:
+            if not backup.exists():
+                raise OrchestratorError(
+                    f"{where}: no backup to restore and the file does not name old: "
+                    + "; ".join(_missing(client.path.read_text(), edits)))
+            saved = backup.read_bytes()
+            wrong = _missing(saved.decode(errors="replace"), edits)
+            if wrong:  # checked before anything is replaced: the file and its backup stay
+                raise OrchestratorError(
+                    f"{where}: its backup {backup} does not name old ("
+                    + "; ".join(wrong) + "): nothing restored; point it back by hand")
+            tmp = client.path.with_name(f".{client.path.name}.issu-tmp")
+            tmp.write_bytes(saved)
+            os.chmod(tmp, backup.stat().st_mode & 0o7777)
+            os.replace(tmp, client.path)
+            wrong = _missing(client.path.read_text(), edits)
+            if wrong:
+                raise OrchestratorError(f"{where}: read back after the restore does not "
+                                        "name old: " + "; ".join(wrong))
+    except OSError as exc:
+        raise OrchestratorError(f"{where}: {exc}") from None
     signalled = _signal_local(client)  # also on a re-run: the client may still hold new
     backup.unlink(missing_ok=True)
     return f"{client.kind} {client.path}: {'restored' if restored else 'names old'}{signalled}"
@@ -390,25 +438,25 @@ def _revert_over_ssh(ctx: Context, client: NorthboundClient, host_name: str,
     backup = file + BACKUP_SUFFIX
     where_said = f"northbound {client.kind} on {host.name}"
     try:
-        found, _, saved = ex.run_script(where, f"read {backup}", _READ_BACKUP_SCRIPT,
-                                        [backup]).partition("\n")
-        restored = found.strip() == "present"
+        restored = bool(_missing(ex.read_file(where, file), edits))
         if restored:
+            found, _, saved = ex.run_script(where, f"read {backup}", _READ_BACKUP_SCRIPT,
+                                            [backup]).partition("\n")
+            if found.strip() != "present":
+                raise OrchestratorError(f"{where_said}: {file} does not name old and has no "
+                                        f"backup to restore ({backup}): point it back by hand")
             wrong = _missing(saved, edits)
             if wrong:  # checked before anything is replaced: the file and its backup stay
                 raise OrchestratorError(
                     f"{where_said}: its backup {backup} does not name old ("
                     + "; ".join(wrong) + "): nothing restored; point it back by hand")
             ex.run_script(where, f"restore {file}", _RESTORE_SCRIPT, [file, backup])
-        after = ex.read_file(where, file)
+            wrong = _missing(ex.read_file(where, file), edits)
+            if wrong:
+                raise OrchestratorError(f"{where_said}: {file} read back after the restore "
+                                        "does not name old: " + "; ".join(wrong))
     except ControllerError as exc:
         raise OrchestratorError(f"{where_said}: {exc}") from None
-    wrong = _missing(after, edits)
-    if wrong:
-        raise OrchestratorError(
-            f"{where_said}: {file} read back "
-            + ("after the restore" if restored else "(no backup to restore)")
-            + " does not name old: " + "; ".join(wrong))
     signalled = _signal_over_ssh(ex, where, host, client)  # also on a re-run
     try:
         ex.run_script(where, f"remove {backup}", _REMOVE_BACKUP_SCRIPT, [backup])

@@ -1,0 +1,138 @@
+"""Finalize failing part-way and abort undoing it, over the real sshd of the test network.
+
+The controller and northbound hosts are simulated hosts of the real sshd (systemctl is the
+stand-in of tests/fakebin/fakectl.py, see tests/test_controller.py); the northbound client
+files are real files edited over SSH. An unreachable host is one whose sshd port answers
+nothing (port 1).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from issu_tui.config import ApiServerConfig, IssuConfig
+from issu_tui.journal import Journal
+from issu_tui.orchestrator import abort as aborting
+from issu_tui.orchestrator import finalize as fin
+from issu_tui.orchestrator.context import Context, OrchestratorError
+from issu_tui.orchestrator.northbound import load_clients, switched_clients
+from tests.test_controller import Host, _inventory_config, host, ssh  # noqa: F401
+
+OLD_UNITS = ("contrail-api", "contrail-schema", "contrail-svc-monitor",
+             "contrail-device-manager")
+OLD_PLUGIN = "[APISERVER]\napi_server_ip = 10.9.0.1\napi_server_port = 8082\nkeep = 1\n"
+
+
+def _config(base: IssuConfig, host: Host, tmp_path: Path, *, reachable: bool) -> IssuConfig:
+    """Old: one config host (old-ctl-1) whose profile fences with a rule file; new: as
+    _inventory_config; two northbound hosts, neutron-1 and neutron-2 (its sshd port 1 when
+    not `reachable`)."""
+    rules = tmp_path / "rules-old"
+    site = base.controller_profiles["site"]
+    ctl = base.new.controllers[0]
+    old_ctl = ctl.model_copy(update={"name": "old-ctl-1", "profile": "site-old",
+                                     "roles": ["config"]})
+    nb = [ctl.model_copy(update={"name": name, "roles": ["northbound"]})
+          for name in ("neutron-1", "neutron-2")]
+    if not reachable:
+        nb[1] = nb[1].model_copy(update={"ssh_port": 1})
+    fence = {"fence": f"sh -c 'echo REJECT >> \"$0\"' {shlex.quote(str(rules))}",
+             "unfence": f"sh -c ': > \"$0\"' {shlex.quote(str(rules))}"}
+    return base.model_copy(update={
+        "old": base.old.model_copy(update={
+            "controllers": [old_ctl],
+            "api_server": ApiServerConfig(url="http://10.9.0.1:8082")}),
+        "new": base.new.model_copy(update={
+            "controllers": [*base.new.controllers, *nb],
+            "api_server": ApiServerConfig(url="http://10.9.0.2:8082")}),
+        "controller_profiles": {"site": site, "site-old": {**site, **fence}}})
+
+
+@pytest.fixture
+def world(ssh: object, host: Host, tmp_path: Path) -> Iterator[dict[str, object]]:  # noqa: F811
+    host.seed({**{f"systemd:{u}": {"running": True, "enabled": True} for u in OLD_UNITS},
+               **{f"systemd:{u}": {"running": False, "enabled": False}
+                  for u in ("contrail-kube-manager",)},
+               "systemd:neutron-server": {"running": True, "enabled": True}})
+    files = {name: tmp_path / f"{name}.ini" for name in ("a", "b", "c")}
+    for file in files.values():
+        file.write_text(OLD_PLUGIN)
+    listing = tmp_path / "northbound.toml"
+    listing.write_text("".join(
+        f'[[client]]\nkind = "neutron"\nhost = "{where}"\npath = "{files[name]}"\n'
+        'service = "neutron-server"\n'
+        for name, where in (("a", "neutron-1"), ("b", "neutron-2"), ("c", "neutron-1"))))
+    (tmp_path / "rules-old").write_text("")
+    yield {"files": files, "listing": listing, "rules": tmp_path / "rules-old"}
+
+
+def _ctx(config: IssuConfig, tmp_path: Path) -> Context:
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    return Context(config=config, config_path=tmp_path / "issu.toml",
+                   journal=Journal.open(tmp_path / "journal"))
+
+
+def test_abort_reopens_old_although_a_northbound_host_does_not_answer(
+        ssh: object, host: Host, tmp_path: Path, world: dict[str, object]) -> None:  # noqa: F811
+    """Audit D1/D10: finalize failed at switch-northbound on neutron-2 (its host down). The
+    journal says which client was switched and which not. abort then could not point
+    neutron-2's client back and raised before anything else: old's api-server and writers
+    stayed stopped and fenced. Now abort points back what it can, starts old's services,
+    unfences old, and fails at the end naming neutron-2; run again with the host back, it
+    finishes, leaving neutron-2's file (never edited) as it is, not overwritten by a stale
+    backup of an earlier upgrade."""
+    files: dict[str, Path] = world["files"]  # type: ignore[assignment]
+    base = _inventory_config(ssh, host, tmp_path)  # type: ignore[arg-type]
+    down = _config(base, host, tmp_path, reachable=False)
+    stale = OLD_PLUGIN.replace("keep = 1", "from = the previous upgrade")
+    Path(f"{files['b']}.issu-backup").write_text(stale)
+    ctx = _ctx(down, tmp_path)
+    try:
+        run = fin.FinalizeRun(ctx, clients=load_clients(world["listing"]))  # type: ignore[arg-type]
+        for name in ("fence-old", "stop-old-services"):
+            fin._run_once(run, fin.step(name))
+        assert world["rules"].read_text() == "REJECT\n"  # type: ignore[attr-defined]
+        assert not any(host.state()[f"systemd:{u}"]["running"] for u in OLD_UNITS)
+        with pytest.raises(OrchestratorError, match="northbound neutron on neutron-2"):
+            fin._run_once(run, fin.step("switch-northbound"))
+        assert "api_server_ip=10.9.0.2" in files["a"].read_text()
+        assert files["b"].read_text() == OLD_PLUGIN and files["c"].read_text() == OLD_PLUGIN
+        # the journal says which clients were switched and which not
+        [failed] = ctx.journal.events(kind="finalize", text=" failed: ")
+        assert failed.fields["switched"] == [f"neutron neutron-1:{files['a']}"]
+        assert failed.fields["failed"] == f"neutron neutron-2:{files['b']}"
+        assert failed.fields["pending"] == [f"neutron neutron-1:{files['c']}"]
+
+        with pytest.raises(OrchestratorError) as refused:
+            aborting.undo_finalize(aborting.AbortRun(ctx, runner=None))  # type: ignore[arg-type]
+        said = str(refused.value)
+        assert "switch-northbound not undone: northbound: 1 client(s) NOT pointed back at " \
+               f"old: neutron neutron-2:{files['b']} (northbound neutron on neutron-2" in said
+        # everything else was undone: old's services running again, old open
+        assert all(host.state()[f"systemd:{u}"]["running"] for u in OLD_UNITS)
+        assert world["rules"].read_text() == ""  # type: ignore[attr-defined]
+        assert "old's config services started again" in said
+        assert files["a"].read_text() == OLD_PLUGIN
+        assert [c.host for c in switched_clients(ctx)] == ["neutron-2"]
+    finally:
+        ctx.journal.close()
+
+    # the host answers again: abort run again finishes the one client left, reading its
+    # file first (it names old: never edited), so the stale backup is not restored over it
+    ctx = _ctx(_config(base, host, tmp_path, reachable=True), tmp_path)
+    try:
+        hups = host.calls().count(["systemctl", "kill", "--signal=HUP", "neutron-server"])
+        done = aborting.undo_finalize(aborting.AbortRun(ctx, runner=None))  # type: ignore[arg-type]
+        assert (f"northbound pointed back at old: neutron neutron-2:{files['b']}: names "
+                "old, read back, SIGHUP to neutron-server") in done
+        assert files["b"].read_text() == OLD_PLUGIN
+        assert not Path(f"{files['b']}.issu-backup").exists()
+        assert host.calls().count(["systemctl", "kill", "--signal=HUP",
+                                   "neutron-server"]) == hups + 1  # neutron-2's only
+        assert switched_clients(ctx) == []
+    finally:
+        ctx.journal.close()
