@@ -27,7 +27,7 @@ OLD_UNITS = ("contrail-api", "contrail-schema", "contrail-svc-monitor",
 OLD_PLUGIN = "[APISERVER]\napi_server_ip = 10.9.0.1\napi_server_port = 8082\nkeep = 1\n"
 
 
-def _config(base: IssuConfig, host: Host, tmp_path: Path, *, reachable: bool) -> IssuConfig:
+def _config(base: IssuConfig, tmp_path: Path, *, reachable: bool) -> IssuConfig:
     """Old: one config host (old-ctl-1) whose profile fences with a rule file; new: as
     _inventory_config; two northbound hosts, neutron-1 and neutron-2 (its sshd port 1 when
     not `reachable`)."""
@@ -87,7 +87,7 @@ def test_abort_reopens_old_although_a_northbound_host_does_not_answer(
     backup of an earlier upgrade."""
     files: dict[str, Path] = world["files"]  # type: ignore[assignment]
     base = _inventory_config(ssh, host, tmp_path)  # type: ignore[arg-type]
-    down = _config(base, host, tmp_path, reachable=False)
+    down = _config(base, tmp_path, reachable=False)
     stale = OLD_PLUGIN.replace("keep = 1", "from = the previous upgrade")
     Path(f"{files['b']}.issu-backup").write_text(stale)
     ctx = _ctx(down, tmp_path)
@@ -123,7 +123,7 @@ def test_abort_reopens_old_although_a_northbound_host_does_not_answer(
 
     # the host answers again: abort run again finishes the one client left, reading its
     # file first (it names old: never edited), so the stale backup is not restored over it
-    ctx = _ctx(_config(base, host, tmp_path, reachable=True), tmp_path)
+    ctx = _ctx(_config(base, tmp_path, reachable=True), tmp_path)
     try:
         hups = host.calls().count(["systemctl", "kill", "--signal=HUP", "neutron-server"])
         done = aborting.undo_finalize(aborting.AbortRun(ctx, runner=None))  # type: ignore[arg-type]
