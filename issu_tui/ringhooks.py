@@ -18,7 +18,7 @@ from backends.ssh import SshExecutor, SshTarget
 from issu_tui.config import ControllerHostConfig, IssuConfig
 from issu_tui.journal import Journal
 from issu_tui.orchestrator.ringrun import RingHooks, RingRunner
-from issu_tui.sides import cassandra_side
+from issu_tui.sides import cassandra_side, issu_keyspaces
 
 DATABASE = ROLE_SERVICES["database"]
 
@@ -83,7 +83,7 @@ def controller_runner(config: IssuConfig, nodetool_argv: Sequence[str],
     ssh = SshExecutor(config.ssh.known_hosts, config.ssh.connect_timeout_s, timeout_s)
     # Old's keyspaces and new's (after pre-sync they share the ring; after finalize new's
     # serve and old's are kept for the way back): the runner uses those in the ring.
-    names = config.sync.keyspaces or ["config_db_uuid"]
+    names = issu_keyspaces(config)
     keyspaces = list(dict.fromkeys([*(config.old.cassandra.keyspace(k) for k in names),
                                     *(config.new.cassandra.keyspace(k) for k in names)]))
     return RingRunner(

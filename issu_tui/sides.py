@@ -16,6 +16,7 @@ from issu_tui.config import ClusterConfig, IssuConfig
 
 if TYPE_CHECKING:
     from backends.cassandra.connection import CassandraSide
+    from backends.cassandra.registry import Registry
     from backends.cassandra.tables import SyncSettings
     from backends.rabbit import RabbitSide
     from backends.runsync.options import RunSyncOptions
@@ -38,6 +39,20 @@ def reversed_config(config: IssuConfig) -> IssuConfig:
 
 def cluster(config: IssuConfig, which: Which) -> ClusterConfig:
     return config.old if which == "old" else config.new
+
+
+def issu_keyspaces(config: IssuConfig, registry: Registry | None = None) -> list[str]:
+    """The ISSU keyspaces of the upgrade, unprefixed: `sync.keyspaces`, or when it is unset
+    every registered one (Contrail's five and any `issu.keyspaces` entry point's). The copy,
+    verify, preflight, the ring steps' replication changes and the quorum guard all take
+    theirs from here, so that none of them looks at fewer keyspaces than the others."""
+    if config.sync.keyspaces:
+        return list(config.sync.keyspaces)
+    if registry is None:
+        from backends.cassandra.registry import load_registry
+
+        registry = load_registry()
+    return sorted(registry.keyspaces)
 
 
 def cassandra_side(config: IssuConfig, which: Which,

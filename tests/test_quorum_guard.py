@@ -329,3 +329,67 @@ def test_after_finalize_the_runner_guards_new_keyspaces_and_names_its_errors(
     dead = CassandraSide("old", (node,), port=1)
     with pytest.raises(RingOpError, match=rf"convert {node} to v2: the ring \({node}\)"):
         _runner(dead, [rf1_keyspace]).guard(step)
+
+
+def _shared_config(tmp_path: Path, services: Endpoints, prefix: str,
+                   sync: str = "") -> Path:
+    """old and new sharing the test network's Cassandra under prefixes `<prefix>1` /
+    `<prefix>2`, its node a controller host; sync.keyspaces unset unless `sync` says."""
+    node = services.cassandra_old
+    path = tmp_path / "issu.toml"
+    path.write_text(f"""state_dir = "{tmp_path / 'state'}"
+[ssh]
+known_hosts = "{tmp_path / 'known_hosts'}"
+{sync}
+[old]
+name = "old"
+version = "4.1.0"
+cassandra = {{ hosts = ["{node.host}"], port = {node.port}, prefix = "{prefix}1" }}
+zookeeper = {{ hosts = ["{services.zk_old.hosts}"] }}
+rabbit = {{ hosts = ["{services.rabbit.host}"] }}
+[[old.controllers]]
+name = "db-1"
+address = "{node.host}"
+roles = ["database", "config"]
+ssh_key = "{tmp_path / 'key'}"
+[new]
+name = "new"
+version = "5.0.0"
+cassandra = {{ hosts = ["{node.host}"], port = {node.port}, prefix = "{prefix}2" }}
+zookeeper = {{ hosts = ["{services.zk_old.hosts}"], prefix = "v2" }}
+rabbit = {{ hosts = ["{services.rabbit.host}"] }}
+""")
+    return path
+
+
+def test_the_runner_guards_every_issu_keyspace_by_default(
+        tmp_path: Path, services: Endpoints) -> None:
+    """sync.keyspaces unset means every registered keyspace, for the ring runner too: a
+    step that would take to_bgp_keyspace below quorum is refused naming it, although
+    config_db_uuid is not in the ring at all (the runner looked only at config_db_uuid)."""
+    from issu_tui.config import load_config
+    from issu_tui.journal import Journal
+    from issu_tui.ringhooks import controller_runner
+    from issu_tui.sides import issu_keyspaces
+
+    prefix = f"g{uuid.uuid4().hex[:6]}"
+    config = load_config(_shared_config(tmp_path, services, prefix))
+    assert issu_keyspaces(config) == ["config_db_uuid", "dm_keyspace", "svc_monitor_keyspace",
+                                      "to_bgp_keyspace", "useragent"]
+    node = services.cassandra_old.host
+    keyspace = f"{prefix}1_to_bgp_keyspace"
+    side = CassandraSide("old", (node,), port=services.cassandra_old.port)
+    with connect(side) as conn:
+        conn.session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = "
+                             "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+    journal = Journal.open(config.state_dir)
+    try:
+        runner = controller_runner(config, ["nodetool"], None, journal)
+        assert f"{prefix}2_useragent" in runner.keyspaces
+        step = RingStep("done", "convert", (node,), f"convert {node} to v2", stops=(node,))
+        with pytest.raises(RingStepRefused, match=f"keyspace {keyspace}"):
+            runner.guard(step)
+    finally:
+        journal.close()
+        with connect(side) as conn:
+            conn.session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")

@@ -25,6 +25,7 @@ from issu_tui.orchestrator.finalize import (
 )
 from issu_tui.orchestrator.pairing import unpair
 from issu_tui.orchestrator.syncproc import RunSyncSupervisor
+from issu_tui.sides import issu_keyspaces
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ def drop_new(ctx: Context) -> str:
 
     config = ctx.config
     registry = load_registry()
-    wanted = config.sync.keyspaces or sorted(registry.keyspaces)
+    wanted = issu_keyspaces(config, registry)
     old_ks = {config.old.cassandra.keyspace(k) for k in registry.keyspaces}
     new_ks = [config.new.cassandra.keyspace(k) for k in wanted]
     new_root = config.new.zookeeper.root.rstrip("/")

@@ -44,6 +44,7 @@ from issu_tui.orchestrator.pairing import unpair
 from issu_tui.orchestrator.preflight import keyspaces_absent_on_old
 from issu_tui.orchestrator.settle import settle_old_writers
 from issu_tui.orchestrator.syncproc import ReverseSyncSupervisor, RunSyncSupervisor, run_step
+from issu_tui.sides import issu_keyspaces
 
 # Marked (under ctx.runsync_lock) just before finalize stops run-sync for good: from then on
 # the supervisor leaves it stopped, even if the stop-run-sync step itself is interrupted.
@@ -352,7 +353,7 @@ def translator_blockers(ctx: Context) -> list[str]:
 
     try:
         registry = load_registry()
-        keyspaces = ctx.config.sync.keyspaces or sorted(registry.keyspaces)
+        keyspaces = issu_keyspaces(ctx.config, registry)
         return registry.revert_blockers(ctx.config.old.version, ctx.config.new.version,
                                         keyspaces)
     except (RegistryError, VersionPathError) as exc:

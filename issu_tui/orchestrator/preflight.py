@@ -20,6 +20,7 @@ from issu_tui.config import ClusterConfig
 from issu_tui.orchestrator.approaches import DB_NODES_DOWN
 from issu_tui.orchestrator.context import Context, OrchestratorError
 from issu_tui.orchestrator.preflight_writers import new_writer_findings, version_findings
+from issu_tui.sides import issu_keyspaces
 
 if TYPE_CHECKING:
     from backends.cassandra.ring import RingView
@@ -91,10 +92,9 @@ def keyspaces_absent_on_old(ctx: Context) -> list[str]:
     Preflight accepts their absence with a warning unless it is config_db_uuid; finalize's
     verify then excludes exactly these, by name, instead of failing on them."""
     from backends.cassandra.connection import connect
-    from backends.cassandra.registry import load_registry
     from backends.cassandra.schema import keyspace_exists
 
-    wanted = ctx.config.sync.keyspaces or sorted(load_registry().keyspaces)
+    wanted = issu_keyspaces(ctx.config)
     with connect(_side(ctx, ctx.config.old), request_timeout=15) as conn:
         return [k for k in wanted
                 if not keyspace_exists(conn.session, ctx.config.old.cassandra.keyspace(k))]
@@ -107,7 +107,7 @@ def check_cassandra(ctx: Context, approach: str, db_nodes_down: int | None) -> l
 
     checks: list[Check] = []
     registry = load_registry()
-    wanted = ctx.config.sync.keyspaces or sorted(registry.keyspaces)
+    wanted = issu_keyspaces(ctx.config, registry)
     unregistered = [k for k in wanted if k not in registry.keyspaces]
     checks.append(Check(
         "keyspaces registered", not unregistered,
@@ -160,8 +160,7 @@ def _quorum(ctx: Context, cluster: ClusterConfig, conn: Any, approach: str,
     shared = shares_a_host(ctx.config.old.cassandra.hosts, ctx.config.new.cassandra.hosts)
     if not shared and db_nodes_down is None:
         planned = 0  # separate databases: the upgrade takes no DB node down
-    wanted = [cluster.cassandra.keyspace(k) for k in
-              (ctx.config.sync.keyspaces or ["config_db_uuid"])]
+    wanted = [cluster.cassandra.keyspace(k) for k in issu_keyspaces(ctx.config)]
     return quorum_check(cluster.name, read_ring(conn.cluster, conn.session), wanted,
                         planned, approach)
 

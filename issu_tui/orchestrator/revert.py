@@ -31,6 +31,7 @@ from issu_tui.orchestrator.computes import ComputeRunner
 from issu_tui.orchestrator.context import Context, OrchestratorError
 from issu_tui.orchestrator.finalize import REVERSE_STARTED
 from issu_tui.orchestrator.ringplan import RingPlanError, RingStep, ring_steps
+from issu_tui.sides import issu_keyspaces
 
 REVERSE_REPLICATION_MISSING = (
     "the reverse replication new -> old was not started at the commit (finalize's "
@@ -141,7 +142,7 @@ def plan_from_journal(config: IssuConfig, *, drop_new_data: bool = False) -> Rev
     if COMMIT_STEP in markers:
         try:
             registry = load_registry()
-            keyspaces = config.sync.keyspaces or sorted(registry.keyspaces)
+            keyspaces = issu_keyspaces(config, registry)
             blockers = registry.revert_blockers(config.old.version, config.new.version,
                                                 keyspaces)
         except (RegistryError, VersionPathError) as exc:

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from backends.cassandra.registry import TableSpec, load_registry
 from issu_tui.config import ControllerHostConfig, IssuConfig
 from issu_tui.orchestrator.context import Context, OrchestratorError
+from issu_tui.sides import issu_keyspaces
 
 POLL_S = 0.5
 
@@ -39,7 +40,7 @@ POLL_S = 0.5
 def writer_tables(ctx: Context) -> list[TableSpec]:
     """The tables post-sync copies (the writers' own: every keyspace but config_db_uuid)."""
     registry = load_registry()
-    wanted = ctx.config.sync.keyspaces or sorted(registry.keyspaces)
+    wanted = issu_keyspaces(ctx.config, registry)
     names = [k for k in wanted if k in registry.keyspaces and registry.keyspaces[k].post_sync]
     return registry.tables(names)
 
