@@ -172,7 +172,7 @@ def make_config(args: argparse.Namespace, endpoints: Any, state_root: Path,
         return {"name": name, "version": version,
                 "cassandra": {"hosts": ["127.0.0.1"], "prefix": name},
                 "zookeeper": {"hosts": ["127.0.0.1"], "prefix": name},
-                "rabbit": {"hosts": ["127.0.0.1"]},
+                "rabbit": {"hosts": ["127.0.0.1"], "vhost": "/" if name == "old" else "/v2"},
                 "analytics": {"url": analytics_url},
                 "control_nodes": [{"name": f"{name}-control", "address": control}]}
 

@@ -392,6 +392,15 @@ class IssuConfig(_Strict):
                 "old and new share ZooKeeper hosts "
                 f"{', '.join(same_zk)} with the same root: set odb/ndb prefixes"
             )
+        same_mq = _same_brokers(self.old.rabbit, self.new.rabbit)
+        if same_mq and self.old.rabbit.vhost == self.new.rabbit.vhost:
+            # run-sync's forward queue (old's vhost) and the reverse one (new's), and each
+            # api-server's notification exchange, would be one: changes would loop or mix.
+            raise ValueError(
+                f"[old.rabbit] and [new.rabbit] name the same RabbitMQ broker "
+                f"{', '.join(same_mq)} and the same vhost {self.old.rabbit.vhost!r}: "
+                "give new its own vhost (e.g. vhost = \"/v2\" in [new.rabbit])"
+            )
         return self
 
 
@@ -424,6 +433,25 @@ def cluster_addresses(cluster: ClusterConfig) -> set[str]:
 def same_address(host: str) -> str:
     """The address a host entry reaches (see `_address_of`)."""
     return _address_of(host)
+
+
+def _broker_endpoints(rabbit: RabbitConfig) -> dict[str, str]:
+    """Each host entry of a RabbitMQ config by the address:port it reaches (an entry may carry
+    its own port, as run-sync's URLs allow; else the config's port)."""
+    out = {}
+    for entry in rabbit.hosts:
+        host, sep, port = entry.rpartition(":")
+        if not (sep and port.isdigit()):
+            host, port = entry, str(rabbit.port)
+        out[f"{_address_of(host)}:{port}"] = entry
+    return out
+
+
+def _same_brokers(old: RabbitConfig, new: RabbitConfig) -> list[str]:
+    """old's broker entries that reach the same address and port as one of new's."""
+    new_endpoints = _broker_endpoints(new)
+    return sorted(entry for endpoint, entry in _broker_endpoints(old).items()
+                  if endpoint in new_endpoints)
 
 
 def _same_hosts(old: list[str], new: list[str]) -> list[str]:

@@ -116,6 +116,14 @@ BROKEN = [
     ("shared zookeeper same root", replace('hosts = ["127.0.0.22"]',
                                            'hosts = ["127.0.0.21:2181"]\nprefix = "v1"'),
      "", "same root"),
+    # the forward and reverse run-sync queues and both api-servers' notifications would mix
+    ("shared broker same vhost", replace('hosts = ["127.0.0.31"]\nvhost = "/v2"',
+                                         'hosts = ["127.0.0.31:5672"]'),
+     "", "[old.rabbit] and [new.rabbit] name the same RabbitMQ broker 127.0.0.31 and the "
+         "same vhost '/'"),
+    ("shared broker same named vhost",
+     replace('password = "env:', 'vhost = "/v2"\npassword = "env:'),
+     "", "same vhost '/v2'"),
     ("bad prefix", replace('prefix = "v1"\n[old.zookeeper]', 'prefix = "v-1"\n[old.zookeeper]'),
      "old.cassandra.prefix", "letters"),
     ("metrics off loopback", GOOD + '\n[sync]\nmetrics_listen = "0.0.0.0:9109"\n',
@@ -146,6 +154,15 @@ def test_broken_config_names_file_and_key(workdir: Path, name: str, text: str, k
     assert result.exit_code == 2
     assert str(path) in result.output
     assert SECRET_ENV not in result.output and SECRET_FILE not in result.output
+
+
+def test_one_broker_with_a_vhost_each_or_two_brokers_load(workdir: Path) -> None:
+    """Old and new may share a broker host on their own vhosts, or a host on other ports."""
+    other_port = replace('hosts = ["127.0.0.31"]\nvhost = "/v2"',
+                         'hosts = ["127.0.0.31:5673"]')
+    for text in (GOOD, other_port):
+        cfg = load_config(write(workdir, text))
+        assert cfg.new.rabbit.hosts[0].startswith("127.0.0.31")
 
 
 def test_check_reports_missing_files_and_loose_key(workdir: Path) -> None:

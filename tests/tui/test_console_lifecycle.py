@@ -47,7 +47,7 @@ def write_config(tmp_path) -> Path:
         "[old.rabbit]\nhosts = [\"127.36.0.31\"]\n"
         "[new]\nname = \"new\"\nversion = \"5.0.0\"\n"
         "[new.cassandra]\nhosts = [\"127.36.0.12\"]\n[new.zookeeper]\nhosts = [\"127.36.0.22\"]\n"
-        "[new.rabbit]\nhosts = [\"127.36.0.31\"]\n")
+        "[new.rabbit]\nhosts = [\"127.36.0.31\"]\nvhost = \"/v2\"\n")
     return path
 
 

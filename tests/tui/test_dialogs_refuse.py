@@ -160,10 +160,11 @@ async def test_finalize_key_says_why_not_now(make_app) -> None:
 
 def _write_config(path: Path, state_dir: Path) -> None:
     def cluster(name: str, version: str, octet: int) -> str:
+        vhost = "/" if name == "old" else "/v2"
         return (f'[{name}]\nname = "{name}"\nversion = "{version}"\n'
                 f'cassandra = {{ hosts = ["127.36.0.1{octet}"] }}\n'
                 f'zookeeper = {{ hosts = ["127.36.0.2{octet}:2181"] }}\n'
-                f'rabbit = {{ hosts = ["127.36.0.31"] }}\n'
+                f'rabbit = {{ hosts = ["127.36.0.31"], vhost = "{vhost}" }}\n'
                 f'control_nodes = [{{ name = "ctl-{name}", address = "127.36.0.10{octet}" }}]\n')
 
     path.write_text(f'state_dir = "{state_dir}"\n' + cluster("old", "4.1.0", 1)

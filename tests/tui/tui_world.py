@@ -30,7 +30,7 @@ def config_for(state_dir: Path, *, analytics: dict[str, str] | None = None) -> I
             "name": name, "version": version,
             "cassandra": {"hosts": [f"127.36.0.1{octet}"]},
             "zookeeper": {"hosts": [f"127.36.0.2{octet}:2181"]},
-            "rabbit": {"hosts": ["127.36.0.31"]},
+            "rabbit": {"hosts": ["127.36.0.31"], "vhost": "/" if octet == 1 else "/v2"},
             "control_nodes": [{"name": f"ctl-{name}", "address": f"127.36.0.10{octet}"}],
         }
         if analytics and name in analytics:
