@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -816,6 +817,40 @@ def test_queued_changes_of_one_object_coalesce_into_one_write(
         stop_thread(rs, thread)
         listener.close()
     assert world.queue_depth() == 0  # every message acknowledged
+
+
+def test_a_change_does_not_wait_behind_another_objects_change(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a lane idle, a change is applied at once, whatever object holds another lane:
+    lanes were picked by a hash of the uuid, and a change waited behind an unrelated slow
+    one in its lane while the other lane idled (most of the lag at a low rate). The object
+    is picked so that the hash would have put it in the blocker's lane."""
+    api = world.api
+    blocker = api.create("virtual-network", ["default-domain", "p1", "slow"],
+                         parent=world.project, announce=False)
+    lane = zlib.crc32(blocker.encode()) % 2  # the lane the hash gave it, of 2
+    other = next(vn for vn in (
+        api.create("virtual-network", ["default-domain", "p1", f"quick-{i}"],
+                   parent=world.project, announce=False) for i in range(64))
+        if zlib.crc32(vn.encode()) % 2 == lane)
+    started, release = _hold_the_lane(monkeypatch, blocker)
+    rs = world.run_sync(concurrency=2, prefetch=50)
+    thread = start_thread(rs)
+    new_uuid = world.new_table(cd.UUID_TABLE)
+    try:
+        api.update(blocker, display_name="held")
+        wait_until(started.is_set, 60, "one lane busy")
+        api.update(other, display_name="quick")
+        wait_until(lambda: applied(rs) == 1, 60, "the other object's change applied while "
+                   "the first one holds its lane")
+        assert json.loads(new_uuid.read_partition(other)["prop:display_name"][0]) == "quick"
+        assert not release.is_set() and rs._in_flight == 1  # the blocker: still in its lane
+        release.set()
+        wait_until(lambda: applied(rs) == 2 and rs._in_flight == 0, 60, "both applied")
+    finally:
+        release.set()
+        stop_thread(rs, thread)
+    assert world.queue_depth() == 0
 
 
 def test_coalesced_messages_count_the_links_each_obj_dict_names(

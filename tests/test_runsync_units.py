@@ -4,18 +4,23 @@ lag quantiles, the loopback-only metrics address."""
 from __future__ import annotations
 
 import json
+import queue
 import random
+import threading
+import time
 import uuid
+import zlib
 from collections import Counter
 
 import pytest
 
+from backends.runsync.applier import Outcome
 from backends.runsync.apply import link_uuids, share_keys
+from backends.runsync.lanes import DoneQueue, Lanes
 from backends.runsync.messages import BadMessage, parse, translate
 from backends.runsync.metrics import LagWindow, RunSyncMetrics, parse_listen
-from backends.runsync.options import RunSyncOptions
-from backends.runsync.processes import worker_options
-from backends.runsync.routing import lane_of, lane_of_key, process_of
+from backends.runsync.processes import Delivery
+from backends.runsync.routing import process_of
 
 UUID = "8d6e1c4a-2f5b-4a8e-9d7c-0b1a2c3d4e5f"
 
@@ -48,29 +53,75 @@ def test_translate_follows_the_version_path() -> None:
     assert translate(body, "", "") == body
 
 
-def test_lanes_keep_an_object_on_one_lane() -> None:
-    a = json.dumps({"uuid": UUID, "oper": "CREATE"})
-    b = json.dumps({"uuid": UUID, "oper": "DELETE"})
-    assert lane_of(a, 32) == lane_of(b, 32)
-    assert lane_of(b"not json", 32) == 0
-    lanes = {lane_of(json.dumps({"uuid": f"{i:08d}-0000-4000-8000-000000000000"}), 8)
-             for i in range(200)}
-    assert lanes == set(range(8))
+class _Recorder:
+    """Stands for the ChangeApplier: records which bodies each call got, checks that no two
+    calls for one object overlap, and holds the first call for `held` until `release`."""
+
+    def __init__(self, held: str) -> None:
+        self.held, self.release = held, threading.Event()
+        self.lock = threading.Lock()
+        self.running: set[str] = set()
+        self.calls: list[list[dict[str, object]]] = []
+        self.overlaps = 0
+        self.rng = random.Random(7)
+
+    def process(self, bodies: list[bytes | str], *, thorough: bool = False) -> list[Outcome]:
+        decoded = [json.loads(b) for b in bodies]
+        key = decoded[0]["uuid"]
+        with self.lock:
+            self.overlaps += key in self.running
+            self.running.add(key)
+            pause = self.rng.random() * 0.002
+        if key == self.held:
+            self.release.wait(60)
+        time.sleep(pause)
+        with self.lock:
+            self.running.discard(key)
+            self.calls.append(decoded)
+        return [Outcome("applied") for _ in bodies]
+
+    def connect_publisher(self) -> None:
+        pass
 
 
-@pytest.mark.parametrize("processes", [1, 2, 3, 4])
-def test_every_lane_of_every_apply_process_gets_objects(processes: int) -> None:
-    """The parent picks the process by crc32 % processes; the lanes inside must not use the
-    same remainder (with 2 processes and 32 lanes, half of each process's lanes idled while
-    the other half queued the work)."""
-    options = worker_options(RunSyncOptions(concurrency=32, processes=processes))
+def test_lanes_take_any_object_and_keep_each_ones_order() -> None:
+    """Any idle lane takes the next object: while one object's change is held, the others'
+    are all applied (a lane picked by a hash of the uuid made those that hashed to the
+    held one's lane wait for it). One object's changes are never applied by two lanes at
+    once, and in the order they came (several at once when coalesced)."""
+    held = str(uuid.UUID(int=0, version=4))
+    lane = zlib.crc32(held.encode()) % 8  # the lane a hash gave it, of 8
+    others = [k for k in (str(uuid.UUID(int=i, version=4)) for i in range(1, 200))
+              if zlib.crc32(k.encode()) % 8 == lane][:2]
+    others += [str(uuid.UUID(int=i, version=4)) for i in range(1000, 1003)]
+    recorder = _Recorder(held)
+    done: DoneQueue = queue.Queue()
+    lanes = Lanes(recorder, 8, done)
+    rng = random.Random(3)
+    sent = [(held, 0)] + [(rng.choice([held, *others]), n) for n in range(1, 2000)]
+    try:
+        for key, n in sent:
+            lanes.dispatch(key, Delivery(n, json.dumps({"uuid": key, "n": n}), False), 1)
+        for _ in range(sum(1 for k, _ in sent if k != held)):
+            message, _, outcome = done.get(timeout=30)  # type: ignore[misc]
+            assert json.loads(message.body)["uuid"] != held and outcome.kind == "applied"
+    finally:
+        recorder.release.set()
+        lanes.shutdown()
+    assert recorder.overlaps == 0
+    assert done.qsize() == sum(1 for k, _ in sent if k == held)
+    for key in [held, *others]:
+        applied = [b["n"] for call in recorder.calls if call[0]["uuid"] == key for b in call]
+        assert applied == [n for k, n in sent if k == key]
+
+
+def test_apply_processes_share_the_objects() -> None:
     rng = random.Random(1)
     keys = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(20_000)]
-    for index in range(processes):
-        mine = [k for k in keys if process_of(k, processes) == index]
-        load = Counter(lane_of_key(k, options.concurrency, options.lane_stride) for k in mine)
-        assert set(load) == set(range(32))
-        assert max(load.values()) < 1.5 * len(mine) / 32
+    for processes in (1, 2, 3, 4):
+        load = Counter(process_of(k, processes) for k in keys)
+        assert set(load) == set(range(processes))
+        assert max(load.values()) < 1.1 * len(keys) / processes
 
 
 def test_share_keys_and_links() -> None:

@@ -1,11 +1,17 @@
-"""The lanes: single-thread executors, each object always in the same one, so the changes
+"""The lanes: `count` threads applying changes, one object at a time in each, so the changes
 of one object are applied and republished in the order they were announced.
 
-A message for an object that already has one waiting in its lane joins it, and one re-read
-and replace serves them all (the content is read from old when the work starts, so it covers
-every change announced before). Every message's Outcome is put on `done`, with the message
-and the connection generation it came with; the owner acknowledges (service.py) or reports
-it to its parent (processes.py).
+Any idle lane takes the next object that has a change waiting; an object with a change in
+progress keeps its later messages until that change is done, then the same lane applies
+them. (Lanes used to be picked by a hash of the uuid: a change then waited behind an
+unrelated object's slow change in its lane while other lanes idled, which at a low rate
+was most of the lag: docs/benchmarks.md.)
+
+A message for an object that already has one waiting joins it, and one re-read and replace
+serves them all (the content is read from old when the work starts, so it covers every
+change announced before). Every message's Outcome is put on `done`, with the message and
+the connection generation it came with; the owner acknowledges (service.py) or reports it
+to its parent (processes.py).
 """
 
 from __future__ import annotations
@@ -15,8 +21,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from backends.runsync.applier import ChangeApplier, Outcome
-from backends.runsync.routing import lane_of_key
+from backends.runsync.applier import Outcome
 
 
 class Delivered(Protocol):
@@ -26,50 +31,67 @@ class Delivered(Protocol):
     delivery_info: dict[str, Any]
 
 
+class Applies(Protocol):
+    """What the lanes run (applier.ChangeApplier)."""
+
+    def process(self, bodies: list[bytes | str], *, thorough: bool = False) -> list[Outcome]:
+        ...
+
+    def connect_publisher(self) -> None:
+        ...
+
+
 Finished = tuple[Delivered, int, Outcome]  # the message, its generation, what became of it
 DoneQueue = queue.Queue[Finished | None]  # None: the owner's end-of-stream mark
 
 
 class Lanes:
-    def __init__(self, applier: ChangeApplier, count: int, done: DoneQueue, *,
-                 stride: int = 1) -> None:
-        self.applier, self.done, self.stride = applier, done, stride
-        self._lanes = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"issu-apply-{i}")
-                       for i in range(count)]
+    def __init__(self, applier: Applies, count: int, done: DoneQueue) -> None:
+        self.applier, self.done = applier, done
+        # a thread takes the oldest object waiting; threads are started as needed, up to count
+        self._pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix="issu-apply")
+        # object -> its messages not started yet; an object is in `_busy` from its first
+        # message until a lane found nothing more for it (at most one lane per object)
         self._pending: dict[str, list[tuple[Delivered, int]]] = {}
-        self._pending_lock = threading.Lock()
+        self._busy: set[str] = set()
+        self._lock = threading.Lock()
 
     def connect_publisher(self, *, wait: bool = False) -> None:
         """The lanes' publisher opens its connection (`wait`: until it tried)."""
-        future = self._lanes[0].submit(self.applier.connect_publisher)
+        future = self._pool.submit(self.applier.connect_publisher)
         if wait:
             future.result()
 
     def dispatch(self, key: str | None, message: Delivered, gen: int) -> None:
-        """Into the object's lane; a message for an object that already has one waiting
-        joins it."""
+        """To the next idle lane, unless its object is in a lane already (then it waits for
+        it there); a message for an object that already has one waiting joins it."""
         if key is None:  # not parsable: on its own, to be quarantined with the reason
-            self._lanes[0].submit(self._work, [(message, gen)])
+            self._pool.submit(self._work, [(message, gen)])
             return
-        with self._pending_lock:
+        with self._lock:
             waiting = self._pending.get(key)
             if waiting is not None:  # not started yet: its write will serve this one too
                 waiting.append((message, gen))
                 return
             self._pending[key] = [(message, gen)]
-        self._lanes[lane_of_key(key, len(self._lanes), self.stride)].submit(
-            self._work_object, key)
+            if key in self._busy:  # in a lane now: that lane takes it next
+                return
+            self._busy.add(key)
+        self._pool.submit(self._work_object, key)
 
     def shutdown(self) -> None:
-        """Wait for every lane to finish what it was given (after a stop, what had not
+        """Wait for the lanes to finish what they were given (after a stop, what had not
         started is reported abandoned)."""
-        for lane in self._lanes:
-            lane.shutdown(wait=True)
+        self._pool.shutdown(wait=True)
 
     def _work_object(self, key: str) -> None:
-        with self._pending_lock:
-            batch = self._pending.pop(key)
-        self._work(batch)
+        while True:
+            with self._lock:
+                batch = self._pending.pop(key, None)
+                if batch is None:
+                    self._busy.discard(key)
+                    return
+            self._work(batch)
 
     def _work(self, batch: list[tuple[Delivered, int]]) -> None:
         try:

@@ -29,4 +29,3 @@ class RunSyncOptions:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     processes: int = 1                # apply processes (1: the lanes run in this process)
-    lane_stride: int = 1              # in an apply process: how many there are (lane_of_key)

@@ -4,7 +4,7 @@ One process replays with one interpreter however many lanes it has: its lanes wa
 for it. So the consuming process (service.py) keeps what must be single (the queue,
 acknowledgements, quarantine, catch-up, reconciliation, metrics, journal) and hands each
 message to an apply process chosen by the object's uuid: one object's changes always go to
-the same process, and there to the same lane, so they are applied and republished in the
+the same process, where its lanes apply one object's changes one after the other, in the
 order they were announced, as with one process. An apply process is lanes (lanes.py) and a
 ChangeApplier (applier.py) fed from a pipe: it has no broker connection of its own but the
 publisher on the new side.
@@ -75,9 +75,8 @@ class Delivery:
 
 
 def worker_options(options: RunSyncOptions) -> RunSyncOptions:
-    """An apply process's options: its lanes in-process, no endpoint of its own, and lanes
-    spread over the objects its parent routes to it (see routing.lane_of_key)."""
-    return replace(options, processes=1, metrics_listen=None, lane_stride=options.processes)
+    """An apply process's options: its lanes in-process, no endpoint of its own."""
+    return replace(options, processes=1, metrics_listen=None)
 
 
 def worker_main(spec: WorkerSpec, pipe: Pipe) -> None:
@@ -102,7 +101,7 @@ def serve_pipe(spec: WorkerSpec, pipe: Pipe) -> None:
     objects = ObjectApplier(Replicator(old, new, spec.registry(), spec.settings))
     applier = ChangeApplier(objects, spec.new_rabbit, options, metrics, stop)
     done: DoneQueue = queue.Queue()
-    lanes = Lanes(applier, options.concurrency, done, stride=options.lane_stride)
+    lanes = Lanes(applier, options.concurrency, done)
     lanes.connect_publisher(wait=True)  # connected (or tried) before "ready"
     with contextlib.suppress(OSError, ValueError):
         pipe.send(("ready",))

@@ -254,7 +254,7 @@ class ReplayService:
         backoff = Backoff(opts.backoff_initial_s, opts.backoff_max_s)
         lanes = None
         if self.applier is not None:  # no apply processes: the lanes run here
-            lanes = Lanes(self.applier, opts.concurrency, self._done, stride=opts.lane_stride)
+            lanes = Lanes(self.applier, opts.concurrency, self._done)
             lanes.connect_publisher()
         try:
             while not self.stop.is_set():

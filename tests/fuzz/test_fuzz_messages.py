@@ -1,7 +1,7 @@
 """run-sync's messages as anything on the old broker can send them: any bytes, any JSON,
 Contrail's message with fields missing, extra, of the wrong type, or huge. Each is a Change
 or a BadMessage with the reason (then quarantined, see test_fuzz_runsync_broker.py); finding
-its lane never fails, so one message can never stop the consumer."""
+its apply process never fails, so one message can never stop the consumer."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from backends.runsync.messages import BadMessage, Change, parse, translate
 from backends.runsync.processes import process_of
-from backends.runsync.routing import lane_of, object_key
+from backends.runsync.routing import object_key
 from tests.fuzz.contract import budget
 
 UUID = "8d6e1c4a-2f5b-4a8e-9d7c-0b1a2c3d4e5f"
@@ -86,9 +86,8 @@ def _check(payload: bytes) -> Change | None:
 def test_a_message_is_a_change_or_a_bad_message(payload: bytes) -> None:
     change = _check(payload)
     key = object_key(payload)
-    for lanes in (1, 7, 32):
-        assert 0 <= lane_of(payload, lanes) < lanes
-        assert 0 <= process_of(key, lanes) < lanes
+    for processes in (1, 7, 32):
+        assert 0 <= process_of(key, processes) < processes
     if change is not None:
         out = translate(change.body, "4.1.0", "5.0.0")
         json.dumps(out).encode()  # republished on the new exchange
