@@ -30,6 +30,7 @@ from pathlib import Path
 
 import click
 
+from backends import import_kombu_whole
 from backends.versions import parse_version
 from issu_tui.cli_common import load_or_exit
 from issu_tui.config import (
@@ -365,6 +366,7 @@ def main() -> None:
     # commands set their own levels (-v shows everything).
     for library in ("kazoo", "cassandra"):
         logging.getLogger(library).setLevel(logging.ERROR)
+    import_kombu_whole()
     cli(prog_name="issu")
 
 
