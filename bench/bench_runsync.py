@@ -7,9 +7,12 @@ new == old (translated).
 
 Uses the launcher's real Cassandra (old and new clusters) and RabbitMQ. run-sync runs as its
 own process (`python -m issu_tui.runsync_cli run`), as under systemd. The load generator
-writes Contrail-shaped objects into old (creates 50%, updates 40%, deletes 10%) and announces
-each change on the old exchange like the api-server (a create or delete is one batch, as the
-api-server writes it), recording each change.
+(bench/load_generator.py, `--generators` processes of `--threads` threads) writes
+Contrail-shaped objects into old (creates 50%, updates 40%, deletes 10%) and announces each
+change on the old exchange like the api-server (a create or delete is one batch, as the
+api-server writes it), recording each change. One generator process is held to one core's
+share by its interpreter: on the loaded 2-core box it offered only 0.20-0.43x of the
+ceiling's rate, so it runs in several.
 
 `--drain N`: N changes written while run-sync is paused (SIGSTOP); the replay ceiling
 (bench/replay_peers.py) applies that recorded stream from memory, then run-sync is resumed
@@ -26,7 +29,6 @@ import argparse
 import contextlib
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -38,13 +40,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import kombu
-from cassandra.query import BatchStatement, BatchType
 
 from backends.cassandra.connection import CassandraSide, connect
 from backends.cassandra.registry import load_registry
 from backends.cassandra.tables import SyncSettings
 from backends.cassandra.verify import Verifier
 from backends.rabbit import RabbitSide, connection, object_update_exchange, queue_depth
+from bench.load_generator import Generator, GeneratorPool
 from bench.machine import Machine, bench_services
 from bench.replay_peers import Recorded, Statements, replay_ceiling
 from bench.spy import Recording, summary
@@ -89,9 +91,10 @@ class CpuSplit:
     listener), each service of the launcher, and the whole box (/proc/stat)."""
 
     def __init__(self, launcher: Launcher, names: list[str], runsync_pid: int,
-                 label: str = "run-sync") -> None:
+                 label: str = "run-sync", generators: set[int] | None = None) -> None:
+        """`generators`: the load generator's processes besides this one."""
         self.groups: dict[str, set[int]] = {label: with_children({runsync_pid}),
-                                            "generator": {os.getpid()}}
+                                            "generator": {os.getpid(), *(generators or ())}}
         for name in names:
             group = read_pidfile(launcher.service(name).pidfile)
             self.groups[name] = group.members() if group is not None else set()
@@ -122,130 +125,6 @@ def quantile(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))]
-
-
-class Generator:
-    """Paced writer threads; each change is written to old, then announced."""
-
-    def __init__(self, session, prefix: str, rabbit: RabbitSide, project: str) -> None:  # type: ignore[no-untyped-def]
-        self.session = session
-        ks = cd.ks_name(prefix, "config_db_uuid")
-        self.ins_uuid = session.prepare(
-            f'INSERT INTO "{ks}".obj_uuid_table (key, column1, value) VALUES (?, ?, ?) '
-            "USING TIMESTAMP ?")
-        self.ins_fq = session.prepare(
-            f'INSERT INTO "{ks}".obj_fq_name_table (key, column1, value) VALUES (?, ?, ?) '
-            "USING TIMESTAMP ?")
-        self.del_cell_uuid = session.prepare(
-            f'DELETE FROM "{ks}".obj_uuid_table USING TIMESTAMP ? WHERE key = ? AND column1 = ?')
-        self.del_cell_fq = session.prepare(
-            f'DELETE FROM "{ks}".obj_fq_name_table USING TIMESTAMP ? WHERE key = ? '
-            "AND column1 = ?")
-        self.del_part = session.prepare(
-            f'DELETE FROM "{ks}".obj_uuid_table USING TIMESTAMP ? WHERE key = ?')
-        self.rabbit = rabbit
-        self.project = project
-        self.written: dict[str, float] = {}  # request-id -> wall time written
-        self.lock = threading.Lock()
-        self.live: list[tuple[str, list[str]]] = []
-        self.recorded: list[Recorded] = []  # every change, for the replay ceiling
-        self.count = 0
-        self.serial = 0
-
-    def _next_serial(self) -> int:
-        with self.lock:
-            self.serial += 1
-            return self.serial
-
-    def one_change(self, producer: kombu.Producer, rng: random.Random) -> None:
-        roll = rng.random()
-        with self.lock:
-            pick = None
-            if self.live and roll >= 0.5:
-                index = rng.randrange(len(self.live))
-                pick = self.live.pop(index) if roll >= 0.9 else self.live[index]
-        now = time.time()
-        ts = int(now * 1_000_000)
-        rid = f"bench-{uuid.uuid4().hex}"
-        if pick is None:
-            n = self._next_serial()
-            uid = str(uuid.uuid4())
-            fq = ["default-domain", "bench", f"vn-{n}"]
-            ds = cd.Dataset()
-            cd.add_object(ds, "virtual-network", fq, parent=("project", self.project),
-                          props={"virtual_network_network_id": n}, obj_uuid=uid)
-            # one batch, as the api-server writes an object, its parent's children: cell
-            # and its index entry
-            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-            for col, val in ds.tables[cd.UUID_TABLE][uid].items():
-                batch.add(self.ins_uuid, (uid.encode(), col.encode(), val, ts))
-            batch.add(self.ins_uuid, (self.project.encode(),
-                                      f"children:virtual-network:{uid}".encode(), "null", ts))
-            batch.add(self.ins_fq, (b"virtual-network", (":".join(fq) + ":" + uid).encode(),
-                                    "null", ts))
-            self.session.execute(batch)
-            oper = "CREATE"
-            with self.lock:
-                self.live.append((uid, fq))
-        elif roll < 0.9:
-            uid, fq = pick
-            self.session.execute(self.ins_uuid, (uid.encode(), b"prop:display_name",
-                                                 json.dumps(f"v{ts}"), ts))
-            oper = "UPDATE"
-        else:
-            uid, fq = pick
-            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-            batch.add(self.del_part, (ts, uid.encode()))
-            batch.add(self.del_cell_uuid, (ts, self.project.encode(),
-                                           f"children:virtual-network:{uid}".encode()))
-            batch.add(self.del_cell_fq, (ts, b"virtual-network",
-                                         (":".join(fq) + ":" + uid).encode()))
-            self.session.execute(batch)
-            oper = "DELETE"
-        with self.lock:
-            self.written[rid] = now
-            self.recorded.append(Recorded(rid, oper, uid, tuple(fq), self.project, ts))
-            self.count += 1
-        body = {"request-id": rid, "oper": oper, "type": "virtual-network", "uuid": uid,
-                "fq_name": fq}
-        if oper != "UPDATE":
-            # as the api-server announces a create or a delete (dbe_create_publish,
-            # dbe_delete_publish): with the object as it was, which names its parent
-            body["obj_dict"] = {"uuid": uid, "fq_name": fq, "parent_type": "project",
-                                "parent_uuid": self.project}
-        producer.publish(json.dumps(body))
-
-    def run(self, rate: float, seconds: float, threads: int = 4,
-            limit: int | None = None) -> float:
-        """Changes at `rate`/s for `seconds` (or until `limit` changes); returns the rate
-        achieved."""
-        start_count = self.count
-        started = time.monotonic()
-
-        def worker(k: int) -> None:
-            conn = connection(self.rabbit)
-            conn.connect()
-            producer = kombu.Producer(conn.channel(), exchange=object_update_exchange(self.rabbit))
-            rng = random.Random(k)
-            interval = threads / rate
-            next_at = time.monotonic() + k * interval / threads
-            try:
-                while time.monotonic() - started < seconds and \
-                        (limit is None or self.count - start_count < limit):
-                    delay = next_at - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
-                    self.one_change(producer, rng)
-                    next_at += interval
-            finally:
-                conn.release()
-
-        pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
-        for t in pool:
-            t.start()
-        for t in pool:
-            t.join()
-        return (self.count - start_count) / (time.monotonic() - started)
 
 
 class Listener(threading.Thread):
@@ -287,7 +166,11 @@ def main() -> int:
     parser.add_argument("--net", type=int, default=int(os.environ.get("ISSU_TEST_NET", "33")))
     parser.add_argument("--rates", default="100,500,1000")
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--threads", type=int, default=12, help="load generator threads")
+    parser.add_argument("--threads", type=int, default=6,
+                        help="load generator threads (per generator process)")
+    parser.add_argument("--generators", type=int, default=4,
+                        help="load generator processes (default 4: one is held to one "
+                             "core's share by its interpreter, bench/load_generator.py)")
     parser.add_argument("--concurrency", type=int, default=8,
                         help="run-sync's sync.concurrency: 8x as many lanes (default 8 = 64 "
                              "lanes, as the product's)")
@@ -392,6 +275,8 @@ def wait_idle(state: Path, rabbit: RabbitSide, queue: str,
         conn.release()
 
 
+Load = Generator | GeneratorPool  # the load generator, in this process or in several
+
 RateRow = tuple[str, float, float, int, int, float, float, float, float]
 # who, target/s, achieved/s, changes, republished, p50 s, p99 s, max s, load (1 min)
 
@@ -420,7 +305,7 @@ def wait_republished(listener: Listener, ids: list[str], timeout: float) -> floa
     return time.monotonic() - started
 
 
-def measure_rates(args: argparse.Namespace, who: str, rates: list[float], gen: Generator,
+def measure_rates(args: argparse.Namespace, who: str, rates: list[float], gen: Load,
                   listener: Listener, split: CpuSplit
                   ) -> tuple[list[RateRow], list[tuple[float, dict[str, float], float]]]:
     """Each rate for args.seconds; lag of each change from written on old to republished."""
@@ -443,7 +328,7 @@ def measure_rates(args: argparse.Namespace, who: str, rates: list[float], gen: G
     return rows, cpu
 
 
-def backlog(proc: subprocess.Popen[bytes], gen: Generator, n: int, threads: int) -> list[str]:
+def backlog(proc: subprocess.Popen[bytes], gen: Load, n: int, threads: int) -> list[str]:
     """`n` changes written while `proc` is paused (SIGSTOP); their request ids."""
     before = set(gen.written)
     proc.send_signal(signal.SIGSTOP)
@@ -540,10 +425,13 @@ def run(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
     cpu: list[tuple[str, float, dict[str, float], float]] = []
     ceiling_rate = 0.0
     ok = False
-    gen = Generator(old.session, old_prefix, old_rabbit, project)
+    gen: Load = (
+        GeneratorPool(args.generators, old_side, old_prefix, old_rabbit, project)
+        if args.generators > 1 else Generator(old.session, old_prefix, old_rabbit, project))
+    gen_pids = gen.pids() if isinstance(gen, GeneratorPool) else set()
     try:
         wait_for_line(proc, log_path, "replaying changes")
-        split = CpuSplit(launcher, services, proc.pid)
+        split = CpuSplit(launcher, services, proc.pid, generators=gen_pids)
         if args.drain:
             # the same backlog, applied by the ceiling from memory, then drained by run-sync
             # (resumed): nothing else running on the box but the services
@@ -601,6 +489,8 @@ def run(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
             cpu += orig_cpu
             drains += orig_drain
     finally:
+        if isinstance(gen, GeneratorPool):
+            gen.close()
         cd.drop_schema(old.session, old_prefix)
         old.close()
 
@@ -637,7 +527,7 @@ def delete_queues(rabbit: RabbitSide, *names: str) -> None:
 
 
 def run_original(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
-                 services: list[str], gen: Generator, old_prefix: str, new_prefix: str,
+                 services: list[str], gen: Load, old_prefix: str, new_prefix: str,
                  tag: str, rates: list[float], env: dict[str, str], state: Path
                  ) -> tuple[list[RateRow], list[tuple[str, float, dict[str, float], float]],
                             list[Drained]]:
@@ -666,7 +556,8 @@ def run_original(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
     drains: list[Drained] = []
     try:
         wait_for_line(proc, log_path, "original: consuming")
-        split = CpuSplit(launcher, services, proc.pid, label="original")
+        split = CpuSplit(launcher, services, proc.pid, label="original",
+                         generators=gen.pids() if isinstance(gen, GeneratorPool) else None)
         if args.original_drain:
             ids = backlog(proc, gen, args.original_drain, args.threads)
             drains.append(drain("original", proc, ids, listener, split))

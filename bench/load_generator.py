@@ -1,0 +1,239 @@
+"""bench_runsync's load generator: Contrail-shaped changes written to old and announced on
+old's exchange as the api-server does it (a create or a delete is one batch, with the parent's
+`children:` cell and the fq-name index entry; then the notification message), each change
+recorded (its request id, when it was written, what it was) for the lag and the replay
+ceiling.
+
+One Python process of paced threads is held to one core's share by its interpreter, and on
+a loaded 2-core box to less: it reached 0.20-0.43x of the replay ceiling's rate whatever it
+was asked. `GeneratorPool` runs the same Generator in several processes (spawned), each at
+its share of the rate, on objects of its own; the rows and messages are the same code's,
+so the offered load is the same kind, only more of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import random
+import threading
+import time
+import uuid
+from multiprocessing.connection import Connection as Pipe
+from typing import Any
+
+import kombu
+from cassandra.query import BatchStatement, BatchType
+
+from backends.cassandra.connection import CassandraSide, connect
+from backends.rabbit import RabbitSide, connection, object_update_exchange
+from bench.replay_peers import Recorded
+from tests import contrail_data as cd
+
+
+class Generator:
+    """Paced writer threads; each change is written to old, then announced."""
+
+    def __init__(self, session, prefix: str, rabbit: RabbitSide, project: str,  # type: ignore[no-untyped-def]
+                 names: str = "vn") -> None:
+        """`names`: the prefix of the networks' names (one per generator process)."""
+        self.session = session
+        self.names = names
+        ks = cd.ks_name(prefix, "config_db_uuid")
+        self.ins_uuid = session.prepare(
+            f'INSERT INTO "{ks}".obj_uuid_table (key, column1, value) VALUES (?, ?, ?) '
+            "USING TIMESTAMP ?")
+        self.ins_fq = session.prepare(
+            f'INSERT INTO "{ks}".obj_fq_name_table (key, column1, value) VALUES (?, ?, ?) '
+            "USING TIMESTAMP ?")
+        self.del_cell_uuid = session.prepare(
+            f'DELETE FROM "{ks}".obj_uuid_table USING TIMESTAMP ? WHERE key = ? AND column1 = ?')
+        self.del_cell_fq = session.prepare(
+            f'DELETE FROM "{ks}".obj_fq_name_table USING TIMESTAMP ? WHERE key = ? '
+            "AND column1 = ?")
+        self.del_part = session.prepare(
+            f'DELETE FROM "{ks}".obj_uuid_table USING TIMESTAMP ? WHERE key = ?')
+        self.rabbit = rabbit
+        self.project = project
+        self.written: dict[str, float] = {}  # request-id -> wall time written
+        self.lock = threading.Lock()
+        self.live: list[tuple[str, list[str]]] = []
+        self.recorded: list[Recorded] = []  # every change, for the replay ceiling
+        self.count = 0
+        self.serial = 0
+
+    def _next_serial(self) -> int:
+        with self.lock:
+            self.serial += 1
+            return self.serial
+
+    def one_change(self, producer: kombu.Producer, rng: random.Random) -> None:
+        roll = rng.random()
+        with self.lock:
+            pick = None
+            if self.live and roll >= 0.5:
+                index = rng.randrange(len(self.live))
+                pick = self.live.pop(index) if roll >= 0.9 else self.live[index]
+        now = time.time()
+        ts = int(now * 1_000_000)
+        rid = f"bench-{uuid.uuid4().hex}"
+        if pick is None:
+            n = self._next_serial()
+            uid = str(uuid.uuid4())
+            fq = ["default-domain", "bench", f"{self.names}-{n}"]
+            ds = cd.Dataset()
+            cd.add_object(ds, "virtual-network", fq, parent=("project", self.project),
+                          props={"virtual_network_network_id": n}, obj_uuid=uid)
+            # one batch, as the api-server writes an object, its parent's children: cell
+            # and its index entry
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+            for col, val in ds.tables[cd.UUID_TABLE][uid].items():
+                batch.add(self.ins_uuid, (uid.encode(), col.encode(), val, ts))
+            batch.add(self.ins_uuid, (self.project.encode(),
+                                      f"children:virtual-network:{uid}".encode(), "null", ts))
+            batch.add(self.ins_fq, (b"virtual-network", (":".join(fq) + ":" + uid).encode(),
+                                    "null", ts))
+            self.session.execute(batch)
+            oper = "CREATE"
+            with self.lock:
+                self.live.append((uid, fq))
+        elif roll < 0.9:
+            uid, fq = pick
+            self.session.execute(self.ins_uuid, (uid.encode(), b"prop:display_name",
+                                                 json.dumps(f"v{ts}"), ts))
+            oper = "UPDATE"
+        else:
+            uid, fq = pick
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+            batch.add(self.del_part, (ts, uid.encode()))
+            batch.add(self.del_cell_uuid, (ts, self.project.encode(),
+                                           f"children:virtual-network:{uid}".encode()))
+            batch.add(self.del_cell_fq, (ts, b"virtual-network",
+                                         (":".join(fq) + ":" + uid).encode()))
+            self.session.execute(batch)
+            oper = "DELETE"
+        with self.lock:
+            self.written[rid] = now
+            self.recorded.append(Recorded(rid, oper, uid, tuple(fq), self.project, ts))
+            self.count += 1
+        body = {"request-id": rid, "oper": oper, "type": "virtual-network", "uuid": uid,
+                "fq_name": fq}
+        if oper != "UPDATE":
+            # as the api-server announces a create or a delete (dbe_create_publish,
+            # dbe_delete_publish): with the object as it was, which names its parent
+            body["obj_dict"] = {"uuid": uid, "fq_name": fq, "parent_type": "project",
+                                "parent_uuid": self.project}
+        producer.publish(json.dumps(body))
+
+    def run(self, rate: float, seconds: float, threads: int = 4,
+            limit: int | None = None) -> float:
+        """Changes at `rate`/s for `seconds` (or until `limit` changes); returns the rate
+        achieved."""
+        start_count = self.count
+        started = time.monotonic()
+
+        def worker(k: int) -> None:
+            conn = connection(self.rabbit)
+            conn.connect()
+            producer = kombu.Producer(conn.channel(), exchange=object_update_exchange(self.rabbit))
+            rng = random.Random(k)
+            interval = threads / rate
+            next_at = time.monotonic() + k * interval / threads
+            try:
+                while time.monotonic() - started < seconds and \
+                        (limit is None or self.count - start_count < limit):
+                    delay = next_at - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    self.one_change(producer, rng)
+                    next_at += interval
+            finally:
+                conn.release()
+
+        pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        return (self.count - start_count) / (time.monotonic() - started)
+
+
+def _serve(side: CassandraSide, prefix: str, rabbit: RabbitSide, project: str, names: str,
+           pipe: Pipe) -> None:
+    """A generator process: runs what the pool asks, sends back what it wrote."""
+    conn = connect(side)
+    gen = Generator(conn.session, prefix, rabbit, project, names=names)
+    pipe.send(("ready",))
+    try:
+        while True:
+            try:
+                item = pipe.recv()
+            except EOFError:
+                return
+            if item[0] == "stop":
+                return
+            _, rate, seconds, threads, limit = item
+            count, recorded = gen.count, len(gen.recorded)
+            started = time.monotonic()
+            gen.run(rate, seconds, threads, limit)
+            new = gen.recorded[recorded:]
+            pipe.send(("done", gen.count - count, time.monotonic() - started,
+                       {c.rid: gen.written[c.rid] for c in new}, new))
+    finally:
+        conn.close()
+
+
+class GeneratorPool:
+    """`processes` Generators in processes of their own, run together: the interface of
+    Generator (run, written, recorded, count) for the bench."""
+
+    def __init__(self, processes: int, side: CassandraSide, prefix: str, rabbit: RabbitSide,
+                 project: str) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._pipes: list[Pipe] = []
+        self._procs: list[Any] = []
+        for index in range(processes):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_serve, name=f"bench-generator-{index}", daemon=True,
+                               args=(side, prefix, rabbit, project, f"vn{index}", child))
+            proc.start()
+            child.close()
+            self._pipes.append(parent)
+            self._procs.append(proc)
+        for pipe in self._pipes:
+            if pipe.recv()[0] != "ready":
+                raise RuntimeError("a generator process did not start")
+        self.written: dict[str, float] = {}
+        self.recorded: list[Recorded] = []
+        self.count = 0
+
+    def pids(self) -> set[int]:
+        return {p.pid for p in self._procs if p.pid is not None}
+
+    def run(self, rate: float, seconds: float, threads: int = 4,
+            limit: int | None = None) -> float:
+        """Each process at its share of `rate` (and of `limit`) with `threads` threads;
+        returns the rate achieved by all together."""
+        n = len(self._pipes)
+        for index, pipe in enumerate(self._pipes):
+            share = None if limit is None else limit // n + (index < limit % n)
+            pipe.send(("run", rate / n, seconds, threads, share))
+        done, longest = 0, 1e-6
+        for pipe in self._pipes:
+            _, count, took, written, recorded = pipe.recv()
+            done += count
+            longest = max(longest, took)
+            self.written.update(written)
+            self.recorded += recorded
+        self.count += done
+        return done / longest
+
+    def close(self) -> None:
+        for pipe in self._pipes:
+            with contextlib.suppress(OSError):
+                pipe.send(("stop",))
+        for proc in self._procs:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
