@@ -44,7 +44,11 @@ STEPS = ("status", "stop", "start", "disable", "enable", "signal", "set_ini")
 # defines them, finalize fences old and opens new with them instead of the api-server's call.
 # `queues` lists the broker's queues (name, messages ready, unacknowledged) of `{vhost}`:
 # finalize's settle-old-writers waits on old's writers' own queues with it.
-OPTIONAL_STEPS = ("version", "fence", "unfence", "queues")
+# `rabbit_status` prints the broker cluster's `rabbitmqctl cluster_status --formatter json`
+# (RabbitMQ 3.8+; `{unit}` is the rabbitmq service's name): the ring runner's guard reads it
+# before a step stops the brokers of some of the hosts.
+OPTIONAL_STEPS = ("version", "fence", "unfence", "queues", "rabbit_status")
+_CLUSTER_STATUS = "rabbitmqctl cluster_status --formatter json"
 # The service a fence step acts for (its `{unit}`): the first of these the profile maps.
 FENCE_SERVICES = ("api-server", "controller")
 # The service whose version stands for the host's (the first one its profile maps).
@@ -124,6 +128,7 @@ BUILTIN_CONTROLLER_PROFILES: dict[str, dict[str, object]] = {
         "set_ini": _SET_INI_STEP,
         "package": "contrail-lib",
         "version": _PACKAGE_VERSION,
+        "rabbit_status": _CLUSTER_STATUS,
     },
     "supervisord": {
         "supervisorctl": "supervisorctl",
@@ -151,6 +156,7 @@ BUILTIN_CONTROLLER_PROFILES: dict[str, dict[str, object]] = {
         "signal": "{docker} kill --signal={signal} {unit}",
         "set_ini": _SET_INI_STEP,
         "version": "{docker} inspect --format {{{{.Config.Image}}}} {unit}",
+        "rabbit_status": "{docker} exec {unit} " + _CLUSTER_STATUS,
     },
     "docker-compose": {
         "docker": "docker",
@@ -167,6 +173,8 @@ BUILTIN_CONTROLLER_PROFILES: dict[str, dict[str, object]] = {
         "set_ini": _SET_INI_STEP,
         "version": f"{{docker}} compose -f {_COMPOSE_FILE} ps -a --format {{{{{{{{.Image}}}}}}}} "
                    "{unit}",
+        "rabbit_status": f"{{docker}} compose -f {_COMPOSE_FILE} exec -T {{unit}} "
+                         + _CLUSTER_STATUS,
     },
     "demo": {
         # One profile per demo cluster (base = "demo"), `host` naming its controller's
@@ -491,6 +499,13 @@ class ControllerExecutor:
                                {"vhost": vhost})
         with self._connect(target) as session:
             return parse_queue_listing(self._run(session, target, f"queues of {vhost}", argv))
+
+    def rabbit_status(self, target: SshTarget, profile: str) -> str:
+        """The host's broker's cluster status (JSON), through the profile's `rabbit_status`
+        step; ControllerError when the profile has none or it fails."""
+        argv = self.profile(profile).argv("rabbit_status", "rabbitmq")
+        with self._connect(target) as session:
+            return self._run(session, target, "rabbitmq cluster status", argv)
 
     def run_script(self, target: SshTarget, what: str, script: str,
                    args: Sequence[str]) -> str:

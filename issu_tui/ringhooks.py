@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 from backends.cassandra.nodetool import Nodetool
 from backends.controller import ROLE_SERVICES, ROLES, ControllerError, ControllerExecutor
+from backends.hostport import HostSet
+from backends.rabbit_cluster import RabbitClusterView, RabbitStatusError, parse_cluster_status
 from backends.ssh import SshExecutor, SshTarget
 from issu_tui.config import ControllerHostConfig, IssuConfig
 from issu_tui.journal import Journal
@@ -80,6 +82,26 @@ def controller_runner(config: IssuConfig, nodetool_argv: Sequence[str],
             raise ControllerError(f"{host.name}: after the conversion not running: "
                                   + ", ".join(f"{s.service} ({s.state})" for s in stopped))
 
+    def rabbit_status(stopping: tuple[str, ...]) -> RabbitClusterView | None:
+        """The broker cluster as read on a database host (one the step keeps first), when
+        the step stops the broker of a host whose profile runs one; None otherwise."""
+        brokers = [a for a, h in hosts.items() if "database" in h.roles
+                   and "rabbitmq" in controllers.profile(h.profile).services]
+        stopped = HostSet(stopping)
+        if not any(a in stopped for a in brokers):
+            return None
+        failures = []
+        for address in sorted(brokers, key=lambda a: a in stopped):
+            try:
+                return parse_cluster_status(
+                    controllers.rabbit_status(target(address), hosts[address].profile))
+            except (ControllerError, RabbitStatusError) as exc:
+                failures.append(f"{address}: {exc}")
+        # nothing shows stopping the broker safe: refused rather than guessed
+        raise ControllerError("the RabbitMQ cluster's status could not be read, so stopping "
+                              f"the broker on {', '.join(stopping)} is not guarded: "
+                              + "; ".join(failures))
+
     ssh = SshExecutor(config.ssh.known_hosts, config.ssh.connect_timeout_s, timeout_s)
     # Old's keyspaces and new's (after pre-sync they share the ring; after finalize new's
     # serve and old's are kept for the way back): the runner uses those in the ring.
@@ -88,7 +110,7 @@ def controller_runner(config: IssuConfig, nodetool_argv: Sequence[str],
                                     *(config.new.cassandra.keyspace(k) for k in names)]))
     return RingRunner(
         cassandra_side(config, "old"), Nodetool(ssh, target, nodetool_argv, timeout_s),
-        RingHooks(start_database, convert, stop_v1), keyspaces,
+        RingHooks(start_database, convert, stop_v1, rabbit_status), keyspaces,
         zk_hosts=list(config.old.zookeeper.hosts), min_replicas=min_replicas,
         step_done=journal.step_done, mark_step=journal.mark_step,
         on_event=lambda message: _event(journal, message), wait_s=timeout_s)

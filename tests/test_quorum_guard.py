@@ -393,3 +393,59 @@ def test_the_runner_guards_every_issu_keyspace_by_default(
         journal.close()
         with connect(side) as conn:
             conn.session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+
+
+def test_preflight_counts_what_the_plan_takes_down_and_names_the_step() -> None:
+    """stay converts its v1 nodes one at a time after finalize: with a node already down at
+    RF 3, preflight refuses, naming the keyspace, the nodes and the step (the table said
+    stay stops 0 nodes, so preflight checked nothing)."""
+    from issu_tui.orchestrator.preflight import planned_down, quorum_check
+
+    five = [A, B, C, D, E]
+    planned, step = planned_down("stay", five, five, None, shared=True)
+    assert planned == 1 and step == f"convert {A} to v2 (one at a time: the guard refuses more)"
+    check = quorum_check("old", _ring(five, down=(B,)), ["config_db_uuid"], planned, "stay",
+                         step)
+    assert not check.ok
+    assert "keyspace config_db_uuid" in check.detail and f"{B} (down)" in check.detail
+    assert f"stay: convert {A} to v2" in check.detail
+    assert planned_down("rolling", [A, B, C], [A, B, C], None, shared=True)[0] == 1
+    assert planned_down("grow", [A, B, C], five, None, shared=True)[0] == 1
+    assert planned_down("grow", [A], [D], None, shared=False) == (0, "")
+    assert planned_down("stay", [A, B, C], [A, B, C], 2, shared=True)[0] == 2
+
+
+def test_stopping_v1_controllers_is_guarded() -> None:
+    """A stop step keeps the database but its services fail over to those using it: the
+    runner guards it (refused while a keyspace is already below quorum, naming the step)."""
+    from issu_tui.orchestrator.ringplan import ring_steps
+    from issu_tui.orchestrator.ringrun import guard_step
+
+    stop = next(s for s in ring_steps("rolling", [A, B, C], [A, B, C]) if s.action == "stop")
+    assert stop.stops == (C,)
+    assert guard_step(stop, _ring([A, B, C])).ok  # the database keeps running on C
+    refused = guard_step(stop, _ring([A, B, C], down=(A, B)))
+    assert not refused.ok and stop.does in str(refused.refusals[0])
+    assert "already only 1 live before the step" in str(refused.refusals[0])
+
+
+def test_the_runner_guards_the_broker_a_conversion_stops(services: Endpoints,
+                                                         launcher: Launcher) -> None:
+    """A conversion stops the host's rabbitmq: the runner's guard reads the real broker's
+    cluster status and refuses to stop its only member, naming the cluster and the step."""
+    from issu_tui.orchestrator.ringrun import guard_step
+
+    broker = launcher.service("rabbitmq")
+    assert isinstance(broker, RabbitService)
+    result = subprocess.run(
+        ["/usr/lib/rabbitmq/bin/rabbitmqctl", "cluster_status", "--formatter", "json"],
+        env=broker.env(), capture_output=True, text=True, timeout=120, check=True)
+    view = parse_cluster_status(result.stdout)
+    host = services.rabbit.host
+    step = RingStep("done", "convert", (host,), f"convert {host} to v2", stops=(host,))
+    ring = _ring([A, B, host])  # RF 3: the database keeps its quorum without the host
+    assert guard_step(step, ring).ok
+    refused = guard_step(step, ring, rabbit=view)
+    assert not refused.ok
+    assert [str(r).split(":")[1].strip() for r in refused.refusals] == ["RabbitMQ cluster"]
+    assert f"'convert {host} to v2'" in str(refused.refusals[0])

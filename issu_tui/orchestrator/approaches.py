@@ -16,9 +16,6 @@ if TYPE_CHECKING:
 
 APPROACHES = ("separate", "grow", "stay", "rolling")
 
-# The most DB nodes an approach takes down at the same time (decommission/replace one by one).
-DB_NODES_DOWN = {"separate": 0, "grow": 1, "stay": 0, "rolling": 1}
-
 
 def default_approach(config: IssuConfig) -> str:
     shared = set(config.old.cassandra.hosts) & set(config.new.cassandra.hosts)

@@ -17,9 +17,9 @@ from backends.apiserver import CONFIG_TYPES, ApiServerError
 from backends.cassandra.connection import CassandraSide
 from backends.hostport import HostSet
 from issu_tui.config import ClusterConfig
-from issu_tui.orchestrator.approaches import DB_NODES_DOWN
 from issu_tui.orchestrator.context import Context, OrchestratorError
 from issu_tui.orchestrator.preflight_writers import new_writer_findings, version_findings
+from issu_tui.orchestrator.ringplan import RingPlanError, most_down, ring_steps, takes_down
 from issu_tui.sides import issu_keyspaces
 
 if TYPE_CHECKING:
@@ -152,22 +152,40 @@ def shares_a_host(old: Iterable[str], new: Iterable[str]) -> bool:
 def _quorum(ctx: Context, cluster: ClusterConfig, conn: Any, approach: str,
             db_nodes_down: int | None) -> Check:
     """The quorum guard on the live ring (issu_tui.orchestrator.quorum): every set of as many
-    nodes as the approach stops at once (or --db-nodes-down) must leave every ISSU keyspace
-    a quorum of live replicas in every range, counting the nodes down now."""
+    nodes as the approach's plan takes down at once (or --db-nodes-down) must leave every
+    ISSU keyspace a quorum of live replicas in every range, counting the nodes down now."""
     from backends.cassandra.ring import read_ring
 
-    planned = DB_NODES_DOWN.get(approach, 0) if db_nodes_down is None else db_nodes_down
-    shared = shares_a_host(ctx.config.old.cassandra.hosts, ctx.config.new.cassandra.hosts)
-    if not shared and db_nodes_down is None:
-        planned = 0  # separate databases: the upgrade takes no DB node down
+    old, new = ctx.config.old.cassandra.hosts, ctx.config.new.cassandra.hosts
+    planned, step = planned_down(approach, old, new, db_nodes_down,
+                                 shared=shares_a_host(old, new))
     wanted = [cluster.cassandra.keyspace(k) for k in issu_keyspaces(ctx.config)]
     return quorum_check(cluster.name, read_ring(conn.cluster, conn.session), wanted,
-                        planned, approach)
+                        planned, approach, step)
+
+
+def planned_down(approach: str, old: list[str], new: list[str], db_nodes_down: int | None,
+                 *, shared: bool) -> tuple[int, str]:
+    """How many database nodes the approach takes down at once, computed from its plan (the
+    ring steps' nodes, ringplan.takes_down), and the step that does; the operator's
+    --db-nodes-down instead when given. Separate databases: the upgrade stops none.
+    Hosts that do not fit the approach's plan: one node at a time, the least a shared
+    database goes through (the ring steps refuse such hosts, naming why)."""
+    if db_nodes_down is not None:
+        return db_nodes_down, f"--db-nodes-down {db_nodes_down}"
+    if not shared:
+        return 0, ""
+    try:
+        widest = most_down(ring_steps(approach, list(old), list(new)))
+    except RingPlanError as exc:
+        return 1, f"one node at a time: the plan does not fit the hosts: {exc}"
+    return (len(takes_down(widest)), widest.does) if widest else (0, "")
 
 
 def quorum_check(cluster: str, ring: RingView, wanted: list[str], planned: int,
-                 approach: str) -> Check:
-    """Stopping any `planned` live nodes at once keeps every `wanted` keyspace at quorum.
+                 approach: str, step: str = "") -> Check:
+    """Stopping any `planned` live nodes at once (as `step` of the plan does) keeps every
+    `wanted` keyspace at quorum.
     With nodes to stop and none of `wanted` in the ring (a wrong prefix or keyspace
     filter), nothing shows the steps safe: refused on old (whose keyspaces must exist),
     a warning on new (pre-sync creates them; the guard checks them before each step)."""
@@ -177,7 +195,7 @@ def quorum_check(cluster: str, ring: RingView, wanted: list[str], planned: int,
 
     down = list(ring.down)
     detail = (f"{cluster}: {len(ring.nodes)} nodes, down now: {', '.join(down) or 'none'}; "
-              f"{approach} stops {planned} at a time")
+              f"{approach} stops {planned} at a time" + (f" ({step})" if step else ""))
     ring = replace(ring, keyspaces=tuple(k for k in ring.keyspaces if k.name in wanted))
     if planned and not ring.keyspaces:
         return Check(f"{cluster} Cassandra quorum", False,
@@ -187,8 +205,8 @@ def quorum_check(cluster: str, ring: RingView, wanted: list[str], planned: int,
                      severity="error" if cluster == "old" else "warning")
     live = [n.address for n in ring.nodes if n.up]
     for stopping in combinations(live, min(planned, len(live))):
-        result = guard_ring(ring, f"{approach}: stop {', '.join(stopping) or 'nothing'}",
-                            stopping)
+        name = f"{approach}: {step or 'stop'} ({', '.join(stopping) or 'nothing'} down)"
+        result = guard_ring(ring, name, stopping)
         if not result.ok:
             return Check(f"{cluster} Cassandra quorum", False,
                          f"{detail}; {result.refusals[0]}",

@@ -24,15 +24,18 @@ from backends.cassandra.ringops import (
     set_replication,
     wait_ring,
 )
-from backends.zookeeper.ensemble import read_ensemble
+from backends.rabbit_cluster import RabbitClusterView
+from backends.zookeeper.ensemble import EnsembleView, read_ensemble
 from issu_tui.orchestrator.quorum import (
+    GuardResult,
     combine,
     guard_ensemble,
     guard_leave,
+    guard_rabbit,
     guard_ring,
     unknown_nodes,
 )
-from issu_tui.orchestrator.ringplan import RingStep
+from issu_tui.orchestrator.ringplan import RingStep, takes_down
 
 
 class RingStepRefused(RuntimeError):
@@ -44,6 +47,31 @@ class RingHooks:
     start_database: Callable[[str], None]   # a node's database service starts (joins)
     convert: Callable[[str], None]          # stop v1, install v2, start v2, health-checked
     stop_v1: Callable[[str], None]          # stop the v1 services but the database
+    # The RabbitMQ cluster as a broker that keeps running sees it, when a step stops the
+    # brokers of some of these nodes; None: none of them runs one (nothing to guard).
+    rabbit_status: Callable[[tuple[str, ...]], RabbitClusterView | None] = \
+        lambda _stopping: None
+
+
+def guard_step(step: RingStep, ring: RingView, ensemble: EnsembleView | None = None,
+               rabbit: RabbitClusterView | None = None,
+               min_replicas: int | None = None) -> GuardResult:
+    """The runner's guard of one step on what the services say now. A leave must leave room
+    for every replica (`ring` with every replicated keyspace, system ones too); a step that
+    takes nodes down must keep every keyspace, the ensemble and the broker cluster at
+    quorum; one that keeps the database running (stop v1) must find it at quorum, since
+    the services it stops fail over to those that use it."""
+    down = takes_down(step)
+    results = [unknown_nodes(step.does, step.stops, ring, ensemble)]
+    if step.action in ("decommission", "leave"):
+        results.append(guard_leave(ring, step.does, step.stops))
+    else:
+        results.append(guard_ring(ring, step.does, down, min_replicas))
+    if ensemble is not None:
+        results.append(guard_ensemble(ensemble, step.does, down))
+    if rabbit is not None:
+        results.append(guard_rabbit(rabbit, step.does, down))
+    return combine(*results)
 
 
 @dataclass
@@ -95,12 +123,9 @@ class RingRunner:
             # system ones too; a node stopping must keep the ISSU keyspaces at quorum.
             ring = self._read_ring(conn, step.does, everything=leaves)
         ensemble = read_ensemble(self.zk_hosts) if self.zk_hosts else None
-        results = [unknown_nodes(step.does, step.stops, ring, ensemble),
-                   guard_leave(ring, step.does, step.stops) if leaves
-                   else guard_ring(ring, step.does, step.stops, self.min_replicas)]
-        if ensemble is not None:
-            results.append(guard_ensemble(ensemble, step.does, step.stops))
-        result = combine(*results)
+        down = takes_down(step)
+        rabbit = self.hooks.rabbit_status(down) if down else None
+        result = guard_step(step, ring, ensemble, rabbit, self.min_replicas)
         if not result.ok:
             raise RingStepRefused("; ".join(str(r) for r in result.refusals))
 
