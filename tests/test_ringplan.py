@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from backends.cassandra.registry import Registry, RegistryError, contrail_defaults
 from backends.cassandra.translate import TableTranslator
 from issu_tui.cli import cli
-from issu_tui.orchestrator.quorum import guard_ring
 from issu_tui.orchestrator.ringplan import RingPlanError, ring_steps
+from issu_tui.orchestrator.ringrun import guard_step
 from tests.test_quorum_guard import _ring
 
 OLD = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
@@ -29,12 +29,37 @@ def test_grow_joins_before_sync_and_decommissions_after_finalize() -> None:
     assert [s.nodes for s in steps if s.inverse is None] == [("10.0.0.2",), ("10.0.0.3",)]
 
 
-def test_every_guarded_step_of_each_approach_passes_the_guard_one_at_a_time() -> None:
-    """The plan never stops more nodes at once than quorum allows at the factor it runs."""
-    for approach, nodes, factor in (("grow", NEW, 5), ("stay", NEW, 5), ("rolling", OLD, 3)):
-        ring = _ring(nodes, factor=factor)
-        for step in ring_steps(approach, OLD if approach == "grow" else nodes, NEW):
-            assert guard_ring(ring, step.does, step.stops).ok, (approach, step)
+def test_every_guarded_step_of_each_approach_passes_the_runners_guard() -> None:
+    """The plan never stops more nodes at once than quorum allows, nor lets a node leave that
+    the others cannot replace, on the nodes and at the factor the ring has when the step
+    runs: checked with the runner's own guard (guard_step; a leave with guard_leave, as
+    Cassandra's decommission refuses it)."""
+    for approach, old, new, factor in (("grow", OLD, NEW, 3), ("stay", NEW, NEW, 5),
+                                       ("stay", NEW, NEW, 3), ("rolling", OLD, OLD, 3)):
+        nodes, rf = list(old), factor
+        for step in ring_steps(approach, old, new):
+            if step.stops:
+                result = guard_step(step, _ring(nodes, factor=rf))
+                assert result.ok, (approach, factor, step.does, result.refusals)
+            if step.action == "replication":
+                assert step.factor is not None
+                rf = step.factor
+            elif step.action in ("join", "convert"):
+                nodes += [n for n in step.nodes if n not in nodes]
+            elif step.action in ("leave", "decommission"):
+                nodes = [n for n in nodes if n not in step.nodes]
+        assert len(nodes) == len(new if approach == "grow" else old) - (
+            2 if approach == "grow" else 0)
+
+
+def test_stay_lowers_the_factor_before_a_node_leaves_and_raises_it_after() -> None:
+    steps = ring_steps("stay", NEW, NEW)
+    assert [(s.when, s.action, s.factor) for s in steps] == [
+        ("plan", "replication", 4), ("plan", "leave", None), ("plan", "convert", None),
+        ("plan", "leave", None), ("plan", "convert", None), ("plan", "replication", 5),
+        ("done", "stop", None), *[("done", "convert", None)] * 3]
+    six = [*NEW, "10.0.0.6"]  # the others hold every replica at RF 5: no change needed
+    assert not [s for s in ring_steps("stay", six, six) if s.action == "replication"]
 
 
 def test_rolling_names_its_single_point_of_failure_and_stay_needs_five() -> None:
@@ -179,3 +204,4 @@ def test_the_phases_run_the_ring_steps_of_plan_before_pre_sync(tmp_path: Path) -
         assert info is not None and info.phase == "pair"
     finally:
         journal.close()
+

@@ -4,8 +4,10 @@
   ring and every ISSU keyspace goes to replication factor 5 (repair); sync; computes;
   finalize; the old services stop but the database; one old node is converted to v2; the
   other old nodes are decommissioned one at a time (factor back to 3 first).
-- stay (5 nodes throughout): two nodes leave the ring, are converted to v2 and rejoin;
-  sync; computes; finalize; the other three are converted one at a time.
+- stay (5 nodes throughout): the ISSU keyspaces to factor 4 (a node can leave only if the
+  others hold every replica); two nodes leave the ring, are converted to v2 and rejoin, one
+  after the other; the factor back to 5; sync; computes; finalize; the other three are
+  converted one at a time.
 - rolling (node by node on 3): the first node is converted; sync; computes; the second;
   finalize (the last old node stops: northbound fails over); the last node is converted.
   While a node is converted the database runs on two nodes: one failure from losing quorum.
@@ -35,6 +37,23 @@ class RingStep:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+# The steps that leave a node's database (and its broker, its ensemble member) running: a
+# `stop` stops the v1 controller services only, a leave streams the node's ranges away
+# before it goes (the guard then checks that the nodes left hold every replica).
+_DATABASE_KEPT = ("stop", "leave", "decommission")
+
+
+def takes_down(step: RingStep) -> tuple[str, ...]:
+    """The nodes whose database, broker and ZooKeeper member `step` stops while it runs."""
+    return () if step.action in _DATABASE_KEPT else step.stops
+
+
+def most_down(steps: list[RingStep]) -> RingStep | None:
+    """The first step that takes the most database nodes down at once (None: none does)."""
+    widest = max(steps, key=lambda s: len(takes_down(s)), default=None)
+    return widest if widest is not None and takes_down(widest) else None
 
 
 class RingPlanError(ValueError):
@@ -98,7 +117,7 @@ def _grow(old: list[str], new: list[str]) -> list[RingStep]:
     keep, *leaving = old
     steps.append(RingStep("done", "stop", tuple(old),
                           "stop the v1 services on the old controllers except the database",
-                          inverse="start them again"))
+                          stops=tuple(old), inverse="start them again"))
     steps.append(RingStep("done", "convert", (keep,),
                           f"convert {keep} to v2: stop v1, install v2, start v2 services in "
                           "order, health-checked", stops=(keep,),
@@ -120,7 +139,22 @@ def _stay(nodes: list[str]) -> list[RingStep]:
         raise RingPlanError(f"stay keeps 5 database nodes; the ring has {len(nodes)} "
                             f"({', '.join(nodes) or 'none'})")
     first, rest = nodes[-2:], nodes[:-2]
+    # Cassandra refuses a decommission that leaves fewer nodes than a keyspace's factor (and
+    # so does the runner's guard, guard_leave): at the approach's RF 5 on 5 nodes no node
+    # can leave. So the factor goes down first, to the most the nodes that stay hold while
+    # one is away (4 on 5 nodes: the fewest replicas dropped, and quorum, 3 of 4, still
+    # survives a failure), and back up to 5 (repair) once both are back as v2, so that the
+    # conversions after finalize, one at a time, keep 4 of 5 replicas. A ring of more nodes
+    # keeps its factor: the others hold every replica while one is away.
+    final = 5
+    away = min(final, len(nodes) - 1)
     steps = []
+    if away < final:
+        steps.append(RingStep(
+            "plan", "replication", tuple(nodes),
+            f"ISSU keyspaces to replication factor {away} (ALTER KEYSPACE) before a node "
+            f"leaves: {away} nodes stay to hold every replica, as a decommission needs",
+            inverse=f"replication factor {final} and repair", factor=away))
     for node in first:
         steps += [
             RingStep("plan", "leave", (node,), f"decommission {node} (it leaves the v1 ring)",
@@ -128,9 +162,14 @@ def _stay(nodes: list[str]) -> list[RingStep]:
             RingStep("plan", "convert", (node,),
                      f"convert {node} to v2 and let it rejoin the ring (bootstrap)",
                      inverse=f"convert {node} back to v1")]
+    if away < final:
+        steps.append(RingStep(
+            "plan", "replication", tuple(nodes),
+            f"ISSU keyspaces back to replication factor {final}, full repair on every node, "
+            "ownership checked", inverse=f"replication factor {away}", factor=final))
     steps.append(RingStep("done", "stop", tuple(rest),
                           "stop the v1 services on the v1 nodes except the database",
-                          inverse="start them again"))
+                          stops=tuple(rest), inverse="start them again"))
     steps += [RingStep("done", "convert", (node,),
                        f"convert {node} to v2 (one at a time: the guard refuses more)",
                        stops=(node,), inverse=f"convert {node} back to v1")
@@ -151,7 +190,8 @@ def _rolling(nodes: list[str]) -> list[RingStep]:
     for node in last:
         steps.append(RingStep("done", "stop", (node,),
                               f"stop v1 on {node} but its database: northbound fails over "
-                              "to the v2 nodes", inverse=f"start v1 on {node}", risks=spof))
+                              "to the v2 nodes", stops=(node,), inverse=f"start v1 on {node}",
+                              risks=spof))
         steps.append(RingStep("done", "convert", (node,), f"convert {node} to v2",
                               stops=(node,), inverse=f"convert {node} back to v1",
                               risks=spof))
