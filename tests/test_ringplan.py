@@ -205,3 +205,27 @@ def test_the_phases_run_the_ring_steps_of_plan_before_pre_sync(tmp_path: Path) -
     finally:
         journal.close()
 
+
+def test_ring_run_of_done_waits_for_the_way_back_to_close(tmp_path: Path) -> None:
+    """grow's steps of done decommission old's nodes (no inverse): while `issu revert` may
+    still go back to old, `issu ring run --when done` is refused, naming close-way-back and
+    the steps; once the way back is closed the run goes on (here to the inventory check)."""
+    from issu_tui.journal import Journal
+    from issu_tui.orchestrator.phases import WAY_BACK_CLOSED
+
+    path = _write_config(tmp_path, OLD, NEW)
+    journal = Journal.open(tmp_path / "state")
+    journal.set_phase("done", status="done")
+    journal.set_approach("grow")
+    journal.close()
+    args = ["ring", "run", "-c", str(path), "--approach", "grow", "--when", "done"]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 1, refused.output
+    assert "close the way back first with `issu close-way-back`" in refused.output
+    assert "decommission 10.0.0.2" in refused.output
+    journal = Journal.open(tmp_path / "state")
+    journal.mark_step(WAY_BACK_CLOSED)
+    journal.close()
+    closed = CliRunner().invoke(cli, args)
+    assert closed.exit_code == 1 and "close-way-back" not in closed.output
+    assert "have no [[old.controllers]]" in closed.output

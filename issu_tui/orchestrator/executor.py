@@ -473,7 +473,12 @@ class Executor:
         from backends.cassandra.nodetool import NodetoolError
         from backends.cassandra.ringops import RingOpError
         from backends.controller import ControllerError
-        from issu_tui.orchestrator.ringplan import RingPlanError, ring_run_refusal, ring_steps
+        from issu_tui.orchestrator.ringplan import (
+            RingPlanError,
+            ring_run_refusal,
+            ring_steps,
+            way_back_refusal,
+        )
         from issu_tui.orchestrator.ringrun import RingStepRefused
         from issu_tui.ringhooks import controller_runner
 
@@ -490,6 +495,9 @@ class Executor:
         current = journal.phase()
         refusal = ring_run_refusal(when, approach, current.phase if current else None,
                                    journal.orchestrator_state().approach)
+        if refusal is None:
+            done = journal.steps_done()
+            refusal = way_back_refusal(steps, when, done, phases.WAY_BACK_CLOSED in done)
         if refusal is not None:
             raise OrchestratorError(refusal)
         min_replicas = args.get("min_replicas")

@@ -19,6 +19,7 @@ belongs to: "plan" steps run before pre-sync, "done" steps after finalize.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 
 SHARED_APPROACHES = ("grow", "stay", "rolling")
@@ -83,6 +84,26 @@ def ring_run_refusal(when: str, approach: str, phase: str | None,
         return (f"the ring steps of {when!r} run only in phase {names}; the upgrade is in "
                 f"phase {phase or 'none (no upgrade recorded)'}")
     return None
+
+
+def step_marker(index: int, step: RingStep) -> str:
+    """The journal marker of the plan's step `index` once done (ringrun.RingRunner)."""
+    return f"ring.{index}.{step.action}.{'+'.join(step.nodes)}"
+
+
+def way_back_refusal(steps: list[RingStep], when: str, done: Collection[str],
+                     way_back_closed: bool) -> str | None:
+    """Why the steps of `when` must not run while the way back is open (None: they may):
+    a step without an inverse (grow's decommissions of old's nodes) takes away the old
+    cluster's database that `issu revert` goes back to."""
+    one_way = [s.does for i, s in enumerate(steps) if s.when == when and s.inverse is None
+               and step_marker(i, s) not in done]
+    if not one_way or way_back_closed:
+        return None
+    return (f"the ring steps of {when!r} include steps without an inverse ("
+            + "; ".join(one_way) + "): they retire the old cluster's database, which "
+            "`issu revert` still goes back to; close the way back first with `issu "
+            "close-way-back` (it drains the reverse replication; revert is refused after)")
 
 
 def ring_steps(approach: str, old_nodes: list[str], new_nodes: list[str]) -> list[RingStep]:
