@@ -351,6 +351,7 @@ rabbit = {{ hosts = ["{services.rabbit.host}"] }}
 name = "db-1"
 address = "{node.host}"
 roles = ["database", "config"]
+profile = "supervisord"  # its services leave the broker out: no RabbitMQ to read here
 ssh_key = "{tmp_path / 'key'}"
 [new]
 name = "new"
