@@ -358,7 +358,7 @@ name = "new"
 version = "5.0.0"
 cassandra = {{ hosts = ["{node.host}"], port = {node.port}, prefix = "{prefix}2" }}
 zookeeper = {{ hosts = ["{services.zk_old.hosts}"], prefix = "v2" }}
-rabbit = {{ hosts = ["{services.rabbit.host}"] }}
+rabbit = {{ hosts = ["{services.rabbit.host}"], vhost = "/v2" }}
 """)
     return path
 
