@@ -136,3 +136,74 @@ def test_abort_reopens_old_although_a_northbound_host_does_not_answer(
         assert switched_clients(ctx) == []
     finally:
         ctx.journal.close()
+
+
+def test_check_new_fenced_asks_the_profile_when_the_api_server_has_no_fence_call(
+        ssh: object, host: Host, tmp_path: Path) -> None:  # noqa: F811
+    """Audit D2: a real Contrail api-server has no /issu/status; check-new-fenced then took
+    finalize's point of no return, whatever the profile's fence did. Now the profile's
+    `fence_status` step proves new's fence (over SSH on new's config host); without it, a
+    fence this upgrade applied (prepare-new's markers) is relied upon, said as unproven;
+    without either, or with a step that prints neither word, finalize is refused."""
+    from issu_tui.orchestrator.controllers import prepare_new
+    from tests.test_phases import _fence_answering
+
+    host.seed({f"systemd:{u}": {"running": False, "enabled": False}
+               for u in ("contrail-schema", "contrail-svc-monitor", "contrail-device-manager",
+                         "contrail-kube-manager")})
+    rules = tmp_path / "rules-new"
+    rules.write_text("")
+    quoted = shlex.quote(str(rules))
+    fence = {"fence": f"sh -c 'echo REJECT >> \"$0\"' {quoted}",
+             "unfence": f"sh -c ': > \"$0\"' {quoted}"}
+    status = {"fence_status": f"sh -c 'grep -q REJECT \"$0\" && echo fenced || echo open' "
+                              f"{quoted}"}
+    server = _fence_answering(None)  # 404 on /issu/status, as a real api-server
+    base = _inventory_config(ssh, host, tmp_path)  # type: ignore[arg-type]
+    site = base.controller_profiles["site"]
+
+    def ctx_with(steps: dict[str, str]) -> Context:
+        config = base.model_copy(update={
+            "new": base.new.model_copy(update={"api_server": ApiServerConfig(
+                url=f"http://127.0.0.1:{server.server_address[1]}")}),
+            "controller_profiles": {"site": {**site, **steps}}})
+        return _ctx(config, tmp_path)
+
+    def check(ctx: Context) -> str:
+        return fin.check_new_fenced(fin.FinalizeRun(ctx, fence_tries=2, fence_retry_s=0.1))
+
+    ctx = ctx_with({**fence, **status})
+    try:
+        prepare_new(ctx)  # stops new's writers and fences new with the profile step
+        assert rules.read_text() == "REJECT\n"
+        assert check(ctx) == ("new's api-server fenced on new-ctl-1, as the profile's "
+                              "fence_status step says")
+        assert not ctx.step_done(fin.COMMIT_STEP)
+    finally:
+        ctx.journal.close()
+
+    # no fence_status: the fence prepare-new applied (its journal markers) is relied upon
+    ctx = ctx_with(fence)
+    try:
+        said = check(ctx)
+        assert said.startswith("the new api-server has no fence call; relied upon: the "
+                               "profile's fence step fenced new-ctl-1 (profile site)")
+        assert "not proven" in said and not ctx.step_done(fin.COMMIT_STEP)
+        ctx.journal.clear_steps("fence.new.")  # as if this upgrade never fenced new
+        with pytest.raises(OrchestratorError, match=r"no fence call .* and no profile step "
+                           r"fenced new in this upgrade\. Nothing was committed"):
+            check(ctx)
+        assert not ctx.step_done(fin.COMMIT_STEP)
+    finally:
+        ctx.journal.close()
+
+    # a fence_status step that prints neither word: asked again, then refused
+    ctx = ctx_with({**fence, "fence_status": "echo maybe"})
+    try:
+        with pytest.raises(OrchestratorError, match=r"cannot be confirmed after 2 tries .*"
+                           r"printed 'maybe', not 'fenced' or 'open'"):
+            check(ctx)
+        assert not ctx.step_done(fin.COMMIT_STEP)
+    finally:
+        ctx.journal.close()
+        server.shutdown()

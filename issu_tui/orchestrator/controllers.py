@@ -299,6 +299,48 @@ def fence_by_profile(ctx: Context, side: str, closed: bool, *,
     return message
 
 
+def fence_status_by_profile(ctx: Context, side: str) -> tuple[bool, str] | None:
+    """(fenced, what was seen) from the `fence_status` step on `side`'s config hosts; None
+    when their profiles define none. Every host must say fenced; a host whose profile lacks
+    the step beside one that has it is refused, as is a host that does not answer."""
+    hosts = hosts_with(ctx, side, ("config",))
+    if not hosts:
+        return None
+    ex = executor(ctx)
+    asked = [h for h in hosts if ex.profile(h.profile).has_fence_status]
+    if not asked:
+        return None
+    if len(asked) != len(hosts):
+        bare = ", ".join(f"{h.name} (profile {h.profile})" for h in hosts if h not in asked)
+        raise OrchestratorError(f"{side}'s config hosts {bare} have no fence_status step "
+                                "while others have: define it in their profiles too")
+    states = {}
+    for host in asked:
+        try:
+            states[host.name] = ex.fence_status(target(host), host.profile)
+        except ControllerError as exc:
+            raise OrchestratorError(f"controller {exc}") from None
+    open_on = [name for name, fenced in states.items() if not fenced]
+    if open_on:
+        return False, (f"{side}'s api-server is open on {', '.join(open_on)}, as the "
+                       "profile's fence_status step says")
+    return True, (f"{side}'s api-server fenced on {', '.join(states)}, as the profile's "
+                  "fence_status step says")
+
+
+def fence_applied_by_profile(ctx: Context, side: str) -> str | None:
+    """The config hosts of `side` this upgrade fenced with their profile's `fence` step (its
+    journal markers), when it fenced every one of them; else None."""
+    hosts = hosts_with(ctx, side, ("config",))
+    if not hosts:
+        return None
+    ex = executor(ctx)
+    if not all(ex.profile(h.profile).has_fence
+               and ctx.step_done(fence_marker(side, h, "done")) for h in hosts):
+        return None
+    return ", ".join(f"{h.name} (profile {h.profile})" for h in hosts)
+
+
 def _paren(said: str) -> str:
     return f" ({said})" if said else ""
 
