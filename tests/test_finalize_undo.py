@@ -11,6 +11,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -207,3 +208,88 @@ def test_check_new_fenced_asks_the_profile_when_the_api_server_has_no_fence_call
     finally:
         ctx.journal.close()
         server.shutdown()
+
+
+def test_stop_old_services_disables_them_and_says_which_hosts_were_done(
+        ssh: Any, host: Host, tmp_path: Path) -> None:  # noqa: F811
+    """Audit D7: old's config services were stopped, not disabled: a reboot of an old config
+    host brought back its api-server (unfenced) and writers. Audit D10: a failure part-way
+    lost which hosts were done; a retry redid them all and abort started every host. Now
+    each host is stopped and disabled and marked; the failure says which hosts were done and
+    which not; a retry acts on the others only; abort enables and starts only the hosts
+    stop-old-services reached."""
+    from backends.ssh import SshTarget
+
+    s = ssh.ssh
+    second = Host(SshTarget(s.names[2], s.addresses[2], s.port, s.user, s.key_path),
+                  host.state_dir.parent / s.names[2], host.tools)
+    units = {f"systemd:{u}": {"running": True, "enabled": True} for u in OLD_UNITS}
+    base = _inventory_config(ssh, host, tmp_path)
+    site = base.controller_profiles["site"]
+    ctl = base.new.controllers[0]
+    old = [ctl.model_copy(update={"name": "old-ctl-1", "profile": "site-1", "roles": ["config"]}),
+           ctl.model_copy(update={"name": "old-ctl-2", "profile": "site-2", "roles": ["config"],
+                                  "address": second.target.address})]
+
+    def ctx_with(one: dict[str, str], two: dict[str, str]) -> Context:
+        return _ctx(base.model_copy(update={
+            "old": base.old.model_copy(update={"controllers": old}),
+            "controller_profiles": {"site": site, "site-1": {**site, **one},
+                                    "site-2": {**site, **two}}}), tmp_path)
+
+    def stops(h: Host) -> int:
+        return sum(1 for c in h.calls() if c[:2] == ["systemctl", "stop"])
+
+    def starts(h: Host) -> int:
+        return sum(1 for c in h.calls() if c[:2] == ["systemctl", "start"])
+
+    host.seed(units)
+    second.seed(units)
+    # old-ctl-2's disable fails: old-ctl-1 was done, old-ctl-2 begun
+    ctx = ctx_with({}, {"disable": "false"})
+    run = fin.FinalizeRun(ctx)
+    try:
+        with pytest.raises(OrchestratorError, match="old-ctl-2: disable schema-transformer"):
+            fin._run_once(run, fin.step("stop-old-services"))
+        [failed] = ctx.journal.events(kind="finalize", text="stop-old-services: old-ctl-2 "
+                                      "failed")
+        assert failed.fields["done"] == ["old-ctl-1"] and failed.fields["pending"] == []
+        assert all(not st["running"] and not st["enabled"] for st in host.state().values())
+    finally:
+        ctx.journal.close()
+    # the retry: old-ctl-1 left alone, old-ctl-2 stopped and disabled
+    ctx = ctx_with({}, {})
+    run = fin.FinalizeRun(ctx)
+    try:
+        before = stops(host)
+        fin._run_once(run, fin.step("stop-old-services"))
+        assert stops(host) == before
+        for h in (host, second):
+            assert all(not st["running"] and not st["enabled"] for st in h.state().values()), \
+                h.state()
+        undone = aborting.undo_finalize(aborting.AbortRun(ctx, runner=None))  # type: ignore[arg-type]
+        assert any(u.startswith("old's config services started again: old-ctl-1: api-server, "
+                                "device-manager, svc-monitor, schema-transformer; old-ctl-2: ")
+                   for u in undone), undone
+        for h in (host, second):
+            assert all(st["running"] and st["enabled"] for st in h.state().values())
+        ctx.journal.clear_steps("finalize.")  # abort's end
+    finally:
+        ctx.journal.close()
+
+    # old-ctl-1 fails to stop: old-ctl-2 never reached, so abort does not touch it
+    ctx = ctx_with({"stop": "false"}, {})
+    run = fin.FinalizeRun(ctx)
+    try:
+        with pytest.raises(OrchestratorError, match="old-ctl-1: stop schema-transformer"):
+            fin._run_once(run, fin.step("stop-old-services"))
+        [failed] = ctx.journal.events(kind="finalize", text="stop-old-services: old-ctl-1 "
+                                      "failed")
+        assert failed.fields["done"] == [] and failed.fields["pending"] == ["old-ctl-2"]
+        calls = len(second.calls())
+        undone = aborting.undo_finalize(aborting.AbortRun(ctx, runner=None))  # type: ignore[arg-type]
+        assert len(second.calls()) == calls and starts(host) > 0
+        assert any("not touched, stop-old-services never reached them: old-ctl-2" in u
+                   for u in undone), undone
+    finally:
+        ctx.journal.close()

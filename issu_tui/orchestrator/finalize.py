@@ -522,10 +522,10 @@ STEPS: tuple[FinalizeStep, ...] = (
                  settle_old),
     # nothing writes to old while run-sync drains and post-sync copies its last changes;
     # abort starts them again (also after a stop that failed half-way: `begun` marker)
-    FinalizeStep("stop-old-services", "stop old's config services (schema-transformer, "
-                 "svc-monitor, device-manager, api-server) on old's config hosts", stop_old,
-                 undo=start_old_services, undoes="start old's config services again",
-                 begun=True),
+    FinalizeStep("stop-old-services", "stop and disable old's config services "
+                 "(schema-transformer, svc-monitor, device-manager, api-server) on old's "
+                 "config hosts", stop_old, undo=start_old_services,
+                 undoes="enable and start old's config services again", begun=True),
     FinalizeStep("stop-run-sync", "drain run-sync and stop it for good", stop_runsync),
     FinalizeStep("post-sync", "final copy of every keyspace but config_db_uuid", post_sync),
     FinalizeStep("zk-sync", "copy the ZooKeeper subtrees (ids, fq-names, subnets)", zk_sync),
