@@ -293,3 +293,44 @@ def test_stop_old_services_disables_them_and_says_which_hosts_were_done(
                    for u in undone), undone
     finally:
         ctx.journal.close()
+
+
+def test_revert_points_the_collectors_back_with_this_upgrades_backup(
+        ssh: Any, host: Host, tmp_path: Path, world: dict[str, object]) -> None:  # noqa: F811
+    """Audit D5: the analytics step re-pointed the collectors' clients without recording
+    them, so `issu revert` (undo-finalize after the commit) left every collector sending to
+    new's analytics; its backup, never made afresh, was one an earlier upgrade left. Now
+    the collectors are recorded and pointed back at old's analytics from this upgrade's
+    backup, which then goes."""
+    from issu_tui.config import AnalyticsConfig
+
+    base = _config(_inventory_config(ssh, host, tmp_path), tmp_path, reachable=True)
+    config = base.model_copy(update={
+        "old": base.old.model_copy(update={"analytics": AnalyticsConfig(
+            url="http://10.9.0.1:8081")}),
+        "new": base.new.model_copy(update={"analytics": AnalyticsConfig(
+            url="http://10.9.0.2:8081")})})
+    agent = tmp_path / "contrail-vrouter-nodemgr.conf"
+    original = "[DEFAULT]\ncollectors = 10.9.0.1:8086\nlog_level = SYS_NOTICE\n"
+    agent.write_text(original)
+    # left by an earlier upgrade (from 10.8.0.1): a revert must not bring that file back
+    Path(f"{agent}.issu-backup").write_text(original.replace("10.9.0.1", "10.8.0.1"))
+    listing = tmp_path / "collectors.toml"
+    listing.write_text(f'[[client]]\nkind = "collector"\nhost = "neutron-1"\npath = "{agent}"\n'
+                       'service = "neutron-server"\n')
+    ctx = _ctx(config, tmp_path)
+    try:
+        run = fin.FinalizeRun(ctx, clients=load_clients(listing))
+        fin._run_once(run, fin.step("switch-northbound"))  # no api client: nothing switched
+        fin._run_once(run, fin.step("analytics"))
+        assert "collectors=10.9.0.2:8086" in agent.read_text()
+        assert Path(f"{agent}.issu-backup").read_text() == original
+        # issu revert after the commit runs undo-finalize: the collector comes back too
+        done = aborting.undo_finalize(aborting.AbortRun(ctx, runner=None))  # type: ignore[arg-type]
+        assert (f"northbound pointed back at old: collector neutron-1:{agent}: restored, "
+                "read back, SIGHUP to neutron-server") in done, done
+        assert agent.read_text() == original
+        assert not Path(f"{agent}.issu-backup").exists()
+        assert switched_clients(ctx) == []
+    finally:
+        ctx.journal.close()

@@ -476,10 +476,14 @@ def remove_old_nodes(run: FinalizeRun) -> str:
 
 
 def repoint_analytics(run: FinalizeRun) -> str:
+    """The collectors' clients re-pointed at new's analytics, recorded with the northbound
+    clients (issu revert points them back at old's) and backed up afresh (a backup left by
+    an earlier upgrade would be restored by that revert)."""
     if run.no_northbound:
         return "skipped (--no-northbound): the operator re-points the collectors"
-    done = [switch_client(run.ctx, c) for c in run.clients if c.kind == "collector"]
-    return "; ".join(done) or "no collector clients listed"
+    return switch_each(run.ctx, "analytics",
+                       [c for c in run.clients if c.kind == "collector"]) \
+        or "no collector clients listed"
 
 
 @dataclass(frozen=True)
