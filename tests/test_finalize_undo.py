@@ -116,7 +116,7 @@ def test_abort_reopens_old_although_a_northbound_host_does_not_answer(
         # everything else was undone: old's services running again, old open
         assert all(host.state()[f"systemd:{u}"]["running"] for u in OLD_UNITS)
         assert world["rules"].read_text() == ""  # type: ignore[attr-defined]
-        assert "old's config services started again" in said
+        assert "old's config services enabled and started again" in said
         assert files["a"].read_text() == OLD_PLUGIN
         assert [c.host for c in switched_clients(ctx)] == ["neutron-2"]
     finally:
@@ -268,9 +268,9 @@ def test_stop_old_services_disables_them_and_says_which_hosts_were_done(
             assert all(not st["running"] and not st["enabled"] for st in h.state().values()), \
                 h.state()
         undone = aborting.undo_finalize(aborting.AbortRun(ctx, runner=None))  # type: ignore[arg-type]
-        assert any(u.startswith("old's config services started again: old-ctl-1: api-server, "
-                                "device-manager, svc-monitor, schema-transformer; old-ctl-2: ")
-                   for u in undone), undone
+        assert any(u.startswith("old's config services enabled and started again: old-ctl-1: "
+                                "api-server, device-manager, svc-monitor, schema-transformer; "
+                                "old-ctl-2: ") for u in undone), undone
         for h in (host, second):
             assert all(st["running"] and st["enabled"] for st in h.state().values())
         ctx.journal.clear_steps("finalize.")  # abort's end

@@ -260,7 +260,7 @@ def start_old_services(ctx: Context) -> str:
         raise OrchestratorError("old's config services NOT started again: "
                                 + "; ".join(failed) + "; started again: "
                                 + ("; ".join(done) or "none"))
-    return ("old's config services started again: " + "; ".join(done) + " (enabled first)"
+    return ("old's config services enabled and started again: " + "; ".join(done)
             + (f"; not touched, stop-old-services never reached them: {', '.join(untouched)}"
                if untouched else ""))
 
