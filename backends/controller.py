@@ -17,7 +17,9 @@ any other key is a profile variable, e.g. `systemctl = "sudo systemctl"`.
 Steps: status, stop, start, disable, enable, signal (variable `{signal}`), set_ini
 (`{file}` then section key value triples, rewritten through a copy and one rename, as the
 compute profiles do); optional: version, and fence / unfence (the api-server closed to
-northbound clients and opened again; `{unit}` is the api-server's name), and queues (the
+northbound clients and opened again; `{unit}` is the api-server's name), fence_status
+(prints `fenced` or `open`: the fence proven, e.g. `iptables -C ... && echo fenced ||
+echo open`), and queues (the
 broker's queues of vhost `{vhost}`, one `name ready unacked` line each, as `rabbitmqctl
 list_queues name messages_ready messages_unacknowledged` prints them).
 Template variables: `{unit}` (the host's name for the service; for
@@ -47,8 +49,12 @@ STEPS = ("status", "stop", "start", "disable", "enable", "signal", "set_ini")
 # `rabbit_status` prints the broker cluster's `rabbitmqctl cluster_status --formatter json`
 # (RabbitMQ 3.8+; `{unit}` is the rabbitmq service's name): the ring runner's guard reads it
 # before a step stops the brokers of some of the hosts.
-OPTIONAL_STEPS = ("version", "fence", "unfence", "queues", "rabbit_status")
+# `fence_status` prints `fenced` or `open`: the proof finalize's check-new-fenced asks of new
+# when its api-server has no fence call of its own (a real Contrail api-server).
+OPTIONAL_STEPS = ("version", "fence", "unfence", "queues", "rabbit_status", "fence_status")
 _CLUSTER_STATUS = "rabbitmqctl cluster_status --formatter json"
+FENCED_WORDS = ("fenced", "closed")
+OPEN_WORDS = ("open", "unfenced")
 # The service a fence step acts for (its `{unit}`): the first of these the profile maps.
 FENCE_SERVICES = ("api-server", "controller")
 # The service whose version stands for the host's (the first one its profile maps).
@@ -263,6 +269,10 @@ class ControllerProfile:
     @property
     def has_fence(self) -> bool:
         return "fence" in self.steps
+
+    @property
+    def has_fence_status(self) -> bool:
+        return "fence_status" in self.steps
 
     @property
     def has_queues(self) -> bool:
@@ -486,6 +496,24 @@ class ControllerExecutor:
         argv = prof.argv(step, service)
         with self._connect(target) as session:
             return self._run(session, target, f"{step} {service}", argv).strip()
+
+    def fence_status(self, target: SshTarget, profile: str) -> bool:
+        """Whether the host's api-server is fenced, as the profile's `fence_status` step
+        says (its last line: `fenced` or `open`); anything else is a ControllerError."""
+        prof = self.profile(profile)
+        service = next((s for s in FENCE_SERVICES if s in prof.services), "")
+        if not service:
+            raise ControllerError(f"controller profile {profile} maps none of "
+                                  f"{', '.join(FENCE_SERVICES)}: no fence to ask about")
+        argv = prof.argv("fence_status", service)
+        with self._connect(target) as session:
+            out = self._run(session, target, f"fence_status {service}", argv)
+        lines = [ln.strip().lower() for ln in out.splitlines() if ln.strip()]
+        word = lines[-1] if lines else ""
+        if word in FENCED_WORDS or word in OPEN_WORDS:
+            return word in FENCED_WORDS
+        raise ControllerError(f"{target.name}: fence_status {service} printed "
+                              f"{word[:80]!r}, not 'fenced' or 'open'")
 
     def queues(self, target: SshTarget, profile: str, vhost: str) -> list[QueueState]:
         """The broker's queues of `vhost`, through the profile's `queues` step on the host."""

@@ -276,10 +276,14 @@ resume_cmd = _control_command("resume", "Start computes again after a pause.")
 @click.option("--no-northbound", is_flag=True,
               help="switch no northbound client (no northbound.toml): you re-point neutron, "
                    "k8s, vCenter and collectors yourself; recorded in the journal")
+@click.option("--commit-early", is_flag=True,
+              help="new's fence cannot be shown (no fence call, no fence_status step): take "
+                   "the point of no return at check-new-fenced, before new's writers start "
+                   "(abort refused from there; issu revert is the way back)")
 @json_option
 @_wait_opts
 def finalize_cmd(config_path: Path, force: bool, reason: str, old_stopped: bool,
-                 no_northbound: bool, as_json: bool, no_wait: bool,
+                 no_northbound: bool, commit_early: bool, as_json: bool, no_wait: bool,
                  timeout: float | None) -> None:
     """Stop run-sync, post-sync, zk-sync, verify, unpair, switch northbound, open new."""
     if force and not reason.strip():
@@ -287,7 +291,8 @@ def finalize_cmd(config_path: Path, force: bool, reason: str, old_stopped: bool,
         sys.exit(EXIT_CONFIG)
     submit(config_path, "finalize", {"force": force, "reason": reason,
                                      "old_stopped": old_stopped,
-                                     "no_northbound": no_northbound},
+                                     "no_northbound": no_northbound,
+                                     "commit_early": commit_early},
            as_json=as_json, no_wait=no_wait, timeout=timeout)
 
 

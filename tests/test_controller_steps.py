@@ -219,6 +219,9 @@ def test_finalize_stops_old_writers_first_and_starts_new_ones_last(
 
     assert _running(world, "v1") == []
     assert _running(world, "v2") == list(WRITERS)
+    # disabled too: a reboot of old's config host (`issu demo up`) does not bring them back
+    v1 = world.controller_dir("v1")
+    assert all(hostctl.disabled_marker(v1, s).exists() for s in (*WRITERS, "api-server"))
     journal = Journal(world.dir / "state" / "journal.db", read_only=True)
     try:
         order = [e.fields.get("step") for e in journal.events(kind="finalize")
@@ -289,8 +292,9 @@ def test_abort_starts_the_old_config_services_again(world: Any) -> None:
     assert _running(world, "v2") == []
     assert all(hostctl.disabled_marker(world.controller_dir("v2"), s).exists()
                for s in WRITERS)
-    assert "old's config services started again: controller-v1: api-server, " \
+    assert "old's config services enabled and started again: controller-v1: api-server, " \
            "device-manager, svc-monitor, schema-transformer" in result["done"]
+    assert not any(hostctl.disabled_marker(v1, s).exists() for s in (*WRITERS, "api-server"))
     assert ("old api-server open for writes again: old's api-server opened by the profile's "
             "unfence step on controller-v1 (open)") in result["done"]
     assert _running(world, "v1") == list(WRITERS)

@@ -110,7 +110,7 @@ def test_three_controller_hosts_per_cluster_each_stopped_and_started(world: Any)
     # the plan and preflight (what the console shows) name every host
     plan = issu(world, "plan", check=True).stdout
     for h in old:
-        assert f"stop on {h.name} over SSH" in plan, plan
+        assert f"stop and disable on {h.name} over SSH" in plan, plan
     for h in new:
         assert f"enable and start on {h.name} over SSH" in plan, plan
     assert {f.name for f in new_writer_findings(config)} >= {

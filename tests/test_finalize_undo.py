@@ -11,6 +11,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,7 +116,7 @@ def test_abort_reopens_old_although_a_northbound_host_does_not_answer(
         # everything else was undone: old's services running again, old open
         assert all(host.state()[f"systemd:{u}"]["running"] for u in OLD_UNITS)
         assert world["rules"].read_text() == ""  # type: ignore[attr-defined]
-        assert "old's config services started again" in said
+        assert "old's config services enabled and started again" in said
         assert files["a"].read_text() == OLD_PLUGIN
         assert [c.host for c in switched_clients(ctx)] == ["neutron-2"]
     finally:
@@ -133,6 +134,203 @@ def test_abort_reopens_old_although_a_northbound_host_does_not_answer(
         assert not Path(f"{files['b']}.issu-backup").exists()
         assert host.calls().count(["systemctl", "kill", "--signal=HUP",
                                    "neutron-server"]) == hups + 1  # neutron-2's only
+        assert switched_clients(ctx) == []
+    finally:
+        ctx.journal.close()
+
+
+def test_check_new_fenced_asks_the_profile_when_the_api_server_has_no_fence_call(
+        ssh: object, host: Host, tmp_path: Path) -> None:  # noqa: F811
+    """Audit D2: a real Contrail api-server has no /issu/status; check-new-fenced then took
+    finalize's point of no return, whatever the profile's fence did. Now the profile's
+    `fence_status` step proves new's fence (over SSH on new's config host); without it, a
+    fence this upgrade applied (prepare-new's markers) is relied upon, said as unproven;
+    without either, or with a step that prints neither word, finalize is refused."""
+    from issu_tui.orchestrator.controllers import prepare_new
+    from tests.test_phases import _fence_answering
+
+    host.seed({f"systemd:{u}": {"running": False, "enabled": False}
+               for u in ("contrail-schema", "contrail-svc-monitor", "contrail-device-manager",
+                         "contrail-kube-manager")})
+    rules = tmp_path / "rules-new"
+    rules.write_text("")
+    quoted = shlex.quote(str(rules))
+    fence = {"fence": f"sh -c 'echo REJECT >> \"$0\"' {quoted}",
+             "unfence": f"sh -c ': > \"$0\"' {quoted}"}
+    status = {"fence_status": f"sh -c 'grep -q REJECT \"$0\" && echo fenced || echo open' "
+                              f"{quoted}"}
+    server = _fence_answering(None)  # 404 on /issu/status, as a real api-server
+    base = _inventory_config(ssh, host, tmp_path)  # type: ignore[arg-type]
+    site = base.controller_profiles["site"]
+
+    def ctx_with(steps: dict[str, str]) -> Context:
+        config = base.model_copy(update={
+            "new": base.new.model_copy(update={"api_server": ApiServerConfig(
+                url=f"http://127.0.0.1:{server.server_address[1]}")}),
+            "controller_profiles": {"site": {**site, **steps}}})
+        return _ctx(config, tmp_path)
+
+    def check(ctx: Context) -> str:
+        return fin.check_new_fenced(fin.FinalizeRun(ctx, fence_tries=2, fence_retry_s=0.1))
+
+    ctx = ctx_with({**fence, **status})
+    try:
+        prepare_new(ctx)  # stops new's writers and fences new with the profile step
+        assert rules.read_text() == "REJECT\n"
+        assert check(ctx) == ("new's api-server fenced on new-ctl-1, as the profile's "
+                              "fence_status step says")
+        assert not ctx.step_done(fin.COMMIT_STEP)
+    finally:
+        ctx.journal.close()
+
+    # no fence_status: the fence prepare-new applied (its journal markers) is relied upon
+    ctx = ctx_with(fence)
+    try:
+        said = check(ctx)
+        assert said.startswith("the new api-server has no fence call; relied upon: the "
+                               "profile's fence step fenced new-ctl-1 (profile site)")
+        assert "not proven" in said and not ctx.step_done(fin.COMMIT_STEP)
+        ctx.journal.clear_steps("fence.new.")  # as if this upgrade never fenced new
+        with pytest.raises(OrchestratorError, match=r"no fence call .* and no profile step "
+                           r"fenced new in this upgrade\. Nothing was committed"):
+            check(ctx)
+        assert not ctx.step_done(fin.COMMIT_STEP)
+    finally:
+        ctx.journal.close()
+
+    # a fence_status step that prints neither word: asked again, then refused
+    ctx = ctx_with({**fence, "fence_status": "echo maybe"})
+    try:
+        with pytest.raises(OrchestratorError, match=r"cannot be confirmed after 2 tries .*"
+                           r"printed 'maybe', not 'fenced' or 'open'"):
+            check(ctx)
+        assert not ctx.step_done(fin.COMMIT_STEP)
+    finally:
+        ctx.journal.close()
+        server.shutdown()
+
+
+def test_stop_old_services_disables_them_and_says_which_hosts_were_done(
+        ssh: Any, host: Host, tmp_path: Path) -> None:  # noqa: F811
+    """Audit D7: old's config services were stopped, not disabled: a reboot of an old config
+    host brought back its api-server (unfenced) and writers. Audit D10: a failure part-way
+    lost which hosts were done; a retry redid them all and abort started every host. Now
+    each host is stopped and disabled and marked; the failure says which hosts were done and
+    which not; a retry acts on the others only; abort enables and starts only the hosts
+    stop-old-services reached."""
+    from backends.ssh import SshTarget
+
+    s = ssh.ssh
+    second = Host(SshTarget(s.names[2], s.addresses[2], s.port, s.user, s.key_path),
+                  host.state_dir.parent / s.names[2], host.tools)
+    units = {f"systemd:{u}": {"running": True, "enabled": True} for u in OLD_UNITS}
+    base = _inventory_config(ssh, host, tmp_path)
+    site = base.controller_profiles["site"]
+    ctl = base.new.controllers[0]
+    old = [ctl.model_copy(update={"name": "old-ctl-1", "profile": "site-1", "roles": ["config"]}),
+           ctl.model_copy(update={"name": "old-ctl-2", "profile": "site-2", "roles": ["config"],
+                                  "address": second.target.address})]
+
+    def ctx_with(one: dict[str, str], two: dict[str, str]) -> Context:
+        return _ctx(base.model_copy(update={
+            "old": base.old.model_copy(update={"controllers": old}),
+            "controller_profiles": {"site": site, "site-1": {**site, **one},
+                                    "site-2": {**site, **two}}}), tmp_path)
+
+    def stops(h: Host) -> int:
+        return sum(1 for c in h.calls() if c[:2] == ["systemctl", "stop"])
+
+    def starts(h: Host) -> int:
+        return sum(1 for c in h.calls() if c[:2] == ["systemctl", "start"])
+
+    host.seed(units)
+    second.seed(units)
+    # old-ctl-2's disable fails: old-ctl-1 was done, old-ctl-2 begun
+    ctx = ctx_with({}, {"disable": "false"})
+    run = fin.FinalizeRun(ctx)
+    try:
+        with pytest.raises(OrchestratorError, match="old-ctl-2: disable schema-transformer"):
+            fin._run_once(run, fin.step("stop-old-services"))
+        [failed] = ctx.journal.events(kind="finalize", text="stop-old-services: old-ctl-2 "
+                                      "failed")
+        assert failed.fields["done"] == ["old-ctl-1"] and failed.fields["pending"] == []
+        assert all(not st["running"] and not st["enabled"] for st in host.state().values())
+    finally:
+        ctx.journal.close()
+    # the retry: old-ctl-1 left alone, old-ctl-2 stopped and disabled
+    ctx = ctx_with({}, {})
+    run = fin.FinalizeRun(ctx)
+    try:
+        before = stops(host)
+        fin._run_once(run, fin.step("stop-old-services"))
+        assert stops(host) == before
+        for h in (host, second):
+            assert all(not st["running"] and not st["enabled"] for st in h.state().values()), \
+                h.state()
+        undone = aborting.undo_finalize(aborting.AbortRun(ctx, runner=None))  # type: ignore[arg-type]
+        assert any(u.startswith("old's config services enabled and started again: old-ctl-1: "
+                                "api-server, device-manager, svc-monitor, schema-transformer; "
+                                "old-ctl-2: ") for u in undone), undone
+        for h in (host, second):
+            assert all(st["running"] and st["enabled"] for st in h.state().values())
+        ctx.journal.clear_steps("finalize.")  # abort's end
+    finally:
+        ctx.journal.close()
+
+    # old-ctl-1 fails to stop: old-ctl-2 never reached, so abort does not touch it
+    ctx = ctx_with({"stop": "false"}, {})
+    run = fin.FinalizeRun(ctx)
+    try:
+        with pytest.raises(OrchestratorError, match="old-ctl-1: stop schema-transformer"):
+            fin._run_once(run, fin.step("stop-old-services"))
+        [failed] = ctx.journal.events(kind="finalize", text="stop-old-services: old-ctl-1 "
+                                      "failed")
+        assert failed.fields["done"] == [] and failed.fields["pending"] == ["old-ctl-2"]
+        calls = len(second.calls())
+        undone = aborting.undo_finalize(aborting.AbortRun(ctx, runner=None))  # type: ignore[arg-type]
+        assert len(second.calls()) == calls and starts(host) > 0
+        assert any("not touched, stop-old-services never reached them: old-ctl-2" in u
+                   for u in undone), undone
+    finally:
+        ctx.journal.close()
+
+
+def test_revert_points_the_collectors_back_with_this_upgrades_backup(
+        ssh: Any, host: Host, tmp_path: Path, world: dict[str, object]) -> None:  # noqa: F811
+    """Audit D5: the analytics step re-pointed the collectors' clients without recording
+    them, so `issu revert` (undo-finalize after the commit) left every collector sending to
+    new's analytics; its backup, never made afresh, was one an earlier upgrade left. Now
+    the collectors are recorded and pointed back at old's analytics from this upgrade's
+    backup, which then goes."""
+    from issu_tui.config import AnalyticsConfig
+
+    base = _config(_inventory_config(ssh, host, tmp_path), tmp_path, reachable=True)
+    config = base.model_copy(update={
+        "old": base.old.model_copy(update={"analytics": AnalyticsConfig(
+            url="http://10.9.0.1:8081")}),
+        "new": base.new.model_copy(update={"analytics": AnalyticsConfig(
+            url="http://10.9.0.2:8081")})})
+    agent = tmp_path / "contrail-vrouter-nodemgr.conf"
+    original = "[DEFAULT]\ncollectors = 10.9.0.1:8086\nlog_level = SYS_NOTICE\n"
+    agent.write_text(original)
+    # left by an earlier upgrade (from 10.8.0.1): a revert must not bring that file back
+    Path(f"{agent}.issu-backup").write_text(original.replace("10.9.0.1", "10.8.0.1"))
+    listing = tmp_path / "collectors.toml"
+    listing.write_text(f'[[client]]\nkind = "collector"\nhost = "neutron-1"\npath = "{agent}"\n'
+                       'service = "neutron-server"\n')
+    ctx = _ctx(config, tmp_path)
+    try:
+        run = fin.FinalizeRun(ctx, clients=load_clients(listing))
+        fin._run_once(run, fin.step("switch-northbound"))  # no api client: nothing switched
+        fin._run_once(run, fin.step("analytics"))
+        assert "collectors=10.9.0.2:8086" in agent.read_text()
+        assert Path(f"{agent}.issu-backup").read_text() == original
+        # issu revert after the commit runs undo-finalize: the collector comes back too
+        done = aborting.undo_finalize(aborting.AbortRun(ctx, runner=None))  # type: ignore[arg-type]
+        assert (f"northbound pointed back at old: collector neutron-1:{agent}: restored, "
+                "read back, SIGHUP to neutron-server") in done, done
+        assert agent.read_text() == original
+        assert not Path(f"{agent}.issu-backup").exists()
         assert switched_clients(ctx) == []
     finally:
         ctx.journal.close()

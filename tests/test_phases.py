@@ -15,7 +15,7 @@ from issu_tui.console_api import ConsoleBackend, ConsoleOptions
 from issu_tui.journal import _MIGRATIONS, Journal, JournalError, OrchestratorState
 from issu_tui.orchestrator import abort, finalize, phases, phases_doc
 from issu_tui.orchestrator.approaches import default_approach
-from issu_tui.orchestrator.context import Context
+from issu_tui.orchestrator.context import Context, OrchestratorError
 from issu_tui.orchestrator.executor import INTENT_HANDLERS, PHASE_RUNNERS, Executor
 from issu_tui.orchestrator.plan import build_plan
 from tests.test_orchestrator_units import _config
@@ -261,35 +261,84 @@ def _fence_answering(northbound_open: bool | None):  # type: ignore[no-untyped-d
     return server
 
 
-@pytest.mark.parametrize(("northbound_open", "early"), [(False, False), (True, True),
-                                                         (None, True)])
-def test_the_point_of_no_return_comes_before_new_starts_unless_new_is_shown_fenced(
-        tmp_path: Path, northbound_open: bool | None, early: bool) -> None:
-    """new's writers and the northbound switch come before the point of no return only when
-    new's api-server says it refuses writes; open, or without a fence call, abort is refused
-    from before they run (a client switched to an open new would write where abort cannot
-    bring it back from)."""
-    server = _fence_answering(northbound_open)
+def _fence_ctx(tmp_path: Path, url: str, journal: Journal) -> Context:
     config = _config(tmp_path)
-    api = config.new.api_server.model_copy(
-        update={"url": f"http://127.0.0.1:{server.server_address[1]}"})
+    api = config.new.api_server.model_copy(update={"url": url})
     config = config.model_copy(update={"new": config.new.model_copy(update={"api_server": api})})
+    return Context(config=config, config_path=tmp_path / "issu.toml", journal=journal)
+
+
+@pytest.mark.parametrize("northbound_open", [False, None])
+def test_the_point_of_no_return_comes_before_new_starts_unless_new_is_shown_fenced(
+        tmp_path: Path, northbound_open: bool | None) -> None:
+    """new's writers and the northbound switch come before the point of no return only when
+    new's api-server says it refuses writes. Audit D2: an api-server without a fence call
+    (every real Contrail api-server) made finalize commit here, abort refused for good;
+    now finalize is refused, nothing committed, and told what the operator can do."""
+    server = _fence_answering(northbound_open)
     journal = Journal.open(tmp_path)
     try:
-        ctx = Context(config=config, config_path=tmp_path / "issu.toml", journal=journal)
+        ctx = _fence_ctx(tmp_path, f"http://127.0.0.1:{server.server_address[1]}", journal)
         names = [s.name for s in finalize.STEPS]
         assert names.index("check-new-fenced") < names.index("start-new-writers")
-        detail = finalize.check_new_fenced(finalize.FinalizeRun(ctx))
-        assert ctx.step_done(finalize.COMMIT_STEP) is early, detail
-        if early:
-            assert "abort is refused from now on" in detail
-            assert any(e.message.startswith("point of no return, early") and
-                       e.level == "warning" for e in journal.last_events(5))
+        if northbound_open is None:
+            with pytest.raises(OrchestratorError) as refused:
+                finalize.check_new_fenced(finalize.FinalizeRun(ctx))
+            said = str(refused.value)
+            assert said.startswith("check-new-fenced: the new api-server has no fence call")
+            assert "Nothing was committed: abort is still possible" in said
+            assert "`fence_status` step" in said and "--commit-early" in said
         else:
+            detail = finalize.check_new_fenced(finalize.FinalizeRun(ctx))
             assert detail == "the new api-server reports itself fenced"
+        assert not ctx.step_done(finalize.COMMIT_STEP)
     finally:
         journal.close()
         server.shutdown()
+
+
+def test_an_api_server_that_does_not_answer_is_asked_again_then_refused(
+        tmp_path: Path) -> None:
+    """Audit D2: a timeout or restart of new's api-server at check-new-fenced was turned
+    into finalize's point of no return. Now it is asked again, then refused (abort open)."""
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    journal = Journal.open(tmp_path)
+    try:
+        ctx = _fence_ctx(tmp_path, f"http://127.0.0.1:{port}", journal)
+        run = finalize.FinalizeRun(ctx, fence_tries=3, fence_retry_s=0.1)
+        with pytest.raises(OrchestratorError, match=r"check-new-fenced: new's fence cannot be "
+                           r"confirmed after 3 tries .*Nothing was committed"):
+            finalize.check_new_fenced(run)
+        assert not ctx.step_done(finalize.COMMIT_STEP)
+        tries = [e.message for e in journal.events(kind="finalize", text="check-new-fenced: try")]
+        assert [m.split(":")[1] for m in tries] == [" try 1 of 3", " try 2 of 3", " try 3 of 3"]
+    finally:
+        journal.close()
+
+
+def test_new_open_takes_the_point_of_no_return_only_after_the_reverse_queue(
+        tmp_path: Path) -> None:
+    """New says it is open: writes can reach it from start-new-writers on, so the point of no
+    return is taken here, but only once the reverse replication runs (its queue declared:
+    issu revert can carry those writes back). Here it cannot start (nothing listens at the
+    clusters' addresses): nothing is committed."""
+    server = _fence_answering(True)
+    journal = Journal.open(tmp_path)
+    try:
+        ctx = _fence_ctx(tmp_path, f"http://127.0.0.1:{server.server_address[1]}", journal)
+        ctx.config.state_dir.mkdir(parents=True, exist_ok=True)
+        with pytest.raises(OrchestratorError, match="reverse"):
+            finalize.check_new_fenced(finalize.FinalizeRun(ctx))
+        assert not ctx.step_done(finalize.COMMIT_STEP)
+        assert journal.events(kind="finalize", text="start-reverse-sync: running")
+    finally:
+        journal.close()
+        server.shutdown()
+        finalize.ReverseSyncSupervisor(ctx).stop()
 
 
 def test_the_local_northbound_way_back_uses_this_upgrades_backup_and_checks_it_first(

@@ -5,8 +5,8 @@ through each host's controller profile (backends/controller.py):
   device-manager, kube-manager) stopped and disabled, then asked again: one still running
   refuses pre-sync, naming host and service;
 - stop-old-services (finalize, before run-sync is drained and post-sync copies): old's config
-  services stopped, writers first, so nothing writes to old while its last changes are copied;
-  abort starts them again;
+  services stopped, writers first, so nothing writes to old while its last changes are copied,
+  and disabled (a reboot must not bring them back); abort enables and starts them again;
 - start-new-writers (finalize, after zk-sync and verify): new's writers enabled and started;
 - the fence by profile: where the config hosts' profile defines `fence` / `unfence`,
   finalize's fence-old (abort: unfence) and open-new run them instead of the api-server's
@@ -76,7 +76,7 @@ def services_of(ex: ControllerExecutor, host: ControllerHostConfig,
 # (side, roles, services, what is done) of each controller step, for the plan and runbook
 PLAN_STEPS = {
     "prepare-new": ("new", ("config", "northbound"), WRITERS, "stop and disable"),
-    "stop-old-services": ("old", ("config",), CONFIG_SERVICES, "stop"),
+    "stop-old-services": ("old", ("config",), CONFIG_SERVICES, "stop and disable"),
     "start-new-writers": ("new", ("config", "northbound"), WRITERS, "enable and start"),
 }
 
@@ -177,39 +177,92 @@ def prepare_new(ctx: Context) -> str:
     return detail + (f"; {fenced}" if fenced else "")
 
 
+STOP_OLD = "stop-old-services"
+
+
+def host_marker(step: str, host: ControllerHostConfig, what: str) -> str:
+    """The journal marker of one host's part of finalize's `step`: `begun` (set before it
+    acts: it may have stopped some services before failing) or `done`."""
+    return f"finalize.{step}.host:{host.name}.{what}"
+
+
 def stop_old_services(ctx: Context) -> str:
+    """Old's config services stopped and disabled (a reboot must not bring back an old
+    api-server, unfenced, or a writer), host by host, each host marked in the journal: a
+    retry skips the hosts done, abort starts those begun or done, and a failure says which
+    hosts were done and which not."""
     hosts = hosts_with(ctx, "old", ("config",))
     if not hosts:
         return _no_inventory(ctx, "old", "stopping old's config services")
     ex = executor(ctx)
     done = []
-    for host in hosts:
-        services, unmapped = services_of(ex, host, CONFIG_SERVICES)
-        if services:
-            _act(ctx, ex, host, "stop", services)
-            running = _running(ex, host, services)
-            if running:
-                raise OrchestratorError(f"{host.name}: still running after stop: "
-                                        f"{', '.join(running)}")
-        done.append(f"{host.name}: {', '.join(services) or 'none mapped'}"
-                    + (f" (not mapped by profile {host.profile}: {', '.join(unmapped)})"
-                       if unmapped else ""))
-    return "stopped on old: " + "; ".join(done)
+    for i, host in enumerate(hosts):
+        if ctx.step_done(host_marker(STOP_OLD, host, "done")):
+            done.append(f"{host.name}: done by an earlier run")
+            continue
+        ctx.mark_step(host_marker(STOP_OLD, host, "begun"))
+        try:
+            said = _stop_and_disable(ctx, ex, host)
+        except OrchestratorError as exc:
+            finished = [h.name for h in hosts[:i]]
+            pending = [h.name for h in hosts[i + 1:]]
+            ctx.event("finalize", f"{STOP_OLD}: {host.name} failed: {exc}; stopped and "
+                      f"disabled on: {', '.join(finished) or 'none'}; not done on: "
+                      f"{', '.join([host.name, *pending])}", level="error", step=STOP_OLD,
+                      failed=host.name, done=finished, pending=pending)
+            raise
+        ctx.mark_step(host_marker(STOP_OLD, host, "done"))
+        ctx.event("finalize", f"{STOP_OLD}: stopped and disabled on {said}", step=STOP_OLD,
+                  host=host.name)
+        done.append(said)
+    return "stopped on old, and disabled: " + "; ".join(done)
+
+
+def _stop_and_disable(ctx: Context, ex: ControllerExecutor, host: ControllerHostConfig) -> str:
+    services, unmapped = services_of(ex, host, CONFIG_SERVICES)
+    if services:
+        _act(ctx, ex, host, "stop", services)
+        _act(ctx, ex, host, "disable", services)
+        running = _running(ex, host, services)
+        if running:
+            raise OrchestratorError(f"{host.name}: still running after stop: "
+                                    f"{', '.join(running)}")
+    return (f"{host.name}: {', '.join(services) or 'none mapped'}"
+            + (f" (not mapped by profile {host.profile}: {', '.join(unmapped)})"
+               if unmapped else ""))
 
 
 def start_old_services(ctx: Context) -> str:
-    """stop-old-services' inverse (abort): the api-server first, then the writers."""
+    """stop-old-services' inverse (abort): on the hosts it began or finished (every host
+    with a journal that names none), old's config services enabled again, then started, the
+    api-server first. Each host is tried whatever the others did; a host started forgets
+    its markers. Those that failed are raised at the end, naming them."""
     hosts = hosts_with(ctx, "old", ("config",))
     if not hosts:
         return "no old controller inventory: old's config services not touched"
+    touched = [h for h in hosts if ctx.step_done(host_marker(STOP_OLD, h, "begun"))
+               or ctx.step_done(host_marker(STOP_OLD, h, "done"))] or hosts
     ex = executor(ctx)
-    done = []
-    for host in hosts:
+    done, failed = [], []
+    for host in touched:
         services, _ = services_of(ex, host, tuple(reversed(CONFIG_SERVICES)))
-        if services:
-            _act(ctx, ex, host, "start", services)
+        try:
+            if services:
+                _act(ctx, ex, host, "enable", services)
+                _act(ctx, ex, host, "start", services)
+        except OrchestratorError as exc:
+            failed.append(str(exc))
+            continue
+        ctx.clear_steps(f"finalize.{STOP_OLD}.host:{host.name}.")
         done.append(f"{host.name}: {', '.join(services) or 'none mapped'}")
-    return "old's config services started again: " + "; ".join(done)
+    untouched = [h.name for h in hosts if h not in touched]
+    if failed:
+        raise OrchestratorError("old's config services NOT started again: "
+                                + "; ".join(failed) + "; started again: "
+                                + ("; ".join(done) or "none"))
+    return ("old's config services enabled and started again: " + "; ".join(done)
+            + (f"; not touched, stop-old-services never reached them: {', '.join(untouched)}"
+               if untouched else ""))
 
 
 def start_new_writers(ctx: Context) -> str:
@@ -297,6 +350,48 @@ def fence_by_profile(ctx: Context, side: str, closed: bool, *,
               f"{step} step on " + ", ".join(done)
     ctx.event("controllers", message)
     return message
+
+
+def fence_status_by_profile(ctx: Context, side: str) -> tuple[bool, str] | None:
+    """(fenced, what was seen) from the `fence_status` step on `side`'s config hosts; None
+    when their profiles define none. Every host must say fenced; a host whose profile lacks
+    the step beside one that has it is refused, as is a host that does not answer."""
+    hosts = hosts_with(ctx, side, ("config",))
+    if not hosts:
+        return None
+    ex = executor(ctx)
+    asked = [h for h in hosts if ex.profile(h.profile).has_fence_status]
+    if not asked:
+        return None
+    if len(asked) != len(hosts):
+        bare = ", ".join(f"{h.name} (profile {h.profile})" for h in hosts if h not in asked)
+        raise OrchestratorError(f"{side}'s config hosts {bare} have no fence_status step "
+                                "while others have: define it in their profiles too")
+    states = {}
+    for host in asked:
+        try:
+            states[host.name] = ex.fence_status(target(host), host.profile)
+        except ControllerError as exc:
+            raise OrchestratorError(f"controller {exc}") from None
+    open_on = [name for name, fenced in states.items() if not fenced]
+    if open_on:
+        return False, (f"{side}'s api-server is open on {', '.join(open_on)}, as the "
+                       "profile's fence_status step says")
+    return True, (f"{side}'s api-server fenced on {', '.join(states)}, as the profile's "
+                  "fence_status step says")
+
+
+def fence_applied_by_profile(ctx: Context, side: str) -> str | None:
+    """The config hosts of `side` this upgrade fenced with their profile's `fence` step (its
+    journal markers), when it fenced every one of them; else None."""
+    hosts = hosts_with(ctx, side, ("config",))
+    if not hosts:
+        return None
+    ex = executor(ctx)
+    if not all(ex.profile(h.profile).has_fence
+               and ctx.step_done(fence_marker(side, h, "done")) for h in hosts):
+        return None
+    return ", ".join(f"{h.name} (profile {h.profile})" for h in hosts)
 
 
 def _paren(said: str) -> str:

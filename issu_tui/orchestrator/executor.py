@@ -437,7 +437,8 @@ class Executor:
             steps = fin.finalize(self.ctx, force=force, reason=reason,
                                  old_stopped=bool(args.get("old_stopped")),
                                  northbound_file=self.northbound_file,
-                                 no_northbound=bool(args.get("no_northbound")))
+                                 no_northbound=bool(args.get("no_northbound")),
+                                 commit_early=bool(args.get("commit_early")))
         except Exception as exc:
             journal.set_phase("finalize", status="failed", note=str(exc)[:2000])
             raise

@@ -22,7 +22,9 @@ from backends.versions import release_matches
 from issu_tui.orchestrator import phases
 from issu_tui.orchestrator.context import Context, OrchestratorError
 from issu_tui.orchestrator.controllers import (
+    fence_applied_by_profile,
     fence_by_profile,
+    fence_status_by_profile,
     start_new_writers,
     start_old_services,
     stop_new_writers_again,
@@ -119,6 +121,9 @@ class FinalizeRun:
     no_northbound: bool = False
     clients: list[NorthboundClient] = field(default_factory=list)
     drain_timeout_s: float = 120.0
+    commit_early: bool = False  # take the point of no return when new's fence is not shown
+    fence_tries: int = 5        # check-new-fenced: asked this often before "not shown"
+    fence_retry_s: float = 3.0
     verify_report: dict[str, object] = field(default_factory=dict)
 
 
@@ -165,25 +170,84 @@ def stop_old(run: FinalizeRun) -> str:
     return stop_old_services(run.ctx)
 
 
+# What the operator can do when new's fence cannot be shown (check-new-fenced refuses).
+FENCE_HELP = (
+    "Either give new's config hosts' profile a `fence_status` step that prints `fenced` or "
+    "`open` (with `fence`/`unfence`, e.g. a firewall rule on the api-server's port; runbook "
+    "7.1) and run finalize again; or run `issu finalize --commit-early` to take the point of "
+    "no return here: the reverse replication starts first, then new's writers and the "
+    "northbound switch, and abort is refused from then on (issu revert is the way back)")
+
+
+def new_fence(run: FinalizeRun) -> tuple[bool | None, str]:
+    """Whether new refuses northbound writes: True (shown), False (new says it is open) or
+    None (it cannot be shown), and why. Asked of the `fence_status` step where new's config
+    hosts' profile defines one, else of the api-server's fence call. An error (a timeout,
+    an api-server restarting) is asked again, `fence_tries` times in all."""
+    ctx = run.ctx
+    tries = max(1, run.fence_tries)
+    last = ""
+    for attempt in range(1, tries + 1):
+        try:
+            by_profile = fence_status_by_profile(ctx, "new")
+            if by_profile is not None:
+                return by_profile
+            with ctx.api("new") as new:
+                if new.fence_state():
+                    return True, "the new api-server reports itself fenced"
+                return False, "the new api-server reports itself open"
+        except ApiServerError as exc:
+            if exc.status_code in (404, 405):  # a real Contrail api-server: no fence call
+                return _fence_without_call(ctx, exc)
+            last = str(exc)
+        except OrchestratorError as exc:
+            last = str(exc)
+        ctx.event("finalize", f"check-new-fenced: try {attempt} of {tries}: {last}",
+                  level="warning")
+        if attempt < tries:
+            time.sleep(run.fence_retry_s)
+    return None, f"new's fence cannot be confirmed after {tries} tries ({last})"
+
+
+def _fence_without_call(ctx: Context, exc: ApiServerError) -> tuple[bool | None, str]:
+    """An api-server without a fence call: the profile's fence is relied upon when this
+    upgrade applied it on every new config host (prepare-new); it is not proven."""
+    applied = fence_applied_by_profile(ctx, "new")
+    if applied is None:
+        return None, (f"the new api-server has no fence call ({exc}) and no profile step "
+                      "fenced new in this upgrade")
+    why = (f"the new api-server has no fence call; relied upon: the profile's fence step "
+           f"fenced {applied} in this upgrade (not proven: a `fence_status` step would)")
+    ctx.event("finalize", f"check-new-fenced: {why}", level="warning")
+    return True, why
+
+
 def check_new_fenced(run: FinalizeRun) -> str:
     """start-new-writers and switch-northbound come before the point of no return only when
-    new provably refuses northbound writes: otherwise a client switched to it could write
-    there, and an abort (back to old) would silently lose those writes. Without that proof
-    the point of no return is taken here, before either runs."""
+    new refuses northbound writes: otherwise a client switched to it could write there, and
+    an abort (back to old) would silently lose those writes. New open: the point of no
+    return is taken here. New's fence not shown (an error, an api-server without a fence
+    call and no profile proof): refused, nothing committed, unless --commit-early."""
+    fenced, why = new_fence(run)
+    if fenced:
+        return why
+    if fenced is None and not run.commit_early:
+        raise OrchestratorError(f"check-new-fenced: {why}. Nothing was committed: abort is "
+                                f"still possible. {FENCE_HELP}")
+    return commit_early(run, why)
+
+
+def commit_early(run: FinalizeRun, why: str) -> str:
+    """The point of no return before new's writers and the northbound switch. Writes can
+    reach new from here, so the reverse replication's queue is declared first (its step run
+    now, skipped later): issu revert can carry every one of them back to old."""
     ctx = run.ctx
-    # A profile that defines a fence step is no proof that the fence is in place now (added
-    # after pre-sync, a host rebooted, an unfence by hand): only the api-server's own answer.
-    try:
-        with ctx.api("new") as new:
-            if new.fence_state():
-                return "the new api-server reports itself fenced"
-            why = "the new api-server reports itself open"
-    except (ApiServerError, OrchestratorError) as exc:
-        why = f"new's fence cannot be confirmed ({exc})"
-    ctx.event("finalize", f"point of no return, early: {why}; new's writers start and "
+    _run_once(run, step("start-reverse-sync"))
+    asked = " (--commit-early)" if run.commit_early else ""
+    ctx.event("finalize", f"point of no return, early{asked}: {why}; new's writers start and "
               "northbound switches with abort refused from here", level="warning")
     ctx.mark_step(COMMIT_STEP)
-    return f"{why}: the point of no return is taken here, abort is refused from now on"
+    return f"{why}: the point of no return is taken here{asked}, abort is refused from now on"
 
 
 def start_new(run: FinalizeRun) -> str:
@@ -412,10 +476,14 @@ def remove_old_nodes(run: FinalizeRun) -> str:
 
 
 def repoint_analytics(run: FinalizeRun) -> str:
+    """The collectors' clients re-pointed at new's analytics, recorded with the northbound
+    clients (issu revert points them back at old's) and backed up afresh (a backup left by
+    an earlier upgrade would be restored by that revert)."""
     if run.no_northbound:
         return "skipped (--no-northbound): the operator re-points the collectors"
-    done = [switch_client(run.ctx, c) for c in run.clients if c.kind == "collector"]
-    return "; ".join(done) or "no collector clients listed"
+    return switch_each(run.ctx, "analytics",
+                       [c for c in run.clients if c.kind == "collector"]) \
+        or "no collector clients listed"
 
 
 @dataclass(frozen=True)
@@ -458,10 +526,10 @@ STEPS: tuple[FinalizeStep, ...] = (
                  settle_old),
     # nothing writes to old while run-sync drains and post-sync copies its last changes;
     # abort starts them again (also after a stop that failed half-way: `begun` marker)
-    FinalizeStep("stop-old-services", "stop old's config services (schema-transformer, "
-                 "svc-monitor, device-manager, api-server) on old's config hosts", stop_old,
-                 undo=start_old_services, undoes="start old's config services again",
-                 begun=True),
+    FinalizeStep("stop-old-services", "stop and disable old's config services "
+                 "(schema-transformer, svc-monitor, device-manager, api-server) on old's "
+                 "config hosts", stop_old, undo=start_old_services,
+                 undoes="enable and start old's config services again", begun=True),
     FinalizeStep("stop-run-sync", "drain run-sync and stop it for good", stop_runsync),
     FinalizeStep("post-sync", "final copy of every keyspace but config_db_uuid", post_sync),
     FinalizeStep("zk-sync", "copy the ZooKeeper subtrees (ids, fq-names, subnets)", zk_sync),
@@ -474,10 +542,13 @@ STEPS: tuple[FinalizeStep, ...] = (
                  delete_queues),
     # New's api-server is still fenced: nothing northbound has reached new, old holds every
     # write, so abort can still undo these two (the northbound clients pointed back too).
-    # Unless new's fence cannot be shown: then the point of no return is taken here.
-    FinalizeStep("check-new-fenced", "confirm new refuses northbound writes (else the point "
-                 "of no return comes here, before new's writers and the northbound switch)",
-                 check_new_fenced),
+    # New open (or --commit-early): the point of no return is taken here, after the reverse
+    # replication's queue exists; new's fence not shown: refused.
+    FinalizeStep("check-new-fenced", "confirm new refuses northbound writes (its api-server's "
+                 "fence call, or the profile's fence_status step; retried on an error). New "
+                 "open, or --commit-early: the reverse replication starts and the point of no "
+                 "return comes here, before new's writers and the northbound switch; not "
+                 "shown: refused, nothing committed", check_new_fenced),
     FinalizeStep("start-new-writers", "enable and start new's schema-transformer, "
                  "svc-monitor, device-manager (kube-manager) on new's hosts", start_new,
                  undo=stop_new_writers_again, undoes="stop and disable new's writers again",
@@ -550,7 +621,8 @@ def _northbound_clients(ctx: Context, northbound_file: Path | None,
 
 def finalize(ctx: Context, *, force: bool = False, reason: str = "",
              old_stopped: bool = False, northbound_file: Path | None = None,
-             no_northbound: bool = False, drain_timeout_s: float = 120.0) -> list[str]:
+             no_northbound: bool = False, drain_timeout_s: float = 120.0,
+             commit_early: bool = False) -> list[str]:
     """Run every step of `STEPS` not done yet, in order; the names of all of them."""
     laggards = computes_not_on_new(ctx)
     if laggards and not ctx.step_done(COMMIT_STEP):
@@ -566,7 +638,7 @@ def finalize(ctx: Context, *, force: bool = False, reason: str = "",
     run = FinalizeRun(ctx, force=force, reason=reason, old_stopped=old_stopped,
                       no_northbound=no_northbound,
                       clients=_northbound_clients(ctx, northbound_file, no_northbound),
-                      drain_timeout_s=drain_timeout_s)
+                      drain_timeout_s=drain_timeout_s, commit_early=commit_early)
     for each in STEPS:
         _run_once(run, each)
     return [each.name for each in STEPS]
