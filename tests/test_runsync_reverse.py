@@ -1,0 +1,135 @@
+"""The reverse replication new -> old after finalize (what `issu revert` drains), against the
+real RabbitMQ and Cassandra: a stand-in for new's 5.0 api-server writes rows spelled as 5.0
+spells them into new's Cassandra and announces them on new's vhost; run-sync --reverse
+(reversed registry, its own queue) carries them to old through the inverse translators.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from backends.cassandra.connection import CassandraSide, Connection, connect, connect_pair
+from backends.cassandra.registry import load_reverse_registry
+from backends.cassandra.tables import SyncSettings
+from backends.cassandra.verify import Verifier
+from backends.progress import MemoryCheckpoints, MemoryCounters, MemoryEvents
+from backends.rabbit import RabbitSide, connection
+from backends.runsync.options import RunSyncOptions
+from backends.runsync.processes import WorkerSpec
+from backends.runsync.service import ReplayService
+from tests import contrail_data as cd
+from tests.test_runsync import CONFIG_DB, OldApi, applied, start_thread, stop_thread, wait_until
+
+
+@dataclass
+class Back:
+    """new (the source, 5.0) and old (the target, 4.1) as the reverse replication sees them."""
+
+    new_side: CassandraSide
+    old_side: CassandraSide
+    new_rabbit: RabbitSide
+    old_rabbit: RabbitSide
+    new_prefix: str
+    old_prefix: str
+    queue: str
+    api: NewApi
+    old: Connection
+    project: str = ""
+
+    def run_sync(self) -> ReplayService:
+        opts = RunSyncOptions(queue_name=self.queue, old_version="5.0.0",
+                              new_version="4.1.0", reverse=True, catch_up=False,
+                              reconcile_slices=8, backoff_max_s=2.0, counters_interval_s=0.5,
+                              metrics_listen=None, reconcile_interval_s=3600.0,
+                              reconcile_after_catch_up=False, concurrency=4)
+        settings = SyncSettings(slices_per_table=8, concurrency=4)
+        both = functools.partial(connect_pair, self.new_side, self.old_side)
+        spec = WorkerSpec(connect=both, new_rabbit=self.old_rabbit, settings=settings,
+                          options=opts, registry=load_reverse_registry)
+        return ReplayService(old_rabbit=self.new_rabbit, new_rabbit=self.old_rabbit,
+                             connect_cassandra=both, registry=load_reverse_registry(),
+                             settings=settings, options=opts, checkpoints=MemoryCheckpoints(),
+                             events=MemoryEvents(), counters=MemoryCounters(),
+                             worker_spec=spec)
+
+    def old_table(self, table: cd.Table) -> cd.TableIO:
+        return cd.TableIO(self.old.session, self.old_prefix, table)
+
+    def verify_back(self) -> list[str]:
+        """What `issu revert`'s verify-back finds: new translated back against old."""
+        new, old = connect_pair(self.new_side, self.old_side)
+        try:
+            settings = SyncSettings(slices_per_table=8, concurrency=4,
+                                    keyspaces=("config_db_uuid",))
+            report = Verifier(new, old, load_reverse_registry(), settings,
+                              recheck_delay_s=0.5).run()
+            return [f"{t.keyspace}.{t.table} {t.status} {t.samples[:3]}"
+                    for t in report.tables if t.status != "ok"]
+        finally:
+            new.close()
+            old.close()
+
+
+class NewApi(OldApi):
+    """OldApi on new's keyspaces and vhost: types are given as 5.0 spells them."""
+
+
+@pytest.fixture()
+def back(services) -> Iterator[Back]:  # type: ignore[no-untyped-def]
+    tag = uuid.uuid4().hex[:6]
+    new_prefix, old_prefix = f"rvn{tag}", f"rvo{tag}"
+    ch, nh = services.cassandra_old, services.cassandra_new
+    new_side = CassandraSide("new", (nh.host,), nh.port, prefix=new_prefix, version="5.0.0")
+    old_side = CassandraSide("old", (ch.host,), ch.port, prefix=old_prefix, version="4.1.0")
+    r = services.rabbit
+    new_rabbit = RabbitSide("new", (r.host,), r.port, r.user, r.password, r.vhost_new)
+    old_rabbit = RabbitSide("old", (r.host,), r.port, r.user, r.password, r.vhost_old)
+    new, old = connect(new_side), connect(old_side)
+    cd.create_schema(new.session, new_prefix, tables=CONFIG_DB)
+    cd.create_schema(old.session, old_prefix, tables=CONFIG_DB)
+    api = NewApi(new.session, new_prefix, new_rabbit)
+    b = Back(new_side, old_side, new_rabbit, old_rabbit, new_prefix, old_prefix,
+             f"issu-test-{tag}.reverse", api, old)
+    try:
+        yield b
+    finally:
+        api.close()
+        conn = connection(new_rabbit)
+        try:
+            channel = conn.channel()
+            for name in (b.queue, b.queue + ".quarantine"):
+                channel.queue_delete(name)
+        finally:
+            conn.release()
+        cd.drop_schema(new.session, new_prefix)
+        cd.drop_schema(old.session, old_prefix)
+        new.close()
+        old.close()
+
+
+def test_a_share_made_on_new_reaches_old_under_the_type_old_spells(back: Back) -> None:
+    """A network shared with a tenant on new after finalize: old's obj_shared_table holds the
+    share under `virtual-network` (what the 4.x api-server reads), not under new's
+    `virtual_network`, and verify-back finds no difference."""
+    api = back.api
+    rs = back.run_sync()
+    thread = start_thread(rs)
+    try:
+        domain = api.create("domain", ["default-domain"])
+        project = api.create("project", ["default-domain", "p1"], parent=domain)
+        vn = api.create("virtual_network", ["default-domain", "p1", "vn1"], parent=project)
+        api.share(vn, project)
+        wait_until(lambda: applied(rs) >= api.published, 120, "all messages applied")
+    finally:
+        stop_thread(rs, thread)
+    shared = back.old_table(cd.SHARED_TABLE)
+    assert f"tenant:{project}:{vn}" in shared.read_partition("virtual-network")
+    assert shared.read_partition("virtual_network") == {}
+    row = back.old_table(cd.UUID_TABLE).read_partition(vn)
+    assert row["type"][0] == '"virtual-network"'
+    assert back.verify_back() == []
