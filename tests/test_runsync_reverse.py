@@ -10,8 +10,10 @@ import functools
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from backends.cassandra.connection import CassandraSide, Connection, connect, connect_pair
 from backends.cassandra.registry import load_reverse_registry
@@ -22,7 +24,11 @@ from backends.rabbit import RabbitSide, connection
 from backends.runsync.options import RunSyncOptions
 from backends.runsync.processes import WorkerSpec
 from backends.runsync.service import ReplayService
+from issu_tui.cli import cli
+from issu_tui.journal import Journal
+from issu_tui.orchestrator.finalize import COMMIT_STEP
 from tests import contrail_data as cd
+from tests.runsync_config import runsync_toml
 from tests.test_runsync import CONFIG_DB, OldApi, applied, start_thread, stop_thread, wait_until
 
 
@@ -133,3 +139,55 @@ def test_a_share_made_on_new_reaches_old_under_the_type_old_spells(back: Back) -
     row = back.old_table(cd.UUID_TABLE).read_partition(vn)
     assert row["type"][0] == '"virtual-network"'
     assert back.verify_back() == []
+
+
+RT_TABLE: cd.Table = ("to_bgp_keyspace", "route_target_table")
+
+
+def test_post_sync_back_carries_route_targets_new_made_after_finalize(
+        services, back: Back, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Revert's post-sync-back (`issu sync post --reverse`): the route targets new's
+    schema-transformer allocated after finalize (to_bgp_keyspace, which the reverse
+    replication does not carry) reach old, one new released is gone from old; refused
+    before finalize's commit."""
+    monkeypatch.setenv("ISSU_TEST_RABBIT_PASSWORD", services.rabbit.password)
+    path = tmp_path / "issu.toml"
+    path.write_text(runsync_toml(services, state_dir=tmp_path / "state", queue=back.queue,
+                                 old_prefix=back.old_prefix, new_prefix=back.new_prefix,
+                                 password_env="ISSU_TEST_RABBIT_PASSWORD",
+                                 keyspaces=["to_bgp_keyspace"]))
+    new = connect(back.new_side)
+    try:
+        tables = {"to_bgp_keyspace": ["route_target_table"]}
+        cd.create_schema(new.session, back.new_prefix, tables=tables)
+        cd.create_schema(back.old.session, back.old_prefix, tables=tables)
+        new_rt = cd.TableIO(new.session, back.new_prefix, RT_TABLE)
+        old_rt = back.old_table(RT_TABLE)
+        kept, made, released = ("default-domain:p1:vn1:vn1", "default-domain:p1:after:after",
+                                "default-domain:p1:gone:gone")
+        ts = cd.now_us()
+        for table in (new_rt, old_rt):  # what finalize's post-sync left equal
+            table.write(kept, {"rtgt_num": "8000001"}, ts)
+        old_rt.write(released, {"rtgt_num": "8000002"}, ts)  # released on new since
+        new_rt.write(made, {"rtgt_num": "8000003"}, ts + 1)  # allocated on new since
+
+        argv = ["sync", "post", "--reverse", "-c", str(path), "-k", "to_bgp_keyspace"]
+        Journal.open(tmp_path / "state").close()  # an upgrade under way, not committed
+        refused = CliRunner().invoke(cli, argv)
+        assert refused.exit_code == 2, refused.output
+        assert "no finalize commit" in refused.output
+        assert old_rt.read_partition(made) == {}
+
+        journal = Journal.open(tmp_path / "state")
+        journal.mark_step(COMMIT_STEP)
+        journal.close()
+        done = CliRunner().invoke(cli, argv)
+        assert done.exit_code == 0, done.output
+        assert old_rt.read_partition(made)["rtgt_num"][0] == "8000003"
+        assert old_rt.read_partition(kept)["rtgt_num"][0] == "8000001"
+        assert old_rt.read_partition(released) == {}
+        assert new_rt.read_partition(made)["rtgt_num"][0] == "8000003"  # new untouched
+    finally:
+        cd.drop_schema(new.session, back.new_prefix, keyspaces=["to_bgp_keyspace"])
+        cd.drop_schema(back.old.session, back.old_prefix, keyspaces=["to_bgp_keyspace"])
+        new.close()

@@ -44,9 +44,9 @@ WAY_BACK_CLOSED_BLOCKER = (
     "drained and stopped, old no longer follows new")
 NEW_DATA_AFTER_COMMIT = (
     "revert after the commit needs --drop-new-data: new took northbound writes and its "
-    "writers ran (start-new-writers); the reverse replication carries config_db_uuid back, "
-    "but the cells new's writers wrote in the other keyspaces stay only on new, newer than "
-    "anything a later copy from old brings (a retry's pre-sync could not overwrite them). "
+    "writers ran (start-new-writers); revert carries config_db_uuid and new's writers' "
+    "keyspaces back, but what stays on new is newer than anything a later copy from old "
+    "brings (a retry's pre-sync could not overwrite it). "
     "`issu revert --drop-new-data` drops new's synced keyspaces and ZooKeeper subtrees once "
     "old serves again; a later upgrade copies again from pre-sync")
 
@@ -215,6 +215,21 @@ def delete_reverse_queues(ctx: Context) -> str:
     return "; ".join(f"{r.name} {'absent' if r.depth is None else 'deleted'}" for r in results)
 
 
+def post_sync_back(ctx: Context) -> str:
+    """The keyspaces new's writers keep (to_bgp_keyspace's route targets, svc-monitor's,
+    device-manager's, useragent) copied new -> old through the inverse translators, once
+    those writers are stopped: the reverse replication carries config_db_uuid only, and
+    old's schema-transformer started on a route_target_table without the route targets
+    new's allocated since the commit would not know them as its own."""
+    from issu_tui.orchestrator.syncproc import run_step
+
+    result = run_step(ctx, "post-sync", ["--reverse"])
+    if result.exit_code != 0:
+        raise OrchestratorError(f"post-sync new -> old failed (exit {result.exit_code}); "
+                                "see `issu events --kind sync`, then run revert again")
+    return "new's writers' keyspaces copied back to old"
+
+
 def zk_back(ctx: Context) -> str:
     """The ZooKeeper subtrees (ids, fq-name locks) new allocated from since the commit,
     copied back to old and verified."""
@@ -266,6 +281,8 @@ REVERSE_STEPS: tuple[RevertStep, ...] = (
                drain_reverse_sync),
     RevertStep("delete-reverse-queues", "delete its queues on new's broker",
                delete_reverse_queues),
+    RevertStep("post-sync-back", "copy the keyspaces new's writers keep (to_bgp_keyspace, "
+               "svc_monitor_keyspace, dm_keyspace, useragent) new -> old", post_sync_back),
     RevertStep("zk-back", "copy the ZooKeeper subtrees new -> old and verify them", zk_back),
     RevertStep("verify-back", "verify old against new in config_db_uuid (differences "
                "counted and named, not fatal)", verify_back),
