@@ -17,7 +17,9 @@ from click.testing import CliRunner
 
 from backends.cassandra.connection import CassandraSide, Connection, connect, connect_pair
 from backends.cassandra.registry import load_reverse_registry
-from backends.cassandra.tables import SyncSettings
+from backends.cassandra.replicator import Replicator
+from backends.cassandra.schema import keyspace_exists
+from backends.cassandra.tables import Quarantine, Rejected, SyncSettings
 from backends.cassandra.verify import Verifier
 from backends.progress import MemoryCheckpoints, MemoryCounters, MemoryEvents
 from backends.rabbit import RabbitSide, connection
@@ -191,3 +193,59 @@ def test_post_sync_back_carries_route_targets_new_made_after_finalize(
         cd.drop_schema(new.session, back.new_prefix, keyspaces=["to_bgp_keyspace"])
         cd.drop_schema(back.old.session, back.old_prefix, keyspaces=["to_bgp_keyspace"])
         new.close()
+
+
+def test_the_reverse_keeps_on_old_what_forward_quarantined_and_quarantines_on_new(
+        back: Back) -> None:
+    """A cell old holds that the forward direction could not translate (quarantined on new's
+    ring, so new never had it) survives on old the reverse replication's apply of a change
+    and a replace of the object's partition; a cell of new the inverse translator rejects is
+    quarantined on new's ring (`reverse_rows`), and old's ring gets no issu keyspace."""
+    api = back.api
+    rs = back.run_sync()
+    thread = start_thread(rs)
+    try:
+        domain = api.create("domain", ["default-domain"])
+        vn = api.create("virtual_network", ["default-domain", "vn1"], parent=domain)
+        wait_until(lambda: applied(rs) >= api.published, 120, "the create applied")
+    finally:
+        stop_thread(rs, thread)
+    old_uuid = back.old_table(cd.UUID_TABLE)
+    assert old_uuid.read_partition(vn)["type"][0] == '"virtual-network"'
+    # what forward left (before the reverse started): old's cell it could not translate,
+    # quarantined on new's ring
+    old_uuid.write(vn, {"prop:legacy": "not json"}, cd.now_us() - 10**6)
+    new = connect(back.new_side)
+    try:
+        Quarantine(new, "forward").put("config_db_uuid", "obj_uuid_table", vn, Rejected(
+            "prop:legacy", "prop:legacy", "not json", 1, "value is not JSON"))
+        # a cell new holds that the inverse rejects
+        cd.TableIO(new.session, back.new_prefix, cd.UUID_TABLE).write(
+            vn, {"prop:junk": "{broken"})
+    finally:
+        new.close()
+    published = api.published
+    rs = back.run_sync()
+    thread = start_thread(rs)
+    try:
+        api.update(vn, display_name="renamed-on-new")
+        wait_until(lambda: applied(rs) >= api.published - published, 120, "the update applied")
+    finally:
+        stop_thread(rs, thread)
+    row = back.old_table(cd.UUID_TABLE).read_partition(vn)
+    assert row["prop:display_name"][0] == '"renamed-on-new"'
+    assert row["prop:legacy"][0] == "not json"  # the apply's gathered deletes skip it
+    assert "prop:junk" not in row
+
+    new, old = connect_pair(back.new_side, back.old_side)
+    try:
+        repl = Replicator(new, old, load_reverse_registry())
+        repl.replace_partition("config_db_uuid", "obj_uuid_table", vn)  # delete_leftovers
+        assert "prop:legacy" in back.old_table(cd.UUID_TABLE).read_partition(vn)
+        reverse_rows = new.session.execute(
+            f'SELECT key, column_name FROM "{back.new_prefix}_issu_quarantine".reverse_rows')
+        assert (vn, "prop:junk") in {(str(k), str(c)) for k, c in reverse_rows}
+        assert not keyspace_exists(old.session, f"{back.old_prefix}_issu_quarantine")
+    finally:
+        new.close()
+        old.close()
