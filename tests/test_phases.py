@@ -264,11 +264,21 @@ def _fence_answering(northbound_open: bool | None):  # type: ignore[no-untyped-d
 @pytest.mark.parametrize(("northbound_open", "early"), [(False, False), (True, True),
                                                          (None, True)])
 def test_the_point_of_no_return_comes_before_new_starts_unless_new_is_shown_fenced(
-        tmp_path: Path, northbound_open: bool | None, early: bool) -> None:
+        tmp_path: Path, northbound_open: bool | None, early: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """new's writers and the northbound switch come before the point of no return only when
     new's api-server says it refuses writes; open, or without a fence call, abort is refused
     from before they run (a client switched to an open new would write where abort cannot
-    bring it back from)."""
+    bring it back from), and the reverse replication (the way back's queue) is started
+    right there, before either (review29 B1: else new's first writes were never carried
+    back)."""
+    started: list[bool] = []  # the point of no return taken when the reverse started
+
+    def start_reverse(run: finalize.FinalizeRun) -> str:
+        started.append(run.ctx.step_done(finalize.COMMIT_STEP))
+        return "reverse replication new -> old running"
+
+    monkeypatch.setattr(finalize, "start_reverse_sync", start_reverse)
     server = _fence_answering(northbound_open)
     config = _config(tmp_path)
     api = config.new.api_server.model_copy(
@@ -281,8 +291,10 @@ def test_the_point_of_no_return_comes_before_new_starts_unless_new_is_shown_fenc
         assert names.index("check-new-fenced") < names.index("start-new-writers")
         detail = finalize.check_new_fenced(finalize.FinalizeRun(ctx))
         assert ctx.step_done(finalize.COMMIT_STEP) is early, detail
+        assert started == ([True] if early else []), detail
         if early:
             assert "abort is refused from now on" in detail
+            assert "reverse replication new -> old running" in detail
             assert any(e.message.startswith("point of no return, early") and
                        e.level == "warning" for e in journal.last_events(5))
         else:

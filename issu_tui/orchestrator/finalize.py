@@ -183,7 +183,11 @@ def check_new_fenced(run: FinalizeRun) -> str:
     ctx.event("finalize", f"point of no return, early: {why}; new's writers start and "
               "northbound switches with abort refused from here", level="warning")
     ctx.mark_step(COMMIT_STEP)
-    return f"{why}: the point of no return is taken here, abort is refused from now on"
+    # the way back's queue is bound before new's writers start and a client is switched to
+    # new (which may take writes now): start-reverse-sync then finds it running
+    reverse = start_reverse_sync(run)
+    return (f"{why}: the point of no return is taken here, abort is refused from now on; "
+            f"{reverse}")
 
 
 def start_new(run: FinalizeRun) -> str:
@@ -372,6 +376,9 @@ def start_reverse_sync(run: FinalizeRun) -> str:
                   + "; ".join(blockers), level="warning", blockers=blockers)
         return "not started: " + "; ".join(blockers)
     reverse = ReverseSyncSupervisor(ctx)
+    if ctx.step_done(REVERSE_STARTED) and reverse.running():
+        return (f"reverse replication new -> old running since the point of no return (pid "
+                f"{reverse.pid()})")
     with ctx.runsync_lock:
         reverse.start()
         ctx.mark_step(REVERSE_STARTED)

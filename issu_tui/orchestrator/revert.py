@@ -200,6 +200,37 @@ def drain_reverse_sync(ctx: Context) -> str:
             f"{counters.get('failed', 0):.0f}) and stopped")
 
 
+def reconcile_back(ctx: Context) -> str:
+    """One reconciliation pass new -> old over config_db_uuid (new translated back against
+    old, every differing partition replaced) once the reverse replication is drained and
+    both sides are quiet, before old reopens: what no message carried (new's writers'
+    writes before the reverse queue was bound, a change whose message was lost) reaches old
+    too. An incomplete pass is an error: revert is run again."""
+    from backends.cassandra.connection import connect
+    from backends.cassandra.registry import load_reverse_registry
+    from backends.cassandra.replicator import Replicator
+    from backends.runsync.reconcile import Reconciler
+    from issu_tui.sides import cassandra_side, reversed_config, sync_settings
+
+    config = reversed_config(ctx.config)  # new is the source ("old"), old the target
+    source = connect(cassandra_side(config, "old", {"name": config.old.name}))
+    try:
+        target = connect(cassandra_side(config, "new", {"name": config.new.name}))
+        try:
+            repl = Replicator(source, target, load_reverse_registry(), sync_settings(config),
+                              run_id="revert-reconcile-back")
+            report = Reconciler(repl).run_pass(ctx.stop)
+        finally:
+            target.close()
+    finally:
+        source.close()
+    if not report.complete:
+        raise OrchestratorError("reconciliation new -> old incomplete: "
+                                + "; ".join(report.errors[:5]) + "; run revert again")
+    return (f"{report.repaired} partition(s) replaced on old, {report.pruned} pruned, "
+            f"{report.ranges} ranges compared")
+
+
 def delete_reverse_queues(ctx: Context) -> str:
     from backends.rabbit import delete_issu_queues
     from issu_tui.sides import REVERSE_QUEUE_SUFFIX, rabbit_side
@@ -279,6 +310,8 @@ REVERSE_STEPS: tuple[RevertStep, ...] = (
                "device-manager", stop_new_writers),
     RevertStep("drain-reverse-sync", "drain the reverse replication new -> old, then stop it",
                drain_reverse_sync),
+    RevertStep("reconcile-back", "one reconciliation pass new -> old over config_db_uuid "
+               "(what no message carried), before old reopens", reconcile_back),
     RevertStep("delete-reverse-queues", "delete its queues on new's broker",
                delete_reverse_queues),
     RevertStep("post-sync-back", "copy the keyspaces new's writers keep (to_bgp_keyspace, "
