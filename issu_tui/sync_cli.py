@@ -101,11 +101,15 @@ def _guard_config_errors(fn: Callable[[], int]) -> int:
 def _check_before_connecting(config: IssuConfig, registry: Any, settings: SyncSettings,
                              phase: str) -> int:
     """What the config alone can tell is wrong (a keyspace not registered, a version path
-    not supported), raised before any connection is tried."""
+    not supported), raised before any connection is tried. On a reversed registry the
+    config is reversed too (old is the newer release): the path is taken the other way."""
     from backends.versions import version_path
 
     registry.tables(settings.keyspaces, phase=phase)
-    version_path(config.old.version, config.new.version)
+    if getattr(registry, "reverse", False):
+        version_path(config.new.version, config.old.version)
+    else:
+        version_path(config.old.version, config.new.version)
     return EXIT_OK
 
 
@@ -216,14 +220,25 @@ def sync() -> None:
 def run_copy(config: IssuConfig, *, job: str, phase: str, state_dir: Path | None,
              keyspaces: tuple[str, ...], fresh: bool, as_json: bool, slices: int | None,
              concurrency: int | None, page_size: int | None,
-             overrides: dict[str, dict[str, Any]] | None = None) -> int:
+             overrides: dict[str, dict[str, Any]] | None = None, reverse: bool = False) -> int:
+    """`reverse`: new -> old through the translators' inverses (revert's post-sync-back),
+    refused as the reverse replication is before finalize's commit and once the way back
+    is closed; its checkpoints are a job of their own (`<job>-back`)."""
     import functools
 
     from backends.cassandra.connection import connect_pair
     from backends.cassandra.copy import CopyEngine
+    from backends.cassandra.registry import load_registry, load_reverse_registry
     from backends.cassandra.slice_processes import CopyWorkerSpec
     from backends.progress import MemoryCheckpoints
+    from issu_tui.sides import reversed_config
 
+    if reverse:
+        refusal = _reverse_copy_refusal(config, state_dir)
+        if refusal:
+            click.echo(f"sync {phase} --reverse refused: {refusal}", err=True)
+            return EXIT_CONFIG
+        config, job = reversed_config(config), f"{job}-back"
     settings = sync_settings(config, keyspaces=keyspaces, slices=slices,
                              concurrency=concurrency, page_size=page_size)
     overrides = overrides or {}
@@ -232,8 +247,9 @@ def run_copy(config: IssuConfig, *, job: str, phase: str, state_dir: Path | None
         functools.partial(connect_pair, cassandra_side(config, "old", overrides.get("old")),
                           cassandra_side(config, "new", overrides.get("new"))),
         processes=config.sync.copy_processes,
+        registry=load_reverse_registry if reverse else load_registry,
         log_level=logging.getLogger().getEffectiveLevel())
-    registry = _registry()
+    registry = _registry().reversed() if reverse else _registry()
     problem = _guard_config_errors(lambda: _check_before_connecting(config, registry,
                                                                     settings, phase))
     if problem:
@@ -254,7 +270,30 @@ def run_copy(config: IssuConfig, *, job: str, phase: str, state_dir: Path | None
             journal.close()
 
 
-def _copy_command(name: str, job: str, phase: str, summary: str) -> click.Command:
+def _reverse_copy_refusal(config: IssuConfig, state_dir: Path | None) -> str | None:
+    """Why a copy new -> old must not run now: it makes old equal to new, so only after
+    finalize's commit (before it new is the lagging copy) and until the way back is closed."""
+    from issu_tui.orchestrator.finalize import COMMIT_STEP
+    from issu_tui.orchestrator.phases import WAY_BACK_CLOSED
+
+    journal = _journal(config, state_dir)
+    if journal is None:
+        return "no journal to read finalize's commit from (state_dir)"
+    try:
+        done = journal.steps_done()
+        if COMMIT_STEP not in done:
+            return (f"the journal {journal.path} records no finalize commit ({COMMIT_STEP}): "
+                    "old is still the cluster serving")
+        if WAY_BACK_CLOSED in done:
+            return (f"the way back was closed (issu close-way-back, {WAY_BACK_CLOSED} in "
+                    f"{journal.path}): old no longer follows new")
+        return None
+    finally:
+        journal.close()
+
+
+def _copy_command(name: str, job: str, phase: str, summary: str,
+                  reversible: bool = False) -> click.Command:
     """`issu sync pre` and `issu sync post`: one copy command, two jobs."""
 
     @sync.command(name, help=summary)
@@ -267,13 +306,19 @@ def _copy_command(name: str, job: str, phase: str, summary: str) -> click.Comman
     @verbose_option
     def command(config_path: Path, state_dir: Path | None, keyspaces: tuple[str, ...],
                 fresh: bool, as_json: bool, slices: int | None, concurrency: int | None,
-                page_size: int | None, verbose: bool) -> None:
+                page_size: int | None, verbose: bool, reverse: bool = False) -> None:
         _setup_logging(verbose)
         config = load_or_exit(config_path)
         sys.exit(run_copy(config, job=job, phase=phase, state_dir=state_dir,
                           keyspaces=keyspaces, fresh=fresh, as_json=as_json, slices=slices,
-                          concurrency=concurrency, page_size=page_size))
+                          concurrency=concurrency, page_size=page_size, reverse=reverse))
 
+    if reversible:
+        command = click.option(
+            "--reverse", is_flag=True,
+            help="new -> old through the inverse translators (issu revert after finalize: "
+            "what new's writers wrote since); refused before finalize's commit and once "
+            "the way back is closed")(command)
     return command
 
 
@@ -282,7 +327,7 @@ pre = _copy_command("pre", "pre-sync", "pre", (
     "resumes an interrupted run from its checkpoints."))
 post = _copy_command("post", "post-sync", "post", (
     "post-sync: final copy of every keyspace except config_db_uuid (after the old\n"
-    "config services are stopped)."))
+    "config services are stopped)."), reversible=True)
 
 
 @sync.command("verify")

@@ -158,8 +158,10 @@ class CopyEngine:
         run_id = uuid.uuid4().hex[:12]
         if fresh or COMPLETE_MARK[1] in self.checkpoints.done_slices(job, COMPLETE_MARK[0]):
             self.checkpoints.reset_job(job)
-        quarantine = Quarantine(self.new, run_id)
-        report = CopyReport(job, run_id, quarantine_table=f"{quarantine.keyspace}.rows")
+        quarantine = Quarantine.of_sync(self.old, self.new, run_id,
+                                        reverse=self.registry.reverse)
+        report = CopyReport(job, run_id,
+                            quarantine_table=f"{quarantine.keyspace}.{quarantine.TABLE}")
         self._event("sync", f"{job}: started (run {run_id})", job=job, run_id=run_id)
         if self.process_spec is not None and self.process_spec.processes > 1:
             self._processes = SliceProcesses(self.process_spec, self.settings, run_id)

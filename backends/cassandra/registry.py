@@ -28,6 +28,8 @@ from backends.cassandra.translate import (
     ChainTranslator,
     ObjFqName4to5,
     ObjFqName5to4,
+    ObjShared4to5,
+    ObjShared5to4,
     ObjUuid4to5,
     ObjUuid5to4,
     TableTranslator,
@@ -208,6 +210,8 @@ def contrail_defaults(registry: Registry) -> None:
     registry.add_translator("4.x", "5.0", CONFIG_DB_UUID, "obj_fq_name_table", ObjFqName4to5())
     registry.add_inverse("4.x", "5.0", CONFIG_DB_UUID, "obj_uuid_table", ObjUuid5to4())
     registry.add_inverse("4.x", "5.0", CONFIG_DB_UUID, "obj_fq_name_table", ObjFqName5to4())
+    registry.add_translator("4.x", "5.0", CONFIG_DB_UUID, "obj_shared_table", ObjShared4to5())
+    registry.add_inverse("4.x", "5.0", CONFIG_DB_UUID, "obj_shared_table", ObjShared5to4())
 
 
 def load_registry(*, entry_points_group: str = ENTRY_POINT_GROUP) -> Registry:

@@ -149,7 +149,8 @@ class Replicator:
         check_path(old, new, registry.keyspaces, reverse=registry.reverse)
         self.old, self.new, self.registry = old, new, registry
         self.settings = settings or SyncSettings()
-        self.quarantine = Quarantine(new, run_id or f"run-sync-{uuid.uuid4().hex[:8]}")
+        self.quarantine = Quarantine.of_sync(old, new, run_id or f"run-sync-{uuid.uuid4().hex[:8]}",
+                                             reverse=registry.reverse)
         self._contexts: dict[tuple[str, str], TableContext] = {}
         self._many: dict[tuple[str, str], tuple[PreparedStatement, PreparedStatement]] = {}
         self._lock = threading.Lock()
@@ -394,6 +395,8 @@ class Replicator:
                             layout.encode_value(cell.value), cell.writetime),
                            len(cell.column) + len(cell.value) + CELL_OVERHEAD))
         for ctx, key, column, ts in changes.deletes:
+            if ctx.kept and (key, column) in ctx.kept:
+                continue  # forward quarantined it: old keeps it (TableContext.kept)
             layout = ctx.new_layout
             assert layout is not None
             writes.append(((id(ctx), key), ctx.delete,

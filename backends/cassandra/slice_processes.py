@@ -58,7 +58,7 @@ def worker_main(spec: CopyWorkerSpec, settings: SyncSettings, run_id: str, pipe:
 
     old, new = spec.connect()
     registry = spec.registry()
-    quarantine = Quarantine(new, run_id)
+    quarantine = Quarantine.of_sync(old, new, run_id, reverse=registry.reverse)
     contexts: dict[str, TableContext] = {}
     contexts_lock, send_lock = threading.Lock(), threading.Lock()
 

@@ -126,17 +126,48 @@ def _q(name: str) -> str:
 
 class Quarantine:
     """`<ndb_prefix>_issu_quarantine.rows` on the new cluster: every cell a translator
-    rejected or could not decode, with the reason; re-quarantining the same cell overwrites."""
+    rejected or could not decode, with the reason; re-quarantining the same cell overwrites.
+
+    The reverse replication after finalize (new -> old, `reverse`) keeps its own in
+    `reverse_rows` of the same keyspace, on the new cluster too (its source there): old's
+    ring holds nothing of issu's. It also reads the forward rows (`forward_cells`): cells
+    old holds that could not be translated, which new therefore lacks."""
 
     TABLE = "rows"
+    REVERSE_TABLE = "reverse_rows"
 
-    def __init__(self, new: Connection, run_id: str) -> None:
+    def __init__(self, new: Connection, run_id: str, *, reverse: bool = False) -> None:
         self._session = new.session
         self.keyspace = new.side.keyspace("issu_quarantine")
         self.run_id = run_id
+        self.reverse = reverse
+        self.TABLE = self.REVERSE_TABLE if reverse else Quarantine.TABLE
         self._lock = threading.Lock()
         self._insert: PreparedStatement | None = None
         self.count = 0
+
+    @classmethod
+    def of_sync(cls, old: Connection, new: Connection, run_id: str, *,
+                reverse: bool) -> Quarantine:
+        """The quarantine of a copy or replication from `old` to `new`: on `new` (the new
+        cluster) forward, on `old` (the new cluster, its source) in reverse."""
+        return cls(old, run_id, reverse=True) if reverse else cls(new, run_id)
+
+    def forward_cells(self, keyspace: str, table: str) -> frozenset[tuple[str, str]]:
+        """(key, column) of the forward quarantine's cells of one table, as old names them:
+        what the reverse direction must never delete on old. Empty forward."""
+        from backends.cassandra.schema import keyspace_exists
+
+        if not self.reverse or not keyspace_exists(self._session, self.keyspace):
+            return frozenset()
+        if self._session.execute(
+                "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s AND "
+                "table_name = %s", (self.keyspace, Quarantine.TABLE)).one() is None:
+            return frozenset()
+        rows = self._session.execute(
+            f"SELECT key, column_name FROM {_q(self.keyspace)}.{Quarantine.TABLE} "
+            "WHERE keyspace_name = %s AND table_name = %s", (keyspace, table))
+        return frozenset((str(k), str(c)) for k, c in rows)
 
     def _prepare(self) -> PreparedStatement:
         with self._lock:
@@ -181,6 +212,10 @@ class TableContext:
                  quarantine: Quarantine, *, create: bool = True) -> None:
         self.spec, self.old, self.new = spec, old, new
         self.translator, self.settings, self.quarantine = translator, settings, quarantine
+        # Reverse (new -> old): the cells forward quarantined stay on old whatever new has
+        # (new never got them); every delete this context writes skips them (writer(),
+        # Replicator.write_changes).
+        self.kept = quarantine.forward_cells(spec.keyspace, spec.name)
         self.old_keyspace = old.side.keyspace(spec.keyspace)
         self.new_keyspace = new.side.keyspace(spec.keyspace)
         self.name = spec.qualified
@@ -317,7 +352,7 @@ class TableContext:
         s = self.settings
         return CellWriter(self.new.session, self.insert, self.delete, self.new_layout,
                           bounds=s.copy_batch_bounds(), max_in_flight=s.max_in_flight,
-                          replicas=self.new_replicas())
+                          replicas=self.new_replicas(), kept=self.kept)
 
     def new_replicas(self) -> Callable[[str], Hashable] | None:
         """key -> the new cluster's replicas of that partition (replica_lookup); None when

@@ -221,6 +221,22 @@ class ObjFqName4to5(TableTranslator):
         return underscore_type(key)
 
 
+class ObjShared4to5(TableTranslator):
+    """obj_shared_table, 4.x -> 5.0: the partition key is the object's type, `-` becomes `_`
+    as 5.0's api-server spells it (columns `<share type>:<id>:<uuid>` name no type). Kept
+    as old spelled it, new would hold both spellings of one type and the way back could
+    not tell which of them old's partition is."""
+
+    name = "contrail 4.x->5.0 obj_shared_table"
+    renames_keys = True
+
+    def key(self, key: str) -> str:
+        return underscore_type(key)
+
+    def partition(self, key: str) -> PartitionTranslation:
+        return _IDENTITY_PARTITION
+
+
 # --------------------------------------------------------------------------- Contrail 5.0 -> 4.x
 # The inverses, for the reverse replication after finalize (issu revert). 4.x type names
 # never hold `_`, so `_` -> `-` undoes the forward step exactly. A `prop:perms2` is kept:
@@ -272,6 +288,20 @@ class ObjFqName5to4(TableTranslator):
 
     def key(self, key: str) -> str:
         return hyphen_type(key)
+
+
+class ObjShared5to4(TableTranslator):
+    """obj_shared_table, 5.0 -> 4.x (ObjShared4to5's inverse): `_` becomes `-` in the key, so
+    old's api-server finds a share new's made after finalize under the type it reads."""
+
+    name = "contrail 5.0->4.x obj_shared_table"
+    renames_keys = True
+
+    def key(self, key: str) -> str:
+        return hyphen_type(key)
+
+    def partition(self, key: str) -> PartitionTranslation:
+        return _IDENTITY_PARTITION
 
 
 def translate_partition(translator: TableTranslator, key: str,

@@ -35,8 +35,10 @@ class CellWriter:
 
     def __init__(self, session: Session, insert: PreparedStatement, delete: PreparedStatement,
                  layout: Layout, *, bounds: BatchBounds | None = None, max_in_flight: int = 4,
-                 replicas: Callable[[str], Hashable] | None = None) -> None:
+                 replicas: Callable[[str], Hashable] | None = None,
+                 kept: frozenset[tuple[str, str]] = frozenset()) -> None:
         self._session = session
+        self._kept = kept  # (key, column) never deleted (TableContext.kept)
         self._insert, self._delete = insert, delete
         self._enc_key, self._enc_col = layout.encode_key, layout.encode_column
         self._enc_val = layout.encode_value
@@ -60,6 +62,8 @@ class CellWriter:
     def delete(self, key: str, column: str, writetime: int) -> None:
         """Delete one cell with the writetime it had when read: exactly that version goes,
         anything written later survives (a tombstone only wins at an equal or newer time)."""
+        if self._kept and (key, column) in self._kept:
+            return
         ekey = self._room(key, len(column) + CELL_OVERHEAD)
         self._pending.append((self._delete, (writetime, ekey, self._enc_col(column))))
         self.deleted += 1

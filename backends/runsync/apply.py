@@ -358,9 +358,13 @@ class ObjectApplier:
 
         shares = share_keys(_json(before.get("prop:perms2"))) | share_keys(
             _json(after.get("prop:perms2")))
-        if shares and self._ctx(OBJ_SHARED) is not None:
+        shared_ctx = self._ctx(OBJ_SHARED) if shares else None
+        if shared_ctx is not None:
             columns = [f"{share}:{change.uuid}" for share in sorted(shares)]
-            for key in sorted({old_type, underscore(old_type)}):
+            # one source key per target key: two spellings that translate to one partition
+            # would each replace the other's cells (the one old spells the type with wins)
+            keys = {shared_ctx.translator.key(k): k for k in (underscore(old_type), old_type)}
+            for key in sorted(keys.values()):
                 result.add(self.repl.replace_cells(CONFIG_DB_UUID, OBJ_SHARED, key, columns))
 
         out = self.repl.replace_partition(CONFIG_DB_UUID, OBJ_UUID, change.uuid)

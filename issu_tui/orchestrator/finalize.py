@@ -436,6 +436,9 @@ def start_reverse_sync(run: FinalizeRun) -> str:
                   + "; ".join(blockers), level="warning", blockers=blockers)
         return "not started: " + "; ".join(blockers)
     reverse = ReverseSyncSupervisor(ctx)
+    if ctx.step_done(REVERSE_STARTED) and reverse.running():
+        return (f"reverse replication new -> old running since the point of no return (pid "
+                f"{reverse.pid()})")
     with ctx.runsync_lock:
         reverse.start()
         ctx.mark_step(REVERSE_STARTED)

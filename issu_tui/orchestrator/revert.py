@@ -44,9 +44,9 @@ WAY_BACK_CLOSED_BLOCKER = (
     "drained and stopped, old no longer follows new")
 NEW_DATA_AFTER_COMMIT = (
     "revert after the commit needs --drop-new-data: new took northbound writes and its "
-    "writers ran (start-new-writers); the reverse replication carries config_db_uuid back, "
-    "but the cells new's writers wrote in the other keyspaces stay only on new, newer than "
-    "anything a later copy from old brings (a retry's pre-sync could not overwrite them). "
+    "writers ran (start-new-writers); revert carries config_db_uuid and new's writers' "
+    "keyspaces back, but what stays on new is newer than anything a later copy from old "
+    "brings (a retry's pre-sync could not overwrite it). "
     "`issu revert --drop-new-data` drops new's synced keyspaces and ZooKeeper subtrees once "
     "old serves again; a later upgrade copies again from pre-sync")
 
@@ -200,6 +200,37 @@ def drain_reverse_sync(ctx: Context) -> str:
             f"{counters.get('failed', 0):.0f}) and stopped")
 
 
+def reconcile_back(ctx: Context) -> str:
+    """One reconciliation pass new -> old over config_db_uuid (new translated back against
+    old, every differing partition replaced) once the reverse replication is drained and
+    both sides are quiet, before old reopens: what no message carried (new's writers'
+    writes before the reverse queue was bound, a change whose message was lost) reaches old
+    too. An incomplete pass is an error: revert is run again."""
+    from backends.cassandra.connection import connect
+    from backends.cassandra.registry import load_reverse_registry
+    from backends.cassandra.replicator import Replicator
+    from backends.runsync.reconcile import Reconciler
+    from issu_tui.sides import cassandra_side, reversed_config, sync_settings
+
+    config = reversed_config(ctx.config)  # new is the source ("old"), old the target
+    source = connect(cassandra_side(config, "old", {"name": config.old.name}))
+    try:
+        target = connect(cassandra_side(config, "new", {"name": config.new.name}))
+        try:
+            repl = Replicator(source, target, load_reverse_registry(), sync_settings(config),
+                              run_id="revert-reconcile-back")
+            report = Reconciler(repl).run_pass(ctx.stop)
+        finally:
+            target.close()
+    finally:
+        source.close()
+    if not report.complete:
+        raise OrchestratorError("reconciliation new -> old incomplete: "
+                                + "; ".join(report.errors[:5]) + "; run revert again")
+    return (f"{report.repaired} partition(s) replaced on old, {report.pruned} pruned, "
+            f"{report.ranges} ranges compared")
+
+
 def delete_reverse_queues(ctx: Context) -> str:
     from backends.rabbit import delete_issu_queues
     from issu_tui.sides import REVERSE_QUEUE_SUFFIX, rabbit_side
@@ -213,6 +244,21 @@ def delete_reverse_queues(ctx: Context) -> str:
                   level="error")
         return f"{name} NOT deleted on {side.describe()}: {type(exc).__name__}: {exc}"
     return "; ".join(f"{r.name} {'absent' if r.depth is None else 'deleted'}" for r in results)
+
+
+def post_sync_back(ctx: Context) -> str:
+    """The keyspaces new's writers keep (to_bgp_keyspace's route targets, svc-monitor's,
+    device-manager's, useragent) copied new -> old through the inverse translators, once
+    those writers are stopped: the reverse replication carries config_db_uuid only, and
+    old's schema-transformer started on a route_target_table without the route targets
+    new's allocated since the commit would not know them as its own."""
+    from issu_tui.orchestrator.syncproc import run_step
+
+    result = run_step(ctx, "post-sync", ["--reverse"])
+    if result.exit_code != 0:
+        raise OrchestratorError(f"post-sync new -> old failed (exit {result.exit_code}); "
+                                "see `issu events --kind sync`, then run revert again")
+    return "new's writers' keyspaces copied back to old"
 
 
 def zk_back(ctx: Context) -> str:
@@ -264,8 +310,12 @@ REVERSE_STEPS: tuple[RevertStep, ...] = (
                "device-manager", stop_new_writers),
     RevertStep("drain-reverse-sync", "drain the reverse replication new -> old, then stop it",
                drain_reverse_sync),
+    RevertStep("reconcile-back", "one reconciliation pass new -> old over config_db_uuid "
+               "(what no message carried), before old reopens", reconcile_back),
     RevertStep("delete-reverse-queues", "delete its queues on new's broker",
                delete_reverse_queues),
+    RevertStep("post-sync-back", "copy the keyspaces new's writers keep (to_bgp_keyspace, "
+               "svc_monitor_keyspace, dm_keyspace, useragent) new -> old", post_sync_back),
     RevertStep("zk-back", "copy the ZooKeeper subtrees new -> old and verify them", zk_back),
     RevertStep("verify-back", "verify old against new in config_db_uuid (differences "
                "counted and named, not fatal)", verify_back),
