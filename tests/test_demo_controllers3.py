@@ -19,6 +19,7 @@ import pytest
 from demo.controller import hostctl
 from demo.services import Endpoints
 from issu_tui.config import load_config
+from issu_tui.controller_poll import poll_controllers
 from issu_tui.journal import Journal
 from issu_tui.orchestrator import controllers as ctl
 from issu_tui.orchestrator.context import Context
@@ -96,6 +97,18 @@ def test_every_host_runs_a_control_node_and_an_analytics_api(world: Any) -> None
         eventually(lambda h=host: all(_xmpp(h.address).get(c) == "Established"
                                       for c in computes), 60, f"{host.name}'s XMPP sessions")
         assert _vrouters(host.address) >= set(computes), host.name
+    # what the console's controller hosts pane shows: each host's services over SSH
+    view = poll_controllers(config)
+    assert view is not None
+    shown = {h.name: dict(h.services) for h in view.hosts}
+    assert sorted(shown) == sorted(h.name for c in ("v1", "v2")
+                                   for h in world.controller_hosts(c))
+    for host in view.hosts:
+        assert host.error is None, host
+        writers = "running" if host.side == "old" else "stopped"
+        assert shown[host.name] == {"api-server": "running", "control": "running",
+                                    "analytics-api": "running",
+                                    **{w: writers for w in hostctl.WRITERS}}, host
 
 
 def test_three_controller_hosts_per_cluster_each_stopped_and_started(world: Any) -> None:

@@ -1,0 +1,48 @@
+"""The controller hosts pane (Analytics screen): each host of both clusters with the state of
+its services, as their controller profiles' status step says over SSH (polled every
+`controllers_interval`). Hidden while no controller inventory is configured."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from issu_tui.controller_view import ControllersView, HostServices, running_state
+from screens.format import duration
+
+
+def _services(host: HostServices) -> Text:
+    if host.error is not None:
+        return Text(host.error, style="red")
+    parts = []
+    for service, state in host.services:
+        parts.append(Text.assemble(f"{service} ", ("✓", "green") if running_state(state)
+                                   else (f"✗ {state}", "bold red")))
+    return Text("  ").join(parts)
+
+
+def controllers_table(view: ControllersView | None, error: str | None,
+                      age_s: float | None = None) -> Table:
+    """One row per host: cluster, host, address, roles, its services' states. After a failed
+    poll the title says how old the rows are."""
+    title = "controller hosts (their profiles' status over SSH)"
+    if error is not None:
+        title += f": STALE {duration(age_s or 0.0)} old, {error}" if view else f": {error}"
+    table = Table(title=title, title_justify="left", expand=True, box=None,
+                  pad_edge=False, show_edge=False)
+    for col in ("cluster", "host", "address", "roles"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("services", ratio=1)
+    for host in view.hosts if view else ():
+        table.add_row(host.side, host.name, host.address, ",".join(host.roles),
+                      _services(host), style="dim" if error else "")
+    return table
+
+
+class ControllersPane(Static):
+    def show(self, view: ControllersView | None, error: str | None,
+             age_s: float | None = None) -> None:
+        self.display = view is not None or error is not None
+        if self.display:
+            self.update(controllers_table(view, error, age_s))
