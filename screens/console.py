@@ -259,7 +259,8 @@ class AnalyticsScreen(ConsoleScreen):
 
     def on_mount(self) -> None:
         self.query_one("#analytics-pane").border_title = "Analytics (consolidated)"
-        self.query_one("#controllers-pane").border_title = "Controllers"
+        self.query_one("#controllers-pane").border_title = \
+            "Controller hosts (their profiles' status over SSH)"
         self.query_one(ControllersPane).display = False  # until a poll answers
         self.query_one("#consolidated").border_title = "Which cluster each compute reports to"
         self.query_one("#alarms").border_title = "Alarms of both clusters"

@@ -97,6 +97,10 @@ def test_every_host_runs_a_control_node_and_an_analytics_api(world: Any) -> None
         eventually(lambda h=host: all(_xmpp(h.address).get(c) == "Established"
                                       for c in computes), 60, f"{host.name}'s XMPP sessions")
         assert _vrouters(host.address) >= set(computes), host.name
+    # `issu demo status` (and the startup screen): each further host ready
+    states = {p.name: p.state for p in world.status()}
+    assert all(states[h.name] == "ready" for c in ("v1", "v2")
+               for h in world.controller_hosts(c)[1:]), states
     # what the console's controller hosts pane shows: each host's services over SSH
     view = poll_controllers(config)
     assert view is not None

@@ -13,12 +13,18 @@ from screens.format import duration
 
 
 def _services(host: HostServices) -> Text:
+    """`✓ api-server control  ✗ stopped: svc-monitor`: the running ones, then the others by
+    their state (one line for a host's services at the usual widths)."""
     if host.error is not None:
         return Text(host.error, style="red")
-    parts = []
+    up = [s for s, state in host.services if running_state(state)]
+    down: dict[str, list[str]] = {}
     for service, state in host.services:
-        parts.append(Text.assemble(f"{service} ", ("✓", "green") if running_state(state)
-                                   else (f"✗ {state}", "bold red")))
+        if not running_state(state):
+            down.setdefault(state, []).append(service)
+    parts = [Text.assemble(("✓ ", "green"), " ".join(up))] if up else []
+    parts += [Text.assemble((f"✗ {state}: ", "bold red"), " ".join(names))
+              for state, names in down.items()]
     return Text("  ").join(parts)
 
 
@@ -26,11 +32,11 @@ def controllers_table(view: ControllersView | None, error: str | None,
                       age_s: float | None = None) -> Table:
     """One row per host: cluster, host, address, roles, its services' states. After a failed
     poll the title says how old the rows are."""
-    title = "controller hosts (their profiles' status over SSH)"
+    title = None
     if error is not None:
-        title += f": STALE {duration(age_s or 0.0)} old, {error}" if view else f": {error}"
-    table = Table(title=title, title_justify="left", expand=True, box=None,
-                  pad_edge=False, show_edge=False)
+        title = f"STALE {duration(age_s or 0.0)} old: {error}" if view else error
+    table = Table(title=title, title_justify="left", title_style="bold yellow", expand=True,
+                  box=None, pad_edge=False, show_edge=False)
     for col in ("cluster", "host", "address", "roles"):
         table.add_column(col, no_wrap=True)
     table.add_column("services", ratio=1)
