@@ -30,19 +30,20 @@ def _services(host: HostServices) -> Text:
 
 def controllers_table(view: ControllersView | None, error: str | None,
                       age_s: float | None = None) -> Table:
-    """One row per host: cluster, host, address, roles, its services' states. After a failed
-    poll the title says how old the rows are."""
+    """One row per host: cluster, host, address, its services' states (those its roles run
+    and its profile maps: they say the roles). After a failed poll the title says how old
+    the rows are."""
     title = None
     if error is not None:
         title = f"STALE {duration(age_s or 0.0)} old: {error}" if view else error
     table = Table(title=title, title_justify="left", title_style="bold yellow", expand=True,
                   box=None, pad_edge=False, show_edge=False)
-    for col in ("cluster", "host", "address", "roles"):
+    for col in ("cluster", "host", "address"):
         table.add_column(col, no_wrap=True)
     table.add_column("services", ratio=1)
     for host in view.hosts if view else ():
-        table.add_row(host.side, host.name, host.address, ",".join(host.roles),
-                      _services(host), style="dim" if error else "")
+        table.add_row(host.side, host.name, host.address, _services(host),
+                      style="dim" if error else "")
     return table
 
 
