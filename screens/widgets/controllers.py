@@ -13,8 +13,8 @@ from screens.format import duration
 
 
 def _services(host: HostServices) -> Text:
-    """`✓ api-server control  ✗ stopped: svc-monitor`: the running ones, then the others by
-    their state (one line for a host's services at the usual widths)."""
+    """`✗ stopped: svc-monitor  ✓ api-server control`: what does not run first, by state,
+    then the running ones (one line per host: a narrow pane cuts the running ones)."""
     if host.error is not None:
         return Text(host.error, style="red")
     up = [s for s, state in host.services if running_state(state)]
@@ -22,9 +22,10 @@ def _services(host: HostServices) -> Text:
     for service, state in host.services:
         if not running_state(state):
             down.setdefault(state, []).append(service)
-    parts = [Text.assemble(("✓ ", "green"), " ".join(up))] if up else []
-    parts += [Text.assemble((f"✗ {state}: ", "bold red"), " ".join(names))
-              for state, names in down.items()]
+    parts = [Text.assemble((f"✗ {state}: ", "bold red"), " ".join(names))
+             for state, names in down.items()]
+    if up:
+        parts.append(Text.assemble(("✓ ", "green"), " ".join(up)))
     return Text("  ").join(parts)
 
 
@@ -40,7 +41,7 @@ def controllers_table(view: ControllersView | None, error: str | None,
                   box=None, pad_edge=False, show_edge=False)
     for col in ("cluster", "host", "address"):
         table.add_column(col, no_wrap=True)
-    table.add_column("services", ratio=1)
+    table.add_column("services", ratio=1, no_wrap=True, overflow="ellipsis")
     for host in view.hosts if view else ():
         table.add_row(host.side, host.name, host.address, _services(host),
                       style="dim" if error else "")
