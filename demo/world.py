@@ -842,9 +842,12 @@ class World:
         for cluster in ("v1", "v2"):
             for host in self.controller_hosts(cluster)[1:]:
                 up = [s for s in hostctl.PROCESSES if hostctl.running(host.directory, s)]
-                pieces.append(PieceStatus(host.name, "running" if up else "stopped",
-                                          f"{host.address}:8082/:8081/:8083 running: "
-                                          f"{', '.join(up) or 'none'}"))
+                where = f"{host.address}:8082/:8081/:8083"
+                roles = all(s in up for s in hostctl.ROLES)
+                why = _host_ready(host.address) if roles and probe else ""
+                state = "ready" if roles and not why else "running" if up else "stopped"
+                pieces.append(PieceStatus(host.name, state, f"{where} running: "
+                                          f"{', '.join(up) or 'none'} {why}".strip()))
         pieces += [self._writers_state(c) for c in ("v1", "v2")]
         fleet = self.fleet.status()
         if self.containers:

@@ -36,6 +36,7 @@ from issu_tui.console_api import (
     NextStep,
     PreflightView,
 )
+from issu_tui.controller_view import ControllersView
 from issu_tui.names import natural_sorted
 from issu_tui.rehearsal_view import RehearsalView
 from screens.commands import ConsoleCommands
@@ -110,12 +111,14 @@ class IssuApp(App[int]):
     ]
 
     def __init__(self, backend: ConsoleBackend, *, refresh_interval: float = 2.0,
-                 analytics_interval: float = 10.0, watch_terminal: bool = False,
+                 analytics_interval: float = 10.0, controllers_interval: float = 30.0,
+                 watch_terminal: bool = False,
                  executor: EmbeddedExecutor | None = None) -> None:
         super().__init__()
         self.backend = backend
         self.refresh_interval = refresh_interval
         self.analytics_interval = analytics_interval
+        self.controllers_interval = controllers_interval
         self.watch_terminal = watch_terminal
         self.executor = executor
         self.state = ConsoleState(read_only=backend.read_only,
@@ -142,6 +145,8 @@ class IssuApp(App[int]):
         self._poll()
         if self.backend.analytics is not None:
             self._poll_analytics()
+        if self.backend.has_controllers:
+            self._poll_controllers()
         if self.watch_terminal:
             self._watch_terminal()
 
@@ -288,6 +293,31 @@ class IssuApp(App[int]):
             self.analytics_polls += 1
         finally:
             self.set_timer(self.analytics_interval, self._poll_analytics)
+
+    def _poll_controllers(self) -> None:
+        if self.state.refresh_paused or self._modal_open():
+            self.set_timer(self.controllers_interval, self._poll_controllers)
+            return
+        self._fetch_controllers()
+
+    @work(thread=True, exclusive=True, group="controllers", exit_on_error=False)
+    def _fetch_controllers(self) -> None:
+        try:
+            view, error = self.backend.poll_controllers(), None
+        except Exception as exc:
+            view, error = None, f"{type(exc).__name__}: {exc}"
+        self.call_from_thread(self.apply_controllers, view, error)
+
+    def apply_controllers(self, view: ControllersView | None, error: str | None) -> None:
+        """A poll's answer; a failed one keeps the last on screen, said to be stale."""
+        try:
+            self.state.controllers = view if view is not None else self.state.controllers
+            self.state.controllers_error = error
+            screen = self.console_screen
+            if screen is not None and screen.is_mounted:
+                screen.show_controllers()
+        finally:
+            self.set_timer(self.controllers_interval, self._poll_controllers)
 
     def action_refresh_now(self) -> None:
         self._fetch_snapshot()

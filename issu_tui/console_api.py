@@ -28,6 +28,7 @@ from backends.analytics import (
     ComputeReport,
 )
 from issu_tui.config import IssuConfig
+from issu_tui.controller_view import ControllersView, controller_hosts
 from issu_tui.journal import (
     ComputeChanges,
     ComputeRow,
@@ -588,6 +589,16 @@ class ConsoleBackend:
 
     def poll_analytics(self) -> AnalyticsSnapshot | None:
         return self.analytics.poll() if self.analytics is not None else None
+
+    @property
+    def has_controllers(self) -> bool:
+        """Controller hosts in the inventory, and SSH to ask them."""
+        return self.config.ssh is not None and bool(controller_hosts(self.config))
+
+    def poll_controllers(self) -> ControllersView | None:
+        from issu_tui.controller_poll import poll_controllers  # SSH: only when polled
+
+        return poll_controllers(self.config)
 
     def running_work(self) -> list[str]:
         """What would stop if the executor inside this process went away now."""

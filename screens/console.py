@@ -18,6 +18,7 @@ from issu_tui.names import natural_sorted
 from screens.format import WIDE_COLUMNS, clock
 from screens.state import ConsoleState
 from screens.widgets.computes import ComputeGrid, ComputePanel
+from screens.widgets.controllers import ControllersPane
 from screens.widgets.events import EventPanel
 from screens.widgets.footer import ConsoleFooter
 from screens.widgets.panes import (
@@ -111,6 +112,7 @@ class ConsoleScreen(Screen[None]):
         self._generation = -1
         self.show_snapshot(None)
         self.show_analytics()
+        self.show_controllers()
 
     def show_snapshot(self, new_events: Sequence[Event] | None) -> None:
         """A new snapshot arrived; `new_events` is its tail of events (None: redraw all)."""
@@ -123,6 +125,9 @@ class ConsoleScreen(Screen[None]):
         pass
 
     def show_analytics(self) -> None:
+        pass
+
+    def show_controllers(self) -> None:
         pass
 
     def show_computes(self) -> None:
@@ -248,11 +253,15 @@ class AnalyticsScreen(ConsoleScreen):
         yield from self.compose_tabs()
         with Vertical(id="analytics-zoom"):
             yield AnalyticsSummary(id="analytics-pane", classes="pane")
+            yield ControllersPane(id="controllers-pane", classes="pane")
             yield AnalyticsDetail(id="analytics-detail")
         yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.query_one("#analytics-pane").border_title = "Analytics (consolidated)"
+        self.query_one("#controllers-pane").border_title = \
+            "Controller hosts (their profiles' status over SSH)"
+        self.query_one(ControllersPane).display = False  # until a poll answers
         self.query_one("#consolidated").border_title = "Which cluster each compute reports to"
         self.query_one("#alarms").border_title = "Alarms of both clusters"
         self.query_one("#consolidated").focus()
@@ -261,6 +270,11 @@ class AnalyticsScreen(ConsoleScreen):
         self.query_one(AnalyticsSummary).show(self.state)
         self.query_one(AnalyticsDetail).show(self.state.analytics, self.state.analytics_error,
                                              self.state.analytics_age())
+
+    def show_controllers(self) -> None:
+        self.query_one(ControllersPane).show(self.state.controllers,
+                                             self.state.controllers_error,
+                                             self.state.controllers_age())
 
 
 class ComputesScreen(ConsoleScreen):

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from issu_tui.console_api import AnalyticsSnapshot, ConsoleSnapshot
+from issu_tui.controller_view import ControllersView
 from issu_tui.journal import ComputeRow, Event
 from screens.widgets.compute_index import ComputeStore
 
@@ -23,6 +24,8 @@ class ConsoleState:
     analytics_error: str | None = None
     # per cluster, when its analytics-api last answered (what is shown of it is from then)
     analytics_answered_at: dict[str, float] = field(default_factory=dict)
+    controllers: ControllersView | None = None  # the controller hosts' services
+    controllers_error: str | None = None
     events: list[Event] = field(default_factory=list)
     marks: set[str] = field(default_factory=set)
     computes: ComputeStore = field(default_factory=ComputeStore)  # every compute, by name
@@ -46,6 +49,11 @@ class ConsoleState:
             return
         self.computes.apply(rows)
         self.compute_seq = seq
+
+    def controllers_age(self) -> float | None:
+        if self.controllers is None or self.controllers_error is None:
+            return None
+        return max(0.0, self.clock() - self.controllers.fetched_at)
 
     def analytics_age(self) -> float | None:
         """How old the analytics on screen are when the last poll failed (None: current)."""

@@ -3,10 +3,13 @@ reached over real SSH, and the procedure's controller steps acting on every one 
 
 Every host runs api-server, control (its own control node, a bgp-router each) and
 analytics-api, and the writers, active-backup as Contrail's (a ZooKeeper election: only the
-active one opens its queue on the broker)."""
+active one opens its queue on the broker). One world for the file (its setup is most of its
+cost): the checks of the world, then stop/start of old's services, then a whole upgrade."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,12 +19,13 @@ import pytest
 from demo.controller import hostctl
 from demo.services import Endpoints
 from issu_tui.config import load_config
+from issu_tui.controller_poll import poll_controllers
 from issu_tui.journal import Journal
 from issu_tui.orchestrator import controllers as ctl
 from issu_tui.orchestrator.context import Context
 from issu_tui.orchestrator.preflight_writers import new_writer_findings
 from issu_tui.orchestrator.settle import settle_old_writers
-from tests.orch_world import eventually, fresh_world, issu, stop_world
+from tests.orch_world import REPO, eventually, fresh_world, issu, issu_json, stop_world
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -93,6 +97,22 @@ def test_every_host_runs_a_control_node_and_an_analytics_api(world: Any) -> None
         eventually(lambda h=host: all(_xmpp(h.address).get(c) == "Established"
                                       for c in computes), 60, f"{host.name}'s XMPP sessions")
         assert _vrouters(host.address) >= set(computes), host.name
+    # `issu demo status` (and the startup screen): each further host ready
+    states = {p.name: p.state for p in world.status()}
+    assert all(states[h.name] == "ready" for c in ("v1", "v2")
+               for h in world.controller_hosts(c)[1:]), states
+    # what the console's controller hosts pane shows: each host's services over SSH
+    view = poll_controllers(config)
+    assert view is not None
+    shown = {h.name: dict(h.services) for h in view.hosts}
+    assert sorted(shown) == sorted(h.name for c in ("v1", "v2")
+                                   for h in world.controller_hosts(c))
+    for host in view.hosts:
+        assert host.error is None, host
+        writers = "running" if host.side == "old" else "stopped"
+        assert shown[host.name] == {"api-server": "running", "control": "running",
+                                    "analytics-api": "running",
+                                    **{w: writers for w in hostctl.WRITERS}}, host
 
 
 def test_three_controller_hosts_per_cluster_each_stopped_and_started(world: Any) -> None:
@@ -146,3 +166,62 @@ def test_three_controller_hosts_per_cluster_each_stopped_and_started(world: Any)
     finally:
         ctx.journal.close()
 
+
+def _active_queues(world: Any, vhost: str) -> list[str]:
+    """The writers' queues on `vhost` (one per active writer), asked of the broker."""
+    done = subprocess.run([sys.executable, "-m", "demo.controller.hostctl", "--dir",
+                           str(world.controller_dir("v2")), "queues", vhost],
+                          capture_output=True, text=True, timeout=180, cwd=REPO, check=True)
+    prefixes = tuple(f"{w.replace('-', '_')}." for w in hostctl.WRITERS)
+    return sorted(line.split()[0] for line in done.stdout.splitlines()
+                  if line.startswith(prefixes))
+
+
+def test_whole_upgrade_of_three_controller_hosts(world: Any, services: Endpoints) -> None:
+    """preflight, pair, pre-sync, run-sync, computes, finalize: 0 differences, and on every
+    host the services where the procedure leaves them."""
+    assert issu_json(world, "preflight")["ok"]
+    assert issu_json(world, "pair")["ok"]
+    assert issu_json(world, "phase", "pre-sync", timeout=600)["ok"]
+    assert issu_json(world, "phase", "run-sync", timeout=600)["ok"]
+    up = issu_json(world, "compute", "upgrade", "all", timeout=600)
+    assert up["ok"] and not up["failed"], up
+    done = issu_json(world, "finalize", timeout=600)
+    assert done["ok"], done
+
+    status = issu_json(world, "status")
+    assert status["phase"]["name"] == "done"
+    assert status["verify"]["differences"] == 0 and status["verify"]["checked"] > 0
+
+    old, new = world.controller_hosts("v1"), world.controller_hosts("v2")
+    for host in old:  # old's config services stopped on all three; control, analytics on
+        for service in ("api-server", *hostctl.WRITERS):
+            assert not hostctl.running(host.directory, service), (host.name, service)
+        assert not _answers(f"http://{host.address}:8082/"), host.name
+        for service in ("control", "analytics-api"):
+            assert hostctl.running(host.directory, service), (host.name, service)
+        assert _answers(f"http://{host.address}:8081/") and \
+            _answers(f"http://{host.address}:8083/"), host.name
+    for host in new:  # new's api-servers open, every writer running (active or backup)
+        for service in hostctl.PROCESSES:
+            assert hostctl.running(host.directory, service), (host.name, service)
+        opened = httpx.get(f"http://{host.address}:8082/issu/status", timeout=10).json()
+        assert opened["northbound_open"], host.name
+    # exactly one active writer of each kind: one queue each, on one of new's hosts
+    vhost = services.rabbit.vhost_new
+    eventually(lambda: len(_active_queues(world, vhost)) == 3, 60, "new's active writers")
+    queues = _active_queues(world, vhost)
+    addresses = {h.address for h in new}
+    assert sorted(q.split(".", 1)[0] for q in queues) == sorted(
+        w.replace("-", "_") for w in hostctl.WRITERS), queues
+    assert all(q.split(".", 1)[1] in addresses for q in queues), queues
+    # new's control nodes are its bgp-routers (old's unpaired); the computes' XMPP sessions
+    # go to each of them and they report to each analytics-api
+    assert _bgp_routers(world.api_url("v2")) == {"v2-control-1", "v2-control-2",
+                                                 "v2-control-3"}
+    computes = [c.name for c in load_config(world.config_path).computes]
+    for host in new:
+        eventually(lambda h=host: all(_xmpp(h.address).get(c) == "Established"
+                                      for c in computes), 60, f"{host.name}'s XMPP sessions")
+        eventually(lambda h=host: _vrouters(h.address) >= set(computes), 60,
+                   f"{host.name}'s analytics-api")
