@@ -126,10 +126,13 @@ def _markdown(header: list[str], results: list[dict[str, Any]]) -> str:
         waited = total["waited_for_run_sync_by_kind"].get(kind, 0)
         lines.append(f"| {kind} | {entry['injected']} | {waited} | {shown} | "
                      f"{total['not_injected_by_kind'].get(kind, 0)} |")
+    waits = any("deferred_from_s" in f for r in results for f in r.get("faults", []))
     lines += ["", "Recovery: from the fault's end until the executor runs again and, from "
-              "run-sync's phase to finalize, run-sync reports again. A fault on run-sync "
-              "drawn before run-sync ran waits for it and lands at a random moment of its "
-              "hold.", ""]
+              "run-sync's phase to finalize, run-sync reports again. " + (
+                  "A fault on run-sync drawn before run-sync ran waits for it and lands at a "
+                  "random moment of its hold." if waits else
+                  "These runs' harness counted a fault on run-sync drawn before run-sync ran "
+                  "as not applicable (it now waits for run-sync)."), ""]
     lines += _seen(results)
     lines += [
               "## Trials", "",
