@@ -761,6 +761,7 @@ old_cassandra_address_list = {o.hosts[0]}:{o.port}
 new_cassandra_address_list = 127.0.0.1:{n.port}
 old_rabbit_address_list = 127.0.0.1
 new_rabbit_address_list = 127.0.0.1
+new_rabbit_vhost = /v2
 old_zookeeper_address_list = 127.0.0.1:2181
 new_zookeeper_address_list = 127.0.0.1:2181
 odb_prefix = {o.prefix}

@@ -152,6 +152,7 @@ def test_mismatch_detected_and_nonzero_exit(zks, prefixes, services, tmp_path):
         f"new_cassandra_address_list = {services.cassandra_new.host}\n"
         f"old_rabbit_address_list = {services.rabbit.host}\n"
         f"new_rabbit_address_list = {services.rabbit.host}\n"
+        "new_rabbit_vhost = /v2\n"  # one broker: new on its own vhost (as v2 runs)
     )
     state = ["--state-dir", str(tmp_path / "state")]
     result = CliRunner().invoke(zk_command, ["-c", str(conf), "--verify-only", *state])
@@ -266,6 +267,7 @@ def test_wrong_odb_prefix_exits_1_naming_the_subtree(zks, prefixes, services, tm
         f"new_cassandra_address_list = {services.cassandra_new.host}\n"
         f"old_rabbit_address_list = {services.rabbit.host}\n"
         f"new_rabbit_address_list = {services.rabbit.host}\n"
+        "new_rabbit_vhost = /v2\n"  # one broker: new on its own vhost (as v2 runs)
     )
     state = ["--state-dir", str(tmp_path / "state")]
     for extra in ([], ["--verify-only"]):
