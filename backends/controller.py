@@ -472,10 +472,7 @@ class ControllerExecutor:
         """(the service asked, the version it reports) through the profile's `version`
         step, asked of the first of VERSION_SERVICES the profile maps."""
         prof = self.profile(profile)
-        service = next((s for s in VERSION_SERVICES if s in prof.services), "")
-        if not service:
-            raise ControllerError(f"controller profile {profile} maps none of "
-                                  f"{', '.join(VERSION_SERVICES)}: cannot ask a version")
+        service = _first_mapped(prof, profile, VERSION_SERVICES, "cannot ask a version")
         argv = prof.argv("version", service)
         with self._connect(target) as session:
             out = self._run(session, target, f"version of {service}", argv)
@@ -489,10 +486,7 @@ class ControllerExecutor:
         ControllerError when the profile has no such step or it fails."""
         prof = self.profile(profile)
         step = "fence" if closed else "unfence"
-        service = next((s for s in FENCE_SERVICES if s in prof.services), "")
-        if not service:
-            raise ControllerError(f"controller profile {profile} maps none of "
-                                  f"{', '.join(FENCE_SERVICES)}: nothing to {step}")
+        service = _first_mapped(prof, profile, FENCE_SERVICES, f"nothing to {step}")
         argv = prof.argv(step, service)
         with self._connect(target) as session:
             return self._run(session, target, f"{step} {service}", argv).strip()
@@ -501,10 +495,7 @@ class ControllerExecutor:
         """Whether the host's api-server is fenced, as the profile's `fence_status` step
         says (its last line: `fenced` or `open`); anything else is a ControllerError."""
         prof = self.profile(profile)
-        service = next((s for s in FENCE_SERVICES if s in prof.services), "")
-        if not service:
-            raise ControllerError(f"controller profile {profile} maps none of "
-                                  f"{', '.join(FENCE_SERVICES)}: no fence to ask about")
+        service = _first_mapped(prof, profile, FENCE_SERVICES, "no fence to ask about")
         argv = prof.argv("fence_status", service)
         with self._connect(target) as session:
             out = self._run(session, target, f"fence_status {service}", argv)
@@ -566,3 +557,13 @@ class ControllerExecutor:
         argv = self.profile(profile).ini_argv(file, edits)
         with self._connect(target) as session:
             self._run(session, target, f"edit {file}", argv)
+
+
+def _first_mapped(prof: ControllerProfile, profile: str, candidates: tuple[str, ...],
+                  otherwise: str) -> str:
+    """The first of `candidates` the profile maps (the service a host-wide step acts for)."""
+    service = next((s for s in candidates if s in prof.services), "")
+    if not service:
+        raise ControllerError(f"controller profile {profile} maps none of "
+                              f"{', '.join(candidates)}: {otherwise}")
+    return service

@@ -19,7 +19,7 @@ nothing and says so: the runbook's manual steps apply.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from backends.compute import ProfileError
 from backends.controller import (
@@ -306,17 +306,10 @@ def fence_by_profile(ctx: Context, side: str, closed: bool, *,
     completed a failing unfence is a warning (it may never have applied). Without any such
     host: nothing to unfence with `only_fenced` (abort: issu fenced nothing there), else
     every host (open-new: new must open, even if its fence predates the markers)."""
-    hosts = hosts_with(ctx, side, ("config",))
-    if not hosts:
+    found = _config_hosts_with(ctx, side, "fence/unfence", lambda prof: prof.has_fence)
+    if found is None:
         return None
-    ex = executor(ctx)
-    fenced = [h for h in hosts if ex.profile(h.profile).has_fence]
-    if not fenced:
-        return None
-    if len(fenced) != len(hosts):
-        bare = ", ".join(f"{h.name} (profile {h.profile})" for h in hosts if h not in fenced)
-        raise OrchestratorError(f"{side}'s config hosts {bare} have no fence/unfence step "
-                                "while others have: define it in their profiles too")
+    ex, fenced = found
     step = "fence" if closed else "unfence"
     done: list[str] = []
     if closed:
@@ -356,17 +349,10 @@ def fence_status_by_profile(ctx: Context, side: str) -> tuple[bool, str] | None:
     """(fenced, what was seen) from the `fence_status` step on `side`'s config hosts; None
     when their profiles define none. Every host must say fenced; a host whose profile lacks
     the step beside one that has it is refused, as is a host that does not answer."""
-    hosts = hosts_with(ctx, side, ("config",))
-    if not hosts:
+    found = _config_hosts_with(ctx, side, "fence_status", lambda prof: prof.has_fence_status)
+    if found is None:
         return None
-    ex = executor(ctx)
-    asked = [h for h in hosts if ex.profile(h.profile).has_fence_status]
-    if not asked:
-        return None
-    if len(asked) != len(hosts):
-        bare = ", ".join(f"{h.name} (profile {h.profile})" for h in hosts if h not in asked)
-        raise OrchestratorError(f"{side}'s config hosts {bare} have no fence_status step "
-                                "while others have: define it in their profiles too")
+    ex, asked = found
     states = {}
     for host in asked:
         try:
@@ -392,6 +378,26 @@ def fence_applied_by_profile(ctx: Context, side: str) -> str | None:
                and ctx.step_done(fence_marker(side, h, "done")) for h in hosts):
         return None
     return ", ".join(f"{h.name} (profile {h.profile})" for h in hosts)
+
+
+def _config_hosts_with(
+        ctx: Context, side: str, step: str, has: Callable[[ControllerProfile], bool],
+) -> tuple[ControllerExecutor, list[ControllerHostConfig]] | None:
+    """The executor and `side`'s config hosts, when their profiles define `step`; None when
+    there is no config host or none defines it. A host without it beside one with it is
+    refused: half a fence is no fence."""
+    hosts = hosts_with(ctx, side, ("config",))
+    if not hosts:
+        return None
+    ex = executor(ctx)
+    having = [h for h in hosts if has(ex.profile(h.profile))]
+    if not having:
+        return None
+    if len(having) != len(hosts):
+        bare = ", ".join(f"{h.name} (profile {h.profile})" for h in hosts if h not in having)
+        raise OrchestratorError(f"{side}'s config hosts {bare} have no {step} step "
+                                "while others have: define it in their profiles too")
+    return ex, having
 
 
 def _paren(said: str) -> str:
