@@ -702,6 +702,8 @@ class World:
             "old": cluster("old", "v1"),
             "new": cluster("new", "v2"),
             "sync": {"metrics_listen": f"127.{self.opts.net}.0.1:9109"},
+            # the demo shows every finalize step, the old records' removal included
+            "finalize": {"remove_old_records": True},
             "batch": {"size": 4, "parallel": 4, "canary": 1, "max_failures": 1,
                       "health_timeout_s": 60},
             "ssh": {"known_hosts": str(ssh.known_hosts_path), "connect_timeout_s": 10,

@@ -333,10 +333,18 @@ class SshConfig(_Strict):
     command_timeout_s: float = Field(1800, gt=0)
 
 
+class FinalizeConfig(_Strict):
+    # Delete the old hosts' records from new at finalize (old control nodes' bgp-routers,
+    # old config/analytics/database node objects). Off: they stay until the operator
+    # retires old (`issu finalize --remove-old-records` asks for it for one run).
+    remove_old_records: bool = False
+
+
 class IssuConfig(_Strict):
     old: ClusterConfig
     new: ClusterConfig
     sync: SyncConfig = SyncConfig()
+    finalize: FinalizeConfig = FinalizeConfig()
     computes: list[ComputeConfig] = []
     batch: BatchConfig = BatchConfig()
     ssh: SshConfig | None = None

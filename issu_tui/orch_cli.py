@@ -280,11 +280,15 @@ resume_cmd = _control_command("resume", "Start computes again after a pause.")
               help="new's fence cannot be shown (no fence call, no fence_status step): take "
                    "the point of no return at check-new-fenced, before new's writers start "
                    "(abort refused from there; issu revert is the way back)")
+@click.option("--remove-old-records", is_flag=True,
+              help="also remove the old hosts' records from new (old control nodes' "
+                   "bgp-routers, config/analytics/database node objects); off unless asked "
+                   "here or by [finalize] remove_old_records in the config")
 @json_option
 @_wait_opts
 def finalize_cmd(config_path: Path, force: bool, reason: str, old_stopped: bool,
-                 no_northbound: bool, commit_early: bool, as_json: bool, no_wait: bool,
-                 timeout: float | None) -> None:
+                 no_northbound: bool, commit_early: bool, remove_old_records: bool,
+                 as_json: bool, no_wait: bool, timeout: float | None) -> None:
     """Stop run-sync, post-sync, zk-sync, verify, unpair, switch northbound, open new."""
     if force and not reason.strip():
         click.echo("--force needs --reason '...': it is recorded in the journal", err=True)
@@ -292,7 +296,8 @@ def finalize_cmd(config_path: Path, force: bool, reason: str, old_stopped: bool,
     submit(config_path, "finalize", {"force": force, "reason": reason,
                                      "old_stopped": old_stopped,
                                      "no_northbound": no_northbound,
-                                     "commit_early": commit_early},
+                                     "commit_early": commit_early,
+                                     "remove_old_records": remove_old_records},
            as_json=as_json, no_wait=no_wait, timeout=timeout)
 
 

@@ -445,3 +445,54 @@ def test_abort_after_new_writers_ran_needs_drop_new_data(tmp_path: Path, marker:
     finally:
         executor.close()
         journal.close()
+
+
+def test_old_records_are_removed_from_new_only_when_asked(tmp_path: Path) -> None:
+    """Issue 14 bullet 5: old's bgp-routers and node records leave new "when asked". Not
+    asked (the default): finalize's unpair and remove-old-nodes touch nothing on new, say
+    they were skipped (journal, plan); asked (--remove-old-records): they run."""
+    import http.server
+    import threading
+
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _any(self) -> None:
+            seen.append(f"{self.command} {self.path}")
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = do_PUT = do_DELETE = _any
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    journal = Journal.open(tmp_path)
+    try:
+        ctx = _fence_ctx(tmp_path, f"http://127.0.0.1:{server.server_address[1]}", journal)
+        assert ctx.config.finalize.remove_old_records is False
+        run = finalize.FinalizeRun(ctx)
+        for name in ("unpair", "remove-old-nodes"):
+            finalize._run_once(run, finalize.step(name))
+            assert ctx.step_done(finalize.step(name).skipped_marker)
+            assert not ctx.step_done(finalize.step(name).marker)
+        assert seen == []  # nothing asked of new's api-server
+        said = [e.message for e in journal.events(kind="finalize")]
+        assert said == [f"{n}: skipped, not asked: old's records stay on new ([finalize] "
+                        "remove_old_records = true or `issu finalize --remove-old-records` "
+                        "asks for it; or by hand when you retire old: runbook 7, step 12)"
+                        for n in ("unpair", "remove-old-nodes")]
+        plan = " ".join(" ".join(s.touches) for s in build_plan(ctx.config, "separate"))
+        assert "old's bgp-routers and node records kept on new: not asked" in plan
+
+        asked = finalize.FinalizeRun(ctx, remove_old_records=True)
+        ctx.clear_steps(finalize.step("remove-old-nodes").skipped_marker)
+        with pytest.raises(OrchestratorError, match="remove-old-nodes: "):
+            finalize._run_once(asked, finalize.step("remove-old-nodes"))
+        assert seen  # asked: new's api-server is read for old's records
+    finally:
+        journal.close()
+        server.shutdown()

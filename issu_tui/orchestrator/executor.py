@@ -438,7 +438,8 @@ class Executor:
                                  old_stopped=bool(args.get("old_stopped")),
                                  northbound_file=self.northbound_file,
                                  no_northbound=bool(args.get("no_northbound")),
-                                 commit_early=bool(args.get("commit_early")))
+                                 commit_early=bool(args.get("commit_early")),
+                                 remove_old_records=bool(args.get("remove_old_records")))
         except Exception as exc:
             journal.set_phase("finalize", status="failed", note=str(exc)[:2000])
             raise

@@ -122,6 +122,7 @@ class FinalizeRun:
     clients: list[NorthboundClient] = field(default_factory=list)
     drain_timeout_s: float = 120.0
     commit_early: bool = False  # take the point of no return when new's fence is not shown
+    remove_old_records: bool = False  # --remove-old-records (or [finalize] in the config)
     fence_tries: int = 5        # check-new-fenced: asked this often before "not shown"
     fence_retry_s: float = 3.0
     verify_report: dict[str, object] = field(default_factory=dict)
@@ -468,6 +469,15 @@ def open_new(run: FinalizeRun) -> str:
     return "new api-server accepts writes"
 
 
+def records_asked(run: FinalizeRun) -> bool:
+    return run.remove_old_records or run.ctx.config.finalize.remove_old_records
+
+
+NOT_ASKED = ("skipped, not asked: old's records stay on new ([finalize] remove_old_records "
+             "= true or `issu finalize --remove-old-records` asks for it; or by hand when "
+             "you retire old: runbook 7, step 12)")
+
+
 def unpair_new_side(run: FinalizeRun) -> str:
     if run.ctx.step_done(REVERSE_STARTED):
         keep_old_bgp_routers(run.ctx)  # for revert: created again on old with their uuids
@@ -497,6 +507,7 @@ class FinalizeStep:
     undo: Callable[[Context], str] | None = None  # run by abort when this step was done
     undoes: str = ""                               # the inverse, in words
     begun: bool = False  # marked before it runs: abort undoes a step that failed half-way
+    asked: Callable[[FinalizeRun], bool] | None = None  # None: always runs; else when True
 
     @property
     def marker(self) -> str:
@@ -505,6 +516,10 @@ class FinalizeStep:
     @property
     def begun_marker(self) -> str:
         return f"{self.marker}.begun"
+
+    @property
+    def skipped_marker(self) -> str:
+        return f"{self.marker}.skipped"
 
     def to_undo(self, ctx: Context) -> bool:
         """Whether abort runs this step's inverse: it was done, or begun and may have
@@ -569,10 +584,12 @@ STEPS: tuple[FinalizeStep, ...] = (
     FinalizeStep("open-new", "open the new api-server for writes", open_new),
     # The new api-server refuses every write until it is open: unpair after. The old
     # cluster is fenced and being retired: its copy of the pairing is left alone.
-    FinalizeStep("unpair", "remove the old control nodes' bgp-routers from the new cluster",
-                 unpair_new_side),
-    FinalizeStep("remove-old-nodes", "remove the old hosts' config/analytics/database node "
-                 "records (copied by the sync) from the new cluster", remove_old_nodes),
+    # Only when asked: the operator may keep old's records until old is retired.
+    FinalizeStep("unpair", "when asked: remove the old control nodes' bgp-routers from the "
+                 "new cluster", unpair_new_side, asked=records_asked),
+    FinalizeStep("remove-old-nodes", "when asked: remove the old hosts' config/analytics/"
+                 "database node records (copied by the sync) from the new cluster",
+                 remove_old_nodes, asked=records_asked),
     FinalizeStep("analytics", "re-point the collectors' clients at the new analytics "
                  "(SIGHUP)", repoint_analytics),
 )
@@ -625,7 +642,7 @@ def _northbound_clients(ctx: Context, northbound_file: Path | None,
 def finalize(ctx: Context, *, force: bool = False, reason: str = "",
              old_stopped: bool = False, northbound_file: Path | None = None,
              no_northbound: bool = False, drain_timeout_s: float = 120.0,
-             commit_early: bool = False) -> list[str]:
+             commit_early: bool = False, remove_old_records: bool = False) -> list[str]:
     """Run every step of `STEPS` not done yet, in order; the names of all of them."""
     laggards = computes_not_on_new(ctx)
     if laggards and not ctx.step_done(COMMIT_STEP):
@@ -641,7 +658,8 @@ def finalize(ctx: Context, *, force: bool = False, reason: str = "",
     run = FinalizeRun(ctx, force=force, reason=reason, old_stopped=old_stopped,
                       no_northbound=no_northbound,
                       clients=_northbound_clients(ctx, northbound_file, no_northbound),
-                      drain_timeout_s=drain_timeout_s, commit_early=commit_early)
+                      drain_timeout_s=drain_timeout_s, commit_early=commit_early,
+                      remove_old_records=remove_old_records)
     for each in STEPS:
         _run_once(run, each)
     return [each.name for each in STEPS]
@@ -650,9 +668,14 @@ def finalize(ctx: Context, *, force: bool = False, reason: str = "",
 def _run_once(run: FinalizeRun, todo: FinalizeStep) -> None:
     """Run one step unless its marker says it is done."""
     ctx = run.ctx
-    if ctx.step_done(todo.marker):
+    if ctx.step_done(todo.marker) or ctx.step_done(todo.skipped_marker):
         return
     ctx.check_stop(todo.marker)
+    if todo.asked is not None and not todo.asked(run):
+        ctx.event("finalize", f"{todo.name}: {NOT_ASKED}", level="warning", step=todo.name,
+                  skipped=True)
+        ctx.mark_step(todo.skipped_marker)
+        return
     ctx.event("finalize", f"{todo.name}: running", step=todo.name)
     if todo.begun:
         ctx.mark_step(todo.begun_marker)

@@ -185,7 +185,10 @@ def _finalize(spec: phases.Phase, f: _Facts) -> list[PlanStep]:
             "back from their .issu-backup)"],
             f"issu finalize {f.option}"),
         PlanStep(spec.name, "; ".join(s.does for s in after), [
-            fence_planned(config, "new", closed=False), planned_removal(config),
+            fence_planned(config, "new", closed=False),
+            planned_removal(config) if config.finalize.remove_old_records else
+            "old's bgp-routers and node records kept on new: not asked ([finalize] "
+            "remove_old_records = false; `issu finalize --remove-old-records` asks for it)",
             "collector config files"],
             f"issu finalize {f.option}", point_of_no_return=True,
             notes=[_way_back(config)]),
