@@ -284,6 +284,26 @@ _CommandRow = tuple[str, float, str, str, int | None, float, str, str]
 CommandRecord = tuple[str, str, str, int | None, float, str, str]
 
 
+# Files an upgrade keeps in its state_dir beside the journal, that only its journal explains
+# (which clients it switched, which records it removed, its reverse replication's pid). A
+# new journal beside any of them is refused: the earlier upgrade's abort or revert would
+# otherwise act on what this one never did.
+SWITCHED_FILE = "northbound-switched.json"
+REMOVED_RECORDS = "removed-old-node-records.json"
+REVERSE_PID = "reverse-sync.pid"
+PER_UPGRADE_FILES: tuple[str, ...] = (SWITCHED_FILE, REMOVED_RECORDS, REVERSE_PID)
+
+
+def _stale_markers(state_dir: Path) -> None:
+    stale = [name for name in PER_UPGRADE_FILES if (state_dir / name).exists()]
+    if stale:
+        raise JournalError(
+            f"{state_dir}: holds {', '.join(stale)} of an earlier upgrade, and no journal of "
+            "it: a new upgrade would take that upgrade's switched clients or removed records "
+            "for its own (abort, revert). Use a fresh state_dir for a new upgrade, or move "
+            "these files away once that upgrade is understood")
+
+
 class Journal:
     """One connection to the journal; safe to share between threads of one process."""
 
@@ -306,6 +326,8 @@ class Journal:
             self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
             self._check_readable()
         else:
+            if not path.exists() or path.stat().st_size == 0:
+                _stale_markers(path.parent)  # a new journal: nothing of another upgrade here
             try:
                 path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 self._db = sqlite3.connect(path, check_same_thread=False, timeout=30,

@@ -17,6 +17,7 @@ from typing import Any
 from backends.apiserver import ApiServerClient, ApiServerError
 from backends.node_records import NodeRecord, node_records
 from issu_tui.config import IssuConfig, cluster_addresses, same_address
+from issu_tui.journal import REMOVED_RECORDS
 from issu_tui.orchestrator.context import Context, OrchestratorError
 
 
@@ -53,7 +54,6 @@ def planned_removal(config: IssuConfig) -> str:
 
 # The records remove-old-nodes deletes from new, as old had them: the reverse replication
 # (issu revert) carries those deletions back to old, and revert creates them again there.
-REMOVED_RECORDS = "removed-old-node-records.json"
 
 
 def _removed_path(ctx: Context) -> Path:

@@ -36,6 +36,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from issu_tui.config import ControllerHostConfig
+from issu_tui.journal import SWITCHED_FILE
 from issu_tui.orchestrator.context import Context, OrchestratorError
 
 KINDS = ("neutron", "k8s", "vcenter", "collector")
@@ -292,7 +293,6 @@ def not_naming(ctx: Context, client: NorthboundClient, text: str, side: str) -> 
 # --------------------------------------------------------------------------- the way back
 # switch-northbound records the clients it switches here (state_dir), so that abort can
 # point them back even when the northbound file changed or was given on the command line.
-SWITCHED_FILE = "northbound-switched.json"
 BACKUP_SUFFIX = ".issu-backup"
 # the backup, if any: "present" and its text, or "absent"
 _READ_BACKUP_SCRIPT = 'if test -e "$1"; then echo present; cat -- "$1"; else echo absent; fi'

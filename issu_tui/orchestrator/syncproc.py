@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from issu_tui.journal import JournalError
+from issu_tui.journal import REVERSE_PID, JournalError
 from issu_tui.orchestrator.context import Context, OrchestratorError, StepInterrupted
 
 # The `issu` sub-commands of the sync workers (issu_tui/sync_cli.py, issu_tui/runsync_cli.py).
@@ -295,7 +295,7 @@ class ReverseSyncSupervisor(RunSyncSupervisor):
 
     @property
     def _pid_path(self) -> Path:
-        return self.ctx.config.state_dir / "reverse-sync.pid"
+        return self.ctx.config.state_dir / REVERSE_PID
 
     def _read(self) -> tuple[int | None, float]:
         try:
