@@ -202,6 +202,8 @@ BUILTIN_CONTROLLER_PROFILES: dict[str, dict[str, object]] = {
         # the demo api-server's /issu/close|open, called on its own host
         "fence": "{host} fence {unit}",
         "unfence": "{host} unfence {unit}",
+        # the proof check-new-fenced asks of new: /issu/status, read on its own host
+        "fence_status": "{host} fence_status {unit}",
     },
 }
 

@@ -241,6 +241,10 @@ def test_finalize_stops_old_writers_first_and_starts_new_ones_last(
             "the profile's fence step on controller-v1 (fenced)") in messages
     assert ("open-new: new api-server accepts writes: new's api-server opened by the "
             "profile's unfence step on controller-v2 (open)") in messages
+    # new's fence proven through the profile's fence_status step, as on a real deployment
+    # (whose api-server has no /issu/status of its own), not by the demo's fence call
+    assert ("check-new-fenced: new's api-server fenced on controller-v2, as the profile's "
+            "fence_status step says") in messages
     # old's node records, copied into new by the sync, are gone from new; new's own stay
     with ApiServerClient(world.api_url("v2"), token=world.admin_token("v2")) as new_api:
         names = {r.name for r in node_records(new_api, control=False)}

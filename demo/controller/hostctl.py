@@ -9,8 +9,9 @@ the writers `schema-transformer`, `svc-monitor`, `device-manager` (demo/controll
 Verbs: status (prints running / stopped, and `disabled`), version (the release), stop, start,
 disable / enable (a disabled service is not started again by `issu demo up`: the demo's
 reboot), signal NAME, fence / unfence (api-server only: closed to northbound writes, or
-opened), and `queues VHOST` (the world's broker's queues of VHOST, `name ready unacked` per
-line, from rabbitmqctl).
+opened), fence_status (prints `fenced` or `open`, asked of the api-server), and
+`queues VHOST` (the world's broker's queues of VHOST, `name ready unacked` per line, from
+rabbitmqctl).
 """
 
 from __future__ import annotations
@@ -131,6 +132,31 @@ def fence(directory: Path, closed: bool) -> int:
     return 0
 
 
+def fence_status(directory: Path) -> int:
+    """Whether this host's api-server refuses northbound writes, asked of the api-server
+    itself (`GET /issu/status`): prints `fenced` or `open`, as a firewall rule's check
+    (`iptables -C ...`) would on a real host."""
+    import httpx
+
+    from demo.controller.spec import SpecError, load_spec
+
+    try:
+        spec = load_spec(directory / "spec.json")
+    except SpecError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    url = f"{spec.api_url}/issu/status"
+    try:
+        answer = httpx.get(url, timeout=30)
+        answer.raise_for_status()
+        northbound_open = answer.json()["northbound_open"]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        print(f"{url}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print("open" if northbound_open else "fenced")
+    return 0
+
+
 RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 
 
@@ -164,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", required=True, type=Path, help="the controller's directory")
     parser.add_argument("verb", choices=("status", "stop", "start", "disable", "enable",
                                          "signal", "version", "fence", "unfence",
-                                         "queues"))
+                                         "fence_status", "queues"))
     parser.add_argument("args", nargs="+", help="[SIGNAL] SERVICE, or VHOST (queues)")
     args = parser.parse_args(argv)
     directory: Path = args.dir
@@ -177,10 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     if not (directory / "spec.json").is_file():
         print(f"{directory}: no controller here (no spec.json)", file=sys.stderr)
         return 1
-    if args.verb in ("fence", "unfence"):
+    if args.verb in ("fence", "unfence", "fence_status"):
         if service not in ("api-server", CONTROLLER):
             print(f"{args.verb}: only the api-server has a fence", file=sys.stderr)
             return 2
+        if args.verb == "fence_status":
+            return fence_status(directory)
         return fence(directory, args.verb == "fence")
     if args.verb == "version":  # the release this controller runs (its spec's)
         print(json.loads((directory / "spec.json").read_text())["version"])
