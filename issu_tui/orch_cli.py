@@ -305,13 +305,18 @@ def finalize_cmd(config_path: Path, force: bool, reason: str, old_stopped: bool,
 @config_option
 @click.option("--drop-new-data", is_flag=True,
               help="also drop the new cluster's synced keyspaces and ZooKeeper subtrees")
+@click.option("--skip-client", "skip_clients", multiple=True, metavar="HOST|HOST:PATH|PATH",
+              help="a northbound client whose host will not come back: abort leaves it "
+                   "switched (journaled, named in the summary) and finishes the rest; point "
+                   "it back by hand (repeatable)")
 @json_option
 @_wait_opts
-def abort_cmd(config_path: Path, drop_new_data: bool, as_json: bool, no_wait: bool,
-              timeout: float | None) -> None:
+def abort_cmd(config_path: Path, drop_new_data: bool, skip_clients: tuple[str, ...],
+              as_json: bool, no_wait: bool, timeout: float | None) -> None:
     """Return everything to the old cluster (refused after finalize's point of no return)."""
-    submit(config_path, "abort", {"drop_new_data": drop_new_data}, as_json=as_json,
-           no_wait=no_wait, timeout=timeout)
+    submit(config_path, "abort", {"drop_new_data": drop_new_data,
+                                  "skip_clients": list(skip_clients)},
+           as_json=as_json, no_wait=no_wait, timeout=timeout)
 
 
 @click.command("revert")

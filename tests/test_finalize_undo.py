@@ -139,6 +139,53 @@ def test_abort_reopens_old_although_a_northbound_host_does_not_answer(
         ctx.journal.close()
 
 
+def test_abort_skips_a_northbound_host_that_will_not_come_back_when_told(
+        ssh: object, host: Host, tmp_path: Path, world: dict[str, object]) -> None:  # noqa: F811
+    """Issue 14 leftover: neutron-2 died for good after finalize switched it. abort points
+    back the others but fails naming it, run after run. `--skip-client neutron-2` (a host, or
+    HOST:PATH) leaves it switched, journaled and named in abort's summary with what to do by
+    hand, and abort finishes; a name that is no switched client is refused first."""
+    files: dict[str, Path] = world["files"]  # type: ignore[assignment]
+    base = _inventory_config(ssh, host, tmp_path)  # type: ignore[arg-type]
+    ctx = _ctx(_config(base, tmp_path, reachable=True), tmp_path)
+    try:
+        run = fin.FinalizeRun(ctx, clients=load_clients(world["listing"]))  # type: ignore[arg-type]
+        for name in ("fence-old", "stop-old-services", "switch-northbound"):
+            fin._run_once(run, fin.step(name))
+        assert all("api_server_ip=10.9.0.2" in f.read_text() for f in files.values())
+    finally:
+        ctx.journal.close()
+
+    ctx = _ctx(_config(base, tmp_path, reachable=False), tmp_path)  # neutron-2 gone
+    try:
+        with pytest.raises(OrchestratorError, match="NOT pointed back at old: neutron "
+                           f"neutron-2:{files['b']}"):
+            aborting.undo_finalize(aborting.AbortRun(ctx, runner=None))  # type: ignore[arg-type]
+        refused = aborting.refusal(ctx, skip=("neutron-9",))
+        assert refused is not None and refused.startswith(
+            "--skip-client neutron-9: no switched northbound client of that host or path "
+            f"(switched: neutron neutron-2:{files['b']})")
+        done = aborting.undo_finalize(aborting.AbortRun(  # type: ignore[arg-type]
+            ctx, runner=None, skip_clients=(f"neutron-2:{files['b']}",)))
+        line = (f"northbound: neutron neutron-2:{files['b']} NOT pointed back at old "
+                f"(--skip-client): by hand, restore {files['b']}.issu-backup over "
+                f"{files['b']} on neutron-2 (or set it to old's address) and restart or "
+                "signal neutron-server (runbook 8)")
+        assert done[0] == line
+        [event] = ctx.journal.events(kind="abort", text="(--skip-client)")
+        assert event.message == line and event.level == "warning"
+        assert switched_clients(ctx) == []
+        assert "api_server_ip=10.9.0.2" in files["b"].read_text()  # left for the operator
+        assert files["a"].read_text() == OLD_PLUGIN and files["c"].read_text() == OLD_PLUGIN
+        assert all(host.state()[f"systemd:{u}"]["running"] for u in OLD_UNITS)
+        assert world["rules"].read_text() == ""  # type: ignore[attr-defined]
+        # a later abort no longer waits for neutron-2
+        again = aborting.undo_finalize(aborting.AbortRun(ctx, runner=None))  # type: ignore[arg-type]
+        assert "northbound: no client was switched" in again
+    finally:
+        ctx.journal.close()
+
+
 def test_check_new_fenced_asks_the_profile_when_the_api_server_has_no_fence_call(
         ssh: object, host: Host, tmp_path: Path) -> None:  # noqa: F811
     """Audit D2: a real Contrail api-server has no /issu/status; check-new-fenced then took

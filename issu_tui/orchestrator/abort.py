@@ -23,6 +23,7 @@ from issu_tui.orchestrator.finalize import (
     delete_runsync_queues,
     step,
 )
+from issu_tui.orchestrator.northbound import skip_clients, skip_refusal
 from issu_tui.orchestrator.pairing import unpair
 from issu_tui.orchestrator.syncproc import RunSyncSupervisor
 from issu_tui.sides import issu_keyspaces
@@ -33,6 +34,7 @@ class AbortRun:
     ctx: Context
     runner: ComputeRunner
     drop_new_data: bool = False
+    skip_clients: tuple[str, ...] = ()  # --skip-client: northbound clients left as they are
 
 
 def roll_back_computes(run: AbortRun) -> list[str]:
@@ -55,7 +57,7 @@ def undo_finalize(run: AbortRun) -> list[str]:
     old's services stopped and old fenced. What failed is raised at the end, after the
     others ran; every inverse is idempotent, so abort run again redoes only what is left."""
     ctx = run.ctx
-    done: list[str] = []
+    done: list[str] = skip_clients(ctx, list(run.skip_clients)) if run.skip_clients else []
     failed: list[str] = []
     for each in reversed(before_commit()):
         if each.undo is None or not each.to_undo(ctx):
@@ -123,7 +125,8 @@ STEPS: tuple[AbortStep, ...] = (
 )
 
 
-def refusal(ctx: Context, *, drop_new_data: bool = False) -> str | None:
+def refusal(ctx: Context, *, drop_new_data: bool = False,
+            skip: tuple[str, ...] = ()) -> str | None:
     """Why abort cannot run now (None: it can), asked before anything changes."""
     if ctx.step_done(COMMIT_STEP):
         return ("finalize passed its point of no return (the new api-server opens to "
@@ -137,16 +140,18 @@ def refusal(ctx: Context, *, drop_new_data: bool = False) -> str | None:
                 "not overwrite them and new would keep state old never had. Run `issu abort "
                 "--drop-new-data` (new's synced keyspaces and ZooKeeper subtrees are "
                 "dropped; a retry copies again from pre-sync), or finish `issu finalize`.")
-    return None
+    return skip_refusal(ctx, list(skip)) if skip else None
 
 
-def abort(ctx: Context, runner: ComputeRunner, *, drop_new_data: bool = False) -> list[str]:
+def abort(ctx: Context, runner: ComputeRunner, *, drop_new_data: bool = False,
+          skip: tuple[str, ...] = ()) -> list[str]:
     """Run every step of `STEPS`; what each did. Refused once finalize committed, and after
-    new's writers ran unless new's data is dropped too."""
-    refused = refusal(ctx, drop_new_data=drop_new_data)
+    new's writers ran unless new's data is dropped too. `skip`: northbound clients (host,
+    HOST:PATH or path) not pointed back, named in the summary for the operator's hands."""
+    refused = refusal(ctx, drop_new_data=drop_new_data, skip=skip)
     if refused:
         raise OrchestratorError(refused)
-    run = AbortRun(ctx, runner, drop_new_data)
+    run = AbortRun(ctx, runner, drop_new_data, skip)
     done: list[str] = []
     for each in STEPS:
         done += each.run(run)

@@ -450,14 +450,16 @@ class Executor:
     def abort(self, args: dict[str, Any]) -> dict[str, Any]:
         journal = self.ctx.journal
         drop_new_data = bool(args.get("drop_new_data"))
+        skip = tuple(str(n) for n in args.get("skip_clients") or ())
         # refused before the phase changes: finalize can still go on
-        refused = aborting.refusal(self.ctx, drop_new_data=drop_new_data)
+        refused = aborting.refusal(self.ctx, drop_new_data=drop_new_data, skip=skip)
         if refused:
             raise OrchestratorError(refused)
         self.ctx.stop.clear()
         journal.set_phase("aborting", status="entered")
         try:
-            done = aborting.abort(self.ctx, self.runner, drop_new_data=drop_new_data)
+            done = aborting.abort(self.ctx, self.runner, drop_new_data=drop_new_data,
+                                  skip=skip)
         except Exception as exc:
             journal.set_phase("aborting", status="failed", note=str(exc)[:2000])
             raise

@@ -347,6 +347,50 @@ def switched_clients(ctx: Context) -> list[NorthboundClient]:
                                 ) from None
 
 
+def skipped_marker(client: NorthboundClient) -> str:
+    """The journal marker of a client abort was told to leave (`--skip-client`)."""
+    return f"abort.skipped-client:{client.host or ''}:{client.path}"
+
+
+def matching_clients(clients: list[NorthboundClient], name: str) -> list[NorthboundClient]:
+    """The recorded clients `name` says: a host (every client on it), `HOST:PATH`, or the
+    path of a client on the executor's host."""
+    return [c for c in clients
+            if name in (c.host, f"{c.host}:{c.path}" if c.host else str(c.path))]
+
+
+def skip_refusal(ctx: Context, names: list[str]) -> str | None:
+    """Why `--skip-client` names cannot be taken (one that is no switched client), asked
+    before abort changes anything."""
+    clients = switched_clients(ctx)
+    unknown = [n for n in names if not matching_clients(clients, n)]
+    if not unknown:
+        return None
+    recorded = ", ".join(client_name(c) for c in clients) or "none"
+    return (f"--skip-client {', '.join(unknown)}: no switched northbound client of that host "
+            f"or path (switched: {recorded}); name a client's host, HOST:PATH, or its path")
+
+
+def skip_clients(ctx: Context, names: list[str]) -> list[str]:
+    """Leave the clients `names` says out of the way back, for good: each dropped from the
+    record (abort no longer waits for its host), journaled as NOT pointed back, with what
+    the operator does by hand. The lines for abort's summary."""
+    said = []
+    for client in [c for c in switched_clients(ctx)
+                   if any(matching_clients([c], n) for n in names)]:
+        where = f"on {client.host}" if client.host else "on the executor's host"
+        line = (f"northbound: {client_name(client)} NOT pointed back at old (--skip-client): "
+                f"by hand, restore {client.path}{BACKUP_SUFFIX} over {client.path} {where} "
+                f"(or set it to old's address) and restart or signal "
+                f"{client.service or client.kind} (runbook 8)")
+        ctx.event("abort", line, level="warning", client=client_name(client), skipped=True)
+        ctx.mark_step(skipped_marker(client))
+        _write_record(ctx, [c for c in switched_clients(ctx)
+                            if client_key(c) != client_key(client)])
+        said.append(line)
+    return said
+
+
 def revert_clients(ctx: Context) -> str:
     """The inverse of switch-northbound (abort, while new is still fenced) and of analytics
     (revert): every recorded client pointed back at old, best-effort: one that cannot be
@@ -373,8 +417,9 @@ def revert_clients(ctx: Context) -> str:
         raise OrchestratorError(
             f"northbound: {len(failed)} client(s) NOT pointed back at old: "
             + "; ".join(failed) + ". Pointed back: " + ("; ".join(done) or "none")
-            + ". Run abort again once their hosts answer (only those are retried), or point "
-            "them back by hand from their .issu-backup files")
+            + ". Run abort again once their hosts answer (only those are retried); a host "
+            "that will not come back: abort --skip-client HOST, then point its clients back "
+            "by hand from their .issu-backup files")
     return "northbound pointed back at old: " + "; ".join(done)
 
 
