@@ -315,6 +315,28 @@ class ControllerProfile:
 
 _BACKUP_SCRIPT = 'test -e "$2" || cp -p -- "$1" "$2"'
 _FRESH_BACKUP_SCRIPT = 'cp -p -- "$1" "$2"'
+# Sets `key=value` lines of a properties file (no sections: the vCenter plugin's), file then
+# key value pairs: every line of the key gets the value, a missing key is appended; written
+# to a copy (mode kept) that replaces the file only once every edit is made.
+_SET_PROPERTIES_SCRIPT = r"""
+f=$1; shift
+[ -f "$f" ] || { echo "$f: no such file; nothing was changed" >&2; exit 2; }
+tmp="$f.issu-tmp"
+cp -p -- "$f" "$tmp" || exit 1
+while [ $# -ge 2 ]; do
+  K=$1 V=$2 awk '
+    BEGIN { k = ENVIRON["K"]; v = ENVIRON["V"] }
+    /^[ \t]*[#!]/ { print; next }
+    { key = $0; sub(/=.*/, "", key); gsub(/[ \t]/, "", key) }
+    key == k { print k "=" v; done = 1; next }
+    { print }
+    END { if (!done) print k "=" v }
+  ' "$tmp" > "$tmp.new" && cat "$tmp.new" > "$tmp" && rm -f -- "$tmp.new" \
+    || { rm -f -- "$tmp" "$tmp.new"; exit 1; }
+  shift 2
+done
+mv -f -- "$tmp" "$f"
+"""
 
 
 def _absolute(file: str) -> None:
@@ -551,6 +573,20 @@ class ControllerExecutor:
         with self._connect(target) as session:
             self._run(session, target, f"back up {file}",
                       ["sh", "-c", script, "backup", file, file + suffix])
+
+    def set_properties(self, target: SshTarget, file: str,
+                       edits: Sequence[tuple[str, str]]) -> None:
+        """Set `(key, value)` lines of a properties file on the host (no sections), every
+        other line kept; refused before anything runs for a key or value it cannot hold."""
+        _absolute(file)
+        for key, value in edits:
+            if not key or any(c in key for c in "=[] \t") or any(
+                    c in key + value for c in "\n\r\0"):
+                raise ControllerError(f"{file}: cannot set {key!r} to {value!r}")
+        with self._connect(target) as session:
+            self._run(session, target, f"edit {file}",
+                      ["sh", "-c", _SET_PROPERTIES_SCRIPT, "set-properties", file,
+                       *(item for edit in edits for item in edit)])
 
     def set_ini(self, target: SshTarget, profile: str, file: str,
                 edits: Sequence[tuple[str, str, str]]) -> None:

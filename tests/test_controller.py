@@ -502,6 +502,43 @@ def test_northbound_switch_over_ssh_reads_back_and_signals(ssh: Endpoints, host:
     assert plugin.read_text() == original
 
 
+def test_a_vcenter_plugin_on_its_own_host_is_switched_and_pointed_back_over_ssh(
+        ssh: Endpoints, host: Host, tmp_path: Path) -> None:
+    """The vCenter plugin's properties file (no sections) on a northbound host: load_clients
+    refused a vcenter client with `host` ("edited on the executor's host only"). Now its
+    `api.hostname=` / `api.port=` lines are set over SSH, every other line kept, read back,
+    the plugin signalled; abort's way back restores the file."""
+    host.seed({"systemd:contrail-vcenter-plugin": {"running": True, "enabled": True}})
+    props = tmp_path / "contrail-vcenter-plugin.properties"
+    original = ("# vcenter plugin\nvcenter.url=https://vc.example/sdk\napi.hostname=10.9.0.1\n"
+                "api.port=8082\nmode=vcenter-only\n")
+    props.write_text(original)
+    listing = tmp_path / "northbound.toml"
+    listing.write_text(f'[[client]]\nkind = "vcenter"\nhost = "new-k8s"\npath = "{props}"\n'
+                       'service = "vcenter-plugin"\n')
+    clients = load_clients(listing)
+    config = _inventory_config(ssh, host, tmp_path)
+    config = config.model_copy(update={"old": config.old.model_copy(update={
+        "api_server": ApiServerConfig(url="http://10.9.0.1:8082")})})
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    ctx = _nb_context(config, tmp_path)
+    try:
+        record_switched(ctx, clients)
+        done = switch_client(ctx, clients[0])
+        assert done == (f"vcenter new-k8s:{props}: rewritten, read back, SIGHUP to "
+                        "vcenter-plugin")
+        assert props.read_text() == original.replace("10.9.0.1", "10.9.0.2")
+        assert Path(f"{props}.issu-backup").read_text() == original
+        assert ["systemctl", "kill", "--signal=HUP", "contrail-vcenter-plugin"] in host.calls()
+        assert "already new, read back" in switch_client(ctx, clients[0])
+        assert revert_clients(ctx) == (f"northbound pointed back at old: vcenter new-k8s:"
+                                       f"{props}: restored, read back, SIGHUP to "
+                                       "vcenter-plugin")
+        assert props.read_text() == original
+    finally:
+        ctx.journal.close()
+
+
 def test_northbound_revert_over_ssh_restores_the_backup_and_reads_back(
         ssh: Endpoints, host: Host, tmp_path: Path) -> None:
     """switch-northbound's inverse (abort while new is still fenced): the file as it was

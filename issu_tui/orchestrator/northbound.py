@@ -10,7 +10,8 @@ The clients are listed in `northbound.toml` beside the config (or `--northbound 
 
 A client on another host names it: `host = "neutron-1"`, a host of the controller inventory
 (`[[old.controllers]]` or `[[new.controllers]]`, usually with role northbound). Its file is
-then read, backed up, edited (the profile's INI step) and read back over SSH, and
+then read, backed up, edited (the profile's INI step; a vcenter plugin's properties file:
+its `key=value` lines, the rest kept) and read back over SSH, and
 `service = "neutron-server"` (optional) is signalled through the host's controller profile.
 
 - neutron:   `[APISERVER] api_server_ip`, `api_server_port`
@@ -90,10 +91,6 @@ def load_clients(path: Path | None) -> list[NorthboundClient]:
                 raise OrchestratorError(
                     f"{path}: client.{i}: a client on host {client.host} needs an absolute "
                     "path, and `service` (signalled through the host's profile), not pid_file")
-            if client.kind == "vcenter":
-                raise OrchestratorError(
-                    f"{path}: client.{i}: a vcenter plugin's properties file is edited on "
-                    "the executor's host only; drop `host` (or switch it by hand)")
         elif client.service is not None:
             raise OrchestratorError(f"{path}: client.{i}: `service` needs `host`")
         if not client.path.is_absolute():
@@ -233,8 +230,11 @@ def _switch_over_ssh(ctx: Context, client: NorthboundClient, host_name: str,
         changed = bool(_missing(ex.read_file(where, file), edits))
         if changed:
             ex.backup_file(where, file, fresh=fresh_backup)
-            ex.set_ini(where, host.profile, file,
-                       [(e.section or "", e.key, e.value) for e in edits])
+            if all(e.section is None for e in edits):  # a properties file (vcenter)
+                ex.set_properties(where, file, [(e.key, e.value) for e in edits])
+            else:
+                ex.set_ini(where, host.profile, file,
+                           [(e.section or "", e.key, e.value) for e in edits])
         after = ex.read_file(where, file)
     except ControllerError as exc:
         raise OrchestratorError(f"northbound {client.kind} on {host.name}: {exc}") from None
