@@ -167,12 +167,19 @@ config_option = click.option(
 
 @config.command("check")
 @config_option
+@click.option("--northbound", "northbound_file", type=click.Path(path_type=Path),
+              default=None, help="the northbound clients file (default: northbound.toml "
+              "beside the config): each client's host must be a controller host with role "
+              "northbound")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable result")
-def config_check(config_path: Path, as_json: bool) -> None:
+def config_check(config_path: Path, northbound_file: Path | None, as_json: bool) -> None:
     """Validate the configuration; every problem names the file and the key. Exit 2 if broken."""
+    from issu_tui.orchestrator.northbound import inventory_problems
+
     try:
         cfg = load_config(config_path)
-        problems = check_files(cfg) + check_controllers(cfg)
+        problems = check_files(cfg) + check_controllers(cfg) + inventory_problems(
+            cfg, northbound_file or config_path.parent / "northbound.toml")
     except ConfigError as exc:
         problems = exc.problems
     if as_json:
@@ -292,8 +299,9 @@ def config_generate(old_api_conf: Path, new_api_conf: Path, old_version: str | N
     RabbitMQ passwords are not copied: they are read from ISSU_OLD_RABBIT_PASSWORD and
     ISSU_NEW_RABBIT_PASSWORD at run time. With --ssh-key, the controller hosts the confs
     name are listed with their roles (config, database); with --from-api-servers, also the
-    hosts of both clusters' node records (control, analytics). `issu config check` then names
-    every role still without a host.
+    hosts of both clusters' node records (control, analytics) and, with role northbound, the
+    hosts their analytics say run kube-manager or the vCenter plugin. `issu config check` then
+    names every role still without a host, and every northbound host northbound.toml needs.
     """
     from issu_tui.config import InventorySsh
 
@@ -335,6 +343,10 @@ def config_generate(old_api_conf: Path, new_api_conf: Path, old_version: str | N
             for problem in problems:
                 click.echo(problem, err=True)
             sys.exit(EXIT_CONFIG)
+        if inventory is not None:
+            click.echo("note: neutron-server reports to no collector, so no cluster tells its "
+                       "hosts: add each as a controller host with role northbound (`issu "
+                       "config check` names those northbound.toml needs)", err=True)
     _write_output(to_toml(data), output)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from backends.apiserver import ApiServerClient, ApiServerError
 from backends.cluster_version import ClusterVersionError, cluster_release
 from backends.node_records import NodeRecord, copied_from, node_records
+from backends.northbound_hosts import NorthboundHostsError, northbound_services
 from issu_tui.config import InventorySsh, add_node_records
 
 
@@ -16,6 +17,15 @@ def _read_records(url: str, token_file: Path | None) -> list[NodeRecord]:
     token = token_file.read_text().strip() if token_file else None
     with ApiServerClient(url, token=token) as api:
         return node_records(api)
+
+
+def _northbound_records(analytics: str, records: list[NodeRecord]) -> list[NodeRecord]:
+    """The hosts the cluster's analytics says run kube-manager or the vCenter plugin, as
+    role `northbound` records: at the address of the config-node record of the same name,
+    else at the host name itself (SSH resolves it)."""
+    addresses = {r.name: r.address for r in records if r.obj_type == "config-node"}
+    return [NodeRecord("config-node UVE", name, "northbound", addresses.get(name) or name, "")
+            for name in northbound_services(analytics)]
 
 
 def fill_from_api_servers(data: dict[str, Any], token_files: dict[str, Path | None],
@@ -39,6 +49,15 @@ def fill_from_api_servers(data: dict[str, Any], token_files: dict[str, Path | No
     records["new"] = [r for r in records["new"] if r not in copies]
     for side in ("old", "new"):
         add_node_records(data, side, records[side], inventory)
+        analytics = (data[side].get("analytics") or {}).get("url")
+        if inventory is not None and analytics:
+            try:
+                found = _northbound_records(analytics, records[side])
+            except NorthboundHostsError as exc:
+                problems.append(f"{side}'s northbound hosts: its analytics could not tell "
+                                f"them: {exc}")
+            else:
+                add_node_records(data, side, records[side] + found, inventory)
         if data[side].get("version"):
             continue
         analytics = (data[side].get("analytics") or {}).get("url")

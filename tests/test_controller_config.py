@@ -132,3 +132,42 @@ def test_a_config_without_inventory_is_unchanged(workdir: Path) -> None:
     cfg = load_config(write(workdir, GOOD))
     assert cfg.old.controllers == [] and cfg.controller_profiles == {}
     assert check_controllers(cfg) == []
+
+
+def test_check_names_every_northbound_host_the_clients_file_needs(workdir: Path) -> None:
+    """Issue 14 bullet 1: `config check` named no northbound host: a client on a host the
+    inventory lacks, or has without role northbound, showed up only at preflight or
+    finalize; so did new's kube-manager host (a writer prepare-new stops)."""
+    path = write(workdir, GOOD + INVENTORY)
+    northbound = workdir / "northbound.toml"
+    northbound.write_text(
+        '[[client]]\nkind = "neutron"\nhost = "old-rabbit"\n'
+        'path = "/etc/neutron/plugins/opencontrail/ContrailPlugin.ini"\n'
+        '[[client]]\nkind = "neutron"\nhost = "neutron-9"\n'
+        'path = "/etc/neutron/plugins/opencontrail/ContrailPlugin.ini"\n'
+        '[[client]]\nkind = "k8s"\nhost = "new-ctl-1"\n'
+        'path = "/etc/contrail/contrail-kubernetes.conf"\n')
+    result = CliRunner().invoke(cli, ["config", "check", "-c", str(path)])
+    assert result.exit_code == 2
+    said = [line.removeprefix(f"{path}: ") for line in result.output.splitlines()]
+    assert said == [
+        f"{northbound}: client.1 (neutron /etc/neutron/plugins/opencontrail/ContrailPlugin.ini):"
+        " host neutron-9 is not in the controller inventory: add it to [[old.controllers]] or "
+        "[[new.controllers]] with role northbound",
+        f"{northbound}: client.2 (k8s /etc/contrail/contrail-kubernetes.conf): host new-ctl-1 "
+        "(new.controllers.0) has no role northbound",
+        f"new.controllers: no host with role northbound, although {northbound} lists a k8s "
+        "client: new's kube-manager (a writer) would not be stopped before pre-sync; add its "
+        "host with role northbound",
+    ]
+    # the same file given by --northbound; fixed, the config checks clean
+    fixed = path.read_text().replace('roles = ["config", "control", "analytics", "database"]',
+                                     'roles = ["config", "control", "analytics", "database", '
+                                     '"northbound"]')
+    path.write_text(fixed)
+    elsewhere = workdir / "clients.toml"
+    elsewhere.write_text(northbound.read_text().replace('"neutron-9"', '"old-rabbit"'))
+    northbound.unlink()
+    result = CliRunner().invoke(cli, ["config", "check", "-c", str(path),
+                                      "--northbound", str(elsewhere)])
+    assert result.exit_code == 0, result.output

@@ -36,7 +36,7 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from issu_tui.config import ControllerHostConfig
+from issu_tui.config import ControllerHostConfig, IssuConfig
 from issu_tui.journal import SWITCHED_FILE
 from issu_tui.orchestrator.context import Context, OrchestratorError
 
@@ -101,6 +101,38 @@ def load_clients(path: Path | None) -> list[NorthboundClient]:
             raise OrchestratorError(f"{path}: client.{i}.signal: unknown {client.signal!r}")
         clients.append(client)
     return clients
+
+
+def inventory_problems(config: IssuConfig, path: Path) -> list[str]:
+    """`issu config check`: every northbound host the clients file needs and the controller
+    inventory lacks, or has without role northbound; and new's kube-manager host (a writer
+    prepare-new stops) when k8s clients are listed. Nothing without an inventory."""
+    hosts = {h.name: (side, i, h) for side in ("old", "new")
+             for i, h in enumerate(getattr(config, side).controllers)}
+    if not hosts or not path.exists():
+        return []
+    try:
+        clients = load_clients(path)
+    except OrchestratorError as exc:
+        return [str(exc)]
+    problems = []
+    for i, client in enumerate(clients):
+        if client.host is None:
+            continue
+        said = f"{path}: client.{i} ({client.kind} {client.path}): host {client.host}"
+        if client.host not in hosts:
+            problems.append(f"{said} is not in the controller inventory: add it to "
+                            "[[old.controllers]] or [[new.controllers]] with role northbound")
+            continue
+        side, at, host = hosts[client.host]
+        if "northbound" not in host.roles:
+            problems.append(f"{said} ({side}.controllers.{at}) has no role northbound")
+    if any(c.kind == "k8s" for c in clients) and not any(
+            "northbound" in h.roles for h in config.new.controllers):
+        problems.append(f"new.controllers: no host with role northbound, although {path} "
+                        "lists a k8s client: new's kube-manager (a writer) would not be "
+                        "stopped before pre-sync; add its host with role northbound")
+    return problems
 
 
 def edits_for(ctx: Context, client: NorthboundClient, side: str = "new") -> list[Edit]:
