@@ -324,7 +324,8 @@ def test_stop_old_services_disables_them_and_says_which_hosts_were_done(
     finally:
         ctx.journal.close()
 
-    # old-ctl-1 fails to stop: old-ctl-2 never reached, so abort does not touch it
+    # old-ctl-1 fails to stop: old-ctl-2, acted on at the same time, is done all the same;
+    # the failure says so, and abort starts both (one begun, one done)
     ctx = ctx_with({"stop": "false"}, {})
     run = fin.FinalizeRun(ctx)
     try:
@@ -332,11 +333,12 @@ def test_stop_old_services_disables_them_and_says_which_hosts_were_done(
             fin._run_once(run, fin.step("stop-old-services"))
         [failed] = ctx.journal.events(kind="finalize", text="stop-old-services: old-ctl-1 "
                                       "failed")
-        assert failed.fields["done"] == [] and failed.fields["pending"] == ["old-ctl-2"]
-        calls = len(second.calls())
+        assert failed.fields["done"] == ["old-ctl-2"] and failed.fields["pending"] == []
+        assert not any(st["running"] for st in second.state().values())
+        before = starts(second)
         undone = aborting.undo_finalize(aborting.AbortRun(ctx, runner=None))  # type: ignore[arg-type]
-        assert len(second.calls()) == calls and starts(host) > 0
-        assert any("not touched, stop-old-services never reached them: old-ctl-2" in u
+        assert starts(second) > before and starts(host) > 0
+        assert any(u.startswith("old's config services enabled and started again: old-ctl-1: ")
                    for u in undone), undone
     finally:
         ctx.journal.close()
@@ -379,5 +381,54 @@ def test_revert_points_the_collectors_back_with_this_upgrades_backup(
         assert agent.read_text() == original
         assert not Path(f"{agent}.issu-backup").exists()
         assert switched_clients(ctx) == []
+    finally:
+        ctx.journal.close()
+
+
+def test_stop_old_services_acts_on_every_config_host_at_once(
+        ssh: Any, host: Host, tmp_path: Path) -> None:  # noqa: F811
+    """Issue 14 leftover: the controller steps acted host after host (a 3-controller world
+    spent 14-19 s per step). Now the hosts' parts run at once: each host's disable step
+    (slowed down, logging when it runs) overlaps the others'; every host is still stopped
+    and marked done, and abort starts them all again."""
+    from backends.ssh import SshTarget
+
+    s = ssh.ssh
+    hosts = [host] + [Host(SshTarget(s.names[i], s.addresses[i], s.port, s.user, s.key_path),
+                           host.state_dir.parent / s.names[i], host.tools) for i in (2, 0)]
+    units = {f"systemd:{u}": {"running": True, "enabled": True} for u in OLD_UNITS}
+    base = _inventory_config(ssh, host, tmp_path)
+    site = base.controller_profiles["site"]
+    ctl = base.new.controllers[0]
+    logs = [tmp_path / f"disable-{i}.log" for i in range(3)]
+    old = [ctl.model_copy(update={"name": f"old-ctl-{i}", "profile": f"site-{i}",
+                                  "roles": ["config"], "address": h.target.address})
+           for i, h in enumerate(hosts)]
+    slow = {f"site-{i}": {**site, "disable": (
+        "sh -c 'echo begin $(date +%s.%N) >> \"$0\"; sleep 0.4; "
+        f"echo end $(date +%s.%N) >> \"$0\"' {shlex.quote(str(log))}")}
+        for i, log in enumerate(logs)}
+    for h in hosts:
+        h.seed(units)
+    ctx = _ctx(base.model_copy(update={
+        "old": base.old.model_copy(update={"controllers": old}),
+        "controller_profiles": {"site": site, **slow}}), tmp_path)
+    try:
+        fin._run_once(fin.FinalizeRun(ctx), fin.step("stop-old-services"))
+        spans = []
+        for log in logs:
+            times = [float(line.split()[1]) for line in log.read_text().splitlines()]
+            spans.append((min(times), max(times)))
+        # all three hosts were in their disable step at the same moment
+        assert max(b for b, _ in spans) < min(e for _, e in spans), spans
+        for h in hosts:
+            assert not any(st["running"] for st in h.state().values()), h.state()
+        assert all(ctx.step_done(f"finalize.stop-old-services.host:old-ctl-{i}.done")
+                   for i in range(3))
+        undone = aborting.undo_finalize(aborting.AbortRun(ctx, runner=None))  # type: ignore[arg-type]
+        assert any(u.startswith("old's config services enabled and started again: old-ctl-0: ")
+                   and "old-ctl-2: " in u for u in undone), undone
+        for h in hosts:
+            assert all(st["running"] for st in h.state().values()), h.state()
     finally:
         ctx.journal.close()
