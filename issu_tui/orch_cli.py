@@ -325,10 +325,14 @@ def abort_cmd(config_path: Path, drop_new_data: bool, skip_clients: tuple[str, .
               help="only say what revert would undo and what refuses it")
 @click.option("--drop-new-data", is_flag=True,
               help="also drop the new cluster's synced keyspaces and ZooKeeper subtrees")
+@click.option("--skip-client", "skip_clients", multiple=True, metavar="HOST|HOST:PATH|PATH",
+              help="a northbound client whose host will not come back: left as it is "
+                   "(journaled, named in the summary) while the rest goes back; repeatable")
 @json_option
 @_wait_opts
-def revert_cmd(config_path: Path, check: bool, drop_new_data: bool, as_json: bool,
-               no_wait: bool, timeout: float | None) -> None:
+def revert_cmd(config_path: Path, check: bool, drop_new_data: bool,
+               skip_clients: tuple[str, ...], as_json: bool, no_wait: bool,
+               timeout: float | None) -> None:
     """Back to the old cluster: before finalize's point of no return, abort's steps
     (computes rolled back in batches, finalize undone, unpaired, run-sync stopped) and the
     ring steps to undo by hand; after it, through the reverse replication new -> old (new
@@ -360,7 +364,8 @@ def revert_cmd(config_path: Path, check: bool, drop_new_data: bool, as_json: boo
         sys.exit(0)
     # the plan beside the result: the by-hand inverses are the operator's to run
     submit(config_path, "revert" if plan.committed else "abort",
-           {"drop_new_data": drop_new_data}, as_json=as_json, no_wait=no_wait,
+           {"drop_new_data": drop_new_data, "skip_clients": list(skip_clients)},
+           as_json=as_json, no_wait=no_wait,
            timeout=timeout, extra={"plan": plan.as_dict()})
 
 

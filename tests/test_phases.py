@@ -496,3 +496,28 @@ def test_old_records_are_removed_from_new_only_when_asked(tmp_path: Path) -> Non
     finally:
         journal.close()
         server.shutdown()
+
+
+@pytest.mark.parametrize("committed", [False, True])
+def test_revert_takes_skip_client_too_and_refuses_a_name_that_is_no_switched_client(
+        tmp_path: Path, committed: bool) -> None:
+    """`issu revert --skip-client` (before the commit: abort's; after it: the way back
+    through the reverse replication) leaves a dead northbound host's clients as they are;
+    a name that is no switched client is refused before anything runs, naming the clients
+    that were switched."""
+    from issu_tui.orchestrator.northbound import NorthboundClient, record_switched
+
+    journal, executor = _executor(tmp_path)
+    journal.set_phase("done" if committed else "finalize")
+    journal.set_approach("separate")
+    if committed:
+        for marker in (finalize.COMMIT_STEP, finalize.REVERSE_STARTED):
+            journal.mark_step(marker)
+    record_switched(executor.ctx, [NorthboundClient(
+        kind="neutron", host="neutron-2", path=Path("/etc/neutron/ContrailPlugin.ini"))])
+    result = _run(journal, executor, "revert", skip_clients=["neutron-9"], drop_new_data=True)
+    assert result["status"] == "failed"
+    assert ("--skip-client neutron-9: no switched northbound client of that host or path "
+            "(switched: neutron neutron-2:/etc/neutron/ContrailPlugin.ini)") in str(result)
+    info = journal.phase()
+    assert info is not None and info.phase == ("done" if committed else "finalize")

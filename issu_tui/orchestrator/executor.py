@@ -561,12 +561,14 @@ class Executor:
         if not self.ctx.step_done(fin.COMMIT_STEP) and (current is None
                                                         or current.phase != "done"):
             return self.abort(args)
-        check_revert_open(self.ctx, drop_new_data=bool(args.get("drop_new_data")))
+        skip = tuple(str(n) for n in args.get("skip_clients") or ())
+        check_revert_open(self.ctx, drop_new_data=bool(args.get("drop_new_data")), skip=skip)
         self.ctx.stop.clear()
         journal.set_phase("aborting", status="entered", note="revert after finalize")
         try:
             done = revert_after_commit(self.ctx, self.runner,
-                                       drop_new_data=bool(args.get("drop_new_data")))
+                                       drop_new_data=bool(args.get("drop_new_data")),
+                                       skip=skip)
         except Exception as exc:
             journal.set_phase("aborting", status="failed", note=str(exc)[:2000])
             raise

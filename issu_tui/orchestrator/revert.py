@@ -30,6 +30,7 @@ from issu_tui.orchestrator.abort import AbortRun, AbortStep
 from issu_tui.orchestrator.computes import ComputeRunner
 from issu_tui.orchestrator.context import Context, OrchestratorError
 from issu_tui.orchestrator.finalize import REVERSE_STARTED
+from issu_tui.orchestrator.northbound import skip_refusal
 from issu_tui.orchestrator.ringplan import RingPlanError, RingStep, ring_steps
 from issu_tui.sides import issu_keyspaces
 
@@ -352,21 +353,27 @@ def reverse_step_marker(name: str) -> str:
     return f"revert.step.{name}"
 
 
-def check_revert_open(ctx: Context, *, drop_new_data: bool = False) -> None:
-    """Raise OrchestratorError naming what closes the way back after the commit."""
+def check_revert_open(ctx: Context, *, drop_new_data: bool = False,
+                      skip: tuple[str, ...] = ()) -> None:
+    """Raise OrchestratorError naming what closes the way back after the commit, or a
+    `--skip-client` name that is no switched client."""
     plan = revert_plan(ctx.config, "done", ctx.journal.steps_done(),
                        ctx.journal.orchestrator_state().approach, [],
                        drop_new_data=drop_new_data)
     if not ctx.step_done(REVERSE_STARTED) or not plan.ok:
         raise OrchestratorError("revert refused: " + "; ".join(
             plan.blockers or [REVERSE_REPLICATION_MISSING]))
+    refused = skip_refusal(ctx, list(skip)) if skip else None
+    if refused:
+        raise OrchestratorError(f"revert refused: {refused}")
 
 
 def revert_after_commit(ctx: Context, runner: ComputeRunner, *,
-                        drop_new_data: bool = False) -> list[str]:
+                        drop_new_data: bool = False, skip: tuple[str, ...] = ()) -> list[str]:
     """Back to old after finalize's commit: REVERSE_STEPS, then abort's (AFTER_COMMIT_ABORT).
-    Refused, naming each blocker, when the way back is closed."""
-    check_revert_open(ctx, drop_new_data=drop_new_data)
+    Refused, naming each blocker, when the way back is closed. `skip`: northbound clients
+    left as they are (`--skip-client`), as abort's."""
+    check_revert_open(ctx, drop_new_data=drop_new_data, skip=skip)
     done: list[str] = []
     for step in REVERSE_STEPS:
         # each done once: a retry (a compute's rollback failed, the executor was killed)
@@ -380,7 +387,7 @@ def revert_after_commit(ctx: Context, runner: ComputeRunner, *,
         ctx.mark_step(marker)
         ctx.event("revert", f"{step.name}: {detail}", step=step.name)
         done.append(f"{step.name}: {detail}")
-    run = AbortRun(ctx, runner, drop_new_data)
+    run = AbortRun(ctx, runner, drop_new_data, skip)
     for each in AFTER_COMMIT_ABORT:
         ctx.check_stop(f"revert.{each.name}")
         lines = each.run(run)
