@@ -432,3 +432,46 @@ def test_stop_old_services_acts_on_every_config_host_at_once(
             assert all(st["running"] for st in h.state().values()), h.state()
     finally:
         ctx.journal.close()
+
+
+def test_the_profile_fence_acts_on_every_config_host_at_once(
+        ssh: Any, host: Host, tmp_path: Path) -> None:  # noqa: F811
+    """The fence by profile (fence-old, open-new, abort's unfence) and check-new-fenced's
+    fence_status ran host after host; now on every config host at once: three hosts' slowed
+    fence steps overlap, every host is marked fenced, and unfence opens them all."""
+    from backends.ssh import SshTarget
+    from issu_tui.orchestrator.controllers import fence_by_profile, fence_marker
+
+    s = ssh.ssh
+    hosts = [host] + [Host(SshTarget(s.names[i], s.addresses[i], s.port, s.user, s.key_path),
+                           host.state_dir.parent / s.names[i], host.tools) for i in (2, 0)]
+    base = _inventory_config(ssh, host, tmp_path)
+    site = base.controller_profiles["site"]
+    ctl = base.new.controllers[0]
+    logs = [tmp_path / f"fence-{i}.log" for i in range(3)]
+    old = [ctl.model_copy(update={"name": f"old-ctl-{i}", "profile": f"site-{i}",
+                                  "roles": ["config"], "address": h.target.address})
+           for i, h in enumerate(hosts)]
+    slow = {f"site-{i}": {**site, **{step: (
+        f"sh -c 'echo begin $(date +%s.%N) >> \"$0\"; sleep 0.6; "
+        f"echo end $(date +%s.%N) >> \"$0\"; echo {word}' {shlex.quote(str(log))}")
+        for step, word in (("fence", "fenced"), ("unfence", "open"))}}
+        for i, log in enumerate(logs)}
+    ctx = _ctx(base.model_copy(update={
+        "old": base.old.model_copy(update={"controllers": old}),
+        "controller_profiles": {"site": site, **slow}}), tmp_path)
+    try:
+        said = fence_by_profile(ctx, "old", closed=True)
+        assert said == ("old's api-server fenced by the profile's fence step on old-ctl-0 "
+                        "(fenced), old-ctl-1 (fenced), old-ctl-2 (fenced)")
+        spans = []
+        for log in logs:
+            times = [float(line.split()[1]) for line in log.read_text().splitlines()]
+            spans.append((min(times), max(times)))
+        assert max(b for b, _ in spans) < min(e for _, e in spans), spans
+        assert all(ctx.step_done(fence_marker("old", h, "done")) for h in old)
+        opened = fence_by_profile(ctx, "old", closed=False, only_fenced=True)
+        assert opened is not None and opened.endswith("old-ctl-2 (open)")
+        assert not any(ctx.step_done(fence_marker("old", h, "done")) for h in old)
+    finally:
+        ctx.journal.close()

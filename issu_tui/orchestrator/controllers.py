@@ -365,15 +365,18 @@ def fence_by_profile(ctx: Context, side: str, closed: bool, *,
         return None
     ex, fenced = found
     step = "fence" if closed else "unfence"
-    done: list[str] = []
     if closed:
-        for host in fenced:
+        def close(host: ControllerHostConfig) -> str:
             if ctx.step_done(fence_marker(side, host, "done")):
-                done.append(f"{host.name} (fenced already by this upgrade)")
-                continue
+                return f"{host.name} (fenced already by this upgrade)"
             ctx.mark_step(fence_marker(side, host, "begun"))
-            done.append(f"{host.name}{_paren(_fence(ex, host, closed))}")
+            said = f"{host.name}{_paren(_fence(ex, host, closed))}"
             ctx.mark_step(fence_marker(side, host, "done"))
+            return said
+
+        results, failures = on_each(fenced, close)
+        _raise_failures(failures)
+        done = [line for _, line in results]
     else:
         touched = [h for h in fenced if ctx.step_done(fence_marker(side, h, "begun"))
                    or ctx.step_done(fence_marker(side, h, "done"))]
@@ -381,18 +384,23 @@ def fence_by_profile(ctx: Context, side: str, closed: bool, *,
             message = f"{side}'s api-server: no config host was fenced by this upgrade"
             ctx.event("controllers", message)
             return message
-        for host in touched or fenced:
+
+        def open_(host: ControllerHostConfig) -> str:
             completed = ctx.step_done(fence_marker(side, host, "done"))
             try:
-                done.append(f"{host.name}{_paren(_fence(ex, host, closed))}")
+                said = f"{host.name}{_paren(_fence(ex, host, closed))}"
             except OrchestratorError as exc:
                 if completed or not touched:
                     raise
-                warning = (f"{host.name}: unfence failed ({exc}); its fence had not "
-                           "completed, so it may never have applied: check the host")
-                ctx.event("controllers", warning, level="warning")
-                done.append(warning)
+                said = (f"{host.name}: unfence failed ({exc}); its fence had not "
+                        "completed, so it may never have applied: check the host")
+                ctx.event("controllers", said, level="warning")
             ctx.clear_steps(f"fence.{side}.{host.name}.")
+            return said
+
+        results, failures = on_each(touched or fenced, open_)
+        _raise_failures(failures)
+        done = [line for _, line in results]
     message = f"{side}'s api-server {'fenced' if closed else 'opened'} by the profile's " \
               f"{step} step on " + ", ".join(done)
     ctx.event("controllers", message)
@@ -407,12 +415,16 @@ def fence_status_by_profile(ctx: Context, side: str) -> tuple[bool, str] | None:
     if found is None:
         return None
     ex, asked = found
-    states = {}
-    for host in asked:
+
+    def ask(host: ControllerHostConfig) -> bool:
         try:
-            states[host.name] = ex.fence_status(target(host), host.profile)
+            return ex.fence_status(target(host), host.profile)
         except ControllerError as exc:
             raise OrchestratorError(f"controller {exc}") from None
+
+    results, failures = on_each(asked, ask)
+    _raise_failures(failures)
+    states = {host.name: fenced for host, fenced in results}
     open_on = [name for name, fenced in states.items() if not fenced]
     if open_on:
         return False, (f"{side}'s api-server is open on {', '.join(open_on)}, as the "
