@@ -4,11 +4,13 @@ old's exchange as the api-server does it (a create or a delete is one batch, wit
 recorded (its request id, when it was written, what it was) for the lag and the replay
 ceiling.
 
-One Python process of paced threads is held to one core's share by its interpreter, and on
-a loaded 2-core box to less: it reached 0.20-0.43x of the replay ceiling's rate whatever it
-was asked. `GeneratorPool` runs the same Generator in several processes (spawned), each at
-its share of the rate, on objects of its own; the rows and messages are the same code's,
-so the offered load is the same kind, only more of it.
+One Python process is held to one core's share by its interpreter, and on a loaded 2-core
+box to less; threads that each waited for their own write reached 0.20-0.43x of the replay
+ceiling's rate whatever they were asked. So the writes are asynchronous (up to `in_flight`
+outstanding per process, a publisher thread announcing each once old acknowledged it), and
+`GeneratorPool` runs the same Generator in several processes (spawned), each at its share
+of the rate, on objects of its own; the rows and messages are the same code's, so the
+offered load is the same kind, only more of it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing
+import queue
 import random
 import threading
 import time
@@ -33,11 +36,15 @@ from tests import contrail_data as cd
 
 
 class Generator:
-    """Paced writer threads; each change is written to old, then announced."""
+    """Paced threads start the writes, the driver's callbacks record them, one publisher
+    thread announces them: each change is written to old, then announced, without a thread
+    waiting for each write (a thread per outstanding write did not offer 0.6x of the
+    ceiling's rate on the loaded 2-core box)."""
 
     def __init__(self, session, prefix: str, rabbit: RabbitSide, project: str,  # type: ignore[no-untyped-def]
-                 names: str = "vn") -> None:
-        """`names`: the prefix of the networks' names (one per generator process)."""
+                 names: str = "vn", in_flight: int = 64) -> None:
+        """`names`: the prefix of the networks' names (one per generator process);
+        `in_flight`: writes outstanding at most."""
         self.session = session
         self.names = names
         ks = cd.ks_name(prefix, "config_db_uuid")
@@ -62,13 +69,22 @@ class Generator:
         self.recorded: list[Recorded] = []  # every change, for the replay ceiling
         self.count = 0
         self.serial = 0
+        self.errors: list[str] = []
+        self.in_flight = in_flight
+        self._slots = threading.BoundedSemaphore(in_flight)
+        self._outbox: queue.Queue[str | None] = queue.Queue()
 
     def _next_serial(self) -> int:
         with self.lock:
             self.serial += 1
             return self.serial
 
-    def one_change(self, producer: kombu.Producer, rng: random.Random) -> None:
+    def one_change(self, rng: random.Random) -> None:
+        """Starts one change's write (asynchronous, the driver's execute_async); once old
+        acknowledged it, the change is recorded and its message goes to the publisher."""
+        # at most `in_flight` writes outstanding in this process; the change's time is taken
+        # once it may go (its lag does not count the generator's own wait)
+        self._slots.acquire()
         roll = rng.random()
         with self.lock:
             pick = None
@@ -78,6 +94,7 @@ class Generator:
         now = time.time()
         ts = int(now * 1_000_000)
         rid = f"bench-{uuid.uuid4().hex}"
+        statement: Any
         if pick is None:
             n = self._next_serial()
             uid = str(uuid.uuid4())
@@ -87,83 +104,118 @@ class Generator:
                           props={"virtual_network_network_id": n}, obj_uuid=uid)
             # one batch, as the api-server writes an object, its parent's children: cell
             # and its index entry
-            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+            statement = BatchStatement(batch_type=BatchType.UNLOGGED)
             for col, val in ds.tables[cd.UUID_TABLE][uid].items():
-                batch.add(self.ins_uuid, (uid.encode(), col.encode(), val, ts))
-            batch.add(self.ins_uuid, (self.project.encode(),
-                                      f"children:virtual-network:{uid}".encode(), "null", ts))
-            batch.add(self.ins_fq, (b"virtual-network", (":".join(fq) + ":" + uid).encode(),
-                                    "null", ts))
-            self.session.execute(batch)
+                statement.add(self.ins_uuid, (uid.encode(), col.encode(), val, ts))
+            statement.add(self.ins_uuid, (self.project.encode(),
+                                          f"children:virtual-network:{uid}".encode(), "null",
+                                          ts))
+            statement.add(self.ins_fq, (b"virtual-network",
+                                        (":".join(fq) + ":" + uid).encode(), "null", ts))
             oper = "CREATE"
-            with self.lock:
-                self.live.append((uid, fq))
         elif roll < 0.9:
             uid, fq = pick
-            self.session.execute(self.ins_uuid, (uid.encode(), b"prop:display_name",
-                                                 json.dumps(f"v{ts}"), ts))
+            statement = self.ins_uuid.bind((uid.encode(), b"prop:display_name",
+                                            json.dumps(f"v{ts}"), ts))
             oper = "UPDATE"
         else:
             uid, fq = pick
-            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-            batch.add(self.del_part, (ts, uid.encode()))
-            batch.add(self.del_cell_uuid, (ts, self.project.encode(),
-                                           f"children:virtual-network:{uid}".encode()))
-            batch.add(self.del_cell_fq, (ts, b"virtual-network",
-                                         (":".join(fq) + ":" + uid).encode()))
-            self.session.execute(batch)
+            statement = BatchStatement(batch_type=BatchType.UNLOGGED)
+            statement.add(self.del_part, (ts, uid.encode()))
+            statement.add(self.del_cell_uuid, (ts, self.project.encode(),
+                                               f"children:virtual-network:{uid}".encode()))
+            statement.add(self.del_cell_fq, (ts, b"virtual-network",
+                                             (":".join(fq) + ":" + uid).encode()))
             oper = "DELETE"
-        with self.lock:
-            self.written[rid] = now
-            self.recorded.append(Recorded(rid, oper, uid, tuple(fq), self.project, ts))
-            self.count += 1
-        body = {"request-id": rid, "oper": oper, "type": "virtual-network", "uuid": uid,
-                "fq_name": fq}
+        body: dict[str, Any] = {"request-id": rid, "oper": oper, "type": "virtual-network",
+                                "uuid": uid, "fq_name": fq}
         if oper != "UPDATE":
             # as the api-server announces a create or a delete (dbe_create_publish,
             # dbe_delete_publish): with the object as it was, which names its parent
             body["obj_dict"] = {"uuid": uid, "fq_name": fq, "parent_type": "project",
                                 "parent_uuid": self.project}
-        producer.publish(json.dumps(body))
+        change = Recorded(rid, oper, uid, tuple(fq), self.project, ts)
 
-    def run(self, rate: float, seconds: float, threads: int = 4,
+        def written(_: object) -> None:
+            with self.lock:
+                if oper == "CREATE":  # updated or deleted only once it exists on old
+                    self.live.append((uid, fq))
+                self.written[rid] = now
+                self.recorded.append(change)
+                self.count += 1
+            self._outbox.put(json.dumps(body))
+            self._slots.release()
+
+        def failed(exc: BaseException) -> None:
+            with self.lock:
+                self.errors.append(f"{oper} {uid}: {exc!r}")
+            self._slots.release()
+
+        self.session.execute_async(statement).add_callbacks(written, failed)
+
+    def _publish(self) -> None:
+        """Announces each change once old acknowledged its write (one connection; no
+        publisher confirms: the messages go in order on it, as the api-server's)."""
+        conn = connection(self.rabbit, confirm_publish=False)
+        conn.connect()
+        producer = kombu.Producer(conn.channel(), exchange=object_update_exchange(self.rabbit))
+        try:
+            while (body := self._outbox.get()) is not None:
+                producer.publish(body)
+                self._outbox.task_done()
+            self._outbox.task_done()
+        finally:
+            conn.release()
+
+    def run(self, rate: float, seconds: float, threads: int = 2,
             limit: int | None = None) -> float:
-        """Changes at `rate`/s for `seconds` (or until `limit` changes); returns the rate
-        achieved."""
+        """Changes at `rate`/s for `seconds` (or until `limit` changes), `threads` paced
+        threads starting writes without waiting for them (up to `in_flight` outstanding);
+        returns the rate achieved: changes written and announced over the time from the
+        first start to the last announcement."""
         start_count = self.count
         started = time.monotonic()
+        issued = [0]
+        publisher = threading.Thread(target=self._publish, daemon=True)
+        publisher.start()
 
         def worker(k: int) -> None:
-            conn = connection(self.rabbit)
-            conn.connect()
-            producer = kombu.Producer(conn.channel(), exchange=object_update_exchange(self.rabbit))
-            rng = random.Random(k)
+            rng = random.Random(f"{self.names}-{k}-{start_count}")
             interval = threads / rate
             next_at = time.monotonic() + k * interval / threads
-            try:
-                while time.monotonic() - started < seconds and \
-                        (limit is None or self.count - start_count < limit):
-                    delay = next_at - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
-                    self.one_change(producer, rng)
-                    next_at += interval
-            finally:
-                conn.release()
+            while time.monotonic() - started < seconds:
+                with self.lock:
+                    if limit is not None and issued[0] >= limit:
+                        return
+                    issued[0] += 1
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                self.one_change(rng)
+                next_at += interval
 
         pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
         for t in pool:
             t.start()
         for t in pool:
             t.join()
+        for _ in range(self.in_flight):  # every write answered
+            self._slots.acquire()
+        for _ in range(self.in_flight):
+            self._slots.release()
+        self._outbox.put(None)
+        self._outbox.join()  # and announced
+        publisher.join()
+        if self.errors:
+            raise RuntimeError(f"{len(self.errors)} writes failed: {self.errors[:3]}")
         return (self.count - start_count) / (time.monotonic() - started)
 
 
 def _serve(side: CassandraSide, prefix: str, rabbit: RabbitSide, project: str, names: str,
-           pipe: Pipe) -> None:
+           in_flight: int, pipe: Pipe) -> None:
     """A generator process: runs what the pool asks, sends back what it wrote."""
     conn = connect(side)
-    gen = Generator(conn.session, prefix, rabbit, project, names=names)
+    gen = Generator(conn.session, prefix, rabbit, project, names=names, in_flight=in_flight)
     pipe.send(("ready",))
     try:
         while True:
@@ -176,7 +228,11 @@ def _serve(side: CassandraSide, prefix: str, rabbit: RabbitSide, project: str, n
             _, rate, seconds, threads, limit = item
             count, recorded = gen.count, len(gen.recorded)
             started = time.monotonic()
-            gen.run(rate, seconds, threads, limit)
+            try:
+                gen.run(rate, seconds, threads, limit)
+            except RuntimeError as exc:  # failed writes: the bench stops, saying why
+                pipe.send(("failed", str(exc)))
+                continue
             new = gen.recorded[recorded:]
             pipe.send(("done", gen.count - count, time.monotonic() - started,
                        {c.rid: gen.written[c.rid] for c in new}, new))
@@ -189,14 +245,16 @@ class GeneratorPool:
     Generator (run, written, recorded, count) for the bench."""
 
     def __init__(self, processes: int, side: CassandraSide, prefix: str, rabbit: RabbitSide,
-                 project: str) -> None:
+                 project: str, in_flight: int = 64) -> None:
+        """`in_flight`: writes outstanding at most in each process."""
         ctx = multiprocessing.get_context("spawn")
         self._pipes: list[Pipe] = []
         self._procs: list[Any] = []
         for index in range(processes):
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=_serve, name=f"bench-generator-{index}", daemon=True,
-                               args=(side, prefix, rabbit, project, f"vn{index}", child))
+                               args=(side, prefix, rabbit, project, f"vn{index}", in_flight,
+                                     child))
             proc.start()
             child.close()
             self._pipes.append(parent)
@@ -211,7 +269,7 @@ class GeneratorPool:
     def pids(self) -> set[int]:
         return {p.pid for p in self._procs if p.pid is not None}
 
-    def run(self, rate: float, seconds: float, threads: int = 4,
+    def run(self, rate: float, seconds: float, threads: int = 2,
             limit: int | None = None) -> float:
         """Each process at its share of `rate` (and of `limit`) with `threads` threads;
         returns the rate achieved by all together."""
@@ -220,13 +278,20 @@ class GeneratorPool:
             share = None if limit is None else limit // n + (index < limit % n)
             pipe.send(("run", rate / n, seconds, threads, share))
         done, longest = 0, 1e-6
+        failures = []
         for pipe in self._pipes:
-            _, count, took, written, recorded = pipe.recv()
+            answer = pipe.recv()
+            if answer[0] == "failed":
+                failures.append(answer[1])
+                continue
+            _, count, took, written, recorded = answer
             done += count
             longest = max(longest, took)
             self.written.update(written)
             self.recorded += recorded
         self.count += done
+        if failures:
+            raise RuntimeError(f"load generator: {failures}")
         return done / longest
 
     def close(self) -> None:
