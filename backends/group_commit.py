@@ -5,6 +5,7 @@ records). A lone request goes alone, at once: nothing waits for company."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar, cast
@@ -37,14 +38,23 @@ class GroupCommit(Generic[Item, Result]):
     """Requests of one kind. `submit` queues one without blocking; `wait` returns its
     result. Up to `leaders` groups are in flight; a waiting lane with none in flight for
     its kind leads: it takes the queue's head, as many as `fits(group)` allows, and runs
-    them with `run(items) -> results`. A failure of the group is every member's failure."""
+    them with `run(items) -> results`. A failure of the group is every member's failure.
+
+    With `stall_s`, a group in flight for longer than that no longer holds the others: a
+    waiting lane then leads one more group (up to `leaders` in flight). A stalled request
+    (a Cassandra node pausing a few hundred ms on a loaded box) held every lane of the
+    process behind it; groups that answer in time keep the others waiting, so requests are
+    still combined as much as before."""
 
     def __init__(self, run: Callable[[list[Item]], Sequence[Result]], *,
-                 fits: Callable[[list[Item]], bool], leaders: int = 1) -> None:
+                 fits: Callable[[list[Item]], bool], leaders: int = 1,
+                 stall_s: float | None = None) -> None:
         self._run, self._fits, self._max_leaders = run, fits, leaders
+        self._stall_s = stall_s
         self._lock = threading.Lock()
         self._queue: deque[Slot[Item, Result]] = deque()
         self._leaders = 0
+        self._started: dict[int, float] = {}  # id of a group in flight -> when it went
         self.requests = 0   # groups run (each one request or one set of batches)
         self.items = 0      # items they carried
 
@@ -59,15 +69,22 @@ class GroupCommit(Generic[Item, Result]):
             with self._lock:
                 if slot.done:
                     break
-                if self._leaders >= self._max_leaders or not self._queue:
+                timeout = self._patience()
+                if timeout is not None and timeout <= 0.0:
+                    self._leaders += 1
+                    group = self._take()
+                    self._started[id(group)] = time.monotonic()
+                else:
                     # released exactly once, by whoever sets `waiting` back to False
                     slot.waiting = True
                     group = None
-                else:
-                    self._leaders += 1
-                    group = self._take()
             if group is None:
-                slot.wake.acquire()
+                if not slot.wake.acquire(timeout=-1 if timeout is None else timeout):
+                    with self._lock:  # the oldest group stalls: look again
+                        if slot.waiting:
+                            slot.waiting = False
+                        else:  # released meanwhile: take that release back
+                            slot.wake.acquire()
                 continue
             self._lead(group)
         if slot.error is not None:
@@ -78,6 +95,15 @@ class GroupCommit(Generic[Item, Result]):
 
     def call(self, item: Item) -> Result:
         return self.wait(self.submit(item))
+
+    def _patience(self) -> float | None:
+        """With the lock held: seconds a waiting lane waits before it may lead (<= 0: lead
+        now; None: until woken)."""
+        if not self._queue or self._leaders >= self._max_leaders:
+            return None
+        if not self._leaders or self._stall_s is None:
+            return 0.0
+        return self._stall_s - (time.monotonic() - min(self._started.values()))
 
     def _take(self) -> list[Slot[Item, Result]]:
         group = [self._queue.popleft()]
@@ -99,6 +125,7 @@ class GroupCommit(Generic[Item, Result]):
             self.requests += 1
             self.items += len(group)
             self._leaders -= 1
+            del self._started[id(group)]
             for slot in group:
                 slot.done = True
                 if slot.waiting:

@@ -853,6 +853,65 @@ def test_a_change_does_not_wait_behind_another_objects_change(
     assert world.queue_depth() == 0
 
 
+def test_a_stalled_write_does_not_hold_another_objects_change(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write to new that hangs (a Cassandra node pausing a few hundred ms on a loaded box)
+    held every lane of the apply process: one write of a kind in flight at a time, the other
+    lanes' writes queued behind it (most of run-sync's p99 lag). Now another object's
+    change is written and republished meanwhile; the held object's change still lands
+    after, and new equals old."""
+    api = world.api
+    blocker = api.create("virtual-network", ["default-domain", "p1", "stalled"],
+                         parent=world.project, announce=False)
+    other = api.create("virtual-network", ["default-domain", "p1", "quick"],
+                       parent=world.project, announce=False)
+    armed, started, release = threading.Event(), threading.Event(), threading.Event()
+    original = Replicator.write_changes
+
+    def stalling(self: Replicator, changes):  # type: ignore[no-untyped-def]
+        if armed.is_set() and any(key == blocker and cell.column == "prop:display_name"
+                                  for _, key, cell in changes.inserts):
+            started.set()
+            release.wait(120)
+        return original(self, changes)
+
+    monkeypatch.setattr(Replicator, "write_changes", stalling)
+    listener = NewListener(world.new_rabbit)
+    republished: list[str] = []
+    rs = world.run_sync(concurrency=2, prefetch=50)
+    thread = start_thread(rs)
+    new_uuid = world.new_table(cd.UUID_TABLE)
+
+    def name_on_new(uid: str) -> str:
+        cell = new_uuid.read_partition(uid).get("prop:display_name")
+        return json.loads(cell[0]) if cell else ""
+
+    def republished_has(uid: str) -> bool:
+        republished.extend(m["uuid"] for m in listener.take_all())
+        return uid in republished
+
+    try:
+        armed.set()
+        api.update(blocker, display_name="held")
+        wait_until(started.is_set, 60, "the blocker's write in flight")
+        api.update(other, display_name="moved")
+        wait_until(lambda: name_on_new(other) == "moved", 30,
+                   "the other object's change written while the blocker's write hangs")
+        wait_until(lambda: republished_has(other), 30,
+                   "the other object's change republished while the blocker's write hangs")
+        assert not release.is_set() and blocker not in republished
+        assert name_on_new(blocker) == "stalled"  # its create's, not yet the change's
+        release.set()
+        wait_until(lambda: applied(rs) == 2 and rs._in_flight == 0, 60, "both applied")
+        assert name_on_new(blocker) == "held" and republished_has(blocker)
+    finally:
+        release.set()
+        stop_thread(rs, thread)
+        listener.close()
+    report = world.verify()
+    assert report.ok, [(t.table, t.samples) for t in report.tables if t.samples]
+
+
 def test_coalesced_messages_count_the_links_each_obj_dict_names(
         world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """A copy took a ref target's partition (with the object's `backref:`) and the parent's

@@ -134,6 +134,49 @@ def test_a_request_nobody_waits_for_is_still_sent_with_the_next_group() -> None:
 
 
 @pytest.mark.timeout(300)
+def test_a_stalled_group_lets_the_next_go_and_a_quick_one_does_not() -> None:
+    """A group out longer than `stall_s` no longer holds the requests behind it (a
+    Cassandra request hanging on a loaded box held every lane of the process); a group
+    that answers in time keeps them waiting, so they still go together; at most `leaders`
+    groups are out at once."""
+    gate = threading.Event()
+    groups: list[list[int]] = []
+
+    def run(items: list[int]) -> list[int]:
+        groups.append(list(items))
+        if items[0] == 0:
+            assert gate.wait(10)  # the stalled group
+        return [i * 2 for i in items]
+
+    commit = GroupCommit(run, fits=lambda items: len(items) <= 8, leaders=2, stall_s=0.3)
+    first, first_threads = _in_threads(1, commit.call)
+    while not groups:
+        time.sleep(0.001)
+    started = time.monotonic()
+    out, threads = _in_threads(3, lambda i: commit.call(i + 1))
+    for t in threads:
+        t.join(5)
+    took = time.monotonic() - started
+    assert out == {0: 2, 1: 4, 2: 6}  # answered while group 0 still hangs
+    assert not first and 0.2 <= took < 3.0, took
+    assert sorted(map(sorted, groups[1:])) == [[1, 2, 3]]  # they waited, then went together
+    # two groups out (the stalled one and one more): a third waits for one of them
+    slow = threading.Event()
+    commit2 = GroupCommit(lambda items: [slow.wait(10) and i for i in items],
+                          fits=lambda items: len(items) <= 1, leaders=2, stall_s=0.05)
+    out2, threads2 = _in_threads(3, commit2.call)
+    time.sleep(0.5)
+    assert commit2._leaders == 2 and not out2
+    slow.set()
+    for t in threads2:
+        t.join(5)
+    assert out2 == {0: 0, 1: 1, 2: 2}
+    gate.set()
+    for t in first_threads:
+        t.join(5)
+    assert first == {0: 0}
+
+
 def test_concurrent_changes_share_requests_and_new_equals_old(world: World) -> None:
     api = world.api
     objects = [(api.create("virtual-network", ["default-domain", "p1", f"gc{i}"],

@@ -9,6 +9,10 @@ that waited and sends them as one (`key IN ?` reads, one merged set of batched w
 then hands each lane its share. A lone request goes as it would alone: nothing waits, no
 statement changes, so at a low rate the latency and the requests are the same as without.
 
+One group of a kind in flight at a time, unless it stalls: a group out for longer than
+`STALL_S` lets the next one go (up to `GROUPS_IN_FLIGHT`), so a Cassandra request that
+hangs a few hundred ms on a loaded box no longer holds every lane of the process.
+
 Semantics do not change: each lane still waits for its own reads before its next round
 (new before old, linked partitions before the object's own row), and a merged request
 only reads more cells than one lane asked for (each lane keeps exactly its own) or writes
@@ -40,6 +44,12 @@ Result = TypeVar("Result")
 MAX_PARTITIONS = 32
 MAX_CELL_PAIRS = 4096
 MAX_WRITE_CELLS = 2000
+# A group out longer than this lets another of its kind go, up to that many in flight. Each
+# lane still waits for its own request before its next one (an object is in one lane at a
+# time), so each object's requests keep their order; what groups in flight together write
+# are different objects' cells, each with its own writetime.
+STALL_S = 0.1
+GROUPS_IN_FLIGHT = 4
 
 
 @dataclass(frozen=True)
@@ -85,7 +95,8 @@ class CombinedRequests:
         # _kind gives each caller its own typed view of the one it asked for
         self._kinds: dict[tuple[str, int, bool], GroupCommit[Any, Any]] = {}
         self._in_stmts: dict[tuple[int, bool], PreparedStatement | None] = {}
-        self.writes: GroupCommit[CellChanges, None] = GroupCommit(self._write, fits=_write_fits)
+        self.writes: GroupCommit[CellChanges, None] = GroupCommit(
+            self._write, fits=_write_fits, leaders=GROUPS_IN_FLIGHT, stall_s=STALL_S)
 
     # ------------------------------------------------------------------ the calls
     def partition(self, ctx: TableContext, key: str, *, new: bool, wide: int
@@ -119,7 +130,8 @@ class CombinedRequests:
         kind = self._kinds.get(key)
         if kind is None:
             with self._lock:
-                kind = self._kinds.setdefault(key, GroupCommit(run, fits=fits))
+                kind = self._kinds.setdefault(key, GroupCommit(
+                    run, fits=fits, leaders=GROUPS_IN_FLIGHT, stall_s=STALL_S))
         return kind
 
     def _partitions_in(self, ctx: TableContext, new: bool) -> PreparedStatement | None:
