@@ -210,6 +210,12 @@ def main() -> int:
                         help="leave the services running at the end (default: stop those "
                              "this run started)")
     args = parser.parse_args()
+    if args.plot:  # said now, not after the whole run (whose report it would lose)
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.error("--plot needs matplotlib: .venv/bin/pip install -e '.[bench]' "
+                         "(make bench installs the bench extras)")
 
     services = ["cassandra-old", "cassandra-new", "rabbitmq"]
     launcher = Launcher(net=args.net, profile="test")
