@@ -291,6 +291,33 @@ def test_version_step_reads_dpkg_and_image_tags(ssh: Endpoints, host: Host,
     assert new.ok and new.detail == "api-server 5.0.0-0.40"
 
 
+def test_preflight_asks_every_controller_host_at_once(ssh: Endpoints, host: Host,
+                                                    tmp_path: Path) -> None:
+    """Preflight's version and writer checks asked the hosts one after the other; now at
+    once: three new config hosts' slowed version steps overlap, findings in inventory order."""
+    s = ssh.ssh
+    base = _inventory_config(ssh, host, tmp_path)
+    site = base.controller_profiles["site"]
+    ctl = base.new.controllers[0]
+    logs = [tmp_path / f"version-{i}.log" for i in range(3)]
+    hosts = [ctl.model_copy(update={"name": f"new-ctl-{i}", "profile": f"site-{i}",
+                                    "address": s.addresses[i]}) for i in range(3)]
+    slow = {f"site-{i}": {**site, "version": (
+        "sh -c 'echo begin $(date +%s.%N) >> \"$0\"; sleep 0.6; "
+        f"echo end $(date +%s.%N) >> \"$0\"; echo 5.0.0-0.40' {shlex.quote(str(log))}")}
+        for i, log in enumerate(logs)}
+    config = base.model_copy(update={"new": base.new.model_copy(update={"controllers": hosts}),
+                                     "controller_profiles": {"site": site, **slow}})
+    found = [f for f in version_findings(config) if f.name.startswith("new ")]
+    assert [(f.name, f.ok) for f in found] == [
+        (f"new version running on new-ctl-{i}", True) for i in range(3)]
+    spans = []
+    for log in logs:
+        times = [float(line.split()[1]) for line in log.read_text().splitlines()]
+        spans.append((min(times), max(times)))
+    assert max(b for b, _ in spans) < min(e for _, e in spans), spans
+
+
 def test_status_output_of_each_tool_is_read() -> None:
     assert parse_version_output("opencontrail/contrail-controller-config-api:5.0.1-0.214\n") \
         == "5.0.1-0.214"

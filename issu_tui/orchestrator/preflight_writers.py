@@ -6,16 +6,17 @@ pre-sync, run-sync and post-sync are filling from old. Each new controller host 
 inventory is asked, through its controller profile over SSH, whether any of them runs; one
 that runs is a warning naming host and service (pre-sync's prepare-new stops and disables it,
 and refuses to copy while one still runs: controllers.prepare_new); a host that cannot be
-asked is an error.
+asked is an error. The hosts are asked at once (bounded), the findings in inventory order.
 """
 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from backends.controller import WRITERS, ControllerError, ControllerExecutor
-from backends.ssh import SshTarget
+from backends.ssh import SshTarget, run_parallel
 from issu_tui.config import ControllerHostConfig, IssuConfig
 
 # Which writers a host is asked about, by its roles.
@@ -51,51 +52,57 @@ def new_writer_findings(config: IssuConfig) -> list[WriterFinding]:
             severity="warning")]
     executor = ControllerExecutor(config.ssh.known_hosts, config.ssh.connect_timeout_s, 120,
                                   config.controller_profiles)
-    findings = []
-    for host in hosts:
+
+    def one(host: ControllerHostConfig) -> WriterFinding:
         name = f"new writers stopped on {host.name}"
         where = f"{host.name} ({host.address})"
         profile = executor.profile(host.profile)
         writers = _writers_of(host, set(profile.services))
         if not writers:
-            findings.append(WriterFinding(
+            return WriterFinding(
                 name, False, f"profile {host.profile} of {where} maps none of "
                 f"{', '.join(WRITERS)}: cannot ask whether they run",
-                f"name them under controller_profiles.{host.profile}.services"))
-            continue
+                f"name them under controller_profiles.{host.profile}.services")
         target = SshTarget(host.name, host.address, host.ssh_port, host.ssh_user, host.ssh_key)
         try:
             states = executor.status(target, host.profile, writers)
         except ControllerError as exc:
-            findings.append(WriterFinding(name, False, f"cannot tell: {exc}",
-                                          f"check SSH to {where} and its profile "
-                                          f"{host.profile}"))
-            continue
+            return WriterFinding(name, False, f"cannot tell: {exc}",
+                                 f"check SSH to {where} and its profile {host.profile}")
         running = [s for s in states if s.running]
         if not running:
-            findings.append(WriterFinding(
-                name, True, ", ".join(f"{s.service} {s.state}" for s in states)))
-            continue
+            return WriterFinding(name, True, ", ".join(f"{s.service} {s.state}" for s in states))
         services = [s.service for s in running]
         commands = "; ".join(shlex.join(profile.argv(step, s))
                              for step in ("stop", "disable") for s in services)
-        findings.append(WriterFinding(
+        return WriterFinding(
             name, False,
             "running on new " + where + ": "
             + ", ".join(f"{s.service} ({s.state})" for s in running)
             + "; they would write into new's database while it is copied into: pre-sync "
             "stops and disables them first, and refuses to copy while one still runs",
             f"nothing, or stop and disable them on {host.name} yourself: {commands}",
-            severity="warning"))
-    return findings
+            severity="warning")
+
+    return _on_each(hosts, one)
+
+
+def _on_each(hosts: list[ControllerHostConfig],
+             ask: Callable[[ControllerHostConfig], WriterFinding]) -> list[WriterFinding]:
+    """`ask` of every host at once (bounded), the findings in inventory order."""
+    found: dict[str, WriterFinding] = {}
+    for host, finding, error in run_parallel(hosts, ask, max(1, min(8, len(hosts)))):
+        if error is not None:
+            raise error
+        assert finding is not None
+        found[host.name] = finding
+    return [found[h.name] for h in hosts]
 
 
 def version_findings(config: IssuConfig) -> list[WriterFinding]:
     """The release each cluster's config hosts run (the profile's `version` step over SSH)
     against the configured one: a host running another release refuses, naming both. A
     cluster without an inventory, or a profile without a version step, is a warning."""
-    from backends.versions import release_matches
-
     findings = []
     for side in ("old", "new"):
         cluster = config.old if side == "old" else config.new
@@ -109,29 +116,37 @@ def version_findings(config: IssuConfig) -> list[WriterFinding]:
             continue
         executor = ControllerExecutor(config.ssh.known_hosts, config.ssh.connect_timeout_s,
                                       120, config.controller_profiles)
-        for host in hosts:
-            check = f"{name} on {host.name}"
-            if "version" not in executor.profile(host.profile).steps:
-                findings.append(WriterFinding(
-                    check, False, f"profile {host.profile} has no version step: cannot confirm "
-                    f"{cluster.version}", f"set controller_profiles.{host.profile}.version",
-                    severity="warning"))
-                continue
-            target = SshTarget(host.name, host.address, host.ssh_port, host.ssh_user,
-                               host.ssh_key)
-            try:
-                service, found = executor.version(target, host.profile)
-            except ControllerError as exc:
-                findings.append(WriterFinding(check, False, f"cannot tell: {exc}",
-                                              f"check SSH to {host.name} and the version "
-                                              f"step of profile {host.profile}"))
-                continue
-            if release_matches(cluster.version, found):
-                findings.append(WriterFinding(check, True, f"{service} {found}"))
-            else:
-                findings.append(WriterFinding(
-                    check, False, f"{host.name} runs {found} ({service}), the config says "
-                    f"{side}.version = {cluster.version}",
-                    f"set {side}.version to the release {side} runs (or upgrade/downgrade "
-                    f"{host.name}): translation between the wrong releases would corrupt new"))
+        findings += _on_each(hosts, _version_check(executor, side, cluster.version))
     return findings
+
+
+def _version_check(executor: ControllerExecutor, side: str,
+                   version: str) -> Callable[[ControllerHostConfig], WriterFinding]:
+    from backends.versions import release_matches
+
+    name = f"{side} version running"
+
+    def one(host: ControllerHostConfig) -> WriterFinding:
+        check = f"{name} on {host.name}"
+        if "version" not in executor.profile(host.profile).steps:
+            return WriterFinding(
+                check, False, f"profile {host.profile} has no version step: cannot confirm "
+                f"{version}", f"set controller_profiles.{host.profile}.version",
+                severity="warning")
+        target = SshTarget(host.name, host.address, host.ssh_port, host.ssh_user,
+                           host.ssh_key)
+        try:
+            service, found = executor.version(target, host.profile)
+        except ControllerError as exc:
+            return WriterFinding(check, False, f"cannot tell: {exc}",
+                                 f"check SSH to {host.name} and the version "
+                                 f"step of profile {host.profile}")
+        if release_matches(version, found):
+            return WriterFinding(check, True, f"{service} {found}")
+        return WriterFinding(
+            check, False, f"{host.name} runs {found} ({service}), the config says "
+            f"{side}.version = {version}",
+            f"set {side}.version to the release {side} runs (or upgrade/downgrade "
+            f"{host.name}): translation between the wrong releases would corrupt new")
+
+    return one
