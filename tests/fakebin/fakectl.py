@@ -4,6 +4,7 @@ only). Installed under those names on the PATH of commands run over SSH; it appe
 to $FAKE_STATE/$ISSU_DEMO_HOST/calls.jsonl and keeps each service's state in state.json
 there, answering in the real tools' output formats and exit codes."""
 
+import fcntl
 import json
 import os
 import sys
@@ -139,6 +140,10 @@ def dpkg_query(args: list[str], state: dict) -> int:
 def main() -> int:
     HOME.mkdir(parents=True, exist_ok=True)
     tool = Path(sys.argv[0]).name
+    # one call at a time per simulated host (two inventory hosts may share one), as the real
+    # service manager takes them: issu acts on several hosts at once; the lock goes at exit
+    lock = (HOME / "lock").open("w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
     with (HOME / "calls.jsonl").open("a") as log:
         log.write(json.dumps([tool, *sys.argv[1:]]) + "\n")
     state = load()
