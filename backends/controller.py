@@ -24,7 +24,15 @@ broker's queues of vhost `{vhost}`, one `name ready unacked` line each, as `rabb
 list_queues name messages_ready messages_unacknowledged` prints them).
 Template variables: `{unit}` (the host's name for the service; for
 `group/name` values the part after the slash), `{group}` (the part before it, else ""),
-plus the profile's variables. The status step prints the state; `running` / `active` /
+plus the profile's variables.
+
+Variable `cassandra_dirs`: the database's directories on the host (data, commitlog,
+saved_caches, hints), which a node that left the ring must have emptied before it rejoins
+(Cassandra refuses to start a decommissioned node's data, and a removed node's stale tokens
+and sstables would come back); its items may name the host (`{name}`, `{address}`). The
+package profiles default to Cassandra's own layout under /var/lib/cassandra; the container
+profiles have none (where a volume lives is the deployment's): the step is refused until
+the config names them. The status step prints the state; `running` / `active` /
 `RUNNING` / `Up` mean running.
 """
 
@@ -121,6 +129,19 @@ ids=$("$@" compose -f "$f" ps -a -q "$s") || exit 1
 "$@" update --restart="$policy" $ids
 """
 
+# Cassandra's package layout (cassandra.yaml's defaults on Debian and RHEL packages).
+_PACKAGE_CASSANDRA_DIRS = " ".join(f"/var/lib/cassandra/{d}" for d in
+                                   ("data", "commitlog", "saved_caches", "hints"))
+# `find -mindepth 1 -delete` empties a directory and keeps it (its owner and mode are the
+# database's); an absent one is reported, not created (a release without hints/ has none).
+_CLEAR_DIRS_SCRIPT = r"""
+for d; do
+  if [ -d "$d" ]; then find "$d" -mindepth 1 -delete || exit 1; echo "cleared $d"
+  elif [ -e "$d" ]; then echo "$d: not a directory" >&2; exit 1
+  else echo "absent $d"; fi
+done
+"""
+
 BUILTIN_CONTROLLER_PROFILES: dict[str, dict[str, object]] = {
     "systemd": {
         "systemctl": "systemctl",
@@ -135,6 +156,7 @@ BUILTIN_CONTROLLER_PROFILES: dict[str, dict[str, object]] = {
         "package": "contrail-lib",
         "version": _PACKAGE_VERSION,
         "rabbit_status": _CLUSTER_STATUS,
+        "cassandra_dirs": _PACKAGE_CASSANDRA_DIRS,
     },
     "supervisord": {
         "supervisorctl": "supervisorctl",
@@ -150,6 +172,7 @@ BUILTIN_CONTROLLER_PROFILES: dict[str, dict[str, object]] = {
         "set_ini": _SET_INI_STEP,
         "package": "contrail-lib",
         "version": _PACKAGE_VERSION,
+        "cassandra_dirs": _PACKAGE_CASSANDRA_DIRS,
     },
     "docker": {
         "docker": "docker",
@@ -267,6 +290,29 @@ class ControllerProfile:
         for step in (*STEPS, *(s for s in OPTIONAL_STEPS if s in self.steps)):
             values = {"vhost": "/"} if step == "queues" else sample
             render_template(self.name, step, self.steps[step], self.variables, values)
+        if "cassandra_dirs" in self.variables:
+            self.cassandra_dirs("host", "192.0.2.1")
+
+    def cassandra_dirs(self, name: str, address: str) -> list[str]:
+        """The database directories of host `name` (`address`) that a rejoin empties; each
+        absolute, without `..`, at least two levels deep (never `/` nor `/var`)."""
+        if "cassandra_dirs" not in self.variables:
+            raise ControllerError(f"controller profile {self.name}: no cassandra_dirs (set "
+                                  f"controller_profiles.{self.name}.cassandra_dirs to the "
+                                  "database's data, commitlog, saved_caches and hints "
+                                  "directories)")
+        dirs = render_template(self.name, "cassandra_dirs", "{cassandra_dirs}",
+                               self.variables, {"name": name, "address": address})
+        for path in dirs:
+            parts = PurePosixPath(path).parts
+            if (not PurePosixPath(path).is_absolute() or ".." in parts or len(parts) < 3
+                    or any(c in path for c in "\n\r\0")):
+                raise ProfileError(f"controller_profiles.{self.name}.cassandra_dirs: "
+                                   f"{path!r} is not an absolute directory two levels deep "
+                                   "or more")
+        if not dirs:
+            raise ProfileError(f"controller_profiles.{self.name}.cassandra_dirs is empty")
+        return dirs
 
     @property
     def has_fence(self) -> bool:
@@ -557,6 +603,15 @@ class ControllerExecutor:
             _absolute(arg)
         with self._connect(target) as session:
             return self._run(session, target, what, ["sh", "-c", script, "issu", *args])
+
+    def clear_cassandra_dirs(self, target: SshTarget, profile: str) -> list[str]:
+        """Empty the database directories of the host (its profile's `cassandra_dirs`),
+        each kept; one line per directory, `cleared DIR` or `absent DIR`. The caller makes
+        sure the node is out of the ring and its database stopped."""
+        dirs = self.profile(profile).cassandra_dirs(target.name, target.address)
+        out = self.run_script(target, "clear the database directories "
+                              + " ".join(dirs), _CLEAR_DIRS_SCRIPT, dirs)
+        return [line.strip() for line in out.splitlines() if line.strip()]
 
     def read_file(self, target: SshTarget, file: str) -> str:
         """The text of a file on the host (`cat`)."""

@@ -5,7 +5,9 @@ through their controller profiles (backends/controller.py).
 A node's conversion to v2 here: every service of its roles stopped (the database last),
 then started in order (database, config, control, analytics, northbound) and each checked
 running. Installing the v2 packages or images between the two is the deployment tool's
-part (the profile's services then start the v2 ones).
+part (the profile's services then start the v2 ones). A node that left the ring (stay) is
+stopped, its database directories (the profile's `cassandra_dirs`) emptied over SSH, then
+started: it bootstraps into the ring as a new node.
 """
 
 from __future__ import annotations
@@ -71,10 +73,14 @@ def controller_runner(config: IssuConfig, nodetool_argv: Sequence[str],
         controllers.act(target(address), host.profile, "stop",
                         list(reversed(services(address, database=False))))
 
-    def convert(address: str) -> None:
+    def stop_node(address: str) -> None:
+        host = hosts[address]
+        controllers.act(target(address), host.profile, "stop",
+                        list(reversed(services(address, database=True))))
+
+    def start_node(address: str) -> None:
         host = hosts[address]
         wanted = services(address, database=True)
-        controllers.act(target(address), host.profile, "stop", list(reversed(wanted)))
         controllers.act(target(address), host.profile, "start", wanted)
         stopped = [s for s in controllers.status(target(address), host.profile, wanted)
                    if not s.running]
@@ -102,6 +108,14 @@ def controller_runner(config: IssuConfig, nodetool_argv: Sequence[str],
                               f"the broker on {', '.join(stopping)} is not guarded: "
                               + "; ".join(failures))
 
+    def convert(address: str) -> None:
+        stop_node(address)
+        start_node(address)
+
+    def clear_data(address: str) -> list[str]:
+        host = hosts[address]
+        return controllers.clear_cassandra_dirs(target(address), host.profile)
+
     ssh = SshExecutor(config.ssh.known_hosts, config.ssh.connect_timeout_s, timeout_s)
     # Old's keyspaces and new's (after pre-sync they share the ring; after finalize new's
     # serve and old's are kept for the way back): the runner uses those in the ring.
@@ -110,7 +124,8 @@ def controller_runner(config: IssuConfig, nodetool_argv: Sequence[str],
                                     *(config.new.cassandra.keyspace(k) for k in names)]))
     return RingRunner(
         cassandra_side(config, "old"), Nodetool(ssh, target, nodetool_argv, timeout_s),
-        RingHooks(start_database, convert, stop_v1, rabbit_status), keyspaces,
+        RingHooks(start_database, convert, stop_v1, rabbit_status, stop_node=stop_node,
+                  clear_data=clear_data, start_node=start_node), keyspaces,
         zk_hosts=list(config.old.zookeeper.hosts), min_replicas=min_replicas,
         step_done=journal.step_done, mark_step=journal.mark_step,
         on_event=lambda message: _event(journal, message), wait_s=timeout_s)

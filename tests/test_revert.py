@@ -41,8 +41,10 @@ def test_before_the_commit_revert_is_abort_plus_the_ring_steps_to_undo(tmp_path:
     assert plan.ok and not plan.committed
     assert plan.undo[0].startswith("rollback-computes: roll back every compute")
     assert plan.by_hand == (
-        "ISSU keyspaces to replication factor 5 (ALTER KEYSPACE), full repair on every "
-        "node, ownership checked: undo with replication factor back to 3",
+        "ISSU keyspaces to replication factor 5: repair at the current factor, ALTER "
+        "KEYSPACE, repair at the new one (full, -pr on every node), ownership checked; "
+        "reads at ONE may miss rows until the second repair ends: undo with replication "
+        "factor back to 3",
         "start the database on 10.0.0.5; it bootstraps into the ring (nodetool status: "
         "all UN): undo with decommission 10.0.0.5",
         "start the database on 10.0.0.4; it bootstraps into the ring (nodetool status: "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,14 +26,16 @@ from backends.cassandra.ringops import (
     RingOpError,
     check_ring,
     decommission,
+    reads_during_repair,
     remove_dead_node,
     set_replication,
     wait_ring,
 )
+from backends.controller import ControllerExecutor
 from backends.ssh import SshExecutor, SshTarget
 from demo.services import Launcher
 from demo.services.plan import default_run_dir
-from demo.services.ring import nodetool_path, ring_address
+from demo.services.ring import RingNodeService, nodetool_path, ring_address
 from issu_tui.orchestrator.quorum import guard_ring
 from issu_tui.orchestrator.ringplan import RingStep, ring_steps
 from issu_tui.orchestrator.ringrun import RingHooks, RingRunner, RingStepRefused
@@ -103,6 +105,8 @@ class Ring:
     old: list[str]
     spares: list[str]
     nodetool: Nodetool
+    target: Callable[[str], SshTarget]
+    known_hosts: Path
 
     def service(self, address: str) -> str:
         return f"cassandra-ring-{[*self.old, *self.spares].index(address) + 1}"
@@ -128,7 +132,8 @@ def ring(request: pytest.FixtureRequest) -> Iterator[Ring]:
             return SshTarget(hosts[address], address, ssh.port, ssh.user, ssh.key_path)
 
         yield Ring(launcher, addresses[:size], addresses[size:],
-                   Nodetool(executor, target, (str(nodetool_path(run_dir)),)))
+                   Nodetool(executor, target, (str(nodetool_path(run_dir)),)), target,
+                   ssh.known_hosts_path)
     finally:
         launcher.down()
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -141,10 +146,11 @@ def _count(session: object, keyspace: str) -> int:
     return int(row[0])
 
 
-def _create_rows(side: CassandraSide, replication: str) -> None:
+def _create_rows(side: CassandraSide, replication: str, keyspace: str = "ks") -> None:
     with connect(side, request_timeout=60) as conn:
         session = conn.session
-        session.execute(f"CREATE KEYSPACE IF NOT EXISTS ks WITH replication = {replication}")
+        session.execute(f"CREATE KEYSPACE IF NOT EXISTS {keyspace} "
+                        f"WITH replication = {replication}")
         # on a ring, the next statement's coordinator may not know the keyspace yet when the
         # driver's own wait for schema agreement gave up (a loaded box): wait for it
         deadline = time.monotonic() + 120
@@ -152,7 +158,8 @@ def _create_rows(side: CassandraSide, replication: str) -> None:
             assert time.monotonic() < deadline, "the ring never agreed on the new keyspace"
         while True:
             try:
-                session.execute("CREATE TABLE IF NOT EXISTS ks.t (k int PRIMARY KEY, v text)")
+                session.execute(f"CREATE TABLE IF NOT EXISTS {keyspace}.t "
+                                "(k int PRIMARY KEY, v text)")
                 break
             except InvalidRequest as exc:
                 if "doesn't exist" not in str(exc) or time.monotonic() > deadline:
@@ -161,7 +168,7 @@ def _create_rows(side: CassandraSide, replication: str) -> None:
         while not conn.cluster.control_connection.wait_for_schema_agreement(wait_time=10):
             assert time.monotonic() < deadline, "the ring never agreed on the new table"
         for k in range(200):
-            session.execute("INSERT INTO ks.t (k, v) VALUES (%s, %s)", (k, f"v{k}"))
+            session.execute(f"INSERT INTO {keyspace}.t (k, v) VALUES (%s, %s)", (k, f"v{k}"))
 
 
 @pytest.mark.slow
@@ -332,3 +339,107 @@ def test_a_rerun_reads_the_ring_through_a_node_that_answers() -> None:
     runner.run([RingStep("plan", "join", (spare,), f"join {spare}"),
                 RingStep("plan", "convert", (first,), f"convert {first}")])
     assert started == [] and nodetool.polls == {spare: 1}
+
+
+def _repairs(session: object, keyspace: str) -> dict[tuple[str, str], list[int]]:
+    """Cassandra's repair history of `keyspace`.t: per token range, the replica count of
+    each repair session that covered it (its coordinator and participants)."""
+    rows = session.execute(  # type: ignore[attr-defined]
+        "SELECT range_begin, range_end, participants FROM system_distributed.repair_history "
+        "WHERE keyspace_name = %s AND columnfamily_name = 't'", (keyspace,))
+    seen: dict[tuple[str, str], list[int]] = {}
+    for row in rows:
+        seen.setdefault((row[0], row[1]), []).append(1 + len(row[2] or ()))
+    return seen
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # four repair passes, a decommission and a bootstrap: ~5 min at load 35
+@pytest.mark.parametrize("ring", [(3, 0)], indirect=True)
+def test_factor_changes_and_a_node_rejoining_on_a_real_ring(ring: Ring) -> None:
+    """Each factor change repairs every range once at the old factor and once at the new one
+    (-pr on every node; without it each node repaired every range it holds), telling the
+    operator how reads fare meanwhile. Then stay's leave and rejoin of a node: refused while
+    the node is still in the ring (nothing stopped or cleared), else stopped, its
+    directories emptied over SSH through its profile (journaled), and it bootstraps back."""
+    first, second, third = ring.old
+    nodetool = ring.nodetool
+    wait_ring(nodetool, ring.old, ring.old, "ring up", timeout_s=300)
+    side = CassandraSide("ring", (first,))
+    _create_rows(side, "{'class': 'SimpleStrategy', 'replication_factor': 2}")
+    events: list[str] = []
+    calls: list[tuple[str, str]] = []
+    markers: set[str] = set()
+    profiles = {f"node{i}": {"base": "demo", "cassandra_dirs": " ".join(
+        str(d) for d in svc.data_dirs())}
+        for i, svc in enumerate((ring.launcher.service(ring.service(a)) for a in ring.old), 1)
+        if isinstance(svc, RingNodeService)}
+    controllers = ControllerExecutor(ring.known_hosts, profiles=profiles)
+
+    def clear(node: str) -> list[str]:
+        calls.append(("clear", node))
+        return controllers.clear_cassandra_dirs(ring.target(node),
+                                                f"node{ring.old.index(node) + 1}")
+
+    def stop(node: str) -> None:
+        calls.append(("stop", node))
+        ring.launcher.stop(ring.service(node))
+
+    hooks = RingHooks(start_database=lambda n: ring.launcher.start(ring.service(n)),
+                      convert=lambda n: calls.append(("convert", n)),
+                      stop_v1=lambda n: None, stop_node=stop, clear_data=clear,
+                      start_node=lambda n: ring.launcher.start(ring.service(n)))
+    runner = RingRunner(side, nodetool, hooks, ["ks"], step_done=markers.__contains__,
+                        mark_step=markers.add, on_event=events.append)
+
+    runner.run([RingStep("plan", "replication", tuple(ring.old), "ks to 3", factor=3)])
+    assert check_ring(nodetool, second, ring.old, "ks", 3) == []
+    with connect(side, request_timeout=60) as conn:
+        repairs = _repairs(conn.session, "ks")
+    # one token per node: three ranges, each repaired at factor 2 (2 replicas) then 3
+    assert len(repairs) == 3 and all(sorted(n) == [2, 3] for n in repairs.values()), repairs
+    assert any("reads at (LOCAL_)QUORUM stay complete" in e and "2 -> 3" in e
+               for e in events), events
+
+    runner.run([RingStep("plan", "replication", tuple(ring.old), "ks to 2", factor=2)],
+               first_index=1)
+    assert check_ring(nodetool, second, ring.old, "ks", 2) == []
+    with connect(side, request_timeout=60) as conn:
+        repairs = _repairs(conn.session, "ks")
+        assert all(sorted(n) == [2, 2, 3, 3] for n in repairs.values()), repairs
+        # two nodes must hold Cassandra's own keyspaces once the third has left
+        conn.session.execute("ALTER KEYSPACE system_distributed WITH replication = "
+                             "{'class': 'SimpleStrategy', 'replication_factor': 2}")
+
+    stay = [RingStep("plan", "leave", (third,), f"decommission {third}", stops=(third,)),
+            RingStep("plan", "convert", (third,), f"convert {third}, it rejoins")]
+    leave_key = f"ring.2.leave.{third}"
+    markers.add(leave_key)  # the journal says it left; the ring says otherwise
+    with pytest.raises(RingOpError, match=f"rejoin {third}: it is still in the ring \\(UN\\)"):
+        runner.run(stay, first_index=2)
+    assert calls == [] and check_ring(nodetool, first, ring.old) == []
+
+    markers.discard(leave_key)
+    runner.run(stay, first_index=2)
+    assert calls == [("stop", third), ("clear", third)]
+    assert f"ring.3.convert.{third}.cleared" in markers
+    (cleared,) = [e for e in events if e.startswith(f"rejoin {third}: database directories")]
+    assert all(f"cleared {d}" in cleared for d in profiles["node3"]["cassandra_dirs"].split())
+    for node in ring.old:
+        assert check_ring(nodetool, node, ring.old, "ks", 2) == []
+    with connect(side, request_timeout=60) as conn:
+        assert _count(conn.session, "ks") == 200
+
+
+def test_what_reads_lose_while_a_factor_changes() -> None:
+    """With every old replica repaired first, QUORUM at the new factor reaches one holding
+    the row from 3 -> 5 (3 of 5) and 2 -> 3, not from 1 -> 3 (2 of 3 may both be new)."""
+    simple = {"class": "SimpleStrategy"}
+    assert "stay complete" in reads_during_repair(
+        "ks", {**simple, "replication_factor": "3"}, {**simple, "replication_factor": "5"}, 5)
+    degraded = reads_during_repair(
+        "ks", {**simple, "replication_factor": "1"}, {**simple, "replication_factor": "3"}, 3)
+    assert "degraded" in degraded and "replicas 1 -> 3" in degraded
+    nts = "NetworkTopologyStrategy"
+    assert "dc2 2 -> 5" in reads_during_repair(
+        "ks", {"class": nts, "dc1": "3", "dc2": "2"}, {"class": nts, "dc1": "5", "dc2": "5"}, 5)

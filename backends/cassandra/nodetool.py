@@ -107,9 +107,12 @@ class Nodetool:
         self.run(via, "removenode", host_id)
 
     def repair(self, address: str, keyspace: str) -> None:
-        """A full repair of `keyspace`'s ranges on `address` (after its factor changed); a
-        repair run again after a timeout repairs what is left."""
-        self.run(address, "repair", "--full", keyspace)
+        """A full repair of the primary ranges of `keyspace` on `address` (-pr): run on
+        every node, each range is repaired once (without -pr each node repairs every range
+        it holds: factor times the work). Full, not incremental: sstables an earlier
+        incremental repair marked repaired would not reach a new replica. A repair run
+        again after a timeout repairs what is left."""
+        self.run(address, "repair", "--full", "-pr", keyspace)
 
     def cleanup(self, address: str, keyspace: str) -> None:
         self.run(address, "cleanup", keyspace)

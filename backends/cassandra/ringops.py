@@ -1,5 +1,6 @@
 """Ring operations of the approaches, each checked before the next: wait for a joining node,
-change a keyspace's replication (ALTER KEYSPACE, then a full repair of it on every node),
+change a keyspace's replication (a repair at the current factor, ALTER KEYSPACE, a repair at
+the new one: each a full repair of the primary ranges on every node),
 decommission, removenode. A check is `nodetool status`: exactly the expected nodes, every
 one UN, and each keyspace's effective ownership adding up to its replicas.
 
@@ -112,12 +113,51 @@ def replicas_of(replication: Mapping[str, str], nodes: int) -> int:
                    if k != "class"), nodes)
 
 
+def quorum_reads_complete(holders: int, replicas: int) -> bool:
+    """Whether a read at (LOCAL_)QUORUM of `replicas` replicas must reach one of the
+    `holders` replicas that hold a row (the others empty until a repair fills them)."""
+    return holders + replicas // 2 + 1 > replicas
+
+
+def _datacenter_replicas(replication: Mapping[str, str], nodes: int) -> dict[str, int]:
+    """Replicas per datacenter ("" for SimpleStrategy's one count)."""
+    if "replication_factor" in replication:
+        return {"": replicas_of(replication, nodes)}
+    return {dc: min(int(str(v).partition("/")[0]), nodes) for dc, v in replication.items()
+            if dc != "class"}
+
+
+def reads_during_repair(keyspace: str, before: Mapping[str, str], after: Mapping[str, str],
+                        nodes: int) -> str:
+    """What the operator must know of reads of `keyspace` from its ALTER KEYSPACE to the end
+    of the repair at the new factor, every replica at the old factor holding every row (the
+    repair before the ALTER): QUORUM reads stay complete when a quorum of the new replicas
+    must include one of those; ONE never does."""
+    old, new = _datacenter_replicas(before, nodes), _datacenter_replicas(after, nodes)
+    degraded = [f"{dc or 'replicas'} {old.get(dc, 0)} -> {count}"
+                for dc, count in new.items()
+                if count > old.get(dc, 0) and not quorum_reads_complete(old.get(dc, 0), count)]
+    change = ", ".join(f"{dc + ' ' if dc else ''}{old.get(dc, 0)} -> {count}"
+                       for dc, count in new.items())
+    if degraded:
+        return (f"keyspace {keyspace} ({change}): reads at QUORUM or below are degraded "
+                f"(may miss rows) until the repair at the new factor ends: "
+                f"{', '.join(degraded)} leaves a quorum of empty new replicas")
+    return (f"keyspace {keyspace} ({change}): reads at (LOCAL_)QUORUM stay complete until "
+            "the repair at the new factor ends (every replica at the old factor was "
+            "repaired first); reads at ONE / LOCAL_ONE may miss rows until then")
+
+
 def set_replication(session: Any, nodetool: Nodetool, keyspace: str, factor: int,
-                    nodes: Sequence[str], datacenter_of: Mapping[str, str] | None = None
-                    ) -> dict[str, str]:
+                    nodes: Sequence[str], datacenter_of: Mapping[str, str] | None = None,
+                    say: Callable[[str], None] = lambda _message: None) -> dict[str, str]:
     """`keyspace` to `factor` replicas, its strategy and datacenters kept (replication_for;
-    `datacenter_of`: each node's datacenter), then a full repair of it on every node, so
-    the new replicas hold the data before anything reads at the new factor. Returns the
+    `datacenter_of`: each node's datacenter). First a repair at the current factor, so that
+    every current replica holds every row (a quorum read at the new factor then reaches
+    one: `say` tells the operator whether it does, see reads_during_repair), then ALTER
+    KEYSPACE, then a repair at the new factor that fills the new replicas; each repair a
+    full one of the primary ranges on every node (each range once). Run again (a repair
+    timed out), the factor already set, only the second repair runs. Returns the
     replication map set; RingOpError names the keyspace when it is missing or refused."""
     if not keyspace.replace("_", "").isalnum():
         raise RingOpError(f"keyspace name {keyspace!r} is not a plain identifier")
@@ -143,13 +183,20 @@ def set_replication(session: Any, nodetool: Nodetool, keyspace: str, factor: int
         raise RingOpError(f"keyspace {keyspace}: the datacenter of {', '.join(unplaced)} "
                           "is not known yet; run the step again")
     wanted = replication_for(current, factor, dc_nodes)
-    options = ", ".join(f"'{_cql(k)}': '{_cql(v)}'" for k, v in wanted.items())
-    try:
-        session.execute(f'ALTER KEYSPACE "{keyspace}" WITH replication = {{{options}}}')
-    except Exception as exc:  # InvalidRequest, Unavailable, NoHostAvailable, timeouts
-        raise RingOpError(f"ALTER KEYSPACE {keyspace} to {options}: {exc}") from exc
+    before = _datacenter_replicas(current, len(nodes))
+    if before != _datacenter_replicas(wanted, len(nodes)):
+        for node in nodes:
+            nodetool.repair(node, keyspace)
+        options = ", ".join(f"'{_cql(k)}': '{_cql(v)}'" for k, v in wanted.items())
+        try:
+            session.execute(f'ALTER KEYSPACE "{keyspace}" WITH replication = {{{options}}}')
+        except Exception as exc:  # InvalidRequest, Unavailable, NoHostAvailable, timeouts
+            raise RingOpError(f"ALTER KEYSPACE {keyspace} to {options}: {exc}") from exc
+        say(reads_during_repair(keyspace, current, wanted, len(nodes)))
     for node in nodes:
         nodetool.repair(node, keyspace)
+    say(f"keyspace {keyspace}: repaired at its new factor on {', '.join(nodes)}: reads at "
+        "any consistency level complete again")
     return wanted
 
 

@@ -3,8 +3,10 @@ cluster, the first node the seed, one token each evenly spread (ccm's way), JMX 
 port per node so that `nodetool` works, and a `nodetool` wrapper that a shell reached over
 SSH on a node's address runs against that node (SSH_CONNECTION names the address).
 
-Spare nodes (beyond the ring's initial size) start with auto_bootstrap and a token in the
-middle of the widest range: they join a running ring as the approaches' new nodes do.
+Spare nodes (beyond the ring's initial size) start with a token in the middle of the widest
+range: they join a running ring as the approaches' new nodes do. Every node but the seed
+bootstraps when its directories are empty (`data_dirs`), so one emptied after it left the
+ring rejoins with its ranges streamed from the others.
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ class RingNodeService(CassandraService):
         # Several JVMs on a small box: a smaller heap than a lone node's by default.
         self.heap_mb = int(os.environ.get("ISSU_RING_HEAP_MB", 256))
 
+    def data_dirs(self) -> list[Path]:
+        """The directories a node that left the ring has emptied before it rejoins."""
+        data = self.dir / "data"
+        return [data / d for d in ("data", "commitlog", "saved_caches", "hints")]
+
     @property
     def joining(self) -> bool:
         return self.index > self.size
@@ -66,7 +73,10 @@ class RingNodeService(CassandraService):
                  else initial_tokens(self.size)[self.index - 1])
         return {
             "initial_token": str(token),
-            "auto_bootstrap": "true" if self.joining else "false",
+            # every node but the seed bootstraps when its data is empty, as a deployment's
+            # do: an initial node on the first start (nothing to stream yet), a node whose
+            # directories were emptied to rejoin the ring after it left
+            "auto_bootstrap": "true" if self.index > 1 else "false",
             "seeds": f"{ring_address(self.ctx.net, 1)}:{CASSANDRA_STORAGE_PORT}",
         }
 

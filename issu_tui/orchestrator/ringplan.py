@@ -132,9 +132,10 @@ def _grow(old: list[str], new: list[str]) -> list[RingStep]:
              for node in joining]
     steps.append(RingStep(
         "plan", "replication", tuple(old + joining),
-        f"ISSU keyspaces to replication factor {grown} (ALTER KEYSPACE), full repair on "
-        "every node, ownership checked", inverse=f"replication factor back to {final}",
-        factor=grown))
+        f"ISSU keyspaces to replication factor {grown}: repair at the current factor, ALTER "
+        "KEYSPACE, repair at the new one (full, -pr on every node), ownership checked; "
+        "reads at ONE may miss rows until the second repair ends",
+        inverse=f"replication factor back to {final}", factor=grown))
     keep, *leaving = old
     steps.append(RingStep("done", "stop", tuple(old),
                           "stop the v1 services on the old controllers except the database",
@@ -181,7 +182,9 @@ def _stay(nodes: list[str]) -> list[RingStep]:
             RingStep("plan", "leave", (node,), f"decommission {node} (it leaves the v1 ring)",
                      stops=(node,), inverse=f"{node} rejoins as v1"),
             RingStep("plan", "convert", (node,),
-                     f"convert {node} to v2 and let it rejoin the ring (bootstrap)",
+                     f"convert {node} to v2 and let it rejoin the ring: checked out of the ring, "
+                     "stopped, its database directories emptied (cassandra_dirs), started "
+                     "(bootstrap)",
                      inverse=f"convert {node} back to v1")]
     if away < final:
         steps.append(RingStep(

@@ -5,6 +5,14 @@ exactly the expected nodes, every one UN). A finished step is marked (journal st
 
 What depends on the deployment comes in through `RingHooks`: starting a node's database
 (a join), converting a node to v2 and stopping its v1 services (controller profiles).
+
+A node that left the ring (stay: decommissioned, or removed) rejoins as v2 only with its
+database directories emptied: Cassandra refuses to start on a decommissioned node's data,
+and a removed node's sstables and tokens would come back. The runner stops the node, checks
+through the other nodes that it is in the ring no more (refused otherwise: its data is then
+left alone), has the hooks empty the directories (the profile's `cassandra_dirs`, over SSH),
+journals what was cleared (event and step marker `<step>.cleared`), then starts the node's
+services: it bootstraps, streaming its ranges from the others.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backends.cassandra.connection import CassandraSide, CassandraUnavailable, connect
-from backends.cassandra.nodetool import Nodetool, NodetoolError
+from backends.cassandra.nodetool import NodeStatus, Nodetool, NodetoolError
 from backends.cassandra.ring import RingView, read_ring
 from backends.cassandra.ringops import (
     RingOpError,
@@ -51,6 +59,11 @@ class RingHooks:
     # brokers of some of these nodes; None: none of them runs one (nothing to guard).
     rabbit_status: Callable[[tuple[str, ...]], RabbitClusterView | None] = \
         lambda _stopping: None
+    # a node that left the ring rejoins: every service stopped (the database last), its
+    # database directories emptied (returns one line per directory), its services started
+    stop_node: Callable[[str], None] | None = None
+    clear_data: Callable[[str], list[str]] | None = None
+    start_node: Callable[[str], None] | None = None
 
 
 def guard_step(step: RingStep, ring: RingView, ensemble: EnsembleView | None = None,
@@ -100,7 +113,7 @@ class RingRunner:
             if step.stops:
                 self.guard(step)
             self.on_event(f"ring step: {step.does}")
-            members = self._do(step, members)
+            members = self._do(step, members, key)
             self.mark_step(key)
 
     def _members(self, steps: Sequence[RingStep]) -> list[str]:
@@ -165,7 +178,41 @@ class RingRunner:
             return members + [n for n in step.nodes if n not in members]
         return members
 
-    def _do(self, step: RingStep, members: list[str]) -> list[str]:
+    def _rejoin(self, node: str, members: list[str], key: str) -> None:
+        """`node` left the ring: stopped, checked out of it, its directories emptied (once:
+        marked), its services started (it bootstraps)."""
+        hooks = self.hooks
+        if hooks.stop_node is None or hooks.clear_data is None or hooks.start_node is None:
+            raise RingOpError(f"{node} left the ring: rejoining needs its database "
+                              "directories emptied, which these hooks cannot do")
+        if not self.step_done(f"{key}.cleared"):
+            others = [m for m in members if m != node]
+            if not others:
+                raise RingOpError(f"rejoin {node}: no other node to check the ring with")
+            status = self._status_via(others, f"rejoin {node}")
+            entry = next((n for n in status if n.address == node), None)
+            if entry is not None:
+                raise RingOpError(
+                    f"rejoin {node}: it is still in the ring ({entry.state}); its database "
+                    "directories are left alone: decommission it (or removenode it if it is "
+                    "down for good) first")
+            hooks.stop_node(node)
+            cleared = hooks.clear_data(node)
+            self.on_event(f"rejoin {node}: database directories emptied: "
+                          f"{'; '.join(cleared) or '(none reported)'}")
+            self.mark_step(f"{key}.cleared")
+        hooks.start_node(node)
+
+    def _status_via(self, nodes: Sequence[str], what: str) -> list[NodeStatus]:
+        failures = []
+        for node in nodes:
+            try:
+                return self.nodetool.status(node)
+            except NodetoolError as exc:
+                failures.append(str(exc))
+        raise RingOpError(f"{what}: no node answered nodetool status: {'; '.join(failures)}")
+
+    def _do(self, step: RingStep, members: list[str], key: str = "") -> list[str]:
         after = self._members_after(step, members)
         if step.action == "join":
             for node in step.nodes:
@@ -188,7 +235,8 @@ class RingRunner:
                                   for n in self.nodetool.status(members[0]) if n.datacenter}
                 for keyspace in ring.keyspaces:
                     wanted = set_replication(conn.session, self.nodetool, keyspace.name,
-                                             step.factor, members, datacenter_of)
+                                             step.factor, members, datacenter_of,
+                                             say=self.on_event)
                     replicas[keyspace.name] = replicas_of(wanted, len(members))
             # every node UN and each keyspace's ownership adding up to its new replicas
             for keyspace_name, count in replicas.items():
@@ -200,9 +248,10 @@ class RingRunner:
                              self.wait_s)
         elif step.action == "convert":
             for node in step.nodes:
-                self.hooks.convert(node)
-                if node not in members:
-                    self.hooks.start_database(node)  # a node that left rejoins as v2
+                if node not in members or self.step_done(f"{key}.cleared"):
+                    self._rejoin(node, members, key)  # it left the ring: rejoins as v2
+                else:
+                    self.hooks.convert(node)
             wait_ring(self.nodetool, after, after, step.does, self.wait_s,
                       poll_s=self.poll_s)
         elif step.action == "stop":
