@@ -1,4 +1,8 @@
-"""``python -m demo.services up|down|status [--net N] [--profile test|demo] [--only ...]``."""
+"""``python -m demo.services up|down|status [--net N] [--profile test|demo] [--only ...]``.
+
+``start|stop|state NAME...``: one service at a time, as a controller profile drives a host's
+database (`state` prints `running` for a service that answers, else its state).
+"""
 
 from __future__ import annotations
 
@@ -18,8 +22,10 @@ DEFAULT_SSH_HOSTS = 4
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m demo.services", description=__doc__)
-    parser.add_argument("action", choices=("up", "down", "status", "restart"))
-    parser.add_argument("names", nargs="*", help="for restart: service names (e.g. rabbitmq)")
+    parser.add_argument("action", choices=("up", "down", "status", "restart", "start",
+                                           "stop", "state"))
+    parser.add_argument("names", nargs="*", help="for restart, start, stop, state: service "
+                        "names (e.g. rabbitmq)")
     parser.add_argument(
         "--net",
         type=int,
@@ -68,6 +74,22 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"ready in {time.monotonic() - began:.1f} s; endpoints: {run_dir / ENDPOINTS_FILE}"
             )
+            return 0
+        if args.action in ("start", "stop", "state") and not args.names:
+            print(f"error: {args.action} needs service names", file=sys.stderr)
+            return 2
+        if args.action == "start":
+            for name in args.names:
+                launcher.start(name)
+            return 0
+        if args.action == "stop":
+            for name in args.names:
+                launcher.stop(name)
+            return 0
+        if args.action == "state":
+            for st in launcher.status(args.names):
+                print("running" if st.state == "ready" else
+                      "starting" if st.state == "running" else st.state)
             return 0
         if args.action == "restart":
             for name in args.names or launcher.names(only):
