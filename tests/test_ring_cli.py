@@ -7,7 +7,8 @@ Cassandra through `python -m demo.services start|stop|state` and names its direc
 status` from every node (exactly the expected nodes, all UN, each keyspace's ownership adding
 up to its replicas), the rows all there, the journal's step markers.
 
-grow runs in the smallest ring that has all its steps (2 -> 3 -> 2 instead of 3 -> 5 -> 3).
+grow runs in the smallest ring that has all its steps (2 -> 3 -> 2 instead of 3 -> 5 -> 3);
+stay needs its five nodes.
 """
 
 from __future__ import annotations
@@ -186,3 +187,41 @@ def test_issu_ring_run_grow_expands_then_shrinks_a_real_ring(cli_ring: CliRing) 
                               f"ring.5.decommission.{second}"])
     assert any(f"keyspace {KEYSPACE} (2 -> 3): reads at (LOCAL_)QUORUM stay complete" in e
                for e in events), events
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize("cli_ring", [(5, 0, "stay")], indirect=True)
+def test_issu_ring_run_stay_converts_five_nodes_two_rejoining(cli_ring: CliRing) -> None:
+    ring = cli_ring
+    nodes = ring.nodes
+    wait_ring(ring.nodetool, nodes, nodes, "ring up", timeout_s=600)
+    print(f"RSS per node, 5 up: {_rss_mib(ring)}")
+    side = CassandraSide("ring", (nodes[0],))
+    _create_rows(side, "{'class': 'SimpleStrategy', 'replication_factor': 3}",
+                 keyspace=KEYSPACE)
+
+    journal = Journal.open(ring.state)  # what `issu plan --approach stay` records
+    try:
+        journal.set_approach("stay")
+    finally:
+        journal.close()
+    _issu_ring_run(ring, "stay", "plan")
+    for node in nodes:
+        assert check_ring(ring.nodetool, node, nodes, KEYSPACE, 3) == []
+    markers, events = _journal(ring)
+    for node in nodes[-2:]:
+        assert any(e.startswith(f"rejoin {node}: database directories emptied: cleared ")
+                   for e in events), events
+    _finalized(ring, "stay")
+    _issu_ring_run(ring, "stay", "done")
+    for node in nodes:
+        assert check_ring(ring.nodetool, node, nodes, KEYSPACE, 3) == []
+    with connect(side, request_timeout=60) as conn:
+        assert _count(conn.session, KEYSPACE) == 200
+    markers, _ = _journal(ring)
+    fourth, fifth = nodes[-2:]
+    assert {f"ring.1.convert.{fourth}.cleared", f"ring.3.convert.{fifth}.cleared",
+            *(f"ring.{i}.convert.{n}" for i, n in zip((5, 6, 7), nodes[:3], strict=True))
+            } <= set(markers)
+    print(f"RSS per node at the end: {_rss_mib(ring)}")
