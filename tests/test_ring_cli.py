@@ -28,10 +28,11 @@ from backends.cassandra.connection import CassandraSide, connect
 from backends.cassandra.nodetool import Nodetool
 from backends.cassandra.ringops import check_ring, wait_ring
 from backends.ssh import SshExecutor, SshTarget
-from demo.services import Launcher
+from demo.services import Endpoints, Launcher
 from demo.services.plan import default_run_dir
 from demo.services.ring import RingNodeService, nodetool_path, ring_address
 from issu_tui.journal import Journal
+from issu_tui.orchestrator.finalize import COMMIT_STEP
 from tests.services_plugin import test_net
 from tests.test_ring import _count, _create_rows
 
@@ -48,12 +49,13 @@ class CliRing:
     state: Path
 
 
-def _config(tmp: Path, launcher: Launcher, run_dir: Path, net: int, nodes: list[str],
-            size: int, old: list[str], new: list[str]) -> Path:
+def _config(tmp: Path, launcher: Launcher, session: Endpoints, run_dir: Path, net: int,
+            nodes: list[str], size: int, old: list[str], new: list[str]) -> Path:
     """issu.toml: old and new's database hosts, one controller entry per ring node with its
     own profile (its Cassandra service and directories)."""
-    endpoints = launcher.endpoints()
-    ssh, zk = endpoints.ssh, endpoints.zk_old
+    # the ring's own nodes and sshd; ZooKeeper and RabbitMQ are the session's (the test
+    # profile's addresses on this net are theirs while `make test` runs)
+    ssh, zk, rabbit = launcher.endpoints().ssh, session.zk_old, session.rabbit
     host = (f"{sys.executable} -m demo.services --net {net} --run-dir {run_dir} "
             f"--ring {size} --ring-spares {len(nodes) - size}")
     lines = [f'state_dir = "{tmp / "state"}"', "[ssh]",
@@ -63,7 +65,7 @@ def _config(tmp: Path, launcher: Launcher, run_dir: Path, net: int, nodes: list[
                   f'version = "{"4.1.0" if side == "old" else "5.0.0"}"',
                   f"cassandra = {{ hosts = {json.dumps(hosts)}, prefix = \"{prefix}\" }}",
                   f'zookeeper = {{ hosts = ["{zk.host}:{zk.port}"], prefix = "{prefix}" }}',
-                  f'rabbit = {{ hosts = ["{endpoints.rabbit.host}"], '
+                  f'rabbit = {{ hosts = ["{rabbit.host}"], '
                   f'vhost = "{"/" if side == "old" else "/v2"}" }}']
     for i, address in enumerate(nodes, 1):
         side = "old" if address in old else "new"
@@ -84,7 +86,8 @@ def _config(tmp: Path, launcher: Launcher, run_dir: Path, net: int, nodes: list[
 
 
 @pytest.fixture()
-def cli_ring(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CliRing]:
+def cli_ring(request: pytest.FixtureRequest, tmp_path: Path,
+             services: Endpoints) -> Iterator[CliRing]:
     size, spares, approach = request.param
     net = test_net()
     run_dir = Path(f"{default_run_dir('test', net)}-ringcli")
@@ -94,7 +97,7 @@ def cli_ring(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CliRing
     launcher.down()
     shutil.rmtree(run_dir, ignore_errors=True)  # a decommissioned node cannot come back
     try:
-        launcher.up(["ring", "ssh", "zk"])
+        launcher.up(["ring", "ssh"])
         ssh = launcher.endpoints().ssh
         executor = SshExecutor(ssh.known_hosts_path, command_timeout_s=900)
 
@@ -103,7 +106,8 @@ def cli_ring(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CliRing
 
         old = nodes[:size]
         new = nodes if approach == "grow" else old
-        config = _config(tmp_path, launcher, run_dir.resolve(), net, nodes, size, old, new)
+        config = _config(tmp_path, launcher, services, run_dir.resolve(), net, nodes, size,
+                         old, new)
         yield CliRing(launcher, nodes, size,
                       Nodetool(executor, target, (str(nodetool_path(run_dir)),)), config,
                       tmp_path / "state")
@@ -112,15 +116,19 @@ def cli_ring(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CliRing
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _issu_ring_run(ring: CliRing, approach: str, when: str) -> dict[str, object]:
+def _issu(ring: CliRing, *args: str) -> subprocess.CompletedProcess[str]:
     began = time.monotonic()
     done = subprocess.run(
-        [str(Path(sys.executable).with_name("issu")), "ring", "run", "-c", str(ring.config),
-         "--approach", approach, "--when", when, "--json", "--timeout", "900",
-         "--nodetool", str(nodetool_path(ring.launcher.ctx.run_dir))],
+        [str(Path(sys.executable).with_name("issu")), *args, "-c", str(ring.config), "--json"],
         capture_output=True, text=True, timeout=1800, check=False)
-    print(f"issu ring run --approach {approach} --when {when}: exit {done.returncode} in "
+    print(f"issu {' '.join(args)}: exit {done.returncode} in "
           f"{time.monotonic() - began:.0f} s")
+    return done
+
+
+def _issu_ring_run(ring: CliRing, approach: str, when: str) -> dict[str, object]:
+    done = _issu(ring, "ring", "run", "--approach", approach, "--when", when, "--timeout",
+                 "900", "--nodetool", str(nodetool_path(ring.launcher.ctx.run_dir)))
     assert done.returncode == 0, done.stdout + done.stderr
     result: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
     return result
@@ -137,10 +145,12 @@ def _journal(ring: CliRing) -> tuple[list[str], list[str]]:
 
 
 def _finalized(ring: CliRing, approach: str) -> None:
-    """What finalize leaves in the journal (the phase done), for the steps of `done`."""
+    """What finalize leaves in the journal (its commit marked, the phase done), for the
+    steps of `done`."""
     journal = Journal.open(ring.state)
     try:
         journal.set_approach(approach)
+        journal.mark_step(COMMIT_STEP)
         journal.set_phase("done", status="done")
     finally:
         journal.close()
@@ -174,6 +184,17 @@ def test_issu_ring_run_grow_expands_then_shrinks_a_real_ring(cli_ring: CliRing) 
         # (3 -> 5 -> 3 ends with three nodes: it fits there)
         conn.session.execute("ALTER KEYSPACE system_distributed WITH replication = "
                              "{'class': 'SimpleStrategy', 'replication_factor': 2}")
+    # the decommission retires old's database, which revert goes back to: refused, before
+    # any step, until the operator closes the way back
+    refused = _issu(ring, "ring", "run", "--approach", "grow", "--when", "done",
+                    "--nodetool", str(nodetool_path(ring.launcher.ctx.run_dir)))
+    assert refused.returncode != 0
+    assert "issu close-way-back" in refused.stdout + refused.stderr, refused.stdout
+    assert f"decommission {second}" in refused.stdout + refused.stderr, refused.stdout
+    assert _journal(ring)[0] == sorted([f"ring.0.join.{spare}",
+                                        f"ring.1.replication.{first}+{second}+{spare}"])
+    closed = _issu(ring, "close-way-back")
+    assert closed.returncode == 0, closed.stdout + closed.stderr
     _issu_ring_run(ring, "grow", "done")
     for node in (first, spare):
         assert check_ring(ring.nodetool, node, [first, spare], KEYSPACE, 2) == []
@@ -208,7 +229,7 @@ def test_issu_ring_run_stay_converts_five_nodes_two_rejoining(cli_ring: CliRing)
         journal.close()
     _issu_ring_run(ring, "stay", "plan")
     for node in nodes:
-        assert check_ring(ring.nodetool, node, nodes, KEYSPACE, 3) == []
+        assert check_ring(ring.nodetool, node, nodes, KEYSPACE, 5) == []
     markers, events = _journal(ring)
     for node in nodes[-2:]:
         assert any(e.startswith(f"rejoin {node}: database directories emptied: cleared ")
@@ -216,12 +237,12 @@ def test_issu_ring_run_stay_converts_five_nodes_two_rejoining(cli_ring: CliRing)
     _finalized(ring, "stay")
     _issu_ring_run(ring, "stay", "done")
     for node in nodes:
-        assert check_ring(ring.nodetool, node, nodes, KEYSPACE, 3) == []
+        assert check_ring(ring.nodetool, node, nodes, KEYSPACE, 5) == []
     with connect(side, request_timeout=60) as conn:
         assert _count(conn.session, KEYSPACE) == 200
     markers, _ = _journal(ring)
     fourth, fifth = nodes[-2:]
-    assert {f"ring.1.convert.{fourth}.cleared", f"ring.3.convert.{fifth}.cleared",
-            *(f"ring.{i}.convert.{n}" for i, n in zip((5, 6, 7), nodes[:3], strict=True))
+    assert {f"ring.2.convert.{fourth}.cleared", f"ring.4.convert.{fifth}.cleared",
+            *(f"ring.{i}.convert.{n}" for i, n in zip((7, 8, 9), nodes[:3], strict=True))
             } <= set(markers)
     print(f"RSS per node at the end: {_rss_mib(ring)}")
