@@ -136,6 +136,9 @@ class CassandraConfig(_Strict):
     use_ssl: bool = False
     ca_certs: Path | None = None
     prefix: str = ""
+    # the ring's seed nodes (cassandra.yaml's seed_provider seeds): a seed does not
+    # bootstrap, so the stay approach never picks one to leave and rejoin empty
+    seeds: list[str] = []
 
     _secret = field_validator("password", mode="before")(_resolve_secret)
 
@@ -143,6 +146,13 @@ class CassandraConfig(_Strict):
     @classmethod
     def _hosts(cls, hosts: list[str]) -> list[str]:
         return check_cassandra_hosts(hosts)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds: list[str]) -> list[str]:
+        for seed in seeds:
+            _check_host_port(seed)
+        return seeds
 
     @field_validator("prefix")
     @classmethod

@@ -190,7 +190,8 @@ def run_cmd(config_path: Path, approach: str, when: str, nodetool_cmd: str,
 
     config = load_or_exit(config_path)
     try:
-        ring_steps(approach, list(config.old.cassandra.hosts), list(config.new.cassandra.hosts))
+        ring_steps(approach, list(config.old.cassandra.hosts), list(config.new.cassandra.hosts),
+                   config.old.cassandra.seeds)
     except RingPlanError as exc:
         click.echo(f"{config_path}: {exc}", err=True)
         sys.exit(2)

@@ -20,7 +20,13 @@ from cassandra import ConsistencyLevel, InvalidRequest
 from cassandra.query import SimpleStatement
 
 from backends.cassandra.connection import CassandraSide, connect
-from backends.cassandra.nodetool import NodeStatus, Nodetool, NodetoolError, parse_status
+from backends.cassandra.nodetool import (
+    NodeStatus,
+    Nodetool,
+    NodetoolError,
+    parse_seeds,
+    parse_status,
+)
 from backends.cassandra.ring import read_ring
 from backends.cassandra.ringops import (
     RingOpError,
@@ -69,6 +75,13 @@ def test_parse_status() -> None:
     assert {n.datacenter for n in nodes} == {"datacenter1"} and one.datacenter == ""
 
 
+def test_parse_seeds() -> None:
+    # Cassandra 5.0.8's own lines (a ring's second node; its seed, which lists no other)
+    assert parse_seeds("Current list of seed node IPs, excluding the current node's IP: "
+                       "/127.31.0.41:7000 /127.31.0.43:7000\n") == ["127.31.0.41", "127.31.0.43"]
+    assert parse_seeds("Seed node list does not contain any remote node IPs\n") == []
+
+
 class _GossipLag:
     """nodetool status as each node sees a joining node: UN at once on the first node,
     only after `lag` more polls on the second (gossip reaches nodes one after another)."""
@@ -97,6 +110,35 @@ def test_a_join_is_done_only_once_every_node_sees_the_new_one_normal() -> None:
     runner.run([RingStep("plan", "join", (spare,), f"join {spare}")])
     assert started == [spare]
     assert nodetool.polls.get(second) == 3  # asked until it, too, saw the new node UN
+
+
+def test_a_seed_is_refused_before_it_leaves_to_rejoin() -> None:
+    """Without old.cassandra.seeds the plan may pick a seed for stay's leave and rejoin; a
+    seed does not bootstrap. The runner asks a node that stays (nodetool getseeds) and
+    refuses the leave, naming the seed, before anything is guarded or decommissioned."""
+    nodes = [f"127.9.0.{i}" for i in range(1, 6)]
+    leave = next(s for s in ring_steps("stay", nodes, nodes) if s.action == "leave")
+    assert leave.nodes == (nodes[3],)
+    asked: list[str] = []
+
+    class Seeds(_GossipLag):
+        def seeds(self, address: str) -> list[str]:
+            asked.append(address)
+            if address == nodes[0]:
+                raise NodetoolError(f"nodetool getseeds on {address}: Connection refused")
+            return [nodes[3]]
+
+        def decommission(self, address: str, timeout_s: float | None = None) -> None:
+            raise AssertionError(f"decommissioned {address}")
+
+    runner = RingRunner(CassandraSide("ring", (nodes[0],)),
+                        Seeds(nodes[:4], nodes[4], lag=0),  # type: ignore[arg-type]
+                        RingHooks(start_database=print, convert=print, stop_v1=print),
+                        ["ks"], poll_s=0.01)
+    with pytest.raises(RingStepRefused, match=r"127\.9\.0\.4 is a seed of the ring "
+                       r"\(nodetool getseeds on 127\.9\.0\.2\): a seed does not bootstrap"):
+        runner.run([leave], first_index=1)
+    assert asked == [nodes[0], nodes[1]]
 
 
 @dataclass

@@ -72,7 +72,8 @@ def test_rolling_names_its_single_point_of_failure_and_stay_needs_five() -> None
         ring_steps("grow", OLD, OLD)
 
 
-def _write_config(tmp_path: Path, old: list[str], new: list[str]) -> Path:
+def _write_config(tmp_path: Path, old: list[str], new: list[str],
+                  seeds: list[str] | None = None) -> Path:
     path = tmp_path / "issu.toml"
     path.write_text(f"""state_dir = "{tmp_path / 'state'}"
 [ssh]
@@ -80,7 +81,7 @@ known_hosts = "{tmp_path / 'known_hosts'}"
 [old]
 name = "old"
 version = "4.1.0"
-cassandra = {{ hosts = {old!r}, prefix = "v1" }}
+cassandra = {{ hosts = {old!r}, prefix = "v1", seeds = {seeds or []!r} }}
 zookeeper = {{ hosts = ["10.0.0.1:2181"] }}
 rabbit = {{ hosts = ["10.0.0.1"] }}
 api_server = {{ url = "http://10.0.0.1:8082" }}
@@ -93,6 +94,25 @@ rabbit = {{ hosts = ["10.0.0.4"] }}
 api_server = {{ url = "http://10.0.0.4:8082" }}
 """.replace("'", '"'))
     return path
+
+
+def test_stay_never_picks_a_seed_to_leave_and_rejoin(tmp_path: Path) -> None:
+    """A seed does not bootstrap: emptied and started again it would serve its ranges with
+    no data. stay picks the last two nodes that are not seeds (old.cassandra.seeds), which
+    `issu plan` shows; with fewer than two it refuses, naming the seeds."""
+    steps = ring_steps("stay", NEW, NEW, seeds=["10.0.0.5:7000"])
+    assert [s.nodes for s in steps if s.action in ("leave", "convert")] == [
+        ("10.0.0.3",), ("10.0.0.3",), ("10.0.0.4",), ("10.0.0.4",),
+        ("10.0.0.1",), ("10.0.0.2",), ("10.0.0.5",)]
+    with pytest.raises(RingPlanError, match=r"not seeds .* seeds \(old\.cassandra\.seeds\): "
+                       r"10\.0\.0\.1, 10\.0\.0\.2, 10\.0\.0\.3, 10\.0\.0\.4$"):
+        ring_steps("stay", NEW, NEW, seeds=NEW[:4])
+    plan = CliRunner().invoke(cli, ["plan", "-c", str(_write_config(tmp_path, NEW, NEW,
+                                                                    ["10.0.0.5"])),
+                                    "--approach", "stay"])
+    assert plan.exit_code == 0, plan.output
+    assert "decommission 10.0.0.3 (it leaves" in plan.output
+    assert "decommission 10.0.0.5" not in plan.output
 
 
 def test_ring_run_refuses_a_config_that_does_not_fit(tmp_path: Path) -> None:

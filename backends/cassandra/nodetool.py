@@ -68,6 +68,26 @@ def parse_status(text: str) -> list[NodeStatus]:
     return nodes
 
 
+def parse_seeds(text: str) -> list[str]:
+    """The addresses of `nodetool getseeds`: "Current list of seed node IPs, excluding the
+    current node's IP: /127.31.0.41:7000 ..." (5.0), or "Seed node list does not contain
+    any remote node IPs"; each without its slash and storage port."""
+    _, colon, rest = text.partition("IP: ")
+    if not colon:
+        if "does not contain any remote node" in text:
+            return []
+        raise NodetoolOutputError(f"nodetool getseeds: unexpected output {text.strip()[-400:]!r}")
+    seeds = []
+    for word in rest.replace(",", " ").split():
+        address = word.lstrip("/")
+        if address.count(":") == 1:
+            address = address.rsplit(":", 1)[0]
+        elif address.startswith("[") and "]:" in address:  # [v6]:port
+            address = address[1:address.index("]:")]
+        seeds.append(address)
+    return seeds
+
+
 class Nodetool:
     """nodetool on the database hosts; `target_of(address)` is the SSH target of a node."""
 
@@ -99,6 +119,10 @@ class Nodetool:
             raise NodetoolOutputError(f"nodetool status on {address}: no node lines in "
                                 f"{result.stdout.strip()[-400:]!r}")
         return nodes
+
+    def seeds(self, address: str) -> list[str]:
+        """The seed nodes `address` uses, but itself (`nodetool getseeds`, Cassandra 4.0+)."""
+        return parse_seeds(self.run(address, "getseeds", timeout_s=120).stdout)
 
     def decommission(self, address: str, timeout_s: float | None = None) -> None:
         self.run(address, "decommission", timeout_s=timeout_s)

@@ -491,7 +491,7 @@ class Executor:
         when = str(args.get("when") or "")
         try:
             steps = ring_steps(approach, list(config.old.cassandra.hosts),
-                               list(config.new.cassandra.hosts))
+                               list(config.new.cassandra.hosts), config.old.cassandra.seeds)
         except RingPlanError as exc:
             raise OrchestratorError(f"{self.ctx.config_path}: {exc}") from None
         if when not in {s.when for s in steps} | {"plan", "computes", "done"}:
@@ -528,7 +528,7 @@ class Executor:
         config = self.ctx.config
         try:
             steps = ring_steps(self.approach, list(config.old.cassandra.hosts),
-                               list(config.new.cassandra.hosts))
+                               list(config.new.cassandra.hosts), config.old.cassandra.seeds)
         except RingPlanError as exc:
             # the approach recorded by default (shared hosts: grow) may not fit this ring;
             # `issu plan` names why, the steps are then the operator's (as before)

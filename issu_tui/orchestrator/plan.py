@@ -78,7 +78,7 @@ def _ring_plan_steps(spec: phases.Phase, f: _Facts, when: str) -> list[PlanStep]
         return []
     old, new = f.config.old.cassandra.hosts, f.config.new.cassandra.hosts
     try:
-        steps = ring_steps(f.approach, list(old), list(new))
+        steps = ring_steps(f.approach, list(old), list(new), f.config.old.cassandra.seeds)
     except RingPlanError as exc:
         return [PlanStep(spec.name, f"{f.approach}: {exc}",
                          [f"Cassandra {_hosts(list(old) + [h for h in new if h not in old])}"],

@@ -77,7 +77,7 @@ def ring_steps_done(config: IssuConfig, approach: str | None,
         return []
     try:
         steps = ring_steps(approach, list(config.old.cassandra.hosts),
-                           list(config.new.cassandra.hosts))
+                           list(config.new.cassandra.hosts), config.old.cassandra.seeds)
     except RingPlanError:
         return []
     return [s for i, s in enumerate(steps)

@@ -106,13 +106,15 @@ def way_back_refusal(steps: list[RingStep], when: str, done: Collection[str],
             "close-way-back` (it drains the reverse replication; revert is refused after)")
 
 
-def ring_steps(approach: str, old_nodes: list[str], new_nodes: list[str]) -> list[RingStep]:
+def ring_steps(approach: str, old_nodes: list[str], new_nodes: list[str],
+               seeds: Collection[str] = ()) -> list[RingStep]:
     """The steps of `approach` for a ring of `old_nodes` (v1) and `new_nodes` (the v2
-    controllers' database nodes joining it; grow only)."""
+    controllers' database nodes joining it; grow only); `seeds`: the ring's seed nodes
+    (old.cassandra.seeds), which stay never picks to rejoin."""
     if approach == "grow":
         return _grow(old_nodes, new_nodes)
     if approach == "stay":
-        return _stay(old_nodes)
+        return _stay(old_nodes, seeds)
     if approach == "rolling":
         return _rolling(old_nodes)
     return []
@@ -156,11 +158,26 @@ def _grow(old: list[str], new: list[str]) -> list[RingStep]:
     return steps
 
 
-def _stay(nodes: list[str]) -> list[RingStep]:
+def host_of(address: str) -> str:
+    """`host` of a `host` or `host:port` entry."""
+    return address.rsplit(":", 1)[0] if address.count(":") == 1 else address
+
+
+def _stay(nodes: list[str], seeds: Collection[str]) -> list[RingStep]:
     if len(nodes) < 5:
         raise RingPlanError(f"stay keeps 5 database nodes; the ring has {len(nodes)} "
                             f"({', '.join(nodes) or 'none'})")
-    first, rest = nodes[-2:], nodes[:-2]
+    # The two nodes that leave come back empty and must bootstrap, which a seed never
+    # does (it would start with no data and own its ranges): the last two non-seeds.
+    seed_hosts = {host_of(s) for s in seeds}
+    movable = [n for n in nodes if host_of(n) not in seed_hosts]
+    if len(movable) < 2:
+        raise RingPlanError(
+            "stay needs two nodes that are not seeds to leave and rejoin (a seed does not "
+            "bootstrap); seeds (old.cassandra.seeds): "
+            + ", ".join(n for n in nodes if n not in movable))
+    first = movable[-2:]
+    rest = [n for n in nodes if n not in first]
     # Cassandra refuses a decommission that leaves fewer nodes than a keyspace's factor (and
     # so does the runner's guard, guard_leave): at the approach's RF 5 on 5 nodes no node
     # can leave. So the factor goes down first, to the most the nodes that stay hold while

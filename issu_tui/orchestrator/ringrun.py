@@ -43,7 +43,7 @@ from issu_tui.orchestrator.quorum import (
     guard_ring,
     unknown_nodes,
 )
-from issu_tui.orchestrator.ringplan import RingStep, takes_down
+from issu_tui.orchestrator.ringplan import RingStep, host_of, takes_down
 
 
 class RingStepRefused(RuntimeError):
@@ -110,6 +110,8 @@ class RingRunner:
             if self.step_done(key):
                 members = self._members_after(step, members)
                 continue
+            if step.action == "leave":
+                self._refuse_seeds(step, members)
             if step.stops:
                 self.guard(step)
             self.on_event(f"ring step: {step.does}")
@@ -141,6 +143,31 @@ class RingRunner:
         result = guard_step(step, ring, ensemble, rabbit, self.min_replicas)
         if not result.ok:
             raise RingStepRefused("; ".join(str(r) for r in result.refusals))
+
+    def _refuse_seeds(self, step: RingStep, members: list[str]) -> None:
+        """A node that leaves to rejoin empty must bootstrap, which a seed never does (it
+        would start with no data and serve its ranges empty): refused, naming it, on the
+        seeds a node that stays uses (the plan avoids old.cassandra.seeds; this catches a
+        config that does not list them)."""
+        others = [m for m in members if host_of(m) not in {host_of(n) for n in step.nodes}]
+        failures = []
+        for via in others:
+            try:
+                seeds = {host_of(s) for s in self.nodetool.seeds(via)}
+            except NodetoolError as exc:
+                failures.append(str(exc))
+                continue
+            named = [n for n in step.nodes if host_of(n) in seeds]
+            if named:
+                raise RingStepRefused(
+                    f"{step.does}: {', '.join(named)} is a seed of the ring (nodetool "
+                    f"getseeds on {via}): a seed does not bootstrap, so it cannot rejoin "
+                    "with its directories emptied; list the ring's seeds in "
+                    "old.cassandra.seeds (the plan then picks other nodes), or make it a "
+                    "non-seed (cassandra.yaml seeds on every node) first")
+            return
+        raise RingOpError(f"{step.does}: whether it is a seed could not be read (nodetool "
+                          f"getseeds): {'; '.join(failures) or 'no other node in the ring'}")
 
     @contextmanager
     def _connect(self, what: str) -> Iterator[Any]:
