@@ -141,6 +141,49 @@ def test_a_seed_is_refused_before_it_leaves_to_rejoin() -> None:
     assert asked == [nodes[0], nodes[1]]
 
 
+def test_a_node_down_leaves_by_removenode_through_a_live_node() -> None:
+    """A node to decommission that is down cannot stream its ranges away: after the guard,
+    the step removes it with `nodetool removenode <its host id>` through a node that stays,
+    says so, and is done once every remaining node sees the others UN; a node up is
+    decommissioned as before."""
+    nodes = ["127.9.0.1", "127.9.0.2", "127.9.0.3"]
+    ids = {n: f"00000000-0000-0000-0000-00000000000{i}" for i, n in enumerate(nodes)}
+
+    class DeadThird:
+        def __init__(self) -> None:
+            self.ran: list[tuple[str, ...]] = []
+            self.gone: set[str] = set()
+
+        def status(self, address: str, keyspace: str | None = None) -> list[NodeStatus]:
+            return [NodeStatus(n, "DN" if n == nodes[2] else "UN", 1, None, ids[n], "dc1")
+                    for n in nodes if n not in self.gone]
+
+        def removenode(self, via: str, host_id: str) -> None:
+            self.ran.append(("removenode", via, host_id))
+            self.gone.add(nodes[2])
+
+        def decommission(self, address: str, timeout_s: float | None = None) -> None:
+            self.ran.append(("decommission", address))
+            self.gone.add(address)
+
+    nodetool = DeadThird()
+    events: list[str] = []
+    guarded: list[str] = []
+    runner = RingRunner(CassandraSide("ring", (nodes[0],)), nodetool,  # type: ignore[arg-type]
+                        RingHooks(start_database=print, convert=print, stop_v1=print), ["ks"],
+                        on_event=events.append, poll_s=0.01)
+    runner.guard = lambda step: guarded.append(step.does)  # type: ignore[method-assign]
+    runner.run([RingStep("done", "decommission", (nodes[2],), f"decommission {nodes[2]}",
+                         stops=(nodes[2],)),
+                RingStep("done", "decommission", (nodes[1],), f"decommission {nodes[1]}",
+                         stops=(nodes[1],))])
+    assert guarded == [f"decommission {nodes[2]}", f"decommission {nodes[1]}"]
+    assert nodetool.ran == [("removenode", nodes[0], ids[nodes[2]]),
+                            ("decommission", nodes[1])]
+    assert any(f"{nodes[2]} is down (DN as {nodes[0]} sees it)" in e
+               and f"nodetool removenode {ids[nodes[2]]}" in e for e in events), events
+
+
 @dataclass
 class Ring:
     launcher: Launcher
@@ -282,7 +325,21 @@ def test_grow_on_a_real_ring(ring: Ring) -> None:
         assert not refused.ok and f"{spare} (down)" in str(refused.refusals[0])
         with pytest.raises(RingOpError, match="it is up"):
             remove_dead_node(nodetool, first, first, [first])
-        remove_dead_node(nodetool, first, spare, [first])
+        # its decommission step cannot run on it: after the guard (one node cannot hold two
+        # replicas), removenode through the node that stays
+        gone = RingStep("done", "decommission", (spare,), f"decommission {spare}",
+                        stops=(spare,))
+        with pytest.raises(RingStepRefused, match=r"keyspace ks.*lower its factor first"):
+            runner.run([gone], first_index=len(steps))
+        for keyspace in ("ks", "system_distributed", "system_traces"):
+            conn.session.execute(f"ALTER KEYSPACE {keyspace} WITH replication = "
+                                 "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+        events: list[str] = []
+        runner.on_event = events.append
+        runner.run([gone], first_index=len(steps))
+        assert check_ring(nodetool, first, [first]) == []
+        assert any(f"{spare} is down (DN as {first} sees it)" in e and "removenode" in e
+                   for e in events), events
         assert _count(conn.session, "ks") == 200
 
 

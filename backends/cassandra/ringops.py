@@ -224,11 +224,11 @@ def decommission(nodetool: Nodetool, node: str, remaining: Sequence[str],
 def remove_dead_node(nodetool: Nodetool, via: str, node: str, remaining: Sequence[str],
                      timeout_s: float = 900.0) -> None:
     """`removenode` of a node that is down for good (its host id from `nodetool status`);
-    refused while it is up (decommission it instead)."""
+    refused while it is up (decommission it instead). Run again after a timeout, it waits
+    for a removal under way (DL) and passes a node already gone."""
     entry = next((n for n in nodetool.status(via) if n.address == node), None)
-    if entry is None:
-        raise RingOpError(f"removenode {node}: not in the ring as {via} sees it")
-    if entry.state.startswith("U"):
+    if entry is not None and entry.state.startswith("U"):
         raise RingOpError(f"removenode {node}: it is up ({entry.state}); decommission it")
-    nodetool.removenode(via, entry.host_id)
+    if entry is not None and entry.state != "DL":
+        nodetool.removenode(via, entry.host_id)
     wait_ring(nodetool, remaining, remaining, f"removenode {node}", timeout_s)

@@ -28,6 +28,7 @@ from backends.cassandra.ring import RingView, read_ring
 from backends.cassandra.ringops import (
     RingOpError,
     decommission,
+    remove_dead_node,
     replicas_of,
     set_replication,
     wait_ring,
@@ -230,6 +231,30 @@ class RingRunner:
             self.mark_step(f"{key}.cleared")
         hooks.start_node(node)
 
+    def _leave(self, node: str, remaining: list[str], what: str) -> None:
+        """`node` leaves the ring: decommissioned when it is up (it streams its ranges away);
+        when the nodes that stay see it down it cannot, so `nodetool removenode <host id>`
+        through one of them (the others stream its ranges' replicas among themselves).
+        Either way every remaining node must then see the others UN and no trace of it."""
+        failures = []
+        for via in remaining:
+            try:
+                status = self.nodetool.status(via)
+                break
+            except NodetoolError as exc:
+                failures.append(str(exc))
+        else:
+            raise RingOpError(f"{what}: no remaining node answered nodetool status: "
+                              f"{'; '.join(failures) or 'none remains'}")
+        entry = next((n for n in status if n.address == node), None)
+        if entry is None or entry.state.startswith("U"):
+            decommission(self.nodetool, node, remaining, self.wait_s)
+            return
+        self.on_event(f"{what}: {node} is down ({entry.state} as {via} sees it) and cannot "
+                      f"stream its ranges away: nodetool removenode {entry.host_id} through "
+                      f"{via}; the remaining nodes rebuild its replicas")
+        remove_dead_node(self.nodetool, via, node, remaining, self.wait_s)
+
     def _status_via(self, nodes: Sequence[str], what: str) -> list[NodeStatus]:
         failures = []
         for node in nodes:
@@ -271,8 +296,7 @@ class RingRunner:
                           keyspace=keyspace_name, factor=count)
         elif step.action in ("decommission", "leave"):
             for node in step.nodes:
-                decommission(self.nodetool, node, [m for m in after if m != node],
-                             self.wait_s)
+                self._leave(node, [m for m in after if m != node], step.does)
         elif step.action == "convert":
             for node in step.nodes:
                 if node not in members or self.step_done(f"{key}.cleared"):
