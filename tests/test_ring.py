@@ -257,12 +257,13 @@ def _create_rows(side: CassandraSide, replication: str, keyspace: str = "ks") ->
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # three JVMs, a bootstrap, two repairs, a decommission, a removenode
 @pytest.mark.parametrize("ring", [(2, 1)], indirect=True)
 def test_grow_on_a_real_ring(ring: Ring) -> None:
     """grow through the runner, in the smallest ring that has all its steps (2 -> 3 -> 2
     instead of 3 -> 5 -> 3: three JVMs instead of five): join, factor up (repair), stop v1,
-    convert one old node, factor down, decommission the other; then a node dies and is
-    removed."""
+    convert one old node, factor down, decommission the other; then a node dies and its
+    decommission step removes it (guarded first, then removenode through the node left)."""
     first, second = ring.old
     (spare,) = ring.spares
     nodetool = ring.nodetool
