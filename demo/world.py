@@ -210,9 +210,20 @@ class World:
         hosts = {self.plan.ssh_host(i): f"compute-{i + 1}" for i in range(computes)}
         hosts.update({h.address: h.name for c in ("v1", "v2") for h in self.controller_hosts(c)})
         hosts[self.northbound_address()] = "northbound"
+        # the database hosts the inventory lists: issu asks the broker's for its queues
+        for address, name in self.database_hosts().items():
+            hosts.setdefault(address, name)
         for address, name in self.opts.extra_ssh_hosts.items():
             hosts.setdefault(address, name)
         return hosts
+
+    def database_hosts(self) -> dict[str, str]:
+        """Address -> inventory name of both clusters' database hosts (Cassandra,
+        ZooKeeper, the broker), as the generated config lists them."""
+        p = self.plan
+        return {p.cassandra_old: "cassandra-v1", p.zk_old: "zookeeper-v1",
+                p.cassandra_new: "cassandra-v2", p.zk_new: "zookeeper-v2",
+                p.rabbitmq: "rabbitmq"}
 
     def northbound_address(self) -> str:
         return f"127.{self.opts.net}.0.{NORTHBOUND_ADDRESS}"
@@ -683,7 +694,7 @@ class World:
                        "ssh_user": ssh.user, "ssh_key": str(ssh.key_path),
                        "ssh_port": ssh.port, "profile": h.profile}
                       for h in self.controller_hosts(cid)[1:]),
-                    # not reached over SSH by issu: listed for the database role
+                    # the database role; the broker's host lists old's writers' queues (settle)
                     *({"name": f"{kind}-{cid}", "address": host, "roles": ["database"],
                        "ssh_user": ssh.user, "ssh_key": str(ssh.key_path),
                        "ssh_port": ssh.port, "profile": f"demo-{cid}"}

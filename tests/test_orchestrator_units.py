@@ -503,6 +503,38 @@ def test_plan_says_what_settle_old_writers_waits_on(tmp_path: Path) -> None:
             "device-manager on old-ctl-1") in finalize_touches(with_queues)
 
 
+def test_settle_lists_the_queues_on_the_brokers_host(tmp_path: Path) -> None:
+    """`rabbitmqctl` answers for the node it runs on: of the old hosts whose profile has a
+    `queues` step, the one on old's broker is asked, whatever the inventory's order (a
+    database host listed first that runs no broker made finalize fail)."""
+    from issu_tui.orchestrator.settle import queues_host
+
+    config = _config(tmp_path)
+    key = tmp_path / "key"
+    key.write_text("x")
+
+    def host(name: str, address: str) -> dict[str, object]:
+        return {"name": name, "address": address, "ssh_key": str(key), "profile": "site",
+                "roles": ["database"]}
+
+    def with_hosts(*hosts: dict[str, object]) -> IssuConfig:
+        return IssuConfig.model_validate({
+            **config.model_dump(mode="json"),
+            "old": {**config.old.model_dump(mode="json"), "controllers": list(hosts),
+                    "rabbit": {**config.old.rabbit.model_dump(mode="json"),
+                               "hosts": ["10.0.0.31"]}},
+            "ssh": {"known_hosts": str(key)},
+            "controller_profiles": {"site": {"base": "systemd", "queues": "rabbitmqctl -q "
+                                             "list_queues -p {vhost} name"}}})
+
+    chosen = queues_host(with_hosts(host("cassandra-1", "10.0.0.11"),
+                                    host("rabbitmq-1", "10.0.0.31")))
+    assert chosen is not None and chosen.name == "rabbitmq-1"
+    # no host on the broker: the first that can list them
+    chosen = queues_host(with_hosts(host("cassandra-1", "10.0.0.11")))
+    assert chosen is not None and chosen.name == "cassandra-1"
+
+
 def test_settle_expects_one_queue_per_writer_on_any_of_its_hosts(tmp_path: Path) -> None:
     """With several config hosts Contrail's writers are active-backup (only the active one
     has a queue): one queue per writer, named after any of its hosts (name, FQDN, address);

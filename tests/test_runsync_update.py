@@ -52,6 +52,8 @@ def test_update_without_link_change_reads_and_writes_only_the_object(world: Worl
     assert len([q for q in sent["new"] if q.startswith("SELECT")]) == 1, sent
     assert len(sent["new"]) == 2, sent
     assert result.cells_written == 1  # prop:display_name, the one cell the update changed
+    # run-sync's lag is measured from the cell new lacked, not from the object's older ones
+    assert result.newest_writetime == api.uuid_io.read_partition(vn)["prop:display_name"][1]
     assert result.cells_unchanged > 5 and result.cells_deleted == 0
     new_uuid = world.new_table(cd.UUID_TABLE)
     assert json.loads(new_uuid.read_partition(vn)["prop:display_name"][0]) == "quiet-2"
@@ -60,6 +62,8 @@ def test_update_without_link_change_reads_and_writes_only_the_object(world: Worl
     again = applier.apply(update)
     assert again.cells_written == 0 and not [q for q in sent["new"]
                                              if not q.startswith("SELECT")]
+    # new was not behind: no lag sample (it used to be the object's age, a p99 of minutes)
+    assert again.newest_writetime == 0
 
 
 def test_update_adding_then_dropping_a_ref_brings_the_target_cells(world: World) -> None:

@@ -71,7 +71,7 @@ class CellChanges:
     cells: int = 0               # translated cells of old (written or already equal on new)
     unchanged: int = 0           # of those, already on new with that value and writetime
     quarantined: int = 0
-    newest_writetime: int = 0
+    newest_writetime: int = 0    # of the cells to write (new lacked them); 0 if none
 
     def split(self, first: Callable[[TableContext, str, str], bool]) -> tuple[CellChanges,
                                                                              CellChanges]:
@@ -372,12 +372,14 @@ class Replicator:
                 continue
             translated.append(item)
             changes.cells += 1
-            if item.writetime > changes.newest_writetime:
-                changes.newest_writetime = item.writetime
             if current.pop((new_key, item.column), None) == (item.value, item.writetime):
                 changes.unchanged += 1
             else:
                 changes.inserts.append((ctx, new_key, item))
+                # only what new lacked measures how far behind it was: a cell it holds
+                # already would make the lag the object's age
+                if item.writetime > changes.newest_writetime:
+                    changes.newest_writetime = item.writetime
         for (k, c), (_, ts) in current.items():
             changes.deletes.append((ctx, k, c, ts))
         return translated

@@ -54,7 +54,7 @@ KEYS_PER_READ = 100  # partitions per multi-partition read of linked cells
 class ApplyResult:
     uuid: str
     present_on_old: bool = False
-    newest_writetime: int = 0  # microseconds; 0 when nothing of the object is left on old
+    newest_writetime: int = 0  # microseconds, of the newest cell new lacked; 0: nothing was behind
     cells_written: int = 0
     cells_deleted: int = 0
     cells_unchanged: int = 0  # already on new with that value and writetime: not rewritten

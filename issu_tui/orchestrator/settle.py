@@ -99,12 +99,17 @@ def _queues_host(ctx: Context) -> ControllerHostConfig | None:
 
 
 def queues_host(config: IssuConfig) -> ControllerHostConfig | None:
-    """The first old controller host whose profile can list the broker's queues."""
+    """The old controller host to list the broker's queues on: of those whose profile has a
+    `queues` step, one on old's broker (`rabbitmqctl` talks to the node it runs on), else
+    the first."""
     from backends.controller import build_controller_profiles
 
     profiles = build_controller_profiles(config.controller_profiles)
-    return next((h for h in config.old.controllers
-                 if h.profile in profiles and profiles[h.profile].has_queues), None)
+    able = [h for h in config.old.controllers
+            if h.profile in profiles and profiles[h.profile].has_queues]
+    brokers = {h.rsplit(":", 1)[0] if h.count(":") == 1 else h.strip("[]")
+               for h in config.old.rabbit.hosts}
+    return next((h for h in able if h.address in brokers), able[0] if able else None)
 
 
 def settle_planned(config: IssuConfig) -> str:
