@@ -402,7 +402,7 @@ def build_controller_profiles(overrides: Mapping[str, Mapping[str, object]] | No
                               ) -> dict[str, ControllerProfile]:
     """The built-in controller profiles with the config's `controller_profiles` applied: a
     profile's `services` table is merged into the built-in map (a new name is added, an
-    existing one renamed)."""
+    existing one renamed, one set to "" removed: a service these hosts do not run)."""
     specs = {k: dict(v) for k, v in BUILTIN_CONTROLLER_PROFILES.items()}
     for name, override in (overrides or {}).items():
         base = str(override.get("base", name if name in BUILTIN_CONTROLLER_PROFILES else ""))
@@ -410,8 +410,9 @@ def build_controller_profiles(overrides: Mapping[str, Mapping[str, object]] | No
             raise ProfileError(f"controller_profiles.{name}.base: unknown profile {base!r} "
                                f"(built-in: {', '.join(BUILTIN_CONTROLLER_PROFILES)})")
         builtin = BUILTIN_CONTROLLER_PROFILES.get(base, {})
-        services = {**_service_map(builtin.get("services")),
-                    **_service_map(override.get("services"))}
+        merged = {**_service_map(builtin.get("services")),
+                  **_service_map(override.get("services"))}
+        services = {service: unit for service, unit in merged.items() if unit}
         specs[name] = {**builtin, **override, "services": services}
     return {name: ControllerProfile.build(name, spec) for name, spec in specs.items()}
 

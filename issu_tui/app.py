@@ -545,8 +545,10 @@ class IssuApp(App[int]):
         snap = self.state.snapshot
         differences = snap.sync.verify_differences if snap else None
         force = bool(differences)
-        text = ("Northbound clients switch to the new cluster; the old one is left behind. "
-                "This cannot be rolled back.")
+        way_back = self.backend.way_back_after_finalize()
+        text = ("Old's config services stop and northbound clients switch to the new "
+                f"cluster. After its point of no return abort is refused. The {way_back} "
+                "(then `issu revert` goes back, until W closes the way back).")
         if force:
             text += (f"\nThe last verify found {differences:.0f} differences: finalizing "
                      "anyway is a forced finalize and needs a reason.")

@@ -680,6 +680,13 @@ class ConsoleBackend:
         return self.journal.add_intent("abort", {"drop_new_data": drop_new_data},
                                        self.options.actor)
 
+    def way_back_after_finalize(self) -> str:
+        """Whether `issu revert` will be possible after finalize's point of no return (every
+        translator on the path declares its inverse), in a sentence."""
+        from issu_tui.orchestrator.plan import way_back
+
+        return way_back(self.config)
+
     def close_way_back(self) -> int:
         """After finalize: drain and stop the reverse replication; revert refused after."""
         self._require("close-way-back")

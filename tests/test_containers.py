@@ -180,6 +180,27 @@ def test_upgrade_of_an_upgraded_compute_redoes_nothing(rig: Rig) -> None:
     assert rig.executor.rollback(target, "container", rig.v1).ok
 
 
+def test_a_demo_up_after_a_down_keeps_an_upgraded_compute_upgraded(rig: Rig) -> None:
+    """`issu demo down` removes the agent containers; the next `up` starts each compute as
+    its files say (the journal still records it upgraded), not at v1 again."""
+    from types import SimpleNamespace
+
+    from demo.containers.world import ContainerHosts
+
+    target = rig.target(1)
+    assert rig.executor.upgrade(target, "container", rig.v2).ok
+    Engine().run("container", "rm", "-f", container_name(rig.net, target.name))
+    world = SimpleNamespace(opts=SimpleNamespace(net=rig.net), dir=rig.root.parent)
+    ContainerHosts(world).start_computes(  # type: ignore[arg-type]
+        {target.name: target.address}, V1, rig.v1.control_nodes, 1.0)
+    assert rig.running(1) == {"image": f"localhost/contrail-vrouter-agent:{V2}",
+                              "status": "running"}
+    assert rig.env(1)["CONTROL_NODES"] == rig.v2.control_nodes[0]
+    probe = rig.executor.probe(target, "container")
+    assert probe.version == V2 and probe.points_at(rig.v2)
+    assert rig.executor.rollback(target, "container", rig.v1).ok
+
+
 def test_a_release_without_an_image_fails_at_install_and_changes_nothing(rig: Rig) -> None:
     target = rig.target(0)
     before = rig.env(0)

@@ -162,6 +162,28 @@ def test_service_names_are_overridable_and_checked(ssh: Endpoints, host: Host) -
         build_controller_profiles({"x": {"base": "runit"}})
 
 
+def test_a_service_mapped_to_nothing_is_one_the_hosts_do_not_run(tmp_path: Path) -> None:
+    """A deployment without contrail-dns/named (or the demo's containers) says so with "":
+    the console's controller pane does not ask for them (a missing container made every
+    host's line an error), and a step naming one is refused before anything runs."""
+    from issu_tui.config import ControllerHostConfig
+    from issu_tui.controller_poll import shown_services
+
+    profiles = build_controller_profiles({"site": {"base": "docker",
+                                                   "services": {"dns": "", "named": ""}}})
+    site = profiles["site"]
+    assert "dns" not in site.services and "named" not in site.services
+    assert site.services["control"] == "control_control_1"  # the others kept
+    key = tmp_path / "key"
+    key.write_text("x")
+    host = ControllerHostConfig.model_validate({"name": "ctl-1", "address": "10.0.0.1",
+                                                "ssh_key": str(key), "profile": "site",
+                                                "roles": ["control"]})
+    assert shown_services(host, set(site.services)) == ["control"]
+    with pytest.raises(ControllerError, match="unknown service 'dns'"):
+        site.argv("status", "dns")
+
+
 def test_supervisord_controls_programs_and_edits_autostart(ssh: Endpoints, host: Host,
                                                            tmp_path: Path) -> None:
     sock = "unix:///var/run/supervisord_config.sock"

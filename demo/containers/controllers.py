@@ -51,8 +51,15 @@ def container_name(net: int, cluster: str, service: str) -> str:
 
 
 def service_map(net: int, cluster: str) -> dict[str, str]:
-    """`controller_profiles.<name>.services` for the `docker` profile: issu's service names."""
-    return {service: container_name(net, cluster, service) for service in CONTAINERS}
+    """`controller_profiles.<name>.services` for the `docker` profile: issu's service names
+    -> this world's containers; the built-in names of services the demo does not run
+    removed ("")."""
+    from backends.controller import BUILTIN_CONTROLLER_PROFILES
+
+    builtin = BUILTIN_CONTROLLER_PROFILES["docker"]["services"]
+    assert isinstance(builtin, dict)
+    return {**{service: "" for service in builtin},
+            **{service: container_name(net, cluster, service) for service in CONTAINERS}}
 
 
 def log_path(directory: Path, service: str) -> Path:

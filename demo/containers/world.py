@@ -20,7 +20,6 @@ from demo.containers import controllers
 from demo.containers.compute import (
     SERVICE,
     compose_up,
-    container_name,
     docker_command,
     host_dir,
     profile_spec,
@@ -131,15 +130,14 @@ class ContainerHosts:
     def start_computes(self, hosts: dict[str, str], release: str,
                        control_nodes: Sequence[str], heartbeat_s: float) -> None:
         """Each compute's files and its agent container (`docker compose up -d`). A compute
-        whose agent runs is kept as it is (upgraded or not); one that does not run starts
-        again at `release`, pointed at `control_nodes` (as the loopback hosts after a
-        `down`)."""
-        running = {_name(c) for c in self._agents() if c.get("State") == "running"}
+        laid out before keeps its files (upgraded or not: a `down` then `up` is a power
+        cycle, and the journal still says where each compute is, as the loopback hosts); a
+        new one is written at `release`, pointed at `control_nodes`."""
 
         def one(item: tuple[str, str]) -> None:
             name, address = item
             etc = host_dir(self.root, name)
-            if container_name(self.net, name) not in running:
+            if not (etc / "vrouter" / "docker-compose.yaml").is_file():
                 write_compute(self.root, self.net, name, address, release, control_nodes,
                               heartbeat_s)
             compose_up(etc)

@@ -191,11 +191,11 @@ def _finalize(spec: phases.Phase, f: _Facts) -> list[PlanStep]:
             "remove_old_records = false; `issu finalize --remove-old-records` asks for it)",
             "collector config files"],
             f"issu finalize {f.option}", point_of_no_return=True,
-            notes=[_way_back(config)]),
+            notes=[way_back(config)]),
     ]
 
 
-def _way_back(config: IssuConfig) -> str:
+def way_back(config: IssuConfig) -> str:
     """Whether the translation path could be replicated backwards after finalize: every
     translator step must declare an inverse (backends.cassandra.registry)."""
     from backends.cassandra.registry import RegistryError, load_registry

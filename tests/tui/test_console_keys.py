@@ -155,6 +155,9 @@ async def test_finalize_only_when_allowed(make_app, world) -> None:
         await settle(pilot)
         dialog = app.screen
         assert isinstance(dialog, TypedConfirm)
+        # it says whether the way back after finalize will be open, not "cannot be undone"
+        assert "way back after finalize: every translator on the path declares its inverse" \
+            in dialog.explanation and "issu revert" in dialog.explanation
         assert dialog.query_one("#yes", Button).disabled
         await set_input(pilot, "#typed", "finalise")  # a typo does not confirm
         assert dialog.query_one("#yes", Button).disabled
