@@ -84,6 +84,7 @@ class IssuApp(App[int]):
         Binding("X", "abort", "Abort", id="app.abort"),
         # after finalize, while the reverse replication new -> old runs
         Binding("W", "close_way_back", "Close way back", id="app.close_way_back"),
+        Binding("B", "revert", "Back to old", id="app.revert"),
         # u, r, F and X leave the footer while not allowed; these then say why instead of
         # nothing
         Binding("u", "not_now('upgrade')", "Upgrade (says why not now)", show=False,
@@ -395,7 +396,7 @@ class IssuApp(App[int]):
         self.push_screen(PreflightScreen(view))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("upgrade", "rollback", "finalize", "abort", "close_way_back"):
+        if action in ("upgrade", "rollback", "finalize", "abort", "close_way_back", "revert"):
             snap = self.state.snapshot
             return snap is not None and action.replace("_", "-") in snap.phase.allowed
         if action == "preflight_failed":
@@ -572,6 +573,16 @@ class IssuApp(App[int]):
         self.push_screen(TypedConfirm("close", text, title="Close the way back to the old "
                                       "cluster?"), callback=self._typed_confirmed)
 
+    def action_revert(self) -> None:
+        if self._refuse_read_only("revert") or not self._allowed("revert"):
+            return
+        text = ("New is fenced, the reverse replication new -> old drained, the northbound "
+                "clients and collectors pointed back at old, old's services started and "
+                "every compute rolled back in batches (`issu revert`). What new took since "
+                "finalize is on old, translated back.")
+        self.push_screen(TypedConfirm("revert", text, title="Go back to the old cluster?",
+                                      offer_drop=True), callback=self._typed_confirmed)
+
     def _typed_confirmed(self, result: TypedResult | None) -> None:
         if result is None:
             self.notify("cancelled: nothing was asked")
@@ -585,6 +596,8 @@ class IssuApp(App[int]):
                 intent = self.backend.finalize(force=result.force, reason=result.reason)
             elif result.word == "close":
                 intent = self.backend.close_way_back()
+            elif result.word == "revert":
+                intent = self.backend.revert(drop_new_data=result.drop_new_data)
             else:
                 intent = self.backend.abort(drop_new_data=result.drop_new_data)
         except ActionRefused as exc:

@@ -456,9 +456,10 @@ class ConsoleBackend:
             allowed.add("rollback")
         if "abort" in offers:
             allowed.add("abort")
-        if ("close-way-back" in offers and self._way_back_open()
-                and not any(i.kind == "close-way-back" for i in pending)):
-            allowed.add("close-way-back")
+        for kind in ("close-way-back", "revert"):
+            if (kind in offers and self._way_back_open()
+                    and not any(i.kind in ("close-way-back", "revert") for i in pending)):
+                allowed.add(kind)
         moving = any(i.kind in ("upgrade", "rollback") for i in pending)
         if ("finalize" in offers and not moving and self._runsync_state() != "held"
                 and _count(counts, ("upgraded",)) == sum(counts.values())):
@@ -475,7 +476,7 @@ class ConsoleBackend:
         if spec.terminal and "close-way-back" in allowed:
             return NextStep("none", "nothing: the upgrade is finished; the way back is open "
                             "(the reverse replication new -> old runs): W closes it once "
-                            "new is trusted")
+                            "new is trusted, B goes back to old")
         if spec.terminal:
             return NextStep("none", "nothing: the upgrade is finished")
         if paused:
@@ -686,6 +687,13 @@ class ConsoleBackend:
         from issu_tui.orchestrator.plan import way_back
 
         return way_back(self.config)
+
+    def revert(self, *, drop_new_data: bool = False) -> int:
+        """After finalize, while the way back is open: back to the old cluster through the
+        reverse replication (new fenced, drained back, northbound and computes back)."""
+        self._require("revert")
+        return self.journal.add_intent("revert", {"drop_new_data": drop_new_data},
+                                       self.options.actor)
 
     def close_way_back(self) -> int:
         """After finalize: drain and stop the reverse replication; revert refused after."""

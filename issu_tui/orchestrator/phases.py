@@ -175,7 +175,7 @@ PHASES: tuple[Phase, ...] = (
     Phase("done", "the new cluster serves; retire the old one", "nothing (by hand after "
           "this: see the runbook)", Runs.RECORDED,
           accepts=frozenset({"revert", "close-way-back"}) | _RING,
-          offers=frozenset({"close-way-back"}), refusal=_ENDED, ended=True),
+          offers=frozenset({"revert", "close-way-back"}), refusal=_ENDED, ended=True),
     Phase("aborting", "roll computes back, reopen and unpair old, stop run-sync (abort's "
           "steps)", "computes over SSH, old api-server, the old RabbitMQ; new data only when "
           "asked (--drop-new-data)", Runs.UNDO, line=Line.ABORT,

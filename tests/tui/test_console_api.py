@@ -78,9 +78,9 @@ def test_close_way_back_offered_in_done_while_the_reverse_replication_runs(world
         backend.close_way_back()
     journal.mark_step(phases.REVERSE_STARTED)
     snap = backend.snapshot()
-    assert snap.phase.allowed == {"close-way-back"}
+    assert snap.phase.allowed == {"close-way-back", "revert"}
     assert "the way back is open" in snap.phase.next_action and "W closes it" in \
-        snap.phase.next_action
+        snap.phase.next_action and "B goes back" in snap.phase.next_action
     backend.close_way_back()
     assert journal.intents()[0].kind == "close-way-back"
     assert "close-way-back" not in backend.snapshot().phase.allowed  # one asked already

@@ -212,6 +212,36 @@ async def test_close_way_back_after_finalize_needs_the_typed_word(make_app, worl
     assert [i.kind for i in journal.intents("pending")] == ["close-way-back"]
 
 
+async def test_revert_after_finalize_needs_the_typed_word(make_app, world) -> None:
+    """Phase done: B (back to old) only while the way back is open; 'revert' asks for
+    `issu revert` (with the drop option); a pending revert takes W away."""
+    from issu_tui.orchestrator import phases
+
+    journal, _ = world
+    journal.set_phase("done", status="done", note="the new cluster serves")
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("B")
+        await settle(pilot)
+        assert not isinstance(app.screen, TypedConfirm)  # no reverse replication: no way back
+        journal.mark_step(phases.REVERSE_STARTED)
+        app.action_refresh_now()
+        await settle(pilot, refreshes=2)
+        assert {"revert", "close-way-back"} <= app.state.snapshot.phase.allowed
+        await pilot.press("B")
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, TypedConfirm) and "rolled back" in dialog.explanation
+        await set_input(pilot, "#typed", "revert")
+        await pilot.click("#drop")
+        await pilot.click("#yes")
+        await settle(pilot, refreshes=2)
+        assert not {"revert", "close-way-back"} & app.state.snapshot.phase.allowed
+    assert [(i.kind, i.args) for i in journal.intents("pending")] == [
+        ("revert", {"drop_new_data": True})]
+
+
 async def test_help_lists_bindings(make_app) -> None:
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
