@@ -546,7 +546,8 @@ def run_original(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
                  ) -> tuple[list[RateRow], list[tuple[str, float, dict[str, float], float]],
                             list[Drained]]:
     """The original tool's approach (bench/replay_peers.py), measured the same way: its
-    drain of a backlog, then the rates it can keep up with (up to 1.5x its drain rate)."""
+    drain of a backlog, then the rates it can keep up with (up to 1.5x its drain rate; when
+    none of them, 0.8x its drain rate)."""
     r = eps.rabbit
     old_rabbit = RabbitSide("old", (r.host,), r.port, r.user, r.password, r.vhost_old)
     exchange, queue = f"bench-original-{tag}", f"bench-original-{tag}"
@@ -576,7 +577,8 @@ def run_original(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
             ids = backlog(proc, gen, args.original_drain, args.threads)
             drains.append(drain("original", proc, ids, listener, split))
             limit = 1.5 * drains[-1].rate
-            rates = [x for x in rates if x <= limit]
+            # none it can follow: one point at 0.8x its own drain rate, for the plot
+            rates = [x for x in rates if x <= limit] or [0.8 * drains[-1].rate]
         rows, used = measure_rates(args, "original", rates, gen, listener, split)
     finally:
         proc.send_signal(signal.SIGCONT)
