@@ -459,7 +459,8 @@ def test_factor_changes_and_a_node_rejoining_on_a_real_ring(ring: Ring) -> None:
     (-pr on every node; without it each node repaired every range it holds), telling the
     operator how reads fare meanwhile. Then stay's leave and rejoin of a node: refused while
     the node is still in the ring (nothing stopped or cleared), else stopped, its
-    directories emptied over SSH through its profile (journaled), and it bootstraps back."""
+    directories emptied over SSH through its profile (journaled), and it bootstraps back.
+    Then the same node, down: removed (removenode through a node that stays), rejoining."""
     first, second, third = ring.old
     nodetool = ring.nodetool
     wait_ring(nodetool, ring.old, ring.old, "ring up", timeout_s=300)
@@ -523,6 +524,26 @@ def test_factor_changes_and_a_node_rejoining_on_a_real_ring(ring: Ring) -> None:
     assert f"ring.3.convert.{third}.cleared" in markers
     (cleared,) = [e for e in events if e.startswith(f"rejoin {third}: database directories")]
     assert all(f"cleared {d}" in cleared for d in profiles["node3"]["cassandra_dirs"].split())
+    for node in ring.old:
+        assert check_ring(nodetool, node, ring.old, "ks", 2) == []
+    with connect(side, request_timeout=60) as conn:
+        assert _count(conn.session, "ks") == 200
+
+    # the node to take out is down this time: it cannot be decommissioned; after the guard
+    # it is removed (removenode through a node that stays), then it rejoins as above
+    ring.launcher.stop(ring.service(third))
+    deadline = time.monotonic() + 120
+    while not any(n.address == third and n.state.startswith("D")
+                  for n in nodetool.status(first)):
+        assert time.monotonic() < deadline, f"{first} never saw {third} down"
+        time.sleep(2)
+    calls.clear()
+    runner.run([RingStep("plan", "leave", (third,), f"decommission {third}", stops=(third,)),
+                RingStep("plan", "convert", (third,), f"convert {third}, it rejoins")],
+               first_index=4)
+    assert any(f"{third} is down (DN as {first} sees it)" in e and "removenode" in e
+               for e in events), events
+    assert calls == [("stop", third), ("clear", third)]
     for node in ring.old:
         assert check_ring(nodetool, node, ring.old, "ks", 2) == []
     with connect(side, request_timeout=60) as conn:
