@@ -156,6 +156,27 @@ def queue_exists(channel: Channel, name: str) -> bool:
         raise
 
 
+def declare_issu_queues(side: RabbitSide, name: str) -> bool:
+    """Declare run-sync's durable queue `name`, bound to `side`'s object-update exchange,
+    and its quarantine; True when the queue did not exist before. From the moment it
+    returns the broker keeps every change announced on `side` for whoever consumes `name`
+    later (run-sync, or the reverse replication finalize starts at its commit)."""
+    conn = connection(side)
+    try:
+        conn.connect()
+        probe = conn.channel()  # a passive declare miss closes its channel
+        existed = queue_exists(probe, name)
+        with contextlib.suppress(Exception):
+            probe.close()
+        channel = conn.channel()
+        object_update_exchange(side)(channel).declare()
+        issu_queue(side, name)(channel).declare()
+        quarantine_queue(name)(channel).declare()
+        return not existed
+    finally:
+        conn.release()
+
+
 def queue_depth(channel: Channel, name: str) -> int:
     return int(channel.queue_declare(queue=name, passive=True).message_count)
 

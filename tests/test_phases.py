@@ -70,10 +70,15 @@ def test_journal_and_plan_follow_the_registry(tmp_path: Path) -> None:
     assert commit.title.startswith(finalize.step("commit").does)
     assert all(s.undo is None for s in finalize.STEPS[len(finalize.before_commit()):])
     assert [s.name for s in finalize.before_commit() if s.undo] == [
-        "fence-old", "stop-old-services", "start-new-writers", "switch-northbound"]
+        "fence-old", "stop-old-services", "bind-reverse-queue", "start-new-writers",
+        "switch-northbound"]
     # the point of no return is the opening of the new api-server, right after it and the
     # start of the reverse replication (bound before new takes a write: the way back)
     names = [s.name for s in finalize.STEPS]
+    # the reverse queue is bound before anything can write to new (its writers, a client
+    # once new is open or committed early at check-new-fenced)
+    assert names.index("bind-reverse-queue") < min(
+        names.index(n) for n in ("check-new-fenced", "start-new-writers", "open-new"))
     assert names[names.index("commit"):names.index("open-new") + 1] == [
         "commit", "start-reverse-sync", "open-new"]
 

@@ -283,3 +283,57 @@ def test_revert_reconciles_new_into_old_what_no_message_carried(
     assert f"children:virtual-network:{vn}" in back.old_table(cd.UUID_TABLE).read_partition(
         domain)
     assert back.verify_back() == []
+
+
+def test_new_writers_first_write_reaches_old_through_the_reverse_replication(
+        services, back: Back, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """finalize's normal path (new shown fenced; the commit after new's writers and the
+    northbound switch): a network new's schema-transformer writes and announces right after
+    start-new-writers, before the commit, reaches old through the reverse replication
+    finalize starts at the commit, by its message (the replication's reconciliation is an
+    hour away; revert's reconcile-back does not run here). Before, the reverse queue was
+    declared only at start-reverse-sync, after the commit: that message went nowhere."""
+    from issu_tui.config import load_config
+    from issu_tui.orchestrator import finalize
+    from issu_tui.orchestrator.context import Context
+
+    monkeypatch.setenv("ISSU_TEST_RABBIT_PASSWORD", services.rabbit.password)
+    path = tmp_path / "issu.toml"
+    path.write_text(runsync_toml(services, state_dir=tmp_path / "state",
+                                 queue=back.queue.removesuffix(".reverse"),
+                                 old_prefix=back.old_prefix, new_prefix=back.new_prefix,
+                                 password_env="ISSU_TEST_RABBIT_PASSWORD",
+                                 keyspaces=["config_db_uuid"], reconcile_interval_s=3600))
+    api = back.api
+    made: list[str] = []
+
+    def new_writers_start(ctx: Context) -> str:  # new's schema-transformer's first write
+        domain = api.create("domain", ["default-domain"])
+        made.append(api.create("virtual_network", ["default-domain", "by-new-writers"],
+                               parent=domain))
+        return "new's writers started (the test's stand-in)"
+
+    monkeypatch.setattr(finalize, "start_new_writers", new_writers_start)
+    monkeypatch.setattr(finalize, "new_fence", lambda run: (True, "new fenced (the test)"))
+    names = [s.name for s in finalize.STEPS]
+    # finalize up to the reverse replication's start; what comes before check-new-fenced
+    # (old stopped, run-sync stopped, the copies verified) is marked done
+    monkeypatch.setattr(finalize, "STEPS",
+                        finalize.STEPS[:names.index("start-reverse-sync") + 1])
+    journal = Journal.open(tmp_path / "state")
+    ctx = Context(config=load_config(path), config_path=path, journal=journal)
+    try:
+        for each in finalize.STEPS[:names.index("check-new-fenced")]:
+            if each.name != "bind-reverse-queue":
+                ctx.mark_step(each.marker)
+        finalize.finalize(ctx, no_northbound=True)
+        assert ctx.step_done(finalize.COMMIT_STEP) and ctx.step_done(finalize.REVERSE_STARTED)
+        (vn,) = made
+        old_uuid = back.old_table(cd.UUID_TABLE)
+        wait_until(lambda: old_uuid.read_partition(vn) != {}, 120,
+                   "new's writers' network on old")
+    finally:
+        finalize.ReverseSyncSupervisor(ctx).stop()
+        journal.close()
+    assert old_uuid.read_partition(vn)["type"][0] == '"virtual-network"'
+    assert back.verify_back() == []

@@ -46,11 +46,10 @@ from backends.progress import CheckpointStore, CounterSink, EventSink, MemoryChe
 from backends.rabbit import (
     RabbitSide,
     connection,
+    declare_issu_queues,
     issu_queue,
-    object_update_exchange,
     quarantine_queue,
     queue_depth,
-    queue_exists,
 )
 from backends.runsync.acks import AckWindow
 from backends.runsync.applier import ChangeApplier, Outcome
@@ -200,20 +199,7 @@ class ReplayService:
     def _declare(self) -> bool:
         """Declare exchange, durable queue + binding and the quarantine queue on old.
         Returns True when the queue did not exist before."""
-        conn = connection(self.old_rabbit)
-        try:
-            conn.connect()
-            probe = conn.channel()
-            existed = queue_exists(probe, self.options.queue_name)
-            with contextlib.suppress(Exception):
-                probe.close()
-            channel = conn.channel()
-            object_update_exchange(self.old_rabbit)(channel).declare()
-            issu_queue(self.old_rabbit, self.options.queue_name)(channel).declare()
-            quarantine_queue(self.options.queue_name)(channel).declare()
-            return not existed
-        finally:
-            conn.release()
+        return declare_issu_queues(self.old_rabbit, self.options.queue_name)
 
     def _catch_up(self, queue_created: bool) -> None:
         opts = self.options

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backends.apiserver import ApiServerError
 from backends.versions import release_matches
@@ -47,6 +47,9 @@ from issu_tui.orchestrator.preflight import keyspaces_absent_on_old
 from issu_tui.orchestrator.settle import settle_old_writers
 from issu_tui.orchestrator.syncproc import ReverseSyncSupervisor, RunSyncSupervisor, run_step
 from issu_tui.sides import issu_keyspaces
+
+if TYPE_CHECKING:
+    from backends.rabbit import RabbitSide
 
 # Marked (under ctx.runsync_lock) just before finalize stops run-sync for good: from then on
 # the supervisor leaves it stopped, even if the stop-run-sync step itself is interrupted.
@@ -453,6 +456,56 @@ def start_reverse_sync(run: FinalizeRun) -> str:
             f"{counters.get('queue_depth', 0):.0f}): `issu revert` can bring old back")
 
 
+def reverse_queue(ctx: Context) -> tuple[RabbitSide, str]:
+    """new's broker (its vhost) and the reverse replication's queue there."""
+    from issu_tui.sides import REVERSE_QUEUE_SUFFIX, rabbit_side
+
+    return rabbit_side(ctx.config.new), ctx.config.sync.queue_name + REVERSE_QUEUE_SUFFIX
+
+
+def bind_reverse_queue(run: FinalizeRun) -> str:
+    """The reverse replication's durable queue declared on new's broker and bound to its
+    object-update exchange before new's writers start or any northbound client can reach
+    new: from here every change new announces waits there until start-reverse-sync consumes
+    it after the commit, so `issu revert` carries new's writers' first writes back to old
+    by their messages. Nothing consumes it before the commit (old is still the cluster
+    serving); abort deletes it. With a translator step without an inverse there is no way
+    back and no queue."""
+    from backends.rabbit import declare_issu_queues
+
+    ctx = run.ctx
+    blockers = translator_blockers(ctx)
+    if blockers:
+        return "not bound (no way back after finalize): " + "; ".join(blockers)
+    side, name = reverse_queue(ctx)
+    try:
+        created = declare_issu_queues(side, name)
+    except Exception as exc:  # unreachable broker, refused credentials
+        raise OrchestratorError(
+            f"cannot declare the reverse replication's queue {name} on {side.describe()}: "
+            f"{type(exc).__name__}: {exc}; nothing was committed, fix the broker access and "
+            "run finalize again") from None
+    return (f"queue {name} {'declared' if created else 'already declared'} and bound on "
+            f"{side.describe()}: what new announces from now on waits there for the reverse "
+            "replication")
+
+
+def delete_reverse_queues(ctx: Context) -> str:
+    """The reverse replication's queue and its quarantine deleted on new's broker (abort
+    before the commit, revert once drained). An unreachable broker is said, not fatal: old
+    holds the data already, the queue is cleanup."""
+    from backends.rabbit import delete_issu_queues
+
+    side, name = reverse_queue(ctx)
+    try:
+        results = delete_issu_queues(side, name)
+    except Exception as exc:
+        ctx.event("sync", f"reverse queues not deleted on {side.describe()}: {exc}",
+                  level="error")
+        return f"{name} NOT deleted on {side.describe()}: {type(exc).__name__}: {exc}"
+    return "; ".join(f"{r.name} {'absent' if r.depth is None else 'deleted'}" for r in results)
+
+
 def open_new(run: FinalizeRun) -> str:
     by_profile = fence_by_profile(run.ctx, "new", closed=False)
     if by_profile:
@@ -558,6 +611,13 @@ STEPS: tuple[FinalizeStep, ...] = (
     # no return: run-sync is stopped for good and old is fenced
     FinalizeStep("delete-queues", "delete run-sync's queues on the old broker",
                  delete_queues),
+    # before anything can write to new (its writers, a northbound client once new is open or
+    # committed early): from here the reverse queue keeps every change new announces
+    FinalizeStep("bind-reverse-queue", "declare the reverse replication's durable queue on "
+                 "new's broker, bound to new's object-update exchange, before new's writers "
+                 "or any northbound client can write to new (consumed from the commit on); "
+                 "none when a translator step has no inverse", bind_reverse_queue,
+                 undo=delete_reverse_queues, undoes="delete the reverse queue on new's broker"),
     # New's api-server is still fenced: nothing northbound has reached new, old holds every
     # write, so abort can still undo these two (the northbound clients pointed back too).
     # New open (or --commit-early): the point of no return is taken here, after the reverse
@@ -576,8 +636,8 @@ STEPS: tuple[FinalizeStep, ...] = (
                  undoes="point the northbound clients back at old (their .issu-backup)",
                  begun=True),
     FinalizeStep("commit", "the point of no return: abort is refused from here", commit),
-    # before new takes its first northbound write: the reverse replication's queue is
-    # bound by then, so revert can carry every such write back to old
+    # before new takes its first northbound write; its queue was bound at bind-reverse-queue,
+    # before new's writers started, so revert can carry every write new took back to old
     FinalizeStep("start-reverse-sync", "start the reverse replication new -> old through "
                  "the translators' inverses (the way back: issu revert); none when a "
                  "translator step has no inverse", start_reverse_sync),

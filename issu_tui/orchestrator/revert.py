@@ -8,8 +8,8 @@ hardware ran (`issu ring run`) are not undone by abort: revert names each with i
 
 After the commit new takes writes that old lacks. At the commit finalize starts the reverse
 replication new -> old (`issu sync run --reverse`: its own durable queue on new's broker,
-bound before new opens, each change re-read on new and written to old's intact database
-through the translators' inverses, registry.add_inverse). Revert after the commit
+bound before new's writers start, each change re-read on new and written to old's intact
+database through the translators' inverses, registry.add_inverse). Revert after the commit
 (`REVERSE_STEPS`, then abort's): new fenced and its writers stopped, the reverse replication
 drained and stopped, its queues deleted, the ZooKeeper subtrees copied back new -> old,
 then abort's steps (northbound back, old's services started and old reopened, computes
@@ -204,9 +204,9 @@ def drain_reverse_sync(ctx: Context) -> str:
 def reconcile_back(ctx: Context) -> str:
     """One reconciliation pass new -> old over config_db_uuid (new translated back against
     old, every differing partition replaced) once the reverse replication is drained and
-    both sides are quiet, before old reopens: what no message carried (new's writers'
-    writes before the reverse queue was bound, a change whose message was lost) reaches old
-    too. An incomplete pass is an error: revert is run again."""
+    both sides are quiet, before old reopens: what no message carried (a change whose message
+    was lost, a finalize begun before bind-reverse-queue existed) reaches old too. An
+    incomplete pass is an error: revert is run again."""
     from backends.cassandra.connection import connect
     from backends.cassandra.registry import load_reverse_registry
     from backends.cassandra.replicator import Replicator
@@ -233,18 +233,9 @@ def reconcile_back(ctx: Context) -> str:
 
 
 def delete_reverse_queues(ctx: Context) -> str:
-    from backends.rabbit import delete_issu_queues
-    from issu_tui.sides import REVERSE_QUEUE_SUFFIX, rabbit_side
+    from issu_tui.orchestrator.finalize import delete_reverse_queues as delete
 
-    side = rabbit_side(ctx.config.new)
-    name = ctx.config.sync.queue_name + REVERSE_QUEUE_SUFFIX
-    try:
-        results = delete_issu_queues(side, name)
-    except Exception as exc:  # unreachable broker: old holds the data already
-        ctx.event("sync", f"reverse queues not deleted on {side.describe()}: {exc}",
-                  level="error")
-        return f"{name} NOT deleted on {side.describe()}: {type(exc).__name__}: {exc}"
-    return "; ".join(f"{r.name} {'absent' if r.depth is None else 'deleted'}" for r in results)
+    return delete(ctx)
 
 
 def post_sync_back(ctx: Context) -> str:
