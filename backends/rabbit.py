@@ -177,6 +177,17 @@ def declare_issu_queues(side: RabbitSide, name: str) -> bool:
         conn.release()
 
 
+def purge_queue(side: RabbitSide, name: str) -> int:
+    """Drop every message ready in queue `name` (it must exist); how many there were."""
+    conn = connection(side)
+    try:
+        conn.connect()
+        channel = conn.channel()
+        return int(channel.queue_purge(queue=name) or 0)
+    finally:
+        conn.release()
+
+
 def queue_depth(channel: Channel, name: str) -> int:
     return int(channel.queue_declare(queue=name, passive=True).message_count)
 

@@ -111,9 +111,12 @@ def _wipe_data(endpoints: Endpoints, queue: str) -> None:
     for vhost in (rabbit.vhost_old, rabbit.vhost_new):
         with Connection(hostname=rabbit.host, port=rabbit.port, userid=rabbit.user,
                         password=rabbit.password, virtual_host=vhost) as conn:
-            channel = conn.channel()
-            with contextlib.suppress(Exception):
-                channel.queue_delete(queue)
+            # run-sync's, the reverse replication's (a finalize leaves it bound) and theirs
+            # quarantines: a miss closes the channel, so one channel each
+            for name in (queue, f"{queue}.reverse", f"{queue}.quarantine",
+                         f"{queue}.reverse.quarantine"):
+                with contextlib.suppress(Exception):
+                    conn.channel().queue_delete(name)
 
 
 def seed(world: World, *, projects: int = 2, prefix: str = "tenant") -> None:

@@ -274,8 +274,8 @@ def test_abort_starts_the_old_config_services_again(world: Any) -> None:
     try:
         run = fin.FinalizeRun(ctx, clients=load_clients(
             world.config_path.with_name("northbound.toml")))
-        for name in ("fence-old", "stop-old-services", "start-new-writers",
-                     "switch-northbound"):
+        for name in ("fence-old", "stop-old-services", "bind-reverse-queue",
+                     "start-new-writers", "switch-northbound"):
             fin._run_once(run, fin.step(name))
     finally:
         ctx.journal.close()
@@ -303,6 +303,10 @@ def test_abort_starts_the_old_config_services_again(world: Any) -> None:
             "unfence step on controller-v1 (open)") in result["done"]
     assert _running(world, "v1") == list(WRITERS)
     assert hostctl.running(world.controller_dir("v1"), "api-server")
+    # the reverse replication's queue, bound on new's broker before new's writers started,
+    # goes with the rest (left there it would collect new's changes for nobody)
+    queue = load_config(world.config_path).sync.queue_name
+    assert f"{queue}.reverse deleted" in "; ".join(result["done"]), result["done"]
 
 
 def _route_target_and_useragent_on_old(world: Any, services: Endpoints, network: str,

@@ -471,7 +471,7 @@ def bind_reverse_queue(run: FinalizeRun) -> str:
     by their messages. Nothing consumes it before the commit (old is still the cluster
     serving); abort deletes it. With a translator step without an inverse there is no way
     back and no queue."""
-    from backends.rabbit import declare_issu_queues
+    from backends.rabbit import declare_issu_queues, purge_queue
 
     ctx = run.ctx
     blockers = translator_blockers(ctx)
@@ -480,14 +480,17 @@ def bind_reverse_queue(run: FinalizeRun) -> str:
     side, name = reverse_queue(ctx)
     try:
         created = declare_issu_queues(side, name)
+        # one left by an earlier upgrade (the way back never closed): what it holds is
+        # older than this finalize; nothing new's writers made is in it yet
+        dropped = 0 if created else purge_queue(side, name)
     except Exception as exc:  # unreachable broker, refused credentials
         raise OrchestratorError(
             f"cannot declare the reverse replication's queue {name} on {side.describe()}: "
             f"{type(exc).__name__}: {exc}; nothing was committed, fix the broker access and "
             "run finalize again") from None
-    return (f"queue {name} {'declared' if created else 'already declared'} and bound on "
-            f"{side.describe()}: what new announces from now on waits there for the reverse "
-            "replication")
+    earlier = "" if created else f" (there already: {dropped} earlier message(s) dropped)"
+    return (f"queue {name} declared and bound on {side.describe()}{earlier}: what new "
+            "announces from now on waits there for the reverse replication")
 
 
 def delete_reverse_queues(ctx: Context) -> str:
