@@ -31,6 +31,7 @@ from issu_tui.orchestrator.computes import ComputeRunner
 from issu_tui.orchestrator.context import Context, OrchestratorError
 from issu_tui.orchestrator.finalize import REVERSE_STARTED
 from issu_tui.orchestrator.northbound import skip_refusal
+from issu_tui.orchestrator.preflight import keyspaces_absent_on_old
 from issu_tui.orchestrator.ringplan import RingPlanError, RingStep, ring_steps
 from issu_tui.sides import issu_keyspaces
 
@@ -269,30 +270,46 @@ def zk_back(ctx: Context) -> str:
 
 
 def verify_back(ctx: Context) -> str:
-    """old against new in config_db_uuid once the reverse replication drained, before
-    anything else changes old (both clusters' writers and api-servers are stopped or
-    fenced): what the way back carried is measured, each difference said. A difference
-    is reported (event, journal counters `revert.verify`), not fatal: the revert goes on,
-    northbound is down until it ends."""
+    """old against new in every ISSU keyspace once the reverse replication drained and
+    post-sync-back copied new's writers' keyspaces, before anything else changes old (both
+    clusters' writers and api-servers are stopped or fenced; old's writers own those
+    keyspaces again once it reopens): what the way back carried is measured, per keyspace,
+    each difference said. A keyspace old never had (preflight warned) is left out by name,
+    config_db_uuid never. A difference is reported (event, journal counters
+    `revert.verify`), not fatal: the revert goes on, northbound is down until it ends."""
     import json
 
     from issu_tui.orchestrator.finalize import CONFIG_DB_UUID, difference_samples
     from issu_tui.orchestrator.syncproc import run_step
 
-    result = run_step(ctx, "verify", ["--json", "-k", CONFIG_DB_UUID])
+    absent = [k for k in keyspaces_absent_on_old(ctx) if k != CONFIG_DB_UUID]
+    allow = [arg for k in absent for arg in ("--allow-missing", k)]
+    result = run_step(ctx, "verify", ["--json", *allow])
     try:
-        totals = json.loads(result.stdout)["totals"]
-        differences = float(totals["missing"] + totals["extra"] + totals["different"])
-        checked = float(totals["cells_compared"])
+        report = json.loads(result.stdout)
+        per_keyspace: dict[str, list[float]] = {}
+        for table in report["tables"]:
+            if table["status"] == "skipped" and table.get("absent_allowed"):
+                continue
+            tally = per_keyspace.setdefault(table["keyspace"], [0.0, 0.0])
+            tally[0] += float(table["missing"] + table["extra"] + table["different"])
+            tally[1] += float(table["cells_compared"])
     except (ValueError, KeyError, TypeError):
         ctx.event("revert", f"verify-back: no report (exit {result.exit_code})",
                   level="warning", output=result.output)
         return f"no verify report (exit {result.exit_code}); see the events"
-    ctx.journal.set_counters("revert.verify", {"differences": differences, "checked": checked})
-    said = f"{CONFIG_DB_UUID}: {differences:.0f} differences in {checked:.0f} cells"
-    if differences:
-        samples = difference_samples(json.loads(result.stdout))
-        ctx.event("revert", f"verify-back: {said}; first ones:\n{samples}", level="warning")
+    differences = sum(d for d, _ in per_keyspace.values())
+    ctx.journal.set_counters("revert.verify", {
+        "differences": differences, "checked": sum(c for _, c in per_keyspace.values())})
+    # config_db_uuid first, then the others in order
+    order = sorted(per_keyspace, key=lambda k: (k != CONFIG_DB_UUID, k))
+    said = "; ".join(f"{k}: {per_keyspace[k][0]:.0f} differences in {per_keyspace[k][1]:.0f} "
+                     "cells" for k in order)
+    if absent:
+        said += f"; not verified, absent on old: {', '.join(absent)}"
+    if differences or not report.get("ok", False):
+        ctx.event("revert", f"verify-back: {said}; first ones:\n{difference_samples(report)}",
+                  level="warning")
     return said
 
 
@@ -309,8 +326,8 @@ REVERSE_STEPS: tuple[RevertStep, ...] = (
     RevertStep("post-sync-back", "copy the keyspaces new's writers keep (to_bgp_keyspace, "
                "svc_monitor_keyspace, dm_keyspace, useragent) new -> old", post_sync_back),
     RevertStep("zk-back", "copy the ZooKeeper subtrees new -> old and verify them", zk_back),
-    RevertStep("verify-back", "verify old against new in config_db_uuid (differences "
-               "counted and named, not fatal)", verify_back),
+    RevertStep("verify-back", "verify old against new in every ISSU keyspace (differences "
+               "counted per keyspace and named, not fatal)", verify_back),
 )
 
 
