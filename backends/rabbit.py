@@ -177,6 +177,16 @@ def declare_issu_queues(side: RabbitSide, name: str) -> bool:
         conn.release()
 
 
+def queue_state(side: RabbitSide, name: str) -> tuple[int, int] | None:
+    """(messages, consumers) of queue `name` on `side`, None when it does not exist."""
+    conn = connection(side)
+    try:
+        conn.connect()
+        return _queue_state(conn, name)
+    finally:
+        conn.release()
+
+
 def purge_queue(side: RabbitSide, name: str) -> int:
     """Drop every message ready in queue `name` (it must exist); how many there were."""
     conn = connection(side)

@@ -42,7 +42,13 @@ from issu_tui.orchestrator import finalize as fin
 from issu_tui.orchestrator.context import Context
 from issu_tui.orchestrator.northbound import load_clients
 from issu_tui.orchestrator.preflight_writers import version_findings
-from tests.orch_world import _patch_config, fresh_world, issu_json, stop_world
+from tests.orch_world import (
+    _patch_config,
+    _stop_sync_runs,
+    fresh_world,
+    issu_json,
+    stop_world,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -263,6 +269,9 @@ def test_abort_starts_the_old_config_services_again(world: Any) -> None:
     writers running again, finalize's steps up to the point of no return run (new's writers
     started, the neutron plugin on the northbound host switched), then abort: everything
     back on old."""
+    # the finished upgrade's reverse replication (its journal goes with the state dir)
+    # still consumes the reverse queue: this finalize's bind-reverse-queue would refuse
+    _stop_sync_runs(world.config_path)
     shutil.rmtree(world.dir / "state", ignore_errors=True)
     v1 = world.controller_dir("v1")
     for service in (*WRITERS, "api-server"):  # stopped by the finalize before

@@ -471,7 +471,7 @@ def bind_reverse_queue(run: FinalizeRun) -> str:
     by their messages. Nothing consumes it before the commit (old is still the cluster
     serving); abort deletes it. With a translator step without an inverse there is no way
     back and no queue."""
-    from backends.rabbit import declare_issu_queues, purge_queue
+    from backends.rabbit import declare_issu_queues, purge_queue, queue_state
 
     ctx = run.ctx
     blockers = translator_blockers(ctx)
@@ -479,10 +479,20 @@ def bind_reverse_queue(run: FinalizeRun) -> str:
         return "not bound (no way back after finalize): " + "; ".join(blockers)
     side, name = reverse_queue(ctx)
     try:
+        state = queue_state(side, name)
+        if state is not None and state[1]:
+            # this finalize's own starts only after the commit, after this step
+            raise OrchestratorError(
+                f"the reverse replication's queue {name} on {side.describe()} has {state[1]} "
+                "consumer(s): an earlier upgrade's reverse replication still runs on it; "
+                "close that way back (`issu close-way-back` with that upgrade's config) or "
+                "stop it, then run finalize again (nothing was committed)")
         created = declare_issu_queues(side, name)
         # one left by an earlier upgrade (the way back never closed): what it holds is
         # older than this finalize; nothing new's writers made is in it yet
         dropped = 0 if created else purge_queue(side, name)
+    except OrchestratorError:
+        raise
     except Exception as exc:  # unreachable broker, refused credentials
         raise OrchestratorError(
             f"cannot declare the reverse replication's queue {name} on {side.describe()}: "
