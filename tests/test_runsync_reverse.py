@@ -337,3 +337,49 @@ def test_new_writers_first_write_reaches_old_through_the_reverse_replication(
         journal.close()
     assert old_uuid.read_partition(vn)["type"][0] == '"virtual-network"'
     assert back.verify_back() == []
+
+
+def test_bind_reverse_queue_refuses_a_queue_in_use_and_empties_a_leftover(
+        services, back: Back, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """finalize's bind-reverse-queue on a reverse queue an earlier upgrade left: while a
+    reverse replication still consumes it, refused (its messages are not this upgrade's to
+    drop), nothing committed; once nothing consumes it, what it holds is dropped and the
+    queue stays bound for this finalize."""
+    import kombu
+
+    from backends.rabbit import issu_queue, queue_state
+    from issu_tui.config import load_config
+    from issu_tui.orchestrator import finalize
+    from issu_tui.orchestrator.context import Context, OrchestratorError
+
+    monkeypatch.setenv("ISSU_TEST_RABBIT_PASSWORD", services.rabbit.password)
+    path = tmp_path / "issu.toml"
+    path.write_text(runsync_toml(services, state_dir=tmp_path / "state",
+                                 queue=back.queue.removesuffix(".reverse"),
+                                 old_prefix=back.old_prefix, new_prefix=back.new_prefix,
+                                 password_env="ISSU_TEST_RABBIT_PASSWORD",
+                                 keyspaces=["config_db_uuid"]))
+    back.api.create("domain", ["default-domain"])  # no queue yet: announced to nobody
+    conn = connection(back.new_rabbit)
+    journal = Journal.open(tmp_path / "state")
+    try:
+        run = finalize.FinalizeRun(Context(config=load_config(path), config_path=path,
+                                           journal=journal))
+        channel = conn.channel()
+        leftover = issu_queue(back.new_rabbit, back.queue)(channel)
+        leftover.declare()
+        back.api.create("domain", ["earlier-upgrade"])  # what the leftover holds
+        consumer = kombu.Consumer(channel, [leftover], callbacks=[lambda body, message: None],
+                                  no_ack=False)  # holds it unacknowledged until closed
+        consumer.consume()
+        with pytest.raises(OrchestratorError, match="has 1 consumer"):
+            finalize.bind_reverse_queue(run)
+        consumer.cancel()
+        channel.close()
+        said = finalize.bind_reverse_queue(run)
+        assert "there already: 1 earlier message(s) dropped" in said, said
+        back.api.create("domain", ["this-upgrade"])
+        assert queue_state(back.new_rabbit, back.queue) == (1, 0)
+    finally:
+        journal.close()
+        conn.release()
