@@ -578,10 +578,13 @@ class IssuApp(App[int]):
             return
         text = ("New is fenced, the reverse replication new -> old drained, the northbound "
                 "clients and collectors pointed back at old, old's services started and "
-                "every compute rolled back in batches (`issu revert`). What new took since "
-                "finalize is on old, translated back.")
-        self.push_screen(TypedConfirm("revert", text, title="Go back to the old cluster?",
-                                      offer_drop=True), callback=self._typed_confirmed)
+                "every compute rolled back in batches (`issu revert --drop-new-data`). What "
+                "new took since finalize is on old, translated back; new's synced keyspaces "
+                "and ZooKeeper subtrees are then dropped (after the commit new holds newer "
+                "data than a later copy from old could overwrite: a later upgrade copies "
+                "again from pre-sync).")
+        self.push_screen(TypedConfirm("revert", text, title="Go back to the old cluster?"),
+                         callback=self._typed_confirmed)
 
     def _typed_confirmed(self, result: TypedResult | None) -> None:
         if result is None:
@@ -597,7 +600,7 @@ class IssuApp(App[int]):
             elif result.word == "close":
                 intent = self.backend.close_way_back()
             elif result.word == "revert":
-                intent = self.backend.revert(drop_new_data=result.drop_new_data)
+                intent = self.backend.revert(drop_new_data=True)  # required after the commit
             else:
                 intent = self.backend.abort(drop_new_data=result.drop_new_data)
         except ActionRefused as exc:

@@ -559,3 +559,60 @@ def test_settle_expects_one_queue_per_writer_on_any_of_its_hosts(tmp_path: Path)
     assert queue_of("svc-monitor", expected["svc-monitor"], ["svc_mon.ctl-1"])
     assert queue_of("schema-transformer", st, ["schema_transformer.ctl-22",
                                                "device_manager.ctl-1"]) is None
+
+
+def test_abort_waits_for_old_api_server_it_just_started_before_unfencing_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Abort starts old's config services, then reopens old's api-server: one in a container
+    takes seconds to listen, and its first refused connection failed the whole abort (seen
+    in `make demo`, container mode, at revert). A real socket that starts listening late."""
+    import json
+    import socket
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from issu_tui.orchestrator import finalize as fin
+    from issu_tui.orchestrator.context import Context
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    asked: list[str] = []
+
+    class Api(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            asked.append(self.path)
+            body = json.dumps({"northbound_open": True}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    servers: list[HTTPServer] = []
+
+    def listen_late() -> None:
+        time.sleep(1.5)
+        server = HTTPServer(("127.0.0.1", port), Api)
+        servers.append(server)
+        server.serve_forever(poll_interval=0.05)
+
+    base = _config(tmp_path)
+    config = IssuConfig.model_validate({**base.model_dump(mode="json"), "old": {
+        **base.old.model_dump(mode="json"),
+        "api_server": {"url": f"http://127.0.0.1:{port}"}}})
+    monkeypatch.setattr(fin, "API_START_POLL_S", 0.2)
+    ctx = Context(config=config, config_path=tmp_path / "issu.toml",
+                  journal=Journal.open(tmp_path / "journal"))
+    thread = threading.Thread(target=listen_late, daemon=True)
+    thread.start()
+    try:
+        assert fin.unfence_old(ctx) == "old api-server open for writes again"
+        assert asked == ["/issu/open"]
+        assert any("not answering yet" in e.message for e in ctx.journal.events())
+    finally:
+        for server in servers:
+            server.shutdown()
+        ctx.journal.close()

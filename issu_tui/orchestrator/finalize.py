@@ -148,19 +148,36 @@ def fence_old(run: FinalizeRun) -> str:
     return "old api-server refuses northbound writes"
 
 
+# How long abort waits for old's api-server, just started again, to answer its fence call.
+API_START_WAIT_S = 120.0
+API_START_POLL_S = 2.0
+
+
 def unfence_old(ctx: Context) -> str:
     """fence-old's inverse (abort; also after a fence-old that failed half-way): the hosts
     its profile step fenced, or began to, are unfenced; else the api-server's fence call."""
     by_profile = fence_by_profile(ctx, "old", closed=False, only_fenced=True)
     if by_profile:
         return f"old api-server open for writes again: {by_profile}"
-    try:
-        with ctx.api("old") as old:
-            old.set_fence(False)
-    except ApiServerError as exc:
-        if exc.status_code != 404:
-            raise
-        return "old api-server has no fence call: nothing to reopen"
+    deadline, said = time.monotonic() + API_START_WAIT_S, False
+    while True:
+        try:
+            with ctx.api("old") as old:
+                old.set_fence(False)
+            break
+        except ApiServerError as exc:
+            if exc.status_code == 404:
+                return "old api-server has no fence call: nothing to reopen"
+            # not answering: abort started it again a moment ago (start-old-services runs
+            # just before), and an api-server takes a while to listen
+            if exc.status_code is not None or time.monotonic() > deadline:
+                raise
+            if not said:
+                ctx.event("abort", f"old api-server not answering yet ({exc}); waiting up to "
+                          f"{API_START_WAIT_S:g}s for it to start", step="fence-old")
+                said = True
+            ctx.check_stop("unfence old")
+            time.sleep(API_START_POLL_S)
     return "old api-server open for writes again"
 
 

@@ -214,7 +214,8 @@ async def test_close_way_back_after_finalize_needs_the_typed_word(make_app, worl
 
 async def test_revert_after_finalize_needs_the_typed_word(make_app, world) -> None:
     """Phase done: B (back to old) only while the way back is open; 'revert' asks for
-    `issu revert` (with the drop option); a pending revert takes W away."""
+    `issu revert --drop-new-data` (after the commit revert refuses to keep new's data); a
+    pending revert takes W away."""
     from issu_tui.orchestrator import phases
 
     journal, _ = world
@@ -233,8 +234,8 @@ async def test_revert_after_finalize_needs_the_typed_word(make_app, world) -> No
         await settle(pilot)
         dialog = app.screen
         assert isinstance(dialog, TypedConfirm) and "rolled back" in dialog.explanation
+        assert "dropped" in dialog.explanation
         await set_input(pilot, "#typed", "revert")
-        await pilot.click("#drop")
         await pilot.click("#yes")
         await settle(pilot, refreshes=2)
         assert not {"revert", "close-way-back"} & app.state.snapshot.phase.allowed
