@@ -16,7 +16,7 @@ any other key is a profile variable, e.g. `systemctl = "sudo systemctl"`.
 
 Steps: status, stop, start, disable, enable, signal (variable `{signal}`), set_ini
 (`{file}` then section key value triples, rewritten through a copy and one rename, as the
-compute profiles do); optional: version, and fence / unfence (the api-server closed to
+compute profiles do); optional: restart, version, and fence / unfence (the api-server closed to
 northbound clients and opened again; `{unit}` is the api-server's name), fence_status
 (prints `fenced` or `open`: the fence proven, e.g. `iptables -C ... && echo fenced ||
 echo open`), and queues (the
@@ -34,6 +34,12 @@ package profiles default to Cassandra's own layout under /var/lib/cassandra; the
 profiles have none (where a volume lives is the deployment's): the step is refused until
 the config names them. The status step prints the state; `running` / `active` /
 `RUNNING` / `Up` mean running.
+
+A profile's `reload` table says how a northbound client's service takes a re-pointed config:
+`restart` or `signal` (service name -> one of them; a northbound.toml client's own `reload`
+wins). neutron-server, kube-manager and the vCenter plugin read the api-server's address
+once, at start (the Contrail neutron plugin when it is loaded), so every built-in profile
+restarts them; a service the table does not name is signalled.
 """
 
 from __future__ import annotations
@@ -59,7 +65,15 @@ STEPS = ("status", "stop", "start", "disable", "enable", "signal", "set_ini")
 # before a step stops the brokers of some of the hosts.
 # `fence_status` prints `fenced` or `open`: the proof finalize's check-new-fenced asks of new
 # when its api-server has no fence call of its own (a real Contrail api-server).
-OPTIONAL_STEPS = ("version", "fence", "unfence", "queues", "rabbit_status", "fence_status")
+# `restart` restarts a service (a northbound client whose profile `reload`s it so).
+# `install` installs release `{version}` on the host (a node converted from v1 to v2 in
+# place, between its v1 services stopped and its v2 ones started); host-wide, no `{unit}`.
+OPTIONAL_STEPS = ("version", "fence", "unfence", "queues", "rabbit_status", "fence_status",
+                  "restart", "install")
+RELOADS = ("restart", "signal")
+# How the built-in profiles make a northbound service take its re-pointed config (above).
+_RELOAD = {"neutron-server": "restart", "kube-manager": "restart",
+           "vcenter-plugin": "restart"}
 _CLUSTER_STATUS = "rabbitmqctl cluster_status --formatter json"
 FENCED_WORDS = ("fenced", "closed")
 OPEN_WORDS = ("open", "unfenced")
@@ -109,12 +123,29 @@ _COMPOSE = {
     "rabbitmq": "config_database/rabbitmq", "kube-manager": "kubemanager/kubemanager",
 }
 _CONTAINERS = {svc: f"{value.replace('/', '_')}_1" for svc, value in _COMPOSE.items()}
+_CONTAINERS["neutron-server"] = "neutron_server"  # kolla's container
 
 _SET_INI_STEP = f"sh -c {script_item(SET_INI_SCRIPT)} set-ini"
 # dpkg (Debian, Ubuntu) or rpm (RHEL, CentOS): the version string of the package
 _PACKAGE_VERSION = "sh -c " + script_item(
     "dpkg-query -W -f='${Version}\\n' \"$1\" 2>/dev/null || "
     "rpm -q --qf '%{VERSION}-%{RELEASE}\\n' \"$1\"") + " version {package}"
+# Every installed package matching `{package_glob}` (contrail-*) to release $1: apt-get
+# (pkg=VERSION) where dpkg is, else yum (pkg-VERSION; downgrade when install refuses), as an
+# operator upgrades a packaged controller node in place. Nothing installed: an error.
+_PACKAGE_INSTALL = "sh -c " + script_item(r"""
+v=$1 pat=$2 args=
+if command -v dpkg-query >/dev/null 2>&1; then
+  for p in $(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' "$pat" 2>/dev/null |
+             awk '$1 == "ii" {print $2}'); do args="$args $p=$v"; done
+  [ -n "$args" ] || { echo "no installed package matches $pat" >&2; exit 1; }
+  exec env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades \
+    -o Dpkg::Options::=--force-confold $args
+fi
+for p in $(rpm -qa --qf '%{NAME}\n' "$pat"); do args="$args $p-$v"; done
+[ -n "$args" ] || { echo "no installed package matches $pat" >&2; exit 1; }
+yum -y install $args || exec yum -y downgrade $args
+""") + " install {version} {package_glob}"
 # supervisorctl 3.x exits 0 whatever the state, 4.x exits 3 when not running: the state is
 # the second word of its status line either way.
 _SUPERVISORCTL = "{supervisorctl} -s unix://{socket_dir}/supervisord_{group}.sock"
@@ -152,9 +183,13 @@ BUILTIN_CONTROLLER_PROFILES: dict[str, dict[str, object]] = {
         "disable": "{systemctl} disable {unit}",
         "enable": "{systemctl} enable {unit}",
         "signal": "{systemctl} kill --signal={signal} {unit}",
+        "restart": "{systemctl} restart {unit}",
+        "reload": _RELOAD,
         "set_ini": _SET_INI_STEP,
         "package": "contrail-lib",
         "version": _PACKAGE_VERSION,
+        "package_glob": "contrail-*",
+        "install": _PACKAGE_INSTALL,
         "rabbit_status": _CLUSTER_STATUS,
         "cassandra_dirs": _PACKAGE_CASSANDRA_DIRS,
     },
@@ -169,10 +204,14 @@ BUILTIN_CONTROLLER_PROFILES: dict[str, dict[str, object]] = {
         "disable": f"{_SET_INI_STEP} {_SUPERVISORD_INI} program:{{unit}} autostart false",
         "enable": f"{_SET_INI_STEP} {_SUPERVISORD_INI} program:{{unit}} autostart true",
         "signal": f"{_SUPERVISORCTL} signal {{signal}} {{unit}}",
+        "restart": f"{_SUPERVISORCTL} restart {{unit}}",
+        "reload": _RELOAD,
         "set_ini": _SET_INI_STEP,
         "package": "contrail-lib",
         "version": _PACKAGE_VERSION,
         "cassandra_dirs": _PACKAGE_CASSANDRA_DIRS,
+        "package_glob": "contrail-*",
+        "install": _PACKAGE_INSTALL,
     },
     "docker": {
         "docker": "docker",
@@ -183,6 +222,8 @@ BUILTIN_CONTROLLER_PROFILES: dict[str, dict[str, object]] = {
         "disable": "{docker} update --restart=no {unit}",
         "enable": "{docker} update --restart=always {unit}",
         "signal": "{docker} kill --signal={signal} {unit}",
+        "restart": "{docker} restart {unit}",
+        "reload": _RELOAD,
         "set_ini": _SET_INI_STEP,
         "version": "{docker} inspect --format {{{{.Config.Image}}}} {unit}",
         "rabbit_status": "{docker} exec {unit} " + _CLUSTER_STATUS,
@@ -199,6 +240,8 @@ BUILTIN_CONTROLLER_PROFILES: dict[str, dict[str, object]] = {
         "enable": f"sh -c {script_item(_COMPOSE_RESTART)} enable {_COMPOSE_FILE} {{unit}} always "
                   "{docker}",
         "signal": f"{{docker}} compose -f {_COMPOSE_FILE} kill -s {{signal}} {{unit}}",
+        "restart": f"{{docker}} compose -f {_COMPOSE_FILE} restart {{unit}}",
+        "reload": _RELOAD,
         "set_ini": _SET_INI_STEP,
         "version": f"{{docker}} compose -f {_COMPOSE_FILE} ps -a --format {{{{{{{{.Image}}}}}}}} "
                    "{unit}",
@@ -211,15 +254,20 @@ BUILTIN_CONTROLLER_PROFILES: dict[str, dict[str, object]] = {
         "host": "python3 -m demo.controller.hostctl --dir /var/lib/issu-demo/controller",
         # a process each, named as issu names them (hostctl's `controller`: the first three)
         "services": {s: s for s in ("api-server", "control", "analytics-api",
-                                    "schema-transformer", "svc-monitor", "device-manager")},
+                                    "schema-transformer", "svc-monitor", "device-manager",
+                                    "neutron-server")},
         "status": "{host} status {unit}",
         "stop": "{host} stop {unit}",
         "start": "{host} start {unit}",
         "disable": "{host} disable {unit}",
         "enable": "{host} enable {unit}",
         "signal": "{host} signal {signal} {unit}",
+        "restart": "{host} restart {unit}",
+        "reload": _RELOAD,
         "set_ini": _SET_INI_STEP,
         "version": "{host} version {unit}",
+        # the host's services switched to the release's processes
+        "install": "{host} install {version} controller",
         # the world's broker, asked with rabbitmqctl
         "queues": "{host} queues {vhost}",
         # the demo api-server's /issu/close|open, called on its own host
@@ -234,6 +282,7 @@ _SERVICE = re.compile(r"[a-z][a-z0-9-]*")
 _HOST_NAME = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9_.-]*/)?[A-Za-z0-9][A-Za-z0-9_.@:-]*")
 _SIGNAL = re.compile(r"(?:SIG)?[A-Z][A-Z0-9+-]*|[0-9]{1,2}")
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.:~+_-]*")
 
 
 class ControllerError(Exception):
@@ -246,6 +295,7 @@ class ControllerProfile:
     steps: dict[str, str]
     services: dict[str, str]  # issu's service name (schema-transformer) -> the host's name
     variables: dict[str, str] = field(default_factory=dict)
+    reload: dict[str, str] = field(default_factory=dict)  # service -> restart | signal
 
     @classmethod
     def build(cls, name: str, spec: Mapping[str, object]) -> ControllerProfile:
@@ -253,9 +303,13 @@ class ControllerProfile:
         if not isinstance(services, Mapping):
             raise ProfileError(f"controller_profiles.{name}.services: expected a table of "
                                "service = host name")
+        reload = spec.get("reload") or {}
+        if not isinstance(reload, Mapping):
+            raise ProfileError(f"controller_profiles.{name}.reload: expected a table of "
+                               "service = \"restart\" or \"signal\"")
         steps, variables = {}, {}
         for key, value in spec.items():
-            if key in ("services", "base"):
+            if key in ("services", "base", "reload"):
                 continue
             if not isinstance(value, str):
                 raise ProfileError(f"controller_profiles.{name}.{key}: expected a string")
@@ -266,7 +320,8 @@ class ControllerProfile:
             else:
                 raise ProfileError(f"controller_profiles.{name}: {key!r} is not a step "
                                    f"({', '.join(STEPS)}) nor a valid variable name")
-        profile = cls(name, steps, {str(k): str(v) for k, v in services.items()}, variables)
+        profile = cls(name, steps, {str(k): str(v) for k, v in services.items()}, variables,
+                      {str(k): str(v) for k, v in reload.items()})
         profile.validate()
         return profile
 
@@ -283,12 +338,20 @@ class ControllerProfile:
         if missing:
             raise ProfileError(f"controller profile {self.name}: step(s) {', '.join(missing)} "
                                "missing")
+        for service, how in self.reload.items():
+            if how not in RELOADS:
+                raise ProfileError(f"controller_profiles.{self.name}.reload.{service}: "
+                                   f"{how!r} is not restart or signal")
+            if how == "restart" and "restart" not in self.steps:
+                raise ProfileError(f"controller_profiles.{self.name}.reload.{service}: "
+                                   "restart needs the profile's restart step")
         if ("fence" in self.steps) != ("unfence" in self.steps):
             raise ProfileError(f"controller profile {self.name}: steps fence and unfence go "
                                "together (set both, or neither)")
         sample = {"unit": "x", "group": "x", "signal": "HUP"}
         for step in (*STEPS, *(s for s in OPTIONAL_STEPS if s in self.steps)):
-            values = {"vhost": "/"} if step == "queues" else sample
+            values = {"vhost": "/"} if step == "queues" else \
+                {"version": "1.0"} if step == "install" else sample
             render_template(self.name, step, self.steps[step], self.variables, values)
         if "cassandra_dirs" in self.variables:
             self.cassandra_dirs("host", "192.0.2.1")
@@ -326,6 +389,10 @@ class ControllerProfile:
     def has_queues(self) -> bool:
         return "queues" in self.steps
 
+    def reload_for(self, service: str) -> str:
+        """How `service` takes a re-pointed config on this profile: restart or signal."""
+        return self.reload.get(service, "signal")
+
     def host_name(self, service: str) -> str:
         try:
             return self.services[service]
@@ -341,7 +408,7 @@ class ControllerProfile:
         if step in OPTIONAL_STEPS and step not in self.steps:
             raise ControllerError(f"controller profile {self.name}: no {step!r} step (set "
                                   f"controller_profiles.{self.name}.{step})")
-        if step not in (*STEPS, *OPTIONAL_STEPS) or step == "set_ini":
+        if step not in (*STEPS, *OPTIONAL_STEPS) or step in ("set_ini", "install"):
             raise ControllerError(f"controller profile {self.name}: unknown step {step!r}")
         if step == "signal" and not _SIGNAL.fullmatch(signal):
             raise ControllerError(f"{signal!r} is not a signal name (HUP, SIGTERM, USR1...)")
@@ -413,7 +480,11 @@ def build_controller_profiles(overrides: Mapping[str, Mapping[str, object]] | No
         merged = {**_service_map(builtin.get("services")),
                   **_service_map(override.get("services"))}
         services = {service: unit for service, unit in merged.items() if unit}
-        specs[name] = {**builtin, **override, "services": services}
+        if not isinstance(override.get("reload", {}), Mapping):
+            raise ProfileError(f"controller_profiles.{name}.reload: expected a table of "
+                               "service = \"restart\" or \"signal\"")
+        reload = {**_service_map(builtin.get("reload")), **_service_map(override.get("reload"))}
+        specs[name] = {**builtin, **override, "services": services, "reload": reload}
     return {name: ControllerProfile.build(name, spec) for name, spec in specs.items()}
 
 
@@ -531,7 +602,7 @@ class ControllerExecutor:
 
     def act(self, target: SshTarget, profile: str, step: str, services: Iterable[str],
             signal: str = "") -> None:
-        """Run `step` (stop, start, disable, enable, signal) for each service, in order;
+        """Run `step` (stop, start, disable, enable, signal, restart) for each service, in order;
         the first failure stops and is raised, naming host, service and step."""
         prof = self.profile(profile)
         plans = [(s, prof.argv(step, s, signal)) for s in services]
@@ -589,6 +660,20 @@ class ControllerExecutor:
                                {"vhost": vhost})
         with self._connect(target) as session:
             return parse_queue_listing(self._run(session, target, f"queues of {vhost}", argv))
+
+    def install(self, target: SshTarget, profile: str, version: str) -> str:
+        """Install release `version` on the host through the profile's `install` step; what
+        it printed. ControllerError when the profile has none or it fails."""
+        prof = self.profile(profile)
+        if "install" not in prof.steps:
+            raise ControllerError(f"controller profile {profile}: no 'install' step (set "
+                                  f"controller_profiles.{profile}.install)")
+        if not _VERSION.fullmatch(version):
+            raise ControllerError(f"{version!r} is not a release to install")
+        argv = render_template(profile, "install", prof.steps["install"], prof.variables,
+                               {"version": version})
+        with self._connect(target) as session:
+            return self._run(session, target, f"install {version}", argv)
 
     def rabbit_status(self, target: SshTarget, profile: str) -> str:
         """The host's broker's cluster status (JSON), through the profile's `rabbit_status`

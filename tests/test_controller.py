@@ -81,7 +81,7 @@ class Host:
 def host(ssh: Endpoints, tmp_path: Path) -> Iterator[Host]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("systemctl", "supervisorctl", "docker", "dpkg-query"):
+    for tool in ("systemctl", "supervisorctl", "docker", "dpkg-query", "apt-get"):
         shutil.copy(FAKE, bin_dir / tool)
         (bin_dir / tool).chmod(stat.S_IRWXU)
     s = ssh.ssh
@@ -496,8 +496,11 @@ def _nb_context(config: IssuConfig, tmp_path: Path, overrides: dict[str, object]
                    journal=Journal.open(tmp_path / "journal"))
 
 
-def test_northbound_switch_over_ssh_reads_back_and_signals(ssh: Endpoints, host: Host,
-                                                           tmp_path: Path) -> None:
+def test_northbound_switch_over_ssh_reads_back_and_restarts(ssh: Endpoints, host: Host,
+                                                            tmp_path: Path) -> None:
+    """neutron-server reads the plugin's api_server_ip only when it starts: the profile's
+    default for it is a restart (a SIGHUP would leave it on old), then its status is read
+    back; a client may ask for a signal instead."""
     host.seed({"systemd:neutron-server": {"running": True, "enabled": True}})
     plugin = tmp_path / "ContrailPlugin.ini"
     original = ("[APISERVER]\napi_server_ip = 10.9.0.1\napi_server_port = 8082\n"
@@ -510,11 +513,17 @@ def test_northbound_switch_over_ssh_reads_back_and_signals(ssh: Endpoints, host:
     ctx = _nb_context(_inventory_config(ssh, host, tmp_path), tmp_path)
     try:
         done = switch_client(ctx, client)
-        assert done == (f"neutron new-k8s:{plugin}: rewritten, read back, SIGHUP to "
-                        "neutron-server")
+        assert done == (f"neutron new-k8s:{plugin}: rewritten, read back, neutron-server "
+                        "restarted, running")
         assert plugin.read_text() == ("[APISERVER]\napi_server_ip=10.9.0.2\n"
                                       "api_server_port=8082\ncontrail_extensions = ipam\n")
         assert Path(f"{plugin}.issu-backup").read_text() == original
+        assert host.state()["systemd:neutron-server"]["restarts"] == 1
+        assert ["systemctl", "kill", "--signal=HUP", "neutron-server"] not in host.calls()
+        assert ["systemctl", "is-active", "neutron-server"] in host.calls()
+        # a client that takes a signal (its own choice), read back too
+        signalled = client.model_copy(update={"reload": "signal"})
+        assert switch_client(ctx, signalled).endswith("SIGHUP to neutron-server, running")
         assert ["systemctl", "kill", "--signal=HUP", "neutron-server"] in host.calls()
         # again: nothing to rewrite, the first state's backup kept
         assert "already new, read back" in switch_client(ctx, client)
@@ -550,13 +559,25 @@ def test_northbound_switch_over_ssh_reads_back_and_signals(ssh: Endpoints, host:
         ctx.journal.close()
     assert plugin.read_text() == original
 
+    # a neutron-server that does not come up after its restart: an error naming host and
+    # service (the file stays switched: a retry restarts it again)
+    host.seed({"systemd:neutron-server": {"running": True, "enabled": True,
+                                          "fail_restart": True}})
+    ctx = _nb_context(_inventory_config(ssh, host, tmp_path), tmp_path)
+    try:
+        with pytest.raises(OrchestratorError, match="northbound neutron on new-k8s: "
+                           "neutron-server is 'inactive' after its restart"):
+            switch_client(ctx, client)
+    finally:
+        ctx.journal.close()
+
 
 def test_a_vcenter_plugin_on_its_own_host_is_switched_and_pointed_back_over_ssh(
         ssh: Endpoints, host: Host, tmp_path: Path) -> None:
     """The vCenter plugin's properties file (no sections) on a northbound host: load_clients
     refused a vcenter client with `host` ("edited on the executor's host only"). Now its
     `api.hostname=` / `api.port=` lines are set over SSH, every other line kept, read back,
-    the plugin signalled; abort's way back restores the file."""
+    the plugin restarted; abort's way back restores the file."""
     host.seed({"systemd:contrail-vcenter-plugin": {"running": True, "enabled": True}})
     props = tmp_path / "contrail-vcenter-plugin.properties"
     original = ("# vcenter plugin\nvcenter.url=https://vc.example/sdk\napi.hostname=10.9.0.1\n"
@@ -574,15 +595,16 @@ def test_a_vcenter_plugin_on_its_own_host_is_switched_and_pointed_back_over_ssh(
     try:
         record_switched(ctx, clients)
         done = switch_client(ctx, clients[0])
-        assert done == (f"vcenter new-k8s:{props}: rewritten, read back, SIGHUP to "
-                        "vcenter-plugin")
+        assert done == (f"vcenter new-k8s:{props}: rewritten, read back, vcenter-plugin "
+                        "restarted, running")
         assert props.read_text() == original.replace("10.9.0.1", "10.9.0.2")
         assert Path(f"{props}.issu-backup").read_text() == original
-        assert ["systemctl", "kill", "--signal=HUP", "contrail-vcenter-plugin"] in host.calls()
+        # the plugin reads its properties when it starts: restarted (the profile's default)
+        assert ["systemctl", "restart", "contrail-vcenter-plugin"] in host.calls()
         assert "already new, read back" in switch_client(ctx, clients[0])
         assert revert_clients(ctx) == (f"northbound pointed back at old: vcenter new-k8s:"
-                                       f"{props}: restored, read back, SIGHUP to "
-                                       "vcenter-plugin")
+                                       f"{props}: restored, read back, vcenter-plugin "
+                                       "restarted, running")
         assert props.read_text() == original
     finally:
         ctx.journal.close()
@@ -591,7 +613,7 @@ def test_a_vcenter_plugin_on_its_own_host_is_switched_and_pointed_back_over_ssh(
 def test_northbound_revert_over_ssh_restores_the_backup_and_reads_back(
         ssh: Endpoints, host: Host, tmp_path: Path) -> None:
     """switch-northbound's inverse (abort while new is still fenced): the file as it was
-    before the switch, read back naming old again, the client signalled; then nothing left."""
+    before the switch, read back naming old again, the client restarted; then nothing left."""
     host.seed({"systemd:neutron-server": {"running": True, "enabled": True}})
     plugin = tmp_path / "ContrailPlugin.ini"
     original = ("[APISERVER]\napi_server_ip = 10.9.0.1\napi_server_port = 8082\n"
@@ -611,14 +633,13 @@ def test_northbound_revert_over_ssh_restores_the_backup_and_reads_back(
         record_switched(ctx, clients)
         switch_client(ctx, clients[0])
         assert "api_server_ip=10.9.0.2" in plugin.read_text()
-        hups = host.calls().count(["systemctl", "kill", "--signal=HUP", "neutron-server"])
+        restarts = host.calls().count(["systemctl", "restart", "neutron-server"])
         done = revert_clients(ctx)
         assert done == (f"northbound pointed back at old: neutron new-k8s:{plugin}: restored, "
-                        "read back, SIGHUP to neutron-server")
+                        "read back, neutron-server restarted, running")
         assert plugin.read_text() == original
         assert not Path(f"{plugin}.issu-backup").exists()
-        assert host.calls().count(["systemctl", "kill", "--signal=HUP",
-                                   "neutron-server"]) == hups + 1
+        assert host.calls().count(["systemctl", "restart", "neutron-server"]) == restarts + 1
         assert revert_clients(ctx) == "northbound: no client was switched"
 
         # a backup that does not name old (edited by hand since): refused, naming the key,
@@ -637,7 +658,7 @@ def test_northbound_revert_over_ssh_restores_the_backup_and_reads_back(
         plugin.write_text(original)
         Path(f"{plugin}.issu-backup").unlink()
         assert revert_clients(ctx).endswith(f"neutron new-k8s:{plugin}: names old, read "
-                                            "back, SIGHUP to neutron-server")
+                                            "back, neutron-server restarted, running")
     finally:
         ctx.journal.close()
 

@@ -291,6 +291,8 @@ def test_abort_starts_the_old_config_services_again(world: Any) -> None:
     assert _running(world, "v1") == []
     assert _running(world, "v2") == list(WRITERS)
     assert f"api_server_ip={world.controller_address('v2')}" in plugin.read_text()
+    # the northbound host's neutron-server, restarted, now talks to new's api-server
+    _neutron_reaches(world, "v2")
     # new's writers ran: their cells on new would outlive a retry's copy, so abort needs
     # --drop-new-data (refused without it, before anything changes)
     refused = issu_json(world, "abort", timeout=600, expect=None)
@@ -316,6 +318,31 @@ def test_abort_starts_the_old_config_services_again(world: Any) -> None:
     # goes with the rest (left there it would collect new's changes for nobody)
     queue = load_config(world.config_path).sync.queue_name
     assert f"{queue}.reverse deleted" in "; ".join(result["done"]), result["done"]
+    _neutron_reaches(world, "v1")  # restarted again by abort: back on old's api-server
+
+
+def _neutron_requests(world: Any, cluster: str) -> int:
+    status = httpx.get(f"{world.api_url(cluster)}/issu/status", timeout=10).json()
+    return sum(n for agent, n in status["useragents"].items()
+               if agent.endswith(":neutron-server"))
+
+
+def _neutron_reaches(world: Any, cluster: str) -> None:
+    """The demo's neutron-server lists networks from `cluster`'s api-server (its requests
+    counted there, a few seconds apart) and names it in its state."""
+    other = "v1" if cluster == "v2" else "v2"
+    address = f"{world.controller_address(cluster)}:8082"
+    deadline = time.monotonic() + 60
+    while world.neutron_state().get("api_server") != address or \
+            world.neutron_state().get("last_error"):
+        assert time.monotonic() < deadline, world.neutron_state()
+        time.sleep(0.5)
+    before = _neutron_requests(world, cluster)
+    other_before = _neutron_requests(world, other) if _answers(world.api_url(other)) else None
+    time.sleep(3)
+    assert _neutron_requests(world, cluster) >= before + 2
+    if other_before is not None:
+        assert _neutron_requests(world, other) == other_before
 
 
 def _route_target_and_useragent_on_old(world: Any, services: Endpoints, network: str,

@@ -91,6 +91,9 @@ class ApiServer:
         self._writer = ThreadPoolExecutor(max_workers=8, thread_name_prefix="api-writer")
         self._readers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="api-reader")
         self.stats = {"reads": 0, "writes": 0, "refused": 0}
+        # requests per client, by the X-Contrail-Useragent header vnc_api clients send
+        # (`host:program`): who talks to this api-server (the demo's neutron-server)
+        self.useragents: dict[str, int] = {}
 
     async def _write(self, fn: Callable[[], T]) -> T:
         self.stats["writes"] += 1
@@ -127,6 +130,9 @@ class ApiServer:
     @web.middleware
     async def _errors(self, request: web.Request,
                       handler: Callable[..., Any]) -> web.StreamResponse:
+        agent = (request.headers.get("X-Contrail-Useragent") or "")[:200]
+        if agent and (agent in self.useragents or len(self.useragents) < 1000):
+            self.useragents[agent] = self.useragents.get(agent, 0) + 1
         try:
             return await handler(request)
         except ApiError as exc:
@@ -302,7 +308,8 @@ class ApiServer:
 
     async def issu_status(self, request: web.Request) -> web.Response:
         return _json({"cluster": self.fence.cluster, "version": self.fence.version,
-                      "northbound_open": self.fence.open, "pid": os.getpid(), **self.stats})
+                      "northbound_open": self.fence.open, "pid": os.getpid(), **self.stats,
+                      "useragents": dict(self.useragents)})
 
     async def issu_open(self, request: web.Request) -> web.Response:
         self._check_admin(request)

@@ -6,12 +6,15 @@ process group of its own with `<service>.pid` and `<service>.log`, named as issu
 `api-server`, `control`, `analytics-api` (demo.controller --roles api|control|analytics) and
 the writers `schema-transformer`, `svc-monitor`, `device-manager` (demo/controller/writers.py).
 `controller` stands for the first three together (status: running when all three run).
+On the northbound host, DIR holds `ContrailPlugin.ini` and no spec: its one service is
+`neutron-server` (demo/controller/neutron.py, reading that ini).
 Verbs: status (prints running / stopped, and `disabled`), version (the release), stop, start,
 disable / enable (a disabled service is not started again by `issu demo up`: the demo's
-reboot), signal NAME, fence / unfence (api-server only: closed to northbound writes, or
-opened), fence_status (prints `fenced` or `open`, asked of the api-server), and
-`queues VHOST` (the world's broker's queues of VHOST, `name ready unacked` per line, from
-rabbitmqctl).
+reboot), restart, signal NAME, `install VERSION controller` (the host's release, as
+`version` prints it and its processes run it from their next start: the demo's package
+install), fence / unfence (api-server only: closed to northbound writes, or opened),
+fence_status (prints `fenced` or `open`, asked of the api-server), and `queues VHOST` (the
+world's broker's queues of VHOST, `name ready unacked` per line, from rabbitmqctl).
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ CONTROLLER = "controller"
 ROLES = {"api-server": "api", "control": "control", "analytics-api": "analytics"}
 # demo/controller/writers.py (not imported here: status over SSH stays quick)
 WRITERS = ("schema-transformer", "svc-monitor", "device-manager")
-PROCESSES = (*ROLES, *WRITERS)
-SERVICES = (CONTROLLER, *PROCESSES)
+PROCESSES = (*ROLES, *WRITERS)  # a controller host's
+NEUTRON = "neutron-server"  # the northbound host's
+PLUGIN_INI = "ContrailPlugin.ini"
+SERVICES = (CONTROLLER, *PROCESSES, NEUTRON)
 
 
 def processes(service: str) -> tuple[str, ...]:
@@ -64,9 +69,13 @@ def running(directory: Path, service: str) -> bool:
 
 def command(directory: Path, service: str) -> Command:
     spec = str(directory / "spec.json")
-    if service in ROLES:
-        argv: tuple[str, ...] = (sys.executable, "-m", "demo.controller", "--spec", spec,
-                                 "--roles", ROLES[service])
+    if service == NEUTRON:
+        argv: tuple[str, ...] = (sys.executable, "-m", "demo.controller.neutron", "--ini",
+                                 str(directory / PLUGIN_INI), "--state",
+                                 str(directory / f"{NEUTRON}.state"))
+    elif service in ROLES:
+        argv = (sys.executable, "-m", "demo.controller", "--spec", spec, "--roles",
+                ROLES[service])
     else:
         argv = (sys.executable, "-m", "demo.controller.writers", "--spec", spec,
                 "--service", service)
@@ -160,6 +169,28 @@ def fence_status(directory: Path) -> int:
     return 0
 
 
+def install(directory: Path, args: list[str]) -> int:
+    """The host's release set to VERSION (spec.json, kept private as written): what its
+    services run from their next start; refused while one of them runs (a package install
+    under a running service is what issu's conversion never does)."""
+    if len(args) != 1 or not args[0] or args[0].startswith("-"):
+        print("install: usage: install VERSION controller", file=sys.stderr)
+        return 2
+    up = [p for p in PROCESSES if running(directory, p)]
+    if up:
+        print(f"install: {', '.join(up)} still running: stop them first", file=sys.stderr)
+        return 1
+    path = directory / "spec.json"
+    spec = json.loads(path.read_text())
+    spec["version"] = args[0]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(spec, indent=2))
+    os.chmod(tmp, path.stat().st_mode & 0o7777)
+    os.replace(tmp, path)
+    print(f"installed {args[0]}")
+    return 0
+
+
 RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 
 
@@ -191,9 +222,9 @@ def queues(directory: Path, vhost: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo.controller.hostctl")
     parser.add_argument("--dir", required=True, type=Path, help="the controller's directory")
-    parser.add_argument("verb", choices=("status", "stop", "start", "disable", "enable",
-                                         "signal", "version", "fence", "unfence",
-                                         "fence_status", "queues"))
+    parser.add_argument("verb", choices=("status", "stop", "start", "restart", "disable",
+                                         "enable", "signal", "version", "install", "fence",
+                                         "unfence", "fence_status", "queues"))
     parser.add_argument("args", nargs="+", help="[SIGNAL] SERVICE, or VHOST (queues)")
     args = parser.parse_args(argv)
     directory: Path = args.dir
@@ -203,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     if service not in SERVICES:
         print(f"{service}: unknown service (known: {', '.join(SERVICES)})", file=sys.stderr)
         return 5
-    if not (directory / "spec.json").is_file():
-        print(f"{directory}: no controller here (no spec.json)", file=sys.stderr)
+    needed = PLUGIN_INI if service == NEUTRON else "spec.json"
+    if not (directory / needed).is_file():
+        print(f"{directory}: no {service} here (no {needed})", file=sys.stderr)
         return 1
     if args.verb in ("fence", "unfence", "fence_status"):
         if service not in ("api-server", CONTROLLER):
@@ -213,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "fence_status":
             return fence_status(directory)
         return fence(directory, args.verb == "fence")
+    if args.verb == "install":
+        return install(directory, extra)
     if args.verb == "version":  # the release this controller runs (its spec's)
         print(json.loads((directory / "spec.json").read_text())["version"])
     elif args.verb == "status":
@@ -223,7 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         if not stop(directory, service):
             print(f"{service}: still running after SIGTERM and SIGKILL", file=sys.stderr)
             return 1
-    elif args.verb == "start":
+    elif args.verb in ("start", "restart"):
+        if args.verb == "restart" and not stop(directory, service):
+            print(f"{service}: still running after SIGTERM and SIGKILL", file=sys.stderr)
+            return 1
         start(directory, service)
     elif args.verb == "disable":
         for one in processes(service):

@@ -1,4 +1,5 @@
-"""Northbound clients: their config files re-pointed at the new cluster, then signalled.
+"""Northbound clients: their config files re-pointed at the new cluster, then restarted or
+signalled.
 
 The clients are listed in `northbound.toml` beside the config (or `--northbound FILE`):
 
@@ -12,7 +13,12 @@ A client on another host names it: `host = "neutron-1"`, a host of the controlle
 (`[[old.controllers]]` or `[[new.controllers]]`, usually with role northbound). Its file is
 then read, backed up, edited (the profile's INI step; a vcenter plugin's properties file:
 its `key=value` lines, the rest kept) and read back over SSH, and
-`service = "neutron-server"` (optional) is signalled through the host's controller profile.
+`service = "neutron-server"` (optional) is restarted or signalled through the host's
+controller profile, then asked its status (it must run). Which of the two: the client's
+`reload = "restart"` or `"signal"`, else the profile's `reload` table, whose built-in default
+restarts neutron-server, kube-manager and the vCenter plugin (they read the api-server's
+address only at start, as operators know: a SIGHUP leaves them on old) and signals the rest.
+A client on this host (`pid_file`) can only be signalled.
 
 - neutron:   `[APISERVER] api_server_ip`, `api_server_port`
 - k8s:       `[VNC] vnc_endpoint_ip`, `vnc_endpoint_port` (contrail-kubernetes.conf)
@@ -31,7 +37,7 @@ import signal
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -51,7 +57,8 @@ class NorthboundClient(BaseModel):
     pid_file: Path | None = None
     signal: str = "SIGHUP"
     host: str | None = None     # a controller inventory host: the file is on it (SSH)
-    service: str | None = None  # on that host: signalled through its controller profile
+    service: str | None = None  # on that host: restarted or signalled through its profile
+    reload: Literal["restart", "signal"] | None = None  # None: as the host's profile says
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,10 @@ def load_clients(path: Path | None) -> list[NorthboundClient]:
                     "path, and `service` (signalled through the host's profile), not pid_file")
         elif client.service is not None:
             raise OrchestratorError(f"{path}: client.{i}: `service` needs `host`")
+        elif client.reload == "restart":
+            raise OrchestratorError(
+                f"{path}: client.{i}: reload = \"restart\" needs `host` and `service` (issu "
+                "restarts through the host's controller profile); a pid_file is signalled")
         if not client.path.is_absolute():
             client.path = (path.parent / client.path).resolve()
         if client.pid_file and not client.pid_file.is_absolute():
@@ -274,7 +285,7 @@ def _switch_over_ssh(ctx: Context, client: NorthboundClient, host_name: str,
     if wrong:
         raise OrchestratorError(f"northbound {client.kind} on {host.name}: {file} read back: "
                                 + "; ".join(wrong))
-    signalled = _signal_over_ssh(ex, where, host, client)
+    signalled = _reload_over_ssh(ex, where, host, client)
     return (f"{client.kind} {host.name}:{file}: "
             f"{'rewritten' if changed else 'already new'}, read back{signalled}")
 
@@ -534,7 +545,7 @@ def _revert_over_ssh(ctx: Context, client: NorthboundClient, host_name: str,
                                         "does not name old: " + "; ".join(wrong))
     except ControllerError as exc:
         raise OrchestratorError(f"{where_said}: {exc}") from None
-    signalled = _signal_over_ssh(ex, where, host, client)  # also on a re-run
+    signalled = _reload_over_ssh(ex, where, host, client)  # also on a re-run
     try:
         ex.run_script(where, f"remove {backup}", _REMOVE_BACKUP_SCRIPT, [backup])
     except ControllerError as exc:
@@ -543,16 +554,32 @@ def _revert_over_ssh(ctx: Context, client: NorthboundClient, host_name: str,
             f"read back{signalled}")
 
 
-def _signal_over_ssh(ex: Any, where: Any, host: ControllerHostConfig,
+def _reload_over_ssh(ex: Any, where: Any, host: ControllerHostConfig,
                      client: NorthboundClient) -> str:
-    """Signal the client's service through its host's profile; ', SIGHUP to X' or ''."""
+    """Make the client's service take its file: restart it or signal it through its host's
+    profile, then read its status back (it must run: a restart that did not come up, or a
+    signal that killed it, is an error naming host and service). ', neutron-server
+    restarted, running' or ', SIGHUP to X, running'; '' without a service."""
     from backends.controller import ControllerError
 
     if client.service is None:
         return ""
+    said = f"northbound {client.kind} on {host.name}"
     try:
-        ex.act(where, host.profile, "signal", [client.service],
-               signal=client.signal.removeprefix("SIG"))
+        how = client.reload or ex.profile(host.profile).reload_for(client.service)
+        if how == "restart":
+            ex.act(where, host.profile, "restart", [client.service])
+            done = f", {client.service} restarted"
+        else:
+            ex.act(where, host.profile, "signal", [client.service],
+                   signal=client.signal.removeprefix("SIG"))
+            done = f", {client.signal} to {client.service}"
+        [state] = ex.status(where, host.profile, [client.service])
     except ControllerError as exc:
-        raise OrchestratorError(f"northbound {client.kind}: {exc}") from None
-    return f", {client.signal} to {client.service}"
+        raise OrchestratorError(f"{said}: {exc}") from None
+    if not state.running:
+        raise OrchestratorError(f"{said}: {client.service} is {state.state!r} after "
+                                f"{'its restart' if how == 'restart' else client.signal}: "
+                                "it does not run with the new file; see its log on "
+                                f"{host.name}")
+    return f"{done}, running"

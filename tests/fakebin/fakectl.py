@@ -44,6 +44,9 @@ def systemctl(args: list[str], state: dict) -> int:
         return 0 if svc["running"] else 3
     if verb in ("stop", "start"):
         svc["running"] = verb == "start"
+    elif verb == "restart":  # `fail_restart`: the unit does not come up again
+        svc["running"] = not svc.get("fail_restart")
+        svc["restarts"] = svc.get("restarts", 0) + 1
     elif verb in ("enable", "disable"):
         svc["enabled"] = verb == "enable"
     elif verb == "kill":
@@ -68,6 +71,9 @@ def supervisorctl(args: list[str], state: dict) -> int:
     if verb in ("stop", "start"):
         svc["running"] = verb == "start"
         print(f"{program}: {'started' if svc['running'] else 'stopped'}")
+    elif verb == "restart":
+        svc["running"], svc["restarts"] = True, svc.get("restarts", 0) + 1
+        print(f"{program}: stopped\n{program}: started")
     elif verb == "signal":
         svc.setdefault("signals", []).append(rest[0])
         print(f"{program}: signalled")
@@ -90,6 +96,8 @@ def docker(args: list[str], state: dict) -> int:
             print("running" if svc["running"] else "exited")
         elif verb in ("stop", "start"):
             svc["running"] = verb == "start"
+        elif verb == "restart":
+            svc["running"], svc["restarts"] = True, svc.get("restarts", 0) + 1
         elif verb == "kill":
             svc.setdefault("signals", []).append(rest[rest.index("-s") + 1])
         else:
@@ -119,6 +127,9 @@ def docker(args: list[str], state: dict) -> int:
     elif verb in ("stop", "start"):
         svc["running"] = verb == "start"
         print(name)
+    elif verb == "restart":
+        svc["running"], svc["restarts"] = True, svc.get("restarts", 0) + 1
+        print(name)
     elif verb == "kill":
         svc.setdefault("signals", []).append(rest[0].split("=", 1)[1])
         print(name)
@@ -128,12 +139,40 @@ def docker(args: list[str], state: dict) -> int:
 
 
 def dpkg_query(args: list[str], state: dict) -> int:
-    """`dpkg-query -W -f=FORMAT PACKAGE`: the package's version (the only field asked)."""
+    """`dpkg-query -W -f=FORMAT PACKAGE`: the package's version; with a pattern (`contrail-*`)
+    and `${Package}` in FORMAT: `ii  NAME` per installed package matching it."""
     package = args[-1]
+    if "*" in package:
+        import fnmatch
+
+        names = [k.split(":", 1)[1] for k in state if k.startswith("dpkg:")]
+        found_names = sorted(n for n in names if fnmatch.fnmatch(n, package))
+        if not found_names:
+            fail(f"dpkg-query: no packages found matching {package}")
+        for name in found_names:
+            print(f"ii  {name}")
+        return 0
     found = state.get(f"dpkg:{package}")
     if found is None:
         fail(f"dpkg-query: no packages found matching {package}")
     print(found["version"])
+    return 0
+
+
+def apt_get(args: list[str], state: dict) -> int:
+    """`apt-get install [options] NAME=VERSION...`: each package's version set."""
+    if "install" not in args:
+        fail("E: Invalid operation")
+    items = args[args.index("install") + 1:]
+    for i, item in enumerate(items):
+        if item.startswith("-") or "=" not in item or (i and items[i - 1] == "-o"):
+            continue
+        name, version = item.split("=", 1)
+        if f"dpkg:{name}" not in state:
+            fail(f"E: Unable to locate package {name}", 100)
+        if state[f"dpkg:{name}"].get("fail_install"):
+            fail(f"E: Version '{version}' for '{name}' was not found", 100)
+        state[f"dpkg:{name}"]["version"] = version
     return 0
 
 
@@ -148,7 +187,8 @@ def main() -> int:
         log.write(json.dumps([tool, *sys.argv[1:]]) + "\n")
     state = load()
     code = {"systemctl": systemctl, "supervisorctl": supervisorctl,
-            "docker": docker, "dpkg-query": dpkg_query}[tool](sys.argv[1:], state)
+            "docker": docker, "dpkg-query": dpkg_query,
+            "apt-get": apt_get}[tool](sys.argv[1:], state)
     save(state)
     return code
 
