@@ -1,0 +1,164 @@
+"""A controller node converted from v1 to v2 in place (issu_tui/orchestrator/convert.py, the
+ring approaches' `convert`): stop v1, install v2, record it, start v2 role after role
+(database first), health: running and the version read back a build of v2.
+
+The first tests run the steps against a stand-in executor (what ran, in which order); the
+last over the real sshd of the test network, with the systemd profile's own install and
+version steps run on a simulated host (tests/fakebin/fakectl.py: systemctl, dpkg-query,
+apt-get)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backends.controller import (
+    BUILTIN_CONTROLLER_PROFILES,
+    ROLE_SERVICES,
+    ControllerError,
+    ControllerExecutor,
+    ServiceState,
+    build_controller_profiles,
+)
+from backends.ssh import SshTarget
+from demo.services import Endpoints
+from issu_tui.config import ControllerHostConfig
+from issu_tui.orchestrator.convert import Conversion, convert_node, converted
+from tests.test_controller import Host, host, ssh  # noqa: F401
+
+TARGET = SshTarget("db-1", "10.0.0.1", 22, "root", Path("/k"))
+
+
+class Executor:
+    """The executor's steps on one host: services' states and every call, in order."""
+
+    def __init__(self, profiles: dict[str, dict[str, Any]] | None = None,
+                 fail_start: str = "", version: str = "5.0.0-0.40") -> None:
+        self.profiles = build_controller_profiles(profiles)
+        self.running: dict[str, bool] = {}
+        self.calls: list[tuple[str, ...]] = []
+        self.fail_start, self.reported = fail_start, version
+
+    def profile(self, name: str) -> Any:
+        return self.profiles[name]
+
+    def act(self, target: SshTarget, profile: str, step: str, services: list[str],
+            signal: str = "") -> None:
+        for s in services:
+            self.calls.append((step, profile, s))
+            self.running[s] = step == "start" and s != self.fail_start
+
+    def status(self, target: SshTarget, profile: str, services: list[str]
+               ) -> list[ServiceState]:
+        return [ServiceState(s, target.name, "active" if self.running.get(s) else "failed")
+                for s in services]
+
+    def install(self, target: SshTarget, profile: str, version: str) -> str:
+        self.calls.append(("install", profile, version))
+        return ""
+
+    def version(self, target: SshTarget, profile: str) -> tuple[str, str]:
+        return "api-server", self.reported
+
+
+def _host(profile: str = "systemd") -> ControllerHostConfig:
+    return ControllerHostConfig(name="db-1", address="10.0.0.1", ssh_key=Path("/k"),
+                                roles=["config", "control", "analytics", "database"],
+                                profile=profile)
+
+
+def _convert(ex: Executor, tmp_path: Path, v2_profile: str = "systemd") -> str:
+    conv = Conversion(_host("systemd"), _host(v2_profile), "5.0.0")
+    said: list[str] = []
+    return convert_node(ex, conv, TARGET, tmp_path, said.append)  # type: ignore[arg-type]
+
+
+def test_stops_v1_installs_then_starts_the_database_first_and_checks_the_version(
+        tmp_path: Path) -> None:
+    """Before, convert stopped and started the same v1 services, config first: nothing was
+    installed, the node stayed v1, and only `running` was asked."""
+    ex = Executor()
+    said = _convert(ex, tmp_path)
+    steps = [c[0] for c in ex.calls]
+    install = steps.index("install")
+    stops, starts = ex.calls[:install], ex.calls[install + 1:]
+    assert {c[0] for c in stops} == {"stop"} and {c[0] for c in starts} == {"start"}
+    stopped = [c[2] for c in stops]
+    # v1 stopped the other way round: analytics first, the database last
+    assert stopped.index("collector") < stopped.index("control") < \
+        stopped.index("api-server") < stopped.index("cassandra")
+    started = [c[2] for c in starts]
+    assert started[:3] == ["cassandra", "zookeeper", "rabbitmq"]  # database first
+    assert started.index("rabbitmq") < started.index("api-server") < \
+        started.index("control") < started.index("collector")
+    assert converted(tmp_path) == {"10.0.0.1": {"name": "db-1", "profile": "systemd",
+                                                "version": "5.0.0"}}
+    assert said.startswith("db-1: converted to 5.0.0 (api-server reports 5.0.0-0.40)")
+
+    # a re-run (the runner killed after the install): v1 is not stopped nor installed again
+    again = Executor()
+    _convert(again, tmp_path)
+    assert {c[0] for c in again.calls} == {"start"}
+
+
+def test_a_service_that_does_not_come_up_stops_the_conversion_naming_host_and_service(
+        tmp_path: Path) -> None:
+    ex = Executor(fail_start="api-server")
+    with pytest.raises(ControllerError, match=r"db-1: after the start of 5.0.0 not running: "
+                       r"api-server \(failed\); not started: .*control.*collector"):
+        _convert(ex, tmp_path)
+    started = [c[2] for c in ex.calls if c[0] == "start"]
+    assert "control" not in started and "collector" not in started  # later roles wait
+
+
+def test_a_node_reporting_another_version_is_refused(tmp_path: Path) -> None:
+    ex = Executor(version="4.1.0-0.12")
+    with pytest.raises(ControllerError, match=re.escape(
+            "db-1: api-server reports version '4.1.0-0.12' after the conversion, not a build "
+            "of 5.0.0")):
+        _convert(ex, tmp_path)
+
+
+def test_a_v2_profile_without_install_is_refused_before_anything_stops(
+        tmp_path: Path) -> None:
+    ex = Executor({"v2-compose": {"base": "docker-compose"}})
+    with pytest.raises(ControllerError, match=re.escape(
+            "db-1: conversion to 5.0.0 refused, nothing stopped: controller profile "
+            "v2-compose has no 'install' step")):
+        _convert(ex, tmp_path, "v2-compose")
+    assert ex.calls == []
+
+
+@pytest.mark.services
+def test_convert_over_ssh_with_the_systemd_profiles_install_and_version_steps(
+        ssh: Endpoints, host: Host, tmp_path: Path) -> None:  # noqa: F811
+    """The systemd profile's own steps over SSH: units stopped, every installed contrail-*
+    package upgraded with apt-get to the release, units started database first, the
+    version read back from dpkg."""
+    roles = ["config", "control", "analytics", "database"]
+    units = [str(BUILTIN_CONTROLLER_PROFILES["systemd"]["services"][s])  # type: ignore[index]
+             for role in ("database", "config", "control", "analytics")
+             for s in ROLE_SERVICES[role]]
+    host.seed({**{f"systemd:{u}": {"running": True, "enabled": True} for u in units},
+               "dpkg:contrail-lib": {"version": "4.1.0-0.12"},
+               "dpkg:contrail-config": {"version": "4.1.0-0.12"}})
+    systemd = BUILTIN_CONTROLLER_PROFILES["systemd"]
+    site = {"base": "systemd", "systemctl": f"{host.tools} systemctl",
+            "install": f"{host.tools} {systemd['install']}",
+            "version": f"{host.tools} {systemd['version']}"}
+    ex = ControllerExecutor(ssh.ssh.known_hosts_path, 10, 60, {"site": site})
+    node = ControllerHostConfig(name="db-1", address=host.target.address,
+                                ssh_key=Path("/k"), profile="site", roles=roles)
+    said = convert_node(ex, Conversion(node, node, "5.0.0-0.40"), host.target, tmp_path,
+                        lambda _: None)
+    assert said.startswith("db-1: converted to 5.0.0-0.40 (api-server reports 5.0.0-0.40)")
+    state = host.state()
+    assert state["dpkg:contrail-lib"]["version"] == "5.0.0-0.40"
+    assert state["dpkg:contrail-config"]["version"] == "5.0.0-0.40"
+    assert all(state[f"systemd:{u}"]["running"] for u in units)
+    calls = [c[1:] for c in host.calls() if c[0] == "systemctl" and c[1] in ("stop", "start")]
+    assert calls[len(units):] == [["start", u] for u in units]  # the database's first
+    assert calls[:len(units)] == [["stop", u] for u in reversed(units)]  # and last
