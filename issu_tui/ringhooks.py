@@ -2,12 +2,12 @@
 inventory (`[[old.controllers]]` / `[[new.controllers]]`) lists them, their services driven
 through their controller profiles (backends/controller.py).
 
-A node's conversion to v2 here: every service of its roles stopped (the database last),
-then started in order (database, config, control, analytics, northbound) and each checked
-running. Installing the v2 packages or images between the two is the deployment tool's
-part (the profile's services then start the v2 ones). A node that left the ring (stay) is
-stopped, its database directories (the profile's `cassandra_dirs`) emptied over SSH, then
-started: it bootstraps into the ring as a new node.
+A node's conversion to v2 here: issu_tui/orchestrator/convert.py (v1 stopped, v2 installed
+through the profile's `install` step, recorded, started database first, version read back);
+a node recorded as converted is driven through its v2 profile (its `[[new.controllers]]`
+entry) from then on.
+A node that left the ring (stay) is stopped, its database directories (the profile's
+`cassandra_dirs`) emptied over SSH, then started: it bootstraps into the ring as a new node.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from backends.rabbit_cluster import RabbitClusterView, RabbitStatusError, parse_
 from backends.ssh import SshExecutor, SshTarget
 from issu_tui.config import ControllerHostConfig, IssuConfig
 from issu_tui.journal import Journal
+from issu_tui.orchestrator.convert import Conversion, convert_node, converted
 from issu_tui.orchestrator.ringrun import RingHooks, RingRunner
 from issu_tui.sides import cassandra_side, issu_keyspaces
 
@@ -42,6 +43,11 @@ def controller_runner(config: IssuConfig, nodetool_argv: Sequence[str],
     if config.ssh is None:
         raise ValueError("[ssh] is missing: the ring steps reach the database hosts over SSH")
     hosts = _hosts_by_address(config)
+    v2_hosts = {h.address: h for h in config.new.controllers}
+    try:  # a node converted already: driven through its v2 entry
+        hosts.update({a: v2_hosts[a] for a in converted(config.state_dir) if a in v2_hosts})
+    except ControllerError as exc:
+        raise ValueError(str(exc)) from None
     nodes = dict.fromkeys([*config.old.cassandra.hosts, *config.new.cassandra.hosts])
     missing = [n for n in nodes if n not in hosts]
     if missing:
@@ -88,6 +94,13 @@ def controller_runner(config: IssuConfig, nodetool_argv: Sequence[str],
             raise ControllerError(f"{host.name}: after the conversion not running: "
                                   + ", ".join(f"{s.service} ({s.state})" for s in stopped))
 
+    def convert(address: str) -> None:
+        v1 = hosts[address]
+        conversion = Conversion(v1, v2_hosts.get(address, v1), config.new.version)
+        convert_node(controllers, conversion, target(address), config.state_dir,
+                     lambda message: _event(journal, message))
+        hosts[address] = conversion.v2
+
     def rabbit_status(stopping: tuple[str, ...]) -> RabbitClusterView | None:
         """The broker cluster as read on a database host (one the step keeps first), when
         the step stops the broker of a host whose profile runs one; None otherwise."""
@@ -107,10 +120,6 @@ def controller_runner(config: IssuConfig, nodetool_argv: Sequence[str],
         raise ControllerError("the RabbitMQ cluster's status could not be read, so stopping "
                               f"the broker on {', '.join(stopping)} is not guarded: "
                               + "; ".join(failures))
-
-    def convert(address: str) -> None:
-        stop_node(address)
-        start_node(address)
 
     def clear_data(address: str) -> list[str]:
         host = hosts[address]

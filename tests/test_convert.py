@@ -162,3 +162,63 @@ def test_convert_over_ssh_with_the_systemd_profiles_install_and_version_steps(
     calls = [c[1:] for c in host.calls() if c[0] == "systemctl" and c[1] in ("stop", "start")]
     assert calls[len(units):] == [["start", u] for u in units]  # the database's first
     assert calls[:len(units)] == [["stop", u] for u in reversed(units)]  # and last
+
+
+@pytest.mark.services
+def test_the_ring_runners_convert_installs_v2_through_the_new_inventory_entrys_profile(
+        ssh: Endpoints, host: Host, tmp_path: Path) -> None:  # noqa: F811
+    """`issu ring run`'s convert (issu_tui/ringhooks.py) on a node listed as v1 in
+    [[old.controllers]] (profile site-v1) and as v2 in [[new.controllers]] (site-v2): v1's
+    units stopped through site-v1, v2 installed and started through site-v2, the node then
+    recorded as v2 (a runner made afterwards drives it through site-v2). Before, convert
+    stopped and started the v1 units through site-v1: nothing installed, still v1."""
+    from issu_tui.config import IssuConfig
+    from issu_tui.journal import Journal
+    from issu_tui.ringhooks import controller_runner
+
+    s = ssh.ssh
+    units = [str(BUILTIN_CONTROLLER_PROFILES["systemd"]["services"][x])  # type: ignore[index]
+             for x in ROLE_SERVICES["database"]]
+    v2_units = {x: f"v2-{x}" for x in ROLE_SERVICES["database"]}  # v2's own units
+    host.seed({**{f"systemd:{u}": {"running": True, "enabled": True} for u in units},
+               **{f"systemd:{u}": {"running": False, "enabled": True}
+                  for u in v2_units.values()},
+               "dpkg:contrail-lib": {"version": "4.1.0-0.12"}})
+    systemd = BUILTIN_CONTROLLER_PROFILES["systemd"]
+    tools = {"systemctl": f"{host.tools} systemctl",
+             "install": f"{host.tools} {systemd['install']}",
+             "version": f"{host.tools} {systemd['version']}"}
+    entry = {"name": "db-1", "address": host.target.address, "roles": ["database"],
+             "ssh_user": s.user, "ssh_key": str(s.key_path), "ssh_port": s.port}
+
+    def side(name: str, version: str, profile: str) -> dict[str, object]:
+        return {"name": name, "version": version,
+                "cassandra": {"hosts": [host.target.address]},
+                "zookeeper": {"hosts": [f"{host.target.address}:1"]},
+                "rabbit": {"hosts": [f"{host.target.address}:1"],
+                           "vhost": "/" if name == "old" else "/v2"},
+                "controllers": [{**entry, "profile": profile}]}
+
+    config = IssuConfig.model_validate({
+        "state_dir": str(tmp_path / "state"),
+        "old": side("old", "4.1.0", "site-v1"), "new": side("new", "5.0.0-0.40", "site-v2"),
+        "ssh": {"known_hosts": str(s.known_hosts_path)},
+        "controller_profiles": {"site-v1": {"base": "systemd", **tools},
+                                "site-v2": {"base": "systemd", **tools,
+                                            "services": v2_units}}})
+    config.state_dir.mkdir(parents=True)
+    journal = Journal.open(config.state_dir)
+    try:
+        runner = controller_runner(config, ["nodetool"], None, journal)
+        runner.hooks.convert(host.target.address)
+        assert host.state()["dpkg:contrail-lib"]["version"] == "5.0.0-0.40"
+        assert all(host.state()[f"systemd:{u}"]["running"] for u in v2_units.values())
+        assert not any(host.state()[f"systemd:{u}"]["running"] for u in units)
+        calls = [c[1:] for c in host.calls() if c[0] == "systemctl" and "is-active" not in c]
+        assert calls == [*(["stop", u] for u in reversed(units)),
+                         *(["start", v2_units[x]] for x in ROLE_SERVICES["database"])]
+        assert converted(config.state_dir)[host.target.address]["profile"] == "site-v2"
+        said = [e.message for e in journal.events(kind="ring")]
+        assert any("db-1: converted to 5.0.0-0.40" in m for m in said), said
+    finally:
+        journal.close()
