@@ -188,16 +188,17 @@ def test_the_ring_runners_convert_installs_v2_through_the_new_inventory_entrys_p
     tools = {"systemctl": f"{host.tools} systemctl",
              "install": f"{host.tools} {systemd['install']}",
              "version": f"{host.tools} {systemd['version']}"}
-    entry = {"name": "db-1", "address": host.target.address, "roles": ["database"],
+    entry = {"address": host.target.address, "roles": ["database"],
              "ssh_user": s.user, "ssh_key": str(s.key_path), "ssh_port": s.port}
 
     def side(name: str, version: str, profile: str) -> dict[str, object]:
+        node = {**entry, "profile": profile, "name": "db-1" if name == "old" else "db-1-v2"}
         return {"name": name, "version": version,
                 "cassandra": {"hosts": [host.target.address]},
                 "zookeeper": {"hosts": [f"{host.target.address}:1"]},
                 "rabbit": {"hosts": [f"{host.target.address}:1"],
                            "vhost": "/" if name == "old" else "/v2"},
-                "controllers": [{**entry, "profile": profile}]}
+                "controllers": [node]}
 
     config = IssuConfig.model_validate({
         "state_dir": str(tmp_path / "state"),
@@ -219,6 +220,7 @@ def test_the_ring_runners_convert_installs_v2_through_the_new_inventory_entrys_p
                          *(["start", v2_units[x]] for x in ROLE_SERVICES["database"])]
         assert converted(config.state_dir)[host.target.address]["profile"] == "site-v2"
         said = [e.message for e in journal.events(kind="ring")]
-        assert any("db-1: converted to 5.0.0-0.40" in m for m in said), said
+        assert any("db-1: v1 services stopped" in m for m in said), said
+        assert any("db-1-v2: converted to 5.0.0-0.40" in m for m in said), said
     finally:
         journal.close()

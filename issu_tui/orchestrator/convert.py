@@ -82,7 +82,7 @@ def convert_node(ex: ControllerExecutor, conv: Conversion, target: SshTarget,
                  state_dir: Path, say: Callable[[str], None]) -> str:
     """Convert one node (above); what was done, one line. ControllerError names the host,
     the service and the step that failed."""
-    name = conv.v2.name
+    name = conv.v1.name  # the v2 entry's name once v2 is installed
     v2 = ex.profile(conv.v2.profile)
     for step in ("install", "version"):  # refused before anything stops
         if step not in v2.steps:
@@ -103,6 +103,7 @@ def convert_node(ex: ControllerExecutor, conv: Conversion, target: SshTarget,
         ex.install(target, conv.v2.profile, conv.version)
         _record(state_dir, conv)
         say(f"{name}: {conv.version} installed (profile {conv.v2.profile})")
+    name = conv.v2.name
     started = []
     for group in role_groups(ex, conv.v2):
         ex.act(target, conv.v2.profile, "start", group)
