@@ -302,7 +302,7 @@ def test_abort_starts_the_old_config_services_again(world: Any) -> None:
     assert result["ok"], result
     # new still fenced: nothing northbound reached it, so the way back is open
     assert (f"northbound pointed back at old: neutron northbound:{plugin}: restored, read "
-            "back") in result["done"]
+            "back, neutron-server restarted, running") in result["done"]
     assert f"api_server_ip = {world.controller_address('v1')}" in plugin.read_text()
     assert _running(world, "v2") == []
     assert all(hostctl.disabled_marker(world.controller_dir("v2"), s).exists()

@@ -194,7 +194,8 @@ def test_the_ring_runners_convert_installs_v2_through_the_new_inventory_entrys_p
     def side(name: str, version: str, profile: str) -> dict[str, object]:
         node = {**entry, "profile": profile, "name": "db-1" if name == "old" else "db-1-v2"}
         return {"name": name, "version": version,
-                "cassandra": {"hosts": [host.target.address]},
+                "cassandra": {"hosts": [host.target.address],
+                              "prefix": "v1" if name == "old" else "v2"},
                 "zookeeper": {"hosts": [f"{host.target.address}:1"]},
                 "rabbit": {"hosts": [f"{host.target.address}:1"],
                            "vhost": "/" if name == "old" else "/v2"},
