@@ -196,13 +196,14 @@ def test_the_ring_runners_convert_installs_v2_through_the_new_inventory_entrys_p
         return {"name": name, "version": version,
                 "cassandra": {"hosts": [host.target.address],
                               "prefix": "v1" if name == "old" else "v2"},
-                "zookeeper": {"hosts": [f"{host.target.address}:1"]},
+                "zookeeper": {"hosts": [f"{host.target.address}:1"],
+                              "prefix": "v1" if name == "old" else "v2"},
                 "rabbit": {"hosts": [f"{host.target.address}:1"],
                            "vhost": "/" if name == "old" else "/v2"},
                 "controllers": [node]}
 
     config = IssuConfig.model_validate({
-        "state_dir": str(tmp_path / "state"),
+        "state_dir": str(tmp_path / "issu-state"),
         "old": side("old", "4.1.0", "site-v1"), "new": side("new", "5.0.0-0.40", "site-v2"),
         "ssh": {"known_hosts": str(s.known_hosts_path)},
         "controller_profiles": {"site-v1": {"base": "systemd", **tools},
