@@ -79,6 +79,10 @@ def _config(tmp: Path, launcher: Launcher, session: Endpoints, run_dir: Path, ne
         dirs = " ".join(str(d) for d in node.data_dirs())
         lines += [f"[controller_profiles.ring{i}]", 'base = "demo"', f'host = "{host}"',
                   f'cassandra_dirs = "{dirs}"', 'status = "{host} state {unit}"',
+                  # a conversion installs v2: the node's release, a file of its own (the
+                  # demo ring's Cassandra is the same for v1 and v2), read back by `version`
+                  f"install = \"sh -c 'echo $0 > {tmp}/release-{i}' {{version}}\"",
+                  f'version = "cat {tmp}/release-{i}"',
                   f'services = {{ cassandra = "{svc}" }}']
     path = tmp / "issu.toml"
     path.write_text("\n".join(lines) + "\n")
