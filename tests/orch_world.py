@@ -34,7 +34,8 @@ ISSU = [str(Path(sys.executable).parent / "issu")]
 def _stop_pieces(world: World) -> None:
     """Stop what the world runs on top of the services (the services stay up)."""
     for pidfile in (world.dir / "workload" / "pid", *world.controller_pidfiles(),
-                    *(world.controller_dir(c) / "pid" for c in ("v1", "v2"))):  # + legacy
+                    *(world.controller_dir(c) / "pid" for c in ("v1", "v2")),  # + legacy
+                    world.northbound_dir() / "neutron-server.pid"):
         group = read_pidfile(pidfile)
         if group is not None and group.any_alive():
             terminate_group(group, 20.0)
