@@ -14,13 +14,10 @@ release number, or no node reporting one at all are refused with what was seen: 
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import quote
-
 import httpx
 
-from backends.analytics import build_version, parse_uve_list
-from backends.http_answers import request_whole
+from backends.analytics import build_version
+from backends.node_uves import node_uves
 from backends.versions import parse_version
 
 NODE_TYPES = (("config-nodes", "config-node"), ("control-nodes", "control-node"))
@@ -47,32 +44,9 @@ def node_versions(base_url: str, *, timeout_s: float = 10.0,
     """`{"config-node/<name>": build version or "", ...}` for every config and control node
     the analytics-api at `base_url` lists. Raises ClusterVersionError when it cannot be
     asked (unreachable, an HTTP error, an answer of another shape)."""
-    base = base_url.rstrip("/")
-    found: dict[str, str] = {}
-    with httpx.Client(timeout=timeout_s, transport=transport,
-                      headers={"Accept": "application/json"}) as client:
-
-        def get(url: str) -> Any:
-            response = request_whole(client, "GET", url, deadline_s=max(timeout_s, 30.0))
-            if response.status_code == 404:
-                return None
-            response.raise_for_status()
-            return response.json()
-
-        try:
-            for listing, one in NODE_TYPES:
-                names = get(f"{base}/analytics/uves/{listing}")
-                for name in parse_uve_list(names) if names is not None else []:
-                    uve = get(f"{base}/analytics/uves/{one}/{quote(name, safe='')}?flat")
-                    found[f"{one}/{name}"] = _node_build_version(uve)
-        except httpx.HTTPStatusError as exc:
-            raise ClusterVersionError(
-                f"{exc.request.url}: HTTP {exc.response.status_code}") from None
-        except httpx.HTTPError as exc:
-            raise ClusterVersionError(f"{base}: {type(exc).__name__}: {exc}") from None
-        except ValueError as exc:  # not JSON, or not a UVE list
-            raise ClusterVersionError(f"{base}: unexpected answer: {exc}") from None
-    return found
+    uves = node_uves(base_url, NODE_TYPES, ClusterVersionError, timeout_s=timeout_s,
+                     transport=transport)
+    return {f"{one}/{name}": _node_build_version(uve) for (one, name), uve in uves.items()}
 
 
 def cluster_identity(base_url: str, *, timeout_s: float = 10.0,
@@ -80,28 +54,12 @@ def cluster_identity(base_url: str, *, timeout_s: float = 10.0,
     """Which cluster answers at `base_url`: its config and control nodes as the analytics-api
     lists them ("config-node/a,control-node/b", sorted; two requests, no node's UVE). A pin
     of a release read earlier holds only for the same nodes behind the same URL."""
-    base = base_url.rstrip("/")
-    names: list[str] = []
-    with httpx.Client(timeout=timeout_s, transport=transport,
-                      headers={"Accept": "application/json"}) as client:
-        try:
-            for listing, one in NODE_TYPES:
-                response = request_whole(client, "GET", f"{base}/analytics/uves/{listing}",
-                                         deadline_s=max(timeout_s, 30.0))
-                if response.status_code == 404:
-                    continue
-                response.raise_for_status()
-                names += [f"{one}/{name}" for name in parse_uve_list(response.json())]
-        except httpx.HTTPStatusError as exc:
-            raise ClusterVersionError(
-                f"{exc.request.url}: HTTP {exc.response.status_code}") from None
-        except httpx.HTTPError as exc:
-            raise ClusterVersionError(f"{base}: {type(exc).__name__}: {exc}") from None
-        except ValueError as exc:
-            raise ClusterVersionError(f"{base}: unexpected answer: {exc}") from None
+    names = node_uves(base_url, NODE_TYPES, ClusterVersionError, timeout_s=timeout_s,
+                      transport=transport, fetch=False)
     if not names:
-        raise ClusterVersionError(f"{base}: the analytics-api lists no config or control node")
-    return ",".join(sorted(names))
+        raise ClusterVersionError(f"{base_url.rstrip('/')}: the analytics-api lists no config "
+                                  "or control node")
+    return ",".join(sorted(f"{one}/{name}" for one, name in names))
 
 
 def cluster_release(base_url: str, *, timeout_s: float = 10.0,
