@@ -97,11 +97,17 @@ def _check_host_port(value: str, default_port: int | None = None) -> str:
     return value
 
 
+def _check_host_ports(hosts: list[str]) -> list[str]:
+    """Each of `hosts` is `host` or `host:port` (ValueError naming the first that is not)."""
+    for host in hosts:
+        _check_host_port(host)
+    return hosts
+
+
 def check_cassandra_hosts(hosts: list[str]) -> list[str]:
     """Cassandra contact points, `host` or `host:port`; the driver takes one port for all,
     so entries naming different ports are refused (ValueError)."""
-    for host in hosts:
-        _check_host_port(host)
+    _check_host_ports(hosts)
     _one_port({int(h.rsplit(":", 1)[1]) for h in hosts if h.count(":") == 1})
     return hosts
 
@@ -150,9 +156,7 @@ class CassandraConfig(_Strict):
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, seeds: list[str]) -> list[str]:
-        for seed in seeds:
-            _check_host_port(seed)
-        return seeds
+        return _check_host_ports(seeds)
 
     @field_validator("prefix")
     @classmethod
@@ -200,9 +204,7 @@ class RabbitConfig(_Strict):
     @field_validator("hosts")
     @classmethod
     def _hosts(cls, hosts: list[str]) -> list[str]:
-        for host in hosts:
-            _check_host_port(host)
-        return hosts
+        return _check_host_ports(hosts)
 
 
 class ApiServerConfig(_Strict):

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from issu_tui.cli import cli
 from issu_tui.config import ConfigError, load_config
 from tests.fuzz.configs import GOOD_INI
+from tests.http_reply import send_json
 
 # The original file: every option it knew, no version.
 ORIGINAL = "".join(line + "\n" for line in GOOD_INI.splitlines()
@@ -56,12 +57,7 @@ class Opserver:
                     self.send_response(404)
                     self.end_headers()
                     return
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, body)
 
             def log_message(self, *args: object) -> None:
                 pass

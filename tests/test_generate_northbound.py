@@ -6,7 +6,6 @@ api-server and analytics-api per cluster (addresses of the test net) stand in fo
 from __future__ import annotations
 
 import http.server
-import json
 import os
 import threading
 import tomllib
@@ -18,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from issu_tui.cli import cli
+from tests.http_reply import send_json
 
 NET = int(os.environ.get("ISSU_TEST_NET", "0"))
 
@@ -46,13 +46,7 @@ def _serve(address: str, port: int, answers: dict[str, Any]) -> http.server.HTTP
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
-            found = path in answers
-            body = json.dumps(answers.get(path, {})).encode()
-            self.send_response(200 if found else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            send_json(self, answers.get(path, {}), 200 if path in answers else 404)
 
         def log_message(self, *args: object) -> None:
             pass

@@ -32,6 +32,7 @@ from issu_tui.orchestrator import abort as aborting
 from issu_tui.orchestrator import finalize as fin
 from issu_tui.orchestrator.context import Context
 from issu_tui.orchestrator.northbound import load_clients
+from tests.http_reply import send_json
 from tests.test_controller import ssh  # noqa: F401
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(300)]
@@ -49,12 +50,7 @@ class ApiServer:
             def do_GET(self) -> None:
                 agent = self.headers.get("X-Contrail-Useragent", "")
                 counts[agent] = counts.get(agent, 0) + 1
-                body = json.dumps({"virtual-networks": []}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                send_json(self, {"virtual-networks": []})
 
             def log_message(self, *args: object) -> None:
                 pass

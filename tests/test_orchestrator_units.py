@@ -566,12 +566,12 @@ def test_abort_waits_for_old_api_server_it_just_started_before_unfencing_it(
     """Abort starts old's config services, then reopens old's api-server: one in a container
     takes seconds to listen, and its first refused connection failed the whole abort (seen
     in `make demo`, container mode, at revert). A real socket that starts listening late."""
-    import json
     import socket
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
     from issu_tui.orchestrator import finalize as fin
     from issu_tui.orchestrator.context import Context
+    from tests.http_reply import send_json
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -581,12 +581,7 @@ def test_abort_waits_for_old_api_server_it_just_started_before_unfencing_it(
     class Api(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             asked.append(self.path)
-            body = json.dumps({"northbound_open": True}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            send_json(self, {"northbound_open": True})
 
         def log_message(self, *_: object) -> None:
             pass
