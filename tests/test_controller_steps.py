@@ -212,6 +212,7 @@ def test_pre_sync_stops_new_writers_and_refuses_while_one_runs(world: Any,
         assert event.message == ("stopped and disabled on new: controller-v2: "
                                  "schema-transformer, svc-monitor, device-manager")
     finally:
+        world.write_config()  # the next tests' profile even when an assertion failed
         hostctl.stop(v2, "schema-transformer")
 
 

@@ -450,3 +450,40 @@ def test_the_runner_guards_the_broker_a_conversion_stops(services: Endpoints,
     assert not refused.ok
     assert [str(r).split(":")[1].strip() for r in refused.refusals] == ["RabbitMQ cluster"]
     assert f"'convert {host} to v2'" in str(refused.refusals[0])
+
+
+class _SchemaWriterBeside:
+    """A real session whose schema read comes just after another client (a writer's first
+    start on another connection) created a keyspace: the race preflight met in CI."""
+
+    def __init__(self, session: object, host: str, create: str) -> None:
+        self._session, self._host, self._create = session, host, create
+
+    def execute(self, query: str, *args: object) -> object:
+        if "system_schema.keyspaces" in query and self._create:
+            with connect(CassandraSide("old", (self._host,))) as other:
+                other.session.execute(self._create)
+            self._create = ""
+        return self._session.execute(query, *args)  # type: ignore[attr-defined]
+
+
+def test_a_keyspace_created_while_the_ring_is_read_has_its_replicas(
+        services: Endpoints) -> None:
+    name = f"born_{uuid.uuid4().hex[:8]}"
+    node = services.cassandra_old.host
+    side = CassandraSide("old", (node,))
+    try:
+        with connect(side) as conn:
+            conn.session.execute("SELECT now() FROM system.local")
+            conn.cluster.refresh_schema_metadata()  # the driver's view before the writer
+            beside = _SchemaWriterBeside(conn.session, node, (
+                f"CREATE KEYSPACE {name} WITH replication = "
+                "{'class': 'SimpleStrategy', 'replication_factor': 1}"))
+            view = read_ring(conn.cluster, beside)
+        [born] = [k for k in view.keyspaces if k.name == name]
+        assert born.ranges and all(r.replicas == (node,) for r in born.ranges), born
+        # nothing down, nothing stopped: the new keyspace keeps its quorum
+        assert guard_ring(view, "separate: stop (nothing down)", ()).ok
+    finally:
+        with connect(side) as conn:
+            conn.session.execute(f"DROP KEYSPACE IF EXISTS {name}")

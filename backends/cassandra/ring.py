@@ -90,6 +90,11 @@ def read_ring(cluster: Any, session: Any, keyspaces: Iterable[str] | None = None
     """The ring and the replicas of `keyspaces` (default: every replicated keyspace but the
     `system*` ones, unless `include_system`: system_auth, system_distributed, system_traces).
     `cluster` / `session`: a connected driver Cluster and its Session."""
+    # The schema rows first, the driver's metadata after: a keyspace created in between (a
+    # writer's first start) is then either in both or in neither, never listed without the
+    # token map that places its replicas.
+    rows = session.execute("SELECT keyspace_name, replication FROM system_schema.keyspaces")
+    replication = {str(r[0]): dict(r[1]) for r in rows}
     cluster.refresh_schema_metadata()
     metadata = cluster.metadata
     hosts = list(metadata.all_hosts())
@@ -102,8 +107,6 @@ def read_ring(cluster: Any, session: Any, keyspaces: Iterable[str] | None = None
         (RingNode(str(h.address), h.is_up is True, str(h.datacenter or ""),
                   tokens_of.get(str(h.address), 0)) for h in hosts),
         key=lambda n: _address_key(n.address)))
-    rows = session.execute("SELECT keyspace_name, replication FROM system_schema.keyspaces")
-    replication = {str(r[0]): dict(r[1]) for r in rows}
     if keyspaces is None:
         names = sorted(k for k in replication if include_system or not k.startswith("system"))
     else:
@@ -117,8 +120,9 @@ def read_ring(cluster: Any, session: Any, keyspaces: Iterable[str] | None = None
         strategy = options.get("class", "").rsplit(".", 1)[-1]
         if name in _LOCAL_KEYSPACES or strategy in ("LocalStrategy", "EverywhereStrategy"):
             continue
+        placed = name in metadata.keyspaces
         result.append(KeyspaceReplicas(name, strategy, replication_factor(options),
-                                       _ranges(token_map, name),
+                                       _ranges(token_map, name) if placed else (),
                                        datacenter_factors(options)))
     return RingView(str(metadata.cluster_name or ""), nodes, tuple(result))
 
