@@ -150,6 +150,11 @@ def _serve_web(config_path: Path, host: str, port: int, read_only: bool,
                attach: bool) -> None:
     from textual_serve.server import Server
 
+    from issu_tui.cli_common import load_or_exit
+
+    # Each tab's console loads the config when it starts: a bad one would show a blank page
+    # in the browser and the reason only in this server's log.
+    load_or_exit(config_path)
     try:
         address = ipaddress.ip_address(host)
     except ValueError:

@@ -77,6 +77,23 @@ def test_cli_says_why_the_web_console_cannot_listen(tmp_path) -> None:
     assert result.exit_code == 2 and "99999 is not in the range" in result.output
 
 
+def test_cli_refuses_to_serve_a_config_it_cannot_load(tmp_path) -> None:
+    """It served a blank page, the reason only in the server's log."""
+    import socket
+
+    missing = tmp_path / "nowhere" / "issu.toml"
+    broken = write_config(tmp_path)
+    broken.write_text(broken.read_text().replace('version = "5.0.0"', 'version = 5'))
+    with socket.socket() as taken:  # the old code, past the config, stopped at the port
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = CliRunner().invoke(tui, ["--config", str(missing), "--web", "--port", port])
+        assert result.exit_code == 2 and f"{missing}: cannot read" in result.output
+        result = CliRunner().invoke(tui, ["--config", str(broken), "--web", "--port", port])
+    assert result.exit_code == 2 and str(broken) in result.output and "version" in result.output
+
+
 async def test_embedded_executor_consumes_the_consoles_intents(world) -> None:
     journal, config = world
     journal.close()
