@@ -101,12 +101,28 @@ class ComputeReport:
     control_ip: str
 
 
+# the UVE type analytics files a vrouter's alarms under (/analytics/alarms)
+VROUTER_ALARM_UVE_TYPE = "vrouter"
+
+
 @dataclass(frozen=True)
 class AnalyticsSnapshot:
     clusters: Mapping[str, ClusterAnalytics]
     computes: Mapping[str, ComputeReport]
     alarms: tuple[Alarm, ...]
     fetched_at: float
+
+    def moved_away(self, alarm: Alarm) -> str:
+        """The cluster a compute now reports to when `alarm` is the cluster it left raising
+        its vrouter's alarm (node failure, XMPP down): what moving it does, not a fault; ""
+        otherwise, and while it reports to both or neither."""
+        if alarm.uve_type != VROUTER_ALARM_UVE_TYPE:
+            return ""
+        report = self.computes.get(alarm.name)
+        if report is None or report.reports_to in ("", "both", alarm.cluster):
+            return ""
+        return report.reports_to
+
 
 
 def parse_uve_list(data: object) -> list[str]:

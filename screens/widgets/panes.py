@@ -260,10 +260,13 @@ def analytics_summary(snap: AnalyticsSnapshot | None, error: str | None, *,
         per[report.reports_to or "none"] = per.get(report.reports_to or "none", 0) + 1
     lines.append(Text.assemble(("reports to: ", "bold"),
                                "  ".join(f"{k} {v}" for k, v in sorted(per.items())) or "-"))
-    critical = sum(1 for a in snap.alarms if a.severity == 0)
+    moved = [a for a in snap.alarms if snap.moved_away(a)]
+    critical = sum(1 for a in snap.alarms if a.severity == 0 and not snap.moved_away(a))
     lines.append(Text.assemble(("alarms: ", "bold"), f"{len(snap.alarms)} merged  ",
                                Text(f"{critical} critical", style="bold red")
-                               if critical else ""))
+                               if critical else "",
+                               Text(f"{'  ' if critical else ''}{len(moved)} left behind "
+                                    "by moved computes", style="dim") if moved else ""))
     if age_s is not None:
         for line in lines[1:]:
             line.stylize("dim")
@@ -358,7 +361,9 @@ class AnalyticsDetail(Vertical):
             alarms.clear()
             for i, alarm in enumerate(snap.alarms):
                 severity = SEVERITY_NAMES.get(alarm.severity, str(alarm.severity))
-                alarms.add_row(alarm.cluster,
-                               Text(severity, style="bold red" if alarm.severity == 0
-                                    else "yellow"),
-                               alarm.name, alarm.type, alarm.description, key=str(i))
+                now_on = snap.moved_away(alarm)
+                style = "dim" if now_on else "bold red" if alarm.severity == 0 else "yellow"
+                description = (f"expected: reports to {now_on} now. {alarm.description}"
+                               if now_on else alarm.description)
+                alarms.add_row(alarm.cluster, Text(severity, style=style), alarm.name,
+                               alarm.type, description, key=str(i))
