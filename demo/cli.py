@@ -52,6 +52,14 @@ def demo() -> None:
               help="controller hosts per cluster, each its own address (default 1, or as "
                    "the running world): the first runs api-server, control, analytics-api "
                    "and the writers, the others api-server and the writers (active-backup)")
+@click.option("--approach", type=click.Choice(["separate", "rolling", "grow", "stay"]),
+              help="build the world for this approach (default separate, or as the running "
+                   "world): separate gives each side a Cassandra (2 JVMs); the others put "
+                   "old and new on one shared ring of Cassandra nodes, each a database host "
+                   "over SSH (new's keyspaces v2_*), for `issu plan --approach X` and `issu "
+                   "ring run`: rolling 3 nodes, grow 3 and 2 spares that join (5 JVMs at "
+                   "the peak), stay 5. A ring node holds ~560-600 MiB resident (heap 256 "
+                   "MiB); on 2 cores the CPU is the limit (docs/demo.md)")
 @click.option("--objects", "seed_objects", type=click.IntRange(0, 1_000_000),
               help="objects seeded into v1 on the first up (default 3000)")
 @click.option("--rate", "workload_rate", type=click.FloatRange(0, 1000),
@@ -78,7 +86,7 @@ def demo() -> None:
               help="show the world coming up in the terminal at once, then open the console "
                    "on it (what `make demo` runs)")
 def up(net: int, config: Path | None, computes: int | None, controllers: int | None,
-       seed_objects: int | None,
+       approach: str | None, seed_objects: int | None,
        workload_rate: float | None, install_s: float | None,
        failure_rate: float | None, wait_seed: bool | None, snapshot: Path | None,
        modes: tuple[str, ...], console: bool) -> None:
@@ -96,7 +104,8 @@ def up(net: int, config: Path | None, computes: int | None, controllers: int | N
                                "with it")
     world = _world(net, computes, config, seed_objects=seed_objects,
                    workload_rate=workload_rate, install_s=install_s, failure_rate=failure_rate,
-                   wait_seed=wait_seed, snapshot=snapshot, controllers=controllers)
+                   wait_seed=wait_seed, snapshot=snapshot, controllers=controllers,
+                   approach=approach)
     world.opts.containers = _containers_mode(world, containers)
     if console:
         _up_in_console(world)
@@ -133,6 +142,9 @@ def _containers_mode(world: World, asked: str | None) -> bool | None:
         return running
     if (world.opts.controllers or 1) > 1:
         click.echo("issu demo up: loopback hosts, not containers (--controllers 2..3)")
+        return False
+    if world.ring() is not None:
+        click.echo("issu demo up: loopback hosts, not containers (--approach on a ring)")
         return False
     from demo.containers.engine import EngineUnavailable, engine_problem
     from demo.containers.images import ensure_images

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from demo import ring_world
 from demo import snapshot as demo_snapshot
 from demo.compute.fleet import Fleet, child_env
 from demo.compute.layout import WorldSettings
@@ -114,6 +115,9 @@ class WorldOptions:
     extra_ssh_hosts: Mapping[str, str] = field(default_factory=dict)
     # controller hosts per cluster (1..3); None: as the last `up`, else 1
     controllers: int | None = None
+    # the approach the world is built for: "separate" (a Cassandra per side) or one on a
+    # shared ring (demo/ring_world.py); None: as the last `up`, else separate
+    approach: str | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,16 @@ class World:
                                         self.dir / f"controller-{cluster}-{i}"))
         return hosts
 
+    def ring(self) -> ring_world.RingLayout | None:
+        """The shared Cassandra ring of the world's approach (None: a Cassandra per side)."""
+        approach = self.opts.approach
+        if approach is None:
+            approach = self._recorded().get("approach")
+        try:
+            return ring_world.ring_layout(approach, self.opts.net)
+        except ValueError as exc:
+            raise WorldError(str(exc)) from None
+
     def _controller_dirs(self) -> list[Path]:
         """Every controller host directory there is (whatever the count of the last up)."""
         return sorted(p for c in ("v1", "v2") for p in self.dir.glob(f"controller-{c}*")
@@ -222,6 +236,10 @@ class World:
         """Address -> inventory name of both clusters' database hosts (Cassandra,
         ZooKeeper, the broker), as the generated config lists them."""
         p = self.plan
+        layout = self.ring()
+        if layout is not None:  # the ring's nodes are the database hosts
+            return {**layout.host_names(), p.zk_old: "zookeeper-v1",
+                    p.zk_new: "zookeeper-v2", p.rabbitmq: "rabbitmq"}
         return {p.cassandra_old: "cassandra-v1", p.zk_old: "zookeeper-v1",
                 p.cassandra_new: "cassandra-v2", p.zk_new: "zookeeper-v2",
                 p.rabbitmq: "rabbitmq"}
@@ -231,8 +249,11 @@ class World:
 
     def launcher(self, computes: int | None = None) -> Launcher:
         count = computes if computes is not None else self.compute_count()
+        layout = self.ring()
         return Launcher(self.opts.net, self.opts.services_profile, self.run_dir,
-                        ssh_hosts=self.ssh_hosts(count))
+                        ssh_hosts=self.ssh_hosts(count),
+                        ring=layout.size if layout else 0,
+                        ring_spares=layout.spares if layout else 0)
 
     # ------------------------------------------------------------------ up
     def up(self, progress: Progress = print) -> dict[str, float]:
@@ -242,26 +263,35 @@ class World:
         count = self.compute_count()
         self._check_compute_count(count)
         self._check_controller_count()
+        layout = self._check_approach()
         snapshot = None
         if self.opts.snapshot is not None:
             progress(f"checking the snapshot {self.opts.snapshot} ...")
             snapshot = demo_snapshot.check(self.opts.snapshot)  # before anything starts
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
-        self._record(controllers=self.controller_count())
+        self._record(controllers=self.controller_count(),
+                     approach=layout.approach if layout else "separate")
         step = time.monotonic()
         self._prepare_containers(progress)
         timings["images"] = time.monotonic() - step
 
         step = time.monotonic()
-        progress(f"services (Cassandra x2, ZooKeeper x2, RabbitMQ, sshd for {count} hosts) ...")
+        # a ring world: the ring's first nodes instead of a Cassandra per side (grow's spares
+        # start when they join)
+        groups = None if layout is None else ["zk", "rabbit", "ssh", "ring"]
+        cassandra = ("Cassandra x2" if layout is None else
+                     f"a Cassandra ring of {layout.size} for {layout.approach}")
+        progress(f"services ({cassandra}, ZooKeeper x2, RabbitMQ, sshd for {count} hosts) ...")
         try:
-            endpoints = self.launcher(count).up()
+            endpoints = self.launcher(count).up(groups)
         except ServiceError as exc:
             # On a busy machine a service may need longer than its start timeout: the
             # launcher reuses whatever became ready and gives the rest another round.
             progress(f"services: {str(exc).splitlines()[0]}; trying once more")
-            endpoints = self.launcher(count).up()
+            endpoints = self.launcher(count).up(groups)
+        if layout is not None:
+            ring_world.write_releases(self.dir, layout, V1_VERSION)
         timings["services"] = time.monotonic() - step
 
         if self.opts.snapshot is not None and snapshot is not None:
@@ -312,6 +342,18 @@ class World:
                              f"cluster, not {count}: run `issu demo down` first to change it")
         if count > 1 and self.containers:
             raise WorldError("--controllers 2..3 runs on loopback hosts only (--loopback)")
+
+    def _check_approach(self) -> ring_world.RingLayout | None:
+        layout = self.ring()
+        recorded = self._recorded().get("approach") or "separate"
+        wanted = layout.approach if layout else "separate"
+        if wanted != recorded and self.running_mode() is not None:
+            raise WorldError(f"the running world is built for the approach {recorded}, not "
+                             f"{wanted}: run `issu demo down` first to change it")
+        if layout is not None and (self.containers or self.opts.snapshot is not None):
+            raise WorldError(f"--approach {wanted} runs on loopback hosts (--loopback) "
+                             "with seeded tenants (no --snapshot)")
+        return layout
 
     def _check_compute_count(self, count: int) -> None:
         try:
@@ -406,11 +448,18 @@ class World:
         cass = endpoints.cassandra_old if cluster == "v1" else endpoints.cassandra_new
         zk = endpoints.zk_old if cluster == "v1" else endpoints.zk_new
         vhost = endpoints.rabbit.vhost_old if cluster == "v1" else endpoints.rabbit.vhost_new
+        database: dict[str, Any] = {"hosts": [cass.host], "port": cass.port, "prefix": ""}
+        layout = self.ring()
+        if layout is not None:
+            side = ring_world.cassandra_config(layout, "old" if cluster == "v1" else "new",
+                                               cass.port)
+            database = {"hosts": side["hosts"], "port": cass.port, "prefix": side["prefix"],
+                        "replication_factor": layout.factor}
         return {
             "cluster": cluster,
             "version": V1_VERSION if cluster == "v1" else V2_VERSION,
             "listen": address,
-            "cassandra": {"hosts": [cass.host], "port": cass.port, "prefix": ""},
+            "cassandra": database,
             "zookeeper": {"hosts": [zk.hosts], "prefix": ""},
             "rabbit": {"host": endpoints.rabbit.host, "port": endpoints.rabbit.port,
                        "vhost": vhost, "ctl": self._rabbit_ctl()},
@@ -664,6 +713,7 @@ class World:
         ssh = endpoints.ssh
         hosts = self.hosts()
         controller_profile = "docker" if self.containers else "demo"
+        layout = self.ring()
 
         def cluster(name: str, cid: str) -> dict[str, Any]:
             address = self.controller_address(cid)
@@ -674,7 +724,8 @@ class World:
                 "name": name,
                 "version": V1_VERSION if old else V2_VERSION,
                 "cluster_id": cid,
-                "cassandra": {"hosts": [cass.host], "port": cass.port},
+                "cassandra": ({"hosts": [cass.host], "port": cass.port} if layout is None
+                              else ring_world.cassandra_config(layout, name, cass.port)),
                 "zookeeper": {"hosts": [zk.hosts]},
                 "rabbit": {"hosts": [endpoints.rabbit.host], "port": endpoints.rabbit.port,
                            "user": endpoints.rabbit.user,
@@ -700,9 +751,11 @@ class World:
                     *({"name": f"{kind}-{cid}", "address": host, "roles": ["database"],
                        "ssh_user": ssh.user, "ssh_key": str(ssh.key_path),
                        "ssh_port": ssh.port, "profile": f"demo-{cid}"}
-                      for kind, host in (("cassandra", cass.host),
-                                         ("zookeeper", zk.host),
-                                         ("rabbitmq", endpoints.rabbit.host))),
+                      for kind, host in ((("cassandra", cass.host),) if layout is None
+                                         else ()) + (("zookeeper", zk.host),
+                                                     ("rabbitmq", endpoints.rabbit.host))),
+                    # a ring world: its nodes, each driven through a profile of its own
+                    *(ring_world.database_hosts(layout, name, ssh) if layout else []),
                     # the neutron-server host (northbound.toml names it)
                     *([{"name": "northbound", "address": self.northbound_address(),
                         "roles": ["northbound"], "ssh_user": ssh.user,
@@ -738,6 +791,9 @@ class World:
         }
         if self.containers:
             self._containers().add_profiles(config)
+        if layout is not None:
+            config["controller_profiles"].update(
+                ring_world.profiles(layout, self.launcher(), self.dir))
         return config
 
     def write_config(self, endpoints: Endpoints | None = None) -> Path:
@@ -963,6 +1019,8 @@ class World:
             f"v2:         api http://{self.controller_address('v2')}:8082  analytics "
             f"http://{self.controller_address('v2')}:8081  (fenced until finalize)",
             compute,
+            *([ring_world.how_to_run(layout, self.run_dir, self.config_path)]
+              if (layout := self.ring()) else []),
             f"stop:       issu demo down --net {self.opts.net}",
         ])
 

@@ -132,21 +132,24 @@ def fresh_world(endpoints: Endpoints, *, computes: int = 4, seed_projects: int =
                 seed_objects: int = 0,
                 workload_rate: float = 0.0, install_s: float = 0.4,
                 batch: dict[str, Any] | None = None, snapshot: Path | None = None,
-                controllers: int = 1) -> World:
+                controllers: int = 1, approach: str | None = None) -> World:
     """Stop the previous world's pieces, wipe both clusters' data, start a new world (v1
-    seeded through its api-server, or from `snapshot` as `issu demo up --snapshot`)."""
+    seeded through its api-server, or from `snapshot` as `issu demo up --snapshot`).
+    `approach` (rolling, grow, stay): old and new on a fresh shared ring instead of the
+    session's two Cassandras (demo/ring_world.py); `stop_world` stops and removes it."""
     net = int(endpoints.cassandra_old.host.split(".")[1])
     run_dir = endpoints.run_dir
     opts = WorldOptions(net=net, computes=computes, run_dir=run_dir,
                         config_path=run_dir / "orch" / "issu.toml",
                         seed_objects=seed_objects, workload_rate=workload_rate,
                         install_s=install_s, datapath_down_s=0.2, services_profile="test",
-                        snapshot=snapshot, controllers=controllers,
+                        snapshot=snapshot, controllers=controllers, approach=approach,
                         # the session's sshd keeps every address the session's tests use
                         extra_ssh_hosts=dict(zip(endpoints.ssh.addresses, endpoints.ssh.names,
                                                  strict=True)))
     world = World(opts)
     _stop_pieces(world)
+    _remove_ring(world)  # a decommissioned node cannot come back: a ring starts empty
     _wipe_data(endpoints, "vnc-config.issu-queue")
     shutil.rmtree(world.dir, ignore_errors=True)
     # The world's own seeding step is skipped (marker); the test seeds through the API.
@@ -175,6 +178,18 @@ def _patch_config(world: World, changes: dict[str, Any]) -> None:
 
 def stop_world(world: World) -> None:
     _stop_pieces(world)
+    _remove_ring(world)
+
+
+def _remove_ring(world: World) -> None:
+    """Stop the world's ring nodes (if it has a ring) and remove their directories."""
+    if world.ring() is None:
+        return
+    launcher = world.launcher()
+    names = launcher.names(["ring", "ring-spare"])
+    launcher.down(names)
+    for name in names:
+        shutil.rmtree(launcher.service(name).dir, ignore_errors=True)
 
 
 def issu(world: World, *args: str, timeout: float = 300, check: bool = False

@@ -22,6 +22,9 @@ class CassandraSpec(BaseModel):
     hosts: list[str]
     port: int = 9042
     prefix: str = ""
+    # the keyspaces' replication factor when the controller creates them (a ring: 3, as a
+    # deployment's, so that a node can stop while its ranges keep a quorum)
+    replication_factor: int = Field(default=1, ge=1)
 
     def keyspace(self, name: str) -> str:
         return f"{self.prefix}_{name}" if self.prefix else name

@@ -61,12 +61,12 @@ class Mutation:
         return len(self.cells) + len(self.row_deletes)
 
 
-def create_schema(session: Session, keyspace: str) -> None:
+def create_schema(session: Session, keyspace: str, factor: int = 1) -> None:
     """The keyspace and its tables in this store's layout, if absent (also used to lay out
     v1 before a snapshot is imported into it)."""
     session.execute(
         f'CREATE KEYSPACE IF NOT EXISTS "{keyspace}" WITH replication = '
-        "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+        f"{{'class': 'SimpleStrategy', 'replication_factor': {int(factor)}}}"
     )
     for table in TABLES:
         session.execute(
@@ -117,7 +117,7 @@ class ConfigStore:
         return self._session
 
     def ensure_schema(self) -> None:
-        create_schema(self.session, self.keyspace)
+        create_schema(self.session, self.keyspace, self.spec.replication_factor)
         self._prepare()
 
     def _prepare(self) -> None:

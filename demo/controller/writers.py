@@ -191,7 +191,8 @@ class Writer:
             ks = self.ks(keyspace)
             self.session.execute(
                 f'CREATE KEYSPACE IF NOT EXISTS "{ks}" WITH replication = '
-                "{'class': 'SimpleStrategy', 'replication_factor': 1}", timeout=60)
+                "{'class': 'SimpleStrategy', 'replication_factor': "
+                f"{self.spec.cassandra.replication_factor}}}", timeout=60)
             for table in tables:
                 self.session.execute(
                     f'CREATE TABLE IF NOT EXISTS "{ks}"."{table}" '
