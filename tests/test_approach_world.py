@@ -8,6 +8,8 @@ node's release v2, the data (verify old against new: 0 differences; the tenants'
 serves as old served them, and still after the ring's last steps), the computes on v2.
 
 rolling on 3 nodes: the approach that fits two cores (3 ring JVMs beside the session's).
+About 5 minutes (308 s on 2 cores, load ~6: world up 52 s, ring plan 35 s, to run-sync 38 s,
+ring computes 30 s, finalize 46 s, ring done 30 s).
 """
 
 from __future__ import annotations
