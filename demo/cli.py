@@ -58,7 +58,7 @@ def demo() -> None:
                    "old and new on one shared ring of Cassandra nodes, each a database host "
                    "over SSH (new's keyspaces v2_*), for `issu plan --approach X` and `issu "
                    "ring run`: rolling 3 nodes, grow 3 and 2 spares that join (5 JVMs at "
-                   "the peak), stay 5. A ring node holds ~560-600 MiB resident (heap 256 "
+                   "the peak), stay 5. A ring node holds ~560-625 MiB resident (heap 256 "
                    "MiB); on 2 cores the CPU is the limit (docs/demo.md)")
 @click.option("--objects", "seed_objects", type=click.IntRange(0, 1_000_000),
               help="objects seeded into v1 on the first up (default 3000)")

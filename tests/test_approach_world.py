@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,12 +27,46 @@ from backends.ssh import SshExecutor, SshTarget
 from demo.ring_world import NEW_PREFIX, release_path
 from demo.services import Endpoints
 from demo.services.ring import nodetool_path
-from demo.world import World
+from demo.world import World, WorldOptions
+from issu_tui.config import load_config
 from issu_tui.journal import Journal
+from issu_tui.orchestrator.plan import build_plan
+from issu_tui.orchestrator.ringplan import ring_steps
+from issu_tui.ringhooks import controller_runner
 from tests.orch_world import fresh_world, issu, issu_json, stop_world
 from tests.test_revert_world import _object_differences, _tenant_objects
 
 CONFIG_KEYSPACE = f"{NEW_PREFIX}_config_db_uuid"
+
+
+@pytest.mark.parametrize(("approach", "old", "new"), [
+    ("rolling", 3, 3), ("grow", 3, 5), ("stay", 5, 5)])
+def test_the_worlds_config_for_an_approach_is_what_its_plan_and_runner_need(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, approach: str, old: int,
+        new: int) -> None:
+    """`issu demo up --approach X`'s config: old and new on the same ring nodes (new's
+    keyspaces prefixed), the ring as big as X needs, every ring node a database host with
+    its own profile: `issu plan --approach X` lists X's ring steps on those nodes, and the
+    ring runner reaches each of them."""
+    world = World(WorldOptions(net=204, computes=1, run_dir=tmp_path / "run",
+                               config_path=tmp_path / "issu.toml", approach=approach))
+    world.dir.mkdir(parents=True)
+    monkeypatch.setattr(world, "hosts", lambda: {"127.204.1.1": "compute-1"})
+    path = world.write_config(world.launcher(1).endpoints())
+    config = load_config(path)
+    nodes = [f"127.204.0.{41 + i}" for i in range(new)]
+    assert list(config.old.cassandra.hosts) == nodes[:old]
+    assert list(config.new.cassandra.hosts) == nodes
+    assert (config.old.cassandra.prefix, config.new.cassandra.prefix) == ("", NEW_PREFIX)
+    steps = [s for s in build_plan(config, approach, str(path)) if s.phase != "finalize"
+             and any(n in " ".join(s.touches) for n in nodes)]
+    expected = ring_steps(approach, nodes[:old], nodes, config.old.cassandra.seeds)
+    assert len(steps) >= len(expected) > 0
+    journal = Journal.open(tmp_path / "state")
+    try:
+        controller_runner(config, ["nodetool"], None, journal)  # ValueError: a node unreachable
+    finally:
+        journal.close()
 
 
 def _nodetool(world: World) -> Nodetool:
