@@ -165,6 +165,8 @@ def test_batches_over_ssh_canary_and_threshold(world: Any) -> None:
         assert not journal.command_output("compute-4")
         row = journal.compute("compute-1")
         assert row.version == "5.0.0" and row.cluster == "new" and row.gap_ms is not None
+        # the phase pane's note says where the computes are once the run has ended
+        assert journal.phase().note == "2 of 4 computes on new, 1 failed"
 
         # a rollback puts computes back on old, health-gated on old's analytics
         world.fleet.update_settings(failures={})
@@ -173,6 +175,7 @@ def test_batches_over_ssh_canary_and_threshold(world: Any) -> None:
         assert _states(journal)["compute-1"] == "old"
         assert _states(journal)["compute-3"] == "old"
         assert journal.compute("compute-3").cluster == "old"
+        assert journal.phase().note == "1 of 4 computes on new"
     finally:
         executor.close()
         ctx.journal.close()

@@ -278,6 +278,20 @@ class Executor:
                                     "old cluster (its control plane is being retired)")
         return self.computes("rollback", args)
 
+    def _note_where_computes_are(self, action: str) -> None:
+        """The phase's note after a run: where the computes are now (it said "computes
+        moving" while the last had long arrived)."""
+        current = self.ctx.journal.phase()
+        if current is None or current.phase != "computes":
+            return
+        rows = self.ctx.journal.computes()
+        on_new = sum(1 for r in rows if r.cluster == "new")
+        failed = sum(1 for r in rows if r.state == "failed")
+        note = f"{on_new} of {len(rows)} computes on new" + (f", {failed} failed" if failed
+                                                             else "")
+        if note != current.note:
+            self.ctx.journal.set_phase("computes", note=note, status=f"{action} run ended")
+
     def computes(self, action: str, args: dict[str, Any]) -> dict[str, Any]:
         current = self.ctx.journal.phase()
         if current is not None and current.phase == "run-sync":
@@ -288,6 +302,7 @@ class Executor:
                                   parallel=args.get("parallel"),
                                   canary=args.get("canary"),
                                   max_failures=args.get("max_failures"))
+        self._note_where_computes_are(action)
         if outcome.not_started and self.shutdown.is_set() and outcome.stopped_by_operator:
             # This executor is leaving (a console that lost its terminal): the computes not
             # started stay asked for; the next executor runs the intent again, skipping
