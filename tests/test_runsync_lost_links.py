@@ -291,3 +291,23 @@ def test_a_create_does_not_write_back_a_ref_its_object_dropped_meanwhile(world: 
     assert f"backref:virtual_network:{vn}" not in new_uuid.read_partition(ipam)
     report = world.verify()
     assert report.ok, [(t.table, t.samples) for t in report.tables if t.samples]
+
+
+def test_a_pass_says_what_it_repaired_table_by_table(world: World) -> None:
+    """An object written on old with no message (a writer beside the api-server): the pass
+    copies it and its event names the tables and the first partitions, not only a count."""
+    applier = _applier(world)
+    fq = ["default-domain", "p1", "unannounced"]
+    vn = world.api.create("virtual-network", fq, parent=world.project, announce=False)
+    report = Reconciler(applier.repl, slices=4).run_pass()
+    assert report.complete and report.repaired >= 2
+    assert report.by_table.get("obj_uuid_table", 0) >= 1
+    assert report.by_table.get("obj_fq_name_table", 0) >= 1
+    assert sum(report.by_table.values()) == report.repaired
+    text = report.repaired_text()
+    assert text.startswith(f"{report.repaired} partitions repaired (obj_fq_name_table ")
+    assert len(report.samples) <= 3 and all(" " in s for s in report.samples)
+    assert f"obj_uuid_table {vn}" in report.samples or \
+        any(s.startswith("obj_fq_name_table virtual_network") for s in report.samples), text
+    verified = world.verify()
+    assert verified.ok, [(t.table, t.samples) for t in verified.tables if t.samples]

@@ -36,6 +36,7 @@ from backends.runsync.apply import (
 log = logging.getLogger(__name__)
 
 RUN_SYNC_TABLES = (OBJ_UUID, OBJ_FQ_NAME, OBJ_SHARED)
+SAMPLES = 3  # partitions a pass's event names
 
 
 @dataclass
@@ -47,6 +48,19 @@ class ReconcileReport:
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     complete: bool = True
+    # what the pass repaired, per table, and the first partitions it found differing: no
+    # message announced them (a writer beside the api-server, a lost message), or a change
+    # was in flight while the pass compared
+    by_table: dict[str, int] = field(default_factory=dict)
+    samples: list[str] = field(default_factory=list)
+
+    def repaired_text(self) -> str:
+        """`5 partitions repaired (obj_uuid_table 4, obj_fq_name_table 1; first: ...)`."""
+        text = f"{self.repaired} partitions repaired"
+        if not self.repaired:
+            return text
+        tables = ", ".join(f"{t} {n}" for t, n in sorted(self.by_table.items()))
+        return text + f" ({tables}; first: {', '.join(self.samples)})"
 
 
 class Reconciler:
@@ -79,6 +93,9 @@ class Reconciler:
                     for diff in self.repl.range_diff(CONFIG_DB_UUID, table, lo, hi):
                         repaired = self.repair(diff)
                         report.repaired += repaired
+                        report.by_table[table] = report.by_table.get(table, 0) + repaired
+                        if len(report.samples) < SAMPLES:
+                            report.samples.append(f"{table} {diff.old_key or diff.new_key}")
                         if self.on_repair is not None:
                             self.on_repair(repaired)
                 except Exception as exc:

@@ -417,8 +417,8 @@ class ReplayService:
             if report.complete:
                 self.metrics.reconcile_passes.inc()
             level = "info" if report.complete else "warning"
-            self._event(f"reconcile pass: {report.ranges} ranges, {report.repaired} partitions "
-                        f"repaired, {report.pruned} extra removed, {report.ranges_failed} "
+            self._event(f"reconcile pass: {report.ranges} ranges, {report.repaired_text()}, "
+                        f"{report.pruned} extra removed, {report.ranges_failed} "
                         f"ranges failed in {report.seconds:.1f}s", level=level,
                         repaired=report.repaired, ranges_failed=report.ranges_failed)
             if self.zk_mirror is not None and not self.stop.is_set():
