@@ -6,8 +6,9 @@ A node's conversion to v2 here: issu_tui/orchestrator/convert.py (v1 stopped, v2
 through the profile's `install` step, recorded, started database first, version read back);
 a node recorded as converted is driven through its v2 profile (its `[[new.controllers]]`
 entry) from then on.
-A node that left the ring (stay) is stopped, its database directories (the profile's
-`cassandra_dirs`) emptied over SSH, then started: it bootstraps into the ring as a new node.
+A node that left the ring (stay) is stopped (checked stopped), its database directories (the
+profile's `cassandra_dirs`) emptied over SSH, then converted as above: it bootstraps into
+the ring as a new v2 node.
 """
 
 from __future__ import annotations
@@ -81,18 +82,15 @@ def controller_runner(config: IssuConfig, nodetool_argv: Sequence[str],
 
     def stop_node(address: str) -> None:
         host = hosts[address]
-        controllers.act(target(address), host.profile, "stop",
-                        list(reversed(services(address, database=True))))
-
-    def start_node(address: str) -> None:
-        host = hosts[address]
-        wanted = services(address, database=True)
-        controllers.act(target(address), host.profile, "start", wanted)
-        stopped = [s for s in controllers.status(target(address), host.profile, wanted)
-                   if not s.running]
-        if stopped:
-            raise ControllerError(f"{host.name}: after the conversion not running: "
-                                  + ", ".join(f"{s.service} ({s.state})" for s in stopped))
+        wanted = list(reversed(services(address, database=True)))
+        controllers.act(target(address), host.profile, "stop", wanted)
+        # its directories are emptied next: never under a database still running
+        running = [s for s in controllers.status(target(address), host.profile, wanted)
+                   if s.running]
+        if running:
+            raise ControllerError(f"{host.name}: after stop still running: "
+                                  + ", ".join(f"{s.service} ({s.state})" for s in running)
+                                  + "; its database directories are left alone")
 
     def convert(address: str) -> None:
         v1 = hosts[address]
@@ -134,7 +132,7 @@ def controller_runner(config: IssuConfig, nodetool_argv: Sequence[str],
     return RingRunner(
         cassandra_side(config, "old"), Nodetool(ssh, target, nodetool_argv, timeout_s),
         RingHooks(start_database, convert, stop_v1, rabbit_status, stop_node=stop_node,
-                  clear_data=clear_data, start_node=start_node), keyspaces,
+                  clear_data=clear_data), keyspaces,
         zk_hosts=list(config.old.zookeeper.hosts), min_replicas=min_replicas,
         step_done=journal.step_done, mark_step=journal.mark_step,
         on_event=lambda message: _event(journal, message), wait_s=timeout_s)

@@ -67,23 +67,29 @@ def _config(tmp: Path, launcher: Launcher, session: Endpoints, run_dir: Path, ne
                   f'zookeeper = {{ hosts = ["{zk.host}:{zk.port}"], prefix = "{prefix}" }}',
                   f'rabbit = {{ hosts = ["{rabbit.host}"], '
                   f'vhost = "{"/" if side == "old" else "/v2"}" }}']
+    # A node of old is listed in [[old.controllers]] with its v1 profile, which cannot
+    # install; a node of new also in [[new.controllers]] with its v2 profile, which
+    # installs v2: the node's release, a file of its own (the demo ring's Cassandra is the
+    # same for v1 and v2), read back by `version`. A conversion through the v1 profile fails.
+    entry = ['roles = ["database"]', f'ssh_user = "{ssh.user}"',
+             f'ssh_key = "{ssh.key_path}"', f"ssh_port = {ssh.port}"]
     for i, address in enumerate(nodes, 1):
-        side = "old" if address in old else "new"
-        lines += [f"[[{side}.controllers]]", f'name = "db-{i}"', f'address = "{address}"',
-                  'roles = ["database"]', f'ssh_user = "{ssh.user}"',
-                  f'ssh_key = "{ssh.key_path}"', f"ssh_port = {ssh.port}",
-                  f'profile = "ring{i}"']
+        if address in old:
+            lines += ["[[old.controllers]]", f'name = "db-{i}"', f'address = "{address}"',
+                      *entry, f'profile = "ring{i}"']
+        if address in new:
+            lines += ["[[new.controllers]]", f'name = "db-{i}-v2"', f'address = "{address}"',
+                      *entry, f'profile = "ring{i}-v2"']
     for i, svc in enumerate(launcher.names(["ring", "ring-spare"]), 1):
         node = launcher.service(svc)
         assert isinstance(node, RingNodeService)
         dirs = " ".join(str(d) for d in node.data_dirs())
-        lines += [f"[controller_profiles.ring{i}]", 'base = "demo"', f'host = "{host}"',
-                  f'cassandra_dirs = "{dirs}"', 'status = "{host} state {unit}"',
-                  # a conversion installs v2: the node's release, a file of its own (the
-                  # demo ring's Cassandra is the same for v1 and v2), read back by `version`
+        common = ['base = "demo"', f'host = "{host}"', f'cassandra_dirs = "{dirs}"',
+                  'status = "{host} state {unit}"', f'services = {{ cassandra = "{svc}" }}']
+        lines += [f"[controller_profiles.ring{i}]", *common,
+                  f"[controller_profiles.ring{i}-v2]", *common,
                   f"install = \"sh -c 'echo $0 > {tmp}/release-{i}' {{version}}\"",
-                  f'version = "cat {tmp}/release-{i}"',
-                  f'services = {{ cassandra = "{svc}" }}']
+                  f'version = "cat {tmp}/release-{i}"']
     path = tmp / "issu.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -160,6 +166,12 @@ def _finalized(ring: CliRing, approach: str) -> None:
         journal.close()
 
 
+def _releases(ring: CliRing) -> dict[int, str]:
+    """node number -> the release its v2 profile's `install` wrote (none: not installed)"""
+    return {int(p.name.rsplit("-", 1)[1]): p.read_text().strip()
+            for p in ring.config.parent.glob("release-*")}
+
+
 def _rss_mib(ring: CliRing) -> dict[str, int]:
     return {st.name: st.rss_kib // 1024
             for st in ring.launcher.status(ring.launcher.names(["ring", "ring-spare"]),
@@ -212,6 +224,7 @@ def test_issu_ring_run_grow_expands_then_shrinks_a_real_ring(cli_ring: CliRing) 
                               f"ring.5.decommission.{second}"])
     assert any(f"keyspace {KEYSPACE} (2 -> 3): reads at (LOCAL_)QUORUM stay complete" in e
                for e in events), events
+    assert _releases(ring) == {1: "5.0.0"}  # the node kept, converted through ring1-v2
 
 
 @pytest.mark.slow
@@ -235,15 +248,26 @@ def test_issu_ring_run_stay_converts_five_nodes_two_rejoining(cli_ring: CliRing)
     for node in nodes:
         assert check_ring(ring.nodetool, node, nodes, KEYSPACE, 5) == []
     markers, events = _journal(ring)
-    for node in nodes[-2:]:
-        assert any(e.startswith(f"rejoin {node}: database directories emptied: cleared ")
-                   for e in events), events
+    # the two nodes that left rejoin as v2: emptied, then v2 installed through their v2
+    # profile and read back (before, they restarted through their v1 profile: no release)
+    assert _releases(ring) == {4: "5.0.0", 5: "5.0.0"}
+    for i, node in ((4, nodes[3]), (5, nodes[4])):
+        emptied = next(n for n, e in enumerate(events)
+                       if e.startswith(f"rejoin {node}: database directories emptied: cleared "))
+        converted = next(n for n, e in enumerate(events)
+                         if e.startswith(f"db-{i}-v2: converted to 5.0.0 (cassandra reports "
+                                         "5.0.0)"))
+        assert emptied < converted, events
     _finalized(ring, "stay")
     _issu_ring_run(ring, "stay", "done")
     for node in nodes:
         assert check_ring(ring.nodetool, node, nodes, KEYSPACE, 5) == []
     with connect(side, request_timeout=60) as conn:
         assert _count(conn.session, KEYSPACE) == 200
+    assert _releases(ring) == {i: "5.0.0" for i in range(1, 6)}
+    recorded = json.loads((ring.state / "converted-nodes.json").read_text())
+    assert {a: r["profile"] for a, r in recorded.items()} == {
+        a: f"ring{i}-v2" for i, a in enumerate(nodes, 1)}
     markers, _ = _journal(ring)
     fourth, fifth = nodes[-2:]
     assert {f"ring.2.convert.{fourth}.cleared", f"ring.4.convert.{fifth}.cleared",

@@ -8,11 +8,14 @@ What depends on the deployment comes in through `RingHooks`: starting a node's d
 
 A node that left the ring (stay: decommissioned, or removed) rejoins as v2 only with its
 database directories emptied: Cassandra refuses to start on a decommissioned node's data,
-and a removed node's sstables and tokens would come back. The runner stops the node, checks
-through the other nodes that it is in the ring no more (refused otherwise: its data is then
-left alone), has the hooks empty the directories (the profile's `cassandra_dirs`, over SSH),
-journals what was cleared (event and step marker `<step>.cleared`), then starts the node's
-services: it bootstraps, streaming its ranges from the others.
+and a removed node's sstables and tokens would come back. The runner checks through the
+other nodes that it is in the ring no more (refused otherwise: its data is then left
+alone), stops the node, has the hooks empty the directories (the profile's `cassandra_dirs`,
+over SSH), journals what was cleared (event and step marker `<step>.cleared`), then
+converts it like any other node (the `convert` hook: v2 installed, recorded, started
+through its v2 profile in order, version read back): its database bootstraps, streaming
+its ranges from the others. A re-run after the clear goes straight to the conversion,
+which resumes after its own record (convert.py).
 """
 
 from __future__ import annotations
@@ -60,11 +63,11 @@ class RingHooks:
     # brokers of some of these nodes; None: none of them runs one (nothing to guard).
     rabbit_status: Callable[[tuple[str, ...]], RabbitClusterView | None] = \
         lambda _stopping: None
-    # a node that left the ring rejoins: every service stopped (the database last), its
-    # database directories emptied (returns one line per directory), its services started
+    # a node that left the ring rejoins: every service stopped (the database last) and
+    # checked stopped, its database directories emptied (returns one line per directory);
+    # then `convert` installs and starts v2 on it
     stop_node: Callable[[str], None] | None = None
     clear_data: Callable[[str], list[str]] | None = None
-    start_node: Callable[[str], None] | None = None
 
 
 def guard_step(step: RingStep, ring: RingView, ensemble: EnsembleView | None = None,
@@ -207,10 +210,10 @@ class RingRunner:
         return members
 
     def _rejoin(self, node: str, members: list[str], key: str) -> None:
-        """`node` left the ring: stopped, checked out of it, its directories emptied (once:
-        marked), its services started (it bootstraps)."""
+        """`node` left the ring: checked out of it, stopped, its directories emptied (once:
+        marked), converted to v2 (its database bootstraps)."""
         hooks = self.hooks
-        if hooks.stop_node is None or hooks.clear_data is None or hooks.start_node is None:
+        if hooks.stop_node is None or hooks.clear_data is None:
             raise RingOpError(f"{node} left the ring: rejoining needs its database "
                               "directories emptied, which these hooks cannot do")
         if not self.step_done(f"{key}.cleared"):
@@ -229,7 +232,7 @@ class RingRunner:
             self.on_event(f"rejoin {node}: database directories emptied: "
                           f"{'; '.join(cleared) or '(none reported)'}")
             self.mark_step(f"{key}.cleared")
-        hooks.start_node(node)
+        hooks.convert(node)
 
     def _leave(self, node: str, remaining: list[str], what: str) -> None:
         """`node` leaves the ring: decommissioned when it is up (it streams its ranges away);
