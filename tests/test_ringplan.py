@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -249,3 +250,26 @@ def test_ring_run_of_done_waits_for_the_way_back_to_close(tmp_path: Path) -> Non
     closed = CliRunner().invoke(cli, args)
     assert closed.exit_code == 1 and "close-way-back" not in closed.output
     assert "have no [[old.controllers]]" in closed.output
+
+
+def test_the_plans_ring_steps_say_the_command_the_operator_runs_and_what_it_does(
+        tmp_path: Path) -> None:
+    """`issu plan`'s run column for a ring step is the `issu ring run --when X` that runs
+    it (before: a manual `issu ring guard ...; then nodetool ...` line), what it does a
+    note; stay's rejoin says it converts the node (v2 installed through its v2 profile),
+    which the runner now does."""
+    config = _write_config(tmp_path, NEW, NEW)
+    plan = CliRunner().invoke(cli, ["plan", "-c", str(config), "--approach", "stay", "--json"])
+    assert plan.exit_code == 0, plan.output
+    steps = [s for s in json.loads(plan.output)["steps"] if s["phase"] in ("plan", "done")]
+    option = f"-c {config}"
+    assert [s["command"] for s in steps] == [
+        *[f"issu ring run {option} --approach stay --when plan  (or: issu phase pre-sync "
+          f"{option}, which runs those not done first)"] * 6,
+        *[f"issu ring run {option} --approach stay --when done"] * 4]
+    rejoin = next(s for s in steps if s["title"].startswith("convert 10.0.0.4 to v2 and "))
+    assert "v2 installed and started through its v2 profile" in rejoin["title"]
+    assert "runs: issu ring guard" not in " ".join(rejoin["notes"])  # stops nothing up
+    leave = next(s for s in steps if s["title"].startswith("decommission 10.0.0.4"))
+    assert f"runs: issu ring guard {option} --stop 10.0.0.4 --step 'leave 10.0.0.4'; then " \
+        "nodetool decommission on 10.0.0.4" in leave["notes"]

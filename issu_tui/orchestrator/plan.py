@@ -93,26 +93,40 @@ def _ring_plan_steps(spec: phases.Phase, f: _Facts, when: str) -> list[PlanStep]
         if step.factor:
             touches.append(f"ISSU keyspaces: ALTER KEYSPACE replication_factor {step.factor}, "
                            "nodetool repair --full on every node")
-        command = _ring_command(step, f)
-        notes = [f"undo: {step.inverse}" if step.inverse
-                 else "no inverse: `issu revert` is no longer possible after this step"]
+        notes = [f"runs: {_ring_action(step, f)}"]
+        notes += [f"undo: {step.inverse}" if step.inverse
+                  else "no inverse: `issu revert` is no longer possible after this step"]
         notes += [f"risk: {risk}" for risk in step.risks]
-        result.append(PlanStep(spec.name, step.does, touches, command, notes=notes))
+        result.append(PlanStep(spec.name, step.does, touches, _ring_command(step, f),
+                               notes=notes))
     return result
 
 
 def _ring_command(step: RingStep, f: _Facts) -> str:
+    """What the operator runs: `issu ring run` for the step's phase (it guards each step,
+    runs it, checks it and marks it); the phases run the steps of `plan` themselves."""
+    command = f"issu ring run {f.option} --approach {f.approach} --when {step.when}"
+    if step.when == "plan":
+        command += f"  (or: issu phase pre-sync {f.option}, which runs those not done first)"
+    return command
+
+
+def _ring_action(step: RingStep, f: _Facts) -> str:
+    """What `issu ring run` does for the step, as the operator would by hand."""
     guard = ""
     if step.stops:
         stops = " ".join(f"--stop {shlex.quote(n)}" for n in step.stops)
         label = shlex.quote(f"{step.action} {' '.join(step.nodes)}")
         guard = f"issu ring guard {f.option} {stops} --step {label}; then "
+    nodes = _hosts(list(step.nodes))
     action = {
         "join": "start the database service; nodetool status (all UN)",
-        "replication": "ALTER KEYSPACE ...; nodetool repair --full KEYSPACE on each node",
-        "leave": f"nodetool decommission on {_hosts(list(step.nodes))}",
-        "decommission": f"nodetool decommission on {_hosts(list(step.nodes))}",
-        "convert": "controller profile: stop v1, install v2, start v2, health check",
+        "replication": "ALTER KEYSPACE ...; nodetool repair --full -pr KEYSPACE on each node",
+        "leave": f"nodetool decommission on {nodes}",
+        "decommission": f"nodetool decommission on {nodes}",
+        "convert": "controller profiles: stop v1, install v2, start v2 in order, version read "
+                   "back, serving checked (api-server, control-node UVE, nodetool: UN owning "
+                   "its share)",
         "stop": "controller profile: stop the v1 services (the database stays)",
     }[step.action]
     return guard + action

@@ -144,7 +144,7 @@ def _grow(old: list[str], new: list[str]) -> list[RingStep]:
                           stops=tuple(old), inverse="start them again"))
     steps.append(RingStep("done", "convert", (keep,),
                           f"convert {keep} to v2: stop v1, install v2, start v2 services in "
-                          "order, health-checked", stops=(keep,),
+                          "order, version read back, serving checked", stops=(keep,),
                           inverse=f"convert {keep} back to v1"))
     steps.append(RingStep(
         "done", "replication", tuple(n for n in old + joining),
@@ -200,8 +200,9 @@ def _stay(nodes: list[str], seeds: Collection[str]) -> list[RingStep]:
                      stops=(node,), inverse=f"{node} rejoins as v1"),
             RingStep("plan", "convert", (node,),
                      f"convert {node} to v2 and let it rejoin the ring: checked out of the ring, "
-                     "stopped, its database directories emptied (cassandra_dirs), started "
-                     "(bootstrap)",
+                     "stopped, its database directories emptied (cassandra_dirs), v2 "
+                     "installed and started through its v2 profile (its database "
+                     "bootstraps), version read back, serving checked",
                      inverse=f"convert {node} back to v1")]
     if away < final:
         steps.append(RingStep(
