@@ -20,6 +20,7 @@ import json
 import multiprocessing
 import queue
 import random
+import socket
 import threading
 import time
 import uuid
@@ -155,13 +156,26 @@ class Generator:
 
     def _publish(self) -> None:
         """Announces each change once old acknowledged its write (one connection; no
-        publisher confirms: the messages go in order on it, as the api-server's)."""
+        publisher confirms: the messages go in order on it, as the api-server's). A failure
+        is recorded and the rest of the outbox emptied, so `run` raises instead of waiting
+        for announcements that will not come."""
         conn = connection(self.rabbit, confirm_publish=False)
-        conn.connect()
-        producer = kombu.Producer(conn.channel(), exchange=object_update_exchange(self.rabbit))
+        # Flat out, the broker holds this connection back (credit flow: it stops reading
+        # the socket while the queue catches up); py-amqp's default TCP_USER_TIMEOUT of 1 s
+        # then has the kernel drop it (ETIMEDOUT), 2026-12-05 06:27 on a quiet box.
+        conn.transport_options["socket_settings"] = {socket.TCP_USER_TIMEOUT: 60_000}
         try:
+            conn.connect()
+            producer = kombu.Producer(conn.channel(),
+                                      exchange=object_update_exchange(self.rabbit))
             while (body := self._outbox.get()) is not None:
                 producer.publish(body)
+                self._outbox.task_done()
+            self._outbox.task_done()
+        except Exception as exc:
+            with self.lock:
+                self.errors.append(f"publishing: {exc!r}")
+            while self._outbox.get() is not None:
                 self._outbox.task_done()
             self._outbox.task_done()
         finally:
