@@ -2,10 +2,11 @@
 # `make bench`: every benchmark, each side by side with its peer in one run, on net 50
 # (services started by the benchmarks themselves, stopped at the end). Results go to docs/.
 # BENCH_NET moves them; the demo worlds go on BENCH_DEMO_NET (default BENCH_NET + 1) and the
-# containers on BENCH_CONTAINERS_NET (default BENCH_NET + 2), on a box whose nets are shared.
+# containers on BENCH_CONTAINERS_NET (default BENCH_NET + 2), on a box whose nets are shared;
+# BENCH_PY: the interpreter (default .venv/bin/python), e.g. a worktree's for a checkout of a commit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
+PY=${BENCH_PY:-.venv/bin/python}
 NET=${BENCH_NET:-50}
 DEMO_NET=${BENCH_DEMO_NET:-$((NET + 1))}
 CONTAINERS_NET=${BENCH_CONTAINERS_NET:-$((NET + 2))}
