@@ -81,7 +81,7 @@ def main() -> int:
 
     machine = Machine.now()
     print(f"machine: {machine.line()}", flush=True)
-    issu = [str(ROOT / ".venv" / "bin" / "issu"), "demo"]
+    issu = [str(Path(sys.executable).with_name("issu")), "demo"]  # this interpreter's venv
     rows = []
     try:
         for run in range(args.runs):
