@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
+from textual.widgets._footer import FooterKey
 
 from issu_tui.app import IssuApp
 from screens.widgets.events import EventTable
+from screens.widgets.footer import ConsoleFooter, shown_keys
 from tests.tui.tui_world import frozen_analytics
 
 SIZES = [(80, 24), (160, 50)]
@@ -45,8 +47,24 @@ def prepare(keys: tuple[str, ...] = ()):
             table.move_cursor(row=0, animate=False)
             table.scroll_home(animate=False, immediate=True)
         await pilot.pause()
+        await _footer_settled(pilot)
 
     return run_before
+
+
+async def _footer_settled(pilot: Pilot, timeout: float = 5.0) -> None:
+    """The key bar recomposes after the next refresh once the bindings changed (a dialog
+    closed, a filter applied): on a loaded machine that comes after the pauses above, and
+    the snapshot caught the bar of the moment before (a lone "/ Find")."""
+    screen = pilot.app.screen
+    for _ in range(int(timeout / 0.05)):
+        footers = list(screen.query(ConsoleFooter))
+        wanted = [key for key, _, action, _, _ in shown_keys(screen)
+                  if action != "command_palette"]  # drawn apart, and not at every width
+        if all([k.key for k in f.query(FooterKey) if k.action != "command_palette"] == wanted
+               for f in footers):
+            return
+        await pilot.pause(0.05)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
