@@ -70,13 +70,25 @@ def release_path(world_dir: Path, index: int) -> Path:
     return world_dir / "ring" / f"release-{index}"
 
 
-def write_releases(world_dir: Path, layout: RingLayout, version: str) -> None:
-    """Each node's release before any conversion (kept across `up`s)."""
-    for i in range(1, len(layout.nodes) + 1):
+def write_releases(world_dir: Path, layout: RingLayout, old: str, new: str) -> None:
+    """Each node's release before any conversion (kept across `up`s): old's nodes `old`,
+    the nodes that join (grow's, the new controllers') `new`."""
+    for i, node in enumerate(layout.nodes, 1):
         path = release_path(world_dir, i)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(f"{version}\n")
+            path.write_text(f"{old if node in layout.old else new}\n")
+
+
+def not_wanted(layout: RingLayout | None, group: str) -> str:
+    """Why a stopped service of this group is as wanted in a ring world ('' : it is not)."""
+    if layout is None:
+        return ""
+    if group == "cassandra":
+        return f"old and new share the ring ({layout.approach})"
+    if group == "ring-spare":
+        return "joins the ring at the ring steps of plan (grow)"
+    return ""
 
 
 def cassandra_config(layout: RingLayout, side: str, port: int) -> dict[str, Any]:

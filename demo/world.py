@@ -291,7 +291,7 @@ class World:
             progress(f"services: {str(exc).splitlines()[0]}; trying once more")
             endpoints = self.launcher(count).up(groups)
         if layout is not None:
-            ring_world.write_releases(self.dir, layout, V1_VERSION)
+            ring_world.write_releases(self.dir, layout, V1_VERSION, V2_VERSION)
         timings["services"] = time.monotonic() - step
 
         if self.opts.snapshot is not None and snapshot is not None:
@@ -918,9 +918,11 @@ class World:
     def status(self, probe: bool = True) -> list[PieceStatus]:
         pieces: list[PieceStatus] = []
         if self.run_dir.is_dir():
+            layout = self.ring()
             for s in self.launcher().status(probe=probe):
-                pieces.append(PieceStatus(s.name, s.state, s.where + (f" {s.detail}"
-                                                                      if s.detail else "")))
+                off = ring_world.not_wanted(layout, s.group) if s.state == "stopped" else ""
+                pieces.append(PieceStatus(s.name, "off", off) if off else PieceStatus(
+                    s.name, s.state, s.where + (f" {s.detail}" if s.detail else "")))
         for cluster in ("v1", "v2"):
             name = f"controller-{cluster}"
             where = f"{self.controller_address(cluster)}:8082/:8081/:8083"

@@ -62,6 +62,11 @@ def test_the_worlds_config_for_an_approach_is_what_its_plan_and_runner_need(
              and any(n in " ".join(s.touches) for n in nodes)]
     expected = ring_steps(approach, nodes[:old], nodes, config.old.cassandra.seeds)
     assert len(steps) >= len(expected) > 0
+    # `issu demo status`: the Cassandra per side and grow's spares not started is as wanted
+    states = {p.name: p.state for p in world.status(probe=False)}
+    assert states["cassandra-old"] == states["cassandra-new"] == "off"
+    assert [states[f"cassandra-ring-{i}"] for i in range(1, new + 1)] == \
+        ["stopped"] * old + ["off"] * (new - old)
     journal = Journal.open(tmp_path / "state")
     try:
         controller_runner(config, ["nodetool"], None, journal)  # ValueError: a node unreachable
