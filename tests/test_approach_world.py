@@ -31,7 +31,7 @@ from demo.world import World, WorldOptions
 from issu_tui.config import load_config
 from issu_tui.journal import Journal
 from issu_tui.orchestrator.plan import build_plan
-from issu_tui.orchestrator.ringplan import ring_steps
+from issu_tui.orchestrator.ringplan import ring_steps, step_marker
 from issu_tui.ringhooks import controller_runner
 from tests.orch_world import fresh_world, issu, issu_json, stop_world
 from tests.test_revert_world import _object_differences, _tenant_objects
@@ -96,9 +96,10 @@ def _timed(world: World, times: dict[str, float], what: str, *args: str,
     return result
 
 
-def _ring_run(world: World, times: dict[str, float], when: str) -> dict[str, Any]:
-    result = _timed(world, times, f"ring {when}", "ring", "run", "--approach", "rolling",
-                    "--when", when, "--timeout", "600",
+def _ring_run(world: World, times: dict[str, float], approach: str,
+              when: str) -> dict[str, Any]:
+    result = _timed(world, times, f"ring {when}", "ring", "run", "--approach", approach,
+                    "--when", when, "--timeout", "900",
                     "--nodetool", str(nodetool_path(world.run_dir)))
     assert result["ok"], result
     return result
@@ -112,68 +113,88 @@ def _ring_markers(world: World) -> list[str]:
         journal.close()
 
 
+def _rss(world: World) -> str:
+    launcher = world.launcher()
+    return ", ".join(f"{st.name} {st.rss_kib // 1024} MiB" for st in launcher.status(
+        launcher.names(["ring", "ring-spare"]), probe=False) if st.rss_kib)
+
+
+def _verify_zero_differences(world: World, times: dict[str, float]) -> None:
+    began = time.monotonic()
+    answer = issu(world, "sync", "verify", "--json", timeout=600)
+    times["verify"] = round(time.monotonic() - began, 1)
+    verified = json.loads(answer.stdout)  # one document over several lines
+    assert answer.returncode == 0 and verified["ok"], answer.stdout[-3000:]
+    totals = verified["totals"]
+    assert totals["cells_compared"] > 0
+    assert totals["missing"] + totals["extra"] + totals["different"] == 0, totals
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(2400)
-def test_rolling_on_a_shared_ring_runs_through_with_sync_computes_and_finalize(
-        services: Endpoints) -> None:
+@pytest.mark.timeout(3000)
+@pytest.mark.parametrize("approach", ["rolling", "grow"])
+def test_an_approach_on_a_shared_ring_runs_through_with_sync_computes_and_finalize(
+        services: Endpoints, approach: str) -> None:
+    """rolling on 3 nodes (about 5 min here); grow 3 -> 5 -> 3 (5 ring JVMs at the peak
+    beside the session's two; longer: two joins, factor 3 -> 5 -> 3 with their repairs, two
+    decommissions)."""
     began = time.monotonic()
     times: dict[str, float] = {}
     world = fresh_world(services, computes=2, install_s=0.2, seed_projects=1,
-                        approach="rolling")
+                        approach=approach)
     times["world up"] = round(time.monotonic() - began, 1)
     try:
         layout = world.ring()
         assert layout is not None
-        first, second, third = nodes = layout.nodes
+        steps = ring_steps(approach, layout.old, layout.new, [layout.nodes[0]])
+        gone = {n for s in steps if s.action == "decommission" for n in s.nodes}
+        final = [n for n in layout.nodes if n not in gone]
         nodetool = _nodetool(world)
         v1, v2 = world.api_url("v1"), world.api_url("v2")
         # old's keyspaces on the ring at RF 3 (a node may stop while its ranges keep quorum)
-        for node in nodes:
-            assert check_ring(nodetool, node, nodes, "config_db_uuid", 3) == []
+        for node in layout.old:
+            assert check_ring(nodetool, node, layout.old, "config_db_uuid", 3) == []
 
-        plan = _timed(world, times, "plan", "plan", "--approach", "rolling")
-        ring_steps = [(s["phase"], s["title"]) for s in plan["steps"]
-                      if any(n in " ".join(s["touches"]) for n in nodes)]
-        assert len(ring_steps) >= 4, plan["steps"]
+        plan = _timed(world, times, "plan", "plan", "--approach", approach)
+        listed = [s for s in plan["steps"]
+                  if any(n in " ".join(s["touches"]) for n in layout.nodes)]
+        assert len(listed) >= len(steps), plan["steps"]
 
-        _ring_run(world, times, "plan")  # the first node converted to v2
+        _ring_run(world, times, approach, "plan")
+        print(f"RSS after the ring steps of plan: {_rss(world)}")
+        if approach == "grow":  # both joined, every ISSU keyspace at factor 5
+            for node in layout.nodes:
+                assert check_ring(nodetool, node, layout.nodes, "config_db_uuid", 5) == []
         assert _timed(world, times, "to run-sync", "phase", "run-sync")["ok"]
-        _ring_run(world, times, "computes")  # the second
+        if any(s.when == "computes" for s in steps):
+            _ring_run(world, times, approach, "computes")
         upgraded = _timed(world, times, "computes", "compute", "upgrade", "all")
         assert upgraded["ok"], upgraded
-
-        began_verify = time.monotonic()
-        answer = issu(world, "sync", "verify", "--json", timeout=600)
-        times["verify"] = round(time.monotonic() - began_verify, 1)
-        verified = json.loads(answer.stdout)  # one document over several lines
-        assert answer.returncode == 0 and verified["ok"], answer.stdout[-3000:]
-        assert verified["totals"]["cells_compared"] > 0
-        assert verified["totals"]["missing"] + verified["totals"]["extra"] + \
-            verified["totals"]["different"] == 0
+        _verify_zero_differences(world, times)
         on_old = _tenant_objects(v1)
         assert any(k.startswith("virtual-network:") for k in on_old), on_old.keys()
 
         done = _timed(world, times, "finalize", "finalize")
         assert done["ok"], done
         assert _object_differences(on_old, _tenant_objects(v2)) == []
+        if gone:  # the decommissions retire old's database: the way back closed first
+            assert _timed(world, times, "close-way-back", "close-way-back")["ok"]
+        _ring_run(world, times, approach, "done")
 
-        _ring_run(world, times, "done")  # v1 stopped on the last node, then converted
-        assert _ring_markers(world) == sorted([
-            f"ring.0.convert.{first}", f"ring.1.convert.{second}",
-            f"ring.2.stop.{third}", f"ring.3.convert.{third}"])
-        for node in nodes:
-            assert check_ring(nodetool, node, nodes, CONFIG_KEYSPACE, 3) == []
-        assert [release_path(world.dir, i).read_text().strip() for i in (1, 2, 3)] == \
-            ["5.0.0"] * 3
-        # new serves what old served, after every node of its database was restarted as v2
+        assert _ring_markers(world) == sorted(step_marker(i, s) for i, s in enumerate(steps))
+        for node in final:
+            assert check_ring(nodetool, node, final, CONFIG_KEYSPACE, 3) == []
+        releases = {n: release_path(world.dir, i).read_text().strip()
+                    for i, n in enumerate(layout.nodes, 1) if n in final}
+        assert releases == dict.fromkeys(final, "5.0.0")
+        # new serves what old served, after its database nodes were converted (and grow's
+        # old ones decommissioned)
         assert _object_differences(on_old, _tenant_objects(v2)) == []
         probed = issu_json(world, "compute", "status", "--probe")["computes"]
         assert [(c["name"], c["state"], c["probe"].get("version"), c["probe"].get("cluster"))
                 for c in probed] == [("compute-1", "upgraded", "5.0.0", "new"),
                                      ("compute-2", "upgraded", "5.0.0", "new")], probed
     finally:
-        print(f"times: {times}; rss: " + ", ".join(
-            f"{s.name} {s.rss_kib // 1024} MiB" for s in world.launcher().status(
-                world.launcher().names(["ring"]), probe=False)))
+        print(f"{approach} times: {times}; RSS at the end: {_rss(world)}")
         stop_world(world)
-        print(f"whole test: {time.monotonic() - began:.0f} s")
+        print(f"{approach} whole test: {time.monotonic() - began:.0f} s")
