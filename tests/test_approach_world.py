@@ -7,9 +7,11 @@ ring (`nodetool status` from every node: all UN, ownership adding up to the fact
 node's release v2, the data (verify old against new: 0 differences; the tenants' objects new
 serves as old served them, and still after the ring's last steps), the computes on v2.
 
-rolling on 3 nodes: the approach that fits two cores (3 ring JVMs beside the session's).
-About 5 minutes (308 s on 2 cores, load ~6: world up 52 s, ring plan 35 s, to run-sync 38 s,
-ring computes 30 s, finalize 46 s, ring done 30 s).
+rolling on 3 nodes (3 ring JVMs beside the session's two) and grow 3 -> 5 -> 3 (5 at the
+peak). rolling takes about 5 minutes here (308 s on 2 cores, load ~6: world up 52 s, ring plan
+35 s, to run-sync 38 s, ring computes 30 s, finalize 46 s, ring done 30 s); grow longer.
+stay (5 nodes, two leaving and rejoining) is not run here: tests/test_ring_cli.py has its
+ring steps.
 """
 
 from __future__ import annotations
