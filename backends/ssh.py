@@ -285,7 +285,9 @@ class SshExecutor:
                     "refusing to connect (add the host's verified key to known_hosts)"
                 ) from None
             raise SshError(f"{target.where}: {exc}") from None
-        except EOFError:  # paramiko's, without a message: the server hung up mid-handshake
+        except (EOFError, ConnectionResetError, BrokenPipeError):
+            # paramiko's EOFError has no message; a reset or a broken pipe is the same hang-up
+            # met while the client was still writing (the timing of a loaded machine)
             client.close()
             raise SshError(f"{target.where}: {_said(EOFError())} during the SSH handshake "
                            "(sshd killed, or refusing more unauthenticated connections: "
