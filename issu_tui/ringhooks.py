@@ -22,7 +22,7 @@ from backends.rabbit_cluster import RabbitClusterView, RabbitStatusError, parse_
 from backends.ssh import SshExecutor, SshTarget
 from issu_tui.config import ControllerHostConfig, IssuConfig
 from issu_tui.journal import Journal
-from issu_tui.orchestrator.convert import Conversion, convert_node, converted
+from issu_tui.orchestrator.convert import Conversion, convert_node, converted, serving
 from issu_tui.orchestrator.ringrun import RingHooks, RingRunner
 from issu_tui.sides import cassandra_side, issu_keyspaces
 
@@ -96,7 +96,9 @@ def controller_runner(config: IssuConfig, nodetool_argv: Sequence[str],
         v1 = hosts[address]
         conversion = Conversion(v1, v2_hosts.get(address, v1), config.new.version)
         convert_node(controllers, conversion, target(address), config.state_dir,
-                     lambda message: _event(journal, message))
+                     lambda message: _event(journal, message),
+                     serves=lambda host: serving(config.new, host),
+                     serve_wait_s=min(timeout_s, 120.0))
         hosts[address] = conversion.v2
 
     def rabbit_status(stopping: tuple[str, ...]) -> RabbitClusterView | None:

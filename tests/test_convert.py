@@ -9,12 +9,18 @@ apt-get)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from backends.cassandra.connection import CassandraSide
+from backends.cassandra.nodetool import NodeStatus
+from backends.cassandra.ringops import RingOpError
 from backends.controller import (
     BUILTIN_CONTROLLER_PROFILES,
     ROLE_SERVICES,
@@ -26,7 +32,9 @@ from backends.controller import (
 from backends.ssh import SshTarget
 from demo.services import Endpoints
 from issu_tui.config import ControllerHostConfig
-from issu_tui.orchestrator.convert import Conversion, convert_node, converted
+from issu_tui.orchestrator.convert import Conversion, convert_node, converted, serving
+from issu_tui.orchestrator.ringplan import RingStep
+from issu_tui.orchestrator.ringrun import RingHooks, RingRunner
 from tests.test_controller import Host, host, ssh  # noqa: F401
 
 TARGET = SshTarget("db-1", "10.0.0.1", 22, "root", Path("/k"))
@@ -209,6 +217,8 @@ def test_the_ring_runners_convert_installs_v2_through_the_new_inventory_entrys_p
         "controller_profiles": {"site-v1": {"base": "systemd", **tools},
                                 "site-v2": {"base": "systemd", **tools,
                                             "services": v2_units}}})
+    # a database-only node: its serving evidence is the ring runner's (nodetool)
+    assert serving(config.new, config.new.controllers[0]) == []
     config.state_dir.mkdir(parents=True)
     journal = Journal.open(config.state_dir)
     try:
@@ -226,3 +236,121 @@ def test_the_ring_runners_convert_installs_v2_through_the_new_inventory_entrys_p
         assert any("db-1-v2: converted to 5.0.0-0.40" in m for m in said), said
     finally:
         journal.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:  # bound, never listening: a connection is refused
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _Ring:
+    """nodetool as the ring runner asks it: the one node, UN."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    def status(self, address: str, keyspace: str | None = None) -> list[NodeStatus]:
+        return [NodeStatus(self.address, "UN", 1, 100.0 if keyspace else None,
+                           "00000000-0000-0000-0000-000000000001", "dc1")]
+
+
+@pytest.mark.services
+def test_a_converted_node_that_does_not_serve_stops_the_plan_naming_what_did_not_answer(
+        ssh: Endpoints, host: Host, tmp_path: Path) -> None:  # noqa: F811
+    """A config+control node converted (v2 installed, its services running, its version a
+    v2 build) whose api-server and control-node UVE do not answer: the conversion is
+    refused after the deadline, naming the node, its api-server URL and its UVE; the plan's
+    next step (stop v1) does not run and the convert step is not marked done. Before, a
+    node running v2 was taken as converted and the plan went on."""
+    from issu_tui.config import IssuConfig
+    from issu_tui.journal import Journal
+    from issu_tui.ringhooks import controller_runner
+
+    s = ssh.ssh
+    address = host.target.address
+    systemd = BUILTIN_CONTROLLER_PROFILES["systemd"]
+    roles = ["database", "config", "control"]
+    units = [str(systemd["services"][x])  # type: ignore[index]
+             for role in roles for x in ROLE_SERVICES[role]]
+    host.seed({**{f"systemd:{u}": {"running": True, "enabled": True} for u in units},
+               "dpkg:contrail-lib": {"version": "4.1.0-0.12"}})
+    tools = {"base": "systemd", "systemctl": f"{host.tools} systemctl",
+             "install": f"{host.tools} {systemd['install']}",
+             "version": f"{host.tools} {systemd['version']}"}
+    api_port, analytics_port = _closed_port(), _closed_port()
+
+    def side(name: str, version: str) -> dict[str, object]:
+        prefix = "v1" if name == "old" else "v2"
+        return {"name": name, "version": version,
+                "cassandra": {"hosts": [address], "prefix": prefix},
+                "zookeeper": {"hosts": [f"{address}:1"], "prefix": prefix},
+                "rabbit": {"hosts": [f"{address}:1"], "vhost": "/" if name == "old" else "/v2"},
+                "api_server": {"url": f"http://127.0.0.1:{api_port}"},
+                "analytics": {"url": f"http://127.0.0.1:{analytics_port}"},
+                "control_nodes": [{"name": "ctl-1", "address": address}],
+                "controllers": [{"name": "ctl-1" if name == "old" else "ctl-1-v2",
+                                 "address": address, "roles": roles, "ssh_user": s.user,
+                                 "ssh_key": str(s.key_path), "ssh_port": s.port,
+                                 "profile": "site"}]}
+
+    config = IssuConfig.model_validate({
+        "state_dir": str(tmp_path / "issu-state"), "old": side("old", "4.1.0"),
+        "new": side("new", "5.0.0-0.40"), "ssh": {"known_hosts": str(s.known_hosts_path)},
+        "controller_profiles": {"site": tools}})
+    config.state_dir.mkdir(parents=True)
+    journal = Journal.open(config.state_dir)
+    try:
+        runner = controller_runner(config, ["nodetool"], None, journal, timeout_s=4)
+        runner.nodetool = _Ring(address)  # type: ignore[assignment]
+        steps = [RingStep("done", "convert", (address,), f"convert {address} to v2"),
+                 RingStep("done", "stop", (address,), "stop v1 (the next step)")]
+        with pytest.raises(ControllerError) as refused:
+            runner.run(steps)
+        message = str(refused.value)
+        assert message.startswith("ctl-1-v2: running v2 but not serving after 4 s: "), message
+        # an address given as 127.0.0.1 is asked on the node's own address instead
+        assert f"config: its api-server http://{address}:{api_port} did not answer" in message
+        assert (f"control: the analytics-api did not answer http://127.0.0.1:{analytics_port}"
+                "/analytics/uves/control-node/ctl-1?flat") in message
+        assert host.state()["dpkg:contrail-lib"]["version"] == "5.0.0-0.40"  # it did convert
+        stops = [c for c in host.calls() if c[:2] == ["systemctl", "stop"]]
+        assert len(stops) == len(units)  # v1's stop only: the next step never ran
+        assert not journal.step_done(f"ring.0.convert.{address}")
+    finally:
+        journal.close()
+
+
+def test_a_converted_database_node_owning_nothing_stops_the_plan() -> None:
+    """The converted node is UN in the ring but its own `nodetool status ks` shows it owning
+    no share (it joined without its tokens' ranges): the step is refused naming the node
+    and the keyspace, before the next step; a node owning its share passes, said."""
+    node = "127.9.0.1"
+    stopped: list[str] = []
+
+    class Owns(_Ring):
+        share: float | None = None
+
+        def status(self, address: str, keyspace: str | None = None) -> list[NodeStatus]:
+            return [NodeStatus(node, "UN", 1, self.share if keyspace else None,
+                               "00000000-0000-0000-0000-000000000001", "dc1")]
+
+    nodetool = Owns(node)
+    events: list[str] = []
+    runner = RingRunner(CassandraSide("ring", (node,)), nodetool,  # type: ignore[arg-type]
+                        RingHooks(start_database=print, convert=lambda _n: None,
+                                  stop_v1=stopped.append), ["ks"], on_event=events.append,
+                        poll_s=0.01)
+    runner._connect = lambda _what: contextlib.nullcontext(  # type: ignore[method-assign]
+        SimpleNamespace(session=None))
+    runner._present = lambda _session, _what: ["ks"]  # type: ignore[method-assign]
+    steps = [RingStep("done", "convert", (node,), f"convert {node}"),
+             RingStep("done", "stop", (node,), f"stop v1 on {node}")]
+    with pytest.raises(RingOpError, match=re.escape(
+            f"convert {node}: {node} runs but does not serve as a database node: ks: UN, "
+            "owns ?")):
+        runner.run(steps)
+    assert stopped == []
+    nodetool.share = 100.0
+    runner.run(steps)
+    assert stopped == [node] and f"convert {node}: {node} serves: UN, owns ks 100.0%" in events

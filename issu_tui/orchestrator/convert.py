@@ -9,7 +9,12 @@ through the controller profiles:
    a re-run starts from here, the ring runner uses the v2 profile for it from then on);
 4. the v2 services started role after role: database, config, control, analytics,
    northbound; each role's services must run before the next role starts;
-5. the version the host reports (the profile's `version` step) must be a build of v2.
+5. the version the host reports (the profile's `version` step) must be a build of v2;
+6. the node serves in its roles, asked until a deadline (`serving`): config, its own
+   api-server answers (new.api_server's scheme and port on the node's address); control,
+   new's analytics-api has the node's control-node UVE. Running is not serving: a
+   process up that does not answer stops the plan here, naming the node and what did not
+   answer. The database's evidence (UN, owning its share) is the ring runner's.
 
 Which profile runs v2: the host's entry in `[[new.controllers]]` with the same address, if
 the inventory lists the node there too (e.g. supervisord for v1, docker for v2), else the
@@ -21,14 +26,20 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
+import httpx
+
+from backends.apiserver import ApiServerClient, ApiServerError
 from backends.controller import ROLE_SERVICES, ControllerError, ControllerExecutor
+from backends.http_answers import request_whole
 from backends.ssh import SshTarget
 from backends.versions import release_matches
-from issu_tui.config import ControllerHostConfig
+from issu_tui.config import ClusterConfig, ControllerHostConfig
 
 START_ORDER = ("database", "config", "control", "analytics", "northbound")
 CONVERTED_FILE = "converted-nodes.json"
@@ -78,10 +89,83 @@ def _record(state_dir: Path, conv: Conversion) -> None:
     os.replace(tmp, path)
 
 
+def _on_host(url: str, address: str) -> str:
+    """`url` with its host replaced by `address` (scheme, port and path kept)."""
+    parts = urlsplit(url)
+    host = f"[{address}]" if ":" in address else address
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def serving(cluster: ClusterConfig, host: ControllerHostConfig,
+            timeout_s: float = 10.0) -> list[str]:
+    """What of `host`'s config and control roles does not answer as `cluster` (new) runs
+    them; empty: every one does."""
+    problems = []
+    if "config" in host.roles:
+        api = cluster.api_server
+        if api is None:
+            problems.append("config: its api-server cannot be asked: new.api_server is not "
+                            "set (its scheme and port are those of the node's api-server)")
+        else:
+            url = _on_host(api.url, host.address)
+            password = api.password.get_secret_value() if api.password else None
+            token = password if (password and not api.user) else None
+            try:
+                with ApiServerClient(url, token=token, user=api.user,
+                                     password=password if api.user else None,
+                                     tenant=api.tenant, timeout_s=timeout_s) as client:
+                    client.ping()
+            except ApiServerError as exc:
+                problems.append(f"config: its api-server {url} did not answer ({exc})")
+    if "control" in host.roles:
+        name = next((c.name for c in cluster.control_nodes if c.address == host.address),
+                    host.name)
+        if cluster.analytics is None:
+            problems.append(f"control: its control-node UVE ({name}) cannot be read: "
+                            "new.analytics is not set")
+        else:
+            url = (f"{cluster.analytics.url.rstrip('/')}/analytics/uves/control-node/"
+                   f"{quote(name, safe='')}?flat")
+            problems += _uve_problems(url, name, timeout_s)
+    return problems
+
+
+def _uve_problems(url: str, name: str, timeout_s: float) -> list[str]:
+    try:
+        with httpx.Client(timeout=timeout_s) as client:
+            response = request_whole(client, "GET", url, deadline_s=max(timeout_s, 30.0))
+        uve = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError) as exc:
+        return [f"control: the analytics-api did not answer {url} ({exc})"]
+    if not isinstance(uve, dict) or not uve:  # analytics answers {} for a node it never heard
+        return [f"control: no control-node UVE of {name} at {url} (HTTP "
+                f"{response.status_code}): the control node does not report"]
+    return []
+
+
+def wait_serving(name: str, check: Callable[[], list[str]], wait_s: float,
+                 poll_s: float = 3.0, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Ask `check` until it finds nothing wrong; ControllerError naming the node and what
+    still did not answer when `wait_s` has passed."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        problems = check()
+        if not problems:
+            return
+        if time.monotonic() >= deadline:
+            raise ControllerError(f"{name}: running v2 but not serving after {wait_s:.0f} s: "
+                                  + "; ".join(problems))
+        sleep(poll_s)
+
+
 def convert_node(ex: ControllerExecutor, conv: Conversion, target: SshTarget,
-                 state_dir: Path, say: Callable[[str], None]) -> str:
+                 state_dir: Path, say: Callable[[str], None],
+                 serves: Callable[[ControllerHostConfig], list[str]] = lambda _h: [],
+                 serve_wait_s: float = 120.0) -> str:
     """Convert one node (above); what was done, one line. ControllerError names the host,
-    the service and the step that failed."""
+    the service and the step that failed, or what of the node does not serve (`serves`:
+    what of a host's roles does not answer, e.g. `serving`)."""
     name = conv.v1.name  # the v2 entry's name once v2 is installed
     v2 = ex.profile(conv.v2.profile)
     for step in ("install", "version"):  # refused before anything stops
@@ -120,6 +204,7 @@ def convert_node(ex: ControllerExecutor, conv: Conversion, target: SshTarget,
     if not release_matches(conv.version, found):
         raise ControllerError(f"{name}: {service} reports version {found!r} after the "
                               f"conversion, not a build of {conv.version}")
+    wait_serving(name, lambda: serves(conv.v2), serve_wait_s)
     said = (f"{name}: converted to {conv.version} ({service} reports {found}); started in "
             f"order: {', '.join(started) or 'none mapped'}")
     say(said)

@@ -234,6 +234,32 @@ class RingRunner:
             self.mark_step(f"{key}.cleared")
         hooks.convert(node)
 
+    def _serves_database(self, node: str, what: str) -> None:
+        """A converted node's positive evidence as a database node, before the next step:
+        its own `nodetool status <keyspace>` shows it UN and owning a share of each ISSU
+        keyspace in the ring. RingOpError naming the node and what did not answer."""
+        with self._connect(what) as conn:
+            keyspaces = self._present(conn.session, what)
+        owns, problems = [], []
+        for keyspace in keyspaces:
+            try:
+                status = self.nodetool.status(node, keyspace)
+            except NodetoolError as exc:
+                problems.append(f"nodetool status {keyspace} on it did not answer: {exc}")
+                break
+            entry = next((n for n in status if n.address == node), None)
+            if entry is None:
+                problems.append(f"it is not in its own nodetool status {keyspace}")
+            elif not entry.normal or not entry.owns:
+                problems.append(f"{keyspace}: {entry.state}, owns "
+                                f"{'?' if entry.owns is None else f'{entry.owns}%'}")
+            else:
+                owns.append(f"{keyspace} {entry.owns}%")
+        if problems:
+            raise RingOpError(f"{what}: {node} runs but does not serve as a database node: "
+                              + "; ".join(problems) + "; the steps after it are not run")
+        self.on_event(f"{what}: {node} serves: UN, owns {', '.join(owns)}")
+
     def _leave(self, node: str, remaining: list[str], what: str) -> None:
         """`node` leaves the ring: decommissioned when it is up (it streams its ranges away);
         when the nodes that stay see it down it cannot, so `nodetool removenode <host id>`
@@ -308,6 +334,8 @@ class RingRunner:
                     self.hooks.convert(node)
             wait_ring(self.nodetool, after, after, step.does, self.wait_s,
                       poll_s=self.poll_s)
+            for node in step.nodes:
+                self._serves_database(node, step.does)
         elif step.action == "stop":
             for node in step.nodes:
                 self.hooks.stop_v1(node)
