@@ -10,6 +10,7 @@ after the other, a bootstrap, a restart, a decommission).
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ from backends.ssh import SshExecutor, SshTarget
 from demo.services import Launcher
 from demo.services.plan import default_run_dir
 from demo.services.ring import RingNodeService, nodetool_path, ring_address
+from issu_tui.config import ControllerHostConfig
+from issu_tui.orchestrator.convert import Conversion, convert_node, converted
 from issu_tui.orchestrator.quorum import guard_ring
 from issu_tui.orchestrator.ringplan import RingStep, ring_steps
 from issu_tui.orchestrator.ringrun import RingHooks, RingRunner, RingStepRefused
@@ -224,6 +227,45 @@ def ring(request: pytest.FixtureRequest) -> Iterator[Ring]:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def _converter(ring: Ring, state_dir: Path, calls: list[tuple[str, str]]
+               ) -> Callable[[str], None]:
+    """The runner's convert through the real convert_node: each node's v1 profile (the
+    demo ring's Cassandra driven over SSH) stops it, its v2 profile installs the release (a
+    file of the node's own: the demo's Cassandra is the same for v1 and v2), starts the
+    database and reads the version back."""
+    nodes = [*ring.old, *ring.spares]
+    run_dir = ring.launcher.ctx.run_dir.resolve()
+    host = (f"{sys.executable} -m demo.services --net {test_net()} --run-dir {run_dir} "
+            f"--ring {len(ring.old)} --ring-spares {len(ring.spares)}")
+    profiles: dict[str, dict[str, object]] = {}
+    for i, address in enumerate(nodes, 1):
+        common = {"base": "demo", "host": host, "status": "{host} state {unit}",
+                  "services": {"cassandra": ring.service(address)}}
+        profiles[f"node{i}"] = common
+        profiles[f"node{i}-v2"] = {
+            **common, "install": f"sh -c 'echo $0 > {state_dir}/release-{i}' {{version}}",
+            "version": f"cat {state_dir}/release-{i}"}
+    controllers = ControllerExecutor(ring.known_hosts, profiles=profiles)
+
+    def entry(address: str, suffix: str) -> ControllerHostConfig:
+        i = nodes.index(address) + 1
+        return ControllerHostConfig(name=f"db-{i}{suffix}", address=address,
+                                    ssh_key=ring.target(address).key_path, roles=["database"],
+                                    profile=f"node{i}{suffix}")
+
+    def convert(node: str) -> None:
+        calls.append(("convert", node))
+        convert_node(controllers, Conversion(entry(node, ""), entry(node, "-v2"), "5.0.0"),
+                     ring.target(node), state_dir, print)
+
+    return convert
+
+
+def _releases(state_dir: Path) -> dict[str, str]:
+    """address -> the release each converted node reports, from the conversion's record"""
+    return {address: record["version"] for address, record in converted(state_dir).items()}
+
+
 def _count(session: object, keyspace: str) -> int:
     statement = SimpleStatement(f"SELECT count(*) FROM {keyspace}.t",
                                 consistency_level=ConsistencyLevel.ONE)
@@ -259,7 +301,7 @@ def _create_rows(side: CassandraSide, replication: str, keyspace: str = "ks") ->
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # three JVMs, a bootstrap, two repairs, a decommission, a removenode
 @pytest.mark.parametrize("ring", [(2, 1)], indirect=True)
-def test_grow_on_a_real_ring(ring: Ring) -> None:
+def test_grow_on_a_real_ring(ring: Ring, tmp_path: Path) -> None:
     """grow through the runner, in the smallest ring that has all its steps (2 -> 3 -> 2
     instead of 3 -> 5 -> 3: three JVMs instead of five): join, factor up (repair), stop v1,
     convert one old node, factor down, decommission the other, which died first (so the
@@ -274,15 +316,12 @@ def test_grow_on_a_real_ring(ring: Ring) -> None:
     _create_rows(side, "{'class': 'NetworkTopologyStrategy', 'datacenter1': 2}")
     calls: list[tuple[str, str]] = []
     markers: set[str] = set()
-
-    def convert(node: str) -> None:  # the database restarts under "v2" (same data)
-        calls.append(("convert", node))
-        ring.launcher.restart(ring.service(node))
-
     hooks = RingHooks(start_database=lambda n: ring.launcher.start(ring.service(n)),
-                      convert=convert, stop_v1=lambda n: calls.append(("stop", n)))
+                      convert=_converter(ring, tmp_path, calls),
+                      stop_v1=lambda n: calls.append(("stop", n)))
+    events: list[str] = []
     runner = RingRunner(side, nodetool, hooks, ["ks"], step_done=markers.__contains__,
-                        mark_step=markers.add)
+                        mark_step=markers.add, on_event=events.append)
     steps = ring_steps("grow", ring.old, [*ring.old, spare])
     grown = [*ring.old, spare]
 
@@ -312,12 +351,15 @@ def test_grow_on_a_real_ring(ring: Ring) -> None:
         while second not in read_ring(conn.cluster, conn.session, ["ks"]).down:
             assert time.monotonic() < deadline, "the driver never saw the node go down"
             time.sleep(1)
-    events: list[str] = []
-    runner.on_event = events.append
     runner.run(done, first_index=len(steps) - len(done))
     assert any(f"{second} is down (DN as {first} sees it)" in e and "removenode" in e
                for e in events), events
     assert calls == [("stop", first), ("stop", second), ("convert", first)]
+    # the node kept runs v2 (installed through its v2 profile, read back) and serves
+    assert _releases(tmp_path) == {first: "5.0.0"}
+    assert (tmp_path / "release-1").read_text().strip() == "5.0.0"
+    assert any(e == f"{steps[3].does}: {first} serves: UN, owns ks 100.0%" for e in events), \
+        events
     assert check_ring(nodetool, first, [first, spare], "ks", 2) == []
     runner.run(steps)  # every step is marked: a re-run does nothing
     assert calls == [("stop", first), ("stop", second), ("convert", first)]
@@ -344,7 +386,7 @@ def test_grow_on_a_real_ring(ring: Ring) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("ring", [(3, 0)], indirect=True)
-def test_rolling_on_a_real_ring(ring: Ring) -> None:
+def test_rolling_on_a_real_ring(ring: Ring, tmp_path: Path) -> None:
     """rolling on three nodes: each node converted in turn (its database restarted), the
     guard refusing a conversion while another node is down, the rows intact at the end."""
     first, second, third = ring.old
@@ -352,20 +394,16 @@ def test_rolling_on_a_real_ring(ring: Ring) -> None:
     wait_ring(nodetool, first, ring.old, "ring up", timeout_s=300)
     side = CassandraSide("ring", (first,))
     _create_rows(side, "{'class': 'SimpleStrategy', 'replication_factor': 3}")
-    converted: list[str] = []
-
-    def convert(node: str) -> None:
-        converted.append(node)
-        ring.launcher.restart(ring.service(node))
-
+    calls: list[tuple[str, str]] = []
     hooks = RingHooks(start_database=lambda n: ring.launcher.start(ring.service(n)),
-                      convert=convert, stop_v1=lambda n: None)
+                      convert=_converter(ring, tmp_path, calls), stop_v1=lambda n: None)
     markers: set[str] = set()
     runner = RingRunner(side, nodetool, hooks, ["ks"], step_done=markers.__contains__,
                         mark_step=markers.add)
     steps = ring_steps("rolling", ring.old, ring.old)
     runner.run([s for s in steps if s.when in ("plan", "computes")])
-    assert converted == [first, second]
+    assert calls == [("convert", first), ("convert", second)]
+    assert _releases(tmp_path) == {first: "5.0.0", second: "5.0.0"}
 
     # the single point of failure: with the third node down, converting another is refused
     ring.launcher.stop(ring.service(third))
@@ -386,7 +424,8 @@ def test_rolling_on_a_real_ring(ring: Ring) -> None:
 
     done = [s for s in steps if s.when == "done"]
     runner.run(done, first_index=len(steps) - len(done))
-    assert converted == [first, second, third]
+    assert calls == [("convert", first), ("convert", second), ("convert", third)]
+    assert _releases(tmp_path) == {node: "5.0.0" for node in ring.old}
     assert check_ring(nodetool, second, ring.old, "ks", 3) == []
     with connect(side, request_timeout=60) as conn:
         assert _count(conn.session, "ks") == 200
