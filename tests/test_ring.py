@@ -385,6 +385,7 @@ def test_grow_on_a_real_ring(ring: Ring, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # three JVMs, each stopped and started by its conversion, one down
 @pytest.mark.parametrize("ring", [(3, 0)], indirect=True)
 def test_rolling_on_a_real_ring(ring: Ring, tmp_path: Path) -> None:
     """rolling on three nodes: each node converted in turn (its database restarted), the
