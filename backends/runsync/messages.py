@@ -7,6 +7,7 @@ Body (JSON): {"request-id", "oper": CREATE|UPDATE|DELETE, "type", "uuid", "fq_na
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid as uuidlib
 from collections.abc import Callable
@@ -124,14 +125,19 @@ def translate(body: dict[str, Any], old_version: str, new_version: str, *,
     out = dict(body)
     if not (old_version and new_version):
         return out
-    if reverse:
-        for step in reversed(version_path(new_version, old_version)):
-            back = MESSAGE_INVERSES.get(step)
-            if back is not None:
-                out = back(out)
-        return out
-    for step in version_path(old_version, new_version):
-        fn = MESSAGE_STEPS.get(step)
-        if fn is not None:
-            out = fn(out)
+    for fn in _steps(old_version, new_version, reverse):
+        out = fn(out)
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _steps(old_version: str, new_version: str, reverse: bool
+           ) -> tuple[Callable[[dict[str, Any]], dict[str, Any]], ...]:
+    """The message translators from `old_version` to `new_version`, in order (worked out
+    once per pair: run-sync asks for every message it republishes)."""
+    if reverse:
+        backs = (MESSAGE_INVERSES.get(step) for step in
+                 reversed(version_path(new_version, old_version)))
+        return tuple(fn for fn in backs if fn is not None)
+    fns = (MESSAGE_STEPS.get(step) for step in version_path(old_version, new_version))
+    return tuple(fn for fn in fns if fn is not None)

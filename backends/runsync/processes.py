@@ -10,8 +10,8 @@ ChangeApplier (applier.py) fed from a pipe: it has no broker connection of its o
 publisher on the new side.
 
 Pipe protocol (multiprocessing, spawn: a fresh interpreter, nothing inherited from the
-parent's threads):
-  parent -> worker: ("msg", id, object uuid, body, redelivered, gen) | ("stop",)
+parent's threads), each item pickled by `_send`:
+  parent -> worker: ("msgs", [(id, object uuid, body, redelivered, gen), ...]) | ("stop",)
   worker -> parent: ("ready",) once connected | ("done", [(id, gen, kind, reason, attempts)],
                     deltas) | ("bye",)
 `deltas` carries the worker's counter increments, lag samples and request counts; the
@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import pickle
 import queue
 import threading
 import time
@@ -47,6 +48,21 @@ from backends.runsync.routing import process_of
 from backends.worker_signals import ignore_stop_signals
 
 log = logging.getLogger(__name__)
+
+# How long the results sender waits after an outcome for more to send with it: what it sends
+# the parent acknowledges (the republish came before), so this delays only acknowledgements,
+# and the parent's reader wakes once per batch instead of once per message.
+RESULTS_LINGER_S = 0.002
+
+
+def _send(pipe: Pipe, item: object) -> None:
+    """`pipe.send` with plain pickle: Connection.send builds a ForkingPickler (a copy of
+    copyreg's dispatch table) per call, and these items are plain tuples."""
+    pipe.send_bytes(pickle.dumps(item, pickle.HIGHEST_PROTOCOL))
+
+
+def _recv(pipe: Pipe) -> Any:
+    return pickle.loads(pipe.recv_bytes())
 
 
 @dataclass(frozen=True)
@@ -104,27 +120,27 @@ def serve_pipe(spec: WorkerSpec, pipe: Pipe) -> None:
     lanes = Lanes(applier, options.concurrency, done)
     lanes.connect_publisher(wait=True)  # connected (or tried) before "ready"
     with contextlib.suppress(OSError, ValueError):
-        pipe.send(("ready",))
+        _send(pipe, ("ready",))
     sender = threading.Thread(target=_send_results, args=(pipe, done, metrics, objects),
                               name="issu-apply-results", daemon=True)
     sender.start()
     try:
         while True:
             try:
-                item = pipe.recv()
+                item = _recv(pipe)
             except (EOFError, OSError):
                 break  # the parent is gone
             if item[0] == "stop":
                 break
-            _, message_id, key, body, redelivered, gen = item
-            lanes.dispatch(key, Delivery(message_id, body, redelivered), gen)
+            for message_id, key, body, redelivered, gen in item[1]:
+                lanes.dispatch(key, Delivery(message_id, body, redelivered), gen)
     finally:
         stop.set()
         lanes.shutdown()
         done.put(None)
         sender.join(timeout=60)
         with contextlib.suppress(Exception):
-            pipe.send(("bye",))
+            _send(pipe, ("bye",))
         applier.close()
         old.close()
         new.close()
@@ -135,6 +151,8 @@ def _send_results(pipe: Pipe, done: DoneQueue, metrics: RunSyncMetrics,
     last = False
     while not last:
         items = [done.get()]
+        if items[0] is not None:
+            time.sleep(RESULTS_LINGER_S)  # the outcomes of the lanes finishing with it
         with contextlib.suppress(queue.Empty):
             while len(items) < 500:
                 items.append(done.get_nowait())
@@ -147,7 +165,7 @@ def _send_results(pipe: Pipe, done: DoneQueue, metrics: RunSyncMetrics,
             assert isinstance(delivery, Delivery)
             results.append((delivery.id, gen, outcome.kind, outcome.reason, outcome.attempts))
         try:
-            pipe.send(("done", results, metrics.take_deltas(objects.io.stats())))
+            _send(pipe, ("done", results, metrics.take_deltas(objects.io.stats())))
         except (OSError, ValueError):
             return  # the parent is gone: the broker redelivers what it held
 
@@ -170,6 +188,8 @@ class WorkerPool:
         self._held: list[dict[int, int]] = [{} for _ in range(processes)]  # id -> gen
         # messages for a process being restarted, sent once it is up
         self._waiting: list[list[tuple[Any, ...]]] = [[] for _ in range(processes)]
+        # messages submitted since the last flush, per process
+        self._outbox: list[list[tuple[Any, ...]]] = [[] for _ in range(processes)]
         self._started_at = [0.0] * processes
         self._quick_deaths = [0] * processes
         self._ready = [threading.Event() for _ in range(processes)]
@@ -190,31 +210,48 @@ class WorkerPool:
         threading.Thread(target=self._read, args=(index, parent_end),
                          name=f"issu-apply-reader-{index}", daemon=True).start()
         waiting, self._waiting[index] = self._waiting[index], []
-        for item in waiting:
-            parent_end.send(item)
+        if waiting:
+            _send(parent_end, ("msgs", waiting))
 
     def submit(self, key: str | None, message_id: int, body: bytes | str, redelivered: bool,
                gen: int) -> None:
+        """Queue a message for the process its object belongs to; sent by `flush` (the
+        consumer flushes after each read from the broker: one pipe write per process for
+        the messages that came in together)."""
         index = process_of(key, self.processes)
-        item = ("msg", message_id, key, body, redelivered, gen)  # the key: parsed once
+        item = (message_id, key, body, redelivered, gen)  # the key: parsed once
         with self._lock:  # so a process being replaced never gets a message meant for the new
-            pipe = self._pipes[index]
-            if pipe is None:  # being restarted: sent when it is up
+            self._held[index][message_id] = gen
+            if self._pipes[index] is None:  # being restarted: sent when it is up
                 self._waiting[index].append(item)
-                self._held[index][message_id] = gen
-                return
-            try:
-                pipe.send(item)
-                self._held[index][message_id] = gen
-                return
-            except (OSError, ValueError):
-                pass  # it just died: the message goes back to the queue
-        self.on_done(message_id, gen, "requeue", "", 0)
+            else:
+                self._outbox[index].append(item)
+
+    def flush(self) -> None:
+        """Send what `submit` queued."""
+        lost: list[tuple[Any, ...]] = []
+        with self._lock:
+            for index, items in enumerate(self._outbox):
+                if not items:
+                    continue
+                self._outbox[index] = []
+                pipe = self._pipes[index]
+                if pipe is None:  # being restarted: sent when it is up
+                    self._waiting[index].extend(items)
+                    continue
+                try:
+                    _send(pipe, ("msgs", items))
+                except (OSError, ValueError):  # it just died: back to the queue
+                    for item in items:
+                        self._held[index].pop(item[0], None)
+                    lost += items
+        for message_id, _, _, _, gen in lost:
+            self.on_done(message_id, gen, "requeue", "", 0)
 
     def _read(self, index: int, pipe: Pipe) -> None:
         while True:
             try:
-                item = pipe.recv()
+                item = _recv(pipe)
             except (EOFError, OSError):
                 break
             if item[0] == "ready":
@@ -234,6 +271,7 @@ class WorkerPool:
             lost = self._held[index]
             self._held[index] = {}
             self._waiting[index] = []
+            self._outbox[index] = []  # held too: in `lost`
             stopping = self._stopping
             proc = self._procs[index]
             if not stopping:
@@ -277,13 +315,14 @@ class WorkerPool:
     def stop(self) -> None:
         """Tell every process to stop taking work: they finish what they started, report
         the rest as abandoned (left unacknowledged: redelivered), and exit."""
+        self.flush()
         with self._lock:
             self._stopping = True
             pipes = list(self._pipes)
         for pipe in pipes:
             with contextlib.suppress(Exception):
                 if pipe is not None:
-                    pipe.send(("stop",))
+                    _send(pipe, ("stop",))
 
     def join(self, timeout: float = 60.0) -> None:
         self.stop()

@@ -70,6 +70,9 @@ CATCH_UP_JOB = "run-sync-catch-up"
 STATE_JOB = "run-sync"
 STATE_TABLE = "state"
 CATCH_UP_DONE = "catch-up-complete"
+# deliveries read from the broker after the first without waiting, before they are handed on
+# (one pipe write per apply process for all of them) and the finished ones acknowledged
+DRAIN_BURST = 64
 
 
 class ReplayService:
@@ -301,6 +304,11 @@ class ReplayService:
         while not self.stop.is_set():
             with contextlib.suppress(socket.timeout):
                 conn.drain_events(timeout=0.05)
+                # what else has arrived, without waiting: handed on together below
+                for _ in range(DRAIN_BURST):
+                    conn.drain_events(timeout=0)
+            if self._pool is not None:
+                self._pool.flush()
             conn.heartbeat_check()
             self._finish_done(gen, producer, window)
             now = time.monotonic()
