@@ -16,12 +16,15 @@ to its parent (processes.py).
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from backends.runsync.applier import Outcome
+
+log = logging.getLogger(__name__)
 
 
 class Delivered(Protocol):
@@ -48,8 +51,14 @@ DoneQueue = queue.Queue[Finished | None]  # None: the owner's end-of-stream mark
 class Lanes:
     def __init__(self, applier: Applies, count: int, done: DoneQueue) -> None:
         self.applier, self.done = applier, done
-        # a thread takes the oldest object waiting; threads are started as needed, up to count
-        self._pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix="issu-apply")
+        # `count` threads, each taking the oldest task waiting (an object, or one unparsable
+        # message): a bare queue, not a ThreadPoolExecutor, whose Future, work item and idle
+        # semaphore per task were a few % of run-sync's CPU (one task per object changed)
+        self._tasks: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._lane, name=f"issu-apply_{i}",
+                                          daemon=True) for i in range(count)]
+        for thread in self._threads:
+            thread.start()
         # object -> its messages not started yet; an object is in `_busy` from its first
         # message until a lane found nothing more for it (at most one lane per object)
         self._pending: dict[str, list[tuple[Delivered, int]]] = {}
@@ -58,15 +67,23 @@ class Lanes:
 
     def connect_publisher(self, *, wait: bool = False) -> None:
         """The lanes' publisher opens its connection (`wait`: until it tried)."""
-        future = self._pool.submit(self.applier.connect_publisher)
+        tried = threading.Event()
+
+        def connect() -> None:
+            try:
+                self.applier.connect_publisher()
+            finally:
+                tried.set()
+
+        self._tasks.put(connect)
         if wait:
-            future.result()
+            tried.wait()
 
     def dispatch(self, key: str | None, message: Delivered, gen: int) -> None:
         """To the next idle lane, unless its object is in a lane already (then it waits for
         it there); a message for an object that already has one waiting joins it."""
         if key is None:  # not parsable: on its own, to be quarantined with the reason
-            self._pool.submit(self._work, [(message, gen)])
+            self._tasks.put(lambda: self._work([(message, gen)]))
             return
         with self._lock:
             waiting = self._pending.get(key)
@@ -77,12 +94,22 @@ class Lanes:
             if key in self._busy:  # in a lane now: that lane takes it next
                 return
             self._busy.add(key)
-        self._pool.submit(self._work_object, key)
+        self._tasks.put(lambda: self._work_object(key))
 
     def shutdown(self) -> None:
         """Wait for the lanes to finish what they were given (after a stop, what had not
         started is reported abandoned)."""
-        self._pool.shutdown(wait=True)
+        for _ in self._threads:
+            self._tasks.put(None)  # after every task given: each lane ends on one
+        for thread in self._threads:
+            thread.join()
+
+    def _lane(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            try:
+                task()
+            except BaseException:  # _work reports every message's outcome itself
+                log.exception("a lane's task failed")
 
     def _work_object(self, key: str) -> None:
         while True:
