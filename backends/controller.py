@@ -40,6 +40,11 @@ A profile's `reload` table says how a northbound client's service takes a re-poi
 wins). neutron-server, kube-manager and the vCenter plugin read the api-server's address
 once, at start (the Contrail neutron plugin when it is loaded), so every built-in profile
 restarts them; a service the table does not name is signalled.
+
+A service the host has not got (not installed there) is told apart from a failure by what the
+service manager prints (ABSENT): `status` reports it as `absent`, and `act_present` leaves
+it out of the later steps and returns it, for the writers that only some hosts run
+(kube-manager, vcenter-manager).
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from backends.compute import SET_INI_SCRIPT, ProfileError, render_template, script_item
-from backends.ssh import SshError, SshExecutor, SshSession, SshTarget
+from backends.ssh import CommandResult, SshError, SshExecutor, SshSession, SshTarget
 
 ROLES = ("config", "control", "analytics", "database", "northbound")
 STEPS = ("status", "stop", "start", "disable", "enable", "signal", "set_ini")
@@ -89,10 +94,27 @@ ROLE_SERVICES: dict[str, tuple[str, ...]] = {
     "control": ("control", "dns", "named"),
     "analytics": ("collector", "analytics-api", "query-engine", "alarm-gen"),
     "database": ("cassandra", "zookeeper", "rabbitmq"),
-    "northbound": ("neutron-server", "kube-manager", "vcenter-plugin"),
+    "northbound": ("neutron-server", "kube-manager", "vcenter-plugin", "vcenter-manager"),
 }
-# The writers that must not run on new while its database is being copied into.
-WRITERS = ("schema-transformer", "svc-monitor", "device-manager", "kube-manager")
+# The writers that must not run on new while its database is being copied into. The last
+# two run only on some deployments (Kubernetes, vCenter), on a config or a northbound host:
+# they are asked for on both, and a host that has not got one says so (ABSENT).
+OPTIONAL_WRITERS = ("kube-manager", "vcenter-manager")
+WRITERS = ("schema-transformer", "svc-monitor", "device-manager", *OPTIONAL_WRITERS)
+ROLE_WRITERS: dict[str, tuple[str, ...]] = {"config": WRITERS, "northbound": OPTIONAL_WRITERS}
+# What the service managers print for a service the host has not got (not installed there):
+# systemctl (`Unit x.service not loaded.` / `not found.`, exit 5; `Unit file x.service does
+# not exist.`), supervisorctl (`x: ERROR (no such process)`, even with exit 0 on 3.x),
+# docker / podman (`No such container: x`, `No such object: x`), compose (`no such service:
+# x`), the demo's hostctl (`no such service on this host`). Never a missing tool (exit 127)
+# nor a missing file: those are errors.
+ABSENT = re.compile(r"\bunit \S+ (?:not found|not loaded|could not be found)|"
+                    r"\bunit file \S+ does not exist|"
+                    r"\bno such (?:process|group|container|object|service)\b", re.IGNORECASE)
+# supervisorctl when the host runs no supervisord for the program's group (no socket): an
+# optional writer's group (`kubernetes`) is absent with it; a required one's is an error (a
+# wrong socket_dir must not pass as "nothing to stop").
+ABSENT_GROUP = re.compile(r"^unix://\S+ no such file$", re.MULTILINE)
 
 _UNITS = {
     "api-server": "contrail-api", "schema-transformer": "contrail-schema",
@@ -102,7 +124,7 @@ _UNITS = {
     "query-engine": "contrail-query-engine", "alarm-gen": "contrail-alarm-gen",
     "cassandra": "contrail-database", "zookeeper": "zookeeper", "rabbitmq": "rabbitmq-server",
     "neutron-server": "neutron-server", "kube-manager": "contrail-kube-manager",
-    "vcenter-plugin": "contrail-vcenter-plugin",
+    "vcenter-plugin": "contrail-vcenter-plugin", "vcenter-manager": "contrail-vcenter-manager",
 }
 _SUPERVISORD_GROUP = {"config": "config", "control": "control", "analytics": "analytics",
                       "database": "database"}
@@ -112,6 +134,9 @@ _SUPERVISORD = {
     for svc in services if svc not in ("zookeeper", "rabbitmq")
 }
 _SUPERVISORD["kube-manager"] = "kubernetes/contrail-kube-manager"
+_SUPERVISORD["vcenter-manager"] = "vcenter/contrail-vcenter-manager"
+# the OpenStack node's supervisord (supervisord_openstack.sock), as Contrail's 3.x installs
+_SUPERVISORD["neutron-server"] = "openstack/neutron-server"
 # 5.x: compose project / service; the containers are <project>_<service>_1.
 _COMPOSE = {
     "api-server": "config/api", "schema-transformer": "config/schema",
@@ -121,6 +146,8 @@ _COMPOSE = {
     "query-engine": "analytics/query-engine", "alarm-gen": "analytics_alarm/alarm-gen",
     "cassandra": "config_database/cassandra", "zookeeper": "config_database/zookeeper",
     "rabbitmq": "config_database/rabbitmq", "kube-manager": "kubemanager/kubemanager",
+    "vcenter-manager": "vcenter_manager/vcenter-manager",
+    "neutron-server": "neutron/neutron-server",
 }
 _CONTAINERS = {svc: f"{value.replace('/', '_')}_1" for svc, value in _COMPOSE.items()}
 _CONTAINERS["neutron-server"] = "neutron_server"  # kolla's container
@@ -255,7 +282,7 @@ BUILTIN_CONTROLLER_PROFILES: dict[str, dict[str, object]] = {
         # a process each, named as issu names them (hostctl's `controller`: the first three)
         "services": {s: s for s in ("api-server", "control", "analytics-api",
                                     "schema-transformer", "svc-monitor", "device-manager",
-                                    "neutron-server")},
+                                    "kube-manager", "vcenter-manager", "neutron-server")},
         "status": "{host} status {unit}",
         "stop": "{host} stop {unit}",
         "start": "{host} start {unit}",
@@ -498,6 +525,29 @@ class ServiceState:
     def running(self) -> bool:
         return self.state.lower() in RUNNING_STATES
 
+    @property
+    def absent(self) -> bool:
+        """The host has not got the service (ABSENT: not installed there)."""
+        return self.state == ABSENT_STATE
+
+
+ABSENT_STATE = "absent"
+
+
+def host_writers(roles: Iterable[str]) -> list[str]:
+    """The writers a host with `roles` is asked about (WRITERS' order)."""
+    wanted = {w for role in roles for w in ROLE_WRITERS.get(role, ())}
+    return [w for w in WRITERS if w in wanted]
+
+
+def says_absent(exit_code: int | None, output: str, service: str = "") -> bool:
+    """Whether a step's output for `service` says the host has not got it (ABSENT; an
+    optional writer also with ABSENT_GROUP)."""
+    if exit_code in (None, 126, 127):
+        return False
+    return ABSENT.search(output) is not None or (
+        service in OPTIONAL_WRITERS and ABSENT_GROUP.search(output) is not None)
+
 
 @dataclass(frozen=True)
 class QueueState:
@@ -566,10 +616,7 @@ class ControllerExecutor:
         except SshError as exc:
             raise ControllerError(f"{target.name}: {what}: {exc}") from exc
         if not result.ok:
-            lines = [ln for ln in (result.stderr or result.stdout).strip().splitlines() if ln]
-            how = "timed out" if result.exit_code is None else f"exit {result.exit_code}"
-            raise ControllerError(f"{target.name}: {what} failed ({how}): "
-                                  f"{lines[-1][:300] if lines else '(no output)'}")
+            raise ControllerError(_failed(target, what, result))
         return result.stdout
 
     def _connect(self, target: SshTarget) -> SshSession:
@@ -592,7 +639,10 @@ class ControllerExecutor:
                 except SshError as exc:
                     raise ControllerError(f"{target.name}: status {service}: {exc}") from exc
                 state = parse_state(result.stdout)
-                if not state or result.exit_code is None:
+                if says_absent(result.exit_code, f"{result.stdout}\n{result.stderr}",
+                               service):
+                    state = ABSENT_STATE
+                elif not state or result.exit_code is None:
                     tail = (result.stderr or result.stdout).strip().splitlines()
                     raise ControllerError(
                         f"{target.name}: status {service} failed (exit {result.exit_code}): "
@@ -609,6 +659,31 @@ class ControllerExecutor:
         with self._connect(target) as session:
             for service, argv in plans:
                 self._run(session, target, f"{step} {service}", argv)
+
+    def act_present(self, target: SshTarget, profile: str, steps: Sequence[str],
+                    services: Iterable[str]) -> list[str]:
+        """Run each of `steps` (as `act`, step after step) for each service the host has: a
+        step whose output says the service is absent (ABSENT: not installed on this host)
+        leaves it out of the later steps. The services found absent, in order; any other
+        failure is raised as `act` raises it."""
+        prof = self.profile(profile)
+        todo = list(services)
+        plans = {(step, s): prof.argv(step, s) for step in steps for s in todo}
+        absent: list[str] = []
+        with self._connect(target) as session:
+            for step in steps:
+                for service in [s for s in todo if s not in absent]:
+                    try:
+                        result = session.run(plans[step, service])
+                    except SshError as exc:
+                        raise ControllerError(f"{target.name}: {step} {service}: {exc}") \
+                            from exc
+                    if says_absent(result.exit_code, f"{result.stdout}\n{result.stderr}",
+                                   service):
+                        absent.append(service)
+                    elif not result.ok:
+                        raise ControllerError(_failed(target, f"{step} {service}", result))
+        return absent
 
     def version(self, target: SshTarget, profile: str) -> tuple[str, str]:
         """(the service asked, the version it reports) through the profile's `version`
@@ -736,6 +811,12 @@ class ControllerExecutor:
         argv = self.profile(profile).ini_argv(file, edits)
         with self._connect(target) as session:
             self._run(session, target, f"edit {file}", argv)
+
+
+def _failed(target: SshTarget, what: str, result: CommandResult) -> str:
+    lines = [ln for ln in (result.stderr or result.stdout).strip().splitlines() if ln]
+    how = "timed out" if result.exit_code is None else f"exit {result.exit_code}"
+    return f"{target.name}: {what} failed ({how}): {lines[-1][:300] if lines else '(no output)'}"
 
 
 def _first_mapped(prof: ControllerProfile, profile: str, candidates: tuple[str, ...],

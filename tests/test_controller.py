@@ -875,3 +875,70 @@ def test_preflight_refuses_a_northbound_client_that_names_new_already(
         assert unreachable.detail.startswith("northbound neutron on new-k8s: new-k8s")
     finally:
         ctx.journal.close()
+
+
+def test_kube_and_vcenter_managers_are_stopped_where_present_and_said_absent_elsewhere(
+        ssh: Endpoints, host: Host, tmp_path: Path) -> None:
+    """new's kube-manager and vcenter-manager are writers where a deployment has them: a
+    config host with neither (systemd: `systemctl stop` of a missing unit exits 5) and a
+    Kubernetes host with a kube-manager container but no vcenter-manager one (docker: "No
+    such container"). Preflight names the one running; prepare-new stops and disables the
+    present ones and says which are absent where, instead of failing; start-new-writers
+    starts kube-manager again and abort's stop-new-writers-again stops it again."""
+    host.seed({f"systemd:{u}": {"running": True, "enabled": True}
+               for u in ("contrail-schema", "contrail-svc-monitor", "contrail-device-manager")})
+    k8s_state = tmp_path / "k8s-state"
+    k8s_home = k8s_state / host.state_dir.name  # the fakes' state of this simulated host
+    k8s_home.mkdir(parents=True)
+    (k8s_home / "state.json").write_text(json.dumps({"kubemanager": {
+        "container": "kubemanager_kubemanager_1", "running": True, "restart": "always"}}))
+    k8s_tools = host.tools.replace(f"FAKE_STATE={host.state_dir.parent}",
+                                   f"FAKE_STATE={k8s_state}")
+    config = _inventory_config(ssh, host, tmp_path)
+    k8s = config.new.controllers[1].model_copy(update={"profile": "k8s"})
+    config = config.model_copy(update={
+        "new": config.new.model_copy(update={"controllers": [config.new.controllers[0], k8s]}),
+        "controller_profiles": {**config.controller_profiles,
+                                "k8s": {"base": "docker", "docker": f"{k8s_tools} docker"}}})
+
+    def k8s_container() -> dict[str, Any]:
+        return dict(json.loads((k8s_home / "state.json").read_text())["kubemanager"])
+
+    findings = {f.name: f for f in new_writer_findings(config)}
+    running = findings["new writers stopped on new-k8s"]
+    assert not running.ok and running.detail.startswith(
+        f"running on new new-k8s ({host.target.address}): kube-manager (running);")
+    ctx = _nb_context(config, tmp_path)
+    from issu_tui.orchestrator import controllers as ctl
+
+    try:
+        done = ctl.prepare_new(ctx)
+        assert done == ("stopped and disabled on new: new-ctl-1: schema-transformer, "
+                        "svc-monitor, device-manager; new-k8s: kube-manager; new-ctl-1: "
+                        "kube-manager, vcenter-manager absent (not on this host), skipped; "
+                        "new-k8s: vcenter-manager absent (not on this host), skipped")
+        assert k8s_container() == {"container": "kubemanager_kubemanager_1",
+                                   "running": False, "restart": "no"}
+        assert all(not s["running"] and not s["enabled"] for s in host.state().values())
+        absent = ctx.journal.events(kind="controllers", text="absent")
+        assert sorted((e.fields["host"], e.fields["absent"]) for e in absent) == [
+            ("new-ctl-1", ["kube-manager", "vcenter-manager"]),
+            ("new-k8s", ["vcenter-manager"])]
+        findings = {f.name: f for f in new_writer_findings(config)}
+        assert findings["new writers stopped on new-k8s"].ok
+        assert findings["new writers stopped on new-k8s"].detail == (
+            "kube-manager exited, vcenter-manager absent (not on this host)")
+
+        started = ctl.start_new_writers(ctx)
+        assert started.startswith("enabled and started on new: new-ctl-1: schema-transformer, "
+                                  "svc-monitor, device-manager; new-k8s: kube-manager;")
+        assert "new-k8s: vcenter-manager absent (not on this host), skipped" in started
+        assert k8s_container()["running"] is True and k8s_container()["restart"] == "always"
+
+        again = ctl.stop_new_writers_again(ctx)
+        assert again.startswith("new's writers stopped and disabled again: new-ctl-1: "
+                                "schema-transformer, svc-monitor, device-manager; new-k8s: "
+                                "kube-manager;")
+        assert k8s_container()["running"] is False
+    finally:
+        ctx.journal.close()

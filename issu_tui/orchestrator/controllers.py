@@ -2,12 +2,15 @@
 through each host's controller profile (backends/controller.py):
 
 - prepare-new (start of pre-sync): new's writers (schema-transformer, svc-monitor,
-  device-manager, kube-manager) stopped and disabled, then asked again: one still running
-  refuses pre-sync, naming host and service;
+  device-manager; kube-manager and vcenter-manager where present) stopped and disabled, then
+  asked again: one still running refuses pre-sync, naming host and service; one the host
+  has not got (not installed: `systemctl` exit 5, supervisord's "no such process", docker's
+  "No such container") is said absent, with its host, and skipped;
 - stop-old-services (finalize, before run-sync is drained and post-sync copies): old's config
   services stopped, writers first, so nothing writes to old while its last changes are copied,
   and disabled (a reboot must not bring them back); abort enables and starts them again;
-- start-new-writers (finalize, after zk-sync and verify): new's writers enabled and started;
+- start-new-writers (finalize, after zk-sync and verify): new's writers enabled and started
+  (the absent ones said and skipped again);
 - the fence by profile: where the config hosts' profile defines `fence` / `unfence`,
   finalize's fence-old (abort: unfence) and open-new run them instead of the api-server's
   fence call, and prepare-new fences new with them.
@@ -26,22 +29,23 @@ from typing import TypeVar
 
 from backends.compute import ProfileError
 from backends.controller import (
+    OPTIONAL_WRITERS,
     ROLE_SERVICES,
+    ROLE_WRITERS,
     WRITERS,
     ControllerError,
     ControllerExecutor,
     ControllerProfile,
     build_controller_profiles,
+    host_writers,
 )
 from backends.ssh import SshTarget, run_parallel
 from issu_tui.config import ControllerHostConfig, IssuConfig
 from issu_tui.orchestrator.context import Context, OrchestratorError
 
-# Which writers a host runs, by its roles (kube-manager lives on the northbound hosts).
-ROLE_WRITERS = {"config": tuple(w for w in WRITERS if w != "kube-manager"),
-                "northbound": ("kube-manager",)}
 # old's config services, in the order they are stopped (writers first, the api-server last)
-CONFIG_SERVICES = (*ROLE_WRITERS["config"], "api-server")
+CONFIG_SERVICES = (*(w for w in ROLE_WRITERS["config"] if w not in OPTIONAL_WRITERS),
+                   "api-server")
 assert set(CONFIG_SERVICES) == set(ROLE_SERVICES["config"])
 
 
@@ -114,6 +118,27 @@ def services_of(ex: ControllerExecutor, host: ControllerHostConfig,
     return mapped_services(ex.profile(host.profile), host, wanted)
 
 
+def mapped_writers(profile: ControllerProfile, host: ControllerHostConfig
+                   ) -> tuple[list[str], list[str]]:
+    """(the writers the host is asked about by its roles and its profile maps, the required
+    ones its profile does not map). An optional writer the profile maps to nothing is one
+    these hosts do not run: left out, not said."""
+    mine = host_writers(host.roles)
+    return ([s for s in mine if s in profile.services],
+            [s for s in mine if s not in profile.services and s not in OPTIONAL_WRITERS])
+
+
+def _absent_said(ctx: Context, host: ControllerHostConfig, absent: Sequence[str],
+                 step: str) -> str:
+    """The event (and the words for the step's result) of writers the host has not got."""
+    if not absent:
+        return ""
+    said = f"{host.name}: {', '.join(absent)} absent (not on this host), skipped"
+    ctx.event("controllers", f"{step}: {said}", step=step, host=host.name,
+              absent=list(absent))
+    return said
+
+
 # (side, roles, services, what is done) of each controller step, for the plan and runbook
 PLAN_STEPS = {
     "prepare-new": ("new", ("config", "northbound"), WRITERS, "stop and disable"),
@@ -138,10 +163,14 @@ def planned(config: IssuConfig, step: str) -> list[str]:
     lines = []
     for host in hosts:
         profile = profiles[host.profile]
-        services, _ = mapped_services(profile, host, wanted)
+        services, _ = (mapped_writers(profile, host) if wanted == WRITERS
+                       else mapped_services(profile, host, wanted))
         if services:
             named = ", ".join(f"{s} ({profile.services[s]})" for s in services)
-            lines.append(f"{verb} on {host.name} over SSH, profile {host.profile}: {named}")
+            where = (f" ({', '.join(s for s in services if s in OPTIONAL_WRITERS)}: where "
+                     "present)" if set(services) & set(OPTIONAL_WRITERS) else "")
+            lines.append(f"{verb} on {host.name} over SSH, profile {host.profile}: {named}"
+                         + where)
     return lines
 
 
@@ -172,6 +201,20 @@ def _act(ctx: Context, ex: ControllerExecutor, host: ControllerHostConfig, step:
         raise OrchestratorError(f"controller {exc}") from None
 
 
+def _present_act(ex: ControllerExecutor, host: ControllerHostConfig, steps: Sequence[str],
+                 services: Sequence[str]) -> list[str]:
+    """`steps` on the services the host has (asked first: supervisord's enable edits a
+    program's .ini, which an absent program has not got); those it has not got, in order."""
+    try:
+        states = ex.status(target(host), host.profile, services)
+        absent = [s.service for s in states if s.absent]
+        absent += ex.act_present(target(host), host.profile, steps,
+                                 [s for s in services if s not in absent])
+    except ControllerError as exc:
+        raise OrchestratorError(f"controller {exc}") from None
+    return [s for s in services if s in absent]
+
+
 def _running(ex: ControllerExecutor, host: ControllerHostConfig,
              services: Sequence[str]) -> list[str]:
     try:
@@ -195,30 +238,34 @@ def prepare_new(ctx: Context) -> str:
         return _no_inventory(ctx, "new", "stopping new's writers")
     ex = executor(ctx)
 
-    def one(host: ControllerHostConfig) -> tuple[str, str]:
-        """(what was stopped, what still runs): empty when nothing."""
-        services, unmapped = services_of(ex, host, WRITERS)
+    def one(host: ControllerHostConfig) -> tuple[str, str, str]:
+        """(what was stopped, what still runs, what is absent): empty when nothing."""
+        services, unmapped = mapped_writers(ex.profile(host.profile), host)
         if unmapped:
             ctx.event("controllers", f"{host.name}: profile {host.profile} maps none of "
                       f"{', '.join(unmapped)}: not stopped by issu", level="warning")
         if not services:
-            return "", ""
-        _act(ctx, ex, host, "stop", services)
-        _act(ctx, ex, host, "disable", services)
-        running = _running(ex, host, services)
-        return (f"{host.name}: {', '.join(services)}",
-                f"{host.name} ({host.address}): {', '.join(running)}" if running else "")
+            return "", "", ""
+        absent = _present_act(ex, host, ("stop", "disable"), services)
+        present = [s for s in services if s not in absent]
+        running = _running(ex, host, present) if present else []
+        return (f"{host.name}: {', '.join(present)}" if present else "",
+                f"{host.name} ({host.address}): {', '.join(running)}" if running else "",
+                _absent_said(ctx, host, absent, "prepare-new"))
 
     results, failures = on_each(hosts, one)
     _raise_failures(failures)
-    done = [stopped for _, (stopped, _) in results if stopped]
-    still = [running for _, (_, running) in results if running]
+    done = [stopped for _, (stopped, _, _) in results if stopped]
+    still = [running for _, (_, running, _) in results if running]
+    absent = [said for _, (_, _, said) in results if said]
     if still:
         raise OrchestratorError(
             "new's writers still run after stop and disable; pre-sync refused (they would "
             "write into new's database while it is copied into): " + "; ".join(still))
     detail = "stopped and disabled on new: " + ("; ".join(done) or "none mapped")
     ctx.event("controllers", detail)
+    if absent:
+        detail += "; " + "; ".join(absent)
     fenced = fence_by_profile(ctx, "new", closed=True)
     return detail + (f"; {fenced}" if fenced else "")
 
@@ -321,23 +368,26 @@ def start_new_writers(ctx: Context) -> str:
         return _no_inventory(ctx, "new", "starting new's writers")
     ex = executor(ctx)
 
-    def one(host: ControllerHostConfig) -> str:
-        services, _ = services_of(ex, host, WRITERS)
+    def one(host: ControllerHostConfig) -> tuple[str, str]:
+        services, _ = mapped_writers(ex.profile(host.profile), host)
         if not services:
-            return ""
-        _act(ctx, ex, host, "enable", services)
-        _act(ctx, ex, host, "start", services)
-        running = _running(ex, host, services)
-        stopped = [s for s in services if not any(r.startswith(f"{s} ") for r in running)]
+            return "", ""
+        absent = _present_act(ex, host, ("enable", "start"), services)
+        present = [s for s in services if s not in absent]
+        running = _running(ex, host, present) if present else []
+        stopped = [s for s in present if not any(r.startswith(f"{s} ") for r in running)]
         if stopped:
             raise OrchestratorError(f"{host.name}: not running after start: "
                                     f"{', '.join(stopped)}")
-        return f"{host.name}: {', '.join(services)}"
+        return (f"{host.name}: {', '.join(present)}" if present else "",
+                _absent_said(ctx, host, absent, "start-new-writers"))
 
     results, failures = on_each(hosts, one)
     _raise_failures(failures)
-    done = [line for _, line in results if line]
-    return "enabled and started on new: " + ("; ".join(done) or "none mapped")
+    done = [line for _, (line, _) in results if line]
+    absent = [said for _, (_, said) in results if said]
+    return "enabled and started on new: " + ("; ".join(done) or "none mapped") + "".join(
+        f"; {said}" for said in absent)
 
 
 def fence_marker(side: str, host: ControllerHostConfig, what: str) -> str:

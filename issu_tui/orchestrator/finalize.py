@@ -658,7 +658,8 @@ STEPS: tuple[FinalizeStep, ...] = (
                  "return comes here, before new's writers and the northbound switch; not "
                  "shown: refused, nothing committed", check_new_fenced),
     FinalizeStep("start-new-writers", "enable and start new's schema-transformer, "
-                 "svc-monitor, device-manager (kube-manager) on new's hosts", start_new,
+                 "svc-monitor, device-manager (kube-manager, vcenter-manager where present) on "
+                 "new's hosts", start_new,
                  undo=stop_new_writers_again, undoes="stop and disable new's writers again",
                  begun=True),
     FinalizeStep("switch-northbound", "re-point neutron / k8s / vCenter clients at the new "

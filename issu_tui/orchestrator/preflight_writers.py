@@ -1,12 +1,14 @@
 """Preflight: new's writers must be stopped before pre-sync copies into new's database.
 
-schema-transformer, svc-monitor and device-manager (and kube-manager on a northbound host)
-write to the config database on their own; on new they would write into keyspaces that
-pre-sync, run-sync and post-sync are filling from old. Each new controller host of the
-inventory is asked, through its controller profile over SSH, whether any of them runs; one
-that runs is a warning naming host and service (pre-sync's prepare-new stops and disables it,
-and refuses to copy while one still runs: controllers.prepare_new); a host that cannot be
-asked is an error. The hosts are asked at once (bounded), the findings in inventory order.
+schema-transformer, svc-monitor and device-manager (and kube-manager and vcenter-manager, on
+a config or northbound host where present) write to the config database on their own; on
+new they would write into keyspaces that pre-sync, run-sync and post-sync are filling from
+old. Each new controller host of the inventory is asked, through its controller profile
+over SSH, whether any of them runs; one that runs is a warning naming host and service
+(pre-sync's prepare-new stops and disables it, and refuses to copy while one still runs:
+controllers.prepare_new); a host that cannot be asked is an error; a writer the host has
+not got is said absent. The hosts are asked at once (bounded), the findings in inventory
+order.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from backends.controller import WRITERS, ControllerError, ControllerExecutor
+from backends.controller import (
+    WRITERS,
+    ControllerError,
+    ControllerExecutor,
+    host_writers,
+)
 from backends.ssh import SshTarget, run_parallel
 from issu_tui.config import ControllerHostConfig, IssuConfig
-
-# Which writers a host is asked about, by its roles.
-_ROLE_WRITERS = {"config": tuple(w for w in WRITERS if w != "kube-manager"),
-                 "northbound": ("kube-manager",)}
 
 
 @dataclass(frozen=True)
@@ -36,8 +39,7 @@ class WriterFinding:
 
 
 def _writers_of(host: ControllerHostConfig, mapped: set[str]) -> list[str]:
-    wanted = [w for role in host.roles for w in _ROLE_WRITERS.get(role, ())]
-    return [w for w in dict.fromkeys(wanted) if w in mapped]
+    return [w for w in host_writers(host.roles) if w in mapped]
 
 
 def new_writer_findings(config: IssuConfig) -> list[WriterFinding]:
@@ -61,7 +63,7 @@ def new_writer_findings(config: IssuConfig) -> list[WriterFinding]:
         if not writers:
             return WriterFinding(
                 name, False, f"profile {host.profile} of {where} maps none of "
-                f"{', '.join(WRITERS)}: cannot ask whether they run",
+                f"{', '.join(host_writers(host.roles))}: cannot ask whether they run",
                 f"name them under controller_profiles.{host.profile}.services")
         target = SshTarget(host.name, host.address, host.ssh_port, host.ssh_user, host.ssh_key)
         try:
@@ -71,7 +73,9 @@ def new_writer_findings(config: IssuConfig) -> list[WriterFinding]:
                                  f"check SSH to {where} and its profile {host.profile}")
         running = [s for s in states if s.running]
         if not running:
-            return WriterFinding(name, True, ", ".join(f"{s.service} {s.state}" for s in states))
+            return WriterFinding(name, True, ", ".join(
+                f"{s.service} absent (not on this host)" if s.absent else
+                f"{s.service} {s.state}" for s in states))
         services = [s.service for s in running]
         commands = "; ".join(shlex.join(profile.argv(step, s))
                              for step in ("stop", "disable") for s in services)

@@ -37,6 +37,11 @@ def service(state: dict, key: str) -> dict:
 
 def systemctl(args: list[str], state: dict) -> int:
     verb, unit = args[0], args[-1]
+    if verb in ("enable", "disable") and f"systemd:{unit}" not in state:
+        fail(f"Failed to {verb} unit: Unit file {unit}.service does not exist.")
+    if verb != "is-active" and f"systemd:{unit}" not in state:  # systemd: exit 5
+        fail(f"Failed to {verb} {unit}.service: Unit {unit}.service "
+             f"{'not found' if verb == 'start' else 'not loaded'}.", 5)
     svc = service(state, f"systemd:{unit}") if verb != "is-active" else \
         state.get(f"systemd:{unit}", {"running": False})
     if verb == "is-active":
@@ -61,6 +66,9 @@ def supervisorctl(args: list[str], state: dict) -> int:
         fail("Error: no server url")
     sock, verb, rest = args[1], args[2], args[3:]
     program = rest[-1]
+    if f"supervisord:{sock}:{program}" not in state:  # supervisor 4.x: exit 1 (3.x: 0)
+        print(f"{program}: ERROR (no such process)")
+        return 1
     svc = service(state, f"supervisord:{sock}:{program}")
     if verb == "status":
         if svc["running"]:
@@ -88,6 +96,8 @@ def docker(args: list[str], state: dict) -> int:
             fail("compose: no file")
         project, rest = Path(args[2]).parent.name, args[3:]
         name = rest[-1]
+        if f"compose:{project}:{name}" not in state:
+            fail(f"no such service: {name}")
         svc = service(state, f"compose:{project}:{name}")
         verb = rest[0]
         if verb == "ps" and "-q" in rest:
