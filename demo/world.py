@@ -521,6 +521,12 @@ class World:
                              f"python -m demo.controller.hostctl --dir {directory} enable "
                              f"{disabled[0]}")
         self._write_controller_spec(cluster, endpoints, computes)
+        if cluster == "v2":
+            # v2's first host also has a kube-manager (a writer of new's where present:
+            # prepare-new stops it, finalize starts it); the other hosts have none
+            address = self.controller_address(cluster)
+            (directory / hostctl.KUBE_CONF).write_text(
+                f"[VNC]\nvnc_endpoint_ip = {address}\nvnc_endpoint_port = 8082\n")
         # api-server, control and analytics-api: a process each, as on a controller host
         hostctl.start(directory, hostctl.CONTROLLER)
 
@@ -566,10 +572,10 @@ class World:
         return [hostctl.pidfile(d, s) for d in self._controller_dirs() for s in hostctl.WRITERS]
 
     def controller_pidfiles(self) -> list[Path]:
-        """The pid files of both controllers' processes (api-server, control, analytics-api
-        and the writers)."""
+        """The pid files of both controllers' processes (api-server, control, analytics-api,
+        the writers and v2's kube-manager)."""
         return [hostctl.pidfile(d, s) for d in self._controller_dirs()
-                for s in hostctl.PROCESSES]
+                for s in (*hostctl.PROCESSES, hostctl.KUBE_MANAGER)]
 
     def _controller_ready(self, cluster: str) -> str:
         """'' when api-server, analytics-api and the control node's introspect answer, else
@@ -861,7 +867,7 @@ class World:
         stopped += self._remove_containers(progress)
         for directory in self._controller_dirs():
             host, roles = directory.name.removeprefix("controller-"), False
-            for service in (*hostctl.WRITERS, *hostctl.ROLES):
+            for service in (*hostctl.WRITERS, hostctl.KUBE_MANAGER, *hostctl.ROLES):
                 group = read_pidfile(hostctl.pidfile(directory, service))
                 if group is not None and group.any_alive():
                     terminate_group(group, 20.0)

@@ -186,6 +186,7 @@ def test_pre_sync_stops_new_writers_and_refuses_while_one_runs(world: Any,
     v2 = world.controller_dir("v2")
     assert _running(world, "v1") == list(WRITERS)
     hostctl.start(v2, "schema-transformer")
+    hostctl.start(v2, hostctl.KUBE_MANAGER)  # v2's host has one: a writer where present
     try:
         # a profile whose stop does nothing: the writer still runs, pre-sync copies nothing
         _patch_config(world, {"controller_profiles": {"demo-v2": {
@@ -195,25 +196,33 @@ def test_pre_sync_stops_new_writers_and_refuses_while_one_runs(world: Any,
         assert "new's writers still run after stop and disable; pre-sync refused" in \
             refused["error"]
         assert f"controller-v2 ({world.controller_address('v2')}): schema-transformer " \
-               "(running)" in refused["error"]
+               "(running), kube-manager (running)" in refused["error"]
         assert _fq_names_on_new(services) == 0
 
         world.write_config()  # the demo profile again
         done = issu_json(world, "phase", "pre-sync", timeout=600)
         assert done["ok"], done
         assert _running(world, "v2") == []
-        assert all(hostctl.disabled_marker(v2, s).exists() for s in WRITERS)
+        assert not hostctl.running(v2, hostctl.KUBE_MANAGER)
+        assert all(hostctl.disabled_marker(v2, s).exists()
+                   for s in (*WRITERS, hostctl.KUBE_MANAGER))
         assert _fq_names_on_new(services) > 0
         journal = Journal(world.dir / "state" / "journal.db", read_only=True)
         try:
             [event] = journal.events(kind="controllers", text="stopped and disabled on new")
+            [absent] = journal.events(kind="controllers", text="absent")
         finally:
             journal.close()
         assert event.message == ("stopped and disabled on new: controller-v2: "
-                                 "schema-transformer, svc-monitor, device-manager")
+                                 "schema-transformer, svc-monitor, device-manager, "
+                                 "kube-manager")
+        # no demo host has a vcenter-manager: said, with its host, and skipped
+        assert absent.message == ("prepare-new: controller-v2: vcenter-manager absent (not "
+                                  "on this host), skipped")
     finally:
         world.write_config()  # the next tests' profile even when an assertion failed
         hostctl.stop(v2, "schema-transformer")
+        hostctl.stop(v2, hostctl.KUBE_MANAGER)
 
 
 def test_finalize_stops_old_writers_first_and_starts_new_ones_last(
@@ -226,6 +235,10 @@ def test_finalize_stops_old_writers_first_and_starts_new_ones_last(
 
     assert _running(world, "v1") == []
     assert _running(world, "v2") == list(WRITERS)
+    # v2's kube-manager, stopped since pre-sync, started again with the other writers
+    v2 = world.controller_dir("v2")
+    assert hostctl.running(v2, hostctl.KUBE_MANAGER)
+    assert not hostctl.disabled_marker(v2, hostctl.KUBE_MANAGER).exists()
     # disabled too: a reboot of old's config host (`issu demo up`) does not bring them back
     v1 = world.controller_dir("v1")
     assert all(hostctl.disabled_marker(v1, s).exists() for s in (*WRITERS, "api-server"))
@@ -291,6 +304,7 @@ def test_abort_starts_the_old_config_services_again(world: Any) -> None:
         ctx.journal.close()
     assert _running(world, "v1") == []
     assert _running(world, "v2") == list(WRITERS)
+    assert hostctl.running(world.controller_dir("v2"), hostctl.KUBE_MANAGER)
     assert f"api_server_ip={world.controller_address('v2')}" in plugin.read_text()
     # the northbound host's neutron-server, restarted, now talks to new's api-server
     _neutron_reaches(world, "v2")
@@ -307,7 +321,8 @@ def test_abort_starts_the_old_config_services_again(world: Any) -> None:
     assert f"api_server_ip = {world.controller_address('v1')}" in plugin.read_text()
     assert _running(world, "v2") == []
     assert all(hostctl.disabled_marker(world.controller_dir("v2"), s).exists()
-               for s in WRITERS)
+               for s in (*WRITERS, hostctl.KUBE_MANAGER))
+    assert not hostctl.running(world.controller_dir("v2"), hostctl.KUBE_MANAGER)
     assert "old's config services enabled and started again: controller-v1: api-server, " \
            "device-manager, svc-monitor, schema-transformer" in result["done"]
     assert not any(hostctl.disabled_marker(v1, s).exists() for s in (*WRITERS, "api-server"))

@@ -7,7 +7,11 @@ process group of its own with `<service>.pid` and `<service>.log`, named as issu
 the writers `schema-transformer`, `svc-monitor`, `device-manager` (demo/controller/writers.py).
 `controller` stands for the first three together (status: running when all three run).
 On the northbound host, DIR holds `ContrailPlugin.ini` and no spec: its one service is
-`neutron-server` (demo/controller/neutron.py, reading that ini).
+`neutron-server` (demo/controller/neutron.py, reading that ini). A controller whose DIR holds
+`contrail-kubernetes.conf` (v2's first) also runs `kube-manager` (demo/controller/
+kubemanager.py). A service a host has not got (kube-manager elsewhere, vcenter-manager
+anywhere) is answered `...: no such service on this host`, exit 5, as systemctl exits for a
+unit that is not installed.
 Verbs: status (prints running / stopped, and `disabled`), version (the release), stop, start,
 disable / enable (a disabled service is not started again by `issu demo up`: the demo's
 reboot), restart, signal NAME, `install VERSION controller` (the host's release, as
@@ -39,7 +43,13 @@ WRITERS = ("schema-transformer", "svc-monitor", "device-manager")
 PROCESSES = (*ROLES, *WRITERS)  # a controller host's
 NEUTRON = "neutron-server"  # the northbound host's
 PLUGIN_INI = "ContrailPlugin.ini"
-SERVICES = (CONTROLLER, *PROCESSES, NEUTRON)
+KUBE_MANAGER = "kube-manager"  # where its conf is (v2's first controller host)
+KUBE_CONF = "contrail-kubernetes.conf"
+VCENTER_MANAGER = "vcenter-manager"  # no demo host has one: always absent
+SERVICES = (CONTROLLER, *PROCESSES, KUBE_MANAGER, VCENTER_MANAGER, NEUTRON)
+# the file a host must hold to have the service (else: no such service on this host)
+NEEDS = {NEUTRON: PLUGIN_INI, KUBE_MANAGER: KUBE_CONF,
+         VCENTER_MANAGER: "contrail-vcenter-manager.conf"}
 
 
 def processes(service: str) -> tuple[str, ...]:
@@ -73,6 +83,9 @@ def command(directory: Path, service: str) -> Command:
         argv: tuple[str, ...] = (sys.executable, "-m", "demo.controller.neutron", "--ini",
                                  str(directory / PLUGIN_INI), "--state",
                                  str(directory / f"{NEUTRON}.state"))
+    elif service == KUBE_MANAGER:
+        argv = (sys.executable, "-m", "demo.controller.kubemanager", "--conf",
+                str(directory / KUBE_CONF), "--state", str(directory / f"{KUBE_MANAGER}.state"))
     elif service in ROLES:
         argv = (sys.executable, "-m", "demo.controller", "--spec", spec, "--roles",
                 ROLES[service])
@@ -234,10 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     if service not in SERVICES:
         print(f"{service}: unknown service (known: {', '.join(SERVICES)})", file=sys.stderr)
         return 5
-    needed = PLUGIN_INI if service == NEUTRON else "spec.json"
+    needed = NEEDS.get(service, "spec.json")
     if not (directory / needed).is_file():
-        print(f"{directory}: no {service} here (no {needed})", file=sys.stderr)
-        return 1
+        print(f"{service}: no such service on this host (no {needed} in {directory})",
+              file=sys.stderr)
+        return 5
     if args.verb in ("fence", "unfence", "fence_status"):
         if service not in ("api-server", CONTROLLER):
             print(f"{args.verb}: only the api-server has a fence", file=sys.stderr)
