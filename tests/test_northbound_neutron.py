@@ -182,3 +182,68 @@ def test_a_signal_leaves_neutron_on_old_which_is_why_restart_is_its_default(
         assert _reaches(old, new)
     finally:
         ctx.journal.close()
+
+
+def test_kube_manager_is_restarted_by_default_and_takes_new_then_old_again(
+        ssh: Endpoints, tmp_path: Path) -> None:  # noqa: F811
+    """A k8s client (contrail-kubernetes.conf's `[VNC] vnc_endpoint_ip/port`) names no
+    `reload`: the profile's reload table restarts kube-manager, which reads the file only
+    when it starts (the demo's, demo/controller/kubemanager.py, as Contrail's): after the
+    switch the running kube-manager is a new process that took new's api-server, the file
+    read back; abort restarts it on old's. A signal would have left it on old."""
+    s = ssh.ssh
+    directory = tmp_path / "k8s"
+    directory.mkdir()
+    conf = directory / hostctl.KUBE_CONF
+    conf.write_text("[VNC]\nvnc_endpoint_ip = 10.9.0.1\nvnc_endpoint_port = 8082\n"
+                    "[KUBERNETES]\ncluster_name = k8s\n")
+    state = directory / f"{hostctl.KUBE_MANAGER}.state"
+
+    def took() -> str:
+        try:
+            return str(json.loads(state.read_text())["api_server"])
+        except (OSError, ValueError, KeyError):
+            return ""
+
+    hostctl.start(directory, hostctl.KUBE_MANAGER)
+    config = IssuConfig.model_validate({
+        "state_dir": str(tmp_path / "state-dir"),
+        "old": {"name": "old", "version": "4.1.0", "api_server": {"url": "http://10.9.0.1:8082"},
+                **{k: {"hosts": ["127.0.0.1:1"]} for k in ("cassandra", "zookeeper", "rabbit")}},
+        "new": {"name": "new", "version": "5.0.0", "api_server": {"url": "http://10.9.0.2:8082"},
+                **{k: {"hosts": ["127.0.0.2:1"]} for k in ("cassandra", "zookeeper", "rabbit")},
+                "controllers": [
+                    {"name": "k8s-master", "address": s.addresses[1], "ssh_port": s.port,
+                     "ssh_user": s.user, "ssh_key": str(s.key_path), "profile": "demo-k8s",
+                     "roles": ["northbound"]}]},
+        "ssh": {"known_hosts": str(s.known_hosts_path)},
+        "controller_profiles": {"demo-k8s": {"base": "demo", "host": shlex.join([
+            sys.executable, "-m", "demo.controller.hostctl", "--dir", str(directory)])}},
+    })
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    listing = tmp_path / "northbound.toml"
+    listing.write_text(f'[[client]]\nkind = "k8s"\nhost = "k8s-master"\npath = "{conf}"\n'
+                       'service = "kube-manager"\n')
+    ctx = Context(config=config, config_path=tmp_path / "issu.toml",
+                  journal=Journal.open(tmp_path / "journal"))
+    try:
+        _eventually("kube-manager took old's api-server", lambda: took() == "10.9.0.1:8082")
+        first = read_pidfile(hostctl.pidfile(directory, hostctl.KUBE_MANAGER))
+        run = fin.FinalizeRun(ctx, clients=load_clients(listing))
+        fin._run_once(run, fin.step("switch-northbound"))
+        said = [e.message for e in ctx.journal.events(kind="finalize", text="switch-north")]
+        assert any(m.endswith(f"k8s k8s-master:{conf}: rewritten, read back, kube-manager "
+                              "restarted, running") for m in said), said
+        assert "vnc_endpoint_ip=10.9.0.2\nvnc_endpoint_port=8082\n" in conf.read_text()
+        restarted = read_pidfile(hostctl.pidfile(directory, hostctl.KUBE_MANAGER))
+        assert first is not None and restarted is not None and restarted.pgid != first.pgid
+        _eventually("kube-manager took new's api-server", lambda: took() == "10.9.0.2:8082")
+
+        done = aborting.undo_finalize(aborting.AbortRun(ctx, runner=None))  # type: ignore[arg-type]
+        assert any("northbound pointed back at old" in d and "kube-manager restarted, "
+                   "running" in d for d in done), done
+        _eventually("kube-manager took old's api-server again",
+                    lambda: took() == "10.9.0.1:8082")
+    finally:
+        ctx.journal.close()
+        hostctl.stop(directory, hostctl.KUBE_MANAGER)
