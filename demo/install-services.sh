@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what demo/services needs: Debian packages (ZooKeeper, RabbitMQ, OpenSSH server,
-# OpenJDK 17, Maven; Chromium for the web console's browser test) and Apache Cassandra 5.0.x
+# OpenJDK 17, Maven; Chromium for the web console's browser test; supervisor: its
+# supervisord runs in the supervisord profile's test) and Apache Cassandra 5.0.x
 # jars from Maven Central into a cache.
 # Idempotent and quick when everything is there; `make services-install` calls it.
 #
@@ -20,7 +21,7 @@ die() { printf 'install-services: error: %s\n' "$*" >&2; exit 1; }
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
 missing=()
-for pkg in zookeeper rabbitmq-server openssh-server openssh-client maven chromium; do
+for pkg in zookeeper rabbitmq-server openssh-server openssh-client maven chromium supervisor; do
     installed "$pkg" || missing+=("$pkg")
 done
 if ! compgen -G '/usr/lib/jvm/java-17-openjdk*/bin/java' >/dev/null; then
