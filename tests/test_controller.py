@@ -447,15 +447,19 @@ def test_preflight_refuses_while_a_writer_runs_on_new(ssh: Endpoints, host: Host
         "new writers stopped on new-k8s"]
     assert not ctl.ok and ctl.severity == "warning"
     where = f"new-ctl-1 ({host.target.address})"
+    # both inventory hosts are this one simulated host: its kube-manager runs for both (a
+    # config host is asked for kube-manager and vcenter-manager too: where present)
     assert ctl.detail.startswith(f"running on new {where}: schema-transformer (active), "
-                                 "svc-monitor (active);")
+                                 "svc-monitor (active), kube-manager (active);")
     assert "pre-sync stops and disables them first" in ctl.detail
     assert "device-manager" not in ctl.detail
     assert ctl.fix == ("nothing, or stop and disable them on new-ctl-1 yourself: "
                        f"{host.tools} systemctl stop contrail-schema; "
                        f"{host.tools} systemctl stop contrail-svc-monitor; "
+                       f"{host.tools} systemctl stop contrail-kube-manager; "
                        f"{host.tools} systemctl disable contrail-schema; "
-                       f"{host.tools} systemctl disable contrail-svc-monitor")
+                       f"{host.tools} systemctl disable contrail-svc-monitor; "
+                       f"{host.tools} systemctl disable contrail-kube-manager")
     assert not k8s.ok and "kube-manager (active)" in k8s.detail
     # asking changed nothing
     assert all(s["running"] for k, s in host.state().items() if "device" not in k)
@@ -464,8 +468,10 @@ def test_preflight_refuses_while_a_writer_runs_on_new(ssh: Endpoints, host: Host
     ex.act(host.target, "site", "stop", ["schema-transformer", "svc-monitor", "kube-manager"])
     findings = {f.name: f for f in new_writer_findings(config)}
     assert all(f.ok for f in findings.values()), findings
+    # systemctl is-active says `inactive` of a unit that does not exist (vcenter-manager)
     assert findings["new writers stopped on new-ctl-1"].detail == (
-        "schema-transformer inactive, svc-monitor inactive, device-manager inactive")
+        "schema-transformer inactive, svc-monitor inactive, device-manager inactive, "
+        "kube-manager inactive, vcenter-manager inactive")
 
 
 def test_preflight_without_inventory_warns_and_an_unreachable_host_refuses(
