@@ -900,11 +900,15 @@ class World:
             pid = None
         finally:
             journal.close()
-        group = _runsync_group(pid, self.config_path) if pid else None
-        if group is None or not group.any_alive():
-            return []
-        terminate_group(group, 20.0)
-        return ["run-sync"]
+        stopped = []
+        # finalize's reverse replication (new -> old, for `issu revert`) is one too: its pid
+        # is kept beside the journal
+        for name, found in (("run-sync", pid), ("reverse-sync", _reverse_pid(path.parent))):
+            group = _runsync_group(found, self.config_path) if found else None
+            if group is not None and group.any_alive():
+                terminate_group(group, 20.0)
+                stopped.append(name)
+        return stopped
 
     def _remove_containers(self, progress: Progress) -> list[str]:
         """Remove every container labelled with this world's network (those its computes and
@@ -1064,17 +1068,28 @@ def _runsync_group(pid: int, config_path: Path) -> Group | None:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return None
-    argv = [a for a in raw.split("\0") if a]  # [python, -c, code, sync, run, -c, CONFIG]
+    # [python, -c, code, sync, run, -c, CONFIG] or [issu, sync, run, -c, CONFIG, --reverse]
+    argv = [a for a in raw.split("\0") if a]
     try:
         cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
     except OSError:
         return None
     ticks = start_ticks(pid)
     ours = config_path.resolve()
-    if ticks is None or argv[-4:-2] != ["sync", "run"] or \
-            (cwd / argv[-1]).resolve() != ours:
+    runs = [i for i in range(len(argv) - 3) if argv[i:i + 3] == ["sync", "run", "-c"]]
+    if ticks is None or not runs or (cwd / argv[runs[-1] + 3]).resolve() != ours:
         return None
     return Group(pid, (ProcRef(pid, ticks),))
+
+
+def _reverse_pid(state_dir: Path) -> int | None:
+    """The reverse replication's pid, from the state directory's file (`pid started_at`)."""
+    from issu_tui.journal import REVERSE_PID
+
+    try:
+        return int((state_dir / REVERSE_PID).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _stop_legacy_controller(directory: Path) -> bool:
