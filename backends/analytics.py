@@ -124,7 +124,6 @@ class AnalyticsSnapshot:
         return report.reports_to
 
 
-
 def parse_uve_list(data: object) -> list[str]:
     """Names from a UVE list (`[{"name": ..., "href": ...}]`)."""
     if not isinstance(data, list):

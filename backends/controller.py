@@ -611,10 +611,7 @@ class ControllerExecutor:
 
     def _run(self, session: SshSession, target: SshTarget, what: str,
              argv: list[str]) -> str:
-        try:
-            result = session.run(argv)
-        except SshError as exc:
-            raise ControllerError(f"{target.name}: {what}: {exc}") from exc
+        result = _result(session, target, what, argv)
         if not result.ok:
             raise ControllerError(_failed(target, what, result))
         return result.stdout
@@ -634,10 +631,7 @@ class ControllerExecutor:
             for service, argv in plans:
                 # systemctl is-active and supervisorctl 4.x exit non-zero for a stopped
                 # service: the printed state is the answer, an empty one an error.
-                try:
-                    result = session.run(argv)
-                except SshError as exc:
-                    raise ControllerError(f"{target.name}: status {service}: {exc}") from exc
+                result = _result(session, target, f"status {service}", argv)
                 state = parse_state(result.stdout)
                 if says_absent(result.exit_code, f"{result.stdout}\n{result.stderr}",
                                service):
@@ -673,11 +667,8 @@ class ControllerExecutor:
         with self._connect(target) as session:
             for step in steps:
                 for service in [s for s in todo if s not in absent]:
-                    try:
-                        result = session.run(plans[step, service])
-                    except SshError as exc:
-                        raise ControllerError(f"{target.name}: {step} {service}: {exc}") \
-                            from exc
+                    result = _result(session, target, f"{step} {service}",
+                                     plans[step, service])
                     if says_absent(result.exit_code, f"{result.stdout}\n{result.stderr}",
                                    service):
                         absent.append(service)
@@ -811,6 +802,15 @@ class ControllerExecutor:
         argv = self.profile(profile).ini_argv(file, edits)
         with self._connect(target) as session:
             self._run(session, target, f"edit {file}", argv)
+
+
+def _result(session: SshSession, target: SshTarget, what: str,
+            argv: list[str]) -> CommandResult:
+    """`argv` run in `session`; an SSH failure is a ControllerError naming host and step."""
+    try:
+        return session.run(argv)
+    except SshError as exc:
+        raise ControllerError(f"{target.name}: {what}: {exc}") from exc
 
 
 def _failed(target: SshTarget, what: str, result: CommandResult) -> str:

@@ -43,7 +43,6 @@ SAMPLES = 3  # partitions a pass's event names
 class ReconcileReport:
     ranges: int = 0
     ranges_failed: int = 0
-    repaired: int = 0
     pruned: int = 0
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -53,6 +52,10 @@ class ReconcileReport:
     # was in flight while the pass compared
     by_table: dict[str, int] = field(default_factory=dict)
     samples: list[str] = field(default_factory=list)
+
+    @property
+    def repaired(self) -> int:
+        return sum(self.by_table.values())
 
     def repaired_text(self) -> str:
         """`5 partitions repaired (obj_uuid_table 4, obj_fq_name_table 1; first: ...)`."""
@@ -92,7 +95,6 @@ class Reconciler:
                 try:
                     for diff in self.repl.range_diff(CONFIG_DB_UUID, table, lo, hi):
                         repaired = self.repair(diff)
-                        report.repaired += repaired
                         report.by_table[table] = report.by_table.get(table, 0) + repaired
                         if len(report.samples) < SAMPLES:
                             report.samples.append(f"{table} {diff.old_key or diff.new_key}")

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from backends.apiserver import AnalyticsClient, ApiServerClient, BgpRouterSpec
-from issu_tui.config import ClusterConfig, ComputeConfig, IssuConfig, secret_sources
+from issu_tui.config import (
+    ApiServerConfig,
+    ClusterConfig,
+    ComputeConfig,
+    IssuConfig,
+    secret_sources,
+)
 from issu_tui.journal import Journal
 
 if TYPE_CHECKING:
@@ -25,6 +31,18 @@ class OrchestratorError(Exception):
 class StepInterrupted(OrchestratorError):
     """The operator stopped or aborted (or the executor shut down) while a step was running;
     the step resumes when its intent runs again."""
+
+
+def api_client(api: ApiServerConfig, url: str | None = None,
+               timeout_s: float = 10.0) -> ApiServerClient:
+    """A client of the api-server `api` configures, with its credentials (at `url` instead
+    of api.url: the same api-server on another node)."""
+    password = api.password.get_secret_value() if api.password else None
+    # A password without a user is a token (keystone or the deployment's admin token).
+    token = password if (password and not api.user) else None
+    return ApiServerClient(url or api.url, token=token, user=api.user,
+                           password=password if api.user else None, tenant=api.tenant,
+                           timeout_s=timeout_s)
 
 
 @dataclass
@@ -77,12 +95,7 @@ class Context:
             raise OrchestratorError(
                 f"{self.config_path}: {name}.api_server: required for this step "
                 f"(url of the {name} cluster's api-server)")
-        api = cluster.api_server
-        password = api.password.get_secret_value() if api.password else None
-        # A password without a user is a token (keystone or the deployment's admin token).
-        token = password if (password and not api.user) else None
-        return ApiServerClient(api.url, token=token, user=api.user,
-                               password=password if api.user else None, tenant=api.tenant)
+        return api_client(cluster.api_server)
 
     def analytics(self, name: str) -> AnalyticsClient | None:
         cluster = self.cluster(name)

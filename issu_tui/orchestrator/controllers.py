@@ -202,9 +202,10 @@ def _act(ctx: Context, ex: ControllerExecutor, host: ControllerHostConfig, step:
 
 
 def _present_act(ex: ControllerExecutor, host: ControllerHostConfig, steps: Sequence[str],
-                 services: Sequence[str]) -> list[str]:
+                 services: Sequence[str]) -> tuple[list[str], list[str]]:
     """`steps` on the services the host has (asked first: supervisord's enable edits a
-    program's .ini, which an absent program has not got); those it has not got, in order."""
+    program's .ini, which an absent program has not got); (those it has, those it has not
+    got), in order."""
     try:
         states = ex.status(target(host), host.profile, services)
         absent = [s.service for s in states if s.absent]
@@ -212,7 +213,7 @@ def _present_act(ex: ControllerExecutor, host: ControllerHostConfig, steps: Sequ
                                  [s for s in services if s not in absent])
     except ControllerError as exc:
         raise OrchestratorError(f"controller {exc}") from None
-    return [s for s in services if s in absent]
+    return ([s for s in services if s not in absent], [s for s in services if s in absent])
 
 
 def _running(ex: ControllerExecutor, host: ControllerHostConfig,
@@ -246,8 +247,7 @@ def prepare_new(ctx: Context) -> str:
                       f"{', '.join(unmapped)}: not stopped by issu", level="warning")
         if not services:
             return "", "", ""
-        absent = _present_act(ex, host, ("stop", "disable"), services)
-        present = [s for s in services if s not in absent]
+        present, absent = _present_act(ex, host, ("stop", "disable"), services)
         running = _running(ex, host, present) if present else []
         return (f"{host.name}: {', '.join(present)}" if present else "",
                 f"{host.name} ({host.address}): {', '.join(running)}" if running else "",
@@ -372,8 +372,7 @@ def start_new_writers(ctx: Context) -> str:
         services, _ = mapped_writers(ex.profile(host.profile), host)
         if not services:
             return "", ""
-        absent = _present_act(ex, host, ("enable", "start"), services)
-        present = [s for s in services if s not in absent]
+        present, absent = _present_act(ex, host, ("enable", "start"), services)
         running = _running(ex, host, present) if present else []
         stopped = [s for s in present if not any(r.startswith(f"{s} ") for r in running)]
         if stopped:

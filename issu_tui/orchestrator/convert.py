@@ -34,12 +34,13 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
-from backends.apiserver import ApiServerClient, ApiServerError
+from backends.apiserver import ApiServerError
 from backends.controller import ROLE_SERVICES, ControllerError, ControllerExecutor
 from backends.http_answers import request_whole
 from backends.ssh import SshTarget
 from backends.versions import release_matches
 from issu_tui.config import ClusterConfig, ControllerHostConfig
+from issu_tui.orchestrator.context import api_client
 
 START_ORDER = ("database", "config", "control", "analytics", "northbound")
 CONVERTED_FILE = "converted-nodes.json"
@@ -109,12 +110,8 @@ def serving(cluster: ClusterConfig, host: ControllerHostConfig,
                             "set (its scheme and port are those of the node's api-server)")
         else:
             url = _on_host(api.url, host.address)
-            password = api.password.get_secret_value() if api.password else None
-            token = password if (password and not api.user) else None
             try:
-                with ApiServerClient(url, token=token, user=api.user,
-                                     password=password if api.user else None,
-                                     tenant=api.tenant, timeout_s=timeout_s) as client:
+                with api_client(api, url, timeout_s) as client:
                     client.ping()
             except ApiServerError as exc:
                 problems.append(f"config: its api-server {url} did not answer ({exc})")

@@ -261,7 +261,7 @@ def analytics_summary(snap: AnalyticsSnapshot | None, error: str | None, *,
     lines.append(Text.assemble(("reports to: ", "bold"),
                                "  ".join(f"{k} {v}" for k, v in sorted(per.items())) or "-"))
     moved = [a for a in snap.alarms if snap.moved_away(a)]
-    critical = sum(1 for a in snap.alarms if a.severity == 0 and not snap.moved_away(a))
+    critical = sum(1 for a in snap.alarms if a.severity == 0 and a not in moved)
     lines.append(Text.assemble(("alarms: ", "bold"), f"{len(snap.alarms)} merged  ",
                                Text(f"{critical} critical", style="bold red")
                                if critical else "",
