@@ -7,7 +7,7 @@ TEST_NET ?= 30
 DEMO_NET ?= 20
 PYTEST_ARGS ?=
 
-.PHONY: install venv services-install containers-install test test-fast lint fuzz chaos demo demo-down bench clean
+.PHONY: install venv services-install containers-install test test-fast lint test-long fuzz chaos demo demo-down bench clean
 
 $(STAMP): pyproject.toml demo/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,7 +36,15 @@ lint: venv
 # and stops what it started even when a test fails.
 test: install lint
 	@export ISSU_TEST_NET=$(TEST_NET); unset ISSU_KEEP_SERVICES; \
-	$(PY) -m pytest -q -p no:cacheprovider --durations=20 $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest -q -p no:cacheprovider --durations=20 -m 'not long' $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m demo.services down --net $(TEST_NET) --profile test >/dev/null 2>&1 || true; \
+	exit $$rc
+
+# The tests too long for make test's budget (marked `long`: the approach run-throughs that
+# take a quarter of an hour each on 2 cores), with the same services and the same cleanup.
+test-long: install
+	@export ISSU_TEST_NET=$(TEST_NET); unset ISSU_KEEP_SERVICES; \
+	$(PY) -m pytest -q -p no:cacheprovider --durations=20 -m long $(PYTEST_ARGS); rc=$$?; \
 	$(PY) -m demo.services down --net $(TEST_NET) --profile test >/dev/null 2>&1 || true; \
 	exit $$rc
 

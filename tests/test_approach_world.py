@@ -10,7 +10,7 @@ serves as old served them, and still after the ring's last steps), the computes 
 rolling on 3 nodes (3 ring JVMs beside the session's two) and grow 3 -> 5 -> 3 (5 at the
 peak). rolling takes about 5 minutes here (308-324 s on 2 cores: world up 52-87 s, ring plan
 35 s, to run-sync 38-44 s, ring computes 30 s, finalize 46 s, ring done 30-34 s); grow 845 s
-(ring plan 276 s, ring done 316 s), so it runs only with ISSU_TEST_GROW=1.
+(ring plan 276 s, ring done 316 s), so it is `long`: `make test-long` runs it.
 stay (5 nodes, two leaving and rejoining) is not run here: tests/test_ring_cli.py has its
 ring steps.
 """
@@ -18,7 +18,6 @@ ring steps.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -138,11 +137,8 @@ def _verify_zero_differences(world: World, times: dict[str, float]) -> None:
 @pytest.mark.timeout(3000)
 @pytest.mark.parametrize("approach", [
     "rolling",
-    # 845 s here (two joins, factor 3 -> 5 -> 3 with their repairs, two decommissions):
-    # too long for `make test`'s budget; run with ISSU_TEST_GROW=1
-    pytest.param("grow", marks=pytest.mark.skipif(
-        os.environ.get("ISSU_TEST_GROW") != "1",
-        reason="grow 3 -> 5 -> 3 takes ~14 min on 2 cores: ISSU_TEST_GROW=1 runs it"))])
+    # 845 s here (two joins, factor 3 -> 5 -> 3 with their repairs, two decommissions)
+    pytest.param("grow", marks=pytest.mark.long)])
 def test_an_approach_on_a_shared_ring_runs_through_with_sync_computes_and_finalize(
         services: Endpoints, approach: str) -> None:
     """rolling on 3 nodes (about 5 min here); grow 3 -> 5 -> 3 (5 ring JVMs at the peak
