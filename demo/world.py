@@ -45,6 +45,7 @@ from demo.services.procs import (
     terminate_group,
 )
 from demo.services.rabbitmq import RabbitService
+from demo.services.ring import nodetool_path
 from issu_tui.config import to_toml
 
 V1_VERSION = "4.1.0"
@@ -800,6 +801,9 @@ class World:
         if layout is not None:
             config["controller_profiles"].update(
                 ring_world.profiles(layout, self.launcher(), self.dir))
+            # the ring's own nodetool: every ring step (issu ring run, the phases' own)
+            # runs it over SSH without a --nodetool
+            config["ring"] = {"nodetool": str(nodetool_path(self.run_dir))}
         return config
 
     def write_config(self, endpoints: Endpoints | None = None) -> Path:

@@ -10,6 +10,7 @@ import configparser
 import ipaddress
 import json
 import os
+import shlex
 import socket
 import time
 import tomllib
@@ -352,11 +353,39 @@ class FinalizeConfig(_Strict):
     remove_old_records: bool = False
 
 
+class RingConfig(_Strict):
+    # How a database host runs Cassandra's nodetool for the approaches' ring steps (the
+    # ring runner's checks, joins, repairs, decommissions, over SSH): a command line, split
+    # as a shell would (no shell runs it), e.g. "docker exec cassandra nodetool";
+    # `issu ring run --nodetool` overrides it for one run.
+    nodetool: str = "nodetool"
+
+    @field_validator("nodetool")
+    @classmethod
+    def _nodetool(cls, value: str) -> str:
+        nodetool_argv(value)
+        return value
+
+
+def nodetool_argv(command: str) -> list[str]:
+    """`ring.nodetool` (or `--nodetool`) as the argv run on a host; ValueError saying why a
+    command is not one (empty, an unclosed quote)."""
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise ValueError(f"not a command line ({exc}): {command!r}") from None
+    if not argv:
+        raise ValueError("empty: give the command a database host runs nodetool with, e.g. "
+                         "\"nodetool\" or \"docker exec cassandra nodetool\"")
+    return argv
+
+
 class IssuConfig(_Strict):
     old: ClusterConfig
     new: ClusterConfig
     sync: SyncConfig = SyncConfig()
     finalize: FinalizeConfig = FinalizeConfig()
+    ring: RingConfig = RingConfig()
     computes: list[ComputeConfig] = []
     batch: BatchConfig = BatchConfig()
     ssh: SshConfig | None = None

@@ -169,8 +169,9 @@ def guard_cmd(config_path: Path | None, cluster: str, cassandra: str | None,
 @click.option("--approach", type=click.Choice(["grow", "stay", "rolling"]), required=True)
 @click.option("--when", type=click.Choice(["plan", "computes", "done"]), required=True,
               help="the phase whose ring steps to run (as `issu plan` lists them)")
-@click.option("--nodetool", "nodetool_cmd", default="nodetool", show_default=True,
-              help="how a database host runs nodetool (e.g. 'docker exec cassandra nodetool')")
+@click.option("--nodetool", "nodetool_cmd", default=None,
+              help="how a database host runs nodetool (e.g. 'docker exec cassandra "
+                   "nodetool'); default: the config's ring.nodetool, else `nodetool`")
 @click.option("--min-replicas", type=click.IntRange(min=1), default=None)
 @click.option("--timeout", "timeout_s", type=click.IntRange(min=1), default=3600,
               show_default=True, metavar="SECONDS",
@@ -178,7 +179,7 @@ def guard_cmd(config_path: Path | None, cluster: str, cassandra: str | None,
                    "timeout a re-run waits for what Cassandra still does")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable result")
 @click.option("--no-wait", is_flag=True, help="add the intent and return (a daemon runs it)")
-def run_cmd(config_path: Path, approach: str, when: str, nodetool_cmd: str,
+def run_cmd(config_path: Path, approach: str, when: str, nodetool_cmd: str | None,
             min_replicas: int | None, timeout_s: int, as_json: bool, no_wait: bool) -> None:
     """Run the approach's ring steps of one phase: the guard before each step that stops a
     node, the step (nodetool over SSH, controller profiles), `nodetool status` after it.
@@ -189,6 +190,14 @@ def run_cmd(config_path: Path, approach: str, when: str, nodetool_cmd: str,
     from issu_tui.orchestrator.ringplan import RingPlanError, ring_steps
 
     config = load_or_exit(config_path)
+    if nodetool_cmd is not None:
+        from issu_tui.config import nodetool_argv
+
+        try:
+            nodetool_argv(nodetool_cmd)
+        except ValueError as exc:
+            click.echo(f"issu ring run: --nodetool: {exc}", err=True)
+            sys.exit(2)
     try:
         ring_steps(approach, list(config.old.cassandra.hosts), list(config.new.cassandra.hosts),
                    config.old.cassandra.seeds)

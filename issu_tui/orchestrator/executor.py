@@ -486,12 +486,11 @@ class Executor:
         guarded by the quorum guard computed from the live ring, checked after, marked in
         the journal (ringrun.RingRunner); a re-run (or the next executor, the intent
         re-queued) continues after the last marked step."""
-        import shlex
-
         from backends.cassandra.connection import CassandraUnavailable
         from backends.cassandra.nodetool import NodetoolError
         from backends.cassandra.ringops import RingOpError
         from backends.controller import ControllerError
+        from issu_tui.config import nodetool_argv
         from issu_tui.orchestrator.ringplan import (
             RingPlanError,
             ring_run_refusal,
@@ -521,8 +520,9 @@ class Executor:
             raise OrchestratorError(refusal)
         min_replicas = args.get("min_replicas")
         try:
+            # --nodetool for this run, else the config's ring.nodetool (validated at load)
             runner = controller_runner(
-                config, shlex.split(str(args.get("nodetool") or "nodetool")),
+                config, nodetool_argv(str(args.get("nodetool") or config.ring.nodetool)),
                 int(min_replicas) if min_replicas is not None else None, journal,
                 float(args.get("timeout_s") or 3600))
             first = next((i for i, s in enumerate(steps) if s.when == when), len(steps))
@@ -537,7 +537,8 @@ class Executor:
         """The approach's ring steps of `plan` (grow: the new nodes join, the factor goes
         up) run by the phases before pre-sync copies anything, unless all are marked done
         (`issu ring run --when plan` ran them); '' when the approach has none. The phase
-        intent's `nodetool` argument says how the hosts run nodetool (default `nodetool`)."""
+        intent's `nodetool` argument says how the hosts run nodetool (default: the config's
+        `ring.nodetool`)."""
         from issu_tui.orchestrator.ringplan import RingPlanError, ring_steps
 
         config = self.ctx.config
