@@ -457,6 +457,13 @@ class IssuApp(App[int]):
             self.action_finalize()
         elif step.action == "runsync":
             self.action_runsync("start")
+        elif step.action == "ring":
+            self.push_screen(StepConfirm(f"Run the ring steps of {step.target}?",
+                                         f"{step.detail}\n\nThey run as a `ring` intent, one "
+                                         "step after the other, each marked in the journal "
+                                         "(a re-run continues); the event log follows them.",
+                                         "Yes, run them"),
+                             callback=lambda yes: self._ring_confirmed(yes, step))
         else:
             self.notify(f"next step: {step.says}", title="nothing to run now")
 
@@ -465,6 +472,13 @@ class IssuApp(App[int]):
             self.notify("cancelled: nothing was asked")
             return
         self._run_intent(f"run {step.target}", lambda: self.backend.run_phase(step.target))
+
+    def _ring_confirmed(self, yes: bool | None, step: NextStep) -> None:
+        if not yes:
+            self.notify("cancelled: nothing was asked")
+            return
+        self._run_intent(f"the ring steps of {step.target}",
+                         lambda: self.backend.run_ring(step.target))
 
     def action_verify(self) -> None:
         if self._refuse_read_only("verify") or not self._allowed("verify"):

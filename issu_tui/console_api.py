@@ -41,6 +41,7 @@ from issu_tui.journal import (
 from issu_tui.names import natural_sorted
 from issu_tui.orchestrator import phases
 from issu_tui.rehearsal_view import RehearsalView
+from issu_tui.ring_view import RingView, ring_view
 
 # The actions the console offers in some phase, in the registry's order of intents.
 ACTIONS = tuple(i.name for i in phases.INTENTS if any(i.name in p.offers for p in phases.PHASES))
@@ -70,7 +71,8 @@ class PhaseStep:
 class NextStep:
     """The one next safe action, and its key. `action` is what `n` does: `phase` (run the
     phase `target` through a phase intent), `upgrade` (the computes left, through the
-    upgrade dialog), `finalize`, or `wait` / `resume` / `none` (n only says `says`)."""
+    upgrade dialog), `finalize`, `ring` (the approach's ring steps of `target`: computes or
+    done), or `wait` / `resume` / `none` (n only says `says`)."""
 
     action: str
     says: str
@@ -94,6 +96,7 @@ class PhaseView:
     paused: bool
     executor: str                # who drives the upgrade
     next_step: NextStep = NextStep("none", "")
+    ring: RingView | None = None  # a shared-hardware approach's ring steps (grow, stay, rolling)
 
 
 @dataclass(frozen=True)
@@ -416,11 +419,18 @@ class ConsoleBackend:
                     status = "done"
                 steps.append(PhaseStep(spec.name, status, spec.title))
         next_phase = self._next_phase(phase)
-        allowed = self._allowed(phase, counts, pending, paused, next_phase)
-        step = self._next_step(phase, counts, allowed, pending, paused, next_phase)
+        ring = self._ring(phase)
+        allowed = self._allowed(phase, counts, pending, paused, next_phase, ring)
+        step = self._next_step(phase, counts, allowed, pending, paused, next_phase, ring)
         return PhaseView(phase, info.phase_started_at, max(0.0, now - info.phase_started_at),
                          info.from_version, info.to_version, info.note, tuple(steps), running,
-                         step.says, allowed, paused, executor, step)
+                         step.says, allowed, paused, executor, step, ring)
+
+    def _ring(self, phase: str | None) -> RingView | None:
+        """The approach's ring steps as `phase` sees them (None: the approach has none)."""
+        approach = self.journal.orchestrator_state().approach
+        done = self.journal.steps_done()
+        return ring_view(self.config, approach, phase, done, phases.WAY_BACK_CLOSED in done)
 
     def _next_phase(self, phase: str) -> str | None:
         """The phase `n` runs next: the first one run-sync included not done yet, while the
@@ -434,7 +444,8 @@ class ConsoleBackend:
         return None
 
     def _allowed(self, phase: str, counts: Mapping[str, int], pending: Sequence[Intent],
-                 paused: bool, next_phase: str | None = None) -> frozenset[str]:
+                 paused: bool, next_phase: str | None = None,
+                 ring: RingView | None = None) -> frozenset[str]:
         offers = phases.phase(phase).offers
         if self.read_only or not offers:
             return frozenset()
@@ -461,18 +472,28 @@ class ConsoleBackend:
                     and not any(i.kind in ("close-way-back", "revert") for i in pending)):
                 allowed.add(kind)
         moving = any(i.kind in ("upgrade", "rollback") for i in pending)
-        if ("finalize" in offers and not moving and self._runsync_state() != "held"
-                and _count(counts, ("upgraded",)) == sum(counts.values())):
+        ring_when = ring.when if ring is not None else None
+        if ("ring" in offers and ring_when is not None and ring is not None and not ring.waits
+                and not paused and not working
+                and (ring_when != "computes" or _all_moved(counts, moving))):
+            allowed.add("ring")
+        if ("finalize" in offers and self._runsync_state() != "held"
+                and _all_moved(counts, moving) and ring_when != "computes"):
             allowed.add("finalize")
         return frozenset(allowed)
 
     def _next_step(self, phase: str, counts: Mapping[str, int], allowed: frozenset[str],
                    pending: Sequence[Intent], paused: bool,
-                   next_phase: str | None) -> NextStep:
+                   next_phase: str | None, ring: RingView | None = None) -> NextStep:
         spec = phases.phase(phase)
         if spec.line is phases.Line.ABORT:
             return NextStep("none", "nothing: the upgrade was aborted") if spec.terminal \
                 else NextStep("wait", "wait: the abort is rolling back")
+        working = [i for i in pending if not _control(i)]
+        if ring is not None and ring.when is not None:
+            ring_step = _ring_next(ring, allowed, working, terminal=spec.terminal)
+            if ring_step is not None:
+                return ring_step
         if spec.terminal and "close-way-back" in allowed:
             return NextStep("none", "nothing: the upgrade is finished; the way back is open "
                             "(the reverse replication new -> old runs): W closes it once "
@@ -481,7 +502,6 @@ class ConsoleBackend:
             return NextStep("none", "nothing: the upgrade is finished")
         if paused:
             return NextStep("resume", "resume the executor (P) when ready")
-        working = [i for i in pending if not _control(i)]
         if working:
             return NextStep("wait", f"wait: {_doing(working[0])}"
                             + (f" (and {len(working) - 1} more intents)"
@@ -624,7 +644,8 @@ class ConsoleBackend:
         counts = state_counts(self.journal.computes())
         pending = self._open_intents()
         allowed = self._allowed(info.phase, counts, pending, self._paused(),
-                                self._next_phase(info.phase)) if info else set()
+                                self._next_phase(info.phase),
+                                self._ring(info.phase)) if info else set()
         if action not in allowed:
             phase = info.phase if info else "not planned"
             raise ActionRefused(f"{action} is not allowed now (phase: {phase})")
@@ -709,8 +730,9 @@ class ConsoleBackend:
         pending = self._open_intents()
         paused = self._paused()
         next_phase = self._next_phase(info.phase)
-        allowed = self._allowed(info.phase, counts, pending, paused, next_phase)
-        step = self._next_step(info.phase, counts, allowed, pending, paused, next_phase)
+        ring = self._ring(info.phase)
+        allowed = self._allowed(info.phase, counts, pending, paused, next_phase, ring)
+        step = self._next_step(info.phase, counts, allowed, pending, paused, next_phase, ring)
         if step.action == "upgrade":
             left = tuple(natural_sorted(c.name for c in self.journal.computes()
                                         if c.state in UPGRADABLE))
@@ -730,6 +752,17 @@ class ConsoleBackend:
         if target != expected:
             raise ActionRefused(f"{target} is not the next phase (next: {expected or 'none'})")
         return self.journal.add_intent("phase", {"target": target}, self.options.actor)
+
+    def run_ring(self, when: str) -> int:
+        """Run the approach's ring steps of `when` (only the group `n` offers now)."""
+        self._require("ring")
+        info = self.journal.phase()
+        ring = self._ring(info.phase if info else None)
+        if ring is None or ring.when != when:
+            raise ActionRefused(f"the ring steps of {when} are not the next ones (next: "
+                                f"{ring.when if ring and ring.when else 'none'})")
+        return self.journal.add_intent("ring", {"approach": ring.approach, "when": when},
+                                       self.options.actor)
 
     def verify(self) -> int:
         self._require("verify")
@@ -790,6 +823,27 @@ def copy_rate(recent: Sequence[tuple[str, str, str, int, float]],
         per_s = (len(in_table) - 1) / (in_table[-1] - in_table[0])
         eta = (total - done) / per_s
     return CopyRate(job, cells_per_s, table, done, total, eta, max(0.0, now - mine[-1][4]))
+
+
+def _all_moved(counts: Mapping[str, int], moving: bool) -> bool:
+    """Every compute upgraded and none with a move in flight."""
+    return not moving and _count(counts, ("upgraded",)) == sum(counts.values())
+
+
+def _ring_next(ring: RingView, allowed: frozenset[str], working: Sequence[Intent], *,
+               terminal: bool) -> NextStep | None:
+    """The next step a ring group pending in this phase makes (None: the phase's own): run
+    it when allowed; after finalize, while it cannot run, what it waits for."""
+    if "ring" in allowed:
+        more = f" (+{len(ring.pending) - 1} more)" if len(ring.pending) > 1 else ""
+        return NextStep("ring", f"n: run the ring steps of {ring.when}: {ring.pending[0].does}"
+                        f"{more}", target=ring.when or "", detail=ring.detail())
+    if not terminal:
+        return None
+    if working:
+        return NextStep("wait", f"wait: {_doing(working[0])}")
+    return NextStep("none", f"the ring steps of done wait: {ring.waits}" if ring.waits
+                    else f"the ring steps of done are left: {ring.summary}")
 
 
 def _control(intent: Intent) -> bool:

@@ -3,8 +3,11 @@
 - separate: the new controllers have their own Cassandra and ZooKeeper (nothing shared).
 - grow:     one Cassandra/ZooKeeper shared through prefixes; grow 3 -> 5 nodes for the
             duration (both keyspace sets), shrink back to 3 after finalize.
-- stay:     shared, grown 3 -> 5 and kept at 5.
-- rolling:  shared, stays at 3 nodes; DB nodes are replaced one at a time (quorum kept).
+- stay:     shared, 5 nodes throughout: two leave, are converted to v2 and rejoin before
+            the sync; the other three are converted one at a time after finalize.
+- rolling:  shared, stays at 3 nodes; the nodes are converted one at a time (quorum kept).
+
+Their ring steps are in ringplan.py.
 """
 
 from __future__ import annotations

@@ -443,6 +443,9 @@ class Executor:
             raise OrchestratorError("run-sync is held stopped by the operator: start it again "
                                     "(R in the console) so it replays what waited in its "
                                     "queue, then finalize")
+        ring_left = self._ring_finalize_refusal()
+        if ring_left:
+            raise OrchestratorError(ring_left)
         journal = self.ctx.journal
         force = bool(args.get("force"))
         reason = str(args.get("reason") or "")
@@ -533,13 +536,32 @@ class Executor:
             raise OrchestratorError(str(exc)) from None
         return {"ok": True, "done": f"{approach}: the ring steps of {when} are done"}
 
+    def _ring_finalize_refusal(self) -> str | None:
+        """Why finalize waits for the approach's ring steps of computes (None: it need not)."""
+        from issu_tui.orchestrator.ringplan import (
+            SHARED_APPROACHES,
+            RingPlanError,
+            finalize_refusal,
+            ring_steps,
+        )
+
+        config = self.ctx.config
+        if self.approach not in SHARED_APPROACHES:
+            return None
+        try:
+            steps = ring_steps(self.approach, list(config.old.cassandra.hosts),
+                               list(config.new.cassandra.hosts), config.old.cassandra.seeds)
+        except RingPlanError:
+            return None  # the hosts do not fit the approach: its ring steps are the operator's
+        return finalize_refusal(self.approach, steps, self.ctx.journal.steps_done())
+
     def ring_steps_before_sync(self, args: dict[str, Any]) -> str:
         """The approach's ring steps of `plan` (grow: the new nodes join, the factor goes
         up) run by the phases before pre-sync copies anything, unless all are marked done
         (`issu ring run --when plan` ran them); '' when the approach has none. The phase
         intent's `nodetool` argument says how the hosts run nodetool (default: the config's
         `ring.nodetool`)."""
-        from issu_tui.orchestrator.ringplan import RingPlanError, ring_steps
+        from issu_tui.orchestrator.ringplan import RingPlanError, pending_steps, ring_steps
 
         config = self.ctx.config
         try:
@@ -551,9 +573,7 @@ class Executor:
             self.ctx.event("ring", f"no ring steps run before pre-sync: "
                            f"{self.ctx.config_path}: {exc}", level="warning")
             return ""
-        done = self.ctx.journal.steps_done()
-        pending = [s for i, s in enumerate(steps) if s.when == "plan"
-                   and f"ring.{i}.{s.action}.{'+'.join(s.nodes)}" not in done]
+        pending = pending_steps(steps, "plan", self.ctx.journal.steps_done())
         if not pending:
             return ""
         self.ctx.event("ring", f"{self.approach}: {len(pending)} ring step(s) of plan before "

@@ -159,11 +159,11 @@ PHASES: tuple[Phase, ...] = (
     Phase("run-sync", "replay every config change into new until finalize",
           "a durable queue on the old RabbitMQ; writes new Cassandra; publishes on the new "
           "RabbitMQ", Runs.SUPERVISED,
-          accepts=_MOVING | _RING, offers=_MOVING - {"unpair"}),
+          accepts=_MOVING | _RING, offers=(_MOVING | _RING) - {"unpair"}),
     Phase("computes", "move the computes in batches, canary first",
           "each compute over SSH: install, point the agent at the new control nodes, "
           "restart, health gate on the new analytics", Runs.INTENTS,
-          accepts=_MOVING | _RING, offers=_MOVING - {"phase", "unpair"}),
+          accepts=_MOVING | _RING, offers=(_MOVING | _RING) - {"phase", "unpair"}),
     # In finalize the console offers no abort and no compute move: whether they are still
     # possible depends on the point of no return, and the command line explains a refusal.
     Phase("finalize", "the new cluster takes over (finalize's steps)",
@@ -172,10 +172,11 @@ PHASES: tuple[Phase, ...] = (
           accepts=(_MOVING - {"runsync"}) | {"revert"}, offers=_CONTROL | {"finalize"}),
     # done ends the upgrade (the executor leaves) but still takes `issu revert` while the
     # reverse replication runs, and `issu close-way-back` that ends it
-    Phase("done", "the new cluster serves; retire the old one", "nothing (by hand after "
-          "this: see the runbook)", Runs.RECORDED,
+    Phase("done", "the new cluster serves; retire the old one", "a shared-hardware "
+          "approach's ring steps of done (n in the console, `issu ring run --when done`); "
+          "the rest by hand (see the runbook)", Runs.RECORDED,
           accepts=frozenset({"revert", "close-way-back"}) | _RING,
-          offers=frozenset({"revert", "close-way-back"}), refusal=_ENDED, ended=True),
+          offers=frozenset({"revert", "close-way-back"}) | _RING, refusal=_ENDED, ended=True),
     Phase("aborting", "roll computes back, reopen and unpair old, stop run-sync (abort's "
           "steps)", "computes over SSH, old api-server, the old RabbitMQ; new data only when "
           "asked (--drop-new-data)", Runs.UNDO, line=Line.ABORT,

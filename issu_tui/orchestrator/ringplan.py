@@ -91,6 +91,29 @@ def step_marker(index: int, step: RingStep) -> str:
     return f"ring.{index}.{step.action}.{'+'.join(step.nodes)}"
 
 
+def pending_steps(steps: list[RingStep], when: str,
+                  done: Collection[str]) -> list[tuple[int, RingStep]]:
+    """The steps of `when` not marked done yet, with their index in the plan, in order."""
+    return [(i, s) for i, s in enumerate(steps)
+            if s.when == when and step_marker(i, s) not in done]
+
+
+def when_in_phase(phase: str | None) -> str | None:
+    """The group of ring steps that phase `phase` may run (None: none)."""
+    return next((when for when, allowed in _PHASES_FOR.items() if phase in allowed), None)
+
+
+def finalize_refusal(approach: str, steps: list[RingStep], done: Collection[str]) -> str | None:
+    """Why finalize must wait (None: it need not): the ring steps of `computes` (rolling's
+    second node) come before finalize, which stops the old services for good."""
+    left = pending_steps(steps, "computes", done)
+    if not left:
+        return None
+    return (f"{approach}: the ring steps of computes are not done ("
+            + "; ".join(s.does for _, s in left) + "): run them first (n in the console, "
+            f"or `issu ring run --approach {approach} --when computes`)")
+
+
 def way_back_refusal(steps: list[RingStep], when: str, done: Collection[str],
                      way_back_closed: bool) -> str | None:
     """Why the steps of `when` must not run while the way back is open (None: they may):

@@ -90,6 +90,8 @@ def phase_text(view: PhaseView, *, wide: bool = False) -> Group:
         lines.append(Text.assemble(("executor: ", "bold"), view.executor))
         if view.note:
             lines.append(Text.assemble(("note: ", "bold"), view.note))
+        if view.ring is not None:
+            lines.append(Text.assemble(("ring: ", "bold"), view.ring.summary))
         allowed = ", ".join(sorted(view.allowed)) or "none (read-only or finished)"
         lines.append(Text.assemble(("allowed: ", "bold"), allowed))
     return Group(*lines)

@@ -1,0 +1,210 @@
+"""The console drives an approach on shared hardware to its end: after the computes it offers
+the ring steps of `computes` (rolling's second node) before finalize, and after finalize the
+ring steps of `done`, or says what they wait for (grow's decommissions: the way back)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import Button
+
+from issu_tui.config import IssuConfig
+from issu_tui.console_api import ActionRefused
+from issu_tui.journal import Journal
+from issu_tui.orchestrator import phases
+from issu_tui.orchestrator.ringplan import ring_steps, step_marker
+from tests.tui.test_console_keys import settle
+from tests.tui.tui_world import build_journal, make_backend
+
+NODES = ["127.36.0.11", "127.36.0.12", "127.36.0.13"]
+JOINING = ["127.36.0.14", "127.36.0.15"]
+
+
+def shared_config(state_dir: Path, approach: str) -> IssuConfig:
+    """Old and new on one ring (rolling: the same 3 nodes; grow: 2 more join)."""
+    def cluster(name: str, version: str, prefix: str, hosts: list[str]) -> dict[str, object]:
+        return {"name": name, "version": version,
+                "cassandra": {"hosts": hosts, "prefix": prefix},
+                "zookeeper": {"hosts": [f"127.36.0.2{1 if prefix == 'v1' else 2}:2181"]},
+                "rabbit": {"hosts": ["127.36.0.31"], "vhost": f"/{prefix}"},
+                "control_nodes": [{"name": f"ctl-{name}", "address": hosts[0]}]}
+
+    new_hosts = NODES + JOINING if approach == "grow" else NODES
+    return IssuConfig.model_validate({
+        "old": cluster("old", "4.1.0", "v1", NODES),
+        "new": cluster("new", "5.0.0", "v2", new_hosts),
+        "state_dir": str(state_dir), "batch": {"size": 4, "parallel": 2}})
+
+
+def upgrade_at_computes(state_dir: Path, approach: str) -> tuple[Journal, IssuConfig]:
+    """The journal of an upgrade whose ring steps of plan ran and whose run-sync runs."""
+    config = shared_config(state_dir, approach)
+    journal = build_journal(state_dir, computes=4, upgraded=0, failed=0)
+    journal.set_approach(approach)
+    steps = ring_steps(approach, NODES, list(config.new.cassandra.hosts))
+    for i, step in enumerate(steps):
+        if step.when == "plan":
+            journal.mark_step(step_marker(i, step))
+    journal.mark_step(phases.phase_marker("run-sync"))
+    return journal, config
+
+
+def mark_done(journal: Journal, approach: str, config: IssuConfig, when: str) -> None:
+    """What the executor leaves behind once the ring steps of `when` ran."""
+    steps = ring_steps(approach, NODES, list(config.new.cassandra.hosts))
+    for i, step in enumerate(steps):
+        if step.when == when:
+            journal.mark_step(step_marker(i, step))
+
+
+def test_rolling_offers_the_second_node_after_the_computes_and_before_finalize(
+        tmp_path: Path) -> None:
+    journal, config = upgrade_at_computes(tmp_path, "rolling")
+    backend = make_backend(journal, config)
+    try:
+        view = backend.snapshot().phase
+        assert view.ring is not None
+        assert view.ring.summary == ("rolling: 1 of 4 ring steps done; next (computes): "
+                                     "convert 127.36.0.12 to v2")
+        # computes left on old: they move first; neither the ring nor finalize is offered
+        assert backend.next_step().action == "upgrade"
+        assert {"ring", "finalize"}.isdisjoint(view.allowed)
+        for row in journal.computes():
+            journal.transition_compute(row.name, "upgraded", "test")
+        step = backend.next_step()
+        assert (step.action, step.target) == ("ring", "computes")
+        assert step.says == "n: run the ring steps of computes: convert 127.36.0.12 to v2"
+        assert "stops 127.36.0.12" in step.detail and "one more failure loses quorum" in \
+            step.detail and "way back: convert 127.36.0.12 back to v1" in step.detail
+        view = backend.snapshot().phase
+        assert "ring" in view.allowed and "finalize" not in view.allowed
+        with pytest.raises(ActionRefused, match="finalize is not allowed"):
+            backend.finalize()
+        with pytest.raises(ActionRefused, match="ring steps of done are not the next"):
+            backend.run_ring("done")
+        intent = backend.run_ring("computes")
+        assert [(i.kind, i.args) for i in journal.intents()] == [
+            ("ring", {"approach": "rolling", "when": "computes"})]
+        assert backend.next_step().says == f"wait: ring is queued (intent #{intent})"
+        with pytest.raises(ActionRefused, match="ring is not allowed"):
+            backend.run_ring("computes")  # one at a time
+
+        journal.finish_intent(intent, "done")
+        mark_done(journal, "rolling", config, "computes")
+        assert backend.next_step().action == "finalize"
+        assert "ring" not in backend.snapshot().phase.allowed
+
+        journal.set_phase("done", status="done", note="the new cluster serves")
+        step = backend.next_step()
+        assert (step.action, step.target) == ("ring", "done")
+        assert step.says == ("n: run the ring steps of done: stop v1 on 127.36.0.13 but its "
+                             "database: northbound fails over to the v2 nodes (+1 more)")
+        backend.run_ring("done")
+        journal.finish_intent(journal.intents()[-1].id, "done")
+        mark_done(journal, "rolling", config, "done")
+        assert backend.next_step().says == "nothing: the upgrade is finished"
+        assert backend.snapshot().phase.ring.summary == "rolling: 4 of 4 ring steps done"
+    finally:
+        journal.close()
+
+
+def test_grows_decommissions_wait_for_the_way_back_to_close(tmp_path: Path) -> None:
+    journal, config = upgrade_at_computes(tmp_path, "grow")
+    backend = make_backend(journal, config)
+    try:
+        for row in journal.computes():
+            journal.transition_compute(row.name, "upgraded", "test")
+        # grow has no ring steps of computes: finalize comes next
+        assert backend.next_step().action == "finalize"
+        journal.set_phase("done", status="done", note="the new cluster serves")
+        journal.mark_step(phases.REVERSE_STARTED)
+        step = backend.next_step()
+        assert step.action == "none" and step.says.startswith(
+            "the ring steps of done wait: the ring steps of 'done' include steps without an "
+            "inverse (decommission 127.36.0.12")
+        assert "close the way back first" in step.says
+        assert "ring" not in backend.snapshot().phase.allowed
+        with pytest.raises(ActionRefused, match="ring is not allowed"):
+            backend.run_ring("done")
+        journal.mark_step(phases.WAY_BACK_CLOSED)
+        step = backend.next_step()
+        assert (step.action, step.target) == ("ring", "done")
+        assert "decommission 127.36.0.13" in step.detail
+        assert "way back: none" in step.detail
+    finally:
+        journal.close()
+
+
+def test_a_read_only_console_says_the_ring_steps_left(tmp_path: Path) -> None:
+    journal, config = upgrade_at_computes(tmp_path, "rolling")
+    mark_done(journal, "rolling", config, "computes")
+    journal.set_phase("done", status="done")
+    watcher = make_backend(journal, config, read_only=True)
+    try:
+        assert watcher.next_step().says == (
+            "the ring steps of done are left: rolling: 2 of 4 ring steps done; next (done): "
+            "stop v1 on 127.36.0.13 but its database: northbound fails over to the v2 nodes "
+            "(+1 more)")
+        with pytest.raises(ActionRefused, match="read-only"):
+            watcher.run_ring("done")
+    finally:
+        journal.close()
+
+
+def test_the_separate_approach_has_no_ring_line(tmp_path: Path) -> None:
+    from tests.tui.tui_world import config_for
+
+    journal = build_journal(tmp_path, computes=2, upgraded=2, failed=0)
+    try:
+        view = make_backend(journal, config_for(tmp_path)).snapshot().phase
+        assert view.ring is None and "ring" not in view.allowed
+    finally:
+        journal.close()
+
+
+async def test_n_asks_then_queues_the_ring_steps(tmp_path: Path) -> None:
+    from issu_tui.app import IssuApp
+    from screens.dialogs import StepConfirm
+
+    journal, config = upgrade_at_computes(tmp_path, "rolling")
+    for row in journal.computes():
+        journal.transition_compute(row.name, "upgraded", "test")
+    app = IssuApp(make_backend(journal, config), refresh_interval=3600,
+                  analytics_interval=3600)
+    try:
+        async with app.run_test(size=(160, 48)) as pilot:
+            await settle(pilot)
+            await pilot.press("n")
+            await settle(pilot)
+            assert isinstance(app.screen, StepConfirm)
+            assert app.screen.title_text == "Run the ring steps of computes?"
+            assert "convert 127.36.0.12 to v2" in app.screen.explanation
+            assert app.focused is app.screen.query_one("#no", Button)
+            await pilot.press("enter")  # No
+            await settle(pilot)
+            assert journal.intents(None) == []
+            await pilot.press("n")
+            await settle(pilot)
+            await pilot.press("tab", "enter")  # Yes
+            await settle(pilot, refreshes=2)
+            assert [(i.kind, i.args) for i in journal.intents(None)] == [
+                ("ring", {"approach": "rolling", "when": "computes"})]
+    finally:
+        journal.close()
+
+
+def test_the_executor_refuses_finalize_while_the_ring_steps_of_computes_wait(
+        tmp_path: Path) -> None:
+    from issu_tui.orchestrator.context import Context, OrchestratorError
+    from issu_tui.orchestrator.executor import Executor
+
+    journal, config = upgrade_at_computes(tmp_path, "rolling")
+    ctx = Context(config=config, config_path=tmp_path / "issu.toml", journal=journal)
+    try:
+        with pytest.raises(OrchestratorError, match=r"rolling: the ring steps of computes "
+                           r"are not done \(convert 127\.36\.0\.12 to v2\): run them first"):
+            Executor(ctx).finalize({})
+        assert journal.phase().phase == "computes"  # nothing entered
+    finally:
+        journal.close()
