@@ -48,8 +48,22 @@ def prepare(keys: tuple[str, ...] = ()):
             table.scroll_home(animate=False, immediate=True)
         await pilot.pause()
         await _footer_settled(pilot)
+        await _screen_settled(pilot)
 
     return run_before
+
+
+async def _screen_settled(pilot: Pilot, timeout: float = 10.0) -> None:
+    """Two screenshots 0.1 s apart alike: on a loaded machine a table's columns can still be
+    at their first width (the event log's `00:0`) when the pauses above end."""
+    app = pilot.app
+    shot = app.export_screenshot()
+    for _ in range(int(timeout / 0.1)):
+        await pilot.pause(0.1)
+        again = app.export_screenshot()
+        if again == shot:
+            return
+        shot = again
 
 
 async def _footer_settled(pilot: Pilot, timeout: float = 5.0) -> None:
