@@ -386,12 +386,14 @@ def close_way_back_cmd(config_path: Path, drain_timeout: float, as_json: bool, n
 
 def status_data(ctx: Any) -> dict[str, Any]:
     from issu_tui.orchestrator.finalize import COMMIT_STEP
+    from issu_tui.orchestrator.phases import WAY_BACK_CLOSED
     from issu_tui.orchestrator.revert import way_back
     from issu_tui.orchestrator.syncproc import (
         ReverseSyncSupervisor,
         RunSyncSupervisor,
         runsync_counters,
     )
+    from issu_tui.ring_view import ring_view
 
     journal = ctx.journal
     runsync = runsync_counters(journal)
@@ -402,6 +404,8 @@ def status_data(ctx: Any) -> dict[str, Any]:
         by_state[row.state] = by_state.get(row.state, 0) + 1
     orch = journal.orchestrator_state()
     steps = journal.steps_done()
+    ring = ring_view(ctx.config, orch.approach, phase.phase if phase else None, steps,
+                     WAY_BACK_CLOSED in steps)
     supervisor = RunSyncSupervisor(ctx)
     reverse = ReverseSyncSupervisor(ctx)
     reverse_running = reverse.running()
@@ -421,6 +425,12 @@ def status_data(ctx: Any) -> dict[str, Any]:
         "reverse_sync": {"running": reverse_running, "pid": reverse.pid()},
         "way_back": way_back(steps, reverse_running),
         "verify": journal.counters("verify"),
+        # a shared-hardware approach's ring steps: done, the group this phase may run, why
+        # it waits (None: the approach has none)
+        "ring": None if ring is None else {
+            "summary": ring.summary, "done": ring.done, "total": ring.total,
+            "when": ring.when, "pending": [s.does for s in ring.pending],
+            "waits": ring.waits},
         "steps_done": sorted(steps),
         "abortable": COMMIT_STEP not in steps and (phase is None or phase.phase not in
                                                    ("done", "aborted")),
@@ -463,6 +473,10 @@ def status_cmd(config_path: Path, as_json: bool) -> None:
                   if silent_s >= RUNSYNC_SILENT_S else ""))
     if data["verify"]:
         click.echo(f"verify:    {data['verify'].get('differences', 0):.0f} differences")
+    if data["ring"]:
+        ring = data["ring"]
+        click.echo(f"ring:      {ring['summary']}"
+                   + (f"; waits: {ring['waits']}" if ring["waits"] else ""))
     click.echo(f"abortable: {'yes' if data['abortable'] else 'no'}")
     if data["way_back"]:
         click.echo(f"way back:  {data['way_back']}")

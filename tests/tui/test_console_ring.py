@@ -1,9 +1,11 @@
 """The console drives an approach on shared hardware to its end: after the computes it offers
 the ring steps of `computes` (rolling's second node) before finalize, and after finalize the
-ring steps of `done`, or says what they wait for (grow's decommissions: the way back)."""
+ring steps of `done`, or says what they wait for (grow's decommissions: the way back);
+`issu status` says the same."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -206,5 +208,43 @@ def test_the_executor_refuses_finalize_while_the_ring_steps_of_computes_wait(
                            r"are not done \(convert 127\.36\.0\.12 to v2\): run them first"):
             Executor(ctx).finalize({})
         assert journal.phase().phase == "computes"  # nothing entered
+    finally:
+        journal.close()
+
+
+def test_issu_status_says_the_ring_steps_and_what_they_wait_for(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from issu_tui.orch_cli import status_cmd
+
+    state = tmp_path / "state"
+    journal, _ = upgrade_at_computes(state, "grow")
+    path = tmp_path / "issu.toml"
+    clusters = []
+    for side, version, prefix, hosts, zk in (
+            ("old", "4.1.0", "v1", NODES, 1), ("new", "5.0.0", "v2", NODES + JOINING, 2)):
+        clusters.append(f"""
+[{side}]
+name = "{side}"
+version = "{version}"
+cassandra = {{ hosts = {hosts}, prefix = "{prefix}" }}
+zookeeper = {{ hosts = ["127.36.0.2{zk}:2181"] }}
+rabbit = {{ hosts = ["127.36.0.31"], vhost = "/{prefix}" }}
+""")
+    path.write_text(f'state_dir = "{state}"\n' + "".join(clusters))
+    try:
+        journal.set_phase("done", status="done")
+        journal.mark_step(phases.REVERSE_STARTED)
+        shown = CliRunner().invoke(status_cmd, ["-c", str(path)])
+        assert shown.exit_code == 0, shown.output
+        (line,) = [ln for ln in shown.output.splitlines() if ln.startswith("ring:")]
+        assert line.startswith("ring:      grow: 3 of 8 ring steps done; next (done): stop "
+                               "the v1 services on the old controllers except the database "
+                               "(+4 more); waits: the ring steps of 'done' include steps "
+                               "without an inverse (decommission 127.36.0.12"), line
+        data = CliRunner().invoke(status_cmd, ["-c", str(path), "--json"])
+        ring = json.loads(data.output)["ring"]
+        assert (ring["done"], ring["total"], ring["when"], len(ring["pending"])) == (
+            3, 8, "done", 5)
     finally:
         journal.close()
