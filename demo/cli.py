@@ -106,7 +106,7 @@ def up(net: int, config: Path | None, computes: int | None, controllers: int | N
                    workload_rate=workload_rate, install_s=install_s, failure_rate=failure_rate,
                    wait_seed=wait_seed, snapshot=snapshot, controllers=controllers,
                    approach=approach)
-    world.opts.containers = _containers_mode(world, containers)
+    world.opts.containers = _containers_mode(world, _loopback_if_needed(world, containers))
     if console:
         _up_in_console(world)
         return
@@ -129,6 +129,27 @@ def up(net: int, config: Path | None, computes: int | None, controllers: int | N
         click.echo("issu demo up: " + "; ".join(problems), err=True)
         sys.exit(EXIT_CONFIG)
     click.echo(world.how_to_connect())
+
+
+def _loopback_if_needed(world: World, asked: str | None) -> str | None:
+    """The mode flag for a world that runs on loopback hosts only (a ring approach, 2..3
+    controllers): decided before anything starts, so that a world stopped earlier in
+    containers mode does not make it fail halfway up; --containers (or --snapshot on a
+    ring) refused. Other worlds: `asked` unchanged."""
+    layout = world.ring()
+    ring = layout is not None
+    what = (f"--approach {layout.approach}" if layout is not None
+            else "--controllers 2..3" if world.controller_count() > 1 else None)
+    if what is None:
+        return asked
+    if asked == "yes":
+        raise click.UsageError(f"{what} runs on loopback hosts: drop --containers (or give "
+                               "--loopback)")
+    if ring and world.opts.snapshot is not None:
+        raise click.UsageError(f"{what} runs on seeded tenants: drop --snapshot")
+    if asked is None and world.running_mode() is None:
+        return "no"
+    return asked
 
 
 def _containers_mode(world: World, asked: str | None) -> bool | None:

@@ -81,3 +81,43 @@ def test_containers_asked_without_an_engine_say_so_before_anything_starts(
     with pytest.raises(WorldError, match="the engine cannot run here: podman is not installed"):
         world.up(lambda msg: None)
     assert not (world.dir / "controller-v1").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--approach", "rolling", "--containers"],
+     "--approach rolling runs on loopback hosts: drop --containers"),
+    (["--controllers", "2", "--containers"],
+     "--controllers 2..3 runs on loopback hosts: drop --containers"),
+    (["--approach", "grow", "--snapshot", "SNAPSHOT"],
+     "--approach grow runs on seeded tenants: drop --snapshot")])
+def test_a_loopback_only_world_refuses_containers_before_anything_starts(
+        tmp_path: Path, flags: list[str], message: str) -> None:
+    from click.testing import CliRunner
+
+    from demo.cli import demo
+
+    snapshot = tmp_path / "snap.json"
+    snapshot.write_text("{}")
+    config = tmp_path / "issu.toml"
+    args = [str(snapshot) if f == "SNAPSHOT" else f for f in flags]
+    result = CliRunner().invoke(demo, ["up", "--net", "199", "--config", str(config), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not config.exists()
+
+
+def test_a_ring_world_where_a_container_world_stopped_runs_on_loopback_hosts(
+        tmp_path: Path) -> None:
+    """`issu demo up --approach rolling` where `make demo` (containers) ran and stopped: the
+    recorded mode failed it halfway up ("runs on loopback hosts"); now loopback is chosen
+    before anything starts."""
+    from demo.cli import _loopback_if_needed
+
+    world = World(WorldOptions(net=199, run_dir=tmp_path / "run", approach="rolling"))
+    world.dir.mkdir(parents=True)
+    (world.dir / "options.json").write_text('{"containers": true}\n')
+    assert world.containers  # what the world would have used
+    assert _loopback_if_needed(world, None) == "no"
+    assert _containers_mode(world, _loopback_if_needed(world, None)) is False
+    separate = World(WorldOptions(net=199, run_dir=tmp_path / "run"))
+    assert _loopback_if_needed(separate, None) is None  # the recorded mode, as before
