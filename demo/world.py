@@ -271,6 +271,7 @@ class World:
             snapshot = demo_snapshot.check(self.opts.snapshot)  # before anything starts
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
+        self._set_aside_another_worlds_upgrade(layout, progress)
         self._record(controllers=self.controller_count(),
                      approach=layout.approach if layout else "separate")
         step = time.monotonic()
@@ -355,6 +356,27 @@ class World:
             raise WorldError(f"--approach {wanted} runs on loopback hosts (--loopback) "
                              "with seeded tenants (no --snapshot)")
         return layout
+
+    def _set_aside_another_worlds_upgrade(self, layout: ring_world.RingLayout | None,
+                                          progress: Progress) -> None:
+        """A world built here before for another approach had other databases: its journal
+        (state/) and its seed marker do not describe this one (the console opened on the
+        last world's finished upgrade, and v1 went unseeded). Moved aside, not deleted."""
+        before = self._recorded().get("approach")
+        now = layout.approach if layout else "separate"
+        if before is None or before == now:
+            return
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        moved = []
+        for name in ("state", "seed"):
+            directory = self.dir / name
+            if directory.exists():
+                aside = self.dir / f"{name}.{before}-{stamp}"
+                directory.rename(aside)
+                moved.append(str(aside))
+        if moved:
+            progress(f"the last world here was built for {before}, not {now}: its journal and "
+                     f"seed set aside ({', '.join(moved)})")
 
     def _check_compute_count(self, count: int) -> None:
         try:

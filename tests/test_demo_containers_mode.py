@@ -121,3 +121,28 @@ def test_a_ring_world_where_a_container_world_stopped_runs_on_loopback_hosts(
     assert _containers_mode(world, _loopback_if_needed(world, None)) is False
     separate = World(WorldOptions(net=199, run_dir=tmp_path / "run"))
     assert _loopback_if_needed(separate, None) is None  # the recorded mode, as before
+
+
+def test_a_world_built_for_another_approach_sets_the_last_journal_and_seed_aside(
+        tmp_path: Path) -> None:
+    """`issu demo up --approach rolling` where a separate world ran: the console opened on
+    that world's finished upgrade (12 computes, 'aborted'), and v1 on the fresh ring went
+    unseeded (the seed marker said done). Both are set aside, not deleted."""
+    world = World(WorldOptions(net=199, run_dir=tmp_path / "run", approach="rolling"))
+    for name, file in (("state", "journal.db"), ("seed", "done")):
+        (world.dir / name).mkdir(parents=True)
+        (world.dir / name / file).write_text("the last world's\n")
+    (world.dir / "options.json").write_text('{"approach": "separate"}\n')
+    said: list[str] = []
+    world._set_aside_another_worlds_upgrade(world.ring(), said.append)
+    assert not (world.dir / "state").exists() and not (world.dir / "seed").exists()
+    (state,) = world.dir.glob("state.separate-*")
+    assert (state / "journal.db").read_text() == "the last world's\n"
+    assert len(list(world.dir.glob("seed.separate-*"))) == 1
+    assert said == [f"the last world here was built for separate, not rolling: its journal "
+                    f"and seed set aside ({state}, {next(world.dir.glob('seed.separate-*'))})"]
+    # the same approach again: the same world, its upgrade continues
+    (world.dir / "state").mkdir()
+    (world.dir / "options.json").write_text('{"approach": "rolling"}\n')
+    world._set_aside_another_worlds_upgrade(world.ring(), said.append)
+    assert (world.dir / "state").is_dir() and len(said) == 1
