@@ -826,6 +826,8 @@ class World:
             # the ring's own nodetool: every ring step (issu ring run, the phases' own)
             # runs it over SSH without a --nodetool
             config["ring"] = {"nodetool": str(nodetool_path(self.run_dir))}
+            # the approach the world is built for: what the console's executor records at plan
+            config["approach"] = layout.approach
         return config
 
     def write_config(self, endpoints: Endpoints | None = None) -> Path:

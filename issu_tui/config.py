@@ -386,6 +386,9 @@ class IssuConfig(_Strict):
     sync: SyncConfig = SyncConfig()
     finalize: FinalizeConfig = FinalizeConfig()
     ring: RingConfig = RingConfig()
+    # the topology of the upgrade (docs/runbook.md); unset: guessed from the Cassandra hosts
+    # (orchestrator/approaches.py); `issu plan --approach` records another one
+    approach: Literal["separate", "grow", "stay", "rolling"] | None = None
     computes: list[ComputeConfig] = []
     batch: BatchConfig = BatchConfig()
     ssh: SshConfig | None = None

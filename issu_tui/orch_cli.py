@@ -69,8 +69,10 @@ def _wait_opts(func: F) -> F:
 @click.command("plan")
 @config_option
 @click.option("--approach", type=click.Choice(APPROACHES),
-              default=None, help="topology (default: separate DBs if old and new share no "
-                                 "Cassandra host, else grow)")
+              default=None, help="topology (default: the config's `approach`; unset: "
+                                 "separate if old and new share no Cassandra host, grow if "
+                                 "new's add nodes to old's ring, else stay on 5 nodes or more "
+                                 "and rolling on fewer)")
 @json_option
 def plan_cmd(config_path: Path, approach: str | None, as_json: bool) -> None:
     """Print the steps of the upgrade for the chosen approach, with what each touches."""

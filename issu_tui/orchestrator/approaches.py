@@ -21,5 +21,14 @@ APPROACHES = ("separate", "grow", "stay", "rolling")
 
 
 def default_approach(config: IssuConfig) -> str:
-    shared = set(config.old.cassandra.hosts) & set(config.new.cassandra.hosts)
-    return "grow" if shared else "separate"
+    """The config's `approach`; unset, the one that fits the Cassandra hosts: separate when
+    old and new share none, grow when new's add nodes to old's ring, else stay on a ring of
+    five or more and rolling on a smaller one."""
+    if config.approach is not None:
+        return config.approach
+    old, new = set(config.old.cassandra.hosts), set(config.new.cassandra.hosts)
+    if not old & new:
+        return "separate"
+    if new - old:
+        return "grow"
+    return "stay" if len(old) >= 5 else "rolling"

@@ -248,3 +248,42 @@ rabbit = {{ hosts = ["127.36.0.31"], vhost = "/{prefix}" }}
             3, 8, "done", 5)
     finally:
         journal.close()
+
+
+def test_the_approach_is_the_configs_or_the_one_that_fits_the_hosts(tmp_path: Path) -> None:
+    """The console's executor records the approach at plan without asking: a world built
+    for rolling (3 shared nodes) was recorded as grow, which does not fit it, and no ring
+    step ran. The config's `approach` is recorded; unset, the one that fits the hosts."""
+    from issu_tui.orchestrator.approaches import default_approach
+    from issu_tui.orchestrator.context import Context
+    from issu_tui.orchestrator.executor import Executor
+
+    assert default_approach(shared_config(tmp_path, "rolling")) == "rolling"
+    assert default_approach(shared_config(tmp_path, "grow")) == "grow"
+    five = shared_config(tmp_path, "rolling").model_copy(deep=True)
+    for side in (five.old, five.new):
+        side.cassandra.hosts = NODES + JOINING
+    assert default_approach(five) == "stay"
+    chosen = shared_config(tmp_path, "grow").model_copy(update={"approach": "stay"})
+    assert default_approach(chosen) == "stay"
+
+    config = shared_config(tmp_path, "grow").model_copy(update={"approach": "rolling"})
+    journal = Journal.open(tmp_path / "state")
+    try:
+        Executor(Context(config=config, config_path=tmp_path / "issu.toml",
+                         journal=journal)).ensure_plan()
+        assert journal.orchestrator_state().approach == "rolling"
+    finally:
+        journal.close()
+
+
+def test_an_unknown_approach_in_the_config_is_refused_naming_the_key(tmp_path: Path) -> None:
+    from issu_tui.config import ConfigError, load_config
+    from tests.fuzz.configs import minimal_toml
+
+    path = tmp_path / "issu.toml"
+    path.write_text('approach = "sideways"\n' + minimal_toml(tmp_path / "state"))
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert str(path) in str(refused.value) and "approach" in str(refused.value)
+    assert "rolling" in str(refused.value)
