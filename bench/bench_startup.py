@@ -81,7 +81,10 @@ def main() -> int:
 
     machine = Machine.now()
     print(f"machine: {machine.line()}", flush=True)
-    issu = [str(Path(sys.executable).with_name("issu")), "demo"]  # this interpreter's venv
+    # this tree's issu, run by this interpreter (cwd ROOT): a venv's `issu` script runs the
+    # code installed in it, whose demo state is another tree's (a checkout run with
+    # BENCH_PY left its world up, 2026-12-05)
+    issu = [sys.executable, "-c", "from issu_tui.cli import main; main()", "demo"]
     rows = []
     try:
         for run in range(args.runs):
