@@ -46,7 +46,7 @@ from backends.cassandra.registry import load_registry
 from backends.cassandra.tables import SyncSettings
 from backends.cassandra.verify import Verifier
 from backends.rabbit import RabbitSide, connection, object_update_exchange, queue_depth
-from bench.load_generator import Generator, GeneratorPool
+from bench.load_generator import ANNOUNCED, Generator, GeneratorPool
 from bench.machine import Machine, bench_services
 from bench.replay_peers import Recorded, Statements, replay_ceiling
 from bench.spy import Recording, summary
@@ -135,6 +135,7 @@ class Listener(threading.Thread):
         super().__init__(daemon=True)
         self.rabbit = rabbit
         self.arrived: dict[str, float] = {}
+        self.announced: dict[str, float] = {}  # when the load generator announced it
         self.types: set[str] = set()
         self.stop = threading.Event()
         self.ready = threading.Event()
@@ -147,8 +148,12 @@ class Listener(threading.Thread):
                             object_update_exchange(self.rabbit), exclusive=True)
 
         def on_message(message: kombu.Message) -> None:
+            arrived = time.time()
             body = json.loads(message.body)
-            self.arrived[body.get("request-id", "")] = time.time()
+            rid = body.get("request-id", "")
+            self.arrived[rid] = arrived
+            if ANNOUNCED in body:
+                self.announced[rid] = body[ANNOUNCED]
             self.types.add(body.get("type", ""))
 
         with kombu.Consumer(channel, queues=[queue], on_message=on_message, no_ack=True):
@@ -197,6 +202,11 @@ def main() -> int:
     parser.add_argument("--profile-gil", action="store_true",
                         help="with --profile: only the thread holding the GIL (run-sync's own "
                              "Python CPU; a loaded box shows waiting threads as on-CPU)")
+    parser.add_argument("--profile-steps", action="store_true",
+                        help="with --profile: also record each rate step, into "
+                             "<profile>-<rate>.txt, summarised in the report")
+    parser.add_argument("--idle", type=float, default=0.0, metavar="S",
+                        help="first: run-sync's CPU over S seconds with no change flowing")
     parser.add_argument("--hog", type=int, default=0, metavar="N",
                         help="N busy-looping processes beside the run (CPU contention)")
     parser.add_argument("--plot", type=Path, metavar="PNG",
@@ -314,21 +324,44 @@ def wait_republished(listener: Listener, ids: list[str], timeout: float) -> floa
     return time.monotonic() - started
 
 
+SplitRow = tuple[str, float, float, float, float, float]
+# who, target/s, p50 / p99 s written -> announced (the generator), p50 / p99 s announced ->
+# republished message arrived (the broker, the peer, the broker)
+
+
 def measure_rates(args: argparse.Namespace, who: str, rates: list[float], gen: Load,
-                  listener: Listener, split: CpuSplit
+                  listener: Listener, split: CpuSplit, pid: int | None = None,
+                  splits: list[SplitRow] | None = None
                   ) -> tuple[list[RateRow], list[tuple[float, dict[str, float], float]]]:
-    """Each rate for args.seconds; lag of each change from written on old to republished."""
+    """Each rate for args.seconds; lag of each change from written on old to republished
+    (`splits`: its two parts appended, when the messages carry the announcement time;
+    `pid`: with --profile-steps, py-spy records it during each rate)."""
     rows: list[RateRow] = []
     cpu = []
     for rate in rates:
         before = set(gen.written)
+        spy = None
+        if pid is not None and args.profile and args.profile_steps:
+            spy = Recording(pid, step_profile(args.profile, rate), gil=args.profile_gil)
         split.start()
         achieved = gen.run(rate, args.seconds, args.threads)
         used = split.stop()
+        if spy is not None:
+            spy.stop()
         ids = [i for i in gen.written if i not in before]
         after = wait_republished(listener, ids, 300)
         cpu.append((rate, used, after))
         lags = [listener.arrived[i] - gen.written[i] for i in ids if i in listener.arrived]
+        told = [i for i in ids if i in listener.announced]
+        if splits is not None and told:
+            gen_part = [listener.announced[i] - gen.written[i] for i in told]
+            rest = [listener.arrived[i] - listener.announced[i] for i in told]
+            splits.append((who, rate, quantile(gen_part, 0.5), quantile(gen_part, 0.99),
+                           quantile(rest, 0.5), quantile(rest, 0.99)))
+            print(f"{who} at {rate:.0f}/s: written -> announced p50/p99 "
+                  f"{splits[-1][2] * 1000:.0f}/{splits[-1][3] * 1000:.0f} ms, announced -> "
+                  f"arrived {splits[-1][4] * 1000:.0f}/{splits[-1][5] * 1000:.0f} ms",
+                  flush=True)
         rows.append((who, rate, achieved, len(ids), len(lags), quantile(lags, 0.5),
                      quantile(lags, 0.99), max(lags) if lags else float("nan"),
                      os.getloadavg()[0]))
@@ -338,6 +371,10 @@ def measure_rates(args: argparse.Namespace, who: str, rates: list[float], gen: L
             print(f"{who} at {rate:.0f}/s: the load generator offered only "
                   f"{achieved / rate:.0%} of it", flush=True)
     return rows, cpu
+
+
+def step_profile(profile: Path, rate: float) -> Path:
+    return profile.with_name(f"{profile.stem}-{rate:.0f}{profile.suffix or '.txt'}")
 
 
 def backlog(proc: subprocess.Popen[bytes], gen: Load, n: int, threads: int) -> list[str]:
@@ -434,6 +471,8 @@ def run(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
     lanes = args.concurrency * 8  # run-sync's lanes (issu_tui/sides.py)
     drains: list[Drained] = []
     rows: list[RateRow] = []
+    splits: list[SplitRow] = []
+    idle: dict[str, float] = {}
     cpu: list[tuple[str, float, dict[str, float], float]] = []
     ceiling_rate = 0.0
     ok = False
@@ -446,6 +485,13 @@ def run(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
     try:
         wait_for_line(proc, log_path, "replaying changes")
         split = CpuSplit(launcher, services, proc.pid, generators=gen_pids)
+        if args.idle:
+            time.sleep(2.0)  # its start-up's last requests answered
+            split.start()
+            time.sleep(args.idle)
+            idle = split.stop()
+            print(f"run-sync idle for {args.idle:.0f} s: {idle['run-sync']:.3f} cores "
+                  f"(box {idle['box']:.2f}, load {os.getloadavg()[0]:.1f})", flush=True)
         if args.drain:
             # the same backlog, applied by the ceiling from memory, then drained by run-sync
             # (resumed): nothing else running on the box but the services
@@ -463,7 +509,8 @@ def run(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
             rates = [float(f) * ceiling_rate for f in args.fractions.split(",")]
         else:
             rates = [float(x) for x in args.rates.split(",")]
-        got, used = measure_rates(args, "run-sync", rates, gen, listener, split)
+        got, used = measure_rates(args, "run-sync", rates, gen, listener, split, proc.pid,
+                                  splits)
         rows += got
         cpu += [("run-sync", *u) for u in used]
         # every change republished is not yet every change applied and acknowledged (a
@@ -512,9 +559,15 @@ def run(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
         plot_lag(rows, ceiling_rate, args.plot)
         print(f"plot of lag against rate written to {args.plot}")
     out = report_lines(args, drains, rows, cpu, ceiling_rate)
+    out += split_lines(splits, ceiling_rate, idle, args.idle)
     if args.profile and args.profile.exists():
         out += ["", "Where run-sync's CPU goes while it drains the backlog (py-spy, its main "
                 "and apply processes, on-CPU samples):", "", *summary(args.profile)]
+    for rate in rates if args.profile and args.profile_steps else []:
+        path = step_profile(args.profile, rate)
+        if path.exists():
+            out += ["", f"Where run-sync's CPU goes with the generator at {rate:.0f}/s "
+                    "(py-spy):", "", *summary(path)]
     out += ["", f"run-sync idle (queue empty, nothing in flight) {idle_s:.1f} s after the "
             "last change was republished; verify after the run: "
             f"{'**0 differences**' if ok else '**DIFFERENCES**'} ({report.totals()}) in "
@@ -528,6 +581,27 @@ def run(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
                f"types: {sorted(listener.types)}")
     print("\n".join(out))
     return (0 if ok else 1), out
+
+
+def split_lines(splits: list[SplitRow], ceiling_rate: float, idle: dict[str, float],
+                idle_s: float) -> list[str]:
+    """The report's lines on where the lag went and on run-sync's idle CPU."""
+    out: list[str] = []
+    if splits:
+        out += ["", "The lag in two parts: written on old -> announced by the load generator "
+                "(its write acknowledged, its callback, its publisher thread), and announced "
+                "-> the republished message arrived (the broker, run-sync, the broker):", "",
+                "| who | target /s | target vs ceiling | written -> announced p50 / p99 ms | "
+                "announced -> arrived p50 / p99 ms |", "|---|---:|---:|---|---|"]
+        for who, rate, g50, g99, r50, r99 in splits:
+            of = f"{rate / ceiling_rate:.2f}x" if ceiling_rate else "-"
+            out.append(f"| {who} | {rate:.0f} | {of} | {g50 * 1000:.0f} / {g99 * 1000:.0f} | "
+                       f"{r50 * 1000:.0f} / {r99 * 1000:.0f} |")
+    if idle:
+        out += ["", f"run-sync idle (nothing flowing) for {idle_s:.0f} s: "
+                f"{idle['run-sync']:.3f} cores (" + ", ".join(
+                    f"{k} {v:.3f}" for k, v in idle.items() if k != "run-sync") + ")"]
+    return out
 
 
 def delete_queues(rabbit: RabbitSide, *names: str) -> None:

@@ -35,6 +35,9 @@ from backends.rabbit import RabbitSide, connection, object_update_exchange
 from bench.replay_peers import Recorded
 from tests import contrail_data as cd
 
+# a key of each message: when the generator announced it (passed on by run-sync's republish)
+ANNOUNCED = "bench-announced"
+
 
 class Generator:
     """Paced threads start the writes, the driver's callbacks record them, one publisher
@@ -73,7 +76,7 @@ class Generator:
         self.errors: list[str] = []
         self.in_flight = in_flight
         self._slots = threading.BoundedSemaphore(in_flight)
-        self._outbox: queue.Queue[str | None] = queue.Queue()
+        self._outbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
 
     def _next_serial(self) -> int:
         with self.lock:
@@ -144,7 +147,7 @@ class Generator:
                 self.written[rid] = now
                 self.recorded.append(change)
                 self.count += 1
-            self._outbox.put(json.dumps(body))
+            self._outbox.put(body)
             self._slots.release()
 
         def failed(exc: BaseException) -> None:
@@ -169,7 +172,10 @@ class Generator:
             producer = kombu.Producer(conn.channel(),
                                       exchange=object_update_exchange(self.rabbit))
             while (body := self._outbox.get()) is not None:
-                producer.publish(body)
+                # when it was announced: the bench splits the lag into the generator's part
+                # (written -> announced) and the rest (broker, run-sync, broker)
+                body[ANNOUNCED] = time.time()
+                producer.publish(json.dumps(body))
                 self._outbox.task_done()
             self._outbox.task_done()
         except Exception as exc:
