@@ -73,6 +73,8 @@ CATCH_UP_DONE = "catch-up-complete"
 # deliveries read from the broker after the first without waiting, before they are handed on
 # (one pipe write per apply process for all of them) and the finished ones acknowledged
 DRAIN_BURST = 64
+# a message received within this many seconds: changes are flowing (see _replaying)
+BUSY_WINDOW_S = 1.0
 
 
 class ReplayService:
@@ -115,6 +117,7 @@ class ReplayService:
         self.ready = threading.Event()  # set once consuming
         self._done: DoneQueue = queue.Queue()
         self._in_flight = 0
+        self._last_delivery = 0.0  # monotonic time of the last message received
         self._gen = 0
         self._reconcile_when_caught_up = False
         self._conns: tuple[Connection, Connection] | None = None
@@ -283,6 +286,7 @@ class ReplayService:
 
         def on_message(message: Any) -> None:
             window.delivered(message.delivery_tag)
+            self._last_delivery = time.monotonic()
             self._in_flight += 1
             self.metrics.in_flight.set(self._in_flight)
             key = object_key(message.body)
@@ -408,13 +412,19 @@ class ReplayService:
         except Exception as exc:
             log.warning("counters not written to the journal: %s", exc)
 
+    def _replaying(self) -> bool:
+        """Changes flowing: one in hand, or one received within the last second (a
+        reconciliation pass then gives way, reconcile.py)."""
+        return self._in_flight > 0 or time.monotonic() - self._last_delivery < BUSY_WINDOW_S
+
     def request_reconcile(self) -> None:
         self.reconcile_requested.set()
 
     def _reconcile_loop(self) -> None:
         assert self.repl is not None
         reconciler = Reconciler(self.repl, slices=self.options.reconcile_slices,
-                                on_repair=lambda n: self.metrics.reconciled.inc(n))
+                                on_repair=lambda n: self.metrics.reconciled.inc(n),
+                                busy=self._replaying)
         next_at = time.monotonic() + self.options.reconcile_interval_s
         while not self.stop.is_set():
             if not self.reconcile_requested.is_set() and time.monotonic() < next_at:
@@ -427,7 +437,9 @@ class ReplayService:
             level = "info" if report.complete else "warning"
             self._event(f"reconcile pass: {report.ranges} ranges, {report.repaired_text()}, "
                         f"{report.pruned} extra removed, {report.ranges_failed} "
-                        f"ranges failed in {report.seconds:.1f}s", level=level,
+                        f"ranges failed in {report.seconds:.1f}s"
+                        + (f" ({report.paused_s:.1f}s of it giving way to the replay)"
+                           if report.paused_s >= 0.05 else ""), level=level,
                         repaired=report.repaired, ranges_failed=report.ranges_failed)
             if self.zk_mirror is not None and not self.stop.is_set():
                 try:
