@@ -207,6 +207,9 @@ def main() -> int:
                              "<profile>-<rate>.txt, summarised in the report")
     parser.add_argument("--idle", type=float, default=0.0, metavar="S",
                         help="first: run-sync's CPU over S seconds with no change flowing")
+    parser.add_argument("--reconcile-step", type=int, default=0, metavar="N",
+                        help="run-sync is asked for a reconciliation pass (SIGUSR1) as the "
+                             "Nth rate starts (1: the first): its lag while a pass runs")
     parser.add_argument("--hog", type=int, default=0, metavar="N",
                         help="N busy-looping processes beside the run (CPU contention)")
     parser.add_argument("--plot", type=Path, metavar="PNG",
@@ -338,8 +341,11 @@ def measure_rates(args: argparse.Namespace, who: str, rates: list[float], gen: L
     `pid`: with --profile-steps, py-spy records it during each rate)."""
     rows: list[RateRow] = []
     cpu = []
-    for rate in rates:
+    for step, rate in enumerate(rates, 1):
         before = set(gen.written)
+        if pid is not None and step == args.reconcile_step:
+            os.kill(pid, signal.SIGUSR1)
+            print(f"{who} at {rate:.0f}/s: a reconciliation pass asked for", flush=True)
         spy = None
         if pid is not None and args.profile and args.profile_steps:
             spy = Recording(pid, step_profile(args.profile, rate), gil=args.profile_gil)
@@ -574,6 +580,12 @@ def run(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
             f"{verify_s:.1f} s"]
     for table in report.tables:
         out += [f"- difference: {diff}" for diff in table.samples[:10]]
+    if args.reconcile_step:
+        out.append(f"A reconciliation pass was asked for (SIGUSR1) as rate {args.reconcile_step} "
+                   "started.")
+    passes = [line.split("service: ", 1)[-1][:160] for line in
+              log_path.read_text(errors="replace").splitlines() if "reconcile pass:" in line]
+    out += [f"run-sync's reconciliation passes: {'; '.join(passes) or 'none'}"]
     out.append(f"run-sync counters: applied={counters.get('applied')}, failed="
                f"{counters.get('failed')}, quarantined={counters.get('quarantined')}, "
                f"object_writes={counters.get('object_writes')}, coalesced="
