@@ -490,6 +490,10 @@ def run(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
     gen_pids = gen.pids() if isinstance(gen, GeneratorPool) else set()
     try:
         wait_for_line(proc, log_path, "replaying changes")
+        # its reconciliation pass after the catch-up copy, while the keyspace is nearly
+        # empty: run-sync starts one once its queue is first empty, which otherwise fell at a
+        # random point of the drain or the rates (a whole pass beside them for 30-115 s)
+        wait_for_line(proc, log_path, "reconcile pass:", timeout=120)
         split = CpuSplit(launcher, services, proc.pid, generators=gen_pids)
         if args.idle:
             time.sleep(2.0)  # its start-up's last requests answered
