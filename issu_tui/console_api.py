@@ -741,6 +741,10 @@ class ConsoleBackend:
             spec = phases.phase(step.target)
             detail = (f"{spec.title}.\n\nTouches: {spec.touches}.\nRuns: {spec.runs.value}."
                       "\n\nIt runs as an intent in the journal; the event log follows it.")
+            if step.target == "pre-sync" and ring is not None and ring.when == "plan":
+                # pre-sync runs them first (executor.ring_steps_before_sync): they stop nodes
+                detail = (f"First the ring steps of plan ({ring.approach}), before anything "
+                          f"is copied:\n{ring.detail()}\n\nThen pre-sync: {detail}")
             step = NextStep(step.action, step.says, target=step.target, detail=detail)
         return step
 

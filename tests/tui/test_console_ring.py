@@ -287,3 +287,22 @@ def test_an_unknown_approach_in_the_config_is_refused_naming_the_key(tmp_path: P
         load_config(path)
     assert str(path) in str(refused.value) and "approach" in str(refused.value)
     assert "rolling" in str(refused.value)
+
+
+def test_the_pre_sync_confirmation_names_the_ring_steps_it_runs_first(tmp_path: Path) -> None:
+    """n for pre-sync converts rolling's first node before copying: the confirmation said
+    only "copy every ISSU keyspace old -> new"."""
+    config = shared_config(tmp_path, "rolling")
+    journal = build_journal(tmp_path, computes=2, phase="pair", upgraded=0, failed=0)
+    journal.set_approach("rolling")
+    for name in ("preflight", "pair"):
+        journal.mark_step(phases.phase_marker(name))
+    try:
+        step = make_backend(journal, config).next_step()
+        assert (step.action, step.target) == ("phase", "pre-sync")
+        assert step.detail.startswith(
+            "First the ring steps of plan (rolling), before anything is copied:\n"
+            "- convert 127.36.0.11 to v2 (database kept)\n  stops 127.36.0.11")
+        assert "Then pre-sync: copy every ISSU keyspace" in step.detail
+    finally:
+        journal.close()
