@@ -35,10 +35,12 @@ import logging
 import signal
 import sys
 import threading
+import time
 import uuid as uuidlib
 from pathlib import Path
 
 import httpx
+from cassandra import InvalidRequest
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import ExponentialReconnectionPolicy, RoundRobinPolicy
@@ -65,6 +67,25 @@ RT_PATH = "id/bgp/route-targets"
 # its networks (ip-fabric, __link_local__, default-virtual-network) have their instances
 DEFAULT_PROJECT = "default-domain:default-project"
 RT_MIN_ID = 8_000_000
+
+
+def schema_change(session: Session, cluster: Cluster, statement: str,
+                  timeout_s: float = 120.0) -> None:
+    """On a ring of several nodes the three writers create the same keyspaces at once: a
+    CREATE TABLE can reach a coordinator that has not seen its keyspace yet ("Keyspace ...
+    doesn't exist": svc-monitor died at start in a rolling world). As Contrail's services
+    do, wait for the schema to agree and try again."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            session.execute(statement, timeout=60)
+            return
+        except InvalidRequest as exc:
+            if "doesn't exist" not in str(exc) or time.monotonic() > deadline:
+                raise
+            log.info("schema not agreed yet (%s): waiting", exc)
+            cluster.control_connection.wait_for_schema_agreement(wait_time=10)
+            time.sleep(0.5)
 
 
 class Network:
@@ -189,15 +210,15 @@ class Writer:
     def _ensure_schema(self) -> None:
         for keyspace, tables in KEYSPACES.items():
             ks = self.ks(keyspace)
-            self.session.execute(
+            schema_change(
+                self.session, self.cluster,
                 f'CREATE KEYSPACE IF NOT EXISTS "{ks}" WITH replication = '
                 "{'class': 'SimpleStrategy', 'replication_factor': "
-                f"{self.spec.cassandra.replication_factor}}}", timeout=60)
+                f"{self.spec.cassandra.replication_factor}}}")
             for table in tables:
-                self.session.execute(
-                    f'CREATE TABLE IF NOT EXISTS "{ks}"."{table}" '
-                    "(key text, column1 text, value text, PRIMARY KEY (key, column1))",
-                    timeout=60)
+                schema_change(
+                    self.session, self.cluster, f'CREATE TABLE IF NOT EXISTS "{ks}"."{table}" '
+                    "(key text, column1 text, value text, PRIMARY KEY (key, column1))")
 
     # ------------------------------------------------------------------ reads
     def networks(self) -> list[Network]:
