@@ -102,6 +102,10 @@ ROLE_SERVICES: dict[str, tuple[str, ...]] = {
 OPTIONAL_WRITERS = ("kube-manager", "vcenter-manager")
 WRITERS = ("schema-transformer", "svc-monitor", "device-manager", *OPTIONAL_WRITERS)
 ROLE_WRITERS: dict[str, tuple[str, ...]] = {"config": WRITERS, "northbound": OPTIONAL_WRITERS}
+# The services a host of their role may not have (ABSENT there is no failure): which
+# northbound clients a host runs (neutron-server, kube-manager, the vCenter ones) is the
+# deployment's, and the optional writers run only on some.
+OPTIONAL_SERVICES = frozenset((*ROLE_SERVICES["northbound"], *OPTIONAL_WRITERS))
 # What the service managers print for a service the host has not got (not installed there):
 # systemctl (`Unit x.service not loaded.` / `not found.`, exit 5; `Unit file x.service does
 # not exist.`), supervisorctl (`x: ERROR (no such process)`, even with exit 0 on 3.x),

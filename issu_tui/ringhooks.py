@@ -22,7 +22,14 @@ from backends.rabbit_cluster import RabbitClusterView, RabbitStatusError, parse_
 from backends.ssh import SshExecutor, SshTarget
 from issu_tui.config import ControllerHostConfig, IssuConfig
 from issu_tui.journal import Journal
-from issu_tui.orchestrator.convert import Conversion, convert_node, converted, serving
+from issu_tui.orchestrator.convert import (
+    Conversion,
+    absent_said,
+    convert_node,
+    converted,
+    serving,
+    stop_present,
+)
 from issu_tui.orchestrator.ringrun import RingHooks, RingRunner
 from issu_tui.sides import cassandra_side, issu_keyspaces
 
@@ -77,13 +84,18 @@ def controller_runner(config: IssuConfig, nodetool_argv: Sequence[str],
 
     def stop_v1(address: str) -> None:
         host = hosts[address]
-        controllers.act(target(address), host.profile, "stop",
-                        list(reversed(services(address, database=False))))
+        absent = stop_present(controllers, target(address), host,
+                              list(reversed(services(address, database=False))),
+                              "its v1 services not stopped")
+        if absent:
+            _event(journal, f"{host.name}: stop v1: {absent_said(absent)}")
 
     def stop_node(address: str) -> None:
         host = hosts[address]
         wanted = list(reversed(services(address, database=True)))
-        controllers.act(target(address), host.profile, "stop", wanted)
+        absent = stop_present(controllers, target(address), host, wanted,
+                              "its database directories are left alone")
+        wanted = [s for s in wanted if s not in absent]
         # its directories are emptied next: never under a database still running
         running = [s for s in controllers.status(target(address), host.profile, wanted)
                    if s.running]

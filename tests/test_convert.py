@@ -44,11 +44,19 @@ class Executor:
     """The executor's steps on one host: services' states and every call, in order."""
 
     def __init__(self, profiles: dict[str, dict[str, Any]] | None = None,
-                 fail_start: str = "", version: str = "5.0.0-0.40") -> None:
+                 fail_start: str = "", version: str = "5.0.0-0.40",
+                 absent: tuple[str, ...] = ()) -> None:
         self.profiles = build_controller_profiles(profiles)
         self.running: dict[str, bool] = {}
         self.calls: list[tuple[str, ...]] = []
         self.fail_start, self.reported = fail_start, version
+        self.absent = absent  # services the host has not got
+
+    def act_present(self, target: SshTarget, profile: str, steps: list[str],
+                    services: list[str]) -> list[str]:
+        for step in steps:
+            self.act(target, profile, step, [s for s in services if s not in self.absent])
+        return [s for s in services if s in self.absent]
 
     def profile(self, name: str) -> Any:
         return self.profiles[name]
@@ -61,7 +69,8 @@ class Executor:
 
     def status(self, target: SshTarget, profile: str, services: list[str]
                ) -> list[ServiceState]:
-        return [ServiceState(s, target.name, "active" if self.running.get(s) else "failed")
+        return [ServiceState(s, target.name, "absent" if s in self.absent
+                             else "active" if self.running.get(s) else "failed")
                 for s in services]
 
     def install(self, target: SshTarget, profile: str, version: str) -> str:
@@ -138,6 +147,52 @@ def test_a_v2_profile_without_install_is_refused_before_anything_stops(
             "v2-compose has no 'install' step")):
         _convert(ex, tmp_path, "v2-compose")
     assert ex.calls == []
+
+
+def test_a_required_service_the_host_has_not_got_refuses_before_anything_stops(
+        tmp_path: Path) -> None:
+    """A database host without its Cassandra (the inventory's roles are wrong): refused
+    before any service stops, naming it; an optional one (a northbound client) is not."""
+    ex = Executor(absent=("cassandra",))
+    with pytest.raises(ControllerError, match=re.escape(
+            "db-1: cassandra absent (not on this host) though its roles (config, control, "
+            "analytics, database) map it: conversion to 5.0.0 refused, nothing stopped")):
+        _convert(ex, tmp_path)
+    assert ex.calls == []
+
+
+@pytest.mark.services
+def test_a_neutron_only_northbound_host_converts_skipping_the_clients_it_has_not_got(
+        ssh: Endpoints, host: Host, tmp_path: Path) -> None:  # noqa: F811
+    """A database + northbound ring node whose only northbound client is neutron-server
+    (no kube-manager, no vCenter units), over SSH with the systemd profile: converted, its
+    neutron-server and database stopped and started again, the absent clients skipped and
+    said in both events. Before, the stop of contrail-vcenter-manager failed ("Unit ... not
+    loaded") and the conversion stopped there."""
+    systemd = BUILTIN_CONTROLLER_PROFILES["systemd"]
+    units: dict[str, str] = systemd["services"]  # type: ignore[assignment]
+    there = [*ROLE_SERVICES["database"], "neutron-server"]
+    host.seed({**{f"systemd:{units[x]}": {"running": True, "enabled": True} for x in there},
+               "dpkg:contrail-lib": {"version": "4.1.0-0.12"}})
+    site = {"base": "systemd", "systemctl": f"{host.tools} systemctl",
+            "install": f"{host.tools} {systemd['install']}",
+            "version": f"{host.tools} {systemd['version']}",
+            "services": {**units, "api-server": units["neutron-server"]}}  # version asked
+    ex = ControllerExecutor(ssh.ssh.known_hosts_path, 10, 60, {"site": site})
+    node = ControllerHostConfig(name="nb-1", address=host.target.address, ssh_key=Path("/k"),
+                                profile="site", roles=["database", "northbound"])
+    events: list[str] = []
+    said = convert_node(ex, Conversion(node, node, "5.0.0-0.40"), host.target, tmp_path,
+                        events.append)
+    skipped = "kube-manager, vcenter-plugin, vcenter-manager absent (not on this host), skipped"
+    assert events[0] == ("nb-1: v1 services stopped: neutron-server, rabbitmq, zookeeper, "
+                         "cassandra; vcenter-manager, vcenter-plugin, kube-manager absent (not "
+                         "on this host), skipped"), events  # stopped the other way round
+    assert said == ("nb-1: converted to 5.0.0-0.40 (api-server reports 5.0.0-0.40); started "
+                    f"in order: cassandra, zookeeper, rabbitmq, neutron-server; {skipped}")
+    state = host.state()
+    assert all(state[f"systemd:{units[x]}"]["running"] for x in there)
+    assert state["dpkg:contrail-lib"]["version"] == "5.0.0-0.40"
 
 
 @pytest.mark.services

@@ -16,6 +16,12 @@ through the controller profiles:
    process up that does not answer stops the plan here, naming the node and what did not
    answer. The database's evidence (UN, owning its share) is the ring runner's.
 
+A service the host's roles map but the host has not got (ABSENT: the service manager says it
+is not there) is skipped and said when it is optional (OPTIONAL_SERVICES: the northbound
+clients, the optional writers: a neutron-only northbound host has no vcenter-manager); a
+required one absent refuses the conversion, naming it (before anything stops when the status
+step tells, else at its stop or start).
+
 Which profile runs v2: the host's entry in `[[new.controllers]]` with the same address, if
 the inventory lists the node there too (e.g. supervisord for v1, docker for v2), else the
 same profile. A step that fails stops the conversion with an error naming host, service
@@ -27,7 +33,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -35,7 +41,12 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 
 from backends.apiserver import ApiServerError
-from backends.controller import ROLE_SERVICES, ControllerError, ControllerExecutor
+from backends.controller import (
+    OPTIONAL_SERVICES,
+    ROLE_SERVICES,
+    ControllerError,
+    ControllerExecutor,
+)
 from backends.http_answers import request_whole
 from backends.ssh import SshTarget
 from backends.versions import release_matches
@@ -66,6 +77,34 @@ def role_groups(ex: ControllerExecutor, host: ControllerHostConfig) -> list[list
         if group:
             groups.append(group)
     return groups
+
+
+def absent_said(absent: Sequence[str]) -> str:
+    """The words for services a host has not got, as the controller steps say them."""
+    return f"{', '.join(absent)} absent (not on this host), skipped" if absent else ""
+
+
+def _refuse_required(host: ControllerHostConfig, absent: Sequence[str], what: str) -> None:
+    required = [s for s in absent if s not in OPTIONAL_SERVICES]
+    if required:
+        raise ControllerError(
+            f"{host.name}: {', '.join(required)} absent (not on this host) though its roles "
+            f"({', '.join(host.roles)}) map {'it' if len(required) == 1 else 'them'}: {what}")
+
+
+def stop_present(ex: ControllerExecutor, target: SshTarget, host: ControllerHostConfig,
+                 services: Sequence[str], what: str) -> list[str]:
+    """Stop `services` in order on `host`, but those it has not got: the optional ones
+    absent are skipped and returned; a required one absent raises ControllerError naming
+    it and `what` is refused (before anything stops when its status says so)."""
+    if not services:
+        return []
+    absent = [s.service for s in ex.status(target, host.profile, services) if s.absent]
+    _refuse_required(host, absent, f"{what}, nothing stopped")
+    absent += ex.act_present(target, host.profile, ["stop"],
+                             [s for s in services if s not in absent])
+    _refuse_required(host, absent, what)
+    return [s for s in services if s in absent]
 
 
 def converted(state_dir: Path) -> dict[str, dict[str, str]]:
@@ -174,35 +213,44 @@ def convert_node(ex: ControllerExecutor, conv: Conversion, target: SshTarget,
     if conv.v2.address not in converted(state_dir):
         v1_services = [s for group in reversed(role_groups(ex, conv.v1))
                        for s in reversed(group)]
-        ex.act(target, conv.v1.profile, "stop", v1_services)
+        absent = stop_present(ex, target, conv.v1, v1_services,
+                              f"conversion to {conv.version} refused")
+        v1_services = [s for s in v1_services if s not in absent]
         running = [s for s in ex.status(target, conv.v1.profile, v1_services) if s.running]
         if running:
             raise ControllerError(f"{name}: after stop still running: "
                                   + ", ".join(f"{s.service} ({s.state})" for s in running)
                                   + f"; {conv.version} not installed")
-        say(f"{name}: v1 services stopped: {', '.join(v1_services) or 'none mapped'}")
+        say(f"{name}: v1 services stopped: {', '.join(v1_services) or 'none mapped'}"
+            + (f"; {absent_said(absent)}" if absent else ""))
         ex.install(target, conv.v2.profile, conv.version)
         _record(state_dir, conv)
         say(f"{name}: {conv.version} installed (profile {conv.v2.profile})")
     name = conv.v2.name
-    started = []
-    for group in role_groups(ex, conv.v2):
-        ex.act(target, conv.v2.profile, "start", group)
-        down = [s for s in ex.status(target, conv.v2.profile, group) if not s.running]
+    started: list[str] = []
+    skipped: list[str] = []
+    groups = role_groups(ex, conv.v2)
+    for group in groups:
+        absent = ex.act_present(target, conv.v2.profile, ["start"], group)
+        later = [s for g in groups for s in g if s not in started and s not in group]
+        _refuse_required(conv.v2, absent, f"not installed by {conv.version}'s install step; "
+                         f"not started: {', '.join(later) or 'none'}")
+        skipped += absent
+        present = [s for s in group if s not in absent]
+        down = [s for s in ex.status(target, conv.v2.profile, present) if not s.running]
         if down:
-            later = [s for g in role_groups(ex, conv.v2) for s in g
-                     if s not in started and s not in group]
             raise ControllerError(
                 f"{name}: after the start of {conv.version} not running: "
                 + ", ".join(f"{s.service} ({s.state})" for s in down)
                 + f"; not started: {', '.join(later) or 'none'}")
-        started += group
+        started += present
     service, found = ex.version(target, conv.v2.profile)
     if not release_matches(conv.version, found):
         raise ControllerError(f"{name}: {service} reports version {found!r} after the "
                               f"conversion, not a build of {conv.version}")
     wait_serving(name, lambda: serves(conv.v2), serve_wait_s)
     said = (f"{name}: converted to {conv.version} ({service} reports {found}); started in "
-            f"order: {', '.join(started) or 'none mapped'}")
+            f"order: {', '.join(started) or 'none mapped'}"
+            + (f"; {absent_said(skipped)}" if skipped else ""))
     say(said)
     return said
