@@ -158,6 +158,14 @@ _CONTAINERS["neutron-server"] = "neutron_server"  # kolla's container
 
 _SET_INI_STEP = f"sh -c {script_item(SET_INI_SCRIPT)} set-ini"
 # dpkg (Debian, Ubuntu) or rpm (RHEL, CentOS): the version string of the package
+# `systemctl is-active` prints `inactive` for a unit that does not exist: its LoadState
+# (`show -p LoadState`, every systemd; `--value` is 230+) tells an absent unit apart, said as
+# systemctl says it (ABSENT, exit 4 as `systemctl status` exits); then the active state.
+# $1 the unit, the rest the systemctl command (a profile's `systemctl` may be several words).
+_SYSTEMD_STATUS = "sh -c " + script_item(
+    'u=$1; shift; case $("$@" show -p LoadState "$u") in *=not-found*) '
+    'echo "Unit $u.service could not be found."; exit 4;; esac; '
+    'exec "$@" is-active "$u"') + " status {unit} {systemctl}"
 _PACKAGE_VERSION = "sh -c " + script_item(
     "dpkg-query -W -f='${Version}\\n' \"$1\" 2>/dev/null || "
     "rpm -q --qf '%{VERSION}-%{RELEASE}\\n' \"$1\"") + " version {package}"
@@ -208,7 +216,7 @@ BUILTIN_CONTROLLER_PROFILES: dict[str, dict[str, object]] = {
     "systemd": {
         "systemctl": "systemctl",
         "services": _UNITS,
-        "status": "{systemctl} is-active {unit}",
+        "status": _SYSTEMD_STATUS,
         "stop": "{systemctl} stop {unit}",
         "start": "{systemctl} start {unit}",
         "disable": "{systemctl} disable {unit}",

@@ -469,10 +469,11 @@ def test_preflight_refuses_while_a_writer_runs_on_new(ssh: Endpoints, host: Host
     ex.act(host.target, "site", "stop", ["schema-transformer", "svc-monitor", "kube-manager"])
     findings = {f.name: f for f in new_writer_findings(config)}
     assert all(f.ok for f in findings.values()), findings
-    # systemctl is-active says `inactive` of a unit that does not exist (vcenter-manager)
+    # a unit that does not exist (vcenter-manager) is absent, told by its LoadState; before,
+    # `systemctl is-active` alone said `inactive`, as of one installed and stopped
     assert findings["new writers stopped on new-ctl-1"].detail == (
         "schema-transformer inactive, svc-monitor inactive, device-manager inactive, "
-        "kube-manager inactive, vcenter-manager inactive")
+        "kube-manager inactive, vcenter-manager absent (not on this host)")
 
 
 def test_preflight_without_inventory_warns_and_an_unreachable_host_refuses(

@@ -37,6 +37,9 @@ def service(state: dict, key: str) -> dict:
 
 def systemctl(args: list[str], state: dict) -> int:
     verb, unit = args[0], args[-1]
+    if verb == "show":  # `show -p LoadState UNIT`: exit 0 for a unit that does not exist
+        print(f"LoadState={'loaded' if f'systemd:{unit}' in state else 'not-found'}")
+        return 0
     if verb in ("enable", "disable") and f"systemd:{unit}" not in state:
         fail(f"Failed to {verb} unit: Unit file {unit}.service does not exist.")
     if verb != "is-active" and f"systemd:{unit}" not in state:  # systemd: exit 5
