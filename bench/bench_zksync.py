@@ -9,7 +9,15 @@ needed). Seeds `/<prefix>/{fq-name-to-uuid,id,api-server}` on old, then times:
   re-read), first into an empty new root, then again on the synced tree (idempotent resync);
 - zk-shell, the peer: `mirror` of each subtree old -> new (sync, then async mode), plus a
   verification with zk-shell itself: `cp` of both sides to JSON files, compared here.
-Prints a markdown table and a profile of the issu run.
+  zk-shell walks the tree one synchronous round trip after another (per znode: get and
+  get_acls on old, exists and create on new; `cp` to JSON: get and get_acls per znode and
+  side), so its time grows with the load of the box: 11 min for 100,000 znodes at load
+  25-48, more than 20 min at load 20-40 (2026-12-05, killed). `--zkshell-budget S` bounds
+  each of its rounds: a mirror still running after S seconds is stopped, the znodes it
+  created on new are counted and its rate (znodes/s) is what is compared; its verification
+  is then not run (a partial copy cannot be verified).
+Prints a markdown table and a profile of the issu run; `--write` puts the table on
+docs/benchmarks.md between the zksync markers.
 """
 
 from __future__ import annotations
@@ -30,10 +38,13 @@ from pathlib import Path
 from kazoo.client import KazooClient
 
 from backends.zookeeper.sync import ZkSyncer, _batches
+from backends.zookeeper.tree import DEFAULT_WINDOW, join, read_subtree
 from bench.machine import Machine, bench_services
 from demo.services import Endpoints, Launcher
 
 SUBTREES = ("fq-name-to-uuid", "id", "api-server")
+ROOT = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- zksync:begin -->", "<!-- zksync:end -->"
 
 
 def seed(zk: KazooClient, root: str, nodes: int) -> int:
@@ -65,23 +76,42 @@ def drop(zk: KazooClient, path: str) -> None:
         zk.delete(path, recursive=True)
 
 
-def run_zkshell(host: str, commands: list[str]) -> tuple[float, str]:
+def run_zkshell(host: str, commands: list[str], budget: float) -> tuple[float, str | None]:
+    """(seconds, stdout), or (budget, None) when zk-shell was still running after `budget`
+    seconds (then stopped: its pid, started here)."""
     exe = shutil.which("zk-shell") or str(Path(sys.executable).parent / "zk-shell")
     started = time.monotonic()
-    proc = subprocess.run([exe, host, "--run-from-stdin"], input="\n".join(commands) + "\n",
-                          capture_output=True, text=True, timeout=3600)
+    proc = subprocess.Popen([exe, host, "--run-from-stdin"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate("\n".join(commands) + "\n", timeout=max(1.0, budget))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return budget, None
     elapsed = time.monotonic() - started
     if proc.returncode != 0:
-        raise RuntimeError(f"zk-shell failed: {proc.stderr[-2000:]}")
-    return elapsed, proc.stdout
+        raise RuntimeError(f"zk-shell failed: {err[-2000:]}")
+    return elapsed, out
 
 
-def zkshell_round(old_host: str, new_host: str, src: str, dst: str, asynchronous: bool,
-                  workdir: Path) -> dict[str, float | bool]:
+def count_nodes(zk: KazooClient, root: str) -> int:
+    """The znodes below `root`'s subtrees (their roots included), read pipelined."""
+    return sum(len(read_subtree(zk, join(root, sub), DEFAULT_WINDOW) or {}) for sub in SUBTREES)
+
+
+def zkshell_round(old_host: str, new_host: str, new: KazooClient, src: str, dst: str,
+                  asynchronous: bool, workdir: Path, budget: float
+                  ) -> dict[str, float | bool | int]:
     flag = "true" if asynchronous else "false"
-    copy_s, _ = run_zkshell(old_host, [
+    copy_s, out = run_zkshell(old_host, [
         f"mirror {src}/{sub} zk://{new_host}{dst}/{sub} {flag} false true" for sub in SUBTREES
-    ])
+    ], budget)
+    copied = count_nodes(new, dst)
+    result: dict[str, float | bool | int] = {"copy_s": copy_s, "copied": copied,
+                                             "complete": out is not None}
+    if out is None:
+        return result
     # Verification with zk-shell: dump both sides to JSON, compare content per path.
     dumps = {}
     verify_s = 0.0
@@ -90,15 +120,20 @@ def zkshell_round(old_host: str, new_host: str, src: str, dst: str, asynchronous
             target = workdir / f"{side}-{sub}.json"
             target.unlink(missing_ok=True)
             url = "json://" + str(target).replace("/", "!") + "/"
-            elapsed, _ = run_zkshell(host, [f"cp {root}/{sub} {url} true true"])
+            elapsed, dumped = run_zkshell(host, [f"cp {root}/{sub} {url} true true"],
+                                          budget - verify_s)
             verify_s += elapsed
+            if dumped is None:
+                result["verify_complete"] = False
+                result["verify_s"] = verify_s
+                return result
             started = time.monotonic()
             data = json.loads(target.read_text())
             dumps[(side, sub)] = {p: v["content"] for p, v in data.items()}
             verify_s += time.monotonic() - started
-    equal = all(dumps[("old", s)] == dumps[("new", s)] for s in SUBTREES)
-    return {"copy_s": copy_s, "verify_s": verify_s, "total_s": copy_s + verify_s,
-            "equal": equal}
+    result.update(verify_s=verify_s, total_s=copy_s + verify_s, verify_complete=True,
+                  equal=all(dumps[("old", s)] == dumps[("new", s)] for s in SUBTREES))
+    return result
 
 
 def main() -> int:
@@ -110,6 +145,11 @@ def main() -> int:
     parser.add_argument("--zkshell-modes", default="async",
                         help="comma list of sync,async (sync mode is the slowest: ~15 min "
                              "for 100,000 znodes here)")
+    parser.add_argument("--zkshell-budget", type=float, default=600.0, metavar="S",
+                        help="seconds each zk-shell step (the mirror, the verification) may "
+                             "run; a mirror stopped there is compared by its rate")
+    parser.add_argument("--write", type=Path, nargs="?", const=ROOT / "docs" / "benchmarks.md",
+                        metavar="MD", help="put the results on the page (zksync markers)")
     parser.add_argument("--keep", action="store_true",
                         help="leave the ZooKeeper servers running at the end (default: stop "
                              "those this run started)")
@@ -119,12 +159,28 @@ def main() -> int:
     print(f"machine: {machine.line()}", flush=True)
     with bench_services(Launcher(net=args.net, profile="test"), ["zk-old", "zk-new"],
                         keep=args.keep) as endpoints:
-        code = measure(args, endpoints)
+        code, lines = measure(args, endpoints)
     print(f"machine: {machine.finish().line()}")
+    if args.write:
+        write_page(args.write, machine, lines)
     return code
 
 
-def measure(args: argparse.Namespace, endpoints: Endpoints) -> int:
+def write_page(page: Path, machine: Machine, lines: list[str]) -> None:
+    command = ".venv/bin/python -m bench.bench_zksync " + " ".join(sys.argv[1:])
+    block = "\n".join([BEGIN, f"Measured {machine.line()}. Command:", "", "```", command,
+                       "```", "", *lines, END]) + "\n"
+    text = page.read_text()
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    page.write_text(text)
+    print(f"results written to {page}")
+
+
+def measure(args: argparse.Namespace, endpoints: Endpoints) -> tuple[int, list[str]]:
     old_host, new_host = endpoints.zk_old.hosts, endpoints.zk_new.hosts
     old = KazooClient(hosts=old_host)
     new = KazooClient(hosts=new_host)
@@ -141,6 +197,7 @@ def measure(args: argparse.Namespace, endpoints: Endpoints) -> int:
 
         profile = cProfile.Profile()
         syncer = ZkSyncer(old, new, src.strip("/"), ours.strip("/"), SUBTREES)
+        results["issu_load"] = os.getloadavg()[0]
         started = time.monotonic()
         profile.enable()
         report = syncer.run()
@@ -159,8 +216,11 @@ def measure(args: argparse.Namespace, endpoints: Endpoints) -> int:
                 for mode in ("sync", "async"):
                     if mode in modes:
                         drop(new, peer)
+                        load = os.getloadavg()[0]
                         results[f"zkshell_{mode}"] = zkshell_round(
-                            old_host, new_host, src, peer, mode == "async", Path(tmp))
+                            old_host, new_host, new, src, peer, mode == "async", Path(tmp),
+                            args.zkshell_budget)
+                        results[f"zkshell_{mode}"]["load"] = load  # type: ignore[index]
         out = io.StringIO()
         pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(8)
         results["profile_top"] = out.getvalue()
@@ -171,24 +231,46 @@ def measure(args: argparse.Namespace, endpoints: Endpoints) -> int:
         new.stop()
 
     issu = results["issu"]
-    print(f"znodes: {results['nodes']} (seeded in {results['seed_s']:.1f}s)")
-    print("| tool | copy s | verify s | total s | verified |")
-    print("|---|---|---|---|---|")
-    print(f"| issu zk-sync | {issu['copy_s']:.2f} | {issu['verify_s']:.2f} | "  # type: ignore[index]
-          f"{issu['total_s']:.2f} | {issu['ok']} |")  # type: ignore[index]
-    print(f"| issu zk-sync, resync of a synced tree | - | - | "
-          f"{results['issu_resync']['total_s']:.2f} | "  # type: ignore[index]
-          f"{results['issu_resync']['ok']} |")  # type: ignore[index]
-    for key, label in (("zkshell_sync", "zk-shell mirror + cp-to-JSON verify"),
-                       ("zkshell_async", "zk-shell mirror async + cp-to-JSON verify")):
-        if key in results:
-            r = results[key]
-            print(f"| {label} | {r['copy_s']:.2f} | {r['verify_s']:.2f} | "  # type: ignore[index]
-                  f"{r['total_s']:.2f} | {r['equal']} |")  # type: ignore[index]
-            print(f"ratio {label} / issu: "
-                  f"{r['total_s'] / issu['total_s']:.1f}x")  # type: ignore[index,operator]
+    nodes = int(results["nodes"])  # type: ignore[call-overload]
+    copy_rate = nodes / issu["copy_s"]  # type: ignore[index]
+    lines = [f"znodes: {nodes:,} (seeded in {results['seed_s']:.1f} s)", "",
+             "| tool | copy s | copy znodes/s | verify s | total s | verified | load (1 min) at "
+             "start |", "|---|---:|---:|---:|---:|---|---:|",
+             f"| issu zk-sync (copy + every node's content hash, both sides re-read) | "
+             f"{issu['copy_s']:.2f} | {copy_rate:,.0f} | {issu['verify_s']:.2f} | "  # type: ignore[index]
+             f"**{issu['total_s']:.2f}** | {'yes, 0 differences' if issu['ok'] else 'NO'} | "  # type: ignore[index]
+             f"{results['issu_load']:.1f} |",
+             f"| issu zk-sync again on the synced tree (idempotent resync + verify) | - | - | - | "
+             f"{results['issu_resync']['total_s']:.2f} | "  # type: ignore[index]
+             f"{'yes' if results['issu_resync']['ok'] else 'NO'} | - |"]  # type: ignore[index]
+    ratios = []
+    for key, label in (("zkshell_sync", "zk-shell `mirror` (sync)"),
+                       ("zkshell_async", "zk-shell `mirror ... async`")):
+        if key not in results:
+            continue
+        r: dict[str, float] = results[key]  # type: ignore[assignment]
+        rate = r["copied"] / r["copy_s"]
+        if not r["complete"]:
+            lines.append(f"| {label}: stopped after the budget of {r['copy_s']:.0f} s, "
+                         f"{r['copied']:,.0f} of {nodes:,} znodes copied (all would take about "
+                         f"{nodes / rate:,.0f} s) | > {r['copy_s']:.0f} | {rate:,.0f} | not run "
+                         f"| - | - | {r['load']:.1f} |")
+        elif not r.get("verify_complete"):
+            lines.append(f"| {label} + `cp` to JSON verify (stopped after the budget of "
+                         f"{args.zkshell_budget:.0f} s) | {r['copy_s']:.2f} | {rate:,.0f} | "
+                         f"> {r['verify_s']:.0f} | > {r['copy_s'] + r['verify_s']:.0f} | - | "
+                         f"{r['load']:.1f} |")
+        else:
+            lines.append(f"| {label} + `cp` to JSON verify | {r['copy_s']:.2f} | {rate:,.0f} | "
+                         f"{r['verify_s']:.2f} | {r['total_s']:.2f} | "
+                         f"{'yes (equal)' if r['equal'] else 'NO'} | {r['load']:.1f} |")
+            ratios.append(f"{label} + verify / issu, total: "
+                          f"{r['total_s'] / issu['total_s']:.1f}x")  # type: ignore[index]
+        ratios.append(f"issu / {label}, copy rate: {copy_rate / rate:.1f}x")
+    lines += ["", *ratios]
+    print("\n".join(lines))
     print("\nissu profile (tottime):\n" + str(results["profile_top"]))
-    return 0 if issu["ok"] else 1  # type: ignore[index]
+    return (0 if issu["ok"] else 1), lines  # type: ignore[index]
 
 
 if __name__ == "__main__":
