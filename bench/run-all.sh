@@ -14,7 +14,7 @@ trap '$PY -m demo.services down --net $NET --profile test >/dev/null 2>&1 || tru
 $PY -m bench.bench_presync --net "$NET" --cells 1000000 --wide 1000000
 $PY -m bench.bench_runsync --net "$NET" --drain 20000 --fractions 0.2,0.4,0.6,0.8 --seconds 20 --original \
     --write --plot docs/plots/runsync-lag.png
-$PY -m bench.bench_zksync --net "$NET" --nodes 100000
+$PY -m bench.bench_zksync --net "$NET" --nodes 100000 --write
 $PY bench/bench_tui.py
 $PY bench/bench_orchestrator.py --net "$NET" --computes 1000 --parallel 50 --work-s 2 --write
 $PY -m bench.bench_startup --net "$DEMO_NET" --runs 2 --write
