@@ -187,7 +187,8 @@ def run_cmd(config_path: Path, approach: str, when: str, nodetool_cmd: str | Non
     is marked in the journal and a re-run continues. Exit 1 when the guard refuses a step
     or a step fails (what ran stays marked)."""
     from issu_tui.intent_submit import submit
-    from issu_tui.orchestrator.ringplan import RingPlanError, ring_steps
+    from issu_tui.orchestrator.approaches import config_ring_steps
+    from issu_tui.orchestrator.ringplan import RingPlanError
 
     config = load_or_exit(config_path)
     if nodetool_cmd is not None:
@@ -199,8 +200,7 @@ def run_cmd(config_path: Path, approach: str, when: str, nodetool_cmd: str | Non
             click.echo(f"issu ring run: --nodetool: {exc}", err=True)
             sys.exit(2)
     try:
-        ring_steps(approach, list(config.old.cassandra.hosts), list(config.new.cassandra.hosts),
-                   config.old.cassandra.seeds)
+        config_ring_steps(config, approach)
     except RingPlanError as exc:
         click.echo(f"{config_path}: {exc}", err=True)
         sys.exit(2)

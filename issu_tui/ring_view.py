@@ -9,12 +9,12 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from issu_tui.config import IssuConfig
+from issu_tui.orchestrator.approaches import config_ring_steps
 from issu_tui.orchestrator.ringplan import (
     SHARED_APPROACHES,
     RingPlanError,
     RingStep,
     pending_steps,
-    ring_steps,
     step_marker,
     way_back_refusal,
     when_in_phase,
@@ -62,8 +62,7 @@ def ring_view(config: IssuConfig, approach: str | None, phase: str | None,
     if approach not in SHARED_APPROACHES:
         return None
     try:
-        steps = ring_steps(approach, list(config.old.cassandra.hosts),
-                           list(config.new.cassandra.hosts), config.old.cassandra.seeds)
+        steps = config_ring_steps(config, approach)
     except RingPlanError:
         return None
     finished = sum(1 for i, s in enumerate(steps) if step_marker(i, s) in done)

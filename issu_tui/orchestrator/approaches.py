@@ -14,10 +14,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from issu_tui.orchestrator.ringplan import RingStep, ring_steps
+
 if TYPE_CHECKING:
     from issu_tui.config import IssuConfig
 
 APPROACHES = ("separate", "grow", "stay", "rolling")
+
+
+def config_ring_steps(config: IssuConfig, approach: str) -> list[RingStep]:
+    """`approach`'s ring steps on the config's Cassandra hosts (old's seeds never leave);
+    RingPlanError when the hosts do not fit it, [] for separate."""
+    return ring_steps(approach, list(config.old.cassandra.hosts),
+                      list(config.new.cassandra.hosts), config.old.cassandra.seeds)
 
 
 def default_approach(config: IssuConfig) -> str:

@@ -24,7 +24,7 @@ from issu_tui.journal import Intent
 from issu_tui.orchestrator import abort as aborting
 from issu_tui.orchestrator import finalize as fin
 from issu_tui.orchestrator import phases
-from issu_tui.orchestrator.approaches import APPROACHES, default_approach
+from issu_tui.orchestrator.approaches import APPROACHES, config_ring_steps, default_approach
 from issu_tui.orchestrator.computes import UNSETTLED, ComputeRunner
 from issu_tui.orchestrator.context import Context, OrchestratorError, StepInterrupted
 from issu_tui.orchestrator.controllers import prepare_new
@@ -497,7 +497,6 @@ class Executor:
         from issu_tui.orchestrator.ringplan import (
             RingPlanError,
             ring_run_refusal,
-            ring_steps,
             way_back_refusal,
         )
         from issu_tui.orchestrator.ringrun import RingStepRefused
@@ -507,8 +506,7 @@ class Executor:
         approach = str(args.get("approach") or self.approach)
         when = str(args.get("when") or "")
         try:
-            steps = ring_steps(approach, list(config.old.cassandra.hosts),
-                               list(config.new.cassandra.hosts), config.old.cassandra.seeds)
+            steps = config_ring_steps(config, approach)
         except RingPlanError as exc:
             raise OrchestratorError(f"{self.ctx.config_path}: {exc}") from None
         if when not in {s.when for s in steps} | {"plan", "computes", "done"}:
@@ -538,19 +536,10 @@ class Executor:
 
     def _ring_finalize_refusal(self) -> str | None:
         """Why finalize waits for the approach's ring steps of computes (None: it need not)."""
-        from issu_tui.orchestrator.ringplan import (
-            SHARED_APPROACHES,
-            RingPlanError,
-            finalize_refusal,
-            ring_steps,
-        )
+        from issu_tui.orchestrator.ringplan import RingPlanError, finalize_refusal
 
-        config = self.ctx.config
-        if self.approach not in SHARED_APPROACHES:
-            return None
         try:
-            steps = ring_steps(self.approach, list(config.old.cassandra.hosts),
-                               list(config.new.cassandra.hosts), config.old.cassandra.seeds)
+            steps = config_ring_steps(self.ctx.config, self.approach)
         except RingPlanError:
             return None  # the hosts do not fit the approach: its ring steps are the operator's
         return finalize_refusal(self.approach, steps, self.ctx.journal.steps_done())
@@ -561,12 +550,11 @@ class Executor:
         (`issu ring run --when plan` ran them); '' when the approach has none. The phase
         intent's `nodetool` argument says how the hosts run nodetool (default: the config's
         `ring.nodetool`)."""
-        from issu_tui.orchestrator.ringplan import RingPlanError, pending_steps, ring_steps
+        from issu_tui.orchestrator.ringplan import RingPlanError, pending_steps
 
         config = self.ctx.config
         try:
-            steps = ring_steps(self.approach, list(config.old.cassandra.hosts),
-                               list(config.new.cassandra.hosts), config.old.cassandra.seeds)
+            steps = config_ring_steps(config, self.approach)
         except RingPlanError as exc:
             # the approach recorded by default (shared hosts: grow) may not fit this ring;
             # `issu plan` names why, the steps are then the operator's (as before)

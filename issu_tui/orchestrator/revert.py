@@ -27,12 +27,13 @@ from issu_tui.config import IssuConfig
 from issu_tui.orchestrator import phases
 from issu_tui.orchestrator.abort import STEPS as ABORT_STEPS
 from issu_tui.orchestrator.abort import AbortRun, AbortStep
+from issu_tui.orchestrator.approaches import config_ring_steps
 from issu_tui.orchestrator.computes import ComputeRunner
 from issu_tui.orchestrator.context import Context, OrchestratorError
 from issu_tui.orchestrator.finalize import REVERSE_STARTED
 from issu_tui.orchestrator.northbound import skip_refusal
 from issu_tui.orchestrator.preflight import keyspaces_absent_on_old
-from issu_tui.orchestrator.ringplan import RingPlanError, RingStep, ring_steps
+from issu_tui.orchestrator.ringplan import RingPlanError, RingStep
 from issu_tui.sides import issu_keyspaces
 
 REVERSE_REPLICATION_MISSING = (
@@ -77,8 +78,7 @@ def ring_steps_done(config: IssuConfig, approach: str | None,
     if approach is None or not any(m.startswith("ring.") for m in done):
         return []
     try:
-        steps = ring_steps(approach, list(config.old.cassandra.hosts),
-                           list(config.new.cassandra.hosts), config.old.cassandra.seeds)
+        steps = config_ring_steps(config, approach)
     except RingPlanError:
         return []
     return [s for i, s in enumerate(steps)
