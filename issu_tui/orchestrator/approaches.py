@@ -31,13 +31,16 @@ def config_ring_steps(config: IssuConfig, approach: str) -> list[RingStep]:
 
 def default_approach(config: IssuConfig) -> str:
     """The config's `approach`; unset, the one that fits the Cassandra hosts: separate when
-    old and new share none, grow when new's add nodes to old's ring, else stay on a ring of
-    five or more and rolling on a smaller one."""
+    old and new share none, grow when new's add nodes to old's ring, stay on a shared ring
+    of five nodes or more, rolling on one of three or four; a shared ring smaller than that
+    has no ring steps to run: separate (nothing converted, keyspaces told apart by prefix)."""
     if config.approach is not None:
         return config.approach
     old, new = set(config.old.cassandra.hosts), set(config.new.cassandra.hosts)
-    if not old & new:
-        return "separate"
-    if new - old:
+    if old & new and new - old:
         return "grow"
-    return "stay" if len(old) >= 5 else "rolling"
+    if old & new and len(old) >= 5:
+        return "stay"
+    if old & new and len(old) >= 3:
+        return "rolling"
+    return "separate"

@@ -100,6 +100,23 @@ def keyspaces_absent_on_old(ctx: Context) -> list[str]:
                 if not keyspace_exists(conn.session, ctx.config.old.cassandra.keyspace(k))]
 
 
+def check_approach(ctx: Context, approach: str) -> Check:
+    """The approach fits the Cassandra hosts: a ring approach whose steps cannot be planned
+    on them would run none (pre-sync would copy without converting or joining a node)."""
+    from issu_tui.orchestrator.approaches import config_ring_steps
+    from issu_tui.orchestrator.ringplan import RingPlanError
+
+    try:
+        steps = config_ring_steps(ctx.config, approach)
+    except RingPlanError as exc:
+        return Check("approach fits the hosts", False, f"{approach}: {exc}",
+                     f"set `approach` in {ctx.config_path} (or `issu plan --approach`) to one "
+                     "that fits the hosts, or fix old/new.cassandra.hosts (docs/runbook.md)")
+    return Check("approach fits the hosts", True,
+                 f"{approach}: {len(steps)} ring steps" if steps else f"{approach}: no ring "
+                 "steps")
+
+
 def check_cassandra(ctx: Context, approach: str, db_nodes_down: int | None) -> list[Check]:
     from backends.cassandra.connection import connect
     from backends.cassandra.registry import load_registry
@@ -494,6 +511,7 @@ def run_preflight(ctx: Context, approach: str, *, db_nodes_down: int | None = No
                   northbound_file: Path | None = None) -> PreflightReport:
     checks: list[Check] = []
     checks += _guard("version path", "", lambda: check_versions(ctx))
+    checks += _guard("approach", "", lambda: [check_approach(ctx, approach)])
     checks += _guard("Cassandra", "check the cassandra sections of the config",
                      lambda: check_cassandra(ctx, approach, db_nodes_down))
     checks += _guard("ZooKeeper", "check the zookeeper sections",

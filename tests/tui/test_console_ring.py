@@ -306,3 +306,35 @@ def test_the_pre_sync_confirmation_names_the_ring_steps_it_runs_first(tmp_path: 
         assert "Then pre-sync: copy every ISSU keyspace" in step.detail
     finally:
         journal.close()
+
+
+def test_preflight_refuses_an_approach_that_does_not_fit_the_hosts(tmp_path: Path) -> None:
+    """A ring approach whose steps cannot be planned on the hosts ran none: pre-sync only
+    warned and copied without converting or joining a node."""
+    from issu_tui.orchestrator.context import Context
+    from issu_tui.orchestrator.preflight import check_approach
+    from tests.tui.tui_world import config_for
+
+    journal = Journal.open(tmp_path / "state")
+    try:
+        def check(config: IssuConfig, approach: str):  # type: ignore[no-untyped-def]
+            return check_approach(Context(config=config, config_path=tmp_path / "issu.toml",
+                                          journal=journal), approach)
+
+        three = shared_config(tmp_path, "rolling")
+        misfit = check(three, "stay")
+        assert not misfit.ok and misfit.severity == "error"
+        assert misfit.detail == "stay: stay keeps 5 database nodes; the ring has 3 " \
+            "(127.36.0.11, 127.36.0.12, 127.36.0.13)"
+        assert f"set `approach` in {tmp_path / 'issu.toml'}" in misfit.fix
+        assert check(three, "rolling").detail == "rolling: 4 ring steps"
+        assert check(config_for(tmp_path), "separate").detail == "separate: no ring steps"
+        # one shared node (keyspaces told apart by prefix): nothing to convert, nothing guessed
+        from issu_tui.orchestrator.approaches import default_approach
+
+        one = three.model_copy(deep=True)
+        for side in (one.old, one.new):
+            side.cassandra.hosts = NODES[:1]
+        assert default_approach(one) == "separate"
+    finally:
+        journal.close()
