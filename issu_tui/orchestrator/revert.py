@@ -33,7 +33,7 @@ from issu_tui.orchestrator.context import Context, OrchestratorError
 from issu_tui.orchestrator.finalize import REVERSE_STARTED
 from issu_tui.orchestrator.northbound import skip_refusal
 from issu_tui.orchestrator.preflight import keyspaces_absent_on_old
-from issu_tui.orchestrator.ringplan import RingPlanError, RingStep
+from issu_tui.orchestrator.ringplan import RingPlanError, RingStep, step_marker
 from issu_tui.sides import issu_keyspaces
 
 REVERSE_REPLICATION_MISSING = (
@@ -81,8 +81,7 @@ def ring_steps_done(config: IssuConfig, approach: str | None,
         steps = config_ring_steps(config, approach)
     except RingPlanError:
         return []
-    return [s for i, s in enumerate(steps)
-            if f"ring.{i}.{s.action}.{'+'.join(s.nodes)}" in done]
+    return [s for i, s in enumerate(steps) if step_marker(i, s) in done]
 
 
 def revert_plan(config: IssuConfig, phase: str | None, markers: Iterable[str],

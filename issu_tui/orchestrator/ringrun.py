@@ -47,7 +47,7 @@ from issu_tui.orchestrator.quorum import (
     guard_ring,
     unknown_nodes,
 )
-from issu_tui.orchestrator.ringplan import RingStep, host_of, takes_down
+from issu_tui.orchestrator.ringplan import RingStep, host_of, step_marker, takes_down
 
 
 class RingStepRefused(RuntimeError):
@@ -110,7 +110,7 @@ class RingRunner:
     def run(self, steps: Sequence[RingStep], first_index: int = 0) -> None:
         members = self._members(steps)
         for index, step in enumerate(steps, first_index):
-            key = f"ring.{index}.{step.action}.{'+'.join(step.nodes)}"
+            key = step_marker(index, step)
             if self.step_done(key):
                 members = self._members_after(step, members)
                 continue
