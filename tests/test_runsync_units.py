@@ -251,3 +251,22 @@ def test_a_reconcile_pass_gives_way_to_the_replay_while_changes_flow() -> None:
     stop = _ClockStop(clock)
     reconciler.run_pass(stop)
     assert stop.waits == [MAX_PAUSE_S] * 4
+
+
+def test_a_reconcile_pass_takes_a_twentieth_while_the_replay_is_behind() -> None:
+    """Paced to a quarter, a pass still queued changes when the replay had no room to spare
+    (docs/benchmarks.md): while changes wait on the broker it takes a twentieth."""
+    from backends.runsync.reconcile import Reconciler
+
+    clock = [0.0]
+    behind = [True]
+    reconciler = Reconciler(_RangesOnly(clock, ranges=2, took=0.5), tables=("a",),  # type: ignore[arg-type]
+                            busy=lambda: True, behind=lambda: behind[0],
+                            clock=lambda: clock[0])
+    stop = _ClockStop(clock)
+    assert reconciler.run_pass(stop).paused_s == pytest.approx(19.0)  # 2 x 0.5 s x 19
+    assert stop.waits == pytest.approx([9.5, 9.5])
+    behind[0] = False  # caught up, changes still flowing: a quarter again
+    stop = _ClockStop(clock)
+    reconciler.run_pass(stop)
+    assert stop.waits == pytest.approx([1.5, 1.5])

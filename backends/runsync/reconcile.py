@@ -14,11 +14,13 @@ tells it where they are.
 
 A pass gives way to the replay: while changes flow (`busy()`), it pauses after each range
 for as long as the range took times (1 - `share`) / `share`, so it takes about `share` of
-the time. A whole pass compares every partition of both sides (30-115 s of one interpreter
-on the 2-core bench box with 20,000-30,000 objects); run flat out in the consuming process
-while changes flowed, it took 39 % of that process's CPU samples and repaired hundreds of
-objects whose messages were only in flight (docs/benchmarks.md). It is a safety net: later
-is fine, slowing the replay is not.
+the time; while the replay is behind (`behind()`: changes wait on the broker beyond its
+prefetch), `share_behind` of it. A whole pass compares every partition of both sides (30-115
+s of one interpreter on the 2-core bench box with 20,000-30,000 objects); run flat out in the
+consuming process while changes flowed, it took 39 % of that process's CPU samples and
+repaired hundreds of objects whose messages were only in flight, and paced to a quarter it
+still queued changes when the replay had no room to spare (docs/benchmarks.md). It is a
+safety net: later is fine, slowing the replay is not.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ SAMPLES = 3  # partitions a pass's event names
 # the share of its time a pass takes while changes flow (see the module's docstring), and the
 # longest pause after one range
 SHARE_WHILE_BUSY = 0.25
+SHARE_WHILE_BEHIND = 0.05
 MAX_PAUSE_S = 10.0
 
 
@@ -85,25 +88,34 @@ class Reconciler:
                  on_repair: Callable[[int], None] | None = None,
                  busy: Callable[[], bool] | None = None,
                  share: float = SHARE_WHILE_BUSY,
+                 behind: Callable[[], bool] | None = None,
+                 share_behind: float = SHARE_WHILE_BEHIND,
                  clock: Callable[[], float] = time.monotonic) -> None:
         """`busy`: whether changes are flowing now (the pass then gives way, see the
-        module's docstring); `share`: the share of the time it then takes (0 < share <= 1)."""
-        if not 0.0 < share <= 1.0:
-            raise ValueError(f"share must be in (0, 1], not {share}")
+        module's docstring); `share`: the share of the time it then takes (0 < share <= 1);
+        `behind`, `share_behind`: the same while the replay is behind."""
+        if not (0.0 < share <= 1.0 and 0.0 < share_behind <= 1.0):
+            raise ValueError(f"shares must be in (0, 1], not {share}, {share_behind}")
         self.repl = replicator
         self.slices = slices
         self.tables = tuple(tables)
         self.on_repair = on_repair
-        self.busy = busy
-        self.share = share
+        self.busy, self.behind = busy, behind
+        self.share, self.share_behind = share, share_behind
         self.clock = clock
         self.paused_s = 0.0  # the passes' pauses so far (giving way to the replay)
 
     def _give_way(self, took: float, stop: threading.Event | None) -> None:
         """After a range that took `took` seconds: pause while changes flow."""
-        if self.busy is None or self.share >= 1.0 or not self.busy():
+        if self.behind is not None and self.behind():
+            share = self.share_behind
+        elif self.busy is not None and self.busy():
+            share = self.share
+        else:
             return
-        pause = min(MAX_PAUSE_S, took * (1.0 - self.share) / self.share)
+        if share >= 1.0:
+            return
+        pause = min(MAX_PAUSE_S, took * (1.0 - share) / share)
         started = self.clock()
         if stop is not None:
             stop.wait(pause)

@@ -118,6 +118,7 @@ class ReplayService:
         self._done: DoneQueue = queue.Queue()
         self._in_flight = 0
         self._last_delivery = 0.0  # monotonic time of the last message received
+        self._behind = False  # changes waiting on the broker at the last look (its depth)
         self._gen = 0
         self._reconcile_when_caught_up = False
         self._conns: tuple[Connection, Connection] | None = None
@@ -321,6 +322,7 @@ class ReplayService:
                 with contextlib.suppress(*TRANSIENT):
                     depth = queue_depth(channel, opts.queue_name)
                     self.metrics.queue_depth.set(depth)
+                    self._behind = depth > 0
                     if self._reconcile_when_caught_up and depth == 0 and self._in_flight == 0:
                         self._reconcile_when_caught_up = False
                         self._event("run-sync: the changes queued during the catch-up copy "
@@ -424,7 +426,7 @@ class ReplayService:
         assert self.repl is not None
         reconciler = Reconciler(self.repl, slices=self.options.reconcile_slices,
                                 on_repair=lambda n: self.metrics.reconciled.inc(n),
-                                busy=self._replaying)
+                                busy=self._replaying, behind=lambda: self._behind)
         next_at = time.monotonic() + self.options.reconcile_interval_s
         while not self.stop.is_set():
             if not self.reconcile_requested.is_set() and time.monotonic() < next_at:
