@@ -4,7 +4,8 @@ The ring is this file's own (its own launcher, run directory and addresses 127.<
 never the shared `services` fixture's processes. One test runs the grow approach's ring
 steps through the runner (guard, step, `nodetool status` check) and then removes a dead
 node; the rows stay readable throughout. It takes a few minutes (three JVMs started one
-after the other, a bootstrap, a restart, a decommission).
+after the other, a bootstrap, a restart, a decommission). The tests on a real ring are
+`long` (about 6 minutes together here): `make test-long` runs them.
 """
 
 from __future__ import annotations
@@ -299,6 +300,7 @@ def _create_rows(side: CassandraSide, replication: str, keyspace: str = "ks") ->
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.timeout(900)  # three JVMs, a bootstrap, two repairs, a decommission, a removenode
 @pytest.mark.parametrize("ring", [(2, 1)], indirect=True)
 def test_grow_on_a_real_ring(ring: Ring, tmp_path: Path) -> None:
@@ -385,6 +387,7 @@ def test_grow_on_a_real_ring(ring: Ring, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.timeout(900)  # three JVMs, each stopped and started by its conversion, one down
 @pytest.mark.parametrize("ring", [(3, 0)], indirect=True)
 def test_rolling_on_a_real_ring(ring: Ring, tmp_path: Path) -> None:
@@ -492,6 +495,7 @@ def _repairs(session: object, keyspace: str) -> dict[tuple[str, str], list[int]]
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.timeout(1200)  # four repair passes, a decommission and a bootstrap: ~5 min at load 35
 @pytest.mark.parametrize("ring", [(3, 0)], indirect=True)
 def test_factor_changes_and_a_node_rejoining_on_a_real_ring(ring: Ring) -> None:

@@ -8,7 +8,9 @@ status` from every node (exactly the expected nodes, all UN, each keyspace's own
 up to its replicas), the rows all there, the journal's step markers.
 
 grow runs in the smallest ring that has all its steps (2 -> 3 -> 2 instead of 3 -> 5 -> 3);
-stay needs its five nodes.
+stay needs its five nodes. Both are `long` (2-4 minutes each here, with their rings):
+`make test-long` runs them; make test's ring run-through is tests/test_approach_world.py's
+rolling.
 """
 
 from __future__ import annotations
@@ -179,6 +181,7 @@ def _rss_mib(ring: CliRing) -> dict[str, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("cli_ring", [(2, 1, "grow")], indirect=True)
 def test_issu_ring_run_grow_expands_then_shrinks_a_real_ring(cli_ring: CliRing) -> None:
@@ -228,6 +231,7 @@ def test_issu_ring_run_grow_expands_then_shrinks_a_real_ring(cli_ring: CliRing) 
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.timeout(3600)
 @pytest.mark.parametrize("cli_ring", [(5, 0, "stay")], indirect=True)
 def test_issu_ring_run_stay_converts_five_nodes_two_rejoining(cli_ring: CliRing) -> None:
