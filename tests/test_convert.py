@@ -20,6 +20,7 @@ import pytest
 
 from backends.cassandra.connection import CassandraSide
 from backends.cassandra.nodetool import NodeStatus
+from backends.cassandra.ring import KeyspaceReplicas, RingNode, RingView, TokenRange
 from backends.cassandra.ringops import RingOpError
 from backends.controller import (
     BUILTIN_CONTROLLER_PROFILES,
@@ -377,21 +378,38 @@ def test_a_converted_node_that_does_not_serve_stops_the_plan_naming_what_did_not
         journal.close()
 
 
+def _view(keyspaces: dict[str, list[tuple[str, ...]]]) -> RingView:
+    """A ring of Murmur3 tokens -2**62, 0, 2**62: ranges (2**62, -2**62] (it wraps around:
+    50% of the token space), (-2**62, 0] and (0, 2**62] (25% each), each keyspace's with
+    the replicas given."""
+    tokens = [str(-2 ** 62), "0", str(2 ** 62)]
+    return RingView("ring", (RingNode("127.9.0.1", True, "dc1", 1),),
+                    tuple(KeyspaceReplicas(name, "SimpleStrategy", 1, tuple(
+                        TokenRange(tokens[i - 1], tokens[i], replicas[i])
+                        for i in range(len(tokens))))
+                          for name, replicas in keyspaces.items()),
+                    "org.apache.cassandra.dht.Murmur3Partitioner")
+
+
 def test_a_converted_database_node_owning_nothing_stops_the_plan() -> None:
-    """The converted node is UN in the ring but its own `nodetool status ks` shows it owning
-    no share (it joined without its tokens' ranges): the step is refused naming the node
-    and the keyspace, before the next step; a node owning its share passes, said."""
-    node = "127.9.0.1"
+    """The converted node is UN in its own `nodetool status` but the ring's token map
+    places no replica of a keyspace on it (it joined without its tokens' ranges): the step
+    is refused naming the node and the keyspace, before the next step; a node owning its
+    share passes, said with its effective ownership (as `nodetool status <keyspace>`
+    prints it). One nodetool JVM for the node, whatever the number of
+    keyspaces: before, one `nodetool status <keyspace>` per keyspace (ten on the demo's
+    ring: old's and new's), 2-3 s each."""
+    node, other = "127.9.0.1", "127.9.0.2"
     stopped: list[str] = []
+    asked: list[tuple[str, str | None]] = []
 
-    class Owns(_Ring):
-        share: float | None = None
-
+    class Own(_Ring):
         def status(self, address: str, keyspace: str | None = None) -> list[NodeStatus]:
-            return [NodeStatus(node, "UN", 1, self.share if keyspace else None,
+            asked.append((address, keyspace))
+            return [NodeStatus(node, "UN", 1, None,
                                "00000000-0000-0000-0000-000000000001", "dc1")]
 
-    nodetool = Owns(node)
+    nodetool = Own(node)
     events: list[str] = []
     runner = RingRunner(CassandraSide("ring", (node,)), nodetool,  # type: ignore[arg-type]
                         RingHooks(start_database=print, convert=lambda _n: None,
@@ -399,14 +417,24 @@ def test_a_converted_database_node_owning_nothing_stops_the_plan() -> None:
                         poll_s=0.01)
     runner._connect = lambda _what: contextlib.nullcontext(  # type: ignore[method-assign]
         SimpleNamespace(session=None))
-    runner._present = lambda _session, _what: ["ks"]  # type: ignore[method-assign]
+    names = [f"ks{i}" for i in range(10)]
+    view = _view({**{k: [(node,)] * 3 for k in names}, "ks": [(other,)] * 3})
+    runner._read_ring = lambda _conn, _what: view  # type: ignore[method-assign,assignment]
+    runner._present = lambda _s, _w: [k.name for k in view.keyspaces]  # type: ignore
     steps = [RingStep("done", "convert", (node,), f"convert {node}"),
              RingStep("done", "stop", (node,), f"stop v1 on {node}")]
     with pytest.raises(RingOpError, match=re.escape(
-            f"convert {node}: {node} runs but does not serve as a database node: ks: UN, "
-            "owns ?")):
+            f"convert {node}: {node} runs but does not serve as a database node: ks: owns "
+            "nothing (a replica of none of its 3 token ranges)")):
         runner.run(steps)
     assert stopped == []
-    nodetool.share = 100.0
+    # the convert step's own check: one nodetool for eleven keyspaces
+    assert [a for a in asked if a[0] == node][-1:] == [(node, None)]
+    asked.clear()
+    view = _view({**{k: [(node,)] * 3 for k in names}, "ks": [(node,), (other,), (other,)]})
     runner.run(steps)
-    assert stopped == [node] and f"convert {node}: {node} serves: UN, owns ks 100.0%" in events
+    serving = [a for a in asked if a == (node, None)]
+    assert stopped == [node] and len(serving) >= 1 and all(k is None for _, k in asked)
+    said = next(e for e in events if "serves" in e)
+    assert said.startswith(f"convert {node}: {node} serves: UN, owns ks0 100.0%, ")
+    assert said.endswith(", ks 50.0%"), said  # the range that wraps: half the token space

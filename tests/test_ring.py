@@ -29,7 +29,7 @@ from backends.cassandra.nodetool import (
     parse_seeds,
     parse_status,
 )
-from backends.cassandra.ring import read_ring
+from backends.cassandra.ring import ownership, read_ring
 from backends.cassandra.ringops import (
     RingOpError,
     check_ring,
@@ -398,6 +398,18 @@ def test_rolling_on_a_real_ring(ring: Ring, tmp_path: Path) -> None:
     wait_ring(nodetool, first, ring.old, "ring up", timeout_s=300)
     side = CassandraSide("ring", (first,))
     _create_rows(side, "{'class': 'SimpleStrategy', 'replication_factor': 3}")
+    # the converted nodes' serving check reads ownership from the driver's token map: the
+    # same share `nodetool status <keyspace>` prints, on a keyspace where it is not 100%
+    _create_rows(side, "{'class': 'SimpleStrategy', 'replication_factor': 1}", "ks1")
+    with connect(side, request_timeout=60) as conn:
+        view = read_ring(conn.cluster, conn.session, ["ks1"])
+    ks1 = view.keyspace("ks1")
+    assert ks1 is not None
+    printed = {n.address: n.owns for n in nodetool.status(first, "ks1")}
+    shares = {n: ownership(ks1, n, view.partitioner) for n in ring.old}
+    assert all(abs((shares[n] or 0) - (printed[n] or 0)) < 0.06 for n in ring.old), \
+        (shares, printed)
+    assert 99.9 < sum(s or 0 for s in shares.values()) < 100.1
     calls: list[tuple[str, str]] = []
     hooks = RingHooks(start_database=lambda n: ring.launcher.start(ring.service(n)),
                       convert=_converter(ring, tmp_path, calls), stop_v1=lambda n: None)

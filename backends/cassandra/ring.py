@@ -53,6 +53,7 @@ class RingView:
     cluster_name: str
     nodes: tuple[RingNode, ...]
     keyspaces: tuple[KeyspaceReplicas, ...]
+    partitioner: str = ""    # the partitioner's class name, e.g. ...dht.Murmur3Partitioner
 
     @property
     def down(self) -> tuple[str, ...]:
@@ -124,7 +125,29 @@ def read_ring(cluster: Any, session: Any, keyspaces: Iterable[str] | None = None
         result.append(KeyspaceReplicas(name, strategy, replication_factor(options),
                                        _ranges(token_map, name) if placed else (),
                                        datacenter_factors(options)))
-    return RingView(str(metadata.cluster_name or ""), nodes, tuple(result))
+    return RingView(str(metadata.cluster_name or ""), nodes, tuple(result),
+                    str(metadata.partitioner or ""))
+
+
+# The token space of the partitioners with integer tokens: a range's share is its length
+# (modulo the space: the last range wraps around) over the whole.
+_TOKEN_SPACE = {"Murmur3Partitioner": 2 ** 64, "RandomPartitioner": 2 ** 127}
+
+
+def ownership(keyspace: KeyspaceReplicas, node: str, partitioner: str) -> float | None:
+    """`node`'s effective ownership of `keyspace` in percent, as `nodetool status <keyspace>`
+    computes it (the share of the token space whose ranges it holds a replica of), from the
+    ranges' replicas; None when the partitioner's tokens are not integers or no range is
+    known."""
+    space = _TOKEN_SPACE.get(partitioner.rsplit(".", 1)[-1])
+    if space is None or not keyspace.ranges:
+        return None
+    held = 0
+    for token_range in keyspace.ranges:
+        if node in token_range.replicas:
+            length = (int(token_range.end) - int(token_range.start)) % space
+            held += length or space  # one token: its range is the whole ring
+    return 100.0 * held / space
 
 
 def _ranges(token_map: Any, keyspace: str) -> tuple[TokenRange, ...]:

@@ -27,7 +27,7 @@ from typing import Any
 
 from backends.cassandra.connection import CassandraSide, CassandraUnavailable, connect
 from backends.cassandra.nodetool import NodeStatus, Nodetool, NodetoolError
-from backends.cassandra.ring import RingView, read_ring
+from backends.cassandra.ring import RingView, ownership, read_ring
 from backends.cassandra.ringops import (
     RingOpError,
     decommission,
@@ -236,25 +236,36 @@ class RingRunner:
 
     def _serves_database(self, node: str, what: str) -> None:
         """A converted node's positive evidence as a database node, before the next step:
-        its own `nodetool status <keyspace>` shows it UN and owning a share of each ISSU
-        keyspace in the ring. RingOpError naming the node and what did not answer."""
+        its own `nodetool status` shows it UN, and the ring's token map (read through the
+        driver, as the guard reads it: one CQL connection, not one nodetool JVM per
+        keyspace) places replicas of each ISSU keyspace in the ring on it, its effective
+        ownership as `nodetool status <keyspace>` would print it. RingOpError naming the
+        node and what did not answer."""
         with self._connect(what) as conn:
-            keyspaces = self._present(conn.session, what)
-        owns, problems = [], []
-        for keyspace in keyspaces:
-            try:
-                status = self.nodetool.status(node, keyspace)
-            except NodetoolError as exc:
-                problems.append(f"nodetool status {keyspace} on it did not answer: {exc}")
-                break
-            entry = next((n for n in status if n.address == node), None)
+            ring = self._read_ring(conn, what)
+        problems = []
+        try:
+            entry = next((n for n in self.nodetool.status(node) if n.address == node), None)
+        except NodetoolError as exc:
+            problems.append(f"nodetool status on it did not answer: {exc}")
+        else:
             if entry is None:
-                problems.append(f"it is not in its own nodetool status {keyspace}")
-            elif not entry.normal or not entry.owns:
-                problems.append(f"{keyspace}: {entry.state}, owns "
-                                f"{'?' if entry.owns is None else f'{entry.owns}%'}")
+                problems.append("it is not in its own nodetool status")
+            elif not entry.normal:
+                problems.append(f"it is {entry.state} in its own nodetool status")
+        owns = []
+        for keyspace in ring.keyspaces:
+            share = ownership(keyspace, node, ring.partitioner)
+            held = sum(node in r.replicas for r in keyspace.ranges)
+            if not keyspace.ranges:
+                problems.append(f"{keyspace.name}: its token ranges are unknown (the "
+                                "driver does not place the keyspace yet)")
+            elif not held:
+                problems.append(f"{keyspace.name}: owns nothing (a replica of none of its "
+                                f"{len(keyspace.ranges)} token ranges)")
             else:
-                owns.append(f"{keyspace} {entry.owns}%")
+                owns.append(f"{keyspace.name} " + (f"{share:.1f}%" if share is not None else
+                                                   f"{held} of {len(keyspace.ranges)} ranges"))
         if problems:
             raise RingOpError(f"{what}: {node} runs but does not serve as a database node: "
                               + "; ".join(problems) + "; the steps after it are not run")
