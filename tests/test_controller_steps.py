@@ -469,3 +469,44 @@ def test_finalize_stops_old_writers_only_once_they_derived_the_last_changes(
     result = issu_json(world, "abort", timeout=600)
     assert result["ok"], result
     assert _running(world, "v1") == list(WRITERS)
+
+
+def test_a_converted_config_and_control_node_serves_and_the_plan_goes_on(world: Any) -> None:
+    """The ring runner's convert of a controller host (roles config, control, analytics;
+    the demo profile over the real sshd): its services stopped, v2 installed, started again
+    (new processes), and the serving check passes on real answers, its own api-server
+    answering and its control-node UVE in new's analytics-api; the convert step is marked
+    and the plan's next step runs. The refusal is tests/test_convert.py's; here nothing
+    stubs what serves (only nodetool: this host runs no database). Last in the module: it
+    starts v2's writers, which the tests before want stopped."""
+    from dataclasses import replace
+
+    from issu_tui.orchestrator.convert import serving
+    from issu_tui.orchestrator.ringplan import RingStep
+    from issu_tui.ringhooks import controller_runner
+    from tests.test_convert import _Ring
+
+    config = load_config(world.config_path)
+    host = next(h for h in config.new.controllers if h.name == "controller-v2")
+    v2 = world.controller_dir("v2")
+    before = {s: read_pidfile(hostctl.pidfile(v2, s)) for s in ("api-server", "control")}
+    journal = Journal.open(config.state_dir)
+    try:
+        runner = controller_runner(config, ["nodetool"], None, journal, timeout_s=120)
+        runner.nodetool = _Ring(host.address)  # type: ignore[assignment]
+        runner._serves_database = lambda _node, _what: None  # type: ignore[method-assign]
+        went_on: list[str] = []
+        runner.hooks = replace(runner.hooks, stop_v1=went_on.append)
+        steps = [RingStep("done", "convert", (host.address,), f"convert {host.name}"),
+                 RingStep("done", "stop", (host.address,), "the next step")]
+        runner.run(steps)
+        assert went_on == [host.address]
+        assert journal.step_done(f"ring.0.convert.{host.address}")
+        said = [e.message for e in journal.events(kind="ring")]
+        assert any(m.startswith("controller-v2: converted to 5.0.0 (api-server reports 5.0.0")
+                   and "api-server" in m and "control" in m for m in said), said
+    finally:
+        journal.close()
+    after = {s: read_pidfile(hostctl.pidfile(v2, s)) for s in ("api-server", "control")}
+    assert all(after[s] is not None and after[s] != before[s] for s in after)  # restarted
+    assert serving(config.new, host) == []
