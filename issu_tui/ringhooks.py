@@ -147,7 +147,8 @@ def controller_runner(config: IssuConfig, nodetool_argv: Sequence[str],
         cassandra_side(config, "old"), Nodetool(ssh, target, nodetool_argv, timeout_s),
         RingHooks(start_database, convert, stop_v1, rabbit_status, stop_node=stop_node,
                   clear_data=clear_data), keyspaces,
-        zk_hosts=list(config.old.zookeeper.hosts), min_replicas=min_replicas,
+        zk_hosts=list(config.old.zookeeper.hosts),
+        new_zk_hosts=list(config.new.zookeeper.hosts), min_replicas=min_replicas,
         step_done=journal.step_done, mark_step=journal.mark_step,
         on_event=lambda message: _event(journal, message), wait_s=timeout_s)
 

@@ -7,10 +7,12 @@ standalone ZooKeeper and stop nothing (the multi-node ring is tests/test_ring.py
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -487,3 +489,76 @@ def test_a_keyspace_created_while_the_ring_is_read_has_its_replicas(
     finally:
         with connect(side) as conn:
             conn.session.execute(f"DROP KEYSPACE IF EXISTS {name}")
+
+
+class _Srvr:
+    """A ZooKeeper member as the guard asks it: `srvr` answered with a mode (real sockets,
+    on an address of the test network), or no listener at all (unreachable)."""
+
+    def __init__(self, address: str, mode: str | None) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind((address, 0))
+        self.host = f"{address}:{self.sock.getsockname()[1]}"
+        self.mode = mode
+        if mode is None:
+            return  # bound, never listening: refused
+        self.sock.listen(8)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(16)
+                conn.sendall((f"Zookeeper version: 3.8.4\nMode: {self.mode}\n"
+                              if self.mode != "not serving" else
+                              "This ZooKeeper instance is not currently serving requests\n"
+                              ).encode())
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_step_is_guarded_against_news_own_ensemble_once_it_serves() -> None:
+    """Shared hardware: the converted nodes run new's ZooKeeper, an ensemble of its own
+    (new.zookeeper.hosts, not old's). Converting a node whose member of new's ensemble is
+    one of the two serving of three is refused, naming 'ZooKeeper ensemble (new)'; while
+    new's ensemble is still below quorum (its members come up as the nodes are converted)
+    the step goes on. Before, the runner read old's ensemble only and passed the step."""
+    from tests.services_plugin import test_net
+
+    net = test_net()
+    nodes = [f"127.{net}.9.{i}" for i in (1, 2, 3)]
+    old_zk = _Srvr(f"127.{net}.9.10", "standalone")
+    step = RingStep("computes", "convert", (nodes[1],), f"convert {nodes[1]} to v2",
+                    stops=(nodes[1],))
+
+    def runner(new: list[_Srvr]) -> RingRunner:
+        run = RingRunner(CassandraSide("ring", (nodes[0],)), None,  # type: ignore[arg-type]
+                         RingHooks(start_database=print, convert=print, stop_v1=print),
+                         ["config_db_uuid"], zk_hosts=[old_zk.host],
+                         new_zk_hosts=[m.host for m in new])
+        run._connect = lambda _what: contextlib.nullcontext(  # type: ignore[method-assign]
+            SimpleNamespace(session=None))
+        run._read_ring = lambda _c, _w, everything=False: _ring(nodes)  # type: ignore
+        return run
+
+    serving = [_Srvr(nodes[0], "leader"), _Srvr(nodes[1], "follower"),
+               _Srvr(nodes[2], "not serving")]
+    growing = [_Srvr(nodes[0], "not serving"), _Srvr(nodes[1], None), _Srvr(nodes[2], None)]
+    try:
+        with pytest.raises(RingStepRefused) as refused:
+            runner(serving).guard(step)
+        message = str(refused.value)
+        assert "ZooKeeper ensemble (new)" in message and step.does in message, message
+        assert f"{nodes[1]} (stopped by the step)" in message, message
+        runner(growing).guard(step)  # new's ensemble does not serve yet: nothing to lose
+    finally:
+        for member in (old_zk, *serving, *growing):
+            member.close()

@@ -140,24 +140,31 @@ def guard_leave(ring: RingView, step: str, leaving: Iterable[str]) -> GuardResul
     return GuardResult(step, leaves, tuple(refusals), tuple(checked))
 
 
-def guard_ensemble(ensemble: EnsembleView, step: str, stopping: Iterable[str]) -> GuardResult:
+def guard_ensemble(ensemble: EnsembleView, step: str, stopping: Iterable[str],
+                   name: str = "", *, only_if_serving: bool = False) -> GuardResult:
     """Refuse `step` if stopping `stopping` would leave the ZooKeeper ensemble without a
-    majority of its voting members serving."""
+    majority of its voting members serving. `name` tells two ensembles apart (old, new);
+    `only_if_serving`: refuse only a step that takes an ensemble at quorum below it (new's
+    on shared hardware grows member by member as the nodes are converted: below quorum
+    until enough are, which no step can make worse)."""
     stops = tuple(dict.fromkeys(stopping))
     stopped = HostSet(stops)
     members = ensemble.voters
     touched = [m for m in members if m.host in stopped]
     serving_after = [m.host for m in members if m.serving and m.host not in stopped]
     needed = len(members) // 2 + 1
-    checked = (f"ZooKeeper: {len(members)} voting members, needs {needed} serving",)
-    if not touched or len(serving_after) >= needed:
+    label = f" ({name})" if name else ""
+    checked = (f"ZooKeeper{label}: {len(members)} voting members, needs {needed} serving",)
+    serving_now = sum(m.serving for m in members)
+    if not touched or len(serving_after) >= needed or (only_if_serving
+                                                       and serving_now < needed):
         return GuardResult(step, stops, (), checked)
     marks = ", ".join(
         m.host + (" (stopped by the step)" if m.host in stopped
                   else f" ({m.mode})" if not m.serving else "")
         for m in members)
     return GuardResult(step, stops, (Refusal(
-        "ZooKeeper ensemble", step, stops,
+        f"ZooKeeper ensemble{label}", step, stops,
         f"{len(members)} voting members need {needed} serving; of {marks} "
         f"{len(serving_after)} would serve"),), checked)
 

@@ -37,7 +37,7 @@ from backends.cassandra.ringops import (
     wait_ring,
 )
 from backends.rabbit_cluster import RabbitClusterView
-from backends.zookeeper.ensemble import EnsembleView, read_ensemble
+from backends.zookeeper.ensemble import EnsembleView, read_ensemble, split_host
 from issu_tui.orchestrator.quorum import (
     GuardResult,
     combine,
@@ -72,20 +72,28 @@ class RingHooks:
 
 def guard_step(step: RingStep, ring: RingView, ensemble: EnsembleView | None = None,
                rabbit: RabbitClusterView | None = None,
-               min_replicas: int | None = None) -> GuardResult:
+               min_replicas: int | None = None,
+               new_ensemble: EnsembleView | None = None) -> GuardResult:
     """The runner's guard of one step on what the services say now. A leave must leave room
     for every replica (`ring` with every replicated keyspace, system ones too); a step that
     takes nodes down must keep every keyspace, the ensemble and the broker cluster at
     quorum; one that keeps the database running (stop v1) must find it at quorum, since
     the services it stops fail over to those that use it."""
     down = takes_down(step)
-    results = [unknown_nodes(step.does, step.stops, ring, ensemble)]
+    known = ensemble
+    if new_ensemble is not None:  # a host of either ensemble is a known one
+        known = EnsembleView((*(ensemble.members if ensemble else ()), *new_ensemble.members))
+    results = [unknown_nodes(step.does, step.stops, ring, known)]
     if step.action in ("decommission", "leave"):
         results.append(guard_leave(ring, step.does, step.stops))
     else:
         results.append(guard_ring(ring, step.does, down, min_replicas))
     if ensemble is not None:
-        results.append(guard_ensemble(ensemble, step.does, down))
+        results.append(guard_ensemble(ensemble, step.does, down,
+                                      "old" if new_ensemble is not None else ""))
+    if new_ensemble is not None:
+        results.append(guard_ensemble(new_ensemble, step.does, down, "new",
+                                      only_if_serving=True))
     if rabbit is not None:
         results.append(guard_rabbit(rabbit, step.does, down))
     return combine(*results)
@@ -100,6 +108,9 @@ class RingRunner:
     # names; those not in the ring (new's before pre-sync) are left out at each step
     keyspaces: Sequence[str]
     zk_hosts: Sequence[str] = ()
+    # new's ensemble when it is another one (shared hardware: the converted nodes' v2
+    # ZooKeeper): guarded too once it serves
+    new_zk_hosts: Sequence[str] = ()
     min_replicas: int | None = None
     step_done: Callable[[str], bool] = lambda _key: False
     mark_step: Callable[[str], None] = lambda _key: None
@@ -142,9 +153,12 @@ class RingRunner:
             # system ones too; a node stopping must keep the ISSU keyspaces at quorum.
             ring = self._read_ring(conn, step.does, everything=leaves)
         ensemble = read_ensemble(self.zk_hosts) if self.zk_hosts else None
+        other = [h for h in self.new_zk_hosts if split_host(h) not in
+                 {split_host(o) for o in self.zk_hosts}]
+        new_ensemble = read_ensemble(self.new_zk_hosts) if other else None
         down = takes_down(step)
         rabbit = self.hooks.rabbit_status(down) if down else None
-        result = guard_step(step, ring, ensemble, rabbit, self.min_replicas)
+        result = guard_step(step, ring, ensemble, rabbit, self.min_replicas, new_ensemble)
         if not result.ok:
             raise RingStepRefused("; ".join(str(r) for r in result.refusals))
 
