@@ -124,10 +124,22 @@ def controller_runner(config: IssuConfig, nodetool_argv: Sequence[str],
         failures = []
         for address in sorted(brokers, key=lambda a: a in stopped):
             try:
-                return parse_cluster_status(
+                view = parse_cluster_status(
                     controllers.rabbit_status(target(address), hosts[address].profile))
             except (ControllerError, RabbitStatusError) as exc:
                 failures.append(f"{address}: {exc}")
+                continue
+            # a member is matched to a host by resolving its node name's host part here:
+            # a stopped broker no member resolves to would pass as "not touched"
+            unmatched = [a for a in brokers if a in stopped
+                         and not any(view.host(m) in HostSet([a]) for m in view.members)]
+            if unmatched:
+                raise ControllerError(
+                    f"the broker on {', '.join(unmatched)} (stopped by the step) is none of "
+                    f"the RabbitMQ cluster's members as this host resolves their names "
+                    f"({', '.join(view.members)}), so the step is not guarded: make those "
+                    "names resolve to the hosts' addresses here (DNS or /etc/hosts)")
+            return view
         # nothing shows stopping the broker safe: refused rather than guessed
         raise ControllerError("the RabbitMQ cluster's status could not be read, so stopping "
                               f"the broker on {', '.join(stopping)} is not guarded: "

@@ -35,6 +35,7 @@ from issu_tui.orchestrator.quorum import (
 )
 from issu_tui.orchestrator.ringplan import RingStep
 from issu_tui.orchestrator.ringrun import RingHooks, RingRunner, RingStepRefused
+from tests.test_controller import ssh  # noqa: F401
 
 A, B, C, D, E = (f"10.0.0.{i}" for i in range(1, 6))
 
@@ -311,8 +312,8 @@ def _runner(side: CassandraSide, keyspaces: list[str]) -> RingRunner:
     from backends.cassandra.nodetool import Nodetool
     from backends.ssh import SshExecutor, SshTarget
 
-    ssh = SshExecutor(Path("/nonexistent/known_hosts"))
-    nodetool = Nodetool(ssh, lambda a: SshTarget(a, a, 22, "nobody", Path("/nonexistent/key")))
+    nowhere = SshExecutor(Path("/nonexistent/known_hosts"))
+    nodetool = Nodetool(nowhere, lambda a: SshTarget(a, a, 22, "nobody", Path("/nonexistent/key")))
     hooks = RingHooks(start_database=print, convert=print, stop_v1=print)
     return RingRunner(side, nodetool, hooks, keyspaces)
 
@@ -562,3 +563,60 @@ def test_a_step_is_guarded_against_news_own_ensemble_once_it_serves() -> None:
     finally:
         for member in (old_zk, *serving, *growing):
             member.close()
+
+
+@pytest.mark.services
+def test_a_stopped_broker_no_member_name_resolves_to_is_refused_not_passed(
+        ssh: Endpoints, tmp_path: Path) -> None:  # noqa: F811
+    """A database host running a broker (its profile maps rabbitmq, over the real sshd),
+    the cluster's members named `rabbit@<short name>` as RabbitMQ names them, a name the
+    issu host cannot resolve: the step stopping that host is refused, naming it and the
+    members. Before, no member matched the stopped address, the guard counted the broker
+    as untouched and passed the step. Members named by their addresses are matched."""
+    import json as jsonlib
+
+    from backends.compute import script_item
+    from backends.controller import ControllerError
+    from issu_tui.config import IssuConfig
+    from issu_tui.journal import Journal
+    from issu_tui.ringhooks import controller_runner
+
+    s = ssh.ssh
+    address = s.addresses[1]
+
+    def config(members: list[str]) -> IssuConfig:
+        status = jsonlib.dumps({"disk_nodes": members, "running_nodes": members})
+        host = {"name": "db-1", "address": address, "roles": ["database"],
+                "ssh_user": s.user, "ssh_key": str(s.key_path), "ssh_port": s.port,
+                "profile": "site"}
+
+        def side(name: str) -> dict[str, object]:
+            return {"name": name, "version": "4.1.0" if name == "old" else "5.0.0",
+                    "cassandra": {"hosts": [address], "prefix": name},
+                    "zookeeper": {"hosts": [f"{address}:1"], "prefix": name},
+                    "rabbit": {"hosts": [f"{address}:1"],
+                               "vhost": "/" if name == "old" else "/v2"},
+                    "controllers": [host] if name == "old" else []}
+
+        return IssuConfig.model_validate({
+            "state_dir": str(tmp_path / "state"), "old": side("old"), "new": side("new"),
+            "ssh": {"known_hosts": str(s.known_hosts_path)},
+            "controller_profiles": {"site": {"base": "systemd",
+                                             "rabbit_status": f"echo {script_item(status)}"}}})
+
+    journal = Journal.open(tmp_path / "journal")
+    try:
+        named = controller_runner(config(["rabbit@nowhere-h18t-1", "rabbit@nowhere-h18t-2",
+                                          "rabbit@nowhere-h18t-3"]), ["nodetool"], None,
+                                  journal)
+        with pytest.raises(ControllerError, match=(
+                f"the broker on {address} \\(stopped by the step\\) is none of the RabbitMQ "
+                "cluster's members as this host resolves their names \\(rabbit@nowhere-")):
+            named.hooks.rabbit_status((address,))
+        members = [f"rabbit@{address}", "rabbit@10.9.9.2", "rabbit@10.9.9.3"]
+        by_address = controller_runner(config(members), ["nodetool"], None, journal)
+        view = by_address.hooks.rabbit_status((address,))
+        assert view is not None
+        assert guard_rabbit(view, "convert db-1", [address]).ok  # one of three running
+    finally:
+        journal.close()
