@@ -23,7 +23,7 @@ from cassandra.policies import RoundRobinPolicy
 from kazoo.client import KazooClient
 from kombu import Connection
 
-from demo.services import Endpoints
+from demo.services import Endpoints, Launcher
 from demo.services.procs import read_pidfile, terminate_group
 from demo.world import World, WorldOptions
 
@@ -190,6 +190,12 @@ def _remove_ring(world: World) -> None:
     launcher.down(names)
     for name in names:
         shutil.rmtree(launcher.service(name).dir, ignore_errors=True)
+    # The session's sshd served the ring nodes' addresses too (each a database host): give
+    # them back, or a later test's own ring on this net (tests/test_ring*.py) finds them in
+    # use, as `make test-long` did after the grow run-through.
+    if world.opts.extra_ssh_hosts:
+        Launcher(world.opts.net, world.opts.services_profile, world.run_dir,
+                 ssh_hosts=world.opts.extra_ssh_hosts).up(["ssh"])
 
 
 def issu(world: World, *args: str, timeout: float = 300, check: bool = False
