@@ -910,6 +910,14 @@ class World:
         progress(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
         return stopped
 
+    def written_config(self) -> Path | None:
+        """The config the last `up` wrote (recorded: `--config` may have put it anywhere)."""
+        remembered = self.dir / "config-path"
+        try:
+            return Path(remembered.read_text().strip()).resolve()
+        except OSError:
+            return None
+
     def _stop_runsync(self) -> list[str]:
         """run-sync outlives the console or daemon that started it (the upgrade goes on
         without them); the world going away takes it too. Its pid is the journal's."""
@@ -931,8 +939,14 @@ class World:
         stopped = []
         # finalize's reverse replication (new -> old, for `issu revert`) is one too: its pid
         # is kept beside the journal
+        # this world's config, or the one `up` wrote (`issu demo down` is not told where
+        # `up --config` put it: its run-sync was spared as another world's)
+        written = self.written_config()
+        configs = [self.config_path, *([written] if written is not None else [])]
         for name, found in (("run-sync", pid), ("reverse-sync", _reverse_pid(path.parent))):
-            group = _runsync_group(found, self.config_path) if found else None
+            group = None
+            if found:
+                group = next((g for c in configs if (g := _runsync_group(found, c))), None)
             if group is not None and group.any_alive():
                 terminate_group(group, 20.0)
                 stopped.append(name)
@@ -1010,8 +1024,7 @@ class World:
         else:
             pieces.append(PieceStatus("workload", "stopped", f"{rate:g} changes/s"))
         pieces.append(self.seed_state())
-        remembered = self.dir / "config-path"
-        written = Path(remembered.read_text().strip()) if remembered.is_file() else None
+        written = self.written_config()
         pieces.append(PieceStatus("config", "ready" if written and written.is_file()
                                   else "missing", str(written or self.config_path)))
         return pieces

@@ -44,3 +44,26 @@ def test_demo_down_stops_the_reverse_replication_and_spares_another_worlds(
         for proc in (reverse, stranger):
             proc.kill()
             proc.wait()
+
+
+def test_demo_down_stops_the_run_sync_of_a_world_whose_config_went_elsewhere(
+        tmp_path: Path) -> None:
+    """`issu demo up --config /tmp/x.toml`, then `issu demo down` (which is not told the
+    config): the reverse replication was spared as another world's and ran on for an hour."""
+    world = World(WorldOptions(net=205, computes=1, run_dir=tmp_path / "run",
+                               config_path=tmp_path / "issu.toml"))
+    state = world.dir / "state"
+    state.mkdir(parents=True)
+    Journal.open(state).close()
+    elsewhere = tmp_path / "elsewhere.toml"
+    elsewhere.write_text("# this world's, written by up --config\n")
+    (world.dir / "config-path").write_text(f"{elsewhere}\n")
+    down = World(WorldOptions(net=205, computes=1, run_dir=tmp_path / "run"))  # as `down`
+    reverse = _sync_run(elsewhere, "--reverse")
+    try:
+        (state / REVERSE_PID).write_text(f"{reverse.pid} {time.time()}\n")
+        assert down._stop_runsync() == ["reverse-sync"]
+        assert reverse.wait(timeout=30) is not None
+    finally:
+        reverse.kill()
+        reverse.wait()
