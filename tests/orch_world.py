@@ -179,6 +179,13 @@ def _patch_config(world: World, changes: dict[str, Any]) -> None:
 def stop_world(world: World) -> None:
     _stop_pieces(world)
     _remove_ring(world)
+    # A ring world's database hosts were served by the session's sshd: give it back its own
+    # addresses, or a later test's own ring on this net (tests/test_ring*.py) finds them in
+    # use, as `make test-long` did after the grow run-through. (fresh_world needs no such
+    # step: its world's up restarts that sshd with the hosts it needs.)
+    if world.ring() is not None and world.opts.extra_ssh_hosts:
+        Launcher(world.opts.net, world.opts.services_profile, world.run_dir,
+                 ssh_hosts=world.opts.extra_ssh_hosts).up(["ssh"])
 
 
 def _remove_ring(world: World) -> None:
@@ -190,12 +197,6 @@ def _remove_ring(world: World) -> None:
     launcher.down(names)
     for name in names:
         shutil.rmtree(launcher.service(name).dir, ignore_errors=True)
-    # The session's sshd served the ring nodes' addresses too (each a database host): give
-    # them back, or a later test's own ring on this net (tests/test_ring*.py) finds them in
-    # use, as `make test-long` did after the grow run-through.
-    if world.opts.extra_ssh_hosts:
-        Launcher(world.opts.net, world.opts.services_profile, world.run_dir,
-                 ssh_hosts=world.opts.extra_ssh_hosts).up(["ssh"])
 
 
 def issu(world: World, *args: str, timeout: float = 300, check: bool = False
