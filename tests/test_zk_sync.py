@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from kazoo.client import KazooClient
 
-from backends.zookeeper.sync import ZkSyncer, zk_sync
+from backends.zookeeper.sync import TXN_MAX_OPS, ZkSyncer, delete_tree, zk_sync
 from backends.zookeeper.tree import read_subtree
 from demo.services import Endpoints
 
@@ -291,3 +291,27 @@ def test_an_invalid_subtree_name_is_refused_before_connecting() -> None:
         zk_sync("127.0.0.1:1", "127.0.0.2:1", subtrees=["id", "../etc"])
     with pytest.raises(ValueError, match="'zookeeper'"):
         zk_sync("127.0.0.1:1", "127.0.0.2:1", allow_missing=iter(["zookeeper"]))
+
+
+def test_delete_tree_drops_a_deep_tree_over_several_transactions_and_nothing_else(zks, prefixes):
+    """The bench's cleanup (and anyone's): more znodes than one multi request holds, on
+    several levels, so parents are deleted in later transactions than their children."""
+    old, _new = zks
+    op, keep = prefixes
+    seeded = seed_contrail_tree(old, f"/{op}")
+    many = f"/{op}/fq-name-to-uuid/many"
+    old.create(many, b"")
+    leaves = 2 * TXN_MAX_OPS + 500
+    for start in range(0, leaves, 500):
+        txn = old.transaction()
+        for i in range(start, start + 500):
+            txn.create(f"{many}/leaf-{i:05d}", b"x")
+        txn.commit()
+    seed_contrail_tree(old, f"/{keep}")
+    before = dump(old, f"/{keep}")
+
+    # The root, the seeded znodes below it, `many` and its leaves.
+    assert delete_tree(old, f"/{op}") == 1 + len(seeded) + 1 + leaves
+    assert old.exists(f"/{op}") is None
+    assert dump(old, f"/{keep}") == before
+    assert delete_tree(old, f"/{op}") == 0
