@@ -114,9 +114,11 @@ class IssuApp(App[int]):
     def __init__(self, backend: ConsoleBackend, *, refresh_interval: float = 2.0,
                  analytics_interval: float = 10.0, controllers_interval: float = 30.0,
                  watch_terminal: bool = False,
-                 executor: EmbeddedExecutor | None = None) -> None:
+                 executor: EmbeddedExecutor | None = None,
+                 greeting: str | None = None) -> None:
         super().__init__()
         self.backend = backend
+        self.greeting = greeting  # told once the dashboard is up (e.g. the demo's hint)
         self.refresh_interval = refresh_interval
         self.analytics_interval = analytics_interval
         self.controllers_interval = controllers_interval
@@ -150,6 +152,8 @@ class IssuApp(App[int]):
             self._poll_controllers()
         if self.watch_terminal:
             self._watch_terminal()
+        if self.greeting:
+            self.notify(self.greeting, timeout=30)
 
     def on_unmount(self) -> None:
         if self.executor is not None:

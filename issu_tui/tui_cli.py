@@ -107,8 +107,9 @@ def driven_elsewhere(backend: ConsoleBackend, config_path: Path) -> str:
 
 
 def run_console(config_path: Path, *, read_only: bool = False, attach: bool = False,
-                refresh_interval: float = 2.0) -> int:
-    """Run the console in this terminal; returns its exit code."""
+                refresh_interval: float = 2.0, greeting: str | None = None) -> int:
+    """Run the console in this terminal; returns its exit code. `greeting`: told in a
+    notification once the console is up."""
     from issu_tui.app import IssuApp
 
     config, backend = _open(config_path, read_only, attach)
@@ -116,7 +117,7 @@ def run_console(config_path: Path, *, read_only: bool = False, attach: bool = Fa
     if backend.options.owns_executor:
         embedded = EmbeddedOrchestrator(config, config_path.resolve(), backend.journal)
     app = IssuApp(backend, refresh_interval=refresh_interval,
-                  watch_terminal=sys.stdin.isatty(), executor=embedded)
+                  watch_terminal=sys.stdin.isatty(), executor=embedded, greeting=greeting)
     try:
         app.run()
     finally:

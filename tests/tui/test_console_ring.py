@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Button
 
-from issu_tui.config import IssuConfig
+from issu_tui.config import IssuConfig, to_toml
 from issu_tui.console_api import ActionRefused
 from issu_tui.journal import Journal
 from issu_tui.orchestrator import phases
@@ -23,7 +23,7 @@ NODES = ["127.36.0.11", "127.36.0.12", "127.36.0.13"]
 JOINING = ["127.36.0.14", "127.36.0.15"]
 
 
-def shared_config(state_dir: Path, approach: str) -> IssuConfig:
+def shared_config_data(state_dir: Path, approach: str) -> dict[str, object]:
     """Old and new on one ring (rolling: the same 3 nodes; grow: 2 more join)."""
     def cluster(name: str, version: str, prefix: str, hosts: list[str]) -> dict[str, object]:
         return {"name": name, "version": version,
@@ -33,10 +33,13 @@ def shared_config(state_dir: Path, approach: str) -> IssuConfig:
                 "control_nodes": [{"name": f"ctl-{name}", "address": hosts[0]}]}
 
     new_hosts = NODES + JOINING if approach == "grow" else NODES
-    return IssuConfig.model_validate({
-        "old": cluster("old", "4.1.0", "v1", NODES),
-        "new": cluster("new", "5.0.0", "v2", new_hosts),
-        "state_dir": str(state_dir), "batch": {"size": 4, "parallel": 2}})
+    return {"old": cluster("old", "4.1.0", "v1", NODES),
+            "new": cluster("new", "5.0.0", "v2", new_hosts),
+            "state_dir": str(state_dir), "batch": {"size": 4, "parallel": 2}}
+
+
+def shared_config(state_dir: Path, approach: str) -> IssuConfig:
+    return IssuConfig.model_validate(shared_config_data(state_dir, approach))
 
 
 def upgrade_at_computes(state_dir: Path, approach: str) -> tuple[Journal, IssuConfig]:
@@ -220,18 +223,7 @@ def test_issu_status_says_the_ring_steps_and_what_they_wait_for(tmp_path: Path) 
     state = tmp_path / "state"
     journal, _ = upgrade_at_computes(state, "grow")
     path = tmp_path / "issu.toml"
-    clusters = []
-    for side, version, prefix, hosts, zk in (
-            ("old", "4.1.0", "v1", NODES, 1), ("new", "5.0.0", "v2", NODES + JOINING, 2)):
-        clusters.append(f"""
-[{side}]
-name = "{side}"
-version = "{version}"
-cassandra = {{ hosts = {hosts}, prefix = "{prefix}" }}
-zookeeper = {{ hosts = ["127.36.0.2{zk}:2181"] }}
-rabbit = {{ hosts = ["127.36.0.31"], vhost = "/{prefix}" }}
-""")
-    path.write_text(f'state_dir = "{state}"\n' + "".join(clusters))
+    path.write_text(to_toml(shared_config_data(state, "grow")))
     try:
         journal.set_phase("done", status="done")
         journal.mark_step(phases.REVERSE_STARTED)

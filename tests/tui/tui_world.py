@@ -25,6 +25,12 @@ NOW = T0 + 3 * 3600 + 125.0
 
 
 def config_for(state_dir: Path, *, analytics: dict[str, str] | None = None) -> IssuConfig:
+    return IssuConfig.model_validate(config_data(state_dir, analytics=analytics))
+
+
+def config_data(state_dir: Path, *, analytics: dict[str, str] | None = None
+                ) -> dict[str, object]:
+    """The config's data (for to_toml when a test needs the file)."""
     def cluster(name: str, version: str, octet: int) -> dict[str, object]:
         data: dict[str, object] = {
             "name": name, "version": version,
@@ -37,10 +43,10 @@ def config_for(state_dir: Path, *, analytics: dict[str, str] | None = None) -> I
             data["analytics"] = {"url": analytics[name]}
         return data
 
-    return IssuConfig.model_validate({
+    return {
         "old": cluster("old", "4.1.0", 1), "new": cluster("new", "5.0.0", 2),
         "state_dir": str(state_dir), "batch": {"size": 4, "parallel": 2},
-    })
+    }
 
 
 def build_journal(state_dir: Path, computes: int = 12, *, phase: str = "computes",
