@@ -48,7 +48,13 @@ from backends.cassandra.verify import Verifier
 from backends.rabbit import RabbitSide, connection, object_update_exchange, queue_depth
 from bench.load_generator import ANNOUNCED, Generator, GeneratorPool
 from bench.machine import Machine, bench_services
-from bench.replay_peers import Recorded, Statements, replay_ceiling
+from bench.replay_peers import (
+    PacedResult,
+    Recorded,
+    Statements,
+    paced_replay,
+    replay_ceiling,
+)
 from bench.spy import Recording, summary
 from demo.services import Endpoints, Launcher
 from demo.services.procs import read_pidfile
@@ -190,6 +196,10 @@ def main() -> int:
     parser.add_argument("--fractions", metavar="F,F",
                         help="rates as fractions of the replay ceiling's (needs --drain), "
                              "instead of --rates")
+    parser.add_argument("--ceiling-lag", action="store_true",
+                        help="then the replay ceiling at each rate (paced, the load "
+                             "generator writing beside it, run-sync paused): the lag of the "
+                             "ceiling's approach itself on this box (needs --drain)")
     parser.add_argument("--original", action="store_true",
                         help="then the original tool's approach (bench/replay_peers.py), "
                              "measured the same way")
@@ -379,6 +389,62 @@ def measure_rates(args: argparse.Namespace, who: str, rates: list[float], gen: L
     return rows, cpu
 
 
+
+def paced_ceiling(args: argparse.Namespace, rates: list[float], gen: Load,
+                  stream: list[Recorded], old_session: object, new_side: CassandraSide,
+                  old_prefix: str, lanes: int, split: CpuSplit,
+                  proc: subprocess.Popen[bytes], listener: Listener
+                  ) -> tuple[list[RateRow], list[tuple[str, float, dict[str, float], float]]]:
+    """The replay ceiling at each rate (bench/replay_peers.paced_replay), into a keyspace of
+    its own, while the load generator writes at that rate beside it and run-sync is paused:
+    the same cores busy with the same writes, without the broker or run-sync. What the
+    generator wrote meanwhile run-sync applies after, before the next rate."""
+    who = "replay ceiling"
+    rows: list[RateRow] = []
+    cpu: list[tuple[str, float, dict[str, float], float]] = []
+    new = connect(new_side)
+    cd.create_schema(new.session, new_side.prefix, tables=CONFIG_DB)
+    try:
+        st = Statements(old_session, new.session, cd.ks_name(old_prefix, "config_db_uuid"),
+                        cd.ks_name(new_side.prefix, "config_db_uuid"))
+        for rate in rates:
+            before = set(gen.written)
+            result: list[PacedResult] = []
+            proc.send_signal(signal.SIGSTOP)
+            try:
+                pacer = threading.Thread(target=lambda rate=rate, result=result: result.append(
+                    paced_replay(st, stream, lanes, rate, args.seconds)))
+                own, wall = time.process_time(), time.monotonic()
+                split.start()
+                pacer.start()
+                achieved = gen.run(rate, args.seconds, args.threads)
+                pacer.join()
+                used = split.stop()
+                own, wall = time.process_time() - own, time.monotonic() - wall
+            finally:
+                proc.send_signal(signal.SIGCONT)
+            (paced,) = result
+            if paced.errors:
+                raise RuntimeError(f"the paced replay ceiling failed {len(paced.errors)} "
+                                   f"changes: {paced.errors[:3]}")
+            # this process ran the ceiling's lanes beside the generator's coordination
+            used[who] = own / wall
+            used["generator"] = max(0.0, used["generator"] - used[who])
+            lags = paced.lags
+            rows.append((who, rate, achieved, len(lags), len(lags), quantile(lags, 0.5),
+                         quantile(lags, 0.99), max(lags) if lags else float("nan"),
+                         os.getloadavg()[0]))
+            cpu.append((who, rate, used, 0.0))
+            print(f"{who} at {rate:.0f}/s beside the generator ({achieved:.0f}/s): p50 "
+                  f"{rows[-1][5] * 1000:.0f} ms, p99 {rows[-1][6] * 1000:.0f} ms", flush=True)
+            ids = [i for i in gen.written if i not in before]
+            wait_republished(listener, ids, 600)  # run-sync caught up: the next rate is clean
+    finally:
+        cd.drop_schema(new.session, new_side.prefix)
+        new.close()
+    return rows, cpu
+
+
 def step_profile(profile: Path, rate: float) -> Path:
     return profile.with_name(f"{profile.stem}-{rate:.0f}{profile.suffix or '.txt'}")
 
@@ -481,6 +547,7 @@ def run(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
     idle: dict[str, float] = {}
     cpu: list[tuple[str, float, dict[str, float], float]] = []
     ceiling_rate = 0.0
+    stream: list[Recorded] = []
     ok = False
     gen: Load = (
         GeneratorPool(args.generators, old_side, old_prefix, old_rabbit, project,
@@ -523,6 +590,12 @@ def run(args: argparse.Namespace, launcher: Launcher, eps: Endpoints,
                                   splits)
         rows += got
         cpu += [("run-sync", *u) for u in used]
+        if args.ceiling_lag and stream:
+            got, used = paced_ceiling(args, rates, gen, stream, old.session,
+                                      replace(new_side, prefix=f"brp{tag}"), old_prefix,
+                                      lanes, split, proc, listener)
+            rows += got
+            cpu += used
         # every change republished is not yet every change applied and acknowledged (a
         # quarantined one is never republished): verify only once run-sync is idle
         idle_s = wait_idle(state, old_rabbit, queue)
@@ -714,6 +787,11 @@ def report_lines(args: argparse.Namespace, drains: list[Drained], rows: list[Rat
         out.append(f"| {who} | {rate:.0f} | {of_ceiling(rate)} | {achieved:.0f} | "
                    f"{of_ceiling(achieved)} | {n} | {got} | {p50 * 1000:.0f} | "
                    f"{p99 * 1000:.0f} | {mx * 1000:.0f} | {load:.1f} |")
+    if any(row[0] == "replay ceiling" for row in rows):
+        out += ["", "replay ceiling rows: the ceiling's approach at that rate (each change due "
+                "at its place in the stream, applied from memory, no broker), the load "
+                "generator writing at the same rate beside it and run-sync paused; lag = "
+                "written on new minus due."]
     out += ["", "cores used while the generator ran (CPU s / wall s; the box has "
             f"{os.cpu_count()} cores), and the peer's CPU per change:", ""]
     names = [n for n in (cpu[0][2] if cpu else {}) if n not in ("run-sync", "original")]

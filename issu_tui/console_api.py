@@ -16,7 +16,8 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -290,6 +291,9 @@ class ConsoleBackend:
         self._lag_history: deque[float] = deque(maxlen=LAG_HISTORY)
         self._lag_seen_at: float | None = None
         self._fleet = FleetCounts()
+        # the journal's step markers, read once per look (a snapshot, a check before an
+        # action) and kept for that look in its own thread only: see _one_look
+        self._look = threading.local()
 
     # ------------------------------------------------------------------ opening
 
@@ -349,9 +353,10 @@ class ConsoleBackend:
             events = tuple(self.journal.events(after_id=events_after, limit=event_limit))
         else:
             events = tuple(self.journal.last_events(event_limit))
-        return ConsoleSnapshot(taken_at=now, phase=self._phase_view(now, counts, pending),
-                               sync=self.sync_view(), computes=changes.rows, events=events,
-                               pending_intents=pending,
+        with self._one_look():
+            phase, sync = self._phase_view(now, counts, pending), self.sync_view()
+        return ConsoleSnapshot(taken_at=now, phase=phase, sync=sync, computes=changes.rows,
+                               events=events, pending_intents=pending,
                                phase_history=tuple(self.journal.phase_history()[-100:]),
                                preflight=self.preflight_results(),
                                compute_seq=changes.seq)
@@ -426,10 +431,24 @@ class ConsoleBackend:
                          info.from_version, info.to_version, info.note, tuple(steps), running,
                          step.says, allowed, paused, executor, step, ring)
 
+    @contextmanager
+    def _one_look(self) -> Iterator[None]:
+        """Inside: the step markers are read from the journal once (the phase view asked
+        for them four or five times per poll)."""
+        self._look.done = self.journal.steps_done()
+        try:
+            yield
+        finally:
+            self._look.done = None
+
+    def _steps_done(self) -> Mapping[str, float]:
+        done: Mapping[str, float] | None = getattr(self._look, "done", None)
+        return done if done is not None else self.journal.steps_done()
+
     def _ring(self, phase: str | None) -> RingView | None:
         """The approach's ring steps as `phase` sees them (None: the approach has none)."""
         approach = self.journal.orchestrator_state().approach
-        done = self.journal.steps_done()
+        done = self._steps_done()
         return ring_view(self.config, approach, phase, done, phases.WAY_BACK_CLOSED in done)
 
     def _next_phase(self, phase: str) -> str | None:
@@ -437,7 +456,7 @@ class ConsoleBackend:
         current phase offers running phases (before run-sync); None from run-sync on."""
         if "phase" not in phases.phase(phase).offers:
             return None
-        done = self.journal.steps_done()
+        done = self._steps_done()
         for name in phases.RUNNABLE[:phases.RUNNABLE.index("run-sync") + 1]:
             if phases.phase_marker(name) not in done:
                 return name
@@ -527,12 +546,12 @@ class ConsoleBackend:
 
     def _way_back_open(self) -> bool:
         """After finalize: the reverse replication was started and close-way-back not run."""
-        done = self.journal.steps_done()
+        done = self._steps_done()
         return phases.REVERSE_STARTED in done and phases.WAY_BACK_CLOSED not in done
 
     def _runsync_state(self) -> str:
         """not started, running, held (stopped by the operator), stopped (by finalize)."""
-        done = self.journal.steps_done()
+        done = self._steps_done()
         if phases.phase_marker("run-sync") not in done:
             return "not started"
         if any(m in done for m in ("finalize.run-sync-stopping", "finalize.stop-run-sync")):
@@ -643,9 +662,10 @@ class ConsoleBackend:
         info = self.journal.phase()
         counts = state_counts(self.journal.computes())
         pending = self._open_intents()
-        allowed = self._allowed(info.phase, counts, pending, self._paused(),
-                                self._next_phase(info.phase),
-                                self._ring(info.phase)) if info else set()
+        with self._one_look():
+            allowed = self._allowed(info.phase, counts, pending, self._paused(),
+                                    self._next_phase(info.phase),
+                                    self._ring(info.phase)) if info else set()
         if action not in allowed:
             phase = info.phase if info else "not planned"
             raise ActionRefused(f"{action} is not allowed now (phase: {phase})")
@@ -729,10 +749,12 @@ class ConsoleBackend:
         counts = state_counts(self.journal.computes())
         pending = self._open_intents()
         paused = self._paused()
-        next_phase = self._next_phase(info.phase)
-        ring = self._ring(info.phase)
-        allowed = self._allowed(info.phase, counts, pending, paused, next_phase, ring)
-        step = self._next_step(info.phase, counts, allowed, pending, paused, next_phase, ring)
+        with self._one_look():
+            next_phase = self._next_phase(info.phase)
+            ring = self._ring(info.phase)
+            allowed = self._allowed(info.phase, counts, pending, paused, next_phase, ring)
+            step = self._next_step(info.phase, counts, allowed, pending, paused, next_phase,
+                                   ring)
         if step.action == "upgrade":
             left = tuple(natural_sorted(c.name for c in self.journal.computes()
                                         if c.state in UPGRADABLE))

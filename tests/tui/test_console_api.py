@@ -248,3 +248,21 @@ def test_running_names_what_the_executor_runs_and_the_finalize_step(world) -> No
     journal.event("finalize", "post-sync: running", step="post-sync")
     journal.event("sync", "post-sync: started (run 1)")
     assert f"finalize post-sync #{finalize}" in backend.snapshot().phase.running
+
+
+def test_a_poll_reads_the_step_markers_once(world, monkeypatch) -> None:
+    """The phase view asks for the markers in five places (the next phase, the ring steps,
+    the way back, run-sync's state...): one journal read per poll serves them all, and an
+    action's check reads them afresh."""
+    journal, config = world
+    backend = make_backend(journal, config)
+    reads = []
+    real = journal.steps_done
+    monkeypatch.setattr(journal, "steps_done", lambda: reads.append(1) or real())
+    backend.snapshot()
+    assert len(reads) == 1
+    backend.next_step()
+    assert len(reads) == 2
+    backend.journal.mark_step("finalize.stop-run-sync")  # read fresh by the next look
+    assert backend.snapshot().phase.allowed == backend.snapshot().phase.allowed
+    assert len(reads) == 4
