@@ -133,11 +133,12 @@ def draw_lag(plt, series: dict[str, list[tuple[float, float, float]]],  # type: 
         x = [p[0] for p in points]
         ax.plot(x, [p[1] for p in points], "o" + style, label=f"{who} p50")
         ax.plot(x, [p[2] for p in points], "s" + style, label=f"{who} p99")
+    ax.axhline(1000, color="0.4", linestyle=":", linewidth=1, label="1 s (the p99 target)")
     ax.set_yscale("log")
     ax.set_xlabel("changes/s achieved, as a fraction of the replay ceiling's" if of_ceiling
                   else "changes/s achieved by the load generator")
     ax.set_ylabel("lag, ms")
-    ax.set_title("written on old -> republished on new")
+    ax.set_title("lag: written on old -> on new (run-sync: republished)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from demo.services.launcher import Launcher
-from demo.services.ring import RingNodeService, nodetool_path, ring_address
+from demo.services.ring import RingNodeService, ring_address
 
 # approach -> (the ring's nodes, the spares that join it): what `issu plan` needs of each
 APPROACH_RINGS: dict[str, tuple[int, int]] = {"rolling": (3, 0), "grow": (3, 2), "stay": (5, 0)}
@@ -125,11 +125,11 @@ def profiles(layout: RingLayout, launcher: Launcher, world_dir: Path) -> dict[st
     return out
 
 
-def how_to_run(layout: RingLayout, run_dir: Path, config: Path) -> str:
-    tool = nodetool_path(run_dir)
+def how_to_run(layout: RingLayout, config: Path) -> str:
+    """The status lines of a ring world (the config's [ring] nodetool is the ring's own, so
+    the steps need no --nodetool)."""
     return (f"ring:       {layout.approach} on {len(layout.nodes)} Cassandra nodes "
             f"{layout.nodes[0]}..{layout.nodes[-1].rsplit('.', 1)[1]} (old and new share "
             f"it, new's keyspaces {NEW_PREFIX}_*)\n"
-            f"            issu plan --approach {layout.approach} -c {config}; then "
-            f"issu ring run --approach {layout.approach} --when plan|computes|done "
-            f"--nodetool {tool} -c {config}")
+            f"            the console's n runs its ring steps in turn; by hand: "
+            f"issu ring run --approach {layout.approach} --when plan|computes|done -c {config}")

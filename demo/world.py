@@ -1072,7 +1072,7 @@ class World:
             f"v2:         api http://{self.controller_address('v2')}:8082  analytics "
             f"http://{self.controller_address('v2')}:8081  (fenced until finalize)",
             compute,
-            *([ring_world.how_to_run(layout, self.run_dir, self.config_path)]
+            *([ring_world.how_to_run(layout, self.config_path)]
               if (layout := self.ring()) else []),
             f"stop:       issu demo down --net {self.opts.net}",
         ])
