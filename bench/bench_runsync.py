@@ -63,7 +63,9 @@ from tests.runsync_config import runsync_toml
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DB = {"config_db_uuid": cd.CONTRAIL_TABLES["config_db_uuid"]}
-BEGIN, END = "<!-- runsync:begin -->", "<!-- runsync:end -->"
+def markers(block: str) -> tuple[str, str]:
+    return f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
+
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -229,6 +231,10 @@ def main() -> int:
                         const=ROOT / "docs" / "benchmarks.md",
                         help="put the results between the run-sync markers of this page "
                              "(default docs/benchmarks.md)")
+    parser.add_argument("--block", default="runsync", metavar="NAME",
+                        help="the markers --write puts the results between: <!-- NAME:begin "
+                             "--> and <!-- NAME:end --> (default runsync; make bench writes "
+                             "its profiled run to runsync-profile)")
     parser.add_argument("--keep", action="store_true",
                         help="leave the services running at the end (default: stop those "
                              "this run started)")
@@ -256,7 +262,7 @@ def main() -> int:
             hog.wait()
     print(f"machine: {machine.finish().line()}")
     if args.write:
-        write_report(args.write, machine, lines)
+        write_report(args.write, machine, lines, args.block)
     return code
 
 
@@ -805,15 +811,19 @@ def report_lines(args: argparse.Namespace, drains: list[Drained], rows: list[Rat
     return out
 
 
-def write_report(path: Path, machine: Machine, lines: list[str]) -> None:
-    """The run's tables between the run-sync markers of `path` (docs/benchmarks.md)."""
+def write_report(path: Path, machine: Machine, lines: list[str], block_name: str) -> None:
+    """The run's tables between the `block_name` markers of `path` (docs/benchmarks.md)."""
+    begin, end = markers(block_name)
     command = ".venv/bin/python -m bench.bench_runsync " + " ".join(sys.argv[1:])
-    block = "\n".join([BEGIN, "### Latest", "", f"Measured {machine.line()}. Command:", "",
-                       "```", command, "```", "", *lines, END]) + "\n"
+    title = {"runsync": "### Latest",
+             "runsync-profile": "### Where run-sync's CPU goes (py-spy), latest"}.get(
+                 block_name, f"### Latest ({block_name})")
+    block = "\n".join([begin, title, "", f"Measured {machine.line()}. Command:", "",
+                       "```", command, "```", "", *lines, end]) + "\n"
     text = path.read_text() if path.exists() else "# Benchmarks\n\n## run-sync\n\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1].lstrip("\n")
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1].lstrip("\n")
     else:
         text = text.rstrip("\n") + "\n\n" + block
     path.write_text(text)

@@ -14,6 +14,11 @@ trap '$PY -m demo.services down --net $NET --profile test >/dev/null 2>&1 || tru
 $PY -m bench.bench_presync --net "$NET" --cells 1000000 --wide 1000000
 $PY -m bench.bench_runsync --net "$NET" --drain 20000 --fractions 0.2,0.4,0.6,0.8 --seconds 20 --original --ceiling-lag \
     --write --plot docs/plots/runsync-lag.png
+# where run-sync's CPU goes (py-spy on its processes, GIL samples), in a run of its own: the
+# sampling costs run-sync a share of the cores, so it is kept out of the figures above
+$PY -m bench.bench_runsync --net "$NET" --drain 20000 --fractions 0.6 --seconds 20 \
+    --profile "${TMPDIR:-/tmp}/issu-runsync-profile.txt" --profile-steps --profile-gil \
+    --write --block runsync-profile
 $PY -m bench.bench_zksync --net "$NET" --nodes 100000 --write
 $PY bench/bench_tui.py
 $PY bench/bench_orchestrator.py --net "$NET" --computes 1000 --parallel 50 --work-s 2 --write
