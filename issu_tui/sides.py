@@ -117,10 +117,10 @@ def run_sync_options(config: IssuConfig, *, catch_up: bool = True,
     options = RunSyncOptions(
         queue_name=sync.queue_name,
         # Applying a message is mostly waiting on Cassandra round trips: 8 lanes per unit of
-        # sync.concurrency (64 by default), each object always in the same lane. More lanes
-        # make bigger group commits (combine.py): fewer requests and thread wake-ups per
-        # change (64 lanes drained 1.3x faster than 32 with 20 % less CPU per change,
-        # docs/benchmarks.md).
+        # sync.concurrency (64 by default, in each apply process), an object in one lane at
+        # a time. More lanes make bigger group commits (combine.py): fewer requests and
+        # thread wake-ups per change (64 lanes drained 1.3x faster than 32 with 20 % less
+        # CPU per change, docs/benchmarks-archive.md).
         concurrency=sync.concurrency * 8,
         prefetch=prefetch or sync.concurrency * 32 * sync.apply_processes,
         processes=sync.apply_processes,

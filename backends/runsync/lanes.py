@@ -5,7 +5,7 @@ Any idle lane takes the next object that has a change waiting; an object with a 
 progress keeps its later messages until that change is done, then the same lane applies
 them. (Lanes used to be picked by a hash of the uuid: a change then waited behind an
 unrelated object's slow change in its lane while other lanes idled, which at a low rate
-was most of the lag: docs/benchmarks.md.)
+was most of the lag: docs/benchmarks-archive.md.)
 
 A message for an object that already has one waiting joins it, and one re-read and replace
 serves them all (the content is read from old when the work starts, so it covers every

@@ -19,7 +19,7 @@ prefetch), `share_behind` of it. A whole pass compares every partition of both s
 s of one interpreter on the 2-core bench box with 20,000-30,000 objects); run flat out in the
 consuming process while changes flowed, it took 39 % of that process's CPU samples and
 repaired hundreds of objects whose messages were only in flight, and paced to a quarter it
-still queued changes when the replay had no room to spare (docs/benchmarks.md). It is a
+still queued changes when the replay had no room to spare (docs/benchmarks-archive.md). It is a
 safety net: later is fine, slowing the replay is not.
 """
 
