@@ -514,6 +514,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive-budget", type=float, default=180.0,
                         help="seconds the naive copy may run; its rate is measured over that")
     parser.add_argument("--skip", default="", help="comma list of methods to skip")
+    parser.add_argument("--pairs", type=int, default=0, metavar="N",
+                        help="then N rounds of issu and the read+write ceiling back to back "
+                             "on the same data (each method's rows above run minutes apart, "
+                             "at whatever load the box has then: a pair compares like with "
+                             "like)")
     parser.add_argument("--no-seed", action="store_true", help="reuse the seeded old side")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--keep", action="store_true",
@@ -594,13 +599,25 @@ def _measure(args: argparse.Namespace, argv: list[str] | None, machine: Machine)
                                                               "its cells spill to disk)", again)]
         for label, r in wide_rows:
             print(f"wide {label}: {r['seconds']:.1f}s peak RSS {r['peak_rss_mb']} MB", flush=True)
-    _write_report(args, command, results, wide_rows, machine.finish())
+    pairs = []
+    for round_ in range(1, args.pairs + 1):
+        pair = []
+        for method in ("issu", "readwrite2"):
+            _reset_new(args.net, keep_schema=True)
+            pair.append(_child(method, args))
+        issu_rate, rw_rate = (float(r["cells"]) / float(r["seconds"]) for r in pair)
+        print(f"pair {round_}: issu {issu_rate:,.0f}/s, read+write ceiling {rw_rate:,.0f}/s: "
+              f"{issu_rate / rw_rate:.2f}x", flush=True)
+        pairs.append((pair[0], pair[1]))
+    _write_report(args, command, results, wide_rows, machine.finish(), pairs)
     return 0
 
 
 def _write_report(args: argparse.Namespace, command: str,
                   results: dict[str, dict[str, object]],
-                  wide_rows: list[tuple[str, dict[str, object]]], machine: Machine) -> None:
+                  wide_rows: list[tuple[str, dict[str, object]]], machine: Machine,
+                  pairs: list[tuple[dict[str, object], dict[str, object]]] | None = None
+                  ) -> None:
     lines = [BEGIN, "## pre-sync (Cassandra copy engine)", "",
              f"Measured {machine.line()}; both Cassandra 5.0 nodes on the same host (compare "
              "the ratios of one run; absolute figures depend on the load). Command:", "",
@@ -641,6 +658,18 @@ def _write_report(args: argparse.Namespace, command: str,
         a = float(results["issu"]["cells"]) / float(results["issu"]["seconds"])
         b = float(results["naive"]["cells"]) / float(results["naive"]["seconds"])
         lines += [f"issu / naive: {a / b:.2f}x."]
+    if pairs:
+        lines += ["", "In pairs: issu, then the read+write ceiling right after it on the same "
+                  "data (new emptied before each), so both run at about the same load:", "",
+                  "| round | issu cells/s | CPU s: client / new JVM | read+write ceiling cells/s "
+                  "| CPU s: client / new JVM | issu vs ceiling | load (1 min) before -> after |",
+                  "|---:|---:|---|---:|---|---:|---|"]
+        for n, (issu, rw_pair) in enumerate(pairs, 1):
+            a = float(issu["cells"]) / float(issu["seconds"])
+            b = float(rw_pair["cells"]) / float(rw_pair["seconds"])
+            lines.append(f"| {n} | {_fmt(a)} | {issu.get('cpu_client')} / {issu.get('cpu_new')} "
+                         f"| {_fmt(b)} | {rw_pair.get('cpu_client')} / {rw_pair.get('cpu_new')} "
+                         f"| **{a / b:.2f}x** | {issu.get('load')}; {rw_pair.get('load')} |")
     if wide_rows:
         lines += ["", f"Wide partition: one obj_fq_name_table partition of {args.wide:,} "
                   "columns, copied by issu alone (default settings: pages of 2,000 rows, "

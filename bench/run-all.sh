@@ -11,7 +11,7 @@ NET=${BENCH_NET:-50}
 DEMO_NET=${BENCH_DEMO_NET:-$((NET + 1))}
 CONTAINERS_NET=${BENCH_CONTAINERS_NET:-$((NET + 2))}
 trap '$PY -m demo.services down --net $NET --profile test >/dev/null 2>&1 || true' EXIT
-$PY -m bench.bench_presync --net "$NET" --cells 1000000 --wide 1000000
+$PY -m bench.bench_presync --net "$NET" --cells 1000000 --wide 1000000 --pairs 2
 $PY -m bench.bench_runsync --net "$NET" --drain 20000 --fractions 0.2,0.4,0.6,0.8 --seconds 20 --original --ceiling-lag \
     --write --plot docs/plots/runsync-lag.png
 # where run-sync's CPU goes (py-spy on its processes, GIL samples), in a run of its own: the
