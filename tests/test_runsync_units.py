@@ -255,7 +255,7 @@ def test_a_reconcile_pass_gives_way_to_the_replay_while_changes_flow() -> None:
 
 def test_a_reconcile_pass_takes_a_twentieth_while_the_replay_is_behind() -> None:
     """Paced to a quarter, a pass still queued changes when the replay had no room to spare
-    (docs/benchmarks.md): while changes wait on the broker it takes a twentieth."""
+    (docs/benchmarks-archive.md): while changes wait on the broker it takes a twentieth."""
     from backends.runsync.reconcile import Reconciler
 
     clock = [0.0]
