@@ -7,7 +7,6 @@ the product never imports the demo.
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -203,28 +202,23 @@ def _up_in_console(world: World) -> None:
         sys.exit(EXIT_CONFIG)
     from issu_tui.tui_cli import run_console
 
-    sys.exit(run_console(world.config_path, greeting=ended_upgrade_hint(world.config_path)))
+    sys.exit(run_console(world.config_path,
+                         greeting=ended_upgrade_hint(world.config_path, world.opts.net)))
 
 
-def ended_upgrade_hint(config_path: Path) -> str | None:
+def ended_upgrade_hint(config_path: Path, net: int) -> str | None:
     """What to tell when the console opens on a demo whose upgrade has ended: the console
     shows that upgrade (its journal), and a second `make demo` would otherwise look stuck."""
-    from issu_tui.journal import Journal, JournalError
-    from issu_tui.orchestrator import phases
+    from demo.ended import ended_phase, new_demo
 
     try:
-        state_dir = load_config(config_path).state_dir
-        if not (state_dir / "journal.db").exists():
-            return None
-        with Journal.open(state_dir, read_only=True) as journal:
-            info = journal.phase()
-    except (ConfigError, JournalError, OSError, sqlite3.Error):
-        return None  # the console itself says what is wrong with them
-    if info is None or info.phase not in phases.PHASE_NAMES \
-            or not phases.phase(info.phase).terminal:
+        phase = ended_phase(load_config(config_path).state_dir)
+    except (ConfigError, OSError):
+        return None  # the console itself says what is wrong with it
+    if phase is None:
         return None
-    return (f"this demo's upgrade has ended (phase {info.phase}): the console shows it. "
-            "For a new one: quit (q), then `make clean` and `make demo`")
+    return (f"this demo's upgrade has ended (phase {phase}): the console shows it. "
+            f"For a new one: quit (q), then {new_demo(net)}")
 
 
 @demo.command()

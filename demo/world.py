@@ -524,6 +524,18 @@ class World:
                 raise WorldError(f"{host.name} not ready ({why}); see {logs}")
             time.sleep(0.3)
 
+    def refuse_if_ended(self, disabled: str) -> None:
+        """A service found disabled in a world whose upgrade has ended was disabled by its
+        finalize: the world cannot come up as it was (a second `make demo` after a finished
+        one); say so and how to start a new demo, rather than how to re-enable the service."""
+        from demo.ended import ended_phase, new_demo
+
+        phase = ended_phase(self.dir / "state")
+        if phase is not None:
+            raise WorldError(f"this demo's upgrade has ended (phase {phase}) and its end "
+                             f"disabled {disabled}, so this world cannot come up again as it "
+                             f"was. For a new demo: {new_demo(self.opts.net)}")
+
     def _control_nodes(self, cluster: str) -> list[dict[str, str]]:
         return [{"name": _control_name(cluster, h.index), "address": h.address}
                 for h in self.controller_hosts(cluster)]
@@ -540,6 +552,7 @@ class World:
         disabled = [s for s in hostctl.ROLES if hostctl.disabled_marker(directory, s).exists()]
         if disabled:
             # disabled by the `demo` controller profile: a restart must not bring it back
+            self.refuse_if_ended(f"{', '.join(disabled)} of {cluster}")
             raise WorldError(f"controller {cluster}: {', '.join(disabled)} disabled; enable: "
                              f"python -m demo.controller.hostctl --dir {directory} enable "
                              f"{disabled[0]}")

@@ -98,6 +98,7 @@ class ContainerHosts:
             return
         for service in missing:
             if controllers.disabled(self.net, cluster, service, directory):
+                self.world.refuse_if_ended(f"{service} of {cluster}")
                 name = controllers.container_name(self.net, cluster, service)
                 raise WorldError(f"{service} of {cluster} is disabled; enable it: "
                                  f"{docker_command()} update --restart=always {name}")
