@@ -241,8 +241,9 @@ def _machine() -> dict[str, str]:
                   if line.startswith("model name")), platform.processor() or "?")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                             capture_output=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                           text=True, capture_output=True).stdout.strip()
+    from bench.machine import tree_dirty
+
+    dirty = tree_dirty()
     return {"cpu": model, "cores": str(os.cpu_count()), "kernel": platform.release(),
             "python": platform.python_version(),
             "commit": commit + (" (with uncommitted changes)" if dirty else "")}
@@ -274,6 +275,10 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 5000, 20000])
     parser.add_argument("--grids", nargs="+", choices=GRIDS, default=list(GRIDS))
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--write", type=Path, metavar="MD", nargs="?",
+                        const=ROOT / "docs" / "benchmarks-tui.md",
+                        help="put the results between the tui markers of this page (default "
+                             "docs/benchmarks-tui.md)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -293,12 +298,31 @@ def main() -> None:
     if args.json:
         print(json.dumps({"machine": machine, "results": results}, indent=2))
         return
-    print(f"{machine['date']}, commit {machine['commit']}: `{machine['command']}`  ")
-    print(f"{machine['cpu']}, {machine['cores']} cores, Linux {machine['kernel']}, "
-          f"Python {machine['python']}; load average (1, 5, 15 min) before "
-          f"{machine['load_before']}, after {machine['load_after']}\n")
-    print("UI-thread CPU, median (wall clock in brackets, ms)\n")
-    print("\n".join(_table(results)))
+    lines = [f"{machine['date']}, commit {machine['commit']}: `{machine['command']}`  ",
+             f"{machine['cpu']}, {machine['cores']} cores, Linux {machine['kernel']}, "
+             f"Python {machine['python']}; load average (1, 5, 15 min) before "
+             f"{machine['load_before']}, after {machine['load_after']}", "",
+             "UI-thread CPU, median (wall clock in brackets, ms)", "", *_table(results)]
+    print("\n".join(lines))
+    if args.write:
+        _write_page(args.write, lines)
+
+
+BEGIN, END = "<!-- tui:begin -->", "<!-- tui:end -->"
+
+
+def _write_page(path: Path, lines: list[str]) -> None:
+    """The run between the tui markers of `path` (appended when it has none)."""
+    block = "\n".join([BEGIN, "## Latest", "", *lines, END]) + "\n"
+    text = path.read_text() if path.exists() else "# Operator console\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        after = rest.split(END, 1)[1].lstrip("\n")
+        text = head + block + ("\n" + after if after else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.write_text(text)
+    print(f"results written to {path}")
 
 
 if __name__ == "__main__":

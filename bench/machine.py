@@ -60,6 +60,13 @@ def python_speed_ms() -> float:
     return best * 1000
 
 
+def tree_dirty() -> bool:
+    """Whether the checkout measured has uncommitted changes to tracked files, docs/ aside
+    (the benchmarks of a `make bench` before this one wrote their figures there)."""
+    return bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                     ":(exclude)docs"))
+
+
 def _git(*args: str) -> str:
     try:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
@@ -86,9 +93,7 @@ class Machine:
         return cls(cpu_model=_cpu_model(), cores=os.cpu_count() or 0,
                    kernel=platform.release(), memory_gib=_memory_gib(),
                    commit=_git("rev-parse", "--short", "HEAD") or "unknown",
-                   # docs/ aside: the earlier benchmarks of a `make bench` wrote their figures there
-                   dirty=bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".",
-                                   ":(exclude)docs")),
+                   dirty=tree_dirty(),
                    date_utc=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                    load_before=os.getloadavg(), python_ms=python_speed_ms())
 

@@ -20,7 +20,7 @@ $PY -m bench.bench_runsync --net "$NET" --drain 20000 --fractions 0.6 --seconds 
     --profile "${TMPDIR:-/tmp}/issu-runsync-profile.txt" --profile-steps --profile-gil \
     --write --block runsync-profile
 $PY -m bench.bench_zksync --net "$NET" --nodes 100000 --write
-$PY bench/bench_tui.py
+$PY bench/bench_tui.py --write
 $PY bench/bench_orchestrator.py --net "$NET" --computes 1000 --parallel 50 --work-s 2 --write
 $PY -m bench.bench_startup --net "$DEMO_NET" --runs 2 --write
 # the demo's containers beside its loopback hosts (needs the engine: skipped, saying why, without)
