@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 import tempfile
 import time
 import urllib.request
@@ -165,19 +166,37 @@ def main() -> None:
     parser.add_argument("--net", type=int, default=47)
     parser.add_argument("--computes", type=int, default=12)
     parser.add_argument("--world", action="store_true", help="the whole demo world")
+    parser.add_argument("--write", type=Path, metavar="MD", nargs="?",
+                        const=Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md",
+                        help="put the run between the containers (or, --world, "
+                             "containers-world) markers of this page (default "
+                             "docs/benchmarks.md)")
     args = parser.parse_args()
     from bench.machine import Machine
 
     machine = Machine.now()
     ensure_images()
     if args.world:
+        worlds = {}
         for mode, flag in (("containers", True), ("loopback", False)):
             with tempfile.TemporaryDirectory() as tmp:
                 r = whole_world(args.net, args.computes, flag, Path(tmp))
+            worlds[mode] = r
             print(f"world, {args.computes} computes, {mode}: up {r['up_s']:.1f} s, agents "
                   f"connected {r['ready_s']:.1f} s; Contrail side {r['contrail_mib']:.0f} MiB,"
                   f" services {r['services_mib']:.0f} MiB", flush=True)
-        print(f"machine: {machine.finish().line()}")
+        line = machine.finish().line()
+        print(f"machine: {line}")
+        if args.write:
+            c, lo = worlds["containers"], worlds["loopback"]
+            _write(args.write, "containers-world", line, [
+                "| computes | containers: up / agents in | loopback: up / agents in | "
+                "containers: Contrail RSS | loopback: Contrail RSS | services RSS (containers "
+                "/ loopback) |", "|---:|---:|---:|---:|---:|---|",
+                f"| {args.computes} | {c['up_s']:.1f} / {c['ready_s']:.1f} s | "
+                f"{lo['up_s']:.1f} / {lo['ready_s']:.1f} s | {c['contrail_mib']:,.0f} MiB | "
+                f"{lo['contrail_mib']:,.0f} MiB | {c['services_mib']:,.0f} / "
+                f"{lo['services_mib']:,.0f} MiB |"])
         return
     hosts = {f"compute-{i}": f"127.{args.net}.1.{i}" for i in range(1, args.computes + 1)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -193,7 +212,22 @@ def main() -> None:
             fleet.stop()
     print(f"{args.computes} computes | containers: {c_s:.1f} s, {c_kib / 1024:.0f} MiB "
           f"| loopback: {l_s:.1f} s, {l_kib / 1024:.0f} MiB")
-    print(f"machine: {machine.finish().line()}")
+    line = machine.finish().line()
+    print(f"machine: {line}")
+    if args.write:
+        _write(args.write, "containers", line, [
+            "| computes | containers: start-up | containers: RSS | loopback: start-up | "
+            "loopback: RSS |", "|---:|---:|---:|---:|---:|",
+            f"| {args.computes} | {c_s:.1f} s | {c_kib / 1024:.0f} MiB | {l_s:.1f} s | "
+            f"{l_kib / 1024:.0f} MiB |"])
+
+
+def _write(page: Path, block: str, machine_line: str, table: list[str]) -> None:
+    from bench.page import write_block
+
+    command = ".venv/bin/python -m bench.bench_containers " + " ".join(sys.argv[1:])
+    write_block(page, block, ["Latest: measured " + machine_line + ". Command:", "", "```",
+                              command, "```", "", *table])
 
 
 if __name__ == "__main__":

@@ -63,9 +63,6 @@ from tests.runsync_config import runsync_toml
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DB = {"config_db_uuid": cd.CONTRAIL_TABLES["config_db_uuid"]}
-def markers(block: str) -> tuple[str, str]:
-    return f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
-
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -813,21 +810,15 @@ def report_lines(args: argparse.Namespace, drains: list[Drained], rows: list[Rat
 
 def write_report(path: Path, machine: Machine, lines: list[str], block_name: str) -> None:
     """The run's tables between the `block_name` markers of `path` (docs/benchmarks.md)."""
-    begin, end = markers(block_name)
+    from bench.page import write_block
+
     command = ".venv/bin/python -m bench.bench_runsync " + " ".join(sys.argv[1:])
     title = {"runsync": "### Latest",
              "runsync-profile": "### Where run-sync's CPU goes (py-spy), latest"}.get(
                  block_name, f"### Latest ({block_name})")
-    block = "\n".join([begin, title, "", f"Measured {machine.line()}. Command:", "",
-                       "```", command, "```", "", *lines, end]) + "\n"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n## run-sync\n\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
-    print(f"results written to {path}")
+    write_block(path, block_name, [title, "", f"Measured {machine.line()}. Command:", "",
+                                   "```", command, "```", "", *lines],
+                new_page="# Benchmarks\n\n## run-sync\n")
 
 
 if __name__ == "__main__":

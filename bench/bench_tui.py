@@ -308,21 +308,10 @@ def main() -> None:
         _write_page(args.write, lines)
 
 
-BEGIN, END = "<!-- tui:begin -->", "<!-- tui:end -->"
-
-
 def _write_page(path: Path, lines: list[str]) -> None:
-    """The run between the tui markers of `path` (appended when it has none)."""
-    block = "\n".join([BEGIN, "## Latest", "", *lines, END]) + "\n"
-    text = path.read_text() if path.exists() else "# Operator console\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        after = rest.split(END, 1)[1].lstrip("\n")
-        text = head + block + ("\n" + after if after else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
-    print(f"results written to {path}")
+    from bench.page import write_block
+
+    write_block(path, "tui", ["## Latest", "", *lines], new_page="# Operator console\n")
 
 
 if __name__ == "__main__":

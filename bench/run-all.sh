@@ -25,8 +25,8 @@ $PY bench/bench_orchestrator.py --net "$NET" --computes 1000 --parallel 50 --wor
 $PY -m bench.bench_startup --net "$DEMO_NET" --runs 2 --write
 # the demo's containers beside its loopback hosts (needs the engine: skipped, saying why, without)
 if $PY -m demo.containers check >/dev/null 2>&1; then
-    $PY -m bench.bench_containers --net "$CONTAINERS_NET" --computes 12
-    $PY -m bench.bench_containers --net "$CONTAINERS_NET" --computes 12 --world
+    $PY -m bench.bench_containers --net "$CONTAINERS_NET" --computes 12 --write
+    $PY -m bench.bench_containers --net "$CONTAINERS_NET" --computes 12 --world --write
 else
     echo "bench_containers skipped: $($PY -m demo.containers check 2>&1)"
 fi

@@ -1,0 +1,27 @@
+"""A benchmark's latest run on its docs page: between `<!-- NAME:begin -->` and
+`<!-- NAME:end -->`, so a rerun replaces its own block and nothing else of the page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+def write_block(path: Path, name: str, lines: list[str], *, new_page: str = "# Benchmarks\n"
+                ) -> None:
+    """`lines` between the `name` markers of the page at `path` (appended, markers and all,
+    when the page has none; the page created with `new_page` when it does not exist)."""
+    begin, end = markers(name)
+    block = "\n".join([begin, *lines, end]) + "\n"
+    text = path.read_text() if path.exists() else new_page
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        after = rest.split(end, 1)[1].lstrip("\n")
+        text = head + block + ("\n" + after if after else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.write_text(text)
+    print(f"results written to {path}")
