@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import sys
 import tempfile
 import time
 import urllib.request
@@ -223,12 +222,9 @@ def main() -> None:
 
 
 def _write(page: Path, block: str, machine_line: str, table: list[str]) -> None:
-    from bench.page import write_block
+    from bench.page import measured, write_block
 
-    command = ".venv/bin/python -m bench.bench_containers " + " ".join(sys.argv[1:])
-    write_block(page, block, ["Latest: measured " + machine_line + ". Command:", "", "```",
-                              command, "```", "", *table])
-
+    write_block(page, block, [*measured(machine_line, "bench.bench_containers"), *table])
 
 if __name__ == "__main__":
     main()

@@ -54,7 +54,6 @@ OLD_PREFIX = "bo"
 WIDE_PREFIX = "bw"   # the wide partition lives in its own old keyspaces
 NEW_PREFIX = "bn"
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- presync:begin -->", "<!-- presync:end -->"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -618,7 +617,7 @@ def _write_report(args: argparse.Namespace, command: str,
                   wide_rows: list[tuple[str, dict[str, object]]], machine: Machine,
                   pairs: list[tuple[dict[str, object], dict[str, object]]] | None = None
                   ) -> None:
-    lines = [BEGIN, "## pre-sync (Cassandra copy engine)", "",
+    lines = ["## pre-sync (Cassandra copy engine)", "",
              f"Measured {machine.line()}; both Cassandra 5.0 nodes on the same host (compare "
              "the ratios of one run; absolute figures depend on the load). Command:", "",
              "```", f".venv/bin/{command}", "```", ""]
@@ -686,17 +685,9 @@ def _write_report(args: argparse.Namespace, command: str,
                   "its slice threads, by own time; waiting for write acknowledgements shows as "
                   "`acquire` of a lock:", "", "```",
                   str(prof).strip(), "```"]
-    lines.append(END)
-    block = "\n".join(lines) + "\n"
-    text = args.output.read_text() if args.output.exists() else "# Benchmarks\n\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    args.output.write_text(text)
-    print(f"results written to {args.output}")
+    from bench.page import write_block
 
+    write_block(args.output, "presync", lines)
 
 if __name__ == "__main__":
     sys.exit(main())

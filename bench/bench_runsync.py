@@ -810,16 +810,14 @@ def report_lines(args: argparse.Namespace, drains: list[Drained], rows: list[Rat
 
 def write_report(path: Path, machine: Machine, lines: list[str], block_name: str) -> None:
     """The run's tables between the `block_name` markers of `path` (docs/benchmarks.md)."""
-    from bench.page import write_block
+    from bench.page import measured, write_block
 
-    command = ".venv/bin/python -m bench.bench_runsync " + " ".join(sys.argv[1:])
     title = {"runsync": "### Latest",
              "runsync-profile": "### Where run-sync's CPU goes (py-spy), latest"}.get(
                  block_name, f"### Latest ({block_name})")
-    write_block(path, block_name, [title, "", f"Measured {machine.line()}. Command:", "",
-                                   "```", command, "```", "", *lines],
+    write_block(path, block_name,
+                [title, "", *measured(machine.line(), "bench.bench_runsync"), *lines],
                 new_page="# Benchmarks\n\n## run-sync\n")
-
 
 if __name__ == "__main__":
     sys.exit(main())

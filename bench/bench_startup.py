@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- startup:begin -->", "<!-- startup:end -->"
 
 
 def child(net: int, fake_up: float) -> dict[str, object]:
@@ -132,17 +131,10 @@ def main() -> int:
                      f"{ready} | {r['load']:.1f} |")
     print("\n".join(lines))
     if args.write:
-        command = ".venv/bin/python -m bench.bench_startup " + " ".join(sys.argv[1:])
-        block = "\n".join([BEGIN, f"Measured {machine.line()}. Command:", "", "```", command,
-                           "```", "", *lines, END]) + "\n"
-        text = args.write.read_text()
-        if BEGIN in text and END in text:
-            head, rest = text.split(BEGIN, 1)
-            text = head + block + rest.split(END, 1)[1].lstrip("\n")
-        else:
-            text = text.rstrip("\n") + "\n\n" + block
-        args.write.write_text(text)
-        print(f"results written to {args.write}")
+        from bench.page import measured, write_block
+
+        write_block(args.write, "startup",
+                    [*measured(machine.line(), "bench.bench_startup"), *lines])
     return 0
 
 

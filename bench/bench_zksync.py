@@ -45,7 +45,6 @@ from demo.services import Endpoints, Launcher
 
 SUBTREES = ("fq-name-to-uuid", "id", "api-server")
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- zksync:begin -->", "<!-- zksync:end -->"
 
 
 def seed(zk: KazooClient, root: str, nodes: int) -> int:
@@ -164,17 +163,9 @@ def main() -> int:
 
 
 def write_page(page: Path, machine: Machine, lines: list[str]) -> None:
-    command = ".venv/bin/python -m bench.bench_zksync " + " ".join(sys.argv[1:])
-    block = "\n".join([BEGIN, f"Measured {machine.line()}. Command:", "", "```", command,
-                       "```", "", *lines, END]) + "\n"
-    text = page.read_text()
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    page.write_text(text)
-    print(f"results written to {page}")
+    from bench.page import measured, write_block
+
+    write_block(page, "zksync", [*measured(machine.line(), "bench.bench_zksync"), *lines])
 
 
 def measure(args: argparse.Namespace, endpoints: Endpoints, machine: Machine) -> int:

@@ -118,26 +118,11 @@ class CeilingResult:
 
 
 def replay_ceiling(st: Statements, changes: Sequence[Recorded], lanes: int) -> CeilingResult:
-    """Apply `changes` from memory with `lanes` threads (each object in one lane, in order)."""
-    per_lane: list[list[Recorded]] = [[] for _ in range(lanes)]
-    for change in changes:
-        per_lane[hash(change.uuid) % lanes].append(change)
-    errors: list[str] = []
-
-    def lane(items: list[Recorded]) -> None:
-        for change in items:
-            try:
-                _apply_batched(st, change)
-            except Exception as exc:  # reported with the figure, never hidden
-                errors.append(f"{change.oper} {change.uuid}: {type(exc).__name__}: {exc}")
-
-    threads = [threading.Thread(target=lane, args=(items,)) for items in per_lane]
+    """Apply `changes` from memory with `lanes` threads (each object in one lane, in order),
+    flat out."""
     started = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return CeilingResult(len(changes), time.monotonic() - started, errors)
+    result = _replay(st, [(0.0, change) for change in changes], lanes, started)
+    return CeilingResult(len(changes), time.monotonic() - started, result.errors)
 
 
 @dataclass
@@ -149,38 +134,43 @@ class PacedResult:
 def paced_replay(st: Statements, changes: Sequence[Recorded], lanes: int, rate: float,
                  seconds: float) -> PacedResult:
     """The replay ceiling at a rate instead of flat out: change i is due at start + i / rate
-    (for `seconds`, going round `changes` again if they are fewer), each object in one of
-    `lanes` threads, in order, as replay_ceiling. Its lag is applied minus due: what the
-    ceiling's approach itself lags at that rate, while the load generator writes beside it
-    on the same cores."""
+    (for `seconds`, going round `changes` again if they are fewer). Its lag is applied minus
+    due: what the ceiling's approach itself lags at that rate, while the load generator
+    writes beside it on the same cores."""
     count = int(rate * seconds)
+    due = [(i / rate, changes[i % len(changes)]) for i in range(count)]
+    return _replay(st, due, lanes, time.monotonic() + 0.05)
+
+
+def _replay(st: Statements, due: list[tuple[float, Recorded]], lanes: int,
+            start: float) -> PacedResult:
+    """Each change applied no sooner than `start` + its offset, in `lanes` threads (each
+    object in one lane, in order); lag = applied minus due."""
     per_lane: list[list[tuple[float, Recorded]]] = [[] for _ in range(lanes)]
-    for i in range(count):
-        change = changes[i % len(changes)]
-        per_lane[hash(change.uuid) % lanes].append((i / rate, change))
-    lags: list[float] = []
-    errors: list[str] = []
-    start = time.monotonic() + 0.05
+    for item in due:
+        per_lane[hash(item[1].uuid) % lanes].append(item)
+    result = PacedResult([])
 
     def lane(items: list[tuple[float, Recorded]]) -> None:
         for offset, change in items:
-            due = start + offset
-            early = due - time.monotonic()
+            at = start + offset
+            early = at - time.monotonic()
             if early > 0:
                 time.sleep(early)
             try:
                 _apply_batched(st, change)
             except Exception as exc:  # reported with the figure, never hidden
-                errors.append(f"{change.oper} {change.uuid}: {type(exc).__name__}: {exc}")
+                result.errors.append(f"{change.oper} {change.uuid}: {type(exc).__name__}: "
+                                     f"{exc}")
                 continue
-            lags.append(time.monotonic() - due)  # list.append: atomic under the GIL
+            result.lags.append(time.monotonic() - at)  # list.append: atomic under the GIL
 
     threads = [threading.Thread(target=lane, args=(items,)) for items in per_lane]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return PacedResult(lags, errors)
+    return result
 
 
 def _apply_one_by_one(st: Statements, body: dict[str, Any]) -> None:
